@@ -1,0 +1,225 @@
+"""Configuration: frozen dataclasses with a docstring per field and checks in __post_init__.
+
+YAML files map onto `RunConfig` (sections model, loss, data, training); `override` applies
+`section.field=value` strings from the command line. Unknown keys are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names it."""
+
+
+def _require(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    type: str = "encoder"
+    """Model family: encoder (decoder-free, ours), standard_sae or topk_sae."""
+    input_dim: int = 784
+    """D, the input dimension (784 for flattened MNIST)."""
+    hidden_dim: int = 64
+    """K, the number of components / latents."""
+    activation: str = "relu"
+    """Activation of the decoder-free encoder: relu, softplus, identity or abs."""
+    k: int = 16
+    """Active latents per sample for topk_sae (ignored by the other types)."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.type in ("encoder", "standard_sae", "topk_sae"),
+            f"model.type must be encoder, standard_sae or topk_sae, got {self.type!r}",
+        )
+        _require(self.input_dim >= 1, f"model.input_dim must be >= 1, got {self.input_dim}")
+        _require(self.hidden_dim >= 1, f"model.hidden_dim must be >= 1, got {self.hidden_dim}")
+        _require(
+            self.activation in ("relu", "softplus", "identity", "abs"),
+            f"model.activation must be relu, softplus, identity or abs, got {self.activation!r}",
+        )
+        _require(
+            1 <= self.k <= self.hidden_dim,
+            f"model.k must be in [1, hidden_dim={self.hidden_dim}], got {self.k}",
+        )
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    lambda_lse: float = 1.0
+    """Weight of the LSE term (paper Eq. 3); summed over the batch."""
+    lambda_var: float = 1.0
+    """Weight of the variance barrier -sum_j log Var(a_j) (paper Eq. 7)."""
+    lambda_tc: float = 1.0
+    """Weight of the decorrelation penalty ||Corr(a) - I||_F^2 (paper Eq. 7)."""
+    lambda_wr: float = 0.0
+    """Weight of the weight-redundancy penalty (paper Eq. 8); 0 in the paper."""
+    variance_eps: float = 1e-6
+    """eps inside log(Var + eps)."""
+    l1_weight: float = 0.01
+    """L1 weight of the standard SAE baseline (paper: 0.01)."""
+    aux_coef: float = 1 / 32
+    """Weight of the TopK SAE's AuxK dead-latent loss (0 disables it)."""
+    aux_k: int = 32
+    """Dead latents used by AuxK."""
+    dead_steps: int = 1000
+    """A TopK latent that has not fired for this many steps counts as dead for AuxK."""
+
+    def __post_init__(self) -> None:
+        for name in ("lambda_lse", "lambda_var", "lambda_tc", "lambda_wr", "l1_weight", "aux_coef"):
+            _require(
+                getattr(self, name) >= 0, f"loss.{name} must be >= 0, got {getattr(self, name)}"
+            )
+        _require(self.variance_eps > 0, f"loss.variance_eps must be > 0, got {self.variance_eps}")
+        _require(self.aux_k >= 1, f"loss.aux_k must be >= 1, got {self.aux_k}")
+        _require(self.dead_steps >= 1, f"loss.dead_steps must be >= 1, got {self.dead_steps}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mnist"
+    """mnist, fashion-mnist or digits (sklearn's embedded 8x8 digits)."""
+    root: str | None = None
+    """Directory holding the IDX files; None searches the usual sources."""
+    train_subset: int | None = None
+    """Use only the first n training samples (quick runs); None uses all."""
+    test_subset: int | None = None
+    """Use only the first n test samples; None uses all."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.dataset in ("mnist", "fashion-mnist", "digits"),
+            f"data.dataset must be mnist, fashion-mnist or digits, got {self.dataset!r}",
+        )
+        for name in ("train_subset", "test_subset"):
+            v = getattr(self, name)
+            _require(v is None or v >= 2, f"data.{name} must be None or >= 2, got {v}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 100
+    """Passes over the training set."""
+    batch_size: int = 128
+    """Samples per step; the batch statistics (variance, correlation) use this batch."""
+    lr: float = 1e-3
+    """Learning rate."""
+    optimizer: str = "adam"
+    """adam or sgd (plain, no momentum)."""
+    seed: int = 42
+    """Seeds the initial weights and the data order."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto."""
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, f"training.epochs must be >= 1, got {self.epochs}")
+        _require(self.batch_size >= 2, f"training.batch_size must be >= 2, got {self.batch_size}")
+        _require(self.lr > 0, f"training.lr must be > 0, got {self.lr}")
+        _require(
+            self.optimizer in ("adam", "sgd"),
+            f"training.optimizer must be adam or sgd, got {self.optimizer!r}",
+        )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "training": TrainConfig}
+
+
+def _coerce(cls, key: str, value: Any, section: str = "") -> Any:
+    """Coerce a YAML/CLI value to the field's declared type, or raise naming the key."""
+    f = {f.name: f for f in fields(cls)}[key]
+    qual = f"{section}.{key}" if section else key
+    typ = str(f.type)
+    if value is None:
+        _require("None" in typ, f"{qual} may not be null")
+        return None
+    try:
+        if typ.startswith("int"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if typ.startswith("float"):
+            return float(value)
+        if typ.startswith("bool"):
+            if isinstance(value, str):
+                return {"true": True, "false": False}[value.lower()]
+            return bool(value)
+        if typ.startswith("str"):
+            return str(value)
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"invalid value {value!r} for {qual}: expected {typ}") from None
+    return value
+
+
+def _section_from_dict(name: str, data: dict) -> Any:
+    cls = SECTIONS[name]
+    if not isinstance(data, dict):
+        raise ConfigError(f"section {name!r} must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        _require(key in known, f"unknown key {name}.{key}: valid keys are {sorted(known)}")
+    return cls(**{k: _coerce(cls, k, v, name) for k, v in data.items()})
+
+
+def from_dict(data: dict | None) -> RunConfig:
+    """Build a RunConfig from nested dicts; unknown sections or keys raise ConfigError."""
+    data = data or {}
+    for key in data:
+        _require(key in SECTIONS, f"unknown section {key!r}: valid sections are {sorted(SECTIONS)}")
+    return RunConfig(**{k: _section_from_dict(k, v or {}) for k, v in data.items()})
+
+
+def override(cfg: RunConfig, assignments: list[str] | tuple[str, ...]) -> RunConfig:
+    """Apply `section.field=value` strings (values parsed as YAML scalars)."""
+    updates: dict[str, dict] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        _require(
+            bool(sep and dot and name),
+            f"override {item!r} must look like section.field=value, e.g. training.lr=0.01",
+        )
+        _require(section in SECTIONS, f"unknown section {section!r} in override {item!r}")
+        updates.setdefault(section, {})[name] = yaml.safe_load(raw)
+    merged = cfg.to_dict()
+    for section, vals in updates.items():
+        merged[section].update(vals)
+        for name in vals:
+            known = {f.name for f in fields(SECTIONS[section])}
+            _require(name in known, f"unknown key {section}.{name}: valid keys are {sorted(known)}")
+    return from_dict(merged)
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found: pass an existing YAML file")
+    with open(path) as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Load a run YAML (sections model/loss/data/training) and apply CLI overrides."""
+    return override(from_dict(load_yaml(path)), list(overrides))

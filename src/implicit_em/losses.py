@@ -1,0 +1,165 @@
+"""Losses: pure functions, tensors in, scalar tensor out.
+
+Legend: B batch, D input dim, K components. a (B, K) energies (lower = better match),
+r (B, K) responsibilities, W (K, D). Each public loss validates its input unless called
+with validate=False (the trainer's hot loop, which must not sync with the host).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+# Added to each column's sum of squares before normalizing: keeps a constant column finite.
+_CORR_EPS = 1e-12
+
+
+def check_batch(a: Tensor, name: str = "a", min_batch: int = 1) -> None:
+    """Raise ValueError unless a is a finite (B, K) tensor with B >= min_batch."""
+    if not isinstance(a, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(a).__name__}")
+    if a.ndim != 2:
+        raise ValueError(
+            f"expected {name} of shape (B, K), got {tuple(a.shape)}: "
+            "flatten to (batch, features) first"
+        )
+    if a.shape[0] < min_batch:
+        raise ValueError(
+            f"{name} has batch size {a.shape[0]}, but batch statistics need at least "
+            f"{min_batch} rows: use a larger batch"
+        )
+    if not torch.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or Inf: check the inputs and the learning rate")
+
+
+def lse_loss(a: Tensor, reduction: str = "sum", validate: bool = True) -> tuple[Tensor, Tensor]:
+    """-log sum_j exp(-a_ij), summed (or averaged) over the batch (paper Eq. 3).
+
+    a: (B, K). Returns (scalar loss, r (B, K) = softmax(-a)). By Eq. 4, dL/da_ij = r_ij
+    (for reduction="sum"). Stable for |a| up to 1e4 and beyond: logsumexp shifts by the max.
+    """
+    if validate:
+        check_batch(a)
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    per_sample = -torch.logsumexp(-a, dim=1)  # (B,)
+    loss = per_sample.sum() if reduction == "sum" else per_sample.mean()
+    return loss, torch.softmax(-a, dim=1).detach()
+
+
+def variance_loss(a: Tensor, eps: float = 1e-6, validate: bool = True) -> Tensor:
+    """-sum_j log(Var_batch(a_j) + eps): the diagonal of the log-determinant (paper Eq. 7).
+
+    a: (B, K). Returns a scalar. Diverges (to -log eps per unit) as any unit's variance -> 0.
+    """
+    if validate:
+        check_batch(a, min_batch=2)
+    return -torch.log(a.var(dim=0) + eps).sum()  # (K,) -> ()
+
+
+def _unit_columns(a: Tensor) -> Tensor:
+    """Centre each column and scale it to unit norm, so U^T U = Corr(a). Returns (B, K)."""
+    centred = a - a.mean(dim=0, keepdim=True)  # (B, K)
+    return centred * torch.rsqrt(centred.square().sum(dim=0, keepdim=True) + _CORR_EPS)
+
+
+def _offdiag_sq_kk(u: Tensor) -> Tensor:
+    """sum_{i != j} (U^T U)_ij^2 through the K x K matrix."""
+    corr = u.t() @ u  # (K, K)
+    return corr.square().sum() - corr.diagonal().square().sum()
+
+
+def _offdiag_sq_gram(u: Tensor) -> Tensor:
+    """Same as _offdiag_sq_kk through the B x B Gram matrix: ||U^T U||_F = ||U U^T||_F,
+    and the diagonal of U^T U is the squared column norms. Never forms a K x K matrix."""
+    gram = u @ u.t()  # (B, B)
+    return gram.square().sum() - u.square().sum(dim=0).square().sum()
+
+
+def correlation_loss(a: Tensor, validate: bool = True) -> Tensor:
+    """||Corr_batch(a) - I||_F^2 off the diagonal: sum_{i != j} Corr_ij^2 (paper Eq. 7).
+
+    a: (B, K). Returns a scalar. Uses the B x B Gram matrix when B < K (memory O(B^2 + BK)),
+    else the K x K correlation matrix. A constant column contributes zero, with finite grads.
+    """
+    if validate:
+        check_batch(a, min_batch=2)
+    u = _unit_columns(a)
+    return _offdiag_sq_gram(u) if a.shape[0] < a.shape[1] else _offdiag_sq_kk(u)
+
+
+def weight_redundancy_loss(W: Tensor, validate: bool = True) -> Tensor:
+    """||W_n W_n^T - I||_F^2 with W_n the unit-normalized rows of W (paper Eq. 8).
+
+    W: (K, D). Returns a scalar. Computed through the smaller of the K x K and D x D Grams:
+    ||G - I||^2 = ||G||^2 - 2 tr(G) + K with ||W_n W_n^T||_F = ||W_n^T W_n||_F.
+    """
+    if validate:
+        check_batch(W, name="W")
+    wn = W * torch.rsqrt(W.square().sum(dim=1, keepdim=True) + _CORR_EPS)  # (K, D)
+    k, d = wn.shape
+    gram = wn @ wn.t() if k <= d else wn.t() @ wn  # (K, K) or (D, D)
+    return gram.square().sum() - 2 * wn.square().sum() + k
+
+
+class LossWeights(Protocol):
+    lambda_lse: float
+    lambda_var: float
+    lambda_tc: float
+    lambda_wr: float
+    variance_eps: float
+
+
+def combined_loss(a: Tensor, W: Tensor, cfg: LossWeights, validate: bool = True) -> dict:
+    """L = l_lse L_LSE + l_var L_var + l_tc L_tc + l_wr L_wr (paper Eqs. 7 and 8).
+
+    a: (B, K), W: (K, D); cfg carries the lambdas (e.g. a LossConfig). Returns a dict of
+    scalar tensors `total`, `lse`, `var`, `tc`, `wr` and `responsibilities` (B, K).
+    Terms whose lambda is zero are still reported (computed without gradient).
+    """
+    if validate:
+        check_batch(a, min_batch=2)
+    lse, r = lse_loss(a, validate=False)
+    var = variance_loss(a, cfg.variance_eps, validate=False)
+    tc = correlation_loss(a, validate=False)
+    if cfg.lambda_wr:
+        wr = weight_redundancy_loss(W, validate=False)
+    else:
+        with torch.no_grad():
+            wr = weight_redundancy_loss(W, validate=False)
+    total = cfg.lambda_lse * lse + cfg.lambda_var * var + cfg.lambda_tc * tc
+    if cfg.lambda_wr:
+        total = total + cfg.lambda_wr * wr
+    return {"total": total, "lse": lse, "var": var, "tc": tc, "wr": wr, "responsibilities": r}
+
+
+def sae_loss(x: Tensor, x_hat: Tensor, a: Tensor, l1_weight: float = 0.01) -> dict:
+    """MSE (mean over all elements) + l1_weight * mean |a| (the paper's SAE baseline).
+
+    x, x_hat: (B, D); a: (B, K). Returns dict(total, mse, l1) of scalars.
+    """
+    if x.shape != x_hat.shape:
+        raise ValueError(f"x {tuple(x.shape)} and x_hat {tuple(x_hat.shape)} must match")
+    mse = (x - x_hat).square().mean()
+    l1 = a.abs().mean()
+    return {"total": mse + l1_weight * l1, "mse": mse, "l1": l1}
+
+
+def topk_loss(
+    x: Tensor, x_hat: Tensor, aux_hat: Tensor | None = None, aux_coef: float = 1 / 32
+) -> dict:
+    """TopK SAE objective: MSE + aux_coef * AuxK MSE (Gao et al., 2024).
+
+    The AuxK term asks the dead latents' reconstruction aux_hat (B, D) to explain the
+    residual x - x_hat, detached, so dead latents receive gradient. Returns dict(total, mse, aux).
+    """
+    if x.shape != x_hat.shape:
+        raise ValueError(f"x {tuple(x.shape)} and x_hat {tuple(x_hat.shape)} must match")
+    mse = (x - x_hat).square().mean()
+    if aux_hat is None:
+        aux = torch.zeros((), device=x.device, dtype=x.dtype)
+    else:
+        aux = ((x - x_hat).detach() - aux_hat).square().mean()
+    return {"total": mse + aux_coef * aux, "mse": mse, "aux": aux}

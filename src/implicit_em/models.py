@@ -1,0 +1,162 @@
+"""Models: the decoder-free encoder (paper Eq. 5) and two encoder-decoder SAE baselines.
+
+Legend: B batch, D input dim, K components/latents. x (B, D), z (B, K) pre-activations,
+a (B, K) energies/activations, W (K, D), b (K,). Models return activations, never losses.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ACTIVATIONS = {
+    "relu": F.relu,
+    "softplus": F.softplus,
+    "identity": lambda z: z,
+    "abs": torch.abs,
+}
+
+
+def _check_activation(name: str) -> None:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}: choose one of {sorted(ACTIVATIONS)}")
+
+
+def _check_dims(input_dim: int, hidden_dim: int) -> None:
+    if int(input_dim) < 1 or int(hidden_dim) < 1:
+        raise ValueError(
+            f"input_dim and hidden_dim must be positive, got {input_dim} and {hidden_dim}"
+        )
+
+
+class Encoder(nn.Module):
+    """z = W x + b, a = phi(z): K component distances, lower = better match (paper Eq. 5).
+
+    No decoder. 784 -> 64 has 50,240 parameters.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, activation: str = "relu") -> None:
+        super().__init__()
+        _check_dims(input_dim, hidden_dim)
+        _check_activation(activation)
+        self.input_dim, self.hidden_dim, self.activation = input_dim, hidden_dim, activation
+        self.linear = nn.Linear(input_dim, hidden_dim)
+
+    @property
+    def W(self) -> Tensor:  # (K, D)
+        return self.linear.weight
+
+    @property
+    def b(self) -> Tensor:  # (K,)
+        return self.linear.bias
+
+    def get_weights(self) -> Tensor:
+        """A detached copy of W, shape (K, D), for analysis."""
+        return self.W.detach().clone()
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        z = self.linear(x)  # (B, K)
+        return ACTIVATIONS[self.activation](z), z
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.forward(x)[0]
+
+
+class StandardSAE(nn.Module):
+    """Linear + ReLU encoder, linear decoder; trained with MSE + L1 (the paper's baseline).
+
+    784 -> 64 has 101,200 parameters.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        _check_dims(input_dim, hidden_dim)
+        self.input_dim, self.hidden_dim = input_dim, hidden_dim
+        self.encoder = nn.Linear(input_dim, hidden_dim)
+        self.decoder = nn.Linear(hidden_dim, input_dim)
+
+    @property
+    def W(self) -> Tensor:  # (K, D) encoder rows
+        return self.encoder.weight
+
+    def encode(self, x: Tensor) -> Tensor:
+        return F.relu(self.encoder(x))  # (B, K)
+
+    def decode(self, a: Tensor) -> Tensor:
+        return self.decoder(a)  # (B, D)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        a = self.encode(x)
+        return self.decode(a), a
+
+
+class TopKSAE(nn.Module):
+    """TopK SAE (Gao et al., 2024): keep the k largest ReLU pre-activations, unit-norm decoder.
+
+    z = W_enc (x - b_dec) + b_enc; a = TopK(ReLU(z)); x_hat = W_dec a + b_dec with every
+    column of W_dec (D, K) of unit norm. Call `normalize_decoder_()` after each optimizer step
+    (and `remove_parallel_grads_()` before it) to keep the columns on the sphere.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, k: int) -> None:
+        super().__init__()
+        _check_dims(input_dim, hidden_dim)
+        if not 1 <= int(k) <= hidden_dim:
+            raise ValueError(f"k must be in [1, hidden_dim={hidden_dim}], got {k}")
+        self.input_dim, self.hidden_dim, self.k = input_dim, hidden_dim, int(k)
+        self.encoder = nn.Linear(input_dim, hidden_dim)
+        self.W_dec = nn.Parameter(self.encoder.weight.detach().t().clone())  # (D, K)
+        self.b_dec = nn.Parameter(torch.zeros(input_dim))
+        self.normalize_decoder_()
+
+    @property
+    def W(self) -> Tensor:  # (K, D) encoder rows
+        return self.encoder.weight
+
+    def pre_activations(self, x: Tensor) -> Tensor:
+        return F.relu(self.encoder(x - self.b_dec))  # (B, K)
+
+    def encode(self, x: Tensor) -> Tensor:
+        z = self.pre_activations(x)
+        vals, idx = z.topk(self.k, dim=-1)  # (B, k)
+        return torch.zeros_like(z).scatter_(-1, idx, vals)  # (B, K)
+
+    def decode(self, a: Tensor) -> Tensor:
+        return a @ self.W_dec.t() + self.b_dec  # (B, K) @ (K, D) -> (B, D)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        a = self.encode(x)
+        return self.decode(a), a
+
+    def aux_reconstruction(self, x: Tensor, dead: Tensor, k_aux: int) -> Tensor | None:
+        """AuxK: reconstruct with the top-k_aux *dead* latents only (no b_dec), or None if none.
+
+        dead: (K,) bool mask of latents that have not fired recently.
+        """
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return None
+        z = self.pre_activations(x).masked_fill(~dead, 0.0)  # (B, K)
+        vals, idx = z.topk(min(k_aux, n_dead), dim=-1)
+        a_aux = torch.zeros_like(z).scatter_(-1, idx, vals)
+        return a_aux @ self.W_dec.t()  # (B, D)
+
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        self.W_dec.div_(self.W_dec.norm(dim=0, keepdim=True).clamp_min(1e-8))
+
+    @torch.no_grad()
+    def remove_parallel_grads_(self) -> None:
+        """Project out the gradient component along each decoder column (stays on the sphere)."""
+        if self.W_dec.grad is None:
+            return
+        g, w = self.W_dec.grad, self.W_dec  # (D, K)
+        g.sub_(w * (g * w).sum(dim=0, keepdim=True))
+
+
+MODEL_TYPES = {"encoder": Encoder, "standard_sae": StandardSAE, "topk_sae": TopKSAE}
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
