@@ -1,0 +1,45 @@
+"""`implicit-em data ...` subcommands; the top-level CLI calls `add_parser`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from implicit_em.data.errors import DataError
+from implicit_em.data.sources import DATASETS, fetch
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `data fetch {mnist,fashion-mnist} [--data-dir DIR]` on `subparsers`."""
+    data = subparsers.add_parser("data", help="obtain and verify data sets")
+    commands = data.add_subparsers(dest="data_command", required=True)
+    fetch_parser = commands.add_parser(
+        "fetch",
+        help="fill the cache with a verified data set",
+        description=(
+            "Fill the cache ($IMPLICIT_EM_CACHE, default ~/.cache/implicit_em) with the "
+            "SHA-256-verified files of a data set, trying each source in turn."
+        ),
+    )
+    fetch_parser.add_argument("dataset", choices=sorted(DATASETS), help="data set to fetch")
+    fetch_parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="directory already holding the IDX files (raw or .gz), tried first "
+        "(default: $IMPLICIT_EM_DATA)",
+    )
+    fetch_parser.set_defaults(func=run_fetch)
+    return data
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    """Fetch `args.dataset`, printing each source tried; 0 on success, 1 on failure."""
+    start = time.perf_counter()
+    try:
+        dest = fetch(args.dataset, data_dir=args.data_dir, report=print)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.dataset} ready in {dest} ({time.perf_counter() - start:.1f} s)")
+    return 0
