@@ -120,7 +120,7 @@ class TopKSAE(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         z = self.pre_activations(x)
         vals, idx = z.topk(self.k, dim=-1)  # (B, k)
-        return torch.zeros_like(z).scatter_(-1, idx, vals)  # (B, K)
+        return torch.zeros_like(z).scatter(-1, idx, vals)  # (B, K)
 
     def decode(self, a: Tensor) -> Tensor:
         return a @ self.W_dec.t() + self.b_dec  # (B, K) @ (K, D) -> (B, D)
@@ -129,17 +129,16 @@ class TopKSAE(nn.Module):
         a = self.encode(x)
         return self.decode(a), a
 
-    def aux_reconstruction(self, x: Tensor, dead: Tensor, k_aux: int) -> Tensor | None:
-        """AuxK: reconstruct with the top-k_aux *dead* latents only (no b_dec), or None if none.
+    def aux_reconstruction(self, x: Tensor, dead: Tensor, k_aux: int) -> Tensor:
+        """AuxK: reconstruct with the top-k_aux *dead* latents only (no b_dec).
 
-        dead: (K,) bool mask of latents that have not fired recently.
+        dead: (K,) bool mask of latents that have not fired recently. With fewer than k_aux
+        dead latents the rest of the selection is zeros; with none the result is zero.
+        Written without data-dependent branches so that it runs under torch.func.vmap.
         """
-        n_dead = int(dead.sum())
-        if n_dead == 0:
-            return None
         z = self.pre_activations(x).masked_fill(~dead, 0.0)  # (B, K)
-        vals, idx = z.topk(min(k_aux, n_dead), dim=-1)
-        a_aux = torch.zeros_like(z).scatter_(-1, idx, vals)
+        vals, idx = z.topk(min(k_aux, self.hidden_dim), dim=-1)
+        a_aux = torch.zeros_like(z).scatter(-1, idx, vals)
         return a_aux @ self.W_dec.t()  # (B, D)
 
     @torch.no_grad()

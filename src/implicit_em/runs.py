@@ -1,0 +1,126 @@
+"""Self-describing run directories: config.json, model.safetensors, history.jsonl, metrics.json.
+
+Every file is written to a temporary name and renamed into place, so a killed process never
+leaves a half-written file under a trusted name. `metrics.json` is written last: its presence
+marks a run as complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from implicit_em.config import RunConfig, from_dict
+from implicit_em.models import Encoder, StandardSAE, TopKSAE
+
+CONFIG, MODEL, HISTORY, METRICS, CHECKPOINT = (
+    "config.json",
+    "model.safetensors",
+    "history.jsonl",
+    "metrics.json",
+    "checkpoint.pt",
+)
+
+
+class RunExistsError(FileExistsError):
+    """A run directory already holds results; nothing is overwritten silently."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def atomic_save(save_fn, path: Path) -> None:
+    """Call save_fn(tmp_path) then rename tmp_path to path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_model(cfg: RunConfig, seed: int | None = None) -> torch.nn.Module:
+    """The model a config describes; `seed` (default cfg.training.seed) fixes its init."""
+    torch.manual_seed(cfg.training.seed if seed is None else seed)
+    m = cfg.model
+    if m.type == "encoder":
+        return Encoder(m.input_dim, m.hidden_dim, m.activation)
+    if m.type == "standard_sae":
+        return StandardSAE(m.input_dim, m.hidden_dim)
+    return TopKSAE(m.input_dim, m.hidden_dim, m.k)
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / METRICS).is_file()
+
+
+def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
+    """Create run_dir, or refuse to touch existing results unless asked to."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and not (resume or overwrite):
+        state = "a complete run" if is_complete(run_dir) else "an unfinished run"
+        raise RunExistsError(
+            f"{run_dir} already holds {state}: pass --resume to continue it, --overwrite to "
+            "replace it, or choose another output directory"
+        )
+    if overwrite and run_dir.exists():
+        for name in (CONFIG, MODEL, HISTORY, METRICS, CHECKPOINT):
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def save_model(model: torch.nn.Module, cfg: RunConfig, run_dir: str | Path) -> None:
+    run_dir = Path(run_dir)
+    atomic_write_json(run_dir / CONFIG, cfg.to_dict())
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_save(lambda p: save_file(state, p), run_dir / MODEL)
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, RunConfig]:
+    """Rebuild a model and its config from a run directory alone."""
+    run_dir = Path(run_dir)
+    for name in (CONFIG, MODEL):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir / name} is missing: not a run directory")
+    cfg = from_dict(json.loads((run_dir / CONFIG).read_text()))
+    model = build_model(cfg)
+    model.load_state_dict(load_file(run_dir / MODEL, device="cpu"))
+    return model.to(device), cfg
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / HISTORY
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_history(run_dir: str | Path, history: list[dict]) -> None:
+    body = "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in history)
+    atomic_write_bytes(Path(run_dir) / HISTORY, body.encode())
