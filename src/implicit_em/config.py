@@ -47,8 +47,9 @@ class ModelConfig:
             self.activation in ("relu", "softplus", "identity", "abs"),
             f"model.activation must be relu, softplus, identity or abs, got {self.activation!r}",
         )
+        _require(self.k >= 1, f"model.k must be >= 1, got {self.k}")
         _require(
-            1 <= self.k <= self.hidden_dim,
+            self.type != "topk_sae" or self.k <= self.hidden_dim,
             f"model.k must be in [1, hidden_dim={self.hidden_dim}], got {self.k}",
         )
 
@@ -153,6 +154,8 @@ def _coerce(cls, key: str, value: Any, section: str = "") -> Any:
         _require("None" in typ, f"{qual} may not be null")
         return None
     try:
+        if isinstance(value, bool) and not typ.startswith("bool"):
+            raise TypeError  # YAML `true` is not a number: int(True) would silently give 1
         if typ.startswith("int"):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
