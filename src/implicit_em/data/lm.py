@@ -97,19 +97,16 @@ def load_lm(
         cached = cache_dir() / "models" / f"{gguf.stem}-{sha[:12]}"
         if not (cached / "model.safetensors").is_file():
             model = tf.AutoModelForCausalLM.from_pretrained(
-                str(gguf.parent), gguf_file=gguf.name, torch_dtype=torch.float32
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
             )
             tok = tf.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            tmp = cached.with_name(cached.name + ".tmp")
-            model.save_pretrained(tmp, safe_serialization=True)
-            tok.save_pretrained(tmp)
-            os.replace(tmp, cached)  # atomic: a half-written cache is never picked up
+            _save_dequantized(model, tok, cached)
         source, kwargs = str(cached), {}
     else:
         info["quantization"] = None
         source, kwargs = model_id, {"revision": revision}
     try:
-        model = tf.AutoModelForCausalLM.from_pretrained(source, torch_dtype=dtype, **kwargs)
+        model = tf.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
         tok = tf.AutoTokenizer.from_pretrained(source, **kwargs)
     except OSError as e:
         raise FileNotFoundError(
@@ -121,6 +118,26 @@ def load_lm(
     model.eval()
     info.update(n_layers=len(decoder_layers(model)), d_model=model.config.hidden_size)
     return model, tok, info
+
+
+def _save_dequantized(model: nn.Module, tok: Any, dest: Path) -> None:
+    """Save a GGUF-loaded (already dequantized, fp32) model as a plain HF folder.
+
+    transformers refuses `save_pretrained` on GGUF-loaded models, so write the weights with
+    safetensors (which handles the tied embedding) and a config without quantization info.
+    Written to a temp folder and renamed: a half-written cache is never picked up.
+    """
+    from safetensors.torch import save_model
+
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    config.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    os.replace(tmp, dest)
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
