@@ -16,6 +16,7 @@ directory, checked, and only then renamed into place (`os.replace` is atomic on 
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import subprocess
@@ -183,8 +184,9 @@ def load_verified(
 ) -> dict[str, bytes]:
     """Uncompressed, checksum-verified bytes of `names` (keys of `spec.files`).
 
-    Tries `root` (else `$IMPLICIT_EM_DATA`), then the cache, then `fetch` into the cache.
-    A quiet hit on the first two costs one read and one SHA-256 per file.
+    Tries `root` (else `$IMPLICIT_EM_DATA`), then the cache, then `fetch` into the cache
+    (which copies the verified files of a partial `root`, then asks the other sources for the
+    rest). A hit on the first two is silent and costs one read and one SHA-256 per file.
     """
     names = list(names)
     user = _user_dir(root)
@@ -234,9 +236,7 @@ def download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
             while chunk := response.read(1 << 20):
                 f.write(chunk)
                 received += len(chunk)
-    except OSError as err:  # URLError, HTTPError, timeouts and IncompleteRead's parents.
-        raise DataError(f"{url}: {err}") from None
-    except Exception as err:  # http.client.IncompleteRead is an HTTPException, not OSError.
+    except (OSError, http.client.HTTPException) as err:  # URLError, timeouts, IncompleteRead
         raise DataError(f"{url}: transfer failed: {err!r}") from None
     if expected is not None and received != int(expected):
         raise DataError(
