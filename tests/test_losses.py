@@ -118,6 +118,20 @@ def test_kk_path_used_when_batch_at_least_k(monkeypatch):
     assert float(correlation_loss(a)) == pytest.approx(plain_correlation(a), rel=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(4096, 8), (20000, 4)])
+def test_kk_path_float32_when_batch_much_larger_than_k(shape):
+    # Off-diagonal sum ~ K^2 / B sits far below the diagonal's K: must not cancel in float32.
+    a = torch.randn(*shape)
+    assert float(correlation_loss(a)) == pytest.approx(plain_correlation(a), rel=1e-5)
+
+
+def test_weight_redundancy_float32_near_orthogonal():
+    q, _ = torch.linalg.qr(torch.randn(200, 200, dtype=torch.float64))
+    W = q[:64] + 1e-3 * torch.randn(64, 200, dtype=torch.float64)
+    ref = float(weight_redundancy_loss(W))
+    assert float(weight_redundancy_loss(W.float())) == pytest.approx(ref, rel=1e-5)
+
+
 def test_variance_loss_value():
     a = torch.randn(10, 4, dtype=torch.float64)
     expected = -np.log(np.var(a.numpy(), axis=0, ddof=1) + 1e-3).sum()
@@ -286,3 +300,19 @@ def test_mismatched_reconstruction_shapes(fn):
     args = (x, x_hat, torch.randn(4, 3)) if fn is sae_loss else (x, x_hat)
     with pytest.raises(ValueError, match=r"x \(4, 6\) and x_hat \(4, 5\) must match"):
         fn(*args)
+
+
+def test_topk_loss_mismatched_aux_shape():
+    x = torch.randn(4, 6)
+    with pytest.raises(ValueError, match=r"aux_hat \(1, 6\) must match x \(4, 6\)"):
+        topk_loss(x, x.clone(), torch.randn(1, 6))
+
+
+def test_combined_loss_checks_w():
+    a = torch.randn(8, 5)
+    with pytest.raises(ValueError, match=r"K=5 components but W \(3, 5\) has 3 rows"):
+        combined_loss(a, torch.randn(3, 5), LossConfig())
+    W = torch.randn(5, 3)
+    W[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="W contains NaN or Inf"):
+        combined_loss(a, W, LossConfig())

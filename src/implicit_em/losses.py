@@ -66,9 +66,13 @@ def _unit_columns(a: Tensor) -> Tensor:
 
 
 def _offdiag_sq_kk(u: Tensor) -> Tensor:
-    """sum_{i != j} (U^T U)_ij^2 through the K x K matrix."""
-    corr = u.t() @ u  # (K, K)
-    return corr.square().sum() - corr.diagonal().square().sum()
+    """sum_{i != j} (U^T U)_ij^2 through the K x K matrix.
+
+    The diagonal is zeroed before squaring rather than subtracted after: when B >> K the
+    off-diagonal sum (about K^2 / B) is far below the diagonal's K and would cancel in float32.
+    """
+    corr = (u.t() @ u).fill_diagonal_(0.0)  # (K, K)
+    return corr.square().sum()
 
 
 def _offdiag_sq_gram(u: Tensor) -> Tensor:
@@ -94,13 +98,17 @@ def weight_redundancy_loss(W: Tensor, validate: bool = True) -> Tensor:
     """||W_n W_n^T - I||_F^2 with W_n the unit-normalized rows of W (paper Eq. 8).
 
     W: (K, D). Returns a scalar. Computed through the smaller of the K x K and D x D Grams:
-    ||G - I||^2 = ||G||^2 - 2 tr(G) + K with ||W_n W_n^T||_F = ||W_n^T W_n||_F.
+    for K > D, ||G - I||^2 = ||G||^2 - 2 tr(G) + K with ||W_n W_n^T||_F = ||W_n^T W_n||_F.
+    For K <= D it is formed directly: near-orthogonal rows would cancel in that expansion.
     """
     if validate:
         check_batch(W, name="W")
     wn = W * torch.rsqrt(W.square().sum(dim=1, keepdim=True) + _CORR_EPS)  # (K, D)
     k, d = wn.shape
-    gram = wn @ wn.t() if k <= d else wn.t() @ wn  # (K, K) or (D, D)
+    if k <= d:
+        gram = wn @ wn.t()  # (K, K)
+        return (gram - torch.eye(k, dtype=gram.dtype, device=gram.device)).square().sum()
+    gram = wn.t() @ wn  # (D, D)
     return gram.square().sum() - 2 * wn.square().sum() + k
 
 
@@ -121,6 +129,12 @@ def combined_loss(a: Tensor, W: Tensor, cfg: LossWeights, validate: bool = True)
     """
     if validate:
         check_batch(a, min_batch=2)
+        check_batch(W, name="W")
+        if W.shape[0] != a.shape[1]:
+            raise ValueError(
+                f"a {tuple(a.shape)} has K={a.shape[1]} components but W {tuple(W.shape)} has "
+                f"{W.shape[0]} rows: pass the encoder weight W of shape (K, D)"
+            )
     lse, r = lse_loss(a, validate=False)
     var = variance_loss(a, cfg.variance_eps, validate=False)
     tc = correlation_loss(a, validate=False)
@@ -157,6 +171,8 @@ def topk_loss(
     """
     if x.shape != x_hat.shape:
         raise ValueError(f"x {tuple(x.shape)} and x_hat {tuple(x_hat.shape)} must match")
+    if aux_hat is not None and aux_hat.shape != x.shape:
+        raise ValueError(f"aux_hat {tuple(aux_hat.shape)} must match x {tuple(x.shape)}")
     mse = (x - x_hat).square().mean()
     if aux_hat is None:
         aux = torch.zeros((), device=x.device, dtype=x.dtype)

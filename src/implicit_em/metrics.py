@@ -70,6 +70,7 @@ def reconstruction_mse(x: Tensor, a: Tensor, W: Tensor, normalize: bool = False)
     """
     check_batch(x, name="x")
     check_batch(a)
+    check_batch(W, name="W")
     if a.shape[1] != W.shape[0] or x.shape[1] != W.shape[1] or len(x) != len(a):
         raise ValueError(
             f"shapes do not match: x {tuple(x.shape)}, a {tuple(a.shape)}, W {tuple(W.shape)}"
