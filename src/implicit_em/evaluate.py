@@ -211,11 +211,10 @@ def spliced_ce(
             else:
 
                 def swap(h: Tensor, fn=fn) -> Tensor:
-                    h = h.clone()
                     tail = h[:, start:]  # (B, T - start, D)
                     new = fn(tail.reshape(-1, tail.shape[-1]).float())  # (N, D)
-                    h[:, start:] = new.view(tail.shape).to(h.dtype)
-                    return h
+                    new = new.reshape(tail.shape).to(h.dtype)  # (B, T - start, D)
+                    return torch.cat([h[:, :start], new], dim=1)  # (B, T, D)
 
                 with hook_residual(model, layer, hook_point, swap):
                     logits = model(input_ids=ids, use_cache=False).logits
