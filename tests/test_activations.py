@@ -225,9 +225,6 @@ def test_manifest_from_other_model_is_rejected(tmp_path):
     with pytest.raises(ManifestMismatchError, match="loaded model"):
         check_same_model(m, info(sha="bbbb"))
     check_same_model(m, info(sha="aaaa"))
-    with pytest.raises(ManifestMismatchError):
-        run(
-            tmp_path,
-            cfg=HarvestConfig(**{**json.loads(json.dumps(CFG.__dict__)), "layer": 2}),
-            model_info=info(sha="aaaa"),
-        )
+    other_layer = HarvestConfig(**{**json.loads(json.dumps(CFG.__dict__)), "layer": 2})
+    with pytest.raises(ManifestMismatchError, match=r"\['layer'\]"):
+        run(tmp_path, cfg=other_layer, model_info=info(sha="aaaa"))

@@ -363,12 +363,15 @@ def _start_or_resume(
         manifest = load_manifest(out_dir)
         old = manifest.get("identity")
         if old != identity:
-            diff = sorted(
-                k for k in set(identity) | set(old or {}) if (old or {}).get(k) != identity.get(k)
-            )
+            old = old or {}
+            diff = sorted(k for k in set(identity) | set(old) if old.get(k) != identity.get(k))
+            if "config" in diff:  # name the fields rather than the section
+                oc, nc = old.get("config") or {}, identity["config"]
+                diff.remove("config")
+                diff += sorted(k for k in set(oc) | set(nc) if oc.get(k) != nc.get(k))
             raise ManifestMismatchError(
                 f"{out_dir} holds activations of a different harvest (differs in {diff}; "
-                f"there: {(old or {}).get('model')}): use a new --out directory, or delete "
+                f"there: {old.get('model')}): use a new --out directory, or delete "
                 "this one to start over"
             )
         for split in SPLITS:  # keep shards up to the first missing or corrupted one
