@@ -95,6 +95,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--ce-contexts", type=int, default=40, help="held-out contexts spliced for CE/KL"
     )
     e.add_argument("--batch-size", type=int, default=8, help="contexts per LM forward")
+    e.add_argument("--markdown", default=None, help="also write a markdown table here")
     _common(e)
     e.set_defaults(func=run_eval)
 
@@ -254,7 +255,55 @@ def run_eval(args: argparse.Namespace) -> int:
         return _fail(e)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(render_markdown(results))
     return 0
+
+
+def render_markdown(results: dict) -> str:
+    """One table row per (run, reconstruction): FVU, EV, CE, KL, CE recovered; codes below."""
+    h = results["harvest"]
+    model = h["model"]
+    quant = f" ({model['quantization']}-quantized weights)" if model.get("quantization") else ""
+    lines = [
+        f"Activations: {model['model_id']}{quant}, layer {h['layer']} {h['hook_point']}; "
+        f"{h['n_train_tokens']} train tokens, {h['n_heldout_tokens']} held-out tokens "
+        "(held-out documents).",
+        "",
+        "| run | reconstruction | FVU | FVU per-dim | EV | CE | KL | CE recovered |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, res in results["runs"].items():
+        ce = res.get("ce", {})
+        for k, v in res["fvu"].items():
+            c = ce.get(k, {})
+            rec = res.get("ce_loss_recovered", {}).get(k)
+            lines.append(
+                f"| {Path(name).name} | {k} | {v:.4f} | {res['fvu_per_dim'][k]:.4f} | "
+                f"{1 - v:.4f} | {c.get('ce', float('nan')):.4f} | "
+                f"{c.get('kl', float('nan')):.4f} | "
+                + (f"{rec:.4f} |" if rec is not None else "- |")
+            )
+    any_ce = next((r["ce"] for r in results["runs"].values() if "ce" in r), None)
+    if any_ce:
+        lines += [
+            "",
+            f"CE original {any_ce['orig']['ce']:.4f}, zero-ablated {any_ce['zero']['ce']:.4f} "
+            f"(KL {any_ce['zero']['kl']:.4f}) nats/token.",
+        ]
+    lines += [
+        "",
+        "| run | L0 | L0 / K | dead fraction | resp. entropy (max) | usage perplexity |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, res in results["runs"].items():
+        c = res["codes"]
+        lines.append(
+            f"| {Path(name).name} | {c['l0']:.2f} | {c['l0_fraction']:.4f} | "
+            f"{c['dead_fraction']:.4f} | {c['responsibility_entropy']:.3f} "
+            f"({c['max_entropy']:.3f}) | {c['usage_perplexity']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def summary_line(name: str, res: dict) -> str:
