@@ -114,6 +114,9 @@ def test_tiny_end_to_end_run_writes_results(tmp_path, tiny_data) -> None:
     aurocs = [r["auroc"] for r in lse["per_seed"]]
     assert lse["auroc_mean"] == pytest.approx(np.mean(aurocs))
     assert lse["auroc_std"] == pytest.approx(np.std(aurocs, ddof=1))
+    for r in lse["per_seed"]:
+        assert 0 <= r["zero_energies_in"] <= 8 and 0 <= r["zero_energies_out"] <= 8
+        assert 0 <= r["min_energy_zero_in"] <= 1
     for m in on_disk["methods"]:
         assert 0.0 <= m["auroc_mean"] <= 1.0 and 0.0 <= m["fpr95_mean"] <= 1.0
     # Scrambled pixels are far from every digit centroid: the floor method must see that.

@@ -127,8 +127,11 @@ class DecoderFreeSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     (`EXPECTED_FAILED_CHECKS` is empty). Two properties make that hold: training is seeded
     through `random_state` only (never the global torch generator), and inference runs in
     float64 on the CPU so that transforming a subset gives the same rows as transforming
-    the whole array. The estimator is an unsupervised transformer: `y` is accepted and
-    ignored everywhere. Sparse input is rejected (the model is dense).
+    the whole array. scikit-learn itself skips `check_array_api_input` unless the
+    environment sets SCIPY_ARRAY_API=1; the estimator does not claim array-API support
+    (torch tensors are accepted by converting them to numpy). The estimator is an
+    unsupervised transformer: `y` is accepted and ignored everywhere. Sparse input is
+    rejected (the model is dense).
 
     Examples
     --------
