@@ -152,7 +152,9 @@ def test_evaluate_model_end_to_end():
             layer=1,
             apply=lambda x: 2 * x,
             invert=lambda x: x / 2,
+            typical=torch.arange(36) % 3 > 0,
         )
+        assert res["n_typical"] == 24 and set(res["fvu_typical"]) == names
         assert set(res["fvu"]) == names == set(res["ce_loss_recovered"])
         assert all(0 <= v for v in res["fvu"].values())
         assert {"orig", "zero"} <= set(res["ce"]) and res["codes"]["n_tokens"] == 36

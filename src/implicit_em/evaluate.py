@@ -251,6 +251,7 @@ def evaluate_model(
     drop_bos: bool = True,
     splice: tuple[str, ...] | None = None,
     batch_size: int = 8,
+    typical: Tensor | None = None,
 ) -> dict:
     """All metrics for one model.
 
@@ -259,14 +260,21 @@ def evaluate_model(
     x_held: (M, D) held-out activations, same units. apply/invert map model units to input
     units and back (the harvest Normalization). With lm and tokens (C, T) held-out contexts,
     also splices each reconstruction named in `splice` (default all) into the LM.
+    typical: optional (M,) bool mask of held-out rows without massive activations; adds
+    `fvu_typical`, the FVU over those rows only.
     """
     recons = reconstructions(sae, x_train)
     out: dict = {"fvu": {}, "fvu_per_dim": {}, "explained_variance": {}}
+    if typical is not None:
+        out["fvu_typical"] = {}
+        out["n_typical"] = int(typical.sum())
     for name, fn in recons.items():
         x_hat = apply_recon(fn, x_held)
         out["fvu"][name] = fvu(x_held, x_hat)
         out["fvu_per_dim"][name] = fvu(x_held, x_hat, per_dim=True)
         out["explained_variance"][name] = 1.0 - out["fvu"][name]
+        if typical is not None:
+            out["fvu_typical"][name] = fvu(x_held[typical], x_hat[typical])
     out["codes"] = code_stats(encode(sae, x_held))
     if lm is not None and tokens is not None:
         apply = apply or (lambda h: h)

@@ -29,6 +29,7 @@ from implicit_em.data.activations import (
     check_same_model,
     harvest,
     load_manifest,
+    norm_outliers,
     read_split,
 )
 
@@ -77,6 +78,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="scale inputs by the manifest's norm_scale (mean squared norm D)",
     )
     t.add_argument("--center", action="store_true", help="also subtract the train mean")
+    t.add_argument(
+        "--max-norm-ratio",
+        type=float,
+        default=10.0,
+        help="drop train tokens whose norm exceeds this times the median (massive "
+        "activations); 0 keeps all (default 10)",
+    )
     t.add_argument("--resume", action="store_true")
     t.add_argument("--overwrite", action="store_true")
     _common(t)
@@ -157,6 +165,14 @@ def run_train(args: argparse.Namespace) -> int:
         norm = Normalization.from_manifest(args.acts, args.normalize, args.center)
         x_train, _ = read_split(args.acts, "train", norm=norm)
         x_eval, _ = read_split(args.acts, "heldout", max_tokens=4096, norm=norm)
+        n_dropped, median = 0, None
+        if args.max_norm_ratio > 0:
+            raw_norms = x_train.norm(dim=1) / norm.scale
+            median = float(raw_norms.median())
+            out_train = norm_outliers(x_train, args.max_norm_ratio, median * norm.scale)
+            out_eval = norm_outliers(x_eval, args.max_norm_ratio, median * norm.scale)
+            n_dropped = int(out_train.sum())
+            x_train, x_eval = x_train[~out_train], x_eval[~out_eval]
         cfg = RunConfig(
             model=ModelConfig(
                 type=args.type, input_dim=x_train.shape[1], hidden_dim=args.hidden_dim, k=args.k
@@ -186,6 +202,12 @@ def run_train(args: argparse.Namespace) -> int:
         "harvest_dir": str(Path(args.acts).resolve()),
         "harvest_identity": manifest["identity"],
         "normalization": norm.to_dict(),
+        "outliers": {
+            "max_norm_ratio": args.max_norm_ratio,
+            "median_norm_model_units": median,
+            "train_tokens_dropped": n_dropped,
+            "train_tokens_used": int(x_train.shape[0]),
+        },
         "note": "inputs are LM activations; config.json's data section is unused",
     }
     (out / LLM_META).write_text(json.dumps(meta, indent=1))
@@ -233,6 +255,11 @@ def run_eval(args: argparse.Namespace) -> int:
             norm = Normalization.from_manifest(
                 args.acts, meta["normalization"]["scale"] != 1.0, meta["normalization"]["center"]
             )
+            ratio = meta.get("outliers", {}).get("max_norm_ratio") or 0.0
+            typical = None
+            if ratio > 0:
+                median = float(raw_train.norm(dim=1).median())
+                typical = ~norm_outliers(raw_held, ratio, median)
             res = evaluate_model(
                 model,
                 norm.apply(raw_train),
@@ -245,6 +272,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 hook_point=ident["hook_point"],
                 drop_bos=ident["drop_bos"],
                 batch_size=args.batch_size,
+                typical=typical,
             )
             res["model"] = cfg.model.__dict__
             res["normalization"] = meta["normalization"]
@@ -270,8 +298,8 @@ def render_markdown(results: dict) -> str:
         f"{h['n_train_tokens']} train tokens, {h['n_heldout_tokens']} held-out tokens "
         "(held-out documents).",
         "",
-        "| run | reconstruction | FVU | FVU per-dim | EV | CE | KL | CE recovered |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | reconstruction | FVU | FVU typical | FVU per-dim | EV | CE | KL | CE recovered |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, res in results["runs"].items():
         ce = res.get("ce", {})
@@ -279,7 +307,9 @@ def render_markdown(results: dict) -> str:
             c = ce.get(k, {})
             rec = res.get("ce_loss_recovered", {}).get(k)
             lines.append(
-                f"| {Path(name).name} | {k} | {v:.4f} | {res['fvu_per_dim'][k]:.4f} | "
+                f"| {Path(name).name} | {k} | {v:.4f} | "
+                f"{res.get('fvu_typical', {}).get(k, float('nan')):.4f} | "
+                f"{res['fvu_per_dim'][k]:.4f} | "
                 f"{1 - v:.4f} | {c.get('ce', float('nan')):.4f} | "
                 f"{c.get('kl', float('nan')):.4f} | "
                 + (f"{rec:.4f} |" if rec is not None else "- |")
