@@ -71,8 +71,9 @@ def _offdiag_sq_kk(u: Tensor) -> Tensor:
     The diagonal is zeroed before squaring rather than subtracted after: when B >> K the
     off-diagonal sum (about K^2 / B) is far below the diagonal's K and would cancel in float32.
     """
-    corr = (u.t() @ u).fill_diagonal_(0.0)  # (K, K)
-    return corr.square().sum()
+    corr = u.t() @ u  # (K, K)
+    off = ~torch.eye(corr.shape[-1], dtype=torch.bool, device=corr.device)  # vmap-friendly mask
+    return (corr * off).square().sum()
 
 
 def _offdiag_sq_gram(u: Tensor) -> Tensor:
