@@ -102,6 +102,35 @@ def save_model(model: torch.nn.Module, cfg: RunConfig, run_dir: str | Path) -> N
     atomic_save(lambda p: save_file(state, p), run_dir / MODEL)
 
 
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_same_config(run_dir: str | Path, cfg: RunConfig) -> None:
+    """Refuse to resume a run under a different config (the device may change)."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        return
+    saved = _flatten(json.loads(path.read_text()))
+    wanted = _flatten(cfg.to_dict())
+    diff = sorted(k for k in saved.keys() | wanted.keys()
+                  if k != "training.device" and saved.get(k) != wanted.get(k))  # fmt: skip
+    if diff:
+        changes = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in diff)
+        raise ValueError(
+            f"cannot resume {run_dir}: its config differs in {changes}; pass the same config, "
+            "--overwrite to replace the run, or another output directory"
+        )
+
+
+def load_weights(run_dir: str | Path, device: str | torch.device = "cpu") -> dict:
+    """The state dict saved in run_dir/model.safetensors."""
+    return load_file(Path(run_dir) / MODEL, device=str(device))
+
+
 def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, RunConfig]:
     """Rebuild a model and its config from a run directory alone."""
     run_dir = Path(run_dir)

@@ -205,7 +205,10 @@ def train(
     if run_dir is not None:
         run_dir = runs.prepare_run_dir(run_dir, resume, overwrite)
         ckpt_path = run_dir / runs.CHECKPOINT
+        if resume:
+            runs.check_same_config(run_dir, cfg)
         if resume and runs.is_complete(run_dir):
+            model.load_state_dict(runs.load_weights(run_dir, device))
             return runs.read_history(run_dir)
         if resume and ckpt_path.is_file():
             ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
