@@ -79,7 +79,10 @@ class StackedTrainer:
             k: torch.tensor([w[k] for w in weights], device=self.device) for k in weights[0]
         }  # term -> (N,)
         self.lr = torch.tensor([c.training.lr for c in cfgs], device=self.device)  # (N,)
-        self.step_count = 0
+        self.step_t = torch.zeros((), dtype=torch.float64, device=self.device)  # Adam's t
+        self.use_graphs = self.device.type == "cuda"
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._warmup_left = 3
         self.adam = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in self.params.items()}
         k_dim = cfgs[0].model.hidden_dim
         self.since_fired = torch.zeros(n, k_dim, dtype=torch.long, device=self.device)
@@ -90,21 +93,23 @@ class StackedTrainer:
 
     @torch.no_grad()
     def _optimizer_step(self) -> None:
-        self.step_count += 1
+        self.step_t.add_(1)  # a tensor, so that a captured CUDA graph advances it on replay
         lr = torch.where(self.alive, self.lr, torch.zeros_like(self.lr))  # diverged: frozen
         if self.cfgs[0].training.optimizer == "sgd":
             for p in self.params.values():
                 p.sub_(self._per_model(lr, p) * p.grad)
             return
         # Adam, as torch.optim.Adam (single-tensor path) computes it.
-        (b1, b2), t = _ADAM_BETAS, self.step_count
-        bc1, bc2_sqrt = 1 - b1**t, (1 - b2**t) ** 0.5
+        b1, b2 = _ADAM_BETAS
+        bc1 = 1 - torch.pow(b1, self.step_t)  # float64 scalars, like Python's float math
+        bc2_sqrt = (1 - torch.pow(b2, self.step_t)).sqrt()
+        step_size = lr.double() / bc1  # (N,)
         for name, p in self.params.items():
             m, v = self.adam[name]
             m.lerp_(p.grad, 1 - b1)
             v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            denom = (v.sqrt() / bc2_sqrt).add_(_ADAM_EPS)
-            p.sub_(self._per_model(lr / bc1, p) * m / denom)
+            denom = (v.sqrt() / bc2_sqrt.to(p.dtype)).add_(_ADAM_EPS)
+            p.sub_(self._per_model(step_size.to(p.dtype), p) * m / denom)
 
     def train_step(self, xb: Tensor) -> dict:
         """One step on xb (N, B, D). Returns the unweighted terms, each (N,), detached."""
@@ -125,10 +130,41 @@ class StackedTrainer:
             with torch.no_grad():
                 w = self.params["model.W_dec"]
                 w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-8))
-                self.since_fired = torch.where(fired, 0, self.since_fired + xb.shape[1])
+                self.since_fired.copy_(torch.where(fired, 0, self.since_fired + xb.shape[1]))
         out = {k: v.detach() for k, v in terms.items()}
         out["total"] = total.detach()
         return out
+
+    def step(self, xb: Tensor) -> dict:
+        """train_step, replayed from a captured CUDA graph on GPUs (full batches only).
+
+        Each step launches hundreds of small kernels; replaying them as one graph removes the
+        launch and Python overhead that dominates at MNIST scale. The first steps run eagerly
+        on a side stream (warm-up, as capture requires), and every step, captured or not,
+        updates the same parameter and optimizer tensors in place.
+        """
+        if not self.use_graphs:
+            return self.train_step(xb)
+        if self._graph is not None and xb.shape == self._static_x.shape:
+            self._static_x.copy_(xb)
+            self._graph.replay()
+            return {k: v.clone() for k, v in self._static_out.items()}
+        if self._graph is not None or self._warmup_left > 0:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                out = self.train_step(xb)
+            torch.cuda.current_stream().wait_stream(side)
+            self._warmup_left -= 1
+            return out
+        self._static_x = xb.clone()
+        for p in self.params.values():
+            p.grad = None
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._static_out = self.train_step(self._static_x)
+        self._graph.replay()  # capture records the step without running it
+        return {k: v.clone() for k, v in self._static_out.items()}
 
     @torch.no_grad()
     def sync_models(self) -> list[nn.Module]:
@@ -158,7 +194,7 @@ class StackedTrainer:
             sums: dict[str, Tensor] = {}
             for s in range(steps):
                 xb = x_train[order[:, s * bsz : (s + 1) * bsz]]  # (N, B, D)
-                for k, v in self.train_step(xb).items():
+                for k, v in self.step(xb).items():
                     sums[k] = sums[k] + v if k in sums else v
                 bar.update(1)
             seconds = time.perf_counter() - tic
@@ -206,7 +242,7 @@ def train_many(
             hist = train(model, x_train.to(device), cfg, x_eval=x_eval, progress=progress)
             results[i] = (model, hist)
     if run_dirs is not None:
-        for (model, hist), cfg, run_dir in zip(results, cfgs, run_dirs):
+        for (model, hist), cfg, run_dir in zip(results, cfgs, run_dirs, strict=True):
             save_run(model, cfg, hist, run_dir)
     return results
 
