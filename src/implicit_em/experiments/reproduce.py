@@ -104,7 +104,7 @@ def _md_section(title: str, res: dict, out: Path) -> str:
 
 
 def write_report(out: Path, sections, timings, total, quick, command, kw) -> Path:
-    s = load_settings("default", out=out, quick=quick)
+    s = load_settings("default", out=out, quick=quick, overrides=kw.get("overrides"))
     head = [
         "# implicit-em: reproduction of 'Deriving Decoder-Free Sparse Autoencoders from First Principles'\n",
         f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by `{command or 'implicit-em reproduce'}`.",
