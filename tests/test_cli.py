@@ -1,0 +1,119 @@
+"""`implicit_em.cli.main`: train, resume, evaluate, and configuration errors that name the key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from implicit_em import runs
+from implicit_em.cli import main
+from implicit_em.config import load_config
+from implicit_em.experiments.common import load_data
+from implicit_em.training import train
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
+SMALL = ["--set", "data.dataset=digits", "--set", "model.input_dim=64",
+         "--set", "model.hidden_dim=16", "--set", "training.epochs=2", "--set", "training.seed=4"]  # fmt: skip
+
+
+def cli_train(out, *extra) -> int:
+    return main(["train", "--config", CONFIG, *SMALL, "--out", str(out), "--quiet", *extra])
+
+
+def snapshot(run_dir: Path) -> dict:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(run_dir.iterdir())}
+
+
+def test_train_writes_a_run_dir_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_train(out) == 0
+    final = json.loads(capsys.readouterr().out)
+    assert final["epoch"] == 2
+    assert {"config.json", "model.safetensors", "history.jsonl", "metrics.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    cfg = runs.load_run(out)[1]
+    assert (cfg.data.dataset, cfg.model.input_dim, cfg.training.epochs) == ("digits", 64, 2)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 2
+    assert metrics["total"] == final["total"]
+
+    before = snapshot(out)
+    assert cli_train(out) == 2  # no --resume / --overwrite: refused, nothing touched
+    err = capsys.readouterr().err
+    assert "already holds a complete run" in err and "--overwrite" in err
+    assert snapshot(out) == before
+    assert cli_train(out, "--resume") == 0  # complete: returns its history, writes nothing
+    assert json.loads(capsys.readouterr().out)["total"] == final["total"]
+    assert snapshot(out) == before
+    assert cli_train(out, "--resume", "--set", "training.lr=0.01") == 2
+    assert "training.lr" in capsys.readouterr().err
+    assert snapshot(out) == before
+    assert cli_train(out, "--overwrite", "--set", "training.epochs=1") == 0
+    assert json.loads((out / "metrics.json").read_text())["epochs_completed"] == 1
+
+
+def test_resume_via_cli_ends_where_an_uninterrupted_run_does(tmp_path, capsys):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert cli_train(full) == 0
+    cfg = load_config(CONFIG, [s for s in SMALL if s != "--set"])
+    data = load_data(cfg)
+    train(runs.build_model(cfg), data.x_train, cfg, x_eval=data.x_test, run_dir=killed,
+          progress=False, stop_after=1)  # fmt: skip
+    assert not runs.is_complete(killed)
+    assert cli_train(killed) == 2
+    assert cli_train(killed, "--resume") == 0
+    a, b = runs.load_run(full)[0], runs.load_run(killed)[0]
+    for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_evaluate_reproduces_recorded_metrics(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_train(out) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    recorded = json.loads((out / "metrics.json").read_text())
+    for key in ("dead_units", "redundancy", "l0", "w_row_norm", "recon_mse", "resp_entropy"):
+        assert got[key] == recorded[key], key
+    assert 0.5 < got["probe_accuracy"] <= 1.0
+
+
+def test_evaluate_of_a_missing_run_dir_is_an_error(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nope")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--set", "training.lrr=0.1"], "training.lrr"),
+        (["--set", "training.lr=fast"], "training.lr"),
+        (["--set", "training.lr=-1"], "training.lr"),
+        (["--set", "optim.lr=0.1"], "'optim'"),
+        (["--set", "training.optimizer=rmsprop"], "training.optimizer"),
+        (["--set", "model.type=vae"], "model.type"),
+        (["--set", "training.epochs=true"], "training.epochs"),
+        (["--set", "lr=0.1"], "section.field=value"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path, capsys, extra, named):
+    out = tmp_path / "run"
+    assert cli_train(out, *extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("implicit-em: error:")
+    assert named in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_config_file_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  hidden_dims: 32\n")
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
+    assert "model.hidden_dims" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "missing.yaml"), "--out", "x"]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
