@@ -1,0 +1,151 @@
+"""Training and probe throughput: the plain one-model loop vs the stacked N-model trainer.
+
+One workload for every line: MNIST, the decoder-free encoder with K=64 (784 -> 64), batch 128,
+Adam lr 1e-3 (the paper's protocol), a fixed number of optimizer steps per model. Prints
+samples/s (summed over the models of a stack) and ratios, which are what to compare across
+runs on shared, noisy machines:
+
+    stacked N / plain = the speed-up over running N plain loops one after the other.
+
+Then the linear-probe time on 64-dim codes of MNIST (60k train / 10k test by default):
+the torch L-BFGS probe vs scikit-learn's StandardScaler + LogisticRegression.
+
+    python benchmarks/bench_training.py --threads 2                 # CPU (and CUDA if present)
+    python benchmarks/bench_training.py --device cpu --steps 30 --n 1 12 24 51
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from implicit_em import runs
+from implicit_em.config import from_dict
+from implicit_em.data import load_mnist
+from implicit_em.data.batches import TensorBatches, epoch_permutation
+from implicit_em.metrics import linear_probe_accuracy
+from implicit_em.probe import torch_probe_accuracy
+from implicit_em.stacked import StackedTrainer
+from implicit_em.training import make_optimizer, train_epoch
+
+BATCH, K = 128, 64
+
+
+def config(seed: int, device: str):
+    return from_dict({
+        "model": {"type": "encoder", "input_dim": 784, "hidden_dim": K},
+        "training": {"batch_size": BATCH, "lr": 1e-3, "optimizer": "adam", "seed": seed,
+                     "epochs": 1, "device": device},
+    })  # fmt: skip
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def bench_plain(x: torch.Tensor, steps: int, device: str) -> tuple[float, torch.nn.Module]:
+    """Samples/s of training.train_epoch over exactly `steps` steps (after one warm-up epoch)."""
+    cfg = config(1, device)
+    model = runs.build_model(cfg).to(device)
+    opt = make_optimizer(model, "adam", cfg.training.lr)
+    batches = TensorBatches(x[: steps * BATCH], None, BATCH, shuffle=True, seed=1)
+    warm = TensorBatches(x[: 3 * BATCH], None, BATCH, shuffle=True, seed=1)
+    train_epoch(model, warm, opt, cfg.loss)
+    sync(device)
+    tic = time.perf_counter()
+    train_epoch(model, batches, opt, cfg.loss)  # reads the epoch means once, at the end
+    sync(device)
+    return steps * BATCH / (time.perf_counter() - tic), model
+
+
+def bench_stacked(x: torch.Tensor, n_models: int, steps: int, device: str) -> float:
+    """Samples/s (all models together) of StackedTrainer.train_step, each model its own order."""
+    trainer = StackedTrainer([config(seed, device) for seed in range(1, n_models + 1)], device)
+    n = steps * BATCH
+    order = torch.stack([epoch_permutation(n, s, 0, device) for s in range(1, n_models + 1)])
+    xs = x[:n]
+
+    def run(n_steps: int) -> None:
+        sums = None
+        for s in range(n_steps):
+            xb = xs[order[:, s * BATCH : (s + 1) * BATCH]]  # (N, B, D)
+            total = trainer.train_step(xb)["total"]
+            sums = total if sums is None else sums + total
+        sums.tolist()  # one host sync, as StackedTrainer.fit does per epoch
+
+    run(3)  # warm-up
+    sync(device)
+    tic = time.perf_counter()
+    run(steps)
+    sync(device)
+    return n_models * n / (time.perf_counter() - tic)
+
+
+def bench_probe(model: torch.nn.Module, device: str, n_train: int, n_test: int, sklearn: bool):
+    (xtr, ytr), (xte, yte) = load_mnist("train"), load_mnist("test")
+    xtr, ytr, xte, yte = xtr[:n_train], ytr[:n_train], xte[:n_test], yte[:n_test]
+    model = model.to(device).eval()
+    with torch.no_grad():
+        ftr, fte = model.encode(xtr.to(device)), model.encode(xte.to(device))  # (n, 64)
+    sync(device)
+    tic = time.perf_counter()
+    acc_t = torch_probe_accuracy(ftr, ytr, fte, yte)[0]
+    sync(device)
+    out = {"torch_s": time.perf_counter() - tic, "torch_acc": acc_t}
+    if sklearn:
+        tic = time.perf_counter()
+        out["sklearn_acc"] = linear_probe_accuracy(ftr.cpu(), ytr, fte.cpu(), yte)
+        out["sklearn_s"] = time.perf_counter() - tic
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--device", default="auto", help="cpu, cuda, or auto (cpu, then cuda if present)"
+    )
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    p.add_argument("--steps", type=int, default=60, help="timed optimizer steps per model")
+    p.add_argument("--n", type=int, nargs="+", default=[1, 12, 24, 51], help="stack sizes")
+    p.add_argument("--probe-train", type=int, default=60000, help="probe training samples")
+    p.add_argument("--probe-test", type=int, default=10000, help="probe test samples")
+    p.add_argument("--no-probe", action="store_true", help="skip the probe timing")
+    p.add_argument("--no-sklearn", action="store_true", help="time only the torch probe")
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    devices = [args.device] if args.device != "auto" else ["cpu"]
+    if args.device == "auto" and torch.cuda.is_available():
+        devices.append("cuda")
+    x_cpu = load_mnist("train")[0]  # (60000, 784)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"cuda {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")  # fmt: skip
+    print(f"workload: MNIST encoder 784 -> {K}, batch {BATCH}, Adam 1e-3, {args.steps} steps/model")
+    for device in devices:
+        x = x_cpu.to(device)
+        plain, model = bench_plain(x, args.steps, device)
+        print(f"\n[{device}] plain loop (training.train_epoch): {plain:12,.0f} samples/s")
+        rates = {}
+        for n_models in args.n:
+            rates[n_models] = bench_stacked(x, n_models, args.steps, device)
+            print(f"[{device}] stacked N={n_models:<3d}: {rates[n_models]:12,.0f} samples/s  "
+                  f"= {rates[n_models] / plain:5.2f}x N sequential plain loops")  # fmt: skip
+        if 24 in rates:
+            print(f"[{device}] ratio stacked N=24 / 24 sequential plain loops: "
+                  f"{rates[24] / plain:.2f}x (target >= 3x on CPU)")  # fmt: skip
+        if not args.no_probe:
+            with_sklearn = not args.no_sklearn and device == devices[0]  # sklearn is CPU-only
+            pr = bench_probe(model, device, args.probe_train, args.probe_test, with_sklearn)
+            line = (f"[{device}] probe on {K}-dim codes, {args.probe_train}/{args.probe_test}: "
+                    f"torch {pr['torch_s']:.2f} s (acc {pr['torch_acc']:.4f})")  # fmt: skip
+            if "sklearn_s" in pr:
+                line += (f", sklearn {pr['sklearn_s']:.2f} s (acc {pr['sklearn_acc']:.4f}), "
+                         f"sklearn/torch time {pr['sklearn_s'] / pr['torch_s']:.2f}x")  # fmt: skip
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
