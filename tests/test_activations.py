@@ -22,7 +22,7 @@ from implicit_em.data.activations import (  # noqa: E402
     pack_documents,
     read_split,
 )
-from implicit_em.data.corpus import Document, check_corpus, split_documents  # noqa: E402
+from implicit_em.data.corpus import Document, check_corpus, load_text_dir, split_documents  # noqa: E402
 from implicit_em.data.lm import capture_residual, decoder_layers  # noqa: E402
 
 
@@ -127,9 +127,17 @@ def test_split_is_by_document_and_stable():
     assert {d.name for d in again} == {d.name for d in held}  # independent of order
 
 
-def test_empty_corpus_is_clear():
+def test_empty_corpus_is_clear(tmp_path):
     with pytest.raises(ValueError, match="empty corpus"):
         check_corpus([Document("x", "  \n")])
+    with pytest.raises(ValueError, match="empty corpus"):
+        load_text_dir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_text_dir(tmp_path / "missing")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_text("bee")
+    (tmp_path / "a.txt").write_text("ay")
+    assert [(d.name, d.text) for d in load_text_dir(tmp_path)] == [("a", "ay"), ("sub/b", "bee")]
 
 
 def test_round_trip_matches_model(tmp_path):

