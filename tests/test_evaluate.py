@@ -94,10 +94,8 @@ def test_ce_loss_recovered_formula():
     assert ce_loss_recovered(2.0, 3.5, 5.0) == pytest.approx(0.5)
 
 
-transformers = pytest.importorskip("transformers")
-
-
 def tiny_llama():
+    transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
         vocab_size=64,
