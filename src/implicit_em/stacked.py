@@ -108,8 +108,9 @@ class StackedTrainer:
             m, v = self.adam[name]
             m.lerp_(p.grad, 1 - b1)
             v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            denom = (v.sqrt() / bc2_sqrt.to(p.dtype)).add_(_ADAM_EPS)
-            p.sub_(self._per_model(step_size.to(p.dtype), p) * m / denom)
+            update = v.sqrt().div_(bc2_sqrt.to(p.dtype)).add_(_ADAM_EPS)  # denominator
+            torch.div(m, update, out=update)  # in place: one temporary per parameter
+            p.sub_(update.mul_(self._per_model(step_size.to(p.dtype), p)))
 
     def train_step(self, xb: Tensor) -> dict:
         """One step on xb (N, B, D). Returns the unweighted terms, each (N,), detached."""
@@ -130,7 +131,7 @@ class StackedTrainer:
             with torch.no_grad():
                 w = self.params["model.W_dec"]
                 w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-8))
-                self.since_fired.copy_(torch.where(fired, 0, self.since_fired + xb.shape[1]))
+                self.since_fired.copy_(torch.where(fired, 0, self.since_fired + 1))
         out = {k: v.detach() for k, v in terms.items()}
         out["total"] = total.detach()
         return out
@@ -233,7 +234,7 @@ def train_many(
         for group in group_configs(cfgs):
             trainer = StackedTrainer([cfgs[i] for i in group], device)
             for i, model, hist in zip(
-                group, trainer.models, trainer.fit(x_train, x_eval, progress)
+                group, trainer.models, trainer.fit(x_train, x_eval, progress), strict=True
             ):
                 results[i] = (model, hist)
     else:

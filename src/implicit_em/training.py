@@ -127,7 +127,7 @@ def train_epoch(
         if kind == "topk_sae":
             model.normalize_decoder_()
             fired = (a > 0).any(dim=0)  # (K,)
-            state["since_fired"] = torch.where(fired, 0, state["since_fired"] + len(x))
+            state["since_fired"] = torch.where(fired, 0, state["since_fired"] + 1)
         for k in weights:
             sums[k] += terms[k].detach()
         sums["total"] += total.detach()
