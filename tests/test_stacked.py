@@ -46,7 +46,7 @@ BASE_LR = {"adam": 1e-3, "sgd": 1e-2}
 
 
 def make_cfg(model_type, loss, seed, lr, optimizer, epochs):
-    loss = {**loss, "dead_steps": 256} if model_type == "topk_sae" else loss
+    loss = {**loss, "dead_steps": 2} if model_type == "topk_sae" else loss
     return from_dict({
         "model": {"type": model_type, "input_dim": 64, "hidden_dim": 16, "k": 4},
         "loss": loss,

@@ -25,7 +25,7 @@ def x_digits() -> torch.Tensor:
 
 def make_cfg(model_type: str = "encoder", **training):
     model = {"type": model_type, "input_dim": 64, "hidden_dim": 16, "k": 4}
-    loss = {"dead_steps": 64} if model_type == "topk_sae" else {}
+    loss = {"dead_steps": 1} if model_type == "topk_sae" else {}
     train_kw = {"epochs": EPOCHS, "batch_size": 128, "seed": 3, **training}
     return from_dict({"model": model, "loss": loss, "data": {"dataset": "digits"},
                       "training": train_kw})  # fmt: skip
@@ -100,7 +100,7 @@ def test_history_has_every_term_and_metric(x_digits, model_type):
 
 
 def test_topk_auxk_is_active_with_small_dead_steps(x_digits):
-    """dead_steps=64 samples: some latents go dead within an epoch, so AuxK contributes."""
+    """dead_steps=1 step: some latents go dead within an epoch, so AuxK contributes."""
     _, history = fit(make_cfg("topk_sae", epochs=2), x_digits)
     assert any(rec["aux"] > 0 for rec in history)
 
