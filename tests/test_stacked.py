@@ -37,7 +37,7 @@ VARIANTS = {
     "encoder": [
         ({"lambda_var": 1.0, "lambda_tc": 1.0}, 1, 1.0),
         ({"lambda_var": 0.5, "lambda_tc": 2.0}, 2, 0.5),
-        ({"lambda_lse": 0.0, "lambda_var": 1.0, "lambda_tc": 1.0}, 3, 2.0),
+        ({"lambda_lse": 0.0, "lambda_var": 1.0, "lambda_tc": 1.0, "reference_k": 32}, 3, 2.0),
     ],
     "standard_sae": [({"l1_weight": 0.01}, 1, 1.0), ({"l1_weight": 0.1}, 2, 3.0)],
     "topk_sae": [({"aux_coef": 1 / 32}, 1, 1.0), ({"aux_coef": 0.5}, 2, 0.3)],
@@ -47,6 +47,8 @@ BASE_LR = {"adam": 1e-3, "sgd": 1e-2}
 
 def make_cfg(model_type, loss, seed, lr, optimizer, epochs):
     loss = {**loss, "dead_steps": 2} if model_type == "topk_sae" else loss
+    if model_type == "encoder":  # at K = 16, reference_k = 16 leaves the lambdas as given
+        loss = {"reference_k": 16, **loss}
     return from_dict({
         "model": {"type": model_type, "input_dim": 64, "hidden_dim": 16, "k": 4},
         "loss": loss,

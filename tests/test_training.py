@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from implicit_em import runs
-from implicit_em.config import from_dict
+from implicit_em.config import LossConfig, from_dict
 from implicit_em.data import load_digits
-from implicit_em.training import TERMS, evaluate, set_seed, train
+from implicit_em.losses import correlation_loss, variance_loss
+from implicit_em.training import TERMS, evaluate, loss_terms, set_seed, term_weights, train
 
 EPOCHS = 4
 
@@ -91,7 +92,8 @@ def test_history_has_every_term_and_metric(x_digits, model_type):
     # the total is the weighted sum of the reported terms (weights of the default LossConfig)
     rec = history[-1]
     if model_type == "encoder":
-        expected = rec["lse"] + rec["var"] + rec["tc"]  # lambda_wr = 0
+        # K = 16, reference_k = 64: var weighted by 64/16, tc by 64*63/(16*15); lambda_wr = 0
+        expected = rec["lse"] + 4 * rec["var"] + 16.8 * rec["tc"]
     elif model_type == "standard_sae":
         expected = rec["mse"] + 0.01 * rec["l1"]
     else:
@@ -227,3 +229,53 @@ def test_load_run_and_evaluate_reproduce_recorded_metrics(tmp_path, x_digits, mo
         assert recorded[key] == value, key
     assert recorded["epochs_completed"] == 2
     assert recorded["total"] == history[-1]["total"]
+
+
+def test_term_weights_unchanged_at_reference_k_and_scaled_at_large_k():
+    loss = LossConfig(lambda_lse=1.0, lambda_var=2.0, lambda_tc=3.0, lambda_wr=0.5)
+    at_64 = term_weights("encoder", loss, 64)
+    assert at_64 == {"lse": 1.0, "var": 2.0, "tc": 3.0, "wr": 0.5}  # the MNIST setting
+    at_4096 = term_weights("encoder", loss, 4096)
+    assert at_4096["lse"] == 1.0 and at_4096["wr"] == 0.5
+    assert at_4096["var"] == pytest.approx(2.0 * 64 / 4096)
+    assert at_4096["tc"] == pytest.approx(3.0 * 64 * 63 / (4096 * 4095))
+    off = LossConfig(lambda_var=2.0, lambda_tc=3.0, reference_k=None)
+    assert term_weights("encoder", off, 4096)["var"] == 2.0
+    assert term_weights("encoder", off, 4096)["tc"] == 3.0
+    assert term_weights("topk_sae", loss, 4096) == {"mse": 1.0, "aux": loss.aux_coef}
+
+
+def test_scaled_penalties_stay_comparable_across_k():
+    """For independent columns the scaled var and tc per unit do not grow with K."""
+    torch.manual_seed(0)
+    loss = LossConfig()
+    totals = []
+    for k in (64, 1024):
+        a = torch.rand(256, k)  # (B, K) independent columns
+        w = term_weights("encoder", loss, k)
+        totals.append((w["var"] * variance_loss(a), w["tc"] * correlation_loss(a)))
+    (v64, t64), (v1k, t1k) = totals
+    assert float(v1k) == pytest.approx(float(v64), rel=0.05)
+    assert float(t1k) == pytest.approx(float(t64), rel=0.1)
+
+
+@pytest.mark.parametrize("model_type", ["encoder", "standard_sae", "topk_sae"])
+def test_amp_terms_are_float32_and_close_to_full_precision(x_digits, model_type):
+    cfg = make_cfg(model_type)
+    model = runs.build_model(cfg)
+    x = x_digits[:128]
+    dead = torch.ones(16, dtype=torch.bool) if model_type == "topk_sae" else None
+    full = loss_terms(model, x, cfg.loss, dead)
+    half = loss_terms(model, x, cfg.loss, dead, amp=True)
+    for name in TERMS[model_type]:
+        assert half[name].dtype == torch.float32, name
+        assert float(half[name].detach()) == pytest.approx(
+            float(full[name].detach()), rel=0.05, abs=0.05
+        ), name
+    assert half["a"].dtype == torch.float32
+
+
+def test_amp_training_runs_and_learns(x_digits):
+    cfg = make_cfg("encoder", amp=True, epochs=2)
+    _, history = fit(cfg, x_digits)
+    assert history[-1]["total"] < history[0]["total"]

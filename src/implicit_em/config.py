@@ -64,6 +64,12 @@ class LossConfig:
     """Weight of the decorrelation penalty ||Corr(a) - I||_F^2 (paper Eq. 7)."""
     lambda_wr: float = 0.0
     """Weight of the weight-redundancy penalty (paper Eq. 8); 0 in the paper."""
+    reference_k: int | None = 64
+    """K at which lambda_var and lambda_tc apply as given. var is a sum over K units and tc a
+    sum over K(K-1) pairs, so at K components the effective weights are
+    lambda_var * reference_k / K and lambda_tc * reference_k(reference_k-1) / (K(K-1)),
+    keeping their size next to the LSE term from K = 64 to K = 32,768. None disables the
+    scaling; at K = reference_k (64, the paper's MNIST setting) nothing changes."""
     variance_eps: float = 1e-6
     """eps inside log(Var + eps)."""
     l1_weight: float = 0.01
@@ -83,6 +89,10 @@ class LossConfig:
         _require(self.variance_eps > 0, f"loss.variance_eps must be > 0, got {self.variance_eps}")
         _require(self.aux_k >= 1, f"loss.aux_k must be >= 1, got {self.aux_k}")
         _require(self.dead_steps >= 1, f"loss.dead_steps must be >= 1, got {self.dead_steps}")
+        _require(
+            self.reference_k is None or self.reference_k >= 2,
+            f"loss.reference_k must be None or >= 2, got {self.reference_k}",
+        )
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,8 @@ class TrainConfig:
     """Seeds the initial weights and the data order."""
     device: str = "cpu"
     """cpu, cuda, cuda:N or auto."""
+    amp: bool = False
+    """Run the model's forward under bf16 autocast; the losses are computed in float32."""
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"training.epochs must be >= 1, got {self.epochs}")

@@ -32,7 +32,7 @@ def stack_key(cfg: RunConfig) -> tuple:
     m, t, lo = cfg.model, cfg.training, cfg.loss
     return (
         m.type, m.input_dim, m.hidden_dim, m.activation, m.k,
-        t.optimizer, t.batch_size, t.epochs, t.device,
+        t.optimizer, t.batch_size, t.epochs, t.device, t.amp,
         lo.lambda_wr > 0, lo.variance_eps, lo.aux_k, lo.dead_steps, lo.aux_coef > 0,
     )  # fmt: skip
 
@@ -50,10 +50,10 @@ class _Terms(nn.Module):
 
     def __init__(self, model: nn.Module, cfg: RunConfig) -> None:
         super().__init__()
-        self.model, self.loss = model, cfg.loss
+        self.model, self.loss, self.amp = model, cfg.loss, cfg.training.amp
 
     def forward(self, x: Tensor, dead: Tensor) -> dict:
-        terms = loss_terms(self.model, x, self.loss, dead)
+        terms = loss_terms(self.model, x, self.loss, dead, self.amp)
         terms["fired"] = (terms.pop("a") > 0).any(dim=0)  # (K,)
         return terms
 
@@ -74,9 +74,11 @@ class StackedTrainer:
             lambda p, x, dead: functional_call(wrapper, p, (x, dead)), in_dims=(0, 0, 0)
         )
         n = len(cfgs)
-        weights = [term_weights(self.kind, c.loss) for c in cfgs]
+        weights = [term_weights(self.kind, c.loss, c.model.hidden_dim) for c in cfgs]
+        dtype = next(iter(self.params.values())).dtype  # weights like 16.8 must not round
         self.weights = {
-            k: torch.tensor([w[k] for w in weights], device=self.device) for k in weights[0]
+            k: torch.tensor([w[k] for w in weights], dtype=dtype, device=self.device)
+            for k in weights[0]
         }  # term -> (N,)
         self.lr = torch.tensor([c.training.lr for c in cfgs], device=self.device)  # (N,)
         self.step_t = torch.zeros((), dtype=torch.float64, device=self.device)  # Adam's t

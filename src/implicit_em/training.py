@@ -45,13 +45,22 @@ def model_type(model: nn.Module) -> str:
     return "standard_sae"
 
 
-def term_weights(kind: str, loss: LossConfig) -> dict[str, float]:
-    """Weight of each reported term in the total, for a model family."""
+def term_weights(kind: str, loss: LossConfig, k: int) -> dict[str, float]:
+    """Weight of each reported term in the total, for a model family with k components.
+
+    Encoder: var sums over K units and tc over K(K-1) pairs, so with loss.reference_k = R
+    their lambdas are scaled by R / K and R(R-1) / (K(K-1)) (see LossConfig.reference_k).
+    """
     if kind == "encoder":
+        var_scale = tc_scale = 1.0
+        if loss.reference_k is not None:
+            r = loss.reference_k
+            var_scale = r / k
+            tc_scale = r * (r - 1) / (k * (k - 1)) if k > 1 else 1.0
         return {
             "lse": loss.lambda_lse,
-            "var": loss.lambda_var,
-            "tc": loss.lambda_tc,
+            "var": loss.lambda_var * var_scale,
+            "tc": loss.lambda_tc * tc_scale,
             "wr": loss.lambda_wr,
         }
     if kind == "standard_sae":
@@ -59,27 +68,41 @@ def term_weights(kind: str, loss: LossConfig) -> dict[str, float]:
     return {"mse": 1.0, "aux": loss.aux_coef}
 
 
-def loss_terms(model: nn.Module, x: Tensor, loss: LossConfig, dead: Tensor | None = None) -> dict:
+def loss_terms(
+    model: nn.Module,
+    x: Tensor,
+    loss: LossConfig,
+    dead: Tensor | None = None,
+    amp: bool = False,
+) -> dict:
     """Unweighted loss terms (scalars) and the activations a (B, K) for one batch x (B, D).
 
     dead: (K,) bool mask of TopK latents that have not fired recently (AuxK); else ignored.
+    amp: run the model under bf16 autocast and cast its outputs to float32 before the losses
+    (log Var and the correlation's sums of squares lose too much in bf16).
     """
     kind = model_type(model)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(x)
+    if amp:
+        out = tuple(t.float() for t in out)
     if kind == "encoder":
-        a, _ = model(x)  # (B, K)
+        a, _ = out  # (B, K)
         # lambda_wr only decides whether wr carries gradient; weights are applied by the caller.
         terms = combined_loss(a, model.W, loss, validate=False)
         terms.pop("responsibilities")
         terms.pop("total")
     elif kind == "standard_sae":
-        x_hat, a = model(x)
+        x_hat, a = out  # (B, D), (B, K)
         terms = sae_loss(x, x_hat, a, loss.l1_weight)
         terms.pop("total")
     else:
-        x_hat, a = model(x)
+        x_hat, a = out  # (B, D), (B, K)
         aux_hat = None
         if dead is not None and loss.aux_coef > 0:
-            aux_hat = model.aux_reconstruction(x, dead, loss.aux_k)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                aux_hat = model.aux_reconstruction(x, dead, loss.aux_k)  # (B, D)
+            aux_hat = aux_hat.float() if amp else aux_hat
         terms = topk_loss(x, x_hat, aux_hat, loss.aux_coef)
         terms.pop("total")
         if dead is not None:
@@ -101,14 +124,16 @@ def train_epoch(
     loss: LossConfig,
     state: dict | None = None,
     progress: tqdm | None = None,
+    amp: bool = False,
 ) -> dict:
     """One pass over `batches`. Returns the mean of each term and of the total over steps.
 
     state: mutable trainer state (TopK: `since_fired` (K,) steps since each latent fired).
+    amp: bf16 autocast for the model, float32 losses (see `loss_terms`).
     No host synchronisation inside the loop; the means are read once at the end.
     """
     kind = model_type(model)
-    weights = term_weights(kind, loss)
+    weights = term_weights(kind, loss, model.hidden_dim)
     sums = {name: torch.zeros((), device=batches.x.device) for name in (*weights, "total")}
     steps = 0
     model.train()
@@ -116,7 +141,7 @@ def train_epoch(
         dead = None
         if kind == "topk_sae":
             dead = state["since_fired"] >= loss.dead_steps
-        terms = loss_terms(model, x, loss, dead)
+        terms = loss_terms(model, x, loss, dead, amp)
         a = terms.pop("a")
         total = sum(weights[k] * terms[k] for k in weights)
         optimizer.zero_grad(set_to_none=True)
@@ -226,7 +251,10 @@ def train(
             break
         tic = time.perf_counter()
         batches.set_epoch(epoch)
-        rec = {"epoch": epoch + 1, **train_epoch(model, batches, optimizer, cfg.loss, state, bar)}
+        rec = {
+            "epoch": epoch + 1,
+            **train_epoch(model, batches, optimizer, cfg.loss, state, bar, amp=t.amp),
+        }
         rec.update(evaluate(model, x_eval))
         rec["seconds"] = time.perf_counter() - tic
         history.append(rec)
