@@ -1,0 +1,294 @@
+"""Data-parallel training (PyTorch DDP, launched by `torchrun`) with global-batch InfoMax terms.
+
+Legend: R ranks, b rows per rank, B = R b the global batch, D input dim, K components.
+a_r (b, K) the codes of rank r's shard, A (B, K) all ranks' codes, W (K, D).
+
+The variance and correlation penalties are statistics of the global batch, so each rank
+gathers A with a differentiable all-gather (as VICReg does) whose backward sums the gradient
+over ranks. Each rank then computes a *share* L_r of the global loss, with sum_r L_r = L:
+
+- LSE, a sum over samples: rank r sums over its own rows only;
+- correlation, through the B x B Gram (B < K): rank r owns the rows U_r of
+  ||U U^T||_F^2 = sum_r ||U_r U^T||_F^2, so no rank forms the whole B x B matrix;
+- variance and weight redundancy: identical on every rank, divided by R.
+
+The gather's backward gives rank r the gradient dL/da_r of the *whole* loss; DDP then
+averages parameter gradients over ranks, dividing by R, so each rank back-propagates R * L_r.
+The test (tests/test_distributed.py) checks loss and gradients against one process on the
+concatenated batch.
+
+    torchrun --nproc-per-node 2 -m implicit_em.distributed --random-tokens 1000000 \\
+        --hidden-dim 16384 --batch-size 4096 --steps 50 --amp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from implicit_em.config import LossConfig
+from implicit_em.losses import (
+    _unit_columns,
+    correlation_loss,
+    sae_loss,
+    topk_loss,
+    variance_loss,
+    weight_redundancy_loss,
+)
+from implicit_em.training import model_type, term_weights
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) when torch.distributed is not initialized."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class _GatherRows(torch.autograd.Function):
+    """(b, K) on each rank -> (R b, K) on every rank; backward sums dL/dA over ranks and
+    returns this rank's rows (FullGatherLayer of facebookresearch/vicreg)."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor) -> Tensor:
+        parts = [torch.empty_like(a) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, a.contiguous())
+        return torch.cat(parts)  # (R b, K)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # sum over ranks of each rank's dL_r/dA
+        b = grad.shape[0] // dist.get_world_size()
+        r = dist.get_rank()
+        return grad[r * b : (r + 1) * b]  # (b, K)
+
+
+def gather_rows(a: Tensor) -> Tensor:
+    """Differentiable all-gather of a (b, K) along rows -> (R b, K); a itself when R = 1."""
+    _, n = world()
+    return a if n == 1 else _GatherRows.apply(a)
+
+
+def encoder_terms_share(a: Tensor, W: Tensor, loss: LossConfig) -> dict[str, Tensor]:
+    """This rank's share of each unweighted encoder term; summed over ranks, the terms of
+    `losses.combined_loss` on the global batch.
+
+    a: (b, K) this rank's codes, W: (K, D). Returns scalars lse, var, tc, wr.
+    """
+    rank, n = world()
+    A = gather_rows(a)  # (B, K)
+    lse = -torch.logsumexp(-a, dim=1).sum()  # own rows only: (b,) -> ()
+    var = variance_loss(A, loss.variance_eps, validate=False) / n
+    if A.shape[0] < A.shape[1]:
+        U = _unit_columns(A)  # (B, K), U^T U = Corr(A)
+        b = a.shape[0]
+        rows = U[rank * b : (rank + 1) * b] @ U.t()  # (b, B): this rank's rows of U U^T
+        tc = rows.square().sum() - U.square().sum(dim=0).square().sum() / n
+    else:
+        tc = correlation_loss(A, validate=False) / n  # K x K path: every rank, divided by R
+    with torch.set_grad_enabled(bool(loss.lambda_wr) and torch.is_grad_enabled()):
+        wr = weight_redundancy_loss(W, validate=False) / n
+    return {"lse": lse, "var": var, "tc": tc, "wr": wr}
+
+
+def step_terms(
+    net: nn.Module, x: Tensor, loss: LossConfig, dead: Tensor | None = None, amp: bool = False
+) -> tuple[dict[str, Tensor], Tensor, float]:
+    """Forward one shard x (b, D) through net (a model or its DDP wrapper).
+
+    Returns (terms, a (b, K), grad_scale): the unweighted terms as this rank's share (encoder)
+    or as the local mean (SAEs, whose losses are means: DDP's averaging already gives the
+    global mean), and the factor to multiply the weighted total by before backward.
+    """
+    model = net.module if isinstance(net, DDP) else net
+    kind = model_type(model)
+    _, n = world()
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = net(x)
+    out = tuple(t.float() for t in out) if amp else out
+    if kind == "encoder":
+        a = out[0]  # (b, K)
+        return encoder_terms_share(a, model.W, loss), a, float(n)
+    x_hat, a = out  # (b, D), (b, K)
+    if kind == "standard_sae":
+        terms = sae_loss(x, x_hat, a, loss.l1_weight)
+    else:
+        aux_hat = None
+        if dead is not None and loss.aux_coef > 0:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                aux_hat = model.aux_reconstruction(x, dead, loss.aux_k)  # (b, D)
+            aux_hat = aux_hat.float() if amp else aux_hat
+        terms = topk_loss(x, x_hat, aux_hat, loss.aux_coef)
+        if dead is not None:
+            terms["aux"] = terms["aux"] * dead.any()
+    terms.pop("total")
+    return terms, a, 1.0
+
+
+def reduce_terms(terms: dict[str, Tensor], kind: str) -> dict[str, Tensor]:
+    """Global value of each term (detached): the sum of the shares (encoder) or the mean of the
+    local means (SAEs)."""
+    _, n = world()
+    vals = torch.stack([t.detach().float() for t in terms.values()])  # (T,)
+    if n > 1:
+        dist.all_reduce(vals)
+        if kind != "encoder":
+            vals /= n
+    return dict(zip(terms, vals, strict=True))
+
+
+def train_steps(
+    net: nn.Module,
+    x_train: Tensor,
+    loss: LossConfig,
+    *,
+    global_batch: int,
+    steps: int,
+    lr: float = 1e-3,
+    seed: int = 0,
+    amp: bool = False,
+    log_every: int = 0,
+    warmup: int = 0,
+) -> dict:
+    """Adam for `steps` steps on x_train (N, D), which every rank holds whole (any device).
+
+    Each step draws one global batch of rows from a seeded permutation shared by all ranks
+    and gives rank r its r-th slice. Returns {"history": [...], "tokens_per_s": float} with
+    tokens/s measured over the steps after `warmup`.
+    """
+    model = net.module if isinstance(net, DDP) else net
+    kind = model_type(model)
+    rank, n = world()
+    if global_batch % n:
+        raise ValueError(f"global batch {global_batch} must be divisible by {n} ranks")
+    b = global_batch // n
+    device = next(model.parameters()).device
+    weights = term_weights(kind, loss, model.hidden_dim)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, fused=device.type == "cuda")
+    since_fired = torch.zeros(model.hidden_dim, dtype=torch.long, device=device)
+    gen = torch.Generator().manual_seed(seed)
+    order, pos = torch.randperm(x_train.shape[0], generator=gen), 0
+    history: list[dict] = []
+    tic = None
+    for step in range(steps):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            tic = time.perf_counter()
+        if pos + global_batch > len(order):
+            order, pos = torch.randperm(x_train.shape[0], generator=gen), 0
+        idx = order[pos + rank * b : pos + (rank + 1) * b]
+        pos += global_batch
+        x = x_train[idx.to(x_train.device)].to(device, torch.float32, non_blocking=True)
+        dead = since_fired >= loss.dead_steps if kind == "topk_sae" else None
+        terms, a, scale = step_terms(net, x, loss, dead, amp)
+        total = sum(weights[k] * terms[k] for k in weights)
+        opt.zero_grad(set_to_none=True)
+        (total * scale).backward()
+        if kind == "topk_sae":
+            model.remove_parallel_grads_()
+        opt.step()
+        if kind == "topk_sae":
+            model.normalize_decoder_()
+            fired = (a > 0).any(dim=0).to(torch.int32)  # (K,)
+            if n > 1:
+                dist.all_reduce(fired, op=dist.ReduceOp.MAX)
+            since_fired = torch.where(fired.bool(), 0, since_fired + 1)
+        if log_every and (step + 1) % log_every == 0:
+            rec = {k: float(v) for k, v in reduce_terms(terms, kind).items()}
+            rec["total"] = sum(weights[k] * rec[k] for k in weights)
+            history.append({"step": step + 1, **rec})
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - tic if tic is not None else float("nan")
+    timed = steps - warmup
+    return {
+        "history": history,
+        "tokens_per_s": timed * global_batch / seconds if timed > 0 else float("nan"),
+        "seconds": seconds,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry for `torchrun --nproc-per-node R -m implicit_em.distributed ...`."""
+    p = argparse.ArgumentParser(prog="python -m implicit_em.distributed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--acts", default=None, help="harvest directory (train split, normalized)")
+    p.add_argument("--random-tokens", type=int, default=0, help="random N(0,1) data instead")
+    p.add_argument("--input-dim", type=int, default=576, help="D for --random-tokens")
+    p.add_argument("--type", default="encoder", choices=["encoder", "topk_sae", "standard_sae"])
+    p.add_argument("--hidden-dim", type=int, default=16384, help="K")
+    p.add_argument("--k", type=int, default=32, help="active latents of topk_sae")
+    p.add_argument("--batch-size", type=int, default=4096, help="global batch B")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=10, help="steps before timing starts")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--amp", action="store_true", help="bf16 autocast, float32 losses")
+    p.add_argument("--log-every", type=int, default=0)
+    p.add_argument("--out", default=None, help="rank 0 writes a JSON summary here")
+    args = p.parse_args(argv)
+    from implicit_em import runs
+    from implicit_em.config import ModelConfig, RunConfig
+
+    distributed = "RANK" in os.environ
+    cuda = torch.cuda.is_available()
+    if distributed:
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank, n = world()
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device(f"cuda:{local}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+    if args.acts:
+        from implicit_em.data.activations import Normalization, read_split
+
+        x, _ = read_split(args.acts, "train", norm=Normalization.from_manifest(args.acts))
+    else:
+        if args.random_tokens < args.batch_size:
+            p.error("pass --acts or --random-tokens >= --batch-size")
+        gen = torch.Generator().manual_seed(args.seed)
+        x = torch.randn(args.random_tokens, args.input_dim, generator=gen)
+    x = x.to(device, torch.bfloat16 if cuda else torch.float32)  # whole set on the device
+    cfg = RunConfig(model=ModelConfig(type=args.type, input_dim=x.shape[1],
+                                      hidden_dim=args.hidden_dim, k=args.k))  # fmt: skip
+    torch.manual_seed(args.seed)
+    model = runs.build_model(cfg).to(device)
+    net = DDP(model, device_ids=[local] if cuda else None) if distributed else model
+    res = train_steps(net, x, cfg.loss, global_batch=args.batch_size, steps=args.steps,
+                      lr=args.lr, seed=args.seed, amp=args.amp, log_every=args.log_every,
+                      warmup=args.warmup)  # fmt: skip
+    summary = {
+        "world_size": n,
+        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
+        "type": args.type,
+        "K": args.hidden_dim,
+        "D": x.shape[1],
+        "global_batch": args.batch_size,
+        "amp": args.amp,
+        "steps": args.steps,
+        "tokens_per_s": res["tokens_per_s"],
+        "last": res["history"][-1] if res["history"] else None,
+    }
+    if rank == 0:
+        print(json.dumps(summary))
+        if args.out:
+            Path(args.out).write_text(json.dumps(summary, indent=1))
+    if distributed:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
