@@ -76,7 +76,7 @@ def fit_scalar_decoder(
         m = xd.mean(0) - c * y.mean(0)  # (D,)
     else:
         c = float((xd * y).sum() / y.square().sum().clamp_min(1e-300))
-        m = torch.zeros(x.shape[1], dtype=torch.float64)
+        m = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
     return c, m.float()
 
 
@@ -202,7 +202,7 @@ def spliced_ce(
     n_pos = 0
     model.eval()
     for b0 in range(0, len(tokens), batch_size):
-        ids = tokens[b0 : b0 + batch_size].long()  # (B, T)
+        ids = tokens[b0 : b0 + batch_size].long().to(model.device)  # (B, T)
         target = ids[:, start + 1 :]  # (B, T')
         ref = None
         for name, fn in reps.items():

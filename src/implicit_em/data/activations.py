@@ -308,10 +308,11 @@ def harvest(
             acts = []
             for b0 in range(0, len(chunk), cfg.batch_size):
                 ids = chunk[b0 : b0 + cfg.batch_size]
+                ids = ids.to(next(model.parameters()).device)  # the model may be on a GPU
                 h = capture_residual(model, ids, cfg.layer, cfg.hook_point)  # (b, T, D)
                 if cfg.drop_bos:
                     h = h[:, 1:]
-                acts.append(h.reshape(-1, d_model).to(torch.float16))  # (b * T', D)
+                acts.append(h.reshape(-1, d_model).to("cpu", torch.float16))  # (b * T', D)
                 bar.update(h.shape[0] * h.shape[1])
             acts_t = torch.cat(acts)
             if not torch.isfinite(acts_t).all():
