@@ -56,7 +56,8 @@ def run(settings: Settings) -> dict:
                 "diverged": r.diverged,
             })  # fmt: skip
             if s == settings.seeds()[0]:
-                corr_mats[v] = np.nan_to_num(np.corrcoef(a.double().cpu().numpy().T))
+                with np.errstate(invalid="ignore", divide="ignore"):  # dead units: zero variance
+                    corr_mats[v] = np.nan_to_num(np.corrcoef(a.double().cpu().numpy().T))
                 usage[v] = np.sort(metrics.usage_distribution(resp))[::-1]
         agg = {
             m: mean_std([p[m] for p in per_seed])
