@@ -139,7 +139,7 @@ def density_histogram(density: Tensor, n_bins: int = 12, low: float = -6.0) -> d
     density: (K,). Latents that never fire are counted apart under `n_dead`.
     """
     alive = density[density > 0].double().log10().clamp_min(low)
-    counts, edges = np.histogram(alive.numpy(), bins=n_bins, range=(low, 0.0))
+    counts, edges = np.histogram(alive.cpu().numpy(), bins=n_bins, range=(low, 0.0))
     return {
         "log10_bin_edges": [round(float(e), 3) for e in edges],
         "counts": counts.tolist(),

@@ -1,0 +1,296 @@
+"""`implicit-em scale`: decoder-free models vs TopK and L1 SAEs at K in the thousands, on a GPU.
+
+    implicit-em scale --model path/to/SmolLM2-135M-Instruct.Q4_1.gguf --out docs/scale
+
+Steps, each skipped when its result already exists (so an interrupted study resumes):
+
+1. Harvest SmolLM2 layer-15 `resid_pre` activations of the SOTU corpus with the LM on the
+   GPU, once per window offset: offset o drops the first o words of every document, so the
+   127-token windows fall elsewhere and every token is seen in other contexts. SOTU has about
+   2.3 M tokens; three offsets give about 6 M training activations, from the same text.
+   Documents are split into train / held-out by name, identically for every offset.
+2. Train, on the concatenated train splits (inputs scaled to mean squared norm D, massive
+   activations above 10x the median norm dropped), one pass at batch B with Adam:
+   Encoder (LSE + var + tc, lambdas K-normalized), TopKSAE (k in --topk), StandardSAE
+   (l1_weight = c * K / D for c in --l1), at each K in --hidden-dims.
+3. Evaluate each on held-out documents of offset 0 (`implicit_em.evaluate.evaluate_model`):
+   FVU variants, L0, dead fraction, entropy, and CE / KL with the reconstruction spliced in.
+4. Write results.json, results.csv, frontier.png and README.md into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from implicit_em import runs
+from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
+from implicit_em.data.activations import (
+    HarvestConfig,
+    Normalization,
+    harvest,
+    load_manifest,
+    norm_outliers,
+    read_split,
+)
+
+OFFSETS = (0, 42, 85)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `scale` on the top-level CLI."""
+    p = subparsers.add_parser(
+        "scale", help="GPU study: harvest, train Encoder / TopK / L1 SAEs at large K, evaluate"
+    )
+    p.add_argument("--model", default="smollm2-135m", help="LM: alias, .gguf path, folder, hub id")
+    p.add_argument("--layer", type=int, default=15)
+    p.add_argument("--work", default=".scale", help="harvests and run directories go here")
+    p.add_argument("--out", default="docs/scale", help="results.json/csv, frontier.png, README")
+    p.add_argument("--offsets", type=int, nargs="+", default=list(OFFSETS),
+                   help="words dropped from each document, one harvest per offset")  # fmt: skip
+    p.add_argument("--harvest-tokens", type=int, default=10_000_000,
+                   help="per offset, both splits; more than SOTU holds takes every window")  # fmt: skip
+    p.add_argument("--hidden-dims", type=int, nargs="+", default=[4096, 16384])
+    p.add_argument("--topk", type=int, nargs="+", default=[32, 64])
+    p.add_argument("--l1", type=float, nargs="+", default=[1.0, 4.0, 16.0],
+                   help="StandardSAE l1_weight = c * K / D for each c")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=float, default=1.0, help="passes over the train tokens")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast in training")
+    p.add_argument("--fit-tokens", type=int, default=100_000,
+                   help="train tokens for the scalar and least-squares read-outs")  # fmt: skip
+    p.add_argument("--eval-tokens", type=int, default=50_000, help="held-out tokens (FVU, codes)")
+    p.add_argument("--ce-contexts", type=int, default=256, help="held-out contexts spliced")
+    p.add_argument("--time-limit", type=float, default=0,
+                   help="seconds; start no new run after this (0: none)")  # fmt: skip
+    p.add_argument("--harvest-only", action="store_true")
+    p.set_defaults(func=run_scale)
+
+
+def shifted_docs(offset: int) -> list:
+    """SOTU documents without their first `offset` words (names unchanged: same split)."""
+    from implicit_em.data.corpus import Document, load_sotu
+
+    return [Document(d.name, " ".join(d.text.split(" ")[offset:])) for d in load_sotu()]
+
+
+def run_specs(hidden_dims: list[int], topk: list[int], l1: list[float], d: int) -> list[dict]:
+    specs = []
+    for k_dim in hidden_dims:
+        specs.append({"name": f"encoder-K{k_dim}", "type": "encoder", "K": k_dim})
+        specs += [{"name": f"topk-K{k_dim}-k{k}", "type": "topk_sae", "K": k_dim, "k": k}
+                  for k in topk]  # fmt: skip
+        specs += [{"name": f"l1-K{k_dim}-c{c:g}", "type": "standard_sae", "K": k_dim,
+                   "l1_weight": c * k_dim / d, "c": c} for c in l1]  # fmt: skip
+    return specs
+
+
+def spec_config(spec: dict, d: int, args: argparse.Namespace) -> RunConfig:
+    loss = LossConfig(l1_weight=spec.get("l1_weight", 0.01), dead_steps=250)
+    return RunConfig(
+        model=ModelConfig(
+            type=spec["type"], input_dim=d, hidden_dim=spec["K"], k=spec.get("k", 16)
+        ),  # fmt: skip
+        loss=loss,
+        training=TrainConfig(
+            epochs=1, batch_size=args.batch_size, lr=args.lr, seed=1, device="cuda", amp=args.amp
+        ),  # fmt: skip
+    )
+
+
+def run_scale(args: argparse.Namespace) -> int:
+    from implicit_em.data.lm import load_lm
+    from implicit_em.distributed import train_steps
+    from implicit_em.evaluate import evaluate_model
+
+    t0 = time.perf_counter()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    work, out = Path(args.work), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lm, tok, info = load_lm(args.model)
+    lm.to(device)
+    dirs = []
+    for off in args.offsets:
+        hdir = work / "acts" / f"off{off}"
+        cfg = HarvestConfig(model=args.model, layer=args.layer, n_tokens=args.harvest_tokens,
+                            batch_size=128, shard_contexts=1024)  # fmt: skip
+        m = harvest(cfg, hdir, lm, tok, info, docs=shifted_docs(off), progress=False)
+        print(f"harvest off{off}: {m['splits']['train']['n_tokens']} train, "
+              f"{m['splits']['heldout']['n_tokens']} held-out; {m.get('throughput')}", flush=True)  # fmt: skip
+        dirs.append(hdir)
+    if args.harvest_only:
+        return 0
+
+    norm = Normalization.from_manifest(dirs[0])
+    x = torch.cat([read_split(h, "train")[0] for h in dirs])  # (N, D) model units
+    median = float(x[:200_000].norm(dim=1).median())
+    keep = ~norm_outliers(x, 10.0, median)
+    x = norm.apply(x[keep])
+    n_train, d = x.shape
+    gen = torch.Generator().manual_seed(0)
+    x_fit = x[torch.randperm(n_train, generator=gen)[: args.fit_tokens]].to(device)
+    x_train = x.to(device, torch.float16)  # whole set on the GPU
+    del x
+    raw_held, tokens = read_split(dirs[0], "heldout", max_tokens=args.eval_tokens)
+    typical = ~norm_outliers(raw_held, 10.0, median)
+    x_held = norm.apply(raw_held).to(device)
+    _, ce_tokens = read_split(dirs[0], "heldout")
+    ce_tokens = ce_tokens[: args.ce_contexts]
+    print(f"train tokens {n_train} ({int((~keep).sum())} outliers dropped); held-out "
+          f"{x_held.shape[0]}; CE contexts {len(ce_tokens)}", flush=True)  # fmt: skip
+
+    results = []
+    for spec in run_specs(args.hidden_dims, args.topk, args.l1, d):
+        if args.time_limit and time.perf_counter() - t0 > args.time_limit:
+            print(f"time limit reached: {spec['name']} and later runs not run", flush=True)
+            break
+        run_dir = work / "runs" / spec["name"]
+        cfg = spec_config(spec, d, args)
+        metrics_path = run_dir / "llm_metrics.json"
+        if runs.is_complete(run_dir):
+            model, _ = runs.load_run(run_dir, str(device))
+            train_info = json.loads((run_dir / runs.METRICS).read_text())
+        else:
+            model = runs.build_model(cfg).to(device)
+            steps = int(args.epochs * n_train // args.batch_size)
+            res = train_steps(model, x_train, cfg.loss, global_batch=args.batch_size,
+                              steps=steps, lr=args.lr, seed=1, amp=args.amp,
+                              log_every=max(1, steps // 10), warmup=5)  # fmt: skip
+            run_dir = runs.prepare_run_dir(run_dir, resume=False, overwrite=True)
+            runs.save_model(model, cfg, run_dir)
+            runs.write_history(run_dir, res["history"])
+            train_info = {"steps": steps, "tokens": steps * args.batch_size,
+                          "tokens_per_s": res["tokens_per_s"], "seconds": res["seconds"],
+                          "last": res["history"][-1] if res["history"] else None}  # fmt: skip
+            runs.atomic_write_json(run_dir / runs.METRICS, train_info)
+        if metrics_path.is_file():
+            ev = json.loads(metrics_path.read_text())
+        else:
+            ev = evaluate_model(model, x_fit, x_held, invert=norm.invert, apply=norm.apply,
+                                lm=lm, tokens=ce_tokens, layer=args.layer, batch_size=64,
+                                typical=typical.to(device))  # fmt: skip
+            metrics_path.write_text(json.dumps(ev, indent=1))
+        results.append({"spec": spec, "train": train_info, "eval": ev})
+        print(summary(spec, train_info, ev), flush=True)
+        del model
+        torch.cuda.empty_cache() if device.type == "cuda" else None
+
+    write_report(out, results, args, info, dirs, n_train, time.perf_counter() - t0)
+    return 0
+
+
+def summary(spec: dict, train: dict, ev: dict) -> str:
+    c = ev["codes"]
+    best = min(ev["fvu"], key=ev["fvu"].get)
+    return (f"{spec['name']}: {train['tokens_per_s']:.0f} tok/s, L0 {c['l0']:.1f}, dead "
+            f"{c['dead_fraction']:.3f}, FVU[{best}] {ev['fvu'][best]:.3f}, CE rec "
+            f"{ev['ce_loss_recovered'][best]:.3f}")  # fmt: skip
+
+
+def rows(results: list[dict]) -> list[dict]:
+    """One row per (run, reconstruction)."""
+    out = []
+    for r in results:
+        s, ev, c = r["spec"], r["eval"], r["eval"]["codes"]
+        for recon, fvu in ev["fvu"].items():
+            out.append({
+                "run": s["name"], "type": s["type"], "K": s["K"], "k": s.get("k", ""),
+                "l1_weight": round(s["l1_weight"], 4) if "l1_weight" in s else "",
+                "reconstruction": recon,
+                "fvu": fvu, "fvu_typical": ev.get("fvu_typical", {}).get(recon, math.nan),
+                "fvu_per_dim": ev["fvu_per_dim"][recon],
+                "ce": ev["ce"][recon]["ce"], "kl": ev["ce"][recon]["kl"],
+                "ce_recovered": ev["ce_loss_recovered"][recon],
+                "l0": c["l0"], "dead_fraction": c["dead_fraction"],
+                "resp_entropy": c["responsibility_entropy"], "max_entropy": c["max_entropy"],
+                "train_tokens": r["train"]["tokens"], "train_tokens_per_s": r["train"]["tokens_per_s"],
+            })  # fmt: skip
+    return out
+
+
+def frontier_plot(table: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    style = {"encoder": "o", "topk_sae": "s", "standard_sae": "^"}
+    colors = {4096: "tab:blue", 16384: "tab:red", 32768: "tab:green"}
+    for row in table:
+        post_hoc = row["reconstruction"] == "lstsq"
+        if post_hoc and row["type"] != "encoder":
+            continue  # SAEs are shown through their own decoder
+        if row["reconstruction"] == "wt_scalar":
+            continue  # scalar + offset is always at least as good
+        color = colors.get(row["K"], "k")
+        for ax, key in zip(axes, ("fvu", "ce_recovered"), strict=True):
+            ax.scatter(row["l0"], row[key], marker=style[row["type"]],
+                       facecolors="none" if post_hoc else color, edgecolors=color, s=45)  # fmt: skip
+    for ax, label in zip(axes, ("FVU (held-out)", "CE loss recovered"), strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel("L0 (active latents per token)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    handles = [plt.Line2D([], [], marker=m, ls="", color="gray", label=t)
+               for t, m in style.items()]  # fmt: skip
+    handles += [plt.Line2D([], [], marker="o", ls="", color=c, label=f"K={k}")
+                for k, c in colors.items() if any(r["K"] == k for r in table)]  # fmt: skip
+    handles.append(plt.Line2D([], [], marker="o", ls="", mfc="none", color="gray",
+                              label="encoder, post-hoc lstsq decoder"))  # fmt: skip
+    axes[1].legend(handles=handles, fontsize=8, loc="lower right")
+    fig.suptitle("SmolLM2-135M (4-bit GGUF) layer 15 resid_pre, SOTU held-out documents")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(out: Path, results: list[dict], args, info: dict, dirs: list[Path],
+                 n_train: int, seconds: float) -> None:  # fmt: skip
+    table = rows(results)
+    harvests = {str(h.name): load_manifest(h)["throughput"] for h in dirs}
+    meta = {"command": " ".join(sys.argv), "lm": info, "harvests": harvests,
+            "train_tokens": n_train, "seconds": seconds,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "args": {k: v for k, v in vars(args).items() if k != "func"}}  # fmt: skip
+    (out / "results.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=1))
+    if table:
+        with open(out / "results.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(table[0]))
+            w.writeheader()
+            w.writerows(table)
+        frontier_plot(table, out / "frontier.png")
+    lines = [
+        "| run | recon | L0 | dead | FVU | FVU typ. | CE rec. | KL | H(r)/log K | train tok/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table:
+        lines.append(
+            f"| {r['run']} | {r['reconstruction']} | {r['l0']:.1f} | {r['dead_fraction']:.3f} | "
+            f"{r['fvu']:.4f} | {r['fvu_typical']:.4f} | {r['ce_recovered']:.4f} | "
+            f"{r['kl']:.4f} | {r['resp_entropy'] / r['max_entropy']:.3f} | "
+            f"{r['train_tokens_per_s']:.0f} |"
+        )
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry: `python -m implicit_em.experiments.scale scale ...`."""
+    parser = argparse.ArgumentParser(prog="implicit-em")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
