@@ -1,0 +1,53 @@
+"""The scale study's bookkeeping (specs, table rows, report files) on synthetic results."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+
+import pytest
+
+from implicit_em.experiments.scale import rows, run_specs, spec_config, write_report
+
+
+def fake_eval(recons: tuple[str, ...]) -> dict:
+    return {
+        "fvu": {r: 0.5 for r in recons},
+        "fvu_typical": {r: 0.4 for r in recons},
+        "fvu_per_dim": {r: 0.6 for r in recons},
+        "ce": {r: {"ce": 4.0, "kl": 0.3} for r in recons},
+        "ce_loss_recovered": {r: 0.9 for r in recons},
+        "codes": {"l0": 32.0, "dead_fraction": 0.01, "responsibility_entropy": 5.0,
+                  "max_entropy": 8.3},
+    }  # fmt: skip
+
+
+def test_specs_cover_every_architecture_and_scale_l1_with_k():
+    specs = run_specs([4096, 16384], [32, 64], [1.0, 4.0], d=576)
+    assert [s["name"] for s in specs[:5]] == [
+        "encoder-K4096", "topk-K4096-k32", "topk-K4096-k64", "l1-K4096-c1", "l1-K4096-c4",
+    ]  # fmt: skip
+    assert len(specs) == 10
+    assert specs[3]["l1_weight"] == pytest.approx(4096 / 576)
+    args = argparse.Namespace(batch_size=4096, lr=1e-3, amp=True)
+    cfg = spec_config(specs[1], 576, args)
+    assert (cfg.model.type, cfg.model.hidden_dim, cfg.model.k) == ("topk_sae", 4096, 32)
+    assert cfg.training.amp
+
+
+def test_report_files(tmp_path):
+    specs = run_specs([64], [8], [1.0], d=16)
+    train = {"tokens": 1000, "tokens_per_s": 1e5}
+    results = [
+        {"spec": specs[0], "train": train, "eval": fake_eval(("wt_scalar_offset", "lstsq"))},
+        {"spec": specs[1], "train": train, "eval": fake_eval(("decoder", "lstsq"))},
+        {"spec": specs[2], "train": train, "eval": fake_eval(("decoder", "lstsq"))},
+    ]
+    table = rows(results)
+    assert len(table) == 6 and {r["reconstruction"] for r in table} >= {"decoder", "lstsq"}
+    args = argparse.Namespace(x=1)
+    write_report(tmp_path, results, args, {"model_id": "m"}, [], 1000, 1.0)
+    for name in ("results.json", "results.csv", "frontier.png", "table.md"):
+        assert (tmp_path / name).is_file(), name
+    with open(tmp_path / "results.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 6
