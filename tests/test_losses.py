@@ -316,3 +316,17 @@ def test_combined_loss_checks_w():
     W[0, 0] = float("nan")
     with pytest.raises(ValueError, match="W contains NaN or Inf"):
         combined_loss(a, W, LossConfig())
+
+
+def test_gram_square_sum_fast_gradient_matches_plain_autograd():
+    """The one-matmul backward of ||U U^T||_F^2 against autograd of the plain formula,
+    also under vmap (the stacked trainer)."""
+    torch.manual_seed(0)
+    u = torch.randn(2, 6, 11, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: losses._offdiag_sq_gram(v[0]), (u,))
+    fast = torch.func.vmap(losses._offdiag_sq_gram)(u)
+    plain = torch.stack([(w @ w.t()).square().sum() - w.square().sum(0).square().sum() for w in u])
+    torch.testing.assert_close(fast, plain, rtol=1e-12, atol=1e-12)
+    (g_fast,) = torch.autograd.grad(fast.sum(), u)
+    (g_plain,) = torch.autograd.grad(plain.sum(), u)
+    torch.testing.assert_close(g_fast, g_plain, rtol=1e-12, atol=1e-12)

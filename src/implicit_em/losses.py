@@ -76,11 +76,37 @@ def _offdiag_sq_kk(u: Tensor) -> Tensor:
     return (corr * off).square().sum()
 
 
+class _GramSquareSum(torch.autograd.Function):
+    """||U U^T||_F^2 with the gradient 4 (U U^T) U in one (B, B) @ (B, K) matmul.
+
+    Autograd of (u @ u.t()).square().sum() runs two such matmuls (one per factor); at
+    B = 4096, K = 16384 this term dominates the training step, so the symmetric form saves a
+    third of its matrix work.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(u: Tensor) -> tuple[Tensor, Tensor]:
+        gram = u @ u.mT  # (B, B)
+        return gram.square().sum(dim=(-2, -1)), gram
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(inputs[0], output[1])
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, _grad_gram: Tensor | None) -> Tensor:
+        u, gram = ctx.saved_tensors
+        return (4 * grad)[..., None, None] * (gram @ u)  # (B, B) @ (B, K) -> (B, K)
+
+
 def _offdiag_sq_gram(u: Tensor) -> Tensor:
     """Same as _offdiag_sq_kk through the B x B Gram matrix: ||U^T U||_F = ||U U^T||_F,
     and the diagonal of U^T U is the squared column norms. Never forms a K x K matrix."""
-    gram = u @ u.t()  # (B, B)
-    return gram.square().sum() - u.square().sum(dim=0).square().sum()
+    sq, _ = _GramSquareSum.apply(u)  # ||U U^T||_F^2
+    return sq - u.square().sum(dim=0).square().sum()
 
 
 def correlation_loss(a: Tensor, validate: bool = True) -> Tensor:
