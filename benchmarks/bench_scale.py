@@ -13,7 +13,7 @@ forward + backward on fixed codes.
     python benchmarks/bench_scale.py --amp bf16 --out bench.json
 
 Matmul FLOPs counted (2 m n k each; elementwise work not counted):
-  Encoder: linear fwd + grad W = 4BDK; Gram U U^T fwd + bwd = 6 B^2 K (B < K).
+  Encoder: linear fwd + grad W = 4BDK; Gram U U^T fwd + its one-matmul bwd = 4 B^2 K (B < K).
   TopKSAE: encoder fwd + grad W + grad x (b_dec) = 6BDK; dense decode fwd + bwd = 6BDK;
            AuxK decode of the dead latents, dense, = 6BDK (computed every step).
   StandardSAE: encoder 4BDK + decoder 6BDK.
@@ -81,7 +81,7 @@ def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = Fa
 
 def matmul_flops(kind: str, B: int, D: int, K: int) -> float:
     if kind == "encoder":
-        return 4 * B * D * K + (6 * B * B * K if B < K else 6 * B * K * K)
+        return 4 * B * D * K + (4 * B * B * K if B < K else 6 * B * K * K)
     if kind == "topk_sae":
         return 18 * B * D * K
     return 10 * B * D * K
