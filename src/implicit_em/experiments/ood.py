@@ -373,7 +373,8 @@ def write_report_section(results: dict) -> str:
         "in-distribution images.",
         "",
         markdown_table(results),
-        f"![ROC curves, first seed]({results['files']['roc']})",
+        # Relative to the reproduction report, which sits beside the study's ood/ folder.
+        f"![ROC curves, first seed](ood/{Path(results['files']['roc']).name})",
         "",
         _reading(results, best, lse),
         "",

@@ -8,6 +8,7 @@ continues where it stopped.
 from __future__ import annotations
 
 import base64
+import json
 import html
 import platform
 import sys
@@ -119,9 +120,11 @@ def write_report(out: Path, sections, timings, total, quick, command, kw) -> Pat
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + "\n",
     ]
     md = "\n".join(head) + "\n" + "".join(_md_section(t, r, out) for t, r in sections)
-    ood = out / "ood" / "report_section.md"
-    if ood.is_file():
-        md += "\n" + ood.read_text()
+    ood = out / "ood" / "results.json"
+    if ood.is_file():  # `implicit-em ood --out <out>/ood` ran: its section, beyond the paper
+        from implicit_em.experiments.ood import write_report_section
+
+        md += "\n" + write_report_section(json.loads(ood.read_text()))
     report = out / "report.md"
     atomic_write_bytes(report, md.encode())
     atomic_write_bytes(out / "report.html", _html(md, out).encode())
