@@ -8,8 +8,8 @@ continues where it stopped.
 from __future__ import annotations
 
 import base64
-import json
 import html
+import json
 import platform
 import sys
 import time
