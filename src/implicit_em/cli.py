@@ -12,6 +12,7 @@ SUBMODULES = (
     "implicit_em.data.cli",
     "implicit_em.experiments.llm",
     "implicit_em.experiments.ood",
+    "implicit_em.experiments.scale",
 )
 
 
