@@ -100,6 +100,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    import torch
+
     from implicit_em.experiments.common import load_data
     from implicit_em.probe import torch_probe_accuracy
     from implicit_em.runs import load_run
@@ -108,7 +110,7 @@ def cmd_evaluate(args) -> int:
     model, cfg = load_run(args.run_dir)
     data = load_data(cfg)
     out = evaluate(model, data.x_test)
-    with __import__("torch").no_grad():
+    with torch.no_grad():
         out["probe_accuracy"] = torch_probe_accuracy(model.encode(data.x_train), data.y_train,
                                                      model.encode(data.x_test), data.y_test)[0]  # fmt: skip
     print(json.dumps(out, indent=2))
