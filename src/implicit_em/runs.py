@@ -8,13 +8,12 @@ marks a run as complete.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from implicit_em.atomic import atomic_save, atomic_write_bytes, atomic_write_json
 from implicit_em.config import RunConfig, from_dict
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
 
@@ -29,39 +28,6 @@ CONFIG, MODEL, HISTORY, METRICS, CHECKPOINT = (
 
 class RunExistsError(FileExistsError):
     """A run directory already holds results; nothing is overwritten silently."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-def atomic_save(save_fn, path: Path) -> None:
-    """Call save_fn(tmp_path) then rename tmp_path to path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_model(cfg: RunConfig, seed: int | None = None) -> torch.nn.Module:
