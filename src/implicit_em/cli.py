@@ -155,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def standalone(add_parser, argv: list[str] | None = None, prog: str = "implicit-em") -> int:
+    """Run one module's subcommands alone (`python -m implicit_em.<module> <subcommand> ...`)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:

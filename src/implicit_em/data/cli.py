@@ -47,10 +47,9 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry: `python -m implicit_em.data.cli data fetch mnist`."""
-    parser = argparse.ArgumentParser(prog="python -m implicit_em.data.cli")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    from implicit_em.cli import standalone
+
+    return standalone(add_parser, argv, prog="python -m implicit_em.data.cli")
 
 
 if __name__ == "__main__":

@@ -85,7 +85,9 @@ def run(settings: Settings) -> dict:
         if settings.probe == "torch":
             raw = torch_probe_accuracy(data.x_train, data.y_train, data.x_test, data.y_test)[0]
         else:
-            raw = metrics.linear_probe_accuracy(data.x_train, data.y_train, data.x_test, data.y_test)
+            raw = metrics.linear_probe_accuracy(
+                data.x_train, data.y_train, data.x_test, data.y_test
+            )
         save_json(raw_cache, {"probe": raw})
     numbers["raw_pixels"] = {"probe": raw}
 

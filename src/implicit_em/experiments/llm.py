@@ -352,10 +352,9 @@ def summary_line(name: str, res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry: `python -m implicit_em.experiments.llm harvest ...`."""
-    parser = argparse.ArgumentParser(prog="implicit-em")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    from implicit_em.cli import standalone
+
+    return standalone(add_parser, argv, prog="implicit-em")
 
 
 if __name__ == "__main__":

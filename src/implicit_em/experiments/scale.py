@@ -286,10 +286,9 @@ def write_report(out: Path, results: list[dict], args, info: dict, dirs: list[Pa
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry: `python -m implicit_em.experiments.scale scale ...`."""
-    parser = argparse.ArgumentParser(prog="implicit-em")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    from implicit_em.cli import standalone
+
+    return standalone(add_parser, argv, prog="implicit-em")
 
 
 if __name__ == "__main__":
