@@ -40,12 +40,10 @@ from implicit_em.config import LossConfig
 from implicit_em.losses import (
     _unit_columns,
     correlation_loss,
-    sae_loss,
-    topk_loss,
     variance_loss,
     weight_redundancy_loss,
 )
-from implicit_em.training import model_type, term_weights
+from implicit_em.training import model_type, reconstruction_terms, term_weights
 
 
 def world() -> tuple[int, int]:
@@ -143,19 +141,7 @@ def step_terms(
         a = out[0]  # (b, K)
         return encoder_terms_share(a, model.W, loss), a, float(n)
     x_hat, a = out  # (b, D), (b, K)
-    if kind == "standard_sae":
-        terms = sae_loss(x, x_hat, a, loss.l1_weight)
-    else:
-        aux_hat = None
-        if dead is not None and loss.aux_coef > 0:
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-                aux_hat = model.aux_reconstruction(x, dead, loss.aux_k)  # (b, D)
-            aux_hat = aux_hat.float() if amp else aux_hat
-        terms = topk_loss(x, x_hat, aux_hat, loss.aux_coef)
-        if dead is not None:
-            terms["aux"] = terms["aux"] * dead.any()
-    terms.pop("total")
-    return terms, a, 1.0
+    return reconstruction_terms(model, x, x_hat, a, loss, dead, amp), a, 1.0
 
 
 def reduce_terms(terms: dict[str, Tensor], kind: str) -> dict[str, Tensor]:

@@ -92,22 +92,39 @@ def loss_terms(
         terms = combined_loss(a, model.W, loss, validate=False)
         terms.pop("responsibilities")
         terms.pop("total")
-    elif kind == "standard_sae":
-        x_hat, a = out  # (B, D), (B, K)
-        terms = sae_loss(x, x_hat, a, loss.l1_weight)
-        terms.pop("total")
     else:
         x_hat, a = out  # (B, D), (B, K)
+        terms = reconstruction_terms(model, x, x_hat, a, loss, dead, amp)
+    terms["a"] = a
+    return terms
+
+
+def reconstruction_terms(
+    model: nn.Module,
+    x: Tensor,
+    x_hat: Tensor,
+    a: Tensor,
+    loss: LossConfig,
+    dead: Tensor | None = None,
+    amp: bool = False,
+) -> dict:
+    """Unweighted terms of the encoder-decoder baselines from one forward's outputs.
+
+    x, x_hat: (B, D); a: (B, K). StandardSAE: mse, l1. TopKSAE: mse, aux (AuxK on the
+    latents in `dead`, zero when none are dead). No "total": weights are the caller's.
+    """
+    if model_type(model) == "standard_sae":
+        terms = sae_loss(x, x_hat, a, loss.l1_weight)
+    else:
         aux_hat = None
         if dead is not None and loss.aux_coef > 0:
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
                 aux_hat = model.aux_reconstruction(x, dead, loss.aux_k)  # (B, D)
             aux_hat = aux_hat.float() if amp else aux_hat
         terms = topk_loss(x, x_hat, aux_hat, loss.aux_coef)
-        terms.pop("total")
         if dead is not None:
             terms["aux"] = terms["aux"] * dead.any()  # no dead latents: no AuxK loss
-    terms["a"] = a
+    terms.pop("total")
     return terms
 
 
