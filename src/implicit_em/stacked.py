@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from implicit_em import runs
 from implicit_em.config import RunConfig
 from implicit_em.data.batches import epoch_permutation
-from implicit_em.training import evaluate, loss_terms, term_weights
+from implicit_em.training import evaluate, finite_record, loss_terms, term_weights
 
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8
 
@@ -209,7 +209,7 @@ class StackedTrainer:
                 rec.update(evaluate(model, x_eval))
                 rec["seconds"] = seconds
                 histories[i].append(rec)
-                if not all(torch.isfinite(torch.tensor(v)) for v in rec.values()):
+                if not finite_record(rec):
                     self.alive[i] = False
             bar.set_postfix(loss=f"{means['total'][0]:.4g}")
         bar.close()

@@ -209,7 +209,8 @@ def evaluate(model: nn.Module, x: Tensor, threshold: float = 0.01) -> dict:
     return out
 
 
-def _finite(rec: dict) -> bool:
+def finite_record(rec: dict) -> bool:
+    """True when every float in a history record is finite (a diverged run is not)."""
     return all(np.isfinite(v) for v in rec.values() if isinstance(v, float))
 
 
@@ -286,7 +287,7 @@ def train(
                 "epoch": epoch + 1,
             }
             runs.atomic_save(lambda p, s=snapshot: torch.save(s, p), run_dir / runs.CHECKPOINT)
-        if not _finite(rec):
+        if not finite_record(rec):
             tqdm.write(f"epoch {epoch + 1}: non-finite loss or metric, stopping this run")
             break
     bar.close()
