@@ -28,7 +28,12 @@ import time
 import torch
 
 from implicit_em.config import LossConfig
-from implicit_em.losses import correlation_loss, variance_loss
+from implicit_em.losses import (
+    correlation_loss,
+    correlation_probes,
+    sketched_correlation_loss,
+    variance_loss,
+)
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
 from implicit_em.training import loss_terms, model_type, term_weights
 
@@ -50,24 +55,32 @@ def timed(fn, steps: int, warmup: int, device: torch.device) -> float:
     return (time.perf_counter() - tic) / steps
 
 
-def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = False):
-    """A closure running one training step of the library's trainer on the next batch."""
+def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = False,
+              compile: bool = False):  # fmt: skip
+    """A closure running one training step of the library's trainer on the next batch.
+
+    compile: the forward and loss (everything before backward) go through torch.compile.
+    """
     kind = model_type(model)
     weights = term_weights(kind, loss, model.hidden_dim)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     dead = torch.zeros(model.hidden_dim, dtype=torch.bool, device=x_batches[0].device)
     it = {"i": 0}
 
-    def step() -> None:
-        x = x_batches[it["i"] % len(x_batches)]
-        it["i"] += 1
+    def objective(x):
         if lse_only:
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
                 a = model(x)[0]  # (B, K)
-            total = -torch.logsumexp(-a.float(), dim=1).sum()
-        else:
-            terms = loss_terms(model, x, loss, dead if kind == "topk_sae" else None, amp)
-            total = sum(weights[k] * terms[k] for k in weights)
+            return -torch.logsumexp(-a.float(), dim=1).sum()
+        terms = loss_terms(model, x, loss, dead if kind == "topk_sae" else None, amp)
+        return sum(weights[k] * terms[k] for k in weights)
+
+    fn = torch.compile(objective) if compile else objective
+
+    def step() -> None:
+        x = x_batches[it["i"] % len(x_batches)]
+        it["i"] += 1
+        total = fn(x)
         opt.zero_grad(set_to_none=True)
         total.backward()
         if kind == "topk_sae":
@@ -79,8 +92,24 @@ def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = Fa
     return step
 
 
-def matmul_flops(kind: str, B: int, D: int, K: int) -> float:
+def penalty_fn(loss: LossConfig, k: int):
+    """The InfoMax penalties (variance + correlation, exact or sketched) of codes a (B, K)."""
+
+    def pen(a):
+        if loss.tc_probes is None:
+            return variance_loss(a, validate=False) + correlation_loss(a, validate=False)
+        probes = correlation_probes(k, loss.tc_probes, a)
+        return variance_loss(a, validate=False) + sketched_correlation_loss(
+            a, probes, validate=False
+        )
+
+    return pen
+
+
+def matmul_flops(kind: str, B: int, D: int, K: int, probes: int | None = None) -> float:
     if kind == "encoder":
+        if probes is not None:  # a V and a^T P forward, their gradients backward
+            return 4 * B * D * K + 10 * B * K * probes
         return 4 * B * D * K + (4 * B * B * K if B < K else 6 * B * K * K)
     if kind == "topk_sae":
         return 18 * B * D * K
@@ -96,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--amp", choices=("none", "bf16"), default="none")
+    p.add_argument("--probes", type=int, default=32, help="tc_probes of the sketched encoder")
+    p.add_argument("--compile", choices=("eager", "compiled", "both"), default="eager",
+                   help="torch.compile the forward + loss of every model")  # fmt: skip
     p.add_argument("--device", default="auto")
     p.add_argument("--acts", default=None, help="harvest directory to draw batches from")
     p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -118,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         D = x.shape[1]
     else:
         x_batches = [torch.randn(B, D, device=device) for _ in range(4)]
-    loss = LossConfig()
-    models = {
-        "encoder": lambda: Encoder(D, K),
-        f"topk_sae_k{args.topk}": lambda: TopKSAE(D, K, args.topk),
-        "standard_sae": lambda: StandardSAE(D, K),
+    exact, sketch = LossConfig(), LossConfig(tc_probes=args.probes)
+    models = {  # name -> (builder, loss)
+        "encoder": (lambda: Encoder(D, K), exact),
+        f"encoder_sketch{args.probes}": (lambda: Encoder(D, K), sketch),
+        f"topk_sae_k{args.topk}": (lambda: TopKSAE(D, K, args.topk), exact),
+        "standard_sae": (lambda: StandardSAE(D, K), exact),
     }
     dtype = torch.bfloat16 if amp else torch.float32
     xa, wa = torch.randn(B, D, device=device, dtype=dtype), torch.randn(D, K, device=device,
@@ -132,49 +165,63 @@ def main(argv: list[str] | None = None) -> int:
     res = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
         "shape": {"B": B, "D": D, "K": K},
         "amp": args.amp,
         "tf32": True,
+        "probes": args.probes,
         "data": args.acts or "random N(0,1)",
         "matmul_tflops": mm_tflops,
         "models": {},
     }
-    for name, build in models.items():
-        model = build().to(device)
-        kind = model_type(model)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-        t = timed(make_step(model, x_batches, loss, amp), args.steps, args.warmup, device)
-        flops = matmul_flops(kind, B, D, K)
-        row = {
-            "tokens_per_s": B / t,
-            "step_ms": 1e3 * t,
-            "matmul_gflop_per_step": flops / 1e9,
-            "achieved_tflops": flops / t / 1e12,
-            "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30
-            if device.type == "cuda"
-            else None,
-        }
-        if kind == "encoder":
-            t_lse = timed(make_step(model, x_batches, loss, amp, lse_only=True), args.steps,
-                          args.warmup, device)  # fmt: skip
-            a = model(x_batches[0])[0].detach().float().requires_grad_(True)  # (B, K)
+    modes = {"eager": False, "compiled": True} if args.compile == "both" else {
+        args.compile: args.compile == "compiled"}  # fmt: skip
+    for mode, comp in modes.items():
+        for name, (build, loss) in models.items():
+            model = build().to(device)
+            kind = model_type(model)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+            step = make_step(model, x_batches, loss, amp, compile=comp)
+            t = timed(step, args.steps, args.warmup, device)
+            flops = matmul_flops(kind, B, D, K, loss.tc_probes)
+            row = {
+                "tokens_per_s": B / t,
+                "step_ms": 1e3 * t,
+                "matmul_gflop_per_step": flops / 1e9,
+                "achieved_tflops": flops / t / 1e12,
+                "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30
+                if device.type == "cuda"
+                else None,
+            }
+            if kind == "encoder":
+                lse_step = make_step(model, x_batches, loss, amp, lse_only=True, compile=comp)
+                t_lse = timed(lse_step, args.steps, args.warmup, device)
+                a = model(x_batches[0])[0].detach().float().requires_grad_(True)  # (B, K)
+                pen = penalty_fn(loss, K)
+                pen = torch.compile(pen) if comp else pen
 
-            def penalties(a=a) -> None:
-                (variance_loss(a, validate=False) + correlation_loss(a, validate=False)).backward()
-                a.grad = None
+                def penalties(a=a, pen=pen) -> None:
+                    pen(a).backward()
+                    a.grad = None
 
-            t_pen = timed(penalties, args.steps, args.warmup, device)
-            row["lse_only_step_ms"] = 1e3 * t_lse
-            row["penalty_fraction_by_difference"] = (t - t_lse) / t
-            row["penalty_fraction_isolated"] = t_pen / t
-        res["models"][name] = row
-        del model
-    enc = res["models"]["encoder"]["tokens_per_s"]
-    res["encoder_speedup"] = {
-        n: enc / r["tokens_per_s"] for n, r in res["models"].items() if n != "encoder"
-    }
+                t_pen = timed(penalties, args.steps, args.warmup, device)
+                row["lse_only_step_ms"] = 1e3 * t_lse
+                row["penalty_fraction_by_difference"] = (t - t_lse) / t
+                row["penalty_fraction_isolated"] = t_pen / t
+            res["models"][f"{name}/{mode}"] = row
+            print(f"{name}/{mode}: {json.dumps(row)}", flush=True)
+            del model
+    res["encoder_speedup"] = {}
+    for mode in modes:
+        for enc in ("encoder", f"encoder_sketch{args.probes}"):
+            e = res["models"][f"{enc}/{mode}"]["tokens_per_s"]
+            res["encoder_speedup"][f"{enc}/{mode}"] = {
+                n: e / r["tokens_per_s"]
+                for n, r in res["models"].items()
+                if n.endswith(f"/{mode}") and not n.startswith("encoder")
+            }
     print(json.dumps(res, indent=1))
     if args.out:
         with open(args.out, "w") as fh:

@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from implicit_em.config import LossConfig
 from implicit_em.distributed import reduce_terms, step_terms
+from implicit_em.losses import combined_loss
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
 from implicit_em.training import loss_terms, model_type, term_weights
 
@@ -23,6 +24,7 @@ WORLD, ROWS, D = 2, 4, 6  # 2 ranks x 4 rows: global batch 8
 LOSS = LossConfig(lambda_lse=1.0, lambda_var=0.7, lambda_tc=1.3, lambda_wr=0.4, reference_k=8)
 # (model family, K): K = 12 > B = 8 takes the sharded Gram path, K = 5 < B the K x K path.
 CASES = [("encoder", 12), ("encoder", 5), ("standard_sae", 12), ("topk_sae", 12)]
+SKETCH_KS = [12, 5]
 
 
 def build(kind: str, k: int) -> torch.nn.Module:
@@ -39,11 +41,19 @@ def batch() -> torch.Tensor:
     return torch.randn(WORLD * ROWS, D, dtype=torch.float64)  # (B, D)
 
 
-def reference(kind: str, k: int) -> tuple[dict, dict]:
+def probes(k: int) -> torch.Tensor:
+    """Fixed probes for the sketched correlation (equal on every rank)."""
+    return torch.randn(k, 3, generator=torch.Generator().manual_seed(k), dtype=torch.float64)
+
+
+def reference(kind: str, k: int, sketch: bool = False) -> tuple[dict, dict]:
     """Global terms, total and gradients of one process on the whole batch."""
     model = build(kind, k)
-    terms = loss_terms(model, batch(), LOSS)
-    terms.pop("a")
+    if sketch:
+        terms = combined_loss(model(batch())[0], model.W, LOSS, probes=probes(k))
+    else:
+        terms = loss_terms(model, batch(), LOSS)
+        terms.pop("a")
     w = term_weights(kind, LOSS, k)
     total = sum(w[n] * terms[n] for n in w)
     total.backward()
@@ -68,6 +78,16 @@ def _worker(rank: int, port: int, out: dict) -> None:
         glob["total"] = sum(w[n] * glob[n] for n in w)
         grads = {n: p.grad.clone() for n, p in net.module.named_parameters()}
         results[(kind, k)] = (glob, grads)
+    for k in SKETCH_KS:  # the sketched correlation: only sufficient statistics cross ranks
+        net = DDP(build("encoder", k))
+        x = batch()[rank * ROWS : (rank + 1) * ROWS]
+        terms, _, scale = step_terms(net, x, LOSS, probes=probes(k))
+        w = term_weights("encoder", LOSS, k)
+        (sum(w[n] * terms[n] for n in w) * scale).backward()
+        glob = {n: float(v) for n, v in reduce_terms(terms, "encoder").items()}
+        glob["total"] = sum(w[n] * glob[n] for n in w)
+        grads = {n: p.grad.clone() for n, p in net.module.named_parameters()}
+        results[("sketch", k)] = (glob, grads)
     out[rank] = results
     dist.destroy_process_group()
 
@@ -94,6 +114,17 @@ def test_ddp_loss_and_grads_equal_single_process(ddp_results, kind, k):
         for name, v in ref_vals.items():
             assert vals[name] == pytest.approx(v, rel=1e-5, abs=1e-8), (rank, name)
         assert grads.keys() == ref_grads.keys()
+        for name, g in ref_grads.items():
+            torch.testing.assert_close(grads[name], g, rtol=1e-5, atol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize("k", SKETCH_KS)
+def test_ddp_sketched_correlation_equals_single_process(ddp_results, k):
+    ref_vals, ref_grads = reference("encoder", k, sketch=True)
+    for rank in range(WORLD):
+        vals, grads = ddp_results[rank][("sketch", k)]
+        for name, v in ref_vals.items():
+            assert vals[name] == pytest.approx(v, rel=1e-5, abs=1e-8), (rank, name)
         for name, g in ref_grads.items():
             torch.testing.assert_close(grads[name], g, rtol=1e-5, atol=1e-8, msg=name)
 

@@ -72,6 +72,10 @@ class LossConfig:
     scaling; at K = reference_k (64, the paper's MNIST setting) nothing changes."""
     variance_eps: float = 1e-6
     """eps inside log(Var + eps)."""
+    tc_probes: int | None = None
+    """None: the decorrelation penalty exactly (O(B^2 K) for B < K). m: an unbiased estimate
+    from m Gaussian probes drawn fresh every step (`losses.sketched_correlation_loss`,
+    O(B K m)), for K in the thousands, where the exact penalty dominates the step."""
     l1_weight: float = 0.01
     """L1 weight of the standard SAE baseline (paper: 0.01)."""
     aux_coef: float = 1 / 32
@@ -88,6 +92,10 @@ class LossConfig:
             )
         _require(self.variance_eps > 0, f"loss.variance_eps must be > 0, got {self.variance_eps}")
         _require(self.aux_k >= 1, f"loss.aux_k must be >= 1, got {self.aux_k}")
+        _require(
+            self.tc_probes is None or self.tc_probes >= 1,
+            f"loss.tc_probes must be None (exact) or >= 1, got {self.tc_probes}",
+        )
         _require(self.dead_steps >= 1, f"loss.dead_steps must be >= 1, got {self.dead_steps}")
         _require(
             self.reference_k is None or self.reference_k >= 2,

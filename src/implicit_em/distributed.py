@@ -39,7 +39,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from implicit_em.config import LossConfig
 from implicit_em.losses import (
     _unit_columns,
+    column_stats,
     correlation_loss,
+    correlation_probes,
+    sketch_cross,
+    sketch_penalty,
     variance_loss,
     weight_redundancy_loss,
 )
@@ -96,40 +100,116 @@ class _GramRowsSquareSum(torch.autograd.Function):
         return out, None, None
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum of x over ranks, on every rank; backward sums dL/dx over ranks likewise."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """Differentiable sum over ranks; x itself when R = 1."""
+    return x if world()[1] == 1 else _AllReduceSum.apply(x)
+
+
+def global_column_stats(a: Tensor) -> tuple[Tensor, Tensor]:
+    """(mean, centred sum of squares) of every column over the global batch, differentiably.
+
+    Each rank gathers the others' (mean, ss) (2 K numbers each) and combines them as Chan et
+    al.'s parallel variance does (equal shard sizes): no (B, K) tensor crosses ranks.
+    """
+    mean, ss = column_stats(a)  # (K,), (K,)
+    _, n = world()
+    if n == 1:
+        return mean, ss
+    parts = gather_rows(torch.stack([mean, ss]))  # (2 R, K)
+    means, sss = parts[0::2], parts[1::2]  # (R, K) each
+    g_mean = means.mean(dim=0)
+    return g_mean, sss.sum(dim=0) + a.shape[0] * (means - g_mean).square().sum(dim=0)
+
+
 def gather_rows(a: Tensor) -> Tensor:
     """Differentiable all-gather of a (b, K) along rows -> (R b, K); a itself when R = 1."""
     _, n = world()
     return a if n == 1 else _GatherRows.apply(a)
 
 
-def encoder_terms_share(a: Tensor, W: Tensor, loss: LossConfig) -> dict[str, Tensor]:
+def sketched_terms_share(a: Tensor, loss: LossConfig, probes: Tensor) -> tuple[Tensor, Tensor]:
+    """This rank's share (var, tc) with the sketched correlation (`loss.tc_probes`).
+
+    Only sufficient statistics cross ranks: the columns' (mean, ss) (2 K numbers per rank)
+    and the rank's part of U^T U V (K x m), all-reduced. probes (K, m) must be equal on
+    every rank.
+    """
+    _, n = world()
+    mean, ss = global_column_stats(a)
+    cross, diag = sketch_cross(a, mean, ss, probes)  # this rank's rows of U^T U V
+    tc = sketch_penalty(all_reduce_sum(cross), diag, probes) / n
+    var = -torch.log(ss / (n * a.shape[0] - 1) + loss.variance_eps).sum() / n
+    return var, tc
+
+
+def encoder_terms_share(
+    a: Tensor, W: Tensor, loss: LossConfig, probes: Tensor | None = None, with_wr: bool = True
+) -> dict[str, Tensor]:
     """This rank's share of each unweighted encoder term; summed over ranks, the terms of
     `losses.combined_loss` on the global batch.
 
-    a: (b, K) this rank's codes, W: (K, D). Returns scalars lse, var, tc, wr.
+    a: (b, K) this rank's codes, W: (K, D); probes (K, m) for the sketched correlation
+    (equal on every rank). Returns scalars lse, var, tc, and wr unless with_wr is False
+    (wr depends on W alone; at K = 16384 it costs 11 GFLOP, so it is only computed when it
+    carries gradient or is logged).
     """
     rank, n = world()
-    A = gather_rows(a)  # (B, K)
     lse = -torch.logsumexp(-a, dim=1).sum()  # own rows only: (b,) -> ()
+    out = {"lse": lse}
+    if probes is not None:
+        out["var"], out["tc"] = sketched_terms_share(a, loss, probes)
+    else:
+        out["var"], out["tc"] = _exact_terms_share(a, loss)
+    if with_wr or loss.lambda_wr:
+        with torch.set_grad_enabled(bool(loss.lambda_wr) and torch.is_grad_enabled()):
+            out["wr"] = weight_redundancy_loss(W, validate=False) / n
+    return out
+
+
+def _exact_terms_share(a: Tensor, loss: LossConfig) -> tuple[Tensor, Tensor]:
+    """(var, tc) shares through the gathered codes A (B, K)."""
+    rank, n = world()
+    A = gather_rows(a)  # (B, K)
     var = variance_loss(A, loss.variance_eps, validate=False) / n
     if A.shape[0] < A.shape[1]:
         U = _unit_columns(A)  # (B, K), U^T U = Corr(A)
         tc = _GramRowsSquareSum.apply(U, rank, a.shape[0]) - U.square().sum(0).square().sum() / n
     else:
         tc = correlation_loss(A, validate=False) / n  # K x K path: every rank, divided by R
-    with torch.set_grad_enabled(bool(loss.lambda_wr) and torch.is_grad_enabled()):
-        wr = weight_redundancy_loss(W, validate=False) / n
-    return {"lse": lse, "var": var, "tc": tc, "wr": wr}
+    return var, tc
 
 
 def step_terms(
-    net: nn.Module, x: Tensor, loss: LossConfig, dead: Tensor | None = None, amp: bool = False
+    net: nn.Module,
+    x: Tensor,
+    loss: LossConfig,
+    dead: Tensor | None = None,
+    amp: bool = False,
+    probes: Tensor | None = None,
+    with_wr: bool = True,
 ) -> tuple[dict[str, Tensor], Tensor, float]:
     """Forward one shard x (b, D) through net (a model or its DDP wrapper).
 
     Returns (terms, a (b, K), grad_scale): the unweighted terms as this rank's share (encoder)
     or as the local mean (SAEs, whose losses are means: DDP's averaging already gives the
     global mean), and the factor to multiply the weighted total by before backward.
+    probes, with_wr: see `encoder_terms_share` (encoder only).
     """
     model = net.module if isinstance(net, DDP) else net
     kind = model_type(model)
@@ -139,7 +219,7 @@ def step_terms(
     out = tuple(t.float() for t in out) if amp else out
     if kind == "encoder":
         a = out[0]  # (b, K)
-        return encoder_terms_share(a, model.W, loss), a, float(n)
+        return encoder_terms_share(a, model.W, loss, probes, with_wr), a, float(n)
     x_hat, a = out  # (b, D), (b, K)
     return reconstruction_terms(model, x, x_hat, a, loss, dead, amp), a, 1.0
 
@@ -168,12 +248,16 @@ def train_steps(
     amp: bool = False,
     log_every: int = 0,
     warmup: int = 0,
+    compile: bool = False,
 ) -> dict:
     """Adam for `steps` steps on x_train (N, D), which every rank holds whole (any device).
 
     Each step draws one global batch of rows from a seeded permutation shared by all ranks
     and gives rank r its r-th slice. Returns {"history": [...], "tokens_per_s": float} with
-    tokens/s measured over the steps after `warmup`.
+    tokens/s measured over the steps after `warmup`. With loss.tc_probes, every rank draws
+    the same probes from a generator seeded with `seed`. compile: run the forward and loss
+    through `torch.compile` (fuses the elementwise passes over the (b, K) codes; compile
+    time falls inside the warm-up steps, so use warmup >= 3).
     """
     model = net.module if isinstance(net, DDP) else net
     kind = model_type(model)
@@ -185,6 +269,15 @@ def train_steps(
     weights = term_weights(kind, loss, model.hidden_dim)
     opt = torch.optim.Adam(net.parameters(), lr=lr, fused=device.type == "cuda")
     since_fired = torch.zeros(model.hidden_dim, dtype=torch.long, device=device)
+    probe_gen = torch.Generator(device).manual_seed(seed)  # same stream on every rank
+    sketch = kind == "encoder" and loss.tc_probes is not None
+    with_wr = bool(loss.lambda_wr) or kind != "encoder"
+
+    def forward(x: Tensor, dead: Tensor | None, probes: Tensor | None):
+        terms, a, scale = step_terms(net, x, loss, dead, amp, probes, with_wr)
+        return sum(weights[k] * terms[k] for k in terms) * scale, terms, a
+
+    forward_fn = torch.compile(forward) if compile else forward
     gen = torch.Generator().manual_seed(seed)
     order, pos = torch.randperm(x_train.shape[0], generator=gen), 0
     history: list[dict] = []
@@ -200,10 +293,12 @@ def train_steps(
         pos += global_batch
         x = x_train[idx.to(x_train.device)].to(device, torch.float32, non_blocking=True)
         dead = since_fired >= loss.dead_steps if kind == "topk_sae" else None
-        terms, a, scale = step_terms(net, x, loss, dead, amp)
-        total = sum(weights[k] * terms[k] for k in weights)
+        probes = None
+        if sketch:
+            probes = correlation_probes(model.hidden_dim, loss.tc_probes, x, probe_gen)
+        scaled_total, terms, a = forward_fn(x, dead, probes)
         opt.zero_grad(set_to_none=True)
-        (total * scale).backward()
+        scaled_total.backward()
         if kind == "topk_sae":
             model.remove_parallel_grads_()
         opt.step()
@@ -215,6 +310,9 @@ def train_steps(
             since_fired = torch.where(fired.bool(), 0, since_fired + 1)
         if log_every and (step + 1) % log_every == 0:
             rec = {k: float(v) for k, v in reduce_terms(terms, kind).items()}
+            if "wr" not in rec and kind == "encoder":
+                with torch.no_grad():  # W is the same on every rank: no reduction
+                    rec["wr"] = float(weight_redundancy_loss(model.W, validate=False))
             rec["total"] = sum(weights[k] * rec[k] for k in weights)
             history.append({"step": step + 1, **rec})
     if device.type == "cuda":
@@ -244,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--amp", action="store_true", help="bf16 autocast, float32 losses")
+    p.add_argument("--tc-probes", type=int, default=None,
+                   help="sketch the correlation penalty with this many probes (default: exact)")  # fmt: skip
+    p.add_argument("--compile", action="store_true", help="torch.compile the forward + loss")
     p.add_argument("--log-every", type=int, default=0)
     p.add_argument("--out", default=None, help="rank 0 writes a JSON summary here")
     args = p.parse_args(argv)
@@ -271,13 +372,14 @@ def main(argv: list[str] | None = None) -> int:
         x = torch.randn(args.random_tokens, args.input_dim, generator=gen)
     x = x.to(device, torch.bfloat16 if cuda else torch.float32)  # whole set on the device
     cfg = RunConfig(model=ModelConfig(type=args.type, input_dim=x.shape[1],
-                                      hidden_dim=args.hidden_dim, k=args.k))  # fmt: skip
+                                      hidden_dim=args.hidden_dim, k=args.k),
+                    loss=LossConfig(tc_probes=args.tc_probes))  # fmt: skip
     torch.manual_seed(args.seed)
     model = runs.build_model(cfg).to(device)
     net = DDP(model, device_ids=[local] if cuda else None) if distributed else model
     res = train_steps(net, x, cfg.loss, global_batch=args.batch_size, steps=args.steps,
                       lr=args.lr, seed=args.seed, amp=args.amp, log_every=args.log_every,
-                      warmup=args.warmup)  # fmt: skip
+                      warmup=args.warmup, compile=args.compile)  # fmt: skip
     summary = {
         "world_size": n,
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",
@@ -286,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         "D": x.shape[1],
         "global_batch": args.batch_size,
         "amp": args.amp,
+        "tc_probes": args.tc_probes,
+        "compile": args.compile,
         "steps": args.steps,
         "tokens_per_s": res["tokens_per_s"],
         "last": res["history"][-1] if res["history"] else None,

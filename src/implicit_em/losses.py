@@ -121,6 +121,63 @@ def correlation_loss(a: Tensor, validate: bool = True) -> Tensor:
     return _offdiag_sq_gram(u) if a.shape[0] < a.shape[1] else _offdiag_sq_kk(u)
 
 
+def correlation_probes(
+    k: int, m: int, like: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """m Gaussian probe vectors for `sketched_correlation_loss`: (K, m), N(0, 1) entries, on
+    the device and dtype of `like`. Drawn fresh each step, they make the sketch unbiased."""
+    if m < 1:
+        raise ValueError(f"need at least one probe, got m={m}: set loss.tc_probes >= 1")
+    return torch.randn(k, m, generator=generator, device=like.device, dtype=like.dtype)
+
+
+def column_stats(a: Tensor) -> tuple[Tensor, Tensor]:
+    """(mean, centred sum of squares) of each column of a (B, K): two (K,) tensors."""
+    mean = a.mean(dim=0)  # (K,)
+    return mean, (a - mean).square().sum(dim=0)
+
+
+def sketch_cross(a: Tensor, mean: Tensor, ss: Tensor, probes: Tensor) -> tuple[Tensor, Tensor]:
+    """U^T U V and diag(U^T U) for the unit columns U of a, without forming U.
+
+    a (B, K), mean and ss (K,) from `column_stats` (global ones under data parallelism, where
+    this returns the rank's part of sums over rows), probes V (K, m). With s = (ss + eps)^-1/2,
+    U = (a - mean) s, so U V = a (s V) - mean^T (s V) and U^T P = s (a^T P - mean 1^T P):
+    two (B, K) x (K, m) matmuls on a itself. Returns ((K, m), (K,)).
+    """
+    s = torch.rsqrt(ss + _CORR_EPS)  # (K,)
+    sv = s[:, None] * probes  # (K, m)
+    p = a @ sv - mean @ sv  # (B, m) = U V
+    cross = s[:, None] * (a.mT @ p - mean[:, None] * p.sum(dim=0))  # (K, m) = U^T U V
+    return cross, ss * s.square()
+
+
+def sketch_penalty(cross: Tensor, diag: Tensor, probes: Tensor) -> Tensor:
+    """||(C - diag C) V||_F^2 / m from cross = C V and diag = diag(C); see the caller."""
+    return (cross - diag[:, None] * probes).square().sum() / probes.shape[-1]
+
+
+def sketched_correlation_loss(a: Tensor, probes: Tensor, validate: bool = True) -> Tensor:
+    """An unbiased estimate of `correlation_loss(a)` from m random probes (Hutchinson).
+
+    With C = Corr(a) and M = C - diag(C) (the off-diagonal part), ||M||_F^2 = E ||M v||^2 for
+    any random v with E[v v^T] = I, so ||M V||_F^2 / m with V (K, m) of N(0, 1) entries is
+    unbiased, and so is its gradient (V does not depend on the parameters). Cost: O(B K m)
+    instead of the exact path's O(B^2 K) (B < K) or O(B K^2): at B = 4096, K = 16384, m = 32
+    about 30 times less matrix work than the Gram path. probes V = sqrt(K) I (m = K) gives
+    the exact value. a: (B, K), probes: (K, m). Returns a scalar.
+    """
+    if validate:
+        check_batch(a, min_batch=2)
+        if probes.ndim != 2 or probes.shape[0] != a.shape[1]:
+            raise ValueError(
+                f"probes {tuple(probes.shape)} must be (K, m) with K={a.shape[1]}: "
+                "draw them with correlation_probes(K, m, a)"
+            )
+    mean, ss = column_stats(a)
+    return sketch_penalty(*sketch_cross(a, mean, ss, probes), probes)
+
+
 def weight_redundancy_loss(W: Tensor, validate: bool = True) -> Tensor:
     """||W_n W_n^T - I||_F^2 with W_n the unit-normalized rows of W (paper Eq. 8).
 
@@ -147,12 +204,21 @@ class LossWeights(Protocol):
     variance_eps: float
 
 
-def combined_loss(a: Tensor, W: Tensor, cfg: LossWeights, validate: bool = True) -> dict:
+def combined_loss(
+    a: Tensor,
+    W: Tensor,
+    cfg: LossWeights,
+    validate: bool = True,
+    probes: Tensor | None = None,
+    responsibilities: bool = True,
+) -> dict:
     """L = l_lse L_LSE + l_var L_var + l_tc L_tc + l_wr L_wr (paper Eqs. 7 and 8).
 
     a: (B, K), W: (K, D); cfg carries the lambdas (e.g. a LossConfig). Returns a dict of
-    scalar tensors `total`, `lse`, `var`, `tc`, `wr` and `responsibilities` (B, K).
+    scalar tensors `total`, `lse`, `var`, `tc`, `wr` and `responsibilities` (B, K) (left out
+    when responsibilities=False, which saves a pass over a in the training loop).
     Terms whose lambda is zero are still reported (computed without gradient).
+    probes (K, m): estimate tc with `sketched_correlation_loss` instead of exactly.
     """
     if validate:
         check_batch(a, min_batch=2)
@@ -162,9 +228,16 @@ def combined_loss(a: Tensor, W: Tensor, cfg: LossWeights, validate: bool = True)
                 f"a {tuple(a.shape)} has K={a.shape[1]} components but W {tuple(W.shape)} has "
                 f"{W.shape[0]} rows: pass the encoder weight W of shape (K, D)"
             )
-    lse, r = lse_loss(a, validate=False)
-    var = variance_loss(a, cfg.variance_eps, validate=False)
-    tc = correlation_loss(a, validate=False)
+    lse = -torch.logsumexp(-a, dim=1).sum()  # lse_loss without the responsibilities
+    if probes is None:
+        var = variance_loss(a, cfg.variance_eps, validate=False)
+        tc = correlation_loss(a, validate=False)
+    else:  # one pass of column statistics serves both penalties
+        if validate:
+            sketched_correlation_loss(a[:2], probes)  # shape checks only
+        mean, ss = column_stats(a)
+        var = -torch.log(ss / (a.shape[0] - 1) + cfg.variance_eps).sum()
+        tc = sketch_penalty(*sketch_cross(a, mean, ss, probes), probes)
     if cfg.lambda_wr:
         wr = weight_redundancy_loss(W, validate=False)
     else:
@@ -173,7 +246,10 @@ def combined_loss(a: Tensor, W: Tensor, cfg: LossWeights, validate: bool = True)
     total = cfg.lambda_lse * lse + cfg.lambda_var * var + cfg.lambda_tc * tc
     if cfg.lambda_wr:
         total = total + cfg.lambda_wr * wr
-    return {"total": total, "lse": lse, "var": var, "tc": tc, "wr": wr, "responsibilities": r}
+    out = {"total": total, "lse": lse, "var": var, "tc": tc, "wr": wr}
+    if responsibilities:
+        out["responsibilities"] = torch.softmax(-a, dim=1).detach()
+    return out
 
 
 def sae_loss(x: Tensor, x_hat: Tensor, a: Tensor, l1_weight: float = 0.01) -> dict:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from implicit_em import metrics, runs
 from implicit_em.config import LossConfig, RunConfig
 from implicit_em.data.batches import TensorBatches
-from implicit_em.losses import combined_loss, sae_loss, topk_loss
+from implicit_em.losses import combined_loss, correlation_probes, sae_loss, topk_loss
 from implicit_em.models import Encoder, TopKSAE
 
 # Terms each model family reports, in order; "total" is the weighted sum that is minimized.
@@ -89,8 +89,11 @@ def loss_terms(
     if kind == "encoder":
         a, _ = out  # (B, K)
         # lambda_wr only decides whether wr carries gradient; weights are applied by the caller.
-        terms = combined_loss(a, model.W, loss, validate=False)
-        terms.pop("responsibilities")
+        probes = None
+        if loss.tc_probes is not None:
+            probes = correlation_probes(a.shape[1], loss.tc_probes, a)
+        terms = combined_loss(a, model.W, loss, validate=False, probes=probes,
+                              responsibilities=False)  # fmt: skip
         terms.pop("total")
     else:
         x_hat, a = out  # (B, D), (B, K)
