@@ -15,7 +15,15 @@ import torch
 from implicit_em import runs
 from implicit_em.config import from_dict
 from implicit_em.data import load_digits
-from implicit_em.stacked import StackedTrainer, group_configs, stack_key, train_many
+from implicit_em.losses import correlation_loss, lse_loss, variance_loss, weight_redundancy_loss
+from implicit_em.stacked import (
+    StackedTrainer,
+    encoder_terms,
+    group_configs,
+    seed_slots,
+    stack_key,
+    train_many,
+)
 from implicit_em.training import train
 
 
@@ -62,6 +70,31 @@ def strip(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k != "seconds"}
 
 
+def assert_same_run(cfg, stacked_model, hist, solo, solo_hist):
+    """Parameters and every history number equal to float64 tolerance.
+
+    The encoder's wr (no gradient at lambda_wr = 0) is recorded by the stacked trainer at the
+    end of each epoch rather than averaged over its steps: checked at the last epoch against
+    the final weights.
+    """
+    assert len(hist) == len(solo_hist) == cfg.training.epochs
+    for name, p in solo.named_parameters():
+        q = dict(stacked_model.named_parameters())[name]
+        assert p.dtype == q.dtype == torch.float64
+        torch.testing.assert_close(q, p, rtol=1e-8, atol=1e-9, msg=name)
+    wr_at_end = cfg.model.type == "encoder" and not cfg.loss.lambda_wr
+    for rec, solo_rec in zip(hist, solo_hist, strict=True):
+        a, b = strip(rec), strip(solo_rec)
+        assert a.keys() == b.keys()
+        for k in a:
+            if k == "wr" and wr_at_end:
+                continue
+            assert math.isclose(a[k], b[k], rel_tol=1e-8, abs_tol=1e-9), (k, a[k], b[k])
+    if wr_at_end:
+        wr = float(weight_redundancy_loss(solo.W.detach()))
+        assert math.isclose(hist[-1]["wr"], wr, rel_tol=1e-8), (hist[-1]["wr"], wr)
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 @pytest.mark.parametrize("model_type", ["encoder", "standard_sae", "topk_sae"])
 def test_stacked_matches_solo_training(float64, x_digits, model_type, optimizer):
@@ -79,17 +112,7 @@ def test_stacked_matches_solo_training(float64, x_digits, model_type, optimizer)
     histories = trainer.fit(x, progress=False)
     for cfg, stacked_model, hist in zip(cfgs, trainer.models, histories, strict=True):
         solo = runs.build_model(cfg)
-        solo_hist = train(solo, x, cfg, progress=False)
-        assert len(hist) == len(solo_hist) == epochs
-        for name, p in solo.named_parameters():
-            q = dict(stacked_model.named_parameters())[name]
-            assert p.dtype == q.dtype == torch.float64
-            torch.testing.assert_close(q, p, rtol=1e-8, atol=1e-9, msg=name)
-        for rec, solo_rec in zip(hist, solo_hist, strict=True):
-            a, b = strip(rec), strip(solo_rec)
-            assert a.keys() == b.keys()
-            for k in a:
-                assert math.isclose(a[k], b[k], rel_tol=1e-8, abs_tol=1e-9), (k, a[k], b[k])
+        assert_same_run(cfg, stacked_model, hist, solo, train(solo, x, cfg, progress=False))
     # the models really differ from one another (different seeds and settings)
     w = [m.W.detach() for m in trainer.models]
     assert not torch.allclose(w[0], w[1])
@@ -98,9 +121,14 @@ def test_stacked_matches_solo_training(float64, x_digits, model_type, optimizer)
 
 
 def test_stacked_float32_matches_solo_to_float_tolerance(x_digits):
-    """The default dtype: Adam on the encoder stays within float32 noise over 2 epochs."""
+    """The default dtype: Adam on the encoder stays within float32 noise over 2 epochs.
+
+    The third variant (no LSE term, lr 2e-3) is left out: it is chaotic in float32 (scaling
+    its initial W by 1 + 1e-7 moves the solo run's W by 8e-4 after 2 epochs), so any change
+    in rounding, e.g. a batched matmul instead of one per model, exceeds float32 noise there.
+    """
     cfgs = [make_cfg("encoder", loss, seed, 1e-3 * mult, "adam", 2)
-            for loss, seed, mult in VARIANTS["encoder"]]  # fmt: skip
+            for loss, seed, mult in VARIANTS["encoder"][:2]]  # fmt: skip
     trainer = StackedTrainer(cfgs)
     trainer.fit(x_digits, progress=False)
     for cfg, model in zip(cfgs, trainer.models, strict=True):
@@ -146,3 +174,76 @@ def test_train_many_stacked_equals_plain_and_writes_run_dirs(tmp_path, float64, 
         assert [strip(r) for r in runs.read_history(d)] == [strip(r) for r in hs]
     with pytest.raises(runs.RunExistsError):  # finished runs are not overwritten silently
         train_many(cfgs[:1], x, run_dirs=dirs[:1], progress=False)
+
+
+def test_seed_slots_puts_models_of_one_seed_side_by_side():
+    slots, data_seeds, blocks = seed_slots([2, 1, 2, 3, 3, 3, 4])
+    assert slots == [3, 4, 5, 0, 2, 1, 6]  # seed 3 (3 models), seed 2 (2), seeds 1 and 4 (1)
+    assert data_seeds == [3, 2, 1, 4]
+    assert blocks == [(0, 1, 3), (1, 2, 2), (2, 4, 1)]  # (data rows r0:r1, models per row)
+
+
+@pytest.mark.parametrize("batch", [24, 5])  # B >= K: K x K correlation; B < K: B x B Gram
+def test_encoder_terms_match_the_loss_functions(float64, batch):
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(2, batch, 3, 8, generator=gen).relu().requires_grad_()  # (S, B, G, K)
+    got = encoder_terms(a, 1e-6)
+    grad = torch.autograd.grad(sum(t.sum() for t in got.values()), a)[0]
+    ref_grad = torch.zeros_like(a)
+    for s in range(2):
+        for g in range(3):
+            col = a[s, :, g].detach().requires_grad_()  # (B, K)
+            ref = {"lse": lse_loss(col)[0], "var": variance_loss(col), "tc": correlation_loss(col)}
+            for name, value in ref.items():
+                torch.testing.assert_close(got[name][s, g], value, rtol=1e-10, atol=1e-12)
+            ref_grad[s, :, g] = torch.autograd.grad(sum(ref.values()), col)[0]
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12)
+
+
+SHARED = [  # (loss, seed, lr multiplier): seeds 1 and 2 shared, blocks of 3, 2 and 1 models
+    ({}, 1, 1.0),
+    ({"lambda_var": 0.5, "lambda_tc": 2.0}, 2, 0.5),
+    ({"lambda_tc": 0.0}, 1, 2.0),
+    ({"lambda_lse": 0.5}, 1, 1.0),
+    ({}, 2, 1.5),
+    ({"lambda_var": 2.0}, 3, 1.0),
+]
+
+
+@pytest.mark.parametrize(
+    "model_type,optimizer,fused",
+    [("encoder", "adam", True), ("encoder", "adam", False), ("encoder", "sgd", False),
+     ("standard_sae", "adam", True)],
+)  # fmt: skip
+def test_models_sharing_data_seeds_match_solo_training(
+    float64, x_digits, model_type, optimizer, fused
+):
+    """Seed-sharing models run as one matmul per block (encoder) or from one gathered batch
+    per seed (vmap path); CPU Adam is fused or the tensor update used with CUDA graphs."""
+    epochs, lr = 2, 1e-3  # encoder + SGD is chaotic at larger lr (see above)
+    cfgs = []
+    for loss, seed, mult in SHARED:
+        if model_type == "standard_sae":
+            loss = {"l1_weight": 0.01 * mult}
+        cfgs.append(make_cfg(model_type, loss, seed, lr * mult, optimizer, epochs))
+    x = x_digits.double()
+    trainer = StackedTrainer(cfgs)
+    trainer.fused_adam = fused
+    assert trainer.fast_encoder == (model_type == "encoder")
+    assert len(trainer.blocks) == 3 and trainer.data_seeds == [1, 2, 3]
+    histories = trainer.fit(x, progress=False)
+    for cfg, stacked_model, hist in zip(cfgs, trainer.models, histories, strict=True):
+        solo = runs.build_model(cfg)
+        assert_same_run(cfg, stacked_model, hist, solo, train(solo, x, cfg, progress=False))
+
+
+def test_eval_every_evaluates_some_epochs_and_the_last(float64, x_digits):
+    cfgs = [make_cfg("encoder", {}, sd, 1e-3, "adam", 3) for sd in (1, 2)]
+    every = StackedTrainer(cfgs).fit(x_digits.double(), progress=False)
+    some = StackedTrainer(cfgs).fit(x_digits.double(), progress=False, eval_every=2)
+    for h_every, h_some in zip(every, some, strict=True):
+        assert "dead_units" not in h_some[0] and "w_row_norm" in h_some[0]
+        assert "dead_units" in h_some[1] and "dead_units" in h_some[2]  # epoch 2, last epoch
+        for rec_every, rec_some in zip(h_every, h_some, strict=True):
+            for k, v in strip(rec_some).items():
+                assert math.isclose(v, rec_every[k], rel_tol=1e-12, abs_tol=1e-12), k

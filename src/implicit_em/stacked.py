@@ -6,6 +6,12 @@ learning rate and loss weights, and its own optimizer state, so each ends where 
 alone with `implicit_em.training.train` would (to float tolerance; tests check this).
 Models in one stack must share architecture, optimizer, batch size and epochs;
 `group_configs` splits a list of configs into such stacks.
+
+Models that share a data seed see the same batches, so the data are gathered once per seed:
+a step takes xb (S, B, D) for the S distinct seeds. Internally the models sit in *slots*
+ordered so that models of one seed are adjacent and seeds with equally many models form one
+block; for the decoder-free encoder the forward of a block of S_b seeds with G models each is
+one batched matmul x (S_b, B, D) @ W (S_b, G K, D)^T, and its weight gradient one more.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from tqdm.auto import tqdm
 from implicit_em import runs
 from implicit_em.config import RunConfig
 from implicit_em.data.batches import epoch_permutation
+from implicit_em.losses import _CORR_EPS, weight_redundancy_loss
+from implicit_em.models import ACTIVATIONS
 from implicit_em.training import evaluate, finite_record, loss_terms, term_weights
 
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8
@@ -34,6 +42,7 @@ def stack_key(cfg: RunConfig) -> tuple:
         m.type, m.input_dim, m.hidden_dim, m.activation, m.k,
         t.optimizer, t.batch_size, t.epochs, t.device, t.amp,
         lo.lambda_wr > 0, lo.variance_eps, lo.aux_k, lo.dead_steps, lo.aux_coef > 0,
+        getattr(lo, "tc_probes", None),
     )  # fmt: skip
 
 
@@ -43,6 +52,55 @@ def group_configs(cfgs: list[RunConfig]) -> list[list[int]]:
     for i, cfg in enumerate(cfgs):
         groups.setdefault(stack_key(cfg), []).append(i)
     return list(groups.values())
+
+
+def seed_slots(seeds: list[int]) -> tuple[list[int], list[int], list[tuple[int, int, int]]]:
+    """Where each model of a stack sits, so that models sharing a data seed share one matmul.
+
+    seeds: the data seed of each model, in the caller's order. Returns (slots, data_seeds,
+    blocks): slot j holds model slots[j]; data row r is drawn with data_seeds[r]; each block
+    (r0, r1, g) covers data rows r0:r1, each row feeding g adjacent slots (slots r0 * ... are
+    contiguous: a block's slots start where the previous block's end). Seeds with more models
+    come first; ties keep the order of first appearance.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, sd in enumerate(seeds):
+        groups.setdefault(sd, []).append(i)
+    order = sorted(groups, key=lambda sd: -len(groups[sd]))  # stable: first appearance on ties
+    slots = [i for sd in order for i in groups[sd]]
+    blocks: list[tuple[int, int, int]] = []
+    for r, sd in enumerate(order):
+        g = len(groups[sd])
+        if blocks and blocks[-1][2] == g:
+            blocks[-1] = (blocks[-1][0], r + 1, g)
+        else:
+            blocks.append((r, r + 1, g))
+    return slots, order, blocks
+
+
+def encoder_terms(a: Tensor, variance_eps: float) -> dict[str, Tensor]:
+    """lse, var and tc of `losses.combined_loss` for many models at once, without vmap.
+
+    a: (S, B, G, K), the codes of S x G models (batch on dim 1, components on dim 3).
+    Returns each term as (S, G). The formulas are those of lse_loss, variance_loss and
+    correlation_loss (tests compare the trainer with the one-model loop that uses them); the
+    centred codes are shared by var and tc, and reductions run over dim 1 directly (a.var over
+    a middle dim is several times slower on CPU than a sum).
+    """
+    b, k = a.shape[1], a.shape[3]
+    lse = -torch.logsumexp(-a, dim=3).sum(dim=1)  # (S, B, G) -> (S, G)
+    centred = a - a.mean(dim=1, keepdim=True)  # (S, B, G, K)
+    ss = centred.square().sum(dim=1)  # (S, G, K) centred sums of squares
+    var = -torch.log(ss / (b - 1) + variance_eps).sum(dim=-1)  # unbiased Var, as a.var(dim=0)
+    u = (centred * torch.rsqrt(ss + _CORR_EPS).unsqueeze(1)).permute(0, 2, 1, 3)  # (S, G, B, K)
+    if b < k:  # ||U^T U||_F = ||U U^T||_F; the diagonal of U^T U is the squared column norms
+        gram = u @ u.mT  # (S, G, B, B)
+        tc = gram.square().sum(dim=(-2, -1)) - u.square().sum(dim=-2).square().sum(dim=-1)
+    else:  # zero the diagonal before squaring (see losses._offdiag_sq_kk)
+        corr = u.mT @ u  # (S, G, K, K)
+        off = ~torch.eye(k, dtype=torch.bool, device=a.device)
+        tc = (corr * off).square().sum(dim=(-2, -1))
+    return {"lse": lse, "var": var, "tc": tc}
 
 
 class _Terms(nn.Module):
@@ -59,7 +117,11 @@ class _Terms(nn.Module):
 
 
 class StackedTrainer:
-    """N models of one architecture, trained together. See the module docstring."""
+    """N models of one architecture, trained together. See the module docstring.
+
+    `models` and the histories of `fit` follow the caller's order of `cfgs`; the stacked
+    tensors (params, optimizer state, the terms `train_step` returns) follow `slots`.
+    """
 
     def __init__(self, cfgs: list[RunConfig], device: torch.device | str = "cpu") -> None:
         if not cfgs or len({stack_key(c) for c in cfgs}) != 1:
@@ -67,39 +129,69 @@ class StackedTrainer:
         self.cfgs, self.device = cfgs, torch.device(device)
         self.kind = cfgs[0].model.type
         self.models = [runs.build_model(c).to(self.device) for c in cfgs]
-        params, _ = stack_module_state(self.models)
+        self.slots, self.data_seeds, self.blocks = seed_slots([c.training.seed for c in cfgs])
+        slot_cfgs = [cfgs[i] for i in self.slots]
+        params, _ = stack_module_state([self.models[i] for i in self.slots])
         self.params = {f"model.{k}": v for k, v in params.items()}  # name -> (N, ...)
         wrapper = _Terms(copy.deepcopy(self.models[0]).to("meta"), cfgs[0])
         self._terms = vmap(
             lambda p, x, dead: functional_call(wrapper, p, (x, dead)), in_dims=(0, 0, 0)
         )
+        row = [r for r0, r1, g in self.blocks for r in range(r0, r1) for _ in range(g)]
+        self._data_row = torch.tensor(row, device=self.device)  # slot -> row of xb, (N,)
+        self._rows_are_slots = row == list(range(len(cfgs)))
+        loss = cfgs[0].loss
+        # The decoder-free encoder takes the batched-matmul path (see the module docstring);
+        # bf16 autocast and the sketched correlation penalty keep the generic vmap path.
+        self.fast_encoder = (
+            self.kind == "encoder" and not cfgs[0].training.amp
+            and getattr(loss, "tc_probes", None) is None
+        )  # fmt: skip
         n = len(cfgs)
-        weights = [term_weights(self.kind, c.loss, c.model.hidden_dim) for c in cfgs]
+        weights = [term_weights(self.kind, c.loss, c.model.hidden_dim) for c in slot_cfgs]
         dtype = next(iter(self.params.values())).dtype  # weights like 16.8 must not round
         self.weights = {
             k: torch.tensor([w[k] for w in weights], dtype=dtype, device=self.device)
             for k in weights[0]
         }  # term -> (N,)
-        self.lr = torch.tensor([c.training.lr for c in cfgs], device=self.device)  # (N,)
+        if self.fast_encoder and not loss.lambda_wr:
+            del self.weights["wr"]  # reported once per epoch by `fit`, not computed per step
+        self.lr = torch.tensor([c.training.lr for c in slot_cfgs], device=self.device)  # (N,)
+        self._lr_list = [c.training.lr for c in slot_cfgs]
         self.step_t = torch.zeros((), dtype=torch.float64, device=self.device)  # Adam's t
         self.use_graphs = self.device.type == "cuda"
+        # On CPU, Adam runs as torch's fused kernel (one pass over the parameters instead of
+        # about ten); CUDA graphs need the tensor-only update below (no host reads).
+        self.fused_adam = self.device.type == "cpu"
+        self._fused_step = torch.zeros((), dtype=torch.float32, device=self.device)
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warmup_left = 3
         self.adam = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in self.params.items()}
         k_dim = cfgs[0].model.hidden_dim
         self.since_fired = torch.zeros(n, k_dim, dtype=torch.long, device=self.device)
-        self.alive = torch.ones(n, dtype=torch.bool, device=self.device)
+        self.alive = torch.ones(n, dtype=torch.bool, device=self.device)  # slot order
 
     def _per_model(self, t: Tensor, like: Tensor) -> Tensor:
         return t.view(-1, *([1] * (like.ndim - 1)))  # (N,) -> (N, 1, ..., 1)
 
+    def epoch_order(self, n: int, epoch: int) -> Tensor:
+        """The order of n samples in `epoch` for each data seed: (S, n) int64."""
+        return torch.stack([epoch_permutation(n, sd, epoch, self.device) for sd in self.data_seeds])
+
+    def batch(self, x: Tensor, order: Tensor, step: int, batch_size: int) -> Tensor:
+        """Rows of x (n, D) in step `step` of each data seed's `order` (S, n): (S, B, D)."""
+        idx = order[:, step * batch_size : (step + 1) * batch_size]  # (S, B)
+        return x.index_select(0, idx.reshape(-1)).view(*idx.shape, x.shape[1])
+
     @torch.no_grad()
     def _optimizer_step(self) -> None:
         self.step_t.add_(1)  # a tensor, so that a captured CUDA graph advances it on replay
+        if self.fused_adam and self.cfgs[0].training.optimizer == "adam":
+            return self._fused_adam_step()
         lr = torch.where(self.alive, self.lr, torch.zeros_like(self.lr))  # diverged: frozen
         if self.cfgs[0].training.optimizer == "sgd":
             for p in self.params.values():
-                p.sub_(self._per_model(lr, p) * p.grad)
+                p.addcmul_(self._per_model(lr.to(p.dtype), p), p.grad, value=-1)
             return
         # Adam, as torch.optim.Adam (single-tensor path) computes it.
         b1, b2 = _ADAM_BETAS
@@ -114,12 +206,58 @@ class StackedTrainer:
             torch.div(m, update, out=update)  # in place: one temporary per parameter
             p.sub_(update.mul_(self._per_model(step_size.to(p.dtype), p)))
 
+    def _fused_adam_step(self) -> None:
+        """torch.optim.Adam(fused=True) on each live model's slices, one call per learning rate."""
+        self._fused_step.add_(1)
+        by_lr: dict[float, list[int]] = {}
+        for j, (lr, alive) in enumerate(zip(self._lr_list, self.alive.tolist(), strict=True)):
+            if alive:  # a diverged model stays frozen
+                by_lr.setdefault(lr, []).append(j)
+        views = {
+            name: (p.unbind(0), p.grad.unbind(0), self.adam[name][0].unbind(0),
+                   self.adam[name][1].unbind(0))
+            for name, p in self.params.items()
+        }  # fmt: skip
+        for lr, idx in by_lr.items():
+            lists: tuple[list, list, list, list] = ([], [], [], [])
+            for parts in views.values():
+                for out, part in zip(lists, parts, strict=True):
+                    out.extend(part[j] for j in idx)
+            torch._fused_adam_(
+                *lists, [], [self._fused_step] * len(lists[0]), lr=lr, beta1=_ADAM_BETAS[0],
+                beta2=_ADAM_BETAS[1], weight_decay=0.0, eps=_ADAM_EPS, amsgrad=False,
+                maximize=False,
+            )  # fmt: skip
+
+    def _encoder_step_terms(self, xb: Tensor) -> dict:
+        """Terms (each (N,), slot order) of the decoder-free encoder, one matmul per block."""
+        w, bias = self.params["model.linear.weight"], self.params["model.linear.bias"]
+        k, d = w.shape[1], w.shape[2]
+        act = ACTIVATIONS[self.cfgs[0].model.activation]
+        parts, m0 = [], 0
+        for r0, r1, g in self.blocks:
+            s, m1 = r1 - r0, m0 + (r1 - r0) * g
+            w_blk = w[m0:m1].view(s, g * k, d)  # (S_b, G K, D): G models per seed
+            z = torch.baddbmm(bias[m0:m1].view(s, 1, g * k), xb[r0:r1], w_blk.mT)  # (S_b, B, G K)
+            a = act(z).view(s, -1, g, k)  # (S_b, B, G, K)
+            parts.append(encoder_terms(a, self.cfgs[0].loss.variance_eps))
+            m0 = m1
+        terms = {t: torch.cat([p[t].reshape(-1) for p in parts]) for t in parts[0]}  # (N,)
+        if self.cfgs[0].loss.lambda_wr:
+            terms["wr"] = vmap(weight_redundancy_loss, in_dims=(0, None))(w, False)  # (N,)
+        return terms
+
     def train_step(self, xb: Tensor) -> dict:
-        """One step on xb (N, B, D). Returns the unweighted terms, each (N,), detached."""
+        """One step on xb (S, B, D), one batch per data seed. Returns the unweighted terms,
+        each (N,) in slot order, detached (the encoder's wr only when lambda_wr > 0)."""
         loss = self.cfgs[0].loss
-        dead = self.since_fired >= loss.dead_steps  # (N, K)
-        terms = self._terms(self.params, xb, dead)
-        fired = terms.pop("fired")  # (N, K)
+        if self.fast_encoder:
+            terms, fired = self._encoder_step_terms(xb), None
+        else:
+            xn = xb if self._rows_are_slots else xb.index_select(0, self._data_row)  # (N, B, D)
+            dead = self.since_fired >= loss.dead_steps  # (N, K)
+            terms = self._terms(self.params, xn, dead)
+            fired = terms.pop("fired")  # (N, K)
         total = sum(self.weights[k] * terms[k] for k in self.weights)  # (N,)
         for p in self.params.values():
             p.grad = None
@@ -172,15 +310,25 @@ class StackedTrainer:
     @torch.no_grad()
     def sync_models(self) -> list[nn.Module]:
         """Copy each stacked slice into its own nn.Module (for evaluation and saving)."""
-        for i, model in enumerate(self.models):
-            for name, p in model.named_parameters():
-                p.copy_(self.params[f"model.{name}"][i])
+        for j, i in enumerate(self.slots):
+            for name, p in self.models[i].named_parameters():
+                p.copy_(self.params[f"model.{name}"][j])
         return self.models
 
     def fit(
-        self, x_train: Tensor, x_eval: Tensor | None = None, progress: bool = True
+        self,
+        x_train: Tensor,
+        x_eval: Tensor | None = None,
+        progress: bool = True,
+        eval_every: int = 1,
     ) -> list[list[dict]]:
-        """Train all models for their epochs. Returns one history per model (as `train`)."""
+        """Train all models for their epochs. Returns one history per model (as `train`).
+
+        eval_every: run `evaluate` on x_eval after every eval_every-th epoch and after the
+        last; other epochs record the loss terms and `w_row_norm` only. On the encoder's
+        batched path with lambda_wr = 0, `wr` (which then carries no gradient) is recorded
+        at the end of each epoch instead of averaged over its steps.
+        """
         x_train = x_train.to(self.device)
         x_eval = x_train if x_eval is None else x_eval.to(self.device)
         t = self.cfgs[0].training
@@ -189,28 +337,35 @@ class StackedTrainer:
         histories: list[list[dict]] = [[] for _ in self.cfgs]
         bar = tqdm(total=t.epochs * steps, disable=not progress, unit="step",
                    desc=f"{self.kind} x{len(self.cfgs)}")  # fmt: skip
+        wr_per_epoch = self.fast_encoder and "wr" not in self.weights
         for epoch in range(t.epochs):
             tic = time.perf_counter()
-            order = torch.stack(
-                [epoch_permutation(n, c.training.seed, epoch, self.device) for c in self.cfgs]
-            )  # (N, n)
+            order = self.epoch_order(n, epoch)  # (S, n)
             sums: dict[str, Tensor] = {}
             for s in range(steps):
-                xb = x_train[order[:, s * bsz : (s + 1) * bsz]]  # (N, B, D)
-                for k, v in self.step(xb).items():
+                for k, v in self.step(self.batch(x_train, order, s, bsz)).items():
                     sums[k] = sums[k] + v if k in sums else v
                 bar.update(1)
             seconds = time.perf_counter() - tic
             means = {k: (v / steps).tolist() for k, v in sums.items()}  # one sync per epoch
-            for i, model in enumerate(self.sync_models()):
-                if not bool(self.alive[i]):
+            if wr_per_epoch:
+                with torch.no_grad():
+                    w = self.params["model.linear.weight"]  # (N, K, D)
+                    means["wr"] = vmap(weight_redundancy_loss, in_dims=(0, None))(w, False).tolist()
+            full_eval = (epoch + 1) % eval_every == 0 or epoch + 1 == t.epochs
+            models = self.sync_models()
+            for j, i in enumerate(self.slots):
+                if not bool(self.alive[j]):
                     continue
-                rec = {"epoch": epoch + 1, **{k: v[i] for k, v in means.items()}}
-                rec.update(evaluate(model, x_eval))
+                rec = {"epoch": epoch + 1, **{k: v[j] for k, v in means.items()}}
+                if full_eval:
+                    rec.update(evaluate(models[i], x_eval))
+                else:
+                    rec["w_row_norm"] = float(models[i].W.detach().norm(dim=1).mean())
                 rec["seconds"] = seconds
                 histories[i].append(rec)
                 if not finite_record(rec):
-                    self.alive[i] = False
+                    self.alive[j] = False
             bar.set_postfix(loss=f"{means['total'][0]:.4g}")
         bar.close()
         return histories
