@@ -56,14 +56,16 @@ def timed(fn, steps: int, warmup: int, device: torch.device) -> float:
 
 
 def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = False,
-              compile: bool = False):  # fmt: skip
+              compile: str | None = None):  # fmt: skip
     """A closure running one training step of the library's trainer on the next batch.
 
-    compile: the forward and loss (everything before backward) go through torch.compile.
+    compile: a torch.compile mode ("default", "reduce-overhead", ...) for the forward and
+    loss (everything before backward); None runs them eagerly.
     """
     kind = model_type(model)
     weights = term_weights(kind, loss, model.hidden_dim)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    device = x_batches[0].device  # fused Adam on GPUs, as distributed.train_steps runs it
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     dead = torch.zeros(model.hidden_dim, dtype=torch.bool, device=x_batches[0].device)
     it = {"i": 0}
 
@@ -75,7 +77,7 @@ def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = Fa
         terms = loss_terms(model, x, loss, dead if kind == "topk_sae" else None, amp)
         return sum(weights[k] * terms[k] for k in weights)
 
-    fn = torch.compile(objective) if compile else objective
+    fn = torch.compile(objective, mode=compile) if compile else objective
 
     def step() -> None:
         x = x_batches[it["i"] % len(x_batches)]
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probes", type=int, default=32, help="tc_probes of the sketched encoder")
     p.add_argument("--compile", choices=("eager", "compiled", "both"), default="eager",
                    help="torch.compile the forward + loss of every model")  # fmt: skip
+    p.add_argument("--compile-mode", default="default", help="torch.compile mode")
     p.add_argument("--device", default="auto")
     p.add_argument("--acts", default=None, help="harvest directory to draw batches from")
     p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -163,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     t_mm = timed(lambda: xa @ wa, args.steps * 5, args.warmup, device)
     mm_tflops = 2 * B * D * K / t_mm / 1e12
     res = {
+        "compile_mode": args.compile_mode,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -174,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         "matmul_tflops": mm_tflops,
         "models": {},
     }
-    modes = {"eager": False, "compiled": True} if args.compile == "both" else {
-        args.compile: args.compile == "compiled"}  # fmt: skip
+    modes = {"eager": None, "compiled": args.compile_mode}
+    if args.compile != "both":
+        modes = {args.compile: modes[args.compile]}
     for mode, comp in modes.items():
         for name, (build, loss) in models.items():
             model = build().to(device)
@@ -200,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 t_lse = timed(lse_step, args.steps, args.warmup, device)
                 a = model(x_batches[0])[0].detach().float().requires_grad_(True)  # (B, K)
                 pen = penalty_fn(loss, K)
-                pen = torch.compile(pen) if comp else pen
+                pen = torch.compile(pen, mode=comp) if comp else pen
 
                 def penalties(a=a, pen=pen) -> None:
                     pen(a).backward()

@@ -35,6 +35,15 @@ def test_specs_cover_every_architecture_and_scale_l1_with_k():
     assert cfg.training.amp
 
 
+def test_encoders_are_sketched_with_an_exact_check():
+    specs = run_specs([4096, 16384], [32], [1.0], d=576, tc_probes=32, exact_check=(4096,))
+    enc = {s["name"]: s for s in specs if s["type"] == "encoder"}
+    assert sorted(enc) == ["encoder-K16384", "encoder-K4096", "encoder-K4096-exact"]
+    args = argparse.Namespace(batch_size=4096, lr=1e-3, amp=True)
+    assert spec_config(enc["encoder-K4096"], 576, args).loss.tc_probes == 32
+    assert spec_config(enc["encoder-K4096-exact"], 576, args).loss.tc_probes is None
+
+
 def test_report_files(tmp_path):
     specs = run_specs([64], [8], [1.0], d=16)
     train = {"tokens": 1000, "tokens_per_s": 1e5}

@@ -41,7 +41,7 @@ from implicit_em.data.activations import (
     read_split,
 )
 
-OFFSETS = (0, 42, 85)
+CORPUS = "sotu,moby,spam,pydoc,perldoc"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -53,11 +53,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", type=int, default=15)
     p.add_argument("--work", default=".scale", help="harvests and run directories go here")
     p.add_argument("--out", default="docs/scale", help="results.json/csv, frontier.png, README")
-    p.add_argument("--offsets", type=int, nargs="+", default=list(OFFSETS),
+    p.add_argument("--corpus", default=CORPUS,
+                   help="corpus spec for implicit_em.data.corpus.load_corpus (a union a,b,c)")  # fmt: skip
+    p.add_argument("--offsets", type=int, nargs="+", default=[0],
                    help="words dropped from each document, one harvest per offset")  # fmt: skip
     p.add_argument("--harvest-tokens", type=int, default=10_000_000,
                    help="per offset, both splits; more than SOTU holds takes every window")  # fmt: skip
-    p.add_argument("--hidden-dims", type=int, nargs="+", default=[4096, 16384])
+    p.add_argument("--hidden-dims", type=int, nargs="+", default=[4096, 16384, 32768])
+    p.add_argument("--tc-probes", type=int, default=32,
+                   help="encoders' sketched correlation probes (0: exact penalty)")  # fmt: skip
+    p.add_argument("--exact-check", type=int, nargs="*", default=[4096],
+                   help="K at which an exact-penalty encoder is trained too, as a check")  # fmt: skip
+    p.add_argument("--compile", action="store_true", help="torch.compile forward + loss")
     p.add_argument("--topk", type=int, nargs="+", default=[32, 64])
     p.add_argument("--l1", type=float, nargs="+", default=[1.0, 4.0, 16.0],
                    help="StandardSAE l1_weight = c * K / D for each c")  # fmt: skip
@@ -75,17 +82,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_scale)
 
 
-def shifted_docs(offset: int) -> list:
-    """SOTU documents without their first `offset` words (names unchanged: same split)."""
-    from implicit_em.data.corpus import Document, load_sotu
+def shifted_docs(offset: int, corpus: str = CORPUS) -> list:
+    """The corpus's documents without their first `offset` words (names unchanged: same
+    split)."""
+    from implicit_em.data.corpus import Document, load_corpus
 
-    return [Document(d.name, " ".join(d.text.split(" ")[offset:])) for d in load_sotu()]
+    docs = load_corpus(corpus)
+    return docs if not offset else [Document(d.name, " ".join(d.text.split(" ")[offset:]))
+                                    for d in docs]  # fmt: skip
 
 
-def run_specs(hidden_dims: list[int], topk: list[int], l1: list[float], d: int) -> list[dict]:
+def run_specs(
+    hidden_dims: list[int],
+    topk: list[int],
+    l1: list[float],
+    d: int,
+    tc_probes: int | None = None,
+    exact_check: tuple[int, ...] = (),
+) -> list[dict]:
+    """One spec per run. Encoders use the sketched correlation with `tc_probes` probes
+    (None: exact); at each K in exact_check an exact-penalty encoder is added."""
     specs = []
     for k_dim in hidden_dims:
-        specs.append({"name": f"encoder-K{k_dim}", "type": "encoder", "K": k_dim})
+        specs.append({"name": f"encoder-K{k_dim}", "type": "encoder", "K": k_dim,
+                      "tc_probes": tc_probes})  # fmt: skip
+        if tc_probes is not None and k_dim in exact_check:
+            specs.append({"name": f"encoder-K{k_dim}-exact", "type": "encoder", "K": k_dim,
+                          "tc_probes": None})  # fmt: skip
         specs += [{"name": f"topk-K{k_dim}-k{k}", "type": "topk_sae", "K": k_dim, "k": k}
                   for k in topk]  # fmt: skip
         specs += [{"name": f"l1-K{k_dim}-c{c:g}", "type": "standard_sae", "K": k_dim,
@@ -94,7 +117,8 @@ def run_specs(hidden_dims: list[int], topk: list[int], l1: list[float], d: int) 
 
 
 def spec_config(spec: dict, d: int, args: argparse.Namespace) -> RunConfig:
-    loss = LossConfig(l1_weight=spec.get("l1_weight", 0.01), dead_steps=250)
+    loss = LossConfig(l1_weight=spec.get("l1_weight", 0.01), dead_steps=250,
+                      tc_probes=spec.get("tc_probes"))  # fmt: skip
     return RunConfig(
         model=ModelConfig(
             type=spec["type"], input_dim=d, hidden_dim=spec["K"], k=spec.get("k", 16)
@@ -123,7 +147,8 @@ def run_scale(args: argparse.Namespace) -> int:
         hdir = work / "acts" / f"off{off}"
         cfg = HarvestConfig(model=args.model, layer=args.layer, n_tokens=args.harvest_tokens,
                             batch_size=128, shard_contexts=1024)  # fmt: skip
-        m = harvest(cfg, hdir, lm, tok, info, docs=shifted_docs(off), progress=False)
+        m = harvest(cfg, hdir, lm, tok, info, docs=shifted_docs(off, args.corpus),
+                    progress=False)  # fmt: skip
         print(f"harvest off{off}: {m['splits']['train']['n_tokens']} train, "
               f"{m['splits']['heldout']['n_tokens']} held-out; {m.get('throughput')}", flush=True)  # fmt: skip
         dirs.append(hdir)
@@ -149,7 +174,9 @@ def run_scale(args: argparse.Namespace) -> int:
           f"{x_held.shape[0]}; CE contexts {len(ce_tokens)}", flush=True)  # fmt: skip
 
     results = []
-    for spec in run_specs(args.hidden_dims, args.topk, args.l1, d):
+    specs = run_specs(args.hidden_dims, args.topk, args.l1, d, args.tc_probes or None,
+                      tuple(args.exact_check))  # fmt: skip
+    for spec in specs:
         if args.time_limit and time.perf_counter() - t0 > args.time_limit:
             print(f"time limit reached: {spec['name']} and later runs not run", flush=True)
             break
@@ -164,7 +191,8 @@ def run_scale(args: argparse.Namespace) -> int:
             steps = int(args.epochs * n_train // args.batch_size)
             res = train_steps(model, x_train, cfg.loss, global_batch=args.batch_size,
                               steps=steps, lr=args.lr, seed=1, amp=args.amp,
-                              log_every=max(1, steps // 10), warmup=5)  # fmt: skip
+                              log_every=max(1, steps // 10), warmup=5,
+                              compile=args.compile)  # fmt: skip
             run_dir = runs.prepare_run_dir(run_dir, resume=False, overwrite=True)
             runs.save_model(model, cfg, run_dir)
             runs.write_history(run_dir, res["history"])
@@ -217,7 +245,7 @@ def rows(results: list[dict]) -> list[dict]:
     return out
 
 
-def frontier_plot(table: list[dict], path: Path) -> None:
+def frontier_plot(table: list[dict], path: Path, corpus: str = CORPUS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -249,7 +277,7 @@ def frontier_plot(table: list[dict], path: Path) -> None:
     handles.append(plt.Line2D([], [], marker="o", ls="", mfc="none", color="gray",
                               label="encoder, post-hoc lstsq decoder"))  # fmt: skip
     axes[1].legend(handles=handles, fontsize=8, loc="lower right")
-    fig.suptitle("SmolLM2-135M (4-bit GGUF) layer 15 resid_pre, SOTU held-out documents")
+    fig.suptitle(f"SmolLM2-135M (4-bit GGUF) layer 15 resid_pre, held-out documents of {corpus}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -269,7 +297,7 @@ def write_report(out: Path, results: list[dict], args, info: dict, dirs: list[Pa
             w = csv.DictWriter(fh, fieldnames=list(table[0]))
             w.writeheader()
             w.writerows(table)
-        frontier_plot(table, out / "frontier.png")
+        frontier_plot(table, out / "frontier.png", getattr(args, "corpus", CORPUS))
     lines = [
         "| run | recon | L0 | dead | FVU | FVU typ. | CE rec. | KL | H(r)/log K | train tok/s |",
         "|---|---|---|---|---|---|---|---|---|---|",
