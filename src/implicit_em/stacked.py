@@ -110,7 +110,7 @@ class _Terms(nn.Module):
         super().__init__()
         self.model, self.loss, self.amp = model, cfg.loss, cfg.training.amp
 
-    def forward(self, x: Tensor, dead: Tensor) -> dict:
+    def forward(self, x: Tensor, dead: Tensor | None) -> dict:
         terms = loss_terms(self.model, x, self.loss, dead, self.amp)
         terms["fired"] = (terms.pop("a") > 0).any(dim=0)  # (K,)
         return terms
@@ -147,6 +147,7 @@ class StackedTrainer:
             self.kind == "encoder" and not cfgs[0].training.amp
             and getattr(loss, "tc_probes", None) is None
         )  # fmt: skip
+        self.fast_sae = self.kind in ("standard_sae", "topk_sae") and not cfgs[0].training.amp
         n = len(cfgs)
         weights = [term_weights(self.kind, c.loss, c.model.hidden_dim) for c in slot_cfgs]
         dtype = next(iter(self.params.values())).dtype  # weights like 16.8 must not round
@@ -229,39 +230,119 @@ class StackedTrainer:
                 maximize=False,
             )  # fmt: skip
 
-    def _encoder_step_terms(self, xb: Tensor) -> dict:
-        """Terms (each (N,), slot order) of the decoder-free encoder, one matmul per block."""
+    def _encoder_step(self, xb: Tensor) -> tuple[dict, Tensor]:
+        """Terms (each (N,), slot order) and total of the decoder-free encoder; sets the grads.
+
+        One batched matmul per block forward; autograd runs only from the losses back to the
+        pre-activations z, and each block's weight gradient dz^T x is one more batched matmul
+        written straight into W.grad (autograd through slices of the stacked W would zero and
+        copy a full (N, K, D) gradient per block).
+        """
         w, bias = self.params["model.linear.weight"], self.params["model.linear.bias"]
         k, d = w.shape[1], w.shape[2]
         act = ACTIVATIONS[self.cfgs[0].model.activation]
-        parts, m0 = [], 0
+        zs, parts, spans, m0 = [], [], [], 0
         for r0, r1, g in self.blocks:
             s, m1 = r1 - r0, m0 + (r1 - r0) * g
-            w_blk = w[m0:m1].view(s, g * k, d)  # (S_b, G K, D): G models per seed
-            z = torch.baddbmm(bias[m0:m1].view(s, 1, g * k), xb[r0:r1], w_blk.mT)  # (S_b, B, G K)
+            with torch.no_grad():
+                w_blk = w[m0:m1].view(s, g * k, d)  # (S_b, G K, D): G models per seed
+                z = torch.baddbmm(bias[m0:m1].view(s, 1, g * k), xb[r0:r1], w_blk.mT)
+            z.requires_grad_()  # (S_b, B, G K)
             a = act(z).view(s, -1, g, k)  # (S_b, B, G, K)
             parts.append(encoder_terms(a, self.cfgs[0].loss.variance_eps))
+            zs.append(z)
+            spans.append((r0, r1, m0, m1, s, g * k))
             m0 = m1
         terms = {t: torch.cat([p[t].reshape(-1) for p in parts]) for t in parts[0]}  # (N,)
-        if self.cfgs[0].loss.lambda_wr:
+        wr_grad = bool(self.cfgs[0].loss.lambda_wr)
+        if wr_grad:
             terms["wr"] = vmap(weight_redundancy_loss, in_dims=(0, None))(w, False)  # (N,)
-        return terms
+        total = sum(self.weights[t] * terms[t] for t in self.weights)  # (N,)
+        inputs = [*zs, w] if wr_grad else zs
+        grads = torch.autograd.grad(total.sum(), inputs)  # models are independent
+        with torch.no_grad():
+            for (r0, r1, m0, m1, s, gk), dz in zip(spans, grads, strict=False):
+                torch.bmm(dz.mT, xb[r0:r1], out=w.grad[m0:m1].view(s, gk, d))  # (S_b, G K, D)
+                torch.sum(dz, dim=1, out=bias.grad[m0:m1].view(s, gk))
+            if wr_grad:
+                w.grad.add_(grads[-1])
+        return terms, total
+
+    @torch.no_grad()
+    def _sae_step(self, x: Tensor) -> tuple[dict, Tensor]:
+        """Terms and total of the SAE baselines with hand-written gradients; sets the grads.
+
+        x: (N, B, D). StandardSAE: mse + l1_weight * l1; TopKSAE without dead latents (AuxK
+        is then exactly zero): mse. Same values and gradients as autograd through
+        `training.loss_terms` (tests compare with the one-model loop), with fewer passes over
+        the (N, B, D) tensors: the residual x_hat - x is one baddbmm, and the MSE's 2 / (B D)
+        scales the (N, B, K)- and parameter-sized gradients only.
+        """
+        topk = self.kind == "topk_sae"
+        w_enc, b_enc = self.params["model.encoder.weight"], self.params["model.encoder.bias"]
+        if topk:
+            w_dec, b_dec = self.params["model.W_dec"], self.params["model.b_dec"]  # (N, D, K)
+            x_in = x - b_dec[:, None]  # (N, B, D): the encoder sees x - b_dec
+        else:
+            w_dec, b_dec = self.params["model.decoder.weight"], self.params["model.decoder.bias"]
+            x_in = x
+        bsz, d = x.shape[1], x.shape[2]
+        z = torch.baddbmm(b_enc[:, None], x_in, w_enc.mT).relu_()  # (N, B, K)
+        if topk:
+            vals, idx = z.topk(self.models[0].k, dim=-1)  # (N, B, k)
+            a = torch.zeros_like(z).scatter_(-1, idx, vals)  # (N, B, K)
+        else:
+            a = z
+        r = torch.baddbmm(b_dec[:, None] - x, a, w_dec.mT)  # x_hat - x, (N, B, D)
+        c = 2.0 / (bsz * d)  # d mse / d x_hat = c r
+        terms = {"mse": torch.linalg.vector_norm(r, dim=(1, 2)).square() / (bsz * d)}  # (N,)
+        torch.bmm(r.mT, a, out=w_dec.grad).mul_(c)  # (N, D, K)
+        torch.sum(r, dim=1, out=b_dec.grad).mul_(c)  # (N, D)
+        da = torch.bmm(r, w_dec).mul_(c)  # (N, B, K)
+        if topk:
+            terms["aux"] = torch.zeros_like(terms["mse"])
+        else:
+            k = a.shape[-1]
+            terms["l1"] = a.sum(dim=(1, 2)) / (bsz * k)  # a >= 0: |a| = a
+            da.add_((self.weights["l1"] / (bsz * k)).view(-1, 1, 1))  # d|a|/da = 1 where a > 0
+        dz = da.mul_(a > 0)  # ReLU (and TopK's selection): gradient where a > 0
+        torch.bmm(dz.mT, x_in, out=w_enc.grad)  # (N, K, D)
+        torch.sum(dz, dim=1, out=b_enc.grad)  # (N, K)
+        if topk:  # b_dec also enters the encoder's input: d/d b_dec of -b_dec W_enc^T
+            b_dec.grad.sub_(torch.bmm(b_enc.grad[:, None], w_enc).squeeze(1))  # (N, D)
+        total = sum(self.weights[t] * terms[t] for t in self.weights)  # (N,)
+        terms["a"] = a
+        return terms, total
 
     def train_step(self, xb: Tensor) -> dict:
         """One step on xb (S, B, D), one batch per data seed. Returns the unweighted terms,
         each (N,) in slot order, detached (the encoder's wr only when lambda_wr > 0)."""
         loss = self.cfgs[0].loss
+        fired = None
         if self.fast_encoder:
-            terms, fired = self._encoder_step_terms(xb), None
+            for p in self.params.values():
+                if p.grad is None:
+                    p.grad = torch.empty_like(p)  # written in full every step
+            terms, total = self._encoder_step(xb)
         else:
             xn = xb if self._rows_are_slots else xb.index_select(0, self._data_row)  # (N, B, D)
             dead = self.since_fired >= loss.dead_steps  # (N, K)
-            terms = self._terms(self.params, xn, dead)
-            fired = terms.pop("fired")  # (N, K)
-        total = sum(self.weights[k] * terms[k] for k in self.weights)  # (N,)
-        for p in self.params.values():
-            p.grad = None
-        total.sum().backward()  # models are independent: d(sum)/d(p_i) = dL_i/d(p_i)
+            # TopK: while no latent of any model is dead, AuxK is exactly zero (host check:
+            # not under CUDA graphs, where the generic path runs every step).
+            no_aux = self.kind == "standard_sae" or (not self.use_graphs and not bool(dead.any()))
+            if self.fast_sae and no_aux:
+                for p in self.params.values():
+                    if p.grad is None:
+                        p.grad = torch.empty_like(p)  # written in full every step
+                terms, total = self._sae_step(xn)
+                fired = (terms.pop("a") > 0).any(dim=1)  # (N, K)
+            else:
+                terms = self._terms(self.params, xn, dead)
+                fired = terms.pop("fired")  # (N, K)
+                total = sum(self.weights[k] * terms[k] for k in self.weights)  # (N,)
+                for p in self.params.values():
+                    p.grad = None
+                total.sum().backward()  # models are independent: d(sum)/d(p_i) = dL_i/d(p_i)
         if self.kind == "topk_sae":
             with torch.no_grad():  # remove_parallel_grads_ on every W_dec (N, D, K)
                 w, g = self.params["model.W_dec"], self.params["model.W_dec"].grad
@@ -379,10 +460,12 @@ def train_many(
     device: torch.device | str = "cpu",
     progress: bool = True,
     stacked: bool = True,
+    eval_every: int = 1,
 ) -> list[tuple[nn.Module, list[dict]]]:
     """Train every config (stacked where possible, else one by one); return (model, history).
 
     With run_dirs, each finished model is written to its own run directory as `train` does.
+    eval_every: see `StackedTrainer.fit` (the one-by-one path evaluates every epoch).
     """
     from implicit_em.training import train
 
@@ -391,7 +474,10 @@ def train_many(
         for group in group_configs(cfgs):
             trainer = StackedTrainer([cfgs[i] for i in group], device)
             for i, model, hist in zip(
-                group, trainer.models, trainer.fit(x_train, x_eval, progress), strict=True
+                group,
+                trainer.models,
+                trainer.fit(x_train, x_eval, progress, eval_every),
+                strict=True,
             ):
                 results[i] = (model, hist)
     else:

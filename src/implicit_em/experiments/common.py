@@ -52,6 +52,10 @@ class Settings:
     """Train compatible runs as one stacked model (implicit_em.stacked)."""
     probe: str = "torch"
     """Linear-probe backend: torch (L-BFGS) or sklearn (the paper's reference)."""
+    eval_every: int = 10
+    """The stacked trainer evaluates each run on the test set every eval_every epochs and at
+    the last; every epoch records the loss terms and the mean row norm of W. The reports read
+    the last epoch's evaluation and the per-epoch loss and row norm (dynamics, Figure 3)."""
     progress: bool = True
     extra: dict = field(default_factory=dict)
     """Experiment-specific keys of its YAML (variants, seeds, ...)."""
@@ -167,6 +171,7 @@ def ensure_runs(settings: Settings, cfgs: list[RunConfig], data: Data) -> list[R
         train_many(
             list(todo.values()), data.x_train, data.x_test, run_dirs=list(todo),
             device=settings.device, progress=settings.progress, stacked=settings.stacked,
+            eval_every=settings.eval_every,
         )  # fmt: skip
     out = []
     for c, d in zip(cfgs, dirs, strict=True):
