@@ -251,3 +251,25 @@ def test_eval_every_evaluates_some_epochs_and_the_last(float64, x_digits):
         for rec_every, rec_some in zip(h_every, h_some, strict=True):
             for k, v in strip(rec_some).items():
                 assert math.isclose(v, rec_every[k], rel_tol=1e-12, abs_tol=1e-12), k
+
+
+@pytest.mark.parametrize(
+    "loss,model,batch",
+    [({"lambda_wr": 0.5}, {}, 128),  # wr carries gradient: autograd for it, closed form else
+     ({}, {}, 8),  # B < K: autograd from the losses back to z instead of the closed form
+     ({}, {"activation": "softplus"}, 128)],  # closed form through a non-ReLU activation
+)  # fmt: skip
+def test_encoder_paths_match_solo_training(float64, x_digits, loss, model, batch):
+    cfgs = []
+    for (extra, seed, mult), lr in zip(SHARED[:4], (1e-3, 2e-3, 1e-3, 5e-4), strict=True):
+        cfg = make_cfg("encoder", {**extra, **loss}, seed, lr * mult, "adam", 2).to_dict()
+        cfg["model"].update(model)
+        cfg["training"]["batch_size"] = batch
+        cfgs.append(from_dict(cfg))
+    x = x_digits[:400].double()
+    trainer = StackedTrainer(cfgs)
+    assert trainer.fast_encoder
+    histories = trainer.fit(x, progress=False)
+    for cfg, stacked_model, hist in zip(cfgs, trainer.models, histories, strict=True):
+        solo = runs.build_model(cfg)
+        assert_same_run(cfg, stacked_model, hist, solo, train(solo, x, cfg, progress=False))

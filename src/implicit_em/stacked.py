@@ -103,6 +103,41 @@ def encoder_terms(a: Tensor, variance_eps: float) -> dict[str, Tensor]:
     return {"lse": lse, "var": var, "tc": tc}
 
 
+@torch.no_grad()
+def encoder_terms_grad(
+    a: Tensor, variance_eps: float, weights: dict[str, Tensor]
+) -> tuple[dict[str, Tensor], Tensor]:
+    """`encoder_terms` and the gradient of sum_models (w_lse lse + w_var var + w_tc tc) by a.
+
+    a: (S, B, G, K); weights: "lse", "var", "tc", each (S, G). Returns (terms (S, G) each,
+    dL/da (S, B, G, K)), in closed form (tests compare it with autograd):
+      lse: dL/da = r = softmax(-a) over K (paper Eq. 4);
+      var: with c = a - mean_B(a), ss = sum_B c^2: dL/dc = -2 c / ((B - 1) (Var + eps));
+      tc: U = c s, s = (ss + 1e-12)^-1/2, C = U^T U, M = C off its diagonal; L = ||M||^2,
+          dL/dU = 4 U M, dL/dc = s (dL/dU - U sum_B(U dL/dU)), then centred over B.
+    """
+    b, k = a.shape[1], a.shape[3]
+    w = {t: v[:, None, :, None] for t, v in weights.items()}  # (S, 1, G, 1)
+    neg = -a
+    lse_b = torch.logsumexp(neg, dim=3, keepdim=True)  # (S, B, G, 1)
+    grad = torch.exp(neg.sub_(lse_b)).mul_(w["lse"])  # w_lse r
+    lse = -lse_b.sum(dim=(1, 3))  # (S, G)
+    centred = a - a.mean(dim=1, keepdim=True)  # (S, B, G, K)
+    ss = centred.square().sum(dim=1, keepdim=True)  # (S, 1, G, K)
+    var_eps = ss / (b - 1) + variance_eps
+    var = -torch.log(var_eps).sum(dim=(1, 3))  # (S, G)
+    grad.addcmul_(centred, w["var"] * (-2 / (b - 1)) / var_eps)
+    s = torch.rsqrt(ss + _CORR_EPS)  # (S, 1, G, K)
+    u = (centred * s).permute(0, 2, 1, 3)  # (S, G, B, K)
+    off = ~torch.eye(k, dtype=torch.bool, device=a.device)
+    m = (u.mT @ u).mul_(off)  # (S, G, K, K): the correlation off its diagonal
+    tc = m.square().sum(dim=(-2, -1))  # (S, G)
+    du = (u @ m).mul_(4 * w["tc"].permute(0, 2, 1, 3))  # (S, G, B, K)
+    dc = (du - u * (u * du).sum(dim=2, keepdim=True)).permute(0, 2, 1, 3).mul_(s)
+    grad.add_(dc).sub_(dc.mean(dim=1, keepdim=True))
+    return {"lse": lse, "var": var, "tc": tc}, grad
+
+
 class _Terms(nn.Module):
     """Wraps a model so that functional_call swaps its parameters for one stacked slice."""
 
@@ -233,40 +268,60 @@ class StackedTrainer:
     def _encoder_step(self, xb: Tensor) -> tuple[dict, Tensor]:
         """Terms (each (N,), slot order) and total of the decoder-free encoder; sets the grads.
 
-        One batched matmul per block forward; autograd runs only from the losses back to the
-        pre-activations z, and each block's weight gradient dz^T x is one more batched matmul
-        written straight into W.grad (autograd through slices of the stacked W would zero and
-        copy a full (N, K, D) gradient per block).
+        One batched matmul per block forward, and each block's weight gradient dz^T x one
+        more, written straight into W.grad (autograd through slices of the stacked W would
+        zero and copy a full (N, K, D) gradient per block). dL/da is closed-form
+        (`encoder_terms_grad`) when B >= K, else autograd from the losses back to z.
         """
         w, bias = self.params["model.linear.weight"], self.params["model.linear.bias"]
         k, d = w.shape[1], w.shape[2]
-        act = ACTIVATIONS[self.cfgs[0].model.activation]
-        zs, parts, spans, m0 = [], [], [], 0
+        act_name = self.cfgs[0].model.activation
+        act, eps = ACTIVATIONS[act_name], self.cfgs[0].loss.variance_eps
+        closed_form = xb.shape[1] >= k
+        parts, spans, zs, m0 = [], [], [], 0
         for r0, r1, g in self.blocks:
             s, m1 = r1 - r0, m0 + (r1 - r0) * g
             with torch.no_grad():
                 w_blk = w[m0:m1].view(s, g * k, d)  # (S_b, G K, D): G models per seed
                 z = torch.baddbmm(bias[m0:m1].view(s, 1, g * k), xb[r0:r1], w_blk.mT)
-            z.requires_grad_()  # (S_b, B, G K)
-            a = act(z).view(s, -1, g, k)  # (S_b, B, G, K)
-            parts.append(encoder_terms(a, self.cfgs[0].loss.variance_eps))
-            zs.append(z)
-            spans.append((r0, r1, m0, m1, s, g * k))
+            spans.append((r0, r1, m0, m1, s, g * k))  # z: (S_b, B, G K)
+            if closed_form:
+                wts = {t: self.weights[t][m0:m1].view(s, g) for t in ("lse", "var", "tc")}
+                if act_name == "relu":
+                    terms_b, da = encoder_terms_grad(z.relu().view(s, -1, g, k), eps, wts)
+                    zs.append(da.view_as(z).mul_(z > 0))  # dL/dz
+                else:
+                    z.requires_grad_()
+                    a = act(z)
+                    terms_b, da = encoder_terms_grad(a.detach().view(s, -1, g, k), eps, wts)
+                    zs.append(torch.autograd.grad(a, z, da.view_as(a))[0])
+            else:
+                z.requires_grad_()
+                terms_b = encoder_terms(act(z).view(s, -1, g, k), eps)  # (S_b, G) each
+                zs.append(z)
+            parts.append(terms_b)
             m0 = m1
         terms = {t: torch.cat([p[t].reshape(-1) for p in parts]) for t in parts[0]}  # (N,)
         wr_grad = bool(self.cfgs[0].loss.lambda_wr)
         if wr_grad:
-            terms["wr"] = vmap(weight_redundancy_loss, in_dims=(0, None))(w, False)  # (N,)
+            with torch.enable_grad():
+                terms["wr"] = vmap(weight_redundancy_loss, in_dims=(0, None))(w, False)  # (N,)
         total = sum(self.weights[t] * terms[t] for t in self.weights)  # (N,)
-        inputs = [*zs, w] if wr_grad else zs
-        grads = torch.autograd.grad(total.sum(), inputs)  # models are independent
+        if closed_form:
+            dzs = zs
+            if wr_grad:
+                wr_total = (self.weights["wr"] * terms["wr"]).sum()
+                dw_wr = torch.autograd.grad(wr_total, w)[0]
+        else:  # models are independent: d(sum)/d(p_i) = dL_i/d(p_i)
+            grads = torch.autograd.grad(total.sum(), [*zs, w] if wr_grad else zs)
+            dzs, dw_wr = grads[: len(zs)], grads[-1]
         with torch.no_grad():
-            for (r0, r1, m0, m1, s, gk), dz in zip(spans, grads, strict=False):
+            for (r0, r1, m0, m1, s, gk), dz in zip(spans, dzs, strict=True):
                 torch.bmm(dz.mT, xb[r0:r1], out=w.grad[m0:m1].view(s, gk, d))  # (S_b, G K, D)
                 torch.sum(dz, dim=1, out=bias.grad[m0:m1].view(s, gk))
             if wr_grad:
-                w.grad.add_(grads[-1])
-        return terms, total
+                w.grad.add_(dw_wr)
+        return {t: v.detach() for t, v in terms.items()}, total.detach()
 
     @torch.no_grad()
     def _sae_step(self, x: Tensor) -> tuple[dict, Tensor]:
