@@ -19,6 +19,7 @@ from implicit_em.losses import correlation_loss, lse_loss, variance_loss, weight
 from implicit_em.stacked import (
     StackedTrainer,
     encoder_terms,
+    encoder_terms_grad,
     group_configs,
     seed_slots,
     stack_key,
@@ -273,3 +274,32 @@ def test_encoder_paths_match_solo_training(float64, x_digits, loss, model, batch
     for cfg, stacked_model, hist in zip(cfgs, trainer.models, histories, strict=True):
         solo = runs.build_model(cfg)
         assert_same_run(cfg, stacked_model, hist, solo, train(solo, x, cfg, progress=False))
+
+
+@pytest.mark.parametrize("batch", [24, 5])
+def test_encoder_terms_grad_is_the_autograd_gradient(float64, batch):
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(2, batch, 3, 8, generator=gen).relu().requires_grad_()  # (S, B, G, K)
+    w = {t: torch.rand(2, 3, generator=gen) for t in ("lse", "var", "tc")}  # (S, G) each
+    ref = encoder_terms(a, 1e-6)
+    ref_grad = torch.autograd.grad(sum((w[t] * ref[t]).sum() for t in w), a)[0]
+    terms, grad = encoder_terms_grad(a.detach(), 1e-6, w)
+    for t in w:
+        torch.testing.assert_close(terms[t], ref[t].detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer,fused", [("adam", True), ("adam", False), ("sgd", False)])
+def test_a_diverged_model_is_frozen(x_digits, optimizer, fused):
+    """`fit` marks a model with a non-finite record as dead; its slice must stop moving."""
+    cfgs = [make_cfg("encoder", {}, sd, 1e-2, optimizer, 1) for sd in (1, 2, 3)]
+    trainer = StackedTrainer(cfgs)
+    trainer.fused_adam = fused
+    order = trainer.epoch_order(len(x_digits), 0)
+    trainer.step(trainer.batch(x_digits, order, 0, 128))
+    trainer.alive[1] = False
+    before = {k: v.detach().clone() for k, v in trainer.params.items()}
+    trainer.step(trainer.batch(x_digits, order, 1, 128))
+    for k, v in trainer.params.items():
+        assert torch.equal(v[1], before[k][1]), k
+        assert not torch.equal(v[0], before[k][0]) and not torch.equal(v[2], before[k][2]), k

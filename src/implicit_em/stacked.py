@@ -243,26 +243,36 @@ class StackedTrainer:
             p.sub_(update.mul_(self._per_model(step_size.to(p.dtype), p)))
 
     def _fused_adam_step(self) -> None:
-        """torch.optim.Adam(fused=True) on each live model's slices, one call per learning rate."""
+        """torch.optim.Adam(fused=True) on each live model's slices, one call per learning rate.
+
+        The lists of per-model views are rebuilt only when a model diverges or the gradient
+        tensors change (the batched paths write into the same .grad every step).
+        """
         self._fused_step.add_(1)
-        by_lr: dict[float, list[int]] = {}
-        for j, (lr, alive) in enumerate(zip(self._lr_list, self.alive.tolist(), strict=True)):
-            if alive:  # a diverged model stays frozen
-                by_lr.setdefault(lr, []).append(j)
-        views = {
-            name: (p.unbind(0), p.grad.unbind(0), self.adam[name][0].unbind(0),
-                   self.adam[name][1].unbind(0))
-            for name, p in self.params.items()
-        }  # fmt: skip
-        for lr, idx in by_lr.items():
-            lists: tuple[list, list, list, list] = ([], [], [], [])
-            for parts in views.values():
-                for out, part in zip(lists, parts, strict=True):
-                    out.extend(part[j] for j in idx)
+        # The cached views keep old gradients alive, so a new gradient has a new address.
+        key = (tuple(self.alive.tolist()), *(p.grad.data_ptr() for p in self.params.values()))
+        if getattr(self, "_adam_key", None) != key:
+            by_lr: dict[float, list[int]] = {}
+            for j, (lr, alive) in enumerate(zip(self._lr_list, key[0], strict=True)):
+                if alive:  # a diverged model stays frozen
+                    by_lr.setdefault(lr, []).append(j)
+            views = [
+                (p.unbind(0), p.grad.unbind(0), self.adam[name][0].unbind(0),
+                 self.adam[name][1].unbind(0))
+                for name, p in self.params.items()
+            ]  # fmt: skip
+            self._adam_lists = []
+            for lr, idx in by_lr.items():
+                lists: tuple[list, list, list, list] = ([], [], [], [])
+                for parts in views:
+                    for out, part in zip(lists, parts, strict=True):
+                        out.extend(part[j] for j in idx)
+                self._adam_lists.append((lr, lists, [self._fused_step] * len(lists[0])))
+            self._adam_key = key
+        for lr, lists, steps in self._adam_lists:
             torch._fused_adam_(
-                *lists, [], [self._fused_step] * len(lists[0]), lr=lr, beta1=_ADAM_BETAS[0],
-                beta2=_ADAM_BETAS[1], weight_decay=0.0, eps=_ADAM_EPS, amsgrad=False,
-                maximize=False,
+                *lists, [], steps, lr=lr, beta1=_ADAM_BETAS[0], beta2=_ADAM_BETAS[1],
+                weight_decay=0.0, eps=_ADAM_EPS, amsgrad=False, maximize=False,
             )  # fmt: skip
 
     def _encoder_step(self, xb: Tensor) -> tuple[dict, Tensor]:
