@@ -67,7 +67,7 @@ def test_scalar_decoder_recovers_scale_and_offset():
 def test_linear_decoder_matches_numpy_lstsq():
     g = torch.Generator().manual_seed(2)
     a, x = torch.rand(500, 7, generator=g), torch.randn(500, 4, generator=g)
-    V, v = fit_linear_decoder(a, x, ridge=0.0)
+    V, v = fit_linear_decoder(a, x, ridge=0.0, chunk=64)  # 8 chunks, the last one short
     A = np.hstack([a.double().numpy(), np.ones((500, 1))])
     sol = np.linalg.lstsq(A, x.double().numpy(), rcond=None)[0]
     np.testing.assert_allclose(V.numpy(), sol[:7], atol=1e-4)

@@ -277,7 +277,12 @@ def train_steps(
         terms, a, scale = step_terms(net, x, loss, dead, amp, probes, with_wr)
         return sum(weights[k] * terms[k] for k in terms) * scale, terms, a
 
-    forward_fn = torch.compile(forward) if compile else forward
+    forward_fn = forward
+    if compile:  # static shapes; each model family, K and probes setting is its own graph
+        cfg = torch._dynamo.config
+        limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+        setattr(cfg, limit, max(getattr(cfg, limit), 64))
+        forward_fn = torch.compile(forward, dynamic=False)
     gen = torch.Generator().manual_seed(seed)
     order, pos = torch.randperm(x_train.shape[0], generator=gen), 0
     history: list[dict] = []

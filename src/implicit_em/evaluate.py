@@ -81,19 +81,28 @@ def fit_scalar_decoder(
 
 
 @torch.no_grad()
-def fit_linear_decoder(a: Tensor, x: Tensor, ridge: float = 1e-6) -> tuple[Tensor, Tensor]:
+def fit_linear_decoder(
+    a: Tensor, x: Tensor, ridge: float = 1e-6, chunk: int = 8192
+) -> tuple[Tensor, Tensor]:
     """Post-hoc linear decoder: argmin ||x - (a V + v)||^2 + ridge' ||V||^2, on frozen codes.
 
     a: (N, K), x: (N, D). ridge is relative to the mean diagonal of the centred Gram matrix
-    (keeps dead latents solvable). Returns V (K, D) and v (D,), float32. float64 solve.
+    (keeps dead latents solvable). Returns V (K, D) and v (D,), float32. float64 solve; the
+    Gram matrix is accumulated over row chunks, so no (N, K) float64 copy is made (at
+    N = 100k, K = 32768 that copy alone would be 26 GB).
     """
-    ad, xd = a.double(), x.double()
-    a_mean, x_mean = ad.mean(0), xd.mean(0)
-    ac, xc = ad - a_mean, xd - x_mean  # centring absorbs the bias v
-    gram = ac.t() @ ac  # (K, K)
+    rows = range(0, a.shape[0], chunk)
+    a_mean = sum(a[i : i + chunk].double().sum(0) for i in rows) / a.shape[0]  # (K,)
+    x_mean = x.double().mean(0)  # (D,)
+    gram = torch.zeros(a.shape[1], a.shape[1], dtype=torch.float64, device=a.device)
+    cross = torch.zeros(a.shape[1], x.shape[1], dtype=torch.float64, device=a.device)
+    for i in rows:  # centring absorbs the bias v
+        ac = a[i : i + chunk].double() - a_mean  # (c, K)
+        gram.addmm_(ac.t(), ac)
+        cross.addmm_(ac.t(), x[i : i + chunk].double() - x_mean)
     lam = ridge * float(gram.diagonal().mean().clamp_min(1e-12))
     gram.diagonal().add_(lam)
-    V = torch.linalg.solve(gram, ac.t() @ xc)  # (K, K) \ (K, D) -> (K, D)
+    V = torch.linalg.solve(gram, cross)  # (K, K) \ (K, D) -> (K, D)
     v = x_mean - a_mean @ V  # (D,)
     return V.float(), v.float()
 
