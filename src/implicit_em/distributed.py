@@ -284,7 +284,11 @@ def train_steps(
         setattr(cfg, limit, max(getattr(cfg, limit), 64))
         forward_fn = torch.compile(forward, dynamic=False)
     gen = torch.Generator().manual_seed(seed)
-    order, pos = torch.randperm(x_train.shape[0], generator=gen), 0
+
+    def permutation() -> Tensor:  # on x_train's device: slicing it needs no host sync
+        return torch.randperm(x_train.shape[0], generator=gen).to(x_train.device)
+
+    order, pos = permutation(), 0
     history: list[dict] = []
     tic = None
     for step in range(steps):
@@ -293,10 +297,10 @@ def train_steps(
                 torch.cuda.synchronize(device)
             tic = time.perf_counter()
         if pos + global_batch > len(order):
-            order, pos = torch.randperm(x_train.shape[0], generator=gen), 0
+            order, pos = permutation(), 0
         idx = order[pos + rank * b : pos + (rank + 1) * b]
         pos += global_batch
-        x = x_train[idx.to(x_train.device)].to(device, torch.float32, non_blocking=True)
+        x = x_train[idx].to(device, torch.float32, non_blocking=True)  # (b, D)
         dead = since_fired >= loss.dead_steps if kind == "topk_sae" else None
         probes = None
         if sketch:
@@ -350,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tc-probes", type=int, default=None,
                    help="sketch the correlation penalty with this many probes (default: exact)")  # fmt: skip
     p.add_argument("--compile", action="store_true", help="torch.compile the forward + loss")
+    p.add_argument("--bf16-grads", action="store_true",
+                   help="all-reduce gradients in bf16 (DDP's bf16_compress_hook)")  # fmt: skip
     p.add_argument("--log-every", type=int, default=0)
     p.add_argument("--out", default=None, help="rank 0 writes a JSON summary here")
     args = p.parse_args(argv)
@@ -382,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     model = runs.build_model(cfg).to(device)
     net = DDP(model, device_ids=[local] if cuda else None) if distributed else model
+    if distributed and args.bf16_grads:
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import bf16_compress_hook
+
+        net.register_comm_hook(None, bf16_compress_hook)
     res = train_steps(net, x, cfg.loss, global_batch=args.batch_size, steps=args.steps,
                       lr=args.lr, seed=args.seed, amp=args.amp, log_every=args.log_every,
                       warmup=args.warmup, compile=args.compile)  # fmt: skip
@@ -395,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         "amp": args.amp,
         "tc_probes": args.tc_probes,
         "compile": args.compile,
+        "bf16_grads": args.bf16_grads,
         "steps": args.steps,
         "tokens_per_s": res["tokens_per_s"],
         "last": res["history"][-1] if res["history"] else None,

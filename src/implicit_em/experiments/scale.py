@@ -251,7 +251,7 @@ def frontier_plot(table: list[dict], path: Path, corpus: str = CORPUS) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     style = {"encoder": "o", "topk_sae": "s", "standard_sae": "^"}
     colors = {4096: "tab:blue", 16384: "tab:red", 32768: "tab:green"}
     for row in table:
@@ -276,7 +276,7 @@ def frontier_plot(table: list[dict], path: Path, corpus: str = CORPUS) -> None:
                 for k, c in colors.items() if any(r["K"] == k for r in table)]  # fmt: skip
     handles.append(plt.Line2D([], [], marker="o", ls="", mfc="none", color="gray",
                               label="encoder, post-hoc lstsq decoder"))  # fmt: skip
-    axes[1].legend(handles=handles, fontsize=8, loc="lower right")
+    axes[1].legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"SmolLM2-135M (4-bit GGUF) layer 15 resid_pre, held-out documents of {corpus}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
