@@ -18,8 +18,10 @@ from implicit_em.estimator import DecoderFreeSAE
 from implicit_em.losses import (
     combined_loss,
     correlation_loss,
+    correlation_probes,
     lse_loss,
     sae_loss,
+    sketched_correlation_loss,
     topk_loss,
     variance_loss,
     weight_redundancy_loss,
@@ -46,7 +48,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError", "DataConfig", "LossConfig", "ModelConfig", "RunConfig", "TrainConfig",
-    "load_config", "DecoderFreeSAE", "combined_loss", "correlation_loss", "lse_loss", "sae_loss",
+    "load_config", "DecoderFreeSAE", "combined_loss", "correlation_loss", "correlation_probes", "lse_loss",
+    "sae_loss", "sketched_correlation_loss",
     "topk_loss", "variance_loss", "weight_redundancy_loss", "dead_units", "effective_rank",
     "linear_probe_accuracy", "reconstruction_mse", "redundancy_score", "responsibility_entropy",
     "sparsity_l0", "usage_distribution", "weight_redundancy", "Encoder", "StandardSAE", "TopKSAE",
