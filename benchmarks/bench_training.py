@@ -7,6 +7,10 @@ runs on shared, noisy machines:
 
     stacked N / plain = the speed-up over running N plain loops one after the other.
 
+Each stack is timed with every model on its own data seed (no batch shared: the worst case)
+and, with --shared-seeds S, with the models spread over S seeds as in the reproduction
+(configs x learning rates x 3 seeds), where models of one seed share one matmul.
+
 Then the linear-probe time on 64-dim codes of MNIST (60k train / 10k test by default):
 the torch L-BFGS probe vs scikit-learn's StandardScaler + LogisticRegression.
 

@@ -110,11 +110,12 @@ def test_stacked_matches_solo_training(float64, x_digits, model_type, optimizer)
     assert len(group_configs(cfgs)) == 1
     x = x_digits.double()
     trainer = StackedTrainer(cfgs)
-    calls = []  # the SAEs' hand-written gradients (TopK: while no latent is dead) ran
+    calls = []  # the SAEs' hand-written gradients ran (TopK: with and without AuxK)
     sae_step = trainer._sae_step
-    trainer._sae_step = lambda xn: calls.append(1) or sae_step(xn)
+    trainer._sae_step = lambda xn, dead=None: calls.append(dead is not None) or sae_step(xn, dead)
     histories = trainer.fit(x, progress=False)
     assert (len(calls) > 0) == (model_type != "encoder")
+    assert any(calls) == (model_type == "topk_sae")  # AuxK's gradients by hand too
     for cfg, stacked_model, hist in zip(cfgs, trainer.models, histories, strict=True):
         solo = runs.build_model(cfg)
         assert_same_run(cfg, stacked_model, hist, solo, train(solo, x, cfg, progress=False))

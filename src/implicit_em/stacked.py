@@ -334,11 +334,13 @@ class StackedTrainer:
         return {t: v.detach() for t, v in terms.items()}, total.detach()
 
     @torch.no_grad()
-    def _sae_step(self, x: Tensor) -> tuple[dict, Tensor]:
+    def _sae_step(self, x: Tensor, dead: Tensor | None = None) -> tuple[dict, Tensor]:
         """Terms and total of the SAE baselines with hand-written gradients; sets the grads.
 
-        x: (N, B, D). StandardSAE: mse + l1_weight * l1; TopKSAE without dead latents (AuxK
-        is then exactly zero): mse. Same values and gradients as autograd through
+        x: (N, B, D). StandardSAE: mse + l1_weight * l1. TopKSAE: mse + aux_coef * aux, with
+        AuxK on the latents in `dead` (N, K) (None: no latent is dead, aux is exactly zero);
+        its target x - x_hat is detached, so it reaches W_dec and the encoder through the
+        dead latents' codes only. Same values and gradients as autograd through
         `training.loss_terms` (tests compare with the one-model loop), with fewer passes over
         the (N, B, D) tensors: the residual x_hat - x is one baddbmm, and the MSE's 2 / (B D)
         scales the (N, B, K)- and parameter-sized gradients only.
@@ -364,13 +366,25 @@ class StackedTrainer:
         torch.bmm(r.mT, a, out=w_dec.grad).mul_(c)  # (N, D, K)
         torch.sum(r, dim=1, out=b_dec.grad).mul_(c)  # (N, D)
         da = torch.bmm(r, w_dec).mul_(c)  # (N, B, K)
-        if topk:
+        if topk and dead is not None:
+            k_aux = min(self.cfgs[0].loss.aux_k, z.shape[-1])
+            vals, idx = z.masked_fill(~dead[:, None, :], 0.0).topk(k_aux, dim=-1)  # (N, B, k)
+            a_aux = torch.zeros_like(z).scatter_(-1, idx, vals)  # dead latents' codes (N, B, K)
+            e = torch.bmm(a_aux, w_dec.mT).add_(r)  # aux_hat - (x - x_hat), (N, B, D)
+            any_dead = dead.any(dim=1).to(z.dtype)  # (N,): no dead latent, no AuxK loss
+            terms["aux"] = torch.linalg.vector_norm(e, dim=(1, 2)).square() / (bsz * d) * any_dead
+            coef = (self.weights["aux"] * any_dead * c).view(-1, 1, 1)  # d(w aux)/d aux_hat / e
+            dz_aux = torch.bmm(e, w_dec).mul_(coef * (a_aux > 0))  # via the dead latents' codes
+            w_dec.grad.baddbmm_(e.mT, a_aux.mul_(coef))  # (N, D, K)
+        elif topk:
             terms["aux"] = torch.zeros_like(terms["mse"])
         else:
             k = a.shape[-1]
             terms["l1"] = a.sum(dim=(1, 2)) / (bsz * k)  # a >= 0: |a| = a
             da.add_((self.weights["l1"] / (bsz * k)).view(-1, 1, 1))  # d|a|/da = 1 where a > 0
         dz = da.mul_(a > 0)  # ReLU (and TopK's selection): gradient where a > 0
+        if topk and dead is not None:
+            dz.add_(dz_aux)
         torch.bmm(dz.mT, x_in, out=w_enc.grad)  # (N, K, D)
         torch.sum(dz, dim=1, out=b_enc.grad)  # (N, K)
         if topk:  # b_dec also enters the encoder's input: d/d b_dec of -b_dec W_enc^T
@@ -392,14 +406,14 @@ class StackedTrainer:
         else:
             xn = xb if self._rows_are_slots else xb.index_select(0, self._data_row)  # (N, B, D)
             dead = self.since_fired >= loss.dead_steps  # (N, K)
-            # TopK: while no latent of any model is dead, AuxK is exactly zero (host check:
-            # not under CUDA graphs, where the generic path runs every step).
-            no_aux = self.kind == "standard_sae" or (not self.use_graphs and not bool(dead.any()))
-            if self.fast_sae and no_aux:
+            # TopK under CUDA graphs keeps the generic path (AuxK's mask read on the host
+            # here would break capture); on CPU, AuxK runs only while some latent is dead.
+            if self.fast_sae and (self.kind == "standard_sae" or not self.use_graphs):
                 for p in self.params.values():
                     if p.grad is None:
                         p.grad = torch.empty_like(p)  # written in full every step
-                terms, total = self._sae_step(xn)
+                some_dead = self.kind == "topk_sae" and loss.aux_coef > 0 and bool(dead.any())
+                terms, total = self._sae_step(xn, dead if some_dead else None)
                 fired = (terms.pop("a") > 0).any(dim=1)  # (N, K)
             else:
                 terms = self._terms(self.params, xn, dead)
