@@ -169,8 +169,10 @@ class StackedTrainer:
         params, _ = stack_module_state([self.models[i] for i in self.slots])
         self.params = {f"model.{k}": v for k, v in params.items()}  # name -> (N, ...)
         wrapper = _Terms(copy.deepcopy(self.models[0]).to("meta"), cfgs[0])
-        self._terms = vmap(
-            lambda p, x, dead: functional_call(wrapper, p, (x, dead)), in_dims=(0, 0, 0)
+        self._terms = vmap(  # "different": each model draws its own tc_probes, if any
+            lambda p, x, dead: functional_call(wrapper, p, (x, dead)),
+            in_dims=(0, 0, 0),
+            randomness="different",
         )
         row = [r for r0, r1, g in self.blocks for r in range(r0, r1) for _ in range(g)]
         self._data_row = torch.tensor(row, device=self.device)  # slot -> row of xb, (N,)
