@@ -35,7 +35,7 @@ from implicit_em.losses import (
     variance_loss,
 )
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
-from implicit_em.training import loss_terms, model_type, term_weights
+from implicit_em.training import loss_terms, model_type, optimizer_step, term_weights
 
 
 def sync(device: torch.device) -> None:
@@ -82,14 +82,7 @@ def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = Fa
     def step() -> None:
         x = x_batches[it["i"] % len(x_batches)]
         it["i"] += 1
-        total = fn(x)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        if kind == "topk_sae":
-            model.remove_parallel_grads_()
-        opt.step()
-        if kind == "topk_sae":
-            model.normalize_decoder_()
+        optimizer_step(model, opt, fn(x))
 
     return step
 

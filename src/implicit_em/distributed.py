@@ -47,7 +47,7 @@ from implicit_em.losses import (
     variance_loss,
     weight_redundancy_loss,
 )
-from implicit_em.training import model_type, reconstruction_terms, term_weights
+from implicit_em.training import model_type, optimizer_step, reconstruction_terms, term_weights
 
 
 def world() -> tuple[int, int]:
@@ -306,13 +306,8 @@ def train_steps(
         if sketch:
             probes = correlation_probes(model.hidden_dim, loss.tc_probes, x, probe_gen)
         scaled_total, terms, a = forward_fn(x, dead, probes)
-        opt.zero_grad(set_to_none=True)
-        scaled_total.backward()
+        optimizer_step(model, opt, scaled_total)
         if kind == "topk_sae":
-            model.remove_parallel_grads_()
-        opt.step()
-        if kind == "topk_sae":
-            model.normalize_decoder_()
             fired = (a > 0).any(dim=0).to(torch.int32)  # (K,)
             if n > 1:
                 dist.all_reduce(fired, op=dist.ReduceOp.MAX)

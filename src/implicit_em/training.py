@@ -137,6 +137,20 @@ def make_optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimi
     return torch.optim.SGD(model.parameters(), lr=lr, foreach=False)
 
 
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, total: Tensor) -> None:
+    """Backward `total` and take one optimizer step, with the TopK SAE's decoder housekeeping:
+    the gradient parallel to each unit-norm decoder column is removed before the step and the
+    columns are renormalized after it (for DDP, `model` is the wrapped module)."""
+    topk = model_type(model) == "topk_sae"
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if topk:
+        model.remove_parallel_grads_()
+    optimizer.step()
+    if topk:
+        model.normalize_decoder_()
+
+
 def train_epoch(
     model: nn.Module,
     batches: TensorBatches,
@@ -164,13 +178,8 @@ def train_epoch(
         terms = loss_terms(model, x, loss, dead, amp)
         a = terms.pop("a")
         total = sum(weights[k] * terms[k] for k in weights)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        optimizer_step(model, optimizer, total)
         if kind == "topk_sae":
-            model.remove_parallel_grads_()
-        optimizer.step()
-        if kind == "topk_sae":
-            model.normalize_decoder_()
             fired = (a > 0).any(dim=0)  # (K,)
             state["since_fired"] = torch.where(fired, 0, state["since_fired"] + 1)
         for k in weights:
