@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 import torch
 import torch.distributed as dist
@@ -16,7 +15,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from implicit_em import runs
 from implicit_em.config import LossConfig, ModelConfig, RunConfig
-from implicit_em.distributed import train_steps, world
+from implicit_em.distributed import init_device, train_steps, world
 
 
 def main() -> int:
@@ -28,13 +27,8 @@ def main() -> int:
     p.add_argument("--rows", type=int, default=20)
     args = p.parse_args()
     cuda = torch.cuda.is_available()
-    dist.init_process_group("nccl" if cuda else "gloo")
+    device, local = init_device()
     rank, _ = world()
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    device = torch.device(f"cuda:{local}" if cuda else "cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True
     x = torch.randn(200_000, 576, device=device, dtype=torch.bfloat16 if cuda else torch.float32)
     cfg = RunConfig(model=ModelConfig(type=args.type, input_dim=576, hidden_dim=args.hidden_dim),
                     loss=LossConfig(tc_probes=args.tc_probes))  # fmt: skip

@@ -44,6 +44,7 @@ from implicit_em.losses import (
     correlation_probes,
     sketch_cross,
     sketch_penalty,
+    variance_from_stats,
     variance_loss,
     weight_redundancy_loss,
 )
@@ -154,7 +155,7 @@ def sketched_terms_share(a: Tensor, loss: LossConfig, probes: Tensor) -> tuple[T
     mean, ss = global_column_stats(a)
     cross, diag = sketch_cross(a, mean, ss, probes)  # this rank's rows of U^T U V
     tc = sketch_penalty(all_reduce_sum(cross), diag, probes) / n
-    var = -torch.log(ss / (n * a.shape[0] - 1) + loss.variance_eps).sum() / n
+    var = variance_from_stats(ss, n * a.shape[0], loss.variance_eps) / n
     return var, tc
 
 
@@ -169,7 +170,7 @@ def encoder_terms_share(
     (wr depends on W alone; at K = 16384 it costs 11 GFLOP, so it is only computed when it
     carries gradient or is logged).
     """
-    rank, n = world()
+    _, n = world()
     lse = -torch.logsumexp(-a, dim=1).sum()  # own rows only: (b,) -> ()
     out = {"lse": lse}
     if probes is not None:
@@ -330,6 +331,20 @@ def train_steps(
     }
 
 
+def init_device(distributed: bool = True) -> tuple[torch.device, int]:
+    """Join the process group (NCCL on GPUs, else gloo) when `distributed`, pick this rank's
+    device (TF32 matmuls on GPUs). Returns (device, local rank)."""
+    cuda = torch.cuda.is_available()
+    if distributed:
+        dist.init_process_group("nccl" if cuda else "gloo")
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device(f"cuda:{local}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+    return device, local
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry for `torchrun --nproc-per-node R -m implicit_em.distributed ...`."""
     p = argparse.ArgumentParser(prog="python -m implicit_em.distributed", description=__doc__,
@@ -359,14 +374,8 @@ def main(argv: list[str] | None = None) -> int:
 
     distributed = "RANK" in os.environ
     cuda = torch.cuda.is_available()
-    if distributed:
-        dist.init_process_group("nccl" if cuda else "gloo")
+    device, local = init_device(distributed)
     rank, n = world()
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    device = torch.device(f"cuda:{local}" if cuda else "cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True
     if args.acts:
         from implicit_em.data.activations import Normalization, read_split
 

@@ -152,6 +152,20 @@ def sketch_cross(a: Tensor, mean: Tensor, ss: Tensor, probes: Tensor) -> tuple[T
     return cross, ss * s.square()
 
 
+def variance_from_stats(ss: Tensor, n_rows: int, eps: float) -> Tensor:
+    """`variance_loss` from the columns' centred sums of squares ss (K,) over n_rows rows."""
+    return -torch.log(ss / (n_rows - 1) + eps).sum()
+
+
+def check_probes(a: Tensor, probes: Tensor) -> None:
+    """Raise ValueError unless probes is (K, m) for codes a (B, K)."""
+    if probes.ndim != 2 or probes.shape[0] != a.shape[1]:
+        raise ValueError(
+            f"probes {tuple(probes.shape)} must be (K, m) with K={a.shape[1]}: "
+            "draw them with correlation_probes(K, m, a)"
+        )
+
+
 def sketch_penalty(cross: Tensor, diag: Tensor, probes: Tensor) -> Tensor:
     """||(C - diag C) V||_F^2 / m from cross = C V and diag = diag(C); see the caller."""
     return (cross - diag[:, None] * probes).square().sum() / probes.shape[-1]
@@ -169,11 +183,7 @@ def sketched_correlation_loss(a: Tensor, probes: Tensor, validate: bool = True) 
     """
     if validate:
         check_batch(a, min_batch=2)
-        if probes.ndim != 2 or probes.shape[0] != a.shape[1]:
-            raise ValueError(
-                f"probes {tuple(probes.shape)} must be (K, m) with K={a.shape[1]}: "
-                "draw them with correlation_probes(K, m, a)"
-            )
+        check_probes(a, probes)
     mean, ss = column_stats(a)
     return sketch_penalty(*sketch_cross(a, mean, ss, probes), probes)
 
@@ -234,9 +244,9 @@ def combined_loss(
         tc = correlation_loss(a, validate=False)
     else:  # one pass of column statistics serves both penalties
         if validate:
-            sketched_correlation_loss(a[:2], probes)  # shape checks only
+            check_probes(a, probes)
         mean, ss = column_stats(a)
-        var = -torch.log(ss / (a.shape[0] - 1) + cfg.variance_eps).sum()
+        var = variance_from_stats(ss, a.shape[0], cfg.variance_eps)
         tc = sketch_penalty(*sketch_cross(a, mean, ss, probes), probes)
     if cfg.lambda_wr:
         wr = weight_redundancy_loss(W, validate=False)

@@ -4,18 +4,19 @@
 
 Steps, each skipped when its result already exists (so an interrupted study resumes):
 
-1. Harvest SmolLM2 layer-15 `resid_pre` activations of the SOTU corpus with the LM on the
-   GPU, once per window offset: offset o drops the first o words of every document, so the
-   127-token windows fall elsewhere and every token is seen in other contexts. SOTU has about
-   2.3 M tokens; three offsets give about 6 M training activations, from the same text.
-   Documents are split into train / held-out by name, identically for every offset.
+1. Harvest SmolLM2 layer-15 `resid_pre` activations of the corpus (--corpus, default the
+   union sotu,moby,spam,pydoc,perldoc: about 9.7 M tokens) with the LM on the GPU, once per
+   window offset (default: one harvest; offset o drops the first o words of every document,
+   so that a small corpus can be seen in other 127-token windows). Documents are split into
+   train / held-out by name, identically for every offset.
 2. Train, on the concatenated train splits (inputs scaled to mean squared norm D, massive
    activations above 10x the median norm dropped), one pass at batch B with Adam:
-   Encoder (LSE + var + tc, lambdas K-normalized), TopKSAE (k in --topk), StandardSAE
+   Encoder (LSE + var + tc, lambdas K-normalized, tc sketched with --tc-probes probes; an
+   exact-penalty encoder too at each K in --exact-check), TopKSAE (k in --topk), StandardSAE
    (l1_weight = c * K / D for c in --l1), at each K in --hidden-dims.
 3. Evaluate each on held-out documents of offset 0 (`implicit_em.evaluate.evaluate_model`):
    FVU variants, L0, dead fraction, entropy, and CE / KL with the reconstruction spliced in.
-4. Write results.json, results.csv, frontier.png and README.md into --out.
+4. Write results.json, results.csv, frontier.png and table.md into --out.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--offsets", type=int, nargs="+", default=[0],
                    help="words dropped from each document, one harvest per offset")  # fmt: skip
     p.add_argument("--harvest-tokens", type=int, default=10_000_000,
-                   help="per offset, both splits; more than SOTU holds takes every window")  # fmt: skip
+                   help="per offset, both splits; more than the corpus holds takes every window")  # fmt: skip
     p.add_argument("--hidden-dims", type=int, nargs="+", default=[4096, 16384, 32768])
     p.add_argument("--tc-probes", type=int, default=32,
                    help="encoders' sketched correlation probes (0: exact penalty)")  # fmt: skip
