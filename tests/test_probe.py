@@ -76,3 +76,23 @@ def test_probe_handles_constant_features_and_returns_fractions(digits):
     assert 0.0 <= acc <= 1.0
     (chance,) = torch_probe_accuracy(torch.zeros(len(xtr), 4), ytr, torch.zeros(len(xte), 4), yte)
     assert chance == pytest.approx(float((yte == torch.bincount(ytr).argmax()).double().mean()))
+
+
+def test_probe_gradient_is_autograd_of_the_objective():
+    from implicit_em.probe import probe_loss_and_grad
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 50, 7, dtype=torch.float64, generator=g)
+    y = torch.randint(0, 4, (2, 50, 1), generator=g)
+    W = torch.randn(2, 7, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(2, 1, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    C = 0.7
+    logits = torch.baddbmm(b, x, W)
+    ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum")
+    ref = (ce + W.square().sum() / (2 * C)) / 50
+    ref_w, ref_b = torch.autograd.grad(ref, [W, b])
+    with torch.no_grad():
+        loss, gw, gb = probe_loss_and_grad(x, x.mT.contiguous(), y, W, b, C)
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gw, ref_w, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gb, ref_b, rtol=1e-12, atol=1e-12)

@@ -20,6 +20,24 @@ def _standardize(train: Tensor, test: Tensor) -> tuple[Tensor, Tensor]:
     return (train - mean) / std, (test - mean) / std
 
 
+def probe_loss_and_grad(
+    x: Tensor, x_t: Tensor, y: Tensor, W: Tensor, b: Tensor, C: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The probe objective divided by n, and its gradients in W and b, written out by hand.
+
+    x (N, n, K) features, x_t the same as a contiguous (N, K, n) copy, y (N, n, 1) labels,
+    W (N, K, C), b (N, 1, C). d CE / d logits = softmax - onehot, so dW = x^T (P - Y) + W / C.
+    Autograd would form x^T G from the transposed view of x, whose strided reads made that
+    one matmul 3-6x slower than the forward on CPU; x_t keeps both matmuls contiguous.
+    """
+    n = x.shape[1]
+    logp = torch.log_softmax(torch.baddbmm(b, x, W), dim=-1)  # (N, n, C)
+    loss = (W.square().sum() / (2 * C) - logp.gather(-1, y).sum()) / n
+    g = logp.exp_().scatter_add_(-1, y, torch.full_like(y, -1, dtype=logp.dtype))  # P - Y
+    grad_w = torch.baddbmm(W, x_t, g, beta=1 / C).div_(n)
+    return loss, grad_w, g.sum(dim=1, keepdim=True).div_(n)
+
+
 def torch_probe_accuracy(
     train_feats: Tensor,
     train_y: Tensor,
@@ -38,24 +56,22 @@ def torch_probe_accuracy(
         train_feats, test_feats = train_feats[None], test_feats[None]
     dev = train_feats.device
     xtr, xte = _standardize(train_feats.double(), test_feats.double())  # (N, n, K)
+    xtr_t = xtr.mT.contiguous()  # (N, K, n)
     ytr, yte = train_y.to(dev).long(), test_y.to(dev).long()
     n_sets, n, k = xtr.shape
     n_classes = int(max(ytr.max(), yte.max())) + 1
-    W = torch.zeros(n_sets, k, n_classes, dtype=torch.float64, device=dev, requires_grad=True)
-    b = torch.zeros(n_sets, 1, n_classes, dtype=torch.float64, device=dev, requires_grad=True)
+    W = torch.zeros(n_sets, k, n_classes, dtype=torch.float64, device=dev)
+    b = torch.zeros(n_sets, 1, n_classes, dtype=torch.float64, device=dev)
     opt = torch.optim.LBFGS(
         [W, b], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-12,
         history_size=20, line_search_fn="strong_wolfe",
     )  # fmt: skip
-    target = ytr.expand(n_sets, n)
+    target = ytr.expand(n_sets, n)[..., None]  # (N, n, 1)
 
+    @torch.no_grad()
     def closure() -> Tensor:
-        opt.zero_grad()
-        logits = torch.baddbmm(b, xtr, W)  # (N, n, C)
-        ce = -torch.log_softmax(logits, dim=-1).gather(-1, target[..., None]).sum()
         # Divided by n: the same minimizer, better-scaled for L-BFGS's tolerances.
-        loss = (ce + W.square().sum() / (2 * C)) / n
-        loss.backward()
+        loss, W.grad, b.grad = probe_loss_and_grad(xtr, xtr_t, target, W, b, C)
         return loss
 
     opt.step(closure)
