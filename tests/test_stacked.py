@@ -126,6 +126,34 @@ def test_stacked_matches_solo_training(float64, x_digits, model_type, optimizer)
         assert any(rec["aux"] > 0 for h in histories for rec in h)
 
 
+@pytest.mark.parametrize("aux_k", [1, 3])
+def test_stacked_auxk_on_dead_columns_matches_solo(float64, x_digits, aux_k):
+    """AuxK runs on each model's dead columns only, padded to the largest dead count: the
+    same as the top-aux_k over all latents, also when more latents are dead than aux_k and
+    when the models' dead counts differ (the padding must contribute nothing)."""
+    cfgs = [
+        make_cfg("topk_sae", {"aux_k": aux_k, "aux_coef": coef}, seed, 1e-3, "adam", 3)
+        for coef, seed in ((1 / 32, 1), (0.5, 2), (0.25, 3))
+    ]
+    x = x_digits.double()
+    trainer = StackedTrainer(cfgs)
+    dead_counts = []
+    sae_step = trainer._sae_step
+
+    def spy(xn, dead=None):
+        if dead is not None:
+            dead_counts.append(dead.sum(dim=1).tolist())
+        return sae_step(xn, dead)
+
+    trainer._sae_step = spy
+    histories = trainer.fit(x, progress=False)
+    assert any(max(c) > aux_k for c in dead_counts)  # top-aux_k within the dead columns
+    assert any(len(set(c)) > 1 for c in dead_counts)  # padding: unequal dead counts
+    for cfg, stacked_model, hist in zip(cfgs, trainer.models, histories, strict=True):
+        solo = runs.build_model(cfg)
+        assert_same_run(cfg, stacked_model, hist, solo, train(solo, x, cfg, progress=False))
+
+
 def test_stacked_float32_matches_solo_to_float_tolerance(x_digits):
     """The default dtype: Adam on the encoder stays within float32 noise over 2 epochs.
 

@@ -36,8 +36,10 @@ def _common(p: argparse.ArgumentParser, out_default: str) -> None:
 def _setup(args) -> dict:
     import torch
 
+    from implicit_em.allocator import keep_freed_memory
     from implicit_em.experiments.common import parse_overrides
 
+    keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device
@@ -80,11 +82,13 @@ def cmd_experiment(args) -> int:
 def cmd_train(args) -> int:
     import torch
 
+    from implicit_em.allocator import keep_freed_memory
     from implicit_em.config import load_config
     from implicit_em.experiments.common import load_data
     from implicit_em.runs import build_model
     from implicit_em.training import train
 
+    keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides)
