@@ -11,17 +11,26 @@ Each stack is timed with every model on its own data seed (no batch shared: the 
 and, with --shared-seeds S, with the models spread over S seeds as in the reproduction
 (configs x learning rates x 3 seeds), where models of one seed share one matmul.
 
-Then the linear-probe time on 64-dim codes of MNIST (60k train / 10k test by default):
-the torch L-BFGS probe vs scikit-learn's StandardScaler + LogisticRegression.
+Then the linear-probe time on 64-dim codes of MNIST (60k train / 10k test by default) and,
+with --raw-pixels, on the 784 raw pixels: the torch L-BFGS probe vs scikit-learn's
+StandardScaler + LogisticRegression. With --reproduce, last, the wall time of the whole
+`implicit-em reproduce` at paper scale on each device (a child process, its own output
+directory; about 30 minutes on a 2-core CPU), with its report's table of stage times.
 
     python benchmarks/bench_training.py --threads 2                 # CPU (and CUDA if present)
     python benchmarks/bench_training.py --device cpu --steps 30 --n 1 12 24 51
+    python benchmarks/bench_training.py --device cpu --no-probe --n 24 --reproduce
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -95,12 +104,18 @@ def bench_stacked(
     return n_models * n / (time.perf_counter() - tic)
 
 
-def bench_probe(model: torch.nn.Module, device: str, n_train: int, n_test: int, sklearn: bool):
+def bench_probe(
+    model: torch.nn.Module | None, device: str, n_train: int, n_test: int, sklearn: bool
+) -> dict:
+    """Probe on the model's codes, or on the raw pixels when model is None."""
     (xtr, ytr), (xte, yte) = load_mnist("train"), load_mnist("test")
     xtr, ytr, xte, yte = xtr[:n_train], ytr[:n_train], xte[:n_test], yte[:n_test]
-    model = model.to(device).eval()
-    with torch.no_grad():
-        ftr, fte = model.encode(xtr.to(device)), model.encode(xte.to(device))  # (n, 64)
+    if model is None:
+        ftr, fte = xtr.to(device), xte.to(device)  # (n, 784)
+    else:
+        model = model.to(device).eval()
+        with torch.no_grad():
+            ftr, fte = model.encode(xtr.to(device)), model.encode(xte.to(device))  # (n, 64)
     sync(device)
     tic = time.perf_counter()
     acc_t = torch_probe_accuracy(ftr, ytr, fte, yte)[0]
@@ -111,6 +126,21 @@ def bench_probe(model: torch.nn.Module, device: str, n_train: int, n_test: int, 
         out["sklearn_acc"] = linear_probe_accuracy(ftr.cpu(), ytr, fte.cpu(), yte)
         out["sklearn_s"] = time.perf_counter() - tic
     return out
+
+
+def bench_reproduce(device: str, threads: int) -> float:
+    """Wall seconds of `implicit-em reproduce` (paper scale) in a child process; prints the
+    report's stage table."""
+    with tempfile.TemporaryDirectory(prefix="bench_reproduce_") as tmp:
+        cmd = [sys.executable, "-m", "implicit_em.cli", "reproduce", "--device", device,
+               "--threads", str(threads), "--quiet", "--out", tmp]  # fmt: skip
+        tic = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - tic
+        report = (Path(tmp) / "report.md").read_text()
+    table = re.search(r"\| step \| wall time \(s\) \|\n(?:\|.*\|\n?)+", report)
+    print(table.group(0).rstrip() if table else "(no stage table in the report)")
+    return wall
 
 
 def main() -> None:
@@ -130,6 +160,11 @@ def main() -> None:
     p.add_argument("--probe-test", type=int, default=10000, help="probe test samples")
     p.add_argument("--no-probe", action="store_true", help="skip the probe timing")
     p.add_argument("--no-sklearn", action="store_true", help="time only the torch probe")
+    p.add_argument("--raw-pixels", action="store_true", help="also time the raw-pixel probe")
+    p.add_argument(
+        "--reproduce", action="store_true",
+        help="also time the whole `implicit-em reproduce` on each device (slow)",
+    )  # fmt: skip
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -165,10 +200,23 @@ def main() -> None:
             pr = bench_probe(model, device, args.probe_train, args.probe_test, with_sklearn)
             line = (f"[{device}] probe on {K}-dim codes, {args.probe_train}/{args.probe_test}: "
                     f"torch {pr['torch_s']:.2f} s (acc {pr['torch_acc']:.4f})")  # fmt: skip
-            if "sklearn_s" in pr:
-                line += (f", sklearn {pr['sklearn_s']:.2f} s (acc {pr['sklearn_acc']:.4f}), "
-                         f"sklearn/torch time {pr['sklearn_s'] / pr['torch_s']:.2f}x")  # fmt: skip
-            print(line)
+            print(line + sklearn_part(pr))
+        if args.raw_pixels:
+            with_sklearn = not args.no_sklearn and device == devices[0]
+            pr = bench_probe(None, device, args.probe_train, args.probe_test, with_sklearn)
+            print(f"[{device}] probe on the 784 raw pixels, {args.probe_train}/{args.probe_test}: "
+                  f"torch {pr['torch_s']:.2f} s (acc {pr['torch_acc']:.4f})" + sklearn_part(pr))  # fmt: skip
+        if args.reproduce:
+            wall = bench_reproduce(device, args.threads)
+            print(f"[{device}] implicit-em reproduce (paper scale): {wall:.1f} s wall "
+                  f"({wall / 60:.1f} min; target <= 30 min on the 2-core CPU, <= 2 min on one H100)")  # fmt: skip
+
+
+def sklearn_part(pr: dict) -> str:
+    if "sklearn_s" not in pr:
+        return ""
+    return (f", sklearn {pr['sklearn_s']:.2f} s (acc {pr['sklearn_acc']:.4f}), "
+            f"sklearn/torch time {pr['sklearn_s'] / pr['torch_s']:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

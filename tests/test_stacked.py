@@ -126,17 +126,20 @@ def test_stacked_matches_solo_training(float64, x_digits, model_type, optimizer)
         assert any(rec["aux"] > 0 for h in histories for rec in h)
 
 
+@pytest.mark.parametrize("host_reads", [True, False])
 @pytest.mark.parametrize("aux_k", [1, 3])
-def test_stacked_auxk_on_dead_columns_matches_solo(float64, x_digits, aux_k):
+def test_stacked_auxk_on_dead_columns_matches_solo(float64, x_digits, aux_k, host_reads):
     """AuxK runs on each model's dead columns only, padded to the largest dead count: the
     same as the top-aux_k over all latents, also when more latents are dead than aux_k and
-    when the models' dead counts differ (the padding must contribute nothing)."""
+    when the models' dead counts differ (the padding must contribute nothing). Without host
+    reads (the CUDA-graph mode, run here on CPU) it runs every step on all K columns."""
     cfgs = [
         make_cfg("topk_sae", {"aux_k": aux_k, "aux_coef": coef}, seed, 1e-3, "adam", 3)
         for coef, seed in ((1 / 32, 1), (0.5, 2), (0.25, 3))
     ]
     x = x_digits.double()
     trainer = StackedTrainer(cfgs)
+    trainer.host_reads = host_reads
     dead_counts = []
     sae_step = trainer._sae_step
 
@@ -147,6 +150,9 @@ def test_stacked_auxk_on_dead_columns_matches_solo(float64, x_digits, aux_k):
 
     trainer._sae_step = spy
     histories = trainer.fit(x, progress=False)
+    if not host_reads:  # AuxK from the first step, before any latent can be dead
+        assert len(dead_counts) == len(histories[0]) * -(-len(x) // 128)
+        assert max(dead_counts[0]) == 0
     assert any(max(c) > aux_k for c in dead_counts)  # top-aux_k within the dead columns
     assert any(len(set(c)) > 1 for c in dead_counts)  # padding: unequal dead counts
     for cfg, stacked_model, hist in zip(cfgs, trainer.models, histories, strict=True):
@@ -208,6 +214,27 @@ def test_train_many_stacked_equals_plain_and_writes_run_dirs(tmp_path, float64, 
         assert [strip(r) for r in runs.read_history(d)] == [strip(r) for r in hs]
     with pytest.raises(runs.RunExistsError):  # finished runs are not overwritten silently
         train_many(cfgs[:1], x, run_dirs=dirs[:1], progress=False)
+
+
+def test_train_many_saves_each_stack_before_the_next_one_starts(tmp_path, x_digits, monkeypatch):
+    """A failure in a later stack (killed, out of memory) leaves the earlier stacks saved."""
+    cfgs = [
+        make_cfg("encoder", {}, 1, 1e-3, "adam", 1),
+        make_cfg("standard_sae", {}, 2, 1e-3, "adam", 1),
+    ]
+    dirs = [tmp_path / "enc", tmp_path / "sae"]
+    fit = StackedTrainer.fit
+
+    def fit_or_fail(self, *args, **kwargs):
+        if self.kind == "standard_sae":
+            raise RuntimeError("the second stack fails")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(StackedTrainer, "fit", fit_or_fail)
+    with pytest.raises(RuntimeError, match="second stack"):
+        train_many(cfgs, x_digits, run_dirs=dirs, progress=False)
+    assert runs.is_complete(dirs[0])
+    assert not runs.is_complete(dirs[1])
 
 
 def test_seed_slots_puts_models_of_one_seed_side_by_side():

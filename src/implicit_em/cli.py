@@ -30,6 +30,9 @@ def _common(p: argparse.ArgumentParser, out_default: str) -> None:
                    help="override a config field for every run, e.g. --set training.epochs=10")  # fmt: skip
     p.add_argument("--data-dir", default=None, help="directory with the MNIST IDX files")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="CPU worker processes for independent stacks and probes, threads split "
+                   "among them (default: 2 on CPU with >= 2 threads, else 1)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -48,8 +51,12 @@ def _setup(args) -> dict:
     overrides = parse_overrides(args.overrides)
     if args.data_dir:
         overrides.setdefault("data", {})["root"] = args.data_dir
+    threads = torch.get_num_threads()
+    jobs = args.jobs if args.jobs is not None else (2 if device == "cpu" and threads >= 2 else 1)
+    if jobs < 1:
+        raise SystemExit(f"--jobs must be >= 1, got {jobs}")
     return dict(device=device, stacked=not args.no_stack, probe=args.probe,
-                progress=not args.quiet, overrides=overrides)  # fmt: skip
+                progress=not args.quiet, overrides=overrides, jobs=jobs, threads=threads)  # fmt: skip
 
 
 def _out(args) -> Path:

@@ -198,6 +198,9 @@ class StackedTrainer:
         self._lr_list = [c.training.lr for c in slot_cfgs]
         self.step_t = torch.zeros((), dtype=torch.float64, device=self.device)  # Adam's t
         self.use_graphs = self.device.type == "cuda"
+        # No host reads in a step (CUDA graphs capture it): AuxK then always runs, on all K
+        # columns, with live latents masked; on CPU it runs on the dead columns, when any.
+        self.host_reads = not self.use_graphs
         # On CPU, Adam runs as torch's fused kernel (one pass over the parameters instead of
         # about ten); CUDA graphs need the tensor-only update below (no host reads).
         self.fused_adam = self.device.type == "cpu"
@@ -397,10 +400,11 @@ class StackedTrainer:
         M = max dead count columns of each model (padded with live columns, whose codes are
         zeroed): the same result as the top-k_aux over all K with live codes masked to 0,
         at M / K of the cost (a few of 64 latents are dead in the reproduction's TopK SAEs).
+        Without host reads (CUDA graphs), M = K.
         Adds W_dec's AuxK gradient into w_dec.grad; returns dz (N, B, M) and cols (N, M).
         """
-        (n, bsz, _), d = z.shape, r.shape[-1]
-        m = int(dead.sum(dim=1).max())
+        (n, bsz, k), d = z.shape, r.shape[-1]
+        m = int(dead.sum(dim=1).max()) if self.host_reads else k
         cols = torch.argsort((~dead).to(torch.uint8), dim=1, stable=True)[:, :m]  # dead first
         live = ~dead.gather(1, cols)  # (N, M): padding
         z_d = z.gather(-1, cols[:, None].expand(n, bsz, m)).masked_fill_(live[:, None], 0.0)
@@ -430,14 +434,14 @@ class StackedTrainer:
         else:
             xn = xb if self._rows_are_slots else xb.index_select(0, self._data_row)  # (N, B, D)
             dead = self.since_fired >= loss.dead_steps  # (N, K)
-            # TopK under CUDA graphs keeps the generic path (AuxK's mask read on the host
-            # here would break capture); on CPU, AuxK runs only while some latent is dead.
-            if self.fast_sae and (self.kind == "standard_sae" or not self.use_graphs):
+            if self.fast_sae:
                 for p in self.params.values():
                     if p.grad is None:
                         p.grad = torch.empty_like(p)  # written in full every step
-                some_dead = self.kind == "topk_sae" and loss.aux_coef > 0 and bool(dead.any())
-                terms, total = self._sae_step(xn, dead if some_dead else None)
+                auxk = self.kind == "topk_sae" and loss.aux_coef > 0
+                if auxk and self.host_reads:
+                    auxk = bool(dead.any())  # on CPU, AuxK runs only while a latent is dead
+                terms, total = self._sae_step(xn, dead if auxk else None)
                 fired = (terms.pop("a") > 0).any(dim=1)  # (N, K)
             else:
                 terms = self._terms(self.params, xn, dead)
@@ -573,24 +577,22 @@ def train_many(
     from implicit_em.training import train
 
     results: list = [None] * len(cfgs)
+
+    def done(i: int, model: nn.Module, hist: list[dict]) -> None:
+        results[i] = (model, hist)
+        if run_dirs is not None:  # saved at once: a later stack's failure loses nothing
+            save_run(model, cfgs[i], hist, run_dirs[i])
+
     if stacked:
         for group in group_configs(cfgs):
             trainer = StackedTrainer([cfgs[i] for i in group], device)
-            for i, model, hist in zip(
-                group,
-                trainer.models,
-                trainer.fit(x_train, x_eval, progress, eval_every),
-                strict=True,
-            ):
-                results[i] = (model, hist)
+            hists = trainer.fit(x_train, x_eval, progress, eval_every)
+            for i, model, hist in zip(group, trainer.models, hists, strict=True):
+                done(i, model, hist)
     else:
         for i, cfg in enumerate(cfgs):
             model = runs.build_model(cfg).to(device)
-            hist = train(model, x_train.to(device), cfg, x_eval=x_eval, progress=progress)
-            results[i] = (model, hist)
-    if run_dirs is not None:
-        for (model, hist), cfg, run_dir in zip(results, cfgs, run_dirs, strict=True):
-            save_run(model, cfg, hist, run_dir)
+            done(i, model, train(model, x_train.to(device), cfg, x_eval=x_eval, progress=progress))
     return results
 
 

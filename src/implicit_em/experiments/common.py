@@ -57,8 +57,21 @@ class Settings:
     the last; every epoch records the loss terms and the mean row norm of W. The reports read
     the last epoch's evaluation and the per-epoch loss and row norm (dynamics, Figure 3)."""
     progress: bool = True
+    jobs: int = 1
+    """CPU worker processes for independent stacks and probes (experiments.workers); each
+    gets threads // jobs torch threads. 1: everything in this process."""
+    threads: int = 1
+    """Torch CPU threads in all (split over the jobs)."""
     extra: dict = field(default_factory=dict)
     """Experiment-specific keys of its YAML (variants, seeds, ...)."""
+
+    @property
+    def parallel(self) -> bool:
+        return self.jobs > 1 and self.stacked and torch.device(self.device).type == "cpu"
+
+    @property
+    def worker_threads(self) -> int:
+        return max(1, self.threads // self.jobs)
 
     def seeds(self) -> list[int]:
         seeds = list(self.extra.get("seeds", [1]))
@@ -167,7 +180,12 @@ def ensure_runs(settings: Settings, cfgs: list[RunConfig], data: Data) -> list[R
             if d.exists():  # an unfinished directory from a killed run: retrain it from scratch
                 runs.prepare_run_dir(d, resume=False, overwrite=True)
             todo[d] = c
-    if todo:
+    if todo and settings.parallel:
+        from implicit_em.experiments import workers
+
+        workers.train_stacks(list(todo.values()), list(todo), settings.jobs,
+                             settings.worker_threads, settings.eval_every)  # fmt: skip
+    elif todo:
         train_many(
             list(todo.values()), data.x_train, data.x_test, run_dirs=list(todo),
             device=settings.device, progress=settings.progress, stacked=settings.stacked,
@@ -203,6 +221,15 @@ def probe_accuracies(settings: Settings, run_list: list[Run], data: Data) -> lis
             accs[i] = float("nan")
         else:
             todo.append(i)
+    if todo and settings.probe == "torch" and settings.parallel:
+        from implicit_em.experiments import workers
+
+        got = workers.probe_runs([run_list[i].run_dir for i in todo], settings.jobs,
+                                 settings.worker_threads)  # fmt: skip
+        for i, acc in zip(todo, got, strict=True):
+            accs[i] = float(acc)
+            _cache_probe(run_list[i].run_dir, key, float(acc))
+        todo = []
     for start in range(0, len(todo), 8):  # stacked torch probes, 8 feature sets at a time
         idx = todo[start : start + 8]
         tr = [features(run_list[i].model, data.x_train) for i in idx]
@@ -216,10 +243,14 @@ def probe_accuracies(settings: Settings, run_list: list[Run], data: Data) -> lis
             ]
         for i, acc in zip(idx, got, strict=True):
             accs[i] = float(acc)
-            cache = run_list[i].run_dir / "probe.json"
-            cached = json.loads(cache.read_text()) if cache.is_file() else {}
-            runs.atomic_write_json(cache, {**cached, key: float(acc)})
+            _cache_probe(run_list[i].run_dir, key, float(acc))
     return [accs[i] for i in range(len(run_list))]
+
+
+def _cache_probe(run_dir: Path, key: str, acc: float) -> None:
+    cache = run_dir / "probe.json"
+    cached = json.loads(cache.read_text()) if cache.is_file() else {}
+    runs.atomic_write_json(cache, {**cached, key: acc})
 
 
 def mean_std(values) -> tuple[float, float]:
