@@ -16,8 +16,11 @@ one batched matmul x (S_b, B, D) @ W (S_b, G K, D)^T, and its weight gradient on
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -33,6 +36,7 @@ from implicit_em.models import ACTIVATIONS
 from implicit_em.training import evaluate, finite_record, loss_terms, term_weights
 
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8
+_CAPTURE_LOCK = threading.Lock()  # CUDA-graph captures of stacks trained in threads
 
 
 def stack_key(cfg: RunConfig) -> tuple:
@@ -490,7 +494,14 @@ class StackedTrainer:
         for p in self.params.values():
             p.grad = None
         self._graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._graph):
+        # Stacks may train side by side in threads (train_many on CUDA): one capture at a
+        # time (entering a capture synchronizes the device, which fails while another thread
+        # captures), on its own stream, with errors only for this thread's unsafe calls.
+        capture = torch.cuda.Stream(self.device)
+        with (
+            _CAPTURE_LOCK,
+            torch.cuda.graph(self._graph, stream=capture, capture_error_mode="thread_local"),
+        ):
             self._static_out = self.train_step(self._static_x)
         self._graph.replay()  # capture records the step without running it
         return {k: v.clone() for k, v in self._static_out.items()}
@@ -584,16 +595,45 @@ def train_many(
             save_run(model, cfgs[i], hist, run_dirs[i])
 
     if stacked:
-        for group in group_configs(cfgs):
-            trainer = StackedTrainer([cfgs[i] for i in group], device)
-            hists = trainer.fit(x_train, x_eval, progress, eval_every)
-            for i, model, hist in zip(group, trainer.models, hists, strict=True):
-                done(i, model, hist)
+        groups = group_configs(cfgs)
+        # Model init draws from the global RNG: every stack is built here, in order.
+        trainers = [StackedTrainer([cfgs[i] for i in g], device) for g in groups]
+        fit = (x_train, x_eval, progress, eval_every)
+        draws = any(getattr(c.loss, "tc_probes", None) is not None for c in cfgs)
+        # At MNIST sizes a stack's step is a few hundred tiny kernels, too small to fill the
+        # GPU: on CUDA, independent stacks run side by side in threads, each on its own
+        # stream (not when steps draw random numbers, whose order across threads would vary).
+        concurrent = torch.device(device).type == "cuda" and len(groups) > 1 and not draws
+        with ThreadPoolExecutor(len(groups)) if concurrent else contextlib.nullcontext() as pool:
+            if pool is not None:
+                futures = [pool.submit(_fit_stack, t, *fit, concurrent=True) for t in trainers]
+                fitted = (f.result() for f in futures)
+            else:  # lazily: each stack is saved before the next one starts
+                fitted = (_fit_stack(t, *fit) for t in trainers)
+            for group, (models, hists) in zip(groups, fitted, strict=True):
+                for i, model, hist in zip(group, models, hists, strict=True):
+                    done(i, model, hist)
     else:
         for i, cfg in enumerate(cfgs):
             model = runs.build_model(cfg).to(device)
             done(i, model, train(model, x_train.to(device), cfg, x_eval=x_eval, progress=progress))
     return results
+
+
+def _fit_stack(
+    trainer: StackedTrainer, x_train: Tensor, x_eval: Tensor | None, progress: bool,
+    eval_every: int, concurrent: bool = False,
+) -> tuple[list[nn.Module], list[list[dict]]]:  # fmt: skip
+    """`trainer.fit`; with `concurrent` (CUDA), on a stream of its own."""
+    stream = None
+    if concurrent:
+        stream = torch.cuda.Stream(trainer.device)
+        stream.wait_stream(torch.cuda.current_stream(trainer.device))  # data and init ready
+    with torch.cuda.stream(stream):  # None: the current stream
+        hists = trainer.fit(x_train, x_eval, progress, eval_every)
+    if stream is not None:
+        stream.synchronize()  # the caller reads the models on its own stream
+    return trainer.models, hists
 
 
 def save_run(model: nn.Module, cfg: RunConfig, history: list[dict], run_dir: str | Path) -> None:
