@@ -31,7 +31,7 @@ def _common(p: argparse.ArgumentParser, out_default: str) -> None:
     p.add_argument("--data-dir", default=None, help="directory with the MNIST IDX files")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--jobs", type=int, default=None,
-                   help="CPU worker processes for independent stacks and probes, threads split "
+                   help="CPU worker processes for independent stacks, threads split "
                    "among them (default: 2 on CPU with >= 2 threads, else 1)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from implicit_em import runs
 from implicit_em.config import ConfigError, RunConfig, from_dict, load_yaml
-from implicit_em.stacked import train_many
+from implicit_em.stacked import group_configs, train_many
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
 
@@ -58,8 +58,8 @@ class Settings:
     the last epoch's evaluation and the per-epoch loss and row norm (dynamics, Figure 3)."""
     progress: bool = True
     jobs: int = 1
-    """CPU worker processes for independent stacks and probes (experiments.workers); each
-    gets threads // jobs torch threads. 1: everything in this process."""
+    """CPU worker processes for independent stacks (experiments.workers); each gets
+    threads // jobs torch threads. 1: everything in this process."""
     threads: int = 1
     """Torch CPU threads in all (split over the jobs)."""
     extra: dict = field(default_factory=dict)
@@ -180,8 +180,8 @@ def ensure_runs(settings: Settings, cfgs: list[RunConfig], data: Data) -> list[R
             if d.exists():  # an unfinished directory from a killed run: retrain it from scratch
                 runs.prepare_run_dir(d, resume=False, overwrite=True)
             todo[d] = c
-    if todo and settings.parallel:
-        from implicit_em.experiments import workers
+    if settings.parallel and len(group_configs(list(todo.values()))) > 1:
+        from implicit_em.experiments import workers  # a lone stack keeps all the threads here
 
         workers.train_stacks(list(todo.values()), list(todo), settings.jobs,
                              settings.worker_threads, settings.eval_every)  # fmt: skip
@@ -221,15 +221,6 @@ def probe_accuracies(settings: Settings, run_list: list[Run], data: Data) -> lis
             accs[i] = float("nan")
         else:
             todo.append(i)
-    if todo and settings.probe == "torch" and settings.parallel:
-        from implicit_em.experiments import workers
-
-        got = workers.probe_runs([run_list[i].run_dir for i in todo], settings.jobs,
-                                 settings.worker_threads)  # fmt: skip
-        for i, acc in zip(todo, got, strict=True):
-            accs[i] = float(acc)
-            _cache_probe(run_list[i].run_dir, key, float(acc))
-        todo = []
     for start in range(0, len(todo), 8):  # stacked torch probes, 8 feature sets at a time
         idx = todo[start : start + 8]
         tr = [features(run_list[i].model, data.x_train) for i in idx]

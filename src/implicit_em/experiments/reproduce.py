@@ -113,7 +113,7 @@ def write_report(out: Path, sections, timings, total, quick, command, kw) -> Pat
         f"Training: {s.base['training']['epochs']} epochs, batch {s.base['training']['batch_size']}, "
         f"data subset {s.base['data'].get('train_subset') or 'all'} / {s.base['data'].get('test_subset') or 'all'}, "
         f"device {kw.get('device')}, stacked trainer {'on' if kw.get('stacked', True) else 'off'}, probe {kw.get('probe')}, "
-        f"{kw.get('jobs', 1)} worker process(es) for stacks and probes{' (CPU only)' if kw.get('jobs', 1) > 1 else ''}.",
+        f"{kw.get('jobs', 1)} worker process(es) for independent stacks{' (CPU only)' if kw.get('jobs', 1) > 1 else ''}.",
         "Numbers are ours, measured by this command; the paper's are quoted beside them, never adjusted.\n",
         "| step | wall time (s) |\n|---|---|",
         *[f"| {k} | {v:.1f} |" for k, v in timings.items()],

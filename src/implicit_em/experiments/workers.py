@@ -1,18 +1,20 @@
-"""Independent stacks and probes side by side in worker processes (CPU).
+"""Independent stacks side by side in worker processes (CPU).
 
-At MNIST sizes torch's intra-op threads scale poorly on a few cores: a stack of 24 encoders
-runs about 1.3x faster on 2 threads than on 1 (docs/benchmarks.md). Independent stacks, and
-independent probes, are therefore faster as single-threaded processes side by side. Each
-worker loads the data itself (spawned, so nothing of the parent's thread pools is shared),
-writes its runs to their directories and returns nothing but probe accuracies; the parent
-reads the runs back as it would after training them itself. CUDA devices keep one process.
+At MNIST sizes torch's intra-op threads scale poorly on a few cores, so independent stacks
+train faster as single-threaded processes side by side than one after another on all
+threads. Measured on the 2-core CPU (docs/benchmarks.md): the reproduction's three phase-1
+stacks took 917 s this way against 1238 s one after another. A lone stack gains nothing
+from being split across processes (5 TopK SAEs: 433 s split 3 + 2, 432 s whole on two
+threads), and neither did the linear probes, so both stay in the calling process. Each
+worker loads the data itself (spawned: nothing of the parent's thread pools is shared) and
+writes its runs to their directories; the caller reads them back as after training them
+itself. CUDA devices keep one process (stacks share the GPU through streams instead).
 """
 
 from __future__ import annotations
 
-import math
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -28,36 +30,10 @@ def stack_cost(cfgs: Sequence[RunConfig]) -> float:
     return sum(_COST.get(c.model.type, 1.0) * c.training.epochs for c in cfgs)
 
 
-def plan_stacks(cfgs: list[RunConfig], jobs: int) -> list[list[int]]:
-    """Stacks of `cfgs` (indices) for `jobs` workers, most expensive first.
-
-    While there are fewer stacks than workers, the most expensive stack of two or more
-    models is split in two (stacked training gives each model the same result as training
-    it alone, so a split changes nothing but speed); models sharing a data seed stay
-    together where possible.
-    """
-    groups = group_configs(cfgs)
-    while len(groups) < jobs:
-        big = max(groups, key=lambda g: (len(g) > 1, stack_cost([cfgs[i] for i in g])))
-        if len(big) < 2:
-            break
-        groups.remove(big)
-        groups += _halves(big, [cfgs[i].training.seed for i in big])
-    return sorted(groups, key=lambda g: -stack_cost([cfgs[i] for i in g]))
-
-
-def _halves(idx: list[int], seeds: list[int]) -> list[list[int]]:
-    """Two near-equal parts of idx; models of one seed stay in one part when seeds differ."""
-    by_seed: dict[int, list[int]] = {}
-    for i, sd in zip(idx, seeds, strict=True):
-        by_seed.setdefault(sd, []).append(i)
-    if len(by_seed) == 1:
-        half = math.ceil(len(idx) / 2)
-        return [idx[:half], idx[half:]]
-    parts: list[list[int]] = [[], []]
-    for members in sorted(by_seed.values(), key=len, reverse=True):
-        min(parts, key=len).extend(members)
-    return parts
+def plan_stacks(cfgs: list[RunConfig]) -> list[list[int]]:
+    """The stacks of `cfgs` (indices), most expensive first: the order that keeps workers
+    evenly loaded when each takes the next stack as it becomes free."""
+    return sorted(group_configs(cfgs), key=lambda g: -stack_cost([cfgs[i] for i in g]))
 
 
 def _init_worker(threads: int) -> None:
@@ -79,56 +55,19 @@ def _train_stack(cfg_dicts: list[dict], run_dirs: list[str], eval_every: int) ->
                progress=False, stacked=True, eval_every=eval_every)  # fmt: skip
 
 
-def _probe_runs(run_dirs: list[str]) -> list[float]:
-    import torch
-
-    from implicit_em import runs
-    from implicit_em.experiments.common import features, load_data
-    from implicit_em.probe import torch_probe_accuracy
-
-    loaded = [runs.load_run(d) for d in run_dirs]
-    data = load_data(loaded[0][1], "cpu")
-    tr = torch.stack([features(m, data.x_train) for m, _ in loaded])
-    te = torch.stack([features(m, data.x_test) for m, _ in loaded])
-    return torch_probe_accuracy(tr, data.y_train, te, data.y_test)
-
-
-def _pool(jobs: int, threads: int) -> ProcessPoolExecutor:
-    ctx = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,))
-
-
-def _run_all(jobs: int, threads: int, calls: list[tuple[Callable, tuple]], done=None) -> list:
-    with _pool(jobs, threads) as pool:
-        futures = [pool.submit(fn, *args) for fn, args in calls]
-        out = []
-        for f in futures:  # in submission order; a worker's exception is raised here
-            out.append(f.result())
-            if done is not None:
-                done()
-        return out
-
-
 def train_stacks(
-    cfgs: list[RunConfig], run_dirs: list[Path], jobs: int, threads: int, eval_every: int,
-    done: Callable[[], None] | None = None,
-) -> None:  # fmt: skip
+    cfgs: list[RunConfig], run_dirs: list[Path], jobs: int, threads: int, eval_every: int
+) -> None:
     """Train `cfgs` on CPU in `jobs` processes of `threads` threads; each run is saved to its
-    directory by the worker that trains it. `done` is called as each stack finishes."""
-    calls = [
-        (_train_stack, ([cfgs[i].to_dict() for i in g], [str(run_dirs[i]) for i in g], eval_every))
-        for g in plan_stacks(cfgs, jobs)
-    ]
-    _run_all(jobs, threads, calls, done)
-
-
-def probe_runs(run_dirs: list[Path], jobs: int, threads: int) -> list[float]:
-    """Torch-probe test accuracy of each saved run's codes, the runs split over `jobs`
-    processes (at most 16 feature sets per probe)."""
-    size = min(16, math.ceil(len(run_dirs) / jobs))
-    chunks = [[str(d) for d in run_dirs[i : i + size]] for i in range(0, len(run_dirs), size)]
-    return [
-        acc
-        for part in _run_all(jobs, threads, [(_probe_runs, (c,)) for c in chunks])
-        for acc in part
-    ]
+    directory by the worker that trains it. A worker's exception is raised here."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
+    ) as pool:
+        futures = [
+            pool.submit(_train_stack, [cfgs[i].to_dict() for i in g],
+                        [str(run_dirs[i]) for i in g], eval_every)
+            for g in plan_stacks(cfgs)
+        ]  # fmt: skip
+        for f in futures:
+            f.result()
