@@ -596,8 +596,6 @@ def train_many(
 
     if stacked:
         groups = group_configs(cfgs)
-        # Model init draws from the global RNG: every stack is built here, in order.
-        trainers = [StackedTrainer([cfgs[i] for i in g], device) for g in groups]
         fit = (x_train, x_eval, progress, eval_every)
         draws = any(getattr(c.loss, "tc_probes", None) is not None for c in cfgs)
         # At MNIST sizes a stack's step is a few hundred tiny kernels, too small to fill the
@@ -606,10 +604,14 @@ def train_many(
         concurrent = torch.device(device).type == "cuda" and len(groups) > 1 and not draws
         with ThreadPoolExecutor(len(groups)) if concurrent else contextlib.nullcontext() as pool:
             if pool is not None:
+                # Model init seeds the global RNG: every stack is built here, in order.
+                trainers = [StackedTrainer([cfgs[i] for i in g], device) for g in groups]
                 futures = [pool.submit(_fit_stack, t, *fit, concurrent=True) for t in trainers]
                 fitted = (f.result() for f in futures)
-            else:  # lazily: each stack is saved before the next one starts
-                fitted = (_fit_stack(t, *fit) for t in trainers)
+            else:  # lazily: one stack in memory at a time, saved before the next one starts
+                fitted = (
+                    _fit_stack(StackedTrainer([cfgs[i] for i in g], device), *fit) for g in groups
+                )
             for group, (models, hists) in zip(groups, fitted, strict=True):
                 for i, model, hist in zip(group, models, hists, strict=True):
                     done(i, model, hist)
