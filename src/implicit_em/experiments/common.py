@@ -234,14 +234,10 @@ def probe_accuracies(settings: Settings, run_list: list[Run], data: Data) -> lis
             ]
         for i, acc in zip(idx, got, strict=True):
             accs[i] = float(acc)
-            _cache_probe(run_list[i].run_dir, key, float(acc))
+            cache = run_list[i].run_dir / "probe.json"
+            cached = json.loads(cache.read_text()) if cache.is_file() else {}
+            runs.atomic_write_json(cache, {**cached, key: float(acc)})
     return [accs[i] for i in range(len(run_list))]
-
-
-def _cache_probe(run_dir: Path, key: str, acc: float) -> None:
-    cache = run_dir / "probe.json"
-    cached = json.loads(cache.read_text()) if cache.is_file() else {}
-    runs.atomic_write_json(cache, {**cached, key: acc})
 
 
 def mean_std(values) -> tuple[float, float]:
