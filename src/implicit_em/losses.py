@@ -62,7 +62,7 @@ def variance_loss(a: Tensor, eps: float = 1e-6, validate: bool = True) -> Tensor
 def _unit_columns(a: Tensor) -> Tensor:
     """Centre each column and scale it to unit norm, so U^T U = Corr(a). Returns (B, K)."""
     centred = a - a.mean(dim=0, keepdim=True)  # (B, K)
-    return centred * torch.rsqrt(centred.square().sum(dim=0, keepdim=True) + _CORR_EPS)
+    return centred * unit_scale(centred.square().sum(dim=0, keepdim=True))
 
 
 def _offdiag_sq_kk(u: Tensor) -> Tensor:
@@ -131,6 +131,24 @@ def correlation_probes(
     return torch.randn(k, m, generator=generator, device=like.device, dtype=like.dtype)
 
 
+def unit_scale(ss: Tensor) -> Tensor:
+    """The factor s that scales a centred column of sum of squares ss to unit norm:
+    (ss + 1e-12)^-1/2 (finite for a constant column). Its derivative is -s^3 / 2, which the
+    fused kernels' hand-written gradient (`implicit_em.kernels.infomax`) relies on."""
+    return torch.rsqrt(ss + _CORR_EPS)
+
+
+def column_scale(mean: Tensor, ss: Tensor, n_rows: int) -> tuple[Tensor, Tensor]:
+    """(live, s) of columns with means and centred sums of squares ss over n_rows rows.
+
+    The one place that decides how the penalties normalise each column, read by the fused
+    kernels: live (K,) is 1.0 for a column the penalties count and 0.0 for one they treat as
+    constant (its ss counts as 0), s (K,) = `unit_scale` of ss * live. Here every column is
+    live. No gradient flows through live.
+    """
+    return torch.ones_like(ss), unit_scale(ss)
+
+
 def column_stats(a: Tensor) -> tuple[Tensor, Tensor]:
     """(mean, centred sum of squares) of each column of a (B, K): two (K,) tensors."""
     mean = a.mean(dim=0)  # (K,)
@@ -145,7 +163,7 @@ def sketch_cross(a: Tensor, mean: Tensor, ss: Tensor, probes: Tensor) -> tuple[T
     U = (a - mean) s, so U V = a (s V) - mean^T (s V) and U^T P = s (a^T P - mean 1^T P):
     two (B, K) x (K, m) matmuls on a itself. Returns ((K, m), (K,)).
     """
-    s = torch.rsqrt(ss + _CORR_EPS)  # (K,)
+    s = unit_scale(ss)  # (K,)
     sv = s[:, None] * probes  # (K, m)
     p = a @ sv - mean @ sv  # (B, m) = U V
     cross = s[:, None] * (a.mT @ p - mean[:, None] * p.sum(dim=0))  # (K, m) = U^T U V
@@ -206,6 +224,20 @@ def weight_redundancy_loss(W: Tensor, validate: bool = True) -> Tensor:
     return gram.square().sum() - 2 * wn.square().sum() + k
 
 
+def infomax_reference(
+    a: Tensor, probes: Tensor | None = None, variance_eps: float = 1e-6
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Unweighted (lse, var, tc) of codes a (B, K) by the plain formulas (paper Eqs. 3, 7):
+    the LSE summed over the batch, `variance_loss`, and `correlation_loss` (probes None) or
+    the sketched penalty with probes (K, m). The reference of `implicit_em.kernels`."""
+    lse = -torch.logsumexp(-a, dim=1).sum()  # lse_loss without the responsibilities
+    if probes is None:
+        return lse, variance_loss(a, variance_eps, validate=False), correlation_loss(a, False)
+    mean, ss = column_stats(a)  # one pass of column statistics serves both penalties
+    var = variance_from_stats(ss, a.shape[0], variance_eps)
+    return lse, var, sketch_penalty(*sketch_cross(a, mean, ss, probes), probes)
+
+
 class LossWeights(Protocol):
     lambda_lse: float
     lambda_var: float
@@ -238,16 +270,11 @@ def combined_loss(
                 f"a {tuple(a.shape)} has K={a.shape[1]} components but W {tuple(W.shape)} has "
                 f"{W.shape[0]} rows: pass the encoder weight W of shape (K, D)"
             )
-    lse = -torch.logsumexp(-a, dim=1).sum()  # lse_loss without the responsibilities
-    if probes is None:
-        var = variance_loss(a, cfg.variance_eps, validate=False)
-        tc = correlation_loss(a, validate=False)
-    else:  # one pass of column statistics serves both penalties
-        if validate:
-            check_probes(a, probes)
-        mean, ss = column_stats(a)
-        var = variance_from_stats(ss, a.shape[0], cfg.variance_eps)
-        tc = sketch_penalty(*sketch_cross(a, mean, ss, probes), probes)
+    if validate and probes is not None:
+        check_probes(a, probes)
+    from implicit_em.kernels import infomax_terms  # fused on CUDA, else infomax_reference
+
+    lse, var, tc = infomax_terms(a, probes, cfg.variance_eps)
     if cfg.lambda_wr:
         wr = weight_redundancy_loss(W, validate=False)
     else:

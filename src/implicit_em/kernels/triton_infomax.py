@@ -1,0 +1,140 @@
+"""Triton kernels for the InfoMax terms: one pass over the codes forward, one backward.
+
+Legend: B batch, K components, m probes. a (B, K) codes (float32 or bfloat16, read as float32).
+Imported only when Triton is (`implicit_em.kernels.triton_available`); with TRITON_INTERPRET=1
+set before the import, the same kernels run on the CPU in Triton's interpreter (the tests).
+
+`stats_partials` tiles a into (BM, BK) blocks and writes, per block, each row's max and sum of
+exp(-a - max) over the block's columns and each column's mean and centred sum of squares over
+the block's rows; `combine_stats` merges them (log-sum-exp across column blocks; Chan, Golub
+and LeVeque's pairwise variance update across row blocks). Partials, not atomics: the result
+is deterministic and a column of equal values has zero sum of squares within each block.
+
+`grad` writes, in one pass,
+    da_ij = g_i exp(-a_ij - lse_i) + alpha_j + beta_j (a_ij - mean_j) + (L H^T)_ij
+with L (B, r) and H (K, r) of small rank r (the sketched penalty's r = 2 m): the low-rank
+product is computed per tile (tl.dot, full float32 precision) rather than written to memory.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+BLOCK_B = 64  # rows per tile
+BLOCK_K = 128  # columns per tile
+
+
+@triton.jit
+def _stats_kernel(
+    a_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
+    B, K, stride_ab, stride_ak, n_kb,
+    BM: tl.constexpr, BK: tl.constexpr,
+):  # fmt: skip
+    pid_b = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    rows = pid_b * BM + tl.arange(0, BM)
+    cols = pid_k * BK + tl.arange(0, BK)
+    rmask = rows < B
+    cmask = cols < K
+    mask = rmask[:, None] & cmask[None, :]
+    x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
+                other=0.0).to(tl.float32)  # fmt: skip
+    # rows: max and sum of exp(-a - max) over this block's columns
+    neg = tl.where(mask, -x, float("-inf"))
+    rmax = tl.max(neg, axis=1)  # (BM,)
+    rmax = tl.where(rmask, rmax, 0.0)
+    rsum = tl.sum(tl.where(mask, tl.exp(neg - rmax[:, None]), 0.0), axis=1)  # (BM,)
+    tl.store(rmax_ptr + rows * n_kb + pid_k, rmax, mask=rmask)
+    tl.store(rsum_ptr + rows * n_kb + pid_k, rsum, mask=rmask)
+    # columns: mean and centred sum of squares over this block's rows (two passes in registers)
+    n = tl.minimum(B - pid_b * BM, BM).to(tl.float32)
+    cmean = tl.sum(x, axis=0) / n  # (BK,)
+    d = tl.where(mask, x - cmean[None, :], 0.0)
+    cm2 = tl.sum(d * d, axis=0)  # (BK,)
+    tl.store(cmean_ptr + pid_b * K + cols, cmean, mask=cmask)
+    tl.store(cm2_ptr + pid_b * K + cols, cm2, mask=cmask)
+
+
+@triton.jit
+def _grad_kernel(
+    a_ptr, out_ptr, lse_ptr, g_ptr, alpha_ptr, beta_ptr, mean_ptr, l_ptr, ht_ptr,
+    B, K, R, stride_ab, stride_ak, stride_ob, stride_ok,
+    BM: tl.constexpr, BK: tl.constexpr, BR: tl.constexpr, HAS_LR: tl.constexpr,
+):  # fmt: skip
+    pid_b = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    rows = pid_b * BM + tl.arange(0, BM)
+    cols = pid_k * BK + tl.arange(0, BK)
+    rmask = rows < B
+    cmask = cols < K
+    mask = rmask[:, None] & cmask[None, :]
+    x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
+                other=0.0).to(tl.float32)  # fmt: skip
+    lse = tl.load(lse_ptr + rows, mask=rmask, other=0.0)
+    g = tl.load(g_ptr + rows, mask=rmask, other=0.0)
+    alpha = tl.load(alpha_ptr + cols, mask=cmask, other=0.0)
+    beta = tl.load(beta_ptr + cols, mask=cmask, other=0.0)
+    mean = tl.load(mean_ptr + cols, mask=cmask, other=0.0)
+    out = g[:, None] * tl.exp(-x - lse[:, None]) + alpha[None, :]
+    out += beta[None, :] * (x - mean[None, :])
+    if HAS_LR:
+        rk = tl.arange(0, BR)
+        rkmask = rk < R
+        lt = tl.load(l_ptr + rows[:, None] * R + rk[None, :],
+                     mask=rmask[:, None] & rkmask[None, :], other=0.0)  # (BM, BR)  # fmt: skip
+        ht = tl.load(ht_ptr + rk[:, None] * K + cols[None, :],
+                     mask=rkmask[:, None] & cmask[None, :], other=0.0)  # (BR, BK)  # fmt: skip
+        out += tl.dot(lt, ht, input_precision="ieee")  # (BM, BK)
+    tl.store(out_ptr + rows[:, None] * stride_ob + cols[None, :] * stride_ok,
+             out.to(out_ptr.dtype.element_ty), mask=mask)  # fmt: skip
+
+
+def stats_partials(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-block partials of a (B, K): row max and row sum (B, nK), column mean and centred
+    sum of squares (nB, K), all float32, nK = ceil(K / BLOCK_K), nB = ceil(B / BLOCK_B)."""
+    b, k = a.shape
+    n_kb, n_bb = triton.cdiv(k, BLOCK_K), triton.cdiv(b, BLOCK_B)
+    f32 = {"device": a.device, "dtype": torch.float32}
+    rmax, rsum = torch.empty(b, n_kb, **f32), torch.empty(b, n_kb, **f32)
+    cmean, cm2 = torch.empty(n_bb, k, **f32), torch.empty(n_bb, k, **f32)
+    _stats_kernel[(n_bb, n_kb)](a, rmax, rsum, cmean, cm2, b, k, a.stride(0), a.stride(1),
+                                n_kb, BM=BLOCK_B, BK=BLOCK_K)  # fmt: skip
+    return rmax, rsum, cmean, cm2
+
+
+def combine_stats(
+    b: int, rmax: Tensor, rsum: Tensor, cmean: Tensor, cm2: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(row_lse (B,), mean (K,), ss (K,)) from `stats_partials`: row_lse_i = logsumexp_j -a_ij,
+    mean and centred sum of squares of each column (Chan et al.'s update over row blocks)."""
+    top = rmax.amax(dim=1, keepdim=True)  # (B, 1)
+    row_lse = top[:, 0] + torch.log((rsum * torch.exp(rmax - top)).sum(dim=1))  # (B,)
+    counts = torch.full((cmean.shape[0], 1), float(BLOCK_B), device=cmean.device)
+    counts[-1] = b - BLOCK_B * (cmean.shape[0] - 1)  # the last row block may be short
+    mean = (counts * cmean).sum(dim=0) / b  # (K,)
+    ss = cm2.sum(dim=0) + (counts * (cmean - mean).square()).sum(dim=0)  # (K,)
+    return row_lse, mean, ss
+
+
+def grad(
+    a: Tensor, row_lse: Tensor, g: Tensor, alpha: Tensor, beta: Tensor, mean: Tensor,
+    low: Tensor | None = None, high_t: Tensor | None = None,
+) -> Tensor:  # fmt: skip
+    """da (B, K) in a's dtype: g_i exp(-a_ij - row_lse_i) + alpha_j + beta_j (a_ij - mean_j)
+    + (low @ high_t)_ij. g, row_lse (B,); alpha, beta, mean (K,); low (B, r), high_t (r, K)
+    (float32, contiguous), or both None."""
+    b, k = a.shape
+    out = torch.empty_like(a, memory_format=torch.contiguous_format)
+    has_lr = low is not None
+    r = low.shape[1] if has_lr else 1
+    low = low if has_lr else row_lse  # unused placeholders
+    high_t = high_t if has_lr else row_lse
+    grid = (triton.cdiv(b, BLOCK_B), triton.cdiv(k, BLOCK_K))
+    _grad_kernel[grid](a, out, row_lse, g, alpha, beta, mean, low, high_t, b, k, r,
+                       a.stride(0), a.stride(1), out.stride(0), out.stride(1),
+                       BM=BLOCK_B, BK=BLOCK_K, BR=max(16, triton.next_power_of_2(r)),
+                       HAS_LR=has_lr)  # fmt: skip
+    return out
