@@ -143,3 +143,22 @@ def test_mode_is_checked_and_restored():
     a = codes(8, 16)
     with fused_mode("auto"):  # auto: fused exactly on CUDA tensors
         assert fused_active(a) == a.is_cuda
+
+
+@pytest.mark.parametrize("m", [None, 8])
+def test_fused_path_traces_under_torch_compile(m):
+    """The custom ops' fake implementations let torch.compile trace the fused path whole
+    (aot_eager: AOTAutograd's forward and backward graphs, no code generation)."""
+    a = codes(70, 300)
+    v = None if m is None else probes(300, m)
+
+    def objective(x):
+        return sum(w * t for w, t in zip(WEIGHTS, infomax_terms(x, v, 1e-6, fused=True),
+                                         strict=True))  # fmt: skip
+
+    compiled = torch.compile(objective, backend="aot_eager", fullgraph=True)
+    x = a.clone().requires_grad_(True)
+    y = a.clone().requires_grad_(True)
+    (gc,) = torch.autograd.grad(compiled(x), x)
+    (ge,) = torch.autograd.grad(objective(y), y)
+    torch.testing.assert_close(gc, ge, rtol=1e-5, atol=1e-7)

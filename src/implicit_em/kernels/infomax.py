@@ -30,18 +30,38 @@ def _kernels():
 
 
 @torch.library.custom_op("implicit_em::infomax_stats", mutates_args=())
-def infomax_stats(a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(row_lse (B,), mean (K,), ss (K,)) of a (B, K) in one pass, float32:
-    row_lse_i = logsumexp_j(-a_ij), mean and centred sum of squares of each column."""
-    tk = _kernels()
-    return tk.combine_stats(a.shape[0], *tk.stats_partials(a))
+def infomax_stats(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One pass over a (B, K): per-block partials, float32 (see `triton_infomax`): row max and
+    row sum (B, nK) of exp(-a - max), column mean and centred sum of squares (nB, K)."""
+    return _kernels().stats_partials(a)
 
 
 @infomax_stats.register_fake
-def _(a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    from implicit_em.kernels.triton_infomax import BLOCK_B, BLOCK_K
+
     b, k = a.shape
+    n_kb, n_bb = -(-k // BLOCK_K), -(-b // BLOCK_B)
     f32 = {"device": a.device, "dtype": torch.float32}
-    return a.new_empty(b, **f32), a.new_empty(k, **f32), a.new_empty(k, **f32)
+    return (a.new_empty(b, n_kb, **f32), a.new_empty(b, n_kb, **f32),
+            a.new_empty(n_bb, k, **f32), a.new_empty(n_bb, k, **f32))  # fmt: skip
+
+
+def combine_stats(a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(row_lse (B,), mean (K,), ss (K,)) of a (B, K), float32, from one fused pass:
+    row_lse_i = logsumexp_j(-a_ij); each column's mean and centred sum of squares, merged over
+    row blocks by Chan, Golub and LeVeque's update (their 1979 pairwise variance)."""
+    from implicit_em.kernels.triton_infomax import BLOCK_B
+
+    b = a.shape[0]
+    rmax, rsum, cmean, cm2 = infomax_stats(a)
+    top = rmax.amax(dim=1, keepdim=True)  # (B, 1)
+    row_lse = top[:, 0] + torch.log((rsum * torch.exp(rmax - top)).sum(dim=1))  # (B,)
+    starts = torch.arange(cmean.shape[0], device=a.device, dtype=torch.float32) * BLOCK_B
+    counts = (b - starts).clamp(max=BLOCK_B)[:, None]  # (nB, 1) rows per block
+    mean = (counts * cmean).sum(dim=0) / b  # (K,)
+    ss = cm2.sum(dim=0) + (counts * (cmean - mean).square()).sum(dim=0)  # (K,)
+    return row_lse, mean, ss
 
 
 @torch.library.custom_op("implicit_em::infomax_grad", mutates_args=())
@@ -74,7 +94,7 @@ class _Stats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        row_lse, mean, ss = infomax_stats(a)
+        row_lse, mean, ss = combine_stats(a)
         ctx.save_for_backward(a, row_lse, mean)
         return row_lse, mean, ss
 
@@ -93,7 +113,7 @@ class _SketchTerms(torch.autograd.Function):
     def forward(ctx, a: Tensor, probes: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
         b, m = a.shape[0], probes.shape[1]
         v = probes.float()
-        row_lse, mean, ss = infomax_stats(a)  # (B,), (K,), (K,)
+        row_lse, mean, ss = combine_stats(a)  # (B,), (K,), (K,)
         live, s = column_scale(mean, ss, b)  # (K,), (K,)
         ssu = ss * live
         var = variance_from_stats(ssu, b, eps)

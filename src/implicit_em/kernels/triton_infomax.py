@@ -6,14 +6,14 @@ set before the import, the same kernels run on the CPU in Triton's interpreter (
 
 `stats_partials` tiles a into (BM, BK) blocks and writes, per block, each row's max and sum of
 exp(-a - max) over the block's columns and each column's mean and centred sum of squares over
-the block's rows; `combine_stats` merges them (log-sum-exp across column blocks; Chan, Golub
-and LeVeque's pairwise variance update across row blocks). Partials, not atomics: the result
+the block's rows; `implicit_em.kernels.infomax.combine_stats` merges them (log-sum-exp across
+column blocks; Chan, Golub and LeVeque's pairwise variance update across row blocks). Partials, not atomics: the result
 is deterministic and a column of equal values has zero sum of squares within each block.
 
 `grad` writes, in one pass,
     da_ij = g_i exp(-a_ij - lse_i) + alpha_j + beta_j (a_ij - mean_j) + (L H^T)_ij
 with L (B, r) and H (K, r) of small rank r (the sketched penalty's r = 2 m): the low-rank
-product is computed per tile (tl.dot, full float32 precision) rather than written to memory.
+product is computed per tile (tl.dot) rather than written to memory.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def _grad_kernel(
     a_ptr, out_ptr, lse_ptr, g_ptr, alpha_ptr, beta_ptr, mean_ptr, l_ptr, ht_ptr,
     B, K, R, stride_ab, stride_ak, stride_ob, stride_ok,
     BM: tl.constexpr, BK: tl.constexpr, BR: tl.constexpr, HAS_LR: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):  # fmt: skip
     pid_b = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -87,7 +88,7 @@ def _grad_kernel(
                      mask=rmask[:, None] & rkmask[None, :], other=0.0)  # (BM, BR)  # fmt: skip
         ht = tl.load(ht_ptr + rk[:, None] * K + cols[None, :],
                      mask=rkmask[:, None] & cmask[None, :], other=0.0)  # (BR, BK)  # fmt: skip
-        out += tl.dot(lt, ht, input_precision="ieee")  # (BM, BK)
+        out += tl.dot(lt, ht, input_precision=PRECISION)  # (BM, BK)
     tl.store(out_ptr + rows[:, None] * stride_ob + cols[None, :] * stride_ok,
              out.to(out_ptr.dtype.element_ty), mask=mask)  # fmt: skip
 
@@ -105,27 +106,15 @@ def stats_partials(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return rmax, rsum, cmean, cm2
 
 
-def combine_stats(
-    b: int, rmax: Tensor, rsum: Tensor, cmean: Tensor, cm2: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(row_lse (B,), mean (K,), ss (K,)) from `stats_partials`: row_lse_i = logsumexp_j -a_ij,
-    mean and centred sum of squares of each column (Chan et al.'s update over row blocks)."""
-    top = rmax.amax(dim=1, keepdim=True)  # (B, 1)
-    row_lse = top[:, 0] + torch.log((rsum * torch.exp(rmax - top)).sum(dim=1))  # (B,)
-    counts = torch.full((cmean.shape[0], 1), float(BLOCK_B), device=cmean.device)
-    counts[-1] = b - BLOCK_B * (cmean.shape[0] - 1)  # the last row block may be short
-    mean = (counts * cmean).sum(dim=0) / b  # (K,)
-    ss = cm2.sum(dim=0) + (counts * (cmean - mean).square()).sum(dim=0)  # (K,)
-    return row_lse, mean, ss
-
-
 def grad(
     a: Tensor, row_lse: Tensor, g: Tensor, alpha: Tensor, beta: Tensor, mean: Tensor,
     low: Tensor | None = None, high_t: Tensor | None = None,
 ) -> Tensor:  # fmt: skip
     """da (B, K) in a's dtype: g_i exp(-a_ij - row_lse_i) + alpha_j + beta_j (a_ij - mean_j)
     + (low @ high_t)_ij. g, row_lse (B,); alpha, beta, mean (K,); low (B, r), high_t (r, K)
-    (float32, contiguous), or both None."""
+    (float32, contiguous), or both None. The low-rank product runs in full float32 ("ieee")
+    for float32 codes and in TF32 for bfloat16 codes, whose own rounding is coarser."""
+    precision = "ieee" if a.dtype == torch.float32 else "tf32"
     b, k = a.shape
     out = torch.empty_like(a, memory_format=torch.contiguous_format)
     has_lr = low is not None
@@ -136,5 +125,5 @@ def grad(
     _grad_kernel[grid](a, out, row_lse, g, alpha, beta, mean, low, high_t, b, k, r,
                        a.stride(0), a.stride(1), out.stride(0), out.stride(1),
                        BM=BLOCK_B, BK=BLOCK_K, BR=max(16, triton.next_power_of_2(r)),
-                       HAS_LR=has_lr)  # fmt: skip
+                       HAS_LR=has_lr, PRECISION=precision)  # fmt: skip
     return out
