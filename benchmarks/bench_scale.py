@@ -148,6 +148,7 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device) -
     """One model's row: step time, tokens/s, FLOPs, the matmul bound, peak memory and, for the
     encoder, the InfoMax terms' share of the step."""
     B, D, K = args.B, args.D, args.K
+    torch._dynamo.reset()  # the fused mode is read at trace time: trace each model afresh
     model = build().to(device)
     kind = model_type(model)
     if device.type == "cuda":

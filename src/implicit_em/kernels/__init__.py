@@ -31,6 +31,8 @@ from implicit_em.losses import infomax_reference
 
 MODES = ("auto", "on", "off")
 _mode = {"value": os.environ.get("IMPLICIT_EM_FUSED", "auto")}
+_TRITON = importlib.util.find_spec("triton") is not None  # looked up once: torch.compile
+# reads the constant instead of tracing the import machinery
 
 
 def _check_mode(mode: str) -> str:
@@ -42,7 +44,7 @@ def _check_mode(mode: str) -> str:
 
 def triton_available() -> bool:
     """Whether Triton can be imported (it ships with CUDA builds of PyTorch on Linux)."""
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON
 
 
 def interpreted() -> bool:
@@ -73,7 +75,8 @@ def fused_active(a: Tensor, fused: bool | None = None) -> bool:
         mode = _check_mode(_mode["value"])
         if mode == "off":
             return False
-        transformed = torch._C._functorch.peek_interpreter_stack() is not None
+        # under vmap (the stacked trainer) the codes are batched tensors: the reference runs
+        transformed = not torch.compiler.is_compiling() and torch._C._functorch.is_batchedtensor(a)
         if mode == "auto":
             return a.is_cuda and triton_available() and not transformed
         fused = True
@@ -94,7 +97,7 @@ def infomax_terms(
     Eq. 3), the variance barrier and the decorrelation penalty (Eq. 7; sketched with probes
     V (K, m), exact when probes is None). Scalars, float32. fused: force a path (None: the
     mode, see the module doc). a may be float32 or bfloat16 on the fused path (read as float32;
-    the sketch's products then run in bfloat16 with float32 accumulation); dL/da has a's dtype.
+    the sketch's products then run in TF32); dL/da has a's dtype.
     """
     if fused_active(a, fused):
         from implicit_em.kernels.infomax import fused_terms

@@ -78,13 +78,34 @@ def _(a, row_lse, g, alpha, beta, mean, low, high_t) -> Tensor:
     return torch.empty_like(a, memory_format=torch.contiguous_format)
 
 
+@torch.library.custom_op("implicit_em::skinny_mm", mutates_args=())
+def skinny_mm(a: Tensor, w: Tensor, trans: bool) -> Tensor:
+    """a (B, K) @ w (K, m), or a^T @ w (B, m) with trans, float32 out (`triton_infomax.skinny`)."""
+    return _kernels().skinny(a, w, trans)
+
+
+@skinny_mm.register_fake
+def _(a: Tensor, w: Tensor, trans: bool) -> Tensor:
+    return a.new_empty(a.shape[1] if trans else a.shape[0], w.shape[1], dtype=torch.float32)
+
+
+# Who computes the sketch's products: "triton" (split over the long reduction, see
+# `triton_infomax.skinny`) or "cublas" (torch.matmul, which runs an m = 32 wide product on
+# too few thread blocks at B = 4096, K = 16384).
+SKINNY = {"backend": "triton"}
+
+
 def _mm(a: Tensor, w: Tensor) -> Tensor:
-    """a (B, K) @ w (K, m) in a's dtype (cuBLAS), returned in float32."""
+    """a (B, K) @ w (K, m) in a's dtype, float32 accumulation and result."""
+    if SKINNY["backend"] == "triton":
+        return skinny_mm(a, w.float().contiguous(), False)
     return (a @ w.to(a.dtype)).float()
 
 
 def _mm_t(a: Tensor, p: Tensor) -> Tensor:
-    """a^T (K, B) @ p (B, m) in a's dtype, returned in float32."""
+    """a^T (K, B) @ p (B, m) in a's dtype, float32 accumulation and result."""
+    if SKINNY["backend"] == "triton":
+        return skinny_mm(a, p.float().contiguous(), True)
     return (a.mT @ p.to(a.dtype)).float()
 
 

@@ -127,3 +127,54 @@ def grad(
                        BM=BLOCK_B, BK=BLOCK_K, BR=max(16, triton.next_power_of_2(r)),
                        HAS_LR=has_lr, PRECISION=precision)  # fmt: skip
     return out
+
+
+@triton.jit
+def _skinny_kernel(
+    a_ptr, w_ptr, out_ptr, B, K, M, stride_ab, stride_ak, CHUNK: tl.constexpr,
+    BM: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, TRANS: tl.constexpr,
+    PRECISION: tl.constexpr,
+):  # fmt: skip
+    """One chunk's partial product. TRANS=False: out[c] (B, M) = a[:, chunk c] @ w[chunk c]
+    with w (K, M); TRANS=True: out[c] (K, M) = a[chunk c, :]^T @ w[chunk c] with w (B, M)."""
+    pid = tl.program_id(0)
+    c = tl.program_id(1)
+    n_out = K if TRANS else B
+    n_red = B if TRANS else K
+    outs = pid * BM + tl.arange(0, BM)
+    omask = outs < n_out
+    nn = tl.arange(0, BN)
+    nmask = nn < M
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    for r0 in range(0, CHUNK, BK):  # CHUNK is a multiple of BK
+        red = c * CHUNK + r0 + tl.arange(0, BK)
+        rmask = red < n_red
+        if TRANS:  # tile of a^T: (BM outputs = columns of a, BK rows of a)
+            at = tl.load(a_ptr + red[None, :] * stride_ab + outs[:, None] * stride_ak,
+                         mask=omask[:, None] & rmask[None, :], other=0.0)  # fmt: skip
+        else:
+            at = tl.load(a_ptr + outs[:, None] * stride_ab + red[None, :] * stride_ak,
+                         mask=omask[:, None] & rmask[None, :], other=0.0)  # fmt: skip
+        w = tl.load(w_ptr + red[:, None] * M + nn[None, :], mask=rmask[:, None] & nmask[None, :],
+                    other=0.0)  # fmt: skip
+        acc += tl.dot(at.to(tl.float32), w, input_precision=PRECISION)
+    tl.store(out_ptr + c * n_out * M + outs[:, None] * M + nn[None, :], acc,
+             mask=omask[:, None] & nmask[None, :])  # fmt: skip
+
+
+def skinny(a: Tensor, w: Tensor, trans: bool = False, chunk: int = 1024) -> Tensor:
+    """a (B, K) @ w (K, m), or a^T @ w for w (B, m) with trans=True, float32 out, m <= 128:
+    split over the long reduction in chunks (many programs for a product only m wide),
+    partials summed after. Float32 products (TF32 for bf16 a, whose values TF32 holds exactly;
+    full float32 for float32 a) and accumulation."""
+    b, k = a.shape
+    n_out, n_red = (k, b) if trans else (b, k)
+    m = w.shape[1]
+    n_chunks = triton.cdiv(n_red, chunk)
+    part = torch.empty(n_chunks, n_out, m, device=a.device, dtype=torch.float32)
+    bm = 128 if trans else 64
+    grid = (triton.cdiv(n_out, bm), n_chunks)
+    _skinny_kernel[grid](a, w.contiguous(), part, b, k, m, a.stride(0), a.stride(1), CHUNK=chunk,
+                         BM=bm, BK=64, BN=max(16, triton.next_power_of_2(m)), TRANS=trans,
+                         PRECISION="ieee" if a.dtype == torch.float32 else "tf32")  # fmt: skip
+    return part.sum(dim=0)
