@@ -11,8 +11,8 @@ Sketched-penalty gradient (tc = ||R||_F^2 / m, paper Eq. 7 estimated as in
     dtc/dU = c (Q V^T + P R^T - 2 U diag(w)),
 and through U = (a - mean) s: da_ij = s_j (dU_ij - colmean_i dU_ij) + 2 (a_ij - mean_j) g_ss_j,
 where g_ss_j = tau_j ds_j/dss_j + g_var dvar/dss_j and tau_j = sum_i (a_ij - mean_j) dU_ij
-needs one (K, B) x (B, m) product. The rank-2m part [Q, P] [V, R]^T is formed tile by tile
-inside the backward kernel instead of in memory.
+needs one (K, B) x (B, m) product. The rank-2m part [Q, P] [V, R]^T is one cuBLAS product,
+whose buffer the backward kernel overwrites with dL/da.
 """
 
 from __future__ import annotations
@@ -67,14 +67,17 @@ def combine_stats(a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 @torch.library.custom_op("implicit_em::infomax_grad", mutates_args=())
 def infomax_grad(
     a: Tensor, row_lse: Tensor, g: Tensor, alpha: Tensor, beta: Tensor, mean: Tensor,
-    low: Tensor | None, high_t: Tensor | None,
+    low: Tensor | None, high: Tensor | None,
 ) -> Tensor:  # fmt: skip
-    """da (B, K), a's dtype: g_i softmax(-a)_ij + alpha_j + beta_j (a_ij - mean_j) + low high_t."""
-    return _kernels().grad(a, row_lse, g, alpha, beta, mean, low, high_t)
+    """da (B, K), a's dtype: g_i softmax(-a)_ij + alpha_j + beta_j (a_ij - mean_j) + (low high^T)_ij
+    with low (B, r), high (K, r) float32, or both None. The low-rank product is a cuBLAS
+    matmul in a's dtype whose output buffer the kernel then overwrites with da."""
+    extra = None if low is None else low.to(a.dtype) @ high.to(a.dtype).mT  # (B, K)
+    return _kernels().grad(a, row_lse, g, alpha, beta, mean, extra)
 
 
 @infomax_grad.register_fake
-def _(a, row_lse, g, alpha, beta, mean, low, high_t) -> Tensor:
+def _(a, row_lse, g, alpha, beta, mean, low, high) -> Tensor:
     return torch.empty_like(a, memory_format=torch.contiguous_format)
 
 
@@ -89,10 +92,10 @@ def _(a: Tensor, w: Tensor, trans: bool) -> Tensor:
     return a.new_empty(a.shape[1] if trans else a.shape[0], w.shape[1], dtype=torch.float32)
 
 
-# Who computes the sketch's products: "triton" (split over the long reduction, see
-# `triton_infomax.skinny`) or "cublas" (torch.matmul, which runs an m = 32 wide product on
-# too few thread blocks at B = 4096, K = 16384).
-SKINNY = {"backend": "triton"}
+# Who computes the sketch's products: "cublas" (torch.matmul) or "triton" (split over the long
+# reduction, `triton_infomax.skinny`). On the H200 at B = 4096, K = 16384, m = 32, bf16:
+# cuBLAS 0.038 / 0.035 ms (a V, a^T P), Triton 0.085 / 0.054 ms (benchmarks/bench_infomax_kernels.py).
+SKINNY = {"backend": "cublas"}
 
 
 def _mm(a: Tensor, w: Tensor) -> Tensor:
@@ -162,11 +165,11 @@ class _SketchTerms(torch.autograd.Function):
         colsum_du = c * (v @ q.sum(dim=0) + r @ p.sum(dim=0))  # (K,) = 1^T dU
         alpha = -s * colsum_du / b
         beta = 2 * g_ss - 2 * c * s.square() * w
-        low = torch.cat([q, p], dim=1).contiguous()  # (B, 2m)
-        high_t = (c * s[:, None] * torch.cat([v, r], dim=1)).t().contiguous()  # (2m, K)
+        low = torch.cat([q, p], dim=1)  # (B, 2m)
+        high = c * s[:, None] * torch.cat([v, r], dim=1)  # (K, 2m)
         g_row = g_lse.float().expand(b).contiguous()
         da = infomax_grad(a, row_lse, g_row, alpha.contiguous(), beta.contiguous(), mean,
-                          low, high_t)  # fmt: skip
+                          low, high)  # fmt: skip
         return da, None, None
 
 
