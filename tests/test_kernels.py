@@ -171,3 +171,9 @@ def test_fused_path_traces_under_torch_compile(m):
     (gc,) = torch.autograd.grad(compiled(x), x)
     (ge,) = torch.autograd.grad(objective(y), y)
     torch.testing.assert_close(gc, ge, rtol=1e-5, atol=1e-7)
+
+
+def test_triton_skinny_products_match(monkeypatch):
+    """The split-K Triton products (the alternative to cuBLAS for the sketch's m-wide matmuls)."""
+    monkeypatch.setitem(fused_impl.SKINNY, "backend", "triton")
+    assert_matches(codes(70, 300), probes(300, 8))
