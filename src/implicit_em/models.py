@@ -188,4 +188,3 @@ class TopKSAE(_SAEWeights, nn.Module):
 
 
 MODEL_TYPES = {"encoder": Encoder, "standard_sae": StandardSAE, "topk_sae": TopKSAE}
-
