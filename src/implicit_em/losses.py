@@ -309,6 +309,7 @@ def loss_weights(cfg: LossWeights | Mapping, k: int) -> dict[str, float]:
 
     The one place the lambdas become weights: `combined_loss`, `train`, the stacked and
     distributed trainers and the estimator all read them here. Returns lse, var, tc, wr.
+    An object without a reference_k attribute gets no rescaling (the paper's plain sums).
     """
     cfg = as_loss_weights(cfg)
     var_scale, tc_scale = term_scales(getattr(cfg, "reference_k", None), k)
