@@ -153,11 +153,18 @@ def sparsity_l0(a: Tensor, threshold: float = 0.01) -> tuple[float, float]:
 
 
 def linear_probe_accuracy(
-    train_feats, train_y, test_feats, test_y, max_iter: int = 5000, C: float = 1.0
+    train_feats,
+    train_y,
+    test_feats,
+    test_y,
+    max_iter: int = 5000,
+    C: float = 1.0,
+    tol: float = 1e-4,
 ) -> float:
     """Standardize, then multinomial logistic regression (lbfgs), as in the paper (scikit-learn).
 
-    Features (N, K) and labels (N,) as arrays or tensors. Returns test accuracy in [0, 1].
+    Features (N, K) and labels (N,) as arrays or tensors. tol: the solver's stopping
+    tolerance (scikit-learn's default 1e-4). Returns test accuracy in [0, 1].
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -166,7 +173,7 @@ def linear_probe_accuracy(
     def to_np(t):
         return t.detach().cpu().numpy() if isinstance(t, Tensor) else np.asarray(t)
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=C))
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=C, tol=tol))
     clf.fit(to_np(train_feats), to_np(train_y))
     return float(clf.score(to_np(test_feats), to_np(test_y)))
 
