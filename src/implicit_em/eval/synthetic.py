@@ -144,6 +144,12 @@ class Variant:
     beside the TopK objective."""
     lr: float | None = None
     """Learning rate; None uses the options' lr."""
+    bias: bool = True
+    """Encoder bias b; False fixes b = 0 (needed with identity energies, where lowering every
+    b_j lowers the LSE without bound)."""
+    readout: str = "a"
+    """Codes scored for L0 / F1: a (the energies; a unit fires where a != 0) or neg_relu
+    (ReLU(-a): a unit fires where its energy is below zero, i.e. where it is responsible)."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -155,9 +161,17 @@ VARIANTS: dict[str, Variant] = {
     "encoder-unit-rows": Variant(unit_norm_rows=True),
     "encoder-centred": Variant(centre=True),
     "encoder-wr": Variant(lambda_wr=1.0),
+    # Identity energies a = W x on unit rows, no bias: the LSE becomes a soft spherical
+    # clustering of the inputs (each sample claimed by the rows it projects most negatively
+    # on), which asks the rows to cover the data; var + tc as before.
+    "encoder-vmf": Variant(activation="identity", unit_norm_rows=True, bias=False,
+                           readout="neg_relu"),
+    "encoder-vmf-no-kscale": Variant(activation="identity", unit_norm_rows=True, bias=False,
+                                     readout="neg_relu", reference_k=None),
     "topk": Variant(family="topk_sae"),
     "topk-centred": Variant(family="topk_sae", centre=True),
-    "hybrid": Variant(family="hybrid"),
+    "hybrid": Variant(family="hybrid", hybrid_weight=0.1),
+    "hybrid-0.01": Variant(family="hybrid", hybrid_weight=0.01),
 }
 
 
@@ -191,6 +205,8 @@ class SyntheticEvalOptions:
     """cpu or cuda."""
     out_dir: str | None = None
     """Where results.json, report.md and mcc_vs_l0.png go; None writes nothing."""
+    plot: bool = True
+    """Write mcc_vs_l0.png (needs matplotlib)."""
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -210,7 +226,14 @@ class SyntheticEvalOptions:
 def make_model(variant: Variant, d: int, k_latents: int, true_l0: float) -> nn.Module:
     """The family's model, freshly initialised (the 'untrained' control is this, unchanged)."""
     if variant.family == "encoder":
-        return Encoder(d, k_latents, variant.activation)
+        enc = Encoder(d, k_latents, variant.activation)
+        if not variant.bias:
+            enc.linear.bias.data.zero_()
+            enc.linear.bias.requires_grad_(False)
+        if variant.unit_norm_rows:
+            with torch.no_grad():
+                enc.linear.weight.div_(enc.linear.weight.norm(dim=1, keepdim=True))
+        return enc
     k = variant.k or max(1, round(true_l0))
     return TopKSAE(d, k_latents, k)
 
@@ -249,7 +272,8 @@ def train_variant(
     true_l0 = _true_l0(synth)
     d, n = synth.cfg.hidden_dim, synth.cfg.num_features
     model = make_model(variant, d, opts.latents or n, true_l0).to(opts.device)
-    opt = torch.optim.Adam(model.parameters(), lr=variant.lr or opts.lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=variant.lr or opts.lr)
     loss = _loss_config(variant, opts.batch_size)
     loss = replace(loss, tc_probes=opts.tc_probes)
     kind = "encoder" if variant.family == "encoder" else "topk_sae"
@@ -391,11 +415,19 @@ def _abs_cos(a: Tensor, b: Tensor, chunk: int = 4096) -> Tensor:
     return torch.cat([(an[i : i + chunk] @ bn.t()).abs() for i in range(0, len(an), chunk)])
 
 
-def score_model(model: nn.Module, synth, opts: SyntheticEvalOptions, mean: Tensor | None, seed: int) -> dict:
-    """The model's metrics and both controls' (untrained is scored by the caller)."""
+def readout(model: nn.Module, variant: Variant) -> Callable[[Tensor], Tensor]:
+    """x (B, D) -> codes (B, K) scored for L0 / F1 (see Variant.readout)."""
+    if variant.readout == "neg_relu":
+        return lambda x: torch.relu(-model.encode(x))
+    return model.encode
+
+
+def score_model(model: nn.Module, variant: Variant, synth, opts: SyntheticEvalOptions,
+                mean: Tensor | None, seed: int) -> dict:  # fmt: skip
+    """The model's metrics with the random-directions control inside (untrained: caller)."""
     model.eval()
     dirs, enc_rows = directions(model)
-    res = evaluate_latents(dirs, model.encode, synth, opts.eval_samples, mean=mean,
+    res = evaluate_latents(dirs, readout(model, variant), synth, opts.eval_samples, mean=mean,
                            encoder_rows=enc_rows)  # fmt: skip
     g = torch.Generator(device="cpu").manual_seed(10_000 + seed)
     rand = torch.randn(dirs.shape, generator=g).to(dirs)
@@ -433,17 +465,20 @@ def run(opts: SyntheticEvalOptions) -> dict:
             t0 = time.perf_counter()
             model, hist = train_variant(v, synth, opts, seed, mean)
             secs = time.perf_counter() - t0
-            trained = score_model(model, synth, opts, mean, seed)
+            trained = score_model(model, v, synth, opts, mean, seed)
             torch.manual_seed(seed)
             init = make_model(v, synth.cfg.hidden_dim, opts.latents or synth.cfg.num_features,
                               result["true_l0"]).to(opts.device)  # fmt: skip
             d0, e0 = directions(init)
-            untrained = evaluate_latents(d0, init.encode, synth, opts.eval_samples,
+            untrained = evaluate_latents(d0, readout(init, v), synth, opts.eval_samples,
                                          mean=mean, encoder_rows=e0)  # fmt: skip
             row = {"variant": name, "seed": seed, "seconds": round(secs, 1),
+                   "eval_seconds": round(time.perf_counter() - t0 - secs, 1),
                    "trained": trained, "untrained": untrained, "history": hist}  # fmt: skip
             result["rows"].append(row)
             print(_row_line(row), flush=True)
+            if out_dir is not None:  # partial results survive a run cut short
+                write_report(result, out_dir, plot=False)
     if out_dir is not None:
         write_report(result, out_dir)
     return result
@@ -463,7 +498,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         by.setdefault(r["variant"], []).append(r)
     out = []
     for name, rs in by.items():
-        def stat(get):
+        def stat(get, rs=rs):
             vals = [get(r) for r in rs]
             return {"mean": sum(vals) / len(vals), "min": min(vals), "max": max(vals)}
 
@@ -504,7 +539,7 @@ def markdown_table(result: dict) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def write_report(result: dict, out_dir: Path) -> None:
+def write_report(result: dict, out_dir: Path, plot: bool = True) -> None:
     """results.json, report.md and mcc_vs_l0.png (matplotlib, when installed) in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(result, indent=1))
@@ -514,6 +549,8 @@ def write_report(result: dict, out_dir: Path) -> None:
           f"{o['eval_samples']} evaluation samples. Mean [min, max] over seeds.\n\n"
           + markdown_table(result))  # fmt: skip
     (out_dir / "report.md").write_text(md)
+    if not (plot and o.get("plot", True)):
+        return
     try:
         import matplotlib
 
