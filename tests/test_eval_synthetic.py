@@ -70,3 +70,20 @@ def test_run_writes_report_with_controls_and_refuses_to_overwrite(tmp_path):
 def test_unknown_variant_is_one_clear_error():
     with pytest.raises(ValueError, match="unknown variants"):
         SyntheticEvalOptions(variants=("nope",))
+
+
+def test_init_at_truth_puts_encoder_and_decoder_on_the_features(synth):
+    from sae_lens.synthetic import mean_correlation_coefficient
+
+    from implicit_em.eval.synthetic import directions, init_at_truth_
+    from implicit_em.models import TopKSAE
+
+    gt = synth.feature_dict.feature_vectors.detach()
+    sae = TopKSAE(gt.shape[1], gt.shape[0], k=3)
+    init_at_truth_(sae, gt, 2.5)
+    dec, enc = directions(sae)
+    assert mean_correlation_coefficient(dec, gt) > 0.999
+    assert mean_correlation_coefficient(enc, gt) > 0.999
+    assert torch.allclose(sae.encoder.bias, torch.full_like(sae.encoder.bias, -2.5))
+    with pytest.raises(ValueError, match="K = N"):
+        init_at_truth_(TopKSAE(gt.shape[1], 8, k=3), gt, 2.5)

@@ -175,14 +175,18 @@ VARIANTS: dict[str, Variant] = {
     # Identity energies a = W x on unit rows, no bias: the LSE becomes a soft spherical
     # clustering of the inputs (each sample claimed by the rows it projects most negatively
     # on), which asks the rows to cover the data; var + tc as before.
-    "encoder-vmf": Variant(activation="identity", unit_norm_rows=True, bias=False,
-                           readout="neg_relu"),
-    "encoder-vmf-no-kscale": Variant(activation="identity", unit_norm_rows=True, bias=False,
-                                     readout="neg_relu", reference_k=None),
+    "encoder-vmf": Variant(
+        activation="identity", unit_norm_rows=True, bias=False, readout="neg_relu"
+    ),
+    "encoder-vmf-no-kscale": Variant(
+        activation="identity", unit_norm_rows=True, bias=False, readout="neg_relu", reference_k=None
+    ),
     # The decorrelation weight alone, with the variance barrier at its reference-K weight for
     # K = 2,048 (64 / 2,048): the default tc weight there is 64 * 63 / (2,048 * 2,047) ~ 1e-3.
-    **{f"encoder-tc{t}": Variant(reference_k=None, lambda_var=64 / 2048, lambda_tc=t)
-       for t in (0.003, 0.01, 0.03, 0.1, 0.3)},
+    **{
+        f"encoder-tc{t}": Variant(reference_k=None, lambda_var=64 / 2048, lambda_tc=t)
+        for t in (0.003, 0.01, 0.03, 0.1, 0.3)
+    },
     "encoder-from-truth": Variant(init_at_truth=2.5),
     "topk-from-truth": Variant(family="topk_sae", init_at_truth=2.5),
     "topk": Variant(family="topk_sae"),
@@ -315,7 +319,9 @@ def train_variant(
             probes = correlation_probes(z.shape[1], opts.tc_probes, z) if opts.tc_probes else None
             enc = combined_loss(z, model.W, enc_loss, validate=False, probes=probes,
                                 responsibilities=False)  # fmt: skip
-            total = total + variant.hybrid_weight * sum(enc_weights[t] * enc[t] for t in enc_weights)
+            total = total + variant.hybrid_weight * sum(
+                enc_weights[t] * enc[t] for t in enc_weights
+            )
         optimizer_step(model, opt, total)
         if variant.unit_norm_rows and kind == "encoder":
             with torch.no_grad():
@@ -536,6 +542,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         by.setdefault(r["variant"], []).append(r)
     out = []
     for name, rs in by.items():
+
         def stat(get, rs=rs):
             vals = [get(r) for r in rs]
             return {"mean": sum(vals) / len(vals), "min": min(vals), "max": max(vals)}
