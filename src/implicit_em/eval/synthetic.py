@@ -604,8 +604,9 @@ def write_report(result: dict, out_dir: Path, plot: bool = True) -> None:
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    for s in summarise(result["rows"]):
-        ax.scatter(s["l0"]["mean"], s["mcc"]["mean"], label=s["variant"])
+    for i, s in enumerate(summarise(result["rows"])):
+        ax.scatter(s["l0"]["mean"], s["mcc"]["mean"], label=s["variant"],
+                   color=plt.cm.tab20(i % 20), marker="os^D"[i // 20 % 4])  # fmt: skip
         ax.scatter(s["l0"]["mean"], s["mcc_random_at_l0"]["mean"], marker="x", color="grey")
     ax.set_xscale("log")
     ax.set_xlabel("L0 (latents firing per sample)")
