@@ -87,3 +87,30 @@ def test_init_at_truth_puts_encoder_and_decoder_on_the_features(synth):
     assert torch.allclose(sae.encoder.bias, torch.full_like(sae.encoder.bias, -2.5))
     with pytest.raises(ValueError, match="K = N"):
         init_at_truth_(TopKSAE(gt.shape[1], 8, k=3), gt, 2.5)
+
+
+def test_device_shim_builds_the_same_model_as_sae_lens(synth):
+    """scripts/synthetic_eval.py --sae-lens-src (the GPU path) loads sae-lens's synthetic
+    modules without its package __init__: same recipe and seed -> the same dictionary."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import sae_lens
+
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys, torch; sys.path.insert(0, 'scripts');"
+        "import synthetic_eval as se;"
+        f"se.install_sae_lens_shim({str(Path(sae_lens.__file__).parents[1])!r});"
+        "assert 'transformer_lens' not in sys.modules;"
+        "from implicit_em.eval.synthetic import build_synthetic_model;"
+        "torch.manual_seed(0);"
+        "m = build_synthetic_model('tiny', seed=42);"
+        "print(float(m.feature_dict.feature_vectors.sum()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    expected = float(synth.feature_dict.feature_vectors.sum())
+    assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(expected, abs=1e-4)
