@@ -177,3 +177,24 @@ def test_triton_skinny_products_match(monkeypatch):
     """The split-K Triton products (the alternative to cuBLAS for the sketch's m-wide matmuls)."""
     monkeypatch.setitem(fused_impl.SKINNY, "backend", "triton")
     assert_matches(codes(70, 300), probes(300, 8))
+
+
+@pytest.mark.parametrize("sketched", [False, True])
+def test_issue13_constant_float32_columns_fused(sketched):
+    """Issue 13's input through the fused path: columns of 1.81 and 0.576 (constant, but their
+    float32 means carry round-off) and two random ones. The penalty is the random columns'
+    2 r^2 (1.29e-05 exactly with probes sqrt(K) I), and the constant columns get exactly
+    zero gradient from var and tc, as in every reference path."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.empty(1448, 4)
+    a[:, 0], a[:, 1] = 1.81, 0.576
+    a[:, 2:] = torch.rand(1448, 2, generator=g)
+    a = a.to(DEVICE)
+    v = 2.0 * torch.eye(4, device=DEVICE) if sketched else None
+    _, _, tc = infomax_terms(a, v, 1e-6, fused=True)
+    r = torch.corrcoef(a[:, 2:].double().T.cpu())[0, 1].item()
+    assert abs(tc.item() - 2 * r * r) < 1e-3 * 2 * r * r
+    x = a.detach().clone().requires_grad_(True)
+    _, var, tc = infomax_terms(x, v, 1e-6, fused=True)
+    (grad,) = torch.autograd.grad(var + tc, x)
+    assert (grad[:, :2] == 0).all()

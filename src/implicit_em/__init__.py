@@ -14,11 +14,13 @@ from implicit_em.config import (
     TrainConfig,
     load_config,
 )
+from implicit_em.data.batches import batch_slices
 from implicit_em.estimator import DecoderFreeSAE
 from implicit_em.losses import (
     combined_loss,
     correlation_loss,
     correlation_probes,
+    loss_weights,
     lse_loss,
     sae_loss,
     sketched_correlation_loss,
@@ -27,9 +29,13 @@ from implicit_em.losses import (
     weight_redundancy_loss,
 )
 from implicit_em.metrics import (
+    activation_correlation_matrix,
+    compute_all_metrics,
     dead_units,
     effective_rank,
+    feature_similarity_matrix,
     linear_probe_accuracy,
+    normalized_reconstruction_mse,
     reconstruction_mse,
     redundancy_score,
     responsibility_entropy,
@@ -55,4 +61,6 @@ __all__ = [
     "sparsity_l0", "usage_distribution", "weight_redundancy", "Encoder", "StandardSAE", "TopKSAE",
     "torch_probe_accuracy", "build_model", "load_run", "StackedTrainer", "train_many",
     "verify_lse_identity", "evaluate", "set_seed", "train", "train_epoch",
+    "activation_correlation_matrix", "compute_all_metrics", "feature_similarity_matrix",
+    "normalized_reconstruction_mse", "loss_weights", "batch_slices",
 ]  # fmt: skip

@@ -18,9 +18,15 @@ from tqdm.auto import tqdm
 
 from implicit_em import metrics, runs
 from implicit_em.config import LossConfig, RunConfig
-from implicit_em.data.batches import TensorBatches
+from implicit_em.data.batches import MIN_BATCH_ROWS, TensorBatches
 from implicit_em.kernels import fused_active
-from implicit_em.losses import combined_loss, correlation_probes, sae_loss, topk_loss
+from implicit_em.losses import (
+    combined_loss,
+    correlation_probes,
+    loss_weights,
+    sae_loss,
+    topk_loss,
+)
 from implicit_em.models import Encoder, TopKSAE
 
 # Terms each model family reports, in order; "total" is the weighted sum that is minimized.
@@ -49,21 +55,11 @@ def model_type(model: nn.Module) -> str:
 def term_weights(kind: str, loss: LossConfig, k: int) -> dict[str, float]:
     """Weight of each reported term in the total, for a model family with k components.
 
-    Encoder: var sums over K units and tc over K(K-1) pairs, so with loss.reference_k = R
-    their lambdas are scaled by R / K and R(R-1) / (K(K-1)) (see LossConfig.reference_k).
+    Encoder: `losses.loss_weights` (the lambdas rescaled from loss.reference_k to K), the
+    weights `combined_loss` applies.
     """
     if kind == "encoder":
-        var_scale = tc_scale = 1.0
-        if loss.reference_k is not None:
-            r = loss.reference_k
-            var_scale = r / k
-            tc_scale = r * (r - 1) / (k * (k - 1)) if k > 1 else 1.0
-        return {
-            "lse": loss.lambda_lse,
-            "var": loss.lambda_var * var_scale,
-            "tc": loss.lambda_tc * tc_scale,
-            "wr": loss.lambda_wr,
-        }
+        return loss_weights(loss, k)
     if kind == "standard_sae":
         return {"mse": 1.0, "l1": loss.l1_weight}
     return {"mse": 1.0, "aux": loss.aux_coef}
@@ -242,7 +238,10 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
 ) -> list[dict]:
-    """Train `model` on x_train (N, D) for cfg.training.epochs; return per-epoch history.
+    """Train `model` on x_train (N, D), N >= 2, for cfg.training.epochs; return the history.
+
+    Batches follow `data.batches.batch_slices`: a final batch of one row joins the batch
+    before it (N = 129 at batch size 128 trains on one batch of 129 rows per epoch).
 
     Each history record holds the mean of every loss term over the epoch's steps and
     `evaluate(model, x_eval)` (default: x_train). With run_dir, writes config.json,
@@ -251,6 +250,11 @@ def train(
     stop_after: stop after this many epochs in this call (to simulate a kill in tests).
     """
     t = cfg.training
+    if len(x_train) < MIN_BATCH_ROWS:
+        raise ValueError(
+            f"x_train has {len(x_train)} rows, but batch statistics need at least "
+            f"{MIN_BATCH_ROWS}: pass more samples"
+        )
     device = x_train.device
     model.to(device)
     x_eval = x_train if x_eval is None else x_eval

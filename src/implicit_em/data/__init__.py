@@ -1,6 +1,6 @@
 """Data: real image sets, embedded digits, synthetic mixtures and device-resident batches."""
 
-from implicit_em.data.batches import TensorBatches, epoch_permutation
+from implicit_em.data.batches import TensorBatches, batch_slices, epoch_permutation
 from implicit_em.data.digits import load_digits
 from implicit_em.data.errors import DataError
 from implicit_em.data.idx import read_idx
@@ -11,6 +11,7 @@ from implicit_em.data.synthetic import get_synthetic
 __all__ = [
     "DataError",
     "TensorBatches",
+    "batch_slices",
     "cache_root",
     "epoch_permutation",
     "fetch",

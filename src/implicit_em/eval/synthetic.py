@@ -1,0 +1,632 @@
+"""Ground-truth feature recovery on sae-lens synthetic data (SynthSAEBench), beside controls.
+
+Legend: B batch, D hidden size of the synthetic model (= the models' input dim), K latents,
+N ground-truth features. x (B, D) activations, f (B, N) ground-truth feature activations,
+a (B, K) codes, directions (K, D) one vector per latent.
+
+The synthetic model is sae-lens's `SyntheticModel` (Chanin et al. 2026, "SynthSAEBench",
+arXiv 2602.14687), built locally from a recipe (nothing downloaded). Every model is scored with
+sae-lens's own evaluations: `mean_correlation_coefficient` (MCC, Hungarian matching of
+|cos| between latent directions and true features), `feature_uniqueness`, and
+`ClassificationMetricsCalculator` (per-latent precision / recall / F1 of "latent fires" against
+"its best-matching feature fires"), plus L0 and dead latents. Each trained model is reported
+beside two controls: the same family untrained (its random initialisation) and K random unit
+directions read out at the trained model's L0 (top-L0 projections per sample).
+
+Directions: rows of W for the decoder-free encoder; decoder columns for SAEs (their encoder
+rows are reported too, as `mcc_encoder_rows`, since the decoder-free model has only those).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from implicit_em.config import LossConfig
+from implicit_em.losses import combined_loss, correlation_probes
+from implicit_em.models import Encoder, TopKSAE
+from implicit_em.training import loss_terms, optimizer_step, term_weights
+
+
+def _sae_lens_synthetic():
+    try:
+        from sae_lens import synthetic
+    except ImportError as err:  # optional dependency
+        raise ImportError(
+            "the synthetic evaluation needs sae-lens: pip install 'sae-lens>=6.54'"
+        ) from err
+    return synthetic
+
+
+# SynthSAEBench-16k: the published configuration, from the SAELens documentation page
+# "SynthSAEBench" (decoderesearch.github.io/SAELens/v6.37.1/synth_sae_bench and v6.43.0):
+# 16,384 features, hidden 768, Zipfian firing (exponent 0.5, p_max 0.4, p_min 5e-4),
+# hierarchy of 128 roots, branching 4, depth 3, all children mutually exclusive, low-rank
+# correlations (rank 25, scale 0.1), orthogonalisation 100 steps at lr 3e-4, mean magnitudes
+# linear 5.0 -> 4.0, std magnitudes folded normal (mean 0.5, std 0.5); average L0 about 34.
+# The page does not list the feature-dictionary bias: sae-lens's default (norm 1.0) is kept.
+# Nor does it list HierarchyConfig.compensate_probabilities: with it on, this build has true
+# L0 34.7 (the published "~34"); with it off (sae-lens's default), 13.5 (measured on 4,096
+# samples each), so the published model has it on.
+RECIPES: dict[str, dict] = {
+    "synthsaebench-16k": dict(num_features=16384, hidden_dim=768, roots=128, branching=4,
+                              depth=3, rank=25, ortho_steps=100, compensate=True),
+    # What the first GPU runs of issue 18 used (compensation off, true L0 13.4).
+    "synthsaebench-16k-uncompensated": dict(num_features=16384, hidden_dim=768, roots=128,
+                                            branching=4, depth=3, rank=25, ortho_steps=100),
+    # The same recipe with 8x fewer features in 4x fewer dimensions (true L0 about 8).
+    "small": dict(num_features=2048, hidden_dim=192, roots=128, branching=4, depth=3,
+                  rank=25, ortho_steps=100),
+    # CI size: seconds on one CPU thread.
+    "tiny": dict(num_features=256, hidden_dim=48, roots=4, branching=4, depth=2,
+                 rank=8, ortho_steps=20),
+    # Flat controls for the mixture hypothesis: no hierarchy, no correlations, firing
+    # probabilities scaled so that the true L0 is about 1 (a mixture: one feature per sample)
+    # or about 8 (the small recipe's L0).
+    "small-flat-l0-1": dict(num_features=2048, hidden_dim=192, roots=0, rank=0,
+                            ortho_steps=100, prob_scale=0.066),
+    "small-flat-l0-8": dict(num_features=2048, hidden_dim=192, roots=0, rank=0,
+                            ortho_steps=100, prob_scale=0.53),
+}  # fmt: skip
+
+
+def recipe_config(recipe: str, seed: int = 42):
+    """sae-lens `SyntheticModelConfig` for a named recipe (see RECIPES); seed fixes the model."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}: choose one of {sorted(RECIPES)}")
+    s = _sae_lens_synthetic()
+    from sae_lens.synthetic.firing_magnitudes import (
+        FoldedNormalMagnitudeConfig,
+        LinearMagnitudeConfig,
+    )
+
+    r = RECIPES[recipe]
+    scale = r.get("prob_scale", 1.0)
+    hierarchy = None
+    if r["roots"]:
+        hierarchy = s.HierarchyConfig(
+            total_root_nodes=r["roots"], branching_factor=r["branching"],
+            max_depth=r["depth"], mutually_exclusive_portion=1.0,
+            compensate_probabilities=r.get("compensate", False),
+        )  # fmt: skip
+    return s.SyntheticModelConfig(
+        num_features=r["num_features"],
+        hidden_dim=r["hidden_dim"],
+        firing_probability=s.ZipfianFiringProbabilityConfig(
+            exponent=0.5, max_prob=0.4 * scale, min_prob=5e-4 * scale
+        ),
+        hierarchy=hierarchy,
+        orthogonalization=s.OrthogonalizationConfig(num_steps=r["ortho_steps"], lr=3e-4),
+        correlation=(
+            s.LowRankCorrelationConfig(rank=r["rank"], correlation_scale=0.1) if r["rank"] else None
+        ),
+        mean_firing_magnitudes=LinearMagnitudeConfig(start=5.0, end=4.0),
+        std_firing_magnitudes=FoldedNormalMagnitudeConfig(mean=0.5, std=0.5),
+        seed=seed,
+    )
+
+
+def build_synthetic_model(recipe: str, seed: int = 42, device: str = "cpu"):
+    """A sae-lens `SyntheticModel` for the recipe, built locally. `.sample(B)` -> x (B, D)."""
+    s = _sae_lens_synthetic()
+    return s.SyntheticModel(recipe_config(recipe, seed), device=device)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model family and training recipe to score (see VARIANTS for the named ones)."""
+
+    family: str = "encoder"
+    """encoder (decoder-free, paper Eq. 5), topk_sae, or hybrid (TopK SAE whose ReLU
+    pre-activations also carry the LSE + InfoMax terms)."""
+    activation: str = "relu"
+    """Energy function of the decoder-free encoder: relu or softplus."""
+    reference_k: int | None = 64
+    """LossConfig.reference_k: lambda_var and lambda_tc scaled by R / K and R(R-1)/(K(K-1));
+    None: no scaling."""
+    lambda_var: float = 1.0
+    """Weight of the variance barrier before reference-K scaling."""
+    lambda_tc: float = 1.0
+    """Weight of the decorrelation penalty before reference-K scaling."""
+    lambda_wr: float = 0.0
+    """Weight of the weight-redundancy penalty (D x D Gram when K > D)."""
+    lse_mean: bool = False
+    """Average the LSE term over the batch instead of summing it (lambda_lse / B): removes its
+    growth with the batch size against the batch-size-free InfoMax terms."""
+    unit_norm_rows: bool = False
+    """Renormalise the encoder rows to unit norm after every step (removes ||W|| growth)."""
+    centre: bool = False
+    """Subtract the data mean (estimated once from 64k samples) from every input."""
+    k: int | None = None
+    """TopK / hybrid: latents kept per sample; None: the synthetic model's true L0, rounded."""
+    hybrid_weight: float = 1.0
+    """hybrid: weight of the encoder terms (with reference-K scaling, LSE averaged over B)
+    beside the TopK objective."""
+    lr: float | None = None
+    """Learning rate; None uses the options' lr."""
+    bias: bool = True
+    """Encoder bias b; False fixes b = 0 (needed with identity energies, where lowering every
+    b_j lowers the LSE without bound)."""
+    init_at_truth: float | None = None
+    """Start at the answer: encoder rows (and TopK decoder columns) set to the true features,
+    biases to -init_at_truth (a unit fires when its feature's magnitude, about 4 to 5,
+    exceeds it). Tests whether the objective keeps the true features or leaves them."""
+    readout: str = "a"
+    """Codes scored for L0 / F1: a (the energies; a unit fires where a != 0) or neg_relu
+    (ReLU(-a): a unit fires where its energy is below zero, i.e. where it is responsible)."""
+
+
+VARIANTS: dict[str, Variant] = {
+    "encoder": Variant(),
+    "encoder-softplus": Variant(activation="softplus"),
+    "encoder-no-kscale": Variant(reference_k=None),
+    "encoder-lse-mean": Variant(lse_mean=True),
+    "encoder-lse-mean-no-kscale": Variant(lse_mean=True, reference_k=None),
+    "encoder-unit-rows": Variant(unit_norm_rows=True),
+    "encoder-centred": Variant(centre=True),
+    "encoder-wr": Variant(lambda_wr=1.0),
+    # Identity energies a = W x on unit rows, no bias: the LSE becomes a soft spherical
+    # clustering of the inputs (each sample claimed by the rows it projects most negatively
+    # on), which asks the rows to cover the data; var + tc as before.
+    "encoder-vmf": Variant(
+        activation="identity", unit_norm_rows=True, bias=False, readout="neg_relu"
+    ),
+    "encoder-vmf-no-kscale": Variant(
+        activation="identity", unit_norm_rows=True, bias=False, readout="neg_relu", reference_k=None
+    ),
+    # The decorrelation weight alone, with the variance barrier at its reference-K weight for
+    # K = 2,048 (64 / 2,048): the default tc weight there is 64 * 63 / (2,048 * 2,047) ~ 1e-3.
+    **{
+        f"encoder-tc{t}": Variant(reference_k=None, lambda_var=64 / 2048, lambda_tc=t)
+        for t in (0.003, 0.01, 0.03, 0.1, 0.3)
+    },
+    "encoder-from-truth": Variant(init_at_truth=2.5),
+    "topk-from-truth": Variant(family="topk_sae", init_at_truth=2.5),
+    "topk": Variant(family="topk_sae"),
+    "topk-centred": Variant(family="topk_sae", centre=True),
+    "hybrid": Variant(family="hybrid", hybrid_weight=0.1),
+    "hybrid-0.01": Variant(family="hybrid", hybrid_weight=0.01),
+}
+
+
+@dataclass(frozen=True)
+class SyntheticEvalOptions:
+    """Settings of one ground-truth evaluation (`run`)."""
+
+    recipe: str = "small"
+    """Synthetic model: synthsaebench-16k, small (2,048 features in 192 dims) or tiny (CI)."""
+    variants: tuple[str, ...] = ("encoder", "topk")
+    """Names from VARIANTS to train and score; each gets both controls."""
+    seeds: tuple[int, ...] = (0,)
+    """Training seeds (weights and data stream); the synthetic model itself is fixed."""
+    model_seed: int = 42
+    """Seed of the synthetic model (feature dictionary, probabilities, hierarchy)."""
+    steps: int = 1000
+    """Optimizer steps per model; each step draws a fresh batch from the synthetic model."""
+    batch_size: int = 1024
+    """Samples per step."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    latents: int | None = None
+    """K; None: as many latents as true features (the SynthSAEBench convention)."""
+    tc_probes: int | None = 32
+    """Decorrelation penalty: None exact, m: sketched with m probes (LossConfig.tc_probes)."""
+    eval_samples: int = 100_000
+    """Fresh samples for L0, dead latents and precision / recall / F1."""
+    log_every: int = 100
+    """Steps between history records (dead units over the window, loss terms, ||W||)."""
+    device: str = "cpu"
+    """cpu or cuda."""
+    out_dir: str | None = None
+    """Where results.json, report.md and mcc_vs_l0.png go; None writes nothing."""
+    plot: bool = True
+    """Write mcc_vs_l0.png (needs matplotlib)."""
+    history_mcc: bool = False
+    """Also record the MCC in every history record (one Hungarian matching each)."""
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}: choose one of {sorted(RECIPES)}")
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variants {unknown}: choose from {sorted(VARIANTS)}")
+        if self.steps < 0 or self.batch_size < 2:
+            raise ValueError("steps must be >= 0 and batch_size >= 2")
+
+
+# ---------------------------------------------------------------------------------------
+# Models, read-outs and training
+# ---------------------------------------------------------------------------------------
+
+
+def make_model(variant: Variant, d: int, k_latents: int, true_l0: float) -> nn.Module:
+    """The family's model, freshly initialised (the 'untrained' control is this, unchanged)."""
+    if variant.family == "encoder":
+        enc = Encoder(d, k_latents, variant.activation)
+        if not variant.bias:
+            enc.linear.bias.data.zero_()
+            enc.linear.bias.requires_grad_(False)
+        if variant.unit_norm_rows:
+            with torch.no_grad():
+                enc.linear.weight.div_(enc.linear.weight.norm(dim=1, keepdim=True))
+        return enc
+    k = variant.k or max(1, round(true_l0))
+    return TopKSAE(d, k_latents, k)
+
+
+def directions(model: nn.Module) -> tuple[Tensor, Tensor | None]:
+    """(directions (K, D), encoder rows (K, D) or None): decoder columns for SAEs, W rows for
+    the decoder-free encoder."""
+    if isinstance(model, TopKSAE):
+        return model.W_dec.detach().t(), model.W.detach()
+    return model.W.detach(), None
+
+
+def _loss_config(v: Variant, batch_size: int) -> LossConfig:
+    return LossConfig(
+        lambda_lse=1.0 / batch_size if v.lse_mean else 1.0,
+        lambda_var=v.lambda_var, lambda_tc=v.lambda_tc, lambda_wr=v.lambda_wr,
+        reference_k=v.reference_k,
+    )  # fmt: skip
+
+
+def train_variant(
+    variant: Variant,
+    synth,
+    opts: SyntheticEvalOptions,
+    seed: int,
+    mean: Tensor | None,
+) -> tuple[nn.Module, list[dict]]:
+    """Train one model on a fresh stream from `synth` with the library's own losses.
+
+    Encoder: `training.loss_terms` (combined_loss, sketched tc when opts.tc_probes) weighted by
+    `training.term_weights`. TopK: the same with `topk_loss` and AuxK. hybrid: TopK terms plus
+    hybrid_weight * the encoder terms on the ReLU pre-activations. Returns (model, history):
+    one record per log_every steps with the units dead over that window.
+    """
+    torch.manual_seed(seed)
+    true_l0 = _true_l0(synth)
+    d, n = synth.cfg.hidden_dim, synth.cfg.num_features
+    model = make_model(variant, d, opts.latents or n, true_l0).to(opts.device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=variant.lr or opts.lr)
+    loss = _loss_config(variant, opts.batch_size)
+    loss = replace(loss, tc_probes=opts.tc_probes)
+    kind = "encoder" if variant.family == "encoder" else "topk_sae"
+    weights = term_weights(kind, loss, model.hidden_dim)
+    enc_loss = replace(_loss_config(variant, opts.batch_size), lambda_lse=1.0 / opts.batch_size)
+    enc_weights = term_weights("encoder", enc_loss, model.hidden_dim)
+    since_fired = torch.zeros(model.hidden_dim, dtype=torch.long, device=opts.device)
+    fired_window = torch.zeros(model.hidden_dim, dtype=torch.bool, device=opts.device)
+    if variant.init_at_truth is not None:
+        init_at_truth_(model, synth.feature_dict.feature_vectors.detach(), variant.init_at_truth)
+    history, sums = [], {}
+    for step in range(1, opts.steps + 1):
+        x = _prep(synth.sample(opts.batch_size), mean)  # (B, D)
+        dead = since_fired >= loss.dead_steps if kind == "topk_sae" else None
+        terms = loss_terms(model, x, loss, dead)
+        a = terms.pop("a")  # (B, K)
+        total = sum(weights[t] * terms[t] for t in weights)
+        if variant.family == "hybrid":
+            z = model.pre_activations(x)  # (B, K) ReLU pre-activations
+            probes = correlation_probes(z.shape[1], opts.tc_probes, z) if opts.tc_probes else None
+            enc = combined_loss(z, model.W, enc_loss, validate=False, probes=probes,
+                                responsibilities=False)  # fmt: skip
+            total = total + variant.hybrid_weight * sum(
+                enc_weights[t] * enc[t] for t in enc_weights
+            )
+        optimizer_step(model, opt, total)
+        if variant.unit_norm_rows and kind == "encoder":
+            with torch.no_grad():
+                model.linear.weight.div_(model.linear.weight.norm(dim=1, keepdim=True))
+        fired = (a != 0).any(dim=0)  # (K,)
+        since_fired = torch.where(fired, 0, since_fired + 1)
+        fired_window |= fired
+        for t in weights:
+            sums[t] = sums.get(t, 0.0) + terms[t].detach()
+        if step % opts.log_every == 0 or step == opts.steps:
+            rec = {"step": step, "samples": step * opts.batch_size,
+                   "dead_in_window": int((~fired_window).sum()),
+                   "w_row_norm": float(model.W.detach().norm(dim=1).mean())}  # fmt: skip
+            if opts.history_mcc:
+                rec["mcc"] = _sae_lens_synthetic().mean_correlation_coefficient(
+                    directions(model)[0], synth.feature_dict.feature_vectors.detach()
+                )
+            rec.update({t: float(v) / opts.log_every for t, v in sums.items()})
+            history.append(rec)
+            fired_window.zero_()
+            sums = {}
+    return model, history
+
+
+@torch.no_grad()
+def init_at_truth_(model: nn.Module, features: Tensor, threshold: float) -> None:
+    """Set the latents to the true features (N, D): needs K = N. In place."""
+    if model.hidden_dim != features.shape[0]:
+        raise ValueError(f"init_at_truth needs K = N = {features.shape[0]} latents")
+    lin = model.linear if isinstance(model, Encoder) else model.encoder
+    lin.weight.copy_(features)  # (K, D)
+    lin.bias.fill_(-threshold)
+    if isinstance(model, TopKSAE):
+        model.W_dec.copy_(features.t())  # (D, K)
+        model.normalize_decoder_()
+
+
+def _prep(x: Tensor, mean: Tensor | None) -> Tensor:
+    return x if mean is None else x - mean
+
+
+def _true_l0(synth) -> float:
+    if not hasattr(synth, "_ie_true_l0"):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(12345)
+            _, f = synth.sample_with_features(8192)
+        synth._ie_true_l0 = float((f > 0).float().sum(dim=1).mean())
+    return synth._ie_true_l0
+
+
+def topk_readout(dirs: Tensor, k: int) -> Callable[[Tensor], Tensor]:
+    """Codes of K random directions at a given L0: the top-k projections x . v per sample."""
+    dirs = dirs / dirs.norm(dim=1, keepdim=True)
+
+    def encode(x: Tensor) -> Tensor:
+        z = x @ dirs.t()  # (B, D) @ (D, K) -> (B, K)
+        vals, idx = z.topk(k, dim=-1)
+        return torch.zeros_like(z).scatter(-1, idx, vals.clamp_min(1e-6))
+
+    return encode
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate_latents(
+    dirs: Tensor,
+    encode: Callable[[Tensor], Tensor],
+    synth,
+    n_samples: int = 100_000,
+    batch_size: int = 4096,
+    mean: Tensor | None = None,
+    encoder_rows: Tensor | None = None,
+    seed: int = 2026,
+) -> dict:
+    """sae-lens's synthetic metrics for one set of latents.
+
+    dirs (K, D): one direction per latent; encode: x (B, D) -> codes (B, K) (a latent "fires"
+    where its code is non-zero, as in sae-lens). mean (D,): subtracted from x before encode.
+    Returns a dict: mcc (sae-lens `mean_correlation_coefficient`), mcc_encoder_rows (when
+    given), uniqueness, features_covered (distinct best-matching features), features_cos_0.9
+    (true features with some latent at |cos| >= 0.9), l0, dead_latents, precision, recall, f1.
+    """
+    s = _sae_lens_synthetic()
+    gt = synth.feature_dict.feature_vectors.detach()  # (N, D)
+    dirs = dirs.to(gt.device, gt.dtype)
+    l0 = s.L0Calculator()
+    dead = s.DeadLatentsCalculator(dirs.shape[0])
+    cls = s.ClassificationMetricsCalculator(dirs, gt)
+    with torch.random.fork_rng(devices=_rng_devices(gt)):
+        torch.manual_seed(seed)
+        done = 0
+        while done < n_samples:
+            b = min(batch_size, n_samples - done)
+            x, f = synth.sample_with_features(b)  # (b, D), (b, N)
+            a = encode(_prep(x, mean))  # (b, K)
+            l0.add_batch(a)
+            dead.add_batch(a)
+            cls.add_batch(a, f)
+            done += b
+    c = cls.compute()
+    cos = _abs_cos(dirs, gt)  # (K, N)
+    probs = synth.activation_generator.firing_probabilities.to(gt.device)  # (N,)
+    best = cos.argmax(dim=1).unique()
+    out = {
+        "mcc": s.mean_correlation_coefficient(dirs, gt),
+        "uniqueness": s.feature_uniqueness(dirs, gt),
+        "features_covered": int(cos.argmax(dim=1).unique().numel()),
+        "features_cos_0.9": int((cos.max(dim=0).values >= 0.9).sum()),
+        # firing probability of the covered features against all features: do the latents
+        # cover only the frequent (high-variance) ones?
+        "covered_median_prob": float(probs[best].median()),
+        "all_median_prob": float(probs.median()),
+        "l0": l0.compute(),
+        "dead_latents": dead.compute(),
+        "precision": c.precision,
+        "recall": c.recall,
+        "f1": c.f1_score,
+    }
+    if encoder_rows is not None:
+        out["mcc_encoder_rows"] = s.mean_correlation_coefficient(encoder_rows.to(gt), gt)
+    return out
+
+
+def _rng_devices(t: Tensor) -> list[int]:
+    return [] if t.device.type == "cpu" else [t.device.index or 0]
+
+
+def _abs_cos(a: Tensor, b: Tensor, chunk: int = 4096) -> Tensor:
+    an = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    bn = b / b.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return torch.cat([(an[i : i + chunk] @ bn.t()).abs() for i in range(0, len(an), chunk)])
+
+
+def readout(model: nn.Module, variant: Variant) -> Callable[[Tensor], Tensor]:
+    """x (B, D) -> codes (B, K) scored for L0 / F1 (see Variant.readout)."""
+    if variant.readout == "neg_relu":
+        return lambda x: torch.relu(-model.encode(x))
+    return model.encode
+
+
+def score_model(model: nn.Module, variant: Variant, synth, opts: SyntheticEvalOptions,
+                mean: Tensor | None, seed: int) -> dict:  # fmt: skip
+    """The model's metrics with the random-directions control inside (untrained: caller)."""
+    model.eval()
+    dirs, enc_rows = directions(model)
+    res = evaluate_latents(dirs, readout(model, variant), synth, opts.eval_samples, mean=mean,
+                           encoder_rows=enc_rows)  # fmt: skip
+    g = torch.Generator(device="cpu").manual_seed(10_000 + seed)
+    rand = torch.randn(dirs.shape, generator=g).to(dirs)
+    k = max(1, min(dirs.shape[0], round(res["l0"])))
+    res["random_at_l0"] = evaluate_latents(rand, topk_readout(rand, k), synth,
+                                           opts.eval_samples, mean=mean)  # fmt: skip
+    return res
+
+
+def data_mean(synth, n: int = 65536) -> Tensor:
+    """Mean of n fresh samples (D,), drawn without disturbing the global RNG stream."""
+    with torch.random.fork_rng(devices=_rng_devices(synth.feature_dict.feature_vectors)):
+        torch.manual_seed(777)
+        return synth.sample(n).mean(dim=0)
+
+
+def run(opts: SyntheticEvalOptions) -> dict:
+    """Train every variant for every seed, score it beside its controls, write the report.
+
+    Returns {"options", "true_l0", "rows": [...]}; each row has variant, seed, seconds,
+    trained (metrics), untrained (metrics), random_at_l0 (inside trained), history.
+    With opts.out_dir: results.json, report.md and mcc_vs_l0.png there (refuses to
+    overwrite an existing results.json).
+    """
+    out_dir = Path(opts.out_dir) if opts.out_dir else None
+    if out_dir is not None and (out_dir / "results.json").exists():
+        raise FileExistsError(f"{out_dir / 'results.json'} exists: choose a new out_dir")
+    synth = build_synthetic_model(opts.recipe, opts.model_seed, opts.device)
+    result = {"options": asdict(opts), "true_l0": _true_l0(synth), "rows": []}
+    mu = data_mean(synth)
+    for seed in opts.seeds:
+        for name in opts.variants:
+            v = VARIANTS[name]
+            mean = mu if v.centre else None
+            t0 = time.perf_counter()
+            model, hist = train_variant(v, synth, opts, seed, mean)
+            secs = time.perf_counter() - t0
+            trained = score_model(model, v, synth, opts, mean, seed)
+            torch.manual_seed(seed)
+            init = make_model(v, synth.cfg.hidden_dim, opts.latents or synth.cfg.num_features,
+                              result["true_l0"]).to(opts.device)  # fmt: skip
+            d0, e0 = directions(init)
+            untrained = evaluate_latents(d0, readout(init, v), synth, opts.eval_samples,
+                                         mean=mean, encoder_rows=e0)  # fmt: skip
+            row = {"variant": name, "seed": seed, "seconds": round(secs, 1),
+                   "eval_seconds": round(time.perf_counter() - t0 - secs, 1),
+                   "trained": trained, "untrained": untrained, "history": hist}  # fmt: skip
+            result["rows"].append(row)
+            print(_row_line(row), flush=True)
+            if out_dir is not None:  # partial results survive a run cut short
+                write_report(result, out_dir, plot=False)
+    if out_dir is not None:
+        write_report(result, out_dir)
+    return result
+
+
+def _row_line(row: dict) -> str:
+    t, u, r = row["trained"], row["untrained"], row["trained"]["random_at_l0"]
+    return (f"{row['variant']:>28s} s{row['seed']} mcc {t['mcc']:.3f} (untrained {u['mcc']:.3f}, "
+            f"random {r['mcc']:.3f}) L0 {t['l0']:.1f} dead {t['dead_latents']} "
+            f"f1 {t['f1']:.3f} covered {t['features_covered']} {row['seconds']}s")  # fmt: skip
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and spread (min, max) over seeds of each variant's headline numbers."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["variant"], []).append(r)
+    out = []
+    for name, rs in by.items():
+
+        def stat(get, rs=rs):
+            vals = [get(r) for r in rs]
+            return {"mean": sum(vals) / len(vals), "min": min(vals), "max": max(vals)}
+
+        out.append({
+            "variant": name, "seeds": len(rs),
+            "mcc": stat(lambda r: r["trained"]["mcc"]),
+            "mcc_encoder_rows": stat(lambda r: r["trained"].get("mcc_encoder_rows", math.nan)),
+            "mcc_untrained": stat(lambda r: r["untrained"]["mcc"]),
+            "mcc_random_at_l0": stat(lambda r: r["trained"]["random_at_l0"]["mcc"]),
+            "l0": stat(lambda r: r["trained"]["l0"]),
+            "dead_latents": stat(lambda r: r["trained"]["dead_latents"]),
+            "f1": stat(lambda r: r["trained"]["f1"]),
+            "f1_random_at_l0": stat(lambda r: r["trained"]["random_at_l0"]["f1"]),
+            "features_covered": stat(lambda r: r["trained"]["features_covered"]),
+            "features_cos_0.9": stat(lambda r: r["trained"]["features_cos_0.9"]),
+        })  # fmt: skip
+    return out
+
+
+def _fmt(s: dict, nd: int = 3) -> str:
+    if s["min"] == s["max"]:
+        return f"{s['mean']:.{nd}f}"
+    return f"{s['mean']:.{nd}f} [{s['min']:.{nd}f}, {s['max']:.{nd}f}]"
+
+
+def markdown_table(result: dict) -> str:
+    """The summary as a markdown table: mean [min, max] over seeds, controls beside."""
+    head = ("| variant | seeds | MCC | MCC enc. rows | MCC untrained | MCC random@L0 | L0 | "
+            "dead | F1 | F1 random@L0 | features covered | features cos>=0.9 |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")  # fmt: skip
+    lines = []
+    for s in summarise(result["rows"]):
+        lines.append("| " + " | ".join([
+            s["variant"], str(s["seeds"]), _fmt(s["mcc"]), _fmt(s["mcc_encoder_rows"]),
+            _fmt(s["mcc_untrained"]), _fmt(s["mcc_random_at_l0"]), _fmt(s["l0"], 1),
+            _fmt(s["dead_latents"], 0), _fmt(s["f1"]), _fmt(s["f1_random_at_l0"]),
+            _fmt(s["features_covered"], 0), _fmt(s["features_cos_0.9"], 0)]) + " |")  # fmt: skip
+    return head + "\n".join(lines) + "\n"
+
+
+def write_report(result: dict, out_dir: Path, plot: bool = True) -> None:
+    """results.json, report.md and mcc_vs_l0.png (matplotlib, when installed) in out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(result, indent=1))
+    o = result["options"]
+    md = (f"# Ground-truth recovery: recipe {o['recipe']}, true L0 {result['true_l0']:.1f}\n\n"
+          f"{o['steps']} steps x batch {o['batch_size']}, lr {o['lr']}, seeds {o['seeds']}, "
+          f"{o['eval_samples']} evaluation samples. Mean [min, max] over seeds.\n\n"
+          + markdown_table(result))  # fmt: skip
+    (out_dir / "report.md").write_text(md)
+    if not (plot and o.get("plot", True)):
+        return
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, s in enumerate(summarise(result["rows"])):
+        ax.scatter(s["l0"]["mean"], s["mcc"]["mean"], label=s["variant"],
+                   color=plt.cm.tab20(i % 20), marker="os^D"[i // 20 % 4])  # fmt: skip
+        ax.scatter(s["l0"]["mean"], s["mcc_random_at_l0"]["mean"], marker="x", color="grey")
+    ax.set_xscale("log")
+    ax.set_xlabel("L0 (latents firing per sample)")
+    ax.set_ylabel("MCC (sae-lens)")
+    ax.set_title(f"{o['recipe']}: x = random directions at the same L0")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "mcc_vs_l0.png", dpi=120)
+    plt.close(fig)
+
+
+__all__ = [
+    "RECIPES",
+    "VARIANTS",
+    "SyntheticEvalOptions",
+    "Variant",
+    "build_synthetic_model",
+    "evaluate_latents",
+    "recipe_config",
+    "run",
+    "summarise",
+    "train_variant",
+]
