@@ -189,6 +189,20 @@ def correlation_probes(
     return torch.randn(k, m, generator=generator, device=like.device, dtype=like.dtype)
 
 
+def column_scale(mean: Tensor, ss: Tensor, n_rows: int) -> tuple[Tensor, Tensor]:
+    """(live, s) of columns with means and raw centred sums of squares ss over n_rows rows.
+
+    The one place that decides how the penalties normalise each column, read by the fused
+    kernels (`implicit_em.kernels.infomax`), which return raw sums of squares: live (K,) is 1.0
+    for a column the penalties count and 0.0 for one that is constant relative to its own
+    scale (`constant_columns`; its ss counts as 0), s (K,) = `unit_scale` of ss * live. Its
+    derivative in ss is -s^3 / 2 on live columns and 0 on constant ones, as the kernels'
+    hand-written gradient assumes. No gradient flows through live.
+    """
+    live = (~constant_columns(mean, ss, n_rows)).to(ss.dtype)
+    return live, unit_scale(ss * live)
+
+
 def column_stats(a: Tensor) -> tuple[Tensor, Tensor]:
     """(mean, centred sum of squares) of each column of a (B, K): two (K,) tensors; ss is
     exactly 0 for constant columns (see `centred_columns`)."""
@@ -265,6 +279,20 @@ def weight_redundancy_loss(W: Tensor, validate: bool = True) -> Tensor:
         return (gram - torch.eye(k, dtype=gram.dtype, device=gram.device)).square().sum()
     gram = wn.t() @ wn  # (D, D)
     return gram.square().sum() - 2 * wn.square().sum() + k
+
+
+def infomax_reference(
+    a: Tensor, probes: Tensor | None = None, variance_eps: float = 1e-6
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Unweighted (lse, var, tc) of codes a (B, K) by the plain formulas (paper Eqs. 3, 7):
+    the LSE summed over the batch, `variance_loss`, and `correlation_loss` (probes None) or
+    the sketched penalty with probes (K, m). The reference of `implicit_em.kernels`."""
+    lse = -torch.logsumexp(-a, dim=1).sum()  # lse_loss without the responsibilities
+    if probes is None:
+        return lse, variance_loss(a, variance_eps, validate=False), correlation_loss(a, False)
+    mean, ss = column_stats(a)  # one pass of column statistics serves both penalties
+    var = variance_from_stats(ss, a.shape[0], variance_eps)
+    return lse, var, sketch_penalty(*sketch_cross(a, mean, ss, probes), probes)
 
 
 class LossWeights(Protocol):
@@ -350,16 +378,11 @@ def combined_loss(
                 f"{W.shape[0]} rows: pass the encoder weight W of shape (K, D)"
             )
     weights = loss_weights(cfg, a.shape[1])
-    lse = -torch.logsumexp(-a, dim=1).sum()  # lse_loss without the responsibilities
-    if probes is None:
-        var = variance_loss(a, cfg.variance_eps, validate=False)
-        tc = correlation_loss(a, validate=False)
-    else:  # one pass of column statistics serves both penalties
-        if validate:
-            check_probes(a, probes)
-        mean, ss = column_stats(a)
-        var = variance_from_stats(ss, a.shape[0], cfg.variance_eps)
-        tc = sketch_penalty(*sketch_cross(a, mean, ss, probes), probes)
+    if validate and probes is not None:
+        check_probes(a, probes)
+    from implicit_em.kernels import infomax_terms  # fused on CUDA, else infomax_reference
+
+    lse, var, tc = infomax_terms(a, probes, cfg.variance_eps)
     if cfg.lambda_wr:
         wr = weight_redundancy_loss(W, validate=False)
     else:

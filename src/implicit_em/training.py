@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from implicit_em import metrics, runs
 from implicit_em.config import LossConfig, RunConfig
 from implicit_em.data.batches import MIN_BATCH_ROWS, TensorBatches
+from implicit_em.kernels import fused_active
 from implicit_em.losses import (
     combined_loss,
     correlation_probes,
@@ -75,12 +76,15 @@ def loss_terms(
 
     dead: (K,) bool mask of TopK latents that have not fired recently (AuxK); else ignored.
     amp: run the model under bf16 autocast and cast its outputs to float32 before the losses
-    (log Var and the correlation's sums of squares lose too much in bf16).
+    (log Var and the correlation's sums of squares lose too much in bf16); the fused InfoMax
+    kernels (`implicit_em.kernels`) take the bf16 codes as they are and accumulate in float32.
     """
     kind = model_type(model)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
         out = model(x)
-    if amp:
+    if kind == "encoder" and amp and fused_active(out[0]):
+        out = (out[0], out[1].float())  # the fused kernels read bf16 codes as float32
+    elif amp:
         out = tuple(t.float() for t in out)
     if kind == "encoder":
         a, _ = out  # (B, K)
