@@ -10,7 +10,6 @@ import torch
 from implicit_em.config import ModelConfig, RunConfig
 from implicit_em.data.activations import Normalization
 from implicit_em.interop import saelens as sl
-from implicit_em.models import Encoder, StandardSAE, TopKSAE
 from implicit_em.runs import build_model
 
 sae_lens = pytest.importorskip("sae_lens", reason="install the saelens extra")
@@ -49,7 +48,11 @@ def test_export_loads_in_saelens_with_identical_codes(tmp_path, kind, fit):
     norm, x = _norm(), _x()
     x_fit = norm.apply(_x(400)) if fit else None
     sl.export_saelens(
-        model, tmp_path, norm=norm, x_fit=x_fit, model_config=cfg.to_dict(),
+        model,
+        tmp_path,
+        norm=norm,
+        x_fit=x_fit,
+        model_config=cfg.to_dict(),
         metadata={"model_name": "toy", "hook_name": "blocks.1.hook_resid_pre"},
     )
     sae = sae_lens.SAE.load_from_disk(tmp_path)
@@ -69,8 +72,10 @@ def test_export_loads_in_saelens_with_identical_codes(tmp_path, kind, fit):
         assert (theirs > 0).float().mean() > 0.1  # the comparison is not vacuous
         if kind != "encoder":  # an SAE's decoder, in model units
             torch.testing.assert_close(
-                sae.decode(theirs), norm.invert(model.decode(model.encode(norm.apply(x)))),
-                atol=1e-5, rtol=1e-6,
+                sae.decode(theirs),
+                norm.invert(model.decode(model.encode(norm.apply(x)))),
+                atol=1e-5,
+                rtol=1e-6,
             )
         before = {k: v.clone() for k, v in sae.state_dict().items()}
         sae.fold_W_dec_norm()  # what SAEDashboard / SAEBench do first
@@ -100,7 +105,9 @@ def test_import_of_export_is_exact(tmp_path, kind):
     sl.export_saelens(model, tmp_path, norm=norm, model_config=cfg.to_dict())
     back, norm2, _ = sl.load_native(tmp_path)
     assert type(back) is type(model)
-    for (k1, v1), (k2, v2) in zip(model.state_dict().items(), back.state_dict().items()):
+    for (k1, v1), (k2, v2) in zip(
+        model.state_dict().items(), back.state_dict().items(), strict=True
+    ):
         assert k1 == k2 and torch.equal(v1, v2)
     assert norm2.scale == norm.scale and torch.equal(norm2.mean, norm.mean)
     # the format-only import equals sae-lens itself

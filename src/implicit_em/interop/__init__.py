@@ -14,12 +14,16 @@ from implicit_em.interop.saelens import (
     load_saelens,
     readout_auroc,
 )
+from implicit_em.interop.sparsify import export_sparsify, load_sparsify, sparsify_hookpoint
 
 __all__ = [
     "SAELensModel",
     "export_saelens",
+    "export_sparsify",
     "exported_tensors",
     "load_native",
     "load_saelens",
+    "load_sparsify",
     "readout_auroc",
+    "sparsify_hookpoint",
 ]

@@ -170,7 +170,7 @@ def exported_tensors(
     )
 
 
-def _check_empty(out_dir: Path, names: tuple[str, ...], overwrite: bool) -> None:
+def check_free(out_dir: Path, names: tuple[str, ...], overwrite: bool) -> None:
     taken = [n for n in names if (out_dir / n).exists()]
     if taken and not overwrite:
         raise FileExistsError(
@@ -196,7 +196,7 @@ def export_saelens(
     Raises FileExistsError rather than overwrite files unless overwrite=True.
     """
     out_dir = Path(out_dir)
-    _check_empty(out_dir, (CFG, WEIGHTS, SIDECAR), overwrite)
+    check_free(out_dir, (CFG, WEIGHTS, SIDECAR), overwrite)
     ex = exported_tensors(model, norm, x_fit)
     out_dir.mkdir(parents=True, exist_ok=True)
     ours = {
