@@ -8,6 +8,7 @@ ask how well three read-outs single out the ground-truth feature the unit is mat
 per-unit AUROC (feature present vs absent; 0.5 = chance, < 0.5 = reversed):
 
 - `energy` a_j (what SAELens' standard architecture computes from the exported weights),
+- `neg_energy` -a_j (per unit the same order as E_max - a_j: lower energy = better match),
 - `s` = max_k a_k - a_j (the distance below the worst component, per input),
 - `resp` = softmax(-a)_j (the responsibility).
 

@@ -181,7 +181,9 @@ def test_readout_auroc_matches_plain_formula():
     a = torch.rand(200, 3)
     present = torch.rand(200, 3) < 0.3
     present[:, 2] = False  # never present -> NaN
-    got = sl.readout_auroc(a, present)["energy"]
+    aucs = sl.readout_auroc(a, present)
+    got = aucs["energy"]
+    torch.testing.assert_close(aucs["neg_energy"][:2], 1 - got[:2])  # no ties in rand
     for j in range(2):
         pos, neg = a[present[:, j], j], a[~present[:, j], j]
         gt, eq = (pos[:, None] > neg[None]).double(), (pos[:, None] == neg[None]).double()

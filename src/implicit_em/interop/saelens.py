@@ -314,13 +314,15 @@ def readout_auroc(a: Tensor, present: Tensor) -> dict[str, Tensor]:
     """Per-unit AUROC of three read-outs of energies for detecting a binary feature.
 
     a: (N, K) energies; present: (N, K) bool, whether unit j's matched feature is present
-    on sample i. Read-outs: `energy` a, `s` = max_k a_k - a_j (the paper-style distance
-    below the worst component, per sample), `resp` = softmax(-a). AUROC is the
+    on sample i. Read-outs: `energy` a, `neg_energy` -a (= E_max - a_j for any constant
+    E_max: lower energy = better match, per unit), `s` = max_k a_k - a_j (the distance
+    below the worst component of the same sample), `resp` = softmax(-a). AUROC is the
     Mann-Whitney probability that a random positive scores above a random negative (ties
     half). Returns {name: (K,) AUROC}, NaN where a unit's feature is always or never present.
     """
     scores = {
         "energy": a,
+        "neg_energy": -a,
         "s": a.max(dim=1, keepdim=True).values - a,  # (N, K)
         "resp": torch.softmax(-a, dim=1),  # (N, K)
     }
