@@ -190,3 +190,32 @@ def test_readout_auroc_matches_plain_formula():
         plain = (gt + 0.5 * eq).mean()
         assert abs(float(got[j]) - float(plain)) < 1e-9
     assert torch.isnan(got[2])
+
+
+def test_exported_latent_rises_with_its_feature_through_saelens(tmp_path):
+    """The documented read-out on a small ground-truth problem: after training, sae-lens'
+    code of each unit ranks inputs holding the unit's matched feature above the others
+    (AUROC > 0.5 for most units), and the per-unit reversed order (-a) does not."""
+    from implicit_em.config import TrainConfig
+    from implicit_em.training import train
+
+    g = torch.Generator().manual_seed(0)
+    F = torch.nn.functional.normalize(torch.randn(12, 8, generator=g), dim=1)  # (F, D)
+    present = torch.rand(3000, 12, generator=g) < 0.08
+    x = (present * (0.5 + torch.rand(3000, 12, generator=g))) @ F
+    x = x + 0.05 * torch.randn(3000, 8, generator=g)
+    cfg = RunConfig(
+        model=ModelConfig(type="encoder", input_dim=8, hidden_dim=12),
+        training=TrainConfig(epochs=15, batch_size=128, lr=3e-3, seed=0),
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    train(model, x[:2000], cfg, progress=False)
+    sl.export_saelens(model, tmp_path, model_config=cfg.to_dict())
+    sae = sae_lens.SAE.load_from_disk(tmp_path)
+    with torch.no_grad():
+        codes = sae.encode(x[2000:])  # (N, K)
+    match = (torch.nn.functional.normalize(model.W.detach(), dim=1) @ F.t()).abs().argmax(1)
+    auc = sl.readout_auroc(codes, present[2000:, match])
+    assert float(auc["energy"].nanmedian()) > 0.75
+    assert float(auc["neg_energy"].nanmedian()) < 0.25
