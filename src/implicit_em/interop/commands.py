@@ -133,7 +133,10 @@ def run_export(opts: ExportOptions) -> dict:
             if llm is None:
                 raise ValueError("not an LM run: name the sparsify folder with --hookpoint")
             c = llm["harvest_identity"]["config"]
-            hook = sparsify_hookpoint(c["layer"], c["hook_point"])
+            if c.get("layer") is None:  # a module-name hook is already sparsify's name
+                hook = c["hook"]
+            else:
+                hook = sparsify_hookpoint(c["layer"], c["hook_point"])
         out = export_sparsify(
             model,
             opts.out,
