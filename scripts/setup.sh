@@ -15,6 +15,6 @@ fi
 
 [ -d .venv ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q "$TORCH_SPEC" -e ".[dev,llm]"
+.venv/bin/pip install -q "$TORCH_SPEC" -e ".[dev,llm,saelens,tracking]"
 .venv/bin/implicit-em data fetch mnist
 if [ -d /usr/share/datasets/fashion-mnist ]; then .venv/bin/implicit-em data fetch fashion-mnist; fi

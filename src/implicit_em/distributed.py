@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from implicit_em import tracking
 from implicit_em.config import LossConfig
 from implicit_em.data.batches import MIN_BATCH_ROWS
 from implicit_em.losses import (
@@ -50,6 +51,7 @@ from implicit_em.losses import (
     variance_loss,
     weight_redundancy_loss,
 )
+from implicit_em.tracking import Tracker
 from implicit_em.training import model_type, optimizer_step, reconstruction_terms, term_weights
 
 
@@ -255,6 +257,7 @@ def train_steps(
     log_every: int = 0,
     warmup: int = 0,
     compile: bool = False,
+    tracker: Tracker | None = None,
 ) -> dict:
     """Adam for `steps` steps on x_train (N, D), which every rank holds whole (any device).
 
@@ -265,7 +268,8 @@ def train_steps(
     tokens/s measured over the steps after `warmup`. With loss.tc_probes, every rank draws
     the same probes from a generator seeded with `seed`. compile: run the forward and loss
     through `torch.compile` (fuses the elementwise passes over the (b, K) codes; compile
-    time falls inside the warm-up steps, so use warmup >= 3).
+    time falls inside the warm-up steps, so use warmup >= 3). tracker: gets each logged
+    record and the final throughput (pass it on rank 0 only; the caller closes it).
     """
     model = net.module if isinstance(net, DDP) else net
     kind = model_type(model)
@@ -332,10 +336,16 @@ def train_steps(
                     rec["wr"] = float(weight_redundancy_loss(model.W, validate=False))
             rec["total"] = sum(weights[k] * rec[k] for k in weights)
             history.append({"step": step + 1, **rec})
+            if tracker is not None:
+                tracker.log(rec, step=step + 1)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - tic if tic is not None else float("nan")
     timed = steps - warmup
+    if tracker is not None:
+        last = history[-1] if history else {}
+        tps = timed * global_batch / seconds if timed > 0 else float("nan")
+        tracker.log_final({**last, "seconds": seconds, "tokens_per_s": tps})
     return {
         "history": history,
         "tokens_per_s": timed * global_batch / seconds if timed > 0 else float("nan"),
@@ -380,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="all-reduce gradients in bf16 (DDP's bf16_compress_hook)")  # fmt: skip
     p.add_argument("--log-every", type=int, default=0)
     p.add_argument("--out", default=None, help="rank 0 writes a JSON summary here")
+    tracking.add_arguments(p)
     args = p.parse_args(argv)
     from implicit_em import runs
     from implicit_em.config import ModelConfig, RunConfig
@@ -408,9 +419,14 @@ def main(argv: list[str] | None = None) -> int:
         from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import bf16_compress_hook
 
         net.register_comm_hook(None, bf16_compress_hook)
+    tracker = tracking.from_args(args) if rank == 0 else None  # one record per run
+    if tracker is not None:
+        tracker.log_config({**cfg.to_dict(), "cli": vars(args), "world_size": n})
     res = train_steps(net, x, cfg.loss, global_batch=args.batch_size, steps=args.steps,
                       lr=args.lr, seed=args.seed, amp=args.amp, log_every=args.log_every,
-                      warmup=args.warmup, compile=args.compile)  # fmt: skip
+                      warmup=args.warmup, compile=args.compile, tracker=tracker)  # fmt: skip
+    if tracker is not None:
+        tracker.close()
     summary = {
         "world_size": n,
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",

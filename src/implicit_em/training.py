@@ -28,6 +28,7 @@ from implicit_em.losses import (
     topk_loss,
 )
 from implicit_em.models import Encoder, TopKSAE
+from implicit_em.tracking import Tracker
 
 # Terms each model family reports, in order; "total" is the weighted sum that is minimized.
 TERMS = {
@@ -237,6 +238,7 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    tracker: Tracker | None = None,
 ) -> list[dict]:
     """Train `model` on x_train (N, D), N >= 2, for cfg.training.epochs; return the history.
 
@@ -248,6 +250,8 @@ def train(
     model.safetensors, history.jsonl and a checkpoint every epoch, and metrics.json at the end;
     resume=True continues from the last checkpoint and ends where an uninterrupted run would.
     stop_after: stop after this many epochs in this call (to simulate a kill in tests).
+    tracker: `implicit_em.tracking` tracker given the config, each epoch's record and the
+    last record as final metrics (the caller closes it).
     """
     t = cfg.training
     if len(x_train) < MIN_BATCH_ROWS:
@@ -281,6 +285,8 @@ def train(
             start = ckpt["epoch"]
             history = runs.read_history(run_dir)[:start]
         runs.save_model(model, cfg, run_dir)
+    if tracker is not None:
+        tracker.log_config(cfg.to_dict())
     bar = tqdm(
         total=(t.epochs - start) * len(batches), disable=not progress, desc="train", unit="step"
     )
@@ -296,6 +302,8 @@ def train(
         rec.update(evaluate(model, x_eval))
         rec["seconds"] = time.perf_counter() - tic
         history.append(rec)
+        if tracker is not None:
+            tracker.log(rec, step=epoch + 1)
         bar.set_postfix(loss=f"{rec['total']:.4g}", dead=rec["dead_units"])
         if run_dir is not None:
             runs.write_history(run_dir, history)
@@ -311,6 +319,8 @@ def train(
             tqdm.write(f"epoch {epoch + 1}: non-finite loss or metric, stopping this run")
             break
     bar.close()
+    if tracker is not None and history:
+        tracker.log_final({**history[-1], "epochs_completed": len(history)})
     if run_dir is not None and (stop_after is None or len(history) >= t.epochs):
         final = dict(history[-1]) if history else {}
         final["epochs_completed"] = len(history)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from implicit_em import tracking
 from implicit_em.data.activations import (
     HarvestConfig,
     ManifestMismatchError,
@@ -88,6 +89,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--resume", action="store_true")
     t.add_argument("--overwrite", action="store_true")
     _common(t)
+    tracking.add_arguments(t)
     t.set_defaults(func=run_train)
 
     e = subparsers.add_parser(
@@ -160,6 +162,7 @@ def run_train(args: argparse.Namespace) -> int:
     from implicit_em.training import train
 
     _threads(args)
+    tracker = None
     try:
         manifest = load_manifest(args.acts)
         norm = Normalization.from_manifest(args.acts, args.normalize, args.center)
@@ -186,6 +189,7 @@ def run_train(args: argparse.Namespace) -> int:
         )
         model = runs.build_model(cfg)
         out = Path(args.out)
+        tracker = tracking.from_args(args)
         history = train(
             model,
             x_train,
@@ -195,9 +199,13 @@ def run_train(args: argparse.Namespace) -> int:
             resume=args.resume,
             overwrite=args.overwrite,
             progress=not args.no_progress,
+            tracker=tracker,
         )
     except USER_ERRORS as e:
         return _fail(e)
+    finally:
+        if tracker is not None:
+            tracker.close()
     meta = {
         "harvest_dir": str(Path(args.acts).resolve()),
         "harvest_identity": manifest["identity"],

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from implicit_em import runs
+from implicit_em import runs, tracking
 from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
 from implicit_em.data.activations import (
     HarvestConfig,
@@ -80,6 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--time-limit", type=float, default=0,
                    help="seconds; start no new run after this (0: none)")  # fmt: skip
     p.add_argument("--harvest-only", action="store_true")
+    tracking.add_arguments(p)
     p.set_defaults(func=run_scale)
 
 
@@ -190,10 +191,16 @@ def run_scale(args: argparse.Namespace) -> int:
         else:
             model = runs.build_model(cfg).to(device)
             steps = int(args.epochs * n_train // args.batch_size)
+            tracker = tracking.from_args(argparse.Namespace(**{**vars(args),
+                                         "run_name": spec["name"]}))  # fmt: skip
+            if tracker is not None:
+                tracker.log_config({**cfg.to_dict(), "spec": spec})
             res = train_steps(model, x_train, cfg.loss, global_batch=args.batch_size,
                               steps=steps, lr=args.lr, seed=1, amp=args.amp,
                               log_every=max(1, steps // 10), warmup=5,
-                              compile=args.compile)  # fmt: skip
+                              compile=args.compile, tracker=tracker)  # fmt: skip
+            if tracker is not None:
+                tracker.close()
             run_dir = runs.prepare_run_dir(run_dir, resume=False, overwrite=True)
             runs.save_model(model, cfg, run_dir)
             runs.write_history(run_dir, res["history"])
