@@ -1,0 +1,1 @@
+"""Feature dashboards for latents of any model family on harvested LM activations."""
