@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 from dashboard_fixtures import make_harvest, make_run  # noqa: E402
 
 from implicit_em.dashboard import DashboardOptions, run  # noqa: E402
-from implicit_em.dashboard.site import quantile_groups, window_tokens  # noqa: E402
+from implicit_em.dashboard.site import quantile_groups, sig_round, window_tokens  # noqa: E402
 from implicit_em.data.activations import Normalization, read_split  # noqa: E402
 from implicit_em.runs import load_run  # noqa: E402
 
@@ -171,5 +171,8 @@ def test_window_tokens_and_quantile_groups() -> None:
         tokens, torch.tensor([0, 9 + 8, -1]), per_context=9, bos_offset=1, context=2
     )
     assert got.tolist() == [[-1, -1, 1, 2, 3], [17, 18, 19, -1, -1], [-1] * 5]
-    groups = quantile_groups(torch.arange(10.0), n_groups=4, per_group=2)
+    groups = quantile_groups(10, n_groups=4, per_group=2)
     assert groups == [(0, [1, 0]), (1, [3, 2]), (2, [6, 5]), (3, [8, 7])]
+    x = torch.tensor([0.0, 1.23456, -0.0098765, 123456.0, float("nan")])
+    got = sig_round(x, 3).tolist()
+    assert got[:4] == [0.0, 1.23, -0.00988, 123000.0] and got[4] != got[4]

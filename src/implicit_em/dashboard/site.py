@@ -69,21 +69,32 @@ class TokenTable:
         return self._pos[tid]
 
 
+def sig_round(t: Tensor, digits: int) -> Tensor:
+    """Round to `digits` significant digits, elementwise, in float64 (zeros and NaN kept)."""
+    t = t.double()
+    e = t.abs().clamp_min(1e-300).log10().floor()
+    m = torch.pow(10.0, digits - 1 - e)
+    out = torch.round(t * m) / m
+    return torch.where(torch.isfinite(out) & (t != 0), out, t)
+
+
 def _example(
-    table: TokenTable, toks: list[int], win: Tensor, win_r: Tensor | None, value: float
+    table: TokenTable, toks: list[int], win: list[float], win_r: list[float] | None, value: float
 ) -> list:
-    """[value, r at the token, first offset, token refs, activations, responsibilities]."""
-    keep = [i for i, t in enumerate(toks) if t >= 0 and not math.isnan(float(win[i]))]
+    """[value, r at the token, first offset, token refs, activations, responsibilities].
+
+    toks: (W,) ids with -1 where the context has no token (where win is NaN too).
+    """
+    keep = [i for i, t in enumerate(toks) if t >= 0]
     lo, hi = (keep[0], keep[-1] + 1) if keep else (0, 0)
     centre = len(toks) // 2
-    r_c = _num(win_r[centre], 3) if win_r is not None else None
     return [
-        _num(value),
-        r_c,
+        value,
+        win_r[centre] if win_r is not None else None,
         lo - centre,
-        [table(toks[i]) for i in range(lo, hi)],
-        [_num(win[i], 3) for i in range(lo, hi)],
-        [_num(win_r[i], 3) for i in range(lo, hi)] if win_r is not None else None,
+        [table(t) for t in toks[lo:hi]],
+        win[lo:hi],
+        win_r[lo:hi] if win_r is not None else None,
     ]
 
 
@@ -102,10 +113,9 @@ def window_tokens(
     return got.masked_fill(~ok, -1)
 
 
-def quantile_groups(values: Tensor, n_groups: int, per_group: int) -> list[tuple[int, list[int]]]:
+def quantile_groups(m: int, n_groups: int, per_group: int) -> list[tuple[int, list[int]]]:
     """Split a sorted sample of m values into n_groups equal-count quantile groups and pick
     per_group evenly spaced members of each. Returns [(group, [positions])]."""
-    m = int(values.numel())
     out = []
     for g in range(n_groups):
         lo, hi = (g * m) // n_groups, ((g + 1) * m) // n_groups
@@ -117,44 +127,65 @@ def quantile_groups(values: Tensor, n_groups: int, per_group: int) -> list[tuple
     return out
 
 
+class BlockView:
+    """The stats of a block of latents as plain Python lists (rounded), so that building the
+    records is list work rather than per-element tensor indexing."""
+
+    def __init__(self, stats: dict, tokens: Tensor, latents: list[int], context: int) -> None:
+        L = torch.tensor(latents, dtype=torch.long)
+        per, bos = int(stats["per_context"]), int(stats["bos_offset"])
+        self.has_r = "top_win_r" in stats
+        for kind in ("top", "sample"):
+            idx = stats[f"{kind}_index"][L]  # (b, n)
+            setattr(self, f"{kind}_index", idx.tolist())
+            setattr(self, f"{kind}_tok", window_tokens(tokens, idx, per, bos, context).tolist())
+            setattr(self, f"{kind}_value", sig_round(stats[f"{kind}_value"][L], 4).tolist())
+            setattr(self, f"{kind}_win", sig_round(stats[f"{kind}_win"][L], 3).tolist())
+            wr = sig_round(stats[f"{kind}_win_r"][L], 3).tolist() if self.has_r else None
+            setattr(self, f"{kind}_win_r", wr)
+
+
 def latent_record(
     j: int,
+    row: int,
+    view: BlockView,
     stats: dict,
-    tokens: Tensor,
     table: TokenTable,
-    context: int,
     n_groups: int,
     per_group: int,
     near: dict[str, tuple[Tensor, Tensor]],
     logits: tuple[Tensor, Tensor, Tensor, Tensor] | None,
     decode_vocab: Callable[[int], str],
 ) -> dict:
-    """Everything the latent page shows for latent j, as JSON-ready values."""
+    """Everything the latent page shows for latent j (row `row` of the block view)."""
     n_tok = max(int(stats["n_tokens"]), 1)
     fires = int(stats["fires"][j])
-    has_r = "top_win_r" in stats
-    per, bos = int(stats["per_context"]), int(stats["bos_offset"])
+    has_r = view.has_r
     top = []
-    idx = stats["top_index"][j]
-    wins = window_tokens(tokens, idx, per, bos, context)
-    for i in range(idx.shape[0]):
-        if idx[i] < 0:
+    for i, g in enumerate(view.top_index[row]):
+        if g < 0:
             continue
-        wr = stats["top_win_r"][j, i] if has_r else None
+        wr = view.top_win_r[row][i] if has_r else None
         top.append(
-            _example(table, wins[i].tolist(), stats["top_win"][j, i], wr, stats["top_value"][j, i])
+            _example(table, view.top_tok[row][i], view.top_win[row][i], wr, view.top_value[row][i])
         )
-    sidx = stats["sample_index"][j]
-    valid = int((sidx >= 0).sum())
-    svals = stats["sample_value"][j, :valid]
-    swins = window_tokens(tokens, sidx[:valid], per, bos, context)
+    sidx = view.sample_index[row]
+    valid = sum(1 for g in sidx if g >= 0)
     groups = []
-    for g, positions in quantile_groups(svals, n_groups, per_group):
+    for g, positions in quantile_groups(valid, n_groups, per_group):
         lo_q, hi_q = 100 * g // n_groups, 100 * (g + 1) // n_groups
         ex = []
         for p in positions:
-            wr = stats["sample_win_r"][j, p] if has_r else None
-            ex.append(_example(table, swins[p].tolist(), stats["sample_win"][j, p], wr, svals[p]))
+            wr = view.sample_win_r[row][p] if has_r else None
+            ex.append(
+                _example(
+                    table,
+                    view.sample_tok[row][p],
+                    view.sample_win[row][p],
+                    wr,
+                    view.sample_value[row][p],
+                )
+            )
         groups.append({"label": f"{lo_q}-{hi_q}%", "examples": ex})
     hist = stats["hist"][j]
     nz = torch.nonzero(hist).flatten()
@@ -163,7 +194,7 @@ def latent_record(
         "id": j,
         "fires": fires,
         "freq": _num(fires / n_tok),
-        "max": _num(stats["top_value"][j, 0]) if fires else 0.0,
+        "max": view.top_value[row][0] if fires else 0.0,
         "mean": _num(float(stats["act_sum"][j]) / fires) if fires else None,
         "usage": _num(float(stats["r_sum"][j]) / n_tok) if has_r else None,
         "hist": {"start": h0, "counts": hist[h0:h1].tolist()},
@@ -267,10 +298,10 @@ def write_site(
     for b, start in enumerate(range(0, len(latents), block_size)):
         table = TokenTable(dec)
         recs = {}
-        for j in latents[start : start + block_size]:
-            rec = latent_record(
-                j, stats, tokens, table, context, n_groups, per_group, near, logits, dec
-            )
+        chunk = latents[start : start + block_size]
+        view = BlockView(stats, tokens, chunk, context)
+        for row, j in enumerate(chunk):
+            rec = latent_record(j, row, view, stats, table, n_groups, per_group, near, logits, dec)
             recs[j] = rec
             for key in ("id", "freq", "max", "mean", "usage"):
                 rows[key].append(rec[key])
