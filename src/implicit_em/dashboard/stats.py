@@ -143,53 +143,52 @@ class LatentStats:
         if K != self.K:
             raise ValueError(f"codes have {K} latents, the accumulator {self.K}")
         a = a.float()
+        B = C * P
         r = responsibilities(a) if self.cfg.responsibilities else None  # (C, P, K)
-        flat = a.reshape(C * P, K)  # (B, K)
+        flat = a.reshape(B, K)  # (B, K)
         live = flat if keep is None else flat.masked_fill(~keep.reshape(-1, 1), 0.0)
-        fires = live > 0  # (B, K)
-        n_live = C * P if keep is None else int(keep.sum())
-        self.n_tokens += n_live
-        self.fires += fires.sum(0)
-        self.act_sum += live.sum(0, dtype=torch.float64)
+        self.n_tokens += B if keep is None else int(keep.sum())
+        # Sparse bookkeeping over the firing entries only (codes are mostly zero).
+        nz = (live > 0).view(-1).nonzero().squeeze(1)  # (nnz,) flat positions in (B, K)
+        rows_nz, cols_nz = nz // K, nz % K
+        vals = live.view(-1)[nz]  # (nnz,)
+        self.fires += torch.bincount(cols_nz, minlength=K)
+        self.act_sum.index_add_(0, cols_nz, vals.double())
+        self.hist += torch.bincount(log10_bins(vals) + cols_nz * HIST_BINS, minlength=K * HIST_BINS)
         if r is not None:
-            rf = r.reshape(C * P, K)
-            if keep is not None:
-                rf = rf.masked_fill(~keep.reshape(-1, 1), 0.0)
-            self.r_sum += rf.sum(0, dtype=torch.float64)
-        col = torch.arange(K, device=a.device)
-        bins = log10_bins(live) + col * HIST_BINS  # (B, K)
-        self.hist += torch.bincount(bins[fires], minlength=K * HIST_BINS)
+            w_tok = torch.ones(B, device=a.device) if keep is None else keep.reshape(B).float()
+            self.r_sum += (w_tok @ r.reshape(B, K)).double()  # (B,) @ (B, K) -> (K,)
 
         # Windows: pad positions with NaN so that a window never reaches another context.
         c = self.cfg.context
         pad = F.pad(a, (0, 0, c, c), value=math.nan)  # (C, P + 2c, K)
         pad_r = F.pad(r, (0, 0, c, c), value=math.nan) if r is not None else None
         offs = torch.arange(self.cfg.window, device=a.device)  # (W,)
+        col = torch.arange(K, device=a.device)
 
         def windows(rows: Tensor) -> tuple[Tensor, Tensor | None]:
-            """rows (m, K) token rows in the chunk -> windows (K, m, W)."""
-            ci, pi = rows // P, rows % P  # (m, K)
-            at = (ci[..., None], pi[..., None] + offs, col[None, :, None])  # -> (m, K, W)
-            w = pad[at].transpose(0, 1)
-            wr = pad_r[at].transpose(0, 1) if pad_r is not None else None
-            return w, wr
+            """rows (K, m) token rows in the chunk -> windows (K, m, W)."""
+            ci, pi = rows // P, rows % P  # (K, m)
+            at = (ci[..., None], pi[..., None] + offs, col[:, None, None])  # -> (K, m, W)
+            return pad[at], (pad_r[at] if pad_r is not None else None)
 
-        m = min(self.cfg.top_k, C * P)
-        val, rows = live.topk(m, dim=0)  # (m, K)
+        # top-k along tokens on a (K, B) copy: row-wise topk is several times faster on CPU
+        lt = live.t().contiguous()  # (K, B)
+        val, rows = lt.topk(min(self.cfg.top_k, B), dim=1)  # (K, m)
         ok = val > 0  # a latent that never fires keeps no examples
         w, wr = windows(rows)
-        self.top.merge(val.masked_fill(~ok, -math.inf).t(), val.t(),
-                       (rows + first_token).masked_fill(~ok, -1).t(), w, wr)  # fmt: skip
+        self.top.merge(val.masked_fill(~ok, -math.inf), val,
+                       (rows + first_token).masked_fill(~ok, -1), w, wr)  # fmt: skip
 
         if self.cfg.n_samples:
-            keys = torch.rand(live.shape, generator=self.gen, device=a.device)  # (B, K)
-            keys = keys.masked_fill(~fires, -1.0)
-            m = min(self.cfg.n_samples, C * P)
-            key, rows = keys.topk(m, dim=0)  # (m, K)
+            keys = torch.full((K, B), -1.0, device=a.device)  # (K, B); -1 = not firing
+            u = torch.rand(nz.shape[0], generator=self.gen, device=a.device)
+            keys.view(-1)[cols_nz * B + rows_nz] = u
+            key, rows = keys.topk(min(self.cfg.n_samples, B), dim=1)  # (K, m)
             ok = key >= 0
             w, wr = windows(rows)
-            self.res.merge(key.masked_fill(~ok, -math.inf).t(), live.gather(0, rows).t(),
-                           (rows + first_token).masked_fill(~ok, -1).t(), w, wr)  # fmt: skip
+            self.res.merge(key.masked_fill(~ok, -math.inf), lt.gather(1, rows),
+                           (rows + first_token).masked_fill(~ok, -1), w, wr)  # fmt: skip
 
     def result(self) -> dict[str, Tensor | int]:
         """CPU tensors: n_tokens, fires (K,), act_sum (K,), r_sum (K,), hist (K, HIST_BINS),
