@@ -64,8 +64,15 @@ def synthetic_harvest(out: Path, n_tokens: int, d: int, ctx_len: int, vocab: int
         entries.append({"file": f"train/{path.name}", "n_tokens": c * per, "n_contexts": c,
                         "sha256": sha})  # fmt: skip
     manifest = {
-        "identity": {"config": {"model": "synthetic", "layer": 0, "hook_point": "resid_pre",
-                                "ctx_len": ctx_len, "drop_bos": True}},  # fmt: skip
+        "identity": {
+            "config": {
+                "model": "synthetic",
+                "layer": 0,
+                "hook_point": "resid_pre",
+                "ctx_len": ctx_len,
+                "drop_bos": True,
+            }
+        },  # fmt: skip
         "complete": True,
         "splits": {"train": {"shards": entries}, "heldout": {"shards": []}},
         "stats": {"norm_scale": 1.0},
@@ -120,8 +127,12 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--shard-contexts", type=int, default=1024)
-    p.add_argument("--distinct-shards", type=int, default=0,
-                   help="random shards written (the rest hard links to them); 0 = all distinct")
+    p.add_argument(
+        "--distinct-shards",
+        type=int,
+        default=0,
+        help="random shards written (the rest hard links to them); 0 = all distinct",
+    )
     p.add_argument("--site-latents", default="all", help="DashboardOptions.latents")
     p.add_argument("--browser", action="store_true", help="time opening the site in Chromium")
     p.add_argument("--work", default=None, help="folder for the harvest and site (default: temp)")

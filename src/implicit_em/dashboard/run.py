@@ -344,7 +344,10 @@ def run(
     }
 
     def decode(t: int) -> str:
-        return tokenizer.decode([t])
+        s = tokenizer.decode([t])
+        if "\ufffd" in s and hasattr(tokenizer, "convert_ids_to_tokens"):
+            s = str(tokenizer.convert_ids_to_tokens(t))  # a partial UTF-8 byte: show its token
+        return s
 
     return write_site(
         opts.out, stats, tokens, decode, latents, meta, near=near, logits=logits,

@@ -51,6 +51,7 @@ window.DASH = (function () {
   }
 
   function showToken(s) {
+    if (s.length > 3 && /^ +$/.test(s)) return "␣×" + s.length;  /* indentation tokens */
     return s.replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/\r/g, "␍") || "∅";
   }
 
@@ -170,8 +171,10 @@ window.DASH = (function () {
       bars.push({ x0: h.edges[i], x1: h.edges[i + 1], n: h.counts[i],
                   label: "10^" + h.edges[i] + " to 10^" + h.edges[i + 1] });
     }
-    document.getElementById("density").append(barChart(bars, {
-      xmin: h.edges[0], xmax: 0, xlabel: "log10 firing frequency",
+    const first = h.counts.findIndex((c) => c > 0);
+    const xmin = first < 0 ? h.edges[0] : Math.max(h.edges[0], Math.floor(h.edges[first]) - 1);
+    document.getElementById("density").append(barChart(bars.filter((b) => b.x0 >= xmin), {
+      xmin: xmin, xmax: 0, xlabel: "log10 firing frequency",
       label: "feature density histogram", width: 620 }));
   }
 
