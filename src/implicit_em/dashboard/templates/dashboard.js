@@ -91,7 +91,7 @@ window.DASH = (function () {
       txt.textContent = opts.tickLabel ? opts.tickLabel(t) : String(t);
       g.append(txt);
     }
-    const ylab = svg("text", { x: 4, y: T + 10, class: "tick" });
+    const ylab = svg("text", { x: 4, y: T + 10, class: "tick ylab" });
     ylab.textContent = String(ymax);
     g.append(ylab);
     const xl = svg("text", { x: W / 2, y: H - 2, class: "tick", "text-anchor": "middle" });
@@ -268,7 +268,8 @@ window.DASH = (function () {
 
       const side = el("div", { cls: "side" });
       if (L.logits) {
-        const lg = el("section", { id: "logits" }, el("h2", { text: "Output tokens (W_U · decoder direction)" }));
+        const lg = el("section", { id: "logits" }, el("h2", { text: "Output tokens (W_U · decoder direction)" }),
+          el("p", { cls: "note", text: "decoder: " + (m.decoder_label || "given") }));
         for (const [name, list, cls] of [["promoted", L.logits.pos, "pos"], ["suppressed", L.logits.neg, "neg"]]) {
           const t = el("table", { cls: "logits " + cls }, el("caption", { text: name }));
           list.forEach(([s, v]) => t.append(el("tr", {}, el("td", { cls: "tokcell", text: showToken(s) }), el("td", { cls: "num", text: fmt(v, 3) }))));
