@@ -1,0 +1,1 @@
+"""Evaluations that do not presuppose a decoder (issue 18)."""
