@@ -164,7 +164,7 @@ class ProbingOptions:
     """Tokens with norm above this times the median are left out of training (0 keeps all)."""
     seed: int = 0
     """Seeds the passage pool, the tasks, the models and the random directions."""
-    ce_contexts: int = 24
+    ce_contexts: int = 16
     """Test passages (BOS + n_tokens) spliced for CE / KL; 0 skips the downstream loss."""
     lm_batch_size: int = 16
     """Passages per language-model forward."""
@@ -245,26 +245,36 @@ def measured_l0(model: nn.Module, x: Tensor) -> float:
 # ---------------------------------------------------------------- probing
 
 
+PROBE_VARIANTS = {"saebench": False, "standardized": True}
+"""Probe variants: SAEBench's logistic regression on raw pooled features, and the same on
+features z-scored with train statistics (removes the effect of a read-out's overall scale
+on the fixed L2 penalty C = 1; responsibilities are ~1/K)."""
+
+
 def probe_rows(rows: dict, acts: Tensor, scale: float, tasks: list, ks: tuple[int, ...]) -> dict:
-    """k-sparse probing of each read-out on each task.
+    """k-sparse probing of each read-out on each task, in each of PROBE_VARIANTS.
 
     rows: name -> fn(x normalized (N, D)) -> (N, K), or None for the raw residual (pooled
-    in model units). acts: (P, T, D) pool activations. Returns {row: {task: probe result}}.
+    in model units). acts: (P, T, D) pool activations.
+    Returns {variant: {row: {task: probe result}}}.
     """
     from implicit_em.eval.sparse_probing import k_sparse_probe, mean_pool, pooled_codes
 
-    out = {}
+    out: dict = {variant: {} for variant in PROBE_VARIANTS}
     for row, fn in rows.items():
         if fn is None:
             z = mean_pool(acts).numpy()
         else:
             z = pooled_codes(lambda x, fn=fn: fn(x * scale), acts).numpy()
-        out[row] = {}
-        for t in tasks:
-            res = k_sparse_probe(z[t.train_idx], t.train_y, z[t.test_idx], t.test_y, ks)
-            res["k"] = {str(k): v for k, v in res["k"].items()}
-            res["selected"] = {str(k): v for k, v in res["selected"].items()}
-            out[row][t.name] = res
+        for variant, std in PROBE_VARIANTS.items():
+            out[variant][row] = {}
+            for t in tasks:
+                res = k_sparse_probe(
+                    z[t.train_idx], t.train_y, z[t.test_idx], t.test_y, ks, standardize=std
+                )
+                res["k"] = {str(k): v for k, v in res["k"].items()}
+                res["selected"] = {str(k): v for k, v in res["selected"].items()}
+                out[variant][row][t.name] = res
     return out
 
 
@@ -431,7 +441,8 @@ def run(opts: ProbingOptions, lm=None, tokenizer=None, corpora=None) -> dict:
         untrained[name] = runs.build_model(cfg).eval()
         model = runs.build_model(cfg)
         t0 = time.perf_counter()
-        train(model, x_train, cfg, progress=opts.progress)
+        # per-epoch metrics on 4,096 test tokens (as llm-train), not on all training tokens
+        train(model, x_train, cfg, x_eval=x_test[:4096], progress=opts.progress)
         fit_seconds[name] = time.perf_counter() - t0
         trained[name] = model.eval()
         l0[name] = measured_l0(model, x_test)
@@ -467,7 +478,10 @@ def run(opts: ProbingOptions, lm=None, tokenizer=None, corpora=None) -> dict:
 
     tic = time.perf_counter()
     per_task = probe_rows(rows, acts, scale, tasks, opts.ks)
-    summary = {row: dataset_means(per_task[row], tasks, opts.ks) for row in rows}
+    summary = {
+        variant: {row: dataset_means(per_task[variant][row], tasks, opts.ks) for row in rows}
+        for variant in per_task
+    }
     times["probing"] = time.perf_counter() - tic
 
     ce = None
@@ -523,10 +537,7 @@ def run(opts: ProbingOptions, lm=None, tokenizer=None, corpora=None) -> dict:
 
 
 def _l0_of_row(row: str, l0: dict) -> float | None:
-    base = row.split(" [", 1)[0]
-    if base.endswith(" [r]"):
-        return None
-    return l0.get(base)
+    return l0.get(row.split(" [", 1)[0])
 
 
 def render_markdown(result: dict, opts: ProbingOptions) -> str:
@@ -550,30 +561,38 @@ def render_markdown(result: dict, opts: ProbingOptions) -> str:
     ]
     for t in result["tasks"]:
         lines.append(f"| {t['name']} | {t['dataset']} | {t['n_train']} | {t['n_test']} |")
-    lines += [
-        "",
-        "## Probing accuracy, mean over datasets (`source` = mean of its 5 tasks)",
-        "",
-        "| read-out | kind | L0 | " + " | ".join(f"k={k}" for k in ks) + " | full |",
-        "|---|---|---|" + "---|" * (len(ks) + 1),
-    ]
-    for row, s in result["probing_summary"].items():
-        l0 = _l0_of_row(row, result["l0"]) if not row.endswith("[r]") else None
-        l0s = "-" if l0 is None else f"{l0:.1f}"
-        accs = " | ".join(f"{s['mean'][k]:.3f}" for k in [*ks, "full"])
-        lines.append(f"| {row} | {result['kinds'][row]} | {l0s} | {accs} |")
-    datasets = list(next(iter(result["probing_summary"].values()))["per_dataset"])
+    titles = {
+        "saebench": "SAEBench probe (logistic regression on raw pooled features)",
+        "standardized": "same, features z-scored with train statistics first",
+    }
+    for variant, summary in result["probing_summary"].items():
+        lines += [
+            "",
+            f"## Probing accuracy, mean over datasets: {titles.get(variant, variant)}",
+            "",
+            "`source` counts as one dataset (the mean of its 5 one-vs-rest tasks).",
+            "",
+            "| read-out | kind | L0 | " + " | ".join(f"k={k}" for k in ks) + " | full |",
+            "|---|---|---|" + "---|" * (len(ks) + 1),
+        ]
+        for row, s in summary.items():
+            l0 = None if row.endswith("[r]") else _l0_of_row(row, result["l0"])
+            l0s = "-" if l0 is None else f"{l0:.1f}"
+            accs = " | ".join(f"{s['mean'][k]:.3f}" for k in [*ks, "full"])
+            lines.append(f"| {row} | {result['kinds'][row]} | {l0s} | {accs} |")
+    main = result["probing_summary"]["saebench"]
+    datasets = list(next(iter(main.values()))["per_dataset"])
     for k in ("1", "5"):
         if k not in ks:
             continue
         lines += [
             "",
-            f"## Per dataset, k = {k}",
+            f"## Per dataset, k = {k} (SAEBench probe)",
             "",
             "| read-out | " + " | ".join(datasets) + " |",
             "|---|" + "---|" * len(datasets),
         ]
-        for row, s in result["probing_summary"].items():
+        for row, s in main.items():
             accs = " | ".join(f"{s['per_dataset'][d][k]:.3f}" for d in datasets)
             lines.append(f"| {row} | {accs} |")
     ce = result.get("downstream")
@@ -585,17 +604,17 @@ def render_markdown(result: dict, opts: ProbingOptions) -> str:
             f"CE of the unmodified model {ce['orig']['ce']:.4f} nats/token; zero ablation "
             f"{ce['zero']['ce']:.4f} (KL {ce['zero']['kl']:.3f}).",
             "",
-            "| splice | kind | L0 | CE | KL | CE-loss recovered |",
-            "|---|---|---|---|---|---|",
+            "| model | spliced through | kind | L0 | CE | KL | CE-loss recovered |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, r in ce.items():
             if name in ("orig", "zero"):
                 continue
-            base = name.split(" | ", 1)[0]
+            base, readout = name.split(" | ", 1)
             l0 = result["l0"].get(base)
             l0s = "-" if l0 is None else f"{l0:.1f}"
             lines.append(
-                f"| {name} | {r['kind']} | {l0s} | {r['ce']:.4f} | {r['kl']:.4f} | "
+                f"| {base} | {readout} | {r['kind']} | {l0s} | {r['ce']:.4f} | {r['kl']:.4f} | "
                 f"{r['ce_loss_recovered']:.4f} |"
             )
     tt = result["training_tokens"]
@@ -626,39 +645,33 @@ def plot_probing(result: dict, opts: ProbingOptions, path: Path) -> None:
     from implicit_em.atomic import atomic_save
 
     ks = list(opts.ks)
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    variants = list(result["probing_summary"])
+    fig, axes = plt.subplots(1, len(variants), figsize=(7 * len(variants), 5.5), sharey=True)
+    axes = np.atleast_1d(axes)
     styles = {"trained": "-", "untrained": "--", "random": ":", "raw": "-"}
-    colors: dict[str, str] = {}
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for row, s in result["probing_summary"].items():
-        kind = result["kinds"][row]
-        base = row.replace(" (untrained)", "")
-        if kind == "random":
-            base = row.rsplit("(", 1)[-1].rstrip(")")
-            base = base + (" [a]" if base.startswith("encoder") else "")
-        color = (
-            "black"
-            if kind == "raw"
-            else colors.setdefault(base, palette[len(colors) % len(palette)])
-        )
-        y = [s["mean"][str(k)] for k in ks]
-        ax.plot(
-            ks,
-            y,
-            styles[kind],
-            color=color,
-            marker="o",
-            ms=3,
-            label=row,
-            lw=2 if kind in ("trained", "raw") else 1.2,
-        )
-    ax.set_xscale("log")
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.set_xlabel("k (latents selected by class-mean difference)")
-    ax.set_ylabel("test accuracy, mean over datasets")
-    ax.set_title("k-sparse probing, " + result["scale"], fontsize=8)
-    ax.legend(fontsize=6, loc="lower right", ncol=2)
-    ax.grid(alpha=0.3)
+    for ax, variant in zip(axes, variants, strict=True):
+        colors: dict[str, str] = {}
+        for row, s in result["probing_summary"][variant].items():
+            kind = result["kinds"][row]
+            base = row.replace(" (untrained)", "")
+            if kind == "random":
+                base = row.rsplit("(", 1)[-1].rstrip(")")
+                base = base + (" [a]" if base.startswith("encoder") else "")
+            if kind == "raw":
+                color = "black"
+            else:
+                color = colors.setdefault(base, palette[len(colors) % len(palette)])
+            y = [s["mean"][str(k)] for k in ks]
+            lw = 2 if kind in ("trained", "raw") else 1.2
+            ax.plot(ks, y, styles[kind], color=color, marker="o", ms=3, label=row, lw=lw)
+        ax.set_xscale("log")
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("k (latents selected by class-mean difference)")
+        ax.set_title(f"{variant} probe; {result['scale']}", fontsize=7)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy, mean over datasets")
+    axes[-1].legend(fontsize=6, loc="lower right", ncol=2)
     atomic_save(lambda p: fig.savefig(p, dpi=120, bbox_inches="tight", format="png"), path)
     plt.close(fig)
 

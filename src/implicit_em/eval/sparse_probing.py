@@ -120,21 +120,30 @@ def logistic_accuracy(
     y_test: np.ndarray,
     C: float = 1.0,
     max_iter: int = 1000,
+    standardize: bool = False,
 ) -> float:
     """Test accuracy of scikit-learn LogisticRegression(C, L2, lbfgs) fitted on the train split.
 
-    z_*: (P, F) features, unscaled (as SAEBench); y_*: (P,) labels. Returns a float in [0, 1].
+    z_*: (P, F) features; y_*: (P,) labels. Returns a float in [0, 1]. standardize=False
+    fits the raw features (SAEBench); True z-scores each feature with train-split statistics
+    first (then C = 1 means the same for a feature of any scale, e.g. responsibilities).
     Convergence warnings are silenced (the accuracy is what is reported). BLAS runs on one
     thread: these fits are tiny, and on a shared machine BLAS threads cost ~7x the CPU time.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    z_train = np.asarray(z_train, dtype=np.float64)
+    z_test = np.asarray(z_test, dtype=np.float64)
+    if standardize:
+        mu, sd = z_train.mean(axis=0), z_train.std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)  # a constant feature stays 0
+        z_train, z_test = (z_train - mu) / sd, (z_test - mu) / sd
     clf = LogisticRegression(C=C, max_iter=max_iter)
     with warnings.catch_warnings(), _blas_controller().limit(limits=1):
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(np.asarray(z_train, dtype=np.float64), np.asarray(y_train))
-    return float((clf.predict(np.asarray(z_test, dtype=np.float64)) == np.asarray(y_test)).mean())
+        clf.fit(z_train, np.asarray(y_train))
+    return float((clf.predict(z_test) == np.asarray(y_test)).mean())
 
 
 def k_sparse_probe(
@@ -144,12 +153,14 @@ def k_sparse_probe(
     y_test: np.ndarray,
     ks: tuple[int, ...] = DEFAULT_KS,
     full: bool = True,
+    standardize: bool = False,
 ) -> dict:
     """k-sparse probing of pooled codes (SAEBench protocol, see module docstring).
 
     z_train (P, K), y_train (P,), z_test (Q, K), y_test (Q,). For each k in ks (skipped when
     k > K): select k latents by class-mean difference on the train split, fit a logistic
     regression on them, report test accuracy. full=True adds the probe on all K latents.
+    standardize: see `logistic_accuracy` (False = SAEBench).
     Returns {"k": {k: accuracy}, "full": accuracy or None, "selected": {k: [indices]}}.
     """
     z_train, z_test = np.asarray(z_train), np.asarray(z_test)
@@ -161,11 +172,13 @@ def k_sparse_probe(
         if k > z_train.shape[1]:
             continue
         idx = order[:k]
-        acc[k] = logistic_accuracy(z_train[:, idx], y_train, z_test[:, idx], y_test)
+        acc[k] = logistic_accuracy(
+            z_train[:, idx], y_train, z_test[:, idx], y_test, standardize=standardize
+        )
         selected[k] = idx.tolist()
     out = {"k": acc, "full": None, "selected": selected}
     if full:
-        out["full"] = logistic_accuracy(z_train, y_train, z_test, y_test)
+        out["full"] = logistic_accuracy(z_train, y_train, z_test, y_test, standardize=standardize)
     return out
 
 
