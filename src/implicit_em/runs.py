@@ -34,6 +34,11 @@ def build_model(cfg: RunConfig, seed: int | None = None) -> torch.nn.Module:
     """The model a config describes; `seed` (default cfg.training.seed) fixes its init."""
     torch.manual_seed(cfg.training.seed if seed is None else seed)
     m = cfg.model
+    if m.input_dim is None:
+        raise ValueError(
+            "model.input_dim is None: resolve it from the data first "
+            "(implicit_em.data.resolve_input_dim(cfg)) or set it explicitly"
+        )
     if m.type == "encoder":
         return Encoder(m.input_dim, m.hidden_dim, m.activation)
     if m.type == "standard_sae":

@@ -46,11 +46,11 @@ def _init_worker(threads: int) -> None:
 
 
 def _train_stack(cfg_dicts: list[dict], run_dirs: list[str], eval_every: int) -> None:
-    from implicit_em.experiments.common import load_data
+    from implicit_em.data import load_dataset
     from implicit_em.stacked import train_many
 
     cfgs = [from_dict(d) for d in cfg_dicts]
-    data = load_data(cfgs[0], "cpu")
+    data = load_dataset(cfgs[0].data, "cpu")
     train_many(cfgs, data.x_train, data.x_test, run_dirs=run_dirs, device="cpu",
                progress=False, stacked=True, eval_every=eval_every)  # fmt: skip
 
