@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 
-from implicit_em.data import resolve_input_dim
 from implicit_em.config import (
     ConfigError,
     LossConfig,
@@ -18,6 +17,7 @@ from implicit_em.config import (
     load_yaml,
     override,
 )
+from implicit_em.data import resolve_input_dim
 
 
 def test_defaults_match_the_paper():
