@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from implicit_em.families.registry import DEFAULT_FAMILY, FAMILIES
+
 
 class ConfigError(ValueError):
     """A configuration key or value is invalid; the message names it."""
@@ -25,8 +27,9 @@ def _require(cond: bool, msg: str) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    type: str = "encoder"
-    """Model family: encoder (decoder-free, ours), standard_sae or topk_sae."""
+    type: str = DEFAULT_FAMILY
+    """Model family (`implicit_em.families`): encoder (decoder-free, ours), standard_sae or
+    topk_sae."""
     input_dim: int | None = None
     """D, the input dimension; None (the default) takes it from the data set
     (`implicit_em.data.resolve_input_dim`: 784 for MNIST, 64 for digits)."""
@@ -35,12 +38,12 @@ class ModelConfig:
     activation: str = "relu"
     """Activation of the decoder-free encoder: relu, softplus, identity or abs."""
     k: int = 16
-    """Active latents per sample for topk_sae (ignored by the other types)."""
+    """Active latents per sample, for the families that keep k (TopK; ignored by the others)."""
 
     def __post_init__(self) -> None:
         _require(
-            self.type in ("encoder", "standard_sae", "topk_sae"),
-            f"model.type must be encoder, standard_sae or topk_sae, got {self.type!r}",
+            self.type in FAMILIES,
+            f"model.type must be one of {', '.join(FAMILIES)}, got {self.type!r}",
         )
         _require(
             self.input_dim is None or self.input_dim >= 1,
@@ -53,7 +56,7 @@ class ModelConfig:
         )
         _require(self.k >= 1, f"model.k must be >= 1, got {self.k}")
         _require(
-            self.type != "topk_sae" or self.k <= self.hidden_dim,
+            not FAMILIES[self.type].uses_k or self.k <= self.hidden_dim,
             f"model.k must be in [1, hidden_dim={self.hidden_dim}], got {self.k}",
         )
 

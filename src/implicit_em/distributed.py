@@ -24,11 +24,11 @@ concatenated batch.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,6 +37,8 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from implicit_em.config import LossConfig
+from implicit_em.families import family, family_of
+from implicit_em.families.registry import DEFAULT_FAMILY
 from implicit_em.losses import (
     _unit_columns,
     column_stats,
@@ -48,7 +50,7 @@ from implicit_em.losses import (
     variance_loss,
     weight_redundancy_loss,
 )
-from implicit_em.training import model_type, optimizer_step, reconstruction_terms, term_weights
+from implicit_em.training import optimizer_step
 
 
 def world() -> tuple[int, int]:
@@ -213,26 +215,26 @@ def step_terms(
     probes, with_wr: see `encoder_terms_share` (encoder only).
     """
     model = net.module if isinstance(net, DDP) else net
-    kind = model_type(model)
+    fam = family_of(model)
     _, n = world()
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
         out = net(x)
     out = tuple(t.float() for t in out) if amp else out
-    if kind == "encoder":
+    if fam.batch_statistics:  # the encoder's var and tc: ranks share column statistics
         a = out[0]  # (b, K)
         return encoder_terms_share(a, model.W, loss, probes, with_wr), a, float(n)
-    x_hat, a = out  # (b, D), (b, K)
-    return reconstruction_terms(model, x, x_hat, a, loss, dead, amp), a, 1.0
+    terms, a = fam.terms_from_outputs(model, x, out, loss, dead, amp)  # per-sample means
+    return terms, a, 1.0
 
 
 def reduce_terms(terms: dict[str, Tensor], kind: str) -> dict[str, Tensor]:
-    """Global value of each term (detached): the sum of the shares (encoder) or the mean of the
-    local means (SAEs)."""
+    """Global value of each term (detached): the sum of the shares (families whose terms use
+    batch statistics: the encoder) or the mean of the local means (SAEs). kind: family name."""
     _, n = world()
     vals = torch.stack([t.detach().float() for t in terms.values()])  # (T,)
     if n > 1:
         dist.all_reduce(vals)
-        if kind != "encoder":
+        if not family(kind).batch_statistics:
             vals /= n
     return dict(zip(terms, vals, strict=True))
 
@@ -261,18 +263,19 @@ def train_steps(
     time falls inside the warm-up steps, so use warmup >= 3).
     """
     model = net.module if isinstance(net, DDP) else net
-    kind = model_type(model)
+    fam = family_of(model)
+    kind = fam.name
     rank, n = world()
     if global_batch % n:
         raise ValueError(f"global batch {global_batch} must be divisible by {n} ranks")
     b = global_batch // n
     device = next(model.parameters()).device
-    weights = term_weights(kind, loss, model.hidden_dim)
+    weights = fam.weights(loss, model.hidden_dim)
     opt = torch.optim.Adam(net.parameters(), lr=lr, fused=device.type == "cuda")
-    since_fired = torch.zeros(model.hidden_dim, dtype=torch.long, device=device)
+    state = fam.init_state(model)  # TopK: since_fired (K,)
     probe_gen = torch.Generator(device).manual_seed(seed)  # same stream on every rank
-    sketch = kind == "encoder" and loss.tc_probes is not None
-    with_wr = bool(loss.lambda_wr) or kind != "encoder"
+    sketch = fam.batch_statistics and loss.tc_probes is not None
+    with_wr = bool(loss.lambda_wr) or not fam.batch_statistics
 
     def forward(x: Tensor, dead: Tensor | None, probes: Tensor | None):
         terms, a, scale = step_terms(net, x, loss, dead, amp, probes, with_wr)
@@ -302,20 +305,20 @@ def train_steps(
         idx = order[pos + rank * b : pos + (rank + 1) * b]
         pos += global_batch
         x = x_train[idx].to(device, torch.float32, non_blocking=True)  # (b, D)
-        dead = since_fired >= loss.dead_steps if kind == "topk_sae" else None
+        dead = fam.dead_mask(state, loss) if state else None
         probes = None
         if sketch:
             probes = correlation_probes(model.hidden_dim, loss.tc_probes, x, probe_gen)
         scaled_total, terms, a = forward_fn(x, dead, probes)
         optimizer_step(model, opt, scaled_total)
-        if kind == "topk_sae":
+        if state:
             fired = (a > 0).any(dim=0).to(torch.int32)  # (K,)
             if n > 1:
                 dist.all_reduce(fired, op=dist.ReduceOp.MAX)
-            since_fired = torch.where(fired.bool(), 0, since_fired + 1)
+            fam.track(state, fired.bool())
         if log_every and (step + 1) % log_every == 0:
             rec = {k: float(v) for k, v in reduce_terms(terms, kind).items()}
-            if "wr" not in rec and kind == "encoder":
+            if "wr" not in rec and "wr" in weights:
                 with torch.no_grad():  # W is the same on every rank: no reduction
                     rec["wr"] = float(weight_redundancy_loss(model.W, validate=False))
             rec["total"] = sum(weights[k] * rec[k] for k in weights)
@@ -345,30 +348,53 @@ def init_device(distributed: bool = True) -> tuple[torch.device, int]:
     return device, local
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry for `torchrun --nproc-per-node R -m implicit_em.distributed ...`."""
-    p = argparse.ArgumentParser(prog="python -m implicit_em.distributed", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--acts", default=None, help="harvest directory (train split, normalized)")
-    p.add_argument("--random-tokens", type=int, default=0, help="random N(0,1) data instead")
-    p.add_argument("--input-dim", type=int, default=576, help="D for --random-tokens")
-    p.add_argument("--type", default="encoder", choices=["encoder", "topk_sae", "standard_sae"])
-    p.add_argument("--hidden-dim", type=int, default=16384, help="K")
-    p.add_argument("--k", type=int, default=32, help="active latents of topk_sae")
-    p.add_argument("--batch-size", type=int, default=4096, help="global batch B")
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10, help="steps before timing starts")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--amp", action="store_true", help="bf16 autocast, float32 losses")
-    p.add_argument("--tc-probes", type=int, default=None,
-                   help="sketch the correlation penalty with this many probes (default: exact)")  # fmt: skip
-    p.add_argument("--compile", action="store_true", help="torch.compile the forward + loss")
-    p.add_argument("--bf16-grads", action="store_true",
-                   help="all-reduce gradients in bf16 (DDP's bf16_compress_hook)")  # fmt: skip
-    p.add_argument("--log-every", type=int, default=0)
-    p.add_argument("--out", default=None, help="rank 0 writes a JSON summary here")
-    args = p.parse_args(argv)
+@dataclass(frozen=True)
+class DistributedOptions:
+    """Data-parallel training of one model on LM activations or random tokens, timed; run
+    under `torchrun --nproc-per-node R -m implicit_em.distributed ...` (or alone: one rank)."""
+
+    acts: str | None = None
+    """harvest directory (train split, normalized)"""
+    random_tokens: int = 0
+    """random N(0,1) data instead"""
+    input_dim: int = 576
+    """D for --random-tokens"""
+    type: str = DEFAULT_FAMILY
+    """model family (model.type)"""
+    hidden_dim: int = 16384
+    """K"""
+    k: int = 32
+    """active latents of the k-sparse families"""
+    batch_size: int = 4096
+    """global batch B"""
+    steps: int = 100
+    """optimizer steps"""
+    warmup: int = 10
+    """steps before timing starts"""
+    lr: float = 1e-3
+    """Adam learning rate"""
+    seed: int = 1
+    """seeds the weights, the data order and the probes"""
+    amp: bool = False
+    """bf16 autocast, float32 losses"""
+    tc_probes: int | None = None
+    """sketch the correlation penalty with this many probes (default: exact)"""
+    compile: bool = False
+    """torch.compile the forward + loss"""
+    bf16_grads: bool = False
+    """all-reduce gradients in bf16 (DDP's bf16_compress_hook)"""
+    log_every: int = 0
+    """record the terms every this many steps (0: never)"""
+    out: str | None = None
+    """rank 0 writes a JSON summary here"""
+
+    def __post_init__(self) -> None:
+        if not self.acts and self.random_tokens < self.batch_size:
+            raise ValueError("pass --acts or --random-tokens >= --batch-size")
+
+
+def run_ddp(args: DistributedOptions) -> int:
+    """Train on this rank; rank 0 prints (and writes) the JSON summary."""
     from implicit_em import runs
     from implicit_em.config import ModelConfig, RunConfig
 
@@ -377,12 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     device, local = init_device(distributed)
     rank, n = world()
     if args.acts:
-        from implicit_em.data.activations import Normalization, read_split
+        from implicit_em.data.lm.activations import Normalization, read_split
 
         x, _ = read_split(args.acts, "train", norm=Normalization.from_manifest(args.acts))
     else:
-        if args.random_tokens < args.batch_size:
-            p.error("pass --acts or --random-tokens >= --batch-size")
         gen = torch.Generator().manual_seed(args.seed)
         x = torch.randn(args.random_tokens, args.input_dim, generator=gen)
     x = x.to(device, torch.bfloat16 if cuda else torch.float32)  # whole set on the device
@@ -423,5 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # torchrun -m implicit_em.distributed: the `ddp` command
+    from implicit_em.cli import main
+
+    sys.exit(main(["ddp", *sys.argv[1:]]))

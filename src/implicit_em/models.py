@@ -154,8 +154,5 @@ class TopKSAE(nn.Module):
         g.sub_(w * (g * w).sum(dim=0, keepdim=True))
 
 
-MODEL_TYPES = {"encoder": Encoder, "standard_sae": StandardSAE, "topk_sae": TopKSAE}
-
-
 def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

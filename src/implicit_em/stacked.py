@@ -31,11 +31,12 @@ from tqdm.auto import tqdm
 from implicit_em import runs
 from implicit_em.config import RunConfig
 from implicit_em.data.batches import epoch_permutation
+from implicit_em.families import family
 from implicit_em.losses import _CORR_EPS, weight_redundancy_loss
 from implicit_em.models import ACTIVATIONS
-from implicit_em.training import evaluate, finite_record, loss_terms, term_weights
+from implicit_em.train.optim import StackedOptimizer
+from implicit_em.training import evaluate, finite_record, loss_terms
 
-_ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8
 _CAPTURE_LOCK = threading.Lock()  # CUDA-graph captures of stacks trained in threads
 
 
@@ -166,7 +167,8 @@ class StackedTrainer:
         if not cfgs or len({stack_key(c) for c in cfgs}) != 1:
             raise ValueError("configs in one stack must share stack_key(); use group_configs()")
         self.cfgs, self.device = cfgs, torch.device(device)
-        self.kind = cfgs[0].model.type
+        self.family = family(cfgs[0].model.type)
+        self.kind = self.family.name
         self.models = [runs.build_model(c).to(self.device) for c in cfgs]
         self.slots, self.data_seeds, self.blocks = seed_slots([c.training.seed for c in cfgs])
         slot_cfgs = [cfgs[i] for i in self.slots]
@@ -182,15 +184,16 @@ class StackedTrainer:
         self._data_row = torch.tensor(row, device=self.device)  # slot -> row of xb, (N,)
         self._rows_are_slots = row == list(range(len(cfgs)))
         loss = cfgs[0].loss
-        # The decoder-free encoder takes the batched-matmul path (see the module docstring);
-        # bf16 autocast and the sketched correlation penalty keep the generic vmap path.
-        self.fast_encoder = (
-            self.kind == "encoder" and not cfgs[0].training.amp
-            and getattr(loss, "tc_probes", None) is None
-        )  # fmt: skip
-        self.fast_sae = self.kind in ("standard_sae", "topk_sae") and not cfgs[0].training.amp
+        # The family names its batched fast path, if any (`Family.stacked_fast_path`): the
+        # decoder-free encoder's batched matmuls (see the module docstring) or the SAEs'
+        # hand-written gradients; otherwise the generic vmap path.
+        fast = self.family.stacked_fast_path(cfgs[0])
+        self.fast_encoder = fast == "_encoder_step"
+        self.fast_sae = fast == "_sae_step"
+        # AuxK's dead latents (TopK): the family keeps a `since_fired` state.
+        self.tracks_dead = bool(self.family.init_state(self.models[0]))
         n = len(cfgs)
-        weights = [term_weights(self.kind, c.loss, c.model.hidden_dim) for c in slot_cfgs]
+        weights = [self.family.weights(c.loss, c.model.hidden_dim) for c in slot_cfgs]
         dtype = next(iter(self.params.values())).dtype  # weights like 16.8 must not round
         self.weights = {
             k: torch.tensor([w[k] for w in weights], dtype=dtype, device=self.device)
@@ -198,23 +201,21 @@ class StackedTrainer:
         }  # term -> (N,)
         if self.fast_encoder and not loss.lambda_wr:
             del self.weights["wr"]  # reported once per epoch by `fit`, not computed per step
-        self.lr = torch.tensor([c.training.lr for c in slot_cfgs], device=self.device)  # (N,)
-        self._lr_list = [c.training.lr for c in slot_cfgs]
-        self.step_t = torch.zeros((), dtype=torch.float64, device=self.device)  # Adam's t
         self.use_graphs = self.device.type == "cuda"
         # No host reads in a step (CUDA graphs capture it): AuxK then always runs, on all K
         # columns, with live latents masked; on CPU it runs on the dead columns, when any.
         self.host_reads = not self.use_graphs
-        # On CPU, Adam runs as torch's fused kernel (one pass over the parameters instead of
-        # about ten); CUDA graphs need the tensor-only update below (no host reads).
-        self.fused_adam = self.device.type == "cpu"
-        self._fused_step = torch.zeros((), dtype=torch.float32, device=self.device)
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warmup_left = 3
-        self.adam = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in self.params.items()}
         k_dim = cfgs[0].model.hidden_dim
         self.since_fired = torch.zeros(n, k_dim, dtype=torch.long, device=self.device)
         self.alive = torch.ones(n, dtype=torch.bool, device=self.device)  # slot order
+        # On CPU, Adam runs as torch's fused kernel (one pass over the parameters instead of
+        # about ten); CUDA graphs need the tensor-only update (no host reads).
+        self.optim = StackedOptimizer(
+            self.params, [c.training.lr for c in slot_cfgs], self.alive,
+            cfgs[0].training.optimizer, fused=self.device.type == "cpu",
+        )  # fmt: skip
 
     def _per_model(self, t: Tensor, like: Tensor) -> Tensor:
         return t.view(-1, *([1] * (like.ndim - 1)))  # (N,) -> (N, 1, ..., 1)
@@ -228,61 +229,18 @@ class StackedTrainer:
         idx = order[:, step * batch_size : (step + 1) * batch_size]  # (S, B)
         return x.index_select(0, idx.reshape(-1)).view(*idx.shape, x.shape[1])
 
-    @torch.no_grad()
-    def _optimizer_step(self) -> None:
-        self.step_t.add_(1)  # a tensor, so that a captured CUDA graph advances it on replay
-        if self.fused_adam and self.cfgs[0].training.optimizer == "adam":
-            return self._fused_adam_step()
-        lr = torch.where(self.alive, self.lr, torch.zeros_like(self.lr))  # diverged: frozen
-        if self.cfgs[0].training.optimizer == "sgd":
-            for p in self.params.values():
-                p.addcmul_(self._per_model(lr.to(p.dtype), p), p.grad, value=-1)
-            return
-        # Adam, as torch.optim.Adam (single-tensor path) computes it.
-        b1, b2 = _ADAM_BETAS
-        bc1 = 1 - torch.pow(b1, self.step_t)  # float64 scalars, like Python's float math
-        bc2_sqrt = (1 - torch.pow(b2, self.step_t)).sqrt()
-        step_size = lr.double() / bc1  # (N,)
-        for name, p in self.params.items():
-            m, v = self.adam[name]
-            m.lerp_(p.grad, 1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            update = v.sqrt().div_(bc2_sqrt.to(p.dtype)).add_(_ADAM_EPS)  # denominator
-            torch.div(m, update, out=update)  # in place: one temporary per parameter
-            p.sub_(update.mul_(self._per_model(step_size.to(p.dtype), p)))
+    @property
+    def fused_adam(self) -> bool:
+        """CPU: torch's fused Adam kernel per learning rate (`StackedOptimizer.fused`)."""
+        return self.optim.fused
 
-    def _fused_adam_step(self) -> None:
-        """torch.optim.Adam(fused=True) on each live model's slices, one call per learning rate.
+    @fused_adam.setter
+    def fused_adam(self, value: bool) -> None:
+        self.optim.fused = value
 
-        The lists of per-model views are rebuilt only when a model diverges or the gradient
-        tensors change (the batched paths write into the same .grad every step).
-        """
-        self._fused_step.add_(1)
-        # The cached views keep old gradients alive, so a new gradient has a new address.
-        key = (tuple(self.alive.tolist()), *(p.grad.data_ptr() for p in self.params.values()))
-        if getattr(self, "_adam_key", None) != key:
-            by_lr: dict[float, list[int]] = {}
-            for j, (lr, alive) in enumerate(zip(self._lr_list, key[0], strict=True)):
-                if alive:  # a diverged model stays frozen
-                    by_lr.setdefault(lr, []).append(j)
-            views = [
-                (p.unbind(0), p.grad.unbind(0), self.adam[name][0].unbind(0),
-                 self.adam[name][1].unbind(0))
-                for name, p in self.params.items()
-            ]  # fmt: skip
-            self._adam_lists = []
-            for lr, idx in by_lr.items():
-                lists: tuple[list, list, list, list] = ([], [], [], [])
-                for parts in views:
-                    for out, part in zip(lists, parts, strict=True):
-                        out.extend(part[j] for j in idx)
-                self._adam_lists.append((lr, lists, [self._fused_step] * len(lists[0])))
-            self._adam_key = key
-        for lr, lists, steps in self._adam_lists:
-            torch._fused_adam_(
-                *lists, [], steps, lr=lr, beta1=_ADAM_BETAS[0], beta2=_ADAM_BETAS[1],
-                weight_decay=0.0, eps=_ADAM_EPS, amsgrad=False, maximize=False,
-            )  # fmt: skip
+    @property
+    def step_t(self) -> Tensor:
+        return self.optim.step_t
 
     def _encoder_step(self, xb: Tensor) -> tuple[dict, Tensor]:
         """Terms (each (N,), slot order) and total of the decoder-free encoder; sets the grads.
@@ -354,7 +312,7 @@ class StackedTrainer:
         the (N, B, D) tensors: the residual x_hat - x is one baddbmm, and the MSE's 2 / (B D)
         scales the (N, B, K)- and parameter-sized gradients only.
         """
-        topk = self.kind == "topk_sae"
+        topk = self.family.topk_codes
         w_enc, b_enc = self.params["model.encoder.weight"], self.params["model.encoder.bias"]
         if topk:
             w_dec, b_dec = self.params["model.W_dec"], self.params["model.b_dec"]  # (N, D, K)
@@ -442,7 +400,7 @@ class StackedTrainer:
                 for p in self.params.values():
                     if p.grad is None:
                         p.grad = torch.empty_like(p)  # written in full every step
-                auxk = self.kind == "topk_sae" and loss.aux_coef > 0
+                auxk = self.tracks_dead and loss.aux_coef > 0
                 if auxk and self.host_reads:
                     auxk = bool(dead.any())  # on CPU, AuxK runs only while a latent is dead
                 terms, total = self._sae_step(xn, dead if auxk else None)
@@ -454,15 +412,11 @@ class StackedTrainer:
                 for p in self.params.values():
                     p.grad = None
                 total.sum().backward()  # models are independent: d(sum)/d(p_i) = dL_i/d(p_i)
-        if self.kind == "topk_sae":
-            with torch.no_grad():  # remove_parallel_grads_ on every W_dec (N, D, K)
-                w, g = self.params["model.W_dec"], self.params["model.W_dec"].grad
-                g.sub_(w * (g * w).sum(dim=1, keepdim=True))
-        self._optimizer_step()
-        if self.kind == "topk_sae":
+        self.family.stacked_before_step(self.params)
+        self.optim.step()
+        self.family.stacked_after_step(self.params)
+        if self.tracks_dead:
             with torch.no_grad():
-                w = self.params["model.W_dec"]
-                w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-8))
                 self.since_fired.copy_(torch.where(fired, 0, self.since_fired + 1))
         out = {k: v.detach() for k, v in terms.items()}
         out["total"] = total.detach()

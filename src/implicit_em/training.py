@@ -19,15 +19,11 @@ from tqdm.auto import tqdm
 from implicit_em import metrics, runs
 from implicit_em.config import LossConfig, RunConfig
 from implicit_em.data.batches import TensorBatches
-from implicit_em.losses import combined_loss, correlation_probes, sae_loss, topk_loss
-from implicit_em.models import Encoder, TopKSAE
+from implicit_em.families import family, family_of
+from implicit_em.families import names as family_names
 
 # Terms each model family reports, in order; "total" is the weighted sum that is minimized.
-TERMS = {
-    "encoder": ("lse", "var", "tc", "wr"),
-    "standard_sae": ("mse", "l1"),
-    "topk_sae": ("mse", "aux"),
-}
+TERMS = {name: family(name).term_names for name in family_names()}
 
 
 def set_seed(seed: int) -> None:
@@ -38,34 +34,14 @@ def set_seed(seed: int) -> None:
 
 
 def model_type(model: nn.Module) -> str:
-    if isinstance(model, Encoder):
-        return "encoder"
-    if isinstance(model, TopKSAE):
-        return "topk_sae"
-    return "standard_sae"
+    """The registry name of the model's family (`families.family_of`)."""
+    return family_of(model).name
 
 
 def term_weights(kind: str, loss: LossConfig, k: int) -> dict[str, float]:
-    """Weight of each reported term in the total, for a model family with k components.
-
-    Encoder: var sums over K units and tc over K(K-1) pairs, so with loss.reference_k = R
-    their lambdas are scaled by R / K and R(R-1) / (K(K-1)) (see LossConfig.reference_k).
-    """
-    if kind == "encoder":
-        var_scale = tc_scale = 1.0
-        if loss.reference_k is not None:
-            r = loss.reference_k
-            var_scale = r / k
-            tc_scale = r * (r - 1) / (k * (k - 1)) if k > 1 else 1.0
-        return {
-            "lse": loss.lambda_lse,
-            "var": loss.lambda_var * var_scale,
-            "tc": loss.lambda_tc * tc_scale,
-            "wr": loss.lambda_wr,
-        }
-    if kind == "standard_sae":
-        return {"mse": 1.0, "l1": loss.l1_weight}
-    return {"mse": 1.0, "aux": loss.aux_coef}
+    """Weight of each reported term in the total, for family `kind` with k components
+    (`Family.weights`; the encoder's lambdas are rescaled from loss.reference_k to K)."""
+    return family(kind).weights(loss, k)
 
 
 def loss_terms(
@@ -77,29 +53,11 @@ def loss_terms(
 ) -> dict:
     """Unweighted loss terms (scalars) and the activations a (B, K) for one batch x (B, D).
 
-    dead: (K,) bool mask of TopK latents that have not fired recently (AuxK); else ignored.
+    dead: (K,) bool mask of latents that have not fired recently (TopK's AuxK); else ignored.
     amp: run the model under bf16 autocast and cast its outputs to float32 before the losses
     (log Var and the correlation's sums of squares lose too much in bf16).
     """
-    kind = model_type(model)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-        out = model(x)
-    if amp:
-        out = tuple(t.float() for t in out)
-    if kind == "encoder":
-        a, _ = out  # (B, K)
-        # lambda_wr only decides whether wr carries gradient; weights are applied by the caller.
-        probes = None
-        if loss.tc_probes is not None:
-            probes = correlation_probes(a.shape[1], loss.tc_probes, a)
-        terms = combined_loss(a, model.W, loss, validate=False, probes=probes,
-                              responsibilities=False)  # fmt: skip
-        terms.pop("total")
-    else:
-        x_hat, a = out  # (B, D), (B, K)
-        terms = reconstruction_terms(model, x, x_hat, a, loss, dead, amp)
-    terms["a"] = a
-    return terms
+    return family_of(model).loss_terms(model, x, loss, dead, amp)
 
 
 def reconstruction_terms(
@@ -111,24 +69,11 @@ def reconstruction_terms(
     dead: Tensor | None = None,
     amp: bool = False,
 ) -> dict:
-    """Unweighted terms of the encoder-decoder baselines from one forward's outputs.
+    """Unweighted terms of an encoder-decoder family from one forward's outputs.
 
-    x, x_hat: (B, D); a: (B, K). StandardSAE: mse, l1. TopKSAE: mse, aux (AuxK on the
-    latents in `dead`, zero when none are dead). No "total": weights are the caller's.
+    x, x_hat: (B, D); a: (B, K). No "total": weights are the caller's.
     """
-    if model_type(model) == "standard_sae":
-        terms = sae_loss(x, x_hat, a, loss.l1_weight)
-    else:
-        aux_hat = None
-        if dead is not None and loss.aux_coef > 0:
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-                aux_hat = model.aux_reconstruction(x, dead, loss.aux_k)  # (B, D)
-            aux_hat = aux_hat.float() if amp else aux_hat
-        terms = topk_loss(x, x_hat, aux_hat, loss.aux_coef)
-        if dead is not None:
-            terms["aux"] = terms["aux"] * dead.any()  # no dead latents: no AuxK loss
-    terms.pop("total")
-    return terms
+    return family_of(model).terms_from_outputs(model, x, (x_hat, a), loss, dead, amp)[0]
 
 
 def make_optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimizer:
@@ -138,17 +83,15 @@ def make_optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimi
 
 
 def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, total: Tensor) -> None:
-    """Backward `total` and take one optimizer step, with the TopK SAE's decoder housekeeping:
-    the gradient parallel to each unit-norm decoder column is removed before the step and the
-    columns are renormalized after it (for DDP, `model` is the wrapped module)."""
-    topk = model_type(model) == "topk_sae"
+    """Backward `total` and take one optimizer step, with the family's housekeeping around it
+    (TopK: the gradient parallel to each unit-norm decoder column is removed before the step
+    and the columns are renormalized after it). For DDP, `model` is the wrapped module."""
+    fam = family_of(model)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
-    if topk:
-        model.remove_parallel_grads_()
+    fam.before_step(model)
     optimizer.step()
-    if topk:
-        model.normalize_decoder_()
+    fam.after_step(model)
 
 
 def train_epoch(
@@ -162,26 +105,24 @@ def train_epoch(
 ) -> dict:
     """One pass over `batches`. Returns the mean of each term and of the total over steps.
 
-    state: mutable trainer state (TopK: `since_fired` (K,) steps since each latent fired).
+    state: the family's mutable trainer state (`Family.init_state`; TopK: `since_fired` (K,)
+    steps since each latent fired); None or {} for none.
     amp: bf16 autocast for the model, float32 losses (see `loss_terms`).
     No host synchronisation inside the loop; the means are read once at the end.
     """
-    kind = model_type(model)
-    weights = term_weights(kind, loss, model.hidden_dim)
+    fam = family_of(model)
+    weights = fam.weights(loss, model.hidden_dim)
     sums = {name: torch.zeros((), device=batches.x.device) for name in (*weights, "total")}
     steps = 0
     model.train()
     for x, _ in batches:
-        dead = None
-        if kind == "topk_sae":
-            dead = state["since_fired"] >= loss.dead_steps
-        terms = loss_terms(model, x, loss, dead, amp)
+        dead = fam.dead_mask(state, loss) if state else None
+        terms = fam.loss_terms(model, x, loss, dead, amp)
         a = terms.pop("a")
         total = sum(weights[k] * terms[k] for k in weights)
         optimizer_step(model, optimizer, total)
-        if kind == "topk_sae":
-            fired = (a > 0).any(dim=0)  # (K,)
-            state["since_fired"] = torch.where(fired, 0, state["since_fired"] + 1)
+        if state:
+            fam.track(state, (a > 0).any(dim=0))  # fired latents, (K,)
         for k in weights:
             sums[k] += terms[k].detach()
         sums["total"] += total.detach()
@@ -200,7 +141,6 @@ def evaluate(model: nn.Module, x: Tensor, threshold: float = 0.01) -> dict:
     scale-normalized). SAEs: reconstruction MSE through their decoder.
     """
     model.eval()
-    kind = model_type(model)
     a = model.encode(x)  # (N, K)
     l0, density = metrics.sparsity_l0(a, threshold)
     out = {
@@ -210,14 +150,7 @@ def evaluate(model: nn.Module, x: Tensor, threshold: float = 0.01) -> dict:
         "density": density,
         "w_row_norm": float(model.W.norm(dim=1).mean()),
     }
-    if kind == "encoder":
-        r = torch.softmax(-a, dim=1)
-        out["resp_entropy"] = metrics.responsibility_entropy(r)
-        out["recon_mse"] = metrics.reconstruction_mse(x, a, model.W)
-        out["recon_mse_normalized"] = metrics.reconstruction_mse(x, a, model.W, normalize=True)
-        out["lse_per_sample"] = float(-torch.logsumexp(-a, dim=1).mean())
-    else:
-        out["recon_mse"] = float((model.decode(a) - x).square().mean())
+    out.update(family_of(model).readout(model, x, a))
     return out
 
 
@@ -252,9 +185,7 @@ def train(
     x_eval = x_train if x_eval is None else x_eval
     optimizer = make_optimizer(model, t.optimizer, t.lr)
     batches = TensorBatches(x_train, None, t.batch_size, shuffle=True, seed=t.seed)
-    state: dict = {}
-    if model_type(model) == "topk_sae":
-        state["since_fired"] = torch.zeros(model.hidden_dim, dtype=torch.long, device=device)
+    state = family_of(model).init_state(model)
     history: list[dict] = []
     start = 0
     if run_dir is not None:

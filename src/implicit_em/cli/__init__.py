@@ -107,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         cls = resolve(command.options)
-        run = resolve(command.run)
         parser = parser_for(command)
         try:
             ns = parser.parse_args(argv[n:])
@@ -115,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             return int(e.code or 0)
         from implicit_em.cli.options import build_options
 
-        return int(run(build_options(cls, ns)) or 0)
+        opts = build_options(cls, ns)
+        return int(resolve(command.run)(opts) or 0)  # the command's heavy imports start here
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

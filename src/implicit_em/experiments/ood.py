@@ -98,7 +98,7 @@ def reconstruction_error(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
 def _train_sae(kind: str, x_train: torch.Tensor, seed: int, args: dict) -> torch.nn.Module:
     """A StandardSAE (L1 0.01) or TopKSAE trained by the library's `train` (paper settings)."""
     from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
-    from implicit_em.models import StandardSAE, TopKSAE
+    from implicit_em.families import family
     from implicit_em.training import train
 
     D, K = x_train.shape[1], args["n_components"]
@@ -111,7 +111,7 @@ def _train_sae(kind: str, x_train: torch.Tensor, seed: int, args: dict) -> torch
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = StandardSAE(D, K) if kind == "standard_sae" else TopKSAE(D, K, args["topk_k"])
+        model = family(kind).build(cfg.model)
     train(model, x_train, cfg, x_eval=x_train[:1024], progress=False)
     return model
 

@@ -21,13 +21,13 @@ from pathlib import Path
 from implicit_em.config import RunConfig, from_dict
 from implicit_em.stacked import group_configs
 
-# Relative cost of one model-step on CPU, per model type (measured on the reproduction's
-# stacks: 23 Adam encoders 637 s, 5 standard SAEs 260 s, 5 TopK SAEs ~400 s).
-_COST = {"encoder": 1.0, "standard_sae": 1.9, "topk_sae": 2.9}
-
 
 def stack_cost(cfgs: Sequence[RunConfig]) -> float:
-    return sum(_COST.get(c.model.type, 1.0) * c.training.epochs for c in cfgs)
+    """Relative CPU time of a stack: each model's `Family.cost` (one model-step, measured on
+    the reproduction's stacks) times its epochs."""
+    from implicit_em.families import family
+
+    return sum(family(c.model.type).cost * c.training.epochs for c in cfgs)
 
 
 def plan_stacks(cfgs: list[RunConfig]) -> list[list[int]]:
