@@ -25,6 +25,7 @@ LOSS = LossConfig(lambda_lse=1.0, lambda_var=0.7, lambda_tc=1.3, lambda_wr=0.4, 
 # (model family, K): K = 12 > B = 8 takes the sharded Gram path, K = 5 < B the K x K path.
 CASES = [("encoder", 12), ("encoder", 5), ("standard_sae", 12), ("topk_sae", 12)]
 SKETCH_KS = [12, 5]
+OBJECTIVE_KS = [64, 128, 1024]  # issue 13: the DDP total is combined_loss's at every K
 
 
 def build(kind: str, k: int) -> torch.nn.Module:
@@ -88,6 +89,13 @@ def _worker(rank: int, port: int, out: dict) -> None:
         glob["total"] = sum(w[n] * glob[n] for n in w)
         grads = {n: p.grad.clone() for n, p in net.module.named_parameters()}
         results[("sketch", k)] = (glob, grads)
+    for k in OBJECTIVE_KS:
+        net = DDP(build("encoder", k))
+        x = batch()[rank * ROWS : (rank + 1) * ROWS]
+        terms, _, _ = step_terms(net, x, LossConfig())
+        w = term_weights("encoder", LossConfig(), k)
+        glob = {n: float(v) for n, v in reduce_terms(terms, "encoder").items()}
+        results[("objective", k)] = sum(w[n] * glob[n] for n in w)
     out[rank] = results
     dist.destroy_process_group()
 
@@ -135,3 +143,13 @@ def test_grad_scale_matters(ddp_results):
     _, grads = ddp_results[0][("encoder", 12)]
     g, r = grads["linear.weight"], ref_grads["linear.weight"]
     assert not torch.allclose(g / WORLD, r, rtol=1e-3)
+
+
+@pytest.mark.parametrize("k", OBJECTIVE_KS)
+def test_ddp_total_is_combined_loss_total(ddp_results, k):
+    model = build("encoder", k)
+    with torch.no_grad():
+        expected = float(combined_loss(model(batch())[0], model.W, LossConfig())["total"])
+    for rank in range(WORLD):
+        # reduce_terms sums the shares in float32
+        assert ddp_results[rank][("objective", k)] == pytest.approx(expected, rel=1e-6)

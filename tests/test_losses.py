@@ -153,7 +153,7 @@ def test_weight_redundancy_zero_for_orthonormal_rows():
 
 def test_combined_loss_terms_and_weights():
     a, W = torch.randn(16, 6), torch.randn(6, 10)
-    cfg = LossConfig(lambda_lse=0.5, lambda_var=2.0, lambda_tc=3.0, lambda_wr=0.0)
+    cfg = LossConfig(lambda_lse=0.5, lambda_var=2.0, lambda_tc=3.0, lambda_wr=0.0, reference_k=None)
     out = combined_loss(a, W, cfg)
     assert set(out) == {"total", "lse", "var", "tc", "wr", "responsibilities"}
     torch.testing.assert_close(out["lse"], lse_loss(a)[0])

@@ -46,9 +46,13 @@ def test_torch_probe_matches_sklearn_on_pixels(digits):
 
 
 def test_torch_probe_matches_sklearn_on_encoder_codes(digits, codes):
+    """Against scikit-learn run to convergence: on the K = 16 codes one borderline test sample
+    (1 / 597 = 0.0017) flips with the solvers' stopping points (sklearn's default tol=1e-4
+    gives 0.8358, converged 0.8342; a ulp-level change of the codes moves the torch probe
+    between 0.8325 and 0.8342), so the reference is the optimum both solvers approach."""
     _, ytr, _, yte = digits
     for tr, te in codes:
-        ref = linear_probe_accuracy(tr, ytr, te, yte)
+        ref = linear_probe_accuracy(tr, ytr, te, yte, max_iter=20000, tol=1e-10)
         (got,) = torch_probe_accuracy(tr, ytr, te, yte)
         assert ref > 0.5
         assert abs(got - ref) <= 0.002, (got, ref)

@@ -78,7 +78,8 @@ class LossConfig:
     keeping their size next to the LSE term from K = 64 to K = 32,768. None disables the
     scaling; at K = reference_k (64, the paper's MNIST setting) nothing changes."""
     variance_eps: float = 1e-6
-    """eps inside log(Var + eps)."""
+    """eps inside log(Var + eps). A constant unit (judged at its own round-off) counts as
+    Var = 0: it costs exactly -log(eps) with zero gradient (`losses.variance_loss`)."""
     tc_probes: int | None = None
     """None: the decorrelation penalty exactly (O(B^2 K) for B < K). m: an unbiased estimate
     from m Gaussian probes drawn fresh every step (`losses.sketched_correlation_loss`,

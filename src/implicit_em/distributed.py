@@ -37,11 +37,13 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from implicit_em.config import LossConfig
+from implicit_em.data.batches import MIN_BATCH_ROWS
 from implicit_em.families import family, family_of
 from implicit_em.families.registry import DEFAULT_FAMILY
 from implicit_em.losses import (
     _unit_columns,
     column_stats,
+    constant_columns,
     correlation_loss,
     correlation_probes,
     sketch_cross,
@@ -128,7 +130,9 @@ def global_column_stats(a: Tensor) -> tuple[Tensor, Tensor]:
     """(mean, centred sum of squares) of every column over the global batch, differentiably.
 
     Each rank gathers the others' (mean, ss) (2 K numbers each) and combines them as Chan et
-    al.'s parallel variance does (equal shard sizes): no (B, K) tensor crosses ranks.
+    al.'s parallel variance does (equal shard sizes): no (B, K) tensor crosses ranks. Columns
+    constant over the global batch (`losses.constant_columns`, judged again after combining:
+    the shards' means differ by round-off) get ss = 0, as in `losses.column_stats`.
     """
     mean, ss = column_stats(a)  # (K,), (K,)
     _, n = world()
@@ -137,7 +141,8 @@ def global_column_stats(a: Tensor) -> tuple[Tensor, Tensor]:
     parts = gather_rows(torch.stack([mean, ss]))  # (2 R, K)
     means, sss = parts[0::2], parts[1::2]  # (R, K) each
     g_mean = means.mean(dim=0)
-    return g_mean, sss.sum(dim=0) + a.shape[0] * (means - g_mean).square().sum(dim=0)
+    g_ss = sss.sum(dim=0) + a.shape[0] * (means - g_mean).square().sum(dim=0)
+    return g_mean, g_ss * ~constant_columns(g_mean, g_ss, n * a.shape[0])
 
 
 def gather_rows(a: Tensor) -> Tensor:
@@ -256,7 +261,9 @@ def train_steps(
     """Adam for `steps` steps on x_train (N, D), which every rank holds whole (any device).
 
     Each step draws one global batch of rows from a seeded permutation shared by all ranks
-    and gives rank r its r-th slice. Returns {"history": [...], "tokens_per_s": float} with
+    and gives rank r its r-th slice. Only full global batches are drawn (the rows left over
+    at the end of a permutation wait for the next one), so no step sees fewer than
+    global_batch >= 2 rows: the batch rule of `data.batches` holds without merging. Returns {"history": [...], "tokens_per_s": float} with
     tokens/s measured over the steps after `warmup`. With loss.tc_probes, every rank draws
     the same probes from a generator seeded with `seed`. compile: run the forward and loss
     through `torch.compile` (fuses the elementwise passes over the (b, K) codes; compile
@@ -268,6 +275,11 @@ def train_steps(
     rank, n = world()
     if global_batch % n:
         raise ValueError(f"global batch {global_batch} must be divisible by {n} ranks")
+    if not MIN_BATCH_ROWS <= global_batch <= len(x_train):
+        raise ValueError(
+            f"global batch {global_batch} must be between {MIN_BATCH_ROWS} (batch statistics) "
+            f"and the {len(x_train)} training rows: change --batch-size"
+        )
     b = global_batch // n
     device = next(model.parameters()).device
     weights = fam.weights(loss, model.hidden_dim)

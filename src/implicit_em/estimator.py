@@ -12,7 +12,6 @@ per-sample score: high when some component explains x, low when none does.
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,8 +19,10 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from implicit_em.config import LossConfig
+from implicit_em.data.batches import batch_slices
 from implicit_em.losses import combined_loss
-from implicit_em.models import ACTIVATIONS, Encoder
+from implicit_em.models import ACTIVATIONS, Encoder, n_parameters
 
 OPTIMIZERS = ("adam", "sgd")
 # Separates the per-epoch shuffling streams of different seeds.
@@ -34,15 +35,9 @@ _EPOCH_STRIDE = 1_000_003
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
-@dataclass(frozen=True)
-class _Weights:
-    """The loss weights in the shape `combined_loss` reads (see `losses.LossWeights`)."""
-
-    lambda_lse: float
-    lambda_var: float
-    lambda_tc: float
-    lambda_wr: float
-    variance_eps: float = 1e-6
+# Rows per batch when `score` evaluates the reference objective (the default batch_size), a
+# constant so that scores stay comparable when batch_size itself is searched.
+_SCORE_BATCH = 128
 
 
 def _to_numpy(X):
@@ -85,6 +80,10 @@ class DecoderFreeSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Weight of the decorrelation penalty ||Corr(a) - I||_F^2 off the diagonal (Eq. 7).
     lambda_wr : float, default=0.0
         Weight of the weight-redundancy penalty (Eq. 8); 0 in the paper.
+    reference_k : int or None, default=64
+        K at which lambda_var and lambda_tc apply as given; at other K they are rescaled by
+        `implicit_em.losses.loss_weights`, exactly as `LossConfig.reference_k` does for the
+        CLI's `train`, so the estimator minimizes the same objective. None: no rescaling.
     optimizer : {"adam", "sgd"}, default="adam"
         Adam, or plain SGD without momentum.
     lr : float, default=1e-3
@@ -149,6 +148,7 @@ class DecoderFreeSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         lambda_var: float = 1.0,
         lambda_tc: float = 1.0,
         lambda_wr: float = 0.0,
+        reference_k: int | None = 64,
         optimizer: str = "adam",
         lr: float = 1e-3,
         batch_size: int = 128,
@@ -162,6 +162,7 @@ class DecoderFreeSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.lambda_var = lambda_var
         self.lambda_tc = lambda_tc
         self.lambda_wr = lambda_wr
+        self.reference_k = reference_k
         self.optimizer = optimizer
         self.lr = lr
         self.batch_size = batch_size
@@ -181,6 +182,8 @@ class DecoderFreeSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             )
         for name in ("lambda_var", "lambda_tc", "lambda_wr"):
             _check_float(getattr(self, name), name, positive=False)
+        if self.reference_k is not None:
+            _check_int(self.reference_k, "reference_k", 2)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         _check_float(self.lr, "lr", positive=True)
@@ -231,20 +234,19 @@ class DecoderFreeSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.n_epochs_ = 0
 
     def _batches(self, n: int, device: torch.device) -> list[torch.Tensor]:
-        """This epoch's index batches; a trailing batch of one joins the one before it."""
+        """This epoch's index batches (`data.batches.batch_slices`: a trailing batch of one
+        joins the one before it)."""
         # Drawn on the CPU from a generator of its own: a pure function of (seed_, epoch).
         gen = torch.Generator().manual_seed(self.seed_ * _EPOCH_STRIDE + self.n_epochs_)
         order = torch.randperm(n, generator=gen).to(device)  # (n,)
-        batches = list(order.split(self.batch_size))
-        if len(batches) > 1 and len(batches[-1]) == 1:
-            batches[-2:] = [torch.cat(batches[-2:])]
-        return batches
+        return [order[lo:hi] for lo, hi in batch_slices(n, self.batch_size)]
 
     def _epoch(self, x: torch.Tensor) -> dict:
         """One pass over x (n, D) on the training device; returns the epoch's mean losses."""
-        weights = _Weights(
-            1.0, float(self.lambda_var), float(self.lambda_tc), float(self.lambda_wr)
-        )
+        weights = LossConfig(
+            lambda_var=float(self.lambda_var), lambda_tc=float(self.lambda_tc),
+            lambda_wr=float(self.lambda_wr), reference_k=self.reference_k,
+        )  # fmt: skip
         encoder, opt = self.encoder_, self.optimizer_
         encoder.train()
         sums = torch.zeros(5, dtype=torch.float64, device=x.device)  # total, lse, var, tc, wr
@@ -372,11 +374,24 @@ class DecoderFreeSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return torch.logsumexp(-self._energies(X), dim=1).numpy()
 
     def score(self, X, y=None) -> float:
-        """Mean of `score_samples` over X (higher is better, as `GridSearchCV` expects).
+        """Minus the reference objective per sample: higher is better, as `GridSearchCV` expects.
+
+        The objective of training, with fixed reference weights instead of this estimator's
+        (lambda_lse = lambda_var = lambda_tc = 1, lambda_wr = 0, reference_k = 64, eps = 1e-6:
+        `LossConfig()`), evaluated on X in consecutive batches of 128 rows (a one-row tail
+        joins the batch before it) and summed over batches, divided by n_samples:
+            score = -(1 / n) sum_batches [sum_i L_LSE(x_i) + w_var L_var + w_tc L_tc].
+        Units: nats per sample (L_LSE is a negative log-likelihood, L_var a sum of negative
+        log-variances). The weights do not move with the hyper-parameters, so models fitted
+        with different lambdas (or batch sizes) are scored on one scale; and the variance
+        barrier keeps collapse from scoring well: a dead unit costs -log(1e-6) = 13.8 per
+        batch, where the LSE term alone (`score_samples`) is largest, log K, exactly when every
+        unit is dead.
 
         Parameters
         ----------
         X : array-like or torch.Tensor of shape (n_samples, n_features)
+            n_samples >= 2 (the barriers are batch statistics).
         y : None
             Ignored.
 
@@ -384,4 +399,17 @@ class DecoderFreeSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         -------
         score : float
         """
-        return float(self.score_samples(X).mean())
+        a = self._energies(X)  # (n, K), float64
+        if len(a) < 2:
+            raise ValueError(f"score needs at least 2 samples, got {len(a)}: pass more rows")
+        W = self.encoder_.W.detach().to("cpu", torch.float64)  # (K, D)
+        total = sum(
+            float(combined_loss(a[lo:hi], W, LossConfig(), validate=False)["total"])
+            for lo, hi in batch_slices(len(a), _SCORE_BATCH)
+        )
+        return -total / len(a)
+
+    def parameter_count(self) -> int:
+        """Trainable parameters of the fitted encoder: K (D + 1)."""
+        check_is_fitted(self)
+        return n_parameters(self.encoder_)

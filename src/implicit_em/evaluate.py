@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from implicit_em.data.lm import hook_residual
-from implicit_em.losses import lse_loss
+from implicit_em.losses import constant_columns, lse_loss
 from implicit_em.metrics import responsibility_entropy, sparsity_l0, usage_distribution
 
 Recon = Callable[[Tensor], Tensor]
@@ -39,19 +39,45 @@ Recon = Callable[[Tensor], Tensor]
 
 
 def fvu(x: Tensor, x_hat: Tensor, per_dim: bool = False) -> float:
-    """Fraction of variance unexplained: sum ||x - x_hat||^2 / sum ||x - mean(x)||^2.
+    """Fraction of variance unexplained, float64. x, x_hat: (N, D), N >= 1.
 
-    x, x_hat: (N, D). per_dim=True averages the per-dimension ratios instead (sklearn's
-    r2_score "uniform_average"; the default equals its "variance_weighted"). float64.
+    Default: the SAE literature's total FVU, sum_{n,d} (x - x_hat)^2 / sum_{n,d} (x - mean_n x)^2
+    (SAELens, sparsify). It equals 1 - sklearn's r2_score(x, x_hat,
+    multioutput="variance_weighted") only when no dimension is constant: sklearn drops the
+    constant dimensions' errors, this total counts them.
+    per_dim=True: the mean over dimensions of err_d / tot_d, which is exactly
+    1 - r2_score(x, x_hat, multioutput="uniform_average"), including sklearn's convention for
+    a constant target dimension d (tot_d = 0): its ratio is 0 if x_hat reproduces it (err_d = 0)
+    and 1 otherwise. Here "constant" and "reproduces" are judged at the round-off of the
+    dimension's mean (`losses.constant_columns`), not by an exact zero.
+    The total follows the same convention when every dimension is constant (0 or 1).
     """
-    if x.shape != x_hat.shape or x.ndim != 2:
+    if x.shape != x_hat.shape or x.ndim != 2 or len(x) < 1:
         raise ValueError(f"x {tuple(x.shape)} and x_hat {tuple(x_hat.shape)}: need equal (N, D)")
     x, x_hat = x.double(), x_hat.double()
+    n = len(x)
+    mean = x.mean(0)  # (D,)
     err = (x - x_hat).square().sum(0)  # (D,)
-    tot = (x - x.mean(0)).square().sum(0)  # (D,)
+    tot = (x - mean).square().sum(0)  # (D,)
+    constant = constant_columns(mean, tot, n)  # (D,)
     if per_dim:
-        return float((err / tot.clamp_min(1e-300)).mean())
-    return float(err.sum() / tot.sum())
+        perfect = constant_columns(mean, err, n)  # error at the target's round-off
+        return float(unexplained_ratio(err, tot, constant, perfect).mean())
+    perfect = constant_columns(mean, err, n).all()
+    return float(unexplained_ratio(err.sum(), tot.sum(), constant.all(), perfect))
+
+
+def unexplained_ratio(num: Tensor, den: Tensor, den_zero: Tensor, num_zero: Tensor) -> Tensor:
+    """num / den, with scikit-learn's r2 convention where the denominator vanishes.
+
+    Elementwise over tensors of one shape (or scalars). den_zero, num_zero: bool masks of
+    where den and num are zero up to round-off (decided by the caller, on its own scale).
+    Where den_zero: 0 if num_zero (nothing to explain, nothing missed) else 1 (nothing to
+    explain, something missed), the convention of r2_score's force_finite (r2 = 1 or 0).
+    Every ratio of unexplained to total in this module goes through here.
+    """
+    safe = torch.where(den_zero, torch.ones_like(den), den)
+    return torch.where(den_zero, (~num_zero).to(den.dtype), num / safe)
 
 
 def explained_variance(x: Tensor, x_hat: Tensor, per_dim: bool = False) -> float:
@@ -66,16 +92,21 @@ def fit_scalar_decoder(
     """Least-squares (c, m) for x ~ c * (a W) + m, W^T as pseudo-decoder.
 
     a: (N, K), W: (K, D), x: (N, D). m (D,) is zero when offset=False; with offset=True,
-    c = <x - x_bar, y - y_bar> / ||y - y_bar||^2 and m = x_bar - c y_bar.
+    c = <x - x_bar, y - y_bar> / ||y - y_bar||^2 and m = x_bar - c y_bar, with y = a W.
+    When the denominator vanishes (offset: y constant over rows, judged at the round-off of
+    its mean, `losses.constant_columns`; no offset: y = 0, e.g. every latent dead), c = 0:
+    x_hat is then m, the best constant.
     """
     y = a.double() @ W.double()  # (N, K) @ (K, D) -> (N, D)
     xd = x.double()
     if offset:
         yc, xc = y - y.mean(0), xd - xd.mean(0)
-        c = float((xc * yc).sum() / yc.square().sum().clamp_min(1e-300))
+        flat = bool(constant_columns(y.mean(0), yc.square().sum(0), len(y)).all())
+        c = 0.0 if flat else float((xc * yc).sum() / yc.square().sum())
         m = xd.mean(0) - c * y.mean(0)  # (D,)
     else:
-        c = float((xd * y).sum() / y.square().sum().clamp_min(1e-300))
+        ss = y.square().sum()
+        c = float((xd * y).sum() / ss) if ss > 0 else 0.0
         m = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
     return c, m.float()
 
@@ -235,12 +266,31 @@ def spliced_ce(
             sums[name]["ce"] += float(ce)
             sums[name]["kl"] += float(kl)
         n_pos += target.numel()
+    if n_pos == 0:
+        raise ValueError(
+            f"no predicted positions in tokens {tuple(tokens.shape)}: contexts need at least "
+            f"{start + 2} tokens"
+        )
     return {name: {k: v / n_pos for k, v in s.items()} for name, s in sums.items()}
 
 
+# Relative size below which two CE values (nats per token, accumulated from float32 logits)
+# are taken as equal by `ce_loss_recovered`.
+_CE_RTOL = 1e-6
+
+
 def ce_loss_recovered(ce_orig: float, ce_sae: float, ce_zero: float) -> float:
-    """(CE_zero - CE_sae) / (CE_zero - CE_orig): 1 = as good as the model, 0 = as zero."""
-    return (ce_zero - ce_sae) / (ce_zero - ce_orig)
+    """(CE_zero - CE_sae) / (CE_zero - CE_orig): 1 = as good as the model, 0 = as zero.
+
+    Written as 1 - (CE_sae - CE_orig) / (CE_zero - CE_orig) through `unexplained_ratio`: when
+    zero ablation does not change the CE (|CE_zero - CE_orig| <= 1e-6 max(1, |CE_orig|), the
+    layer does not matter), the value is 1 if CE_sae equals CE_orig to the same tolerance and
+    0 otherwise, r2_score's convention, instead of a division by (nearly) zero.
+    """
+    tiny = _CE_RTOL * max(1.0, abs(ce_orig))
+    num = torch.tensor(ce_sae - ce_orig, dtype=torch.float64)
+    den = torch.tensor(ce_zero - ce_orig, dtype=torch.float64)
+    return 1.0 - float(unexplained_ratio(num, den, den.abs() <= tiny, num.abs() <= tiny))
 
 
 # ---------------------------------------------------------------- everything at once

@@ -7,13 +7,21 @@ with validate=False (the trainer's hot loop, which must not sync with the host).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
-# Added to each column's sum of squares before normalizing: keeps a constant column finite.
+# Kept for the weight rows' normalization in weight_redundancy_loss (a zero row stays finite).
 _CORR_EPS = 1e-12
+# A column is constant when its spread is within this many units of round-off (machine eps of
+# its dtype) of its mean. The float mean of B equal numbers c is c (1 + delta) with |delta| up
+# to about log2(B) eps for the pairwise / tree sums torch uses (12 eps at B = 4096), and then
+# every centred value is exactly -c delta, so such a column's root-mean-square spread is
+# |mean| |delta|. In float32, 32 eps is a relative spread of 3.8e-6, about 64 ulps.
+_ROUNDOFF_ULPS = 32
 
 
 def check_batch(a: Tensor, name: str = "a", min_batch: int = 1) -> None:
@@ -49,20 +57,69 @@ def lse_loss(a: Tensor, reduction: str = "sum", validate: bool = True) -> tuple[
     return loss, torch.softmax(-a, dim=1).detach()
 
 
+def constant_columns(mean: Tensor, ss: Tensor, n_rows: int) -> Tensor:
+    """Which columns are constant, relative to their own scale: bool, the shape of `mean`.
+
+    mean, ss: each column's mean and centred sum of squares over n_rows rows. A column is
+    constant when its root-mean-square spread sqrt(ss / n_rows) is within _ROUNDOFF_ULPS
+    units of round-off of |mean| (see the constant above): an exactly constant float32 column
+    of 1.81 over 1448 rows leaves ss = 1.9e-10 from its mean's rounding alone, far above any
+    absolute epsilon one could pick for columns of other scales. All-zero columns (dead ReLU
+    units) are constant. The comparison carries no gradient.
+    """
+    tol = _ROUNDOFF_ULPS * torch.finfo(ss.dtype).eps
+    return ss <= n_rows * (tol * mean.detach()).square()
+
+
+def centred_columns(a: Tensor, dim: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """Centre a over its batch dimension `dim`; the one place batch statistics are taken.
+
+    Returns (centred, mean, ss): centred like a, mean and ss (a's shape without `dim`) the
+    columns' means and centred sums of squares. Columns that are constant by
+    `constant_columns` are centred to exact zeros and get ss = 0, so that every penalty built
+    on these statistics (variance barrier, correlation: exact, Gram, sketched, stacked,
+    distributed) sees them as constant and passes them exactly zero gradient.
+    Raises ValueError for fewer than 2 rows: batch statistics of one row are 0 / 0.
+    """
+    n = a.shape[dim]
+    if n < 2:
+        raise ValueError(
+            f"batch statistics need at least 2 rows, got {n}: merge a one-row batch into "
+            "its neighbour (implicit_em.data.batches.batch_slices does so)"
+        )
+    mean = a.mean(dim=dim)
+    centred = a - mean.unsqueeze(dim)
+    ss = centred.square().sum(dim=dim)
+    live = ~constant_columns(mean, ss, n)
+    return centred * live.unsqueeze(dim), mean, ss * live
+
+
+def unit_scale(ss: Tensor) -> Tensor:
+    """1 / sqrt(ss) where ss > 0, else exactly 0 (and zero gradient): scales centred columns
+    to unit norm, leaving constant ones (ss = 0 from `centred_columns`) at zero."""
+    live = ss > 0
+    return torch.where(live, torch.rsqrt(torch.where(live, ss, torch.ones_like(ss))), 0.0)
+
+
 def variance_loss(a: Tensor, eps: float = 1e-6, validate: bool = True) -> Tensor:
     """-sum_j log(Var_batch(a_j) + eps): the diagonal of the log-determinant (paper Eq. 7).
 
-    a: (B, K). Returns a scalar. Diverges (to -log eps per unit) as any unit's variance -> 0.
+    a: (B, K), B >= 2. Returns a scalar. Var is the unbiased batch variance. A unit that is
+    constant (relative to its own scale, `constant_columns`) counts as variance 0: it costs
+    exactly -log eps (13.8 at eps = 1e-6), the barrier's ceiling, with zero gradient, instead
+    of a value and a gradient made of its mean's round-off.
     """
     if validate:
         check_batch(a, min_batch=2)
-    return -torch.log(a.var(dim=0) + eps).sum()  # (K,) -> ()
+    _, _, ss = centred_columns(a)
+    return variance_from_stats(ss, a.shape[0], eps)
 
 
 def _unit_columns(a: Tensor) -> Tensor:
-    """Centre each column and scale it to unit norm, so U^T U = Corr(a). Returns (B, K)."""
-    centred = a - a.mean(dim=0, keepdim=True)  # (B, K)
-    return centred * torch.rsqrt(centred.square().sum(dim=0, keepdim=True) + _CORR_EPS)
+    """Centre each column and scale it to unit norm, so U^T U = Corr(a). Returns (B, K).
+    Constant columns (`constant_columns`) are zero."""
+    centred, _, ss = centred_columns(a)  # (B, K), (K,)
+    return centred * unit_scale(ss)
 
 
 def _offdiag_sq_kk(u: Tensor) -> Tensor:
@@ -112,8 +169,9 @@ def _offdiag_sq_gram(u: Tensor) -> Tensor:
 def correlation_loss(a: Tensor, validate: bool = True) -> Tensor:
     """||Corr_batch(a) - I||_F^2 off the diagonal: sum_{i != j} Corr_ij^2 (paper Eq. 7).
 
-    a: (B, K). Returns a scalar. Uses the B x B Gram matrix when B < K (memory O(B^2 + BK)),
-    else the K x K correlation matrix. A constant column contributes zero, with finite grads.
+    a: (B, K), B >= 2. Returns a scalar. Uses the B x B Gram matrix when B < K (memory
+    O(B^2 + BK)), else the K x K correlation matrix. A constant column (relative to its own
+    scale, `constant_columns`) contributes zero and receives exactly zero gradient.
     """
     if validate:
         check_batch(a, min_batch=2)
@@ -132,20 +190,21 @@ def correlation_probes(
 
 
 def column_stats(a: Tensor) -> tuple[Tensor, Tensor]:
-    """(mean, centred sum of squares) of each column of a (B, K): two (K,) tensors."""
-    mean = a.mean(dim=0)  # (K,)
-    return mean, (a - mean).square().sum(dim=0)
+    """(mean, centred sum of squares) of each column of a (B, K): two (K,) tensors; ss is
+    exactly 0 for constant columns (see `centred_columns`)."""
+    _, mean, ss = centred_columns(a)
+    return mean, ss
 
 
 def sketch_cross(a: Tensor, mean: Tensor, ss: Tensor, probes: Tensor) -> tuple[Tensor, Tensor]:
     """U^T U V and diag(U^T U) for the unit columns U of a, without forming U.
 
     a (B, K), mean and ss (K,) from `column_stats` (global ones under data parallelism, where
-    this returns the rank's part of sums over rows), probes V (K, m). With s = (ss + eps)^-1/2,
-    U = (a - mean) s, so U V = a (s V) - mean^T (s V) and U^T P = s (a^T P - mean 1^T P):
+    this returns the rank's part of sums over rows), probes V (K, m). With s = ss^-1/2 (0 for
+    constant columns, whose ss is 0: they drop out, gradient included), U = (a - mean) s, so U V = a (s V) - mean^T (s V) and U^T P = s (a^T P - mean 1^T P):
     two (B, K) x (K, m) matmuls on a itself. Returns ((K, m), (K,)).
     """
-    s = torch.rsqrt(ss + _CORR_EPS)  # (K,)
+    s = unit_scale(ss)  # (K,)
     sv = s[:, None] * probes  # (K, m)
     p = a @ sv - mean @ sv  # (B, m) = U V
     cross = s[:, None] * (a.mT @ p - mean[:, None] * p.sum(dim=0))  # (K, m) = U^T U V
@@ -154,6 +213,8 @@ def sketch_cross(a: Tensor, mean: Tensor, ss: Tensor, probes: Tensor) -> tuple[T
 
 def variance_from_stats(ss: Tensor, n_rows: int, eps: float) -> Tensor:
     """`variance_loss` from the columns' centred sums of squares ss (K,) over n_rows rows."""
+    if n_rows < 2:
+        raise ValueError(f"the variance needs at least 2 rows, got {n_rows}: use a larger batch")
     return -torch.log(ss / (n_rows - 1) + eps).sum()
 
 
@@ -212,24 +273,74 @@ class LossWeights(Protocol):
     lambda_tc: float
     lambda_wr: float
     variance_eps: float
+    reference_k: int | None
+
+
+def as_loss_weights(cfg: LossWeights | Mapping) -> LossWeights:
+    """cfg itself, or a plain mapping of lambdas and epsilons made into a `LossConfig`.
+
+    A mapping takes LossConfig's field names (lambda_lse, lambda_var, lambda_tc, lambda_wr,
+    variance_eps, reference_k, ...); missing keys keep LossConfig's defaults (reference_k=64:
+    pass reference_k=None for the paper's unscaled sums). Unknown keys raise ValueError.
+    """
+    if not isinstance(cfg, Mapping):
+        return cfg
+    from implicit_em.config import LossConfig
+
+    known = {f.name for f in dataclasses.fields(LossConfig)}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(f"unknown loss weights {unknown}: valid keys are {sorted(known)}")
+    return LossConfig(**cfg)
+
+
+def term_scales(reference_k: int | None, k: int) -> tuple[float, float]:
+    """(var scale, tc scale) at K = k components: (R / K, R (R - 1) / (K (K - 1))) for
+    reference_k = R, (1, 1) for None. var sums over K units and tc over K (K - 1) pairs; the
+    scales keep their size next to the LSE term as K grows (see LossConfig.reference_k)."""
+    if reference_k is None:
+        return 1.0, 1.0
+    r = reference_k
+    return r / k, (r * (r - 1) / (k * (k - 1)) if k > 1 else 1.0)
+
+
+def loss_weights(cfg: LossWeights | Mapping, k: int) -> dict[str, float]:
+    """The weight of each term of the decoder-free objective at K = k components.
+
+    The one place the lambdas become weights: `combined_loss`, `train`, the stacked and
+    distributed trainers and the estimator all read them here. Returns lse, var, tc, wr.
+    An object without a reference_k attribute gets no rescaling (the paper's plain sums).
+    """
+    cfg = as_loss_weights(cfg)
+    var_scale, tc_scale = term_scales(getattr(cfg, "reference_k", None), k)
+    return {
+        "lse": cfg.lambda_lse,
+        "var": cfg.lambda_var * var_scale,
+        "tc": cfg.lambda_tc * tc_scale,
+        "wr": cfg.lambda_wr,
+    }
 
 
 def combined_loss(
     a: Tensor,
     W: Tensor,
-    cfg: LossWeights,
+    cfg: LossWeights | Mapping,
     validate: bool = True,
     probes: Tensor | None = None,
     responsibilities: bool = True,
 ) -> dict:
-    """L = l_lse L_LSE + l_var L_var + l_tc L_tc + l_wr L_wr (paper Eqs. 7 and 8).
+    """L = w_lse L_LSE + w_var L_var + w_tc L_tc + w_wr L_wr (paper Eqs. 7 and 8).
 
-    a: (B, K), W: (K, D); cfg carries the lambdas (e.g. a LossConfig). Returns a dict of
-    scalar tensors `total`, `lse`, `var`, `tc`, `wr` and `responsibilities` (B, K) (left out
-    when responsibilities=False, which saves a pass over a in the training loop).
-    Terms whose lambda is zero are still reported (computed without gradient).
-    probes (K, m): estimate tc with `sketched_correlation_loss` instead of exactly.
+    a: (B, K) with B >= 2 (ValueError otherwise, even with validate=False), W: (K, D).
+    cfg: a LossConfig (or any object with its lambda fields) or a plain mapping of them
+    (`as_loss_weights`). The weights w are `loss_weights(cfg, K)`: the lambdas, with lambda_var
+    and lambda_tc rescaled from cfg.reference_k to K, the same objective `train` minimizes.
+    Returns a dict of scalar tensors `total`, `lse`, `var`, `tc`, `wr` (unweighted) and
+    `responsibilities` (B, K) (left out when responsibilities=False, which saves a pass over
+    a in the training loop). Terms whose lambda is zero are still reported (wr computed
+    without gradient). probes (K, m): estimate tc with `sketched_correlation_loss`.
     """
+    cfg = as_loss_weights(cfg)
     if validate:
         check_batch(a, min_batch=2)
         check_batch(W, name="W")
@@ -238,6 +349,7 @@ def combined_loss(
                 f"a {tuple(a.shape)} has K={a.shape[1]} components but W {tuple(W.shape)} has "
                 f"{W.shape[0]} rows: pass the encoder weight W of shape (K, D)"
             )
+    weights = loss_weights(cfg, a.shape[1])
     lse = -torch.logsumexp(-a, dim=1).sum()  # lse_loss without the responsibilities
     if probes is None:
         var = variance_loss(a, cfg.variance_eps, validate=False)
@@ -253,9 +365,9 @@ def combined_loss(
     else:
         with torch.no_grad():
             wr = weight_redundancy_loss(W, validate=False)
-    total = cfg.lambda_lse * lse + cfg.lambda_var * var + cfg.lambda_tc * tc
+    total = weights["lse"] * lse + weights["var"] * var + weights["tc"] * tc
     if cfg.lambda_wr:
-        total = total + cfg.lambda_wr * wr
+        total = total + weights["wr"] * wr
     out = {"total": total, "lse": lse, "var": var, "tc": tc, "wr": wr}
     if responsibilities:
         out["responsibilities"] = torch.softmax(-a, dim=1).detach()

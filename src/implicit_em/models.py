@@ -18,6 +18,11 @@ ACTIVATIONS = {
 }
 
 
+def n_parameters(model: nn.Module) -> int:
+    """Trainable parameters of a model."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def _check_activation(name: str) -> None:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}: choose one of {sorted(ACTIVATIONS)}")
@@ -51,6 +56,13 @@ class Encoder(nn.Module):
     def b(self) -> Tensor:  # (K,)
         return self.linear.bias
 
+    @property
+    def activation_name(self) -> str:
+        """The activation's name (relu, softplus, identity or abs), as the authors' API has it."""
+        return self.activation
+
+    parameter_count = n_parameters
+
     def get_weights(self) -> Tensor:
         """A detached copy of W, shape (K, D), for analysis."""
         return self.W.detach().clone()
@@ -63,7 +75,22 @@ class Encoder(nn.Module):
         return self.forward(x)[0]
 
 
-class StandardSAE(nn.Module):
+class _SAEWeights:
+    """Read-outs shared by the encoder-decoder SAEs (the authors' API)."""
+
+    parameter_count = n_parameters
+
+    def get_encoder_weights(self) -> Tensor:
+        """A detached copy of the encoder rows W_enc, shape (K, D)."""
+        return self.W.detach().clone()
+
+    def get_decoder_weights(self) -> Tensor:
+        """A detached copy of the decoder's dictionary, shape (K, D): row j is latent j's
+        direction in input space (the transpose of the (D, K) decoder matrix)."""
+        return self.decoder_matrix().detach().t().clone()
+
+
+class StandardSAE(_SAEWeights, nn.Module):
     """Linear + ReLU encoder, linear decoder; trained with MSE + L1 (the paper's baseline).
 
     784 -> 64 has 101,200 parameters.
@@ -86,12 +113,15 @@ class StandardSAE(nn.Module):
     def decode(self, a: Tensor) -> Tensor:
         return self.decoder(a)  # (B, D)
 
+    def decoder_matrix(self) -> Tensor:  # (D, K)
+        return self.decoder.weight
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         a = self.encode(x)
         return self.decode(a), a
 
 
-class TopKSAE(nn.Module):
+class TopKSAE(_SAEWeights, nn.Module):
     """TopK SAE (Gao et al., 2024): keep the k largest ReLU pre-activations, unit-norm decoder.
 
     z = W_enc (x - b_dec) + b_enc; a = TopK(ReLU(z)); x_hat = W_dec a + b_dec with every
@@ -125,6 +155,9 @@ class TopKSAE(nn.Module):
     def decode(self, a: Tensor) -> Tensor:
         return a @ self.W_dec.t() + self.b_dec  # (B, K) @ (K, D) -> (B, D)
 
+    def decoder_matrix(self) -> Tensor:  # (D, K)
+        return self.W_dec
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         a = self.encode(x)
         return self.decode(a), a
@@ -152,7 +185,3 @@ class TopKSAE(nn.Module):
             return
         g, w = self.W_dec.grad, self.W_dec  # (D, K)
         g.sub_(w * (g * w).sum(dim=0, keepdim=True))
-
-
-def n_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 
 from implicit_em import runs
 from implicit_em.config import RunConfig
-from implicit_em.data.batches import epoch_permutation
+from implicit_em.data.batches import batch_slices, epoch_permutation
 from implicit_em.families import family
-from implicit_em.losses import _CORR_EPS, weight_redundancy_loss
+from implicit_em.losses import centred_columns, unit_scale, weight_redundancy_loss
 from implicit_em.models import ACTIVATIONS
 from implicit_em.train.optim import StackedOptimizer
 from implicit_em.training import evaluate, finite_record, loss_terms
@@ -89,15 +89,14 @@ def encoder_terms(a: Tensor, variance_eps: float) -> dict[str, Tensor]:
     a: (S, B, G, K), the codes of S x G models (batch on dim 1, components on dim 3).
     Returns each term as (S, G). The formulas are those of lse_loss, variance_loss and
     correlation_loss (tests compare the trainer with the one-model loop that uses them); the
-    centred codes are shared by var and tc, and reductions run over dim 1 directly (a.var over
-    a middle dim is several times slower on CPU than a sum).
+    centred codes (`losses.centred_columns`, constant columns zeroed) are shared by var and tc,
+    and reductions run over dim 1 directly.
     """
     b, k = a.shape[1], a.shape[3]
     lse = -torch.logsumexp(-a, dim=3).sum(dim=1)  # (S, B, G) -> (S, G)
-    centred = a - a.mean(dim=1, keepdim=True)  # (S, B, G, K)
-    ss = centred.square().sum(dim=1)  # (S, G, K) centred sums of squares
+    centred, _, ss = centred_columns(a, dim=1)  # (S, B, G, K), (S, G, K) sums of squares
     var = -torch.log(ss / (b - 1) + variance_eps).sum(dim=-1)  # unbiased Var, as a.var(dim=0)
-    u = (centred * torch.rsqrt(ss + _CORR_EPS).unsqueeze(1)).permute(0, 2, 1, 3)  # (S, G, B, K)
+    u = (centred * unit_scale(ss).unsqueeze(1)).permute(0, 2, 1, 3)  # (S, G, B, K)
     if b < k:  # ||U^T U||_F = ||U U^T||_F; the diagonal of U^T U is the squared column norms
         gram = u @ u.mT  # (S, G, B, B)
         tc = gram.square().sum(dim=(-2, -1)) - u.square().sum(dim=-2).square().sum(dim=-1)
@@ -118,7 +117,7 @@ def encoder_terms_grad(
     dL/da (S, B, G, K)), in closed form (tests compare it with autograd):
       lse: dL/da = r = softmax(-a) over K (paper Eq. 4);
       var: with c = a - mean_B(a), ss = sum_B c^2: dL/dc = -2 c / ((B - 1) (Var + eps));
-      tc: U = c s, s = (ss + 1e-12)^-1/2, C = U^T U, M = C off its diagonal; L = ||M||^2,
+      tc: U = c s, s = ss^-1/2 (0 for constant columns), C = U^T U, M = C off its diagonal; L = ||M||^2,
           dL/dU = 4 U M, dL/dc = s (dL/dU - U sum_B(U dL/dU)), then centred over B.
     """
     b, k = a.shape[1], a.shape[3]
@@ -127,12 +126,12 @@ def encoder_terms_grad(
     lse_b = torch.logsumexp(neg, dim=3, keepdim=True)  # (S, B, G, 1)
     grad = torch.exp(neg.sub_(lse_b)).mul_(w["lse"])  # w_lse r
     lse = -lse_b.sum(dim=(1, 3))  # (S, G)
-    centred = a - a.mean(dim=1, keepdim=True)  # (S, B, G, K)
-    ss = centred.square().sum(dim=1, keepdim=True)  # (S, 1, G, K)
+    centred, _, ss = centred_columns(a, dim=1)  # (S, B, G, K): constant columns are zeros,
+    ss = ss.unsqueeze(1)  # (S, 1, G, K)               so they get no var or tc gradient
     var_eps = ss / (b - 1) + variance_eps
     var = -torch.log(var_eps).sum(dim=(1, 3))  # (S, G)
     grad.addcmul_(centred, w["var"] * (-2 / (b - 1)) / var_eps)
-    s = torch.rsqrt(ss + _CORR_EPS)  # (S, 1, G, K)
+    s = unit_scale(ss)  # (S, 1, G, K)
     u = (centred * s).permute(0, 2, 1, 3)  # (S, G, B, K)
     off = ~torch.eye(k, dtype=torch.bool, device=a.device)
     m = (u.mT @ u).mul_(off)  # (S, G, K, K): the correlation off its diagonal
@@ -225,8 +224,10 @@ class StackedTrainer:
         return torch.stack([epoch_permutation(n, sd, epoch, self.device) for sd in self.data_seeds])
 
     def batch(self, x: Tensor, order: Tensor, step: int, batch_size: int) -> Tensor:
-        """Rows of x (n, D) in step `step` of each data seed's `order` (S, n): (S, B, D)."""
-        idx = order[:, step * batch_size : (step + 1) * batch_size]  # (S, B)
+        """Rows of x (n, D) in step `step` of each data seed's `order` (S, n): (S, B, D).
+        Batches follow `data.batches.batch_slices` (a one-row tail joins the batch before)."""
+        lo, hi = batch_slices(order.shape[1], batch_size)[step]
+        idx = order[:, lo:hi]  # (S, B)
         return x.index_select(0, idx.reshape(-1)).view(*idx.shape, x.shape[1])
 
     @property
@@ -486,7 +487,7 @@ class StackedTrainer:
         x_eval = x_train if x_eval is None else x_eval.to(self.device)
         t = self.cfgs[0].training
         n, bsz = len(x_train), t.batch_size
-        steps = -(-n // bsz)
+        steps = len(batch_slices(n, bsz))
         histories: list[list[dict]] = [[] for _ in self.cfgs]
         bar = tqdm(total=t.epochs * steps, disable=not progress, unit="step",
                    desc=f"{self.kind} x{len(self.cfgs)}")  # fmt: skip

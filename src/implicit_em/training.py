@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from implicit_em import metrics, runs
 from implicit_em.config import LossConfig, RunConfig
-from implicit_em.data.batches import TensorBatches
+from implicit_em.data.batches import MIN_BATCH_ROWS, TensorBatches
 from implicit_em.families import family, family_of
 from implicit_em.families import names as family_names
 
@@ -171,7 +171,10 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
 ) -> list[dict]:
-    """Train `model` on x_train (N, D) for cfg.training.epochs; return per-epoch history.
+    """Train `model` on x_train (N, D), N >= 2, for cfg.training.epochs; return the history.
+
+    Batches follow `data.batches.batch_slices`: a final batch of one row joins the batch
+    before it (N = 129 at batch size 128 trains on one batch of 129 rows per epoch).
 
     Each history record holds the mean of every loss term over the epoch's steps and
     `evaluate(model, x_eval)` (default: x_train). With run_dir, writes config.json,
@@ -180,6 +183,11 @@ def train(
     stop_after: stop after this many epochs in this call (to simulate a kill in tests).
     """
     t = cfg.training
+    if len(x_train) < MIN_BATCH_ROWS:
+        raise ValueError(
+            f"x_train has {len(x_train)} rows, but batch statistics need at least "
+            f"{MIN_BATCH_ROWS}: pass more samples"
+        )
     device = x_train.device
     model.to(device)
     x_eval = x_train if x_eval is None else x_eval

@@ -2,7 +2,7 @@
 mixtures (`data.synthetic`), device-resident batches, and one `load_dataset(DataConfig)` that
 also gives the model its input size."""
 
-from implicit_em.data.batches import TensorBatches, epoch_permutation
+from implicit_em.data.batches import TensorBatches, batch_slices, epoch_permutation
 from implicit_em.data.datasets import Dataset, input_dim_of, load_dataset, resolve_input_dim
 from implicit_em.data.errors import DataError
 from implicit_em.data.images.digits import load_digits
@@ -12,7 +12,7 @@ from implicit_em.data.images.sources import cache_root, fetch
 from implicit_em.data.synthetic import get_synthetic
 
 __all__ = [
-    "DataError", "Dataset", "TensorBatches", "cache_root", "epoch_permutation", "fetch",
+    "DataError", "Dataset", "TensorBatches", "batch_slices", "cache_root", "epoch_permutation", "fetch",
     "get_mnist", "get_synthetic", "input_dim_of", "load_dataset", "load_digits",
     "load_fashion_mnist", "load_mnist", "read_idx", "resolve_input_dim",
 ]  # fmt: skip

@@ -13,7 +13,6 @@ names to them.
 from __future__ import annotations
 
 import importlib
-from functools import cache
 from typing import TYPE_CHECKING
 
 from implicit_em.families.registry import FAMILIES
@@ -31,13 +30,20 @@ def names() -> list[str]:
     return list(FAMILIES)
 
 
-@cache
+_LOADED: dict[str, Family] = {}
+
+
 def family(name: str) -> Family:
-    """The family registered as `name`; ValueError naming the choices if there is none."""
-    if name not in FAMILIES:
-        raise ValueError(f"unknown model family {name!r}: choose one of {', '.join(FAMILIES)}")
-    module, _, cls = FAMILIES[name].target.partition(":")
-    return getattr(importlib.import_module(module), cls)()
+    """The family registered as `name` (one instance per name); ValueError naming the choices
+    if there is none."""
+    if name not in _LOADED:
+        if name not in FAMILIES:
+            raise ValueError(
+                f"unknown model family {name!r}: choose one of {', '.join(FAMILIES)}"
+            )
+        module, _, cls = FAMILIES[name].target.partition(":")
+        _LOADED[name] = getattr(importlib.import_module(module), cls)()
+    return _LOADED[name]
 
 
 def family_of(model: nn.Module) -> Family:

@@ -12,27 +12,8 @@ from torch import Tensor, nn
 
 from implicit_em import metrics
 from implicit_em.families.base import Family
-from implicit_em.losses import combined_loss, correlation_probes
+from implicit_em.losses import combined_loss, correlation_probes, loss_weights
 from implicit_em.models import Encoder
-
-
-def encoder_weights(loss, k: int) -> dict[str, float]:
-    """lambda_lse, lambda_var, lambda_tc, lambda_wr at K = k components.
-
-    var sums over K units and tc over K(K-1) pairs, so with loss.reference_k = R their lambdas
-    are scaled by R / K and R(R-1) / (K(K-1)) (see LossConfig.reference_k).
-    """
-    var_scale = tc_scale = 1.0
-    if loss.reference_k is not None:
-        r = loss.reference_k
-        var_scale = r / k
-        tc_scale = r * (r - 1) / (k * (k - 1)) if k > 1 else 1.0
-    return {
-        "lse": loss.lambda_lse,
-        "var": loss.lambda_var * var_scale,
-        "tc": loss.lambda_tc * tc_scale,
-        "wr": loss.lambda_wr,
-    }
 
 
 class EncoderFamily(Family):
@@ -46,7 +27,7 @@ class EncoderFamily(Family):
         return Encoder(m.input_dim, m.hidden_dim, m.activation)
 
     def weights(self, loss, k: int) -> dict[str, float]:
-        return encoder_weights(loss, k)
+        return loss_weights(loss, k)  # the lambdas rescaled from loss.reference_k to K
 
     def terms_from_outputs(self, model, x, out, loss, dead=None, amp=False):
         a, _ = out  # (B, K)
