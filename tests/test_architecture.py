@@ -29,7 +29,8 @@ FLOORS: list[tuple[int, tuple[str, ...]]] = [
 # Deprecated aliases of moved modules (`implicit_em._moved.alias`): they import their new
 # home, wherever it now lives, and nothing else.
 ALIASES = {"data.idx", "data.mnist", "data.digits", "data.sources", "data.corpus",
-           "data.activations"}  # fmt: skip
+           "data.activations", "training", "stacked", "distributed", "evaluate",
+           "experiments.workers"}  # fmt: skip
 
 
 def module_name(path: Path) -> str:

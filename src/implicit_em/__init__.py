@@ -32,9 +32,9 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Encoder", "StandardSAE", "TopKSAE"), "implicit_em.models"),
     "torch_probe_accuracy": "implicit_em.probe",
     **dict.fromkeys(("build_model", "load_run"), "implicit_em.runs"),
-    **dict.fromkeys(("StackedTrainer", "train_many"), "implicit_em.stacked"),
+    **dict.fromkeys(("StackedTrainer", "train_many"), "implicit_em.train.stacked"),
     "verify_lse_identity": "implicit_em.theorem",
-    **dict.fromkeys(("evaluate", "set_seed", "train", "train_epoch"), "implicit_em.training"),
+    **dict.fromkeys(("evaluate", "set_seed", "train", "train_epoch"), "implicit_em.train.loop"),
 }  # fmt: skip
 
 __all__ = list(_EXPORTS)
@@ -65,5 +65,5 @@ if TYPE_CHECKING:  # static analysers see the names
     from implicit_em.estimator import DecoderFreeSAE  # noqa: F401
     from implicit_em.models import Encoder, StandardSAE, TopKSAE  # noqa: F401
     from implicit_em.runs import build_model, load_run  # noqa: F401
-    from implicit_em.stacked import StackedTrainer, train_many  # noqa: F401
-    from implicit_em.training import evaluate, set_seed, train, train_epoch  # noqa: F401
+    from implicit_em.train.loop import evaluate, set_seed, train, train_epoch  # noqa: F401
+    from implicit_em.train.stacked import StackedTrainer, train_many  # noqa: F401

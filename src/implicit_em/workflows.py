@@ -48,7 +48,7 @@ def run_train(opts: TrainOptions) -> int:
     from implicit_em.config import load_config
     from implicit_em.data import load_dataset, resolve_input_dim
     from implicit_em.runs import build_model
-    from implicit_em.training import train
+    from implicit_em.train.loop import train
 
     keep_freed_memory()
     if opts.threads:
@@ -76,7 +76,7 @@ def run_evaluate(opts: EvaluateOptions) -> int:
     from implicit_em.data import load_dataset
     from implicit_em.probe import torch_probe_accuracy
     from implicit_em.runs import load_run
-    from implicit_em.training import evaluate
+    from implicit_em.train.loop import evaluate
 
     model, cfg = load_run(opts.run_dir)
     data = load_dataset(cfg.data)

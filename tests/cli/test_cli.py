@@ -17,7 +17,7 @@ from implicit_em.cli.options import add_options, build_options
 from implicit_em.config import load_config
 from implicit_em.experiments.common import load_data
 from implicit_em.options import flag
-from implicit_em.training import train
+from implicit_em.train.loop import train
 
 CONFIG = "default"  # the config shipped with the package
 SMALL = ["--set", "data.dataset=digits", "--set", "model.input_dim=64",

@@ -40,7 +40,7 @@ COMMANDS: list[Command] = [
     Command("llm-train", f"{_EXP}.llm:LlmTrainOptions", f"{_EXP}.llm:run_train", "train an encoder or SAE on harvested activations"),
     Command("llm-eval", f"{_EXP}.llm:LlmEvalOptions", f"{_EXP}.llm:run_eval", "FVU, codes, and CE/KL with reconstructions spliced into the LM"),
     Command("ood", f"{_EXP}.ood:OodOptions", f"{_EXP}.ood:run_command", "beyond the paper: LSE energy as an anomaly score, MNIST vs Fashion-MNIST"),
-    Command("ddp", "implicit_em.distributed:DistributedOptions", "implicit_em.distributed:run_ddp", "data-parallel training under torchrun (one rank without it), timed"),
+    Command("ddp", "implicit_em.train.distributed:DistributedOptions", "implicit_em.train.distributed:run_ddp", "data-parallel training under torchrun (one rank without it), timed"),
     Command("scale", f"{_EXP}.scale:ScaleOptions", f"{_EXP}.scale:run_scale", "GPU study: harvest, train Encoder / TopK / L1 SAEs at large K, evaluate"),
 ]  # fmt: skip
 

@@ -25,7 +25,7 @@ from implicit_em.config import (
 )
 from implicit_em.data.datasets import Dataset, load_dataset, resolve_input_dim
 from implicit_em.experiments.report import fmt, mean_std  # noqa: F401  (used by the experiments)
-from implicit_em.stacked import group_configs, train_many
+from implicit_em.train.stacked import group_configs, train_many
 
 
 def merge(base: dict, update: dict) -> dict:
@@ -48,7 +48,7 @@ class Settings:
     """Smoke-sized run: one seed, few epochs, a data subset."""
     device: str = "cpu"
     stacked: bool = True
-    """Train compatible runs as one stacked model (implicit_em.stacked)."""
+    """Train compatible runs as one stacked model (implicit_em.train.stacked)."""
     probe: str = "torch"
     """Linear-probe backend: torch (L-BFGS) or sklearn (the paper's reference)."""
     eval_every: int = 10
@@ -142,7 +142,7 @@ def ensure_runs(settings: Settings, cfgs: list[RunConfig], data: Data) -> list[R
                 runs.prepare_run_dir(d, resume=False, overwrite=True)
             todo[d] = c
     if settings.parallel and len(group_configs(list(todo.values()))) > 1:
-        from implicit_em.experiments import workers  # a lone stack keeps all the threads here
+        from implicit_em.train import workers  # a lone stack keeps all the threads here
 
         workers.train_stacks(list(todo.values()), list(todo), settings.jobs,
                              settings.worker_threads, settings.eval_every)  # fmt: skip

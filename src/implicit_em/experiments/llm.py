@@ -5,7 +5,7 @@
     implicit-em llm-train --acts ACTS --out RUN2 --type topk_sae --hidden-dim 1024 --k 32
     implicit-em llm-eval --acts ACTS --runs RUN RUN2 --out metrics.json
 
-Training uses `implicit_em.training.train` on the train split held in memory (fine for the
+Training uses `implicit_em.train.loop.train` on the train split held in memory (fine for the
 ~1e5-token CPU demo; `ActivationReader` streams larger harvests). Each run directory gets an
 `llm.json` next to the usual files naming the harvest and the input normalization, because
 the run config's `data` section describes image datasets only.
@@ -108,7 +108,7 @@ def run_train(opts: LlmTrainOptions) -> int:
 
     from implicit_em import runs
     from implicit_em.config import RunConfig, override
-    from implicit_em.training import train
+    from implicit_em.train.loop import train
 
     _threads(opts)
     cfg = override(RunConfig(), [*LLM_TRAIN_BASE, *opts.set])  # validates before any reading
@@ -187,7 +187,7 @@ def run_eval(opts: LlmEvalOptions) -> int:
     """Evaluate each run; print one summary line per run; write the JSON / markdown asked for."""
     from implicit_em import runs
     from implicit_em.data.lm import load_lm
-    from implicit_em.evaluate import evaluate_model
+    from implicit_em.lm_eval import evaluate_model
 
     _threads(opts)
     manifest = load_manifest(opts.acts)

@@ -99,7 +99,7 @@ def _train_sae(kind: str, x_train: torch.Tensor, seed: int, args: dict) -> torch
     """A StandardSAE (L1 0.01) or TopKSAE trained by the library's `train` (paper settings)."""
     from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
     from implicit_em.families import family
-    from implicit_em.training import train
+    from implicit_em.train.loop import train
 
     D, K = x_train.shape[1], args["n_components"]
     cfg = RunConfig(

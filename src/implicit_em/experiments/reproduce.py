@@ -1,7 +1,7 @@
 """`implicit-em reproduce`: every experiment of the paper, then report.md and report.html.
 
 All runs the experiments need are planned first and trained together in as few stacks as
-possible (implicit_em.stacked); finished runs are skipped, so an interrupted reproduction
+possible (implicit_em.train.stacked); finished runs are skipped, so an interrupted reproduction
 continues where it stopped.
 """
 

@@ -14,7 +14,7 @@ Steps, each skipped when its result already exists (so an interrupted study resu
    Encoder (LSE + var + tc, lambdas K-normalized, tc sketched with --tc-probes probes; an
    exact-penalty encoder too at each K in --exact-check), TopKSAE (k in --topk), StandardSAE
    (l1_weight = c * K / D for c in --l1), at each K in --hidden-dims.
-3. Evaluate each on held-out documents of offset 0 (`implicit_em.evaluate.evaluate_model`):
+3. Evaluate each on held-out documents of offset 0 (`implicit_em.lm_eval.evaluate_model`):
    FVU variants, L0, dead fraction, entropy, and CE / KL with the reconstruction spliced in.
 4. Write results.json, results.csv, frontier.png and table.md into --out.
 """
@@ -148,8 +148,8 @@ def spec_config(spec: dict, d: int, args: ScaleOptions) -> RunConfig:
 def run_scale(args: ScaleOptions) -> int:
     """`implicit-em scale`: harvest, train, evaluate, write the report files."""
     from implicit_em.data.lm import load_lm
-    from implicit_em.distributed import train_steps
-    from implicit_em.evaluate import evaluate_model
+    from implicit_em.lm_eval import evaluate_model
+    from implicit_em.train.distributed import train_steps
 
     t0 = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
