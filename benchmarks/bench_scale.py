@@ -35,7 +35,7 @@ from implicit_em.losses import (
     variance_loss,
 )
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
-from implicit_em.training import loss_terms, model_type, optimizer_step, term_weights
+from implicit_em.train.loop import loss_terms, model_type, optimizer_step, term_weights
 
 
 def sync(device: torch.device) -> None:
