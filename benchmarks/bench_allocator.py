@@ -32,7 +32,7 @@ def child(mode: str, workload: str, steps: int, threads: int) -> dict:
 
     from implicit_em.config import from_dict
     from implicit_em.data import load_mnist
-    from implicit_em.stacked import StackedTrainer
+    from implicit_em.train.stacked import StackedTrainer
 
     torch.set_num_threads(threads)
     if workload == "encoder":

@@ -15,9 +15,9 @@ import json
 
 import torch
 
-from implicit_em.kernels import fused_mode, infomax_terms
+from implicit_em.kernels import fused_mode
 from implicit_em.kernels import infomax as fused_impl
-from implicit_em.losses import correlation_probes
+from implicit_em.losses import correlation_probes, infomax_terms
 
 
 def timed_ms(fn, steps: int, warmup: int = 3) -> float:

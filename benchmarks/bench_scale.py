@@ -36,12 +36,13 @@ import time
 import torch
 
 from implicit_em.config import LossConfig
-from implicit_em.kernels import fused_active, fused_mode, infomax_terms
+from implicit_em.kernels import fused_active, fused_mode
 from implicit_em.losses import (
     correlation_probes,
+    infomax_terms,
 )
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
-from implicit_em.training import loss_terms, model_type, optimizer_step, term_weights
+from implicit_em.train.loop import loss_terms, model_type, optimizer_step, term_weights
 
 
 def sync(device: torch.device) -> None:

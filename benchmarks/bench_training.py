@@ -40,8 +40,8 @@ from implicit_em.data import load_mnist
 from implicit_em.data.batches import TensorBatches
 from implicit_em.metrics import linear_probe_accuracy
 from implicit_em.probe import torch_probe_accuracy
-from implicit_em.stacked import StackedTrainer
-from implicit_em.training import make_optimizer, train_epoch
+from implicit_em.train.loop import make_optimizer, train_epoch
+from implicit_em.train.stacked import StackedTrainer
 
 BATCH, K = 128, 64
 

@@ -13,7 +13,7 @@ import torch
 
 from implicit_em.config import from_dict
 from implicit_em.data import load_mnist
-from implicit_em.stacked import train_many
+from implicit_em.train.stacked import train_many
 
 KINDS = (("encoder", "adam"), ("encoder", "sgd"), ("standard_sae", "adam"), ("topk_sae", "adam"))
 

@@ -15,7 +15,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from implicit_em import runs
 from implicit_em.config import LossConfig, ModelConfig, RunConfig
-from implicit_em.distributed import init_device, train_steps, world
+from implicit_em.train.distributed import init_device, train_steps, world
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from implicit_em.config import from_dict
 from implicit_em.data import load_mnist
-from implicit_em.stacked import StackedTrainer
+from implicit_em.train.stacked import StackedTrainer
 
 BATCH = 128
 STACKS = {

@@ -17,6 +17,7 @@ from implicit_em.config import (
     load_yaml,
     override,
 )
+from implicit_em.data import resolve_input_dim
 
 
 def test_defaults_match_the_paper():
@@ -28,7 +29,8 @@ def test_defaults_match_the_paper():
         0,
     )
     assert cfg.loss.l1_weight == 0.01
-    assert (cfg.model.input_dim, cfg.model.hidden_dim) == (784, 64)
+    assert (cfg.model.input_dim, cfg.model.hidden_dim) == (None, 64)  # D follows the data
+    assert resolve_input_dim(cfg).model.input_dim == 784  # MNIST, the default data set
 
 
 def test_from_dict_and_round_trip():
@@ -118,7 +120,7 @@ def test_unknown_override_key():
         ("model.type=vae", "model.type"),
         ("model.activation=gelu", "model.activation"),
         ("model.hidden_dim=0", "model.hidden_dim"),
-        ("model.input_dim=null", "model.input_dim"),
+        ("model.input_dim=0", "model.input_dim"),
         ("loss.lambda_var=-0.1", "loss.lambda_var"),
         ("loss.variance_eps=0", "loss.variance_eps"),
         ("data.dataset=cifar", "data.dataset"),

@@ -13,9 +13,8 @@ from sklearn.metrics import r2_score
 
 from implicit_em.config import DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
 from implicit_em.data.batches import TensorBatches, batch_slices
-from implicit_em.distributed import encoder_terms_share, global_column_stats, train_steps
 from implicit_em.estimator import DecoderFreeSAE
-from implicit_em.evaluate import ce_loss_recovered, fit_scalar_decoder, fvu
+from implicit_em.lm_eval import ce_loss_recovered, fit_scalar_decoder, fvu
 from implicit_em.losses import (
     centred_columns,
     combined_loss,
@@ -32,8 +31,9 @@ from implicit_em.metrics import (
 from implicit_em.models import Encoder
 from implicit_em.probe import torch_probe_accuracy
 from implicit_em.runs import build_model
-from implicit_em.stacked import StackedTrainer, encoder_terms, encoder_terms_grad
-from implicit_em.training import train
+from implicit_em.train.distributed import encoder_terms_share, global_column_stats, train_steps
+from implicit_em.train.loop import train
+from implicit_em.train.stacked import StackedTrainer, encoder_terms, encoder_terms_grad
 
 # ------------------------------------------------------------ 1. constant columns, float32
 

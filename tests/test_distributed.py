@@ -15,10 +15,10 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from implicit_em.config import LossConfig
-from implicit_em.distributed import reduce_terms, step_terms
 from implicit_em.losses import combined_loss
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
-from implicit_em.training import loss_terms, model_type, term_weights
+from implicit_em.train.distributed import reduce_terms, step_terms
+from implicit_em.train.loop import loss_terms, model_type, term_weights
 
 WORLD, ROWS, D = 2, 4, 6  # 2 ranks x 4 rows: global batch 8
 LOSS = LossConfig(lambda_lse=1.0, lambda_var=0.7, lambda_tc=1.3, lambda_wr=0.4, reference_k=8)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import r2_score
 
-from implicit_em.evaluate import (
+from implicit_em.lm_eval import (
     ce_loss_recovered,
     code_stats,
     density_histogram,

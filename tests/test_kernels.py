@@ -12,9 +12,9 @@ import torch
 
 from implicit_em import kernels
 from implicit_em.config import LossConfig
-from implicit_em.kernels import fused_active, fused_mode, infomax_terms, set_fused_mode
+from implicit_em.kernels import fused_active, fused_mode, set_fused_mode
 from implicit_em.kernels import infomax as fused_impl
-from implicit_em.losses import combined_loss, correlation_probes
+from implicit_em.losses import combined_loss, correlation_probes, infomax_terms
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 WEIGHTS = (1.0, 0.7, 1.3)  # lse, var, tc: distinct, so a wrong term's gradient shows

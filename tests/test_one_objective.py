@@ -13,8 +13,8 @@ from implicit_em.estimator import DecoderFreeSAE
 from implicit_em.losses import combined_loss, loss_weights
 from implicit_em.models import Encoder
 from implicit_em.runs import build_model
-from implicit_em.stacked import StackedTrainer
-from implicit_em.training import term_weights, train
+from implicit_em.train.loop import term_weights, train
+from implicit_em.train.stacked import StackedTrainer
 
 KS = [64, 128, 1024]
 N, D = 32, 8

@@ -10,7 +10,7 @@ from implicit_em.config import from_dict
 from implicit_em.data import load_digits
 from implicit_em.metrics import linear_probe_accuracy
 from implicit_em.probe import torch_probe_accuracy
-from implicit_em.training import train
+from implicit_em.train.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from implicit_em.losses import (
     variance_loss,
 )
 from implicit_em.models import Encoder
-from implicit_em.training import loss_terms
+from implicit_em.train.loop import loss_terms
 
 
 def codes(b: int, k: int, seed: int = 0) -> torch.Tensor:

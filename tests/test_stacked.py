@@ -1,4 +1,4 @@
-"""The stacked N-model trainer against the plain one-model loop (implicit_em.training.train).
+"""The stacked N-model trainer against the plain one-model loop (implicit_em.train.loop.train).
 
 Each model of a stack has its own seed, learning rate and loss weights; each must end where
 training it alone ends. Compared in float64: the encoder objective under SGD is chaotic in
@@ -16,7 +16,8 @@ from implicit_em import runs
 from implicit_em.config import from_dict
 from implicit_em.data import load_digits
 from implicit_em.losses import correlation_loss, lse_loss, variance_loss, weight_redundancy_loss
-from implicit_em.stacked import (
+from implicit_em.train.loop import train
+from implicit_em.train.stacked import (
     StackedTrainer,
     encoder_terms,
     encoder_terms_grad,
@@ -25,7 +26,6 @@ from implicit_em.stacked import (
     stack_key,
     train_many,
 )
-from implicit_em.training import train
 
 
 @pytest.fixture
@@ -364,7 +364,7 @@ def test_a_diverged_model_is_frozen(x_digits, optimizer, fused):
 def test_sketched_penalty_trains_stacked_with_independent_probes():
     """tc_probes inside the stacked (vmap) path: each model draws its own probes."""
     from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
-    from implicit_em.stacked import StackedTrainer
+    from implicit_em.train.stacked import StackedTrainer
 
     def cfg(seed: int) -> RunConfig:
         return RunConfig(model=ModelConfig(input_dim=8, hidden_dim=16),

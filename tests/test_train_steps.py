@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from implicit_em.config import LossConfig
-from implicit_em.distributed import train_steps
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
+from implicit_em.train.distributed import train_steps
 
 
 def data(n: int = 96, d: int = 8) -> torch.Tensor:

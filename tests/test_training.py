@@ -14,7 +14,7 @@ from implicit_em import runs
 from implicit_em.config import LossConfig, from_dict
 from implicit_em.data import load_digits
 from implicit_em.losses import correlation_loss, variance_loss
-from implicit_em.training import TERMS, evaluate, loss_terms, set_seed, term_weights, train
+from implicit_em.train.loop import TERMS, evaluate, loss_terms, set_seed, term_weights, train
 
 EPOCHS = 4
 

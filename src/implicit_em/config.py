@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from implicit_em.families.registry import DEFAULT_FAMILY, FAMILIES
+
 
 class ConfigError(ValueError):
     """A configuration key or value is invalid; the message names it."""
@@ -25,23 +27,28 @@ def _require(cond: bool, msg: str) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    type: str = "encoder"
-    """Model family: encoder (decoder-free, ours), standard_sae or topk_sae."""
-    input_dim: int = 784
-    """D, the input dimension (784 for flattened MNIST)."""
+    type: str = DEFAULT_FAMILY
+    """Model family (`implicit_em.families`): encoder (decoder-free, ours), standard_sae or
+    topk_sae."""
+    input_dim: int | None = None
+    """D, the input dimension; None (the default) takes it from the data set
+    (`implicit_em.data.resolve_input_dim`: 784 for MNIST, 64 for digits)."""
     hidden_dim: int = 64
     """K, the number of components / latents."""
     activation: str = "relu"
     """Activation of the decoder-free encoder: relu, softplus, identity or abs."""
     k: int = 16
-    """Active latents per sample for topk_sae (ignored by the other types)."""
+    """Active latents per sample, for the families that keep k (TopK; ignored by the others)."""
 
     def __post_init__(self) -> None:
         _require(
-            self.type in ("encoder", "standard_sae", "topk_sae"),
-            f"model.type must be encoder, standard_sae or topk_sae, got {self.type!r}",
+            self.type in FAMILIES,
+            f"model.type must be one of {', '.join(FAMILIES)}, got {self.type!r}",
         )
-        _require(self.input_dim >= 1, f"model.input_dim must be >= 1, got {self.input_dim}")
+        _require(
+            self.input_dim is None or self.input_dim >= 1,
+            f"model.input_dim must be None (from the data) or >= 1, got {self.input_dim}",
+        )
         _require(self.hidden_dim >= 1, f"model.hidden_dim must be >= 1, got {self.hidden_dim}")
         _require(
             self.activation in ("relu", "softplus", "identity", "abs"),
@@ -49,7 +56,7 @@ class ModelConfig:
         )
         _require(self.k >= 1, f"model.k must be >= 1, got {self.k}")
         _require(
-            self.type != "topk_sae" or self.k <= self.hidden_dim,
+            not FAMILIES[self.type].uses_k or self.k <= self.hidden_dim,
             f"model.k must be in [1, hidden_dim={self.hidden_dim}], got {self.k}",
         )
 
@@ -212,18 +219,28 @@ def from_dict(data: dict | None) -> RunConfig:
     return RunConfig(**{k: _section_from_dict(k, v or {}) for k, v in data.items()})
 
 
-def override(cfg: RunConfig, assignments: list[str] | tuple[str, ...]) -> RunConfig:
-    """Apply `section.field=value` strings (values parsed as YAML scalars)."""
-    updates: dict[str, dict] = {}
-    for item in assignments:
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict:
+    """`section.field=value` strings -> nested dict (values parsed as YAML scalars)."""
+    out: dict = {}
+    for item in items or []:
         key, sep, raw = item.partition("=")
         section, dot, name = key.strip().partition(".")
         _require(
             bool(sep and dot and name),
             f"override {item!r} must look like section.field=value, e.g. training.lr=0.01",
         )
-        _require(section in SECTIONS, f"unknown section {section!r} in override {item!r}")
-        updates.setdefault(section, {})[name] = yaml.safe_load(raw)
+        out.setdefault(section, {})[name] = yaml.safe_load(raw)
+    return out
+
+
+def override(cfg: RunConfig, assignments: list[str] | tuple[str, ...]) -> RunConfig:
+    """Apply `section.field=value` strings (values parsed as YAML scalars)."""
+    updates = parse_overrides(assignments)
+    for section in updates:
+        _require(
+            section in SECTIONS,
+            f"unknown section {section!r} in an override: valid sections are {sorted(SECTIONS)}",
+        )
     merged = cfg.to_dict()
     for section, vals in updates.items():
         merged[section].update(vals)
@@ -233,8 +250,28 @@ def override(cfg: RunConfig, assignments: list[str] | tuple[str, ...]) -> RunCon
     return from_dict(merged)
 
 
+def config_path(name: str | Path) -> Path:
+    """A YAML file: `name` itself when it ends in .yaml/.yml, else the configuration shipped
+    with the package (`default`, `quick`, `ablation`, `benchmark`, `dynamics`)."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    from importlib.resources import files
+
+    shipped = files("implicit_em") / "configs" / f"{name}.yaml"
+    if not shipped.is_file():
+        names = sorted(f.name[:-5] for f in (files("implicit_em") / "configs").iterdir()
+                       if f.name.endswith(".yaml"))  # fmt: skip
+        raise ConfigError(
+            f"no shipped config named {name!r}: choose one of {', '.join(names)} or pass a "
+            "path ending in .yaml"
+        )
+    return Path(str(shipped))
+
+
 def load_yaml(path: str | Path) -> dict:
-    path = Path(path)
+    """The mapping in a YAML file (a path, or the name of a shipped config)."""
+    path = config_path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found: pass an existing YAML file")
     with open(path) as fh:
@@ -244,6 +281,9 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Load a run YAML (sections model/loss/data/training) and apply CLI overrides."""
+def load_config(
+    path: str | Path = "default", overrides: list[str] | tuple[str, ...] = ()
+) -> RunConfig:
+    """Load a run YAML (sections model/loss/data/training; a path or a shipped config's name)
+    and apply `section.field=value` overrides."""
     return override(from_dict(load_yaml(path)), list(overrides))

@@ -185,6 +185,3 @@ class TopKSAE(_SAEWeights, nn.Module):
             return
         g, w = self.W_dec.grad, self.W_dec  # (D, K)
         g.sub_(w * (g * w).sum(dim=0, keepdim=True))
-
-
-MODEL_TYPES = {"encoder": Encoder, "standard_sae": StandardSAE, "topk_sae": TopKSAE}

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from implicit_em.atomic import atomic_save, atomic_write_bytes, atomic_write_json
 from implicit_em.config import RunConfig, from_dict
-from implicit_em.models import Encoder, StandardSAE, TopKSAE
+from implicit_em.families import family
 
 CONFIG, MODEL, HISTORY, METRICS, CHECKPOINT = (
     "config.json",
@@ -34,11 +34,12 @@ def build_model(cfg: RunConfig, seed: int | None = None) -> torch.nn.Module:
     """The model a config describes; `seed` (default cfg.training.seed) fixes its init."""
     torch.manual_seed(cfg.training.seed if seed is None else seed)
     m = cfg.model
-    if m.type == "encoder":
-        return Encoder(m.input_dim, m.hidden_dim, m.activation)
-    if m.type == "standard_sae":
-        return StandardSAE(m.input_dim, m.hidden_dim)
-    return TopKSAE(m.input_dim, m.hidden_dim, m.k)
+    if m.input_dim is None:
+        raise ValueError(
+            "model.input_dim is None: resolve it from the data first "
+            "(implicit_em.data.resolve_input_dim(cfg)) or set it explicitly"
+        )
+    return family(m.type).build(m)
 
 
 def is_complete(run_dir: str | Path) -> bool:

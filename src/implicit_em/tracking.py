@@ -171,7 +171,7 @@ def for_rank(opts: TrackingOptions | None, rank: int) -> Tracker | None:
 
 
 def from_args(args: Any) -> Tracker | None:
-    """A tracker from an argparse namespace with optional `wandb`, `wandb_mode`,
+    """A tracker from command options (e.g. a dataclass with TrackingOptions' fields) with optional `wandb`, `wandb_mode`,
     `wandb_dir`, `run_name`, `tensorboard` attributes (absent ones mean off)."""
     opts = TrackingOptions(
         wandb=getattr(args, "wandb", None),
@@ -181,15 +181,3 @@ def from_args(args: Any) -> Tracker | None:
         tensorboard=getattr(args, "tensorboard", None),
     )
     return make_tracker(opts)
-
-
-def add_arguments(parser: Any) -> None:
-    """--wandb, --wandb-mode, --wandb-dir, --run-name, --tensorboard on an argparse parser
-    (help text from TrackingOptions' field docstrings is in docs/interop.md)."""
-    parser.add_argument("--wandb", default=None, metavar="PROJECT", help="log to this W&B project")
-    parser.add_argument("--wandb-mode", default="online", choices=WANDB_MODES,
-                        help="offline needs no account (wandb sync uploads later)")  # fmt: skip
-    parser.add_argument("--wandb-dir", default=None, help="directory for W&B's local files")
-    parser.add_argument("--run-name", default=None, help="run name in W&B / TensorBoard")
-    parser.add_argument("--tensorboard", default=None, metavar="LOGDIR",
-                        help="write TensorBoard event files here")  # fmt: skip

@@ -12,21 +12,20 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from implicit_em import runs
-from implicit_em.config import ConfigError, RunConfig, from_dict, load_yaml
-from implicit_em.stacked import group_configs, train_many
-
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
-
-
-def config_path(name: str) -> Path:
-    """configs/<name>.yaml of the repository (or name itself if it is a path)."""
-    p = Path(name)
-    return p if p.suffix in (".yaml", ".yml") else CONFIG_DIR / f"{name}.yaml"
+from implicit_em.config import (
+    RunConfig,
+    config_path,
+    from_dict,
+    load_yaml,
+    parse_overrides,  # noqa: F401  (re-exported: its old home)
+)
+from implicit_em.data.datasets import Dataset, load_dataset, resolve_input_dim
+from implicit_em.experiments.report import fmt, mean_std  # noqa: F401  (used by the experiments)
+from implicit_em.train.stacked import group_configs, train_many
 
 
 def merge(base: dict, update: dict) -> dict:
@@ -49,7 +48,7 @@ class Settings:
     """Smoke-sized run: one seed, few epochs, a data subset."""
     device: str = "cpu"
     stacked: bool = True
-    """Train compatible runs as one stacked model (implicit_em.stacked)."""
+    """Train compatible runs as one stacked model (implicit_em.train.stacked)."""
     probe: str = "torch"
     """Linear-probe backend: torch (L-BFGS) or sklearn (the paper's reference)."""
     eval_every: int = 10
@@ -82,7 +81,7 @@ class Settings:
         for u in updates:
             d = merge(d, u)
         d = merge(d, {"training": {"device": self.device}})
-        return from_dict(d)
+        return resolve_input_dim(from_dict(d))
 
 
 def load_settings(
@@ -96,54 +95,16 @@ def load_settings(
         q.pop("seeds", None)
         base = merge(base, q)
     base = merge(base, overrides or {})
-    from_dict(base)  # validate early: unknown keys or bad values name themselves here
+    resolve_input_dim(from_dict(base))  # validate early: unknown keys or bad values name themselves here
     return Settings(base=base, out=Path(out), quick=quick, extra=exp, **kw)
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """`section.field=value` strings -> nested dict (values parsed as YAML scalars)."""
-    import yaml
-
-    out: dict = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        section, dot, name = key.partition(".")
-        if not (sep and dot and name):
-            raise ConfigError(f"override {item!r} must look like section.field=value")
-        out.setdefault(section, {})[name] = yaml.safe_load(raw)
-    return out
+Data = Dataset  # the name the experiments used before `implicit_em.data.load_dataset`
 
 
-@dataclass
-class Data:
-    x_train: Tensor
-    y_train: Tensor
-    x_test: Tensor
-    y_test: Tensor
-
-
-_DATA_CACHE: dict = {}
-
-
-def load_data(cfg: RunConfig, device: str = "cpu") -> Data:
-    """The data set a config names (MNIST by default), with its subsets, on `device`."""
-    d = cfg.data
-    key = (d.dataset, d.root, d.train_subset, d.test_subset, device)
-    if key not in _DATA_CACHE:
-        from implicit_em import data as D
-
-        if d.dataset == "digits":
-            x, y = D.load_digits()
-            xtr, ytr, xte, yte = x[:1400], y[:1400], x[1400:], y[1400:]
-        else:
-            load = D.load_mnist if d.dataset == "mnist" else D.load_fashion_mnist
-            (xtr, ytr), (xte, yte) = load("train", root=d.root), load("test", root=d.root)
-        if d.train_subset:
-            xtr, ytr = xtr[: d.train_subset], ytr[: d.train_subset]
-        if d.test_subset:
-            xte, yte = xte[: d.test_subset], yte[: d.test_subset]
-        _DATA_CACHE[key] = Data(*(t.to(device) for t in (xtr, ytr, xte, yte)))
-    return _DATA_CACHE[key]
+def load_data(cfg: RunConfig, device: str = "cpu") -> Dataset:
+    """The data set a config names, with its subsets, on `device` (`data.load_dataset`)."""
+    return load_dataset(cfg.data, device)
 
 
 def run_id(cfg: RunConfig) -> str:
@@ -181,7 +142,7 @@ def ensure_runs(settings: Settings, cfgs: list[RunConfig], data: Data) -> list[R
                 runs.prepare_run_dir(d, resume=False, overwrite=True)
             todo[d] = c
     if settings.parallel and len(group_configs(list(todo.values()))) > 1:
-        from implicit_em.experiments import workers  # a lone stack keeps all the threads here
+        from implicit_em.train import workers  # a lone stack keeps all the threads here
 
         workers.train_stacks(list(todo.values()), list(todo), settings.jobs,
                              settings.worker_threads, settings.eval_every)  # fmt: skip
@@ -238,21 +199,6 @@ def probe_accuracies(settings: Settings, run_list: list[Run], data: Data) -> lis
             cached = json.loads(cache.read_text()) if cache.is_file() else {}
             runs.atomic_write_json(cache, {**cached, key: float(acc)})
     return [accs[i] for i in range(len(run_list))]
-
-
-def mean_std(values) -> tuple[float, float]:
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
-    if len(v) == 0:
-        return float("nan"), float("nan")
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
-
-
-def fmt(mean: float, std: float, digits: int = 2, pct: bool = False) -> str:
-    if not np.isfinite(mean):
-        return "—"
-    s = 100 if pct else 1
-    unit = " %" if pct else ""
-    return f"{mean * s:.{digits}f} ± {std * s:.{digits}f}{unit}"
 
 
 def save_json(path: Path, obj) -> None:

@@ -5,7 +5,7 @@
     implicit-em llm-train --acts ACTS --out RUN2 --type topk_sae --hidden-dim 1024 --k 32
     implicit-em llm-eval --acts ACTS --runs RUN RUN2 --out metrics.json
 
-Training uses `implicit_em.training.train` on the train split held in memory (fine for the
+Training uses `implicit_em.train.loop.train` on the train split held in memory (fine for the
 ~1e5-token CPU demo; `ActivationReader` streams larger harvests). Each run directory gets an
 `llm.json` next to the usual files naming the harvest and the input normalization, because
 the run config's `data` section describes image datasets only.
@@ -13,205 +13,148 @@ the run config's `data` section describes image datasets only.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
 from implicit_em import tracking
-from implicit_em.data.activations import (
+from implicit_em.data.lm.activations import (
     HarvestConfig,
     ManifestMismatchError,
     Normalization,
-    ShardCorruptedError,
     check_same_model,
     harvest,
     load_manifest,
     norm_outliers,
     read_split,
 )
+from implicit_em.options import flag
+from implicit_em.tracking import TrackingOptions
 
 LLM_META = "llm.json"
 LLM_METRICS = "llm_metrics.json"
-USER_ERRORS = (ValueError, FileNotFoundError, ShardCorruptedError, ManifestMismatchError)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register `harvest`, `llm-train` and `llm-eval` on the top-level CLI."""
-    h = subparsers.add_parser(
-        "harvest", help="harvest LM residual-stream activations to fp16 shards (resumable)"
-    )
-    defaults, docs = HarvestConfig(), field_docs(HarvestConfig)
-    for f in fields(HarvestConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if isinstance(default, bool):
-            h.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=default, help=docs[f.name]
-            )
-        else:
-            typ = type(default) if default is not None else str
-            h.add_argument(flag, type=typ, default=default, help=f"{docs[f.name]} ({default})")
-    h.add_argument("--out", required=True, help="harvest directory (resumed if it exists)")
-    _common(h)
-    h.set_defaults(func=run_harvest)
-
-    t = subparsers.add_parser("llm-train", help="train an encoder or SAE on harvested activations")
-    t.add_argument("--acts", required=True, help="harvest directory")
-    t.add_argument("--out", required=True, help="run directory")
-    t.add_argument("--type", default="encoder", choices=["encoder", "topk_sae", "standard_sae"])
-    t.add_argument("--hidden-dim", type=int, default=1024, help="K latents (default 1024)")
-    t.add_argument("--k", type=int, default=32, help="active latents of topk_sae (default 32)")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=1024)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--lambda-lse", type=float, default=1.0)
-    t.add_argument("--lambda-var", type=float, default=1.0)
-    t.add_argument("--lambda-tc", type=float, default=1.0)
-    t.add_argument(
-        "--normalize",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="scale inputs by the manifest's norm_scale (mean squared norm D)",
-    )
-    t.add_argument("--center", action="store_true", help="also subtract the train mean")
-    t.add_argument(
-        "--max-norm-ratio",
-        type=float,
-        default=10.0,
-        help="drop train tokens whose norm exceeds this times the median (massive "
-        "activations); 0 keeps all (default 10)",
-    )
-    t.add_argument("--resume", action="store_true")
-    t.add_argument("--overwrite", action="store_true")
-    _common(t)
-    tracking.add_arguments(t)
-    t.set_defaults(func=run_train)
-
-    e = subparsers.add_parser(
-        "llm-eval", help="FVU, codes, and CE/KL with reconstructions spliced into the LM"
-    )
-    e.add_argument("--acts", required=True, help="harvest directory")
-    e.add_argument("--runs", nargs="+", required=True, help="run directories from llm-train")
-    e.add_argument("--out", default=None, help="write all metrics to this JSON file")
-    e.add_argument(
-        "--budget", type=int, default=10_000, help="held-out tokens for FVU and code stats"
-    )
-    e.add_argument(
-        "--ce-contexts", type=int, default=40, help="held-out contexts spliced for CE/KL"
-    )
-    e.add_argument("--batch-size", type=int, default=8, help="contexts per LM forward")
-    e.add_argument("--markdown", default=None, help="also write a markdown table here")
-    _common(e)
-    e.set_defaults(func=run_eval)
+@dataclass(frozen=True)
+class _Compute:
+    threads: int | None = field(default=None, kw_only=True)
+    """torch threads (default: torch's)"""
+    no_progress: bool = field(default=False, kw_only=True)
+    """no progress bars"""
 
 
-def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each dataclass field (they double as --help)."""
-    import ast
-    import inspect
-    import textwrap
+@dataclass(frozen=True)
+class HarvestOptions(HarvestConfig, _Compute):
+    """Harvest residual-stream activations of a language model to fp16 shards."""
 
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
-    out: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr):
-            out[node.target.id] = str(nxt.value.value).replace("%", "%%")
-    return {f.name: out.get(f.name, "") for f in fields(cls)}
+    out: str = field(kw_only=True)
+    """harvest directory (resumed if it exists)"""
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--no-progress", action="store_true")
+def _threads(opts: _Compute) -> None:
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
 
 
-def _threads(args: argparse.Namespace) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-
-def _fail(e: Exception) -> int:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-
-
-def run_harvest(args: argparse.Namespace) -> int:
-    _threads(args)
-    try:
-        cfg = HarvestConfig(**{f.name: getattr(args, f.name) for f in fields(HarvestConfig)})
-        m = harvest(cfg, args.out, progress=not args.no_progress)
-    except USER_ERRORS as e:
-        return _fail(e)
+def run_harvest(opts: HarvestOptions) -> int:
+    """Harvest (or resume) into opts.out and print what was stored."""
+    _threads(opts)
+    cfg = HarvestConfig(**{f.name: getattr(opts, f.name) for f in fields(HarvestConfig)})
+    m = harvest(cfg, opts.out, progress=not opts.no_progress)
     info = m["model_info"]
     quant = f", {info['quantization']}-quantized weights" if info.get("quantization") else ""
     print(
-        f"{args.out}: {m['splits']['train']['n_tokens']} train + "
+        f"{opts.out}: {m['splits']['train']['n_tokens']} train + "
         f"{m['splits']['heldout']['n_tokens']} held-out tokens of {info['model_id']}{quant}, "
         f"layer {cfg.layer} {cfg.hook_point}; {m['throughput']}"
     )
     return 0
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from implicit_em import runs
-    from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
-    from implicit_em.training import train
+LLM_TRAIN_BASE = ("model.hidden_dim=1024", "model.k=32", "training.epochs=10",
+                  "training.batch_size=1024", "training.seed=1")  # fmt: skip
+"""llm-train's starting point; --set and the run-config flags apply on top."""
 
-    _threads(args)
-    tracker = None
+
+@dataclass(frozen=True)
+class LlmTrainOptions(_Compute, TrackingOptions):
+    """Train an encoder or SAE on harvested activations. The run config starts from
+    model.hidden_dim=1024, model.k=32, training.epochs=10, training.batch_size=1024,
+    training.seed=1 (other fields: the config dataclasses' defaults); model.input_dim is the
+    activations' width."""
+
+    acts: str = field(kw_only=True)
+    """harvest directory"""
+    out: str = field(kw_only=True)
+    """run directory"""
+    set: list[str] = flag(factory=list, metavar="SECTION.FIELD=VALUE", append=True, config_flags=True)
+    """override a config field, e.g. --set model.type=topk_sae (repeatable)"""
+    normalize: bool = True
+    """scale inputs by the manifest's norm_scale (mean squared norm D)"""
+    center: bool = False
+    """also subtract the train mean"""
+    max_norm_ratio: float = 10.0
+    """drop train tokens whose norm exceeds this times the median (massive activations); 0
+    keeps all"""
+    resume: bool = False
+    """continue an unfinished run in --out"""
+    overwrite: bool = False
+    """replace an existing run in --out"""
+
+
+def run_train(opts: LlmTrainOptions) -> int:
+    """Train on the harvest's train split; write the run and its llm.json."""
+    import dataclasses
+
+    from implicit_em import runs
+    from implicit_em.config import RunConfig, override
+    from implicit_em.train.loop import train
+
+    _threads(opts)
+    cfg = override(RunConfig(), [*LLM_TRAIN_BASE, *opts.set])  # validates before any reading
+    manifest = load_manifest(opts.acts)
+    norm = Normalization.from_manifest(opts.acts, opts.normalize, opts.center)
+    x_train, _ = read_split(opts.acts, "train", norm=norm)
+    x_eval, _ = read_split(opts.acts, "heldout", max_tokens=4096, norm=norm)
+    n_dropped, median = 0, None
+    if opts.max_norm_ratio > 0:
+        raw_norms = x_train.norm(dim=1) / norm.scale
+        median = float(raw_norms.median())
+        out_train = norm_outliers(x_train, opts.max_norm_ratio, median * norm.scale)
+        out_eval = norm_outliers(x_eval, opts.max_norm_ratio, median * norm.scale)
+        n_dropped = int(out_train.sum())
+        x_train, x_eval = x_train[~out_train], x_eval[~out_eval]
+    d = x_train.shape[1]
+    if cfg.model.input_dim not in (None, d):
+        raise ValueError(f"model.input_dim={cfg.model.input_dim} but the activations have "
+                         f"{d} features: leave model.input_dim unset")  # fmt: skip
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, input_dim=d))
+    model = runs.build_model(cfg)
+    out = Path(opts.out)
+    tracker = tracking.make_tracker(opts)
     try:
-        manifest = load_manifest(args.acts)
-        norm = Normalization.from_manifest(args.acts, args.normalize, args.center)
-        x_train, _ = read_split(args.acts, "train", norm=norm)
-        x_eval, _ = read_split(args.acts, "heldout", max_tokens=4096, norm=norm)
-        n_dropped, median = 0, None
-        if args.max_norm_ratio > 0:
-            raw_norms = x_train.norm(dim=1) / norm.scale
-            median = float(raw_norms.median())
-            out_train = norm_outliers(x_train, args.max_norm_ratio, median * norm.scale)
-            out_eval = norm_outliers(x_eval, args.max_norm_ratio, median * norm.scale)
-            n_dropped = int(out_train.sum())
-            x_train, x_eval = x_train[~out_train], x_eval[~out_eval]
-        cfg = RunConfig(
-            model=ModelConfig(
-                type=args.type, input_dim=x_train.shape[1], hidden_dim=args.hidden_dim, k=args.k
-            ),
-            loss=LossConfig(
-                lambda_lse=args.lambda_lse, lambda_var=args.lambda_var, lambda_tc=args.lambda_tc
-            ),
-            training=TrainConfig(
-                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
-            ),
-        )
-        model = runs.build_model(cfg)
-        out = Path(args.out)
-        tracker = tracking.from_args(args)
         history = train(
             model,
             x_train,
             cfg,
             x_eval=x_eval,
             run_dir=out,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
+            resume=opts.resume,
+            overwrite=opts.overwrite,
+            progress=not opts.no_progress,
             tracker=tracker,
         )
-    except USER_ERRORS as e:
-        return _fail(e)
     finally:
         if tracker is not None:
             tracker.close()
     meta = {
-        "harvest_dir": str(Path(args.acts).resolve()),
+        "harvest_dir": str(Path(opts.acts).resolve()),
         "harvest_identity": manifest["identity"],
         "normalization": norm.to_dict(),
         "outliers": {
-            "max_norm_ratio": args.max_norm_ratio,
+            "max_norm_ratio": opts.max_norm_ratio,
             "median_norm_model_units": median,
             "train_tokens_dropped": n_dropped,
             "train_tokens_used": int(x_train.shape[0]),
@@ -227,72 +170,91 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_eval(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class LlmEvalOptions(_Compute):
+    """Evaluate llm-train runs on the harvest's held-out split: FVU, code statistics, and the
+    LM's CE / KL with each reconstruction spliced into the residual stream."""
+
+    acts: str = field(kw_only=True)
+    """harvest directory"""
+    runs: list[str] = field(kw_only=True)
+    """run directories from llm-train"""
+    out: str | None = None
+    """write all metrics to this JSON file"""
+    budget: int = 10_000
+    """held-out tokens for FVU and code stats"""
+    ce_contexts: int = 40
+    """held-out contexts spliced for CE/KL"""
+    batch_size: int = 8
+    """contexts per LM forward"""
+    markdown: str | None = None
+    """also write a markdown table here"""
+
+
+def run_eval(opts: LlmEvalOptions) -> int:
+    """Evaluate each run; print one summary line per run; write the JSON / markdown asked for."""
     from implicit_em import runs
     from implicit_em.data.lm import load_lm
-    from implicit_em.evaluate import evaluate_model
+    from implicit_em.lm_eval import evaluate_model
 
-    _threads(args)
-    try:
-        manifest = load_manifest(args.acts)
-        ident = manifest["identity"]["config"]
-        lm, _, info = load_lm(ident["model"], ident["revision"])
-        check_same_model(manifest, info)
-        raw_train, _ = read_split(args.acts, "train")
-        raw_held, tokens = read_split(args.acts, "heldout", max_tokens=args.budget)
-        results = {
-            "harvest": {
-                "dir": str(args.acts),
-                "model": manifest["model_info"],
-                "layer": ident["layer"],
-                "hook_point": ident["hook_point"],
-                "n_train_tokens": raw_train.shape[0],
-                "n_heldout_tokens": raw_held.shape[0],
-                "throughput": manifest.get("throughput"),
-            },
-            "runs": {},
-        }
-        for run_dir in args.runs:
-            model, cfg = runs.load_run(run_dir)
-            meta = json.loads((Path(run_dir) / LLM_META).read_text())
-            if meta["harvest_identity"] != manifest["identity"]:
-                raise ManifestMismatchError(
-                    f"run {run_dir} was trained on another harvest "
-                    f"({meta['harvest_dir']}): evaluate it with that --acts"
-                )
-            norm = Normalization.from_manifest(
-                args.acts, meta["normalization"]["scale"] != 1.0, meta["normalization"]["center"]
+    _threads(opts)
+    manifest = load_manifest(opts.acts)
+    ident = manifest["identity"]["config"]
+    lm, _, info = load_lm(ident["model"], ident["revision"])
+    check_same_model(manifest, info)
+    raw_train, _ = read_split(opts.acts, "train")
+    raw_held, tokens = read_split(opts.acts, "heldout", max_tokens=opts.budget)
+    results = {
+        "harvest": {
+            "dir": str(opts.acts),
+            "model": manifest["model_info"],
+            "layer": ident["layer"],
+            "hook_point": ident["hook_point"],
+            "n_train_tokens": raw_train.shape[0],
+            "n_heldout_tokens": raw_held.shape[0],
+            "throughput": manifest.get("throughput"),
+        },
+        "runs": {},
+    }
+    for run_dir in opts.runs:
+        model, cfg = runs.load_run(run_dir)
+        meta = json.loads((Path(run_dir) / LLM_META).read_text())
+        if meta["harvest_identity"] != manifest["identity"]:
+            raise ManifestMismatchError(
+                f"run {run_dir} was trained on another harvest "
+                f"({meta['harvest_dir']}): evaluate it with that --acts"
             )
-            ratio = meta.get("outliers", {}).get("max_norm_ratio") or 0.0
-            typical = None
-            if ratio > 0:
-                median = float(raw_train.norm(dim=1).median())
-                typical = ~norm_outliers(raw_held, ratio, median)
-            res = evaluate_model(
-                model,
-                norm.apply(raw_train),
-                norm.apply(raw_held),
-                invert=norm.invert,
-                apply=norm.apply,
-                lm=lm,
-                tokens=tokens[: args.ce_contexts],
-                layer=ident["layer"],
-                hook_point=ident["hook_point"],
-                drop_bos=ident["drop_bos"],
-                batch_size=args.batch_size,
-                typical=typical,
-            )
-            res["model"] = cfg.model.__dict__
-            res["normalization"] = meta["normalization"]
-            (Path(run_dir) / LLM_METRICS).write_text(json.dumps(res, indent=1))
-            results["runs"][str(run_dir)] = res
-            print(summary_line(run_dir, res))
-    except USER_ERRORS as e:
-        return _fail(e)
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
-    if args.markdown:
-        Path(args.markdown).write_text(render_markdown(results))
+        norm = Normalization.from_manifest(
+            opts.acts, meta["normalization"]["scale"] != 1.0, meta["normalization"]["center"]
+        )
+        ratio = meta.get("outliers", {}).get("max_norm_ratio") or 0.0
+        typical = None
+        if ratio > 0:
+            median = float(raw_train.norm(dim=1).median())
+            typical = ~norm_outliers(raw_held, ratio, median)
+        res = evaluate_model(
+            model,
+            norm.apply(raw_train),
+            norm.apply(raw_held),
+            invert=norm.invert,
+            apply=norm.apply,
+            lm=lm,
+            tokens=tokens[: opts.ce_contexts],
+            layer=ident["layer"],
+            hook_point=ident["hook_point"],
+            drop_bos=ident["drop_bos"],
+            batch_size=opts.batch_size,
+            typical=typical,
+        )
+        res["model"] = cfg.model.__dict__
+        res["normalization"] = meta["normalization"]
+        (Path(run_dir) / LLM_METRICS).write_text(json.dumps(res, indent=1))
+        results["runs"][str(run_dir)] = res
+        print(summary_line(run_dir, res))
+    if opts.out:
+        Path(opts.out).write_text(json.dumps(results, indent=1))
+    if opts.markdown:
+        Path(opts.markdown).write_text(render_markdown(results))
     return 0
 
 
@@ -356,14 +318,3 @@ def summary_line(name: str, res: dict) -> str:
         extra = f", CE rec {rec:.3f}, KL {kl:.3f}" if rec is not None else ""
         parts.append(f"{k}: FVU {v:.3f}{extra}")
     return "; ".join(parts)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry: `python -m implicit_em.experiments.llm harvest ...`."""
-    from implicit_em.cli import standalone
-
-    return standalone(add_parser, argv, prog="implicit-em")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

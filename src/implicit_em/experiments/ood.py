@@ -17,11 +17,12 @@ Legend: N samples, D = 784 pixels, K components. x (N, D), a (N, K) energies.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from threadpoolctl import threadpool_limits
 
 from implicit_em.estimator import DecoderFreeSAE
+from implicit_em.options import flag
 
 RESULT_FILES = {"json": "results.json", "table": "table.md", "roc": "roc.png"}
 DEFAULT_OUT = "results/ood"
@@ -96,8 +98,8 @@ def reconstruction_error(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
 def _train_sae(kind: str, x_train: torch.Tensor, seed: int, args: dict) -> torch.nn.Module:
     """A StandardSAE (L1 0.01) or TopKSAE trained by the library's `train` (paper settings)."""
     from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
-    from implicit_em.models import StandardSAE, TopKSAE
-    from implicit_em.training import train
+    from implicit_em.families import family
+    from implicit_em.train.loop import train
 
     D, K = x_train.shape[1], args["n_components"]
     cfg = RunConfig(
@@ -109,7 +111,7 @@ def _train_sae(kind: str, x_train: torch.Tensor, seed: int, args: dict) -> torch
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = StandardSAE(D, K) if kind == "standard_sae" else TopKSAE(D, K, args["topk_k"])
+        model = family(kind).build(cfg.model)
     train(model, x_train, cfg, x_eval=x_train[:1024], progress=False)
     return model
 
@@ -503,65 +505,47 @@ def run_ood(
 # ------------------------------------------------------------------------------ CLI
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register `implicit-em ood` on `subparsers`."""
-    p = subparsers.add_parser(
-        "ood",
-        help="beyond the paper: LSE energy as an anomaly score, MNIST vs Fashion-MNIST",
-        description=(
-            "Train on MNIST train; score MNIST test (in-distribution) against Fashion-MNIST "
-            "test (out-of-distribution) with the decoder-free LSE energy, SAE reconstruction "
-            "errors, a diagonal GaussianMixture and k-means. Writes results.json, table.md and "
-            "roc.png."
-        ),
-    )
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=DEFAULT_EPOCHS,
-        help=f"epochs per neural model (default {DEFAULT_EPOCHS}, a few minutes on 2 CPU "
-        "cores; the paper trains 100)",
-    )
-    p.add_argument(
-        "--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), help="seeds (default 0 1 2)"
-    )
-    p.add_argument("--n-components", type=int, default=64, help="K for every method (default 64)")
-    p.add_argument("--topk-k", type=int, default=16, help="active latents of the TopKSAE")
-    p.add_argument(
-        "--gmm-space",
-        choices=("pca50", "pixels"),
-        default="pca50",
-        help="fit the GaussianMixture on a PCA-50 projection (default) or on raw pixels",
-    )
-    p.add_argument(
-        "--train-subset", type=int, default=None, help="use only the first n training images"
-    )
-    p.add_argument("--data-dir", default=None, help="directory holding the IDX files")
-    p.add_argument("--threads", type=int, default=1, help="torch/BLAS threads (default 1)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing results in --out")
-    p.set_defaults(func=run_ood_cli)
-    return p
+@dataclass(frozen=True)
+class OodOptions:
+    """Train on MNIST train; score MNIST test (in-distribution) against Fashion-MNIST test
+    (out-of-distribution) with the decoder-free LSE energy, SAE reconstruction errors, a
+    diagonal GaussianMixture and k-means. Writes results.json, table.md and roc.png."""
+
+    out: str = DEFAULT_OUT
+    """output directory"""
+    epochs: int = DEFAULT_EPOCHS
+    """epochs per neural model (a few minutes on 2 CPU cores; the paper trains 100)"""
+    seeds: list[int] = flag(factory=lambda: list(DEFAULT_SEEDS))
+    """seeds"""
+    n_components: int = 64
+    """K for every method"""
+    topk_k: int = 16
+    """active latents of the TopKSAE"""
+    gmm_space: Literal["pca50", "pixels"] = "pca50"
+    """fit the GaussianMixture on a PCA-50 projection or on raw pixels"""
+    train_subset: int | None = None
+    """use only the first n training images"""
+    data_dir: str | None = None
+    """directory holding the IDX files"""
+    threads: int = 1
+    """torch/BLAS threads"""
+    overwrite: bool = False
+    """replace existing results in --out"""
 
 
-def run_ood_cli(args: argparse.Namespace) -> int:
-    """`implicit-em ood`: 0 on success, 1 when the output exists or the data is missing."""
-    command = "implicit-em " + " ".join(sys.argv[1:])
-    try:
-        run_ood(
-            out_dir=args.out,
-            epochs=args.epochs,
-            seeds=tuple(args.seeds),
-            n_components=args.n_components,
-            topk_k=args.topk_k,
-            gmm_space=args.gmm_space,
-            train_subset=args.train_subset,
-            data_root=args.data_dir,
-            overwrite=args.overwrite,
-            threads=args.threads,
-            command=command,
-        )
-    except (FileExistsError, ValueError, RuntimeError) as err:  # DataError is a RuntimeError
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+def run_command(opts: OodOptions) -> int:
+    """`implicit-em ood`: the study with the options given."""
+    run_ood(
+        out_dir=opts.out,
+        epochs=opts.epochs,
+        seeds=tuple(opts.seeds),
+        n_components=opts.n_components,
+        topk_k=opts.topk_k,
+        gmm_space=opts.gmm_space,
+        train_subset=opts.train_subset,
+        data_root=opts.data_dir,
+        overwrite=opts.overwrite,
+        threads=opts.threads,
+        command="implicit-em " + " ".join(sys.argv[1:]),
+    )
     return 0

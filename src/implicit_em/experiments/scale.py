@@ -14,26 +14,26 @@ Steps, each skipped when its result already exists (so an interrupted study resu
    Encoder (LSE + var + tc, lambdas K-normalized, tc sketched with --tc-probes probes; an
    exact-penalty encoder too at each K in --exact-check), TopKSAE (k in --topk), StandardSAE
    (l1_weight = c * K / D for c in --l1), at each K in --hidden-dims.
-3. Evaluate each on held-out documents of offset 0 (`implicit_em.evaluate.evaluate_model`):
+3. Evaluate each on held-out documents of offset 0 (`implicit_em.lm_eval.evaluate_model`):
    FVU variants, L0, dead fraction, entropy, and CE / KL with the reconstruction spliced in.
 4. Write results.json, results.csv, frontier.png and table.md into --out.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from implicit_em import runs, tracking
 from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
-from implicit_em.data.activations import (
+from implicit_em.data.lm.activations import (
     HarvestConfig,
     Normalization,
     harvest,
@@ -41,53 +41,67 @@ from implicit_em.data.activations import (
     norm_outliers,
     read_split,
 )
+from implicit_em.options import flag
+from implicit_em.tracking import TrackingOptions
 
 CORPUS = "sotu,moby,spam,pydoc,perldoc"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register `scale` on the top-level CLI."""
-    p = subparsers.add_parser(
-        "scale", help="GPU study: harvest, train Encoder / TopK / L1 SAEs at large K, evaluate"
-    )
-    p.add_argument("--model", default="smollm2-135m", help="LM: alias, .gguf path, folder, hub id")
-    p.add_argument("--layer", type=int, default=15)
-    p.add_argument("--work", default=".scale", help="harvests and run directories go here")
-    p.add_argument("--out", default="docs/scale", help="results.json/csv, frontier.png, README")
-    p.add_argument("--corpus", default=CORPUS,
-                   help="corpus spec for implicit_em.data.corpus.load_corpus (a union a,b,c)")  # fmt: skip
-    p.add_argument("--offsets", type=int, nargs="+", default=[0],
-                   help="words dropped from each document, one harvest per offset")  # fmt: skip
-    p.add_argument("--harvest-tokens", type=int, default=10_000_000,
-                   help="per offset, both splits; more than the corpus holds takes every window")  # fmt: skip
-    p.add_argument("--hidden-dims", type=int, nargs="+", default=[4096, 16384, 32768])
-    p.add_argument("--tc-probes", type=int, default=32,
-                   help="encoders' sketched correlation probes (0: exact penalty)")  # fmt: skip
-    p.add_argument("--exact-check", type=int, nargs="*", default=[4096],
-                   help="K at which an exact-penalty encoder is trained too, as a check")  # fmt: skip
-    p.add_argument("--compile", action="store_true", help="torch.compile forward + loss")
-    p.add_argument("--topk", type=int, nargs="+", default=[32, 64])
-    p.add_argument("--l1", type=float, nargs="+", default=[1.0, 4.0, 16.0],
-                   help="StandardSAE l1_weight = c * K / D for each c")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=4096)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--epochs", type=float, default=1.0, help="passes over the train tokens")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast in training")
-    p.add_argument("--fit-tokens", type=int, default=100_000,
-                   help="train tokens for the scalar and least-squares read-outs")  # fmt: skip
-    p.add_argument("--eval-tokens", type=int, default=50_000, help="held-out tokens (FVU, codes)")
-    p.add_argument("--ce-contexts", type=int, default=256, help="held-out contexts spliced")
-    p.add_argument("--time-limit", type=float, default=0,
-                   help="seconds; start no new run after this (0: none)")  # fmt: skip
-    p.add_argument("--harvest-only", action="store_true")
-    tracking.add_arguments(p)
-    p.set_defaults(func=run_scale)
+@dataclass(frozen=True)
+class ScaleOptions(TrackingOptions):
+    """Harvest SmolLM2 activations, train Encoder / TopK / L1 SAEs at large K on a GPU, and
+    evaluate them on held-out documents (each step resumes from what exists)."""
+
+    model: str = "smollm2-135m"
+    """LM: alias, .gguf path, folder, hub id"""
+    layer: int = 15
+    """decoder block whose residual stream is harvested"""
+    work: str = ".scale"
+    """harvests and run directories go here"""
+    out: str = "docs/scale"
+    """results.json/csv, frontier.png, README"""
+    corpus: str = CORPUS
+    """corpus spec for implicit_em.data.lm.corpus.load_corpus (a union a,b,c)"""
+    offsets: list[int] = flag(factory=lambda: [0])
+    """words dropped from each document, one harvest per offset"""
+    harvest_tokens: int = 10_000_000
+    """per offset, both splits; more than the corpus holds takes every window"""
+    hidden_dims: list[int] = flag(factory=lambda: [4096, 16384, 32768])
+    """K of every model family"""
+    tc_probes: int = 32
+    """encoders' sketched correlation probes (0: exact penalty)"""
+    exact_check: list[int] = flag(factory=lambda: [4096], nargs="*")
+    """K at which an exact-penalty encoder is trained too, as a check"""
+    compile: bool = False
+    """torch.compile forward + loss"""
+    topk: list[int] = flag(factory=lambda: [32, 64])
+    """k of the TopK SAEs"""
+    l1: list[float] = flag(factory=lambda: [1.0, 4.0, 16.0])
+    """StandardSAE l1_weight = c * K / D for each c"""
+    batch_size: int = 4096
+    """tokens per step"""
+    lr: float = 1e-3
+    """Adam learning rate"""
+    epochs: float = 1.0
+    """passes over the train tokens"""
+    amp: bool = False
+    """bf16 autocast in training"""
+    fit_tokens: int = 100_000
+    """train tokens for the scalar and least-squares read-outs"""
+    eval_tokens: int = 50_000
+    """held-out tokens (FVU, codes)"""
+    ce_contexts: int = 256
+    """held-out contexts spliced"""
+    time_limit: float = 0
+    """seconds; start no new run after this (0: none)"""
+    harvest_only: bool = False
+    """stop after harvesting"""
 
 
 def shifted_docs(offset: int, corpus: str = CORPUS) -> list:
     """The corpus's documents without their first `offset` words (names unchanged: same
     split)."""
-    from implicit_em.data.corpus import Document, load_corpus
+    from implicit_em.data.lm.corpus import Document, load_corpus
 
     docs = load_corpus(corpus)
     return docs if not offset else [Document(d.name, " ".join(d.text.split(" ")[offset:]))
@@ -118,7 +132,7 @@ def run_specs(
     return specs
 
 
-def spec_config(spec: dict, d: int, args: argparse.Namespace) -> RunConfig:
+def spec_config(spec: dict, d: int, args: ScaleOptions) -> RunConfig:
     loss = LossConfig(l1_weight=spec.get("l1_weight", 0.01), dead_steps=250,
                       tc_probes=spec.get("tc_probes"))  # fmt: skip
     return RunConfig(
@@ -132,10 +146,11 @@ def spec_config(spec: dict, d: int, args: argparse.Namespace) -> RunConfig:
     )
 
 
-def run_scale(args: argparse.Namespace) -> int:
+def run_scale(args: ScaleOptions) -> int:
+    """`implicit-em scale`: harvest, train, evaluate, write the report files."""
     from implicit_em.data.lm import load_lm
-    from implicit_em.distributed import train_steps
-    from implicit_em.evaluate import evaluate_model
+    from implicit_em.lm_eval import evaluate_model
+    from implicit_em.train.distributed import train_steps
 
     t0 = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -191,16 +206,17 @@ def run_scale(args: argparse.Namespace) -> int:
         else:
             model = runs.build_model(cfg).to(device)
             steps = int(args.epochs * n_train // args.batch_size)
-            tracker = tracking.from_args(argparse.Namespace(**{**vars(args),
-                                         "run_name": spec["name"]}))  # fmt: skip
+            tracker = tracking.make_tracker(replace(args, run_name=spec["name"]))
             if tracker is not None:
                 tracker.log_config({**cfg.to_dict(), "spec": spec})
-            res = train_steps(model, x_train, cfg.loss, global_batch=args.batch_size,
-                              steps=steps, lr=args.lr, seed=1, amp=args.amp,
-                              log_every=max(1, steps // 10), warmup=5,
-                              compile=args.compile, tracker=tracker)  # fmt: skip
-            if tracker is not None:
-                tracker.close()
+            try:
+                res = train_steps(model, x_train, cfg.loss, global_batch=args.batch_size,
+                                  steps=steps, lr=args.lr, seed=1, amp=args.amp,
+                                  log_every=max(1, steps // 10), warmup=5,
+                                  compile=args.compile, tracker=tracker)  # fmt: skip
+            finally:
+                if tracker is not None:
+                    tracker.close()
             run_dir = runs.prepare_run_dir(run_dir, resume=False, overwrite=True)
             runs.save_model(model, cfg, run_dir)
             runs.write_history(run_dir, res["history"])
@@ -318,14 +334,3 @@ def write_report(out: Path, results: list[dict], args, info: dict, dirs: list[Pa
             f"{r['train_tokens_per_s']:.0f} |"
         )
     (out / "table.md").write_text("\n".join(lines) + "\n")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry: `python -m implicit_em.experiments.scale scale ...`."""
-    from implicit_em.cli import standalone
-
-    return standalone(add_parser, argv, prog="implicit-em")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Fused GPU kernels for the InfoMax terms, with the pure-PyTorch formulas as the reference.
 
-`infomax_terms(a, probes, eps)` returns the unweighted (lse, var, tc) of `losses.combined_loss`
-and picks the path:
+`losses.infomax_terms(a, probes, eps)` returns the unweighted (lse, var, tc) of
+`losses.combined_loss` and picks the path with `fused_active` below:
 - fused: Triton kernels (`triton_infomax`) wrapped as torch.library custom ops and one
   autograd.Function (`infomax`). Forward: ONE pass over a (B, K) gives every row's
   log-sum-exp and every column's mean and centred sum of squares; the sketch's two skinny
@@ -26,8 +26,6 @@ import os
 
 import torch
 from torch import Tensor
-
-from implicit_em.losses import infomax_reference
 
 MODES = ("auto", "on", "off")
 _mode = {"value": os.environ.get("IMPLICIT_EM_FUSED", "auto")}
@@ -89,22 +87,5 @@ def fused_active(a: Tensor, fused: bool | None = None) -> bool:
     return bool(fused)
 
 
-def infomax_terms(
-    a: Tensor, probes: Tensor | None = None, variance_eps: float = 1e-6,
-    fused: bool | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    """Unweighted (lse, var, tc) of codes a (B, K), B >= 2: -sum_i logsumexp_j(-a_ij) (paper
-    Eq. 3), the variance barrier and the decorrelation penalty (Eq. 7; sketched with probes
-    V (K, m), exact when probes is None). Scalars, float32. fused: force a path (None: the
-    mode, see the module doc). a may be float32 or bfloat16 on the fused path (read as float32;
-    the sketch's products then run in TF32); dL/da has a's dtype.
-    """
-    if fused_active(a, fused):
-        from implicit_em.kernels.infomax import fused_terms
-
-        return fused_terms(a, probes, variance_eps)
-    return infomax_reference(a.float() if a.dtype == torch.bfloat16 else a, probes, variance_eps)
-
-
-__all__ = ["MODES", "fused_active", "fused_mode", "infomax_terms", "interpreted",
+__all__ = ["MODES", "fused_active", "fused_mode", "interpreted",
            "set_fused_mode", "triton_available"]  # fmt: skip

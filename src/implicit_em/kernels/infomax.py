@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from implicit_em.losses import column_scale, variance_from_stats
+from implicit_em.colstats import column_scale, variance_from_stats
 
 
 def _kernels():
@@ -183,7 +183,7 @@ def fused_terms(
     """
     if probes is not None:
         return _SketchTerms.apply(a, probes, variance_eps)
-    from implicit_em.losses import _offdiag_sq_gram, _offdiag_sq_kk
+    from implicit_em.colstats import _offdiag_sq_gram, _offdiag_sq_kk
 
     b, k = a.shape
     row_lse, mean, ss = _Stats.apply(a)

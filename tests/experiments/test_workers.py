@@ -9,8 +9,8 @@ import torch
 
 from implicit_em import runs
 from implicit_em.config import from_dict
-from implicit_em.experiments import workers
 from implicit_em.experiments.common import Settings, ensure_runs, load_data
+from implicit_em.train import workers
 
 
 def cfg(model_type: str, seed: int, lr: float = 1e-3, epochs: int = 2):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from implicit_em.data import DataError, read_idx
-from implicit_em.data.idx import parse_idx
+from implicit_em.data.images.idx import parse_idx
 
 
 def idx_bytes(array: np.ndarray, type_code: int) -> bytes:

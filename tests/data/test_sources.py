@@ -4,7 +4,6 @@ Network paths are exercised against a local http.server on 127.0.0.1; npm by a s
 `npm` script that copies a tarball written here.
 """
 
-import argparse
 import gzip
 import hashlib
 import http.server
@@ -16,9 +15,9 @@ import threading
 
 import pytest
 
+from implicit_em.cli import main
 from implicit_em.data import DataError, fetch
-from implicit_em.data import sources as src
-from implicit_em.data.cli import add_parser
+from implicit_em.data.images import sources as src
 
 FILES = {
     "a-idx1-ubyte": bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9]),
@@ -220,18 +219,23 @@ def test_nothing_works_lists_every_source_and_manual_fix(tmp_path, cache, monkey
 
 def test_cli_fetch(tmp_path, cache, monkeypatch, capsys):
     monkeypatch.setitem(src.DATASETS, "mnist", SPEC)
-    parser = argparse.ArgumentParser(prog="implicit-em")
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["data", "fetch", "mnist", "--data-dir", str(tmp_path / "empty")])
-    assert args.func(args) == 1
-    assert "could not obtain Toy" in capsys.readouterr().err
+    assert main(["data", "fetch", "mnist", "--data-dir", str(tmp_path / "empty")]) == 1
+    assert "could not obtain Toy" in capsys.readouterr().err  # a run-time failure: exit 1
     user = write_files(tmp_path / "user")
-    args = parser.parse_args(["data", "fetch", "mnist", "--data-dir", str(user)])
-    assert args.func(args) == 0
+    assert main(["data", "fetch", "mnist", "--data-dir", str(user)]) == 0
     out = capsys.readouterr().out
     assert f"trying directory {user}" in out and "mnist ready in" in out
-    with pytest.raises(SystemExit):
-        parser.parse_args(["data", "fetch", "cifar"])
+    assert main(["data", "fetch", "cifar"]) == 2  # a usage error: exit 2
+    assert "invalid choice: 'cifar'" in capsys.readouterr().err
+
+
+def test_fetch_choices_are_the_known_data_sets():
+    import typing
+
+    from implicit_em.data.tasks import FetchOptions
+
+    hint = typing.get_type_hints(FetchOptions)["dataset"]
+    assert sorted(typing.get_args(hint)) == sorted(src.DATASETS)
 
 
 def test_unknown_dataset_name():

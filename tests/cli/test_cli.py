@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import torch
 
 from implicit_em import runs
 from implicit_em.cli import main
+from implicit_em.cli.options import add_options, build_options
 from implicit_em.config import load_config
 from implicit_em.experiments.common import load_data
-from implicit_em.training import train
+from implicit_em.options import flag
+from implicit_em.train.loop import train
 
-CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
+CONFIG = "default"  # the config shipped with the package
 SMALL = ["--set", "data.dataset=digits", "--set", "model.input_dim=64",
          "--set", "model.hidden_dim=16", "--set", "training.epochs=2", "--set", "training.seed=4"]  # fmt: skip
 
@@ -117,3 +122,69 @@ def test_config_file_errors(tmp_path, capsys):
     assert "model.hidden_dims" in capsys.readouterr().err
     assert main(["train", "--config", str(tmp_path / "missing.yaml"), "--out", "x"]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_dataset_alone_sets_the_input_size(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--set", "data.dataset=digits", "--hidden-dim", "8", "--epochs", "1",
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    cfg = runs.load_run(out)[1]
+    assert (cfg.model.input_dim, cfg.model.hidden_dim, cfg.training.epochs) == (64, 8, 1)
+    capsys.readouterr()
+    bad = ["train", "--dataset", "digits", "--input-dim", "784", "--out", str(tmp_path / "b")]
+    assert main(bad) == 2
+    assert "model.input_dim=784 but data.dataset=digits has 64 features" in capsys.readouterr().err
+
+
+def test_exit_codes_and_one_line_errors(tmp_path, capsys):
+    assert main(["trian"]) == 2
+    assert "did you mean 'train'?" in capsys.readouterr().err
+    assert main(["train"]) == 2  # --out is required: argparse's usage error
+    assert "--out" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r"), "--epochs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "training.epochs must be >= 1" in err
+    assert main(["--help"]) == 0
+    assert "reproduce" in capsys.readouterr().out
+    with pytest.raises(Exception, match="training.epochs"):  # --debug: the exception itself
+        main(["train", "--out", str(tmp_path / "r"), "--epochs", "0", "--debug"])
+
+
+@dataclass(frozen=True)
+class Opts:
+    path: str = flag(positional=True)
+    """where"""
+    n: int = 3
+    """how many"""
+    rate: float | None = None
+    """how fast"""
+    mode: Literal["a", "b"] = "a"
+    """which"""
+    ks: list[int] = flag(factory=lambda: [1, 2])
+    """several"""
+    fast: bool = False
+    """go fast"""
+    safe: bool = True
+    """stay safe"""
+
+
+def test_flags_come_from_the_dataclass_fields():
+    p = argparse.ArgumentParser()
+    add_options(p, Opts)
+    o = build_options(Opts, p.parse_args(["x", "--n", "5", "--ks", "7", "8", "--fast",
+                                          "--no-safe", "--mode", "b"]))  # fmt: skip
+    assert o == Opts("x", 5, None, "b", [7, 8], True, False)
+    assert build_options(Opts, p.parse_args(["y"])) == Opts("y")
+    text = p.format_help()
+    assert "how many (default: 3)" in text and "{a,b}" in text
+    with pytest.raises(SystemExit):
+        p.parse_args(["x", "--mode", "c"])
+
+
+def test_every_command_builds_its_parser():
+    from implicit_em.cli import COMMANDS, parser_for, resolve
+
+    for command in COMMANDS:
+        assert callable(resolve(command.run)), command.name
+        parser_for(command).format_help()

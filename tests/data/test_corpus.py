@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from implicit_em.data import cli
-from implicit_em.data import corpus as C
-from implicit_em.data.corpus import Document
+from implicit_em import cli
+from implicit_em.data.lm import corpus as C
+from implicit_em.data.lm.corpus import Document
 
 ENGLISH = (
     "I think that the patch is fine, and we should merge it into the next release of the "
@@ -317,5 +317,12 @@ def test_cli_pack_corpora(tmp_path, cache, fake_corpora, capsys):
     printed = capsys.readouterr().out
     assert "moby: 2 documents" in printed and "IMPLICIT_EM_CORPORA=" in printed
     assert [d.name for d in C.load_corpus(str(out))] == ["moby/a", "moby/b", "spam/x/1"]
-    assert cli.main(["data", "pack-corpora", "wiki", "--out", str(out)]) == 1
+    assert cli.main(["data", "pack-corpora", "wiki", "--out", str(out)]) == 2  # usage error
     assert "unknown corpus 'wiki'" in capsys.readouterr().err
+
+
+def test_pack_corpora_help_names_every_corpus():
+    from implicit_em.data.tasks import PackCorporaOptions
+    from implicit_em.options import field_docs
+
+    assert f"among {', '.join(sorted(C.CORPORA))}" in field_docs(PackCorporaOptions)["spec"]

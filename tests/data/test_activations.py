@@ -9,8 +9,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from implicit_em.data import activations as acts_mod  # noqa: E402
-from implicit_em.data.activations import (  # noqa: E402
+from implicit_em.data.lm import activations as acts_mod  # noqa: E402
+from implicit_em.data.lm import capture_residual, decoder_layers  # noqa: E402
+from implicit_em.data.lm.activations import (  # noqa: E402
     ActivationReader,
     HarvestConfig,
     ManifestMismatchError,
@@ -22,8 +23,7 @@ from implicit_em.data.activations import (  # noqa: E402
     pack_documents,
     read_split,
 )
-from implicit_em.data.corpus import Document, check_corpus, load_text_dir, split_documents  # noqa: E402
-from implicit_em.data.lm import capture_residual, decoder_layers  # noqa: E402
+from implicit_em.data.lm.corpus import Document, check_corpus, load_text_dir, split_documents  # noqa: E402
 
 
 class ByteTokenizer:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 
 import pytest
 
-from implicit_em.experiments.scale import rows, run_specs, spec_config, write_report
+from implicit_em.experiments.scale import ScaleOptions, rows, run_specs, spec_config, write_report
 
 
 def fake_eval(recons: tuple[str, ...]) -> dict:
@@ -29,7 +28,7 @@ def test_specs_cover_every_architecture_and_scale_l1_with_k():
     ]  # fmt: skip
     assert len(specs) == 10
     assert specs[3]["l1_weight"] == pytest.approx(4096 / 576)
-    args = argparse.Namespace(batch_size=4096, lr=1e-3, amp=True)
+    args = ScaleOptions(batch_size=4096, lr=1e-3, amp=True)
     cfg = spec_config(specs[1], 576, args)
     assert (cfg.model.type, cfg.model.hidden_dim, cfg.model.k) == ("topk_sae", 4096, 32)
     assert cfg.training.amp
@@ -39,7 +38,7 @@ def test_encoders_are_sketched_with_an_exact_check():
     specs = run_specs([4096, 16384], [32], [1.0], d=576, tc_probes=32, exact_check=(4096,))
     enc = {s["name"]: s for s in specs if s["type"] == "encoder"}
     assert sorted(enc) == ["encoder-K16384", "encoder-K4096", "encoder-K4096-exact"]
-    args = argparse.Namespace(batch_size=4096, lr=1e-3, amp=True)
+    args = ScaleOptions(batch_size=4096, lr=1e-3, amp=True)
     assert spec_config(enc["encoder-K4096"], 576, args).loss.tc_probes == 32
     assert spec_config(enc["encoder-K4096-exact"], 576, args).loss.tc_probes is None
 
@@ -54,7 +53,7 @@ def test_report_files(tmp_path):
     ]
     table = rows(results)
     assert len(table) == 6 and {r["reconstruction"] for r in table} >= {"decoder", "lstsq"}
-    args = argparse.Namespace(x=1)
+    args = ScaleOptions()
     write_report(tmp_path, results, args, {"model_id": "m"}, [], 1000, 1.0)
     for name in ("results.json", "results.csv", "frontier.png", "table.md"):
         assert (tmp_path / name).is_file(), name

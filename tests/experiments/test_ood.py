@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from implicit_em.data.digits import load_digits
+from implicit_em.data import load_digits
 from implicit_em.experiments import ood
 from implicit_em.models import StandardSAE
 
@@ -155,13 +154,15 @@ def test_report_section_is_labelled_beyond_the_paper(tmp_path, tiny_data) -> Non
 
 
 def test_cli_parser_and_refusal_to_overwrite(tmp_path, capsys) -> None:
-    parser = argparse.ArgumentParser(prog="implicit-em")
-    ood.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["ood", "--out", str(tmp_path)])
-    assert args.epochs == ood.DEFAULT_EPOCHS and args.seeds == [0, 1, 2]
-    assert args.gmm_space == "pca50" and not args.overwrite
+    from implicit_em.cli import COMMANDS, main, parser_for
+    from implicit_em.cli.options import build_options
+
+    command = next(c for c in COMMANDS if c.name == "ood")
+    opts = build_options(ood.OodOptions, parser_for(command).parse_args(["--out", str(tmp_path)]))
+    assert opts.epochs == ood.DEFAULT_EPOCHS and opts.seeds == [0, 1, 2]
+    assert opts.gmm_space == "pca50" and not opts.overwrite
     (tmp_path / "results.json").write_text("{}")
-    assert args.func(args) == 1  # refuses before loading any data
+    assert main(["ood", "--out", str(tmp_path)]) == 2  # refuses before loading any data
     assert "--overwrite" in capsys.readouterr().err
 
 

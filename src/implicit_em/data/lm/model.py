@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from implicit_em.data.corpus import cache_dir
+from implicit_em.data.lm.corpus import cache_dir
 
 HOOK_POINTS = ("resid_pre", "resid_post")
 SMOLLM2_ALIAS = "smollm2-135m"

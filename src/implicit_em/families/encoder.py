@@ -1,0 +1,71 @@
+"""The decoder-free encoder (ours): a = act(W x + b), trained by LSE + variance + decorrelation.
+
+Legend: B batch, D input dim, K components. x (B, D), a (B, K), W (K, D).
+Terms: lse (paper Eq. 3), var and tc (the InfoMax terms of Eq. 7), wr (Eq. 8, weight 0 in the
+paper). No decoder: the read-out is W^T a (`metrics.reconstruction_mse`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from implicit_em import metrics
+from implicit_em.families.base import Family
+from implicit_em.kernels import fused_active
+from implicit_em.losses import combined_loss, correlation_probes, loss_weights
+from implicit_em.models import Encoder
+
+
+class EncoderFamily(Family):
+    name = "encoder"
+    model_class = Encoder
+    term_names = ("lse", "var", "tc", "wr")
+    cost = 1.0  # 23 Adam encoders took 637 s of the reproduction's CPU stacks
+    batch_statistics = True
+
+    def build(self, m) -> nn.Module:
+        return Encoder(m.input_dim, m.hidden_dim, m.activation)
+
+    def weights(self, loss, k: int) -> dict[str, float]:
+        return loss_weights(loss, k)  # the lambdas rescaled from loss.reference_k to K
+
+    def loss_terms(self, model, x, loss, dead=None, amp=False):
+        if not amp:
+            return super().loss_terms(model, x, loss, dead, amp)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            a, z = model(x)  # (B, K) each
+        # The fused InfoMax kernels (`implicit_em.kernels`) read bf16 codes and accumulate in
+        # float32; the reference formulas need float32 codes (log Var and the correlation's
+        # sums of squares lose too much in bf16).
+        if not fused_active(a):
+            a = a.float()
+        terms, a = self.terms_from_outputs(model, x, (a, z.float()), loss, dead, amp)
+        terms["a"] = a
+        return terms
+
+    def terms_from_outputs(self, model, x, out, loss, dead=None, amp=False):
+        a, _ = out  # (B, K)
+        # lambda_wr only decides whether wr carries gradient; weights are applied by the caller.
+        probes = None
+        if loss.tc_probes is not None:
+            probes = correlation_probes(a.shape[1], loss.tc_probes, a)
+        terms = combined_loss(a, model.W, loss, validate=False, probes=probes,
+                              responsibilities=False)  # fmt: skip
+        terms.pop("total")
+        return terms, a
+
+    def readout(self, model, x: Tensor, a: Tensor) -> dict[str, float]:
+        r = torch.softmax(-a, dim=1)  # (N, K) responsibilities, paper Eq. 4
+        return {
+            "resp_entropy": metrics.responsibility_entropy(r),
+            "recon_mse": metrics.reconstruction_mse(x, a, model.W),
+            "recon_mse_normalized": metrics.reconstruction_mse(x, a, model.W, normalize=True),
+            "lse_per_sample": float(-torch.logsumexp(-a, dim=1).mean()),
+        }
+
+    def stacked_fast_path(self, cfg) -> str | None:
+        # bf16 autocast and the sketched correlation penalty keep the generic vmap path.
+        if cfg.training.amp or cfg.loss.tc_probes is not None:
+            return None
+        return "_encoder_step"

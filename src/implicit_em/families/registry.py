@@ -1,0 +1,29 @@
+"""The model-family registry: name -> the class that implements the family, as a string.
+
+This table is the only place besides a family's own module where a family's name is written
+(`tests/families/test_families.py` checks it). It holds strings so that it imports nothing: the config
+validates `model.type` against it without loading torch. A new family is one module in
+`implicit_em/families/` and one line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Entry:
+    target: str
+    """"module:Class" of the family (a `families.base.Family` subclass)."""
+    uses_k: bool = False
+    """model.k is the family's number of active latents (so 1 <= k <= hidden_dim)."""
+
+
+DEFAULT_FAMILY = "encoder"
+"""model.type when a config names none: the paper's decoder-free encoder."""
+
+FAMILIES: dict[str, Entry] = {
+    "encoder": Entry("implicit_em.families.encoder:EncoderFamily"),
+    "standard_sae": Entry("implicit_em.families.standard_sae:StandardSAEFamily"),
+    "topk_sae": Entry("implicit_em.families.topk_sae:TopKSAEFamily", uses_k=True),
+}

@@ -1,0 +1,603 @@
+"""Train N independent models as one stacked model: batched matmuls, one pass per step.
+
+Legend: N models, B batch, D input dim, K components. Parameters are stacked along a leading
+model axis (W (N, K, D)); each model draws its own data order from its seed, has its own
+learning rate and loss weights, and its own optimizer state, so each ends where training it
+alone with `implicit_em.train.loop.train` would (to float tolerance; tests check this).
+Models in one stack must share architecture, optimizer, batch size and epochs;
+`group_configs` splits a list of configs into such stacks.
+
+Models that share a data seed see the same batches, so the data are gathered once per seed:
+a step takes xb (S, B, D) for the S distinct seeds. Internally the models sit in *slots*
+ordered so that models of one seed are adjacent and seeds with equally many models form one
+block; for the decoder-free encoder the forward of a block of S_b seeds with G models each is
+one batched matmul x (S_b, B, D) @ W (S_b, G K, D)^T, and its weight gradient one more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
+
+from implicit_em import runs
+from implicit_em.config import RunConfig
+from implicit_em.data.batches import batch_slices, epoch_permutation
+from implicit_em.families import family
+from implicit_em.losses import centred_columns, unit_scale, weight_redundancy_loss
+from implicit_em.models import ACTIVATIONS
+from implicit_em.train.loop import evaluate, finite_record, loss_terms
+from implicit_em.train.optim import StackedOptimizer
+
+_CAPTURE_LOCK = threading.Lock()  # CUDA-graph captures of stacks trained in threads
+
+
+def stack_key(cfg: RunConfig) -> tuple:
+    """Configs with equal keys can share one stack."""
+    m, t, lo = cfg.model, cfg.training, cfg.loss
+    return (
+        m.type, m.input_dim, m.hidden_dim, m.activation, m.k,
+        t.optimizer, t.batch_size, t.epochs, t.device, t.amp,
+        lo.lambda_wr > 0, lo.variance_eps, lo.aux_k, lo.dead_steps, lo.aux_coef > 0,
+        getattr(lo, "tc_probes", None),
+    )  # fmt: skip
+
+
+def group_configs(cfgs: list[RunConfig]) -> list[list[int]]:
+    """Indices of `cfgs` grouped into stackable sets, in order of first appearance."""
+    groups: dict[tuple, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        groups.setdefault(stack_key(cfg), []).append(i)
+    return list(groups.values())
+
+
+def seed_slots(seeds: list[int]) -> tuple[list[int], list[int], list[tuple[int, int, int]]]:
+    """Where each model of a stack sits, so that models sharing a data seed share one matmul.
+
+    seeds: the data seed of each model, in the caller's order. Returns (slots, data_seeds,
+    blocks): slot j holds model slots[j]; data row r is drawn with data_seeds[r]; each block
+    (r0, r1, g) covers data rows r0:r1, each row feeding g adjacent slots (slots r0 * ... are
+    contiguous: a block's slots start where the previous block's end). Seeds with more models
+    come first; ties keep the order of first appearance.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, sd in enumerate(seeds):
+        groups.setdefault(sd, []).append(i)
+    order = sorted(groups, key=lambda sd: -len(groups[sd]))  # stable: first appearance on ties
+    slots = [i for sd in order for i in groups[sd]]
+    blocks: list[tuple[int, int, int]] = []
+    for r, sd in enumerate(order):
+        g = len(groups[sd])
+        if blocks and blocks[-1][2] == g:
+            blocks[-1] = (blocks[-1][0], r + 1, g)
+        else:
+            blocks.append((r, r + 1, g))
+    return slots, order, blocks
+
+
+def encoder_terms(a: Tensor, variance_eps: float) -> dict[str, Tensor]:
+    """lse, var and tc of `losses.combined_loss` for many models at once, without vmap.
+
+    a: (S, B, G, K), the codes of S x G models (batch on dim 1, components on dim 3).
+    Returns each term as (S, G). The formulas are those of lse_loss, variance_loss and
+    correlation_loss (tests compare the trainer with the one-model loop that uses them); the
+    centred codes (`losses.centred_columns`, constant columns zeroed) are shared by var and tc,
+    and reductions run over dim 1 directly.
+    """
+    b, k = a.shape[1], a.shape[3]
+    lse = -torch.logsumexp(-a, dim=3).sum(dim=1)  # (S, B, G) -> (S, G)
+    centred, _, ss = centred_columns(a, dim=1)  # (S, B, G, K), (S, G, K) sums of squares
+    var = -torch.log(ss / (b - 1) + variance_eps).sum(dim=-1)  # unbiased Var, as a.var(dim=0)
+    u = (centred * unit_scale(ss).unsqueeze(1)).permute(0, 2, 1, 3)  # (S, G, B, K)
+    if b < k:  # ||U^T U||_F = ||U U^T||_F; the diagonal of U^T U is the squared column norms
+        gram = u @ u.mT  # (S, G, B, B)
+        tc = gram.square().sum(dim=(-2, -1)) - u.square().sum(dim=-2).square().sum(dim=-1)
+    else:  # zero the diagonal before squaring (see losses._offdiag_sq_kk)
+        corr = u.mT @ u  # (S, G, K, K)
+        off = ~torch.eye(k, dtype=torch.bool, device=a.device)
+        tc = (corr * off).square().sum(dim=(-2, -1))
+    return {"lse": lse, "var": var, "tc": tc}
+
+
+@torch.no_grad()
+def encoder_terms_grad(
+    a: Tensor, variance_eps: float, weights: dict[str, Tensor]
+) -> tuple[dict[str, Tensor], Tensor]:
+    """`encoder_terms` and the gradient of sum_models (w_lse lse + w_var var + w_tc tc) by a.
+
+    a: (S, B, G, K); weights: "lse", "var", "tc", each (S, G). Returns (terms (S, G) each,
+    dL/da (S, B, G, K)), in closed form (tests compare it with autograd):
+      lse: dL/da = r = softmax(-a) over K (paper Eq. 4);
+      var: with c = a - mean_B(a), ss = sum_B c^2: dL/dc = -2 c / ((B - 1) (Var + eps));
+      tc: U = c s, s = ss^-1/2 (0 for constant columns), C = U^T U, M = C off its diagonal; L = ||M||^2,
+          dL/dU = 4 U M, dL/dc = s (dL/dU - U sum_B(U dL/dU)), then centred over B.
+    """
+    b, k = a.shape[1], a.shape[3]
+    w = {t: v[:, None, :, None] for t, v in weights.items()}  # (S, 1, G, 1)
+    neg = -a
+    lse_b = torch.logsumexp(neg, dim=3, keepdim=True)  # (S, B, G, 1)
+    grad = torch.exp(neg.sub_(lse_b)).mul_(w["lse"])  # w_lse r
+    lse = -lse_b.sum(dim=(1, 3))  # (S, G)
+    centred, _, ss = centred_columns(a, dim=1)  # (S, B, G, K): constant columns are zeros,
+    ss = ss.unsqueeze(1)  # (S, 1, G, K)               so they get no var or tc gradient
+    var_eps = ss / (b - 1) + variance_eps
+    var = -torch.log(var_eps).sum(dim=(1, 3))  # (S, G)
+    grad.addcmul_(centred, w["var"] * (-2 / (b - 1)) / var_eps)
+    s = unit_scale(ss)  # (S, 1, G, K)
+    u = (centred * s).permute(0, 2, 1, 3)  # (S, G, B, K)
+    off = ~torch.eye(k, dtype=torch.bool, device=a.device)
+    m = (u.mT @ u).mul_(off)  # (S, G, K, K): the correlation off its diagonal
+    tc = m.square().sum(dim=(-2, -1))  # (S, G)
+    du = (u @ m).mul_(4 * w["tc"].permute(0, 2, 1, 3))  # (S, G, B, K)
+    dc = (du - u * (u * du).sum(dim=2, keepdim=True)).permute(0, 2, 1, 3).mul_(s)
+    grad.add_(dc).sub_(dc.mean(dim=1, keepdim=True))
+    return {"lse": lse, "var": var, "tc": tc}, grad
+
+
+class _Terms(nn.Module):
+    """Wraps a model so that functional_call swaps its parameters for one stacked slice."""
+
+    def __init__(self, model: nn.Module, cfg: RunConfig) -> None:
+        super().__init__()
+        self.model, self.loss, self.amp = model, cfg.loss, cfg.training.amp
+
+    def forward(self, x: Tensor, dead: Tensor | None) -> dict:
+        terms = loss_terms(self.model, x, self.loss, dead, self.amp)
+        terms["fired"] = (terms.pop("a") > 0).any(dim=0)  # (K,)
+        return terms
+
+
+class StackedTrainer:
+    """N models of one architecture, trained together. See the module docstring.
+
+    `models` and the histories of `fit` follow the caller's order of `cfgs`; the stacked
+    tensors (params, optimizer state, the terms `train_step` returns) follow `slots`.
+    """
+
+    def __init__(self, cfgs: list[RunConfig], device: torch.device | str = "cpu") -> None:
+        if not cfgs or len({stack_key(c) for c in cfgs}) != 1:
+            raise ValueError("configs in one stack must share stack_key(); use group_configs()")
+        self.cfgs, self.device = cfgs, torch.device(device)
+        self.family = family(cfgs[0].model.type)
+        self.kind = self.family.name
+        self.models = [runs.build_model(c).to(self.device) for c in cfgs]
+        self.slots, self.data_seeds, self.blocks = seed_slots([c.training.seed for c in cfgs])
+        slot_cfgs = [cfgs[i] for i in self.slots]
+        params, _ = stack_module_state([self.models[i] for i in self.slots])
+        self.params = {f"model.{k}": v for k, v in params.items()}  # name -> (N, ...)
+        wrapper = _Terms(copy.deepcopy(self.models[0]).to("meta"), cfgs[0])
+        self._terms = vmap(  # "different": each model draws its own tc_probes, if any
+            lambda p, x, dead: functional_call(wrapper, p, (x, dead)),
+            in_dims=(0, 0, 0),
+            randomness="different",
+        )
+        row = [r for r0, r1, g in self.blocks for r in range(r0, r1) for _ in range(g)]
+        self._data_row = torch.tensor(row, device=self.device)  # slot -> row of xb, (N,)
+        self._rows_are_slots = row == list(range(len(cfgs)))
+        loss = cfgs[0].loss
+        # The family names its batched fast path, if any (`Family.stacked_fast_path`): the
+        # decoder-free encoder's batched matmuls (see the module docstring) or the SAEs'
+        # hand-written gradients; otherwise the generic vmap path.
+        fast = self.family.stacked_fast_path(cfgs[0])
+        self.fast_encoder = fast == "_encoder_step"
+        self.fast_sae = fast == "_sae_step"
+        # AuxK's dead latents (TopK): the family keeps a `since_fired` state.
+        self.tracks_dead = bool(self.family.init_state(self.models[0]))
+        n = len(cfgs)
+        weights = [self.family.weights(c.loss, c.model.hidden_dim) for c in slot_cfgs]
+        dtype = next(iter(self.params.values())).dtype  # weights like 16.8 must not round
+        self.weights = {
+            k: torch.tensor([w[k] for w in weights], dtype=dtype, device=self.device)
+            for k in weights[0]
+        }  # term -> (N,)
+        if self.fast_encoder and not loss.lambda_wr:
+            del self.weights["wr"]  # reported once per epoch by `fit`, not computed per step
+        self.use_graphs = self.device.type == "cuda"
+        # No host reads in a step (CUDA graphs capture it): AuxK then always runs, on all K
+        # columns, with live latents masked; on CPU it runs on the dead columns, when any.
+        self.host_reads = not self.use_graphs
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._warmup_left = 3
+        k_dim = cfgs[0].model.hidden_dim
+        self.since_fired = torch.zeros(n, k_dim, dtype=torch.long, device=self.device)
+        self.alive = torch.ones(n, dtype=torch.bool, device=self.device)  # slot order
+        # On CPU, Adam runs as torch's fused kernel (one pass over the parameters instead of
+        # about ten); CUDA graphs need the tensor-only update (no host reads).
+        self.optim = StackedOptimizer(
+            self.params, [c.training.lr for c in slot_cfgs], self.alive,
+            cfgs[0].training.optimizer, fused=self.device.type == "cpu",
+        )  # fmt: skip
+
+    def _per_model(self, t: Tensor, like: Tensor) -> Tensor:
+        return t.view(-1, *([1] * (like.ndim - 1)))  # (N,) -> (N, 1, ..., 1)
+
+    def epoch_order(self, n: int, epoch: int) -> Tensor:
+        """The order of n samples in `epoch` for each data seed: (S, n) int64."""
+        return torch.stack([epoch_permutation(n, sd, epoch, self.device) for sd in self.data_seeds])
+
+    def batch(self, x: Tensor, order: Tensor, step: int, batch_size: int) -> Tensor:
+        """Rows of x (n, D) in step `step` of each data seed's `order` (S, n): (S, B, D).
+        Batches follow `data.batches.batch_slices` (a one-row tail joins the batch before)."""
+        lo, hi = batch_slices(order.shape[1], batch_size)[step]
+        idx = order[:, lo:hi]  # (S, B)
+        return x.index_select(0, idx.reshape(-1)).view(*idx.shape, x.shape[1])
+
+    @property
+    def fused_adam(self) -> bool:
+        """CPU: torch's fused Adam kernel per learning rate (`StackedOptimizer.fused`)."""
+        return self.optim.fused
+
+    @fused_adam.setter
+    def fused_adam(self, value: bool) -> None:
+        self.optim.fused = value
+
+    @property
+    def step_t(self) -> Tensor:
+        return self.optim.step_t
+
+    def _encoder_step(self, xb: Tensor) -> tuple[dict, Tensor]:
+        """Terms (each (N,), slot order) and total of the decoder-free encoder; sets the grads.
+
+        One batched matmul per block forward, and each block's weight gradient dz^T x one
+        more, written straight into W.grad (autograd through slices of the stacked W would
+        zero and copy a full (N, K, D) gradient per block). dL/da is closed-form
+        (`encoder_terms_grad`) when B >= K, else autograd from the losses back to z.
+        """
+        w, bias = self.params["model.linear.weight"], self.params["model.linear.bias"]
+        k, d = w.shape[1], w.shape[2]
+        act_name = self.cfgs[0].model.activation
+        act, eps = ACTIVATIONS[act_name], self.cfgs[0].loss.variance_eps
+        closed_form = xb.shape[1] >= k
+        parts, spans, zs, m0 = [], [], [], 0
+        for r0, r1, g in self.blocks:
+            s, m1 = r1 - r0, m0 + (r1 - r0) * g
+            with torch.no_grad():
+                w_blk = w[m0:m1].view(s, g * k, d)  # (S_b, G K, D): G models per seed
+                z = torch.baddbmm(bias[m0:m1].view(s, 1, g * k), xb[r0:r1], w_blk.mT)
+            spans.append((r0, r1, m0, m1, s, g * k))  # z: (S_b, B, G K)
+            if closed_form:
+                wts = {t: self.weights[t][m0:m1].view(s, g) for t in ("lse", "var", "tc")}
+                if act_name == "relu":
+                    terms_b, da = encoder_terms_grad(z.relu().view(s, -1, g, k), eps, wts)
+                    zs.append(da.view_as(z).mul_(z > 0))  # dL/dz
+                else:
+                    z.requires_grad_()
+                    a = act(z)
+                    terms_b, da = encoder_terms_grad(a.detach().view(s, -1, g, k), eps, wts)
+                    zs.append(torch.autograd.grad(a, z, da.view_as(a))[0])
+            else:
+                z.requires_grad_()
+                terms_b = encoder_terms(act(z).view(s, -1, g, k), eps)  # (S_b, G) each
+                zs.append(z)
+            parts.append(terms_b)
+            m0 = m1
+        terms = {t: torch.cat([p[t].reshape(-1) for p in parts]) for t in parts[0]}  # (N,)
+        wr_grad = bool(self.cfgs[0].loss.lambda_wr)
+        if wr_grad:
+            with torch.enable_grad():
+                terms["wr"] = vmap(weight_redundancy_loss, in_dims=(0, None))(w, False)  # (N,)
+        total = sum(self.weights[t] * terms[t] for t in self.weights)  # (N,)
+        if closed_form:
+            dzs = zs
+            if wr_grad:
+                wr_total = (self.weights["wr"] * terms["wr"]).sum()
+                dw_wr = torch.autograd.grad(wr_total, w)[0]
+        else:  # models are independent: d(sum)/d(p_i) = dL_i/d(p_i)
+            grads = torch.autograd.grad(total.sum(), [*zs, w] if wr_grad else zs)
+            dzs, dw_wr = grads[: len(zs)], grads[-1]
+        with torch.no_grad():
+            for (r0, r1, m0, m1, s, gk), dz in zip(spans, dzs, strict=True):
+                torch.bmm(dz.mT, xb[r0:r1], out=w.grad[m0:m1].view(s, gk, d))  # (S_b, G K, D)
+                torch.sum(dz, dim=1, out=bias.grad[m0:m1].view(s, gk))
+            if wr_grad:
+                w.grad.add_(dw_wr)
+        return {t: v.detach() for t, v in terms.items()}, total.detach()
+
+    @torch.no_grad()
+    def _sae_step(self, x: Tensor, dead: Tensor | None = None) -> tuple[dict, Tensor]:
+        """Terms and total of the SAE baselines with hand-written gradients; sets the grads.
+
+        x: (N, B, D). StandardSAE: mse + l1_weight * l1. TopKSAE: mse + aux_coef * aux, with
+        AuxK on the latents in `dead` (N, K) (None: no latent is dead, aux is exactly zero);
+        its target x - x_hat is detached, so it reaches W_dec and the encoder through the
+        dead latents' codes only. Same values and gradients as autograd through
+        `training.loss_terms` (tests compare with the one-model loop), with fewer passes over
+        the (N, B, D) tensors: the residual x_hat - x is one baddbmm, and the MSE's 2 / (B D)
+        scales the (N, B, K)- and parameter-sized gradients only.
+        """
+        topk = self.family.topk_codes
+        w_enc, b_enc = self.params["model.encoder.weight"], self.params["model.encoder.bias"]
+        if topk:
+            w_dec, b_dec = self.params["model.W_dec"], self.params["model.b_dec"]  # (N, D, K)
+            x_in = x - b_dec[:, None]  # (N, B, D): the encoder sees x - b_dec
+        else:
+            w_dec, b_dec = self.params["model.decoder.weight"], self.params["model.decoder.bias"]
+            x_in = x
+        bsz, d = x.shape[1], x.shape[2]
+        z = torch.baddbmm(b_enc[:, None], x_in, w_enc.mT).relu_()  # (N, B, K)
+        if topk:
+            vals, idx = z.topk(self.models[0].k, dim=-1)  # (N, B, k)
+            a = torch.zeros_like(z).scatter_(-1, idx, vals)  # (N, B, K)
+        else:
+            a = z
+        r = torch.baddbmm(b_dec[:, None] - x, a, w_dec.mT)  # x_hat - x, (N, B, D)
+        c = 2.0 / (bsz * d)  # d mse / d x_hat = c r
+        terms = {"mse": torch.linalg.vector_norm(r, dim=(1, 2)).square() / (bsz * d)}  # (N,)
+        torch.bmm(r.mT, a, out=w_dec.grad).mul_(c)  # (N, D, K)
+        torch.sum(r, dim=1, out=b_dec.grad).mul_(c)  # (N, D)
+        da = torch.bmm(r, w_dec).mul_(c)  # (N, B, K)
+        if topk and dead is not None:
+            terms["aux"], dz_aux, cols = self._auxk(z, r, w_dec, dead, c)
+        elif topk:
+            terms["aux"] = torch.zeros_like(terms["mse"])
+        else:
+            k = a.shape[-1]
+            terms["l1"] = a.sum(dim=(1, 2)) / (bsz * k)  # a >= 0: |a| = a
+            da.add_((self.weights["l1"] / (bsz * k)).view(-1, 1, 1))  # d|a|/da = 1 where a > 0
+        dz = da.mul_(a > 0)  # ReLU (and TopK's selection): gradient where a > 0
+        if topk and dead is not None:
+            dz.scatter_add_(-1, cols[:, None].expand_as(dz_aux), dz_aux)
+        torch.bmm(dz.mT, x_in, out=w_enc.grad)  # (N, K, D)
+        torch.sum(dz, dim=1, out=b_enc.grad)  # (N, K)
+        if topk:  # b_dec also enters the encoder's input: d/d b_dec of -b_dec W_enc^T
+            b_dec.grad.sub_(torch.bmm(b_enc.grad[:, None], w_enc).squeeze(1))  # (N, D)
+        total = sum(self.weights[t] * terms[t] for t in self.weights)  # (N,)
+        terms["a"] = a
+        return terms, total
+
+    def _auxk(
+        self, z: Tensor, r: Tensor, w_dec: Tensor, dead: Tensor, c: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """AuxK's term (N,), its gradient in the dead latents' pre-codes and their indices.
+
+        z (N, B, K) pre-codes, r = x_hat - x (N, B, D), w_dec (N, D, K), dead (N, K), c the
+        MSE's 2 / (B D). Only dead latents can carry AuxK codes, so the work runs on the
+        M = max dead count columns of each model (padded with live columns, whose codes are
+        zeroed): the same result as the top-k_aux over all K with live codes masked to 0,
+        at M / K of the cost (a few of 64 latents are dead in the reproduction's TopK SAEs).
+        Without host reads (CUDA graphs), M = K.
+        Adds W_dec's AuxK gradient into w_dec.grad; returns dz (N, B, M) and cols (N, M).
+        """
+        (n, bsz, k), d = z.shape, r.shape[-1]
+        m = int(dead.sum(dim=1).max()) if self.host_reads else k
+        cols = torch.argsort((~dead).to(torch.uint8), dim=1, stable=True)[:, :m]  # dead first
+        live = ~dead.gather(1, cols)  # (N, M): padding
+        z_d = z.gather(-1, cols[:, None].expand(n, bsz, m)).masked_fill_(live[:, None], 0.0)
+        k_aux = min(self.cfgs[0].loss.aux_k, m)
+        if k_aux < m:
+            vals, idx = z_d.topk(k_aux, dim=-1)  # (N, B, k_aux)
+            z_d = torch.zeros_like(z_d).scatter_(-1, idx, vals)
+        w_d = w_dec.gather(2, cols[:, None].expand(n, d, m))  # (N, D, M)
+        e = torch.bmm(z_d, w_d.mT).add_(r)  # aux_hat - (x - x_hat), (N, B, D)
+        any_dead = dead.any(dim=1).to(z.dtype)  # (N,): no dead latent, no AuxK loss
+        aux = torch.linalg.vector_norm(e, dim=(1, 2)).square() / (bsz * d) * any_dead
+        coef = (self.weights["aux"] * any_dead * c).view(-1, 1, 1)  # d(w aux)/d aux_hat / e
+        dz = torch.bmm(e, w_d).mul_(coef * (z_d > 0))  # via the dead latents' codes
+        w_dec.grad.scatter_add_(2, cols[:, None].expand(n, d, m), torch.bmm(e.mT, z_d.mul_(coef)))
+        return aux, dz, cols
+
+    def train_step(self, xb: Tensor) -> dict:
+        """One step on xb (S, B, D), one batch per data seed. Returns the unweighted terms,
+        each (N,) in slot order, detached (the encoder's wr only when lambda_wr > 0)."""
+        loss = self.cfgs[0].loss
+        fired = None
+        if self.fast_encoder:
+            for p in self.params.values():
+                if p.grad is None:
+                    p.grad = torch.empty_like(p)  # written in full every step
+            terms, total = self._encoder_step(xb)
+        else:
+            xn = xb if self._rows_are_slots else xb.index_select(0, self._data_row)  # (N, B, D)
+            dead = self.since_fired >= loss.dead_steps  # (N, K)
+            if self.fast_sae:
+                for p in self.params.values():
+                    if p.grad is None:
+                        p.grad = torch.empty_like(p)  # written in full every step
+                auxk = self.tracks_dead and loss.aux_coef > 0
+                if auxk and self.host_reads:
+                    auxk = bool(dead.any())  # on CPU, AuxK runs only while a latent is dead
+                terms, total = self._sae_step(xn, dead if auxk else None)
+                fired = (terms.pop("a") > 0).any(dim=1)  # (N, K)
+            else:
+                terms = self._terms(self.params, xn, dead)
+                fired = terms.pop("fired")  # (N, K)
+                total = sum(self.weights[k] * terms[k] for k in self.weights)  # (N,)
+                for p in self.params.values():
+                    p.grad = None
+                total.sum().backward()  # models are independent: d(sum)/d(p_i) = dL_i/d(p_i)
+        self.family.stacked_before_step(self.params)
+        self.optim.step()
+        self.family.stacked_after_step(self.params)
+        if self.tracks_dead:
+            with torch.no_grad():
+                self.since_fired.copy_(torch.where(fired, 0, self.since_fired + 1))
+        out = {k: v.detach() for k, v in terms.items()}
+        out["total"] = total.detach()
+        return out
+
+    def step(self, xb: Tensor) -> dict:
+        """train_step, replayed from a captured CUDA graph on GPUs (full batches only).
+
+        Each step launches hundreds of small kernels; replaying them as one graph removes the
+        launch and Python overhead that dominates at MNIST scale. The first steps run eagerly
+        on a side stream (warm-up, as capture requires), and every step, captured or not,
+        updates the same parameter and optimizer tensors in place.
+        """
+        if not self.use_graphs:
+            return self.train_step(xb)
+        if self._graph is not None and xb.shape == self._static_x.shape:
+            self._static_x.copy_(xb)
+            self._graph.replay()
+            return {k: v.clone() for k, v in self._static_out.items()}
+        if self._graph is not None or self._warmup_left > 0:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                out = self.train_step(xb)
+            torch.cuda.current_stream().wait_stream(side)
+            self._warmup_left -= 1
+            return out
+        self._static_x = xb.clone()
+        for p in self.params.values():
+            p.grad = None
+        self._graph = torch.cuda.CUDAGraph()
+        # Stacks may train side by side in threads (train_many on CUDA): one capture at a
+        # time (entering a capture synchronizes the device, which fails while another thread
+        # captures), on its own stream, with errors only for this thread's unsafe calls.
+        capture = torch.cuda.Stream(self.device)
+        with (
+            _CAPTURE_LOCK,
+            torch.cuda.graph(self._graph, stream=capture, capture_error_mode="thread_local"),
+        ):
+            self._static_out = self.train_step(self._static_x)
+        self._graph.replay()  # capture records the step without running it
+        return {k: v.clone() for k, v in self._static_out.items()}
+
+    @torch.no_grad()
+    def sync_models(self) -> list[nn.Module]:
+        """Copy each stacked slice into its own nn.Module (for evaluation and saving)."""
+        for j, i in enumerate(self.slots):
+            for name, p in self.models[i].named_parameters():
+                p.copy_(self.params[f"model.{name}"][j])
+        return self.models
+
+    def fit(
+        self,
+        x_train: Tensor,
+        x_eval: Tensor | None = None,
+        progress: bool = True,
+        eval_every: int = 1,
+    ) -> list[list[dict]]:
+        """Train all models for their epochs. Returns one history per model (as `train`).
+
+        eval_every: run `evaluate` on x_eval after every eval_every-th epoch and after the
+        last; other epochs record the loss terms and `w_row_norm` only. On the encoder's
+        batched path with lambda_wr = 0, `wr` (which then carries no gradient) is recorded
+        at the end of each epoch instead of averaged over its steps.
+        """
+        x_train = x_train.to(self.device)
+        x_eval = x_train if x_eval is None else x_eval.to(self.device)
+        t = self.cfgs[0].training
+        n, bsz = len(x_train), t.batch_size
+        steps = len(batch_slices(n, bsz))
+        histories: list[list[dict]] = [[] for _ in self.cfgs]
+        bar = tqdm(total=t.epochs * steps, disable=not progress, unit="step",
+                   desc=f"{self.kind} x{len(self.cfgs)}")  # fmt: skip
+        wr_per_epoch = self.fast_encoder and "wr" not in self.weights
+        for epoch in range(t.epochs):
+            tic = time.perf_counter()
+            order = self.epoch_order(n, epoch)  # (S, n)
+            sums: dict[str, Tensor] = {}
+            for s in range(steps):
+                for k, v in self.step(self.batch(x_train, order, s, bsz)).items():
+                    sums[k] = sums[k] + v if k in sums else v
+                bar.update(1)
+            seconds = time.perf_counter() - tic
+            means = {k: (v / steps).tolist() for k, v in sums.items()}  # one sync per epoch
+            if wr_per_epoch:
+                with torch.no_grad():
+                    w = self.params["model.linear.weight"]  # (N, K, D)
+                    means["wr"] = vmap(weight_redundancy_loss, in_dims=(0, None))(w, False).tolist()
+            full_eval = (epoch + 1) % eval_every == 0 or epoch + 1 == t.epochs
+            models = self.sync_models()
+            for j, i in enumerate(self.slots):
+                if not bool(self.alive[j]):
+                    continue
+                rec = {"epoch": epoch + 1, **{k: v[j] for k, v in means.items()}}
+                if full_eval:
+                    rec.update(evaluate(models[i], x_eval))
+                else:
+                    rec["w_row_norm"] = float(models[i].W.detach().norm(dim=1).mean())
+                rec["seconds"] = seconds
+                histories[i].append(rec)
+                if not finite_record(rec):
+                    self.alive[j] = False
+            bar.set_postfix(loss=f"{means['total'][0]:.4g}")
+        bar.close()
+        return histories
+
+
+def train_many(
+    cfgs: list[RunConfig],
+    x_train: Tensor,
+    x_eval: Tensor | None = None,
+    run_dirs: list[str | Path] | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    stacked: bool = True,
+    eval_every: int = 1,
+) -> list[tuple[nn.Module, list[dict]]]:
+    """Train every config (stacked where possible, else one by one); return (model, history).
+
+    With run_dirs, each finished model is written to its own run directory as `train` does.
+    eval_every: see `StackedTrainer.fit` (the one-by-one path evaluates every epoch).
+    """
+    from implicit_em.train.loop import train
+
+    results: list = [None] * len(cfgs)
+
+    def done(i: int, model: nn.Module, hist: list[dict]) -> None:
+        results[i] = (model, hist)
+        if run_dirs is not None:  # saved at once: a later stack's failure loses nothing
+            save_run(model, cfgs[i], hist, run_dirs[i])
+
+    if stacked:
+        groups = group_configs(cfgs)
+        fit = (x_train, x_eval, progress, eval_every)
+        draws = any(getattr(c.loss, "tc_probes", None) is not None for c in cfgs)
+        # At MNIST sizes a stack's step is a few hundred tiny kernels, too small to fill the
+        # GPU: on CUDA, independent stacks run side by side in threads, each on its own
+        # stream (not when steps draw random numbers, whose order across threads would vary).
+        concurrent = torch.device(device).type == "cuda" and len(groups) > 1 and not draws
+        with ThreadPoolExecutor(len(groups)) if concurrent else contextlib.nullcontext() as pool:
+            if pool is not None:
+                # Model init seeds the global RNG: every stack is built here, in order.
+                trainers = [StackedTrainer([cfgs[i] for i in g], device) for g in groups]
+                futures = [pool.submit(_fit_stack, t, *fit, concurrent=True) for t in trainers]
+                fitted = (f.result() for f in futures)
+            else:  # lazily: one stack in memory at a time, saved before the next one starts
+                fitted = (
+                    _fit_stack(StackedTrainer([cfgs[i] for i in g], device), *fit) for g in groups
+                )
+            for group, (models, hists) in zip(groups, fitted, strict=True):
+                for i, model, hist in zip(group, models, hists, strict=True):
+                    done(i, model, hist)
+    else:
+        for i, cfg in enumerate(cfgs):
+            model = runs.build_model(cfg).to(device)
+            done(i, model, train(model, x_train.to(device), cfg, x_eval=x_eval, progress=progress))
+    return results
+
+
+def _fit_stack(
+    trainer: StackedTrainer, x_train: Tensor, x_eval: Tensor | None, progress: bool,
+    eval_every: int, concurrent: bool = False,
+) -> tuple[list[nn.Module], list[list[dict]]]:  # fmt: skip
+    """`trainer.fit`; with `concurrent` (CUDA), on a stream of its own."""
+    stream = None
+    if concurrent:
+        stream = torch.cuda.Stream(trainer.device)
+        stream.wait_stream(torch.cuda.current_stream(trainer.device))  # data and init ready
+    with torch.cuda.stream(stream):  # None: the current stream
+        hists = trainer.fit(x_train, x_eval, progress, eval_every)
+    if stream is not None:
+        stream.synchronize()  # the caller reads the models on its own stream
+    return trainer.models, hists
+
+
+def save_run(model: nn.Module, cfg: RunConfig, history: list[dict], run_dir: str | Path) -> None:
+    """Write a finished run: model + config, history, and metrics.json last."""
+    run_dir = runs.prepare_run_dir(run_dir, resume=False, overwrite=False)
+    runs.save_model(model, cfg, run_dir)
+    runs.write_history(run_dir, history)
+    final = dict(history[-1]) if history else {}
+    final["epochs_completed"] = len(history)
+    runs.atomic_write_json(run_dir / runs.METRICS, final)

@@ -1,0 +1,73 @@
+"""Independent stacks side by side in worker processes (CPU).
+
+At MNIST sizes torch's intra-op threads scale poorly on a few cores, so independent stacks
+train faster as single-threaded processes side by side than one after another on all
+threads. Measured on the 2-core CPU (docs/benchmarks.md): the reproduction's three phase-1
+stacks took 917 s this way against 1238 s one after another. A lone stack gains nothing
+from being split across processes (5 TopK SAEs: 433 s split 3 + 2, 432 s whole on two
+threads), and neither did the linear probes, so both stay in the calling process. Each
+worker loads the data itself (spawned: nothing of the parent's thread pools is shared) and
+writes its runs to their directories; the caller reads them back as after training them
+itself. CUDA devices keep one process (stacks share the GPU through streams instead).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from implicit_em.config import RunConfig, from_dict
+from implicit_em.train.stacked import group_configs
+
+
+def stack_cost(cfgs: Sequence[RunConfig]) -> float:
+    """Relative CPU time of a stack: each model's `Family.cost` (one model-step, measured on
+    the reproduction's stacks) times its epochs."""
+    from implicit_em.families import family
+
+    return sum(family(c.model.type).cost * c.training.epochs for c in cfgs)
+
+
+def plan_stacks(cfgs: list[RunConfig]) -> list[list[int]]:
+    """The stacks of `cfgs` (indices), most expensive first: the order that keeps workers
+    evenly loaded when each takes the next stack as it becomes free."""
+    return sorted(group_configs(cfgs), key=lambda g: -stack_cost([cfgs[i] for i in g]))
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    from implicit_em.allocator import keep_freed_memory
+
+    keep_freed_memory()
+    torch.set_num_threads(threads)
+
+
+def _train_stack(cfg_dicts: list[dict], run_dirs: list[str], eval_every: int) -> None:
+    from implicit_em.data import load_dataset
+    from implicit_em.train.stacked import train_many
+
+    cfgs = [from_dict(d) for d in cfg_dicts]
+    data = load_dataset(cfgs[0].data, "cpu")
+    train_many(cfgs, data.x_train, data.x_test, run_dirs=run_dirs, device="cpu",
+               progress=False, stacked=True, eval_every=eval_every)  # fmt: skip
+
+
+def train_stacks(
+    cfgs: list[RunConfig], run_dirs: list[Path], jobs: int, threads: int, eval_every: int
+) -> None:
+    """Train `cfgs` on CPU in `jobs` processes of `threads` threads; each run is saved to its
+    directory by the worker that trains it. A worker's exception is raised here."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
+    ) as pool:
+        futures = [
+            pool.submit(_train_stack, [cfgs[i].to_dict() for i in g],
+                        [str(run_dirs[i]) for i in g], eval_every)
+            for g in plan_stacks(cfgs)
+        ]  # fmt: skip
+        for f in futures:
+            f.result()
