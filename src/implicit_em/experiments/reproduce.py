@@ -67,6 +67,7 @@ def _setup(opts: ExperimentOptions) -> dict:
     """The keyword arguments of `reproduce` that the options imply (device, jobs, overrides)."""
     import torch
 
+    import implicit_em.train.loop  # noqa: F401 (numeric libraries before keep_freed_memory)
     from implicit_em.allocator import keep_freed_memory
     from implicit_em.config import parse_overrides
 
