@@ -48,7 +48,7 @@ KNOWN_NAME_USES = {
     "eval/probing_suite.py": 5,
     "eval/synthetic.py": 14,
     "interop/commands.py": 1,
-    "interop/saelens.py": 8,
+    "interop/saelens.py": 9,
 }
 
 
