@@ -84,7 +84,9 @@ class ExperimentOptions:
 
     def __post_init__(self) -> None:
         if self.jobs is not None and self.jobs < 1:
-            raise ValueError(f"--jobs must be >= 1, got {self.jobs}")
+            raise ValueError(f"--jobs must be >= 1, got {self.jobs}: pass a positive count")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}: pass a positive count or leave it out")
 
 
 @dataclass(frozen=True)

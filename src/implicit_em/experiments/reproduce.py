@@ -69,13 +69,12 @@ def _setup(opts: ExperimentOptions) -> dict:
 
     from implicit_em.allocator import keep_freed_memory
     from implicit_em.config import parse_overrides
+    from implicit_em.workflows import resolve_device
 
     keep_freed_memory()
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    device = opts.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(opts.device)
     overrides = parse_overrides(opts.set)
     if opts.data_dir:
         overrides.setdefault("data", {})["root"] = opts.data_dir
