@@ -81,6 +81,8 @@ class ExperimentOptions:
     CPU with >= 2 threads, else 1)"""
     quiet: bool = False
     """no progress bars"""
+    overwrite: bool = False
+    """replace a report in --out that covers other experiments (finished runs are reused)"""
 
     def __post_init__(self) -> None:
         if self.jobs is not None and self.jobs < 1:
