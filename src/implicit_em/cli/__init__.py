@@ -159,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
         previous = None
     try:
         cls = resolve(command.options)
-        run = resolve(command.run)
         parser = parser_for(command)
         try:
             ns = parser.parse_args(argv[n:])
@@ -167,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             return int(e.code or 0)
         from implicit_em.cli.options import build_options
 
-        return int(run(build_options(cls, ns)) or 0)
+        opts = build_options(cls, ns)
+        run = resolve(command.run)  # the heavy imports (torch, ...) start here, not for --help
+        return int(run(opts) or 0)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted (SIGINT): {INTERRUPTED}", file=sys.stderr)
         return 130
