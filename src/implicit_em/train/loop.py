@@ -206,10 +206,21 @@ def train(
         if resume:
             runs.check_same_config(run_dir, cfg)
         if resume and runs.is_complete(run_dir):
-            model.load_state_dict(runs.load_weights(run_dir, device))
-            return runs.read_history(run_dir)
+            done = len(runs.read_history(run_dir))
+            if t.epochs < done:
+                raise ValueError(f"cannot resume {run_dir} at training.epochs={t.epochs}: it has "
+                                 f"already trained {done} epochs; pass at least that many")  # fmt: skip
+            if t.epochs == done:
+                model.load_state_dict(runs.load_weights(run_dir, device))
+                return runs.read_history(run_dir)
+            runs.load_checkpoint(run_dir, device)  # extending needs it intact; fail before any change
+            for name in (runs.MANIFEST, runs.METRICS):  # unfinished again until the new end
+                (run_dir / name).unlink(missing_ok=True)
         if resume and ckpt_path.is_file():
-            ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+            ckpt = runs.load_checkpoint(run_dir, device)
+            if ckpt["epoch"] > t.epochs:
+                raise ValueError(f"cannot resume {run_dir} at training.epochs={t.epochs}: it has "
+                                 f"already trained {ckpt['epoch']} epochs; pass at least that many")  # fmt: skip
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             state = ckpt["state"]
@@ -256,4 +267,5 @@ def train(
         final = dict(history[-1]) if history else {}
         final["epochs_completed"] = len(history)
         runs.atomic_write_json(run_dir / runs.METRICS, final)
+        runs.write_manifest(run_dir)
     return history
