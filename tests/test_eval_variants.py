@@ -37,7 +37,8 @@ def test_variants_train_and_score_on_the_tiny_recipe():
     pytest.importorskip("sae_lens")
     from implicit_em.eval.synthetic import SyntheticEvalOptions, run
 
-    names = ("tied-0.3", "tied-only", "match-relu", "match-softplus", "topk-pretrained")
+    names = ("tied-0.3", "tied-only", "match-relu", "match-softplus", "topk-pretrained",
+             "topk-half", "tied-topk", "tied-topk-im-0.3")
     res = run(SyntheticEvalOptions(recipe="tiny", variants=names, steps=6, batch_size=64,
                                    eval_samples=500, log_every=3, plot=False))  # fmt: skip
     rows = {r["variant"]: r for r in res["rows"]}
@@ -50,3 +51,13 @@ def test_variants_train_and_score_on_the_tiny_recipe():
     hist = rows["topk-pretrained"]["history"]
     assert [h["step"] for h in hist] == [3, 6]
     assert "lse" in hist[0] and "mse" in hist[1]
+    # the control drops the pre-training steps: its history starts at step 6
+    assert [h["step"] for h in rows["topk-half"]["history"]] == [6]
+    assert rows["tied-topk"]["trained"]["l0"] <= 1 + round(res["true_l0"])
+
+
+def test_topk_codes_keeps_the_k_largest():
+    from implicit_em.eval.variants import topk_codes
+
+    a = torch.tensor([[0.1, 3.0, 2.0, 0.0], [5.0, 0.2, 0.3, 0.4]])
+    assert torch.equal(topk_codes(a, 2), torch.tensor([[0.0, 3.0, 2.0, 0.0], [5.0, 0.0, 0.0, 0.4]]))

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from implicit_em.config import LossConfig
-from implicit_em.eval.variants import match_energy, tied_reconstruction_loss
+from implicit_em.eval.variants import match_energy, tied_reconstruction_loss, topk_codes
 from implicit_em.losses import combined_loss, correlation_probes
 from implicit_em.models import Encoder, TopKSAE
 from implicit_em.training import loss_terms, optimizer_step, term_weights
@@ -179,6 +179,13 @@ class Variant:
     """topk_sae: train the decoder-free encoder (default Variant) for this fraction of the
     steps, then start the TopK SAE from it (encoder rows and bias = W, b; decoder columns =
     W^T normalised) and train it for the rest: the same total budget as plain TopK."""
+    pretrain: str = "encoder"
+    """With pretrain_fraction: encoder (as above) or none (the control: TopK from its random
+    init for the remaining steps only, i.e. the pre-training steps simply dropped)."""
+    tied_topk: bool = False
+    """Encoder with tied_recon: the reconstruction uses the k largest of ReLU(z) per sample
+    (k = Variant.k or the true L0), a tied-weight TopK autoencoder with one linear layer; the
+    encoder terms (when encoder_terms) stay on ReLU(z). Scored on the same TopK codes."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -210,7 +217,7 @@ VARIANTS: dict[str, Variant] = {
     "topk": Variant(family="topk_sae"),
     # Theory-guided variants (docs/eval/synthetic/variants.md). Tied-weight coverage: the
     # encoder objective plus x ~ a W + b_dec through the encoder's own rows (no decoder).
-    **{f"tied-{w}": Variant(tied_recon=w) for w in (0.03, 0.3, 3.0)},
+    **{f"tied-{w}": Variant(tied_recon=w) for w in (0.03, 0.3, 3.0, 30.0)},
     **{f"tied-unit-{w}": Variant(tied_recon=w, unit_norm_rows=True) for w in (0.3,)},
     "tied-only": Variant(tied_recon=1.0, encoder_terms=False),
     # Match = active energies on unit rows: LSE rewards a sample being claimed.
@@ -220,6 +227,12 @@ VARIANTS: dict[str, Variant] = {
                           readout="pos_z"),
     # Decoder-free pre-training (half the steps), then TopK from it (the other half).
     "topk-pretrained": Variant(family="topk_sae", pretrain_fraction=0.5),
+    "topk-half": Variant(family="topk_sae", pretrain_fraction=0.5, pretrain="none"),
+    # Tied TopK (one linear layer, x ~ TopK(ReLU(W x + b)) W + b_dec), without and with the
+    # LSE + InfoMax terms on ReLU(W x + b).
+    "tied-topk": Variant(tied_recon=1.0, tied_topk=True, encoder_terms=False, readout="topk_z"),
+    **{f"tied-topk-im-{w}": Variant(tied_recon=w, tied_topk=True, readout="topk_z")
+       for w in (0.3, 3.0)},
     "topk-centred": Variant(family="topk_sae", centre=True),
     "hybrid": Variant(family="hybrid", hybrid_weight=0.1),
     "hybrid-0.01": Variant(family="hybrid", hybrid_weight=0.01),
@@ -286,6 +299,7 @@ def make_model(variant: Variant, d: int, k_latents: int, true_l0: float) -> nn.M
         if variant.unit_norm_rows:
             with torch.no_grad():
                 enc.linear.weight.div_(enc.linear.weight.norm(dim=1, keepdim=True))
+        enc.tied_k = variant.k or max(1, round(true_l0))
         return enc
     k = variant.k or max(1, round(true_l0))
     return TopKSAE(d, k_latents, k)
@@ -328,8 +342,10 @@ def train_variant(
     start, history = 0, []
     if variant.pretrain_fraction:
         start = round(opts.steps * variant.pretrain_fraction)
-        enc, history = train_variant(Variant(), synth, replace(opts, steps=start), seed, mean)
-        init_from_encoder_(model, enc)
+        if variant.pretrain == "encoder":
+            pre = replace(opts, steps=start)
+            enc, history = train_variant(Variant(), synth, pre, seed, mean)
+            init_from_encoder_(model, enc)
     if variant.tied_recon:
         model.b_dec = nn.Parameter(torch.zeros(d, device=opts.device))  # (D,)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -359,6 +375,8 @@ def train_variant(
         else:
             terms = loss_terms(model, x, loss, dead)
             a = terms.pop("a")  # (B, K)
+            if variant.tied_topk:
+                a = topk_codes(a, model.tied_k)  # (B, K), k non-zero per row
         total = sum(weights[t] * terms[t] for t in weights) if variant.encoder_terms else 0.0
         if variant.tied_recon:
             terms["tied_recon"] = tied_reconstruction_loss(x, a, model.W, model.b_dec)
@@ -522,6 +540,8 @@ def readout(model: nn.Module, variant: Variant) -> Callable[[Tensor], Tensor]:
     """x (B, D) -> codes (B, K) scored for L0 / F1 (see Variant.readout)."""
     if variant.readout == "neg_relu":
         return lambda x: torch.relu(-model.encode(x))
+    if variant.readout == "topk_z":
+        return lambda x: topk_codes(model.encode(x), model.tied_k)
     if variant.readout == "pos_z":
         return lambda x: torch.relu(model.linear(x))
     return model.encode

@@ -43,4 +43,12 @@ def match_energy(z: Tensor, form: str = "softplus") -> Tensor:
     raise ValueError(f"unknown match form {form!r}: choose one of {MATCH_FORMS}")
 
 
-__all__ = ["MATCH_FORMS", "match_energy", "tied_reconstruction_loss"]
+def topk_codes(a: Tensor, k: int) -> Tensor:
+    """Keep the k largest entries of each row of a (B, K), zero the rest (Gao et al. 2024,
+    "Scaling and evaluating sparse autoencoders", TopK activation). Gradient flows to the kept
+    entries only."""
+    vals, idx = a.topk(k, dim=-1)  # (B, k)
+    return torch.zeros_like(a).scatter(-1, idx, vals)
+
+
+__all__ = ["MATCH_FORMS", "match_energy", "tied_reconstruction_loss", "topk_codes"]
