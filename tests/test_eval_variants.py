@@ -8,8 +8,14 @@ from implicit_em.eval.variants import match_energy, tied_reconstruction_loss
 
 def test_tied_reconstruction_matches_the_plain_formula_and_passes_gradcheck():
     g = torch.Generator().manual_seed(0)
-    x, a = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.rand(5, 4, generator=g, dtype=torch.float64)
-    W, b = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64)
+    x, a = (
+        torch.randn(5, 3, generator=g, dtype=torch.float64),
+        torch.rand(5, 4, generator=g, dtype=torch.float64),
+    )
+    W, b = (
+        torch.randn(4, 3, generator=g, dtype=torch.float64),
+        torch.randn(3, generator=g, dtype=torch.float64),
+    )
     plain = sum(float(((x[i] - (a[i] @ W + b)) ** 2).sum()) for i in range(5)) / 5
     assert float(tied_reconstruction_loss(x, a, W, b)) == pytest.approx(plain, rel=1e-12)
     args = [t.clone().requires_grad_() for t in (x, a, W, b)]
@@ -37,8 +43,16 @@ def test_variants_train_and_score_on_the_tiny_recipe():
     pytest.importorskip("sae_lens")
     from implicit_em.eval.synthetic import SyntheticEvalOptions, run
 
-    names = ("tied-0.3", "tied-only", "match-relu", "match-softplus", "topk-pretrained",
-             "topk-half", "tied-topk", "tied-topk-im-0.3")
+    names = (
+        "tied-0.3",
+        "tied-only",
+        "match-relu",
+        "match-softplus",
+        "topk-pretrained",
+        "topk-half",
+        "tied-topk",
+        "tied-topk-im-0.3",
+    )
     res = run(SyntheticEvalOptions(recipe="tiny", variants=names, steps=6, batch_size=64,
                                    eval_samples=500, log_every=3, plot=False))  # fmt: skip
     rows = {r["variant"]: r for r in res["rows"]}

@@ -221,18 +221,22 @@ VARIANTS: dict[str, Variant] = {
     **{f"tied-unit-{w}": Variant(tied_recon=w, unit_norm_rows=True) for w in (0.3,)},
     "tied-only": Variant(tied_recon=1.0, encoder_terms=False),
     # Match = active energies on unit rows: LSE rewards a sample being claimed.
-    "match-softplus": Variant(match="softplus", activation="identity", unit_norm_rows=True,
-                              readout="pos_z"),
-    "match-relu": Variant(match="relu", activation="identity", unit_norm_rows=True,
-                          readout="pos_z"),
+    "match-softplus": Variant(
+        match="softplus", activation="identity", unit_norm_rows=True, readout="pos_z"
+    ),
+    "match-relu": Variant(
+        match="relu", activation="identity", unit_norm_rows=True, readout="pos_z"
+    ),
     # Decoder-free pre-training (half the steps), then TopK from it (the other half).
     "topk-pretrained": Variant(family="topk_sae", pretrain_fraction=0.5),
     "topk-half": Variant(family="topk_sae", pretrain_fraction=0.5, pretrain="none"),
     # Tied TopK (one linear layer, x ~ TopK(ReLU(W x + b)) W + b_dec), without and with the
     # LSE + InfoMax terms on ReLU(W x + b).
     "tied-topk": Variant(tied_recon=1.0, tied_topk=True, encoder_terms=False, readout="topk_z"),
-    **{f"tied-topk-im-{w}": Variant(tied_recon=w, tied_topk=True, readout="topk_z")
-       for w in (0.3, 3.0)},
+    **{
+        f"tied-topk-im-{w}": Variant(tied_recon=w, tied_topk=True, readout="topk_z")
+        for w in (0.3, 3.0)
+    },
     "topk-centred": Variant(family="topk_sae", centre=True),
     "hybrid": Variant(family="hybrid", hybrid_weight=0.1),
     "hybrid-0.01": Variant(family="hybrid", hybrid_weight=0.01),
