@@ -11,6 +11,14 @@ forward + backward on fixed codes.
 
     python benchmarks/bench_scale.py                       # GPU if present, else a tiny CPU smoke run
     python benchmarks/bench_scale.py --amp bf16 --out bench.json
+    python benchmarks/bench_scale.py --amp bf16 --compile compiled --fused   # fused vs reference
+
+--fused runs each encoder twice, with the fused InfoMax kernels (`implicit_em.kernels`, mode
+"on", rows "+fused") and with the pure-PyTorch reference (mode "off", rows "+ref"); without it
+the mode is the environment's (IMPLICIT_EM_FUSED, default auto: fused on CUDA). Each row also
+reports the share of the step in all three InfoMax terms (lse, var, tc: their forward +
+backward on fixed codes, in the dtype the step feeds them) and the time of the step's matmuls
+alone, run as plain torch.matmul calls of the same shapes and dtypes (`matmul_bound_ms`).
 
 Matmul FLOPs counted (2 m n k each; elementwise work not counted):
   Encoder: linear fwd + grad W = 4BDK; Gram U U^T fwd + its one-matmul bwd = 4 B^2 K (B < K).
@@ -28,11 +36,10 @@ import time
 import torch
 
 from implicit_em.config import LossConfig
+from implicit_em.kernels import fused_active, fused_mode
 from implicit_em.losses import (
-    correlation_loss,
     correlation_probes,
-    sketched_correlation_loss,
-    variance_loss,
+    infomax_terms,
 )
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
 from implicit_em.train.loop import loss_terms, model_type, optimizer_step, term_weights
@@ -87,18 +94,31 @@ def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = Fa
     return step
 
 
-def penalty_fn(loss: LossConfig, k: int):
-    """The InfoMax penalties (variance + correlation, exact or sketched) of codes a (B, K)."""
+def infomax_fn(loss: LossConfig, k: int):
+    """All three InfoMax terms (lse + var + tc) of codes a (B, K) as the step computes them."""
 
-    def pen(a):
-        if loss.tc_probes is None:
-            return variance_loss(a, validate=False) + correlation_loss(a, validate=False)
-        probes = correlation_probes(k, loss.tc_probes, a)
-        return variance_loss(a, validate=False) + sketched_correlation_loss(
-            a, probes, validate=False
-        )
+    def terms(a):
+        probes = None if loss.tc_probes is None else correlation_probes(k, loss.tc_probes, a)
+        return sum(infomax_terms(a, probes, loss.variance_eps))
 
-    return pen
+    return terms
+
+
+def matmul_shapes(kind: str, B: int, D: int, K: int, probes: int | None, exact: bool):
+    """(m, k, n, dtype-kind) of each matmul in one step: "amp" ones run in the autocast
+    dtype, "codes" ones in the dtype the InfoMax terms read the codes in, "f32" in float32."""
+    if kind == "encoder":
+        mm = [(B, D, K, "amp"), (K, B, D, "amp")]  # z = x W^T; grad W = dz^T x
+        if probes is not None:  # a (s V), a^T P forward; a (s R), a^T Q backward
+            mm += [(B, K, probes, "codes"), (K, B, probes, "codes")] * 2
+        elif exact:  # Gram U U^T forward, (U U^T) U backward
+            mm += [(B, K, B, "f32"), (B, B, K, "f32")] if B < K else [(K, B, K, "f32")] * 3
+        return mm
+    enc = [(B, D, K, "amp"), (K, B, D, "amp")]
+    dec = [(B, K, D, "amp"), (B, D, K, "amp"), (D, B, K, "amp")]  # decode, grad z, grad W_dec
+    if kind == "topk_sae":
+        return enc + [(B, K, D, "amp")] + dec * 2  # grad x (b_dec); dense AuxK decode too
+    return enc + dec
 
 
 def matmul_flops(kind: str, B: int, D: int, K: int, probes: int | None = None) -> float:
@@ -109,6 +129,73 @@ def matmul_flops(kind: str, B: int, D: int, K: int, probes: int | None = None) -
     if kind == "topk_sae":
         return 18 * B * D * K
     return 10 * B * D * K
+
+
+def plain_matmuls(shapes, amp: bool, codes_bf16: bool, steps: int, warmup: int, device):
+    """ms of the given matmuls (see matmul_shapes) as plain torch.matmul calls, in sequence."""
+    dt = {"amp": torch.bfloat16 if amp else torch.float32, "f32": torch.float32,
+          "codes": torch.bfloat16 if codes_bf16 else torch.float32}  # fmt: skip
+    pairs = [(torch.randn(m, k, device=device, dtype=dt[t]),
+              torch.randn(k, n, device=device, dtype=dt[t])) for m, k, n, t in shapes]  # fmt: skip
+
+    def run() -> None:
+        for x, y in pairs:
+            torch.matmul(x, y)
+
+    return 1e3 * timed(run, steps, warmup, device)
+
+
+def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device) -> dict:
+    """One model's row: step time, tokens/s, FLOPs, the matmul bound, peak memory and, for the
+    encoder, the InfoMax terms' share of the step."""
+    B, D, K = args.B, args.D, args.K
+    torch._dynamo.reset()  # the fused mode is read at trace time: trace each model afresh
+    model = build().to(device)
+    kind = model_type(model)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    step = make_step(model, x_batches, loss, amp, compile=comp)
+    t = timed(step, args.steps, args.warmup, device)
+    flops = matmul_flops(kind, B, D, K, loss.tc_probes)
+    row = {
+        "tokens_per_s": B / t,
+        "step_ms": 1e3 * t,
+        "matmul_gflop_per_step": flops / 1e9,
+        "achieved_tflops": flops / t / 1e12,
+        "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30
+        if device.type == "cuda"
+        else None,
+    }
+    a = model(x_batches[0])[0].detach()  # (B, K)
+    fused = kind == "encoder" and fused_active(a)
+    codes_bf16 = fused and amp  # the fused kernels read the bf16 codes as they are
+    shapes = matmul_shapes(kind, B, D, K, loss.tc_probes, kind == "encoder")
+    row["matmul_bound_ms"] = plain_matmuls(shapes, amp, codes_bf16, args.steps, args.warmup,
+                                           device)  # fmt: skip
+    row["step_over_matmul_bound"] = row["step_ms"] / row["matmul_bound_ms"]
+    if kind == "encoder":
+        row["infomax_path"] = "fused" if fused else "reference"
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            a = model(x_batches[0])[0].detach()
+        a = (a if codes_bf16 else a.float()).requires_grad_(True)
+        terms = infomax_fn(loss, K)
+        terms = torch.compile(terms, mode=comp) if comp else terms
+
+        def infomax(a=a, terms=terms) -> None:
+            terms(a).backward()
+            a.grad = None
+
+        t_im = timed(infomax, args.steps, args.warmup, device)
+        row["infomax_ms_isolated"] = 1e3 * t_im
+        row["infomax_fraction_isolated"] = t_im / t
+        if not args.fused:  # the older measure, by difference with an LSE-only step
+            lse_step = make_step(model, x_batches, loss, amp, lse_only=True, compile=comp)
+            t_lse = timed(lse_step, args.steps, args.warmup, device)
+            row["lse_only_step_ms"] = 1e3 * t_lse
+            row["penalty_fraction_by_difference"] = (t - t_lse) / t
+    del model
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile-mode", default="default", help="torch.compile mode")
     p.add_argument("--device", default="auto")
     p.add_argument("--acts", default=None, help="harvest directory to draw batches from")
+    p.add_argument(
+        "--fused",
+        action="store_true",
+        help="run each encoder with the fused InfoMax kernels and with the reference",
+    )
+    p.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated subset of: encoder, encoder_sketch, topk_sae, standard_sae",
+    )
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
     device = torch.device(
@@ -147,12 +244,25 @@ def main(argv: list[str] | None = None) -> int:
     else:
         x_batches = [torch.randn(B, D, device=device) for _ in range(4)]
     exact, sketch = LossConfig(), LossConfig(tc_probes=args.probes)
-    models = {  # name -> (builder, loss)
-        "encoder": (lambda: Encoder(D, K), exact),
-        f"encoder_sketch{args.probes}": (lambda: Encoder(D, K), sketch),
-        f"topk_sae_k{args.topk}": (lambda: TopKSAE(D, K, args.topk), exact),
-        "standard_sae": (lambda: StandardSAE(D, K), exact),
+    args.D = D
+    models = {  # name -> (builder, loss, fused mode)
+        "encoder": (lambda: Encoder(D, K), exact, None),
+        f"encoder_sketch{args.probes}": (lambda: Encoder(D, K), sketch, None),
+        f"topk_sae_k{args.topk}": (lambda: TopKSAE(D, K, args.topk), exact, None),
+        "standard_sae": (lambda: StandardSAE(D, K), exact, None),
     }
+    if args.models:  # "encoder_sketch" selects encoder_sketch32, "topk_sae" topk_sae_k32
+        keep = args.models.split(",")
+        models = {n: m for n, m in models.items()
+                  if any(n == k or n.removeprefix(k).lstrip("_k").isdigit() for k in keep)}  # fmt: skip
+    if args.fused:
+        models = {
+            f"{n}{tag}": (b, lo, mode)
+            for n, (b, lo, _) in models.items()
+            for tag, mode in (
+                (("+fused", "on"), ("+ref", "off")) if n.startswith("encoder") else (("", None),)
+            )
+        }  # fmt: skip
     dtype = torch.bfloat16 if amp else torch.float32
     xa, wa = torch.randn(B, D, device=device, dtype=dtype), torch.randn(D, K, device=device,
                                                                         dtype=dtype)  # fmt: skip
@@ -175,48 +285,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.compile != "both":
         modes = {args.compile: modes[args.compile]}
     for mode, comp in modes.items():
-        for name, (build, loss) in models.items():
-            model = build().to(device)
-            kind = model_type(model)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats(device)
-            step = make_step(model, x_batches, loss, amp, compile=comp)
-            t = timed(step, args.steps, args.warmup, device)
-            flops = matmul_flops(kind, B, D, K, loss.tc_probes)
-            row = {
-                "tokens_per_s": B / t,
-                "step_ms": 1e3 * t,
-                "matmul_gflop_per_step": flops / 1e9,
-                "achieved_tflops": flops / t / 1e12,
-                "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30
-                if device.type == "cuda"
-                else None,
-            }
-            if kind == "encoder":
-                lse_step = make_step(model, x_batches, loss, amp, lse_only=True, compile=comp)
-                t_lse = timed(lse_step, args.steps, args.warmup, device)
-                a = model(x_batches[0])[0].detach().float().requires_grad_(True)  # (B, K)
-                pen = penalty_fn(loss, K)
-                pen = torch.compile(pen, mode=comp) if comp else pen
-
-                def penalties(a=a, pen=pen) -> None:
-                    pen(a).backward()
-                    a.grad = None
-
-                t_pen = timed(penalties, args.steps, args.warmup, device)
-                row["lse_only_step_ms"] = 1e3 * t_lse
-                row["penalty_fraction_by_difference"] = (t - t_lse) / t
-                row["penalty_fraction_isolated"] = t_pen / t
+        for name, (build, loss, fused) in models.items():
+            with fused_mode(fused or "auto"):
+                row = measure(build, loss, comp, args, x_batches, amp, device)
             res["models"][f"{name}/{mode}"] = row
             print(f"{name}/{mode}: {json.dumps(row)}", flush=True)
-            del model
     res["encoder_speedup"] = {}
-    for mode in modes:
-        for enc in ("encoder", f"encoder_sketch{args.probes}"):
-            e = res["models"][f"{enc}/{mode}"]["tokens_per_s"]
-            res["encoder_speedup"][f"{enc}/{mode}"] = {
-                n: e / r["tokens_per_s"]
+    for key, row in res["models"].items():
+        if key.startswith("encoder"):
+            mode = key.split("/")[1]
+            res["encoder_speedup"][key] = {
+                n: row["tokens_per_s"] / r["tokens_per_s"]
                 for n, r in res["models"].items()
                 if n.endswith(f"/{mode}") and not n.startswith("encoder")
             }

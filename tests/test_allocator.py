@@ -11,9 +11,11 @@ from implicit_em import allocator
 
 # Allocates and frees a 64 MB tensor 20 times after one warm-up, and prints the minor page
 # faults of those 20. glibc maps blocks over 32 MB afresh each time by default (16,384
-# faults per 64 MB); with keep_freed_memory they come from the heap, already faulted in.
+# faults per 64 MB); with keep_freed_memory they come from the heap, already faulted in. The
+# child imports the training modules first, as the CLI's commands do (see keep_freed_memory).
 CHILD = """
 import resource, sys, torch
+import implicit_em.train.loop, implicit_em.probe  # what a training command has loaded
 if sys.argv[1] == "keep":
     from implicit_em.allocator import keep_freed_memory
     assert keep_freed_memory()

@@ -17,11 +17,11 @@ PKG = SRC / "implicit_em"
 # Floors, bottom to top: a module may import from its own floor and the floors below it.
 FLOORS: list[tuple[int, tuple[str, ...]]] = [
     (1, ("config", "losses", "metrics", "probe", "atomic", "options", "theorem", "allocator",
-         "_moved", "families.registry")),
+         "_moved", "families.registry", "colstats", "kernels")),
     (2, ("models", "families", "runs")),
     (3, ("data",)),
-    (4, ("training", "stacked", "distributed", "estimator", "train")),
-    (5, ("evaluate", "lm_eval", "workflows")),
+    (4, ("training", "stacked", "distributed", "estimator", "train", "tracking")),
+    (5, ("evaluate", "lm_eval", "workflows", "interop", "dashboard", "eval")),
     (6, ("experiments",)),
     (7, ("cli",)),
 ]  # fmt: skip

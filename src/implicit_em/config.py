@@ -7,6 +7,7 @@ YAML files map onto `RunConfig` (sections model, loss, data, training); `overrid
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -189,13 +190,17 @@ def _coerce(cls, key: str, value: Any, section: str = "") -> Any:
                 raise ValueError
             return int(value)
         if typ.startswith("float"):
-            return float(value)
+            number = float(value)
+            _require(math.isfinite(number), f"{qual} must be a finite number, got {value!r}")
+            return number
         if typ.startswith("bool"):
             if isinstance(value, str):
                 return {"true": True, "false": False}[value.lower()]
             return bool(value)
         if typ.startswith("str"):
             return str(value)
+    except ConfigError:
+        raise
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"invalid value {value!r} for {qual}: expected {typ}") from None
     return value
@@ -274,10 +279,17 @@ def load_yaml(path: str | Path) -> dict:
     path = config_path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found: pass an existing YAML file")
-    with open(path) as fh:
-        data = yaml.safe_load(fh) or {}
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ConfigError(f"{path} is not valid YAML{where} ({problem}): fix the file's syntax") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping at the top level")
+        raise ConfigError(f"{path} must hold a mapping at the top level: write `section: {{field: value}}` "
+                          "lines (sections model, loss, data, training)")
     return data
 
 

@@ -14,14 +14,18 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from implicit_em.colstats import (  # noqa: F401 (re-exported: every penalty is built on them)
+    _offdiag_sq_gram,
+    _offdiag_sq_kk,
+    centred_columns,
+    column_scale,
+    constant_columns,
+    unit_scale,
+    variance_from_stats,
+)
+
 # Kept for the weight rows' normalization in weight_redundancy_loss (a zero row stays finite).
 _CORR_EPS = 1e-12
-# A column is constant when its spread is within this many units of round-off (machine eps of
-# its dtype) of its mean. The float mean of B equal numbers c is c (1 + delta) with |delta| up
-# to about log2(B) eps for the pairwise / tree sums torch uses (12 eps at B = 4096), and then
-# every centred value is exactly -c delta, so such a column's root-mean-square spread is
-# |mean| |delta|. In float32, 32 eps is a relative spread of 3.8e-6, about 64 ulps.
-_ROUNDOFF_ULPS = 32
 
 
 def check_batch(a: Tensor, name: str = "a", min_batch: int = 1) -> None:
@@ -57,50 +61,6 @@ def lse_loss(a: Tensor, reduction: str = "sum", validate: bool = True) -> tuple[
     return loss, torch.softmax(-a, dim=1).detach()
 
 
-def constant_columns(mean: Tensor, ss: Tensor, n_rows: int) -> Tensor:
-    """Which columns are constant, relative to their own scale: bool, the shape of `mean`.
-
-    mean, ss: each column's mean and centred sum of squares over n_rows rows. A column is
-    constant when its root-mean-square spread sqrt(ss / n_rows) is within _ROUNDOFF_ULPS
-    units of round-off of |mean| (see the constant above): an exactly constant float32 column
-    of 1.81 over 1448 rows leaves ss = 1.9e-10 from its mean's rounding alone, far above any
-    absolute epsilon one could pick for columns of other scales. All-zero columns (dead ReLU
-    units) are constant. The comparison carries no gradient.
-    """
-    tol = _ROUNDOFF_ULPS * torch.finfo(ss.dtype).eps
-    return ss <= n_rows * (tol * mean.detach()).square()
-
-
-def centred_columns(a: Tensor, dim: int = 0) -> tuple[Tensor, Tensor, Tensor]:
-    """Centre a over its batch dimension `dim`; the one place batch statistics are taken.
-
-    Returns (centred, mean, ss): centred like a, mean and ss (a's shape without `dim`) the
-    columns' means and centred sums of squares. Columns that are constant by
-    `constant_columns` are centred to exact zeros and get ss = 0, so that every penalty built
-    on these statistics (variance barrier, correlation: exact, Gram, sketched, stacked,
-    distributed) sees them as constant and passes them exactly zero gradient.
-    Raises ValueError for fewer than 2 rows: batch statistics of one row are 0 / 0.
-    """
-    n = a.shape[dim]
-    if n < 2:
-        raise ValueError(
-            f"batch statistics need at least 2 rows, got {n}: merge a one-row batch into "
-            "its neighbour (implicit_em.data.batches.batch_slices does so)"
-        )
-    mean = a.mean(dim=dim)
-    centred = a - mean.unsqueeze(dim)
-    ss = centred.square().sum(dim=dim)
-    live = ~constant_columns(mean, ss, n)
-    return centred * live.unsqueeze(dim), mean, ss * live
-
-
-def unit_scale(ss: Tensor) -> Tensor:
-    """1 / sqrt(ss) where ss > 0, else exactly 0 (and zero gradient): scales centred columns
-    to unit norm, leaving constant ones (ss = 0 from `centred_columns`) at zero."""
-    live = ss > 0
-    return torch.where(live, torch.rsqrt(torch.where(live, ss, torch.ones_like(ss))), 0.0)
-
-
 def variance_loss(a: Tensor, eps: float = 1e-6, validate: bool = True) -> Tensor:
     """-sum_j log(Var_batch(a_j) + eps): the diagonal of the log-determinant (paper Eq. 7).
 
@@ -120,50 +80,6 @@ def _unit_columns(a: Tensor) -> Tensor:
     Constant columns (`constant_columns`) are zero."""
     centred, _, ss = centred_columns(a)  # (B, K), (K,)
     return centred * unit_scale(ss)
-
-
-def _offdiag_sq_kk(u: Tensor) -> Tensor:
-    """sum_{i != j} (U^T U)_ij^2 through the K x K matrix.
-
-    The diagonal is zeroed before squaring rather than subtracted after: when B >> K the
-    off-diagonal sum (about K^2 / B) is far below the diagonal's K and would cancel in float32.
-    """
-    corr = u.t() @ u  # (K, K)
-    off = ~torch.eye(corr.shape[-1], dtype=torch.bool, device=corr.device)  # vmap-friendly mask
-    return (corr * off).square().sum()
-
-
-class _GramSquareSum(torch.autograd.Function):
-    """||U U^T||_F^2 with the gradient 4 (U U^T) U in one (B, B) @ (B, K) matmul.
-
-    Autograd of (u @ u.t()).square().sum() runs two such matmuls (one per factor); at
-    B = 4096, K = 16384 this term dominates the training step, so the symmetric form saves a
-    third of its matrix work.
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(u: Tensor) -> tuple[Tensor, Tensor]:
-        gram = u @ u.mT  # (B, B)
-        return gram.square().sum(dim=(-2, -1)), gram
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        ctx.save_for_backward(inputs[0], output[1])
-        ctx.mark_non_differentiable(output[1])
-
-    @staticmethod
-    def backward(ctx, grad: Tensor, _grad_gram: Tensor | None) -> Tensor:
-        u, gram = ctx.saved_tensors
-        return (4 * grad)[..., None, None] * (gram @ u)  # (B, B) @ (B, K) -> (B, K)
-
-
-def _offdiag_sq_gram(u: Tensor) -> Tensor:
-    """Same as _offdiag_sq_kk through the B x B Gram matrix: ||U^T U||_F = ||U U^T||_F,
-    and the diagonal of U^T U is the squared column norms. Never forms a K x K matrix."""
-    sq, _ = _GramSquareSum.apply(u)  # ||U U^T||_F^2
-    return sq - u.square().sum(dim=0).square().sum()
 
 
 def correlation_loss(a: Tensor, validate: bool = True) -> Tensor:
@@ -209,13 +125,6 @@ def sketch_cross(a: Tensor, mean: Tensor, ss: Tensor, probes: Tensor) -> tuple[T
     p = a @ sv - mean @ sv  # (B, m) = U V
     cross = s[:, None] * (a.mT @ p - mean[:, None] * p.sum(dim=0))  # (K, m) = U^T U V
     return cross, ss * s.square()
-
-
-def variance_from_stats(ss: Tensor, n_rows: int, eps: float) -> Tensor:
-    """`variance_loss` from the columns' centred sums of squares ss (K,) over n_rows rows."""
-    if n_rows < 2:
-        raise ValueError(f"the variance needs at least 2 rows, got {n_rows}: use a larger batch")
-    return -torch.log(ss / (n_rows - 1) + eps).sum()
 
 
 def check_probes(a: Tensor, probes: Tensor) -> None:
@@ -267,6 +176,20 @@ def weight_redundancy_loss(W: Tensor, validate: bool = True) -> Tensor:
     return gram.square().sum() - 2 * wn.square().sum() + k
 
 
+def infomax_reference(
+    a: Tensor, probes: Tensor | None = None, variance_eps: float = 1e-6
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Unweighted (lse, var, tc) of codes a (B, K) by the plain formulas (paper Eqs. 3, 7):
+    the LSE summed over the batch, `variance_loss`, and `correlation_loss` (probes None) or
+    the sketched penalty with probes (K, m). The reference of `implicit_em.kernels`."""
+    lse = -torch.logsumexp(-a, dim=1).sum()  # lse_loss without the responsibilities
+    if probes is None:
+        return lse, variance_loss(a, variance_eps, validate=False), correlation_loss(a, False)
+    mean, ss = column_stats(a)  # one pass of column statistics serves both penalties
+    var = variance_from_stats(ss, a.shape[0], variance_eps)
+    return lse, var, sketch_penalty(*sketch_cross(a, mean, ss, probes), probes)
+
+
 class LossWeights(Protocol):
     lambda_lse: float
     lambda_var: float
@@ -274,6 +197,26 @@ class LossWeights(Protocol):
     lambda_wr: float
     variance_eps: float
     reference_k: int | None
+
+
+def infomax_terms(
+    a: Tensor, probes: Tensor | None = None, variance_eps: float = 1e-6,
+    fused: bool | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """Unweighted (lse, var, tc) of codes a (B, K), B >= 2: -sum_i logsumexp_j(-a_ij) (paper
+    Eq. 3), the variance barrier and the decorrelation penalty (Eq. 7; sketched with probes
+    V (K, m), exact when probes is None). Scalars, float32. The fused Triton kernels
+    (`implicit_em.kernels`) on CUDA, else `infomax_reference`; fused forces a path (None: the
+    mode of `kernels.set_fused_mode`). a may be float32 or bfloat16 on the fused path (read as
+    float32); dL/da has a's dtype.
+    """
+    from implicit_em.kernels import fused_active
+
+    if fused_active(a, fused):
+        from implicit_em.kernels.infomax import fused_terms
+
+        return fused_terms(a, probes, variance_eps)
+    return infomax_reference(a.float() if a.dtype == torch.bfloat16 else a, probes, variance_eps)
 
 
 def as_loss_weights(cfg: LossWeights | Mapping) -> LossWeights:
@@ -350,16 +293,9 @@ def combined_loss(
                 f"{W.shape[0]} rows: pass the encoder weight W of shape (K, D)"
             )
     weights = loss_weights(cfg, a.shape[1])
-    lse = -torch.logsumexp(-a, dim=1).sum()  # lse_loss without the responsibilities
-    if probes is None:
-        var = variance_loss(a, cfg.variance_eps, validate=False)
-        tc = correlation_loss(a, validate=False)
-    else:  # one pass of column statistics serves both penalties
-        if validate:
-            check_probes(a, probes)
-        mean, ss = column_stats(a)
-        var = variance_from_stats(ss, a.shape[0], cfg.variance_eps)
-        tc = sketch_penalty(*sketch_cross(a, mean, ss, probes), probes)
+    if validate and probes is not None:
+        check_probes(a, probes)
+    lse, var, tc = infomax_terms(a, probes, cfg.variance_eps)
     if cfg.lambda_wr:
         wr = weight_redundancy_loss(W, validate=False)
     else:

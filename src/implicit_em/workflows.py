@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from implicit_em.options import flag
 
@@ -32,18 +33,45 @@ class TrainOptions:
     quiet: bool = False
     """no progress bars"""
 
+    def __post_init__(self) -> None:
+        check_threads(self.threads)
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse a thread count below 1 (ValueError naming --threads)."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}: pass a positive count or leave it out")
+
 
 def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when a GPU is available, else "cpu"; other names unchanged."""
+    """"auto" -> "cuda" when a GPU is available, else "cpu"; other names unchanged.
+
+    Raises ValueError (one line, naming the fix) for a CUDA device this torch cannot use: a
+    CPU-only build, no visible GPU, or an index beyond the GPUs present.
+    """
     import torch
 
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise ValueError(f"device {device!r} requested but this torch ({torch.__version__}) is "
+                             "built without CUDA: use device cpu or auto, or install a CUDA build")  # fmt: skip
+        if not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} requested but {torch.cuda.device_count()} GPU(s) "
+                             "are visible: use device cpu or auto, or check CUDA_VISIBLE_DEVICES")  # fmt: skip
+    return device
 
 
 def run_train(opts: TrainOptions) -> int:
     """Train the config's model on its data set; print the last epoch's record as JSON."""
     import torch
 
+    from implicit_em import runs
     from implicit_em.allocator import keep_freed_memory
     from implicit_em.config import load_config
     from implicit_em.data import load_dataset, resolve_input_dim
@@ -54,7 +82,14 @@ def run_train(opts: TrainOptions) -> int:
     if opts.threads:
         torch.set_num_threads(opts.threads)
     cfg = resolve_input_dim(load_config(opts.config, opts.set))
-    data = load_dataset(cfg.data, resolve_device(cfg.training.device))
+    device = resolve_device(cfg.training.device)
+    out = Path(opts.out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a directory: choose another output directory")
+    if opts.resume and not (out / runs.CONFIG).is_file():
+        raise FileNotFoundError(f"--resume: {out} is not a run directory (no {runs.CONFIG}): check the "
+                                "path, or drop --resume to start a new run")  # fmt: skip
+    data = load_dataset(cfg.data, device)
     history = train(build_model(cfg), data.x_train, cfg, x_eval=data.x_test, run_dir=opts.out,
                     resume=opts.resume, overwrite=opts.overwrite, progress=not opts.quiet)  # fmt: skip
     print(json.dumps(history[-1] if history else {}, indent=2))

@@ -188,3 +188,17 @@ def test_every_command_builds_its_parser():
     for command in COMMANDS:
         assert callable(resolve(command.run)), command.name
         parser_for(command).format_help()
+
+
+def test_exit_status_of_library_results(capsys):
+    """A library `run` returning what it wrote is a command as it is: success (0), shown on
+    one line; an int is the status itself."""
+    from pathlib import Path
+
+    from implicit_em.cli import exit_status
+
+    assert exit_status(None) == 0 and exit_status(3) == 3
+    assert exit_status(Path("out/index.html")) == 0
+    assert exit_status({"true_l0": 2.5, "rows": [1, 2]}) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["out/index.html", '{"true_l0": 2.5}']

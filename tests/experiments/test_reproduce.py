@@ -13,6 +13,7 @@ import re
 
 import pytest
 
+from implicit_em.cli import main
 from implicit_em.experiments.reproduce import reproduce
 
 OVERRIDES = {"training": {"epochs": 2}, "data": {"train_subset": 2000, "test_subset": 500}}
@@ -89,10 +90,27 @@ def test_second_call_skips_complete_runs(quick_run):
     out, _ = quick_run
     before = run_files(out)
     assert len([p for p in before if p.endswith("metrics.json")]) >= 12
-    # every run of every experiment is planned again (pretrain_all), none is retrained
-    _reproduce(out, only=["ablation"])
+    # the ablation alone would replace the full report: refused before any work
+    report = (out / "report.md").read_bytes()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        _reproduce(out, only=["ablation"])
+    assert (out / "report.md").read_bytes() == report
+    assert main(["theorem", "--quick", "--out", str(out), "--device", "cpu", "--quiet"]) == 2
+    assert (out / "report.md").read_bytes() == report
+    # with --overwrite: its runs are reused, none is retrained, and the timings say "cached"
+    _reproduce(out, only=["ablation"], overwrite=True)
     assert run_files(out) == before
     md = (out / "report.md").read_text()
-    assert "Table 5" in md
-    took = float(re.search(r"\| training \(all stacked runs\) \| ([\d.]+) \|", md).group(1))
+    assert "Table 5" in md and json.loads((out / "report.json").read_text()) == {"experiments": ["ablation"]}
+    took = float(re.search(r"\| training \(stacked runs\) \(cached\) \| ([\d.]+) \|", md).group(1))
     assert took < 1.0
+    rows = [line for line in md.split("## ")[1].splitlines() if line.startswith("| ")]
+    assert rows and not any("±" in r for r in rows), rows  # one seed: values alone, no ± 0.00
+    assert "— (undefined)" in md and "blank" in md  # LSE only: no redundancy, and why
+
+
+def test_one_experiment_trains_only_its_own_runs(tmp_path):
+    _reproduce(tmp_path, only=["ablation"])
+    assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 4  # its 4 variants, 1 seed
+    md = (tmp_path / "report.md").read_text()
+    assert "| training (stacked runs) |" in md  # trained here: not marked cached

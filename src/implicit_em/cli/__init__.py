@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import importlib
 import inspect
+import signal
 import sys
 
 from implicit_em.cli.commands import COMMANDS, GROUPS, Command
@@ -25,7 +27,69 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileExistsError, Fi
 """Exceptions that mean the invocation must change (exit 2): a bad value (ConfigError is a
 ValueError), an output that exists, an input path that does not."""
 
-__all__ = ["COMMANDS", "Command", "main", "parser_for", "resolve"]
+PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOENT,
+               errno.EEXIST, errno.ENAMETOOLONG}
+"""OSError numbers that name a path the user chose (exit 2); others (a full disk, I/O) exit 1."""
+OS_FIXES = {
+    errno.ENOSPC: "free disk space or choose an output directory on another disk",
+    errno.EDQUOT: "free disk space (quota) or choose an output directory on another disk",
+    errno.EACCES: "choose a path you can write to (or fix its permissions)",
+    errno.EPERM: "choose a path you can write to (or fix its permissions)",
+    errno.EROFS: "the file system is read-only: choose an output directory elsewhere",
+    errno.ENOTDIR: "a part of the path is a file, not a directory: choose another path",
+    errno.EISDIR: "the path is a directory where a file is expected: choose another path",
+}
+INTERRUPTED = ("files already finished are intact (every file is written atomically); run the same "
+               "command again (train: add --resume) to continue")  # fmt: skip
+
+__all__ = ["COMMANDS", "Command", "Terminated", "error_line", "exit_status", "main",
+           "parser_for", "resolve"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the problem and where to read the flags)."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message}: see `{self.prog} --help`", file=sys.stderr)
+        raise SystemExit(2)
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM (exit 143)."""
+
+
+def error_line(e: BaseException) -> tuple[str, int]:
+    """The one-line message and exit status for an exception that ended a command."""
+    if isinstance(e, OSError) and e.errno is not None and e.strerror:
+        where = f" {e.filename}" if e.filename is not None else ""
+        fix = OS_FIXES.get(e.errno, "check the path and try again")
+        return f"cannot use{where}: {e.strerror}: {fix}", 2 if e.errno in PATH_ERRNOS else 1
+    msg = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, USAGE_ERRORS):
+        if ": " not in msg:  # a bare rule such as "training.epochs must be >= 1, got 0"
+            msg += ": change that value (in the YAML config, or with --set / its flag)"
+        return msg, 2
+    if type(e).__module__.startswith("implicit_em") or ": " in msg:
+        return msg, 1  # our own errors say what to do
+    return f"{type(e).__name__}: {msg}: unexpected failure; rerun with --debug for the traceback", 1
+
+
+def exit_status(result: object) -> int:
+    """A command's return value as an exit status: an int is the status and None is 0; any
+    other result means success and is shown on one line (a path: where the output went; a
+    dict: its scalar entries as JSON), so library `run` functions that return what they wrote
+    can be commands as they are."""
+    if result is None or isinstance(result, bool | int):
+        return int(result or 0)
+    if isinstance(result, dict):
+        import json
+
+        shown = {k: v for k, v in result.items() if isinstance(v, str | int | float | bool)}
+        if shown:
+            print(json.dumps(shown))
+    else:
+        print(result)
+    return 0
 
 
 def resolve(target: str):
@@ -37,7 +101,7 @@ def resolve(target: str):
 def _overview(prefix: str = "") -> argparse.ArgumentParser:
     """A parser listing the commands under `prefix` (none imported)."""
     depth = len(prefix.split()) if prefix else 0
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=f"{PROG} {prefix}".strip(),
         description=DESCRIPTION if not prefix else GROUPS.get(prefix),
         epilog="Run `implicit-em COMMAND --help` for a command's flags; add --debug to any "
@@ -64,7 +128,7 @@ def parser_for(command: Command) -> argparse.ArgumentParser:
 
     cls = resolve(command.options)
     doc = inspect.cleandoc(cls.__doc__ or "")
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=f"{PROG} {command.name}",
         description=command.help + (f"\n\n{doc}" if doc and not doc.startswith(cls.__name__ + "(") else ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -105,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as e:
             return int(e.code or 0)
         return 2
+    def terminate(signum, frame):
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous = None
     try:
         cls = resolve(command.options)
         parser = parser_for(command)
@@ -115,13 +186,20 @@ def main(argv: list[str] | None = None) -> int:
         from implicit_em.cli.options import build_options
 
         opts = build_options(cls, ns)
-        return int(resolve(command.run)(opts) or 0)  # the command's heavy imports start here
+        run = resolve(command.run)  # the heavy imports (torch, ...) start here, not for --help
+        return exit_status(run(opts))
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{PROG}: interrupted (SIGINT): {INTERRUPTED}", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{PROG}: terminated (SIGTERM): {INTERRUPTED}", file=sys.stderr)
+        return 143
     except Exception as e:  # noqa: BLE001  (the one place that turns errors into exit codes)
         if debug:
             raise
-        msg = " ".join(str(e).split()) or type(e).__name__
+        msg, status = error_line(e)
         print(f"{PROG}: error: {msg}", file=sys.stderr)
-        return 2 if isinstance(e, USAGE_ERRORS) else 1
+        return status
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -42,7 +42,14 @@ COMMANDS: list[Command] = [
     Command("ood", f"{_EXP}.ood:OodOptions", f"{_EXP}.ood:run_command", "beyond the paper: LSE energy as an anomaly score, MNIST vs Fashion-MNIST"),
     Command("ddp", "implicit_em.train.distributed:DistributedOptions", "implicit_em.train.distributed:run_ddp", "data-parallel training under torchrun (one rank without it), timed"),
     Command("scale", f"{_EXP}.scale:ScaleOptions", f"{_EXP}.scale:run_scale", "GPU study: harvest, train Encoder / TopK / L1 SAEs at large K, evaluate"),
+    Command("harvest-hf", "implicit_em.data.hf_harvest:HFHarvestOptions", "implicit_em.data.hf_harvest:run", "harvest activations of any Hugging Face causal LM at several hooks (resumable)"),
+    Command("export", "implicit_em.interop.commands:ExportOptions", "implicit_em.interop.commands:run_export", "write a run in the SAELens or sparsify format"),
+    Command("import", "implicit_em.interop.commands:ImportOptions", "implicit_em.interop.commands:run_import", "load an SAELens / sparsify SAE as a model of ours (and evaluate it)"),
+    Command("dashboard", "implicit_em.dashboard.run:DashboardOptions", "implicit_em.dashboard.run:run", "static feature dashboards of a run on harvested activations"),
+    Command("eval-suite synthetic", "implicit_em.eval.synthetic:SyntheticEvalOptions", "implicit_em.eval.synthetic:run", "ground-truth feature recovery on SynthSAEBench data, beside controls"),
+    Command("eval-suite probing", "implicit_em.eval.probing_suite:ProbingOptions", "implicit_em.eval.probing_suite:run", "k-sparse probing and CE-loss recovered on SmolLM2 activations, beside controls"),
 ]  # fmt: skip
 
-GROUPS = {"data": "obtain and verify data sets"}
+GROUPS = {"data": "obtain and verify data sets",
+          "eval-suite": "evaluations that do not presuppose a decoder (issue 18)"}
 """Help lines of the first words shared by several commands."""

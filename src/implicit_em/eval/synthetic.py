@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from implicit_em.config import LossConfig
+from implicit_em.eval.variants import match_energy, tied_reconstruction_loss, topk_codes
 from implicit_em.losses import combined_loss, correlation_probes
 from implicit_em.models import Encoder, TopKSAE
 from implicit_em.training import loss_terms, optimizer_step, term_weights
@@ -64,6 +65,10 @@ RECIPES: dict[str, dict] = {
     # The same recipe with 8x fewer features in 4x fewer dimensions (true L0 about 8).
     "small": dict(num_features=2048, hidden_dim=192, roots=128, branching=4, depth=3,
                   rank=25, ortho_steps=100),
+    # A quarter of small (512 features in 64 dims, same hierarchy shape): the CPU-only runs of
+    # the theory-guided variants (docs/eval/synthetic/variants.md).
+    "mini": dict(num_features=512, hidden_dim=64, roots=32, branching=4, depth=3,
+                 rank=12, ortho_steps=50),
     # CI size: seconds on one CPU thread.
     "tiny": dict(num_features=256, hidden_dim=48, roots=4, branching=4, depth=2,
                  rank=8, ortho_steps=20),
@@ -159,8 +164,28 @@ class Variant:
     biases to -init_at_truth (a unit fires when its feature's magnitude, about 4 to 5,
     exceeds it). Tests whether the objective keeps the true features or leaves them."""
     readout: str = "a"
-    """Codes scored for L0 / F1: a (the energies; a unit fires where a != 0) or neg_relu
-    (ReLU(-a): a unit fires where its energy is below zero, i.e. where it is responsible)."""
+    """Codes scored for L0 / F1: a (the energies; a unit fires where a != 0), neg_relu
+    (ReLU(-a): a unit fires where its energy is below zero, i.e. where it is responsible) or
+    pos_z (ReLU(z), z = W x + b: a match-energy unit fires where its energy is ~0)."""
+    tied_recon: float = 0.0
+    """Encoder: weight of `variants.tied_reconstruction_loss` (x ~ a W + b_dec through the
+    encoder's own rows; b_dec (D,) the only added parameter) beside the encoder terms."""
+    encoder_terms: bool = True
+    """Encoder: False drops the LSE + InfoMax terms (the tied-reconstruction-only control)."""
+    match: str | None = None
+    """Encoder: energies E = `variants.match_energy(z, match)` (softplus or relu; zero where a
+    unit is active) fed to the library's combined_loss instead of a = ReLU(z)."""
+    pretrain_fraction: float = 0.0
+    """topk_sae: train the decoder-free encoder (default Variant) for this fraction of the
+    steps, then start the TopK SAE from it (encoder rows and bias = W, b; decoder columns =
+    W^T normalised) and train it for the rest: the same total budget as plain TopK."""
+    pretrain: str = "encoder"
+    """With pretrain_fraction: encoder (as above) or none (the control: TopK from its random
+    init for the remaining steps only, i.e. the pre-training steps simply dropped)."""
+    tied_topk: bool = False
+    """Encoder with tied_recon: the reconstruction uses the k largest of ReLU(z) per sample
+    (k = Variant.k or the true L0), a tied-weight TopK autoencoder with one linear layer; the
+    encoder terms (when encoder_terms) stay on ReLU(z). Scored on the same TopK codes."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -190,6 +215,28 @@ VARIANTS: dict[str, Variant] = {
     "encoder-from-truth": Variant(init_at_truth=2.5),
     "topk-from-truth": Variant(family="topk_sae", init_at_truth=2.5),
     "topk": Variant(family="topk_sae"),
+    # Theory-guided variants (docs/eval/synthetic/variants.md). Tied-weight coverage: the
+    # encoder objective plus x ~ a W + b_dec through the encoder's own rows (no decoder).
+    **{f"tied-{w}": Variant(tied_recon=w) for w in (0.03, 0.3, 3.0, 30.0)},
+    **{f"tied-unit-{w}": Variant(tied_recon=w, unit_norm_rows=True) for w in (0.3,)},
+    "tied-only": Variant(tied_recon=1.0, encoder_terms=False),
+    # Match = active energies on unit rows: LSE rewards a sample being claimed.
+    "match-softplus": Variant(
+        match="softplus", activation="identity", unit_norm_rows=True, readout="pos_z"
+    ),
+    "match-relu": Variant(
+        match="relu", activation="identity", unit_norm_rows=True, readout="pos_z"
+    ),
+    # Decoder-free pre-training (half the steps), then TopK from it (the other half).
+    "topk-pretrained": Variant(family="topk_sae", pretrain_fraction=0.5),
+    "topk-half": Variant(family="topk_sae", pretrain_fraction=0.5, pretrain="none"),
+    # Tied TopK (one linear layer, x ~ TopK(ReLU(W x + b)) W + b_dec), without and with the
+    # LSE + InfoMax terms on ReLU(W x + b).
+    "tied-topk": Variant(tied_recon=1.0, tied_topk=True, encoder_terms=False, readout="topk_z"),
+    **{
+        f"tied-topk-im-{w}": Variant(tied_recon=w, tied_topk=True, readout="topk_z")
+        for w in (0.3, 3.0)
+    },
     "topk-centred": Variant(family="topk_sae", centre=True),
     "hybrid": Variant(family="hybrid", hybrid_weight=0.1),
     "hybrid-0.01": Variant(family="hybrid", hybrid_weight=0.01),
@@ -256,6 +303,7 @@ def make_model(variant: Variant, d: int, k_latents: int, true_l0: float) -> nn.M
         if variant.unit_norm_rows:
             with torch.no_grad():
                 enc.linear.weight.div_(enc.linear.weight.norm(dim=1, keepdim=True))
+        enc.tied_k = variant.k or max(1, round(true_l0))
         return enc
     k = variant.k or max(1, round(true_l0))
     return TopKSAE(d, k_latents, k)
@@ -295,6 +343,15 @@ def train_variant(
     true_l0 = _true_l0(synth)
     d, n = synth.cfg.hidden_dim, synth.cfg.num_features
     model = make_model(variant, d, opts.latents or n, true_l0).to(opts.device)
+    start, history = 0, []
+    if variant.pretrain_fraction:
+        start = round(opts.steps * variant.pretrain_fraction)
+        if variant.pretrain == "encoder":
+            pre = replace(opts, steps=start)
+            enc, history = train_variant(Variant(), synth, pre, seed, mean)
+            init_from_encoder_(model, enc)
+    if variant.tied_recon:
+        model.b_dec = nn.Parameter(torch.zeros(d, device=opts.device))  # (D,)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=variant.lr or opts.lr)
     loss = _loss_config(variant, opts.batch_size)
@@ -307,13 +364,27 @@ def train_variant(
     fired_window = torch.zeros(model.hidden_dim, dtype=torch.bool, device=opts.device)
     if variant.init_at_truth is not None:
         init_at_truth_(model, synth.feature_dict.feature_vectors.detach(), variant.init_at_truth)
-    history, sums = [], {}
-    for step in range(1, opts.steps + 1):
+    sums = {}
+    for step in range(start + 1, opts.steps + 1):
         x = _prep(synth.sample(opts.batch_size), mean)  # (B, D)
         dead = since_fired >= loss.dead_steps if kind == "topk_sae" else None
-        terms = loss_terms(model, x, loss, dead)
-        a = terms.pop("a")  # (B, K)
-        total = sum(weights[t] * terms[t] for t in weights)
+        if variant.match:
+            z = model.linear(x)  # (B, K)
+            a = match_energy(z, variant.match)  # (B, K), zero where active
+            probes = correlation_probes(a.shape[1], opts.tc_probes, a) if opts.tc_probes else None
+            terms = combined_loss(a, model.W, loss, validate=False, probes=probes,
+                                  responsibilities=False)  # fmt: skip
+            terms.pop("total")
+            a = torch.relu(z)  # fired = active units
+        else:
+            terms = loss_terms(model, x, loss, dead)
+            a = terms.pop("a")  # (B, K)
+            if variant.tied_topk:
+                a = topk_codes(a, model.tied_k)  # (B, K), k non-zero per row
+        total = sum(weights[t] * terms[t] for t in weights) if variant.encoder_terms else 0.0
+        if variant.tied_recon:
+            terms["tied_recon"] = tied_reconstruction_loss(x, a, model.W, model.b_dec)
+            total = total + variant.tied_recon * terms["tied_recon"]
         if variant.family == "hybrid":
             z = model.pre_activations(x)  # (B, K) ReLU pre-activations
             probes = correlation_probes(z.shape[1], opts.tc_probes, z) if opts.tc_probes else None
@@ -329,7 +400,7 @@ def train_variant(
         fired = (a != 0).any(dim=0)  # (K,)
         since_fired = torch.where(fired, 0, since_fired + 1)
         fired_window |= fired
-        for t in weights:
+        for t in terms:
             sums[t] = sums.get(t, 0.0) + terms[t].detach()
         if step % opts.log_every == 0 or step == opts.steps:
             rec = {"step": step, "samples": step * opts.batch_size,
@@ -344,6 +415,16 @@ def train_variant(
             fired_window.zero_()
             sums = {}
     return model, history
+
+
+@torch.no_grad()
+def init_from_encoder_(sae: TopKSAE, enc: Encoder) -> None:
+    """Start a TopK SAE from a trained decoder-free encoder: encoder rows and bias = W, b;
+    decoder columns = W^T, normalised (sae.W_dec (D, K)). In place."""
+    sae.encoder.weight.copy_(enc.W)  # (K, D)
+    sae.encoder.bias.copy_(enc.b)  # (K,)
+    sae.W_dec.copy_(enc.W.t())  # (D, K)
+    sae.normalize_decoder_()
 
 
 @torch.no_grad()
@@ -463,6 +544,10 @@ def readout(model: nn.Module, variant: Variant) -> Callable[[Tensor], Tensor]:
     """x (B, D) -> codes (B, K) scored for L0 / F1 (see Variant.readout)."""
     if variant.readout == "neg_relu":
         return lambda x: torch.relu(-model.encode(x))
+    if variant.readout == "topk_z":
+        return lambda x: topk_codes(model.encode(x), model.tied_k)
+    if variant.readout == "pos_z":
+        return lambda x: torch.relu(model.linear(x))
     return model.encode
 
 

@@ -81,10 +81,14 @@ class ExperimentOptions:
     CPU with >= 2 threads, else 1)"""
     quiet: bool = False
     """no progress bars"""
+    overwrite: bool = False
+    """replace a report in --out that covers other experiments (finished runs are reused)"""
 
     def __post_init__(self) -> None:
         if self.jobs is not None and self.jobs < 1:
-            raise ValueError(f"--jobs must be >= 1, got {self.jobs}")
+            raise ValueError(f"--jobs must be >= 1, got {self.jobs}: pass a positive count")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}: pass a positive count or leave it out")
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def run(settings: Settings) -> dict:
             f"| {fmt(*agg['usage_max'], 3)} | {', '.join(flags) or 'none'} |"
         )
     table = (
-        f"Seeds {settings.seeds()}; metrics on the test set; mean ± std over seeds.\n\n"
+        f"Seeds {settings.seeds()}; metrics on the test set; mean ± std over seeds (the value alone for one seed).\n\n"
         "| configuration | dead units | redundancy | resp. entropy (nats) | max usage E[r_j] | differs from paper (>2σ) |\n"
         "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
@@ -111,7 +111,11 @@ def run(settings: Settings) -> dict:
             pv = paper.ABLATION.get(v, {}).get(m)
             mu, sd = n["mean_std"][m]
             if pv is not None and np.isfinite(mu) and paper.differs(mu, sd, pv, None):
-                notes.append(f"{LABELS.get(v, v)}: {m} {mu:.3g} ± {sd:.2g} vs paper {pv}.")
+                notes.append(f"{LABELS.get(v, v)}: {m} {fmt(mu, sd, 3)} vs paper {pv}.")
+    blank = [LABELS.get(v, v) for v, n in numbers.items() if not np.isfinite(n["mean_std"]["redundancy"][0])]
+    if blank:
+        notes.append(f"Correlation figure: the panel of {', '.join(blank)} is blank (all zero) because "
+                     "every unit is dead there: constant codes have no correlation.")
     return {
         "name": "ablation",
         "table": table,

@@ -119,6 +119,8 @@ def run(settings: Settings) -> dict:
         f"| Raw pixels (logistic regression) | {raw * 100:.2f} % | ≈ 92 % | 784 | — | — | — | — | — |"
     )
     table = (
+        f"TopK's k follows a fixed rule: k = round(mean test-set L0 of ours over the seeds), clipped to "
+        f"[1, {k_dim}] (here k = {k}), so the TopK SAE gets the sparsity our encoder reached.\n\n"
         f"Seeds {seeds}; probe = standardized multinomial logistic regression ({settings.probe}) "
         "trained on the train-set codes, scored on the test set; L0 = units with a > 0.01, test set. "
         "Reconstruction of ours: x_hat = a W (W^T as pseudo-decoder); raw, its scale follows the "

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from implicit_em import tracking
 from implicit_em.data.lm.activations import (
     HarvestConfig,
     ManifestMismatchError,
@@ -30,6 +31,7 @@ from implicit_em.data.lm.activations import (
     read_split,
 )
 from implicit_em.options import flag
+from implicit_em.tracking import TrackingOptions
 
 LLM_META = "llm.json"
 LLM_METRICS = "llm_metrics.json"
@@ -77,7 +79,7 @@ LLM_TRAIN_BASE = ("model.hidden_dim=1024", "model.k=32", "training.epochs=10",
 
 
 @dataclass(frozen=True)
-class LlmTrainOptions(_Compute):
+class LlmTrainOptions(_Compute, TrackingOptions):
     """Train an encoder or SAE on harvested activations. The run config starts from
     model.hidden_dim=1024, model.k=32, training.epochs=10, training.batch_size=1024,
     training.seed=1 (other fields: the config dataclasses' defaults); model.input_dim is the
@@ -131,16 +133,22 @@ def run_train(opts: LlmTrainOptions) -> int:
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, input_dim=d))
     model = runs.build_model(cfg)
     out = Path(opts.out)
-    history = train(
-        model,
-        x_train,
-        cfg,
-        x_eval=x_eval,
-        run_dir=out,
-        resume=opts.resume,
-        overwrite=opts.overwrite,
-        progress=not opts.no_progress,
-    )
+    tracker = tracking.make_tracker(opts)
+    try:
+        history = train(
+            model,
+            x_train,
+            cfg,
+            x_eval=x_eval,
+            run_dir=out,
+            resume=opts.resume,
+            overwrite=opts.overwrite,
+            progress=not opts.no_progress,
+            tracker=tracker,
+        )
+    finally:
+        if tracker is not None:
+            tracker.close()
     meta = {
         "harvest_dir": str(Path(opts.acts).resolve()),
         "harvest_identity": manifest["identity"],

@@ -1,6 +1,8 @@
 """The paper's published numbers (Oursland, 'Deriving Decoder-Free Sparse Autoencoders from
 First Principles'), for side-by-side comparison. (mean, std); std None when not reported."""
 
+import math
+
 THEOREM = {"max_abs_error": 4.47e-8, "mean_abs_error": 2.79e-9, "correlation": 1.0}
 
 # Table 5: dead units (of 64), redundancy, responsibility entropy.
@@ -39,5 +41,8 @@ DYNAMICS = {
 def differs(ours_mean: float, ours_std: float, paper_mean: float, paper_std: float | None) -> bool:
     """More than two standard deviations apart (the larger of the two stds; 2 % of |paper|
     as a floor when neither run set has spread)."""
-    spread = max(ours_std or 0.0, paper_std or 0.0, 0.01 * abs(paper_mean))
+    def finite(x: float | None) -> float:
+        return x if x is not None and math.isfinite(x) else 0.0  # one seed: no spread known
+
+    spread = max(finite(ours_std), finite(paper_std), 0.01 * abs(paper_mean))
     return abs(ours_mean - paper_mean) > 2 * spread

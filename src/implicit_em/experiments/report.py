@@ -20,19 +20,33 @@ from implicit_em.atomic import atomic_write_bytes
 
 
 def mean_std(values) -> tuple[float, float]:
-    """Mean and sample std (ddof 1; 0 for one value) of the finite values; (nan, nan) if none."""
+    """Mean and sample std (ddof 1) of the finite values; the std is nan for one value (a
+    spread of one seed is unknown, not zero); (nan, nan) if none."""
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     if len(v) == 0:
         return float("nan"), float("nan")
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+
+
+UNDEFINED = "— (undefined)"
+"""The cell of a metric with no finite value in any seed (REPORT_LEGEND says when)."""
+REPORT_LEGEND = (
+    "Cells read `mean ± std` over seeds (sample std); a cell from a single seed shows the value "
+    f"alone, with no ±. `{UNDEFINED}` marks a metric with no finite value in any seed: for "
+    "example the redundancy of a model whose units are all dead (correlations of constant "
+    "codes do not exist), or a run that diverged. A `—` in a paper column: the paper reports none."
+)
 
 
 def fmt(mean: float, std: float, digits: int = 2, pct: bool = False) -> str:
-    """"mean ± std" for a table cell ("—" when the mean is not finite)."""
+    """"mean ± std" for a table cell; the mean alone when std is nan (one seed); UNDEFINED
+    when the mean is not finite."""
     if not np.isfinite(mean):
-        return "—"
+        return UNDEFINED
     s = 100 if pct else 1
     unit = " %" if pct else ""
+    if not np.isfinite(std):
+        return f"{mean * s:.{digits}f}{unit}"
     return f"{mean * s:.{digits}f} ± {std * s:.{digits}f}{unit}"
 
 
@@ -74,9 +88,12 @@ def write_report(out: Path, sections, timings, total, quick, command, kw, base: 
         f"device {kw.get('device')}, stacked trainer {'on' if kw.get('stacked', True) else 'off'}, probe {kw.get('probe')}, "
         f"{kw.get('jobs', 1)} worker process(es) for independent stacks{' (CPU only)' if kw.get('jobs', 1) > 1 else ''}.",
         "Numbers are ours, measured by this command; the paper's are quoted beside them, never adjusted.\n",
+        REPORT_LEGEND + "\n",
         "| step | wall time (s) |\n|---|---|",
         *[f"| {k} | {v:.1f} |" for k, v in timings.items()],
         f"| **total** | **{total:.1f}** |\n",
+        "A step marked *cached* trained nothing: every run it needs was already finished in "
+        f"{out / 'runs'}, so its time is loading and evaluation only.\n",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + "\n",
     ]
     md = "\n".join(head) + "\n" + "".join(_md_section(t, r, out) for t, r in sections)

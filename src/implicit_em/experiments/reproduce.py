@@ -7,11 +7,13 @@ continues where it stopped.
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import time
 from pathlib import Path
 
+from implicit_em.atomic import atomic_write_json
 from implicit_em.experiments import BY_NAME, EXPERIMENTS, ExperimentOptions, ReproduceOptions
 from implicit_em.experiments.common import Settings, ensure_runs, load_data, load_settings
 from implicit_em.experiments.report import write_report
@@ -21,45 +23,83 @@ def _settings(name: str, **kw) -> Settings:
     return load_settings(BY_NAME[name].config, **kw)
 
 
-def pretrain_all(kw: dict) -> None:
-    """Train every run the ablation, benchmark (phase 1) and dynamics need, in shared stacks."""
+def pretrain_all(kw: dict, names: list[str] = ("ablation", "benchmark", "dynamics")) -> None:
+    """Train every run the named experiments among ablation, benchmark (phase 1) and dynamics
+    need, in shared stacks (an experiment run alone trains only its own runs)."""
     cfgs = []
-    s = _settings("ablation", **kw)
-    cfgs += [
-        s.config(u, {"training": {"seed": sd}})
-        for u in s.extra["variants"].values()
-        for sd in s.seeds()
-    ]
-    s = _settings("benchmark", **kw)
-    cfgs += [s.config(s.extra["variants"][v], {"training": {"seed": sd}})
-             for v in ("ours", "standard_sae") for sd in s.seeds()]  # fmt: skip
-    s = _settings("dynamics", **kw)
-    cfgs += [s.config({"training": {"optimizer": o, "lr": lr, "seed": sd}})
-             for o in s.extra["optimizers"] for lr in s.extra["learning_rates"] for sd in s.seeds()]  # fmt: skip
-    ensure_runs(s, cfgs, load_data(cfgs[0], s.device))
+    if "ablation" in names:
+        s = _settings("ablation", **kw)
+        cfgs += [s.config(u, {"training": {"seed": sd}})
+                 for u in s.extra["variants"].values() for sd in s.seeds()]  # fmt: skip
+    if "benchmark" in names:
+        s = _settings("benchmark", **kw)
+        cfgs += [s.config(s.extra["variants"][v], {"training": {"seed": sd}})
+                 for v in ("ours", "standard_sae") for sd in s.seeds()]  # fmt: skip
+    if "dynamics" in names:
+        s = _settings("dynamics", **kw)
+        cfgs += [s.config({"training": {"optimizer": o, "lr": lr, "seed": sd}})
+                 for o in s.extra["optimizers"] for lr in s.extra["learning_rates"] for sd in s.seeds()]  # fmt: skip
+    if cfgs:
+        ensure_runs(s, cfgs, load_data(cfgs[0], s.device))
+
+
+def finished_runs(out: Path) -> int:
+    """Complete run directories in <out>/runs (a step that adds none trained nothing)."""
+    return sum(1 for _ in (Path(out) / "runs").glob("*/metrics.json"))
+
+
+REPORT_INDEX = "report.json"
+"""{"experiments": [...]}: which experiments report.md in the same directory covers."""
+
+
+def check_report_target(out: Path, names: list[str], overwrite: bool) -> None:
+    """Refuse (FileExistsError naming --overwrite) to replace a report of other experiments."""
+    report = Path(out) / "report.md"
+    if not report.exists() or overwrite:
+        return
+    try:
+        prior = json.loads((Path(out) / REPORT_INDEX).read_text())["experiments"]
+    except (OSError, ValueError, KeyError, TypeError):
+        prior = None
+    if prior != list(names):
+        held = f"the report of {', '.join(prior)}" if prior else "a report of unknown content"
+        raise FileExistsError(
+            f"{report} holds {held}; writing the {', '.join(names)} report would replace it: pass "
+            f"--overwrite to replace it, or choose another --out (finished runs in {out}/runs are "
+            "reused either way)"
+        )
 
 
 def reproduce(
-    out: Path, quick: bool = False, only: list[str] | None = None, command: str = "", **kw
-) -> Path:
-    """Run the experiments (all by default) and write <out>/report.md and report.html."""
+    out: Path, quick: bool = False, only: list[str] | None = None, command: str = "",
+    overwrite: bool = False, **kw,
+) -> Path:  # fmt: skip
+    """Run the experiments (all by default) and write <out>/report.md and report.html.
+
+    Raises FileExistsError when <out>/report.md covers other experiments and not overwrite."""
     out = Path(out)
+    names = list(only or [e.name for e in EXPERIMENTS if e.in_reproduce])
+    check_report_target(out, names, overwrite)  # before any work
     kw = dict(out=out, quick=quick, **kw)
     t0 = time.perf_counter()
-    names = only or [e.name for e in EXPERIMENTS if e.in_reproduce]
     timings = {}
+
+    def timed(label: str, fn):
+        before, tic = finished_runs(out), time.perf_counter()
+        res = fn()
+        cached = " (cached)" if finished_runs(out) == before else ""
+        timings[label + cached] = time.perf_counter() - tic
+        return res
+
     if any(n in names for n in ("ablation", "benchmark", "dynamics")):
-        tic = time.perf_counter()
-        pretrain_all(kw)
-        timings["training (all stacked runs)"] = time.perf_counter() - tic
+        timed("training (stacked runs)", lambda: pretrain_all(kw, names))
     sections = []
     for name in names:
-        tic = time.perf_counter()
-        res = BY_NAME[name].run(_settings(name, **kw))
-        timings[name] = time.perf_counter() - tic
+        res = timed(name, lambda name=name: BY_NAME[name].run(_settings(name, **kw)))
         sections.append((BY_NAME[name].title, res))
     total = time.perf_counter() - t0
     base = load_settings("default", out=out, quick=quick, overrides=kw.get("overrides")).base
+    atomic_write_json(out / REPORT_INDEX, {"experiments": names})
     return write_report(out, sections, timings, total, quick, command, kw, base)
 
 
@@ -67,15 +107,15 @@ def _setup(opts: ExperimentOptions) -> dict:
     """The keyword arguments of `reproduce` that the options imply (device, jobs, overrides)."""
     import torch
 
+    import implicit_em.train.loop  # noqa: F401 (numeric libraries before keep_freed_memory)
     from implicit_em.allocator import keep_freed_memory
     from implicit_em.config import parse_overrides
+    from implicit_em.workflows import resolve_device
 
     keep_freed_memory()
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    device = opts.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(opts.device)
     overrides = parse_overrides(opts.set)
     if opts.data_dir:
         overrides.setdefault("data", {})["root"] = opts.data_dir
@@ -93,7 +133,7 @@ def _out(opts: ExperimentOptions) -> Path:
 def run_command(opts: ReproduceOptions, only: list[str] | None = None) -> int:
     """`implicit-em reproduce` (or one experiment, `only=[name]`): train, evaluate, report."""
     only = only or (list(opts.only) if getattr(opts, "only", None) else None)
-    report = reproduce(_out(opts), quick=opts.quick, only=only,
+    report = reproduce(_out(opts), quick=opts.quick, only=only, overwrite=opts.overwrite,
                        command=shlex.join(["implicit-em", *sys.argv[1:]]), **_setup(opts))  # fmt: skip
     print(f"report written to {report} and {report.with_suffix('.html')}")
     return 0

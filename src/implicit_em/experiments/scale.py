@@ -26,12 +26,12 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from implicit_em import runs
+from implicit_em import runs, tracking
 from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
 from implicit_em.data.lm.activations import (
     HarvestConfig,
@@ -42,12 +42,13 @@ from implicit_em.data.lm.activations import (
     read_split,
 )
 from implicit_em.options import flag
+from implicit_em.tracking import TrackingOptions
 
 CORPUS = "sotu,moby,spam,pydoc,perldoc"
 
 
 @dataclass(frozen=True)
-class ScaleOptions:
+class ScaleOptions(TrackingOptions):
     """Harvest SmolLM2 activations, train Encoder / TopK / L1 SAEs at large K on a GPU, and
     evaluate them on held-out documents (each step resumes from what exists)."""
 
@@ -205,10 +206,17 @@ def run_scale(args: ScaleOptions) -> int:
         else:
             model = runs.build_model(cfg).to(device)
             steps = int(args.epochs * n_train // args.batch_size)
-            res = train_steps(model, x_train, cfg.loss, global_batch=args.batch_size,
-                              steps=steps, lr=args.lr, seed=1, amp=args.amp,
-                              log_every=max(1, steps // 10), warmup=5,
-                              compile=args.compile)  # fmt: skip
+            tracker = tracking.make_tracker(replace(args, run_name=spec["name"]))
+            if tracker is not None:
+                tracker.log_config({**cfg.to_dict(), "spec": spec})
+            try:
+                res = train_steps(model, x_train, cfg.loss, global_batch=args.batch_size,
+                                  steps=steps, lr=args.lr, seed=1, amp=args.amp,
+                                  log_every=max(1, steps // 10), warmup=5,
+                                  compile=args.compile, tracker=tracker)  # fmt: skip
+            finally:
+                if tracker is not None:
+                    tracker.close()
             run_dir = runs.prepare_run_dir(run_dir, resume=False, overwrite=True)
             runs.save_model(model, cfg, run_dir)
             runs.write_history(run_dir, res["history"])

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from implicit_em import metrics
 from implicit_em.families.base import Family
+from implicit_em.kernels import fused_active
 from implicit_em.losses import combined_loss, correlation_probes, loss_weights
 from implicit_em.models import Encoder
 
@@ -28,6 +29,20 @@ class EncoderFamily(Family):
 
     def weights(self, loss, k: int) -> dict[str, float]:
         return loss_weights(loss, k)  # the lambdas rescaled from loss.reference_k to K
+
+    def loss_terms(self, model, x, loss, dead=None, amp=False):
+        if not amp:
+            return super().loss_terms(model, x, loss, dead, amp)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            a, z = model(x)  # (B, K) each
+        # The fused InfoMax kernels (`implicit_em.kernels`) read bf16 codes and accumulate in
+        # float32; the reference formulas need float32 codes (log Var and the correlation's
+        # sums of squares lose too much in bf16).
+        if not fused_active(a):
+            a = a.float()
+        terms, a = self.terms_from_outputs(model, x, (a, z.float()), loss, dead, amp)
+        terms["a"] = a
+        return terms
 
     def terms_from_outputs(self, model, x, out, loss, dead=None, amp=False):
         a, _ = out  # (B, K)

@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from implicit_em import tracking
 from implicit_em.config import LossConfig
 from implicit_em.data.batches import MIN_BATCH_ROWS
 from implicit_em.families import family, family_of
@@ -52,6 +53,7 @@ from implicit_em.losses import (
     variance_loss,
     weight_redundancy_loss,
 )
+from implicit_em.tracking import Tracker, TrackingOptions
 from implicit_em.train.loop import optimizer_step
 
 
@@ -257,6 +259,7 @@ def train_steps(
     log_every: int = 0,
     warmup: int = 0,
     compile: bool = False,
+    tracker: Tracker | None = None,
 ) -> dict:
     """Adam for `steps` steps on x_train (N, D), which every rank holds whole (any device).
 
@@ -267,7 +270,8 @@ def train_steps(
     tokens/s measured over the steps after `warmup`. With loss.tc_probes, every rank draws
     the same probes from a generator seeded with `seed`. compile: run the forward and loss
     through `torch.compile` (fuses the elementwise passes over the (b, K) codes; compile
-    time falls inside the warm-up steps, so use warmup >= 3).
+    time falls inside the warm-up steps, so use warmup >= 3). tracker: gets each logged
+    record and the final throughput (pass it on rank 0 only; the caller closes it).
     """
     model = net.module if isinstance(net, DDP) else net
     fam = family_of(model)
@@ -335,10 +339,16 @@ def train_steps(
                     rec["wr"] = float(weight_redundancy_loss(model.W, validate=False))
             rec["total"] = sum(weights[k] * rec[k] for k in weights)
             history.append({"step": step + 1, **rec})
+            if tracker is not None:
+                tracker.log(rec, step=step + 1)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - tic if tic is not None else float("nan")
     timed = steps - warmup
+    if tracker is not None:
+        tps = timed * global_batch / seconds if timed > 0 else float("nan")
+        tracker.log_final({**(history[-1] if history else {}), "seconds": seconds,
+                           "tokens_per_s": tps})  # fmt: skip
     return {
         "history": history,
         "tokens_per_s": timed * global_batch / seconds if timed > 0 else float("nan"),
@@ -361,7 +371,7 @@ def init_device(distributed: bool = True) -> tuple[torch.device, int]:
 
 
 @dataclass(frozen=True)
-class DistributedOptions:
+class DistributedOptions(TrackingOptions):
     """Data-parallel training of one model on LM activations or random tokens, timed; run
     under `torchrun --nproc-per-node R -m implicit_em.train.distributed ...` (or alone: one rank)."""
 
@@ -401,6 +411,7 @@ class DistributedOptions:
     """rank 0 writes a JSON summary here"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.acts and self.random_tokens < self.batch_size:
             raise ValueError("pass --acts or --random-tokens >= --batch-size")
 
@@ -432,9 +443,16 @@ def run_ddp(args: DistributedOptions) -> int:
         from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import bf16_compress_hook
 
         net.register_comm_hook(None, bf16_compress_hook)
-    res = train_steps(net, x, cfg.loss, global_batch=args.batch_size, steps=args.steps,
-                      lr=args.lr, seed=args.seed, amp=args.amp, log_every=args.log_every,
-                      warmup=args.warmup, compile=args.compile)  # fmt: skip
+    tracker = tracking.for_rank(args, rank)  # one record per run, on rank 0
+    if tracker is not None:
+        tracker.log_config({**cfg.to_dict(), "world_size": n})
+    try:
+        res = train_steps(net, x, cfg.loss, global_batch=args.batch_size, steps=args.steps,
+                          lr=args.lr, seed=args.seed, amp=args.amp, log_every=args.log_every,
+                          warmup=args.warmup, compile=args.compile, tracker=tracker)  # fmt: skip
+    finally:
+        if tracker is not None:
+            tracker.close()
     summary = {
         "world_size": n,
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",

@@ -21,6 +21,7 @@ from implicit_em.config import LossConfig, RunConfig
 from implicit_em.data.batches import MIN_BATCH_ROWS, TensorBatches
 from implicit_em.families import family, family_of
 from implicit_em.families import names as family_names
+from implicit_em.tracking import Tracker
 
 # Terms each model family reports, in order; "total" is the weighted sum that is minimized.
 TERMS = {name: family(name).term_names for name in family_names()}
@@ -170,6 +171,7 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    tracker: Tracker | None = None,
 ) -> list[dict]:
     """Train `model` on x_train (N, D), N >= 2, for cfg.training.epochs; return the history.
 
@@ -181,6 +183,8 @@ def train(
     model.safetensors, history.jsonl and a checkpoint every epoch, and metrics.json at the end;
     resume=True continues from the last checkpoint and ends where an uninterrupted run would.
     stop_after: stop after this many epochs in this call (to simulate a kill in tests).
+    tracker: an `implicit_em.tracking` tracker given the config, each epoch's record and the
+    last record as final metrics (the caller closes it).
     """
     t = cfg.training
     if len(x_train) < MIN_BATCH_ROWS:
@@ -202,16 +206,29 @@ def train(
         if resume:
             runs.check_same_config(run_dir, cfg)
         if resume and runs.is_complete(run_dir):
-            model.load_state_dict(runs.load_weights(run_dir, device))
-            return runs.read_history(run_dir)
+            done = len(runs.read_history(run_dir))
+            if t.epochs < done:
+                raise ValueError(f"cannot resume {run_dir} at training.epochs={t.epochs}: it has "
+                                 f"already trained {done} epochs; pass at least that many")  # fmt: skip
+            if t.epochs == done:
+                model.load_state_dict(runs.load_weights(run_dir, device))
+                return runs.read_history(run_dir)
+            runs.load_checkpoint(run_dir, device)  # extending needs it intact; fail before any change
+            for name in (runs.MANIFEST, runs.METRICS):  # unfinished again until the new end
+                (run_dir / name).unlink(missing_ok=True)
         if resume and ckpt_path.is_file():
-            ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+            ckpt = runs.load_checkpoint(run_dir, device)
+            if ckpt["epoch"] > t.epochs:
+                raise ValueError(f"cannot resume {run_dir} at training.epochs={t.epochs}: it has "
+                                 f"already trained {ckpt['epoch']} epochs; pass at least that many")  # fmt: skip
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             state = ckpt["state"]
             start = ckpt["epoch"]
             history = runs.read_history(run_dir)[:start]
         runs.save_model(model, cfg, run_dir)
+    if tracker is not None:
+        tracker.log_config(cfg.to_dict())
     bar = tqdm(
         total=(t.epochs - start) * len(batches), disable=not progress, desc="train", unit="step"
     )
@@ -227,6 +244,8 @@ def train(
         rec.update(evaluate(model, x_eval))
         rec["seconds"] = time.perf_counter() - tic
         history.append(rec)
+        if tracker is not None:
+            tracker.log(rec, step=epoch + 1)
         bar.set_postfix(loss=f"{rec['total']:.4g}", dead=rec["dead_units"])
         if run_dir is not None:
             runs.write_history(run_dir, history)
@@ -242,8 +261,11 @@ def train(
             tqdm.write(f"epoch {epoch + 1}: non-finite loss or metric, stopping this run")
             break
     bar.close()
+    if tracker is not None and history:
+        tracker.log_final({**history[-1], "epochs_completed": len(history)})
     if run_dir is not None and (stop_after is None or len(history) >= t.epochs):
         final = dict(history[-1]) if history else {}
         final["epochs_completed"] = len(history)
         runs.atomic_write_json(run_dir / runs.METRICS, final)
+        runs.write_manifest(run_dir)
     return history

@@ -601,3 +601,4 @@ def save_run(model: nn.Module, cfg: RunConfig, history: list[dict], run_dir: str
     final = dict(history[-1]) if history else {}
     final["epochs_completed"] = len(history)
     runs.atomic_write_json(run_dir / runs.METRICS, final)
+    runs.write_manifest(run_dir)

@@ -14,6 +14,8 @@ itself. CUDA devices keep one process (stacks share the GPU through streams inst
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -36,8 +38,17 @@ def plan_stacks(cfgs: list[RunConfig]) -> list[list[int]]:
     return sorted(group_configs(cfgs), key=lambda g: -stack_cost([cfgs[i] for i in g]))
 
 
+def _quit(signum, frame) -> None:
+    """A worker stops at once on Ctrl-C / SIGTERM, without a traceback: the parent reports the
+    interrupt in one line, and every file a worker finished was written atomically."""
+    os._exit(128 + signum)
+
+
 def _init_worker(threads: int) -> None:
     import torch
+
+    signal.signal(signal.SIGINT, _quit)
+    signal.signal(signal.SIGTERM, _quit)
 
     from implicit_em.allocator import keep_freed_memory
 
@@ -69,5 +80,11 @@ def train_stacks(
                         [str(run_dirs[i]) for i in g], eval_every)
             for g in plan_stacks(cfgs)
         ]  # fmt: skip
-        for f in futures:
-            f.result()
+        try:
+            for f in futures:
+                f.result()
+        except BaseException:  # Ctrl-C, SIGTERM, a failed worker: stop the others now
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise

@@ -1,0 +1,385 @@
+"""Build a feature dashboard for a trained run on a harvested activation set.
+
+Legend: N tokens, D input dim, K latents, V vocabulary. `DashboardOptions` holds what a user
+chooses (one docstring per field, ready to become `--help`); `run(opts)` loads the run and the
+harvest, makes one streaming pass (`stats.collect_stats`), and writes the site
+(`site.write_site`). Programmatic callers may pass the model, the read-out, the tokenizer, the
+unembedding and a decoder directly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from implicit_em.dashboard.site import write_site
+from implicit_em.dashboard.stats import (
+    Codes,
+    StatsConfig,
+    collect_stats,
+    logit_effects,
+    nearest_by_cosine,
+)
+from implicit_em.data.activations import Normalization, load_manifest
+
+LLM_META = "llm.json"  # written by `implicit-em llm-train` beside the run files
+
+
+@dataclass(frozen=True)
+class DashboardOptions:
+    """What to build. Field docstrings double as command-line help."""
+
+    run_dir: str
+    """Run directory of the model (config.json + model.safetensors, see implicit_em.runs)."""
+    out: str
+    """Folder to write the site into (must be empty or absent unless overwrite)."""
+    acts: str | None = None
+    """Harvest directory; default: the one named in the run's llm.json."""
+    split: str = "train"
+    """Harvest split to read: train or heldout."""
+    max_tokens: int | None = None
+    """Read at most this many tokens (whole contexts, in shard order); default all."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N or auto (cuda when available)."""
+    latents: str = "all"
+    """Latents to write pages for: `all`, `sample:N` (a seeded random sample of N), or a comma
+    list of indices (`3,17,40`). Statistics, density and nearest latents always cover all K."""
+    top_k: int = 20
+    """Top-activating examples per latent."""
+    n_samples: int = 64
+    """Uniformly sampled firing events kept per latent (the quantile sketch)."""
+    quantile_groups: int = 5
+    """Quantile groups of the sampled events shown per latent."""
+    per_group: int = 4
+    """Examples shown per quantile group."""
+    context: int = 8
+    """Tokens of context on each side of an example's token."""
+    responsibilities: str = "auto"
+    """Show r = softmax(-a) and usage E[r_j]: auto (for models without a decoder, the
+    decoder-free Encoder), on, or off."""
+    tokenizer: str | None = None
+    """Tokenizer folder or hub id; default: the harvested model's tokenizer."""
+    unembed: str = "auto"
+    """Unembedding for output-token effects: auto (the harvested LM's output matrix with the
+    final norm's gain folded in, when the model has a decoder), none, or a .safetensors file
+    holding W_U (V, D)."""
+    decoder: str | None = None
+    """A .safetensors file holding W_dec (D, K), e.g. an exported or post-hoc decoder of the
+    decoder-free model; default: the model's own decoder, if it has one."""
+    decoder_label: str = ""
+    """How the page names that decoder (e.g. `post-hoc least-squares decoder`)."""
+    max_norm_ratio: float | None = None
+    """Leave out tokens whose activation norm exceeds this times the median (massive
+    activations); default: the ratio the run was trained with (llm.json), else keep all."""
+    n_nearest: int = 8
+    """Nearest latents listed by encoder (and decoder) cosine."""
+    n_logits: int = 10
+    """Promoted and suppressed output tokens listed per latent."""
+    block_size: int = 64
+    """Latents per data file (the unit the browser loads)."""
+    seed: int = 0
+    """Seed of the reservoir sample and of the latent sample."""
+    chunk_entries: int | None = None
+    """Bound on C * P * K code entries per streaming step (memory); default 2^24 on CPU,
+    2^28 on CUDA (about 10 GB of temporaries)."""
+    title: str | None = None
+    """Title of the site; default: the run directory's name."""
+    threads: int | None = None
+    """torch CPU threads (default: torch's)."""
+    progress: bool = True
+    """Show a progress bar."""
+    overwrite: bool = False
+    """Replace an existing dashboard in `out`."""
+
+    def __post_init__(self) -> None:
+        if self.split not in ("train", "heldout"):
+            raise ValueError(f"split must be train or heldout, got {self.split!r}")
+        if self.responsibilities not in ("auto", "on", "off"):
+            raise ValueError(
+                f"responsibilities must be auto, on or off, got {self.responsibilities!r}"
+            )
+        for name in ("quantile_groups", "per_group", "block_size", "n_nearest", "n_logits"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        StatsConfig(self.top_k, self.n_samples, self.context)  # checks those fields
+
+
+def decoder_weight(model: nn.Module) -> Tensor | None:
+    """W_dec (D, K) of a model with a decoder (TopKSAE.W_dec, StandardSAE.decoder), else None."""
+    if isinstance(getattr(model, "W_dec", None), Tensor):
+        return model.W_dec.detach()
+    dec = getattr(model, "decoder", None)
+    if isinstance(dec, nn.Linear):
+        return dec.weight.detach()  # (D, K)
+    return None
+
+
+def encoder_weight(model: nn.Module) -> Tensor:
+    """Encoder rows W (K, D) (every family here exposes `.W`)."""
+    W = getattr(model, "W", None)
+    if not isinstance(W, Tensor):
+        raise ValueError(
+            f"{type(model).__name__} has no encoder matrix `.W` (K, D): pass the model's "
+            "encoder rows as `encoder=` to run()"
+        )
+    return W.detach()
+
+
+def lm_unembedding(lm: nn.Module) -> Tensor:
+    """W_U diag(g) (V, D): the output matrix with the final norm's gain folded in.
+
+    The final RMSNorm/LayerNorm divides by a positive per-token scale, which does not change
+    which tokens a direction promotes, so the logit lens of a direction d is W_U (g * d).
+    """
+    W_U = lm.get_output_embeddings().weight.detach().float()  # (V, D)
+    norm = getattr(getattr(lm, "model", lm), "norm", None)
+    if norm is not None and getattr(norm, "weight", None) is not None:
+        W_U = W_U * norm.weight.detach().float()  # (V, D) * (D,)
+    return W_U
+
+
+def _choose_latents(spec: str, K: int, seed: int) -> list[int]:
+    spec = spec.strip()
+    if spec == "all":
+        return list(range(K))
+    if spec.startswith("sample:") and spec[7:].isdigit():
+        n = min(int(spec[7:]), K)
+        g = torch.Generator().manual_seed(seed)
+        return sorted(torch.randperm(K, generator=g)[:n].tolist())
+    try:
+        ids = sorted({int(s) for s in spec.split(",") if s.strip()})
+    except ValueError as e:
+        raise ValueError(
+            f"latents must be `all`, `sample:N`, or a comma list of indices; got {spec!r}"
+        ) from e
+    bad = [j for j in ids if not 0 <= j < K]
+    if bad:
+        raise ValueError(f"latents {bad} are out of range [0, {K}): pick indices below K")
+    return ids
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v)
+    return str(v)
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = _fmt(v)
+    return out
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _load_tensor(path: str, key: str) -> Tensor:
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} not found: pass a .safetensors file holding {key}")
+    tensors = load_file(p)
+    if key not in tensors:
+        raise ValueError(f"{p} holds {sorted(tensors)}, not {key}: save the matrix under {key!r}")
+    return tensors[key]
+
+
+def run(
+    opts: DashboardOptions,
+    *,
+    model: nn.Module | None = None,
+    codes: Codes | None = None,
+    tokenizer: Any = None,
+    W_U: Tensor | None = None,
+    W_dec: Tensor | None = None,
+    encoder: Tensor | None = None,
+) -> Path:
+    """Build the dashboard; return the path of its index.html.
+
+    model: default `implicit_em.runs.load_run(opts.run_dir)`. codes: the read-out x (B, D)
+    -> (B, K), largest = strongest; default `model.encode` (for the decoder-free Encoder,
+    its ReLU energies a). tokenizer: any object with `decode(list[int]) -> str`. W_U (V, D),
+    W_dec (D, K), encoder (K, D): override the files and defaults of `opts`.
+    """
+    from implicit_em.runs import load_run
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    device = opts.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    run_dir = Path(opts.run_dir)
+    cfg_dict: dict = _read_json(run_dir / "config.json")
+    if model is None:
+        model, _ = load_run(run_dir)
+    model = model.to(device).eval()
+    llm_meta = _read_json(run_dir / LLM_META)
+    acts = opts.acts or llm_meta.get("harvest_dir")
+    if not acts:
+        raise ValueError(
+            f"{run_dir} names no harvest (no {LLM_META}): pass the harvest folder as acts"
+        )
+    manifest = load_manifest(acts)
+
+    norm, norm_note = None, "none (activations as stored)"
+    if llm_meta.get("normalization"):
+        nm = llm_meta["normalization"]
+        norm = Normalization.from_manifest(acts, nm["scale"] != 1.0, nm["center"])
+        if abs(norm.scale - nm["scale"]) > 1e-6 * max(1.0, nm["scale"]):
+            raise ValueError(
+                f"the run was trained with norm scale {nm['scale']} but {acts} gives "
+                f"{norm.scale}: pass the harvest the run was trained on"
+            )
+        norm_note = f"x * {norm.scale:.4g}" + (" after centring" if nm["center"] else "")
+    max_norm, ratio = None, opts.max_norm_ratio
+    outl = llm_meta.get("outliers", {})
+    if ratio is None:
+        ratio = outl.get("max_norm_ratio") or None
+    if ratio:
+        median = outl.get("median_norm_model_units")
+        if median is None:
+            raise ValueError(
+                "max_norm_ratio needs the run's median token norm (llm.json); set it to 0 to keep all tokens"
+            )
+        max_norm = ratio * median
+
+    has_decoder = hasattr(model, "decode")
+    with_r = opts.responsibilities == "on" or (opts.responsibilities == "auto" and not has_decoder)
+    read = codes or model.encode
+    K = int(encoder.shape[0]) if encoder is not None else int(encoder_weight(model).shape[0])
+    scfg = StatsConfig(opts.top_k, opts.n_samples, opts.context, with_r, opts.seed)
+
+    chunk = opts.chunk_entries or (1 << 28 if str(device).startswith("cuda") else 1 << 24)
+    t0 = time.perf_counter()
+    stats, tokens = collect_stats(
+        acts, read, K, scfg, split=opts.split, max_tokens=opts.max_tokens, norm=norm,
+        max_norm=max_norm, device=device, chunk_entries=chunk, progress=opts.progress,
+    )  # fmt: skip
+    t_pass = time.perf_counter() - t0
+
+    enc = (encoder if encoder is not None else encoder_weight(model)).to(device)
+    near = {"encoder": nearest_by_cosine(enc, opts.n_nearest)}
+    dec_label = opts.decoder_label
+    if W_dec is None and opts.decoder:
+        W_dec = _load_tensor(opts.decoder, "W_dec")
+    if W_dec is None:
+        W_dec = decoder_weight(model)
+        dec_label = dec_label or ("the model's decoder" if W_dec is not None else "")
+    if W_dec is not None:
+        if W_dec.shape[1] != K:
+            raise ValueError(f"W_dec has shape {tuple(W_dec.shape)}; expected (D, {K})")
+        near["decoder"] = nearest_by_cosine(W_dec.t().to(device), opts.n_nearest)
+
+    lm = None
+    if tokenizer is None:
+        tokenizer, lm = _load_tokenizer(
+            opts.tokenizer,
+            manifest,
+            want_lm=opts.unembed == "auto" and W_dec is not None and W_U is None,
+        )
+    if W_U is None and W_dec is not None and opts.unembed not in ("auto", "none"):
+        W_U = _load_tensor(opts.unembed, "W_U")
+    if W_U is None and W_dec is not None and lm is not None:
+        W_U = lm_unembedding(lm)
+    logits = None
+    if W_U is not None and W_dec is not None:
+        logits = logit_effects(W_dec.to(device), W_U.to(device), opts.n_logits)
+    t_extra = time.perf_counter() - t0 - t_pass
+
+    latents = _choose_latents(opts.latents, K, opts.seed)
+    ident = manifest.get("identity", {}).get("config", {})
+    summary = {
+        "model": {
+            "family": type(model).__name__,
+            "K (latents)": K,
+            "read-out": "custom callable" if codes is not None else "model.encode",
+            "decoder for output tokens": dec_label or "none",
+        },
+        "config": _flat(cfg_dict) if cfg_dict else {"(none)": ""},
+        "training, last epoch": _flat((_read_history(run_dir) or [{}])[-1]) or {"(none)": ""},
+        "metrics": {
+            **_flat(_read_json(run_dir / "metrics.json")),
+            **_flat(_read_json(run_dir / "llm_metrics.json")),
+        }
+        or {"(none)": ""},
+        "activations": {
+            "harvest": str(acts),
+            "language model": str(ident.get("model")),
+            "layer / hook": f"{ident.get('layer')} / {ident.get('hook_point')}",
+            "split": opts.split,
+            "tokens used": stats["n_tokens"],
+            "normalization": norm_note,
+            "tokens left out (norm > ratio x median)": f"ratio {ratio}" if ratio else "none",
+        },
+        "dashboard": {
+            "top examples": opts.top_k,
+            "sampled firing events": opts.n_samples,
+            "context tokens each side": opts.context,
+            "device": str(device),
+            "streaming pass (s)": f"{t_pass:.1f}",
+            "neighbours + output tokens (s)": f"{t_extra:.1f}",
+            "options": json.dumps(asdict(opts)),
+        },
+    }
+    meta = {
+        "title": opts.title or run_dir.name,
+        "family": type(model).__name__,
+        "split": opts.split,
+        "decoder_label": dec_label,
+        "summary": summary,
+    }
+
+    def decode(t: int) -> str:
+        s = tokenizer.decode([t])
+        if "\ufffd" in s and hasattr(tokenizer, "convert_ids_to_tokens"):
+            s = str(tokenizer.convert_ids_to_tokens(t))  # a partial UTF-8 byte: show its token
+        return s
+
+    return write_site(
+        opts.out, stats, tokens, decode, latents, meta, near=near, logits=logits,
+        context=opts.context, n_groups=opts.quantile_groups, per_group=opts.per_group,
+        block_size=opts.block_size, overwrite=opts.overwrite,
+    )  # fmt: skip
+
+
+def _read_history(run_dir: Path) -> list[dict]:
+    from implicit_em.runs import read_history
+
+    return read_history(run_dir)
+
+
+def _auto_tokenizer(name: str) -> Any:
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as e:
+        raise ImportError(
+            "decoding tokens needs transformers: pip install 'implicit-em[llm]'"
+        ) from e
+    return AutoTokenizer.from_pretrained(name)
+
+
+def _load_tokenizer(
+    name: str | None, manifest: dict, want_lm: bool
+) -> tuple[Any, nn.Module | None]:
+    """The tokenizer (and, when asked, the LM for its unembedding) of the harvested model."""
+    if name is not None and not want_lm:
+        return _auto_tokenizer(name), None
+    from implicit_em.data.lm import load_lm
+
+    ident = manifest["identity"]["config"]
+    lm, tok, _ = load_lm(ident["model"], ident.get("revision"))
+    return (_auto_tokenizer(name) if name is not None else tok), lm

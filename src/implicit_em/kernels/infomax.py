@@ -1,0 +1,194 @@
+"""The InfoMax terms (LSE, variance barrier, decorrelation penalty) with fused GPU kernels.
+
+Legend: B batch, K components, m probes. a (B, K) codes, V (K, m) probes, U (B, K) the unit
+columns of a (centred, scaled by s = `losses.column_scale`), P = U V (B, m), R (K, m) the
+sketch residual (C - diag C) V with C = U^T U. The reference formulas are those of
+`implicit_em.losses`; these functions compute the same values and gradients with the traffic
+over a (B, K) cut to the minimum (see `implicit_em.kernels` for the passes).
+
+Sketched-penalty gradient (tc = ||R||_F^2 / m, paper Eq. 7 estimated as in
+`losses.sketched_correlation_loss`): with c = g_tc 2 / m, w_j = sum_k R_jk V_jk and Q = U R,
+    dtc/dU = c (Q V^T + P R^T - 2 U diag(w)),
+and through U = (a - mean) s: da_ij = s_j (dU_ij - colmean_i dU_ij) + 2 (a_ij - mean_j) g_ss_j,
+where g_ss_j = tau_j ds_j/dss_j + g_var dvar/dss_j and tau_j = sum_i (a_ij - mean_j) dU_ij
+needs one (K, B) x (B, m) product. The rank-2m part [Q, P] [V, R]^T is one cuBLAS product,
+whose buffer the backward kernel overwrites with dL/da.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from implicit_em.colstats import column_scale, variance_from_stats
+
+
+def _kernels():
+    from implicit_em.kernels import triton_infomax
+
+    return triton_infomax
+
+
+@torch.library.custom_op("implicit_em::infomax_stats", mutates_args=())
+def infomax_stats(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One pass over a (B, K): per-block partials, float32 (see `triton_infomax`): row max and
+    row sum (B, nK) of exp(-a - max), column mean and centred sum of squares (nB, K)."""
+    return _kernels().stats_partials(a)
+
+
+@infomax_stats.register_fake
+def _(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    from implicit_em.kernels.triton_infomax import BLOCK_B, BLOCK_K
+
+    b, k = a.shape
+    n_kb, n_bb = -(-k // BLOCK_K), -(-b // BLOCK_B)
+    f32 = {"device": a.device, "dtype": torch.float32}
+    return (a.new_empty(b, n_kb, **f32), a.new_empty(b, n_kb, **f32),
+            a.new_empty(n_bb, k, **f32), a.new_empty(n_bb, k, **f32))  # fmt: skip
+
+
+def combine_stats(a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(row_lse (B,), mean (K,), ss (K,)) of a (B, K), float32, from one fused pass:
+    row_lse_i = logsumexp_j(-a_ij); each column's mean and centred sum of squares, merged over
+    row blocks by Chan, Golub and LeVeque's update (their 1979 pairwise variance)."""
+    from implicit_em.kernels.triton_infomax import BLOCK_B
+
+    b = a.shape[0]
+    rmax, rsum, cmean, cm2 = infomax_stats(a)
+    top = rmax.amax(dim=1, keepdim=True)  # (B, 1)
+    row_lse = top[:, 0] + torch.log((rsum * torch.exp(rmax - top)).sum(dim=1))  # (B,)
+    starts = torch.arange(cmean.shape[0], device=a.device, dtype=torch.float32) * BLOCK_B
+    counts = (b - starts).clamp(max=BLOCK_B)[:, None]  # (nB, 1) rows per block
+    mean = (counts * cmean).sum(dim=0) / b  # (K,)
+    ss = cm2.sum(dim=0) + (counts * (cmean - mean).square()).sum(dim=0)  # (K,)
+    return row_lse, mean, ss
+
+
+@torch.library.custom_op("implicit_em::infomax_grad", mutates_args=())
+def infomax_grad(
+    a: Tensor, row_lse: Tensor, g: Tensor, alpha: Tensor, beta: Tensor, mean: Tensor,
+    low: Tensor | None, high: Tensor | None,
+) -> Tensor:  # fmt: skip
+    """da (B, K), a's dtype: g_i softmax(-a)_ij + alpha_j + beta_j (a_ij - mean_j) + (low high^T)_ij
+    with low (B, r), high (K, r) float32, or both None. The low-rank product is a cuBLAS
+    matmul in a's dtype whose output buffer the kernel then overwrites with da."""
+    extra = None if low is None else low.to(a.dtype) @ high.to(a.dtype).mT  # (B, K)
+    return _kernels().grad(a, row_lse, g, alpha, beta, mean, extra)
+
+
+@infomax_grad.register_fake
+def _(a, row_lse, g, alpha, beta, mean, low, high) -> Tensor:
+    return torch.empty_like(a, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("implicit_em::skinny_mm", mutates_args=())
+def skinny_mm(a: Tensor, w: Tensor, trans: bool) -> Tensor:
+    """a (B, K) @ w (K, m), or a^T @ w (B, m) with trans, float32 out (`triton_infomax.skinny`)."""
+    return _kernels().skinny(a, w, trans)
+
+
+@skinny_mm.register_fake
+def _(a: Tensor, w: Tensor, trans: bool) -> Tensor:
+    return a.new_empty(a.shape[1] if trans else a.shape[0], w.shape[1], dtype=torch.float32)
+
+
+# Who computes the sketch's products: "cublas" (torch.matmul) or "triton" (split over the long
+# reduction, `triton_infomax.skinny`). On the H200 at B = 4096, K = 16384, m = 32, bf16:
+# cuBLAS 0.038 / 0.035 ms (a V, a^T P), Triton 0.085 / 0.054 ms (benchmarks/bench_infomax_kernels.py).
+SKINNY = {"backend": "cublas"}
+
+
+def _mm(a: Tensor, w: Tensor) -> Tensor:
+    """a (B, K) @ w (K, m) in a's dtype, float32 accumulation and result."""
+    if SKINNY["backend"] == "triton":
+        return skinny_mm(a, w.float().contiguous(), False)
+    return (a @ w.to(a.dtype)).float()
+
+
+def _mm_t(a: Tensor, p: Tensor) -> Tensor:
+    """a^T (K, B) @ p (B, m) in a's dtype, float32 accumulation and result."""
+    if SKINNY["backend"] == "triton":
+        return skinny_mm(a, p.float().contiguous(), True)
+    return (a.mT @ p.to(a.dtype)).float()
+
+
+class _Stats(torch.autograd.Function):
+    """a (B, K) -> (row_lse (B,), mean (K,), ss (K,)) with the one-pass backward
+    da = -g_row softmax(-a) + g_mean / B + 2 g_ss (a - mean)."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        row_lse, mean, ss = combine_stats(a)
+        ctx.save_for_backward(a, row_lse, mean)
+        return row_lse, mean, ss
+
+    @staticmethod
+    def backward(ctx, g_row: Tensor, g_mean: Tensor, g_ss: Tensor) -> Tensor:
+        a, row_lse, mean = ctx.saved_tensors
+        return infomax_grad(a, row_lse, -g_row.float().contiguous(),
+                            (g_mean / a.shape[0]).float().contiguous(),
+                            (2 * g_ss).float().contiguous(), mean, None, None)  # fmt: skip
+
+
+class _SketchTerms(torch.autograd.Function):
+    """(a, V) -> (lse, var, tc) as `losses.combined_loss` with probes V; see the module doc."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, probes: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+        b, m = a.shape[0], probes.shape[1]
+        v = probes.float()
+        row_lse, mean, ss = combine_stats(a)  # (B,), (K,), (K,)
+        live, s = column_scale(mean, ss, b)  # (K,), (K,)
+        ssu = ss * live
+        var = variance_from_stats(ssu, b, eps)
+        sv = s[:, None] * v  # (K, m)
+        p = _mm(a, sv) - mean @ sv  # (B, m) = U V
+        xc = _mm_t(a, p) - mean[:, None] * p.sum(dim=0)  # (K, m) = (a - mean)^T U V
+        r = s[:, None] * xc - (ssu * s.square())[:, None] * v  # (K, m) = (C - diag C) V
+        tc = r.square().sum() / m
+        ctx.save_for_backward(a, v, row_lse, mean, ssu, live, s, p, xc, r)
+        ctx.eps = eps
+        return -row_lse.sum(), var, tc
+
+    @staticmethod
+    def backward(ctx, g_lse: Tensor, g_var: Tensor, g_tc: Tensor):
+        a, v, row_lse, mean, ssu, live, s, p, xc, r = ctx.saved_tensors
+        b, m = a.shape[0], v.shape[1]
+        c = 2 * g_tc / m
+        w = (r * v).sum(dim=1)  # (K,)
+        sr = s[:, None] * r  # (K, m)
+        q = _mm(a, sr) - mean @ sr  # (B, m) = U R
+        ctq = _mm_t(a, q) - mean[:, None] * q.sum(dim=0)  # (K, m) = (a - mean)^T U R
+        tau = c * ((ctq * v).sum(dim=1) + (xc * r).sum(dim=1) - 2 * s * ssu * w)  # dL/ds
+        # ds/dss = -s^3 / 2 for every rule of `column_scale`; live columns only carry var.
+        g_ss = -0.5 * tau * s**3 - g_var * live / (ssu + (b - 1) * ctx.eps)
+        colsum_du = c * (v @ q.sum(dim=0) + r @ p.sum(dim=0))  # (K,) = 1^T dU
+        alpha = -s * colsum_du / b
+        beta = 2 * g_ss - 2 * c * s.square() * w
+        low = torch.cat([q, p], dim=1)  # (B, 2m)
+        high = c * s[:, None] * torch.cat([v, r], dim=1)  # (K, 2m)
+        g_row = g_lse.float().expand(b).contiguous()
+        da = infomax_grad(a, row_lse, g_row, alpha.contiguous(), beta.contiguous(), mean,
+                          low, high)  # fmt: skip
+        return da, None, None
+
+
+def fused_terms(
+    a: Tensor, probes: Tensor | None, variance_eps: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(lse, var, tc) of a (B, K) through the kernels; probes (K, m) or None (exact tc).
+
+    Exact tc: LSE and column statistics from the fused pass, the unit columns and their
+    Gram (B < K) or K x K penalty as in `losses.correlation_loss`.
+    """
+    if probes is not None:
+        return _SketchTerms.apply(a, probes, variance_eps)
+    from implicit_em.colstats import _offdiag_sq_gram, _offdiag_sq_kk
+
+    b, k = a.shape
+    row_lse, mean, ss = _Stats.apply(a)
+    live, s = column_scale(mean, ss, b)
+    var = variance_from_stats(ss * live, b, variance_eps)
+    u = (a - mean) * s  # (B, K) float32
+    tc = _offdiag_sq_gram(u) if b < k else _offdiag_sq_kk(u)
+    return -row_lse.sum(), var, tc

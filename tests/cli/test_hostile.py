@@ -1,0 +1,213 @@
+"""Hostile invocations of `implicit-em`: each ends with ONE stderr line naming the problem and
+the fix, exit 2 (the invocation must change) or 1 (a run-time failure), and no traceback.
+
+The table below is also the source of docs/errors.md: `python tests/cli/test_hostile.py`
+runs every case and rewrites that page; the test checks that each observed line is on it.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+import urllib.error
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from implicit_em.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "errors.md"
+TINY = ["--set", "data.dataset=digits", "--set", "model.hidden_dim=8", "--set", "training.epochs=1",
+        "--set", "data.train_subset=200", "--set", "data.test_subset=100", "--quiet"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Case:
+    what: str
+    """the mistake, in words (a row of docs/errors.md)"""
+    argv: Callable[[Path], list[str]]
+    """the command line, given a fresh scratch directory T"""
+    status: int
+    """the exit status it must give"""
+    says: str
+    """a piece of the one line it must print"""
+    setup: Callable[[Path, pytest.MonkeyPatch], None] | None = None
+    """prepares T (and may patch the process) before the command runs"""
+
+
+def finished(t: Path, mp=None, name: str = "run") -> Path:
+    """A complete tiny run in t/name."""
+    assert main(["train", "--out", str(t / name), *TINY]) == 0
+    return t / name
+
+
+def write(name: str, text: str):
+    return lambda t, mp: (t / name).write_text(text)
+
+
+def truncate(*names: str):
+    def setup(t: Path, mp) -> None:
+        run = finished(t)
+        for n in names:
+            data = (run / n).read_bytes()
+            (run / n).write_bytes(data[: len(data) // 2])
+
+    return setup
+
+
+def cut_history(t: Path, mp) -> None:
+    run = finished(t)
+    text = (run / "history.jsonl").read_text()
+    (run / "history.jsonl").write_text(text[: len(text) // 2])
+
+
+def raise_on_write(code: int):
+    def setup(t: Path, mp) -> None:
+        def refuse(path):
+            raise OSError(code, __import__("os").strerror(code), str(path))
+
+        mp.setattr("implicit_em.atomic._temp_beside", refuse)
+
+    return setup
+
+
+def offline(t: Path, mp) -> None:
+    def no_network(*a, **k):
+        raise urllib.error.URLError("no network (test)")
+
+    mp.setenv("IMPLICIT_EM_CACHE", str(t / "empty-cache"))
+    mp.delenv("IMPLICIT_EM_DATA", raising=False)
+    mp.setenv("PATH", str(t / "no-bin"))
+    mp.setattr("urllib.request.urlopen", no_network)
+
+
+def train(*extra: str, out: str = "out") -> Callable[[Path], list[str]]:
+    return lambda t: ["train", "--out", str(t / out), *TINY, *extra]
+
+
+CASES: list[Case] = [
+    Case("unknown command", lambda t: ["frobnicate"], 2, "unknown command 'frobnicate'"),
+    Case("mistyped command", lambda t: ["trian"], 2, "did you mean 'train'?"),
+    Case("unknown flag", train("--frob"), 2, "unrecognized arguments: --frob"),
+    Case("required flag missing", lambda t: ["train"], 2, "required: --out"),
+    Case("flag value of the wrong type", train("--threads", "many"), 2, "invalid int value"),
+    Case("--threads -1", train("--threads", "-1"), 2, "--threads must be >= 1"),
+    Case("--jobs 0", lambda t: ["theorem", "--jobs", "0", "--out", str(t / "r")], 2, "--jobs must be >= 1"),
+    Case("bad --set syntax", train("--set", "lr"), 2, "must look like section.field=value"),
+    Case("unknown config key", train("--set", "model.foo=1"), 2, "unknown key model.foo"),
+    Case("unknown config section", train("--set", "foo.bar=1"), 2, "unknown section 'foo'"),
+    Case("lr=inf", train("--set", "training.lr=inf"), 2, "training.lr must be a finite number"),
+    Case("lr=nan", train("--set", "training.lr=nan"), 2, "training.lr must be a finite number"),
+    Case("epochs not a number", train("--set", "training.epochs=abc"), 2, "invalid value 'abc' for training.epochs"),
+    Case("epochs 0", train("--set", "training.epochs=0"), 2, "training.epochs must be >= 1"),
+    Case("device=cuda on a CPU-only torch", train("--set", "training.device=cuda"), 2, "built without CUDA"),
+    Case("reproduce --device cuda on a CPU-only torch",
+         lambda t: ["reproduce", "--quick", "--device", "cuda", "--out", str(t / "r")], 2, "built without CUDA"),
+    Case("dataset=digits alone (input size follows the data)", train("--set", "data.dataset=digits"), 0, ""),
+    Case("dataset=digits with a contradicting input_dim", train("--set", "model.input_dim=784"), 2, "model.input_dim"),
+    Case("malformed YAML", lambda t: ["train", "--out", str(t / "o"), "--config", str(t / "bad.yaml")], 2,
+         "is not valid YAML at line 2", write("bad.yaml", "model: [1, 2\n")),
+    Case("YAML that is not a mapping", lambda t: ["train", "--out", str(t / "o"), "--config", str(t / "list.yaml")],
+         2, "must hold a mapping", write("list.yaml", "- 1\n- 2\n")),
+    Case("config file missing", lambda t: ["train", "--out", str(t / "o"), "--config", str(t / "nope.yaml")],
+         2, "not found: pass an existing YAML file"),
+    Case("unknown shipped config", lambda t: ["train", "--out", str(t / "o"), "--config", "defualt"], 2,
+         "no shipped config named 'defualt'"),
+    Case("--out names an existing file", train(out="file"), 2, "is a file, not a directory", write("file", "x")),
+    Case("--out below a file", train(out="file/run"), 2, "Not a directory", write("file", "x")),
+    Case("unwritable output directory", train(), 2, "Permission denied", raise_on_write(errno.EACCES)),
+    Case("full disk", train(), 1, "No space left on device", raise_on_write(errno.ENOSPC)),
+    Case("data missing and no network", lambda t: ["train", "--out", str(t / "o"), "--quiet",
+         "--set", "data.train_subset=100"], 1, "could not obtain MNIST", offline),
+    Case("run exists, no --resume/--overwrite", train(out="run"), 2, "already holds a complete run", finished),
+    Case("--resume on a path that does not exist", train("--resume", out="nope"), 2, "is not a run directory"),
+    Case("--resume on a directory that is not a run", train("--resume", out="notrun"), 2,
+         "is not a run directory", lambda t, mp: (t / "notrun").mkdir()),
+    Case("--resume with another config", train("--resume", "--set", "training.lr=0.5", out="run"), 2,
+         "its config differs in training.lr", finished),
+    Case("--resume with fewer epochs than done", lambda t: ["train", "--out", str(t / "run"), *TINY,
+         "--resume", "--set", "training.epochs=1"], 2, "already trained 2 epochs",
+         lambda t, mp: main(["train", "--out", str(t / "run"), *TINY, "--set", "training.epochs=2"])),
+    Case("evaluate a directory that is not a run", lambda t: ["evaluate", str(t)], 2, "not a run directory"),
+    Case("evaluate a path that does not exist", lambda t: ["evaluate", str(t / "nope")], 2, "not a run directory"),
+    Case("truncated model.safetensors (checkpoint intact)", lambda t: ["evaluate", str(t / "run")], 0,
+         "restored from its twin checkpoint.pt", truncate("model.safetensors")),
+    Case("truncated model.safetensors and checkpoint.pt", lambda t: ["evaluate", str(t / "run")], 1,
+         "model.safetensors is damaged", truncate("model.safetensors", "checkpoint.pt")),
+    Case("truncated checkpoint.pt, extending the run", train("--resume", "--set", "training.epochs=2", out="run"),
+         1, "checkpoint.pt is damaged", truncate("checkpoint.pt")),
+    Case("damaged config.json", lambda t: ["evaluate", str(t / "run")], 1, "config.json is damaged",
+         truncate("config.json")),
+    Case("history.jsonl cut mid-line", train("--resume", out="run"), 1, "history.jsonl line 1 is cut", cut_history),
+    Case("unknown data set to fetch", lambda t: ["data", "fetch", "svhn"], 2, "svhn"),
+]  # fmt: skip
+
+
+def observe(case: Case, t: Path, mp: pytest.MonkeyPatch, capsys) -> tuple[int, str]:
+    """Run one case in-process; (exit status, stderr lines other than progress)."""
+    if case.setup is not None:
+        case.setup(t, mp)
+    capsys.readouterr()
+    status = main(case.argv(t))
+    err = capsys.readouterr().err
+    return status, err.replace(str(t), "T").strip()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.what for c in CASES])
+def test_hostile_invocation(case, tmp_path, monkeypatch, capsys):
+    status, err = observe(case, tmp_path, monkeypatch, capsys)
+    assert "Traceback" not in err
+    assert status == case.status, err
+    assert case.says in err
+    if status != 0:
+        lines = err.splitlines()  # stage messages (data sources tried) may come before it
+        assert sum("error:" in x for x in lines) == 1 and lines[-1].startswith("implicit-em"), err
+        line = lines[-1]
+        assert ": " in line.split("error: ", 1)[-1], err  # the problem, then the fix
+        assert f"| {line.replace('|', '&#124;')} |" in DOC.read_text(), "run python tests/cli/test_hostile.py"
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ValueError, match="finite number"):
+        main(["train", "--out", str(tmp_path / "o"), "--set", "training.lr=inf", "--debug"])
+
+
+def test_at_least_25_cases():
+    assert sum(c.status != 0 for c in CASES) >= 25
+
+
+if __name__ == "__main__":  # regenerate docs/errors.md from the table
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
+    rows = []
+    for case in CASES:
+        with tempfile.TemporaryDirectory() as d, pytest.MonkeyPatch.context() as mp:
+            import contextlib
+            import io
+
+            buf = io.StringIO()
+            if case.setup is not None:
+                with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                    case.setup(Path(d), mp)
+            with contextlib.redirect_stderr(buf), contextlib.redirect_stdout(io.StringIO()):
+                status = main(case.argv(Path(d)))
+            argv = " ".join(case.argv(Path("T"))).replace(" ".join(TINY), "TINY")
+            line = buf.getvalue().replace(d, "T").strip().splitlines()[-1:] or [""]
+            line = line[0].replace("|", "&#124;")
+        rows.append(f"| {case.what} | `implicit-em {argv}` | {status} | {line or '(works)'} |")
+        print(rows[-1], file=sys.stderr)
+    DOC.write_text(
+        "# What `implicit-em` says when something is wrong\n\n"
+        "Every failure is one line on stderr, `implicit-em: error: <problem>: <fix>`; exit 2 means the\n"
+        "command line must change, 1 a failure at run time, 130 Ctrl-C (SIGINT), 143 SIGTERM. Add\n"
+        "`--debug` for the traceback. Generated by `python tests/cli/test_hostile.py` from the table\n"
+        "that `tests/cli/test_hostile.py` runs (T is a scratch directory; TINY is\n"
+        f"`{' '.join(TINY)}`).\n\n"
+        "| mistake | command | exit | what it prints |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )

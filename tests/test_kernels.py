@@ -1,0 +1,200 @@
+"""Fused InfoMax kernels against the reference formulas, values and gradients, float32.
+
+On a CPU machine the Triton kernels run in Triton's interpreter (conftest sets
+TRITON_INTERPRET=1 before anything imports Triton); on a GPU machine they run compiled. Either
+way the fused path is forced (fused=True) and compared with `losses.infomax_reference`.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from implicit_em import kernels
+from implicit_em.config import LossConfig
+from implicit_em.kernels import fused_active, fused_mode, set_fused_mode
+from implicit_em.kernels import infomax as fused_impl
+from implicit_em.losses import combined_loss, correlation_probes, infomax_terms
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+WEIGHTS = (1.0, 0.7, 1.3)  # lse, var, tc: distinct, so a wrong term's gradient shows
+
+
+def codes(b: int, k: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(b, k, generator=g) + 0.3
+    z[:, 0] += 0.8 * z[:, 1]  # some real correlation
+    return (scale * torch.relu(z)).to(DEVICE)
+
+
+def probes(k: int, m: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(k, m, generator=g).to(DEVICE)
+
+
+def terms_and_grad(a: torch.Tensor, v: torch.Tensor | None, fused: bool):
+    a = a.detach().clone().requires_grad_(True)
+    out = infomax_terms(a, v, 1e-6, fused=fused)
+    (grad,) = torch.autograd.grad(sum(w * t for w, t in zip(WEIGHTS, out, strict=True)), a)
+    return torch.stack([t.detach() for t in out]), grad
+
+
+def assert_matches(a: torch.Tensor, v: torch.Tensor | None, rtol: float = 1e-5) -> torch.Tensor:
+    """Fused vs reference: each term to rtol relative, the gradient to rtol relative to its
+    largest entry. Returns the fused gradient."""
+    val_f, grad_f = terms_and_grad(a, v, fused=True)
+    val_r, grad_r = terms_and_grad(a, v, fused=False)
+    torch.testing.assert_close(val_f, val_r, rtol=rtol, atol=0.0)
+    assert grad_f.dtype == a.dtype and grad_f.shape == a.shape
+    err = (grad_f - grad_r).abs().max() / grad_r.abs().max()
+    assert err < rtol, f"gradient off by {err:.2e} relative"
+    return grad_f
+
+
+# B not a multiple of the 64-row block, K not a multiple of the 128-column block; B < K takes
+# the exact penalty's Gram path, B > K its K x K path.
+@pytest.mark.parametrize("b,k", [(70, 300), (200, 130), (64, 128)])
+@pytest.mark.parametrize("m", [None, 8])
+def test_fused_matches_reference(b, k, m):
+    a = codes(b, k)
+    assert_matches(a, None if m is None else probes(k, m))
+
+
+def test_fused_lse_is_stable_for_large_energies():
+    assert_matches(codes(70, 300, scale=1e3), probes(300, 4))
+
+
+def test_constant_and_dead_columns_exact():
+    """Dead units (all zero) and a constant column (1.5, exact in float32 so that its centred
+    values are exactly zero on both paths): finite values, gradients that match, and the
+    penalties pass nothing to such a column (only the LSE's softmax remains)."""
+    a = codes(70, 300)
+    a[:, 3] = 0.0
+    a[:, 10:20] = 0.0
+    a[:, 5] = 1.5
+    grad = assert_matches(a, None)
+    assert torch.isfinite(grad).all()
+    soft = torch.softmax(-a, dim=1)
+    torch.testing.assert_close(grad[:, [3, 5, 10]], WEIGHTS[0] * soft[:, [3, 5, 10]],
+                               rtol=1e-5, atol=1e-7)  # fmt: skip
+
+
+def test_sketch_drops_columns_the_rule_calls_constant(monkeypatch):
+    """With a rule that marks columns constant (as `losses.column_scale` may by their own
+    scale, issue 13), the fused sketch takes effect with no other change: constant and dead
+    columns get exactly zero penalty gradient, and tc equals the reference's on the other
+    columns alone. (Under the plain 1e-12 guard the sketch of such columns is round-off times
+    1e6 on either path, the case issue 13 fixes.)"""
+    a = codes(70, 300)
+    a[:, 3] = 0.0  # dead
+    a[:, 10:20] = 0.0  # dead
+    a[:, 5] = 1.5
+    a[:, 7] = 1.81  # not exact in binary: its float mean is off by round-off
+    constant = torch.zeros(300, dtype=torch.bool, device=DEVICE)
+    constant[[3, 5, 7, *range(10, 20)]] = True
+    v = probes(300, 8)
+
+    def rule(mean, ss, n_rows):
+        live = (~constant).to(ss.dtype)
+        ssu = ss * live
+        s = torch.where(ssu > 0, torch.rsqrt(torch.where(ssu > 0, ssu, 1.0)), 0.0)
+        return live, s
+
+    monkeypatch.setattr(fused_impl, "column_scale", rule)
+    x = a.clone().requires_grad_(True)
+    _, var, tc = infomax_terms(x, v, 1e-6, fused=True)
+    (g,) = torch.autograd.grad(var + tc, x)
+    assert torch.isfinite(g).all()
+    assert (g[:, constant] == 0).all()
+    live = ~constant
+    y = a[:, live].clone().requires_grad_(True)
+    _, var_r, tc_r = infomax_terms(y, v[live], 1e-6, fused=False)
+    (g_r,) = torch.autograd.grad(var_r + tc_r, y)
+    torch.testing.assert_close(tc, tc_r, rtol=1e-5, atol=0.0)
+    assert (g[:, live] - g_r).abs().max() / g_r.abs().max() < 1e-5
+
+
+def test_bfloat16_codes():
+    """bf16 codes on the fused path: gradient in bf16, terms close to the float32 reference
+    (the sketch's products run in bf16: a loose tolerance)."""
+    a = codes(70, 300)
+    v = probes(300, 8)
+    x = a.to(torch.bfloat16).requires_grad_(True)
+    out = infomax_terms(x, v, 1e-6, fused=True)
+    (g,) = torch.autograd.grad(sum(out), x)
+    assert g.dtype == torch.bfloat16
+    ref = infomax_terms(x.detach().float(), v, 1e-6, fused=False)
+    torch.testing.assert_close(torch.stack(out), torch.stack(ref), rtol=2e-2, atol=0.0)
+
+
+def test_combined_loss_takes_the_fused_path_when_on():
+    a = codes(70, 300)
+    w = torch.randn(300, 16, device=DEVICE)
+    cfg = LossConfig(tc_probes=8)
+    v = correlation_probes(300, 8, a)
+    with fused_mode("on"):
+        assert fused_active(a)
+        fused = combined_loss(a, w, cfg, probes=v)
+    with fused_mode("off"):
+        assert not fused_active(a)
+        ref = combined_loss(a, w, cfg, probes=v)
+    for k in ("total", "lse", "var", "tc"):
+        torch.testing.assert_close(fused[k], ref[k], rtol=1e-5, atol=0.0)
+
+
+def test_mode_is_checked_and_restored():
+    with pytest.raises(ValueError, match="auto, on or off"):
+        set_fused_mode("fast")
+    before = kernels._mode["value"]
+    with fused_mode("off"):
+        assert kernels._mode["value"] == "off"
+    assert kernels._mode["value"] == before
+    a = codes(8, 16)
+    with fused_mode("auto"):  # auto: fused exactly on CUDA tensors
+        assert fused_active(a) == a.is_cuda
+
+
+@pytest.mark.parametrize("m", [None, 8])
+def test_fused_path_traces_under_torch_compile(m):
+    """The custom ops' fake implementations let torch.compile trace the fused path whole
+    (aot_eager: AOTAutograd's forward and backward graphs, no code generation)."""
+    a = codes(70, 300)
+    v = None if m is None else probes(300, m)
+
+    def objective(x):
+        return sum(w * t for w, t in zip(WEIGHTS, infomax_terms(x, v, 1e-6, fused=True),
+                                         strict=True))  # fmt: skip
+
+    compiled = torch.compile(objective, backend="aot_eager", fullgraph=True)
+    x = a.clone().requires_grad_(True)
+    y = a.clone().requires_grad_(True)
+    (gc,) = torch.autograd.grad(compiled(x), x)
+    (ge,) = torch.autograd.grad(objective(y), y)
+    torch.testing.assert_close(gc, ge, rtol=1e-5, atol=1e-7)
+
+
+def test_triton_skinny_products_match(monkeypatch):
+    """The split-K Triton products (the alternative to cuBLAS for the sketch's m-wide matmuls)."""
+    monkeypatch.setitem(fused_impl.SKINNY, "backend", "triton")
+    assert_matches(codes(70, 300), probes(300, 8))
+
+
+@pytest.mark.parametrize("sketched", [False, True])
+def test_issue13_constant_float32_columns_fused(sketched):
+    """Issue 13's input through the fused path: columns of 1.81 and 0.576 (constant, but their
+    float32 means carry round-off) and two random ones. The penalty is the random columns'
+    2 r^2 (1.29e-05 exactly with probes sqrt(K) I), and the constant columns get exactly
+    zero gradient from var and tc, as in every reference path."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.empty(1448, 4)
+    a[:, 0], a[:, 1] = 1.81, 0.576
+    a[:, 2:] = torch.rand(1448, 2, generator=g)
+    a = a.to(DEVICE)
+    v = 2.0 * torch.eye(4, device=DEVICE) if sketched else None
+    _, _, tc = infomax_terms(a, v, 1e-6, fused=True)
+    r = torch.corrcoef(a[:, 2:].double().T.cpu())[0, 1].item()
+    assert abs(tc.item() - 2 * r * r) < 1e-3 * 2 * r * r
+    x = a.detach().clone().requires_grad_(True)
+    _, var, tc = infomax_terms(x, v, 1e-6, fused=True)
+    (grad,) = torch.autograd.grad(var + tc, x)
+    assert (grad[:, :2] == 0).all()
