@@ -26,7 +26,7 @@ from implicit_em.dashboard.stats import (
     logit_effects,
     nearest_by_cosine,
 )
-from implicit_em.data.activations import Normalization, load_manifest
+from implicit_em.data.lm.activations import Normalization, load_manifest
 
 LLM_META = "llm.json"  # written by `implicit-em llm-train` beside the run files
 

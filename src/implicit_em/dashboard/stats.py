@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from implicit_em.data.activations import Normalization, load_manifest, load_shard
+from implicit_em.data.lm.activations import Normalization, load_manifest, load_shard
 
 Codes = Callable[[Tensor], Tensor]
 

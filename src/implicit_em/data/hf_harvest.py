@@ -55,7 +55,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from implicit_em.data.activations import (
+from implicit_em.data.lm import StopForward, decoder_layers
+from implicit_em.data.lm.activations import (
     FORMAT_VERSION,
     MANIFEST,
     SPLITS,
@@ -71,8 +72,7 @@ from implicit_em.data.activations import (
     select_contexts,
     verify_shard,
 )
-from implicit_em.data.corpus import Document, check_corpus, split_documents
-from implicit_em.data.lm import StopForward, decoder_layers
+from implicit_em.data.lm.corpus import Document, check_corpus, split_documents
 
 HOOK_RE = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_post|attn_out|mlp_out)$")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from implicit_em.data.corpus import cache_dir
 from implicit_em.data.lm import capture_residual
+from implicit_em.data.lm.corpus import cache_dir
 
 
 @torch.no_grad()
@@ -237,7 +237,7 @@ def readouts(name: str, model: nn.Module) -> dict:
 @torch.no_grad()
 def measured_l0(model: nn.Module, x: Tensor) -> float:
     """Mean number of latents > 0 per token of x (N, D) (the `evaluate.code_stats` L0)."""
-    from implicit_em.evaluate import encode
+    from implicit_em.lm_eval import encode
 
     return float((encode(model, x) > 0).sum(dim=1).double().mean())
 
@@ -307,7 +307,7 @@ def splice_functions(name: str, model: nn.Module, x_fit: Tensor, scale: float) -
     its decoder; anything else (random directions): least squares. x_fit (N, D) normalized
     train tokens fit the scalar / least-squares read-outs.
     """
-    from implicit_em.evaluate import reconstructions
+    from implicit_em.lm_eval import reconstructions
     from implicit_em.models import Encoder
 
     recons = reconstructions(model, x_fit)
@@ -335,7 +335,7 @@ def downstream(
 
     Returns {"orig": {...}, "zero": {...}, name: {"ce", "kl", "ce_loss_recovered"}}.
     """
-    from implicit_em.evaluate import ce_loss_recovered, spliced_ce
+    from implicit_em.lm_eval import ce_loss_recovered, spliced_ce
 
     ce = spliced_ce(lm, contexts, layer, hook_point, splices, drop_bos=True, batch_size=batch_size)
     for name in ce:
@@ -349,8 +349,8 @@ def downstream(
 
 
 def _load_inputs(opts: ProbingOptions, lm, tokenizer, corpora):
-    from implicit_em.data.corpus import load_corpus
     from implicit_em.data.lm import load_lm
+    from implicit_em.data.lm.corpus import load_corpus
 
     info = {"model_id": opts.model, "weights_sha256": None}
     if lm is None:
@@ -380,10 +380,10 @@ def run(opts: ProbingOptions, lm=None, tokenizer=None, corpora=None) -> dict:
     out_dir/probing.json. See the module docstring for the steps.
     """
     from implicit_em import runs
-    from implicit_em.data.activations import norm_outliers
+    from implicit_em.data.lm.activations import norm_outliers
     from implicit_em.eval.probing_tasks import build_pool, build_tasks
     from implicit_em.eval.sparse_probing import RandomDirections
-    from implicit_em.training import train
+    from implicit_em.train.loop import train
 
     out = _check_out_dir(opts)
     torch.set_num_threads(opts.threads)

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from implicit_em.data.activations import bos_id
-from implicit_em.data.corpus import Document, split_documents
+from implicit_em.data.lm.activations import bos_id
+from implicit_em.data.lm.corpus import Document, split_documents
 
 SPLITS = ("train", "test")
 

@@ -33,7 +33,7 @@ from implicit_em.config import LossConfig
 from implicit_em.eval.variants import match_energy, tied_reconstruction_loss, topk_codes
 from implicit_em.losses import combined_loss, correlation_probes
 from implicit_em.models import Encoder, TopKSAE
-from implicit_em.training import loss_terms, optimizer_step, term_weights
+from implicit_em.train.loop import loss_terms, optimizer_step, term_weights
 
 
 def _sae_lens_synthetic():

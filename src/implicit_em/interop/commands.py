@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from implicit_em.data.activations import STATS, Normalization, read_split
+from implicit_em.data.lm.activations import STATS, Normalization, read_split
 
 FORMATS = ("saelens", "sparsify")
 LLM_META = "llm.json"  # written by `implicit-em llm-train` beside the run's config.json
@@ -173,7 +173,7 @@ def run_import(opts: ImportOptions) -> dict:
         "k": model.k,
     }
     if opts.acts is not None:
-        from implicit_em.evaluate import evaluate_model
+        from implicit_em.lm_eval import evaluate_model
 
         x_train, _ = read_split(opts.acts, "train", max_tokens=opts.fit_tokens)
         x_held, _ = read_split(opts.acts, "heldout", max_tokens=opts.budget)

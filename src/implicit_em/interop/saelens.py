@@ -50,7 +50,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from implicit_em.data.activations import Normalization
+from implicit_em.data.lm.activations import Normalization
 from implicit_em.interop.imported import ARCHITECTURES, SAELensModel
 
 CFG = "cfg.json"
@@ -130,7 +130,7 @@ def exported_tensors(
     W = model.W.detach().double()  # (K, D)
     b = (model.encoder.bias if kind != "encoder" else model.b).detach().double()  # (K,)
     if kind == "encoder" and x_fit is not None:
-        from implicit_em.evaluate import encode, fit_linear_decoder
+        from implicit_em.lm_eval import encode, fit_linear_decoder
 
         V, v = fit_linear_decoder(encode(model, x_fit), x_fit)  # (K, D), (D,)
         dec, dec_bias, decoder = V.double(), v.double(), "lstsq"

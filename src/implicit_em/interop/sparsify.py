@@ -30,7 +30,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from implicit_em.data.activations import Normalization
+from implicit_em.data.lm.activations import Normalization
 from implicit_em.interop.imported import SAELensModel
 from implicit_em.interop.saelens import READ_OUT, SIDECAR, check_free, exported_tensors
 
