@@ -8,25 +8,29 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 
-def _temp_beside(path: Path) -> str:
+def _create_beside(path: Path, tmp: str) -> None:
+    """Create the empty temporary file tmp (mode 0600) beside path, making path's folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return tmp
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def atomic_save(save_fn: Callable[[str], object], path: str | Path) -> None:
-    """Call save_fn(tmp_path), then rename tmp_path to path (readable: mode 0644)."""
+    """Call save_fn(tmp_path), then rename tmp_path to path (readable: mode 0644).
+
+    The temporary name is chosen before the file exists, so an interrupt at any point (Ctrl-C
+    arrives between any two bytecodes) removes it: nothing is left behind but the old target.
+    """
     path = Path(path)
-    tmp = _temp_beside(path)
+    tmp = str(path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        _create_beside(path, tmp)
         save_fn(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; shared caches and results stay readable
+        os.chmod(tmp, 0o644)  # created 0600 like mkstemp; shared caches and results stay readable
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -66,10 +66,10 @@ def cut_history(t: Path, mp) -> None:
 
 def raise_on_write(code: int):
     def setup(t: Path, mp) -> None:
-        def refuse(path):
+        def refuse(path, tmp):
             raise OSError(code, __import__("os").strerror(code), str(path))
 
-        mp.setattr("implicit_em.atomic._temp_beside", refuse)
+        mp.setattr("implicit_em.atomic._create_beside", refuse)
 
     return setup
 
