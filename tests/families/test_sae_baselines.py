@@ -354,3 +354,21 @@ def test_llm_train_trains_the_family_by_name(tmp_path, name):
     assert json.loads((out / "llm.json").read_text())["outliers"]["train_tokens_used"] > 0
     assert isinstance(model, BatchTopKSAE if name == "batchtopk_sae" else JumpReLUSAE)
     assert not isinstance(model, TopKSAE) or name == "batchtopk_sae"
+
+
+@pytest.mark.parametrize("name", ["batchtopk_sae", "jumprelu_sae"])
+def test_scale_study_trainer_trains_the_family(name):
+    """`train_steps` (the scale study's and DDP's trainer) runs the family's hooks: the
+    centred mean is estimated, BatchTopK's threshold and JumpReLU's thresholds move."""
+    from implicit_em.train.distributed import train_steps
+
+    model = build(name, centre=True, jump_threshold=0.05, jump_bandwidth=0.1)
+    theta0 = model.threshold.detach().clone()
+    torch.manual_seed(0)
+    x = torch.randn(512, D) + 2.0
+    res = train_steps(model, x, LossConfig(l0_coef=0.01), global_batch=32, steps=12,
+                      lr=1e-2, log_every=4)  # fmt: skip
+    assert [h["step"] for h in res["history"]] == [4, 8, 12]
+    assert int(model.x_mean_batches) == CENTRE_BATCHES
+    torch.testing.assert_close(model.x_mean, x.mean(0), atol=0.25, rtol=0)
+    assert not torch.equal(model.threshold, theta0)
