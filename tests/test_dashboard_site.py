@@ -176,3 +176,13 @@ def test_window_tokens_and_quantile_groups() -> None:
     x = torch.tensor([0.0, 1.23456, -0.0098765, 123456.0, float("nan")])
     got = sig_round(x, 3).tolist()
     assert got[:4] == [0.0, 1.23, -0.00988, 123000.0] and got[4] != got[4]
+
+
+def test_parallel_site_writing_gives_the_same_files(harvest) -> None:
+    _, one = build(harvest, "topk_sae", site_workers=1)
+    _, three = build(harvest, "topk_sae", site_workers=3)  # 12 latents / 5 per block: 3 blocks
+    files = sorted(p.name for p in (one / "data").iterdir())
+    assert files == ["block_00000.js", "block_00001.js", "block_00002.js", "index.js"]
+    assert files == sorted(p.name for p in (three / "data").iterdir())
+    for name in files:
+        assert (one / "data" / name).read_bytes() == (three / "data" / name).read_bytes(), name

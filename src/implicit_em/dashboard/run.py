@@ -83,6 +83,8 @@ class DashboardOptions:
     """Promoted and suppressed output tokens listed per latent."""
     block_size: int = 64
     """Latents per data file (the unit the browser loads)."""
+    site_workers: int = 0
+    """Processes writing the latent pages' data files in parallel (0: one per CPU)."""
     seed: int = 0
     """Seed of the reservoir sample and of the latent sample."""
     chunk_entries: int | None = None
@@ -352,7 +354,7 @@ def run(
     return write_site(
         opts.out, stats, tokens, decode, latents, meta, near=near, logits=logits,
         context=opts.context, n_groups=opts.quantile_groups, per_group=opts.per_group,
-        block_size=opts.block_size, overwrite=opts.overwrite,
+        block_size=opts.block_size, overwrite=opts.overwrite, workers=opts.site_workers,
     )  # fmt: skip
 
 
