@@ -78,6 +78,7 @@ def main() -> None:
     p.add_argument("--dash-tokens", type=int, default=None)
     p.add_argument("--skip", nargs="*", default=[], help="spec names not to train")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--time-limit", type=float, default=0, help="start no step after (s)")
     p.add_argument("--batch-size", type=int, default=4096)
     a = p.parse_args()
 
@@ -107,6 +108,14 @@ def main() -> None:
 
     def save() -> None:
         (out / "results.json").write_text(json.dumps(results, indent=1))
+
+    def over(what: str) -> bool:
+        if a.time_limit and time.perf_counter() - T0 > a.time_limit:
+            log(f"time limit {a.time_limit} s reached: {what} not run")
+            results.setdefault("not_run", []).append(what)
+            save()
+            return True
+        return False
 
     lm, tok, info = load_lm(a.model)
     lm.to(dev)
@@ -144,9 +153,8 @@ def main() -> None:
 
     sargs = ScaleOptions(batch_size=a.batch_size, lr=1e-3, amp=dev.type == "cuda")
     dirs: dict[str, Path] = {}
-    for spec in specs(a.K, a.k, d, set(FAMILIES)):
-        if spec["name"] in a.skip:
-            continue
+
+    def train_one(spec: dict) -> None:
         name = spec["name"]
         try:
             cfg = spec_config(spec, d, sargs)
@@ -155,7 +163,7 @@ def main() -> None:
         except (TypeError, ValueError) as e:
             results["runs"][name] = {"skipped": f"{type(e).__name__}: {e}"}
             log(f"{name}: skipped ({e})")
-            continue
+            return
         torch.manual_seed(1)
         model = runs.build_model(cfg).to(dev)
         dead_init = int((fire_counts(model.eval(), x_held_all) == 0).sum())
@@ -197,10 +205,16 @@ def main() -> None:
         del model
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    del x_train
 
+    all_specs = [sp for sp in specs(a.K, a.k, d, set(FAMILIES)) if sp["name"] not in a.skip]
+    late = [sp for sp in all_specs if sp["type"] not in ("encoder", "topk_sae")]
+    for spec in all_specs:
+        if spec not in late and not over(spec["name"]):
+            train_one(spec)
     W_U = lm_unembedding(lm)
     for which in a.dashboards:
+        if over(f"dashboard {which}"):
+            break
         name = next((n for n in dirs if n.startswith(which + "-") and "centred" not in n), None)
         name = name or next((n for n in dirs if n.startswith(which)), None)
         if name is None:
@@ -234,6 +248,9 @@ def main() -> None:
             tf.add(site, arcname=name)
         log(f"dashboard {name}: {wall:.1f} s (pass {t_pass:.1f} s)")
         save()
+    for spec in late:
+        if not over(spec["name"]):
+            train_one(spec)
     log("done")
 
 
