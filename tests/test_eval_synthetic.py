@@ -114,3 +114,27 @@ def test_device_shim_builds_the_same_model_as_sae_lens(synth):
     )
     expected = float(synth.feature_dict.feature_vectors.sum())
     assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(expected, abs=1e-4)
+
+
+def test_sae_baseline_rows_train_with_their_family_and_keep_the_controls():
+    """batchtopk and jumprelu rows (issue 18 baselines): the family's model and objective,
+    BatchTopK's threshold learned in training and used in the scored read-out, JumpReLU's
+    L0 term in the history; both controls beside each row."""
+    from implicit_em.families.batchtopk_sae import BatchTopKSAE
+    from implicit_em.families.jumprelu_sae import JumpReLUSAE
+
+    res = run(SyntheticEvalOptions(recipe="tiny", variants=("batchtopk", "jumprelu-0.01-centred"),
+                                   steps=6, batch_size=64, eval_samples=1000, log_every=3))  # fmt: skip
+    bt, jr = res["rows"]
+    assert bt["variant"] == "batchtopk" and jr["variant"] == "jumprelu-0.01-centred"
+    for row in res["rows"]:
+        assert 0 < row["trained"]["mcc"] <= 1 and 0 < row["untrained"]["mcc"] <= 1
+        assert 0 < row["trained"]["random_at_l0"]["mcc"] <= 1
+        assert "mcc_encoder_rows" in row["trained"]
+    assert set(bt["history"][-1]) >= {"mse", "aux"} and "l0" in jr["history"][-1]
+    k = max(1, round(res["true_l0"]))
+    assert 0.2 * k < bt["trained"]["l0"] < 5 * k  # the learned threshold, not a dense read-out
+    from implicit_em.eval.synthetic import VARIANTS, make_model
+
+    assert isinstance(make_model(VARIANTS["batchtopk"], 48, 256, res["true_l0"]), BatchTopKSAE)
+    assert isinstance(make_model(VARIANTS["jumprelu-0.01"], 48, 256, 3.0), JumpReLUSAE)

@@ -29,8 +29,8 @@ def _require(cond: bool, msg: str) -> None:
 @dataclass(frozen=True)
 class ModelConfig:
     type: str = DEFAULT_FAMILY
-    """Model family (`implicit_em.families`): encoder (decoder-free, ours), standard_sae or
-    topk_sae."""
+    """Model family (`implicit_em.families`): encoder (decoder-free, ours), standard_sae,
+    topk_sae, batchtopk_sae or jumprelu_sae."""
     input_dim: int | None = None
     """D, the input dimension; None (the default) takes it from the data set
     (`implicit_em.data.resolve_input_dim`: 784 for MNIST, 64 for digits)."""
@@ -39,7 +39,16 @@ class ModelConfig:
     activation: str = "relu"
     """Activation of the decoder-free encoder: relu, softplus, identity or abs."""
     k: int = 16
-    """Active latents per sample, for the families that keep k (TopK; ignored by the others)."""
+    """Active latents per sample, for the families that keep k (TopK; BatchTopK: on average
+    over the batch; ignored by the others)."""
+    centre: bool = False
+    """SAE families: subtract a fixed input mean, estimated from the first training batches and
+    stored with the model (`models._Centring`); reconstructions add it back."""
+    jump_threshold: float = 0.001
+    """JumpReLU SAE: initial threshold theta of every latent (Rajamanoharan et al. 2024)."""
+    jump_bandwidth: float = 0.001
+    """JumpReLU SAE: bandwidth epsilon of the rectangle kernel of the straight-through
+    estimators (Rajamanoharan et al. 2024, Eq. 11-12), in the units of the pre-activations."""
 
     def __post_init__(self) -> None:
         _require(
@@ -56,6 +65,17 @@ class ModelConfig:
             f"model.activation must be relu, softplus, identity or abs, got {self.activation!r}",
         )
         _require(self.k >= 1, f"model.k must be >= 1, got {self.k}")
+        _require(
+            not self.centre or FAMILIES[self.type].centres,
+            f"model.centre applies to the SAE families, not {self.type!r}: drop model.centre",
+        )
+        _require(
+            self.jump_threshold >= 0,
+            f"model.jump_threshold must be >= 0, got {self.jump_threshold}",
+        )
+        _require(
+            self.jump_bandwidth > 0, f"model.jump_bandwidth must be > 0, got {self.jump_bandwidth}"
+        )
         _require(
             not FAMILIES[self.type].uses_k or self.k <= self.hidden_dim,
             f"model.k must be in [1, hidden_dim={self.hidden_dim}], got {self.k}",
@@ -93,9 +113,14 @@ class LossConfig:
     """Dead latents used by AuxK."""
     dead_steps: int = 1000
     """A TopK latent that has not fired for this many steps counts as dead for AuxK."""
+    l0_coef: float = 1.0
+    """JumpReLU SAE: weight of the L0 penalty (mean over the batch of the latents firing per
+    sample, trained through the Heaviside straight-through estimator)."""
 
     def __post_init__(self) -> None:
-        for name in ("lambda_lse", "lambda_var", "lambda_tc", "lambda_wr", "l1_weight", "aux_coef"):
+        weights = ("lambda_lse", "lambda_var", "lambda_tc", "lambda_wr", "l1_weight", "aux_coef",
+                   "l0_coef")  # fmt: skip
+        for name in weights:
             _require(
                 getattr(self, name) >= 0, f"loss.{name} must be >= 0, got {getattr(self, name)}"
             )

@@ -75,7 +75,52 @@ class Encoder(nn.Module):
         return self.forward(x)[0]
 
 
-class _SAEWeights:
+CENTRE_BATCHES = 8
+"""Training batches whose rows estimate the input mean of a centred SAE (then it is fixed)."""
+
+
+class _Centring:
+    """Optional mean-centred inputs for the SAE baselines (issue 18: published work finds
+    that centring removes most outlier-induced dead latents).
+
+    With centre=True the model holds a buffer `x_mean` (D,), saved with its weights, and
+    sees x - x_mean; its reconstructions add x_mean back, so decode(encode(x)) is in the
+    units of x. What is estimated, and when: x_mean is the mean over all rows of the first
+    CENTRE_BATCHES (8) batches that `forward` sees in training mode (a running mean, weighted
+    by rows), then stays fixed for the rest of training and afterwards (`x_mean_rows`, the
+    rows it averages, is saved too, so a resumed run does not re-estimate it). Until then,
+    and in a model never trained, x_mean is 0. With centre=False nothing is registered.
+    """
+
+    def _init_centring(self, input_dim: int, centre: bool) -> None:
+        self.centre = bool(centre)
+        self._mean_fixed = False  # host-side cache of "x_mean_batches >= CENTRE_BATCHES"
+        if self.centre:
+            self.register_buffer("x_mean", torch.zeros(input_dim))  # (D,)
+            self.register_buffer("x_mean_rows", torch.zeros((), dtype=torch.long))
+            self.register_buffer("x_mean_batches", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def observe_mean_(self, x: Tensor) -> None:
+        """Fold a training batch x (B, D) into x_mean while it is still being estimated."""
+        if not (self.centre and self.training) or self._mean_fixed:
+            return
+        if int(self.x_mean_batches) >= CENTRE_BATCHES:  # e.g. after loading a checkpoint
+            self._mean_fixed = True
+            return
+        rows = self.x_mean_rows + x.shape[0]
+        self.x_mean.add_((x.detach().float().mean(dim=0) - self.x_mean) * (x.shape[0] / rows))
+        self.x_mean_rows.copy_(rows)
+        self.x_mean_batches.add_(1)
+
+    def centred(self, x: Tensor) -> Tensor:
+        return x - self.x_mean if self.centre else x  # (B, D)
+
+    def uncentred(self, x_hat: Tensor) -> Tensor:
+        return x_hat + self.x_mean if self.centre else x_hat  # (B, D)
+
+
+class _SAEWeights(_Centring):
     """Read-outs shared by the encoder-decoder SAEs (the authors' API)."""
 
     parameter_count = n_parameters
@@ -93,30 +138,32 @@ class _SAEWeights:
 class StandardSAE(_SAEWeights, nn.Module):
     """Linear + ReLU encoder, linear decoder; trained with MSE + L1 (the paper's baseline).
 
-    784 -> 64 has 101,200 parameters.
+    784 -> 64 has 101,200 parameters. centre: mean-centred inputs (`_Centring`).
     """
 
-    def __init__(self, input_dim: int, hidden_dim: int) -> None:
+    def __init__(self, input_dim: int, hidden_dim: int, centre: bool = False) -> None:
         super().__init__()
         _check_dims(input_dim, hidden_dim)
         self.input_dim, self.hidden_dim = input_dim, hidden_dim
         self.encoder = nn.Linear(input_dim, hidden_dim)
         self.decoder = nn.Linear(hidden_dim, input_dim)
+        self._init_centring(input_dim, centre)
 
     @property
     def W(self) -> Tensor:  # (K, D) encoder rows
         return self.encoder.weight
 
     def encode(self, x: Tensor) -> Tensor:
-        return F.relu(self.encoder(x))  # (B, K)
+        return F.relu(self.encoder(self.centred(x)))  # (B, K)
 
     def decode(self, a: Tensor) -> Tensor:
-        return self.decoder(a)  # (B, D)
+        return self.uncentred(self.decoder(a))  # (B, D)
 
     def decoder_matrix(self) -> Tensor:  # (D, K)
         return self.decoder.weight
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self.observe_mean_(x)
         a = self.encode(x)
         return self.decode(a), a
 
@@ -127,9 +174,11 @@ class TopKSAE(_SAEWeights, nn.Module):
     z = W_enc (x - b_dec) + b_enc; a = TopK(ReLU(z)); x_hat = W_dec a + b_dec with every
     column of W_dec (D, K) of unit norm. Call `normalize_decoder_()` after each optimizer step
     (and `remove_parallel_grads_()` before it) to keep the columns on the sphere.
+    centre: mean-centred inputs (`_Centring`): x is replaced by x - x_mean throughout and
+    x_mean is added to x_hat.
     """
 
-    def __init__(self, input_dim: int, hidden_dim: int, k: int) -> None:
+    def __init__(self, input_dim: int, hidden_dim: int, k: int, centre: bool = False) -> None:
         super().__init__()
         _check_dims(input_dim, hidden_dim)
         if not 1 <= int(k) <= hidden_dim:
@@ -139,13 +188,14 @@ class TopKSAE(_SAEWeights, nn.Module):
         self.W_dec = nn.Parameter(self.encoder.weight.detach().t().clone())  # (D, K)
         self.b_dec = nn.Parameter(torch.zeros(input_dim))
         self.normalize_decoder_()
+        self._init_centring(input_dim, centre)
 
     @property
     def W(self) -> Tensor:  # (K, D) encoder rows
         return self.encoder.weight
 
     def pre_activations(self, x: Tensor) -> Tensor:
-        return F.relu(self.encoder(x - self.b_dec))  # (B, K)
+        return F.relu(self.encoder(self.centred(x) - self.b_dec))  # (B, K)
 
     def encode(self, x: Tensor) -> Tensor:
         z = self.pre_activations(x)
@@ -153,12 +203,13 @@ class TopKSAE(_SAEWeights, nn.Module):
         return torch.zeros_like(z).scatter(-1, idx, vals)  # (B, K)
 
     def decode(self, a: Tensor) -> Tensor:
-        return a @ self.W_dec.t() + self.b_dec  # (B, K) @ (K, D) -> (B, D)
+        return self.uncentred(a @ self.W_dec.t() + self.b_dec)  # (B, K) @ (K, D) -> (B, D)
 
     def decoder_matrix(self) -> Tensor:  # (D, K)
         return self.W_dec
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self.observe_mean_(x)
         a = self.encode(x)
         return self.decode(a), a
 

@@ -59,3 +59,17 @@ def test_report_files(tmp_path):
         assert (tmp_path / name).is_file(), name
     with open(tmp_path / "results.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 6
+
+
+def test_specs_add_batchtopk_jumprelu_and_centred_saes():
+    specs = run_specs([4096], [32], [1.0], d=576, batchtopk=(32,), jumprelu=(0.01,), centre=True)
+    names = [s["name"] for s in specs]
+    assert names == [
+        "encoder-K4096", "topk-K4096-k32", "l1-K4096-c1", "batchtopk-K4096-k32",
+        "jumprelu-K4096-l0c0.01", "topk-K4096-k32-centred", "l1-K4096-c1-centred",
+        "batchtopk-K4096-k32-centred", "jumprelu-K4096-l0c0.01-centred",
+    ]  # fmt: skip
+    args = ScaleOptions(batch_size=4096)
+    cfg = spec_config(specs[-1], 576, args)
+    assert (cfg.model.type, cfg.model.centre, cfg.loss.l0_coef) == ("jumprelu_sae", True, 0.01)
+    assert spec_config(specs[3], 576, args).model.k == 32

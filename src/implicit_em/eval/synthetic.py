@@ -33,7 +33,7 @@ from implicit_em.config import LossConfig
 from implicit_em.eval.variants import match_energy, tied_reconstruction_loss, topk_codes
 from implicit_em.losses import combined_loss, correlation_probes
 from implicit_em.models import Encoder, TopKSAE
-from implicit_em.train.loop import loss_terms, optimizer_step, term_weights
+from implicit_em.train.loop import loss_terms, model_type, optimizer_step, term_weights
 
 
 def _sae_lens_synthetic():
@@ -129,8 +129,9 @@ class Variant:
     """One model family and training recipe to score (see VARIANTS for the named ones)."""
 
     family: str = "encoder"
-    """encoder (decoder-free, paper Eq. 5), topk_sae, or hybrid (TopK SAE whose ReLU
-    pre-activations also carry the LSE + InfoMax terms)."""
+    """encoder (decoder-free, paper Eq. 5), topk_sae, hybrid (TopK SAE whose ReLU
+    pre-activations also carry the LSE + InfoMax terms), or another SAE family of the registry
+    (batchtopk_sae, jumprelu_sae, standard_sae), built by the family with k as below."""
     activation: str = "relu"
     """Energy function of the decoder-free encoder: relu or softplus."""
     reference_k: int | None = 64
@@ -151,6 +152,13 @@ class Variant:
     """Subtract the data mean (estimated once from 64k samples) from every input."""
     k: int | None = None
     """TopK / hybrid: latents kept per sample; None: the synthetic model's true L0, rounded."""
+    l0_coef: float = 1.0
+    """JumpReLU SAE: weight of its L0 penalty (LossConfig.l0_coef)."""
+    jump_threshold: float = 1.0
+    """JumpReLU SAE: initial threshold (the pre-activations of an untrained model on the
+    mini recipe have std ~0.7; 1.0 leaves ~40 of 512 latents active at the start)."""
+    jump_bandwidth: float = 0.1
+    """JumpReLU SAE: bandwidth of the straight-through estimators (ModelConfig.jump_bandwidth)."""
     hybrid_weight: float = 1.0
     """hybrid: weight of the encoder terms (with reference-K scaling, LSE averaged over B)
     beside the TopK objective."""
@@ -215,6 +223,13 @@ VARIANTS: dict[str, Variant] = {
     "encoder-from-truth": Variant(init_at_truth=2.5),
     "topk-from-truth": Variant(family="topk_sae", init_at_truth=2.5),
     "topk": Variant(family="topk_sae"),
+    # SAE baselines beside TopK (docs/eval/synthetic/baselines.md): BatchTopK at k = the true
+    # L0, JumpReLU at L0 coefficients fixed before the runs (the one landing nearest the true
+    # L0 is the headline row), and centred twins (the data mean subtracted, as topk-centred).
+    **{f"batchtopk{s}": Variant(family="batchtopk_sae", centre=c)
+       for s, c in (("", False), ("-centred", True))},
+    **{f"jumprelu-{c}{s}": Variant(family="jumprelu_sae", l0_coef=c, centre=m)
+       for c in (0.001, 0.003, 0.01, 0.03, 0.1) for s, m in (("", False), ("-centred", True))},
     # Theory-guided variants (docs/eval/synthetic/variants.md). Tied-weight coverage: the
     # encoder objective plus x ~ a W + b_dec through the encoder's own rows (no decoder).
     **{f"tied-{w}": Variant(tied_recon=w) for w in (0.03, 0.3, 3.0, 30.0)},
@@ -306,14 +321,24 @@ def make_model(variant: Variant, d: int, k_latents: int, true_l0: float) -> nn.M
         enc.tied_k = variant.k or max(1, round(true_l0))
         return enc
     k = variant.k or max(1, round(true_l0))
+    if variant.family != "hybrid":
+        from implicit_em.config import ModelConfig  # lazy: keeps this module's imports as they were
+        from implicit_em.families import family
+
+        m = ModelConfig(type=variant.family, input_dim=d, hidden_dim=k_latents, k=k,
+                        jump_threshold=variant.jump_threshold,
+                        jump_bandwidth=variant.jump_bandwidth)  # fmt: skip
+        return family(variant.family).build(m)
     return TopKSAE(d, k_latents, k)
 
 
 def directions(model: nn.Module) -> tuple[Tensor, Tensor | None]:
     """(directions (K, D), encoder rows (K, D) or None): decoder columns for SAEs, W rows for
     the decoder-free encoder."""
-    if isinstance(model, TopKSAE):
+    if hasattr(model, "W_dec"):  # TopK, BatchTopK, JumpReLU: W_dec (D, K)
         return model.W_dec.detach().t(), model.W.detach()
+    if hasattr(model, "decoder"):  # the L1 SAE: decoder.weight (D, K)
+        return model.decoder.weight.detach().t(), model.W.detach()
     return model.W.detach(), None
 
 
@@ -321,7 +346,7 @@ def _loss_config(v: Variant, batch_size: int) -> LossConfig:
     return LossConfig(
         lambda_lse=1.0 / batch_size if v.lse_mean else 1.0,
         lambda_var=v.lambda_var, lambda_tc=v.lambda_tc, lambda_wr=v.lambda_wr,
-        reference_k=v.reference_k,
+        reference_k=v.reference_k, l0_coef=v.l0_coef,
     )  # fmt: skip
 
 
@@ -356,7 +381,8 @@ def train_variant(
     opt = torch.optim.Adam(params, lr=variant.lr or opts.lr)
     loss = _loss_config(variant, opts.batch_size)
     loss = replace(loss, tc_probes=opts.tc_probes)
-    kind = "encoder" if variant.family == "encoder" else "topk_sae"
+    kind = model_type(model)  # the family's registry name (hybrid: its TopK SAE)
+    aux = hasattr(model, "aux_reconstruction")  # AuxK on dead latents: TopK, BatchTopK
     weights = term_weights(kind, loss, model.hidden_dim)
     enc_loss = replace(_loss_config(variant, opts.batch_size), lambda_lse=1.0 / opts.batch_size)
     enc_weights = term_weights("encoder", enc_loss, model.hidden_dim)
@@ -367,7 +393,7 @@ def train_variant(
     sums = {}
     for step in range(start + 1, opts.steps + 1):
         x = _prep(synth.sample(opts.batch_size), mean)  # (B, D)
-        dead = since_fired >= loss.dead_steps if kind == "topk_sae" else None
+        dead = since_fired >= loss.dead_steps if aux else None
         if variant.match:
             z = model.linear(x)  # (B, K)
             a = match_energy(z, variant.match)  # (B, K), zero where active

@@ -78,6 +78,12 @@ class ScaleOptions(TrackingOptions):
     """k of the TopK SAEs"""
     l1: list[float] = flag(factory=lambda: [1.0, 4.0, 16.0])
     """StandardSAE l1_weight = c * K / D for each c"""
+    batchtopk: list[int] = flag(factory=list, nargs="*")
+    """k of the BatchTopK SAEs (none by default)"""
+    jumprelu: list[float] = flag(factory=list, nargs="*")
+    """L0 coefficients of the JumpReLU SAEs (none by default)"""
+    centre: bool = False
+    """also train every SAE on mean-centred inputs (model.centre), beside the uncentred one"""
     batch_size: int = 4096
     """tokens per step"""
     lr: float = 1e-3
@@ -115,9 +121,14 @@ def run_specs(
     d: int,
     tc_probes: int | None = None,
     exact_check: tuple[int, ...] = (),
+    batchtopk: tuple[int, ...] = (),
+    jumprelu: tuple[float, ...] = (),
+    centre: bool = False,
 ) -> list[dict]:
     """One spec per run. Encoders use the sketched correlation with `tc_probes` probes
-    (None: exact); at each K in exact_check an exact-penalty encoder is added."""
+    (None: exact); at each K in exact_check an exact-penalty encoder is added. batchtopk:
+    k of BatchTopK SAEs; jumprelu: L0 coefficients of JumpReLU SAEs; centre: each SAE spec
+    also gets a mean-centred twin (name suffix -centred)."""
     specs = []
     for k_dim in hidden_dims:
         specs.append({"name": f"encoder-K{k_dim}", "type": "encoder", "K": k_dim,
@@ -129,15 +140,23 @@ def run_specs(
                   for k in topk]  # fmt: skip
         specs += [{"name": f"l1-K{k_dim}-c{c:g}", "type": "standard_sae", "K": k_dim,
                    "l1_weight": c * k_dim / d, "c": c} for c in l1]  # fmt: skip
+        specs += [{"name": f"batchtopk-K{k_dim}-k{k}", "type": "batchtopk_sae", "K": k_dim,
+                   "k": k} for k in batchtopk]  # fmt: skip
+        specs += [{"name": f"jumprelu-K{k_dim}-l0c{c:g}", "type": "jumprelu_sae", "K": k_dim,
+                   "l0_coef": c} for c in jumprelu]  # fmt: skip
+    if centre:
+        specs += [{**s, "name": f"{s['name']}-centred", "centre": True}
+                  for s in specs if s["type"] != "encoder"]  # fmt: skip
     return specs
 
 
 def spec_config(spec: dict, d: int, args: ScaleOptions) -> RunConfig:
     loss = LossConfig(l1_weight=spec.get("l1_weight", 0.01), dead_steps=250,
-                      tc_probes=spec.get("tc_probes"))  # fmt: skip
+                      tc_probes=spec.get("tc_probes"), l0_coef=spec.get("l0_coef", 1.0))  # fmt: skip
     return RunConfig(
         model=ModelConfig(
-            type=spec["type"], input_dim=d, hidden_dim=spec["K"], k=spec.get("k", 16)
+            type=spec["type"], input_dim=d, hidden_dim=spec["K"], k=spec.get("k", 16),
+            centre=spec.get("centre", False),
         ),  # fmt: skip
         loss=loss,
         training=TrainConfig(
@@ -192,7 +211,8 @@ def run_scale(args: ScaleOptions) -> int:
 
     results = []
     specs = run_specs(args.hidden_dims, args.topk, args.l1, d, args.tc_probes or None,
-                      tuple(args.exact_check))  # fmt: skip
+                      tuple(args.exact_check), tuple(args.batchtopk), tuple(args.jumprelu),
+                      args.centre)  # fmt: skip
     for spec in specs:
         if args.time_limit and time.perf_counter() - t0 > args.time_limit:
             print(f"time limit reached: {spec['name']} and later runs not run", flush=True)
@@ -286,7 +306,7 @@ def frontier_plot(table: list[dict], path: Path, corpus: str = CORPUS) -> None:
             continue  # scalar + offset is always at least as good
         color = colors.get(row["K"], "k")
         for ax, key in zip(axes, ("fvu", "ce_recovered"), strict=True):
-            ax.scatter(row["l0"], row[key], marker=style[row["type"]],
+            ax.scatter(row["l0"], row[key], marker=style.get(row["type"], "D"),
                        facecolors="none" if post_hoc else color, edgecolors=color, s=45)  # fmt: skip
     for ax, label in zip(axes, ("FVU (held-out)", "CE loss recovered"), strict=True):
         ax.set_xscale("log")

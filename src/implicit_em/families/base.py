@@ -31,6 +31,9 @@ class Family:
     topk_codes: ClassVar[bool] = False
     """Codes keep the k largest pre-activations, with a unit-norm decoder and AuxK (read by
     the stacked trainer's batched SAE step)."""
+    saelens_architecture: ClassVar[str | None] = None
+    """The sae-lens architecture the model exports to (`interop.saelens`): standard, topk or
+    jumprelu; None: not exportable."""
     batch_statistics: ClassVar[bool] = False
     """Terms depend on statistics of the whole batch (variance, correlation), so data-parallel
     ranks must share column statistics; False: terms are per-sample means."""

@@ -20,6 +20,7 @@ from implicit_em.models import Encoder
 class EncoderFamily(Family):
     name = "encoder"
     model_class = Encoder
+    saelens_architecture = "standard"
     term_names = ("lse", "var", "tc", "wr")
     cost = 1.0  # 23 Adam encoders took 637 s of the reproduction's CPU stacks
     batch_statistics = True

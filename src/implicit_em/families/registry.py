@@ -17,6 +17,8 @@ class Entry:
     """"module:Class" of the family (a `families.base.Family` subclass)."""
     uses_k: bool = False
     """model.k is the family's number of active latents (so 1 <= k <= hidden_dim)."""
+    centres: bool = False
+    """The family can take mean-centred inputs (model.centre)."""
 
 
 DEFAULT_FAMILY = "encoder"
@@ -24,6 +26,10 @@ DEFAULT_FAMILY = "encoder"
 
 FAMILIES: dict[str, Entry] = {
     "encoder": Entry("implicit_em.families.encoder:EncoderFamily"),
-    "standard_sae": Entry("implicit_em.families.standard_sae:StandardSAEFamily"),
-    "topk_sae": Entry("implicit_em.families.topk_sae:TopKSAEFamily", uses_k=True),
+    "standard_sae": Entry("implicit_em.families.standard_sae:StandardSAEFamily", centres=True),
+    "topk_sae": Entry("implicit_em.families.topk_sae:TopKSAEFamily", uses_k=True, centres=True),
+    "batchtopk_sae": Entry(
+        "implicit_em.families.batchtopk_sae:BatchTopKSAEFamily", uses_k=True, centres=True
+    ),
+    "jumprelu_sae": Entry("implicit_em.families.jumprelu_sae:JumpReLUSAEFamily", centres=True),
 }

@@ -15,11 +15,12 @@ from implicit_em.models import StandardSAE
 class StandardSAEFamily(Family):
     name = "standard_sae"
     model_class = StandardSAE
+    saelens_architecture = "standard"
     term_names = ("mse", "l1")
     cost = 1.9  # 5 standard SAEs took 260 s of the reproduction's CPU stacks
 
     def build(self, m) -> nn.Module:
-        return StandardSAE(m.input_dim, m.hidden_dim)
+        return StandardSAE(m.input_dim, m.hidden_dim, m.centre)
 
     def weights(self, loss, k: int) -> dict[str, float]:
         return {"mse": 1.0, "l1": loss.l1_weight}

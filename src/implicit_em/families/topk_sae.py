@@ -20,12 +20,13 @@ from implicit_em.models import TopKSAE
 class TopKSAEFamily(Family):
     name = "topk_sae"
     model_class = TopKSAE
+    saelens_architecture = "topk"
     term_names = ("mse", "aux")
     topk_codes = True
     cost = 2.9  # 5 TopK SAEs took ~400 s of the reproduction's CPU stacks
 
     def build(self, m) -> nn.Module:
-        return TopKSAE(m.input_dim, m.hidden_dim, m.k)
+        return TopKSAE(m.input_dim, m.hidden_dim, m.k, m.centre)
 
     def weights(self, loss, k: int) -> dict[str, float]:
         return {"mse": 1.0, "aux": loss.aux_coef}

@@ -7,10 +7,13 @@ W_enc (D, K), b_enc (K,), W_dec (K, D), b_dec (D,) [, threshold (K,)].
 
 Export (`export_saelens`). What `sae_lens.SAE.load_from_disk` loads, unchanged:
 
-- architecture "standard" for the decoder-free `Encoder` and for `StandardSAE`
-  (apply_b_dec_to_input = False: neither subtracts a decoder bias before encoding), "topk"
-  for `TopKSAE` (apply_b_dec_to_input = True, rescale_acts_by_decoder_norm = True, which is
-  a no-op on unit rows and lets SAELens fold them).
+- the family's `saelens_architecture`: "standard" for the decoder-free `Encoder` and for
+  `StandardSAE` (apply_b_dec_to_input = False: neither subtracts a decoder bias before
+  encoding), "topk" for `TopKSAE` (apply_b_dec_to_input = True, rescale_acts_by_decoder_norm
+  = True, which is a no-op on unit rows and lets SAELens fold them), "jumprelu" for the
+  JumpReLU SAE and for the BatchTopK SAE at inference (its one threshold per latent, as
+  sae-lens saves BatchTopK SAEs), with a `threshold` tensor.
+- A centred SAE's own input mean (model.centre) is folded into the biases.
 - The normalisation is folded into the weights (normalize_activations = "none"), so the
   exported SAE takes the LM's activations as they are.
 - Every row of W_dec has unit norm, so `fold_W_dec_norm()` (SAEDashboard, SAEBench) changes
@@ -79,6 +82,7 @@ class Exported:
     apply_b_dec_to_input: bool
     decoder: str
     k: int | None = None
+    threshold: Tensor | None = None  # (K,), jumprelu only
     info: dict = field(default_factory=dict)
 
     def as_model(self) -> SAELensModel:
@@ -89,20 +93,25 @@ class Exported:
             self.b_dec,
             self.architecture,
             k=self.k,
+            threshold=self.threshold,
             apply_b_dec_to_input=self.apply_b_dec_to_input,
             rescale_acts_by_decoder_norm=self.architecture == "topk",
         )
 
 
-def _kind(model: nn.Module) -> str:
-    from implicit_em.models import Encoder, StandardSAE, TopKSAE
+def _family(model: nn.Module):
+    from implicit_em.families import family_of
 
-    for cls, name in ((Encoder, "encoder"), (StandardSAE, "standard_sae"), (TopKSAE, "topk_sae")):
-        if isinstance(model, cls):
-            return name
-    raise TypeError(
-        f"cannot export a {type(model).__name__}: export an Encoder, StandardSAE or TopKSAE"
-    )
+    try:
+        fam = family_of(model)
+    except TypeError:
+        fam = None
+    if fam is None or fam.saelens_architecture is None:
+        raise TypeError(
+            f"cannot export a {type(model).__name__}: export a model of a family with a SAELens "
+            "architecture (the encoder and the SAE families)"
+        )
+    return fam
 
 
 @torch.no_grad()
@@ -111,15 +120,24 @@ def exported_tensors(
     norm: Normalization | None = None,
     x_fit: Tensor | None = None,
 ) -> Exported:
-    """Fold normalisation and decoder norms into SAELens tensors (float64 arithmetic).
+    """Fold normalisation, the model's own input mean and decoder norms into SAELens tensors
+    (float64 arithmetic).
 
-    model: Encoder / StandardSAE / TopKSAE trained on x_n = (x - m) * s. norm: that
-    normalisation (identity when None). x_fit (N, D), normalised units: fitting data of the
-    least-squares decoder of a decoder-free Encoder (ignored for SAEs). Raises ValueError if
-    a decoder row is exactly zero (its direction is undefined).
+    model: a model of a family with `Family.saelens_architecture`, trained on
+    x_n = (x - m) * s. norm: that normalisation (identity when None). A centred SAE
+    (`models._Centring`) sees x_n - mu and adds mu to x_hat: mu is folded into b_dec (and,
+    for an SAE that does not subtract b_dec, into b_enc). x_fit (N, D), normalised units:
+    fitting data of the least-squares decoder of a decoder-free Encoder (ignored for SAEs).
+    JumpReLU-form SAEs (thresholds theta) export threshold = code_scale * theta (a BatchTopK
+    SAE's one threshold, repeated per latent, as sae-lens saves BatchTopK SAEs). Raises
+    ValueError if a decoder row is exactly zero (its direction is undefined).
     """
-    kind = _kind(model)
-    if kind == "encoder" and model.activation != "relu":
+    from implicit_em.models import Encoder
+
+    fam = _family(model)
+    arch = fam.saelens_architecture
+    is_encoder = isinstance(model, Encoder)
+    if is_encoder and model.activation != "relu":
         raise ValueError(
             f"only ReLU encoders map onto SAELens (this one uses {model.activation!r})"
         )
@@ -128,19 +146,22 @@ def exported_tensors(
     d = model.W.shape[1]
     m = norm.mean.double() if norm.mean is not None else torch.zeros(d, dtype=torch.float64)
     W = model.W.detach().double()  # (K, D)
-    b = (model.encoder.bias if kind != "encoder" else model.b).detach().double()  # (K,)
-    if kind == "encoder" and x_fit is not None:
+    b = (model.b if is_encoder else model.encoder.bias).detach().double()  # (K,)
+    mu = torch.zeros(d, dtype=torch.float64)
+    if getattr(model, "centre", False):
+        mu = model.x_mean.detach().double()  # (D,) in normalised units
+    has_b_dec = hasattr(model, "b_dec")  # the encoder sees x - b_dec
+    if is_encoder and x_fit is not None:
         from implicit_em.lm_eval import encode, fit_linear_decoder
 
         V, v = fit_linear_decoder(encode(model, x_fit), x_fit)  # (K, D), (D,)
         dec, dec_bias, decoder = V.double(), v.double(), "lstsq"
-    elif kind == "encoder":
+    elif is_encoder:
         dec, dec_bias, decoder = W, torch.zeros(d, dtype=torch.float64), "w_rows"
-    elif kind == "standard_sae":
-        dec = model.decoder.weight.detach().double().t()  # (K, D)
-        dec_bias, decoder = model.decoder.bias.detach().double(), "own"
     else:
-        dec, dec_bias, decoder = model.W_dec.detach().double().t(), model.b_dec.double(), "own"
+        dec = model.decoder_matrix().detach().double().t()  # (K, D)
+        bias = model.b_dec if has_b_dec else model.decoder.bias
+        dec_bias, decoder = bias.detach().double() + mu, "own"
     raw_dec = dec / s  # (K, D): x = x_n / s + m, so a direction of x_n is 1/s as long in x
     n = raw_dec.norm(dim=1)  # (K,)
     if bool((n == 0).any()):
@@ -152,12 +173,16 @@ def exported_tensors(
     W_dec = raw_dec / n[:, None]  # (K, D) unit rows
     b_dec = dec_bias / s + m  # (D,) raw-unit decoder bias
     W_enc = (s * W * c[:, None]).t()  # (D, K)
-    if kind == "topk_sae":
-        # z = W((x - m) s - b_dec_n) + b = s W (x - b_dec) + b, b_dec = b_dec_n / s + m
-        b_enc, apply, arch = c * b, True, "topk"
+    if has_b_dec:
+        # z = W((x - m) s - mu - b_dec_n) + b = s W (x - b_dec) + b, b_dec = (b_dec_n + mu) / s + m
+        b_enc, apply = c * b, True
     else:
-        # z = s W (x - m) + b; the sidecar's b_dec is a pure decoder bias
-        b_enc, apply, arch = c * (b - s * (W @ m)), False, "standard"
+        # z = s W (x - m) - W mu + b; the sidecar's b_dec is a pure decoder bias
+        b_enc, apply = c * (b - W @ mu - s * (W @ m)), False
+    threshold = None
+    if arch == "jumprelu":
+        theta = model.threshold.detach().double()  # (K,) or () for BatchTopK
+        threshold = (c * theta.expand_as(c)).float().contiguous()  # gate z > theta, scaled by c
     return Exported(
         W_enc=W_enc.float().contiguous(),
         b_enc=b_enc.float().contiguous(),
@@ -167,8 +192,9 @@ def exported_tensors(
         architecture=arch,
         apply_b_dec_to_input=apply,
         decoder=decoder,
-        k=getattr(model, "k", None),
-        info={"model_type": kind, "normalization": norm.to_dict()},
+        k=getattr(model, "k", None) if arch == "topk" else None,
+        threshold=threshold,
+        info={"model_type": fam.name, "normalization": norm.to_dict()},
     )
 
 
@@ -232,6 +258,8 @@ def export_saelens(
     if ex.architecture == "topk":
         cfg.update(k=int(ex.k), rescale_acts_by_decoder_norm=True)
     tensors = {"W_enc": ex.W_enc, "b_enc": ex.b_enc, "W_dec": ex.W_dec, "b_dec": ex.b_dec}
+    if ex.threshold is not None:
+        tensors["threshold"] = ex.threshold
     save_file(tensors, out_dir / WEIGHTS)
     side = {"code_scale": ex.code_scale}
     side.update({f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()})

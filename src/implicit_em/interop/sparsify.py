@@ -65,6 +65,11 @@ def export_sparsify(
     folder = Path(out_dir) / hookpoint
     check_free(folder, (CFG, WEIGHTS, SIDECAR), overwrite)
     ex = exported_tensors(model, norm, x_fit)
+    if ex.threshold is not None:
+        raise ValueError(
+            f"a {ex.info['model_type']} model gates its codes by thresholds, which sparsify's "
+            "TopK format cannot hold: export it in the saelens format"
+        )
     K = int(ex.W_enc.shape[1])
     b_e = ex.b_enc if ex.apply_b_dec_to_input else ex.b_enc + ex.b_dec @ ex.W_enc  # (K,)
     folder.mkdir(parents=True, exist_ok=True)

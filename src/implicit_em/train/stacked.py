@@ -44,7 +44,7 @@ def stack_key(cfg: RunConfig) -> tuple:
     """Configs with equal keys can share one stack."""
     m, t, lo = cfg.model, cfg.training, cfg.loss
     return (
-        m.type, m.input_dim, m.hidden_dim, m.activation, m.k,
+        m.type, m.input_dim, m.hidden_dim, m.activation, m.k, m.centre, m.jump_bandwidth,
         t.optimizer, t.batch_size, t.epochs, t.device, t.amp,
         lo.lambda_wr > 0, lo.variance_eps, lo.aux_k, lo.dead_steps, lo.aux_coef > 0,
         getattr(lo, "tc_probes", None),
@@ -169,6 +169,11 @@ class StackedTrainer:
         self.family = family(cfgs[0].model.type)
         self.kind = self.family.name
         self.models = [runs.build_model(c).to(self.device) for c in cfgs]
+        if any(True for _ in self.models[0].buffers()):  # stacks hold parameters only
+            raise ValueError(
+                f"a {self.kind} model with running statistics (a centred input mean, a "
+                "BatchTopK threshold) cannot be stacked: train it with implicit_em.train.loop"
+            )
         self.slots, self.data_seeds, self.blocks = seed_slots([c.training.seed for c in cfgs])
         slot_cfgs = [cfgs[i] for i in self.slots]
         params, _ = stack_module_state([self.models[i] for i in self.slots])
