@@ -34,6 +34,7 @@ def main() -> None:
     p.add_argument("--latents", type=int, nargs="*", default=None)
     p.add_argument("--width", type=int, default=1300)
     a = p.parse_args()
+    a.site = a.site.resolve()
     ids, freq = shown_latents(a.site)
     if a.latents is None:
         by_freq = sorted(zip(freq, ids, strict=True))

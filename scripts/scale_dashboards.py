@@ -122,8 +122,8 @@ def main() -> None:
     results["lm"] = info
     log(f"LM loaded: {info}")
     hdir = work / "acts"
-    cfg = HarvestConfig(model=a.model, layer=15, n_tokens=a.harvest_tokens, batch_size=128,
-                        shard_contexts=1024)  # fmt: skip
+    cfg = HarvestConfig(model=a.model, corpus=CORPUS, layer=15, n_tokens=a.harvest_tokens,
+                        batch_size=128, shard_contexts=1024)  # fmt: skip
     m = harvest(cfg, hdir, lm, tok, info, docs=load_corpus(CORPUS), progress=False)
     results["harvest"] = {s: m["splits"][s]["n_tokens"] for s in ("train", "heldout")}
     results["harvest"]["throughput"] = m.get("throughput")

@@ -94,11 +94,13 @@ def export_neuronpedia(
     model_id: str | None = None,
     layer: int | None = None,
     sae_set: str | None = None,
+    dataset: str | None = None,
 ) -> list[Path]:
     """Write out/batch-<b>.json (one Neuronpedia batch per site block); return the paths.
 
     site: a folder written by `dashboard.write_site`. model_id, layer, sae_set: the batch
-    header (default: the language model, layer and title the site recorded). Refuses an
+    header (default: the language model, layer and title the site recorded); dataset: each
+    feature's `dataset` (default: the harvest's corpus as recorded). Refuses an
     `out` that already holds batch files.
     """
     site, out = Path(site), Path(out)
@@ -108,6 +110,8 @@ def export_neuronpedia(
     if out.is_dir() and any(out.glob("batch-*.json")):
         raise FileExistsError(f"{out} already holds batch-*.json: choose another folder")
     meta = read_data_file(index_path)["meta"]
+    if dataset is not None:
+        meta["dataset"] = dataset
     header = {
         "model_id": model_id if model_id is not None else str(meta.get("language_model", "")),
         "layer": int(layer if layer is not None else meta.get("layer") or 0),
