@@ -57,8 +57,7 @@ def feature_json(rec: dict, strings: list[str], meta: dict, n_groups: int) -> di
     edges = meta["hist_edges"]
     start, counts = rec["hist"]["start"], rec["hist"]["counts"]
     centres = [math.sqrt(edges[start + i] * edges[start + i + 1]) for i in range(len(counts))]
-    near_kind = "decoder" if "decoder" in rec["near"] else "encoder"
-    near = rec["near"].get(near_kind, [])
+    near = rec["near"].get("decoder") or next(iter(rec["near"].values()), [])  # else encoder
     logits = rec.get("logits") or {"pos": [], "neg": []}
     return {
         "feature_index": rec["id"],
