@@ -176,3 +176,48 @@ def test_window_tokens_and_quantile_groups() -> None:
     x = torch.tensor([0.0, 1.23456, -0.0098765, 123456.0, float("nan")])
     got = sig_round(x, 3).tolist()
     assert got[:4] == [0.0, 1.23, -0.00988, 123000.0] and got[4] != got[4]
+
+
+def test_parallel_site_writing_gives_the_same_files(harvest) -> None:
+    _, one = build(harvest, "topk_sae", site_workers=1)
+    _, three = build(harvest, "topk_sae", site_workers=3)  # 12 latents / 5 per block: 3 blocks
+    files = sorted(p.name for p in (one / "data").iterdir())
+    assert files == ["block_00000.js", "block_00001.js", "block_00002.js", "index.js"]
+    assert files == sorted(p.name for p in (three / "data").iterdir())
+    for name in files:
+        assert (one / "data" / name).read_bytes() == (three / "data" / name).read_bytes(), name
+
+
+def test_neuronpedia_export_holds_the_same_numbers(harvest) -> None:
+    root, acts, tok, _ = harvest
+    run_dir, out = build(harvest, "topk_sae", neuronpedia=True)
+    a, toks = direct_codes(run_dir, acts)
+    P = a.shape[0] // toks.shape[0]
+    batches = sorted((out / "neuronpedia").glob("batch-*.json"))
+    assert [b.name for b in batches] == ["batch-0.json", "batch-1.json", "batch-2.json"]
+    feats = [f for b in batches for f in json.loads(b.read_text())["features"]]
+    head = json.loads(batches[0].read_text())
+    assert head["layer"] == 1 and head["sae_set"] == run_dir.name
+    assert [f["feature_index"] for f in feats] == list(range(12))
+    for f in feats:
+        j = f["feature_index"]
+        col = a[:, j]
+        assert f["frac_nonzero"] == pytest.approx(float((col > 0).double().mean()), rel=1e-3)
+        assert sum(f["freq_hist_data_bar_heights"]) == int((col > 0).sum())
+        top = [x for x in f["activations"] if x["bin_min"] == -1]
+        want_vals, want_rows = col.topk(min(5, int((col > 0).sum())))
+        assert len(top) == len(want_rows)
+        for x, v, g in zip(top, want_vals.tolist(), want_rows.tolist(), strict=True):
+            i = x["target_index"]
+            assert x["target_value"] == pytest.approx(v, rel=1e-3)
+            assert x["values"][i] == pytest.approx(v, rel=5e-3)  # 3 significant digits
+            assert x["tokens"][i] == tok.decode([int(toks[g // P, g % P + 1])])
+        quant = [x for x in f["activations"] if x["bin_min"] != -1]
+        assert all(x["bin_contains"] == pytest.approx(0.2) for x in quant)
+        assert all(x["bin_min"] <= x["bin_max"] <= float(col.max()) * 1.001 for x in quant)
+        assert len(f["pos_str"]) == len(f["pos_values"]) == 10
+        assert f["pos_values"][0] >= f["neg_values"][0]
+    with pytest.raises(FileExistsError, match="batch"):
+        from implicit_em.dashboard.neuronpedia import export_neuronpedia
+
+        export_neuronpedia(out, out / "neuronpedia")

@@ -236,3 +236,26 @@ def test_manifest_from_other_model_is_rejected(tmp_path):
     other_layer = HarvestConfig(**{**json.loads(json.dumps(CFG.__dict__)), "layer": 2})
     with pytest.raises(ManifestMismatchError, match=r"\['layer'\]"):
         run(tmp_path, cfg=other_layer, model_info=info(sha="aaaa"))
+
+
+def test_pack_batch_encoding_of_a_fast_tokenizer_equals_one_call_per_document():
+    pytest.importorskip("transformers")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from dashboard_fixtures import WORDS, word_tokenizer
+
+    tok = word_tokenizer()
+    assert tok.is_fast
+    docs = [Document(f"d{i}", " ".join(WORDS[i : i + 7] + ["zzz"])) for i in range(6)]
+
+    class Slow:  # the same tokenizer, one encode call per document
+        bos_token_id, eos_token_id = tok.bos_token_id, tok.eos_token_id
+
+        def encode(self, text, add_special_tokens=False):
+            return tok.encode(text, add_special_tokens=add_special_tokens)
+
+    fast, slow = pack_documents(docs, tok, ctx_len=5), pack_documents(docs, Slow(), ctx_len=5)
+    assert fast.shape[0] >= 8 and torch.equal(fast, slow)
+    assert (fast == tok.unk_token_id).any()  # "zzz" is out of vocabulary

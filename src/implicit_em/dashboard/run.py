@@ -83,6 +83,11 @@ class DashboardOptions:
     """Promoted and suppressed output tokens listed per latent."""
     block_size: int = 64
     """Latents per data file (the unit the browser loads)."""
+    site_workers: int = 0
+    """Processes writing the latent pages' data files in parallel (0: one per CPU)."""
+    neuronpedia: bool = False
+    """Also write the same data as Neuronpedia-style JSON batches (SAEDashboard's batch
+    format, one file per block) under <out>/neuronpedia/."""
     seed: int = 0
     """Seed of the reservoir sample and of the latent sample."""
     chunk_entries: int | None = None
@@ -340,6 +345,12 @@ def run(
         "family": type(model).__name__,
         "split": opts.split,
         "decoder_label": dec_label,
+        "language_model": str(ident.get("model")),
+        "layer": ident.get("layer"),
+        "dataset": str(ident.get("corpus", "")),
+        "n_contexts": int(stats["n_contexts"]),
+        "per_context": int(stats["per_context"]),
+        "quantile_groups": opts.quantile_groups,
         "summary": summary,
     }
 
@@ -349,11 +360,16 @@ def run(
             s = str(tokenizer.convert_ids_to_tokens(t))  # a partial UTF-8 byte: show its token
         return s
 
-    return write_site(
+    index = write_site(
         opts.out, stats, tokens, decode, latents, meta, near=near, logits=logits,
         context=opts.context, n_groups=opts.quantile_groups, per_group=opts.per_group,
-        block_size=opts.block_size, overwrite=opts.overwrite,
+        block_size=opts.block_size, overwrite=opts.overwrite, workers=opts.site_workers,
     )  # fmt: skip
+    if opts.neuronpedia:
+        from implicit_em.dashboard.neuronpedia import export_neuronpedia
+
+        export_neuronpedia(opts.out, Path(opts.out) / "neuronpedia")
+    return index
 
 
 def _read_history(run_dir: Path) -> list[dict]:

@@ -260,12 +260,15 @@ def write_site(
     per_group: int = 4,
     block_size: int = 64,
     overwrite: bool = False,
+    workers: int = 1,
 ) -> Path:
     """Write the site for `latents` (K' indices into the stats) under `out`; return index.html.
 
     stats, tokens: from `collect_stats`. decode: token id -> display string. meta: title,
     family, summary dicts (shown as tables on the index). near: name -> (cosines (K, n),
     ids (K, n)). logits: from `logit_effects`. Refuses a non-empty `out` unless overwrite.
+    workers: processes writing blocks in parallel (0: one per CPU, at most one per block;
+    POSIX fork only, else 1); the files do not depend on it.
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -291,28 +294,33 @@ def write_site(
             cache[t] = decode(t)
         return cache[t]
 
+    latents = [int(j) for j in latents]
+    _predecode(dec, stats, tokens, latents, context, logits)
+    starts = list(range(0, len(latents), block_size))
+    job = {
+        "out": out, "stats": stats, "tokens": tokens, "dec": dec, "latents": latents,
+        "block_size": block_size, "context": context, "n_groups": n_groups,
+        "per_group": per_group, "near": near, "logits": logits,
+    }  # fmt: skip
+    workers = _n_workers(workers, len(starts))
+    if workers <= 1:
+        parts = [_write_block(job, b) for b in range(len(starts))]
+    else:  # blocks are independent: fork workers that inherit `job` (no pickling of stats)
+        import multiprocessing as mp
+
+        _JOB.update(job)
+        try:
+            ctx = mp.get_context("fork")
+            with ctx.Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                parts = pool.map(_write_block_forked, range(len(starts)), chunksize=1)
+        finally:
+            _JOB.clear()
     rows: dict[str, list] = {
         k: [] for k in ("id", "freq", "max", "mean", "usage", "tokens", "block")
     }
-    latents = [int(j) for j in latents]
-    for b, start in enumerate(range(0, len(latents), block_size)):
-        table = TokenTable(dec)
-        recs = {}
-        chunk = latents[start : start + block_size]
-        view = BlockView(stats, tokens, chunk, context)
-        for row, j in enumerate(chunk):
-            rec = latent_record(j, row, view, stats, table, n_groups, per_group, near, logits, dec)
-            recs[j] = rec
-            for key in ("id", "freq", "max", "mean", "usage"):
-                rows[key].append(rec[key])
-            rows["block"].append(b)
-        for j in recs:
-            rows["tokens"].append(top_tokens(recs[j], table.strings))
-        _write_js(
-            out / "data" / f"block_{b:05d}.js",
-            "block",
-            {"block": b, "strings": table.strings, "latents": recs},
-        )
+    for part in parts:
+        for key, vals in part.items():
+            rows[key] += vals
     hist = density_histogram(freq)
     index = {
         "meta": {
@@ -350,3 +358,66 @@ def _write_js(path: Path, fn: str, obj: dict) -> None:
     """A data file: `DASH.<fn>(<json>);`, JSON with no NaN (allow_nan=False)."""
     body = json.dumps(obj, separators=(",", ":"), allow_nan=False)
     path.write_text(f"DASH.{fn}({body});\n")
+
+
+_JOB: dict = {}
+"""The job of `write_site`'s forked workers (set in the parent before forking)."""
+
+
+def _n_workers(workers: int, n_blocks: int) -> int:
+    import multiprocessing as mp
+    import os
+
+    if "fork" not in mp.get_all_start_methods():
+        return 1
+    if workers <= 0:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return max(1, min(workers, n_blocks))
+
+
+def _predecode(
+    dec: Callable[[int], str], stats: dict, tokens: Tensor, latents: list[int], context: int,
+    logits: tuple[Tensor, Tensor, Tensor, Tensor] | None,
+) -> None:  # fmt: skip
+    """Decode, once, every token the pages will show (fills `dec`'s cache before forking)."""
+    L = torch.tensor(latents, dtype=torch.long)
+    per, bos = int(stats["per_context"]), int(stats["bos_offset"])
+    ids = [window_tokens(tokens, stats[f"{k}_index"][L], per, bos, context).flatten()
+           for k in ("top", "sample")]  # fmt: skip
+    if logits is not None:
+        ids += [logits[1][L].flatten(), logits[3][L].flatten()]
+    for t in torch.unique(torch.cat(ids)).tolist():
+        if t >= 0:
+            dec(int(t))
+
+
+def _write_block_forked(b: int) -> dict[str, list]:
+    return _write_block(_JOB, b)
+
+
+def _write_block(job: dict, b: int) -> dict[str, list]:
+    """Write data/block_<b>.js; return the block's index rows."""
+    bs = job["block_size"]
+    chunk = job["latents"][b * bs : (b + 1) * bs]
+    stats, dec = job["stats"], job["dec"]
+    table = TokenTable(dec)
+    view = BlockView(stats, job["tokens"], chunk, job["context"])
+    recs = {}
+    rows: dict[str, list] = {
+        k: [] for k in ("id", "freq", "max", "mean", "usage", "tokens", "block")
+    }
+    for row, j in enumerate(chunk):
+        rec = latent_record(j, row, view, stats, table, job["n_groups"], job["per_group"],
+                            job["near"], job["logits"], dec)  # fmt: skip
+        recs[j] = rec
+        for key in ("id", "freq", "max", "mean", "usage"):
+            rows[key].append(rec[key])
+        rows["block"].append(b)
+    for j in recs:
+        rows["tokens"].append(top_tokens(recs[j], table.strings))
+    _write_js(
+        job["out"] / "data" / f"block_{b:05d}.js",
+        "block",
+        {"block": b, "strings": table.strings, "latents": recs},
+    )
+    return rows

@@ -138,43 +138,54 @@ class LatentStats:
         a: (C, P, K) codes of C contexts, float. first_token: global index of a[0, 0]
         (token g lives at context g // P, position g % P). keep: optional (C, P) bool; tokens
         with keep False are left out of every statistic (their codes still show in windows).
+
+        Every step is a whole-tensor operation on `a`'s device (no Python loop over tokens or
+        latents), laid out latent-major, (K, B): the top-k, the reservoir's keys and the
+        windows are row-wise operations on that one transposed copy, and r = softmax(-a) is
+        never stored: its windows come from the code windows and the per-token log-partition.
         """
         C, P, K = a.shape
         if K != self.K:
             raise ValueError(f"codes have {K} latents, the accumulator {self.K}")
-        a = a.float()
         B = C * P
-        r = responsibilities(a) if self.cfg.responsibilities else None  # (C, P, K)
-        flat = a.reshape(B, K)  # (B, K)
-        live = flat if keep is None else flat.masked_fill(~keep.reshape(-1, 1), 0.0)
+        flat = a.reshape(B, K).float()  # (B, K)
+        lt = flat.t().contiguous()  # (K, B): row-wise topk / gather are fast on CPU and GPU
+        live = lt if keep is None else lt.masked_fill(~keep.reshape(1, B), 0.0)  # (K, B)
         self.n_tokens += B if keep is None else int(keep.sum())
         # Sparse bookkeeping over the firing entries only (codes are mostly zero).
-        nz = (live > 0).view(-1).nonzero().squeeze(1)  # (nnz,) flat positions in (B, K)
-        rows_nz, cols_nz = nz // K, nz % K
+        fire = live > 0  # (K, B)
+        nz = fire.view(-1).nonzero().squeeze(1)  # (nnz,) flat positions in (K, B)
+        del fire
+        lat = nz // B  # (nnz,) latent of each firing entry
         vals = live.view(-1)[nz]  # (nnz,)
-        self.fires += torch.bincount(cols_nz, minlength=K)
-        self.act_sum.index_add_(0, cols_nz, vals.double())
-        self.hist += torch.bincount(log10_bins(vals) + cols_nz * HIST_BINS, minlength=K * HIST_BINS)
-        if r is not None:
+        self.fires += torch.bincount(lat, minlength=K)
+        self.act_sum.index_add_(0, lat, vals.double())
+        self.hist += torch.bincount(log10_bins(vals) + lat * HIST_BINS, minlength=K * HIST_BINS)
+        log_z = None
+        if self.cfg.responsibilities:
+            r = flat.neg()  # (B, K), becomes r in place
+            log_z = torch.logsumexp(r, dim=1)  # (B,) log sum_j exp(-a_j) per token
+            r.sub_(log_z[:, None]).exp_()  # r = exp(-a - log Z) = softmax(-a), paper Eq. 4
             w_tok = torch.ones(B, device=a.device) if keep is None else keep.reshape(B).float()
-            self.r_sum += (w_tok @ r.reshape(B, K)).double()  # (B,) @ (B, K) -> (K,)
+            self.r_sum += (w_tok @ r).double()  # (B,) @ (B, K) -> (K,)
+            del r
 
-        # Windows: pad positions with NaN so that a window never reaches another context.
         c = self.cfg.context
-        pad = F.pad(a, (0, 0, c, c), value=math.nan)  # (C, P + 2c, K)
-        pad_r = F.pad(r, (0, 0, c, c), value=math.nan) if r is not None else None
-        offs = torch.arange(self.cfg.window, device=a.device)  # (W,)
-        col = torch.arange(K, device=a.device)
+        offs = torch.arange(-c, c + 1, device=a.device)  # (W,)
 
         def windows(rows: Tensor) -> tuple[Tensor, Tensor | None]:
-            """rows (K, m) token rows in the chunk -> windows (K, m, W)."""
-            ci, pi = rows // P, rows % P  # (K, m)
-            at = (ci[..., None], pi[..., None] + offs, col[:, None, None])  # -> (K, m, W)
-            return pad[at], (pad_r[at] if pad_r is not None else None)
+            """rows (K, m) token rows in the chunk -> windows (K, m, W) of a (and of r)."""
+            m = rows.shape[1]
+            pos = (rows % P)[..., None] + offs  # (K, m, W) positions in the context
+            ok = (pos >= 0) & (pos < P)
+            tok = (rows - rows % P)[..., None] + pos.clamp(0, P - 1)  # (K, m, W) chunk rows
+            w = lt.gather(1, tok.view(K, m * offs.numel())).view(K, m, -1)
+            w = w.masked_fill(~ok, math.nan)
+            if log_z is None:
+                return w, None
+            return w, torch.exp(-w - log_z[tok])  # r = exp(-a - log Z); NaN stays NaN
 
-        # top-k along tokens on a (K, B) copy: row-wise topk is several times faster on CPU
-        lt = live.t().contiguous()  # (K, B)
-        val, rows = lt.topk(min(self.cfg.top_k, B), dim=1)  # (K, m)
+        val, rows = live.topk(min(self.cfg.top_k, B), dim=1)  # (K, m)
         ok = val > 0  # a latent that never fires keeps no examples
         w, wr = windows(rows)
         self.top.merge(val.masked_fill(~ok, -math.inf), val,
@@ -182,12 +193,12 @@ class LatentStats:
 
         if self.cfg.n_samples:
             keys = torch.full((K, B), -1.0, device=a.device)  # (K, B); -1 = not firing
-            u = torch.rand(nz.shape[0], generator=self.gen, device=a.device)
-            keys.view(-1)[cols_nz * B + rows_nz] = u
+            keys.view(-1)[nz] = torch.rand(nz.shape[0], generator=self.gen, device=a.device)
             key, rows = keys.topk(min(self.cfg.n_samples, B), dim=1)  # (K, m)
+            del keys
             ok = key >= 0
             w, wr = windows(rows)
-            self.res.merge(key.masked_fill(~ok, -math.inf), lt.gather(1, rows),
+            self.res.merge(key.masked_fill(~ok, -math.inf), live.gather(1, rows),
                            (rows + first_token).masked_fill(~ok, -1), w, wr)  # fmt: skip
 
     def result(self) -> dict[str, Tensor | int]:
@@ -309,16 +320,15 @@ def collect_stats(
     tokens, seen, n_ctx = [], 0, 0
     per = None
     bar = tqdm(total=total, unit="tok", unit_scale=True, desc="dashboard", disable=not progress)
-    for entry in entries:
+    dev = torch.device(device)
+    for x, toks in _prefetched(acts_dir, entries, pin=dev.type == "cuda"):
         if seen >= total:
             break
-        shard = load_shard(acts_dir, entry)
-        x, toks = shard["acts"], shard["tokens"]  # (N, D) fp16, (C, T) int32
         per = x.shape[0] // toks.shape[0]
         n_take = min(toks.shape[0], math.ceil((total - seen) / per))
         x, toks = x[: n_take * per].view(n_take, per, -1), toks[:n_take]
         for sl in chunks(n_take, per, n_latents, chunk_entries):
-            xc = x[sl].to(device).float()  # (C, P, D)
+            xc = x[sl].to(device, non_blocking=True).float()  # (C, P, D)
             keep = None
             if max_norm is not None:
                 keep = xc.norm(dim=2) <= max_norm  # (C, P)
@@ -339,3 +349,27 @@ def collect_stats(
     out = acc.result()
     out.update(n_contexts=n_ctx, per_context=per, bos_offset=bos_offset)
     return out, torch.cat(tokens)
+
+
+def _prefetched(
+    acts_dir: str | Path, entries: list[dict], pin: bool, ahead: int = 2
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """(acts (N, D) fp16, tokens (C, T)) of each shard in order, read (and sha256-checked)
+    by a background thread up to `ahead` shards ahead, so that disk, hashing and the
+    host-to-device copy overlap the device's work. pin: page-locked acts (for CUDA)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def load(entry: dict) -> tuple[Tensor, Tensor]:
+        shard = load_shard(acts_dir, entry)
+        x = shard["acts"]
+        return (x.pin_memory() if pin else x), shard["tokens"]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = [pool.submit(load, e) for e in entries[:ahead]]
+        for i in range(len(entries)):
+            x, toks = pending.pop(0).result()
+            if i + ahead < len(entries):
+                pending.append(pool.submit(load, entries[i + ahead]))
+            yield x, toks
+        for f in pending:
+            f.cancel()

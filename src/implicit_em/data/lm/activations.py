@@ -130,12 +130,18 @@ def bos_id(tokenizer: Any) -> int:
 def pack_documents(docs: list[Document], tokenizer: Any, ctx_len: int) -> Tensor:
     """All windows of a document list: (C, ctx_len) int64, each row BOS + ctx_len - 1 tokens.
 
-    Documents are joined with EOS after each; the incomplete tail window is dropped.
+    Documents are joined with EOS after each; the incomplete tail window is dropped. A fast
+    (Rust) tokenizer encodes all documents in one batch call (same ids as one call each).
     """
     eos = tokenizer.eos_token_id
+    texts = [doc.text for doc in docs]
+    if getattr(tokenizer, "is_fast", False):  # one batch call: the Rust tokenizer's threads
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    else:
+        ids = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
     stream: list[int] = []
-    for doc in docs:
-        stream.extend(tokenizer.encode(doc.text, add_special_tokens=False))
+    for doc_ids in ids:
+        stream.extend(doc_ids)
         if eos is not None:
             stream.append(int(eos))
     body = ctx_len - 1
