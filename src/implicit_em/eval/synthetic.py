@@ -231,12 +231,14 @@ VARIANTS: dict[str, Variant] = {
     "encoder-from-truth": Variant(init_at_truth=2.5),
     "topk-from-truth": Variant(family="topk_sae", init_at_truth=2.5),
     "topk": Variant(family="topk_sae"),
-    # SAE baselines beside TopK (docs/eval/synthetic/baselines.md): BatchTopK at k = the true
-    # L0, JumpReLU at L0 coefficients fixed before the runs (the one landing nearest the true
-    # L0 is the headline row; 0.3 added after the sweep's top, 0.1, stopped at L0 5.0 on the
-    # mini recipe), centred twins (the data mean subtracted, as topk-centred), and -k25: the
-    # published SynthSAEBench-16k setting (width 4,096 at L0 25; scripts/synthsaebench_check.py).
-    **{f"batchtopk{s}": Variant(family="batchtopk_sae", centre=c, k=k)
+    # SAE baselines beside TopK (docs/eval/synthetic/baselines.md): BatchTopK and Matryoshka
+    # BatchTopK (nested prefixes K/8, K/4, K/2, K) at k = the true L0; JumpReLU at L0
+    # coefficients fixed before the runs (the one landing nearest the true L0 is the headline
+    # row; 0.3 added after the sweep's top, 0.1, stopped at L0 5.0 on the mini recipe); centred
+    # twins (the data mean subtracted, as topk-centred); -k25: the published SynthSAEBench-16k
+    # setting (width 4,096 at L0 25; scripts/synthsaebench_check.py).
+    **{f"{n}{s}": Variant(family=f, centre=c, k=k)
+       for n, f in (("batchtopk", "batchtopk_sae"), ("matryoshka", "matryoshka_batchtopk_sae"))
        for s, c, k in (("", False, None), ("-centred", True, None), ("-k25", False, 25))},
     **{f"jumprelu-{c}{s}": Variant(family="jumprelu_sae", l0_coef=c, centre=m)
        for c in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3) for s, m in (("", False), ("-centred", True))},
