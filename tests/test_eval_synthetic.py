@@ -138,3 +138,15 @@ def test_sae_baseline_rows_train_with_their_family_and_keep_the_controls():
 
     assert isinstance(make_model(VARIANTS["batchtopk"], 48, 256, res["true_l0"]), BatchTopKSAE)
     assert isinstance(make_model(VARIANTS["jumprelu-0.01"], 48, 256, 3.0), JumpReLUSAE)
+
+
+def test_v2_recipe_matches_the_published_build_settings():
+    """SynthSAEBench-16k v2 (SAELens docs/synth_sae_bench.md): children scaled by their
+    parent, dictionary bias of norm 0.5, compensated probabilities; v1 settings unchanged."""
+    from implicit_em.eval.synthetic import recipe_config
+
+    v2 = recipe_config("synthsaebench-16k-v2")
+    assert v2.hierarchy.scale_children_by_parent and v2.hierarchy.compensate_probabilities
+    assert v2.bias == 0.5 and (v2.num_features, v2.hidden_dim) == (16384, 768)
+    v1 = recipe_config("synthsaebench-16k")
+    assert not v1.hierarchy.scale_children_by_parent and v1.bias == 1.0

@@ -30,7 +30,7 @@ def _require(cond: bool, msg: str) -> None:
 class ModelConfig:
     type: str = DEFAULT_FAMILY
     """Model family (`implicit_em.families`): encoder (decoder-free, ours), standard_sae,
-    topk_sae, batchtopk_sae or jumprelu_sae."""
+    topk_sae, batchtopk_sae, matryoshka_batchtopk_sae or jumprelu_sae."""
     input_dim: int | None = None
     """D, the input dimension; None (the default) takes it from the data set
     (`implicit_em.data.resolve_input_dim`: 784 for MNIST, 64 for digits)."""
@@ -44,6 +44,8 @@ class ModelConfig:
     centre: bool = False
     """SAE families: subtract a fixed input mean, estimated from the first training batches and
     stored with the model (`models._Centring`); reconstructions add it back."""
+    matryoshka_levels: int = 4
+    """Matryoshka BatchTopK SAE: nested prefixes of widths K / 2^(L-1), ..., K / 2, K."""
     jump_threshold: float = 0.001
     """JumpReLU SAE: initial threshold theta of every latent (Rajamanoharan et al. 2024)."""
     jump_bandwidth: float = 0.001
@@ -68,6 +70,10 @@ class ModelConfig:
         _require(
             not self.centre or FAMILIES[self.type].centres,
             f"model.centre applies to the SAE families, not {self.type!r}: drop model.centre",
+        )
+        _require(
+            self.matryoshka_levels >= 1,
+            f"model.matryoshka_levels must be >= 1, got {self.matryoshka_levels}",
         )
         _require(
             self.jump_threshold >= 0,

@@ -168,7 +168,34 @@ class StandardSAE(_SAEWeights, nn.Module):
         return self.decode(a), a
 
 
-class TopKSAE(_SAEWeights, nn.Module):
+class _UnitDecoder:
+    """An encoder on x - b_dec and a decoder W_dec (D, K) whose columns stay on the unit
+    sphere, started at the encoder's rows (TopK, BatchTopK, JumpReLU SAEs)."""
+
+    def _init_unit_decoder(self, input_dim: int, hidden_dim: int) -> None:
+        self.encoder = nn.Linear(input_dim, hidden_dim)
+        self.W_dec = nn.Parameter(self.encoder.weight.detach().t().clone())  # (D, K)
+        self.b_dec = nn.Parameter(torch.zeros(input_dim))
+        self.normalize_decoder_()
+
+    @property
+    def W(self) -> Tensor:  # (K, D) encoder rows
+        return self.encoder.weight
+
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        self.W_dec.div_(self.W_dec.norm(dim=0, keepdim=True).clamp_min(1e-8))
+
+    @torch.no_grad()
+    def remove_parallel_grads_(self) -> None:
+        """Project out the gradient component along each decoder column (stays on the sphere)."""
+        if self.W_dec.grad is None:
+            return
+        g, w = self.W_dec.grad, self.W_dec  # (D, K)
+        g.sub_(w * (g * w).sum(dim=0, keepdim=True))
+
+
+class TopKSAE(_UnitDecoder, _SAEWeights, nn.Module):
     """TopK SAE (Gao et al., 2024): keep the k largest ReLU pre-activations, unit-norm decoder.
 
     z = W_enc (x - b_dec) + b_enc; a = TopK(ReLU(z)); x_hat = W_dec a + b_dec with every
@@ -184,15 +211,8 @@ class TopKSAE(_SAEWeights, nn.Module):
         if not 1 <= int(k) <= hidden_dim:
             raise ValueError(f"k must be in [1, hidden_dim={hidden_dim}], got {k}")
         self.input_dim, self.hidden_dim, self.k = input_dim, hidden_dim, int(k)
-        self.encoder = nn.Linear(input_dim, hidden_dim)
-        self.W_dec = nn.Parameter(self.encoder.weight.detach().t().clone())  # (D, K)
-        self.b_dec = nn.Parameter(torch.zeros(input_dim))
-        self.normalize_decoder_()
+        self._init_unit_decoder(input_dim, hidden_dim)
         self._init_centring(input_dim, centre)
-
-    @property
-    def W(self) -> Tensor:  # (K, D) encoder rows
-        return self.encoder.weight
 
     def pre_activations(self, x: Tensor) -> Tensor:
         return F.relu(self.encoder(self.centred(x) - self.b_dec))  # (B, K)
@@ -224,15 +244,3 @@ class TopKSAE(_SAEWeights, nn.Module):
         vals, idx = z.topk(min(k_aux, self.hidden_dim), dim=-1)
         a_aux = torch.zeros_like(z).scatter(-1, idx, vals)
         return a_aux @ self.W_dec.t()  # (B, D)
-
-    @torch.no_grad()
-    def normalize_decoder_(self) -> None:
-        self.W_dec.div_(self.W_dec.norm(dim=0, keepdim=True).clamp_min(1e-8))
-
-    @torch.no_grad()
-    def remove_parallel_grads_(self) -> None:
-        """Project out the gradient component along each decoder column (stays on the sphere)."""
-        if self.W_dec.grad is None:
-            return
-        g, w = self.W_dec.grad, self.W_dec  # (D, K)
-        g.sub_(w * (g * w).sum(dim=0, keepdim=True))

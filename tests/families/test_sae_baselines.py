@@ -22,7 +22,7 @@ from implicit_em.families.jumprelu_sae import JumpReLUSAE, jumprelu, step
 from implicit_em.models import CENTRE_BATCHES, StandardSAE, TopKSAE
 from implicit_em.train.loop import loss_terms, term_weights, train
 
-SAES = ("standard_sae", "topk_sae", "batchtopk_sae", "jumprelu_sae")
+SAES = ("standard_sae", "topk_sae", "batchtopk_sae", "matryoshka_batchtopk_sae", "jumprelu_sae")
 D, K = 10, 12
 
 
@@ -51,7 +51,7 @@ def test_forward_shapes_and_terms(name, centre):
     assert terms.pop("a").shape == (16, K)
     assert set(terms) == set(family(name).term_names)
     assert all(t.ndim == 0 and torch.isfinite(t) for t in terms.values())
-    assert (len(list(model.buffers())) > 0) == (centre or name == "batchtopk_sae")
+    assert (len(list(model.buffers())) > 0) == (centre or "batchtopk" in name)
 
 
 def test_config_checks():
@@ -126,6 +126,27 @@ def test_batch_topk_keeps_the_k_b_largest_of_the_batch():
     torch.testing.assert_close(got, want)
     per_row = (got > 0).sum(dim=1)
     assert int(per_row.sum()) == 12 and len(set(per_row.tolist())) > 1  # k on average only
+
+
+def test_matryoshka_inner_term_is_the_sum_of_prefix_reconstruction_errors():
+    """inner = sum over the inner prefixes m_i (K/8, K/4, K/2 at L = 4) of the MSE of the
+    reconstruction from the first m_i codes only (Bussmann et al. 2025), codes zeroed beyond."""
+    from implicit_em.families.matryoshka_batchtopk_sae import matryoshka_widths
+
+    assert matryoshka_widths(16, 4) == [2, 4, 8, 16]
+    assert matryoshka_widths(6, 4) == [1, 3, 6] and matryoshka_widths(6, 1) == [6]
+    model = build("matryoshka_batchtopk_sae", centre=True)
+    fix_mean_(model)
+    x = torch.randn(16, D)
+    terms = loss_terms(model, x, LossConfig())
+    a = terms["a"]
+    want = 0.0
+    for w in model.widths[:-1]:
+        masked = torch.where(torch.arange(K) < w, a, torch.zeros_like(a))  # (B, K)
+        want += float((x - model.decode(masked)).square().mean())
+    assert model.widths == [1, 3, 6, 12] and float(terms["inner"]) == pytest.approx(want)
+    full = float((x - model.decode(a)).square().mean())
+    assert float(terms["mse"]) == pytest.approx(full)
 
 
 def test_batchtopk_threshold_is_the_running_mean_of_the_smallest_kept_code():
@@ -285,7 +306,8 @@ sae_lens = pytest.importorskip("sae_lens", reason="install the saelens extra")
 
 @pytest.mark.parametrize("name, centre", [("batchtopk_sae", False), ("jumprelu_sae", False),
                                           ("jumprelu_sae", True), ("topk_sae", True),
-                                          ("standard_sae", True)])  # fmt: skip
+                                          ("standard_sae", True),
+                                          ("matryoshka_batchtopk_sae", True)])  # fmt: skip
 def test_saelens_export_round_trip_through_the_real_package(tmp_path, name, centre):
     from implicit_em.data.lm.activations import Normalization
     from implicit_em.interop import saelens as sl
@@ -297,7 +319,7 @@ def test_saelens_export_round_trip_through_the_real_package(tmp_path, name, cent
             p.add_(0.3 * torch.randn_like(p)) if k != "threshold" else p.uniform_(0.1, 0.6)
         if hasattr(model, "normalize_decoder_") and not isinstance(model, StandardSAE):
             model.normalize_decoder_()
-        if name == "batchtopk_sae":
+        if "batchtopk" in name:
             model.threshold.fill_(0.4)
     model.eval()
     cfg = RunConfig(model=ModelConfig(type=name, input_dim=D, hidden_dim=K, k=3, centre=centre,

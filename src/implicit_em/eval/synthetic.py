@@ -59,6 +59,12 @@ def _sae_lens_synthetic():
 RECIPES: dict[str, dict] = {
     "synthsaebench-16k": dict(num_features=16384, hidden_dim=768, roots=128, branching=4,
                               depth=3, rank=25, ortho_steps=100, compensate=True),
+    # v2 of the published model (SAELens docs/synth_sae_bench.md, "Use v2"; the model of the
+    # paper and of its results table): children scaled by their parent's activation, and a
+    # feature-dictionary bias of norm 0.5 (create_synth_bench_16k_model.py).
+    "synthsaebench-16k-v2": dict(num_features=16384, hidden_dim=768, roots=128, branching=4,
+                                 depth=3, rank=25, ortho_steps=100, compensate=True,
+                                 scale_children=True, bias=0.5),
     # What the first GPU runs of issue 18 used (compensation off, true L0 13.4).
     "synthsaebench-16k-uncompensated": dict(num_features=16384, hidden_dim=768, roots=128,
                                             branching=4, depth=3, rank=25, ortho_steps=100),
@@ -100,6 +106,7 @@ def recipe_config(recipe: str, seed: int = 42):
             total_root_nodes=r["roots"], branching_factor=r["branching"],
             max_depth=r["depth"], mutually_exclusive_portion=1.0,
             compensate_probabilities=r.get("compensate", False),
+            scale_children_by_parent=r.get("scale_children", False),
         )  # fmt: skip
     return s.SyntheticModelConfig(
         num_features=r["num_features"],
@@ -114,6 +121,7 @@ def recipe_config(recipe: str, seed: int = 42):
         ),
         mean_firing_magnitudes=LinearMagnitudeConfig(start=5.0, end=4.0),
         std_firing_magnitudes=FoldedNormalMagnitudeConfig(mean=0.5, std=0.5),
+        bias=r.get("bias", 1.0),
         seed=seed,
     )
 
@@ -223,13 +231,17 @@ VARIANTS: dict[str, Variant] = {
     "encoder-from-truth": Variant(init_at_truth=2.5),
     "topk-from-truth": Variant(family="topk_sae", init_at_truth=2.5),
     "topk": Variant(family="topk_sae"),
-    # SAE baselines beside TopK (docs/eval/synthetic/baselines.md): BatchTopK at k = the true
-    # L0, JumpReLU at L0 coefficients fixed before the runs (the one landing nearest the true
-    # L0 is the headline row), and centred twins (the data mean subtracted, as topk-centred).
-    **{f"batchtopk{s}": Variant(family="batchtopk_sae", centre=c)
-       for s, c in (("", False), ("-centred", True))},
+    # SAE baselines beside TopK (docs/eval/synthetic/baselines.md): BatchTopK and Matryoshka
+    # BatchTopK (nested prefixes K/8, K/4, K/2, K) at k = the true L0; JumpReLU at L0
+    # coefficients fixed before the runs (the one landing nearest the true L0 is the headline
+    # row; 0.3 added after the sweep's top, 0.1, stopped at L0 5.0 on the mini recipe); centred
+    # twins (the data mean subtracted, as topk-centred); -k25: the published SynthSAEBench-16k
+    # setting (width 4,096 at L0 25; scripts/synthsaebench_check.py).
+    **{f"{n}{s}": Variant(family=f, centre=c, k=k)
+       for n, f in (("batchtopk", "batchtopk_sae"), ("matryoshka", "matryoshka_batchtopk_sae"))
+       for s, c, k in (("", False, None), ("-centred", True, None), ("-k25", False, 25))},
     **{f"jumprelu-{c}{s}": Variant(family="jumprelu_sae", l0_coef=c, centre=m)
-       for c in (0.001, 0.003, 0.01, 0.03, 0.1) for s, m in (("", False), ("-centred", True))},
+       for c in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3) for s, m in (("", False), ("-centred", True))},
     # Theory-guided variants (docs/eval/synthetic/variants.md). Tied-weight coverage: the
     # encoder objective plus x ~ a W + b_dec through the encoder's own rows (no decoder).
     **{f"tied-{w}": Variant(tied_recon=w) for w in (0.03, 0.3, 3.0, 30.0)},

@@ -29,7 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from implicit_em.families.base import Family
-from implicit_em.models import _check_dims, _SAEWeights
+from implicit_em.families.topk_sae import (
+    normalize_decoders_stacked_,
+    remove_parallel_grads_stacked_,
+)
+from implicit_em.models import _check_dims, _SAEWeights, _UnitDecoder
 
 
 def rectangle(u: Tensor) -> Tensor:
@@ -37,21 +41,25 @@ def rectangle(u: Tensor) -> Tensor:
     return ((u > -0.5) & (u < 0.5)).to(u.dtype)
 
 
-class JumpReLUFunction(torch.autograd.Function):
-    """z * H(z - theta) with the straight-through gradient for theta (module docstring).
-    z (B, K), theta (K,), eps a positive float; returns (B, K)."""
+class _ThresholdSTE(torch.autograd.Function):
+    """Shared by the two straight-through functions: saves z (B, K), theta (K,) and eps."""
 
     generate_vmap_rule = True  # the stacked trainer's generic path vmaps over models
-
-    @staticmethod
-    def forward(z: Tensor, theta: Tensor, eps: float) -> Tensor:
-        return z * (z > theta).to(z.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         z, theta, eps = inputs
         ctx.save_for_backward(z, theta)
         ctx.eps = eps
+
+
+class JumpReLUFunction(_ThresholdSTE):
+    """z * H(z - theta) with the straight-through gradient for theta (module docstring).
+    z (B, K), theta (K,), eps a positive float; returns (B, K)."""
+
+    @staticmethod
+    def forward(z: Tensor, theta: Tensor, eps: float) -> Tensor:
+        return z * (z > theta).to(z.dtype)
 
     @staticmethod
     def backward(ctx, g: Tensor):
@@ -61,21 +69,13 @@ class JumpReLUFunction(torch.autograd.Function):
         return g * gate, -(theta * kern * g).sum(dim=0), None
 
 
-class StepFunction(torch.autograd.Function):
+class StepFunction(_ThresholdSTE):
     """H(z - theta) with the straight-through gradient for theta (module docstring).
     z (B, K), theta (K,); returns (B, K); no gradient reaches z."""
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(z: Tensor, theta: Tensor, eps: float) -> Tensor:
         return (z > theta).to(z.dtype)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        z, theta, eps = inputs
-        ctx.save_for_backward(z, theta)
-        ctx.eps = eps
 
     @staticmethod
     def backward(ctx, g: Tensor):
@@ -100,7 +100,7 @@ def jumprelu_loss(x: Tensor, x_hat: Tensor, z: Tensor, theta: Tensor, eps: float
     return {"mse": (x_hat - x).square().mean(), "l0": step(z, theta, eps).sum(dim=1).mean()}
 
 
-class JumpReLUSAE(_SAEWeights, nn.Module):
+class JumpReLUSAE(_UnitDecoder, _SAEWeights, nn.Module):
     """JumpReLU SAE (module docstring). threshold: initial theta of every latent; bandwidth:
     eps of the STEs; centre: mean-centred inputs (`models._Centring`).
     forward(x) -> (x_hat (B, D), a (B, K), z (B, K)): the pre-activations feed the L0 term."""
@@ -112,16 +112,9 @@ class JumpReLUSAE(_SAEWeights, nn.Module):
         if bandwidth <= 0 or threshold < 0:
             raise ValueError(f"need bandwidth > 0 and threshold >= 0, got {bandwidth}, {threshold}")
         self.input_dim, self.hidden_dim, self.bandwidth = input_dim, hidden_dim, float(bandwidth)
-        self.encoder = nn.Linear(input_dim, hidden_dim)
-        self.W_dec = nn.Parameter(self.encoder.weight.detach().t().clone())  # (D, K)
-        self.b_dec = nn.Parameter(torch.zeros(input_dim))
+        self._init_unit_decoder(input_dim, hidden_dim)
         self.threshold = nn.Parameter(torch.full((hidden_dim,), float(threshold)))  # (K,)
-        self.normalize_decoder_()
         self._init_centring(input_dim, centre)
-
-    @property
-    def W(self) -> Tensor:  # (K, D) encoder rows
-        return self.encoder.weight
 
     def pre_activations(self, x: Tensor) -> Tensor:
         return self.encoder(self.centred(x) - self.b_dec)  # (B, K)
@@ -140,18 +133,6 @@ class JumpReLUSAE(_SAEWeights, nn.Module):
         z = self.pre_activations(x)  # (B, K)
         a = jumprelu(z, self.threshold, self.bandwidth)
         return self.decode(a), a, z
-
-    @torch.no_grad()
-    def normalize_decoder_(self) -> None:
-        self.W_dec.div_(self.W_dec.norm(dim=0, keepdim=True).clamp_min(1e-8))
-
-    @torch.no_grad()
-    def remove_parallel_grads_(self) -> None:
-        """Project out the gradient component along each decoder column (stays on the sphere)."""
-        if self.W_dec.grad is None:
-            return
-        g, w = self.W_dec.grad, self.W_dec  # (D, K)
-        g.sub_(w * (g * w).sum(dim=0, keepdim=True))
 
     @torch.no_grad()
     def clamp_threshold_(self) -> None:
@@ -185,15 +166,12 @@ class JumpReLUSAEFamily(Family):
         model.normalize_decoder_()
         model.clamp_threshold_()
 
-    @torch.no_grad()
     def stacked_before_step(self, params: dict[str, Tensor]) -> None:
-        w = params["model.W_dec"]  # (N, D, K)
-        w.grad.sub_(w * (w.grad * w).sum(dim=1, keepdim=True))
+        remove_parallel_grads_stacked_(params)
 
     @torch.no_grad()
     def stacked_after_step(self, params: dict[str, Tensor]) -> None:
-        w = params["model.W_dec"]  # (N, D, K)
-        w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-8))
+        normalize_decoders_stacked_(params)
         params["model.threshold"].clamp_(min=0.0)
 
     def readout(self, model, x: Tensor, a: Tensor) -> dict[str, float]:

@@ -31,5 +31,10 @@ FAMILIES: dict[str, Entry] = {
     "batchtopk_sae": Entry(
         "implicit_em.families.batchtopk_sae:BatchTopKSAEFamily", uses_k=True, centres=True
     ),
+    "matryoshka_batchtopk_sae": Entry(
+        "implicit_em.families.matryoshka_batchtopk_sae:MatryoshkaBatchTopKSAEFamily",
+        uses_k=True,
+        centres=True,
+    ),
     "jumprelu_sae": Entry("implicit_em.families.jumprelu_sae:JumpReLUSAEFamily", centres=True),
 }

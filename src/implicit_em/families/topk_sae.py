@@ -17,6 +17,20 @@ from implicit_em.losses import topk_loss
 from implicit_em.models import TopKSAE
 
 
+@torch.no_grad()
+def remove_parallel_grads_stacked_(params: dict[str, Tensor]) -> None:
+    """`remove_parallel_grads_` on N stacked unit-norm decoders, params["model.W_dec"] (N, D, K)."""
+    w = params["model.W_dec"]
+    w.grad.sub_(w * (w.grad * w).sum(dim=1, keepdim=True))
+
+
+@torch.no_grad()
+def normalize_decoders_stacked_(params: dict[str, Tensor]) -> None:
+    """`normalize_decoder_` on N stacked decoders, params["model.W_dec"] (N, D, K)."""
+    w = params["model.W_dec"]
+    w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+
 class TopKSAEFamily(Family):
     name = "topk_sae"
     model_class = TopKSAE
@@ -60,15 +74,11 @@ class TopKSAEFamily(Family):
     def track(self, state: dict, fired: Tensor) -> None:
         state["since_fired"] = torch.where(fired, 0, state["since_fired"] + 1)
 
-    @torch.no_grad()
     def stacked_before_step(self, params: dict[str, Tensor]) -> None:
-        w = params["model.W_dec"]  # (N, D, K): remove_parallel_grads_ on every model
-        w.grad.sub_(w * (w.grad * w).sum(dim=1, keepdim=True))
+        remove_parallel_grads_stacked_(params)
 
-    @torch.no_grad()
     def stacked_after_step(self, params: dict[str, Tensor]) -> None:
-        w = params["model.W_dec"]  # (N, D, K): normalize_decoder_ on every model
-        w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-8))
+        normalize_decoders_stacked_(params)
 
     def readout(self, model, x: Tensor, a: Tensor) -> dict[str, float]:
         return {"recon_mse": float((model.decode(a) - x).square().mean())}
