@@ -25,7 +25,7 @@ from implicit_em.config import (
 )
 from implicit_em.data.datasets import Dataset, load_dataset, resolve_input_dim
 from implicit_em.experiments.report import fmt, mean_std  # noqa: F401  (used by the experiments)
-from implicit_em.train.stacked import group_configs, train_many
+from implicit_em.train.stacked import CHECKPOINT_EVERY, group_configs, train_many
 
 
 def merge(base: dict, update: dict) -> dict:
@@ -61,6 +61,9 @@ class Settings:
     threads // jobs torch threads. 1: everything in this process."""
     threads: int = 1
     """Torch CPU threads in all (split over the jobs)."""
+    checkpoint_every: int = CHECKPOINT_EVERY
+    """Each stack saves its training state every this many epochs (0: never); an
+    interrupted command, run again, continues each stack from there (`train_many`)."""
     extra: dict = field(default_factory=dict)
     """Experiment-specific keys of its YAML (variants, seeds, ...)."""
 
@@ -145,12 +148,13 @@ def ensure_runs(settings: Settings, cfgs: list[RunConfig], data: Data) -> list[R
         from implicit_em.train import workers  # a lone stack keeps all the threads here
 
         workers.train_stacks(list(todo.values()), list(todo), settings.jobs,
-                             settings.worker_threads, settings.eval_every)  # fmt: skip
+                             settings.worker_threads, settings.eval_every,
+                             settings.checkpoint_every)  # fmt: skip
     elif todo:
         train_many(
             list(todo.values()), data.x_train, data.x_test, run_dirs=list(todo),
             device=settings.device, progress=settings.progress, stacked=settings.stacked,
-            eval_every=settings.eval_every,
+            eval_every=settings.eval_every, checkpoint_every=settings.checkpoint_every,
         )  # fmt: skip
     out = []
     for c, d in zip(cfgs, dirs, strict=True):

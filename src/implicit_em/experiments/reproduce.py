@@ -122,7 +122,8 @@ def _setup(opts: ExperimentOptions) -> dict:
     threads = torch.get_num_threads()
     jobs = opts.jobs if opts.jobs is not None else (2 if device == "cpu" and threads >= 2 else 1)
     return dict(device=device, stacked=not opts.no_stack, probe=opts.probe,
-                progress=not opts.quiet, overrides=overrides, jobs=jobs, threads=threads)  # fmt: skip
+                progress=not opts.quiet, overrides=overrides, jobs=jobs, threads=threads,
+                checkpoint_every=opts.checkpoint_every)  # fmt: skip
 
 
 def _out(opts: ExperimentOptions) -> Path:
