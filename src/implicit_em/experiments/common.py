@@ -25,6 +25,7 @@ from implicit_em.config import (
 )
 from implicit_em.data.datasets import Dataset, load_dataset, resolve_input_dim
 from implicit_em.experiments.report import fmt, mean_std  # noqa: F401  (used by the experiments)
+from implicit_em.progress import stage
 from implicit_em.train.stacked import CHECKPOINT_EVERY, group_configs, train_many
 
 
@@ -134,8 +135,13 @@ class Run:
         return len(self.history) < self.cfg.training.epochs
 
 
-def ensure_runs(settings: Settings, cfgs: list[RunConfig], data: Data) -> list[Run]:
-    """Train the configs that have no complete run directory (stacked), load the rest."""
+def ensure_runs(
+    settings: Settings, cfgs: list[RunConfig], data: Data, label: str = ""
+) -> list[Run]:
+    """Train the configs that have no complete run directory (stacked), load the rest.
+
+    label: what the runs are for, in the stage line ("training ablation: 4 runs in 1 stack").
+    """
     store = settings.out / "runs"
     dirs = [store / run_id(c) for c in cfgs]
     todo: dict[Path, RunConfig] = {}
@@ -144,12 +150,18 @@ def ensure_runs(settings: Settings, cfgs: list[RunConfig], data: Data) -> list[R
             if d.exists():  # an unfinished directory from a killed run: retrain it from scratch
                 runs.prepare_run_dir(d, resume=False, overwrite=True)
             todo[d] = c
-    if settings.parallel and len(group_configs(list(todo.values()))) > 1:
+    n_stacks = len(group_configs(list(todo.values())))
+    workers_used = settings.parallel and n_stacks > 1
+    stage(training_line(label, len(todo), len(set(dirs)) - len(todo),
+                        n_stacks if settings.stacked else 0,
+                        min(settings.jobs, n_stacks) if workers_used else 1),
+          settings.progress)  # fmt: skip
+    if workers_used:
         from implicit_em.train import workers  # a lone stack keeps all the threads here
 
         workers.train_stacks(list(todo.values()), list(todo), settings.jobs,
                              settings.worker_threads, settings.eval_every,
-                             settings.checkpoint_every)  # fmt: skip
+                             settings.checkpoint_every, settings.progress)  # fmt: skip
     elif todo:
         train_many(
             list(todo.values()), data.x_train, data.x_test, run_dirs=list(todo),
@@ -161,6 +173,20 @@ def ensure_runs(settings: Settings, cfgs: list[RunConfig], data: Data) -> list[R
         model, _ = runs.load_run(d, settings.device)
         out.append(Run(c, model, runs.read_history(d), d))
     return out
+
+
+def training_line(label: str, todo: int, finished: int, stacks: int, processes: int) -> str:
+    """The stage line of `ensure_runs`: how many runs train now, how, and how many are reused.
+
+    stacks: 0 when the runs train one by one (no stacking)."""
+    what = f"training {label}: " if label else "training "
+    if not todo:
+        return f"{what}nothing to train: {finished} run{'s' * (finished != 1)} finished earlier, loaded"
+    how = f"in {stacks} stack{'s' * (stacks != 1)}" if stacks else "one by one"
+    if processes > 1:
+        how += f" on {processes} worker processes"
+    reused = f"; {finished} finished earlier, loaded" if finished else ""
+    return f"{what}{todo} run{'s' * (todo != 1)} {how}{reused}"
 
 
 @torch.no_grad()

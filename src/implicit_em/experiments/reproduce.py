@@ -17,6 +17,7 @@ from implicit_em.atomic import atomic_write_json
 from implicit_em.experiments import BY_NAME, EXPERIMENTS, ExperimentOptions, ReproduceOptions
 from implicit_em.experiments.common import Settings, ensure_runs, load_data, load_settings
 from implicit_em.experiments.report import write_report
+from implicit_em.progress import stage
 
 
 def _settings(name: str, **kw) -> Settings:
@@ -40,7 +41,8 @@ def pretrain_all(kw: dict, names: list[str] = ("ablation", "benchmark", "dynamic
         cfgs += [s.config({"training": {"optimizer": o, "lr": lr, "seed": sd}})
                  for o in s.extra["optimizers"] for lr in s.extra["learning_rates"] for sd in s.seeds()]  # fmt: skip
     if cfgs:
-        ensure_runs(s, cfgs, load_data(cfgs[0], s.device))
+        label = ", ".join(n for n in ("ablation", "benchmark", "dynamics") if n in names)
+        ensure_runs(s, cfgs, load_data(cfgs[0], s.device), label)
 
 
 def finished_runs(out: Path) -> int:
@@ -91,14 +93,17 @@ def reproduce(
         timings[label + cached] = time.perf_counter() - tic
         return res
 
+    talk = kw.get("progress", True)
     if any(n in names for n in ("ablation", "benchmark", "dynamics")):
         timed("training (stacked runs)", lambda: pretrain_all(kw, names))
     sections = []
-    for name in names:
+    for i, name in enumerate(names, 1):
+        stage(f"experiment {name} ({i}/{len(names)}): evaluating, figures, tables", talk)
         res = timed(name, lambda name=name: BY_NAME[name].run(_settings(name, **kw)))
         sections.append((BY_NAME[name].title, res))
     total = time.perf_counter() - t0
     base = load_settings("default", out=out, quick=quick, overrides=kw.get("overrides")).base
+    stage(f"writing report {out / 'report.md'} and report.html", talk)
     atomic_write_json(out / REPORT_INDEX, {"experiments": names})
     return write_report(out, sections, timings, total, quick, command, kw, base)
 

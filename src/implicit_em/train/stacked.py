@@ -38,6 +38,7 @@ from implicit_em.data.batches import batch_slices, epoch_permutation
 from implicit_em.families import family
 from implicit_em.losses import centred_columns, unit_scale, weight_redundancy_loss
 from implicit_em.models import ACTIVATIONS
+from implicit_em.progress import StackBar
 from implicit_em.train.loop import evaluate, finite_record, loss_terms
 from implicit_em.train.optim import StackedOptimizer
 
@@ -556,7 +557,8 @@ class StackedTrainer:
         x_eval = x_train if x_eval is None else x_eval.to(self.device)
         t = self.cfgs[0].training
         n, bsz = len(x_train), t.batch_size
-        steps = len(batch_slices(n, bsz))
+        rows = [hi - lo for lo, hi in batch_slices(n, bsz)]  # of each step
+        steps = len(rows)
         histories: list[list[dict]] = [[] for _ in self.cfgs]
         start = 0
         key = self.checkpoint_key(x_train, x_eval, eval_every)
@@ -564,8 +566,7 @@ class StackedTrainer:
             resumed = self._resume(Path(checkpoint), key)
             if resumed is not None:
                 start, histories = resumed
-        bar = tqdm(total=t.epochs * steps, disable=not progress, unit="step",
-                   desc=f"{self.kind} x{len(self.cfgs)}")  # fmt: skip
+        bar = StackBar(f"{self.kind} x{len(self.cfgs)}", t.epochs, n, start, enabled=progress)
         wr_per_epoch = self.fast_encoder and "wr" not in self.weights
         for epoch in range(start, t.epochs):
             tic = time.perf_counter()
@@ -574,7 +575,7 @@ class StackedTrainer:
             for s in range(steps):
                 for k, v in self.step(self.batch(x_train, order, s, bsz)).items():
                     sums[k] = sums[k] + v if k in sums else v
-                bar.update(1)
+                bar.update(rows[s])
             seconds = time.perf_counter() - tic
             means = {k: (v / steps).tolist() for k, v in sums.items()}  # one sync per epoch
             if wr_per_epoch:
@@ -595,7 +596,7 @@ class StackedTrainer:
                 histories[i].append(rec)
                 if not finite_record(rec):
                     self.alive[j] = False
-            bar.set_postfix(loss=f"{means['total'][0]:.4g}")
+            bar.epoch_done(epoch + 1, loss=f"{means['total'][0]:.4g}")
             due = checkpoint_every and (epoch + 1) % checkpoint_every == 0
             if checkpoint is not None and due and epoch + 1 < t.epochs:
                 snap = {"key": key, "epoch": epoch + 1, "histories": histories,
