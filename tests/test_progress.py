@@ -51,7 +51,8 @@ def test_worker_processes_report_their_stacks_and_stage_lines(tmp_path: Path, ca
     finals = {m.group(1, 2, 3, 4) for m in map(METER.search, err.splitlines()) if m}
     assert {("encoder", "2", "3", "3"), ("standard_sae", "1", "3", "3")} <= finals, err
     ensure_runs(s, cfgs, load_data(cfgs[0]), "ablation")
-    assert "training ablation: nothing to train: 3 runs finished earlier, loaded" in capfd.readouterr().err
+    again = capfd.readouterr().err  # in this process: trained by this command
+    assert "training ablation: nothing to train: 3 trained earlier by this command, loaded" in again
     quiet = Settings(base={}, out=tmp_path, progress=False)
     ensure_runs(quiet, cfgs, load_data(cfgs[0]))
     assert capfd.readouterr().err == ""
@@ -60,9 +61,11 @@ def test_worker_processes_report_their_stacks_and_stage_lines(tmp_path: Path, ca
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (("", 4, 0, 1, 1), "training 4 runs in 1 stack"),
-        (("dynamics", 1, 3, 0, 1), "training dynamics: 1 run one by one; 3 finished earlier, loaded"),
-        (("x", 0, 1, 0, 1), "training x: nothing to train: 1 run finished earlier, loaded"),
+        (("", 4, 0, 0, 1, 1), "training 4 runs in 1 stack"),
+        (("dynamics", 1, 0, 3, 0, 1),
+         "training dynamics: 1 run one by one; 3 finished by an earlier command, loaded"),
+        (("x", 0, 2, 1, 0, 1), "training x: nothing to train: 2 trained earlier by this command, "
+                               "loaded; 1 finished by an earlier command, loaded"),
     ],
 )
 def test_training_line(args, line):

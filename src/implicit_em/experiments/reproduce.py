@@ -15,7 +15,14 @@ from pathlib import Path
 
 from implicit_em.atomic import atomic_write_json
 from implicit_em.experiments import BY_NAME, EXPERIMENTS, ExperimentOptions, ReproduceOptions
-from implicit_em.experiments.common import Settings, ensure_runs, load_data, load_settings
+from implicit_em.experiments.common import (
+    RUN_LOG,
+    Settings,
+    describe_runs,
+    ensure_runs,
+    load_data,
+    load_settings,
+)
 from implicit_em.experiments.report import write_report
 from implicit_em.progress import stage
 
@@ -43,11 +50,6 @@ def pretrain_all(kw: dict, names: list[str] = ("ablation", "benchmark", "dynamic
     if cfgs:
         label = ", ".join(n for n in ("ablation", "benchmark", "dynamics") if n in names)
         ensure_runs(s, cfgs, load_data(cfgs[0], s.device), label)
-
-
-def finished_runs(out: Path) -> int:
-    """Complete run directories in <out>/runs (a step that adds none trained nothing)."""
-    return sum(1 for _ in (Path(out) / "runs").glob("*/metrics.json"))
 
 
 REPORT_INDEX = "report.json"
@@ -85,12 +87,12 @@ def reproduce(
     kw = dict(out=out, quick=quick, **kw)
     t0 = time.perf_counter()
     timings = {}
+    RUN_LOG.clear()  # "this command" starts here, even when called twice in one process
 
     def timed(label: str, fn):
-        before, tic = finished_runs(out), time.perf_counter()
+        start, tic = len(RUN_LOG), time.perf_counter()
         res = fn()
-        cached = " (cached)" if finished_runs(out) == before else ""
-        timings[label + cached] = time.perf_counter() - tic
+        timings[label] = (time.perf_counter() - tic, describe_runs(RUN_LOG[start:]))
         return res
 
     talk = kw.get("progress", True)
