@@ -20,8 +20,8 @@ activation is not stored (`drop_bos=True`): a context then contributes T - 1 act
 Contexts are drawn at random (seeded) from all packed windows of a split until the token
 budget is met, so a 100k-token harvest samples every document rather than the first few.
 
-Durability. A shard is written to `<name>.tmp`, hashed, and renamed; the manifest (also
-written via temp + rename) lists only shards that were complete when it was written. A
+Durability. A shard is written to a hidden temporary file, hashed, and renamed
+(`atomic.atomic_save`: an interrupt removes the temporary file); the manifest (written the same way) lists only shards that were complete when it was written. A
 harvest that stops for any reason resumes from the last listed shard, and since the context
 order is a function of the seed, the resumed shards are identical to an uninterrupted run.
 Readers verify each shard's sha256 before use.
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -48,6 +47,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from implicit_em.atomic import atomic_save, atomic_write_bytes
 from implicit_em.data.lm.corpus import Document, load_corpus, split_documents
 from implicit_em.data.lm.harvest_config import HOOK_POINTS, HarvestConfig  # noqa: F401  (re-exported)
 from implicit_em.data.lm.model import capture_residual, check_layer, file_sha256
@@ -114,9 +114,7 @@ def select_contexts(windows: Tensor, n_tokens: int, per_context: int, seed: int)
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
 
 
 def load_manifest(out_dir: str | Path) -> dict:
@@ -131,15 +129,18 @@ def load_manifest(out_dir: str | Path) -> dict:
 
 def _write_shard(path: Path, acts: Tensor, tokens: Tensor) -> dict:
     """Write one shard atomically; return its manifest entry."""
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({"acts": acts.contiguous(), "tokens": tokens.to(torch.int32).contiguous()}, tmp)
-    sha = file_sha256(tmp)
-    os.replace(tmp, path)
+    sha = []
+
+    def write(tmp: str) -> None:  # hashed before the rename: the manifest's sha is the file's
+        save_file({"acts": acts.contiguous(), "tokens": tokens.to(torch.int32).contiguous()}, tmp)
+        sha.append(file_sha256(tmp))
+
+    atomic_save(write, path)
     return {
         "file": f"{path.parent.name}/{path.name}",
         "n_tokens": int(acts.shape[0]),
         "n_contexts": int(tokens.shape[0]),
-        "sha256": sha,
+        "sha256": sha[0],
     }
 
 
