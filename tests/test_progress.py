@@ -13,7 +13,9 @@ from implicit_em.data import load_digits
 from implicit_em.experiments.common import Settings, ensure_runs, load_data, training_line
 from implicit_em.train.stacked import StackedTrainer
 
-METER = re.compile(r"(\w+) x(\d) \| epoch (\d+)/(\d+): +(\d+)%.*\[[\d:]+<[\d:?]+, +[\d.]+k?samples/s")
+METER = re.compile(
+    r"(\w+) x(\d) \| epoch (\d+)/(\d+): +(\d+)%.*\[[\d:]+<[\d:?]+, +[\d.]+k?samples/s"
+)
 
 
 def cfg(model_type: str, seed: int, epochs: int = 3):
@@ -62,10 +64,15 @@ def test_worker_processes_report_their_stacks_and_stage_lines(tmp_path: Path, ca
     ("args", "line"),
     [
         (("", 4, 0, 0, 1, 1), "training 4 runs in 1 stack"),
-        (("dynamics", 1, 0, 3, 0, 1),
-         "training dynamics: 1 run one by one; 3 finished by an earlier command, loaded"),
-        (("x", 0, 2, 1, 0, 1), "training x: nothing to train: 2 trained earlier by this command, "
-                               "loaded; 1 finished by an earlier command, loaded"),
+        (
+            ("dynamics", 1, 0, 3, 0, 1),
+            "training dynamics: 1 run one by one; 3 finished by an earlier command, loaded",
+        ),
+        (
+            ("x", 0, 2, 1, 0, 1),
+            "training x: nothing to train: 2 trained earlier by this command, "
+            "loaded; 1 finished by an earlier command, loaded",
+        ),
     ],
 )
 def test_training_line(args, line):

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 LINE_EVERY_S = 30.0
 """Off a terminal: seconds between the plain progress lines of one stack."""
 
+
 class _Discard(io.TextIOBase):
     """Where the bar draws off a terminal: nowhere (its meter is written as lines instead)."""
 

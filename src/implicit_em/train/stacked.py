@@ -482,8 +482,9 @@ class StackedTrainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
             "params": cpu,
-            "moments": {k: (m.cpu().clone(), v.cpu().clone())
-                        for k, (m, v) in self.optim.state.items()},  # fmt: skip
+            "moments": {
+                k: (m.cpu().clone(), v.cpu().clone()) for k, (m, v) in self.optim.state.items()
+            },
             "step_t": self.optim.step_t.cpu().clone(),
             "fused_step": self.optim._fused_step.cpu().clone(),
             "since_fired": self.since_fired.cpu().clone(),
