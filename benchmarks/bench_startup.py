@@ -21,7 +21,16 @@ import time
 NAMES = ["reproduce", "theorem", "ablation", "benchmark", "features", "dynamics", "train",
          "evaluate", "data fetch", "data pack-corpora", "harvest", "llm-train", "llm-eval", "ood",
          "scale"]  # fmt: skip
-"""The subcommands (fixed here so that old and new CLIs are measured on the same list)."""
+"""The subcommands (fixed here so that old and new CLIs are measured on the same list); the
+commands of `implicit_em.cli.commands` that are not in it are measured after them."""
+
+
+def names() -> list[str]:
+    try:
+        from implicit_em.cli.commands import COMMANDS
+    except ImportError:  # the old CLI
+        return NAMES
+    return NAMES + [c.name for c in COMMANDS if c.name not in NAMES]
 
 
 def measure(cmd: list[str]) -> tuple[float, float]:
@@ -43,7 +52,7 @@ def main() -> None:
     worst = 0.0
     print(f"{args.exe}: median of {args.repeats} fresh processes")
     print(f"{'command':<34} {'wall s':>7} {'cpu s':>7}")
-    for words in [[], *(n.split() for n in NAMES)]:
+    for words in [[], *(n.split() for n in names())]:
         runs = [measure([args.exe, *words, "--help"]) for _ in range(args.repeats)]
         wall = statistics.median(r[0] for r in runs)
         cpu = statistics.median(r[1] for r in runs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,25 @@ def atomic_save(save_fn: Callable[[str], object], path: str | Path) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_dir(save_fn: Callable[[Path], object], path: str | Path) -> None:
+    """Call save_fn(tmp_dir) to fill a new hidden folder beside path, then rename it to path.
+
+    For outputs that are folders (a saved Hugging Face model). path must not exist yet (a
+    folder cannot replace a non-empty one); on any exception or interrupt the temporary folder
+    is removed, so a half-written folder is never found under path.
+    """
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        save_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

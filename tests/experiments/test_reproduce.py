@@ -97,13 +97,15 @@ def test_second_call_skips_complete_runs(quick_run):
     assert (out / "report.md").read_bytes() == report
     assert main(["theorem", "--quick", "--out", str(out), "--device", "cpu", "--quiet"]) == 2
     assert (out / "report.md").read_bytes() == report
-    # with --overwrite: its runs are reused, none is retrained, and the timings say "cached"
+    # with --overwrite: its runs are reused, none is retrained, and the timings say so
     _reproduce(out, only=["ablation"], overwrite=True)
     assert run_files(out) == before
     md = (out / "report.md").read_text()
     assert "Table 5" in md and json.loads((out / "report.json").read_text()) == {"experiments": ["ablation"]}
-    took = float(re.search(r"\| training \(stacked runs\) \(cached\) \| ([\d.]+) \|", md).group(1))
-    assert took < 1.0
+    took = re.search(r"\| training \(stacked runs\) \| ([\d.]+) \| (.*) \|", md)
+    assert float(took.group(1)) < 1.0
+    assert took.group(2) == "4 finished by an earlier command, loaded"
+    assert "| ablation | " in md and "| 4 finished by an earlier command, loaded |" in md
     rows = [line for line in md.split("## ")[1].splitlines() if line.startswith("| ")]
     assert rows and not any("±" in r for r in rows), rows  # one seed: values alone, no ± 0.00
     assert "— (undefined)" in md and "blank" in md  # LSE only: no redundancy, and why
@@ -113,4 +115,7 @@ def test_one_experiment_trains_only_its_own_runs(tmp_path):
     _reproduce(tmp_path, only=["ablation"])
     assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 4  # its 4 variants, 1 seed
     md = (tmp_path / "report.md").read_text()
-    assert "| training (stacked runs) |" in md  # trained here: not marked cached
+    assert re.search(r"\| training \(stacked runs\) \| [\d.]+ \| 4 trained now \|", md), md[:2000]
+    # the experiment step then loads what the training step trained: said as such
+    assert re.search(r"\| ablation \| [\d.]+ \| 4 trained earlier by this command, loaded \|", md)
+    assert "(cached)" not in md

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from implicit_em.atomic import atomic_save
 from implicit_em.data.lm import capture_residual
 from implicit_em.data.lm.corpus import cache_dir
 
@@ -97,10 +98,8 @@ def cached_passage_activations(
     tic = time.perf_counter()
     acts = harvest_passages(lm, tokens, layer, hook_point, batch_size, progress)
     seconds = time.perf_counter() - tic
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({"acts": acts.contiguous(), "tokens": tokens.contiguous()}, str(tmp))
-    tmp.replace(path)
+    atomic_save(lambda tmp: save_file({"acts": acts.contiguous(), "tokens": tokens.contiguous()}, tmp),
+                path)  # fmt: skip
     n_tok = tokens.numel()
     return acts, {
         "path": str(path),

@@ -79,6 +79,9 @@ class ExperimentOptions:
     jobs: int | None = None
     """CPU worker processes for independent stacks, threads split among them (default: 2 on
     CPU with >= 2 threads, else 1)"""
+    checkpoint_every: int = 5
+    """save each stack's training state every N epochs, so that the same command run again
+    after an interrupt continues there (0: never)"""
     quiet: bool = False
     """no progress bars"""
     overwrite: bool = False
@@ -87,6 +90,9 @@ class ExperimentOptions:
     def __post_init__(self) -> None:
         if self.jobs is not None and self.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {self.jobs}: pass a positive count")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}: pass "
+                             "a number of epochs, or 0 for no checkpoints")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {self.threads}: pass a positive count or leave it out")
 

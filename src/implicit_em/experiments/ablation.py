@@ -38,7 +38,7 @@ def run(settings: Settings) -> dict:
     out = settings.out / "ablation"
     cfgs = plan(settings)
     data = load_data(next(iter(cfgs.values())), settings.device)
-    results = dict(zip(cfgs, ensure_runs(settings, list(cfgs.values()), data), strict=True))
+    results = dict(zip(cfgs, ensure_runs(settings, list(cfgs.values()), data, "ablation"), strict=True))
     k = next(iter(cfgs.values())).model.hidden_dim
     rows, numbers, corr_mats, usage = [], {}, {}, {}
     for v in settings.extra["variants"]:

@@ -46,7 +46,7 @@ def run(settings: Settings) -> dict:
     first = {v: [settings.config(variants[v], {"training": {"seed": s}}) for s in seeds]
              for v in ("ours", "standard_sae")}  # fmt: skip
     data = load_data(first["ours"][0], settings.device)
-    results = {v: ensure_runs(settings, c, data) for v, c in first.items()}
+    results = {v: ensure_runs(settings, c, data, f"benchmark {v}") for v, c in first.items()}
     k_dim = first["ours"][0].model.hidden_dim
     ours_l0 = mean_std(
         [metrics.sparsity_l0(features(r.model, data.x_test))[0] for r in results["ours"]]
@@ -56,7 +56,7 @@ def run(settings: Settings) -> dict:
         settings.config(variants["topk_sae"], {"model": {"k": k}, "training": {"seed": s}})
         for s in seeds
     ]
-    results["topk_sae"] = ensure_runs(settings, topk, data)
+    results["topk_sae"] = ensure_runs(settings, topk, data, "benchmark topk_sae")
 
     numbers: dict = {"topk_k": k}
     for v, rl in results.items():

@@ -25,7 +25,8 @@ from implicit_em.config import (
 )
 from implicit_em.data.datasets import Dataset, load_dataset, resolve_input_dim
 from implicit_em.experiments.report import fmt, mean_std  # noqa: F401  (used by the experiments)
-from implicit_em.train.stacked import group_configs, train_many
+from implicit_em.progress import stage
+from implicit_em.train.stacked import CHECKPOINT_EVERY, group_configs, train_many
 
 
 def merge(base: dict, update: dict) -> dict:
@@ -61,6 +62,9 @@ class Settings:
     threads // jobs torch threads. 1: everything in this process."""
     threads: int = 1
     """Torch CPU threads in all (split over the jobs)."""
+    checkpoint_every: int = CHECKPOINT_EVERY
+    """Each stack saves its training state every this many epochs (0: never); an
+    interrupted command, run again, continues each stack from there (`train_many`)."""
     extra: dict = field(default_factory=dict)
     """Experiment-specific keys of its YAML (variants, seeds, ...)."""
 
@@ -115,6 +119,34 @@ def run_id(cfg: RunConfig) -> str:
     return f"{cfg.model.type}-{digest}"
 
 
+TRAINED, TRAINED_ABOVE, LOADED = "trained now", "trained earlier by this command", "loaded"
+RUN_LOG: list[tuple[Path, str]] = []
+"""(run directory, origin) of every run `ensure_runs` returned in this process, in order; the
+origin is TRAINED (by that call), TRAINED_ABOVE (by an earlier call in this process) or
+LOADED (finished by an earlier command). `reproduce` clears it when it starts and reads each
+step's entries to report exactly what the step did (`describe_runs`)."""
+
+
+def describe_runs(entries: list[tuple[Path, str]]) -> str:
+    """'2 trained now; 4 trained earlier by this command, loaded' for RUN_LOG entries
+    (each distinct run counted once, by its first entry); '-' when there are none."""
+    first: dict[Path, str] = {}
+    for d, origin in entries:
+        first.setdefault(d, origin)
+    origins = list(first.values())
+    return describe_counts(*(origins.count(o) for o in (TRAINED, TRAINED_ABOVE, LOADED)))
+
+
+def describe_counts(trained: int, above: int, loaded: int) -> str:
+    """`describe_runs` from the counts of each origin."""
+    parts = [f"{trained} trained now"] if trained else []
+    if above:
+        parts.append(f"{above} trained earlier by this command, loaded")
+    if loaded:
+        parts.append(f"{loaded} finished by an earlier command, loaded")
+    return "; ".join(parts) or "-"
+
+
 @dataclass
 class Run:
     cfg: RunConfig
@@ -131,8 +163,13 @@ class Run:
         return len(self.history) < self.cfg.training.epochs
 
 
-def ensure_runs(settings: Settings, cfgs: list[RunConfig], data: Data) -> list[Run]:
-    """Train the configs that have no complete run directory (stacked), load the rest."""
+def ensure_runs(
+    settings: Settings, cfgs: list[RunConfig], data: Data, label: str = ""
+) -> list[Run]:
+    """Train the configs that have no complete run directory (stacked), load the rest.
+
+    label: what the runs are for, in the stage line ("training ablation: 4 runs in 1 stack").
+    """
     store = settings.out / "runs"
     dirs = [store / run_id(c) for c in cfgs]
     todo: dict[Path, RunConfig] = {}
@@ -141,22 +178,50 @@ def ensure_runs(settings: Settings, cfgs: list[RunConfig], data: Data) -> list[R
             if d.exists():  # an unfinished directory from a killed run: retrain it from scratch
                 runs.prepare_run_dir(d, resume=False, overwrite=True)
             todo[d] = c
-    if settings.parallel and len(group_configs(list(todo.values()))) > 1:
+    here = {d for d, origin in RUN_LOG if origin == TRAINED}
+    origins = {d: TRAINED if d in todo else TRAINED_ABOVE if d in here else LOADED for d in dirs}
+    n_stacks = len(group_configs(list(todo.values())))
+    workers_used = settings.parallel and n_stacks > 1
+    stage(training_line(label, len(todo), sum(o == TRAINED_ABOVE for o in origins.values()),
+                        sum(o == LOADED for o in origins.values()),
+                        n_stacks if settings.stacked else 0,
+                        min(settings.jobs, n_stacks) if workers_used else 1),
+          settings.progress)  # fmt: skip
+    if workers_used:
         from implicit_em.train import workers  # a lone stack keeps all the threads here
 
         workers.train_stacks(list(todo.values()), list(todo), settings.jobs,
-                             settings.worker_threads, settings.eval_every)  # fmt: skip
+                             settings.worker_threads, settings.eval_every,
+                             settings.checkpoint_every, settings.progress)  # fmt: skip
     elif todo:
         train_many(
             list(todo.values()), data.x_train, data.x_test, run_dirs=list(todo),
             device=settings.device, progress=settings.progress, stacked=settings.stacked,
-            eval_every=settings.eval_every,
+            eval_every=settings.eval_every, checkpoint_every=settings.checkpoint_every,
         )  # fmt: skip
     out = []
     for c, d in zip(cfgs, dirs, strict=True):
         model, _ = runs.load_run(d, settings.device)
         out.append(Run(c, model, runs.read_history(d), d))
+    RUN_LOG.extend(origins.items())
     return out
+
+
+def training_line(
+    label: str, todo: int, above: int, loaded: int, stacks: int, processes: int
+) -> str:
+    """The stage line of `ensure_runs`: how many runs train now and how, and where the others
+    come from: trained earlier by this command (above) or finished by an earlier one (loaded).
+
+    stacks: 0 when the runs train one by one (no stacking)."""
+    what = f"training {label}: " if label else "training "
+    reused = describe_counts(0, above, loaded)
+    if not todo:
+        return f"{what}nothing to train: {reused}"
+    how = f"in {stacks} stack{'s' * (stacks != 1)}" if stacks else "one by one"
+    if processes > 1:
+        how += f" on {processes} worker processes"
+    return f"{what}{todo} run{'s' * (todo != 1)} {how}" + (f"; {reused}" if reused != "-" else "")
 
 
 @torch.no_grad()
@@ -182,6 +247,9 @@ def probe_accuracies(settings: Settings, run_list: list[Run], data: Data) -> lis
             accs[i] = float("nan")
         else:
             todo.append(i)
+    if todo:
+        stage(f"linear probes ({settings.probe}) on the codes of {len(todo)} "
+              f"run{'s' * (len(todo) != 1)}", settings.progress)  # fmt: skip
     for start in range(0, len(todo), 8):  # stacked torch probes, 8 feature sets at a time
         idx = todo[start : start + 8]
         tr = [features(run_list[i].model, data.x_train) for i in idx]

@@ -35,7 +35,7 @@ def run(settings: Settings) -> dict:
         settings.config({"training": {"optimizer": o, "lr": lr, "seed": s}}) for o, lr, s in keys
     ]
     data = load_data(cfgs[0], settings.device)
-    run_list = ensure_runs(settings, cfgs, data)
+    run_list = ensure_runs(settings, cfgs, data, "dynamics")
     probes = probe_accuracies(settings, run_list, data)
     by = {k: (r, p) for k, r, p in zip(keys, run_list, probes, strict=True)}
 

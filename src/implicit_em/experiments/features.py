@@ -13,7 +13,7 @@ def run(settings: Settings) -> dict:
         for v in ("ours", "standard_sae")
     }
     data = load_data(cfgs["ours"], settings.device)
-    results = {v: ensure_runs(settings, [c], data) for v, c in cfgs.items()}
+    results = {v: ensure_runs(settings, [c], data, f"features {v}") for v, c in cfgs.items()}
     figs = feature_figures(results, settings.out / "features")
     notes = [
         "Diverging colormap: blue positive, red negative, white zero; each panel scaled to its "

@@ -14,7 +14,7 @@ the run config's `data` section describes image datasets only.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -30,27 +30,16 @@ from implicit_em.data.lm.activations import (
     norm_outliers,
     read_split,
 )
-from implicit_em.options import flag
-from implicit_em.tracking import TrackingOptions
+from implicit_em.experiments.options import (  # noqa: F401  (their old home)
+    LLM_TRAIN_BASE,
+    HarvestOptions,
+    LlmEvalOptions,
+    LlmTrainOptions,
+    _Compute,
+)
 
 LLM_META = "llm.json"
 LLM_METRICS = "llm_metrics.json"
-
-
-@dataclass(frozen=True)
-class _Compute:
-    threads: int | None = field(default=None, kw_only=True)
-    """torch threads (default: torch's)"""
-    no_progress: bool = field(default=False, kw_only=True)
-    """no progress bars"""
-
-
-@dataclass(frozen=True)
-class HarvestOptions(HarvestConfig, _Compute):
-    """Harvest residual-stream activations of a language model to fp16 shards."""
-
-    out: str = field(kw_only=True)
-    """harvest directory (resumed if it exists)"""
 
 
 def _threads(opts: _Compute) -> None:
@@ -71,37 +60,6 @@ def run_harvest(opts: HarvestOptions) -> int:
         f"layer {cfg.layer} {cfg.hook_point}; {m['throughput']}"
     )
     return 0
-
-
-LLM_TRAIN_BASE = ("model.hidden_dim=1024", "model.k=32", "training.epochs=10",
-                  "training.batch_size=1024", "training.seed=1")  # fmt: skip
-"""llm-train's starting point; --set and the run-config flags apply on top."""
-
-
-@dataclass(frozen=True)
-class LlmTrainOptions(_Compute, TrackingOptions):
-    """Train an encoder or SAE on harvested activations. The run config starts from
-    model.hidden_dim=1024, model.k=32, training.epochs=10, training.batch_size=1024,
-    training.seed=1 (other fields: the config dataclasses' defaults); model.input_dim is the
-    activations' width."""
-
-    acts: str = field(kw_only=True)
-    """harvest directory"""
-    out: str = field(kw_only=True)
-    """run directory"""
-    set: list[str] = flag(factory=list, metavar="SECTION.FIELD=VALUE", append=True, config_flags=True)
-    """override a config field, e.g. --set model.type=topk_sae (repeatable)"""
-    normalize: bool = True
-    """scale inputs by the manifest's norm_scale (mean squared norm D)"""
-    center: bool = False
-    """also subtract the train mean"""
-    max_norm_ratio: float = 10.0
-    """drop train tokens whose norm exceeds this times the median (massive activations); 0
-    keeps all"""
-    resume: bool = False
-    """continue an unfinished run in --out"""
-    overwrite: bool = False
-    """replace an existing run in --out"""
 
 
 def run_train(opts: LlmTrainOptions) -> int:
@@ -168,27 +126,6 @@ def run_train(opts: LlmTrainOptions) -> int:
         + json.dumps({k: round(v, 4) for k, v in last.items() if isinstance(v, float)})
     )
     return 0
-
-
-@dataclass(frozen=True)
-class LlmEvalOptions(_Compute):
-    """Evaluate llm-train runs on the harvest's held-out split: FVU, code statistics, and the
-    LM's CE / KL with each reconstruction spliced into the residual stream."""
-
-    acts: str = field(kw_only=True)
-    """harvest directory"""
-    runs: list[str] = field(kw_only=True)
-    """run directories from llm-train"""
-    out: str | None = None
-    """write all metrics to this JSON file"""
-    budget: int = 10_000
-    """held-out tokens for FVU and code stats"""
-    ce_contexts: int = 40
-    """held-out contexts spliced for CE/KL"""
-    batch_size: int = 8
-    """contexts per LM forward"""
-    markdown: str | None = None
-    """also write a markdown table here"""
 
 
 def run_eval(opts: LlmEvalOptions) -> int:

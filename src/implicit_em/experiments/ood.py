@@ -20,9 +20,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -30,12 +28,10 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from threadpoolctl import threadpool_limits
 
 from implicit_em.estimator import DecoderFreeSAE
-from implicit_em.options import flag
+from implicit_em.experiments.options import OOD_EPOCHS, OOD_OUT, OOD_SEEDS, OodOptions
 
 RESULT_FILES = {"json": "results.json", "table": "table.md", "roc": "roc.png"}
-DEFAULT_OUT = "results/ood"
-DEFAULT_EPOCHS = 5
-DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_OUT, DEFAULT_EPOCHS, DEFAULT_SEEDS = OOD_OUT, OOD_EPOCHS, OOD_SEEDS
 TARGET_TPR = 0.95
 
 
@@ -503,34 +499,6 @@ def run_ood(
 
 
 # ------------------------------------------------------------------------------ CLI
-
-
-@dataclass(frozen=True)
-class OodOptions:
-    """Train on MNIST train; score MNIST test (in-distribution) against Fashion-MNIST test
-    (out-of-distribution) with the decoder-free LSE energy, SAE reconstruction errors, a
-    diagonal GaussianMixture and k-means. Writes results.json, table.md and roc.png."""
-
-    out: str = DEFAULT_OUT
-    """output directory"""
-    epochs: int = DEFAULT_EPOCHS
-    """epochs per neural model (a few minutes on 2 CPU cores; the paper trains 100)"""
-    seeds: list[int] = flag(factory=lambda: list(DEFAULT_SEEDS))
-    """seeds"""
-    n_components: int = 64
-    """K for every method"""
-    topk_k: int = 16
-    """active latents of the TopKSAE"""
-    gmm_space: Literal["pca50", "pixels"] = "pca50"
-    """fit the GaussianMixture on a PCA-50 projection or on raw pixels"""
-    train_subset: int | None = None
-    """use only the first n training images"""
-    data_dir: str | None = None
-    """directory holding the IDX files"""
-    threads: int = 1
-    """torch/BLAS threads"""
-    overwrite: bool = False
-    """replace existing results in --out"""
 
 
 def run_command(opts: OodOptions) -> int:

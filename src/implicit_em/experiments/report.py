@@ -89,11 +89,13 @@ def write_report(out: Path, sections, timings, total, quick, command, kw, base: 
         f"{kw.get('jobs', 1)} worker process(es) for independent stacks{' (CPU only)' if kw.get('jobs', 1) > 1 else ''}.",
         "Numbers are ours, measured by this command; the paper's are quoted beside them, never adjusted.\n",
         REPORT_LEGEND + "\n",
-        "| step | wall time (s) |\n|---|---|",
-        *[f"| {k} | {v:.1f} |" for k, v in timings.items()],
-        f"| **total** | **{total:.1f}** |\n",
-        "A step marked *cached* trained nothing: every run it needs was already finished in "
-        f"{out / 'runs'}, so its time is loading and evaluation only.\n",
+        "| step | wall time (s) | runs |\n|---|---|---|",
+        *[f"| {k} | {v:.1f} | {runs} |" for k, (v, runs) in timings.items()],
+        f"| **total** | **{total:.1f}** | |\n",
+        "The runs column says what each step did with the trained runs it needs: trained them "
+        "now (its time includes that training), or loaded them from "
+        f"{out / 'runs'}, trained by an earlier step of this command or finished by an earlier "
+        "command (its time is then loading and evaluation only); - : the step uses no stored runs.\n",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + "\n",
     ]
     md = "\n".join(head) + "\n" + "".join(_md_section(t, r, out) for t, r in sections)

@@ -15,8 +15,16 @@ from pathlib import Path
 
 from implicit_em.atomic import atomic_write_json
 from implicit_em.experiments import BY_NAME, EXPERIMENTS, ExperimentOptions, ReproduceOptions
-from implicit_em.experiments.common import Settings, ensure_runs, load_data, load_settings
+from implicit_em.experiments.common import (
+    RUN_LOG,
+    Settings,
+    describe_runs,
+    ensure_runs,
+    load_data,
+    load_settings,
+)
 from implicit_em.experiments.report import write_report
+from implicit_em.progress import stage
 
 
 def _settings(name: str, **kw) -> Settings:
@@ -40,12 +48,8 @@ def pretrain_all(kw: dict, names: list[str] = ("ablation", "benchmark", "dynamic
         cfgs += [s.config({"training": {"optimizer": o, "lr": lr, "seed": sd}})
                  for o in s.extra["optimizers"] for lr in s.extra["learning_rates"] for sd in s.seeds()]  # fmt: skip
     if cfgs:
-        ensure_runs(s, cfgs, load_data(cfgs[0], s.device))
-
-
-def finished_runs(out: Path) -> int:
-    """Complete run directories in <out>/runs (a step that adds none trained nothing)."""
-    return sum(1 for _ in (Path(out) / "runs").glob("*/metrics.json"))
+        label = ", ".join(n for n in ("ablation", "benchmark", "dynamics") if n in names)
+        ensure_runs(s, cfgs, load_data(cfgs[0], s.device), label)
 
 
 REPORT_INDEX = "report.json"
@@ -83,22 +87,25 @@ def reproduce(
     kw = dict(out=out, quick=quick, **kw)
     t0 = time.perf_counter()
     timings = {}
+    RUN_LOG.clear()  # "this command" starts here, even when called twice in one process
 
     def timed(label: str, fn):
-        before, tic = finished_runs(out), time.perf_counter()
+        start, tic = len(RUN_LOG), time.perf_counter()
         res = fn()
-        cached = " (cached)" if finished_runs(out) == before else ""
-        timings[label + cached] = time.perf_counter() - tic
+        timings[label] = (time.perf_counter() - tic, describe_runs(RUN_LOG[start:]))
         return res
 
+    talk = kw.get("progress", True)
     if any(n in names for n in ("ablation", "benchmark", "dynamics")):
         timed("training (stacked runs)", lambda: pretrain_all(kw, names))
     sections = []
-    for name in names:
+    for i, name in enumerate(names, 1):
+        stage(f"experiment {name} ({i}/{len(names)}): evaluating, figures, tables", talk)
         res = timed(name, lambda name=name: BY_NAME[name].run(_settings(name, **kw)))
         sections.append((BY_NAME[name].title, res))
     total = time.perf_counter() - t0
     base = load_settings("default", out=out, quick=quick, overrides=kw.get("overrides")).base
+    stage(f"writing report {out / 'report.md'} and report.html", talk)
     atomic_write_json(out / REPORT_INDEX, {"experiments": names})
     return write_report(out, sections, timings, total, quick, command, kw, base)
 
@@ -122,7 +129,8 @@ def _setup(opts: ExperimentOptions) -> dict:
     threads = torch.get_num_threads()
     jobs = opts.jobs if opts.jobs is not None else (2 if device == "cpu" and threads >= 2 else 1)
     return dict(device=device, stacked=not opts.no_stack, probe=opts.probe,
-                progress=not opts.quiet, overrides=overrides, jobs=jobs, threads=threads)  # fmt: skip
+                progress=not opts.quiet, overrides=overrides, jobs=jobs, threads=threads,
+                checkpoint_every=opts.checkpoint_every)  # fmt: skip
 
 
 def _out(opts: ExperimentOptions) -> Path:

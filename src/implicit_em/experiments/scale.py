@@ -26,7 +26,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -41,67 +41,8 @@ from implicit_em.data.lm.activations import (
     norm_outliers,
     read_split,
 )
-from implicit_em.options import flag
-from implicit_em.tracking import TrackingOptions
-
-CORPUS = "sotu,moby,spam,pydoc,perldoc"
-
-
-@dataclass(frozen=True)
-class ScaleOptions(TrackingOptions):
-    """Harvest SmolLM2 activations, train Encoder / TopK / L1 SAEs at large K on a GPU, and
-    evaluate them on held-out documents (each step resumes from what exists)."""
-
-    model: str = "smollm2-135m"
-    """LM: alias, .gguf path, folder, hub id"""
-    layer: int = 15
-    """decoder block whose residual stream is harvested"""
-    work: str = ".scale"
-    """harvests and run directories go here"""
-    out: str = "docs/scale"
-    """results.json/csv, frontier.png, README"""
-    corpus: str = CORPUS
-    """corpus spec for implicit_em.data.lm.corpus.load_corpus (a union a,b,c)"""
-    offsets: list[int] = flag(factory=lambda: [0])
-    """words dropped from each document, one harvest per offset"""
-    harvest_tokens: int = 10_000_000
-    """per offset, both splits; more than the corpus holds takes every window"""
-    hidden_dims: list[int] = flag(factory=lambda: [4096, 16384, 32768])
-    """K of every model family"""
-    tc_probes: int = 32
-    """encoders' sketched correlation probes (0: exact penalty)"""
-    exact_check: list[int] = flag(factory=lambda: [4096], nargs="*")
-    """K at which an exact-penalty encoder is trained too, as a check"""
-    compile: bool = False
-    """torch.compile forward + loss"""
-    topk: list[int] = flag(factory=lambda: [32, 64])
-    """k of the TopK SAEs"""
-    l1: list[float] = flag(factory=lambda: [1.0, 4.0, 16.0])
-    """StandardSAE l1_weight = c * K / D for each c"""
-    batchtopk: list[int] = flag(factory=list, nargs="*")
-    """k of the BatchTopK SAEs (none by default)"""
-    jumprelu: list[float] = flag(factory=list, nargs="*")
-    """L0 coefficients of the JumpReLU SAEs (none by default)"""
-    centre: bool = False
-    """also train every SAE on mean-centred inputs (model.centre), beside the uncentred one"""
-    batch_size: int = 4096
-    """tokens per step"""
-    lr: float = 1e-3
-    """Adam learning rate"""
-    epochs: float = 1.0
-    """passes over the train tokens"""
-    amp: bool = False
-    """bf16 autocast in training"""
-    fit_tokens: int = 100_000
-    """train tokens for the scalar and least-squares read-outs"""
-    eval_tokens: int = 50_000
-    """held-out tokens (FVU, codes)"""
-    ce_contexts: int = 256
-    """held-out contexts spliced"""
-    time_limit: float = 0
-    """seconds; start no new run after this (0: none)"""
-    harvest_only: bool = False
-    """stop after harvesting"""
+from implicit_em.experiments.options import SCALE_CORPUS as CORPUS
+from implicit_em.experiments.options import ScaleOptions
 
 
 def shifted_docs(offset: int, corpus: str = CORPUS) -> list:

@@ -1,7 +1,8 @@
-"""`implicit-em export` and `implicit-em import`: options dataclasses and `run(opts)`.
+"""`implicit-em export` and `implicit-em import`: `run(opts)` for their options dataclasses.
 
-The CLI generates its flags from these dataclasses (each field's docstring is its --help);
-`run_export` / `run_import` are what the commands call. Both return a JSON-able summary.
+The options live in `implicit_em.interop.options` (light: the CLI builds --help from them
+without importing torch) and are re-exported here; `run_export` / `run_import` are what the
+commands call. Both return a JSON-able summary.
 
     implicit-em export RUN_DIR --format saelens --out DIR [--fit-tokens 20000]
     implicit-em import DIR --format saelens [--acts HARVEST] [--out metrics.json]
@@ -10,64 +11,15 @@ The CLI generates its flags from these dataclasses (each field's docstring is it
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from implicit_em.data.lm.activations import STATS, Normalization, read_split
+from implicit_em.interop.options import FORMATS, ExportOptions, ImportOptions  # noqa: F401
 
-FORMATS = ("saelens", "sparsify")
 LLM_META = "llm.json"  # written by `implicit-em llm-train` beside the run's config.json
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """What `implicit-em export` writes."""
-
-    run: str
-    """Run directory to export (config.json + model.safetensors; llm.json for LM runs)."""
-    out: str
-    """Output directory (SAELens: the SAE folder; sparsify: the parent of <hookpoint>/)."""
-    format: str = "saelens"
-    """`saelens` (cfg.json + sae_weights.safetensors) or `sparsify` (<hook>/cfg.json +
-    sae.safetensors)."""
-    fit_tokens: int = 20_000
-    """Train tokens of the run's harvest to fit the post-hoc least-squares decoder of a
-    decoder-free Encoder (0: export W's rows normalised instead; SAEs use their own)."""
-    hookpoint: str | None = None
-    """sparsify hook-point folder name (default: derived from the harvest's layer/hook)."""
-    overwrite: bool = False
-    """Replace files already in --out."""
-
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"unknown format {self.format!r}: use one of {FORMATS}")
-        if self.fit_tokens < 0:
-            raise ValueError(f"fit_tokens must be >= 0, got {self.fit_tokens}")
-
-
-@dataclass(frozen=True)
-class ImportOptions:
-    """What `implicit-em import` loads and how it judges it."""
-
-    path: str
-    """SAELens SAE folder (cfg.json + sae_weights.safetensors) or sparsify hook-point folder."""
-    format: str = "saelens"
-    """`saelens` (standard, topk, jumprelu) or `sparsify` (topk)."""
-    acts: str | None = None
-    """Harvest directory to evaluate on (FVU, L0, dead latents); must match the SAE's d_in."""
-    budget: int = 4096
-    """Held-out tokens to evaluate on."""
-    fit_tokens: int = 20_000
-    """Train tokens used to fit the post-hoc least-squares decoder baseline."""
-    out: str | None = None
-    """Write the metrics here as JSON."""
-
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"unknown format {self.format!r}: use one of {FORMATS}")
 
 
 def run_metadata(run_dir: Path) -> tuple[Normalization, dict, dict | None]:

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
@@ -34,9 +38,13 @@ from implicit_em.data.batches import batch_slices, epoch_permutation
 from implicit_em.families import family
 from implicit_em.losses import centred_columns, unit_scale, weight_redundancy_loss
 from implicit_em.models import ACTIVATIONS
+from implicit_em.progress import StackBar
 from implicit_em.train.loop import evaluate, finite_record, loss_terms
 from implicit_em.train.optim import StackedOptimizer
 
+CHECKPOINT_EVERY = 5
+"""Default epochs between stack checkpoints (`StackedTrainer.fit`): on the paper's CPU protocol
+an epoch of a stack takes seconds, so an interrupt loses well under a minute of it."""
 _CAPTURE_LOCK = threading.Lock()  # CUDA-graph captures of stacks trained in threads
 
 
@@ -466,6 +474,61 @@ class StackedTrainer:
         self._graph.replay()  # capture records the step without running it
         return {k: v.clone() for k, v in self._static_out.items()}
 
+    def state_dict(self) -> dict:
+        """Everything a continuation needs to end bitwise where an uninterrupted fit ends:
+        the stacked parameters, the optimizer's moments and step counters, the dead-latent
+        counters, which models are alive, and the RNG states (the sketched penalty draws its
+        probes from torch's generator). The data order needs nothing: each epoch's order is
+        a pure function of (seed, epoch) (`data.batches.epoch_permutation`). Tensors on CPU."""
+        cpu = {k: v.detach().cpu().clone() for k, v in self.params.items()}
+        rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
+               "numpy": np.random.get_state()}  # fmt: skip
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "params": cpu,
+            "moments": {
+                k: (m.cpu().clone(), v.cpu().clone()) for k, (m, v) in self.optim.state.items()
+            },
+            "step_t": self.optim.step_t.cpu().clone(),
+            "fused_step": self.optim._fused_step.cpu().clone(),
+            "since_fired": self.since_fired.cpu().clone(),
+            "alive": self.alive.cpu().clone(),
+            "rng": rng,
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()` in place (the optimizer and CUDA graphs hold these tensors)."""
+        for k, p in self.params.items():
+            p.copy_(state["params"][k])
+        for k, (m, v) in self.optim.state.items():
+            m.copy_(state["moments"][k][0])
+            v.copy_(state["moments"][k][1])
+        self.optim.step_t.copy_(state["step_t"])
+        self.optim._fused_step.copy_(state["fused_step"])
+        self.since_fired.copy_(state["since_fired"])
+        self.alive.copy_(state["alive"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    def _resume(self, path: Path, key: str) -> tuple[int, list[list[dict]]] | None:
+        """(epoch, histories) of the checkpoint at `path` if it belongs to this stack."""
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            if ckpt["key"] != key:
+                return None
+            self.load_state_dict(ckpt["trainer"])
+        except Exception as err:  # noqa: BLE001  (a damaged checkpoint is only lost time)
+            tqdm.write(f"note: ignoring the damaged stack checkpoint {path} "
+                       f"({type(err).__name__}); training this stack from epoch 0")  # fmt: skip
+            return None
+        return ckpt["epoch"], ckpt["histories"]
+
     @torch.no_grad()
     def sync_models(self) -> list[nn.Module]:
         """Copy each stacked slice into its own nn.Module (for evaluation and saving)."""
@@ -480,6 +543,8 @@ class StackedTrainer:
         x_eval: Tensor | None = None,
         progress: bool = True,
         eval_every: int = 1,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = CHECKPOINT_EVERY,
     ) -> list[list[dict]]:
         """Train all models for their epochs. Returns one history per model (as `train`).
 
@@ -487,24 +552,36 @@ class StackedTrainer:
         last; other epochs record the loss terms and `w_row_norm` only. On the encoder's
         batched path with lambda_wr = 0, `wr` (which then carries no gradient) is recorded
         at the end of each epoch instead of averaged over its steps.
+        checkpoint: a file for this stack's training state (`state_dict`, the epoch and the
+        histories), written atomically after every checkpoint_every-th epoch (0: never) but
+        the last. If it exists and belongs to this stack (same configs, data size, device
+        and eval_every), training continues from it: the weights and histories (all but
+        each record's wall-clock `seconds`) are bitwise those of an uninterrupted fit.
+        The caller deletes it once the runs are saved.
         """
         x_train = x_train.to(self.device)
         x_eval = x_train if x_eval is None else x_eval.to(self.device)
         t = self.cfgs[0].training
         n, bsz = len(x_train), t.batch_size
-        steps = len(batch_slices(n, bsz))
+        rows = [hi - lo for lo, hi in batch_slices(n, bsz)]  # of each step
+        steps = len(rows)
         histories: list[list[dict]] = [[] for _ in self.cfgs]
-        bar = tqdm(total=t.epochs * steps, disable=not progress, unit="step",
-                   desc=f"{self.kind} x{len(self.cfgs)}")  # fmt: skip
+        start = 0
+        key = self.checkpoint_key(x_train, x_eval, eval_every)
+        if checkpoint is not None and Path(checkpoint).is_file():
+            resumed = self._resume(Path(checkpoint), key)
+            if resumed is not None:
+                start, histories = resumed
+        bar = StackBar(f"{self.kind} x{len(self.cfgs)}", t.epochs, n, start, enabled=progress)
         wr_per_epoch = self.fast_encoder and "wr" not in self.weights
-        for epoch in range(t.epochs):
+        for epoch in range(start, t.epochs):
             tic = time.perf_counter()
             order = self.epoch_order(n, epoch)  # (S, n)
             sums: dict[str, Tensor] = {}
             for s in range(steps):
                 for k, v in self.step(self.batch(x_train, order, s, bsz)).items():
                     sums[k] = sums[k] + v if k in sums else v
-                bar.update(1)
+                bar.update(rows[s])
             seconds = time.perf_counter() - tic
             means = {k: (v / steps).tolist() for k, v in sums.items()}  # one sync per epoch
             if wr_per_epoch:
@@ -525,9 +602,24 @@ class StackedTrainer:
                 histories[i].append(rec)
                 if not finite_record(rec):
                     self.alive[j] = False
-            bar.set_postfix(loss=f"{means['total'][0]:.4g}")
+            bar.epoch_done(epoch + 1, loss=f"{means['total'][0]:.4g}")
+            due = checkpoint_every and (epoch + 1) % checkpoint_every == 0
+            if checkpoint is not None and due and epoch + 1 < t.epochs:
+                snap = {"key": key, "epoch": epoch + 1, "histories": histories,
+                        "trainer": self.state_dict()}  # fmt: skip
+                runs.atomic_save(lambda p, s=snap: torch.save(s, p), checkpoint)
         bar.close()
         return histories
+
+    def checkpoint_key(self, x_train: Tensor, x_eval: Tensor, eval_every: int) -> str:
+        """What a stack checkpoint must match to be continued: the configs in order (their
+        slots and batched shapes follow from it), the data sizes, the device type and
+        eval_every (the histories depend on it)."""
+        d = {"cfgs": [c.to_dict() for c in self.cfgs], "device": self.device.type,
+             "x": [list(x_train.shape), list(x_eval.shape)], "eval_every": eval_every}  # fmt: skip
+        for c in d["cfgs"]:
+            c["training"].pop("device")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def train_many(
@@ -539,10 +631,14 @@ def train_many(
     progress: bool = True,
     stacked: bool = True,
     eval_every: int = 1,
+    checkpoint_every: int = CHECKPOINT_EVERY,
 ) -> list[tuple[nn.Module, list[dict]]]:
     """Train every config (stacked where possible, else one by one); return (model, history).
 
-    With run_dirs, each finished model is written to its own run directory as `train` does.
+    With run_dirs, each finished model is written to its own run directory as `train` does,
+    and each stack checkpoints its training state every checkpoint_every epochs (0: never)
+    to `stack_checkpoint(run_dirs of the stack)`; called again with the same configs and
+    run_dirs after an interrupt, a stack continues from its checkpoint (`StackedTrainer.fit`).
     eval_every: see `StackedTrainer.fit` (the one-by-one path evaluates every epoch).
     """
     from implicit_em.train.loop import train
@@ -557,6 +653,8 @@ def train_many(
     if stacked:
         groups = group_configs(cfgs)
         fit = (x_train, x_eval, progress, eval_every)
+        ckpts = [None if run_dirs is None or not checkpoint_every
+                 else stack_checkpoint([run_dirs[i] for i in g]) for g in groups]  # fmt: skip
         draws = any(getattr(c.loss, "tc_probes", None) is not None for c in cfgs)
         # At MNIST sizes a stack's step is a few hundred tiny kernels, too small to fill the
         # GPU: on CUDA, independent stacks run side by side in threads, each on its own
@@ -566,15 +664,22 @@ def train_many(
             if pool is not None:
                 # Model init seeds the global RNG: every stack is built here, in order.
                 trainers = [StackedTrainer([cfgs[i] for i in g], device) for g in groups]
-                futures = [pool.submit(_fit_stack, t, *fit, concurrent=True) for t in trainers]
+                futures = [pool.submit(_fit_stack, t, *fit, c, checkpoint_every, concurrent=True)
+                           for t, c in zip(trainers, ckpts, strict=True)]  # fmt: skip
                 fitted = (f.result() for f in futures)
             else:  # lazily: one stack in memory at a time, saved before the next one starts
                 fitted = (
-                    _fit_stack(StackedTrainer([cfgs[i] for i in g], device), *fit) for g in groups
-                )
-            for group, (models, hists) in zip(groups, fitted, strict=True):
+                    _fit_stack(StackedTrainer([cfgs[i] for i in g], device), *fit, c,
+                               checkpoint_every)
+                    for g, c in zip(groups, ckpts, strict=True)
+                )  # fmt: skip
+            for group, ckpt, (models, hists) in zip(groups, ckpts, fitted, strict=True):
                 for i, model, hist in zip(group, models, hists, strict=True):
                     done(i, model, hist)
+                if ckpt is not None:  # every run of the stack is saved: its checkpoint is spent
+                    ckpt.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):  # .stacks/ goes once it is empty
+                        ckpt.parent.rmdir()
     else:
         for i, cfg in enumerate(cfgs):
             model = runs.build_model(cfg).to(device)
@@ -582,9 +687,18 @@ def train_many(
     return results
 
 
+def stack_checkpoint(run_dirs: list[str | Path]) -> Path:
+    """Where the stack that trains into run_dirs keeps its checkpoint: a hidden `.stacks/`
+    folder beside the first run directory, one file per set of run directories (in order)."""
+    names = json.dumps([str(Path(d).resolve()) for d in run_dirs])
+    digest = hashlib.sha1(names.encode()).hexdigest()[:16]
+    return Path(run_dirs[0]).parent / ".stacks" / f"stack-{digest}.pt"
+
+
 def _fit_stack(
     trainer: StackedTrainer, x_train: Tensor, x_eval: Tensor | None, progress: bool,
-    eval_every: int, concurrent: bool = False,
+    eval_every: int, checkpoint: Path | None = None, checkpoint_every: int = CHECKPOINT_EVERY,
+    concurrent: bool = False,
 ) -> tuple[list[nn.Module], list[list[dict]]]:  # fmt: skip
     """`trainer.fit`; with `concurrent` (CUDA), on a stream of its own."""
     stream = None
@@ -592,7 +706,7 @@ def _fit_stack(
         stream = torch.cuda.Stream(trainer.device)
         stream.wait_stream(torch.cuda.current_stream(trainer.device))  # data and init ready
     with torch.cuda.stream(stream):  # None: the current stream
-        hists = trainer.fit(x_train, x_eval, progress, eval_every)
+        hists = trainer.fit(x_train, x_eval, progress, eval_every, checkpoint, checkpoint_every)
     if stream is not None:
         stream.synchronize()  # the caller reads the models on its own stream
     return trainer.models, hists

