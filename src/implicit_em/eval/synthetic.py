@@ -257,7 +257,6 @@ VARIANTS: dict[str, Variant] = {
     # Why the encoder fails (docs/eval/synthetic/why.md). Gaussian surrogate: same mean and
     # covariance, no higher-order structure.
     "encoder-gauss": Variant(gaussian=True),
-    "topk-gauss": Variant(family="topk_sae", gaussian=True),
     # Higher-order (sparsity) terms beside the variance + decorrelation volume control, with
     # and without the LSE. Weights fixed before the runs (per sample, against the LSE's 1).
     **{f"prior-l1-{w}": Variant(extra=(("l1", w),)) for w in (0.001, 0.01, 0.1)},
@@ -266,11 +265,15 @@ VARIANTS: dict[str, Variant] = {
     "prior-logcosh-nolse-0.01": Variant(extra=(("logcosh", 0.01),), lse=False),
     **{f"claimants-{w}": Variant(extra=(("claimants", w),)) for w in (0.1, 1.0, 10.0)},
     "sparse-filtering": Variant(
-        activation="identity", bias=False, encoder_terms=False,
-        extra=(("sparse_filtering", 1.0),), readout="abs_topk",
+        activation="identity",
+        bias=False,
+        encoder_terms=False,
+        extra=(("sparse_filtering", 1.0),),
+        readout="abs_topk",
     ),  # fmt: skip
     **{f"factorial-{w}": Variant(extra=(("factorial", w),), lse=False) for w in (0.01, 0.1, 1.0)},
 }
+VARIANTS["topk-gauss"] = replace(VARIANTS["topk"], gaussian=True)  # TopK on the surrogate
 
 
 @dataclass(frozen=True)
