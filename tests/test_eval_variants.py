@@ -204,3 +204,29 @@ def test_why_variants_train_and_score_on_the_tiny_recipe():
     assert "gshare_lse" not in rows["factorial-0.1"]["history"][-1]
     assert set(rows["sparse-filtering"]["history"][-1]) >= {"gshare_sparse_filtering"}
     assert rows["sparse-filtering"]["trained"]["l0"] == pytest.approx(round(res["true_l0"]))
+
+
+def test_wiener_filters_are_least_squares_detectors_and_start_near_the_features():
+    pytest.importorskip("sae_lens")
+    from implicit_em.eval.synthetic import (
+        SyntheticEvalOptions,
+        build_synthetic_model,
+        run,
+        wiener_filters,
+    )
+
+    synth = build_synthetic_model("tiny")
+    filt, icpt = wiener_filters(synth, n=20000)
+    assert filt.shape == synth.feature_dict.feature_vectors.shape and icpt.shape == (256,)
+    torch.manual_seed(1)
+    x, f = synth.sample_with_features(4000)
+    pred = x @ filt.t() + icpt  # (n, N)
+    # beats the plain projection on each feature's (unit) direction, and any scaled copy of it
+    dirs = synth.feature_dict.feature_vectors
+    proj = x @ (dirs / dirs.norm(dim=1, keepdim=True)).t()
+    scale = (proj * f).sum(0) / proj.square().sum(0)
+    assert float((pred - f).square().mean()) < float((proj * scale - f).square().mean())
+    res = run(SyntheticEvalOptions(recipe="tiny", variants=("encoder-from-filters",), steps=0,
+                                   batch_size=64, eval_samples=1000, plot=False))  # fmt: skip
+    row = res["rows"][0]
+    assert row["trained"]["mcc"] > row["untrained"]["mcc"] + 0.2
