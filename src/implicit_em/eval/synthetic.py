@@ -201,6 +201,10 @@ class Variant:
     feature's least-squares filter, biases = its intercept - init_at_filters (a unit fires
     when its feature's predicted magnitude exceeds it). The from-truth test for a filter model,
     whose best rows are these, not the feature directions."""
+    filters_at_rate: bool = False
+    """With init_at_filters: instead of one threshold, each unit's bias is set so that it fires
+    at its feature's firing probability (quantile of w_j.x + c_j on 20,000 samples). With one
+    threshold most units on rare features never fire, get no gradient and stay put."""
     gaussian: bool = False
     """Train on Gaussian samples with the synthetic data's mean and covariance (estimated from
     131,072 samples) instead of the data itself: the second-order surrogate. Scored on the
@@ -281,6 +285,9 @@ VARIANTS: dict[str, Variant] = {
 # Started at the ideal filters: does the objective keep them? (why.md, added post hoc)
 for _name in ("encoder", "prior-l1-0.1", "factorial-1.0"):
     VARIANTS[f"{_name}-from-filters"] = replace(VARIANTS[_name], init_at_filters=2.5)
+    VARIANTS[f"{_name}-from-filters-rate"] = replace(
+        VARIANTS[_name], init_at_filters=0.0, filters_at_rate=True
+    )
 VARIANTS["topk-gauss"] = replace(VARIANTS["topk"], gaussian=True)  # TopK on the surrogate
 
 
@@ -410,6 +417,8 @@ def train_variant(
         init_at_truth_(model, filt, variant.init_at_filters)
         with torch.no_grad():
             model.linear.bias.add_(icpt)
+            if variant.filters_at_rate:
+                model.linear.bias.copy_(icpt - firing_thresholds(synth, filt, icpt))
     if not variant.lse:
         weights = {**weights, "lse": 0.0}
     sample = gaussian_sampler(synth) if variant.gaussian else synth.sample
@@ -533,6 +542,20 @@ def wiener_filters(synth, n: int = 100_000) -> tuple[Tensor, Tensor]:
     xc, fc = x.double() - xm, f.double() - fm
     filt = torch.linalg.solve(xc.t() @ xc, xc.t() @ fc).t()  # (N, D)
     return filt.float(), (fm - filt @ xm).float()
+
+
+@torch.no_grad()
+def firing_thresholds(synth, filt: Tensor, icpt: Tensor, n: int = 20_000) -> Tensor:
+    """(N,): per filter the (1 - p_j) quantile of w_j.x + c_j over n samples, p_j its feature's
+    firing probability, so that ReLU(w_j.x + c_j - t_j) fires at about the feature's rate."""
+    with torch.random.fork_rng(devices=_rng_devices(filt)):
+        torch.manual_seed(780)
+        x = synth.sample(n)  # (n, D)
+    pred = x @ filt.t() + icpt  # (n, N)
+    p = synth.activation_generator.firing_probabilities.to(pred)  # (N,)
+    srt = pred.sort(dim=0).values  # (n, N)
+    idx = ((1 - p) * (n - 1)).round().long().clamp(0, n - 1)  # (N,)
+    return srt.gather(0, idx[None]).squeeze(0)
 
 
 def gaussian_sampler(synth, n: int = 131072) -> Callable[[int], Tensor]:
