@@ -75,3 +75,158 @@ def test_topk_codes_keeps_the_k_largest():
 
     a = torch.tensor([[0.1, 3.0, 2.0, 0.0], [5.0, 0.2, 0.3, 0.4]])
     assert torch.equal(topk_codes(a, 2), torch.tensor([[0.0, 3.0, 2.0, 0.0], [5.0, 0.0, 0.0, 0.4]]))
+
+
+# ---------------------------------------------------------------------------------------
+# Higher-order terms (docs/eval/synthetic/why.md): plain formulas and gradcheck in float64
+# ---------------------------------------------------------------------------------------
+
+
+def _z(b=5, k=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, k, generator=g, dtype=torch.float64)
+
+
+def test_sparse_prior_matches_the_plain_formulas_and_passes_gradcheck():
+    import math
+
+    from implicit_em.eval.variants import sparse_prior
+
+    z = _z()
+    a = torch.relu(z)
+    assert float(sparse_prior(a, "l1")) == pytest.approx(float(a.sum()), rel=1e-12)
+    plain = sum(math.log(math.cosh(float(v))) for v in z.flatten())
+    assert float(sparse_prior(z, "logcosh")) == pytest.approx(plain, rel=1e-12)
+    # stable far out: log cosh t ~ |t| - log 2
+    assert float(
+        sparse_prior(torch.tensor([[800.0]], dtype=torch.float64), "logcosh")
+    ) == pytest.approx(800 - math.log(2), rel=1e-9)
+    zz = (z + 0.05).requires_grad_()  # away from |t|'s kink
+    for rho in ("l1", "logcosh"):
+        assert torch.autograd.gradcheck(lambda t, rho=rho: sparse_prior(t, rho), (zz,))
+    with pytest.raises(ValueError, match="unknown prior"):
+        sparse_prior(z, "cauchy")
+
+
+def test_claimant_penalty_counts_effective_claimants():
+    import math
+
+    from implicit_em.eval.variants import claimant_penalty
+
+    a = torch.tensor(
+        [[3.0, 0, 0, 0], [1.0, 1, 0, 0], [2.0, 2, 2, 2], [0.0, 0, 0, 0]], dtype=torch.float64
+    )
+    per = [0.0, math.log(2), math.log(4), 0.0]  # one, two, four equal claimants, none
+    assert float(claimant_penalty(a)) == pytest.approx(sum(per), abs=1e-9)
+    # scale-free per sample
+    assert float(claimant_penalty(7 * a)) == pytest.approx(float(claimant_penalty(a)), abs=1e-9)
+    x = torch.rand(6, 5, dtype=torch.float64).add_(0.1)
+    plain = sum(math.log(float(r.sum()) ** 2 / float((r * r).sum())) for r in x)
+    assert float(claimant_penalty(x)) == pytest.approx(plain, rel=1e-10)
+    assert torch.autograd.gradcheck(claimant_penalty, (x.requires_grad_(),))
+
+
+def test_sparse_filtering_matches_the_plain_formula_and_passes_gradcheck():
+    from implicit_em.eval.variants import sparse_filtering_loss
+
+    z = _z(6, 3)
+    f = [[(float(z[i, j]) ** 2 + 1e-8) ** 0.5 for j in range(3)] for i in range(6)]
+    cn = [sum(f[i][j] ** 2 for i in range(6)) ** 0.5 for j in range(3)]
+    f = [[f[i][j] / cn[j] for j in range(3)] for i in range(6)]
+    plain = sum(sum(r) / sum(v * v for v in r) ** 0.5 for r in f)
+    assert float(sparse_filtering_loss(z)) == pytest.approx(plain, rel=1e-10)
+    assert torch.autograd.gradcheck(sparse_filtering_loss, (z.requires_grad_(),))
+
+
+def test_factorial_em_gradient_is_the_per_unit_responsibility():
+    import math
+
+    from implicit_em.eval.variants import factorial_em_loss
+
+    a = torch.relu(_z()).add_(0.01).requires_grad_()
+    loss = factorial_em_loss(a, c=0.3)
+    plain = sum(-math.log(math.exp(-float(v)) + math.exp(-0.3)) for v in a.detach().flatten())
+    assert float(loss) == pytest.approx(plain, rel=1e-12)
+    (g,) = torch.autograd.grad(loss, a)
+    assert torch.allclose(g, torch.sigmoid(0.3 - a.detach()), atol=1e-12)  # r_ij, per unit
+    assert torch.autograd.gradcheck(lambda t: factorial_em_loss(t, 0.3), (a,))
+    # saturating: from -log 2 at a = 0 (c = 0) towards 0
+    assert float(factorial_em_loss(torch.zeros(1, 1))) == pytest.approx(-math.log(2))
+    assert float(factorial_em_loss(torch.full((1, 1), 30.0))) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_extra_term_names_one_clear_error():
+    from implicit_em.eval.variants import extra_term
+
+    with pytest.raises(ValueError, match="unknown extra term"):
+        extra_term("nope", torch.zeros(2, 2), torch.zeros(2, 2))
+
+
+def test_gaussian_surrogate_matches_mean_and_covariance():
+    pytest.importorskip("sae_lens")
+    from implicit_em.eval.synthetic import build_synthetic_model, gaussian_sampler
+
+    synth = build_synthetic_model("tiny")
+    torch.manual_seed(0)
+    x = synth.sample(40000)
+    g = gaussian_sampler(synth)(40000)
+    assert torch.allclose(g.mean(0), x.mean(0), atol=0.1)
+    c_x, c_g = torch.cov(x.t()), torch.cov(g.t())
+    assert float((c_x - c_g).norm() / c_x.norm()) < 0.05
+    # but not the higher-order structure: the data's excess kurtosis along the features is
+    # large (sparse), the surrogate's ~0
+    f = synth.feature_dict.feature_vectors[:20]  # (20, D)
+
+    def kurt(s):
+        p = s @ f.t()
+        p = p - p.mean(0)
+        return (p.pow(4).mean(0) / p.var(0).square() - 3).mean()
+
+    assert float(kurt(x)) > 1.0 and abs(float(kurt(g))) < 0.2
+
+
+def test_why_variants_train_and_score_on_the_tiny_recipe():
+    pytest.importorskip("sae_lens")
+    from implicit_em.eval.synthetic import SyntheticEvalOptions, run
+
+    names = ("encoder-gauss", "prior-l1-0.01", "prior-logcosh-nolse-0.01", "claimants-1.0",
+             "sparse-filtering", "factorial-0.1")  # fmt: skip
+    res = run(SyntheticEvalOptions(recipe="tiny", variants=names, steps=4, batch_size=64,
+                                   eval_samples=500, log_every=2, plot=False))  # fmt: skip
+    rows = {r["variant"]: r for r in res["rows"]}
+    for name in names:
+        t = rows[name]["trained"]
+        assert 0 < t["mcc"] <= 1 and 0 < t["mcc_lstsq"] <= 1
+        h = rows[name]["history"][-1]
+        shares = [v for k, v in h.items() if k.startswith("gshare_")]
+        assert shares and sum(shares) == pytest.approx(1.0, abs=1e-4)  # components of the step
+    assert "gshare_lse" not in rows["prior-logcosh-nolse-0.01"]["history"][-1]
+    assert "gshare_lse" not in rows["factorial-0.1"]["history"][-1]
+    assert set(rows["sparse-filtering"]["history"][-1]) >= {"gshare_sparse_filtering"}
+    assert rows["sparse-filtering"]["trained"]["l0"] == pytest.approx(round(res["true_l0"]))
+
+
+def test_wiener_filters_are_least_squares_detectors_and_start_near_the_features():
+    pytest.importorskip("sae_lens")
+    from implicit_em.eval.synthetic import (
+        SyntheticEvalOptions,
+        build_synthetic_model,
+        run,
+        wiener_filters,
+    )
+
+    synth = build_synthetic_model("tiny")
+    filt, icpt = wiener_filters(synth, n=20000)
+    assert filt.shape == synth.feature_dict.feature_vectors.shape and icpt.shape == (256,)
+    torch.manual_seed(1)
+    x, f = synth.sample_with_features(4000)
+    pred = x @ filt.t() + icpt  # (n, N)
+    # beats the plain projection on each feature's (unit) direction, and any scaled copy of it
+    dirs = synth.feature_dict.feature_vectors
+    proj = x @ (dirs / dirs.norm(dim=1, keepdim=True)).t()
+    scale = (proj * f).sum(0) / proj.square().sum(0)
+    assert float((pred - f).square().mean()) < float((proj * scale - f).square().mean())
+    res = run(SyntheticEvalOptions(recipe="tiny", variants=("encoder-from-filters",), steps=0,
+                                   batch_size=64, eval_samples=1000, plot=False))  # fmt: skip
+    row = res["rows"][0]
+    assert row["trained"]["mcc"] > row["untrained"]["mcc"] + 0.2

@@ -30,7 +30,12 @@ import torch
 from torch import Tensor, nn
 
 from implicit_em.config import LossConfig
-from implicit_em.eval.variants import match_energy, tied_reconstruction_loss, topk_codes
+from implicit_em.eval.variants import (
+    extra_term,
+    match_energy,
+    tied_reconstruction_loss,
+    topk_codes,
+)
 from implicit_em.losses import combined_loss, correlation_probes
 from implicit_em.models import Encoder, TopKSAE
 from implicit_em.train.loop import loss_terms, model_type, optimizer_step, term_weights
@@ -202,6 +207,24 @@ class Variant:
     """Encoder with tied_recon: the reconstruction uses the k largest of ReLU(z) per sample
     (k = Variant.k or the true L0), a tied-weight TopK autoencoder with one linear layer; the
     encoder terms (when encoder_terms) stay on ReLU(z). Scored on the same TopK codes."""
+    extra: tuple[tuple[str, float], ...] = ()
+    """Encoder: (name, weight) pairs of `variants.TERMS` added to the objective, each on
+    z = W x + b and the codes a (higher-order sparsity terms; docs/eval/synthetic/why.md)."""
+    lse: bool = True
+    """Encoder: False drops the LSE term (keeps the variance and decorrelation terms)."""
+    init_at_filters: float | None = None
+    """Encoder: start at the ideal linear detectors (`wiener_filters`): rows = each true
+    feature's least-squares filter, biases = its intercept - init_at_filters (a unit fires
+    when its feature's predicted magnitude exceeds it). The from-truth test for a filter model,
+    whose best rows are these, not the feature directions."""
+    filters_at_rate: bool = False
+    """With init_at_filters: instead of one threshold, each unit's bias is set so that it fires
+    at its feature's firing probability (quantile of w_j.x + c_j on 20,000 samples). With one
+    threshold most units on rare features never fire, get no gradient and stay put."""
+    gaussian: bool = False
+    """Train on Gaussian samples with the synthetic data's mean and covariance (estimated from
+    131,072 samples) instead of the data itself: the second-order surrogate. Scored on the
+    real data and the true features as usual."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -267,7 +290,34 @@ VARIANTS: dict[str, Variant] = {
     "topk-centred": Variant(family="topk_sae", centre=True),
     "hybrid": Variant(family="hybrid", hybrid_weight=0.1),
     "hybrid-0.01": Variant(family="hybrid", hybrid_weight=0.01),
+    # Why the encoder fails (docs/eval/synthetic/why.md). Gaussian surrogate: same mean and
+    # covariance, no higher-order structure.
+    "encoder-gauss": Variant(gaussian=True),
+    # Higher-order (sparsity) terms beside the variance + decorrelation volume control, with
+    # and without the LSE. Weights fixed before the runs (per sample, against the LSE's 1).
+    **{f"prior-l1-{w}": Variant(extra=(("l1", w),)) for w in (0.001, 0.01, 0.1)},
+    **{f"prior-logcosh-{w}": Variant(extra=(("logcosh", w),)) for w in (0.001, 0.01, 0.1)},
+    "prior-l1-nolse-0.01": Variant(extra=(("l1", 0.01),), lse=False),
+    "prior-logcosh-nolse-0.01": Variant(extra=(("logcosh", 0.01),), lse=False),
+    **{f"claimants-{w}": Variant(extra=(("claimants", w),)) for w in (0.1, 1.0, 10.0)},
+    "sparse-filtering": Variant(
+        activation="identity",
+        bias=False,
+        encoder_terms=False,
+        extra=(("sparse_filtering", 1.0),),
+        readout="abs_topk",
+    ),  # fmt: skip
+    **{f"factorial-{w}": Variant(extra=(("factorial", w),), lse=False) for w in (0.01, 0.1, 1.0)},
 }
+# Started at the ideal filters: does the objective keep them? (why.md, added post hoc)
+VARIANTS["encoder-from-filters"] = Variant(init_at_filters=2.5)
+VARIANTS["encoder-from-filters-rate"] = Variant(init_at_filters=0.0, filters_at_rate=True)
+for _name in ("prior-l1-0.1", "factorial-1.0"):
+    VARIANTS[f"{_name}-from-filters"] = replace(VARIANTS[_name], init_at_filters=2.5)
+    VARIANTS[f"{_name}-from-filters-rate"] = replace(
+        VARIANTS[_name], init_at_filters=0.0, filters_at_rate=True
+    )
+VARIANTS["topk-gauss"] = replace(VARIANTS["topk"], gaussian=True)  # TopK on the surrogate
 
 
 @dataclass(frozen=True)
@@ -402,9 +452,19 @@ def train_variant(
     fired_window = torch.zeros(model.hidden_dim, dtype=torch.bool, device=opts.device)
     if variant.init_at_truth is not None:
         init_at_truth_(model, synth.feature_dict.feature_vectors.detach(), variant.init_at_truth)
+    if variant.init_at_filters is not None:
+        filt, icpt = wiener_filters(synth)
+        init_at_truth_(model, filt, variant.init_at_filters)
+        with torch.no_grad():
+            model.linear.bias.add_(icpt)
+            if variant.filters_at_rate:
+                model.linear.bias.copy_(icpt - firing_thresholds(synth, filt, icpt))
+    if not variant.lse:
+        weights = {**weights, "lse": 0.0}
+    sample = gaussian_sampler(synth) if variant.gaussian else synth.sample
     sums = {}
     for step in range(start + 1, opts.steps + 1):
-        x = _prep(synth.sample(opts.batch_size), mean)  # (B, D)
+        x = _prep(sample(opts.batch_size), mean)  # (B, D)
         dead = since_fired >= loss.dead_steps if aux else None
         if variant.match:
             z = model.linear(x)  # (B, K)
@@ -420,6 +480,13 @@ def train_variant(
             if variant.tied_topk:
                 a = topk_codes(a, model.tied_k)  # (B, K), k non-zero per row
         total = sum(weights[t] * terms[t] for t in weights) if variant.encoder_terms else 0.0
+        parts = {t: weights[t] * terms[t] for t in weights if weights[t] and variant.encoder_terms}
+        if variant.extra:
+            z = model.linear(x)  # (B, K)
+            for name, w in variant.extra:
+                terms[name] = extra_term(name, z, a)
+                parts[name] = w * terms[name]
+                total = total + parts[name]
         if variant.tied_recon:
             terms["tied_recon"] = tied_reconstruction_loss(x, a, model.W, model.b_dec)
             total = total + variant.tied_recon * terms["tied_recon"]
@@ -431,6 +498,8 @@ def train_variant(
             total = total + variant.hybrid_weight * sum(
                 enc_weights[t] * enc[t] for t in enc_weights
             )
+        if step % opts.log_every == 0 or step == opts.steps:
+            grads = gradient_shares(model.W, parts)
         optimizer_step(model, opt, total)
         if variant.unit_norm_rows and kind == "encoder":
             with torch.no_grad():
@@ -449,6 +518,7 @@ def train_variant(
                     directions(model)[0], synth.feature_dict.feature_vectors.detach()
                 )
             rec.update({t: float(v) / opts.log_every for t, v in sums.items()})
+            rec.update(grads)
             history.append(rec)
             fired_window.zero_()
             sums = {}
@@ -476,6 +546,74 @@ def init_at_truth_(model: nn.Module, features: Tensor, threshold: float) -> None
     if isinstance(model, TopKSAE):
         model.W_dec.copy_(features.t())  # (D, K)
         model.normalize_decoder_()
+
+
+def gradient_shares(W: Tensor, parts: dict[str, Tensor]) -> dict[str, float]:
+    """How much of the step each weighted term drives, measured on the weight W (K, D).
+
+    parts: name -> weighted scalar term (in the graph of W). Returns, per name, gnorm_<name>
+    = ||dL_t/dW|| and gshare_<name> = <dL_t/dW, g> / ||g||^2 with g the total gradient (the
+    shares sum to 1: each term's component along the step). Terms without a path to W count 0.
+    """
+    names = list(parts)
+    gs = [torch.autograd.grad(parts[n], W, retain_graph=True, allow_unused=True)[0]
+          if isinstance(parts[n], Tensor) and parts[n].requires_grad else None
+          for n in names]  # fmt: skip
+    gs = [torch.zeros_like(W) if g is None else g for g in gs]
+    tot = sum(gs) if gs else torch.zeros_like(W)
+    den = float(tot.square().sum()) or 1.0
+    out = {}
+    for n, g in zip(names, gs, strict=True):
+        out[f"gnorm_{n}"] = float(g.norm())
+        out[f"gshare_{n}"] = float((g * tot).sum()) / den
+    return out
+
+
+@torch.no_grad()
+def wiener_filters(synth, n: int = 100_000) -> tuple[Tensor, Tensor]:
+    """The best linear detector of every true feature: w_j, c_j = argmin E(f_j - w_j.x - c_j)^2
+    on n samples (least squares, float64). Returns filters (N, D) and intercepts (N,). In
+    superposition these are not the feature directions (they cancel interfering features);
+    they are what a perfect filter (encoder-row) model would learn."""
+    with torch.random.fork_rng(devices=_rng_devices(synth.feature_dict.feature_vectors)):
+        torch.manual_seed(779)
+        x, f = synth.sample_with_features(n)  # (n, D), (n, N)
+    xm, fm = x.double().mean(0), f.double().mean(0)
+    xc, fc = x.double() - xm, f.double() - fm
+    filt = torch.linalg.solve(xc.t() @ xc, xc.t() @ fc).t()  # (N, D)
+    return filt.float(), (fm - filt @ xm).float()
+
+
+@torch.no_grad()
+def firing_thresholds(synth, filt: Tensor, icpt: Tensor, n: int = 20_000) -> Tensor:
+    """(N,): per filter the (1 - p_j) quantile of w_j.x + c_j over n samples, p_j its feature's
+    firing probability, so that ReLU(w_j.x + c_j - t_j) fires at about the feature's rate."""
+    with torch.random.fork_rng(devices=_rng_devices(filt)):
+        torch.manual_seed(780)
+        x = synth.sample(n)  # (n, D)
+    pred = x @ filt.t() + icpt  # (n, N)
+    p = synth.activation_generator.firing_probabilities.to(pred)  # (N,)
+    srt = pred.sort(dim=0).values  # (n, N)
+    idx = ((1 - p) * (n - 1)).round().long().clamp(0, n - 1)  # (N,)
+    return srt.gather(0, idx[None]).squeeze(0)
+
+
+def gaussian_sampler(synth, n: int = 131072) -> Callable[[int], Tensor]:
+    """B -> x (B, D): Gaussian samples with the mean and covariance of n samples of synth
+    (estimated once, without disturbing the global RNG stream). The second-order surrogate:
+    every statistic up to the covariance matches, nothing higher does."""
+    with torch.random.fork_rng(devices=_rng_devices(synth.feature_dict.feature_vectors)):
+        torch.manual_seed(778)
+        x = synth.sample(n).double()  # (n, D)
+    mu = x.mean(dim=0)  # (D,)
+    cov = torch.cov(x.t())  # (D, D)
+    chol = torch.linalg.cholesky(cov + 1e-9 * cov.diagonal().mean() * torch.eye(len(mu)).to(cov))
+    mu, chol = mu.float(), chol.float()
+
+    def sample(b: int) -> Tensor:
+        return mu + torch.randn(b, len(mu), device=mu.device) @ chol.t()
+
+    return sample
 
 
 def _prep(x: Tensor, mean: Tensor | None) -> Tensor:
@@ -586,6 +724,8 @@ def readout(model: nn.Module, variant: Variant) -> Callable[[Tensor], Tensor]:
         return lambda x: topk_codes(model.encode(x), model.tied_k)
     if variant.readout == "pos_z":
         return lambda x: torch.relu(model.linear(x))
+    if variant.readout == "abs_topk":
+        return lambda x: topk_codes(model.linear(x).abs(), model.tied_k)
     return model.encode
 
 
@@ -599,9 +739,26 @@ def score_model(model: nn.Module, variant: Variant, synth, opts: SyntheticEvalOp
     g = torch.Generator(device="cpu").manual_seed(10_000 + seed)
     rand = torch.randn(dirs.shape, generator=g).to(dirs)
     k = max(1, min(dirs.shape[0], round(res["l0"])))
+    res["mcc_lstsq"] = lstsq_mcc(readout(model, variant), synth, opts.eval_samples, mean)
     res["random_at_l0"] = evaluate_latents(rand, topk_readout(rand, k), synth,
                                            opts.eval_samples, mean=mean)  # fmt: skip
     return res
+
+
+@torch.no_grad()
+def lstsq_mcc(encode: Callable[[Tensor], Tensor], synth, n: int, mean: Tensor | None) -> float:
+    """MCC of a least-squares linear read-out fitted post hoc on the codes: x ~ a V + v on n
+    fresh samples (`lm_eval.fit_linear_decoder`, the decoder-free read-out of docs/interop.md),
+    the rows of V (K, D) scored as directions. Separates "the codes carry the features" from
+    "the encoder rows point at them"."""
+    from implicit_em.lm_eval import fit_linear_decoder
+
+    gt = synth.feature_dict.feature_vectors.detach()
+    with torch.random.fork_rng(devices=_rng_devices(gt)):
+        torch.manual_seed(4242)
+        x = synth.sample(n)  # (n, D)
+    V, _ = fit_linear_decoder(encode(_prep(x, mean)), x)
+    return _sae_lens_synthetic().mean_correlation_coefficient(V.to(gt), gt)
 
 
 def data_mean(synth, n: int = 65536) -> Tensor:
