@@ -179,7 +179,9 @@ def _count_worker(rank: int, port: int, out: dict) -> None:
     )
     torch.set_num_threads(1)
     real_reduce = dist.all_reduce
-    gather_name = "all_gather_single" if hasattr(dist, "all_gather_single") else "all_gather_into_tensor"
+    gather_name = (
+        "all_gather_single" if hasattr(dist, "all_gather_single") else "all_gather_into_tensor"
+    )
     real_gather = getattr(dist, gather_name)
     counts: dict[str, int] = {}
 
