@@ -533,7 +533,8 @@ def train_steps(
         stepper.settle()
         if check:
             torch.cuda.set_sync_debug_mode(0)
-    host_syncs = sum("synchroniz" in str(w.message) for w in syncs) if check else None
+    # torch's message for each synchronising call (not its one-time "prototype" notice)
+    host_syncs = sum("called a synchronizing" in str(w.message) for w in syncs) if check else None
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - tic if tic is not None else float("nan")
