@@ -6,12 +6,10 @@ parameter gradient after DDP's averaging with the single-process reference to 1e
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_ranks import run_on_ranks
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from implicit_em.config import LossConfig
@@ -62,11 +60,7 @@ def reference(kind: str, k: int, sketch: bool = False) -> tuple[dict, dict]:
     return vals, {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def _worker(rank: int, port: int, out: dict) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
-    torch.set_num_threads(1)
+def _worker(rank: int) -> dict:
     results = {}
     for kind, k in CASES:
         net = DDP(build(kind, k))
@@ -96,22 +90,12 @@ def _worker(rank: int, port: int, out: dict) -> None:
         w = term_weights("encoder", LossConfig(), k)
         glob = {n: float(v) for n, v in reduce_terms(terms, "encoder").items()}
         results[("objective", k)] = sum(w[n] * glob[n] for n in w)
-    out[rank] = results
-    dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return results
 
 
 @pytest.fixture(scope="module")
 def ddp_results() -> dict:
-    manager = mp.Manager()
-    out = manager.dict()
-    mp.spawn(_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
-    return dict(out)
+    return run_on_ranks(_worker, WORLD)
 
 
 @pytest.mark.parametrize(("kind", "k"), CASES)
@@ -171,13 +155,9 @@ COUNT_CASES = {
 }
 
 
-def _count_worker(rank: int, port: int, out: dict) -> None:
+def _count_worker(rank: int) -> dict:
     from implicit_em.train.distributed import ModelStepper
 
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
-    torch.set_num_threads(1)
     real_reduce = dist.all_reduce
     gather_name = (
         "all_gather_single" if hasattr(dist, "all_gather_single") else "all_gather_into_tensor"
@@ -217,16 +197,12 @@ def _count_worker(rank: int, port: int, out: dict) -> None:
     finally:
         dist.all_reduce, dist.all_gather = real_reduce, other
         setattr(dist, gather_name, real_gather)
-    out[rank] = results
-    dist.destroy_process_group()
+    return results
 
 
 @pytest.fixture(scope="module")
 def step_counts() -> dict:
-    manager = mp.Manager()
-    out = manager.dict()
-    mp.spawn(_count_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
-    return dict(out)
+    return run_on_ranks(_count_worker, WORLD)
 
 
 @pytest.mark.parametrize("case", list(COUNT_CASES))

@@ -4,12 +4,10 @@ from the shared stream equals the same model trained alone by `distributed.train
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_ranks import run_on_ranks
 
 from implicit_em import runs
 from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
@@ -31,30 +29,16 @@ def sources() -> list[torch.Tensor]:
     return [torch.randn(N, d, generator=gen) for d in DIMS]
 
 
-def _worker(rank: int, port: int, out_dir: str, out: dict) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
-    torch.set_num_threads(1)
+def _worker(rank: int, out_dir: str) -> dict:
     res = train_modules(models(), sources(), batch_size=BATCH, steps=STEPS, data_seed=9,
                         log_every=LOG, out=out_dir)  # fmt: skip
-    out[rank] = {k: v["history"] for k, v in res.items() if k != "rank_seconds"}
-    dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return {k: v["history"] for k, v in res.items() if k != "rank_seconds"}
 
 
 @pytest.fixture(scope="module")
 def distributed_grid(tmp_path_factory) -> tuple:
     out_dir = tmp_path_factory.mktemp("grid")
-    manager = mp.Manager()
-    out = manager.dict()
-    mp.spawn(_worker, args=(_free_port(), str(out_dir), out), nprocs=WORLD, join=True)
-    return out_dir, dict(out)
+    return out_dir, run_on_ranks(_worker, WORLD, str(out_dir))
 
 
 def alone(m) -> tuple[torch.nn.Module, list[dict]]:

@@ -560,6 +560,21 @@ def init_device(distributed: bool = True) -> tuple[torch.device, int]:
     return device, local
 
 
+def load_stream(
+    acts: list[str], random_tokens: int, input_dim: int, seed: int, device: torch.device
+) -> list[Tensor]:
+    """The training rows, whole, on `device` (bf16 on GPUs, float32 on the CPU): the train
+    split of each harvest directory in `acts`, normalized as its manifest says, or (acts
+    empty) one (random_tokens, input_dim) tensor of N(0, 1) entries seeded with `seed`."""
+    if acts:
+        from implicit_em.data.lm.activations import Normalization, read_split
+
+        xs = [read_split(a, "train", norm=Normalization.from_manifest(a))[0] for a in acts]
+    else:
+        xs = [torch.randn(random_tokens, input_dim, generator=torch.Generator().manual_seed(seed))]
+    return [x.to(device, torch.bfloat16 if device.type == "cuda" else torch.float32) for x in xs]
+
+
 def wrap_ddp(model: nn.Module, device: torch.device, bf16_grads: bool = False) -> nn.Module:
     """model in DDP when torch.distributed is initialized (else model itself); bf16_grads
     all-reduces the gradients in bf16 (`bf16_compress_hook`)."""
@@ -575,51 +590,59 @@ def wrap_ddp(model: nn.Module, device: torch.device, bf16_grads: bool = False) -
 
 
 @dataclass(frozen=True)
-class DistributedOptions(TrackingOptions):
-    """Data-parallel training of one model on LM activations or random tokens, timed; run
-    under `torchrun --nproc-per-node R -m implicit_em.train.distributed ...` (or alone: one rank)."""
+class StepOptions:
+    """The options the `ddp` and `ddp-modules` commands share: random data, sizes, the step."""
 
-    acts: str | None = None
-    """harvest directory (train split, normalized)"""
     random_tokens: int = 0
-    """random N(0,1) data instead"""
+    """random N(0,1) data instead of --acts"""
     input_dim: int = 576
     """D for --random-tokens"""
-    type: str = DEFAULT_FAMILY
-    """model family (model.type)"""
-    hidden_dim: int = 16384
-    """K"""
     k: int = 32
     """active latents of the k-sparse families"""
     batch_size: int = 4096
-    """global batch B"""
+    """rows per step (ddp: the global batch, split over the ranks)"""
     steps: int = 100
     """optimizer steps"""
     warmup: int = 10
     """steps before timing starts"""
     lr: float = 1e-3
     """Adam learning rate"""
-    seed: int = 1
-    """seeds the weights, the data order and the probes"""
     amp: bool = False
     """bf16 autocast, float32 losses"""
     tc_probes: int | None = None
-    """sketch the correlation penalty with this many probes (default: exact)"""
+    """encoders: sketch the correlation penalty with this many probes (default: exact)"""
     compile: bool = False
     """torch.compile the forward + loss"""
+    log_every: int = 0
+    """record the terms every this many steps (0: never)"""
+
+    def __post_init__(self) -> None:
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+        if not getattr(self, "acts", None) and self.random_tokens < self.batch_size:
+            raise ValueError("pass --acts or --random-tokens >= --batch-size")
+
+
+@dataclass(frozen=True)
+class DistributedOptions(StepOptions, TrackingOptions):
+    """Data-parallel training of one model on LM activations or random tokens, timed; run
+    under `torchrun --nproc-per-node R -m implicit_em.train.distributed ...` (or alone: one rank)."""
+
+    acts: str | None = None
+    """harvest directory (train split, normalized)"""
+    type: str = DEFAULT_FAMILY
+    """model family (model.type)"""
+    hidden_dim: int = 16384
+    """K"""
+    seed: int = 1
+    """seeds the weights, the data order and the probes"""
     bf16_grads: bool = False
     """all-reduce gradients in bf16 (DDP's bf16_compress_hook)"""
     sync_debug: bool = False
-    """count host-device synchronisations in the timed steps (CUDA; slows nothing measurable)"""
-    log_every: int = 0
-    """record the terms every this many steps (0: never)"""
+    """count host-device synchronisations in the timed steps (CUDA)"""
     out: str | None = None
     """rank 0 writes a JSON summary here"""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.acts and self.random_tokens < self.batch_size:
-            raise ValueError("pass --acts or --random-tokens >= --batch-size")
 
 
 def run_ddp(args: DistributedOptions) -> int:
@@ -631,14 +654,8 @@ def run_ddp(args: DistributedOptions) -> int:
     cuda = torch.cuda.is_available()
     device, local = init_device(distributed)
     rank, n = world()
-    if args.acts:
-        from implicit_em.data.lm.activations import Normalization, read_split
-
-        x, _ = read_split(args.acts, "train", norm=Normalization.from_manifest(args.acts))
-    else:
-        gen = torch.Generator().manual_seed(args.seed)
-        x = torch.randn(args.random_tokens, args.input_dim, generator=gen)
-    x = x.to(device, torch.bfloat16 if cuda else torch.float32)  # whole set on the device
+    acts = [args.acts] if args.acts else []
+    (x,) = load_stream(acts, args.random_tokens, args.input_dim, args.seed, device)
     cfg = RunConfig(model=ModelConfig(type=args.type, input_dim=x.shape[1],
                                       hidden_dim=args.hidden_dim, k=args.k),
                     loss=LossConfig(tc_probes=args.tc_probes))  # fmt: skip

@@ -39,7 +39,14 @@ from implicit_em import runs
 from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
 from implicit_em.families.registry import DEFAULT_FAMILY
 from implicit_em.options import flag
-from implicit_em.train.distributed import BatchStream, ModelStepper, init_device, world
+from implicit_em.train.distributed import (
+    BatchStream,
+    ModelStepper,
+    StepOptions,
+    init_device,
+    load_stream,
+    world,
+)
 
 
 @dataclass(frozen=True)
@@ -173,7 +180,7 @@ def _write_run(run_dir: Path, cfg: RunConfig, stepper: ModelStepper, history: li
 
 
 @dataclass(frozen=True)
-class ModulesOptions:
+class ModulesOptions(StepOptions):
     """A grid of models trained on different ranks from one activation stream; run under
     `torchrun --nproc-per-node R -m implicit_em.train.modules ...` (or alone: one rank)."""
 
@@ -181,44 +188,18 @@ class ModulesOptions:
     """parent of the run directories (out/<family>_K<K>_seed<seed>); none: nothing written"""
     acts: list[str] = flag(factory=list)
     """harvest directories of the same tokens (e.g. one per layer): one source each"""
-    random_tokens: int = 0
-    """random N(0,1) data instead (one source)"""
-    input_dim: int = 576
-    """D for --random-tokens"""
     types: list[str] = flag(factory=lambda: [DEFAULT_FAMILY])
     """model families of the grid"""
     hidden_dims: list[int] = flag(factory=lambda: [16384])
     """K of the grid"""
     seeds: list[int] = flag(factory=lambda: [1])
     """seeds of the grid (weights and probes)"""
-    k: int = 32
-    """active latents of the k-sparse families"""
-    batch_size: int = 4096
-    """rows per step, the same batch for every model"""
-    steps: int = 100
-    """optimizer steps"""
-    warmup: int = 10
-    """steps before timing starts"""
-    lr: float = 1e-3
-    """Adam learning rate"""
     data_seed: int = 0
     """seeds the order of the stream (and the random tokens)"""
-    amp: bool = False
-    """bf16 autocast, float32 losses"""
-    tc_probes: int | None = None
-    """encoders: sketch the correlation penalty with this many probes (default: exact)"""
-    compile: bool = False
-    """torch.compile each model's forward + loss"""
-    log_every: int = 0
-    """record the terms every this many steps (0: never)"""
     overwrite: bool = False
     """replace run directories that hold results"""
     summary: str | None = None
     """rank 0 writes the JSON summary here"""
-
-    def __post_init__(self) -> None:
-        if not self.acts and self.random_tokens < self.batch_size:
-            raise ValueError("pass --acts or --random-tokens >= --batch-size")
 
 
 def run_modules(args: ModulesOptions) -> int:
@@ -227,16 +208,7 @@ def run_modules(args: ModulesOptions) -> int:
     cuda = torch.cuda.is_available()
     device, _ = init_device(distributed)
     rank, n = world()
-    if args.acts:
-        from implicit_em.data.lm.activations import Normalization, read_split
-
-        sources = [
-            read_split(a, "train", norm=Normalization.from_manifest(a))[0] for a in args.acts
-        ]
-    else:
-        gen = torch.Generator().manual_seed(args.data_seed)
-        sources = [torch.randn(args.random_tokens, args.input_dim, generator=gen)]
-    sources = [s.to(device, torch.bfloat16 if cuda else torch.float32) for s in sources]
+    sources = load_stream(args.acts, args.random_tokens, args.input_dim, args.data_seed, device)
     base = RunConfig(model=ModelConfig(k=args.k), loss=LossConfig(tc_probes=args.tc_probes),
                      training=TrainConfig(batch_size=args.batch_size, lr=args.lr, amp=args.amp,
                                           device=device.type))  # fmt: skip
