@@ -213,9 +213,7 @@ def train(
             if t.epochs == done:
                 model.load_state_dict(runs.load_weights(run_dir, device))
                 return runs.read_history(run_dir)
-            runs.load_checkpoint(
-                run_dir, device
-            )  # extending needs it intact; fail before any change
+            runs.load_checkpoint(run_dir, device)  # extending needs it intact; fail before any change
             for name in (runs.MANIFEST, runs.METRICS):  # unfinished again until the new end
                 (run_dir / name).unlink(missing_ok=True)
         if resume and ckpt_path.is_file():
