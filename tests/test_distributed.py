@@ -6,12 +6,10 @@ parameter gradient after DDP's averaging with the single-process reference to 1e
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_ranks import run_on_ranks
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from implicit_em.config import LossConfig
@@ -62,11 +60,7 @@ def reference(kind: str, k: int, sketch: bool = False) -> tuple[dict, dict]:
     return vals, {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def _worker(rank: int, port: int, out: dict) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
-    torch.set_num_threads(1)
+def _worker(rank: int) -> dict:
     results = {}
     for kind, k in CASES:
         net = DDP(build(kind, k))
@@ -96,22 +90,12 @@ def _worker(rank: int, port: int, out: dict) -> None:
         w = term_weights("encoder", LossConfig(), k)
         glob = {n: float(v) for n, v in reduce_terms(terms, "encoder").items()}
         results[("objective", k)] = sum(w[n] * glob[n] for n in w)
-    out[rank] = results
-    dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return results
 
 
 @pytest.fixture(scope="module")
 def ddp_results() -> dict:
-    manager = mp.Manager()
-    out = manager.dict()
-    mp.spawn(_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
-    return dict(out)
+    return run_on_ranks(_worker, WORLD)
 
 
 @pytest.mark.parametrize(("kind", "k"), CASES)
@@ -153,3 +137,76 @@ def test_ddp_total_is_combined_loss_total(ddp_results, k):
     for rank in range(WORLD):
         # reduce_terms sums the shares in float32
         assert ddp_results[rank][("objective", k)] == pytest.approx(expected, rel=1e-6)
+
+
+# ------------------------------------------------ collectives per step (issue 20)
+# One optimizer step of `ModelStepper` (the trainer's step) on 2 gloo ranks, every
+# collective counted: torch.distributed's all-reduce and all-gathers patched, DDP's gradient
+# buckets counted by a comm hook. Expected: the InfoMax statistics take one collective per
+# dependency level (sketch: stats gather, U^T U V forward; dL/d(stats) backward; exact: the
+# codes' gather forward, dL/d(stats) backward), SAEs none; TopK one asynchronous MAX; plus
+# one all-reduce per gradient bucket.
+COUNT_CASES = {
+    ("encoder", 12, 3): {"all_gather": 1, "all_reduce": 2, "async": 0},  # sketch
+    ("encoder", 12, None): {"all_gather": 1, "all_reduce": 1, "async": 0},  # exact, Gram
+    ("encoder", 5, None): {"all_gather": 1, "all_reduce": 1, "async": 0},  # exact, K x K
+    ("standard_sae", 12, None): {"all_gather": 0, "all_reduce": 0, "async": 0},
+    ("topk_sae", 12, None): {"all_gather": 0, "all_reduce": 0, "async": 1},
+}
+
+
+def _count_worker(rank: int) -> dict:
+    from implicit_em.train.distributed import ModelStepper
+
+    real_reduce = dist.all_reduce
+    gather_name = (
+        "all_gather_single" if hasattr(dist, "all_gather_single") else "all_gather_into_tensor"
+    )
+    real_gather = getattr(dist, gather_name)
+    counts: dict[str, int] = {}
+
+    def reduce(t, *args, async_op=False, **kw):
+        counts["async" if async_op else "all_reduce"] += 1
+        return real_reduce(t, *args, async_op=async_op, **kw)
+
+    def gather(*args, **kw):
+        counts["all_gather"] += 1
+        return real_gather(*args, **kw)
+
+    def bucket_hook(state, bucket):
+        counts["buckets"] += 1
+        work = real_reduce(bucket.buffer().div_(WORLD), async_op=True)
+        return work.get_future().then(lambda f: f.value()[0])
+
+    dist.all_reduce, other = reduce, dist.all_gather  # the list form must stay unused
+    dist.all_gather = lambda *a, **k: counts.__setitem__("list_gather", 1)
+    setattr(dist, gather_name, gather)
+    results = {}
+    try:
+        for kind, k, m in COUNT_CASES:
+            net = DDP(build(kind, k))
+            net.register_comm_hook(None, bucket_hook)
+            loss = LossConfig(tc_probes=m)
+            stepper = ModelStepper(net, loss, lr=1e-3, probe_seed=0)
+            x = batch()[rank * ROWS : (rank + 1) * ROWS]
+            counts.clear()
+            counts.update(all_reduce=0, all_gather=0, buckets=0, **{"async": 0})
+            stepper.step(x)
+            stepper.settle()
+            results[(kind, k, m)] = dict(counts)
+    finally:
+        dist.all_reduce, dist.all_gather = real_reduce, other
+        setattr(dist, gather_name, real_gather)
+    return results
+
+
+@pytest.fixture(scope="module")
+def step_counts() -> dict:
+    return run_on_ranks(_count_worker, WORLD)
+
+
+@pytest.mark.parametrize("case", list(COUNT_CASES))
+def test_collectives_per_step(step_counts, case):
+    for rank in range(WORLD):
+        got = step_counts[rank][case]
+        assert got == {**COUNT_CASES[case], "buckets": 1}, (rank, got)

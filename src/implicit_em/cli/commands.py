@@ -41,6 +41,7 @@ COMMANDS: list[Command] = [
     Command("llm-eval", f"{_EXP}.options:LlmEvalOptions", f"{_EXP}.llm:run_eval", "FVU, codes, and CE/KL with reconstructions spliced into the LM"),
     Command("ood", f"{_EXP}.options:OodOptions", f"{_EXP}.ood:run_command", "beyond the paper: LSE energy as an anomaly score, MNIST vs Fashion-MNIST"),
     Command("ddp", "implicit_em.train.distributed:DistributedOptions", "implicit_em.train.distributed:run_ddp", "data-parallel training under torchrun (one rank without it), timed"),
+    Command("ddp-modules", "implicit_em.train.modules:ModulesOptions", "implicit_em.train.modules:run_modules", "train a grid of models (families x K x seeds x layers), each rank its own, from one activation stream (torchrun)"),
     Command("scale", f"{_EXP}.options:ScaleOptions", f"{_EXP}.scale:run_scale", "GPU study: harvest, train Encoder / TopK / L1 SAEs at large K, evaluate"),
     Command("harvest-hf", "implicit_em.data.hf_harvest:HFHarvestOptions", "implicit_em.data.hf_harvest:run", "harvest activations of any Hugging Face causal LM at several hooks (resumable)"),
     Command("export", "implicit_em.interop.options:ExportOptions", "implicit_em.interop.commands:run_export", "write a run in the SAELens or sparsify format"),

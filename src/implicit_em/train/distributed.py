@@ -1,33 +1,45 @@
 """Data-parallel training (PyTorch DDP, launched by `torchrun`) with global-batch InfoMax terms.
 
-Legend: R ranks, b rows per rank, B = R b the global batch, D input dim, K components.
-a_r (b, K) the codes of rank r's shard, A (B, K) all ranks' codes, W (K, D).
+Legend: R ranks, b rows per rank, B = R b the global batch, D input dim, K components, m
+probes. a_r (b, K) the codes of rank r's shard, A (B, K) all ranks' codes, W (K, D), V (K, m).
 
-The variance and correlation penalties are statistics of the global batch, so each rank
-gathers A with a differentiable all-gather (as VICReg does) whose backward sums the gradient
-over ranks. Each rank then computes a *share* L_r of the global loss, with sum_r L_r = L:
+The variance and correlation penalties are statistics of the global batch. Each rank computes
+a *share* L_r of the global loss, with sum_r L_r = L, and back-propagates R L_r: DDP averages
+the parameter gradients over ranks (dividing by R), and every collective below is built so
+that rank r receives R dL/da_r, the gradient of the *whole* loss for its own rows.
 
-- LSE, a sum over samples: rank r sums over its own rows only;
-- correlation, through the B x B Gram (B < K): rank r owns the rows U_r of
-  ||U U^T||_F^2 = sum_r ||U_r U^T||_F^2, so no rank forms the whole B x B matrix, and its
-  backward returns only rows r of the gradient 4 (U U^T) U;
-- variance and weight redundancy: identical on every rank, divided by R.
+Communication per step (one collective per dependency level of the statistics, each on one
+flat buffer; `tests/test_distributed.py` counts them):
 
-The gather's backward gives rank r the gradient dL/da_r of the *whole* loss; DDP then
-averages parameter gradients over ranks, dividing by R, so each rank back-propagates R * L_r.
-The test (tests/test_distributed.py) checks loss and gradients against one process on the
-concatenated batch.
+- sketched correlation (`loss.tc_probes`), no (B, K) tensor crosses ranks:
+  forward  1. all-gather of the shards' column (mean, centred sum of squares), 2 K per rank,
+              combined as Chan et al.'s parallel variance;
+           2. all-reduce of the rank's part of U^T U V (K x m); U's scale s = ss^-1/2 needs the
+              global ss of step 1, so the two cannot be merged without changing the estimate;
+  backward 3. all-reduce of dL/d(mean, ss) (2 K per rank): dL/ds needs (U^T U) (s R), a third
+              sum over all rows; the penalty itself is computed identically on every rank from
+              the reduced U^T U V, so its backward needs no collective (`_SumReplicated`);
+- exact correlation: forward all-gather of a_r (B x K), every rank forming the statistics and
+  its rows of the Gram; backward all-reduce of dL/d(mean, ss) (2 K) only;
+- SAEs: no InfoMax collective; TopK's dead-latent counter takes one asynchronous all-reduce
+  (MAX, K int32) that the next step waits on;
+- gradients: DDP's reducer, buckets all-reduced asynchronously as backward produces them.
+
+Nothing in the step synchronises the host with the device (no .item(), no CPU-side checks);
+the terms are read only every `log_every` steps.
 
     torchrun --nproc-per-node 2 -m implicit_em.train.distributed --random-tokens 1000000 \\
-        --hidden-dim 16384 --batch-size 4096 --steps 50 --amp
+        --hidden-dim 16384 --batch-size 8192 --steps 50 --amp --tc-probes 32 --compile
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,139 +49,250 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from implicit_em import tracking
+from implicit_em.colstats import constant_columns, unit_scale
 from implicit_em.config import LossConfig
 from implicit_em.data.batches import MIN_BATCH_ROWS
 from implicit_em.families import family, family_of
 from implicit_em.families.registry import DEFAULT_FAMILY
 from implicit_em.losses import (
-    _unit_columns,
     column_stats,
-    constant_columns,
-    correlation_loss,
     correlation_probes,
     sketch_cross,
     sketch_penalty,
     variance_from_stats,
-    variance_loss,
     weight_redundancy_loss,
 )
 from implicit_em.tracking import Tracker, TrackingOptions
 from implicit_em.train.loop import optimizer_step
 
 
-def world() -> tuple[int, int]:
-    """(rank, world size); (0, 1) when torch.distributed is not initialized."""
-    if dist.is_available() and dist.is_initialized():
+def world(parallel: bool = True) -> tuple[int, int]:
+    """(rank, world size) of the data-parallel group; (0, 1) when torch.distributed is not
+    initialized or `parallel` is False (each rank trains its own models: `train.modules`)."""
+    if parallel and dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 
-class _GatherRows(torch.autograd.Function):
-    """(b, K) on each rank -> (R b, K) on every rank; backward sums dL/dA over ranks and
-    returns this rank's rows (FullGatherLayer of facebookresearch/vicreg)."""
-
-    @staticmethod
-    def forward(ctx, a: Tensor) -> Tensor:
-        parts = [torch.empty_like(a) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, a.contiguous())
-        return torch.cat(parts)  # (R b, K)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        grad = grad.contiguous()
-        dist.all_reduce(grad)  # sum over ranks of each rank's dL_r/dA
-        b = grad.shape[0] // dist.get_world_size()
-        r = dist.get_rank()
-        return grad[r * b : (r + 1) * b]  # (b, K)
+# ------------------------------------------------------------------------ collectives
+# Each is an autograd.Function run eagerly (torch.compile breaks its graph around them): the
+# compiled pieces between them hold the (B, K) work.
 
 
-class _GramRowsSquareSum(torch.autograd.Function):
-    """This rank's share ||U_r U^T||_F^2 of ||U U^T||_F^2 (U_r: rows r b .. (r+1) b of U).
-
-    The gradient of the whole sum is 4 (U U^T) U; its rows r are 4 (U_r U^T) U, which this rank
-    returns (zeros elsewhere). The shares' gradients then add up to the whole gradient once
-    the gather's backward sums over ranks: 2 b B K multiply-adds forward and 2 b B K backward,
-    half of the one-process cost per rank at R = 2.
-    """
-
-    @staticmethod
-    def forward(ctx, u: Tensor, rank: int, b: int) -> Tensor:
-        rows = u[rank * b : (rank + 1) * b] @ u.t()  # (b, B)
-        ctx.save_for_backward(u, rows)
-        ctx.rank, ctx.b = rank, b
-        return rows.square().sum()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        u, rows = ctx.saved_tensors
-        out = torch.zeros_like(u)  # (B, K)
-        out[ctx.rank * ctx.b : (ctx.rank + 1) * ctx.b] = (4 * grad) * (rows @ u)  # (b, K)
-        return out, None, None
+def _all_gather(out: Tensor, x: Tensor) -> None:
+    """Concatenate every rank's x (n, ...) into out (R n, ...) (all_gather_single in torch >=
+    2.13, all_gather_into_tensor before)."""
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather(out, x)
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum of x over ranks, on every rank; backward sums dL/dx over ranks likewise."""
+class _GatherStats(torch.autograd.Function):
+    """x (n,) on each rank -> (R, n) on every rank. Backward: all-reduce of dL/d(R, n) (each
+    rank holds only its own consumers' part), then this rank's row."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        x = x.clone()
-        dist.all_reduce(x)
-        return x
+        n = dist.get_world_size()
+        out = x.new_empty(n * x.shape[0], *x.shape[1:])
+        _all_gather(out, x.contiguous())
+        return out.view(n, *x.shape)  # (R, n)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)
-        return grad
+        return grad[dist.get_rank()]
 
 
-def all_reduce_sum(x: Tensor) -> Tensor:
-    """Differentiable sum over ranks; x itself when R = 1."""
-    return x if world()[1] == 1 else _AllReduceSum.apply(x)
+class _SumReplicated(torch.autograd.Function):
+    """Sum of x over ranks, for consumers computed identically on every rank.
+
+    The backward of an all-reduce is an all-reduce of the upstream gradients; when every rank
+    computes the same function of the sum, those are equal and their sum is R times this
+    rank's: no communication."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        x = x.contiguous().clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad * dist.get_world_size()
 
 
-def global_column_stats(a: Tensor) -> tuple[Tensor, Tensor]:
-    """(mean, centred sum of squares) of every column over the global batch, differentiably.
+class _GatheredStats(torch.autograd.Function):
+    """(mean, ss) (K,) of the gathered codes A (B, K), differentiable in this rank's rows a_r.
 
-    Each rank gathers the others' (mean, ss) (2 K numbers each) and combines them as Chan et
-    al.'s parallel variance does (equal shard sizes): no (B, K) tensor crosses ranks. Columns
-    constant over the global batch (`losses.constant_columns`, judged again after combining:
-    the shards' means differ by round-off) get ss = 0, as in `losses.column_stats`.
+    Forward: `losses.column_stats` of A, no communication (A is already gathered). Backward:
+    one all-reduce of [dL/dmean, dL/dss] (each rank holds the part its own rows' consumers
+    contribute), then da_r = dL/dmean / B + 2 dL/dss (a_r - mean); constant columns (ss = 0)
+    pass no gradient through ss, as in `colstats.centred_columns`."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, gathered: Tensor) -> tuple[Tensor, Tensor]:
+        mean, ss = column_stats(gathered)
+        ctx.save_for_backward(a, mean, ss > 0)
+        ctx.rows = gathered.shape[0]
+        return mean, ss
+
+    @staticmethod
+    def backward(ctx, g_mean: Tensor, g_ss: Tensor) -> tuple[Tensor, None]:
+        a, mean, live = ctx.saved_tensors
+        k = mean.shape[0]
+        flat = torch.cat([g_mean, g_ss * live]).contiguous()  # (2K,)
+        dist.all_reduce(flat)
+        g_mean, g_ss = flat[:k], flat[k:]
+        return g_mean / ctx.rows + 2 * g_ss * (a - mean), None  # (b, K)
+
+
+class _GramRows(torch.autograd.Function):
+    """This rank's share ||U_r U^T||_F^2 of ||U U^T||_F^2, U (B, K) the unit columns of A,
+    u_r (b, K) its rows from this rank's codes (differentiable), U detached.
+
+    Backward: the whole sum's gradient for rows r, 4 (U_r U^T) U (sum_r of the shares is
+    symmetric in the rows), times the upstream gradient: 2 b B K multiply-adds each way,
+    1 / R of the one-process cost."""
+
+    @staticmethod
+    def forward(ctx, u_r: Tensor, u: Tensor) -> Tensor:
+        rows = u_r @ u.mT  # (b, B)
+        ctx.save_for_backward(u, rows)
+        return rows.square().sum()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        u, rows = ctx.saved_tensors
+        return (4 * grad) * (rows @ u), None  # (b, K)
+
+
+class _CorrShare(torch.autograd.Function):
+    """||C - diag C||_F^2 / R with C = U^T U (K, K), U (B, K) detached, u_r (b, K) this rank's
+    rows (differentiable): the K x K path (B >= K), every rank forming C. Backward: the whole
+    penalty's gradient for rows r, 4 u_r (C - diag C), times the upstream gradient."""
+
+    @staticmethod
+    def forward(ctx, u_r: Tensor, u: Tensor) -> Tensor:
+        off = u.mT @ u  # (K, K)
+        off.diagonal().zero_()
+        ctx.save_for_backward(u_r, off)
+        return off.square().sum() / dist.get_world_size()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        u_r, off = ctx.saved_tensors
+        return (4 * grad) * (u_r @ off), None  # (b, K)
+
+
+@torch.compiler.disable
+def gather_stats(x: Tensor) -> Tensor:
+    """Differentiable all-gather of x (n,) -> (R, n) (`_GatherStats`)."""
+    return _GatherStats.apply(x)
+
+
+@torch.compiler.disable
+def sum_replicated(x: Tensor) -> Tensor:
+    """Sum over ranks whose consumers are identical on every rank (`_SumReplicated`)."""
+    return _SumReplicated.apply(x)
+
+
+@torch.compiler.disable
+def gather_codes(a: Tensor) -> Tensor:
+    """All-gather of a (b, K) along rows -> (R b, K), without gradient."""
+    out = a.new_empty(dist.get_world_size() * a.shape[0], *a.shape[1:])
+    _all_gather(out, a.detach().contiguous())
+    return out
+
+
+# ------------------------------------------------------------------------ loss shares
+
+
+def global_column_stats(a: Tensor, parallel: bool = True) -> tuple[Tensor, Tensor]:
+    """(mean, centred sum of squares) (K,) of every column over the global batch, from this
+    rank's codes a (b, K), differentiably, with one all-gather of 2 K numbers per rank.
+
+    The shards' (mean, ss) are combined as Chan et al.'s parallel variance does (equal shard
+    sizes): no (B, K) tensor crosses ranks. Columns constant over the global batch
+    (`colstats.constant_columns`, judged again after combining: the shards' means differ by
+    round-off) get ss = 0, as in `losses.column_stats`. One rank: `losses.column_stats`.
     """
     mean, ss = column_stats(a)  # (K,), (K,)
-    _, n = world()
+    _, n = world(parallel)
     if n == 1:
         return mean, ss
-    parts = gather_rows(torch.stack([mean, ss]))  # (2 R, K)
-    means, sss = parts[0::2], parts[1::2]  # (R, K) each
+    k, b = a.shape[1], a.shape[0]
+    parts = gather_stats(torch.cat([mean, ss]))  # (R, 2K)
+    means, sss = parts[:, :k], parts[:, k:]  # (R, K) each
     g_mean = means.mean(dim=0)
-    g_ss = sss.sum(dim=0) + a.shape[0] * (means - g_mean).square().sum(dim=0)
-    return g_mean, g_ss * ~constant_columns(g_mean, g_ss, n * a.shape[0])
+    g_ss = sss.sum(dim=0) + b * (means - g_mean).square().sum(dim=0)
+    return g_mean, g_ss * ~constant_columns(g_mean, g_ss, n * b)
 
 
-def gather_rows(a: Tensor) -> Tensor:
-    """Differentiable all-gather of a (b, K) along rows -> (R b, K); a itself when R = 1."""
-    _, n = world()
-    return a if n == 1 else _GatherRows.apply(a)
-
-
-def sketched_terms_share(a: Tensor, loss: LossConfig, probes: Tensor) -> tuple[Tensor, Tensor]:
+def sketched_terms_share(
+    a: Tensor, loss: LossConfig, probes: Tensor, parallel: bool = True
+) -> tuple[Tensor, Tensor]:
     """This rank's share (var, tc) with the sketched correlation (`loss.tc_probes`).
 
-    Only sufficient statistics cross ranks: the columns' (mean, ss) (2 K numbers per rank)
-    and the rank's part of U^T U V (K x m), all-reduced. probes (K, m) must be equal on
-    every rank.
+    a (b, K) this rank's codes, probes V (K, m), equal on every rank. The global (mean, ss)
+    (`global_column_stats`), then this rank's rows of U^T U V, summed over ranks; every rank
+    then forms the same penalty from the sum and keeps 1 / R of it (`_SumReplicated`).
     """
-    _, n = world()
-    mean, ss = global_column_stats(a)
-    cross, diag = sketch_cross(a, mean, ss, probes)  # this rank's rows of U^T U V
-    tc = sketch_penalty(all_reduce_sum(cross), diag, probes) / n
+    _, n = world(parallel)
+    mean, ss = global_column_stats(a, parallel)
+    cross, diag = sketch_cross(a, mean, ss, probes)  # (K, m): this rank's rows of U^T U V
+    if n > 1:
+        cross = sum_replicated(cross)
+    tc = sketch_penalty(cross, diag, probes) / n
     var = variance_from_stats(ss, n * a.shape[0], loss.variance_eps) / n
     return var, tc
 
 
+def _exact_terms_share(a: Tensor, loss: LossConfig, parallel: bool = True) -> tuple[Tensor, Tensor]:
+    """(var, tc) shares with the exact correlation: codes gathered once, the statistics and
+    this rank's rows of the Gram (B < K) or the whole K x K matrix (B >= K) on every rank."""
+    from implicit_em.losses import correlation_loss, variance_loss
+
+    rank, n = world(parallel)
+    if n == 1:
+        return variance_loss(a, loss.variance_eps, False), correlation_loss(a, False)
+    b = a.shape[0]
+    A = gather_codes(a)  # (B, K), no gradient
+    mean, ss = _stats_of_gathered(a, A)  # (K,), (K,): backward all-reduces their gradients
+    s = unit_scale(ss)  # (K,)
+    u_r = (a - mean) * s  # (b, K) this rank's unit columns, differentiable
+    u = ((A - mean.detach()) * s.detach()).contiguous()  # (B, K), rows r equal to u_r
+    var = variance_from_stats(ss, n * b, loss.variance_eps) / n
+    if A.shape[0] < A.shape[1]:
+        diag = ss * s.square()  # (K,) = diag(U^T U), 1 on live columns, 0 on constant ones
+        tc = _gram_rows(u_r, u) - diag.square().sum() / n
+    else:
+        tc = _corr_share(u_r, u)
+    return var, tc
+
+
+@torch.compiler.disable
+def _stats_of_gathered(a: Tensor, gathered: Tensor) -> tuple[Tensor, Tensor]:
+    return _GatheredStats.apply(a, gathered)
+
+
+@torch.compiler.disable
+def _gram_rows(u_r: Tensor, u: Tensor) -> Tensor:
+    return _GramRows.apply(u_r, u)
+
+
+@torch.compiler.disable
+def _corr_share(u_r: Tensor, u: Tensor) -> Tensor:
+    return _CorrShare.apply(u_r, u)
+
+
 def encoder_terms_share(
-    a: Tensor, W: Tensor, loss: LossConfig, probes: Tensor | None = None, with_wr: bool = True
+    a: Tensor,
+    W: Tensor,
+    loss: LossConfig,
+    probes: Tensor | None = None,
+    with_wr: bool = True,
+    parallel: bool = True,
 ) -> dict[str, Tensor]:
     """This rank's share of each unweighted encoder term; summed over ranks, the terms of
     `losses.combined_loss` on the global batch.
@@ -177,32 +300,19 @@ def encoder_terms_share(
     a: (b, K) this rank's codes, W: (K, D); probes (K, m) for the sketched correlation
     (equal on every rank). Returns scalars lse, var, tc, and wr unless with_wr is False
     (wr depends on W alone; at K = 16384 it costs 11 GFLOP, so it is only computed when it
-    carries gradient or is logged).
+    carries gradient or is logged). parallel=False: this rank's batch is the whole batch.
     """
-    _, n = world()
+    _, n = world(parallel)
     lse = -torch.logsumexp(-a, dim=1).sum()  # own rows only: (b,) -> ()
     out = {"lse": lse}
     if probes is not None:
-        out["var"], out["tc"] = sketched_terms_share(a, loss, probes)
+        out["var"], out["tc"] = sketched_terms_share(a, loss, probes, parallel)
     else:
-        out["var"], out["tc"] = _exact_terms_share(a, loss)
+        out["var"], out["tc"] = _exact_terms_share(a, loss, parallel)
     if with_wr or loss.lambda_wr:
         with torch.set_grad_enabled(bool(loss.lambda_wr) and torch.is_grad_enabled()):
             out["wr"] = weight_redundancy_loss(W, validate=False) / n
     return out
-
-
-def _exact_terms_share(a: Tensor, loss: LossConfig) -> tuple[Tensor, Tensor]:
-    """(var, tc) shares through the gathered codes A (B, K)."""
-    rank, n = world()
-    A = gather_rows(a)  # (B, K)
-    var = variance_loss(A, loss.variance_eps, validate=False) / n
-    if A.shape[0] < A.shape[1]:
-        U = _unit_columns(A)  # (B, K), U^T U = Corr(A)
-        tc = _GramRowsSquareSum.apply(U, rank, a.shape[0]) - U.square().sum(0).square().sum() / n
-    else:
-        tc = correlation_loss(A, validate=False) / n  # K x K path: every rank, divided by R
-    return var, tc
 
 
 def step_terms(
@@ -213,37 +323,144 @@ def step_terms(
     amp: bool = False,
     probes: Tensor | None = None,
     with_wr: bool = True,
+    parallel: bool = True,
 ) -> tuple[dict[str, Tensor], Tensor, float]:
     """Forward one shard x (b, D) through net (a model or its DDP wrapper).
 
     Returns (terms, a (b, K), grad_scale): the unweighted terms as this rank's share (encoder)
     or as the local mean (SAEs, whose losses are means: DDP's averaging already gives the
     global mean), and the factor to multiply the weighted total by before backward.
-    probes, with_wr: see `encoder_terms_share` (encoder only).
+    probes, with_wr, parallel: see `encoder_terms_share` (encoder only).
     """
     model = net.module if isinstance(net, DDP) else net
     fam = family_of(model)
-    _, n = world()
+    _, n = world(parallel)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
         out = net(x)
     out = tuple(t.float() for t in out) if amp else out
     if fam.batch_statistics:  # the encoder's var and tc: ranks share column statistics
         a = out[0]  # (b, K)
-        return encoder_terms_share(a, model.W, loss, probes, with_wr), a, float(n)
+        terms = encoder_terms_share(a, model.W, loss, probes, with_wr, parallel)
+        return terms, a, float(n)
     terms, a = fam.terms_from_outputs(model, x, out, loss, dead, amp)  # per-sample means
     return terms, a, 1.0
 
 
-def reduce_terms(terms: dict[str, Tensor], kind: str) -> dict[str, Tensor]:
+def reduce_terms(terms: dict[str, Tensor], kind: str, parallel: bool = True) -> dict[str, Tensor]:
     """Global value of each term (detached): the sum of the shares (families whose terms use
     batch statistics: the encoder) or the mean of the local means (SAEs). kind: family name."""
-    _, n = world()
+    _, n = world(parallel)
     vals = torch.stack([t.detach().float() for t in terms.values()])  # (T,)
     if n > 1:
         dist.all_reduce(vals)
         if not family(kind).batch_statistics:
             vals /= n
     return dict(zip(terms, vals, strict=True))
+
+
+# ------------------------------------------------------------------------ training
+
+
+class ModelStepper:
+    """One model's optimizer, family state, probe stream and (compiled) step.
+
+    net: the model or its DDP wrapper; parallel: whether its batch is sharded over the ranks
+    (False: each rank steps its own models on whole batches, `train.modules`). probe_seed
+    seeds the probes (`loss.tc_probes`), drawn on the model's device, equal on every rank.
+    """
+
+    def __init__(self, net: nn.Module, loss: LossConfig, *, lr: float, probe_seed: int,
+                 amp: bool = False, compile: bool = False, parallel: bool = True) -> None:  # fmt: skip
+        self.net, self.loss, self.amp, self.parallel = net, loss, amp, parallel
+        self.model = net.module if isinstance(net, DDP) else net
+        self.fam = family_of(self.model)
+        self.weights = self.fam.weights(loss, self.model.hidden_dim)
+        self.device = next(self.model.parameters()).device
+        self.opt = torch.optim.Adam(net.parameters(), lr=lr, fused=self.device.type == "cuda")
+        self.state = self.fam.init_state(self.model)  # TopK: since_fired (K,)
+        self.probe_gen = torch.Generator(self.device).manual_seed(probe_seed)
+        self.sketch = self.fam.batch_statistics and loss.tc_probes is not None
+        self.with_wr = bool(loss.lambda_wr) or not self.fam.batch_statistics
+        self._pending: tuple | None = None  # TopK: (async all-reduce, fired) of the last step
+        self.forward = self._forward
+        if compile:  # static shapes; each model family, K and probes setting is its own graph
+            cfg = torch._dynamo.config
+            limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+            setattr(cfg, limit, max(getattr(cfg, limit), 64))
+            self.forward = torch.compile(self._forward, dynamic=False)
+
+    def _forward(self, x: Tensor, dead: Tensor | None, probes: Tensor | None):
+        terms, a, scale = step_terms(self.net, x, self.loss, dead, self.amp, probes,
+                                     self.with_wr, self.parallel)  # fmt: skip
+        return sum(self.weights[k] * terms[k] for k in terms) * scale, terms, a
+
+    def step(self, x: Tensor) -> dict[str, Tensor]:
+        """One optimizer step on x (b, D); returns the terms (this rank's shares, not detached
+        or read: reading them would synchronise the host)."""
+        self.settle()
+        dead = self.fam.dead_mask(self.state, self.loss) if self.state else None
+        probes = None
+        if self.sketch:
+            probes = correlation_probes(self.model.hidden_dim, self.loss.tc_probes, x,
+                                        self.probe_gen)  # fmt: skip
+        scaled_total, terms, a = self.forward(x, dead, probes)
+        optimizer_step(self.model, self.opt, scaled_total)
+        if self.state:
+            fired = (a.detach() > 0).any(dim=0).to(torch.int32)  # (K,)
+            work = None
+            if world(self.parallel)[1] > 1:  # waited on at the next step, not now
+                work = dist.all_reduce(fired, op=dist.ReduceOp.MAX, async_op=True)
+            self._pending = (work, fired)
+        return terms
+
+    def settle(self) -> None:
+        """Fold the last step's fired latents into the family state (waits for the all-reduce:
+        on GPUs a stream wait, not a host one)."""
+        if self._pending is not None:
+            work, fired = self._pending
+            if work is not None:
+                work.wait()
+            self.fam.track(self.state, fired.bool())
+            self._pending = None
+
+    def record(self, terms: dict[str, Tensor]) -> dict[str, float]:
+        """The global terms and the weighted total as floats (synchronises the host)."""
+        rec = {k: float(v) for k, v in reduce_terms(terms, self.fam.name, self.parallel).items()}
+        if "wr" not in rec and "wr" in self.weights:
+            with torch.no_grad():  # W is the same on every rank: no reduction
+                rec["wr"] = float(weight_redundancy_loss(self.model.W, validate=False))
+        rec["total"] = sum(self.weights[k] * rec[k] for k in self.weights)
+        return rec
+
+
+class BatchStream:
+    """Global batches of row indices into N rows: a seeded permutation, only full batches
+    (the rows left over at the end of a permutation wait for the next one), on `device`, so
+    that slicing needs no host synchronisation. Equal on every rank with equal seeds."""
+
+    def __init__(self, n_rows: int, global_batch: int, seed: int, device: torch.device) -> None:
+        if not MIN_BATCH_ROWS <= global_batch <= n_rows:
+            raise ValueError(
+                f"global batch {global_batch} must be between {MIN_BATCH_ROWS} (batch "
+                f"statistics) and the {n_rows} training rows: change --batch-size"
+            )
+        self.n, self.batch, self.device = n_rows, global_batch, device
+        self.gen = torch.Generator().manual_seed(seed)
+        self.order, self.pos = self._permutation(), 0
+
+    def _permutation(self) -> Tensor:
+        order = torch.randperm(self.n, generator=self.gen)
+        if self.device.type == "cuda":  # pinned: the copy does not wait for the device
+            order = order.pin_memory()
+        return order.to(self.device, non_blocking=True)
+
+    def next(self) -> Tensor:
+        """The next global batch's row indices (global_batch,)."""
+        if self.pos + self.batch > self.n:
+            self.order, self.pos = self._permutation(), 0
+        idx = self.order[self.pos : self.pos + self.batch]
+        self.pos += self.batch
+        return idx
 
 
 def train_steps(
@@ -260,160 +477,172 @@ def train_steps(
     warmup: int = 0,
     compile: bool = False,
     tracker: Tracker | None = None,
+    probe_seed: int | None = None,
+    sync_debug: bool = False,
 ) -> dict:
     """Adam for `steps` steps on x_train (N, D), which every rank holds whole (any device).
 
-    Each step draws one global batch of rows from a seeded permutation shared by all ranks
-    and gives rank r its r-th slice. Only full global batches are drawn (the rows left over
-    at the end of a permutation wait for the next one), so no step sees fewer than
-    global_batch >= 2 rows: the batch rule of `data.batches` holds without merging. Returns {"history": [...], "tokens_per_s": float} with
-    tokens/s measured over the steps after `warmup`. With loss.tc_probes, every rank draws
-    the same probes from a generator seeded with `seed`. compile: run the forward and loss
-    through `torch.compile` (fuses the elementwise passes over the (b, K) codes; compile
-    time falls inside the warm-up steps, so use warmup >= 3). tracker: gets each logged
-    record and the final throughput (pass it on rank 0 only; the caller closes it).
+    Each step draws one global batch of rows (`BatchStream`, seeded with `seed`) and gives
+    rank r its r-th slice, so no step sees fewer than global_batch >= 2 rows: the batch rule
+    of `data.batches` holds without merging. Returns {"history": [...], "tokens_per_s": float,
+    "seconds": float} with tokens/s measured over the steps after `warmup`. With
+    loss.tc_probes, every rank draws the same probes from a generator seeded with probe_seed
+    (default: seed). compile: run the forward and loss through `torch.compile` (fuses the
+    elementwise passes over the (b, K) codes; compile time falls inside the warm-up steps, so
+    use warmup >= 3). tracker: gets each logged record and the final throughput (pass it on
+    rank 0 only; the caller closes it). sync_debug (CUDA): count the operations that
+    synchronise the host with the device during the timed steps, logging excepted
+    (`torch.cuda.set_sync_debug_mode`), into "host_syncs".
     """
     model = net.module if isinstance(net, DDP) else net
-    fam = family_of(model)
-    kind = fam.name
     rank, n = world()
     if global_batch % n:
         raise ValueError(f"global batch {global_batch} must be divisible by {n} ranks")
-    if not MIN_BATCH_ROWS <= global_batch <= len(x_train):
-        raise ValueError(
-            f"global batch {global_batch} must be between {MIN_BATCH_ROWS} (batch statistics) "
-            f"and the {len(x_train)} training rows: change --batch-size"
-        )
     b = global_batch // n
     device = next(model.parameters()).device
-    weights = fam.weights(loss, model.hidden_dim)
-    opt = torch.optim.Adam(net.parameters(), lr=lr, fused=device.type == "cuda")
-    state = fam.init_state(model)  # TopK: since_fired (K,)
-    probe_gen = torch.Generator(device).manual_seed(seed)  # same stream on every rank
-    sketch = fam.batch_statistics and loss.tc_probes is not None
-    with_wr = bool(loss.lambda_wr) or not fam.batch_statistics
-
-    def forward(x: Tensor, dead: Tensor | None, probes: Tensor | None):
-        terms, a, scale = step_terms(net, x, loss, dead, amp, probes, with_wr)
-        return sum(weights[k] * terms[k] for k in terms) * scale, terms, a
-
-    forward_fn = forward
-    if compile:  # static shapes; each model family, K and probes setting is its own graph
-        cfg = torch._dynamo.config
-        limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
-        setattr(cfg, limit, max(getattr(cfg, limit), 64))
-        forward_fn = torch.compile(forward, dynamic=False)
-    gen = torch.Generator().manual_seed(seed)
-
-    def permutation() -> Tensor:  # on x_train's device: slicing it needs no host sync
-        return torch.randperm(x_train.shape[0], generator=gen).to(x_train.device)
-
-    order, pos = permutation(), 0
+    stream = BatchStream(len(x_train), global_batch, seed, x_train.device)
+    stepper = ModelStepper(net, loss, lr=lr, probe_seed=seed if probe_seed is None else probe_seed,
+                           amp=amp, compile=compile)  # fmt: skip
     history: list[dict] = []
     tic = None
-    for step in range(steps):
-        if step == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            tic = time.perf_counter()
-        if pos + global_batch > len(order):
-            order, pos = permutation(), 0
-        idx = order[pos + rank * b : pos + (rank + 1) * b]
-        pos += global_batch
-        x = x_train[idx].to(device, torch.float32, non_blocking=True)  # (b, D)
-        dead = fam.dead_mask(state, loss) if state else None
-        probes = None
-        if sketch:
-            probes = correlation_probes(model.hidden_dim, loss.tc_probes, x, probe_gen)
-        scaled_total, terms, a = forward_fn(x, dead, probes)
-        optimizer_step(model, opt, scaled_total)
-        if state:
-            fired = (a > 0).any(dim=0).to(torch.int32)  # (K,)
-            if n > 1:
-                dist.all_reduce(fired, op=dist.ReduceOp.MAX)
-            fam.track(state, fired.bool())
-        if log_every and (step + 1) % log_every == 0:
-            rec = {k: float(v) for k, v in reduce_terms(terms, kind).items()}
-            if "wr" not in rec and "wr" in weights:
-                with torch.no_grad():  # W is the same on every rank: no reduction
-                    rec["wr"] = float(weight_redundancy_loss(model.W, validate=False))
-            rec["total"] = sum(weights[k] * rec[k] for k in weights)
-            history.append({"step": step + 1, **rec})
-            if tracker is not None:
-                tracker.log(rec, step=step + 1)
+    check = sync_debug and device.type == "cuda"
+    recorder = warnings.catch_warnings(record=True) if check else contextlib.nullcontext([])
+    with recorder as syncs:
+        if check:
+            warnings.simplefilter("always")
+        for step in range(steps):
+            if step == warmup:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                tic = time.perf_counter()
+                if check:
+                    torch.cuda.set_sync_debug_mode("warn")
+            idx = stream.next()[rank * b : (rank + 1) * b]
+            x = x_train[idx].to(device, torch.float32, non_blocking=True)  # (b, D)
+            terms = stepper.step(x)
+            if log_every and (step + 1) % log_every == 0:
+                mode = torch.cuda.get_sync_debug_mode() if check else 0
+                if check:
+                    torch.cuda.set_sync_debug_mode(0)  # logging reads the terms: a host sync
+                rec = stepper.record(terms)
+                history.append({"step": step + 1, **rec})
+                if tracker is not None:
+                    tracker.log(rec, step=step + 1)
+                if check:
+                    torch.cuda.set_sync_debug_mode(mode)
+        stepper.settle()
+        if check:
+            torch.cuda.set_sync_debug_mode(0)
+    # torch's message for each synchronising call (not its one-time "prototype" notice)
+    host_syncs = sum("called a synchronizing" in str(w.message) for w in syncs) if check else None
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - tic if tic is not None else float("nan")
     timed = steps - warmup
+    tps = timed * global_batch / seconds if timed > 0 else float("nan")
     if tracker is not None:
-        tps = timed * global_batch / seconds if timed > 0 else float("nan")
         tracker.log_final({**(history[-1] if history else {}), "seconds": seconds,
                            "tokens_per_s": tps})  # fmt: skip
-    return {
-        "history": history,
-        "tokens_per_s": timed * global_batch / seconds if timed > 0 else float("nan"),
-        "seconds": seconds,
-    }
+    return {"history": history, "tokens_per_s": tps, "seconds": seconds, "host_syncs": host_syncs}
 
 
 def init_device(distributed: bool = True) -> tuple[torch.device, int]:
     """Join the process group (NCCL on GPUs, else gloo) when `distributed`, pick this rank's
     device (TF32 matmuls on GPUs). Returns (device, local rank)."""
     cuda = torch.cuda.is_available()
-    if distributed:
-        dist.init_process_group("nccl" if cuda else "gloo")
     local = int(os.environ.get("LOCAL_RANK", 0))
     device = torch.device(f"cuda:{local}" if cuda else "cpu")
     if cuda:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
+    if distributed:
+        dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
     return device, local
 
 
-@dataclass(frozen=True)
-class DistributedOptions(TrackingOptions):
-    """Data-parallel training of one model on LM activations or random tokens, timed; run
-    under `torchrun --nproc-per-node R -m implicit_em.train.distributed ...` (or alone: one rank)."""
+def load_stream(
+    acts: list[str], random_tokens: int, input_dim: int, seed: int, device: torch.device
+) -> list[Tensor]:
+    """The training rows, whole, on `device` (bf16 on GPUs, float32 on the CPU): the train
+    split of each harvest directory in `acts`, normalized as its manifest says, or (acts
+    empty) one (random_tokens, input_dim) tensor of N(0, 1) entries seeded with `seed`."""
+    if acts:
+        from implicit_em.data.lm.activations import Normalization, read_split
 
-    acts: str | None = None
-    """harvest directory (train split, normalized)"""
+        xs = [read_split(a, "train", norm=Normalization.from_manifest(a))[0] for a in acts]
+    else:
+        xs = [torch.randn(random_tokens, input_dim, generator=torch.Generator().manual_seed(seed))]
+    return [x.to(device, torch.bfloat16 if device.type == "cuda" else torch.float32) for x in xs]
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, bf16_grads: bool = False) -> nn.Module:
+    """model in DDP when torch.distributed is initialized (else model itself); bf16_grads
+    all-reduces the gradients in bf16 (`bf16_compress_hook`)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return model
+    cuda = device.type == "cuda"
+    net = DDP(model, device_ids=[device.index] if cuda else None)  # the models hold no buffers
+    if bf16_grads:
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import bf16_compress_hook
+
+        net.register_comm_hook(None, bf16_compress_hook)
+    return net
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """The options the `ddp` and `ddp-modules` commands share: random data, sizes, the step."""
+
     random_tokens: int = 0
-    """random N(0,1) data instead"""
+    """random N(0,1) data instead of --acts"""
     input_dim: int = 576
     """D for --random-tokens"""
-    type: str = DEFAULT_FAMILY
-    """model family (model.type)"""
-    hidden_dim: int = 16384
-    """K"""
     k: int = 32
     """active latents of the k-sparse families"""
     batch_size: int = 4096
-    """global batch B"""
+    """rows per step (ddp: the global batch, split over the ranks)"""
     steps: int = 100
     """optimizer steps"""
     warmup: int = 10
     """steps before timing starts"""
     lr: float = 1e-3
     """Adam learning rate"""
-    seed: int = 1
-    """seeds the weights, the data order and the probes"""
     amp: bool = False
     """bf16 autocast, float32 losses"""
     tc_probes: int | None = None
-    """sketch the correlation penalty with this many probes (default: exact)"""
+    """encoders: sketch the correlation penalty with this many probes (default: exact)"""
     compile: bool = False
     """torch.compile the forward + loss"""
-    bf16_grads: bool = False
-    """all-reduce gradients in bf16 (DDP's bf16_compress_hook)"""
     log_every: int = 0
     """record the terms every this many steps (0: never)"""
-    out: str | None = None
-    """rank 0 writes a JSON summary here"""
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.acts and self.random_tokens < self.batch_size:
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+        if not getattr(self, "acts", None) and self.random_tokens < self.batch_size:
             raise ValueError("pass --acts or --random-tokens >= --batch-size")
+
+
+@dataclass(frozen=True)
+class DistributedOptions(StepOptions, TrackingOptions):
+    """Data-parallel training of one model on LM activations or random tokens, timed; run
+    under `torchrun --nproc-per-node R -m implicit_em.train.distributed ...` (or alone: one rank)."""
+
+    acts: str | None = None
+    """harvest directory (train split, normalized)"""
+    type: str = DEFAULT_FAMILY
+    """model family (model.type)"""
+    hidden_dim: int = 16384
+    """K"""
+    seed: int = 1
+    """seeds the weights, the data order and the probes"""
+    bf16_grads: bool = False
+    """all-reduce gradients in bf16 (DDP's bf16_compress_hook)"""
+    sync_debug: bool = False
+    """count host-device synchronisations in the timed steps (CUDA)"""
+    out: str | None = None
+    """rank 0 writes a JSON summary here"""
 
 
 def run_ddp(args: DistributedOptions) -> int:
@@ -425,31 +654,22 @@ def run_ddp(args: DistributedOptions) -> int:
     cuda = torch.cuda.is_available()
     device, local = init_device(distributed)
     rank, n = world()
-    if args.acts:
-        from implicit_em.data.lm.activations import Normalization, read_split
-
-        x, _ = read_split(args.acts, "train", norm=Normalization.from_manifest(args.acts))
-    else:
-        gen = torch.Generator().manual_seed(args.seed)
-        x = torch.randn(args.random_tokens, args.input_dim, generator=gen)
-    x = x.to(device, torch.bfloat16 if cuda else torch.float32)  # whole set on the device
+    acts = [args.acts] if args.acts else []
+    (x,) = load_stream(acts, args.random_tokens, args.input_dim, args.seed, device)
     cfg = RunConfig(model=ModelConfig(type=args.type, input_dim=x.shape[1],
                                       hidden_dim=args.hidden_dim, k=args.k),
                     loss=LossConfig(tc_probes=args.tc_probes))  # fmt: skip
     torch.manual_seed(args.seed)
     model = runs.build_model(cfg).to(device)
-    net = DDP(model, device_ids=[local] if cuda else None) if distributed else model
-    if distributed and args.bf16_grads:
-        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import bf16_compress_hook
-
-        net.register_comm_hook(None, bf16_compress_hook)
+    net = wrap_ddp(model, device, args.bf16_grads)
     tracker = tracking.for_rank(args, rank)  # one record per run, on rank 0
     if tracker is not None:
         tracker.log_config({**cfg.to_dict(), "world_size": n})
     try:
         res = train_steps(net, x, cfg.loss, global_batch=args.batch_size, steps=args.steps,
                           lr=args.lr, seed=args.seed, amp=args.amp, log_every=args.log_every,
-                          warmup=args.warmup, compile=args.compile, tracker=tracker)  # fmt: skip
+                          warmup=args.warmup, compile=args.compile, tracker=tracker,
+                          sync_debug=args.sync_debug)  # fmt: skip
     finally:
         if tracker is not None:
             tracker.close()
@@ -460,12 +680,16 @@ def run_ddp(args: DistributedOptions) -> int:
         "K": args.hidden_dim,
         "D": x.shape[1],
         "global_batch": args.batch_size,
+        "per_rank_batch": args.batch_size // n,
         "amp": args.amp,
         "tc_probes": args.tc_probes,
         "compile": args.compile,
         "bf16_grads": args.bf16_grads,
         "steps": args.steps,
+        "warmup": args.warmup,
         "tokens_per_s": res["tokens_per_s"],
+        "seconds": res["seconds"],
+        "host_syncs": res["host_syncs"],
         "last": res["history"][-1] if res["history"] else None,
     }
     if rank == 0:
