@@ -6,6 +6,8 @@ parameter gradient after DDP's averaging with the single-process reference to 1e
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -155,15 +157,15 @@ COUNT_CASES = {
 }
 
 
-def _count_worker(rank: int) -> dict:
-    from implicit_em.train.distributed import ModelStepper
-
-    real_reduce = dist.all_reduce
+@contextlib.contextmanager
+def counted_collectives(counts: dict[str, int]):
+    """Patch torch.distributed's all-reduce, all-gathers and broadcast to count their calls
+    into `counts` (all_reduce, async, all_gather, broadcast; list_gather must stay unused)."""
+    real_reduce, real_broadcast, other = dist.all_reduce, dist.broadcast, dist.all_gather
     gather_name = (
         "all_gather_single" if hasattr(dist, "all_gather_single") else "all_gather_into_tensor"
     )
     real_gather = getattr(dist, gather_name)
-    counts: dict[str, int] = {}
 
     def reduce(t, *args, async_op=False, **kw):
         counts["async" if async_op else "all_reduce"] += 1
@@ -173,16 +175,32 @@ def _count_worker(rank: int) -> dict:
         counts["all_gather"] += 1
         return real_gather(*args, **kw)
 
-    def bucket_hook(state, bucket):
-        counts["buckets"] += 1
-        work = real_reduce(bucket.buffer().div_(WORLD), async_op=True)
-        return work.get_future().then(lambda f: f.value()[0])
+    def broadcast(*args, **kw):
+        counts["broadcast"] += 1
+        return real_broadcast(*args, **kw)
 
-    dist.all_reduce, other = reduce, dist.all_gather  # the list form must stay unused
+    dist.all_reduce, dist.broadcast = reduce, broadcast
     dist.all_gather = lambda *a, **k: counts.__setitem__("list_gather", 1)
     setattr(dist, gather_name, gather)
-    results = {}
     try:
+        yield real_reduce
+    finally:
+        dist.all_reduce, dist.broadcast, dist.all_gather = real_reduce, real_broadcast, other
+        setattr(dist, gather_name, real_gather)
+
+
+def _count_worker(rank: int) -> dict:
+    from implicit_em.train.distributed import ModelStepper
+
+    counts: dict[str, int] = {}
+    results = {}
+    with counted_collectives(counts) as real_reduce:
+
+        def bucket_hook(state, bucket):
+            counts["buckets"] += 1
+            work = real_reduce(bucket.buffer().div_(WORLD), async_op=True)
+            return work.get_future().then(lambda f: f.value()[0])
+
         for kind, k, m in COUNT_CASES:
             net = DDP(build(kind, k))
             net.register_comm_hook(None, bucket_hook)
@@ -194,9 +212,6 @@ def _count_worker(rank: int) -> dict:
             stepper.step(x)
             stepper.settle()
             results[(kind, k, m)] = dict(counts)
-    finally:
-        dist.all_reduce, dist.all_gather = real_reduce, other
-        setattr(dist, gather_name, real_gather)
     return results
 
 
@@ -210,3 +225,62 @@ def test_collectives_per_step(step_counts, case):
     for rank in range(WORLD):
         got = step_counts[rank][case]
         assert got == {**COUNT_CASES[case], "buckets": 1}, (rank, got)
+
+
+# ------------------------------------------------ one rank is the plain model (issue 20)
+# `torchrun --nproc-per-node 1`: the data-parallel trainer must take the plain path (no
+# wrapper, no collective), so that one GPU runs at the plain model's speed.
+SINGLE_CASES = [("encoder", 12, 3), ("encoder", 12, None), ("topk_sae", 12, None)]
+SINGLE_ROWS, SINGLE_STEPS = 24, 4
+
+
+def _single_run(kind: str, k: int, m: int | None, wrap) -> tuple[dict, list]:
+    """train_steps for SINGLE_STEPS on fixed rows, logging every step; (weights, history)."""
+    from implicit_em.train.distributed import train_steps
+
+    model = build(kind, k).float()  # train_steps feeds float32 rows
+    torch.manual_seed(2)
+    rows = torch.randn(SINGLE_ROWS, D)
+    res = train_steps(wrap(model), rows, LossConfig(tc_probes=m), global_batch=WORLD * ROWS,
+                      steps=SINGLE_STEPS, seed=3, log_every=1)  # fmt: skip
+    return {n: p.detach().clone() for n, p in model.named_parameters()}, res["history"]
+
+
+def _single_rank_worker(rank: int) -> dict:
+    from implicit_em.train.distributed import wrap_ddp
+
+    counts: dict[str, int] = {}
+    out = {}
+    with counted_collectives(counts):
+        for case in SINGLE_CASES:
+            counts.clear()
+            counts.update(all_reduce=0, all_gather=0, broadcast=0, **{"async": 0})
+            wrapped = []
+
+            def wrap(model):
+                net = wrap_ddp(model, torch.device("cpu"))
+                wrapped.append(net is not model)
+                return net
+
+            weights, history = _single_run(*case, wrap)
+            out[case] = (weights, history, dict(counts), wrapped[0])
+    return out
+
+
+@pytest.fixture(scope="module")
+def single_rank() -> dict:
+    return run_on_ranks(_single_rank_worker, 1)[0]
+
+
+@pytest.mark.parametrize("case", SINGLE_CASES)
+def test_one_rank_is_the_plain_path(single_rank, case):
+    """World size 1: no wrapper, no collective, and weights and logged terms bitwise equal to
+    the same steps without torch.distributed."""
+    weights, history, counts, wrapped = single_rank[case]
+    assert not wrapped
+    assert counts == {"all_reduce": 0, "all_gather": 0, "broadcast": 0, "async": 0}, counts
+    ref_weights, ref_history = _single_run(*case, lambda model: model)
+    assert weights.keys() == ref_weights.keys()
+    for name, w in ref_weights.items():
+        assert torch.equal(weights[name], w), name
+    assert history == ref_history

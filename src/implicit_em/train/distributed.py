@@ -371,6 +371,8 @@ class ModelStepper:
 
     def __init__(self, net: nn.Module, loss: LossConfig, *, lr: float, probe_seed: int,
                  amp: bool = False, compile: bool = False, parallel: bool = True) -> None:  # fmt: skip
+        # one rank: the plain path (parallel=False), no collective in the step
+        parallel = parallel and world()[1] > 1
         self.net, self.loss, self.amp, self.parallel = net, loss, amp, parallel
         self.model = net.module if isinstance(net, DDP) else net
         self.fam = family_of(self.model)
@@ -576,9 +578,10 @@ def load_stream(
 
 
 def wrap_ddp(model: nn.Module, device: torch.device, bf16_grads: bool = False) -> nn.Module:
-    """model in DDP when torch.distributed is initialized (else model itself); bf16_grads
-    all-reduces the gradients in bf16 (`bf16_compress_hook`)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    """model in DDP when torch.distributed is initialized with more than one rank (else model
+    itself: one rank trains as the plain model does, with no wrapper and no collective);
+    bf16_grads all-reduces the gradients in bf16 (`bf16_compress_hook`)."""
+    if world()[1] == 1:
         return model
     cuda = device.type == "cuda"
     net = DDP(model, device_ids=[device.index] if cuda else None)  # the models hold no buffers
