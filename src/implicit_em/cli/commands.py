@@ -43,7 +43,7 @@ COMMANDS: list[Command] = [
     Command("ddp", "implicit_em.train.options:DistributedOptions", "implicit_em.train.distributed:run_ddp", "data-parallel training under torchrun (one rank without it), timed"),
     Command("ddp-modules", "implicit_em.train.options:ModulesOptions", "implicit_em.train.modules:run_modules", "train a grid of models (families x K x seeds x layers), each rank its own, from one activation stream (torchrun)"),
     Command("scale", f"{_EXP}.options:ScaleOptions", f"{_EXP}.scale:run_scale", "GPU study: harvest, train Encoder / TopK / L1 SAEs at large K, evaluate"),
-    Command("harvest-hf", "implicit_em.data.hf_harvest:HFHarvestOptions", "implicit_em.data.hf_harvest:run", "harvest activations of any Hugging Face causal LM at several hooks (resumable)"),
+    Command("harvest-hf", "implicit_em.data.lm.harvest_config:HFHarvestOptions", "implicit_em.data.hf_harvest:run", "harvest activations of any Hugging Face causal LM at several hooks (resumable)"),
     Command("export", "implicit_em.interop.options:ExportOptions", "implicit_em.interop.commands:run_export", "write a run in the SAELens or sparsify format"),
     Command("import", "implicit_em.interop.options:ImportOptions", "implicit_em.interop.commands:run_import", "load an SAELens / sparsify SAE as a model of ours (and evaluate it)"),
     Command("dashboard", "implicit_em.dashboard.run:DashboardOptions", "implicit_em.dashboard.run:run", "static feature dashboards of a run on harvested activations"),
