@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import torch
+from sae_lens.synthetic import mean_correlation_coefficient
 
 from implicit_em.eval.synthetic import _true_l0, build_synthetic_model
-from sae_lens.synthetic import mean_correlation_coefficient
 
 torch.set_num_threads(1)
 PATH = Path("docs/eval/synthetic/cpu-overcomplete/ceiling.json")
