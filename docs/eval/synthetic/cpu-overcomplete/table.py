@@ -65,8 +65,10 @@ for n, gs in groups.items():
     if uniq:
         data[n] = {v: [r for r in uniq if r["variant"] == v] for v in ("encoder", "topk")}
 
-print("| N | N/D | true L0 | ideal filters | model | seeds | MCC | MCC enc. rows | MCC lstsq "
-      "read-out | untrained | random@L0 | L0 | dead | covered |")
+print(
+    "| N | N/D | true L0 | ideal filters | model | seeds | MCC | MCC enc. rows | MCC lstsq "
+    "read-out | untrained | random@L0 | L0 | dead | covered |"
+)
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for n, by in data.items():
     c = CEIL[str(n)]
@@ -78,9 +80,11 @@ for n, by in data.items():
               f"{fmt(stat(rs, 'random'))} | {fmt(stat(rs, 'l0'), 1)} | "
               f"{fmt(stat(rs, 'dead'), 0)} | {fmt(stat(rs, 'covered'), 0)} |")  # fmt: skip
 
-print("\n| N | N/D | seeds (enc/topk) | deficit TopK - enc (MCC) | deficit (lstsq read-outs) | "
-      "deficit TopK enc. rows - enc rows | enc - best control | TopK - best control | "
-      "ratio |")
+print(
+    "\n| N | N/D | seeds (enc/topk) | deficit TopK - enc (MCC) | deficit (lstsq read-outs) | "
+    "deficit TopK enc. rows - enc rows | enc - best control | TopK - best control | "
+    "ratio |"
+)
 print("|---|---|---|---|---|---|---|---|---|")
 for n, by in data.items():
     e, t = by["encoder"], by["topk"]
