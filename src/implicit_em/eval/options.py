@@ -274,6 +274,12 @@ class SyntheticEvalOptions:
     """Write mcc_vs_l0.png (needs matplotlib)."""
     history_mcc: bool = False
     """Also record the MCC in every history record (one Hungarian matching each)."""
+    num_features: int | None = None
+    """N, overriding the recipe's with D and all else kept (the overcompleteness sweep of
+    docs/eval/synthetic/overcomplete.md); None: the recipe's."""
+    ortho: tuple[int, float] | None = None
+    """(steps, lr) of sae-lens's feature orthogonalisation, overriding the recipe's (50-100
+    steps at 3e-4); None: the recipe's."""
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -281,6 +287,8 @@ class SyntheticEvalOptions:
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown variants {unknown}: choose from {sorted(VARIANTS)}")
+        if self.num_features is not None and self.num_features < 1:
+            raise ValueError(f"num_features must be >= 1 (got {self.num_features})")
         if self.steps < 0 or self.batch_size < 2:
             raise ValueError("steps must be >= 0 and batch_size >= 2")
 

@@ -57,17 +57,30 @@ def _sae_lens_synthetic():
     return synthetic
 
 
-def recipe_config(recipe: str, seed: int = 42):
-    """sae-lens `SyntheticModelConfig` for a named recipe (see RECIPES); seed fixes the model."""
+def recipe_config(recipe: str, seed: int = 42, num_features: int | None = None,
+                  ortho: tuple[int, float] | None = None):  # fmt: skip
+    """sae-lens `SyntheticModelConfig` for a named recipe (see RECIPES); seed fixes the model.
+
+    num_features: N, overriding the recipe's (None: the recipe's); D and every other setting
+    stay, so the overcompleteness N / D changes alone (the true L0 follows N, since the Zipf
+    firing probabilities span the same range over N features). ortho: (steps, lr) of
+    sae-lens's feature orthogonalisation, overriding the recipe's (None: the recipe's).
+    Errors: ValueError for an unknown recipe or num_features < 1.
+    """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}: choose one of {sorted(RECIPES)}")
+    if num_features is not None and num_features < 1:
+        raise ValueError(f"num_features must be >= 1 (got {num_features}); None keeps the recipe's")
     s = _sae_lens_synthetic()
     from sae_lens.synthetic.firing_magnitudes import (
         FoldedNormalMagnitudeConfig,
         LinearMagnitudeConfig,
     )
 
-    r = RECIPES[recipe]
+    r = dict(RECIPES[recipe])
+    if num_features is not None:
+        r["num_features"] = num_features
+    ortho_steps, ortho_lr = ortho or (r["ortho_steps"], 3e-4)
     scale = r.get("prob_scale", 1.0)
     hierarchy = None
     if r["roots"]:
@@ -84,7 +97,7 @@ def recipe_config(recipe: str, seed: int = 42):
             exponent=0.5, max_prob=0.4 * scale, min_prob=5e-4 * scale
         ),
         hierarchy=hierarchy,
-        orthogonalization=s.OrthogonalizationConfig(num_steps=r["ortho_steps"], lr=3e-4),
+        orthogonalization=s.OrthogonalizationConfig(num_steps=ortho_steps, lr=ortho_lr),
         correlation=(
             s.LowRankCorrelationConfig(rank=r["rank"], correlation_scale=0.1) if r["rank"] else None
         ),
@@ -95,10 +108,13 @@ def recipe_config(recipe: str, seed: int = 42):
     )
 
 
-def build_synthetic_model(recipe: str, seed: int = 42, device: str = "cpu"):
-    """A sae-lens `SyntheticModel` for the recipe, built locally. `.sample(B)` -> x (B, D)."""
+def build_synthetic_model(recipe: str, seed: int = 42, device: str = "cpu",
+                          num_features: int | None = None,
+                          ortho: tuple[int, float] | None = None):  # fmt: skip
+    """A sae-lens `SyntheticModel` for the recipe, built locally. `.sample(B)` -> x (B, D).
+    num_features, ortho: overrides of the recipe (see `recipe_config`)."""
     s = _sae_lens_synthetic()
-    return s.SyntheticModel(recipe_config(recipe, seed), device=device)
+    return s.SyntheticModel(recipe_config(recipe, seed, num_features, ortho), device=device)
 
 
 # ---------------------------------------------------------------------------------------
@@ -515,7 +531,8 @@ def run(opts: SyntheticEvalOptions) -> dict:
     out_dir = Path(opts.out_dir) if opts.out_dir else None
     if out_dir is not None and (out_dir / "results.json").exists():
         raise FileExistsError(f"{out_dir / 'results.json'} exists: choose a new out_dir")
-    synth = build_synthetic_model(opts.recipe, opts.model_seed, opts.device)
+    synth = build_synthetic_model(opts.recipe, opts.model_seed, opts.device,
+                                  opts.num_features, opts.ortho)  # fmt: skip
     result = {"options": asdict(opts), "true_l0": _true_l0(synth), "rows": []}
     mu = data_mean(synth)
     for seed in opts.seeds:
