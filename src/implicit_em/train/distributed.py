@@ -23,7 +23,9 @@ flat buffer; `tests/test_distributed.py` counts them):
   its rows of the Gram; backward all-reduce of dL/d(mean, ss) (2 K) only;
 - SAEs: no InfoMax collective; TopK's dead-latent counter takes one asynchronous all-reduce
   (MAX, K int32) that the next step waits on;
-- gradients: DDP's reducer, buckets all-reduced asynchronously as backward produces them.
+- gradients: one asynchronous all-reduce of the flattened gradients after backward
+  (`GradAverage`; `--grad-sync ddp`: DDP's reducer, buckets as backward produces them);
+- one rank (`torchrun --nproc-per-node 1`): none of these, no wrapper; the plain model's step.
 
 Nothing in the step synchronises the host with the device (no .item(), no CPU-side checks);
 the terms are read only every `log_every` steps.
@@ -45,6 +47,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from implicit_em import tracking
@@ -360,16 +363,72 @@ def reduce_terms(terms: dict[str, Tensor], kind: str, parallel: bool = True) -> 
 # ------------------------------------------------------------------------ training
 
 
+class GradAverage:
+    """Average the parameter gradients over the ranks with ONE asynchronous all-reduce of the
+    flattened gradients, replacing DDP's reducer for these one-layer models.
+
+    DDP all-reduces buckets as backward produces them, to overlap communication with the
+    rest of backward; a one-layer model has no rest (dW is its last gradient), and under
+    torch.compile dynamo splits the graph at the bucket boundaries (`optimize_ddp`), which
+    cost 20 % of the step on one GPU (docs/scale/ddp/README.md). Here: after backward, the
+    gradients are copied into one flat buffer (`torch._utils._flatten_dense_tensors`),
+    divided by R and all-reduced asynchronously; `wait` (a stream wait on GPUs, no host
+    synchronisation) copies the averages back, before the family's housekeeping and the
+    optimizer step. Parameters are broadcast from rank 0 once, at construction, as DDP does.
+    A parameter without a gradient gets zeros (every rank must join the same all-reduce).
+    bf16: all-reduce the flat buffer in bfloat16 (half the bytes, rounded gradients).
+    """
+
+    def __init__(self, model: nn.Module, bf16: bool = False) -> None:
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.bf16 = bf16
+        self.ranks = world()[1]
+        self._pending: tuple | None = None  # (work, flat buffer)
+        with torch.no_grad():
+            for p in self.params:  # equal start on every rank
+                dist.broadcast(p, 0)
+
+    def launch(self) -> None:
+        """Start the all-reduce of the gradients backward left in .grad (async)."""
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = _flatten_dense_tensors([p.grad for p in self.params])  # (P,)
+        if self.bf16:
+            flat = flat.to(torch.bfloat16)
+        flat.div_(self.ranks)
+        self._pending = (dist.all_reduce(flat, async_op=True), flat)
+
+    def wait(self) -> None:
+        """Wait for the all-reduce and write the averaged gradients into .grad."""
+        work, flat = self._pending
+        work.wait()
+        grads = [p.grad for p in self.params]
+        for g, avg in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+            g.copy_(avg)
+        self._pending = None
+
+    def __call__(self) -> None:
+        """launch then wait: nothing in a one-layer step can run in between (TopK's decoder
+        housekeeping needs the averaged gradients)."""
+        self.launch()
+        self.wait()
+
+
 class ModelStepper:
     """One model's optimizer, family state, probe stream and (compiled) step.
 
     net: the model or its DDP wrapper; parallel: whether its batch is sharded over the ranks
-    (False: each rank steps its own models on whole batches, `train.modules`). probe_seed
-    seeds the probes (`loss.tc_probes`), drawn on the model's device, equal on every rank.
+    (False: each rank steps its own models on whole batches, `train.modules`; one rank is
+    always the plain path, with no collective). probe_seed seeds the probes
+    (`loss.tc_probes`), drawn on the model's device, equal on every rank. Sharded and not in
+    DDP: the gradients are averaged by `GradAverage` (bf16_grads: in bfloat16).
     """
 
     def __init__(self, net: nn.Module, loss: LossConfig, *, lr: float, probe_seed: int,
-                 amp: bool = False, compile: bool = False, parallel: bool = True) -> None:  # fmt: skip
+                 amp: bool = False, compile: bool = False, parallel: bool = True,
+                 bf16_grads: bool = False) -> None:  # fmt: skip
+        parallel = parallel and world()[1] > 1
         self.net, self.loss, self.amp, self.parallel = net, loss, amp, parallel
         self.model = net.module if isinstance(net, DDP) else net
         self.fam = family_of(self.model)
@@ -381,6 +440,9 @@ class ModelStepper:
         self.sketch = self.fam.batch_statistics and loss.tc_probes is not None
         self.with_wr = bool(loss.lambda_wr) or not self.fam.batch_statistics
         self._pending: tuple | None = None  # TopK: (async all-reduce, fired) of the last step
+        self.grad_average = None
+        if parallel and not isinstance(net, DDP):
+            self.grad_average = GradAverage(self.model, bf16_grads)
         self.forward = self._forward
         if compile:  # static shapes; each model family, K and probes setting is its own graph
             cfg = torch._dynamo.config
@@ -403,7 +465,7 @@ class ModelStepper:
             probes = correlation_probes(self.model.hidden_dim, self.loss.tc_probes, x,
                                         self.probe_gen)  # fmt: skip
         scaled_total, terms, a = self.forward(x, dead, probes)
-        optimizer_step(self.model, self.opt, scaled_total)
+        optimizer_step(self.model, self.opt, scaled_total, self.grad_average)
         if self.state:
             fired = (a.detach() > 0).any(dim=0).to(torch.int32)  # (K,)
             work = None
@@ -478,6 +540,7 @@ def train_steps(
     tracker: Tracker | None = None,
     probe_seed: int | None = None,
     sync_debug: bool = False,
+    bf16_grads: bool = False,
 ) -> dict:
     """Adam for `steps` steps on x_train (N, D), which every rank holds whole (any device).
 
@@ -491,7 +554,8 @@ def train_steps(
     use warmup >= 3). tracker: gets each logged record and the final throughput (pass it on
     rank 0 only; the caller closes it). sync_debug (CUDA): count the operations that
     synchronise the host with the device during the timed steps, logging excepted
-    (`torch.cuda.set_sync_debug_mode`), into "host_syncs".
+    (`torch.cuda.set_sync_debug_mode`), into "host_syncs". net: the model (gradients averaged
+    by `GradAverage` over several ranks, bf16_grads: in bfloat16) or its DDP wrapper.
     """
     model = net.module if isinstance(net, DDP) else net
     rank, n = world()
@@ -501,7 +565,7 @@ def train_steps(
     device = next(model.parameters()).device
     stream = BatchStream(len(x_train), global_batch, seed, x_train.device)
     stepper = ModelStepper(net, loss, lr=lr, probe_seed=seed if probe_seed is None else probe_seed,
-                           amp=amp, compile=compile)  # fmt: skip
+                           amp=amp, compile=compile, bf16_grads=bf16_grads)  # fmt: skip
     history: list[dict] = []
     tic = None
     check = sync_debug and device.type == "cuda"
@@ -575,9 +639,10 @@ def load_stream(
 
 
 def wrap_ddp(model: nn.Module, device: torch.device, bf16_grads: bool = False) -> nn.Module:
-    """model in DDP when torch.distributed is initialized (else model itself); bf16_grads
-    all-reduces the gradients in bf16 (`bf16_compress_hook`)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    """model in DDP when torch.distributed is initialized with more than one rank (else model
+    itself: one rank trains as the plain model does, with no wrapper and no collective);
+    bf16_grads all-reduces the gradients in bf16 (`bf16_compress_hook`)."""
+    if world()[1] == 1:
         return model
     cuda = device.type == "cuda"
     net = DDP(model, device_ids=[device.index] if cuda else None)  # the models hold no buffers
@@ -604,7 +669,7 @@ def run_ddp(args: DistributedOptions) -> int:
                     loss=LossConfig(tc_probes=args.tc_probes))  # fmt: skip
     torch.manual_seed(args.seed)
     model = runs.build_model(cfg).to(device)
-    net = wrap_ddp(model, device, args.bf16_grads)
+    net = wrap_ddp(model, device, args.bf16_grads) if args.grad_sync == "ddp" else model
     tracker = tracking.for_rank(args, rank)  # one record per run, on rank 0
     if tracker is not None:
         tracker.log_config({**cfg.to_dict(), "world_size": n})
@@ -612,7 +677,8 @@ def run_ddp(args: DistributedOptions) -> int:
         res = train_steps(net, x, cfg.loss, global_batch=args.batch_size, steps=args.steps,
                           lr=args.lr, seed=args.seed, amp=args.amp, log_every=args.log_every,
                           warmup=args.warmup, compile=args.compile, tracker=tracker,
-                          sync_debug=args.sync_debug)  # fmt: skip
+                          sync_debug=args.sync_debug,
+                          bf16_grads=args.bf16_grads and args.grad_sync == "flat")  # fmt: skip
     finally:
         if tracker is not None:
             tracker.close()
@@ -628,6 +694,7 @@ def run_ddp(args: DistributedOptions) -> int:
         "tc_probes": args.tc_probes,
         "compile": args.compile,
         "bf16_grads": args.bf16_grads,
+        "grad_sync": args.grad_sync if n > 1 else "none",
         "steps": args.steps,
         "warmup": args.warmup,
         "tokens_per_s": res["tokens_per_s"],

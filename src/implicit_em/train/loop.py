@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -83,13 +84,22 @@ def make_optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimi
     return torch.optim.SGD(model.parameters(), lr=lr, foreach=False)
 
 
-def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, total: Tensor) -> None:
+def optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    total: Tensor,
+    after_backward: Callable[[], None] | None = None,
+) -> None:
     """Backward `total` and take one optimizer step, with the family's housekeeping around it
     (TopK: the gradient parallel to each unit-norm decoder column is removed before the step
-    and the columns are renormalized after it). For DDP, `model` is the wrapped module."""
+    and the columns are renormalized after it). For DDP, `model` is the wrapped module.
+    after_backward: called right after backward, before the housekeeping (data parallel:
+    `distributed.GradAverage`, the gradients averaged over the ranks)."""
     fam = family_of(model)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
+    if after_backward is not None:
+        after_backward()
     fam.before_step(model)
     optimizer.step()
     fam.after_step(model)

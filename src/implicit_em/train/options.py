@@ -5,6 +5,7 @@ flags and --help, so this module imports no torch. Their old homes re-export the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from implicit_em.families.registry import DEFAULT_FAMILY
 from implicit_em.options import flag
@@ -60,7 +61,10 @@ class DistributedOptions(StepOptions, TrackingOptions):
     seed: int = 1
     """seeds the weights, the data order and the probes"""
     bf16_grads: bool = False
-    """all-reduce gradients in bf16 (DDP's bf16_compress_hook)"""
+    """all-reduce gradients in bf16"""
+    grad_sync: Literal["flat", "ddp"] = "flat"
+    """gradient averaging over ranks: flat (one asynchronous all-reduce of the flattened
+    gradients after backward) or ddp (PyTorch DDP's bucketed reducer)"""
     sync_debug: bool = False
     """count host-device synchronisations in the timed steps (CUDA)"""
     out: str | None = None
