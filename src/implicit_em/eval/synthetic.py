@@ -23,13 +23,19 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from implicit_em.config import LossConfig
+from implicit_em.eval.options import (
+    RECIPES,
+    VARIANTS,
+    SyntheticEvalOptions,
+    Variant,
+)
 from implicit_em.eval.variants import (
     extra_term,
     match_energy,
@@ -51,59 +57,30 @@ def _sae_lens_synthetic():
     return synthetic
 
 
-# SynthSAEBench-16k: the published configuration, from the SAELens documentation page
-# "SynthSAEBench" (decoderesearch.github.io/SAELens/v6.37.1/synth_sae_bench and v6.43.0):
-# 16,384 features, hidden 768, Zipfian firing (exponent 0.5, p_max 0.4, p_min 5e-4),
-# hierarchy of 128 roots, branching 4, depth 3, all children mutually exclusive, low-rank
-# correlations (rank 25, scale 0.1), orthogonalisation 100 steps at lr 3e-4, mean magnitudes
-# linear 5.0 -> 4.0, std magnitudes folded normal (mean 0.5, std 0.5); average L0 about 34.
-# The page does not list the feature-dictionary bias: sae-lens's default (norm 1.0) is kept.
-# Nor does it list HierarchyConfig.compensate_probabilities: with it on, this build has true
-# L0 34.7 (the published "~34"); with it off (sae-lens's default), 13.5 (measured on 4,096
-# samples each), so the published model has it on.
-RECIPES: dict[str, dict] = {
-    "synthsaebench-16k": dict(num_features=16384, hidden_dim=768, roots=128, branching=4,
-                              depth=3, rank=25, ortho_steps=100, compensate=True),
-    # v2 of the published model (SAELens docs/synth_sae_bench.md, "Use v2"; the model of the
-    # paper and of its results table): children scaled by their parent's activation, and a
-    # feature-dictionary bias of norm 0.5 (create_synth_bench_16k_model.py).
-    "synthsaebench-16k-v2": dict(num_features=16384, hidden_dim=768, roots=128, branching=4,
-                                 depth=3, rank=25, ortho_steps=100, compensate=True,
-                                 scale_children=True, bias=0.5),
-    # What the first GPU runs of issue 18 used (compensation off, true L0 13.4).
-    "synthsaebench-16k-uncompensated": dict(num_features=16384, hidden_dim=768, roots=128,
-                                            branching=4, depth=3, rank=25, ortho_steps=100),
-    # The same recipe with 8x fewer features in 4x fewer dimensions (true L0 about 8).
-    "small": dict(num_features=2048, hidden_dim=192, roots=128, branching=4, depth=3,
-                  rank=25, ortho_steps=100),
-    # A quarter of small (512 features in 64 dims, same hierarchy shape): the CPU-only runs of
-    # the theory-guided variants (docs/eval/synthetic/variants.md).
-    "mini": dict(num_features=512, hidden_dim=64, roots=32, branching=4, depth=3,
-                 rank=12, ortho_steps=50),
-    # CI size: seconds on one CPU thread.
-    "tiny": dict(num_features=256, hidden_dim=48, roots=4, branching=4, depth=2,
-                 rank=8, ortho_steps=20),
-    # Flat controls for the mixture hypothesis: no hierarchy, no correlations, firing
-    # probabilities scaled so that the true L0 is about 1 (a mixture: one feature per sample)
-    # or about 8 (the small recipe's L0).
-    "small-flat-l0-1": dict(num_features=2048, hidden_dim=192, roots=0, rank=0,
-                            ortho_steps=100, prob_scale=0.066),
-    "small-flat-l0-8": dict(num_features=2048, hidden_dim=192, roots=0, rank=0,
-                            ortho_steps=100, prob_scale=0.53),
-}  # fmt: skip
+def recipe_config(recipe: str, seed: int = 42, num_features: int | None = None,
+                  ortho: tuple[int, float] | None = None):  # fmt: skip
+    """sae-lens `SyntheticModelConfig` for a named recipe (see RECIPES); seed fixes the model.
 
-
-def recipe_config(recipe: str, seed: int = 42):
-    """sae-lens `SyntheticModelConfig` for a named recipe (see RECIPES); seed fixes the model."""
+    num_features: N, overriding the recipe's (None: the recipe's); D and every other setting
+    stay, so the overcompleteness N / D changes alone (the true L0 follows N, since the Zipf
+    firing probabilities span the same range over N features). ortho: (steps, lr) of
+    sae-lens's feature orthogonalisation, overriding the recipe's (None: the recipe's).
+    Errors: ValueError for an unknown recipe or num_features < 1.
+    """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}: choose one of {sorted(RECIPES)}")
+    if num_features is not None and num_features < 1:
+        raise ValueError(f"num_features must be >= 1 (got {num_features}); None keeps the recipe's")
     s = _sae_lens_synthetic()
     from sae_lens.synthetic.firing_magnitudes import (
         FoldedNormalMagnitudeConfig,
         LinearMagnitudeConfig,
     )
 
-    r = RECIPES[recipe]
+    r = dict(RECIPES[recipe])
+    if num_features is not None:
+        r["num_features"] = num_features
+    ortho_steps, ortho_lr = ortho or (r["ortho_steps"], 3e-4)
     scale = r.get("prob_scale", 1.0)
     hierarchy = None
     if r["roots"]:
@@ -120,7 +97,7 @@ def recipe_config(recipe: str, seed: int = 42):
             exponent=0.5, max_prob=0.4 * scale, min_prob=5e-4 * scale
         ),
         hierarchy=hierarchy,
-        orthogonalization=s.OrthogonalizationConfig(num_steps=r["ortho_steps"], lr=3e-4),
+        orthogonalization=s.OrthogonalizationConfig(num_steps=ortho_steps, lr=ortho_lr),
         correlation=(
             s.LowRankCorrelationConfig(rank=r["rank"], correlation_scale=0.1) if r["rank"] else None
         ),
@@ -131,241 +108,13 @@ def recipe_config(recipe: str, seed: int = 42):
     )
 
 
-def build_synthetic_model(recipe: str, seed: int = 42, device: str = "cpu"):
-    """A sae-lens `SyntheticModel` for the recipe, built locally. `.sample(B)` -> x (B, D)."""
+def build_synthetic_model(recipe: str, seed: int = 42, device: str = "cpu",
+                          num_features: int | None = None,
+                          ortho: tuple[int, float] | None = None):  # fmt: skip
+    """A sae-lens `SyntheticModel` for the recipe, built locally. `.sample(B)` -> x (B, D).
+    num_features, ortho: overrides of the recipe (see `recipe_config`)."""
     s = _sae_lens_synthetic()
-    return s.SyntheticModel(recipe_config(recipe, seed), device=device)
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One model family and training recipe to score (see VARIANTS for the named ones)."""
-
-    family: str = "encoder"
-    """encoder (decoder-free, paper Eq. 5), topk_sae, hybrid (TopK SAE whose ReLU
-    pre-activations also carry the LSE + InfoMax terms), or another SAE family of the registry
-    (batchtopk_sae, jumprelu_sae, standard_sae), built by the family with k as below."""
-    activation: str = "relu"
-    """Energy function of the decoder-free encoder: relu or softplus."""
-    reference_k: int | None = 64
-    """LossConfig.reference_k: lambda_var and lambda_tc scaled by R / K and R(R-1)/(K(K-1));
-    None: no scaling."""
-    lambda_var: float = 1.0
-    """Weight of the variance barrier before reference-K scaling."""
-    lambda_tc: float = 1.0
-    """Weight of the decorrelation penalty before reference-K scaling."""
-    lambda_wr: float = 0.0
-    """Weight of the weight-redundancy penalty (D x D Gram when K > D)."""
-    lse_mean: bool = False
-    """Average the LSE term over the batch instead of summing it (lambda_lse / B): removes its
-    growth with the batch size against the batch-size-free InfoMax terms."""
-    unit_norm_rows: bool = False
-    """Renormalise the encoder rows to unit norm after every step (removes ||W|| growth)."""
-    centre: bool = False
-    """Subtract the data mean (estimated once from 64k samples) from every input."""
-    k: int | None = None
-    """TopK / hybrid: latents kept per sample; None: the synthetic model's true L0, rounded."""
-    l0_coef: float = 1.0
-    """JumpReLU SAE: weight of its L0 penalty (LossConfig.l0_coef)."""
-    jump_threshold: float = 1.0
-    """JumpReLU SAE: initial threshold (the pre-activations of an untrained model on the
-    mini recipe have std ~0.7; 1.0 leaves ~40 of 512 latents active at the start)."""
-    jump_bandwidth: float = 0.1
-    """JumpReLU SAE: bandwidth of the straight-through estimators (ModelConfig.jump_bandwidth)."""
-    hybrid_weight: float = 1.0
-    """hybrid: weight of the encoder terms (with reference-K scaling, LSE averaged over B)
-    beside the TopK objective."""
-    lr: float | None = None
-    """Learning rate; None uses the options' lr."""
-    bias: bool = True
-    """Encoder bias b; False fixes b = 0 (needed with identity energies, where lowering every
-    b_j lowers the LSE without bound)."""
-    init_at_truth: float | None = None
-    """Start at the answer: encoder rows (and TopK decoder columns) set to the true features,
-    biases to -init_at_truth (a unit fires when its feature's magnitude, about 4 to 5,
-    exceeds it). Tests whether the objective keeps the true features or leaves them."""
-    readout: str = "a"
-    """Codes scored for L0 / F1: a (the energies; a unit fires where a != 0), neg_relu
-    (ReLU(-a): a unit fires where its energy is below zero, i.e. where it is responsible) or
-    pos_z (ReLU(z), z = W x + b: a match-energy unit fires where its energy is ~0)."""
-    tied_recon: float = 0.0
-    """Encoder: weight of `variants.tied_reconstruction_loss` (x ~ a W + b_dec through the
-    encoder's own rows; b_dec (D,) the only added parameter) beside the encoder terms."""
-    encoder_terms: bool = True
-    """Encoder: False drops the LSE + InfoMax terms (the tied-reconstruction-only control)."""
-    match: str | None = None
-    """Encoder: energies E = `variants.match_energy(z, match)` (softplus or relu; zero where a
-    unit is active) fed to the library's combined_loss instead of a = ReLU(z)."""
-    pretrain_fraction: float = 0.0
-    """topk_sae: train the decoder-free encoder (default Variant) for this fraction of the
-    steps, then start the TopK SAE from it (encoder rows and bias = W, b; decoder columns =
-    W^T normalised) and train it for the rest: the same total budget as plain TopK."""
-    pretrain: str = "encoder"
-    """With pretrain_fraction: encoder (as above) or none (the control: TopK from its random
-    init for the remaining steps only, i.e. the pre-training steps simply dropped)."""
-    tied_topk: bool = False
-    """Encoder with tied_recon: the reconstruction uses the k largest of ReLU(z) per sample
-    (k = Variant.k or the true L0), a tied-weight TopK autoencoder with one linear layer; the
-    encoder terms (when encoder_terms) stay on ReLU(z). Scored on the same TopK codes."""
-    extra: tuple[tuple[str, float], ...] = ()
-    """Encoder: (name, weight) pairs of `variants.TERMS` added to the objective, each on
-    z = W x + b and the codes a (higher-order sparsity terms; docs/eval/synthetic/why.md)."""
-    lse: bool = True
-    """Encoder: False drops the LSE term (keeps the variance and decorrelation terms)."""
-    init_at_filters: float | None = None
-    """Encoder: start at the ideal linear detectors (`wiener_filters`): rows = each true
-    feature's least-squares filter, biases = its intercept - init_at_filters (a unit fires
-    when its feature's predicted magnitude exceeds it). The from-truth test for a filter model,
-    whose best rows are these, not the feature directions."""
-    filters_at_rate: bool = False
-    """With init_at_filters: instead of one threshold, each unit's bias is set so that it fires
-    at its feature's firing probability (quantile of w_j.x + c_j on 20,000 samples). With one
-    threshold most units on rare features never fire, get no gradient and stay put."""
-    gaussian: bool = False
-    """Train on Gaussian samples with the synthetic data's mean and covariance (estimated from
-    131,072 samples) instead of the data itself: the second-order surrogate. Scored on the
-    real data and the true features as usual."""
-
-
-VARIANTS: dict[str, Variant] = {
-    "encoder": Variant(),
-    "encoder-softplus": Variant(activation="softplus"),
-    "encoder-no-kscale": Variant(reference_k=None),
-    "encoder-lse-mean": Variant(lse_mean=True),
-    "encoder-lse-mean-no-kscale": Variant(lse_mean=True, reference_k=None),
-    "encoder-unit-rows": Variant(unit_norm_rows=True),
-    "encoder-centred": Variant(centre=True),
-    "encoder-wr": Variant(lambda_wr=1.0),
-    # Identity energies a = W x on unit rows, no bias: the LSE becomes a soft spherical
-    # clustering of the inputs (each sample claimed by the rows it projects most negatively
-    # on), which asks the rows to cover the data; var + tc as before.
-    "encoder-vmf": Variant(
-        activation="identity", unit_norm_rows=True, bias=False, readout="neg_relu"
-    ),
-    "encoder-vmf-no-kscale": Variant(
-        activation="identity", unit_norm_rows=True, bias=False, readout="neg_relu", reference_k=None
-    ),
-    # The decorrelation weight alone, with the variance barrier at its reference-K weight for
-    # K = 2,048 (64 / 2,048): the default tc weight there is 64 * 63 / (2,048 * 2,047) ~ 1e-3.
-    **{
-        f"encoder-tc{t}": Variant(reference_k=None, lambda_var=64 / 2048, lambda_tc=t)
-        for t in (0.003, 0.01, 0.03, 0.1, 0.3)
-    },
-    "encoder-from-truth": Variant(init_at_truth=2.5),
-    "topk-from-truth": Variant(family="topk_sae", init_at_truth=2.5),
-    "topk": Variant(family="topk_sae"),
-    # SAE baselines beside TopK (docs/eval/synthetic/baselines.md): BatchTopK and Matryoshka
-    # BatchTopK (nested prefixes K/8, K/4, K/2, K) at k = the true L0; JumpReLU at L0
-    # coefficients fixed before the runs (the one landing nearest the true L0 is the headline
-    # row; 0.3 added after the sweep's top, 0.1, stopped at L0 5.0 on the mini recipe); centred
-    # twins (the data mean subtracted, as topk-centred); -k25: the published SynthSAEBench-16k
-    # setting (width 4,096 at L0 25; scripts/synthsaebench_check.py).
-    **{f"{n}{s}": Variant(family=f, centre=c, k=k)
-       for n, f in (("batchtopk", "batchtopk_sae"), ("matryoshka", "matryoshka_batchtopk_sae"))
-       for s, c, k in (("", False, None), ("-centred", True, None), ("-k25", False, 25))},
-    **{f"jumprelu-{c}{s}": Variant(family="jumprelu_sae", l0_coef=c, centre=m)
-       for c in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3) for s, m in (("", False), ("-centred", True))},
-    # Theory-guided variants (docs/eval/synthetic/variants.md). Tied-weight coverage: the
-    # encoder objective plus x ~ a W + b_dec through the encoder's own rows (no decoder).
-    **{f"tied-{w}": Variant(tied_recon=w) for w in (0.03, 0.3, 3.0, 30.0)},
-    **{f"tied-unit-{w}": Variant(tied_recon=w, unit_norm_rows=True) for w in (0.3,)},
-    "tied-only": Variant(tied_recon=1.0, encoder_terms=False),
-    # Match = active energies on unit rows: LSE rewards a sample being claimed.
-    "match-softplus": Variant(
-        match="softplus", activation="identity", unit_norm_rows=True, readout="pos_z"
-    ),
-    "match-relu": Variant(
-        match="relu", activation="identity", unit_norm_rows=True, readout="pos_z"
-    ),
-    # Decoder-free pre-training (half the steps), then TopK from it (the other half).
-    "topk-pretrained": Variant(family="topk_sae", pretrain_fraction=0.5),
-    "topk-half": Variant(family="topk_sae", pretrain_fraction=0.5, pretrain="none"),
-    # Tied TopK (one linear layer, x ~ TopK(ReLU(W x + b)) W + b_dec), without and with the
-    # LSE + InfoMax terms on ReLU(W x + b).
-    "tied-topk": Variant(tied_recon=1.0, tied_topk=True, encoder_terms=False, readout="topk_z"),
-    **{
-        f"tied-topk-im-{w}": Variant(tied_recon=w, tied_topk=True, readout="topk_z")
-        for w in (0.3, 3.0)
-    },
-    "topk-centred": Variant(family="topk_sae", centre=True),
-    "hybrid": Variant(family="hybrid", hybrid_weight=0.1),
-    "hybrid-0.01": Variant(family="hybrid", hybrid_weight=0.01),
-    # Why the encoder fails (docs/eval/synthetic/why.md). Gaussian surrogate: same mean and
-    # covariance, no higher-order structure.
-    "encoder-gauss": Variant(gaussian=True),
-    # Higher-order (sparsity) terms beside the variance + decorrelation volume control, with
-    # and without the LSE. Weights fixed before the runs (per sample, against the LSE's 1).
-    **{f"prior-l1-{w}": Variant(extra=(("l1", w),)) for w in (0.001, 0.01, 0.1)},
-    **{f"prior-logcosh-{w}": Variant(extra=(("logcosh", w),)) for w in (0.001, 0.01, 0.1)},
-    "prior-l1-nolse-0.01": Variant(extra=(("l1", 0.01),), lse=False),
-    "prior-logcosh-nolse-0.01": Variant(extra=(("logcosh", 0.01),), lse=False),
-    **{f"claimants-{w}": Variant(extra=(("claimants", w),)) for w in (0.1, 1.0, 10.0)},
-    "sparse-filtering": Variant(
-        activation="identity",
-        bias=False,
-        encoder_terms=False,
-        extra=(("sparse_filtering", 1.0),),
-        readout="abs_topk",
-    ),  # fmt: skip
-    **{f"factorial-{w}": Variant(extra=(("factorial", w),), lse=False) for w in (0.01, 0.1, 1.0)},
-}
-# Started at the ideal filters: does the objective keep them? (why.md, added post hoc)
-VARIANTS["encoder-from-filters"] = Variant(init_at_filters=2.5)
-VARIANTS["encoder-from-filters-rate"] = Variant(init_at_filters=0.0, filters_at_rate=True)
-for _name in ("prior-l1-0.1", "factorial-1.0"):
-    VARIANTS[f"{_name}-from-filters"] = replace(VARIANTS[_name], init_at_filters=2.5)
-    VARIANTS[f"{_name}-from-filters-rate"] = replace(
-        VARIANTS[_name], init_at_filters=0.0, filters_at_rate=True
-    )
-VARIANTS["topk-gauss"] = replace(VARIANTS["topk"], gaussian=True)  # TopK on the surrogate
-
-
-@dataclass(frozen=True)
-class SyntheticEvalOptions:
-    """Settings of one ground-truth evaluation (`run`)."""
-
-    recipe: str = "small"
-    """Synthetic model (`RECIPES`): synthsaebench-16k, synthsaebench-16k-v2,
-    synthsaebench-16k-uncompensated, small (2,048 features in 192 dims), small-flat-l0-1,
-    small-flat-l0-8, mini (512 in 64) or tiny (CI)."""
-    variants: tuple[str, ...] = ("encoder", "topk")
-    """Names from `VARIANTS` (docs/eval/synthetic/variants.md; an unknown name lists them all)
-    to train and score; each gets both controls."""
-    seeds: tuple[int, ...] = (0,)
-    """Training seeds (weights and data stream); the synthetic model itself is fixed."""
-    model_seed: int = 42
-    """Seed of the synthetic model (feature dictionary, probabilities, hierarchy)."""
-    steps: int = 1000
-    """Optimizer steps per model; each step draws a fresh batch from the synthetic model."""
-    batch_size: int = 1024
-    """Samples per step."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    latents: int | None = None
-    """K; None: as many latents as true features (the SynthSAEBench convention)."""
-    tc_probes: int | None = 32
-    """Decorrelation penalty: None exact, m: sketched with m probes (LossConfig.tc_probes)."""
-    eval_samples: int = 100_000
-    """Fresh samples for L0, dead latents and precision / recall / F1."""
-    log_every: int = 100
-    """Steps between history records (dead units over the window, loss terms, ||W||)."""
-    device: str = "cpu"
-    """cpu or cuda."""
-    out_dir: str | None = None
-    """Where results.json, report.md and mcc_vs_l0.png go; None writes nothing."""
-    plot: bool = True
-    """Write mcc_vs_l0.png (needs matplotlib)."""
-    history_mcc: bool = False
-    """Also record the MCC in every history record (one Hungarian matching each)."""
-
-    def __post_init__(self) -> None:
-        if self.recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {self.recipe!r}: choose one of {sorted(RECIPES)}")
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if unknown:
-            raise ValueError(f"unknown variants {unknown}: choose from {sorted(VARIANTS)}")
-        if self.steps < 0 or self.batch_size < 2:
-            raise ValueError("steps must be >= 0 and batch_size >= 2")
+    return s.SyntheticModel(recipe_config(recipe, seed, num_features, ortho), device=device)
 
 
 # ---------------------------------------------------------------------------------------
@@ -782,7 +531,8 @@ def run(opts: SyntheticEvalOptions) -> dict:
     out_dir = Path(opts.out_dir) if opts.out_dir else None
     if out_dir is not None and (out_dir / "results.json").exists():
         raise FileExistsError(f"{out_dir / 'results.json'} exists: choose a new out_dir")
-    synth = build_synthetic_model(opts.recipe, opts.model_seed, opts.device)
+    synth = build_synthetic_model(opts.recipe, opts.model_seed, opts.device,
+                                  opts.num_features, opts.ortho)  # fmt: skip
     result = {"options": asdict(opts), "true_l0": _true_l0(synth), "rows": []}
     mu = data_mean(synth)
     for seed in opts.seeds:

@@ -40,7 +40,6 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -53,7 +52,6 @@ from implicit_em.colstats import constant_columns, unit_scale
 from implicit_em.config import LossConfig
 from implicit_em.data.batches import MIN_BATCH_ROWS
 from implicit_em.families import family, family_of
-from implicit_em.families.registry import DEFAULT_FAMILY
 from implicit_em.losses import (
     column_stats,
     correlation_probes,
@@ -62,8 +60,9 @@ from implicit_em.losses import (
     variance_from_stats,
     weight_redundancy_loss,
 )
-from implicit_em.tracking import Tracker, TrackingOptions
+from implicit_em.tracking import Tracker
 from implicit_em.train.loop import optimizer_step
+from implicit_em.train.options import DistributedOptions, StepOptions  # noqa: F401  (their old home)
 
 
 def world(parallel: bool = True) -> tuple[int, int]:
@@ -587,62 +586,6 @@ def wrap_ddp(model: nn.Module, device: torch.device, bf16_grads: bool = False) -
 
         net.register_comm_hook(None, bf16_compress_hook)
     return net
-
-
-@dataclass(frozen=True)
-class StepOptions:
-    """The options the `ddp` and `ddp-modules` commands share: random data, sizes, the step."""
-
-    random_tokens: int = 0
-    """random N(0,1) data instead of --acts"""
-    input_dim: int = 576
-    """D for --random-tokens"""
-    k: int = 32
-    """active latents of the k-sparse families"""
-    batch_size: int = 4096
-    """rows per step (ddp: the global batch, split over the ranks)"""
-    steps: int = 100
-    """optimizer steps"""
-    warmup: int = 10
-    """steps before timing starts"""
-    lr: float = 1e-3
-    """Adam learning rate"""
-    amp: bool = False
-    """bf16 autocast, float32 losses"""
-    tc_probes: int | None = None
-    """encoders: sketch the correlation penalty with this many probes (default: exact)"""
-    compile: bool = False
-    """torch.compile the forward + loss"""
-    log_every: int = 0
-    """record the terms every this many steps (0: never)"""
-
-    def __post_init__(self) -> None:
-        parent = getattr(super(), "__post_init__", None)
-        if parent is not None:
-            parent()
-        if not getattr(self, "acts", None) and self.random_tokens < self.batch_size:
-            raise ValueError("pass --acts or --random-tokens >= --batch-size")
-
-
-@dataclass(frozen=True)
-class DistributedOptions(StepOptions, TrackingOptions):
-    """Data-parallel training of one model on LM activations or random tokens, timed; run
-    under `torchrun --nproc-per-node R -m implicit_em.train.distributed ...` (or alone: one rank)."""
-
-    acts: str | None = None
-    """harvest directory (train split, normalized)"""
-    type: str = DEFAULT_FAMILY
-    """model family (model.type)"""
-    hidden_dim: int = 16384
-    """K"""
-    seed: int = 1
-    """seeds the weights, the data order and the probes"""
-    bf16_grads: bool = False
-    """all-reduce gradients in bf16 (DDP's bf16_compress_hook)"""
-    sync_debug: bool = False
-    """count host-device synchronisations in the timed steps (CUDA)"""
-    out: str | None = None
-    """rank 0 writes a JSON summary here"""
 
 
 def run_ddp(args: DistributedOptions) -> int:

