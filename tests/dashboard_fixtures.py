@@ -30,7 +30,7 @@ def make_harvest(root: Path, n_tokens: int = 1500):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from implicit_em.data.activations import HarvestConfig, harvest
-    from implicit_em.data.corpus import Document
+    from implicit_em.data.lm.corpus import Document
 
     torch.manual_seed(0)
     tok = word_tokenizer()

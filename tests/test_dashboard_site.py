@@ -217,7 +217,19 @@ def test_neuronpedia_export_holds_the_same_numbers(harvest) -> None:
         assert all(x["bin_min"] <= x["bin_max"] <= float(col.max()) * 1.001 for x in quant)
         assert len(f["pos_str"]) == len(f["pos_values"]) == 10
         assert f["pos_values"][0] >= f["neg_values"][0]
+    assert not head["model_id"].startswith("/")  # a model name, not a path of this machine
     with pytest.raises(FileExistsError, match="batch"):
         from implicit_em.dashboard.neuronpedia import export_neuronpedia
 
         export_neuronpedia(out, out / "neuronpedia")
+
+
+def test_neuronpedia_model_id_names_the_model_not_the_machine() -> None:
+    from implicit_em.dashboard.neuronpedia import model_id_of
+
+    cached = "/root/.cache/implicit_em/models/SmolLM2-135M-Instruct.Q4_1-b179c9523d0e"
+    assert model_id_of(cached) == "SmolLM2-135M-Instruct.Q4_1-b179c9523d0e"
+    assert model_id_of("./models/gpt2.gguf") == "gpt2.gguf"
+    assert model_id_of("~/m/SmolLM2") == "SmolLM2"
+    assert model_id_of("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
+    assert model_id_of("smollm2-135m") == "smollm2-135m"

@@ -62,9 +62,21 @@ def test_run_writes_report_with_controls_and_refuses_to_overwrite(tmp_path):
     assert "mcc_encoder_rows" in res["rows"][1]["trained"]
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["true_l0"] == pytest.approx(res["true_l0"])
-    assert "random@L0" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "random@L0" in report
+    enc_row = next(line for line in report.splitlines() if line.startswith("| encoder |"))
+    assert enc_row.split(" | ")[3] == "-"  # no encoder rows to score: "-", not "nan [nan, nan]"
+    assert "nan" not in report
     with pytest.raises(FileExistsError):
         run(opts)
+
+
+def test_recipe_help_names_every_recipe():
+    from implicit_em.eval.synthetic import RECIPES
+    from implicit_em.options import field_docs
+
+    doc = field_docs(SyntheticEvalOptions)["recipe"]
+    assert [r for r in RECIPES if r not in doc] == []
 
 
 def test_unknown_variant_is_one_clear_error():

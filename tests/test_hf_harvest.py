@@ -253,3 +253,16 @@ def test_harvest_from_local_directory_and_text_files(tmp_path, monkeypatch):
     )
     m2 = harvest_hf(o2)[hook]
     assert m2["complete"] and m2["splits"]["train"]["n_tokens"] > 0
+
+
+def test_load_lm_without_progress_prints_no_loading_bar(tmp_path, monkeypatch, capsys):
+    from implicit_em.data.lm import load_lm
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _save_tiny_gpt2(tmp_path / "model")
+    capsys.readouterr()
+    load_lm(str(tmp_path / "model"), progress=True)
+    assert "Loading weights" in capsys.readouterr().err  # transformers' bar, as a control
+    load_lm(str(tmp_path / "model"), progress=False)
+    assert "Loading weights" not in capsys.readouterr().err
+    assert transformers.utils.logging.is_progress_bar_enabled()  # restored afterwards

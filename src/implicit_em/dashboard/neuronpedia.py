@@ -87,6 +87,14 @@ def feature_json(rec: dict, strings: list[str], meta: dict, n_groups: int) -> di
     }
 
 
+def model_id_of(language_model: str) -> str:
+    """Neuronpedia's model_id for the harvested model: a hub id as it is
+    (`HuggingFaceTB/SmolLM2-135M`), a local file or folder by its last path component (an
+    absolute path names this machine, not a model)."""
+    p = Path(language_model).expanduser()
+    return p.name if p.is_absolute() or language_model.startswith((".", "~")) else language_model
+
+
 def export_neuronpedia(
     site: str | Path,
     out: str | Path,
@@ -98,9 +106,9 @@ def export_neuronpedia(
     """Write out/batch-<b>.json (one Neuronpedia batch per site block); return the paths.
 
     site: a folder written by `dashboard.write_site`. model_id, layer, sae_set: the batch
-    header (default: the language model, layer and title the site recorded); dataset: each
-    feature's `dataset` (default: the harvest's corpus as recorded). Refuses an
-    `out` that already holds batch files.
+    header (default: the language model as `model_id_of` names it, the layer and the title
+    the site recorded); dataset: each feature's `dataset` (default: the harvest's corpus as
+    recorded). Refuses an `out` that already holds batch files.
     """
     site, out = Path(site), Path(out)
     index_path = site / "data" / "index.js"
@@ -112,7 +120,7 @@ def export_neuronpedia(
     if dataset is not None:
         meta["dataset"] = dataset
     header = {
-        "model_id": model_id if model_id is not None else str(meta.get("language_model", "")),
+        "model_id": model_id or model_id_of(str(meta.get("language_model", ""))),
         "layer": int(layer if layer is not None else meta.get("layer") or 0),
         "sae_set": sae_set if sae_set is not None else str(meta.get("title", site.name)),
     }

@@ -212,6 +212,7 @@ def run(
             opts.tokenizer,
             manifest,
             want_lm=opts.unembed == "auto" and W_dec is not None and W_U is None,
+            progress=opts.progress,
         )
     if W_U is None and W_dec is not None and opts.unembed not in ("auto", "none"):
         W_U = _load_tensor(opts.unembed, "W_U")
@@ -306,7 +307,7 @@ def _auto_tokenizer(name: str) -> Any:
 
 
 def _load_tokenizer(
-    name: str | None, manifest: dict, want_lm: bool
+    name: str | None, manifest: dict, want_lm: bool, progress: bool = True
 ) -> tuple[Any, nn.Module | None]:
     """The tokenizer (and, when asked, the LM for its unembedding) of the harvested model."""
     if name is not None and not want_lm:
@@ -314,5 +315,5 @@ def _load_tokenizer(
     from implicit_em.data.lm import load_lm
 
     ident = manifest["identity"]["config"]
-    lm, tok, _ = load_lm(ident["model"], ident.get("revision"))
+    lm, tok, _ = load_lm(ident["model"], ident.get("revision"), progress=progress)
     return (_auto_tokenizer(name) if name is not None else tok), lm

@@ -289,7 +289,9 @@ def harvest_hf(
     if model is None:
         from implicit_em.data.lm import load_lm
 
-        model, tokenizer, model_info = load_lm(opts.model, opts.revision, DTYPES[opts.dtype])
+        model, tokenizer, model_info = load_lm(
+            opts.model, opts.revision, DTYPES[opts.dtype], progress=opts.progress
+        )
         model_info = {**model_info, "weights_sha256": model_info.get("weights_sha256")}
         model_info["weights_sha256"] = model_info["weights_sha256"] or model_fingerprint(opts.model)
         model.to(opts.device)

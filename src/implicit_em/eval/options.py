@@ -245,9 +245,12 @@ class SyntheticEvalOptions:
     """Settings of one ground-truth evaluation (`run`)."""
 
     recipe: str = "small"
-    """Synthetic model: synthsaebench-16k, small (2,048 features in 192 dims) or tiny (CI)."""
+    """Synthetic model (`RECIPES`): synthsaebench-16k, synthsaebench-16k-v2,
+    synthsaebench-16k-uncompensated, small (2,048 features in 192 dims), small-flat-l0-1,
+    small-flat-l0-8, mini (512 in 64) or tiny (CI)."""
     variants: tuple[str, ...] = ("encoder", "topk")
-    """Names from VARIANTS to train and score; each gets both controls."""
+    """Names from `VARIANTS` (docs/eval/synthetic/variants.md; an unknown name lists them all)
+    to train and score; each gets both controls."""
     seeds: tuple[int, ...] = (0,)
     """Training seeds (weights and data stream); the synthetic model itself is fixed."""
     model_seed: int = 42

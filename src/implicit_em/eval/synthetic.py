@@ -597,6 +597,10 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def _fmt(s: dict, nd: int = 3) -> str:
+    """mean [min, max] over seeds; the mean alone for one value; "-" where nothing was measured
+    (NaN: e.g. "MCC enc. rows" of a model without a decoder)."""
+    if math.isnan(s["mean"]):
+        return "-"
     if s["min"] == s["max"]:
         return f"{s['mean']:.{nd}f}"
     return f"{s['mean']:.{nd}f} [{s['min']:.{nd}f}, {s['max']:.{nd}f}]"

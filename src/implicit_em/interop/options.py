@@ -11,7 +11,9 @@ FORMATS = ("saelens", "sparsify")
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What `implicit-em export` writes."""
+    """Write a run directory as an SAE another library loads: SAELens (`sae_lens.SAE.load_from_disk`;
+    TopK as topk, BatchTopK, Matryoshka BatchTopK and JumpReLU as jumprelu, the rest as
+    standard) or sparsify. docs/interop.md says what is written and why."""
 
     run: str
     """Run directory to export (config.json + model.safetensors; llm.json for LM runs)."""

@@ -180,7 +180,8 @@ class StackedTrainer:
         if any(True for _ in self.models[0].buffers()):  # stacks hold parameters only
             raise ValueError(
                 f"a {self.kind} model with running statistics (a centred input mean, a "
-                "BatchTopK threshold) cannot be stacked: train it with implicit_em.train.loop"
+                "BatchTopK threshold) cannot be stacked: train it one model at a time "
+                "(experiment commands: add --no-stack; library: implicit_em.train.loop)"
             )
         self.slots, self.data_seeds, self.blocks = seed_slots([c.training.seed for c in cfgs])
         slot_cfgs = [cfgs[i] for i in self.slots]

@@ -16,12 +16,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from implicit_em.config import RunConfig, from_dict
 from implicit_em.train.stacked import CHECKPOINT_EVERY, group_configs
+
+UNWIND_SECONDS = 10.0  # how long a Ctrl-C'd parent waits for its workers to clean up and exit
 
 
 def stack_cost(cfgs: Sequence[RunConfig]) -> float:
@@ -120,8 +123,17 @@ def train_stacks(
         try:
             for f in futures:
                 f.result()
-        except BaseException:  # Ctrl-C, SIGTERM, a failed worker: stop the others now
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
+        except BaseException as e:  # Ctrl-C, SIGTERM, a failed worker: stop the others now
+            procs = list(getattr(pool, "_processes", {}).values())
+            if isinstance(e, KeyboardInterrupt):
+                # Ctrl-C reaches the whole process group: each worker is already unwinding
+                # (removing a half-written checkpoint). A SIGTERM now would be its second
+                # signal, which exits at once and leaves the temporary file behind.
+                deadline = time.monotonic() + UNWIND_SECONDS
+                for proc in procs:
+                    proc.join(max(0.0, deadline - time.monotonic()))
+            for proc in procs:
+                if proc.is_alive():
+                    proc.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
             raise

@@ -232,7 +232,7 @@ def harvest(
     if model is None:
         from implicit_em.data.lm.model import load_lm
 
-        model, tokenizer, model_info = load_lm(cfg.model, cfg.revision)
+        model, tokenizer, model_info = load_lm(cfg.model, cfg.revision, progress=progress)
     if tokenizer is None or model_info is None:
         raise ValueError("pass tokenizer and model_info together with model")
     check_layer(model, cfg.layer, cfg.hook_point)

@@ -72,16 +72,33 @@ def smollm2_gguf_path() -> Path:
 
 
 def load_lm(
-    model_id: str, revision: str | None = None, dtype: torch.dtype = torch.float32
+    model_id: str,
+    revision: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
 ) -> tuple[nn.Module, Any, dict]:
     """Load a causal LM and its tokenizer in eval mode.
 
     model_id: `smollm2-135m` (bundled 4-bit GGUF), a path to a `.gguf` file, a local model
     folder, or a Hugging Face hub id (set HF_HUB_OFFLINE=1 when no hub is reachable).
+    progress=False silences transformers' own bars ("Loading weights") while loading.
     Returns (model, tokenizer, info) where info identifies the weights for manifests:
     {"model_id", "revision", "weights_sha256", "quantization", "n_layers", "d_model"}.
     """
     tf = _transformers()
+    bars = tf.utils.logging.is_progress_bar_enabled()
+    if not progress:
+        tf.utils.logging.disable_progress_bar()
+    try:
+        return _load_lm(tf, model_id, revision, dtype)
+    finally:
+        if bars:
+            tf.utils.logging.enable_progress_bar()
+
+
+def _load_lm(
+    tf: Any, model_id: str, revision: str | None, dtype: torch.dtype
+) -> tuple[nn.Module, Any, dict]:
     gguf = None
     if model_id == SMOLLM2_ALIAS:
         gguf = smollm2_gguf_path()
