@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import torch
+from sae_lens.synthetic import mean_correlation_coefficient
 
 from implicit_em.eval.synthetic import build_synthetic_model
-from sae_lens.synthetic import mean_correlation_coefficient
 
 torch.set_num_threads(1)
 PATH = Path("docs/eval/synthetic/cpu-why/ideal_filters.json")
