@@ -61,16 +61,15 @@ from implicit_em.data.lm.activations import (
     MANIFEST,
     SPLITS,
     ManifestMismatchError,
-    ShardCorruptedError,
     _corpus_fingerprint,
     _finalize_stats,
     _progress,
     _write_json_atomic,
     _write_shard,
     bos_id,
+    keep_verified_shards,
     load_manifest,
     select_contexts,
-    verify_shard,
 )
 from implicit_em.data.lm.corpus import Document, check_corpus, split_documents
 from implicit_em.data.lm.harvest_config import DTYPE_NAMES, HFHarvestOptions  # noqa: F401  (its old home)
@@ -416,16 +415,7 @@ def _start_or_resume(
                 f"{out_dir} holds activations of a different harvest (differs in {diff or 'text'}): "
                 "use a new --out directory, or delete this one to start over"
             )
-        for split in SPLITS:
-            shards = manifest["splits"][split]["shards"]
-            for i, entry in enumerate(shards):
-                try:
-                    verify_shard(out_dir, entry)
-                except ShardCorruptedError:
-                    del shards[i:]
-                    manifest["complete"] = False
-                    break
-        return manifest
+        return keep_verified_shards(out_dir, manifest)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {
         "identity": identity,

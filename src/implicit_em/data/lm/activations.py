@@ -166,6 +166,22 @@ def verify_shard(out_dir: str | Path, entry: dict) -> None:
         )
 
 
+def keep_verified_shards(out_dir: str | Path, manifest: dict) -> dict:
+    """Cut every split's shard list of `manifest` at its first missing or corrupted shard
+    (`verify_shard`), marking the harvest incomplete if one was cut, so that a resumed harvest
+    rewrites from there. Mutates and returns `manifest`."""
+    for split in SPLITS:
+        shards = manifest["splits"][split]["shards"]
+        for i, entry in enumerate(shards):
+            try:
+                verify_shard(out_dir, entry)
+            except ShardCorruptedError:
+                del shards[i:]
+                manifest["complete"] = False
+                break
+    return manifest
+
+
 def load_shard(out_dir: str | Path, entry: dict, verify: bool = True) -> dict[str, Tensor]:
     """{"acts": (N, D) float16, "tokens": (C, T) int32} of one shard, checksum verified."""
     if verify:
@@ -333,16 +349,7 @@ def _start_or_resume(
                 f"there: {old.get('model')}): use a new --out directory, or delete "
                 "this one to start over"
             )
-        for split in SPLITS:  # keep shards up to the first missing or corrupted one
-            shards = manifest["splits"][split]["shards"]
-            for i, entry in enumerate(shards):
-                try:
-                    verify_shard(out_dir, entry)
-                except ShardCorruptedError:
-                    del shards[i:]
-                    manifest["complete"] = False
-                    break
-        return manifest
+        return keep_verified_shards(out_dir, manifest)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_docs, held_docs = split_documents(docs, cfg.heldout_fraction, cfg.seed)
     manifest = {
