@@ -30,8 +30,10 @@ if [ "$MODE" = seq ]; then  # every run alone on the host, one after the other (
   tr 0,1 2 $DDP --tc-probes 32 --batch-size $((2 * B)) --out "$O/enc_n2.json" > "$O/enc_n2.log" 2>&1; echo "enc n2 at $((SECONDS - T0)) s"
   tr 0 1 $DDP --type topk_sae --batch-size $B --out "$O/topk_n1.json" > "$O/topk_n1.log" 2>&1; echo "topk n1 at $((SECONDS - T0)) s"
   tr 0,1 2 $DDP --type topk_sae --batch-size $((2 * B)) --out "$O/topk_n2.json" > "$O/topk_n2.log" 2>&1; echo "topk n2 at $((SECONDS - T0)) s"
-  tr 0 1 $DM --seeds 1 --summary "$O/dm_1model_n1.json" > "$O/dm_1model_n1.log" 2>&1; echo "dm n1 at $((SECONDS - T0)) s"
-  tr 0,1 2 $DM --seeds 1 2 --summary "$O/dm_2models_n2.json" > "$O/dm_2models_n2.log" 2>&1; echo "dm n2 at $((SECONDS - T0)) s"
+  if [ $((SECONDS - T0)) -lt ${DM_BEFORE:-300} ]; then
+    tr 0 1 $DM --seeds 1 --summary "$O/dm_1model_n1.json" > "$O/dm_1model_n1.log" 2>&1; echo "dm n1 at $((SECONDS - T0)) s"
+    tr 0,1 2 $DM --seeds 1 2 --summary "$O/dm_2models_n2.json" > "$O/dm_2models_n2.log" 2>&1; echo "dm n2 at $((SECONDS - T0)) s"
+  fi
   tar czf "$O/logs.tgz" -C "$O" $(cd "$O" && ls *.log) && rm -f "$O"/*.log
   for f in "$O"/*.json; do echo "$f"; python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d.get(k) for k in ('world_size','type','global_batch','tokens_per_s','host_syncs','stream_tokens_per_s','model_tokens_per_s')})" "$f"; done
   exit 0
