@@ -181,23 +181,32 @@ def counted_collectives(counts: dict[str, int], grad_numel: list[int] | None = N
     """Patch torch.distributed's all-reduce, all-gathers and broadcast to count their calls
     into `counts` (all_reduce, async, all_gather, broadcast; list_gather must stay unused);
     an asynchronous all-reduce of a tensor with as many elements as the model's parameters
-    (grad_numel, a one-element list the caller sets) counts as "grads"."""
+    (grad_numel, a one-element list the caller sets) counts as "grads". A tensor handed to a
+    collective that is not contiguous counts as "noncontiguous": gloo accepts it, NCCL raises
+    "Tensors must be contiguous" (the 2-GPU TopK run of 2026-11-29 failed so)."""
     real_reduce, real_broadcast, other = dist.all_reduce, dist.broadcast, dist.all_gather
     gather_name = (
         "all_gather_single" if hasattr(dist, "all_gather_single") else "all_gather_into_tensor"
     )
     real_gather = getattr(dist, gather_name)
 
+    def check(*tensors):
+        if any(isinstance(t, torch.Tensor) and not t.is_contiguous() for t in tensors):
+            counts["noncontiguous"] = counts.get("noncontiguous", 0) + 1
+
     def reduce(t, *args, async_op=False, **kw):
+        check(t)
         grads = async_op and t.numel() in (grad_numel or ())
         counts["grads" if grads else "async" if async_op else "all_reduce"] += 1
         return real_reduce(t, *args, async_op=async_op, **kw)
 
     def gather(*args, **kw):
+        check(*args)
         counts["all_gather"] += 1
         return real_gather(*args, **kw)
 
     def broadcast(*args, **kw):
+        check(*args)
         counts["broadcast"] = counts.get("broadcast", 0) + 1
         return real_broadcast(*args, **kw)
 
@@ -232,12 +241,15 @@ def _count_worker(rank: int) -> dict:
                     net.register_comm_hook(None, bucket_hook)
                 grad_numel[:] = [sum(p.numel() for p in model.parameters())]
                 loss = LossConfig(tc_probes=m)
+                counts.clear()
                 stepper = ModelStepper(net, loss, lr=1e-3, probe_seed=0)
+                built_noncontiguous = counts.get("noncontiguous", 0)
                 x = batch()[rank * ROWS : (rank + 1) * ROWS]
                 counts.clear()
                 counts.update(all_reduce=0, all_gather=0, buckets=0, grads=0, **{"async": 0})
                 stepper.step(x)
                 stepper.settle()
+                counts["noncontiguous"] = counts.get("noncontiguous", 0) + built_noncontiguous
                 results[(sync, kind, k, m)] = dict(counts)
     return results
 
@@ -252,6 +264,7 @@ def step_counts() -> dict:
 def test_collectives_per_step(step_counts, case, sync):
     """flat: one all-reduce of all gradients per step; ddp: one bucket (tiny models)."""
     grads = {"grads": 1, "buckets": 0} if sync == "flat" else {"grads": 0, "buckets": 1}
+    grads["noncontiguous"] = 0  # NCCL takes contiguous tensors only
     for rank in range(WORLD):
         got = step_counts[rank][(sync, *case)]
         assert got == {**COUNT_CASES[case], **grads}, (rank, got)

@@ -202,3 +202,26 @@ def test_exit_status_of_library_results(capsys):
     assert exit_status({"true_l0": 2.5, "rows": [1, 2]}) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == ["out/index.html", '{"true_l0": 2.5}']
+
+
+def test_a_library_value_error_is_not_a_usage_error():
+    """A ValueError raised inside a library (here torch.distributed-like code in another module)
+    is a failure of the program: exit 1 and the --debug hint, never 'change that value'; one
+    raised by this package stays a usage error (exit 2)."""
+    import types
+
+    from implicit_em.cli import error_line
+
+    lib = types.ModuleType("somelib")
+    exec("def broadcast(t):\n    raise ValueError('Tensors must be contiguous')\n", lib.__dict__)
+    try:
+        lib.broadcast(None)
+    except ValueError as e:
+        msg, status = error_line(e)
+    assert status == 1 and "unexpected failure" in msg and "change that value" not in msg, msg
+
+    try:  # raised by the package's own validation
+        load_config(CONFIG, ["training.epochs=0"])
+    except ValueError as e:
+        msg, status = error_line(e)
+    assert status == 2 and "training.epochs" in msg, msg

@@ -65,13 +65,27 @@ def error_line(e: BaseException) -> tuple[str, int]:
         fix = OS_FIXES.get(e.errno, "check the path and try again")
         return f"cannot use{where}: {e.strerror}: {fix}", 2 if e.errno in PATH_ERRNOS else 1
     msg = " ".join(str(e).split()) or type(e).__name__
-    if isinstance(e, USAGE_ERRORS):
+    if isinstance(e, USAGE_ERRORS) and _raised_by_us(e):
         if ": " not in msg:  # a bare rule such as "training.epochs must be >= 1, got 0"
             msg += ": change that value (in the YAML config, or with --set / its flag)"
         return msg, 2
     if type(e).__module__.startswith("implicit_em") or ": " in msg:
         return msg, 1  # our own errors say what to do
     return f"{type(e).__name__}: {msg}: unexpected failure; rerun with --debug for the traceback", 1
+
+
+def _raised_by_us(e: BaseException) -> bool:
+    """Whether the innermost Python frame that raised `e` is this package's code (or there
+    is no traceback to tell). A ValueError from inside torch, NCCL or numpy ("Tensors must be
+    contiguous") is a failure of the program, not of the invocation: it must not be reported as
+    a value the user should change."""
+    tb = e.__traceback__
+    if tb is None or isinstance(e, OSError):
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "")
+    return module.startswith(("implicit_em", "__main__", "argparse"))
 
 
 def exit_status(result: object) -> int:

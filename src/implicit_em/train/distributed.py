@@ -374,7 +374,8 @@ class GradAverage:
     gradients are copied into one flat buffer (`torch._utils._flatten_dense_tensors`),
     divided by R and all-reduced asynchronously; `wait` (a stream wait on GPUs, no host
     synchronisation) copies the averages back, before the family's housekeeping and the
-    optimizer step. Parameters are broadcast from rank 0 once, at construction, as DDP does.
+    optimizer step. Parameters are broadcast from rank 0 once, at construction, as DDP does
+    (through a contiguous copy where a parameter is a transposed view: NCCL needs contiguous).
     A parameter without a gradient gets zeros (every rank must join the same all-reduce).
     bf16: all-reduce the flat buffer in bfloat16 (half the bytes, rounded gradients).
     """
@@ -386,7 +387,11 @@ class GradAverage:
         self._pending: tuple | None = None  # (work, flat buffer)
         with torch.no_grad():
             for p in self.params:  # equal start on every rank
-                dist.broadcast(p, 0)
+                # NCCL takes contiguous tensors only; the SAEs' W_dec (K, D) is a transpose
+                buf = p if p.is_contiguous() else p.contiguous()
+                dist.broadcast(buf, 0)
+                if buf is not p:
+                    p.copy_(buf)
 
     def launch(self) -> None:
         """Start the all-reduce of the gradients backward left in .grad (async)."""
