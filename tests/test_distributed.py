@@ -11,6 +11,7 @@ import contextlib
 import pytest
 import torch
 import torch.distributed as dist
+import torch.distributed._functional_collectives as fc
 from gloo_ranks import run_on_ranks
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -210,14 +211,38 @@ def counted_collectives(counts: dict[str, int], grad_numel: list[int] | None = N
         counts["broadcast"] = counts.get("broadcast", 0) + 1
         return real_broadcast(*args, **kw)
 
+    # the InfoMax statistics go through functional collectives (traceable by torch.compile)
+    fc_reduce = fc.all_reduce
+    fc_gathers = {n: getattr(fc, n) for n in ("all_gather_single", "all_gather_tensor")
+                  if hasattr(fc, n)}  # fmt: skip
+
+    def functional_reduce(t, *args, **kw):
+        check(t)
+        counts["all_reduce"] += 1
+        return fc_reduce(t, *args, **kw)
+
+    def functional_gather(name):
+        def gather_(t, *args, **kw):
+            check(t)
+            counts["all_gather"] += 1
+            return fc_gathers[name](t, *args, **kw)
+
+        return gather_
+
     dist.all_reduce, dist.broadcast = reduce, broadcast
     dist.all_gather = lambda *a, **k: counts.__setitem__("list_gather", 1)
     setattr(dist, gather_name, gather)
+    fc.all_reduce = functional_reduce
+    for n in fc_gathers:
+        setattr(fc, n, functional_gather(n))
     try:
         yield real_reduce
     finally:
         dist.all_reduce, dist.broadcast, dist.all_gather = real_reduce, real_broadcast, other
         setattr(dist, gather_name, real_gather)
+        fc.all_reduce = fc_reduce
+        for n, f in fc_gathers.items():
+            setattr(fc, n, f)
 
 
 def _count_worker(rank: int) -> dict:
@@ -327,3 +352,32 @@ def test_one_rank_is_the_plain_path(single_rank, case):
     for name, w in ref_weights.items():
         assert torch.equal(weights[name], w), name
     assert history == ref_history
+
+
+# ------------------------------------------------ one compiled graph at world size 2 (issue 20)
+GRAPH_CASES = [(12, 3), (12, None), (5, None)]  # sketch; exact through the Gram; exact K x K
+
+
+def _graph_worker(rank: int) -> dict:
+    from implicit_em.train.distributed import ModelStepper, correlation_probes
+
+    out = {}
+    for k, m in GRAPH_CASES:
+        model = build("encoder", k)
+        stepper = ModelStepper(model, LossConfig(tc_probes=m), lr=1e-3, probe_seed=0)
+        x = batch()[rank * ROWS : (rank + 1) * ROWS]
+        v = None if m is None else correlation_probes(k, m, x, torch.Generator().manual_seed(0))
+        torch._dynamo.reset()
+        ex = torch._dynamo.explain(stepper._forward)(x, None, v)
+        out[(k, m)] = (ex.graph_count, ex.graph_break_count)
+    return out
+
+
+def test_the_sharded_step_is_one_compiled_graph():
+    """The InfoMax collectives are functional collectives that torch.compile traces, so the
+    step's forward (and the loss) is one graph with no break on every rank; with eager
+    `dist.all_reduce` inside autograd Functions it was 7 graphs (6 breaks) for the sketch,
+    and two H200s ran slower than one (docs/scale/ddp/README.md)."""
+    got = run_on_ranks(_graph_worker, WORLD)
+    for rank in range(WORLD):
+        assert got[rank] == {case: (1, 0) for case in GRAPH_CASES}, (rank, got[rank])

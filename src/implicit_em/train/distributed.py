@@ -46,6 +46,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.distributed._functional_collectives as fc
 from torch import Tensor, nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -77,15 +78,28 @@ def world(parallel: bool = True) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------ collectives
-# Each is an autograd.Function run eagerly (torch.compile breaks its graph around them): the
-# compiled pieces between them hold the (B, K) work.
+# Functional collectives (`torch.distributed._functional_collectives`): torch.compile traces
+# them, so the compiled step stays one graph at any world size (with `dist.all_reduce` in
+# eager autograd Functions it broke into 7 graphs, and two H200s ran slower than one:
+# docs/scale/ddp/README.md). In eager mode they return a tensor that waits when first used.
 
 
-def _all_gather(out: Tensor, x: Tensor) -> None:
-    """Concatenate every rank's x (n, ...) into out (R n, ...) (all_gather_single in torch >=
-    2.13, all_gather_into_tensor before)."""
-    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
-    gather(out, x)
+def _group():
+    return dist.group.WORLD
+
+
+def _all_gather(x: Tensor) -> Tensor:
+    """Concatenate every rank's x (n, ...) into (R n, ...), without gradient
+    (`all_gather_single` in torch >= 2.13, `all_gather_tensor` before)."""
+    gather = getattr(fc, "all_gather_single", None)
+    if gather is not None:
+        return gather(x.contiguous(), 0, _group())
+    return fc.all_gather_tensor(x.contiguous(), 0, _group())
+
+
+def _all_reduce(x: Tensor) -> Tensor:
+    """Sum of x over the ranks (a new tensor), without gradient."""
+    return fc.all_reduce(x.contiguous(), "sum", _group())
 
 
 class _GatherStats(torch.autograd.Function):
@@ -94,16 +108,11 @@ class _GatherStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        n = dist.get_world_size()
-        out = x.new_empty(n * x.shape[0], *x.shape[1:])
-        _all_gather(out, x.contiguous())
-        return out.view(n, *x.shape)  # (R, n)
+        return _all_gather(x).view(dist.get_world_size(), *x.shape)  # (R, n)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[dist.get_rank()]
+        return _all_reduce(grad)[dist.get_rank()]
 
 
 class _SumReplicated(torch.autograd.Function):
@@ -115,9 +124,7 @@ class _SumReplicated(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        x = x.contiguous().clone()
-        dist.all_reduce(x)
-        return x
+        return _all_reduce(x)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
@@ -143,8 +150,7 @@ class _GatheredStats(torch.autograd.Function):
     def backward(ctx, g_mean: Tensor, g_ss: Tensor) -> tuple[Tensor, None]:
         a, mean, live = ctx.saved_tensors
         k = mean.shape[0]
-        flat = torch.cat([g_mean, g_ss * live]).contiguous()  # (2K,)
-        dist.all_reduce(flat)
+        flat = _all_reduce(torch.cat([g_mean, g_ss * live]))  # (2K,)
         g_mean, g_ss = flat[:k], flat[k:]
         return g_mean / ctx.rows + 2 * g_ss * (a - mean), None  # (b, K)
 
@@ -187,24 +193,19 @@ class _CorrShare(torch.autograd.Function):
         return (4 * grad) * (u_r @ off), None  # (b, K)
 
 
-@torch.compiler.disable
 def gather_stats(x: Tensor) -> Tensor:
     """Differentiable all-gather of x (n,) -> (R, n) (`_GatherStats`)."""
     return _GatherStats.apply(x)
 
 
-@torch.compiler.disable
 def sum_replicated(x: Tensor) -> Tensor:
     """Sum over ranks whose consumers are identical on every rank (`_SumReplicated`)."""
     return _SumReplicated.apply(x)
 
 
-@torch.compiler.disable
 def gather_codes(a: Tensor) -> Tensor:
     """All-gather of a (b, K) along rows -> (R b, K), without gradient."""
-    out = a.new_empty(dist.get_world_size() * a.shape[0], *a.shape[1:])
-    _all_gather(out, a.detach().contiguous())
-    return out
+    return _all_gather(a.detach())
 
 
 # ------------------------------------------------------------------------ loss shares
@@ -273,17 +274,14 @@ def _exact_terms_share(a: Tensor, loss: LossConfig, parallel: bool = True) -> tu
     return var, tc
 
 
-@torch.compiler.disable
 def _stats_of_gathered(a: Tensor, gathered: Tensor) -> tuple[Tensor, Tensor]:
     return _GatheredStats.apply(a, gathered)
 
 
-@torch.compiler.disable
 def _gram_rows(u_r: Tensor, u: Tensor) -> Tensor:
     return _GramRows.apply(u_r, u)
 
 
-@torch.compiler.disable
 def _corr_share(u_r: Tensor, u: Tensor) -> Tensor:
     return _CorrShare.apply(u_r, u)
 
