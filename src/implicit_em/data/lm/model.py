@@ -96,22 +96,56 @@ def load_lm(
             tf.utils.logging.enable_progress_bar()
 
 
-def _load_lm(
-    tf: Any, model_id: str, revision: str | None, dtype: torch.dtype
-) -> tuple[nn.Module, Any, dict]:
-    gguf = None
+def _gguf_path(model_id: str) -> Path | None:
+    """The GGUF file `model_id` names (the bundled alias or a `.gguf` path), else None."""
     if model_id == SMOLLM2_ALIAS:
-        gguf = smollm2_gguf_path()
-    elif model_id.endswith(".gguf"):
+        return smollm2_gguf_path()
+    if model_id.endswith(".gguf"):
         gguf = Path(model_id)
         if not gguf.is_file():
             raise FileNotFoundError(f"GGUF file {gguf} not found: check the path")
+        return gguf
+    return None
 
+
+def _dequantized_dir(gguf: Path, sha: str) -> Path:
+    """Where the dequantized fp32 copy of a GGUF file is cached (named by its content)."""
+    return cache_dir() / "models" / f"{gguf.stem}-{sha[:12]}"
+
+
+def load_tokenizer(model_id: str, revision: str | None = None) -> Any:
+    """The tokenizer of `load_lm(model_id, revision)`, without loading the model's weights.
+
+    For a GGUF model: from its dequantized cache folder when one exists (about 0.7 s for
+    SmolLM2), else from the GGUF file's vocabulary metadata (transformers reads the header
+    only; no tensor is dequantized; about 7 s for SmolLM2). Raises FileNotFoundError like
+    `load_lm` when the model cannot be found.
+    """
+    tf = _transformers()
+    gguf = _gguf_path(model_id)
+    if gguf is not None:
+        cached = _dequantized_dir(gguf, file_sha256(gguf))
+        if (cached / "tokenizer_config.json").is_file():
+            return tf.AutoTokenizer.from_pretrained(str(cached))
+        return tf.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    try:
+        return tf.AutoTokenizer.from_pretrained(model_id, revision=revision)
+    except OSError as e:
+        raise FileNotFoundError(
+            f"could not load the tokenizer of {model_id!r}: {e}. Offline, use a local folder, "
+            f"a .gguf path, or {SMOLLM2_ALIAS!r}; online, check the hub id"
+        ) from e
+
+
+def _load_lm(
+    tf: Any, model_id: str, revision: str | None, dtype: torch.dtype
+) -> tuple[nn.Module, Any, dict]:
+    gguf = _gguf_path(model_id)
     info: dict = {"model_id": model_id, "revision": revision, "weights_sha256": None}
     if gguf is not None:
         sha = file_sha256(gguf)
         info.update(weights_sha256=sha, quantization=gguf.stem.rsplit(".", 1)[-1])
-        cached = cache_dir() / "models" / f"{gguf.stem}-{sha[:12]}"
+        cached = _dequantized_dir(gguf, sha)
         if not (cached / "model.safetensors").is_file():
             model = tf.AutoModelForCausalLM.from_pretrained(
                 str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
