@@ -31,7 +31,9 @@ class HarvestConfig:
     drop_bos: bool = True
     """Do not store the BOS position's activation (an attention sink with outlier norm)."""
     n_tokens: int = 100_000
-    """Activations to store over both splits; held-out gets `heldout_fraction` of them."""
+    """Activations to store over both splits; held-out gets `heldout_fraction` of them. Each
+    split is rounded up to whole contexts of ctx_len - 1 tokens (ctx_len with --no-drop-bos),
+    or fewer if the corpus runs out; the command prints the count stored."""
     heldout_fraction: float = 0.1
     """Fraction of documents (and of the token budget) held out for evaluation."""
     seed: int = 0
@@ -60,6 +62,20 @@ class HarvestConfig:
         """Token budget of one split."""
         held = max(1, round(self.n_tokens * self.heldout_fraction))
         return held if split == "heldout" else max(1, self.n_tokens - held)
+
+
+def stored_tokens_note(n_tokens: int, train: int, heldout: int, per_context: int) -> str:
+    """What a harvest stored against what was asked for, in one line: '1541 tokens stored
+    (1219 train + 322 held-out) for --n-tokens 1500: each split rounded up to whole contexts
+    of 23 tokens'. train, heldout: stored activations per split; per_context: tokens stored
+    per context (`tokens_per_context`)."""
+    total = train + heldout
+    head = f"{total} tokens stored ({train} train + {heldout} held-out) for --n-tokens {n_tokens}"
+    if total > n_tokens:
+        return f"{head}: each split rounded up to whole contexts of {per_context} tokens"
+    if total < n_tokens:
+        return f"{head}: fewer, the text holds no more contexts of {per_context} tokens"
+    return head
 
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
@@ -100,7 +116,9 @@ class HFHarvestOptions:
     drop_bos: bool = True
     """Do not store the BOS position (an attention sink with outlier norm)."""
     n_tokens: int = 100_000
-    """Activations per hook to store over both splits."""
+    """Activations per hook to store over both splits. Each split is rounded up to whole
+    contexts of ctx_len - 1 tokens (ctx_len with --no-drop-bos), or fewer if the text runs
+    out; the summary gives the count stored."""
     heldout_fraction: float = 0.1
     """Fraction of documents (and of the token budget) held out for evaluation."""
     seed: int = 0
