@@ -61,3 +61,28 @@ def test_help_says_n_tokens_is_rounded_up(command):
     parser = parser_for(next(c for c in COMMANDS if c.name == command))
     text = re.sub(r"\s+", " ", parser.format_help())
     assert "rounded up to whole contexts of ctx_len - 1 tokens" in text
+
+
+def test_both_harvests_declare_their_common_fields_once():
+    """HarvestConfig and HFHarvestOptions derive the fields they share (and their help, checks
+    and token budget) from one base; each adds only its own."""
+    from dataclasses import fields
+
+    from implicit_em.data.lm.harvest_config import HarvestConfig, HFHarvestOptions, _HarvestBase
+    from implicit_em.options import field_docs
+
+    base = {f.name for f in fields(_HarvestBase)}
+    assert base <= {f.name for f in fields(HarvestConfig)} & {
+        f.name for f in fields(HFHarvestOptions)
+    }
+    assert set(vars(HarvestConfig)["__annotations__"]) == {"corpus", "layer", "hook_point"}
+    own = set(vars(HFHarvestOptions)["__annotations__"])
+    assert not (own - {"model"}) & base  # only the model is redeclared (required, hub help)
+    hc, hf = field_docs(HarvestConfig), field_docs(HFHarvestOptions)
+    assert all(hc[n] == hf[n] for n in base - {"model"})
+    opts = HFHarvestOptions(model="m", out="o", text=("t",), n_tokens=610, heldout_fraction=0.25)
+    cfg = HarvestConfig(n_tokens=610, heldout_fraction=0.25)
+    assert [opts.split_tokens(s) for s in ("train", "heldout")] == [458, 152]
+    assert [cfg.split_tokens(s) for s in ("train", "heldout")] == [458, 152]
+    with pytest.raises(ValueError, match="ctx_len must be >= 2"):
+        HFHarvestOptions(model="m", out="o", text=("t",), ctx_len=1)
