@@ -86,15 +86,15 @@ def main() -> None:
     from implicit_em.dashboard import DashboardOptions, run
     from implicit_em.dashboard.run import lm_unembedding
     from implicit_em.data.lm import load_lm
-    from implicit_em.data.lm.activations import (
-        HarvestConfig,
-        Normalization,
-        harvest,
-        norm_outliers,
-        read_split,
-    )
+    from implicit_em.data.lm.activations import HarvestConfig, harvest
     from implicit_em.data.lm.corpus import load_corpus
-    from implicit_em.experiments.scale import CORPUS, ScaleOptions, spec_config
+    from implicit_em.experiments.scale import (
+        CORPUS,
+        ScaleOptions,
+        prepare_heldout,
+        prepare_training_data,
+        spec_config,
+    )
     from implicit_em.families.registry import FAMILIES
     from implicit_em.lm_eval import encode, evaluate_model, fit_linear_decoder
     from implicit_em.train.distributed import train_steps
@@ -130,21 +130,12 @@ def main() -> None:
     log(f"harvest: {results['harvest']}")
     save()
 
-    norm = Normalization.from_manifest(hdir)
-    x, _ = read_split(hdir, "train")  # (N, D) model units
-    median = float(x[:200_000].norm(dim=1).median())
-    keep = ~norm_outliers(x, 10.0, median)
-    x = norm.apply(x[keep])
-    n_train, d = x.shape
-    gen = torch.Generator().manual_seed(0)
-    x_fit = x[torch.randperm(n_train, generator=gen)[: a.fit_tokens]].to(dev)
-    x_train = x.to(dev, torch.float16)
-    del x
-    raw_held, _ = read_split(hdir, "heldout")
-    x_held_all = norm.apply(raw_held).to(dev)  # every held-out token (dead latents)
-    typical = ~norm_outliers(raw_held[: a.eval_tokens], 10.0, median)
-    x_held = x_held_all[: a.eval_tokens]
-    results["data"] = {"train_tokens": n_train, "outliers_dropped": int((~keep).sum()),
+    data = prepare_training_data([hdir], a.fit_tokens, dev)
+    norm, median, x_fit, x_train = data.norm, data.median, data.x_fit, data.x_train
+    n_train, d = x_train.shape
+    x_held_all, typical, _ = prepare_heldout(hdir, data, dev)  # every held-out token (dead)
+    typical, x_held = typical[: a.eval_tokens], x_held_all[: a.eval_tokens]
+    results["data"] = {"train_tokens": n_train, "outliers_dropped": data.dropped,
                        "heldout_tokens_dead_window": int(x_held_all.shape[0]),
                        "heldout_tokens_fvu": int(x_held.shape[0]),
                        "median_norm_model_units": median, "norm_scale": norm.scale}  # fmt: skip

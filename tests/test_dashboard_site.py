@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("transformers")
 
-from dashboard_fixtures import make_harvest, make_run  # noqa: E402
+from dashboard_fixtures import WORDS, make_harvest, make_run  # noqa: E402
 
 from implicit_em.dashboard import DashboardOptions, run  # noqa: E402
 from implicit_em.dashboard.site import quantile_groups, sig_round, window_tokens  # noqa: E402
@@ -233,3 +233,34 @@ def test_neuronpedia_model_id_names_the_model_not_the_machine() -> None:
     assert model_id_of("~/m/SmolLM2") == "SmolLM2"
     assert model_id_of("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
     assert model_id_of("smollm2-135m") == "smollm2-135m"
+
+
+def test_dashboard_reads_only_the_tokenizer_when_no_unembedding_is_needed(harvest, monkeypatch):
+    """The decoder-free encoder needs no W_U: the dashboard loads the harvested model's
+    tokenizer alone, from a folder that holds no weights (loading the LM there would fail)."""
+    import importlib
+
+    import transformers
+
+    # implicit_em.dashboard.run, the module (the package's attribute `run` is the function)
+    dash_run = importlib.import_module("implicit_em.dashboard.run")
+
+    root, acts, tok, _ = harvest
+    tok_only = root / "tokenizer-only"
+    tok.save_pretrained(tok_only)
+    manifest = dash_run.load_manifest(acts)
+    manifest["identity"]["config"]["model"] = str(tok_only)
+    monkeypatch.setattr(dash_run, "load_manifest", lambda _acts: manifest)
+
+    def no_weights(*a, **kw):
+        raise AssertionError("the dashboard loaded the language model's weights")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_weights)
+    run_dir = root / "encoder"
+    if not run_dir.exists():
+        make_run(root, acts, "encoder")
+    out = root / "site-tokenizer-only"
+    run(DashboardOptions(run_dir=str(run_dir), out=str(out), progress=False, top_k=3,
+                         n_samples=4, latents="0,1"))  # fmt: skip
+    strings = read_js(out / "data" / "block_00000.js")["strings"]
+    assert len(strings) >= 5 and set(strings) <= {*WORDS, "<bos>", "<eos>"}  # decoded words

@@ -54,7 +54,9 @@ def test_worker_processes_report_their_stacks_and_stage_lines(tmp_path: Path, ca
     assert {("encoder", "2", "3", "3"), ("standard_sae", "1", "3", "3")} <= finals, err
     ensure_runs(s, cfgs, load_data(cfgs[0]), "ablation")
     again = capfd.readouterr().err  # in this process: trained by this command
-    assert "training ablation: nothing to train: 3 trained earlier by this command, loaded" in again
+    loading = "loading ablation: 3 runs trained earlier by this command (none trained again)"
+    assert f"implicit-em: {loading}" in again
+    assert "training" not in again.replace("trained", "")  # no line reads as a second training
     quiet = Settings(base={}, out=tmp_path, progress=False)
     ensure_runs(quiet, cfgs, load_data(cfgs[0]))
     assert capfd.readouterr().err == ""
@@ -70,9 +72,10 @@ def test_worker_processes_report_their_stacks_and_stage_lines(tmp_path: Path, ca
         ),
         (
             ("x", 0, 2, 1, 0, 1),
-            "training x: nothing to train: 2 trained earlier by this command, "
-            "loaded; 1 finished by an earlier command, loaded",
+            "loading x: 2 runs trained earlier by this command and 1 finished by an earlier "
+            "command (none trained again)",
         ),
+        (("", 0, 0, 1, 1, 1), "loading 1 run finished by an earlier command (none trained again)"),
     ],
 )
 def test_training_line(args, line):

@@ -1,7 +1,9 @@
 """Atomic file writes: write to a hidden temporary file beside the target, then rename.
 
 A killed process leaves at most a hidden `.<name>.*.tmp` file, never a half-written file
-under a trusted name.
+under a trusted name. Folders (`atomic_save_dir`) name their temporary by writer
+(`.<name>.<host>-<pid>.<hex>.tmp`), so that `remove_stale_temps` can tell a killed writer's
+leftover from a live one's; `lock_beside` serialises writers of one path across processes.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +50,7 @@ def atomic_save_dir(save_fn: Callable[[Path], object], path: str | Path) -> None
     is removed, so a half-written folder is never found under path.
     """
     path = Path(path)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp = path.parent / f".{path.name}.{_writer()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
@@ -55,6 +59,70 @@ def atomic_save_dir(save_fn: Callable[[Path], object], path: str | Path) -> None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _writer() -> str:
+    """This process as named in temporary folders: '<host>-<pid>'."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | Path, max_age_s: float = 3600.0) -> list[Path]:
+    """Remove what interrupted writes of path left beside it; return what was removed.
+
+    Only path's own temporaries are considered: `.<name>.<host>-<pid>.<hex>.tmp` (removed when
+    <host> is this machine and process <pid> is gone), and the writer-less names of older
+    versions, `.<name>.<hex>.tmp` and `<name>.tmp` (removed when untouched for max_age_s
+    seconds). Call it while holding `lock_beside(path)`, so that no live writer of path that
+    takes the lock can lose its temporary.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    host, removed = socket.gethostname(), []
+    prefix = f".{path.name}."
+    for p in path.parent.iterdir():
+        name = p.name
+        if name == f"{path.name}.tmp":
+            writer = None
+        elif name.startswith(prefix) and name.endswith(".tmp"):
+            middle = name[len(prefix) : -len(".tmp")]  # '<host>-<pid>.<hex>' or '<hex>'
+            writer = middle.rsplit(".", 1)[0] if "." in middle else None
+        else:
+            continue
+        if writer is not None:
+            w_host, _, pid = writer.rpartition("-")
+            if w_host != host or not pid.isdigit():
+                continue  # another machine's writer: its liveness cannot be seen from here
+            stale = not _alive(int(pid))
+        else:
+            stale = time.time() - p.lstat().st_mtime > max_age_s
+        if stale:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def lock_beside(path: str | Path):
+    """An inter-process lock for writing path (`filelock.FileLock` on `.<name>.lock` beside it):
+    `with lock_beside(p): ...` waits while another process holds it."""
+    from filelock import FileLock
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.parent / f".{path.name}.lock"))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

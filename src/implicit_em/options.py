@@ -48,3 +48,27 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+@dataclasses.dataclass(frozen=True)
+class ThreadsOption:
+    """The `--threads` flag every command that computes on the CPU shares (a mixin: a field
+    only, keyword-only so that it can follow any field; the command's `__post_init__` calls
+    `check_threads` and its run calls `set_threads`)."""
+
+    threads: int | None = dataclasses.field(default=None, kw_only=True)
+    """torch CPU threads (default: torch's)"""
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse a thread count below 1 (ValueError naming --threads)."""
+    if threads is not None and threads < 1:
+        raise ValueError(
+            f"--threads must be >= 1, got {threads}: pass a positive count or leave it out"
+        )
+
+
+def set_threads(threads: int | None) -> None:
+    """torch.set_num_threads(threads); None leaves torch's default."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from implicit_em.options import flag
+from implicit_em.options import check_threads, flag  # noqa: F401  (check_threads: its old home)
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,6 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         check_threads(self.threads)
-
-
-def check_threads(threads: int | None) -> None:
-    """Refuse a thread count below 1 (ValueError naming --threads)."""
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}: pass a positive count or leave it out")
 
 
 def resolve_device(device: str) -> str:

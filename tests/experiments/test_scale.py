@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+import torch
 
 from implicit_em.experiments.scale import ScaleOptions, rows, run_specs, spec_config, write_report
 
@@ -73,3 +74,30 @@ def test_specs_add_batchtopk_jumprelu_and_centred_saes():
     cfg = spec_config(specs[-1], 576, args)
     assert (cfg.model.type, cfg.model.centre, cfg.loss.l0_coef) == ("jumprelu_sae", True, 0.01)
     assert spec_config(specs[3], 576, args).model.k == 32
+
+
+def test_prepared_data_is_the_plain_formula(tmp_path):
+    """`prepare_training_data` / `prepare_heldout` (shared with scripts/scale_dashboards.py):
+    drop tokens above ratio x the train median norm, scale by the manifest's norm_scale."""
+    pytest.importorskip("transformers")
+    from dashboard_fixtures import make_harvest
+
+    from implicit_em.data.lm.activations import Normalization, read_split
+    from implicit_em.experiments.scale import prepare_heldout, prepare_training_data
+
+    acts, _, _ = make_harvest(tmp_path)
+    data = prepare_training_data([acts, acts], 100, "cpu", max_norm_ratio=1.2)
+    x = torch.cat([read_split(acts, "train")[0]] * 2)  # (2N, D) model units
+    norms = x.norm(dim=1)
+    median = float(norms[:200_000].median())
+    keep = norms <= 1.2 * median
+    scale = Normalization.from_manifest(acts).scale
+    assert data.median == pytest.approx(median) and data.dropped == int((~keep).sum()) > 0
+    torch.testing.assert_close(data.x_train.float(), (x[keep] * scale).half().float())
+    assert data.x_train.dtype == torch.float16 and data.x_fit.shape == (100, x.shape[1])
+    rows = (x[keep] * scale).unsqueeze(1) == data.x_fit.unsqueeze(0)  # (N', 100, D)
+    assert rows.all(dim=2).any(dim=0).all()  # the fit rows are kept train rows
+    held, typical, tokens = prepare_heldout(acts, data, "cpu", max_tokens=50)
+    raw, tok = read_split(acts, "heldout", max_tokens=50)
+    torch.testing.assert_close(held, raw * scale)
+    assert torch.equal(typical, raw.norm(dim=1) <= 1.2 * median) and torch.equal(tokens, tok)

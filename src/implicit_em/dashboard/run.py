@@ -309,11 +309,18 @@ def _auto_tokenizer(name: str) -> Any:
 def _load_tokenizer(
     name: str | None, manifest: dict, want_lm: bool, progress: bool = True
 ) -> tuple[Any, nn.Module | None]:
-    """The tokenizer (and, when asked, the LM for its unembedding) of the harvested model."""
+    """The tokenizer (and, when asked, the LM for its unembedding) of the harvested model.
+
+    Without want_lm only the tokenizer is read (`data.lm.load_tokenizer`), not the weights.
+    """
     if name is not None and not want_lm:
         return _auto_tokenizer(name), None
+    ident = manifest["identity"]["config"]
+    if not want_lm:
+        from implicit_em.data.lm import load_tokenizer
+
+        return load_tokenizer(ident["model"], ident.get("revision")), None
     from implicit_em.data.lm import load_lm
 
-    ident = manifest["identity"]["config"]
     lm, tok, _ = load_lm(ident["model"], ident.get("revision"), progress=progress)
     return (_auto_tokenizer(name) if name is not None else tok), lm

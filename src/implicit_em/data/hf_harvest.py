@@ -72,7 +72,11 @@ from implicit_em.data.lm.activations import (
     select_contexts,
 )
 from implicit_em.data.lm.corpus import Document, check_corpus, split_documents
-from implicit_em.data.lm.harvest_config import DTYPE_NAMES, HFHarvestOptions  # noqa: F401  (its old home)
+from implicit_em.data.lm.harvest_config import (  # noqa: F401  (HFHarvestOptions: its old home)
+    DTYPE_NAMES,
+    HFHarvestOptions,
+    stored_tokens_note,
+)
 
 HOOK_RE = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_post|attn_out|mlp_out)$")
 DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16), strict=True))
@@ -438,6 +442,12 @@ def run(opts: HFHarvestOptions) -> dict:
             "dir": str(Path(opts.out) / hook_dir_name(hook)),
             "train_tokens": m["splits"]["train"]["n_tokens"],
             "heldout_tokens": m["splits"]["heldout"]["n_tokens"],
+            "stored": stored_tokens_note(
+                opts.n_tokens,
+                m["splits"]["train"]["n_tokens"],
+                m["splits"]["heldout"]["n_tokens"],
+                opts.tokens_per_context,
+            ),
             "throughput": m.get("throughput"),
         }
         for hook, m in manifests.items()

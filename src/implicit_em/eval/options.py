@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from implicit_em.options import ThreadsOption, check_threads
+
 # ---------------------------------------------------------------- synthetic (eval.synthetic)
 
 # SynthSAEBench-16k: the published configuration, from the SAELens documentation page
@@ -241,7 +243,7 @@ VARIANTS["topk-gauss"] = replace(VARIANTS["topk"], gaussian=True)  # TopK on the
 
 
 @dataclass(frozen=True)
-class SyntheticEvalOptions:
+class SyntheticEvalOptions(ThreadsOption):
     """Settings of one ground-truth evaluation (`run`)."""
 
     recipe: str = "small"
@@ -294,6 +296,7 @@ class SyntheticEvalOptions:
             raise ValueError(f"num_features must be >= 1 (got {self.num_features})")
         if self.steps < 0 or self.batch_size < 2:
             raise ValueError("steps must be >= 0 and batch_size >= 2")
+        check_threads(self.threads)
 
 
 # ---------------------------------------------------------------- probing (eval.probing_suite)

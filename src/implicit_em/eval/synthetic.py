@@ -44,6 +44,7 @@ from implicit_em.eval.variants import (
 )
 from implicit_em.losses import combined_loss, correlation_probes
 from implicit_em.models import Encoder, TopKSAE
+from implicit_em.options import set_threads
 from implicit_em.train.loop import loss_terms, model_type, optimizer_step, term_weights
 
 
@@ -528,6 +529,7 @@ def run(opts: SyntheticEvalOptions) -> dict:
     With opts.out_dir: results.json, report.md and mcc_vs_l0.png there (refuses to
     overwrite an existing results.json).
     """
+    set_threads(opts.threads)
     out_dir = Path(opts.out_dir) if opts.out_dir else None
     if out_dir is not None and (out_dir / "results.json").exists():
         raise FileExistsError(f"{out_dir / 'results.json'} exists: choose a new out_dir")

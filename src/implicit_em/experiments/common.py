@@ -212,12 +212,20 @@ def training_line(
 ) -> str:
     """The stage line of `ensure_runs`: how many runs train now and how, and where the others
     come from: trained earlier by this command (above) or finished by an earlier one (loaded).
+    With nothing to train the line starts with "loading", not "training" (an experiment that
+    reuses the runs `reproduce` trained above would otherwise seem to train them twice).
 
     stacks: 0 when the runs train one by one (no stacking)."""
     what = f"training {label}: " if label else "training "
     reused = describe_counts(0, above, loaded)
-    if not todo:
-        return f"{what}nothing to train: {reused}"
+    if not todo:  # "loading": a second "training" line after "evaluating" reads as retraining
+        runs_word = f"run{'s' * (above + loaded != 1)}"
+        parts = [f"{above} {runs_word} trained earlier by this command"] if above else []
+        if loaded:
+            unit = "" if above else f" {runs_word}"
+            parts.append(f"{loaded}{unit} finished by an earlier command")
+        head = f"loading {label}: " if label else "loading "
+        return f"{head}{' and '.join(parts)} (none trained again)"
     how = f"in {stacks} stack{'s' * (stacks != 1)}" if stacks else "one by one"
     if processes > 1:
         how += f" on {processes} worker processes"

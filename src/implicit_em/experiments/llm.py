@@ -30,6 +30,7 @@ from implicit_em.data.lm.activations import (
     norm_outliers,
     read_split,
 )
+from implicit_em.data.lm.harvest_config import stored_tokens_note
 from implicit_em.experiments.options import (  # noqa: F401  (their old home)
     LLM_TRAIN_BASE,
     HarvestOptions,
@@ -54,9 +55,10 @@ def run_harvest(opts: HarvestOptions) -> int:
     m = harvest(cfg, opts.out, progress=not opts.no_progress)
     info = m["model_info"]
     quant = f", {info['quantization']}-quantized weights" if info.get("quantization") else ""
+    stored = stored_tokens_note(cfg.n_tokens, m["splits"]["train"]["n_tokens"],
+                                m["splits"]["heldout"]["n_tokens"], cfg.tokens_per_context)  # fmt: skip
     print(
-        f"{opts.out}: {m['splits']['train']['n_tokens']} train + "
-        f"{m['splits']['heldout']['n_tokens']} held-out tokens of {info['model_id']}{quant}, "
+        f"{opts.out}: {stored}; model {info['model_id']}{quant}, "
         f"layer {cfg.layer} {cfg.hook_point}; {m['throughput']}"
     )
     return 0

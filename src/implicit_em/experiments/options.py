@@ -10,16 +10,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from implicit_em.data.lm.harvest_config import HarvestConfig
-from implicit_em.options import flag
+from implicit_em.options import ThreadsOption, flag
 from implicit_em.tracking import TrackingOptions
 
 # ---------------------------------------------------------------- language-model commands
 
 
 @dataclass(frozen=True)
-class _Compute:
-    threads: int | None = field(default=None, kw_only=True)
-    """torch threads (default: torch's)"""
+class _Compute(ThreadsOption):
     no_progress: bool = field(default=False, kw_only=True)
     """no progress bars"""
 

@@ -26,10 +26,11 @@ import json
 import math
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from implicit_em import runs, tracking
 from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
@@ -53,6 +54,52 @@ def shifted_docs(offset: int, corpus: str = CORPUS) -> list:
     docs = load_corpus(corpus)
     return docs if not offset else [Document(d.name, " ".join(d.text.split(" ")[offset:]))
                                     for d in docs]  # fmt: skip
+
+
+@dataclass
+class TrainingData:
+    """The scale study's training inputs (`prepare_training_data`). D: the LM's width."""
+
+    norm: Normalization
+    """The first harvest's scaling (inputs to mean squared norm D)."""
+    median: float
+    """Median token norm of the train split, in model units (of its first 200,000 rows)."""
+    x_train: Tensor
+    """(N, D) float16 on the device: the train tokens kept, scaled."""
+    x_fit: Tensor
+    """(F, D) float32 on the device: a seeded random subset of them (post-hoc decoders)."""
+    dropped: int
+    """Train tokens dropped as massive activations."""
+    max_norm_ratio: float
+    """Massive activation: norm above this times `median`."""
+
+
+def prepare_training_data(
+    dirs: list[Path], fit_tokens: int, device: torch.device | str, max_norm_ratio: float = 10.0
+) -> TrainingData:
+    """Read the train splits of the harvests in dirs, drop massive activations (norm above
+    max_norm_ratio times the median, `norm_outliers`), scale by the first harvest's
+    `Normalization`; the one preparation of `implicit-em scale` and scripts/scale_dashboards.py."""
+    norm = Normalization.from_manifest(dirs[0])
+    x = torch.cat([read_split(h, "train")[0] for h in dirs])  # (N, D) model units
+    median = float(x[:200_000].norm(dim=1).median())
+    keep = ~norm_outliers(x, max_norm_ratio, median)
+    x = norm.apply(x[keep])
+    gen = torch.Generator().manual_seed(0)
+    x_fit = x[torch.randperm(x.shape[0], generator=gen)[:fit_tokens]].to(device)
+    return TrainingData(norm, median, x.to(device, torch.float16), x_fit, int((~keep).sum()),
+                        max_norm_ratio)  # fmt: skip
+
+
+def prepare_heldout(
+    hdir: Path, data: TrainingData, device: torch.device | str, max_tokens: int | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The held-out split of hdir (up to max_tokens, whole contexts), scaled as the train
+    data: (x_held (M, D) on the device, typical (M,) bool: not a massive activation by the
+    train median and ratio, tokens (C, T))."""
+    raw, tokens = read_split(hdir, "heldout", max_tokens=max_tokens)  # (M, D) model units
+    typical = ~norm_outliers(raw, data.max_norm_ratio, data.median)
+    return data.norm.apply(raw).to(device), typical, tokens
 
 
 def run_specs(
@@ -132,22 +179,13 @@ def run_scale(args: ScaleOptions) -> int:
     if args.harvest_only:
         return 0
 
-    norm = Normalization.from_manifest(dirs[0])
-    x = torch.cat([read_split(h, "train")[0] for h in dirs])  # (N, D) model units
-    median = float(x[:200_000].norm(dim=1).median())
-    keep = ~norm_outliers(x, 10.0, median)
-    x = norm.apply(x[keep])
-    n_train, d = x.shape
-    gen = torch.Generator().manual_seed(0)
-    x_fit = x[torch.randperm(n_train, generator=gen)[: args.fit_tokens]].to(device)
-    x_train = x.to(device, torch.float16)  # whole set on the GPU
-    del x
-    raw_held, tokens = read_split(dirs[0], "heldout", max_tokens=args.eval_tokens)
-    typical = ~norm_outliers(raw_held, 10.0, median)
-    x_held = norm.apply(raw_held).to(device)
+    data = prepare_training_data(dirs, args.fit_tokens, device)  # whole set on the GPU
+    norm, x_fit, x_train = data.norm, data.x_fit, data.x_train
+    n_train, d = x_train.shape
+    x_held, typical, _ = prepare_heldout(dirs[0], data, device, args.eval_tokens)
     _, ce_tokens = read_split(dirs[0], "heldout")
     ce_tokens = ce_tokens[: args.ce_contexts]
-    print(f"train tokens {n_train} ({int((~keep).sum())} outliers dropped); held-out "
+    print(f"train tokens {n_train} ({data.dropped} outliers dropped); held-out "
           f"{x_held.shape[0]}; CE contexts {len(ce_tokens)}", flush=True)  # fmt: skip
 
     results = []

@@ -20,6 +20,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import os
 import random
 import threading
 import time
@@ -656,6 +657,9 @@ def train_many(
         fit = (x_train, x_eval, progress, eval_every)
         ckpts = [None if run_dirs is None or not checkpoint_every
                  else stack_checkpoint([run_dirs[i] for i in g]) for g in groups]  # fmt: skip
+        for g, c in zip(groups, ckpts, strict=True):
+            if c is not None:
+                record_stack(c, [run_dirs[i] for i in g])
         draws = any(getattr(c.loss, "tc_probes", None) is not None for c in cfgs)
         # At MNIST sizes a stack's step is a few hundred tiny kernels, too small to fill the
         # GPU: on CUDA, independent stacks run side by side in threads, each on its own
@@ -679,6 +683,8 @@ def train_many(
                     done(i, model, hist)
                 if ckpt is not None:  # every run of the stack is saved: its checkpoint is spent
                     ckpt.unlink(missing_ok=True)
+                    ckpt.with_suffix(".json").unlink(missing_ok=True)
+                    remove_spent_checkpoints(ckpt.parent)  # and those these runs made spent
                     with contextlib.suppress(OSError):  # .stacks/ goes once it is empty
                         ckpt.parent.rmdir()
     else:
@@ -694,6 +700,44 @@ def stack_checkpoint(run_dirs: list[str | Path]) -> Path:
     names = json.dumps([str(Path(d).resolve()) for d in run_dirs])
     digest = hashlib.sha1(names.encode()).hexdigest()[:16]
     return Path(run_dirs[0]).parent / ".stacks" / f"stack-{digest}.pt"
+
+
+def record_stack(checkpoint: Path, run_dirs: list[str | Path]) -> None:
+    """Write which run directories the stack of `checkpoint` trains, beside it
+    (`stack-<digest>.json`, names relative to the store), for `remove_spent_checkpoints`."""
+    store = checkpoint.parent.parent.resolve()
+    names = [os.path.relpath(Path(d).resolve(), store) for d in run_dirs]
+    runs.atomic_write_json(checkpoint.with_suffix(".json"), {"run_dirs": names})
+
+
+def remove_spent_checkpoints(stacks: str | Path) -> list[Path]:
+    """Remove the stack checkpoints in `stacks` (a store's `.stacks/`) that no run can continue;
+    return the removed checkpoint paths.
+
+    A checkpoint is spent when a run it trains was finished (its metrics.json written) after
+    the checkpoint was last written: by its own stack, interrupted before its cleanup, or by
+    another stack (another command asked for a subset of its runs). `ensure_runs` stacks only
+    unfinished runs, so the same set of runs is never asked for again. A checkpoint that
+    predates `record_stack` (no .json) names no runs and is kept.
+    """
+    stacks, removed = Path(stacks), []
+    for record in sorted(stacks.glob("stack-*.json")) if stacks.is_dir() else []:
+        ckpt = record.with_suffix(".pt")
+        try:
+            names = json.loads(record.read_text())["run_dirs"]
+            written = (ckpt if ckpt.exists() else record).stat().st_mtime
+        except (OSError, ValueError, KeyError):
+            continue  # being written or removed by another process: look again next time
+        finished = [
+            (stacks.parent / n / runs.METRICS).stat().st_mtime
+            for n in names
+            if runs.is_complete(stacks.parent / n)
+        ]
+        if any(t >= written for t in finished):
+            ckpt.unlink(missing_ok=True)
+            record.unlink(missing_ok=True)
+            removed.append(ckpt)
+    return removed
 
 
 def _fit_stack(

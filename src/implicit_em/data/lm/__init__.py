@@ -15,7 +15,8 @@ from implicit_em._lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(("StopForward", "capture_residual", "check_layer", "decoder_layers",
-                     "file_sha256", "hook_residual", "load_lm", "smollm2_gguf_path"),
+                     "file_sha256", "hook_residual", "load_lm", "load_tokenizer",
+                     "smollm2_gguf_path"),
                     "implicit_em.data.lm.model"),
     "HOOK_POINTS": "implicit_em.data.lm.harvest_config",
 }  # fmt: skip
@@ -34,5 +35,6 @@ if TYPE_CHECKING:  # static analysers see the names
         file_sha256,
         hook_residual,
         load_lm,
+        load_tokenizer,
         smollm2_gguf_path,
     )

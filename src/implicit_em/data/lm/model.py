@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from implicit_em.atomic import atomic_save_dir
+from implicit_em.atomic import atomic_save_dir, lock_beside, remove_stale_temps
 from implicit_em.data.lm.corpus import cache_dir
 from implicit_em.data.lm.harvest_config import HOOK_POINTS
 
@@ -96,29 +96,56 @@ def load_lm(
             tf.utils.logging.enable_progress_bar()
 
 
-def _load_lm(
-    tf: Any, model_id: str, revision: str | None, dtype: torch.dtype
-) -> tuple[nn.Module, Any, dict]:
-    gguf = None
+def _gguf_path(model_id: str) -> Path | None:
+    """The GGUF file `model_id` names (the bundled alias or a `.gguf` path), else None."""
     if model_id == SMOLLM2_ALIAS:
-        gguf = smollm2_gguf_path()
-    elif model_id.endswith(".gguf"):
+        return smollm2_gguf_path()
+    if model_id.endswith(".gguf"):
         gguf = Path(model_id)
         if not gguf.is_file():
             raise FileNotFoundError(f"GGUF file {gguf} not found: check the path")
+        return gguf
+    return None
 
+
+def _dequantized_dir(gguf: Path, sha: str) -> Path:
+    """Where the dequantized fp32 copy of a GGUF file is cached (named by its content)."""
+    return cache_dir() / "models" / f"{gguf.stem}-{sha[:12]}"
+
+
+def load_tokenizer(model_id: str, revision: str | None = None) -> Any:
+    """The tokenizer of `load_lm(model_id, revision)`, without loading the model's weights.
+
+    For a GGUF model: from its dequantized cache folder when one exists (about 0.7 s for
+    SmolLM2), else from the GGUF file's vocabulary metadata (transformers reads the header
+    only; no tensor is dequantized; about 7 s for SmolLM2). Raises FileNotFoundError like
+    `load_lm` when the model cannot be found.
+    """
+    tf = _transformers()
+    gguf = _gguf_path(model_id)
+    if gguf is not None:
+        cached = _dequantized_dir(gguf, file_sha256(gguf))
+        if (cached / "tokenizer_config.json").is_file():
+            return tf.AutoTokenizer.from_pretrained(str(cached))
+        return tf.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    try:
+        return tf.AutoTokenizer.from_pretrained(model_id, revision=revision)
+    except OSError as e:
+        raise FileNotFoundError(
+            f"could not load the tokenizer of {model_id!r}: {e}. Offline, use a local folder, "
+            f"a .gguf path, or {SMOLLM2_ALIAS!r}; online, check the hub id"
+        ) from e
+
+
+def _load_lm(
+    tf: Any, model_id: str, revision: str | None, dtype: torch.dtype
+) -> tuple[nn.Module, Any, dict]:
+    gguf = _gguf_path(model_id)
     info: dict = {"model_id": model_id, "revision": revision, "weights_sha256": None}
     if gguf is not None:
         sha = file_sha256(gguf)
         info.update(weights_sha256=sha, quantization=gguf.stem.rsplit(".", 1)[-1])
-        cached = cache_dir() / "models" / f"{gguf.stem}-{sha[:12]}"
-        if not (cached / "model.safetensors").is_file():
-            model = tf.AutoModelForCausalLM.from_pretrained(
-                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
-            )
-            tok = tf.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            _save_dequantized(model, tok, cached)
-        source, kwargs = str(cached), {}
+        source, kwargs = str(_dequantize_once(tf, gguf, sha)), {}
     else:
         info["quantization"] = None
         source, kwargs = model_id, {"revision": revision}
@@ -135,6 +162,46 @@ def _load_lm(
     model.eval()
     info.update(n_layers=len(decoder_layers(model)), d_model=model.config.hidden_size)
     return model, tok, info
+
+
+def _dequantize_once(tf: Any, gguf: Path, sha: str) -> Path:
+    """The folder of the dequantized fp32 copy of `gguf` (sha: its sha256), made if missing.
+
+    Made under an inter-process lock (`atomic.lock_beside`), so that concurrent commands
+    dequantize once and the others wait and reuse it (without the lock, two writers race on
+    the final rename). Under the lock, the temporary folders that killed runs left for this
+    copy are removed first (`atomic.remove_stale_temps`: only this copy's, only when their
+    process is gone); so they are when the copy exists already and the lock is free.
+    """
+    import sys
+
+    from filelock import Timeout
+
+    dest = _dequantized_dir(gguf, sha)
+    lock = lock_beside(dest)
+    if (dest / "model.safetensors").is_file():
+        try:  # tidy what killed runs left, unless another process holds the lock right now
+            with lock.acquire(timeout=0):
+                remove_stale_temps(dest)
+        except Timeout:
+            pass
+        return dest
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for another process that dequantizes {gguf.name} ...", file=sys.stderr)
+        lock.acquire()
+    try:
+        if not (dest / "model.safetensors").is_file():  # not made while this one waited
+            remove_stale_temps(dest)
+            model = tf.AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+            )
+            tok = tf.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            _save_dequantized(model, tok, dest)
+    finally:
+        lock.release()
+    return dest
 
 
 def _save_dequantized(model: nn.Module, tok: Any, dest: Path) -> None:
