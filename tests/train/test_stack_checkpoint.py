@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from stack_stops import stop_at_step
 
 from implicit_em import runs
 from implicit_em.config import from_dict
@@ -76,19 +77,9 @@ def test_interrupted_stack_continues_bitwise(tmp_path, x_digits, monkeypatch, st
                checkpoint_every=EVERY)  # fmt: skip
 
     dirs = [tmp_path / "cut" / f"r{i}" for i in range(len(cfgs))]
-    step, calls = StackedTrainer.step, [0]
-
-    def step_or_interrupt(self, xb):
-        calls[0] += 1
-        if calls[0] == stop_at:
-            raise KeyboardInterrupt
-        return step(self, xb)
-
-    monkeypatch.setattr(StackedTrainer, "step", step_or_interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    with stop_at_step(monkeypatch, stop_at):
         train_many(cfgs, x_digits, x_digits[:500], run_dirs=dirs, progress=False, eval_every=2,
                    checkpoint_every=EVERY)  # fmt: skip
-    monkeypatch.undo()
     assert not any(runs.is_complete(d) for d in dirs)
     ckpt = stack_checkpoint(dirs)
     saved_epoch = (stop_at - 1) // steps_per_epoch // EVERY * EVERY  # epochs finished, rounded
@@ -98,7 +89,7 @@ def test_interrupted_stack_continues_bitwise(tmp_path, x_digits, monkeypatch, st
         assert not ckpt.exists(), msg
     assert not list(ckpt.parent.glob(".*.tmp")), "a temporary file was left behind"
 
-    step_count = [0]
+    step, step_count = StackedTrainer.step, [0]
     monkeypatch.setattr(StackedTrainer, "step",
                         lambda self, xb: step_count.__setitem__(0, step_count[0] + 1) or step(self, xb))  # fmt: skip
     train_many(cfgs, x_digits, x_digits[:500], run_dirs=dirs, progress=False, eval_every=2,

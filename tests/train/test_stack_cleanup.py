@@ -9,12 +9,12 @@ import os
 
 import pytest
 import torch
+from stack_stops import stop_at_step
 
 from implicit_em import runs
 from implicit_em.config import from_dict
 from implicit_em.data import load_digits
 from implicit_em.train.stacked import (
-    StackedTrainer,
     remove_spent_checkpoints,
     stack_checkpoint,
     train_many,
@@ -35,18 +35,8 @@ def x() -> torch.Tensor:
 
 
 def interrupted(cfgs, dirs, x, monkeypatch, at_step: int) -> None:
-    step, calls = StackedTrainer.step, [0]
-
-    def step_or_stop(self, xb):
-        calls[0] += 1
-        if calls[0] == at_step:
-            raise KeyboardInterrupt
-        return step(self, xb)
-
-    monkeypatch.setattr(StackedTrainer, "step", step_or_stop)
-    with pytest.raises(KeyboardInterrupt):
+    with stop_at_step(monkeypatch, at_step):
         train_many(cfgs, x, run_dirs=dirs, progress=False, checkpoint_every=EVERY)
-    monkeypatch.undo()
 
 
 def test_a_checkpoint_whose_runs_another_command_finished_is_removed(tmp_path, x, monkeypatch):
