@@ -336,7 +336,8 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
             k_match = None
             for fam in plan.families:
                 if fam in USES_K and k_match is None:
-                    raise ValueError("the encoder must come first in plan.families (L0 rule)")
+                    res.setdefault("errors", {})[f"{fam}-K{K}-s{seed}"] = "no encoder L0"
+                    continue  # the L0 rule needs the block's encoder first
                 cfg = run_config(fam, K, D, plan, seed, k=k_match or 16)
                 name = (
                     f"{SHORT[fam]}-K{K}" + (f"-k{k_match}" if fam in USES_K else "") + f"-s{seed}"
@@ -345,9 +346,15 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                 untrained[name] = runs.build_model(cfg, seed=seed).to(dev).eval()
                 steps = n_train // plan.batch_size
                 t = time.perf_counter()
-                r = train_steps(model, x_train, cfg.loss, global_batch=plan.batch_size,
-                                steps=steps, lr=plan.lr, seed=seed, amp=dev.type == "cuda",
-                                log_every=max(1, steps // 4), warmup=min(5, steps - 1))  # fmt: skip
+                try:
+                    r = train_steps(model, x_train, cfg.loss, global_batch=plan.batch_size,
+                                    steps=steps, lr=plan.lr, seed=seed, amp=dev.type == "cuda",
+                                    log_every=max(1, steps // 4), warmup=min(5, steps - 1))  # fmt: skip
+                except Exception as e:  # one family failing must not lose the others
+                    res.setdefault("errors", {})[name] = f"{type(e).__name__}: {e}"
+                    log(f"{name}: FAILED {type(e).__name__}: {e}")
+                    del untrained[name]
+                    continue
                 model.eval()
                 trained[name] = model
                 a = encode(model, x_held)
