@@ -1,0 +1,691 @@
+"""k-sparse probing and CE-loss recovered at K = 4096 and 16384, 3 seeds, on one GPU (issue 18).
+
+The plan (models, L0 rule, tasks, seeds, metrics) is fixed in docs/eval/probing/gpu_plan.md
+before the run; `Plan` below holds the same numbers. Two steps:
+
+1. `prepare` (here, CPU): tokenize once. The probing passage pool and its tasks
+   (`eval.probing_tasks`, split by document), the training contexts (128 tokens, BOS first,
+   from the pool's *train-side* documents of the five corpora) and held-out contexts (from its
+   *test-side* documents) are written to one .npz + .json: the GPU needs no corpus and no
+   tokenizer.
+2. `run` (GPU): load the full LM (the GGUF, joined from two carried parts), harvest layer-15
+   `resid_pre` of every context and passage, then for each seed and K: train every family
+   (one pass, B = 4096, Adam 1e-3, bf16 autocast, `train.distributed.train_steps`), build
+   each one's controls (untrained twin, random directions at its L0), k-sparse probe every
+   read-out (SAEBench protocol, `eval.sparse_probing`; the logistic regressions run in a
+   process pool while the GPU trains the next block) and splice each read-out into the full
+   forward (CE, KL, CE-loss recovered, `lm_eval`). Results are written after every block.
+
+    python scripts/probing_gpu.py prepare --model M.gguf --out data/probing18
+    python scripts/probing_gpu.py run --data data/probing18 --model M.gguf --out $OUT/res
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:7.1f} s] {msg}", flush=True)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every setting of the GPU study (docs/eval/probing/gpu_plan.md)."""
+
+    Ks: tuple[int, ...] = (4096, 16384)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    families: tuple[str, ...] = ("encoder", "topk_sae", "batchtopk_sae",
+                                 "matryoshka_batchtopk_sae", "jumprelu_sae", "standard_sae")  # fmt: skip
+    centre_saes: bool = True
+    """Every SAE family on mean-centred inputs (the encoder is not centred: its default)."""
+    train_tokens: int = 2_000_000
+    batch_size: int = 4096
+    lr: float = 1e-3
+    tc_probes: int = 32
+    l1_c: float = 0.5
+    """standard_sae l1_weight = l1_c * K / D (the scale study's parametrisation)."""
+    jumprelu_l0_coef: float = 1e-3
+    ks: tuple[int, ...] = (1, 2, 5, 10, 20)
+    fit_tokens: int = 100_000
+    """Train tokens that fit the post-hoc least-squares / scalar read-outs."""
+    ce_contexts: int = 64
+    held_contexts: int = 256
+    layer: int = 15
+    max_norm_ratio: float = 10.0
+    # pool / tasks (prepare)
+    corpora: tuple[str, ...] = ("sotu", "moby", "spam", "pydoc", "perldoc")
+    quota: tuple[int, ...] = (1600, 400, 1400, 600, 600)
+    n_tokens: int = 64
+    per_doc: int = 8
+    test_fraction: float = 0.3
+    tasks: tuple[str, ...] = ("spam_vs_ham", "sotu_party", "sotu_era", "pydoc_vs_perldoc",
+                              "source")  # fmt: skip
+    max_per_class: int = 500
+    ctx_len: int = 128
+    data_seed: int = 0
+    lm_batch: int = 128
+
+
+TINY = dict(Ks=(16, 32), seeds=(0, 1), train_tokens=4000, batch_size=256, fit_tokens=2000,
+            ce_contexts=4, held_contexts=8, layer=1, corpora=("spam", "pydoc", "perldoc"),
+            quota=(30, 20, 20), n_tokens=16, per_doc=2, tasks=("spam_vs_ham", "source"),
+            ks=(1, 2), ctx_len=32, tc_probes=4, lm_batch=8)  # fmt: skip
+"""The CPU end-to-end check (tests/test_probing_gpu.py): every step at toy size."""
+
+
+# ---------------------------------------------------------------- prepare (CPU)
+
+
+def prepare(plan: Plan, corpora: dict, tokenizer, out: Path) -> dict:
+    """Pool, tasks, train and held-out contexts -> out.npz + out.json. Returns the metadata."""
+    import torch
+
+    from implicit_em.data.lm.activations import pack_documents
+    from implicit_em.data.lm.corpus import split_documents
+    from implicit_em.eval.probing_tasks import build_pool, build_tasks
+
+    quota = dict(zip(plan.corpora, plan.quota, strict=True))
+    pool = build_pool({c: corpora[c] for c in plan.corpora}, tokenizer, quota, plan.n_tokens,
+                      plan.per_doc, plan.test_fraction, plan.data_seed)  # fmt: skip
+    tasks = build_tasks(pool, plan.tasks, plan.max_per_class, plan.data_seed)
+    train_docs, test_docs = [], []
+    for c in plan.corpora:  # the pool's own document split: no probing test text in training
+        tr, te = split_documents(corpora[c], plan.test_fraction, plan.data_seed)
+        train_docs += tr
+        test_docs += te
+    g = torch.Generator().manual_seed(plan.data_seed)
+    train_ctx = pack_documents(train_docs, tokenizer, plan.ctx_len)
+    need = math.ceil(plan.train_tokens / (plan.ctx_len - 1))
+    train_ctx = train_ctx[torch.randperm(len(train_ctx), generator=g)[:need]]
+    held = pack_documents(test_docs, tokenizer, plan.ctx_len)
+    held = held[torch.randperm(len(held), generator=g)[: plan.held_contexts]]
+    arrays = {"pool_tokens": pool.tokens.numpy().astype(np.int32),
+              "train_ctx": train_ctx.numpy().astype(np.int32),
+              "held_ctx": held.numpy().astype(np.int32)}  # fmt: skip
+    for t in tasks:
+        for part in ("train_idx", "train_y", "test_idx", "test_y"):
+            arrays[f"task:{t.name}:{part}"] = getattr(t, part)
+    meta = {"plan": asdict(plan), "pool_split": pool.split, "pool_corpus": pool.corpus,
+            "tasks": [t.summary() for t in tasks],
+            "train_tokens": int(train_ctx.shape[0] * (plan.ctx_len - 1)),
+            "held_tokens": int(held.shape[0] * (plan.ctx_len - 1)),
+            "train_docs": len(train_docs), "test_docs": len(test_docs)}  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out.with_suffix(".npz"), **arrays)
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def load_data(path: Path) -> tuple[dict, dict]:
+    meta = json.loads(path.with_suffix(".json").read_text())
+    with np.load(path.with_suffix(".npz")) as z:
+        arrays = {k: z[k] for k in z.files}
+    return meta, arrays
+
+
+# ---------------------------------------------------------------- probe fits (worker side)
+
+
+def fit_task(z_train, y_train, z_test, y_test, ks, full: bool) -> dict:
+    """Both probe variants of one (read-out, task): z_* hold the top max(ks) latents, ranked.
+
+    Returns {variant: {"k": {k: acc}, "full": acc or None}}. Runs in a worker process.
+    """
+    from implicit_em.eval.sparse_probing import logistic_accuracy
+
+    out = {}
+    for variant, std in (("saebench", False), ("standardized", True)):
+        acc = {str(k): logistic_accuracy(z_train[:, :k], y_train, z_test[:, :k], y_test,
+                                         standardize=std) for k in ks if k <= z_train.shape[1]}  # fmt: skip
+        out[variant] = {"k": acc, "full": None}
+    if full is not None:
+        ztr, zte = full
+        for variant, std in (("saebench", False), ("standardized", True)):
+            out[variant]["full"] = logistic_accuracy(ztr, y_train, zte, y_test, standardize=std)
+    return out
+
+
+class Fitter:
+    """Logistic-regression fits inline (workers = 0) or in a process pool (spawned before
+    any CUDA work; each worker uses one BLAS thread)."""
+
+    def __init__(self, workers: int) -> None:
+        self.pool = None
+        if workers > 0:
+            import multiprocessing as mp
+
+            os.environ.setdefault("OMP_NUM_THREADS", "1")
+            self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        self.pending: list = []  # (row, task, future or result)
+
+    def submit(self, row: str, task: str, *args) -> None:
+        if self.pool is None:
+            self.pending.append((row, task, fit_task(*args)))
+        else:
+            self.pending.append((row, task, self.pool.submit(fit_task, *args)))
+
+    def collect(self, into: dict) -> int:
+        """Move finished fits into `into[variant][row][task]`; returns how many are left."""
+        left = []
+        for row, task, f in self.pending:
+            if self.pool is not None and not f.done():
+                left.append((row, task, f))
+                continue
+            res = f if self.pool is None else f.result()
+            for variant, r in res.items():
+                into.setdefault(variant, {}).setdefault(row, {})[task] = r
+        self.pending = left
+        return len(left)
+
+
+# ---------------------------------------------------------------- GPU side
+
+
+def harvest_rows(lm, ctx, layer: int, batch: int, device):
+    """Residual (C, T - 1, D) float16 at layer's resid_pre for contexts (C, T), BOS dropped."""
+    import torch
+
+    from implicit_em.data.lm import capture_residual
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(ctx), batch):
+            ids = torch.as_tensor(ctx[i : i + batch], dtype=torch.long, device=device)
+            out.append(capture_residual(lm, ids, layer)[:, 1:].to(torch.float16))
+    return torch.cat(out)
+
+
+def run_config(family: str, K: int, d: int, plan: Plan, seed: int, k: int = 16):
+    from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
+
+    loss = LossConfig(l1_weight=plan.l1_c * K / d, dead_steps=250,
+                      tc_probes=plan.tc_probes if family == "encoder" else None,
+                      l0_coef=plan.jumprelu_l0_coef)  # fmt: skip
+    return RunConfig(
+        model=ModelConfig(
+            type=family,
+            input_dim=d,
+            hidden_dim=K,
+            k=k,
+            centre=plan.centre_saes and family != "encoder",
+        ),  # fmt: skip
+        loss=loss,
+        training=TrainConfig(epochs=1, batch_size=plan.batch_size, lr=plan.lr, seed=seed),
+    )
+
+
+SHORT = {"encoder": "encoder", "topk_sae": "topk", "batchtopk_sae": "batchtopk",
+         "matryoshka_batchtopk_sae": "matryoshka", "jumprelu_sae": "jumprelu",
+         "standard_sae": "l1"}  # fmt: skip
+USES_K = ("topk_sae", "batchtopk_sae", "matryoshka_batchtopk_sae")
+
+
+def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
+             time_limit: float = 0.0, workers: int = 0, lm_info: dict | None = None) -> dict:  # fmt: skip
+    """The whole GPU study (module docstring); results.json rewritten after every block."""
+    import torch
+
+    from implicit_em import runs
+    from implicit_em.data.lm.activations import norm_outliers
+    from implicit_em.eval.probing_suite import downstream
+    from implicit_em.eval.sparse_probing import RandomDirections
+    from implicit_em.lm_eval import encode, fit_linear_decoder, fit_scalar_decoder, fvu
+    from implicit_em.models import Encoder
+    from implicit_em.train.distributed import train_steps
+
+    fitter = Fitter(workers)  # before any CUDA work
+    dev = torch.device(device)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    out.mkdir(parents=True, exist_ok=True)
+    res: dict = {"plan": asdict(plan), "data": {k: v for k, v in meta.items()
+                                                if not k.startswith("pool_")},
+                 "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None,
+                 "l0": {}, "dead_fraction": {}, "kinds": {}, "train": {}, "fvu": {},
+                 "probing": {}, "downstream": {}, "blocks_done": [], "not_run": [],
+                 "lm": lm_info}  # fmt: skip
+
+    def save() -> None:
+        tmp = out / "results.json.tmp"
+        tmp.write_text(json.dumps(res, indent=1))
+        tmp.replace(out / "results.json")
+
+    lm.to(dev).eval()
+    t = time.perf_counter()
+    xs = harvest_rows(lm, arrays["train_ctx"], plan.layer, plan.lm_batch, dev)
+    D = xs.shape[-1]
+    x_all = xs.reshape(-1, D)  # (N, D) float16, model units
+    acts = harvest_rows(lm, arrays["pool_tokens"], plan.layer, plan.lm_batch, dev)  # (P, T, D)
+    held = harvest_rows(lm, arrays["held_ctx"], plan.layer, plan.lm_batch, dev).reshape(-1, D)
+    res["harvest_s"] = round(time.perf_counter() - t, 1)
+    median = float(x_all[:200_000].float().norm(dim=1).median())
+    keep = ~norm_outliers(x_all.float(), plan.max_norm_ratio, median)
+    x_all = x_all[keep]
+    scale = math.sqrt(D / float(x_all.float().square().sum(1).mean()))
+    x_train = (x_all.float() * scale).to(torch.float16)  # (N, D) normalized
+    n_train = x_train.shape[0]
+    gen = torch.Generator().manual_seed(0)
+    x_fit = x_train[torch.randperm(n_train, generator=gen)[: plan.fit_tokens].to(dev)].float()
+    x_held = held.float() * scale  # (M, D) normalized
+    typical = ~norm_outliers(held.float(), plan.max_norm_ratio, median)
+    res["tokens"] = {"train": n_train, "dropped_outliers": int((~keep).sum()),
+                     "held": int(x_held.shape[0]), "held_typical": int(typical.sum()),
+                     "passages": int(acts.shape[0]), "norm_scale": scale,
+                     "median_norm": median}  # fmt: skip
+    log(f"harvest {res['harvest_s']} s: {res['tokens']}")
+    save()
+
+    names = [t["name"] for t in meta["tasks"]]
+    tasks = {n: tuple(arrays[f"task:{n}:{p}"] for p in ("train_idx", "train_y", "test_idx",
+                                                       "test_y")) for n in names}  # fmt: skip
+    kmax = max(plan.ks)
+
+    @torch.no_grad()
+    def pooled(fn) -> torch.Tensor:  # (P, K) float64: codes per token, mean over the passage
+        P, T, _ = acts.shape
+        chunk = max(1, 16384 // T)
+        outs = [fn(acts[i : i + chunk].reshape(-1, D).float() * scale).reshape(
+            min(chunk, P - i), T, -1).double().mean(1) for i in range(0, P, chunk)]  # fmt: skip
+        return torch.cat(outs)
+
+    def probe(row: str, fn, full: bool = False) -> None:
+        z = pooled(fn) if fn is not None else acts.double().mean(1)  # raw: model units
+        for name, (tri, try_, tei, tey) in tasks.items():
+            ztr, zte = (
+                z[torch.as_tensor(tri, device=z.device)],
+                z[torch.as_tensor(tei, device=z.device)],
+            )
+            ytr = torch.as_tensor(try_, device=z.device)
+            diff = (ztr[ytr == 1].mean(0) - ztr[ytr == 0].mean(0)).abs()  # (K,)
+            # stable descending order, as sparse_probing.mean_difference_ranking
+            order = torch.from_numpy(np.argsort(-diff.cpu().numpy(), kind="stable")[:kmax])
+            top = order.to(z.device)
+            f = (ztr.cpu().numpy(), zte.cpu().numpy()) if full else None
+            fitter.submit(row, name, ztr[:, top].cpu().numpy(), try_, zte[:, top].cpu().numpy(),
+                          tey, plan.ks, f)  # fmt: skip
+
+    res["kinds"]["raw residual (ceiling)"] = "raw"
+    probe("raw residual (ceiling)", None, full=True)
+    ce_ctx = torch.as_tensor(arrays["held_ctx"][: plan.ce_contexts], dtype=torch.long)
+
+    def over(what: str) -> bool:
+        if time_limit and time.perf_counter() - T0 > time_limit:
+            res["not_run"].append(what)
+            log(f"time limit: {what} not run")
+            return True
+        return False
+
+    for seed in plan.seeds:
+        for K in plan.Ks:
+            block = f"K{K}-s{seed}"
+            if over(block):
+                continue
+            tb = time.perf_counter()
+            trained, untrained = {}, {}
+            k_match = None
+            for fam in plan.families:
+                if fam in USES_K and k_match is None:
+                    res.setdefault("errors", {})[f"{fam}-K{K}-s{seed}"] = "no encoder L0"
+                    continue  # the L0 rule needs the block's encoder first
+                cfg = run_config(fam, K, D, plan, seed, k=k_match or 16)
+                name = (
+                    f"{SHORT[fam]}-K{K}" + (f"-k{k_match}" if fam in USES_K else "") + f"-s{seed}"
+                )
+                model = runs.build_model(cfg, seed=seed).to(dev)
+                untrained[name] = runs.build_model(cfg, seed=seed).to(dev).eval()
+                steps = n_train // plan.batch_size
+                t = time.perf_counter()
+                try:
+                    r = train_steps(model, x_train, cfg.loss, global_batch=plan.batch_size,
+                                    steps=steps, lr=plan.lr, seed=seed, amp=dev.type == "cuda",
+                                    log_every=max(1, steps // 4), warmup=min(5, steps - 1))  # fmt: skip
+                except Exception as e:  # one family failing must not lose the others
+                    res.setdefault("errors", {})[name] = f"{type(e).__name__}: {e}"
+                    log(f"{name}: FAILED {type(e).__name__}: {e}")
+                    del untrained[name]
+                    continue
+                model.eval()
+                trained[name] = model
+                a = encode(model, x_held)
+                l0 = float((a > 0).sum(1).double().mean())
+                res["l0"][name] = l0
+                res["dead_fraction"][name] = float(((a > 0).sum(0) == 0).double().mean())
+                au = encode(untrained[name], x_held)
+                res["l0"][f"{name} (untrained)"] = float((au > 0).sum(1).double().mean())
+                res["train"][name] = {"steps": steps, "seconds": round(time.perf_counter() - t, 1),
+                                      "last": r["history"][-1] if r["history"] else None}  # fmt: skip
+                res["kinds"][name], res["kinds"][f"{name} (untrained)"] = "trained", "untrained"
+                if fam == "encoder":
+                    k_match = int(min(K, max(1, round(l0))))
+                del a, au
+                log(f"{name}: {res['train'][name]['seconds']} s, L0 {l0:.1f}, dead "
+                    f"{res['dead_fraction'][name]:.4f}")  # fmt: skip
+            rand = {}
+            for i, name in enumerate(trained):
+                k_l0 = int(min(K, max(1, round(res["l0"][name]))))
+                rn = f"random dirs @ L0 {k_l0} ({name})"
+                rand[rn] = RandomDirections(D, K, k_l0, seed=1000 * (seed + 1) + i).to(dev)
+                res["l0"][rn] = float((encode(rand[rn], x_held) > 0).sum(1).double().mean())
+                res["kinds"][rn] = "random"
+            # probing: the fits run in the pool while the next block trains
+            for name in trained:
+                probe(name, trained[name].encode)
+                probe(f"{name} (untrained)", untrained[name].encode)
+            for rn, m in rand.items():
+                probe(rn, m.encode)
+            # downstream loss
+            torch.set_grad_enabled(False)
+            splices, kinds = {}, {}
+            for group, kind in ((trained, "trained"), (untrained, "untrained"), (rand, "random")):
+                for name, m in group.items():
+                    label = f"{name} (untrained)" if kind == "untrained" else name
+                    fns = {}
+                    if hasattr(m, "decode"):
+                        fns["own decoder"] = lambda x, m=m: m.decode(m.encode(x))
+                    else:
+                        a_fit = encode(m, x_fit)
+                        if isinstance(m, Encoder):
+                            W = m.W.detach()
+                            c, mu = fit_scalar_decoder(a_fit, W, x_fit, offset=True)
+                            fns["W^T, scalar + offset"] = (lambda x, m=m, W=W, c=c, mu=mu:
+                                                          c * (m.encode(x) @ W) + mu)  # fmt: skip
+                        V, v = fit_linear_decoder(a_fit, x_fit)
+                        fns["post-hoc least squares"] = lambda x, m=m, V=V, v=v: m.encode(x) @ V + v
+                        del a_fit
+                    for ro, fn in fns.items():
+                        key = f"{label} | {ro}"
+                        xh = torch.cat(
+                            [fn(x_held[i : i + 8192]) for i in range(0, len(x_held), 8192)]
+                        )
+                        res["fvu"][key] = {"all": fvu(x_held, xh),
+                                           "typical": fvu(x_held[typical], xh[typical])}  # fmt: skip
+                        splices[key] = lambda h, fn=fn: fn(h.float() * scale) / scale
+                        kinds[key] = kind
+            ce = downstream(lm, ce_ctx, splices, plan.layer, "resid_pre", 16)
+            for key, kind in kinds.items():
+                ce[key]["kind"] = kind
+            res["downstream"][block] = ce
+            torch.set_grad_enabled(True)
+            fitter.collect(res["probing"])
+            res["blocks_done"].append(block)
+            res.setdefault("block_seconds", {})[block] = round(time.perf_counter() - tb, 1)
+            log(f"{block} done in {res['block_seconds'][block]} s; CE orig "
+                f"{ce['orig']['ce']:.4f} zero {ce['zero']['ce']:.4f}")  # fmt: skip
+            save()
+            del trained, untrained, rand, splices
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    t = time.perf_counter()
+    while fitter.collect(res["probing"]):
+        if time_limit and time.perf_counter() - T0 > time_limit + 30:
+            res["not_run"].append("some probe fits (pool still busy)")
+            break
+        time.sleep(0.2)
+    res["probe_wait_s"] = round(time.perf_counter() - t, 1)
+    res["total_s"] = round(time.perf_counter() - T0, 1)
+    save()
+    log(f"done; waited {res['probe_wait_s']} s for the last probe fits")
+    if fitter.pool is not None:
+        fitter.pool.shutdown(wait=False, cancel_futures=True)
+    return res
+
+
+# ---------------------------------------------------------------- report (CPU, afterwards)
+
+
+def row_id(name: str) -> str:
+    """Seed-free row name: `topk-K4096-k58-s1` -> `topk-K4096`; controls keep their tag."""
+    import re
+
+    if name.startswith("random dirs"):
+        inner = name.rsplit("(", 1)[-1].rstrip(")")
+        return f"random dirs @ L0 of {row_id(inner)}"
+    tag = " (untrained)" if name.endswith(" (untrained)") else ""
+    base = name.removesuffix(" (untrained)")
+    base = re.sub(r"-s\d+$", "", base)
+    base = re.sub(r"-k\d+$", "", base)
+    return base + tag
+
+
+def dataset_mean(per_task: dict, key: str) -> float:
+    """Mean over datasets (the five source tasks count as one), SAEBench's averaging."""
+    by_ds: dict[str, list[float]] = {}
+    for task, r in per_task.items():
+        v = r["full"] if key == "full" else r["k"].get(key)
+        if v is not None:
+            by_ds.setdefault(task.split(":")[0], []).append(v)
+    return float(np.mean([np.mean(v) for v in by_ds.values()])) if by_ds else float("nan")
+
+
+def summarize(res: dict) -> dict:
+    """Per seed-free row: kind, K, L0 and accuracies per k (mean, min, max over seeds)."""
+    ks = [str(k) for k in res["plan"]["ks"]]
+    rows: dict = {}
+    for variant, per_row in res["probing"].items():
+        for name, per_task in per_row.items():
+            rid = row_id(name)
+            r = rows.setdefault(rid, {"kind": res["kinds"].get(name), "names": [], "acc": {}})
+            if name not in r["names"]:
+                r["names"].append(name)
+            for key in [*ks, "full"]:
+                r["acc"].setdefault(variant, {}).setdefault(key, []).append(
+                    dataset_mean(per_task, key)
+                )
+    for r in rows.values():
+        r["l0"] = [res["l0"][n] for n in r["names"] if n in res["l0"]]
+        r["seeds"] = len(r["names"])
+    ce: dict = {}
+    for d in res["downstream"].values():
+        for key, v in d.items():
+            if key in ("orig", "zero"):
+                ce.setdefault(key, {}).setdefault("ce", []).append(v["ce"])
+                continue
+            name, readout = key.split(" | ", 1)
+            c = ce.setdefault(f"{row_id(name)} | {readout}", {"kind": v["kind"], "names": []})
+            c["names"].append(name)
+            for m in ("ce", "kl", "ce_loss_recovered"):
+                c.setdefault(m, []).append(v[m])
+            f = res["fvu"].get(key)
+            if f:
+                c.setdefault("fvu", []).append(f["all"])
+                c.setdefault("fvu_typical", []).append(f["typical"])
+    for c in ce.values():
+        if "names" in c:
+            c["l0"] = [res["l0"][n] for n in c["names"] if n in res["l0"]]
+    return {"probing": rows, "downstream": ce, "ks": ks}
+
+
+def _ms(v: list, fmt: str = ".3f") -> str:
+    if not v:
+        return "-"
+    if len(v) == 1:
+        return format(v[0], fmt)
+    return f"{format(float(np.mean(v)), fmt)} [{format(min(v), fmt)}, {format(max(v), fmt)}]"
+
+
+def _order(rid: str) -> tuple:
+    import re
+
+    m = re.search(r"K(\d+)", rid)
+    K = int(m.group(1)) if m else 0
+    kind = 2 if rid.startswith("random") else (1 if "untrained" in rid else 0)
+    fam = rid.split(" @ L0 of ")[-1].split("-K")[0]
+    return (K, fam, kind)
+
+
+def render(res: dict, summ: dict) -> str:
+    ks = summ["ks"]
+    lines = []
+    for variant, title in (
+        ("saebench", "SAEBench probe (logistic regression on raw pooled codes)"),
+        ("standardized", "same, features z-scored with train statistics"),
+    ):
+        lines += [
+            "",
+            f"### Probing accuracy, mean over datasets: {title}",
+            "",
+            "Mean over the seeds, [min, max] in brackets; L0 on the held-out tokens.",
+            "",
+            "| read-out | kind | seeds | L0 | " + " | ".join(f"k={k}" for k in ks) + " |",
+            "|---|---|---|---|" + "---|" * len(ks),
+        ]
+        for rid in sorted(summ["probing"], key=_order):
+            r = summ["probing"][rid]
+            acc = r["acc"].get(variant, {})
+            l0 = _ms(r["l0"], ".1f")
+            lines.append(
+                f"| {rid} | {r['kind']} | {r['seeds']} | {l0} | "
+                + " | ".join(_ms(acc.get(k, [])) for k in ks)
+                + " |"
+            )
+        raw = summ["probing"].get("raw residual (ceiling)")
+        if raw:
+            lines += [
+                "",
+                f"Raw residual, all 576 dims (full probe): "
+                f"{_ms(raw['acc'].get(variant, {}).get('full', []))}.",
+            ]
+    ce = summ["downstream"]
+    lines += [
+        "",
+        "### Downstream loss (read-out spliced in at layer 15, full 30-block forward)",
+        "",
+        f"CE of the unmodified model {_ms(ce['orig']['ce'], '.4f')} nats/token; zero "
+        f"ablation {_ms(ce['zero']['ce'], '.4f')}.",
+        "",
+        "| model | spliced through | kind | L0 | CE-loss recovered | KL | FVU | FVU typical |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys = [k for k in ce if k not in ("orig", "zero")]
+    for key in sorted(keys, key=lambda k: _order(k.split(" | ")[0])):
+        c = ce[key]
+        name, ro = key.split(" | ", 1)
+        lines.append(
+            f"| {name} | {ro} | {c['kind']} | {_ms(c['l0'], '.1f')} | "
+            f"{_ms(c['ce_loss_recovered'])} | {_ms(c['kl'])} | {_ms(c.get('fvu', []))} | "
+            f"{_ms(c.get('fvu_typical', []))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(res: dict, summ: dict, path: Path, variant: str = "saebench") -> None:
+    """Mean probing accuracy vs k, one panel per K: trained solid, untrained dashed, random
+    directions dotted, raw residual black; bars = min-max over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = [int(k) for k in summ["ks"]]
+    Ks = res["plan"]["Ks"]
+    fig, axes = plt.subplots(1, len(Ks), figsize=(7 * len(Ks), 5.5), sharey=True)
+    axes = np.atleast_1d(axes)
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fams = list(SHORT.values())
+    for ax, K in zip(axes, Ks, strict=True):
+        for rid, r in summ["probing"].items():
+            acc = r["acc"].get(variant, {})
+            if rid.startswith("raw"):
+                style, color, lw = "-", "black", 2.5
+            else:
+                if f"-K{K}" not in rid:
+                    continue
+                fam = rid.split(" @ L0 of ")[-1].split("-K")[0]
+                color = palette[fams.index(fam) % len(palette)]
+                style = (
+                    ":" if r["kind"] == "random" else ("--" if r["kind"] == "untrained" else "-")
+                )
+                lw = 2 if r["kind"] == "trained" else 1.1
+            y = np.array([np.mean(acc[str(k)]) for k in ks])
+            lo = y - np.array([min(acc[str(k)]) for k in ks])
+            hi = np.array([max(acc[str(k)]) for k in ks]) - y
+            ax.errorbar(
+                ks,
+                y,
+                yerr=[lo, hi],
+                fmt=style,
+                color=color,
+                lw=lw,
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=rid,
+            )
+        ax.set_xscale("log")
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("k (latents selected by class-mean difference)")
+        ax.set_title(
+            f"K = {K}: {variant} probe, mean over 5 datasets, 3 seeds (bars min-max)", fontsize=9
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=5.5, loc="lower right", ncol=2)
+    axes[0].set_ylabel("test accuracy")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pp = sub.add_parser("prepare", help="tokenize the pool, tasks and contexts (CPU)")
+    pp.add_argument("--model", required=True, help="GGUF or model folder (for its tokenizer)")
+    pp.add_argument("--out", required=True, help="path stem: writes STEM.npz and STEM.json")
+    pr = sub.add_parser("run", help="the GPU study")
+    pr.add_argument("--data", required=True, help="the stem written by prepare")
+    pr.add_argument("--model", required=True)
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--device", default="cuda")
+    pr.add_argument("--time-limit", type=float, default=0.0, help="start no block after (s)")
+    pr.add_argument("--workers", type=int, default=12, help="probe-fit processes (0: inline)")
+    pt = sub.add_parser("report", help="tables and plot from a results.json (CPU)")
+    pt.add_argument("--results", required=True)
+    pt.add_argument("--out", required=True, help="folder: gpu_tables.md, gpu_summary.json, PNG")
+    for q in (pp, pr, pt):
+        q.add_argument("--plan-json", default=None, help="overrides of Plan fields (JSON)")
+    a = p.parse_args()
+    if a.cmd == "report":
+        res = json.loads(Path(a.results).read_text())
+        summ = summarize(res)
+        out = Path(a.out)
+        (out / "gpu_tables.md").write_text(render(res, summ))
+        (out / "gpu_summary.json").write_text(json.dumps(summ, indent=1))
+        plot(res, summ, out / "gpu_probing_vs_k.png")
+        return
+    if a.cmd == "prepare":
+        plan = Plan(**{k: tuple(v) if isinstance(v, list) else v
+                       for k, v in json.loads(a.plan_json or "{}").items()})  # fmt: skip
+        from implicit_em.data.lm import load_lm
+        from implicit_em.data.lm.corpus import load_corpus
+
+        _, tok, _ = load_lm(a.model)
+        meta = prepare(plan, {c: load_corpus(c) for c in plan.corpora}, tok, Path(a.out))
+        print(json.dumps({k: v for k, v in meta.items() if not k.startswith("pool_")}, indent=1))
+        return
+    import torch
+
+    from implicit_em.data.lm import load_lm
+
+    meta, arrays = load_data(Path(a.data))
+    plan = replace(Plan(**{k: tuple(v) if isinstance(v, list) else v
+                           for k, v in meta["plan"].items()}),
+                   **{k: tuple(v) if isinstance(v, list) else v
+                      for k, v in json.loads(a.plan_json or "{}").items()})  # fmt: skip
+    lm, _, info = load_lm(a.model, progress=False)
+    log(f"LM loaded: {info}")
+    torch.set_num_threads(4)
+    main_run(plan, meta, arrays, lm, Path(a.out), a.device, a.time_limit, a.workers, info)
+
+
+if __name__ == "__main__":
+    main()
