@@ -57,6 +57,10 @@ class Plan:
     l1_c: float = 0.5
     """standard_sae l1_weight = l1_c * K / D (the scale study's parametrisation)."""
     jumprelu_l0_coef: float = 1e-3
+    jump_threshold: float = 0.001
+    jump_bandwidth: float = 0.001
+    """JumpReLU's initial threshold and kernel bandwidth: the library defaults when this study
+    ran (docs/eval/probing/gpu.md); the defaults have since become 1.0 and 0.1."""
     ks: tuple[int, ...] = (1, 2, 5, 10, 20)
     fit_tokens: int = 100_000
     """Train tokens that fit the post-hoc least-squares / scalar read-outs."""
@@ -220,6 +224,8 @@ def run_config(family: str, K: int, d: int, plan: Plan, seed: int, k: int = 16):
             hidden_dim=K,
             k=k,
             centre=plan.centre_saes and family != "encoder",
+            jump_threshold=plan.jump_threshold,
+            jump_bandwidth=plan.jump_bandwidth,
         ),  # fmt: skip
         loss=loss,
         training=TrainConfig(epochs=1, batch_size=plan.batch_size, lr=plan.lr, seed=seed),
