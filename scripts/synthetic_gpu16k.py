@@ -90,6 +90,14 @@ def reference(args, out: Path, t_start: float) -> None:
         "loop_step_old_s": _timed(lambda: tr.step(synth.sample(B)), 20, dev),
         "loop_step_chunked_s": _timed(lambda: tr.step(chunked(B)), 200, dev),
     }
+    from implicit_em.families.batchtopk_sae import batch_topk
+
+    z = torch.relu(tr.model.pre_activations(x)).detach()  # (B, K)
+    prof["batch_topk_alone_s"] = _timed(lambda: batch_topk(z, v.k), 50, dev)
+    tk = S.VariantTrainer(replace(S.VARIANTS["topk-k25"], k=v.k), synth, opts, 99, None)
+    prof["topk_train_step_s"] = _timed(lambda: tk.step(x), 50, dev)
+    enc = S.VariantTrainer(S.VARIANTS["encoder"], synth, opts, 99, None)
+    prof["encoder_train_step_s"] = _timed(lambda: enc.step(x), 50, dev)
     log["profile"] = prof
     print("profile", json.dumps(prof), flush=True)
     import multiprocessing

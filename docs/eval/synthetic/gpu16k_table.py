@@ -47,6 +47,11 @@ if ref is not None:
                                           "train_seconds", "true_l0", "untrained_mcc",
                                           "build_seconds", "gt_checksum") if k in ref}  # fmt: skip
     summary["ref"]["trained"] = ref.get("trained")
+alone = RUN / "ref_alone.json"  # the second, short call: the reference alone on the GPU
+if alone.exists():
+    a = json.loads(alone.read_text())
+    summary["ref_alone"] = {k: a[k] for k in ("profile", "snapshots", "steps", "samples",
+                                              "train_seconds") if k in a}  # fmt: skip
 (ROOT / "gpu16k.json").write_text(json.dumps(summary, indent=1))
 print("## head\n\n" + table(head) + "\n\n## extra\n\n" + table(extra) + "\n")
 if ref is not None:
@@ -62,7 +67,7 @@ try:
     import matplotlib.pyplot as plt
 except ImportError:
     raise SystemExit(0) from None
-fig, ax = plt.subplots(figsize=(7, 4.5))
+fig, ax = plt.subplots(figsize=(9, 4.8))
 for i, s in enumerate(summarise(head + extra)):
     x, y = s["l0"]["mean"], s["mcc"]["mean"]
     ax.scatter(x, y, color=plt.cm.tab20(i % 20), marker="os^D"[i // 20 % 4], label=s["variant"])
@@ -71,12 +76,13 @@ for i, s in enumerate(summarise(head + extra)):
     ax.scatter(x, s["mcc_random_at_l0"]["mean"], marker="x", color="grey")
 ax.scatter([], [], marker="x", color="grey", label="random directions @ same L0")
 ax.axhline(PUBLISHED["batchtopk"], ls=":", color="k", lw=0.8)
-ax.text(1.05, PUBLISHED["batchtopk"] + 0.005, "published BatchTopK, L0 25, 200 M", fontsize=7)
+ax.text(40, PUBLISHED["batchtopk"] + 0.008, "published BatchTopK, L0 25, 200 M samples", fontsize=7)
 ax.set_xscale("log")
 ax.set_xlabel("L0 (latents firing per sample)")
 ax.set_ylabel("MCC (sae-lens, decoder columns / encoder rows)")
-n = head[0]["samples"] / 1e6 if head else math.nan
-ax.set_title(f"SynthSAEBench-16k v2, width 4,096, {n:.0f} M samples per model")
-ax.legend(fontsize=6, ncol=2, loc="lower right")
+n = sorted({r["samples"] / 1e6 for r in head + extra})
+ax.set_title("SynthSAEBench-16k v2, width 4,096, " + " / ".join(f"{v:.1f}" for v in n)
+             + " M samples per model (head / extra)", fontsize=9)  # fmt: skip
+ax.legend(fontsize=6, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5))
 fig.tight_layout()
 fig.savefig(ROOT / "gpu16k_mcc_vs_l0.png", dpi=120)
