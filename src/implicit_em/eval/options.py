@@ -201,7 +201,6 @@ VARIANTS: dict[str, Variant] = {
     ),
     # Decoder-free pre-training (half the steps), then TopK from it (the other half).
     "topk-pretrained": Variant(family="topk_sae", pretrain_fraction=0.5),
-    "topk-half": Variant(family="topk_sae", pretrain_fraction=0.5, pretrain="none"),
     # Tied TopK (one linear layer, x ~ TopK(ReLU(W x + b)) W + b_dec), without and with the
     # LSE + InfoMax terms on ReLU(W x + b).
     "tied-topk": Variant(tied_recon=1.0, tied_topk=True, encoder_terms=False, readout="topk_z"),
@@ -240,15 +239,17 @@ for _name in ("prior-l1-0.1", "factorial-1.0"):
         VARIANTS[_name], init_at_filters=0.0, filters_at_rate=True
     )
 VARIANTS["topk-gauss"] = replace(VARIANTS["topk"], gaussian=True)  # TopK on the surrogate
+# Control of topk-pretrained: the pre-training steps simply dropped (TopK from random init).
+VARIANTS["topk-half"] = replace(VARIANTS["topk-pretrained"], pretrain="none")
 # The 16k GPU rows (docs/eval/synthetic/gpu16k.md, plan fixed before the runs): the
 # standard (L1) SAE at L1 weights spanning two decades, JumpReLU at one more L0
 # coefficient, and TopK / BatchTopK at fixed k for the MCC-vs-L0 sweep.
 for _w in (0.1, 1.0, 10.0):
     VARIANTS[f"l1-{_w}"] = Variant(family="standard_sae", l1_weight=_w)
-VARIANTS["jumprelu-1.0"] = Variant(family="jumprelu_sae", l0_coef=1.0)
+VARIANTS["jumprelu-1.0"] = replace(VARIANTS["jumprelu-0.1"], l0_coef=1.0)
 for _k in (15, 25, 34):
-    VARIANTS[f"topk-k{_k}"] = Variant(family="topk_sae", k=_k)
-    VARIANTS[f"batchtopk-k{_k}"] = Variant(family="batchtopk_sae", k=_k)
+    VARIANTS[f"topk-k{_k}"] = replace(VARIANTS["topk"], k=_k)
+    VARIANTS[f"batchtopk-k{_k}"] = replace(VARIANTS["batchtopk"], k=_k)
 
 
 @dataclass(frozen=True)
@@ -302,13 +303,14 @@ class SyntheticEvalOptions:
     (`synthetic.ChunkedSampler`: each sample used once; amortises sae-lens's per-call
     overhead on a GPU); None: one draw per batch (the earlier runs' stream)."""
     shared_stream: bool = False
-    """Train all variants of a seed side by side on one stream of batches (each batch drawn
-    once, every model steps on it), instead of one stream per variant."""
+    """Train all variants and seeds side by side in lockstep (equal budgets): each seed has
+    its own stream of batches, drawn once and shared by that seed's variants, instead of one
+    stream per variant and seed."""
     max_seconds: float | None = None
     """With shared_stream: a time budget counted from the start of `run`. After
     `synthetic.PROBE_STEPS` steps the run length is fixed from the measured rate (at most
     opts.steps; pre-training switches move with it), and training stops at this time in any
-    case (all models of the seed at the same step; rows record steps_done); None: opts.steps."""
+    case (all models at the same step; rows record steps_done); None: opts.steps."""
     untrained_samples: int | None = None
     """Evaluation samples for the untrained control (its L0 / F1; its MCC needs none);
     None: eval_samples."""
