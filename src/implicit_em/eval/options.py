@@ -84,6 +84,8 @@ class Variant:
     """TopK / hybrid: latents kept per sample; None: the synthetic model's true L0, rounded."""
     l0_coef: float = 1.0
     """JumpReLU SAE: weight of its L0 penalty (LossConfig.l0_coef)."""
+    l1_weight: float = 0.01
+    """Standard (L1) SAE: weight of its L1 penalty (LossConfig.l1_weight)."""
     jump_threshold: float = 1.0
     """JumpReLU SAE: initial threshold (the pre-activations of an untrained model on the
     mini recipe have std ~0.7; 1.0 leaves ~40 of 512 latents active at the start)."""
@@ -201,7 +203,6 @@ VARIANTS: dict[str, Variant] = {
     ),
     # Decoder-free pre-training (half the steps), then TopK from it (the other half).
     "topk-pretrained": Variant(family="topk_sae", pretrain_fraction=0.5),
-    "topk-half": Variant(family="topk_sae", pretrain_fraction=0.5, pretrain="none"),
     # Tied TopK (one linear layer, x ~ TopK(ReLU(W x + b)) W + b_dec), without and with the
     # LSE + InfoMax terms on ReLU(W x + b).
     "tied-topk": Variant(tied_recon=1.0, tied_topk=True, encoder_terms=False, readout="topk_z"),
@@ -240,6 +241,17 @@ for _name in ("prior-l1-0.1", "factorial-1.0"):
         VARIANTS[_name], init_at_filters=0.0, filters_at_rate=True
     )
 VARIANTS["topk-gauss"] = replace(VARIANTS["topk"], gaussian=True)  # TopK on the surrogate
+# Control of topk-pretrained: the pre-training steps simply dropped (TopK from random init).
+VARIANTS["topk-half"] = replace(VARIANTS["topk-pretrained"], pretrain="none")
+# The 16k GPU rows (docs/eval/synthetic/gpu16k.md, plan fixed before the runs): the
+# standard (L1) SAE at L1 weights spanning two decades, JumpReLU at one more L0
+# coefficient, and TopK / BatchTopK at fixed k for the MCC-vs-L0 sweep.
+for _w in (0.1, 1.0, 10.0):
+    VARIANTS[f"l1-{_w}"] = Variant(family="standard_sae", l1_weight=_w)
+VARIANTS["jumprelu-1.0"] = replace(VARIANTS["jumprelu-0.1"], l0_coef=1.0)
+for _k in (15, 25, 34):
+    VARIANTS[f"topk-k{_k}"] = replace(VARIANTS["topk"], k=_k)
+    VARIANTS[f"batchtopk-k{_k}"] = replace(VARIANTS["batchtopk"], k=_k)
 
 
 @dataclass(frozen=True)
@@ -285,6 +297,31 @@ class SyntheticEvalOptions(ThreadsOption):
     ortho: tuple[int, float] | None = None
     """(steps, lr) of sae-lens's feature orthogonalisation, overriding the recipe's (50-100
     steps at 3e-4); None: the recipe's."""
+    k: int | None = None
+    """Latents kept per sample (TopK, BatchTopK average, tied TopK) for every variant that
+    does not fix its own k; None: the synthetic model's true L0, rounded."""
+    sample_chunk: int | None = None
+    """Draw training samples this many at a time and serve batches from them
+    (`synthetic.ChunkedSampler`: each sample used once; amortises sae-lens's per-call
+    overhead on a GPU); None: one draw per batch (the earlier runs' stream)."""
+    shared_stream: bool = False
+    """Train all variants and seeds side by side in lockstep (equal budgets): each seed has
+    its own stream of batches, drawn once and shared by that seed's variants, instead of one
+    stream per variant and seed."""
+    max_seconds: float | None = None
+    """With shared_stream: a time budget counted from the start of `run`. After
+    `synthetic.PROBE_STEPS` steps the run length is fixed from the measured rate (at most
+    opts.steps; pre-training switches move with it), and training stops at this time in any
+    case (all models at the same step; rows record steps_done); None: opts.steps."""
+    untrained_samples: int | None = None
+    """Evaluation samples for the untrained control (its L0 / F1; its MCC needs none);
+    None: eval_samples."""
+    mcc_workers: int = 0
+    """Worker processes for the MCC matchings (0: in this process)."""
+    lstsq: bool = True
+    """Also score a least-squares read-out fitted post hoc (`mcc_lstsq`; one more matching)."""
+    gradient_shares: bool = True
+    """Record each term's share of the gradient in every history record."""
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -297,6 +334,12 @@ class SyntheticEvalOptions(ThreadsOption):
         if self.steps < 0 or self.batch_size < 2:
             raise ValueError("steps must be >= 0 and batch_size >= 2")
         check_threads(self.threads)
+        if self.k is not None and self.k < 1:
+            raise ValueError(f"k must be >= 1 (got {self.k}); None uses the true L0")
+        if self.sample_chunk is not None and self.sample_chunk < 1:
+            raise ValueError(f"sample_chunk must be >= 1 (got {self.sample_chunk})")
+        if self.mcc_workers < 0:
+            raise ValueError(f"mcc_workers must be >= 0 (got {self.mcc_workers})")
 
 
 # ---------------------------------------------------------------- probing (eval.probing_suite)

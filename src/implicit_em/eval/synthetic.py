@@ -161,64 +161,117 @@ def _loss_config(v: Variant, batch_size: int) -> LossConfig:
     return LossConfig(
         lambda_lse=1.0 / batch_size if v.lse_mean else 1.0,
         lambda_var=v.lambda_var, lambda_tc=v.lambda_tc, lambda_wr=v.lambda_wr,
-        reference_k=v.reference_k, l0_coef=v.l0_coef,
+        reference_k=v.reference_k, l0_coef=v.l0_coef, l1_weight=v.l1_weight,
     )  # fmt: skip
 
 
-def train_variant(
-    variant: Variant,
-    synth,
-    opts: SyntheticEvalOptions,
-    seed: int,
-    mean: Tensor | None,
-) -> tuple[nn.Module, list[dict]]:
-    """Train one model on a fresh stream from `synth` with the library's own losses.
+class ChunkedSampler:
+    """B -> x (B, D): fresh samples of `synth`, drawn `chunk` at a time and served in order.
 
-    Encoder: `training.loss_terms` (combined_loss, sketched tc when opts.tc_probes) weighted by
-    `training.term_weights`. TopK: the same with `topk_loss` and AuxK. hybrid: TopK terms plus
-    hybrid_weight * the encoder terms on the ReLU pre-activations. Returns (model, history):
-    one record per log_every steps with the units dead over that window.
+    Every sample is drawn once and used once; the samples of a chunk are independent, so a
+    batch sliced from it has the same distribution as `synth.sample(B)`. What changes is the
+    cost: sae-lens's sampler pays a fixed overhead per call (a few dozen kernels over dense
+    (B, N) tensors and several host synchronisations: `nonzero`, `.any()`, `torch.where`), which
+    at B = 1,024 on a GPU dominates a training step; one call per chunk amortises it.
+    chunk: samples per draw (>= 1). Batches larger than a chunk are drawn directly.
     """
-    torch.manual_seed(seed)
-    true_l0 = _true_l0(synth)
-    d, n = synth.cfg.hidden_dim, synth.cfg.num_features
-    model = make_model(variant, d, opts.latents or n, true_l0).to(opts.device)
-    start, history = 0, []
-    if variant.pretrain_fraction:
-        start = round(opts.steps * variant.pretrain_fraction)
-        if variant.pretrain == "encoder":
-            pre = replace(opts, steps=start)
-            enc, history = train_variant(Variant(), synth, pre, seed, mean)
-            init_from_encoder_(model, enc)
-    if variant.tied_recon:
-        model.b_dec = nn.Parameter(torch.zeros(d, device=opts.device))  # (D,)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=variant.lr or opts.lr)
-    loss = _loss_config(variant, opts.batch_size)
-    loss = replace(loss, tc_probes=opts.tc_probes)
-    kind = model_type(model)  # the family's registry name (hybrid: its TopK SAE)
-    aux = hasattr(model, "aux_reconstruction")  # AuxK on dead latents: TopK, BatchTopK
-    weights = term_weights(kind, loss, model.hidden_dim)
-    enc_loss = replace(_loss_config(variant, opts.batch_size), lambda_lse=1.0 / opts.batch_size)
-    enc_weights = term_weights("encoder", enc_loss, model.hidden_dim)
-    since_fired = torch.zeros(model.hidden_dim, dtype=torch.long, device=opts.device)
-    fired_window = torch.zeros(model.hidden_dim, dtype=torch.bool, device=opts.device)
-    if variant.init_at_truth is not None:
-        init_at_truth_(model, synth.feature_dict.feature_vectors.detach(), variant.init_at_truth)
-    if variant.init_at_filters is not None:
-        filt, icpt = wiener_filters(synth)
-        init_at_truth_(model, filt, variant.init_at_filters)
-        with torch.no_grad():
-            model.linear.bias.add_(icpt)
-            if variant.filters_at_rate:
-                model.linear.bias.copy_(icpt - firing_thresholds(synth, filt, icpt))
-    if not variant.lse:
-        weights = {**weights, "lse": 0.0}
-    sample = gaussian_sampler(synth) if variant.gaussian else synth.sample
-    sums = {}
-    for step in range(start + 1, opts.steps + 1):
-        x = _prep(sample(opts.batch_size), mean)  # (B, D)
-        dead = since_fired >= loss.dead_steps if aux else None
+
+    def __init__(self, synth, chunk: int) -> None:
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1 (got {chunk})")
+        self.synth, self.chunk = synth, chunk
+        self.buf: Tensor | None = None  # (chunk, D)
+        self.pos = 0
+
+    def __call__(self, b: int) -> Tensor:
+        if b > self.chunk:
+            return self.synth.sample(b)
+        if self.buf is None or self.pos + b > len(self.buf):
+            self.buf, self.pos = self.synth.sample(self.chunk), 0
+        self.pos += b
+        return self.buf[self.pos - b : self.pos]
+
+
+class VariantTrainer:
+    """One model of a variant, trained one batch at a time (`step(x)`), so that several
+    models can share one stream of samples (`run` with opts.shared_stream). `train_variant`
+    is this trainer fed by its own sampler; see there for the objectives."""
+
+    def __init__(self, variant: Variant, synth, opts: SyntheticEvalOptions, seed: int,
+                 mean: Tensor | None) -> None:  # fmt: skip
+        self.variant, self.synth, self.opts, self.mean = variant, synth, opts, mean
+        torch.manual_seed(seed)
+        true_l0 = _true_l0(synth)
+        d, n = synth.cfg.hidden_dim, synth.cfg.num_features
+        if opts.k is not None and variant.k is None:
+            variant = self.variant = replace(variant, k=opts.k)
+        self.model = model = make_model(variant, d, opts.latents or n, true_l0).to(opts.device)
+        self.start, self.history, self.step_no = 0, [], 0
+        self.inner: VariantTrainer | None = None
+        if variant.pretrain_fraction:
+            self.start = round(opts.steps * variant.pretrain_fraction)
+            if variant.pretrain == "encoder":
+                self.inner = VariantTrainer(Variant(), synth, replace(opts, steps=self.start),
+                                            seed, mean)  # fmt: skip
+        if variant.tied_recon:
+            model.b_dec = nn.Parameter(torch.zeros(d, device=opts.device))  # (D,)
+        self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                                    lr=variant.lr or opts.lr)  # fmt: skip
+        loss = replace(_loss_config(variant, opts.batch_size), tc_probes=opts.tc_probes)
+        self.loss = loss
+        self.kind = model_type(model)  # the family's registry name (hybrid: its TopK SAE)
+        self.aux = hasattr(model, "aux_reconstruction")  # AuxK on dead latents
+        self.weights = term_weights(self.kind, loss, model.hidden_dim)
+        self.enc_loss = replace(_loss_config(variant, opts.batch_size),
+                                lambda_lse=1.0 / opts.batch_size)  # fmt: skip
+        self.enc_weights = term_weights("encoder", self.enc_loss, model.hidden_dim)
+        k = model.hidden_dim
+        self.since_fired = torch.zeros(k, dtype=torch.long, device=opts.device)
+        self.fired_window = torch.zeros(k, dtype=torch.bool, device=opts.device)
+        if variant.init_at_truth is not None:
+            init_at_truth_(model, synth.feature_dict.feature_vectors.detach(),
+                           variant.init_at_truth)  # fmt: skip
+        if variant.init_at_filters is not None:
+            filt, icpt = wiener_filters(synth)
+            init_at_truth_(model, filt, variant.init_at_filters)
+            with torch.no_grad():
+                model.linear.bias.add_(icpt)
+                if variant.filters_at_rate:
+                    model.linear.bias.copy_(icpt - firing_thresholds(synth, filt, icpt))
+        if not variant.lse:
+            self.weights = {**self.weights, "lse": 0.0}
+        self.sample = gaussian_sampler(synth) if variant.gaussian else synth.sample
+        if opts.sample_chunk and not variant.gaussian:
+            self.sample = ChunkedSampler(synth, opts.sample_chunk)
+        self.sums: dict[str, Tensor] = {}
+
+    def retarget(self, steps: int) -> None:
+        """Change the run length to `steps` before it is reached (the pre-training switch
+        moves with it, to the next step at the earliest); used when a time budget fixes the
+        length after a few steps."""
+        self.opts = replace(self.opts, steps=steps)
+        if self.variant.pretrain_fraction:
+            # never before the current step (a short run then switches at the next one)
+            self.start = max(round(steps * self.variant.pretrain_fraction), self.step_no + 1)
+            if self.inner is not None:
+                self.inner.retarget(self.start)
+
+    def step(self, x: Tensor | None) -> None:
+        """One optimizer step on the batch x (B, D) (uncentred; the trainer centres it).
+        During a pretrain="none" prefix the step is skipped and x may be None."""
+        self.step_no += 1
+        step, opts, variant, model = self.step_no, self.opts, self.variant, self.model
+        if step <= self.start:  # pre-training phase (or, for pretrain="none", skipped steps)
+            if self.inner is not None:
+                self.inner.step(x)
+                if step == self.start:
+                    init_from_encoder_(model, self.inner.model)
+                    self.history = self.inner.history
+                    self.inner = None
+            return
+        loss, weights = self.loss, self.weights
+        x = _prep(x, self.mean)  # (B, D)
+        dead = self.since_fired >= loss.dead_steps if self.aux else None
         if variant.match:
             z = model.linear(x)  # (B, K)
             a = match_energy(z, variant.match)  # (B, K), zero where active
@@ -246,36 +299,56 @@ def train_variant(
         if variant.family == "hybrid":
             z = model.pre_activations(x)  # (B, K) ReLU pre-activations
             probes = correlation_probes(z.shape[1], opts.tc_probes, z) if opts.tc_probes else None
-            enc = combined_loss(z, model.W, enc_loss, validate=False, probes=probes,
+            enc = combined_loss(z, model.W, self.enc_loss, validate=False, probes=probes,
                                 responsibilities=False)  # fmt: skip
             total = total + variant.hybrid_weight * sum(
-                enc_weights[t] * enc[t] for t in enc_weights
+                self.enc_weights[t] * enc[t] for t in self.enc_weights
             )
-        if step % opts.log_every == 0 or step == opts.steps:
-            grads = gradient_shares(model.W, parts)
-        optimizer_step(model, opt, total)
-        if variant.unit_norm_rows and kind == "encoder":
+        log = step % opts.log_every == 0 or step == opts.steps
+        grads = gradient_shares(model.W, parts) if log and opts.gradient_shares else {}
+        optimizer_step(model, self.opt, total)
+        if variant.unit_norm_rows and self.kind == "encoder":
             with torch.no_grad():
                 model.linear.weight.div_(model.linear.weight.norm(dim=1, keepdim=True))
         fired = (a != 0).any(dim=0)  # (K,)
-        since_fired = torch.where(fired, 0, since_fired + 1)
-        fired_window |= fired
+        self.since_fired = torch.where(fired, 0, self.since_fired + 1)
+        self.fired_window |= fired
         for t in terms:
-            sums[t] = sums.get(t, 0.0) + terms[t].detach()
-        if step % opts.log_every == 0 or step == opts.steps:
+            self.sums[t] = self.sums.get(t, 0.0) + terms[t].detach()
+        if log:
             rec = {"step": step, "samples": step * opts.batch_size,
-                   "dead_in_window": int((~fired_window).sum()),
+                   "dead_in_window": int((~self.fired_window).sum()),
                    "w_row_norm": float(model.W.detach().norm(dim=1).mean())}  # fmt: skip
             if opts.history_mcc:
                 rec["mcc"] = _sae_lens_synthetic().mean_correlation_coefficient(
-                    directions(model)[0], synth.feature_dict.feature_vectors.detach()
+                    directions(model)[0], self.synth.feature_dict.feature_vectors.detach()
                 )
-            rec.update({t: float(v) / opts.log_every for t, v in sums.items()})
+            rec.update({t: float(v) / opts.log_every for t, v in self.sums.items()})
             rec.update(grads)
-            history.append(rec)
-            fired_window.zero_()
-            sums = {}
-    return model, history
+            self.history.append(rec)
+            self.fired_window.zero_()
+            self.sums = {}
+
+
+def train_variant(
+    variant: Variant,
+    synth,
+    opts: SyntheticEvalOptions,
+    seed: int,
+    mean: Tensor | None,
+) -> tuple[nn.Module, list[dict]]:
+    """Train one model on a fresh stream from `synth` with the library's own losses.
+
+    Encoder: `training.loss_terms` (combined_loss, sketched tc when opts.tc_probes) weighted by
+    `training.term_weights`. TopK: the same with `topk_loss` and AuxK. hybrid: TopK terms plus
+    hybrid_weight * the encoder terms on the ReLU pre-activations. Returns (model, history):
+    one record per log_every steps with the units dead over that window.
+    """
+    tr = VariantTrainer(variant, synth, opts, seed, mean)
+    for _ in range(opts.steps):
+        skipped = tr.step_no < tr.start and tr.inner is None  # pretrain="none": no batch drawn
+        tr.step(None if skipped else tr.sample(opts.batch_size))
+    return tr.model, tr.history
 
 
 @torch.no_grad()
@@ -399,6 +472,61 @@ def topk_readout(dirs: Tensor, k: int) -> Callable[[Tensor], Tensor]:
 # ---------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------
+# MCC in worker processes (the Hungarian matchings run on the CPU; at 4,096 x 16,384 each
+# takes seconds, so a GPU run scores many models in parallel while it trains)
+# ---------------------------------------------------------------------------------------
+
+_POOL = None  # concurrent.futures.ProcessPoolExecutor while `run` has opts.mcc_workers > 0
+_RUN_T0 = 0.0  # time.perf_counter() when `run` began (opts.max_seconds counts from there)
+PROBE_STEPS = 200
+"""shared_stream with max_seconds: steps timed before the run length is fixed."""
+TIME_SAFETY = 0.85
+"""Fraction of the measured step rate assumed for the rest of a timed run."""
+_GT = None  # the true features (N, D) in a worker, float32 on the CPU
+
+
+def _pool_init(gt) -> None:
+    global _GT
+    torch.set_num_threads(1)
+    _GT = torch.as_tensor(gt)
+
+
+def mcc_plain(dirs: Tensor, gt: Tensor) -> float:
+    """MCC as sae-lens's `mean_correlation_coefficient` computes it (rows normalised with
+    norms clamped at 1e-8, |cos|, scipy's Hungarian matching on 1 - |cos|, mean of the
+    matched |cos|), without importing sae-lens: for worker processes. dirs (K, D), gt (N, D)."""
+    from scipy.optimize import linear_sum_assignment
+
+    a = dirs / dirs.norm(dim=1, keepdim=True).clamp(min=1e-8)
+    b = gt / gt.norm(dim=1, keepdim=True).clamp(min=1e-8)
+    cos = (a @ b.t()).abs()  # (K, N)
+    rows, cols = linear_sum_assignment(1 - cos.numpy())
+    return float(cos[rows, cols].mean())
+
+
+def _pool_mcc(dirs) -> float:
+    return mcc_plain(torch.as_tensor(dirs), _GT)
+
+
+def _mcc(dirs: Tensor, gt: Tensor):
+    """sae-lens MCC now, or a Future of it when a worker pool is running (`_resolve`)."""
+    if _POOL is None:
+        return _sae_lens_synthetic().mean_correlation_coefficient(dirs, gt)
+    return _POOL.submit(_pool_mcc, dirs.detach().float().cpu().numpy())
+
+
+def _resolve(obj):
+    """obj with every Future in it (nested dicts / lists) replaced by its result."""
+    if isinstance(obj, dict):
+        return {k: _resolve(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_resolve(v) for v in obj]
+    if hasattr(obj, "result") and callable(obj.result):
+        return obj.result()
+    return obj
+
+
 @torch.no_grad()
 def evaluate_latents(
     dirs: Tensor,
@@ -440,7 +568,7 @@ def evaluate_latents(
     probs = synth.activation_generator.firing_probabilities.to(gt.device)  # (N,)
     best = cos.argmax(dim=1).unique()
     out = {
-        "mcc": s.mean_correlation_coefficient(dirs, gt),
+        "mcc": _mcc(dirs, gt),
         "uniqueness": s.feature_uniqueness(dirs, gt),
         "features_covered": int(cos.argmax(dim=1).unique().numel()),
         "features_cos_0.9": int((cos.max(dim=0).values >= 0.9).sum()),
@@ -455,7 +583,7 @@ def evaluate_latents(
         "f1": c.f1_score,
     }
     if encoder_rows is not None:
-        out["mcc_encoder_rows"] = s.mean_correlation_coefficient(encoder_rows.to(gt), gt)
+        out["mcc_encoder_rows"] = _mcc(encoder_rows.to(gt), gt)
     return out
 
 
@@ -492,7 +620,8 @@ def score_model(model: nn.Module, variant: Variant, synth, opts: SyntheticEvalOp
     g = torch.Generator(device="cpu").manual_seed(10_000 + seed)
     rand = torch.randn(dirs.shape, generator=g).to(dirs)
     k = max(1, min(dirs.shape[0], round(res["l0"])))
-    res["mcc_lstsq"] = lstsq_mcc(readout(model, variant), synth, opts.eval_samples, mean)
+    if opts.lstsq:
+        res["mcc_lstsq"] = lstsq_mcc(readout(model, variant), synth, opts.eval_samples, mean)
     res["random_at_l0"] = evaluate_latents(rand, topk_readout(rand, k), synth,
                                            opts.eval_samples, mean=mean)  # fmt: skip
     return res
@@ -525,11 +654,15 @@ def run(opts: SyntheticEvalOptions) -> dict:
     """Train every variant for every seed, score it beside its controls, write the report.
 
     Returns {"options", "true_l0", "rows": [...]}; each row has variant, seed, seconds,
-    trained (metrics), untrained (metrics), random_at_l0 (inside trained), history.
+    trained (metrics), untrained (metrics), random_at_l0 (inside trained), history, and with
+    opts.shared_stream steps_done (below opts.steps when opts.max_seconds cut training short).
     With opts.out_dir: results.json, report.md and mcc_vs_l0.png there (refuses to
-    overwrite an existing results.json).
+    overwrite an existing results.json). With opts.mcc_workers > 0 the MCC matchings run in
+    that many worker processes.
     """
     set_threads(opts.threads)
+    global _POOL, _RUN_T0
+    _RUN_T0 = time.perf_counter()
     out_dir = Path(opts.out_dir) if opts.out_dir else None
     if out_dir is not None and (out_dir / "results.json").exists():
         raise FileExistsError(f"{out_dir / 'results.json'} exists: choose a new out_dir")
@@ -537,30 +670,112 @@ def run(opts: SyntheticEvalOptions) -> dict:
                                   opts.num_features, opts.ortho)  # fmt: skip
     result = {"options": asdict(opts), "true_l0": _true_l0(synth), "rows": []}
     mu = data_mean(synth)
-    for seed in opts.seeds:
-        for name in opts.variants:
-            v = VARIANTS[name]
-            mean = mu if v.centre else None
-            t0 = time.perf_counter()
-            model, hist = train_variant(v, synth, opts, seed, mean)
-            secs = time.perf_counter() - t0
-            trained = score_model(model, v, synth, opts, mean, seed)
-            torch.manual_seed(seed)
-            init = make_model(v, synth.cfg.hidden_dim, opts.latents or synth.cfg.num_features,
-                              result["true_l0"]).to(opts.device)  # fmt: skip
-            d0, e0 = directions(init)
-            untrained = evaluate_latents(d0, readout(init, v), synth, opts.eval_samples,
-                                         mean=mean, encoder_rows=e0)  # fmt: skip
-            row = {"variant": name, "seed": seed, "seconds": round(secs, 1),
-                   "eval_seconds": round(time.perf_counter() - t0 - secs, 1),
-                   "trained": trained, "untrained": untrained, "history": hist}  # fmt: skip
+    if opts.mcc_workers:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        gt = synth.feature_dict.feature_vectors.detach().float().cpu().numpy()
+        _POOL = ProcessPoolExecutor(opts.mcc_workers, multiprocessing.get_context("spawn"),
+                                    initializer=_pool_init, initargs=(gt,))  # fmt: skip
+    try:
+        if opts.shared_stream:
+            rows = _train_shared(opts, synth, mu)
+        else:
+            rows = (row for seed in opts.seeds for row in _train_each(opts, synth, mu, seed))
+        for row in rows:
+            row = _resolve(row)
             result["rows"].append(row)
             print(_row_line(row), flush=True)
             if out_dir is not None:  # partial results survive a run cut short
                 write_report(result, out_dir, plot=False)
+    finally:
+        if _POOL is not None:
+            _POOL.shutdown(cancel_futures=True)
+            _POOL = None
     if out_dir is not None:
         write_report(result, out_dir)
     return result
+
+
+def _untrained_metrics(init: nn.Module, v: Variant, synth, opts, mean) -> dict:
+    d0, e0 = directions(init)
+    n = opts.untrained_samples or opts.eval_samples
+    return evaluate_latents(d0, readout(init, v), synth, n, mean=mean, encoder_rows=e0)
+
+
+def _train_each(opts: SyntheticEvalOptions, synth, mu: Tensor, seed: int):
+    """Rows of one seed, each variant on its own stream (yields rows, Futures inside)."""
+    for name in opts.variants:
+        v = VARIANTS[name]
+        mean = mu if v.centre else None
+        t0 = time.perf_counter()
+        model, hist = train_variant(v, synth, opts, seed, mean)
+        secs = time.perf_counter() - t0
+        trained = score_model(model, v, synth, opts, mean, seed)
+        torch.manual_seed(seed)
+        if opts.k is not None and v.k is None:
+            v = replace(v, k=opts.k)
+        init = make_model(v, synth.cfg.hidden_dim, opts.latents or synth.cfg.num_features,
+                          _true_l0(synth)).to(opts.device)  # fmt: skip
+        untrained = _untrained_metrics(init, v, synth, opts, mean)
+        yield {"variant": name, "seed": seed, "seconds": round(secs, 1),
+               "eval_seconds": round(time.perf_counter() - t0 - secs, 1),
+               "trained": trained, "untrained": untrained, "history": hist}  # fmt: skip
+
+
+def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
+    """All variants and seeds trained side by side, in lockstep (every model at the same step,
+    so their budgets match). Each seed has its own stream of batches (one chunked sampler per
+    seed, drawn in turn from the global stream seeded with opts.seeds[0]); all variants of a
+    seed step on the same batch. Runs opts.steps steps, or what fits in opts.max_seconds.
+    The untrained controls are scored before training (their matchings then run in the
+    workers while the models train). Yields rows, Futures inside."""
+    import copy
+
+    trainers, untrained = [], []
+    for seed in opts.seeds:
+        for name in opts.variants:
+            v = VARIANTS[name]
+            if v.gaussian:
+                raise ValueError(f"{name}: a Gaussian-surrogate variant cannot share the stream")
+            mean = mu if v.centre else None
+            tr = VariantTrainer(v, synth, opts, seed, mean)
+            init = copy.deepcopy(tr.model)
+            untrained.append(_untrained_metrics(init, tr.variant, synth, opts, mean))
+            trainers.append((seed, name, tr))
+    torch.manual_seed(opts.seeds[0])
+    samplers = {s: ChunkedSampler(synth, opts.sample_chunk or opts.batch_size) for s in opts.seeds}
+    t0, done, steps = time.perf_counter(), 0, opts.steps
+    while done < steps:
+        if opts.max_seconds is not None and time.perf_counter() - _RUN_T0 > opts.max_seconds:
+            break
+        xs = {s: samplers[s](opts.batch_size) for s in opts.seeds}  # (B, D) each
+        for seed, _, tr in trainers:
+            tr.step(xs[seed])
+        done += 1
+        if done == PROBE_STEPS and opts.max_seconds is not None:
+            # fix the run length from the measured rate, so that the whole schedule (the
+            # pre-training switch included) fits in the time left
+            if opts.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            rate = done / (time.perf_counter() - t0)
+            left = opts.max_seconds - (time.perf_counter() - _RUN_T0)
+            steps = min(opts.steps, done + 1 + int(TIME_SAFETY * rate * max(left, 0.0)))
+            for _, _, tr in trainers:
+                tr.retarget(steps)
+            print(f"{rate:.1f} steps/s, run fixed at {steps} steps", flush=True)
+    if opts.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    secs = time.perf_counter() - t0
+    rows = []  # all scored (matchings submitted) before the first is waited on
+    for (seed, name, tr), u in zip(trainers, untrained, strict=True):
+        t1 = time.perf_counter()
+        trained = score_model(tr.model, tr.variant, synth, opts, tr.mean, seed)
+        rows.append({"variant": name, "seed": seed, "seconds": round(secs, 1),
+                     "steps_done": done, "samples": done * opts.batch_size,
+                     "eval_seconds": round(time.perf_counter() - t1, 1),
+                     "trained": trained, "untrained": u, "history": tr.history})  # fmt: skip
+    yield from rows
 
 
 def _row_line(row: dict) -> str:
