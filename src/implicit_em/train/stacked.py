@@ -23,7 +23,7 @@ import json
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,10 @@ from implicit_em.progress import StackBar
 from implicit_em.train.loop import evaluate, finite_record, loss_terms
 from implicit_em.train.optim import StackedOptimizer
 
+STEPS_PER_GRAPH = 32
+"""Full-batch steps `StackedTrainer.fit` replays from one CUDA graph (`StackedTrainer.steps`):
+at MNIST sizes a replay per step costs host time that four stacks training side by side in
+threads of one interpreter share."""
 CHECKPOINT_EVERY = 5
 """Default epochs between stack checkpoints (`StackedTrainer.fit`): on the paper's CPU protocol
 an epoch of a stack takes seconds, so an interrupt loses well under a minute of it."""
@@ -220,6 +224,10 @@ class StackedTrainer:
         self.host_reads = not self.use_graphs
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warmup_left = 3
+        # `fit` on CUDA: STEPS_PER_GRAPH steps per graph replay, with their batch gathers and
+        # the sums of their terms (into the static `_acc`), so the host is not in every step.
+        self._chunk: tuple[torch.cuda.CUDAGraph, Tensor, tuple] | None = None
+        self._acc: dict[str, Tensor] | None = None
         k_dim = cfgs[0].model.hidden_dim
         self.since_fired = torch.zeros(n, k_dim, dtype=torch.long, device=self.device)
         self.alive = torch.ones(n, dtype=torch.bool, device=self.device)  # slot order
@@ -241,7 +249,11 @@ class StackedTrainer:
         """Rows of x (n, D) in step `step` of each data seed's `order` (S, n): (S, B, D).
         Batches follow `data.batches.batch_slices` (a one-row tail joins the batch before)."""
         lo, hi = batch_slices(order.shape[1], batch_size)[step]
-        idx = order[:, lo:hi]  # (S, B)
+        return self.gather(x, order[:, lo:hi])
+
+    @staticmethod
+    def gather(x: Tensor, idx: Tensor) -> Tensor:
+        """Rows idx (S, B) of x (n, D): (S, B, D)."""
         return x.index_select(0, idx.reshape(-1)).view(*idx.shape, x.shape[1])
 
     @property
@@ -475,6 +487,69 @@ class StackedTrainer:
         self._graph.replay()  # capture records the step without running it
         return {k: v.clone() for k, v in self._static_out.items()}
 
+    def steps(self, x: Tensor, order: Tensor, acc: dict[str, Tensor], batch_size: int) -> None:
+        """Full steps on consecutive batches: step c trains on the rows
+        order[:, c B:(c + 1) B] (order (S, C B), B = batch_size) of x (n, D) and adds its terms
+        (those `step` returns) into acc, in place and in step order, so the sums are bitwise
+        those of `fit`'s step-by-step loop. `fit` replays this from one CUDA graph on GPUs."""
+        for c in range(order.shape[1] // batch_size):
+            out = self.train_step(self.gather(x, order[:, c * batch_size : (c + 1) * batch_size]))
+            for k, v in out.items():
+                acc[k].add_(v)
+
+    def _replay_steps(self, x: Tensor, order: Tensor, acc: dict[str, Tensor], bsz: int) -> None:
+        """`steps` from a CUDA graph, captured on the first call (x, acc and the chunk size
+        must then stay the same tensors and sizes; another x recaptures)."""
+        key = (x.data_ptr(), tuple(x.shape), tuple(order.shape), bsz)
+        if self._chunk is not None and self._chunk[2] == key:
+            graph, static_order, _ = self._chunk
+            static_order.copy_(order)
+            graph.replay()
+            return
+        static_order = order.clone()
+        graph = torch.cuda.CUDAGraph()
+        capture = torch.cuda.Stream(self.device)
+        capture.wait_stream(torch.cuda.current_stream(self.device))
+        with (
+            _CAPTURE_LOCK,  # as in `step`
+            torch.cuda.graph(graph, stream=capture, capture_error_mode="thread_local"),
+        ):
+            self.steps(x, static_order, acc, bsz)
+        torch.cuda.current_stream(self.device).wait_stream(capture)
+        graph.replay()  # capture records the steps without running them
+        self._chunk = (graph, static_order, key)
+
+    def _epoch(self, x: Tensor, order: Tensor, bounds: list[tuple[int, int]], bsz: int,
+               bar: StackBar) -> dict[str, Tensor]:  # fmt: skip
+        """One epoch of steps over the batches `bounds` of `order` (S, n); the sums of each
+        term over the steps (N,) each. On CUDA, once the one-step graph is captured, runs of
+        STEPS_PER_GRAPH full batches replay from one graph (`steps`), adding into `_acc`."""
+        sums: dict[str, Tensor] = {}
+        full = sum(hi - lo == bsz for lo, hi in bounds)  # the full batches come first
+        s = 0
+        while s < len(bounds):
+            lo, hi = bounds[s]
+            if sums is self._acc and s + STEPS_PER_GRAPH <= full:
+                self._replay_steps(x, order[:, lo : lo + STEPS_PER_GRAPH * bsz], sums, bsz)
+                bar.update(STEPS_PER_GRAPH * bsz)
+                s += STEPS_PER_GRAPH
+                continue
+            out = self.step(self.gather(x, order[:, lo:hi]))
+            if sums:
+                for k, v in out.items():  # in place on the static sums: the same values
+                    sums[k] = sums[k].add_(v) if sums is self._acc else sums[k] + v
+            elif self.use_graphs and self._graph is not None:
+                if self._acc is None:
+                    self._acc = {k: torch.empty_like(v) for k, v in out.items()}
+                for k, v in out.items():
+                    self._acc[k].copy_(v)
+                sums = self._acc
+            else:
+                sums = dict(out)
+            bar.update(hi - lo)
+            s += 1
+        return sums
+
     def state_dict(self) -> dict:
         """Everything a continuation needs to end bitwise where an uninterrupted fit ends:
         the stacked parameters, the optimizer's moments and step counters, the dead-latent
@@ -564,8 +639,8 @@ class StackedTrainer:
         x_eval = x_train if x_eval is None else x_eval.to(self.device)
         t = self.cfgs[0].training
         n, bsz = len(x_train), t.batch_size
-        rows = [hi - lo for lo, hi in batch_slices(n, bsz)]  # of each step
-        steps = len(rows)
+        bounds = batch_slices(n, bsz)  # (start, stop) of each step's rows
+        steps = len(bounds)
         histories: list[list[dict]] = [[] for _ in self.cfgs]
         start = 0
         key = self.checkpoint_key(x_train, x_eval, eval_every)
@@ -578,11 +653,7 @@ class StackedTrainer:
         for epoch in range(start, t.epochs):
             tic = time.perf_counter()
             order = self.epoch_order(n, epoch)  # (S, n)
-            sums: dict[str, Tensor] = {}
-            for s in range(steps):
-                for k, v in self.step(self.batch(x_train, order, s, bsz)).items():
-                    sums[k] = sums[k] + v if k in sums else v
-                bar.update(rows[s])
+            sums = self._epoch(x_train, order, bounds, bsz, bar)
             seconds = time.perf_counter() - tic
             means = {k: (v / steps).tolist() for k, v in sums.items()}  # one sync per epoch
             if wr_per_epoch:
@@ -654,9 +725,8 @@ def train_many(
     if stacked:
         groups = group_configs(cfgs)
         fit = (x_train, x_eval, progress, eval_every)
-        ckpts = [None if run_dirs is None or not checkpoint_every
-                 else stack_checkpoint([run_dirs[i] for i in g]) for g in groups]  # fmt: skip
-        draws = any(getattr(c.loss, "tc_probes", None) is not None for c in cfgs)
+        ckpts = _checkpoints(groups, run_dirs, checkpoint_every)
+        draws = _draws(cfgs)
         # At MNIST sizes a stack's step is a few hundred tiny kernels, too small to fill the
         # GPU: on CUDA, independent stacks run side by side in threads, each on its own
         # stream (not when steps draw random numbers, whose order across threads would vary).
@@ -675,17 +745,96 @@ def train_many(
                     for g, c in zip(groups, ckpts, strict=True)
                 )  # fmt: skip
             for group, ckpt, (models, hists) in zip(groups, ckpts, fitted, strict=True):
-                for i, model, hist in zip(group, models, hists, strict=True):
-                    done(i, model, hist)
-                if ckpt is not None:  # every run of the stack is saved: its checkpoint is spent
-                    ckpt.unlink(missing_ok=True)
-                    with contextlib.suppress(OSError):  # .stacks/ goes once it is empty
-                        ckpt.parent.rmdir()
+                _finish_stack(group, models, hists, ckpt, done)
     else:
         for i, cfg in enumerate(cfgs):
             model = runs.build_model(cfg).to(device)
             done(i, model, train(model, x_train.to(device), cfg, x_eval=x_eval, progress=progress))
     return results
+
+
+def train_many_in_background(
+    cfgs: list[RunConfig],
+    x_train: Tensor,
+    x_eval: Tensor | None = None,
+    run_dirs: list[str | Path] | None = None,
+    device: torch.device | str = "cuda",
+    progress: bool = True,
+    eval_every: int = 1,
+    checkpoint_every: int = CHECKPOINT_EVERY,
+) -> Future | None:
+    """`train_many` (stacked) in a background thread, so that the caller can work meanwhile.
+
+    The stacks are built here, in the calling thread (model init seeds the global RNG, so the
+    weights are those `train_many` starts from); then one daemon thread fits them one after
+    another, each on a CUDA stream of its own, and saves each run as its stack finishes (run
+    directories and checkpoints as in `train_many`). Returns a Future of `train_many`'s result
+    (its exception if training failed), or None where training cannot overlap the caller's
+    work reproducibly: a device other than CUDA (on CPU the caller's work would share the
+    cores), or steps that draw random numbers (the sketched penalty's probes come from the
+    global generator the caller also draws from).
+    """
+    if torch.device(device).type != "cuda" or _draws(cfgs):
+        return None
+    return _train_in_thread(cfgs, x_train, x_eval, run_dirs, device, progress, eval_every,
+                            checkpoint_every)  # fmt: skip
+
+
+def _train_in_thread(
+    cfgs: list[RunConfig], x_train: Tensor, x_eval: Tensor | None, run_dirs: list | None,
+    device: torch.device | str, progress: bool, eval_every: int, checkpoint_every: int,
+) -> Future:  # fmt: skip
+    """`train_many_in_background` on any device (tests run it on CPU)."""
+    groups = group_configs(cfgs)
+    ckpts = _checkpoints(groups, run_dirs, checkpoint_every)
+    trainers = [StackedTrainer([cfgs[i] for i in g], device) for g in groups]
+    results: list = [None] * len(cfgs)
+    future: Future = Future()
+    on_stream = torch.device(device).type == "cuda"
+
+    def done(i: int, model: nn.Module, hist: list[dict]) -> None:
+        results[i] = (model, hist)
+        if run_dirs is not None:
+            save_run(model, cfgs[i], hist, run_dirs[i])
+
+    def work() -> None:
+        try:
+            for group, trainer, ckpt in zip(groups, trainers, ckpts, strict=True):
+                models, hists = _fit_stack(trainer, x_train, x_eval, progress, eval_every, ckpt,
+                                           checkpoint_every, concurrent=on_stream)  # fmt: skip
+                _finish_stack(group, models, hists, ckpt, done)
+        except BaseException as err:  # noqa: BLE001  (handed to whoever waits on the future)
+            future.set_exception(err)
+        else:
+            future.set_result(results)
+
+    threading.Thread(target=work, name="implicit-em stacks", daemon=True).start()
+    return future
+
+
+def _draws(cfgs: list[RunConfig]) -> bool:
+    """Whether the steps of any config draw random numbers (the sketched penalty's probes)."""
+    return any(getattr(c.loss, "tc_probes", None) is not None for c in cfgs)
+
+
+def _checkpoints(
+    groups: list[list[int]], run_dirs: list | None, checkpoint_every: int
+) -> list[Path | None]:
+    """The checkpoint file of each stack (`stack_checkpoint`); None where none is kept."""
+    if run_dirs is None or not checkpoint_every:
+        return [None] * len(groups)
+    return [stack_checkpoint([run_dirs[i] for i in g]) for g in groups]
+
+
+def _finish_stack(group: list[int], models: list, hists: list, ckpt: Path | None, done) -> None:
+    """Hand each trained model of a stack to done(i, model, history), then delete the
+    stack's checkpoint: every run of the stack is saved, so it is spent."""
+    for i, model, hist in zip(group, models, hists, strict=True):
+        done(i, model, hist)
+    if ckpt is not None:
+        ckpt.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # .stacks/ goes once it is empty
+            ckpt.parent.rmdir()
 
 
 def stack_checkpoint(run_dirs: list[str | Path]) -> Path:
