@@ -40,7 +40,7 @@ from implicit_em.losses import centred_columns, unit_scale, weight_redundancy_lo
 from implicit_em.models import ACTIVATIONS
 from implicit_em.progress import StackBar
 from implicit_em.train.loop import evaluate, finite_record, loss_terms
-from implicit_em.train.optim import StackedOptimizer
+from implicit_em.train.optim import Branches, StackedOptimizer
 
 STEPS_PER_GRAPH = 32
 """Full-batch steps `StackedTrainer.fit` replays from one CUDA graph (`StackedTrainer.steps`):
@@ -219,6 +219,7 @@ class StackedTrainer:
         if self.fast_encoder and not loss.lambda_wr:
             del self.weights["wr"]  # reported once per epoch by `fit`, not computed per step
         self.use_graphs = self.device.type == "cuda"
+        self._block_branches = Branches(self.device, len(self.blocks))  # `_encoder_step`
         # No host reads in a step (CUDA graphs capture it): AuxK then always runs, on all K
         # columns, with live latents masked; on CPU it runs on the dead columns, when any.
         self.host_reads = not self.use_graphs
@@ -228,6 +229,9 @@ class StackedTrainer:
         # the sums of their terms (into the static `_acc`), so the host is not in every step.
         self._chunk: tuple[torch.cuda.CUDAGraph, Tensor, tuple] | None = None
         self._acc: dict[str, Tensor] | None = None
+        self.captured = threading.Event()
+        """Set once `fit` captures no more CUDA graphs (after its run-of-steps graph, or at
+        its end): a capture must not overlap another thread's device-wide synchronization."""
         k_dim = cfgs[0].model.hidden_dim
         self.since_fired = torch.zeros(n, k_dim, dtype=torch.long, device=self.device)
         self.alive = torch.ones(n, dtype=torch.bool, device=self.device)  # slot order
@@ -282,36 +286,51 @@ class StackedTrainer:
         act_name = self.cfgs[0].model.activation
         act, eps = ACTIVATIONS[act_name], self.cfgs[0].loss.variance_eps
         closed_form = xb.shape[1] >= k
+        wr_grad = bool(self.cfgs[0].loss.lambda_wr)
+        # Closed form without wr: each block's gradient is final, so the whole block (forward,
+        # terms, weight gradient) is one independent chain, on a branch of its own on CUDA.
+        whole = closed_form and not wr_grad
         parts, spans, zs, m0 = [], [], [], 0
-        for r0, r1, g in self.blocks:
+        if whole:
+            self._block_branches.fork()
+        for i, (r0, r1, g) in enumerate(self.blocks):
             s, m1 = r1 - r0, m0 + (r1 - r0) * g
-            with torch.no_grad():
-                w_blk = w[m0:m1].view(s, g * k, d)  # (S_b, G K, D): G models per seed
-                z = torch.baddbmm(bias[m0:m1].view(s, 1, g * k), xb[r0:r1], w_blk.mT)
-            spans.append((r0, r1, m0, m1, s, g * k))  # z: (S_b, B, G K)
-            if closed_form:
-                wts = {t: self.weights[t][m0:m1].view(s, g) for t in ("lse", "var", "tc")}
-                if act_name == "relu":
-                    terms_b, da = encoder_terms_grad(z.relu().view(s, -1, g, k), eps, wts)
-                    zs.append(da.view_as(z).mul_(z > 0))  # dL/dz
+            branch = self._block_branches.on(i) if whole else contextlib.nullcontext()
+            with branch:
+                with torch.no_grad():
+                    w_blk = w[m0:m1].view(s, g * k, d)  # (S_b, G K, D): G models per seed
+                    z = torch.baddbmm(bias[m0:m1].view(s, 1, g * k), xb[r0:r1], w_blk.mT)
+                spans.append((r0, r1, m0, m1, s, g * k))  # z: (S_b, B, G K)
+                if closed_form:
+                    wts = {t: self.weights[t][m0:m1].view(s, g) for t in ("lse", "var", "tc")}
+                    if act_name == "relu":
+                        terms_b, da = encoder_terms_grad(z.relu().view(s, -1, g, k), eps, wts)
+                        dz = da.view_as(z).mul_(z > 0)  # dL/dz
+                    else:
+                        z.requires_grad_()
+                        a = act(z)
+                        terms_b, da = encoder_terms_grad(a.detach().view(s, -1, g, k), eps, wts)
+                        dz = torch.autograd.grad(a, z, da.view_as(a))[0]
+                    if whole:
+                        self._weight_grads(xb[r0:r1], dz, m0, m1, s, g * k)
+                    else:
+                        zs.append(dz)
                 else:
                     z.requires_grad_()
-                    a = act(z)
-                    terms_b, da = encoder_terms_grad(a.detach().view(s, -1, g, k), eps, wts)
-                    zs.append(torch.autograd.grad(a, z, da.view_as(a))[0])
-            else:
-                z.requires_grad_()
-                terms_b = encoder_terms(act(z).view(s, -1, g, k), eps)  # (S_b, G) each
-                zs.append(z)
+                    terms_b = encoder_terms(act(z).view(s, -1, g, k), eps)  # (S_b, G) each
+                    zs.append(z)
             parts.append(terms_b)
             m0 = m1
+        if whole:
+            self._block_branches.join()
         terms = {t: torch.cat([p[t].reshape(-1) for p in parts]) for t in parts[0]}  # (N,)
-        wr_grad = bool(self.cfgs[0].loss.lambda_wr)
         if wr_grad:
             with torch.enable_grad():
                 terms["wr"] = vmap(weight_redundancy_loss, in_dims=(0, None))(w, False)  # (N,)
         total = sum(self.weights[t] * terms[t] for t in self.weights)  # (N,)
-        if closed_form:
+        if whole:
+            dzs = []
+        elif closed_form:
             dzs = zs
             if wr_grad:
                 wr_total = (self.weights["wr"] * terms["wr"]).sum()
@@ -320,12 +339,19 @@ class StackedTrainer:
             grads = torch.autograd.grad(total.sum(), [*zs, w] if wr_grad else zs)
             dzs, dw_wr = grads[: len(zs)], grads[-1]
         with torch.no_grad():
-            for (r0, r1, m0, m1, s, gk), dz in zip(spans, dzs, strict=True):
-                torch.bmm(dz.mT, xb[r0:r1], out=w.grad[m0:m1].view(s, gk, d))  # (S_b, G K, D)
-                torch.sum(dz, dim=1, out=bias.grad[m0:m1].view(s, gk))
+            for (r0, r1, m0, m1, s, gk), dz in zip(spans if not whole else [], dzs, strict=True):
+                self._weight_grads(xb[r0:r1], dz, m0, m1, s, gk)
             if wr_grad:
                 w.grad.add_(dw_wr)
         return {t: v.detach() for t, v in terms.items()}, total.detach()
+
+    @torch.no_grad()
+    def _weight_grads(self, xb: Tensor, dz: Tensor, m0: int, m1: int, s: int, gk: int) -> None:
+        """W.grad and b.grad of slots m0:m1 (S_b seeds x G models) from dz (S_b, B, G K) and
+        the block's data xb (S_b, B, D): dz^T x and the sum of dz over the batch."""
+        w, bias = self.params["model.linear.weight"], self.params["model.linear.bias"]
+        torch.bmm(dz.mT, xb, out=w.grad[m0:m1].view(s, gk, w.shape[2]))  # (S_b, G K, D)
+        torch.sum(dz, dim=1, out=bias.grad[m0:m1].view(s, gk))
 
     @torch.no_grad()
     def _sae_step(self, x: Tensor, dead: Tensor | None = None) -> tuple[dict, Tensor]:
@@ -518,6 +544,7 @@ class StackedTrainer:
         torch.cuda.current_stream(self.device).wait_stream(capture)
         graph.replay()  # capture records the steps without running them
         self._chunk = (graph, static_order, key)
+        self.captured.set()
 
     def _epoch(self, x: Tensor, order: Tensor, bounds: list[tuple[int, int]], bsz: int,
                bar: StackBar) -> dict[str, Tensor]:  # fmt: skip
@@ -766,9 +793,9 @@ def train_many_in_background(
     """`train_many` (stacked) in a background thread, so that the caller can work meanwhile.
 
     The stacks are built here, in the calling thread (model init seeds the global RNG, so the
-    weights are those `train_many` starts from); then one daemon thread fits them one after
-    another, each on a CUDA stream of its own, and saves each run as its stack finishes (run
-    directories and checkpoints as in `train_many`). Returns a Future of `train_many`'s result
+    weights are those `train_many` starts from); then a daemon thread per stack fits it on a
+    CUDA stream of its own and saves its runs (run directories and checkpoints as in
+    `train_many`). Returns once the stacks have captured their CUDA graphs. Returns a Future of `train_many`'s result
     (its exception if training failed), or None where training cannot overlap the caller's
     work reproducibly: a device other than CUDA (on CPU the caller's work would share the
     cores), or steps that draw random numbers (the sketched penalty's probes come from the
@@ -797,18 +824,30 @@ def _train_in_thread(
         if run_dirs is not None:
             save_run(model, cfgs[i], hist, run_dirs[i])
 
-    def work() -> None:
-        try:
-            for group, trainer, ckpt in zip(groups, trainers, ckpts, strict=True):
-                models, hists = _fit_stack(trainer, x_train, x_eval, progress, eval_every, ckpt,
-                                           checkpoint_every, concurrent=on_stream)  # fmt: skip
-                _finish_stack(group, models, hists, ckpt, done)
-        except BaseException as err:  # noqa: BLE001  (handed to whoever waits on the future)
-            future.set_exception(err)
-        else:
-            future.set_result(results)
+    pending, lock = [len(groups)], threading.Lock()
 
-    threading.Thread(target=work, name="implicit-em stacks", daemon=True).start()
+    def work(group: list[int], trainer: StackedTrainer, ckpt: Path | None) -> None:
+        try:
+            models, hists = _fit_stack(trainer, x_train, x_eval, progress, eval_every, ckpt,
+                                       checkpoint_every, concurrent=on_stream)  # fmt: skip
+            _finish_stack(group, models, hists, ckpt, done)
+        except BaseException as err:  # noqa: BLE001  (handed to whoever waits on the future)
+            with lock:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        with lock:
+            pending[0] -= 1
+            if pending[0] == 0 and not future.done():
+                future.set_result(results)
+
+    for args in zip(groups, trainers, ckpts, strict=True):  # side by side, as in train_many
+        threading.Thread(target=work, args=args, name="implicit-em stack", daemon=True).start()
+    # CUDA forbids device-wide synchronizations (which the caller's work may do) while a
+    # stream captures a graph: return once every stack's captures are done (`captured`:
+    # about two epochs).
+    for trainer in trainers:
+        trainer.captured.wait()
     return future
 
 
@@ -855,8 +894,12 @@ def _fit_stack(
     if concurrent:
         stream = torch.cuda.Stream(trainer.device)
         stream.wait_stream(torch.cuda.current_stream(trainer.device))  # data and init ready
-    with torch.cuda.stream(stream):  # None: the current stream
-        hists = trainer.fit(x_train, x_eval, progress, eval_every, checkpoint, checkpoint_every)
+    try:
+        with torch.cuda.stream(stream):  # None: the current stream
+            hists = trainer.fit(x_train, x_eval, progress, eval_every, checkpoint,
+                                checkpoint_every)  # fmt: skip
+    finally:
+        trainer.captured.set()
     if stream is not None:
         stream.synchronize()  # the caller reads the models on its own stream
     return trainer.models, hists
