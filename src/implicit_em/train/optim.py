@@ -28,11 +28,11 @@ class Branches:
     `on(i)`, then `join()` (the current stream waits for every branch). Tensors the branches
     read must stay referenced until `join()` (the caching allocator could otherwise hand
     their memory to the current stream's next allocation while a branch still reads it).
-    Off CUDA, or with fewer than two branches, it runs everything on the current stream.
+    Off CUDA it runs everything on the current stream.
     """
 
     def __init__(self, device: torch.device, n: int) -> None:
-        use = device.type == "cuda" and n > 1
+        use = device.type == "cuda"
         self.streams = [torch.cuda.Stream(device) for _ in range(n)] if use else []
         self._main: torch.cuda.Stream | None = None
 

@@ -219,7 +219,9 @@ class StackedTrainer:
         if self.fast_encoder and not loss.lambda_wr:
             del self.weights["wr"]  # reported once per epoch by `fit`, not computed per step
         self.use_graphs = self.device.type == "cuda"
-        self._block_branches = Branches(self.device, len(self.blocks))  # `_encoder_step`
+        n_blocks = len(self.blocks)  # `_encoder_step`: one branch per block, if several
+        self._block_branches = Branches(self.device, n_blocks if n_blocks > 1 else 0)
+        self._aux_branch = Branches(self.device, 1)  # `_sae_step`
         # No host reads in a step (CUDA graphs capture it): AuxK then always runs, on all K
         # columns, with live latents masked; on CPU it runs on the dead columns, when any.
         self.host_reads = not self.use_graphs
@@ -382,12 +384,19 @@ class StackedTrainer:
             a = z
         r = torch.baddbmm(b_dec[:, None] - x, a, w_dec.mT)  # x_hat - x, (N, B, D)
         c = 2.0 / (bsz * d)  # d mse / d x_hat = c r
+        auxk = topk and dead is not None
+        if auxk:  # AuxK reads z, r and W_dec only: on a branch (CUDA) beside the MSE's gradients
+            self._aux_branch.fork()
+            with self._aux_branch.on(0):
+                aux, dz_aux, cols, dw_aux = self._auxk(z, r, w_dec, dead, c)
         terms = {"mse": torch.linalg.vector_norm(r, dim=(1, 2)).square() / (bsz * d)}  # (N,)
         torch.bmm(r.mT, a, out=w_dec.grad).mul_(c)  # (N, D, K)
         torch.sum(r, dim=1, out=b_dec.grad).mul_(c)  # (N, D)
         da = torch.bmm(r, w_dec).mul_(c)  # (N, B, K)
-        if topk and dead is not None:
-            terms["aux"], dz_aux, cols = self._auxk(z, r, w_dec, dead, c)
+        if auxk:
+            self._aux_branch.join()
+            terms["aux"] = aux
+            w_dec.grad.scatter_add_(2, cols[:, None].expand_as(dw_aux), dw_aux)
         elif topk:
             terms["aux"] = torch.zeros_like(terms["mse"])
         else:
@@ -395,7 +404,7 @@ class StackedTrainer:
             terms["l1"] = a.sum(dim=(1, 2)) / (bsz * k)  # a >= 0: |a| = a
             da.add_((self.weights["l1"] / (bsz * k)).view(-1, 1, 1))  # d|a|/da = 1 where a > 0
         dz = da.mul_(a > 0)  # ReLU (and TopK's selection): gradient where a > 0
-        if topk and dead is not None:
+        if auxk:
             dz.scatter_add_(-1, cols[:, None].expand_as(dz_aux), dz_aux)
         torch.bmm(dz.mT, x_in, out=w_enc.grad)  # (N, K, D)
         torch.sum(dz, dim=1, out=b_enc.grad)  # (N, K)
@@ -407,8 +416,9 @@ class StackedTrainer:
 
     def _auxk(
         self, z: Tensor, r: Tensor, w_dec: Tensor, dead: Tensor, c: float
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """AuxK's term (N,), its gradient in the dead latents' pre-codes and their indices.
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """AuxK's term (N,), its gradients in the dead latents' pre-codes and decoder
+        columns, and their indices.
 
         z (N, B, K) pre-codes, r = x_hat - x (N, B, D), w_dec (N, D, K), dead (N, K), c the
         MSE's 2 / (B D). Only dead latents can carry AuxK codes, so the work runs on the
@@ -416,7 +426,8 @@ class StackedTrainer:
         zeroed): the same result as the top-k_aux over all K with live codes masked to 0,
         at M / K of the cost (a few of 64 latents are dead in the reproduction's TopK SAEs).
         Without host reads (CUDA graphs), M = K.
-        Adds W_dec's AuxK gradient into w_dec.grad; returns dz (N, B, M) and cols (N, M).
+        Returns (aux, dz (N, B, M), cols (N, M), dW (N, D, M)): W_dec's AuxK gradient is dW
+        in columns cols (the caller adds it into w_dec.grad).
         """
         (n, bsz, k), d = z.shape, r.shape[-1]
         m = int(dead.sum(dim=1).max()) if self.host_reads else k
@@ -433,8 +444,7 @@ class StackedTrainer:
         aux = torch.linalg.vector_norm(e, dim=(1, 2)).square() / (bsz * d) * any_dead
         coef = (self.weights["aux"] * any_dead * c).view(-1, 1, 1)  # d(w aux)/d aux_hat / e
         dz = torch.bmm(e, w_d).mul_(coef * (z_d > 0))  # via the dead latents' codes
-        w_dec.grad.scatter_add_(2, cols[:, None].expand(n, d, m), torch.bmm(e.mT, z_d.mul_(coef)))
-        return aux, dz, cols
+        return aux, dz, cols, torch.bmm(e.mT, z_d.mul_(coef))  # dW: (N, D, M)
 
     def train_step(self, xb: Tensor) -> dict:
         """One step on xb (S, B, D), one batch per data seed. Returns the unweighted terms,
