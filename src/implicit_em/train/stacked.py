@@ -231,9 +231,16 @@ class StackedTrainer:
         # the sums of their terms (into the static `_acc`), so the host is not in every step.
         self._chunk: tuple[torch.cuda.CUDAGraph, Tensor, tuple] | None = None
         self._acc: dict[str, Tensor] | None = None
+        # CUDA graphs of stacks trained side by side are captured one stack at a time, with
+        # the other stacks waiting: a capture must not overlap other threads' device-wide
+        # synchronizations, nor their work on a stream of torch's pool (32 streams, handed out
+        # in turn) that happens to be one the capture uses: that work would join the graph.
         self.captured = threading.Event()
-        """Set once `fit` captures no more CUDA graphs (after its run-of-steps graph, or at
-        its end): a capture must not overlap another thread's device-wide synchronization."""
+        """Set once `fit` will capture no more CUDA graphs (or has ended)."""
+        self.proceed: threading.Event | None = None
+        """If set by the caller: after its last capture, `fit` waits for it (`train_many`
+        sets it once every stack has captured)."""
+        self._captures_left = 0
         k_dim = cfgs[0].model.hidden_dim
         self.since_fired = torch.zeros(n, k_dim, dtype=torch.long, device=self.device)
         self.alive = torch.ones(n, dtype=torch.bool, device=self.device)  # slot order
@@ -521,6 +528,7 @@ class StackedTrainer:
         ):
             self._static_out = self.train_step(self._static_x)
         self._graph.replay()  # capture records the step without running it
+        self._captured_one()
         return {k: v.clone() for k, v in self._static_out.items()}
 
     def steps(self, x: Tensor, order: Tensor, acc: dict[str, Tensor], batch_size: int) -> None:
@@ -554,19 +562,29 @@ class StackedTrainer:
         torch.cuda.current_stream(self.device).wait_stream(capture)
         graph.replay()  # capture records the steps without running them
         self._chunk = (graph, static_order, key)
-        self.captured.set()
+        self._captured_one()
+
+    def _captured_one(self) -> None:
+        """After a capture: the last one of `fit` sets `captured`, then waits for `proceed`."""
+        self._captures_left -= 1
+        if self._captures_left == 0:
+            self.captured.set()
+            if self.proceed is not None:
+                self.proceed.wait()
 
     def _epoch(self, x: Tensor, order: Tensor, bounds: list[tuple[int, int]], bsz: int,
                bar: StackBar) -> dict[str, Tensor]:  # fmt: skip
         """One epoch of steps over the batches `bounds` of `order` (S, n); the sums of each
-        term over the steps (N,) each. On CUDA, once the one-step graph is captured, runs of
-        STEPS_PER_GRAPH full batches replay from one graph (`steps`), adding into `_acc`."""
+        term over the steps (N,) each. On CUDA the sums are the static `_acc`, and once the
+        one-step graph is captured (warm-up done), runs of STEPS_PER_GRAPH full batches replay
+        from one graph (`steps`) that adds into them."""
         sums: dict[str, Tensor] = {}
         full = sum(hi - lo == bsz for lo, hi in bounds)  # the full batches come first
         s = 0
         while s < len(bounds):
             lo, hi = bounds[s]
-            if sums is self._acc and s + STEPS_PER_GRAPH <= full:
+            warm = self._graph is not None  # warm-up done, the one-step graph captured
+            if warm and sums is self._acc and s + STEPS_PER_GRAPH <= full:
                 self._replay_steps(x, order[:, lo : lo + STEPS_PER_GRAPH * bsz], sums, bsz)
                 bar.update(STEPS_PER_GRAPH * bsz)
                 s += STEPS_PER_GRAPH
@@ -575,7 +593,7 @@ class StackedTrainer:
             if sums:
                 for k, v in out.items():  # in place on the static sums: the same values
                     sums[k] = sums[k].add_(v) if sums is self._acc else sums[k] + v
-            elif self.use_graphs and self._graph is not None:
+            elif self.use_graphs:
                 if self._acc is None:
                     self._acc = {k: torch.empty_like(v) for k, v in out.items()}
                 for k, v in out.items():
@@ -687,6 +705,12 @@ class StackedTrainer:
                 start, histories = resumed
         bar = StackBar(f"{self.kind} x{len(self.cfgs)}", t.epochs, n, start, enabled=progress)
         wr_per_epoch = self.fast_encoder and "wr" not in self.weights
+        if self.use_graphs:  # the one-step graph, then (from step 4, or in epoch 2) the runs'
+            full = sum(hi - lo == bsz for lo, hi in bounds)
+            runs_graph = self._chunk is None and full >= STEPS_PER_GRAPH + 1
+            self._captures_left = (self._graph is None) + runs_graph
+        if self._captures_left <= 0:
+            self.captured.set()
         for epoch in range(start, t.epochs):
             tic = time.perf_counter()
             order = self.epoch_order(n, epoch)  # (S, n)
@@ -772,8 +796,12 @@ def train_many(
             if pool is not None:
                 # Model init seeds the global RNG: every stack is built here, in order.
                 trainers = [StackedTrainer([cfgs[i] for i in g], device) for g in groups]
-                futures = [pool.submit(_fit_stack, t, *fit, c, checkpoint_every, concurrent=True)
-                           for t, c in zip(trainers, ckpts, strict=True)]  # fmt: skip
+                with _one_capture_at_a_time(trainers):
+                    futures = []
+                    for t, c in zip(trainers, ckpts, strict=True):
+                        futures.append(pool.submit(_fit_stack, t, *fit, c, checkpoint_every,
+                                                   concurrent=True))  # fmt: skip
+                        t.captured.wait()
                 fitted = (f.result() for f in futures)
             else:  # lazily: one stack in memory at a time, saved before the next one starts
                 fitted = (
@@ -851,14 +879,27 @@ def _train_in_thread(
             if pending[0] == 0 and not future.done():
                 future.set_result(results)
 
-    for args in zip(groups, trainers, ckpts, strict=True):  # side by side, as in train_many
-        threading.Thread(target=work, args=args, name="implicit-em stack", daemon=True).start()
-    # CUDA forbids device-wide synchronizations (which the caller's work may do) while a
-    # stream captures a graph: return once every stack's captures are done (`captured`:
-    # about two epochs).
-    for trainer in trainers:
-        trainer.captured.wait()
+    # Side by side, as in train_many. CUDA forbids device-wide synchronizations (which the
+    # caller's work may do) while a stream captures a graph: return once every stack's
+    # captures are done (`StackedTrainer.captured`: a few steps).
+    with _one_capture_at_a_time(trainers):
+        for args in zip(groups, trainers, ckpts, strict=True):
+            threading.Thread(target=work, args=args, name="implicit-em stack", daemon=True).start()
+            args[1].captured.wait()
     return future
+
+
+@contextlib.contextmanager
+def _one_capture_at_a_time(trainers: list[StackedTrainer]):
+    """Stacks started (and each waited for: `captured`) inside the block hold after their
+    captures until it ends (`StackedTrainer.proceed`), also when it ends in an error."""
+    proceed = threading.Event()
+    for t in trainers:
+        t.proceed = proceed
+    try:
+        yield
+    finally:
+        proceed.set()
 
 
 def _draws(cfgs: list[RunConfig]) -> bool:
