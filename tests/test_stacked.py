@@ -406,8 +406,8 @@ def test_fit_in_graphed_chunks_equals_step_by_step(x_digits, model_type, monkeyp
 
 
 def test_background_training_equals_train_many(tmp_path, x_digits):
-    """`train_many_in_background` (its thread, run on CPU): the same models and run
-    directories as `train_many`; on CPU the public entry declines (None)."""
+    """`train_many_in_background`'s thread, run on CPU: the same models and run directories
+    as `train_many`; on CPU the public entry declines (None)."""
     from implicit_em.train.stacked import _train_in_thread, train_many_in_background
 
     cfgs = [

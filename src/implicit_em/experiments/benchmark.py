@@ -27,6 +27,7 @@ from implicit_em.experiments.common import (
 )  # fmt: skip
 from implicit_em.models import n_parameters
 from implicit_em.probe import torch_probe_accuracy
+from implicit_em.train.stacked import BACKGROUND_DEVICES
 
 LABELS = {
     "ours": "Decoder-free (ours)",
@@ -68,7 +69,7 @@ def start_topk(settings: Settings) -> bool:
     (`common.start_runs`: CUDA only), so that the rest of the reproduction works meanwhile;
     `run` then waits for them. Returns whether it started (False: ours are not all trained,
     the TopK runs are, or the device cannot train in the background)."""
-    if torch.device(settings.device).type != "cuda":
+    if torch.device(settings.device).type not in BACKGROUND_DEVICES:
         return False
     cfgs = _first_configs(settings)["ours"]
     dirs = [settings.out / "runs" / run_id(c) for c in cfgs]
@@ -104,6 +105,18 @@ def _numbers(settings: Settings, rl: list[Run], data: Data) -> dict:
     }
 
 
+def _raw_pixels_probe(settings: Settings, data: Data, cache) -> float:
+    """Probe accuracy on the raw pixels, cached in the JSON file `cache`."""
+    if cache.is_file():
+        return json.loads(cache.read_text())["probe"]
+    if settings.probe == "torch":
+        raw = torch_probe_accuracy(data.x_train, data.y_train, data.x_test, data.y_test)[0]
+    else:
+        raw = metrics.linear_probe_accuracy(data.x_train, data.y_train, data.x_test, data.y_test)
+    save_json(cache, {"probe": raw})
+    return raw
+
+
 def run(settings: Settings) -> dict:
     out = settings.out / "benchmark"
     seeds = settings.seeds()
@@ -112,25 +125,14 @@ def run(settings: Settings) -> dict:
     results = {v: ensure_runs(settings, c, data, f"benchmark {v}") for v, c in first.items()}
     k_dim = first["ours"][0].model.hidden_dim
     k, topk = _topk_configs(settings, results["ours"], data)
-    # Phase 1's numbers and figures first: the TopK SAEs may still be training in the
-    # background (`start_topk`).
+    # Phase 1's numbers, the figures and the raw-pixel probe first: the TopK SAEs may still
+    # be training in the background (`start_topk`).
     measured = {v: _numbers(settings, rl, data) for v, rl in results.items()}
     figs = feature_figures(results, out)
+    raw = _raw_pixels_probe(settings, data, out / f"raw_pixels_probe_{settings.probe}.json")
     results["topk_sae"] = ensure_runs(settings, topk, data, "benchmark topk_sae")
     measured["topk_sae"] = _numbers(settings, results["topk_sae"], data)
-    numbers: dict = {"topk_k": k, **measured}
-    raw_cache = out / f"raw_pixels_probe_{settings.probe}.json"
-    if raw_cache.is_file():
-        raw = json.loads(raw_cache.read_text())["probe"]
-    else:
-        if settings.probe == "torch":
-            raw = torch_probe_accuracy(data.x_train, data.y_train, data.x_test, data.y_test)[0]
-        else:
-            raw = metrics.linear_probe_accuracy(
-                data.x_train, data.y_train, data.x_test, data.y_test
-            )
-        save_json(raw_cache, {"probe": raw})
-    numbers["raw_pixels"] = {"probe": raw}
+    numbers: dict = {"topk_k": k, **measured, "raw_pixels": {"probe": raw}}
 
     rows, notes = [], []
     for v in ("ours", "standard_sae", "topk_sae"):

@@ -46,6 +46,9 @@ STEPS_PER_GRAPH = 32
 """Full-batch steps `StackedTrainer.fit` replays from one CUDA graph (`StackedTrainer.steps`):
 at MNIST sizes a replay per step costs host time that four stacks training side by side in
 threads of one interpreter share."""
+BACKGROUND_DEVICES = ("cuda",)
+"""Device types on which `train_many_in_background` trains (on CPU the caller's work would
+share the cores; tests add "cpu" to run it there)."""
 CHECKPOINT_EVERY = 5
 """Default epochs between stack checkpoints (`StackedTrainer.fit`): on the paper's CPU protocol
 an epoch of a stack takes seconds, so an interrupt loses well under a minute of it."""
@@ -839,7 +842,7 @@ def train_many_in_background(
     cores), or steps that draw random numbers (the sketched penalty's probes come from the
     global generator the caller also draws from).
     """
-    if torch.device(device).type != "cuda" or _draws(cfgs):
+    if torch.device(device).type not in BACKGROUND_DEVICES or _draws(cfgs):
         return None
     return _train_in_thread(cfgs, x_train, x_eval, run_dirs, device, progress, eval_every,
                             checkpoint_every)  # fmt: skip
@@ -849,7 +852,7 @@ def _train_in_thread(
     cfgs: list[RunConfig], x_train: Tensor, x_eval: Tensor | None, run_dirs: list | None,
     device: torch.device | str, progress: bool, eval_every: int, checkpoint_every: int,
 ) -> Future:  # fmt: skip
-    """`train_many_in_background` on any device (tests run it on CPU)."""
+    """`train_many_in_background` on any device."""
     groups = group_configs(cfgs)
     ckpts = _checkpoints(groups, run_dirs, checkpoint_every)
     trainers = [StackedTrainer([cfgs[i] for i in g], device) for g in groups]
