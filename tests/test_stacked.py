@@ -377,3 +377,54 @@ def test_sketched_penalty_trains_stacked_with_independent_probes():
     tcs = [h[-1]["tc"] for h in hist]
     assert all(math.isfinite(t) for t in tcs)
     assert tcs[0] != tcs[1]  # same seed and data, different probes: different estimates
+
+
+@pytest.mark.parametrize("model_type", ["encoder", "topk_sae"])
+def test_fit_in_graphed_chunks_equals_step_by_step(x_digits, model_type, monkeypatch):
+    """`fit`'s CUDA bookkeeping (runs of full steps from one `steps` call, their terms summed
+    into the static sums), run eagerly on CPU: weights and histories bitwise those of the
+    step-by-step loop, float32."""
+    from implicit_em.train import stacked
+
+    cfgs = [make_cfg(model_type, loss, seed, 1e-3 * mult, "adam", 2)
+            for loss, seed, mult in VARIANTS[model_type]]  # fmt: skip
+    plain = StackedTrainer(cfgs)
+    hist_plain = plain.fit(x_digits, progress=False)
+    monkeypatch.setattr(stacked, "STEPS_PER_GRAPH", 4)  # 13 full batches: 1 + 3 x 4 + 0
+    chunked = StackedTrainer(cfgs)
+    chunked.use_graphs, chunked._graph = True, object()  # "captured": step 0 starts _acc
+    chunked.step = chunked.train_step
+    replays = []
+    chunked._replay_steps = lambda *a: replays.append(a[1].shape) or chunked.steps(*a)
+    hist_chunked = chunked.fit(x_digits, progress=False)
+    # one data seed per model; 3 runs of 4 steps an epoch, 2 epochs
+    assert replays == [(len(cfgs), 4 * 128)] * 6
+    for k, p in plain.params.items():
+        assert torch.equal(chunked.params[k], p), k
+    for a, b in zip(hist_plain, hist_chunked, strict=True):
+        assert [strip(r) for r in a] == [strip(r) for r in b]
+
+
+def test_background_training_equals_train_many(tmp_path, x_digits):
+    """`train_many_in_background`'s thread, run on CPU: the same models and run directories
+    as `train_many`; on CPU the public entry declines (None)."""
+    from implicit_em.train.stacked import _train_in_thread, train_many_in_background
+
+    cfgs = [
+        make_cfg("encoder", {}, 1, 1e-3, "adam", 1),
+        make_cfg("standard_sae", {}, 2, 1e-3, "adam", 1),
+    ]
+    assert train_many_in_background(cfgs, x_digits, device="cpu") is None
+    ref = train_many(cfgs, x_digits, run_dirs=[tmp_path / "a0", tmp_path / "a1"], progress=False)
+    dirs = [tmp_path / "b0", tmp_path / "b1"]
+    got = _train_in_thread(cfgs, x_digits, None, dirs, "cpu", False, 1, 5).result(timeout=120)
+    for (m_ref, h_ref), (m, h), d in zip(ref, got, dirs, strict=True):
+        assert runs.is_complete(d)
+        for (name, p), q in zip(m_ref.state_dict().items(), m.state_dict().values(), strict=True):
+            assert torch.equal(p, q), name
+        assert [strip(r) for r in h_ref] == [strip(r) for r in h]
+    bad = make_cfg("encoder", {}, 1, 1e-3, "adam", 1).to_dict()
+    bad["model"]["input_dim"] = 50  # the digits have 64 pixels: the first step fails
+    fut = _train_in_thread([from_dict(bad)], x_digits, None, None, "cpu", False, 1, 5)
+    with pytest.raises(RuntimeError):
+        fut.result(timeout=60)

@@ -33,7 +33,11 @@ def run_files(out) -> dict:
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce")
     report = _reproduce(out)
+    FIRST_REPORT[out] = report.read_text()  # later tests replace report.md
     return out, report
+
+
+FIRST_REPORT: dict = {}
 
 
 def test_writes_report_html_and_figures(quick_run):
@@ -101,7 +105,9 @@ def test_second_call_skips_complete_runs(quick_run):
     _reproduce(out, only=["ablation"], overwrite=True)
     assert run_files(out) == before
     md = (out / "report.md").read_text()
-    assert "Table 5" in md and json.loads((out / "report.json").read_text()) == {"experiments": ["ablation"]}
+    assert "Table 5" in md and json.loads((out / "report.json").read_text()) == {
+        "experiments": ["ablation"]
+    }
     took = re.search(r"\| training \(stacked runs\) \| ([\d.]+) \| (.*) \|", md)
     assert float(took.group(1)) < 1.0
     assert took.group(2) == "4 finished by an earlier command, loaded"
@@ -119,3 +125,28 @@ def test_one_experiment_trains_only_its_own_runs(tmp_path):
     # the experiment step then loads what the training step trained: said as such
     assert re.search(r"\| ablation \| [\d.]+ \| 4 trained earlier by this command, loaded \|", md)
     assert "(cached)" not in md
+
+
+def test_topk_trained_in_the_background_gives_the_same_numbers(quick_run, tmp_path, monkeypatch):
+    """The CUDA flow, run on CPU: the TopK SAEs train in a thread while the theorem, the
+    ablation and the benchmark's phase 1 evaluate; every experiment's JSON and the report's
+    tables are bitwise those of the plain flow, and the TopK run is reported as trained now."""
+    from implicit_em.experiments import benchmark, common
+    from implicit_em.train import stacked
+
+    monkeypatch.setattr(stacked, "BACKGROUND_DEVICES", ("cuda", "cpu"))
+    monkeypatch.setattr(benchmark, "BACKGROUND_DEVICES", ("cuda", "cpu"))
+    started = []
+    start_runs = common.start_runs
+    monkeypatch.setattr(
+        benchmark, "start_runs", lambda *a: started.append(start_runs(*a)) or started[-1]
+    )
+    _reproduce(tmp_path)
+    assert started == [True]
+    ref, _ = quick_run
+    for f in sorted(ref.glob("*/*.json")):
+        assert (tmp_path / f.relative_to(ref)).read_bytes() == f.read_bytes(), f
+    md = (tmp_path / "report.md").read_text()
+    tables = [text.split("## Experiment 1", 1)[1] for text in (FIRST_REPORT[ref], md)]
+    assert tables[0] == tables[1]
+    assert re.search(r"\| benchmark \| [\d.]+ \| 1 trained now; 2 trained earlier", md), md[:2000]

@@ -65,3 +65,27 @@ def test_a_worker_error_reaches_the_caller(tmp_path: Path):
 def test_parallel_is_cpu_only():
     assert not Settings(base={}, out=Path("x"), jobs=2, threads=4, device="cuda").parallel
     assert not Settings(base={}, out=Path("x"), jobs=2, threads=4, stacked=False).parallel
+
+
+def test_runs_started_in_the_background_are_waited_for(tmp_path: Path, monkeypatch):
+    """`start_runs` (its background thread, run here on CPU) then `ensure_runs`: the same
+    models as training them in `ensure_runs`, reported as trained now, nothing left pending."""
+    from implicit_em.experiments import common
+    from implicit_em.train import stacked
+
+    monkeypatch.setattr(common, "train_many_in_background",
+                        lambda cfgs, x, xe, **kw: stacked._train_in_thread(cfgs, x, xe, **kw))  # fmt: skip
+    cfgs = [cfg("encoder", 1), cfg("encoder", 2, 2e-3), cfg("standard_sae", 3)]
+    data = load_data(cfgs[0])
+    ref = ensure_runs(Settings(base={}, out=tmp_path / "ref", progress=False), cfgs, data)
+    bg = Settings(base={}, out=tmp_path / "bg", progress=False)
+    assert common.start_runs(bg, cfgs, data)
+    assert len(common.PENDING) == 3
+    start = len(common.RUN_LOG)
+    got = ensure_runs(bg, cfgs, data)
+    assert not common.PENDING
+    assert common.describe_runs(common.RUN_LOG[start:]) == "3 trained now"
+    for a, b in zip(ref, got, strict=True):
+        for name, p in a.model.state_dict().items():
+            assert torch.equal(p, b.model.state_dict()[name]), name
+    assert not common.start_runs(bg, cfgs, data)  # all complete: nothing to start

@@ -8,9 +8,11 @@ import json
 import numpy as np
 import torch
 
-from implicit_em import metrics
+from implicit_em import metrics, runs
 from implicit_em.experiments import paper
 from implicit_em.experiments.common import (
+    Data,
+    Run,
     Settings,
     ensure_runs,
     features,
@@ -18,11 +20,14 @@ from implicit_em.experiments.common import (
     load_data,
     mean_std,
     probe_accuracies,
+    run_id,
     save_json,
     savefig,
+    start_runs,
 )  # fmt: skip
 from implicit_em.models import n_parameters
 from implicit_em.probe import torch_probe_accuracy
+from implicit_em.train.stacked import BACKGROUND_DEVICES
 
 LABELS = {
     "ours": "Decoder-free (ours)",
@@ -40,56 +45,94 @@ def _recon(model, kind: str, x: torch.Tensor) -> dict:
         return {"recon_mse": float((model.decode(a) - x).square().mean())}
 
 
+def _first_configs(settings: Settings) -> dict[str, list]:
+    """Phase 1's configs: ours and the standard SAE, one per seed."""
+    variants, seeds = settings.extra["variants"], settings.seeds()
+    return {v: [settings.config(variants[v], {"training": {"seed": s}}) for s in seeds]
+            for v in ("ours", "standard_sae")}  # fmt: skip
+
+
+def _topk_configs(settings: Settings, ours: list[Run], data: Data) -> tuple[int, list]:
+    """Phase 2: k = round(mean test-set L0 of ours), clipped to [1, K]; one TopK config per seed."""
+    k_dim = ours[0].cfg.model.hidden_dim
+    ours_l0 = mean_std([metrics.sparsity_l0(features(r.model, data.x_test))[0] for r in ours])[0]
+    k = int(min(max(round(ours_l0), 1), k_dim))
+    return k, [
+        settings.config(settings.extra["variants"]["topk_sae"],
+                        {"model": {"k": k}, "training": {"seed": s}})
+        for s in settings.seeds()
+    ]  # fmt: skip
+
+
+def start_topk(settings: Settings) -> bool:
+    """Start training phase 2 (the TopK SAEs) in the background once ours are trained
+    (`common.start_runs`: CUDA only), so that the rest of the reproduction works meanwhile;
+    `run` then waits for them. Returns whether it started (False: ours are not all trained,
+    the TopK runs are, or the device cannot train in the background)."""
+    if torch.device(settings.device).type not in BACKGROUND_DEVICES:
+        return False
+    cfgs = _first_configs(settings)["ours"]
+    dirs = [settings.out / "runs" / run_id(c) for c in cfgs]
+    if not all(runs.is_complete(d) for d in dirs):
+        return False
+    data = load_data(cfgs[0], settings.device)
+    ours = [
+        Run(c, runs.load_run(d, settings.device)[0], [], d) for c, d in zip(cfgs, dirs, strict=True)
+    ]
+    _, topk = _topk_configs(settings, ours, data)
+    return start_runs(settings, topk, data, "benchmark topk_sae")
+
+
+def _numbers(settings: Settings, rl: list[Run], data: Data) -> dict:
+    """Probe, L0, density and reconstruction of each run of one variant, and their mean ± std."""
+    probes = probe_accuracies(settings, rl, data)
+    per_seed = []
+    for r, acc in zip(rl, probes, strict=True):
+        a = features(r.model, data.x_test)
+        l0, dens = metrics.sparsity_l0(a)
+        per_seed.append(
+            {
+                "probe": acc,
+                "l0": l0,
+                "density": dens,
+                **_recon(r.model, r.cfg.model.type, data.x_test),
+            }
+        )
+    return {
+        "per_seed": per_seed,
+        "params": n_parameters(rl[0].model),
+        "mean_std": {m: mean_std([p.get(m) for p in per_seed]) for m in per_seed[0]},
+    }
+
+
+def _raw_pixels_probe(settings: Settings, data: Data, cache) -> float:
+    """Probe accuracy on the raw pixels, cached in the JSON file `cache`."""
+    if cache.is_file():
+        return json.loads(cache.read_text())["probe"]
+    if settings.probe == "torch":
+        raw = torch_probe_accuracy(data.x_train, data.y_train, data.x_test, data.y_test)[0]
+    else:
+        raw = metrics.linear_probe_accuracy(data.x_train, data.y_train, data.x_test, data.y_test)
+    save_json(cache, {"probe": raw})
+    return raw
+
+
 def run(settings: Settings) -> dict:
     out = settings.out / "benchmark"
-    variants, seeds = settings.extra["variants"], settings.seeds()
-    first = {v: [settings.config(variants[v], {"training": {"seed": s}}) for s in seeds]
-             for v in ("ours", "standard_sae")}  # fmt: skip
+    seeds = settings.seeds()
+    first = _first_configs(settings)
     data = load_data(first["ours"][0], settings.device)
     results = {v: ensure_runs(settings, c, data, f"benchmark {v}") for v, c in first.items()}
     k_dim = first["ours"][0].model.hidden_dim
-    ours_l0 = mean_std(
-        [metrics.sparsity_l0(features(r.model, data.x_test))[0] for r in results["ours"]]
-    )[0]
-    k = int(min(max(round(ours_l0), 1), k_dim))
-    topk = [
-        settings.config(variants["topk_sae"], {"model": {"k": k}, "training": {"seed": s}})
-        for s in seeds
-    ]
+    k, topk = _topk_configs(settings, results["ours"], data)
+    # Phase 1's numbers, the figures and the raw-pixel probe first: the TopK SAEs may still
+    # be training in the background (`start_topk`).
+    measured = {v: _numbers(settings, rl, data) for v, rl in results.items()}
+    figs = feature_figures(results, out)
+    raw = _raw_pixels_probe(settings, data, out / f"raw_pixels_probe_{settings.probe}.json")
     results["topk_sae"] = ensure_runs(settings, topk, data, "benchmark topk_sae")
-
-    numbers: dict = {"topk_k": k}
-    for v, rl in results.items():
-        probes = probe_accuracies(settings, rl, data)
-        per_seed = []
-        for r, acc in zip(rl, probes, strict=True):
-            a = features(r.model, data.x_test)
-            l0, dens = metrics.sparsity_l0(a)
-            per_seed.append(
-                {
-                    "probe": acc,
-                    "l0": l0,
-                    "density": dens,
-                    **_recon(r.model, r.cfg.model.type, data.x_test),
-                }
-            )
-        numbers[v] = {
-            "per_seed": per_seed,
-            "params": n_parameters(rl[0].model),
-            "mean_std": {m: mean_std([p.get(m) for p in per_seed]) for m in per_seed[0]},
-        }
-    raw_cache = out / f"raw_pixels_probe_{settings.probe}.json"
-    if raw_cache.is_file():
-        raw = json.loads(raw_cache.read_text())["probe"]
-    else:
-        if settings.probe == "torch":
-            raw = torch_probe_accuracy(data.x_train, data.y_train, data.x_test, data.y_test)[0]
-        else:
-            raw = metrics.linear_probe_accuracy(
-                data.x_train, data.y_train, data.x_test, data.y_test
-            )
-        save_json(raw_cache, {"probe": raw})
-    numbers["raw_pixels"] = {"probe": raw}
+    measured["topk_sae"] = _numbers(settings, results["topk_sae"], data)
+    numbers: dict = {"topk_k": k, **measured, "raw_pixels": {"probe": raw}}
 
     rows, notes = [], []
     for v in ("ours", "standard_sae", "topk_sae"):
@@ -130,7 +173,6 @@ def run(settings: Settings) -> dict:
         "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
     save_json(out / "benchmark.json", numbers)
-    figs = feature_figures(results, out)
     return {
         "name": "benchmark",
         "table": table,

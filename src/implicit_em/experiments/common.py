@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,12 @@ from implicit_em.config import (
 from implicit_em.data.datasets import Dataset, load_dataset, resolve_input_dim
 from implicit_em.experiments.report import fmt, mean_std  # noqa: F401  (used by the experiments)
 from implicit_em.progress import stage
-from implicit_em.train.stacked import CHECKPOINT_EVERY, group_configs, train_many
+from implicit_em.train.stacked import (
+    CHECKPOINT_EVERY,
+    group_configs,
+    train_many,
+    train_many_in_background,
+)
 
 
 def merge(base: dict, update: dict) -> dict:
@@ -127,6 +133,11 @@ LOADED (finished by an earlier command). `reproduce` clears it when it starts an
 step's entries to report exactly what the step did (`describe_runs`)."""
 
 
+PENDING: dict[Path, Future] = {}
+"""Run directories training in the background (`start_runs`), each with the Future of its
+stack's training; `ensure_runs` waits for them."""
+
+
 def describe_runs(entries: list[tuple[Path, str]]) -> str:
     """'2 trained now; 4 trained earlier by this command, loaded' for RUN_LOG entries
     (each distinct run counted once, by its first entry); '-' when there are none."""
@@ -172,6 +183,12 @@ def ensure_runs(
     """
     store = settings.out / "runs"
     dirs = [store / run_id(c) for c in cfgs]
+    waited = [d for d in dict.fromkeys(dirs) if d in PENDING]
+    if waited:
+        stage(f"training {label}: waiting for {len(waited)} run{'s' * (len(waited) != 1)} "
+              "training in the background", settings.progress)  # fmt: skip
+    for d in waited:
+        PENDING.pop(d).result()  # the background training's error, if any, surfaces here
     todo: dict[Path, RunConfig] = {}
     for c, d in zip(cfgs, dirs, strict=True):
         if not runs.is_complete(d) and d not in todo:
@@ -179,7 +196,8 @@ def ensure_runs(
                 runs.prepare_run_dir(d, resume=False, overwrite=True)
             todo[d] = c
     here = {d for d, origin in RUN_LOG if origin == TRAINED}
-    origins = {d: TRAINED if d in todo else TRAINED_ABOVE if d in here else LOADED for d in dirs}
+    origins = {d: TRAINED if d in todo or d in waited else TRAINED_ABOVE if d in here else LOADED
+               for d in dirs}  # fmt: skip
     n_stacks = len(group_configs(list(todo.values())))
     workers_used = settings.parallel and n_stacks > 1
     stage(training_line(label, len(todo), sum(o == TRAINED_ABOVE for o in origins.values()),
@@ -205,6 +223,37 @@ def ensure_runs(
         out.append(Run(c, model, runs.read_history(d), d))
     RUN_LOG.extend(origins.items())
     return out
+
+
+def start_runs(settings: Settings, cfgs: list[RunConfig], data: Data, label: str = "") -> bool:
+    """Start training the configs that have no complete run directory in the background
+    (`stacked.train_many_in_background`: CUDA, stacked); `ensure_runs` on them later waits
+    for them and reports them as trained now. Returns whether anything was started (False:
+    nothing to train, or it cannot run in the background; `ensure_runs` then trains it)."""
+    if not settings.stacked:
+        return False
+    store = settings.out / "runs"
+    todo: dict[Path, RunConfig] = {}
+    for c in cfgs:
+        d = store / run_id(c)
+        if not runs.is_complete(d) and d not in todo and d not in PENDING:
+            todo[d] = c
+    if not todo:
+        return False
+    for d in todo:  # an unfinished directory from a killed run: retrained from scratch
+        if d.exists():
+            runs.prepare_run_dir(d, resume=False, overwrite=True)
+    future = train_many_in_background(
+        list(todo.values()), data.x_train, data.x_test, run_dirs=list(todo),
+        device=settings.device, progress=settings.progress, eval_every=settings.eval_every,
+        checkpoint_every=settings.checkpoint_every,
+    )  # fmt: skip
+    if future is None:
+        return False
+    stage(f"training {label}: {len(todo)} run{'s' * (len(todo) != 1)} in the background",
+          settings.progress)  # fmt: skip
+    PENDING.update(dict.fromkeys(todo, future))
+    return True
 
 
 def training_line(

@@ -24,7 +24,7 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +41,15 @@ from implicit_em.losses import centred_columns, unit_scale, weight_redundancy_lo
 from implicit_em.models import ACTIVATIONS
 from implicit_em.progress import StackBar
 from implicit_em.train.loop import evaluate, finite_record, loss_terms
-from implicit_em.train.optim import StackedOptimizer
+from implicit_em.train.optim import Branches, StackedOptimizer
 
+STEPS_PER_GRAPH = 32
+"""Full-batch steps `StackedTrainer.fit` replays from one CUDA graph (`StackedTrainer.steps`):
+at MNIST sizes a replay per step costs host time that four stacks training side by side in
+threads of one interpreter share."""
+BACKGROUND_DEVICES = ("cuda",)
+"""Device types on which `train_many_in_background` trains (on CPU the caller's work would
+share the cores; tests add "cpu" to run it there)."""
 CHECKPOINT_EVERY = 5
 """Default epochs between stack checkpoints (`StackedTrainer.fit`): on the paper's CPU protocol
 an epoch of a stack takes seconds, so an interrupt loses well under a minute of it."""
@@ -216,11 +223,28 @@ class StackedTrainer:
         if self.fast_encoder and not loss.lambda_wr:
             del self.weights["wr"]  # reported once per epoch by `fit`, not computed per step
         self.use_graphs = self.device.type == "cuda"
+        n_blocks = len(self.blocks)  # `_encoder_step`: one branch per block, if several
+        self._block_branches = Branches(self.device, n_blocks if n_blocks > 1 else 0)
+        self._aux_branch = Branches(self.device, 1)  # `_sae_step`
         # No host reads in a step (CUDA graphs capture it): AuxK then always runs, on all K
         # columns, with live latents masked; on CPU it runs on the dead columns, when any.
         self.host_reads = not self.use_graphs
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warmup_left = 3
+        # `fit` on CUDA: STEPS_PER_GRAPH steps per graph replay, with their batch gathers and
+        # the sums of their terms (into the static `_acc`), so the host is not in every step.
+        self._chunk: tuple[torch.cuda.CUDAGraph, Tensor, tuple] | None = None
+        self._acc: dict[str, Tensor] | None = None
+        # CUDA graphs of stacks trained side by side are captured one stack at a time, with
+        # the other stacks waiting: a capture must not overlap other threads' device-wide
+        # synchronizations, nor their work on a stream of torch's pool (32 streams, handed out
+        # in turn) that happens to be one the capture uses: that work would join the graph.
+        self.captured = threading.Event()
+        """Set once `fit` will capture no more CUDA graphs (or has ended)."""
+        self.proceed: threading.Event | None = None
+        """If set by the caller: after its last capture, `fit` waits for it (`train_many`
+        sets it once every stack has captured)."""
+        self._captures_left = 0
         k_dim = cfgs[0].model.hidden_dim
         self.since_fired = torch.zeros(n, k_dim, dtype=torch.long, device=self.device)
         self.alive = torch.ones(n, dtype=torch.bool, device=self.device)  # slot order
@@ -242,7 +266,11 @@ class StackedTrainer:
         """Rows of x (n, D) in step `step` of each data seed's `order` (S, n): (S, B, D).
         Batches follow `data.batches.batch_slices` (a one-row tail joins the batch before)."""
         lo, hi = batch_slices(order.shape[1], batch_size)[step]
-        idx = order[:, lo:hi]  # (S, B)
+        return self.gather(x, order[:, lo:hi])
+
+    @staticmethod
+    def gather(x: Tensor, idx: Tensor) -> Tensor:
+        """Rows idx (S, B) of x (n, D): (S, B, D)."""
         return x.index_select(0, idx.reshape(-1)).view(*idx.shape, x.shape[1])
 
     @property
@@ -271,36 +299,51 @@ class StackedTrainer:
         act_name = self.cfgs[0].model.activation
         act, eps = ACTIVATIONS[act_name], self.cfgs[0].loss.variance_eps
         closed_form = xb.shape[1] >= k
+        wr_grad = bool(self.cfgs[0].loss.lambda_wr)
+        # Closed form without wr: each block's gradient is final, so the whole block (forward,
+        # terms, weight gradient) is one independent chain, on a branch of its own on CUDA.
+        whole = closed_form and not wr_grad
         parts, spans, zs, m0 = [], [], [], 0
-        for r0, r1, g in self.blocks:
+        if whole:
+            self._block_branches.fork()
+        for i, (r0, r1, g) in enumerate(self.blocks):
             s, m1 = r1 - r0, m0 + (r1 - r0) * g
-            with torch.no_grad():
-                w_blk = w[m0:m1].view(s, g * k, d)  # (S_b, G K, D): G models per seed
-                z = torch.baddbmm(bias[m0:m1].view(s, 1, g * k), xb[r0:r1], w_blk.mT)
-            spans.append((r0, r1, m0, m1, s, g * k))  # z: (S_b, B, G K)
-            if closed_form:
-                wts = {t: self.weights[t][m0:m1].view(s, g) for t in ("lse", "var", "tc")}
-                if act_name == "relu":
-                    terms_b, da = encoder_terms_grad(z.relu().view(s, -1, g, k), eps, wts)
-                    zs.append(da.view_as(z).mul_(z > 0))  # dL/dz
+            branch = self._block_branches.on(i) if whole else contextlib.nullcontext()
+            with branch:
+                with torch.no_grad():
+                    w_blk = w[m0:m1].view(s, g * k, d)  # (S_b, G K, D): G models per seed
+                    z = torch.baddbmm(bias[m0:m1].view(s, 1, g * k), xb[r0:r1], w_blk.mT)
+                spans.append((r0, r1, m0, m1, s, g * k))  # z: (S_b, B, G K)
+                if closed_form:
+                    wts = {t: self.weights[t][m0:m1].view(s, g) for t in ("lse", "var", "tc")}
+                    if act_name == "relu":
+                        terms_b, da = encoder_terms_grad(z.relu().view(s, -1, g, k), eps, wts)
+                        dz = da.view_as(z).mul_(z > 0)  # dL/dz
+                    else:
+                        z.requires_grad_()
+                        a = act(z)
+                        terms_b, da = encoder_terms_grad(a.detach().view(s, -1, g, k), eps, wts)
+                        dz = torch.autograd.grad(a, z, da.view_as(a))[0]
+                    if whole:
+                        self._weight_grads(xb[r0:r1], dz, m0, m1, s, g * k)
+                    else:
+                        zs.append(dz)
                 else:
                     z.requires_grad_()
-                    a = act(z)
-                    terms_b, da = encoder_terms_grad(a.detach().view(s, -1, g, k), eps, wts)
-                    zs.append(torch.autograd.grad(a, z, da.view_as(a))[0])
-            else:
-                z.requires_grad_()
-                terms_b = encoder_terms(act(z).view(s, -1, g, k), eps)  # (S_b, G) each
-                zs.append(z)
+                    terms_b = encoder_terms(act(z).view(s, -1, g, k), eps)  # (S_b, G) each
+                    zs.append(z)
             parts.append(terms_b)
             m0 = m1
+        if whole:
+            self._block_branches.join()
         terms = {t: torch.cat([p[t].reshape(-1) for p in parts]) for t in parts[0]}  # (N,)
-        wr_grad = bool(self.cfgs[0].loss.lambda_wr)
         if wr_grad:
             with torch.enable_grad():
                 terms["wr"] = vmap(weight_redundancy_loss, in_dims=(0, None))(w, False)  # (N,)
         total = sum(self.weights[t] * terms[t] for t in self.weights)  # (N,)
-        if closed_form:
+        if whole:
+            dzs = []
+        elif closed_form:
             dzs = zs
             if wr_grad:
                 wr_total = (self.weights["wr"] * terms["wr"]).sum()
@@ -309,12 +352,19 @@ class StackedTrainer:
             grads = torch.autograd.grad(total.sum(), [*zs, w] if wr_grad else zs)
             dzs, dw_wr = grads[: len(zs)], grads[-1]
         with torch.no_grad():
-            for (r0, r1, m0, m1, s, gk), dz in zip(spans, dzs, strict=True):
-                torch.bmm(dz.mT, xb[r0:r1], out=w.grad[m0:m1].view(s, gk, d))  # (S_b, G K, D)
-                torch.sum(dz, dim=1, out=bias.grad[m0:m1].view(s, gk))
+            for (r0, r1, m0, m1, s, gk), dz in zip(spans if not whole else [], dzs, strict=True):
+                self._weight_grads(xb[r0:r1], dz, m0, m1, s, gk)
             if wr_grad:
                 w.grad.add_(dw_wr)
         return {t: v.detach() for t, v in terms.items()}, total.detach()
+
+    @torch.no_grad()
+    def _weight_grads(self, xb: Tensor, dz: Tensor, m0: int, m1: int, s: int, gk: int) -> None:
+        """W.grad and b.grad of slots m0:m1 (S_b seeds x G models) from dz (S_b, B, G K) and
+        the block's data xb (S_b, B, D): dz^T x and the sum of dz over the batch."""
+        w, bias = self.params["model.linear.weight"], self.params["model.linear.bias"]
+        torch.bmm(dz.mT, xb, out=w.grad[m0:m1].view(s, gk, w.shape[2]))  # (S_b, G K, D)
+        torch.sum(dz, dim=1, out=bias.grad[m0:m1].view(s, gk))
 
     @torch.no_grad()
     def _sae_step(self, x: Tensor, dead: Tensor | None = None) -> tuple[dict, Tensor]:
@@ -345,12 +395,19 @@ class StackedTrainer:
             a = z
         r = torch.baddbmm(b_dec[:, None] - x, a, w_dec.mT)  # x_hat - x, (N, B, D)
         c = 2.0 / (bsz * d)  # d mse / d x_hat = c r
+        auxk = topk and dead is not None
+        if auxk:  # AuxK reads z, r and W_dec only: on a branch (CUDA) beside the MSE's gradients
+            self._aux_branch.fork()
+            with self._aux_branch.on(0):
+                aux, dz_aux, cols, dw_aux = self._auxk(z, r, w_dec, dead, c)
         terms = {"mse": torch.linalg.vector_norm(r, dim=(1, 2)).square() / (bsz * d)}  # (N,)
         torch.bmm(r.mT, a, out=w_dec.grad).mul_(c)  # (N, D, K)
         torch.sum(r, dim=1, out=b_dec.grad).mul_(c)  # (N, D)
         da = torch.bmm(r, w_dec).mul_(c)  # (N, B, K)
-        if topk and dead is not None:
-            terms["aux"], dz_aux, cols = self._auxk(z, r, w_dec, dead, c)
+        if auxk:
+            self._aux_branch.join()
+            terms["aux"] = aux
+            w_dec.grad.scatter_add_(2, cols[:, None].expand_as(dw_aux), dw_aux)
         elif topk:
             terms["aux"] = torch.zeros_like(terms["mse"])
         else:
@@ -358,7 +415,7 @@ class StackedTrainer:
             terms["l1"] = a.sum(dim=(1, 2)) / (bsz * k)  # a >= 0: |a| = a
             da.add_((self.weights["l1"] / (bsz * k)).view(-1, 1, 1))  # d|a|/da = 1 where a > 0
         dz = da.mul_(a > 0)  # ReLU (and TopK's selection): gradient where a > 0
-        if topk and dead is not None:
+        if auxk:
             dz.scatter_add_(-1, cols[:, None].expand_as(dz_aux), dz_aux)
         torch.bmm(dz.mT, x_in, out=w_enc.grad)  # (N, K, D)
         torch.sum(dz, dim=1, out=b_enc.grad)  # (N, K)
@@ -370,8 +427,9 @@ class StackedTrainer:
 
     def _auxk(
         self, z: Tensor, r: Tensor, w_dec: Tensor, dead: Tensor, c: float
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """AuxK's term (N,), its gradient in the dead latents' pre-codes and their indices.
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """AuxK's term (N,), its gradients in the dead latents' pre-codes and decoder
+        columns, and their indices.
 
         z (N, B, K) pre-codes, r = x_hat - x (N, B, D), w_dec (N, D, K), dead (N, K), c the
         MSE's 2 / (B D). Only dead latents can carry AuxK codes, so the work runs on the
@@ -379,7 +437,8 @@ class StackedTrainer:
         zeroed): the same result as the top-k_aux over all K with live codes masked to 0,
         at M / K of the cost (a few of 64 latents are dead in the reproduction's TopK SAEs).
         Without host reads (CUDA graphs), M = K.
-        Adds W_dec's AuxK gradient into w_dec.grad; returns dz (N, B, M) and cols (N, M).
+        Returns (aux, dz (N, B, M), cols (N, M), dW (N, D, M)): W_dec's AuxK gradient is dW
+        in columns cols (the caller adds it into w_dec.grad).
         """
         (n, bsz, k), d = z.shape, r.shape[-1]
         m = int(dead.sum(dim=1).max()) if self.host_reads else k
@@ -396,8 +455,7 @@ class StackedTrainer:
         aux = torch.linalg.vector_norm(e, dim=(1, 2)).square() / (bsz * d) * any_dead
         coef = (self.weights["aux"] * any_dead * c).view(-1, 1, 1)  # d(w aux)/d aux_hat / e
         dz = torch.bmm(e, w_d).mul_(coef * (z_d > 0))  # via the dead latents' codes
-        w_dec.grad.scatter_add_(2, cols[:, None].expand(n, d, m), torch.bmm(e.mT, z_d.mul_(coef)))
-        return aux, dz, cols
+        return aux, dz, cols, torch.bmm(e.mT, z_d.mul_(coef))  # dW: (N, D, M)
 
     def train_step(self, xb: Tensor) -> dict:
         """One step on xb (S, B, D), one batch per data seed. Returns the unweighted terms,
@@ -474,7 +532,82 @@ class StackedTrainer:
         ):
             self._static_out = self.train_step(self._static_x)
         self._graph.replay()  # capture records the step without running it
+        self._captured_one()
         return {k: v.clone() for k, v in self._static_out.items()}
+
+    def steps(self, x: Tensor, order: Tensor, acc: dict[str, Tensor], batch_size: int) -> None:
+        """Full steps on consecutive batches: step c trains on the rows
+        order[:, c B:(c + 1) B] (order (S, C B), B = batch_size) of x (n, D) and adds its terms
+        (those `step` returns) into acc, in place and in step order, so the sums are bitwise
+        those of `fit`'s step-by-step loop. `fit` replays this from one CUDA graph on GPUs."""
+        for c in range(order.shape[1] // batch_size):
+            out = self.train_step(self.gather(x, order[:, c * batch_size : (c + 1) * batch_size]))
+            for k, v in out.items():
+                acc[k].add_(v)
+
+    def _replay_steps(self, x: Tensor, order: Tensor, acc: dict[str, Tensor], bsz: int) -> None:
+        """`steps` from a CUDA graph, captured on the first call (x, acc and the chunk size
+        must then stay the same tensors and sizes; another x recaptures)."""
+        key = (x.data_ptr(), tuple(x.shape), tuple(order.shape), bsz)
+        if self._chunk is not None and self._chunk[2] == key:
+            graph, static_order, _ = self._chunk
+            static_order.copy_(order)
+            graph.replay()
+            return
+        static_order = order.clone()
+        graph = torch.cuda.CUDAGraph()
+        capture = torch.cuda.Stream(self.device)
+        capture.wait_stream(torch.cuda.current_stream(self.device))
+        with (
+            _CAPTURE_LOCK,  # as in `step`
+            torch.cuda.graph(graph, stream=capture, capture_error_mode="thread_local"),
+        ):
+            self.steps(x, static_order, acc, bsz)
+        torch.cuda.current_stream(self.device).wait_stream(capture)
+        graph.replay()  # capture records the steps without running them
+        self._chunk = (graph, static_order, key)
+        self._captured_one()
+
+    def _captured_one(self) -> None:
+        """After a capture: the last one of `fit` sets `captured`, then waits for `proceed`."""
+        self._captures_left -= 1
+        if self._captures_left == 0:
+            self.captured.set()
+            if self.proceed is not None:
+                self.proceed.wait()
+
+    def _epoch(self, x: Tensor, order: Tensor, bounds: list[tuple[int, int]], bsz: int,
+               bar: StackBar) -> dict[str, Tensor]:  # fmt: skip
+        """One epoch of steps over the batches `bounds` of `order` (S, n); the sums of each
+        term over the steps (N,) each. On CUDA the sums are the static `_acc`, and once the
+        one-step graph is captured (warm-up done), runs of STEPS_PER_GRAPH full batches replay
+        from one graph (`steps`) that adds into them."""
+        sums: dict[str, Tensor] = {}
+        full = sum(hi - lo == bsz for lo, hi in bounds)  # the full batches come first
+        s = 0
+        while s < len(bounds):
+            lo, hi = bounds[s]
+            warm = self._graph is not None  # warm-up done, the one-step graph captured
+            if warm and sums is self._acc and s + STEPS_PER_GRAPH <= full:
+                self._replay_steps(x, order[:, lo : lo + STEPS_PER_GRAPH * bsz], sums, bsz)
+                bar.update(STEPS_PER_GRAPH * bsz)
+                s += STEPS_PER_GRAPH
+                continue
+            out = self.step(self.gather(x, order[:, lo:hi]))
+            if sums:
+                for k, v in out.items():  # in place on the static sums: the same values
+                    sums[k] = sums[k].add_(v) if sums is self._acc else sums[k] + v
+            elif self.use_graphs:
+                if self._acc is None:
+                    self._acc = {k: torch.empty_like(v) for k, v in out.items()}
+                for k, v in out.items():
+                    self._acc[k].copy_(v)
+                sums = self._acc
+            else:
+                sums = dict(out)
+            bar.update(hi - lo)
+            s += 1
+        return sums
 
     def state_dict(self) -> dict:
         """Everything a continuation needs to end bitwise where an uninterrupted fit ends:
@@ -565,8 +698,8 @@ class StackedTrainer:
         x_eval = x_train if x_eval is None else x_eval.to(self.device)
         t = self.cfgs[0].training
         n, bsz = len(x_train), t.batch_size
-        rows = [hi - lo for lo, hi in batch_slices(n, bsz)]  # of each step
-        steps = len(rows)
+        bounds = batch_slices(n, bsz)  # (start, stop) of each step's rows
+        steps = len(bounds)
         histories: list[list[dict]] = [[] for _ in self.cfgs]
         start = 0
         key = self.checkpoint_key(x_train, x_eval, eval_every)
@@ -576,14 +709,16 @@ class StackedTrainer:
                 start, histories = resumed
         bar = StackBar(f"{self.kind} x{len(self.cfgs)}", t.epochs, n, start, enabled=progress)
         wr_per_epoch = self.fast_encoder and "wr" not in self.weights
+        if self.use_graphs:  # the one-step graph, then (from step 4, or in epoch 2) the runs'
+            full = sum(hi - lo == bsz for lo, hi in bounds)
+            runs_graph = self._chunk is None and full >= STEPS_PER_GRAPH + 1
+            self._captures_left = (self._graph is None) + runs_graph
+        if self._captures_left <= 0:
+            self.captured.set()
         for epoch in range(start, t.epochs):
             tic = time.perf_counter()
             order = self.epoch_order(n, epoch)  # (S, n)
-            sums: dict[str, Tensor] = {}
-            for s in range(steps):
-                for k, v in self.step(self.batch(x_train, order, s, bsz)).items():
-                    sums[k] = sums[k] + v if k in sums else v
-                bar.update(rows[s])
+            sums = self._epoch(x_train, order, bounds, bsz, bar)
             seconds = time.perf_counter() - tic
             means = {k: (v / steps).tolist() for k, v in sums.items()}  # one sync per epoch
             if wr_per_epoch:
@@ -655,12 +790,8 @@ def train_many(
     if stacked:
         groups = group_configs(cfgs)
         fit = (x_train, x_eval, progress, eval_every)
-        ckpts = [None if run_dirs is None or not checkpoint_every
-                 else stack_checkpoint([run_dirs[i] for i in g]) for g in groups]  # fmt: skip
-        for g, c in zip(groups, ckpts, strict=True):
-            if c is not None:
-                record_stack(c, [run_dirs[i] for i in g])
-        draws = any(getattr(c.loss, "tc_probes", None) is not None for c in cfgs)
+        ckpts = _checkpoints(groups, run_dirs, checkpoint_every)
+        draws = _draws(cfgs)
         # At MNIST sizes a stack's step is a few hundred tiny kernels, too small to fill the
         # GPU: on CUDA, independent stacks run side by side in threads, each on its own
         # stream (not when steps draw random numbers, whose order across threads would vary).
@@ -669,8 +800,12 @@ def train_many(
             if pool is not None:
                 # Model init seeds the global RNG: every stack is built here, in order.
                 trainers = [StackedTrainer([cfgs[i] for i in g], device) for g in groups]
-                futures = [pool.submit(_fit_stack, t, *fit, c, checkpoint_every, concurrent=True)
-                           for t, c in zip(trainers, ckpts, strict=True)]  # fmt: skip
+                with _one_capture_at_a_time(trainers):
+                    futures = []
+                    for t, c in zip(trainers, ckpts, strict=True):
+                        futures.append(pool.submit(_fit_stack, t, *fit, c, checkpoint_every,
+                                                   concurrent=True))  # fmt: skip
+                        t.captured.wait()
                 fitted = (f.result() for f in futures)
             else:  # lazily: one stack in memory at a time, saved before the next one starts
                 fitted = (
@@ -679,19 +814,126 @@ def train_many(
                     for g, c in zip(groups, ckpts, strict=True)
                 )  # fmt: skip
             for group, ckpt, (models, hists) in zip(groups, ckpts, fitted, strict=True):
-                for i, model, hist in zip(group, models, hists, strict=True):
-                    done(i, model, hist)
-                if ckpt is not None:  # every run of the stack is saved: its checkpoint is spent
-                    ckpt.unlink(missing_ok=True)
-                    ckpt.with_suffix(".json").unlink(missing_ok=True)
-                    remove_spent_checkpoints(ckpt.parent)  # and those these runs made spent
-                    with contextlib.suppress(OSError):  # .stacks/ goes once it is empty
-                        ckpt.parent.rmdir()
+                _finish_stack(group, models, hists, ckpt, done)
     else:
         for i, cfg in enumerate(cfgs):
             model = runs.build_model(cfg).to(device)
             done(i, model, train(model, x_train.to(device), cfg, x_eval=x_eval, progress=progress))
     return results
+
+
+def train_many_in_background(
+    cfgs: list[RunConfig],
+    x_train: Tensor,
+    x_eval: Tensor | None = None,
+    run_dirs: list[str | Path] | None = None,
+    device: torch.device | str = "cuda",
+    progress: bool = True,
+    eval_every: int = 1,
+    checkpoint_every: int = CHECKPOINT_EVERY,
+) -> Future | None:
+    """`train_many` (stacked) in a background thread, so that the caller can work meanwhile.
+
+    The stacks are built here, in the calling thread (model init seeds the global RNG, so the
+    weights are those `train_many` starts from); then a daemon thread per stack fits it on a
+    CUDA stream of its own and saves its runs (run directories and checkpoints as in
+    `train_many`). Returns once the stacks have captured their CUDA graphs. Returns a Future of `train_many`'s result
+    (its exception if training failed), or None where training cannot overlap the caller's
+    work reproducibly: a device other than CUDA (on CPU the caller's work would share the
+    cores), or steps that draw random numbers (the sketched penalty's probes come from the
+    global generator the caller also draws from).
+    """
+    if torch.device(device).type not in BACKGROUND_DEVICES or _draws(cfgs):
+        return None
+    return _train_in_thread(cfgs, x_train, x_eval, run_dirs, device, progress, eval_every,
+                            checkpoint_every)  # fmt: skip
+
+
+def _train_in_thread(
+    cfgs: list[RunConfig], x_train: Tensor, x_eval: Tensor | None, run_dirs: list | None,
+    device: torch.device | str, progress: bool, eval_every: int, checkpoint_every: int,
+) -> Future:  # fmt: skip
+    """`train_many_in_background` on any device."""
+    groups = group_configs(cfgs)
+    ckpts = _checkpoints(groups, run_dirs, checkpoint_every)
+    trainers = [StackedTrainer([cfgs[i] for i in g], device) for g in groups]
+    results: list = [None] * len(cfgs)
+    future: Future = Future()
+    on_stream = torch.device(device).type == "cuda"
+
+    def done(i: int, model: nn.Module, hist: list[dict]) -> None:
+        results[i] = (model, hist)
+        if run_dirs is not None:
+            save_run(model, cfgs[i], hist, run_dirs[i])
+
+    pending, lock = [len(groups)], threading.Lock()
+
+    def work(group: list[int], trainer: StackedTrainer, ckpt: Path | None) -> None:
+        try:
+            models, hists = _fit_stack(trainer, x_train, x_eval, progress, eval_every, ckpt,
+                                       checkpoint_every, concurrent=on_stream)  # fmt: skip
+            _finish_stack(group, models, hists, ckpt, done)
+        except BaseException as err:  # noqa: BLE001  (handed to whoever waits on the future)
+            with lock:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        with lock:
+            pending[0] -= 1
+            if pending[0] == 0 and not future.done():
+                future.set_result(results)
+
+    # Side by side, as in train_many. CUDA forbids device-wide synchronizations (which the
+    # caller's work may do) while a stream captures a graph: return once every stack's
+    # captures are done (`StackedTrainer.captured`: a few steps).
+    with _one_capture_at_a_time(trainers):
+        for args in zip(groups, trainers, ckpts, strict=True):
+            threading.Thread(target=work, args=args, name="implicit-em stack", daemon=True).start()
+            args[1].captured.wait()
+    return future
+
+
+@contextlib.contextmanager
+def _one_capture_at_a_time(trainers: list[StackedTrainer]):
+    """Stacks started (and each waited for: `captured`) inside the block hold after their
+    captures until it ends (`StackedTrainer.proceed`), also when it ends in an error."""
+    proceed = threading.Event()
+    for t in trainers:
+        t.proceed = proceed
+    try:
+        yield
+    finally:
+        proceed.set()
+
+
+def _draws(cfgs: list[RunConfig]) -> bool:
+    """Whether the steps of any config draw random numbers (the sketched penalty's probes)."""
+    return any(getattr(c.loss, "tc_probes", None) is not None for c in cfgs)
+
+
+def _checkpoints(
+    groups: list[list[int]], run_dirs: list | None, checkpoint_every: int
+) -> list[Path | None]:
+    """The checkpoint file of each stack (`stack_checkpoint`); None where none is kept."""
+    if run_dirs is None or not checkpoint_every:
+        return [None] * len(groups)
+    ckpts = [stack_checkpoint([run_dirs[i] for i in g]) for g in groups]
+    for g, c in zip(groups, ckpts, strict=True):
+        record_stack(c, [run_dirs[i] for i in g])
+    return ckpts
+
+
+def _finish_stack(group: list[int], models: list, hists: list, ckpt: Path | None, done) -> None:
+    """Hand each trained model of a stack to done(i, model, history), then delete the
+    stack's checkpoint: every run of the stack is saved, so it is spent."""
+    for i, model, hist in zip(group, models, hists, strict=True):
+        done(i, model, hist)
+    if ckpt is not None:
+        ckpt.unlink(missing_ok=True)
+        ckpt.with_suffix(".json").unlink(missing_ok=True)
+        remove_spent_checkpoints(ckpt.parent)  # and those these runs made spent
+        with contextlib.suppress(OSError):  # .stacks/ goes once it is empty
+            ckpt.parent.rmdir()
 
 
 def stack_checkpoint(run_dirs: list[str | Path]) -> Path:
@@ -750,8 +992,12 @@ def _fit_stack(
     if concurrent:
         stream = torch.cuda.Stream(trainer.device)
         stream.wait_stream(torch.cuda.current_stream(trainer.device))  # data and init ready
-    with torch.cuda.stream(stream):  # None: the current stream
-        hists = trainer.fit(x_train, x_eval, progress, eval_every, checkpoint, checkpoint_every)
+    try:
+        with torch.cuda.stream(stream):  # None: the current stream
+            hists = trainer.fit(x_train, x_eval, progress, eval_every, checkpoint,
+                                checkpoint_every)  # fmt: skip
+    finally:
+        trainer.captured.set()
     if stream is not None:
         stream.synchronize()  # the caller reads the models on its own stream
     return trainer.models, hists
