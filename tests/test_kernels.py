@@ -269,3 +269,55 @@ def test_bf16_gram_error_against_float64(monkeypatch):
     assert tc.dtype == torch.float32
     assert abs(tc.item() - tc_ref.item()) < 2e-3 * tc_ref.item()
     assert ((g.double() - g_ref).norm() / g_ref.norm()).item() < 2e-2
+
+
+@pytest.mark.parametrize("tc_probes", [None, 8])
+def test_encoder_step_gradients_match_through_the_family(tc_probes):
+    """The encoder family's loss terms (which pass z to the fused path for the ReLU fold):
+    the parameters' gradients with the fused path on and off agree to 1e-5."""
+    from implicit_em.models import Encoder
+    from implicit_em.train.loop import loss_terms, term_weights
+
+    torch.manual_seed(0)
+    model = Encoder(24, 300).to(DEVICE)
+    x = torch.randn(70, 24, device=DEVICE)
+    cfg = LossConfig(tc_probes=tc_probes)
+    weights = term_weights("encoder", cfg, 300)
+    grads = []
+    for mode in ("on", "off"):
+        model.zero_grad()
+        torch.manual_seed(1)  # the same probes
+        with fused_mode(mode):
+            terms = loss_terms(model, x, cfg)
+        sum(weights[k] * terms[k] for k in weights).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for gf, gr in zip(*grads, strict=True):
+        assert (gf - gr).abs().max() / gr.abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_every_tile_config_gives_the_same_result(dtype):
+    """Each tile configuration the GPU autotuner may pick (`triton_infomax.STATS_CONFIGS`,
+    `GRAD_CONFIGS`), on B, K that no tile divides: the same partials and gradient as the
+    first configuration, to float32 round-off (bf16 codes: to one bf16 ulp of the output)."""
+    from implicit_em.kernels import triton_infomax as tk
+
+    z = preact_and_codes(300, 260).to(dtype)
+    ref = tk.stats_partials(z, relu=True, config=tk.STATS_CONFIGS[0])
+    for cfg in tk.STATS_CONFIGS[1:]:
+        for got, want in zip(tk.stats_partials(z, relu=True, config=cfg), ref, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    a = torch.relu(z)
+    _, row_lse, mean, _ = fused_impl.combine_stats(a)
+    g = torch.linspace(-1, 1, 300, device=DEVICE)
+    alpha, beta = mean * 0.3, mean - 0.5
+    low, high = (
+        torch.randn(300, 12, device=DEVICE).to(dtype),
+        torch.randn(260, 12, device=DEVICE).to(dtype),
+    )
+    args = (z, row_lse, g, alpha, beta, mean, low, high, True)
+    want = tk.grad(*args, config=tk.GRAD_CONFIGS[0])
+    for cfg in tk.GRAD_CONFIGS[1:]:
+        tol = 1e-6 if dtype == torch.float32 else 1e-2
+        torch.testing.assert_close(tk.grad(*args, config=cfg), want, rtol=tol, atol=tol)
+    assert (want[z <= 0] == 0).all()

@@ -47,21 +47,36 @@ def _(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             a.new_empty(col_shape, **f32), a.new_empty(col_shape, **f32))  # fmt: skip
 
 
-def combine_stats(a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(row_lse (B,), mean (K,), ss (K,)) of a (B, K), float32, from one fused pass:
-    row_lse_i = logsumexp_j(-a_ij); each column's mean and centred sum of squares, merged over
-    row chunks by Chan, Golub and LeVeque's update (their 1979 pairwise variance)."""
+@torch.library.custom_op("implicit_em::infomax_relu_stats", mutates_args=())
+def infomax_relu_stats(z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """`infomax_stats` of a = ReLU(z), with a (B, K) itself (z's dtype) written in the pass."""
+    return _kernels().stats_partials(z, relu=True)
+
+
+@infomax_relu_stats.register_fake
+def _(z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return (torch.empty_like(z, memory_format=torch.contiguous_format), *infomax_stats(z))
+
+
+def combine_stats(a: Tensor, relu: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(codes (B, K), row_lse (B,), mean (K,), ss (K,)) of a (B, K), float32, from one fused
+    pass: row_lse_i = logsumexp_j(-a_ij); each column's mean and centred sum of squares,
+    merged over row chunks by Chan, Golub and LeVeque's update (their 1979 pairwise
+    variance). codes is a itself, or with relu (a holding z) ReLU(z), written by the pass."""
     from implicit_em.kernels.triton_infomax import ROWS
 
     b = a.shape[0]
-    rmax, rsum, cmean, cm2 = infomax_stats(a)  # (nK, B) x 2, (nC, K) x 2
+    if relu:
+        a, rmax, rsum, cmean, cm2 = infomax_relu_stats(a)
+    else:
+        rmax, rsum, cmean, cm2 = infomax_stats(a)  # (nK, B) x 2, (nC, K) x 2
     top = rmax.amax(dim=0)  # (B,)
     row_lse = top + torch.log((rsum * torch.exp(rmax - top)).sum(dim=0))  # (B,)
     starts = torch.arange(cmean.shape[0], device=a.device, dtype=torch.float32) * ROWS
     counts = (b - starts).clamp(max=ROWS)[:, None]  # (nC, 1) rows per chunk
     mean = (counts * cmean).sum(dim=0) / b  # (K,)
     ss = cm2.sum(dim=0) + (counts * (cmean - mean).square()).sum(dim=0)  # (K,)
-    return row_lse, mean, ss
+    return a, row_lse, mean, ss
 
 
 @torch.library.custom_op("implicit_em::infomax_grad", mutates_args=())
@@ -122,7 +137,7 @@ class _Stats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        row_lse, mean, ss = combine_stats(a)
+        _, row_lse, mean, ss = combine_stats(a)
         ctx.save_for_backward(a, row_lse, mean)
         return row_lse, mean, ss
 
@@ -135,18 +150,17 @@ class _Stats(torch.autograd.Function):
 
 
 class _SketchTerms(torch.autograd.Function):
-    """(x, codes, V) -> (lse, var, tc) of the codes a as `losses.combined_loss` with probes V;
-    the gradient goes to x: a = x (codes None) or x = z with a = codes = ReLU(z) (relu True,
-    the mask applied in the backward kernel). See the module doc."""
+    """(x, V) -> (lse, var, tc) of the codes a as `losses.combined_loss` with probes V; the
+    gradient goes to x: a = x (relu False) or x = z and a = ReLU(z) (relu True: the
+    statistics pass writes a, the backward kernel applies the mask). See the module doc."""
 
     @staticmethod
     def forward(
-        ctx, x: Tensor, codes: Tensor | None, probes: Tensor, eps: float, relu: bool
+        ctx, x: Tensor, probes: Tensor, eps: float, relu: bool
     ) -> tuple[Tensor, Tensor, Tensor]:
-        a = x if codes is None else codes
-        b, m = a.shape[0], probes.shape[1]
+        b, m = x.shape[0], probes.shape[1]
         v = probes.float()
-        row_lse, mean, ss = combine_stats(a)  # (B,), (K,), (K,)
+        a, row_lse, mean, ss = combine_stats(x, relu)  # (B, K), (B,), (K,), (K,)
         live, s = column_scale(mean, ss, b)  # (K,), (K,)
         ssu = ss * live
         var = variance_from_stats(ssu, b, eps)
@@ -179,7 +193,7 @@ class _SketchTerms(torch.autograd.Function):
         g_row = g_lse.float().expand(b).contiguous()
         dx = infomax_grad(a, row_lse, g_row, alpha.contiguous(), beta.contiguous(), mean,
                           low.contiguous(), high.contiguous(), ctx.relu)  # fmt: skip
-        return dx, None, None, None, None
+        return dx, None, None, None
 
 
 def fused_terms(
@@ -187,9 +201,11 @@ def fused_terms(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(lse, var, tc) of a (B, K) through the kernels; probes (K, m) or None (exact tc).
 
-    preact: z (B, K) with a = ReLU(z), or None. With probes, the gradient then goes to z
-    directly (the backward kernel applies ReLU's mask), and a's own graph is not used; the
-    exact penalty ignores it (its gradient flows through a). Raises ValueError when preact's
+    preact: z (B, K) with a = ReLU(z), or None. With probes, the terms are then computed from
+    z (the statistics pass writes ReLU(z), the backward kernel applies ReLU's mask and
+    returns dL/dz), and a is not read, so under torch.compile the caller's own ReLU is dead
+    code unless used elsewhere; the exact penalty ignores preact (its gradient flows
+    through a). Raises ValueError when preact's
     shape or dtype differs from a's.
 
     Exact tc: LSE and column statistics from the fused pass, the unit columns and their
@@ -199,9 +215,9 @@ def fused_terms(
         raise ValueError(f"preact {tuple(preact.shape)} {preact.dtype} must match the codes "
                          f"{tuple(a.shape)} {a.dtype}: pass z with a = relu(z)")  # fmt: skip
     if probes is not None:
-        if preact is not None:
-            return _SketchTerms.apply(preact, a.detach(), probes, variance_eps, True)
-        return _SketchTerms.apply(a, None, probes, variance_eps, False)
+        if preact is not None:  # a itself is not read: the pass recomputes it from z
+            return _SketchTerms.apply(preact, probes, variance_eps, True)
+        return _SketchTerms.apply(a, probes, variance_eps, False)
     from implicit_em.colstats import _offdiag_sq_gram, _offdiag_sq_kk
 
     b, k = a.shape

@@ -5,7 +5,8 @@ as float32). Imported only when Triton is (`implicit_em.kernels.triton_available
 TRITON_INTERPRET=1 set before the import, the same kernels run on the CPU in Triton's
 interpreter (the tests), with one configuration each instead of the GPU's autotuned set.
 
-`stats_partials`: each program owns a strip of BLOCK_K columns and ROWS rows, walked in
+`stats_partials`: (optionally reading pre-activations z and writing a = ReLU(z) as it goes)
+each program owns a strip of BLOCK_K columns and ROWS rows, walked in
 (BM, BLOCK_K) tiles; per tile it writes each row's max and sum of exp(-a - max) over the
 strip's columns, and it merges the tiles' column means and centred sums of squares in
 registers (Chan, Golub and LeVeque's pairwise update), writing one (mean, M2) per column and
@@ -23,6 +24,8 @@ writes dL/dz = [a > 0] da instead (ReLU's backward folded in: no separate pass o
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -34,18 +37,27 @@ BLOCK_K = 128  # columns per stats strip (fixes the partials' shapes)
 ROWS = 256  # rows per stats program (fixes the partials' shapes)
 
 
-def _configs(pairs: list[dict], warps: list[int]) -> list[triton.Config]:
-    """Autotuned on the GPU; the interpreter takes the first (it has nothing to time)."""
-    out = [triton.Config(p, num_warps=w) for p in pairs for w in warps]
-    return out[:1] if interpreted() else out
+# Tile configurations, autotuned on the GPU per shape (triton.autotune); the first is the
+# only one under the interpreter (nothing to time) or with IMPLICIT_EM_AUTOTUNE=0.
+STATS_CONFIGS = [{"BM": 32, "num_warps": 4}, {"BM": 64, "num_warps": 8},
+                 {"BM": 16, "num_warps": 4}, {"BM": 32, "num_warps": 8}]  # fmt: skip
+GRAD_CONFIGS = [{"BM": 64, "BK": 128, "num_warps": 4}, {"BM": 128, "BK": 128, "num_warps": 8},
+                {"BM": 64, "BK": 256, "num_warps": 8}, {"BM": 32, "BK": 128, "num_warps": 4}]  # fmt: skip
 
 
-@triton.autotune(configs=_configs([{"BM": 32}, {"BM": 64}, {"BM": 16}], [4, 8]), key=["B", "K"])
+def _configs(dicts: list[dict]) -> list[triton.Config]:
+    out = [triton.Config({k: v for k, v in d.items() if k != "num_warps"},
+                         num_warps=d["num_warps"]) for d in dicts]  # fmt: skip
+    one = interpreted() or os.environ.get("IMPLICIT_EM_AUTOTUNE", "1") == "0"
+    return out[:1] if one else out
+
+
+@triton.autotune(configs=_configs(STATS_CONFIGS), key=["B", "K", "RELU"])
 @triton.jit
 def _stats_kernel(
-    a_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
+    a_ptr, codes_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
     B, K, stride_ab, stride_ak,
-    BM: tl.constexpr, BK: tl.constexpr, ROWS: tl.constexpr,
+    BM: tl.constexpr, BK: tl.constexpr, ROWS: tl.constexpr, RELU: tl.constexpr,
 ):  # fmt: skip
     pid_c = tl.program_id(0)  # row chunk
     pid_k = tl.program_id(1)  # column strip
@@ -60,7 +72,12 @@ def _stats_kernel(
         rmask = rows < B
         mask = rmask[:, None] & cmask[None, :]
         x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
-                    other=0.0).to(tl.float32)  # fmt: skip
+                    other=0.0)  # fmt: skip
+        if RELU:  # a_ptr holds z: write the codes a = ReLU(z) (row-major) and go on with them
+            x = tl.maximum(x.to(tl.float32), 0.0)
+            tl.store(codes_ptr + rows[:, None] * K + cols[None, :],
+                     x.to(codes_ptr.dtype.element_ty), mask=mask)  # fmt: skip
+        x = x.to(tl.float32)
         # rows: max and sum of exp(-a - max) over this strip's columns, stored (nK, B)
         neg = tl.where(mask, -x, float("-inf"))
         rmax = tl.where(rmask, tl.max(neg, axis=1), 0.0)  # (BM,)
@@ -82,11 +99,7 @@ def _stats_kernel(
     tl.store(cm2_ptr + pid_c * K + cols, m2, mask=cmask)
 
 
-@triton.autotune(
-    configs=_configs([{"BM": 64, "BK": 128}, {"BM": 128, "BK": 128}, {"BM": 64, "BK": 256},
-                      {"BM": 32, "BK": 128}], [4, 8]),
-    key=["B", "K", "R"],
-)  # fmt: skip
+@triton.autotune(configs=_configs(GRAD_CONFIGS), key=["B", "K", "R", "HAS_LOW", "RELU"])
 @triton.jit
 def _grad_kernel(
     a_ptr, out_ptr, lse_ptr, g_ptr, alpha_ptr, beta_ptr, mean_ptr, low_ptr, high_ptr,
@@ -128,28 +141,35 @@ def partial_shapes(b: int, k: int) -> tuple[tuple[int, int], tuple[int, int]]:
     return (triton.cdiv(k, BLOCK_K), b), (triton.cdiv(b, ROWS), k)
 
 
-def stats_partials(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def stats_partials(a: Tensor, relu: bool = False, config: dict | None = None) -> tuple[Tensor, ...]:
     """Partials of a (B, K), all float32: row max and row sum of exp(-a - max) per column
     strip (nK, B), nK = ceil(K / BLOCK_K); column mean and centred sum of squares per row
-    chunk (nC, K), nC = ceil(B / ROWS), the last chunk holding B - (nC - 1) ROWS rows."""
+    chunk (nC, K), nC = ceil(B / ROWS), the last chunk holding B - (nC - 1) ROWS rows.
+    relu: a holds pre-activations z; the partials are those of ReLU(z), returned first
+    (B, K), contiguous, z's dtype, written in the same pass. config: one of STATS_CONFIGS
+    instead of the autotuned choice (the tests run each)."""
     b, k = a.shape
     row_shape, col_shape = partial_shapes(b, k)
     f32 = {"device": a.device, "dtype": torch.float32}
     rmax, rsum = torch.empty(row_shape, **f32), torch.empty(row_shape, **f32)
     cmean, cm2 = torch.empty(col_shape, **f32), torch.empty(col_shape, **f32)
+    codes = torch.empty(b, k, device=a.device, dtype=a.dtype) if relu else rmax
     grid = (col_shape[0], row_shape[0])
-    _stats_kernel[grid](a, rmax, rsum, cmean, cm2, b, k, a.stride(0), a.stride(1),
-                        BK=BLOCK_K, ROWS=ROWS)  # fmt: skip
-    return rmax, rsum, cmean, cm2
+    kernel = (_stats_kernel if config is None else _stats_kernel.fn)[grid]
+    kernel(a, codes, rmax, rsum, cmean, cm2, b, k, a.stride(0), a.stride(1),
+           BK=BLOCK_K, ROWS=ROWS, RELU=relu, **(config or {}))  # fmt: skip
+    return (codes, rmax, rsum, cmean, cm2) if relu else (rmax, rsum, cmean, cm2)
 
 
 def grad(
     a: Tensor, row_lse: Tensor, g: Tensor, alpha: Tensor, beta: Tensor, mean: Tensor,
     low: Tensor | None = None, high: Tensor | None = None, relu: bool = False,
+    config: dict | None = None,
 ) -> Tensor:  # fmt: skip
     """(B, K) in a's dtype: g_i exp(-a_ij - row_lse_i) + alpha_j + beta_j (a_ij - mean_j)
     + (low high^T)_ij, times [a_ij > 0] with relu. g, row_lse (B,); alpha, beta, mean (K,)
-    float32; low (B, r) and high (K, r) contiguous in a's dtype, or both None."""
+    float32; low (B, r) and high (K, r) contiguous in a's dtype, or both None. config: one of
+    GRAD_CONFIGS instead of the autotuned choice."""
     b, k = a.shape
     out = torch.empty_like(a, memory_format=torch.contiguous_format)
     r = 0 if low is None else low.shape[1]
@@ -158,11 +178,13 @@ def grad(
     def grid(meta):
         return triton.cdiv(b, meta["BM"]), triton.cdiv(k, meta["BK"])
 
-    _grad_kernel[grid](a, out, row_lse, g, alpha, beta, mean,
+    kernel = _grad_kernel[grid] if config is None else _grad_kernel.fn[grid(config)]
+    kernel(a, out, row_lse, g, alpha, beta, mean,
                        out if low is None else low, out if high is None else high,
                        b, k, r, a.stride(0), a.stride(1), out.stride(0), out.stride(1),
                        RP=rp, HAS_LOW=low is not None, RELU=relu,
-                       PRECISION="ieee" if a.dtype == torch.float32 else "tf32")  # fmt: skip
+                       PRECISION="ieee" if a.dtype == torch.float32 else "tf32",
+                       **(config or {}))  # fmt: skip
     return out
 
 
