@@ -102,7 +102,8 @@ def measure_dtype(dtype: torch.dtype, args, copy_gb_per_s: float) -> dict:
                     sum(infomax_terms(x, probes, 1e-6)).backward()
                     x.grad = None
 
-                row[f"{name}_eager"] = timed_ms(step, args.steps)
+                if args.eager:
+                    row[f"{name}_eager"] = timed_ms(step, args.steps)
                 torch._dynamo.reset()  # the mode is read at trace time
                 comp = torch.compile(lambda x, probes=probes: sum(infomax_terms(x, probes)),
                                      mode=args.compile_mode)  # fmt: skip
@@ -113,6 +114,30 @@ def measure_dtype(dtype: torch.dtype, args, copy_gb_per_s: float) -> dict:
 
                 row[f"{name}_compiled"] = timed_ms(cstep, args.steps)
                 fused_impl.EXACT["gram"] = "float32"
+    # at this size, on this GPU: fused (autotuned tiles) vs the float32 reference on the same
+    # bf16 codes, and every tile configuration against the first one
+    x = a.clone().requires_grad_(True)
+    y = a.float().requires_grad_(True)
+    for probes in (v, None):
+        tag = "sketch" if probes is not None else "exact"
+        tf = infomax_terms(x, probes, 1e-6, fused=True)
+        tr = infomax_terms(y, probes, 1e-6, fused=False)
+        (gf,) = torch.autograd.grad(sum(tf), x)
+        (gr,) = torch.autograd.grad(sum(tr), y)
+        row[f"check_{tag}_terms_rel_err"] = [
+            abs(f.item() / r.item() - 1) for f, r in zip(tf, tr, strict=True)
+        ]
+        row[f"check_{tag}_grad_rel_err"] = ((gf.float() - gr).norm() / gr.norm()).item()
+    lo, hi = low[:, :40].contiguous(), high[:, :40].contiguous()  # r = 40: padded to 64
+    want_s = tk.stats_partials(a, relu=True, config=tk.STATS_CONFIGS[0])
+    want_g = tk.grad(a, row_lse, g, al, be, mean, lo, hi, True, config=tk.GRAD_CONFIGS[0])
+    row["check_configs_max_diff"] = max(
+        [max((x - y).abs().max().item() for x, y in zip(tk.stats_partials(a, True, c), want_s, strict=True))
+         for c in tk.STATS_CONFIGS[1:]]
+        + [(tk.grad(a, row_lse, g, al, be, mean, lo, hi, True, config=c).float()
+            - want_g.float()).abs().max().item() / want_g.float().abs().max().item()
+           for c in tk.GRAD_CONFIGS[1:]]
+    )  # fmt: skip
     # the sketched terms on pre-activations (a = ReLU(z) inside), fused with ReLU's backward
     # folded into the kernel vs the reference through autograd's ReLU
     z = torch.randn(B, K, device=DEVICE).to(dtype).requires_grad_(True)
@@ -143,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtypes", default="bfloat16", help="comma-separated: bfloat16, float32")
     p.add_argument("--compile-mode", default="default", help="torch.compile mode of the terms")
     p.add_argument("--skinny", action="store_true", help="also time the split-K Triton products")
+    p.add_argument("--eager", action="store_true", help="also time the terms without compile")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = True

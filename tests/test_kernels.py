@@ -116,16 +116,19 @@ def test_sketch_drops_columns_the_rule_calls_constant(monkeypatch):
 
 
 def test_bfloat16_codes():
-    """bf16 codes on the fused path: gradient in bf16, terms close to the float32 reference
-    (the sketch's products run in bf16: a loose tolerance)."""
+    """bf16 codes on the fused path: gradient in bf16, terms and gradient close to the float32
+    reference on the same codes (the sketch's products run in bf16: a loose tolerance)."""
     a = codes(70, 300)
     v = probes(300, 8)
     x = a.to(torch.bfloat16).requires_grad_(True)
     out = infomax_terms(x, v, 1e-6, fused=True)
     (g,) = torch.autograd.grad(sum(out), x)
     assert g.dtype == torch.bfloat16
-    ref = infomax_terms(x.detach().float(), v, 1e-6, fused=False)
+    y = x.detach().float().requires_grad_(True)
+    ref = infomax_terms(y, v, 1e-6, fused=False)
     torch.testing.assert_close(torch.stack(out), torch.stack(ref), rtol=2e-2, atol=0.0)
+    (g_ref,) = torch.autograd.grad(sum(ref), y)
+    assert ((g.float() - g_ref).norm() / g_ref.norm()).item() < 2e-2
 
 
 def test_combined_loss_takes_the_fused_path_when_on():

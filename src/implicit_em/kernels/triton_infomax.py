@@ -105,7 +105,7 @@ def _grad_kernel(
     a_ptr, out_ptr, lse_ptr, g_ptr, alpha_ptr, beta_ptr, mean_ptr, low_ptr, high_ptr,
     B, K, R, stride_ab, stride_ak, stride_ob, stride_ok,
     BM: tl.constexpr, BK: tl.constexpr, RP: tl.constexpr, HAS_LOW: tl.constexpr,
-    RELU: tl.constexpr, PRECISION: tl.constexpr,
+    RELU: tl.constexpr, PRECISION: tl.constexpr, DOT_F32: tl.constexpr,
 ):  # fmt: skip
     pid_b = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -129,6 +129,8 @@ def _grad_kernel(
                       mask=rmask[:, None] & (rr[None, :] < R), other=0.0)  # fmt: skip
         high = tl.load(high_ptr + cols[:, None] * R + rr[None, :],
                        mask=cmask[:, None] & (rr[None, :] < R), other=0.0)  # fmt: skip
+        if DOT_F32:  # the interpreter (Triton 3.9) gets bf16 tl.dot wrong: exact upcast
+            low, high = low.to(tl.float32), high.to(tl.float32)
         out += tl.dot(low, tl.trans(high), input_precision=PRECISION)
     if RELU:  # dL/dz of a = ReLU(z): zero where a = 0
         out = tl.where(x > 0.0, out, 0.0)
@@ -184,6 +186,7 @@ def grad(
                        b, k, r, a.stride(0), a.stride(1), out.stride(0), out.stride(1),
                        RP=rp, HAS_LOW=low is not None, RELU=relu,
                        PRECISION="ieee" if a.dtype == torch.float32 else "tf32",
+                       DOT_F32=interpreted(),
                        **(config or {}))  # fmt: skip
     return out
 
