@@ -43,6 +43,63 @@ def timed_ms(fn, steps: int, warmup: int = 3) -> float:
     return start.elapsed_time(end) / steps
 
 
+def graph_ms(fn, steps: int) -> float:
+    """ms per call of fn() replayed from one CUDA graph of `steps` calls (no launch overhead:
+    the kernels' own time, as in a reduce-overhead step). Warm-up (compile, autotune) first."""
+    if DEVICE == "cpu":
+        return timed_ms(fn, steps)
+    fn()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(steps):
+            fn()
+    return timed_ms(graph.replay, 3, warmup=1) / steps
+
+
+def measure_pieces(dtype: torch.dtype, args) -> dict:
+    """Graph-replayed times (ms) of each statistics-pass layout (`triton_infomax.STATS`,
+    with and without the ReLU write) and of each backward tile configuration."""
+    from implicit_em.kernels import triton_infomax as tk
+
+    B, K, m = args.B, args.K, args.probes
+    a = torch.relu(torch.randn(B, K, device=DEVICE)).to(dtype)
+    row: dict = {}
+    saved = dict(tk.STATS)
+    for rows, shift in ((64, False), (256, False), (64, True), (256, True), (512, True)):
+        tk.STATS.update(rows=rows, shift=shift)
+        tag = f"{rows}{'s' if shift else ''}"
+        row[f"stats_{tag}"] = graph_ms(lambda: tk.stats_partials(a), args.steps)
+        row[f"relu_stats_{tag}"] = graph_ms(lambda: tk.stats_partials(a, relu=True), args.steps)
+        for cfg in tk.STATS_CONFIGS:
+            if cfg["BM"] <= rows:
+                name = f"relu_stats_{tag}_bm{cfg['BM']}_w{cfg['num_warps']}"
+                row[name] = graph_ms(lambda c=cfg: tk.stats_partials(a, True, c), args.steps)
+    tk.STATS.update(saved)
+    _, row_lse, mean, _ = fused_impl.combine_stats(a)
+    g, al, be = row_lse.clone(), mean.clone(), mean.clone()
+    low = torch.randn(B, 2 * m, device=DEVICE).to(dtype)
+    high = torch.randn(K, 2 * m, device=DEVICE).to(dtype)
+    row["grad_autotuned"] = graph_ms(
+        lambda: tk.grad(a, row_lse, g, al, be, mean, low, high, relu=True), args.steps
+    )
+    row["grad_no_lowrank_autotuned"] = graph_ms(
+        lambda: tk.grad(a, row_lse, g, al, be, mean), args.steps
+    )
+    for cfg in tk.GRAD_CONFIGS:
+        name = f"grad_bm{cfg['BM']}_bk{cfg['BK']}_w{cfg['num_warps']}"
+        row[name] = graph_ms(
+            lambda c=cfg: tk.grad(a, row_lse, g, al, be, mean, low, high, True, c), args.steps
+        )
+    row["relu_pass"] = graph_ms(lambda: torch.relu(a), args.steps)
+    row["copy_pass"] = graph_ms(lambda: a.clone(), args.steps)
+    row["cublas_rank2m_product"] = graph_ms(lambda: low @ high.mT, args.steps)
+    vd, pd = torch.randn(K, m, device=DEVICE).to(dtype), torch.randn(B, m, device=DEVICE).to(dtype)
+    row["cublas_a_v"] = graph_ms(lambda: a @ vd, args.steps)
+    row["cublas_at_p"] = graph_ms(lambda: a.mT @ pd, args.steps)
+    return row
+
+
 def measure_dtype(dtype: torch.dtype, args, copy_gb_per_s: float) -> dict:
     """Times (ms) of each piece on codes of one dtype."""
     from implicit_em.kernels import triton_infomax as tk
@@ -169,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile-mode", default="default", help="torch.compile mode of the terms")
     p.add_argument("--skinny", action="store_true", help="also time the split-K Triton products")
     p.add_argument("--eager", action="store_true", help="also time the terms without compile")
+    p.add_argument("--pieces", action="store_true",
+                   help="only the kernels, each layout and tile configuration, graph-replayed")  # fmt: skip
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -183,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     t_copy = timed_ms(lambda: dst.copy_(src), args.steps)
     res["copy_gb_per_s"] = 2 * src.numel() / t_copy / 1e6  # read + write
     for name in args.dtypes.split(","):
+        if args.pieces:
+            row = measure_pieces(getattr(torch, name), args)
+            res[f"{name}_graph_replayed"] = row
+            print(name, json.dumps(row, indent=1), flush=True)
+            continue
         row = measure_dtype(getattr(torch, name), args, res["copy_gb_per_s"])
         res[name] = row
         print(name, json.dumps(row, indent=1), flush=True)

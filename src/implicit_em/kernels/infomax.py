@@ -63,17 +63,17 @@ def combine_stats(a: Tensor, relu: bool = False) -> tuple[Tensor, Tensor, Tensor
     pass: row_lse_i = logsumexp_j(-a_ij); each column's mean and centred sum of squares,
     merged over row chunks by Chan, Golub and LeVeque's update (their 1979 pairwise
     variance). codes is a itself, or with relu (a holding z) ReLU(z), written by the pass."""
-    from implicit_em.kernels.triton_infomax import ROWS
+    from implicit_em.kernels.triton_infomax import STATS
 
-    b = a.shape[0]
+    b, rows = a.shape[0], STATS["rows"]
     if relu:
         a, rmax, rsum, cmean, cm2 = infomax_relu_stats(a)
     else:
         rmax, rsum, cmean, cm2 = infomax_stats(a)  # (nK, B) x 2, (nC, K) x 2
     top = rmax.amax(dim=0)  # (B,)
     row_lse = top + torch.log((rsum * torch.exp(rmax - top)).sum(dim=0))  # (B,)
-    starts = torch.arange(cmean.shape[0], device=a.device, dtype=torch.float32) * ROWS
-    counts = (b - starts).clamp(max=ROWS)[:, None]  # (nC, 1) rows per chunk
+    starts = torch.arange(cmean.shape[0], device=a.device, dtype=torch.float32) * rows
+    counts = (b - starts).clamp(max=rows)[:, None]  # (nC, 1) rows per chunk
     mean = (counts * cmean).sum(dim=0) / b  # (K,)
     ss = cm2.sum(dim=0) + (counts * (cmean - mean).square()).sum(dim=0)  # (K,)
     return a, row_lse, mean, ss

@@ -6,11 +6,12 @@ TRITON_INTERPRET=1 set before the import, the same kernels run on the CPU in Tri
 interpreter (the tests), with one configuration each instead of the GPU's autotuned set.
 
 `stats_partials`: (optionally reading pre-activations z and writing a = ReLU(z) as it goes)
-each program owns a strip of BLOCK_K columns and ROWS rows, walked in
-(BM, BLOCK_K) tiles; per tile it writes each row's max and sum of exp(-a - max) over the
-strip's columns, and it merges the tiles' column means and centred sums of squares in
-registers (Chan, Golub and LeVeque's pairwise update), writing one (mean, M2) per column and
-row chunk. `implicit_em.kernels.infomax.combine_stats` merges those across strips and chunks.
+each program owns a strip of BLOCK_K columns and STATS["rows"] rows, walked in (BM, BLOCK_K)
+tiles; per tile it writes each row's max and sum of exp(-a - max) over the strip's columns,
+and it merges the tiles' column means and centred sums of squares in registers (Chan, Golub
+and LeVeque's pairwise update; or, with STATS["shift"], sums of a - c and (a - c)^2 for c the
+mean of the chunk's first tile, reduced once), writing one (mean, M2) per column and row
+chunk. `implicit_em.kernels.infomax.combine_stats` merges those across strips and chunks.
 Partials, not atomics: the result is deterministic and a column of equal values has zero sum
 of squares within each tile.
 
@@ -34,7 +35,11 @@ from torch import Tensor
 from implicit_em.kernels import interpreted
 
 BLOCK_K = 128  # columns per stats strip (fixes the partials' shapes)
-ROWS = 256  # rows per stats program (fixes the partials' shapes)
+# The statistics pass: "rows" per program (fixes the column partials' shapes; 64 = one tile
+# per program) and "shift": merge the tiles' column sums by Chan's update in the loop (False)
+# or accumulate sums of (a - c) and (a - c)^2 elementwise, c the mean of the chunk's first
+# tile, reduced once at the end (True).
+STATS = {"rows": 64, "shift": False}
 
 
 # Tile configurations, autotuned on the GPU per shape (triton.autotune); the first is the
@@ -45,6 +50,12 @@ GRAD_CONFIGS = [{"BM": 64, "BK": 128, "num_warps": 4}, {"BM": 128, "BK": 128, "n
                 {"BM": 64, "BK": 256, "num_warps": 8}, {"BM": 32, "BK": 128, "num_warps": 4}]  # fmt: skip
 
 
+def _fit_rows(configs, named_args, **kwargs):
+    """Keep the tile heights that fit the program's rows (BM <= ROWS)."""
+    rows = kwargs.get("ROWS", named_args.get("ROWS", 1 << 30))
+    return [c for c in configs if c.kwargs["BM"] <= rows] or configs[:1]
+
+
 def _configs(dicts: list[dict]) -> list[triton.Config]:
     out = [triton.Config({k: v for k, v in d.items() if k != "num_warps"},
                          num_warps=d["num_warps"]) for d in dicts]  # fmt: skip
@@ -52,7 +63,8 @@ def _configs(dicts: list[dict]) -> list[triton.Config]:
     return out[:1] if one else out
 
 
-@triton.autotune(configs=_configs(STATS_CONFIGS), key=["B", "K", "RELU"])
+@triton.autotune(configs=_configs(STATS_CONFIGS), key=["B", "K", "RELU", "ROWS"],
+                 prune_configs_by={"early_config_prune": _fit_rows})  # fmt: skip
 @triton.jit
 def _stats_kernel(
     a_ptr, codes_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
@@ -138,15 +150,64 @@ def _grad_kernel(
              out.to(out_ptr.dtype.element_ty), mask=mask)  # fmt: skip
 
 
+@triton.autotune(configs=_configs(STATS_CONFIGS), key=["B", "K", "RELU", "ROWS"],
+                 prune_configs_by={"early_config_prune": _fit_rows})  # fmt: skip
+@triton.jit
+def _stats_shift_kernel(
+    a_ptr, codes_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
+    B, K, stride_ab, stride_ak,
+    BM: tl.constexpr, BK: tl.constexpr, ROWS: tl.constexpr, RELU: tl.constexpr,
+):  # fmt: skip
+    pid_c = tl.program_id(0)  # row chunk
+    pid_k = tl.program_id(1)  # column strip
+    cols = pid_k * BK + tl.arange(0, BK)
+    cmask = cols < K
+    # the shift c: each column's mean over the chunk's first tile (within about one standard
+    # deviation of the chunk's mean, so the final s2 - s1^2 / n does not cancel)
+    rows = pid_c * ROWS + tl.arange(0, BM)
+    mask = (rows < B)[:, None] & cmask[None, :]
+    x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
+                other=0.0).to(tl.float32)  # fmt: skip
+    if RELU:
+        x = tl.maximum(x, 0.0)
+    first = tl.sum(x, axis=0) / tl.minimum(B - pid_c * ROWS, BM).to(tl.float32)  # (BK,)
+    acc1 = tl.zeros((BM, BK), dtype=tl.float32)
+    acc2 = tl.zeros((BM, BK), dtype=tl.float32)
+    for r0 in range(0, ROWS, BM):
+        rows = pid_c * ROWS + r0 + tl.arange(0, BM)
+        rmask = rows < B
+        mask = rmask[:, None] & cmask[None, :]
+        x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
+                    other=0.0).to(tl.float32)  # fmt: skip
+        if RELU:
+            x = tl.maximum(x, 0.0)
+            tl.store(codes_ptr + rows[:, None] * K + cols[None, :],
+                     x.to(codes_ptr.dtype.element_ty), mask=mask)  # fmt: skip
+        neg = tl.where(mask, -x, float("-inf"))
+        rmax = tl.where(rmask, tl.max(neg, axis=1), 0.0)  # (BM,)
+        rsum = tl.sum(tl.where(mask, tl.exp(neg - rmax[:, None]), 0.0), axis=1)  # (BM,)
+        tl.store(rmax_ptr + pid_k * B + rows, rmax, mask=rmask)
+        tl.store(rsum_ptr + pid_k * B + rows, rsum, mask=rmask)
+        d = tl.where(mask, x - first[None, :], 0.0)
+        acc1 += d
+        acc2 += d * d
+    n = tl.minimum(B - pid_c * ROWS, ROWS).to(tl.float32)
+    s1 = tl.sum(acc1, axis=0)  # (BK,)
+    s2 = tl.sum(acc2, axis=0)
+    tl.store(cmean_ptr + pid_c * K + cols, first + s1 / n, mask=cmask)
+    tl.store(cm2_ptr + pid_c * K + cols, tl.maximum(s2 - s1 * (s1 / n), 0.0), mask=cmask)
+
+
 def partial_shapes(b: int, k: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """Shapes of `stats_partials`' row partials (nK, B) and column partials (nC, K)."""
-    return (triton.cdiv(k, BLOCK_K), b), (triton.cdiv(b, ROWS), k)
+    return (triton.cdiv(k, BLOCK_K), b), (triton.cdiv(b, STATS["rows"]), k)
 
 
 def stats_partials(a: Tensor, relu: bool = False, config: dict | None = None) -> tuple[Tensor, ...]:
     """Partials of a (B, K), all float32: row max and row sum of exp(-a - max) per column
     strip (nK, B), nK = ceil(K / BLOCK_K); column mean and centred sum of squares per row
-    chunk (nC, K), nC = ceil(B / ROWS), the last chunk holding B - (nC - 1) ROWS rows.
+    chunk (nC, K), nC = ceil(B / R) for R = STATS["rows"], the last chunk holding
+    B - (nC - 1) R rows.
     relu: a holds pre-activations z; the partials are those of ReLU(z), returned first
     (B, K), contiguous, z's dtype, written in the same pass. config: one of STATS_CONFIGS
     instead of the autotuned choice (the tests run each)."""
@@ -157,9 +218,13 @@ def stats_partials(a: Tensor, relu: bool = False, config: dict | None = None) ->
     cmean, cm2 = torch.empty(col_shape, **f32), torch.empty(col_shape, **f32)
     codes = torch.empty(b, k, device=a.device, dtype=a.dtype) if relu else rmax
     grid = (col_shape[0], row_shape[0])
-    kernel = (_stats_kernel if config is None else _stats_kernel.fn)[grid]
+    tuned = _stats_shift_kernel if STATS["shift"] else _stats_kernel
+    rows = STATS["rows"]
+    if config is not None and config["BM"] > rows:
+        return stats_partials(a, relu, {**config, "BM": rows})
+    kernel = (tuned if config is None else tuned.fn)[grid]
     kernel(a, codes, rmax, rsum, cmean, cm2, b, k, a.stride(0), a.stride(1),
-           BK=BLOCK_K, ROWS=ROWS, RELU=relu, **(config or {}))  # fmt: skip
+           BK=BLOCK_K, ROWS=rows, RELU=relu, **(config or {}))  # fmt: skip
     return (codes, rmax, rsum, cmean, cm2) if relu else (rmax, rsum, cmean, cm2)
 
 
