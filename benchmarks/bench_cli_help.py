@@ -31,8 +31,10 @@ def main() -> None:
     args = p.parse_args()
     for extra in (["--help"], ["train", "--help"], ["reproduce", "--help"]):
         times = time_command([args.exe, *extra], args.repeats)
-        print(f"implicit-em {' '.join(extra):<18} median {statistics.median(times):.3f} s "
-              f"(min {min(times):.3f}, max {max(times):.3f}, n={len(times)})")
+        print(
+            f"implicit-em {' '.join(extra):<18} median {statistics.median(times):.3f} s "
+            f"(min {min(times):.3f}, max {max(times):.3f}, n={len(times)})"
+        )
 
 
 if __name__ == "__main__":

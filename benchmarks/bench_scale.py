@@ -19,6 +19,9 @@ the mode is the environment's (IMPLICIT_EM_FUSED, default auto: fused on CUDA). 
 reports the share of the step in all three InfoMax terms (lse, var, tc: their forward +
 backward on fixed codes, in the dtype the step feeds them) and the time of the step's matmuls
 alone, run as plain torch.matmul calls of the same shapes and dtypes (`matmul_bound_ms`).
+--bf16-gram adds the exact encoder with its Gram in bf16 (row "encoder+fused_bf16gram");
+--skip leaves rows out by name (e.g. encoder+ref); --stats-variants adds sketched rows with
+other layouts of the statistics pass.
 
 Matmul FLOPs counted (2 m n k each; elementwise work not counted):
   Encoder: linear fwd + grad W = 4BDK; Gram U U^T fwd + its one-matmul bwd = 4 B^2 K (B < K).
@@ -37,12 +40,26 @@ import torch
 
 from implicit_em.config import LossConfig
 from implicit_em.kernels import fused_active, fused_mode
+from implicit_em.kernels import infomax as fused_impl
 from implicit_em.losses import (
     correlation_probes,
     infomax_terms,
 )
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
 from implicit_em.train.loop import loss_terms, model_type, optimizer_step, term_weights
+
+
+def _triton_kernels():
+    """implicit_em.kernels.triton_infomax, or a stand-in holding STATS without Triton."""
+    from types import SimpleNamespace
+
+    from implicit_em.kernels import triton_available
+
+    if not triton_available():
+        return SimpleNamespace(STATS={})
+    from implicit_em.kernels import triton_infomax
+
+    return triton_infomax
 
 
 def sync(device: torch.device) -> None:
@@ -171,6 +188,8 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device) -
     fused = kind == "encoder" and fused_active(a)
     codes_bf16 = fused and amp  # the fused kernels read the bf16 codes as they are
     shapes = matmul_shapes(kind, B, D, K, loss.tc_probes, kind == "encoder")
+    if fused and fused_impl.EXACT["gram"] == "bfloat16":  # the Gram's matmuls run in bf16
+        shapes = [(m, k, n, "codes" if t == "f32" else t) for m, k, n, t in shapes]
     row["matmul_bound_ms"] = plain_matmuls(shapes, amp, codes_bf16, args.steps, args.warmup,
                                            device)  # fmt: skip
     row["step_over_matmul_bound"] = row["step_ms"] / row["matmul_bound_ms"]
@@ -219,6 +238,15 @@ def main(argv: list[str] | None = None) -> int:
         help="run each encoder with the fused InfoMax kernels and with the reference",
     )
     p.add_argument(
+        "--bf16-gram",
+        action="store_true",
+        help="with --fused: add an exact-encoder row with the bf16 Gram (kernels.infomax.EXACT)",
+    )
+    p.add_argument("--skip", default="", help="comma-separated row names to leave out")
+    p.add_argument("--stats-variants", default="",
+                   help="with --fused: more sketched rows with other statistics-pass layouts "
+                        "(kernels.triton_infomax.STATS), e.g. 256,64s (rows; s: shifted sums)")  # fmt: skip
+    p.add_argument(
         "--models",
         default=None,
         help="comma-separated subset of: encoder, encoder_sketch, topk_sae, standard_sae",
@@ -263,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
                 (("+fused", "on"), ("+ref", "off")) if n.startswith("encoder") else (("", None),)
             )
         }  # fmt: skip
+        if args.bf16_gram and "encoder+fused" in models:
+            models["encoder+fused_bf16gram"] = (*models["encoder+fused"][:2], "on-bf16gram")
+        for var in filter(None, args.stats_variants.split(",")):  # more sketched fused rows
+            for n in [n for n in models if n.startswith("encoder_sketch") and n.endswith("+fused")]:
+                models[f"{n}[stats={var}]"] = (*models[n][:2], f"on-stats{var}")
+    models = {n: m for n, m in models.items() if n not in args.skip.split(",")}
     dtype = torch.bfloat16 if amp else torch.float32
     xa, wa = torch.randn(B, D, device=device, dtype=dtype), torch.randn(D, K, device=device,
                                                                         dtype=dtype)  # fmt: skip
@@ -286,8 +320,19 @@ def main(argv: list[str] | None = None) -> int:
         modes = {args.compile: modes[args.compile]}
     for mode, comp in modes.items():
         for name, (build, loss, fused) in models.items():
-            with fused_mode(fused or "auto"):
+            gram = "bfloat16" if fused == "on-bf16gram" else "float32"
+            tk = _triton_kernels()
+            stats = dict(tk.STATS)
+            if fused and fused.startswith("on-stats"):  # e.g. on-stats256s: 256 rows, shifted
+                var = fused.removeprefix("on-stats")
+                tk.STATS.update(rows=int(var.rstrip("s")), shift=var.endswith("s"))
+            with fused_mode((fused or "auto").split("-")[0]):
+                fused_impl.EXACT["gram"] = gram
                 row = measure(build, loss, comp, args, x_batches, amp, device)
+                fused_impl.EXACT["gram"] = "float32"
+            row["exact_gram"], row["stats_pass"] = gram, dict(tk.STATS)
+            tk.STATS.clear()
+            tk.STATS.update(stats)
             res["models"][f"{name}/{mode}"] = row
             print(f"{name}/{mode}: {json.dumps(row)}", flush=True)
     res["encoder_speedup"] = {}

@@ -40,7 +40,9 @@ def measure(cmd: list[str]) -> tuple[float, float]:
     subprocess.run(cmd, check=True, capture_output=True)
     wall = time.perf_counter() - t0
     after = os.times()
-    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
     return wall, cpu
 
 

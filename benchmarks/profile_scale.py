@@ -15,6 +15,7 @@ from bench_scale import make_step
 from torch.profiler import ProfilerActivity, profile
 
 from implicit_em.config import LossConfig
+from implicit_em.kernels import set_fused_mode
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
 
 
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probes", type=int, default=32)
     p.add_argument("--amp", choices=("none", "bf16"), default="bf16")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile-mode", default="default", help="torch.compile mode with --compile")
+    p.add_argument("--fused", choices=("auto", "on", "off"), default="auto",
+                   help="the InfoMax path of the encoders (implicit_em.kernels.fused_mode)")  # fmt: skip
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--rows", type=int, default=25)
     args = p.parse_args(argv)
@@ -41,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     model = {"topk_sae": lambda: TopKSAE(D, K, 32), "standard_sae": lambda: StandardSAE(D, K)}.get(
         args.model, lambda: Encoder(D, K)
     )().to(device)
+    set_fused_mode(args.fused)  # read when the step is traced
     step = make_step(model, x, loss, args.amp == "bf16", lse_only=args.model == "encoder_lse",
-                     compile="default" if args.compile else None)  # fmt: skip
+                     compile=args.compile_mode if args.compile else None)  # fmt: skip
     for _ in range(5):
         step()
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -53,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.synchronize()
     key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
     print(prof.key_averages().table(sort_by=key, row_limit=args.rows, max_name_column_width=70))
+    if device.type == "cuda":  # GPU kernels per step and their summed time
+        kern = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        print(f"GPU kernels per step: {len(kern) / args.steps:.1f}, GPU time per step: "
+              f"{sum(e.device_time for e in kern) / args.steps / 1e3:.3f} ms")  # fmt: skip
     return 0
 
 

@@ -201,21 +201,23 @@ class LossWeights(Protocol):
 
 def infomax_terms(
     a: Tensor, probes: Tensor | None = None, variance_eps: float = 1e-6,
-    fused: bool | None = None,
+    fused: bool | None = None, preact: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """Unweighted (lse, var, tc) of codes a (B, K), B >= 2: -sum_i logsumexp_j(-a_ij) (paper
     Eq. 3), the variance barrier and the decorrelation penalty (Eq. 7; sketched with probes
     V (K, m), exact when probes is None). Scalars, float32. The fused Triton kernels
     (`implicit_em.kernels`) on CUDA, else `infomax_reference`; fused forces a path (None: the
     mode of `kernels.set_fused_mode`). a may be float32 or bfloat16 on the fused path (read as
-    float32); dL/da has a's dtype.
+    float32); dL/da has a's dtype. preact: optionally z (B, K) with a = relu(z), same dtype;
+    the fused sketched path then sends the gradient to z itself (ReLU's backward folded into
+    its kernel); every other path ignores it. Same values and gradients either way.
     """
     from implicit_em.kernels import fused_active
 
     if fused_active(a, fused):
         from implicit_em.kernels.infomax import fused_terms
 
-        return fused_terms(a, probes, variance_eps)
+        return fused_terms(a, probes, variance_eps, preact)
     return infomax_reference(a.float() if a.dtype == torch.bfloat16 else a, probes, variance_eps)
 
 
@@ -271,6 +273,7 @@ def combined_loss(
     validate: bool = True,
     probes: Tensor | None = None,
     responsibilities: bool = True,
+    preact: Tensor | None = None,
 ) -> dict:
     """L = w_lse L_LSE + w_var L_var + w_tc L_tc + w_wr L_wr (paper Eqs. 7 and 8).
 
@@ -282,6 +285,7 @@ def combined_loss(
     `responsibilities` (B, K) (left out when responsibilities=False, which saves a pass over
     a in the training loop). Terms whose lambda is zero are still reported (wr computed
     without gradient). probes (K, m): estimate tc with `sketched_correlation_loss`.
+    preact: z with a = relu(z), passed to `infomax_terms` (the fused kernels' ReLU fold).
     """
     cfg = as_loss_weights(cfg)
     if validate:
@@ -295,7 +299,7 @@ def combined_loss(
     weights = loss_weights(cfg, a.shape[1])
     if validate and probes is not None:
         check_probes(a, probes)
-    lse, var, tc = infomax_terms(a, probes, cfg.variance_eps)
+    lse, var, tc = infomax_terms(a, probes, cfg.variance_eps, preact=preact)
     if cfg.lambda_wr:
         wr = weight_redundancy_loss(W, validate=False)
     else:

@@ -40,19 +40,21 @@ class EncoderFamily(Family):
         # float32; the reference formulas need float32 codes (log Var and the correlation's
         # sums of squares lose too much in bf16).
         if not fused_active(a):
-            a = a.float()
-        terms, a = self.terms_from_outputs(model, x, (a, z.float()), loss, dead, amp)
+            a, z = a.float(), z.float()
+        terms, a = self.terms_from_outputs(model, x, (a, z), loss, dead, amp)
         terms["a"] = a
         return terms
 
     def terms_from_outputs(self, model, x, out, loss, dead=None, amp=False):
-        a, _ = out  # (B, K)
+        a, z = out  # (B, K) each
         # lambda_wr only decides whether wr carries gradient; weights are applied by the caller.
         probes = None
         if loss.tc_probes is not None:
             probes = correlation_probes(a.shape[1], loss.tc_probes, a)
+        # a = relu(z): the fused kernels then write dL/dz themselves (no separate ReLU backward)
+        preact = z if model.activation == "relu" and z.dtype == a.dtype else None
         terms = combined_loss(a, model.W, loss, validate=False, probes=probes,
-                              responsibilities=False)  # fmt: skip
+                              responsibilities=False, preact=preact)  # fmt: skip
         terms.pop("total")
         return terms, a
 

@@ -2,13 +2,15 @@
 
 `losses.infomax_terms(a, probes, eps)` returns the unweighted (lse, var, tc) of
 `losses.combined_loss` and picks the path with `fused_active` below:
-- fused: Triton kernels (`triton_infomax`) wrapped as torch.library custom ops and one
-  autograd.Function (`infomax`). Forward: ONE pass over a (B, K) gives every row's
-  log-sum-exp and every column's mean and centred sum of squares; the sketch's two skinny
-  products a (s V) and a^T P stay in cuBLAS. Backward: the products a (s R) and a^T Q in
-  cuBLAS, then ONE pass writing dL/da for all three terms together (softmax, column terms and
-  the rank-2m correction in registers). The exact penalty takes the fused LSE and statistics
-  and the reference's Gram (B < K) or K x K path for the unit columns.
+- fused: Triton kernels (`triton_infomax`) wrapped as torch.library custom ops and
+  autograd.Functions (`infomax`). Forward: ONE pass over a (B, K) gives every row's
+  log-sum-exp and every column's mean and centred sum of squares (given the pre-activations z
+  of a = ReLU(z), it reads z and writes a as it goes); the sketch's two skinny products
+  a (s V) and a^T P stay in cuBLAS. Backward: the products a (s R) and a^T Q in cuBLAS, then
+  ONE pass writing dL/da, or dL/dz with ReLU's mask, for all three terms together (softmax,
+  column terms, and the rank-2m correction formed per tile with tl.dot). The exact penalty
+  takes the fused LSE and statistics and the reference's Gram (B < K; optionally in bf16,
+  `infomax.EXACT`) or K x K path for the unit columns.
 - reference: `losses.infomax_reference`, used on the CPU, under vmap (the stacked trainer), and
   whenever Triton is missing.
 

@@ -11,8 +11,9 @@ Sketched-penalty gradient (tc = ||R||_F^2 / m, paper Eq. 7 estimated as in
     dtc/dU = c (Q V^T + P R^T - 2 U diag(w)),
 and through U = (a - mean) s: da_ij = s_j (dU_ij - colmean_i dU_ij) + 2 (a_ij - mean_j) g_ss_j,
 where g_ss_j = tau_j ds_j/dss_j + g_var dvar/dss_j and tau_j = sum_i (a_ij - mean_j) dU_ij
-needs one (K, B) x (B, m) product. The rank-2m part [Q, P] [V, R]^T is one cuBLAS product,
-whose buffer the backward kernel overwrites with dL/da.
+needs one (K, B) x (B, m) product. The rank-2m part [Q, P] [V, R]^T is formed per tile
+inside the backward kernel (tl.dot, inner dimension 2m), which writes dL/da, or dL/dz with
+ReLU's mask when the caller passes the pre-activation z (`fused_terms`' preact).
 """
 
 from __future__ import annotations
@@ -31,53 +32,66 @@ def _kernels():
 
 @torch.library.custom_op("implicit_em::infomax_stats", mutates_args=())
 def infomax_stats(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """One pass over a (B, K): per-block partials, float32 (see `triton_infomax`): row max and
-    row sum (B, nK) of exp(-a - max), column mean and centred sum of squares (nB, K)."""
+    """One pass over a (B, K): partials, float32 (see `triton_infomax.stats_partials`): row max
+    and row sum (nK, B) of exp(-a - max), column mean and centred sum of squares (nC, K)."""
     return _kernels().stats_partials(a)
 
 
 @infomax_stats.register_fake
 def _(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    from implicit_em.kernels.triton_infomax import BLOCK_B, BLOCK_K
+    from implicit_em.kernels.triton_infomax import partial_shapes
 
-    b, k = a.shape
-    n_kb, n_bb = -(-k // BLOCK_K), -(-b // BLOCK_B)
+    row_shape, col_shape = partial_shapes(*a.shape)
     f32 = {"device": a.device, "dtype": torch.float32}
-    return (a.new_empty(b, n_kb, **f32), a.new_empty(b, n_kb, **f32),
-            a.new_empty(n_bb, k, **f32), a.new_empty(n_bb, k, **f32))  # fmt: skip
+    return (a.new_empty(row_shape, **f32), a.new_empty(row_shape, **f32),
+            a.new_empty(col_shape, **f32), a.new_empty(col_shape, **f32))  # fmt: skip
 
 
-def combine_stats(a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(row_lse (B,), mean (K,), ss (K,)) of a (B, K), float32, from one fused pass:
-    row_lse_i = logsumexp_j(-a_ij); each column's mean and centred sum of squares, merged over
-    row blocks by Chan, Golub and LeVeque's update (their 1979 pairwise variance)."""
-    from implicit_em.kernels.triton_infomax import BLOCK_B
+@torch.library.custom_op("implicit_em::infomax_relu_stats", mutates_args=())
+def infomax_relu_stats(z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """`infomax_stats` of a = ReLU(z), with a (B, K) itself (z's dtype) written in the pass."""
+    return _kernels().stats_partials(z, relu=True)
 
-    b = a.shape[0]
-    rmax, rsum, cmean, cm2 = infomax_stats(a)
-    top = rmax.amax(dim=1, keepdim=True)  # (B, 1)
-    row_lse = top[:, 0] + torch.log((rsum * torch.exp(rmax - top)).sum(dim=1))  # (B,)
-    starts = torch.arange(cmean.shape[0], device=a.device, dtype=torch.float32) * BLOCK_B
-    counts = (b - starts).clamp(max=BLOCK_B)[:, None]  # (nB, 1) rows per block
+
+@infomax_relu_stats.register_fake
+def _(z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return (torch.empty_like(z, memory_format=torch.contiguous_format), *infomax_stats(z))
+
+
+def combine_stats(a: Tensor, relu: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(codes (B, K), row_lse (B,), mean (K,), ss (K,)) of a (B, K), float32, from one fused
+    pass: row_lse_i = logsumexp_j(-a_ij); each column's mean and centred sum of squares,
+    merged over row chunks by Chan, Golub and LeVeque's update (their 1979 pairwise
+    variance). codes is a itself, or with relu (a holding z) ReLU(z), written by the pass."""
+    from implicit_em.kernels.triton_infomax import STATS
+
+    b, rows = a.shape[0], STATS["rows"]
+    if relu:
+        a, rmax, rsum, cmean, cm2 = infomax_relu_stats(a)
+    else:
+        rmax, rsum, cmean, cm2 = infomax_stats(a)  # (nK, B) x 2, (nC, K) x 2
+    top = rmax.amax(dim=0)  # (B,)
+    row_lse = top + torch.log((rsum * torch.exp(rmax - top)).sum(dim=0))  # (B,)
+    starts = torch.arange(cmean.shape[0], device=a.device, dtype=torch.float32) * rows
+    counts = (b - starts).clamp(max=rows)[:, None]  # (nC, 1) rows per chunk
     mean = (counts * cmean).sum(dim=0) / b  # (K,)
     ss = cm2.sum(dim=0) + (counts * (cmean - mean).square()).sum(dim=0)  # (K,)
-    return row_lse, mean, ss
+    return a, row_lse, mean, ss
 
 
 @torch.library.custom_op("implicit_em::infomax_grad", mutates_args=())
 def infomax_grad(
     a: Tensor, row_lse: Tensor, g: Tensor, alpha: Tensor, beta: Tensor, mean: Tensor,
-    low: Tensor | None, high: Tensor | None,
+    low: Tensor | None, high: Tensor | None, relu: bool,
 ) -> Tensor:  # fmt: skip
-    """da (B, K), a's dtype: g_i softmax(-a)_ij + alpha_j + beta_j (a_ij - mean_j) + (low high^T)_ij
-    with low (B, r), high (K, r) float32, or both None. The low-rank product is a cuBLAS
-    matmul in a's dtype whose output buffer the kernel then overwrites with da."""
-    extra = None if low is None else low.to(a.dtype) @ high.to(a.dtype).mT  # (B, K)
-    return _kernels().grad(a, row_lse, g, alpha, beta, mean, extra)
+    """(B, K) in a's dtype: g_i softmax(-a)_ij + alpha_j + beta_j (a_ij - mean_j)
+    + (low high^T)_ij, with low (B, r), high (K, r) in a's dtype (or both None), formed per
+    tile in the kernel; with relu, times [a_ij > 0] (the gradient of z for a = ReLU(z))."""
+    return _kernels().grad(a, row_lse, g, alpha, beta, mean, low, high, relu)
 
 
 @infomax_grad.register_fake
-def _(a, row_lse, g, alpha, beta, mean, low, high) -> Tensor:
+def _(a, row_lse, g, alpha, beta, mean, low, high, relu) -> Tensor:
     return torch.empty_like(a, memory_format=torch.contiguous_format)
 
 
@@ -96,6 +110,11 @@ def _(a: Tensor, w: Tensor, trans: bool) -> Tensor:
 # reduction, `triton_infomax.skinny`). On the H200 at B = 4096, K = 16384, m = 32, bf16:
 # cuBLAS 0.038 / 0.035 ms (a V, a^T P), Triton 0.085 / 0.054 ms (benchmarks/bench_infomax_kernels.py).
 SKINNY = {"backend": "cublas"}
+
+# The exact penalty's Gram (B < K): "float32" keeps the unit columns U in float32 (TF32
+# matmuls where allowed), as the reference; "bfloat16" casts U to bf16 first (`_GramBF16`):
+# about twice the matmul rate, at the error measured in docs/benchmarks.md (issue 19).
+EXACT = {"gram": "float32"}
 
 
 def _mm(a: Tensor, w: Tensor) -> Tensor:
@@ -118,7 +137,7 @@ class _Stats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        row_lse, mean, ss = combine_stats(a)
+        _, row_lse, mean, ss = combine_stats(a)
         ctx.save_for_backward(a, row_lse, mean)
         return row_lse, mean, ss
 
@@ -127,17 +146,21 @@ class _Stats(torch.autograd.Function):
         a, row_lse, mean = ctx.saved_tensors
         return infomax_grad(a, row_lse, -g_row.float().contiguous(),
                             (g_mean / a.shape[0]).float().contiguous(),
-                            (2 * g_ss).float().contiguous(), mean, None, None)  # fmt: skip
+                            (2 * g_ss).float().contiguous(), mean, None, None, False)  # fmt: skip
 
 
 class _SketchTerms(torch.autograd.Function):
-    """(a, V) -> (lse, var, tc) as `losses.combined_loss` with probes V; see the module doc."""
+    """(x, V) -> (lse, var, tc) of the codes a as `losses.combined_loss` with probes V; the
+    gradient goes to x: a = x (relu False) or x = z and a = ReLU(z) (relu True: the
+    statistics pass writes a, the backward kernel applies the mask). See the module doc."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, probes: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
-        b, m = a.shape[0], probes.shape[1]
+    def forward(
+        ctx, x: Tensor, probes: Tensor, eps: float, relu: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        b, m = x.shape[0], probes.shape[1]
         v = probes.float()
-        row_lse, mean, ss = combine_stats(a)  # (B,), (K,), (K,)
+        a, row_lse, mean, ss = combine_stats(x, relu)  # (B, K), (B,), (K,), (K,)
         live, s = column_scale(mean, ss, b)  # (K,), (K,)
         ssu = ss * live
         var = variance_from_stats(ssu, b, eps)
@@ -147,7 +170,7 @@ class _SketchTerms(torch.autograd.Function):
         r = s[:, None] * xc - (ssu * s.square())[:, None] * v  # (K, m) = (C - diag C) V
         tc = r.square().sum() / m
         ctx.save_for_backward(a, v, row_lse, mean, ssu, live, s, p, xc, r)
-        ctx.eps = eps
+        ctx.eps, ctx.relu = eps, relu
         return -row_lse.sum(), var, tc
 
     @staticmethod
@@ -165,24 +188,36 @@ class _SketchTerms(torch.autograd.Function):
         colsum_du = c * (v @ q.sum(dim=0) + r @ p.sum(dim=0))  # (K,) = 1^T dU
         alpha = -s * colsum_du / b
         beta = 2 * g_ss - 2 * c * s.square() * w
-        low = torch.cat([q, p], dim=1)  # (B, 2m)
-        high = c * s[:, None] * torch.cat([v, r], dim=1)  # (K, 2m)
+        low = torch.cat([q, p], dim=1).to(a.dtype)  # (B, 2m)
+        high = (c * s[:, None] * torch.cat([v, r], dim=1)).to(a.dtype)  # (K, 2m)
         g_row = g_lse.float().expand(b).contiguous()
-        da = infomax_grad(a, row_lse, g_row, alpha.contiguous(), beta.contiguous(), mean,
-                          low, high)  # fmt: skip
-        return da, None, None
+        dx = infomax_grad(a, row_lse, g_row, alpha.contiguous(), beta.contiguous(), mean,
+                          low.contiguous(), high.contiguous(), ctx.relu)  # fmt: skip
+        return dx, None, None, None
 
 
 def fused_terms(
-    a: Tensor, probes: Tensor | None, variance_eps: float
+    a: Tensor, probes: Tensor | None, variance_eps: float, preact: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(lse, var, tc) of a (B, K) through the kernels; probes (K, m) or None (exact tc).
+
+    preact: z (B, K) with a = ReLU(z), or None. With probes, the terms are then computed from
+    z (the statistics pass writes ReLU(z), the backward kernel applies ReLU's mask and
+    returns dL/dz), and a is not read, so under torch.compile the caller's own ReLU is dead
+    code unless used elsewhere; the exact penalty ignores preact (its gradient flows
+    through a). Raises ValueError when preact's
+    shape or dtype differs from a's.
 
     Exact tc: LSE and column statistics from the fused pass, the unit columns and their
     Gram (B < K) or K x K penalty as in `losses.correlation_loss`.
     """
+    if preact is not None and (preact.shape != a.shape or preact.dtype != a.dtype):
+        raise ValueError(f"preact {tuple(preact.shape)} {preact.dtype} must match the codes "
+                         f"{tuple(a.shape)} {a.dtype}: pass z with a = relu(z)")  # fmt: skip
     if probes is not None:
-        return _SketchTerms.apply(a, probes, variance_eps)
+        if preact is not None:  # a itself is not read: the pass recomputes it from z
+            return _SketchTerms.apply(preact, probes, variance_eps, True)
+        return _SketchTerms.apply(a, probes, variance_eps, False)
     from implicit_em.colstats import _offdiag_sq_gram, _offdiag_sq_kk
 
     b, k = a.shape
@@ -190,5 +225,25 @@ def fused_terms(
     live, s = column_scale(mean, ss, b)
     var = variance_from_stats(ss * live, b, variance_eps)
     u = (a - mean) * s  # (B, K) float32
+    if EXACT["gram"] == "bfloat16" and b < k:
+        return -row_lse.sum(), var, _GramBF16.apply(u.to(torch.bfloat16))
     tc = _offdiag_sq_gram(u) if b < k else _offdiag_sq_kk(u)
     return -row_lse.sum(), var, tc
+
+
+class _GramBF16(torch.autograd.Function):
+    """sum_{j != k} (U^T U)_jk^2 = ||U U^T||_F^2 - sum_j d_j^2, d_j = ||U_:j||^2, for U (B, K)
+    in bf16: the Gram U U^T (B, B) and the gradient 4 (U U^T U - U diag(d)) as bf16 cuBLAS
+    products with float32 accumulation (their outputs rounded to bf16), the sums in float32."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor) -> Tensor:
+        gram = u @ u.mT  # (B, B) bf16
+        d = u.float().square().sum(dim=0)  # (K,)
+        ctx.save_for_backward(u, gram, d)
+        return gram.float().square().sum() - d.square().sum()
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        u, gram, d = ctx.saved_tensors
+        return ((4 * g) * ((gram @ u).float() - u.float() * d)).to(u.dtype)  # (B, K)

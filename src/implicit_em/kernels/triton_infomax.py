@@ -1,70 +1,127 @@
 """Triton kernels for the InfoMax terms: one pass over the codes forward, one backward.
 
-Legend: B batch, K components, m probes. a (B, K) codes (float32 or bfloat16, read as float32).
-Imported only when Triton is (`implicit_em.kernels.triton_available`); with TRITON_INTERPRET=1
-set before the import, the same kernels run on the CPU in Triton's interpreter (the tests).
+Legend: B batch, K components, m probes, r = 2m. a (B, K) codes (float32 or bfloat16, read
+as float32). Imported only when Triton is (`implicit_em.kernels.triton_available`); with
+TRITON_INTERPRET=1 set before the import, the same kernels run on the CPU in Triton's
+interpreter (the tests), with one configuration each instead of the GPU's autotuned set.
 
-`stats_partials` tiles a into (BM, BK) blocks and writes, per block, each row's max and sum of
-exp(-a - max) over the block's columns and each column's mean and centred sum of squares over
-the block's rows; `implicit_em.kernels.infomax.combine_stats` merges them (log-sum-exp across
-column blocks; Chan, Golub and LeVeque's pairwise variance update across row blocks). Partials, not atomics: the result
-is deterministic and a column of equal values has zero sum of squares within each block.
+`stats_partials`: (optionally reading pre-activations z and writing a = ReLU(z) as it goes)
+each program owns a strip of BLOCK_K columns and STATS["rows"] rows, walked in (BM, BLOCK_K)
+tiles; per tile it writes each row's max and sum of exp(-a - max) over the strip's columns,
+and it merges the tiles' column means and centred sums of squares in registers (Chan, Golub
+and LeVeque's pairwise update; or, with STATS["shift"], sums of a - c and (a - c)^2 for c the
+mean of the chunk's first tile, reduced once), writing one (mean, M2) per column and row
+chunk. `implicit_em.kernels.infomax.combine_stats` merges those across strips and chunks.
+Partials, not atomics: the result is deterministic and a column of equal values has zero sum
+of squares within each tile.
 
-`grad` writes, in one pass,
-    da_ij = g_i exp(-a_ij - lse_i) + alpha_j + beta_j (a_ij - mean_j) + E_ij
-where E (B, K) is the sketched penalty's rank-2m term, a cuBLAS product (L H^T) whose buffer
-the kernel overwrites with da. (Forming L H^T per tile inside the kernel, with tl.dot, measured
-0.31 ms on the H200 at B = 4096, K = 16384, bf16, against 0.07 ms without it: every tile
-re-reads its rows of L and columns of H.)
+`grad` writes, in one pass over a,
+    da_ij = g_i exp(-a_ij - lse_i) + alpha_j + beta_j (a_ij - mean_j) + (L H^T)_ij
+with L (B, r), H (K, r) the sketched penalty's rank-2m term, formed per tile on the tensor
+cores (tl.dot, inner dimension r padded to a power of two >= 16), in a's dtype (float32 in
+IEEE precision for float32 codes). With relu=True the codes are a = ReLU(z) and the kernel
+writes dL/dz = [a > 0] da instead (ReLU's backward folded in: no separate pass over (B, K)).
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-BLOCK_B = 64  # rows per tile
-BLOCK_K = 128  # columns per tile
+from implicit_em.kernels import interpreted
+
+BLOCK_K = 128  # columns per stats strip (fixes the partials' shapes)
+# The statistics pass: "rows" per program (fixes the column partials' shapes; 64 = one tile
+# per program) and "shift": merge the tiles' column sums by Chan's update in the loop (False)
+# or accumulate sums of (a - c) and (a - c)^2 elementwise, c the mean of the chunk's first
+# tile, reduced once at the end (True).
+# 256 rows, Chan merges: the layout behind the measured whole-step figures on the H200
+# (docs/benchmarks.md). {"rows": 512, "shift": True} was faster as a graph-replayed piece
+# (0.113 against 0.191 ms) but has not been run in the whole step or through the kernel tests
+# on a GPU (only in Triton's interpreter), so it is not the default.
+STATS = {"rows": 256, "shift": False}
 
 
+# Tile configurations, autotuned on the GPU per shape (triton.autotune); the first is the
+# only one under the interpreter (nothing to time) or with IMPLICIT_EM_AUTOTUNE=0.
+STATS_CONFIGS = [{"BM": 32, "num_warps": 4}, {"BM": 64, "num_warps": 8},
+                 {"BM": 16, "num_warps": 4}, {"BM": 32, "num_warps": 8}]  # fmt: skip
+GRAD_CONFIGS = [{"BM": 64, "BK": 128, "num_warps": 4}, {"BM": 128, "BK": 128, "num_warps": 8},
+                {"BM": 64, "BK": 256, "num_warps": 8}, {"BM": 32, "BK": 128, "num_warps": 4}]  # fmt: skip
+
+
+def _fit_rows(configs, named_args, **kwargs):
+    """Keep the tile heights that fit the program's rows (BM <= ROWS)."""
+    rows = kwargs.get("ROWS", named_args.get("ROWS", 1 << 30))
+    return [c for c in configs if c.kwargs["BM"] <= rows] or configs[:1]
+
+
+def _configs(dicts: list[dict]) -> list[triton.Config]:
+    out = [triton.Config({k: v for k, v in d.items() if k != "num_warps"},
+                         num_warps=d["num_warps"]) for d in dicts]  # fmt: skip
+    one = interpreted() or os.environ.get("IMPLICIT_EM_AUTOTUNE", "1") == "0"
+    return out[:1] if one else out
+
+
+@triton.autotune(configs=_configs(STATS_CONFIGS), key=["B", "K", "RELU", "ROWS"],
+                 prune_configs_by={"early_config_prune": _fit_rows})  # fmt: skip
 @triton.jit
 def _stats_kernel(
-    a_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
-    B, K, stride_ab, stride_ak, n_kb,
-    BM: tl.constexpr, BK: tl.constexpr,
+    a_ptr, codes_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
+    B, K, stride_ab, stride_ak,
+    BM: tl.constexpr, BK: tl.constexpr, ROWS: tl.constexpr, RELU: tl.constexpr,
 ):  # fmt: skip
-    pid_b = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rows = pid_b * BM + tl.arange(0, BM)
+    pid_c = tl.program_id(0)  # row chunk
+    pid_k = tl.program_id(1)  # column strip
     cols = pid_k * BK + tl.arange(0, BK)
-    rmask = rows < B
     cmask = cols < K
-    mask = rmask[:, None] & cmask[None, :]
-    x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
-                other=0.0).to(tl.float32)  # fmt: skip
-    # rows: max and sum of exp(-a - max) over this block's columns
-    neg = tl.where(mask, -x, float("-inf"))
-    rmax = tl.max(neg, axis=1)  # (BM,)
-    rmax = tl.where(rmask, rmax, 0.0)
-    rsum = tl.sum(tl.where(mask, tl.exp(neg - rmax[:, None]), 0.0), axis=1)  # (BM,)
-    tl.store(rmax_ptr + rows * n_kb + pid_k, rmax, mask=rmask)
-    tl.store(rsum_ptr + rows * n_kb + pid_k, rsum, mask=rmask)
-    # columns: mean and centred sum of squares over this block's rows (two passes in registers)
-    n = tl.minimum(B - pid_b * BM, BM).to(tl.float32)
-    cmean = tl.sum(x, axis=0) / n  # (BK,)
-    d = tl.where(mask, x - cmean[None, :], 0.0)
-    cm2 = tl.sum(d * d, axis=0)  # (BK,)
-    tl.store(cmean_ptr + pid_b * K + cols, cmean, mask=cmask)
-    tl.store(cm2_ptr + pid_b * K + cols, cm2, mask=cmask)
+    cnt = 0.0
+    mean = tl.zeros((BK,), dtype=tl.float32)
+    m2 = tl.zeros((BK,), dtype=tl.float32)
+    for r0 in range(0, ROWS, BM):
+        start = pid_c * ROWS + r0
+        rows = start + tl.arange(0, BM)
+        rmask = rows < B
+        mask = rmask[:, None] & cmask[None, :]
+        x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
+                    other=0.0)  # fmt: skip
+        if RELU:  # a_ptr holds z: write the codes a = ReLU(z) (row-major) and go on with them
+            x = tl.maximum(x.to(tl.float32), 0.0)
+            tl.store(codes_ptr + rows[:, None] * K + cols[None, :],
+                     x.to(codes_ptr.dtype.element_ty), mask=mask)  # fmt: skip
+        x = x.to(tl.float32)
+        # rows: max and sum of exp(-a - max) over this strip's columns, stored (nK, B)
+        neg = tl.where(mask, -x, float("-inf"))
+        rmax = tl.where(rmask, tl.max(neg, axis=1), 0.0)  # (BM,)
+        rsum = tl.sum(tl.where(mask, tl.exp(neg - rmax[:, None]), 0.0), axis=1)  # (BM,)
+        tl.store(rmax_ptr + pid_k * B + rows, rmax, mask=rmask)
+        tl.store(rsum_ptr + pid_k * B + rows, rsum, mask=rmask)
+        # columns: this tile's mean and centred sum of squares, merged into the running ones
+        n_t = tl.maximum(tl.minimum(B - start, BM), 0).to(tl.float32)
+        t_mean = tl.sum(x, axis=0) / tl.maximum(n_t, 1.0)  # (BK,)
+        d = tl.where(mask, x - t_mean[None, :], 0.0)
+        t_m2 = tl.sum(d * d, axis=0)
+        tot = cnt + n_t
+        w = n_t / tl.maximum(tot, 1.0)
+        delta = t_mean - mean
+        mean += delta * w
+        m2 += t_m2 + delta * delta * (cnt * w)
+        cnt = tot
+    tl.store(cmean_ptr + pid_c * K + cols, mean, mask=cmask)
+    tl.store(cm2_ptr + pid_c * K + cols, m2, mask=cmask)
 
 
+@triton.autotune(configs=_configs(GRAD_CONFIGS), key=["B", "K", "R", "HAS_LOW", "RELU"])
 @triton.jit
 def _grad_kernel(
-    a_ptr, out_ptr, lse_ptr, g_ptr, alpha_ptr, beta_ptr, mean_ptr, extra_ptr,
-    B, K, stride_ab, stride_ak, stride_ob, stride_ok,
-    BM: tl.constexpr, BK: tl.constexpr, HAS_EXTRA: tl.constexpr,
+    a_ptr, out_ptr, lse_ptr, g_ptr, alpha_ptr, beta_ptr, mean_ptr, low_ptr, high_ptr,
+    B, K, R, stride_ab, stride_ak, stride_ob, stride_ok,
+    BM: tl.constexpr, BK: tl.constexpr, RP: tl.constexpr, HAS_LOW: tl.constexpr,
+    RELU: tl.constexpr, PRECISION: tl.constexpr, DOT_F32: tl.constexpr,
 ):  # fmt: skip
     pid_b = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -82,39 +139,124 @@ def _grad_kernel(
     mean = tl.load(mean_ptr + cols, mask=cmask, other=0.0)
     out = g[:, None] * tl.exp(-x - lse[:, None]) + alpha[None, :]
     out += beta[None, :] * (x - mean[None, :])
-    if HAS_EXTRA:  # same layout as out
-        out += tl.load(extra_ptr + rows[:, None] * stride_ob + cols[None, :] * stride_ok,
-                       mask=mask, other=0.0).to(tl.float32)  # fmt: skip
+    if HAS_LOW:  # (L H^T) on this tile: L rows (BM, RP), H cols (BK, RP), both row-major
+        rr = tl.arange(0, RP)
+        low = tl.load(low_ptr + rows[:, None] * R + rr[None, :],
+                      mask=rmask[:, None] & (rr[None, :] < R), other=0.0)  # fmt: skip
+        high = tl.load(high_ptr + cols[:, None] * R + rr[None, :],
+                       mask=cmask[:, None] & (rr[None, :] < R), other=0.0)  # fmt: skip
+        if DOT_F32:  # the interpreter (Triton 3.9) gets bf16 tl.dot wrong: exact upcast
+            low, high = low.to(tl.float32), high.to(tl.float32)
+        out += tl.dot(low, tl.trans(high), input_precision=PRECISION)
+    if RELU:  # dL/dz of a = ReLU(z): zero where a = 0
+        out = tl.where(x > 0.0, out, 0.0)
     tl.store(out_ptr + rows[:, None] * stride_ob + cols[None, :] * stride_ok,
              out.to(out_ptr.dtype.element_ty), mask=mask)  # fmt: skip
 
 
-def stats_partials(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per-block partials of a (B, K): row max and row sum (B, nK), column mean and centred
-    sum of squares (nB, K), all float32, nK = ceil(K / BLOCK_K), nB = ceil(B / BLOCK_B)."""
+@triton.autotune(configs=_configs(STATS_CONFIGS), key=["B", "K", "RELU", "ROWS"],
+                 prune_configs_by={"early_config_prune": _fit_rows})  # fmt: skip
+@triton.jit
+def _stats_shift_kernel(
+    a_ptr, codes_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
+    B, K, stride_ab, stride_ak,
+    BM: tl.constexpr, BK: tl.constexpr, ROWS: tl.constexpr, RELU: tl.constexpr,
+):  # fmt: skip
+    pid_c = tl.program_id(0)  # row chunk
+    pid_k = tl.program_id(1)  # column strip
+    cols = pid_k * BK + tl.arange(0, BK)
+    cmask = cols < K
+    # the shift c: each column's mean over the chunk's first tile (within about one standard
+    # deviation of the chunk's mean, so the final s2 - s1^2 / n does not cancel)
+    rows = pid_c * ROWS + tl.arange(0, BM)
+    mask = (rows < B)[:, None] & cmask[None, :]
+    x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
+                other=0.0).to(tl.float32)  # fmt: skip
+    if RELU:
+        x = tl.maximum(x, 0.0)
+    first = tl.sum(x, axis=0) / tl.minimum(B - pid_c * ROWS, BM).to(tl.float32)  # (BK,)
+    acc1 = tl.zeros((BM, BK), dtype=tl.float32)
+    acc2 = tl.zeros((BM, BK), dtype=tl.float32)
+    for r0 in range(0, ROWS, BM):
+        rows = pid_c * ROWS + r0 + tl.arange(0, BM)
+        rmask = rows < B
+        mask = rmask[:, None] & cmask[None, :]
+        x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
+                    other=0.0).to(tl.float32)  # fmt: skip
+        if RELU:
+            x = tl.maximum(x, 0.0)
+            tl.store(codes_ptr + rows[:, None] * K + cols[None, :],
+                     x.to(codes_ptr.dtype.element_ty), mask=mask)  # fmt: skip
+        neg = tl.where(mask, -x, float("-inf"))
+        rmax = tl.where(rmask, tl.max(neg, axis=1), 0.0)  # (BM,)
+        rsum = tl.sum(tl.where(mask, tl.exp(neg - rmax[:, None]), 0.0), axis=1)  # (BM,)
+        tl.store(rmax_ptr + pid_k * B + rows, rmax, mask=rmask)
+        tl.store(rsum_ptr + pid_k * B + rows, rsum, mask=rmask)
+        d = tl.where(mask, x - first[None, :], 0.0)
+        acc1 += d
+        acc2 += d * d
+    n = tl.minimum(B - pid_c * ROWS, ROWS).to(tl.float32)
+    s1 = tl.sum(acc1, axis=0)  # (BK,)
+    s2 = tl.sum(acc2, axis=0)
+    tl.store(cmean_ptr + pid_c * K + cols, first + s1 / n, mask=cmask)
+    tl.store(cm2_ptr + pid_c * K + cols, tl.maximum(s2 - s1 * (s1 / n), 0.0), mask=cmask)
+
+
+def partial_shapes(b: int, k: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Shapes of `stats_partials`' row partials (nK, B) and column partials (nC, K)."""
+    return (triton.cdiv(k, BLOCK_K), b), (triton.cdiv(b, STATS["rows"]), k)
+
+
+def stats_partials(a: Tensor, relu: bool = False, config: dict | None = None) -> tuple[Tensor, ...]:
+    """Partials of a (B, K), all float32: row max and row sum of exp(-a - max) per column
+    strip (nK, B), nK = ceil(K / BLOCK_K); column mean and centred sum of squares per row
+    chunk (nC, K), nC = ceil(B / R) for R = STATS["rows"], the last chunk holding
+    B - (nC - 1) R rows.
+    relu: a holds pre-activations z; the partials are those of ReLU(z), returned first
+    (B, K), contiguous, z's dtype, written in the same pass. config: one of STATS_CONFIGS
+    instead of the autotuned choice (the tests run each)."""
     b, k = a.shape
-    n_kb, n_bb = triton.cdiv(k, BLOCK_K), triton.cdiv(b, BLOCK_B)
+    row_shape, col_shape = partial_shapes(b, k)
     f32 = {"device": a.device, "dtype": torch.float32}
-    rmax, rsum = torch.empty(b, n_kb, **f32), torch.empty(b, n_kb, **f32)
-    cmean, cm2 = torch.empty(n_bb, k, **f32), torch.empty(n_bb, k, **f32)
-    _stats_kernel[(n_bb, n_kb)](a, rmax, rsum, cmean, cm2, b, k, a.stride(0), a.stride(1),
-                                n_kb, BM=BLOCK_B, BK=BLOCK_K)  # fmt: skip
-    return rmax, rsum, cmean, cm2
+    rmax, rsum = torch.empty(row_shape, **f32), torch.empty(row_shape, **f32)
+    cmean, cm2 = torch.empty(col_shape, **f32), torch.empty(col_shape, **f32)
+    codes = torch.empty(b, k, device=a.device, dtype=a.dtype) if relu else rmax
+    grid = (col_shape[0], row_shape[0])
+    tuned = _stats_shift_kernel if STATS["shift"] else _stats_kernel
+    rows = STATS["rows"]
+    if config is not None and config["BM"] > rows:
+        return stats_partials(a, relu, {**config, "BM": rows})
+    kernel = (tuned if config is None else tuned.fn)[grid]
+    kernel(a, codes, rmax, rsum, cmean, cm2, b, k, a.stride(0), a.stride(1),
+           BK=BLOCK_K, ROWS=rows, RELU=relu, **(config or {}))  # fmt: skip
+    return (codes, rmax, rsum, cmean, cm2) if relu else (rmax, rsum, cmean, cm2)
 
 
 def grad(
     a: Tensor, row_lse: Tensor, g: Tensor, alpha: Tensor, beta: Tensor, mean: Tensor,
-    extra: Tensor | None = None,
+    low: Tensor | None = None, high: Tensor | None = None, relu: bool = False,
+    config: dict | None = None,
 ) -> Tensor:  # fmt: skip
-    """da (B, K) in a's dtype: g_i exp(-a_ij - row_lse_i) + alpha_j + beta_j (a_ij - mean_j)
-    + extra_ij. g, row_lse (B,); alpha, beta, mean (K,) float32; extra (B, K) contiguous or
-    None. Written into extra when given (its buffer is the output)."""
+    """(B, K) in a's dtype: g_i exp(-a_ij - row_lse_i) + alpha_j + beta_j (a_ij - mean_j)
+    + (low high^T)_ij, times [a_ij > 0] with relu. g, row_lse (B,); alpha, beta, mean (K,)
+    float32; low (B, r) and high (K, r) contiguous in a's dtype, or both None. config: one of
+    GRAD_CONFIGS instead of the autotuned choice."""
     b, k = a.shape
-    out = extra if extra is not None else torch.empty_like(a, memory_format=torch.contiguous_format)
-    grid = (triton.cdiv(b, BLOCK_B), triton.cdiv(k, BLOCK_K))
-    _grad_kernel[grid](a, out, row_lse, g, alpha, beta, mean, out, b, k,
-                       a.stride(0), a.stride(1), out.stride(0), out.stride(1),
-                       BM=BLOCK_B, BK=BLOCK_K, HAS_EXTRA=extra is not None)  # fmt: skip
+    out = torch.empty_like(a, memory_format=torch.contiguous_format)
+    r = 0 if low is None else low.shape[1]
+    rp = max(16, triton.next_power_of_2(max(r, 1)))
+
+    def grid(meta):
+        return triton.cdiv(b, meta["BM"]), triton.cdiv(k, meta["BK"])
+
+    kernel = _grad_kernel[grid] if config is None else _grad_kernel.fn[grid(config)]
+    kernel(a, out, row_lse, g, alpha, beta, mean,
+                       out if low is None else low, out if high is None else high,
+                       b, k, r, a.stride(0), a.stride(1), out.stride(0), out.stride(1),
+                       RP=rp, HAS_LOW=low is not None, RELU=relu,
+                       PRECISION="ieee" if a.dtype == torch.float32 else "tf32",
+                       DOT_F32=interpreted(),
+                       **(config or {}))  # fmt: skip
     return out
 
 
