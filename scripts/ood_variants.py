@@ -140,6 +140,15 @@ def summarise(per_seed: list[dict]) -> dict:
     return out
 
 
+def pixel_controls(x_in: Tensor, x_out: Tensor) -> dict:
+    """Scores with no model (added after the first full run, to read the untrained control):
+    -||x||_2 and -||x||_1 (the total ink of an image in [0, 1] pixels)."""
+    return {
+        "neg_l2_norm": evaluate_scores(-x_in.norm(dim=1).numpy(), -x_out.norm(dim=1).numpy()),
+        "neg_l1_norm": evaluate_scores(-x_in.abs().sum(1).numpy(), -x_out.abs().sum(1).numpy()),
+    }
+
+
 def run(x_train: Tensor, x_in: Tensor, x_out: Tensor, seeds: list[int], args: dict,
         log=print) -> dict:  # fmt: skip
     """Every model of MODELS and the untrained control, for every seed: {name: {per_seed,
@@ -219,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                         "n_out": len(x_out), "in": "MNIST test", "out": "Fashion-MNIST test"},
            "command": "python " + " ".join(sys.argv), "seconds": time.perf_counter() - tic,
            "machine": f"CPU, 1 torch thread, torch {torch.__version__}",
-           "models": results}  # fmt: skip
+           "models": results, "pixel_controls": pixel_controls(x_in, x_out)}  # fmt: skip
     out.write_text(json.dumps(doc, indent=2) + "\n")
     (a.out_dir / "variants_table.md").write_text(markdown_table(results))
     print(markdown_table(results))
