@@ -19,6 +19,7 @@ encoder (each trained by `eval.synthetic.VariantTrainer`, fed MNIST batches), an
 Legend: N samples, D = 784 pixels, K latents, k kept per sample. x (N, D), a (N, K).
 
 usage: python scripts/ood_variants.py OUT_DIR [--epochs 5] [--seeds 0 1 2] [--train-subset N]
+       [--models tied-topk-im-3.0 tied-topk encoder] [--overwrite]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from torch import Tensor, nn
 from implicit_em.data.batches import batch_slices
 from implicit_em.eval.options import VARIANTS, SyntheticEvalOptions
 from implicit_em.eval.synthetic import VariantTrainer, make_model
-from implicit_em.eval.variants import topk_codes
+from implicit_em.eval.variants import match_energy, topk_codes
 from implicit_em.experiments.ood import evaluate_scores
 
 MODELS = ("tied-topk-im-3.0", "tied-topk", "encoder")  # trained; "untrained" is added
@@ -71,15 +72,15 @@ def options(n_train: int, args: dict) -> SyntheticEvalOptions:
     )  # fmt: skip
 
 
-def untrained(x_train: Tensor, seed: int, args: dict) -> nn.Module:
-    """The model every trainer of this seed starts from (VariantTrainer seeds, then builds),
-    with the tied decoder offset b_dec = 0."""
+def untrained(x_train: Tensor, seed: int, args: dict, name: str = "tied-topk") -> nn.Module:
+    """The model the trainer of variant `name` starts from for this seed (VariantTrainer
+    seeds, then builds), with the tied decoder offset b_dec = 0 when the variant has one. The
+    default's init is also the encoder's and tied-topk-im-3.0's (the same Encoder)."""
     src = ImageSource(x_train.shape[1], args["n_components"], args["topk_k"])
     torch.manual_seed(seed)
-    model = make_model(
-        VARIANTS["tied-topk"], x_train.shape[1], args["n_components"], src._ie_true_l0
-    )
-    model.b_dec = nn.Parameter(torch.zeros(x_train.shape[1]))  # (D,)
+    model = make_model(VARIANTS[name], x_train.shape[1], args["n_components"], src._ie_true_l0)
+    if VARIANTS[name].tied_recon:
+        model.b_dec = nn.Parameter(torch.zeros(x_train.shape[1]))  # (D,)
     return model
 
 
@@ -102,11 +103,13 @@ def train(name: str, x_train: Tensor, seed: int, args: dict) -> tuple[nn.Module,
 
 
 @torch.no_grad()
-def scores(model: nn.Module, x: Tensor, k: int) -> dict[str, np.ndarray]:
+def scores(model: nn.Module, x: Tensor, k: int, match: str | None = None) -> dict[str, np.ndarray]:
     """Normality scores of x (N, D): lse = logsumexp(-a) with a = ReLU(W x + b) (N, K); recon
     = -mean_d (x - TopK_k(a) W - b_dec)^2 when the model has b_dec. Also the per-sample count
-    of zero energies (the floor that drove the encoder below chance in `ood`)."""
-    a = model.encode(x)  # (N, K)
+    of zero energies (the floor that drove the encoder below chance in `ood`). match (a
+    `Variant.match` form): the energies are E = `variants.match_energy(W x + b, match)` instead,
+    zero where a unit is active, the energies such a variant is trained on."""
+    a = match_energy(model.linear(x), match) if match else model.encode(x)  # (N, K)
     out = {"lse": torch.logsumexp(-a, dim=1).double().numpy(),
            "zeros": (a == 0).sum(dim=1).double().numpy()}  # fmt: skip
     if hasattr(model, "b_dec"):
@@ -115,9 +118,11 @@ def scores(model: nn.Module, x: Tensor, k: int) -> dict[str, np.ndarray]:
     return out
 
 
-def evaluate(model: nn.Module, x_in: Tensor, x_out: Tensor, k: int) -> dict:
+def evaluate(
+    model: nn.Module, x_in: Tensor, x_out: Tensor, k: int, match: str | None = None
+) -> dict:
     """AUROC / FPR@95%TPR of each score (MNIST test positive), plus diagnostics."""
-    s_in, s_out = scores(model, x_in, k), scores(model, x_out, k)
+    s_in, s_out = scores(model, x_in, k, match), scores(model, x_out, k, match)
     rec = {name: evaluate_scores(s_in[name], s_out[name]) for name in s_in if name != "zeros"}
     rec["zero_energies_in"] = float(s_in["zeros"].mean())
     rec["zero_energies_out"] = float(s_out["zeros"].mean())
@@ -150,21 +155,24 @@ def pixel_controls(x_in: Tensor, x_out: Tensor) -> dict:
 
 
 def run(x_train: Tensor, x_in: Tensor, x_out: Tensor, seeds: list[int], args: dict,
-        log=print) -> dict:  # fmt: skip
-    """Every model of MODELS and the untrained control, for every seed: {name: {per_seed,
-    summary}}."""
-    results = {name: {"per_seed": []} for name in (*MODELS, "untrained")}
+        log=print, models: tuple[str, ...] = MODELS) -> dict:  # fmt: skip
+    """Every variant of `models` and the untrained control ("untrained": the tied-topk init,
+    which the encoder and tied-topk-im share; "untrained NAME" for a match-energy variant, whose
+    init differs), for every seed: {name: {per_seed, summary}}."""
+    controls = {"untrained": "tied-topk"}
+    controls.update({f"untrained {n}": n for n in models if VARIANTS[n].match})
+    results = {name: {"per_seed": []} for name in (*models, *controls)}
     for seed in seeds:
-        rec = {
-            "seed": seed,
-            **evaluate(untrained(x_train, seed, args), x_in, x_out, args["topk_k"]),
-        }
-        results["untrained"]["per_seed"].append(rec)
-        log(f"seed {seed} untrained: {_brief(rec)}")
-        for name in MODELS:
+        for ctrl, base in controls.items():
+            init = untrained(x_train, seed, args, base)
+            rec = {"seed": seed,
+                   **evaluate(init, x_in, x_out, args["topk_k"], VARIANTS[base].match)}  # fmt: skip
+            results[ctrl]["per_seed"].append(rec)
+            log(f"seed {seed} {ctrl}: {_brief(rec)}")
+        for name in models:
             tic = time.perf_counter()
             model, history = train(name, x_train, seed, args)
-            rec = {"seed": seed, **evaluate(model, x_in, x_out, args["topk_k"]),
+            rec = {"seed": seed, **evaluate(model, x_in, x_out, args["topk_k"], VARIANTS[name].match),
                    "last_epoch": history[-1] if history else None,
                    "seconds": time.perf_counter() - tic}  # fmt: skip
             results[name]["per_seed"].append(rec)
@@ -207,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--train-subset", type=int, default=None)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(VARIANTS),
+                   help="decoder-free (Encoder-based) variants of eval.options.VARIANTS")  # fmt: skip
     a = p.parse_args(argv)
     out = a.out_dir / "variants.json"
     if out.exists() and not a.overwrite:
@@ -222,9 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     # `implicit-em ood`'s defaults (experiments/ood.py run_ood, options.OOD_*).
     args = {"n_components": 64, "topk_k": 16, "batch_size": 128, "lr": 1e-3, "epochs": a.epochs}
     tic = time.perf_counter()
-    results = run(x_train, x_in, x_out, a.seeds, args)
+    results = run(x_train, x_in, x_out, a.seeds, args, models=tuple(a.models))
     a.out_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"protocol": {**args, "seeds": a.seeds, "n_train": len(x_train), "n_in": len(x_in),
+    doc = {"protocol": {**args, "seeds": a.seeds, "models": a.models, "n_train": len(x_train), "n_in": len(x_in),
                         "n_out": len(x_out), "in": "MNIST test", "out": "Fashion-MNIST test"},
            "command": "python " + " ".join(sys.argv), "seconds": time.perf_counter() - tic,
            "machine": f"CPU, 1 torch thread, torch {torch.__version__}",
