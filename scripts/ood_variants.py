@@ -195,7 +195,7 @@ def markdown_table(results: dict) -> str:
     """One row per (model, score): AUROC and FPR@95%TPR, mean +- sd [min, max] over seeds."""
     lines = ["| model | score (higher = more MNIST-like) | AUROC ↑ | FPR@95%TPR ↓ | seeds |",
              "|---|---|---|---|---|"]  # fmt: skip
-    labels = {"lse": "LSE energy logsumexp(-ReLU(Wx+b))", "recon": "-tied TopK reconstruction MSE"}
+    labels = {"lse": "LSE energy logsumexp(-a)", "recon": "-tied TopK reconstruction MSE"}
     for name, r in results.items():
         for score, label in labels.items():
             if f"{score}_auroc" not in r["summary"]:

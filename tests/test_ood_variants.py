@@ -105,4 +105,16 @@ def test_scores_match_the_plain_formulas(mod):
 def test_table_has_one_row_per_score(mod, results):
     table = mod.markdown_table(results)
     assert table.count("\n") == 2 + 7  # header, rule, 3 tied x 2 scores + encoder x 1
-    assert "| tied-topk-im-3.0 | LSE energy" in table
+    assert "| tied-topk-im-3.0 | LSE energy logsumexp(-a) |" in table
+
+
+def test_match_variant_is_scored_on_its_own_energies(mod):
+    x_train, x_in, _ = _data()
+    model = mod.untrained(x_train, 0, ARGS, "match-softplus")
+    assert not hasattr(model, "b_dec")
+    np.testing.assert_allclose(model.W.detach().norm(dim=1).numpy(), 1.0, rtol=1e-6)
+    s = mod.scores(model, x_in, 3, "softplus")
+    z = (x_in.double() @ model.W.detach().double().T + model.b.detach().double()).numpy()
+    energy = np.logaddexp(0.0, -z)  # softplus(-z), (N, K)
+    np.testing.assert_allclose(s["lse"], np.log(np.exp(-energy).sum(axis=1)), rtol=1e-5)
+    assert set(s) == {"lse", "zeros"}
