@@ -1,0 +1,249 @@
+"""The OOD study (MNIST in, Fashion-MNIST out) for the theory-guided variants of issue 18.
+
+The library's OOD study (`implicit-em ood`, experiments/ood.py; docs/reproduction/ood/) found
+the LSE energy of the decoder-free ReLU encoder below chance (AUROC 0.282 +- 0.104). This
+script trains the best variants of the ground-truth harness (docs/eval/synthetic/variants.md,
+gpu16k.md) on MNIST train with the same protocol (K, k, batch, lr, epochs, seeds of `ood`'s
+defaults) and scores MNIST test against Fashion-MNIST test with:
+
+- lse: logsumexp_j(-a_j), a = ReLU(W x + b) (K,): the encoder's LSE energy, -L_LSE(x), the
+  `ood` study's score (DecoderFreeSAE.score_samples);
+- recon (tied models and the untrained control): -mean_d (x - x_hat)_d^2 with
+  x_hat = TopK_k(a) W + b_dec, the tied TopK reconstruction (`variants.topk_codes`).
+
+Models (fixed before the run, docs/reproduction/ood/variants.md): tied-topk-im-3.0, tied-topk,
+encoder (each trained by `eval.synthetic.VariantTrainer`, fed MNIST batches), and untrained
+(the random init the trainers start from, b_dec = 0). Metrics are `experiments.ood`'s
+(`evaluate_scores`: AUROC, FPR@95%TPR; higher score = more in-distribution).
+
+Legend: N samples, D = 784 pixels, K latents, k kept per sample. x (N, D), a (N, K).
+
+usage: python scripts/ood_variants.py OUT_DIR [--epochs 5] [--seeds 0 1 2] [--train-subset N]
+       [--models tied-topk-im-3.0 tied-topk encoder] [--overwrite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from implicit_em.data.batches import batch_slices
+from implicit_em.eval.options import VARIANTS, SyntheticEvalOptions
+from implicit_em.eval.synthetic import VariantTrainer, make_model
+from implicit_em.eval.variants import match_energy, topk_codes
+from implicit_em.experiments.ood import evaluate_scores
+
+MODELS = ("tied-topk-im-3.0", "tied-topk", "encoder")  # trained; "untrained" is added
+TIED = ("tied-topk-im-3.0", "tied-topk", "untrained")  # models with a tied reconstruction
+EPOCH_STRIDE = 1000  # shuffling seed = seed * EPOCH_STRIDE + epoch
+
+
+class ImageSource:
+    """What `VariantTrainer` reads from its synthetic model, for a fixed image set.
+
+    cfg.hidden_dim = D, cfg.num_features = K, and the true-L0 cache of `eval.synthetic._true_l0`
+    set to k (so no sampling happens; every variant then keeps k latents). Batches are fed to
+    `VariantTrainer.step` directly; `sample` is never called.
+    """
+
+    def __init__(self, d: int, k_latents: int, k: int) -> None:
+        self.cfg = SimpleNamespace(hidden_dim=d, num_features=k_latents)
+        self._ie_true_l0 = float(k)
+
+    def sample(self, b: int) -> Tensor:
+        raise RuntimeError("ImageSource has no sampler: feed batches to VariantTrainer.step")
+
+
+def options(n_train: int, args: dict) -> SyntheticEvalOptions:
+    """Trainer options for `epochs` passes over n_train images (exact decorrelation penalty)."""
+    per_epoch = len(batch_slices(n_train, args["batch_size"]))
+    return SyntheticEvalOptions(
+        recipe="tiny", steps=per_epoch * args["epochs"], batch_size=args["batch_size"],
+        lr=args["lr"], latents=args["n_components"], k=args["topk_k"], tc_probes=None,
+        log_every=per_epoch, gradient_shares=False,
+    )  # fmt: skip
+
+
+def untrained(x_train: Tensor, seed: int, args: dict, name: str = "tied-topk") -> nn.Module:
+    """The model the trainer of variant `name` starts from for this seed (VariantTrainer
+    seeds, then builds), with the tied decoder offset b_dec = 0 when the variant has one. The
+    default's init is also the encoder's and tied-topk-im-3.0's (the same Encoder)."""
+    src = ImageSource(x_train.shape[1], args["n_components"], args["topk_k"])
+    torch.manual_seed(seed)
+    model = make_model(VARIANTS[name], x_train.shape[1], args["n_components"], src._ie_true_l0)
+    if VARIANTS[name].tied_recon:
+        model.b_dec = nn.Parameter(torch.zeros(x_train.shape[1]))  # (D,)
+    return model
+
+
+def train(name: str, x_train: Tensor, seed: int, args: dict) -> tuple[nn.Module, list[dict]]:
+    """Train variant `name` on x_train (N, D) for args["epochs"] shuffled epochs.
+
+    Batches follow `data.batches.batch_slices` (a trailing batch of one joins the one before);
+    the order of epoch e is torch.randperm(N) under seed * EPOCH_STRIDE + e. Returns (model,
+    the trainer's history: one record per epoch with the mean loss terms).
+    """
+    src = ImageSource(x_train.shape[1], args["n_components"], args["topk_k"])
+    opts = options(len(x_train), args)
+    tr = VariantTrainer(VARIANTS[name], src, opts, seed, None)
+    for epoch in range(args["epochs"]):
+        gen = torch.Generator().manual_seed(seed * EPOCH_STRIDE + epoch)
+        order = torch.randperm(len(x_train), generator=gen)  # (N,)
+        for lo, hi in batch_slices(len(x_train), args["batch_size"]):
+            tr.step(x_train[order[lo:hi]])  # (B, D)
+    return tr.model, tr.history
+
+
+@torch.no_grad()
+def scores(model: nn.Module, x: Tensor, k: int, match: str | None = None) -> dict[str, np.ndarray]:
+    """Normality scores of x (N, D): lse = logsumexp(-a) with a = ReLU(W x + b) (N, K); recon
+    = -mean_d (x - TopK_k(a) W - b_dec)^2 when the model has b_dec. Also the per-sample count
+    of zero energies (the floor that drove the encoder below chance in `ood`). match (a
+    `Variant.match` form): the energies are E = `variants.match_energy(W x + b, match)` instead,
+    zero where a unit is active, the energies such a variant is trained on."""
+    a = match_energy(model.linear(x), match) if match else model.encode(x)  # (N, K)
+    out = {"lse": torch.logsumexp(-a, dim=1).double().numpy(),
+           "zeros": (a == 0).sum(dim=1).double().numpy()}  # fmt: skip
+    if hasattr(model, "b_dec"):
+        x_hat = topk_codes(a, k) @ model.W + model.b_dec  # (N, K) @ (K, D) -> (N, D)
+        out["recon"] = -(x - x_hat).square().mean(dim=1).double().numpy()
+    return out
+
+
+def evaluate(
+    model: nn.Module, x_in: Tensor, x_out: Tensor, k: int, match: str | None = None
+) -> dict:
+    """AUROC / FPR@95%TPR of each score (MNIST test positive), plus diagnostics."""
+    s_in, s_out = scores(model, x_in, k, match), scores(model, x_out, k, match)
+    rec = {name: evaluate_scores(s_in[name], s_out[name]) for name in s_in if name != "zeros"}
+    rec["zero_energies_in"] = float(s_in["zeros"].mean())
+    rec["zero_energies_out"] = float(s_out["zeros"].mean())
+    if "recon" in s_in:
+        rec["mse_in"], rec["mse_out"] = float(-s_in["recon"].mean()), float(-s_out["recon"].mean())
+    return rec
+
+
+def summarise(per_seed: list[dict]) -> dict:
+    """mean, sd (ddof 1), min, max over seeds of every score's AUROC and FPR@95%TPR."""
+    out = {}
+    for score in ("lse", "recon"):
+        if score not in per_seed[0]:
+            continue
+        for key in ("auroc", "fpr95"):
+            v = np.array([r[score][key] for r in per_seed])
+            out[f"{score}_{key}"] = {"mean": float(v.mean()),
+                                     "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                                     "min": float(v.min()), "max": float(v.max())}  # fmt: skip
+    return out
+
+
+def pixel_controls(x_in: Tensor, x_out: Tensor) -> dict:
+    """Scores with no model (added after the first full run, to read the untrained control):
+    -||x||_2 and -||x||_1 (the total ink of an image in [0, 1] pixels)."""
+    return {
+        "neg_l2_norm": evaluate_scores(-x_in.norm(dim=1).numpy(), -x_out.norm(dim=1).numpy()),
+        "neg_l1_norm": evaluate_scores(-x_in.abs().sum(1).numpy(), -x_out.abs().sum(1).numpy()),
+    }
+
+
+def run(x_train: Tensor, x_in: Tensor, x_out: Tensor, seeds: list[int], args: dict,
+        log=print, models: tuple[str, ...] = MODELS) -> dict:  # fmt: skip
+    """Every variant of `models` and the untrained control ("untrained": the tied-topk init,
+    which the encoder and tied-topk-im share; "untrained NAME" for a match-energy variant, whose
+    init differs), for every seed: {name: {per_seed, summary}}."""
+    controls = {"untrained": "tied-topk"}
+    controls.update({f"untrained {n}": n for n in models if VARIANTS[n].match})
+    results = {name: {"per_seed": []} for name in (*models, *controls)}
+    for seed in seeds:
+        for ctrl, base in controls.items():
+            init = untrained(x_train, seed, args, base)
+            rec = {"seed": seed,
+                   **evaluate(init, x_in, x_out, args["topk_k"], VARIANTS[base].match)}  # fmt: skip
+            results[ctrl]["per_seed"].append(rec)
+            log(f"seed {seed} {ctrl}: {_brief(rec)}")
+        for name in models:
+            tic = time.perf_counter()
+            model, history = train(name, x_train, seed, args)
+            rec = {"seed": seed, **evaluate(model, x_in, x_out, args["topk_k"], VARIANTS[name].match),
+                   "last_epoch": history[-1] if history else None,
+                   "seconds": time.perf_counter() - tic}  # fmt: skip
+            results[name]["per_seed"].append(rec)
+            log(f"seed {seed} {name}: {_brief(rec)} ({rec['seconds']:.0f} s)")
+    for r in results.values():
+        r["summary"] = summarise(r["per_seed"])
+    return results
+
+
+def _brief(rec: dict) -> str:
+    parts = [f"{s} AUROC {rec[s]['auroc']:.3f} FPR95 {rec[s]['fpr95']:.3f}"
+             for s in ("lse", "recon") if s in rec]  # fmt: skip
+    return (
+        "; ".join(parts)
+        + f"; zeros in/out {rec['zero_energies_in']:.1f}/{rec['zero_energies_out']:.1f}"
+    )
+
+
+def markdown_table(results: dict) -> str:
+    """One row per (model, score): AUROC and FPR@95%TPR, mean +- sd [min, max] over seeds."""
+    lines = ["| model | score (higher = more MNIST-like) | AUROC ↑ | FPR@95%TPR ↓ | seeds |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    labels = {"lse": "LSE energy logsumexp(-a)", "recon": "-tied TopK reconstruction MSE"}
+    for name, r in results.items():
+        for score, label in labels.items():
+            if f"{score}_auroc" not in r["summary"]:
+                continue
+            cells = []
+            for key in ("auroc", "fpr95"):
+                s = r["summary"][f"{score}_{key}"]
+                cells.append(f"{s['mean']:.3f} ± {s['sd']:.3f} [{s['min']:.3f}, {s['max']:.3f}]")
+            lines.append(f"| {name} | {label} | {cells[0]} | {cells[1]} | {len(r['per_seed'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--train-subset", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(VARIANTS),
+                   help="decoder-free (Encoder-based) variants of eval.options.VARIANTS")  # fmt: skip
+    a = p.parse_args(argv)
+    out = a.out_dir / "variants.json"
+    if out.exists() and not a.overwrite:
+        p.error(f"{out} exists: pass --overwrite or choose another OUT_DIR")
+    torch.set_num_threads(1)
+    from implicit_em.data import load_fashion_mnist, load_mnist
+
+    x_train, _ = load_mnist("train")
+    x_in, _ = load_mnist("test")
+    x_out, _ = load_fashion_mnist("test")
+    if a.train_subset:
+        x_train = x_train[: a.train_subset]
+    # `implicit-em ood`'s defaults (experiments/ood.py run_ood, options.OOD_*).
+    args = {"n_components": 64, "topk_k": 16, "batch_size": 128, "lr": 1e-3, "epochs": a.epochs}
+    tic = time.perf_counter()
+    results = run(x_train, x_in, x_out, a.seeds, args, models=tuple(a.models))
+    a.out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"protocol": {**args, "seeds": a.seeds, "models": a.models, "n_train": len(x_train), "n_in": len(x_in),
+                        "n_out": len(x_out), "in": "MNIST test", "out": "Fashion-MNIST test"},
+           "command": "python " + " ".join(sys.argv), "seconds": time.perf_counter() - tic,
+           "machine": f"CPU, 1 torch thread, torch {torch.__version__}",
+           "models": results, "pixel_controls": pixel_controls(x_in, x_out)}  # fmt: skip
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    (a.out_dir / "variants_table.md").write_text(markdown_table(results))
+    print(markdown_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
