@@ -90,3 +90,21 @@ def test_sources_must_be_aligned():
     with pytest.raises(ValueError, match="rows aligned"):
         train_modules(models(), [torch.zeros(N, 6), torch.zeros(N - 1, 4)], batch_size=BATCH,
                       steps=1)  # fmt: skip
+
+
+@pytest.mark.parametrize("log_every", [0, LOG, 1])
+def test_a_run_always_ends_with_its_final_terms(tmp_path, log_every):
+    """Without --log-every (or when the last step is not a multiple of it) the last step's
+    terms are still recorded, once: history ends at step STEPS, and metrics.json holds the
+    loss terms (it held only the step counts before)."""
+    m = models()[0]  # the encoder: lse, var, tc, wr
+    res = train_modules([m], sources(), batch_size=BATCH, steps=STEPS, data_seed=9,
+                        log_every=log_every, out=tmp_path)  # fmt: skip
+    hist = res[m.name]["history"]
+    logged = STEPS // log_every if log_every else 0
+    assert [h["step"] for h in hist][-1] == STEPS
+    assert len(hist) == logged + (0 if log_every and STEPS % log_every == 0 else 1)
+    metrics = json.loads((tmp_path / m.name / runs.METRICS).read_text())
+    assert {"lse", "var", "tc", "total"} <= set(metrics) and metrics["steps_completed"] == STEPS
+    _, ref = alone(m)  # the data-parallel trainer (LOG) ends with the same last record
+    assert ref[-1]["step"] == STEPS and ref[-1] == hist[-1]

@@ -604,12 +604,23 @@ def train_steps(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - tic if tic is not None else float("nan")
+    if steps > 0:
+        record_last(stepper, terms, history, steps)
     timed = steps - warmup
     tps = timed * global_batch / seconds if timed > 0 else float("nan")
     if tracker is not None:
         tracker.log_final({**(history[-1] if history else {}), "seconds": seconds,
                            "tokens_per_s": tps})  # fmt: skip
     return {"history": history, "tokens_per_s": tps, "seconds": seconds, "host_syncs": host_syncs}
+
+
+def record_last(stepper: ModelStepper, terms: dict[str, Tensor], history: list[dict],
+                steps: int) -> None:  # fmt: skip
+    """Append the last step's record to history unless `log_every` already logged it, so a
+    run without logging still ends with its final terms (metrics.json, the summary's "last").
+    Reads the terms (a host synchronisation): call it after the timed steps."""
+    if not history or history[-1]["step"] != steps:
+        history.append({"step": steps, **stepper.record(terms)})
 
 
 def init_device(distributed: bool = True) -> tuple[torch.device, int]:

@@ -42,6 +42,7 @@ from implicit_em.train.distributed import (
     ModelStepper,
     init_device,
     load_stream,
+    record_last,
     world,
 )
 from implicit_em.train.options import ModulesOptions, StepOptions  # noqa: F401  (their old home)
@@ -152,6 +153,9 @@ def train_modules(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - tic if tic is not None else float("nan")
+    if steps > 0:
+        for m in mine:
+            record_last(stepper[m.name], terms[m.name], history[m.name], steps)
     timed = steps - warmup
     result: dict = {"rank_seconds": seconds}
     for m in mine:
