@@ -4,6 +4,7 @@ from the shared stream equals the same model trained alone by `distributed.train
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from gloo_ranks import run_on_ranks
 from implicit_em import runs
 from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
 from implicit_em.train.distributed import train_steps
-from implicit_em.train.modules import check_run_dirs, grid, owned, train_modules
+from implicit_em.train.modules import META, check_run_dirs, grid, owned, train_modules
 
 WORLD, N, BATCH, STEPS, LOG = 2, 40, 16, 7, 3  # 7 steps: the stream wraps after 2 batches
 DIMS = [6, 4]  # two sources (layers) of the same 40 tokens
@@ -32,7 +33,7 @@ def sources() -> list[torch.Tensor]:
 def _worker(rank: int, out_dir: str) -> dict:
     res = train_modules(models(), sources(), batch_size=BATCH, steps=STEPS, data_seed=9,
                         log_every=LOG, out=out_dir)  # fmt: skip
-    return {k: v["history"] for k, v in res.items() if k != "rank_seconds"}
+    return {k: v["history"] for k, v in res.items() if k not in META}
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +109,37 @@ def test_a_run_always_ends_with_its_final_terms(tmp_path, log_every):
     assert {"lse", "var", "tc", "total"} <= set(metrics) and metrics["steps_completed"] == STEPS
     _, ref = alone(m)  # the data-parallel trainer (LOG) ends with the same last record
     assert ref[-1]["step"] == STEPS and ref[-1] == hist[-1]
+
+
+def test_resume_keeps_finished_runs_and_trains_the_rest(tmp_path):
+    """--resume: finished, verified runs stay byte for byte; a run without its metrics.json
+    (unfinished) and a damaged one are trained again from the start and equal a fresh run;
+    a finished run under another config is refused; resume and overwrite exclude each other."""
+    grid_ = models()[:3]
+    kw = dict(batch_size=BATCH, steps=STEPS, data_seed=9, log_every=LOG, out=tmp_path)
+    train_modules(grid_, sources(), **kw)
+    first = {m.name: {p.name: p.read_bytes() for p in (tmp_path / m.name).iterdir()}
+             for m in grid_}  # fmt: skip
+    (tmp_path / grid_[1].name / runs.METRICS).unlink()  # unfinished
+    weights = tmp_path / grid_[2].name / runs.MODEL
+    weights.write_bytes(weights.read_bytes()[:-8] + b"damaged!")  # fails its manifest
+    res = train_modules(grid_, sources(), resume=True, **kw)
+    assert res["kept"] == [grid_[0].name]
+    assert sorted(k for k in res if k not in META) == sorted(m.name for m in grid_[1:])
+    for m in grid_:  # the kept run untouched; the others trained again to the same weights
+        now = {p.name: p.read_bytes() for p in (tmp_path / m.name).iterdir()}
+        if m is grid_[0]:
+            assert now == first[m.name], m.name
+            continue
+        for name in (runs.MODEL, runs.CONFIG, runs.HISTORY):  # checkpoint.pt: a zip with ids
+            assert now[name] == first[m.name][name], (m.name, name)
+        metrics = [json.loads(f[runs.METRICS]) for f in (now, first[m.name])]
+        assert [{k: v for k, v in d.items() if k != "tokens_per_s"} for d in metrics] == [
+            {k: v for k, v in metrics[1].items() if k != "tokens_per_s"}] * 2
+    assert train_modules(grid_, sources(), resume=True, **kw)["kept"] == [m.name for m in grid_]
+    other = [replace(m, cfg=replace(m.cfg, training=replace(m.cfg.training, lr=0.5)))
+             for m in grid_]  # fmt: skip
+    with pytest.raises(ValueError, match="config differs"):
+        train_modules(other, sources(), resume=True, **kw)
+    with pytest.raises(ValueError, match="pass one"):
+        train_modules(grid_, sources(), resume=True, overwrite=True, **kw)

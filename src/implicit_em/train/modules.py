@@ -97,6 +97,33 @@ def check_run_dirs(models: list[GridModel], out: str | Path, overwrite: bool) ->
             )
 
 
+META = ("rank_seconds", "kept")
+"""The keys of `train_modules`' result that are not model names."""
+
+
+def finished_runs(models: list[GridModel], out: str | Path, steps: int, batch_size: int,
+                  data_seed: int) -> list[str]:  # fmt: skip
+    """Names of the models whose run directory out/<name> holds a finished run of this grid:
+    a manifest, every file matching it, metrics.json with these steps, batch size and data
+    seed, and the model's config. A finished run under another config is an error (ValueError:
+    resuming must not mix grids); anything else (no manifest, fewer steps) is unfinished."""
+    done = []
+    for m in models:
+        d = Path(out) / m.name
+        if not (d / runs.MANIFEST).is_file() or not (d / runs.METRICS).is_file():
+            continue
+        bad = [n for n in (runs.CONFIG, runs.MODEL, runs.METRICS) if runs.verify(d, n)]
+        if bad:
+            continue  # damaged: trained again
+        metrics = json.loads((d / runs.METRICS).read_text())
+        if (metrics.get("steps_completed"), metrics.get("batch_size"),
+                metrics.get("data_seed")) != (steps, batch_size, data_seed):  # fmt: skip
+            continue
+        runs.check_same_config(d, m.cfg)
+        done.append(m.name)
+    return done
+
+
 def train_modules(
     models: list[GridModel],
     sources: list[Tensor],
@@ -109,16 +136,31 @@ def train_modules(
     compile: bool = False,
     out: str | Path | None = None,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> dict:
     """Train this rank's models (`owned`) on the shared stream; every rank calls it.
 
     sources: (N, D_s) tensors, rows aligned, on this rank's device (the rows are cast to
     float32 per step). Each model uses its cfg's model, loss, training.lr, training.seed (init
     and probes) and training.amp; batch_size, steps and data_seed are shared. With out, each
-    model's run directory out/<name> is written by its rank at the end. Returns {name:
-    {"history", "seconds", "tokens_per_s"}} for this rank's models plus "rank_seconds" (the
-    loop's wall time, after warmup).
+    model's run directory out/<name> is written by its rank at the end. resume (with out): the
+    models whose run is finished (`finished_runs`) are kept as they are and the others are
+    trained from the start, spread over the ranks (a model's own training does not resume
+    mid-run). Returns {name: {"history", "seconds", "tokens_per_s"}} for this rank's models
+    plus "rank_seconds" (the loop's wall time, after warmup) and "kept" (the finished models
+    left as they were).
     """
+    if resume and overwrite:
+        raise ValueError("resume keeps finished runs and overwrite replaces them: pass one")
+    if resume and out is None:
+        raise ValueError("resume needs the run directories: pass --out")
+    kept: list[str] = []
+    if out is not None and resume:
+        kept = finished_runs(models, out, steps, batch_size, data_seed)
+        models = [m for m in models if m.name not in kept]
+        overwrite = True  # the unfinished ones start again
+    if not models:
+        return {"rank_seconds": float("nan"), "kept": kept}  # every run finished already
     rank, n = world()
     if len({len(s) for s in sources}) != 1:
         raise ValueError(f"sources have {[len(s) for s in sources]} rows: they must be the same "
@@ -157,7 +199,7 @@ def train_modules(
         for m in mine:
             record_last(stepper[m.name], terms[m.name], history[m.name], steps)
     timed = steps - warmup
-    result: dict = {"rank_seconds": seconds}
+    result: dict = {"rank_seconds": seconds, "kept": kept}
     for m in mine:
         tps = timed * batch_size / seconds if timed > 0 else float("nan")
         result[m.name] = {"history": history[m.name], "seconds": seconds, "tokens_per_s": tps}
@@ -196,7 +238,7 @@ def run_modules(args: ModulesOptions) -> int:
         res = train_modules(models, sources, batch_size=args.batch_size, steps=args.steps,
                             data_seed=args.data_seed, warmup=args.warmup,
                             log_every=args.log_every, compile=args.compile, out=args.out,
-                            overwrite=args.overwrite)  # fmt: skip
+                            overwrite=args.overwrite, resume=args.resume)  # fmt: skip
         parts = [None] * n
         if distributed:
             dist.all_gather_object(parts, res)
@@ -208,17 +250,20 @@ def run_modules(args: ModulesOptions) -> int:
     if rank == 0:
         timed = args.steps - args.warmup
         slowest = max(p["rank_seconds"] for p in parts)
+        kept = parts[0]["kept"]
+        trained = len(models) - len(kept)
         summary = {
             "world_size": n,
             "device": torch.cuda.get_device_name(device) if cuda else "cpu",
-            "models": len(models),
-            "per_rank": [[k for k in p if k != "rank_seconds"] for p in parts],
+            "models": trained,
+            "kept": kept,
+            "per_rank": [[k for k in p if k not in META] for p in parts],
             "batch_size": args.batch_size, "amp": args.amp, "tc_probes": args.tc_probes,
             "compile": args.compile, "steps": args.steps, "warmup": args.warmup,
             "stream_tokens_per_s": timed * args.batch_size / slowest,
-            "model_tokens_per_s": timed * args.batch_size * len(models) / slowest,
+            "model_tokens_per_s": timed * args.batch_size * trained / slowest,
             "last": {k: v["history"][-1] for p in parts for k, v in p.items()
-                     if k != "rank_seconds" and v["history"]},
+                     if k not in META and v["history"]},
         }  # fmt: skip
         print(json.dumps(summary))
         if args.summary:

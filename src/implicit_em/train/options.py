@@ -90,5 +90,8 @@ class ModulesOptions(StepOptions):
     """seeds the order of the stream (and the random tokens)"""
     overwrite: bool = False
     """replace run directories that hold results"""
+    resume: bool = False
+    """keep the models whose run directory under --out holds a finished run of this grid
+    (verified by its manifest) and train only the others, from the start"""
     summary: str | None = None
     """rank 0 writes the JSON summary here"""
