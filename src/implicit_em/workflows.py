@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from implicit_em.options import check_threads, flag  # noqa: F401  (check_threads: its old home)
+from implicit_em.options import check_threads, flag, set_threads  # noqa: F401  (check_threads: its old home)
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,6 @@ def resolve_device(device: str) -> str:
 
 def run_train(opts: TrainOptions) -> int:
     """Train the config's model on its data set; print the last epoch's record as JSON."""
-    import torch
 
     from implicit_em import runs
     from implicit_em.allocator import keep_freed_memory
@@ -73,8 +72,7 @@ def run_train(opts: TrainOptions) -> int:
     from implicit_em.train.loop import train
 
     keep_freed_memory()
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    set_threads(opts.threads)
     cfg = resolve_input_dim(load_config(opts.config, opts.set))
     device = resolve_device(cfg.training.device)
     out = Path(opts.out)

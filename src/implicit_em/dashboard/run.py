@@ -28,6 +28,7 @@ from implicit_em.dashboard.stats import (
     nearest_by_cosine,
 )
 from implicit_em.data.lm.activations import Normalization, load_manifest
+from implicit_em.options import set_threads
 
 LLM_META = "llm.json"  # written by `implicit-em llm-train` beside the run files
 
@@ -139,8 +140,7 @@ def run(
     """
     from implicit_em.runs import load_run
 
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    set_threads(opts.threads)
     device = opts.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -17,8 +17,6 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-import torch
-
 from implicit_em import tracking
 from implicit_em.data.lm.activations import (
     HarvestConfig,
@@ -38,19 +36,15 @@ from implicit_em.experiments.options import (  # noqa: F401  (their old home)
     LlmTrainOptions,
     _Compute,
 )
+from implicit_em.options import set_threads
 
 LLM_META = "llm.json"
 LLM_METRICS = "llm_metrics.json"
 
 
-def _threads(opts: _Compute) -> None:
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-
-
 def run_harvest(opts: HarvestOptions) -> int:
     """Harvest (or resume) into opts.out and print what was stored."""
-    _threads(opts)
+    set_threads(opts.threads)
     cfg = HarvestConfig(**{f.name: getattr(opts, f.name) for f in fields(HarvestConfig)})
     m = harvest(cfg, opts.out, progress=not opts.no_progress)
     info = m["model_info"]
@@ -72,7 +66,7 @@ def run_train(opts: LlmTrainOptions) -> int:
     from implicit_em.config import RunConfig, override
     from implicit_em.train.loop import train
 
-    _threads(opts)
+    set_threads(opts.threads)
     cfg = override(RunConfig(), [*LLM_TRAIN_BASE, *opts.set])  # validates before any reading
     manifest = load_manifest(opts.acts)
     norm = Normalization.from_manifest(opts.acts, opts.normalize, opts.center)
@@ -136,7 +130,7 @@ def run_eval(opts: LlmEvalOptions) -> int:
     from implicit_em.data.lm import load_lm
     from implicit_em.lm_eval import evaluate_model
 
-    _threads(opts)
+    set_threads(opts.threads)
     manifest = load_manifest(opts.acts)
     ident = manifest["identity"]["config"]
     lm, _, info = load_lm(ident["model"], ident["revision"])

@@ -24,6 +24,7 @@ from implicit_em.experiments.common import (
     load_settings,
 )
 from implicit_em.experiments.report import write_report
+from implicit_em.options import set_threads
 from implicit_em.progress import stage
 
 
@@ -131,8 +132,7 @@ def _setup(opts: ExperimentOptions) -> dict:
     from implicit_em.workflows import resolve_device
 
     keep_freed_memory()
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    set_threads(opts.threads)
     device = resolve_device(opts.device)
     overrides = parse_overrides(opts.set)
     if opts.data_dir:
