@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from implicit_em.data.batches import batch_slices
 from implicit_em.eval.options import VARIANTS, SyntheticEvalOptions
-from implicit_em.eval.synthetic import VariantTrainer, make_model
+from implicit_em.eval.synthetic import VariantTrainer, untrained_model
 from implicit_em.eval.variants import match_energy, topk_codes
 from implicit_em.experiments.ood import evaluate_scores
 
@@ -77,8 +77,7 @@ def untrained(x_train: Tensor, seed: int, args: dict, name: str = "tied-topk") -
     seeds, then builds), with the tied decoder offset b_dec = 0 when the variant has one. The
     default's init is also the encoder's and tied-topk-im-3.0's (the same Encoder)."""
     src = ImageSource(x_train.shape[1], args["n_components"], args["topk_k"])
-    torch.manual_seed(seed)
-    model = make_model(VARIANTS[name], x_train.shape[1], args["n_components"], src._ie_true_l0)
+    model = untrained_model(VARIANTS[name], src, options(len(x_train), args), seed)
     if VARIANTS[name].tied_recon:
         model.b_dec = nn.Parameter(torch.zeros(x_train.shape[1]))  # (D,)
     return model

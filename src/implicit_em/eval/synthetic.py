@@ -147,6 +147,21 @@ def make_model(variant: Variant, d: int, k_latents: int, true_l0: float) -> nn.M
     return TopKSAE(d, k_latents, k)
 
 
+def with_opts_k(v: Variant, opts: SyntheticEvalOptions) -> Variant:
+    """v with opts.k as its number of active latents when the variant sets none."""
+    return replace(v, k=opts.k) if opts.k is not None and v.k is None else v
+
+
+def untrained_model(v: Variant, synth, opts: SyntheticEvalOptions, seed: int) -> nn.Module:
+    """The untrained control of variant v for seed: `make_model` after torch.manual_seed(seed)
+    (the start `VariantTrainer` draws, before any init-at-truth, filters or pre-training), on
+    opts.device. v: as given or `with_opts_k`'d (the same model either way)."""
+    torch.manual_seed(seed)
+    v = with_opts_k(v, opts)
+    k_latents = opts.latents or synth.cfg.num_features
+    return make_model(v, synth.cfg.hidden_dim, k_latents, _true_l0(synth)).to(opts.device)
+
+
 def directions(model: nn.Module) -> tuple[Tensor, Tensor | None]:
     """(directions (K, D), encoder rows (K, D) or None): decoder columns for SAEs, W rows for
     the decoder-free encoder."""
@@ -199,13 +214,10 @@ class VariantTrainer:
 
     def __init__(self, variant: Variant, synth, opts: SyntheticEvalOptions, seed: int,
                  mean: Tensor | None) -> None:  # fmt: skip
+        variant = with_opts_k(variant, opts)
         self.variant, self.synth, self.opts, self.mean = variant, synth, opts, mean
-        torch.manual_seed(seed)
-        true_l0 = _true_l0(synth)
-        d, n = synth.cfg.hidden_dim, synth.cfg.num_features
-        if opts.k is not None and variant.k is None:
-            variant = self.variant = replace(variant, k=opts.k)
-        self.model = model = make_model(variant, d, opts.latents or n, true_l0).to(opts.device)
+        d = synth.cfg.hidden_dim
+        self.model = model = untrained_model(variant, synth, opts, seed)
         self.start, self.history, self.step_no = 0, [], 0
         self.inner: VariantTrainer | None = None
         if variant.pretrain_fraction:
@@ -712,11 +724,7 @@ def _train_each(opts: SyntheticEvalOptions, synth, mu: Tensor, seed: int):
         model, hist = train_variant(v, synth, opts, seed, mean)
         secs = time.perf_counter() - t0
         trained = score_model(model, v, synth, opts, mean, seed)
-        torch.manual_seed(seed)
-        if opts.k is not None and v.k is None:
-            v = replace(v, k=opts.k)
-        init = make_model(v, synth.cfg.hidden_dim, opts.latents or synth.cfg.num_features,
-                          _true_l0(synth)).to(opts.device)  # fmt: skip
+        init = untrained_model(v, synth, opts, seed)
         untrained = _untrained_metrics(init, v, synth, opts, mean)
         yield {"variant": name, "seed": seed, "seconds": round(secs, 1),
                "eval_seconds": round(time.perf_counter() - t0 - secs, 1),
@@ -730,8 +738,6 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
     seed step on the same batch. Runs opts.steps steps, or what fits in opts.max_seconds.
     The untrained controls are scored before training (their matchings then run in the
     workers while the models train). Yields rows, Futures inside."""
-    import copy
-
     trainers, untrained = [], []
     for seed in opts.seeds:
         for name in opts.variants:
@@ -740,7 +746,7 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
                 raise ValueError(f"{name}: a Gaussian-surrogate variant cannot share the stream")
             mean = mu if v.centre else None
             tr = VariantTrainer(v, synth, opts, seed, mean)
-            init = copy.deepcopy(tr.model)
+            init = untrained_model(v, synth, opts, seed)
             untrained.append(_untrained_metrics(init, tr.variant, synth, opts, mean))
             trainers.append((seed, name, tr))
     torch.manual_seed(opts.seeds[0])
