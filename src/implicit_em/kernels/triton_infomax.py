@@ -67,6 +67,32 @@ def _configs(dicts: list[dict]) -> list[triton.Config]:
     return out[:1] if one else out
 
 
+@triton.jit
+def _load_tile(a_ptr, codes_ptr, rows, cols, mask, K, stride_ab, stride_ak,
+               RELU: tl.constexpr, STORE: tl.constexpr):  # fmt: skip
+    """A (BM, BK) tile of a as float32 (0 outside mask); RELU: a_ptr holds z, the tile is
+    ReLU(z), written to codes_ptr (row-major (B, K)) when STORE."""
+    x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
+                other=0.0).to(tl.float32)  # fmt: skip
+    if RELU:
+        x = tl.maximum(x, 0.0)
+        if STORE:
+            tl.store(codes_ptr + rows[:, None] * K + cols[None, :],
+                     x.to(codes_ptr.dtype.element_ty), mask=mask)  # fmt: skip
+    return x
+
+
+@triton.jit
+def _store_row_partials(x, mask, rmask, rows, pid_k, B, rmax_ptr, rsum_ptr):
+    """Each row's max of -a and sum of exp(-a - max) over this strip's columns, stored at
+    strip pid_k of the (nK, B) row partials."""
+    neg = tl.where(mask, -x, float("-inf"))
+    rmax = tl.where(rmask, tl.max(neg, axis=1), 0.0)  # (BM,)
+    rsum = tl.sum(tl.where(mask, tl.exp(neg - rmax[:, None]), 0.0), axis=1)  # (BM,)
+    tl.store(rmax_ptr + pid_k * B + rows, rmax, mask=rmask)
+    tl.store(rsum_ptr + pid_k * B + rows, rsum, mask=rmask)
+
+
 @triton.autotune(configs=_configs(STATS_CONFIGS), key=["B", "K", "RELU", "ROWS"],
                  prune_configs_by={"early_config_prune": _fit_rows})  # fmt: skip
 @triton.jit
@@ -87,19 +113,9 @@ def _stats_kernel(
         rows = start + tl.arange(0, BM)
         rmask = rows < B
         mask = rmask[:, None] & cmask[None, :]
-        x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
-                    other=0.0)  # fmt: skip
-        if RELU:  # a_ptr holds z: write the codes a = ReLU(z) (row-major) and go on with them
-            x = tl.maximum(x.to(tl.float32), 0.0)
-            tl.store(codes_ptr + rows[:, None] * K + cols[None, :],
-                     x.to(codes_ptr.dtype.element_ty), mask=mask)  # fmt: skip
-        x = x.to(tl.float32)
-        # rows: max and sum of exp(-a - max) over this strip's columns, stored (nK, B)
-        neg = tl.where(mask, -x, float("-inf"))
-        rmax = tl.where(rmask, tl.max(neg, axis=1), 0.0)  # (BM,)
-        rsum = tl.sum(tl.where(mask, tl.exp(neg - rmax[:, None]), 0.0), axis=1)  # (BM,)
-        tl.store(rmax_ptr + pid_k * B + rows, rmax, mask=rmask)
-        tl.store(rsum_ptr + pid_k * B + rows, rsum, mask=rmask)
+        # a_ptr holds z under RELU: the codes a = ReLU(z) are written and used
+        x = _load_tile(a_ptr, codes_ptr, rows, cols, mask, K, stride_ab, stride_ak, RELU, True)
+        _store_row_partials(x, mask, rmask, rows, pid_k, B, rmax_ptr, rsum_ptr)
         # columns: this tile's mean and centred sum of squares, merged into the running ones
         n_t = tl.maximum(tl.minimum(B - start, BM), 0).to(tl.float32)
         t_mean = tl.sum(x, axis=0) / tl.maximum(n_t, 1.0)  # (BK,)
@@ -170,10 +186,7 @@ def _stats_shift_kernel(
     # deviation of the chunk's mean, so the final s2 - s1^2 / n does not cancel)
     rows = pid_c * ROWS + tl.arange(0, BM)
     mask = (rows < B)[:, None] & cmask[None, :]
-    x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
-                other=0.0).to(tl.float32)  # fmt: skip
-    if RELU:
-        x = tl.maximum(x, 0.0)
+    x = _load_tile(a_ptr, codes_ptr, rows, cols, mask, K, stride_ab, stride_ak, RELU, False)
     first = tl.sum(x, axis=0) / tl.minimum(B - pid_c * ROWS, BM).to(tl.float32)  # (BK,)
     acc1 = tl.zeros((BM, BK), dtype=tl.float32)
     acc2 = tl.zeros((BM, BK), dtype=tl.float32)
@@ -181,17 +194,8 @@ def _stats_shift_kernel(
         rows = pid_c * ROWS + r0 + tl.arange(0, BM)
         rmask = rows < B
         mask = rmask[:, None] & cmask[None, :]
-        x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
-                    other=0.0).to(tl.float32)  # fmt: skip
-        if RELU:
-            x = tl.maximum(x, 0.0)
-            tl.store(codes_ptr + rows[:, None] * K + cols[None, :],
-                     x.to(codes_ptr.dtype.element_ty), mask=mask)  # fmt: skip
-        neg = tl.where(mask, -x, float("-inf"))
-        rmax = tl.where(rmask, tl.max(neg, axis=1), 0.0)  # (BM,)
-        rsum = tl.sum(tl.where(mask, tl.exp(neg - rmax[:, None]), 0.0), axis=1)  # (BM,)
-        tl.store(rmax_ptr + pid_k * B + rows, rmax, mask=rmask)
-        tl.store(rsum_ptr + pid_k * B + rows, rsum, mask=rmask)
+        x = _load_tile(a_ptr, codes_ptr, rows, cols, mask, K, stride_ab, stride_ak, RELU, True)
+        _store_row_partials(x, mask, rmask, rows, pid_k, B, rmax_ptr, rsum_ptr)
         d = tl.where(mask, x - first[None, :], 0.0)
         acc1 += d
         acc2 += d * d
