@@ -781,12 +781,7 @@ def train_many(
     from implicit_em.train.loop import train
 
     results: list = [None] * len(cfgs)
-
-    def done(i: int, model: nn.Module, hist: list[dict]) -> None:
-        results[i] = (model, hist)
-        if run_dirs is not None:  # saved at once: a later stack's failure loses nothing
-            save_run(model, cfgs[i], hist, run_dirs[i])
-
+    done = _keeper(results, cfgs, run_dirs)
     if stacked:
         groups = group_configs(cfgs)
         fit = (x_train, x_eval, progress, eval_every)
@@ -858,14 +853,9 @@ def _train_in_thread(
     ckpts = _checkpoints(groups, run_dirs, checkpoint_every)
     trainers = [StackedTrainer([cfgs[i] for i in g], device) for g in groups]
     results: list = [None] * len(cfgs)
+    done = _keeper(results, cfgs, run_dirs)
     future: Future = Future()
     on_stream = torch.device(device).type == "cuda"
-
-    def done(i: int, model: nn.Module, hist: list[dict]) -> None:
-        results[i] = (model, hist)
-        if run_dirs is not None:
-            save_run(model, cfgs[i], hist, run_dirs[i])
-
     pending, lock = [len(groups)], threading.Lock()
 
     def work(group: list[int], trainer: StackedTrainer, ckpt: Path | None) -> None:
@@ -891,6 +881,18 @@ def _train_in_thread(
             threading.Thread(target=work, args=args, name="implicit-em stack", daemon=True).start()
             args[1].captured.wait()
     return future
+
+
+def _keeper(results: list, cfgs: list[RunConfig], run_dirs: list | None):
+    """done(i, model, history) for the trainers: results[i] = (model, history), and with
+    run_dirs the run saved at once (`save_run`), so a later stack's failure loses nothing."""
+
+    def done(i: int, model: nn.Module, hist: list[dict]) -> None:
+        results[i] = (model, hist)
+        if run_dirs is not None:
+            save_run(model, cfgs[i], hist, run_dirs[i])
+
+    return done
 
 
 @contextlib.contextmanager
