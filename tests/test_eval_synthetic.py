@@ -67,6 +67,7 @@ def test_run_writes_report_with_controls_and_refuses_to_overwrite(tmp_path):
     enc_row = next(line for line in report.splitlines() if line.startswith("| encoder |"))
     assert enc_row.split(" | ")[3] == "-"  # no encoder rows to score: "-", not "nan [nan, nan]"
     assert "nan" not in report
+    assert "## Verdict" in report and "**Best SAE baseline:** `topk` (SAE)" in report
     with pytest.raises(FileExistsError):
         run(opts)
 

@@ -182,6 +182,9 @@ def test_whole_run_on_a_tiny_llama(tmp_path, monkeypatch):
     )
     assert "encoder-relu | post-hoc least squares" in ce
     assert json.loads((tmp_path / "report" / "probing.json").read_text())["l0"] == res["l0"]
+    md = (tmp_path / "report" / "probing.md").read_text()
+    assert "## Verdict" in md and "- **k = 1:** best trained read-out" in md
+    assert "- **CE-loss recovered:** best trained" in md
     # second run: activations come from the cache; the report is not silently overwritten
     with pytest.raises(FileExistsError, match="overwrite"):
         run(opts, lm=lm, tokenizer=ByteTokenizer(), corpora=tiny_corpora())

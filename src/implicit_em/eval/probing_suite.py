@@ -536,6 +536,10 @@ def render_markdown(result: dict, opts: ProbingOptions) -> str:
                 f"| {base} | {readout} | {r['kind']} | {l0s} | {r['ce']:.4f} | {r['kl']:.4f} | "
                 f"{r['ce_loss_recovered']:.4f} |"
             )
+    from implicit_em.eval.verdict import downstream_verdict, probing_verdict
+
+    lines += ["", *probing_verdict(main, result["kinds"], opts.ks)]
+    lines += downstream_verdict(ce or {})
     tt = result["training_tokens"]
     lines += [
         "",

@@ -19,7 +19,6 @@ rows are reported too, as `mcc_encoder_rows`, since the decoder-free model has o
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -846,14 +845,18 @@ def markdown_table(result: dict) -> str:
 
 def write_report(result: dict, out_dir: Path, plot: bool = True) -> None:
     """results.json, report.md and mcc_vs_l0.png (matplotlib, when installed) in out_dir."""
+    from implicit_em.atomic import atomic_save, atomic_write_bytes, atomic_write_json
+    from implicit_em.eval.verdict import synthetic_verdict
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(result, indent=1))
+    atomic_write_json(out_dir / "results.json", result)
     o = result["options"]
     md = (f"# Ground-truth recovery: recipe {o['recipe']}, true L0 {result['true_l0']:.1f}\n\n"
           f"{o['steps']} steps x batch {o['batch_size']}, lr {o['lr']}, seeds {o['seeds']}, "
           f"{o['eval_samples']} evaluation samples. Mean [min, max] over seeds.\n\n"
-          + markdown_table(result))  # fmt: skip
-    (out_dir / "report.md").write_text(md)
+          + markdown_table(result) + "\n"
+          + "\n".join(synthetic_verdict(summarise(result["rows"]))) + "\n")  # fmt: skip
+    atomic_write_bytes(out_dir / "report.md", md.encode())
     if not (plot and o.get("plot", True)):
         return
     try:
@@ -874,7 +877,7 @@ def write_report(result: dict, out_dir: Path, plot: bool = True) -> None:
     ax.set_title(f"{o['recipe']}: x = random directions at the same L0")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "mcc_vs_l0.png", dpi=120)
+    atomic_save(lambda p: fig.savefig(p, dpi=120, format="png"), out_dir / "mcc_vs_l0.png")
     plt.close(fig)
 
 

@@ -1,0 +1,242 @@
+"""Plain verdicts for the evaluation reports (issue 18): which models beat their controls,
+which model is best, and where the decoder-free model wins or loses, written from the
+measured rows only.
+
+Legend: a "row" is one model (one variant, or one read-out of one model) scored with its
+controls: the same model untrained (random init) and K random unit directions read out at
+the trained row's L0. A row *beats its controls* when even its worst seed is above the best
+seed of either control by more than `margin` (the ranges do not touch); it is *at the
+controls* otherwise. "Matched L0" means the two L0s differ by at most `l0_tolerance`
+(relative). No threshold here is tuned to a result: they are fixed, stated in the text the
+verdict writes, and the same for every model.
+
+Model kinds (synthetic harness; from the variant's spec, `eval.options.Variant`):
+- "decoder-free": the paper's encoder family with no reconstruction term (Eq. 5 alone, or with
+  its energy / penalty variants).
+- "SAE": a registered SAE family with its own decoder, trained from random init.
+- "one-matrix or hybrid": anything that ties the decoder to the encoder rows, adds the
+  encoder's LSE + InfoMax terms to an SAE, or pre-trains decoder-free.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from implicit_em.families.registry import DEFAULT_FAMILY
+
+MARGIN = 0.01
+"""A row beats a control when its worst seed exceeds the control's best seed by more than
+this (MCC or accuracy units)."""
+L0_TOLERANCE = 0.25
+"""Two rows are at matched L0 when |L0_a - L0_b| <= this x max(L0_a, L0_b)."""
+
+DECODER_FREE, SAE, ONE_MATRIX = "decoder-free", "SAE", "one-matrix or hybrid"
+
+
+def variant_kind(spec) -> str:
+    """DECODER_FREE, SAE or ONE_MATRIX for an `eval.options.Variant` (see the module doc)."""
+    if getattr(spec, "tied_recon", 0.0) or getattr(spec, "pretrain_fraction", 0.0):
+        return ONE_MATRIX
+    if spec.family == DEFAULT_FAMILY:
+        return DECODER_FREE
+    if spec.family == "hybrid":
+        return ONE_MATRIX
+    return SAE
+
+
+def _kind_of(name: str, mcc_encoder_rows: float) -> str:
+    """The kind of a synthetic row by its variant name; a name outside VARIANTS falls back to
+    its columns (an SAE reports the MCC of its encoder rows beside its decoder's)."""
+    from implicit_em.eval.options import VARIANTS
+
+    if name in VARIANTS:
+        return variant_kind(VARIANTS[name])
+    return SAE if not math.isnan(mcc_encoder_rows) else DECODER_FREE
+
+
+def matched_l0(a: float, b: float, tol: float = L0_TOLERANCE) -> bool:
+    """|a - b| <= tol x max(a, b): the two models fire about as many latents per sample."""
+    return abs(a - b) <= tol * max(a, b, 1e-12)
+
+
+def synthetic_verdict(summary: list[dict], margin: float = MARGIN,
+                      l0_tolerance: float = L0_TOLERANCE) -> list[str]:  # fmt: skip
+    """Markdown lines of a plain verdict on a ground-truth table.
+
+    summary: `eval.synthetic.summarise(rows)` (each entry: variant, seeds, and mean / min /
+    max of mcc, mcc_encoder_rows, mcc_untrained, mcc_random_at_l0, l0, dead_latents).
+    Metric: sae-lens `mean_correlation_coefficient` (MCC) of the model's feature directions
+    against the true features. Returns [] for an empty summary.
+    """
+    if not summary:
+        return []
+    rows = []
+    for s in summary:
+        control = max(s["mcc_untrained"]["max"], s["mcc_random_at_l0"]["max"])
+        rows.append({
+            "name": s["variant"], "seeds": s["seeds"], "mcc": s["mcc"]["mean"],
+            "worst": s["mcc"]["min"], "control": control, "l0": s["l0"]["mean"],
+            "dead": s["dead_latents"]["mean"],
+            "kind": _kind_of(s["variant"], s["mcc_encoder_rows"]["mean"]),
+            "beats": s["mcc"]["min"] > control + margin,
+        })  # fmt: skip
+
+    def show(r: dict) -> str:
+        seeds = "1 seed" if r["seeds"] == 1 else f"{r['seeds']} seeds"
+        return (f"`{r['name']}` ({r['kind']}) MCC {r['mcc']:.3f} at L0 {r['l0']:.1f}, "
+                f"{r['dead']:.0f} dead, {seeds}")  # fmt: skip
+
+    out = [
+        "## Verdict",
+        "",
+        f"Written by `eval.verdict.synthetic_verdict` from the table above. A model *beats its "
+        f"controls* when its worst seed is more than {margin} above the best seed of both its "
+        f"untrained init and random directions at its L0; L0s are *matched* within "
+        f"{l0_tolerance:.0%}.",
+        "",
+    ]
+    at_controls = [r for r in rows if not r["beats"]]
+    if at_controls:
+        out.append("- **At its controls** (no better than an untrained model or random "
+                   "directions): " + "; ".join(show(r) for r in at_controls) + ".")  # fmt: skip
+    else:
+        out.append("- **Every model beats its controls.**")
+    best = max(rows, key=lambda r: r["mcc"])
+    out.append(f"- **Best model:** {show(best)}.")
+    by_kind = {k: [r for r in rows if r["kind"] == k] for k in (SAE, DECODER_FREE, ONE_MATRIX)}
+    best_sae = max(by_kind[SAE], key=lambda r: r["mcc"], default=None)
+    if best_sae is not None:
+        out.append(f"- **Best SAE baseline:** {show(best_sae)}.")
+    for kind in (DECODER_FREE, ONE_MATRIX):
+        if not by_kind[kind]:
+            continue
+        r = max(by_kind[kind], key=lambda r: r["mcc"])
+        line = f"- **Best {kind} model:** {show(r)}"
+        if best_sae is not None:
+            diff = r["mcc"] - best_sae["mcc"]
+            side = "above" if diff > margin else "below" if diff < -margin else "level with"
+            l0 = (
+                "at matched L0"
+                if matched_l0(r["l0"], best_sae["l0"], l0_tolerance)
+                else f"but NOT at matched L0 ({r['l0']:.1f} against {best_sae['l0']:.1f})"
+            )
+            line += f"; {abs(diff):.3f} {side} the best SAE baseline, {l0}"  # fmt: skip
+        out.append(line + ".")
+    if best_sae is not None:
+        wins = [r for r in rows if r["kind"] != SAE and r["beats"] and r["dead"] == 0
+                and r["mcc"] >= best_sae["mcc"] - margin
+                and matched_l0(r["l0"], best_sae["l0"], l0_tolerance)]  # fmt: skip
+        target = ("- **Ground-truth half of the issue's target** (a decoder-free or hybrid "
+                  "model at least level with the best SAE baseline at matched L0, with zero "
+                  "dead latents, above its controls): ")  # fmt: skip
+        if wins:
+            names = ", ".join(f"`{r['name']}`" for r in wins)
+            out.append(target + f"**met in this table** by {names}.")
+        else:
+            out.append(target + "**not met in this table.**")
+    if any(r["seeds"] == 1 for r in rows):
+        out.append("- Rows with one seed have no spread: a difference there may be seed noise.")
+    return out
+
+
+def _base_and_suffix(row: str) -> tuple[str, str]:
+    """'encoder-relu (untrained) [a]' -> ('encoder-relu (untrained)', ' [a]')."""
+    for suffix in (" [a]", " [r]"):
+        if row.endswith(suffix):
+            return row[: -len(suffix)], suffix
+    return row, ""
+
+
+def probing_controls(row: str, kinds: dict[str, str]) -> list[str]:
+    """The control rows of a trained probing row: its untrained twin (same read-out suffix)
+    and the random directions drawn at its L0 (named '... (<row>)')."""
+    base, suffix = _base_and_suffix(row)
+    out = [f"{base} (untrained){suffix}"] if f"{base} (untrained){suffix}" in kinds else []
+    out += [r for r, k in kinds.items() if k == "random" and r.endswith(f"({base})")]
+    return out
+
+
+def probing_verdict(summary: dict[str, dict], kinds: dict[str, str], ks: Iterable,
+                    margin: float = MARGIN) -> list[str]:  # fmt: skip
+    """Markdown lines of a plain verdict on a k-sparse probing table.
+
+    summary: row -> {"mean": {k: accuracy}} (mean test accuracy over datasets; the SAEBench
+    k-sparse probing protocol, Gao et al. 2024 / Kantamneni et al. 2025); kinds: row ->
+    trained / untrained / random / raw. Decoder-free read-outs are the rows with a " [a]"
+    (energies) or " [r]" (responsibilities) suffix. A row beats its controls at k when its
+    accuracy exceeds the best of its controls (`probing_controls`) by more than `margin`.
+    """
+    ks = [str(k) for k in ks]
+    trained = [r for r, k in kinds.items() if k == "trained" and r in summary]
+    raw = [r for r, k in kinds.items() if k == "raw" and r in summary]
+    if not trained:
+        return []
+    out = [
+        "## Verdict",
+        "",
+        f"Written by `eval.verdict.probing_verdict` from the first table above (mean over "
+        f"datasets). A read-out *beats its controls* at k when it is more than {margin} above "
+        f"both its untrained twin and random directions at its L0.",
+        "",
+    ]
+    for k in ks:
+        acc = {r: summary[r]["mean"][k] for r in summary}
+        best = max(trained, key=acc.get)
+        parts = [f"best trained read-out `{best}` {acc[best]:.3f}"]
+        if raw:
+            parts.append(f"raw residual {acc[raw[0]]:.3f}")
+        below = []
+        for r in trained:
+            ctrl = probing_controls(r, kinds)
+            if ctrl and acc[r] <= max(acc[c] for c in ctrl) + margin:
+                c = max(ctrl, key=acc.get)
+                below.append(f"`{r}` {acc[r]:.3f} against `{c}` {acc[c]:.3f}")
+        dfree = [r for r in trained if _base_and_suffix(r)[1]]
+        if dfree:
+            d = max(dfree, key=acc.get)
+            parts.append(f"best decoder-free read-out `{d}` {acc[d]:.3f} "
+                         f"({acc[d] - acc[best]:+.3f} against the best)")  # fmt: skip
+        line = f"- **k = {k}:** " + "; ".join(parts) + "."
+        line += (" At or below its controls: " + "; ".join(below) + "." if below
+                 else " Every trained read-out beats its controls.")  # fmt: skip
+        out.append(line)
+    return out
+
+
+def downstream_verdict(ce: dict[str, dict]) -> list[str]:
+    """Markdown lines on CE-loss recovered (the fraction of the zero-ablation CE increase that
+    splicing the reconstruction in removes; Bricken et al. 2023 / SAEBench).
+
+    ce: "<model> | <read-out>" -> {"ce_loss_recovered", "kind"} as `probing_suite` writes it
+    (entries "orig" and "zero" are skipped). Names the best trained entry and, per model, the
+    best read-out of the trained model beside its untrained twin's."""
+    entries = {n: r for n, r in ce.items() if n not in ("orig", "zero")}
+    trained = {n: r for n, r in entries.items() if r.get("kind") == "trained"}
+    if not trained:
+        return []
+    best = max(trained, key=lambda n: trained[n]["ce_loss_recovered"])
+    out = ["", f"- **CE-loss recovered:** best trained `{best}` "
+               f"{trained[best]['ce_loss_recovered']:.3f}."]  # fmt: skip
+    for name, r in trained.items():
+        model, readout = name.split(" | ", 1)
+        twin = entries.get(f"{model} (untrained) | {readout}")
+        if twin is not None and twin["ce_loss_recovered"] >= r["ce_loss_recovered"]:
+            out.append(f"- `{name}` {r['ce_loss_recovered']:.3f} is no better than its untrained "
+                       f"twin ({twin['ce_loss_recovered']:.3f}).")  # fmt: skip
+    return out
+
+
+__all__ = [
+    "downstream_verdict",
+    "DECODER_FREE",
+    "L0_TOLERANCE",
+    "MARGIN",
+    "ONE_MATRIX",
+    "SAE",
+    "matched_l0",
+    "probing_controls",
+    "probing_verdict",
+    "synthetic_verdict",
+    "variant_kind",
+]

@@ -1,0 +1,103 @@
+"""The plain verdicts of the evaluation reports (`eval.verdict`): built from the rows only,
+with the controls, matched L0 and dead latents deciding, and written into the reports."""
+
+from __future__ import annotations
+
+from implicit_em.eval import verdict as V
+from implicit_em.eval.options import VARIANTS
+
+
+def stat(mean, lo=None, hi=None):
+    return {"mean": mean, "min": mean if lo is None else lo, "max": mean if hi is None else hi}
+
+
+def row(name, mcc, l0, dead=0, control=0.15, enc_rows=float("nan"), seeds=3, spread=0.0):
+    return {
+        "variant": name, "seeds": seeds, "mcc": stat(mcc, mcc - spread, mcc + spread),
+        "mcc_encoder_rows": stat(enc_rows), "mcc_untrained": stat(control),
+        "mcc_random_at_l0": stat(control), "l0": stat(l0), "dead_latents": stat(dead),
+    }  # fmt: skip
+
+
+def test_variant_kinds_follow_the_spec_not_the_name():
+    assert V.variant_kind(VARIANTS["encoder"]) == V.DECODER_FREE
+    assert V.variant_kind(VARIANTS["encoder-softplus"]) == V.DECODER_FREE
+    assert V.variant_kind(VARIANTS["topk"]) == V.SAE
+    assert V.variant_kind(VARIANTS["batchtopk"]) == V.SAE
+    assert V.variant_kind(VARIANTS["tied-topk"]) == V.ONE_MATRIX
+    assert V.variant_kind(VARIANTS["tied-topk-im-3.0"]) == V.ONE_MATRIX
+    assert V.variant_kind(VARIANTS["topk-pretrained"]) == V.ONE_MATRIX
+
+
+def test_a_row_inside_its_controls_is_named_and_the_best_rows_are_reported():
+    rows = [row("topk", 0.40, 25, enc_rows=0.38), row("encoder", 0.155, 400),
+            row("tied-topk-im-3.0", 0.45, 25)]  # fmt: skip
+    text = "\n".join(V.synthetic_verdict(rows))
+    assert "**At its controls**" in text and "`encoder` (decoder-free) MCC 0.155" in text
+    assert "**Best model:** `tied-topk-im-3.0`" in text
+    assert "**Best SAE baseline:** `topk`" in text
+    assert "0.245 below the best SAE baseline, but NOT at matched L0 (400.0 against 25.0)" in text
+    assert "0.050 above the best SAE baseline, at matched L0" in text
+    assert "**met in this table** by `tied-topk-im-3.0`" in text
+
+
+def test_the_target_needs_matched_l0_zero_dead_latents_and_a_clear_margin_over_controls():
+    sae = row("topk", 0.40, 25, enc_rows=0.38)
+    for other in (row("tied-topk", 0.50, 60),  # L0 not matched
+                  row("tied-topk", 0.50, 25, dead=3),  # dead latents
+                  row("tied-topk", 0.35, 25),  # below the baseline
+                  row("tied-topk", 0.50, 25, control=0.495)):  # at its controls  # fmt: skip
+        text = "\n".join(V.synthetic_verdict([sae, other]))
+        assert "**not met in this table.**" in text, other
+    text = "\n".join(V.synthetic_verdict([sae, row("tied-topk", 0.395, 28)]))
+    assert "**met in this table** by `tied-topk`" in text  # level within the margin, L0 +12 %
+
+
+def test_a_seed_range_that_touches_a_control_does_not_beat_it():
+    text = "\n".join(V.synthetic_verdict([row("encoder", 0.20, 400, spread=0.045)]))
+    assert "**At its controls**" in text  # worst seed 0.155 is within 0.01 of 0.15
+    text = "\n".join(V.synthetic_verdict([row("encoder", 0.20, 400, spread=0.035)]))
+    assert "**Every model beats its controls.**" in text
+    assert V.synthetic_verdict([]) == []
+
+
+def test_probing_controls_pair_each_read_out_with_its_own_twin_and_random_directions():
+    kinds = {"encoder-relu [a]": "trained", "encoder-relu (untrained) [a]": "untrained",
+             "encoder-relu [r]": "trained", "encoder-relu (untrained) [r]": "untrained",
+             "topk-k37 (L0 of encoder-relu)": "trained",
+             "topk-k37 (L0 of encoder-relu) (untrained)": "untrained",
+             "random dirs @ L0 37 (encoder-relu)": "random",
+             "random dirs @ L0 37 (topk-k37 (L0 of encoder-relu))": "random",
+             "raw residual (ceiling)": "raw"}  # fmt: skip
+    assert V.probing_controls("encoder-relu [a]", kinds) == [
+        "encoder-relu (untrained) [a]", "random dirs @ L0 37 (encoder-relu)"]  # fmt: skip
+    assert V.probing_controls("topk-k37 (L0 of encoder-relu)", kinds) == [
+        "topk-k37 (L0 of encoder-relu) (untrained)",
+        "random dirs @ L0 37 (topk-k37 (L0 of encoder-relu))"]  # fmt: skip
+    acc = {"encoder-relu [a]": 0.70, "encoder-relu (untrained) [a]": 0.72,
+           "encoder-relu [r]": 0.75, "encoder-relu (untrained) [r]": 0.5,
+           "topk-k37 (L0 of encoder-relu)": 0.80,
+           "topk-k37 (L0 of encoder-relu) (untrained)": 0.70,
+           "random dirs @ L0 37 (encoder-relu)": 0.69,
+           "random dirs @ L0 37 (topk-k37 (L0 of encoder-relu))": 0.69,
+           "raw residual (ceiling)": 0.85}  # fmt: skip
+    summary = {r: {"mean": {"5": a}} for r, a in acc.items()}
+    text = "\n".join(V.probing_verdict(summary, kinds, [5]))
+    assert "best trained read-out `topk-k37 (L0 of encoder-relu)` 0.800" in text
+    assert "raw residual 0.850" in text
+    assert "best decoder-free read-out `encoder-relu [r]` 0.750 (-0.050 against the best)" in text
+    assert "`encoder-relu [a]` 0.700 against `encoder-relu (untrained) [a]` 0.720" in text
+    assert "`encoder-relu [r]`" not in text.split("At or below its controls:")[1]
+
+
+def test_downstream_verdict_flags_a_model_no_better_than_its_untrained_twin():
+    ce = {"orig": {"ce": 4.0}, "zero": {"ce": 12.0},
+          "enc | W^T": {"ce_loss_recovered": 0.6, "kind": "trained"},
+          "enc (untrained) | W^T": {"ce_loss_recovered": 0.8, "kind": "untrained"},
+          "topk | own decoder": {"ce_loss_recovered": 0.99, "kind": "trained"},
+          "topk (untrained) | own decoder": {"ce_loss_recovered": 0.2, "kind": "untrained"}}  # fmt: skip
+    text = "\n".join(V.downstream_verdict(ce))
+    assert "best trained `topk | own decoder` 0.990" in text
+    assert "`enc | W^T` 0.600 is no better than its untrained twin (0.800)" in text
+    assert "topk | own decoder` 0.990 is" not in text
+    assert V.downstream_verdict({}) == []
