@@ -35,6 +35,14 @@ def _check_dims(input_dim: int, hidden_dim: int) -> None:
         )
 
 
+def topk_codes(a: Tensor, k: int) -> Tensor:
+    """Keep the k largest entries of each row of a (B, K), zero the rest (Gao et al. 2024,
+    "Scaling and evaluating sparse autoencoders", TopK activation). Gradient flows to the kept
+    entries only."""
+    vals, idx = a.topk(k, dim=-1)  # (B, k)
+    return torch.zeros_like(a).scatter(-1, idx, vals)
+
+
 class Encoder(nn.Module):
     """z = W x + b, a = phi(z): K component distances, lower = better match (paper Eq. 5).
 
