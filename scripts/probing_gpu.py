@@ -48,6 +48,19 @@ class Plan:
     seeds: tuple[int, ...] = (0, 1, 2)
     families: tuple[str, ...] = ("encoder", "topk_sae", "batchtopk_sae",
                                  "matryoshka_batchtopk_sae", "jumprelu_sae", "standard_sae")  # fmt: skip
+    rows: tuple = ()
+    """The trained rows of each block, in order, when not empty (else one row per family,
+    each with its untrained twin): dicts with "family" (registry name), optional "label" (row
+    name prefix; default the family's short name), "loss" (LossConfig overrides, e.g.
+    {"l0_coef": 0.01}), "l1_c" (standard_sae: l1_weight = l1_c K / D) and "untrained" (False:
+    no untrained-twin row, when docs/eval/probing/gpu.md already holds the same control).
+    A family that uses k (registry `uses_k`) takes k = the block's encoder L0, so the encoder
+    row comes first."""
+    l0_reference: str = "encoder"
+    """The family whose held-out L0 (rounded) is the block's k for the families that use k."""
+    resp_families: tuple[str, ...] = ()
+    """Families whose responsibilities r = softmax(-a) (paper Eq. 4) are probed too, beside
+    the codes a, trained and untrained (rows `<label>[r]`)."""
     centre_saes: bool = True
     """Every SAE family on mean-centred inputs (the encoder is not centred: its default)."""
     train_tokens: int = 2_000_000
@@ -211,19 +224,27 @@ def harvest_rows(lm, ctx, layer: int, batch: int, device):
     return torch.cat(out)
 
 
-def run_config(family: str, K: int, d: int, plan: Plan, seed: int, k: int = 16):
+def run_config(family: str, K: int, d: int, plan: Plan, seed: int, k: int = 16,
+               row: dict | None = None):  # fmt: skip
+    """The run config of one row. Every family gets loss.tc_probes (only the families whose
+    terms include the decorrelation penalty read it); SAE families are centred when the
+    registry says they can be (plan.centre_saes). row: a `Plan.rows` entry (its "loss"
+    overrides and "l1_c"), or None for the plan's defaults."""
     from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
+    from implicit_em.families import FAMILIES
 
-    loss = LossConfig(l1_weight=plan.l1_c * K / d, dead_steps=250,
-                      tc_probes=plan.tc_probes if family == "encoder" else None,
+    row = row or {}
+    l1_c = row.get("l1_c") or plan.l1_c
+    loss = LossConfig(l1_weight=l1_c * K / d, dead_steps=250, tc_probes=plan.tc_probes,
                       l0_coef=plan.jumprelu_l0_coef)  # fmt: skip
+    loss = replace(loss, **row.get("loss", {}))
     return RunConfig(
         model=ModelConfig(
             type=family,
             input_dim=d,
             hidden_dim=K,
             k=k,
-            centre=plan.centre_saes and family != "encoder",
+            centre=plan.centre_saes and FAMILIES[family].centres,
             jump_threshold=plan.jump_threshold,
             jump_bandwidth=plan.jump_bandwidth,
         ),  # fmt: skip
@@ -234,8 +255,16 @@ def run_config(family: str, K: int, d: int, plan: Plan, seed: int, k: int = 16):
 
 SHORT = {"encoder": "encoder", "topk_sae": "topk", "batchtopk_sae": "batchtopk",
          "matryoshka_batchtopk_sae": "matryoshka", "jumprelu_sae": "jumprelu",
-         "standard_sae": "l1"}  # fmt: skip
-USES_K = ("topk_sae", "batchtopk_sae", "matryoshka_batchtopk_sae")
+         "standard_sae": "l1", "tied_topk_sae": "tied-topk",
+         "tied_topk_hybrid": "tied-topk-im"}  # fmt: skip
+"""Row-name prefixes (the names gpu.md's rows carry)."""
+
+
+def plan_rows(plan: Plan) -> list[dict]:
+    """The trained rows of a block: plan.rows, or one per family with its untrained twin."""
+    if plan.rows:
+        return [dict(r) for r in plan.rows]
+    return [{"family": f} for f in plan.families]
 
 
 def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
@@ -247,12 +276,15 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
     from implicit_em.data.lm.activations import norm_outliers
     from implicit_em.eval.probing_suite import downstream
     from implicit_em.eval.sparse_probing import RandomDirections
+    from implicit_em.families import FAMILIES
     from implicit_em.lm_eval import encode, fit_linear_decoder, fit_scalar_decoder, fvu
     from implicit_em.models import Encoder
     from implicit_em.train.distributed import train_steps
 
     fitter = Fitter(workers)  # before any CUDA work
     dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)  # one process per GPU
     torch.backends.cuda.matmul.allow_tf32 = True
     out.mkdir(parents=True, exist_ok=True)
     res: dict = {"plan": asdict(plan), "data": {k: v for k, v in meta.items()
@@ -339,17 +371,24 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                 continue
             tb = time.perf_counter()
             trained, untrained = {}, {}
+            no_twin, resp = set(), set()  # rows without an untrained row; rows also read as r
             k_match = None
-            for fam in plan.families:
-                if fam in USES_K and k_match is None:
-                    res.setdefault("errors", {})[f"{fam}-K{K}-s{seed}"] = "no encoder L0"
+            for row in plan_rows(plan):
+                fam = row["family"]
+                label = row.get("label") or SHORT[fam]
+                uses_k = FAMILIES[fam].uses_k
+                if uses_k and k_match is None:
+                    res.setdefault("errors", {})[f"{label}-K{K}-s{seed}"] = "no encoder L0"
                     continue  # the L0 rule needs the block's encoder first
-                cfg = run_config(fam, K, D, plan, seed, k=k_match or 16)
-                name = (
-                    f"{SHORT[fam]}-K{K}" + (f"-k{k_match}" if fam in USES_K else "") + f"-s{seed}"
-                )
+                cfg = run_config(fam, K, D, plan, seed, k=k_match or 16, row=row)
+                name = f"{label}-K{K}" + (f"-k{k_match}" if uses_k else "") + f"-s{seed}"
                 model = runs.build_model(cfg, seed=seed).to(dev)
                 untrained[name] = runs.build_model(cfg, seed=seed).to(dev).eval()
+                if row.get("untrained", True) is False:
+                    no_twin.add(name)
+                if fam in plan.resp_families:
+                    resp.add(name)
+                res.setdefault("rows", {})[name] = {"family": fam, "config": asdict(cfg)}
                 steps = n_train // plan.batch_size
                 t = time.perf_counter()
                 try:
@@ -368,11 +407,14 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                 res["l0"][name] = l0
                 res["dead_fraction"][name] = float(((a > 0).sum(0) == 0).double().mean())
                 au = encode(untrained[name], x_held)
-                res["l0"][f"{name} (untrained)"] = float((au > 0).sum(1).double().mean())
+                if name not in no_twin:
+                    res["l0"][f"{name} (untrained)"] = float((au > 0).sum(1).double().mean())
                 res["train"][name] = {"steps": steps, "seconds": round(time.perf_counter() - t, 1),
                                       "last": r["history"][-1] if r["history"] else None}  # fmt: skip
-                res["kinds"][name], res["kinds"][f"{name} (untrained)"] = "trained", "untrained"
-                if fam == "encoder":
+                res["kinds"][name] = "trained"
+                if name not in no_twin:
+                    res["kinds"][f"{name} (untrained)"] = "untrained"
+                if fam == plan.l0_reference:
                     k_match = int(min(K, max(1, round(l0))))
                 del a, au
                 log(f"{name}: {res['train'][name]['seconds']} s, L0 {l0:.1f}, dead "
@@ -387,13 +429,23 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
             # probing: the fits run in the pool while the next block trains
             for name in trained:
                 probe(name, trained[name].encode)
-                probe(f"{name} (untrained)", untrained[name].encode)
+                if name not in no_twin:
+                    probe(f"{name} (untrained)", untrained[name].encode)
+                if name in resp:  # r = softmax(-a), paper Eq. 4
+                    label, _, rest = name.partition("-K")
+                    rn = f"{label}[r]-K{rest}"
+                    for m, tag, kind in ((trained[name], "", "trained"),
+                                         (untrained[name], " (untrained)", "untrained")):  # fmt: skip
+                        probe(rn + tag, lambda x, m=m: torch.softmax(-m.encode(x), dim=1))
+                        res["kinds"][rn + tag] = kind
+                        res["l0"][rn + tag] = float(K)  # r > 0 everywhere
             for rn, m in rand.items():
                 probe(rn, m.encode)
             # downstream loss
             torch.set_grad_enabled(False)
             splices, kinds = {}, {}
-            for group, kind in ((trained, "trained"), (untrained, "untrained"), (rand, "random")):
+            twins = {n: m for n, m in untrained.items() if n not in no_twin}
+            for group, kind in ((trained, "trained"), (twins, "untrained"), (rand, "random")):
                 for name, m in group.items():
                     label = f"{name} (untrained)" if kind == "untrained" else name
                     fns = {}
@@ -448,6 +500,26 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
 
 
 # ---------------------------------------------------------------- report (CPU, afterwards)
+
+
+def merge_results(parts: list[dict]) -> dict:
+    """One results dict from several (e.g. one process per K): the per-name tables are
+    united (a name in two parts, such as the raw residual, keeps the first part's entry),
+    the block lists joined; plan and data come from the first part, with the union of Ks."""
+    res = json.loads(json.dumps(parts[0]))
+    for part in parts[1:]:
+        for key in ("l0", "dead_fraction", "kinds", "train", "fvu", "downstream", "rows",
+                    "block_seconds", "errors"):  # fmt: skip
+            if key in part:
+                res.setdefault(key, {})
+                res[key] = {**part[key], **res[key]}
+        for variant, rows in part.get("probing", {}).items():
+            res["probing"].setdefault(variant, {})
+            res["probing"][variant] = {**rows, **res["probing"][variant]}
+        for key in ("blocks_done", "not_run"):
+            res[key] = res.get(key, []) + part.get(key, [])
+        res["plan"]["Ks"] = sorted(set(res["plan"]["Ks"]) | set(part["plan"]["Ks"]))
+    return res
 
 
 def row_id(name: str) -> str:
@@ -598,7 +670,7 @@ def plot(res: dict, summ: dict, path: Path, variant: str = "saebench") -> None:
     fig, axes = plt.subplots(1, len(Ks), figsize=(7 * len(Ks), 5.5), sharey=True)
     axes = np.atleast_1d(axes)
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fams = list(SHORT.values())
+    fams = sorted({rid.split(" @ L0 of ")[-1].split("-K")[0] for rid in summ["probing"]})
     for ax, K in zip(axes, Ks, strict=True):
         for rid, r in summ["probing"].items():
             acc = r["acc"].get(variant, {})
@@ -654,14 +726,20 @@ def main() -> None:
     pr.add_argument("--device", default="cuda")
     pr.add_argument("--time-limit", type=float, default=0.0, help="start no block after (s)")
     pr.add_argument("--workers", type=int, default=12, help="probe-fit processes (0: inline)")
+    pr.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="run only these of the plan's seeds (one process per GPU)")  # fmt: skip
     pt = sub.add_parser("report", help="tables and plot from a results.json (CPU)")
-    pt.add_argument("--results", required=True)
+    pt.add_argument("--results", required=True, nargs="+",
+                    help="one or more results.json (e.g. one per GPU process), merged")  # fmt: skip
     pt.add_argument("--out", required=True, help="folder: gpu_tables.md, gpu_summary.json, PNG")
     for q in (pp, pr, pt):
-        q.add_argument("--plan-json", default=None, help="overrides of Plan fields (JSON)")
+        q.add_argument("--plan-json", default=None,
+                       help="overrides of Plan fields (JSON, or @FILE holding it)")  # fmt: skip
     a = p.parse_args()
+    if a.plan_json and a.plan_json.startswith("@"):
+        a.plan_json = Path(a.plan_json[1:]).read_text()
     if a.cmd == "report":
-        res = json.loads(Path(a.results).read_text())
+        res = merge_results([json.loads(Path(f).read_text()) for f in a.results])
         summ = summarize(res)
         out = Path(a.out)
         (out / "gpu_tables.md").write_text(render(res, summ))
@@ -687,6 +765,10 @@ def main() -> None:
                            for k, v in meta["plan"].items()}),
                    **{k: tuple(v) if isinstance(v, list) else v
                       for k, v in json.loads(a.plan_json or "{}").items()})  # fmt: skip
+    if a.seeds is not None:
+        if not set(a.seeds) <= set(plan.seeds):
+            p.error(f"--seeds {a.seeds} not all in the plan's seeds {plan.seeds}")
+        plan = replace(plan, seeds=tuple(a.seeds))
     lm, _, info = load_lm(a.model, progress=False)
     log(f"LM loaded: {info}")
     torch.set_num_threads(4)
