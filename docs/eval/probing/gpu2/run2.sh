@@ -4,7 +4,7 @@
 # GGUF, $2 is $OUT. Three processes: K = 4096 seeds 0-2 (cuda:0), K = 16384 seeds 0-1
 # (cuda:1), K = 16384 seed 2 (cuda:0).
 D=$1; OUT=$2
-export PYTHONPATH=src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
+export PYTHONPATH=src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 M=$D/SmolLM2-135M-Instruct.Q4_1.gguf
 run() {  # out-name device plan-file [--seeds ...]
   python3 scripts/probing_gpu.py run --data "$D/data" --model "$M" --out "$OUT/$1" \
