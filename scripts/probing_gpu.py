@@ -713,6 +713,148 @@ def plot(res: dict, summ: dict, path: Path, variant: str = "saebench") -> None:
     plt.close(fig)
 
 
+# ---------------------------------------------------------------- run 2: rows and verdict
+
+
+OLD_ROWS = {"batchtopk": "batchtopk", "matryoshka": "matryoshka", "jumprelu": "jumprelu(l0_coef=0.001)",
+            "l1": "l1(l1_c=0.5)", "encoder": "encoder"}  # fmt: skip
+"""gpu.md's rows read beside run 2's (its JumpReLU and L1 settings named as run 2's sweep)."""
+
+
+def row_stats(summ: dict, res: dict, rid: str, readout: str | None) -> dict | None:
+    """L0, dead latents (per seed), SAEBench-probe accuracy per k and averaged over k (per
+    seed, then mean / min / max), CE-loss recovered and KL through `readout`: seed means."""
+    r = summ["probing"].get(rid)
+    if r is None:
+        return None
+    ks = summ["ks"]
+    acc = r["acc"]["saebench"]
+    per_seed = [float(np.mean([acc[k][i] for k in ks])) for i in range(len(acc[ks[0]]))]
+    K = int(rid.split("-K")[1].split()[0].split("-")[0]) if "-K" in rid else None
+    out = {"seeds": r["seeds"], "l0": float(np.mean(r["l0"])) if r["l0"] else None,
+           "dead": [round(res["dead_fraction"][n] * K) for n in r["names"]
+                    if n in res.get("dead_fraction", {})],
+           "acc": {k: float(np.mean(acc[k])) for k in ks},
+           "mean_k": float(np.mean(per_seed)), "mean_k_range": [min(per_seed), max(per_seed)]}  # fmt: skip
+    c = summ["downstream"].get(f"{rid} | {readout}") if readout else None
+    if c:
+        out.update(readout=readout, ce=float(np.mean(c["ce_loss_recovered"])),
+                   ce_range=[min(c["ce_loss_recovered"]), max(c["ce_loss_recovered"])],
+                   kl=float(np.mean(c["kl"])))  # fmt: skip
+    return out
+
+
+def compare(new: dict, old: dict) -> tuple[str, dict]:
+    """Run 2's rows beside gpu.md's, and the moonshot verdict by the rules fixed in
+    docs/eval/probing/gpu2_plan.md. Returns (markdown, numbers)."""
+    sn, so = summarize(new), summarize(old)
+    own, lsq = "own decoder", "post-hoc least squares"
+    numbers: dict = {}
+    lines: list[str] = []
+    ks = sn["ks"]
+    for K in new["plan"]["Ks"]:
+        rows: list[tuple[str, str, dict]] = []  # (label, source, stats)
+
+        def add(rid, readout, source="run 2", label=None, summ=sn, res=new, rows=rows):
+            st = row_stats(summ, res, rid, readout)
+            if st is not None:
+                rows.append((label or rid, source, st))
+            return st
+
+        raw = add("raw residual (ceiling)", None)
+        enc = add(f"encoder-K{K}", lsq)
+        add(f"encoder-K{K} (untrained)", lsq, "gpu.md", summ=so, res=old)
+        add(f"random dirs @ L0 of encoder-K{K}", lsq)
+        add(f"encoder[r]-K{K}", None)
+        add(f"encoder[r]-K{K} (untrained)", None)
+        topk = add(f"topk-K{K}", own)
+        add(f"random dirs @ L0 of topk-K{K}", lsq)
+        base = {f"topk-K{K}": topk}
+        for short in ("batchtopk", "matryoshka"):
+            base[f"{short}-K{K} (gpu.md)"] = add(f"{short}-K{K}", own, "gpu.md",
+                                                 f"{short}-K{K} (gpu.md)", so, old)  # fmt: skip
+        sweep: dict[str, list] = {"jumprelu": [], "l1": []}
+        for fam in sweep:
+            st = add(f"{fam}-K{K}", own, "gpu.md", f"{OLD_ROWS[fam]}-K{K} (gpu.md)", so, old)
+            if st:
+                sweep[fam].append((f"{OLD_ROWS[fam]}-K{K} (gpu.md)", st))
+            for rid in sorted(sn["probing"], key=str):
+                if rid.startswith(f"{fam}(") and rid.endswith(f"-K{K}"):
+                    st = add(rid, own)
+                    add(f"random dirs @ L0 of {rid}", lsq)
+                    sweep[fam].append((rid, st))
+        matched = {}
+        for fam, pts in sweep.items():
+            if enc and pts:
+                name, st = min(pts, key=lambda p: abs(math.log(p[1]["l0"] / enc["l0"])))
+                ratio = st["l0"] / enc["l0"]
+                matched[fam] = {"row": name, "l0_ratio": ratio, "within_1.25": 0.8 <= ratio <= 1.25}
+                if matched[fam]["within_1.25"]:
+                    base[name] = st
+        models = {}
+        for m in ("tied-topk", "tied-topk-im-3.0"):
+            st = add(f"{m}-K{K}", own)
+            unt = add(f"tied-topk-K{K} (untrained)", own) if m == "tied-topk" else None
+            rnd = add(f"random dirs @ L0 of {m}-K{K}", lsq)
+            models[m] = (st, rnd)
+            if unt is not None:
+                models["untrained"] = unt
+        base = {n: st for n, st in base.items() if st}
+        best_name = max(base, key=lambda n: base[n]["mean_k"]) if base else None
+        best = base[best_name] if best_name else None
+        verdict = {"encoder_l0": enc["l0"] if enc else None, "matched_sweep": matched,
+                   "best_baseline": best_name, "best_mean_k": best["mean_k"] if best else None,
+                   "topk_ce": topk.get("ce") if topk else None, "models": {}}  # fmt: skip
+        unt = models.get("untrained")
+        for m in ("tied-topk", "tied-topk-im-3.0"):
+            st, rnd = models[m]
+            if not st or not best or not topk:
+                continue
+            v = {"mean_k": st["mean_k"], "probe_gap": st["mean_k"] - best["mean_k"],
+                 "ce": st.get("ce"), "ce_gap": st.get("ce", float("nan")) - topk["ce"],
+                 "dead": st["dead"], "probe_met": st["mean_k"] >= best["mean_k"] - 0.005,
+                 "ce_met": st.get("ce", -1) >= topk["ce"] - 0.01,
+                 "dead_met": bool(st["dead"]) and max(st["dead"]) == 0,
+                 "above_random": rnd is not None and st["mean_k_range"][0] > rnd["mean_k_range"][1],
+                 "above_untrained": unt is not None
+                 and st["mean_k_range"][0] > unt["mean_k_range"][1]}  # fmt: skip
+            v["target_met"] = v["probe_met"] and v["ce_met"] and v["dead_met"]
+            verdict["models"][m] = v
+        numbers[f"K{K}"] = {"verdict": verdict, "rows": {lab: st for lab, _, st in rows}}
+        lines += ["", f"### K = {K}", "",
+                  "| row | source | L0 | dead (per seed) | "
+                  + " | ".join(f"k={k}" for k in ks)
+                  + " | mean over k [seed range] | CE-loss recovered [range] | KL | read-out |",
+                  "|---|---|---|---|" + "---|" * len(ks) + "---|---|---|---|"]  # fmt: skip
+        for lab, src, st in rows:
+            ce = (
+                f"{st['ce']:.3f} [{st['ce_range'][0]:.3f}, {st['ce_range'][1]:.3f}]"
+                if "ce" in st
+                else "-"
+            )
+            kl = f"{st['kl']:.3f}" if "kl" in st else "-"
+            l0 = f"{st['l0']:.1f}" if st["l0"] is not None else "-"
+            dead = "/".join(str(d) for d in st["dead"]) or "-"
+            lines.append(f"| {lab} | {src} | {l0} | {dead} | "
+                         + " | ".join(f"{st['acc'][k]:.3f}" for k in ks)
+                         + f" | {st['mean_k']:.3f} [{st['mean_k_range'][0]:.3f}, "
+                         f"{st['mean_k_range'][1]:.3f}] | {ce} | {kl} | {st.get('readout', '-')} |")  # fmt: skip
+        lines += ["", f"Matched sweep points: {json.dumps(matched)}",
+                  f"Best SAE baseline at the encoder's L0: {best_name} "
+                  f"({verdict['best_mean_k']:.3f} mean over k)" if best else "no baseline",
+                  ""]  # fmt: skip
+        for m, v in verdict["models"].items():
+            lines.append(
+                f"- **{m}**: probing {v['mean_k']:.3f} ({v['probe_gap']:+.3f} vs best), "
+                f"CE-loss recovered {v['ce']:.3f} ({v['ce_gap']:+.3f} vs TopK {topk['ce']:.3f}), "
+                f"dead {v['dead']}; above random dirs: {v['above_random']}, above untrained: "
+                f"{v['above_untrained']}; target met: {v['target_met']} (probe {v['probe_met']}, "
+                f"CE {v['ce_met']}, dead {v['dead_met']})"
+            )
+    _ = raw
+    return "\n".join(lines) + "\n", numbers
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -728,6 +870,10 @@ def main() -> None:
     pr.add_argument("--workers", type=int, default=12, help="probe-fit processes (0: inline)")
     pr.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="run only these of the plan's seeds (one process per GPU)")  # fmt: skip
+    pc = sub.add_parser("compare", help="run 2's rows beside gpu.md's, and the verdict (CPU)")
+    pc.add_argument("--results", required=True, nargs="+", help="run 2's results.json files")
+    pc.add_argument("--old", required=True, help="gpu.md's results.json")
+    pc.add_argument("--out", required=True, help="folder: gpu2_compare.md, gpu2_compare.json")
     pt = sub.add_parser("report", help="tables and plot from a results.json (CPU)")
     pt.add_argument("--results", required=True, nargs="+",
                     help="one or more results.json (e.g. one per GPU process), merged")  # fmt: skip
@@ -738,6 +884,13 @@ def main() -> None:
     a = p.parse_args()
     if a.plan_json and a.plan_json.startswith("@"):
         a.plan_json = Path(a.plan_json[1:]).read_text()
+    if a.cmd == "compare":
+        md, nums = compare(merge_results([json.loads(Path(f).read_text()) for f in a.results]),
+                           json.loads(Path(a.old).read_text()))  # fmt: skip
+        (Path(a.out) / "gpu2_compare.md").write_text(md)
+        (Path(a.out) / "gpu2_compare.json").write_text(json.dumps(nums, indent=1))
+        print(md)
+        return
     if a.cmd == "report":
         res = merge_results([json.loads(Path(f).read_text()) for f in a.results])
         summ = summarize(res)

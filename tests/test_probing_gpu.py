@@ -86,6 +86,7 @@ def test_rows_tied_models_sweep_and_responsibilities_on_a_tiny_llama(tmp_path):
     mod = _script()
     rows = (
         {"family": "encoder", "untrained": False},
+        {"family": "topk_sae", "untrained": False},
         {"family": "tied_topk_sae"},
         {"family": "tied_topk_hybrid", "label": "tied-topk-im-3.0",
          "loss": {"lambda_lse": 1 / 3, "lambda_var": 1 / 3, "lambda_tc": 1 / 3}},
@@ -131,6 +132,17 @@ def test_rows_tied_models_sweep_and_responsibilities_on_a_tiny_llama(tmp_path):
     assert {"encoder[r]-K16", "tied-topk-im-3.0-K32", "jumprelu(l0_coef=0.01)-K16"} <= set(
         summ["probing"]
     )
+    old = mod.main_run(mod.Plan(**tiny), meta, arrays, lm, tmp_path / "old", "cpu")
+    md, nums = mod.compare(res, old)
+    for K in (16, 32):
+        v = nums[f"K{K}"]["verdict"]
+        assert set(v["models"]) == {"tied-topk", "tied-topk-im-3.0"}
+        assert v["best_baseline"] in nums[f"K{K}"]["rows"]
+        for m, mv in v["models"].items():
+            assert mv["target_met"] == (mv["probe_met"] and mv["ce_met"] and mv["dead_met"])
+            assert mv["ce_gap"] == pytest.approx(mv["ce"] - v["topk_ce"])
+        assert set(v["matched_sweep"]) == {"jumprelu", "l1"}
+    assert "tied-topk-im-3.0" in md and "batchtopk-K16 (gpu.md)" in md
     (tmp_path / "rep").mkdir()
     (tmp_path / "rep" / "t.md").write_text(mod.render(res, summ))
     mod.plot(res, summ, tmp_path / "rep" / "p.png")
