@@ -138,7 +138,7 @@ def test_rows_tied_models_sweep_and_responsibilities_on_a_tiny_llama(tmp_path):
         v = nums[f"K{K}"]["verdict"]
         assert set(v["models"]) == {"tied-topk", "tied-topk-im-3.0"}
         assert v["best_baseline"] in nums[f"K{K}"]["rows"]
-        for m, mv in v["models"].items():
+        for mv in v["models"].values():
             assert mv["target_met"] == (mv["probe_met"] and mv["ce_met"] and mv["dead_met"])
             assert mv["ce_gap"] == pytest.approx(mv["ce"] - v["topk_ce"])
         assert set(v["matched_sweep"]) == {"jumprelu", "l1"}
