@@ -527,7 +527,7 @@ def row_id(name: str) -> str:
     import re
 
     if name.startswith("random dirs"):
-        inner = name.rsplit("(", 1)[-1].rstrip(")")
+        inner = name.split(" (", 1)[1][:-1]  # "random dirs @ L0 {k} ({name})"
         return f"random dirs @ L0 of {row_id(inner)}"
     tag = " (untrained)" if name.endswith(" (untrained)") else ""
     base = name.removesuffix(" (untrained)")
@@ -704,7 +704,8 @@ def plot(res: dict, summ: dict, path: Path, variant: str = "saebench") -> None:
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_xlabel("k (latents selected by class-mean difference)")
         ax.set_title(
-            f"K = {K}: {variant} probe, mean over 5 datasets, 3 seeds (bars min-max)", fontsize=9
+            f"K = {K}: {variant} probe, mean over 5 datasets and the seeds (bars min-max)",
+            fontsize=9,
         )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=5.5, loc="lower right", ncol=2)
@@ -882,7 +883,7 @@ def main() -> None:
         q.add_argument("--plan-json", default=None,
                        help="overrides of Plan fields (JSON, or @FILE holding it)")  # fmt: skip
     a = p.parse_args()
-    if a.plan_json and a.plan_json.startswith("@"):
+    if getattr(a, "plan_json", None) and a.plan_json.startswith("@"):
         a.plan_json = Path(a.plan_json[1:]).read_text()
     if a.cmd == "compare":
         md, nums = compare(merge_results([json.loads(Path(f).read_text()) for f in a.results]),

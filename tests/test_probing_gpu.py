@@ -129,9 +129,8 @@ def test_rows_tied_models_sweep_and_responsibilities_on_a_tiny_llama(tmp_path):
         )
         assert f"encoder[r]-K{K}-s0" in probes and f"encoder[r]-K{K}-s0 (untrained)" in probes
     summ = mod.summarize(res)
-    assert {"encoder[r]-K16", "tied-topk-im-3.0-K32", "jumprelu(l0_coef=0.01)-K16"} <= set(
-        summ["probing"]
-    )
+    assert {"encoder[r]-K16", "tied-topk-im-3.0-K32", "jumprelu(l0_coef=0.01)-K16",
+            "random dirs @ L0 of jumprelu(l0_coef=0.01)-K16"} <= set(summ["probing"])  # fmt: skip
     old = mod.main_run(mod.Plan(**tiny), meta, arrays, lm, tmp_path / "old", "cpu")
     md, nums = mod.compare(res, old)
     for K in (16, 32):
