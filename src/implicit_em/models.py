@@ -43,7 +43,20 @@ def topk_codes(a: Tensor, k: int) -> Tensor:
     return torch.zeros_like(a).scatter(-1, idx, vals)
 
 
-class Encoder(nn.Module):
+class _LinearRows:
+    """W (K, D) and b (K,) of a model whose one linear layer is `self.linear` (the decoder-free
+    encoder, the tied TopK autoencoder)."""
+
+    @property
+    def W(self) -> Tensor:  # (K, D)
+        return self.linear.weight
+
+    @property
+    def b(self) -> Tensor:  # (K,)
+        return self.linear.bias
+
+
+class Encoder(_LinearRows, nn.Module):
     """z = W x + b, a = phi(z): K component distances, lower = better match (paper Eq. 5).
 
     No decoder. 784 -> 64 has 50,240 parameters.
@@ -55,14 +68,6 @@ class Encoder(nn.Module):
         _check_activation(activation)
         self.input_dim, self.hidden_dim, self.activation = input_dim, hidden_dim, activation
         self.linear = nn.Linear(input_dim, hidden_dim)
-
-    @property
-    def W(self) -> Tensor:  # (K, D)
-        return self.linear.weight
-
-    @property
-    def b(self) -> Tensor:  # (K,)
-        return self.linear.bias
 
     @property
     def activation_name(self) -> str:

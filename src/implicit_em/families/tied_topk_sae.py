@@ -24,10 +24,10 @@ from torch import Tensor, nn
 
 from implicit_em.families.base import Family
 from implicit_em.losses import summed_squared_error
-from implicit_em.models import _check_dims, _SAEWeights, topk_codes
+from implicit_em.models import _check_dims, _LinearRows, _SAEWeights, topk_codes
 
 
-class TiedTopKSAE(_SAEWeights, nn.Module):
+class TiedTopKSAE(_LinearRows, _SAEWeights, nn.Module):
     """x_hat = TopK_k(ReLU(W x + b)) W + b_dec: one (K, D) matrix for encoder and decoder.
 
     input_dim D, hidden_dim K, k in [1, K] (ValueError otherwise); centre: mean-centred
@@ -44,14 +44,6 @@ class TiedTopKSAE(_SAEWeights, nn.Module):
         self.linear = nn.Linear(input_dim, hidden_dim)  # models.Encoder's layer and init
         self.b_dec = nn.Parameter(self.linear.weight.new_zeros(input_dim))  # (D,)
         self._init_centring(input_dim, centre)
-
-    @property
-    def W(self) -> Tensor:  # (K, D)
-        return self.linear.weight
-
-    @property
-    def b(self) -> Tensor:  # (K,)
-        return self.linear.bias
 
     def pre_activations(self, x: Tensor) -> Tensor:
         return F.relu(self.linear(self.centred(x)))  # (B, K)
