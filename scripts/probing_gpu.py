@@ -48,6 +48,19 @@ class Plan:
     seeds: tuple[int, ...] = (0, 1, 2)
     families: tuple[str, ...] = ("encoder", "topk_sae", "batchtopk_sae",
                                  "matryoshka_batchtopk_sae", "jumprelu_sae", "standard_sae")  # fmt: skip
+    rows: tuple = ()
+    """The trained rows of each block, in order, when not empty (else one row per family,
+    each with its untrained twin): dicts with "family" (registry name), optional "label" (row
+    name prefix; default the family's short name), "loss" (LossConfig overrides, e.g.
+    {"l0_coef": 0.01}), "l1_c" (standard_sae: l1_weight = l1_c K / D) and "untrained" (False:
+    no untrained-twin row, when docs/eval/probing/gpu.md already holds the same control).
+    A family that uses k (registry `uses_k`) takes k = the block's encoder L0, so the encoder
+    row comes first."""
+    l0_reference: str = "encoder"
+    """The family whose held-out L0 (rounded) is the block's k for the families that use k."""
+    resp_families: tuple[str, ...] = ()
+    """Families whose responsibilities r = softmax(-a) (paper Eq. 4) are probed too, beside
+    the codes a, trained and untrained (rows `<label>[r]`)."""
     centre_saes: bool = True
     """Every SAE family on mean-centred inputs (the encoder is not centred: its default)."""
     train_tokens: int = 2_000_000
@@ -211,19 +224,27 @@ def harvest_rows(lm, ctx, layer: int, batch: int, device):
     return torch.cat(out)
 
 
-def run_config(family: str, K: int, d: int, plan: Plan, seed: int, k: int = 16):
+def run_config(family: str, K: int, d: int, plan: Plan, seed: int, k: int = 16,
+               row: dict | None = None):  # fmt: skip
+    """The run config of one row. Every family gets loss.tc_probes (only the families whose
+    terms include the decorrelation penalty read it); SAE families are centred when the
+    registry says they can be (plan.centre_saes). row: a `Plan.rows` entry (its "loss"
+    overrides and "l1_c"), or None for the plan's defaults."""
     from implicit_em.config import LossConfig, ModelConfig, RunConfig, TrainConfig
+    from implicit_em.families import FAMILIES
 
-    loss = LossConfig(l1_weight=plan.l1_c * K / d, dead_steps=250,
-                      tc_probes=plan.tc_probes if family == "encoder" else None,
+    row = row or {}
+    l1_c = row.get("l1_c") or plan.l1_c
+    loss = LossConfig(l1_weight=l1_c * K / d, dead_steps=250, tc_probes=plan.tc_probes,
                       l0_coef=plan.jumprelu_l0_coef)  # fmt: skip
+    loss = replace(loss, **row.get("loss", {}))
     return RunConfig(
         model=ModelConfig(
             type=family,
             input_dim=d,
             hidden_dim=K,
             k=k,
-            centre=plan.centre_saes and family != "encoder",
+            centre=plan.centre_saes and FAMILIES[family].centres,
             jump_threshold=plan.jump_threshold,
             jump_bandwidth=plan.jump_bandwidth,
         ),  # fmt: skip
@@ -234,8 +255,16 @@ def run_config(family: str, K: int, d: int, plan: Plan, seed: int, k: int = 16):
 
 SHORT = {"encoder": "encoder", "topk_sae": "topk", "batchtopk_sae": "batchtopk",
          "matryoshka_batchtopk_sae": "matryoshka", "jumprelu_sae": "jumprelu",
-         "standard_sae": "l1"}  # fmt: skip
-USES_K = ("topk_sae", "batchtopk_sae", "matryoshka_batchtopk_sae")
+         "standard_sae": "l1", "tied_topk_sae": "tied-topk",
+         "tied_topk_hybrid": "tied-topk-im"}  # fmt: skip
+"""Row-name prefixes (the names gpu.md's rows carry)."""
+
+
+def plan_rows(plan: Plan) -> list[dict]:
+    """The trained rows of a block: plan.rows, or one per family with its untrained twin."""
+    if plan.rows:
+        return [dict(r) for r in plan.rows]
+    return [{"family": f} for f in plan.families]
 
 
 def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
@@ -247,12 +276,15 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
     from implicit_em.data.lm.activations import norm_outliers
     from implicit_em.eval.probing_suite import downstream
     from implicit_em.eval.sparse_probing import RandomDirections
+    from implicit_em.families import FAMILIES
     from implicit_em.lm_eval import encode, fit_linear_decoder, fit_scalar_decoder, fvu
     from implicit_em.models import Encoder
     from implicit_em.train.distributed import train_steps
 
     fitter = Fitter(workers)  # before any CUDA work
     dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)  # one process per GPU
     torch.backends.cuda.matmul.allow_tf32 = True
     out.mkdir(parents=True, exist_ok=True)
     res: dict = {"plan": asdict(plan), "data": {k: v for k, v in meta.items()
@@ -339,17 +371,24 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                 continue
             tb = time.perf_counter()
             trained, untrained = {}, {}
+            no_twin, resp = set(), set()  # rows without an untrained row; rows also read as r
             k_match = None
-            for fam in plan.families:
-                if fam in USES_K and k_match is None:
-                    res.setdefault("errors", {})[f"{fam}-K{K}-s{seed}"] = "no encoder L0"
+            for row in plan_rows(plan):
+                fam = row["family"]
+                label = row.get("label") or SHORT[fam]
+                uses_k = FAMILIES[fam].uses_k
+                if uses_k and k_match is None:
+                    res.setdefault("errors", {})[f"{label}-K{K}-s{seed}"] = "no encoder L0"
                     continue  # the L0 rule needs the block's encoder first
-                cfg = run_config(fam, K, D, plan, seed, k=k_match or 16)
-                name = (
-                    f"{SHORT[fam]}-K{K}" + (f"-k{k_match}" if fam in USES_K else "") + f"-s{seed}"
-                )
+                cfg = run_config(fam, K, D, plan, seed, k=k_match or 16, row=row)
+                name = f"{label}-K{K}" + (f"-k{k_match}" if uses_k else "") + f"-s{seed}"
                 model = runs.build_model(cfg, seed=seed).to(dev)
                 untrained[name] = runs.build_model(cfg, seed=seed).to(dev).eval()
+                if row.get("untrained", True) is False:
+                    no_twin.add(name)
+                if fam in plan.resp_families:
+                    resp.add(name)
+                res.setdefault("rows", {})[name] = {"family": fam, "config": asdict(cfg)}
                 steps = n_train // plan.batch_size
                 t = time.perf_counter()
                 try:
@@ -368,11 +407,14 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                 res["l0"][name] = l0
                 res["dead_fraction"][name] = float(((a > 0).sum(0) == 0).double().mean())
                 au = encode(untrained[name], x_held)
-                res["l0"][f"{name} (untrained)"] = float((au > 0).sum(1).double().mean())
+                if name not in no_twin:
+                    res["l0"][f"{name} (untrained)"] = float((au > 0).sum(1).double().mean())
                 res["train"][name] = {"steps": steps, "seconds": round(time.perf_counter() - t, 1),
                                       "last": r["history"][-1] if r["history"] else None}  # fmt: skip
-                res["kinds"][name], res["kinds"][f"{name} (untrained)"] = "trained", "untrained"
-                if fam == "encoder":
+                res["kinds"][name] = "trained"
+                if name not in no_twin:
+                    res["kinds"][f"{name} (untrained)"] = "untrained"
+                if fam == plan.l0_reference:
                     k_match = int(min(K, max(1, round(l0))))
                 del a, au
                 log(f"{name}: {res['train'][name]['seconds']} s, L0 {l0:.1f}, dead "
@@ -387,13 +429,23 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
             # probing: the fits run in the pool while the next block trains
             for name in trained:
                 probe(name, trained[name].encode)
-                probe(f"{name} (untrained)", untrained[name].encode)
+                if name not in no_twin:
+                    probe(f"{name} (untrained)", untrained[name].encode)
+                if name in resp:  # r = softmax(-a), paper Eq. 4
+                    label, _, rest = name.partition("-K")
+                    rn = f"{label}[r]-K{rest}"
+                    for m, tag, kind in ((trained[name], "", "trained"),
+                                         (untrained[name], " (untrained)", "untrained")):  # fmt: skip
+                        probe(rn + tag, lambda x, m=m: torch.softmax(-m.encode(x), dim=1))
+                        res["kinds"][rn + tag] = kind
+                        res["l0"][rn + tag] = float(K)  # r > 0 everywhere
             for rn, m in rand.items():
                 probe(rn, m.encode)
             # downstream loss
             torch.set_grad_enabled(False)
             splices, kinds = {}, {}
-            for group, kind in ((trained, "trained"), (untrained, "untrained"), (rand, "random")):
+            twins = {n: m for n, m in untrained.items() if n not in no_twin}
+            for group, kind in ((trained, "trained"), (twins, "untrained"), (rand, "random")):
                 for name, m in group.items():
                     label = f"{name} (untrained)" if kind == "untrained" else name
                     fns = {}
@@ -450,12 +502,32 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
 # ---------------------------------------------------------------- report (CPU, afterwards)
 
 
+def merge_results(parts: list[dict]) -> dict:
+    """One results dict from several (e.g. one process per K): the per-name tables are
+    united (a name in two parts, such as the raw residual, keeps the first part's entry),
+    the block lists joined; plan and data come from the first part, with the union of Ks."""
+    res = json.loads(json.dumps(parts[0]))
+    for part in parts[1:]:
+        for key in ("l0", "dead_fraction", "kinds", "train", "fvu", "downstream", "rows",
+                    "block_seconds", "errors"):  # fmt: skip
+            if key in part:
+                res.setdefault(key, {})
+                res[key] = {**part[key], **res[key]}
+        for variant, rows in part.get("probing", {}).items():
+            res["probing"].setdefault(variant, {})
+            res["probing"][variant] = {**rows, **res["probing"][variant]}
+        for key in ("blocks_done", "not_run"):
+            res[key] = res.get(key, []) + part.get(key, [])
+        res["plan"]["Ks"] = sorted(set(res["plan"]["Ks"]) | set(part["plan"]["Ks"]))
+    return res
+
+
 def row_id(name: str) -> str:
     """Seed-free row name: `topk-K4096-k58-s1` -> `topk-K4096`; controls keep their tag."""
     import re
 
     if name.startswith("random dirs"):
-        inner = name.rsplit("(", 1)[-1].rstrip(")")
+        inner = name.split(" (", 1)[1][:-1]  # "random dirs @ L0 {k} ({name})"
         return f"random dirs @ L0 of {row_id(inner)}"
     tag = " (untrained)" if name.endswith(" (untrained)") else ""
     base = name.removesuffix(" (untrained)")
@@ -598,7 +670,7 @@ def plot(res: dict, summ: dict, path: Path, variant: str = "saebench") -> None:
     fig, axes = plt.subplots(1, len(Ks), figsize=(7 * len(Ks), 5.5), sharey=True)
     axes = np.atleast_1d(axes)
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fams = list(SHORT.values())
+    fams = sorted({rid.split(" @ L0 of ")[-1].split("-K")[0] for rid in summ["probing"]})
     for ax, K in zip(axes, Ks, strict=True):
         for rid, r in summ["probing"].items():
             acc = r["acc"].get(variant, {})
@@ -632,13 +704,156 @@ def plot(res: dict, summ: dict, path: Path, variant: str = "saebench") -> None:
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_xlabel("k (latents selected by class-mean difference)")
         ax.set_title(
-            f"K = {K}: {variant} probe, mean over 5 datasets, 3 seeds (bars min-max)", fontsize=9
+            f"K = {K}: {variant} probe, mean over 5 datasets and the seeds (bars min-max)",
+            fontsize=9,
         )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=5.5, loc="lower right", ncol=2)
     axes[0].set_ylabel("test accuracy")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- run 2: rows and verdict
+
+
+OLD_ROWS = {"batchtopk": "batchtopk", "matryoshka": "matryoshka", "jumprelu": "jumprelu(l0_coef=0.001)",
+            "l1": "l1(l1_c=0.5)", "encoder": "encoder"}  # fmt: skip
+"""gpu.md's rows read beside run 2's (its JumpReLU and L1 settings named as run 2's sweep)."""
+
+
+def row_stats(summ: dict, res: dict, rid: str, readout: str | None) -> dict | None:
+    """L0, dead latents (per seed), SAEBench-probe accuracy per k and averaged over k (per
+    seed, then mean / min / max), CE-loss recovered and KL through `readout`: seed means."""
+    r = summ["probing"].get(rid)
+    if r is None:
+        return None
+    ks = summ["ks"]
+    acc = r["acc"]["saebench"]
+    per_seed = [float(np.mean([acc[k][i] for k in ks])) for i in range(len(acc[ks[0]]))]
+    K = int(rid.split("-K")[1].split()[0].split("-")[0]) if "-K" in rid else None
+    out = {"seeds": r["seeds"], "l0": float(np.mean(r["l0"])) if r["l0"] else None,
+           "dead": [round(res["dead_fraction"][n] * K) for n in r["names"]
+                    if n in res.get("dead_fraction", {})],
+           "acc": {k: float(np.mean(acc[k])) for k in ks},
+           "mean_k": float(np.mean(per_seed)), "mean_k_range": [min(per_seed), max(per_seed)]}  # fmt: skip
+    c = summ["downstream"].get(f"{rid} | {readout}") if readout else None
+    if c:
+        out.update(readout=readout, ce=float(np.mean(c["ce_loss_recovered"])),
+                   ce_range=[min(c["ce_loss_recovered"]), max(c["ce_loss_recovered"])],
+                   kl=float(np.mean(c["kl"])))  # fmt: skip
+    return out
+
+
+def compare(new: dict, old: dict) -> tuple[str, dict]:
+    """Run 2's rows beside gpu.md's, and the moonshot verdict by the rules fixed in
+    docs/eval/probing/gpu2_plan.md. Returns (markdown, numbers)."""
+    sn, so = summarize(new), summarize(old)
+    own, lsq = "own decoder", "post-hoc least squares"
+    numbers: dict = {}
+    lines: list[str] = []
+    ks = sn["ks"]
+    for K in new["plan"]["Ks"]:
+        rows: list[tuple[str, str, dict]] = []  # (label, source, stats)
+
+        def add(rid, readout, source="run 2", label=None, summ=sn, res=new, rows=rows):
+            st = row_stats(summ, res, rid, readout)
+            if st is not None:
+                rows.append((label or rid, source, st))
+            return st
+
+        raw = add("raw residual (ceiling)", None)
+        enc = add(f"encoder-K{K}", lsq)
+        add(f"encoder-K{K} (untrained)", lsq, "gpu.md", summ=so, res=old)
+        add(f"random dirs @ L0 of encoder-K{K}", lsq)
+        add(f"encoder[r]-K{K}", None)
+        add(f"encoder[r]-K{K} (untrained)", None)
+        topk = add(f"topk-K{K}", own)
+        add(f"random dirs @ L0 of topk-K{K}", lsq)
+        base = {f"topk-K{K}": topk}
+        for short in ("batchtopk", "matryoshka"):
+            base[f"{short}-K{K} (gpu.md)"] = add(f"{short}-K{K}", own, "gpu.md",
+                                                 f"{short}-K{K} (gpu.md)", so, old)  # fmt: skip
+        sweep: dict[str, list] = {"jumprelu": [], "l1": []}
+        for fam in sweep:
+            st = add(f"{fam}-K{K}", own, "gpu.md", f"{OLD_ROWS[fam]}-K{K} (gpu.md)", so, old)
+            if st:
+                sweep[fam].append((f"{OLD_ROWS[fam]}-K{K} (gpu.md)", st))
+            for rid in sorted(sn["probing"], key=str):
+                if rid.startswith(f"{fam}(") and rid.endswith(f"-K{K}"):
+                    st = add(rid, own)
+                    add(f"random dirs @ L0 of {rid}", lsq)
+                    sweep[fam].append((rid, st))
+        matched = {}
+        for fam, pts in sweep.items():
+            if enc and pts:
+                name, st = min(pts, key=lambda p: abs(math.log(p[1]["l0"] / enc["l0"])))
+                ratio = st["l0"] / enc["l0"]
+                matched[fam] = {"row": name, "l0_ratio": ratio, "within_1.25": 0.8 <= ratio <= 1.25}
+                if matched[fam]["within_1.25"]:
+                    base[name] = st
+        models = {}
+        for m in ("tied-topk", "tied-topk-im-3.0"):
+            st = add(f"{m}-K{K}", own)
+            unt = add(f"tied-topk-K{K} (untrained)", own) if m == "tied-topk" else None
+            rnd = add(f"random dirs @ L0 of {m}-K{K}", lsq)
+            models[m] = (st, rnd)
+            if unt is not None:
+                models["untrained"] = unt
+        base = {n: st for n, st in base.items() if st}
+        best_name = max(base, key=lambda n: base[n]["mean_k"]) if base else None
+        best = base[best_name] if best_name else None
+        verdict = {"encoder_l0": enc["l0"] if enc else None, "matched_sweep": matched,
+                   "best_baseline": best_name, "best_mean_k": best["mean_k"] if best else None,
+                   "topk_ce": topk.get("ce") if topk else None, "models": {}}  # fmt: skip
+        unt = models.get("untrained")
+        for m in ("tied-topk", "tied-topk-im-3.0"):
+            st, rnd = models[m]
+            if not st or not best or not topk:
+                continue
+            v = {"mean_k": st["mean_k"], "probe_gap": st["mean_k"] - best["mean_k"],
+                 "ce": st.get("ce"), "ce_gap": st.get("ce", float("nan")) - topk["ce"],
+                 "dead": st["dead"], "probe_met": st["mean_k"] >= best["mean_k"] - 0.005,
+                 "ce_met": st.get("ce", -1) >= topk["ce"] - 0.01,
+                 "dead_met": bool(st["dead"]) and max(st["dead"]) == 0,
+                 "above_random": rnd is not None and st["mean_k_range"][0] > rnd["mean_k_range"][1],
+                 "above_untrained": unt is not None
+                 and st["mean_k_range"][0] > unt["mean_k_range"][1]}  # fmt: skip
+            v["target_met"] = v["probe_met"] and v["ce_met"] and v["dead_met"]
+            verdict["models"][m] = v
+        numbers[f"K{K}"] = {"verdict": verdict, "rows": {lab: st for lab, _, st in rows}}
+        lines += ["", f"### K = {K}", "",
+                  "| row | source | L0 | dead (per seed) | "
+                  + " | ".join(f"k={k}" for k in ks)
+                  + " | mean over k [seed range] | CE-loss recovered [range] | KL | read-out |",
+                  "|---|---|---|---|" + "---|" * len(ks) + "---|---|---|---|"]  # fmt: skip
+        for lab, src, st in rows:
+            ce = (
+                f"{st['ce']:.3f} [{st['ce_range'][0]:.3f}, {st['ce_range'][1]:.3f}]"
+                if "ce" in st
+                else "-"
+            )
+            kl = f"{st['kl']:.3f}" if "kl" in st else "-"
+            l0 = f"{st['l0']:.1f}" if st["l0"] is not None else "-"
+            dead = "/".join(str(d) for d in st["dead"]) or "-"
+            lines.append(f"| {lab} | {src} | {l0} | {dead} | "
+                         + " | ".join(f"{st['acc'][k]:.3f}" for k in ks)
+                         + f" | {st['mean_k']:.3f} [{st['mean_k_range'][0]:.3f}, "
+                         f"{st['mean_k_range'][1]:.3f}] | {ce} | {kl} | {st.get('readout', '-')} |")  # fmt: skip
+        lines += ["", f"Matched sweep points: {json.dumps(matched)}",
+                  f"Best SAE baseline at the encoder's L0: {best_name} "
+                  f"({verdict['best_mean_k']:.3f} mean over k)" if best else "no baseline",
+                  ""]  # fmt: skip
+        for m, v in verdict["models"].items():
+            lines.append(
+                f"- **{m}**: probing {v['mean_k']:.3f} ({v['probe_gap']:+.3f} vs best), "
+                f"CE-loss recovered {v['ce']:.3f} ({v['ce_gap']:+.3f} vs TopK {topk['ce']:.3f}), "
+                f"dead {v['dead']}; above random dirs: {v['above_random']}, above untrained: "
+                f"{v['above_untrained']}; target met: {v['target_met']} (probe {v['probe_met']}, "
+                f"CE {v['ce_met']}, dead {v['dead_met']})"
+            )
+    _ = raw
+    return "\n".join(lines) + "\n", numbers
 
 
 def main() -> None:
@@ -654,14 +869,31 @@ def main() -> None:
     pr.add_argument("--device", default="cuda")
     pr.add_argument("--time-limit", type=float, default=0.0, help="start no block after (s)")
     pr.add_argument("--workers", type=int, default=12, help="probe-fit processes (0: inline)")
+    pr.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="run only these of the plan's seeds (one process per GPU)")  # fmt: skip
+    pc = sub.add_parser("compare", help="run 2's rows beside gpu.md's, and the verdict (CPU)")
+    pc.add_argument("--results", required=True, nargs="+", help="run 2's results.json files")
+    pc.add_argument("--old", required=True, help="gpu.md's results.json")
+    pc.add_argument("--out", required=True, help="folder: gpu2_compare.md, gpu2_compare.json")
     pt = sub.add_parser("report", help="tables and plot from a results.json (CPU)")
-    pt.add_argument("--results", required=True)
+    pt.add_argument("--results", required=True, nargs="+",
+                    help="one or more results.json (e.g. one per GPU process), merged")  # fmt: skip
     pt.add_argument("--out", required=True, help="folder: gpu_tables.md, gpu_summary.json, PNG")
     for q in (pp, pr, pt):
-        q.add_argument("--plan-json", default=None, help="overrides of Plan fields (JSON)")
+        q.add_argument("--plan-json", default=None,
+                       help="overrides of Plan fields (JSON, or @FILE holding it)")  # fmt: skip
     a = p.parse_args()
+    if getattr(a, "plan_json", None) and a.plan_json.startswith("@"):
+        a.plan_json = Path(a.plan_json[1:]).read_text()
+    if a.cmd == "compare":
+        md, nums = compare(merge_results([json.loads(Path(f).read_text()) for f in a.results]),
+                           json.loads(Path(a.old).read_text()))  # fmt: skip
+        (Path(a.out) / "gpu2_compare.md").write_text(md)
+        (Path(a.out) / "gpu2_compare.json").write_text(json.dumps(nums, indent=1))
+        print(md)
+        return
     if a.cmd == "report":
-        res = json.loads(Path(a.results).read_text())
+        res = merge_results([json.loads(Path(f).read_text()) for f in a.results])
         summ = summarize(res)
         out = Path(a.out)
         (out / "gpu_tables.md").write_text(render(res, summ))
@@ -687,6 +919,10 @@ def main() -> None:
                            for k, v in meta["plan"].items()}),
                    **{k: tuple(v) if isinstance(v, list) else v
                       for k, v in json.loads(a.plan_json or "{}").items()})  # fmt: skip
+    if a.seeds is not None:
+        if not set(a.seeds) <= set(plan.seeds):
+            p.error(f"--seeds {a.seeds} not all in the plan's seeds {plan.seeds}")
+        plan = replace(plan, seeds=tuple(a.seeds))
     lm, _, info = load_lm(a.model, progress=False)
     log(f"LM loaded: {info}")
     torch.set_num_threads(4)

@@ -76,3 +76,73 @@ def test_probe_fit_selects_by_rank_and_matches_the_library(tmp_path):
     got = mod.fit_task(z[tr][:, order], y[tr], z[te][:, order], y[te], (1, 2, 5), None)
     want = k_sparse_probe(z[tr], y[tr], z[te], y[te], (1, 2, 5), full=False)
     assert got["saebench"]["k"] == {str(k): v for k, v in want["k"].items()}
+
+
+def test_rows_tied_models_sweep_and_responsibilities_on_a_tiny_llama(tmp_path):
+    """Plan.rows (issue 18, gpu2): the tied TopK models at the encoder's L0, a JumpReLU / L1
+    sweep row without its untrained twin, the encoder also read out as r = softmax(-a); two
+    processes' results merge into one report."""
+    transformers = pytest.importorskip("transformers")
+    mod = _script()
+    rows = (
+        {"family": "encoder", "untrained": False},
+        {"family": "topk_sae", "untrained": False},
+        {"family": "tied_topk_sae"},
+        {"family": "tied_topk_hybrid", "label": "tied-topk-im-3.0",
+         "loss": {"lambda_lse": 1 / 3, "lambda_var": 1 / 3, "lambda_tc": 1 / 3}},
+        {"family": "jumprelu_sae", "label": "jumprelu(l0_coef=0.01)", "loss": {"l0_coef": 0.01},
+         "untrained": False},
+        {"family": "standard_sae", "label": "l1(l1_c=2.0)", "l1_c": 2.0, "untrained": False},
+    )  # fmt: skip
+    tiny = {**mod.TINY, "seeds": (0,)}
+    plan = mod.Plan(**tiny, rows=rows, resp_families=("encoder",))
+    mod.prepare(plan, tiny_corpora(), ByteTokenizer(), tmp_path / "data")
+    meta, arrays = mod.load_data(tmp_path / "data")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=258, hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=3, num_attention_heads=4,
+                                   num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
+    lm = transformers.LlamaForCausalLM(cfg).eval()
+    parts = []
+    for K in (16, 32):
+        p = mod.replace(plan, Ks=(K,))
+        parts.append(mod.main_run(p, meta, arrays, lm, tmp_path / f"out{K}", "cpu"))
+    res = mod.merge_results(parts)
+    assert res["blocks_done"] == ["K16-s0", "K32-s0"] and res["plan"]["Ks"] == [16, 32]
+    probes = res["probing"]["saebench"]
+    for K in (16, 32):
+        k = int(min(K, max(1, round(res["l0"][f"encoder-K{K}-s0"]))))
+        tied, hyb = f"tied-topk-K{K}-k{k}-s0", f"tied-topk-im-3.0-K{K}-k{k}-s0"
+        for name in (tied, hyb):
+            assert 0.5 * k <= res["l0"][name] <= k  # TopK keeps k (ties at 0 aside)
+            assert f"{name} (untrained)" in probes
+            assert f"{name} | own decoder" in res["downstream"][f"K{K}-s0"]
+            assert res["rows"][name]["config"]["model"]["centre"] is True
+        assert res["rows"][hyb]["config"]["loss"]["lambda_lse"] == pytest.approx(1 / 3)
+        assert res["rows"][hyb]["config"]["loss"]["tc_probes"] == plan.tc_probes
+        for name in (f"encoder-K{K}-s0", f"jumprelu(l0_coef=0.01)-K{K}-s0",
+                     f"l1(l1_c=2.0)-K{K}-s0"):  # fmt: skip
+            assert name in probes and f"{name} (untrained)" not in probes
+            assert any(r.startswith("random dirs") and r.endswith(f"({name})") for r in probes)
+        assert res["rows"][f"l1(l1_c=2.0)-K{K}-s0"]["config"]["loss"]["l1_weight"] == (
+            pytest.approx(2.0 * K / 32)
+        )
+        assert f"encoder[r]-K{K}-s0" in probes and f"encoder[r]-K{K}-s0 (untrained)" in probes
+    summ = mod.summarize(res)
+    assert {"encoder[r]-K16", "tied-topk-im-3.0-K32", "jumprelu(l0_coef=0.01)-K16",
+            "random dirs @ L0 of jumprelu(l0_coef=0.01)-K16"} <= set(summ["probing"])  # fmt: skip
+    old = mod.main_run(mod.Plan(**tiny), meta, arrays, lm, tmp_path / "old", "cpu")
+    md, nums = mod.compare(res, old)
+    for K in (16, 32):
+        v = nums[f"K{K}"]["verdict"]
+        assert set(v["models"]) == {"tied-topk", "tied-topk-im-3.0"}
+        assert v["best_baseline"] in nums[f"K{K}"]["rows"]
+        for mv in v["models"].values():
+            assert mv["target_met"] == (mv["probe_met"] and mv["ce_met"] and mv["dead_met"])
+            assert mv["ce_gap"] == pytest.approx(mv["ce"] - v["topk_ce"])
+        assert set(v["matched_sweep"]) == {"jumprelu", "l1"}
+    assert "tied-topk-im-3.0" in md and "batchtopk-K16 (gpu.md)" in md
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "t.md").write_text(mod.render(res, summ))
+    mod.plot(res, summ, tmp_path / "rep" / "p.png")
+    assert (tmp_path / "rep" / "p.png").stat().st_size > 0

@@ -314,6 +314,19 @@ def combined_loss(
     return out
 
 
+def summed_squared_error(x: Tensor, x_hat: Tensor) -> Tensor:
+    """sum_d (x - x_hat)^2 per sample, averaged over the batch: x, x_hat (B, D) -> scalar.
+
+    The reconstruction term of the tied-weight models (`eval.variants.tied_reconstruction_loss`,
+    `families.tied_topk_sae`): a sum over D (a per-sample squared error), where the SAE
+    baselines' `sae_loss` and `topk_loss` average over D as well. ValueError on a shape
+    mismatch.
+    """
+    if x.shape != x_hat.shape:
+        raise ValueError(f"x {tuple(x.shape)} and x_hat {tuple(x_hat.shape)} must match")
+    return (x - x_hat).square().sum(dim=1).mean()
+
+
 def sae_loss(x: Tensor, x_hat: Tensor, a: Tensor, l1_weight: float = 0.01) -> dict:
     """MSE (mean over all elements) + l1_weight * mean |a| (the paper's SAE baseline).
 

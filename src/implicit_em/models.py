@@ -35,7 +35,28 @@ def _check_dims(input_dim: int, hidden_dim: int) -> None:
         )
 
 
-class Encoder(nn.Module):
+def topk_codes(a: Tensor, k: int) -> Tensor:
+    """Keep the k largest entries of each row of a (B, K), zero the rest (Gao et al. 2024,
+    "Scaling and evaluating sparse autoencoders", TopK activation). Gradient flows to the kept
+    entries only."""
+    vals, idx = a.topk(k, dim=-1)  # (B, k)
+    return torch.zeros_like(a).scatter(-1, idx, vals)
+
+
+class _LinearRows:
+    """W (K, D) and b (K,) of a model whose one linear layer is `self.linear` (the decoder-free
+    encoder, the tied TopK autoencoder)."""
+
+    @property
+    def W(self) -> Tensor:  # (K, D)
+        return self.linear.weight
+
+    @property
+    def b(self) -> Tensor:  # (K,)
+        return self.linear.bias
+
+
+class Encoder(_LinearRows, nn.Module):
     """z = W x + b, a = phi(z): K component distances, lower = better match (paper Eq. 5).
 
     No decoder. 784 -> 64 has 50,240 parameters.
@@ -47,14 +68,6 @@ class Encoder(nn.Module):
         _check_activation(activation)
         self.input_dim, self.hidden_dim, self.activation = input_dim, hidden_dim, activation
         self.linear = nn.Linear(input_dim, hidden_dim)
-
-    @property
-    def W(self) -> Tensor:  # (K, D)
-        return self.linear.weight
-
-    @property
-    def b(self) -> Tensor:  # (K,)
-        return self.linear.bias
 
     @property
     def activation_name(self) -> str:

@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from implicit_em.losses import summed_squared_error
+from implicit_em.models import topk_codes
+
 MATCH_FORMS = ("softplus", "relu")
 
 
@@ -25,8 +28,7 @@ def tied_reconstruction_loss(x: Tensor, a: Tensor, W: Tensor, b_dec: Tensor) -> 
     parameters) as in tied autoencoders (Vincent et al. 2010, JMLR 11, "Stacked denoising
     autoencoders"). The term needs every feature that carries variance to be spanned by rows.
     """
-    x_hat = a @ W + b_dec  # (B, K) @ (K, D) -> (B, D)
-    return (x - x_hat).square().sum(dim=1).mean()
+    return summed_squared_error(x, a @ W + b_dec)  # (B, K) @ (K, D) -> (B, D)
 
 
 def match_energy(z: Tensor, form: str = "softplus") -> Tensor:
@@ -43,14 +45,6 @@ def match_energy(z: Tensor, form: str = "softplus") -> Tensor:
     if form == "relu":
         return torch.relu(-z)
     raise ValueError(f"unknown match form {form!r}: choose one of {MATCH_FORMS}")
-
-
-def topk_codes(a: Tensor, k: int) -> Tensor:
-    """Keep the k largest entries of each row of a (B, K), zero the rest (Gao et al. 2024,
-    "Scaling and evaluating sparse autoencoders", TopK activation). Gradient flows to the kept
-    entries only."""
-    vals, idx = a.topk(k, dim=-1)  # (B, k)
-    return torch.zeros_like(a).scatter(-1, idx, vals)
 
 
 # ---------------------------------------------------------------------------------------

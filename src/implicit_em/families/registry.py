@@ -37,4 +37,10 @@ FAMILIES: dict[str, Entry] = {
         centres=True,
     ),
     "jumprelu_sae": Entry("implicit_em.families.jumprelu_sae:JumpReLUSAEFamily", centres=True),
+    "tied_topk_sae": Entry(
+        "implicit_em.families.tied_topk_sae:TiedTopKSAEFamily", uses_k=True, centres=True
+    ),
+    "tied_topk_hybrid": Entry(
+        "implicit_em.families.tied_topk_hybrid:TiedTopKHybridFamily", uses_k=True, centres=True
+    ),
 }
