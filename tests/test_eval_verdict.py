@@ -4,7 +4,8 @@ with the controls, matched L0 and dead latents deciding, and written into the re
 from __future__ import annotations
 
 from implicit_em.eval import verdict as V
-from implicit_em.eval.options import VARIANTS
+from implicit_em.eval.options import VARIANTS, Variant
+from implicit_em.families.registry import DEFAULT_FAMILY, FAMILIES
 
 
 def stat(mean, lo=None, hi=None):
@@ -27,6 +28,11 @@ def test_variant_kinds_follow_the_spec_not_the_name():
     assert V.variant_kind(VARIANTS["tied-topk"]) == V.ONE_MATRIX
     assert V.variant_kind(VARIANTS["tied-topk-im-3.0"]) == V.ONE_MATRIX
     assert V.variant_kind(VARIANTS["topk-pretrained"]) == V.ONE_MATRIX
+    for fam in FAMILIES:  # the registry's tied families: one matrix, not an SAE
+        assert V.variant_kind(Variant(family=fam)) == (V.ONE_MATRIX if FAMILIES[fam].tied
+                                                      else V.DECODER_FREE if fam == DEFAULT_FAMILY
+                                                      else V.SAE)  # fmt: skip
+    assert sum(e.tied for e in FAMILIES.values()) >= 2
 
 
 def test_a_row_inside_its_controls_is_named_and_the_best_rows_are_reported():

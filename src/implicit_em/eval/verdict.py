@@ -14,8 +14,9 @@ Model kinds (synthetic harness; from the variant's spec, `eval.options.Variant`)
 - "decoder-free": the paper's encoder family with no reconstruction term (Eq. 5 alone, or with
   its energy / penalty variants).
 - "SAE": a registered SAE family with its own decoder, trained from random init.
-- "one-matrix or hybrid": anything that ties the decoder to the encoder rows, adds the
-  encoder's LSE + InfoMax terms to an SAE, or pre-trains decoder-free.
+- "one-matrix or hybrid": anything that ties the decoder to the encoder rows (a variant's
+  tied reconstruction, or a family registered with `tied=True`), adds the encoder's LSE +
+  InfoMax terms to an SAE, or pre-trains decoder-free.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from implicit_em.families.registry import DEFAULT_FAMILY
+from implicit_em.families.registry import DEFAULT_FAMILY, FAMILIES
 
 MARGIN = 0.01
 """A row beats a control when its worst seed exceeds the control's best seed by more than
@@ -40,7 +41,8 @@ def variant_kind(spec) -> str:
         return ONE_MATRIX
     if spec.family == DEFAULT_FAMILY:
         return DECODER_FREE
-    if spec.family == "hybrid":
+    entry = FAMILIES.get(spec.family)
+    if spec.family == "hybrid" or (entry is not None and entry.tied):
         return ONE_MATRIX
     return SAE
 

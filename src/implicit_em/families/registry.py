@@ -19,6 +19,9 @@ class Entry:
     """model.k is the family's number of active latents (so 1 <= k <= hidden_dim)."""
     centres: bool = False
     """The family can take mean-centred inputs (model.centre)."""
+    tied: bool = False
+    """The decoder is the encoder's own rows (one weight matrix): neither the decoder-free
+    encoder nor an SAE with a decoder of its own (`eval.verdict` groups models by this)."""
 
 
 DEFAULT_FAMILY = "encoder"
@@ -38,9 +41,11 @@ FAMILIES: dict[str, Entry] = {
     ),
     "jumprelu_sae": Entry("implicit_em.families.jumprelu_sae:JumpReLUSAEFamily", centres=True),
     "tied_topk_sae": Entry(
-        "implicit_em.families.tied_topk_sae:TiedTopKSAEFamily", uses_k=True, centres=True
+        "implicit_em.families.tied_topk_sae:TiedTopKSAEFamily", uses_k=True, centres=True,
+        tied=True,
     ),
     "tied_topk_hybrid": Entry(
-        "implicit_em.families.tied_topk_hybrid:TiedTopKHybridFamily", uses_k=True, centres=True
+        "implicit_em.families.tied_topk_hybrid:TiedTopKHybridFamily", uses_k=True, centres=True,
+        tied=True,
     ),
 }
