@@ -46,7 +46,14 @@ from implicit_em.losses import (
     infomax_terms,
 )
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
-from implicit_em.train.loop import loss_terms, model_type, optimizer_step, term_weights
+from implicit_em.families import family_of
+from implicit_em.train.loop import (
+    WeightTerms,
+    loss_terms,
+    model_type,
+    optimizer_step,
+    term_weights,
+)
 
 
 def _triton_kernels():
@@ -80,17 +87,21 @@ def timed(fn, steps: int, warmup: int, device: torch.device) -> float:
 
 
 def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = False,
-              compile: str | None = None):  # fmt: skip
+              compile: str | None = None, wr_in_step: bool = False):  # fmt: skip
     """A closure running one training step of the library's trainer on the next batch.
 
     compile: a torch.compile mode ("default", "reduce-overhead", ...) for the forward and
-    loss (everything before backward); None runs them eagerly.
+    loss (everything before backward); None runs them eagerly. As `train_epoch`: the
+    encoder's zero-weight wr metric is computed every step beside it (`WeightTerms`, a side
+    CUDA stream); wr_in_step: inside the step's compiled terms instead (before issue 19's
+    third round).
     """
     kind = model_type(model)
     weights = term_weights(kind, loss, model.hidden_dim)
     device = x_batches[0].device  # fused Adam on GPUs, as distributed.train_steps runs it
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     dead = torch.zeros(model.hidden_dim, dtype=torch.bool, device=x_batches[0].device)
+    beside = None if wr_in_step else WeightTerms(family_of(model), model, loss, device)
     it = {"i": 0}
 
     def objective(x):
@@ -98,15 +109,20 @@ def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = Fa
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
                 a = model(x)[0]  # (B, K)
             return -torch.logsumexp(-a.float(), dim=1).sum()
-        terms = loss_terms(model, x, loss, dead if kind == "topk_sae" else None, amp)
-        return sum(weights[k] * terms[k] for k in weights)
+        terms = loss_terms(model, x, loss, dead if kind == "topk_sae" else None, amp,
+                           with_wr=wr_in_step)  # fmt: skip
+        return sum(weights[k] * terms[k] for k in weights if k in terms)
 
     fn = torch.compile(objective, mode=compile) if compile else objective
 
     def step() -> None:
         x = x_batches[it["i"] % len(x_batches)]
         it["i"] += 1
-        optimizer_step(model, opt, fn(x))
+        if beside is None:
+            optimizer_step(model, opt, fn(x))
+        else:
+            beside.start()  # the wr metric of this step's W (values unused here)
+            optimizer_step(model, opt, fn(x), beside.join)
 
     return step
 
@@ -162,9 +178,11 @@ def plain_matmuls(shapes, amp: bool, codes_bf16: bool, steps: int, warmup: int, 
     return 1e3 * timed(run, steps, warmup, device)
 
 
-def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device) -> dict:
+def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
+            wr_in_step: bool = False, isolated: bool = True) -> dict:  # fmt: skip
     """One model's row: step time, tokens/s, FLOPs, the matmul bound, peak memory and, for the
-    encoder, the InfoMax terms' share of the step."""
+    encoder, the InfoMax terms' share of the step (unless not isolated). wr_in_step: see
+    `make_step`."""
     B, D, K = args.B, args.D, args.K
     torch._dynamo.reset()  # the fused mode is read at trace time: trace each model afresh
     model = build().to(device)
@@ -172,7 +190,7 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device) -
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    step = make_step(model, x_batches, loss, amp, compile=comp)
+    step = make_step(model, x_batches, loss, amp, compile=comp, wr_in_step=wr_in_step)
     t = timed(step, args.steps, args.warmup, device)
     flops = matmul_flops(kind, B, D, K, loss.tc_probes)
     row = {
@@ -195,6 +213,8 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device) -
     row["step_over_matmul_bound"] = row["step_ms"] / row["matmul_bound_ms"]
     if kind == "encoder":
         row["infomax_path"] = "fused" if fused else "reference"
+        row["wr_in_step"] = wr_in_step
+    if kind == "encoder" and isolated:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             a = model(x_batches[0])[0].detach()
         a = (a if codes_bf16 else a.float()).requires_grad_(True)
@@ -245,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", default="", help="comma-separated row names to leave out")
     p.add_argument("--stats-variants", default="",
                    help="with --fused: more sketched rows with other statistics-pass layouts "
-                        "(kernels.triton_infomax.STATS), e.g. 256,64s (rows; s: shifted sums)")  # fmt: skip
+                        "(kernels.triton_infomax.STATS), e.g. 256,64s (rows; s: shifted sums); "
+                        "+wr: with the wr metric inside the step (as before issue 19's third "
+                        "round), e.g. 256+wr; +wr alone: the default layout")  # fmt: skip
     p.add_argument(
         "--models",
         default=None,
@@ -323,12 +345,15 @@ def main(argv: list[str] | None = None) -> int:
             gram = "bfloat16" if fused == "on-bf16gram" else "float32"
             tk = _triton_kernels()
             stats = dict(tk.STATS)
+            wr_in_step = bool(fused) and fused.endswith("+wr")
             if fused and fused.startswith("on-stats"):  # e.g. on-stats256s: 256 rows, shifted
-                var = fused.removeprefix("on-stats")
-                tk.STATS.update(rows=int(var.rstrip("s")), shift=var.endswith("s"))
+                var = fused.removeprefix("on-stats").removesuffix("+wr")
+                if var:
+                    tk.STATS.update(rows=int(var.rstrip("s")), shift=var.endswith("s"))
             with fused_mode((fused or "auto").split("-")[0]):
                 fused_impl.EXACT["gram"] = gram
-                row = measure(build, loss, comp, args, x_batches, amp, device)
+                row = measure(build, loss, comp, args, x_batches, amp, device, wr_in_step,
+                              isolated=not wr_in_step)  # fmt: skip
                 fused_impl.EXACT["gram"] = "float32"
             row["exact_gram"], row["stats_pass"] = gram, dict(tk.STATS)
             tk.STATS.clear()
