@@ -39,6 +39,7 @@ import time
 import torch
 
 from implicit_em.config import LossConfig
+from implicit_em.families import family_of
 from implicit_em.kernels import fused_active, fused_mode
 from implicit_em.kernels import infomax as fused_impl
 from implicit_em.losses import (
@@ -46,7 +47,6 @@ from implicit_em.losses import (
     infomax_terms,
 )
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
-from implicit_em.families import family_of
 from implicit_em.train.loop import (
     WeightTerms,
     loss_terms,
@@ -137,15 +137,26 @@ def infomax_fn(loss: LossConfig, k: int):
     return terms
 
 
-def matmul_shapes(kind: str, B: int, D: int, K: int, probes: int | None, exact: bool):
+def gram_rows(B: int, blocks: int) -> list[tuple[int, int]]:
+    """(rows, columns) of each forward Gram product of the exact penalty with `blocks` row
+    blocks (`kernels.infomax._GramBlocked`): block i times the rows from its start on."""
+    step = -(-B // max(1, blocks))
+    return [(min(i + step, B) - i, B - i) for i in range(0, B, step)]
+
+
+def matmul_shapes(kind: str, B: int, D: int, K: int, probes: int | None, exact: bool,
+                  blocks: int = 1):  # fmt: skip
     """(m, k, n, dtype-kind) of each matmul in one step: "amp" ones run in the autocast
-    dtype, "codes" ones in the dtype the InfoMax terms read the codes in, "f32" in float32."""
+    dtype, "codes" ones in the dtype the InfoMax terms read the codes in, "f32" in float32.
+    blocks: the exact penalty's forward Gram in that many row blocks."""
     if kind == "encoder":
         mm = [(B, D, K, "amp"), (K, B, D, "amp")]  # z = x W^T; grad W = dz^T x
         if probes is not None:  # a (s V), a^T P forward; a (s R), a^T Q backward
             mm += [(B, K, probes, "codes"), (K, B, probes, "codes")] * 2
-        elif exact:  # Gram U U^T forward, (U U^T) U backward
-            mm += [(B, K, B, "f32"), (B, B, K, "f32")] if B < K else [(K, B, K, "f32")] * 3
+        elif exact and B < K:  # Gram U U^T forward (its upper block rows), (U U^T) U backward
+            mm += [(r, K, c, "f32") for r, c in gram_rows(B, blocks)] + [(B, B, K, "f32")]
+        elif exact:
+            mm += [(K, B, K, "f32")] * 3
         return mm
     enc = [(B, D, K, "amp"), (K, B, D, "amp")]
     dec = [(B, K, D, "amp"), (B, D, K, "amp"), (D, B, K, "amp")]  # decode, grad z, grad W_dec
@@ -154,11 +165,15 @@ def matmul_shapes(kind: str, B: int, D: int, K: int, probes: int | None, exact: 
     return enc + dec
 
 
-def matmul_flops(kind: str, B: int, D: int, K: int, probes: int | None = None) -> float:
+def matmul_flops(kind: str, B: int, D: int, K: int, probes: int | None = None,
+                 blocks: int = 1) -> float:  # fmt: skip
     if kind == "encoder":
         if probes is not None:  # a V and a^T P forward, their gradients backward
             return 4 * B * D * K + 10 * B * K * probes
-        return 4 * B * D * K + (4 * B * B * K if B < K else 6 * B * K * K)
+        if B < K:  # the forward Gram's upper block rows, the backward's (B, B) @ (B, K)
+            fwd = 2 * K * sum(r * c for r, c in gram_rows(B, blocks))
+            return 4 * B * D * K + fwd + 2 * B * B * K
+        return 4 * B * D * K + 6 * B * K * K
     if kind == "topk_sae":
         return 18 * B * D * K
     return 10 * B * D * K
@@ -192,7 +207,9 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
         torch.cuda.reset_peak_memory_stats(device)
     step = make_step(model, x_batches, loss, amp, compile=comp, wr_in_step=wr_in_step)
     t = timed(step, args.steps, args.warmup, device)
-    flops = matmul_flops(kind, B, D, K, loss.tc_probes)
+    exact = kind == "encoder" and loss.tc_probes is None
+    blocks = fused_impl.EXACT["blocks"] if exact and fused_active(x_batches[0]) else 1
+    flops = matmul_flops(kind, B, D, K, loss.tc_probes, blocks)
     row = {
         "tokens_per_s": B / t,
         "step_ms": 1e3 * t,
@@ -205,7 +222,7 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
     a = model(x_batches[0])[0].detach()  # (B, K)
     fused = kind == "encoder" and fused_active(a)
     codes_bf16 = fused and amp  # the fused kernels read the bf16 codes as they are
-    shapes = matmul_shapes(kind, B, D, K, loss.tc_probes, kind == "encoder")
+    shapes = matmul_shapes(kind, B, D, K, loss.tc_probes, kind == "encoder", blocks)
     if fused and fused_impl.EXACT["gram"] == "bfloat16":  # the Gram's matmuls run in bf16
         shapes = [(m, k, n, "codes" if t == "f32" else t) for m, k, n, t in shapes]
     row["matmul_bound_ms"] = plain_matmuls(shapes, amp, codes_bf16, args.steps, args.warmup,
@@ -262,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --fused: add an exact-encoder row with the bf16 Gram (kernels.infomax.EXACT)",
     )
+    p.add_argument("--gram-blocks-variants", default="",
+                   help="with --bf16-gram: more bf16-Gram rows with other numbers of row "
+                        "blocks (kernels.infomax.EXACT['blocks']), e.g. 1 (the full Gram)")  # fmt: skip
     p.add_argument("--skip", default="", help="comma-separated row names to leave out")
     p.add_argument("--stats-variants", default="",
                    help="with --fused: more sketched rows with other statistics-pass layouts "
@@ -315,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         }  # fmt: skip
         if args.bf16_gram and "encoder+fused" in models:
             models["encoder+fused_bf16gram"] = (*models["encoder+fused"][:2], "on-bf16gram")
+            for n in filter(None, args.gram_blocks_variants.split(",")):
+                models[f"encoder+fused_bf16gram[blocks={n}]"] = (
+                    *models["encoder+fused"][:2], f"on-bf16gram{n}")  # fmt: skip
         for var in filter(None, args.stats_variants.split(",")):  # more sketched fused rows
             for n in [n for n in models if n.startswith("encoder_sketch") and n.endswith("+fused")]:
                 models[f"{n}[stats={var}]"] = (*models[n][:2], f"on-stats{var}")
@@ -342,7 +365,10 @@ def main(argv: list[str] | None = None) -> int:
         modes = {args.compile: modes[args.compile]}
     for mode, comp in modes.items():
         for name, (build, loss, fused) in models.items():
-            gram = "bfloat16" if fused == "on-bf16gram" else "float32"
+            gram = "bfloat16" if fused and fused.startswith("on-bf16gram") else "float32"
+            blocks = fused_impl.EXACT["blocks"]
+            if gram == "bfloat16" and fused != "on-bf16gram":  # e.g. on-bf16gram1: 1 block
+                fused_impl.EXACT["blocks"] = int(fused.removeprefix("on-bf16gram"))
             tk = _triton_kernels()
             stats = dict(tk.STATS)
             wr_in_step = bool(fused) and fused.endswith("+wr")
@@ -356,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
                               isolated=not wr_in_step)  # fmt: skip
                 fused_impl.EXACT["gram"] = "float32"
             row["exact_gram"], row["stats_pass"] = gram, dict(tk.STATS)
+            row["gram_blocks"] = fused_impl.EXACT["blocks"]
+            fused_impl.EXACT["blocks"] = blocks
             tk.STATS.clear()
             tk.STATS.update(stats)
             res["models"][f"{name}/{mode}"] = row

@@ -349,3 +349,16 @@ def test_statistics_pass_variants(monkeypatch, stats):
     for cfg in tk.STATS_CONFIGS[1:]:
         for got, ref in zip(tk.stats_partials(z, relu=True, config=cfg), want, strict=True):
             torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 4, 8])
+@pytest.mark.parametrize("b,k", [(70, 300), (64, 128)])
+def test_blocked_gram_matches_reference(monkeypatch, blocks, b, k):
+    """The exact penalty's Gram from its upper block rows (`infomax._GramBlocked`, any number
+    of row blocks, B not a multiple of it): values and gradients as the reference to 1e-5,
+    float32, with a constant and a dead column."""
+    monkeypatch.setitem(fused_impl.EXACT, "blocks", blocks)
+    a = codes(b, k)
+    a[:, 5] = 0.0  # dead unit
+    a[:, 7] = 0.25  # constant column
+    assert_matches(a, None)

@@ -51,7 +51,9 @@ STATS = {"rows": 256, "shift": False}
 STATS_CONFIGS = [{"BM": 32, "num_warps": 4}, {"BM": 64, "num_warps": 8},
                  {"BM": 16, "num_warps": 4}, {"BM": 32, "num_warps": 8}]  # fmt: skip
 GRAD_CONFIGS = [{"BM": 64, "BK": 128, "num_warps": 4}, {"BM": 128, "BK": 128, "num_warps": 8},
-                {"BM": 64, "BK": 256, "num_warps": 8}, {"BM": 32, "BK": 128, "num_warps": 4}]  # fmt: skip
+                {"BM": 64, "BK": 256, "num_warps": 8}, {"BM": 32, "BK": 128, "num_warps": 4},
+                {"BM": 128, "BK": 64, "num_warps": 4}, {"BM": 64, "BK": 64, "num_warps": 4},
+                {"BM": 32, "BK": 256, "num_warps": 8}, {"BM": 128, "BK": 128, "num_warps": 4}]  # fmt: skip
 
 
 def _fit_rows(configs, named_args, **kwargs):
