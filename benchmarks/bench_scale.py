@@ -63,7 +63,7 @@ def _triton_kernels():
     from implicit_em.kernels import triton_available
 
     if not triton_available():
-        return SimpleNamespace(STATS={})
+        return SimpleNamespace(STATS={}, GRAD={})
     from implicit_em.kernels import triton_infomax
 
     return triton_infomax
@@ -286,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stats-variants", default="",
                    help="with --fused: more sketched rows with other statistics-pass layouts "
                         "(kernels.triton_infomax.STATS), e.g. 256,64s (rows; s: shifted sums); "
+                        "/gR: the gradient pass in strips of R rows (kernels.triton_infomax."
+                        "GRAD; 0: one tile per program), e.g. 512s/g256; "
                         "+wr: with the wr metric inside the step (as before issue 19's third "
-                        "round), e.g. 256+wr; +wr alone: the default layout")  # fmt: skip
+                        "round), e.g. 256/g0+wr; +wr alone: the default layouts")  # fmt: skip
     p.add_argument(
         "--models",
         default=None,
@@ -372,16 +374,24 @@ def main(argv: list[str] | None = None) -> int:
             tk = _triton_kernels()
             stats = dict(tk.STATS)
             wr_in_step = bool(fused) and fused.endswith("+wr")
-            if fused and fused.startswith("on-stats"):  # e.g. on-stats256s: 256 rows, shifted
-                var = fused.removeprefix("on-stats").removesuffix("+wr")
+            grad = dict(getattr(tk, "GRAD", {}))
+            if fused and fused.startswith("on-stats"):  # e.g. on-stats256s/g0+wr, see --help
+                var, _, grad_rows = (
+                    fused.removeprefix("on-stats").removesuffix("+wr").partition("/g")
+                )
                 if var:
                     tk.STATS.update(rows=int(var.rstrip("s")), shift=var.endswith("s"))
+                if grad_rows:
+                    tk.GRAD.update(rows=int(grad_rows))
             with fused_mode((fused or "auto").split("-")[0]):
                 fused_impl.EXACT["gram"] = gram
                 row = measure(build, loss, comp, args, x_batches, amp, device, wr_in_step,
                               isolated=not wr_in_step)  # fmt: skip
                 fused_impl.EXACT["gram"] = "float32"
             row["exact_gram"], row["stats_pass"] = gram, dict(tk.STATS)
+            row["grad_pass"] = dict(getattr(tk, "GRAD", {}))
+            if grad:
+                tk.GRAD.update(grad)
             row["gram_blocks"] = fused_impl.EXACT["blocks"]
             fused_impl.EXACT["blocks"] = blocks
             tk.STATS.clear()
