@@ -39,7 +39,6 @@ import time
 import torch
 
 from implicit_em.config import LossConfig
-from implicit_em.families import family_of
 from implicit_em.kernels import fused_active, fused_mode
 from implicit_em.kernels import infomax as fused_impl
 from implicit_em.losses import (
@@ -48,7 +47,6 @@ from implicit_em.losses import (
 )
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
 from implicit_em.train.loop import (
-    WeightTerms,
     loss_terms,
     model_type,
     optimizer_step,
@@ -87,21 +85,19 @@ def timed(fn, steps: int, warmup: int, device: torch.device) -> float:
 
 
 def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = False,
-              compile: str | None = None, wr_in_step: bool = False):  # fmt: skip
+              compile: str | None = None, with_wr: bool = True):  # fmt: skip
     """A closure running one training step of the library's trainer on the next batch.
 
     compile: a torch.compile mode ("default", "reduce-overhead", ...) for the forward and
-    loss (everything before backward); None runs them eagerly. As `train_epoch`: the
-    encoder's zero-weight wr metric is computed every step beside it (`WeightTerms`, a side
-    CUDA stream); wr_in_step: inside the step's compiled terms instead (before issue 19's
-    third round).
+    loss (everything before backward); None runs them eagerly. with_wr=False: without the
+    encoder's zero-weight wr metric, which `train_epoch` computes every step (it logs its
+    epoch mean) and `distributed.train_steps` only on the steps it logs.
     """
     kind = model_type(model)
     weights = term_weights(kind, loss, model.hidden_dim)
     device = x_batches[0].device  # fused Adam on GPUs, as distributed.train_steps runs it
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     dead = torch.zeros(model.hidden_dim, dtype=torch.bool, device=x_batches[0].device)
-    beside = None if wr_in_step else WeightTerms(family_of(model), model, loss, device)
     it = {"i": 0}
 
     def objective(x):
@@ -110,7 +106,7 @@ def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = Fa
                 a = model(x)[0]  # (B, K)
             return -torch.logsumexp(-a.float(), dim=1).sum()
         terms = loss_terms(model, x, loss, dead if kind == "topk_sae" else None, amp,
-                           with_wr=wr_in_step)  # fmt: skip
+                           with_wr=with_wr)  # fmt: skip
         return sum(weights[k] * terms[k] for k in weights if k in terms)
 
     fn = torch.compile(objective, mode=compile) if compile else objective
@@ -118,11 +114,7 @@ def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = Fa
     def step() -> None:
         x = x_batches[it["i"] % len(x_batches)]
         it["i"] += 1
-        if beside is None:
-            optimizer_step(model, opt, fn(x))
-        else:
-            beside.start()  # the wr metric of this step's W (values unused here)
-            optimizer_step(model, opt, fn(x), beside.join)
+        optimizer_step(model, opt, fn(x))
 
     return step
 
@@ -194,9 +186,9 @@ def plain_matmuls(shapes, amp: bool, codes_bf16: bool, steps: int, warmup: int, 
 
 
 def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
-            wr_in_step: bool = False, isolated: bool = True) -> dict:  # fmt: skip
+            with_wr: bool = True, isolated: bool = True) -> dict:  # fmt: skip
     """One model's row: step time, tokens/s, FLOPs, the matmul bound, peak memory and, for the
-    encoder, the InfoMax terms' share of the step (unless not isolated). wr_in_step: see
+    encoder, the InfoMax terms' share of the step (unless not isolated). with_wr: see
     `make_step`."""
     B, D, K = args.B, args.D, args.K
     torch._dynamo.reset()  # the fused mode is read at trace time: trace each model afresh
@@ -205,7 +197,7 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    step = make_step(model, x_batches, loss, amp, compile=comp, wr_in_step=wr_in_step)
+    step = make_step(model, x_batches, loss, amp, compile=comp, with_wr=with_wr)
     t = timed(step, args.steps, args.warmup, device)
     exact = kind == "encoder" and loss.tc_probes is None
     blocks = fused_impl.EXACT["blocks"] if exact and fused_active(x_batches[0]) else 1
@@ -230,7 +222,7 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
     row["step_over_matmul_bound"] = row["step_ms"] / row["matmul_bound_ms"]
     if kind == "encoder":
         row["infomax_path"] = "fused" if fused else "reference"
-        row["wr_in_step"] = wr_in_step
+        row["wr_in_step"] = with_wr  # the wr metric computed in each step
     if kind == "encoder" and isolated:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             a = model(x_batches[0])[0].detach()
@@ -288,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(kernels.triton_infomax.STATS), e.g. 256,64s (rows; s: shifted sums); "
                         "/gR: the gradient pass in strips of R rows (kernels.triton_infomax."
                         "GRAD; 0: one tile per program), e.g. 512s/g256; "
-                        "+wr: with the wr metric inside the step (as before issue 19's third "
-                        "round), e.g. 256/g0+wr; +wr alone: the default layouts")  # fmt: skip
+                        "-wr: without the zero-weight wr metric in the step (as "
+                        "distributed.train_steps between the steps it logs), e.g. 256/g0-wr; "
+                        "-wr alone: the default layouts")  # fmt: skip
     p.add_argument(
         "--models",
         default=None,
@@ -373,11 +366,11 @@ def main(argv: list[str] | None = None) -> int:
                 fused_impl.EXACT["blocks"] = int(fused.removeprefix("on-bf16gram"))
             tk = _triton_kernels()
             stats = dict(tk.STATS)
-            wr_in_step = bool(fused) and fused.endswith("+wr")
+            with_wr = not (fused and fused.endswith("-wr"))
             grad = dict(getattr(tk, "GRAD", {}))
-            if fused and fused.startswith("on-stats"):  # e.g. on-stats256s/g0+wr, see --help
+            if fused and fused.startswith("on-stats"):  # e.g. on-stats256s/g0-wr, see --help
                 var, _, grad_rows = (
-                    fused.removeprefix("on-stats").removesuffix("+wr").partition("/g")
+                    fused.removeprefix("on-stats").removesuffix("-wr").partition("/g")
                 )
                 if var:
                     tk.STATS.update(rows=int(var.rstrip("s")), shift=var.endswith("s"))
@@ -385,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                     tk.GRAD.update(rows=int(grad_rows))
             with fused_mode((fused or "auto").split("-")[0]):
                 fused_impl.EXACT["gram"] = gram
-                row = measure(build, loss, comp, args, x_batches, amp, device, wr_in_step,
-                              isolated=not wr_in_step)  # fmt: skip
+                row = measure(build, loss, comp, args, x_batches, amp, device, with_wr,
+                              isolated=with_wr)  # fmt: skip
                 fused_impl.EXACT["gram"] = "float32"
             row["exact_gram"], row["stats_pass"] = gram, dict(tk.STATS)
             row["grad_pass"] = dict(getattr(tk, "GRAD", {}))

@@ -287,8 +287,8 @@ def combined_loss(
     a in the training loop). Terms whose lambda is zero are still reported (wr computed
     without gradient). probes (K, m): estimate tc with `sketched_correlation_loss`.
     preact: z with a = relu(z), passed to `infomax_terms` (the fused kernels' ReLU fold).
-    with_wr=False leaves wr out of the dict when lambda_wr is zero (it depends on W alone:
-    the caller computes it apart, e.g. `train.loop.train_epoch` beside the step).
+    with_wr=False leaves wr out of the dict when lambda_wr is zero (a metric of W alone, for
+    callers that report it only now and then).
     """
     cfg = as_loss_weights(cfg)
     if validate:

@@ -67,8 +67,8 @@ class Family:
     ) -> dict:  # fmt: skip
         """Unweighted terms and "a" (B, K) for a batch x (B, D). amp: bf16 autocast for the
         model, its outputs cast to float32 before the losses (log Var and the correlation's
-        sums of squares lose too much in bf16). with_wr=False: leave out the terms of
-        `weight_terms` (the caller computes them apart); families without such terms ignore it."""
+        sums of squares lose too much in bf16). with_wr=False: leave out the encoder's
+        zero-weight wr metric (`losses.combined_loss`); families without it ignore it."""
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(x)
         if amp:
@@ -76,12 +76,6 @@ class Family:
         terms, a = self.terms_from_outputs(model, x, out, loss, dead, amp)
         terms["a"] = a
         return terms
-
-    def weight_terms(self, model: nn.Module, loss: LossConfig) -> dict[str, Tensor]:
-        """Reported terms that depend on the weights alone and carry no gradient (the
-        encoder's wr at lambda_wr = 0), as scalars computed without gradient; `loss_terms`
-        leaves them out with with_wr=False. Default: none."""
-        return {}
 
     def before_step(self, model: nn.Module) -> None:
         """After backward, before the optimizer step (e.g. project decoder gradients)."""

@@ -13,12 +13,7 @@ from torch import Tensor, nn
 from implicit_em import metrics
 from implicit_em.families.base import Family
 from implicit_em.kernels import fused_active
-from implicit_em.losses import (
-    combined_loss,
-    correlation_probes,
-    loss_weights,
-    weight_redundancy_loss,
-)
+from implicit_em.losses import combined_loss, correlation_probes, loss_weights
 from implicit_em.models import Encoder
 
 
@@ -60,12 +55,6 @@ class EncoderFamily(Family):
                               responsibilities=False, preact=preact, with_wr=with_wr)  # fmt: skip
         terms.pop("total")
         return terms, a
-
-    def weight_terms(self, model, loss) -> dict[str, Tensor]:
-        if loss.lambda_wr:  # carries gradient: computed in the step
-            return {}
-        with torch.no_grad():
-            return {"wr": weight_redundancy_loss(model.W, validate=False)}
 
     def readout(self, model, x: Tensor, a: Tensor) -> dict[str, float]:
         r = torch.softmax(-a, dim=1)  # (N, K) responsibilities, paper Eq. 4

@@ -59,8 +59,8 @@ def loss_terms(
     dead: (K,) bool mask of latents that have not fired recently (TopK's AuxK); else ignored.
     amp: run the model under bf16 autocast and cast its outputs to float32 before the losses
     (log Var and the correlation's sums of squares lose too much in bf16).
-    with_wr=False: leave out the family's `weight_terms` (the encoder's wr at lambda_wr = 0;
-    `train_epoch` computes them beside the step with `WeightTerms`).
+    with_wr=False: leave out the encoder's wr metric at lambda_wr = 0 (it carries no gradient;
+    a trainer that logs it only now and then computes it apart, as `distributed.Trainer`).
     """
     return family_of(model).loss_terms(model, x, loss, dead, amp, with_wr=with_wr)
 
@@ -108,31 +108,6 @@ def optimizer_step(
     fam.after_step(model)
 
 
-class WeightTerms:
-    """The family's `weight_terms` (the encoder's wr at lambda_wr = 0: a metric of W alone,
-    reported every step) computed for each step's W beside the step: on CUDA on a side
-    stream, overlapping the step's forward and backward, joined before the optimizer changes
-    W (`join`, optimizer_step's after_backward); elsewhere in line. The values are those of
-    the same function on the same W: only the order of the launches changes."""
-
-    def __init__(self, fam, model: nn.Module, loss: LossConfig, device: torch.device) -> None:
-        self.fam, self.model, self.loss = fam, model, loss
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-
-    def start(self) -> dict[str, Tensor]:
-        """The terms of the current W (scalars; on CUDA still being computed until `join`)."""
-        if self.stream is None:
-            return self.fam.weight_terms(self.model, self.loss)
-        self.stream.wait_stream(torch.cuda.current_stream(self.stream.device))
-        with torch.cuda.stream(self.stream):
-            return self.fam.weight_terms(self.model, self.loss)
-
-    def join(self) -> None:
-        """Make the current stream wait for the terms (before W is updated or they are read)."""
-        if self.stream is not None:
-            torch.cuda.current_stream(self.stream.device).wait_stream(self.stream)
-
-
 def train_epoch(
     model: nn.Module,
     batches: TensorBatches,
@@ -154,16 +129,12 @@ def train_epoch(
     sums = {name: torch.zeros((), device=batches.x.device) for name in (*weights, "total")}
     steps = 0
     model.train()
-    beside = WeightTerms(fam, model, loss, batches.x.device)
     for x, _ in batches:
         dead = fam.dead_mask(state, loss) if state else None
-        side = beside.start()  # W before this step's update, beside the step on CUDA
-        terms = fam.loss_terms(model, x, loss, dead, amp, with_wr=False)
+        terms = fam.loss_terms(model, x, loss, dead, amp)
         a = terms.pop("a")
-        # the side terms weigh zero: adding 0 * wr (finite) to the total changes no bit
-        total = sum(weights[k] * terms[k] for k in weights if k not in side)
-        optimizer_step(model, optimizer, total, beside.join)
-        terms.update(side)
+        total = sum(weights[k] * terms[k] for k in weights)
+        optimizer_step(model, optimizer, total)
         if state:
             fam.track(state, (a > 0).any(dim=0))  # fired latents, (K,)
         for k in weights:
