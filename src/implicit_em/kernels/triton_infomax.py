@@ -21,6 +21,8 @@ with L (B, r), H (K, r) the sketched penalty's rank-2m term, formed per tile on 
 cores (tl.dot, inner dimension r padded to a power of two >= 16), in a's dtype (float32 in
 IEEE precision for float32 codes). With relu=True the codes are a = ReLU(z) and the kernel
 writes dL/dz = [a > 0] da instead (ReLU's backward folded in: no separate pass over (B, K)).
+One tile per program (`_grad_kernel`, the default) or, with GRAD["rows"], strips of rows
+walked in tiles (`_grad_loop_kernel`); both share the tile body `_grad_tile`.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ BLOCK_K = 128  # columns per stats strip (fixes the partials' shapes)
 # tile, reduced once at the end (True).
 # 256 rows, Chan merges: the layout behind the measured whole-step figures on the H200
 # (docs/benchmarks.md). {"rows": 512, "shift": True} was faster as a graph-replayed piece
-# (0.113 against 0.191 ms) but has not been run in the whole step or through the kernel tests
-# on a GPU (only in Triton's interpreter), so it is not the default.
+# (0.113 against 0.191 ms) and passes the kernel tests on the H200, but in the whole step
+# (issue 19 third round) it did not win (1.788 against 1.766 ms), so it is not the default.
 STATS = {"rows": 256, "shift": False}
 
 
@@ -51,7 +53,9 @@ STATS = {"rows": 256, "shift": False}
 STATS_CONFIGS = [{"BM": 32, "num_warps": 4}, {"BM": 64, "num_warps": 8},
                  {"BM": 16, "num_warps": 4}, {"BM": 32, "num_warps": 8}]  # fmt: skip
 # The gradient pass: "rows" per program, 0 = one (BM, BK) tile each (`_grad_kernel`), else
-# a strip of that many rows walked in tiles (`_grad_loop_kernel`).
+# a strip of that many rows walked in tiles (`_grad_loop_kernel`). In the whole step on the
+# H200 (docs/benchmarks.md, issue 19 third round) strips of 256 rows did not win at
+# K = 16384, so the default stays one tile per program.
 GRAD = {"rows": 0}
 GRAD_LOOP_CONFIGS = [{"BM": 32, "BK": 128, "num_warps": 4}, {"BM": 64, "BK": 128, "num_warps": 4},
                      {"BM": 64, "BK": 128, "num_warps": 8}, {"BM": 32, "BK": 256, "num_warps": 8},
