@@ -91,6 +91,18 @@ def measure_pieces(dtype: torch.dtype, args) -> dict:
         row[name] = graph_ms(
             lambda c=cfg: tk.grad(a, row_lse, g, al, be, mean, low, high, True, c), args.steps
         )
+    saved = dict(tk.GRAD)
+    for rows in (128, 256, 512):  # the looped gradient pass: strips of rows
+        tk.GRAD.update(rows=rows)
+        row[f"grad_loop{rows}_autotuned"] = graph_ms(
+            lambda: tk.grad(a, row_lse, g, al, be, mean, low, high, relu=True), args.steps
+        )
+        for cfg in tk.GRAD_LOOP_CONFIGS:
+            name = f"grad_loop{rows}_bm{cfg['BM']}_bk{cfg['BK']}_w{cfg['num_warps']}"
+            row[name] = graph_ms(
+                lambda c=cfg: tk.grad(a, row_lse, g, al, be, mean, low, high, True, c), args.steps
+            )
+    tk.GRAD.update(saved)
     row["relu_pass"] = graph_ms(lambda: torch.relu(a), args.steps)
     row["copy_pass"] = graph_ms(lambda: a.clone(), args.steps)
     row["cublas_rank2m_product"] = graph_ms(lambda: low @ high.mT, args.steps)

@@ -46,7 +46,12 @@ from implicit_em.losses import (
     infomax_terms,
 )
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
-from implicit_em.train.loop import loss_terms, model_type, optimizer_step, term_weights
+from implicit_em.train.loop import (
+    loss_terms,
+    model_type,
+    optimizer_step,
+    term_weights,
+)
 
 
 def _triton_kernels():
@@ -56,7 +61,7 @@ def _triton_kernels():
     from implicit_em.kernels import triton_available
 
     if not triton_available():
-        return SimpleNamespace(STATS={})
+        return SimpleNamespace(STATS={}, GRAD={})
     from implicit_em.kernels import triton_infomax
 
     return triton_infomax
@@ -80,11 +85,13 @@ def timed(fn, steps: int, warmup: int, device: torch.device) -> float:
 
 
 def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = False,
-              compile: str | None = None):  # fmt: skip
+              compile: str | None = None, with_wr: bool = True):  # fmt: skip
     """A closure running one training step of the library's trainer on the next batch.
 
     compile: a torch.compile mode ("default", "reduce-overhead", ...) for the forward and
-    loss (everything before backward); None runs them eagerly.
+    loss (everything before backward); None runs them eagerly. with_wr=False: without the
+    encoder's zero-weight wr metric, which `train_epoch` computes every step (it logs its
+    epoch mean) and `distributed.train_steps` only on the steps it logs.
     """
     kind = model_type(model)
     weights = term_weights(kind, loss, model.hidden_dim)
@@ -98,8 +105,9 @@ def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = Fa
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
                 a = model(x)[0]  # (B, K)
             return -torch.logsumexp(-a.float(), dim=1).sum()
-        terms = loss_terms(model, x, loss, dead if kind == "topk_sae" else None, amp)
-        return sum(weights[k] * terms[k] for k in weights)
+        terms = loss_terms(model, x, loss, dead if kind == "topk_sae" else None, amp,
+                           with_wr=with_wr)  # fmt: skip
+        return sum(weights[k] * terms[k] for k in weights if k in terms)
 
     fn = torch.compile(objective, mode=compile) if compile else objective
 
@@ -121,15 +129,26 @@ def infomax_fn(loss: LossConfig, k: int):
     return terms
 
 
-def matmul_shapes(kind: str, B: int, D: int, K: int, probes: int | None, exact: bool):
+def gram_rows(B: int, blocks: int) -> list[tuple[int, int]]:
+    """(rows, columns) of each forward Gram product of the exact penalty with `blocks` row
+    blocks (`kernels.infomax._GramBlocked`): block i times the rows from its start on."""
+    step = -(-B // max(1, blocks))
+    return [(min(i + step, B) - i, B - i) for i in range(0, B, step)]
+
+
+def matmul_shapes(kind: str, B: int, D: int, K: int, probes: int | None, exact: bool,
+                  blocks: int = 1):  # fmt: skip
     """(m, k, n, dtype-kind) of each matmul in one step: "amp" ones run in the autocast
-    dtype, "codes" ones in the dtype the InfoMax terms read the codes in, "f32" in float32."""
+    dtype, "codes" ones in the dtype the InfoMax terms read the codes in, "f32" in float32.
+    blocks: the exact penalty's forward Gram in that many row blocks."""
     if kind == "encoder":
         mm = [(B, D, K, "amp"), (K, B, D, "amp")]  # z = x W^T; grad W = dz^T x
         if probes is not None:  # a (s V), a^T P forward; a (s R), a^T Q backward
             mm += [(B, K, probes, "codes"), (K, B, probes, "codes")] * 2
-        elif exact:  # Gram U U^T forward, (U U^T) U backward
-            mm += [(B, K, B, "f32"), (B, B, K, "f32")] if B < K else [(K, B, K, "f32")] * 3
+        elif exact and B < K:  # Gram U U^T forward (its upper block rows), (U U^T) U backward
+            mm += [(r, K, c, "f32") for r, c in gram_rows(B, blocks)] + [(B, B, K, "f32")]
+        elif exact:
+            mm += [(K, B, K, "f32")] * 3
         return mm
     enc = [(B, D, K, "amp"), (K, B, D, "amp")]
     dec = [(B, K, D, "amp"), (B, D, K, "amp"), (D, B, K, "amp")]  # decode, grad z, grad W_dec
@@ -138,11 +157,15 @@ def matmul_shapes(kind: str, B: int, D: int, K: int, probes: int | None, exact: 
     return enc + dec
 
 
-def matmul_flops(kind: str, B: int, D: int, K: int, probes: int | None = None) -> float:
+def matmul_flops(kind: str, B: int, D: int, K: int, probes: int | None = None,
+                 blocks: int = 1) -> float:  # fmt: skip
     if kind == "encoder":
         if probes is not None:  # a V and a^T P forward, their gradients backward
             return 4 * B * D * K + 10 * B * K * probes
-        return 4 * B * D * K + (4 * B * B * K if B < K else 6 * B * K * K)
+        if B < K:  # the forward Gram's upper block rows, the backward's (B, B) @ (B, K)
+            fwd = 2 * K * sum(r * c for r, c in gram_rows(B, blocks))
+            return 4 * B * D * K + fwd + 2 * B * B * K
+        return 4 * B * D * K + 6 * B * K * K
     if kind == "topk_sae":
         return 18 * B * D * K
     return 10 * B * D * K
@@ -162,9 +185,11 @@ def plain_matmuls(shapes, amp: bool, codes_bf16: bool, steps: int, warmup: int, 
     return 1e3 * timed(run, steps, warmup, device)
 
 
-def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device) -> dict:
+def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
+            with_wr: bool = True, isolated: bool = True) -> dict:  # fmt: skip
     """One model's row: step time, tokens/s, FLOPs, the matmul bound, peak memory and, for the
-    encoder, the InfoMax terms' share of the step."""
+    encoder, the InfoMax terms' share of the step (unless not isolated). with_wr: see
+    `make_step`."""
     B, D, K = args.B, args.D, args.K
     torch._dynamo.reset()  # the fused mode is read at trace time: trace each model afresh
     model = build().to(device)
@@ -172,9 +197,11 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device) -
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    step = make_step(model, x_batches, loss, amp, compile=comp)
+    step = make_step(model, x_batches, loss, amp, compile=comp, with_wr=with_wr)
     t = timed(step, args.steps, args.warmup, device)
-    flops = matmul_flops(kind, B, D, K, loss.tc_probes)
+    exact = kind == "encoder" and loss.tc_probes is None
+    blocks = fused_impl.EXACT["blocks"] if exact and fused_active(x_batches[0]) else 1
+    flops = matmul_flops(kind, B, D, K, loss.tc_probes, blocks)
     row = {
         "tokens_per_s": B / t,
         "step_ms": 1e3 * t,
@@ -187,7 +214,7 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device) -
     a = model(x_batches[0])[0].detach()  # (B, K)
     fused = kind == "encoder" and fused_active(a)
     codes_bf16 = fused and amp  # the fused kernels read the bf16 codes as they are
-    shapes = matmul_shapes(kind, B, D, K, loss.tc_probes, kind == "encoder")
+    shapes = matmul_shapes(kind, B, D, K, loss.tc_probes, kind == "encoder", blocks)
     if fused and fused_impl.EXACT["gram"] == "bfloat16":  # the Gram's matmuls run in bf16
         shapes = [(m, k, n, "codes" if t == "f32" else t) for m, k, n, t in shapes]
     row["matmul_bound_ms"] = plain_matmuls(shapes, amp, codes_bf16, args.steps, args.warmup,
@@ -195,6 +222,8 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device) -
     row["step_over_matmul_bound"] = row["step_ms"] / row["matmul_bound_ms"]
     if kind == "encoder":
         row["infomax_path"] = "fused" if fused else "reference"
+        row["wr_in_step"] = with_wr  # the wr metric computed in each step
+    if kind == "encoder" and isolated:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             a = model(x_batches[0])[0].detach()
         a = (a if codes_bf16 else a.float()).requires_grad_(True)
@@ -242,10 +271,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --fused: add an exact-encoder row with the bf16 Gram (kernels.infomax.EXACT)",
     )
+    p.add_argument("--gram-blocks-variants", default="",
+                   help="with --bf16-gram: more bf16-Gram rows with other numbers of row "
+                        "blocks (kernels.infomax.EXACT['blocks']), e.g. 1 (the full Gram)")  # fmt: skip
     p.add_argument("--skip", default="", help="comma-separated row names to leave out")
     p.add_argument("--stats-variants", default="",
                    help="with --fused: more sketched rows with other statistics-pass layouts "
-                        "(kernels.triton_infomax.STATS), e.g. 256,64s (rows; s: shifted sums)")  # fmt: skip
+                        "(kernels.triton_infomax.STATS), e.g. 256,64s (rows; s: shifted sums); "
+                        "/gR: the gradient pass in strips of R rows (kernels.triton_infomax."
+                        "GRAD; 0: one tile per program), e.g. 512s/g256; "
+                        "-wr: without the zero-weight wr metric in the step (as "
+                        "distributed.train_steps between the steps it logs), e.g. 256/g0-wr; "
+                        "-wr alone: the default layouts")  # fmt: skip
     p.add_argument(
         "--models",
         default=None,
@@ -293,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         }  # fmt: skip
         if args.bf16_gram and "encoder+fused" in models:
             models["encoder+fused_bf16gram"] = (*models["encoder+fused"][:2], "on-bf16gram")
+            for n in filter(None, args.gram_blocks_variants.split(",")):
+                models[f"encoder+fused_bf16gram[blocks={n}]"] = (
+                    *models["encoder+fused"][:2], f"on-bf16gram{n}")  # fmt: skip
         for var in filter(None, args.stats_variants.split(",")):  # more sketched fused rows
             for n in [n for n in models if n.startswith("encoder_sketch") and n.endswith("+fused")]:
                 models[f"{n}[stats={var}]"] = (*models[n][:2], f"on-stats{var}")
@@ -320,17 +360,33 @@ def main(argv: list[str] | None = None) -> int:
         modes = {args.compile: modes[args.compile]}
     for mode, comp in modes.items():
         for name, (build, loss, fused) in models.items():
-            gram = "bfloat16" if fused == "on-bf16gram" else "float32"
+            gram = "bfloat16" if fused and fused.startswith("on-bf16gram") else "float32"
+            blocks = fused_impl.EXACT["blocks"]
+            if gram == "bfloat16" and fused != "on-bf16gram":  # e.g. on-bf16gram1: 1 block
+                fused_impl.EXACT["blocks"] = int(fused.removeprefix("on-bf16gram"))
             tk = _triton_kernels()
             stats = dict(tk.STATS)
-            if fused and fused.startswith("on-stats"):  # e.g. on-stats256s: 256 rows, shifted
-                var = fused.removeprefix("on-stats")
-                tk.STATS.update(rows=int(var.rstrip("s")), shift=var.endswith("s"))
+            with_wr = not (fused and fused.endswith("-wr"))
+            grad = dict(getattr(tk, "GRAD", {}))
+            if fused and fused.startswith("on-stats"):  # e.g. on-stats256s/g0-wr, see --help
+                var, _, grad_rows = (
+                    fused.removeprefix("on-stats").removesuffix("-wr").partition("/g")
+                )
+                if var:
+                    tk.STATS.update(rows=int(var.rstrip("s")), shift=var.endswith("s"))
+                if grad_rows:
+                    tk.GRAD.update(rows=int(grad_rows))
             with fused_mode((fused or "auto").split("-")[0]):
                 fused_impl.EXACT["gram"] = gram
-                row = measure(build, loss, comp, args, x_batches, amp, device)
+                row = measure(build, loss, comp, args, x_batches, amp, device, with_wr,
+                              isolated=with_wr)  # fmt: skip
                 fused_impl.EXACT["gram"] = "float32"
             row["exact_gram"], row["stats_pass"] = gram, dict(tk.STATS)
+            row["grad_pass"] = dict(getattr(tk, "GRAD", {}))
+            if grad:
+                tk.GRAD.update(grad)
+            row["gram_blocks"] = fused_impl.EXACT["blocks"]
+            fused_impl.EXACT["blocks"] = blocks
             tk.STATS.clear()
             tk.STATS.update(stats)
             res["models"][f"{name}/{mode}"] = row

@@ -298,8 +298,9 @@ def test_encoder_step_gradients_match_through_the_family(tc_probes):
         assert (gf - gr).abs().max() / gr.abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("grad_rows", [0, 64])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_every_tile_config_gives_the_same_result(dtype):
+def test_every_tile_config_gives_the_same_result(monkeypatch, dtype, grad_rows):
     """Each tile configuration the GPU autotuner may pick (`triton_infomax.STATS_CONFIGS`,
     `GRAD_CONFIGS`), on B, K that no tile divides: the same partials and gradient as the
     first configuration, to float32 round-off (bf16 codes: to one bf16 ulp of the output)."""
@@ -320,14 +321,16 @@ def test_every_tile_config_gives_the_same_result(dtype):
     )
     args = (z, row_lse, g, alpha, beta, mean, low, high, True)
     want = tk.grad(*args, config=tk.GRAD_CONFIGS[0])
-    for cfg in tk.GRAD_CONFIGS[1:]:
+    monkeypatch.setitem(tk.GRAD, "rows", grad_rows)  # 64: the looped kernel's strips
+    for cfg in tk.GRAD_CONFIGS[1:] if not grad_rows else tk.GRAD_LOOP_CONFIGS:
         tol = 1e-6 if dtype == torch.float32 else 1e-2
         torch.testing.assert_close(tk.grad(*args, config=cfg), want, rtol=tol, atol=tol)
     assert (want[z <= 0] == 0).all()
 
 
 @pytest.mark.parametrize("stats", [{"rows": 64, "shift": False}, {"rows": 256, "shift": False},
-                                   {"rows": 64, "shift": True}, {"rows": 256, "shift": True}])  # fmt: skip
+                                   {"rows": 64, "shift": True}, {"rows": 256, "shift": True},
+                                   {"rows": 512, "shift": True}])  # fmt: skip
 def test_statistics_pass_variants(monkeypatch, stats):
     """Each layout of the statistics pass (`triton_infomax.STATS`: rows per program, Chan
     merges or shifted sums) against the reference, with dead, constant and issue-13 columns
@@ -337,15 +340,55 @@ def test_statistics_pass_variants(monkeypatch, stats):
 
     for key, value in stats.items():
         monkeypatch.setitem(tk.STATS, key, value)
-    a = codes(300, 260)
+    b = stats["rows"] + 44  # one full chunk and a partial one
+    a = codes(b, 260)
     a[:, 3] = 0.0
     a[:, 5] = 1.5
     a[:, 7] = 1.81
-    a[[0, 256], 9] = 40.0  # outliers on the chunks' first rows: the shift c is far from the mean
-    assert_matches(a, probes(260, 8))
+    a[[0, stats["rows"]], 9] = 40.0  # outliers on the chunks' first rows: the shift c is far
+    assert_matches(a, probes(260, 8))  # from the mean
     assert_matches(a, None)
-    z = preact_and_codes(300, 260)
+    z = preact_and_codes(b, 260)
     want = tk.stats_partials(z, relu=True, config=tk.STATS_CONFIGS[0])
     for cfg in tk.STATS_CONFIGS[1:]:
         for got, ref in zip(tk.stats_partials(z, relu=True, config=cfg), want, strict=True):
             torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 4, 8])
+@pytest.mark.parametrize("b,k", [(70, 300), (64, 128)])
+def test_blocked_gram_matches_reference(monkeypatch, blocks, b, k):
+    """The exact penalty's Gram from its upper block rows (`infomax._GramBlocked`, any number
+    of row blocks, B not a multiple of it): values and gradients as the reference to 1e-5,
+    float32, with a constant and a dead column."""
+    monkeypatch.setitem(fused_impl.EXACT, "blocks", blocks)
+    a = codes(b, k)
+    a[:, 5] = 0.0  # dead unit
+    a[:, 7] = 0.25  # constant column
+    assert_matches(a, None)
+
+
+@pytest.mark.parametrize("grad_rows", [32, 64])
+@pytest.mark.parametrize("b,k,m", [(70, 300, 8), (300, 130, None)])
+def test_looped_gradient_pass_matches_reference(monkeypatch, grad_rows, b, k, m):
+    """The gradient pass walking strips of rows (`triton_infomax.GRAD`, `_grad_loop_kernel`;
+    B not a multiple of the strip) against the reference, values and gradients, with a dead
+    and a constant column, on codes and through the ReLU fold."""
+    from implicit_em.kernels import triton_infomax as tk
+
+    monkeypatch.setitem(tk.GRAD, "rows", grad_rows)
+    a = codes(b, k)
+    a[:, 2] = 0.0
+    a[:, 4] = 0.7
+    v = None if m is None else probes(k, m)
+    assert_matches(a, v)
+    if v is not None:
+        z = preact_and_codes(b, k)
+        zf = z.clone().requires_grad_(True)
+        zr = z.clone().requires_grad_(True)
+        tf = infomax_terms(torch.relu(zf), v, 1e-6, fused=True, preact=zf)
+        tr = infomax_terms(torch.relu(zr), v, 1e-6, fused=False)
+        (gf,) = torch.autograd.grad(sum(w * t for w, t in zip(WEIGHTS, tf, strict=True)), zf)
+        (gr,) = torch.autograd.grad(sum(w * t for w, t in zip(WEIGHTS, tr, strict=True)), zr)
+        torch.testing.assert_close(torch.stack(tf), torch.stack(tr), rtol=1e-5, atol=0.0)
+        assert (gf - gr).abs().max() / gr.abs().max() < 1e-5

@@ -279,3 +279,18 @@ def test_amp_training_runs_and_learns(x_digits):
     cfg = make_cfg("encoder", amp=True, epochs=2)
     _, history = fit(cfg, x_digits)
     assert history[-1]["total"] < history[0]["total"]
+
+
+def test_with_wr_false_leaves_only_the_wr_metric_out(x_digits):
+    """loss_terms(with_wr=False) (bench_scale's "-wr" rows; the metric a trainer may log only
+    now and then) drops the zero-weight wr metric and nothing else: the other terms are
+    bitwise those of the full call. At lambda_wr > 0 wr stays (it carries gradient)."""
+    cfg = make_cfg("encoder")
+    model = runs.build_model(cfg)
+    x = x_digits[:128]
+    full = loss_terms(model, x, cfg.loss)
+    step = loss_terms(model, x, cfg.loss, with_wr=False)
+    assert set(full) - set(step) == {"wr"}
+    assert all(torch.equal(step[k], full[k]) for k in step)
+    graded = LossConfig(lambda_wr=0.1)
+    assert loss_terms(model, x, graded, with_wr=False)["wr"].requires_grad

@@ -274,6 +274,7 @@ def combined_loss(
     probes: Tensor | None = None,
     responsibilities: bool = True,
     preact: Tensor | None = None,
+    with_wr: bool = True,
 ) -> dict:
     """L = w_lse L_LSE + w_var L_var + w_tc L_tc + w_wr L_wr (paper Eqs. 7 and 8).
 
@@ -286,6 +287,8 @@ def combined_loss(
     a in the training loop). Terms whose lambda is zero are still reported (wr computed
     without gradient). probes (K, m): estimate tc with `sketched_correlation_loss`.
     preact: z with a = relu(z), passed to `infomax_terms` (the fused kernels' ReLU fold).
+    with_wr=False leaves wr out of the dict when lambda_wr is zero (a metric of W alone, for
+    callers that report it only now and then).
     """
     cfg = as_loss_weights(cfg)
     if validate:
@@ -300,15 +303,14 @@ def combined_loss(
     if validate and probes is not None:
         check_probes(a, probes)
     lse, var, tc = infomax_terms(a, probes, cfg.variance_eps, preact=preact)
-    if cfg.lambda_wr:
-        wr = weight_redundancy_loss(W, validate=False)
-    else:
-        with torch.no_grad():
-            wr = weight_redundancy_loss(W, validate=False)
     total = weights["lse"] * lse + weights["var"] * var + weights["tc"] * tc
+    out = {"total": total, "lse": lse, "var": var, "tc": tc}
     if cfg.lambda_wr:
-        total = total + weights["wr"] * wr
-    out = {"total": total, "lse": lse, "var": var, "tc": tc, "wr": wr}
+        out["wr"] = weight_redundancy_loss(W, validate=False)
+        out["total"] = total + weights["wr"] * out["wr"]
+    elif with_wr:
+        with torch.no_grad():
+            out["wr"] = weight_redundancy_loss(W, validate=False)
     if responsibilities:
         out["responsibilities"] = torch.softmax(-a, dim=1).detach()
     return out

@@ -63,11 +63,12 @@ class Family:
 
     def loss_terms(
         self, model: nn.Module, x: Tensor, loss: LossConfig,
-        dead: Tensor | None = None, amp: bool = False,
+        dead: Tensor | None = None, amp: bool = False, with_wr: bool = True,
     ) -> dict:  # fmt: skip
         """Unweighted terms and "a" (B, K) for a batch x (B, D). amp: bf16 autocast for the
         model, its outputs cast to float32 before the losses (log Var and the correlation's
-        sums of squares lose too much in bf16)."""
+        sums of squares lose too much in bf16). with_wr=False: leave out the encoder's
+        zero-weight wr metric (`losses.combined_loss`); families without it ignore it."""
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(x)
         if amp:

@@ -31,21 +31,19 @@ class EncoderFamily(Family):
     def weights(self, loss, k: int) -> dict[str, float]:
         return loss_weights(loss, k)  # the lambdas rescaled from loss.reference_k to K
 
-    def loss_terms(self, model, x, loss, dead=None, amp=False):
-        if not amp:
-            return super().loss_terms(model, x, loss, dead, amp)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+    def loss_terms(self, model, x, loss, dead=None, amp=False, with_wr=True):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
             a, z = model(x)  # (B, K) each
         # The fused InfoMax kernels (`implicit_em.kernels`) read bf16 codes and accumulate in
         # float32; the reference formulas need float32 codes (log Var and the correlation's
         # sums of squares lose too much in bf16).
-        if not fused_active(a):
+        if amp and not fused_active(a):
             a, z = a.float(), z.float()
-        terms, a = self.terms_from_outputs(model, x, (a, z), loss, dead, amp)
+        terms, a = self.terms_from_outputs(model, x, (a, z), loss, dead, amp, with_wr=with_wr)
         terms["a"] = a
         return terms
 
-    def terms_from_outputs(self, model, x, out, loss, dead=None, amp=False):
+    def terms_from_outputs(self, model, x, out, loss, dead=None, amp=False, with_wr=True):
         a, z = out  # (B, K) each
         # lambda_wr only decides whether wr carries gradient; weights are applied by the caller.
         probes = None
@@ -54,7 +52,7 @@ class EncoderFamily(Family):
         # a = relu(z): the fused kernels then write dL/dz themselves (no separate ReLU backward)
         preact = z if model.activation == "relu" and z.dtype == a.dtype else None
         terms = combined_loss(a, model.W, loss, validate=False, probes=probes,
-                              responsibilities=False, preact=preact)  # fmt: skip
+                              responsibilities=False, preact=preact, with_wr=with_wr)  # fmt: skip
         terms.pop("total")
         return terms, a
 

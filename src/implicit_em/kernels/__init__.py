@@ -9,8 +9,9 @@
   a (s V) and a^T P stay in cuBLAS. Backward: the products a (s R) and a^T Q in cuBLAS, then
   ONE pass writing dL/da, or dL/dz with ReLU's mask, for all three terms together (softmax,
   column terms, and the rank-2m correction formed per tile with tl.dot). The exact penalty
-  takes the fused LSE and statistics and the reference's Gram (B < K; optionally in bf16,
-  `infomax.EXACT`) or K x K path for the unit columns.
+  takes the fused LSE and statistics, and for the unit columns either the Gram (B < K) formed
+  from its upper block rows (`infomax._GramBlocked`; optionally in bf16, `infomax.EXACT`) or
+  the reference's K x K path.
 - reference: `losses.infomax_reference`, used on the CPU, under vmap (the stacked trainer), and
   whenever Triton is missing.
 

@@ -112,9 +112,11 @@ def _(a: Tensor, w: Tensor, trans: bool) -> Tensor:
 SKINNY = {"backend": "cublas"}
 
 # The exact penalty's Gram (B < K): "float32" keeps the unit columns U in float32 (TF32
-# matmuls where allowed), as the reference; "bfloat16" casts U to bf16 first (`_GramBF16`):
-# about twice the matmul rate, at the error measured in docs/benchmarks.md (issue 19).
-EXACT = {"gram": "float32"}
+# matmuls where allowed), as the reference; "bfloat16" casts U to bf16 first: about twice
+# the matmul rate, at the error measured in docs/benchmarks.md (issue 19). "blocks": the
+# forward forms only the Gram's upper block rows U_i U_{i:}^T of that many row blocks
+# (`_GramBlocked`: (blocks + 1) / (2 blocks) of the full product's work; 1: the full Gram).
+EXACT = {"gram": "float32", "blocks": 4}
 
 
 def _mm(a: Tensor, w: Tensor) -> Tensor:
@@ -218,32 +220,48 @@ def fused_terms(
         if preact is not None:  # a itself is not read: the pass recomputes it from z
             return _SketchTerms.apply(preact, probes, variance_eps, True)
         return _SketchTerms.apply(a, probes, variance_eps, False)
-    from implicit_em.colstats import _offdiag_sq_gram, _offdiag_sq_kk
+    from implicit_em.colstats import _offdiag_sq_kk
 
     b, k = a.shape
     row_lse, mean, ss = _Stats.apply(a)
     live, s = column_scale(mean, ss, b)
     var = variance_from_stats(ss * live, b, variance_eps)
     u = (a - mean) * s  # (B, K) float32
-    if EXACT["gram"] == "bfloat16" and b < k:
-        return -row_lse.sum(), var, _GramBF16.apply(u.to(torch.bfloat16))
-    tc = _offdiag_sq_gram(u) if b < k else _offdiag_sq_kk(u)
+    if b < k:
+        u = u.to(torch.bfloat16) if EXACT["gram"] == "bfloat16" else u
+        return -row_lse.sum(), var, _GramBlocked.apply(u, EXACT["blocks"])
+    tc = _offdiag_sq_kk(u)
     return -row_lse.sum(), var, tc
 
 
-class _GramBF16(torch.autograd.Function):
+class _GramBlocked(torch.autograd.Function):
     """sum_{j != k} (U^T U)_jk^2 = ||U U^T||_F^2 - sum_j d_j^2, d_j = ||U_:j||^2, for U (B, K)
-    in bf16: the Gram U U^T (B, B) and the gradient 4 (U U^T U - U diag(d)) as bf16 cuBLAS
-    products with float32 accumulation (their outputs rounded to bf16), the sums in float32."""
+    (float32, or bf16 with float32 accumulation, products rounded to bf16), B < K.
+
+    Forward: the symmetric Gram G = U U^T (B, B) from its upper block rows only, G_i = U_i
+    U_{i:}^T for `blocks` row blocks U_i, so ||G||^2 = sum_i ||G_ii||^2 + 2 ||G_i,>i||^2 at
+    (blocks + 1) / (2 blocks) of the full product's work; G is assembled for the backward.
+    Backward: dL/dU = 4 g (G U - U diag(d)), one (B, B) @ (B, K) product. The reference:
+    `colstats._offdiag_sq_gram` (one full Gram, same gradient)."""
 
     @staticmethod
-    def forward(ctx, u: Tensor) -> Tensor:
-        gram = u @ u.mT  # (B, B) bf16
+    def forward(ctx, u: Tensor, blocks: int) -> Tensor:
+        b = u.shape[0]
+        step = -(-b // max(1, blocks))  # rows per block
+        gram = torch.empty(b, b, device=u.device, dtype=u.dtype)  # (B, B)
+        sq = torch.zeros((), device=u.device, dtype=torch.float32)
+        for i0 in range(0, b, step):
+            i1 = min(i0 + step, b)
+            g = u[i0:i1] @ u[i0:].mT  # (i1 - i0, B - i0): row block i, columns from i0
+            gram[i0:i1, i0:] = g
+            gram[i1:, i0:i1] = g[:, i1 - i0 :].mT
+            gf = g.float()
+            sq = sq + gf[:, : i1 - i0].square().sum() + 2 * gf[:, i1 - i0 :].square().sum()
         d = u.float().square().sum(dim=0)  # (K,)
         ctx.save_for_backward(u, gram, d)
-        return gram.float().square().sum() - d.square().sum()
+        return sq - d.square().sum()
 
     @staticmethod
-    def backward(ctx, g: Tensor) -> Tensor:
+    def backward(ctx, g: Tensor):
         u, gram, d = ctx.saved_tensors
-        return ((4 * g) * ((gram @ u).float() - u.float() * d)).to(u.dtype)  # (B, K)
+        return ((4 * g) * ((gram @ u).float() - u.float() * d)).to(u.dtype), None  # (B, K)

@@ -21,6 +21,8 @@ with L (B, r), H (K, r) the sketched penalty's rank-2m term, formed per tile on 
 cores (tl.dot, inner dimension r padded to a power of two >= 16), in a's dtype (float32 in
 IEEE precision for float32 codes). With relu=True the codes are a = ReLU(z) and the kernel
 writes dL/dz = [a > 0] da instead (ReLU's backward folded in: no separate pass over (B, K)).
+One tile per program (`_grad_kernel`, the default) or, with GRAD["rows"], strips of rows
+walked in tiles (`_grad_loop_kernel`); both share the tile body `_grad_tile`.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ BLOCK_K = 128  # columns per stats strip (fixes the partials' shapes)
 # tile, reduced once at the end (True).
 # 256 rows, Chan merges: the layout behind the measured whole-step figures on the H200
 # (docs/benchmarks.md). {"rows": 512, "shift": True} was faster as a graph-replayed piece
-# (0.113 against 0.191 ms) but has not been run in the whole step or through the kernel tests
-# on a GPU (only in Triton's interpreter), so it is not the default.
+# (0.113 against 0.191 ms) and passes the kernel tests on the H200, but in the whole step
+# (issue 19 third round) it did not win (1.788 against 1.766 ms), so it is not the default.
 STATS = {"rows": 256, "shift": False}
 
 
@@ -50,8 +52,18 @@ STATS = {"rows": 256, "shift": False}
 # only one under the interpreter (nothing to time) or with IMPLICIT_EM_AUTOTUNE=0.
 STATS_CONFIGS = [{"BM": 32, "num_warps": 4}, {"BM": 64, "num_warps": 8},
                  {"BM": 16, "num_warps": 4}, {"BM": 32, "num_warps": 8}]  # fmt: skip
+# The gradient pass: "rows" per program, 0 = one (BM, BK) tile each (`_grad_kernel`), else
+# a strip of that many rows walked in tiles (`_grad_loop_kernel`). In the whole step on the
+# H200 (docs/benchmarks.md, issue 19 third round) strips of 256 rows did not win at
+# K = 16384, so the default stays one tile per program.
+GRAD = {"rows": 0}
+GRAD_LOOP_CONFIGS = [{"BM": 32, "BK": 128, "num_warps": 4}, {"BM": 64, "BK": 128, "num_warps": 4},
+                     {"BM": 64, "BK": 128, "num_warps": 8}, {"BM": 32, "BK": 256, "num_warps": 8},
+                     {"BM": 64, "BK": 64, "num_warps": 4}]  # fmt: skip
 GRAD_CONFIGS = [{"BM": 64, "BK": 128, "num_warps": 4}, {"BM": 128, "BK": 128, "num_warps": 8},
-                {"BM": 64, "BK": 256, "num_warps": 8}, {"BM": 32, "BK": 128, "num_warps": 4}]  # fmt: skip
+                {"BM": 64, "BK": 256, "num_warps": 8}, {"BM": 32, "BK": 128, "num_warps": 4},
+                {"BM": 128, "BK": 64, "num_warps": 4}, {"BM": 64, "BK": 64, "num_warps": 4},
+                {"BM": 32, "BK": 256, "num_warps": 8}, {"BM": 128, "BK": 128, "num_warps": 4}]  # fmt: skip
 
 
 def _fit_rows(configs, named_args, **kwargs):
@@ -131,6 +143,52 @@ def _stats_kernel(
     tl.store(cm2_ptr + pid_c * K + cols, m2, mask=cmask)
 
 
+@triton.jit
+def _grad_tile(
+    a_ptr, out_ptr, lse_ptr, g_ptr, low_ptr, rows, cols, cmask, alpha, beta, mean, high,
+    B, R, stride_ab, stride_ak, stride_ob, stride_ok,
+    RP: tl.constexpr, HAS_LOW: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
+    DOT_F32: tl.constexpr,
+):  # fmt: skip
+    """Write out[rows, cols] (see `grad`); alpha, beta, mean (BK,) and high (BK, RP) of the
+    tile's columns are loaded by the caller."""
+    rmask = rows < B
+    mask = rmask[:, None] & cmask[None, :]
+    x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
+                other=0.0).to(tl.float32)  # fmt: skip
+    lse = tl.load(lse_ptr + rows, mask=rmask, other=0.0)
+    g = tl.load(g_ptr + rows, mask=rmask, other=0.0)
+    out = g[:, None] * tl.exp(-x - lse[:, None]) + alpha[None, :]
+    out += beta[None, :] * (x - mean[None, :])
+    if HAS_LOW:  # (L H^T) on this tile: L rows (BM, RP), H cols (BK, RP), both row-major
+        rr = tl.arange(0, RP)
+        low = tl.load(low_ptr + rows[:, None] * R + rr[None, :],
+                      mask=rmask[:, None] & (rr[None, :] < R), other=0.0)  # fmt: skip
+        if DOT_F32:  # the interpreter (Triton 3.9) gets bf16 tl.dot wrong: exact upcast
+            low = low.to(tl.float32)
+        out += tl.dot(low, tl.trans(high), input_precision=PRECISION)
+    if RELU:  # dL/dz of a = ReLU(z): zero where a = 0
+        out = tl.where(x > 0.0, out, 0.0)
+    tl.store(out_ptr + rows[:, None] * stride_ob + cols[None, :] * stride_ok,
+             out.to(out_ptr.dtype.element_ty), mask=mask)  # fmt: skip
+
+
+@triton.jit
+def _grad_columns(alpha_ptr, beta_ptr, mean_ptr, high_ptr, cols, cmask, R,
+                  RP: tl.constexpr, DOT_F32: tl.constexpr):  # fmt: skip
+    """alpha, beta, mean (BK,) float32 and high (BK, RP) of the columns (high: 0 without the
+    rank-2m term)."""
+    alpha = tl.load(alpha_ptr + cols, mask=cmask, other=0.0)
+    beta = tl.load(beta_ptr + cols, mask=cmask, other=0.0)
+    mean = tl.load(mean_ptr + cols, mask=cmask, other=0.0)
+    rr = tl.arange(0, RP)  # without the term R = 0: nothing is read
+    high = tl.load(high_ptr + cols[:, None] * R + rr[None, :],
+                   mask=cmask[:, None] & (rr[None, :] < R), other=0.0)  # fmt: skip
+    if DOT_F32:
+        high = high.to(tl.float32)
+    return alpha, beta, mean, high
+
+
 @triton.autotune(configs=_configs(GRAD_CONFIGS), key=["B", "K", "R", "HAS_LOW", "RELU"])
 @triton.jit
 def _grad_kernel(
@@ -139,35 +197,38 @@ def _grad_kernel(
     BM: tl.constexpr, BK: tl.constexpr, RP: tl.constexpr, HAS_LOW: tl.constexpr,
     RELU: tl.constexpr, PRECISION: tl.constexpr, DOT_F32: tl.constexpr,
 ):  # fmt: skip
-    pid_b = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rows = pid_b * BM + tl.arange(0, BM)
-    cols = pid_k * BK + tl.arange(0, BK)
-    rmask = rows < B
+    """One (BM, BK) tile per program."""
+    rows = tl.program_id(0) * BM + tl.arange(0, BM)
+    cols = tl.program_id(1) * BK + tl.arange(0, BK)
     cmask = cols < K
-    mask = rmask[:, None] & cmask[None, :]
-    x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
-                other=0.0).to(tl.float32)  # fmt: skip
-    lse = tl.load(lse_ptr + rows, mask=rmask, other=0.0)
-    g = tl.load(g_ptr + rows, mask=rmask, other=0.0)
-    alpha = tl.load(alpha_ptr + cols, mask=cmask, other=0.0)
-    beta = tl.load(beta_ptr + cols, mask=cmask, other=0.0)
-    mean = tl.load(mean_ptr + cols, mask=cmask, other=0.0)
-    out = g[:, None] * tl.exp(-x - lse[:, None]) + alpha[None, :]
-    out += beta[None, :] * (x - mean[None, :])
-    if HAS_LOW:  # (L H^T) on this tile: L rows (BM, RP), H cols (BK, RP), both row-major
-        rr = tl.arange(0, RP)
-        low = tl.load(low_ptr + rows[:, None] * R + rr[None, :],
-                      mask=rmask[:, None] & (rr[None, :] < R), other=0.0)  # fmt: skip
-        high = tl.load(high_ptr + cols[:, None] * R + rr[None, :],
-                       mask=cmask[:, None] & (rr[None, :] < R), other=0.0)  # fmt: skip
-        if DOT_F32:  # the interpreter (Triton 3.9) gets bf16 tl.dot wrong: exact upcast
-            low, high = low.to(tl.float32), high.to(tl.float32)
-        out += tl.dot(low, tl.trans(high), input_precision=PRECISION)
-    if RELU:  # dL/dz of a = ReLU(z): zero where a = 0
-        out = tl.where(x > 0.0, out, 0.0)
-    tl.store(out_ptr + rows[:, None] * stride_ob + cols[None, :] * stride_ok,
-             out.to(out_ptr.dtype.element_ty), mask=mask)  # fmt: skip
+    alpha, beta, mean, high = _grad_columns(alpha_ptr, beta_ptr, mean_ptr, high_ptr, cols,
+                                            cmask, R, RP, DOT_F32)  # fmt: skip
+    _grad_tile(a_ptr, out_ptr, lse_ptr, g_ptr, low_ptr, rows, cols, cmask, alpha, beta, mean,
+               high, B, R, stride_ab, stride_ak, stride_ob, stride_ok, RP, HAS_LOW, RELU,
+               PRECISION, DOT_F32)  # fmt: skip
+
+
+@triton.autotune(configs=_configs(GRAD_LOOP_CONFIGS), key=["B", "K", "R", "HAS_LOW", "RELU", "ROWS"],
+                 prune_configs_by={"early_config_prune": _fit_rows})  # fmt: skip
+@triton.jit
+def _grad_loop_kernel(
+    a_ptr, out_ptr, lse_ptr, g_ptr, alpha_ptr, beta_ptr, mean_ptr, low_ptr, high_ptr,
+    B, K, R, stride_ab, stride_ak, stride_ob, stride_ok,
+    BM: tl.constexpr, BK: tl.constexpr, ROWS: tl.constexpr, RP: tl.constexpr,
+    HAS_LOW: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr, DOT_F32: tl.constexpr,
+):  # fmt: skip
+    """ROWS rows of a BK-column strip per program, walked in (BM, BK) tiles: the columns'
+    coefficients and high are loaded once, and the loop lets the compiler prefetch the next
+    tile while this one computes."""
+    cols = tl.program_id(1) * BK + tl.arange(0, BK)
+    cmask = cols < K
+    alpha, beta, mean, high = _grad_columns(alpha_ptr, beta_ptr, mean_ptr, high_ptr, cols,
+                                            cmask, R, RP, DOT_F32)  # fmt: skip
+    for r0 in range(0, ROWS, BM):
+        rows = tl.program_id(0) * ROWS + r0 + tl.arange(0, BM)
+        _grad_tile(a_ptr, out_ptr, lse_ptr, g_ptr, low_ptr, rows, cols, cmask, alpha, beta,
+                   mean, high, B, R, stride_ab, stride_ak, stride_ob, stride_ok, RP, HAS_LOW,
+                   RELU, PRECISION, DOT_F32)  # fmt: skip
 
 
 @triton.autotune(configs=_configs(STATS_CONFIGS), key=["B", "K", "RELU", "ROWS"],
@@ -250,17 +311,22 @@ def grad(
     r = 0 if low is None else low.shape[1]
     rp = max(16, triton.next_power_of_2(max(r, 1)))
 
-    def grid(meta):
-        return triton.cdiv(b, meta["BM"]), triton.cdiv(k, meta["BK"])
+    rows = GRAD["rows"]
+    if config is not None and rows and config["BM"] > rows:
+        config = {**config, "BM": rows}
 
-    kernel = _grad_kernel[grid] if config is None else _grad_kernel.fn[grid(config)]
+    def grid(meta):
+        return triton.cdiv(b, rows or meta["BM"]), triton.cdiv(k, meta["BK"])
+
+    tuned = _grad_loop_kernel if rows else _grad_kernel
+    kernel = tuned[grid] if config is None else tuned.fn[grid(config)]
+    extra = {"ROWS": rows} if rows else {}
     kernel(a, out, row_lse, g, alpha, beta, mean,
-                       out if low is None else low, out if high is None else high,
-                       b, k, r, a.stride(0), a.stride(1), out.stride(0), out.stride(1),
-                       RP=rp, HAS_LOW=low is not None, RELU=relu,
-                       PRECISION="ieee" if a.dtype == torch.float32 else "tf32",
-                       DOT_F32=interpreted(),
-                       **(config or {}))  # fmt: skip
+           out if low is None else low, out if high is None else high,
+           b, k, r, a.stride(0), a.stride(1), out.stride(0), out.stride(1),
+           RP=rp, HAS_LOW=low is not None, RELU=relu,
+           PRECISION="ieee" if a.dtype == torch.float32 else "tf32",
+           DOT_F32=interpreted(), **extra, **(config or {}))  # fmt: skip
     return out
 
 

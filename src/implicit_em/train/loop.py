@@ -52,14 +52,17 @@ def loss_terms(
     loss: LossConfig,
     dead: Tensor | None = None,
     amp: bool = False,
+    with_wr: bool = True,
 ) -> dict:
     """Unweighted loss terms (scalars) and the activations a (B, K) for one batch x (B, D).
 
     dead: (K,) bool mask of latents that have not fired recently (TopK's AuxK); else ignored.
     amp: run the model under bf16 autocast and cast its outputs to float32 before the losses
     (log Var and the correlation's sums of squares lose too much in bf16).
+    with_wr=False: leave out the encoder's wr metric at lambda_wr = 0 (it carries no gradient;
+    a trainer that logs it only now and then computes it apart, as `distributed.Trainer`).
     """
-    return family_of(model).loss_terms(model, x, loss, dead, amp)
+    return family_of(model).loss_terms(model, x, loss, dead, amp, with_wr=with_wr)
 
 
 def reconstruction_terms(
