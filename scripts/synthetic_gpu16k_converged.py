@@ -208,10 +208,18 @@ def rows(args, out: Path, t_start: float) -> None:
 
     seeds = tuple(range(args.seeds))
     names = ROWS if not args.tiny else ROWS[:6]
-    opts = base_options(args, S, variants=names, seeds=seeds, seed_variants=SEEDED,
-                        shared_stream=True, one_stream=True, mcc_workers=12,
-                        out_dir=str(out / "rows"),
-                        max_seconds=args.budget - ROWS_RESERVE - (time.perf_counter() - t_start))
+    opts = base_options(
+        args,
+        S,
+        variants=names,
+        seeds=seeds,
+        seed_variants=SEEDED,
+        shared_stream=True,
+        one_stream=True,
+        mcc_workers=12,
+        out_dir=str(out / "rows"),
+        max_seconds=args.budget - ROWS_RESERVE - (time.perf_counter() - t_start),
+    )
     if args.tiny:
         opts = replace(opts, k=6, mcc_workers=1)
     S.run(opts)
