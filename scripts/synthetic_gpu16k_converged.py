@@ -10,13 +10,15 @@ GPU there is):
   ms per step plain and graphed (the real settings), sampling per batch in chunks, the
   prefetching sampler's stream against the plain one, and the loop's rate (graphed BatchTopK
   fed by the prefetching sampler).
+- equal: the graph against the same fast step run eagerly, full float32, tiny recipe (the
+  driver runs it on the rows' GPU before the rows).
 - ref: BatchTopK, width 4,096, k = 25, batch 1,024, Adam 3e-4 constant, to 200 M samples
   (SAELens docs `docs/synth_sae_bench.md`), MCC at MILESTONES (matched in worker processes),
   `ref.json` rewritten at every milestone, so that a timeout still leaves the curve.
 - rows: the family rows of ROWS (SEEDED for --seeds seeds) in lockstep on one stream
   (`synthetic.run` with shared_stream, one_stream, fast_step), until --budget.
 
-usage: python scripts/synthetic_gpu16k_converged.py OUT_DIR [--role driver|check|ref|rows]
+usage: python scripts/synthetic_gpu16k_converged.py OUT_DIR [--role driver|check|equal|ref|rows]
        [--budget 540] [--seeds 1] [--sae-lens-src sl] [--tiny]
 
 --budget: seconds from the driver's start by which each process has written its results
@@ -38,13 +40,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ROWS = ("batchtopk-k25", "topk-k25", "tied-topk", "tied-topk-im-3.0", "encoder",
-        "matryoshka-k25", "jumprelu-0.003", "jumprelu-0.01", "jumprelu-0.03",
-        "standard-l1-1.0", "standard-l1-3.0", "standard-l1-10.0")  # fmt: skip
-SEEDED = ("batchtopk-k25", "tied-topk", "tied-topk-im-3.0", "encoder")
+CHECKED = ("batchtopk-k25", "topk-k25", "tied-topk", "tied-topk-im-3.0", "encoder",
+           "matryoshka-k25", "jumprelu-0.003", "jumprelu-0.01", "jumprelu-0.03",
+           "standard-l1-1.0", "standard-l1-3.0", "standard-l1-10.0")  # fmt: skip
+# what fits at >= 50 M samples beside the sampler, from the check's graphed step times
+# (docs/eval/synthetic/gpu16k-converged-PLAN.md); BatchTopK comes from the reference run
+ROWS = ("topk-k25", "tied-topk", "tied-topk-im-3.0", "encoder", "jumprelu-0.003",
+        "jumprelu-0.01", "standard-l1-3.0", "standard-l1-10.0")  # fmt: skip
+SEEDED = ("tied-topk", "tied-topk-im-3.0", "encoder")
 MILESTONES = (2.5e6, 5e6, 10e6, 25e6, 50e6, 75e6, 100e6, 125e6, 150e6, 175e6, 200e6)
-REF_RESERVE = 45.0  # s kept after training for the 200k-sample scoring of the reference
-ROWS_RESERVE = 75.0  # s kept for scoring every row (MCCs in workers)
+REF_RESERVE = 35.0  # s kept after training for the 200k-sample scoring of the reference
+ROWS_RESERVE = 60.0  # s kept for scoring every row (MCCs in workers)
 
 
 def _sync(dev: str) -> None:
@@ -91,7 +97,7 @@ def check(args, out: Path) -> None:
     torch.manual_seed(1)
     xs = [synth.sample(B) for _ in range(30)]
     exact = replace(opts, tc_probes=None)  # no random probes: graph and eager draw alike
-    for name in ROWS:
+    for name in CHECKED:
         v, rec = variant(S, name, opts), {}
         trs = [S.VariantTrainer(v, synth, replace(exact, fast_step=f), 0, None)
                for f in (False, True)]  # fmt: skip
@@ -128,8 +134,41 @@ def check(args, out: Path) -> None:
     log["loop_prefetch_ms"] = 1e3 * _timed(lambda: ref.step(sampler(B)), 2000, dev)
     plain_sampler = S.ChunkedSampler(synth, C)
     log["loop_no_prefetch_ms"] = 1e3 * _timed(lambda: ref.step(plain_sampler(B)), 1000, dev)
-    print(json.dumps({k: v for k, v in log.items() if k not in ROWS}), flush=True)
+    print(json.dumps({k: v for k, v in log.items() if k not in CHECKED}), flush=True)
     (out / "check.json").write_text(json.dumps(log, indent=1))
+
+
+def equal(args, out: Path) -> None:
+    """The CUDA graph against the same fast step run eagerly (fused Adam in both), in full
+    float32 (TF32 off), exact decorrelation (no random probes), on the tiny recipe: max |diff|
+    of the weights after 1 and after 30 steps on the same batches, every family of CHECKED."""
+    from implicit_em.eval import synthetic as S
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    opts = replace(base_options(argparse.Namespace(**{**vars(args), "tiny": True}), S),
+                   tc_probes=None, k=6)  # fmt: skip
+    synth = S.build_synthetic_model("tiny", 42, args.device)
+    torch.manual_seed(1)
+    xs = [synth.sample(opts.batch_size) for _ in range(30)]
+    log = {}
+    for name in CHECKED:
+        trs = [S.VariantTrainer(variant(S, name, opts), synth, opts, 0, None) for _ in range(2)]
+        trs[1]._graphed = lambda: False  # the same step, eager
+        rec = {}
+        for i, x in enumerate(xs):
+            for tr in trs:
+                tr.step(x)
+            if i in (0, 29):
+                p, f = (tr.model.state_dict() for tr in trs)
+                rec[f"max_abs_diff_{i + 1}"] = max(
+                    float((p[k].double() - f[k].double()).abs().max()) for k in p
+                )
+        rec["graphed"] = trs[0].graph is not None
+        rec["since_fired_equal"] = bool(torch.equal(trs[0].since_fired, trs[1].since_fired))
+        log[name] = rec
+        print(name, json.dumps(rec), flush=True)
+    (out / "equal.json").write_text(json.dumps(log, indent=1))
 
 
 def reference(args, out: Path, t_start: float) -> None:
@@ -222,6 +261,7 @@ def rows(args, out: Path, t_start: float) -> None:
     )
     if args.tiny:
         opts = replace(opts, k=6, mcc_workers=1)
+    S.TIME_SAFETY = 0.97  # no pre-trained rows: max_seconds stops training in any case
     S.run(opts)
 
 
@@ -229,6 +269,12 @@ def driver(args, out: Path) -> None:
     here, procs = Path(__file__).resolve(), []
     gpus = torch.cuda.device_count()
     for i, role in enumerate(("ref", "rows")):
+        if role == "rows":  # the graph-equality check first, on the rows' GPU (seconds)
+            cmd = [sys.executable, str(here), str(out), "--role", "equal"]
+            cmd += ["--sae-lens-src", args.sae_lens_src] if args.sae_lens_src else []
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(i)} if gpus >= 2 else None
+            with open(out / "equal.log", "w") as f:
+                subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
         cmd = [sys.executable, str(here), str(out), "--role", role, "--budget", str(args.budget),
                "--recipe", args.recipe, "--seeds", str(args.seeds), "--t-start",
                str(time.time())]  # fmt: skip
@@ -250,7 +296,7 @@ def driver(args, out: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("out_dir")
-    p.add_argument("--role", default="driver", choices=("driver", "check", "ref", "rows"))
+    p.add_argument("--role", default="driver", choices=("driver", "check", "equal", "ref", "rows"))
     p.add_argument("--budget", type=float, default=540.0)
     p.add_argument("--seeds", type=int, default=1, help="seeds of the SEEDED rows")
     p.add_argument("--recipe", default="synthsaebench-16k-v2")
@@ -274,6 +320,8 @@ def main() -> None:
     t_start = time.perf_counter() - (time.time() - (args.t_start or time.time()))
     if args.role == "check":
         check(args, out)
+    elif args.role == "equal":
+        equal(args, out)
     elif args.role == "ref":
         reference(args, out, t_start)
     else:
