@@ -257,8 +257,7 @@ VARIANTS["jumprelu-1.0"] = replace(VARIANTS["jumprelu-0.1"], l0_coef=1.0)
 # decoder column norms, `variants.decoder_norm_l1`), the plain L1 off, at coefficients in
 # sae-lens units fixed before the converged 16k run (docs/eval/synthetic/gpu16k-converged-PLAN.md).
 for _c in (1.0, 3.0, 10.0):
-    VARIANTS[f"standard-l1-{_c}"] = Variant(family="standard_sae", l1_weight=0.0,
-                                            l1_decoder_norm=_c)  # fmt: skip
+    VARIANTS[f"standard-l1-{_c}"] = replace(VARIANTS["l1-1.0"], l1_weight=0.0, l1_decoder_norm=_c)
 for _k in (15, 25, 34):
     VARIANTS[f"topk-k{_k}"] = replace(VARIANTS["topk"], k=_k)
     VARIANTS[f"batchtopk-k{_k}"] = replace(VARIANTS["batchtopk"], k=_k)
