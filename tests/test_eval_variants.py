@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from implicit_em.eval.variants import match_energy, tied_reconstruction_loss
+from implicit_em.eval.variants import decoder_norm_l1, match_energy, tied_reconstruction_loss
 
 
 def test_tied_reconstruction_matches_the_plain_formula_and_passes_gradcheck():
@@ -22,6 +22,20 @@ def test_tied_reconstruction_matches_the_plain_formula_and_passes_gradcheck():
     assert torch.autograd.gradcheck(tied_reconstruction_loss, args)
     # exact reconstruction costs nothing
     assert float(tied_reconstruction_loss(a @ W + b, a, W, b)) == pytest.approx(0.0, abs=1e-20)
+
+
+def test_decoder_norm_l1_matches_the_plain_formula_and_passes_gradcheck():
+    """sae-lens's Standard L1: sum_j |a_j| ||d_j|| per sample, mean over the batch, / D."""
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(5, 4, generator=g, dtype=torch.float64)  # (B, K)
+    W_dec = torch.randn(3, 4, generator=g, dtype=torch.float64)  # (D, K)
+    plain = sum(abs(float(a[i, j])) * float(W_dec[:, j].norm()) for i in range(5)
+                for j in range(4)) / 5 / 3  # fmt: skip
+    assert float(decoder_norm_l1(a, W_dec)) == pytest.approx(plain, rel=1e-12)
+    # blind to the decoder's scale: codes x 2, decoder / 2 costs the same
+    assert float(decoder_norm_l1(2 * a, W_dec / 2)) == pytest.approx(plain, rel=1e-12)
+    args = [a.clone().requires_grad_(), W_dec.clone().requires_grad_()]
+    assert torch.autograd.gradcheck(decoder_norm_l1, args)
 
 
 @pytest.mark.parametrize("form", ["softplus", "relu"])

@@ -86,6 +86,10 @@ class Variant:
     """JumpReLU SAE: weight of its L0 penalty (LossConfig.l0_coef)."""
     l1_weight: float = 0.01
     """Standard (L1) SAE: weight of its L1 penalty (LossConfig.l1_weight)."""
+    l1_decoder_norm: float = 0.0
+    """Standard (L1) SAE: weight of `variants.decoder_norm_l1` (sum_j |a_j| ||d_j|| per
+    sample, averaged over the batch, divided by D as our MSE is), the L1 penalty of sae-lens's
+    StandardTrainingSAE ("Standard L1" of SynthSAEBench); use with l1_weight = 0."""
     jump_threshold: float = 1.0
     """JumpReLU SAE: initial threshold (the pre-activations of an untrained model on the
     mini recipe have std ~0.7; 1.0 leaves ~40 of 512 latents active at the start)."""
@@ -249,6 +253,11 @@ VARIANTS["topk-half"] = replace(VARIANTS["topk-pretrained"], pretrain="none")
 for _w in (0.1, 1.0, 10.0):
     VARIANTS[f"l1-{_w}"] = Variant(family="standard_sae", l1_weight=_w)
 VARIANTS["jumprelu-1.0"] = replace(VARIANTS["jumprelu-0.1"], l0_coef=1.0)
+# sae-lens's "Standard L1" SAE (StandardTrainingSAE: the L1 of the codes weighted by the
+# decoder column norms, `variants.decoder_norm_l1`), the plain L1 off, at coefficients in
+# sae-lens units fixed before the converged 16k run (docs/eval/synthetic/gpu16k-converged-PLAN.md).
+for _c in (1.0, 3.0, 10.0):
+    VARIANTS[f"standard-l1-{_c}"] = replace(VARIANTS["l1-1.0"], l1_weight=0.0, l1_decoder_norm=_c)
 for _k in (15, 25, 34):
     VARIANTS[f"topk-k{_k}"] = replace(VARIANTS["topk"], k=_k)
     VARIANTS[f"batchtopk-k{_k}"] = replace(VARIANTS["batchtopk"], k=_k)
@@ -308,6 +317,12 @@ class SyntheticEvalOptions(ThreadsOption):
     """Train all variants and seeds side by side in lockstep (equal budgets): each seed has
     its own stream of batches, drawn once and shared by that seed's variants, instead of one
     stream per variant and seed."""
+    one_stream: bool = False
+    """With shared_stream: every seed steps on one stream (the first seed's), so seeds differ
+    in their initialisation only, and one draw per step serves every model."""
+    seed_variants: tuple[str, ...] | None = None
+    """With shared_stream: the variants trained for every seed; the others are trained for
+    the first seed only. None: every variant for every seed."""
     max_seconds: float | None = None
     """With shared_stream: a time budget counted from the start of `run`. After
     `synthetic.PROBE_STEPS` steps the run length is fixed from the measured rate (at most
@@ -322,6 +337,13 @@ class SyntheticEvalOptions(ThreadsOption):
     """Also score a least-squares read-out fitted post hoc (`mcc_lstsq`; one more matching)."""
     gradient_shares: bool = True
     """Record each term's share of the gradient in every history record."""
+    fast_step: bool = False
+    """Train with the fast step (`synthetic.VariantTrainer`): fused Adam and in-place trainer
+    state everywhere; on CUDA the whole step (forward, backward, Adam, decoder projection and
+    renormalisation, threshold and dead-latent counters) captured once in a CUDA graph and
+    replayed, and the next sample chunk drawn on a side stream while the steps run. Same
+    objective and updates as the plain step (tests/test_eval_synthetic.py compares them).
+    Needs gradient_shares False and history_mcc False (they read the graph mid-step)."""
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -340,6 +362,14 @@ class SyntheticEvalOptions(ThreadsOption):
             raise ValueError(f"sample_chunk must be >= 1 (got {self.sample_chunk})")
         if self.mcc_workers < 0:
             raise ValueError(f"mcc_workers must be >= 0 (got {self.mcc_workers})")
+        stray = [v for v in self.seed_variants or () if v not in self.variants]
+        if stray:
+            raise ValueError(f"seed_variants {stray} are not in variants: add them to variants")
+        if self.fast_step and (self.gradient_shares or self.history_mcc):
+            raise ValueError(
+                "fast_step needs gradient_shares=False and history_mcc=False (both read the "
+                "model in the middle of a step): set them False or drop fast_step"
+            )
 
 
 # ---------------------------------------------------------------- probing (eval.probing_suite)

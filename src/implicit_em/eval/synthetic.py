@@ -36,6 +36,7 @@ from implicit_em.eval.options import (
     Variant,
 )
 from implicit_em.eval.variants import (
+    decoder_norm_l1,
     extra_term,
     match_energy,
     tied_reconstruction_loss,
@@ -188,22 +189,49 @@ class ChunkedSampler:
     (B, N) tensors and several host synchronisations: `nonzero`, `.any()`, `torch.where`), which
     at B = 1,024 on a GPU dominates a training step; one call per chunk amortises it.
     chunk: samples per draw (>= 1). Batches larger than a chunk are drawn directly.
+    prefetch (CUDA only; ignored on a CPU): when the last batch of a chunk is served, the next
+    chunk is drawn on a side CUDA stream, so that its kernels (and its host synchronisations,
+    which then wait for the side stream only) overlap the training steps still queued on the
+    main stream. The draws and their order are the same; only the stream they run on changes.
     """
 
-    def __init__(self, synth, chunk: int) -> None:
+    def __init__(self, synth, chunk: int, prefetch: bool = False) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1 (got {chunk})")
         self.synth, self.chunk = synth, chunk
         self.buf: Tensor | None = None  # (chunk, D)
         self.pos = 0
+        self.side = None  # the side stream of prefetch on CUDA
+        if prefetch and synth.feature_dict.feature_vectors.device.type == "cuda":
+            self.side = torch.cuda.Stream(synth.feature_dict.feature_vectors.device)
+        self.next: Tensor | None = None  # (chunk, D), drawn ahead on the side stream
+
+    def _take(self) -> Tensor:
+        if self.side is None:
+            return self.synth.sample(self.chunk)
+        if self.next is None:
+            self._draw_ahead()
+        main = torch.cuda.current_stream()
+        main.wait_stream(self.side)
+        buf, self.next = self.next, None
+        buf.record_stream(main)  # allocated on the side stream, read on the main one
+        return buf
+
+    def _draw_ahead(self) -> None:
+        self.side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side):
+            self.next = self.synth.sample(self.chunk)
 
     def __call__(self, b: int) -> Tensor:
         if b > self.chunk:
             return self.synth.sample(b)
         if self.buf is None or self.pos + b > len(self.buf):
-            self.buf, self.pos = self.synth.sample(self.chunk), 0
+            self.buf, self.pos = self._take(), 0
         self.pos += b
-        return self.buf[self.pos - b : self.pos]
+        out = self.buf[self.pos - b : self.pos]
+        if self.side is not None and self.pos + b > len(self.buf):
+            self._draw_ahead()  # the chunk's earlier steps are queued: overlap them
+        return out
 
 
 class VariantTrainer:
@@ -226,8 +254,15 @@ class VariantTrainer:
                                             seed, mean)  # fmt: skip
         if variant.tied_recon:
             model.b_dec = nn.Parameter(torch.zeros(d, device=opts.device))  # (D,)
-        self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
-                                    lr=variant.lr or opts.lr)  # fmt: skip
+        params = [p for p in model.parameters() if p.requires_grad]
+        lr = variant.lr or opts.lr
+        if opts.fast_step:  # one fused kernel; capturable keeps the step count on the GPU
+            cuda = opts.device.startswith("cuda")
+            self.opt = torch.optim.Adam(params, lr=lr, fused=True, capturable=cuda)
+        else:
+            self.opt = torch.optim.Adam(params, lr=lr)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.warm = 0  # eager steps taken on the fast path before the capture
         loss = replace(_loss_config(variant, opts.batch_size), tc_probes=opts.tc_probes)
         self.loss = loss
         self.kind = model_type(model)  # the family's registry name (hybrid: its TopK SAE)
@@ -253,8 +288,13 @@ class VariantTrainer:
             self.weights = {**self.weights, "lse": 0.0}
         self.sample = gaussian_sampler(synth) if variant.gaussian else synth.sample
         if opts.sample_chunk and not variant.gaussian:
-            self.sample = ChunkedSampler(synth, opts.sample_chunk)
-        self.sums: dict[str, Tensor] = {}
+            self.sample = ChunkedSampler(synth, opts.sample_chunk, prefetch=opts.fast_step)
+        self.sums: dict[str, Tensor] = {}  # running sums of the terms, updated in place
+        if opts.fast_step and (variant.pretrain_fraction or variant.centre):
+            raise ValueError(
+                "fast_step does not cover pre-trained or centred variants (their first steps "
+                "change the step itself): train them without fast_step"
+            )
 
     def retarget(self, steps: int) -> None:
         """Change the run length to `steps` before it is reached (the pre-training switch
@@ -271,7 +311,7 @@ class VariantTrainer:
         """One optimizer step on the batch x (B, D) (uncentred; the trainer centres it).
         During a pretrain="none" prefix the step is skipped and x may be None."""
         self.step_no += 1
-        step, opts, variant, model = self.step_no, self.opts, self.variant, self.model
+        step, opts, model = self.step_no, self.opts, self.model
         if step <= self.start:  # pre-training phase (or, for pretrain="none", skipped steps)
             if self.inner is not None:
                 self.inner.step(x)
@@ -280,6 +320,31 @@ class VariantTrainer:
                     self.history = self.inner.history
                     self.inner = None
             return
+        log = step % opts.log_every == 0 or step == opts.steps
+        if self._graphed():
+            terms, grads = self._graph_step(x), {}
+        else:
+            terms, grads = self._update(x, log and opts.gradient_shares)
+        if log:
+            rec = {"step": step, "samples": step * opts.batch_size,
+                   "dead_in_window": int((~self.fired_window).sum()),
+                   "w_row_norm": float(model.W.detach().norm(dim=1).mean())}  # fmt: skip
+            if opts.history_mcc:
+                rec["mcc"] = _sae_lens_synthetic().mean_correlation_coefficient(
+                    directions(model)[0], self.synth.feature_dict.feature_vectors.detach()
+                )
+            rec.update({t: float(v) / opts.log_every for t, v in self.sums.items()})
+            rec.update(grads)
+            self.history.append(rec)
+            self.fired_window.zero_()
+            for v in self.sums.values():
+                v.zero_()
+
+    def _update(self, x: Tensor, shares: bool) -> tuple[dict[str, Tensor], dict[str, float]]:
+        """One optimizer step on x (B, D), trainer state updated in place (no host
+        synchronisation unless shares, so that it can be captured in a CUDA graph). Returns
+        (the unweighted terms, gradient shares when shares)."""
+        opts, variant, model = self.opts, self.variant, self.model
         loss, weights = self.loss, self.weights
         x = _prep(x, self.mean)  # (B, D)
         dead = self.since_fired >= loss.dead_steps if self.aux else None
@@ -307,6 +372,9 @@ class VariantTrainer:
         if variant.tied_recon:
             terms["tied_recon"] = tied_reconstruction_loss(x, a, model.W, model.b_dec)
             total = total + variant.tied_recon * terms["tied_recon"]
+        if variant.l1_decoder_norm:
+            terms["l1_dec"] = decoder_norm_l1(a, model.decoder_matrix())
+            total = total + variant.l1_decoder_norm * terms["l1_dec"]
         if variant.family == "hybrid":
             z = model.pre_activations(x)  # (B, K) ReLU pre-activations
             probes = correlation_probes(z.shape[1], opts.tc_probes, z) if opts.tc_probes else None
@@ -315,30 +383,45 @@ class VariantTrainer:
             total = total + variant.hybrid_weight * sum(
                 self.enc_weights[t] * enc[t] for t in self.enc_weights
             )
-        log = step % opts.log_every == 0 or step == opts.steps
-        grads = gradient_shares(model.W, parts) if log and opts.gradient_shares else {}
+        grads = gradient_shares(model.W, parts) if shares else {}
         optimizer_step(model, self.opt, total)
         if variant.unit_norm_rows and self.kind == "encoder":
             with torch.no_grad():
                 model.linear.weight.div_(model.linear.weight.norm(dim=1, keepdim=True))
         fired = (a != 0).any(dim=0)  # (K,)
-        self.since_fired = torch.where(fired, 0, self.since_fired + 1)
+        self.since_fired.copy_(torch.where(fired, 0, self.since_fired + 1))
         self.fired_window |= fired
         for t in terms:
-            self.sums[t] = self.sums.get(t, 0.0) + terms[t].detach()
-        if log:
-            rec = {"step": step, "samples": step * opts.batch_size,
-                   "dead_in_window": int((~self.fired_window).sum()),
-                   "w_row_norm": float(model.W.detach().norm(dim=1).mean())}  # fmt: skip
-            if opts.history_mcc:
-                rec["mcc"] = _sae_lens_synthetic().mean_correlation_coefficient(
-                    directions(model)[0], self.synth.feature_dict.feature_vectors.detach()
-                )
-            rec.update({t: float(v) / opts.log_every for t, v in self.sums.items()})
-            rec.update(grads)
-            self.history.append(rec)
-            self.fired_window.zero_()
-            self.sums = {}
+            if t in self.sums:
+                self.sums[t].add_(terms[t].detach())
+            else:
+                self.sums[t] = terms[t].detach().clone()
+        return terms, grads
+
+    def _graphed(self) -> bool:
+        return self.opts.fast_step and self.opts.device.startswith("cuda")
+
+    def _graph_step(self, x: Tensor) -> dict[str, Tensor]:
+        """The fast path on CUDA: GRAPH_WARMUP eager steps on a side stream (lazy
+        initialisation, autotuning), then the step captured once in a CUDA graph (its input
+        a static copy of the batch) and replayed for every later step. Returns the step's
+        terms (static tensors, overwritten by the next replay)."""
+        if self.graph is None and self.warm < GRAPH_WARMUP:
+            self.warm += 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                terms, _ = self._update(x, False)
+            torch.cuda.current_stream().wait_stream(side)
+            return terms
+        if self.graph is None:
+            self.static_x = x.clone()  # (B, D)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.static_terms, _ = self._update(self.static_x, False)
+        self.static_x.copy_(x)
+        self.graph.replay()
+        return self.static_terms
 
 
 def train_variant(
@@ -491,6 +574,8 @@ def topk_readout(dirs: Tensor, k: int) -> Callable[[Tensor], Tensor]:
 _POOL = None  # concurrent.futures.ProcessPoolExecutor while `run` has opts.mcc_workers > 0
 _RUN_T0 = 0.0  # time.perf_counter() when `run` began (opts.max_seconds counts from there)
 PROBE_STEPS = 200
+GRAPH_WARMUP = 3
+"""fast_step on CUDA: eager steps (on a side stream) before the step is captured."""
 """shared_stream with max_seconds: steps timed before the run length is fixed."""
 TIME_SAFETY = 0.85
 """Fraction of the measured step rate assumed for the rest of a timed run."""
@@ -735,11 +820,16 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
     so their budgets match). Each seed has its own stream of batches (one chunked sampler per
     seed, drawn in turn from the global stream seeded with opts.seeds[0]); all variants of a
     seed step on the same batch. Runs opts.steps steps, or what fits in opts.max_seconds.
+    With opts.one_stream every seed steps on the first seed's stream (seeds differ in their
+    initialisation only); opts.seed_variants limits the later seeds to those variants.
     The untrained controls are scored before training (their matchings then run in the
     workers while the models train). Yields rows, Futures inside."""
     trainers, untrained = [], []
     for seed in opts.seeds:
         for name in opts.variants:
+            if opts.seed_variants is not None and seed != opts.seeds[0]:
+                if name not in opts.seed_variants:
+                    continue
             v = VARIANTS[name]
             if v.gaussian:
                 raise ValueError(f"{name}: a Gaussian-surrogate variant cannot share the stream")
@@ -749,21 +839,28 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
             untrained.append(_untrained_metrics(init, tr.variant, synth, opts, mean))
             trainers.append((seed, name, tr))
     torch.manual_seed(opts.seeds[0])
-    samplers = {s: ChunkedSampler(synth, opts.sample_chunk or opts.batch_size) for s in opts.seeds}
+    streams = opts.seeds[:1] if opts.one_stream else opts.seeds
+    chunk = opts.sample_chunk or opts.batch_size
+    samplers = {s: ChunkedSampler(synth, chunk, prefetch=opts.fast_step) for s in streams}
     t0, done, steps = time.perf_counter(), 0, opts.steps
+    cuda = opts.device.startswith("cuda")
     while done < steps:
         if opts.max_seconds is not None and time.perf_counter() - _RUN_T0 > opts.max_seconds:
             break
-        xs = {s: samplers[s](opts.batch_size) for s in opts.seeds}  # (B, D) each
+        xs = {s: samplers[s](opts.batch_size) for s in streams}  # (B, D) each
         for seed, _, tr in trainers:
-            tr.step(xs[seed])
+            tr.step(xs[seed if seed in xs else streams[0]])
         done += 1
         if done == PROBE_STEPS and opts.max_seconds is not None:
+            if cuda:
+                torch.cuda.synchronize()
+            t_probe = time.perf_counter()  # the rate is timed after start-up (graph captures)
+        if done == 2 * PROBE_STEPS and opts.max_seconds is not None:
             # fix the run length from the measured rate, so that the whole schedule (the
             # pre-training switch included) fits in the time left
-            if opts.device.startswith("cuda"):
+            if cuda:
                 torch.cuda.synchronize()
-            rate = done / (time.perf_counter() - t0)
+            rate = PROBE_STEPS / (time.perf_counter() - t_probe)
             left = opts.max_seconds - (time.perf_counter() - _RUN_T0)
             steps = min(opts.steps, done + 1 + int(TIME_SAFETY * rate * max(left, 0.0)))
             for _, _, tr in trainers:

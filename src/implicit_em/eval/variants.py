@@ -31,6 +31,20 @@ def tied_reconstruction_loss(x: Tensor, a: Tensor, W: Tensor, b_dec: Tensor) -> 
     return summed_squared_error(x, a @ W + b_dec)  # (B, K) @ (K, D) -> (B, D)
 
 
+def decoder_norm_l1(a: Tensor, W_dec: Tensor) -> Tensor:
+    """L1 of the codes weighted by their decoder columns' norms, per sample, over the batch.
+
+    a (B, K) codes, W_dec (D, K) decoder (column j decodes latent j) -> scalar
+    mean_i sum_j |a_ij| ||W_dec[:, j]|| / D. This is sae-lens's StandardTrainingSAE sparsity
+    loss (`feature_acts * W_dec.norm(dim=1)`, its L1 norm over latents, mean over the batch;
+    the "Standard L1" SAE of SynthSAEBench, Chanin et al. 2026, arXiv 2602.14687), divided by
+    D because our MSE is a mean over D where sae-lens sums over D: weight w here is sae-lens's
+    l1_coefficient w. The decoder norm keeps the penalty from being dodged by shrinking the
+    codes and growing the decoder.
+    """
+    return (a.abs() * W_dec.norm(dim=0)).sum(dim=1).mean() / W_dec.shape[0]
+
+
 def match_energy(z: Tensor, form: str = "softplus") -> Tensor:
     """Energies that are zero where a unit is *active*: E = softplus(-z) or ReLU(-z).
 
@@ -153,6 +167,7 @@ __all__ = [
     "PRIORS",
     "TERMS",
     "claimant_penalty",
+    "decoder_norm_l1",
     "extra_term",
     "factorial_em_loss",
     "match_energy",
