@@ -128,10 +128,13 @@ def test_one_experiment_trains_only_its_own_runs(tmp_path):
 
 
 def test_topk_trained_in_the_background_gives_the_same_numbers(quick_run, tmp_path, monkeypatch):
-    """The CUDA flow, run on CPU: the TopK SAEs train in a thread while the theorem, the
-    ablation and the benchmark's phase 1 evaluate; every experiment's JSON and the report's
-    tables are bitwise those of the plain flow, and the TopK run is reported as trained now."""
+    """The CUDA flow, run on CPU: the training step's stacks train in threads, the TopK SAEs
+    start once the decoder-free runs they follow are saved and train while the rest of the
+    step, the theorem, the ablation and the benchmark's phase 1 run; every experiment's JSON
+    and the report's tables are bitwise those of the plain flow, and each step reports the
+    runs it waited for as trained now."""
     from implicit_em.experiments import benchmark, common
+    from implicit_em.experiments import reproduce as rep
     from implicit_em.train import stacked
 
     monkeypatch.setattr(stacked, "BACKGROUND_DEVICES", ("cuda", "cpu"))
@@ -141,8 +144,12 @@ def test_topk_trained_in_the_background_gives_the_same_numbers(quick_run, tmp_pa
     monkeypatch.setattr(
         benchmark, "start_runs", lambda *a: started.append(start_runs(*a)) or started[-1]
     )
+    pretrained = []
+    monkeypatch.setattr(
+        rep, "start_runs", lambda *a, **k: pretrained.append(start_runs(*a, **k)) or pretrained[-1]
+    )
     _reproduce(tmp_path)
-    assert started == [True]
+    assert started == [True] and pretrained == [True]
     ref, _ = quick_run
     for f in sorted(ref.glob("*/*.json")):
         assert (tmp_path / f.relative_to(ref)).read_bytes() == f.read_bytes(), f
@@ -150,3 +157,4 @@ def test_topk_trained_in_the_background_gives_the_same_numbers(quick_run, tmp_pa
     tables = [text.split("## Experiment 1", 1)[1] for text in (FIRST_REPORT[ref], md)]
     assert tables[0] == tables[1]
     assert re.search(r"\| benchmark \| [\d.]+ \| 1 trained now; 2 trained earlier", md), md[:2000]
+    assert re.search(r"\| training \(stacked runs\) \| [\d.]+ \| 12 trained now \|", md)
