@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from concurrent.futures import Future
 
 import pytest
 
@@ -133,7 +134,7 @@ def test_topk_trained_in_the_background_gives_the_same_numbers(quick_run, tmp_pa
     step, the theorem, the ablation and the benchmark's phase 1 run; every experiment's JSON
     and the report's tables are bitwise those of the plain flow, and each step reports the
     runs it waited for as trained now."""
-    from implicit_em.experiments import benchmark, common
+    from implicit_em.experiments import benchmark, common, dynamics
     from implicit_em.experiments import reproduce as rep
     from implicit_em.train import stacked
 
@@ -141,15 +142,33 @@ def test_topk_trained_in_the_background_gives_the_same_numbers(quick_run, tmp_pa
     monkeypatch.setattr(benchmark, "BACKGROUND_DEVICES", ("cuda", "cpu"))
     started = []
     start_runs = common.start_runs
-    monkeypatch.setattr(
-        benchmark, "start_runs", lambda *a: started.append(start_runs(*a)) or started[-1]
-    )
+
+    class Late(Future):  # never done before it is asked for: the benchmark's wait finds work
+        def __init__(self, of: Future) -> None:
+            super().__init__()
+            self.of = of
+
+        def done(self) -> bool:
+            return False
+
+        def result(self, timeout=None):
+            return self.of.result(timeout)
+
+    def start_topk_runs(*a):
+        started.append(start_runs(*a))
+        common.PENDING.update({d: Late(f) for d, f in common.PENDING.items()})
+        return started[-1]
+
+    monkeypatch.setattr(benchmark, "start_runs", start_topk_runs)
+    ahead, probe_ahead = [], dynamics.probe_ahead
+    monkeypatch.setattr(dynamics, "probe_ahead", lambda s: ahead.append(1) or probe_ahead(s))
     pretrained = []
     monkeypatch.setattr(
         rep, "start_runs", lambda *a, **k: pretrained.append(start_runs(*a, **k)) or pretrained[-1]
     )
     _reproduce(tmp_path)
     assert started == [True] and pretrained == [True]
+    assert ahead == [1]  # the dynamics step's probes ran while the benchmark waited for TopK
     ref, _ = quick_run
     for f in sorted(ref.glob("*/*.json")):
         assert (tmp_path / f.relative_to(ref)).read_bytes() == f.read_bytes(), f

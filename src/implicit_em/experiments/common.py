@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,12 @@ PENDING: dict[Path, Future] = {}
 stack's training; `ensure_runs` waits for them (`wait_runs` too, leaving them listed)."""
 
 
+WHILE_WAITING: list[Callable[[], object]] = []
+"""Work `ensure_runs` does, in order, before it blocks on runs still training in the
+background (`reproduce` queues a later experiment's probes here while the TopK SAEs train);
+each item runs once."""
+
+
 def describe_runs(entries: list[tuple[Path, str]]) -> str:
     """'2 trained now; 4 trained earlier by this command, loaded' for RUN_LOG entries
     (each distinct run counted once, by its first entry); '-' when there are none."""
@@ -184,6 +191,9 @@ def ensure_runs(
     store = settings.out / "runs"
     dirs = [store / run_id(c) for c in cfgs]
     waited = [d for d in dict.fromkeys(dirs) if d in PENDING]
+    if any(not PENDING[d].done() for d in waited):
+        while WHILE_WAITING:
+            WHILE_WAITING.pop(0)()
     if waited:
         stage(f"training {label}: waiting for {len(waited)} run{'s' * (len(waited) != 1)} "
               "training in the background", settings.progress)  # fmt: skip

@@ -18,6 +18,7 @@ from implicit_em.atomic import atomic_write_json
 from implicit_em.experiments import BY_NAME, EXPERIMENTS, ExperimentOptions, ReproduceOptions
 from implicit_em.experiments.common import (
     RUN_LOG,
+    WHILE_WAITING,
     Settings,
     describe_runs,
     ensure_runs,
@@ -126,11 +127,20 @@ def reproduce(
         # the ablation and the benchmark's phase 1 evaluate. The order stays the report's:
         # the torch probe fits up to 8 runs jointly, so a run's accuracy depends (to ~1e-4)
         # on which runs share its group, and the groups follow the order.
-        timed("training (stacked runs)", lambda: pretrain_all(kw, names))
+        background = timed("training (stacked runs)", lambda: pretrain_all(kw, names))
+    else:
+        background = False
     sections = []
     for i, name in enumerate(names, 1):
+        if name == "benchmark" and background and "dynamics" in names:
+            # While the benchmark waits for the TopK SAEs: the dynamics step's probes (the
+            # benchmark has probed its own runs by then, so the probe groups stay the same).
+            from implicit_em.experiments.dynamics import probe_ahead
+
+            WHILE_WAITING.append(lambda: probe_ahead(_settings("dynamics", **kw)))
         stage(f"experiment {name} ({i}/{len(names)}): evaluating, figures, tables", talk)
         res = timed(name, lambda name=name: BY_NAME[name].run(_settings(name, **kw)))
+        WHILE_WAITING.clear()
         sections.append((BY_NAME[name].title, res))
     total = time.perf_counter() - t0
     base = load_settings("default", out=out, quick=quick, overrides=kw.get("overrides")).base
