@@ -18,7 +18,7 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 POOL_STREAMS = 32
 """Streams torch keeps per device and priority (`torch.cuda.Stream()` hands them out in turn)."""
 _HELD: dict[tuple[int, int], int] = {}  # (device index, stream handle) -> owners holding it
-_HELD_LOCK = threading.Lock()
+_HELD_LOCK = threading.RLock()  # reentrant: a collection inside take_streams may release
 
 
 def take_streams(owner: object, device: torch.device, n: int, priority: int = 0) -> list:
