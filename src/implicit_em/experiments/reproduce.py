@@ -123,8 +123,9 @@ def reproduce(
 
     talk = kw.get("progress", True)
     if any(n in names for n in ("ablation", "benchmark", "dynamics")):
-        # On CUDA the benchmark's TopK SAEs then train in the background while the theorem,
-        # the ablation and the benchmark's phase 1 evaluate. The order stays the report's:
+        # On CUDA the benchmark's TopK SAEs start in this step, once the decoder-free runs
+        # they follow are saved, and train in the background while the rest of the step, the
+        # theorem, the ablation and the benchmark's phase 1 run. The order stays the report's:
         # the torch probe fits up to 8 runs jointly, so a run's accuracy depends (to ~1e-4)
         # on which runs share its group, and the groups follow the order.
         background = timed("training (stacked runs)", lambda: pretrain_all(kw, names))
@@ -139,8 +140,10 @@ def reproduce(
 
             WHILE_WAITING.append(lambda: probe_ahead(_settings("dynamics", **kw)))
         stage(f"experiment {name} ({i}/{len(names)}): evaluating, figures, tables", talk)
-        res = timed(name, lambda name=name: BY_NAME[name].run(_settings(name, **kw)))
-        WHILE_WAITING.clear()
+        try:
+            res = timed(name, lambda name=name: BY_NAME[name].run(_settings(name, **kw)))
+        finally:
+            WHILE_WAITING.clear()  # what this step did not need is done where it belongs
         sections.append((BY_NAME[name].title, res))
     total = time.perf_counter() - t0
     base = load_settings("default", out=out, quick=quick, overrides=kw.get("overrides")).base
