@@ -428,3 +428,68 @@ def test_background_training_equals_train_many(tmp_path, x_digits):
     fut = _train_in_thread([from_dict(bad)], x_digits, None, None, "cpu", False, 1, 5)
     with pytest.raises(RuntimeError):
         fut.result(timeout=60)
+    with pytest.raises(RuntimeError):
+        fut.of(0).result(timeout=60)  # the stack's own future carries its error too
+
+
+def test_background_stacks_urgent_first(tmp_path, x_digits, monkeypatch):
+    """`urgent`: the stacks holding those configs get URGENT_PRIORITY, the others 0; each
+    stack's own future (`StacksFuture.of`) resolves once its runs are saved."""
+    from implicit_em.train import stacked
+
+    priorities = []
+
+    class Recorded(stacked.StackedTrainer):
+        def __init__(self, cfgs, device="cpu", priority=0):
+            priorities.append((len(cfgs), priority))
+            super().__init__(cfgs, device, priority)
+
+    monkeypatch.setattr(stacked, "StackedTrainer", Recorded)
+    cfgs = [
+        make_cfg("encoder", {}, 1, 1e-3, "adam", 1),
+        make_cfg("standard_sae", {}, 2, 1e-3, "adam", 1),
+        make_cfg("encoder", {}, 3, 1e-3, "adam", 1),
+    ]
+    dirs = [tmp_path / f"r{i}" for i in range(3)]
+    fut = stacked._train_in_thread(cfgs, x_digits, None, dirs, "cpu", False, 1, 5, urgent=[1])
+    assert priorities == [(2, 0), (1, stacked.URGENT_PRIORITY)]  # stacks in order of first use
+    assert fut.of(0) is fut.of(2) and fut.of(0) is not fut.of(1)
+    assert fut.of(1).result(timeout=120) is None and runs.is_complete(dirs[1])
+    got = fut.result(timeout=120)
+    assert all(runs.is_complete(d) for d in dirs) and len(got) == 3
+
+
+def test_take_streams_skips_streams_held_by_live_owners(monkeypatch):
+    """The stream choice of `optim.take_streams`, with a fake pool of 4 streams handed out in
+    turn (torch's has 32 per priority): owners alive at once get distinct streams while the
+    pool has free ones, share only when it is exhausted, and give theirs back when collected."""
+    import gc
+
+    from implicit_em.train import optim
+
+    class Owner:
+        pass
+
+    handed = []
+
+    class FakeStream:
+        def __init__(self, device, priority=0):
+            self.device_index, self.cuda_stream = 0, 1000 + len(handed) % 4
+            handed.append(priority)
+
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    assert optim.take_streams(Owner(), torch.device("cpu"), 2) == []
+    cuda = torch.device("cuda")
+    a, b = Owner(), Owner()
+    sa = [s.cuda_stream for s in optim.take_streams(a, cuda, 2, priority=-1)]
+    sb = [s.cuda_stream for s in optim.take_streams(b, cuda, 3)]
+    assert sa == [1000, 1001] and sb == [1002, 1003, 1000]  # the pool spent: a's first shared
+    assert handed[:2] == [-1, -1]
+    del a
+    gc.collect()
+    c = Owner()
+    sc = [s.cuda_stream for s in optim.take_streams(c, cuda, 2)]
+    assert sc == [1001, 1002]  # 1001 (a's) is the only free one: b holds 1000, 1002 and 1003
+    del b, c
+    gc.collect()
+    assert not optim._HELD

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from concurrent.futures import Future
 
 import pytest
 
@@ -128,21 +129,46 @@ def test_one_experiment_trains_only_its_own_runs(tmp_path):
 
 
 def test_topk_trained_in_the_background_gives_the_same_numbers(quick_run, tmp_path, monkeypatch):
-    """The CUDA flow, run on CPU: the TopK SAEs train in a thread while the theorem, the
-    ablation and the benchmark's phase 1 evaluate; every experiment's JSON and the report's
-    tables are bitwise those of the plain flow, and the TopK run is reported as trained now."""
-    from implicit_em.experiments import benchmark, common
+    """The CUDA flow, run on CPU: the training step's stacks train in threads, the TopK SAEs
+    start once the decoder-free runs they follow are saved and train while the rest of the
+    step, the theorem, the ablation and the benchmark's phase 1 run; every experiment's JSON
+    and the report's tables are bitwise those of the plain flow, and each step reports the
+    runs it waited for as trained now."""
+    from implicit_em.experiments import benchmark, common, dynamics
+    from implicit_em.experiments import reproduce as rep
     from implicit_em.train import stacked
 
     monkeypatch.setattr(stacked, "BACKGROUND_DEVICES", ("cuda", "cpu"))
     monkeypatch.setattr(benchmark, "BACKGROUND_DEVICES", ("cuda", "cpu"))
     started = []
     start_runs = common.start_runs
+
+    class Late(Future):  # never done before it is asked for: the benchmark's wait finds work
+        def __init__(self, of: Future) -> None:
+            super().__init__()
+            self.of = of
+
+        def done(self) -> bool:
+            return False
+
+        def result(self, timeout=None):
+            return self.of.result(timeout)
+
+    def start_topk_runs(*a):
+        started.append(start_runs(*a))
+        common.PENDING.update({d: Late(f) for d, f in common.PENDING.items()})
+        return started[-1]
+
+    monkeypatch.setattr(benchmark, "start_runs", start_topk_runs)
+    ahead, probe_ahead = [], dynamics.probe_ahead
+    monkeypatch.setattr(dynamics, "probe_ahead", lambda s: ahead.append(1) or probe_ahead(s))
+    pretrained = []
     monkeypatch.setattr(
-        benchmark, "start_runs", lambda *a: started.append(start_runs(*a)) or started[-1]
+        rep, "start_runs", lambda *a, **k: pretrained.append(start_runs(*a, **k)) or pretrained[-1]
     )
     _reproduce(tmp_path)
-    assert started == [True]
+    assert started == [True] and pretrained == [True]
+    assert ahead == [1]  # the dynamics step's probes ran while the benchmark waited for TopK
     ref, _ = quick_run
     for f in sorted(ref.glob("*/*.json")):
         assert (tmp_path / f.relative_to(ref)).read_bytes() == f.read_bytes(), f
@@ -150,3 +176,4 @@ def test_topk_trained_in_the_background_gives_the_same_numbers(quick_run, tmp_pa
     tables = [text.split("## Experiment 1", 1)[1] for text in (FIRST_REPORT[ref], md)]
     assert tables[0] == tables[1]
     assert re.search(r"\| benchmark \| [\d.]+ \| 1 trained now; 2 trained earlier", md), md[:2000]
+    assert re.search(r"\| training \(stacked runs\) \| [\d.]+ \| 12 trained now \|", md)

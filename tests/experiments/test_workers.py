@@ -89,3 +89,34 @@ def test_runs_started_in_the_background_are_waited_for(tmp_path: Path, monkeypat
         for name, p in a.model.state_dict().items():
             assert torch.equal(p, b.model.state_dict()[name]), name
     assert not common.start_runs(bg, cfgs, data)  # all complete: nothing to start
+
+
+def test_work_queued_while_waiting_runs_before_a_wait(tmp_path: Path):
+    """`WHILE_WAITING`: `ensure_runs` does the queued work before it blocks on a run still
+    training in the background, and only then (a finished background run: no work)."""
+    from concurrent.futures import Future
+
+    from implicit_em.experiments import common
+
+    c = cfg("encoder", 1)
+    data = load_data(c)
+    settings = Settings(base={}, out=tmp_path, progress=False)
+    ensure_runs(settings, [c], data)
+    d = tmp_path / "runs" / common.run_id(c)
+    calls = []
+    try:
+        done = Future()
+        done.set_result(None)
+        common.PENDING[d] = done
+        common.WHILE_WAITING.append(lambda: calls.append("early"))
+        ensure_runs(settings, [c], data)
+        assert calls == [] and common.WHILE_WAITING and not common.PENDING
+        pending = Future()
+        common.PENDING[d] = pending
+        common.WHILE_WAITING.append(lambda: calls.append("second") or pending.set_result(None))
+        got = ensure_runs(settings, [c], data)
+        assert calls == ["early", "second"] and not common.WHILE_WAITING and not common.PENDING
+        assert runs.is_complete(got[0].run_dir)
+    finally:
+        common.WHILE_WAITING.clear()
+        common.PENDING.clear()

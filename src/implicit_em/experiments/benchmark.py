@@ -45,7 +45,7 @@ def _recon(model, kind: str, x: torch.Tensor) -> dict:
         return {"recon_mse": float((model.decode(a) - x).square().mean())}
 
 
-def _first_configs(settings: Settings) -> dict[str, list]:
+def first_configs(settings: Settings) -> dict[str, list]:
     """Phase 1's configs: ours and the standard SAE, one per seed."""
     variants, seeds = settings.extra["variants"], settings.seeds()
     return {v: [settings.config(variants[v], {"training": {"seed": s}}) for s in seeds]
@@ -71,7 +71,7 @@ def start_topk(settings: Settings) -> bool:
     the TopK runs are, or the device cannot train in the background)."""
     if torch.device(settings.device).type not in BACKGROUND_DEVICES:
         return False
-    cfgs = _first_configs(settings)["ours"]
+    cfgs = first_configs(settings)["ours"]
     dirs = [settings.out / "runs" / run_id(c) for c in cfgs]
     if not all(runs.is_complete(d) for d in dirs):
         return False
@@ -120,7 +120,7 @@ def _raw_pixels_probe(settings: Settings, data: Data, cache) -> float:
 def run(settings: Settings) -> dict:
     out = settings.out / "benchmark"
     seeds = settings.seeds()
-    first = _first_configs(settings)
+    first = first_configs(settings)
     data = load_data(first["ours"][0], settings.device)
     results = {v: ensure_runs(settings, c, data, f"benchmark {v}") for v, c in first.items()}
     k_dim = first["ours"][0].model.hidden_dim

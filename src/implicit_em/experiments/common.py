@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,7 +136,13 @@ step's entries to report exactly what the step did (`describe_runs`)."""
 
 PENDING: dict[Path, Future] = {}
 """Run directories training in the background (`start_runs`), each with the Future of its
-stack's training; `ensure_runs` waits for them."""
+stack's training; `ensure_runs` waits for them (`wait_runs` too, leaving them listed)."""
+
+
+WHILE_WAITING: list[Callable[[], object]] = []
+"""Work `ensure_runs` does, in order, before it blocks on runs still training in the
+background (`reproduce` queues a later experiment's probes here while the TopK SAEs train);
+each item runs once."""
 
 
 def describe_runs(entries: list[tuple[Path, str]]) -> str:
@@ -184,6 +191,9 @@ def ensure_runs(
     store = settings.out / "runs"
     dirs = [store / run_id(c) for c in cfgs]
     waited = [d for d in dict.fromkeys(dirs) if d in PENDING]
+    if any(not PENDING[d].done() for d in waited):
+        while WHILE_WAITING:
+            WHILE_WAITING.pop(0)()
     if waited:
         stage(f"training {label}: waiting for {len(waited)} run{'s' * (len(waited) != 1)} "
               "training in the background", settings.progress)  # fmt: skip
@@ -200,11 +210,12 @@ def ensure_runs(
                for d in dirs}  # fmt: skip
     n_stacks = len(group_configs(list(todo.values())))
     workers_used = settings.parallel and n_stacks > 1
-    stage(training_line(label, len(todo), sum(o == TRAINED_ABOVE for o in origins.values()),
-                        sum(o == LOADED for o in origins.values()),
-                        n_stacks if settings.stacked else 0,
-                        min(settings.jobs, n_stacks) if workers_used else 1),
-          settings.progress)  # fmt: skip
+    above = sum(o == TRAINED_ABOVE for o in origins.values())
+    loaded = sum(o == LOADED for o in origins.values())
+    if todo or above or loaded or not waited:  # else the waiting line said it all
+        stage(training_line(label, len(todo), above, loaded, n_stacks if settings.stacked else 0,
+                            min(settings.jobs, n_stacks) if workers_used else 1),
+              settings.progress)  # fmt: skip
     if workers_used:
         from implicit_em.train import workers  # a lone stack keeps all the threads here
 
@@ -225,11 +236,15 @@ def ensure_runs(
     return out
 
 
-def start_runs(settings: Settings, cfgs: list[RunConfig], data: Data, label: str = "") -> bool:
+def start_runs(
+    settings: Settings, cfgs: list[RunConfig], data: Data, label: str = "",
+    urgent: list[RunConfig] | None = None,
+) -> bool:  # fmt: skip
     """Start training the configs that have no complete run directory in the background
     (`stacked.train_many_in_background`: CUDA, stacked); `ensure_runs` on them later waits
     for them and reports them as trained now. Returns whether anything was started (False:
-    nothing to train, or it cannot run in the background; `ensure_runs` then trains it)."""
+    nothing to train, or it cannot run in the background; `ensure_runs` then trains it).
+    urgent: the configs needed first (None: all of them); their stacks get the GPU first."""
     if not settings.stacked:
         return False
     store = settings.out / "runs"
@@ -243,17 +258,30 @@ def start_runs(settings: Settings, cfgs: list[RunConfig], data: Data, label: str
     for d in todo:  # an unfinished directory from a killed run: retrained from scratch
         if d.exists():
             runs.prepare_run_dir(d, resume=False, overwrite=True)
+    hot = set(todo) if urgent is None else {store / run_id(c) for c in urgent}
     future = train_many_in_background(
         list(todo.values()), data.x_train, data.x_test, run_dirs=list(todo),
         device=settings.device, progress=settings.progress, eval_every=settings.eval_every,
         checkpoint_every=settings.checkpoint_every,
+        urgent=[i for i, d in enumerate(todo) if d in hot],
     )  # fmt: skip
     if future is None:
         return False
-    stage(f"training {label}: {len(todo)} run{'s' * (len(todo) != 1)} in the background",
-          settings.progress)  # fmt: skip
-    PENDING.update(dict.fromkeys(todo, future))
+    n_stacks = len(group_configs(list(todo.values())))
+    stage(f"training {label}: {len(todo)} run{'s' * (len(todo) != 1)} in {n_stacks} "
+          f"stack{'s' * (n_stacks != 1)}, in the background", settings.progress)  # fmt: skip
+    PENDING.update({d: future.of(i) for i, d in enumerate(todo)})
     return True
+
+
+def wait_runs(settings: Settings, cfgs: list[RunConfig]) -> None:
+    """Wait until the configs training in the background (`start_runs`) are saved, raising
+    their training's error; they stay in PENDING, so that the `ensure_runs` that asks for
+    them still reports them as trained now."""
+    for c in cfgs:
+        future = PENDING.get(settings.out / "runs" / run_id(c))
+        if future is not None:
+            future.result()
 
 
 def training_line(

@@ -8,17 +8,44 @@ from __future__ import annotations
 
 import numpy as np
 
+from implicit_em import runs
 from implicit_em.experiments import paper
 from implicit_em.experiments.common import (
+    Run,
     Settings,
     ensure_runs,
     fmt,
     load_data,
     mean_std,
     probe_accuracies,
+    run_id,
     save_json,
     savefig,
 )  # fmt: skip
+
+
+def _configs(settings: Settings) -> tuple[list[tuple], list]:
+    """((optimizer, lr, seed) of each run, its config), in the table's order."""
+    opts, lrs = settings.extra["optimizers"], settings.extra["learning_rates"]
+    keys = [(o, lr, s) for o in opts for lr in lrs for s in settings.seeds()]
+    cfgs = [
+        settings.config({"training": {"optimizer": o, "lr": lr, "seed": s}}) for o, lr, s in keys
+    ]
+    return keys, cfgs
+
+
+def probe_ahead(settings: Settings) -> None:
+    """The probe accuracies `run` reads, computed and cached now (`probe_accuracies`: the
+    same runs in the same order, so the same groups of jointly fitted probes and the same
+    numbers, provided no other step probes any of these runs in between); nothing when a run
+    is not finished yet. `reproduce` does this while the TopK SAEs train in the background."""
+    _, cfgs = _configs(settings)
+    dirs = [settings.out / "runs" / run_id(c) for c in cfgs]
+    if not all(runs.is_complete(d) for d in dirs):
+        return
+    run_list = [Run(c, runs.load_run(d, settings.device)[0], runs.read_history(d), d)
+                for c, d in zip(cfgs, dirs, strict=True)]  # fmt: skip
+    probe_accuracies(settings, run_list, load_data(cfgs[0], settings.device))
 
 
 def run(settings: Settings) -> dict:
@@ -30,10 +57,7 @@ def run(settings: Settings) -> dict:
         settings.extra["learning_rates"],
         settings.seeds(),
     )
-    keys = [(o, lr, s) for o in opts for lr in lrs for s in seeds]
-    cfgs = [
-        settings.config({"training": {"optimizer": o, "lr": lr, "seed": s}}) for o, lr, s in keys
-    ]
+    keys, cfgs = _configs(settings)
     data = load_data(cfgs[0], settings.device)
     run_list = ensure_runs(settings, cfgs, data, "dynamics")
     probes = probe_accuracies(settings, run_list, data)

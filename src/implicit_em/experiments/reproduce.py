@@ -8,6 +8,7 @@ continues where it stopped.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -17,11 +18,14 @@ from implicit_em.atomic import atomic_write_json
 from implicit_em.experiments import BY_NAME, EXPERIMENTS, ExperimentOptions, ReproduceOptions
 from implicit_em.experiments.common import (
     RUN_LOG,
+    WHILE_WAITING,
     Settings,
     describe_runs,
     ensure_runs,
     load_data,
     load_settings,
+    start_runs,
+    wait_runs,
 )
 from implicit_em.experiments.report import write_report
 from implicit_em.options import set_threads
@@ -34,9 +38,13 @@ def _settings(name: str, **kw) -> Settings:
 
 def pretrain_all(kw: dict, names: list[str] = ("ablation", "benchmark", "dynamics")) -> bool:
     """Train every run the named experiments among ablation, benchmark (phase 1) and dynamics
-    need, in shared stacks (an experiment run alone trains only its own runs); then, on CUDA,
-    start the benchmark's phase 2 (TopK SAEs, whose k follows phase 1) in the background
-    (`benchmark.start_topk`). Returns whether phase 2 trains in the background."""
+    need, in shared stacks (an experiment run alone trains only its own runs); on CUDA, start
+    the benchmark's phase 2 (TopK SAEs, whose k follows phase 1's decoder-free runs) in the
+    background (`benchmark.start_topk`) as soon as those runs are saved: the stacks then train
+    in the background too (`common.start_runs`), the decoder-free runs' stack first on the
+    GPU, and this returns once every stack of this step is saved. Returns whether phase 2
+    trains in the background. The runs are the same either way (the same kernels on the
+    same data; only the order in which the GPU serves the stacks changes)."""
     cfgs = []
     if "ablation" in names:
         s = _settings("ablation", **kw)
@@ -50,14 +58,24 @@ def pretrain_all(kw: dict, names: list[str] = ("ablation", "benchmark", "dynamic
         s = _settings("dynamics", **kw)
         cfgs += [s.config({"training": {"optimizer": o, "lr": lr, "seed": sd}})
                  for o in s.extra["optimizers"] for lr in s.extra["learning_rates"] for sd in s.seeds()]  # fmt: skip
-    if cfgs:
-        label = ", ".join(n for n in ("ablation", "benchmark", "dynamics") if n in names)
-        ensure_runs(s, cfgs, load_data(cfgs[0], s.device), label)
     if "benchmark" not in names:
+        if cfgs:
+            label = ", ".join(n for n in ("ablation", "dynamics") if n in names)
+            ensure_runs(s, cfgs, load_data(cfgs[0], s.device), label)
         return False
-    from implicit_em.experiments.benchmark import start_topk
+    from implicit_em.experiments.benchmark import first_configs, start_topk
 
-    return start_topk(_settings("benchmark", **kw))
+    bench = _settings("benchmark", **kw)
+    label = ", ".join(n for n in ("ablation", "benchmark", "dynamics") if n in names)
+    data = load_data(cfgs[0], s.device)
+    ours = first_configs(bench)["ours"]
+    early = start_runs(s, cfgs, data, label, urgent=ours)  # False off CUDA
+    topk = False
+    if early:
+        wait_runs(s, ours)
+        topk = start_topk(bench)
+    ensure_runs(s, cfgs, data, label)  # trains them here off CUDA; else waits for them
+    return topk if early else start_topk(bench)
 
 
 REPORT_INDEX = "report.json"
@@ -105,15 +123,27 @@ def reproduce(
 
     talk = kw.get("progress", True)
     if any(n in names for n in ("ablation", "benchmark", "dynamics")):
-        # On CUDA the benchmark's TopK SAEs then train in the background while the theorem,
-        # the ablation and the benchmark's phase 1 evaluate. The order stays the report's:
+        # On CUDA the benchmark's TopK SAEs start in this step, once the decoder-free runs
+        # they follow are saved, and train in the background while the rest of the step, the
+        # theorem, the ablation and the benchmark's phase 1 run. The order stays the report's:
         # the torch probe fits up to 8 runs jointly, so a run's accuracy depends (to ~1e-4)
         # on which runs share its group, and the groups follow the order.
-        timed("training (stacked runs)", lambda: pretrain_all(kw, names))
+        background = timed("training (stacked runs)", lambda: pretrain_all(kw, names))
+    else:
+        background = False
     sections = []
     for i, name in enumerate(names, 1):
+        if name == "benchmark" and background and "dynamics" in names:
+            # While the benchmark waits for the TopK SAEs: the dynamics step's probes (the
+            # benchmark has probed its own runs by then, so the probe groups stay the same).
+            from implicit_em.experiments.dynamics import probe_ahead
+
+            WHILE_WAITING.append(lambda: probe_ahead(_settings("dynamics", **kw)))
         stage(f"experiment {name} ({i}/{len(names)}): evaluating, figures, tables", talk)
-        res = timed(name, lambda name=name: BY_NAME[name].run(_settings(name, **kw)))
+        try:
+            res = timed(name, lambda name=name: BY_NAME[name].run(_settings(name, **kw)))
+        finally:
+            WHILE_WAITING.clear()  # what this step did not need is done where it belongs
         sections.append((BY_NAME[name].title, res))
     total = time.perf_counter() - t0
     base = load_settings("default", out=out, quick=quick, overrides=kw.get("overrides")).base
@@ -122,8 +152,18 @@ def reproduce(
     return write_report(out, sections, timings, total, quick, command, kw, base)
 
 
+CUDA_CONNECTIONS = "32"
+"""CUDA_DEVICE_MAX_CONNECTIONS the experiment commands set when the environment sets none:
+hardware work queues of the GPU (the driver's default is 8). The reproduction's streams
+(about 25: the stacks' branches, their own streams, the caller's) then share fewer queues,
+where one stream's work waits behind another's unrelated graph replays."""
+
+
 def _setup(opts: ExperimentOptions) -> dict:
-    """The keyword arguments of `reproduce` that the options imply (device, jobs, overrides)."""
+    """The keyword arguments of `reproduce` that the options imply (device, jobs, overrides).
+    Off CPU, also CUDA_DEVICE_MAX_CONNECTIONS (`CUDA_CONNECTIONS`), before CUDA starts."""
+    if opts.device != "cpu":
+        os.environ.setdefault("CUDA_DEVICE_MAX_CONNECTIONS", CUDA_CONNECTIONS)
     import torch
 
     import implicit_em.train.loop  # noqa: F401 (numeric libraries before keep_freed_memory)

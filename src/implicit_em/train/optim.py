@@ -8,11 +8,58 @@ own slices (tests/train/test_optim.py compares them); a model marked dead in `al
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
 
 import torch
 from torch import Tensor
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+POOL_STREAMS = 32
+"""Streams torch keeps per device and priority (`torch.cuda.Stream()` hands them out in turn)."""
+_HELD: dict[tuple[int, int], int] = {}  # (device index, stream handle) -> owners holding it
+_HELD_LOCK = threading.RLock()  # reentrant: a collection inside take_streams may release
+
+
+def take_streams(owner: object, device: torch.device, n: int, priority: int = 0) -> list:
+    """n CUDA streams of torch's pool that no live owner holds, held until `owner` is
+    garbage-collected; [] off CUDA.
+
+    priority: torch.cuda.Stream's (lower is more urgent; 0 the default). Kernels captured on
+    these streams into a CUDA graph keep it on replay (PyTorch instantiates graphs with
+    per-node priorities), so the GPU serves them first when work of lower priority waits.
+    torch's pool has POOL_STREAMS streams per priority, handed out in turn, so two stacks
+    training side by side could otherwise get the same stream: a false dependency between
+    them, and while one captures a CUDA graph, the other's work on that stream would join the
+    graph. Only when every stream of the pool is held does an owner share one (the first
+    the pool hands out then).
+    """
+    if device.type != "cuda" or n == 0:
+        return []
+    streams, keys = [], []
+    with _HELD_LOCK:
+        for _ in range(n):
+            tried = [torch.cuda.Stream(device, priority=priority)]
+            while (tried[-1].device_index, tried[-1].cuda_stream) in _HELD:
+                if len(tried) == POOL_STREAMS:  # all held: share the first one handed out
+                    del tried[1:]
+                    break
+                tried.append(torch.cuda.Stream(device, priority=priority))
+            s = tried[-1]
+            key = (s.device_index, s.cuda_stream)
+            streams.append(s)
+            keys.append(key)
+            _HELD[key] = _HELD.get(key, 0) + 1
+    weakref.finalize(owner, _release, keys)
+    return streams
+
+
+def _release(keys: list[tuple[int, int]]) -> None:
+    with _HELD_LOCK:
+        for key in keys:
+            _HELD[key] -= 1
+            if not _HELD[key]:
+                del _HELD[key]
 
 
 class Branches:
@@ -28,12 +75,12 @@ class Branches:
     `on(i)`, then `join()` (the current stream waits for every branch). Tensors the branches
     read must stay referenced until `join()` (the caching allocator could otherwise hand
     their memory to the current stream's next allocation while a branch still reads it).
-    Off CUDA it runs everything on the current stream.
+    Off CUDA it runs everything on the current stream. priority: of the branches' streams
+    (`take_streams`).
     """
 
-    def __init__(self, device: torch.device, n: int) -> None:
-        use = device.type == "cuda"
-        self.streams = [torch.cuda.Stream(device) for _ in range(n)] if use else []
+    def __init__(self, device: torch.device, n: int, priority: int = 0) -> None:
+        self.streams = take_streams(self, device, n, priority)
         self._main: torch.cuda.Stream | None = None
 
     def fork(self) -> None:
@@ -60,12 +107,12 @@ class StackedOptimizer:
     alive: (N,) bool, shared with the trainer (a diverged model is set False and stops moving).
     fused: on CPU, run torch's fused Adam kernel per learning rate (one pass over the
     parameters instead of about ten); False: the tensor-only update that CUDA graphs capture
-    (no host reads).
+    (no host reads). priority: of the CUDA streams of the parameters' updates (`Branches`).
     """
 
     def __init__(
         self, params: dict[str, Tensor], lrs: list[float], alive: Tensor, name: str = "adam",
-        fused: bool = False,
+        fused: bool = False, priority: int = 0,
     ) -> None:  # fmt: skip
         if name not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be adam or sgd, got {name!r}")
@@ -78,7 +125,7 @@ class StackedOptimizer:
         self.state = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in params.items()}
         self._key: tuple | None = None
         # CUDA: each parameter's update on a branch of its own (`Branches`).
-        self.branches = Branches(device, len(params))
+        self.branches = Branches(device, len(params), priority)
 
     @staticmethod
     def _per_model(t: Tensor, like: Tensor) -> Tensor:

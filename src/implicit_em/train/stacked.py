@@ -24,6 +24,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from implicit_em.losses import centred_columns, unit_scale, weight_redundancy_lo
 from implicit_em.models import ACTIVATIONS
 from implicit_em.progress import StackBar
 from implicit_em.train.loop import evaluate, finite_record, loss_terms
-from implicit_em.train.optim import Branches, StackedOptimizer
+from implicit_em.train.optim import Branches, StackedOptimizer, take_streams
 
 STEPS_PER_GRAPH = 32
 """Full-batch steps `StackedTrainer.fit` replays from one CUDA graph (`StackedTrainer.steps`):
@@ -53,6 +54,9 @@ share the cores; tests add "cpu" to run it there)."""
 CHECKPOINT_EVERY = 5
 """Default epochs between stack checkpoints (`StackedTrainer.fit`): on the paper's CPU protocol
 an epoch of a stack takes seconds, so an interrupt loses well under a minute of it."""
+URGENT_PRIORITY = -1
+"""CUDA stream priority of the stacks `train_many_in_background` is told are urgent (the
+default priority is 0; lower is more urgent)."""
 _CAPTURE_LOCK = threading.Lock()  # CUDA-graph captures of stacks trained in threads
 
 
@@ -178,7 +182,11 @@ class StackedTrainer:
     tensors (params, optimizer state, the terms `train_step` returns) follow `slots`.
     """
 
-    def __init__(self, cfgs: list[RunConfig], device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, cfgs: list[RunConfig], device: torch.device | str = "cpu", priority: int = 0
+    ) -> None:
+        """priority: of the stack's CUDA streams (`optim.take_streams`; lower is more urgent):
+        side by side, the GPU serves the kernels of a more urgent stack first."""
         if not cfgs or len({stack_key(c) for c in cfgs}) != 1:
             raise ValueError("configs in one stack must share stack_key(); use group_configs()")
         self.cfgs, self.device = cfgs, torch.device(device)
@@ -224,8 +232,12 @@ class StackedTrainer:
             del self.weights["wr"]  # reported once per epoch by `fit`, not computed per step
         self.use_graphs = self.device.type == "cuda"
         n_blocks = len(self.blocks)  # `_encoder_step`: one branch per block, if several
-        self._block_branches = Branches(self.device, n_blocks if n_blocks > 1 else 0)
-        self._aux_branch = Branches(self.device, 1)  # `_sae_step`
+        self.priority = priority
+        self._block_branches = Branches(self.device, n_blocks if n_blocks > 1 else 0, priority)
+        self._aux_branch = Branches(self.device, int(self.family.topk_codes), priority)  # AuxK
+        # Its own streams, taken once (`take_streams`): warm-up, eager steps and captures run
+        # on `_side`, `fit` side by side with other stacks on `fit_stream` (`_fit_stack`).
+        self._side, self.fit_stream = take_streams(self, self.device, 2, priority) or (None, None)
         # No host reads in a step (CUDA graphs capture it): AuxK then always runs, on all K
         # columns, with live latents masked; on CPU it runs on the dead columns, when any.
         self.host_reads = not self.use_graphs
@@ -236,9 +248,9 @@ class StackedTrainer:
         self._chunk: tuple[torch.cuda.CUDAGraph, Tensor, tuple] | None = None
         self._acc: dict[str, Tensor] | None = None
         # CUDA graphs of stacks trained side by side are captured one stack at a time, with
-        # the other stacks waiting: a capture must not overlap other threads' device-wide
-        # synchronizations, nor their work on a stream of torch's pool (32 streams, handed out
-        # in turn) that happens to be one the capture uses: that work would join the graph.
+        # the other stacks of one `train_many` waiting: a capture must not overlap other
+        # threads' captures (entering one synchronizes the device). No other stack works on
+        # a stream a capture uses (each holds its own streams: `take_streams`).
         self.captured = threading.Event()
         """Set once `fit` will capture no more CUDA graphs (or has ended)."""
         self.proceed: threading.Event | None = None
@@ -252,7 +264,7 @@ class StackedTrainer:
         # about ten); CUDA graphs need the tensor-only update (no host reads).
         self.optim = StackedOptimizer(
             self.params, [c.training.lr for c in slot_cfgs], self.alive,
-            cfgs[0].training.optimizer, fused=self.device.type == "cpu",
+            cfgs[0].training.optimizer, fused=self.device.type == "cpu", priority=priority,
         )  # fmt: skip
 
     def _per_model(self, t: Tensor, like: Tensor) -> Tensor:
@@ -511,7 +523,7 @@ class StackedTrainer:
             self._graph.replay()
             return {k: v.clone() for k, v in self._static_out.items()}
         if self._graph is not None or self._warmup_left > 0:
-            side = torch.cuda.Stream()
+            side = self._side
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 out = self.train_step(xb)
@@ -525,7 +537,7 @@ class StackedTrainer:
         # Stacks may train side by side in threads (train_many on CUDA): one capture at a
         # time (entering a capture synchronizes the device, which fails while another thread
         # captures), on its own stream, with errors only for this thread's unsafe calls.
-        capture = torch.cuda.Stream(self.device)
+        capture = self._side
         with (
             _CAPTURE_LOCK,
             torch.cuda.graph(self._graph, stream=capture, capture_error_mode="thread_local"),
@@ -556,7 +568,7 @@ class StackedTrainer:
             return
         static_order = order.clone()
         graph = torch.cuda.CUDAGraph()
-        capture = torch.cuda.Stream(self.device)
+        capture = self._side
         capture.wait_stream(torch.cuda.current_stream(self.device))
         with (
             _CAPTURE_LOCK,  # as in `step`
@@ -817,6 +829,20 @@ def train_many(
     return results
 
 
+class StacksFuture(Future):
+    """The Future of `train_many_in_background`: `train_many`'s result once every stack is
+    done (or the first stack's error); `of(i)`: the Future of the stack that trains config i
+    alone (None once its runs are saved, or its error), for callers that need some runs
+    before the others."""
+
+    def __init__(self, per_config: list[Future]) -> None:
+        super().__init__()
+        self._per_config = per_config
+
+    def of(self, i: int) -> Future:
+        return self._per_config[i]
+
+
 def train_many_in_background(
     cfgs: list[RunConfig],
     x_train: Tensor,
@@ -826,48 +852,62 @@ def train_many_in_background(
     progress: bool = True,
     eval_every: int = 1,
     checkpoint_every: int = CHECKPOINT_EVERY,
-) -> Future | None:
+    urgent: Collection[int] = (),
+) -> StacksFuture | None:
     """`train_many` (stacked) in a background thread, so that the caller can work meanwhile.
 
     The stacks are built here, in the calling thread (model init seeds the global RNG, so the
     weights are those `train_many` starts from); then a daemon thread per stack fits it on a
     CUDA stream of its own and saves its runs (run directories and checkpoints as in
-    `train_many`). Returns once the stacks have captured their CUDA graphs. Returns a Future of `train_many`'s result
-    (its exception if training failed), or None where training cannot overlap the caller's
-    work reproducibly: a device other than CUDA (on CPU the caller's work would share the
-    cores), or steps that draw random numbers (the sketched penalty's probes come from the
-    global generator the caller also draws from).
+    `train_many`). Returns once the stacks have captured their CUDA graphs. Returns a
+    `StacksFuture` of `train_many`'s result (its exception if training failed), or None where
+    training cannot overlap the caller's work reproducibly: a device other than CUDA (on CPU
+    the caller's work would share the cores), or steps that draw random numbers (the sketched
+    penalty's probes come from the global generator the caller also draws from).
+    urgent: indices of configs needed first; their stacks run at URGENT_PRIORITY (the
+    GPU serves their kernels before those of the other stacks and of the caller's default
+    stream). The results do not depend on it.
     """
     if torch.device(device).type not in BACKGROUND_DEVICES or _draws(cfgs):
         return None
     return _train_in_thread(cfgs, x_train, x_eval, run_dirs, device, progress, eval_every,
-                            checkpoint_every)  # fmt: skip
+                            checkpoint_every, urgent)  # fmt: skip
 
 
 def _train_in_thread(
     cfgs: list[RunConfig], x_train: Tensor, x_eval: Tensor | None, run_dirs: list | None,
     device: torch.device | str, progress: bool, eval_every: int, checkpoint_every: int,
-) -> Future:  # fmt: skip
+    urgent: Collection[int] = (),
+) -> StacksFuture:  # fmt: skip
     """`train_many_in_background` on any device."""
     groups = group_configs(cfgs)
     ckpts = _checkpoints(groups, run_dirs, checkpoint_every)
-    trainers = [StackedTrainer([cfgs[i] for i in g], device) for g in groups]
+    hot = set(urgent)
+    trainers = [StackedTrainer([cfgs[i] for i in g], device,
+                               URGENT_PRIORITY if hot.intersection(g) else 0) for g in groups]  # fmt: skip
     results: list = [None] * len(cfgs)
     done = _keeper(results, cfgs, run_dirs)
-    future: Future = Future()
+    stack_futures = [Future() for _ in groups]
+    per_config: list = [None] * len(cfgs)
+    for g, f in zip(groups, stack_futures, strict=True):
+        for i in g:
+            per_config[i] = f
+    future = StacksFuture(per_config)
     on_stream = torch.device(device).type == "cuda"
     pending, lock = [len(groups)], threading.Lock()
 
-    def work(group: list[int], trainer: StackedTrainer, ckpt: Path | None) -> None:
+    def work(group: list[int], trainer: StackedTrainer, ckpt: Path | None, mine: Future) -> None:
         try:
             models, hists = _fit_stack(trainer, x_train, x_eval, progress, eval_every, ckpt,
                                        checkpoint_every, concurrent=on_stream)  # fmt: skip
             _finish_stack(group, models, hists, ckpt, done)
         except BaseException as err:  # noqa: BLE001  (handed to whoever waits on the future)
+            mine.set_exception(err)
             with lock:
                 if not future.done():
                     future.set_exception(err)
             return
+        mine.set_result(None)
         with lock:
             pending[0] -= 1
             if pending[0] == 0 and not future.done():
@@ -877,7 +917,7 @@ def _train_in_thread(
     # caller's work may do) while a stream captures a graph: return once every stack's
     # captures are done (`StackedTrainer.captured`: a few steps).
     with _one_capture_at_a_time(trainers):
-        for args in zip(groups, trainers, ckpts, strict=True):
+        for args in zip(groups, trainers, ckpts, stack_futures, strict=True):
             threading.Thread(target=work, args=args, name="implicit-em stack", daemon=True).start()
             args[1].captured.wait()
     return future
@@ -992,7 +1032,7 @@ def _fit_stack(
     """`trainer.fit`; with `concurrent` (CUDA), on a stream of its own."""
     stream = None
     if concurrent:
-        stream = torch.cuda.Stream(trainer.device)
+        stream = trainer.fit_stream
         stream.wait_stream(torch.cuda.current_stream(trainer.device))  # data and init ready
     try:
         with torch.cuda.stream(stream):  # None: the current stream
