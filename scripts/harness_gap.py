@@ -10,7 +10,9 @@ untrained models and random directions.
 usage: python scripts/harness_gap.py run OUT_DIR --rows saelens:0 batchtopk:0 ... [--tiny]
        python scripts/harness_gap.py table OUT_DIR      # markdown tables + the plan's rule
 
-A row is NAME:SEED, NAME `saelens` or a name of `eval.options.VARIANTS`. Rows may be split
+A row is NAME:SEED, NAME `saelens`, `saelens-bf16` (sae-lens's trainer under bf16 autocast
+with the batches rounded to bf16, as the published runs' autocast_sae / autocast_data) or a
+name of `eval.options.VARIANTS`. Rows may be split
 over processes: each draws the same stream (STREAM_SEED) and writes OUT_DIR/<first row>.json,
 rewritten at every mark, so that a run cut short keeps its curve.
 """
@@ -30,14 +32,18 @@ BATCH, LR = 1024, 3e-4
 
 
 def marks(steps: int) -> list[int]:
-    return [0] + [round(steps * f) for f in (0.125, 0.25, 0.5, 0.75, 1.0)]
+    """Steps at which MCC is measured: the plan's 0, 250, 500, 1,000, 1,500, 2,000 (scaled for
+    shorter runs), then every 1,000 steps for a longer run."""
+    if steps < 2000:
+        return [0] + [round(steps * f) for f in (0.125, 0.25, 0.5, 0.75, 1.0)]
+    return [0, 250, 500, 1000, 1500, *range(2000, steps + 1, 1000)]
 
 
 class SaeLensRow:
     """sae-lens's BatchTopKTrainingSAE (its config defaults) and its SAETrainer, configured as
     `sae_lens.synthetic.train_toy_sae` configures it, stepped one batch at a time."""
 
-    def __init__(self, d: int, cfg: dict, seed: int) -> None:
+    def __init__(self, d: int, cfg: dict, seed: int, bf16: bool = False) -> None:
         from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, LoggingConfig
         from sae_lens.config import SAETrainerConfig
         from sae_lens.training.sae_trainer import SAETrainer
@@ -48,7 +54,7 @@ class SaeLensRow:
         )
         tcfg = SAETrainerConfig(
             n_checkpoints=0, checkpoint_path=None, save_final_checkpoint=False,
-            total_training_samples=cfg["steps"] * BATCH, device="cpu", autocast=False, lr=LR,
+            total_training_samples=cfg["steps"] * BATCH, device="cpu", autocast=bf16, lr=LR,
             lr_end=LR, lr_scheduler_name="constant", lr_warm_up_steps=0, adam_beta1=0.9,
             adam_beta2=0.999, lr_decay_steps=0, n_restart_cycles=1,
             train_batch_size_samples=BATCH, dead_feature_window=cfg["dead_steps"],
@@ -58,10 +64,11 @@ class SaeLensRow:
         )  # fmt: skip
         self.trainer = SAETrainer(cfg=tcfg, sae=self.sae, data_provider=iter(()))
         self.last: dict = {}
+        self.bf16 = bf16  # the published runs: autocast_sae and autocast_data (bf16)
 
     def step(self, x: torch.Tensor) -> None:
         self.trainer.maybe_reset_sparsity()
-        out = self.trainer.step(x)
+        out = self.trainer.step(x.bfloat16() if self.bf16 else x)
         self.trainer.n_training_steps += 1
         self.last = {k: float(v.detach()) for k, v in out.losses.items()}
 
@@ -73,8 +80,8 @@ class SaeLensRow:
         with torch.no_grad():
             _, pre = self.sae.encode_with_hidden_pre(x)  # (B, K), rescaled, not ReLU'd
         return {"dead": int(dead.sum()), "dead_with_positive_pre": int(((pre > 0).any(0) & dead).sum()),
-                "decoder_norm_mean": float(self.sae.W_dec.norm(dim=1).mean()),
-                "encoder_norm_mean": float(self.sae.W_enc.norm(dim=0).mean()),
+                "decoder_norm_mean": float(self.sae.W_dec.detach().norm(dim=1).mean()),
+                "encoder_norm_mean": float(self.sae.W_enc.detach().norm(dim=0).mean()),
                 "losses": self.last}  # fmt: skip
 
 
@@ -104,8 +111,8 @@ class OurRow:
         with torch.no_grad():
             pre = m.encoder(x - m.b_dec)  # (B, K) raw pre-activations (before any rescale)
         return {"dead": int(dead.sum()), "dead_with_positive_pre": int(((pre > 0).any(0) & dead).sum()),
-                "decoder_norm_mean": float(m.W_dec.norm(dim=0).mean()),
-                "encoder_norm_mean": float(m.encoder.weight.norm(dim=1).mean()),
+                "decoder_norm_mean": float(m.W_dec.detach().norm(dim=0).mean()),
+                "encoder_norm_mean": float(m.encoder.weight.detach().norm(dim=1).mean()),
                 "last_log": tr.history[-1] if tr.history else {}}  # fmt: skip
 
 
@@ -115,7 +122,9 @@ def run(args) -> None:
     from implicit_em.eval import synthetic as S
 
     torch.set_num_threads(1)
-    cfg = TINY if args.tiny else SMALL
+    cfg = dict(TINY if args.tiny else SMALL)
+    if args.steps:  # a longer run than the plan's (post hoc, harness-gap.md says which)
+        cfg["steps"] = args.steps
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / (args.rows[0].replace(":", "-s") + ".json")
@@ -133,11 +142,10 @@ def run(args) -> None:
     models = []
     for row in args.rows:
         name, seed = row.split(":")
-        m = (
-            SaeLensRow(d, cfg, int(seed))
-            if name == "saelens"
-            else OurRow(name, synth, cfg, int(seed))
-        )
+        if name.startswith("saelens"):  # saelens-bf16: bf16 autocast, data rounded to bf16
+            m = SaeLensRow(d, cfg, int(seed), bf16=name == "saelens-bf16")
+        else:
+            m = OurRow(name, synth, cfg, int(seed))
         models.append(m)
         rec["rows"].append({"name": name, "seed": int(seed), "mcc": {}})
     torch.manual_seed(STREAM_SEED)
@@ -218,6 +226,7 @@ def main() -> None:
     r.add_argument("out_dir")
     r.add_argument("--rows", nargs="+", required=True, help="NAME:SEED, NAME saelens or a variant")
     r.add_argument("--tiny", action="store_true", help="the CI recipe, seconds")
+    r.add_argument("--steps", type=int, default=None, help="steps instead of the plan's 2,000")
     t = sub.add_parser("table")
     t.add_argument("out_dir")
     a = p.parse_args()

@@ -162,5 +162,7 @@ def test_saelens_variants_exist_and_refuse_other_families():
         assert VARIANTS[f"{base}-sl-all"].saelens == SAELENS_PROTOCOL
         for part in SAELENS_PROTOCOL:
             assert VARIANTS[f"{base}-sl-{part}"].saelens == (part,)
+            rest = VARIANTS[f"{base}-sl-no-{part}"].saelens
+            assert part not in rest and len(rest) == len(SAELENS_PROTOCOL) - 1
     with pytest.raises(ValueError, match="BatchTopK family"):
         make_model(replace(VARIANTS["topk"], saelens=("rescale",)), D, K, 3.0)

@@ -276,6 +276,11 @@ for _base in ("batchtopk", "batchtopk-k25"):
     for _part in SAELENS_PROTOCOL:
         VARIANTS[f"{_base}-sl-{_part}"] = replace(VARIANTS[_base], saelens=(_part,))
     VARIANTS[f"{_base}-sl-all"] = replace(VARIANTS[_base], saelens=SAELENS_PROTOCOL)
+    # all but one part (added after the one-at-a-time rows showed the parts interact)
+    for _part in SAELENS_PROTOCOL:
+        VARIANTS[f"{_base}-sl-no-{_part}"] = replace(
+            VARIANTS[_base], saelens=tuple(p for p in SAELENS_PROTOCOL if p != _part)
+        )
 
 
 @dataclass(frozen=True)
