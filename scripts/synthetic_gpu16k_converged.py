@@ -12,7 +12,9 @@ GPU there is):
   fed by the prefetching sampler).
 - equal: the graph against the same fast step run eagerly, full float32, tiny recipe (the
   driver runs it on the rows' GPU before the rows).
-- ref: BatchTopK, width 4,096, k = 25, batch 1,024, Adam 3e-4 constant, to 200 M samples
+- ref: BatchTopK (--ref-variant, default batchtopk-k25; batchtopk-k25-sl-all is sae-lens's
+  protocol, docs/eval/synthetic/harness-gap.md), width 4,096, k = 25, batch 1,024, Adam 3e-4
+  constant, to 200 M samples
   (SAELens docs `docs/synth_sae_bench.md`), MCC at MILESTONES (matched in worker processes),
   `ref.json` rewritten at every milestone, so that a timeout still leaves the curve.
 - rows: the family rows of ROWS (SEEDED for --seeds seeds) in lockstep on one stream
@@ -177,7 +179,7 @@ def reference(args, out: Path, t_start: float) -> None:
     dev = args.device
     log: dict = {"args": vars(args)}
     opts = base_options(args, S, eval_samples=4_000 if args.tiny else 200_000)
-    v = variant(S, "batchtopk-k25", opts)
+    v = variant(S, args.ref_variant, opts)
     t = time.perf_counter()
     synth = S.build_synthetic_model(opts.recipe, 42, dev)
     gt = synth.feature_dict.feature_vectors.detach()
@@ -277,7 +279,7 @@ def driver(args, out: Path) -> None:
                 subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
         cmd = [sys.executable, str(here), str(out), "--role", role, "--budget", str(args.budget),
                "--recipe", args.recipe, "--seeds", str(args.seeds), "--t-start",
-               str(time.time())]  # fmt: skip
+               str(time.time()), "--ref-variant", args.ref_variant]  # fmt: skip
         if args.sae_lens_src:
             cmd += ["--sae-lens-src", args.sae_lens_src]
         if args.tiny:
@@ -303,6 +305,9 @@ def main() -> None:
     p.add_argument("--sae-lens-src", default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--tiny", action="store_true")
+    p.add_argument("--ref-variant", default="batchtopk-k25",
+                   help="the reference's variant (batchtopk-k25-sl-all: sae-lens's protocol, "
+                        "docs/eval/synthetic/harness-gap.md)")  # fmt: skip
     p.add_argument("--t-start", type=float, default=None)
     args = p.parse_args()
     out = Path(args.out_dir)

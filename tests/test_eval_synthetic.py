@@ -255,8 +255,8 @@ def test_shared_stream_trains_all_models_in_lockstep_with_worker_mccs(tmp_path):
         assert a["untrained"]["mcc"] == pytest.approx(b["untrained"]["mcc"], abs=1e-6)
 
 
-FAST_VARIANTS = ("batchtopk", "topk", "tied-topk", "tied-topk-im-3.0", "encoder", "matryoshka",
-                 "jumprelu-0.01", "standard-l1-3.0")  # fmt: skip
+FAST_VARIANTS = ("batchtopk", "batchtopk-sl-all", "topk", "tied-topk", "tied-topk-im-3.0",
+                 "encoder", "matryoshka", "jumprelu-0.01", "standard-l1-3.0")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", FAST_VARIANTS)

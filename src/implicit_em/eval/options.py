@@ -148,6 +148,13 @@ class Variant:
     """Train on Gaussian samples with the synthetic data's mean and covariance (estimated from
     131,072 samples) instead of the data itself: the second-order surrogate. Scored on the
     real data and the true features as usual."""
+    saelens: tuple[str, ...] = ()
+    """BatchTopK families: parts of sae-lens's BatchTopK training protocol switched on
+    (SynthSAEBench's published runs; docs/eval/synthetic/harness-gap.md): rescale (codes
+    scaled by the decoder norms, decoder free), init (decoder norm 0.1, encoder = its
+    transpose, encoder bias 0), auxk (AuxK at coefficient 1 on the top D // 2 dead latents'
+    raw pre-activations, times min(n_dead / (D // 2), 1)), clip (the loss summed over D
+    and the gradient norm clipped at 1.0 before the step). Empty: our protocol."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -261,6 +268,19 @@ for _c in (1.0, 3.0, 10.0):
 for _k in (15, 25, 34):
     VARIANTS[f"topk-k{_k}"] = replace(VARIANTS["topk"], k=_k)
     VARIANTS[f"batchtopk-k{_k}"] = replace(VARIANTS["batchtopk"], k=_k)
+SAELENS_PROTOCOL = ("rescale", "init", "auxk", "clip")
+"""The parts of sae-lens's BatchTopK protocol (`Variant.saelens`)."""
+# Our BatchTopK with sae-lens's protocol, one part at a time and all together
+# (docs/eval/synthetic/harness-gap-PLAN.md, fixed before the runs).
+for _base in ("batchtopk", "batchtopk-k25"):
+    for _part in SAELENS_PROTOCOL:
+        VARIANTS[f"{_base}-sl-{_part}"] = replace(VARIANTS[_base], saelens=(_part,))
+    VARIANTS[f"{_base}-sl-all"] = replace(VARIANTS[_base], saelens=SAELENS_PROTOCOL)
+    # all but one part (added after the one-at-a-time rows showed the parts interact)
+    for _part in SAELENS_PROTOCOL:
+        VARIANTS[f"{_base}-sl-no-{_part}"] = replace(
+            VARIANTS[_base], saelens=tuple(p for p in SAELENS_PROTOCOL if p != _part)
+        )
 
 
 @dataclass(frozen=True)
@@ -337,6 +357,9 @@ class SyntheticEvalOptions(ThreadsOption):
     """Also score a least-squares read-out fitted post hoc (`mcc_lstsq`; one more matching)."""
     gradient_shares: bool = True
     """Record each term's share of the gradient in every history record."""
+    dead_steps: int = 1000
+    """AuxK: steps without firing after which a latent counts as dead (LossConfig.dead_steps;
+    sae-lens's dead_feature_window is 1,000 too)."""
     fast_step: bool = False
     """Train with the fast step (`synthetic.VariantTrainer`): fused Adam and in-place trainer
     state everywhere; on CUDA the whole step (forward, backward, Adam, decoder projection and
@@ -360,6 +383,8 @@ class SyntheticEvalOptions(ThreadsOption):
             raise ValueError(f"k must be >= 1 (got {self.k}); None uses the true L0")
         if self.sample_chunk is not None and self.sample_chunk < 1:
             raise ValueError(f"sample_chunk must be >= 1 (got {self.sample_chunk})")
+        if self.dead_steps < 1:
+            raise ValueError(f"dead_steps must be >= 1 (got {self.dead_steps})")
         if self.mcc_workers < 0:
             raise ValueError(f"mcc_workers must be >= 0 (got {self.mcc_workers})")
         stray = [v for v in self.seed_variants or () if v not in self.variants]

@@ -143,7 +143,14 @@ def make_model(variant: Variant, d: int, k_latents: int, true_l0: float) -> nn.M
         m = ModelConfig(type=variant.family, input_dim=d, hidden_dim=k_latents, k=k,
                         jump_threshold=variant.jump_threshold,
                         jump_bandwidth=variant.jump_bandwidth)  # fmt: skip
-        return family(variant.family).build(m)
+        model = family(variant.family).build(m)
+        parts = tuple(p for p in variant.saelens if p != "clip")  # clip: the trainer's
+        if parts:
+            if not hasattr(model, "saelens_protocol_"):
+                raise ValueError(f"Variant.saelens {parts}: the {variant.family} family has no "
+                                 "sae-lens protocol; use it with a BatchTopK family")  # fmt: skip
+            model.saelens_protocol_(parts)
+        return model
     return TopKSAE(d, k_latents, k)
 
 
@@ -172,11 +179,12 @@ def directions(model: nn.Module) -> tuple[Tensor, Tensor | None]:
     return model.W.detach(), None
 
 
-def _loss_config(v: Variant, batch_size: int) -> LossConfig:
+def _loss_config(v: Variant, batch_size: int, dead_steps: int = 1000) -> LossConfig:
     return LossConfig(
         lambda_lse=1.0 / batch_size if v.lse_mean else 1.0,
         lambda_var=v.lambda_var, lambda_tc=v.lambda_tc, lambda_wr=v.lambda_wr,
         reference_k=v.reference_k, l0_coef=v.l0_coef, l1_weight=v.l1_weight,
+        aux_coef=1.0 if "auxk" in v.saelens else LossConfig.aux_coef, dead_steps=dead_steps,
     )  # fmt: skip
 
 
@@ -263,7 +271,8 @@ class VariantTrainer:
             self.opt = torch.optim.Adam(params, lr=lr)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.warm = 0  # eager steps taken on the fast path before the capture
-        loss = replace(_loss_config(variant, opts.batch_size), tc_probes=opts.tc_probes)
+        loss = replace(_loss_config(variant, opts.batch_size, opts.dead_steps),
+                       tc_probes=opts.tc_probes)  # fmt: skip
         self.loss = loss
         self.kind = model_type(model)  # the family's registry name (hybrid: its TopK SAE)
         self.aux = hasattr(model, "aux_reconstruction")  # AuxK on dead latents
@@ -384,7 +393,12 @@ class VariantTrainer:
                 self.enc_weights[t] * enc[t] for t in self.enc_weights
             )
         grads = gradient_shares(model.W, parts) if shares else {}
-        optimizer_step(model, self.opt, total)
+        clip = None
+        if "clip" in variant.saelens:  # sae-lens: MSE summed over D, gradient norm <= 1
+            total = total * x.shape[1]
+            params = [p for p in model.parameters() if p.requires_grad]
+            clip = lambda: nn.utils.clip_grad_norm_(params, SAELENS_CLIP)  # noqa: E731
+        optimizer_step(model, self.opt, total, after_backward=clip)
         if variant.unit_norm_rows and self.kind == "encoder":
             with torch.no_grad():
                 model.linear.weight.div_(model.linear.weight.norm(dim=1, keepdim=True))
@@ -574,6 +588,8 @@ def topk_readout(dirs: Tensor, k: int) -> Callable[[Tensor], Tensor]:
 _POOL = None  # concurrent.futures.ProcessPoolExecutor while `run` has opts.mcc_workers > 0
 _RUN_T0 = 0.0  # time.perf_counter() when `run` began (opts.max_seconds counts from there)
 PROBE_STEPS = 200
+SAELENS_CLIP = 1.0
+"""sae-lens's SAETrainer clips the gradient norm at 1.0 (`Variant.saelens` "clip")."""
 GRAPH_WARMUP = 3
 """fast_step on CUDA: eager steps (on a side stream) before the step is captured."""
 """shared_stream with max_seconds: steps timed before the run length is fixed."""

@@ -40,8 +40,9 @@ class MatryoshkaBatchTopKSAE(BatchTopKSAE):
     def inner_reconstructions(self, a: Tensor) -> list[Tensor]:
         """x_hat of each inner prefix m_1 .. m_{L-1}, each (B, D), from codes a (B, K)."""
         out, x_hat, lo = [], self.uncentred(self.b_dec.expand(a.shape[0], -1)), 0
+        cols = self.decoder_columns()  # (D, K): W_dec, unit columns under sae-lens's rescale
         for w in self.widths[:-1]:
-            x_hat = x_hat + a[:, lo:w] @ self.W_dec[:, lo:w].t()  # (B, w - lo) @ (w - lo, D)
+            x_hat = x_hat + a[:, lo:w] @ cols[:, lo:w].t()  # (B, w - lo) @ (w - lo, D)
             out.append(x_hat)
             lo = w
         return out
