@@ -21,6 +21,16 @@ import typing
 import torch
 
 
+def worker_setup(sae_lens_src: str | None) -> None:
+    """One thread, TF32 matmuls on the GPU, and the sae-lens source shim when given: the
+    start of every GPU script's worker process (synthetic_gpu16k*.py)."""
+    torch.set_num_threads(1)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    if sae_lens_src:
+        install_sae_lens_shim(sae_lens_src)
+
+
 def install_sae_lens_shim(src: str) -> None:
     pkg = types.ModuleType("sae_lens")
     pkg.__path__ = [f"{src}/sae_lens"]

@@ -315,13 +315,9 @@ def main() -> None:
     if args.role == "driver":
         driver(args, out)
         return
-    torch.set_num_threads(1)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    if args.sae_lens_src:
-        from synthetic_eval import install_sae_lens_shim
+    from synthetic_eval import worker_setup
 
-        install_sae_lens_shim(args.sae_lens_src)
+    worker_setup(args.sae_lens_src)
     t_start = time.perf_counter() - (time.time() - (args.t_start or time.time()))
     if args.role == "check":
         check(args, out)

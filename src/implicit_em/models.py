@@ -28,11 +28,14 @@ def _check_activation(name: str) -> None:
         raise ValueError(f"unknown activation {name!r}: choose one of {sorted(ACTIVATIONS)}")
 
 
-def _check_dims(input_dim: int, hidden_dim: int) -> None:
+def _check_dims(input_dim: int, hidden_dim: int, k: int | None = None) -> None:
+    """ValueError unless input_dim, hidden_dim >= 1 and (when given) 1 <= k <= hidden_dim."""
     if int(input_dim) < 1 or int(hidden_dim) < 1:
         raise ValueError(
             f"input_dim and hidden_dim must be positive, got {input_dim} and {hidden_dim}"
         )
+    if k is not None and not 1 <= int(k) <= hidden_dim:
+        raise ValueError(f"k must be in [1, hidden_dim={hidden_dim}], got {k}")
 
 
 def topk_codes(a: Tensor, k: int) -> Tensor:
@@ -220,9 +223,7 @@ class TopKSAE(_UnitDecoder, _SAEWeights, nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int, k: int, centre: bool = False) -> None:
         super().__init__()
-        _check_dims(input_dim, hidden_dim)
-        if not 1 <= int(k) <= hidden_dim:
-            raise ValueError(f"k must be in [1, hidden_dim={hidden_dim}], got {k}")
+        _check_dims(input_dim, hidden_dim, k)
         self.input_dim, self.hidden_dim, self.k = input_dim, hidden_dim, int(k)
         self._init_unit_decoder(input_dim, hidden_dim)
         self._init_centring(input_dim, centre)

@@ -37,9 +37,7 @@ class TiedTopKSAE(_LinearRows, _SAEWeights, nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int, k: int, centre: bool = False) -> None:
         super().__init__()
-        _check_dims(input_dim, hidden_dim)
-        if not 1 <= int(k) <= hidden_dim:
-            raise ValueError(f"k must be in [1, hidden_dim={hidden_dim}], got {k}")
+        _check_dims(input_dim, hidden_dim, k)
         self.input_dim, self.hidden_dim, self.k = input_dim, hidden_dim, int(k)
         self.linear = nn.Linear(input_dim, hidden_dim)  # models.Encoder's layer and init
         self.b_dec = nn.Parameter(self.linear.weight.new_zeros(input_dim))  # (D,)
