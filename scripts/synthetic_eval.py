@@ -15,10 +15,27 @@ import importlib
 import json
 import logging
 import sys
+import time
 import types
 import typing
 
 import torch
+
+
+def sync(dev: str) -> None:
+    """Wait for the GPU's queued work (no-op on the CPU)."""
+    if dev.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, n: int, dev: str) -> float:
+    """Seconds per call of fn, over n calls, with the GPU synchronised before and after."""
+    sync(dev)
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    sync(dev)
+    return (time.perf_counter() - t) / n
 
 
 def worker_setup(sae_lens_src: str | None) -> None:

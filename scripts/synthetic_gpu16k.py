@@ -30,25 +30,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from synthetic_eval import sync as _sync  # noqa: E402
+from synthetic_eval import timed as _timed  # noqa: E402
+
 HEAD = ("encoder", "topk", "batchtopk", "tied-topk-im-3.0", "topk-pretrained", "topk-half")
 EXTRA = ("matryoshka", "jumprelu-0.01", "jumprelu-0.1", "jumprelu-1.0", "l1-0.1", "l1-1.0",
          "l1-10.0", "tied-topk", "encoder-wr", "encoder-centred", "batchtopk-k15",
          "batchtopk-k34")  # fmt: skip
 MILESTONES = (2.5e6, 5e6, 10e6, 25e6, 50e6, 100e6, 150e6, 200e6)  # samples
-
-
-def _sync(dev: str) -> None:
-    if dev.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _timed(fn, n: int, dev: str) -> float:
-    _sync(dev)
-    t = time.perf_counter()
-    for _ in range(n):
-        fn()
-    _sync(dev)
-    return (time.perf_counter() - t) / n
 
 
 def base_options(args, S):

@@ -42,6 +42,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from synthetic_eval import sync as _sync  # noqa: E402
+from synthetic_eval import timed as _timed  # noqa: E402
+
 CHECKED = ("batchtopk-k25", "topk-k25", "tied-topk", "tied-topk-im-3.0", "encoder",
            "matryoshka-k25", "jumprelu-0.003", "jumprelu-0.01", "jumprelu-0.03",
            "standard-l1-1.0", "standard-l1-3.0", "standard-l1-10.0")  # fmt: skip
@@ -53,20 +56,6 @@ SEEDED = ("tied-topk", "tied-topk-im-3.0", "encoder")
 MILESTONES = (2.5e6, 5e6, 10e6, 25e6, 50e6, 75e6, 100e6, 125e6, 150e6, 175e6, 200e6)
 REF_RESERVE = 35.0  # s kept after training for the 200k-sample scoring of the reference
 ROWS_RESERVE = 60.0  # s kept for scoring every row (MCCs in workers)
-
-
-def _sync(dev: str) -> None:
-    if dev.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _timed(fn, n: int, dev: str) -> float:
-    _sync(dev)
-    t = time.perf_counter()
-    for _ in range(n):
-        fn()
-    _sync(dev)
-    return (time.perf_counter() - t) / n
 
 
 def base_options(args, S, **kw):
