@@ -187,7 +187,19 @@ def reference(args, out: Path, t_start: float) -> None:
     marks = {math.ceil(m * scale / B): m * scale for m in MILESTONES}
     snaps, deadline = [], t_start + args.budget - REF_RESERVE
     torch.manual_seed(0)
-    sample = S.ChunkedSampler(synth, opts.sample_chunk, prefetch=True)
+    if args.sampler_device:
+        # the same recipe and seed built again on the sampling device: the same model, checked
+        # by its checksum; its chunks are drawn there by a thread and copied to `dev`
+        other = S.build_synthetic_model(opts.recipe, 42, args.sampler_device)
+        other_sum = float(other.feature_dict.feature_vectors.detach().double().abs().sum())
+        log.update(sampler_device=args.sampler_device, sampler_gt_checksum=other_sum)
+        if other_sum != log["gt_checksum"]:
+            raise SystemExit(f"the model built on {args.sampler_device} differs from the one on "
+                             f"{dev} (checksums {other_sum} and {log['gt_checksum']})")
+        torch.manual_seed(0)
+        sample = S.BackgroundSampler(other, opts.sample_chunk, dev)
+    else:
+        sample = S.ChunkedSampler(synth, opts.sample_chunk, prefetch=True)
 
     def write(final: bool) -> None:
         done = [{k: (v.result() if hasattr(v, "result") and (final or v.done()) else
@@ -211,6 +223,8 @@ def reference(args, out: Path, t_start: float) -> None:
             print(json.dumps({k: v for k, v in snap.items() if k != "mcc"}), flush=True)
             write(False)
     _sync(dev)
+    if isinstance(sample, S.BackgroundSampler):
+        sample.close()
     log.update(steps=step, samples=step * B, train_seconds=time.perf_counter() - t0,
                graphed=tr.graph is not None)  # fmt: skip
     if step not in marks:
@@ -297,6 +311,9 @@ def main() -> None:
     p.add_argument("--ref-variant", default="batchtopk-k25",
                    help="the reference's variant (batchtopk-k25-sl-all: sae-lens's protocol, "
                         "docs/eval/synthetic/harness-gap.md)")  # fmt: skip
+    p.add_argument("--sampler-device", default=None,
+                   help="ref role: draw the samples on this device (e.g. cuda:1) in a background "
+                        "thread and copy them to --device (harness-gap.md)")  # fmt: skip
     p.add_argument("--t-start", type=float, default=None)
     args = p.parse_args()
     out = Path(args.out_dir)

@@ -213,6 +213,40 @@ def test_chunked_sampler_serves_each_sample_once_in_order(synth):
     assert (a.mean(0) - b.mean(0)).abs().max() < 0.35  # same distribution, per dimension
 
 
+def test_background_sampler_serves_the_chunked_samplers_batches(synth):
+    """The thread draws the same chunks in the same order as ChunkedSampler (same RNG state),
+    serves them in order, raises a failure of the thread in the caller, and stops."""
+    from implicit_em.eval.synthetic import BackgroundSampler, ChunkedSampler
+
+    torch.manual_seed(7)
+    cs = ChunkedSampler(synth, 64)
+    want = [cs(16) for _ in range(13)]  # 3 chunks and a bit
+    torch.manual_seed(7)
+    bs = BackgroundSampler(synth, 64, "cpu", depth=2)
+    got = [bs(16) for _ in range(13)]
+    bs.close()
+    assert not bs.thread.is_alive()
+    for w, g in zip(want, got, strict=True):
+        assert torch.equal(w, g)
+    small = BackgroundSampler(synth, 8, "cpu")
+    with pytest.raises(ValueError, match="larger than"):
+        small(9)
+    small.close()
+
+    class Broken:
+        feature_dict = synth.feature_dict
+
+        def sample(self, n):
+            raise OSError("disk on fire")
+
+    broken = BackgroundSampler(Broken(), 8, "cpu")
+    with pytest.raises(RuntimeError, match="background sampler failed.*disk on fire"):
+        broken(4)
+    broken.close()
+    with pytest.raises(ValueError, match="depth"):
+        BackgroundSampler(synth, 8, "cpu", depth=0)
+
+
 def test_mcc_plain_equals_sae_lens(synth):
     from sae_lens.synthetic import mean_correlation_coefficient
 

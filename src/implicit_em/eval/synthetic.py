@@ -242,6 +242,91 @@ class ChunkedSampler:
         return out
 
 
+class BackgroundSampler:
+    """B -> x (B, D): `ChunkedSampler`'s batches, with the chunks drawn ahead by a background
+    thread, on the device `synth` lives on (for example a second GPU), and copied to `device`.
+
+    The draws are `synth.sample(chunk)` one after another, in order, as in ChunkedSampler
+    without prefetch, so with the same RNG state (torch's generator of synth's device) and the
+    same model the batches are the same (tested on the CPU). Only synth's device is used for
+    sampling, so nothing else may draw random numbers there while the sampler runs. depth:
+    chunks held ready (>= 1). An error inside the thread is raised again by the next call.
+    The thread is a daemon; `close()` stops it after the chunk it is drawing.
+    """
+
+    def __init__(self, synth, chunk: int, device: str | torch.device, depth: int = 2) -> None:
+        import queue
+        import threading
+
+        if chunk < 1 or depth < 1:
+            raise ValueError(f"chunk and depth must be >= 1 (got {chunk} and {depth})")
+        self.synth, self.chunk, self.device = synth, chunk, torch.device(device)
+        self.src = synth.feature_dict.feature_vectors.device
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.buf: Tensor | None = None  # (chunk, D) on device
+        self.pos = 0
+        self.thread = threading.Thread(target=self._fill, daemon=True)
+        self.thread.start()
+        import atexit
+
+        atexit.register(self.close)  # no thread left inside torch when the interpreter exits
+
+    def _fill(self) -> None:
+        try:
+            copy = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+            while not self.stop.is_set():
+                if self.src.type == "cuda":
+                    with torch.cuda.device(self.src):
+                        x = self.synth.sample(self.chunk)
+                else:
+                    x = self.synth.sample(self.chunk)
+                event = None
+                if copy is not None:
+                    with torch.cuda.stream(copy):
+                        if self.src.type == "cuda":
+                            copy.wait_stream(torch.cuda.current_stream(self.src))
+                        x = x.to(self.device, non_blocking=True)
+                        event = torch.cuda.Event()
+                        event.record(copy)
+                else:
+                    x = x.to(self.device)
+                self.q.put((x, event))
+        except BaseException as e:  # handed to the caller, who raises it
+            self.q.put((e, None))
+
+    def _take(self) -> Tensor:
+        x, event = self.q.get()
+        if isinstance(x, BaseException):
+            raise RuntimeError(f"the background sampler failed: {x!r}") from x
+        if event is not None:
+            main = torch.cuda.current_stream(self.device)
+            main.wait_event(event)
+            x.record_stream(main)  # made on the copy stream, read on the main one
+        return x
+
+    def __call__(self, b: int) -> Tensor:
+        if b > self.chunk:
+            raise ValueError(f"batch {b} is larger than the sampler's chunk {self.chunk}")
+        if self.buf is None or self.pos + b > len(self.buf):
+            self.buf, self.pos = self._take(), 0
+        self.pos += b
+        return self.buf[self.pos - b : self.pos]
+
+    def close(self) -> None:
+        """Stop the thread once it has drawn its current chunk (frees the queue)."""
+        import atexit
+
+        atexit.unregister(self.close)
+        self.stop.set()
+        while self.thread.is_alive():
+            try:
+                self.q.get(timeout=0.1)
+            except Exception:
+                pass
+        self.thread.join()
+
+
 class VariantTrainer:
     """One model of a variant, trained one batch at a time (`step(x)`), so that several
     models can share one stream of samples (`run` with opts.shared_stream). `train_variant`
@@ -995,6 +1080,7 @@ def write_report(result: dict, out_dir: Path, plot: bool = True) -> None:
 
 
 __all__ = [
+    "BackgroundSampler",
     "RECIPES",
     "VARIANTS",
     "SyntheticEvalOptions",
