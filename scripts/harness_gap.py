@@ -187,6 +187,10 @@ def table(args) -> None:
                 print(f"| {n} | {s} | " + " | ".join(f"{r['mcc'].get(str(c), float('nan')):.4f}"
                                                     for c in counts) + " |")  # fmt: skip
     print(f"\nrandom directions: {recs[0]['random_mcc']:.4f}; true L0 {recs[0]['true_l0']:.2f}\n")
+    need = [(n, s) for n in ("saelens", "batchtopk") for s in (0, 1) if (n, s) not in rows]
+    if need:
+        raise SystemExit(f"harness_gap.py table: the comparison rule needs rows {need}: run them "
+                         f"into {args.out_dir} first (the tables above are printed)")  # fmt: skip
 
     def mcc(n, s, c):
         r = rows.get((n, s))

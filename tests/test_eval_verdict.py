@@ -26,13 +26,16 @@ def test_variant_kinds_follow_the_spec_not_the_name():
     assert V.variant_kind(VARIANTS["topk"]) == V.SAE
     assert V.variant_kind(VARIANTS["batchtopk"]) == V.SAE
     assert V.variant_kind(VARIANTS["tied-topk"]) == V.ONE_MATRIX
-    assert V.variant_kind(VARIANTS["tied-topk-im-3.0"]) == V.ONE_MATRIX
-    assert V.variant_kind(VARIANTS["topk-pretrained"]) == V.ONE_MATRIX
-    for fam in FAMILIES:  # the registry's tied families: one matrix, not an SAE
-        assert V.variant_kind(Variant(family=fam)) == (V.ONE_MATRIX if FAMILIES[fam].tied
-                                                      else V.DECODER_FREE if fam == DEFAULT_FAMILY
-                                                      else V.SAE)  # fmt: skip
-    assert sum(e.tied for e in FAMILIES.values()) >= 2
+    assert V.variant_kind(VARIANTS["tied-topk-im-3.0"]) == V.HYBRID
+    assert V.variant_kind(VARIANTS["topk-pretrained"]) == V.HYBRID  # decoder-free pre-training
+    assert V.variant_kind(VARIANTS["topk-half"]) == V.SAE  # its control: no pre-training
+    for fam in FAMILIES:  # the registry's tied families: one matrix or hybrid, not an SAE
+        e = FAMILIES[fam]
+        want = (V.DECODER_FREE if fam == DEFAULT_FAMILY else V.HYBRID if e.em_terms
+                else V.ONE_MATRIX if e.tied else V.SAE)  # fmt: skip
+        assert V.variant_kind(Variant(family=fam)) == want
+    assert {V.variant_kind(Variant(family=f)) for f in FAMILIES if FAMILIES[f].tied} == {
+        V.ONE_MATRIX, V.HYBRID}  # fmt: skip
 
 
 def test_a_row_inside_its_controls_is_named_and_the_best_rows_are_reported():
@@ -40,23 +43,32 @@ def test_a_row_inside_its_controls_is_named_and_the_best_rows_are_reported():
             row("tied-topk-im-3.0", 0.45, 25)]  # fmt: skip
     text = "\n".join(V.synthetic_verdict(rows))
     assert "**At its controls**" in text and "`encoder` (decoder-free) MCC 0.155" in text
-    assert "**Best model:** `tied-topk-im-3.0`" in text
+    assert "**Best model:** `tied-topk-im-3.0` (hybrid)" in text
     assert "**Best SAE baseline:** `topk`" in text
     assert "0.245 below the best SAE baseline, but NOT at matched L0 (400.0 against 25.0)" in text
     assert "0.050 above the best SAE baseline, at matched L0" in text
     assert "**met in this table** by `tied-topk-im-3.0`" in text
 
 
+def test_a_one_matrix_model_without_implicit_em_terms_cannot_meet_the_target():
+    sae = row("topk", 0.40, 25, enc_rows=0.38)
+    text = "\n".join(V.synthetic_verdict([sae, row("tied-topk", 0.50, 25), row("encoder", 0.2, 300)]))
+    assert "**Best one-matrix model:** `tied-topk`" in text
+    assert "**not met in this table**: the best candidate, `encoder` (decoder-free), has" in text
+    assert "MCC 0.200 below the best SAE baseline; L0 300.0 not matched to 25.0" in text
+
+
 def test_the_target_needs_matched_l0_zero_dead_latents_and_a_clear_margin_over_controls():
     sae = row("topk", 0.40, 25, enc_rows=0.38)
-    for other in (row("tied-topk", 0.50, 60),  # L0 not matched
-                  row("tied-topk", 0.50, 25, dead=3),  # dead latents
-                  row("tied-topk", 0.35, 25),  # below the baseline
-                  row("tied-topk", 0.50, 25, control=0.495)):  # at its controls  # fmt: skip
+    h = "tied-topk-im-3.0"
+    for other, why in ((row(h, 0.50, 60), "L0 60.0 not matched to 25.0"),
+                       (row(h, 0.50, 25, dead=3), "3 dead latents"),
+                       (row(h, 0.35, 25), "MCC 0.050 below the best SAE baseline"),
+                       (row(h, 0.50, 25, control=0.495), "not above its controls")):  # fmt: skip
         text = "\n".join(V.synthetic_verdict([sae, other]))
-        assert "**not met in this table.**" in text, other
-    text = "\n".join(V.synthetic_verdict([sae, row("tied-topk", 0.395, 28)]))
-    assert "**met in this table** by `tied-topk`" in text  # level within the margin, L0 +12 %
+        assert f"**not met in this table**: the best candidate, `{h}` (hybrid), has {why}." in text
+    text = "\n".join(V.synthetic_verdict([sae, row(h, 0.395, 28)]))
+    assert f"**met in this table** by `{h}`" in text  # level within the margin, L0 +12 %
 
 
 def test_a_seed_range_that_touches_a_control_does_not_beat_it():

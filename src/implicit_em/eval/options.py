@@ -373,7 +373,12 @@ class SyntheticEvalOptions(ThreadsOption):
             raise ValueError(f"unknown recipe {self.recipe!r}: choose one of {sorted(RECIPES)}")
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
-            raise ValueError(f"unknown variants {unknown}: choose from {sorted(VARIANTS)}")
+            import difflib
+
+            near = {v: difflib.get_close_matches(v, VARIANTS, n=1) for v in unknown}
+            hint = "; ".join(f"{v!r}: did you mean {m[0]!r}?" for v, m in near.items() if m)
+            raise ValueError(f"unknown variants {unknown}" + (f" ({hint})" if hint else "")
+                             + f": choose from {sorted(VARIANTS)}")  # fmt: skip
         if self.num_features is not None and self.num_features < 1:
             raise ValueError(f"num_features must be >= 1 (got {self.num_features})")
         if self.steps < 0 or self.batch_size < 2:

@@ -891,6 +891,7 @@ def run(opts: SyntheticEvalOptions) -> dict:
             _POOL = None
     if out_dir is not None:
         write_report(result, out_dir)
+        return {**result, "report": str(out_dir / "report.md")}  # the CLI prints where it went
     return result
 
 

@@ -22,6 +22,9 @@ class Entry:
     tied: bool = False
     """The decoder is the encoder's own rows (one weight matrix): neither the decoder-free
     encoder nor an SAE with a decoder of its own (`eval.verdict` groups models by this)."""
+    em_terms: bool = False
+    """A tied model that also carries the decoder-free encoder's LSE + InfoMax terms (a hybrid,
+    in `eval.verdict`'s words)."""
 
 
 DEFAULT_FAMILY = "encoder"
@@ -46,6 +49,6 @@ FAMILIES: dict[str, Entry] = {
     ),
     "tied_topk_hybrid": Entry(
         "implicit_em.families.tied_topk_hybrid:TiedTopKHybridFamily", uses_k=True, centres=True,
-        tied=True,
+        tied=True, em_terms=True,
     ),
 }
