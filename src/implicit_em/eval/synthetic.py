@@ -19,9 +19,13 @@ rows are reported too, as `mcc_encoder_rows`, since the decoder-free model has o
 
 from __future__ import annotations
 
+import atexit
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -242,44 +246,37 @@ class ChunkedSampler:
         return out
 
 
-class BackgroundSampler:
+class BackgroundSampler(ChunkedSampler):
     """B -> x (B, D): `ChunkedSampler`'s batches, with the chunks drawn ahead by a background
     thread, on the device `synth` lives on (for example a second GPU), and copied to `device`.
 
     The draws are `synth.sample(chunk)` one after another, in order, as in ChunkedSampler
     without prefetch, so with the same RNG state (torch's generator of synth's device) and the
     same model the batches are the same (tested on the CPU). Only synth's device is used for
-    sampling, so nothing else may draw random numbers there while the sampler runs. depth:
-    chunks held ready (>= 1). An error inside the thread is raised again by the next call.
-    The thread is a daemon; `close()` stops it after the chunk it is drawing.
+    sampling, so nothing else may draw random numbers there while the sampler runs; a batch
+    larger than a chunk is refused for that reason (ValueError). depth: chunks held ready
+    (>= 1). An error inside the thread is raised again by the next call. The thread is a
+    daemon; `close()` stops it after the chunk it is drawing.
     """
 
     def __init__(self, synth, chunk: int, device: str | torch.device, depth: int = 2) -> None:
-        import queue
-        import threading
-
-        if chunk < 1 or depth < 1:
-            raise ValueError(f"chunk and depth must be >= 1 (got {chunk} and {depth})")
-        self.synth, self.chunk, self.device = synth, chunk, torch.device(device)
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1 (got {depth})")
+        super().__init__(synth, chunk)
+        self.device = torch.device(device)
         self.src = synth.feature_dict.feature_vectors.device
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.stop = threading.Event()
-        self.buf: Tensor | None = None  # (chunk, D) on device
-        self.pos = 0
         self.thread = threading.Thread(target=self._fill, daemon=True)
         self.thread.start()
-        import atexit
-
         atexit.register(self.close)  # no thread left inside torch when the interpreter exits
 
     def _fill(self) -> None:
         try:
             copy = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+            on_src = torch.cuda.device(self.src) if self.src.type == "cuda" else nullcontext()
             while not self.stop.is_set():
-                if self.src.type == "cuda":
-                    with torch.cuda.device(self.src):
-                        x = self.synth.sample(self.chunk)
-                else:
+                with on_src:
                     x = self.synth.sample(self.chunk)
                 event = None
                 if copy is not None:
@@ -308,21 +305,16 @@ class BackgroundSampler:
     def __call__(self, b: int) -> Tensor:
         if b > self.chunk:
             raise ValueError(f"batch {b} is larger than the sampler's chunk {self.chunk}")
-        if self.buf is None or self.pos + b > len(self.buf):
-            self.buf, self.pos = self._take(), 0
-        self.pos += b
-        return self.buf[self.pos - b : self.pos]
+        return super().__call__(b)
 
     def close(self) -> None:
         """Stop the thread once it has drawn its current chunk (frees the queue)."""
-        import atexit
-
         atexit.unregister(self.close)
         self.stop.set()
         while self.thread.is_alive():
             try:
                 self.q.get(timeout=0.1)
-            except Exception:
+            except queue.Empty:
                 pass
         self.thread.join()
 
@@ -347,7 +339,7 @@ class VariantTrainer:
                                             seed, mean)  # fmt: skip
         if variant.tied_recon:
             model.b_dec = nn.Parameter(torch.zeros(d, device=opts.device))  # (D,)
-        params = [p for p in model.parameters() if p.requires_grad]
+        self.params = params = [p for p in model.parameters() if p.requires_grad]
         lr = variant.lr or opts.lr
         if opts.fast_step:  # one fused kernel; capturable keeps the step count on the GPU
             cuda = opts.device.startswith("cuda")
@@ -481,8 +473,7 @@ class VariantTrainer:
         clip = None
         if "clip" in variant.saelens:  # sae-lens: MSE summed over D, gradient norm <= 1
             total = total * x.shape[1]
-            params = [p for p in model.parameters() if p.requires_grad]
-            clip = lambda: nn.utils.clip_grad_norm_(params, SAELENS_CLIP)  # noqa: E731
+            clip = lambda: nn.utils.clip_grad_norm_(self.params, SAELENS_CLIP)  # noqa: E731
         optimizer_step(model, self.opt, total, after_backward=clip)
         if variant.unit_norm_rows and self.kind == "encoder":
             with torch.no_grad():
@@ -661,11 +652,6 @@ def topk_readout(dirs: Tensor, k: int) -> Callable[[Tensor], Tensor]:
 
 
 # ---------------------------------------------------------------------------------------
-# Evaluation
-# ---------------------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------------------
 # MCC in worker processes (the Hungarian matchings run on the CPU; at 4,096 x 16,384 each
 # takes seconds, so a GPU run scores many models in parallel while it trains)
 # ---------------------------------------------------------------------------------------
@@ -673,11 +659,11 @@ def topk_readout(dirs: Tensor, k: int) -> Callable[[Tensor], Tensor]:
 _POOL = None  # concurrent.futures.ProcessPoolExecutor while `run` has opts.mcc_workers > 0
 _RUN_T0 = 0.0  # time.perf_counter() when `run` began (opts.max_seconds counts from there)
 PROBE_STEPS = 200
+"""shared_stream with max_seconds: steps timed before the run length is fixed."""
 SAELENS_CLIP = 1.0
 """sae-lens's SAETrainer clips the gradient norm at 1.0 (`Variant.saelens` "clip")."""
 GRAPH_WARMUP = 3
 """fast_step on CUDA: eager steps (on a side stream) before the step is captured."""
-"""shared_stream with max_seconds: steps timed before the run length is fixed."""
 TIME_SAFETY = 0.85
 """Fraction of the measured step rate assumed for the rest of a timed run."""
 _GT = None  # the true features (N, D) in a worker, float32 on the CPU
@@ -722,6 +708,11 @@ def _resolve(obj):
     if hasattr(obj, "result") and callable(obj.result):
         return obj.result()
     return obj
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------
 
 
 @torch.no_grad()
@@ -968,7 +959,7 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
             for _, _, tr in trainers:
                 tr.retarget(steps)
             print(f"{rate:.1f} steps/s, run fixed at {steps} steps", flush=True)
-    if opts.device.startswith("cuda"):
+    if cuda:
         torch.cuda.synchronize()
     secs = time.perf_counter() - t0
     rows = []  # all scored (matchings submitted) before the first is waited on

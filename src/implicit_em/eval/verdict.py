@@ -86,7 +86,7 @@ def synthetic_verdict(summary: list[dict], margin: float = MARGIN,
         control = max(s["mcc_untrained"]["max"], s["mcc_random_at_l0"]["max"])
         rows.append({
             "name": s["variant"], "seeds": s["seeds"], "mcc": s["mcc"]["mean"],
-            "worst": s["mcc"]["min"], "control": control, "l0": s["l0"]["mean"],
+            "l0": s["l0"]["mean"],
             "dead": s["dead_latents"]["mean"],
             "kind": _kind_of(s["variant"], s["mcc_encoder_rows"]["mean"]),
             "beats": s["mcc"]["min"] > control + margin,
@@ -237,8 +237,8 @@ def downstream_verdict(ce: dict[str, dict]) -> list[str]:
     splicing the reconstruction in removes; Bricken et al. 2023 / SAEBench).
 
     ce: "<model> | <read-out>" -> {"ce_loss_recovered", "kind"} as `probing_suite` writes it
-    (entries "orig" and "zero" are skipped). Names the best trained entry and, per model, the
-    best read-out of the trained model beside its untrained twin's."""
+    (entries "orig" and "zero" are skipped). Names the best trained entry and every trained
+    entry that recovers no more than its untrained twin through the same read-out."""
     entries = {n: r for n, r in ce.items() if n not in ("orig", "zero")}
     trained = {n: r for n, r in entries.items() if r.get("kind") == "trained"}
     if not trained:
