@@ -232,9 +232,7 @@ class TopKSAE(_UnitDecoder, _SAEWeights, nn.Module):
         return F.relu(self.encoder(self.centred(x) - self.b_dec))  # (B, K)
 
     def encode(self, x: Tensor) -> Tensor:
-        z = self.pre_activations(x)
-        vals, idx = z.topk(self.k, dim=-1)  # (B, k)
-        return torch.zeros_like(z).scatter(-1, idx, vals)  # (B, K)
+        return topk_codes(self.pre_activations(x), self.k)  # (B, K)
 
     def decode(self, a: Tensor) -> Tensor:
         return self.uncentred(a @ self.W_dec.t() + self.b_dec)  # (B, K) @ (K, D) -> (B, D)
@@ -255,6 +253,4 @@ class TopKSAE(_UnitDecoder, _SAEWeights, nn.Module):
         Written without data-dependent branches so that it runs under torch.func.vmap.
         """
         z = self.pre_activations(x).masked_fill(~dead, 0.0)  # (B, K)
-        vals, idx = z.topk(min(k_aux, self.hidden_dim), dim=-1)
-        a_aux = torch.zeros_like(z).scatter(-1, idx, vals)
-        return a_aux @ self.W_dec.t()  # (B, D)
+        return topk_codes(z, min(k_aux, self.hidden_dim)) @ self.W_dec.t()  # (B, D)

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from implicit_em.families.topk_sae import TopKSAEFamily
-from implicit_em.models import TopKSAE
+from implicit_em.models import TopKSAE, topk_codes
 
 SAELENS_PARTS = ("rescale", "init", "auxk")
 """Parts of sae-lens's BatchTopK protocol a model can take (`BatchTopKSAE.saelens_protocol_`)."""
@@ -111,9 +111,8 @@ class BatchTopKSAE(TopKSAE):
         if not self.raw_auxk:
             return super().aux_reconstruction(x, dead, k_aux)
         z = self.raw_pre_activations(x).masked_fill(~dead, -torch.inf)  # (B, K)
-        vals, idx = z.topk(min(self.input_dim // 2, self.hidden_dim), dim=-1)
-        vals = torch.where(torch.isfinite(vals), vals, 0.0)  # live latents picked: zero
-        a_aux = torch.zeros_like(z).scatter(-1, idx, vals)
+        a_aux = topk_codes(z, min(self.input_dim // 2, self.hidden_dim))
+        a_aux = a_aux.nan_to_num(neginf=0.0)  # live latents picked (fewer dead): zero
         return a_aux @ self.decoder_columns().t()  # (B, D)
 
     def encode(self, x: Tensor) -> Tensor:
