@@ -38,14 +38,25 @@ def timed(fn, n: int, dev: str) -> float:
     return (time.perf_counter() - t) / n
 
 
-def worker_setup(sae_lens_src: str | None) -> None:
+def add_worker_args(p) -> None:
+    """The arguments every GPU script's driver and workers share (synthetic_gpu16k*.py)."""
+    p.add_argument("--recipe", default="synthsaebench-16k-v2")
+    p.add_argument("--sae-lens-src", default=None)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--tiny", action="store_true")
+    p.add_argument("--t-start", type=float, default=None)
+
+
+def worker_setup(args) -> float:
     """One thread, TF32 matmuls on the GPU, and the sae-lens source shim when given: the
-    start of every GPU script's worker process (synthetic_gpu16k*.py)."""
+    start of every GPU script's worker process (synthetic_gpu16k*.py). Returns the
+    perf_counter of the driver's start (args.t_start, its wall-clock time; now without one)."""
     torch.set_num_threads(1)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    if sae_lens_src:
-        install_sae_lens_shim(sae_lens_src)
+    if args.sae_lens_src:
+        install_sae_lens_shim(args.sae_lens_src)
+    return time.perf_counter() - (time.time() - (args.t_start or time.time()))
 
 
 def install_sae_lens_shim(src: str) -> None:

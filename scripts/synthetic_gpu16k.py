@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from synthetic_eval import add_worker_args, worker_setup  # noqa: E402
 from synthetic_eval import sync as _sync  # noqa: E402
 from synthetic_eval import timed as _timed  # noqa: E402
 
@@ -180,22 +181,14 @@ def main() -> None:
     p.add_argument("out_dir")
     p.add_argument("--role", default="driver", choices=("driver", "ref", "head", "extra"))
     p.add_argument("--budget", type=float, default=250.0)
-    p.add_argument("--recipe", default="synthsaebench-16k-v2")
-    p.add_argument("--sae-lens-src", default=None)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--tiny", action="store_true")
-    p.add_argument("--t-start", type=float, default=None)
+    add_worker_args(p)
     args = p.parse_args()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.role == "driver":
         driver(args, out)
         return
-    from synthetic_eval import worker_setup
-
-    worker_setup(args.sae_lens_src)
-    # perf_counter of the driver's start, from its wall-clock time
-    t_start = time.perf_counter() - (time.time() - (args.t_start or time.time()))
+    t_start = worker_setup(args)
     if args.role == "ref":
         reference(args, out, t_start)
     elif args.role == "head":

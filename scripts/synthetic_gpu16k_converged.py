@@ -42,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from synthetic_eval import add_worker_args, worker_setup  # noqa: E402
 from synthetic_eval import sync as _sync  # noqa: E402
 from synthetic_eval import timed as _timed  # noqa: E402
 
@@ -304,27 +305,20 @@ def main() -> None:
     p.add_argument("--role", default="driver", choices=("driver", "check", "equal", "ref", "rows"))
     p.add_argument("--budget", type=float, default=540.0)
     p.add_argument("--seeds", type=int, default=1, help="seeds of the SEEDED rows")
-    p.add_argument("--recipe", default="synthsaebench-16k-v2")
-    p.add_argument("--sae-lens-src", default=None)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--tiny", action="store_true")
+    add_worker_args(p)
     p.add_argument("--ref-variant", default="batchtopk-k25",
                    help="the reference's variant (batchtopk-k25-sl-all: sae-lens's protocol, "
                         "docs/eval/synthetic/harness-gap.md)")  # fmt: skip
     p.add_argument("--sampler-device", default=None,
                    help="ref role: draw the samples on this device (e.g. cuda:1) in a background "
                         "thread and copy them to --device (harness-gap.md)")  # fmt: skip
-    p.add_argument("--t-start", type=float, default=None)
     args = p.parse_args()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.role == "driver":
         driver(args, out)
         return
-    from synthetic_eval import worker_setup
-
-    worker_setup(args.sae_lens_src)
-    t_start = time.perf_counter() - (time.time() - (args.t_start or time.time()))
+    t_start = worker_setup(args)
     if args.role == "check":
         check(args, out)
     elif args.role == "equal":
