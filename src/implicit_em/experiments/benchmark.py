@@ -8,7 +8,7 @@ import json
 import numpy as np
 import torch
 
-from implicit_em import metrics, runs
+from implicit_em import metrics
 from implicit_em.experiments import paper
 from implicit_em.experiments.common import (
     Data,
@@ -18,9 +18,9 @@ from implicit_em.experiments.common import (
     features,
     fmt,
     load_data,
+    load_runs,
     mean_std,
     probe_accuracies,
-    run_id,
     save_json,
     savefig,
     start_runs,
@@ -72,13 +72,10 @@ def start_topk(settings: Settings) -> bool:
     if torch.device(settings.device).type not in BACKGROUND_DEVICES:
         return False
     cfgs = first_configs(settings)["ours"]
-    dirs = [settings.out / "runs" / run_id(c) for c in cfgs]
-    if not all(runs.is_complete(d) for d in dirs):
+    ours = load_runs(settings, cfgs, history=False)
+    if ours is None:
         return False
     data = load_data(cfgs[0], settings.device)
-    ours = [
-        Run(c, runs.load_run(d, settings.device)[0], [], d) for c, d in zip(cfgs, dirs, strict=True)
-    ]
     _, topk = _topk_configs(settings, ours, data)
     return start_runs(settings, topk, data, "benchmark topk_sae")
 

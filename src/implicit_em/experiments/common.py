@@ -228,12 +228,19 @@ def ensure_runs(
             device=settings.device, progress=settings.progress, stacked=settings.stacked,
             eval_every=settings.eval_every, checkpoint_every=settings.checkpoint_every,
         )  # fmt: skip
-    out = []
-    for c, d in zip(cfgs, dirs, strict=True):
-        model, _ = runs.load_run(d, settings.device)
-        out.append(Run(c, model, runs.read_history(d), d))
+    out = load_runs(settings, cfgs)
     RUN_LOG.extend(origins.items())
     return out
+
+
+def load_runs(settings: Settings, cfgs: list[RunConfig], history: bool = True) -> list[Run] | None:
+    """The finished runs of cfgs, loaded from the run store onto settings.device (history
+    read when asked, else []); None when any of them is not finished."""
+    dirs = [settings.out / "runs" / run_id(c) for c in cfgs]
+    if not all(runs.is_complete(d) for d in dirs):
+        return None
+    return [Run(c, runs.load_run(d, settings.device)[0], runs.read_history(d) if history else [], d)
+            for c, d in zip(cfgs, dirs, strict=True)]  # fmt: skip
 
 
 def start_runs(

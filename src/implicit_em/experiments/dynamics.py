@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from implicit_em import runs
 from implicit_em.experiments import paper
 from implicit_em.experiments.common import (
-    Run,
     Settings,
     ensure_runs,
     fmt,
     load_data,
+    load_runs,
     mean_std,
     probe_accuracies,
-    run_id,
     save_json,
     savefig,
 )  # fmt: skip
@@ -40,11 +38,9 @@ def probe_ahead(settings: Settings) -> None:
     numbers, provided no other step probes any of these runs in between); nothing when a run
     is not finished yet. `reproduce` does this while the TopK SAEs train in the background."""
     _, cfgs = _configs(settings)
-    dirs = [settings.out / "runs" / run_id(c) for c in cfgs]
-    if not all(runs.is_complete(d) for d in dirs):
+    run_list = load_runs(settings, cfgs)
+    if run_list is None:
         return
-    run_list = [Run(c, runs.load_run(d, settings.device)[0], runs.read_history(d), d)
-                for c, d in zip(cfgs, dirs, strict=True)]  # fmt: skip
     probe_accuracies(settings, run_list, load_data(cfgs[0], settings.device))
 
 

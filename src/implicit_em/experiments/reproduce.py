@@ -58,15 +58,14 @@ def pretrain_all(kw: dict, names: list[str] = ("ablation", "benchmark", "dynamic
         s = _settings("dynamics", **kw)
         cfgs += [s.config({"training": {"optimizer": o, "lr": lr, "seed": sd}})
                  for o in s.extra["optimizers"] for lr in s.extra["learning_rates"] for sd in s.seeds()]  # fmt: skip
+    label = ", ".join(n for n in ("ablation", "benchmark", "dynamics") if n in names)
     if "benchmark" not in names:
         if cfgs:
-            label = ", ".join(n for n in ("ablation", "dynamics") if n in names)
             ensure_runs(s, cfgs, load_data(cfgs[0], s.device), label)
         return False
     from implicit_em.experiments.benchmark import first_configs, start_topk
 
     bench = _settings("benchmark", **kw)
-    label = ", ".join(n for n in ("ablation", "benchmark", "dynamics") if n in names)
     data = load_data(cfgs[0], s.device)
     ours = first_configs(bench)["ours"]
     early = start_runs(s, cfgs, data, label, urgent=ours)  # False off CUDA
