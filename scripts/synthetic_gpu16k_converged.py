@@ -53,6 +53,7 @@ CHECKED = ("batchtopk-k25", "topk-k25", "tied-topk", "tied-topk-im-3.0", "encode
 # (docs/eval/synthetic/gpu16k-converged-PLAN.md); BatchTopK comes from the reference run
 ROWS = ("topk-k25", "tied-topk", "tied-topk-im-3.0", "encoder", "jumprelu-0.003",
         "jumprelu-0.01", "standard-l1-3.0", "standard-l1-10.0")  # fmt: skip
+CHECKED_ALL = CHECKED + ("batchtopk-k25-sl-all",)  # what --variants takes
 SEEDED = ("tied-topk", "tied-topk-im-3.0", "encoder")
 MILESTONES = (2.5e6, 5e6, 10e6, 25e6, 50e6, 75e6, 100e6, 125e6, 150e6, 175e6, 200e6)
 REF_RESERVE = 35.0  # s kept after training for the 200k-sample scoring of the reference
@@ -251,20 +252,22 @@ def reference(args, out: Path, t_start: float) -> None:
 def rows(args, out: Path, t_start: float) -> None:
     from implicit_em.eval import synthetic as S
 
-    seeds = tuple(range(args.seeds))
-    names = ROWS if not args.tiny else ROWS[:6]
+    seeds = tuple(args.seed_list) if args.seed_list else tuple(range(args.seeds))
+    names = tuple(args.variants) if args.variants else ROWS if not args.tiny else ROWS[:6]
     opts = base_options(
         args,
         S,
         variants=names,
         seeds=seeds,
-        seed_variants=SEEDED,
+        seed_variants=None if args.variants else SEEDED,
         shared_stream=True,
         one_stream=True,
         mcc_workers=12,
         out_dir=str(out / "rows"),
         max_seconds=args.budget - ROWS_RESERVE - (time.perf_counter() - t_start),
     )
+    if args.steps:  # a fixed length (matching an earlier run), --budget still the limit
+        opts = replace(opts, steps=args.steps)
     if args.tiny:
         opts = replace(opts, k=6, mcc_workers=1)
     S.TIME_SAFETY = 0.97  # no pre-trained rows: max_seconds stops training in any case
@@ -312,6 +315,14 @@ def main() -> None:
     p.add_argument("--sampler-device", default=None,
                    help="ref role: draw the samples on this device (e.g. cuda:1) in a background "
                         "thread and copy them to --device (harness-gap.md)")  # fmt: skip
+    p.add_argument("--variants", nargs="+", default=None, choices=sorted(CHECKED_ALL),
+                   help="rows role: these variants instead of ROWS")
+    p.add_argument("--seed-list", nargs="+", type=int, default=None,
+                   help="rows role: these seeds (each its own init; one stream, the first's) "
+                        "instead of range(--seeds)")  # fmt: skip
+    p.add_argument("--steps", type=int, default=None,
+                   help="rows role: train this many steps (if --budget allows) instead of "
+                        "what fits in --budget")  # fmt: skip
     args = p.parse_args()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -507,7 +507,8 @@ class VariantTrainer:
         if self.graph is None:
             self.static_x = x.clone()  # (B, D)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            # thread_local: a BackgroundSampler thread may copy onto this device meanwhile
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self.static_terms, _ = self._update(self.static_x, False)
         self.static_x.copy_(x)
         self.graph.replay()
