@@ -1,0 +1,64 @@
+"""Three seeds of the 16k headline rows at 49.1 M samples (docs/eval/synthetic/gpu16k-converged.md,
+section 4), from the files in docs/eval/synthetic/gpu16k-converged/:
+
+- seed 0: `rows/results.json` (the first converged run, one stream with seed 0);
+- seeds 1 and 2: `seeds/seed{1,2}.json` (`--role rows --seed-list S --steps 47927`, each seed its
+  own stream and init), and `seeds/matryoshka_seed{1,2}.json` (the same, Matryoshka alone);
+- sae-lens's protocol (`batchtopk-k25-sl-all`) at seed 0 has no 49.1 M row: its MCC at the
+  50.0 M milestone of the 200 M run (harness-gap/gpu200m/ref.json) is shown as a note only, so
+  the table's seed count says what the mean is over.
+
+Run from the repository root: python docs/eval/synthetic/gpu16k_seeds_table.py
+Prints the markdown table and the verdict (`implicit_em.eval.verdict.synthetic_verdict`) and
+writes docs/eval/synthetic/gpu16k-seeds.json.
+"""
+
+import json
+from pathlib import Path
+
+from implicit_em.eval.synthetic import _fmt, summarise
+from implicit_em.eval.verdict import synthetic_verdict
+
+ROOT = Path("docs/eval/synthetic")
+RUN = ROOT / "gpu16k-converged"
+HEADLINE = ("tied-topk", "tied-topk-im-3.0", "batchtopk-k25-sl-all", "topk-k25",
+            "matryoshka-k25", "encoder")  # fmt: skip
+STEPS = 47927  # the length of every row here (49.1 M samples at batch 1,024)
+
+
+def load_rows() -> list[dict]:
+    files = [RUN / "rows" / "results.json", RUN / "seeds" / "seed1.json",
+             RUN / "seeds" / "seed2.json", RUN / "seeds" / "matryoshka_seed1.json",
+             RUN / "seeds" / "matryoshka_seed2.json"]  # fmt: skip
+    rows = [r for f in files for r in json.loads(f.read_text())["rows"]]
+    bad = [(r["variant"], r["seed"]) for r in rows if r["steps_done"] != STEPS]
+    if bad:
+        raise SystemExit(f"rows not at {STEPS} steps: {bad}")
+    return [r for r in rows if r["variant"] in HEADLINE]
+
+
+def main() -> None:
+    rows = load_rows()
+    summary = sorted(summarise(rows), key=lambda s: -s["mcc"]["mean"])
+    cols = [("MCC", "mcc", 3), ("MCC untrained", "mcc_untrained", 3),
+            ("MCC random@L0", "mcc_random_at_l0", 3), ("L0", "l0", 1),
+            ("dead", "dead_latents", 0), ("F1", "f1", 3),
+            ("features covered", "features_covered", 0)]  # fmt: skip
+    print("| variant | seeds | " + " | ".join(c[0] for c in cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for s in summary:
+        cells = " | ".join(_fmt(s[key], nd) for _, key, nd in cols)
+        print(f"| {s['variant']} | {s['seeds']} | {cells} |")
+    ref = json.loads((ROOT / "harness-gap" / "gpu200m" / "ref.json").read_text())
+    at50 = next(p for p in ref["snapshots"] if p["samples"] >= 50e6)
+    print(f"\nbatchtopk-k25-sl-all seed 0 (200 M run, its own stream): MCC {at50['mcc']:.4f} at "
+          f"{at50['samples'] / 1e6:.1f} M samples (not in the mean above)\n")  # fmt: skip
+    verdict = synthetic_verdict(summary)
+    print("\n".join(verdict))
+    out = {"steps": STEPS, "samples": STEPS * 1024, "summary": summary,
+           "sl_all_seed0_at_50M": at50, "verdict": verdict}  # fmt: skip
+    (ROOT / "gpu16k-seeds.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
