@@ -3,7 +3,8 @@ gpu16k-converged.md) from the files of `scripts/synthetic_gpu16k_converged.py` i
 docs/eval/synthetic/gpu16k-converged/.
 
 Run from the repository root: python docs/eval/synthetic/gpu16k_converged_table.py
-Writes docs/eval/synthetic/gpu16k-converged.json, gpu16k_converged_mcc_vs_samples.png and
+Writes docs/eval/synthetic/gpu16k-converged.json, gpu16k_converged_mcc_vs_samples.png (with
+the protocol-matched 200 M curve of harness-gap/gpu200m/ beside the reference) and
 gpu16k_converged_mcc_vs_l0.png; prints the markdown tables.
 """
 
@@ -90,7 +91,10 @@ except ImportError:
     raise SystemExit(0) from None
 fig, ax = plt.subplots(figsize=(8, 4.8))
 ax.plot([s["samples"] / 1e6 for s in snaps], [s["mcc"] for s in snaps], "o-", color="C0",
-        label="our BatchTopK (reference run)")  # fmt: skip
+        label="our BatchTopK (reference run, our protocol)")  # fmt: skip
+sl = json.loads((ROOT / "harness-gap" / "gpu200m" / "ref.json").read_text())["snapshots"]
+ax.plot([s["samples"] / 1e6 for s in sl], [s["mcc"] for s in sl], "^-", color="k",
+        label="our BatchTopK, sae-lens's protocol (harness-gap.md)")  # fmt: skip
 ax.axhline(PUBLISHED["batchtopk"], ls=":", color="k", lw=0.8)
 ax.text(2.5, PUBLISHED["batchtopk"] + 0.006, "published BatchTopK at 200 M: 0.7574", fontsize=7)
 for i, s in enumerate(summ):
@@ -101,7 +105,8 @@ ax.text(2.5, rr["mcc_random_at_l0"]["mean"] + 0.006, "random directions / untrai
 ax.set_xscale("log")
 ax.set_xlabel("training samples (M)")
 ax.set_ylabel("MCC (sae-lens)")
-ax.set_title("SynthSAEBench-16k recipe (v2), width 4,096: MCC against training samples")
+ax.set_title("SynthSAEBench-16k recipe (v2), width 4,096: MCC against training samples",
+             fontsize=9)
 ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
 fig.tight_layout()
 fig.savefig(ROOT / "gpu16k_converged_mcc_vs_samples.png", dpi=120)
