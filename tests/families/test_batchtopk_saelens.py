@@ -22,14 +22,24 @@ def synth():
     return build_synthetic_model("tiny", seed=42)
 
 
-def _saelens_pair(dead_window: int, steps: int, seed: int = 0):
-    """sae-lens's BatchTopKTrainingSAE + SAETrainer (as train_toy_sae configures it)."""
+def _saelens_pair(dead_window: int, steps: int, seed: int = 0, widths: list | None = None):
+    """sae-lens's BatchTopKTrainingSAE (or, with widths, its MatryoshkaBatchTopKTrainingSAE
+    with those nested widths) + SAETrainer (as train_toy_sae configures it)."""
     from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, LoggingConfig
     from sae_lens.config import SAETrainerConfig
+    from sae_lens.saes.matryoshka_batchtopk_sae import (
+        MatryoshkaBatchTopKTrainingSAE,
+        MatryoshkaBatchTopKTrainingSAEConfig,
+    )
     from sae_lens.training.sae_trainer import SAETrainer
 
     torch.manual_seed(seed)
-    sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=48, d_sae=K, k=k))
+    if widths is None:
+        sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=48, d_sae=K, k=k))
+    else:
+        sae = MatryoshkaBatchTopKTrainingSAE(
+            MatryoshkaBatchTopKTrainingSAEConfig(d_in=48, d_sae=K, k=k, matryoshka_widths=widths)
+        )
     cfg = SAETrainerConfig(
         n_checkpoints=0, checkpoint_path=None, save_final_checkpoint=False,
         total_training_samples=steps * B, device="cpu", autocast=False, lr=3e-3, lr_end=3e-3,
@@ -72,6 +82,41 @@ def test_all_parts_train_like_sae_lens_own_trainer(synth):
         assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-5)
     moved = float((m.W_dec - make_model(VARIANTS["batchtopk"], 48, K, 3.0).W_dec).abs().max())
     assert moved > 1e-3
+
+
+def test_matryoshka_with_all_parts_trains_like_sae_lens_own_trainer(synth):
+    """The same for Matryoshka BatchTopK (`matryoshka-sl-all`): our nested widths (K/8, K/4,
+    K/2, K) given to sae-lens's MatryoshkaBatchTopKTrainingSAE; the inner reconstruction
+    losses and AuxK act, and the weights end equal after 40 steps."""
+    from implicit_em.families.matryoshka_batchtopk_sae import matryoshka_widths
+
+    steps, window = 40, 5
+    widths = matryoshka_widths(K, 4)
+    assert len(widths) == 4  # three inner levels
+    sae, trainer = _saelens_pair(window, steps, widths=widths)
+    opts = SyntheticEvalOptions(recipe="tiny", latents=K, k=k, lr=3e-3, batch_size=B,
+                                steps=steps, dead_steps=window + 1, gradient_shares=False)  # fmt: skip
+    tr = VariantTrainer(VARIANTS["matryoshka-sl-all"], synth, opts, 0, None)
+    m = tr.model
+    assert m.widths == widths
+    with torch.no_grad():
+        m.encoder.weight.copy_(sae.W_enc.t())
+        m.encoder.bias.copy_(sae.b_enc)
+        m.W_dec.copy_(sae.W_dec.t())
+        m.b_dec.copy_(sae.b_dec)
+    torch.manual_seed(5)
+    inner_seen = aux_seen = 0.0
+    for _ in range(steps):
+        x = synth.sample(B)
+        out = trainer.step(x)
+        trainer.n_training_steps += 1
+        inner_seen = max(inner_seen, float(out.losses[f"inner_mse_loss_{widths[0]}"].detach()))
+        aux_seen = max(aux_seen, float(out.losses["auxiliary_reconstruction_loss"].detach()))
+        tr.step(x)
+    assert inner_seen > 0 and aux_seen > 0
+    for ours, theirs in ((m.encoder.weight, sae.W_enc.t()), (m.encoder.bias, sae.b_enc),
+                         (m.W_dec, sae.W_dec.t()), (m.b_dec, sae.b_dec)):  # fmt: skip
+        assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
 def test_our_protocol_does_not_match_sae_lens_trainer(synth):
@@ -158,6 +203,9 @@ def test_default_auxk_gives_a_dead_latent_with_negative_preactivations_no_gradie
 
 
 def test_saelens_variants_exist_and_refuse_other_families():
+    for base in ("matryoshka", "matryoshka-k25"):
+        assert VARIANTS[f"{base}-sl-all"].saelens == SAELENS_PROTOCOL
+        assert VARIANTS[f"{base}-sl-all"].family == "matryoshka_batchtopk_sae"
     for base in ("batchtopk", "batchtopk-k25"):
         assert VARIANTS[f"{base}-sl-all"].saelens == SAELENS_PROTOCOL
         for part in SAELENS_PROTOCOL:

@@ -281,6 +281,11 @@ for _base in ("batchtopk", "batchtopk-k25"):
         VARIANTS[f"{_base}-sl-no-{_part}"] = replace(
             VARIANTS[_base], saelens=tuple(p for p in SAELENS_PROTOCOL if p != _part)
         )
+# Matryoshka BatchTopK with the same protocol (a BatchTopK family: it inherits the parts;
+# tested against sae-lens's own MatryoshkaBatchTopKTrainingSAE and SAETrainer), for a
+# Matryoshka baseline trained as the harness check's passing BatchTopK was.
+for _base in ("matryoshka", "matryoshka-k25"):
+    VARIANTS[f"{_base}-sl-all"] = replace(VARIANTS[_base], saelens=SAELENS_PROTOCOL)
 
 
 @dataclass(frozen=True)
