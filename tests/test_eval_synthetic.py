@@ -356,3 +356,28 @@ def test_one_stream_with_seed_variants_trains_later_seeds_on_the_first_stream(tm
     first = run(SyntheticEvalOptions(**{**opts.__dict__, "variants": ("topk",),
                                         "seed_variants": None}))  # fmt: skip
     assert first["rows"][1]["trained"]["mcc"] == pytest.approx(res["rows"][2]["trained"]["mcc"])
+
+
+def test_shared_stream_with_a_background_sampler_trains_the_same_models(synth):
+    """sampler_device: the same recipe built again there, drawn by a thread, gives the same
+    batches, so the same rows as sampling on `device` (two SAEs: they draw no random numbers
+    while training, and on the CPU both samplers share torch's one generator); a model that
+    is another draw, or a setting the sampler cannot serve, is refused with one line."""
+    from implicit_em.eval.synthetic import background_sampler_model
+
+    opts = SyntheticEvalOptions(recipe="tiny", variants=("topk", "batchtopk"), seeds=(0,),
+                                one_stream=True, steps=20, batch_size=64, latents=32, k=4,
+                                eval_samples=500, untrained_samples=200, log_every=10,
+                                plot=False, sample_chunk=128, shared_stream=True, lstsq=False,
+                                gradient_shares=False, fast_step=True)  # fmt: skip
+    plain = run(opts)
+    background = run(SyntheticEvalOptions(**{**opts.__dict__, "sampler_device": "cpu"}))
+    for a, b in zip(plain["rows"], background["rows"], strict=True):
+        assert a["trained"]["mcc"] == b["trained"]["mcc"]
+        assert a["trained"]["l0"] == b["trained"]["l0"]
+    other = SyntheticEvalOptions(**{**opts.__dict__, "model_seed": 7})
+    with pytest.raises(ValueError, match="differs from the one on cpu"):
+        background_sampler_model(other, synth, "cpu")
+    with pytest.raises(ValueError, match="needs one_stream"):
+        run(SyntheticEvalOptions(**{**opts.__dict__, "sampler_device": "cpu",
+                                    "one_stream": False}))  # fmt: skip

@@ -338,6 +338,11 @@ class SyntheticEvalOptions(ThreadsOption):
     """Draw training samples this many at a time and serve batches from them
     (`synthetic.ChunkedSampler`: each sample used once; amortises sae-lens's per-call
     overhead on a GPU); None: one draw per batch (the earlier runs' stream)."""
+    sampler_device: str | None = None
+    """With shared_stream and one_stream: draw the samples on this device (for example a
+    second GPU) in a background thread and copy them to `device`
+    (`synthetic.background_sampler`: the same recipe and model seed built there, checked
+    equal); needs sample_chunk. None: drawn on `device`."""
     shared_stream: bool = False
     """Train all variants and seeds side by side in lockstep (equal budgets): each seed has
     its own stream of batches, drawn once and shared by that seed's variants, instead of one

@@ -909,6 +909,22 @@ def _train_each(opts: SyntheticEvalOptions, synth, mu: Tensor, seed: int):
                "trained": trained, "untrained": untrained, "history": hist}  # fmt: skip
 
 
+def background_sampler_model(opts: SyntheticEvalOptions, synth, device: str):
+    """The synthetic model of `synth` built again on `device` (the same recipe, model seed
+    and overrides), for a `BackgroundSampler` there. ValueError when the two differ (their
+    feature dictionaries' absolute sums, float64, are compared: another RNG would give
+    another draw of the recipe)."""
+    other = build_synthetic_model(opts.recipe, opts.model_seed, device, opts.num_features,
+                                  opts.ortho)  # fmt: skip
+    a, b = (float(m.feature_dict.feature_vectors.detach().double().abs().sum())
+            for m in (synth, other))  # fmt: skip
+    if a != b:
+        raise ValueError(f"the synthetic model built on {device} differs from the one on "
+                         f"{synth.feature_dict.feature_vectors.device} (checksums {b} and {a}): "
+                         "sample on a device of the same kind, or leave sampler_device unset")  # fmt: skip
+    return other
+
+
 def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
     """All variants and seeds trained side by side, in lockstep (every model at the same step,
     so their budgets match). Each seed has its own stream of batches (one chunked sampler per
@@ -932,10 +948,18 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
             init = untrained_model(v, synth, opts, seed)
             untrained.append(_untrained_metrics(init, tr.variant, synth, opts, mean))
             trainers.append((seed, name, tr))
+    other = None
+    if opts.sampler_device is not None:
+        if not opts.one_stream or not opts.sample_chunk:
+            raise ValueError("sampler_device needs one_stream=True and a sample_chunk")
+        other = background_sampler_model(opts, synth, opts.sampler_device)
     torch.manual_seed(opts.seeds[0])
     streams = opts.seeds[:1] if opts.one_stream else opts.seeds
     chunk = opts.sample_chunk or opts.batch_size
-    samplers = {s: ChunkedSampler(synth, chunk, prefetch=opts.fast_step) for s in streams}
+    if other is not None:  # the same stream, drawn by a thread on the other device
+        samplers = {s: BackgroundSampler(other, chunk, opts.device) for s in streams}
+    else:
+        samplers = {s: ChunkedSampler(synth, chunk, prefetch=opts.fast_step) for s in streams}
     t0, done, steps = time.perf_counter(), 0, opts.steps
     cuda = opts.device.startswith("cuda")
     while done < steps:
@@ -963,6 +987,9 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
     if cuda:
         torch.cuda.synchronize()
     secs = time.perf_counter() - t0
+    for sampler in samplers.values():
+        if isinstance(sampler, BackgroundSampler):
+            sampler.close()
     rows = []  # all scored (matchings submitted) before the first is waited on
     for (seed, name, tr), u in zip(trainers, untrained, strict=True):
         t1 = time.perf_counter()
