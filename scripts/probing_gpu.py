@@ -505,17 +505,21 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
 def merge_results(parts: list[dict]) -> dict:
     """One results dict from several (e.g. one process per K): the per-name tables are
     united (a name in two parts, such as the raw residual, keeps the first part's entry),
-    the block lists joined; plan and data come from the first part, with the union of Ks."""
+    in the order of the parts (so per-seed lists follow the files' order: seeds 0-1 of one
+    file, then seed 2 of the next), the block lists joined; plan and data come from the
+    first part, with the union of Ks."""
+
+    def unite(first: dict, later: dict) -> dict:
+        return {**first, **{k: v for k, v in later.items() if k not in first}}
+
     res = json.loads(json.dumps(parts[0]))
     for part in parts[1:]:
         for key in ("l0", "dead_fraction", "kinds", "train", "fvu", "downstream", "rows",
                     "block_seconds", "errors"):  # fmt: skip
             if key in part:
-                res.setdefault(key, {})
-                res[key] = {**part[key], **res[key]}
+                res[key] = unite(res.get(key, {}), part[key])
         for variant, rows in part.get("probing", {}).items():
-            res["probing"].setdefault(variant, {})
-            res["probing"][variant] = {**rows, **res["probing"][variant]}
+            res["probing"][variant] = unite(res["probing"].get(variant, {}), rows)
         for key in ("blocks_done", "not_run"):
             res[key] = res.get(key, []) + part.get(key, [])
         res["plan"]["Ks"] = sorted(set(res["plan"]["Ks"]) | set(part["plan"]["Ks"]))

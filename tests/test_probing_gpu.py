@@ -146,3 +146,25 @@ def test_rows_tied_models_sweep_and_responsibilities_on_a_tiny_llama(tmp_path):
     (tmp_path / "rep" / "t.md").write_text(mod.render(res, summ))
     mod.plot(res, summ, tmp_path / "rep" / "p.png")
     assert (tmp_path / "rep" / "p.png").stat().st_size > 0
+
+
+def test_merge_results_keeps_the_first_entry_and_the_files_order():
+    """merge_results: a name in two parts keeps the first part's entry, and later parts'
+    names come after the earlier ones (seed 2 of a second file after seeds 0-1), so the
+    report's per-seed lists (dead latents) read in seed order."""
+    mod = _script()
+
+    def part(seeds, dead, raw):
+        names = [f"l1-K8-s{s}" for s in seeds]
+        return {"plan": {"Ks": [8]}, "dead_fraction": dict(zip(names, dead, strict=True)),
+                "l0": {n: 1.0 for n in names}, "blocks_done": [f"K8-s{s}" for s in seeds],
+                "not_run": [],
+                "probing": {"saebench": {"raw residual (ceiling)": raw, **{n: {} for n in names}}}}  # fmt: skip
+
+    res = mod.merge_results([part([0, 1], [0.25, 0.5], "first"), part([2], [0.125], "second")])
+    assert list(res["dead_fraction"]) == ["l1-K8-s0", "l1-K8-s1", "l1-K8-s2"]
+    assert list(res["dead_fraction"].values()) == [0.25, 0.5, 0.125]
+    assert list(res["probing"]["saebench"]) == [
+        "raw residual (ceiling)", "l1-K8-s0", "l1-K8-s1", "l1-K8-s2"]  # fmt: skip
+    assert res["probing"]["saebench"]["raw residual (ceiling)"] == "first"
+    assert res["blocks_done"] == ["K8-s0", "K8-s1", "K8-s2"]
