@@ -52,21 +52,27 @@ def _saelens_pair(dead_window: int, steps: int, seed: int = 0, widths: list | No
     return sae, SAETrainer(cfg=cfg, sae=sae, data_provider=iter(()))
 
 
+def _ours_at_saelens_weights(synth, name: str, sae, steps: int, window: int) -> VariantTrainer:
+    """Our trainer of variant `name` (the sae-lens test settings), started at sae's weights."""
+    opts = SyntheticEvalOptions(recipe="tiny", latents=K, k=k, lr=3e-3, batch_size=B,
+                                steps=steps, dead_steps=window + 1, gradient_shares=False)  # fmt: skip
+    tr = VariantTrainer(VARIANTS[name], synth, opts, 0, None)
+    with torch.no_grad():
+        tr.model.encoder.weight.copy_(sae.W_enc.t())
+        tr.model.encoder.bias.copy_(sae.b_enc)
+        tr.model.W_dec.copy_(sae.W_dec.t())
+        tr.model.b_dec.copy_(sae.b_dec)
+    return tr
+
+
 def test_all_parts_train_like_sae_lens_own_trainer(synth):
     """Ours with every sae-lens part, started at sae-lens's weights, ends at sae-lens's
     weights after 40 steps on the same batches, AuxK active (dead window 5 steps: sae-lens
     counts a latent dead after more than W steps without firing, ours after >= W + 1)."""
     steps, window = 40, 5
     sae, trainer = _saelens_pair(window, steps)
-    opts = SyntheticEvalOptions(recipe="tiny", latents=K, k=k, lr=3e-3, batch_size=B,
-                                steps=steps, dead_steps=window + 1, gradient_shares=False)  # fmt: skip
-    tr = VariantTrainer(VARIANTS["batchtopk-sl-all"], synth, opts, 0, None)
+    tr = _ours_at_saelens_weights(synth, "batchtopk-sl-all", sae, steps, window)
     m = tr.model
-    with torch.no_grad():
-        m.encoder.weight.copy_(sae.W_enc.t())
-        m.encoder.bias.copy_(sae.b_enc)
-        m.W_dec.copy_(sae.W_dec.t())
-        m.b_dec.copy_(sae.b_dec)
     torch.manual_seed(5)
     xs = [synth.sample(B) for _ in range(steps)]
     aux_seen = 0.0
@@ -94,16 +100,9 @@ def test_matryoshka_with_all_parts_trains_like_sae_lens_own_trainer(synth):
     widths = matryoshka_widths(K, 4)
     assert len(widths) == 4  # three inner levels
     sae, trainer = _saelens_pair(window, steps, widths=widths)
-    opts = SyntheticEvalOptions(recipe="tiny", latents=K, k=k, lr=3e-3, batch_size=B,
-                                steps=steps, dead_steps=window + 1, gradient_shares=False)  # fmt: skip
-    tr = VariantTrainer(VARIANTS["matryoshka-sl-all"], synth, opts, 0, None)
+    tr = _ours_at_saelens_weights(synth, "matryoshka-sl-all", sae, steps, window)
     m = tr.model
     assert m.widths == widths
-    with torch.no_grad():
-        m.encoder.weight.copy_(sae.W_enc.t())
-        m.encoder.bias.copy_(sae.b_enc)
-        m.W_dec.copy_(sae.W_dec.t())
-        m.b_dec.copy_(sae.b_dec)
     torch.manual_seed(5)
     inner_seen = aux_seen = 0.0
     for _ in range(steps):
