@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,52 @@ def test_a_worker_error_reaches_the_caller(tmp_path: Path):
         workers.train_stacks([from_dict(bad), cfg("standard_sae", 1)],
                              [tmp_path / "a", tmp_path / "b"], jobs=2, threads=2, eval_every=1)  # fmt: skip
     assert not runs.is_complete(tmp_path / "a")
+
+
+def test_a_signal_that_reaches_a_worker_first_is_reported_as_that_signal(tmp_path: Path):
+    """Ctrl-C that ends a worker before it reaches this process breaks the pool; the caller
+    gets KeyboardInterrupt (the CLI's one line, exit 130), not BrokenProcessPool, and no
+    temporary file is left behind. The SIGINT goes to the workers only, so the parent's
+    own SIGINT never races it."""
+    import multiprocessing
+    import threading
+    import time
+
+    cfgs = [cfg("encoder", 1, epochs=5000), cfg("standard_sae", 1, epochs=5000)]
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    caught: list[BaseException] = []
+
+    def train() -> None:
+        try:
+            workers.train_stacks(cfgs, dirs, jobs=2, threads=2, eval_every=1,
+                                 checkpoint_every=1)  # fmt: skip
+        except BaseException as e:  # noqa: BLE001  (kept for the assertions below)
+            caught.append(e)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.rglob("*.pt")):  # a worker is training (a checkpoint is written)
+        assert thread.is_alive() and time.monotonic() < deadline, caught
+        time.sleep(0.05)
+    for child in multiprocessing.active_children():
+        os.kill(child.pid, signal.SIGINT)
+    thread.join(60)
+    assert not thread.is_alive()
+    assert len(caught) == 1 and isinstance(caught[0], KeyboardInterrupt), caught
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob(".*.tmp"))
+    assert not runs.is_complete(dirs[0]) and not runs.is_complete(dirs[1])
+
+
+def test_workers_signal_is_read_from_their_exit_codes():
+    class P:
+        def __init__(self, exitcode):
+            self.exitcode = exitcode
+
+    sig = workers._signal_of
+    assert sig([P(130), P(-15)]) == sig([P(-2)]) == signal.SIGINT  # -15: the pool's terminate
+    assert sig([P(-15), P(143)]) == signal.SIGTERM
+    assert sig([P(1), P(-15), P(None)]) is None
 
 
 def test_parallel_is_cpu_only():

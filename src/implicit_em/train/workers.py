@@ -19,12 +19,14 @@ import signal
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from implicit_em.config import RunConfig, from_dict
 from implicit_em.train.stacked import CHECKPOINT_EVERY, group_configs
 
 UNWIND_SECONDS = 10.0  # how long a Ctrl-C'd parent waits for its workers to clean up and exit
+EXIT_CODE_SECONDS = 2.0  # how long a broken pool's exit codes are read for a signal
 
 
 def stack_cost(cfgs: Sequence[RunConfig]) -> float:
@@ -104,6 +106,19 @@ def _train_stack(
         _training = False
 
 
+def _signal_of(procs) -> int | None:
+    """The signal (SIGINT or SIGTERM) that ended one of the worker processes `procs`, read
+    from the exit codes: `_quit` exits with 128 + signum; -SIGINT is SIGINT's default action.
+    (-SIGTERM is not read as a signal: the broken pool terminates the other workers so.)
+    SIGINT wins over SIGTERM; None when no worker ended by either."""
+    codes = {proc.exitcode for proc in procs}
+    if codes & {128 + signal.SIGINT, -signal.SIGINT}:
+        return signal.SIGINT
+    if 128 + signal.SIGTERM in codes:
+        return signal.SIGTERM
+    return None
+
+
 def train_stacks(
     cfgs: list[RunConfig], run_dirs: list[Path], jobs: int, threads: int, eval_every: int,
     checkpoint_every: int = CHECKPOINT_EVERY, progress: bool = False,
@@ -121,8 +136,23 @@ def train_stacks(
             for g in plan_stacks(cfgs)
         ]  # fmt: skip
         try:
-            for f in futures:
-                f.result()
+            try:
+                for f in futures:
+                    f.result()
+            except BrokenProcessPool as broken:
+                # a worker that Ctrl-C / SIGTERM ended can break the pool before the same
+                # signal reaches this process's main thread: report it as that signal
+                procs = list(getattr(pool, "_processes", {}).values())
+                deadline = time.monotonic() + EXIT_CODE_SECONDS
+                # the pool's thread may be reaping a worker: its exit code can read None for
+                # a moment (multiprocessing's poll), so look again until one shows a signal
+                while (signum := _signal_of(procs)) is None and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt from broken
+                if signum == signal.SIGTERM:
+                    os.kill(os.getpid(), signal.SIGTERM)  # this process's own SIGTERM action
+                raise
         except BaseException as e:  # Ctrl-C, SIGTERM, a failed worker: stop the others now
             procs = list(getattr(pool, "_processes", {}).values())
             if isinstance(e, KeyboardInterrupt):
