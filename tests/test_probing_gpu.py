@@ -146,3 +146,109 @@ def test_rows_tied_models_sweep_and_responsibilities_on_a_tiny_llama(tmp_path):
     (tmp_path / "rep" / "t.md").write_text(mod.render(res, summ))
     mod.plot(res, summ, tmp_path / "rep" / "p.png")
     assert (tmp_path / "rep" / "p.png").stat().st_size > 0
+
+
+PLAN3 = Path(__file__).resolve().parents[1] / "docs" / "eval" / "probing" / "gpu3"
+
+
+def test_gpu3_plan_runs_every_row_and_compare3_reads_it(tmp_path):
+    """The committed gpu3 plan (docs/eval/probing/gpu3_plan.md) at toy size: every variant row
+    trains and is scored with its controls, pre-training splits the one pass in two, and the
+    report / compare3 commands accept the results."""
+    import subprocess
+
+    transformers = pytest.importorskip("transformers")
+    mod = _script()
+    tiny = {**mod.TINY, "seeds": (0, 1)}
+    mod.prepare(mod.Plan(**tiny), tiny_corpora(), ByteTokenizer(), tmp_path / "data")
+    meta, arrays = mod.load_data(tmp_path / "data")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=258, hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=3, num_attention_heads=4,
+                                   num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
+    lm = transformers.LlamaForCausalLM(cfg).eval()
+    files = []
+    for K, name in ((16, "plan_K4096.json"), (32, "plan_K16384.json")):
+        over = json.loads((PLAN3 / name).read_text())
+        over["Ks"] = [K]
+        plan = mod.replace(mod.Plan(**tiny), **{k: tuple(v) if isinstance(v, list) else v
+                                               for k, v in over.items()})  # fmt: skip
+        res = mod.main_run(plan, meta, arrays, lm, tmp_path / f"out{K}", "cpu")
+        assert not res.get("errors"), res.get("errors")
+        files.append(str(tmp_path / f"out{K}" / "results.json"))
+        probes = res["probing"]["saebench"]
+        for s in (0, 1):
+            k = int(min(K, max(1, round(res["l0"][f"encoder-K{K}-s{s}"]))))
+            rows = res["rows"]
+            cfgs = {
+                n.rsplit("-s", 1)[0]: r["config"] for n, r in rows.items() if n.endswith(f"-s{s}")
+            }
+            assert cfgs[f"encoder-K{K}"]["model"]["centre"] is False  # the reference, as gpu.md
+            assert cfgs[f"encoder-wr-K{K}"]["loss"]["lambda_wr"] == 1.0
+            assert cfgs[f"encoder-softplus-K{K}"]["model"]["activation"] == "softplus"
+            assert cfgs[f"encoder-unit-rows-K{K}"]["model"]["unit_norm_rows"] is True
+            assert cfgs[f"encoder-wr-centred-K{K}"]["model"]["centre"] is True
+            assert res["l0"][f"encoder-softplus-K{K}-s{s}"] == K  # softplus never hits zero
+            # the L0 rule reads the first encoder row only (the softplus row's L0 is K)
+            for lab in ("topk", "topk-pretrained", "topk-half"):
+                assert f"{lab}-K{K}-k{k}-s{s}" in res["l0"]
+            n = res["tokens"]["train"]
+            half = (n - round(n * 0.5)) // plan.batch_size
+            pre = res["train"][f"topk-pretrained-K{K}-k{k}-s{s}"]
+            assert [st["steps"] for st in pre["stages"]] == [
+                round(n * 0.5) // plan.batch_size,
+                half,
+            ]
+            assert [st["steps"] for st in res["train"][f"topk-half-K{K}-k{k}-s{s}"]["stages"]] == [
+                half
+            ]
+            assert res["train"][f"encoder-K{K}-s{s}"]["steps"] == n // plan.batch_size
+            for lab in (
+                "encoder",
+                "encoder-softplus",
+                "encoder-unit-rows",
+                "encoder-centred",
+                "topk",
+            ):
+                name = f"{lab}-K{K}" + (f"-k{k}" if lab == "topk" else "") + f"-s{s}"
+                assert f"{name} (untrained)" in probes
+            for lab in ("encoder-wr", "encoder-wr-centred"):
+                assert f"{lab}-K{K}-s{s} (untrained)" not in probes
+            ce = res["downstream"][f"K{K}-s{s}"]
+            assert f"topk-pretrained-K{K}-k{k}-s{s} | own decoder" in ce
+            assert f"encoder-centred-K{K}-s{s} (untrained) | post-hoc least squares" in ce
+    out = tmp_path / "rep"
+    out.mkdir()
+    script = [sys.executable, str(SCRIPT)]
+    subprocess.run([*script, "report", "--results", *files, "--out", str(out)], check=True)
+    baseline = json.dumps({"K16": {"verdict": {"best_baseline": "l1", "best_mean_k": 0.5}}})
+    (tmp_path / "b.json").write_text(baseline)
+    subprocess.run([*script, "compare3", "--results", *files, "--baseline",
+                    str(tmp_path / "b.json"), "--out", str(out)], check=True)  # fmt: skip
+    nums = json.loads((out / "gpu3_compare.json").read_text())
+    for K in (16, 32):
+        rows = nums[f"K{K}"]["rows"]
+        assert set(rows) == {"encoder", "topk", "encoder-wr", "encoder-softplus",
+                             "encoder-unit-rows", "encoder-centred", "encoder-wr-centred",
+                             "topk-pretrained", "topk-half"}  # fmt: skip
+        assert rows["encoder-wr"]["twin_mean_k"] == rows["encoder"]["twin_mean_k"]
+        assert {lab for lab, v in rows.items() if "target" in v} == {
+            "encoder",
+            "encoder-wr",
+            "encoder-softplus",
+            "encoder-unit-rows",
+            "encoder-centred",
+            "encoder-wr-centred",
+            "topk-pretrained",
+        }  # decoder-free and hybrid rows only
+        assert rows["topk-pretrained"]["kind"] == "hybrid" and rows["topk-half"]["kind"] == "SAE"
+        for v in rows.values():
+            assert "target" not in v or v["target_met"] == all(v["target"].values())
+            lo, hi = v["mean_k_range"]
+            assert lo <= v["mean_k"] <= hi
+        assert nums[f"K{K}"]["pretrain"]["topk-pretrained"]["control"] == "topk-half"
+    assert nums["K16"]["best_baseline_mean_k"] >= 0.5
+    assert "encoder-wr-centred" in (out / "gpu3_compare.md").read_text()
+    again = subprocess.run([*script, "compare3", "--results", *files, "--baseline",
+                            str(tmp_path / "b.json"), "--out", str(out)], capture_output=True)  # fmt: skip
+    assert again.returncode == 2 and b"exists" in again.stderr  # nothing silently overwritten
