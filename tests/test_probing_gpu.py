@@ -21,19 +21,24 @@ def _script():
     return mod
 
 
-def test_prepare_and_run_on_a_tiny_llama(tmp_path):
+def _tiny_lm():
+    """The tests' tiny Llama (3 layers, width 32, byte vocabulary), seeded."""
     transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=258, hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=3, num_attention_heads=4,
+                                   num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def test_prepare_and_run_on_a_tiny_llama(tmp_path):
     mod = _script()
     plan = mod.Plan(**mod.TINY)
     meta = mod.prepare(plan, tiny_corpora(), ByteTokenizer(), tmp_path / "data")
     meta, arrays = mod.load_data(tmp_path / "data")
     assert arrays["train_ctx"].shape[1] == plan.ctx_len and (arrays["train_ctx"][:, 0] == 256).all()
     assert arrays["held_ctx"].shape == (plan.held_contexts, plan.ctx_len)
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=258, hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=3, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
-    lm = transformers.LlamaForCausalLM(cfg).eval()
+    lm = _tiny_lm()
     res = mod.main_run(plan, meta, arrays, lm, tmp_path / "out", "cpu")
     assert res["blocks_done"] == ["K16-s0", "K32-s0", "K16-s1", "K32-s1"]
     on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -82,7 +87,6 @@ def test_rows_tied_models_sweep_and_responsibilities_on_a_tiny_llama(tmp_path):
     """Plan.rows (issue 18, gpu2): the tied TopK models at the encoder's L0, a JumpReLU / L1
     sweep row without its untrained twin, the encoder also read out as r = softmax(-a); two
     processes' results merge into one report."""
-    transformers = pytest.importorskip("transformers")
     mod = _script()
     rows = (
         {"family": "encoder", "untrained": False},
@@ -98,11 +102,7 @@ def test_rows_tied_models_sweep_and_responsibilities_on_a_tiny_llama(tmp_path):
     plan = mod.Plan(**tiny, rows=rows, resp_families=("encoder",))
     mod.prepare(plan, tiny_corpora(), ByteTokenizer(), tmp_path / "data")
     meta, arrays = mod.load_data(tmp_path / "data")
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=258, hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=3, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
-    lm = transformers.LlamaForCausalLM(cfg).eval()
+    lm = _tiny_lm()
     parts = []
     for K in (16, 32):
         p = mod.replace(plan, Ks=(K,))
@@ -157,16 +157,11 @@ def test_gpu3_plan_runs_every_row_and_compare3_reads_it(tmp_path):
     report / compare3 commands accept the results."""
     import subprocess
 
-    transformers = pytest.importorskip("transformers")
     mod = _script()
     tiny = {**mod.TINY, "seeds": (0, 1)}
     mod.prepare(mod.Plan(**tiny), tiny_corpora(), ByteTokenizer(), tmp_path / "data")
     meta, arrays = mod.load_data(tmp_path / "data")
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=258, hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=3, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
-    lm = transformers.LlamaForCausalLM(cfg).eval()
+    lm = _tiny_lm()
     files = []
     for K, name in ((16, "plan_K4096.json"), (32, "plan_K16384.json")):
         over = json.loads((PLAN3 / name).read_text())
