@@ -209,6 +209,12 @@ def test_gpu3_plan_runs_every_row_and_compare3_reads_it(tmp_path):
                 assert f"{name} (untrained)" in probes
             for lab in ("encoder-wr", "encoder-wr-centred"):
                 assert f"{lab}-K{K}-s{s} (untrained)" not in probes
+            # twin_mean: the centred row's twin sees the trained mean (with x_mean = 0 it would
+            # be the reference encoder's twin exactly: same init)
+            twins = [
+                res["l0"][f"{lab}-K{K}-s{s} (untrained)"] for lab in ("encoder", "encoder-centred")
+            ]
+            assert twins[0] != twins[1]
             ce = res["downstream"][f"K{K}-s{s}"]
             assert f"topk-pretrained-K{K}-k{k}-s{s} | own decoder" in ce
             assert f"encoder-centred-K{K}-s{s} (untrained) | post-hoc least squares" in ce
