@@ -52,17 +52,30 @@ class Plan:
     """The trained rows of each block, in order, when not empty (else one row per family,
     each with its untrained twin): dicts with "family" (registry name), optional "label" (row
     name prefix; default the family's short name), "loss" (LossConfig overrides, e.g.
-    {"l0_coef": 0.01}), "l1_c" (standard_sae: l1_weight = l1_c K / D) and "untrained" (False:
-    no untrained-twin row, when docs/eval/probing/gpu.md already holds the same control).
-    A family that uses k (registry `uses_k`) takes k = the block's encoder L0, so the encoder
-    row comes first."""
+    {"l0_coef": 0.01} or {"lambda_wr": 1.0}), "model" (ModelConfig overrides, e.g.
+    {"activation": "softplus"}, {"unit_norm_rows": true}, {"centre": true}), "l1_c"
+    (standard_sae: l1_weight = l1_c K / D), "untrained" (False: no untrained-twin row, when
+    another row or docs/eval/probing/gpu.md already holds the same control) and "pretrain"
+    (decoder-free pre-training, then this row's family: a row dict of the encoder trained on
+    the first `pretrain_fraction` (default 0.5) of the training rows, the model then started
+    from it (`models.init_from_encoder_`) and trained on the rest; or "none", the control:
+    this row's model from its random init on the same rest only). A family that uses k
+    (registry `uses_k`) takes k = the L0 of the block's first `l0_reference` row, so that row
+    comes first."""
     l0_reference: str = "encoder"
     """The family whose held-out L0 (rounded) is the block's k for the families that use k."""
     resp_families: tuple[str, ...] = ()
     """Families whose responsibilities r = softmax(-a) (paper Eq. 4) are probed too, beside
     the codes a, trained and untrained (rows `<label>[r]`)."""
     centre_saes: bool = True
-    """Every SAE family on mean-centred inputs (the encoder is not centred: its default)."""
+    """Every family that can be centred (registry `centres`) on mean-centred inputs, except
+    those in `uncentred`; a row's "model" overrides win."""
+    uncentred: tuple[str, ...] = ("encoder",)
+    """Families left uncentred by default: the decoder-free encoder (gpu.md's reference row;
+    its centred variant is a row with "model": {"centre": true})."""
+    twin_mean: bool = False
+    """Untrained twins of centred rows take the trained model's input mean (x_mean), so the
+    control sees the same centred inputs; False: x_mean = 0, as gpu.md / gpu2 had it."""
     train_tokens: int = 2_000_000
     batch_size: int = 4096
     lr: float = 1e-3
@@ -238,16 +251,17 @@ def run_config(family: str, K: int, d: int, plan: Plan, seed: int, k: int = 16,
     loss = LossConfig(l1_weight=l1_c * K / d, dead_steps=250, tc_probes=plan.tc_probes,
                       l0_coef=plan.jumprelu_l0_coef)  # fmt: skip
     loss = replace(loss, **row.get("loss", {}))
+    model = ModelConfig(
+        type=family,
+        input_dim=d,
+        hidden_dim=K,
+        k=k,
+        centre=plan.centre_saes and FAMILIES[family].centres and family not in plan.uncentred,
+        jump_threshold=plan.jump_threshold,
+        jump_bandwidth=plan.jump_bandwidth,
+    )  # fmt: skip
     return RunConfig(
-        model=ModelConfig(
-            type=family,
-            input_dim=d,
-            hidden_dim=K,
-            k=k,
-            centre=plan.centre_saes and FAMILIES[family].centres,
-            jump_threshold=plan.jump_threshold,
-            jump_bandwidth=plan.jump_bandwidth,
-        ),  # fmt: skip
+        model=replace(model, **row.get("model", {})),
         loss=loss,
         training=TrainConfig(epochs=1, batch_size=plan.batch_size, lr=plan.lr, seed=seed),
     )
@@ -258,6 +272,41 @@ SHORT = {"encoder": "encoder", "topk_sae": "topk", "batchtopk_sae": "batchtopk",
          "standard_sae": "l1", "tied_topk_sae": "tied-topk",
          "tied_topk_hybrid": "tied-topk-im"}  # fmt: skip
 """Row-name prefixes (the names gpu.md's rows carry)."""
+
+
+def train_row(model, row: dict, cfg, x_train, plan: Plan, K: int, d: int, seed: int,
+              k: int, device) -> list[dict]:  # fmt: skip
+    """Train one row's model in place: one pass over x_train (N, D) with `train_steps`, or,
+    for a row with "pretrain" (Plan.rows), the pre-training encoder on the first
+    round(N * pretrain_fraction) rows, `models.init_from_encoder_`, then the model on the
+    other rows (pretrain "none": the model alone on those rows, the control). Each stage
+    is one pass at plan.batch_size, Adam plan.lr, seed `seed`. Returns one
+    {"steps", "history"} per stage trained."""
+    from implicit_em import runs
+    from implicit_em.models import init_from_encoder_
+    from implicit_em.train.distributed import train_steps
+
+    def fit(m, x, loss) -> dict:
+        steps = len(x) // plan.batch_size
+        r = train_steps(m, x, loss, global_batch=plan.batch_size, steps=steps, lr=plan.lr,
+                        seed=seed, amp=device.type == "cuda", log_every=max(1, steps // 4),
+                        warmup=min(5, steps - 1))  # fmt: skip
+        return {"steps": steps, "history": r["history"]}
+
+    pre = row.get("pretrain")
+    if pre is None:
+        return [fit(model, x_train, cfg.loss)]
+    if pre != "none" and not isinstance(pre, dict):
+        raise ValueError(f"row pretrain must be a row dict or 'none', got {pre!r}")
+    n1 = round(len(x_train) * row.get("pretrain_fraction", 0.5))
+    stages = []
+    if pre != "none":
+        pcfg = run_config(pre["family"], K, d, plan, seed, k=k, row=pre)
+        enc = runs.build_model(pcfg, seed=seed).to(device)
+        stages.append(fit(enc, x_train[:n1], pcfg.loss))
+        init_from_encoder_(model, enc)
+    stages.append(fit(model, x_train[n1:], cfg.loss))
+    return stages
 
 
 def plan_rows(plan: Plan) -> list[dict]:
@@ -279,7 +328,6 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
     from implicit_em.families import FAMILIES
     from implicit_em.lm_eval import encode, fit_linear_decoder, fit_scalar_decoder, fvu
     from implicit_em.models import Encoder
-    from implicit_em.train.distributed import train_steps
 
     fitter = Fitter(workers)  # before any CUDA work
     dev = torch.device(device)
@@ -388,13 +436,12 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                     no_twin.add(name)
                 if fam in plan.resp_families:
                     resp.add(name)
-                res.setdefault("rows", {})[name] = {"family": fam, "config": asdict(cfg)}
-                steps = n_train // plan.batch_size
+                res.setdefault("rows", {})[name] = {"family": fam, "config": asdict(cfg),
+                                                    "row": row}  # fmt: skip
                 t = time.perf_counter()
                 try:
-                    r = train_steps(model, x_train, cfg.loss, global_batch=plan.batch_size,
-                                    steps=steps, lr=plan.lr, seed=seed, amp=dev.type == "cuda",
-                                    log_every=max(1, steps // 4), warmup=min(5, steps - 1))  # fmt: skip
+                    stages = train_row(model, row, cfg, x_train, plan, K, D, seed,
+                                       k_match or 16, dev)  # fmt: skip
                 except Exception as e:  # one family failing must not lose the others
                     res.setdefault("errors", {})[name] = f"{type(e).__name__}: {e}"
                     log(f"{name}: FAILED {type(e).__name__}: {e}")
@@ -406,15 +453,26 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                 l0 = float((a > 0).sum(1).double().mean())
                 res["l0"][name] = l0
                 res["dead_fraction"][name] = float(((a > 0).sum(0) == 0).double().mean())
+                if plan.twin_mean and getattr(model, "centre", False):
+                    untrained[name].load_state_dict(  # the trained model's input mean
+                        {**untrained[name].state_dict(),
+                         **{b: v for b, v in model.state_dict().items() if b.startswith("x_mean")}})  # fmt: skip
                 au = encode(untrained[name], x_held)
                 if name not in no_twin:
                     res["l0"][f"{name} (untrained)"] = float((au > 0).sum(1).double().mean())
-                res["train"][name] = {"steps": steps, "seconds": round(time.perf_counter() - t, 1),
-                                      "last": r["history"][-1] if r["history"] else None}  # fmt: skip
+                hist = stages[-1]["history"]
+                res["train"][name] = {"steps": sum(st["steps"] for st in stages),
+                                      "seconds": round(time.perf_counter() - t, 1),
+                                      "last": hist[-1] if hist else None}  # fmt: skip
+                if len(stages) > 1 or row.get("pretrain"):
+                    res["train"][name]["stages"] = [
+                        {"steps": st["steps"], "last": st["history"][-1] if st["history"] else None}
+                        for st in stages
+                    ]  # fmt: skip
                 res["kinds"][name] = "trained"
                 if name not in no_twin:
                     res["kinds"][f"{name} (untrained)"] = "untrained"
-                if fam == plan.l0_reference:
+                if fam == plan.l0_reference and k_match is None:  # the block's first such row
                     k_match = int(min(K, max(1, round(l0))))
                 del a, au
                 log(f"{name}: {res['train'][name]['seconds']} s, L0 {l0:.1f}, dead "
@@ -860,6 +918,158 @@ def compare(new: dict, old: dict) -> tuple[str, dict]:
     return "\n".join(lines) + "\n", numbers
 
 
+# ---------------------------------------------------------------- run 3: variants and verdict
+
+
+def _apart(a: list[float], b: list[float], margin: float) -> str:
+    """'above' when a's worst seed exceeds b's best by more than margin, 'below' the other
+    way round, else 'level' (eval.verdict's rule for beating a control)."""
+    if min(a) > max(b) + margin:
+        return "above"
+    if max(a) < min(b) - margin:
+        return "below"
+    return "level"
+
+
+def compare3(new: dict, baseline: dict) -> tuple[str, dict]:
+    """Run 3's variant rows against the reference encoder, their controls and the SAE
+    baselines, by the rules fixed in docs/eval/probing/gpu3_plan.md. baseline: gpu2's
+    gpu2_compare.json (its best SAE baseline per K at the encoder's L0). Returns (markdown,
+    numbers)."""
+    from types import SimpleNamespace
+
+    from implicit_em.eval.verdict import DECODER_FREE, HYBRID, MARGIN, matched_l0, variant_kind
+    from implicit_em.families import FAMILIES
+
+    def kind(r: dict) -> str:  # eval.verdict's kind of a plan row (pre-training: a hybrid)
+        pre = r.get("pretrain")
+        return variant_kind(SimpleNamespace(
+            family=r["family"], pretrain_fraction=r.get("pretrain_fraction", 0.5) if pre else 0.0,
+            pretrain=pre["family"] if isinstance(pre, dict) else "none"))  # fmt: skip
+
+    sn = summarize(new)
+    own, lsq = "own decoder", "post-hoc least squares"
+    ref_label = next(r.get("label") or SHORT[r["family"]] for r in new["plan"]["rows"]
+                     if r["family"] == new["plan"]["l0_reference"])  # fmt: skip
+    labels = [(r.get("label") or SHORT[r["family"]], r) for r in new["plan"]["rows"]]
+    numbers: dict = {}
+    lines: list[str] = [
+        f"Rules (gpu3_plan.md, fixed before the run): probing = SAEBench probe, mean over the "
+        f"5 datasets and k in {sn['ks']}, per seed; A *above* / *below* B when A's worst seed "
+        f"is more than {MARGIN} above B's best seed (or the other way round), else *level* "
+        f"(`eval.verdict.MARGIN`); CE-loss recovered compared the same way with margin 0 "
+        f"(seed ranges disjoint); L0s matched within `eval.verdict.matched_l0` (25 %)."
+    ]
+    for K in new["plan"]["Ks"]:
+
+        def stats(label: str, tag: str = "", K=K) -> dict | None:
+            rid = f"{label}-K{K}{tag}"
+            ro = own if f"{rid} | {own}" in sn["downstream"] else lsq
+            st = row_stats(sn, new, rid, ro)
+            if st is not None:
+                per = [
+                    float(c)
+                    for c in sn["downstream"].get(f"{rid} | {ro}", {}).get("ce_loss_recovered", [])
+                ]
+                st["ce_seeds"] = per
+            return st
+
+        ref = stats(ref_label)
+        topk = next((stats(lab) for lab, r in labels if FAMILIES[r["family"]].uses_k
+                     and "pretrain" not in r and not FAMILIES[r["family"]].tied), None)  # fmt: skip
+        b = baseline.get(f"K{K}", {}).get("verdict", {})
+        best_name, best = b.get("best_baseline"), b.get("best_mean_k")
+        if topk is not None and (best is None or topk["mean_k"] > best):
+            best_name, best = "topk (this run)", topk["mean_k"]
+        per_row: dict = {}
+        table = ["", f"### K = {K}", "",
+                 "| row | L0 | dead (per seed) | probing mean over k [seeds] | untrained twin | "
+                 "random @ L0 | beats controls | vs reference | CE-loss rec. [seeds] (read-out) "
+                 "| CE vs reference |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for lab, r in labels:
+            st = stats(lab)
+            if st is None:
+                continue
+            twin = stats(r.get("twin_of", lab), " (untrained)")
+            rnd = row_stats(sn, new, f"random dirs @ L0 of {lab}-K{K}", None)
+            ctrl = [c for c in (twin, rnd) if c is not None]
+            beats = bool(ctrl) and all(_apart(list(st["mean_k_range"]), list(c["mean_k_range"]),
+                                              MARGIN) == "above" for c in ctrl)  # fmt: skip
+            v = {"kind": kind(r), "l0": st["l0"], "dead": st["dead"], "mean_k": st["mean_k"],
+                 "mean_k_range": st["mean_k_range"], "ce": st.get("ce"),
+                 "readout": st.get("readout"), "beats_controls": beats,
+                 "twin_mean_k": twin["mean_k"] if twin else None,
+                 "random_mean_k": rnd["mean_k"] if rnd else None}  # fmt: skip
+            if ref is not None and lab != ref_label:
+                v["probe_vs_reference"] = _apart(list(st["mean_k_range"]),
+                                                 list(ref["mean_k_range"]), MARGIN)  # fmt: skip
+                v["probe_delta"] = st["mean_k"] - ref["mean_k"]
+                if st.get("ce_seeds") and ref.get("ce_seeds"):
+                    v["ce_vs_reference"] = _apart(st["ce_seeds"], ref["ce_seeds"], 0.0)
+                    v["ce_delta"] = st["ce"] - ref["ce"]
+            if (v["kind"] in (DECODER_FREE, HYBRID) and best is not None and topk is not None
+                    and ref is not None and "ce" in st):  # fmt: skip
+                v["target"] = {
+                    "matched_l0": matched_l0(st["l0"], ref["l0"]),
+                    "probe_met": st["mean_k"] >= best - 0.005,
+                    "ce_met": st["ce"] >= topk["ce"] - 0.01,
+                    "dead_met": bool(st["dead"]) and max(st["dead"]) == 0,
+                    "beats_controls": beats,
+                }  # fmt: skip
+                v["target_met"] = all(v["target"].values())
+            per_row[lab] = v
+            rng = f"{st['mean_k']:.3f} [{st['mean_k_range'][0]:.3f}, {st['mean_k_range'][1]:.3f}]"
+            ce = (f"{st['ce']:.3f} [{min(st['ce_seeds']):.3f}, {max(st['ce_seeds']):.3f}] "
+                  f"({st['readout']})" if st.get("ce_seeds") else "-")  # fmt: skip
+            table.append(
+                f"| {lab} | {st['l0']:.1f} | {'/'.join(map(str, st['dead'])) or '-'} | {rng} | "
+                f"{v['twin_mean_k'] if twin is None else format(twin['mean_k'], '.3f')} | "
+                f"{'-' if rnd is None else format(rnd['mean_k'], '.3f')} | {beats} | "
+                f"{v.get('probe_vs_reference', '-')} "
+                f"({v.get('probe_delta', 0.0):+.3f}) | {ce} | {v.get('ce_vs_reference', '-')} |"
+            )
+        pre = {lab: r["pretrain"] for lab, r in labels if "pretrain" in r}
+        pretrain = {}
+        for lab, p in pre.items():
+            if p == "none":
+                continue
+            ctl = next((c for c, q in pre.items() if q == "none"), None)
+            if ctl in per_row and lab in per_row:
+                a, c = stats(lab), stats(ctl)
+                pretrain[lab] = {"control": ctl,
+                                 "probe": _apart(list(a["mean_k_range"]), list(c["mean_k_range"]),
+                                                 MARGIN),
+                                 "probe_delta": a["mean_k"] - c["mean_k"],
+                                 "ce": _apart(a["ce_seeds"], c["ce_seeds"], 0.0),
+                                 "ce_delta": a["ce"] - c["ce"],
+                                 "dead": a["dead"], "dead_control": c["dead"]}  # fmt: skip
+        dfree = [lab for lab, r in labels if not FAMILIES[r["family"]].uses_k and lab in per_row
+                 and not FAMILIES[r["family"]].tied]  # fmt: skip
+        best_var = max(dfree, key=lambda lab: per_row[lab]["mean_k"], default=None)
+        numbers[f"K{K}"] = {"rows": per_row, "pretrain": pretrain, "best_baseline": best_name,
+                            "best_baseline_mean_k": best, "topk_ce": topk["ce"] if topk else None,
+                            "best_decoder_free": best_var}  # fmt: skip
+        lines += table + [""]
+        lines.append(f"- Best SAE baseline at the encoder's L0: {best_name} "
+                     + ("(none)" if best is None else f"({best:.3f} mean over k)"))  # fmt: skip
+        if best_var is not None:
+            bv = per_row[best_var]
+            lines.append(f"- Best decoder-free row: **{best_var}** (probing {bv['mean_k']:.3f}, "
+                         f"beats its controls: {bv['beats_controls']}, vs reference: "
+                         f"{bv.get('probe_vs_reference', 'is the reference')})")  # fmt: skip
+        for lab, v in per_row.items():
+            if "target_met" in v:
+                miss = [k for k, ok in v["target"].items() if not ok]
+                lines.append(f"- {lab}: target met: **{v['target_met']}**"
+                             + (f" (misses: {', '.join(miss)})" if miss else ""))  # fmt: skip
+        for lab, pv in pretrain.items():
+            lines.append(f"- {lab} against {pv['control']} (same second half, random init): "
+                         f"probing {pv['probe']} ({pv['probe_delta']:+.3f}), CE-loss recovered "
+                         f"{pv['ce']} ({pv['ce_delta']:+.4f}), dead {pv['dead']} against "
+                         f"{pv['dead_control']}")  # fmt: skip
+    return "\n".join(lines) + "\n", numbers
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -879,6 +1089,10 @@ def main() -> None:
     pc.add_argument("--results", required=True, nargs="+", help="run 2's results.json files")
     pc.add_argument("--old", required=True, help="gpu.md's results.json")
     pc.add_argument("--out", required=True, help="folder: gpu2_compare.md, gpu2_compare.json")
+    p3 = sub.add_parser("compare3", help="run 3's variant rows and their verdict (CPU)")
+    p3.add_argument("--results", required=True, nargs="+", help="run 3's results.json files")
+    p3.add_argument("--baseline", required=True, help="gpu2's gpu2_compare.json")
+    p3.add_argument("--out", required=True, help="folder: gpu3_compare.md, gpu3_compare.json")
     pt = sub.add_parser("report", help="tables and plot from a results.json (CPU)")
     pt.add_argument("--results", required=True, nargs="+",
                     help="one or more results.json (e.g. one per GPU process), merged")  # fmt: skip
@@ -894,6 +1108,19 @@ def main() -> None:
                            json.loads(Path(a.old).read_text()))  # fmt: skip
         (Path(a.out) / "gpu2_compare.md").write_text(md)
         (Path(a.out) / "gpu2_compare.json").write_text(json.dumps(nums, indent=1))
+        print(md)
+        return
+    if a.cmd == "compare3":
+        md, nums = compare3(merge_results([json.loads(Path(f).read_text()) for f in a.results]),
+                            json.loads(Path(a.baseline).read_text()))  # fmt: skip
+        out = Path(a.out)
+        for name, text in (
+            ("gpu3_compare.md", md),
+            ("gpu3_compare.json", json.dumps(nums, indent=1)),
+        ):
+            if (out / name).exists():
+                p.error(f"{out / name} exists: move it away or choose another --out")
+            (out / name).write_text(text)
         print(md)
         return
     if a.cmd == "report":

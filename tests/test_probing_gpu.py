@@ -21,19 +21,24 @@ def _script():
     return mod
 
 
-def test_prepare_and_run_on_a_tiny_llama(tmp_path):
+def _tiny_lm():
+    """The tests' tiny Llama (3 layers, width 32, byte vocabulary), seeded."""
     transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=258, hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=3, num_attention_heads=4,
+                                   num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def test_prepare_and_run_on_a_tiny_llama(tmp_path):
     mod = _script()
     plan = mod.Plan(**mod.TINY)
     meta = mod.prepare(plan, tiny_corpora(), ByteTokenizer(), tmp_path / "data")
     meta, arrays = mod.load_data(tmp_path / "data")
     assert arrays["train_ctx"].shape[1] == plan.ctx_len and (arrays["train_ctx"][:, 0] == 256).all()
     assert arrays["held_ctx"].shape == (plan.held_contexts, plan.ctx_len)
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=258, hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=3, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
-    lm = transformers.LlamaForCausalLM(cfg).eval()
+    lm = _tiny_lm()
     res = mod.main_run(plan, meta, arrays, lm, tmp_path / "out", "cpu")
     assert res["blocks_done"] == ["K16-s0", "K32-s0", "K16-s1", "K32-s1"]
     on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -82,7 +87,6 @@ def test_rows_tied_models_sweep_and_responsibilities_on_a_tiny_llama(tmp_path):
     """Plan.rows (issue 18, gpu2): the tied TopK models at the encoder's L0, a JumpReLU / L1
     sweep row without its untrained twin, the encoder also read out as r = softmax(-a); two
     processes' results merge into one report."""
-    transformers = pytest.importorskip("transformers")
     mod = _script()
     rows = (
         {"family": "encoder", "untrained": False},
@@ -98,11 +102,7 @@ def test_rows_tied_models_sweep_and_responsibilities_on_a_tiny_llama(tmp_path):
     plan = mod.Plan(**tiny, rows=rows, resp_families=("encoder",))
     mod.prepare(plan, tiny_corpora(), ByteTokenizer(), tmp_path / "data")
     meta, arrays = mod.load_data(tmp_path / "data")
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=258, hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=3, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
-    lm = transformers.LlamaForCausalLM(cfg).eval()
+    lm = _tiny_lm()
     parts = []
     for K in (16, 32):
         p = mod.replace(plan, Ks=(K,))
@@ -168,3 +168,110 @@ def test_merge_results_keeps_the_first_entry_and_the_files_order():
         "raw residual (ceiling)", "l1-K8-s0", "l1-K8-s1", "l1-K8-s2"]  # fmt: skip
     assert res["probing"]["saebench"]["raw residual (ceiling)"] == "first"
     assert res["blocks_done"] == ["K8-s0", "K8-s1", "K8-s2"]
+
+
+PLAN3 = Path(__file__).resolve().parents[1] / "docs" / "eval" / "probing" / "gpu3"
+
+
+def test_gpu3_plan_runs_every_row_and_compare3_reads_it(tmp_path):
+    """The committed gpu3 plan (docs/eval/probing/gpu3_plan.md) at toy size: every variant row
+    trains and is scored with its controls, pre-training splits the one pass in two, and the
+    report / compare3 commands accept the results."""
+    import subprocess
+
+    mod = _script()
+    tiny = {**mod.TINY, "seeds": (0, 1)}
+    mod.prepare(mod.Plan(**tiny), tiny_corpora(), ByteTokenizer(), tmp_path / "data")
+    meta, arrays = mod.load_data(tmp_path / "data")
+    lm = _tiny_lm()
+    files = []
+    for K, name in ((16, "plan_K4096.json"), (32, "plan_K16384.json")):
+        over = json.loads((PLAN3 / name).read_text())
+        over["Ks"] = [K]
+        plan = mod.replace(mod.Plan(**tiny), **{k: tuple(v) if isinstance(v, list) else v
+                                               for k, v in over.items()})  # fmt: skip
+        res = mod.main_run(plan, meta, arrays, lm, tmp_path / f"out{K}", "cpu")
+        assert not res.get("errors"), res.get("errors")
+        files.append(str(tmp_path / f"out{K}" / "results.json"))
+        probes = res["probing"]["saebench"]
+        for s in (0, 1):
+            k = int(min(K, max(1, round(res["l0"][f"encoder-K{K}-s{s}"]))))
+            rows = res["rows"]
+            cfgs = {
+                n.rsplit("-s", 1)[0]: r["config"] for n, r in rows.items() if n.endswith(f"-s{s}")
+            }
+            assert cfgs[f"encoder-K{K}"]["model"]["centre"] is False  # the reference, as gpu.md
+            assert cfgs[f"encoder-wr-K{K}"]["loss"]["lambda_wr"] == 1.0
+            assert cfgs[f"encoder-softplus-K{K}"]["model"]["activation"] == "softplus"
+            assert cfgs[f"encoder-unit-rows-K{K}"]["model"]["unit_norm_rows"] is True
+            assert cfgs[f"encoder-wr-centred-K{K}"]["model"]["centre"] is True
+            assert res["l0"][f"encoder-softplus-K{K}-s{s}"] == K  # softplus never hits zero
+            # the L0 rule reads the first encoder row only (the softplus row's L0 is K)
+            for lab in ("topk", "topk-pretrained", "topk-half"):
+                assert f"{lab}-K{K}-k{k}-s{s}" in res["l0"]
+            n = res["tokens"]["train"]
+            half = (n - round(n * 0.5)) // plan.batch_size
+            pre = res["train"][f"topk-pretrained-K{K}-k{k}-s{s}"]
+            assert [st["steps"] for st in pre["stages"]] == [
+                round(n * 0.5) // plan.batch_size,
+                half,
+            ]
+            assert [st["steps"] for st in res["train"][f"topk-half-K{K}-k{k}-s{s}"]["stages"]] == [
+                half
+            ]
+            assert res["train"][f"encoder-K{K}-s{s}"]["steps"] == n // plan.batch_size
+            for lab in (
+                "encoder",
+                "encoder-softplus",
+                "encoder-unit-rows",
+                "encoder-centred",
+                "topk",
+            ):
+                name = f"{lab}-K{K}" + (f"-k{k}" if lab == "topk" else "") + f"-s{s}"
+                assert f"{name} (untrained)" in probes
+            for lab in ("encoder-wr", "encoder-wr-centred"):
+                assert f"{lab}-K{K}-s{s} (untrained)" not in probes
+            # twin_mean: the centred row's twin sees the trained mean (with x_mean = 0 it would
+            # be the reference encoder's twin exactly: same init)
+            twins = [
+                res["l0"][f"{lab}-K{K}-s{s} (untrained)"] for lab in ("encoder", "encoder-centred")
+            ]
+            assert twins[0] != twins[1]
+            ce = res["downstream"][f"K{K}-s{s}"]
+            assert f"topk-pretrained-K{K}-k{k}-s{s} | own decoder" in ce
+            assert f"encoder-centred-K{K}-s{s} (untrained) | post-hoc least squares" in ce
+    out = tmp_path / "rep"
+    out.mkdir()
+    script = [sys.executable, str(SCRIPT)]
+    subprocess.run([*script, "report", "--results", *files, "--out", str(out)], check=True)
+    baseline = json.dumps({"K16": {"verdict": {"best_baseline": "l1", "best_mean_k": 0.5}}})
+    (tmp_path / "b.json").write_text(baseline)
+    subprocess.run([*script, "compare3", "--results", *files, "--baseline",
+                    str(tmp_path / "b.json"), "--out", str(out)], check=True)  # fmt: skip
+    nums = json.loads((out / "gpu3_compare.json").read_text())
+    for K in (16, 32):
+        rows = nums[f"K{K}"]["rows"]
+        assert set(rows) == {"encoder", "topk", "encoder-wr", "encoder-softplus",
+                             "encoder-unit-rows", "encoder-centred", "encoder-wr-centred",
+                             "topk-pretrained", "topk-half"}  # fmt: skip
+        assert rows["encoder-wr"]["twin_mean_k"] == rows["encoder"]["twin_mean_k"]
+        assert {lab for lab, v in rows.items() if "target" in v} == {
+            "encoder",
+            "encoder-wr",
+            "encoder-softplus",
+            "encoder-unit-rows",
+            "encoder-centred",
+            "encoder-wr-centred",
+            "topk-pretrained",
+        }  # decoder-free and hybrid rows only
+        assert rows["topk-pretrained"]["kind"] == "hybrid" and rows["topk-half"]["kind"] == "SAE"
+        for v in rows.values():
+            assert "target" not in v or v["target_met"] == all(v["target"].values())
+            lo, hi = v["mean_k_range"]
+            assert lo <= v["mean_k"] <= hi
+        assert nums[f"K{K}"]["pretrain"]["topk-pretrained"]["control"] == "topk-half"
+    assert nums["K16"]["best_baseline_mean_k"] >= 0.5
+    assert "encoder-wr-centred" in (out / "gpu3_compare.md").read_text()
+    again = subprocess.run([*script, "compare3", "--results", *files, "--baseline",
+                            str(tmp_path / "b.json"), "--out", str(out)], capture_output=True)  # fmt: skip
+    assert again.returncode == 2 and b"exists" in again.stderr  # nothing silently overwritten

@@ -42,8 +42,12 @@ class ModelConfig:
     """Active latents per sample, for the families that keep k (TopK; BatchTopK: on average
     over the batch; ignored by the others)."""
     centre: bool = False
-    """SAE families: subtract a fixed input mean, estimated from the first training batches and
-    stored with the model (`models._Centring`); reconstructions add it back."""
+    """SAE families and the decoder-free encoder: subtract a fixed input mean, estimated from
+    the first training batches and stored with the model (`models._Centring`);
+    reconstructions add it back."""
+    unit_norm_rows: bool = False
+    """Decoder-free encoder: rows of W at unit norm from the start and after every optimizer
+    step (`models.Encoder.normalize_rows_`); the stacked trainer refuses it."""
     matryoshka_levels: int = 4
     """Matryoshka BatchTopK SAE: nested prefixes of widths K / 2^(L-1), ..., K / 2, K."""
     jump_threshold: float = 1.0
@@ -75,7 +79,11 @@ class ModelConfig:
         _require(self.k >= 1, f"model.k must be >= 1, got {self.k}")
         _require(
             not self.centre or FAMILIES[self.type].centres,
-            f"model.centre applies to the SAE families, not {self.type!r}: drop model.centre",
+            f"model.centre does not apply to {self.type!r}: drop model.centre",
+        )
+        _require(
+            not self.unit_norm_rows or FAMILIES[self.type].unit_rows,
+            f"model.unit_norm_rows does not apply to {self.type!r}: drop model.unit_norm_rows",
         )
         _require(
             self.matryoshka_levels >= 1,

@@ -59,38 +59,6 @@ class _LinearRows:
         return self.linear.bias
 
 
-class Encoder(_LinearRows, nn.Module):
-    """z = W x + b, a = phi(z): K component distances, lower = better match (paper Eq. 5).
-
-    No decoder. 784 -> 64 has 50,240 parameters.
-    """
-
-    def __init__(self, input_dim: int, hidden_dim: int, activation: str = "relu") -> None:
-        super().__init__()
-        _check_dims(input_dim, hidden_dim)
-        _check_activation(activation)
-        self.input_dim, self.hidden_dim, self.activation = input_dim, hidden_dim, activation
-        self.linear = nn.Linear(input_dim, hidden_dim)
-
-    @property
-    def activation_name(self) -> str:
-        """The activation's name (relu, softplus, identity or abs), as the authors' API has it."""
-        return self.activation
-
-    parameter_count = n_parameters
-
-    def get_weights(self) -> Tensor:
-        """A detached copy of W, shape (K, D), for analysis."""
-        return self.W.detach().clone()
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z = self.linear(x)  # (B, K)
-        return ACTIVATIONS[self.activation](z), z
-
-    def encode(self, x: Tensor) -> Tensor:
-        return self.forward(x)[0]
-
-
 CENTRE_BATCHES = 8
 """Training batches whose rows estimate the input mean of a centred SAE (then it is fixed)."""
 
@@ -134,6 +102,54 @@ class _Centring:
 
     def uncentred(self, x_hat: Tensor) -> Tensor:
         return x_hat + self.x_mean if self.centre else x_hat  # (B, D)
+
+
+class Encoder(_LinearRows, _Centring, nn.Module):
+    """z = W x + b, a = phi(z): K component distances, lower = better match (paper Eq. 5).
+
+    No decoder. 784 -> 64 has 50,240 parameters. Two options of the theory-guided variants
+    (issue 18; the synthetic harness's `encoder-centred` and `encoder-unit-rows`):
+    centre: mean-centred inputs (`_Centring`: z = W (x - x_mean) + b, x_mean estimated from
+    the first training batches and stored with the weights); unit_norm_rows: every row of W
+    starts at unit norm and `normalize_rows_()` (the family calls it after each optimizer
+    step) puts it back there, which removes the ||W||-growth direction of the objective.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, activation: str = "relu",
+                 centre: bool = False, unit_norm_rows: bool = False) -> None:  # fmt: skip
+        super().__init__()
+        _check_dims(input_dim, hidden_dim)
+        _check_activation(activation)
+        self.input_dim, self.hidden_dim, self.activation = input_dim, hidden_dim, activation
+        self.linear = nn.Linear(input_dim, hidden_dim)
+        self._init_centring(input_dim, centre)
+        self.unit_norm_rows = bool(unit_norm_rows)
+        if self.unit_norm_rows:
+            self.normalize_rows_()
+
+    @torch.no_grad()
+    def normalize_rows_(self) -> None:
+        """Divide every row of W (K, D) by its Euclidean norm, in place."""
+        self.linear.weight.div_(self.linear.weight.norm(dim=1, keepdim=True))
+
+    @property
+    def activation_name(self) -> str:
+        """The activation's name (relu, softplus, identity or abs), as the authors' API has it."""
+        return self.activation
+
+    parameter_count = n_parameters
+
+    def get_weights(self) -> Tensor:
+        """A detached copy of W, shape (K, D), for analysis."""
+        return self.W.detach().clone()
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self.observe_mean_(x)
+        z = self.linear(self.centred(x))  # (B, K)
+        return ACTIVATIONS[self.activation](z), z
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.forward(x)[0]
 
 
 class _SAEWeights(_Centring):
@@ -254,3 +270,29 @@ class TopKSAE(_UnitDecoder, _SAEWeights, nn.Module):
         """
         z = self.pre_activations(x).masked_fill(~dead, 0.0)  # (B, K)
         return topk_codes(z, min(k_aux, self.hidden_dim)) @ self.W_dec.t()  # (B, D)
+
+
+@torch.no_grad()
+def init_from_encoder_(sae: TopKSAE, enc: Encoder) -> None:
+    """Start a TopK SAE from a trained decoder-free encoder (decoder-free pre-training, then
+    decoder training; the synthetic harness's `topk-pretrained`): encoder rows and bias =
+    W, b; decoder columns = W^T, normalised (sae.W_dec (D, K)); b_dec stays as it is (zero
+    when fresh). Centred models: the encoder's input mean (and its estimation state) is
+    copied, so the SAE sees the inputs the encoder saw. In place. ValueError when one model
+    is centred and the other is not, or when the shapes differ."""
+    if sae.centre != enc.centre:
+        raise ValueError(
+            f"init_from_encoder_: the SAE has centre={sae.centre} but the encoder "
+            f"centre={enc.centre}: build both with the same model.centre"
+        )
+    if sae.encoder.weight.shape != enc.W.shape:
+        raise ValueError(f"init_from_encoder_: SAE encoder {tuple(sae.encoder.weight.shape)} "
+                         f"against encoder W {tuple(enc.W.shape)}: use the same K and D")  # fmt: skip
+    sae.encoder.weight.copy_(enc.W)  # (K, D)
+    sae.encoder.bias.copy_(enc.b)  # (K,)
+    sae.W_dec.copy_(enc.W.t())  # (D, K)
+    sae.normalize_decoder_()
+    if sae.centre:
+        for name in ("x_mean", "x_mean_rows", "x_mean_batches"):
+            getattr(sae, name).copy_(getattr(enc, name))
+        sae._mean_fixed = enc._mean_fixed

@@ -55,8 +55,9 @@ def test_forward_shapes_and_terms(name, centre):
 
 
 def test_config_checks():
-    with pytest.raises(ValueError, match="model.centre applies to the SAE families"):
-        ModelConfig(type="encoder", centre=True)
+    assert ModelConfig(type="encoder", centre=True).centre  # the encoder centres too (gpu3)
+    with pytest.raises(ValueError, match="model.unit_norm_rows does not apply to 'topk_sae'"):
+        ModelConfig(type="topk_sae", unit_norm_rows=True)
     with pytest.raises(ValueError, match="jump_bandwidth must be > 0"):
         ModelConfig(type="jumprelu_sae", jump_bandwidth=0.0)
     with pytest.raises(ValueError, match="l0_coef must be >= 0"):

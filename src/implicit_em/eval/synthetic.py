@@ -47,7 +47,7 @@ from implicit_em.eval.variants import (
     topk_codes,
 )
 from implicit_em.losses import combined_loss, correlation_probes
-from implicit_em.models import Encoder, TopKSAE
+from implicit_em.models import Encoder, TopKSAE, init_from_encoder_
 from implicit_em.options import set_threads
 from implicit_em.train.loop import loss_terms, model_type, optimizer_step, term_weights
 
@@ -130,13 +130,11 @@ def build_synthetic_model(recipe: str, seed: int = 42, device: str = "cpu",
 def make_model(variant: Variant, d: int, k_latents: int, true_l0: float) -> nn.Module:
     """The family's model, freshly initialised (the 'untrained' control is this, unchanged)."""
     if variant.family == "encoder":
-        enc = Encoder(d, k_latents, variant.activation)
+        # unit_norm_rows: unit rows at init and after every step (the family's after_step)
+        enc = Encoder(d, k_latents, variant.activation, unit_norm_rows=variant.unit_norm_rows)
         if not variant.bias:
             enc.linear.bias.data.zero_()
             enc.linear.bias.requires_grad_(False)
-        if variant.unit_norm_rows:
-            with torch.no_grad():
-                enc.linear.weight.div_(enc.linear.weight.norm(dim=1, keepdim=True))
         enc.tied_k = variant.k or max(1, round(true_l0))
         return enc
     k = variant.k or max(1, round(true_l0))
@@ -474,10 +472,7 @@ class VariantTrainer:
         if "clip" in variant.saelens:  # sae-lens: MSE summed over D, gradient norm <= 1
             total = total * x.shape[1]
             clip = lambda: nn.utils.clip_grad_norm_(self.params, SAELENS_CLIP)  # noqa: E731
-        optimizer_step(model, self.opt, total, after_backward=clip)
-        if variant.unit_norm_rows and self.kind == "encoder":
-            with torch.no_grad():
-                model.linear.weight.div_(model.linear.weight.norm(dim=1, keepdim=True))
+        optimizer_step(model, self.opt, total, after_backward=clip)  # unit rows: after_step
         fired = (a != 0).any(dim=0)  # (K,)
         self.since_fired.copy_(torch.where(fired, 0, self.since_fired + 1))
         self.fired_window |= fired
@@ -534,16 +529,6 @@ def train_variant(
         skipped = tr.step_no < tr.start and tr.inner is None  # pretrain="none": no batch drawn
         tr.step(None if skipped else tr.sample(opts.batch_size))
     return tr.model, tr.history
-
-
-@torch.no_grad()
-def init_from_encoder_(sae: TopKSAE, enc: Encoder) -> None:
-    """Start a TopK SAE from a trained decoder-free encoder: encoder rows and bias = W, b;
-    decoder columns = W^T, normalised (sae.W_dec (D, K)). In place."""
-    sae.encoder.weight.copy_(enc.W)  # (K, D)
-    sae.encoder.bias.copy_(enc.b)  # (K,)
-    sae.W_dec.copy_(enc.W.t())  # (D, K)
-    sae.normalize_decoder_()
 
 
 @torch.no_grad()

@@ -26,7 +26,12 @@ class EncoderFamily(Family):
     batch_statistics = True
 
     def build(self, m) -> nn.Module:
-        return Encoder(m.input_dim, m.hidden_dim, m.activation)
+        return Encoder(m.input_dim, m.hidden_dim, m.activation, centre=m.centre,
+                       unit_norm_rows=m.unit_norm_rows)  # fmt: skip
+
+    def after_step(self, model) -> None:
+        if model.unit_norm_rows:
+            model.normalize_rows_()
 
     def weights(self, loss, k: int) -> dict[str, float]:
         return loss_weights(loss, k)  # the lambdas rescaled from loss.reference_k to K

@@ -19,6 +19,8 @@ class Entry:
     """model.k is the family's number of active latents (so 1 <= k <= hidden_dim)."""
     centres: bool = False
     """The family can take mean-centred inputs (model.centre)."""
+    unit_rows: bool = False
+    """The family can keep its weight rows at unit norm (model.unit_norm_rows)."""
     tied: bool = False
     """The decoder is the encoder's own rows (one weight matrix): neither the decoder-free
     encoder nor an SAE with a decoder of its own (`eval.verdict` groups models by this)."""
@@ -31,7 +33,7 @@ DEFAULT_FAMILY = "encoder"
 """model.type when a config names none: the paper's decoder-free encoder."""
 
 FAMILIES: dict[str, Entry] = {
-    "encoder": Entry("implicit_em.families.encoder:EncoderFamily"),
+    "encoder": Entry("implicit_em.families.encoder:EncoderFamily", centres=True, unit_rows=True),
     "standard_sae": Entry("implicit_em.families.standard_sae:StandardSAEFamily", centres=True),
     "topk_sae": Entry("implicit_em.families.topk_sae:TopKSAEFamily", uses_k=True, centres=True),
     "batchtopk_sae": Entry(

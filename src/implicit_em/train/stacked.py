@@ -199,6 +199,12 @@ class StackedTrainer:
                 "BatchTopK threshold) cannot be stacked: train it one model at a time "
                 "(experiment commands: add --no-stack; library: implicit_em.train.loop)"
             )
+        if getattr(self.models[0], "unit_norm_rows", False):  # no stacked form of the hook
+            raise ValueError(
+                f"a {self.kind} model with unit-norm rows (model.unit_norm_rows) cannot be "
+                "stacked: train it one model at a time (experiment commands: add --no-stack; "
+                "library: implicit_em.train.loop)"
+            )
         self.slots, self.data_seeds, self.blocks = seed_slots([c.training.seed for c in cfgs])
         slot_cfgs = [cfgs[i] for i in self.slots]
         params, _ = stack_module_state([self.models[i] for i in self.slots])
