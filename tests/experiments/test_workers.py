@@ -168,3 +168,24 @@ def test_work_queued_while_waiting_runs_before_a_wait(tmp_path: Path):
     finally:
         common.WHILE_WAITING.clear()
         common.PENDING.clear()
+
+
+def test_run_ids_do_not_move_when_a_config_field_is_added():
+    """A field added later (common.ADDED_LATER) at its default leaves a config's run id as
+    the digest of the config without it (a run store made before keeps its ids); set, it
+    gives another id."""
+    import hashlib
+    import json
+
+    from implicit_em.experiments import common
+
+    c = cfg("encoder", 1)
+    d = c.to_dict()
+    d["training"].pop("device")
+    for section, key in common.ADDED_LATER:
+        del d[section][key]
+    before = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    assert common.run_id(c) == f"encoder-{before}"
+    unit = c.to_dict()
+    unit["model"]["unit_norm_rows"] = True
+    assert common.run_id(from_dict(unit)) != common.run_id(c)

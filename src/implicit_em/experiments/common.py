@@ -118,10 +118,19 @@ def load_data(cfg: RunConfig, device: str = "cpu") -> Dataset:
     return load_dataset(cfg.data, device)
 
 
+ADDED_LATER = {("model", "unit_norm_rows"): False}
+"""Config fields added after run ids were first made, with their defaults: left out of the id
+while at the default, so that a run store made before a field existed keeps its ids."""
+
+
 def run_id(cfg: RunConfig) -> str:
-    """Stable name of a configuration (the device does not change what is trained)."""
+    """Stable name of a configuration (the device does not change what is trained; fields of
+    ADDED_LATER at their default leave it as it was before they existed)."""
     d = cfg.to_dict()
     d["training"].pop("device")
+    for (section, key), default in ADDED_LATER.items():
+        if d[section].get(key) == default:
+            del d[section][key]
     digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
     return f"{cfg.model.type}-{digest}"
 
