@@ -57,7 +57,18 @@ an epoch of a stack takes seconds, so an interrupt loses well under a minute of 
 URGENT_PRIORITY = -1
 """CUDA stream priority of the stacks `train_many_in_background` is told are urgent (the
 default priority is 0; lower is more urgent)."""
+FUSED_STEP_ENV = "IMPLICIT_EM_FUSED_STEP"
+"""Environment variable: "1" opts the stacked trainer in to its fused step (`StackedTrainer`'s
+fused_step), "0" (the default) keeps the default step."""
 _CAPTURE_LOCK = threading.Lock()  # CUDA-graph captures of stacks trained in threads
+
+
+def fused_step_enabled() -> bool:
+    """Whether FUSED_STEP_ENV opts in to the fused step ("1"; unset or "0": no)."""
+    value = os.environ.get(FUSED_STEP_ENV, "0")
+    if value not in ("0", "1"):
+        raise ValueError(f"{FUSED_STEP_ENV} must be 0 or 1, got {value!r}: unset it or set 0 or 1")
+    return value == "1"
 
 
 def stack_key(cfg: RunConfig) -> tuple:
@@ -183,13 +194,19 @@ class StackedTrainer:
     """
 
     def __init__(
-        self, cfgs: list[RunConfig], device: torch.device | str = "cpu", priority: int = 0
-    ) -> None:
+        self, cfgs: list[RunConfig], device: torch.device | str = "cpu", priority: int = 0,
+        fused_step: bool | None = None,
+    ) -> None:  # fmt: skip
         """priority: of the stack's CUDA streams (`optim.take_streams`; lower is more urgent):
-        side by side, the GPU serves the kernels of a more urgent stack first."""
+        side by side, the GPU serves the kernels of a more urgent stack first.
+        fused_step: opt in to fewer kernels per step (None: the FUSED_STEP_ENV variable, off
+        unless "1"): Adam as one multi-tensor kernel per learning rate
+        (`StackedOptimizer.multi_tensor`). It rounds differently from the default step, so
+        results agree with it to float32 rounding per step, not bitwise."""
         if not cfgs or len({stack_key(c) for c in cfgs}) != 1:
             raise ValueError("configs in one stack must share stack_key(); use group_configs()")
         self.cfgs, self.device = cfgs, torch.device(device)
+        self.fused_step = fused_step_enabled() if fused_step is None else fused_step
         self.family = family(cfgs[0].model.type)
         self.kind = self.family.name
         self.models = [runs.build_model(c).to(self.device) for c in cfgs]
@@ -265,6 +282,7 @@ class StackedTrainer:
         self.optim = StackedOptimizer(
             self.params, [c.training.lr for c in slot_cfgs], self.alive,
             cfgs[0].training.optimizer, fused=self.device.type == "cpu", priority=priority,
+            multi_tensor=self.fused_step,
         )  # fmt: skip
 
     def _per_model(self, t: Tensor, like: Tensor) -> Tensor:
@@ -768,6 +786,8 @@ class StackedTrainer:
              "x": [list(x_train.shape), list(x_eval.shape)], "eval_every": eval_every}  # fmt: skip
         for c in d["cfgs"]:
             c["training"].pop("device")
+        if self.fused_step:  # another rounding: a default checkpoint does not continue here
+            d["fused_step"] = True
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
