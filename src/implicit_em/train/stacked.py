@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from implicit_em import runs
+from implicit_em import kernels, runs
 from implicit_em.config import RunConfig
 from implicit_em.data.batches import batch_slices, epoch_permutation
 from implicit_em.families import family
@@ -201,8 +201,11 @@ class StackedTrainer:
         side by side, the GPU serves the kernels of a more urgent stack first.
         fused_step: opt in to fewer kernels per step (None: the FUSED_STEP_ENV variable, off
         unless "1"): Adam as one multi-tensor kernel per learning rate
-        (`StackedOptimizer.multi_tensor`). It rounds differently from the default step, so
-        results agree with it to float32 rounding per step, not bitwise."""
+        (`StackedOptimizer.multi_tensor`), and on the encoder's closed-form ReLU path each
+        block's terms and dL/dz as one Triton kernel (`kernels.triton_stacked`; on CUDA, or on
+        the CPU under TRITON_INTERPRET=1; the reference where Triton is missing or a block does
+        not fit). It rounds differently from the default step, so results agree with it to
+        float32 rounding per step, not bitwise."""
         if not cfgs or len({stack_key(c) for c in cfgs}) != 1:
             raise ValueError("configs in one stack must share stack_key(); use group_configs()")
         self.cfgs, self.device = cfgs, torch.device(device)
@@ -247,6 +250,13 @@ class StackedTrainer:
         }  # term -> (N,)
         if self.fast_encoder and not loss.lambda_wr:
             del self.weights["wr"]  # reported once per epoch by `fit`, not computed per step
+        self._block_weights = []  # the fused kernel's (3, S_b G) weights of each block
+        if self.fast_encoder and self.fused_step:
+            ends = np.cumsum([0] + [(r1 - r0) * g for r0, r1, g in self.blocks]).tolist()
+            self._block_weights = [
+                torch.stack([self.weights[t][m0:m1] for t in ("lse", "var", "tc")]).float()
+                for m0, m1 in zip(ends[:-1], ends[1:], strict=True)
+            ]  # fmt: skip
         self.use_graphs = self.device.type == "cuda"
         n_blocks = len(self.blocks)  # `_encoder_step`: one branch per block, if several
         self.priority = priority
@@ -346,7 +356,11 @@ class StackedTrainer:
                 spans.append((r0, r1, m0, m1, s, g * k))  # z: (S_b, B, G K)
                 if closed_form:
                     wts = {t: self.weights[t][m0:m1].view(s, g) for t in ("lse", "var", "tc")}
-                    if act_name == "relu":
+                    if act_name == "relu" and self._fused_block(z, k):
+                        from implicit_em.kernels.triton_stacked import block_terms_grad
+
+                        terms_b, dz = block_terms_grad(z, g, k, eps, self._block_weights[i])
+                    elif act_name == "relu":
                         terms_b, da = encoder_terms_grad(z.relu().view(s, -1, g, k), eps, wts)
                         dz = da.view_as(z).mul_(z > 0)  # dL/dz
                     else:
@@ -387,6 +401,18 @@ class StackedTrainer:
             if wr_grad:
                 w.grad.add_(dw_wr)
         return {t: v.detach() for t, v in terms.items()}, total.detach()
+
+    def _fused_block(self, z: Tensor, k: int) -> bool:
+        """Whether the fused step runs this block's closed-form terms as one Triton kernel:
+        z (S_b, B, G K) on CUDA (or the CPU under Triton's interpreter), float32, and its
+        (B, K) tile fits one program (`kernels.triton_stacked.fits`)."""
+        if not (self.fused_step and kernels.triton_available()):
+            return False
+        if not (z.is_cuda or kernels.interpreted()):
+            return False
+        from implicit_em.kernels.triton_stacked import fits
+
+        return fits(z.shape[1], k, z.dtype)
 
     @torch.no_grad()
     def _weight_grads(self, xb: Tensor, dz: Tensor, m0: int, m1: int, s: int, gk: int) -> None:
