@@ -15,6 +15,9 @@ a cell is outside.
 
     python3 benchmarks/compare_reproductions.py /tmp/default /tmp/fused \
         --seed-spread /tmp/seed2 --seed-spread /tmp/seed3
+
+With --within-std (reproductions of several seeds, whose cells read "mean ± std"), every mean
+of b must lie within a's std of a's mean; other numbers that differ are listed, not failed.
 """
 
 from __future__ import annotations
@@ -87,6 +90,36 @@ def outside_spread(a: Path, b: Path, others: list[Path]) -> tuple[list[str], flo
     return bad, worst
 
 
+PM = re.compile(r"(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)\s*±\s*(\d+(?:\.\d+)?(?:e[+-]?\d+)?)")
+
+
+def outside_std(a: Path, b: Path) -> tuple[list[str], list[str], int]:
+    """(cells of b whose mean is farther than a's std from a's mean, other cells that differ,
+    number of "mean ± std" pairs compared). Paper columns hold equal numbers in a and b."""
+    texts = [(x / "report.md").read_text().partition("## Experiment 1")[2] for x in (a, b)]
+    bad, other, n = [], [], 0
+    lines = [t.splitlines() for t in texts]
+    if len(lines[0]) != len(lines[1]):
+        other.append(f"the reports differ in length ({len(lines[0])} and {len(lines[1])} lines)")
+    for la, lb in zip(*lines, strict=False):
+        if not la.startswith("|"):
+            continue
+        pa, pb = la.strip("|").split("|"), lb.strip("|").split("|")
+        if len(pa) != len(pb):
+            other.append(f"row {pa[0].strip()!r}: other columns")
+            continue
+        for j, (ca, cb) in enumerate(zip(pa, pb, strict=True)):
+            ma, mb = PM.findall(ca), PM.findall(cb)
+            if ma and len(ma) == len(mb):
+                for (m1, s1), (m2, _) in zip(ma, mb, strict=True):
+                    n += 1
+                    if abs(float(m2) - float(m1)) > float(s1) + 1e-9 * max(abs(float(m1)), 1.0):
+                        bad.append(f"{pa[0].strip()} | col {j}: {cb.strip()} (a {ca.strip()})")
+            elif ca != cb:
+                other.append(f"{pa[0].strip()} | col {j}: {cb.strip()} (a {ca.strip()})")
+    return bad, other, n
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("a", type=Path, help="one reproduction's --out directory")
@@ -94,7 +127,21 @@ def main() -> int:
     p.add_argument("--seed-spread", type=Path, action="append", default=[],
                    help="a reproduction of a's code with other seeds (repeatable): compare "
                         "the tables with the seeds' spread")  # fmt: skip
+    p.add_argument(
+        "--within-std",
+        action="store_true",
+        help="compare b's table means with a's 'mean ± std' cells",
+    )
     args = p.parse_args()
+    if args.within_std:
+        bad, other, n = outside_std(args.a, args.b)
+        print(f"compared {n} 'mean ± std' cells: {len(bad)} of b's means outside a's std; "
+              f"{len(other)} other cells differ")  # fmt: skip
+        for line in bad:
+            print("  outside: " + line)
+        for line in other:
+            print("  differs: " + line)
+        return 1 if bad else 0
     if args.seed_spread:
         bad, worst = outside_spread(args.a, args.b, args.seed_spread)
         n = len(table_cells(args.a))
