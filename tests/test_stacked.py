@@ -345,11 +345,15 @@ def test_encoder_terms_grad_is_the_autograd_gradient(float64, batch):
     torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("optimizer,fused", [("adam", True), ("adam", False), ("sgd", False)])
-def test_a_diverged_model_is_frozen(x_digits, optimizer, fused):
+@pytest.mark.parametrize(
+    "optimizer,fused,fused_step",
+    [("adam", True, False), ("adam", False, False), ("sgd", False, False),
+     ("adam", False, True), ("sgd", False, True)],  # fused_step: the opt-in fused step
+)  # fmt: skip
+def test_a_diverged_model_is_frozen(x_digits, optimizer, fused, fused_step):
     """`fit` marks a model with a non-finite record as dead; its slice must stop moving."""
     cfgs = [make_cfg("encoder", {}, sd, 1e-2, optimizer, 1) for sd in (1, 2, 3)]
-    trainer = StackedTrainer(cfgs)
+    trainer = StackedTrainer(cfgs, fused_step=fused_step)
     trainer.fused_adam = fused
     order = trainer.epoch_order(len(x_digits), 0)
     trainer.step(trainer.batch(x_digits, order, 0, 128))

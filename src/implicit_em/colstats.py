@@ -20,6 +20,12 @@ from torch import Tensor
 _ROUNDOFF_ULPS = 32
 
 
+def constant_tolerance(dtype: torch.dtype) -> float:
+    """The relative spread under which `constant_columns` calls a column constant, for codes
+    of `dtype` (_ROUNDOFF_ULPS units of its round-off); for kernels that judge in-kernel."""
+    return _ROUNDOFF_ULPS * torch.finfo(dtype).eps
+
+
 def constant_columns(mean: Tensor, ss: Tensor, n_rows: int) -> Tensor:
     """Which columns are constant, relative to their own scale: bool, the shape of `mean`.
 
@@ -30,7 +36,7 @@ def constant_columns(mean: Tensor, ss: Tensor, n_rows: int) -> Tensor:
     absolute epsilon one could pick for columns of other scales. All-zero columns (dead ReLU
     units) are constant. The comparison carries no gradient.
     """
-    tol = _ROUNDOFF_ULPS * torch.finfo(ss.dtype).eps
+    tol = constant_tolerance(ss.dtype)
     return ss <= n_rows * (tol * mean.detach()).square()
 
 

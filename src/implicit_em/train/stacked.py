@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from implicit_em import runs
+from implicit_em import kernels, runs
 from implicit_em.config import RunConfig
 from implicit_em.data.batches import batch_slices, epoch_permutation
 from implicit_em.families import family
@@ -57,7 +57,18 @@ an epoch of a stack takes seconds, so an interrupt loses well under a minute of 
 URGENT_PRIORITY = -1
 """CUDA stream priority of the stacks `train_many_in_background` is told are urgent (the
 default priority is 0; lower is more urgent)."""
+FUSED_STEP_ENV = "IMPLICIT_EM_FUSED_STEP"
+"""Environment variable: "1" opts the stacked trainer in to its fused step (`StackedTrainer`'s
+fused_step), "0" (the default) keeps the default step."""
 _CAPTURE_LOCK = threading.Lock()  # CUDA-graph captures of stacks trained in threads
+
+
+def fused_step_enabled() -> bool:
+    """Whether FUSED_STEP_ENV opts in to the fused step ("1"; unset or "0": no)."""
+    value = os.environ.get(FUSED_STEP_ENV, "0")
+    if value not in ("0", "1"):
+        raise ValueError(f"{FUSED_STEP_ENV} must be 0 or 1, got {value!r}: unset it or set 0 or 1")
+    return value == "1"
 
 
 def stack_key(cfg: RunConfig) -> tuple:
@@ -183,13 +194,22 @@ class StackedTrainer:
     """
 
     def __init__(
-        self, cfgs: list[RunConfig], device: torch.device | str = "cpu", priority: int = 0
-    ) -> None:
+        self, cfgs: list[RunConfig], device: torch.device | str = "cpu", priority: int = 0,
+        fused_step: bool | None = None,
+    ) -> None:  # fmt: skip
         """priority: of the stack's CUDA streams (`optim.take_streams`; lower is more urgent):
-        side by side, the GPU serves the kernels of a more urgent stack first."""
+        side by side, the GPU serves the kernels of a more urgent stack first.
+        fused_step: opt in to fewer kernels per step (None: the FUSED_STEP_ENV variable, off
+        unless "1"): Adam as one multi-tensor kernel per learning rate
+        (`StackedOptimizer.multi_tensor`), and on the encoder's closed-form ReLU path each
+        block's terms and dL/dz as one Triton kernel (`kernels.triton_stacked`; on CUDA, or on
+        the CPU under TRITON_INTERPRET=1; the reference where Triton is missing or a block does
+        not fit). It rounds differently from the default step, so results agree with it to
+        float32 rounding per step, not bitwise."""
         if not cfgs or len({stack_key(c) for c in cfgs}) != 1:
             raise ValueError("configs in one stack must share stack_key(); use group_configs()")
         self.cfgs, self.device = cfgs, torch.device(device)
+        self.fused_step = fused_step_enabled() if fused_step is None else fused_step
         self.family = family(cfgs[0].model.type)
         self.kind = self.family.name
         self.models = [runs.build_model(c).to(self.device) for c in cfgs]
@@ -236,6 +256,13 @@ class StackedTrainer:
         }  # term -> (N,)
         if self.fast_encoder and not loss.lambda_wr:
             del self.weights["wr"]  # reported once per epoch by `fit`, not computed per step
+        self._block_weights = []  # the fused kernel's (3, S_b G) weights of each block
+        if self.fast_encoder and self.fused_step:
+            ends = np.cumsum([0] + [(r1 - r0) * g for r0, r1, g in self.blocks]).tolist()
+            self._block_weights = [
+                torch.stack([self.weights[t][m0:m1] for t in ("lse", "var", "tc")]).float()
+                for m0, m1 in zip(ends[:-1], ends[1:], strict=True)
+            ]  # fmt: skip
         self.use_graphs = self.device.type == "cuda"
         n_blocks = len(self.blocks)  # `_encoder_step`: one branch per block, if several
         self.priority = priority
@@ -271,6 +298,7 @@ class StackedTrainer:
         self.optim = StackedOptimizer(
             self.params, [c.training.lr for c in slot_cfgs], self.alive,
             cfgs[0].training.optimizer, fused=self.device.type == "cpu", priority=priority,
+            multi_tensor=self.fused_step,
         )  # fmt: skip
 
     def _per_model(self, t: Tensor, like: Tensor) -> Tensor:
@@ -334,7 +362,11 @@ class StackedTrainer:
                 spans.append((r0, r1, m0, m1, s, g * k))  # z: (S_b, B, G K)
                 if closed_form:
                     wts = {t: self.weights[t][m0:m1].view(s, g) for t in ("lse", "var", "tc")}
-                    if act_name == "relu":
+                    if act_name == "relu" and self._fused_block(z, k):
+                        from implicit_em.kernels.triton_stacked import block_terms_grad
+
+                        terms_b, dz = block_terms_grad(z, g, k, eps, self._block_weights[i])
+                    elif act_name == "relu":
                         terms_b, da = encoder_terms_grad(z.relu().view(s, -1, g, k), eps, wts)
                         dz = da.view_as(z).mul_(z > 0)  # dL/dz
                     else:
@@ -375,6 +407,18 @@ class StackedTrainer:
             if wr_grad:
                 w.grad.add_(dw_wr)
         return {t: v.detach() for t, v in terms.items()}, total.detach()
+
+    def _fused_block(self, z: Tensor, k: int) -> bool:
+        """Whether the fused step runs this block's closed-form terms as one Triton kernel:
+        z (S_b, B, G K) on CUDA (or the CPU under Triton's interpreter), float32, and its
+        (B, K) tile fits one program (`kernels.triton_stacked.fits`)."""
+        if not (self.fused_step and kernels.triton_available()):
+            return False
+        if not (z.is_cuda or kernels.interpreted()):
+            return False
+        from implicit_em.kernels.triton_stacked import fits
+
+        return fits(z.shape[1], k, z.dtype)
 
     @torch.no_grad()
     def _weight_grads(self, xb: Tensor, dz: Tensor, m0: int, m1: int, s: int, gk: int) -> None:
@@ -774,6 +818,8 @@ class StackedTrainer:
              "x": [list(x_train.shape), list(x_eval.shape)], "eval_every": eval_every}  # fmt: skip
         for c in d["cfgs"]:
             c["training"].pop("device")
+        if self.fused_step:  # another rounding: a default checkpoint does not continue here
+            d["fused_step"] = True
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
