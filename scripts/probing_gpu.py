@@ -807,9 +807,17 @@ def row_stats(summ: dict, res: dict, rid: str, readout: str | None) -> dict | No
     return out
 
 
+TIED_FAMILIES = {"tied-topk": "tied_topk_sae", "tied-topk-im-3.0": "tied_topk_hybrid"}
+"""The registry family of each tied row of gpu2's plan (for its kind in the verdict)."""
+
+
 def compare(new: dict, old: dict) -> tuple[str, dict]:
     """Run 2's rows beside gpu.md's, and the moonshot verdict by the rules fixed in
     docs/eval/probing/gpu2_plan.md. Returns (markdown, numbers)."""
+    from types import SimpleNamespace
+
+    from implicit_em.eval.verdict import DECODER_FREE, HYBRID, variant_kind
+
     sn, so = summarize(new), summarize(old)
     own, lsq = "own decoder", "post-hoc least squares"
     numbers: dict = {}
@@ -881,7 +889,12 @@ def compare(new: dict, old: dict) -> tuple[str, dict]:
                  "above_random": rnd is not None and st["mean_k_range"][0] > rnd["mean_k_range"][1],
                  "above_untrained": unt is not None
                  and st["mean_k_range"][0] > unt["mean_k_range"][1]}  # fmt: skip
-            v["target_met"] = v["probe_met"] and v["ce_met"] and v["dead_met"]
+            # gpu2_plan's three fixed criteria, then the issue's target: those, clearly above
+            # both controls, and a decoder-free or hybrid model (eval.verdict's kinds)
+            v["criteria_met"] = v["probe_met"] and v["ce_met"] and v["dead_met"]
+            v["kind"] = variant_kind(SimpleNamespace(family=TIED_FAMILIES[m]))
+            v["target_met"] = (v["criteria_met"] and v["above_random"] and v["above_untrained"]
+                               and v["kind"] in (DECODER_FREE, HYBRID))  # fmt: skip
             verdict["models"][m] = v
         numbers[f"K{K}"] = {"verdict": verdict, "rows": {lab: st for lab, _, st in rows}}
         lines += ["", f"### K = {K}", "",
@@ -911,8 +924,10 @@ def compare(new: dict, old: dict) -> tuple[str, dict]:
                 f"- **{m}**: probing {v['mean_k']:.3f} ({v['probe_gap']:+.3f} vs best), "
                 f"CE-loss recovered {v['ce']:.3f} ({v['ce_gap']:+.3f} vs TopK {topk['ce']:.3f}), "
                 f"dead {v['dead']}; above random dirs: {v['above_random']}, above untrained: "
-                f"{v['above_untrained']}; target met: {v['target_met']} (probe {v['probe_met']}, "
-                f"CE {v['ce_met']}, dead {v['dead_met']})"
+                f"{v['above_untrained']}; the three criteria met: {v['criteria_met']} (probe "
+                f"{v['probe_met']}, CE {v['ce_met']}, dead {v['dead_met']}); {v['kind']}; "
+                f"target met (criteria, above both controls, decoder-free or hybrid): "
+                f"{v['target_met']}"
             )
     _ = raw
     return "\n".join(lines) + "\n", numbers

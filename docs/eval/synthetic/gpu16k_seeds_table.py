@@ -14,6 +14,7 @@ writes docs/eval/synthetic/gpu16k-seeds.json.
 """
 
 import json
+import math
 from pathlib import Path
 
 from implicit_em.eval.synthetic import _fmt, summarise
@@ -57,7 +58,17 @@ def main() -> None:
     print("\n".join(verdict))
     out = {"steps": STEPS, "samples": STEPS * 1024, "summary": summary,
            "sl_all_seed0_at_50M": at50, "verdict": verdict}  # fmt: skip
-    (ROOT / "gpu16k-seeds.json").write_text(json.dumps(out, indent=1) + "\n")
+    text = json.dumps(_no_nan(out), indent=1, allow_nan=False)  # strict JSON: NaN as null
+    (ROOT / "gpu16k-seeds.json").write_text(text + "\n")
+
+
+def _no_nan(x):
+    """x with every float NaN (a row with no encoder-rows MCC) replaced by None."""
+    if isinstance(x, dict):
+        return {k: _no_nan(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_no_nan(v) for v in x]
+    return None if isinstance(x, float) and math.isnan(x) else x
 
 
 if __name__ == "__main__":
