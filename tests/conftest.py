@@ -20,3 +20,16 @@ def seed() -> int:
     """Seed torch before every test so each test is reproducible on its own; returns the seed."""
     torch.manual_seed(0)
     return 0
+
+
+@pytest.fixture
+def sigint_acts():
+    """SIGINT handled (KeyboardInterrupt) in this process while the test runs, so that the
+    commands it starts act on Ctrl-C: a child inherits an ignored SIGINT, and a shell starts
+    background jobs with SIGINT ignored (POSIX), so a suite run as `pytest &` would otherwise
+    start children that cannot be interrupted. Restores the previous handler after."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -58,7 +58,9 @@ def test_manifest_lists_every_file_and_twin_recovery_restores_the_weights(tmp_pa
 
 @pytest.mark.parametrize("sig, status, word", [(signal.SIGINT, 130, "interrupted"),
                                                 (signal.SIGTERM, 143, "terminated")])  # fmt: skip
-def test_a_signal_during_training_ends_with_one_line_and_resume_finishes_it(tmp_path, sig, status, word):
+def test_a_signal_during_training_ends_with_one_line_and_resume_finishes_it(
+    tmp_path, sig, status, word, sigint_acts
+):
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # far more epochs than can finish before the signal, even on a loaded machine (400 once

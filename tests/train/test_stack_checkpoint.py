@@ -138,7 +138,7 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_sigint_to_worker_processes_then_rerun_is_bitwise(tmp_path):
+def test_sigint_to_worker_processes_then_rerun_is_bitwise(tmp_path, sigint_acts):
     """Ctrl-C (SIGINT to the whole process group) while two worker processes train a stack
     each, at a random moment after the first checkpoint; the same command again finishes."""
     script = tmp_path / "train.py"
