@@ -189,3 +189,30 @@ def test_run_ids_do_not_move_when_a_config_field_is_added():
     unit = c.to_dict()
     unit["model"]["unit_norm_rows"] = True
     assert common.run_id(from_dict(unit)) != common.run_id(c)
+
+
+def test_a_stop_swallowed_in_a_callback_is_signalled_again(monkeypatch):
+    """workers._unraisable: a _Stop that Python could not raise (it was raised inside a
+    callback) comes back as the same signal a moment later, with the stack marked training
+    (so that it unwinds, not exits); other unraisable exceptions reach Python's own hook."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    got: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: got.append(signum))
+    try:
+        monkeypatch.setattr(workers, "_training", False)
+        workers._unraisable(SimpleNamespace(exc_value=workers._Stop(signal.SIGUSR1)))
+        assert workers._training is True
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == [signal.SIGUSR1] and threading.current_thread() is threading.main_thread()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    seen = []
+    monkeypatch.setattr(workers.sys, "__unraisablehook__", seen.append)
+    other = SimpleNamespace(exc_value=ValueError("x"))
+    workers._unraisable(other)
+    assert seen == [other]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +29,7 @@ from implicit_em.train.stacked import CHECKPOINT_EVERY, group_configs
 
 UNWIND_SECONDS = 10.0  # how long a Ctrl-C'd parent waits for its workers to clean up and exit
 EXIT_CODE_SECONDS = 2.0  # how long a broken pool's exit codes are read for a signal
+RESIGNAL_SECONDS = 0.01  # a swallowed stop signal is sent again this much later (`_unraisable`)
 
 
 def stack_cost(cfgs: Sequence[RunConfig]) -> float:
@@ -66,6 +69,22 @@ def _quit(signum, frame) -> None:
     raise _Stop(signum)
 
 
+def _unraisable(info) -> None:
+    """sys.unraisablehook of a worker. A `_Stop` that `_quit` raised while a finalizer or a
+    callback ran (importlib's module-lock callback, a weakref's) cannot propagate: Python
+    would print "Exception ignored in ..." and training would go on. Instead the same signal is
+    sent again a moment later (a timer thread), to unwind the stack from ordinary code, with
+    the stack marked training again so that it unwinds rather than exits at once. Anything
+    else goes to Python's own hook."""
+    global _training
+    exc = getattr(info, "exc_value", None)
+    if isinstance(exc, _Stop):
+        _training = True
+        threading.Timer(RESIGNAL_SECONDS, os.kill, (os.getpid(), exc.signum)).start()
+        return
+    sys.__unraisablehook__(info)
+
+
 def _init_worker(threads: int, counter, lock, jobs: int) -> None:
     import torch
     from tqdm.auto import tqdm
@@ -74,6 +93,7 @@ def _init_worker(threads: int, counter, lock, jobs: int) -> None:
 
     signal.signal(signal.SIGINT, _quit)
     signal.signal(signal.SIGTERM, _quit)
+    sys.unraisablehook = _unraisable
     with counter.get_lock():  # each worker draws its bars on a line of its own
         progress.set_position(counter.value % jobs)
         counter.value += 1
