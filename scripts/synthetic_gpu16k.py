@@ -65,7 +65,7 @@ def reference(args, out: Path, t_start: float) -> None:
     synth = S.build_synthetic_model(opts.recipe, 42, dev)
     gt = synth.feature_dict.feature_vectors.detach()
     log.update(build_seconds=time.perf_counter() - t, true_l0=S._true_l0(synth),
-               gt_checksum=float(gt.double().abs().sum()))  # fmt: skip
+               gt_checksum=S.model_checksum(synth))  # fmt: skip
     # where a step goes: sae-lens sampling per batch, sampling in chunks, the step alone
     B, C = opts.batch_size, opts.sample_chunk
     tr = S.VariantTrainer(v, synth, opts, 99, None)

@@ -174,7 +174,7 @@ def reference(args, out: Path, t_start: float) -> None:
     synth = S.build_synthetic_model(opts.recipe, 42, dev)
     gt = synth.feature_dict.feature_vectors.detach()
     log.update(build_seconds=time.perf_counter() - t, true_l0=S._true_l0(synth),
-               gt_checksum=float(gt.double().abs().sum()))  # fmt: skip
+               gt_checksum=S.model_checksum(synth))  # fmt: skip
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -195,8 +195,8 @@ def reference(args, out: Path, t_start: float) -> None:
             other = S.background_sampler_model(opts, synth, args.sampler_device)
         except ValueError as e:
             raise SystemExit(str(e)) from None
-        other_sum = float(other.feature_dict.feature_vectors.detach().double().abs().sum())
-        log.update(sampler_device=args.sampler_device, sampler_gt_checksum=other_sum)
+        log.update(sampler_device=args.sampler_device,
+                   sampler_gt_checksum=S.model_checksum(other))  # fmt: skip
         torch.manual_seed(0)
         sample = S.BackgroundSampler(other, opts.sample_chunk, dev)
     else:
@@ -224,8 +224,7 @@ def reference(args, out: Path, t_start: float) -> None:
             print(json.dumps({k: v for k, v in snap.items() if k != "mcc"}), flush=True)
             write(False)
     _sync(dev)
-    if isinstance(sample, S.BackgroundSampler):
-        sample.close()
+    sample.close()
     log.update(steps=step, samples=step * B, train_seconds=time.perf_counter() - t0,
                graphed=tr.graph is not None)  # fmt: skip
     if step not in marks:

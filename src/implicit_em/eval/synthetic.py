@@ -243,6 +243,9 @@ class ChunkedSampler:
             self._draw_ahead()  # the chunk's earlier steps are queued: overlap them
         return out
 
+    def close(self) -> None:
+        """Nothing to stop here (`BackgroundSampler.close` stops its thread)."""
+
 
 class BackgroundSampler(ChunkedSampler):
     """B -> x (B, D): `ChunkedSampler`'s batches, with the chunks drawn ahead by a background
@@ -894,6 +897,12 @@ def _train_each(opts: SyntheticEvalOptions, synth, mu: Tensor, seed: int):
                "trained": trained, "untrained": untrained, "history": hist}  # fmt: skip
 
 
+def model_checksum(synth) -> float:
+    """The absolute sum of a synthetic model's feature dictionary (N, D), in float64: equal
+    for two builds of the same recipe and seed on devices that draw the same numbers."""
+    return float(synth.feature_dict.feature_vectors.detach().double().abs().sum())
+
+
 def background_sampler_model(opts: SyntheticEvalOptions, synth, device: str):
     """The synthetic model of `synth` built again on `device` (the same recipe, model seed
     and overrides), for a `BackgroundSampler` there. ValueError when the two differ (their
@@ -901,8 +910,7 @@ def background_sampler_model(opts: SyntheticEvalOptions, synth, device: str):
     another draw of the recipe)."""
     other = build_synthetic_model(opts.recipe, opts.model_seed, device, opts.num_features,
                                   opts.ortho)  # fmt: skip
-    a, b = (float(m.feature_dict.feature_vectors.detach().double().abs().sum())
-            for m in (synth, other))  # fmt: skip
+    a, b = model_checksum(synth), model_checksum(other)
     if a != b:
         raise ValueError(f"the synthetic model built on {device} differs from the one on "
                          f"{synth.feature_dict.feature_vectors.device} (checksums {b} and {a}): "
@@ -919,6 +927,8 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
     initialisation only); opts.seed_variants limits the later seeds to those variants.
     The untrained controls are scored before training (their matchings then run in the
     workers while the models train). Yields rows, Futures inside."""
+    if opts.sampler_device is not None and not (opts.one_stream and opts.sample_chunk):
+        raise ValueError("sampler_device needs one_stream=True and a sample_chunk")  # first
     trainers, untrained = [], []
     for seed in opts.seeds:
         for name in opts.variants:
@@ -935,8 +945,6 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
             trainers.append((seed, name, tr))
     other = None
     if opts.sampler_device is not None:
-        if not opts.one_stream or not opts.sample_chunk:
-            raise ValueError("sampler_device needs one_stream=True and a sample_chunk")
         other = background_sampler_model(opts, synth, opts.sampler_device)
     torch.manual_seed(opts.seeds[0])
     streams = opts.seeds[:1] if opts.one_stream else opts.seeds
@@ -973,8 +981,7 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
         torch.cuda.synchronize()
     secs = time.perf_counter() - t0
     for sampler in samplers.values():
-        if isinstance(sampler, BackgroundSampler):
-            sampler.close()
+        sampler.close()
     rows = []  # all scored (matchings submitted) before the first is waited on
     for (seed, name, tr), u in zip(trainers, untrained, strict=True):
         t1 = time.perf_counter()
