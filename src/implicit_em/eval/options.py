@@ -262,7 +262,7 @@ for _w in (0.1, 1.0, 10.0):
 VARIANTS["jumprelu-1.0"] = replace(VARIANTS["jumprelu-0.1"], l0_coef=1.0)
 # JumpReLU at L0 25 on the 16k recipe (docs/eval/synthetic/gpu16k-jumprelu-PLAN.md, fixed before
 # the runs): 0.001 landed at L0 18.6, just below the matched window [18.75, 31.25].
-for _c in (0.0003, 0.0005):
+for _c in (0.0003, 0.0005, 0.0007, 0.0008, 0.0009):
     VARIANTS[f"jumprelu-{_c}"] = replace(VARIANTS["jumprelu-0.001"], l0_coef=_c)
 # sae-lens's "Standard L1" SAE (StandardTrainingSAE: the L1 of the codes weighted by the
 # decoder column norms, `variants.decoder_norm_l1`), the plain L1 off, at coefficients in
