@@ -11,8 +11,10 @@ from implicit_em.eval.synthetic import (  # noqa: E402
     SyntheticEvalOptions,
     build_synthetic_model,
     evaluate_latents,
+    rows_from_report,
     run,
     topk_readout,
+    write_report,
 )
 from implicit_em.models import Encoder  # noqa: E402
 
@@ -70,6 +72,38 @@ def test_run_writes_report_with_controls_and_refuses_to_overwrite(tmp_path):
     assert "## Verdict" in report and "**Best SAE baseline:** `topk` (SAE)" in report
     with pytest.raises(FileExistsError):
         run(opts)
+
+
+def _scored(variant, seed, mcc, enc_rows=None):
+    trained = {"mcc": mcc, "l0": 24.96, "dead_latents": 7, "f1": 0.6417, "features_covered": 300,
+               "features_cos_0.9": 12, "precision": 0.5, "random_at_l0": {"mcc": 0.14824,
+               "f1": 0.00626, "l0": 25.0}}  # fmt: skip
+    if enc_rows is not None:
+        trained["mcc_encoder_rows"] = enc_rows
+    return {"variant": variant, "seed": seed, "steps_done": 90, "trained": trained,
+            "untrained": {"mcc": 0.14836}, "history": [{"step": 90}]}  # fmt: skip
+
+
+def test_rows_from_report_reads_back_the_printed_numbers_of_a_one_seed_report(tmp_path):
+    opts = {"recipe": "tiny", "steps": 100, "batch_size": 64, "lr": 3e-4, "seeds": (2,),
+            "eval_samples": 1000, "plot": False}  # fmt: skip
+    rows = [_scored("topk", 2, 0.77856, enc_rows=0.69839), _scored("tied-topk", 2, 0.7549)]
+    write_report({"options": opts, "true_l0": 3.2, "rows": rows}, tmp_path, plot=False)
+    back = rows_from_report((tmp_path / "report.md").read_text(), "r.md")
+    assert [(r["variant"], r["seed"], r["steps"], r["reconstructed_from"]) for r in back] == [
+        ("topk", 2, 100, "r.md"), ("tied-topk", 2, 100, "r.md")]  # fmt: skip
+    assert back[0]["trained"] == {"mcc": 0.779, "mcc_encoder_rows": 0.698, "l0": 25.0,
+                                  "dead_latents": 7, "f1": 0.642, "features_covered": 300,
+                                  "features_cos_0.9": 12,
+                                  "random_at_l0": {"mcc": 0.148, "f1": 0.006}}  # fmt: skip
+    assert back[0]["untrained"] == {"mcc": 0.148}
+    assert "mcc_encoder_rows" not in back[1]["trained"]  # "-" in the table: not measured
+    assert "steps_done" not in back[0]  # the header gives the planned length only
+    two = {"options": {**opts, "seeds": (0, 1)}, "true_l0": 3.2,
+           "rows": [_scored("topk", 0, 0.7), _scored("topk", 1, 0.8)]}  # fmt: skip
+    write_report(two, tmp_path / "two", plot=False)
+    with pytest.raises(ValueError, match="only a one-seed report"):
+        rows_from_report((tmp_path / "two" / "report.md").read_text())
 
 
 def test_recipe_help_names_every_recipe():

@@ -71,6 +71,24 @@ def test_the_target_needs_matched_l0_zero_dead_latents_and_a_clear_margin_over_c
     assert f"**met in this table** by `{h}`" in text  # level within the margin, L0 +12 %
 
 
+def test_with_a_target_l0_an_sae_row_off_it_is_not_the_baseline():
+    """gpu16k-next-PLAN's rule: the best SAE baseline is the best SAE row at L0 within 25 %
+    of the target 25. A JumpReLU row at L0 18.6 (outside [18.75, 31.25]) with the highest
+    MCC would otherwise become the baseline and leave the hybrid 'not at matched L0'."""
+    h = row("tied-topk-im-3.0", 0.755, 24.9)
+    rows = [row("jumprelu-0.001", 0.80, 18.6, dead=84, enc_rows=0.7, seeds=1),
+            row("matryoshka-k25-sl-all", 0.750, 25.0, dead=81, enc_rows=0.7), h]  # fmt: skip
+    plain = "\n".join(V.synthetic_verdict(rows))
+    assert "**Best SAE baseline:** `jumprelu-0.001`" in plain
+    assert "L0 24.9 not matched to 18.6" in plain
+    text = "\n".join(V.synthetic_verdict(rows, target_l0=25))
+    assert ("**SAE rows off the target L0 25** (not eligible as the best SAE baseline): "
+            "`jumprelu-0.001` (SAE) MCC 0.800 at L0 18.6, 84 dead, 1 seed.") in text  # fmt: skip
+    assert "**Best SAE baseline (at the target L0 25):** `matryoshka-k25-sl-all`" in text
+    assert "**met in this table** by `tied-topk-im-3.0`" in text
+    assert not V.matched_l0(18.6, 25) and V.matched_l0(18.75, 25)  # 25 % of 25
+
+
 def test_a_seed_range_that_touches_a_control_does_not_beat_it():
     text = "\n".join(V.synthetic_verdict([row("encoder", 0.20, 400, spread=0.045)]))
     assert "**At its controls**" in text  # worst seed 0.155 is within 0.01 of 0.15

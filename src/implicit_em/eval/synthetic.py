@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import math
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -1053,6 +1054,46 @@ def markdown_table(result: dict) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+_REPORT_FIELDS = {  # markdown_table's columns -> where each sits in a row of results.json
+    "MCC": ("trained", "mcc"), "MCC enc. rows": ("trained", "mcc_encoder_rows"),
+    "MCC untrained": ("untrained", "mcc"), "MCC random@L0": ("random_at_l0", "mcc"),
+    "L0": ("trained", "l0"), "dead": ("trained", "dead_latents"), "F1": ("trained", "f1"),
+    "F1 random@L0": ("random_at_l0", "f1"), "features covered": ("trained", "features_covered"),
+    "features cos>=0.9": ("trained", "features_cos_0.9"),
+}  # fmt: skip
+
+
+def rows_from_report(text: str, source: str = "report.md") -> list[dict]:
+    """The rows of a one-seed report.md (`write_report`), for when its results.json is lost.
+
+    Each row has "variant", "seed", "steps" (the run's planned length from the header: the
+    report does not say whether a time limit cut training short), "reconstructed_from"
+    (source) and only the table's numbers, rounded as printed (3 decimals; L0 1): "trained"
+    {mcc, mcc_encoder_rows (absent where the table shows "-"), l0, dead_latents, f1,
+    features_covered, features_cos_0.9, random_at_l0 {mcc, f1}}, "untrained" {mcc}. Enough
+    for `summarise`; nothing else (no history, precision, recall, uniqueness, timings).
+    Raises ValueError for a report over several seeds (its cells are means, not one run's).
+    """
+    head = re.search(r"^(\d+) steps x batch \d+, .*?seeds \((\d+),\),", text, re.M)
+    if head is None:
+        raise ValueError(f"{source}: no one-seed header ('N steps x batch B, ..., seeds (S,),'):"
+                         " only a one-seed report can be read back into rows")  # fmt: skip
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    cols = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = []
+    for ln in lines[2:]:
+        cells = dict(zip(cols, (c.strip() for c in ln.strip("|").split("|")), strict=True))
+        parts: dict[str, dict] = {"trained": {}, "untrained": {}, "random_at_l0": {}}
+        for col, (part, key) in _REPORT_FIELDS.items():
+            if cells[col] != "-":
+                counts = ("dead_latents", "features_covered", "features_cos_0.9")
+                parts[part][key] = int(cells[col]) if key in counts else float(cells[col])
+        parts["trained"]["random_at_l0"] = parts.pop("random_at_l0")
+        rows.append({"variant": cells["variant"], "seed": int(head[2]), "steps": int(head[1]),
+                     "reconstructed_from": source, **parts})  # fmt: skip
+    return rows
+
+
 def write_report(result: dict, out_dir: Path, plot: bool = True) -> None:
     """results.json, report.md and mcc_vs_l0.png (matplotlib, when installed) in out_dir."""
     from implicit_em.atomic import atomic_save, atomic_write_bytes, atomic_write_json
@@ -1100,6 +1141,7 @@ __all__ = [
     "build_synthetic_model",
     "evaluate_latents",
     "recipe_config",
+    "rows_from_report",
     "run",
     "summarise",
     "train_variant",

@@ -71,13 +71,17 @@ def matched_l0(a: float, b: float, tol: float = L0_TOLERANCE) -> bool:
 
 
 def synthetic_verdict(summary: list[dict], margin: float = MARGIN,
-                      l0_tolerance: float = L0_TOLERANCE) -> list[str]:  # fmt: skip
+                      l0_tolerance: float = L0_TOLERANCE,
+                      target_l0: float | None = None) -> list[str]:  # fmt: skip
     """Markdown lines of a plain verdict on a ground-truth table.
 
     summary: `eval.synthetic.summarise(rows)` (each entry: variant, seeds, and mean / min /
     max of mcc, mcc_encoder_rows, mcc_untrained, mcc_random_at_l0, l0, dead_latents).
     Metric: sae-lens `mean_correlation_coefficient` (MCC) of the model's feature directions
-    against the true features. Returns [] for an empty summary.
+    against the true features. target_l0: the L0 a table was run at (e.g. k = 25); when given,
+    the best SAE baseline is the best SAE row at an L0 matched to it (`matched_l0`), and SAE
+    rows off it are named but not compared against; None: every SAE row is eligible.
+    Returns [] for an empty summary.
     """
     if not summary:
         return []
@@ -116,9 +120,17 @@ def synthetic_verdict(summary: list[dict], margin: float = MARGIN,
     out.append(f"- **Best model:** {show(best)}.")
     by_kind = {k: [r for r in rows if r["kind"] == k]
                for k in (SAE, DECODER_FREE, HYBRID, ONE_MATRIX)}  # fmt: skip
-    best_sae = max(by_kind[SAE], key=lambda r: r["mcc"], default=None)
+    eligible = by_kind[SAE]
+    if target_l0 is not None:
+        eligible = [r for r in eligible if matched_l0(r["l0"], target_l0, l0_tolerance)]
+        off = [r for r in by_kind[SAE] if r not in eligible]
+        if off:
+            out.append(f"- **SAE rows off the target L0 {target_l0:g}** (not eligible as the "
+                       "best SAE baseline): " + "; ".join(show(r) for r in off) + ".")  # fmt: skip
+    best_sae = max(eligible, key=lambda r: r["mcc"], default=None)
     if best_sae is not None:
-        out.append(f"- **Best SAE baseline:** {show(best_sae)}.")
+        at = f" (at the target L0 {target_l0:g})" if target_l0 is not None else ""
+        out.append(f"- **Best SAE baseline{at}:** {show(best_sae)}.")
     for kind in (DECODER_FREE, HYBRID, ONE_MATRIX):
         if not by_kind[kind]:
             continue
