@@ -83,3 +83,18 @@ def test_blocks_that_do_not_fit_are_refused():
     assert not fits(4096, 64, torch.float32)
     with pytest.raises(ValueError, match="encoder_terms_grad"):
         block_terms_grad(torch.zeros(1, 4096, 64), 1, 64, 1e-6, torch.ones(3, 1))
+
+
+def test_num_warps_changes_nothing_but_speed():
+    """`block_terms_grad(num_warps=...)` (timed by benchmarks/bench_stacked_kernel.py) gives the
+    same terms and dL/dz for every warp count."""
+    from implicit_em.kernels.triton_stacked import block_terms_grad
+
+    z = block(2, 40, 2, 9).to(DEVICE)
+    w = torch.stack([weights(2, 2)[t].reshape(-1) for t in TERMS]).to(DEVICE)
+    t4, dz4 = block_terms_grad(z, 2, 9, 1e-6, w, num_warps=4)
+    for nw in (0, 8):
+        t, dz = block_terms_grad(z, 2, 9, 1e-6, w, num_warps=nw)
+        torch.testing.assert_close(dz, dz4, rtol=1e-6, atol=1e-7)
+        for name in TERMS:
+            torch.testing.assert_close(t[name], t4[name], rtol=1e-6, atol=1e-7)

@@ -93,12 +93,14 @@ def _block_kernel(
 
 
 def block_terms_grad(
-    z: Tensor, groups: int, k: int, variance_eps: float, weights: Tensor
+    z: Tensor, groups: int, k: int, variance_eps: float, weights: Tensor, num_warps: int = 0
 ) -> tuple[dict[str, Tensor], Tensor]:
     """The closed-form terms of a block and dL/dz in one kernel launch.
 
     z: (S_b, B, G K) float32 pre-activations, last dimension contiguous; groups: G; k: K;
-    weights: (3, S_b G) float32, the rows w_lse, w_var, w_tc of each model (s-major).
+    weights: (3, S_b G) float32, the rows w_lse, w_var, w_tc of each model (s-major);
+    num_warps: warps per program (0: 4 for tiles up to 4,096 entries, else 8;
+    benchmarks/bench_stacked_kernel.py times the choices).
     Returns ({"lse", "var", "tc"}: (S_b, G) each, dz (S_b, B, G K)): the terms of
     `train.stacked.encoder_terms_grad` on a = ReLU(z), and dL/dz = [z > 0] dL/da.
     Raises ValueError when the block does not `fits`.
@@ -113,6 +115,7 @@ def block_terms_grad(
     bb, bk = _pad(b), _pad(k)
     _block_kernel[(n,)](
         z, dz, weights, terms, n, b, groups, k, z.stride(0), z.stride(1), variance_eps,
-        constant_tolerance(torch.float32), BB=bb, BK=bk, num_warps=4 if bb * bk <= 4096 else 8,
+        constant_tolerance(torch.float32), BB=bb, BK=bk,
+        num_warps=num_warps or (4 if bb * bk <= 4096 else 8),
     )  # fmt: skip
     return {t: terms[i].view(s_b, groups) for i, t in enumerate(TERMS)}, dz

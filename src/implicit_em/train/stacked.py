@@ -59,7 +59,9 @@ URGENT_PRIORITY = -1
 default priority is 0; lower is more urgent)."""
 FUSED_STEP_ENV = "IMPLICIT_EM_FUSED_STEP"
 """Environment variable: "1" opts the stacked trainer in to its fused step (`StackedTrainer`'s
-fused_step), "0" (the default) keeps the default step."""
+fused_step), "0" (the default) keeps the default step. Measured on one H200 (docs/benchmarks.md,
+"Round 3 on the H200"), the fused step is SLOWER than the default (MNIST reproduce 67.4 s against
+51.1 s): CUDA graphs already remove the launch cost it saves, and its kernel is latency-bound."""
 _CAPTURE_LOCK = threading.Lock()  # CUDA-graph captures of stacks trained in threads
 
 
@@ -205,7 +207,8 @@ class StackedTrainer:
         block's terms and dL/dz as one Triton kernel (`kernels.triton_stacked`; on CUDA, or on
         the CPU under TRITON_INTERPRET=1; the reference where Triton is missing or a block does
         not fit). It rounds differently from the default step, so results agree with it to
-        float32 rounding per step, not bitwise."""
+        float32 rounding per step, not bitwise. Slower than the default step on an H200
+        (FUSED_STEP_ENV says by how much); kept opt-in for the kernel work of issue 19."""
         if not cfgs or len({stack_key(c) for c in cfgs}) != 1:
             raise ValueError("configs in one stack must share stack_key(); use group_configs()")
         self.cfgs, self.device = cfgs, torch.device(device)
