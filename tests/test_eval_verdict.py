@@ -89,6 +89,20 @@ def test_with_a_target_l0_an_sae_row_off_it_is_not_the_baseline():
     assert not V.matched_l0(18.6, 25) and V.matched_l0(18.75, 25)  # 25 % of 25
 
 
+def test_nearest_in_window_takes_the_l0_nearest_the_target_inside_a_fixed_window():
+    """gpu16k-jumprelu-PLAN's second rule on the 2-seed mean L0s of the second call: 0.0008
+    (26.3) is nearer 25 than 0.0009 (20.95); 0.0007 (36.5) is outside [18.75, 31.25]."""
+    sweep = {"jumprelu-0.0007": 36.51, "jumprelu-0.0008": 26.30, "jumprelu-0.0009": 20.95}
+    assert V.nearest_in_window(sweep, 25) == "jumprelu-0.0008"
+    # The window is fixed around the target: 32 is inside matched_l0's reach of 25 (8 <= 0.25
+    # x 32) but outside [18.75, 31.25]; both edges are inside.
+    assert V.matched_l0(32.0, 25) and V.nearest_in_window({"a": 32.0}, 25) is None
+    assert V.nearest_in_window({"a": 31.25, "b": 18.75}, 25) == "a"  # a tie: the first name
+    assert V.nearest_in_window({"a": 18.74, "b": 101.5}, 25) is None
+    assert V.nearest_in_window({}, 25) is None
+    assert V.nearest_in_window({"a": 40.0, "b": 52.0}, 50, tol=0.1) == "b"
+
+
 def test_a_seed_range_that_touches_a_control_does_not_beat_it():
     text = "\n".join(V.synthetic_verdict([row("encoder", 0.20, 400, spread=0.045)]))
     assert "**At its controls**" in text  # worst seed 0.155 is within 0.01 of 0.15

@@ -9,16 +9,27 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   of `matryoshka-k25-sl-all`); seed 2 of `matryoshka-k25-sl-all` from `seeds/call1/s2-report.md`
   (`eval.synthetic.rows_from_report`: its results.json did not come back from the device, so
   that row has only the report's printed numbers, MCC and F1 to 3 decimals, L0 to 1);
+- gpu16k-jumprelu-PLAN.md (section 6): JumpReLU at matched L0, `seeds/jumprelu/jr1/s{1,2}.json`
+  (`jumprelu-0.0005`, seeds 1 and 2), `seeds/jumprelu/jr2/s{0,1}.json` (`jumprelu-0.0007`,
+  `-0.0008`, `-0.0009`, seeds 0 and 1) and `seeds/jumprelu/jr3/s2.json` (seed 2 of
+  `jumprelu-0.0008`, run after the plan's rule had picked it on seeds 0 and 1); with
+  `jumprelu-0.003` and `jumprelu-0.01` (seed 0, section 3's run) the JumpReLU L0 sweep runs
+  from 9.1 to 101.5;
 - sae-lens's protocol (`batchtopk-k25-sl-all`) at seed 0 has no 49.1 M row: its MCC at the
   50.0 M milestone of the 200 M run (harness-gap/gpu200m/ref.json) is shown as a note only, so
   the table's seed count says what the mean is over.
 
 The verdict takes the best SAE baseline among the SAE rows at L0 within 25 % of the target
 L0 25 (`synthetic_verdict(target_l0=K)`; the rule of gpu16k-next-PLAN.md, fixed before call 1).
+The headline JumpReLU coefficient is the one of the second JumpReLU call whose mean L0 over
+seeds 0 and 1 is inside [18.75, 31.25] and nearest 25 (`eval.verdict.nearest_in_window`; the
+rule of gpu16k-jumprelu-PLAN.md, fixed before that call); the script stops if that is not
+`jumprelu-0.0008`, the coefficient whose seed 2 was run after.
 
 Run from the repository root: python docs/eval/synthetic/gpu16k_seeds_table.py
-Prints the markdown table and the verdict (`implicit_em.eval.verdict.synthetic_verdict`) and
-writes docs/eval/synthetic/gpu16k-seeds.json.
+Prints the markdown table, the JumpReLU sweep and the verdict
+(`implicit_em.eval.verdict.synthetic_verdict`); writes docs/eval/synthetic/gpu16k-seeds.json
+and gpu16k_seeds_mcc_vs_l0.png (MCC against L0, the JumpReLU sweep joined; needs matplotlib).
 """
 
 import json
@@ -26,12 +37,17 @@ import math
 from pathlib import Path
 
 from implicit_em.eval.synthetic import _fmt, rows_from_report, summarise
-from implicit_em.eval.verdict import synthetic_verdict
+from implicit_em.eval.verdict import L0_TOLERANCE, nearest_in_window, synthetic_verdict
 
 ROOT = Path("docs/eval/synthetic")
 RUN = ROOT / "gpu16k-converged"
 HEADLINE = ("tied-topk", "tied-topk-im-3.0", "batchtopk-k25-sl-all", "topk-k25",
-            "matryoshka-k25", "encoder", "matryoshka-k25-sl-all", "jumprelu-0.001")  # fmt: skip
+            "matryoshka-k25", "encoder", "matryoshka-k25-sl-all")  # fmt: skip
+JUMPRELU = ("jumprelu-0.01", "jumprelu-0.003", "jumprelu-0.001", "jumprelu-0.0009",
+            "jumprelu-0.0008", "jumprelu-0.0007", "jumprelu-0.0005")  # fmt: skip
+SECOND_CALL = ("jumprelu-0.0007", "jumprelu-0.0008", "jumprelu-0.0009")  # the rule's candidates
+RULE_SEEDS = (0, 1)  # the seeds the rule was fixed for (seed 2 of its pick was run after)
+PICKED = "jumprelu-0.0008"  # what the rule picked; its seed 2 is jr3
 STEPS = 47927  # the length of every row here (49.1 M samples at batch 1,024)
 K = 25  # the target L0 of the table (k of the TopK families)
 LOST = RUN / "seeds" / "call1" / "s2-report.md"  # seed 2 of call 1: report.md only
@@ -42,6 +58,9 @@ def load_rows() -> list[dict]:
              RUN / "seeds" / "seed2.json", RUN / "seeds" / "matryoshka_seed1.json",
              RUN / "seeds" / "matryoshka_seed2.json", RUN / "seeds" / "call1" / "s0.json",
              RUN / "seeds" / "call1" / "s1.json"]  # fmt: skip
+    jr = RUN / "seeds" / "jumprelu"
+    files += [jr / "jr1" / "s1.json", jr / "jr1" / "s2.json", jr / "jr2" / "s0.json",
+              jr / "jr2" / "s1.json", jr / "jr3" / "s2.json"]  # fmt: skip
     rows = [r for f in files for r in json.loads(f.read_text())["rows"]]
     bad = [(r["variant"], r["seed"]) for r in rows if r["steps_done"] != STEPS]
     # The report gives the planned length only. Its training could not have stopped early: the
@@ -51,7 +70,20 @@ def load_rows() -> list[dict]:
     bad += [(r["variant"], r["seed"]) for r in lost if r["steps"] != STEPS]
     if bad:
         raise SystemExit(f"rows not at {STEPS} steps: {bad}")
-    return [r for r in rows + lost if r["variant"] in HEADLINE]
+    return [r for r in rows + lost if r["variant"] in HEADLINE + JUMPRELU]
+
+
+def jumprelu_headline(rows: list[dict]) -> tuple[str | None, dict[str, float]]:
+    """The plan's rule on the rows: (the picked coefficient or None, each candidate's mean L0
+    over RULE_SEEDS)."""
+    l0 = {}
+    for name in SECOND_CALL:
+        got = {r["seed"]: r["trained"]["l0"] for r in rows
+               if r["variant"] == name and r["seed"] in RULE_SEEDS}  # fmt: skip
+        if sorted(got) != list(RULE_SEEDS):
+            raise SystemExit(f"{name}: the rule needs seeds {RULE_SEEDS}, found {sorted(got)}")
+        l0[name] = sum(got.values()) / len(got)
+    return nearest_in_window(l0, K, L0_TOLERANCE), l0
 
 
 def main() -> None:
@@ -75,15 +107,103 @@ def main() -> None:
     for variant, seed, src in rebuilt:
         print(f"{variant} seed {seed}: from {src} (results.json lost), its numbers as printed "
               "there (MCC, F1 to 3 decimals; L0 to 1)")  # fmt: skip
+    picked, rule_l0 = jumprelu_headline(rows)
+    if picked != PICKED:
+        raise SystemExit(f"the plan's rule picks {picked}, not {PICKED} (whose seed 2 ran)")
+    sweep = jumprelu_sweep(summary, picked)
+    print("\n".join(sweep["lines"]) + "\n")
     verdict = synthetic_verdict(summary, target_l0=K)
     print("\n".join(verdict))
+    plot(summary, picked)
     out = {"steps": STEPS, "samples": STEPS * 1024, "target_l0": K, "summary": summary,
+           "jumprelu": {"rule": "mean L0 over seeds 0 and 1 inside [18.75, 31.25], nearest 25",
+                        "rule_mean_l0": rule_l0, "headline": picked,
+                        "sweep": sweep["rows"]},
            "sl_all_seed0_at_50M": at50,
            "reconstructed_from_report": [{"variant": v, "seed": s, "source": src}
                                          for v, s, src in rebuilt],
            "verdict": verdict}  # fmt: skip
     text = json.dumps(_no_nan(out), indent=1, allow_nan=False)  # strict JSON: NaN as null
     (ROOT / "gpu16k-seeds.json").write_text(text + "\n")
+
+
+def _coef(name: str) -> float:
+    return float(name.removeprefix("jumprelu-"))
+
+
+def jumprelu_sweep(summary: list[dict], picked: str) -> dict:
+    """The JumpReLU rows by coefficient (largest first): markdown lines and plain rows."""
+    lo, hi = K * (1 - L0_TOLERANCE), K * (1 + L0_TOLERANCE)
+    rows, lines = [], [
+        f"JumpReLU by L0 coefficient (window [{lo:g}, {hi:g}] around L0 {K}; headline by the "
+        f"plan's rule: {picked}, its seed 2 run after the rule picked it on seeds 0 and 1):",
+        "",
+        "| coefficient | seeds | L0 | MCC | MCC enc. rows | dead | F1 | features cos>=0.9 | "
+        "L0 window |",
+        "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for s in sorted((s for s in summary if s["variant"] in JUMPRELU),
+                    key=lambda s: -_coef(s["variant"])):  # fmt: skip
+        inside = lo <= s["l0"]["mean"] <= hi
+        where = "headline" if s["variant"] == picked else "inside" if inside else "outside"
+        rows.append({"variant": s["variant"], "coefficient": _coef(s["variant"]),
+                     "seeds": s["seeds"], "l0": s["l0"]["mean"], "mcc": s["mcc"]["mean"],
+                     "window": where})  # fmt: skip
+        cells = " | ".join(_fmt(s[k], nd) for k, nd in (
+            ("l0", 1), ("mcc", 3), ("mcc_encoder_rows", 3), ("dead_latents", 0), ("f1", 3),
+            ("features_cos_0.9", 0)))  # fmt: skip
+        lines.append(f"| {_coef(s['variant']):g} | {s['seeds']} | {cells} | {where} |")
+    return {"lines": lines, "rows": rows}
+
+
+def plot(summary: list[dict], picked: str) -> None:
+    """gpu16k_seeds_mcc_vs_l0.png: mean MCC against mean L0 of every row (seed range as
+    error bars), the JumpReLU coefficients joined, the window around K shaded, the controls
+    (random directions at each row's L0) as grey crosses. Skipped without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: gpu16k_seeds_mcc_vs_l0.png not written")
+        return
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    ax.axvspan(K * (1 - L0_TOLERANCE), K * (1 + L0_TOLERANCE), color="0.92",
+               label=f"L0 within 25 % of {K}")  # fmt: skip
+
+    def err(s: dict) -> list[list[float]]:
+        m = s["mcc"]
+        return [[m["mean"] - m["min"]], [m["max"] - m["mean"]]]
+
+    jr = sorted((s for s in summary if s["variant"] in JUMPRELU), key=lambda s: s["l0"]["mean"])
+    ax.plot([s["l0"]["mean"] for s in jr], [s["mcc"]["mean"] for s in jr], "-", color="C3",
+            lw=1, label="JumpReLU, L0 coefficient 0.01 to 0.0005")  # fmt: skip
+    nudge = {"jumprelu-0.001": (-34, 7), "jumprelu-0.0009": (-14, -13)}  # the crowded labels
+    for s in jr:
+        head = s["variant"] == picked
+        ax.errorbar(s["l0"]["mean"], s["mcc"]["mean"], yerr=err(s), fmt="*" if head else "o",
+                    color="C3", ms=11 if head else 4, zorder=3,
+                    label=f"{picked} (headline JumpReLU)" if head else None)  # fmt: skip
+        ax.annotate(f"{_coef(s['variant']):g} ({s['seeds']})", (s["l0"]["mean"], s["mcc"]["mean"]),
+                    textcoords="offset points", xytext=nudge.get(s["variant"], (5, -11)),
+                    fontsize=6, color="C3")  # fmt: skip
+    others = [s for s in summary if s["variant"] not in JUMPRELU]
+    for i, s in enumerate(others):
+        ax.errorbar(s["l0"]["mean"], s["mcc"]["mean"], yerr=err(s), fmt="s",
+                    color=plt.cm.tab10([0, 1, 2, 4, 5, 6, 8, 9][i % 8]),
+                    label=f"{s['variant']} ({s['seeds']} seeds)")  # fmt: skip
+    ax.scatter([s["l0"]["mean"] for s in summary],
+               [s["mcc_random_at_l0"]["mean"] for s in summary], marker="x", color="grey",
+               label="random directions at each row's L0")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("L0 (latents firing per sample; mean over seeds)")
+    ax.set_ylabel("MCC (sae-lens; mean, bars: seed range)")
+    ax.set_title(f"SynthSAEBench-16k (v2), width 4,096, {STEPS * 1024 / 1e6:.1f} M samples: "
+                 "MCC against L0 (JumpReLU labels: coefficient (seeds))", fontsize=8)  # fmt: skip
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(ROOT / "gpu16k_seeds_mcc_vs_l0.png", dpi=120)
+    plt.close(fig)
 
 
 def _no_nan(x):

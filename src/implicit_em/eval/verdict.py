@@ -70,6 +70,21 @@ def matched_l0(a: float, b: float, tol: float = L0_TOLERANCE) -> bool:
     return abs(a - b) <= tol * max(a, b, 1e-12)
 
 
+def nearest_in_window(l0: dict[str, float], target_l0: float,
+                      tol: float = L0_TOLERANCE) -> str | None:  # fmt: skip
+    """The name whose L0 lies in the window [target_l0 (1 - tol), target_l0 (1 + tol)] and is
+    nearest target_l0; None when no L0 is inside.
+
+    l0: name -> mean L0 (latents firing per sample), e.g. one coefficient sweep of a family.
+    The window is fixed around the target (for 25 at tol 0.25: [18.75, 31.25]), unlike
+    `matched_l0`, which scales with the larger of two L0s. A tie goes to the first name given.
+    Used for rules of the form "the headline row is the coefficient whose mean L0 is inside
+    the window and nearest the target" (docs/eval/synthetic/gpu16k-jumprelu-PLAN.md).
+    """
+    inside = {n: v for n, v in l0.items() if abs(v - target_l0) <= tol * target_l0}
+    return min(inside, key=lambda n: abs(inside[n] - target_l0), default=None)
+
+
 def synthetic_verdict(summary: list[dict], margin: float = MARGIN,
                       l0_tolerance: float = L0_TOLERANCE,
                       target_l0: float | None = None) -> list[str]:  # fmt: skip
