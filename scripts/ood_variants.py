@@ -13,7 +13,9 @@ defaults) and scores MNIST test against Fashion-MNIST test with:
 
 Models (fixed before the run, docs/reproduction/ood/variants.md): tied-topk-im-3.0, tied-topk,
 encoder (each trained by `eval.synthetic.VariantTrainer`, fed MNIST batches), and untrained
-(the random init the trainers start from, b_dec = 0). Metrics are `experiments.ood`'s
+(the random init the trainers start from, b_dec = 0). A centred variant (`Variant.centre`,
+e.g. encoder-wr-centred) trains and is scored on x - mean, mean (D,) the training images' mean;
+its control "untrained centred" is the encoder's init scored on the same centred inputs. Metrics are `experiments.ood`'s
 (`evaluate_scores`: AUROC, FPR@95%TPR; higher score = more in-distribution).
 
 Legend: N samples, D = 784 pixels, K latents, k kept per sample. x (N, D), a (N, K).
@@ -83,8 +85,10 @@ def untrained(x_train: Tensor, seed: int, args: dict, name: str = "tied-topk") -
     return model
 
 
-def train(name: str, x_train: Tensor, seed: int, args: dict) -> tuple[nn.Module, list[dict]]:
-    """Train variant `name` on x_train (N, D) for args["epochs"] shuffled epochs.
+def train(name: str, x_train: Tensor, seed: int, args: dict,
+          mean: Tensor | None = None) -> tuple[nn.Module, list[dict]]:  # fmt: skip
+    """Train variant `name` on x_train (N, D) for args["epochs"] shuffled epochs; mean (D,)
+    or None: the trainer centres every batch on it (`VariantTrainer`'s mean).
 
     Batches follow `data.batches.batch_slices` (a trailing batch of one joins the one before);
     the order of epoch e is torch.randperm(N) under seed * EPOCH_STRIDE + e. Returns (model,
@@ -92,7 +96,7 @@ def train(name: str, x_train: Tensor, seed: int, args: dict) -> tuple[nn.Module,
     """
     src = ImageSource(x_train.shape[1], args["n_components"], args["topk_k"])
     opts = options(len(x_train), args)
-    tr = VariantTrainer(VARIANTS[name], src, opts, seed, None)
+    tr = VariantTrainer(VARIANTS[name], src, opts, seed, mean)
     for epoch in range(args["epochs"]):
         gen = torch.Generator().manual_seed(seed * EPOCH_STRIDE + epoch)
         order = torch.randperm(len(x_train), generator=gen)  # (N,)
@@ -102,12 +106,15 @@ def train(name: str, x_train: Tensor, seed: int, args: dict) -> tuple[nn.Module,
 
 
 @torch.no_grad()
-def scores(model: nn.Module, x: Tensor, k: int, match: str | None = None) -> dict[str, np.ndarray]:
+def scores(model: nn.Module, x: Tensor, k: int, match: str | None = None,
+           mean: Tensor | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """Normality scores of x (N, D): lse = logsumexp(-a) with a = ReLU(W x + b) (N, K); recon
     = -mean_d (x - TopK_k(a) W - b_dec)^2 when the model has b_dec. Also the per-sample count
     of zero energies (the floor that drove the encoder below chance in `ood`). match (a
     `Variant.match` form): the energies are E = `variants.match_energy(W x + b, match)` instead,
-    zero where a unit is active, the energies such a variant is trained on."""
+    zero where a unit is active, the energies such a variant is trained on. mean (D,) or None:
+    x - mean is scored (a centred variant; recon is then in centred units)."""
+    x = x if mean is None else x - mean  # (N, D)
     a = match_energy(model.linear(x), match) if match else model.encode(x)  # (N, K)
     out = {"lse": torch.logsumexp(-a, dim=1).double().numpy(),
            "zeros": (a == 0).sum(dim=1).double().numpy()}  # fmt: skip
@@ -117,11 +124,10 @@ def scores(model: nn.Module, x: Tensor, k: int, match: str | None = None) -> dic
     return out
 
 
-def evaluate(
-    model: nn.Module, x_in: Tensor, x_out: Tensor, k: int, match: str | None = None
-) -> dict:
+def evaluate(model: nn.Module, x_in: Tensor, x_out: Tensor, k: int, match: str | None = None,
+             mean: Tensor | None = None) -> dict:  # fmt: skip
     """AUROC / FPR@95%TPR of each score (MNIST test positive), plus diagnostics."""
-    s_in, s_out = scores(model, x_in, k, match), scores(model, x_out, k, match)
+    s_in, s_out = scores(model, x_in, k, match, mean), scores(model, x_out, k, match, mean)
     rec = {name: evaluate_scores(s_in[name], s_out[name]) for name in s_in if name != "zeros"}
     rec["zero_energies_in"] = float(s_in["zeros"].mean())
     rec["zero_energies_out"] = float(s_out["zeros"].mean())
@@ -157,21 +163,28 @@ def run(x_train: Tensor, x_in: Tensor, x_out: Tensor, seeds: list[int], args: di
         log=print, models: tuple[str, ...] = MODELS) -> dict:  # fmt: skip
     """Every variant of `models` and the untrained control ("untrained": the tied-topk init,
     which the encoder and tied-topk-im share; "untrained NAME" for a match-energy variant, whose
-    init differs), for every seed: {name: {per_seed, summary}}."""
-    controls = {"untrained": "tied-topk"}
-    controls.update({f"untrained {n}": n for n in models if VARIANTS[n].match})
+    init differs; "untrained centred": the encoder's init scored on x - mean, when a variant is
+    centred), for every seed: {name: {per_seed, summary}}. Centred variants use mean =
+    x_train.mean(0) (D,) in training and scoring."""
+    mu = x_train.mean(dim=0)  # (D,), used by centred variants only
+    controls = {"untrained": ("tied-topk", None)}
+    controls.update({f"untrained {n}": (n, None) for n in models if VARIANTS[n].match})
+    if any(VARIANTS[n].centre for n in models):
+        controls["untrained centred"] = ("encoder", mu)
     results = {name: {"per_seed": []} for name in (*models, *controls)}
     for seed in seeds:
-        for ctrl, base in controls.items():
+        for ctrl, (base, mean) in controls.items():
             init = untrained(x_train, seed, args, base)
-            rec = {"seed": seed,
-                   **evaluate(init, x_in, x_out, args["topk_k"], VARIANTS[base].match)}  # fmt: skip
+            rec = {"seed": seed, **evaluate(init, x_in, x_out, args["topk_k"],
+                                            VARIANTS[base].match, mean)}  # fmt: skip
             results[ctrl]["per_seed"].append(rec)
             log(f"seed {seed} {ctrl}: {_brief(rec)}")
         for name in models:
             tic = time.perf_counter()
-            model, history = train(name, x_train, seed, args)
-            rec = {"seed": seed, **evaluate(model, x_in, x_out, args["topk_k"], VARIANTS[name].match),
+            mean = mu if VARIANTS[name].centre else None
+            model, history = train(name, x_train, seed, args, mean)
+            rec = {"seed": seed, **evaluate(model, x_in, x_out, args["topk_k"],
+                                            VARIANTS[name].match, mean),
                    "last_epoch": history[-1] if history else None,
                    "seconds": time.perf_counter() - tic}  # fmt: skip
             results[name]["per_seed"].append(rec)
@@ -234,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run(x_train, x_in, x_out, a.seeds, args, models=tuple(a.models))
     a.out_dir.mkdir(parents=True, exist_ok=True)
     doc = {"protocol": {**args, "seeds": a.seeds, "models": a.models, "n_train": len(x_train), "n_in": len(x_in),
-                        "n_out": len(x_out), "in": "MNIST test", "out": "Fashion-MNIST test"},
+                        "n_out": len(x_out), "in": "MNIST test", "out": "Fashion-MNIST test",
+                        "centring": "centred variants: x - the training images' mean"},
            "command": "python " + " ".join(sys.argv), "seconds": time.perf_counter() - tic,
            "machine": f"CPU, 1 torch thread, torch {torch.__version__}",
            "models": results, "pixel_controls": pixel_controls(x_in, x_out)}  # fmt: skip

@@ -8,6 +8,7 @@ init cannot (no trained b_dec, random rows).
 
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,62 @@ def test_match_variant_is_scored_on_its_own_energies(mod):
     energy = np.logaddexp(0.0, -z)  # softplus(-z), (N, K)
     np.testing.assert_allclose(s["lse"], np.log(np.exp(-energy).sum(axis=1)), rtol=1e-5)
     assert set(s) == {"lse", "zeros"}
+
+
+def _gpu3_rows() -> list[tuple[int, dict]]:
+    """(K, row) for every encoder row of the LLM-scale run 3 (docs/eval/probing/gpu3)."""
+    import json
+
+    root = SCRIPT.parents[1] / "docs" / "eval" / "probing" / "gpu3"
+    out = []
+    for K in (4096, 16384):
+        plan = json.loads((root / f"plan_K{K}.json").read_text())
+        out += [(K, r) for r in plan["rows"] if r["family"] == "encoder"]
+    return out
+
+
+@pytest.mark.parametrize("label", ["encoder-wr", "encoder-wr-centred"])
+def test_wr_variants_build_what_gpu3_ran(mod, label):
+    """The OOD study's encoder-wr / encoder-wr-centred are gpu3's rows of the same name: the
+    same LossConfig weights (lambda_wr 1.0, the rest the library defaults) and centring."""
+    spec = importlib.util.spec_from_file_location("probing_gpu", SCRIPT.parent / "probing_gpu.py")
+    pg = importlib.util.module_from_spec(spec)
+    sys.modules["probing_gpu"] = pg  # dataclasses look their module up
+    spec.loader.exec_module(pg)
+    from implicit_em.eval.synthetic import _loss_config
+
+    rows = [(K, r) for K, r in _gpu3_rows() if r.get("label") == label]
+    assert len(rows) == 2  # one per K
+    v = mod.VARIANTS[label]
+    mine = _loss_config(v, ARGS["batch_size"])
+    for K, row in rows:
+        cfg = pg.run_config("encoder", K, 576, pg.Plan(), 0, row=row)
+        assert cfg.loss.lambda_wr == v.lambda_wr == 1.0
+        for f in ("lambda_lse", "lambda_var", "lambda_tc", "lambda_wr", "reference_k",
+                  "variance_eps"):  # fmt: skip
+            assert getattr(mine, f) == getattr(cfg.loss, f), f
+        assert cfg.model.centre is v.centre is (label == "encoder-wr-centred")
+        assert (cfg.model.activation, cfg.model.unit_norm_rows) == (v.activation, False)
+        assert not v.unit_norm_rows
+    # the new entry changes nothing but centring against the existing one
+    assert replace(mod.VARIANTS["encoder-wr-centred"], centre=False) == mod.VARIANTS["encoder-wr"]
+
+
+def test_centred_variant_trains_and_scores_on_centred_inputs(mod):
+    x_train, x_in, x_out = _data()
+    mu = x_train.mean(dim=0)  # (D,)
+    args = {**ARGS, "epochs": 1}
+    model, _ = mod.train("encoder-wr-centred", x_train, 0, args, mu)
+    plain, _ = mod.train("encoder-wr", x_train - mu, 0, args)  # the same steps on x - mu
+    torch.testing.assert_close(model.W, plain.W)
+    torch.testing.assert_close(model.b, plain.b)
+    s = mod.scores(model, x_in, 3, mean=mu)
+    a = torch.relu((x_in - mu).double() @ model.W.detach().double().T + model.b.detach().double())
+    np.testing.assert_allclose(s["lse"], torch.logsumexp(-a, dim=1).numpy(), rtol=1e-5)
+    res = mod.run(x_train, x_in, x_out, [0], args, log=lambda _: None,
+                  models=("encoder-wr-centred",))  # fmt: skip
+    assert set(res) == {"encoder-wr-centred", "untrained", "untrained centred"}
+    init = mod.untrained(x_train, 0, args, "encoder")
+    expect = mod.evaluate(init, x_in, x_out, 3, None, mu)["lse"]["auroc"]
+    assert res["untrained centred"]["per_seed"][0]["lse"]["auroc"] == pytest.approx(expect)
+    assert expect != pytest.approx(res["untrained"]["per_seed"][0]["lse"]["auroc"])

@@ -166,6 +166,11 @@ VARIANTS: dict[str, Variant] = {
     "encoder-unit-rows": Variant(unit_norm_rows=True),
     "encoder-centred": Variant(centre=True),
     "encoder-wr": Variant(lambda_wr=1.0),
+    # Added for the OOD study of issue 18 (docs/reproduction/ood/variants.md): the LLM-scale
+    # run's `encoder-wr-centred` row (docs/eval/probing/gpu3_plan.md: loss.lambda_wr = 1.0,
+    # model.centre = true, everything else the encoder's defaults), here centred on the
+    # data mean as encoder-centred is.
+    "encoder-wr-centred": Variant(lambda_wr=1.0, centre=True),
     # Identity energies a = W x on unit rows, no bias: the LSE becomes a soft spherical
     # clustering of the inputs (each sample claimed by the rows it projects most negatively
     # on), which asks the rows to cover the data; var + tc as before.
