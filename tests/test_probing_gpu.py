@@ -294,7 +294,9 @@ def test_cli_runs_the_gpu3_plan_end_to_end(tmp_path, monkeypatch, capsys):
     tiny = json.dumps({**mod.TINY, "seeds": [0, 1]})
     study = ["eval-suite", "probing-study"]
     data = tmp_path / "data"
-    assert main([*study, "prepare", "--model", "tiny", "--out", str(data), "--plan-json", tiny]) == 0
+    assert (
+        main([*study, "prepare", "--model", "tiny", "--out", str(data), "--plan-json", tiny]) == 0
+    )
     assert json.loads(capsys.readouterr().out)["plan"]["seeds"] == [0, 1]
     files = []
     for K, name in ((16, "plan_K4096.json"), (32, "plan_K16384.json")):

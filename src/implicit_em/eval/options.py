@@ -500,6 +500,7 @@ class ProbingOptions:
 # (eval.probing_study; `implicit-em eval-suite probing-study prepare | run | report | compare |
 # compare3`; scripts/probing_gpu.py is the same steps under their old command line)
 
+
 @dataclass(frozen=True)
 class StudyPrepareOptions:
     """Tokenize the probing passage pool, its tasks and the training / held-out contexts once,

@@ -79,4 +79,5 @@ def family_by_label(label: str) -> str:
     for name in FAMILIES:
         if row_label(name) == label:
             return name
-    raise KeyError(f"no family is labelled {label!r}: choose one of {sorted(map(row_label, FAMILIES))}")
+    labels = sorted(map(row_label, FAMILIES))
+    raise KeyError(f"no family is labelled {label!r}: choose one of {labels}")

@@ -18,7 +18,13 @@ study reuses its `downstream` splice, `eval.sparse_probing`'s probes and random 
 
 from __future__ import annotations
 
-from implicit_em.eval.probing_study.compare import OLD_ROWS, TIED_FAMILIES, compare, compare3, row_stats
+from implicit_em.eval.probing_study.compare import (
+    OLD_ROWS,
+    TIED_FAMILIES,
+    compare,
+    compare3,
+    row_stats,
+)
 from implicit_em.eval.probing_study.plan import (
     SHORT,
     TINY,
@@ -38,7 +44,14 @@ from implicit_em.eval.probing_study.report import (
     row_id,
     summarize,
 )
-from implicit_em.eval.probing_study.run import Fitter, fit_task, harvest_rows, log, main_run, train_row
+from implicit_em.eval.probing_study.run import (
+    Fitter,
+    fit_task,
+    harvest_rows,
+    log,
+    main_run,
+    train_row,
+)
 
 __all__ = [
     "OLD_ROWS", "SHORT", "TIED_FAMILIES", "TINY", "Fitter", "Plan", "compare", "compare3",

@@ -38,7 +38,9 @@ def read_json(path: str | Path, what: str, made_by: str):
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{what} {path} is not JSON ({e}): pass the file that {made_by} wrote") from None
+        raise ValueError(
+            f"{what} {path} is not JSON ({e}): pass the file that {made_by} wrote"
+        ) from None
 
 
 def load_results(paths: list[str]) -> dict:
@@ -64,7 +66,9 @@ def free_paths(out: Path, names: tuple[str, ...], overwrite: bool) -> list[Path]
     paths = [out / n for n in names]
     for p in paths:
         if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} exists: move it away, choose another --out, or pass --overwrite")
+            raise FileExistsError(
+                f"{p} exists: move it away, choose another --out, or pass --overwrite"
+            )
     out.mkdir(parents=True, exist_ok=True)
     return paths
 
@@ -77,7 +81,9 @@ def prepare_command(opts: StudyPrepareOptions) -> None:
 
     plan = Plan(**plan_fields(read_plan_json(opts.plan_json)))
     stem = Path(opts.out)
-    free_paths(stem.parent, (stem.with_suffix(".npz").name, stem.with_suffix(".json").name), opts.overwrite)
+    free_paths(
+        stem.parent, (stem.with_suffix(".npz").name, stem.with_suffix(".json").name), opts.overwrite
+    )
     _, tok, _ = load_lm(opts.model)
     meta = prepare(plan, {c: load_corpus(c) for c in plan.corpora}, tok, stem)
     print(json.dumps({k: v for k, v in meta.items() if not k.startswith("pool_")}, indent=1))
@@ -144,7 +150,9 @@ def compare3_command(opts: StudyCompare3Options) -> None:
 
     new = load_results(opts.results)
     base = read_json(opts.baseline, "baseline", "`implicit-em eval-suite probing-study compare`")
-    if not isinstance(base, dict) or not all(k.startswith("K") and isinstance(v, dict) for k, v in base.items()):
+    if not isinstance(base, dict) or not all(
+        k.startswith("K") and isinstance(v, dict) for k, v in base.items()
+    ):
         raise ValueError(f"baseline {opts.baseline} is not a gpu2_compare.json (an object of "
                          '"K<latents>" entries): pass the gpu2_compare.json that '
                          "`implicit-em eval-suite probing-study compare` wrote")  # fmt: skip

@@ -47,8 +47,10 @@ def row_stats(summ: dict, res: dict, rid: str, readout: str | None) -> dict | No
     return out
 
 
-TIED_FAMILIES = {"tied-topk": family_by_label("tied-topk"),
-                 "tied-topk-im-3.0": family_by_label("tied-topk-im")}
+TIED_FAMILIES = {
+    "tied-topk": family_by_label("tied-topk"),
+    "tied-topk-im-3.0": family_by_label("tied-topk-im"),
+}
 """The registry family of each tied row of gpu2's plan (for its kind in the verdict)."""
 
 
@@ -321,4 +323,3 @@ def compare3(new: dict, baseline: dict) -> tuple[str, dict]:
                          f"{pv['ce']} ({pv['ce_delta']:+.4f}), dead {pv['dead']} against "
                          f"{pv['dead_control']}")  # fmt: skip
     return "\n".join(lines) + "\n", numbers
-

@@ -20,6 +20,7 @@ import numpy as np
 
 from implicit_em.families.registry import DEFAULT_FAMILY, FAMILIES, family_by_label, row_label
 
+
 @dataclass(frozen=True)
 class Plan:
     """Every setting of the GPU study (docs/eval/probing/gpu_plan.md)."""
@@ -97,7 +98,6 @@ TINY = dict(Ks=(16, 32), seeds=(0, 1), train_tokens=4000, batch_size=256, fit_to
 """The CPU end-to-end check (tests/test_probing_gpu.py): every step at toy size."""
 
 
-
 def plan_fields(overrides: dict, where: str = "the plan") -> dict:
     """`overrides` (JSON values: lists for tuples) as keyword arguments of `Plan`; ValueError
     naming an unknown field."""
@@ -134,14 +134,11 @@ def read_plan_json(text: str | None) -> dict:
     return over
 
 
-
-
 def plan_rows(plan: Plan) -> list[dict]:
     """The trained rows of a block: plan.rows, or one per family with its untrained twin."""
     if plan.rows:
         return [dict(r) for r in plan.rows]
     return [{"family": f} for f in plan.families]
-
 
 
 def run_config(family: str, K: int, d: int, plan: Plan, seed: int, k: int = 16,
@@ -175,7 +172,6 @@ def run_config(family: str, K: int, d: int, plan: Plan, seed: int, k: int = 16,
 
 SHORT = {name: row_label(name) for name in FAMILIES}
 """Row-name prefixes (the names gpu.md's rows carry; `families.registry.LABELS`)."""
-
 
 
 def prepare(plan: Plan, corpora: dict, tokenizer, out: Path) -> dict:
@@ -229,4 +225,3 @@ def load_data(path: Path) -> tuple[dict, dict]:
     with np.load(path.with_suffix(".npz")) as z:
         arrays = {k: z[k] for k in z.files}
     return meta, arrays
-

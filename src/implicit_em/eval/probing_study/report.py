@@ -230,4 +230,3 @@ def plot(res: dict, summ: dict, path: Path, variant: str = "saebench") -> None:
     axes[0].set_ylabel("test accuracy")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
-

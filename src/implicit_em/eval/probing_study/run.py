@@ -36,7 +36,6 @@ def log(msg: str) -> None:
     print(f"[{time.perf_counter() - T0:7.1f} s] {msg}", flush=True)
 
 
-
 def fit_task(z_train, y_train, z_test, y_test, ks, full: bool) -> dict:
     """Both probe variants of one (read-out, task): z_* hold the top max(ks) latents, ranked.
 
@@ -106,7 +105,6 @@ def harvest_rows(lm, ctx, layer: int, batch: int, device):
     return torch.cat(out)
 
 
-
 def train_row(model, row: dict, cfg, x_train, plan: Plan, K: int, d: int, seed: int,
               k: int, device) -> list[dict]:  # fmt: skip
     """Train one row's model in place: one pass over x_train (N, D) with `train_steps`, or,
@@ -140,8 +138,6 @@ def train_row(model, row: dict, cfg, x_train, plan: Plan, K: int, d: int, seed: 
         init_from_encoder_(model, enc)
     stages.append(fit(model, x_train[n1:], cfg.loss))
     return stages
-
-
 
 
 def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
@@ -383,4 +379,3 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
     if fitter.pool is not None:
         fitter.pool.shutdown(wait=False, cancel_futures=True)
     return res
-
