@@ -1,8 +1,9 @@
-"""scripts/probing_gpu.py end to end at toy size on CPU (the GPU study's code path)."""
+"""The GPU probing study (`implicit_em.eval.probing_study`, moved from scripts/probing_gpu.py)
+end to end at toy size on CPU (the GPU study's code path)."""
 
-import importlib.util
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,9 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "probing_gpu.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("probing_gpu", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["probing_gpu"] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
+    """The study's functions (the script's names before the move)."""
+    import implicit_em.eval.probing_study as mod
+
     return mod
 
 
@@ -105,7 +105,7 @@ def test_rows_tied_models_sweep_and_responsibilities_on_a_tiny_llama(tmp_path):
     lm = _tiny_lm()
     parts = []
     for K in (16, 32):
-        p = mod.replace(plan, Ks=(K,))
+        p = replace(plan, Ks=(K,))
         parts.append(mod.main_run(p, meta, arrays, lm, tmp_path / f"out{K}", "cpu"))
     res = mod.merge_results(parts)
     assert res["blocks_done"] == ["K16-s0", "K32-s0"] and res["plan"]["Ks"] == [16, 32]
@@ -188,7 +188,7 @@ def test_gpu3_plan_runs_every_row_and_compare3_reads_it(tmp_path):
     for K, name in ((16, "plan_K4096.json"), (32, "plan_K16384.json")):
         over = json.loads((PLAN3 / name).read_text())
         over["Ks"] = [K]
-        plan = mod.replace(mod.Plan(**tiny), **{k: tuple(v) if isinstance(v, list) else v
+        plan = replace(mod.Plan(**tiny), **{k: tuple(v) if isinstance(v, list) else v
                                                for k, v in over.items()})  # fmt: skip
         res = mod.main_run(plan, meta, arrays, lm, tmp_path / f"out{K}", "cpu")
         assert not res.get("errors"), res.get("errors")
@@ -275,3 +275,77 @@ def test_gpu3_plan_runs_every_row_and_compare3_reads_it(tmp_path):
     again = subprocess.run([*script, "compare3", "--results", *files, "--baseline",
                             str(tmp_path / "b.json"), "--out", str(out)], capture_output=True)  # fmt: skip
     assert again.returncode == 2 and b"exists" in again.stderr  # nothing silently overwritten
+
+
+def test_cli_runs_the_gpu3_plan_end_to_end(tmp_path, monkeypatch, capsys):
+    """`implicit-em eval-suite probing-study prepare / run / report / compare3` on the committed
+    gpu3 plans at toy size (the tests' tiny Llama, byte tokenizer and corpora in place of
+    SmolLM2 and the offline corpora): the report holds the tables with the controls beside
+    each row, the plot and the verdict, and the two outputs agree on the numbers."""
+    import implicit_em.data.lm
+    import implicit_em.data.lm.corpus
+    from implicit_em.cli import main
+
+    lm = _tiny_lm()
+    monkeypatch.setattr(implicit_em.data.lm, "load_lm",
+                        lambda model, progress=True: (lm, ByteTokenizer(), {"model_id": model}))  # fmt: skip
+    monkeypatch.setattr(implicit_em.data.lm.corpus, "load_corpus", lambda c: tiny_corpora()[c])
+    mod = _script()
+    tiny = json.dumps({**mod.TINY, "seeds": [0, 1]})
+    study = ["eval-suite", "probing-study"]
+    data = tmp_path / "data"
+    assert (
+        main([*study, "prepare", "--model", "tiny", "--out", str(data), "--plan-json", tiny]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["plan"]["seeds"] == [0, 1]
+    files = []
+    for K, name in ((16, "plan_K4096.json"), (32, "plan_K16384.json")):
+        plan = tmp_path / f"plan{K}.json"
+        plan.write_text(json.dumps({**json.loads((PLAN3 / name).read_text()), "Ks": [K]}))
+        out = tmp_path / f"out{K}"
+        assert main([*study, "run", "--data", str(data), "--model", "tiny", "--out", str(out),
+                     "--device", "cpu", "--workers", "0", "--threads", "1", "--seeds", "0", "1",
+                     "--plan-json", f"@{plan}"]) == 0  # fmt: skip
+        files.append(str(out / "results.json"))
+        res = json.loads((out / "results.json").read_text())
+        assert res["blocks_done"] == [f"K{K}-s0", f"K{K}-s1"] and not res.get("errors")
+        assert res["plan"]["rows"] == json.loads(plan.read_text())["rows"]
+    rep = tmp_path / "rep"
+    assert main([*study, "report", "--results", *files, "--out", str(rep)]) == 0
+    tables = (rep / "gpu_tables.md").read_text()
+    assert "### Probing accuracy, mean over datasets: SAEBench probe" in tables
+    assert "### Downstream loss" in tables
+    for row in ("| encoder-wr-K16 | trained | 2 |", "| encoder-K16 (untrained) | untrained | 2 |",
+                "| random dirs @ L0 of encoder-K16 | random | 2 |",
+                "| raw residual (ceiling) | raw |"):  # fmt: skip
+        assert row in tables, row
+    png = (rep / "gpu_probing_vs_k.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    summ = json.loads((rep / "gpu_summary.json").read_text())
+    base = tmp_path / "b.json"
+    base.write_text(json.dumps({"K16": {"verdict": {"best_baseline": "l1", "best_mean_k": 0.5}}}))
+    capsys.readouterr()
+    assert main([*study, "compare3", "--results", *files, "--baseline", str(base),
+                 "--out", str(rep)]) == 0  # fmt: skip
+    verdict = (rep / "gpu3_compare.md").read_text()
+    assert capsys.readouterr().out.strip() == verdict.strip()
+    assert "### K = 16" in verdict and "### K = 32" in verdict
+    assert "- Best decoder-free row: **" in verdict and "target met: **" in verdict
+    nums = json.loads((rep / "gpu3_compare.json").read_text())
+    ks = summ["ks"]
+    for K in (16, 32):
+        for lab, v in nums[f"K{K}"]["rows"].items():
+            # the verdict's probing number is the report's: mean over seeds of the mean over k
+            acc = summ["probing"][f"{lab}-K{K}"]["acc"]["saebench"]
+            assert v["mean_k"] == pytest.approx(np.mean([np.mean(acc[k]) for k in ks]), abs=1e-12)
+            assert v["mean_k_range"][0] <= v["mean_k"] <= v["mean_k_range"][1]
+    # nothing silently overwritten; a file that is not this study's results: one line, exit 2
+    assert main([*study, "report", "--results", *files, "--out", str(rep)]) == 2
+    assert "gpu_tables.md exists" in capsys.readouterr().err
+    assert main([*study, "report", "--results", *files, "--out", str(rep), "--overwrite"]) == 0
+    assert (rep / "gpu_tables.md").read_text() == tables
+    capsys.readouterr()
+    assert main([*study, "compare3", "--results", str(base), "--baseline", str(base),
+                 "--out", str(tmp_path / "x")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a results.json of the probing study" in err

@@ -84,6 +84,9 @@ def offline(t: Path, mp) -> None:
     mp.setattr("urllib.request.urlopen", no_network)
 
 
+STUDY = ["eval-suite", "probing-study"]
+
+
 def train(*extra: str, out: str = "out") -> Callable[[Path], list[str]]:
     return lambda t: ["train", "--out", str(t / out), *TINY, *extra]
 
@@ -143,6 +146,18 @@ CASES: list[Case] = [
          truncate("config.json")),
     Case("history.jsonl cut mid-line", train("--resume", out="run"), 1, "history.jsonl line 1 is cut", cut_history),
     Case("unknown data set to fetch", lambda t: ["data", "fetch", "svhn"], 2, "svhn"),
+    Case("probing study: a plan file that does not exist", lambda t: [*STUDY, "run", "--data", str(t / "d"),
+         "--model", "m", "--out", str(t / "o"), "--plan-json", f"@{t / 'nope.json'}"], 2, "nope.json not found"),
+    Case("probing study: a plan that sets an unknown field", lambda t: [*STUDY, "prepare", "--model", "m",
+         "--out", str(t / "d"), "--plan-json", '{"K": [4096]}'], 2, "sets unknown Plan field(s) K"),
+    Case("probing study: data that `prepare` did not write", lambda t: [*STUDY, "run", "--data", str(t / "d"),
+         "--model", "m", "--out", str(t / "o")], 2, "d.json not found"),
+    Case("probing study: a results file that does not exist", lambda t: [*STUDY, "report", "--results",
+         str(t / "nope.json"), "--out", str(t / "r")], 2, "results file T/nope.json not found"),
+    Case("probing study: a results file of something else", lambda t: [*STUDY, "report", "--results",
+         str(t / "other.json"), "--out", str(t / "r")], 2, "is not a results.json of the probing study",
+         write("other.json", '{"rows": []}')),
+    Case("probing study: a group without its step", lambda t: STUDY, 2, "arguments are required: COMMAND"),
 ]  # fmt: skip
 
 

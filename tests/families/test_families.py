@@ -110,3 +110,16 @@ def test_stacked_housekeeping_equals_the_per_model_one(name):
         for k, p in m.named_parameters():
             torch.testing.assert_close(stacked[f"model.{k}"][i], p.detach(), msg=k)
             torch.testing.assert_close(stacked[f"model.{k}"].grad[i], p.grad, msg=k)
+
+
+def test_row_labels_name_each_family_once():
+    """`registry.row_label` / `family_by_label`: one short report-row name per family, and back
+    (the probing study's rows, docs/eval/probing/gpu*.md)."""
+    from implicit_em.families.registry import family_by_label, row_label
+
+    labels = [row_label(n) for n in names()]
+    assert len(set(labels)) == len(labels)
+    assert all(family_by_label(row_label(n)) == n for n in names())
+    assert row_label(DEFAULT_FAMILY) == DEFAULT_FAMILY
+    with pytest.raises(KeyError, match="no family is labelled 'topk-sae'"):
+        family_by_label("topk-sae")

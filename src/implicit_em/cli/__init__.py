@@ -160,6 +160,15 @@ def _find(argv: list[str]) -> tuple[Command | None, int]:
     return best, n
 
 
+def _group_depth(argv: list[str]) -> int:
+    """How many leading words of argv name a group ("eval-suite probing-study": 2; none: 0)."""
+    depth = 0
+    for n in range(1, len(argv) + 1):
+        if " ".join(argv[:n]) in GROUPS:
+            depth = n
+    return depth
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `implicit-em`; returns the exit status (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -168,18 +177,19 @@ def main(argv: list[str] | None = None) -> int:
         argv.remove("--debug")
     command, n = _find(argv)
     if command is None:
-        prefix = " ".join(w for w in argv[:1] if w in GROUPS)
+        depth = _group_depth(argv)  # words of the longest group the line starts with
+        prefix = " ".join(argv[:depth])
         words = [w for w in argv if not w.startswith("-")]
         p = _overview(prefix)
-        if words and words[0] not in GROUPS or (prefix and len(words) > 1):
+        if words and words[0] not in GROUPS or (prefix and len(words) > depth):
             names = sorted({c.name for c in COMMANDS} | set(GROUPS))
-            bad = " ".join(words[: 2 if prefix else 1])
+            bad = " ".join(words[: depth + 1])
             close = difflib.get_close_matches(bad, names, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(names)}"
             print(f"{PROG}: error: unknown command {bad!r}: {hint}", file=sys.stderr)
             return 2
         try:
-            p.parse_args(argv[1:] if prefix else argv)  # prints help (0) or usage (2)
+            p.parse_args(argv[depth:])  # prints help (0) or usage (2)
         except SystemExit as e:
             return int(e.code or 0)
         return 2

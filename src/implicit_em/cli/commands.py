@@ -24,6 +24,8 @@ class Command:
 
 
 _EXP = "implicit_em.experiments"
+_EO = "implicit_em.eval.options"
+_PS = "implicit_em.eval.probing_study.commands"
 
 COMMANDS: list[Command] = [
     Command("reproduce", f"{_EXP}:ReproduceOptions", f"{_EXP}.reproduce:run_command", "run every experiment of the paper and write the report"),
@@ -49,8 +51,15 @@ COMMANDS: list[Command] = [
     Command("dashboard", "implicit_em.dashboard.options:DashboardOptions", "implicit_em.dashboard.run:run", "static feature dashboards of a run on harvested activations"),
     Command("eval-suite synthetic", "implicit_em.eval.options:SyntheticEvalOptions", "implicit_em.eval.synthetic:run", "ground-truth feature recovery on SynthSAEBench data, beside controls"),
     Command("eval-suite probing", "implicit_em.eval.options:ProbingOptions", "implicit_em.eval.probing_suite:run", "k-sparse probing and CE-loss recovered on SmolLM2 activations, beside controls"),
+    Command("eval-suite probing-study prepare", f"{_EO}:StudyPrepareOptions", f"{_PS}:prepare_command", "tokenize the passage pool, tasks and contexts once (CPU)"),
+    Command("eval-suite probing-study run", f"{_EO}:StudyRunOptions", f"{_PS}:run_command", "train every row per seed and K with its controls, probe, splice into the LM (GPU)"),
+    Command("eval-suite probing-study report", f"{_EO}:StudyReportOptions", f"{_PS}:report_command", "tables beside the controls and the probing-vs-k plot from results.json files"),
+    Command("eval-suite probing-study compare", f"{_EO}:StudyCompareOptions", f"{_PS}:compare_command", "run 2's rows beside run 1's and their verdict (gpu2_plan.md)"),
+    Command("eval-suite probing-study compare3", f"{_EO}:StudyCompare3Options", f"{_PS}:compare3_command", "run 3's variant rows, their controls and the verdict (gpu3_plan.md)"),
 ]  # fmt: skip
 
 GROUPS = {"data": "obtain and verify data sets",
-          "eval-suite": "evaluations that do not presuppose a decoder (issue 18)"}
+          "eval-suite": "evaluations that do not presuppose a decoder (issue 18)",
+          "eval-suite probing-study": "the GPU probing study over seeds and K (docs/eval/probing/README.md): "
+                                      "prepare, run, report, compare, compare3"}
 """Help lines of the first words shared by several commands."""

@@ -499,3 +499,104 @@ class ProbingOptions:
                 raise ValueError(f"activations: {act!r} is not relu or softplus")
         if not 1 <= self.topk_k <= self.hidden_dim:
             raise ValueError(f"topk_k {self.topk_k} must be in [1, hidden_dim]")
+
+
+# ---------------------------------------------------------------- the GPU probing study
+# (eval.probing_study; `implicit-em eval-suite probing-study prepare | run | report | compare |
+# compare3`; scripts/probing_gpu.py is the same steps under their old command line)
+
+
+@dataclass(frozen=True)
+class StudyPrepareOptions:
+    """Tokenize the probing passage pool, its tasks and the training / held-out contexts once,
+    on the CPU (docs/eval/probing/gpu_plan.md): the GPU run then needs no corpus and no
+    tokenizer."""
+
+    model: str
+    """GGUF or model folder (for its tokenizer), e.g. smollm2-135m or a .gguf path."""
+    out: str
+    """Path stem: writes STEM.npz and STEM.json."""
+    plan_json: str | None = None
+    """Overrides of Plan fields: JSON text, or @FILE holding it."""
+    overwrite: bool = False
+    """Replace STEM.npz / STEM.json if they exist."""
+
+
+@dataclass(frozen=True)
+class StudyRunOptions:
+    """Train every row of the plan per seed and K, with its controls (untrained twin, random
+    directions at its L0), k-sparse probe every read-out and splice it into the LM (CE-loss
+    recovered); OUT/results.json is rewritten after every block."""
+
+    data: str
+    """The stem that `prepare` wrote (STEM.npz, STEM.json)."""
+    model: str
+    """The language model (`data.lm.load_lm`: a GGUF path, a model folder or a known name)."""
+    out: str
+    """Folder for results.json (created)."""
+    device: str = "cuda"
+    """torch device: cuda, cuda:1 (one process per GPU) or cpu."""
+    time_limit: float = 0.0
+    """Start no block after this many seconds since the command began (0: no limit)."""
+    workers: int = 12
+    """Probe-fit processes (0: fit inline)."""
+    seeds: list[int] | None = None
+    """Run only these of the plan's seeds (one process per GPU)."""
+    plan_json: str | None = None
+    """Overrides of Plan fields (on top of the plan `prepare` stored): JSON text, or @FILE."""
+    threads: int = 4
+    """torch CPU threads once the LM is loaded."""
+    overwrite: bool = False
+    """Replace an OUT/results.json that exists."""
+
+    def __post_init__(self) -> None:
+        if self.time_limit < 0:
+            raise ValueError(f"--time-limit must be >= 0, got {self.time_limit}: pass seconds, "
+                             "or 0 for no limit")  # fmt: skip
+        if self.workers < 0:
+            raise ValueError(f"--workers must be >= 0, got {self.workers}: pass a process count, "
+                             "or 0 to fit inline")  # fmt: skip
+        check_threads(self.threads)
+
+
+@dataclass(frozen=True)
+class StudyReportOptions:
+    """Tables (probing accuracy per k beside the controls; CE-loss recovered, KL, FVU) and the
+    probing-vs-k plot from one or more results.json."""
+
+    results: list[str]
+    """One or more results.json (e.g. one per GPU process), merged in this order (a row in
+    two files keeps the first file's entry)."""
+    out: str
+    """Folder for gpu_tables.md, gpu_summary.json and gpu_probing_vs_k.png (created)."""
+    overwrite: bool = False
+    """Replace those files if they exist."""
+
+
+@dataclass(frozen=True)
+class StudyCompareOptions:
+    """Run 2's rows beside run 1's and the verdict by docs/eval/probing/gpu2_plan.md's rules."""
+
+    results: list[str]
+    """Run 2's results.json files, merged in this order."""
+    old: str
+    """Run 1's results.json (docs/eval/probing/gpu/results.json)."""
+    out: str
+    """Folder for gpu2_compare.md and gpu2_compare.json (created)."""
+    overwrite: bool = False
+    """Replace those files if they exist."""
+
+
+@dataclass(frozen=True)
+class StudyCompare3Options:
+    """Run 3's variant rows against the reference encoder, their controls and the SAE
+    baselines, and the verdict by docs/eval/probing/gpu3_plan.md's rules."""
+
+    results: list[str]
+    """Run 3's results.json files, merged in this order."""
+    baseline: str
+    """Run 2's gpu2_compare.json (its best SAE baseline per K at the encoder's L0)."""
+    out: str
+    """Folder for gpu3_compare.md and gpu3_compare.json (created)."""
+    overwrite: bool = False
+    """Replace those files if they exist."""

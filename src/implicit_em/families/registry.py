@@ -54,3 +54,30 @@ FAMILIES: dict[str, Entry] = {
         tied=True, em_terms=True,
     ),
 }
+
+LABELS: dict[str, str] = {
+    "standard_sae": "l1",
+    "topk_sae": "topk",
+    "batchtopk_sae": "batchtopk",
+    "matryoshka_batchtopk_sae": "matryoshka",
+    "jumprelu_sae": "jumprelu",
+    "tied_topk_sae": "tied-topk",
+    "tied_topk_hybrid": "tied-topk-im",
+}
+"""Short names of the families in report rows (the probing study's row names, as
+docs/eval/probing/gpu*.md carry them: `topk-K4096-k58-s0`); a family not listed is labelled by
+its registry name."""
+
+
+def row_label(name: str) -> str:
+    """The short report-row name of family `name` (LABELS, else the name itself)."""
+    return LABELS.get(name, name)
+
+
+def family_by_label(label: str) -> str:
+    """The registry name of the family whose `row_label` is `label`; KeyError when none is."""
+    for name in FAMILIES:
+        if row_label(name) == label:
+            return name
+    labels = sorted(map(row_label, FAMILIES))
+    raise KeyError(f"no family is labelled {label!r}: choose one of {labels}")

@@ -1,0 +1,166 @@
+"""The steps of the GPU probing study as commands: `implicit-em eval-suite probing-study
+prepare | run | report | compare | compare3` (options in `eval.options`: `StudyPrepareOptions`,
+...), and scripts/probing_gpu.py under its old command line.
+
+Each checks its inputs first (one error naming the problem and the fix: a missing plan,
+data or results file, a results file that is not this study's, a seed outside the plan) and
+refuses to replace files it would write unless `overwrite`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from implicit_em.eval.options import (
+    StudyCompare3Options,
+    StudyCompareOptions,
+    StudyPrepareOptions,
+    StudyReportOptions,
+    StudyRunOptions,
+)
+
+RESULT_KEYS = ("plan", "kinds", "l0", "probing", "downstream", "blocks_done")
+"""Keys every results.json of `run.main_run` holds."""
+
+REPORT_FILES = ("gpu_tables.md", "gpu_summary.json", "gpu_probing_vs_k.png")
+COMPARE_FILES = ("gpu2_compare.md", "gpu2_compare.json")
+COMPARE3_FILES = ("gpu3_compare.md", "gpu3_compare.json")
+
+
+def read_json(path: str | Path, what: str, made_by: str):
+    """The JSON in `path`; FileNotFoundError / ValueError naming `what` and the command that
+    writes it (`made_by`) when the file is missing or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} not found: pass the file that {made_by} wrote")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"{what} {path} is not JSON ({e}): pass the file that {made_by} wrote"
+        ) from None
+
+
+def load_results(paths: list[str]) -> dict:
+    """The results.json files of a run, checked to be this study's, merged in order
+    (`report.merge_results`)."""
+    from implicit_em.eval.probing_study.report import merge_results
+
+    made_by = "`implicit-em eval-suite probing-study run`"
+    parts = []
+    for p in paths:
+        res = read_json(p, "results file", made_by)
+        missing = [k for k in RESULT_KEYS if not isinstance(res, dict) or k not in res]
+        if missing:
+            raise ValueError(f"{p} is not a results.json of the probing study (no "
+                             f"{', '.join(missing)}): pass the results.json that {made_by} wrote")  # fmt: skip
+        parts.append(res)
+    return merge_results(parts)
+
+
+def free_paths(out: Path, names: tuple[str, ...], overwrite: bool) -> list[Path]:
+    """out / name for each name, `out` created; FileExistsError when one exists and not
+    `overwrite` (nothing already written is replaced silently)."""
+    paths = [out / n for n in names]
+    for p in paths:
+        if p.exists() and not overwrite:
+            raise FileExistsError(
+                f"{p} exists: move it away, choose another --out, or pass --overwrite"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+def prepare_command(opts: StudyPrepareOptions) -> None:
+    """Tokenize pool, tasks and contexts (`plan.prepare`); prints the metadata."""
+    from implicit_em.data.lm import load_lm
+    from implicit_em.data.lm.corpus import load_corpus
+    from implicit_em.eval.probing_study.plan import Plan, plan_fields, prepare, read_plan_json
+
+    plan = Plan(**plan_fields(read_plan_json(opts.plan_json)))
+    stem = Path(opts.out)
+    free_paths(
+        stem.parent, (stem.with_suffix(".npz").name, stem.with_suffix(".json").name), opts.overwrite
+    )
+    _, tok, _ = load_lm(opts.model)
+    meta = prepare(plan, {c: load_corpus(c) for c in plan.corpora}, tok, stem)
+    print(json.dumps({k: v for k, v in meta.items() if not k.startswith("pool_")}, indent=1))
+
+
+def run_command(opts: StudyRunOptions) -> None:
+    """The study on one device (`run.main_run`): the plan `prepare` stored, with --plan-json
+    on top and --seeds chosen from it."""
+    import torch
+
+    from implicit_em.data.lm import load_lm
+    from implicit_em.eval.probing_study.plan import Plan, load_data, plan_fields, read_plan_json
+    from implicit_em.eval.probing_study.run import log, main_run
+
+    over = read_plan_json(opts.plan_json)
+    meta, arrays = load_data(Path(opts.data))
+    plan = replace(Plan(**plan_fields(meta["plan"], f"{opts.data}.json")), **plan_fields(over))
+    if opts.seeds is not None:
+        if not set(opts.seeds) <= set(plan.seeds):
+            raise ValueError(f"--seeds {opts.seeds} not all in the plan's seeds {plan.seeds}: "
+                             "choose among those, or change the plan's seeds with --plan-json")  # fmt: skip
+        plan = replace(plan, seeds=tuple(opts.seeds))
+    if opts.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {opts.device}: this torch sees no CUDA device: pass --device cpu "
+                         "or run on a machine with a GPU")  # fmt: skip
+    out = Path(opts.out)
+    free_paths(out, ("results.json",), opts.overwrite)
+    lm, _, info = load_lm(opts.model, progress=False)
+    log(f"LM loaded: {info}")
+    torch.set_num_threads(opts.threads)
+    main_run(plan, meta, arrays, lm, out, opts.device, opts.time_limit, opts.workers, info)
+
+
+def report_command(opts: StudyReportOptions) -> Path:
+    """gpu_tables.md, gpu_summary.json and gpu_probing_vs_k.png in --out; returns the tables'
+    path."""
+    from implicit_em.eval.probing_study.report import plot, render, summarize
+
+    res = load_results(opts.results)
+    tables, summary, png = free_paths(Path(opts.out), REPORT_FILES, opts.overwrite)
+    summ = summarize(res)
+    tables.write_text(render(res, summ))
+    summary.write_text(json.dumps(summ, indent=1))
+    plot(res, summ, png)
+    return tables
+
+
+def compare_command(opts: StudyCompareOptions) -> None:
+    """gpu2_compare.md / .json in --out (`compare.compare`); prints the markdown."""
+    from implicit_em.eval.probing_study.compare import compare
+
+    new = load_results(opts.results)
+    old = load_results([opts.old])
+    md_path, json_path = free_paths(Path(opts.out), COMPARE_FILES, opts.overwrite)
+    md, nums = compare(new, old)
+    md_path.write_text(md)
+    json_path.write_text(json.dumps(nums, indent=1))
+    print(md)
+
+
+def compare3_command(opts: StudyCompare3Options) -> None:
+    """gpu3_compare.md / .json in --out (`compare.compare3`); prints the markdown."""
+    from implicit_em.eval.probing_study.compare import compare3
+
+    new = load_results(opts.results)
+    base = read_json(opts.baseline, "baseline", "`implicit-em eval-suite probing-study compare`")
+    if not isinstance(base, dict) or not all(
+        k.startswith("K") and isinstance(v, dict) for k, v in base.items()
+    ):
+        raise ValueError(f"baseline {opts.baseline} is not a gpu2_compare.json (an object of "
+                         '"K<latents>" entries): pass the gpu2_compare.json that '
+                         "`implicit-em eval-suite probing-study compare` wrote")  # fmt: skip
+    if not all(r.get("family") for r in new["plan"].get("rows") or [{}]):
+        raise ValueError("compare3 reads run 3's plan rows, and these results have none: pass "
+                         "results of a run with Plan.rows (e.g. docs/eval/probing/gpu3/plan_K4096.json)")  # fmt: skip
+    md_path, json_path = free_paths(Path(opts.out), COMPARE3_FILES, opts.overwrite)
+    md, nums = compare3(new, base)
+    md_path.write_text(md)
+    json_path.write_text(json.dumps(nums, indent=1))
+    print(md)

@@ -1,0 +1,325 @@
+"""The verdicts of runs 2 and 3 of the GPU probing study (issue 18).
+
+`compare` reads run 2's rows (tied TopK models, a JumpReLU / L1 sweep, the encoder's
+responsibilities) beside run 1's (docs/eval/probing/gpu.md) by the rules fixed in
+docs/eval/probing/gpu2_plan.md; `compare3` reads run 3's variant rows against the reference
+encoder, their controls and the SAE baselines by the rules of gpu3_plan.md, with
+`eval.verdict`'s margin, L0 match and model kinds. Each returns (markdown, numbers). Moved
+from scripts/probing_gpu.py, unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from implicit_em.eval.probing_study.plan import SHORT
+from implicit_em.eval.probing_study.report import summarize
+from implicit_em.families.registry import family_by_label
+
+OLD_ROWS = {"batchtopk": "batchtopk", "matryoshka": "matryoshka", "jumprelu": "jumprelu(l0_coef=0.001)",
+            "l1": "l1(l1_c=0.5)"}  # fmt: skip
+"""gpu.md's rows read beside run 2's (its JumpReLU and L1 settings named as run 2's sweep)."""
+
+
+def row_stats(summ: dict, res: dict, rid: str, readout: str | None) -> dict | None:
+    """L0, dead latents (per seed), SAEBench-probe accuracy per k and averaged over k (per
+    seed, then mean / min / max), CE-loss recovered and KL through `readout`: seed means."""
+    r = summ["probing"].get(rid)
+    if r is None:
+        return None
+    ks = summ["ks"]
+    acc = r["acc"]["saebench"]
+    per_seed = [float(np.mean([acc[k][i] for k in ks])) for i in range(len(acc[ks[0]]))]
+    K = int(rid.split("-K")[1].split()[0].split("-")[0]) if "-K" in rid else None
+    out = {"seeds": r["seeds"], "l0": float(np.mean(r["l0"])) if r["l0"] else None,
+           "dead": [round(res["dead_fraction"][n] * K) for n in r["names"]
+                    if n in res.get("dead_fraction", {})],
+           "acc": {k: float(np.mean(acc[k])) for k in ks},
+           "mean_k": float(np.mean(per_seed)), "mean_k_range": [min(per_seed), max(per_seed)]}  # fmt: skip
+    c = summ["downstream"].get(f"{rid} | {readout}") if readout else None
+    if c:
+        out.update(readout=readout, ce=float(np.mean(c["ce_loss_recovered"])),
+                   ce_range=[min(c["ce_loss_recovered"]), max(c["ce_loss_recovered"])],
+                   kl=float(np.mean(c["kl"])))  # fmt: skip
+    return out
+
+
+TIED_FAMILIES = {
+    "tied-topk": family_by_label("tied-topk"),
+    "tied-topk-im-3.0": family_by_label("tied-topk-im"),
+}
+"""The registry family of each tied row of gpu2's plan (for its kind in the verdict)."""
+
+
+def compare(new: dict, old: dict) -> tuple[str, dict]:
+    """Run 2's rows beside gpu.md's, and the moonshot verdict by the rules fixed in
+    docs/eval/probing/gpu2_plan.md. Returns (markdown, numbers)."""
+    from types import SimpleNamespace
+
+    from implicit_em.eval.verdict import DECODER_FREE, HYBRID, variant_kind
+
+    sn, so = summarize(new), summarize(old)
+    own, lsq = "own decoder", "post-hoc least squares"
+    numbers: dict = {}
+    lines: list[str] = []
+    ks = sn["ks"]
+    for K in new["plan"]["Ks"]:
+        rows: list[tuple[str, str, dict]] = []  # (label, source, stats)
+
+        def add(rid, readout, source="run 2", label=None, summ=sn, res=new, rows=rows):
+            st = row_stats(summ, res, rid, readout)
+            if st is not None:
+                rows.append((label or rid, source, st))
+            return st
+
+        raw = add("raw residual (ceiling)", None)
+        enc = add(f"encoder-K{K}", lsq)
+        add(f"encoder-K{K} (untrained)", lsq, "gpu.md", summ=so, res=old)
+        add(f"random dirs @ L0 of encoder-K{K}", lsq)
+        add(f"encoder[r]-K{K}", None)
+        add(f"encoder[r]-K{K} (untrained)", None)
+        topk = add(f"topk-K{K}", own)
+        add(f"random dirs @ L0 of topk-K{K}", lsq)
+        base = {f"topk-K{K}": topk}
+        for short in ("batchtopk", "matryoshka"):
+            base[f"{short}-K{K} (gpu.md)"] = add(f"{short}-K{K}", own, "gpu.md",
+                                                 f"{short}-K{K} (gpu.md)", so, old)  # fmt: skip
+        sweep: dict[str, list] = {"jumprelu": [], "l1": []}
+        for fam in sweep:
+            st = add(f"{fam}-K{K}", own, "gpu.md", f"{OLD_ROWS[fam]}-K{K} (gpu.md)", so, old)
+            if st:
+                sweep[fam].append((f"{OLD_ROWS[fam]}-K{K} (gpu.md)", st))
+            for rid in sorted(sn["probing"], key=str):
+                if rid.startswith(f"{fam}(") and rid.endswith(f"-K{K}"):
+                    st = add(rid, own)
+                    add(f"random dirs @ L0 of {rid}", lsq)
+                    sweep[fam].append((rid, st))
+        matched = {}
+        for fam, pts in sweep.items():
+            if enc and pts:
+                name, st = min(pts, key=lambda p: abs(math.log(p[1]["l0"] / enc["l0"])))
+                ratio = st["l0"] / enc["l0"]
+                matched[fam] = {"row": name, "l0_ratio": ratio, "within_1.25": 0.8 <= ratio <= 1.25}
+                if matched[fam]["within_1.25"]:
+                    base[name] = st
+        models = {}
+        for m in ("tied-topk", "tied-topk-im-3.0"):
+            st = add(f"{m}-K{K}", own)
+            unt = add(f"tied-topk-K{K} (untrained)", own) if m == "tied-topk" else None
+            rnd = add(f"random dirs @ L0 of {m}-K{K}", lsq)
+            models[m] = (st, rnd)
+            if unt is not None:
+                models["untrained"] = unt
+        base = {n: st for n, st in base.items() if st}
+        best_name = max(base, key=lambda n: base[n]["mean_k"]) if base else None
+        best = base[best_name] if best_name else None
+        verdict = {"encoder_l0": enc["l0"] if enc else None, "matched_sweep": matched,
+                   "best_baseline": best_name, "best_mean_k": best["mean_k"] if best else None,
+                   "topk_ce": topk.get("ce") if topk else None, "models": {}}  # fmt: skip
+        unt = models.get("untrained")
+        for m in ("tied-topk", "tied-topk-im-3.0"):
+            st, rnd = models[m]
+            if not st or not best or not topk:
+                continue
+            v = {"mean_k": st["mean_k"], "probe_gap": st["mean_k"] - best["mean_k"],
+                 "ce": st.get("ce"), "ce_gap": st.get("ce", float("nan")) - topk["ce"],
+                 "dead": st["dead"], "probe_met": st["mean_k"] >= best["mean_k"] - 0.005,
+                 "ce_met": st.get("ce", -1) >= topk["ce"] - 0.01,
+                 "dead_met": bool(st["dead"]) and max(st["dead"]) == 0,
+                 "above_random": rnd is not None and st["mean_k_range"][0] > rnd["mean_k_range"][1],
+                 "above_untrained": unt is not None
+                 and st["mean_k_range"][0] > unt["mean_k_range"][1]}  # fmt: skip
+            # gpu2_plan's three fixed criteria, then the issue's target: those, clearly above
+            # both controls, and a decoder-free or hybrid model (eval.verdict's kinds)
+            v["criteria_met"] = v["probe_met"] and v["ce_met"] and v["dead_met"]
+            v["kind"] = variant_kind(SimpleNamespace(family=TIED_FAMILIES[m]))
+            v["target_met"] = (v["criteria_met"] and v["above_random"] and v["above_untrained"]
+                               and v["kind"] in (DECODER_FREE, HYBRID))  # fmt: skip
+            verdict["models"][m] = v
+        numbers[f"K{K}"] = {"verdict": verdict, "rows": {lab: st for lab, _, st in rows}}
+        lines += ["", f"### K = {K}", "",
+                  "| row | source | L0 | dead (per seed) | "
+                  + " | ".join(f"k={k}" for k in ks)
+                  + " | mean over k [seed range] | CE-loss recovered [range] | KL | read-out |",
+                  "|---|---|---|---|" + "---|" * len(ks) + "---|---|---|---|"]  # fmt: skip
+        for lab, src, st in rows:
+            ce = (
+                f"{st['ce']:.3f} [{st['ce_range'][0]:.3f}, {st['ce_range'][1]:.3f}]"
+                if "ce" in st
+                else "-"
+            )
+            kl = f"{st['kl']:.3f}" if "kl" in st else "-"
+            l0 = f"{st['l0']:.1f}" if st["l0"] is not None else "-"
+            dead = "/".join(str(d) for d in st["dead"]) or "-"
+            lines.append(f"| {lab} | {src} | {l0} | {dead} | "
+                         + " | ".join(f"{st['acc'][k]:.3f}" for k in ks)
+                         + f" | {st['mean_k']:.3f} [{st['mean_k_range'][0]:.3f}, "
+                         f"{st['mean_k_range'][1]:.3f}] | {ce} | {kl} | {st.get('readout', '-')} |")  # fmt: skip
+        lines += ["", f"Matched sweep points: {json.dumps(matched)}",
+                  f"Best SAE baseline at the encoder's L0: {best_name} "
+                  f"({verdict['best_mean_k']:.3f} mean over k)" if best else "no baseline",
+                  ""]  # fmt: skip
+        for m, v in verdict["models"].items():
+            lines.append(
+                f"- **{m}**: probing {v['mean_k']:.3f} ({v['probe_gap']:+.3f} vs best), "
+                f"CE-loss recovered {v['ce']:.3f} ({v['ce_gap']:+.3f} vs TopK {topk['ce']:.3f}), "
+                f"dead {v['dead']}; above random dirs: {v['above_random']}, above untrained: "
+                f"{v['above_untrained']}; the three criteria met: {v['criteria_met']} (probe "
+                f"{v['probe_met']}, CE {v['ce_met']}, dead {v['dead_met']}); {v['kind']}; "
+                f"target met (criteria, above both controls, decoder-free or hybrid): "
+                f"{v['target_met']}"
+            )
+    _ = raw
+    return "\n".join(lines) + "\n", numbers
+
+
+def _apart(a: list[float], b: list[float], margin: float) -> str:
+    """'above' when a's worst seed exceeds b's best by more than margin, 'below' the other
+    way round, else 'level' (eval.verdict's rule for beating a control)."""
+    if min(a) > max(b) + margin:
+        return "above"
+    if max(a) < min(b) - margin:
+        return "below"
+    return "level"
+
+
+def compare3(new: dict, baseline: dict) -> tuple[str, dict]:
+    """Run 3's variant rows against the reference encoder, their controls and the SAE
+    baselines, by the rules fixed in docs/eval/probing/gpu3_plan.md. baseline: gpu2's
+    gpu2_compare.json (its best SAE baseline per K at the encoder's L0). Returns (markdown,
+    numbers)."""
+    from types import SimpleNamespace
+
+    from implicit_em.eval.verdict import DECODER_FREE, HYBRID, MARGIN, matched_l0, variant_kind
+    from implicit_em.families import FAMILIES
+
+    def kind(r: dict) -> str:  # eval.verdict's kind of a plan row (pre-training: a hybrid)
+        pre = r.get("pretrain")
+        return variant_kind(SimpleNamespace(
+            family=r["family"], pretrain_fraction=r.get("pretrain_fraction", 0.5) if pre else 0.0,
+            pretrain=pre["family"] if isinstance(pre, dict) else "none"))  # fmt: skip
+
+    sn = summarize(new)
+    own, lsq = "own decoder", "post-hoc least squares"
+    ref_label = next(r.get("label") or SHORT[r["family"]] for r in new["plan"]["rows"]
+                     if r["family"] == new["plan"]["l0_reference"])  # fmt: skip
+    labels = [(r.get("label") or SHORT[r["family"]], r) for r in new["plan"]["rows"]]
+    numbers: dict = {}
+    lines: list[str] = [
+        f"Rules (gpu3_plan.md, fixed before the run): probing = SAEBench probe, mean over the "
+        f"5 datasets and k in {sn['ks']}, per seed; A *above* / *below* B when A's worst seed "
+        f"is more than {MARGIN} above B's best seed (or the other way round), else *level* "
+        f"(`eval.verdict.MARGIN`); CE-loss recovered compared the same way with margin 0 "
+        f"(seed ranges disjoint); L0s matched within `eval.verdict.matched_l0` (25 %)."
+    ]
+    for K in new["plan"]["Ks"]:
+
+        def stats(label: str, tag: str = "", K=K) -> dict | None:
+            rid = f"{label}-K{K}{tag}"
+            ro = own if f"{rid} | {own}" in sn["downstream"] else lsq
+            st = row_stats(sn, new, rid, ro)
+            if st is not None:
+                per = [
+                    float(c)
+                    for c in sn["downstream"].get(f"{rid} | {ro}", {}).get("ce_loss_recovered", [])
+                ]
+                st["ce_seeds"] = per
+            return st
+
+        ref = stats(ref_label)
+        topk = next((stats(lab) for lab, r in labels if FAMILIES[r["family"]].uses_k
+                     and "pretrain" not in r and not FAMILIES[r["family"]].tied), None)  # fmt: skip
+        b = baseline.get(f"K{K}", {}).get("verdict", {})
+        best_name, best = b.get("best_baseline"), b.get("best_mean_k")
+        if topk is not None and (best is None or topk["mean_k"] > best):
+            best_name, best = "topk (this run)", topk["mean_k"]
+        per_row: dict = {}
+        table = ["", f"### K = {K}", "",
+                 "| row | L0 | dead (per seed) | probing mean over k [seeds] | untrained twin | "
+                 "random @ L0 | beats controls | vs reference | CE-loss rec. [seeds] (read-out) "
+                 "| CE vs reference |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for lab, r in labels:
+            st = stats(lab)
+            if st is None:
+                continue
+            twin = stats(r.get("twin_of", lab), " (untrained)")
+            rnd = row_stats(sn, new, f"random dirs @ L0 of {lab}-K{K}", None)
+            ctrl = [c for c in (twin, rnd) if c is not None]
+            beats = bool(ctrl) and all(_apart(list(st["mean_k_range"]), list(c["mean_k_range"]),
+                                              MARGIN) == "above" for c in ctrl)  # fmt: skip
+            v = {"kind": kind(r), "l0": st["l0"], "dead": st["dead"], "mean_k": st["mean_k"],
+                 "mean_k_range": st["mean_k_range"], "ce": st.get("ce"),
+                 "readout": st.get("readout"), "beats_controls": beats,
+                 "twin_mean_k": twin["mean_k"] if twin else None,
+                 "random_mean_k": rnd["mean_k"] if rnd else None}  # fmt: skip
+            if ref is not None and lab != ref_label:
+                v["probe_vs_reference"] = _apart(list(st["mean_k_range"]),
+                                                 list(ref["mean_k_range"]), MARGIN)  # fmt: skip
+                v["probe_delta"] = st["mean_k"] - ref["mean_k"]
+                if st.get("ce_seeds") and ref.get("ce_seeds"):
+                    v["ce_vs_reference"] = _apart(st["ce_seeds"], ref["ce_seeds"], 0.0)
+                    v["ce_delta"] = st["ce"] - ref["ce"]
+            if (v["kind"] in (DECODER_FREE, HYBRID) and best is not None and topk is not None
+                    and ref is not None and "ce" in st):  # fmt: skip
+                v["target"] = {
+                    "matched_l0": matched_l0(st["l0"], ref["l0"]),
+                    "probe_met": st["mean_k"] >= best - 0.005,
+                    "ce_met": st["ce"] >= topk["ce"] - 0.01,
+                    "dead_met": bool(st["dead"]) and max(st["dead"]) == 0,
+                    "beats_controls": beats,
+                }  # fmt: skip
+                v["target_met"] = all(v["target"].values())
+            per_row[lab] = v
+            rng = f"{st['mean_k']:.3f} [{st['mean_k_range'][0]:.3f}, {st['mean_k_range'][1]:.3f}]"
+            ce = (f"{st['ce']:.3f} [{min(st['ce_seeds']):.3f}, {max(st['ce_seeds']):.3f}] "
+                  f"({st['readout']})" if st.get("ce_seeds") else "-")  # fmt: skip
+            table.append(
+                f"| {lab} | {st['l0']:.1f} | {'/'.join(map(str, st['dead'])) or '-'} | {rng} | "
+                f"{v['twin_mean_k'] if twin is None else format(twin['mean_k'], '.3f')} | "
+                f"{'-' if rnd is None else format(rnd['mean_k'], '.3f')} | {beats} | "
+                f"{v.get('probe_vs_reference', '-')} "
+                f"({v.get('probe_delta', 0.0):+.3f}) | {ce} | {v.get('ce_vs_reference', '-')} |"
+            )
+        pre = {lab: r["pretrain"] for lab, r in labels if "pretrain" in r}
+        pretrain = {}
+        for lab, p in pre.items():
+            if p == "none":
+                continue
+            ctl = next((c for c, q in pre.items() if q == "none"), None)
+            if ctl in per_row and lab in per_row:
+                a, c = stats(lab), stats(ctl)
+                pretrain[lab] = {"control": ctl,
+                                 "probe": _apart(list(a["mean_k_range"]), list(c["mean_k_range"]),
+                                                 MARGIN),
+                                 "probe_delta": a["mean_k"] - c["mean_k"],
+                                 "ce": _apart(a["ce_seeds"], c["ce_seeds"], 0.0),
+                                 "ce_delta": a["ce"] - c["ce"],
+                                 "dead": a["dead"], "dead_control": c["dead"]}  # fmt: skip
+        dfree = [lab for lab, r in labels if not FAMILIES[r["family"]].uses_k and lab in per_row
+                 and not FAMILIES[r["family"]].tied]  # fmt: skip
+        best_var = max(dfree, key=lambda lab: per_row[lab]["mean_k"], default=None)
+        numbers[f"K{K}"] = {"rows": per_row, "pretrain": pretrain, "best_baseline": best_name,
+                            "best_baseline_mean_k": best, "topk_ce": topk["ce"] if topk else None,
+                            "best_decoder_free": best_var}  # fmt: skip
+        lines += table + [""]
+        lines.append(f"- Best SAE baseline at the encoder's L0: {best_name} "
+                     + ("(none)" if best is None else f"({best:.3f} mean over k)"))  # fmt: skip
+        if best_var is not None:
+            bv = per_row[best_var]
+            lines.append(f"- Best decoder-free row: **{best_var}** (probing {bv['mean_k']:.3f}, "
+                         f"beats its controls: {bv['beats_controls']}, vs reference: "
+                         f"{bv.get('probe_vs_reference', 'is the reference')})")  # fmt: skip
+        for lab, v in per_row.items():
+            if "target_met" in v:
+                miss = [k for k, ok in v["target"].items() if not ok]
+                lines.append(f"- {lab}: target met: **{v['target_met']}**"
+                             + (f" (misses: {', '.join(miss)})" if miss else ""))  # fmt: skip
+        for lab, pv in pretrain.items():
+            lines.append(f"- {lab} against {pv['control']} (same second half, random init): "
+                         f"probing {pv['probe']} ({pv['probe_delta']:+.3f}), CE-loss recovered "
+                         f"{pv['ce']} ({pv['ce_delta']:+.4f}), dead {pv['dead']} against "
+                         f"{pv['dead_control']}")  # fmt: skip
+    return "\n".join(lines) + "\n", numbers
