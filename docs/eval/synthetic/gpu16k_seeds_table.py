@@ -92,7 +92,8 @@ def main() -> None:
     cols = [("MCC", "mcc", 3), ("MCC untrained", "mcc_untrained", 3),
             ("MCC random@L0", "mcc_random_at_l0", 3), ("L0", "l0", 1),
             ("dead", "dead_latents", 0), ("F1", "f1", 3),
-            ("features covered", "features_covered", 0)]  # fmt: skip
+            ("features covered", "features_covered", 0),
+            ("features cos>=0.9", "features_cos_0.9", 0)]  # fmt: skip
     print("| variant | seeds | " + " | ".join(c[0] for c in cols) + " |")
     print("|---|---|" + "---|" * len(cols))
     for s in summary:
