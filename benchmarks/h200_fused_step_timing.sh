@@ -1,6 +1,7 @@
 #!/bin/bash
-# The GPU call of docs/benchmarks.md "MNIST reproduce on one H200", round 3 (not yet run): the
-# opt-in fused step (IMPLICIT_EM_FUSED_STEP=1: multi-tensor Adam, one Triton kernel per encoder
+# The GPU call of docs/benchmarks.md "MNIST reproduce on one H200", round 3 (ran 30 Nov 2026:
+# results in docs/benchmarks.md "Round 3 on the H200", log docs/scale/h200_fused_step_timing.log):
+# the opt-in fused step (IMPLICIT_EM_FUSED_STEP=1: multi-tensor Adam, one Triton kernel per encoder
 # block for the closed-form terms) against the default step, on one H200. Run from the
 # repository root with the MNIST IDX files (gzipped is fine) in $IMPLICIT_EM_DATA:
 #   IMPLICIT_EM_DATA=<mnist dir> bash benchmarks/h200_fused_step_timing.sh 2>&1 | tee $OUT/log
