@@ -87,6 +87,19 @@ def offline(t: Path, mp) -> None:
 STUDY = ["eval-suite", "probing-study"]
 
 
+def verdict(out: str = "v", **inputs: str) -> Callable[[Path], list[str]]:
+    """`eval-suite verdict` with every input "none" (not measured) but the ones given (in T)."""
+
+    def argv(t: Path) -> list[str]:
+        flags = [
+            [f"--{k.replace('_', '-')}", str(t / inputs[k]) if k in inputs else "none"]
+            for k in ("ground_truth", "probing2", "probing3", "ood")
+        ]
+        return ["eval-suite", "verdict", *sum(flags, []), "--out", str(t / out)]
+
+    return argv
+
+
 def train(*extra: str, out: str = "out") -> Callable[[Path], list[str]]:
     return lambda t: ["train", "--out", str(t / out), *TINY, *extra]
 
@@ -158,6 +171,13 @@ CASES: list[Case] = [
          str(t / "other.json"), "--out", str(t / "r")], 2, "is not a results.json of the probing study",
          write("other.json", '{"rows": []}')),
     Case("probing study: a group without its step", lambda t: STUDY, 2, "arguments are required: COMMAND"),
+    Case("verdict: a study file that does not exist", verdict(ground_truth="nope.json"), 2,
+         "ground truth file T/nope.json not found"),
+    Case("verdict: a file of another study", verdict(probing2="gpu3.json"), 2, "is not a gpu2_compare.json",
+         write("gpu3.json", '{"K4096": {"rows": {}, "topk_ce": 0.98}}')),
+    Case("verdict: verdict.md already there, no --overwrite", verdict(), 2,
+         "exists: move it away, choose another --out, or pass --overwrite",
+         lambda t, mp: ((t / "v").mkdir(), (t / "v" / "verdict.md").write_text("x"))),
 ]  # fmt: skip
 
 

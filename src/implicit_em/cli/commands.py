@@ -56,6 +56,7 @@ COMMANDS: list[Command] = [
     Command("eval-suite probing-study report", f"{_EO}:StudyReportOptions", f"{_PS}:report_command", "tables beside the controls and the probing-vs-k plot from results.json files"),
     Command("eval-suite probing-study compare", f"{_EO}:StudyCompareOptions", f"{_PS}:compare_command", "run 2's rows beside run 1's and their verdict (gpu2_plan.md)"),
     Command("eval-suite probing-study compare3", f"{_EO}:StudyCompare3Options", f"{_PS}:compare3_command", "run 3's variant rows, their controls and the verdict (gpu3_plan.md)"),
+    Command("eval-suite verdict", f"{_EO}:VerdictOptions", "implicit_em.eval.summary:run", "the cross-study verdict of issue 18 (target criteria per model) from the studies' JSON"),
 ]  # fmt: skip
 
 GROUPS = {"data": "obtain and verify data sets",

@@ -600,3 +600,24 @@ class StudyCompare3Options:
     """Folder for gpu3_compare.md and gpu3_compare.json (created)."""
     overwrite: bool = False
     """Replace those files if they exist."""
+
+
+@dataclass(frozen=True)
+class VerdictOptions:
+    """The cross-study verdict of issue 18 (`eval.summary`): every decoder-free and hybrid
+    model (and tied TopK, for reference) against the issue's target, from the studies' JSON."""
+
+    out: str
+    """Folder for verdict.md and verdict.json (created)."""
+    ground_truth: str = "docs/eval/synthetic/gpu16k-seeds.json"
+    """The ground-truth table (docs/eval/synthetic/gpu16k_seeds_table.py); "none": not measured."""
+    probing2: str = "docs/eval/probing/gpu2/gpu2_compare.json"
+    """gpu2_compare.json (`eval-suite probing-study compare`); "none": not measured."""
+    probing3: str = "docs/eval/probing/gpu3/gpu3_compare.json"
+    """gpu3_compare.json (`eval-suite probing-study compare3`); "none": not measured."""
+    ood: tuple[str, ...] = ("docs/reproduction/ood/variants.json",
+                            "docs/reproduction/ood/variants_wr.json",
+                            "docs/reproduction/ood/variants_match.json")  # fmt: skip
+    """OOD variants files (scripts/ood_variants.py), first file wins for a model in two."""
+    overwrite: bool = False
+    """Replace verdict.md and verdict.json if they exist."""

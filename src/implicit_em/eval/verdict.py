@@ -55,7 +55,7 @@ def variant_kind(spec) -> str:
     return SAE
 
 
-def _kind_of(name: str, mcc_encoder_rows: float) -> str:
+def row_kind(name: str, mcc_encoder_rows: float) -> str:
     """The kind of a synthetic row by its variant name; a name outside VARIANTS falls back to
     its columns (an SAE reports the MCC of its encoder rows beside its decoder's)."""
     from implicit_em.eval.options import VARIANTS
@@ -85,6 +85,34 @@ def nearest_in_window(l0: dict[str, float], target_l0: float,
     return min(inside, key=lambda n: abs(inside[n] - target_l0), default=None)
 
 
+def ground_truth_rows(summary: list[dict], margin: float = MARGIN) -> list[dict]:
+    """One plain row per entry of a ground-truth summary (`eval.synthetic.summarise`): name,
+    seeds, kind (`row_kind`), mean MCC, worst-seed MCC ("mcc_min"), the best control seed
+    ("control": max over seeds of the untrained init's and random directions' MCC), mean L0,
+    dead latents (mean and worst seed) and "beats": worst seed > control + margin."""
+    rows = []
+    for s in summary:
+        control = max(s["mcc_untrained"]["max"], s["mcc_random_at_l0"]["max"])
+        rows.append({
+            "name": s["variant"], "seeds": s["seeds"], "mcc": s["mcc"]["mean"],
+            "mcc_min": s["mcc"]["min"], "control": control, "l0": s["l0"]["mean"],
+            "dead": s["dead_latents"]["mean"], "dead_max": s["dead_latents"]["max"],
+            "kind": row_kind(s["variant"], s["mcc_encoder_rows"]["mean"]),
+            "beats": s["mcc"]["min"] > control + margin,
+        })  # fmt: skip
+    return rows
+
+
+def best_sae_baseline(rows: list[dict], target_l0: float | None = None,
+                      l0_tolerance: float = L0_TOLERANCE) -> dict | None:  # fmt: skip
+    """The SAE row of `ground_truth_rows` with the highest mean MCC, among those at an L0
+    matched to target_l0 (`matched_l0`) when given; None when there is none."""
+    sae = [r for r in rows if r["kind"] == SAE]
+    if target_l0 is not None:
+        sae = [r for r in sae if matched_l0(r["l0"], target_l0, l0_tolerance)]
+    return max(sae, key=lambda r: r["mcc"], default=None)
+
+
 def synthetic_verdict(summary: list[dict], margin: float = MARGIN,
                       l0_tolerance: float = L0_TOLERANCE,
                       target_l0: float | None = None) -> list[str]:  # fmt: skip
@@ -100,16 +128,7 @@ def synthetic_verdict(summary: list[dict], margin: float = MARGIN,
     """
     if not summary:
         return []
-    rows = []
-    for s in summary:
-        control = max(s["mcc_untrained"]["max"], s["mcc_random_at_l0"]["max"])
-        rows.append({
-            "name": s["variant"], "seeds": s["seeds"], "mcc": s["mcc"]["mean"],
-            "l0": s["l0"]["mean"],
-            "dead": s["dead_latents"]["mean"],
-            "kind": _kind_of(s["variant"], s["mcc_encoder_rows"]["mean"]),
-            "beats": s["mcc"]["min"] > control + margin,
-        })  # fmt: skip
+    rows = ground_truth_rows(summary, margin)
 
     def show(r: dict) -> str:
         seeds = "1 seed" if r["seeds"] == 1 else f"{r['seeds']} seeds"
@@ -142,7 +161,7 @@ def synthetic_verdict(summary: list[dict], margin: float = MARGIN,
         if off:
             out.append(f"- **SAE rows off the target L0 {target_l0:g}** (not eligible as the "
                        "best SAE baseline): " + "; ".join(show(r) for r in off) + ".")  # fmt: skip
-    best_sae = max(eligible, key=lambda r: r["mcc"], default=None)
+    best_sae = best_sae_baseline(rows, target_l0, l0_tolerance)
     if best_sae is not None:
         at = f" (at the target L0 {target_l0:g})" if target_l0 is not None else ""
         out.append(f"- **Best SAE baseline{at}:** {show(best_sae)}.")
@@ -283,7 +302,9 @@ def downstream_verdict(ce: dict[str, dict]) -> list[str]:
 
 
 __all__ = [
+    "best_sae_baseline",
     "downstream_verdict",
+    "ground_truth_rows",
     "DECODER_FREE",
     "HYBRID",
     "L0_TOLERANCE",
@@ -293,6 +314,7 @@ __all__ = [
     "matched_l0",
     "probing_controls",
     "probing_verdict",
+    "row_kind",
     "synthetic_verdict",
     "variant_kind",
 ]

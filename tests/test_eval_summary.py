@@ -1,0 +1,251 @@
+"""The cross-study verdict (`eval.summary`): each criterion flips at its stated tolerance on
+hand-made study files, a missing study reads "not measured", and on the committed docs files
+it agrees with the numbers and flags those files hold (and with the committed verdict.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from implicit_em.cli import main
+from implicit_em.eval.summary import (
+    CE_TOLERANCE,
+    DEFAULTS,
+    MET,
+    NOT_MEASURED,
+    NOT_MET,
+    PROBE_TOLERANCE,
+    TARGET,
+    cross_study_verdict,
+    load_studies,
+)
+from implicit_em.eval.verdict import MARGIN, best_sae_baseline, ground_truth_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+SAE_MCC, BEST_PROBE, TOPK_CE = 0.78, 0.77, 0.98
+
+
+def stat(v: float, spread: float = 0.0) -> dict:
+    return {"mean": v, "min": v - spread, "max": v + spread}
+
+
+def gt_row(name: str, mcc: float, l0: float = 25.0, dead: int = 0, seeds: int = 3,
+           control: float = 0.15, sae: bool = False) -> dict:  # fmt: skip
+    return {"variant": name, "seeds": seeds, "mcc": stat(mcc, 0.001),
+            "mcc_encoder_rows": stat(0.7) if sae else stat(float("nan")),
+            "mcc_untrained": stat(control), "mcc_random_at_l0": stat(control), "l0": stat(l0),
+            "dead_latents": {"mean": dead, "min": dead, "max": dead}}  # fmt: skip
+
+
+def ground_truth(*rows: dict) -> dict:
+    return {"target_l0": 25, "summary": [gt_row("topk-k25", SAE_MCC, dead=30, sae=True), *rows]}
+
+
+def p3_row(kind: str, mean_k: float, ce: float, l0: float = 80.0, dead=(0, 0, 0),
+           beats: bool = True, ref: bool = False) -> dict:  # fmt: skip
+    r = {"kind": kind, "l0": l0, "dead": list(dead), "mean_k": mean_k,
+         "mean_k_range": [mean_k - 0.002, mean_k + 0.002], "ce": ce, "beats_controls": beats}  # fmt: skip
+    if not ref:
+        r["probe_vs_reference"] = "level"
+    return r
+
+
+def probing3(**rows: dict) -> dict:
+    return {f"K{K}": {"rows": {"encoder": p3_row("decoder-free", 0.72, 0.9, ref=True), **rows},
+                      "best_baseline": "l1", "best_baseline_mean_k": BEST_PROBE,
+                      "topk_ce": TOPK_CE, "pretrain": {}}
+            for K in (4096, 16384)}  # fmt: skip
+
+
+def probing2(model: str, kind: str, mean_k: float, twin_max: float = 0.70) -> dict:
+    def rng(v: float) -> dict:
+        return {"seeds": 3, "l0": 80.0, "dead": [0, 0, 0], "mean_k": v,
+                "mean_k_range": [v - 0.002, v + 0.002], "ce": TOPK_CE}  # fmt: skip
+
+    return {f"K{K}": {
+        "verdict": {"encoder_l0": 80.0, "best_baseline": "l1", "best_mean_k": BEST_PROBE,
+                    "topk_ce": TOPK_CE, "models": {model: {"kind": kind}}},
+        "rows": {f"{model}-K{K}": rng(mean_k), f"{model}-K{K} (untrained)": rng(twin_max - 0.002),
+                 f"random dirs @ L0 of {model}-K{K}": rng(0.69)}} for K in (4096, 16384)}  # fmt: skip
+
+
+def verdict(tmp_path: Path, gt=None, p2=None, p3=None) -> dict:
+    paths = []
+    for name, d in (("gt", gt), ("p2", p2), ("p3", p3)):
+        if d is None:
+            paths.append(None)
+            continue
+        (tmp_path / f"{name}.json").write_text(json.dumps(d))
+        paths.append(str(tmp_path / f"{name}.json"))
+    return cross_study_verdict(load_studies(*paths))["candidates"]
+
+
+@pytest.mark.parametrize(("delta", "status"), [(-MARGIN + 0.001, MET), (-MARGIN - 0.001, NOT_MET),
+                                                (0.001, MET)])  # fmt: skip
+def test_ground_truth_mcc_flips_at_the_margin(tmp_path, delta, status):
+    c = verdict(tmp_path, gt=ground_truth(gt_row("tied-topk-im-3.0", SAE_MCC + delta)))
+    crit = c["tied-topk-im-3.0"]["criteria"]["ground-truth MCC"]
+    assert crit["status"] == status
+    assert crit["margin"] == pytest.approx(delta)
+    assert crit["reference"] == pytest.approx(SAE_MCC)
+    assert "gt.json: summary[tied-topk-im-3.0].mcc.mean" in crit["source"]
+
+
+def test_ground_truth_needs_matched_l0_dead_latents_controls_and_seeds(tmp_path):
+    c = verdict(tmp_path, gt=ground_truth(
+        gt_row("tied-topk-im-3.0", SAE_MCC + 0.05, l0=40.0),  # above, but L0 off by 37 %
+        gt_row("encoder", SAE_MCC, dead=2, seeds=2, control=SAE_MCC - 0.005)))  # fmt: skip
+    hyb, enc = c["tied-topk-im-3.0"]["criteria"], c["encoder"]["criteria"]
+    assert hyb["ground-truth MCC"]["status"] == NOT_MET
+    assert "not matched" in hyb["ground-truth MCC"]["note"]
+    assert hyb["dead latents"]["status"] == hyb["above controls"]["status"] == MET
+    assert enc["ground-truth MCC"]["status"] == MET
+    assert (
+        enc["dead latents"]["status"] == NOT_MET
+        and "ground truth: 2" in enc["dead latents"]["note"]
+    )
+    assert enc["above controls"]["status"] == NOT_MET
+    assert enc["seeds"]["status"] == NOT_MET and enc["seeds"]["value"] == 2
+
+
+def test_missing_studies_read_not_measured(tmp_path):
+    c = verdict(tmp_path, gt=ground_truth(gt_row("tied-topk-im-3.0", SAE_MCC)))
+    crit = c["tied-topk-im-3.0"]["criteria"]
+    for k in ("probing K=4096", "probing K=16384", "CE K=4096", "CE K=16384", "ood"):
+        assert crit[k]["status"] == NOT_MEASURED
+    assert not c["tied-topk-im-3.0"]["target_met"]
+    c = verdict(tmp_path, p3=probing3(**{"topk-pretrained": p3_row("hybrid", BEST_PROBE, TOPK_CE)}))
+    assert c["topk-pretrained"]["criteria"]["ground-truth MCC"]["status"] == NOT_MEASURED
+    assert "ground-truth MCC" in c["topk-pretrained"]["not_measured"]
+
+
+@pytest.mark.parametrize(("dp", "dce", "probe", "ce"), [
+    (-PROBE_TOLERANCE + 0.0005, -CE_TOLERANCE + 0.0005, MET, MET),
+    (-PROBE_TOLERANCE - 0.0005, -CE_TOLERANCE - 0.0005, NOT_MET, NOT_MET),
+])  # fmt: skip
+def test_probing_and_ce_flip_at_their_tolerances(tmp_path, dp, dce, probe, ce):
+    c = verdict(tmp_path, p3=probing3(**{"encoder-wr": p3_row("decoder-free", BEST_PROBE + dp,
+                                                               TOPK_CE + dce)}))  # fmt: skip
+    crit = c["encoder-wr"]["criteria"]
+    for K in (4096, 16384):
+        assert crit[f"probing K={K}"]["status"] == probe
+        assert crit[f"CE K={K}"]["status"] == ce
+        assert crit[f"CE K={K}"]["margin"] == pytest.approx(dce)
+
+
+def test_a_ce_miss_at_the_tolerance_is_flagged_and_not_met(tmp_path):
+    c = verdict(
+        tmp_path, p3=probing3(x=p3_row("hybrid", BEST_PROBE, TOPK_CE - CE_TOLERANCE - 4e-6))
+    )
+    crit = c["x"]["criteria"]["CE K=4096"]
+    assert crit["status"] == NOT_MET and "at the tolerance" in crit["note"]
+
+
+def test_probing_above_the_baseline_at_another_l0_is_not_met(tmp_path):
+    c = verdict(tmp_path, p3=probing3(x=p3_row("decoder-free", BEST_PROBE + 0.02, TOPK_CE,
+                                              l0=300.0)))  # fmt: skip
+    crit = c["x"]["criteria"]["probing K=16384"]
+    assert crit["status"] == NOT_MET and crit["margin"] > 0 and "not matched" in crit["note"]
+
+
+def test_dead_latents_and_controls_in_one_study_fail_the_criterion(tmp_path):
+    c = verdict(tmp_path, p3=probing3(x=p3_row("hybrid", BEST_PROBE, TOPK_CE, dead=(0, 3, 0)),
+                                      y=p3_row("hybrid", BEST_PROBE, TOPK_CE, beats=False)))  # fmt: skip
+    assert c["x"]["criteria"]["dead latents"]["status"] == NOT_MET
+    assert c["x"]["criteria"]["above controls"]["status"] == MET
+    assert c["y"]["criteria"]["above controls"]["status"] == NOT_MET
+
+
+def test_gpu2_controls_use_the_verdict_margin(tmp_path):
+    """gpu2's twin at best seed 0.7; the model's worst seed 0.002 below its mean."""
+    for mean_k, status in ((0.70 + MARGIN + 0.003, MET), (0.70 + MARGIN + 0.001, NOT_MET)):
+        c = verdict(tmp_path, p2=probing2("tied-topk-im-3.0", "hybrid", mean_k))
+        assert c["tied-topk-im-3.0"]["criteria"]["above controls"]["status"] == status
+
+
+def test_target_met_only_by_an_eligible_model_meeting_every_criterion(tmp_path):
+    full = {"gt": ground_truth(gt_row("tied-topk-im-3.0", SAE_MCC), gt_row("tied-topk", SAE_MCC)),
+            "p3": probing3(**{"tied-topk-im-3.0": p3_row("hybrid", BEST_PROBE, TOPK_CE),
+                              "tied-topk": p3_row("one-matrix", BEST_PROBE, TOPK_CE)})}  # fmt: skip
+    (tmp_path / "gt.json").write_text(json.dumps(full["gt"]))
+    (tmp_path / "p3.json").write_text(json.dumps(full["p3"]))
+    res = cross_study_verdict(
+        load_studies(str(tmp_path / "gt.json"), None, str(tmp_path / "p3.json"))
+    )
+    hyb, tied = res["candidates"]["tied-topk-im-3.0"], res["candidates"]["tied-topk"]
+    assert hyb["met"] == list(TARGET) and hyb["target_met"]
+    assert tied["met"] == list(TARGET) and not tied["target_met"] and not tied["eligible"]
+    assert res["best"] == "tied-topk-im-3.0"
+    assert "**met** by `tied-topk-im-3.0`" in res["paragraph"]
+
+
+def test_bad_inputs_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.json not found"):
+        load_studies(str(tmp_path / "nope.json"), None, None)
+    (tmp_path / "p3.json").write_text(json.dumps(probing3()))
+    with pytest.raises(ValueError, match="is not a gpu2_compare.json"):
+        load_studies(None, str(tmp_path / "p3.json"), None)
+    with pytest.raises(ValueError, match="is not a ground-truth table"):
+        load_studies(str(tmp_path / "p3.json"), None, None)
+
+
+# --- the committed study files ---
+
+
+def committed() -> dict:
+    return cross_study_verdict(load_studies(*(str(ROOT / DEFAULTS[k]) for k in
+                                              ("ground_truth", "probing2", "probing3")),
+                                            [str(ROOT / p) for p in DEFAULTS["ood"]]))  # fmt: skip
+
+
+def test_committed_ground_truth_facts():
+    gt = json.loads((ROOT / DEFAULTS["ground_truth"]).read_text())
+    nan = {"mean": float("nan"), "min": float("nan"), "max": float("nan")}
+    rows = ground_truth_rows([{k: nan if v == {"mean": None, "min": None, "max": None} else v
+                               for k, v in s.items()} for s in gt["summary"]])  # fmt: skip
+    best = best_sae_baseline(rows, gt["target_l0"])
+    assert best["name"] == "matryoshka-k25-sl-all"
+    hyb_mcc = next(s["mcc"]["mean"] for s in gt["summary"] if s["variant"] == "tied-topk-im-3.0")
+    res = committed()
+    assert res["studies"]["ground_truth"]["best_baseline"] == best["name"]
+    crit = res["candidates"]["tied-topk-im-3.0"]["criteria"]["ground-truth MCC"]
+    assert crit["status"] == NOT_MET
+    assert crit["margin"] == pytest.approx(hyb_mcc - best["mcc"])
+    assert crit["margin"] == pytest.approx(-0.024, abs=0.001)
+    assert res["candidates"]["tied-topk"]["criteria"]["ground-truth MCC"]["status"] == MET
+    assert not any(c["target_met"] for c in res["candidates"].values())
+
+
+def test_committed_probing_statuses_agree_with_the_studies_own_flags():
+    res = committed()["candidates"]
+    g2 = json.loads((ROOT / DEFAULTS["probing2"]).read_text())
+    g3 = json.loads((ROOT / DEFAULTS["probing3"]).read_text())
+    for K in (4096, 16384):
+        for m, v in g2[f"K{K}"]["verdict"]["models"].items():
+            crit = res[m]["criteria"]
+            assert (crit[f"probing K={K}"]["status"] == MET) == v["probe_met"]
+            assert (crit[f"CE K={K}"]["status"] == MET) == v["ce_met"]
+            assert crit[f"CE K={K}"]["margin"] == pytest.approx(v["ce_gap"])
+        for m, r in g3[f"K{K}"]["rows"].items():
+            if "target" not in r:
+                continue
+            t, crit = r["target"], res[m]["criteria"]
+            assert (crit[f"probing K={K}"]["status"] == MET) == (t["probe_met"] and t["matched_l0"])
+            assert (crit[f"CE K={K}"]["status"] == MET) == (t["ce_met"] and t["matched_l0"])
+            assert crit["above controls"]["value"][f"probing K={K}"] == t["beats_controls"]
+    assert res["topk-pretrained"]["criteria"]["dead latents"]["status"] == NOT_MET
+    assert res["topk-pretrained"]["eligible"] and not res["tied-topk"]["eligible"]
+
+
+def test_committed_verdict_json_is_what_the_command_writes(tmp_path, monkeypatch):
+    """docs/eval/verdict/verdict.json cannot drift from the study files: regenerated here."""
+    monkeypatch.chdir(ROOT)
+    assert main(["eval-suite", "verdict", "--out", str(tmp_path)]) in (0, None)
+    fresh = json.loads((tmp_path / "verdict.json").read_text())
+    assert fresh == json.loads((ROOT / "docs/eval/verdict/verdict.json").read_text())
+    assert (tmp_path / "verdict.md").read_text() == (
+        ROOT / "docs/eval/verdict/verdict.md"
+    ).read_text()
+    assert main(["eval-suite", "verdict", "--out", str(tmp_path)]) == 2  # no silent overwrite
