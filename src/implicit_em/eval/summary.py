@@ -399,8 +399,9 @@ def paragraph(result: dict) -> str:
     text = ["The issue's target is " + (f"**met** by {', '.join(f'`{n}`' for n in met_by)}."
                                          if met_by else "**not met** by any eligible model.")]  # fmt: skip
     if wins:
-        text.append("**Where the decoder-free and hybrid models win** (target criteria some "
-                    "eligible model meets): " + "; ".join(wins) + ".")  # fmt: skip
+        text.append("**Where the decoder-free and hybrid models hold up** (target criteria some "
+                    "eligible model meets; a criterion met is not a win over the SAEs, which may "
+                    "meet it too): " + "; ".join(wins) + ".")  # fmt: skip
     if losses:
         text.append("**Where they lose** (no eligible model meets it): " + "; ".join(losses) + ".")
     best = result["best"]
