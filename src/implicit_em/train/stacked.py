@@ -83,7 +83,9 @@ def fused_kernel_choice() -> str:
     """The fused step's block kernel named by FUSED_KERNEL_ENV: "v1" (unset) or "v2"."""
     value = os.environ.get(FUSED_KERNEL_ENV, "v1")
     if value not in FUSED_KERNELS:
-        raise ValueError(f"{FUSED_KERNEL_ENV} must be v1 or v2, got {value!r}: unset it or set v1 or v2")
+        raise ValueError(
+            f"{FUSED_KERNEL_ENV} must be v1 or v2, got {value!r}: unset it or set v1 or v2"
+        )
     return value
 
 
