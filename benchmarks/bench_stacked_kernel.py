@@ -81,7 +81,7 @@ def main() -> None:
                    help="block kernels to time beside the reference")  # fmt: skip
     p.add_argument("--warps", type=int, nargs="+", default=[16, 8, 4], help="v1's warps")
     p.add_argument("--strips", type=int, nargs="+", default=[16, 32], help="v2's strip widths")
-    p.add_argument("--v2-warps", type=int, nargs="+", default=[4, 2], help="v2's warps")
+    p.add_argument("--v2-warps", type=int, nargs="+", default=[8, 4], help="v2's warps")
     p.add_argument("--calls", type=int, default=500, help="timed calls per row")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args()

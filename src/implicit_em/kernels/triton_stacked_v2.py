@@ -127,7 +127,9 @@ def block_terms_grad_v2(
 
     z: (S_b, B, G K) float32 pre-activations, last dimension contiguous; groups: G; k: K;
     weights: (3, S_b G) float32, the rows w_lse, w_var, w_tc of each model (s-major);
-    num_warps: warps per program (0: 4); strip: columns per program, one of STRIPS
+    num_warps: warps per program (0: 8; at B = 128 and strip 16, ptxas for sm_90a gives 8
+    warps 146 registers a thread and 4 warps 255, neither spilling, 2 warps spills:
+    benchmarks/ptxas_stacked_kernel.py); strip: columns per program, one of STRIPS
     (benchmarks/bench_stacked_kernel.py times the choices).
     Returns ({"lse", "var", "tc"}: (S_b, G) each, dz (S_b, B, G K)): the terms of
     `train.stacked.encoder_terms_grad` on a = ReLU(z), and dL/dz = [z > 0] dL/da; the same
@@ -146,7 +148,7 @@ def block_terms_grad_v2(
     _strip_kernel[(n, n_strips)](
         z, dz, weights, part, n, b, groups, k, n_strips, z.stride(0), z.stride(1),
         variance_eps, constant_tolerance(torch.float32), BB=_pad(b), P=strip,
-        num_warps=num_warps or 4,
+        num_warps=num_warps or 8,
     )  # fmt: skip
     terms = part.sum(dim=2)  # (3, N_b): the strips' partial sums, in a fixed order
     return {t: terms[i].view(s_b, groups) for i, t in enumerate(TERMS)}, dz
