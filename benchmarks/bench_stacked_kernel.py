@@ -7,8 +7,10 @@ for each block of the reproduction's encoder stacks (`profile_stacked.STACKS`; M
 B = 128, K = 64, random pre-activations):
   reference  `train.stacked.encoder_terms_grad` on ReLU(z) and ReLU's mask (what the default
              step runs), replayed from a CUDA graph (as `StackedTrainer` replays its step);
-  fused/wN   `kernels.triton_stacked.block_terms_grad` with N warps per program, also replayed
-             from a graph;
+  v1/wN      `kernels.triton_stacked.block_terms_grad` with N warps per program (one program
+             per model), also replayed from a graph;
+  v2/pP/wN   `kernels.triton_stacked_v2.block_terms_grad_v2` (round 4: one program per model
+             and column strip) with strips of P columns and N warps per program, likewise;
 and prints microseconds per call and the ratio to the reference. The fused outputs are checked
 against the reference (1e-4 relative) before timing. On the CPU the kernel runs only under
 TRITON_INTERPRET=1 (slow; the times then mean nothing): the check still runs. Each number is
@@ -16,7 +18,7 @@ printed as soon as it is measured. Its first H200 call (`--warps 1 2 4 8 16`, 30
 nothing in 150 s: the reference's time waits on the line's kernel rows, and compiling the
 128 x 64 tile with 1 or 2 warps (heavy register spilling) is the likely stall (not confirmed).
 
-    python benchmarks/bench_stacked_kernel.py --device cuda --warps 16 8 4
+    python benchmarks/bench_stacked_kernel.py --device cuda --kernels v1 v2
 """
 
 from __future__ import annotations
@@ -75,15 +77,33 @@ def timed(fn, device: torch.device, n: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--warps", type=int, nargs="+", default=[16, 8, 4])
+    p.add_argument("--kernels", nargs="+", choices=("v1", "v2"), default=["v1", "v2"],
+                   help="block kernels to time beside the reference")  # fmt: skip
+    p.add_argument("--warps", type=int, nargs="+", default=[16, 8, 4], help="v1's warps")
+    p.add_argument("--strips", type=int, nargs="+", default=[16, 32], help="v2's strip widths")
+    p.add_argument("--v2-warps", type=int, nargs="+", default=[8, 4], help="v2's warps")
     p.add_argument("--calls", type=int, default=500, help="timed calls per row")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     run_kernel = kernels.triton_available() and (device.type == "cuda" or kernels.interpreted())
+    variants = []  # (label, kernel as a function of (z, g, w))
     if run_kernel:
         from implicit_em.kernels.triton_stacked import block_terms_grad
+        from implicit_em.kernels.triton_stacked_v2 import STRIPS, block_terms_grad_v2
+
+        if bad := sorted(set(args.strips) - set(STRIPS)):
+            p.error(f"--strips {bad}: v2's strip widths are {STRIPS}")
+        if "v1" in args.kernels:
+            for nw in args.warps:
+                variants.append((f"v1/w{nw}", lambda z, g, w, nw=nw:
+                                 block_terms_grad(z, g, K, EPS, w, num_warps=nw)))  # fmt: skip
+        if "v2" in args.kernels:
+            for p_ in args.strips:
+                for nw in args.v2_warps:
+                    variants.append((f"v2/p{p_}/w{nw}", lambda z, g, w, nw=nw, p_=p_:
+                                     block_terms_grad_v2(z, g, K, EPS, w, nw, p_)))  # fmt: skip
     print(f"torch {torch.__version__}, device {device}, {args.threads} CPU thread(s), "
           f"B = {BATCH}, K = {K}, {args.calls} calls per row")  # fmt: skip
     gen = torch.Generator().manual_seed(0)
@@ -97,16 +117,13 @@ def main() -> None:
             print(f"{name:13s} block S_b={s} G={g}: reference {t_ref:8.1f} us", end="", flush=True)
             if run_kernel:
                 terms_r, dz_r = reference(z, g, w)
-                for nw in args.warps:
-                    terms_f, dz_f = block_terms_grad(z, g, K, EPS, w, num_warps=nw)
+                for label, fn in variants:
+                    terms_f, dz_f = fn(z, g, w)
                     stacked = torch.stack([terms_f[t].reshape(-1) for t in ("lse", "var", "tc")])
                     torch.testing.assert_close(stacked, terms_r, rtol=1e-4, atol=1e-4)
                     torch.testing.assert_close(dz_f, dz_r, rtol=1e-4, atol=1e-5)
-                    t = timed(
-                        lambda z=z, g=g, w=w, nw=nw: block_terms_grad(z, g, K, EPS, w, num_warps=nw),
-                        device, args.calls,
-                    )  # fmt: skip
-                    print(f" | w{nw} {t:8.1f} us ({t / t_ref:.2f}x)", end="", flush=True)
+                    t = timed(lambda z=z, g=g, w=w, fn=fn: fn(z, g, w), device, args.calls)
+                    print(f" | {label} {t:8.1f} us ({t / t_ref:.2f}x)", end="", flush=True)
             print()
 
 

@@ -62,6 +62,12 @@ FUSED_STEP_ENV = "IMPLICIT_EM_FUSED_STEP"
 fused_step), "0" (the default) keeps the default step. Measured on one H200 (docs/benchmarks.md,
 "Round 3 on the H200"), the fused step is SLOWER than the default (MNIST reproduce 67.4 s against
 51.1 s): CUDA graphs already remove the launch cost it saves, and its kernel is latency-bound."""
+FUSED_KERNEL_ENV = "IMPLICIT_EM_FUSED_KERNEL"
+"""Environment variable: which block kernel the fused step runs, "v1" (the default:
+`kernels.triton_stacked`, one program per model) or "v2" (`kernels.triton_stacked_v2`, one
+program per model and column strip; not yet timed on a GPU, docs/benchmarks.md "Round 4").
+Read only when the fused step is on; the default step never runs either."""
+FUSED_KERNELS = ("v1", "v2")
 _CAPTURE_LOCK = threading.Lock()  # CUDA-graph captures of stacks trained in threads
 
 
@@ -71,6 +77,16 @@ def fused_step_enabled() -> bool:
     if value not in ("0", "1"):
         raise ValueError(f"{FUSED_STEP_ENV} must be 0 or 1, got {value!r}: unset it or set 0 or 1")
     return value == "1"
+
+
+def fused_kernel_choice() -> str:
+    """The fused step's block kernel named by FUSED_KERNEL_ENV: "v1" (unset) or "v2"."""
+    value = os.environ.get(FUSED_KERNEL_ENV, "v1")
+    if value not in FUSED_KERNELS:
+        raise ValueError(
+            f"{FUSED_KERNEL_ENV} must be v1 or v2, got {value!r}: unset it or set v1 or v2"
+        )
+    return value
 
 
 def stack_key(cfg: RunConfig) -> tuple:
@@ -208,11 +224,14 @@ class StackedTrainer:
         the CPU under TRITON_INTERPRET=1; the reference where Triton is missing or a block does
         not fit). It rounds differently from the default step, so results agree with it to
         float32 rounding per step, not bitwise. Slower than the default step on an H200
-        (FUSED_STEP_ENV says by how much); kept opt-in for the kernel work of issue 19."""
+        (FUSED_STEP_ENV says by how much); kept opt-in for the kernel work of issue 19.
+        The fused step's block kernel is v1 unless FUSED_KERNEL_ENV says v2 (attribute
+        `fused_kernel`); the variable is read, and checked, only when the fused step is on."""
         if not cfgs or len({stack_key(c) for c in cfgs}) != 1:
             raise ValueError("configs in one stack must share stack_key(); use group_configs()")
         self.cfgs, self.device = cfgs, torch.device(device)
         self.fused_step = fused_step_enabled() if fused_step is None else fused_step
+        self.fused_kernel = fused_kernel_choice() if self.fused_step else "v1"
         self.family = family(cfgs[0].model.type)
         self.kind = self.family.name
         self.models = [runs.build_model(c).to(self.device) for c in cfgs]
@@ -366,9 +385,8 @@ class StackedTrainer:
                 if closed_form:
                     wts = {t: self.weights[t][m0:m1].view(s, g) for t in ("lse", "var", "tc")}
                     if act_name == "relu" and self._fused_block(z, k):
-                        from implicit_em.kernels.triton_stacked import block_terms_grad
-
-                        terms_b, dz = block_terms_grad(z, g, k, eps, self._block_weights[i])
+                        kernel = self._block_kernel()
+                        terms_b, dz = kernel(z, g, k, eps, self._block_weights[i])
                     elif act_name == "relu":
                         terms_b, da = encoder_terms_grad(z.relu().view(s, -1, g, k), eps, wts)
                         dz = da.view_as(z).mul_(z > 0)  # dL/dz
@@ -414,14 +432,27 @@ class StackedTrainer:
     def _fused_block(self, z: Tensor, k: int) -> bool:
         """Whether the fused step runs this block's closed-form terms as one Triton kernel:
         z (S_b, B, G K) on CUDA (or the CPU under Triton's interpreter), float32, and its
-        (B, K) tile fits one program (`kernels.triton_stacked.fits`)."""
+        (B, K) tile fits the kernel `fused_kernel` names (`kernels.triton_stacked.fits`, or
+        `kernels.triton_stacked_v2.fits` for v2)."""
         if not (self.fused_step and kernels.triton_available()):
             return False
         if not (z.is_cuda or kernels.interpreted()):
             return False
-        from implicit_em.kernels.triton_stacked import fits
-
+        if self.fused_kernel == "v2":
+            from implicit_em.kernels.triton_stacked_v2 import fits
+        else:
+            from implicit_em.kernels.triton_stacked import fits
         return fits(z.shape[1], k, z.dtype)
+
+    def _block_kernel(self):
+        """The block kernel `fused_kernel` names, looked up on its module at each call."""
+        if self.fused_kernel == "v2":
+            from implicit_em.kernels import triton_stacked_v2
+
+            return triton_stacked_v2.block_terms_grad_v2
+        from implicit_em.kernels import triton_stacked
+
+        return triton_stacked.block_terms_grad
 
     @torch.no_grad()
     def _weight_grads(self, xb: Tensor, dz: Tensor, m0: int, m1: int, s: int, gk: int) -> None:
