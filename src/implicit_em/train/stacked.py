@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import importlib
 import json
 import os
 import random
@@ -67,7 +68,9 @@ FUSED_KERNEL_ENV = "IMPLICIT_EM_FUSED_KERNEL"
 `kernels.triton_stacked`, one program per model) or "v2" (`kernels.triton_stacked_v2`, one
 program per model and column strip; not yet timed on a GPU, docs/benchmarks.md "Round 4").
 Read only when the fused step is on; the default step never runs either."""
-FUSED_KERNELS = ("v1", "v2")
+FUSED_KERNELS = {"v1": ("triton_stacked", "block_terms_grad"),
+                 "v2": ("triton_stacked_v2", "block_terms_grad_v2")}  # fmt: skip
+"""Each FUSED_KERNEL_ENV value: its module in `implicit_em.kernels` (with a `fits`) and function."""
 _CAPTURE_LOCK = threading.Lock()  # CUDA-graph captures of stacks trained in threads
 
 
@@ -438,21 +441,16 @@ class StackedTrainer:
             return False
         if not (z.is_cuda or kernels.interpreted()):
             return False
-        if self.fused_kernel == "v2":
-            from implicit_em.kernels.triton_stacked_v2 import fits
-        else:
-            from implicit_em.kernels.triton_stacked import fits
-        return fits(z.shape[1], k, z.dtype)
+        return self._kernel_module().fits(z.shape[1], k, z.dtype)
+
+    def _kernel_module(self):
+        """The module of the block kernel `fused_kernel` names (FUSED_KERNELS; imported on
+        first use, since it imports Triton)."""
+        return importlib.import_module(f"implicit_em.kernels.{FUSED_KERNELS[self.fused_kernel][0]}")
 
     def _block_kernel(self):
         """The block kernel `fused_kernel` names, looked up on its module at each call."""
-        if self.fused_kernel == "v2":
-            from implicit_em.kernels import triton_stacked_v2
-
-            return triton_stacked_v2.block_terms_grad_v2
-        from implicit_em.kernels import triton_stacked
-
-        return triton_stacked.block_terms_grad
+        return getattr(self._kernel_module(), FUSED_KERNELS[self.fused_kernel][1])
 
     @torch.no_grad()
     def _weight_grads(self, xb: Tensor, dz: Tensor, m0: int, m1: int, s: int, gk: int) -> None:
