@@ -46,7 +46,7 @@ from implicit_em.eval.probing_study import (  # noqa: F401  (the names this scri
     summarize,
     train_row,
 )
-from implicit_em.eval.probing_study.compare import _apart  # noqa: F401
+from implicit_em.eval.verdict import apart as _apart  # noqa: F401
 
 REPLACES = ("prepare", "run", "report", "compare")
 """Subcommands that replaced their output files before the move (compare3 never did)."""

@@ -32,6 +32,7 @@ from implicit_em.eval.verdict import (
     HYBRID,
     MARGIN,
     ONE_MATRIX,
+    apart,
     best_sae_baseline,
     ground_truth_rows,
     matched_l0,
@@ -179,11 +180,6 @@ def _ground_truth(study, cands: dict) -> dict:
     return info
 
 
-def _range_above(a: list[float], b: list[float]) -> bool:
-    """eval.verdict's rule: a's worst seed above b's best by more than MARGIN."""
-    return min(a) > max(b) + MARGIN
-
-
 def _probing(study, which: str, cands: dict) -> dict:
     """Per candidate of a probing compare file and K: probing, CE, controls, dead, seeds."""
     path, d = study
@@ -203,7 +199,7 @@ def _probing(study, which: str, cands: dict) -> dict:
                 twin = next((e["rows"][t] for t in twins if t in e["rows"]), None)
                 rnd = e["rows"].get(f"random dirs @ L0 of {m}-K{K}")
                 ctrl = [c["mean_k_range"] for c in (twin, rnd) if c is not None]
-                beats = bool(ctrl) and all(_range_above(row["mean_k_range"], c) for c in ctrl)
+                beats = bool(ctrl) and all(apart(row["mean_k_range"], c) == "above" for c in ctrl)
                 models[m] = {"kind": mv["kind"], "l0": row["l0"], "dead": row["dead"],
                              "mean_k": row["mean_k"], "ce": row.get("ce"), "seeds": row["seeds"],
                              "beats": beats, "src": f"{path}: K{K}.rows[{m}-K{K}]",

@@ -70,6 +70,16 @@ def matched_l0(a: float, b: float, tol: float = L0_TOLERANCE) -> bool:
     return abs(a - b) <= tol * max(a, b, 1e-12)
 
 
+def apart(a: list[float], b: list[float], margin: float = MARGIN) -> str:
+    """Seed values a against b: "above" when a's worst exceeds b's best by more than margin,
+    "below" the other way round, else "level" (the rule for beating a control: MARGIN)."""
+    if min(a) > max(b) + margin:
+        return "above"
+    if max(a) < min(b) - margin:
+        return "below"
+    return "level"
+
+
 def nearest_in_window(l0: dict[str, float], target_l0: float,
                       tol: float = L0_TOLERANCE) -> str | None:  # fmt: skip
     """The name whose L0 lies in the window [target_l0 (1 - tol), target_l0 (1 + tol)] and is
@@ -302,6 +312,7 @@ def downstream_verdict(ce: dict[str, dict]) -> list[str]:
 
 
 __all__ = [
+    "apart",
     "best_sae_baseline",
     "downstream_verdict",
     "ground_truth_rows",

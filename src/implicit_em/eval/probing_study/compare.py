@@ -17,6 +17,7 @@ import numpy as np
 
 from implicit_em.eval.probing_study.plan import SHORT
 from implicit_em.eval.probing_study.report import summarize
+from implicit_em.eval.verdict import apart
 from implicit_em.families.registry import family_by_label
 
 OLD_ROWS = {"batchtopk": "batchtopk", "matryoshka": "matryoshka", "jumprelu": "jumprelu(l0_coef=0.001)",
@@ -176,16 +177,6 @@ def compare(new: dict, old: dict) -> tuple[str, dict]:
     return "\n".join(lines) + "\n", numbers
 
 
-def _apart(a: list[float], b: list[float], margin: float) -> str:
-    """'above' when a's worst seed exceeds b's best by more than margin, 'below' the other
-    way round, else 'level' (eval.verdict's rule for beating a control)."""
-    if min(a) > max(b) + margin:
-        return "above"
-    if max(a) < min(b) - margin:
-        return "below"
-    return "level"
-
-
 def compare3(new: dict, baseline: dict) -> tuple[str, dict]:
     """Run 3's variant rows against the reference encoder, their controls and the SAE
     baselines, by the rules fixed in docs/eval/probing/gpu3_plan.md. baseline: gpu2's
@@ -248,19 +239,19 @@ def compare3(new: dict, baseline: dict) -> tuple[str, dict]:
             twin = stats(r.get("twin_of", lab), " (untrained)")
             rnd = row_stats(sn, new, f"random dirs @ L0 of {lab}-K{K}", None)
             ctrl = [c for c in (twin, rnd) if c is not None]
-            beats = bool(ctrl) and all(_apart(list(st["mean_k_range"]), list(c["mean_k_range"]),
-                                              MARGIN) == "above" for c in ctrl)  # fmt: skip
+            beats = bool(ctrl) and all(apart(list(st["mean_k_range"]), list(c["mean_k_range"]),
+                                             MARGIN) == "above" for c in ctrl)  # fmt: skip
             v = {"kind": kind(r), "l0": st["l0"], "dead": st["dead"], "mean_k": st["mean_k"],
                  "mean_k_range": st["mean_k_range"], "ce": st.get("ce"),
                  "readout": st.get("readout"), "beats_controls": beats,
                  "twin_mean_k": twin["mean_k"] if twin else None,
                  "random_mean_k": rnd["mean_k"] if rnd else None}  # fmt: skip
             if ref is not None and lab != ref_label:
-                v["probe_vs_reference"] = _apart(list(st["mean_k_range"]),
-                                                 list(ref["mean_k_range"]), MARGIN)  # fmt: skip
+                v["probe_vs_reference"] = apart(list(st["mean_k_range"]),
+                                                list(ref["mean_k_range"]), MARGIN)  # fmt: skip
                 v["probe_delta"] = st["mean_k"] - ref["mean_k"]
                 if st.get("ce_seeds") and ref.get("ce_seeds"):
-                    v["ce_vs_reference"] = _apart(st["ce_seeds"], ref["ce_seeds"], 0.0)
+                    v["ce_vs_reference"] = apart(st["ce_seeds"], ref["ce_seeds"], 0.0)
                     v["ce_delta"] = st["ce"] - ref["ce"]
             if (v["kind"] in (DECODER_FREE, HYBRID) and best is not None and topk is not None
                     and ref is not None and "ce" in st):  # fmt: skip
@@ -292,10 +283,10 @@ def compare3(new: dict, baseline: dict) -> tuple[str, dict]:
             if ctl in per_row and lab in per_row:
                 a, c = stats(lab), stats(ctl)
                 pretrain[lab] = {"control": ctl,
-                                 "probe": _apart(list(a["mean_k_range"]), list(c["mean_k_range"]),
-                                                 MARGIN),
+                                 "probe": apart(list(a["mean_k_range"]), list(c["mean_k_range"]),
+                                                MARGIN),
                                  "probe_delta": a["mean_k"] - c["mean_k"],
-                                 "ce": _apart(a["ce_seeds"], c["ce_seeds"], 0.0),
+                                 "ce": apart(a["ce_seeds"], c["ce_seeds"], 0.0),
                                  "ce_delta": a["ce"] - c["ce"],
                                  "dead": a["dead"], "dead_control": c["dead"]}  # fmt: skip
         dfree = [lab for lab, r in labels if not FAMILIES[r["family"]].uses_k and lab in per_row
