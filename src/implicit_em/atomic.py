@@ -137,3 +137,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def free_paths(out: Path, names: tuple[str, ...], overwrite: bool) -> list[Path]:
+    """out / name for each name, `out` created; FileExistsError when one exists and not
+    `overwrite` (nothing already written is replaced silently). The CLI prints the error's one
+    line; the eval-suite commands that write fixed file names call this first."""
+    paths = [out / n for n in names]
+    for p in paths:
+        if p.exists() and not overwrite:
+            raise FileExistsError(
+                f"{p} exists: move it away, choose another --out, or pass --overwrite"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    return paths

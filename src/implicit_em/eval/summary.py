@@ -514,7 +514,7 @@ def run(opts) -> None:
     (`eval.options.VerdictOptions`); prints the paragraph."""
     import json
 
-    from implicit_em.eval.probing_study.commands import free_paths
+    from implicit_em.atomic import free_paths
 
     def arg(v):
         return None if v in ("", "none") else v

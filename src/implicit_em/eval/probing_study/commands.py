@@ -13,6 +13,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from implicit_em.atomic import free_paths
 from implicit_em.eval.options import (
     StudyCompare3Options,
     StudyCompareOptions,
@@ -58,19 +59,6 @@ def load_results(paths: list[str]) -> dict:
                              f"{', '.join(missing)}): pass the results.json that {made_by} wrote")  # fmt: skip
         parts.append(res)
     return merge_results(parts)
-
-
-def free_paths(out: Path, names: tuple[str, ...], overwrite: bool) -> list[Path]:
-    """out / name for each name, `out` created; FileExistsError when one exists and not
-    `overwrite` (nothing already written is replaced silently)."""
-    paths = [out / n for n in names]
-    for p in paths:
-        if p.exists() and not overwrite:
-            raise FileExistsError(
-                f"{p} exists: move it away, choose another --out, or pass --overwrite"
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    return paths
 
 
 def prepare_command(opts: StudyPrepareOptions) -> None:
