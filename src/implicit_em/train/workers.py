@@ -185,5 +185,13 @@ def train_stacks(
             for proc in procs:
                 if proc.is_alive():
                     proc.terminate()
+            # shutdown(wait=False) drops the pool's reference to its manager thread, so the
+            # `with` block's own shutdown no longer joins it: join it here (bounded). Left
+            # running, it closes its wakeup pipe while the interpreter's exit hook
+            # (concurrent.futures.process._python_exit) writes to it, an unlocked race in
+            # CPython 3.11 that prints "OSError: [Errno 9] Bad file descriptor" at exit.
+            manager = getattr(pool, "_executor_manager_thread", None)
             pool.shutdown(wait=False, cancel_futures=True)
+            if manager is not None:
+                manager.join(UNWIND_SECONDS)
             raise
