@@ -154,7 +154,9 @@ def test_sigint_to_worker_processes_then_rerun_is_bitwise(tmp_path, sigint_acts)
     while not list((out / "runs" / ".stacks").glob("stack-*.pt")) and proc.poll() is None:
         assert time.monotonic() < deadline, "no stack checkpoint appeared"
         time.sleep(0.05)
-    delay = random.uniform(0.0, 1.0)  # an epoch takes about 0.04 s, a stack about 3 s
+    # an epoch takes about 0.04 s; an idle machine finishes every stack within about 1 s of
+    # the first checkpoint (a run with a 0.99 s delay was not interrupted), so stay below that
+    delay = random.uniform(0.0, 0.5)
     time.sleep(delay)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
