@@ -265,6 +265,8 @@ def rows(args, out: Path, t_start: float) -> None:
         max_seconds=args.budget - ROWS_RESERVE - (time.perf_counter() - t_start),
         sampler_device=args.sampler_device,
     )
+    if args.plain_step:  # centred and pre-trained variants: the fast step does not cover them
+        opts = replace(opts, fast_step=False)
     if args.steps:  # a fixed length (matching an earlier run), --budget still the limit
         opts = replace(opts, steps=args.steps)
     if args.tiny:
@@ -323,6 +325,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="rows role: train this many steps (if --budget allows) instead of "
                         "what fits in --budget")  # fmt: skip
+    p.add_argument("--plain-step", action="store_true",
+                   help="rows role: the plain (eager) step instead of the graphed fast step, "
+                        "for centred and pre-trained variants, which the fast step does not "
+                        "cover")  # fmt: skip
     args = p.parse_args()
     if args.variants:  # checked before any GPU work (a typo used to surface minutes later)
         from implicit_em.eval.options import VARIANTS
