@@ -387,7 +387,8 @@ def test_gpu4_plan_runs_every_row_and_compare3_reads_it(tmp_path):
             for n in (c, u):
                 assert f"{n}-s{s} (untrained)" in probes
                 assert res["downstream"][block][f"{n}-s{s} | own decoder"]["kind"] == "trained"
-                assert 0.0 <= res["dead_fraction"][f"{n}-s{s}"] <= 1.0
+                for tag in ("", " (untrained)"):  # dead latents of the init too
+                    assert 0.0 <= res["dead_fraction"][f"{n}-s{s}{tag}"] <= 1.0
         wr, wrk = (
             res["train"][f"encoder-wr-K{K}-s{s}"],
             res["train"][f"encoder-wr-topk-K{K}-k{k}-s{s}"],

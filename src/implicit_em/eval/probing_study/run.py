@@ -293,6 +293,9 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                 au = encode(untrained[name], x_held)
                 if name not in no_twin:
                     res["l0"][f"{name} (untrained)"] = float((au > 0).sum(1).double().mean())
+                    res["dead_fraction"][f"{name} (untrained)"] = float(
+                        ((au > 0).sum(0) == 0).double().mean()
+                    )
                 hist = stages[-1]["history"]
                 res["train"][name] = {"steps": sum(st["steps"] for st in stages),
                                       "seconds": round(time.perf_counter() - t, 1),
