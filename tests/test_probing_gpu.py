@@ -431,3 +431,22 @@ def test_gpu4_plan_runs_every_row_and_compare3_reads_it(tmp_path):
     with pytest.raises(ValueError, match="readout 'top-k' is not known"):
         mod.main_run(bad, meta, arrays, lm, tmp_path / "bad", "cpu")
     assert not (tmp_path / "bad").exists()
+
+
+def test_gpu4_centred_and_uncentred_twins_start_from_the_same_weights():
+    """gpu4_plan.md: each SAE row and its uncentred twin differ only in the centring (the
+    buffer draws no random numbers), so their inits, and the inits' controls, are equal."""
+    from implicit_em import runs
+
+    mod = _script()
+    rows = json.loads((PLAN4 / "plan.json").read_text())["rows"]
+    plan = mod.Plan(**mod.TINY)
+    for fam in ("topk_sae", "batchtopk_sae", "matryoshka_batchtopk_sae"):
+        (c,) = [r for r in rows if r["family"] == fam and "model" not in r]
+        (u,) = [r for r in rows if r["family"] == fam and r.get("model") == {"centre": False}]
+        a = runs.build_model(mod.run_config(fam, 32, 16, plan, 1, k=8, row=c), seed=1)
+        b = runs.build_model(mod.run_config(fam, 32, 16, plan, 1, k=8, row=u), seed=1)
+        assert a.centre and not b.centre
+        sa, sb = a.state_dict(), b.state_dict()
+        assert set(sa) - set(sb) == {"x_mean", "x_mean_rows", "x_mean_batches"}
+        assert all(torch.equal(sa[k], sb[k]) for k in sb)
