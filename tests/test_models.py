@@ -170,3 +170,28 @@ def test_aux_reconstruction_with_fewer_dead_than_k_aux():
     z = sae.pre_activations(x).detach()
     expected = z[:, 3:4] * sae.W_dec[:, 3]  # (B, 1) * (D,) -> (B, D)
     torch.testing.assert_close(sae.aux_reconstruction(x, dead, k_aux=8), expected)
+
+
+def test_topk_readout_keeps_the_k_largest_codes_of_the_model():
+    """models.TopKReadout: the model's codes with all but the k largest per row zeroed (the
+    plain formula: a sort), W the model's, the model unchanged; rows with fewer than k
+    positive codes keep exactly their positive ones; k out of range is refused."""
+    from implicit_em.models import TopKReadout
+
+    torch.manual_seed(0)
+    enc = Encoder(6, 20)
+    x = torch.randn(64, 6)
+    a = enc.encode(x).detach()
+    ro = TopKReadout(enc, 5)
+    z = ro.encode(x).detach()
+    kth = a.sort(dim=1, descending=True).values[:, 4:5]  # (64, 1) the 5th largest code
+    assert torch.equal(z, torch.where(a >= kth, a, torch.zeros_like(a)))
+    assert ((z > 0).sum(1) <= 5).all() and (
+        (z > 0).sum(1) == torch.clamp((a > 0).sum(1), max=5)
+    ).all()
+    assert ro.W is enc.W and torch.equal(enc.encode(x), a)  # the model is not changed
+    sparse = TopKReadout(enc, 20).encode(x).detach()  # k = K: the codes as they are
+    assert torch.equal(sparse, a)
+    for bad in (0, 21):
+        with pytest.raises(ValueError, match="k must be in"):
+            TopKReadout(enc, bad)

@@ -349,3 +349,104 @@ def test_cli_runs_the_gpu3_plan_end_to_end(tmp_path, monkeypatch, capsys):
                  "--out", str(tmp_path / "x")]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a results.json of the probing study" in err
+
+
+PLAN4 = Path(__file__).resolve().parents[1] / "docs" / "eval" / "probing" / "gpu4"
+
+
+def test_gpu4_plan_runs_every_row_and_compare3_reads_it(tmp_path):
+    """The committed gpu4 plan (docs/eval/probing/gpu4_plan.md) at toy size, both K in one
+    process as on the device: the centred SAEs beside their uncentred twins (same k, same
+    init), the weight-redundancy encoder and its TopK read-out at the block's k (training
+    unchanged: the same loss history as encoder-wr), its untrained init read out at the same
+    k; report and compare3 accept the results; an unknown read-out stops the run first."""
+    import subprocess
+
+    mod = _script()
+    tiny = {**mod.TINY, "seeds": (0, 1)}
+    mod.prepare(mod.Plan(**tiny), tiny_corpora(), ByteTokenizer(), tmp_path / "data")
+    meta, arrays = mod.load_data(tmp_path / "data")
+    lm = _tiny_lm()
+    over = json.loads((PLAN4 / "plan.json").read_text())
+    assert over["Ks"] == [4096, 16384]
+    over["Ks"] = [16, 32]
+    plan = replace(mod.Plan(**tiny), **mod.plan_fields(over))
+    res = mod.main_run(plan, meta, arrays, lm, tmp_path / "out", "cpu")
+    assert not res.get("errors"), res.get("errors")
+    assert res["blocks_done"] == ["K16-s0", "K32-s0", "K16-s1", "K32-s1"]
+    probes = res["probing"]["saebench"]
+    for block in res["blocks_done"]:
+        K, s = (int(block.split("-")[0][1:]), int(block.split("-s")[1]))
+        k = int(min(K, max(1, round(res["l0"][f"encoder-K{K}-s{s}"]))))
+        cfgs = {n.rsplit("-s", 1)[0]: r["config"] for n, r in res["rows"].items()
+                if n.endswith(f"-s{s}") and f"-K{K}" in n}  # fmt: skip
+        for fam in ("topk", "batchtopk", "matryoshka"):
+            c, u = f"{fam}-K{K}-k{k}", f"{fam}-uncentred-K{K}-k{k}"
+            assert cfgs[c]["model"]["centre"] is True and cfgs[u]["model"]["centre"] is False
+            assert cfgs[c]["model"]["k"] == cfgs[u]["model"]["k"] == k
+            for n in (c, u):
+                assert f"{n}-s{s} (untrained)" in probes
+                assert res["downstream"][block][f"{n}-s{s} | own decoder"]["kind"] == "trained"
+                for tag in ("", " (untrained)"):  # dead latents of the init too
+                    assert 0.0 <= res["dead_fraction"][f"{n}-s{s}{tag}"] <= 1.0
+        wr, wrk = (
+            res["train"][f"encoder-wr-K{K}-s{s}"],
+            res["train"][f"encoder-wr-topk-K{K}-k{k}-s{s}"],
+        )
+        assert wr["last"] == wrk["last"] and wr["steps"] == wrk["steps"]  # same training
+        assert (
+            res["train"][f"encoder-topk-K{K}-k{k}-s{s}"]["last"]
+            == res["train"][f"encoder-K{K}-s{s}"]["last"]
+        )
+        for n in (f"encoder-wr-topk-K{K}-k{k}-s{s}", f"encoder-topk-K{K}-k{k}-s{s}"):
+            assert res["l0"][n] <= k + 1e-9  # random directions at the row's own L0, as every row
+            assert f"random dirs @ L0 {max(1, round(res['l0'][n]))} ({n})" in res["l0"]
+            assert res["rows"][n]["row"]["readout"] == "topk"
+        assert res["l0"][f"encoder-wr-topk-K{K}-k{k}-s{s} (untrained)"] <= k + 1e-9
+        assert res["l0"][f"encoder-wr-topk-K{K}-k{k}-s{s}"] <= res["l0"][f"encoder-wr-K{K}-s{s}"]
+        assert f"encoder-topk-K{K}-k{k}-s{s} (untrained)" not in probes  # twin_of wr-topk
+        assert f"encoder-wr-K{K}-s{s} (untrained)" not in probes  # twin_of encoder
+        ce = res["downstream"][block]
+        assert f"encoder-wr-topk-K{K}-k{k}-s{s} | post-hoc least squares" in ce
+        assert f"encoder-wr-topk-K{K}-k{k}-s{s} (untrained) | post-hoc least squares" in ce
+        assert f"encoder-wr-topk-K{K}-k{k}-s{s} | W^T, scalar + offset" not in ce
+    out = tmp_path / "rep"
+    out.mkdir()
+    script = [sys.executable, str(SCRIPT)]
+    files = [str(tmp_path / "out" / "results.json")]
+    subprocess.run([*script, "report", "--results", *files, "--out", str(out)], check=True)
+    (tmp_path / "b.json").write_text(json.dumps({"K16": {"verdict": {"best_baseline": "l1",
+                                                                     "best_mean_k": 0.5}}}))  # fmt: skip
+    subprocess.run([*script, "compare3", "--results", *files, "--baseline",
+                    str(tmp_path / "b.json"), "--out", str(out)], check=True)  # fmt: skip
+    nums = json.loads((out / "gpu3_compare.json").read_text())
+    labels = {r.get("label") or mod.SHORT[r["family"]] for r in over["rows"]}
+    for K in (16, 32):
+        rows = nums[f"K{K}"]["rows"]
+        assert set(rows) == labels
+        assert rows["encoder-topk"]["twin_mean_k"] == rows["encoder-wr-topk"]["twin_mean_k"]
+        assert rows["encoder-wr"]["twin_mean_k"] == rows["encoder"]["twin_mean_k"]
+        assert rows["topk-uncentred"]["kind"] == "SAE" and "target" not in rows["topk-uncentred"]
+    bad = replace(plan, rows=({"family": "encoder", "readout": "top-k"},))
+    with pytest.raises(ValueError, match="readout 'top-k' is not known"):
+        mod.main_run(bad, meta, arrays, lm, tmp_path / "bad", "cpu")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_gpu4_centred_and_uncentred_twins_start_from_the_same_weights():
+    """gpu4_plan.md: each SAE row and its uncentred twin differ only in the centring (the
+    buffer draws no random numbers), so their inits, and the inits' controls, are equal."""
+    from implicit_em import runs
+
+    mod = _script()
+    rows = json.loads((PLAN4 / "plan.json").read_text())["rows"]
+    plan = mod.Plan(**mod.TINY)
+    for fam in ("topk_sae", "batchtopk_sae", "matryoshka_batchtopk_sae"):
+        (c,) = [r for r in rows if r["family"] == fam and "model" not in r]
+        (u,) = [r for r in rows if r["family"] == fam and r.get("model") == {"centre": False}]
+        a = runs.build_model(mod.run_config(fam, 32, 16, plan, 1, k=8, row=c), seed=1)
+        b = runs.build_model(mod.run_config(fam, 32, 16, plan, 1, k=8, row=u), seed=1)
+        assert a.centre and not b.centre
+        sa, sb = a.state_dict(), b.state_dict()
+        assert set(sa) - set(sb) == {"x_mean", "x_mean_rows", "x_mean_batches"}
+        assert all(torch.equal(sa[k], sb[k]) for k in sb)

@@ -296,3 +296,28 @@ def init_from_encoder_(sae: TopKSAE, enc: Encoder) -> None:
         for name in ("x_mean", "x_mean_rows", "x_mean_batches"):
             getattr(sae, name).copy_(getattr(enc, name))
         sae._mean_fixed = enc._mean_fixed
+
+
+class TopKReadout(nn.Module):
+    """A post-hoc TopK read-out of a trained model's codes: encode(x) = TopK_k(model.encode(x))
+    (`topk_codes`: each row of the (B, K) codes keeps its k largest entries, the rest are zero;
+    Gao et al. 2024's TopK activation applied after training, not during it). Rows with fewer
+    than k positive codes keep all of them (zeros stay zero), so L0 <= k. Nothing is learned and
+    the wrapped model is not changed; `W` (K, D) is the model's, so the read-out stands where the
+    model stood in L0 / probing / least-squares evaluations. Used to read a model out at a
+    matched L0 (docs/eval/probing/gpu4_plan.md: the weight-redundancy encoder at the reference
+    encoder's L0). ValueError unless 1 <= k <= model.hidden_dim."""
+
+    def __init__(self, model: nn.Module, k: int) -> None:
+        super().__init__()
+        _check_dims(model.input_dim, model.hidden_dim, k)
+        self.inner, self.k = model, int(k)
+        self.input_dim, self.hidden_dim = model.input_dim, model.hidden_dim
+
+    @property
+    def W(self) -> Tensor:  # (K, D)
+        return self.inner.W
+
+    def encode(self, x: Tensor) -> Tensor:
+        """x (B, D) -> codes (B, K), at most k nonzero per row."""
+        return topk_codes(self.inner.encode(x), self.k)

@@ -42,9 +42,13 @@ class Plan:
     (decoder-free pre-training, then this row's family: a row dict of the encoder trained on
     the first `pretrain_fraction` (default 0.5) of the training rows, the model then started
     from it (`models.init_from_encoder_`) and trained on the rest; or "none", the control:
-    this row's model from its random init on the same rest only). A family that uses k
-    (registry `uses_k`) takes k = the L0 of the block's first `l0_reference` row, so that row
-    comes first."""
+    this row's model from its random init on the same rest only), "readout" ("topk": the
+    trained model and its untrained twin read out through `models.TopKReadout` at the block's
+    k, so their L0 is at most k; training unchanged; the codes, L0, dead latents, probes and
+    the least-squares splice all see the read-out) and "twin_of" (the label of the row whose
+    untrained twin is this row's control, read by `compare3`). A family that uses k (registry
+    `uses_k`) and a "topk" read-out take k = the L0 of the block's first `l0_reference` row,
+    so that row comes first."""
     l0_reference: str = DEFAULT_FAMILY
     """The family whose held-out L0 (rounded) is the block's k for the families that use k."""
     resp_families: tuple[str, ...] = ()

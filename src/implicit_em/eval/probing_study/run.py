@@ -151,8 +151,13 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
     from implicit_em.eval.sparse_probing import RandomDirections
     from implicit_em.families import FAMILIES
     from implicit_em.lm_eval import encode, fit_linear_decoder, fit_scalar_decoder, fvu
-    from implicit_em.models import Encoder
+    from implicit_em.models import Encoder, TopKReadout
 
+    for row in plan_rows(plan):  # before any work: a typo must not cost a device call
+        if row.get("readout") not in (None, "topk"):
+            raise ValueError(f"plan row {row.get('label') or row['family']}: readout "
+                             f"{row['readout']!r} is not known: use \"topk\" (the codes read "
+                             "out at the block's k, models.TopKReadout) or leave it out")  # fmt: skip
     fitter = Fitter(workers)  # before any CUDA work
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is not None:
@@ -248,7 +253,8 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
             for row in plan_rows(plan):
                 fam = row["family"]
                 label = row.get("label") or SHORT[fam]
-                uses_k = FAMILIES[fam].uses_k
+                readout = row.get("readout")
+                uses_k = FAMILIES[fam].uses_k or readout == "topk"
                 if uses_k and k_match is None:
                     res.setdefault("errors", {})[f"{label}-K{K}-s{seed}"] = "no encoder L0"
                     continue  # the L0 rule needs the block's encoder first
@@ -272,18 +278,24 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                     del untrained[name]
                     continue
                 model.eval()
+                if plan.twin_mean and getattr(model, "centre", False):
+                    untrained[name].load_state_dict(  # the trained model's input mean
+                        {**untrained[name].state_dict(),
+                         **{b: v for b, v in model.state_dict().items() if b.startswith("x_mean")}})  # fmt: skip
+                if readout == "topk":  # post-hoc read-out at the block's k, twin alike
+                    model = TopKReadout(model, k_match)
+                    untrained[name] = TopKReadout(untrained[name], k_match).eval()
                 trained[name] = model
                 a = encode(model, x_held)
                 l0 = float((a > 0).sum(1).double().mean())
                 res["l0"][name] = l0
                 res["dead_fraction"][name] = float(((a > 0).sum(0) == 0).double().mean())
-                if plan.twin_mean and getattr(model, "centre", False):
-                    untrained[name].load_state_dict(  # the trained model's input mean
-                        {**untrained[name].state_dict(),
-                         **{b: v for b, v in model.state_dict().items() if b.startswith("x_mean")}})  # fmt: skip
                 au = encode(untrained[name], x_held)
                 if name not in no_twin:
                     res["l0"][f"{name} (untrained)"] = float((au > 0).sum(1).double().mean())
+                    res["dead_fraction"][f"{name} (untrained)"] = float(
+                        ((au > 0).sum(0) == 0).double().mean()
+                    )
                 hist = stages[-1]["history"]
                 res["train"][name] = {"steps": sum(st["steps"] for st in stages),
                                       "seconds": round(time.perf_counter() - t, 1),

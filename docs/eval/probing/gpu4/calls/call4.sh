@@ -1,0 +1,23 @@
+#!/bin/bash
+# Device call 4 of 4 (GPU run 4, docs/eval/probing/gpu4_plan.md): checks the GGUF left in $P4
+# by calls 1-3 and the carried data, then runs docs/eval/probing/gpu4/run4.sh from the carried
+# code (commit in code/COMMIT), gguf 0.19 as a source copy. One GPU.
+C=$(cd "$(dirname "$0")" && pwd); P4=${P4:-/tmp/p7}; OUT=${OUT:?OUT not set}
+mkdir -p "$OUT"
+echo "[$(date -u +%T)] call 4 start, code $(cat "$C/code/COMMIT")"
+if [ ! -f "$P4/gguf.ok" ]; then
+  echo "call 4: $P4/gguf.ok missing: calls 1-3 did not run on this machine (it went back?)."
+  echo "Fire calls 1, 2, 3 and 4 again, back to back."; exit 3
+fi
+(cd "$P4" && sha256sum -c gguf.sha256) || { echo "call 4: GGUF sha256 mismatch"; exit 4; }
+(cd "$C/data" && sha256sum -c ../SHA256SUMS) || { echo "call 4: data sha256 mismatch"; exit 4; }
+cp "$C/data/data.npz" "$C/data/data.json" "$P4/"
+export PYTHONPATH="$C/code/src:$C/pylib" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+cd "$C/code"
+python3 -c "import importlib.metadata as m, gguf, torch, transformers; print('gguf', m.version('gguf'), gguf.__file__, 'torch', torch.__version__, 'transformers', transformers.__version__, 'gpus', torch.cuda.device_count())"
+echo "[$(date -u +%T)] run starts"
+bash docs/eval/probing/gpu4/run4.sh "$P4" "$OUT"
+RC=$?
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used --format=csv
+echo "[$(date -u +%T)] call 4 end after ${SECONDS} s, run4 rc $RC"
+exit "$RC"
