@@ -15,6 +15,10 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   `jumprelu-0.0008`, run after the plan's rule had picked it on seeds 0 and 1); with
   `jumprelu-0.003` and `jumprelu-0.01` (seed 0, section 3's run) the JumpReLU L0 sweep runs
   from 9.1 to 101.5;
+- gpu16k-variants-PLAN.md (gpu16k-variants.md): `encoder-wr` (the weight-redundancy term,
+  decoder-free), seeds 0, 1, 2 from `gpu16k-variants/c2-f2.json`, `c3-s1.json` and
+  `c4-s2.json`; that plan's other variants (one seed, or short of 47,927 steps) are in
+  `gpu16k_variants_table.py` only;
 - sae-lens's protocol (`batchtopk-k25-sl-all`) at seed 0 has no 49.1 M row: its MCC at the
   50.0 M milestone of the 200 M run (harness-gap/gpu200m/ref.json) is shown as a note only, so
   the table's seed count says what the mean is over.
@@ -42,7 +46,7 @@ from implicit_em.eval.verdict import L0_TOLERANCE, nearest_in_window, synthetic_
 ROOT = Path("docs/eval/synthetic")
 RUN = ROOT / "gpu16k-converged"
 HEADLINE = ("tied-topk", "tied-topk-im-3.0", "batchtopk-k25-sl-all", "topk-k25",
-            "matryoshka-k25", "encoder", "matryoshka-k25-sl-all")  # fmt: skip
+            "matryoshka-k25", "encoder", "matryoshka-k25-sl-all", "encoder-wr")  # fmt: skip
 JUMPRELU = ("jumprelu-0.01", "jumprelu-0.003", "jumprelu-0.001", "jumprelu-0.0009",
             "jumprelu-0.0008", "jumprelu-0.0007", "jumprelu-0.0005")  # fmt: skip
 SECOND_CALL = ("jumprelu-0.0007", "jumprelu-0.0008", "jumprelu-0.0009")  # the rule's candidates
@@ -61,6 +65,8 @@ def load_rows() -> list[dict]:
     jr = RUN / "seeds" / "jumprelu"
     files += [jr / "jr1" / "s1.json", jr / "jr1" / "s2.json", jr / "jr2" / "s0.json",
               jr / "jr2" / "s1.json", jr / "jr3" / "s2.json"]  # fmt: skip
+    var = ROOT / "gpu16k-variants"  # encoder-wr, gpu16k-variants-PLAN.md (seeds 0, 1, 2)
+    files += [var / "c2-f2.json", var / "c3-s1.json", var / "c4-s2.json"]
     rows = [r for f in files for r in json.loads(f.read_text())["rows"]]
     bad = [(r["variant"], r["seed"]) for r in rows if r["steps_done"] != STEPS]
     # The report gives the planned length only. Its training could not have stopped early: the
