@@ -337,6 +337,12 @@ def main() -> None:
         if unknown:
             names = ", ".join(unknown)
             p.error(f"unknown variant(s) {names}: see implicit_em.eval.options.VARIANTS")
+        slow = [v for v in args.variants if VARIANTS[v].centre or VARIANTS[v].pretrain_fraction]
+        if slow and args.role == "rows" and not args.plain_step:
+            p.error(
+                f"{', '.join(slow)}: centred or pre-trained, which the fast step does not "
+                "cover; add --plain-step (or run them in a process of their own with it)"
+            )
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.role == "driver":

@@ -415,3 +415,34 @@ def test_shared_stream_with_a_background_sampler_trains_the_same_models(synth):
     with pytest.raises(ValueError, match="needs one_stream"):
         run(SyntheticEvalOptions(**{**opts.__dict__, "sampler_device": "cpu",
                                     "one_stream": False}))  # fmt: skip
+
+
+def test_gpu16k_rows_centred_variants_need_plain_step_and_run_with_it(tmp_path):
+    """scripts/synthetic_gpu16k_converged.py --role rows: a centred variant without
+    --plain-step stops at the argument check with one line (before any model is built); with
+    it, the rows run on the CPU (tiny recipe) and the centred row is scored beside its
+    controls (docs/eval/synthetic/gpu16k-variants-PLAN.md ran it so on the GPU)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "TQDM_DISABLE": "1"}
+    base = [sys.executable, "scripts/synthetic_gpu16k_converged.py", str(tmp_path / "o"),
+            "--role", "rows", "--tiny", "--device", "cpu", "--seed-list", "0",
+            "--steps", "20", "--variants", "encoder-centred"]  # fmt: skip
+    bad = subprocess.run(base, cwd=root, capture_output=True, text=True, env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].endswith(
+        "encoder-centred: centred or pre-trained, which the fast step does not cover; add "
+        "--plain-step (or run them in a process of their own with it)"
+    )
+    assert not (tmp_path / "o").exists()  # stopped before any output
+    good = subprocess.run(base + ["--plain-step"], cwd=root, capture_output=True, text=True,
+                          env=env)  # fmt: skip
+    assert good.returncode == 0, good.stderr[-2000:]
+    (row,) = json.loads((tmp_path / "o" / "rows" / "results.json").read_text())["rows"]
+    assert row["variant"] == "encoder-centred" and row["steps_done"] == 20
+    assert 0 < row["trained"]["mcc"] <= 1 and "random_at_l0" in row["trained"]
