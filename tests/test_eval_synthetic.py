@@ -435,7 +435,8 @@ def test_gpu16k_rows_centred_variants_need_plain_step_and_run_with_it(tmp_path):
             "--steps", "20", "--variants", "encoder-centred"]  # fmt: skip
     bad = subprocess.run(base, cwd=root, capture_output=True, text=True, env=env)
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1].endswith(
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.endswith(
         "encoder-centred: centred or pre-trained, which the fast step does not cover; add "
         "--plain-step (or run them in a process of their own with it)"
     )
