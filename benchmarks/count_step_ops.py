@@ -7,7 +7,8 @@ optimizer update alone:
   default  the step as CUDA runs it by default (tensor-only Adam, `fused_adam = False`; the
            closed-form terms as `encoder_terms_grad`'s torch operations);
   fused    `fused_step=True` (IMPLICIT_EM_FUSED_STEP=1): torch's fused multi-tensor Adam and
-           each block's terms as one Triton kernel (`kernels.triton_stacked`).
+           each block's terms as one Triton kernel (`kernels.triton_stacked_v2`; round 3
+           counted v1, one program per model, removed since: one launch a block either way).
 On the CPU these counts are a PROXY for the GPU's kernel launches, not a measurement of them:
 an operation counts once if it is not a metadata-only one (views, reshapes, empty allocations)
 and no counted operation runs below it in the dispatch tree (a matrix product counts besides
@@ -48,7 +49,7 @@ METADATA = {
     "aten::expand_as", "aten::set_", "aten::requires_grad_",
 }  # fmt: skip
 GEMMS = {"aten::baddbmm", "aten::bmm", "aten::addmm", "aten::mm"}
-KERNEL = "triton: kernels.triton_stacked._block_kernel"
+KERNEL = "triton: kernels.triton_stacked_v2._strip_kernel"
 
 
 def build(name: str, fused_step: bool) -> StackedTrainer:
@@ -88,17 +89,17 @@ def launches(prof) -> Counter:
 
 def count(name: str, fused_step: bool, x: torch.Tensor) -> tuple[Counter, Counter]:
     """(launch proxies of one whole step, of its optimizer update alone), after a warm-up."""
-    from implicit_em.kernels import triton_stacked
+    from implicit_em.kernels import triton_stacked_v2
 
     tr = build(name, fused_step)
     order = tr.epoch_order(len(x), 0)
-    kernel = triton_stacked.block_terms_grad
+    kernel = triton_stacked_v2.block_terms_grad_v2
 
     def labelled(*args):
         with record_function(KERNEL):
             return kernel(*args)
 
-    triton_stacked.block_terms_grad = labelled
+    triton_stacked_v2.block_terms_grad_v2 = labelled
     try:
         for s in range(2):  # warm-up (gradient buffers, cached lists, Triton's first launch)
             tr.train_step(tr.batch(x, order, s, BATCH))
@@ -108,7 +109,7 @@ def count(name: str, fused_step: bool, x: torch.Tensor) -> tuple[Counter, Counte
         with profile(activities=[ProfilerActivity.CPU]) as prof_opt:
             tr.optim.step()
     finally:
-        triton_stacked.block_terms_grad = kernel
+        triton_stacked_v2.block_terms_grad_v2 = kernel
     return launches(prof), launches(prof_opt)
 
 
