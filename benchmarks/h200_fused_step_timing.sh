@@ -29,19 +29,9 @@ profile() {  # fused
 }
 profile 0
 profile 1
-one() {  # name fused
-  local name=$1 t0=$(date +%s.%N)
-  IMPLICIT_EM_FUSED_STEP=$2 timeout 150 python3 -m implicit_em.cli \
-      reproduce --device cuda --quiet --out /tmp/$name > /tmp/$name.log 2>&1
-  local rc=$? t1=$(date +%s.%N)
-  echo "== $name rc=$rc whole process $(python3 -c "print(f'{$t1-$t0:.1f}')") s"
-  tail -3 /tmp/$name.log
-  sed -n '/| step | wall time/,/| \*\*total/p' /tmp/$name/report.md
-  python3 benchmarks/reproduce_timeline.py /tmp/$name $t0
-  cp /tmp/$name/report.md $OUT/$name.report.md 2>/dev/null
-}
-one default 0
-one fused-v2 1
+source benchmarks/reproduce_one.sh
+one default IMPLICIT_EM_FUSED_STEP=0
+one fused-v2 IMPLICIT_EM_FUSED_STEP=1
 echo "== compare default / fused-v2 (bitwise: expected to differ; then the means against the default's std)"
 python3 benchmarks/compare_reproductions.py /tmp/default /tmp/fused-v2 | cut -c1-300
 python3 benchmarks/compare_reproductions.py /tmp/default /tmp/fused-v2 --within-std
