@@ -30,7 +30,7 @@ for d in sorted((out / "runs").iterdir()):
     kind = f"{cfg['model']['type']}-{cfg['training']['optimizer']}" + " ours" * (d.name in ours)
     hist = [json.loads(line) for line in (d / "history.jsonl").read_text().splitlines() if line]
     saved = (d / "metrics.json").stat().st_mtime - start
-    r = rows.setdefault(kind, {"n": 0, "saved_min": 1e9, "saved_max": 0, "epoch_s": 0})
+    r = rows.setdefault(kind, {"n": 0, "saved_min": 1e9, "saved_max": -1e9, "epoch_s": 0})
     r["n"] += 1
     r["saved_min"], r["saved_max"] = min(r["saved_min"], saved), max(r["saved_max"], saved)
     r["epoch_s"] = max(r["epoch_s"], sum(h.get("seconds", 0) for h in hist))
