@@ -436,9 +436,8 @@ def test_background_training_equals_train_many(tmp_path, x_digits):
         fut.of(0).result(timeout=60)  # the stack's own future carries its error too
 
 
-def test_background_stacks_urgent_first(tmp_path, x_digits, monkeypatch):
-    """`urgent`: the stacks holding those configs get URGENT_PRIORITY, the others 0; each
-    stack's own future (`StacksFuture.of`) resolves once its runs are saved."""
+def recorded_priorities(monkeypatch) -> list[tuple[int, int]]:
+    """(models, stream priority) of each StackedTrainer built from now on, in order."""
     from implicit_em.train import stacked
 
     priorities = []
@@ -449,6 +448,15 @@ def test_background_stacks_urgent_first(tmp_path, x_digits, monkeypatch):
             super().__init__(cfgs, device, priority)
 
     monkeypatch.setattr(stacked, "StackedTrainer", Recorded)
+    return priorities
+
+
+def test_background_stacks_urgent_first(tmp_path, x_digits, monkeypatch):
+    """`urgent`: the stacks holding those configs get URGENT_PRIORITY, the others 0; each
+    stack's own future (`StacksFuture.of`) resolves once its runs are saved."""
+    from implicit_em.train import stacked
+
+    priorities = recorded_priorities(monkeypatch)
     cfgs = [
         make_cfg("encoder", {}, 1, 1e-3, "adam", 1),
         make_cfg("standard_sae", {}, 2, 1e-3, "adam", 1),
@@ -479,14 +487,7 @@ def test_urgent_configs_apart_get_stacks_of_their_own(tmp_path, x_digits, monkey
     assert stacked.stack_groups(cfgs, [], apart=True) == [[0, 2, 3], [1]]
     assert stacked.stack_groups(cfgs, [2], apart=True) == [[2], [0, 3], [1]]
     assert stacked.stack_groups(cfgs, [1, 3], apart=True) == [[3], [1], [0, 2]]
-    priorities = []
-
-    class Recorded(stacked.StackedTrainer):
-        def __init__(self, cfgs, device="cpu", priority=0):
-            priorities.append((len(cfgs), priority))
-            super().__init__(cfgs, device, priority)
-
-    monkeypatch.setattr(stacked, "StackedTrainer", Recorded)
+    priorities = recorded_priorities(monkeypatch)
     dirs = [tmp_path / f"r{i}" for i in range(4)]
     fut = stacked._train_in_thread(cfgs, x_digits, None, dirs, "cpu", False, 1, 5, urgent=[2],
                                    apart=True)  # fmt: skip
