@@ -1,24 +1,24 @@
 """The fused step's block kernel against the default step's closed form, per block, one device.
 
-Issue 19, round 3: on one H200 the opt-in fused step (`IMPLICIT_EM_FUSED_STEP=1`) was slower
-than the default step (docs/benchmarks.md): its Triton kernel (`kernels.triton_stacked`) took
-about 210 us per launch, one program per model. This script times, side by side in one run,
-for each block of the reproduction's encoder stacks (`profile_stacked.STACKS`; MNIST shapes
-B = 128, K = 64, random pre-activations):
+Issue 19: on one H200 the opt-in fused step (`IMPLICIT_EM_FUSED_STEP=1`) was slower than the
+default step in round 3 (docs/benchmarks.md), its first block kernel (v1, one program per model)
+taking about 210 us a launch. This script times, side by side in one run, for each block of
+the reproduction's encoder stacks (`profile_stacked.STACKS`; MNIST shapes B = 128, K = 64,
+random pre-activations):
   reference  `train.stacked.encoder_terms_grad` on ReLU(z) and ReLU's mask (what the default
              step runs), replayed from a CUDA graph (as `StackedTrainer` replays its step);
-  v1/wN      `kernels.triton_stacked.block_terms_grad` with N warps per program (one program
-             per model), also replayed from a graph;
-  v2/pP/wN   `kernels.triton_stacked_v2.block_terms_grad_v2` (round 4: one program per model
-             and column strip) with strips of P columns and N warps per program, likewise;
+  v2/pP/wN   `kernels.triton_stacked_v2.block_terms_grad_v2` (one program per model and
+             column strip) with strips of P columns and N warps per program, likewise;
 and prints microseconds per call and the ratio to the reference. The fused outputs are checked
 against the reference (1e-4 relative) before timing. On the CPU the kernel runs only under
 TRITON_INTERPRET=1 (slow; the times then mean nothing): the check still runs. Each number is
-printed as soon as it is measured. Its first H200 call (`--warps 1 2 4 8 16`, 30 Nov) printed
-nothing in 150 s: the reference's time waits on the line's kernel rows, and compiling the
-128 x 64 tile with 1 or 2 warps (heavy register spilling) is the likely stall (not confirmed).
+printed as soon as it is measured.
 
-    python benchmarks/bench_stacked_kernel.py --device cuda --kernels v1 v2
+History: round 4 (30 Nov 2026, one H200) ran this script with `--kernels v1 v2`, v1 beside v2
+(log docs/scale/h200_block_kernels_v1_v2.log: v1 36.8 us at 16 warps, 207 at 8, 359 at 4; v2
+17.4-21.7 us; the reference 133-143 us). v1 was then removed; `--kernels` still takes v2.
+
+    python benchmarks/bench_stacked_kernel.py --device cuda
 """
 
 from __future__ import annotations
@@ -77,11 +77,10 @@ def timed(fn, device: torch.device, n: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--kernels", nargs="+", choices=("v1", "v2"), default=["v1", "v2"],
-                   help="block kernels to time beside the reference")  # fmt: skip
-    p.add_argument("--warps", type=int, nargs="+", default=[16, 8, 4], help="v1's warps")
-    p.add_argument("--strips", type=int, nargs="+", default=[16, 32], help="v2's strip widths")
-    p.add_argument("--v2-warps", type=int, nargs="+", default=[8, 4], help="v2's warps")
+    p.add_argument("--kernels", nargs="+", choices=("v2",), default=["v2"],
+                   help="block kernels to time beside the reference (v1 was removed)")  # fmt: skip
+    p.add_argument("--strips", type=int, nargs="+", default=[16, 32], help="strip widths")
+    p.add_argument("--warps", type=int, nargs="+", default=[8, 4], help="warps per program")
     p.add_argument("--calls", type=int, default=500, help="timed calls per row")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args()
@@ -90,20 +89,14 @@ def main() -> None:
     run_kernel = kernels.triton_available() and (device.type == "cuda" or kernels.interpreted())
     variants = []  # (label, kernel as a function of (z, g, w))
     if run_kernel:
-        from implicit_em.kernels.triton_stacked import block_terms_grad
         from implicit_em.kernels.triton_stacked_v2 import STRIPS, block_terms_grad_v2
 
         if bad := sorted(set(args.strips) - set(STRIPS)):
             p.error(f"--strips {bad}: v2's strip widths are {STRIPS}")
-        if "v1" in args.kernels:
+        for p_ in args.strips:
             for nw in args.warps:
-                variants.append((f"v1/w{nw}", lambda z, g, w, nw=nw:
-                                 block_terms_grad(z, g, K, EPS, w, num_warps=nw)))  # fmt: skip
-        if "v2" in args.kernels:
-            for p_ in args.strips:
-                for nw in args.v2_warps:
-                    variants.append((f"v2/p{p_}/w{nw}", lambda z, g, w, nw=nw, p_=p_:
-                                     block_terms_grad_v2(z, g, K, EPS, w, nw, p_)))  # fmt: skip
+                variants.append((f"v2/p{p_}/w{nw}", lambda z, g, w, nw=nw, p_=p_:
+                                 block_terms_grad_v2(z, g, K, EPS, w, nw, p_)))  # fmt: skip
     print(f"torch {torch.__version__}, device {device}, {args.threads} CPU thread(s), "
           f"B = {BATCH}, K = {K}, {args.calls} calls per row")  # fmt: skip
     gen = torch.Generator().manual_seed(0)

@@ -7,7 +7,8 @@ optimizer update alone:
   default  the step as CUDA runs it by default (tensor-only Adam, `fused_adam = False`; the
            closed-form terms as `encoder_terms_grad`'s torch operations);
   fused    `fused_step=True` (IMPLICIT_EM_FUSED_STEP=1): torch's fused multi-tensor Adam and
-           each block's terms as one Triton kernel (`kernels.triton_stacked`).
+           each block's terms as one Triton kernel (`kernels.triton_stacked_v2`; round 3
+           counted v1, one program per model, removed since: one launch a block either way).
 On the CPU these counts are a PROXY for the GPU's kernel launches, not a measurement of them:
 an operation counts once if it is not a metadata-only one (views, reshapes, empty allocations)
 and no counted operation runs below it in the dispatch tree (a matrix product counts besides
@@ -36,7 +37,16 @@ from implicit_em.data import load_mnist  # noqa: E402
 from implicit_em.train.stacked import StackedTrainer  # noqa: E402
 
 BATCH = 128
-STACKS = {"encoder-adam": (23, 5, "adam"), "encoder-sgd": (12, 3, "sgd")}  # N, seeds, optimizer
+STACKS = {
+    "encoder-adam": (23, 5, "adam"),
+    "encoder-sgd": (12, 3, "sgd"),
+    "encoder-adam-repro": (23, [1, 2, 3] * 7 + [4, 5], "adam"),
+    "encoder-ours": (5, [1, 2, 3, 4, 5], "adam"),
+    "encoder-adam-rest": (18, [1, 2, 3] * 6, "adam"),
+}
+"""name -> (N, data seeds: a count, model i on seed 1 + i % count, or each model's seed;
+optimizer). The last three are the reproduce's Adam stack as it is by default and split
+under IMPLICIT_EM_SPLIT_URGENT=1 (`profile_stacked.STACKS` says how)."""
 METADATA = {
     "aten::view", "aten::reshape", "aten::_reshape_alias", "aten::as_strided", "aten::empty",
     "aten::empty_like", "aten::empty_strided", "aten::unsqueeze", "aten::squeeze",
@@ -48,15 +58,16 @@ METADATA = {
     "aten::expand_as", "aten::set_", "aten::requires_grad_",
 }  # fmt: skip
 GEMMS = {"aten::baddbmm", "aten::bmm", "aten::addmm", "aten::mm"}
-KERNEL = "triton: kernels.triton_stacked._block_kernel"
+KERNEL = "triton: kernels.triton_stacked_v2._strip_kernel"
 
 
 def build(name: str, fused_step: bool) -> StackedTrainer:
     n, seeds, opt = STACKS[name]
+    seed = seeds if isinstance(seeds, list) else [1 + i % seeds for i in range(n)]
     cfgs = [
         from_dict({"model": {"type": "encoder", "input_dim": 784, "hidden_dim": 64},
                    "training": {"batch_size": BATCH, "optimizer": opt, "lr": 1e-3,
-                                "seed": 1 + i % seeds}})
+                                "seed": seed[i]}})
         for i in range(n)
     ]  # fmt: skip
     tr = StackedTrainer(cfgs, "cpu", fused_step=fused_step)
@@ -88,17 +99,17 @@ def launches(prof) -> Counter:
 
 def count(name: str, fused_step: bool, x: torch.Tensor) -> tuple[Counter, Counter]:
     """(launch proxies of one whole step, of its optimizer update alone), after a warm-up."""
-    from implicit_em.kernels import triton_stacked
+    from implicit_em.kernels import triton_stacked_v2
 
     tr = build(name, fused_step)
     order = tr.epoch_order(len(x), 0)
-    kernel = triton_stacked.block_terms_grad
+    kernel = triton_stacked_v2.block_terms_grad_v2
 
     def labelled(*args):
         with record_function(KERNEL):
             return kernel(*args)
 
-    triton_stacked.block_terms_grad = labelled
+    triton_stacked_v2.block_terms_grad_v2 = labelled
     try:
         for s in range(2):  # warm-up (gradient buffers, cached lists, Triton's first launch)
             tr.train_step(tr.batch(x, order, s, BATCH))
@@ -108,7 +119,7 @@ def count(name: str, fused_step: bool, x: torch.Tensor) -> tuple[Counter, Counte
         with profile(activities=[ProfilerActivity.CPU]) as prof_opt:
             tr.optim.step()
     finally:
-        triton_stacked.block_terms_grad = kernel
+        triton_stacked_v2.block_terms_grad_v2 = kernel
     return launches(prof), launches(prof_opt)
 
 
@@ -120,14 +131,14 @@ def main() -> None:
     torch.set_num_threads(1)
     x = load_mnist("train")[0]
     print(f"torch {torch.__version__}, CPU; operations per step (a proxy for GPU kernel launches)")
-    print(f"{'stack':14s} {'':8s} {'default':>8s} {'fused':>8s}")
+    print(f"{'stack':24s} {'':8s} {'default':>8s} {'fused':>8s}")
     for name in args.stacks:
         (d_all, d_opt), (f_all, f_opt) = count(name, False, x), count(name, True, x)
         n = STACKS[name][0]
-        print(f"{name + f' N={n}':14s} {'step':8s} {d_all.total():8d} {f_all.total():8d}")
-        print(f"{'':14s} {'optim':8s} {d_opt.total():8d} {f_opt.total():8d}")
+        print(f"{name + f' N={n}':24s} {'step':8s} {d_all.total():8d} {f_all.total():8d}")
+        print(f"{'':24s} {'optim':8s} {d_opt.total():8d} {f_opt.total():8d}")
         rest_d, rest_f = d_all.total() - d_opt.total(), f_all.total() - f_opt.total()
-        print(f"{'':14s} {'rest':8s} {rest_d:8d} {rest_f:8d}")
+        print(f"{'':24s} {'rest':8s} {rest_d:8d} {rest_f:8d}")
         if args.top:
             for label, c in (("default", d_all), ("fused", f_all)):
                 print(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in c.most_common(args.top)))

@@ -1,7 +1,11 @@
 """Where a StackedTrainer step spends its time: the reproduction's stacks, one device.
 
 For each stack (Adam encoders N=23 on 5 data seeds, SGD encoders N=12, standard SAEs N=5,
-TopK SAEs N=5) prints ms per step three ways, each after a warm-up (CUDA-graph capture):
+TopK SAEs N=5; and the reproduce's own Adam layouts: `encoder-adam-repro`, its Adam stack as
+it is by default, 7 models on seeds 1-3 and 1 on seeds 4-5, one learning rate; split as under
+IMPLICIT_EM_SPLIT_URGENT=1 into `encoder-ours`, the benchmark's ours on seeds 1-5, and
+`encoder-adam-rest`, 6 models on seeds 1-3) prints ms per step three ways, each after a warm-up
+(CUDA-graph capture):
   loop    what `fit` does per step: batch gather, `step` (graph replay on GPUs), outputs
           cloned and summed;
   step    `step` alone on a fixed batch;
@@ -29,7 +33,13 @@ STACKS = {
     "encoder-sgd": (12, 3, {"type": "encoder"}, "sgd", 1e-3),
     "standard_sae": (5, 5, {"type": "standard_sae"}, "adam", 1e-3),
     "topk_sae": (5, 5, {"type": "topk_sae", "k": 17}, "adam", 1e-3),
+    "encoder-adam-repro": (23, [1, 2, 3] * 7 + [4, 5], {"type": "encoder"}, "adam", 1e-3, 4),
+    "encoder-ours": (5, [1, 2, 3, 4, 5], {"type": "encoder"}, "adam", 1e-3, 1),
+    "encoder-adam-rest": (18, [1, 2, 3] * 6, {"type": "encoder"}, "adam", 1e-3, 4),
 }
+"""name -> (N, data seeds: a count, model i on seed 1 + i % count, or each model's seed; the
+model; the optimizer; the base learning rate; how many rates, model i at lr (1 + i % rates),
+3 unless given)."""
 
 
 def sync(device: torch.device) -> None:
@@ -38,12 +48,14 @@ def sync(device: torch.device) -> None:
 
 
 def build(name: str, device: torch.device) -> StackedTrainer:
-    n, seeds, model, opt, lr = STACKS[name]
+    n, seeds, model, opt, lr, *rates = STACKS[name]
+    rates = rates[0] if rates else 3
+    seed = seeds if isinstance(seeds, list) else [1 + i % seeds for i in range(n)]
     loss = {"l1_weight": 0.01} if name == "standard_sae" else {}
     cfgs = [
         from_dict({"model": {"input_dim": 784, "hidden_dim": 64, **model}, "loss": loss,
-                   "training": {"batch_size": BATCH, "optimizer": opt, "lr": lr * (1 + i % 3),
-                                "seed": 1 + i % seeds}})
+                   "training": {"batch_size": BATCH, "optimizer": opt, "lr": lr * (1 + i % rates),
+                                "seed": seed[i]}})
         for i in range(n)
     ]  # fmt: skip
     return StackedTrainer(cfgs, device)

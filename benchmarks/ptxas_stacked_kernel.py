@@ -1,8 +1,9 @@
-"""Registers and spills of the stacked block kernels v1 and v2, compiled for an H200 on a CPU machine.
+"""Registers and spills of the stacked block kernel v2, compiled for an H200 on a CPU machine.
 
-Issue 19, round 4: the block kernel v1 (`kernels.triton_stacked`, one program per model) took
-213 us per launch on an H200; v2 (`kernels.triton_stacked_v2`) splits each model over column
-strips. Without a GPU this script compiles both ahead of time for sm_90a (Triton's own
+Issue 19, round 4: the block kernel v1 (one program per model, removed since) took 213 us per
+launch on an H200; v2 (`kernels.triton_stacked_v2`) splits each model over column strips.
+Round 4's run of this script (docs/scale/ptxas_stacked_kernel.txt) counted both; v1's rows
+there come from its removed source. Without a GPU this script compiles v2 ahead of time for sm_90a (Triton's own
 `triton.compile` with a CUDA target: no device needed) at the MNIST shapes (B = 128, K = 64)
 and runs the ptxas that ships with Triton with -v on the PTX, printing per (kernel, strip,
 warps) its registers per thread and its spill stores / loads (bytes per thread of local-memory
@@ -10,7 +11,7 @@ traffic: the register pressure the round is about). A static count, not a time: 
 of benchmarks/bench_stacked_kernel.py times them. The PTX version Triton emits may be newer
 than its plain `ptxas` accepts: the newest ptxas found in Triton's backend is used.
 
-    python benchmarks/ptxas_stacked_kernel.py --kernels v1 v2
+    python benchmarks/ptxas_stacked_kernel.py
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from implicit_em.kernels.triton_stacked import _block_kernel
 from implicit_em.kernels.triton_stacked_v2 import STRIPS, _strip_kernel
 
 B, K = 128, 64
@@ -39,8 +39,6 @@ def signature(names: list[str], types: list[str], consts: list[str]) -> dict[str
     return dict(zip(names, types, strict=True)) | {c: "constexpr" for c in consts}
 
 
-V1 = signature([*ARGS[:3], "terms_ptr", *ARGS[4:], "stride_zs", "stride_zb", "eps", "tol"],
-               [*TYPES, "i32", "i32", "fp32", "fp32"], ["BB", "BK"])  # fmt: skip
 V2 = signature([*ARGS[:3], "part_ptr", *ARGS[4:], "NP", "stride_zs", "stride_zb", "eps", "tol"],
                [*TYPES, "i32", "i32", "i32", "fp32", "fp32"], ["BB", "P"])  # fmt: skip
 
@@ -76,22 +74,16 @@ def report(label: str, fn, sig: dict, consts: dict, warps: int, tool: str, tmp: 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--kernels", nargs="+", choices=("v1", "v2"), default=["v1", "v2"])
-    p.add_argument("--warps", type=int, nargs="+", default=[4, 8, 16], help="v1's warps")
     p.add_argument("--strips", type=int, nargs="+", default=[16, 32], choices=STRIPS)
-    p.add_argument("--v2-warps", type=int, nargs="+", default=[2, 4, 8], help="v2's warps")
+    p.add_argument("--warps", type=int, nargs="+", default=[2, 4, 8], help="warps per program")
     args = p.parse_args()
     tool = ptxas()
     print(f"triton {triton.__version__}, {Path(tool).name}, sm_90a, B = {B}, K = {K}")
     with tempfile.TemporaryDirectory() as tmp:
-        if "v1" in args.kernels:
+        for strip in args.strips:
             for nw in args.warps:
-                report(f"v1/w{nw}", _block_kernel, V1, {"BB": B, "BK": K}, nw, tool, Path(tmp))
-        if "v2" in args.kernels:
-            for strip in args.strips:
-                for nw in args.v2_warps:
-                    report(f"v2/p{strip}/w{nw}", _strip_kernel, V2, {"BB": B, "P": strip}, nw,
-                           tool, Path(tmp))  # fmt: skip
+                report(f"v2/p{strip}/w{nw}", _strip_kernel, V2, {"BB": B, "P": strip}, nw,
+                       tool, Path(tmp))  # fmt: skip
 
 
 if __name__ == "__main__":

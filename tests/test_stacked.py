@@ -436,9 +436,8 @@ def test_background_training_equals_train_many(tmp_path, x_digits):
         fut.of(0).result(timeout=60)  # the stack's own future carries its error too
 
 
-def test_background_stacks_urgent_first(tmp_path, x_digits, monkeypatch):
-    """`urgent`: the stacks holding those configs get URGENT_PRIORITY, the others 0; each
-    stack's own future (`StacksFuture.of`) resolves once its runs are saved."""
+def recorded_priorities(monkeypatch) -> list[tuple[int, int]]:
+    """(models, stream priority) of each StackedTrainer built from now on, in order."""
     from implicit_em.train import stacked
 
     priorities = []
@@ -449,6 +448,15 @@ def test_background_stacks_urgent_first(tmp_path, x_digits, monkeypatch):
             super().__init__(cfgs, device, priority)
 
     monkeypatch.setattr(stacked, "StackedTrainer", Recorded)
+    return priorities
+
+
+def test_background_stacks_urgent_first(tmp_path, x_digits, monkeypatch):
+    """`urgent`: the stacks holding those configs get URGENT_PRIORITY, the others 0; each
+    stack's own future (`StacksFuture.of`) resolves once its runs are saved."""
+    from implicit_em.train import stacked
+
+    priorities = recorded_priorities(monkeypatch)
     cfgs = [
         make_cfg("encoder", {}, 1, 1e-3, "adam", 1),
         make_cfg("standard_sae", {}, 2, 1e-3, "adam", 1),
@@ -461,6 +469,31 @@ def test_background_stacks_urgent_first(tmp_path, x_digits, monkeypatch):
     assert fut.of(1).result(timeout=120) is None and runs.is_complete(dirs[1])
     got = fut.result(timeout=120)
     assert all(runs.is_complete(d) for d in dirs) and len(got) == 3
+
+
+def test_urgent_configs_apart_get_stacks_of_their_own(tmp_path, x_digits, monkeypatch):
+    """`stack_groups(apart=True)` (IMPLICIT_EM_SPLIT_URGENT in the experiments): the urgent
+    configs split off their stacks into stacks of their own, first, at URGENT_PRIORITY; the
+    others keep their order; without urgent configs or apart, `group_configs`."""
+    from implicit_em.train import stacked
+
+    cfgs = [
+        make_cfg("encoder", {}, 1, 1e-3, "adam", 1),
+        make_cfg("standard_sae", {}, 2, 1e-3, "adam", 1),
+        make_cfg("encoder", {}, 3, 1e-3, "adam", 1),
+        make_cfg("encoder", {}, 4, 1e-3, "adam", 1),
+    ]
+    assert stacked.stack_groups(cfgs, [2], apart=False) == [[0, 2, 3], [1]]
+    assert stacked.stack_groups(cfgs, [], apart=True) == [[0, 2, 3], [1]]
+    assert stacked.stack_groups(cfgs, [2], apart=True) == [[2], [0, 3], [1]]
+    assert stacked.stack_groups(cfgs, [1, 3], apart=True) == [[3], [1], [0, 2]]
+    priorities = recorded_priorities(monkeypatch)
+    dirs = [tmp_path / f"r{i}" for i in range(4)]
+    fut = stacked._train_in_thread(cfgs, x_digits, None, dirs, "cpu", False, 1, 5, urgent=[2],
+                                   apart=True)  # fmt: skip
+    assert priorities == [(1, stacked.URGENT_PRIORITY), (2, 0), (1, 0)]
+    assert fut.of(2) is not fut.of(0) and fut.of(0) is fut.of(3)
+    assert len(fut.result(timeout=120)) == 4 and all(runs.is_complete(d) for d in dirs)
 
 
 def test_take_streams_skips_streams_held_by_live_owners(monkeypatch):

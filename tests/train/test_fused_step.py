@@ -13,7 +13,6 @@ from implicit_em.train.stacked import (
     FUSED_KERNEL_ENV,
     FUSED_STEP_ENV,
     StackedTrainer,
-    fused_kernel_choice,
     fused_step_enabled,
 )
 
@@ -38,27 +37,23 @@ def cfgs(optimizer: str = "adam", lr: float = 1e-3) -> list:
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
-def test_fused_step_trains_like_the_default_step(x_digits, monkeypatch, device, version):
+def test_fused_step_trains_like_the_default_step(x_digits, monkeypatch, device):
     """Two epochs, float32: the default step as CUDA runs it (tensor-only Adam) and the fused
-    step (with block kernel v1 or v2, chosen by FUSED_KERNEL_ENV: compiled on CUDA, Triton's
-    interpreter on a CPU machine) end within float32 noise of each other, not bitwise (the
-    kernels round differently)."""
+    step (block kernel `kernels.triton_stacked_v2`: compiled on CUDA, Triton's interpreter on a
+    CPU machine) end within float32 noise of each other, not bitwise (the kernels round
+    differently)."""
     if not kernels.triton_available():
         pytest.skip("Triton is not installed")
-    from implicit_em.kernels import triton_stacked, triton_stacked_v2
+    from implicit_em.kernels import triton_stacked_v2
 
-    module, name = ((triton_stacked, "block_terms_grad") if version == "v1" else
-                    (triton_stacked_v2, "block_terms_grad_v2"))  # fmt: skip
     calls = []
-    kernel = getattr(module, name)
-    monkeypatch.setattr(module, name, lambda *args: calls.append(1) or kernel(*args))
-    monkeypatch.setenv(FUSED_KERNEL_ENV, version)
+    kernel = triton_stacked_v2.block_terms_grad_v2
+    monkeypatch.setattr(triton_stacked_v2, "block_terms_grad_v2",
+                        lambda *args: calls.append(1) or kernel(*args))  # fmt: skip
     default = StackedTrainer(cfgs(), device, fused_step=False)
     default.fused_adam = False  # the update CUDA graphs capture
     fused = StackedTrainer(cfgs(), device, fused_step=True)
-    assert fused.fused_kernel == version and default.fused_kernel == "v1"
     h_default = default.fit(x_digits, progress=False)
     h_fused = fused.fit(x_digits, progress=False)
     for a, b in zip(default.models, fused.models, strict=True):
@@ -82,15 +77,16 @@ def test_the_environment_opts_in(monkeypatch):
         fused_step_enabled()
 
 
-def test_the_environment_picks_the_kernel(monkeypatch):
-    """FUSED_KERNEL_ENV: v1 unless set to v2; anything else is refused in one line, when the
-    fused step is on (the default step never reads it)."""
-    monkeypatch.delenv(FUSED_KERNEL_ENV, raising=False)
-    assert fused_kernel_choice() == "v1"
-    monkeypatch.setenv(FUSED_KERNEL_ENV, "v2")
-    assert StackedTrainer(cfgs()[:1], fused_step=True).fused_kernel == "v2"
-    assert StackedTrainer(cfgs()[:1], fused_step=False).fused_kernel == "v1"
-    monkeypatch.setenv(FUSED_KERNEL_ENV, "v3")
+def test_a_removed_kernel_is_refused(monkeypatch):
+    """FUSED_KERNEL_ENV: unset or "v2" (the one kernel) pass; "v1" (removed) is refused in one
+    line when the fused step is on (the default step never reads it)."""
+    for value in (None, "v2"):
+        if value is None:
+            monkeypatch.delenv(FUSED_KERNEL_ENV, raising=False)
+        else:
+            monkeypatch.setenv(FUSED_KERNEL_ENV, value)
+        assert StackedTrainer(cfgs()[:1], fused_step=True).fused_step
+    monkeypatch.setenv(FUSED_KERNEL_ENV, "v1")
     StackedTrainer(cfgs()[:1], fused_step=False)  # not read
-    with pytest.raises(ValueError, match="IMPLICIT_EM_FUSED_KERNEL must be v1 or v2"):
+    with pytest.raises(ValueError, match="IMPLICIT_EM_FUSED_KERNEL='v1': .* unset it"):
         StackedTrainer(cfgs()[:1], fused_step=True)

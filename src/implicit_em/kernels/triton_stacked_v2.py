@@ -1,13 +1,22 @@
-"""The stacked encoder block's closed-form terms and dL/dz, split over column strips (kernel v2).
+"""The stacked encoder block's closed-form terms and dL/dz in one Triton launch (kernel v2).
 
-Legend as in `kernels.triton_stacked` (v1): S_b data seeds of a block, G models per seed, B
-batch, K components, N_b = S_b G models; z (S_b, B, G K), model (s, g) owns columns
-g K:(g + 1) K of seed s, codes a = ReLU(z) (B, K). Same formulas as v1 and its reference
-`train.stacked.encoder_terms_grad` (tests/test_stacked_kernel.py compares all three).
+Legend: S_b data seeds of a block, G models per seed, B batch, K components, N_b = S_b G
+models. z (S_b, B, G K) the block's pre-activations as the stacked trainer's batched matmul
+writes them (`train.stacked.StackedTrainer._encoder_step`); model (s, g) owns columns
+g K:(g + 1) K of seed s, and its codes are a = ReLU(z) (B, K). Imported only when Triton is
+(`implicit_em.kernels.triton_available`); with TRITON_INTERPRET=1 set before the import it runs
+on the CPU in Triton's interpreter (the tests).
 
-Why a second design: v1 runs one program per model holding the whole (B, K) = (128, 64) tile
-and two 64 x 128 x 64 products; on an H200 a block launches 8-15 such programs on 132 SMs and
-took 213 us (docs/benchmarks.md, "Round 3 on the H200"). v2 launches one program per (model,
+`block_terms_grad_v2` computes, per model, what `train.stacked.encoder_terms_grad` computes
+(the reference, whose formulas it follows; tests/test_stacked_kernel.py compares them) and
+ReLU's backward on top: the terms lse, var, tc (paper Eqs. 4, 7 and the decorrelation penalty)
+and dL/dz of w_lse lse + w_var var + w_tc tc. It is the only block kernel of the opt-in fused
+step (`train.stacked.FUSED_STEP_ENV`).
+
+Why column strips: the first design (v1, removed after round 4) ran one program per model
+holding the whole (B, K) = (128, 64) tile and two 64 x 128 x 64 products; on an H200 a block
+launched 8-15 such programs on 132 SMs and took 37-359 us by warp count, against 17-22 us for
+this one (docs/benchmarks.md, "Round 4"). v2 launches one program per (model,
 column strip of width P): N_b ceil(K / P) programs (32-60 for the MNIST blocks at P = 16),
 each holding (B, P) tiles. Everything but the row softmax and the K x K product is local to a
 column, so a program needs the other columns only through
@@ -33,12 +42,16 @@ import triton.language as tl
 from torch import Tensor
 
 from implicit_em.colstats import constant_tolerance
-from implicit_em.kernels.triton_stacked import TERMS, _pad
 
+TERMS = ("lse", "var", "tc")
 MAX_TILE = 128 * 128
 """Largest padded B x P strip tile one program holds; larger blocks take the reference."""
 STRIPS = (16, 32, 64)
 """Strip widths P (tl.dot needs every dimension >= 16)."""
+
+
+def _pad(n: int) -> int:
+    return max(16, triton.next_power_of_2(n))  # tl.dot needs every dimension >= 16
 
 
 def fits(b: int, k: int, dtype: torch.dtype, strip: int = 16) -> bool:
@@ -132,8 +145,8 @@ def block_terms_grad_v2(
     benchmarks/ptxas_stacked_kernel.py); strip: columns per program, one of STRIPS
     (benchmarks/bench_stacked_kernel.py times the choices).
     Returns ({"lse", "var", "tc"}: (S_b, G) each, dz (S_b, B, G K)): the terms of
-    `train.stacked.encoder_terms_grad` on a = ReLU(z), and dL/dz = [z > 0] dL/da; the same
-    as `kernels.triton_stacked.block_terms_grad` to float32 rounding.
+    `train.stacked.encoder_terms_grad` on a = ReLU(z), and dL/dz = [z > 0] dL/da, to float32
+    rounding (tests/test_stacked_kernel.py: 1e-5 relative).
     Raises ValueError when the block does not `fits` or strip is not in STRIPS.
     """
     if strip not in STRIPS:

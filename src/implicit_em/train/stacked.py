@@ -61,16 +61,13 @@ default priority is 0; lower is more urgent)."""
 FUSED_STEP_ENV = "IMPLICIT_EM_FUSED_STEP"
 """Environment variable: "1" opts the stacked trainer in to its fused step (`StackedTrainer`'s
 fused_step), "0" (the default) keeps the default step. Measured on one H200 (docs/benchmarks.md,
-"Round 3 on the H200"), the fused step is SLOWER than the default (MNIST reproduce 67.4 s against
-51.1 s): CUDA graphs already remove the launch cost it saves, and its kernel is latency-bound."""
+"Round 4"): its block kernel (`kernels.triton_stacked_v2`) takes 17-18 us a block against the
+reference's 133-143 us, and a step of the Adam encoder stack 0.288 ms against 0.327 ms, but the
+MNIST reproduce is SLOWER end to end (55.1 s against 50.7 s): the stacks side by side are not
+bound by their own kernels. Kept opt-in for the kernel work of issue 19."""
 FUSED_KERNEL_ENV = "IMPLICIT_EM_FUSED_KERNEL"
-"""Environment variable: which block kernel the fused step runs, "v1" (the default:
-`kernels.triton_stacked`, one program per model) or "v2" (`kernels.triton_stacked_v2`, one
-program per model and column strip; not yet timed on a GPU, docs/benchmarks.md "Round 4").
-Read only when the fused step is on; the default step never runs either."""
-FUSED_KERNELS = {"v1": ("triton_stacked", "block_terms_grad"),
-                 "v2": ("triton_stacked_v2", "block_terms_grad_v2")}  # fmt: skip
-"""Each FUSED_KERNEL_ENV value: its module in `implicit_em.kernels` (with a `fits`) and function."""
+"""Former environment variable that chose the fused step's block kernel between v1 and v2; v1
+was removed after round 4 (docs/benchmarks.md), so only unset or "v2" (the one kernel) pass."""
 _CAPTURE_LOCK = threading.Lock()  # CUDA-graph captures of stacks trained in threads
 
 
@@ -82,14 +79,20 @@ def fused_step_enabled() -> bool:
     return value == "1"
 
 
-def fused_kernel_choice() -> str:
-    """The fused step's block kernel named by FUSED_KERNEL_ENV: "v1" (unset) or "v2"."""
-    value = os.environ.get(FUSED_KERNEL_ENV, "v1")
-    if value not in FUSED_KERNELS:
+def _block_kernel():
+    """The module of the fused step's block kernel (`kernels.triton_stacked_v2`), imported on
+    first use since it imports Triton; its function is looked up at each call (tests wrap it)."""
+    return importlib.import_module("implicit_em.kernels.triton_stacked_v2")
+
+
+def check_fused_kernel() -> None:
+    """Refuse, in one line, a FUSED_KERNEL_ENV that names a removed kernel (anything but "v2")."""
+    value = os.environ.get(FUSED_KERNEL_ENV, "v2")
+    if value != "v2":
         raise ValueError(
-            f"{FUSED_KERNEL_ENV} must be v1 or v2, got {value!r}: unset it or set v1 or v2"
+            f"{FUSED_KERNEL_ENV}={value!r}: the fused step has one block kernel now (v2; v1 was "
+            "removed after docs/benchmarks.md round 4): unset it"
         )
-    return value
 
 
 def stack_key(cfg: RunConfig) -> tuple:
@@ -109,6 +112,23 @@ def group_configs(cfgs: list[RunConfig]) -> list[list[int]]:
     for i, cfg in enumerate(cfgs):
         groups.setdefault(stack_key(cfg), []).append(i)
     return list(groups.values())
+
+
+def stack_groups(
+    cfgs: list[RunConfig], urgent: Collection[int] = (), apart: bool = False
+) -> list[list[int]]:  # fmt: skip
+    """The stacks `train_many_in_background` builds: `group_configs`, or with apart the urgent
+    configs (indices) split off into stacks of their own, put first, each group's other
+    configs after them in their order. A smaller stack finishes sooner (fewer models to step
+    and to evaluate each epoch), at the price of more kernels per step in all: each stack has
+    its own optimizer update and batch gathers."""
+    groups = group_configs(cfgs)
+    hot = set(urgent)
+    if not (apart and hot):
+        return groups
+    first = [[i for i in g if i in hot] for g in groups]
+    rest = [[i for i in g if i not in hot] for g in groups]
+    return [g for g in first + rest if g]
 
 
 def seed_slots(seeds: list[int]) -> tuple[list[int], list[int], list[tuple[int, int, int]]]:
@@ -223,18 +243,19 @@ class StackedTrainer:
         fused_step: opt in to fewer kernels per step (None: the FUSED_STEP_ENV variable, off
         unless "1"): Adam as one multi-tensor kernel per learning rate
         (`StackedOptimizer.multi_tensor`), and on the encoder's closed-form ReLU path each
-        block's terms and dL/dz as one Triton kernel (`kernels.triton_stacked`; on CUDA, or on
+        block's terms and dL/dz as one Triton kernel (`kernels.triton_stacked_v2`; on CUDA, or on
         the CPU under TRITON_INTERPRET=1; the reference where Triton is missing or a block does
         not fit). It rounds differently from the default step, so results agree with it to
         float32 rounding per step, not bitwise. Slower than the default step on an H200
-        (FUSED_STEP_ENV says by how much); kept opt-in for the kernel work of issue 19.
-        The fused step's block kernel is v1 unless FUSED_KERNEL_ENV says v2 (attribute
-        `fused_kernel`); the variable is read, and checked, only when the fused step is on."""
+        end to end (FUSED_STEP_ENV says by how much); kept opt-in for the kernel work of
+        issue 19. Raises ValueError when the fused step is on and FUSED_KERNEL_ENV names a
+        removed kernel (`check_fused_kernel`)."""
         if not cfgs or len({stack_key(c) for c in cfgs}) != 1:
             raise ValueError("configs in one stack must share stack_key(); use group_configs()")
         self.cfgs, self.device = cfgs, torch.device(device)
         self.fused_step = fused_step_enabled() if fused_step is None else fused_step
-        self.fused_kernel = fused_kernel_choice() if self.fused_step else "v1"
+        if self.fused_step:
+            check_fused_kernel()
         self.family = family(cfgs[0].model.type)
         self.kind = self.family.name
         self.models = [runs.build_model(c).to(self.device) for c in cfgs]
@@ -388,7 +409,7 @@ class StackedTrainer:
                 if closed_form:
                     wts = {t: self.weights[t][m0:m1].view(s, g) for t in ("lse", "var", "tc")}
                     if act_name == "relu" and self._fused_block(z, k):
-                        kernel = self._block_kernel()
+                        kernel = _block_kernel().block_terms_grad_v2
                         terms_b, dz = kernel(z, g, k, eps, self._block_weights[i])
                     elif act_name == "relu":
                         terms_b, da = encoder_terms_grad(z.relu().view(s, -1, g, k), eps, wts)
@@ -435,22 +456,12 @@ class StackedTrainer:
     def _fused_block(self, z: Tensor, k: int) -> bool:
         """Whether the fused step runs this block's closed-form terms as one Triton kernel:
         z (S_b, B, G K) on CUDA (or the CPU under Triton's interpreter), float32, and its
-        (B, K) tile fits the kernel `fused_kernel` names (`kernels.triton_stacked.fits`, or
-        `kernels.triton_stacked_v2.fits` for v2)."""
+        (B, K) tile fits the kernel (`kernels.triton_stacked_v2.fits`)."""
         if not (self.fused_step and kernels.triton_available()):
             return False
         if not (z.is_cuda or kernels.interpreted()):
             return False
-        return self._kernel_module().fits(z.shape[1], k, z.dtype)
-
-    def _kernel_module(self):
-        """The module of the block kernel `fused_kernel` names (FUSED_KERNELS; imported on
-        first use, since it imports Triton)."""
-        return importlib.import_module(f"implicit_em.kernels.{FUSED_KERNELS[self.fused_kernel][0]}")
-
-    def _block_kernel(self):
-        """The block kernel `fused_kernel` names, looked up on its module at each call."""
-        return getattr(self._kernel_module(), FUSED_KERNELS[self.fused_kernel][1])
+        return _block_kernel().fits(z.shape[1], k, z.dtype)
 
     @torch.no_grad()
     def _weight_grads(self, xb: Tensor, dz: Tensor, m0: int, m1: int, s: int, gk: int) -> None:
@@ -937,6 +948,7 @@ def train_many_in_background(
     eval_every: int = 1,
     checkpoint_every: int = CHECKPOINT_EVERY,
     urgent: Collection[int] = (),
+    apart: bool = False,
 ) -> StacksFuture | None:
     """`train_many` (stacked) in a background thread, so that the caller can work meanwhile.
 
@@ -951,20 +963,24 @@ def train_many_in_background(
     urgent: indices of configs needed first; their stacks run at URGENT_PRIORITY (the
     GPU serves their kernels before those of the other stacks and of the caller's default
     stream). The results do not depend on it.
+    apart: the urgent configs train in stacks of their own (`stack_groups`), so that they
+    are saved sooner. Their models then share their batched matmuls with fewer others, which
+    on a GPU may round differently (cuBLAS picks kernels by shape): not bitwise the runs of
+    the default grouping, the same to float32 rounding.
     """
     if torch.device(device).type not in BACKGROUND_DEVICES or _draws(cfgs):
         return None
     return _train_in_thread(cfgs, x_train, x_eval, run_dirs, device, progress, eval_every,
-                            checkpoint_every, urgent)  # fmt: skip
+                            checkpoint_every, urgent, apart)  # fmt: skip
 
 
 def _train_in_thread(
     cfgs: list[RunConfig], x_train: Tensor, x_eval: Tensor | None, run_dirs: list | None,
     device: torch.device | str, progress: bool, eval_every: int, checkpoint_every: int,
-    urgent: Collection[int] = (),
+    urgent: Collection[int] = (), apart: bool = False,
 ) -> StacksFuture:  # fmt: skip
     """`train_many_in_background` on any device."""
-    groups = group_configs(cfgs)
+    groups = stack_groups(cfgs, urgent, apart)
     ckpts = _checkpoints(groups, run_dirs, checkpoint_every)
     hot = set(urgent)
     trainers = [StackedTrainer([cfgs[i] for i in g], device,
