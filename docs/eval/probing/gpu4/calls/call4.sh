@@ -22,8 +22,11 @@ python3 - "$P4/data.json" <<'PY' || { echo "call 4: the plan was refused (line a
 import json, sys
 from dataclasses import replace
 from implicit_em.eval.probing_study.plan import Plan, plan_fields, read_plan_json
-over = read_plan_json("@docs/eval/probing/gpu4/plan.json")
-plan = replace(Plan(**plan_fields(json.load(open(sys.argv[1]))["plan"], "data.json")), **plan_fields(over))
+try:
+    over = read_plan_json("@docs/eval/probing/gpu4/plan.json")
+    plan = replace(Plan(**plan_fields(json.load(open(sys.argv[1]))["plan"], "data.json")), **plan_fields(over))
+except (ValueError, FileNotFoundError) as e:
+    sys.exit(f"plan refused: {e}")
 print("plan accepted:", len(plan.rows), "rows", [r.get("label") or r["family"] for r in plan.rows],
       "Ks", plan.Ks, "seeds", plan.seeds, "readout rows", [r.get("label") or r["family"] for r in plan.rows if r.get("readout")])
 PY
