@@ -175,7 +175,10 @@ def test_aux_reconstruction_with_fewer_dead_than_k_aux():
 def test_topk_readout_keeps_the_k_largest_codes_of_the_model():
     """models.TopKReadout: the model's codes with all but the k largest per row zeroed (the
     plain formula: a sort), W the model's, the model unchanged; rows with fewer than k
-    positive codes keep exactly their positive ones; k out of range is refused."""
+    positive codes keep exactly their positive ones; k out of range or not an integer is
+    refused."""
+    import numpy as np
+
     from implicit_em.models import TopKReadout
 
     torch.manual_seed(0)
@@ -195,3 +198,42 @@ def test_topk_readout_keeps_the_k_largest_codes_of_the_model():
     for bad in (0, 21):
         with pytest.raises(ValueError, match="k must be in"):
             TopKReadout(enc, bad)
+    for bad in (2.5, 3.0, True, "5", torch.tensor(2.5)):  # refused, never truncated to 2
+        with pytest.raises(ValueError, match="k must be an integer number of latents"):
+            TopKReadout(enc, bad)
+    assert TopKReadout(enc, np.int64(5)).k == 5 and TopKReadout(enc, torch.tensor(5)).k == 5
+
+
+def test_topk_readout_is_called_like_the_encoder_and_keeps_negative_codes_by_rank():
+    """TopKReadout(x) works like Encoder(x): (read-out codes, the model's codes before the
+    read-out); encode(x) is its first part. On codes that can be negative (activation
+    "identity") the k largest are kept whatever their sign, as the docstring says: a row with
+    fewer than k positive codes keeps negative ones too, and L0 (codes > 0) stays <= k."""
+    from implicit_em.models import TopKReadout
+
+    torch.manual_seed(1)
+    enc = Encoder(6, 20)
+    x = torch.randn(32, 6)
+    ro = TopKReadout(enc, 4)
+    z, a = ro(x)
+    assert torch.equal(a, enc.encode(x)) and torch.equal(z, ro.encode(x))
+    assert torch.equal(z, ro.forward(x)[0]) and z.shape == a.shape == (32, 20)
+    lin = Encoder(6, 20, activation="identity")
+    with torch.no_grad():
+        lin.linear.bias.fill_(-10.0)  # every code negative
+    ident = TopKReadout(lin, 4)
+    z, a = ident(x)
+    kth = a.sort(dim=1, descending=True).values[:, 3:4]  # (32, 1) the 4th largest code
+    assert (a < 0).all() and torch.equal(z, torch.where(a >= kth, a, torch.zeros_like(a)))
+    assert ((z != 0).sum(1) == 4).all() and ((z < 0).sum(1) == 4).all()  # negatives kept
+    assert ((z > 0).sum(1) == 0).all()  # L0 (codes > 0) still <= k
+
+
+def test_the_probing_study_reads_out_in_eval_mode():
+    """run.readout_at_k: the trained model and its untrained twin are read out the same way,
+    both in eval mode (wrapper and wrapped model), whatever mode the model was in."""
+    from implicit_em.eval.probing_study.run import readout_at_k
+
+    enc = Encoder(6, 20).train()
+    ro = readout_at_k(enc, 3)
+    assert not ro.training and not ro.inner.training and ro.k == 3

@@ -450,3 +450,94 @@ def test_gpu4_centred_and_uncentred_twins_start_from_the_same_weights():
         sa, sb = a.state_dict(), b.state_dict()
         assert set(sa) - set(sb) == {"x_mean", "x_mean_rows", "x_mean_batches"}
         assert all(torch.equal(sa[k], sb[k]) for k in sb)
+
+
+PROBING = Path(__file__).resolve().parents[1] / "docs" / "eval" / "probing"
+
+
+def test_every_committed_plan_parses_with_its_rows_checked():
+    """The plan files of gpu2, gpu3 and gpu4 and the plans stored in every committed
+    results.json (gpu's run 1 included) pass `read_plan_json` / `plan_fields` with the row
+    check (`plan.check_rows`), and give a Plan with the same rows."""
+    mod = _script()
+    from implicit_em.eval.probing_study.plan import read_plan_json
+
+    files = sorted(PROBING.glob("gpu*/plan*.json"))
+    assert {f.parent.name for f in files} == {"gpu2", "gpu3", "gpu4"} and len(files) == 5
+    for f in files:
+        over = read_plan_json(f"@{f}")
+        plan = mod.Plan(**mod.plan_fields(over, str(f)))
+        assert [dict(r) for r in plan.rows] == over["rows"]
+    stored = sorted(PROBING.glob("gpu*/results*.json"))
+    assert {f.parent.name for f in stored} == {"gpu", "gpu2", "gpu3"}
+    for f in stored:
+        plan = json.loads(f.read_text())["plan"]
+        assert mod.Plan(**mod.plan_fields(plan, str(f))).Ks == tuple(plan["Ks"])
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            {"family": "encoder", "label": "encoder-wr-topk", "read_out": "topk"},
+            "plan file P: row 2 (encoder-wr-topk) has unknown key(s) read_out: choose from family, "
+            "label, loss, model, l1_c, untrained, pretrain, pretrain_fraction, readout, twin_of",
+        ),
+        (
+            {"family": "encoder", "readout": "top-k"},
+            "plan file P: row 2 (encoder): readout 'top-k' is not known: use \"topk\"",
+        ),
+        ({"family": "encoder", "readout": None, "label": "e2"}, None),
+        ({"family": "encodr"}, "plan file P: row 2 has family 'encodr': choose from encoder, "),
+        (
+            {"family": "encoder", "loss": {"lambda_w": 1.0}},
+            "plan file P: row 2 (encoder): loss sets unknown LossConfig field(s) lambda_w: choose "
+            "from ",
+        ),
+        (
+            {"family": "encoder", "model": {"centred": True}},
+            "row 2 (encoder): model sets unknown ModelConfig field(s) centred",
+        ),
+        ({"family": "encoder", "model": [1]}, "row 2 (encoder): model must be a JSON object"),
+        (
+            {"family": "encoder", "untrained": "false"},
+            "row 2 (encoder): untrained must be true or false, got 'false'",
+        ),
+        (
+            {"family": "encoder", "label": "x", "twin_of": "encoder-wr"},
+            "row 2 (x): twin_of 'encoder-wr' is not the label of another row: choose from "
+            "encoder, x",
+        ),
+        ({"family": "encoder", "label": "x", "twin_of": "encoder"}, None),
+        (
+            {"family": "topk_sae", "pretrain": {"family": "encoder", "readout": "topk"}},
+            "row 2 (topk): pretrain has unknown key(s) readout: choose from family, label, loss, "
+            "model, l1_c",
+        ),
+        ({"family": "topk_sae", "pretrain": "all"}, 'pretrain must be a row dict or "none"'),
+        (
+            {"family": "topk_sae", "pretrain": "none", "pretrain_fraction": 1.5},
+            "pretrain_fraction must be a number in (0, 1), got 1.5",
+        ),
+        ("encoder", "row 2 must be a JSON object with a \"family\", got 'encoder'"),
+    ],
+)
+def test_plan_rows_are_checked_when_the_plan_is_read(tmp_path, row, message):
+    """A bad row of a plan file (an unknown key such as "read_out", an unknown read-out,
+    family, loss or model field, a twin_of naming no row, ...) stops `read_plan_json` with one
+    line naming the row, the bad key or value and the allowed ones; before this check an
+    unknown key was ignored ({"read_out": "topk"} trained a plain encoder) and a bad read-out
+    stopped the run only after the language model had loaded."""
+    from implicit_em.eval.probing_study.plan import read_plan_json
+
+    f = tmp_path / "P"
+    f.write_text(json.dumps({"rows": [{"family": "encoder"}, row]}))
+    if message is None:
+        assert read_plan_json(f"@{f}")["rows"][1] == row
+        return
+    with pytest.raises(ValueError) as e:
+        read_plan_json(f"@{f}")
+    text = str(e.value).replace(str(tmp_path) + "/", "")
+    assert message in text and "\n" not in text, text
+    with pytest.raises(ValueError, match="rows must be a list of row dicts"):
+        read_plan_json('{"rows": {"family": "encoder"}}')

@@ -6,6 +6,8 @@ a (B, K) energies/activations, W (K, D), b (K,). Models return activations, neve
 
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -300,24 +302,47 @@ def init_from_encoder_(sae: TopKSAE, enc: Encoder) -> None:
 
 class TopKReadout(nn.Module):
     """A post-hoc TopK read-out of a trained model's codes: encode(x) = TopK_k(model.encode(x))
-    (`topk_codes`: each row of the (B, K) codes keeps its k largest entries, the rest are zero;
-    Gao et al. 2024's TopK activation applied after training, not during it). Rows with fewer
-    than k positive codes keep all of them (zeros stay zero), so L0 <= k. Nothing is learned and
-    the wrapped model is not changed; `W` (K, D) is the model's, so the read-out stands where the
-    model stood in L0 / probing / least-squares evaluations. Used to read a model out at a
-    matched L0 (docs/eval/probing/gpu4_plan.md: the weight-redundancy encoder at the reference
-    encoder's L0). ValueError unless 1 <= k <= model.hidden_dim."""
+    (`topk_codes`: each row of the (B, K) codes keeps its k largest entries, the rest are set
+    to 0; Gao et al. 2024's TopK activation applied after training, not during it). Used to
+    read a model out at a matched L0 (docs/eval/probing/gpu4_plan.md: the weight-redundancy
+    encoder at the reference encoder's L0).
+
+    Non-negative codes (ReLU, softplus, the SAEs): a row with fewer than k positive codes keeps
+    all of them and the entries picked beyond them are zeros that stay zero, so L0 (codes > 0)
+    <= k, with equality when a row has k or more positive codes. Codes that can be negative
+    (activation "identity"): the k largest are kept whatever their sign, so a row with fewer
+    than k positive codes also keeps its largest negative ones (k nonzeros), and the entries set
+    to 0 then exceed those kept negative ones; L0 counted as codes > 0 is still <= k. Meant for
+    non-negative codes.
+
+    Nothing is learned and the wrapped model is not changed; `W` (K, D) is the model's, so the
+    read-out stands where the model stood in L0 / probing / least-squares evaluations. Calling
+    it works like `Encoder`: forward(x) -> (codes, a), the read-out codes (B, K) and the
+    model's codes before the read-out (B, K); encode(x) = forward(x)[0]. ValueError unless k is
+    an int (2.5 or 3.0 are refused, not truncated) with 1 <= k <= model.hidden_dim."""
 
     def __init__(self, model: nn.Module, k: int) -> None:
         super().__init__()
-        _check_dims(model.input_dim, model.hidden_dim, k)
-        self.inner, self.k = model, int(k)
+        try:
+            k_int = None if isinstance(k, bool) else operator.index(k)
+        except TypeError:
+            k_int = None
+        if k_int is None:
+            raise ValueError(f"TopKReadout: k must be an integer number of latents, got {k!r}: "
+                             "pass an int, e.g. round(l0)")  # fmt: skip
+        _check_dims(model.input_dim, model.hidden_dim, k_int)
+        self.inner, self.k = model, k_int
         self.input_dim, self.hidden_dim = model.input_dim, model.hidden_dim
 
     @property
     def W(self) -> Tensor:  # (K, D)
         return self.inner.W
 
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, D) -> (codes (B, K) with at most k nonzero per row, the model's codes (B, K))."""
+        a = self.inner.encode(x)
+        return topk_codes(a, self.k), a
+
     def encode(self, x: Tensor) -> Tensor:
         """x (B, D) -> codes (B, K), at most k nonzero per row."""
-        return topk_codes(self.inner.encode(x), self.k)
+        return self.forward(x)[0]

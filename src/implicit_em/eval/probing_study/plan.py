@@ -102,14 +102,88 @@ TINY = dict(Ks=(16, 32), seeds=(0, 1), train_tokens=4000, batch_size=256, fit_to
 """The CPU end-to-end check (tests/test_probing_gpu.py): every step at toy size."""
 
 
+ROW_KEYS = ("family", "label", "loss", "model", "l1_c", "untrained", "pretrain",
+            "pretrain_fraction", "readout", "twin_of")  # fmt: skip
+"""The keys a `Plan.rows` entry may hold (their meaning: `Plan.rows`)."""
+PRETRAIN_KEYS = ("family", "label", "loss", "model", "l1_c")
+"""The keys of a row's "pretrain" row dict (the pre-training stage's `run_config` reads them)."""
+READOUTS = ("topk",)
+"""A row's "readout" values: "topk" = `models.TopKReadout` at the block's k."""
+
+
+def check_rows(rows, where: str = "the plan") -> None:
+    """ValueError, one line naming the row (1-based, with its label), the bad key or value and
+    the allowed ones, unless every entry of `rows` (`Plan.rows`) is a dict with a registry
+    "family", only `ROW_KEYS`, "loss" / "model" keys that are `LossConfig` / `ModelConfig`
+    fields, "readout" in `READOUTS` (or absent), "untrained" true or false, "twin_of" the label
+    of another row, "pretrain_fraction" in (0, 1) and "pretrain" "none" or a row dict of
+    `PRETRAIN_KEYS` (checked the same way). `plan_fields` calls it, so a typo in a plan file
+    stops the command when the plan is read, before any data or language-model work (an
+    unknown key would otherwise be ignored: {"read_out": "topk"} trained a plain row)."""
+    from implicit_em.config import LossConfig, ModelConfig
+
+    if not isinstance(rows, list | tuple):
+        raise ValueError(f"{where}: rows must be a list of row dicts, got {type(rows).__name__}")
+    sub = {"loss": {f.name for f in fields(LossConfig)},
+           "model": {f.name for f in fields(ModelConfig)}}  # fmt: skip
+
+    def check(row, name: str, allowed: tuple[str, ...]) -> None:
+        if not isinstance(row, dict):
+            raise ValueError(f'{where}: {name} must be a JSON object with a "family", got {row!r}')
+        bad = sorted(set(row) - set(allowed))
+        if bad:
+            raise ValueError(f"{where}: {name} has unknown key(s) {', '.join(bad)}: choose from "
+                             f"{', '.join(allowed)}")  # fmt: skip
+        if not isinstance(row.get("family"), str) or row["family"] not in FAMILIES:
+            raise ValueError(f"{where}: {name} has family {row.get('family')!r}: choose from "
+                             f"{', '.join(FAMILIES)}")  # fmt: skip
+        for part, known in sub.items():
+            over = row.get(part, {})
+            if not isinstance(over, dict):
+                raise ValueError(f"{where}: {name}: {part} must be a JSON object of "
+                                 f"{part.capitalize()}Config fields, got {over!r}")  # fmt: skip
+            bad = sorted(set(over) - known)
+            if bad:
+                raise ValueError(f"{where}: {name}: {part} sets unknown {part.capitalize()}Config "
+                                 f"field(s) {', '.join(bad)}: choose from {', '.join(sorted(known))}")  # fmt: skip
+
+    labels = [(r.get("label") or SHORT.get(r.get("family"))) if isinstance(r, dict)
+              and isinstance(r.get("family"), str) else None for r in rows]  # fmt: skip
+    for i, row in enumerate(rows):
+        name = f"row {i + 1}" + (f" ({labels[i]})" if labels[i] else "")
+        check(row, name, ROW_KEYS)
+        if row.get("readout") not in (None, *READOUTS):
+            raise ValueError(f"{where}: {name}: readout {row['readout']!r} is not known: use "
+                             "\"topk\" (the codes read out at the block's k, models.TopKReadout) "
+                             "or leave it out")  # fmt: skip
+        if row.get("untrained", True) not in (True, False):
+            raise ValueError(f"{where}: {name}: untrained must be true or false, got "
+                             f"{row['untrained']!r}")  # fmt: skip
+        if "twin_of" in row and row["twin_of"] not in labels[:i] + labels[i + 1 :]:
+            raise ValueError(f"{where}: {name}: twin_of {row['twin_of']!r} is not the label of "
+                             f"another row: choose from {', '.join(map(str, labels))}")  # fmt: skip
+        frac = row.get("pretrain_fraction", 0.5)
+        if isinstance(frac, bool) or not isinstance(frac, int | float) or not 0 < frac < 1:
+            raise ValueError(f"{where}: {name}: pretrain_fraction must be a number in (0, 1), "
+                             f"got {frac!r}")  # fmt: skip
+        pre = row.get("pretrain")
+        if pre is not None and pre != "none":
+            if not isinstance(pre, dict):
+                raise ValueError(f"{where}: {name}: pretrain must be a row dict or \"none\", "
+                                 f"got {pre!r}")  # fmt: skip
+            check(pre, f"{name}: pretrain", PRETRAIN_KEYS)
+
+
 def plan_fields(overrides: dict, where: str = "the plan") -> dict:
     """`overrides` (JSON values: lists for tuples) as keyword arguments of `Plan`; ValueError
-    naming an unknown field."""
+    naming an unknown field, or a bad row of "rows" (`check_rows`)."""
     known = {f.name for f in fields(Plan)}
     bad = sorted(set(overrides) - known)
     if bad:
         raise ValueError(f"{where} sets unknown Plan field(s) {', '.join(bad)}: "
                          f"choose from {', '.join(sorted(known))}")  # fmt: skip
+    if "rows" in overrides:
+        check_rows(overrides["rows"], where)
     return {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
 
 

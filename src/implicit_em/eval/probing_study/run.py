@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from implicit_em.eval.probing_study.plan import SHORT, Plan, plan_rows, run_config
+from implicit_em.eval.probing_study.plan import SHORT, Plan, check_rows, plan_rows, run_config
 
 T0 = time.perf_counter()
 """When this module was imported (the start of a run command): `log`'s clock and the origin of
@@ -105,6 +105,14 @@ def harvest_rows(lm, ctx, layer: int, batch: int, device):
     return torch.cat(out)
 
 
+def readout_at_k(model, k: int):
+    """A trained or untrained row's model read out at the block's k (`models.TopKReadout`), in
+    eval mode like every model the study evaluates (the trained model and its twin alike)."""
+    from implicit_em.models import TopKReadout
+
+    return TopKReadout(model, k).eval()
+
+
 def train_row(model, row: dict, cfg, x_train, plan: Plan, K: int, d: int, seed: int,
               k: int, device) -> list[dict]:  # fmt: skip
     """Train one row's model in place: one pass over x_train (N, D) with `train_steps`, or,
@@ -151,13 +159,9 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
     from implicit_em.eval.sparse_probing import RandomDirections
     from implicit_em.families import FAMILIES
     from implicit_em.lm_eval import encode, fit_linear_decoder, fit_scalar_decoder, fvu
-    from implicit_em.models import Encoder, TopKReadout
+    from implicit_em.models import Encoder
 
-    for row in plan_rows(plan):  # before any work: a typo must not cost a device call
-        if row.get("readout") not in (None, "topk"):
-            raise ValueError(f"plan row {row.get('label') or row['family']}: readout "
-                             f"{row['readout']!r} is not known: use \"topk\" (the codes read "
-                             "out at the block's k, models.TopKReadout) or leave it out")  # fmt: skip
+    check_rows(plan.rows)  # again for a Plan built in code (plan files: when read, plan_fields)
     fitter = Fitter(workers)  # before any CUDA work
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is not None:
@@ -283,8 +287,8 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                         {**untrained[name].state_dict(),
                          **{b: v for b, v in model.state_dict().items() if b.startswith("x_mean")}})  # fmt: skip
                 if readout == "topk":  # post-hoc read-out at the block's k, twin alike
-                    model = TopKReadout(model, k_match)
-                    untrained[name] = TopKReadout(untrained[name], k_match).eval()
+                    model = readout_at_k(model, k_match)
+                    untrained[name] = readout_at_k(untrained[name], k_match)
                 trained[name] = model
                 a = encode(model, x_held)
                 l0 = float((a > 0).sum(1).double().mean())
