@@ -244,3 +244,30 @@ def test_wiener_filters_are_least_squares_detectors_and_start_near_the_features(
                                    batch_size=64, eval_samples=1000, plot=False))  # fmt: skip
     row = res["rows"][0]
     assert row["trained"]["mcc"] > row["untrained"]["mcc"] + 0.2
+
+
+def test_hybrid_with_wr_carries_the_weight_redundancy_term():
+    """tied-topk-im-3.0-wr is tied-topk-im-3.0 plus lambda_wr = 1: from the same init and
+    batches, its wr term has weight 1 (0 without), and its weights move apart."""
+    pytest.importorskip("sae_lens")
+    import torch
+
+    from implicit_em.eval.options import VARIANTS
+    from implicit_em.eval.synthetic import (
+        SyntheticEvalOptions,
+        VariantTrainer,
+        build_synthetic_model,
+    )
+
+    synth = build_synthetic_model("tiny", 42, "cpu")
+    opts = SyntheticEvalOptions(recipe="tiny", steps=5, batch_size=64, plot=False)
+    trs = [VariantTrainer(VARIANTS[n], synth, opts, 0, None)
+           for n in ("tied-topk-im-3.0", "tied-topk-im-3.0-wr")]  # fmt: skip
+    assert trs[0].weights.get("wr", 0.0) == 0.0 and trs[1].weights["wr"] == 1.0
+    assert torch.equal(trs[0].model.W, trs[1].model.W)  # same init
+    torch.manual_seed(0)
+    for _ in range(5):
+        x = synth.sample(64)
+        for tr in trs:
+            tr.step(x)
+    assert not torch.allclose(trs[0].model.W, trs[1].model.W)

@@ -226,6 +226,9 @@ VARIANTS: dict[str, Variant] = {
         f"tied-topk-im-{w}": Variant(tied_recon=w, tied_topk=True, readout="topk_z")
         for w in (0.3, 3.0)
     },
+    # The hybrid with the weight-redundancy term, the one term that lifted the decoder-free
+    # encoder on ground truth (docs/eval/synthetic/gpu16k-variants.md; cpu-wr-hybrid-PLAN.md).
+    "tied-topk-im-3.0-wr": Variant(tied_recon=3.0, tied_topk=True, readout="topk_z", lambda_wr=1.0),
     "topk-centred": Variant(family="topk_sae", centre=True),
     "hybrid": Variant(family="hybrid", hybrid_weight=0.1),
     "hybrid-0.01": Variant(family="hybrid", hybrid_weight=0.01),
