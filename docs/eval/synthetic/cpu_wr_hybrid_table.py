@@ -9,6 +9,8 @@ Run from the repository root: python docs/eval/synthetic/cpu_wr_hybrid_table.py
 import json
 from pathlib import Path
 
+from gpu16k_seeds_table import COLUMNS  # the script's folder is on sys.path
+
 from implicit_em.eval.synthetic import _fmt, summarise
 from implicit_em.eval.verdict import MARGIN, apart
 
@@ -34,11 +36,7 @@ def main() -> None:
 
     summary = summarise(old) + summarise(new)
     summary.append({**summarise([check])[0], "variant": "tied-topk-im-3.0 (this run, seed 0)"})
-    cols = [("MCC", "mcc", 3), ("MCC untrained", "mcc_untrained", 3),
-            ("MCC random@L0", "mcc_random_at_l0", 3), ("L0", "l0", 1),
-            ("dead", "dead_latents", 0), ("F1", "f1", 3),
-            ("features covered", "features_covered", 0),
-            ("features cos>=0.9", "features_cos_0.9", 0)]  # fmt: skip
+    cols = COLUMNS
     print("| variant | seeds | " + " | ".join(c[0] for c in cols) + " |")
     print("|---|---|" + "---|" * len(cols))
     for s in summary:

@@ -54,7 +54,14 @@ RULE_SEEDS = (0, 1)  # the seeds the rule was fixed for (seed 2 of its pick was 
 PICKED = "jumprelu-0.0008"  # what the rule picked; its seed 2 is jr3
 STEPS = 47927  # the length of every row here (49.1 M samples at batch 1,024)
 K = 25  # the target L0 of the table (k of the TopK families)
-LOST = RUN / "seeds" / "call1" / "s2-report.md"  # seed 2 of call 1: report.md only
+LOST = RUN / "seeds" / "call1" / "s2-report.md"
+# (header, summarise key, decimals): the columns of this table, also used by
+# gpu16k_variants_table.py and cpu_wr_hybrid_table.py
+COLUMNS = [("MCC", "mcc", 3), ("MCC untrained", "mcc_untrained", 3),
+           ("MCC random@L0", "mcc_random_at_l0", 3), ("L0", "l0", 1),
+           ("dead", "dead_latents", 0), ("F1", "f1", 3),
+           ("features covered", "features_covered", 0),
+           ("features cos>=0.9", "features_cos_0.9", 0)]  # fmt: skip  # seed 2 of call 1: report.md only
 
 
 def load_rows() -> list[dict]:
@@ -95,11 +102,7 @@ def jumprelu_headline(rows: list[dict]) -> tuple[str | None, dict[str, float]]:
 def main() -> None:
     rows = load_rows()
     summary = sorted(summarise(rows), key=lambda s: -s["mcc"]["mean"])
-    cols = [("MCC", "mcc", 3), ("MCC untrained", "mcc_untrained", 3),
-            ("MCC random@L0", "mcc_random_at_l0", 3), ("L0", "l0", 1),
-            ("dead", "dead_latents", 0), ("F1", "f1", 3),
-            ("features covered", "features_covered", 0),
-            ("features cos>=0.9", "features_cos_0.9", 0)]  # fmt: skip
+    cols = COLUMNS
     print("| variant | seeds | " + " | ".join(c[0] for c in cols) + " |")
     print("|---|---|" + "---|" * len(cols))
     for s in summary:

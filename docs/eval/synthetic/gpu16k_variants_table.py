@@ -20,6 +20,8 @@ docs/eval/synthetic/gpu16k-variants.json.
 import json
 from pathlib import Path
 
+from gpu16k_seeds_table import COLUMNS  # the script's folder is on sys.path
+
 from implicit_em.eval.synthetic import _fmt, summarise
 from implicit_em.eval.verdict import MARGIN, apart
 
@@ -87,11 +89,7 @@ def main() -> None:
         lines.append(f"Rule 3: {name} seed 0 {seed0:.4f} ({seed0 - base:+.4f} against this call's "
                      f"encoder) at L0 {l0_0:.1f}: "
                      f"{'lifts' if lift else 'does not lift'}{extra}.")  # fmt: skip
-    cols = [("samples (M)", None, 1), ("MCC", "mcc", 3), ("MCC untrained", "mcc_untrained", 3),
-            ("MCC random@L0", "mcc_random_at_l0", 3), ("L0", "l0", 1),
-            ("dead", "dead_latents", 0), ("F1", "f1", 3),
-            ("features covered", "features_covered", 0),
-            ("features cos>=0.9", "features_cos_0.9", 0)]  # fmt: skip
+    cols = [("samples (M)", None, 1), *COLUMNS]
     samples = {r["variant"]: r["samples"] for r in full}
     samples.update({f"{r['variant']} (short)": r["samples"] for r in short})
     samples.update({"encoder (section 4)": STEPS * 1024, "encoder (this call)": mine["samples"]})
