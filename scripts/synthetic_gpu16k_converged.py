@@ -22,10 +22,14 @@ GPU there is):
 
 usage: python scripts/synthetic_gpu16k_converged.py OUT_DIR [--role driver|check|equal|ref|rows]
        [--budget 540] [--seeds 1] [--sae-lens-src sl] [--tiny]
+       rows role: [--variants V ...] [--seed-list S ...] [--steps N] [--plain-step]
 
 --budget: seconds from the driver's start by which each process has written its results
 (training stops earlier: REF_RESERVE / ROWS_RESERVE seconds are kept for the scoring).
 --tiny: the CI recipe and sizes, to run every role on a CPU.
+--plain-step: the eager step instead of the CUDA-graphed one, for centred and pre-trained
+variants (which the fast step does not cover; without it they stop at the argument check;
+docs/eval/synthetic/gpu16k-variants.md ran them so).
 """
 
 import argparse
