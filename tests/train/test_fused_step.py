@@ -77,6 +77,20 @@ def test_the_environment_opts_in(monkeypatch):
         fused_step_enabled()
 
 
+def test_split_urgent_reads_the_same_switch(monkeypatch):
+    """experiments.common.split_urgent: the same 0 / 1 switch as the fused step's
+    (`stacked.env_flag`), with its own variable named in the error."""
+    from implicit_em.experiments.common import SPLIT_URGENT_ENV, split_urgent
+
+    monkeypatch.delenv(SPLIT_URGENT_ENV, raising=False)
+    assert not split_urgent()
+    monkeypatch.setenv(SPLIT_URGENT_ENV, "1")
+    assert split_urgent()
+    monkeypatch.setenv(SPLIT_URGENT_ENV, "yes")
+    with pytest.raises(ValueError, match=f"^{SPLIT_URGENT_ENV} must be 0 or 1, got 'yes'"):
+        split_urgent()
+
+
 def test_a_removed_kernel_is_refused(monkeypatch):
     """FUSED_KERNEL_ENV: unset or "v2" (the one kernel) pass; "v1" (removed) is refused in one
     line when the fused step is on (the default step never reads it)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from implicit_em.experiments.report import fmt, mean_std  # noqa: F401  (used by
 from implicit_em.progress import stage
 from implicit_em.train.stacked import (
     CHECKPOINT_EVERY,
+    env_flag,
     group_configs,
     stack_groups,
     train_many,
@@ -47,13 +47,9 @@ shapes); not yet timed (docs/benchmarks.md, "Round 5")."""
 
 
 def split_urgent() -> bool:
-    """Whether SPLIT_URGENT_ENV opts in ("1"; unset or "0": no). Raises ValueError otherwise."""
-    value = os.environ.get(SPLIT_URGENT_ENV, "0")
-    if value not in ("0", "1"):
-        raise ValueError(
-            f"{SPLIT_URGENT_ENV} must be 0 or 1, got {value!r}: unset it or set 0 or 1"
-        )
-    return value == "1"
+    """Whether SPLIT_URGENT_ENV opts in ("1"; unset or "0": no). Raises ValueError otherwise
+    (`stacked.env_flag`)."""
+    return env_flag(SPLIT_URGENT_ENV)
 
 
 def merge(base: dict, update: dict) -> dict:

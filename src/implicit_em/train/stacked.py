@@ -71,12 +71,19 @@ was removed after round 4 (docs/benchmarks.md), so only unset or "v2" (the one k
 _CAPTURE_LOCK = threading.Lock()  # CUDA-graph captures of stacks trained in threads
 
 
+def env_flag(name: str) -> bool:
+    """Whether the environment variable `name` opts in ("1"; unset or "0": no). Raises
+    ValueError, one line, for any other value. The opt-in switches FUSED_STEP_ENV and
+    `experiments.common.SPLIT_URGENT_ENV` read through it."""
+    value = os.environ.get(name, "0")
+    if value not in ("0", "1"):
+        raise ValueError(f"{name} must be 0 or 1, got {value!r}: unset it or set 0 or 1")
+    return value == "1"
+
+
 def fused_step_enabled() -> bool:
     """Whether FUSED_STEP_ENV opts in to the fused step ("1"; unset or "0": no)."""
-    value = os.environ.get(FUSED_STEP_ENV, "0")
-    if value not in ("0", "1"):
-        raise ValueError(f"{FUSED_STEP_ENV} must be 0 or 1, got {value!r}: unset it or set 0 or 1")
-    return value == "1"
+    return env_flag(FUSED_STEP_ENV)
 
 
 def _block_kernel():
