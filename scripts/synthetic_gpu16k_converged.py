@@ -341,7 +341,9 @@ def main() -> None:
         if unknown:
             names = ", ".join(unknown)
             p.error(f"unknown variant(s) {names}: see implicit_em.eval.options.VARIANTS")
-        slow = [v for v in args.variants if VARIANTS[v].centre or VARIANTS[v].pretrain_fraction]
+        from implicit_em.eval.synthetic import fast_step_covers
+
+        slow = [v for v in args.variants if not fast_step_covers(VARIANTS[v])]
         if slow and args.role == "rows" and not args.plain_step:
             p.error(
                 f"{', '.join(slow)}: centred or pre-trained, which the fast step does not "
