@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from implicit_em.eval.probing_study.plan import SHORT
+from implicit_em.eval.probing_study.plan import label_of
 from implicit_em.eval.probing_study.report import summarize
 from implicit_em.eval.verdict import apart
 from implicit_em.families.registry import family_by_label
@@ -195,9 +195,9 @@ def compare3(new: dict, baseline: dict) -> tuple[str, dict]:
 
     sn = summarize(new)
     own, lsq = "own decoder", "post-hoc least squares"
-    ref_label = next(r.get("label") or SHORT[r["family"]] for r in new["plan"]["rows"]
+    ref_label = next(label_of(r) for r in new["plan"]["rows"]
                      if r["family"] == new["plan"]["l0_reference"])  # fmt: skip
-    labels = [(r.get("label") or SHORT[r["family"]], r) for r in new["plan"]["rows"]]
+    labels = [(label_of(r), r) for r in new["plan"]["rows"]]
     numbers: dict = {}
     lines: list[str] = [
         f"Rules (gpu3_plan.md, fixed before the run): probing = SAEBench probe, mean over the "

@@ -252,6 +252,11 @@ SHORT = {name: row_label(name) for name in FAMILIES}
 """Row-name prefixes (the names gpu.md's rows carry; `families.registry.LABELS`)."""
 
 
+def label_of(row: dict) -> str:
+    """A `Plan.rows` entry's label: its "label", else its family's `SHORT` name."""
+    return row.get("label") or SHORT[row["family"]]
+
+
 def prepare(plan: Plan, corpora: dict, tokenizer, out: Path) -> dict:
     """Pool, tasks, train and held-out contexts -> out.npz + out.json. Returns the metadata."""
     import torch

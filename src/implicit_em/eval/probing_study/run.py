@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from implicit_em.eval.probing_study.plan import SHORT, Plan, check_rows, plan_rows, run_config
+from implicit_em.eval.probing_study.plan import Plan, check_rows, label_of, plan_rows, run_config
 
 T0 = time.perf_counter()
 """When this module was imported (the start of a run command): `log`'s clock and the origin of
@@ -256,7 +256,7 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
             k_match = None
             for row in plan_rows(plan):
                 fam = row["family"]
-                label = row.get("label") or SHORT[fam]
+                label = label_of(row)
                 readout = row.get("readout")
                 uses_k = FAMILIES[fam].uses_k or readout == "topk"
                 if uses_k and k_match is None:
