@@ -447,3 +447,75 @@ def test_gpu16k_rows_centred_variants_need_plain_step_and_run_with_it(tmp_path):
     (row,) = json.loads((tmp_path / "o" / "rows" / "results.json").read_text())["rows"]
     assert row["variant"] == "encoder-centred" and row["steps_done"] == 20
     assert 0 < row["trained"]["mcc"] <= 1 and "random_at_l0" in row["trained"]
+
+
+def test_matched_readout_keeps_the_k_largest_codes_or_every_positive_one(synth):
+    """`matched_readout`: per sample, the k largest of the variant's codes; a ReLU encoder
+    keeps min(k, its positive energies) (fewer than k where fewer are positive), softplus and
+    a TopK SAE at its own k keep exactly k, and the tied TopK read-out at its k is unchanged."""
+    from implicit_em.eval.options import VARIANTS
+    from implicit_em.eval.synthetic import matched_readout, readout
+    from implicit_em.models import TopKSAE
+
+    torch.manual_seed(3)
+    x = synth.sample(512)  # (B, D)
+    d = x.shape[1]
+    enc = Encoder(d, 64)
+    with torch.no_grad():
+        enc.linear.bias.sub_(1.0)  # about half the samples with fewer than k positive energies
+    a = enc.encode(x).detach()  # (B, K) energies = the encoder's codes
+    codes = matched_readout(enc, VARIANTS["encoder"], 5).encode(x).detach()
+    positive = (a > 0).sum(dim=1)  # (B,)
+    assert ((codes != 0).sum(dim=1) == positive.clamp(max=5)).all()
+    assert (positive < 5).any() and (positive > 5).any()  # both cases are exercised
+    kept = codes.sort(dim=1, descending=True).values[:, :5]
+    assert torch.equal(kept, a.sort(dim=1, descending=True).values[:, :5])  # the 5 largest a
+    soft = Encoder(d, 64, "softplus")
+    codes = matched_readout(soft, VARIANTS["encoder-softplus"], 5).encode(x)
+    assert ((codes != 0).sum(dim=1) == 5).all()
+    sae = TopKSAE(d, 64, 4)
+    assert torch.equal(matched_readout(sae, VARIANTS["topk"], 4).encode(x), sae.encode(x))
+    tied = Encoder(d, 64)
+    tied.tied_k = 4
+    v = VARIANTS["tied-topk-im-3.0"]
+    assert torch.equal(matched_readout(tied, v, 4).encode(x), readout(tied, v)(x))
+    for bad in (0, 65, 2.0):
+        with pytest.raises(ValueError):
+            matched_readout(enc, VARIANTS["encoder"], bad)
+
+
+def test_run_with_readout_k_scores_every_row_at_the_matched_l0(tmp_path):
+    """readout_k: each row gains "matched" (trained, untrained, random at k), the report a
+    matched-L0 table; the native numbers are those of a run without it; a TopK SAE read out
+    at its own k scores exactly its native precision / recall / F1."""
+    from dataclasses import replace
+
+    opts = SyntheticEvalOptions(recipe="tiny", variants=("encoder", "topk"), steps=4,
+                                batch_size=64, eval_samples=1000, log_every=2, k=3,
+                                readout_k=3, plot=False, out_dir=str(tmp_path))  # fmt: skip
+    res = run(opts)
+    plain = run(replace(opts, readout_k=None, out_dir=None))
+    for row, ref in zip(res["rows"], plain["rows"], strict=True):
+        assert "matched" not in ref
+        assert row["trained"] == ref["trained"] and row["untrained"] == ref["untrained"]
+        m = row["matched"]
+        assert m["k"] == 3
+        for part in ("trained", "untrained", "random"):
+            assert set(m[part]) == {"l0", "dead_latents", "precision", "recall", "f1"}
+            assert 0 < m[part]["l0"] <= 3
+        assert m["random"]["l0"] == pytest.approx(3.0)  # the random read-out keeps exactly k
+    enc, topk = res["rows"]
+    assert enc["trained"]["l0"] > 3 and enc["matched"]["trained"]["l0"] <= 3
+    for key in ("precision", "recall", "f1", "l0"):
+        assert topk["matched"]["trained"][key] == topk["trained"][key]
+    report = (tmp_path / "report.md").read_text()
+    assert "## Read out at k = 3 (matched L0)" in report
+    head = next(ln for ln in report.splitlines() if ln.startswith("| variant | seeds | k |"))
+    for col in ("F1@k", "precision@k", "recall@k", "F1 untrained@k", "F1 random@k"):
+        assert f" {col} |" in head
+    enc_line = next(ln for ln in report.splitlines() if ln.startswith("| encoder | 1 | 3 |"))
+    assert f"{enc['matched']['trained']['f1']:.3f}" in enc_line
+    back = rows_from_report(report)  # the first table only
+    assert [r["variant"] for r in back] == ["encoder", "topk"]
+    with pytest.raises(ValueError, match="readout_k 300 exceeds the 256 latents"):
+        run(replace(opts, readout_k=300, out_dir=None))

@@ -186,6 +186,8 @@ CASES: list[Case] = [
     Case("verdict: verdict.md already there, no --overwrite", verdict(), 2,
          "exists: move it away, choose another --out, or pass --overwrite",
          lambda t, mp: ((t / "v").mkdir(), (t / "v" / "verdict.md").write_text("x"))),
+    Case("synthetic: a matched-L0 read-out at k 0", lambda t: ["eval-suite", "synthetic", "--recipe", "tiny",
+         "--readout-k", "0"], 2, "readout_k (--readout-k) must be >= 1, got 0"),
 ]  # fmt: skip
 
 

@@ -346,6 +346,11 @@ class SyntheticEvalOptions(ThreadsOption):
     k: int | None = None
     """Latents kept per sample (TopK, BatchTopK average, tied TopK) for every variant that
     does not fix its own k; None: the synthetic model's true L0, rounded."""
+    readout_k: int | None = None
+    """Also score every model at a matched L0: its codes read out through TopK at this k
+    after training (`models.TopKReadout`; `synthetic.matched_l0_metrics`), beside its
+    untrained init and random unit directions read out at the same k (precision / recall / F1,
+    L0, dead latents; MCC does not change with the read-out). None: not scored."""
     sample_chunk: int | None = None
     """Draw training samples this many at a time and serve batches from them
     (`synthetic.ChunkedSampler`: each sample used once; amortises sae-lens's per-call
@@ -408,6 +413,9 @@ class SyntheticEvalOptions(ThreadsOption):
         check_threads(self.threads)
         if self.k is not None and self.k < 1:
             raise ValueError(f"k must be >= 1 (got {self.k}); None uses the true L0")
+        if self.readout_k is not None and self.readout_k < 1:
+            raise ValueError(f"readout_k (--readout-k) must be >= 1, got {self.readout_k}: pass the "
+                             "L0 to read out at (e.g. the TopK SAE's k) or leave it out")  # fmt: skip
         if self.sample_chunk is not None and self.sample_chunk < 1:
             raise ValueError(f"sample_chunk must be >= 1 (got {self.sample_chunk})")
         if self.dead_steps < 1:

@@ -11,7 +11,11 @@ sae-lens's own evaluations: `mean_correlation_coefficient` (MCC, Hungarian match
 `ClassificationMetricsCalculator` (per-latent precision / recall / F1 of "latent fires" against
 "its best-matching feature fires"), plus L0 and dead latents. Each trained model is reported
 beside two controls: the same family untrained (its random initialisation) and K random unit
-directions read out at the trained model's L0 (top-L0 projections per sample).
+directions read out at the trained model's L0 (top-L0 projections per sample). With
+`SyntheticEvalOptions.readout_k` every model's codes are also read out through TopK at that k
+(`models.TopKReadout`; `matched_l0_metrics`), beside its untrained init and random directions
+read out at the same k: precision / recall / F1 at a matched L0 (MCC, a property of the
+directions alone, is the same under any read-out and is not scored again).
 
 Directions: rows of W for the decoder-free encoder; decoder columns for SAEs (their encoder
 rows are reported too, as `mcc_encoder_rows`, since the decoder-free model has only those).
@@ -48,7 +52,7 @@ from implicit_em.eval.variants import (
     topk_codes,
 )
 from implicit_em.losses import combined_loss, correlation_probes
-from implicit_em.models import Encoder, TopKSAE, init_from_encoder_
+from implicit_em.models import Encoder, TopKReadout, TopKSAE, init_from_encoder_
 from implicit_em.options import set_threads
 from implicit_em.train.loop import loss_terms, model_type, optimizer_step, term_weights
 
@@ -735,6 +739,48 @@ def evaluate_latents(
     s = _sae_lens_synthetic()
     gt = synth.feature_dict.feature_vectors.detach()  # (N, D)
     dirs = dirs.to(gt.device, gt.dtype)
+    codes = code_metrics(dirs, encode, synth, n_samples, batch_size, mean, seed)
+    cos = _abs_cos(dirs, gt)  # (K, N)
+    probs = synth.activation_generator.firing_probabilities.to(gt.device)  # (N,)
+    best = cos.argmax(dim=1).unique()
+    out = {
+        "mcc": _mcc(dirs, gt),
+        "uniqueness": s.feature_uniqueness(dirs, gt),
+        "features_covered": int(cos.argmax(dim=1).unique().numel()),
+        "features_cos_0.9": int((cos.max(dim=0).values >= 0.9).sum()),
+        # firing probability of the covered features against all features: do the latents
+        # cover only the frequent (high-variance) ones?
+        "covered_median_prob": float(probs[best].median()),
+        "all_median_prob": float(probs.median()),
+        **codes,
+    }
+    if encoder_rows is not None:
+        out["mcc_encoder_rows"] = _mcc(encoder_rows.to(gt), gt)
+    return out
+
+
+@torch.no_grad()
+def code_metrics(
+    dirs: Tensor,
+    encode: Callable[[Tensor], Tensor],
+    synth,
+    n_samples: int = 100_000,
+    batch_size: int = 4096,
+    mean: Tensor | None = None,
+    seed: int = 2026,
+) -> dict:
+    """sae-lens's metrics of the codes alone: l0 (`L0Calculator`), dead_latents
+    (`DeadLatentsCalculator`), precision, recall, f1 (`ClassificationMetricsCalculator`: per
+    latent, "its code is non-zero" as a classifier of "its best-matching feature by |cos| of
+    dirs fires", then the mean over all K latents, a latent that never fires counting 0).
+
+    dirs (K, D) only pick each latent's feature; encode: x (B, D) -> codes (B, K). The n_samples
+    evaluation samples are drawn with torch seeded by `seed` inside a forked RNG (the global
+    stream is untouched), so two calls with the same seed score the same samples.
+    """
+    s = _sae_lens_synthetic()
+    gt = synth.feature_dict.feature_vectors.detach()  # (N, D)
+    dirs = dirs.to(gt.device, gt.dtype)
     l0 = s.L0Calculator()
     dead = s.DeadLatentsCalculator(dirs.shape[0])
     cls = s.ClassificationMetricsCalculator(dirs, gt)
@@ -750,27 +796,8 @@ def evaluate_latents(
             cls.add_batch(a, f)
             done += b
     c = cls.compute()
-    cos = _abs_cos(dirs, gt)  # (K, N)
-    probs = synth.activation_generator.firing_probabilities.to(gt.device)  # (N,)
-    best = cos.argmax(dim=1).unique()
-    out = {
-        "mcc": _mcc(dirs, gt),
-        "uniqueness": s.feature_uniqueness(dirs, gt),
-        "features_covered": int(cos.argmax(dim=1).unique().numel()),
-        "features_cos_0.9": int((cos.max(dim=0).values >= 0.9).sum()),
-        # firing probability of the covered features against all features: do the latents
-        # cover only the frequent (high-variance) ones?
-        "covered_median_prob": float(probs[best].median()),
-        "all_median_prob": float(probs.median()),
-        "l0": l0.compute(),
-        "dead_latents": dead.compute(),
-        "precision": c.precision,
-        "recall": c.recall,
-        "f1": c.f1_score,
-    }
-    if encoder_rows is not None:
-        out["mcc_encoder_rows"] = _mcc(encoder_rows.to(gt), gt)
-    return out
+    return {"l0": l0.compute(), "dead_latents": dead.compute(), "precision": c.precision,
+            "recall": c.recall, "f1": c.f1_score}  # fmt: skip
 
 
 def _rng_devices(t: Tensor) -> list[int]:
@@ -796,6 +823,65 @@ def readout(model: nn.Module, variant: Variant) -> Callable[[Tensor], Tensor]:
     return model.encode
 
 
+class VariantCodes(nn.Module):
+    """A model whose `encode` is the codes a variant is scored on (`readout`), so that
+    `models.TopKReadout` can wrap any variant: x (B, D) -> codes (B, K). Nothing is learned;
+    input_dim, hidden_dim and W (K, D) are the model's."""
+
+    def __init__(self, model: nn.Module, variant: Variant) -> None:
+        super().__init__()
+        self.inner, self.codes = model, readout(model, variant)
+        self.input_dim, self.hidden_dim = model.input_dim, model.hidden_dim
+
+    @property
+    def W(self) -> Tensor:  # (K, D)
+        return self.inner.W
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.codes(x)  # (B, K)
+
+
+def matched_readout(model: nn.Module, variant: Variant, k: int) -> TopKReadout:
+    """The variant's codes (`readout`) read out through TopK at k (`models.TopKReadout`): each
+    sample keeps its k largest codes. The codes are non-negative for every read-out of
+    `Variant.readout` with a non-negative activation (the encoder's codes are its energies
+    a = ReLU(W x + b) or softplus(W x + b), read as activations: larger = fires), so a sample
+    keeps min(k, its number of non-zero codes) latents: exactly k for softplus and for every
+    SAE or random read-out with k or more positive codes, fewer where fewer are positive.
+    For a TopK SAE or a tied TopK variant at its own k the read-out changes nothing.
+    ValueError unless k is an int in [1, K]."""
+    return TopKReadout(VariantCodes(model, variant), k).eval()
+
+
+def random_directions(shape: torch.Size, seed: int, like: Tensor) -> Tensor:
+    """The random-directions control of seed: Gaussian (K, D) from a CPU generator seeded
+    10,000 + seed (unit-normalised by `topk_readout`), on like's device and dtype."""
+    g = torch.Generator(device="cpu").manual_seed(10_000 + seed)
+    return torch.randn(shape, generator=g).to(like)
+
+
+def matched_l0_metrics(model: nn.Module, init: nn.Module, variant: Variant, synth, k: int,
+                       n_samples: int, mean: Tensor | None, seed: int) -> dict:  # fmt: skip
+    """Precision / recall / F1 (`code_metrics`) at a matched L0: the trained model's codes
+    read out through TopK at k (`matched_readout`), beside the same read-out of its untrained
+    init and K random unit directions read out at k (`topk_readout`, the directions of the
+    random-at-L0 control of `score_model`). Every latent keeps its own best-matching feature
+    (by its directions), so MCC does not change with the read-out and is not scored here.
+
+    Returns {"k", "trained", "untrained", "random"}, each of the last three {l0, dead_latents,
+    precision, recall, f1} on the same n_samples evaluation samples as the native metrics.
+    """
+    out: dict = {"k": k}
+    for name, m in (("trained", model), ("untrained", init)):
+        m.eval()
+        dirs = directions(m)[0]
+        out[name] = code_metrics(dirs, matched_readout(m, variant, k).encode, synth, n_samples,
+                                 mean=mean)  # fmt: skip
+    rand = random_directions(directions(model)[0].shape, seed, directions(model)[0])
+    out["random"] = code_metrics(rand, topk_readout(rand, k), synth, n_samples, mean=mean)
+    return out
+
+
 def score_model(model: nn.Module, variant: Variant, synth, opts: SyntheticEvalOptions,
                 mean: Tensor | None, seed: int) -> dict:  # fmt: skip
     """The model's metrics with the random-directions control inside (untrained: caller)."""
@@ -803,8 +889,7 @@ def score_model(model: nn.Module, variant: Variant, synth, opts: SyntheticEvalOp
     dirs, enc_rows = directions(model)
     res = evaluate_latents(dirs, readout(model, variant), synth, opts.eval_samples, mean=mean,
                            encoder_rows=enc_rows)  # fmt: skip
-    g = torch.Generator(device="cpu").manual_seed(10_000 + seed)
-    rand = torch.randn(dirs.shape, generator=g).to(dirs)
+    rand = random_directions(dirs.shape, seed, dirs)
     k = max(1, min(dirs.shape[0], round(res["l0"])))
     if opts.lstsq:
         res["mcc_lstsq"] = lstsq_mcc(readout(model, variant), synth, opts.eval_samples, mean)
@@ -841,7 +926,9 @@ def run(opts: SyntheticEvalOptions) -> dict:
 
     Returns {"options", "true_l0", "rows": [...]}; each row has variant, seed, seconds,
     trained (metrics), untrained (metrics), random_at_l0 (inside trained), history, and with
-    opts.shared_stream steps_done (below opts.steps when opts.max_seconds cut training short).
+    opts.shared_stream steps_done (below opts.steps when opts.max_seconds cut training short),
+    and with opts.readout_k matched (`matched_l0_metrics`: the codes read out through TopK at
+    that k, beside the untrained init and random directions read out at the same k).
     With opts.out_dir: results.json, report.md and mcc_vs_l0.png there (refuses to
     overwrite an existing results.json). With opts.mcc_workers > 0 the MCC matchings run in
     that many worker processes.
@@ -854,6 +941,10 @@ def run(opts: SyntheticEvalOptions) -> dict:
         raise FileExistsError(f"{out_dir / 'results.json'} exists: choose a new out_dir")
     synth = build_synthetic_model(opts.recipe, opts.model_seed, opts.device,
                                   opts.num_features, opts.ortho)  # fmt: skip
+    k_latents = opts.latents or synth.cfg.num_features
+    if opts.readout_k is not None and opts.readout_k > k_latents:
+        raise ValueError(f"readout_k {opts.readout_k} exceeds the {k_latents} latents: choose "
+                         "a k of at most the number of latents")  # fmt: skip
     result = {"options": asdict(opts), "true_l0": _true_l0(synth), "rows": []}
     mu = data_mean(synth)
     if opts.mcc_workers:
@@ -901,9 +992,20 @@ def _train_each(opts: SyntheticEvalOptions, synth, mu: Tensor, seed: int):
         trained = score_model(model, v, synth, opts, mean, seed)
         init = untrained_model(v, synth, opts, seed)
         untrained = _untrained_metrics(init, v, synth, opts, mean)
+        matched = _matched(model, init, v, synth, opts, mean, seed)
         yield {"variant": name, "seed": seed, "seconds": round(secs, 1),
                "eval_seconds": round(time.perf_counter() - t0 - secs, 1),
-               "trained": trained, "untrained": untrained, "history": hist}  # fmt: skip
+               "trained": trained, "untrained": untrained, **matched,
+               "history": hist}  # fmt: skip
+
+
+def _matched(model: nn.Module, init: nn.Module, v: Variant, synth, opts, mean,
+             seed: int) -> dict:  # fmt: skip
+    """{"matched": `matched_l0_metrics`} with opts.readout_k, else {} (rows as before)."""
+    if opts.readout_k is None:
+        return {}
+    return {"matched": matched_l0_metrics(model, init, v, synth, opts.readout_k,
+                                          opts.eval_samples, mean, seed)}  # fmt: skip
 
 
 def model_checksum(synth) -> float:
@@ -938,7 +1040,7 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
     workers while the models train). Yields rows, Futures inside."""
     if opts.sampler_device is not None and not (opts.one_stream and opts.sample_chunk):
         raise ValueError("sampler_device needs one_stream=True and a sample_chunk")  # first
-    trainers, untrained = [], []
+    trainers, untrained, inits = [], [], []
     for seed in opts.seeds:
         for name in opts.variants:
             if opts.seed_variants is not None and seed != opts.seeds[0]:
@@ -951,6 +1053,7 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
             tr = VariantTrainer(v, synth, opts, seed, mean)
             init = untrained_model(v, synth, opts, seed)
             untrained.append(_untrained_metrics(init, tr.variant, synth, opts, mean))
+            inits.append(init)
             trainers.append((seed, name, tr))
     other = None
     if opts.sampler_device is not None:
@@ -992,13 +1095,15 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
     for sampler in samplers.values():
         sampler.close()
     rows = []  # all scored (matchings submitted) before the first is waited on
-    for (seed, name, tr), u in zip(trainers, untrained, strict=True):
+    for (seed, name, tr), u, init in zip(trainers, untrained, inits, strict=True):
         t1 = time.perf_counter()
         trained = score_model(tr.model, tr.variant, synth, opts, tr.mean, seed)
+        matched = _matched(tr.model, init, tr.variant, synth, opts, tr.mean, seed)
         rows.append({"variant": name, "seed": seed, "seconds": round(secs, 1),
                      "steps_done": done, "samples": done * opts.batch_size,
                      "eval_seconds": round(time.perf_counter() - t1, 1),
-                     "trained": trained, "untrained": u, "history": tr.history})  # fmt: skip
+                     "trained": trained, "untrained": u, **matched,
+                     "history": tr.history})  # fmt: skip
     yield from rows
 
 
@@ -1006,7 +1111,17 @@ def _row_line(row: dict) -> str:
     t, u, r = row["trained"], row["untrained"], row["trained"]["random_at_l0"]
     return (f"{row['variant']:>28s} s{row['seed']} mcc {t['mcc']:.3f} (untrained {u['mcc']:.3f}, "
             f"random {r['mcc']:.3f}) L0 {t['l0']:.1f} dead {t['dead_latents']} "
-            f"f1 {t['f1']:.3f} covered {t['features_covered']} {row['seconds']}s")  # fmt: skip
+            f"f1 {t['f1']:.3f} covered {t['features_covered']} {row['seconds']}s"
+            + _matched_line(row))  # fmt: skip
+
+
+def _matched_line(row: dict) -> str:
+    if "matched" not in row:
+        return ""
+    m = row["matched"]
+    return (f" | at k={m['k']}: f1 {m['trained']['f1']:.3f} (untrained "
+            f"{m['untrained']['f1']:.3f}, random {m['random']['f1']:.3f}) precision "
+            f"{m['trained']['precision']:.3f} L0 {m['trained']['l0']:.1f}")  # fmt: skip
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -1034,6 +1149,15 @@ def summarise(rows: list[dict]) -> list[dict]:
             "features_covered": stat(lambda r: r["trained"]["features_covered"]),
             "features_cos_0.9": stat(lambda r: r["trained"]["features_cos_0.9"]),
         })  # fmt: skip
+        if all("matched" in r for r in rs):  # SyntheticEvalOptions.readout_k
+            out[-1].update({"k_readout": stat(lambda r: r["matched"]["k"]),
+                            "precision": stat(lambda r: r["trained"]["precision"]),
+                            "recall": stat(lambda r: r["trained"]["recall"])})  # fmt: skip
+            for part, tag in (("trained", ""), ("untrained", "_untrained"), ("random", "_random")):
+                for key in ("l0", "dead_latents", "precision", "recall", "f1"):
+                    out[-1][f"{key}{tag}_at_k"] = stat(
+                        lambda r, part=part, key=key: r["matched"][part][key]
+                    )
     return out
 
 
@@ -1062,6 +1186,33 @@ def markdown_table(result: dict) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+MATCHED_COLUMNS = (  # (header, summarise key, decimals) of `matched_table`
+    ("k", "k_readout", 0), ("L0", "l0", 1), ("precision", "precision", 3),
+    ("recall", "recall", 3), ("F1", "f1", 3), ("L0@k", "l0_at_k", 1),
+    ("dead@k", "dead_latents_at_k", 0), ("precision@k", "precision_at_k", 3),
+    ("recall@k", "recall_at_k", 3), ("F1@k", "f1_at_k", 3),
+    ("F1 untrained@k", "f1_untrained_at_k", 3), ("F1 random@k", "f1_random_at_k", 3),
+    ("precision untrained@k", "precision_untrained_at_k", 3),
+    ("precision random@k", "precision_random_at_k", 3),
+)  # fmt: skip
+
+
+def matched_table(result: dict) -> str:
+    """The read-out at a matched L0 (rows with "matched", `SyntheticEvalOptions.readout_k`) as
+    a markdown table: native L0 / precision / recall / F1 beside the same at k (the codes read
+    out through TopK at k) and the controls read out at k; mean [min, max] over seeds. "" when
+    no row has it. MCC is not repeated: the read-out does not change it."""
+    rows = [s for s in summarise(result["rows"]) if "f1_at_k" in s]
+    if not rows:
+        return ""
+    head = ("| variant | seeds | " + " | ".join(c[0] for c in MATCHED_COLUMNS) + " |\n"
+            + "|---|---|" + "---|" * len(MATCHED_COLUMNS) + "\n")  # fmt: skip
+    lines = ["| " + " | ".join([s["variant"], str(s["seeds"])]
+                               + [_fmt(s[key], nd) for _, key, nd in MATCHED_COLUMNS]) + " |"
+             for s in rows]  # fmt: skip
+    return head + "\n".join(lines) + "\n"
+
+
 _REPORT_FIELDS = {  # markdown_table's columns -> where each sits in a row of results.json
     "MCC": ("trained", "mcc"), "MCC enc. rows": ("trained", "mcc_encoder_rows"),
     "MCC untrained": ("untrained", "mcc"), "MCC random@L0": ("random_at_l0", "mcc"),
@@ -1086,7 +1237,12 @@ def rows_from_report(text: str, source: str = "report.md") -> list[dict]:
     if head is None:
         raise ValueError(f"{source}: no one-seed header ('N steps x batch B, ..., seeds (S,),'):"
                          " only a one-seed report can be read back into rows")  # fmt: skip
-    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    lines = []  # the first table only (a matched-L0 table may follow it)
+    for ln in text.splitlines():
+        if ln.startswith("|"):
+            lines.append(ln)
+        elif lines:
+            break
     cols = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = []
     for ln in lines[2:]:
@@ -1115,6 +1271,14 @@ def write_report(result: dict, out_dir: Path, plot: bool = True) -> None:
           f"{o['eval_samples']} evaluation samples. Mean [min, max] over seeds.\n\n"
           + markdown_table(result) + "\n"
           + "\n".join(synthetic_verdict(summarise(result["rows"]))) + "\n")  # fmt: skip
+    matched = matched_table(result)
+    if matched:
+        k = sorted({r["matched"]["k"] for r in result["rows"] if "matched" in r})
+        md += (f"\n## Read out at k = {', '.join(map(str, k))} (matched L0)\n\n"
+               "Each model's codes read out through TopK at k (`models.TopKReadout`), beside "
+               "its untrained init and random unit directions read out at the same k; native "
+               "L0 / precision / recall / F1 as trained. MCC does not change with the read-out "
+               "(directions only).\n\n" + matched)  # fmt: skip
     atomic_write_bytes(out_dir / "report.md", md.encode())
     if not (plot and o.get("plot", True)):
         return
@@ -1147,7 +1311,10 @@ __all__ = [
     "SyntheticEvalOptions",
     "Variant",
     "build_synthetic_model",
+    "code_metrics",
     "evaluate_latents",
+    "matched_l0_metrics",
+    "matched_readout",
     "recipe_config",
     "rows_from_report",
     "run",
