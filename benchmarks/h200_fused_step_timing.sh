@@ -30,8 +30,8 @@ profile() {  # fused
 profile 0
 profile 1
 source benchmarks/reproduce_one.sh
-one default IMPLICIT_EM_FUSED_STEP=0
-one fused-v2 IMPLICIT_EM_FUSED_STEP=1
+one default IMPLICIT_EM_FUSED_STEP=0 IMPLICIT_EM_SPLIT_URGENT=0
+one fused-v2 IMPLICIT_EM_FUSED_STEP=1 IMPLICIT_EM_SPLIT_URGENT=0
 echo "== compare default / fused-v2 (bitwise: expected to differ; then the means against the default's std)"
 python3 benchmarks/compare_reproductions.py /tmp/default /tmp/fused-v2 | cut -c1-300
 python3 benchmarks/compare_reproductions.py /tmp/default /tmp/fused-v2 --within-std

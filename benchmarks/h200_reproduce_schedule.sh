@@ -6,9 +6,10 @@
 #   IMPLICIT_EM_DATA=<mnist dir> timeout 480 bash benchmarks/h200_reproduce_schedule.sh 2>&1 | tee $OUT/log
 # About 6 minutes: the ms/step of the reproduce's Adam stack and of its two halves, each alone,
 # default and fused step (profile_stacked.py); then the full reproduce, timed, with its timeline:
-# default, split, split with the fused step (IMPLICIT_EM_FUSED_STEP=1, block kernel v2), and,
-# if the call has time left, the default again (run-to-run spread and determinism); the tables
-# of each against the default's (bitwise, then the means against the default's std).
+# plain (IMPLICIT_EM_FUSED_STEP=0 IMPLICIT_EM_SPLIT_URGENT=0, the CUDA default before round 5b),
+# split alone, the CUDA default since round 5b (split + the fused step, block kernel v2), and,
+# if the call has time left, plain again (run-to-run spread and determinism); the tables of
+# each against plain's (bitwise, then the means against plain's std).
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src
 unset IMPLICIT_EM_FUSED_KERNEL IMPLICIT_EM_SPLIT_URGENT IMPLICIT_EM_FUSED_STEP
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
@@ -21,19 +22,20 @@ for fused in 0 1; do  # the fused profile also compiles kernel v2 before the tim
 done
 source benchmarks/reproduce_one.sh
 compare() {  # b
-  echo "== compare default / $1 (bitwise; then the means against the default's std)"
-  python3 benchmarks/compare_reproductions.py /tmp/default /tmp/$1 | cut -c1-300
-  python3 benchmarks/compare_reproductions.py /tmp/default /tmp/$1 --within-std
+  echo "== compare plain / $1 (bitwise; then the means against plain's std)"
+  python3 benchmarks/compare_reproductions.py /tmp/plain /tmp/$1 | cut -c1-300
+  python3 benchmarks/compare_reproductions.py /tmp/plain /tmp/$1 --within-std
 }
-one default
-one split IMPLICIT_EM_SPLIT_URGENT=1
+PLAIN="IMPLICIT_EM_FUSED_STEP=0 IMPLICIT_EM_SPLIT_URGENT=0"
+one plain $PLAIN
+one split IMPLICIT_EM_FUSED_STEP=0 IMPLICIT_EM_SPLIT_URGENT=1
 compare split
-one split-fused IMPLICIT_EM_SPLIT_URGENT=1 IMPLICIT_EM_FUSED_STEP=1
-compare split-fused
+one default  # split + fused step, both unset: the CUDA default
+compare default
 if (( SECONDS < 350 )); then
-  one default2
-  compare default2
+  one plain2 $PLAIN
+  compare plain2
 else
-  echo "== default2 skipped: ${SECONDS} s used"
+  echo "== plain2 skipped: ${SECONDS} s used"
 fi
 echo "== done in ${SECONDS} s"

@@ -219,15 +219,3 @@ def test_topk_trained_in_the_background_gives_the_same_numbers(
             assert got == pytest.approx(want, rel=1e-3, abs=1e-6), f
     assert re.search(r"\| benchmark \| [\d.]+ \| 1 trained now; 2 trained earlier", md), md[:2000]
     assert re.search(r"\| training \(stacked runs\) \| [\d.]+ \| 12 trained now \|", md)
-
-
-def test_split_urgent_is_0_or_1(monkeypatch):
-    from implicit_em.experiments.common import SPLIT_URGENT_ENV, split_urgent
-
-    monkeypatch.delenv(SPLIT_URGENT_ENV, raising=False)
-    assert not split_urgent()
-    monkeypatch.setenv(SPLIT_URGENT_ENV, "1")
-    assert split_urgent()
-    monkeypatch.setenv(SPLIT_URGENT_ENV, "yes")
-    with pytest.raises(ValueError, match="IMPLICIT_EM_SPLIT_URGENT must be 0 or 1"):
-        split_urgent()

@@ -8,6 +8,10 @@ files in docs/eval/synthetic/gpu16k-variants/:
 - `c2-f2.json`, `c2-p1.json`, `c2-p2.json`: call 2, three processes on the one GPU, seed 0:
   `encoder-wr` (fast step), `encoder-centred` and `encoder-wr-centred` (`--plain-step`).
 - `c3-s1.json`, `c4-s2.json`: calls 3 and 4, `encoder-wr` seeds 1 and 2, each alone on the GPU.
+- `c5-p1.json`, `c5-p2.json`: the eighth session's call (gpu16k-centred-PLAN.md): `encoder-centred`
+  and `encoder-wr-centred` to the full length, each alone on one GPU of an x2, seed 0.
+- `c6-s1.json`, `c6-u1.json`: the plan's fourth entry, seed 1 of `encoder-softplus` and
+  `encoder-unit-rows`; its `--budget 200` left room for about 22,000 steps only (short).
 
 The committed reference encoder (3 seeds, gpu16k-converged.md section 4) comes from
 docs/eval/synthetic/gpu16k-converged/ (`rows/results.json` for seed 0, `seeds/seed{1,2}.json`).
@@ -29,7 +33,9 @@ ROOT = Path("docs/eval/synthetic")
 RUN = ROOT / "gpu16k-variants"
 REF = ROOT / "gpu16k-converged"
 STEPS = 47927  # 49.1 M samples at batch 1,024: the length of the committed rows
-FILES = ("c1-f1.json", "c2-f2.json", "c2-p1.json", "c2-p2.json", "c3-s1.json", "c4-s2.json")
+FILES = ("c1-f1.json", "c2-f2.json", "c2-p1.json", "c2-p2.json", "c3-s1.json", "c4-s2.json",
+         "c5-p1.json", "c5-p2.json", "c6-s1.json", "c6-u1.json")
+TWINS = {"encoder-centred": "encoder", "encoder-wr-centred": "encoder-wr"}  # centred: uncentred
 CHECK_MCC, CHECK_L0 = 0.002, 0.02  # rule 1: this call's encoder against section 4's seed 0
 
 
@@ -89,6 +95,22 @@ def main() -> None:
         lines.append(f"Rule 3: {name} seed 0 {seed0:.4f} ({seed0 - base:+.4f} against this call's "
                      f"encoder) at L0 {l0_0:.1f}: "
                      f"{'lifts' if lift else 'does not lift'}{extra}.")  # fmt: skip
+    # gpu16k-centred-PLAN.md rule 2: each full-length centred row against its uncentred twin's
+    # seed 0 (same stream and init); "changes" beyond MARGIN in either direction, else "level"
+    rules["centred_twins"] = {}
+    for name, twin in TWINS.items():
+        row = next(r for r in full if r["variant"] == name and r["seed"] == 0)
+        other = mine if twin == "encoder" else next(
+            r for r in full if r["variant"] == twin and r["seed"] == 0)  # fmt: skip
+        d = row["trained"]["mcc"] - other["trained"]["mcc"]
+        rules["centred_twins"][name] = {"mcc": row["trained"]["mcc"], "twin": twin,
+                                        "twin_mcc": other["trained"]["mcc"], "diff": d,
+                                        "l0": row["trained"]["l0"], "twin_l0": other["trained"]["l0"],
+                                        "changes": abs(d) > MARGIN}  # fmt: skip
+        lines.append(f"Centred plan, rule 2: {name} seed 0 {row['trained']['mcc']:.4f} at L0 "
+                     f"{row['trained']['l0']:.1f} against {twin} {other['trained']['mcc']:.4f} at L0 "
+                     f"{other['trained']['l0']:.1f} ({d:+.4f}): "
+                     f"{'changes' if abs(d) > MARGIN else 'level'}.")  # fmt: skip
     cols = [("samples (M)", None, 1), *COLUMNS]
     samples = {r["variant"]: r["samples"] for r in full}
     samples.update({f"{r['variant']} (short)": r["samples"] for r in short})

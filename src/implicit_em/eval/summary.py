@@ -453,9 +453,10 @@ def _cell(c: dict) -> str:
     return f"{c['status']}" + (f": {v}" if v is not None else "")
 
 
-def markdown(result: dict, sources: list[str]) -> str:
-    """verdict.md: the candidates-by-criteria table, the overall lines, the paragraph, the
-    per-criterion details with their files, and the rules."""
+def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
+    """verdict.md: the paragraph, the figures (file names beside verdict.md, drawn by
+    `eval.verdict_figures`), the candidates-by-criteria table, the per-criterion details with
+    their files, and the rules."""
     cands = result["candidates"]
     order = sorted(cands, key=lambda n: (not cands[n]["eligible"], n != result["best"],
                                          -len(cands[n]["met"]), n))  # fmt: skip
@@ -466,6 +467,19 @@ def markdown(result: dict, sources: list[str]) -> str:
              "repository root: `implicit-em eval-suite verdict --out docs/eval/verdict "
              "--overwrite`. Files read:", ""]  # fmt: skip
     lines += [f"- `{s}`" for s in sources] + ["", "## Verdict", "", result["paragraph"], ""]
+    captions = {
+        "verdict_mcc_vs_l0.png": "Ground truth: every row's MCC against its L0, by kind, with "
+        "its controls (the best seed of its untrained init and of random directions at its L0) "
+        "and the target L0.",
+        "verdict_probing_vs_l0.png": "k-sparse probing (mean over tasks and k) against L0 at "
+        "each K: SAE baselines, the candidates, untrained twins, random directions at each "
+        "row's L0, and the raw activations. The per-k curves are in each study's "
+        "report (docs/eval/probing/).",
+    }  # fmt: skip
+    if figures:
+        lines += ["## Figures", ""]
+        for f in figures:
+            lines += [f"![{f}]({f})", "", captions.get(f, ""), ""]
     lines += ["## Candidates by criterion", "",
               "Cells: status: value (margin = value - reference). Probing: mean accuracy over "
               "datasets and k; CE: CE-loss recovered; OOD: mean LSE AUROC (margin: worst seed "
@@ -529,12 +543,24 @@ def run(opts) -> None:
 
     studies = load_studies(arg(opts.ground_truth), arg(opts.probing2), arg(opts.probing3),
                            [p for p in opts.ood if arg(p)], arg(opts.probing4))  # fmt: skip
-    md_path, json_path = free_paths(Path(opts.out), VERDICT_FILES, opts.overwrite)
+    from implicit_em.eval import verdict_figures as vf
+
+    md_path, json_path, gt_png, probe_png = free_paths(
+        Path(opts.out), VERDICT_FILES + vf.FIGURES, opts.overwrite
+    )
     result = cross_study_verdict(studies)
     sources = [s[0] for k in ("ground_truth", "probing2", "probing3", "probing4")
                if (s := studies[k])]  # fmt: skip
     sources += [p for p, _ in studies["ood"]]
-    md_path.write_text(markdown(result, sources) + "\n")
+    figures = []
+    if studies["ground_truth"]:
+        vf.mcc_vs_l0(studies["ground_truth"][1], gt_png)
+        figures.append(gt_png.name)
+    probing = {k: studies[k][1] for k in ("probing2", "probing3", "probing4") if studies[k]}
+    if probing:
+        vf.probing_vs_l0(probing, probe_png)
+        figures.append(probe_png.name)
+    md_path.write_text(markdown(result, sources, figures) + "\n")
     json_path.write_text(json.dumps({"sources": sources, **result}, indent=1) + "\n")
     print(result["paragraph"])
 

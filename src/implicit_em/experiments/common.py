@@ -31,6 +31,7 @@ from implicit_em.progress import stage
 from implicit_em.train.stacked import (
     CHECKPOINT_EVERY,
     env_flag,
+    fused_step_enabled,
     group_configs,
     stack_groups,
     train_many,
@@ -41,15 +42,19 @@ SPLIT_URGENT_ENV = "IMPLICIT_EM_SPLIT_URGENT"
 """Environment variable: "1" makes `start_runs` train its urgent configs (reproduce: the
 benchmark's "ours" runs, which the TopK SAEs wait for) in stacks of their own, so that they are
 saved sooner and the TopK stack starts beside the rest of the training step
-(`stacked.stack_groups`); "0" (the default) keeps them in their shared stacks. CUDA only (off
-CUDA nothing trains in the background). Not bitwise the default's runs on a GPU (other matmul
-shapes); not yet timed (docs/benchmarks.md, "Round 5")."""
+(`stacked.stack_groups`); "0" keeps them in their shared stacks; unset, it follows the fused
+step on CUDA (`split_urgent`). It only matters on CUDA (elsewhere nothing trains in the
+background). Not bitwise the shared stacks' runs on a GPU (other matmul shapes). Measured on one
+H200 (docs/benchmarks.md, "Round 5" and "Round 5b"): with the default step the split is slower
+(report total 55.0 s against 51.0 s), with the fused step faster (47.3-47.4 s in three runs
+against 50.2-51.2 s for neither)."""
 
 
 def split_urgent() -> bool:
-    """Whether SPLIT_URGENT_ENV opts in ("1"; unset or "0": no). Raises ValueError otherwise
-    (`stacked.env_flag`)."""
-    return env_flag(SPLIT_URGENT_ENV)
+    """Whether SPLIT_URGENT_ENV is on ("1" yes, "0" no; unset: whether the fused step is on for
+    CUDA, `stacked.fused_step_enabled("cuda")`, since the split pays only beside it). Raises
+    ValueError, one line, for any other value (`stacked.env_flag`)."""
+    return env_flag(SPLIT_URGENT_ENV, default=fused_step_enabled("cuda"))
 
 
 def merge(base: dict, update: dict) -> dict:

@@ -59,31 +59,37 @@ URGENT_PRIORITY = -1
 """CUDA stream priority of the stacks `train_many_in_background` is told are urgent (the
 default priority is 0; lower is more urgent)."""
 FUSED_STEP_ENV = "IMPLICIT_EM_FUSED_STEP"
-"""Environment variable: "1" opts the stacked trainer in to its fused step (`StackedTrainer`'s
-fused_step), "0" (the default) keeps the default step. Measured on one H200 (docs/benchmarks.md,
-"Round 4"): its block kernel (`kernels.triton_stacked_v2`) takes 17-18 us a block against the
-reference's 133-143 us, and a step of the Adam encoder stack 0.288 ms against 0.327 ms, but the
-MNIST reproduce is SLOWER end to end (55.1 s against 50.7 s): the stacks side by side are not
-bound by their own kernels. Kept opt-in for the kernel work of issue 19."""
+"""Environment variable: "1" turns the stacked trainer's fused step on (`StackedTrainer`'s
+fused_step), "0" off; unset, it is on for CUDA and off elsewhere (`fused_step_enabled`).
+Measured on one H200 (docs/benchmarks.md, "Round 4" and "Round 5b"): its block kernel
+(`kernels.triton_stacked_v2`) takes 17-18 us a block against the reference's 133-143 us, a step
+of the Adam encoder stack 0.288 ms against 0.327 ms; alone it does not shorten the MNIST
+reproduce (50.7 s against 50.2-50.5 s for the default step), but with the benchmark's "ours" in
+a stack of its own (`experiments.common.SPLIT_URGENT_ENV`) the reproduce's report total is
+47.3-47.4 s in three runs against 50.2-51.2 s, its tables within the default step's std."""
 FUSED_KERNEL_ENV = "IMPLICIT_EM_FUSED_KERNEL"
 """Former environment variable that chose the fused step's block kernel between v1 and v2; v1
 was removed after round 4 (docs/benchmarks.md), so only unset or "v2" (the one kernel) pass."""
 _CAPTURE_LOCK = threading.Lock()  # CUDA-graph captures of stacks trained in threads
 
 
-def env_flag(name: str) -> bool:
-    """Whether the environment variable `name` opts in ("1"; unset or "0": no). Raises
-    ValueError, one line, for any other value. The opt-in switches FUSED_STEP_ENV and
+def env_flag(name: str, default: bool = False) -> bool:
+    """Whether the environment variable `name` is on: "1" yes, "0" no, unset `default`.
+    Raises ValueError, one line, for any other value. The switches FUSED_STEP_ENV and
     `experiments.common.SPLIT_URGENT_ENV` read through it."""
-    value = os.environ.get(name, "0")
+    value = os.environ.get(name)
+    if value is None:
+        return default
     if value not in ("0", "1"):
         raise ValueError(f"{name} must be 0 or 1, got {value!r}: unset it or set 0 or 1")
     return value == "1"
 
 
-def fused_step_enabled() -> bool:
-    """Whether FUSED_STEP_ENV opts in to the fused step ("1"; unset or "0": no)."""
-    return env_flag(FUSED_STEP_ENV)
+def fused_step_enabled(device: torch.device | str = "cpu") -> bool:
+    """Whether the stacked trainer takes its fused step on `device`: FUSED_STEP_ENV "1" yes,
+    "0" no; unset, yes on CUDA (where it was measured faster, FUSED_STEP_ENV's docstring) and
+    no elsewhere (the CPU keeps the default step, bitwise the earlier releases')."""
+    return env_flag(FUSED_STEP_ENV, default=torch.device(device).type == "cuda")
 
 
 def _block_kernel():
@@ -247,20 +253,20 @@ class StackedTrainer:
     ) -> None:  # fmt: skip
         """priority: of the stack's CUDA streams (`optim.take_streams`; lower is more urgent):
         side by side, the GPU serves the kernels of a more urgent stack first.
-        fused_step: opt in to fewer kernels per step (None: the FUSED_STEP_ENV variable, off
-        unless "1"): Adam as one multi-tensor kernel per learning rate
+        fused_step: fewer kernels per step (None: `fused_step_enabled(device)`, on for CUDA
+        unless FUSED_STEP_ENV is "0", off elsewhere unless it is "1"): Adam as one multi-tensor
+        kernel per learning rate
         (`StackedOptimizer.multi_tensor`), and on the encoder's closed-form ReLU path each
         block's terms and dL/dz as one Triton kernel (`kernels.triton_stacked_v2`; on CUDA, or on
         the CPU under TRITON_INTERPRET=1; the reference where Triton is missing or a block does
         not fit). It rounds differently from the default step, so results agree with it to
-        float32 rounding per step, not bitwise. Slower than the default step on an H200
-        end to end (FUSED_STEP_ENV says by how much); kept opt-in for the kernel work of
-        issue 19. Raises ValueError when the fused step is on and FUSED_KERNEL_ENV names a
+        float32 rounding per step, not bitwise (FUSED_STEP_ENV says what it gains on an
+        H200). Raises ValueError when the fused step is on and FUSED_KERNEL_ENV names a
         removed kernel (`check_fused_kernel`)."""
         if not cfgs or len({stack_key(c) for c in cfgs}) != 1:
             raise ValueError("configs in one stack must share stack_key(); use group_configs()")
         self.cfgs, self.device = cfgs, torch.device(device)
-        self.fused_step = fused_step_enabled() if fused_step is None else fused_step
+        self.fused_step = fused_step_enabled(self.device) if fused_step is None else fused_step
         if self.fused_step:
             check_fused_kernel()
         self.family = family(cfgs[0].model.type)
