@@ -64,6 +64,18 @@ def controls(rows: list[dict], name: str) -> list[float]:
             for r in rows if r["variant"] == name]  # fmt: skip
 
 
+def print_table(summary: list[dict], cols: list[tuple], steps: bool) -> None:
+    """One markdown table: a row per (variant, lr, B), the columns cols (title, key, digits)."""
+    head = "| variant | lr | B | " + ("steps | " if steps else "")
+    print(head + " | ".join(c[0] for c in cols) + " |")
+    print("|---|---|---|" + ("---|" if steps else "") + "---|" * len(cols))
+    for s in summary:
+        cells = f"| {s['variant']} | {s['lr']:g} | {s['batch_size']} | "
+        cells += f"{s['steps']} | " if steps else ""
+        print(cells + " | ".join(_fmt(s[k], nd) for _, k, nd in cols) + " |")
+    print()
+
+
 def main() -> None:
     cells = {(lr, b): cell_rows(lr, b) for lr in LRS for b in BATCHES}
     summary = []
@@ -74,18 +86,8 @@ def main() -> None:
                             **end_terms(mine, b)})  # fmt: skip
     summary.sort(key=lambda s: (ORDER.index(s["variant"]), s["lr"], s["batch_size"]))
 
-    print("| variant | lr | B | steps | " + " | ".join(c[0] for c in COLS) + " |")
-    print("|---|---|---|---|" + "---|" * len(COLS))
-    for s in summary:
-        print(f"| {s['variant']} | {s['lr']:g} | {s['batch_size']} | {s['steps']} | "
-              + " | ".join(_fmt(s[k], nd) for _, k, nd in COLS) + " |")  # fmt: skip
-    print()
-    print("| variant | lr | B | " + " | ".join(c[0] for c in TERMS) + " |")
-    print("|---|---|---|" + "---|" * len(TERMS))
-    for s in summary:
-        print(f"| {s['variant']} | {s['lr']:g} | {s['batch_size']} | "
-              + " | ".join(_fmt(s[k], nd) for _, k, nd in TERMS) + " |")  # fmt: skip
-    print()
+    print_table(summary, COLS, steps=True)
+    print_table(summary, TERMS, steps=False)
 
     def m(name, lr, b):
         return mccs(cells[(lr, b)], name)
