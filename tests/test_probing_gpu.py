@@ -469,7 +469,7 @@ def test_every_committed_plan_parses_with_its_rows_checked():
         plan = mod.Plan(**mod.plan_fields(over, str(f)))
         assert [dict(r) for r in plan.rows] == over["rows"]
     stored = sorted(PROBING.glob("gpu*/results*.json"))
-    assert {f.parent.name for f in stored} == {"gpu", "gpu2", "gpu3"}
+    assert {f.parent.name for f in stored} == {"gpu", "gpu2", "gpu3", "gpu4"}
     for f in stored:
         plan = json.loads(f.read_text())["plan"]
         assert mod.Plan(**mod.plan_fields(plan, str(f))).Ks == tuple(plan["Ks"])
