@@ -76,6 +76,10 @@ class Variant:
     lse_mean: bool = False
     """Average the LSE term over the batch instead of summing it (lambda_lse / B): removes its
     growth with the batch size against the batch-size-free InfoMax terms."""
+    lse_ref_batch: int | None = None
+    """LSE weight lse_ref_batch / B instead of 1 (B the batch size): the summed LSE keeps the
+    balance against the batch-size-free InfoMax terms that it has at batch lse_ref_batch, at
+    any batch (docs/eval/synthetic/cpu-lr-batch.md). None: weight 1. Not with lse_mean."""
     unit_norm_rows: bool = False
     """Renormalise the encoder rows to unit norm after every step (removes ||W|| growth)."""
     centre: bool = False
@@ -163,6 +167,8 @@ VARIANTS: dict[str, Variant] = {
     "encoder-no-kscale": Variant(reference_k=None),
     "encoder-lse-mean": Variant(lse_mean=True),
     "encoder-lse-mean-no-kscale": Variant(lse_mean=True, reference_k=None),
+    # The LSE-to-InfoMax balance of batch 1,024 at any batch (docs/eval/synthetic/cpu-lr-batch.md)
+    "encoder-lse-b1024": Variant(lse_ref_batch=1024),
     "encoder-unit-rows": Variant(unit_norm_rows=True),
     "encoder-centred": Variant(centre=True),
     "encoder-wr": Variant(lambda_wr=1.0),
