@@ -654,3 +654,32 @@ def test_gpu5_reproduction_check_reads_gpu4_results():
     new["l0"]["encoder-K4096-s0"] += 1.0
     lines, word = cr.check(new, old)
     assert word == "NOT comparable" and any("NOT within 0.5" in x for x in lines)
+
+
+def test_gpu5_compare_reads_gpu4_by_the_same_words():
+    """docs/eval/probing/gpu5/compare5.py (gpu5_plan.md's verdict rules as code): gpu4 against
+    itself changes no word; dead TopK latents in every seed turn "no win" into a "win" for the
+    encoder, and the change is listed."""
+    import copy
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare5", PLAN5 / "compare5.py")
+    c5 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(c5)
+    old = json.loads((PLAN4 / "results_r4.json").read_text())
+    md, nums = c5.compare5(old, old)
+    assert nums["changes"] == {"4096": {}, "16384": {}} and "- none" in md
+    r = nums["gpu4"]["16384"]
+    assert set(r["rows"]) == set(c5.ROWS) and len(c5.words(r)) == 33
+    assert r["dead"]["encoder vs matryoshka"] == "win"  # 2,617-2,722 dead at K = 16384
+    assert r["dead"]["encoder vs topk"] == "no win (the SAE has 0 dead in some seed)"
+    assert (
+        r["rows"]["encoder"]["margin_over_controls"] < 0 < r["rows"]["encoder-wr"]["minus_ceiling"]
+    )
+    new = copy.deepcopy(old)
+    for n in new["dead_fraction"]:
+        if n.startswith("topk-K16384") and not n.endswith("(untrained)"):
+            new["dead_fraction"][n] = 0.01
+    changes = c5.compare5(new, old)[1]["changes"]
+    assert changes == {"4096": {}, "16384": {"dead latents, encoder vs topk": [
+        "no win (the SAE has 0 dead in some seed)", "win"]}}  # fmt: skip
