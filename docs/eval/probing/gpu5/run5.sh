@@ -11,8 +11,8 @@
 D=$1; OUT=$2; R=$3; P=docs/eval/probing/gpu5
 case "$R" in
   repro) STEM=data4; TLD=150; PTD=170 ;;
-  K16384) STEM=data5; TLD=375; PTD=540 ;;
-  K4096) STEM=data5; TLD=310; PTD=440 ;;
+  K16384) STEM=data5; TLD=365; PTD=540 ;;
+  K4096) STEM=data5; TLD=300; PTD=440 ;;
   *) echo "run5.sh: the run must be repro, K16384 or K4096, got '$R'"; exit 2 ;;
 esac
 DEV=${DEV:-cuda:0}; TL=${TL:-$TLD}; PT=${PYTIMEOUT:-$PTD}; W=${WORKERS:-12}
