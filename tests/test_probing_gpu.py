@@ -420,6 +420,14 @@ def test_gpu4_plan_runs_every_row_and_compare3_reads_it(tmp_path):
     subprocess.run([*script, "compare3", "--results", *files, "--baseline",
                     str(tmp_path / "b.json"), "--out", str(out)], check=True)  # fmt: skip
     nums = json.loads((out / "gpu3_compare.json").read_text())
+    subprocess.run([*script, "compare4", "--results", *files, "--baseline",
+                    str(tmp_path / "b.json"), "--out", str(out)], check=True)  # fmt: skip
+    n4 = json.loads((out / "gpu4_compare.json").read_text())
+    for K in (16, 32):
+        assert set(n4[f"K{K}"]["centring"]) == {"topk", "batchtopk", "matryoshka"}
+        assert n4[f"K{K}"]["wr"]["row"] == "encoder-wr-topk"
+        assert n4[f"K{K}"]["wr"]["readout_control"] == "encoder-topk"
+    assert n4["K16"]["baseline_candidates"][0]["matched"] is False  # b.json has no L0 for it
     labels = {r.get("label") or mod.SHORT[r["family"]] for r in over["rows"]}
     for K in (16, 32):
         rows = nums[f"K{K}"]["rows"]
@@ -564,6 +572,61 @@ def test_plan_rows_are_checked_when_the_plan_is_read(tmp_path, row, message):
         read_plan_json('{"rows": {"family": "encoder"}}')
 
 
+def test_w3_word_covers_every_case():
+    """gpu4_plan.md rule W3: three words covering every pair of apart() outcomes, and W1's
+    "L0 not matched" in place of them."""
+    from implicit_em.eval.probing_study.compare import W3_WORDS, w3_word
+
+    for ro in ("above", "level", "below"):
+        for enc in ("level", "below"):
+            assert w3_word(enc, ro) == "it was the L0"
+        assert w3_word("above", ro) == ("survives the L0 match" if ro == "above"
+                                        else "the read-out, not wr")  # fmt: skip
+        assert w3_word("above", ro, l0_matched=False) == W3_WORDS["unmatched"]
+
+
+def test_compare4_on_the_committed_gpu4_results(tmp_path, capsys):
+    """`eval-suite probing-study compare4` on gpu4's committed results writes the committed
+    gpu4_compare.md / .json, with the rules' outcomes of docs/eval/probing/gpu4.md."""
+    from implicit_em.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    argv = ["eval-suite", "probing-study", "compare4", "--results",
+            str(PLAN4 / "results_r4.json"), "--baseline",
+            str(root / "docs/eval/probing/gpu2/gpu2_compare.json"), "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    nums = json.loads((tmp_path / "gpu4_compare.json").read_text())
+    assert nums == json.loads((PLAN4 / "gpu4_compare.json").read_text())
+    assert (tmp_path / "gpu4_compare.md").read_text() == (PLAN4 / "gpu4_compare.md").read_text()
+    for K in ("K4096", "K16384"):
+        e = nums[K]
+        for fam, c in e["centring"].items():  # C1: every uncentred seed has more dead
+            assert c["c1"] == "centring removes dead latents", (K, fam)
+            assert max(c["dead"]) < min(c["dead_uncentred"]) and c["c2_vs_uncentred"]
+        assert (
+            e["centring"]["topk"]["dead"] == [0, 0, 0]
+            and not e["centring"]["topk"]["c2_vs_centred"]
+        )
+        assert e["rows"]["encoder"]["dead"] == [0, 0, 0]
+        w = e["wr"]
+        assert w["w1_matched_l0"] and w["w2_beats_controls"] is False
+        assert w["w3"] == "it was the L0" and w["w3_probe_vs_encoder"] == "level"
+        assert not any(t["met"] for t in w["w4"].values())
+    assert nums["K4096"]["centring"]["matryoshka"]["dead"] == [4, 2, 7]
+    assert nums["K4096"]["centring"]["matryoshka"]["c2_vs_centred"]
+    assert nums["K16384"]["centring"]["batchtopk"]["dead"] == [115, 153, 133]
+    assert nums["K16384"]["centring"]["topk"]["dead_uncentred"] == [1885, 1821, 1887]
+    assert nums["K4096"]["best_baseline"] == "l1(l1_c=2)-K4096 (gpu2's best baseline)"
+    assert nums["K16384"]["best_baseline"] == "topk-uncentred (this run)"
+    assert nums["K16384"]["best_baseline_mean_k"] == pytest.approx(0.7550, abs=5e-5)
+    t = nums["K16384"]["wr"]["w4"]["encoder-wr-topk"]["target"]
+    assert t == {"matched_l0": True, "probe_met": False, "ce_met": True, "dead_met": True,
+                 "beats_controls": False}  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 2  # nothing silently overwritten
+    assert "gpu4_compare.md exists" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("epochs", [0, -1, 1.5, True, "2", None])
 def test_bad_epochs_are_refused_when_the_plan_is_read(tmp_path, epochs):
     """Plan.epochs (gpu5_plan.md) must be a whole number >= 1: one line, before any work."""
@@ -672,6 +735,8 @@ def test_gpu5_compare_reads_gpu4_by_the_same_words():
     r = nums["gpu4"]["16384"]
     assert set(r["rows"]) == set(c5.ROWS) and len(c5.words(r)) == 33
     assert r["dead"]["encoder vs matryoshka"] == "win"  # 2,617-2,722 dead at K = 16384
+    for K in ("4096", "16384"):  # R4 = gpu4's W3, as compare4 reads it (gpu4_compare.json)
+        assert nums["gpu4"][K]["w3"] == "it was the L0"
     assert r["dead"]["encoder vs topk"] == "no win (the SAE has 0 dead in some seed)"
     assert (
         r["rows"]["encoder"]["margin_over_controls"] < 0 < r["rows"]["encoder-wr"]["minus_ceiling"]

@@ -506,7 +506,7 @@ class ProbingOptions:
 
 # ---------------------------------------------------------------- the GPU probing study
 # (eval.probing_study; `implicit-em eval-suite probing-study prepare | run | report | compare |
-# compare3`; scripts/probing_gpu.py is the same steps under their old command line)
+# compare3 | compare4`; scripts/probing_gpu.py is the same steps under their old command line)
 
 
 @dataclass(frozen=True)
@@ -606,6 +606,21 @@ class StudyCompare3Options:
 
 
 @dataclass(frozen=True)
+class StudyCompare4Options:
+    """Run 4's centred / uncentred SAE pairs and the TopK read-out rows against the reference
+    encoder, their controls and the SAE baselines, by docs/eval/probing/gpu4_plan.md's rules."""
+
+    results: list[str]
+    """Run 4's results.json files, merged in this order."""
+    baseline: str
+    """Run 2's gpu2_compare.json (its best SAE baseline per K at the encoder's L0)."""
+    out: str
+    """Folder for gpu4_compare.md and gpu4_compare.json (created)."""
+    overwrite: bool = False
+    """Replace those files if they exist."""
+
+
+@dataclass(frozen=True)
 class VerdictOptions:
     """The cross-study verdict of issue 18 (`eval.summary`): every decoder-free and hybrid
     model (and tied TopK, for reference) against the issue's target, from the studies' JSON."""
@@ -618,6 +633,10 @@ class VerdictOptions:
     """gpu2_compare.json (`eval-suite probing-study compare`); "none": not measured."""
     probing3: str = "docs/eval/probing/gpu3/gpu3_compare.json"
     """gpu3_compare.json (`eval-suite probing-study compare3`); "none": not measured."""
+    probing4: str = "docs/eval/probing/gpu4/gpu4_compare.json"
+    """gpu4_compare.json (`eval-suite probing-study compare4`); "none": not measured. A model
+    in gpu3 and gpu4 is read from gpu4 for probing and CE (dead latents, controls and seeds
+    from both)."""
     ood: tuple[str, ...] = ("docs/reproduction/ood/variants.json",
                             "docs/reproduction/ood/variants_wr.json",
                             "docs/reproduction/ood/variants_match.json")  # fmt: skip

@@ -82,7 +82,8 @@ def mcc_vs_l0(table: dict, path: Path) -> dict[str, list[tuple[float, float]]]:
 
 def _probing_points(study: str, data: dict, K: str) -> dict[str, list]:
     """The points of one K of a probing compare file ("probing2": gpu2_compare.json's rows;
-    "probing3": gpu3_compare.json's rows with their random-direction control)."""
+    "probing3" / "probing4": gpu3_compare.json's / gpu4_compare.json's rows with their
+    random-direction control)."""
     e = data.get(K)
     points: dict[str, list] = {"ceiling": []}
     if e is None:
@@ -114,7 +115,8 @@ def _probing_points(study: str, data: dict, K: str) -> dict[str, list]:
 
 def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, list]]:
     """k-sparse probing accuracy (mean over datasets and k) against L0, one panel per K, from
-    the probing compare files {"probing2": data, "probing3": data} (either may be missing),
+    the probing compare files {"probing2": data, "probing3": data, "probing4": data} (any may
+    be missing; probing4, gpu4_compare.json, has probing3's shape),
     written to `path` (PNG). Returns {K: {series: points}}; "ceiling" holds the raw
     activations' accuracy (drawn as a line). A row in both files is drawn from each."""
     ks = sorted({K for d in studies.values() if d for K in d}, key=lambda k: int(k[1:]))

@@ -32,10 +32,10 @@ def read(res: dict) -> dict:
     (least squares for the encoder rows, own decoder for the SAEs), its controls (untrained
     twin per the plan's twin_of, random directions at its L0), the raw-residual ceiling, and
     the words of gpu5_plan.md's rules R1-R4."""
-    from implicit_em.eval.probing_study.compare import row_stats
+    from implicit_em.eval.probing_study.compare import row_stats, w3_word
     from implicit_em.eval.probing_study.plan import label_of
     from implicit_em.eval.probing_study.report import summarize
-    from implicit_em.eval.verdict import MARGIN, apart
+    from implicit_em.eval.verdict import MARGIN, apart, matched_l0
 
     summ = summarize(res)
     twin_of = {label_of(r): r.get("twin_of", label_of(r)) for r in res["plan"]["rows"]}
@@ -100,12 +100,10 @@ def read(res: dict) -> dict:
                     )  # fmt: skip
         w3 = "not measured"
         if all(x in rows for x in ("encoder-wr-topk", "encoder", "encoder-topk")):  # R4
-            vs_enc = apart(rows["encoder-wr-topk"]["probing_range"],
-                           rows["encoder"]["probing_range"], MARGIN)  # fmt: skip
-            vs_topk = apart(rows["encoder-wr-topk"]["probing_range"],
-                            rows["encoder-topk"]["probing_range"], MARGIN)  # fmt: skip
-            w3 = ("survives the L0 match" if vs_enc == "above" and vs_topk == "above"
-                  else "the read-out, not wr" if vs_enc == "above" else "it was the L0")  # fmt: skip
+            wrk, enc = rows["encoder-wr-topk"], rows["encoder"]
+            w3 = w3_word(apart(wrk["probing_range"], enc["probing_range"], MARGIN),
+                         apart(wrk["probing_range"], rows["encoder-topk"]["probing_range"], MARGIN),
+                         matched_l0(wrk["l0"], enc["l0"]))  # fmt: skip
         out[str(K)] = {"rows": rows, "pairs": pairs, "dead": dead, "w3": w3,
                        "raw_ceiling": raw["mean_k"] if raw else None}  # fmt: skip
     return out
