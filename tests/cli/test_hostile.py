@@ -171,6 +171,13 @@ CASES: list[Case] = [
          str(t / "d"), "--model", "m", "--out", str(t / "o"), "--plan-json",
          '{"rows": [{"family": "encoder"}, {"family": "encoder", "readout": "top-k"}]}'], 2,
          "readout 'top-k' is not known"),
+    Case("probing study: a plan with 0 epochs", lambda t: [*STUDY, "run", "--data", str(t / "d"),
+         "--model", "m", "--out", str(t / "o"), "--plan-json", '{"epochs": 0}'], 2,
+         "epochs must be a whole number of passes >= 1"),
+    Case("probing study: a plan row that takes the weights of a row trained otherwise", lambda t: [*STUDY,
+         "run", "--data", str(t / "d"), "--model", "m", "--out", str(t / "o"), "--plan-json",
+         '{"rows": [{"family": "encoder"}, {"family": "encoder", "label": "e-wr", "loss": {"lambda_wr": 1.0}, '
+         '"weights_of": "encoder"}]}'], 2, "weights_of 'encoder': this row differs from it in loss"),
     Case("probing study: data that `prepare` did not write", lambda t: [*STUDY, "run", "--data", str(t / "d"),
          "--model", "m", "--out", str(t / "o")], 2, "d.json not found"),
     Case("probing study: a results file that does not exist", lambda t: [*STUDY, "report", "--results",
