@@ -197,7 +197,8 @@ def test_bad_inputs_name_the_file(tmp_path):
 def committed() -> dict:
     return cross_study_verdict(load_studies(*(str(ROOT / DEFAULTS[k]) for k in
                                               ("ground_truth", "probing2", "probing3")),
-                                            [str(ROOT / p) for p in DEFAULTS["ood"]]))  # fmt: skip
+                                            [str(ROOT / p) for p in DEFAULTS["ood"]],
+                                            str(ROOT / DEFAULTS["probing4"])))  # fmt: skip
 
 
 def test_committed_ground_truth_facts():
@@ -222,19 +223,29 @@ def test_committed_probing_statuses_agree_with_the_studies_own_flags():
     res = committed()["candidates"]
     g2 = json.loads((ROOT / DEFAULTS["probing2"]).read_text())
     g3 = json.loads((ROOT / DEFAULTS["probing3"]).read_text())
+    g4 = json.loads((ROOT / DEFAULTS["probing4"]).read_text())
     for K in (4096, 16384):
         for m, v in g2[f"K{K}"]["verdict"]["models"].items():
             crit = res[m]["criteria"]
             assert (crit[f"probing K={K}"]["status"] == MET) == v["probe_met"]
             assert (crit[f"CE K={K}"]["status"] == MET) == v["ce_met"]
             assert crit[f"CE K={K}"]["margin"] == pytest.approx(v["ce_gap"])
-        for m, r in g3[f"K{K}"]["rows"].items():
+        # a model in gpu3 and gpu4 (encoder, encoder-wr) is read from gpu4 (its rule W4 baseline)
+        rows = {**g3[f"K{K}"]["rows"], **g4[f"K{K}"]["rows"]}
+        for m, r in rows.items():
             if "target" not in r:
                 continue
             t, crit = r["target"], res[m]["criteria"]
             assert (crit[f"probing K={K}"]["status"] == MET) == (t["probe_met"] and t["matched_l0"])
             assert (crit[f"CE K={K}"]["status"] == MET) == (t["ce_met"] and t["matched_l0"])
             assert crit["above controls"]["value"][f"probing K={K}"] == t["beats_controls"]
+        best4 = g4[f"K{K}"]["best_baseline_mean_k"]
+        for m in g4[f"K{K}"]["rows"]:
+            if "target" in g4[f"K{K}"]["rows"][m]:
+                assert res[m]["criteria"][f"probing K={K}"]["reference"] == best4
+    assert g4["K16384"]["best_baseline"] == "topk-uncentred (this run)"  # gpu4_plan.md W4 (b)
+    assert res["encoder-wr-topk"]["criteria"]["CE K=16384"]["status"] == MET
+    assert res["encoder-wr-topk"]["criteria"]["probing K=16384"]["status"] == NOT_MET
     assert res["topk-pretrained"]["criteria"]["dead latents"]["status"] == NOT_MET
     assert res["topk-pretrained"]["eligible"] and not res["tied-topk"]["eligible"]
 

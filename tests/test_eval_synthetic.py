@@ -519,3 +519,23 @@ def test_run_with_readout_k_scores_every_row_at_the_matched_l0(tmp_path):
     assert [r["variant"] for r in back] == ["encoder", "topk"]
     with pytest.raises(ValueError, match="readout_k 300 exceeds the 256 latents"):
         run(replace(opts, readout_k=300, out_dir=None))
+
+
+def test_lse_ref_batch_keeps_the_lse_balance_of_its_batch(synth):
+    """encoder-lse-b1024: LSE weight 1024 / B (4 at B = 256, 1/4 at B = 4096), InfoMax weights
+    as the plain encoder's; lse_mean with lse_ref_batch is refused."""
+    from dataclasses import replace
+
+    from implicit_em.eval.options import VARIANTS, Variant
+    from implicit_em.eval.synthetic import VariantTrainer, _loss_config
+
+    assert _loss_config(VARIANTS["encoder"], 4096).lambda_lse == 1.0
+    assert _loss_config(VARIANTS["encoder-lse-b1024"], 4096).lambda_lse == 0.25
+    assert _loss_config(VARIANTS["encoder-lse-b1024"], 1024).lambda_lse == 1.0
+    opts = SyntheticEvalOptions(recipe="tiny", steps=1, batch_size=256, plot=False)
+    plain = VariantTrainer(VARIANTS["encoder"], synth, opts, 0, None).weights
+    ref = VariantTrainer(VARIANTS["encoder-lse-b1024"], synth, opts, 0, None).weights
+    assert ref["lse"] == 4.0 and plain["lse"] == 1.0
+    assert ref["var"] == plain["var"] == 64 / 256 and ref["tc"] == plain["tc"]
+    with pytest.raises(ValueError, match="lse_ref_batch"):
+        _loss_config(replace(Variant(), lse_mean=True, lse_ref_batch=1024), 256)

@@ -420,6 +420,14 @@ def test_gpu4_plan_runs_every_row_and_compare3_reads_it(tmp_path):
     subprocess.run([*script, "compare3", "--results", *files, "--baseline",
                     str(tmp_path / "b.json"), "--out", str(out)], check=True)  # fmt: skip
     nums = json.loads((out / "gpu3_compare.json").read_text())
+    subprocess.run([*script, "compare4", "--results", *files, "--baseline",
+                    str(tmp_path / "b.json"), "--out", str(out)], check=True)  # fmt: skip
+    n4 = json.loads((out / "gpu4_compare.json").read_text())
+    for K in (16, 32):
+        assert set(n4[f"K{K}"]["centring"]) == {"topk", "batchtopk", "matryoshka"}
+        assert n4[f"K{K}"]["wr"]["row"] == "encoder-wr-topk"
+        assert n4[f"K{K}"]["wr"]["readout_control"] == "encoder-topk"
+    assert n4["K16"]["baseline_candidates"][0]["matched"] is False  # b.json has no L0 for it
     labels = {r.get("label") or mod.SHORT[r["family"]] for r in over["rows"]}
     for K in (16, 32):
         rows = nums[f"K{K}"]["rows"]
@@ -463,7 +471,7 @@ def test_every_committed_plan_parses_with_its_rows_checked():
     from implicit_em.eval.probing_study.plan import read_plan_json
 
     files = sorted(PROBING.glob("gpu*/plan*.json"))
-    assert {f.parent.name for f in files} == {"gpu2", "gpu3", "gpu4"} and len(files) == 5
+    assert {f.parent.name for f in files} == {"gpu2", "gpu3", "gpu4", "gpu5"} and len(files) == 8
     for f in files:
         over = read_plan_json(f"@{f}")
         plan = mod.Plan(**mod.plan_fields(over, str(f)))
@@ -520,6 +528,27 @@ def test_every_committed_plan_parses_with_its_rows_checked():
             "pretrain_fraction must be a number in (0, 1), got 1.5",
         ),
         ("encoder", "row 2 must be a JSON object with a \"family\", got 'encoder'"),
+        (
+            {"family": "encoder", "label": "e2", "readout": "topk", "weights_of": "encoder"},
+            None,
+        ),
+        (
+            {"family": "encoder", "label": "e2", "weights_of": "e3"},
+            "row 2 (e2): weights_of 'e3' is not the label of an earlier row: choose from encoder",
+        ),
+        (
+            {
+                "family": "encoder",
+                "label": "e2",
+                "loss": {"lambda_wr": 1.0},
+                "weights_of": "encoder",
+            },
+            "row 2 (e2): weights_of 'encoder': this row differs from it in loss; a row takes",
+        ),
+        (
+            {"family": "topk_sae", "weights_of": "encoder"},
+            "row 2 (topk): weights_of 'encoder': this row differs from it in family",
+        ),
     ],
 )
 def test_plan_rows_are_checked_when_the_plan_is_read(tmp_path, row, message):
@@ -541,3 +570,181 @@ def test_plan_rows_are_checked_when_the_plan_is_read(tmp_path, row, message):
     assert message in text and "\n" not in text, text
     with pytest.raises(ValueError, match="rows must be a list of row dicts"):
         read_plan_json('{"rows": {"family": "encoder"}}')
+
+
+def test_w3_word_covers_every_case():
+    """gpu4_plan.md rule W3: three words covering every pair of apart() outcomes, and W1's
+    "L0 not matched" in place of them."""
+    from implicit_em.eval.probing_study.compare import W3_WORDS, w3_word
+
+    for ro in ("above", "level", "below"):
+        for enc in ("level", "below"):
+            assert w3_word(enc, ro) == "it was the L0"
+        assert w3_word("above", ro) == ("survives the L0 match" if ro == "above"
+                                        else "the read-out, not wr")  # fmt: skip
+        assert w3_word("above", ro, l0_matched=False) == W3_WORDS["unmatched"]
+
+
+def test_compare4_on_the_committed_gpu4_results(tmp_path, capsys):
+    """`eval-suite probing-study compare4` on gpu4's committed results writes the committed
+    gpu4_compare.md / .json, with the rules' outcomes of docs/eval/probing/gpu4.md."""
+    from implicit_em.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    argv = ["eval-suite", "probing-study", "compare4", "--results",
+            str(PLAN4 / "results_r4.json"), "--baseline",
+            str(root / "docs/eval/probing/gpu2/gpu2_compare.json"), "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    nums = json.loads((tmp_path / "gpu4_compare.json").read_text())
+    assert nums == json.loads((PLAN4 / "gpu4_compare.json").read_text())
+    assert (tmp_path / "gpu4_compare.md").read_text() == (PLAN4 / "gpu4_compare.md").read_text()
+    for K in ("K4096", "K16384"):
+        e = nums[K]
+        for fam, c in e["centring"].items():  # C1: every uncentred seed has more dead
+            assert c["c1"] == "centring removes dead latents", (K, fam)
+            assert max(c["dead"]) < min(c["dead_uncentred"]) and c["c2_vs_uncentred"]
+        assert (
+            e["centring"]["topk"]["dead"] == [0, 0, 0]
+            and not e["centring"]["topk"]["c2_vs_centred"]
+        )
+        assert e["rows"]["encoder"]["dead"] == [0, 0, 0]
+        w = e["wr"]
+        assert w["w1_matched_l0"] and w["w2_beats_controls"] is False
+        assert w["w3"] == "it was the L0" and w["w3_probe_vs_encoder"] == "level"
+        assert not any(t["met"] for t in w["w4"].values())
+    assert nums["K4096"]["centring"]["matryoshka"]["dead"] == [4, 2, 7]
+    assert nums["K4096"]["centring"]["matryoshka"]["c2_vs_centred"]
+    assert nums["K16384"]["centring"]["batchtopk"]["dead"] == [115, 153, 133]
+    assert nums["K16384"]["centring"]["topk"]["dead_uncentred"] == [1885, 1821, 1887]
+    assert nums["K4096"]["best_baseline"] == "l1(l1_c=2)-K4096 (gpu2's best baseline)"
+    assert nums["K16384"]["best_baseline"] == "topk-uncentred (this run)"
+    assert nums["K16384"]["best_baseline_mean_k"] == pytest.approx(0.7550, abs=5e-5)
+    t = nums["K16384"]["wr"]["w4"]["encoder-wr-topk"]["target"]
+    assert t == {"matched_l0": True, "probe_met": False, "ce_met": True, "dead_met": True,
+                 "beats_controls": False}  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 2  # nothing silently overwritten
+    assert "gpu4_compare.md exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 1.5, True, "2", None])
+def test_bad_epochs_are_refused_when_the_plan_is_read(tmp_path, epochs):
+    """Plan.epochs (gpu5_plan.md) must be a whole number >= 1: one line, before any work."""
+    from implicit_em.eval.probing_study.plan import read_plan_json
+
+    f = tmp_path / "P"
+    f.write_text(json.dumps({"epochs": epochs}))
+    with pytest.raises(ValueError) as e:
+        read_plan_json(f"@{f}")
+    assert str(e.value).startswith(f"plan file {f}: epochs must be a whole number of passes >= 1")
+    assert str(e.value).endswith(f"got {epochs!r}") and "\n" not in str(e.value)
+    f.write_text(json.dumps({"epochs": 3}))
+    assert read_plan_json(f"@{f}") == {"epochs": 3}
+    mod = _script()
+    with pytest.raises(ValueError, match="epochs must be a whole number"):  # a Plan built in code
+        mod.main_run(mod.Plan(**{**mod.TINY, "epochs": 0}), {}, {}, None, tmp_path / "o", "cpu")
+    assert not (tmp_path / "o").exists()
+
+
+PLAN5 = PROBING / "gpu5"
+
+
+def test_gpu5_plan_trains_two_passes_and_its_read_outs_reuse_the_trained_weights(tmp_path):
+    """The committed gpu5 plan (docs/eval/probing/gpu5_plan.md) at toy size: every trained row
+    takes 2 * (N // B) steps (N // B for a plan without "epochs", the one pass of gpu.md -
+    gpu4), and the read-out rows that take "weights_of" an earlier row give exactly the numbers
+    of gpu4's way, training that row again with the same seed (L0, dead latents, every probe,
+    every splice, the last training record)."""
+    mod = _script()
+    from implicit_em.eval.probing_study.plan import read_plan_json
+
+    tiny = {**mod.TINY, "seeds": (0,)}
+    mod.prepare(mod.Plan(**tiny), tiny_corpora(), ByteTokenizer(), tmp_path / "data")
+    meta, arrays = mod.load_data(tmp_path / "data")
+    plans = {n: read_plan_json(f"@{PLAN5 / f'plan_{n}.json'}") for n in ("K16384", "K4096")}
+    assert plans["K16384"] == {**plans["K4096"], "Ks": [16384]} and plans["K4096"]["Ks"] == [4096]
+    over = {**plans["K16384"], "Ks": [32], "seeds": [0]}
+    assert over["epochs"] == 2
+    plan = replace(mod.Plan(**tiny), **mod.plan_fields(over))
+    res = mod.main_run(plan, meta, arrays, _tiny_lm(), tmp_path / "out", "cpu")
+    assert not res.get("errors"), res.get("errors")
+    n, B = res["tokens"]["train"], plan.batch_size
+    k = int(round(res["l0"]["encoder-K32-s0"]))
+    wr, wrk, ek = "encoder-wr-K32-s0", f"encoder-wr-topk-K32-k{k}-s0", f"encoder-topk-K32-k{k}-s0"
+    assert {r["steps"] for r in res["train"].values()} == {2 * (n // B)}
+    assert (
+        res["train"][wrk]["weights_of"] == "encoder-wr"
+        and res["train"][ek]["weights_of"] == "encoder"
+    )
+    assert res["train"][wrk]["last"] == res["train"][wr]["last"]
+    assert res["rows"][wrk]["config"]["training"]["epochs"] == 2
+    # gpu4's way: the read-out rows trained again from the same seed
+    again = tuple({k: v for k, v in r.items() if k != "weights_of"} for r in over["rows"])
+    res2 = mod.main_run(replace(plan, rows=again), meta, arrays, _tiny_lm(), tmp_path / "o2", "cpu")
+    assert "weights_of" not in res2["train"][wrk]
+    for part in ("l0", "dead_fraction", "kinds"):
+        assert res[part] == res2[part]
+    assert res["probing"] == res2["probing"] and res["downstream"] == res2["downstream"]
+    assert {n: r["last"] for n, r in res["train"].items()} == {
+        n: r["last"] for n, r in res2["train"].items()
+    }
+    one = mod.main_run(replace(plan, epochs=1, rows=plan.rows[:2]), meta, arrays, _tiny_lm(),
+                       tmp_path / "o1", "cpu")  # fmt: skip
+    assert {r["steps"] for r in one["train"].values()} == {n // B}
+    assert one["l0"]["encoder-K32-s0"] != res["l0"]["encoder-K32-s0"]  # the second pass counts
+
+
+def test_gpu5_reproduction_check_reads_gpu4_results():
+    """docs/eval/probing/gpu5/check_repro.py: gpu4's own rows of the repro plan (encoder and
+    topk, seed 0) against gpu4 are bit-identical; an L0 off by 1 is not comparable; a probe
+    accuracy off by 1e-6 is comparable, not bit-identical."""
+    import copy
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_repro", PLAN5 / "check_repro.py")
+    cr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cr)
+    old = json.loads((PLAN4 / "results_r4.json").read_text())
+    new = copy.deepcopy(old)
+    keep = ("encoder-K4096-s0", "topk-K4096-k81-s0", "encoder-K16384-s0", "topk-K16384-k380-s0")
+    new["kinds"] = {n: v for n, v in old["kinds"].items() if v != "trained" or n in keep}
+    lines, word = cr.check(new, old)
+    assert word == "bit-identical", lines
+    assert sum(x.startswith("rule 1:") for x in lines) == 4 and lines[-1].endswith("equal gpu4's")
+    assert "rule 3: raw residual: 108 of 108" in lines[-1]
+    new["probing"]["saebench"]["topk-K16384-k380-s0"]["sotu_party"]["k"]["1"] += 1e-6
+    assert cr.check(new, old)[1] == "comparable"
+    new["l0"]["encoder-K4096-s0"] += 1.0
+    lines, word = cr.check(new, old)
+    assert word == "NOT comparable" and any("NOT within 0.5" in x for x in lines)
+
+
+def test_gpu5_compare_reads_gpu4_by_the_same_words():
+    """docs/eval/probing/gpu5/compare5.py (gpu5_plan.md's verdict rules as code): gpu4 against
+    itself changes no word; dead TopK latents in every seed turn "no win" into a "win" for the
+    encoder, and the change is listed."""
+    import copy
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare5", PLAN5 / "compare5.py")
+    c5 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(c5)
+    old = json.loads((PLAN4 / "results_r4.json").read_text())
+    md, nums = c5.compare5(old, old)
+    assert nums["changes"] == {"4096": {}, "16384": {}} and "- none" in md
+    r = nums["gpu4"]["16384"]
+    assert set(r["rows"]) == set(c5.ROWS) and len(c5.words(r)) == 33
+    assert r["dead"]["encoder vs matryoshka"] == "win"  # 2,617-2,722 dead at K = 16384
+    for K in ("4096", "16384"):  # R4 = gpu4's W3, as compare4 reads it (gpu4_compare.json)
+        assert nums["gpu4"][K]["w3"] == "it was the L0"
+    assert r["dead"]["encoder vs topk"] == "no win (the SAE has 0 dead in some seed)"
+    assert (
+        r["rows"]["encoder"]["margin_over_controls"] < 0 < r["rows"]["encoder-wr"]["minus_ceiling"]
+    )
+    new = copy.deepcopy(old)
+    for n in new["dead_fraction"]:
+        if n.startswith("topk-K16384") and not n.endswith("(untrained)"):
+            new["dead_fraction"][n] = 0.01
+    changes = c5.compare5(new, old)[1]["changes"]
+    assert changes == {"4096": {}, "16384": {"dead latents, encoder vs topk": [
+        "no win (the SAE has 0 dead in some seed)", "win"]}}  # fmt: skip

@@ -93,7 +93,7 @@ def verdict(out: str = "v", **inputs: str) -> Callable[[Path], list[str]]:
     def argv(t: Path) -> list[str]:
         flags = [
             [f"--{k.replace('_', '-')}", str(t / inputs[k]) if k in inputs else "none"]
-            for k in ("ground_truth", "probing2", "probing3", "ood")
+            for k in ("ground_truth", "probing2", "probing3", "probing4", "ood")
         ]
         return ["eval-suite", "verdict", *sum(flags, []), "--out", str(t / out)]
 
@@ -171,6 +171,13 @@ CASES: list[Case] = [
          str(t / "d"), "--model", "m", "--out", str(t / "o"), "--plan-json",
          '{"rows": [{"family": "encoder"}, {"family": "encoder", "readout": "top-k"}]}'], 2,
          "readout 'top-k' is not known"),
+    Case("probing study: a plan with 0 epochs", lambda t: [*STUDY, "run", "--data", str(t / "d"),
+         "--model", "m", "--out", str(t / "o"), "--plan-json", '{"epochs": 0}'], 2,
+         "epochs must be a whole number of passes >= 1"),
+    Case("probing study: a plan row that takes the weights of a row trained otherwise", lambda t: [*STUDY,
+         "run", "--data", str(t / "d"), "--model", "m", "--out", str(t / "o"), "--plan-json",
+         '{"rows": [{"family": "encoder"}, {"family": "encoder", "label": "e-wr", "loss": {"lambda_wr": 1.0}, '
+         '"weights_of": "encoder"}]}'], 2, "weights_of 'encoder': this row differs from it in loss"),
     Case("probing study: data that `prepare` did not write", lambda t: [*STUDY, "run", "--data", str(t / "d"),
          "--model", "m", "--out", str(t / "o")], 2, "d.json not found"),
     Case("probing study: a results file that does not exist", lambda t: [*STUDY, "report", "--results",

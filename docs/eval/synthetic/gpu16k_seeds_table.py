@@ -17,8 +17,11 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   from 9.1 to 101.5;
 - gpu16k-variants-PLAN.md (gpu16k-variants.md): `encoder-wr` (the weight-redundancy term,
   decoder-free), seeds 0, 1, 2 from `gpu16k-variants/c2-f2.json`, `c3-s1.json` and
-  `c4-s2.json`; that plan's other variants (one seed, or short of 47,927 steps) are in
-  `gpu16k_variants_table.py` only;
+  `c4-s2.json`; that plan's other variants at the full length, one seed each:
+  `encoder-softplus` and `encoder-unit-rows` (seed 0, `c1-f1.json`; its `encoder` row, the
+  plan's reproduction check, is left out: section 4's seed 0 is the table's), `encoder-centred`
+  and `encoder-wr-centred` (seed 0, `c5-p1.json`, `c5-p2.json`, gpu16k-centred-PLAN.md); rows
+  short of 47,927 steps are in `gpu16k_variants_table.py` only;
 - sae-lens's protocol (`batchtopk-k25-sl-all`) at seed 0 has no 49.1 M row: its MCC at the
   50.0 M milestone of the 200 M run (harness-gap/gpu200m/ref.json) is shown as a note only, so
   the table's seed count says what the mean is over.
@@ -47,6 +50,8 @@ ROOT = Path("docs/eval/synthetic")
 RUN = ROOT / "gpu16k-converged"
 HEADLINE = ("tied-topk", "tied-topk-im-3.0", "batchtopk-k25-sl-all", "topk-k25",
             "matryoshka-k25", "encoder", "matryoshka-k25-sl-all", "encoder-wr")  # fmt: skip
+ONE_SEED = {"c1-f1.json": ("encoder-softplus", "encoder-unit-rows"),
+            "c5-p1.json": ("encoder-centred",), "c5-p2.json": ("encoder-wr-centred",)}  # fmt: skip
 JUMPRELU = ("jumprelu-0.01", "jumprelu-0.003", "jumprelu-0.001", "jumprelu-0.0009",
             "jumprelu-0.0008", "jumprelu-0.0007", "jumprelu-0.0005")  # fmt: skip
 SECOND_CALL = ("jumprelu-0.0007", "jumprelu-0.0008", "jumprelu-0.0009")  # the rule's candidates
@@ -75,6 +80,8 @@ def load_rows() -> list[dict]:
     var = ROOT / "gpu16k-variants"  # encoder-wr, gpu16k-variants-PLAN.md (seeds 0, 1, 2)
     files += [var / "c2-f2.json", var / "c3-s1.json", var / "c4-s2.json"]
     rows = [r for f in files for r in json.loads(f.read_text())["rows"]]
+    rows += [r for f, names in ONE_SEED.items() for r in json.loads((var / f).read_text())["rows"]
+             if r["variant"] in names]  # fmt: skip
     bad = [(r["variant"], r["seed"]) for r in rows if r["steps_done"] != STEPS]
     # The report gives the planned length only. Its training could not have stopped early: the
     # time limit (max_seconds 495 s from the run's start, as in s0.json and s1.json of the same
@@ -83,7 +90,8 @@ def load_rows() -> list[dict]:
     bad += [(r["variant"], r["seed"]) for r in lost if r["steps"] != STEPS]
     if bad:
         raise SystemExit(f"rows not at {STEPS} steps: {bad}")
-    return [r for r in rows + lost if r["variant"] in HEADLINE + JUMPRELU]
+    keep = HEADLINE + JUMPRELU + tuple(n for names in ONE_SEED.values() for n in names)
+    return [r for r in rows + lost if r["variant"] in keep]
 
 
 def jumprelu_headline(rows: list[dict]) -> tuple[str | None, dict[str, float]]:

@@ -10,6 +10,8 @@ files in docs/eval/synthetic/gpu16k-variants/:
 - `c3-s1.json`, `c4-s2.json`: calls 3 and 4, `encoder-wr` seeds 1 and 2, each alone on the GPU.
 - `c5-p1.json`, `c5-p2.json`: the eighth session's call (gpu16k-centred-PLAN.md): `encoder-centred`
   and `encoder-wr-centred` to the full length, each alone on one GPU of an x2, seed 0.
+- `c6-s1.json`, `c6-u1.json`: the plan's fourth entry, seed 1 of `encoder-softplus` and
+  `encoder-unit-rows`; its `--budget 200` left room for about 22,000 steps only (short).
 
 The committed reference encoder (3 seeds, gpu16k-converged.md section 4) comes from
 docs/eval/synthetic/gpu16k-converged/ (`rows/results.json` for seed 0, `seeds/seed{1,2}.json`).
@@ -32,7 +34,7 @@ RUN = ROOT / "gpu16k-variants"
 REF = ROOT / "gpu16k-converged"
 STEPS = 47927  # 49.1 M samples at batch 1,024: the length of the committed rows
 FILES = ("c1-f1.json", "c2-f2.json", "c2-p1.json", "c2-p2.json", "c3-s1.json", "c4-s2.json",
-         "c5-p1.json", "c5-p2.json")
+         "c5-p1.json", "c5-p2.json", "c6-s1.json", "c6-u1.json")
 TWINS = {"encoder-centred": "encoder", "encoder-wr-centred": "encoder-wr"}  # centred: uncentred
 CHECK_MCC, CHECK_L0 = 0.002, 0.02  # rule 1: this call's encoder against section 4's seed 0
 

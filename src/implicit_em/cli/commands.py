@@ -56,11 +56,12 @@ COMMANDS: list[Command] = [
     Command("eval-suite probing-study report", f"{_EO}:StudyReportOptions", f"{_PS}:report_command", "tables beside the controls and the probing-vs-k plot from results.json files"),
     Command("eval-suite probing-study compare", f"{_EO}:StudyCompareOptions", f"{_PS}:compare_command", "run 2's rows beside run 1's and their verdict (gpu2_plan.md)"),
     Command("eval-suite probing-study compare3", f"{_EO}:StudyCompare3Options", f"{_PS}:compare3_command", "run 3's variant rows, their controls and the verdict (gpu3_plan.md)"),
+    Command("eval-suite probing-study compare4", f"{_EO}:StudyCompare4Options", f"{_PS}:compare4_command", "run 4's centred / uncentred SAEs and TopK read-out rows by gpu4_plan.md's rules"),
     Command("eval-suite verdict", f"{_EO}:VerdictOptions", "implicit_em.eval.summary:run", "the cross-study verdict of issue 18 (target criteria per model) from the studies' JSON"),
 ]  # fmt: skip
 
 GROUPS = {"data": "obtain and verify data sets",
           "eval-suite": "evaluations that do not presuppose a decoder (issue 18)",
           "eval-suite probing-study": "the GPU probing study over seeds and K (docs/eval/probing/README.md): "
-                                      "prepare, run, report, compare, compare3"}
+                                      "prepare, run, report, compare, compare3, compare4"}
 """Help lines of the first words shared by several commands."""

@@ -76,6 +76,10 @@ class Variant:
     lse_mean: bool = False
     """Average the LSE term over the batch instead of summing it (lambda_lse / B): removes its
     growth with the batch size against the batch-size-free InfoMax terms."""
+    lse_ref_batch: int | None = None
+    """LSE weight lse_ref_batch / B instead of 1 (B the batch size): the summed LSE keeps the
+    balance against the batch-size-free InfoMax terms that it has at batch lse_ref_batch, at
+    any batch (docs/eval/synthetic/cpu-lr-batch.md). None: weight 1. Not with lse_mean."""
     unit_norm_rows: bool = False
     """Renormalise the encoder rows to unit norm after every step (removes ||W|| growth)."""
     centre: bool = False
@@ -163,6 +167,8 @@ VARIANTS: dict[str, Variant] = {
     "encoder-no-kscale": Variant(reference_k=None),
     "encoder-lse-mean": Variant(lse_mean=True),
     "encoder-lse-mean-no-kscale": Variant(lse_mean=True, reference_k=None),
+    # The LSE-to-InfoMax balance of batch 1,024 at any batch (docs/eval/synthetic/cpu-lr-batch.md)
+    "encoder-lse-b1024": Variant(lse_ref_batch=1024),
     "encoder-unit-rows": Variant(unit_norm_rows=True),
     "encoder-centred": Variant(centre=True),
     "encoder-wr": Variant(lambda_wr=1.0),
@@ -514,7 +520,7 @@ class ProbingOptions:
 
 # ---------------------------------------------------------------- the GPU probing study
 # (eval.probing_study; `implicit-em eval-suite probing-study prepare | run | report | compare |
-# compare3`; scripts/probing_gpu.py is the same steps under their old command line)
+# compare3 | compare4`; scripts/probing_gpu.py is the same steps under their old command line)
 
 
 @dataclass(frozen=True)
@@ -614,6 +620,21 @@ class StudyCompare3Options:
 
 
 @dataclass(frozen=True)
+class StudyCompare4Options:
+    """Run 4's centred / uncentred SAE pairs and the TopK read-out rows against the reference
+    encoder, their controls and the SAE baselines, by docs/eval/probing/gpu4_plan.md's rules."""
+
+    results: list[str]
+    """Run 4's results.json files, merged in this order."""
+    baseline: str
+    """Run 2's gpu2_compare.json (its best SAE baseline per K at the encoder's L0)."""
+    out: str
+    """Folder for gpu4_compare.md and gpu4_compare.json (created)."""
+    overwrite: bool = False
+    """Replace those files if they exist."""
+
+
+@dataclass(frozen=True)
 class VerdictOptions:
     """The cross-study verdict of issue 18 (`eval.summary`): every decoder-free and hybrid
     model (and tied TopK, for reference) against the issue's target, from the studies' JSON."""
@@ -626,6 +647,10 @@ class VerdictOptions:
     """gpu2_compare.json (`eval-suite probing-study compare`); "none": not measured."""
     probing3: str = "docs/eval/probing/gpu3/gpu3_compare.json"
     """gpu3_compare.json (`eval-suite probing-study compare3`); "none": not measured."""
+    probing4: str = "docs/eval/probing/gpu4/gpu4_compare.json"
+    """gpu4_compare.json (`eval-suite probing-study compare4`); "none": not measured. A model
+    in gpu3 and gpu4 is read from gpu4 for probing and CE (dead latents, controls and seeds
+    from both)."""
     ood: tuple[str, ...] = ("docs/reproduction/ood/variants.json",
                             "docs/reproduction/ood/variants_wr.json",
                             "docs/reproduction/ood/variants_match.json")  # fmt: skip

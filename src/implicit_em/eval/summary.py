@@ -11,8 +11,11 @@ L0, on at least 3 seeds. Inputs (each named with the file and key its numbers co
   `best_sae_baseline` (the same rule as `synthetic_verdict`);
 - k-sparse probing (SAEBench protocol, mean over datasets and k), CE-loss recovered and dead
   latents at K = 4096 and 16384 on SmolLM2-135M: `probing_study.compare.compare`'s
-  gpu2_compare.json (the tied models) and `compare3`'s gpu3_compare.json (the theory
-  variants; a model in both is read from gpu3);
+  gpu2_compare.json (the tied models), `compare3`'s gpu3_compare.json (the theory variants)
+  and `compare4`'s gpu4_compare.json (centred / uncentred SAEs and the TopK read-out rows; its
+  best SAE baseline by gpu4_plan.md's rule W4). A model in several is read from the latest
+  (gpu4 over gpu3 over gpu2) for probing and CE; its dead latents, controls and seeds count in
+  every file that has it;
 - OOD (MNIST against Fashion-MNIST, K = 64): scripts/ood_variants.py's variants*.json, judged
   by docs/reproduction/ood/variants.md's rule. Reported, not part of the target.
 
@@ -40,7 +43,8 @@ from implicit_em.eval.verdict import (
 
 PROBE_TOLERANCE = 0.005
 """Probing is "at least level" with the best baseline when mean accuracy >= best - this
-(the rule of docs/eval/probing/gpu2_plan.md and gpu3_plan.md, as `compare` / `compare3`)."""
+(the rule of docs/eval/probing/gpu2_plan.md, gpu3_plan.md and gpu4_plan.md, as `compare` /
+`compare3` / `compare4`)."""
 CE_TOLERANCE = 0.01
 """CE-loss recovered must be >= TopK's - this (the issue's "within 0.01")."""
 MIN_SEEDS = 3
@@ -58,6 +62,7 @@ DEFAULTS = {
     "ground_truth": "docs/eval/synthetic/gpu16k-seeds.json",
     "probing2": "docs/eval/probing/gpu2/gpu2_compare.json",
     "probing3": "docs/eval/probing/gpu3/gpu3_compare.json",
+    "probing4": "docs/eval/probing/gpu4/gpu4_compare.json",
     "ood": ("docs/reproduction/ood/variants.json", "docs/reproduction/ood/variants_wr.json",
             "docs/reproduction/ood/variants_match.json"),
 }  # fmt: skip
@@ -67,6 +72,7 @@ _MADE_BY = {
     "ground truth": "docs/eval/synthetic/gpu16k_seeds_table.py",
     "gpu2 compare": "`implicit-em eval-suite probing-study compare`",
     "gpu3 compare": "`implicit-em eval-suite probing-study compare3`",
+    "gpu4 compare": "`implicit-em eval-suite probing-study compare4`",
     "OOD": "scripts/ood_variants.py",
 }
 
@@ -78,10 +84,10 @@ def _check(data, what: str, path: str, ok: bool, expected: str) -> None:
 
 
 def load_studies(ground_truth: str | None, probing2: str | None, probing3: str | None,
-                 ood: tuple[str, ...] | list[str] = ()) -> dict:  # fmt: skip
+                 ood: tuple[str, ...] | list[str] = (), probing4: str | None = None) -> dict:  # fmt: skip
     """Read and check the study files (None: that study is not measured).
 
-    Returns {"ground_truth": (path, data) | None, "probing2": ..., "probing3": ...,
+    Returns {"ground_truth": (path, data) | None, "probing2": ..., "probing3": ..., "probing4": ...,
     "ood": [(path, data), ...]}. Raises FileNotFoundError for a missing file and ValueError for
     a file that is not JSON or not the named study's (one line naming the file and the fix).
     """
@@ -98,9 +104,11 @@ def load_studies(ground_truth: str | None, probing2: str | None, probing3: str |
         _check(d, "ground truth", gt[0], isinstance(d, dict) and isinstance(d.get("summary"), list)
                and "target_l0" in d, 'a ground-truth table (keys "summary", "target_l0")')  # fmt: skip
     out = {"ground_truth": gt}
+    paths = {"probing2": probing2, "probing3": probing3, "probing4": probing4}
     for key, what, need in (("probing2", "gpu2 compare", "verdict"),
-                            ("probing3", "gpu3 compare", "rows")):  # fmt: skip
-        got = read(probing2 if key == "probing2" else probing3, what)
+                            ("probing3", "gpu3 compare", "rows"),
+                            ("probing4", "gpu4 compare", "rows")):  # fmt: skip
+        got = read(paths[key], what)
         if got is not None:
             d = got[1]
             ok = (
@@ -213,7 +221,7 @@ def _probing(study, which: str, cands: dict) -> dict:
             models = {m: {"kind": r["kind"], "l0": r["l0"], "dead": r["dead"],
                           "mean_k": r["mean_k"], "ce": r.get("ce"), "seeds": len(r["dead"]),
                           "beats": r["beats_controls"], "src": f"{path}: K{K}.rows[{m}]",
-                          "ctrl_note": "compare3's beats_controls"}
+                          "ctrl_note": f"compare{which[-1]}'s beats_controls"}
                       for m, r in e["rows"].items()}  # fmt: skip
         info[f"K{K}"] = {"best_baseline": best_name, "best_mean_k": best, "topk_ce": topk_ce,
                          "reference_l0": ref_l0}  # fmt: skip
@@ -284,7 +292,7 @@ def _fold(parts: dict) -> dict:
             else "0 on every seed of every measured study")  # fmt: skip
     ctrl = parts.get("controls", [])
     if ctrl:
-        bad = [s for s, ok, _, _ in ctrl if not ok]
+        bad = list(dict.fromkeys(s for s, ok, _, _ in ctrl if not ok))  # a K in two studies: once
         out["above controls"] = _crit(
             NOT_MET if bad else MET, "; ".join(src for *_, src in ctrl),
             value={s: ok for s, ok, _, _ in ctrl},
@@ -311,7 +319,7 @@ def cross_study_verdict(studies: dict) -> dict:
     studies_info = {}
     if studies.get("ground_truth"):
         studies_info["ground_truth"] = _ground_truth(studies["ground_truth"], cands)
-    for key in ("probing2", "probing3"):
+    for key in ("probing2", "probing3", "probing4"):
         if studies.get(key):
             studies_info[key] = _probing(studies[key], key, cands)
     out = {}
@@ -445,9 +453,10 @@ def _cell(c: dict) -> str:
     return f"{c['status']}" + (f": {v}" if v is not None else "")
 
 
-def markdown(result: dict, sources: list[str]) -> str:
-    """verdict.md: the candidates-by-criteria table, the overall lines, the paragraph, the
-    per-criterion details with their files, and the rules."""
+def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
+    """verdict.md: the paragraph, the figures (file names beside verdict.md, drawn by
+    `eval.verdict_figures`), the candidates-by-criteria table, the per-criterion details with
+    their files, and the rules."""
     cands = result["candidates"]
     order = sorted(cands, key=lambda n: (not cands[n]["eligible"], n != result["best"],
                                          -len(cands[n]["met"]), n))  # fmt: skip
@@ -458,6 +467,19 @@ def markdown(result: dict, sources: list[str]) -> str:
              "repository root: `implicit-em eval-suite verdict --out docs/eval/verdict "
              "--overwrite`. Files read:", ""]  # fmt: skip
     lines += [f"- `{s}`" for s in sources] + ["", "## Verdict", "", result["paragraph"], ""]
+    captions = {
+        "verdict_mcc_vs_l0.png": "Ground truth: every row's MCC against its L0, by kind, with "
+        "its controls (the best seed of its untrained init and of random directions at its L0) "
+        "and the target L0.",
+        "verdict_probing_vs_l0.png": "k-sparse probing (mean over tasks and k) against L0 at "
+        "each K: SAE baselines, the candidates, untrained twins, random directions at each "
+        "row's L0, and the raw activations. The per-k curves are in each study's "
+        "report (docs/eval/probing/).",
+    }  # fmt: skip
+    if figures:
+        lines += ["## Figures", ""]
+        for f in figures:
+            lines += [f"![{f}]({f})", "", captions.get(f, ""), ""]
     lines += ["## Candidates by criterion", "",
               "Cells: status: value (margin = value - reference). Probing: mean accuracy over "
               "datasets and k; CE: CE-loss recovered; OOD: mean LSE AUROC (margin: worst seed "
@@ -490,7 +512,7 @@ def markdown(result: dict, sources: list[str]) -> str:
               "is the best SAE row at an L0 matched to the table's target L0 "
               "(`eval.verdict.best_sae_baseline`, as `synthetic_verdict`).",
               f"- Probing at K: met when mean accuracy >= the study's best SAE baseline at the "
-              f"encoder's L0 - {t['probing']} (gpu2_plan.md / gpu3_plan.md) and the model's L0 "
+              f"encoder's L0 - {t['probing']} (gpu2_plan.md / gpu3_plan.md; gpu4_plan.md W4) and the model's L0 "
               "is matched to the reference encoder's.",
               f"- CE at K: met when CE-loss recovered >= TopK's - {t['CE']} (the issue) at a "
               f"matched L0; a miss under {AT_TOLERANCE:g} is flagged \"at the tolerance\" and "
@@ -520,12 +542,25 @@ def run(opts) -> None:
         return None if v in ("", "none") else v
 
     studies = load_studies(arg(opts.ground_truth), arg(opts.probing2), arg(opts.probing3),
-                           [p for p in opts.ood if arg(p)])  # fmt: skip
-    md_path, json_path = free_paths(Path(opts.out), VERDICT_FILES, opts.overwrite)
+                           [p for p in opts.ood if arg(p)], arg(opts.probing4))  # fmt: skip
+    from implicit_em.eval import verdict_figures as vf
+
+    md_path, json_path, gt_png, probe_png = free_paths(
+        Path(opts.out), VERDICT_FILES + vf.FIGURES, opts.overwrite
+    )
     result = cross_study_verdict(studies)
-    sources = [s[0] for k in ("ground_truth", "probing2", "probing3") if (s := studies[k])]
+    sources = [s[0] for k in ("ground_truth", "probing2", "probing3", "probing4")
+               if (s := studies[k])]  # fmt: skip
     sources += [p for p, _ in studies["ood"]]
-    md_path.write_text(markdown(result, sources) + "\n")
+    figures = []
+    if studies["ground_truth"]:
+        vf.mcc_vs_l0(studies["ground_truth"][1], gt_png)
+        figures.append(gt_png.name)
+    probing = {k: studies[k][1] for k in ("probing2", "probing3", "probing4") if studies[k]}
+    if probing:
+        vf.probing_vs_l0(probing, probe_png)
+        figures.append(probe_png.name)
+    md_path.write_text(markdown(result, sources, figures) + "\n")
     json_path.write_text(json.dumps({"sources": sources, **result}, indent=1) + "\n")
     print(result["paragraph"])
 

@@ -187,8 +187,17 @@ def directions(model: nn.Module) -> tuple[Tensor, Tensor | None]:
 
 
 def _loss_config(v: Variant, batch_size: int, dead_steps: int = 1000) -> LossConfig:
+    """The LossConfig of variant v at batch size batch_size: lambda_lse is 1 (the LSE summed
+    over the batch), 1 / B (lse_mean) or lse_ref_batch / B. ValueError on lse_mean with
+    lse_ref_batch, or lse_ref_batch < 1."""
+    if v.lse_ref_batch is not None and (v.lse_mean or v.lse_ref_batch < 1):
+        raise ValueError(f"lse_ref_batch={v.lse_ref_batch} needs lse_mean=False and a batch "
+                         ">= 1: set one of the two")  # fmt: skip
+    lse = 1.0 / batch_size if v.lse_mean else 1.0
+    if v.lse_ref_batch is not None:
+        lse = v.lse_ref_batch / batch_size
     return LossConfig(
-        lambda_lse=1.0 / batch_size if v.lse_mean else 1.0,
+        lambda_lse=lse,
         lambda_var=v.lambda_var, lambda_tc=v.lambda_tc, lambda_wr=v.lambda_wr,
         reference_k=v.reference_k, l0_coef=v.l0_coef, l1_weight=v.l1_weight,
         aux_coef=1.0 if "auxk" in v.saelens else LossConfig.aux_coef, dead_steps=dead_steps,

@@ -8,7 +8,7 @@ Modules, in the order the study runs:
   config of each row, and `prepare` / `load_data` (tokenized pool, tasks and contexts).
 - `run`: `main_run` (harvest, train each row, its controls, probe, splice; results.json).
 - `report`: `merge_results`, `summarize`, `render` (tables) and `plot` (probing vs k).
-- `compare`: the verdicts of run 2 (`compare`) and run 3 (`compare3`).
+- `compare`: the verdicts of run 2 (`compare`), run 3 (`compare3`) and run 4 (`compare4`).
 - `commands`: the five steps as commands (`implicit-em eval-suite probing-study ...`).
 
 `eval.probing_suite` is the small CPU-scale suite (`implicit-em eval-suite probing`); this
@@ -23,6 +23,7 @@ from implicit_em.eval.probing_study.compare import (
     TIED_FAMILIES,
     compare,
     compare3,
+    compare4,
     row_stats,
 )
 from implicit_em.eval.probing_study.plan import (
@@ -55,7 +56,8 @@ from implicit_em.eval.probing_study.run import (
 
 __all__ = [
     "OLD_ROWS", "SHORT", "TIED_FAMILIES", "TINY", "Fitter", "Plan", "compare", "compare3",
-    "dataset_mean", "fit_task", "harvest_rows", "load_data", "log", "main_run", "merge_results",
+    "compare4", "dataset_mean", "fit_task", "harvest_rows", "load_data", "log", "main_run",
+    "merge_results",
     "plan_fields", "plan_rows", "plot", "prepare", "read_plan_json", "render", "row_id",
     "row_stats", "run_config", "summarize", "train_row",
 ]  # fmt: skip

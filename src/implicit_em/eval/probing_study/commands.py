@@ -1,5 +1,5 @@
 """The steps of the GPU probing study as commands: `implicit-em eval-suite probing-study
-prepare | run | report | compare | compare3` (options in `eval.options`: `StudyPrepareOptions`,
+prepare | run | report | compare | compare3 | compare4` (options in `eval.options`: `StudyPrepareOptions`,
 ...), and scripts/probing_gpu.py under its old command line.
 
 Each checks its inputs first (one error naming the problem and the fix: a missing plan,
@@ -16,6 +16,7 @@ from pathlib import Path
 from implicit_em.atomic import free_paths
 from implicit_em.eval.options import (
     StudyCompare3Options,
+    StudyCompare4Options,
     StudyCompareOptions,
     StudyPrepareOptions,
     StudyReportOptions,
@@ -28,6 +29,7 @@ RESULT_KEYS = ("plan", "kinds", "l0", "probing", "downstream", "blocks_done")
 REPORT_FILES = ("gpu_tables.md", "gpu_summary.json", "gpu_probing_vs_k.png")
 COMPARE_FILES = ("gpu2_compare.md", "gpu2_compare.json")
 COMPARE3_FILES = ("gpu3_compare.md", "gpu3_compare.json")
+COMPARE4_FILES = ("gpu4_compare.md", "gpu4_compare.json")
 
 
 def read_json(path: str | Path, what: str, made_by: str):
@@ -132,10 +134,9 @@ def compare_command(opts: StudyCompareOptions) -> None:
     print(md)
 
 
-def compare3_command(opts: StudyCompare3Options) -> None:
-    """gpu3_compare.md / .json in --out (`compare.compare3`); prints the markdown."""
-    from implicit_em.eval.probing_study.compare import compare3
-
+def _rows_and_baseline(opts, run: int, example: str) -> tuple[dict, dict]:
+    """The merged results (with plan rows) and the gpu2_compare.json baseline of compare3 /
+    compare4, each checked (one error naming the file and the fix)."""
     new = load_results(opts.results)
     base = read_json(opts.baseline, "baseline", "`implicit-em eval-suite probing-study compare`")
     if not isinstance(base, dict) or not all(
@@ -145,10 +146,31 @@ def compare3_command(opts: StudyCompare3Options) -> None:
                          '"K<latents>" entries): pass the gpu2_compare.json that '
                          "`implicit-em eval-suite probing-study compare` wrote")  # fmt: skip
     if not all(r.get("family") for r in new["plan"].get("rows") or [{}]):
-        raise ValueError("compare3 reads run 3's plan rows, and these results have none: pass "
-                         "results of a run with Plan.rows (e.g. docs/eval/probing/gpu3/plan_K4096.json)")  # fmt: skip
+        raise ValueError(f"compare{run} reads run {run}'s plan rows, and these results have none: pass "
+                         f"results of a run with Plan.rows (e.g. {example})")  # fmt: skip
+    return new, base
+
+
+def compare3_command(opts: StudyCompare3Options) -> None:
+    """gpu3_compare.md / .json in --out (`compare.compare3`); prints the markdown."""
+    from implicit_em.eval.probing_study.compare import compare3
+
+    new, base = _rows_and_baseline(opts, 3, "docs/eval/probing/gpu3/plan_K4096.json")
     md_path, json_path = free_paths(Path(opts.out), COMPARE3_FILES, opts.overwrite)
     md, nums = compare3(new, base)
+    md_path.write_text(md)
+    json_path.write_text(json.dumps(nums, indent=1))
+    print(md)
+
+
+def compare4_command(opts: StudyCompare4Options) -> None:
+    """gpu4_compare.md / .json in --out (`compare.compare4`, rules of gpu4_plan.md); prints
+    the markdown."""
+    from implicit_em.eval.probing_study.compare import compare4
+
+    new, base = _rows_and_baseline(opts, 4, "docs/eval/probing/gpu4/plan.json")
+    md_path, json_path = free_paths(Path(opts.out), COMPARE4_FILES, opts.overwrite)
+    md, nums = compare4(new, base)
     md_path.write_text(md)
     json_path.write_text(json.dumps(nums, indent=1))
     print(md)

@@ -1,11 +1,13 @@
-"""The verdicts of runs 2 and 3 of the GPU probing study (issue 18).
+"""The verdicts of runs 2, 3 and 4 of the GPU probing study (issue 18).
 
 `compare` reads run 2's rows (tied TopK models, a JumpReLU / L1 sweep, the encoder's
 responsibilities) beside run 1's (docs/eval/probing/gpu.md) by the rules fixed in
 docs/eval/probing/gpu2_plan.md; `compare3` reads run 3's variant rows against the reference
 encoder, their controls and the SAE baselines by the rules of gpu3_plan.md, with
-`eval.verdict`'s margin, L0 match and model kinds. Each returns (markdown, numbers). Moved
-from scripts/probing_gpu.py, unchanged.
+`eval.verdict`'s margin, L0 match and model kinds; `compare4` reads run 4's centred / uncentred
+SAE pairs and the TopK read-out rows by the rules of gpu4_plan.md, on top of compare3's
+per-row statistics. Each returns (markdown, numbers). compare and compare3 moved from
+scripts/probing_gpu.py, unchanged.
 """
 
 from __future__ import annotations
@@ -313,4 +315,203 @@ def compare3(new: dict, baseline: dict) -> tuple[str, dict]:
                          f"probing {pv['probe']} ({pv['probe_delta']:+.3f}), CE-loss recovered "
                          f"{pv['ce']} ({pv['ce_delta']:+.4f}), dead {pv['dead']} against "
                          f"{pv['dead_control']}")  # fmt: skip
+    return "\n".join(lines) + "\n", numbers
+
+
+W3_WORDS = {"survives": "survives the L0 match", "readout": "the read-out, not wr",
+            "l0": "it was the L0", "unmatched": "L0 not matched"}  # fmt: skip
+"""gpu4_plan.md rule W3's words (and W1's "L0 not matched", which replaces them)."""
+
+
+def w3_word(vs_encoder: str, vs_readout: str, l0_matched: bool = True) -> str:
+    """Rule W3 of docs/eval/probing/gpu4_plan.md: the word for `encoder-wr-topk` from its probing
+    against `encoder` and against `encoder-topk` (each "above", "level" or "below",
+    `eval.verdict.apart` with margin 0.01); "L0 not matched" when rule W1 fails."""
+    if not l0_matched:
+        return W3_WORDS["unmatched"]
+    if vs_encoder != "above":
+        return W3_WORDS["l0"]
+    return W3_WORDS["survives"] if vs_readout == "above" else W3_WORDS["readout"]
+
+
+def compare4(new: dict, baseline: dict) -> tuple[str, dict]:
+    """Run 4's rules (docs/eval/probing/gpu4_plan.md, fixed before the run): each SAE family
+    centred against uncentred (C1 dead latents, C2 the encoder's zero-dead win against each,
+    C3 probing / CE-loss recovered and controls) and the weight-redundancy encoder read out
+    through TopK at the reference encoder's L0 (W1 L0 matched, W2 beats its controls, W3 the
+    word against `encoder` and `encoder-topk`, W4 the target with the best SAE baseline at an
+    L0 matched to this run's encoder, W5 encoder-wr against its controls).
+
+    new: run 4's merged results (a plan with `Plan.rows` whose uncentred rows carry
+    `"model": {"centre": false}` and whose read-out rows carry `"readout": "topk"`); baseline:
+    gpu2's gpu2_compare.json (its best SAE baseline per K, with that row's L0). Per-row
+    statistics are `compare3`'s (probing = SAEBench probe, mean over datasets and k, per seed;
+    dead = latents never active on the held-out tokens, counts per seed). Returns (markdown,
+    numbers): numbers per K are compare3's with `best_baseline` / `best_baseline_mean_k` and
+    each decoder-free row's `target` replaced by rule W4's, plus "baseline_candidates",
+    "centring" (C1-C3 per family) and "wr" (W1-W5), so `eval.summary` reads it like
+    gpu3_compare.json.
+    """
+    from implicit_em.eval.verdict import MARGIN, SAE, matched_l0
+
+    _, n3 = compare3(new, baseline)
+    sn = summarize(new)
+    rows = new["plan"]["rows"]
+    ref = next(label_of(r) for r in rows if r["family"] == new["plan"]["l0_reference"])
+    pairs = [(next(label_of(c) for c in rows if c["family"] == r["family"]
+                   and (c.get("model") or {}).get("centre", True) is not False), label_of(r))
+             for r in rows if (r.get("model") or {}).get("centre", True) is False]  # fmt: skip
+    readout = [r for r in rows if r.get("readout") == "topk"]
+    wr_ro = next((label_of(r) for r in readout if (r.get("loss") or {}).get("lambda_wr")), None)
+    plain_ro = next((label_of(r) for r in readout if not (r.get("loss") or {}).get("lambda_wr")),
+                    None)  # fmt: skip
+    wr = next((label_of(r) for r in rows if (r.get("loss") or {}).get("lambda_wr")
+               and r.get("readout") is None), None)  # fmt: skip
+    twin_of = {label_of(r): r["twin_of"] for r in rows if r.get("twin_of")}
+    numbers: dict = {}
+    lines = [
+        "Rules C1-C3 and W1-W5 of docs/eval/probing/gpu4_plan.md (fixed before the run). "
+        f"Probing = SAEBench probe, mean over the 5 datasets and k in {sn['ks']}, per seed; "
+        f"*above* / *below* = `eval.verdict.apart` (worst seed more than the margin beyond the "
+        f"other's best seed), else *level*; margin {MARGIN} for probing, 0 for CE-loss "
+        "recovered and dead-latent counts; L0 matched = `eval.verdict.matched_l0` (25 %). "
+        "Dead = latents never active on the 32,512 held-out tokens (for a TopK read-out: never "
+        "in a token's top k), per seed."
+    ]
+    for K in new["plan"]["Ks"]:
+        e = n3[f"K{K}"]
+        per = e["rows"]
+
+        def seeds(label: str, K=K, per=per) -> list[float]:
+            c = sn["downstream"].get(f"{label}-K{K} | {per[label]['readout']}", {})
+            return [float(x) for x in c.get("ce_loss_recovered", [])]
+
+        def rng(label: str, per=per) -> list[float]:
+            return list(per[label]["mean_k_range"])
+
+        def twin_dead(label: str, K=K) -> list[int]:
+            names = sn["probing"][f"{twin_of.get(label, label)}-K{K}"]["names"]
+            return [round(new["dead_fraction"][f"{n} (untrained)"] * K) for n in names
+                    if f"{n} (untrained)" in new["dead_fraction"]]  # fmt: skip
+
+        ref_row = per[ref]
+        ref_l0 = ref_row["l0"]
+        cands = []
+        b = baseline.get(f"K{K}", {}).get("verdict", {})
+        if b.get("best_baseline"):  # its L0 from its row (no row: no L0, never matched)
+            bl0 = baseline[f"K{K}"].get("rows", {}).get(b["best_baseline"], {}).get("l0")
+            cands.append({"name": f"{b['best_baseline']} (gpu2's best baseline)", "l0": bl0,
+                          "mean_k": b["best_mean_k"],
+                          "matched": bl0 is not None and matched_l0(bl0, ref_l0)})  # fmt: skip
+        for lab, v in per.items():
+            if v["kind"] == SAE:
+                cands.append({"name": f"{lab} (this run)", "l0": v["l0"], "mean_k": v["mean_k"],
+                              "matched": matched_l0(v["l0"], ref_l0)})  # fmt: skip
+        inside = [c for c in cands if c["matched"]]
+        best = max(inside, key=lambda c: c["mean_k"], default=None)
+        topk_ce = e["topk_ce"]
+        for v in per.values():
+            if "target" in v:
+                v["target"] = {"matched_l0": matched_l0(v["l0"], ref_l0),
+                               "probe_met": best is not None and v["mean_k"] >= best["mean_k"] - 0.005,
+                               "ce_met": v["ce"] >= topk_ce - 0.01,
+                               "dead_met": bool(v["dead"]) and max(v["dead"]) == 0,
+                               "beats_controls": v["beats_controls"]}  # fmt: skip
+                v["target_met"] = all(v["target"].values())
+        e["best_baseline"] = None if best is None else best["name"]
+        e["best_baseline_mean_k"] = None if best is None else best["mean_k"]
+        e["baseline_candidates"] = cands
+        ref_dead = ref_row["dead"]
+        centring = {}
+        for c, u in pairs:
+            dc, du = per[c]["dead"], per[u]["dead"]
+            c1 = apart(dc, du, 0.0)
+            enc0 = bool(ref_dead) and max(ref_dead) == 0
+            centring[c] = {
+                "uncentred": u, "dead": dc, "dead_uncentred": du,
+                "dead_untrained": twin_dead(c), "dead_uncentred_untrained": twin_dead(u),
+                "c1": {"below": "centring removes dead latents", "above": "centring adds dead latents",
+                       "level": "level"}[c1],
+                "c2_vs_uncentred": enc0 and min(du) > 0, "c2_vs_centred": enc0 and min(dc) > 0,
+                "probe": apart(rng(c), rng(u), MARGIN), "probe_delta": per[c]["mean_k"] - per[u]["mean_k"],
+                "ce": apart(seeds(c), seeds(u), 0.0), "ce_delta": per[c]["ce"] - per[u]["ce"],
+                "l0": per[c]["l0"], "l0_uncentred": per[u]["l0"],
+                "beats_controls": per[c]["beats_controls"],
+                "beats_controls_uncentred": per[u]["beats_controls"],
+            }  # fmt: skip
+        w: dict = {}
+        if wr_ro in per and plain_ro in per:
+            v = per[wr_ro]
+            l0_ok = matched_l0(v["l0"], ref_l0)
+            vs_enc = apart(rng(wr_ro), rng(ref), MARGIN)
+            vs_ro = apart(rng(wr_ro), rng(plain_ro), MARGIN)
+            w = {"row": wr_ro, "readout_control": plain_ro, "w1_matched_l0": l0_ok,
+                 "l0": v["l0"], "reference_l0": ref_l0,
+                 "w2_beats_controls": v["beats_controls"] if l0_ok else None,
+                 "w3_probe_vs_encoder": vs_enc, "w3_probe_vs_readout": vs_ro,
+                 "w3_probe_delta_encoder": v["mean_k"] - ref_row["mean_k"],
+                 "w3_probe_delta_readout": v["mean_k"] - per[plain_ro]["mean_k"],
+                 "w3_ce_vs_encoder": apart(seeds(wr_ro), seeds(ref), 0.0),
+                 "w3_ce_vs_readout": apart(seeds(wr_ro), seeds(plain_ro), 0.0),
+                 "w3": w3_word(vs_enc, vs_ro, l0_ok),
+                 "w4": {lab: {"target": per[lab]["target"], "met": per[lab]["target_met"]}
+                        for lab in (wr_ro, plain_ro) if "target" in per[lab]},
+                 "w5": None if wr not in per else {
+                     "row": wr, "l0": per[wr]["l0"], "mean_k": per[wr]["mean_k"],
+                     "beats_controls": per[wr]["beats_controls"],
+                     "probe_vs_reference": per[wr].get("probe_vs_reference")}}  # fmt: skip
+        e["centring"], e["wr"] = centring, w
+        numbers[f"K{K}"] = e
+        lines += ["", f"### K = {K}", "",
+                  "| row | L0 | dead (per seed) | dead of the untrained twin | probing mean over k "
+                  "[seeds] | untrained twin | random @ L0 | beats controls | CE-loss rec. [seeds] "
+                  "(read-out) |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for lab, v in per.items():
+            td = "/".join(map(str, twin_dead(lab))) or "-"
+            cs = seeds(lab)
+            ce = f"{v['ce']:.3f} [{min(cs):.3f}, {max(cs):.3f}] ({v['readout']})" if cs else "-"
+            tw = "-" if v["twin_mean_k"] is None else f"{v['twin_mean_k']:.3f}"
+            rd = "-" if v["random_mean_k"] is None else f"{v['random_mean_k']:.3f}"
+            lines.append(f"| {lab} | {v['l0']:.1f} | {'/'.join(map(str, v['dead']))} | {td} | "
+                         f"{v['mean_k']:.3f} [{v['mean_k_range'][0]:.3f}, {v['mean_k_range'][1]:.3f}]"
+                         f" | {tw} | {rd} | {v['beats_controls']} | {ce} |")  # fmt: skip
+        lines += ["", "Question 1, centred against uncentred (C1-C3):", "",
+                  "| family | dead centred | dead uncentred | C1 | C2: encoder's 0 dead a win vs "
+                  "uncentred / vs centred | probing centred - uncentred | CE centred - uncentred "
+                  "| beats controls (centred / uncentred) |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for c, x in centring.items():
+            lines.append(f"| {c} | {'/'.join(map(str, x['dead']))} | "
+                         f"{'/'.join(map(str, x['dead_uncentred']))} | {x['c1']} | "
+                         f"{'win' if x['c2_vs_uncentred'] else 'no win'} / "
+                         f"{'win' if x['c2_vs_centred'] else 'no win (not against the centred ' + c + ')'} | "
+                         f"{x['probe']} ({x['probe_delta']:+.3f}) | {x['ce']} ({x['ce_delta']:+.4f}) | "
+                         f"{x['beats_controls']} / {x['beats_controls_uncentred']} |")  # fmt: skip
+        lines += ["", "Best SAE baseline (W4 b): the highest seed-mean probing among these "
+                  f"candidates at an L0 matched to this run's {ref} ({ref_l0:.1f}):", ""]  # fmt: skip
+        lines += [f"- {c['name']}: L0 {'-' if c['l0'] is None else format(c['l0'], '.1f')}, "
+                  f"probing {c['mean_k']:.4f}, "
+                  f"{'matched' if c['matched'] else 'not matched (reported beside only)'}"
+                  for c in cands]  # fmt: skip
+        lines.append(f"- **best: {e['best_baseline']}** "
+                     + ("" if best is None else f"({best['mean_k']:.4f})"))  # fmt: skip
+        if w:
+            lines += ["", "Question 2, the weight-redundancy encoder at the reference L0 (W1-W5):", "",
+                      f"- W1: {wr_ro} L0 {w['l0']:.1f} against {ref} {ref_l0:.1f}: "
+                      f"{'matched' if w['w1_matched_l0'] else 'NOT matched'}",
+                      f"- W2: beats its controls (untrained init read out at k, random directions "
+                      f"at its L0): {w['w2_beats_controls']}",
+                      f"- W3: probing against {ref} {w['w3_probe_vs_encoder']} "
+                      f"({w['w3_probe_delta_encoder']:+.3f}), against {plain_ro} "
+                      f"{w['w3_probe_vs_readout']} ({w['w3_probe_delta_readout']:+.3f}); CE-loss "
+                      f"recovered against {ref} {w['w3_ce_vs_encoder']}, against {plain_ro} "
+                      f"{w['w3_ce_vs_readout']}: **{w['w3']}**"]  # fmt: skip
+            for lab, t in w["w4"].items():
+                miss = [k for k, ok in t["target"].items() if not ok]
+                lines.append(f"- W4: {lab}: target met: **{t['met']}**"
+                             + (f" (misses: {', '.join(miss)})" if miss else ""))  # fmt: skip
+            if w["w5"]:
+                x = w["w5"]
+                lines.append(f"- W5: {x['row']} L0 {x['l0']:.1f}, probing {x['mean_k']:.3f}, "
+                             f"beats its controls: {x['beats_controls']}, against {ref}: "
+                             f"{x['probe_vs_reference']}")  # fmt: skip
     return "\n".join(lines) + "\n", numbers

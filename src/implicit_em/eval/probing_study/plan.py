@@ -45,8 +45,12 @@ class Plan:
     this row's model from its random init on the same rest only), "readout" ("topk": the
     trained model and its untrained twin read out through `models.TopKReadout` at the block's
     k, so their L0 is at most k; training unchanged; the codes, L0, dead latents, probes and
-    the least-squares splice all see the read-out) and "twin_of" (the label of the row whose
-    untrained twin is this row's control, read by `compare3`). A family that uses k (registry
+    the least-squares splice all see the read-out), "twin_of" (the label of the row whose
+    untrained twin is this row's control, read by `compare3`) and "weights_of" (the label of
+    an earlier row trained the same way, i.e. with the same "family", "loss", "model" and
+    "l1_c" and no "pretrain": this row is not trained again but starts from that row's trained
+    weights, so a read-out row costs its evaluation only; same seed, same weights as training
+    it again, which is what gpu4's read-out rows did). A family that uses k (registry
     `uses_k`) and a "topk" read-out take k = the L0 of the block's first `l0_reference` row,
     so that row comes first."""
     l0_reference: str = DEFAULT_FAMILY
@@ -64,6 +68,14 @@ class Plan:
     """Untrained twins of centred rows take the trained model's input mean (x_mean), so the
     control sees the same centred inputs; False: x_mean = 0, as gpu.md / gpu2 had it."""
     train_tokens: int = 2_000_000
+    """Training tokens that `prepare` packs (contexts of ctx_len - 1 tokens, drawn from the
+    train-side documents; at most all of them, 7,227,697 tokens for the five corpora); the run
+    trains on every one it finds in the data."""
+    epochs: int = 1
+    """Passes over the harvested training tokens per trained stage: epochs * (N // batch_size)
+    Adam steps, each pass in a fresh seeded order (`train.distributed.BatchStream`). 1 = the
+    one pass of gpu.md - gpu4 (the same steps, bit for bit); docs/eval/probing/gpu5_plan.md
+    trains longer with 2."""
     batch_size: int = 4096
     lr: float = 1e-3
     tc_probes: int = 32
@@ -103,7 +115,7 @@ TINY = dict(Ks=(16, 32), seeds=(0, 1), train_tokens=4000, batch_size=256, fit_to
 
 
 ROW_KEYS = ("family", "label", "loss", "model", "l1_c", "untrained", "pretrain",
-            "pretrain_fraction", "readout", "twin_of")  # fmt: skip
+            "pretrain_fraction", "readout", "twin_of", "weights_of")  # fmt: skip
 """The keys a `Plan.rows` entry may hold (their meaning: `Plan.rows`)."""
 PRETRAIN_KEYS = ("family", "label", "loss", "model", "l1_c")
 """The keys of a row's "pretrain" row dict (the pre-training stage's `run_config` reads them)."""
@@ -111,13 +123,26 @@ READOUTS = ("topk",)
 """A row's "readout" values: "topk" = `models.TopKReadout` at the block's k."""
 
 
+WEIGHTS_KEYS = ("family", "loss", "model", "l1_c", "pretrain", "pretrain_fraction")
+"""The row keys that decide a row's training: a "weights_of" row and its source agree on all."""
+
+
+def check_epochs(epochs, where: str = "the plan") -> None:
+    """ValueError, one line, unless `epochs` (`Plan.epochs`) is an integer >= 1."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"{where}: epochs must be a whole number of passes >= 1 over the "
+                         f"harvested training tokens (1 = one pass, as gpu.md - gpu4), got "
+                         f"{epochs!r}")  # fmt: skip
+
+
 def check_rows(rows, where: str = "the plan") -> None:
     """ValueError, one line naming the row (1-based, with its label), the bad key or value and
     the allowed ones, unless every entry of `rows` (`Plan.rows`) is a dict with a registry
     "family", only `ROW_KEYS`, "loss" / "model" keys that are `LossConfig` / `ModelConfig`
     fields, "readout" in `READOUTS` (or absent), "untrained" true or false, "twin_of" the label
-    of another row, "pretrain_fraction" in (0, 1) and "pretrain" "none" or a row dict of
-    `PRETRAIN_KEYS` (checked the same way). `plan_fields` calls it, so a typo in a plan file
+    of another row, "weights_of" the label of an earlier row that agrees with it on every
+    `WEIGHTS_KEYS` key and has no "pretrain", "pretrain_fraction" in (0, 1) and "pretrain"
+    "none" or a row dict of `PRETRAIN_KEYS` (checked the same way). `plan_fields` calls it, so a typo in a plan file
     stops the command when the plan is read, before any data or language-model work (an
     unknown key would otherwise be ignored: {"read_out": "topk"} trained a plain row)."""
     from implicit_em.config import LossConfig, ModelConfig
@@ -162,6 +187,20 @@ def check_rows(rows, where: str = "the plan") -> None:
         if "twin_of" in row and row["twin_of"] not in labels[:i] + labels[i + 1 :]:
             raise ValueError(f"{where}: {name}: twin_of {row['twin_of']!r} is not the label of "
                              f"another row: choose from {', '.join(map(str, labels))}")  # fmt: skip
+        if "weights_of" in row:
+            src = row["weights_of"]
+            if src not in labels[:i]:
+                earlier = ", ".join(map(str, labels[:i])) or "none (it is the first row)"
+                raise ValueError(f"{where}: {name}: weights_of {src!r} is not the label of an "
+                                 f"earlier row: choose from {earlier}")  # fmt: skip
+            j = labels.index(src)
+            diff = [key for key in WEIGHTS_KEYS if row.get(key) != rows[j].get(key)]
+            if diff or "pretrain" in row:
+                why = (f"differs from it in {', '.join(diff)}" if diff else
+                       "has a pretrain stage")  # fmt: skip
+                raise ValueError(f"{where}: {name}: weights_of {src!r}: this row {why}; a row "
+                                 "takes another's trained weights only when both are trained the "
+                                 "same way without pretrain (same family, loss, model, l1_c)")  # fmt: skip
         frac = row.get("pretrain_fraction", 0.5)
         if isinstance(frac, bool) or not isinstance(frac, int | float) or not 0 < frac < 1:
             raise ValueError(f"{where}: {name}: pretrain_fraction must be a number in (0, 1), "
@@ -184,6 +223,8 @@ def plan_fields(overrides: dict, where: str = "the plan") -> dict:
                          f"choose from {', '.join(sorted(known))}")  # fmt: skip
     if "rows" in overrides:
         check_rows(overrides["rows"], where)
+    if "epochs" in overrides:
+        check_epochs(overrides["epochs"], where)
     return {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
 
 
@@ -244,7 +285,9 @@ def run_config(family: str, K: int, d: int, plan: Plan, seed: int, k: int = 16,
     return RunConfig(
         model=replace(model, **row.get("model", {})),
         loss=loss,
-        training=TrainConfig(epochs=1, batch_size=plan.batch_size, lr=plan.lr, seed=seed),
+        training=TrainConfig(
+            epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr, seed=seed
+        ),  # fmt: skip
     )
 
 

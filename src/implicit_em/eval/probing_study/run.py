@@ -24,7 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from implicit_em.eval.probing_study.plan import Plan, check_rows, label_of, plan_rows, run_config
+from implicit_em.eval.probing_study.plan import (
+    Plan,
+    check_epochs,
+    check_rows,
+    label_of,
+    plan_rows,
+    run_config,
+)
 
 T0 = time.perf_counter()
 """When this module was imported (the start of a run command): `log`'s clock and the origin of
@@ -115,18 +122,19 @@ def readout_at_k(model, k: int):
 
 def train_row(model, row: dict, cfg, x_train, plan: Plan, K: int, d: int, seed: int,
               k: int, device) -> list[dict]:  # fmt: skip
-    """Train one row's model in place: one pass over x_train (N, D) with `train_steps`, or,
-    for a row with "pretrain" (Plan.rows), the pre-training encoder on the first
-    round(N * pretrain_fraction) rows, `models.init_from_encoder_`, then the model on the
-    other rows (pretrain "none": the model alone on those rows, the control). Each stage
-    is one pass at plan.batch_size, Adam plan.lr, seed `seed`. Returns one
-    {"steps", "history"} per stage trained."""
+    """Train one row's model in place: plan.epochs passes over x_train (N, D) with
+    `train_steps`, or, for a row with "pretrain" (Plan.rows), the pre-training encoder on the
+    first round(N * pretrain_fraction) rows, `models.init_from_encoder_`, then the model on the
+    other rows (pretrain "none": the model alone on those rows, the control). Each stage is
+    plan.epochs passes (plan.epochs * (rows // plan.batch_size) steps; 1 pass = gpu.md - gpu4)
+    at plan.batch_size, Adam plan.lr, seed `seed`. Returns one {"steps", "history"} per stage
+    trained."""
     from implicit_em import runs
     from implicit_em.models import init_from_encoder_
     from implicit_em.train.distributed import train_steps
 
     def fit(m, x, loss) -> dict:
-        steps = len(x) // plan.batch_size
+        steps = plan.epochs * (len(x) // plan.batch_size)
         r = train_steps(m, x, loss, global_batch=plan.batch_size, steps=steps, lr=plan.lr,
                         seed=seed, amp=device.type == "cuda", log_every=max(1, steps // 4),
                         warmup=min(5, steps - 1))  # fmt: skip
@@ -162,6 +170,7 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
     from implicit_em.models import Encoder
 
     check_rows(plan.rows)  # again for a Plan built in code (plan files: when read, plan_fields)
+    check_epochs(plan.epochs)
     fitter = Fitter(workers)  # before any CUDA work
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is not None:
@@ -202,6 +211,8 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                      "held": int(x_held.shape[0]), "held_typical": int(typical.sum()),
                      "passages": int(acts.shape[0]), "norm_scale": scale,
                      "median_norm": median}  # fmt: skip
+    if dev.type == "cuda":  # the harvest and its normalisation: the run's largest buffers
+        res["cuda_peak_gib_harvest"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
     log(f"harvest {res['harvest_s']} s: {res['tokens']}")
     save()
 
@@ -254,6 +265,7 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
             trained, untrained = {}, {}
             no_twin, resp = set(), set()  # rows without an untrained row; rows also read as r
             k_match = None
+            weights = {}  # label -> (trained model before any read-out, its stages): weights_of
             for row in plan_rows(plan):
                 fam = row["family"]
                 label = label_of(row)
@@ -274,14 +286,23 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                                                     "row": row}  # fmt: skip
                 t = time.perf_counter()
                 try:
-                    stages = train_row(model, row, cfg, x_train, plan, K, D, seed,
-                                       k_match or 16, dev)  # fmt: skip
+                    src = row.get("weights_of")
+                    if src is not None:  # the same training as row `src`: reuse its weights
+                        if src not in weights:
+                            raise RuntimeError(f"weights_of {src!r}: that row has no trained "
+                                               "model in this block (it failed or did not run)")  # fmt: skip
+                        model.load_state_dict(weights[src][0].state_dict())
+                        stages = weights[src][1]
+                    else:
+                        stages = train_row(model, row, cfg, x_train, plan, K, D, seed,
+                                           k_match or 16, dev)  # fmt: skip
                 except Exception as e:  # one family failing must not lose the others
                     res.setdefault("errors", {})[name] = f"{type(e).__name__}: {e}"
                     log(f"{name}: FAILED {type(e).__name__}: {e}")
                     del untrained[name]
                     continue
                 model.eval()
+                weights[label] = (model, stages)
                 if plan.twin_mean and getattr(model, "centre", False):
                     untrained[name].load_state_dict(  # the trained model's input mean
                         {**untrained[name].state_dict(),
@@ -304,6 +325,8 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                 res["train"][name] = {"steps": sum(st["steps"] for st in stages),
                                       "seconds": round(time.perf_counter() - t, 1),
                                       "last": hist[-1] if hist else None}  # fmt: skip
+                if row.get("weights_of") is not None:
+                    res["train"][name]["weights_of"] = row["weights_of"]
                 if len(stages) > 1 or row.get("pretrain"):
                     res["train"][name]["stages"] = [
                         {"steps": st["steps"], "last": st["history"][-1] if st["history"] else None}
@@ -379,7 +402,7 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
             log(f"{block} done in {res['block_seconds'][block]} s; CE orig "
                 f"{ce['orig']['ce']:.4f} zero {ce['zero']['ce']:.4f}")  # fmt: skip
             save()
-            del trained, untrained, rand, splices
+            del trained, untrained, rand, splices, weights
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
     t = time.perf_counter()
@@ -390,6 +413,8 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
         time.sleep(0.2)
     res["probe_wait_s"] = round(time.perf_counter() - t, 1)
     res["total_s"] = round(time.perf_counter() - T0, 1)
+    if dev.type == "cuda":
+        res["cuda_peak_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
     save()
     log(f"done; waited {res['probe_wait_s']} s for the last probe fits")
     if fitter.pool is not None:

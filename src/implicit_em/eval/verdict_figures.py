@@ -1,0 +1,150 @@
+"""The figures of the cross-study verdict (`implicit-em eval-suite verdict`, issue 18's
+"MCC-vs-L0 and probing plots" beside the verdict), drawn from the same study files as
+`eval.summary`, so that they cannot drift from its tables.
+
+- `mcc_vs_l0`: ground-truth MCC (sae-lens `mean_correlation_coefficient`) against L0 for every
+  row of the ground-truth table, by kind (`eval.verdict.row_kind`), with each row's controls
+  (the best seed of its untrained init and of random directions at its L0) and the table's
+  target L0;
+- `probing_vs_l0`: k-sparse probing accuracy (SAEBench protocol, mean over datasets and
+  k in {1, 2, 5, 10, 20}) against L0 at each K, for every row of the probing compare files:
+  SAE baselines, decoder-free, hybrid and one-matrix models, their untrained twins and random
+  directions at their L0, and the raw activations (the ceiling) as a line. Probing against L0
+  rather than k: the compare files hold the mean over k, and at LLM scale the controls' level
+  rises with L0, which is what a reader must see beside each model.
+
+Each function returns the points it drew per series (`{series: [(l0, value), ...]}`), so that
+tests can check what is on the figure. Needs matplotlib (the `plot` extra).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from implicit_em.atomic import atomic_save
+from implicit_em.eval.verdict import DECODER_FREE, HYBRID, ONE_MATRIX, SAE, ground_truth_rows
+
+KIND_STYLE = {
+    SAE: ("s", "0.45", "SAE baselines"),
+    DECODER_FREE: ("o", "tab:blue", "decoder-free"),
+    HYBRID: ("^", "tab:orange", "hybrid"),
+    ONE_MATRIX: ("D", "tab:green", "one-matrix (tied)"),
+}
+"""kind -> (marker, colour, legend label)."""
+CONTROL_STYLE = {
+    "untrained": ("x", "tab:red", "untrained init / twin"),
+    "random": ("+", "tab:purple", "random directions at the L0"),
+}
+
+
+def _axes(n: int, width: float = 6.0):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, n, figsize=(width * n, 4.6), squeeze=False)
+    return plt, fig, list(axes[0])
+
+
+def _scatter(ax, points: dict, styles: dict) -> None:
+    for series, pts in points.items():
+        if pts and series in styles:
+            marker, colour, label = styles[series]
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, c=colour,
+                       label=f"{label} ({len(pts)})", s=36, alpha=0.85)  # fmt: skip
+
+
+def mcc_vs_l0(table: dict, path: Path) -> dict[str, list[tuple[float, float]]]:
+    """Ground-truth MCC against L0 (log axis) for every row of a ground-truth table
+    (`docs/eval/synthetic/gpu16k_seeds_table.py`'s JSON: "summary", "target_l0"), written to
+    `path` (PNG). Controls: each row's best control seed at its L0. Returns the points per
+    series (kinds of `KIND_STYLE`, "untrained" for the controls)."""
+    rows = ground_truth_rows(table["summary"])
+    points: dict[str, list] = {k: [] for k in KIND_STYLE}
+    points["untrained"] = []
+    for r in rows:
+        points.setdefault(r["kind"], []).append((r["l0"], r["mcc"]))
+        points["untrained"].append((r["l0"], r["control"]))
+    plt, fig, (ax,) = _axes(1, 7.0)
+    styles = {**KIND_STYLE, "untrained": ("x", "tab:red", "controls: best of untrained and "
+                                          "random directions")}  # fmt: skip
+    _scatter(ax, points, styles)
+    ax.axvline(table["target_l0"], ls=":", c="k", lw=1, label=f"target L0 {table['target_l0']}")
+    ax.set(xscale="log", xlabel="L0 (active latents per sample)", ylabel="MCC (sae-lens)",
+           title="Ground truth (SynthSAEBench-16k): MCC against L0")  # fmt: skip
+    ax.legend(fontsize=8, loc="center right")
+    fig.tight_layout()
+    atomic_save(lambda tmp: fig.savefig(tmp, dpi=110, format="png"), path)
+    plt.close(fig)
+    return points
+
+
+def _probing_points(study: str, data: dict, K: str) -> dict[str, list]:
+    """The points of one K of a probing compare file ("probing2": gpu2_compare.json's rows;
+    "probing3" / "probing4": gpu3_compare.json's / gpu4_compare.json's rows with their
+    random-direction control)."""
+    e = data.get(K)
+    points: dict[str, list] = {"ceiling": []}
+    if e is None:
+        return points
+    if study == "probing2":
+        kinds = {f"{m}-{K}": v["kind"] for m, v in e["verdict"]["models"].items()}
+        for name, r in e["rows"].items():
+            if r.get("mean_k") is None:
+                continue
+            if name.endswith("(ceiling)"):
+                points["ceiling"].append((None, r["mean_k"]))
+                continue
+            if r.get("l0") is None:
+                continue
+            if name.startswith("random dirs"):
+                series = "random"
+            elif name.endswith("(untrained)"):
+                series = "untrained"
+            else:
+                series = kinds.get(name, SAE)
+            points.setdefault(series, []).append((r["l0"], r["mean_k"]))
+    else:
+        for r in e["rows"].values():
+            points.setdefault(r["kind"], []).append((r["l0"], r["mean_k"]))
+            if r.get("random_mean_k") is not None:
+                points.setdefault("random", []).append((r["l0"], r["random_mean_k"]))
+    return points
+
+
+def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, list]]:
+    """k-sparse probing accuracy (mean over datasets and k) against L0, one panel per K, from
+    the probing compare files {"probing2": data, "probing3": data, "probing4": data} (any may
+    be missing; probing4, gpu4_compare.json, has probing3's shape),
+    written to `path` (PNG). Returns {K: {series: points}}; "ceiling" holds the raw
+    activations' accuracy (drawn as a line). A row in both files is drawn from each."""
+    ks = sorted({K for d in studies.values() if d for K in d}, key=lambda k: int(k[1:]))
+    if not ks:
+        raise ValueError("no probing study to plot: pass gpu2_compare.json or gpu3_compare.json")
+    plt, fig, axes = _axes(len(ks))
+    out = {}
+    for ax, K in zip(axes, ks, strict=True):
+        merged: dict[str, list] = {}
+        for study, data in studies.items():
+            if data:
+                for series, pts in _probing_points(study, data, K).items():
+                    merged.setdefault(series, []).extend(pts)
+        _scatter(ax, merged, {**KIND_STYLE, **CONTROL_STYLE})
+        for _, acc in merged.get("ceiling", [])[:1]:
+            ax.axhline(acc, ls="--", c="k", lw=1, label=f"raw activations {acc:.3f}")
+        ax.set(xscale="log", xlabel="L0 (active latents per token)",
+               ylabel="k-sparse probing accuracy (mean over tasks, k)",
+               title=f"SmolLM2-135M layer 15, K = {K[1:]}")  # fmt: skip
+        ax.legend(fontsize=7, loc="lower center")
+        out[K] = merged
+    fig.tight_layout()
+    atomic_save(lambda tmp: fig.savefig(tmp, dpi=110, format="png"), path)
+    plt.close(fig)
+    return out
+
+
+FIGURES = ("verdict_mcc_vs_l0.png", "verdict_probing_vs_l0.png")
+"""The files `eval.summary.run` writes beside verdict.md (in this order)."""
+
+__all__ = ["FIGURES", "mcc_vs_l0", "probing_vs_l0"]

@@ -1,0 +1,71 @@
+"""eval.verdict_figures: the verdict's figures hold every row of the study files, by kind, with
+their controls (issue 18's plots beside the verdict)."""
+
+import json
+
+import pytest
+
+from implicit_em.eval import verdict_figures as vf
+from implicit_em.eval.verdict import DECODER_FREE, HYBRID, SAE
+
+
+def _stat(v):
+    return {"mean": v, "min": v, "max": v}
+
+
+def _gt_row(name, mcc, l0, enc_rows=float("nan")):
+    return {"variant": name, "seeds": 3, "mcc": _stat(mcc), "mcc_encoder_rows": _stat(enc_rows),
+            "mcc_untrained": _stat(0.15), "mcc_random_at_l0": _stat(0.16), "l0": _stat(l0),
+            "dead_latents": _stat(0), "f1": _stat(0.5)}  # fmt: skip
+
+
+def test_mcc_vs_l0_draws_every_row_with_its_control(tmp_path):
+    table = {"target_l0": 25, "summary": [_gt_row("topk-k25", 0.72, 25.0),
+                                          _gt_row("encoder", 0.21, 214.0),
+                                          _gt_row("encoder-wr", 0.31, 304.0)]}  # fmt: skip
+    pts = vf.mcc_vs_l0(table, tmp_path / "gt.png")
+    assert (tmp_path / "gt.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pts[SAE] == [(25.0, 0.72)]
+    assert sorted(pts[DECODER_FREE]) == [(214.0, 0.21), (304.0, 0.31)]
+    assert pts["untrained"] == [(25.0, 0.16), (214.0, 0.16), (304.0, 0.16)]  # best control seed
+
+
+def test_probing_vs_l0_sorts_rows_into_kinds_controls_and_the_ceiling(tmp_path):
+    p2 = {"K64": {"verdict": {"models": {"tied-topk-im-3.0": {"kind": HYBRID}}},
+                  "rows": {"raw residual (ceiling)": {"l0": None, "mean_k": 0.8},
+                           "topk-K64": {"l0": 8.0, "mean_k": 0.70},
+                           "tied-topk-im-3.0-K64": {"l0": 8.0, "mean_k": 0.71},
+                           "encoder-K64 (untrained)": {"l0": 40.0, "mean_k": 0.66},
+                           "random dirs @ L0 of topk-K64": {"l0": 8.0, "mean_k": 0.65}}}}  # fmt: skip
+    p3 = {"K64": {"rows": {"encoder-wr": {"kind": DECODER_FREE, "l0": 30.0, "mean_k": 0.69,
+                                          "random_mean_k": 0.68}}},
+          "K256": {"rows": {"encoder": {"kind": DECODER_FREE, "l0": 90.0, "mean_k": 0.6,
+                                        "random_mean_k": None}}}}  # fmt: skip
+    got = vf.probing_vs_l0({"probing2": p2, "probing3": p3}, tmp_path / "p.png")
+    assert list(got) == ["K64", "K256"]  # both K, in order of K
+    k64 = got["K64"]
+    assert k64["ceiling"] == [(None, 0.8)]
+    assert k64[SAE] == [(8.0, 0.70)] and k64[HYBRID] == [(8.0, 0.71)]
+    assert k64["untrained"] == [(40.0, 0.66)]
+    assert sorted(k64["random"]) == [(8.0, 0.65), (30.0, 0.68)]
+    assert k64[DECODER_FREE] == [(30.0, 0.69)]
+    assert got["K256"][DECODER_FREE] == [(90.0, 0.6)] and "random" not in got["K256"]
+    with pytest.raises(ValueError, match="no probing study to plot"):
+        vf.probing_vs_l0({"probing2": None}, tmp_path / "q.png")
+
+
+def test_the_verdict_command_writes_its_figures_and_links_them(tmp_path):
+    """`eval-suite verdict` on the committed study files: both PNGs beside verdict.md, linked
+    from it; a second run without --overwrite refuses (nothing replaced silently)."""
+    from implicit_em.eval import summary
+    from implicit_em.eval.options import VerdictOptions
+
+    opts = VerdictOptions(out=str(tmp_path))
+    summary.run(opts)
+    md = (tmp_path / "verdict.md").read_text()
+    for f in vf.FIGURES:
+        assert (tmp_path / f).stat().st_size > 10_000
+        assert f"![{f}]({f})" in md
+    assert json.loads((tmp_path / "verdict.json").read_text())["candidates"]
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        summary.run(opts)
