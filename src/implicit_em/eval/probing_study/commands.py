@@ -151,16 +151,26 @@ def _rows_and_baseline(opts, run: int, example: str) -> tuple[dict, dict]:
     return new, base
 
 
+def _compare_n(opts, run: int, example: str, files: tuple[str, str], compare) -> None:
+    """Shared body of the compareN commands: the new rows and the baseline
+    (`_rows_and_baseline`), the markdown and the numbers of `compare(new, base)` written to
+    --out (`files`: md, json; atomic, never over an existing file without --overwrite); prints
+    the markdown."""
+    from implicit_em.atomic import atomic_write_bytes
+
+    new, base = _rows_and_baseline(opts, run, example)
+    md_path, json_path = free_paths(Path(opts.out), files, opts.overwrite)
+    md, nums = compare(new, base)
+    atomic_write_bytes(md_path, md.encode())
+    atomic_write_bytes(json_path, json.dumps(nums, indent=1).encode())
+    print(md)
+
+
 def compare3_command(opts: StudyCompare3Options) -> None:
     """gpu3_compare.md / .json in --out (`compare.compare3`); prints the markdown."""
     from implicit_em.eval.probing_study.compare import compare3
 
-    new, base = _rows_and_baseline(opts, 3, "docs/eval/probing/gpu3/plan_K4096.json")
-    md_path, json_path = free_paths(Path(opts.out), COMPARE3_FILES, opts.overwrite)
-    md, nums = compare3(new, base)
-    md_path.write_text(md)
-    json_path.write_text(json.dumps(nums, indent=1))
-    print(md)
+    _compare_n(opts, 3, "docs/eval/probing/gpu3/plan_K4096.json", COMPARE3_FILES, compare3)
 
 
 def compare4_command(opts: StudyCompare4Options) -> None:
@@ -168,9 +178,4 @@ def compare4_command(opts: StudyCompare4Options) -> None:
     the markdown."""
     from implicit_em.eval.probing_study.compare import compare4
 
-    new, base = _rows_and_baseline(opts, 4, "docs/eval/probing/gpu4/plan.json")
-    md_path, json_path = free_paths(Path(opts.out), COMPARE4_FILES, opts.overwrite)
-    md, nums = compare4(new, base)
-    md_path.write_text(md)
-    json_path.write_text(json.dumps(nums, indent=1))
-    print(md)
+    _compare_n(opts, 4, "docs/eval/probing/gpu4/plan.json", COMPARE4_FILES, compare4)
