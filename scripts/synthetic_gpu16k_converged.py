@@ -23,10 +23,14 @@ GPU there is):
 usage: python scripts/synthetic_gpu16k_converged.py OUT_DIR [--role driver|check|equal|ref|rows]
        [--budget 540] [--seeds 1] [--sae-lens-src sl] [--tiny]
        rows role: [--variants V ...] [--seed-list S ...] [--steps N] [--plain-step]
+                  [--latents K]
 
 --budget: seconds from the driver's start by which each process has written its results
 (training stops earlier: REF_RESERVE / ROWS_RESERVE seconds are kept for the scoring).
 --tiny: the CI recipe and sizes, to run every role on a CPU.
+--budget: note that ROWS_RESERVE (60 s) and the model's build come out of it: a row alone
+needs about --budget 300 (fast step) or 480 (plain step) for 47,927 steps at width 4,096.
+--latents: the rows' width (default 4,096; k stays 25), e.g. 16384, the issue's second K.
 --plain-step: the eager step instead of the CUDA-graphed one, for centred and pre-trained
 variants (which the fast step does not cover; without it they stop at the argument check;
 docs/eval/synthetic/gpu16k-variants.md ran them so).
@@ -273,6 +277,8 @@ def rows(args, out: Path, t_start: float) -> None:
         opts = replace(opts, fast_step=False)
     if args.steps:  # a fixed length (matching an earlier run), --budget still the limit
         opts = replace(opts, steps=args.steps)
+    if args.latents:  # another width (the issue asks K = 4096 and 16384); k stays 25
+        opts = replace(opts, latents=args.latents)
     if args.tiny:
         opts = replace(opts, k=6, mcc_workers=1)
     S.TIME_SAFETY = 0.97  # no pre-trained rows: max_seconds stops training in any case
@@ -333,7 +339,12 @@ def main() -> None:
                    help="rows role: the plain (eager) step instead of the graphed fast step, "
                         "for centred and pre-trained variants, which the fast step does not "
                         "cover")  # fmt: skip
+    p.add_argument("--latents", type=int, default=None,
+                   help="rows role: this width (latents) instead of 4,096 (64 with --tiny), "
+                        "e.g. 16384 for the issue's second K")  # fmt: skip
     args = p.parse_args()
+    if args.latents is not None and (args.latents < 1 or args.role != "rows"):
+        p.error(f"--latents {args.latents}: a positive width, for --role rows only")
     if args.variants:  # checked before any GPU work (a typo used to surface minutes later)
         from implicit_em.eval.options import VARIANTS
 

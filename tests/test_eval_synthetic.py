@@ -449,6 +449,38 @@ def test_gpu16k_rows_centred_variants_need_plain_step_and_run_with_it(tmp_path):
     assert 0 < row["trained"]["mcc"] <= 1 and "random_at_l0" in row["trained"]
 
 
+def test_gpu16k_rows_take_another_width(tmp_path):
+    """scripts/synthetic_gpu16k_converged.py --role rows --latents K: the rows train and score
+    at width K (the issue asks K = 4096 and 16384); a width below 1, or --latents outside the
+    rows role, stops at the argument check with one line."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "TQDM_DISABLE": "1"}
+    base = [sys.executable, "scripts/synthetic_gpu16k_converged.py", str(tmp_path / "o"),
+            "--role", "rows", "--tiny", "--device", "cpu", "--seed-list", "0",
+            "--steps", "20", "--variants", "encoder"]  # fmt: skip
+    for extra in (["--latents", "0"], ["--latents", "32", "--role", "check"]):
+        bad = subprocess.run(base + extra, cwd=root, capture_output=True, text=True, env=env)
+        assert bad.returncode == 2
+        last = bad.stderr.strip().splitlines()[-1]
+        assert last.endswith("a positive width, for --role rows only")
+    assert not (tmp_path / "o").exists()
+    good = subprocess.run(base + ["--latents", "32"], cwd=root, capture_output=True, text=True,
+                          env=env)  # fmt: skip
+    assert good.returncode == 0, good.stderr[-2000:]
+    res = json.loads((tmp_path / "o" / "rows" / "results.json").read_text())
+    assert res["options"]["latents"] == 32
+    (row,) = res["rows"]
+    t = row["trained"]  # sae-lens's uniqueness = distinct best-matched features / width
+    assert row["steps_done"] == 20
+    assert t["uniqueness"] * 32 == pytest.approx(t["features_covered"])
+
+
 def test_matched_readout_keeps_the_k_largest_codes_or_every_positive_one(synth):
     """`matched_readout`: per sample, the k largest of the variant's codes; a ReLU encoder
     keeps min(k, its positive energies) (fewer than k where fewer are positive), softplus and
