@@ -37,19 +37,24 @@ def test_probing_vs_l0_sorts_rows_into_kinds_controls_and_the_ceiling(tmp_path):
                            "tied-topk-im-3.0-K64": {"l0": 8.0, "mean_k": 0.71},
                            "encoder-K64 (untrained)": {"l0": 40.0, "mean_k": 0.66},
                            "random dirs @ L0 of topk-K64": {"l0": 8.0, "mean_k": 0.65}}}}  # fmt: skip
+    p2["K64"]["rows"]["encoder[r]-K64"] = {"l0": 64.0, "mean_k": 0.5}  # chance: left out
     p3 = {"K64": {"rows": {"encoder-wr": {"kind": DECODER_FREE, "l0": 30.0, "mean_k": 0.69,
-                                          "random_mean_k": 0.68}}},
+                                          "random_mean_k": 0.68, "twin_mean_k": 0.67}}},
           "K256": {"rows": {"encoder": {"kind": DECODER_FREE, "l0": 90.0, "mean_k": 0.6,
                                         "random_mean_k": None}}}}  # fmt: skip
-    got = vf.probing_vs_l0({"probing2": p2, "probing3": p3}, tmp_path / "p.png")
+    p4 = {"K64": {"rows": {"encoder-wr": {"kind": DECODER_FREE, "l0": 31.0, "mean_k": 0.70,
+                                          "random_mean_k": None}}}}  # fmt: skip
+    got = vf.probing_vs_l0({"probing2": p2, "probing3": p3, "probing4": p4}, tmp_path / "p.png")
     assert list(got) == ["K64", "K256"]  # both K, in order of K
     k64 = got["K64"]
     assert k64["ceiling"] == [(None, 0.8)]
     assert k64[SAE] == [(8.0, 0.70)] and k64[HYBRID] == [(8.0, 0.71)]
     assert k64["untrained"] == [(40.0, 0.66)]
-    assert sorted(k64["random"]) == [(8.0, 0.65), (30.0, 0.68)]
-    assert k64[DECODER_FREE] == [(30.0, 0.69)]
+    assert k64["random"] == [(8.0, 0.65)]  # gpu3's encoder-wr is drawn from gpu4, once
+    assert k64[DECODER_FREE] == [(31.0, 0.70)] and "twin" not in k64
     assert got["K256"][DECODER_FREE] == [(90.0, 0.6)] and "random" not in got["K256"]
+    alone = vf.probing_vs_l0({"probing3": p3}, tmp_path / "p3.png")["K64"]
+    assert alone["twin"] == [(30.0, 0.67)] and alone["random"] == [(30.0, 0.68)]
     with pytest.raises(ValueError, match="no probing study to plot"):
         vf.probing_vs_l0({"probing2": None}, tmp_path / "q.png")
 

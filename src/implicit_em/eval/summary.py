@@ -472,9 +472,13 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
         "its controls (the best seed of its untrained init and of random directions at its L0) "
         "and the target L0.",
         "verdict_probing_vs_l0.png": "k-sparse probing (mean over tasks and k) against L0 at "
-        "each K: SAE baselines, the candidates, untrained twins, random directions at each "
-        "row's L0, and the raw activations. The per-k curves are in each study's "
-        "report (docs/eval/probing/).",
+        "each K: SAE baselines, the candidates, untrained inits (gpu2, at their own L0) and "
+        "untrained twins (gpu3 / gpu4, drawn at their row's L0: the compare files do not hold "
+        "the twin's own), random directions at each row's L0, and the raw activations. A row "
+        "in gpu3 and gpu4 is drawn once, from gpu4. Left out: gpu2's responsibilities "
+        "read-out (encoder[r]), at chance (0.500). Baselines differ by study (each row's "
+        "margin in the table names its own). The per-k curves are in each study's report "
+        "(docs/eval/probing/).",
     }  # fmt: skip
     if figures:
         lines += ["## Figures", ""]

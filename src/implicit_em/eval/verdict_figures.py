@@ -32,18 +32,19 @@ KIND_STYLE = {
 }
 """kind -> (marker, colour, legend label)."""
 CONTROL_STYLE = {
-    "untrained": ("x", "tab:red", "untrained init / twin"),
+    "untrained": ("x", "tab:red", "untrained init (gpu2, at its own L0)"),
+    "twin": ("1", "tab:red", "untrained twin (gpu3/gpu4, drawn at its row's L0)"),
     "random": ("+", "tab:purple", "random directions at the L0"),
 }
 
 
-def _axes(n: int, width: float = 6.0):
+def _axes(n: int, width: float = 6.0, height: float = 4.6):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, n, figsize=(width * n, 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
     return plt, fig, list(axes[0])
 
 
@@ -80,10 +81,12 @@ def mcc_vs_l0(table: dict, path: Path) -> dict[str, list[tuple[float, float]]]:
     return points
 
 
-def _probing_points(study: str, data: dict, K: str) -> dict[str, list]:
+def _probing_points(study: str, data: dict, K: str, skip: set[str] = frozenset()) -> dict:
     """The points of one K of a probing compare file ("probing2": gpu2_compare.json's rows;
-    "probing3" / "probing4": gpu3_compare.json's / gpu4_compare.json's rows with their
-    random-direction control)."""
+    "probing3" / "probing4": gpu3_compare.json's / gpu4_compare.json's rows with their untrained
+    twin, "twin", drawn at the row's L0 since the files do not hold the twin's own, and their
+    random-direction control), leaving out the row names in `skip` (probing3/4) and gpu2's
+    responsibilities read-out rows (`encoder[r]`, r = softmax(-a): chance, 0.500, at L0 = K)."""
     e = data.get(K)
     points: dict[str, list] = {"ceiling": []}
     if e is None:
@@ -91,7 +94,7 @@ def _probing_points(study: str, data: dict, K: str) -> dict[str, list]:
     if study == "probing2":
         kinds = {f"{m}-{K}": v["kind"] for m, v in e["verdict"]["models"].items()}
         for name, r in e["rows"].items():
-            if r.get("mean_k") is None:
+            if r.get("mean_k") is None or "[r]" in name:
                 continue
             if name.endswith("(ceiling)"):
                 points["ceiling"].append((None, r["mean_k"]))
@@ -106,10 +109,13 @@ def _probing_points(study: str, data: dict, K: str) -> dict[str, list]:
                 series = kinds.get(name, SAE)
             points.setdefault(series, []).append((r["l0"], r["mean_k"]))
     else:
-        for r in e["rows"].values():
+        for name, r in e["rows"].items():
+            if name in skip:
+                continue
             points.setdefault(r["kind"], []).append((r["l0"], r["mean_k"]))
-            if r.get("random_mean_k") is not None:
-                points.setdefault("random", []).append((r["l0"], r["random_mean_k"]))
+            for key, series in (("twin_mean_k", "twin"), ("random_mean_k", "random")):
+                if r.get(key) is not None:
+                    points.setdefault(series, []).append((r["l0"], r[key]))
     return points
 
 
@@ -118,25 +124,30 @@ def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, l
     the probing compare files {"probing2": data, "probing3": data, "probing4": data} (any may
     be missing; probing4, gpu4_compare.json, has probing3's shape),
     written to `path` (PNG). Returns {K: {series: points}}; "ceiling" holds the raw
-    activations' accuracy (drawn as a line). A row in both files is drawn from each."""
+    activations' accuracy (drawn as a line). A row in both gpu3 and gpu4 is drawn once, from
+    gpu4 (as `eval.summary` reads it)."""
     ks = sorted({K for d in studies.values() if d for K in d}, key=lambda k: int(k[1:]))
     if not ks:
         raise ValueError("no probing study to plot: pass gpu2_compare.json or gpu3_compare.json")
-    plt, fig, axes = _axes(len(ks))
+    plt, fig, axes = _axes(len(ks), height=6.0)
     out = {}
     for ax, K in zip(axes, ks, strict=True):
         merged: dict[str, list] = {}
-        for study, data in studies.items():
+        drawn: set[str] = set()  # probing4 first: its rows win over probing3's of that name
+        for study in sorted(studies, key=lambda k: k != "probing4"):
+            data = studies[study]
             if data:
-                for series, pts in _probing_points(study, data, K).items():
+                for series, pts in _probing_points(study, data, K, drawn).items():
                     merged.setdefault(series, []).extend(pts)
+                if study != "probing2" and K in data:
+                    drawn |= set(data[K]["rows"])
         _scatter(ax, merged, {**KIND_STYLE, **CONTROL_STYLE})
         for _, acc in merged.get("ceiling", [])[:1]:
             ax.axhline(acc, ls="--", c="k", lw=1, label=f"raw activations {acc:.3f}")
         ax.set(xscale="log", xlabel="L0 (active latents per token)",
                ylabel="k-sparse probing accuracy (mean over tasks, k)",
                title=f"SmolLM2-135M layer 15, K = {K[1:]}")  # fmt: skip
-        ax.legend(fontsize=7, loc="lower center")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
         out[K] = merged
     fig.tight_layout()
     atomic_save(lambda tmp: fig.savefig(tmp, dpi=110, format="png"), path)
