@@ -886,7 +886,8 @@ def matched_l0_metrics(model: nn.Module, init: nn.Module, variant: Variant, synt
         dirs = directions(m)[0]
         out[name] = code_metrics(dirs, matched_readout(m, variant, k).encode, synth, n_samples,
                                  mean=mean)  # fmt: skip
-    rand = random_directions(directions(model)[0].shape, seed, directions(model)[0])
+    dirs = directions(model)[0]
+    rand = random_directions(dirs.shape, seed, dirs)
     out["random"] = code_metrics(rand, topk_readout(rand, k), synth, n_samples, mean=mean)
     return out
 
@@ -1180,19 +1181,29 @@ def _fmt(s: dict, nd: int = 3) -> str:
     return f"{s['mean']:.{nd}f} [{s['min']:.{nd}f}, {s['max']:.{nd}f}]"
 
 
+TABLE_COLUMNS = (  # (header, summarise key, decimals) of `markdown_table`
+    ("MCC", "mcc", 3), ("MCC enc. rows", "mcc_encoder_rows", 3),
+    ("MCC untrained", "mcc_untrained", 3), ("MCC random@L0", "mcc_random_at_l0", 3),
+    ("L0", "l0", 1), ("dead", "dead_latents", 0), ("F1", "f1", 3),
+    ("F1 random@L0", "f1_random_at_l0", 3), ("features covered", "features_covered", 0),
+    ("features cos>=0.9", "features_cos_0.9", 0),
+)  # fmt: skip
+
+
+def summary_table(summaries: list[dict], columns) -> str:
+    """`summarise` entries as a markdown table: variant, seeds, then one cell per (header,
+    key, decimals) of `columns` (`_fmt`: mean [min, max] over seeds)."""
+    head = ("| variant | seeds | " + " | ".join(c[0] for c in columns) + " |\n"
+            + "|---|---|" + "---|" * len(columns) + "\n")  # fmt: skip
+    lines = ["| " + " | ".join([s["variant"], str(s["seeds"])]
+                               + [_fmt(s[key], nd) for _, key, nd in columns]) + " |"
+             for s in summaries]  # fmt: skip
+    return head + "\n".join(lines) + "\n"
+
+
 def markdown_table(result: dict) -> str:
     """The summary as a markdown table: mean [min, max] over seeds, controls beside."""
-    head = ("| variant | seeds | MCC | MCC enc. rows | MCC untrained | MCC random@L0 | L0 | "
-            "dead | F1 | F1 random@L0 | features covered | features cos>=0.9 |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")  # fmt: skip
-    lines = []
-    for s in summarise(result["rows"]):
-        lines.append("| " + " | ".join([
-            s["variant"], str(s["seeds"]), _fmt(s["mcc"]), _fmt(s["mcc_encoder_rows"]),
-            _fmt(s["mcc_untrained"]), _fmt(s["mcc_random_at_l0"]), _fmt(s["l0"], 1),
-            _fmt(s["dead_latents"], 0), _fmt(s["f1"]), _fmt(s["f1_random_at_l0"]),
-            _fmt(s["features_covered"], 0), _fmt(s["features_cos_0.9"], 0)]) + " |")  # fmt: skip
-    return head + "\n".join(lines) + "\n"
+    return summary_table(summarise(result["rows"]), TABLE_COLUMNS)
 
 
 MATCHED_COLUMNS = (  # (header, summarise key, decimals) of `matched_table`
@@ -1212,14 +1223,7 @@ def matched_table(result: dict) -> str:
     out through TopK at k) and the controls read out at k; mean [min, max] over seeds. "" when
     no row has it. MCC is not repeated: the read-out does not change it."""
     rows = [s for s in summarise(result["rows"]) if "f1_at_k" in s]
-    if not rows:
-        return ""
-    head = ("| variant | seeds | " + " | ".join(c[0] for c in MATCHED_COLUMNS) + " |\n"
-            + "|---|---|" + "---|" * len(MATCHED_COLUMNS) + "\n")  # fmt: skip
-    lines = ["| " + " | ".join([s["variant"], str(s["seeds"])]
-                               + [_fmt(s[key], nd) for _, key, nd in MATCHED_COLUMNS]) + " |"
-             for s in rows]  # fmt: skip
-    return head + "\n".join(lines) + "\n"
+    return summary_table(rows, MATCHED_COLUMNS) if rows else ""
 
 
 _REPORT_FIELDS = {  # markdown_table's columns -> where each sits in a row of results.json

@@ -19,7 +19,7 @@ import numpy as np
 
 from implicit_em.eval.probing_study.plan import label_of
 from implicit_em.eval.probing_study.report import summarize
-from implicit_em.eval.verdict import apart
+from implicit_em.eval.verdict import apart, matched_l0
 from implicit_em.families.registry import family_by_label
 
 OLD_ROWS = {"batchtopk": "batchtopk", "matryoshka": "matryoshka", "jumprelu": "jumprelu(l0_coef=0.001)",
@@ -179,6 +179,19 @@ def compare(new: dict, old: dict) -> tuple[str, dict]:
     return "\n".join(lines) + "\n", numbers
 
 
+def target(v: dict, ref_l0: float, best: float | None, topk_ce: float) -> dict:
+    """The issue's target criteria for one row's statistics v (l0, mean_k, ce, dead per seed,
+    beats_controls), as runs 3 and 4 judge them: L0 matched to the reference encoder's
+    (`eval.verdict.matched_l0`), probing >= the best SAE baseline's - 0.005 (None: no baseline,
+    not met), CE-loss recovered >= TopK's - 0.01, 0 dead latents on every seed, above its
+    controls."""
+    return {"matched_l0": matched_l0(v["l0"], ref_l0),
+            "probe_met": best is not None and v["mean_k"] >= best - 0.005,
+            "ce_met": v["ce"] >= topk_ce - 0.01,
+            "dead_met": bool(v["dead"]) and max(v["dead"]) == 0,
+            "beats_controls": v["beats_controls"]}  # fmt: skip
+
+
 def compare3(new: dict, baseline: dict) -> tuple[str, dict]:
     """Run 3's variant rows against the reference encoder, their controls and the SAE
     baselines, by the rules fixed in docs/eval/probing/gpu3_plan.md. baseline: gpu2's
@@ -186,7 +199,7 @@ def compare3(new: dict, baseline: dict) -> tuple[str, dict]:
     numbers)."""
     from types import SimpleNamespace
 
-    from implicit_em.eval.verdict import DECODER_FREE, HYBRID, MARGIN, matched_l0, variant_kind
+    from implicit_em.eval.verdict import DECODER_FREE, HYBRID, MARGIN, variant_kind
     from implicit_em.families import FAMILIES
 
     def kind(r: dict) -> str:  # eval.verdict's kind of a plan row (pre-training: a hybrid)
@@ -257,13 +270,7 @@ def compare3(new: dict, baseline: dict) -> tuple[str, dict]:
                     v["ce_delta"] = st["ce"] - ref["ce"]
             if (v["kind"] in (DECODER_FREE, HYBRID) and best is not None and topk is not None
                     and ref is not None and "ce" in st):  # fmt: skip
-                v["target"] = {
-                    "matched_l0": matched_l0(st["l0"], ref["l0"]),
-                    "probe_met": st["mean_k"] >= best - 0.005,
-                    "ce_met": st["ce"] >= topk["ce"] - 0.01,
-                    "dead_met": bool(st["dead"]) and max(st["dead"]) == 0,
-                    "beats_controls": beats,
-                }  # fmt: skip
+                v["target"] = target(v, ref["l0"], best, topk["ce"])
                 v["target_met"] = all(v["target"].values())
             per_row[lab] = v
             rng = f"{st['mean_k']:.3f} [{st['mean_k_range'][0]:.3f}, {st['mean_k_range'][1]:.3f}]"
@@ -352,7 +359,7 @@ def compare4(new: dict, baseline: dict) -> tuple[str, dict]:
     "centring" (C1-C3 per family) and "wr" (W1-W5), so `eval.summary` reads it like
     gpu3_compare.json.
     """
-    from implicit_em.eval.verdict import MARGIN, SAE, matched_l0
+    from implicit_em.eval.verdict import MARGIN, SAE
 
     _, n3 = compare3(new, baseline)
     sn = summarize(new)
@@ -412,11 +419,7 @@ def compare4(new: dict, baseline: dict) -> tuple[str, dict]:
         topk_ce = e["topk_ce"]
         for v in per.values():
             if "target" in v:
-                v["target"] = {"matched_l0": matched_l0(v["l0"], ref_l0),
-                               "probe_met": best is not None and v["mean_k"] >= best["mean_k"] - 0.005,
-                               "ce_met": v["ce"] >= topk_ce - 0.01,
-                               "dead_met": bool(v["dead"]) and max(v["dead"]) == 0,
-                               "beats_controls": v["beats_controls"]}  # fmt: skip
+                v["target"] = target(v, ref_l0, None if best is None else best["mean_k"], topk_ce)
                 v["target_met"] = all(v["target"].values())
         e["best_baseline"] = None if best is None else best["name"]
         e["best_baseline_mean_k"] = None if best is None else best["mean_k"]

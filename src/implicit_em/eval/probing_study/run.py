@@ -112,6 +112,13 @@ def harvest_rows(lm, ctx, layer: int, batch: int, device):
     return torch.cat(out)
 
 
+def l0_and_dead(a) -> tuple[float, float]:
+    """Codes a (T, K) of the held-out tokens -> (L0: mean latents active per token, dead
+    fraction: latents active on none of them); active = a > 0."""
+    fires = a > 0
+    return float(fires.sum(1).double().mean()), float((fires.sum(0) == 0).double().mean())
+
+
 def readout_at_k(model, k: int):
     """A trained or untrained row's model read out at the block's k (`models.TopKReadout`), in
     eval mode like every model the study evaluates (the trained model and its twin alike)."""
@@ -312,15 +319,12 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                     untrained[name] = readout_at_k(untrained[name], k_match)
                 trained[name] = model
                 a = encode(model, x_held)
-                l0 = float((a > 0).sum(1).double().mean())
+                l0, res["dead_fraction"][name] = l0_and_dead(a)
                 res["l0"][name] = l0
-                res["dead_fraction"][name] = float(((a > 0).sum(0) == 0).double().mean())
                 au = encode(untrained[name], x_held)
                 if name not in no_twin:
-                    res["l0"][f"{name} (untrained)"] = float((au > 0).sum(1).double().mean())
-                    res["dead_fraction"][f"{name} (untrained)"] = float(
-                        ((au > 0).sum(0) == 0).double().mean()
-                    )
+                    twin = f"{name} (untrained)"
+                    res["l0"][twin], res["dead_fraction"][twin] = l0_and_dead(au)
                 hist = stages[-1]["history"]
                 res["train"][name] = {"steps": sum(st["steps"] for st in stages),
                                       "seconds": round(time.perf_counter() - t, 1),
@@ -345,7 +349,7 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                 k_l0 = int(min(K, max(1, round(res["l0"][name]))))
                 rn = f"random dirs @ L0 {k_l0} ({name})"
                 rand[rn] = RandomDirections(D, K, k_l0, seed=1000 * (seed + 1) + i).to(dev)
-                res["l0"][rn] = float((encode(rand[rn], x_held) > 0).sum(1).double().mean())
+                res["l0"][rn] = l0_and_dead(encode(rand[rn], x_held))[0]
                 res["kinds"][rn] = "random"
             # probing: the fits run in the pool while the next block trains
             for name in trained:
