@@ -30,6 +30,7 @@ usage: python scripts/synthetic_gpu16k_converged.py OUT_DIR [--role driver|check
 --tiny: the CI recipe and sizes, to run every role on a CPU.
 --budget: note that ROWS_RESERVE (60 s) and the model's build come out of it: a row alone
 needs about --budget 300 (fast step) or 480 (plain step) for 47,927 steps at width 4,096.
+--reserve: rows role, the seconds of --budget kept for scoring (default ROWS_RESERVE, 60).
 --latents: the rows' width (default 4,096; k stays 25), e.g. 16384, the issue's second K.
 --plain-step: the eager step instead of the CUDA-graphed one, for centred and pre-trained
 variants (which the fast step does not cover; without it they stop at the argument check;
@@ -270,7 +271,7 @@ def rows(args, out: Path, t_start: float) -> None:
         one_stream=True,
         mcc_workers=12,
         out_dir=str(out / "rows"),
-        max_seconds=args.budget - ROWS_RESERVE - (time.perf_counter() - t_start),
+        max_seconds=args.budget - args.reserve - (time.perf_counter() - t_start),
         sampler_device=args.sampler_device,
     )
     if args.plain_step:  # centred and pre-trained variants: the fast step does not cover them
@@ -339,10 +340,17 @@ def main() -> None:
                    help="rows role: the plain (eager) step instead of the graphed fast step, "
                         "for centred and pre-trained variants, which the fast step does not "
                         "cover")  # fmt: skip
+    p.add_argument("--reserve", type=float, default=ROWS_RESERVE,
+                   help="rows role: seconds of --budget kept for scoring (default 60; width "
+                        "16,384 needs more: each MCC is a 16,384 x 16,384 Hungarian matching, "
+                        "~32 s on one CPU core for random directions)")  # fmt: skip
     p.add_argument("--latents", type=int, default=None,
                    help="rows role: this width (latents) instead of 4,096 (64 with --tiny), "
                         "e.g. 16384 for the issue's second K")  # fmt: skip
     args = p.parse_args()
+    if not 0 <= args.reserve < args.budget:
+        p.error(f"--reserve {args.reserve}: seconds kept for scoring, >= 0 and below --budget "
+                f"({args.budget})")
     if args.latents is not None and (args.latents < 1 or args.role != "rows"):
         p.error(f"--latents {args.latents}: a positive width, for --role rows only")
     if args.variants:  # checked before any GPU work (a typo used to surface minutes later)

@@ -452,7 +452,8 @@ def test_gpu16k_rows_centred_variants_need_plain_step_and_run_with_it(tmp_path):
 def test_gpu16k_rows_take_another_width(tmp_path):
     """scripts/synthetic_gpu16k_converged.py --role rows --latents K: the rows train and score
     at width K (the issue asks K = 4096 and 16384); a width below 1, or --latents outside the
-    rows role, stops at the argument check with one line."""
+    rows role, or a --reserve outside [0, --budget), stops at the argument check with one
+    line."""
     import json
     import os
     import subprocess
@@ -469,8 +470,13 @@ def test_gpu16k_rows_take_another_width(tmp_path):
         assert bad.returncode == 2
         last = bad.stderr.strip().splitlines()[-1]
         assert last.endswith("a positive width, for --role rows only")
+    for reserve in ("-1", "600"):  # the seconds kept for scoring: in [0, --budget)
+        bad = subprocess.run(base + ["--reserve", reserve], cwd=root, capture_output=True,
+                             text=True, env=env)  # fmt: skip
+        assert bad.returncode == 2
+        assert "seconds kept for scoring, >= 0 and below --budget" in bad.stderr
     assert not (tmp_path / "o").exists()
-    good = subprocess.run(base + ["--latents", "32"], cwd=root, capture_output=True, text=True,
+    good = subprocess.run(base + ["--latents", "32", "--reserve", "90"], cwd=root, capture_output=True, text=True,
                           env=env)  # fmt: skip
     assert good.returncode == 0, good.stderr[-2000:]
     res = json.loads((tmp_path / "o" / "rows" / "results.json").read_text())
