@@ -364,6 +364,10 @@ def render(out: dict) -> str:
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(1)
+    clash = [n for n in OUT_FILES if (args.out / n).exists()]
+    if clash:
+        sys.exit(f"cpu_duplicates.py: {args.out} already holds {', '.join(clash)}: "
+                 "move them away or choose another --out")  # fmt: skip
     paths = free_paths(args.out, OUT_FILES, overwrite=False)
     wall0 = time.perf_counter()
     opts = ProbingOptions(hidden_dim=args.hidden_dim, progress=False)
