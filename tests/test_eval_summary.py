@@ -238,7 +238,8 @@ def test_committed_probing_statuses_agree_with_the_studies_own_flags():
             t, crit = r["target"], res[m]["criteria"]
             assert (crit[f"probing K={K}"]["status"] == MET) == (t["probe_met"] and t["matched_l0"])
             assert (crit[f"CE K={K}"]["status"] == MET) == (t["ce_met"] and t["matched_l0"])
-            assert crit["above controls"]["value"][f"probing K={K}"] == t["beats_controls"]
+            run = "gpu4" if m in g4[f"K{K}"]["rows"] else "gpu3"  # each study's entry, tagged
+            assert crit["above controls"]["value"][f"{run} K={K}"] == t["beats_controls"]
         best4 = g4[f"K{K}"]["best_baseline_mean_k"]
         for m in g4[f"K{K}"]["rows"]:
             if "target" in g4[f"K{K}"]["rows"][m]:
@@ -260,3 +261,138 @@ def test_committed_verdict_json_is_what_the_command_writes(tmp_path, monkeypatch
         ROOT / "docs/eval/verdict/verdict.md"
     ).read_text()
     assert main(["eval-suite", "verdict", "--out", str(tmp_path)]) == 2  # no silent overwrite
+
+
+# --- the longer budget: gpu5_compare.json beside gpu4's ---
+
+GPU5_BEST, GPU5_TOPK_CE = 0.75, 0.99
+
+
+def g5_row(probing: float, ce: float, l0: float = 50.0, dead=(0, 0, 0),
+           beats: bool = False) -> dict:  # fmt: skip
+    """A row of gpu5_compare.json's "gpu5" side (docs/eval/probing/gpu5/compare5.py)."""
+    return {"l0": l0, "dead": list(dead), "probing": probing,
+            "probing_range": [probing - 0.002, probing + 0.002], "ce": ce,
+            "ce_range": [ce, ce], "beats_controls": beats, "twin_probing": 0.70,
+            "random_probing": 0.69}  # fmt: skip
+
+
+def probing4_and_5(tmp_path: Path) -> tuple[str, str]:
+    """gpu4 (gpu3's shape): the reference `encoder` at L0 80, SAE rows, `x` (probing below the
+    baseline, CE met, 3 dead latents in one seed, not above its controls) and `y` (gpu4 only).
+    gpu5: the same names at L0 50 (so gpu5's `x` is not matched to gpu4's reference), where
+    `x` meets probing against gpu5's own best SAE (matryoshka 0.75; batchtopk 0.80 is at
+    another L0), misses CE against gpu5's TopK (0.99; matryoshka's 0.97 is not TopK's), has
+    no dead latents and beats its controls."""
+    sae = {"topk": p3_row("SAE", 0.74, TOPK_CE), "matryoshka": p3_row("SAE", 0.75, 0.985),
+           "batchtopk": p3_row("SAE", 0.74, 0.98)}  # fmt: skip
+    p4 = probing3(**sae, x=p3_row("decoder-free", 0.74, 0.975, dead=(0, 3, 0), beats=False),
+                  y=p3_row("decoder-free", 0.76, 0.90))  # fmt: skip
+    p5 = {"gpu5": {str(K): {"rows": {
+        "encoder": g5_row(0.72, 0.90), "topk": g5_row(0.74, GPU5_TOPK_CE),
+        "matryoshka": g5_row(GPU5_BEST, 0.97, l0=52.0),
+        "batchtopk": g5_row(0.80, 0.999, l0=200.0),
+        "x": g5_row(GPU5_BEST - PROBE_TOLERANCE + 0.001, GPU5_TOPK_CE - CE_TOLERANCE - 0.002,
+                    beats=True)}} for K in (4096, 16384)}, "gpu4": {}, "changes": {}}  # fmt: skip
+    paths = []
+    for name, d in (("p4", p4), ("p5", p5)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(d))
+        paths.append(str(tmp_path / f"{name}.json"))
+    return paths[0], paths[1]
+
+
+def test_a_row_in_gpu4_and_gpu5_is_read_at_the_longer_budget(tmp_path):
+    p4, p5 = probing4_and_5(tmp_path)
+    before = cross_study_verdict(load_studies(None, None, None, (), p4))
+    res = cross_study_verdict(load_studies(None, None, None, (), p4, p5))
+    old, new = before["candidates"]["x"]["criteria"], res["candidates"]["x"]["criteria"]
+    for K in (4096, 16384):
+        assert old[f"probing K={K}"]["status"] == NOT_MET
+        assert old[f"CE K={K}"]["status"] == MET and old[f"CE K={K}"]["study"] == "gpu4"
+        got = new[f"probing K={K}"]
+        assert got["status"] == MET and got["study"] == "gpu5"  # flipped, read from gpu5
+        assert got["reference"] == GPU5_BEST and got["l0_matched"]  # gpu5's baseline and L0
+        assert got["margin"] == pytest.approx(-PROBE_TOLERANCE + 0.001)
+        assert got["source"].endswith(f"p5.json: gpu5.{K}.rows[x].probing")
+        assert new[f"CE K={K}"]["status"] == NOT_MET
+        assert new[f"CE K={K}"]["reference"] == GPU5_TOPK_CE
+        assert res["studies"]["probing5"][f"K{K}"]["best_baseline"] == "matryoshka (gpu5)"
+    # controls and dead latents: gpu4's entries of x are superseded, not pooled
+    assert old["above controls"]["status"] == NOT_MET and old["dead latents"]["status"] == NOT_MET
+    assert new["above controls"]["status"] == MET and new["dead latents"]["status"] == MET
+    assert new["dead latents"]["value"] == {"gpu5 K=4096": 0, "gpu5 K=16384": 0}
+    assert new["seeds"]["value"] == 3
+    # y, in gpu4 only, stays from gpu4
+    assert res["candidates"]["y"]["criteria"]["probing K=4096"]["study"] == "gpu4"
+    assert res["candidates"]["y"]["criteria"]["probing K=4096"]["value"] == 0.76
+    # the report keeps gpu4's numbers beside gpu5's
+    lb = res["longer_budget"]
+    assert lb["K"]["K4096"]["rows"]["x"]["mean_k"] == [0.74, GPU5_BEST - PROBE_TOLERANCE + 0.001]
+    assert lb["K"]["K4096"]["rows"]["x"]["dead"] == [3, 0]
+    assert lb["K"]["K4096"]["best_baseline"] == ["l1", "matryoshka (gpu5)"]
+    assert lb["K"]["K4096"]["topk_ce"] == [TOPK_CE, GPU5_TOPK_CE]
+    flips = {k for k, (_, _, flip) in lb["changed"]["x"].items() if flip}
+    assert flips == {"probing K=4096", "probing K=16384", "CE K=4096", "CE K=16384",
+                     "above controls", "dead latents"}  # fmt: skip
+    assert lb["met"]["x"] == [3, 5]  # CE x2, seeds -> probing x2, dead, controls, seeds
+    assert "`x` CE K=4096 met → not met" in res["paragraph"]
+    assert "longer_budget" not in before and "At the longer budget" not in before["paragraph"]
+
+
+def test_gpu5_is_refused_without_gpu4_or_with_rows_gpu4_lacks(tmp_path):
+    p4, p5 = probing4_and_5(tmp_path)
+    with pytest.raises(ValueError, match="pass --probing4 too, or --probing5 none"):
+        load_studies(None, None, None, (), None, p5)
+    with pytest.raises(ValueError, match="is not a gpu5_compare.json"):
+        load_studies(None, None, None, (), p4, p4)
+    d = json.loads(Path(p5).read_text())
+    d["gpu5"]["4096"]["rows"]["z"] = g5_row(0.7, 0.9)
+    Path(p5).write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=r"\['z'\] at K = 4096 have no row of that name"):
+        load_studies(None, None, None, (), p4, p5)
+
+
+def test_the_verdict_command_with_and_without_gpu5(tmp_path):
+    """`--probing5 none` writes the gpu4-only verdict (no gpu5 section, no gpu5 cell); with
+    the file, verdict.md shows gpu4 → gpu5 per row and the criteria that moved."""
+    from implicit_em.eval import summary
+    from implicit_em.eval.options import VerdictOptions
+
+    p4, p5 = probing4_and_5(tmp_path)
+    common = {"ground_truth": "none", "probing2": "none", "probing3": "none", "ood": (),
+              "probing4": p4}  # fmt: skip
+    summary.run(VerdictOptions(out=str(tmp_path / "a"), probing5="none", **common))
+    summary.run(VerdictOptions(out=str(tmp_path / "b"), probing5=p5, **common))
+    a, b = ((tmp_path / d / "verdict.md").read_text() for d in "ab")
+    assert "gpu5" not in a and "Read at the longer budget" not in a
+    assert "| `x` | **probing K=4096** | not met: 0.7400 (-0.0300, gpu4) | met: 0.7460 " in b
+    assert "| `x` | decoder-free | 80.0 → 50.0 | 0.7400 → 0.7460 | 0.9750 → 0.9780 |" in b
+    assert f"`{Path(p5).with_suffix('.md')}`" in b and f"- `{p5}`" in b
+
+
+def test_committed_gpu5_is_read_at_the_longer_budget():
+    """On the committed files: every gpu5 row's probing and CE criteria carry gpu5's numbers
+    (gpu5_compare.json's "gpu5" side), against run 5's own best SAE and TopK; encoder-wr-topk's
+    CE at K = 16384, met at gpu4's budget (0.9913 against 0.9977), is not met at gpu5's."""
+    g5 = json.loads((ROOT / DEFAULTS["probing5"]).read_text())["gpu5"]
+    res = cross_study_verdict(load_studies(*(str(ROOT / DEFAULTS[k]) for k in
+                                             ("ground_truth", "probing2", "probing3")),
+                                           [str(ROOT / p) for p in DEFAULTS["ood"]],
+                                           str(ROOT / DEFAULTS["probing4"]),
+                                           str(ROOT / DEFAULTS["probing5"])))  # fmt: skip
+    for K, e in g5.items():
+        best = max(r["probing"] for m, r in e["rows"].items() if m in ("topk", "matryoshka"))
+        for m in ("encoder", "encoder-wr", "encoder-wr-topk", "encoder-topk"):
+            crit = res["candidates"][m]["criteria"]
+            assert crit[f"probing K={K}"]["value"] == e["rows"][m]["probing"]
+            assert crit[f"probing K={K}"]["reference"] == best
+            assert crit[f"CE K={K}"]["value"] == e["rows"][m]["ce"]
+            assert crit[f"CE K={K}"]["reference"] == e["rows"]["topk"]["ce"]
+            assert crit["above controls"]["value"][f"gpu5 K={K}"] == e["rows"][m]["beats_controls"]
+            assert f"gpu4 K={K}" not in crit["above controls"]["value"]
+    moved = res["longer_budget"]["changed"]["encoder-wr-topk"]["CE K=16384"]
+    assert moved[0].startswith("met: 0.9913") and moved[1].startswith("not met: 0.9722")
+    flips = [(n, k) for n, c in res["longer_budget"]["changed"].items()
+             for k, (_, _, f) in c.items() if f]  # fmt: skip
+    assert flips == [("encoder-wr-topk", "CE K=16384")]
+    assert res["best"] == "tied-topk-im-3.0"

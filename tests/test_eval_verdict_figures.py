@@ -74,3 +74,25 @@ def test_the_verdict_command_writes_its_figures_and_links_them(tmp_path):
     assert json.loads((tmp_path / "verdict.json").read_text())["candidates"]
     with pytest.raises(FileExistsError, match="--overwrite"):
         summary.run(opts)
+
+
+def test_probing_vs_l0_draws_gpu5_rows_apart_from_gpu4s(tmp_path):
+    """The longer budget (probing5, as `eval.summary.longer_budget` reads gpu5_compare.json)
+    is drawn as series of its own, "<series> (gpu5)", with its controls at each gpu5 row's L0;
+    gpu4's row of the same name stays drawn under its own series."""
+    p4 = {"K64": {"rows": {"encoder": {"kind": DECODER_FREE, "l0": 30.0, "mean_k": 0.70,
+                                       "twin_mean_k": 0.71, "random_mean_k": 0.69},
+                           "topk": {"kind": SAE, "l0": 31.0, "mean_k": 0.72}}}}  # fmt: skip
+    p5 = {"K64": {"rows": {"encoder": {"kind": DECODER_FREE, "l0": 12.0, "mean_k": 0.66,
+                                       "twin_mean_k": 0.68, "random_mean_k": 0.67},
+                           "topk": {"kind": SAE, "l0": 12.5, "mean_k": 0.73,
+                                    "twin_mean_k": None, "random_mean_k": 0.70}}}}  # fmt: skip
+    got = vf.probing_vs_l0({"probing4": p4, "probing5": p5}, tmp_path / "p.png")["K64"]
+    assert got[DECODER_FREE] == [(30.0, 0.70)] and got[SAE] == [(31.0, 0.72)]
+    assert got["twin"] == [(30.0, 0.71)] and got["random"] == [(30.0, 0.69)]
+    assert got[DECODER_FREE + vf.LONGER_TAG] == [(12.0, 0.66)]
+    assert got[SAE + vf.LONGER_TAG] == [(12.5, 0.73)]
+    assert got["twin" + vf.LONGER_TAG] == [(12.0, 0.68)]
+    assert got["random" + vf.LONGER_TAG] == [(12.0, 0.67), (12.5, 0.70)]
+    assert all(s in vf.LONGER_STYLE for s in got if s.endswith(vf.LONGER_TAG))
+    assert "gpu5" in vf.LONGER_STYLE[DECODER_FREE + vf.LONGER_TAG][2]  # the legend says so

@@ -464,8 +464,8 @@ PROBING = Path(__file__).resolve().parents[1] / "docs" / "eval" / "probing"
 
 
 def test_every_committed_plan_parses_with_its_rows_checked():
-    """The plan files of gpu2, gpu3 and gpu4 and the plans stored in every committed
-    results.json (gpu's run 1 included) pass `read_plan_json` / `plan_fields` with the row
+    """The plan files of gpu2-gpu5 and the plans stored in every committed
+    results.json (gpu's run 1 and gpu5's included) pass `read_plan_json` / `plan_fields` with the row
     check (`plan.check_rows`), and give a Plan with the same rows."""
     mod = _script()
     from implicit_em.eval.probing_study.plan import read_plan_json
@@ -477,7 +477,7 @@ def test_every_committed_plan_parses_with_its_rows_checked():
         plan = mod.Plan(**mod.plan_fields(over, str(f)))
         assert [dict(r) for r in plan.rows] == over["rows"]
     stored = sorted(PROBING.glob("gpu*/results*.json"))
-    assert {f.parent.name for f in stored} == {"gpu", "gpu2", "gpu3", "gpu4"}
+    assert {f.parent.name for f in stored} == {"gpu", "gpu2", "gpu3", "gpu4", "gpu5"}
     for f in stored:
         plan = json.loads(f.read_text())["plan"]
         assert mod.Plan(**mod.plan_fields(plan, str(f))).Ks == tuple(plan["Ks"])

@@ -93,7 +93,7 @@ def verdict(out: str = "v", **inputs: str) -> Callable[[Path], list[str]]:
     def argv(t: Path) -> list[str]:
         flags = [
             [f"--{k.replace('_', '-')}", str(t / inputs[k]) if k in inputs else "none"]
-            for k in ("ground_truth", "probing2", "probing3", "probing4", "ood")
+            for k in ("ground_truth", "probing2", "probing3", "probing4", "probing5", "ood")
         ]
         return ["eval-suite", "verdict", *sum(flags, []), "--out", str(t / out)]
 
@@ -190,6 +190,9 @@ CASES: list[Case] = [
          "ground truth file T/nope.json not found"),
     Case("verdict: a file of another study", verdict(probing2="gpu3.json"), 2, "is not a gpu2_compare.json",
          write("gpu3.json", '{"K4096": {"rows": {}, "topk_ce": 0.98}}')),
+    Case("verdict: gpu5's compare file without gpu4's", verdict(probing5="gpu5.json"), 2,
+         "pass --probing4 too, or --probing5 none",
+         write("gpu5.json", '{"gpu5": {"4096": {"rows": {}}}, "gpu4": {}, "changes": {}}')),
     Case("verdict: verdict.md already there, no --overwrite", verdict(), 2,
          "exists: move it away, choose another --out, or pass --overwrite",
          lambda t, mp: ((t / "v").mkdir(), (t / "v" / "verdict.md").write_text("x"))),

@@ -20,7 +20,9 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   `c4-s2.json`; that plan's other variants at the full length, one seed each:
   `encoder-softplus` and `encoder-unit-rows` (seed 0, `c1-f1.json`; its `encoder` row, the
   plan's reproduction check, is left out: section 4's seed 0 is the table's), `encoder-centred`
-  and `encoder-wr-centred` (seed 0, `c5-p1.json`, `c5-p2.json`, gpu16k-centred-PLAN.md); rows
+  and `encoder-wr-centred` (seed 0, `c5-p1.json`, `c5-p2.json`, gpu16k-centred-PLAN.md), and seed
+  1 of `encoder-softplus` and `encoder-unit-rows` (`c7-s1.json`, `c7-u1.json`, ninth session,
+  gpu16k-width16k-PLAN.md rule 5); rows
   short of 47,927 steps are in `gpu16k_variants_table.py` only;
 - sae-lens's protocol (`batchtopk-k25-sl-all`) at seed 0 has no 49.1 M row: its MCC at the
   50.0 M milestone of the 200 M run (harness-gap/gpu200m/ref.json) is shown as a note only, so
@@ -51,7 +53,10 @@ RUN = ROOT / "gpu16k-converged"
 HEADLINE = ("tied-topk", "tied-topk-im-3.0", "batchtopk-k25-sl-all", "topk-k25",
             "matryoshka-k25", "encoder", "matryoshka-k25-sl-all", "encoder-wr")  # fmt: skip
 ONE_SEED = {"c1-f1.json": ("encoder-softplus", "encoder-unit-rows"),
-            "c5-p1.json": ("encoder-centred",), "c5-p2.json": ("encoder-wr-centred",)}  # fmt: skip
+            "c5-p1.json": ("encoder-centred",), "c5-p2.json": ("encoder-wr-centred",),
+            "c7-s1.json": ("encoder-softplus",), "c7-u1.json": ("encoder-unit-rows",)}  # fmt: skip
+"""The variant rows of gpu16k-variants/ at full length, by file: seed 0 of each (c1, c5) and
+seed 1 of softplus and unit rows (c7, ninth session); the name is from when each had one seed."""
 JUMPRELU = ("jumprelu-0.01", "jumprelu-0.003", "jumprelu-0.001", "jumprelu-0.0009",
             "jumprelu-0.0008", "jumprelu-0.0007", "jumprelu-0.0005")  # fmt: skip
 SECOND_CALL = ("jumprelu-0.0007", "jumprelu-0.0008", "jumprelu-0.0009")  # the rule's candidates

@@ -12,6 +12,9 @@ files in docs/eval/synthetic/gpu16k-variants/:
   and `encoder-wr-centred` to the full length, each alone on one GPU of an x2, seed 0.
 - `c6-s1.json`, `c6-u1.json`: the plan's fourth entry, seed 1 of `encoder-softplus` and
   `encoder-unit-rows`; its `--budget 200` left room for about 22,000 steps only (short).
+- `c7-s1.json`, `c7-u1.json`: the ninth session's call (gpu16k-width16k-PLAN.md rule 5): seed 1
+  of `encoder-softplus` and `encoder-unit-rows` again, to the full length, each alone on one
+  GPU of an x2 (`--budget 320`).
 
 The committed reference encoder (3 seeds, gpu16k-converged.md section 4) comes from
 docs/eval/synthetic/gpu16k-converged/ (`rows/results.json` for seed 0, `seeds/seed{1,2}.json`).
@@ -34,7 +37,7 @@ RUN = ROOT / "gpu16k-variants"
 REF = ROOT / "gpu16k-converged"
 STEPS = 47927  # 49.1 M samples at batch 1,024: the length of the committed rows
 FILES = ("c1-f1.json", "c2-f2.json", "c2-p1.json", "c2-p2.json", "c3-s1.json", "c4-s2.json",
-         "c5-p1.json", "c5-p2.json", "c6-s1.json", "c6-u1.json")
+         "c5-p1.json", "c5-p2.json", "c6-s1.json", "c6-u1.json", "c7-s1.json", "c7-u1.json")
 TWINS = {"encoder-centred": "encoder", "encoder-wr-centred": "encoder-wr"}  # centred: uncentred
 CHECK_MCC, CHECK_L0 = 0.002, 0.02  # rule 1: this call's encoder against section 4's seed 0
 
@@ -111,6 +114,18 @@ def main() -> None:
                      f"{row['trained']['l0']:.1f} against {twin} {other['trained']['mcc']:.4f} at L0 "
                      f"{other['trained']['l0']:.1f} ({d:+.4f}): "
                      f"{'changes' if abs(d) > MARGIN else 'level'}.")  # fmt: skip
+    # gpu16k-width16k-PLAN.md rule 5: seed 1 of softplus / unit rows (c7) against seed 1 of the
+    # committed encoder, by gpu16k-variants-PLAN.md's rule 3 (a lift is > MARGIN above)
+    rules["width16k_rule5"] = {}
+    base1 = next(r for r in ref if r["seed"] == 1)["trained"]["mcc"]
+    for name in ("encoder-softplus", "encoder-unit-rows"):
+        row = next(r for r in full if r["variant"] == name and r["seed"] == 1)
+        d = row["trained"]["mcc"] - base1
+        rules["width16k_rule5"][name] = {"seed1_mcc": row["trained"]["mcc"], "diff": d,
+                                         "lifts": d > MARGIN}  # fmt: skip
+        lines.append(f"Width-16k plan, rule 5: {name} seed 1 {row['trained']['mcc']:.4f} at L0 "
+                     f"{row['trained']['l0']:.1f} against section 4's encoder seed 1 "
+                     f"{base1:.4f} ({d:+.4f}): {'lifts' if d > MARGIN else 'does not lift'}.")
     cols = [("samples (M)", None, 1), *COLUMNS]
     samples = {r["variant"]: r["samples"] for r in full}
     samples.update({f"{r['variant']} (short)": r["samples"] for r in short})

@@ -651,6 +651,11 @@ class VerdictOptions:
     """gpu4_compare.json (`eval-suite probing-study compare4`); "none": not measured. A model
     in gpu3 and gpu4 is read from gpu4 for probing and CE (dead latents, controls and seeds
     from both)."""
+    probing5: str = "docs/eval/probing/gpu5/gpu5_compare.json"
+    """gpu5_compare.json (docs/eval/probing/gpu5/compare5.py: gpu4's rows trained on 7.2x the
+    tokens), read beside --probing4 (its rows give the kinds); "none": not measured. A model
+    and K in gpu5 are read from gpu5 alone (probing, CE, controls, dead latents, seeds); the
+    report shows the gpu4 -> gpu5 change."""
     ood: tuple[str, ...] = ("docs/reproduction/ood/variants.json",
                             "docs/reproduction/ood/variants_wr.json",
                             "docs/reproduction/ood/variants_match.json")  # fmt: skip

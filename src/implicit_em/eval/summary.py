@@ -15,7 +15,13 @@ L0, on at least 3 seeds. Inputs (each named with the file and key its numbers co
   and `compare4`'s gpu4_compare.json (centred / uncentred SAEs and the TopK read-out rows; its
   best SAE baseline by gpu4_plan.md's rule W4). A model in several is read from the latest
   (gpu4 over gpu3 over gpu2) for probing and CE; its dead latents, controls and seeds count in
-  every file that has it;
+  every file that has it. These three trained every model for one pass over 2 M tokens;
+- the longer budget: docs/eval/probing/gpu5/compare5.py's gpu5_compare.json (gpu4's rows
+  trained for 7.2x the tokens, docs/eval/probing/gpu5_plan.md), its "gpu5" side read by
+  `longer_budget` into gpu4_compare.json's shape. A model and K that gpu5 measured are read
+  from gpu5 alone for every probing-study criterion (probing, CE, controls, dead latents,
+  seeds): the shorter-budget rows of that model and K are superseded, not pooled, and shown
+  beside as the gpu4 -> gpu5 change (`result["longer_budget"]`);
 - OOD (MNIST against Fashion-MNIST, K = 64): scripts/ood_variants.py's variants*.json, judged
   by docs/reproduction/ood/variants.md's rule. Reported, not part of the target.
 
@@ -35,11 +41,13 @@ from implicit_em.eval.verdict import (
     HYBRID,
     MARGIN,
     ONE_MATRIX,
+    SAE,
     apart,
     best_sae_baseline,
     ground_truth_rows,
     matched_l0,
 )
+from implicit_em.families.registry import FAMILIES, family_by_label
 
 PROBE_TOLERANCE = 0.005
 """Probing is "at least level" with the best baseline when mean accuracy >= best - this
@@ -63,6 +71,7 @@ DEFAULTS = {
     "probing2": "docs/eval/probing/gpu2/gpu2_compare.json",
     "probing3": "docs/eval/probing/gpu3/gpu3_compare.json",
     "probing4": "docs/eval/probing/gpu4/gpu4_compare.json",
+    "probing5": "docs/eval/probing/gpu5/gpu5_compare.json",
     "ood": ("docs/reproduction/ood/variants.json", "docs/reproduction/ood/variants_wr.json",
             "docs/reproduction/ood/variants_match.json"),
 }  # fmt: skip
@@ -73,8 +82,19 @@ _MADE_BY = {
     "gpu2 compare": "`implicit-em eval-suite probing-study compare`",
     "gpu3 compare": "`implicit-em eval-suite probing-study compare3`",
     "gpu4 compare": "`implicit-em eval-suite probing-study compare4`",
+    "gpu5 compare": "docs/eval/probing/gpu5/compare5.py",
     "OOD": "scripts/ood_variants.py",
 }
+
+
+PROBING = ("probing2", "probing3", "probing4", "probing5")
+"""The probing studies, shortest budget and earliest first; "probing5" is the longer budget."""
+LONGER = "probing5"
+
+
+def study_name(key: str) -> str:
+    """The run a probing study's numbers come from: "probing4" -> "gpu4"."""
+    return "gpu" + key.removeprefix("probing")
 
 
 def _check(data, what: str, path: str, ok: bool, expected: str) -> None:
@@ -84,12 +104,15 @@ def _check(data, what: str, path: str, ok: bool, expected: str) -> None:
 
 
 def load_studies(ground_truth: str | None, probing2: str | None, probing3: str | None,
-                 ood: tuple[str, ...] | list[str] = (), probing4: str | None = None) -> dict:  # fmt: skip
+                 ood: tuple[str, ...] | list[str] = (), probing4: str | None = None,
+                 probing5: str | None = None) -> dict:  # fmt: skip
     """Read and check the study files (None: that study is not measured).
 
     Returns {"ground_truth": (path, data) | None, "probing2": ..., "probing3": ..., "probing4": ...,
-    "ood": [(path, data), ...]}. Raises FileNotFoundError for a missing file and ValueError for
-    a file that is not JSON or not the named study's (one line naming the file and the fix).
+    "probing5": ..., "ood": [(path, data), ...]}; probing5's data is gpu5_compare.json's "gpu5"
+    side in gpu4_compare.json's shape (`longer_budget`). Raises FileNotFoundError for a missing
+    file and ValueError for a file that is not JSON or not the named study's, or for probing5
+    without probing4 (one line naming the file and the fix).
     """
     from implicit_em.eval.probing_study.commands import read_json
 
@@ -128,6 +151,83 @@ def load_studies(ground_truth: str | None, probing2: str | None, probing3: str |
         _check(d, "OOD", got[0], isinstance(d, dict) and isinstance(d.get("models"), dict)
                and "protocol" in d, 'an OOD variants file (keys "models", "protocol")')  # fmt: skip
         out["ood"].append(got)
+    got = read(probing5, "gpu5 compare")
+    if got is not None:
+        d = got[1]
+        side = d.get("gpu5") if isinstance(d, dict) else None
+        _check(d, "gpu5 compare", got[0], isinstance(side, dict) and bool(side) and all(
+            k.isdigit() and isinstance(v, dict) and isinstance(v.get("rows"), dict)
+            for k, v in side.items()), 'a gpu5_compare.json (a "gpu5" side of "<latents>" '
+            'entries with "rows")')  # fmt: skip
+        if out["probing4"] is None:
+            raise ValueError(f"gpu5 compare file {got[0]} holds no model kinds: it is read beside "
+                             "gpu4_compare.json, whose rows of the same names give them; pass "
+                             "--probing4 too, or --probing5 none")  # fmt: skip
+        got = (got[0], longer_budget(d, out["probing4"][1], out["probing4"][0]))
+    out["probing5"] = got
+    return out
+
+
+def _reference(rows: dict) -> str | None:
+    """The reference encoder of a gpu3 / gpu4 compare file's rows (the decoder-free row the
+    others are compared with: the one without "probe_vs_reference"); it sets k and the L0."""
+    return next((m for m, r in rows.items() if r["kind"] == DECODER_FREE
+                 and "probe_vs_reference" not in r), None)  # fmt: skip
+
+
+def _sets_topk_ce(label: str) -> bool:
+    """compare3's TopK row for the CE reference: a row labelled by a registered family
+    (`families.registry.family_by_label`) that uses k and is not tied; the first in plan order."""
+    try:
+        entry = FAMILIES[family_by_label(label)]
+    except KeyError:
+        return False
+    return entry.uses_k and not entry.tied
+
+
+def longer_budget(d5: dict, d4: dict, path4: str = "gpu4_compare.json") -> dict:
+    """gpu5_compare.json's "gpu5" side (docs/eval/probing/gpu5/compare5.py) in
+    gpu4_compare.json's shape, so that the verdict and its figure read it like gpu4's.
+
+    d5: gpu5_compare.json ({"gpu5": {"<K>": {"rows": {label: {l0, dead (per seed), probing,
+    probing_range, ce, beats_controls, twin_probing, random_probing, ...}}}}, "gpu4", "changes"}).
+    d4: gpu4_compare.json. gpu5_compare.json names no kinds: each row takes the kind of gpu4's
+    row of its label at that K (gpu5_plan.md: its rows are gpu4's rows 1, 2, 4, 8, 9, 10), and
+    the reference encoder is gpu4's reference row. The best SAE baseline is gpu4_plan.md's rule
+    W4 (b) inside run 5: the highest probing among run 5's SAE rows at an L0 matched to run 5's
+    reference (`eval.verdict.matched_l0`; gpu2's and gpu4's SAE rows were trained at another
+    budget and are not candidates). TopK's CE-loss recovered is compare3's rule on run 5's rows
+    (`_sets_topk_ce`). Returns {"K<K>": {"rows": {label: {kind, l0, dead, mean_k,
+    mean_k_range, ce, beats_controls, twin_mean_k, random_mean_k}}, "best_baseline",
+    "best_baseline_mean_k", "topk_ce", "reference", "baseline_candidates", "json_path",
+    "fields"}}; "json_path" and "fields" name where a number sits in gpu5_compare.json.
+    Raises ValueError (one line) when gpu4 lacks that K or a row of gpu5's labels.
+    """
+    out = {}
+    for K, e in d5["gpu5"].items():
+        rows4 = d4.get(f"K{K}", {}).get("rows", {})
+        missing = [m for m in e["rows"] if m not in rows4]
+        if missing:
+            raise ValueError(f"gpu5 compare rows {missing} at K = {K} have no row of that name in "
+                             f"{path4} to take their kind from: pass the gpu4_compare.json that "
+                             "run 5 repeats (gpu5_plan.md)")  # fmt: skip
+        rows = {m: {"kind": rows4[m]["kind"], "l0": r["l0"], "dead": r["dead"],
+                    "mean_k": r["probing"], "mean_k_range": r["probing_range"], "ce": r.get("ce"),
+                    "beats_controls": r["beats_controls"], "twin_mean_k": r.get("twin_probing"),
+                    "random_mean_k": r.get("random_probing")}
+                for m, r in e["rows"].items()}  # fmt: skip
+        ref = _reference(rows4)
+        ref = ref if ref in rows else None
+        cands = [{"name": f"{m} (gpu5)", "l0": r["l0"], "mean_k": r["mean_k"],
+                  "matched": ref is not None and matched_l0(r["l0"], rows[ref]["l0"])}
+                 for m, r in rows.items() if r["kind"] == SAE]  # fmt: skip
+        best = max((c for c in cands if c["matched"]), key=lambda c: c["mean_k"], default=None)
+        topk = next((m for m in rows if _sets_topk_ce(m)), None)
+        out[f"K{K}"] = {"rows": rows, "reference": ref,
+                        "best_baseline": best and best["name"],
+                        "best_baseline_mean_k": best and best["mean_k"],
+                        "topk_ce": topk and rows[topk]["ce"], "baseline_candidates": cands,
+                        "json_path": f"gpu5.{K}", "fields": {"mean_k": "probing"}}  # fmt: skip
     return out
 
 
@@ -138,9 +238,10 @@ def _crit(status: str, source: str | None = None, value=None, reference=None, ma
 
 
 def _against(value: float, reference: float, tol: float, l0_ok: bool, l0_note: str,
-             source: str, ref_name: str) -> dict:  # fmt: skip
+             source: str, ref_name: str, run: str | None = None) -> dict:  # fmt: skip
     """met when value >= reference - tol and the L0s are matched; the margin is value -
-    reference."""
+    reference. run: the probing run the numbers come from ("gpu4"), kept as "study" (shown
+    by `_cell` and `_say`)."""
     margin = value - reference
     notes = [f"against {ref_name}"]
     if margin < -tol and -margin - tol < AT_TOLERANCE:
@@ -150,6 +251,8 @@ def _against(value: float, reference: float, tol: float, l0_ok: bool, l0_note: s
     ok = margin >= -tol and l0_ok
     out = _crit(MET if ok else NOT_MET, source, value, reference, margin, tol, "; ".join(notes))
     out["l0_matched"] = l0_ok
+    if run:
+        out["study"] = run
     return out
 
 
@@ -189,8 +292,13 @@ def _ground_truth(study, cands: dict) -> dict:
 
 
 def _probing(study, which: str, cands: dict) -> dict:
-    """Per candidate of a probing compare file and K: probing, CE, controls, dead, seeds."""
+    """Per candidate of a probing compare file and K: probing, CE, controls, dead, seeds.
+
+    Each entry is tagged with its run and K ("gpu4 K=4096"). The longer budget ("probing5")
+    supersedes: a model and K it has drop the entries of the shorter-budget studies for that
+    K before its own go in (module doc)."""
     path, d = study
+    run = study_name(which)
     info = {}
     for K in KS:
         e = d.get(f"K{K}")
@@ -213,39 +321,50 @@ def _probing(study, which: str, cands: dict) -> dict:
                              "beats": beats, "src": f"{path}: K{K}.rows[{m}-K{K}]",
                              "ctrl_note": "worst seed against the best seed of its untrained "
                              "twin and random directions (recomputed with eval.verdict.MARGIN)"}  # fmt: skip
+            fields: dict = {}
         else:
             best_name, best, topk_ce = e["best_baseline"], e["best_baseline_mean_k"], e["topk_ce"]
-            ref = [r for r in e["rows"].values() if r["kind"] == DECODER_FREE
-                   and "probe_vs_reference" not in r]  # fmt: skip
-            ref_l0 = ref[0]["l0"] if ref else None
+            ref = e["reference"] if "reference" in e else _reference(e["rows"])
+            ref_l0 = e["rows"][ref]["l0"] if ref else None
+            where, fields = e.get("json_path", f"K{K}"), e.get("fields", {})
+            note = ("compare5's beats_controls (gpu5_plan.md R1)" if which == LONGER
+                    else f"compare{which[-1]}'s beats_controls")  # fmt: skip
             models = {m: {"kind": r["kind"], "l0": r["l0"], "dead": r["dead"],
                           "mean_k": r["mean_k"], "ce": r.get("ce"), "seeds": len(r["dead"]),
-                          "beats": r["beats_controls"], "src": f"{path}: K{K}.rows[{m}]",
-                          "ctrl_note": f"compare{which[-1]}'s beats_controls"}
+                          "beats": r["beats_controls"], "src": f"{path}: {where}.rows[{m}]",
+                          "ctrl_note": note}
                       for m, r in e["rows"].items()}  # fmt: skip
         info[f"K{K}"] = {"best_baseline": best_name, "best_mean_k": best, "topk_ce": topk_ce,
                          "reference_l0": ref_l0}  # fmt: skip
+        tag = f"{run} K={K}"
         for m, r in models.items():
             if r["kind"] not in (DECODER_FREE, HYBRID, ONE_MATRIX):
                 continue
             c = cands.setdefault(m, {"kind": r["kind"], "parts": {}})
             p = c["parts"]
+            if which == LONGER:  # the shorter budget's entries for this K are superseded
+                for k in ("controls", "dead", "seeds"):
+                    p[k] = [x for x in p.get(k, []) if not x[0].endswith(f" K={K}")]
             l0_ok = ref_l0 is not None and matched_l0(r["l0"], ref_l0)
             l0_note = f"L0 {r['l0']:.1f} not matched to {ref_l0:.1f}" if ref_l0 else "no L0"
-            p[f"probing K={K}"] = _against(r["mean_k"], best, PROBE_TOLERANCE, l0_ok, l0_note,
-                                           r["src"] + ".mean_k", f"{best_name} {best:.3f}")  # fmt: skip
-            if r["ce"] is None:
-                p[f"CE K={K}"] = _crit(NOT_MEASURED, r["src"], note="no CE-loss recovered")
+            if best is None:
+                p[f"probing K={K}"] = _crit(NOT_MEASURED, r["src"], note=f"{run}: no SAE "
+                                            "baseline at the reference encoder's L0")  # fmt: skip
+            else:
+                p[f"probing K={K}"] = _against(
+                    r["mean_k"], best, PROBE_TOLERANCE, l0_ok, l0_note,
+                    r["src"] + "." + fields.get("mean_k", "mean_k"),
+                    f"{best_name} {best:.3f}", run)  # fmt: skip
+            if r["ce"] is None or topk_ce is None:
+                p[f"CE K={K}"] = _crit(NOT_MEASURED, r["src"], note=f"{run}: no CE-loss recovered")
             else:
                 p[f"CE K={K}"] = _against(r["ce"], topk_ce, CE_TOLERANCE, l0_ok, l0_note,
-                                          r["src"] + ".ce", f"TopK {topk_ce:.4f}")  # fmt: skip
-            p.setdefault("controls", []).append(
-                (f"probing K={K}", r["beats"], r["ctrl_note"], r["src"])
-            )
+                                          r["src"] + ".ce", f"TopK {topk_ce:.4f}", run)  # fmt: skip
+            p.setdefault("controls", []).append((tag, r["beats"], r["ctrl_note"], r["src"]))
             p.setdefault("dead", []).append(
-                (f"probing K={K}", max(r["dead"]) if r["dead"] else None, r["src"] + ".dead")
+                (tag, max(r["dead"]) if r["dead"] else None, r["src"] + ".dead")
             )
-            p.setdefault("seeds", []).append((f"probing K={K}", r["seeds"], r["src"]))
+            p.setdefault("seeds", []).append((tag, r["seeds"], r["src"]))
     return info
 
 
@@ -311,15 +430,16 @@ def cross_study_verdict(studies: dict) -> dict:
     """The verdict of every candidate (module doc) from `load_studies`' output.
 
     Returns {"candidates": {name: {"kind", "eligible", "criteria": {criterion: {status, value,
-    reference, margin, tolerance, source, note}}, "met", "measured", "target_met",
-    "overall"}}, "best": name | None, "rule": str, "studies": {...}, "paragraph": str}.
+    reference, margin, tolerance, source, note, study (probing and CE: the run)}}, "met",
+    "measured", "target_met", "overall"}}, "best": name | None, "rule": str, "studies": {...},
+    "paragraph": str}, plus "longer_budget" (`_budget_change`) when probing5 is given.
     Margins are value - reference (MCC, accuracy or CE-loss-recovered units).
     """
     cands: dict = {}
     studies_info = {}
     if studies.get("ground_truth"):
         studies_info["ground_truth"] = _ground_truth(studies["ground_truth"], cands)
-    for key in ("probing2", "probing3", "probing4"):
+    for key in PROBING:
         if studies.get(key):
             studies_info[key] = _probing(studies[key], key, cands)
     out = {}
@@ -346,8 +466,60 @@ def cross_study_verdict(studies: dict) -> dict:
     result = {"candidates": out, "best": best, "rule": BEST_RULE, "studies": studies_info,
               "tolerances": {"ground-truth MCC": MARGIN, "probing": PROBE_TOLERANCE,
                              "CE": CE_TOLERANCE, "controls": MARGIN, "seeds": MIN_SEEDS}}  # fmt: skip
+    if studies.get(LONGER):
+        result["longer_budget"] = _budget_change(
+            studies, cross_study_verdict({**studies, LONGER: None}), result
+        )
     result["paragraph"] = paragraph(result)
     return result
+
+
+def _budget_change(studies: dict, before: dict, after: dict) -> dict:
+    """gpu4 -> gpu5 for the rows run 5 repeated: per K the two runs' best SAE baseline, TopK
+    CE and reference L0, and per row [gpu4, gpu5] of L0, probing, CE, beats_controls and the
+    worst seed's dead latents; and per candidate the criteria whose status or value moved
+    between the verdict without gpu5 (`before`) and with it (`after`): {criterion: [cell
+    before, cell after, status changed]} and {"met": [count before, count after]}. The
+    shorter budget's numbers stay in the report here."""
+    path5, d5 = studies[LONGER]
+    d4 = studies["probing4"][1]
+
+    def worst(dead):
+        return max(dead) if dead else None
+
+    per_k = {}
+    for Kk, e in d5.items():
+        e4 = d4.get(Kk, {"rows": {}})
+        rows = {}
+        for m, r in e["rows"].items():
+            r4 = e4["rows"].get(m) or {}
+            rows[m] = {"kind": r["kind"], "dead": [worst(r4.get("dead")), worst(r["dead"])]}
+            rows[m] |= {k: [r4.get(k), r.get(k)] for k in ("l0", "mean_k", "ce", "beats_controls")}
+        ref4 = _reference(e4["rows"])
+        per_k[Kk] = {"rows": rows, "reference": e["reference"],
+                     "reference_l0": [ref4 and e4["rows"][ref4]["l0"],
+                                      e["reference"] and e["rows"][e["reference"]]["l0"]],
+                     "best_baseline": [e4.get("best_baseline"), e["best_baseline"]],
+                     "best_baseline_mean_k": [e4.get("best_baseline_mean_k"),
+                                              e["best_baseline_mean_k"]],
+                     "topk_ce": [e4.get("topk_ce"), e["topk_ce"]]}  # fmt: skip
+    names = {m for e in d5.values() for m in e["rows"]} & set(after["candidates"])
+    changed = {}
+    for n in sorted(names):
+        old = before["candidates"].get(n, {}).get("criteria", {})
+        new = after["candidates"][n]["criteria"]
+        moved = {}
+        for k in [*TARGET, "ood"]:
+            b, a = old.get(k, _crit(NOT_MEASURED)), new[k]
+            flip = b["status"] != a["status"]
+            if flip or (isinstance(a["value"], float) and a["value"] != b["value"]):
+                moved[k] = [_cell(b), _cell(a), flip]
+        changed[n] = moved
+    return {"study": study_name(LONGER), "file": path5,
+            "report": str(Path(path5).with_suffix(".md")), "K": per_k, "changed": changed,
+            "best": [before["best"], after["best"]],
+            "met": {n: [len(before["candidates"][n]["met"]) if n in before["candidates"] else None,
+                        len(after["candidates"][n]["met"])] for n in sorted(names)}}  # fmt: skip
 
 
 BEST_RULE = ("the eligible model meeting the most target criteria (not measured counts as not "
@@ -375,7 +547,8 @@ def _say(name: str | None, crit: dict) -> str:
     v, m = crit["value"], crit["margin"]
     head = f"`{name}` " if name else ""
     if isinstance(v, float) and m is not None:
-        return f"{head}{v:.4f} ({m:+.4f}{'; ' + crit['note'] if crit['note'] else ''})"
+        note = ", ".join(x for x in (crit.get("study"), crit["note"]) if x)
+        return f"{head}{v:.4f} ({m:+.4f}{'; ' + note if note else ''})"
     return head + crit["note"]
 
 
@@ -425,6 +598,18 @@ def paragraph(result: dict) -> str:
             text.append(f"For reference, `{n}` ({c['kind']}, not eligible) meets {len(c['met'])} "
                         f"of {len(TARGET)}" + (f", missing {', '.join(c['missed'])}"
                                                if c["missed"] else "") + ".")  # fmt: skip
+    lb = result.get("longer_budget")
+    if lb:
+        flips = [f"`{n}` {k} {b.split(':')[0]} → {a.split(':')[0]}"
+                 for n, moved in lb["changed"].items() for k, (b, a, flip) in moved.items()
+                 if flip]  # fmt: skip
+        text.append(f"**At the longer budget** ({lb['study']}: "
+                    f"{', '.join(f'`{n}`' for n in lb['changed'])} trained again on 7.2x the tokens; "
+                    "their probing-study criteria at each K it measured are read there, not at "
+                    "gpu4's budget): "
+                    + ("; ".join(flips) if flips else "no criterion changes status")
+                    + (f"; best variant `{lb['best'][0]}` → `{lb['best'][1]}`"
+                       if lb["best"][0] != lb["best"][1] else "") + ".")  # fmt: skip
     ood = {n: c["criteria"]["ood"] for n, c in elig.items()
            if c["criteria"]["ood"]["status"] != NOT_MEASURED}  # fmt: skip
     if ood:
@@ -444,7 +629,8 @@ def _cell(c: dict) -> str:
     v, m = c["value"], c["margin"]
     if isinstance(v, float) and m is not None:
         l0 = "" if c.get("l0_matched", True) else ", L0 not matched"
-        return f"{c['status']}: {v:.4f} ({m:+.4f}{l0})"
+        run = f", {c['study']}" if c.get("study") else ""
+        return f"{c['status']}: {v:.4f} ({m:+.4f}{l0}{run})"
     if isinstance(v, dict):
         show = {True: "above", False: "not above"}
         return f"{c['status']}: " + ", ".join(
@@ -458,6 +644,7 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
     `eval.verdict_figures`), the candidates-by-criteria table, the per-criterion details with
     their files, and the rules."""
     cands = result["candidates"]
+    lb = result.get("longer_budget")
     order = sorted(cands, key=lambda n: (not cands[n]["eligible"], n != result["best"],
                                          -len(cands[n]["met"]), n))  # fmt: skip
     cols = [*TARGET, "ood"]
@@ -475,7 +662,12 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
         "each K: SAE baselines, the candidates, untrained inits (gpu2, at their own L0) and "
         "untrained twins (gpu3 / gpu4, drawn at their row's L0: the compare files do not hold "
         "the twin's own), random directions at each row's L0, and the raw activations. A row "
-        "in gpu3 and gpu4 is drawn once, from gpu4. Left out: gpu2's responsibilities "
+        "in gpu3 and gpu4 is drawn once, from gpu4. "
+        + ("Rows of gpu5 (gpu4's rows trained on 7.2x the tokens) are drawn beside gpu4's as "
+           "hollow markers, with their controls (hollow triangles: untrained twin; hollow plus "
+           "signs: random directions) at each gpu5 row's L0 (\"gpu5\" in the legend). "
+           if lb else "")
+        + "Left out: gpu2's responsibilities "
         "read-out (encoder[r]), at chance (0.500). Baselines differ by study (each row's "
         "margin in the table names its own). The per-k curves are in each study's report "
         "(docs/eval/probing/).",
@@ -485,9 +677,10 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
         for f in figures:
             lines += [f"![{f}]({f})", "", captions.get(f, ""), ""]
     lines += ["## Candidates by criterion", "",
-              "Cells: status: value (margin = value - reference). Probing: mean accuracy over "
-              "datasets and k; CE: CE-loss recovered; OOD: mean LSE AUROC (margin: worst seed "
-              "minus the untrained control's best).", "",
+              "Cells: status: value (margin = value - reference, the run it is read from). "
+              "Probing: mean accuracy over datasets and k; CE: CE-loss recovered; dead latents, "
+              "above controls: per study and K (\"gpu4 K=4096\": probing run 4 at K = 4096); OOD: mean LSE "
+              "AUROC (margin: worst seed minus the untrained control's best).", "",
               "| model | kind | eligible | " + " | ".join(cols) + " | overall |",
               "|---|---|---|" + "---|" * len(cols) + "---|"]  # fmt: skip
     for n in order:
@@ -495,6 +688,8 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
         cells = " | ".join(_cell(c["criteria"][k]) for k in cols)
         lines.append(f"| `{n}` | {c['kind']} | {'yes' if c['eligible'] else 'no'} | {cells} | "
                      f"{c['overall']} |")  # fmt: skip
+    if lb:
+        lines += ["", *_budget_markdown(lb)]
     lines += ["", "## Per candidate: notes and sources", ""]
     for n in order:
         c = cands[n]
@@ -518,6 +713,14 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
               f"- Probing at K: met when mean accuracy >= the study's best SAE baseline at the "
               f"encoder's L0 - {t['probing']} (gpu2_plan.md / gpu3_plan.md; gpu4_plan.md W4) and the model's L0 "
               "is matched to the reference encoder's.",
+              "- Studies: a model in several probing runs of one budget (gpu2-gpu4, one pass over "
+              "2 M tokens) is read from the latest for probing and CE, and its dead latents, "
+              "controls and seeds count in each."
+              + (" A model and K that gpu5 measured (gpu4's rows trained for 7.2x the tokens, "
+                 "docs/eval/probing/gpu5_plan.md) are read from gpu5 alone for all five (the "
+                 "shorter budget's rows of that model and K are superseded and shown in the "
+                 "gpu4 → gpu5 section); gpu5's best SAE baseline is gpu4_plan.md W4 (b) inside "
+                 "run 5 (its own SAE rows at its encoder's L0)." if lb else ""),
               f"- CE at K: met when CE-loss recovered >= TopK's - {t['CE']} (the issue) at a "
               f"matched L0; a miss under {AT_TOLERANCE:g} is flagged \"at the tolerance\" and "
               "still counts as not met.",
@@ -530,6 +733,45 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
               "LSE energy (every seed's AUROC > 0.5 and above the untrained control's range).",
               f"- Best variant: {result['rule']}.", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def _budget_markdown(lb: dict) -> list[str]:
+    """The "gpu4 → gpu5" section of verdict.md from `_budget_change`'s output."""
+
+    def pair(xs, fmt: str) -> str:
+        return " → ".join("-" if x is None else format(x, fmt) if fmt else str(x) for x in xs)
+
+    out = [f"## Read at the longer budget: gpu4 → {lb['study']}", "",
+           f"{lb['study']} trained gpu4's rows below again on 7.2x the tokens "
+           "(docs/eval/probing/gpu5_plan.md); where both measured a model at a K, the verdict "
+           f"reads it from {lb['study']} (Rules, \"Studies\"). gpu4's numbers stay here; per-seed "
+           f"ranges, controls and the rules' words are in `{lb['report']}` (from "
+           f"`{lb['file']}`).", ""]  # fmt: skip
+    for Kk, e in lb["K"].items():
+        bb, bm = e["best_baseline"], e["best_baseline_mean_k"]
+        out += [f"### K = {Kk[1:]}", "",
+                f"Reference encoder L0 {pair(e['reference_l0'], '.1f')}; best SAE baseline "
+                f"{bb[0]} {pair(bm[:1], '.4f')} → {bb[1]} {pair(bm[1:], '.4f')}; TopK CE-loss "
+                f"recovered {pair(e['topk_ce'], '.4f')}.", "",
+                "| row | kind | L0 | probing | CE-loss rec. | beats its controls | dead (worst "
+                "seed) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for m, r in e["rows"].items():
+            out.append(f"| `{m}` | {r['kind']} | {pair(r['l0'], '.1f')} | "
+                       f"{pair(r['mean_k'], '.4f')} | {pair(r['ce'], '.4f')} | "
+                       f"{pair(r['beats_controls'], '')} | {pair(r['dead'], '')} |")  # fmt: skip
+        out.append("")
+    out += [
+        "### Criteria that moved (verdict without gpu5 → with it)",
+        "",
+        "| model | criterion | gpu4's reading | gpu5's reading |",
+        "|---|---|---|---|",
+    ]
+    for n, moved in lb["changed"].items():
+        for k, (b, a, flip) in moved.items():
+            out.append(f"| `{n}` | {'**' + k + '**' if flip else k} | {b} | {a} |")
+    out += ["", f"Bold: the status changed. Target criteria met (of {len(TARGET)}), without gpu5 → with it: "
+            + "; ".join(f"`{n}` {b} → {a}" for n, (b, a) in lb["met"].items()) + "."]  # fmt: skip
+    return out
 
 
 VERDICT_FILES = ("verdict.md", "verdict.json")
@@ -546,21 +788,21 @@ def run(opts) -> None:
         return None if v in ("", "none") else v
 
     studies = load_studies(arg(opts.ground_truth), arg(opts.probing2), arg(opts.probing3),
-                           [p for p in opts.ood if arg(p)], arg(opts.probing4))  # fmt: skip
+                           [p for p in opts.ood if arg(p)], arg(opts.probing4),
+                           arg(opts.probing5))  # fmt: skip
     from implicit_em.eval import verdict_figures as vf
 
     md_path, json_path, gt_png, probe_png = free_paths(
         Path(opts.out), VERDICT_FILES + vf.FIGURES, opts.overwrite
     )
     result = cross_study_verdict(studies)
-    sources = [s[0] for k in ("ground_truth", "probing2", "probing3", "probing4")
-               if (s := studies[k])]  # fmt: skip
+    sources = [s[0] for k in ("ground_truth", *PROBING) if (s := studies[k])]
     sources += [p for p, _ in studies["ood"]]
     figures = []
     if studies["ground_truth"]:
         vf.mcc_vs_l0(studies["ground_truth"][1], gt_png)
         figures.append(gt_png.name)
-    probing = {k: studies[k][1] for k in ("probing2", "probing3", "probing4") if studies[k]}
+    probing = {k: studies[k][1] for k in PROBING if studies[k]}
     if probing:
         vf.probing_vs_l0(probing, probe_png)
         figures.append(probe_png.name)
@@ -569,4 +811,4 @@ def run(opts) -> None:
     print(result["paragraph"])
 
 
-__all__ = ["cross_study_verdict", "load_studies", "markdown", "paragraph", "run"]
+__all__ = ["cross_study_verdict", "load_studies", "longer_budget", "markdown", "paragraph", "run"]

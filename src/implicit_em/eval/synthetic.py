@@ -972,7 +972,8 @@ def run(opts: SyntheticEvalOptions) -> dict:
         for row in rows:
             row = _resolve(row)
             result["rows"].append(row)
-            print(_row_line(row), flush=True)
+            print(_row_line(row) + f" [scored by {time.perf_counter() - _RUN_T0:.1f} s]",
+                  flush=True)  # fmt: skip
             if out_dir is not None:  # partial results survive a run cut short
                 write_report(result, out_dir, plot=False)
     finally:
@@ -1104,6 +1105,9 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
     secs = time.perf_counter() - t0
     for sampler in samplers.values():
         sampler.close()
+    # the log says when training ended, so that a run cut in its scoring shows where time went
+    print(f"trained {done} steps in {secs:.1f} s; scoring from "
+          f"{time.perf_counter() - _RUN_T0:.1f} s after the run's start", flush=True)
     rows = []  # all scored (matchings submitted) before the first is waited on
     for (seed, name, tr), u, init in zip(trainers, untrained, inits, strict=True):
         t1 = time.perf_counter()

@@ -11,7 +11,9 @@
   SAE baselines, decoder-free, hybrid and one-matrix models, their untrained twins and random
   directions at their L0, and the raw activations (the ceiling) as a line. Probing against L0
   rather than k: the compare files hold the mean over k, and at LLM scale the controls' level
-  rises with L0, which is what a reader must see beside each model.
+  rises with L0, which is what a reader must see beside each model. The rows of the longer
+  budget (gpu5, `eval.summary.longer_budget`) are drawn beside gpu4's as series of their own
+  ("<series> (gpu5)"), every one hollow.
 
 Each function returns the points it drew per series (`{series: [(l0, value), ...]}`), so that
 tests can check what is on the figure. Needs matplotlib (the `plot` extra).
@@ -36,6 +38,17 @@ CONTROL_STYLE = {
     "twin": ("1", "tab:red", "untrained twin (gpu3/gpu4, drawn at its row's L0)"),
     "random": ("+", "tab:purple", "random directions at the L0"),
 }
+LONGER_TAG = " (gpu5)"
+"""Suffix of the longer budget's series (eval.summary.LONGER: gpu4's rows, 7.2x the tokens)."""
+LONGER_STYLE = {
+    **{
+        k + LONGER_TAG: (m, c, f"{lab}, gpu5: 7.2x tokens") for k, (m, c, lab) in KIND_STYLE.items()
+    },
+    "twin" + LONGER_TAG: ("v", "tab:red", "untrained twin of a gpu5 row, at its L0"),
+    "random" + LONGER_TAG: ("P", "tab:purple", "random directions at a gpu5 row's L0"),
+}
+"""The longer budget's series, every one drawn hollow (`_scatter`): the kinds' markers and
+colours, the controls as hollow triangles (twin) and plus signs (random directions)."""
 
 
 def _axes(n: int, width: float = 6.0, height: float = 4.6):
@@ -49,11 +62,18 @@ def _axes(n: int, width: float = 6.0, height: float = 4.6):
 
 
 def _scatter(ax, points: dict, styles: dict) -> None:
+    """One scatter per series; the longer budget's series (LONGER_TAG) are drawn hollow and
+    larger, on top, so they read apart from gpu4's filled markers."""
     for series, pts in points.items():
         if pts and series in styles:
             marker, colour, label = styles[series]
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, c=colour,
-                       label=f"{label} ({len(pts)})", s=36, alpha=0.85)  # fmt: skip
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            if series.endswith(LONGER_TAG):
+                ax.scatter(xs, ys, marker=marker, facecolors="none", edgecolors=colour,
+                           linewidths=1.6, s=56, zorder=3, label=f"{label} ({len(pts)})")  # fmt: skip
+            else:
+                ax.scatter(xs, ys, marker=marker, c=colour, label=f"{label} ({len(pts)})",
+                           s=36, alpha=0.85)  # fmt: skip
 
 
 def mcc_vs_l0(table: dict, path: Path) -> dict[str, list[tuple[float, float]]]:
@@ -83,7 +103,8 @@ def mcc_vs_l0(table: dict, path: Path) -> dict[str, list[tuple[float, float]]]:
 
 def _probing_points(study: str, data: dict, K: str, skip: set[str] = frozenset()) -> dict:
     """The points of one K of a probing compare file ("probing2": gpu2_compare.json's rows;
-    "probing3" / "probing4": gpu3_compare.json's / gpu4_compare.json's rows with their untrained
+    "probing3" / "probing4" / "probing5": gpu3_compare.json's / gpu4_compare.json's rows, or
+    gpu5's as `eval.summary.longer_budget` reads them, with their untrained
     twin, "twin", drawn at the row's L0 since the files do not hold the twin's own, and their
     random-direction control), leaving out the row names in `skip` (probing3/4) and gpu2's
     responsibilities read-out rows (`encoder[r]`, r = softmax(-a): chance, 0.500, at L0 = K)."""
@@ -121,11 +142,12 @@ def _probing_points(study: str, data: dict, K: str, skip: set[str] = frozenset()
 
 def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, list]]:
     """k-sparse probing accuracy (mean over datasets and k) against L0, one panel per K, from
-    the probing compare files {"probing2": data, "probing3": data, "probing4": data} (any may
-    be missing; probing4, gpu4_compare.json, has probing3's shape),
-    written to `path` (PNG). Returns {K: {series: points}}; "ceiling" holds the raw
-    activations' accuracy (drawn as a line). A row in both gpu3 and gpu4 is drawn once, from
-    gpu4 (as `eval.summary` reads it)."""
+    the probing compare files {"probing2": data, "probing3": data, "probing4": data,
+    "probing5": data} (any may be missing; probing4, gpu4_compare.json, has probing3's shape,
+    and so has probing5 as `eval.summary.longer_budget` returns it), written to `path` (PNG).
+    Returns {K: {series: points}}; "ceiling" holds the raw activations' accuracy (drawn as a
+    line). A row in both gpu3 and gpu4 is drawn once, from gpu4 (as `eval.summary` reads it);
+    gpu5's rows, at another budget, are drawn beside gpu4's as series "<series> (gpu5)"."""
     ks = sorted({K for d in studies.values() if d for K in d}, key=lambda k: int(k[1:]))
     if not ks:
         raise ValueError("no probing study to plot: pass gpu2_compare.json or gpu3_compare.json")
@@ -136,18 +158,23 @@ def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, l
         drawn: set[str] = set()  # probing4 first: its rows win over probing3's of that name
         for study in sorted(studies, key=lambda k: k != "probing4"):
             data = studies[study]
-            if data:
-                for series, pts in _probing_points(study, data, K, drawn).items():
-                    merged.setdefault(series, []).extend(pts)
-                if study != "probing2" and K in data:
-                    drawn |= set(data[K]["rows"])
-        _scatter(ax, merged, {**KIND_STYLE, **CONTROL_STYLE})
+            if not data:
+                continue
+            tag = LONGER_TAG if study == "probing5" else ""
+            for series, pts in _probing_points(study, data, K, set() if tag else drawn).items():
+                merged.setdefault(series if series == "ceiling" else series + tag, []).extend(pts)
+            if study in ("probing3", "probing4") and K in data:
+                drawn |= set(data[K]["rows"])
+        _scatter(ax, merged, {**KIND_STYLE, **CONTROL_STYLE, **LONGER_STYLE})
         for _, acc in merged.get("ceiling", [])[:1]:
             ax.axhline(acc, ls="--", c="k", lw=1, label=f"raw activations {acc:.3f}")
         ax.set(xscale="log", xlabel="L0 (active latents per token)",
                ylabel="k-sparse probing accuracy (mean over tasks, k)",
                title=f"SmolLM2-135M layer 15, K = {K[1:]}")  # fmt: skip
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+        if any(s.endswith(LONGER_TAG) and pts for s, pts in merged.items()):
+            ax.set_title(ax.get_title() + "\nhollow markers: gpu5 (gpu4's rows, 7.2x the "
+                         "training tokens)", fontsize=9)  # fmt: skip
         out[K] = merged
     fig.tight_layout()
     atomic_save(lambda tmp: fig.savefig(tmp, dpi=110, format="png"), path)
