@@ -4,6 +4,8 @@
   per-latent precision / recall / F1, L0, dead latents); `SyntheticEvalOptions`, `run`.
 - `implicit_em.eval.sparse_probing`: the SAEBench k-sparse probing protocol.
 - `implicit_em.eval.probing_tasks`: labelled passages from the offline corpora.
+- `implicit_em.eval.selected_redundancy`: how redundant the latents a k-sparse probe selects
+  are (|cos|, |corr|, distinct directions) and the de-duplicated selection (pure numpy).
 - `implicit_em.eval.probing_suite`: probing + CE-loss recovered on LM activations;
   `ProbingOptions`, `run`.
 
