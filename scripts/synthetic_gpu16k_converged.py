@@ -259,6 +259,12 @@ def reference(args, out: Path, t_start: float) -> None:
 def rows(args, out: Path, t_start: float) -> None:
     from implicit_em.eval import synthetic as S
 
+    reserve = ROWS_RESERVE if args.reserve is None else args.reserve
+    max_seconds = args.budget - reserve - (time.perf_counter() - t_start)
+    if max_seconds <= 0:  # the run would train nothing and report its init as "trained"
+        raise SystemExit(f"--budget {args.budget} leaves no training time after --reserve "
+                         f"{reserve} and {time.perf_counter() - t_start:.0f} s of start-up: "
+                         "raise --budget or lower --reserve")  # fmt: skip
     seeds = tuple(args.seed_list) if args.seed_list else tuple(range(args.seeds))
     names = tuple(args.variants) if args.variants else ROWS if not args.tiny else ROWS[:6]
     opts = base_options(
@@ -271,7 +277,7 @@ def rows(args, out: Path, t_start: float) -> None:
         one_stream=True,
         mcc_workers=12,
         out_dir=str(out / "rows"),
-        max_seconds=args.budget - args.reserve - (time.perf_counter() - t_start),
+        max_seconds=max_seconds,
         sampler_device=args.sampler_device,
     )
     if args.plain_step:  # centred and pre-trained variants: the fast step does not cover them
@@ -283,7 +289,10 @@ def rows(args, out: Path, t_start: float) -> None:
     if args.tiny:
         opts = replace(opts, k=6, mcc_workers=1)
     S.TIME_SAFETY = 0.97  # no pre-trained rows: max_seconds stops training in any case
-    S.run(opts)
+    try:
+        S.run(opts)
+    except S.NoTrainingTime as e:  # one line, no results written
+        raise SystemExit(f"{e}: raise --budget or lower --reserve") from None
 
 
 def driver(args, out: Path) -> None:
@@ -340,7 +349,7 @@ def main() -> None:
                    help="rows role: the plain (eager) step instead of the graphed fast step, "
                         "for centred and pre-trained variants, which the fast step does not "
                         "cover")  # fmt: skip
-    p.add_argument("--reserve", type=float, default=ROWS_RESERVE,
+    p.add_argument("--reserve", type=float, default=None,
                    help="rows role: seconds of --budget kept for scoring (default 60; width "
                         "16,384 needs more: each MCC is a 16,384 x 16,384 Hungarian matching, "
                         "~32 s on one CPU core for random directions)")  # fmt: skip
@@ -348,9 +357,9 @@ def main() -> None:
                    help="rows role: this width (latents) instead of 4,096 (64 with --tiny), "
                         "e.g. 16384 for the issue's second K")  # fmt: skip
     args = p.parse_args()
-    if not 0 <= args.reserve < args.budget:
+    if args.reserve is not None and (not 0 <= args.reserve < args.budget or args.role != "rows"):
         p.error(f"--reserve {args.reserve}: seconds kept for scoring, >= 0 and below --budget "
-                f"({args.budget})")
+                f"({args.budget}), for --role rows only")  # fmt: skip
     if args.latents is not None and (args.latents < 1 or args.role != "rows"):
         p.error(f"--latents {args.latents}: a positive width, for --role rows only")
     if args.variants:  # checked before any GPU work (a typo used to surface minutes later)

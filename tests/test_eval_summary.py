@@ -350,6 +350,11 @@ def test_gpu5_is_refused_without_gpu4_or_with_rows_gpu4_lacks(tmp_path):
     Path(p5).write_text(json.dumps(d))
     with pytest.raises(ValueError, match=r"\['z'\] at K = 4096 have no row of that name"):
         load_studies(None, None, None, (), p4, p5)
+    for bad in ({}, {"x": {}}, {"x": {"l0": 1.0}}):  # no rows; rows without the read keys
+        d["gpu5"]["4096"]["rows"] = bad
+        Path(p5).write_text(json.dumps(d))
+        with pytest.raises(ValueError, match="is not a gpu5_compare.json .*non-empty \"rows\""):
+            load_studies(None, None, None, (), p4, p5)
 
 
 def test_the_verdict_command_with_and_without_gpu5(tmp_path):

@@ -470,15 +470,24 @@ def test_gpu16k_rows_take_another_width(tmp_path):
         assert bad.returncode == 2
         last = bad.stderr.strip().splitlines()[-1]
         assert last.endswith("a positive width, for --role rows only")
-    for reserve in ("-1", "600"):  # the seconds kept for scoring: in [0, --budget)
-        bad = subprocess.run(base + ["--reserve", reserve], cwd=root, capture_output=True,
-                             text=True, env=env)  # fmt: skip
+    for extra in (["--reserve", "-1"], ["--reserve", "600"],  # in [0, --budget), rows only
+                  ["--reserve", "30", "--role", "check"]):  # fmt: skip
+        bad = subprocess.run(base + extra, cwd=root, capture_output=True, text=True, env=env)
         assert bad.returncode == 2
         assert "seconds kept for scoring, >= 0 and below --budget" in bad.stderr
+    # a reserve that leaves no training time stops before training, in one line
+    cmd = [*base[:2], str(tmp_path / "n"), *base[3:], "--budget", "100", "--reserve", "99.9"]
+    none = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
+    assert none.returncode == 1
+    assert none.stderr.strip().splitlines()[-1].endswith("raise --budget or lower --reserve")
+    assert not (tmp_path / "n" / "rows" / "results.json").exists()
     assert not (tmp_path / "o").exists()
     good = subprocess.run(base + ["--latents", "32", "--reserve", "90"], cwd=root, capture_output=True, text=True,
                           env=env)  # fmt: skip
     assert good.returncode == 0, good.stderr[-2000:]
+    # the log says when training ended and when each row was scored (the run's clock)
+    assert "trained 20 steps in " in good.stdout and "s after the run's start" in good.stdout
+    assert " [scored by " in good.stdout
     res = json.loads((tmp_path / "o" / "rows" / "results.json").read_text())
     assert res["options"]["latents"] == 32
     (row,) = res["rows"]

@@ -104,3 +104,21 @@ def test_selection_stats_and_bad_input():
         sr.unit_rows(np.zeros(3))
     with pytest.raises(ValueError, match="k = 0"):
         sr.dedup_selection([0], W, 0)
+
+
+def test_bad_input_is_refused_in_one_line():
+    """NaN directions, non-integer indices and a chunk below 1 stop with a ValueError that
+    names the problem (a NaN row used to count as no duplicate; floats were truncated)."""
+    import numpy as np
+    import pytest
+
+    from implicit_em.eval import selected_redundancy as sr
+
+    W = np.eye(4, 3)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        sr.rows_with_duplicate(np.where(W == 1, np.nan, W))
+    with pytest.raises(ValueError, match="must be integers"):
+        sr.mean_abs_cos(W, np.array([0.0, 1.7]))
+    with pytest.raises(ValueError, match="chunk = 0"):
+        sr.rows_with_duplicate(W, chunk=0)
+    assert sr.rows_with_duplicate(W, chunk=1) == 0  # rows 0-2 orthogonal, row 3 zero

@@ -28,11 +28,18 @@ def _directions(W) -> np.ndarray:
     W = np.asarray(W, dtype=np.float64)
     if W.ndim != 2:
         raise ValueError(f"expected directions W of shape (K, D), got {W.shape}")
+    if not np.isfinite(W).all():
+        raise ValueError("directions W hold NaN or inf: pass finite weights (a diverged "
+                         "training run cannot be scored)")  # fmt: skip
     return W
 
 
 def _indices(idx, K: int) -> np.ndarray:
-    idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+    raw = np.asarray(idx).reshape(-1)
+    if raw.size and not np.issubdtype(raw.dtype, np.integer):
+        raise ValueError(f"selected indices must be integers, got dtype {raw.dtype}: pass latent "
+                         "indices, not scores")  # fmt: skip
+    idx = raw.astype(np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= K):
         raise ValueError(f"selected indices must lie in [0, K = {K}), got {idx.min()}..{idx.max()}")
     if len(np.unique(idx)) != len(idx):
@@ -125,6 +132,8 @@ def rows_with_duplicate(W, threshold: float = DUPLICATE_COS, chunk: int = 4096) 
 
     Computed in row chunks (chunk x K cosines at a time), so K in the tens of thousands fits.
     """
+    if chunk < 1:
+        raise ValueError(f"chunk = {chunk} rows per block must be >= 1")
     U = unit_rows(W)
     K = len(U)
     count = 0

@@ -157,8 +157,9 @@ def load_studies(ground_truth: str | None, probing2: str | None, probing3: str |
         side = d.get("gpu5") if isinstance(d, dict) else None
         _check(d, "gpu5 compare", got[0], isinstance(side, dict) and bool(side) and all(
             k.isdigit() and isinstance(v, dict) and isinstance(v.get("rows"), dict)
+            and bool(v["rows"]) and all(_gpu5_row_ok(r) for r in v["rows"].values())
             for k, v in side.items()), 'a gpu5_compare.json (a "gpu5" side of "<latents>" '
-            'entries with "rows")')  # fmt: skip
+            f'entries with non-empty "rows", each with {", ".join(GPU5_ROW_KEYS)})')  # fmt: skip
         if out["probing4"] is None:
             raise ValueError(f"gpu5 compare file {got[0]} holds no model kinds: it is read beside "
                              "gpu4_compare.json, whose rows of the same names give them; pass "
@@ -183,6 +184,14 @@ def _sets_topk_ce(label: str) -> bool:
     except KeyError:
         return False
     return entry.uses_k and not entry.tied
+
+
+GPU5_ROW_KEYS = ("l0", "dead", "probing", "probing_range", "beats_controls")
+"""What `longer_budget` reads of every row of gpu5_compare.json (compare5.py writes them)."""
+
+
+def _gpu5_row_ok(r) -> bool:
+    return isinstance(r, dict) and all(k in r for k in GPU5_ROW_KEYS)
 
 
 def longer_budget(d5: dict, d4: dict, path4: str = "gpu4_compare.json") -> dict:

@@ -1040,6 +1040,10 @@ def background_sampler_model(opts: SyntheticEvalOptions, synth, device: str):
     return other
 
 
+class NoTrainingTime(ValueError):
+    """A shared-stream run whose opts.max_seconds ended before its first training step."""
+
+
 def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
     """All variants and seeds trained side by side, in lockstep (every model at the same step,
     so their budgets match). Each seed has its own stream of batches (one chunked sampler per
@@ -1105,6 +1109,9 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
     secs = time.perf_counter() - t0
     for sampler in samplers.values():
         sampler.close()
+    if done == 0:  # scoring the inits as "trained" rows would mislead
+        raise NoTrainingTime(f"no training step fit in max_seconds = {opts.max_seconds:.1f} s "
+                             "(the start-up used it): give the run more time")  # fmt: skip
     # the log says when training ended, so that a run cut in its scoring shows where time went
     print(f"trained {done} steps in {secs:.1f} s; scoring from "
           f"{time.perf_counter() - _RUN_T0:.1f} s after the run's start", flush=True)
