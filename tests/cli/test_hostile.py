@@ -192,7 +192,12 @@ CASES: list[Case] = [
          write("gpu3.json", '{"K4096": {"rows": {}, "topk_ce": 0.98}}')),
     Case("verdict: gpu5's compare file without gpu4's", verdict(probing5="gpu5.json"), 2,
          "pass --probing4 too, or --probing5 none",
-         write("gpu5.json", '{"gpu5": {"4096": {"rows": {}}}, "gpu4": {}, "changes": {}}')),
+         write("gpu5.json", '{"gpu5": {"4096": {"rows": {"encoder": {"l0": 50.0, "dead": [0], '
+               '"probing": 0.72, "probing_range": [0.72, 0.72], "beats_controls": false}}}}, '
+               '"gpu4": {}, "changes": {}}')),
+    Case("verdict: a gpu5 compare file whose rows lack what is read", verdict(probing5="gpu5.json"),
+         2, "is not a gpu5_compare.json",
+         write("gpu5.json", '{"gpu5": {"4096": {"rows": {"encoder": {}}}}, "gpu4": {}, "changes": {}}')),
     Case("verdict: verdict.md already there, no --overwrite", verdict(), 2,
          "exists: move it away, choose another --out, or pass --overwrite",
          lambda t, mp: ((t / "v").mkdir(), (t / "v" / "verdict.md").write_text("x"))),
