@@ -17,7 +17,7 @@ PKG = SRC / "implicit_em"
 # Floors, bottom to top: a module may import from its own floor and the floors below it.
 FLOORS: list[tuple[int, tuple[str, ...]]] = [
     (1, ("config", "losses", "metrics", "probe", "atomic", "options", "theorem", "allocator", "progress",
-         "_moved", "_lazy", "families.registry", "colstats", "kernels")),
+         "_moved", "_lazy", "families.registry", "colstats", "kernels", "eval.feature_f1")),
     (2, ("models", "families", "runs")),
     (3, ("data",)),
     (4, ("training", "stacked", "distributed", "estimator", "train", "tracking")),
