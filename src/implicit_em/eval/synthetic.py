@@ -1171,23 +1171,26 @@ def summarise(rows: list[dict]) -> list[dict]:
             "dead_latents": stat(lambda r: r["trained"]["dead_latents"]),
             "f1": stat(lambda r: r["trained"]["f1"]),
             "f1_random_at_l0": stat(lambda r: r["trained"]["random_at_l0"]["f1"]),
-            # eval.feature_f1 (NaN in results written before it existed)
-            "feature_f1": stat(lambda r: r["trained"].get("feature_f1", math.nan)),
-            "feature_f1_untrained": stat(lambda r: r["untrained"].get("feature_f1", math.nan)),
-            "feature_f1_random_at_l0": stat(
-                lambda r: r["trained"]["random_at_l0"].get("feature_f1", math.nan)),
             "features_covered": stat(lambda r: r["trained"]["features_covered"]),
             "features_cos_0.9": stat(lambda r: r["trained"]["features_cos_0.9"]),
         })  # fmt: skip
+        if all("feature_f1" in r["trained"] for r in rs):  # absent in older results
+            out[-1].update({
+                "feature_f1": stat(lambda r: r["trained"]["feature_f1"]),
+                "feature_f1_untrained": stat(lambda r: r["untrained"]["feature_f1"]),
+                "feature_f1_random_at_l0": stat(
+                    lambda r: r["trained"]["random_at_l0"]["feature_f1"]),
+            })  # fmt: skip
         if all("matched" in r for r in rs):  # SyntheticEvalOptions.readout_k
             out[-1].update({"k_readout": stat(lambda r: r["matched"]["k"]),
                             "precision": stat(lambda r: r["trained"]["precision"]),
                             "recall": stat(lambda r: r["trained"]["recall"])})  # fmt: skip
             for part, tag in (("trained", ""), ("untrained", "_untrained"), ("random", "_random")):
                 for key in _AT_K_KEYS:
-                    out[-1][f"{key}{tag}_at_k"] = stat(
-                        lambda r, part=part, key=key: r["matched"][part].get(key, math.nan)
-                    )
+                    if all(key in r["matched"][part] for r in rs):  # older results: fewer
+                        out[-1][f"{key}{tag}_at_k"] = stat(
+                            lambda r, part=part, key=key: r["matched"][part][key]
+                        )
     return out
 
 
@@ -1215,11 +1218,15 @@ TABLE_COLUMNS = (  # (header, summarise key, decimals) of `markdown_table`
 
 def summary_table(summaries: list[dict], columns) -> str:
     """`summarise` entries as a markdown table: variant, seeds, then one cell per (header,
-    key, decimals) of `columns` (`_fmt`: mean [min, max] over seeds)."""
+    key, decimals) of `columns` (`_fmt`: mean [min, max] over seeds). A column whose key no
+    entry has (a metric added after the results were written, e.g. feature_f1) is left out;
+    an entry without a key another has shows "-"."""
+    columns = [c for c in columns if any(c[1] in s for s in summaries)]
+    nan = {"mean": math.nan}
     head = ("| variant | seeds | " + " | ".join(c[0] for c in columns) + " |\n"
             + "|---|---|" + "---|" * len(columns) + "\n")  # fmt: skip
     lines = ["| " + " | ".join([s["variant"], str(s["seeds"])]
-                               + [_fmt(s[key], nd) for _, key, nd in columns]) + " |"
+                               + [_fmt(s.get(key, nan), nd) for _, key, nd in columns]) + " |"
              for s in summaries]  # fmt: skip
     return head + "\n".join(lines) + "\n"
 
@@ -1235,11 +1242,13 @@ MATCHED_COLUMNS = (  # (header, summarise key, decimals) of `matched_table`
     ("dead@k", "dead_latents_at_k", 0), ("precision@k", "precision_at_k", 3),
     ("recall@k", "recall_at_k", 3), ("F1@k", "f1_at_k", 3),
     ("F1 untrained@k", "f1_untrained_at_k", 3), ("F1 random@k", "f1_random_at_k", 3),
-    ("feature F1@k", "feature_f1_at_k", 3),
-    ("feature F1 untrained@k", "feature_f1_untrained_at_k", 3),
-    ("feature F1 random@k", "feature_f1_random_at_k", 3),
     ("precision untrained@k", "precision_untrained_at_k", 3),
     ("precision random@k", "precision_random_at_k", 3),
+)  # fmt: skip
+FEATURE_F1_AT_K_COLUMNS = (  # `matched_table`'s per-feature F1 columns (eval.feature_f1)
+    ("feature F1", "feature_f1", 3), ("feature F1@k", "feature_f1_at_k", 3),
+    ("feature F1 untrained@k", "feature_f1_untrained_at_k", 3),
+    ("feature F1 random@k", "feature_f1_random_at_k", 3),
 )  # fmt: skip
 
 
@@ -1249,7 +1258,8 @@ def matched_table(result: dict) -> str:
     out through TopK at k) and the controls read out at k; mean [min, max] over seeds. "" when
     no row has it. MCC is not repeated: the read-out does not change it."""
     rows = [s for s in summarise(result["rows"]) if "f1_at_k" in s]
-    return summary_table(rows, MATCHED_COLUMNS) if rows else ""
+    cols = (*MATCHED_COLUMNS, *FEATURE_F1_AT_K_COLUMNS)  # the latter only where measured
+    return summary_table(rows, cols) if rows else ""
 
 
 _REPORT_FIELDS = {  # markdown_table's columns -> where each sits in a row of results.json
