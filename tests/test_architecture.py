@@ -18,7 +18,7 @@ PKG = SRC / "implicit_em"
 FLOORS: list[tuple[int, tuple[str, ...]]] = [
     (1, ("config", "losses", "metrics", "probe", "atomic", "options", "theorem", "allocator", "progress",
          "_moved", "_lazy", "families.registry", "colstats", "kernels",
-         "eval.selected_redundancy")),
+         "eval.selected_redundancy", "eval.feature_f1")),
     (2, ("models", "families", "runs")),
     (3, ("data",)),
     (4, ("training", "stacked", "distributed", "estimator", "train", "tracking")),

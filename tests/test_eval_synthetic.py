@@ -548,17 +548,20 @@ def test_run_with_readout_k_scores_every_row_at_the_matched_l0(tmp_path):
         m = row["matched"]
         assert m["k"] == 3
         for part in ("trained", "untrained", "random"):
-            assert set(m[part]) == {"l0", "dead_latents", "precision", "recall", "f1"}
+            assert set(m[part]) == {"l0", "dead_latents", "precision", "recall", "f1",
+                                    "feature_f1", "features_f1_0.5", "features_firing"}
             assert 0 < m[part]["l0"] <= 3
         assert m["random"]["l0"] == pytest.approx(3.0)  # the random read-out keeps exactly k
     enc, topk = res["rows"]
     assert enc["trained"]["l0"] > 3 and enc["matched"]["trained"]["l0"] <= 3
-    for key in ("precision", "recall", "f1", "l0"):
+    for key in ("precision", "recall", "f1", "l0", "feature_f1", "features_f1_0.5"):
         assert topk["matched"]["trained"][key] == topk["trained"][key]
+    assert 0 < enc["matched"]["trained"]["feature_f1"] <= 1
     report = (tmp_path / "report.md").read_text()
     assert "## Read out at k = 3 (matched L0)" in report
     head = next(ln for ln in report.splitlines() if ln.startswith("| variant | seeds | k |"))
-    for col in ("F1@k", "precision@k", "recall@k", "F1 untrained@k", "F1 random@k"):
+    for col in ("F1@k", "precision@k", "recall@k", "F1 untrained@k", "F1 random@k",
+                "feature F1@k", "feature F1 untrained@k", "feature F1 random@k"):
         assert f" {col} |" in head
     enc_line = next(ln for ln in report.splitlines() if ln.startswith("| encoder | 1 | 3 |"))
     assert f"{enc['matched']['trained']['f1']:.3f}" in enc_line

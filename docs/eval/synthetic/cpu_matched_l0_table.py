@@ -19,10 +19,11 @@ REFERENCES = ("topk", "tied-topk-im-3.0")  # their own k is the read-out's k: id
 METRICS = ("precision", "recall", "f1")
 
 
-def load_rows() -> list[dict]:
+def load_rows(run: Path = RUN) -> list[dict]:
+    """The rows of run/A and run/B results.json (a `small` run, one latent per feature)."""
     rows = []
     for group in ("A", "B"):
-        path = RUN / group / "results.json"
+        path = run / group / "results.json"
         if path.exists():
             res = json.loads(path.read_text())
             assert res["options"]["recipe"] == "small" and res["options"]["latents"] is None

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from implicit_em.config import LossConfig
+from implicit_em.eval.feature_f1 import add_counts, empty_counts, feature_f1_scores
 from implicit_em.eval.options import (
     RECIPES,
     VARIANTS,
@@ -781,7 +782,10 @@ def code_metrics(
     """sae-lens's metrics of the codes alone: l0 (`L0Calculator`), dead_latents
     (`DeadLatentsCalculator`), precision, recall, f1 (`ClassificationMetricsCalculator`: per
     latent, "its code is non-zero" as a classifier of "its best-matching feature by |cos| of
-    dirs fires", then the mean over all K latents, a latent that never fires counting 0).
+    dirs fires", then the mean over all K latents, a latent that never fires counting 0); and
+    the per-feature best-latent F1 on the same samples (`eval.feature_f1`: feature_f1, the mean
+    over the features that fire of their best latent's F1, duplicates and dead latents adding
+    nothing; features_f1_0.5, features_firing).
 
     dirs (K, D) only pick each latent's feature; encode: x (B, D) -> codes (B, K). The n_samples
     evaluation samples are drawn with torch seeded by `seed` inside a forked RNG (the global
@@ -793,6 +797,7 @@ def code_metrics(
     l0 = s.L0Calculator()
     dead = s.DeadLatentsCalculator(dirs.shape[0])
     cls = s.ClassificationMetricsCalculator(dirs, gt)
+    counts = empty_counts(dirs.shape[0], gt.shape[0], gt.device)
     with torch.random.fork_rng(devices=_rng_devices(gt)):
         torch.manual_seed(seed)
         done = 0
@@ -803,10 +808,11 @@ def code_metrics(
             l0.add_batch(a)
             dead.add_batch(a)
             cls.add_batch(a, f)
+            add_counts(counts, a, f)
             done += b
     c = cls.compute()
     return {"l0": l0.compute(), "dead_latents": dead.compute(), "precision": c.precision,
-            "recall": c.recall, "f1": c.f1_score}  # fmt: skip
+            "recall": c.recall, "f1": c.f1_score, **feature_f1_scores(counts)}  # fmt: skip
 
 
 def _rng_devices(t: Tensor) -> list[int]:
@@ -878,7 +884,8 @@ def matched_l0_metrics(model: nn.Module, init: nn.Module, variant: Variant, synt
     (by its directions), so MCC does not change with the read-out and is not scored here.
 
     Returns {"k", "trained", "untrained", "random"}, each of the last three {l0, dead_latents,
-    precision, recall, f1} on the same n_samples evaluation samples as the native metrics.
+    precision, recall, f1, feature_f1, features_f1_0.5, features_firing} (`code_metrics`) on
+    the same n_samples evaluation samples as the native metrics.
     """
     out: dict = {"k": k}
     for name, m in (("trained", model), ("untrained", init)):
@@ -1141,8 +1148,12 @@ def _matched_line(row: dict) -> str:
         return ""
     m = row["matched"]
     return (f" | at k={m['k']}: f1 {m['trained']['f1']:.3f} (untrained "
-            f"{m['untrained']['f1']:.3f}, random {m['random']['f1']:.3f}) precision "
+            f"{m['untrained']['f1']:.3f}, random {m['random']['f1']:.3f}) feature f1 "
+            f"{m['trained'].get('feature_f1', math.nan):.3f} precision "
             f"{m['trained']['precision']:.3f} L0 {m['trained']['l0']:.1f}")  # fmt: skip
+
+
+_AT_K_KEYS = ("l0", "dead_latents", "precision", "recall", "f1", "feature_f1", "features_f1_0.5")
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -1170,15 +1181,23 @@ def summarise(rows: list[dict]) -> list[dict]:
             "features_covered": stat(lambda r: r["trained"]["features_covered"]),
             "features_cos_0.9": stat(lambda r: r["trained"]["features_cos_0.9"]),
         })  # fmt: skip
+        if all("feature_f1" in r["trained"] for r in rs):  # absent in older results
+            out[-1].update({
+                "feature_f1": stat(lambda r: r["trained"]["feature_f1"]),
+                "feature_f1_untrained": stat(lambda r: r["untrained"]["feature_f1"]),
+                "feature_f1_random_at_l0": stat(
+                    lambda r: r["trained"]["random_at_l0"]["feature_f1"]),
+            })  # fmt: skip
         if all("matched" in r for r in rs):  # SyntheticEvalOptions.readout_k
             out[-1].update({"k_readout": stat(lambda r: r["matched"]["k"]),
                             "precision": stat(lambda r: r["trained"]["precision"]),
                             "recall": stat(lambda r: r["trained"]["recall"])})  # fmt: skip
             for part, tag in (("trained", ""), ("untrained", "_untrained"), ("random", "_random")):
-                for key in ("l0", "dead_latents", "precision", "recall", "f1"):
-                    out[-1][f"{key}{tag}_at_k"] = stat(
-                        lambda r, part=part, key=key: r["matched"][part][key]
-                    )
+                for key in _AT_K_KEYS:
+                    if all(key in r["matched"][part] for r in rs):  # older results: fewer
+                        out[-1][f"{key}{tag}_at_k"] = stat(
+                            lambda r, part=part, key=key: r["matched"][part][key]
+                        )
     return out
 
 
@@ -1196,18 +1215,25 @@ TABLE_COLUMNS = (  # (header, summarise key, decimals) of `markdown_table`
     ("MCC", "mcc", 3), ("MCC enc. rows", "mcc_encoder_rows", 3),
     ("MCC untrained", "mcc_untrained", 3), ("MCC random@L0", "mcc_random_at_l0", 3),
     ("L0", "l0", 1), ("dead", "dead_latents", 0), ("F1", "f1", 3),
-    ("F1 random@L0", "f1_random_at_l0", 3), ("features covered", "features_covered", 0),
+    ("F1 random@L0", "f1_random_at_l0", 3), ("feature F1", "feature_f1", 3),
+    ("feature F1 untrained", "feature_f1_untrained", 3),
+    ("feature F1 random@L0", "feature_f1_random_at_l0", 3),
+    ("features covered", "features_covered", 0),
     ("features cos>=0.9", "features_cos_0.9", 0),
 )  # fmt: skip
 
 
 def summary_table(summaries: list[dict], columns) -> str:
     """`summarise` entries as a markdown table: variant, seeds, then one cell per (header,
-    key, decimals) of `columns` (`_fmt`: mean [min, max] over seeds)."""
+    key, decimals) of `columns` (`_fmt`: mean [min, max] over seeds). A column whose key no
+    entry has (a metric added after the results were written, e.g. feature_f1) is left out;
+    an entry without a key another has shows "-"."""
+    columns = [c for c in columns if any(c[1] in s for s in summaries)]
+    nan = {"mean": math.nan}
     head = ("| variant | seeds | " + " | ".join(c[0] for c in columns) + " |\n"
             + "|---|---|" + "---|" * len(columns) + "\n")  # fmt: skip
     lines = ["| " + " | ".join([s["variant"], str(s["seeds"])]
-                               + [_fmt(s[key], nd) for _, key, nd in columns]) + " |"
+                               + [_fmt(s.get(key, nan), nd) for _, key, nd in columns]) + " |"
              for s in summaries]  # fmt: skip
     return head + "\n".join(lines) + "\n"
 
@@ -1226,6 +1252,11 @@ MATCHED_COLUMNS = (  # (header, summarise key, decimals) of `matched_table`
     ("precision untrained@k", "precision_untrained_at_k", 3),
     ("precision random@k", "precision_random_at_k", 3),
 )  # fmt: skip
+FEATURE_F1_AT_K_COLUMNS = (  # `matched_table`'s per-feature F1 columns (eval.feature_f1)
+    ("feature F1", "feature_f1", 3), ("feature F1@k", "feature_f1_at_k", 3),
+    ("feature F1 untrained@k", "feature_f1_untrained_at_k", 3),
+    ("feature F1 random@k", "feature_f1_random_at_k", 3),
+)  # fmt: skip
 
 
 def matched_table(result: dict) -> str:
@@ -1234,7 +1265,8 @@ def matched_table(result: dict) -> str:
     out through TopK at k) and the controls read out at k; mean [min, max] over seeds. "" when
     no row has it. MCC is not repeated: the read-out does not change it."""
     rows = [s for s in summarise(result["rows"]) if "f1_at_k" in s]
-    return summary_table(rows, MATCHED_COLUMNS) if rows else ""
+    cols = (*MATCHED_COLUMNS, *FEATURE_F1_AT_K_COLUMNS)  # the latter only where measured
+    return summary_table(rows, cols) if rows else ""
 
 
 _REPORT_FIELDS = {  # markdown_table's columns -> where each sits in a row of results.json
