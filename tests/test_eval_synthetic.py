@@ -98,7 +98,15 @@ def test_rows_from_report_reads_back_the_printed_numbers_of_a_one_seed_report(tm
                                   "random_at_l0": {"mcc": 0.148, "f1": 0.006}}  # fmt: skip
     assert back[0]["untrained"] == {"mcc": 0.148}
     assert "mcc_encoder_rows" not in back[1]["trained"]  # "-" in the table: not measured
-    assert "steps_done" not in back[0]  # the header gives the planned length only
+    # the rows stopped at 90 of the planned 100 steps: the report says so, and reads back
+    assert "Steps done: 90 (a time limit stopped training before the planned 100)." in (
+        tmp_path / "report.md").read_text()
+    assert back[0]["steps_done"] == back[1]["steps_done"] == 90
+    full = {"options": opts, "true_l0": 3.2,
+            "rows": [{**r, "steps_done": 100} for r in rows]}  # fmt: skip
+    write_report(full, tmp_path / "full", plot=False)
+    text = (tmp_path / "full" / "report.md").read_text()
+    assert "Steps done" not in text and "steps_done" not in rows_from_report(text)[0]
     two = {"options": {**opts, "seeds": (0, 1)}, "true_l0": 3.2,
            "rows": [_scored("topk", 0, 0.7), _scored("topk", 1, 0.8)]}  # fmt: skip
     write_report(two, tmp_path / "two", plot=False)

@@ -1281,8 +1281,9 @@ _REPORT_FIELDS = {  # markdown_table's columns -> where each sits in a row of re
 def rows_from_report(text: str, source: str = "report.md") -> list[dict]:
     """The rows of a one-seed report.md (`write_report`), for when its results.json is lost.
 
-    Each row has "variant", "seed", "steps" (the run's planned length from the header: the
-    report does not say whether a time limit cut training short), "reconstructed_from"
+    Each row has "variant", "seed", "steps" (the run's planned length from the header),
+    "steps_done" only where the report has the "Steps done: N" line (`write_report` writes it
+    when a time limit cut training short; older reports do not say), "reconstructed_from"
     (source) and only the table's numbers, rounded as printed (3 decimals; L0 1): "trained"
     {mcc, mcc_encoder_rows (absent where the table shows "-"), l0, dead_latents, f1,
     features_covered, features_cos_0.9, random_at_l0 {mcc, f1}}, "untrained" {mcc}. Enough
@@ -1290,6 +1291,7 @@ def rows_from_report(text: str, source: str = "report.md") -> list[dict]:
     Raises ValueError for a report over several seeds (its cells are means, not one run's).
     """
     head = re.search(r"^(\d+) steps x batch \d+, .*?seeds \((\d+),\),", text, re.M)
+    done = re.search(r"^Steps done: (\d+) \(a time limit", text, re.M)  # newer reports only
     if head is None:
         raise ValueError(f"{source}: no one-seed header ('N steps x batch B, ..., seeds (S,),'):"
                          " only a one-seed report can be read back into rows")  # fmt: skip
@@ -1309,8 +1311,11 @@ def rows_from_report(text: str, source: str = "report.md") -> list[dict]:
                 counts = ("dead_latents", "features_covered", "features_cos_0.9")
                 parts[part][key] = int(cells[col]) if key in counts else float(cells[col])
         parts["trained"]["random_at_l0"] = parts.pop("random_at_l0")
-        rows.append({"variant": cells["variant"], "seed": int(head[2]), "steps": int(head[1]),
-                     "reconstructed_from": source, **parts})  # fmt: skip
+        row = {"variant": cells["variant"], "seed": int(head[2]), "steps": int(head[1]),
+               "reconstructed_from": source, **parts}
+        if done is not None:  # the report says a time limit cut training short
+            row["steps_done"] = int(done[1])
+        rows.append(row)
     return rows
 
 
@@ -1322,9 +1327,12 @@ def write_report(result: dict, out_dir: Path, plot: bool = True) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "results.json", result)
     o = result["options"]
+    done = sorted({r["steps_done"] for r in result["rows"] if "steps_done" in r})
+    short = (f"Steps done: {', '.join(map(str, done))} (a time limit stopped training before "
+             f"the planned {o['steps']}).\n\n" if done and done[0] < o["steps"] else "")
     md = (f"# Ground-truth recovery: recipe {o['recipe']}, true L0 {result['true_l0']:.1f}\n\n"
           f"{o['steps']} steps x batch {o['batch_size']}, lr {o['lr']}, seeds {o['seeds']}, "
-          f"{o['eval_samples']} evaluation samples. Mean [min, max] over seeds.\n\n"
+          f"{o['eval_samples']} evaluation samples. Mean [min, max] over seeds.\n\n{short}"
           + markdown_table(result) + "\n"
           + "\n".join(synthetic_verdict(summarise(result["rows"]))) + "\n")  # fmt: skip
     matched = matched_table(result)
