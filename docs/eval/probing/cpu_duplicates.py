@@ -20,7 +20,6 @@ import argparse
 import copy
 import dataclasses
 import functools
-import math
 import platform
 import sys
 import tempfile
@@ -32,12 +31,11 @@ import torch
 
 from implicit_em import runs
 from implicit_em.atomic import atomic_write_bytes, atomic_write_json, free_paths
-from implicit_em.data.lm.activations import norm_outliers
 from implicit_em.data.lm.corpus import cache_dir, load_corpus
 from implicit_em.data.lm.model import load_tokenizer
 from implicit_em.eval import selected_redundancy as sr
 from implicit_em.eval.options import ProbingOptions
-from implicit_em.eval.probing_suite import _run_config, dataset_means, measured_l0
+from implicit_em.eval.probing_suite import _run_config, dataset_means, measured_l0, split_tokens
 from implicit_em.eval.probing_tasks import build_pool, build_tasks
 from implicit_em.eval.sparse_probing import (
     RandomDirections,
@@ -92,15 +90,10 @@ def load_data(args, opts: ProbingOptions):
 
 
 def training_tokens(acts, pool, opts: ProbingOptions):
-    """As `probing_suite.run`: train-split tokens, outliers out, scaled; test tokens scaled."""
-    is_train = torch.tensor([s == "train" for s in pool.split])
-    D = acts.shape[-1]
-    x_raw = acts[is_train].reshape(-1, D).float()  # (N, D)
-    scale = math.sqrt(D / float(x_raw.square().sum(1).mean()))
-    median = float(x_raw.norm(dim=1).median())
-    x_raw = x_raw[~norm_outliers(x_raw, opts.max_norm_ratio, median)]
-    x_test = acts[~is_train].reshape(-1, D).float() * scale  # (M, D)
-    return x_raw * scale, x_test, scale
+    """As `probing_suite.run` (`probing_suite.split_tokens`): train-split tokens, outliers out,
+    scaled; test tokens scaled."""
+    _, x_train, x_test, scale, _, _ = split_tokens(acts, pool.split, opts.max_norm_ratio)
+    return x_train, x_test, scale
 
 
 def snapshots(cfg, x_train, x_test, lengths, run_dir: Path):

@@ -279,6 +279,29 @@ def _load_inputs(opts: ProbingOptions, lm, tokenizer, corpora):
     return lm, tokenizer, info, corpora
 
 
+def split_tokens(acts: Tensor, split: list[str], max_norm_ratio: float):
+    """The training and test tokens of `run`: every token of the train-split passages, scaled
+    by norm_scale = sqrt(D / E||x||^2) (over the train tokens, outliers included), with tokens of
+    norm > max_norm_ratio x the median left out (none when max_norm_ratio <= 0); the test-split
+    tokens scaled the same.
+
+    acts (P, T, D) passage activations, split (P,) "train" / "test". Returns (is_train (P,)
+    bool, x_train (N, D), x_test (M, D), scale, n_dropped, median norm)."""
+    from implicit_em.data.lm.activations import norm_outliers
+
+    is_train = torch.tensor([s == "train" for s in split])
+    D = acts.shape[-1]
+    x_raw = acts[is_train].reshape(-1, D).float()  # (N, D)
+    scale = math.sqrt(D / float(x_raw.square().sum(1).mean()))
+    n_dropped, median = 0, float(x_raw.norm(dim=1).median())
+    if max_norm_ratio > 0:
+        outl = norm_outliers(x_raw, max_norm_ratio, median)
+        n_dropped = int(outl.sum())
+        x_raw = x_raw[~outl]
+    x_test = acts[~is_train].reshape(-1, D).float() * scale  # (M, D)
+    return is_train, x_raw * scale, x_test, scale, n_dropped, median
+
+
 def _check_out_dir(opts: ProbingOptions) -> Path:
     out = Path(opts.out_dir)
     clash = [f for f in REPORT_FILES if (out / f).exists()]
@@ -299,7 +322,6 @@ def run(opts: ProbingOptions, lm=None, tokenizer=None, corpora=None) -> dict:
     out_dir/probing.json. See the module docstring for the steps.
     """
     from implicit_em import runs
-    from implicit_em.data.lm.activations import norm_outliers
     from implicit_em.eval.probing_tasks import build_pool, build_tasks
     from implicit_em.eval.sparse_probing import RandomDirections
     from implicit_em.train.loop import train
@@ -340,18 +362,10 @@ def run(opts: ProbingOptions, lm=None, tokenizer=None, corpora=None) -> dict:
     )
     times["harvest"] = time.perf_counter() - tic
 
-    # training tokens: every token of the train-split passages, scaled; outliers left out
-    is_train = torch.tensor([s == "train" for s in pool.split])
+    is_train, x_train, x_test, scale, n_dropped, median = split_tokens(
+        acts, pool.split, opts.max_norm_ratio
+    )
     D = acts.shape[-1]
-    x_raw = acts[is_train].reshape(-1, D).float()  # (N, D)
-    scale = math.sqrt(D / float(x_raw.square().sum(1).mean()))
-    n_dropped, median = 0, float(x_raw.norm(dim=1).median())
-    if opts.max_norm_ratio > 0:
-        outl = norm_outliers(x_raw, opts.max_norm_ratio, median)
-        n_dropped = int(outl.sum())
-        x_raw = x_raw[~outl]
-    x_train = x_raw * scale  # (N, D)
-    x_test = acts[~is_train].reshape(-1, D).float() * scale  # (M, D)
 
     specs = model_specs(opts, D)
     trained, untrained, l0, fit_seconds = {}, {}, {}, {}
