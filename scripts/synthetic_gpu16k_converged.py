@@ -82,7 +82,8 @@ def base_options(args, S, **kw):
 
 def variant(S, name, opts):
     v = S.VARIANTS[name]
-    return replace(v, k=opts.k) if v.k is not None else v  # -k25 rows follow --tiny's k
+    tiny = opts.recipe == "tiny"  # -k25 rows follow --tiny's k; a full-recipe row keeps its own
+    return replace(v, k=opts.k) if tiny and v.k is not None else v
 
 
 def check(args, out: Path) -> None:

@@ -597,3 +597,17 @@ def test_lse_ref_batch_keeps_the_lse_balance_of_its_batch(synth):
     assert ref["var"] == plain["var"] == 64 / 256 and ref["tc"] == plain["tc"]
     with pytest.raises(ValueError, match="lse_ref_batch"):
         _loss_config(replace(Variant(), lse_mean=True, lse_ref_batch=1024), 256)
+
+
+def test_matched_l0_variants_take_the_encoders_l0_as_k():
+    """topk-k214 and tied-topk-k214 (docs/eval/synthetic/gpu16k-matched-l0-PLAN.md): the SAEs
+    at the decoder-free encoder's L0 on the 16k recipe keep k = 214 whatever the true L0 and
+    whatever --k the run sets for the other rows."""
+    from implicit_em.eval.options import VARIANTS, SyntheticEvalOptions
+    from implicit_em.eval.synthetic import make_model, with_opts_k
+
+    opts = SyntheticEvalOptions(recipe="tiny", k=25)
+    topk = make_model(with_opts_k(VARIANTS["topk-k214"], opts), 16, 512, true_l0=34.3)
+    tied = make_model(with_opts_k(VARIANTS["tied-topk-k214"], opts), 16, 512, true_l0=34.3)
+    assert topk.k == 214 and tied.tied_k == 214
+    assert make_model(with_opts_k(VARIANTS["tied-topk"], opts), 16, 512, 34.3).tied_k == 25

@@ -286,6 +286,11 @@ for _c in (1.0, 3.0, 10.0):
 for _k in (15, 25, 34):
     VARIANTS[f"topk-k{_k}"] = replace(VARIANTS["topk"], k=_k)
     VARIANTS[f"batchtopk-k{_k}"] = replace(VARIANTS["batchtopk"], k=_k)
+# The SAEs at the decoder-free encoder's L0 on the 16k recipe (214: the encoder's 3-seed mean
+# at 49.1 M samples, width 4,096; docs/eval/synthetic/gpu16k-matched-l0-PLAN.md, fixed before
+# the runs): the ground-truth comparison at the encoder's L0 rather than the SAEs' 25.
+VARIANTS["topk-k214"] = replace(VARIANTS["topk"], k=214)
+VARIANTS["tied-topk-k214"] = replace(VARIANTS["tied-topk"], k=214)
 SAELENS_PROTOCOL = ("rescale", "init", "auxk", "clip")
 """The parts of sae-lens's BatchTopK protocol (`Variant.saelens`)."""
 # Our BatchTopK with sae-lens's protocol, one part at a time and all together
