@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile-mode", default="default", help="torch.compile mode with --compile")
     p.add_argument("--fused", choices=("auto", "on", "off"), default="auto",
                    help="the InfoMax path of the encoders (implicit_em.kernels.fused_mode)")  # fmt: skip
+    p.add_argument("--wr", choices=("logged", "step"), default="logged",
+                   help="the encoder's wr metric: out of the step ('logged', as "
+                        "distributed.train_steps) or in every step ('step', as train_epoch)")  # fmt: skip
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--rows", type=int, default=25)
     args = p.parse_args(argv)
@@ -47,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     )().to(device)
     set_fused_mode(args.fused)  # read when the step is traced
     step = make_step(model, x, loss, args.amp == "bf16", lse_only=args.model == "encoder_lse",
-                     compile=args.compile_mode if args.compile else None)  # fmt: skip
+                     compile=args.compile_mode if args.compile else None,
+                     with_wr=args.wr == "step")  # fmt: skip
+    print(f"wr metric: {'in' if args.wr == 'step' else 'not in'} the profiled step")
     for _ in range(5):
         step()
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
