@@ -543,3 +543,22 @@ def test_encoder_family_folds_the_bias_on_the_fused_sketch(monkeypatch, centre):
         model = Encoder(24, 300).to(DEVICE)
         assert not real(model, LossConfig(), x)  # the exact penalty keeps the plain step
         assert not real(Encoder(24, 300, "softplus").to(DEVICE), cfg, x)
+
+
+@pytest.mark.parametrize("grad_rows", [0, 64])
+def test_grad_pass_broadcasts_one_g(monkeypatch, grad_rows):
+    """A 0-dim g (the sketched terms' one LSE weight for every row, read by the kernel, not
+    expanded to (B,) first) gives exactly the output of g expanded to every row."""
+    from implicit_em.kernels import triton_infomax as tk
+
+    monkeypatch.setitem(tk.GRAD, "rows", grad_rows)
+    z = preact_and_codes(300, 260)
+    _, row_lse, mean, _ = fused_impl.combine_stats(torch.relu(z))
+    low, high = torch.randn(300, 12, device=DEVICE), torch.randn(260, 12, device=DEVICE)
+    g = torch.tensor(-0.7, device=DEVICE)
+    rest = (mean * 0.3, mean - 0.5, mean, low, high, True)
+    one = tk.grad(z, row_lse, g, *rest, colsum=True)
+    every = tk.grad(z, row_lse, g.expand(300).contiguous(), *rest, colsum=True)
+    for x, y in zip(one, every, strict=True):
+        assert torch.equal(x, y)
+    assert one[0].abs().sum() > 0

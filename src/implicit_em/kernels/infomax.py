@@ -179,7 +179,9 @@ class _SketchTerms(torch.autograd.Function):
         ssu = ss * live
         var = variance_from_stats(ssu, b, eps)
         sv = s[:, None] * v  # (K, m)
-        p = _mm(a, sv) - mean @ sv  # (B, m) = U V
+        # mean^T (s V) as an elementwise product and sum, not a (1, K) @ (K, m) matmul: the
+        # compiler fuses it with sv's own kernel (no separate gemv; exact float32, no TF32)
+        p = _mm(a, sv) - (mean[:, None] * sv).sum(dim=0)  # (B, m) = U V
         xc = _mm_t(a, p) - mean[:, None] * p.sum(dim=0)  # (K, m) = (a - mean)^T U V
         r = s[:, None] * xc - (ssu * s.square())[:, None] * v  # (K, m) = (C - diag C) V
         tc = r.square().sum() / m
@@ -195,17 +197,18 @@ class _SketchTerms(torch.autograd.Function):
         c = 2 * g_tc / m
         w = (r * v).sum(dim=1)  # (K,)
         sr = s[:, None] * r  # (K, m)
-        q = _mm(a, sr) - mean @ sr  # (B, m) = U R
+        q = _mm(a, sr) - (mean[:, None] * sr).sum(dim=0)  # (B, m) = U R (see forward)
         ctq = _mm_t(a, q) - mean[:, None] * q.sum(dim=0)  # (K, m) = (a - mean)^T U R
         tau = c * ((ctq * v).sum(dim=1) + (xc * r).sum(dim=1) - 2 * s * ssu * w)  # dL/ds
         # ds/dss = -s^3 / 2 for every rule of `column_scale`; live columns only carry var.
         g_ss = -0.5 * tau * s**3 - g_var * live / (ssu + (b - 1) * ctx.eps)
-        colsum_du = c * (v @ q.sum(dim=0) + r @ p.sum(dim=0))  # (K,) = 1^T dU
+        # (K,) = 1^T dU; row sums over m, fused with w's and tau's (no (K, m) @ (m,) gemv)
+        colsum_du = c * (v * q.sum(dim=0) + r * p.sum(dim=0)).sum(dim=1)
         alpha = -s * colsum_du / b
         beta = 2 * g_ss - 2 * c * s.square() * w
         low = torch.cat([q, p], dim=1).to(a.dtype)  # (B, 2m)
         high = (c * s[:, None] * torch.cat([v, r], dim=1)).to(a.dtype)  # (K, 2m)
-        g_row = g_lse.float().expand(b).contiguous()
+        g_row = g_lse.float().reshape(())  # one g for every row: the kernel broadcasts it
         dx, db = infomax_grad(a, row_lse, g_row, alpha.contiguous(), beta.contiguous(), mean,
                               low.contiguous(), high.contiguous(), ctx.relu,
                               ctx.bias is not None)  # fmt: skip

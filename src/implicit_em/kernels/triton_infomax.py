@@ -172,7 +172,7 @@ def _grad_tile(
     a_ptr, out_ptr, lse_ptr, g_ptr, low_ptr, rows, cols, cmask, alpha, beta, mean, high,
     B, R, stride_ab, stride_ak, stride_ob, stride_ok,
     RP: tl.constexpr, HAS_LOW: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
-    DOT_F32: tl.constexpr,
+    DOT_F32: tl.constexpr, G_SCALAR: tl.constexpr,
 ):  # fmt: skip
     """Write out[rows, cols] (see `grad`); alpha, beta, mean (BK,) and high (BK, RP) of the
     tile's columns are loaded by the caller. Returns the tile's column sums of out as written
@@ -182,7 +182,10 @@ def _grad_tile(
     x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
                 other=0.0).to(tl.float32)  # fmt: skip
     lse = tl.load(lse_ptr + rows, mask=rmask, other=0.0)
-    g = tl.load(g_ptr + rows, mask=rmask, other=0.0)
+    if G_SCALAR:  # one g for every row (the sketched terms' summed LSE)
+        g = tl.zeros_like(lse) + tl.load(g_ptr)
+    else:
+        g = tl.load(g_ptr + rows, mask=rmask, other=0.0)
     out = g[:, None] * tl.exp(-x - lse[:, None]) + alpha[None, :]
     out += beta[None, :] * (x - mean[None, :])
     if HAS_LOW:  # (L H^T) on this tile: L rows (BM, RP), H cols (BK, RP), both row-major
@@ -223,6 +226,7 @@ def _grad_kernel(
     B, K, R, stride_ab, stride_ak, stride_ob, stride_ok,
     BM: tl.constexpr, BK: tl.constexpr, RP: tl.constexpr, HAS_LOW: tl.constexpr,
     RELU: tl.constexpr, PRECISION: tl.constexpr, DOT_F32: tl.constexpr, COLSUM: tl.constexpr,
+    G_SCALAR: tl.constexpr,
 ):  # fmt: skip
     """One (BM, BK) tile per program; COLSUM: its column sums of out at row program_id(0) of
     the (nP, K) partials."""
@@ -233,7 +237,7 @@ def _grad_kernel(
                                             cmask, R, RP, DOT_F32)  # fmt: skip
     csum = _grad_tile(a_ptr, out_ptr, lse_ptr, g_ptr, low_ptr, rows, cols, cmask, alpha, beta,
                       mean, high, B, R, stride_ab, stride_ak, stride_ob, stride_ok, RP, HAS_LOW,
-                      RELU, PRECISION, DOT_F32)  # fmt: skip
+                      RELU, PRECISION, DOT_F32, G_SCALAR)  # fmt: skip
     if COLSUM:
         tl.store(part_ptr + tl.program_id(0) * K + cols, csum, mask=cmask)
 
@@ -247,7 +251,7 @@ def _grad_loop_kernel(
     B, K, R, stride_ab, stride_ak, stride_ob, stride_ok,
     BM: tl.constexpr, BK: tl.constexpr, ROWS: tl.constexpr, RP: tl.constexpr,
     HAS_LOW: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr, DOT_F32: tl.constexpr,
-    COLSUM: tl.constexpr,
+    COLSUM: tl.constexpr, G_SCALAR: tl.constexpr,
 ):  # fmt: skip
     """ROWS rows of a BK-column strip per program, walked in (BM, BK) tiles: the columns'
     coefficients and high are loaded once, and the loop lets the compiler prefetch the next
@@ -261,7 +265,7 @@ def _grad_loop_kernel(
         rows = tl.program_id(0) * ROWS + r0 + tl.arange(0, BM)
         csum += _grad_tile(a_ptr, out_ptr, lse_ptr, g_ptr, low_ptr, rows, cols, cmask, alpha,
                            beta, mean, high, B, R, stride_ab, stride_ak, stride_ob, stride_ok,
-                           RP, HAS_LOW, RELU, PRECISION, DOT_F32)  # fmt: skip
+                           RP, HAS_LOW, RELU, PRECISION, DOT_F32, G_SCALAR)  # fmt: skip
     if COLSUM:  # the strip's column sums at row program_id(0) of the partials
         tl.store(part_ptr + tl.program_id(0) * K + cols, csum, mask=cmask)
 
@@ -347,7 +351,8 @@ def grad(
     config: dict | None = None, colsum: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:  # fmt: skip
     """(B, K) in a's dtype: g_i exp(-a_ij - row_lse_i) + alpha_j + beta_j (a_ij - mean_j)
-    + (low high^T)_ij, times [a_ij > 0] with relu. g, row_lse (B,); alpha, beta, mean (K,)
+    + (low high^T)_ij, times [a_ij > 0] with relu. row_lse (B,); g (B,), or 0-dim for one g
+    for every row (read by the kernel, not expanded); alpha, beta, mean (K,)
     float32; low (B, r) and high (K, r) contiguous in a's dtype, or both None. config: one of
     GRAD_CONFIGS instead of the autotuned choice. colsum: also return the output's column
     sums (K,) float32 (of the values as written, in a's dtype: the bias gradient of
@@ -376,7 +381,8 @@ def grad(
            b, k, r, a.stride(0), a.stride(1), out.stride(0), out.stride(1),
            RP=rp, HAS_LOW=low is not None, RELU=relu,
            PRECISION="ieee" if a.dtype == torch.float32 else "tf32",
-           DOT_F32=interpreted(), COLSUM=colsum, **extra, **(config or {}))  # fmt: skip
+           DOT_F32=interpreted(), COLSUM=colsum, G_SCALAR=g.dim() == 0, **extra,
+           **(config or {}))  # fmt: skip
     return (out, part.sum(dim=0)) if colsum else out
 
 
