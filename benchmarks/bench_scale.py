@@ -46,6 +46,7 @@ import time
 import torch
 
 from implicit_em.config import LossConfig
+from implicit_em.families.encoder import bias_fold
 from implicit_em.kernels import fused_active, fused_mode
 from implicit_em.kernels import infomax as fused_impl
 from implicit_em.losses import (
@@ -230,6 +231,7 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
     if kind == "encoder":
         row["infomax_path"] = "fused" if fused else "reference"
         row["wr_in_step"] = with_wr  # the wr metric computed in each step
+        row["bias_fold"] = bias_fold(model, loss, x_batches[0])  # the step's choice
     if kind == "encoder" and isolated:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             a = model(x_batches[0])[0].detach()
@@ -269,12 +271,34 @@ def wr_setting(fused: str | None, default: str) -> tuple[bool, bool]:
     return default == "step", False
 
 
+def parse_variant(var: str) -> tuple[dict, int | None, bool | None]:
+    """(statistics layout for `triton_infomax.STATS` ({} = the default), gradient strip rows
+    or None, bias fold or None) of a --stats-variants entry such as "512s/g256/b0+wr" (the
+    wr suffix is `wr_setting`'s). SystemExit with one line on an unknown part."""
+    layout, *opts = var.removesuffix("-wr").removesuffix("+wr").split("/")
+    stats, grad_rows, bias = {}, None, None
+    try:
+        if layout:
+            stats = {"rows": int(layout.removesuffix("s")), "shift": layout.endswith("s")}
+        for opt in opts:
+            if opt in ("b0", "b1"):
+                bias = opt == "b1"
+            elif opt.startswith("g"):
+                grad_rows = int(opt[1:])
+            else:
+                raise ValueError(opt)
+    except ValueError:
+        raise SystemExit(f"--stats-variants: cannot read {var!r}: write LAYOUT[/gR][/b0|/b1]"
+                         "[+wr|-wr], e.g. 512s/g256/b0+wr") from None  # fmt: skip
+    return stats, grad_rows, bias
+
+
 def summary_table(res: dict) -> str:
     """A Markdown table of the rows: step ms, tokens/s, the ratio to the L1 SAE (standard_sae)
-    and the TopK SAE of the same compile mode, whether the wr metric ran in the step, and the
-    InfoMax terms' isolated share."""
-    head = ("| row | step ms | tokens/s | vs L1 SAE | vs TopK | wr in step | InfoMax ms (share) |\n"
-            "|---|---|---|---|---|---|---|")  # fmt: skip
+    and the TopK SAE of the same compile mode, whether the wr metric ran in the step and the
+    bias fold was taken (encoder rows), and the InfoMax terms' isolated share."""
+    head = ("| row | step ms | tokens/s | vs L1 SAE | vs TopK | wr in step | bias fold "
+            "| InfoMax ms (share) |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
     lines = [head]
     for key, row in res["models"].items():
         mode = key.rsplit("/", 1)[1]
@@ -282,12 +306,13 @@ def summary_table(res: dict) -> str:
                if n.endswith(f"/{mode}")}  # fmt: skip
         ratio = [f"{row['tokens_per_s'] / ref[n]['tokens_per_s']:.2f}x" if n in ref else "-"
                  for n in ("standard_sae", "topk_sae")]  # fmt: skip
-        wr = {True: "yes", False: "no"}.get(row.get("wr_in_step"), "-")
+        wr, fold = ({True: "yes", False: "no"}.get(row.get(k), "-")
+                    for k in ("wr_in_step", "bias_fold"))  # fmt: skip
         im = "-"
         if "infomax_ms_isolated" in row:
             im = f"{row['infomax_ms_isolated']:.3f} ({100 * row['infomax_fraction_isolated']:.0f} %)"
         lines.append(f"| {key} | {row['step_ms']:.3f} | {row['tokens_per_s']:,.0f} | "
-                     f"{ratio[0]} | {ratio[1]} | {wr} | {im} |")  # fmt: skip
+                     f"{ratio[0]} | {ratio[1]} | {wr} | {fold} | {im} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -328,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --fused: more sketched rows with other statistics-pass layouts "
                         "(kernels.triton_infomax.STATS), e.g. 256,64s (rows; s: shifted sums); "
                         "/gR: the gradient pass in strips of R rows (kernels.triton_infomax."
-                        "GRAD; 0: one tile per program), e.g. 512s/g256; "
+                        "GRAD; 0: one tile per program), e.g. 512s/g256; /b0: without the bias "
+                        "fold (kernels.infomax.FOLD: the bias in the encoder's matmul, its "
+                        "gradient by autograd), e.g. 256/b0+wr (the v2 step); "
                         "-wr / +wr: without / with the zero-weight wr metric in the step "
                         "(overrides --wr), e.g. 256/g0+wr; +wr alone: the default layouts "
                         "with wr in the step")  # fmt: skip
@@ -383,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                 models[f"encoder+fused_bf16gram[blocks={n}]"] = (
                     *models["encoder+fused"][:2], f"on-bf16gram{n}")  # fmt: skip
         for var in filter(None, args.stats_variants.split(",")):  # more sketched fused rows
+            parse_variant(var)  # a bad one stops the run before any row
             for n in [n for n in models if n.startswith("encoder_sketch") and n.endswith("+fused")]:
                 models[f"{n}[stats={var}]"] = (*models[n][:2], f"on-stats{var}")
     models = {n: m for n, m in models.items() if n not in args.skip.split(",")}
@@ -419,15 +447,14 @@ def main(argv: list[str] | None = None) -> int:
             stats = dict(tk.STATS)
             with_wr, wr_override = wr_setting(fused, args.wr)
             grad = dict(getattr(tk, "GRAD", {}))
-            if fused and fused.startswith("on-stats"):  # e.g. on-stats256s/g0+wr, see --help
-                var, _, grad_rows = (
-                    fused.removeprefix("on-stats").removesuffix("-wr").removesuffix("+wr")
-                    .partition("/g")
-                )  # fmt: skip
-                if var:
-                    tk.STATS.update(rows=int(var.rstrip("s")), shift=var.endswith("s"))
-                if grad_rows:
-                    tk.GRAD.update(rows=int(grad_rows))
+            fold = dict(fused_impl.FOLD)
+            if fused and fused.startswith("on-stats"):  # e.g. on-stats256s/g0/b0+wr, see --help
+                layout, grad_rows, bias = parse_variant(fused.removeprefix("on-stats"))
+                tk.STATS.update(layout)
+                if grad_rows is not None:
+                    tk.GRAD.update(rows=grad_rows)
+                if bias is not None:
+                    fused_impl.FOLD.update(bias=bias)
             with fused_mode((fused or "auto").split("-")[0]):
                 fused_impl.EXACT["gram"] = gram
                 # a wr override changes nothing the isolated terms measure: not repeated
@@ -439,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
             if grad:
                 tk.GRAD.update(grad)
             row["gram_blocks"] = fused_impl.EXACT["blocks"]
+            fused_impl.FOLD.clear()
+            fused_impl.FOLD.update(fold)
             fused_impl.EXACT["blocks"] = blocks
             tk.STATS.clear()
             tk.STATS.update(stats)

@@ -13,7 +13,6 @@ import torch
 
 from implicit_em import losses
 from implicit_em.config import LossConfig
-from implicit_em.kernels import fused_mode
 from implicit_em.models import Encoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -50,28 +49,50 @@ def test_step_computes_wr_only_when_asked(monkeypatch, with_wr):
     assert len(calls) == (3 if with_wr else 0)
 
 
-def test_rows_and_table_say_whether_wr_is_in_the_step(monkeypatch, capsys, tmp_path):
-    """A CPU run: the default row leaves wr out, a +wr variant puts it in, the output says so
-    in a line, in each row's JSON and in the closing table's column."""
+def test_rows_and_table_say_whether_wr_is_in_the_step(capsys, tmp_path):
+    """A CPU run on the fused path (Triton's interpreter): the default row leaves wr out and
+    folds the bias, a +wr variant puts wr in, a /b0 variant keeps the bias out of the
+    kernels; the output says so in a line, in each row's JSON and in the closing table."""
     out = tmp_path / "bench.json"
     args = ["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps", "1",
             "--warmup", "0", "--models", "encoder_sketch,standard_sae", "--probes", "4",
-            "--stats-variants=+wr", "--out", str(out)]  # fmt: skip
-    # variant rows need --fused; the reference path stands in for the kernels (quicker)
-    monkeypatch.setattr(bench_scale, "fused_mode", lambda mode: fused_mode("off"))
-    assert bench_scale.main([*args, "--fused", "--skip", "encoder_sketch4+ref"]) == 0
+            "--fused", "--skip", "encoder_sketch4+ref", "--stats-variants=+wr,256/b0",
+            "--out", str(out)]  # fmt: skip
+    assert bench_scale.main(args) == 0
     text = capsys.readouterr().out
     assert "wr metric (encoder rows unless the row says otherwise): not in the timed step" in text
     res = json.loads(out.read_text())
     assert res["wr"].startswith("not in the timed step")
     rows = res["models"]
-    assert rows["encoder_sketch4+fused/eager"]["wr_in_step"] is False
+    base = rows["encoder_sketch4+fused/eager"]
+    assert base["wr_in_step"] is False and base["bias_fold"] is True
+    assert "infomax_ms_isolated" in base
     assert rows["encoder_sketch4+fused[stats=+wr]/eager"]["wr_in_step"] is True
-    assert "infomax_ms_isolated" in rows["encoder_sketch4+fused/eager"]
-    assert "| encoder_sketch4+fused/eager |" in text and "| wr in step |" in text
-    line = next(s for s in text.splitlines() if s.startswith("| encoder_sketch4+fused[stats=+wr]"))
-    assert line.split("|")[6].strip() == "yes"
-    line = next(s for s in text.splitlines() if s.startswith("| encoder_sketch4+fused/eager"))
-    assert line.split("|")[6].strip() == "no"
-    assert line.split("|")[4].strip().endswith("x")  # vs L1 SAE
+    nofold = rows["encoder_sketch4+fused[stats=256/b0]/eager"]
+    assert nofold["bias_fold"] is False and nofold["wr_in_step"] is False
+    assert nofold["stats_pass"] == {"rows": 256, "shift": False}
+    cells = {s.split("|")[1].strip(): [c.strip() for c in s.split("|")[2:-1]]
+             for s in text.splitlines() if s.startswith("| encoder_sketch4")}  # fmt: skip
+    assert cells["encoder_sketch4+fused/eager"][4:6] == ["no", "yes"]  # wr in step, bias fold
+    assert cells["encoder_sketch4+fused[stats=+wr]/eager"][4:6] == ["yes", "yes"]
+    assert cells["encoder_sketch4+fused[stats=256/b0]/eager"][4:6] == ["no", "no"]
+    assert cells["encoder_sketch4+fused/eager"][2].endswith("x")  # vs L1 SAE
+    from implicit_em.kernels.infomax import FOLD
 
+    assert FOLD == {"bias": True}  # restored after the /b0 row
+
+
+@pytest.mark.parametrize("var,want", [
+    ("512s/g256/b0+wr", ({"rows": 512, "shift": True}, 256, False)),
+    ("+wr", ({}, None, None)), ("256/b1", ({"rows": 256, "shift": False}, None, True)),
+    ("64-wr", ({"rows": 64, "shift": False}, None, None)),
+])  # fmt: skip
+def test_parse_variant(var, want):
+    assert bench_scale.parse_variant(var) == want
+
+
+def test_unknown_variant_option_is_one_line():
+    with pytest.raises(SystemExit, match="cannot read '256/x2'"):
+        bench_scale.main(["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps",
+                          "1", "--warmup", "0", "--models", "encoder_sketch", "--probes", "4",
+                          "--fused", "--stats-variants=256/x2"])  # fmt: skip

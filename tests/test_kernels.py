@@ -562,3 +562,16 @@ def test_grad_pass_broadcasts_one_g(monkeypatch, grad_rows):
     for x, y in zip(one, every, strict=True):
         assert torch.equal(x, y)
     assert one[0].abs().sum() > 0
+
+
+def test_bias_fold_switch(monkeypatch):
+    """`infomax.FOLD["bias"]` False keeps the plain step on the fused sketched path."""
+    from implicit_em.families.encoder import bias_fold
+    from implicit_em.models import Encoder
+
+    model, cfg = Encoder(24, 300).to(DEVICE), LossConfig(tc_probes=8)
+    x = torch.randn(70, 24, device=DEVICE)
+    with fused_mode("on"):
+        assert bias_fold(model, cfg, x)
+        monkeypatch.setitem(fused_impl.FOLD, "bias", False)
+        assert not bias_fold(model, cfg, x)

@@ -22,8 +22,11 @@ def bias_fold(model, loss, x: Tensor) -> bool:
     on the fused path (`kernels.fused_active`), ReLU codes and a bias. Then z0 = W x goes
     to the kernels without b, their statistics pass adds it and their gradient pass sums
     dL/dz over the rows for dL/db (no separate pass over (B, K) for it); values and
-    gradients are those of the plain step (tests/test_kernels.py)."""
-    return (loss.tc_probes is not None and model.activation == "relu"
+    gradients are those of the plain step (tests/test_kernels.py). `kernels.infomax.FOLD`
+    ["bias"] False turns it off."""
+    from implicit_em.kernels.infomax import FOLD
+
+    return (FOLD["bias"] and loss.tc_probes is not None and model.activation == "relu"
             and model.linear.bias is not None and fused_active(x))  # fmt: skip
 
 

@@ -128,6 +128,12 @@ SKINNY = {"backend": "cublas"}
 # (`_GramBlocked`: (blocks + 1) / (2 blocks) of the full product's work; 1: the full Gram).
 EXACT = {"gram": "float32", "blocks": 4}
 
+# The encoder's bias fold on the fused sketched step (`families.encoder.bias_fold`): "bias"
+# True adds b in the statistics pass and sums dL/db in the gradient pass; False keeps the
+# bias in the encoder's matmul and its gradient to autograd (the step of issue 19's rounds
+# 1-3; benchmarks/bench_scale.py's "/b0" rows).
+FOLD = {"bias": True}
+
 
 def _mm(a: Tensor, w: Tensor) -> Tensor:
     """a (B, K) @ w (K, m) in a's dtype, float32 accumulation and result."""
