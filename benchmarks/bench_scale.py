@@ -310,7 +310,8 @@ def summary_table(res: dict) -> str:
                     for k in ("wr_in_step", "bias_fold"))  # fmt: skip
         im = "-"
         if "infomax_ms_isolated" in row:
-            im = f"{row['infomax_ms_isolated']:.3f} ({100 * row['infomax_fraction_isolated']:.0f} %)"
+            share = 100 * row["infomax_fraction_isolated"]
+            im = f"{row['infomax_ms_isolated']:.3f} ({share:.0f} %)"
         lines.append(f"| {key} | {row['step_ms']:.3f} | {row['tokens_per_s']:,.0f} | "
                      f"{ratio[0]} | {ratio[1]} | {wr} | {fold} | {im} |")  # fmt: skip
     return "\n".join(lines)

@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the InfoMax path of the encoders (implicit_em.kernels.fused_mode)")  # fmt: skip
     p.add_argument("--wr", choices=("logged", "step"), default="logged",
                    help="the encoder's wr metric: out of the step ('logged', as "
-                        "distributed.train_steps) or in every step ('step', as train_epoch)")  # fmt: skip
+                        "distributed.train_steps) or in every step ('step', as "
+                        "train_epoch)")  # fmt: skip
     p.add_argument("--bias-fold", choices=("on", "off"), default="on",
                    help="the fused sketched step's bias fold (kernels.infomax.FOLD)")  # fmt: skip
     p.add_argument("--steps", type=int, default=5)

@@ -162,9 +162,10 @@ class _Stats(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_row: Tensor, g_mean: Tensor, g_ss: Tensor) -> Tensor:
         a, row_lse, mean = ctx.saved_tensors
-        return infomax_grad(a, row_lse, -g_row.float().contiguous(),
-                            (g_mean / a.shape[0]).float().contiguous(),
-                            (2 * g_ss).float().contiguous(), mean, None, None, False, False)[0]  # fmt: skip
+        da, _ = infomax_grad(a, row_lse, -g_row.float().contiguous(),
+                             (g_mean / a.shape[0]).float().contiguous(),
+                             (2 * g_ss).float().contiguous(), mean, None, None, False, False)  # fmt: skip
+        return da
 
 
 class _SketchTerms(torch.autograd.Function):
