@@ -26,8 +26,10 @@ def bias_fold(model, loss, x: Tensor) -> bool:
     ["bias"] False turns it off."""
     from implicit_em.kernels.infomax import FOLD
 
+    # x and W both: under the stacked trainer's vmap either may be the batched one
     return (FOLD["bias"] and loss.tc_probes is not None and model.activation == "relu"
-            and model.linear.bias is not None and fused_active(x))  # fmt: skip
+            and model.linear.bias is not None and fused_active(x)
+            and fused_active(model.W))  # fmt: skip
 
 
 class EncoderFamily(Family):
