@@ -112,6 +112,45 @@ def measure_pieces(dtype: torch.dtype, args) -> dict:
     return row
 
 
+def measure_fold(dtype: torch.dtype, args) -> dict:
+    """Graph-replayed times (ms) of what the bias fold changes (issue 19, round 6): the
+    statistics pass on z with and without adding the bias (default layout and 512 shifted),
+    the gradient pass with and without its column-sum partials (+ their sum), and the
+    separate bias-gradient pass it replaces (dz summed over rows into float32)."""
+    from implicit_em.kernels import triton_infomax as tk
+
+    B, K, m = args.B, args.K, args.probes
+    z = torch.randn(B, K, device=DEVICE).to(dtype)
+    bias = 0.1 * torch.randn(K, device=DEVICE)
+    row: dict = {}
+    saved = dict(tk.STATS)
+    for layout in ({}, {"rows": 512, "shift": True}):
+        tk.STATS.update(layout)
+        tag = f"{tk.STATS['rows']}{'s' if tk.STATS['shift'] else ''}"
+        row[f"relu_stats_{tag}"] = graph_ms(lambda: tk.stats_partials(z, relu=True), args.steps)
+        row[f"relu_stats_{tag}_bias"] = graph_ms(
+            lambda: tk.stats_partials(z, relu=True, bias=bias), args.steps
+        )
+        tk.STATS.clear()
+        tk.STATS.update(saved)
+    a = torch.relu(z)
+    _, row_lse, mean, _ = fused_impl.combine_stats(a)
+    g, al, be = torch.tensor(-1.0, device=DEVICE), mean.clone(), mean.clone()
+    low = torch.randn(B, 2 * m, device=DEVICE).to(dtype)
+    high = torch.randn(K, 2 * m, device=DEVICE).to(dtype)
+    row["grad"] = graph_ms(lambda: tk.grad(a, row_lse, g, al, be, mean, low, high, True),
+                           args.steps)  # fmt: skip
+    row["grad_colsum"] = graph_ms(
+        lambda: tk.grad(a, row_lse, g, al, be, mean, low, high, True, colsum=True), args.steps
+    )
+    row["grad_rows_g"] = graph_ms(  # g expanded to (B,): the kernel's per-row read
+        lambda: tk.grad(a, row_lse, g.expand(B).contiguous(), al, be, mean, low, high, True),
+        args.steps,
+    )
+    row["bias_grad_pass"] = graph_ms(lambda: a.sum(dim=0, dtype=torch.float32), args.steps)
+    return row
+
+
 def measure_dtype(dtype: torch.dtype, args, copy_gb_per_s: float) -> dict:
     """Times (ms) of each piece on codes of one dtype."""
     from implicit_em.kernels import triton_infomax as tk
@@ -240,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eager", action="store_true", help="also time the terms without compile")
     p.add_argument("--pieces", action="store_true",
                    help="only the kernels, each layout and tile configuration, graph-replayed")  # fmt: skip
+    p.add_argument("--fold", action="store_true",
+                   help="only what the bias fold changes (measure_fold), graph-replayed")  # fmt: skip
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -254,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     t_copy = timed_ms(lambda: dst.copy_(src), args.steps)
     res["copy_gb_per_s"] = 2 * src.numel() / t_copy / 1e6  # read + write
     for name in args.dtypes.split(","):
+        if args.fold:
+            row = measure_fold(getattr(torch, name), args)
+            res[f"{name}_fold_graph_replayed"] = row
+            print(name, json.dumps(row, indent=1), flush=True)
+            continue
         if args.pieces:
             row = measure_pieces(getattr(torch, name), args)
             res[f"{name}_graph_replayed"] = row

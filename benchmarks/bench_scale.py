@@ -23,6 +23,13 @@ alone, run as plain torch.matmul calls of the same shapes and dtypes (`matmul_bo
 --skip leaves rows out by name (e.g. encoder+ref); --stats-variants adds sketched rows with
 other layouts of the statistics pass.
 
+The encoder's wr metric (paper Eq. 8, weight 0 by default, computed under no_grad): --wr
+logged (default) leaves it out of the timed step, as the scale trainer runs it
+(`distributed.train_steps` computes it only on the steps it logs, outside the step); --wr step
+computes it in every step, as `train_epoch` does (it logs each epoch's mean of every step's
+wr; the rows of the issue-19 rounds 1-3). Every encoder row says which (`wr_in_step`, and a
+"wr in step" column of the closing table); a variant ending in +wr or -wr overrides it.
+
 Matmul FLOPs counted (2 m n k each; elementwise work not counted):
   Encoder: linear fwd + grad W = 4BDK; Gram U U^T fwd + its one-matmul bwd = 4 B^2 K (B < K).
   TopKSAE: encoder fwd + grad W + grad x (b_dec) = 6BDK; dense decode fwd + bwd = 6BDK;
@@ -39,6 +46,7 @@ import time
 import torch
 
 from implicit_em.config import LossConfig
+from implicit_em.families.encoder import bias_fold
 from implicit_em.kernels import fused_active, fused_mode
 from implicit_em.kernels import infomax as fused_impl
 from implicit_em.losses import (
@@ -223,6 +231,7 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
     if kind == "encoder":
         row["infomax_path"] = "fused" if fused else "reference"
         row["wr_in_step"] = with_wr  # the wr metric computed in each step
+        row["bias_fold"] = bias_fold(model, loss, x_batches[0])  # the step's choice
     if kind == "encoder" and isolated:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             a = model(x_batches[0])[0].detach()
@@ -244,6 +253,68 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
             row["penalty_fraction_by_difference"] = (t - t_lse) / t
     del model
     return row
+
+
+WR_LINES = {
+    "logged": "not in the timed step (computed only on logged steps, outside the step, as "
+              "distributed.train_steps does)",
+    "step": "computed in every timed step (as train_epoch does)",
+}  # fmt: skip
+
+
+def wr_setting(fused: str | None, default: str) -> tuple[bool, bool]:
+    """(wr computed in the timed step, whether the row's variant chose it) for a row's fused
+    tag (e.g. "on-stats512s+wr") and --wr's value ("logged" or "step")."""
+    for suffix, inside in (("-wr", False), ("+wr", True)):
+        if fused and fused.endswith(suffix):
+            return inside, True
+    return default == "step", False
+
+
+def parse_variant(var: str) -> tuple[dict, int | None, bool | None]:
+    """(statistics layout for `triton_infomax.STATS` ({} = the default), gradient strip rows
+    or None, bias fold or None) of a --stats-variants entry such as "512s/g256/b0+wr" (the
+    wr suffix is `wr_setting`'s). SystemExit with one line on an unknown part."""
+    layout, *opts = var.removesuffix("-wr").removesuffix("+wr").split("/")
+    stats, grad_rows, bias = {}, None, None
+    try:
+        if layout:
+            stats = {"rows": int(layout.removesuffix("s")), "shift": layout.endswith("s")}
+        for opt in opts:
+            if opt in ("b0", "b1"):
+                bias = opt == "b1"
+            elif opt.startswith("g"):
+                grad_rows = int(opt[1:])
+            else:
+                raise ValueError(opt)
+    except ValueError:
+        raise SystemExit(f"--stats-variants: cannot read {var!r}: write LAYOUT[/gR][/b0|/b1]"
+                         "[+wr|-wr], e.g. 512s/g256/b0+wr") from None  # fmt: skip
+    return stats, grad_rows, bias
+
+
+def summary_table(res: dict) -> str:
+    """A Markdown table of the rows: step ms, tokens/s, the ratio to the L1 SAE (standard_sae)
+    and the TopK SAE of the same compile mode, whether the wr metric ran in the step and the
+    bias fold was taken (encoder rows), and the InfoMax terms' isolated share."""
+    head = ("| row | step ms | tokens/s | vs L1 SAE | vs TopK | wr in step | bias fold "
+            "| InfoMax ms (share) |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    lines = [head]
+    for key, row in res["models"].items():
+        mode = key.rsplit("/", 1)[1]
+        ref = {n.split("/")[0].split("_k")[0]: r for n, r in res["models"].items()
+               if n.endswith(f"/{mode}")}  # fmt: skip
+        ratio = [f"{row['tokens_per_s'] / ref[n]['tokens_per_s']:.2f}x" if n in ref else "-"
+                 for n in ("standard_sae", "topk_sae")]  # fmt: skip
+        wr, fold = ({True: "yes", False: "no"}.get(row.get(k), "-")
+                    for k in ("wr_in_step", "bias_fold"))  # fmt: skip
+        im = "-"
+        if "infomax_ms_isolated" in row:
+            share = 100 * row["infomax_fraction_isolated"]
+            im = f"{row['infomax_ms_isolated']:.3f} ({share:.0f} %)"
+        lines.append(f"| {key} | {row['step_ms']:.3f} | {row['tokens_per_s']:,.0f} | "
+                     f"{ratio[0]} | {ratio[1]} | {wr} | {fold} | {im} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,15 +345,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gram-blocks-variants", default="",
                    help="with --bf16-gram: more bf16-Gram rows with other numbers of row "
                         "blocks (kernels.infomax.EXACT['blocks']), e.g. 1 (the full Gram)")  # fmt: skip
+    p.add_argument("--wr", choices=("logged", "step"), default="logged",
+                   help="the encoder's zero-weight wr metric: 'logged' leaves it out of the "
+                        "timed step (distributed.train_steps computes it only on logged steps), "
+                        "'step' computes it in every step (train_epoch)")  # fmt: skip
     p.add_argument("--skip", default="", help="comma-separated row names to leave out")
     p.add_argument("--stats-variants", default="",
                    help="with --fused: more sketched rows with other statistics-pass layouts "
                         "(kernels.triton_infomax.STATS), e.g. 256,64s (rows; s: shifted sums); "
                         "/gR: the gradient pass in strips of R rows (kernels.triton_infomax."
-                        "GRAD; 0: one tile per program), e.g. 512s/g256; "
-                        "-wr: without the zero-weight wr metric in the step (as "
-                        "distributed.train_steps between the steps it logs), e.g. 256/g0-wr; "
-                        "-wr alone: the default layouts")  # fmt: skip
+                        "GRAD; 0: one tile per program), e.g. 512s/g256; /b0: without the bias "
+                        "fold (kernels.infomax.FOLD: the bias in the encoder's matmul, its "
+                        "gradient by autograd), e.g. 256/b0+wr (the v2 step); "
+                        "-wr / +wr: without / with the zero-weight wr metric in the step "
+                        "(overrides --wr), e.g. 256/g0+wr; +wr alone: the default layouts "
+                        "with wr in the step")  # fmt: skip
     p.add_argument(
         "--models",
         default=None,
@@ -334,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                 models[f"encoder+fused_bf16gram[blocks={n}]"] = (
                     *models["encoder+fused"][:2], f"on-bf16gram{n}")  # fmt: skip
         for var in filter(None, args.stats_variants.split(",")):  # more sketched fused rows
+            parse_variant(var)  # a bad one stops the run before any row
             for n in [n for n in models if n.startswith("encoder_sketch") and n.endswith("+fused")]:
                 models[f"{n}[stats={var}]"] = (*models[n][:2], f"on-stats{var}")
     models = {n: m for n, m in models.items() if n not in args.skip.split(",")}
@@ -355,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         "matmul_tflops": mm_tflops,
         "models": {},
     }
+    res["wr"] = WR_LINES[args.wr]
+    print(f"wr metric (encoder rows unless the row says otherwise): {res['wr']}", flush=True)
     modes = {"eager": None, "compiled": args.compile_mode}
     if args.compile != "both":
         modes = {args.compile: modes[args.compile]}
@@ -366,26 +446,29 @@ def main(argv: list[str] | None = None) -> int:
                 fused_impl.EXACT["blocks"] = int(fused.removeprefix("on-bf16gram"))
             tk = _triton_kernels()
             stats = dict(tk.STATS)
-            with_wr = not (fused and fused.endswith("-wr"))
+            with_wr, wr_override = wr_setting(fused, args.wr)
             grad = dict(getattr(tk, "GRAD", {}))
-            if fused and fused.startswith("on-stats"):  # e.g. on-stats256s/g0-wr, see --help
-                var, _, grad_rows = (
-                    fused.removeprefix("on-stats").removesuffix("-wr").partition("/g")
-                )
-                if var:
-                    tk.STATS.update(rows=int(var.rstrip("s")), shift=var.endswith("s"))
-                if grad_rows:
-                    tk.GRAD.update(rows=int(grad_rows))
+            fold = dict(fused_impl.FOLD)
+            if fused and fused.startswith("on-stats"):  # e.g. on-stats256s/g0/b0+wr, see --help
+                layout, grad_rows, bias = parse_variant(fused.removeprefix("on-stats"))
+                tk.STATS.update(layout)
+                if grad_rows is not None:
+                    tk.GRAD.update(rows=grad_rows)
+                if bias is not None:
+                    fused_impl.FOLD.update(bias=bias)
             with fused_mode((fused or "auto").split("-")[0]):
                 fused_impl.EXACT["gram"] = gram
+                # a wr override changes nothing the isolated terms measure: not repeated
                 row = measure(build, loss, comp, args, x_batches, amp, device, with_wr,
-                              isolated=with_wr)  # fmt: skip
+                              isolated=not wr_override)  # fmt: skip
                 fused_impl.EXACT["gram"] = "float32"
             row["exact_gram"], row["stats_pass"] = gram, dict(tk.STATS)
             row["grad_pass"] = dict(getattr(tk, "GRAD", {}))
             if grad:
                 tk.GRAD.update(grad)
             row["gram_blocks"] = fused_impl.EXACT["blocks"]
+            fused_impl.FOLD.clear()
+            fused_impl.FOLD.update(fold)
             fused_impl.EXACT["blocks"] = blocks
             tk.STATS.clear()
             tk.STATS.update(stats)
@@ -401,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
                 if n.endswith(f"/{mode}") and not n.startswith("encoder")
             }
     print(json.dumps(res, indent=1))
+    print(summary_table(res))
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(res, fh, indent=1)

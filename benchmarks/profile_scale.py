@@ -16,6 +16,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from implicit_em.config import LossConfig
 from implicit_em.kernels import set_fused_mode
+from implicit_em.kernels.infomax import FOLD
 from implicit_em.models import Encoder, StandardSAE, TopKSAE
 
 
@@ -32,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile-mode", default="default", help="torch.compile mode with --compile")
     p.add_argument("--fused", choices=("auto", "on", "off"), default="auto",
                    help="the InfoMax path of the encoders (implicit_em.kernels.fused_mode)")  # fmt: skip
+    p.add_argument("--wr", choices=("logged", "step"), default="logged",
+                   help="the encoder's wr metric: out of the step ('logged', as "
+                        "distributed.train_steps) or in every step ('step', as "
+                        "train_epoch)")  # fmt: skip
+    p.add_argument("--bias-fold", choices=("on", "off"), default="on",
+                   help="the fused sketched step's bias fold (kernels.infomax.FOLD)")  # fmt: skip
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--rows", type=int, default=25)
     args = p.parse_args(argv)
@@ -46,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         args.model, lambda: Encoder(D, K)
     )().to(device)
     set_fused_mode(args.fused)  # read when the step is traced
+    FOLD.update(bias=args.bias_fold == "on")
     step = make_step(model, x, loss, args.amp == "bf16", lse_only=args.model == "encoder_lse",
-                     compile=args.compile_mode if args.compile else None)  # fmt: skip
+                     compile=args.compile_mode if args.compile else None,
+                     with_wr=args.wr == "step")  # fmt: skip
+    print(f"wr metric: {'in' if args.wr == 'step' else 'not in'} the profiled step; "
+          f"bias fold {args.bias_fold} (taken on the fused sketched step only)")
     for _ in range(5):
         step()
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])

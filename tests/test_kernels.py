@@ -392,3 +392,186 @@ def test_looped_gradient_pass_matches_reference(monkeypatch, grad_rows, b, k, m)
         (gr,) = torch.autograd.grad(sum(w * t for w, t in zip(WEIGHTS, tr, strict=True)), zr)
         torch.testing.assert_close(torch.stack(tf), torch.stack(tr), rtol=1e-5, atol=0.0)
         assert (gf - gr).abs().max() / gr.abs().max() < 1e-5
+
+
+def preact_and_bias(b: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """z0 (B, K) and b (K,) with z = z0 + b: a dead unit (z < 0 throughout, b pushing it
+    down), a constant one (z0 constant, a = 0.75 + 0.75), a unit alive only through b."""
+    g = torch.Generator().manual_seed(5)
+    z0 = torch.randn(b, k, generator=g)
+    z0[:, 0] += 0.8 * z0[:, 1]
+    bias = 0.3 * torch.randn(k, generator=g)
+    z0[:, 4], bias[4] = 0.5 * torch.rand(b, generator=g), -2.0  # dead: z < 0
+    z0[:, 6], bias[6] = 0.75, 0.75  # constant: a = 1.5
+    z0[:, 8], bias[8] = -0.5 * torch.rand(b, generator=g), 1.0  # alive through b only
+    return z0.to(DEVICE), bias.to(DEVICE)
+
+
+def fold_grads(z0: torch.Tensor, bias: torch.Tensor, v: torch.Tensor, fused: bool):
+    """Terms and (dL/dz0, dL/db): fused with the bias fold, or the reference through
+    autograd's add and ReLU."""
+    z = z0.clone().requires_grad_(True)
+    b = bias.clone().requires_grad_(True)
+    a = torch.relu(z + b.to(z.dtype))
+    out = infomax_terms(a, v, 1e-6, fused=fused, preact=z if fused else None,
+                        bias=b if fused else None)  # fmt: skip
+    gz, gb = torch.autograd.grad(sum(w * t for w, t in zip(WEIGHTS, out, strict=True)), (z, b))
+    return torch.stack([t.detach() for t in out]), gz, gb
+
+
+@pytest.mark.parametrize("grad_rows", [0, 32])
+@pytest.mark.parametrize("b,k,m", [(70, 300, 8), (300, 130, 4), (64, 128, 8)])
+def test_bias_fold_matches_reference(monkeypatch, grad_rows, b, k, m):
+    """preact z0 and bias b (a = ReLU(z0 + b)): the statistics pass adds b, the gradient pass
+    writes dL/dz0 and the column partials summed into dL/db. Values, dL/dz0 and dL/db match
+    the reference through autograd to 1e-5 relative in float32, with dead, constant and
+    bias-only units, B and K not multiples of any tile; both gradient kernels."""
+    from implicit_em.kernels import triton_infomax as tk
+
+    monkeypatch.setitem(tk.GRAD, "rows", grad_rows)
+    z0, bias = preact_and_bias(b, k)
+    v = probes(k, m)
+    val_f, gz_f, gb_f = fold_grads(z0, bias, v, fused=True)
+    val_r, gz_r, gb_r = fold_grads(z0, bias, v, fused=False)
+    torch.testing.assert_close(val_f, val_r, rtol=1e-5, atol=0.0)
+    assert (gz_f - gz_r).abs().max() / gz_r.abs().max() < 1e-5
+    assert (gb_f - gb_r).abs().max() / gb_r.abs().max() < 1e-5
+    assert gb_f.dtype == torch.float32 and gb_f.shape == (k,)
+    assert gb_f[4] == 0 and (gz_f[:, 4] == 0).all()  # the dead unit gets nothing
+    assert (gz_f[(z0 + bias) <= 0] == 0).all()
+
+
+def test_bias_fold_codes_match_torch_rounding_in_bf16():
+    """The codes the bf16 statistics pass writes are exactly torch's relu(z0 + b.to(bf16)),
+    and its partials those of those codes (the pass rounds z0 + b as autocast's step does)."""
+    from implicit_em.kernels import triton_infomax as tk
+
+    z0, bias = preact_and_bias(300, 260)
+    z0 = z0.to(torch.bfloat16)
+    want = torch.relu(z0 + bias.to(torch.bfloat16))
+    for cfg in tk.STATS_CONFIGS:
+        got = tk.stats_partials(z0, relu=True, config=cfg, bias=bias)
+        assert torch.equal(got[0], want)
+        ref = tk.stats_partials(want, relu=True, config=cfg)
+        for x, y in zip(got[1:], ref[1:], strict=True):
+            torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_grad_pass_column_sums_every_config(monkeypatch, dtype):
+    """The gradient pass's column sums (colsum=True), for every tile configuration of both
+    kernels: the output's own column sums (of the values as written) to float32 round-off,
+    and the output unchanged by asking for them."""
+    from implicit_em.kernels import triton_infomax as tk
+
+    z = preact_and_codes(300, 260).to(dtype)
+    _, row_lse, mean, _ = fused_impl.combine_stats(torch.relu(z))
+    g = torch.linspace(-1, 1, 300, device=DEVICE)
+    low = torch.randn(300, 12, device=DEVICE).to(dtype)
+    high = torch.randn(260, 12, device=DEVICE).to(dtype)
+    args = (z, row_lse, g, mean * 0.3, mean - 0.5, mean, low, high, True)
+    for rows, configs in ((0, tk.GRAD_CONFIGS), (64, tk.GRAD_LOOP_CONFIGS)):
+        monkeypatch.setitem(tk.GRAD, "rows", rows)
+        for cfg in configs:
+            plain = tk.grad(*args, config=cfg)
+            out, sums = tk.grad(*args, config=cfg, colsum=True)
+            assert torch.equal(out, plain)
+            want = out.double().sum(dim=0).float()
+            torch.testing.assert_close(sums, want, rtol=1e-5, atol=1e-5)
+
+
+def test_bias_fold_rejects_bias_without_preact_or_of_wrong_shape():
+    z0, bias = preact_and_bias(70, 300)
+    a = torch.relu(z0 + bias)
+    with pytest.raises(ValueError, match="pass both or neither"):
+        infomax_terms(a, probes(300, 8), 1e-6, fused=True, bias=bias)
+    with pytest.raises(ValueError, match="must be \\(K,\\)"):
+        infomax_terms(a, probes(300, 8), 1e-6, fused=True, preact=z0, bias=bias[:10])
+
+
+def test_bias_fold_traces_under_torch_compile():
+    z0, bias = preact_and_bias(70, 300)
+    v = probes(300, 8)
+
+    def objective(z, b):
+        out = infomax_terms(torch.relu(z + b), v, 1e-6, fused=True, preact=z, bias=b)
+        return sum(w * t for w, t in zip(WEIGHTS, out, strict=True))
+
+    compiled = torch.compile(objective, backend="aot_eager", fullgraph=True)
+    grads = []
+    for fn in (compiled, objective):
+        z, b = z0.clone().requires_grad_(True), bias.clone().requires_grad_(True)
+        grads.append(torch.autograd.grad(fn(z, b), (z, b)))
+    for gc, ge in zip(*grads, strict=True):
+        torch.testing.assert_close(gc, ge, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("centre", [False, True])
+def test_encoder_family_folds_the_bias_on_the_fused_sketch(monkeypatch, centre):
+    """The family takes the bias fold exactly on the fused sketched path (`bias_fold`), and
+    the step's parameter gradients (W and b) and terms match the reference step's to 1e-5,
+    with centred inputs too (the input mean estimated in the same step)."""
+    from implicit_em.families import encoder as fam
+    from implicit_em.models import Encoder
+    from implicit_em.train.loop import loss_terms, term_weights
+
+    folds = []
+    real = fam.bias_fold
+    monkeypatch.setattr(fam, "bias_fold", lambda *a: folds.append(real(*a)) or folds[-1])
+    cfg = LossConfig(tc_probes=8)
+    weights = term_weights("encoder", cfg, 300)
+    x = torch.randn(70, 24, device=DEVICE) + 0.5
+    results = []
+    for mode in ("on", "off"):
+        torch.manual_seed(0)
+        model = Encoder(24, 300, centre=centre).to(DEVICE)
+        torch.manual_seed(1)  # the same probes
+        with fused_mode(mode):
+            terms = loss_terms(model, x, cfg)
+        sum(weights[k] * terms[k] for k in weights).backward()
+        results.append(([p.grad.clone() for p in model.parameters()],
+                        torch.stack([terms[k].detach() for k in ("lse", "var", "tc")]),
+                        terms["a"].detach()))  # fmt: skip
+    assert folds == [True, False]
+    (gf, vf, af), (gr, vr, ar) = results
+    assert [g.shape for g in gf] == [(300, 24), (300,)]
+    for a, b in zip(gf, gr, strict=True):
+        assert (a - b).abs().max() / b.abs().max() < 1e-5
+    torch.testing.assert_close(vf, vr, rtol=1e-5, atol=0.0)
+    torch.testing.assert_close(af, ar, rtol=1e-5, atol=1e-6)
+    with fused_mode("on"):
+        model = Encoder(24, 300).to(DEVICE)
+        assert not real(model, LossConfig(), x)  # the exact penalty keeps the plain step
+        assert not real(Encoder(24, 300, "softplus").to(DEVICE), cfg, x)
+
+
+@pytest.mark.parametrize("grad_rows", [0, 64])
+def test_grad_pass_broadcasts_one_g(monkeypatch, grad_rows):
+    """A 0-dim g (the sketched terms' one LSE weight for every row, read by the kernel, not
+    expanded to (B,) first) gives exactly the output of g expanded to every row."""
+    from implicit_em.kernels import triton_infomax as tk
+
+    monkeypatch.setitem(tk.GRAD, "rows", grad_rows)
+    z = preact_and_codes(300, 260)
+    _, row_lse, mean, _ = fused_impl.combine_stats(torch.relu(z))
+    low, high = torch.randn(300, 12, device=DEVICE), torch.randn(260, 12, device=DEVICE)
+    g = torch.tensor(-0.7, device=DEVICE)
+    rest = (mean * 0.3, mean - 0.5, mean, low, high, True)
+    one = tk.grad(z, row_lse, g, *rest, colsum=True)
+    every = tk.grad(z, row_lse, g.expand(300).contiguous(), *rest, colsum=True)
+    for x, y in zip(one, every, strict=True):
+        assert torch.equal(x, y)
+    assert one[0].abs().sum() > 0
+
+
+def test_bias_fold_switch(monkeypatch):
+    """`infomax.FOLD["bias"]` False keeps the plain step on the fused sketched path."""
+    from implicit_em.families.encoder import bias_fold
+    from implicit_em.models import Encoder
+
+    model, cfg = Encoder(24, 300).to(DEVICE), LossConfig(tc_probes=8)
+    x = torch.randn(70, 24, device=DEVICE)
+    with fused_mode("on"):
+        assert bias_fold(model, cfg, x)
+        monkeypatch.setitem(fused_impl.FOLD, "bias", False)
+        assert not bias_fold(model, cfg, x)

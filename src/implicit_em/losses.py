@@ -201,7 +201,7 @@ class LossWeights(Protocol):
 
 def infomax_terms(
     a: Tensor, probes: Tensor | None = None, variance_eps: float = 1e-6,
-    fused: bool | None = None, preact: Tensor | None = None,
+    fused: bool | None = None, preact: Tensor | None = None, bias: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """Unweighted (lse, var, tc) of codes a (B, K), B >= 2: -sum_i logsumexp_j(-a_ij) (paper
     Eq. 3), the variance barrier and the decorrelation penalty (Eq. 7; sketched with probes
@@ -210,14 +210,17 @@ def infomax_terms(
     mode of `kernels.set_fused_mode`). a may be float32 or bfloat16 on the fused path (read as
     float32); dL/da has a's dtype. preact: optionally z (B, K) with a = relu(z), same dtype;
     the fused sketched path then sends the gradient to z itself (ReLU's backward folded into
-    its kernel); every other path ignores it. Same values and gradients either way.
+    its kernel); every other path ignores it. bias: optionally b (K,) with preact = z0 and
+    a = relu(z0 + b.to(z0.dtype)): the fused sketched path adds b in its statistics pass and
+    returns dL/db from its gradient pass (the bias fold); every other path ignores it (a
+    carries the gradient to z0 and b). Same values and gradients either way.
     """
     from implicit_em.kernels import fused_active
 
     if fused_active(a, fused):
         from implicit_em.kernels.infomax import fused_terms
 
-        return fused_terms(a, probes, variance_eps, preact)
+        return fused_terms(a, probes, variance_eps, preact, bias)
     return infomax_reference(a.float() if a.dtype == torch.bfloat16 else a, probes, variance_eps)
 
 
@@ -275,6 +278,7 @@ def combined_loss(
     responsibilities: bool = True,
     preact: Tensor | None = None,
     with_wr: bool = True,
+    bias: Tensor | None = None,
 ) -> dict:
     """L = w_lse L_LSE + w_var L_var + w_tc L_tc + w_wr L_wr (paper Eqs. 7 and 8).
 
@@ -286,7 +290,8 @@ def combined_loss(
     `responsibilities` (B, K) (left out when responsibilities=False, which saves a pass over
     a in the training loop). Terms whose lambda is zero are still reported (wr computed
     without gradient). probes (K, m): estimate tc with `sketched_correlation_loss`.
-    preact: z with a = relu(z), passed to `infomax_terms` (the fused kernels' ReLU fold).
+    preact: z with a = relu(z), passed to `infomax_terms` (the fused kernels' ReLU fold);
+    with bias b (K,), preact is z0 and a = relu(z0 + b) (the fused kernels' bias fold).
     with_wr=False leaves wr out of the dict when lambda_wr is zero (a metric of W alone, for
     callers that report it only now and then).
     """
@@ -302,7 +307,7 @@ def combined_loss(
     weights = loss_weights(cfg, a.shape[1])
     if validate and probes is not None:
         check_probes(a, probes)
-    lse, var, tc = infomax_terms(a, probes, cfg.variance_eps, preact=preact)
+    lse, var, tc = infomax_terms(a, probes, cfg.variance_eps, preact=preact, bias=bias)
     total = weights["lse"] * lse + weights["var"] * var + weights["tc"] * tc
     out = {"total": total, "lse": lse, "var": var, "tc": tc}
     if cfg.lambda_wr:

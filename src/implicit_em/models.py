@@ -153,6 +153,14 @@ class Encoder(_LinearRows, _Centring, nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         return self.forward(x)[0]
 
+    def preact_parts(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(z0 (B, K), b (K,)) with z = z0 + b the pre-activations of `forward` (which it
+        replaces in a training step: it folds x into the input mean the same way): z0 =
+        W (x - x_mean) without the bias, for the fused kernels' bias fold (the bias added in
+        their statistics pass, its gradient summed in their gradient pass)."""
+        self.observe_mean_(x)
+        return F.linear(self.centred(x), self.W), self.b
+
 
 class _SAEWeights(_Centring):
     """Read-outs shared by the encoder-decoder SAEs (the authors' API)."""

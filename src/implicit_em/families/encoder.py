@@ -17,6 +17,21 @@ from implicit_em.losses import combined_loss, correlation_probes, loss_weights
 from implicit_em.models import Encoder
 
 
+def bias_fold(model, loss, x: Tensor) -> bool:
+    """Whether the step folds the encoder's bias into the fused kernels: the sketched penalty
+    on the fused path (`kernels.fused_active`), ReLU codes and a bias. Then z0 = W x goes
+    to the kernels without b, their statistics pass adds it and their gradient pass sums
+    dL/dz over the rows for dL/db (no separate pass over (B, K) for it); values and
+    gradients are those of the plain step (tests/test_kernels.py). `kernels.infomax.FOLD`
+    ["bias"] False turns it off."""
+    from implicit_em.kernels.infomax import FOLD
+
+    # x and W both: under the stacked trainer's vmap either may be the batched one
+    return (FOLD["bias"] and loss.tc_probes is not None and model.activation == "relu"
+            and model.linear.bias is not None and fused_active(x)
+            and fused_active(model.W))  # fmt: skip
+
+
 class EncoderFamily(Family):
     name = "encoder"
     model_class = Encoder
@@ -37,6 +52,16 @@ class EncoderFamily(Family):
         return loss_weights(loss, k)  # the lambdas rescaled from loss.reference_k to K
 
     def loss_terms(self, model, x, loss, dead=None, amp=False, with_wr=True):
+        if bias_fold(model, loss, x):  # the fused sketch adds b and sums dL/db itself
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                z0, b = model.preact_parts(x)  # (B, K), (K,) float32
+            # the codes as forward computes them, for the caller (the kernels do not read
+            # them: under torch.compile this is dead code unless the caller uses terms["a"])
+            a = torch.relu(z0 + b.to(z0.dtype))
+            terms, a = self.terms_from_outputs(model, x, (a, z0), loss, dead, amp,
+                                               with_wr=with_wr, bias=b)  # fmt: skip
+            terms["a"] = a
+            return terms
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
             a, z = model(x)  # (B, K) each
         # The fused InfoMax kernels (`implicit_em.kernels`) read bf16 codes and accumulate in
@@ -48,7 +73,9 @@ class EncoderFamily(Family):
         terms["a"] = a
         return terms
 
-    def terms_from_outputs(self, model, x, out, loss, dead=None, amp=False, with_wr=True):
+    def terms_from_outputs(self, model, x, out, loss, dead=None, amp=False, with_wr=True,
+                           bias=None):  # fmt: skip
+        """bias: b (K,) when out's z is z0 = z - b (the bias fold, `bias_fold`)."""
         a, z = out  # (B, K) each
         # lambda_wr only decides whether wr carries gradient; weights are applied by the caller.
         probes = None
@@ -57,7 +84,8 @@ class EncoderFamily(Family):
         # a = relu(z): the fused kernels then write dL/dz themselves (no separate ReLU backward)
         preact = z if model.activation == "relu" and z.dtype == a.dtype else None
         terms = combined_loss(a, model.W, loss, validate=False, probes=probes,
-                              responsibilities=False, preact=preact, with_wr=with_wr)  # fmt: skip
+                              responsibilities=False, preact=preact, with_wr=with_wr,
+                              bias=bias if preact is not None else None)  # fmt: skip
         terms.pop("total")
         return terms, a
 

@@ -48,26 +48,32 @@ def _(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 @torch.library.custom_op("implicit_em::infomax_relu_stats", mutates_args=())
-def infomax_relu_stats(z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """`infomax_stats` of a = ReLU(z), with a (B, K) itself (z's dtype) written in the pass."""
-    return _kernels().stats_partials(z, relu=True)
+def infomax_relu_stats(
+    z: Tensor, bias: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """`infomax_stats` of a = ReLU(z), with a (B, K) itself (z's dtype) written in the pass;
+    with bias (K,) float32, of a = ReLU(z + bias) (bias rounded to z's dtype, as autocast)."""
+    return _kernels().stats_partials(z, relu=True, bias=bias)
 
 
 @infomax_relu_stats.register_fake
-def _(z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _(z: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     return (torch.empty_like(z, memory_format=torch.contiguous_format), *infomax_stats(z))
 
 
-def combine_stats(a: Tensor, relu: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def combine_stats(
+    a: Tensor, relu: bool = False, bias: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(codes (B, K), row_lse (B,), mean (K,), ss (K,)) of a (B, K), float32, from one fused
     pass: row_lse_i = logsumexp_j(-a_ij); each column's mean and centred sum of squares,
     merged over row chunks by Chan, Golub and LeVeque's update (their 1979 pairwise
-    variance). codes is a itself, or with relu (a holding z) ReLU(z), written by the pass."""
+    variance). codes is a itself, or with relu (a holding z) ReLU(z), written by the pass;
+    with relu and bias (K,), ReLU(a + bias) (a holding z0, the pre-activation without b)."""
     from implicit_em.kernels.triton_infomax import STATS
 
     b, rows = a.shape[0], STATS["rows"]
     if relu:
-        a, rmax, rsum, cmean, cm2 = infomax_relu_stats(a)
+        a, rmax, rsum, cmean, cm2 = infomax_relu_stats(a, bias)
     else:
         rmax, rsum, cmean, cm2 = infomax_stats(a)  # (nK, B) x 2, (nC, K) x 2
     top = rmax.amax(dim=0)  # (B,)
@@ -82,17 +88,21 @@ def combine_stats(a: Tensor, relu: bool = False) -> tuple[Tensor, Tensor, Tensor
 @torch.library.custom_op("implicit_em::infomax_grad", mutates_args=())
 def infomax_grad(
     a: Tensor, row_lse: Tensor, g: Tensor, alpha: Tensor, beta: Tensor, mean: Tensor,
-    low: Tensor | None, high: Tensor | None, relu: bool,
-) -> Tensor:  # fmt: skip
-    """(B, K) in a's dtype: g_i softmax(-a)_ij + alpha_j + beta_j (a_ij - mean_j)
-    + (low high^T)_ij, with low (B, r), high (K, r) in a's dtype (or both None), formed per
-    tile in the kernel; with relu, times [a_ij > 0] (the gradient of z for a = ReLU(z))."""
-    return _kernels().grad(a, row_lse, g, alpha, beta, mean, low, high, relu)
+    low: Tensor | None, high: Tensor | None, relu: bool, colsum: bool,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """(out (B, K) in a's dtype, its column sums (K,) float32 or an empty (0,) tensor without
+    colsum): out = g_i softmax(-a)_ij + alpha_j + beta_j (a_ij - mean_j) + (low high^T)_ij,
+    with low (B, r), high (K, r) in a's dtype (or both None), formed per tile in the kernel;
+    with relu, times [a_ij > 0] (the gradient of z for a = ReLU(z)). The column sums (the
+    bias gradient of the bias fold) come from per-program partials of the same pass."""
+    out = _kernels().grad(a, row_lse, g, alpha, beta, mean, low, high, relu, colsum=colsum)
+    return out if colsum else (out, row_lse.new_empty(0))
 
 
 @infomax_grad.register_fake
-def _(a, row_lse, g, alpha, beta, mean, low, high, relu) -> Tensor:
-    return torch.empty_like(a, memory_format=torch.contiguous_format)
+def _(a, row_lse, g, alpha, beta, mean, low, high, relu, colsum) -> tuple[Tensor, Tensor]:
+    sums = row_lse.new_empty(a.shape[1] if colsum else 0, dtype=torch.float32)
+    return torch.empty_like(a, memory_format=torch.contiguous_format), sums
 
 
 @torch.library.custom_op("implicit_em::skinny_mm", mutates_args=())
@@ -117,6 +127,12 @@ SKINNY = {"backend": "cublas"}
 # forward forms only the Gram's upper block rows U_i U_{i:}^T of that many row blocks
 # (`_GramBlocked`: (blocks + 1) / (2 blocks) of the full product's work; 1: the full Gram).
 EXACT = {"gram": "float32", "blocks": 4}
+
+# The encoder's bias fold on the fused sketched step (`families.encoder.bias_fold`): "bias"
+# True adds b in the statistics pass and sums dL/db in the gradient pass; False keeps the
+# bias in the encoder's matmul and its gradient to autograd (the step of issue 19's rounds
+# 1-3; benchmarks/bench_scale.py's "/b0" rows).
+FOLD = {"bias": True}
 
 
 def _mm(a: Tensor, w: Tensor) -> Tensor:
@@ -146,33 +162,39 @@ class _Stats(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_row: Tensor, g_mean: Tensor, g_ss: Tensor) -> Tensor:
         a, row_lse, mean = ctx.saved_tensors
-        return infomax_grad(a, row_lse, -g_row.float().contiguous(),
-                            (g_mean / a.shape[0]).float().contiguous(),
-                            (2 * g_ss).float().contiguous(), mean, None, None, False)  # fmt: skip
+        da, _ = infomax_grad(a, row_lse, -g_row.float().contiguous(),
+                             (g_mean / a.shape[0]).float().contiguous(),
+                             (2 * g_ss).float().contiguous(), mean, None, None, False, False)  # fmt: skip
+        return da
 
 
 class _SketchTerms(torch.autograd.Function):
     """(x, V) -> (lse, var, tc) of the codes a as `losses.combined_loss` with probes V; the
     gradient goes to x: a = x (relu False) or x = z and a = ReLU(z) (relu True: the
-    statistics pass writes a, the backward kernel applies the mask). See the module doc."""
+    statistics pass writes a, the backward kernel applies the mask). With relu and a bias
+    b (K,), x = z0 and a = ReLU(z0 + b): the gradient also goes to b, summed by the backward
+    kernel (the bias fold). See the module doc."""
 
     @staticmethod
     def forward(
-        ctx, x: Tensor, probes: Tensor, eps: float, relu: bool
+        ctx, x: Tensor, probes: Tensor, eps: float, relu: bool, bias: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         b, m = x.shape[0], probes.shape[1]
         v = probes.float()
-        a, row_lse, mean, ss = combine_stats(x, relu)  # (B, K), (B,), (K,), (K,)
+        a, row_lse, mean, ss = combine_stats(x, relu, bias)  # (B, K), (B,), (K,), (K,)
         live, s = column_scale(mean, ss, b)  # (K,), (K,)
         ssu = ss * live
         var = variance_from_stats(ssu, b, eps)
         sv = s[:, None] * v  # (K, m)
-        p = _mm(a, sv) - mean @ sv  # (B, m) = U V
+        # mean^T (s V) as an elementwise product and sum, not a (1, K) @ (K, m) matmul: the
+        # compiler fuses it with sv's own kernel (no separate gemv; exact float32, no TF32)
+        p = _mm(a, sv) - (mean[:, None] * sv).sum(dim=0)  # (B, m) = U V
         xc = _mm_t(a, p) - mean[:, None] * p.sum(dim=0)  # (K, m) = (a - mean)^T U V
         r = s[:, None] * xc - (ssu * s.square())[:, None] * v  # (K, m) = (C - diag C) V
         tc = r.square().sum() / m
         ctx.save_for_backward(a, v, row_lse, mean, ssu, live, s, p, xc, r)
         ctx.eps, ctx.relu = eps, relu
+        ctx.bias = None if bias is None else (bias.dtype, bias.shape)
         return -row_lse.sum(), var, tc
 
     @staticmethod
@@ -182,33 +204,38 @@ class _SketchTerms(torch.autograd.Function):
         c = 2 * g_tc / m
         w = (r * v).sum(dim=1)  # (K,)
         sr = s[:, None] * r  # (K, m)
-        q = _mm(a, sr) - mean @ sr  # (B, m) = U R
+        q = _mm(a, sr) - (mean[:, None] * sr).sum(dim=0)  # (B, m) = U R (see forward)
         ctq = _mm_t(a, q) - mean[:, None] * q.sum(dim=0)  # (K, m) = (a - mean)^T U R
         tau = c * ((ctq * v).sum(dim=1) + (xc * r).sum(dim=1) - 2 * s * ssu * w)  # dL/ds
         # ds/dss = -s^3 / 2 for every rule of `column_scale`; live columns only carry var.
         g_ss = -0.5 * tau * s**3 - g_var * live / (ssu + (b - 1) * ctx.eps)
-        colsum_du = c * (v @ q.sum(dim=0) + r @ p.sum(dim=0))  # (K,) = 1^T dU
+        # (K,) = 1^T dU; row sums over m, fused with w's and tau's (no (K, m) @ (m,) gemv)
+        colsum_du = c * (v * q.sum(dim=0) + r * p.sum(dim=0)).sum(dim=1)
         alpha = -s * colsum_du / b
         beta = 2 * g_ss - 2 * c * s.square() * w
         low = torch.cat([q, p], dim=1).to(a.dtype)  # (B, 2m)
         high = (c * s[:, None] * torch.cat([v, r], dim=1)).to(a.dtype)  # (K, 2m)
-        g_row = g_lse.float().expand(b).contiguous()
-        dx = infomax_grad(a, row_lse, g_row, alpha.contiguous(), beta.contiguous(), mean,
-                          low.contiguous(), high.contiguous(), ctx.relu)  # fmt: skip
-        return dx, None, None, None
+        g_row = g_lse.float().reshape(())  # one g for every row: the kernel broadcasts it
+        dx, db = infomax_grad(a, row_lse, g_row, alpha.contiguous(), beta.contiguous(), mean,
+                              low.contiguous(), high.contiguous(), ctx.relu,
+                              ctx.bias is not None)  # fmt: skip
+        return dx, None, None, None, None if ctx.bias is None else db.to(ctx.bias[0])
 
 
 def fused_terms(
-    a: Tensor, probes: Tensor | None, variance_eps: float, preact: Tensor | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
+    a: Tensor, probes: Tensor | None, variance_eps: float, preact: Tensor | None = None,
+    bias: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """(lse, var, tc) of a (B, K) through the kernels; probes (K, m) or None (exact tc).
 
     preact: z (B, K) with a = ReLU(z), or None. With probes, the terms are then computed from
     z (the statistics pass writes ReLU(z), the backward kernel applies ReLU's mask and
     returns dL/dz), and a is not read, so under torch.compile the caller's own ReLU is dead
     code unless used elsewhere; the exact penalty ignores preact (its gradient flows
-    through a). Raises ValueError when preact's
-    shape or dtype differs from a's.
+    through a). bias: b (K,) with preact = z0 and a = ReLU(z0 + b.to(z0.dtype)) (the bias
+    fold: the statistics pass adds b, the backward kernel sums dL/dz over rows for dL/db, so
+    z0 = x W^T needs no bias of its own); the exact penalty ignores it too. Raises ValueError
+    when preact's shape or dtype differs from a's, or bias is not (K,) or comes without preact.
 
     Exact tc: LSE and column statistics from the fused pass, the unit columns and their
     Gram (B < K) or K x K penalty as in `losses.correlation_loss`.
@@ -216,10 +243,13 @@ def fused_terms(
     if preact is not None and (preact.shape != a.shape or preact.dtype != a.dtype):
         raise ValueError(f"preact {tuple(preact.shape)} {preact.dtype} must match the codes "
                          f"{tuple(a.shape)} {a.dtype}: pass z with a = relu(z)")  # fmt: skip
+    if bias is not None and (preact is None or tuple(bias.shape) != (a.shape[1],)):
+        raise ValueError(f"bias {tuple(bias.shape)} must be (K,) = ({a.shape[1]},) and come with "
+                         "preact z0, a = relu(z0 + bias): pass both or neither")  # fmt: skip
     if probes is not None:
         if preact is not None:  # a itself is not read: the pass recomputes it from z
-            return _SketchTerms.apply(preact, probes, variance_eps, True)
-        return _SketchTerms.apply(a, probes, variance_eps, False)
+            return _SketchTerms.apply(preact, probes, variance_eps, True, bias)
+        return _SketchTerms.apply(a, probes, variance_eps, False, None)
     from implicit_em.colstats import _offdiag_sq_kk
 
     b, k = a.shape

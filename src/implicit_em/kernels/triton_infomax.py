@@ -23,6 +23,11 @@ IEEE precision for float32 codes). With relu=True the codes are a = ReLU(z) and 
 writes dL/dz = [a > 0] da instead (ReLU's backward folded in: no separate pass over (B, K)).
 One tile per program (`_grad_kernel`, the default) or, with GRAD["rows"], strips of rows
 walked in tiles (`_grad_loop_kernel`); both share the tile body `_grad_tile`.
+
+The bias fold: given z0 and b with z = z0 + b (the encoder's pre-activations without their
+bias), the statistics pass adds b as it reads z0, and the gradient pass writes each program's
+column sums of dL/dz (the bias gradient) as partials, so the encoder's backward needs no
+separate pass over (B, K) for dL/db.
 """
 
 from __future__ import annotations
@@ -80,12 +85,29 @@ def _configs(dicts: list[dict]) -> list[triton.Config]:
 
 
 @triton.jit
-def _load_tile(a_ptr, codes_ptr, rows, cols, mask, K, stride_ab, stride_ak,
-               RELU: tl.constexpr, STORE: tl.constexpr):  # fmt: skip
+def _round_to(x, dt: tl.constexpr):
+    """float32 x rounded to dtype dt and back, to nearest even as torch rounds: for bfloat16
+    by integer arithmetic on the bits (Triton's interpreter truncates in its own cast), else
+    by Triton's cast (float32: x itself)."""
+    if dt == tl.bfloat16:
+        bits = x.to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.to(tl.float32, bitcast=True)
+    return x.to(dt).to(tl.float32)
+
+
+@triton.jit
+def _load_tile(a_ptr, codes_ptr, bias_ptr, rows, cols, mask, K, stride_ab, stride_ak,
+               RELU: tl.constexpr, STORE: tl.constexpr, BIAS: tl.constexpr):  # fmt: skip
     """A (BM, BK) tile of a as float32 (0 outside mask); RELU: a_ptr holds z, the tile is
-    ReLU(z), written to codes_ptr (row-major (B, K)) when STORE."""
+    ReLU(z), written to codes_ptr (row-major (B, K)) when STORE. BIAS: a_ptr holds z0 and
+    z = z0 + b with b (K,) float32 at bias_ptr, rounded as torch rounds z0 + b.to(z0.dtype)
+    (b to z0's dtype, the sum computed in float32 and rounded to z0's dtype)."""
     x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
                 other=0.0).to(tl.float32)  # fmt: skip
+    if BIAS:
+        b = _round_to(tl.load(bias_ptr + cols, mask=cols < K, other=0.0), a_ptr.dtype.element_ty)
+        x = tl.where(mask, _round_to(x + b[None, :], a_ptr.dtype.element_ty), 0.0)
     if RELU:
         x = tl.maximum(x, 0.0)
         if STORE:
@@ -105,13 +127,14 @@ def _store_row_partials(x, mask, rmask, rows, pid_k, B, rmax_ptr, rsum_ptr):
     tl.store(rsum_ptr + pid_k * B + rows, rsum, mask=rmask)
 
 
-@triton.autotune(configs=_configs(STATS_CONFIGS), key=["B", "K", "RELU", "ROWS"],
+@triton.autotune(configs=_configs(STATS_CONFIGS), key=["B", "K", "RELU", "ROWS", "BIAS"],
                  prune_configs_by={"early_config_prune": _fit_rows})  # fmt: skip
 @triton.jit
 def _stats_kernel(
-    a_ptr, codes_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
+    a_ptr, codes_ptr, bias_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
     B, K, stride_ab, stride_ak,
     BM: tl.constexpr, BK: tl.constexpr, ROWS: tl.constexpr, RELU: tl.constexpr,
+    BIAS: tl.constexpr,
 ):  # fmt: skip
     pid_c = tl.program_id(0)  # row chunk
     pid_k = tl.program_id(1)  # column strip
@@ -126,7 +149,8 @@ def _stats_kernel(
         rmask = rows < B
         mask = rmask[:, None] & cmask[None, :]
         # a_ptr holds z under RELU: the codes a = ReLU(z) are written and used
-        x = _load_tile(a_ptr, codes_ptr, rows, cols, mask, K, stride_ab, stride_ak, RELU, True)
+        x = _load_tile(a_ptr, codes_ptr, bias_ptr, rows, cols, mask, K, stride_ab, stride_ak,
+                       RELU, True, BIAS)  # fmt: skip
         _store_row_partials(x, mask, rmask, rows, pid_k, B, rmax_ptr, rsum_ptr)
         # columns: this tile's mean and centred sum of squares, merged into the running ones
         n_t = tl.maximum(tl.minimum(B - start, BM), 0).to(tl.float32)
@@ -148,16 +172,20 @@ def _grad_tile(
     a_ptr, out_ptr, lse_ptr, g_ptr, low_ptr, rows, cols, cmask, alpha, beta, mean, high,
     B, R, stride_ab, stride_ak, stride_ob, stride_ok,
     RP: tl.constexpr, HAS_LOW: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
-    DOT_F32: tl.constexpr,
+    DOT_F32: tl.constexpr, G_SCALAR: tl.constexpr,
 ):  # fmt: skip
     """Write out[rows, cols] (see `grad`); alpha, beta, mean (BK,) and high (BK, RP) of the
-    tile's columns are loaded by the caller."""
+    tile's columns are loaded by the caller. Returns the tile's column sums of out as written
+    (rounded to out's dtype), float32 (BK,)."""
     rmask = rows < B
     mask = rmask[:, None] & cmask[None, :]
     x = tl.load(a_ptr + rows[:, None] * stride_ab + cols[None, :] * stride_ak, mask=mask,
                 other=0.0).to(tl.float32)  # fmt: skip
     lse = tl.load(lse_ptr + rows, mask=rmask, other=0.0)
-    g = tl.load(g_ptr + rows, mask=rmask, other=0.0)
+    if G_SCALAR:  # one g for every row (the sketched terms' summed LSE)
+        g = tl.zeros_like(lse) + tl.load(g_ptr)
+    else:
+        g = tl.load(g_ptr + rows, mask=rmask, other=0.0)
     out = g[:, None] * tl.exp(-x - lse[:, None]) + alpha[None, :]
     out += beta[None, :] * (x - mean[None, :])
     if HAS_LOW:  # (L H^T) on this tile: L rows (BM, RP), H cols (BK, RP), both row-major
@@ -169,8 +197,9 @@ def _grad_tile(
         out += tl.dot(low, tl.trans(high), input_precision=PRECISION)
     if RELU:  # dL/dz of a = ReLU(z): zero where a = 0
         out = tl.where(x > 0.0, out, 0.0)
-    tl.store(out_ptr + rows[:, None] * stride_ob + cols[None, :] * stride_ok,
-             out.to(out_ptr.dtype.element_ty), mask=mask)  # fmt: skip
+    out = out.to(out_ptr.dtype.element_ty)
+    tl.store(out_ptr + rows[:, None] * stride_ob + cols[None, :] * stride_ok, out, mask=mask)
+    return tl.sum(tl.where(mask, out.to(tl.float32), 0.0), axis=0)
 
 
 @triton.jit
@@ -189,33 +218,40 @@ def _grad_columns(alpha_ptr, beta_ptr, mean_ptr, high_ptr, cols, cmask, R,
     return alpha, beta, mean, high
 
 
-@triton.autotune(configs=_configs(GRAD_CONFIGS), key=["B", "K", "R", "HAS_LOW", "RELU"])
+@triton.autotune(configs=_configs(GRAD_CONFIGS),
+                 key=["B", "K", "R", "HAS_LOW", "RELU", "COLSUM"])  # fmt: skip
 @triton.jit
 def _grad_kernel(
-    a_ptr, out_ptr, lse_ptr, g_ptr, alpha_ptr, beta_ptr, mean_ptr, low_ptr, high_ptr,
+    a_ptr, out_ptr, lse_ptr, g_ptr, alpha_ptr, beta_ptr, mean_ptr, low_ptr, high_ptr, part_ptr,
     B, K, R, stride_ab, stride_ak, stride_ob, stride_ok,
     BM: tl.constexpr, BK: tl.constexpr, RP: tl.constexpr, HAS_LOW: tl.constexpr,
-    RELU: tl.constexpr, PRECISION: tl.constexpr, DOT_F32: tl.constexpr,
+    RELU: tl.constexpr, PRECISION: tl.constexpr, DOT_F32: tl.constexpr, COLSUM: tl.constexpr,
+    G_SCALAR: tl.constexpr,
 ):  # fmt: skip
-    """One (BM, BK) tile per program."""
+    """One (BM, BK) tile per program; COLSUM: its column sums of out at row program_id(0) of
+    the (nP, K) partials."""
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
     cols = tl.program_id(1) * BK + tl.arange(0, BK)
     cmask = cols < K
     alpha, beta, mean, high = _grad_columns(alpha_ptr, beta_ptr, mean_ptr, high_ptr, cols,
                                             cmask, R, RP, DOT_F32)  # fmt: skip
-    _grad_tile(a_ptr, out_ptr, lse_ptr, g_ptr, low_ptr, rows, cols, cmask, alpha, beta, mean,
-               high, B, R, stride_ab, stride_ak, stride_ob, stride_ok, RP, HAS_LOW, RELU,
-               PRECISION, DOT_F32)  # fmt: skip
+    csum = _grad_tile(a_ptr, out_ptr, lse_ptr, g_ptr, low_ptr, rows, cols, cmask, alpha, beta,
+                      mean, high, B, R, stride_ab, stride_ak, stride_ob, stride_ok, RP, HAS_LOW,
+                      RELU, PRECISION, DOT_F32, G_SCALAR)  # fmt: skip
+    if COLSUM:
+        tl.store(part_ptr + tl.program_id(0) * K + cols, csum, mask=cmask)
 
 
-@triton.autotune(configs=_configs(GRAD_LOOP_CONFIGS), key=["B", "K", "R", "HAS_LOW", "RELU", "ROWS"],
+@triton.autotune(configs=_configs(GRAD_LOOP_CONFIGS),
+                 key=["B", "K", "R", "HAS_LOW", "RELU", "ROWS", "COLSUM"],
                  prune_configs_by={"early_config_prune": _fit_rows})  # fmt: skip
 @triton.jit
 def _grad_loop_kernel(
-    a_ptr, out_ptr, lse_ptr, g_ptr, alpha_ptr, beta_ptr, mean_ptr, low_ptr, high_ptr,
+    a_ptr, out_ptr, lse_ptr, g_ptr, alpha_ptr, beta_ptr, mean_ptr, low_ptr, high_ptr, part_ptr,
     B, K, R, stride_ab, stride_ak, stride_ob, stride_ok,
     BM: tl.constexpr, BK: tl.constexpr, ROWS: tl.constexpr, RP: tl.constexpr,
     HAS_LOW: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr, DOT_F32: tl.constexpr,
+    COLSUM: tl.constexpr, G_SCALAR: tl.constexpr,
 ):  # fmt: skip
     """ROWS rows of a BK-column strip per program, walked in (BM, BK) tiles: the columns'
     coefficients and high are loaded once, and the loop lets the compiler prefetch the next
@@ -224,20 +260,24 @@ def _grad_loop_kernel(
     cmask = cols < K
     alpha, beta, mean, high = _grad_columns(alpha_ptr, beta_ptr, mean_ptr, high_ptr, cols,
                                             cmask, R, RP, DOT_F32)  # fmt: skip
+    csum = tl.zeros((BK,), dtype=tl.float32)
     for r0 in range(0, ROWS, BM):
         rows = tl.program_id(0) * ROWS + r0 + tl.arange(0, BM)
-        _grad_tile(a_ptr, out_ptr, lse_ptr, g_ptr, low_ptr, rows, cols, cmask, alpha, beta,
-                   mean, high, B, R, stride_ab, stride_ak, stride_ob, stride_ok, RP, HAS_LOW,
-                   RELU, PRECISION, DOT_F32)  # fmt: skip
+        csum += _grad_tile(a_ptr, out_ptr, lse_ptr, g_ptr, low_ptr, rows, cols, cmask, alpha,
+                           beta, mean, high, B, R, stride_ab, stride_ak, stride_ob, stride_ok,
+                           RP, HAS_LOW, RELU, PRECISION, DOT_F32, G_SCALAR)  # fmt: skip
+    if COLSUM:  # the strip's column sums at row program_id(0) of the partials
+        tl.store(part_ptr + tl.program_id(0) * K + cols, csum, mask=cmask)
 
 
-@triton.autotune(configs=_configs(STATS_CONFIGS), key=["B", "K", "RELU", "ROWS"],
+@triton.autotune(configs=_configs(STATS_CONFIGS), key=["B", "K", "RELU", "ROWS", "BIAS"],
                  prune_configs_by={"early_config_prune": _fit_rows})  # fmt: skip
 @triton.jit
 def _stats_shift_kernel(
-    a_ptr, codes_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
+    a_ptr, codes_ptr, bias_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
     B, K, stride_ab, stride_ak,
     BM: tl.constexpr, BK: tl.constexpr, ROWS: tl.constexpr, RELU: tl.constexpr,
+    BIAS: tl.constexpr,
 ):  # fmt: skip
     pid_c = tl.program_id(0)  # row chunk
     pid_k = tl.program_id(1)  # column strip
@@ -247,7 +287,8 @@ def _stats_shift_kernel(
     # deviation of the chunk's mean, so the final s2 - s1^2 / n does not cancel)
     rows = pid_c * ROWS + tl.arange(0, BM)
     mask = (rows < B)[:, None] & cmask[None, :]
-    x = _load_tile(a_ptr, codes_ptr, rows, cols, mask, K, stride_ab, stride_ak, RELU, False)
+    x = _load_tile(a_ptr, codes_ptr, bias_ptr, rows, cols, mask, K, stride_ab, stride_ak, RELU,
+                   False, BIAS)  # fmt: skip
     first = tl.sum(x, axis=0) / tl.minimum(B - pid_c * ROWS, BM).to(tl.float32)  # (BK,)
     acc1 = tl.zeros((BM, BK), dtype=tl.float32)
     acc2 = tl.zeros((BM, BK), dtype=tl.float32)
@@ -255,7 +296,8 @@ def _stats_shift_kernel(
         rows = pid_c * ROWS + r0 + tl.arange(0, BM)
         rmask = rows < B
         mask = rmask[:, None] & cmask[None, :]
-        x = _load_tile(a_ptr, codes_ptr, rows, cols, mask, K, stride_ab, stride_ak, RELU, True)
+        x = _load_tile(a_ptr, codes_ptr, bias_ptr, rows, cols, mask, K, stride_ab, stride_ak,
+                       RELU, True, BIAS)  # fmt: skip
         _store_row_partials(x, mask, rmask, rows, pid_k, B, rmax_ptr, rsum_ptr)
         d = tl.where(mask, x - first[None, :], 0.0)
         acc1 += d
@@ -272,14 +314,19 @@ def partial_shapes(b: int, k: int) -> tuple[tuple[int, int], tuple[int, int]]:
     return (triton.cdiv(k, BLOCK_K), b), (triton.cdiv(b, STATS["rows"]), k)
 
 
-def stats_partials(a: Tensor, relu: bool = False, config: dict | None = None) -> tuple[Tensor, ...]:
+def stats_partials(a: Tensor, relu: bool = False, config: dict | None = None,
+                   bias: Tensor | None = None) -> tuple[Tensor, ...]:  # fmt: skip
     """Partials of a (B, K), all float32: row max and row sum of exp(-a - max) per column
     strip (nK, B), nK = ceil(K / BLOCK_K); column mean and centred sum of squares per row
     chunk (nC, K), nC = ceil(B / R) for R = STATS["rows"], the last chunk holding
     B - (nC - 1) R rows.
     relu: a holds pre-activations z; the partials are those of ReLU(z), returned first
     (B, K), contiguous, z's dtype, written in the same pass. config: one of STATS_CONFIGS
-    instead of the autotuned choice (the tests run each)."""
+    instead of the autotuned choice (the tests run each). bias: with relu, b (K,) float32 and
+    a holding z0: the codes are ReLU(z0 + b), b rounded to z0's dtype first and the sum
+    rounded to it (as torch computes z0 + b.to(z0.dtype))."""
+    if bias is not None and not relu:
+        raise ValueError("stats_partials: bias is folded only with relu=True (a holds z0)")
     b, k = a.shape
     row_shape, col_shape = partial_shapes(b, k)
     f32 = {"device": a.device, "dtype": torch.float32}
@@ -290,22 +337,26 @@ def stats_partials(a: Tensor, relu: bool = False, config: dict | None = None) ->
     tuned = _stats_shift_kernel if STATS["shift"] else _stats_kernel
     rows = STATS["rows"]
     if config is not None and config["BM"] > rows:
-        return stats_partials(a, relu, {**config, "BM": rows})
+        return stats_partials(a, relu, {**config, "BM": rows}, bias)
     kernel = (tuned if config is None else tuned.fn)[grid]
-    kernel(a, codes, rmax, rsum, cmean, cm2, b, k, a.stride(0), a.stride(1),
-           BK=BLOCK_K, ROWS=rows, RELU=relu, **(config or {}))  # fmt: skip
+    kernel(a, codes, rmax if bias is None else bias.float().contiguous(), rmax, rsum, cmean,
+           cm2, b, k, a.stride(0), a.stride(1), BK=BLOCK_K, ROWS=rows, RELU=relu,
+           BIAS=bias is not None, **(config or {}))  # fmt: skip
     return (codes, rmax, rsum, cmean, cm2) if relu else (rmax, rsum, cmean, cm2)
 
 
 def grad(
     a: Tensor, row_lse: Tensor, g: Tensor, alpha: Tensor, beta: Tensor, mean: Tensor,
     low: Tensor | None = None, high: Tensor | None = None, relu: bool = False,
-    config: dict | None = None,
-) -> Tensor:  # fmt: skip
+    config: dict | None = None, colsum: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:  # fmt: skip
     """(B, K) in a's dtype: g_i exp(-a_ij - row_lse_i) + alpha_j + beta_j (a_ij - mean_j)
-    + (low high^T)_ij, times [a_ij > 0] with relu. g, row_lse (B,); alpha, beta, mean (K,)
+    + (low high^T)_ij, times [a_ij > 0] with relu. row_lse (B,); g (B,), or 0-dim for one g
+    for every row (read by the kernel, not expanded); alpha, beta, mean (K,)
     float32; low (B, r) and high (K, r) contiguous in a's dtype, or both None. config: one of
-    GRAD_CONFIGS instead of the autotuned choice."""
+    GRAD_CONFIGS instead of the autotuned choice. colsum: also return the output's column
+    sums (K,) float32 (of the values as written, in a's dtype: the bias gradient of
+    z = z0 + b), from per-program partials the kernel writes, summed here."""
     b, k = a.shape
     out = torch.empty_like(a, memory_format=torch.contiguous_format)
     r = 0 if low is None else low.shape[1]
@@ -321,13 +372,18 @@ def grad(
     tuned = _grad_loop_kernel if rows else _grad_kernel
     kernel = tuned[grid] if config is None else tuned.fn[grid(config)]
     extra = {"ROWS": rows} if rows else {}
+    part = out
+    if colsum:  # one row of partials per row program; zeros where a taller tile left gaps
+        height = rows or min(c["BM"] for c in ([config] if config else GRAD_CONFIGS))
+        part = torch.zeros(triton.cdiv(b, height), k, device=a.device, dtype=torch.float32)
     kernel(a, out, row_lse, g, alpha, beta, mean,
-           out if low is None else low, out if high is None else high,
+           out if low is None else low, out if high is None else high, part,
            b, k, r, a.stride(0), a.stride(1), out.stride(0), out.stride(1),
            RP=rp, HAS_LOW=low is not None, RELU=relu,
            PRECISION="ieee" if a.dtype == torch.float32 else "tf32",
-           DOT_F32=interpreted(), **extra, **(config or {}))  # fmt: skip
-    return out
+           DOT_F32=interpreted(), COLSUM=colsum, G_SCALAR=g.dim() == 0, **extra,
+           **(config or {}))  # fmt: skip
+    return (out, part.sum(dim=0)) if colsum else out
 
 
 @triton.jit

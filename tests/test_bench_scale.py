@@ -1,0 +1,98 @@
+"""benchmarks/bench_scale.py: the encoder's wr metric is out of the timed step unless asked
+for (the scale trainer computes it only on logged steps), and every row says which."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from implicit_em import losses
+from implicit_em.config import LossConfig
+from implicit_em.models import Encoder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+bench_scale = importlib.import_module("bench_scale")
+
+
+@pytest.mark.parametrize("fused,default,want", [
+    (None, "logged", (False, False)), (None, "step", (True, False)),
+    ("on", "logged", (False, False)), ("on-stats512s", "step", (True, False)),
+    ("on-stats512s+wr", "logged", (True, True)), ("on-stats-wr", "step", (False, True)),
+    ("on-stats512s/g256-wr", "logged", (False, True)),
+])  # fmt: skip
+def test_wr_setting(fused, default, want):
+    assert bench_scale.wr_setting(fused, default) == want
+
+
+@pytest.mark.parametrize("with_wr", [False, True])
+def test_step_computes_wr_only_when_asked(monkeypatch, with_wr):
+    """make_step(with_wr=False) never calls weight_redundancy_loss; with_wr=True once a step."""
+    calls = []
+    real = losses.weight_redundancy_loss
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "weight_redundancy_loss", counted)
+    torch.manual_seed(0)
+    model = Encoder(8, 32)
+    x = [torch.randn(16, 8) for _ in range(2)]
+    step = bench_scale.make_step(model, x, LossConfig(tc_probes=4), amp=False, with_wr=with_wr)
+    for _ in range(3):
+        step()
+    assert len(calls) == (3 if with_wr else 0)
+
+
+def test_rows_and_table_say_whether_wr_is_in_the_step(capsys, tmp_path):
+    """A CPU run on the fused path (Triton's interpreter): the default row leaves wr out and
+    folds the bias, a +wr variant puts wr in, a /b0 variant keeps the bias out of the
+    kernels; the output says so in a line, in each row's JSON and in the closing table."""
+    out = tmp_path / "bench.json"
+    args = ["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps", "1",
+            "--warmup", "0", "--models", "encoder_sketch,standard_sae", "--probes", "4",
+            "--fused", "--skip", "encoder_sketch4+ref", "--stats-variants=+wr,256/b0",
+            "--out", str(out)]  # fmt: skip
+    assert bench_scale.main(args) == 0
+    text = capsys.readouterr().out
+    assert "wr metric (encoder rows unless the row says otherwise): not in the timed step" in text
+    res = json.loads(out.read_text())
+    assert res["wr"].startswith("not in the timed step")
+    rows = res["models"]
+    base = rows["encoder_sketch4+fused/eager"]
+    assert base["wr_in_step"] is False and base["bias_fold"] is True
+    assert "infomax_ms_isolated" in base
+    assert rows["encoder_sketch4+fused[stats=+wr]/eager"]["wr_in_step"] is True
+    nofold = rows["encoder_sketch4+fused[stats=256/b0]/eager"]
+    assert nofold["bias_fold"] is False and nofold["wr_in_step"] is False
+    assert nofold["stats_pass"] == {"rows": 256, "shift": False}
+    cells = {s.split("|")[1].strip(): [c.strip() for c in s.split("|")[2:-1]]
+             for s in text.splitlines() if s.startswith("| encoder_sketch4")}  # fmt: skip
+    assert cells["encoder_sketch4+fused/eager"][4:6] == ["no", "yes"]  # wr in step, bias fold
+    assert cells["encoder_sketch4+fused[stats=+wr]/eager"][4:6] == ["yes", "yes"]
+    assert cells["encoder_sketch4+fused[stats=256/b0]/eager"][4:6] == ["no", "no"]
+    assert cells["encoder_sketch4+fused/eager"][2].endswith("x")  # vs L1 SAE
+    from implicit_em.kernels.infomax import FOLD
+
+    assert FOLD == {"bias": True}  # restored after the /b0 row
+
+
+@pytest.mark.parametrize("var,want", [
+    ("512s/g256/b0+wr", ({"rows": 512, "shift": True}, 256, False)),
+    ("+wr", ({}, None, None)), ("256/b1", ({"rows": 256, "shift": False}, None, True)),
+    ("64-wr", ({"rows": 64, "shift": False}, None, None)),
+])  # fmt: skip
+def test_parse_variant(var, want):
+    assert bench_scale.parse_variant(var) == want
+
+
+def test_unknown_variant_option_is_one_line():
+    with pytest.raises(SystemExit, match="cannot read '256/x2'"):
+        bench_scale.main(["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps",
+                          "1", "--warmup", "0", "--models", "encoder_sketch", "--probes", "4",
+                          "--fused", "--stats-variants=256/x2"])  # fmt: skip
