@@ -51,12 +51,13 @@ def test_step_computes_wr_only_when_asked(monkeypatch, with_wr):
 
 def test_rows_and_table_say_whether_wr_is_in_the_step(capsys, tmp_path):
     """A CPU run on the fused path (Triton's interpreter): the default row leaves wr out and
-    folds the bias, a +wr variant puts wr in, a /b0 variant keeps the bias out of the
-    kernels; the output says so in a line, in each row's JSON and in the closing table."""
+    the bias in the matmul (the fold is off by default since round 6), a +wr variant puts wr
+    in, a /b1 variant folds the bias into the kernels; the output says so in a line, in each
+    row's JSON and in the closing table."""
     out = tmp_path / "bench.json"
     args = ["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps", "1",
             "--warmup", "0", "--models", "encoder_sketch,standard_sae", "--probes", "4",
-            "--fused", "--skip", "encoder_sketch4+ref", "--stats-variants=+wr,256/b0",
+            "--fused", "--skip", "encoder_sketch4+ref", "--stats-variants=+wr,256/b1",
             "--out", str(out)]  # fmt: skip
     assert bench_scale.main(args) == 0
     text = capsys.readouterr().out
@@ -65,21 +66,21 @@ def test_rows_and_table_say_whether_wr_is_in_the_step(capsys, tmp_path):
     assert res["wr"].startswith("not in the timed step")
     rows = res["models"]
     base = rows["encoder_sketch4+fused/eager"]
-    assert base["wr_in_step"] is False and base["bias_fold"] is True
+    assert base["wr_in_step"] is False and base["bias_fold"] is False
     assert "infomax_ms_isolated" in base
     assert rows["encoder_sketch4+fused[stats=+wr]/eager"]["wr_in_step"] is True
-    nofold = rows["encoder_sketch4+fused[stats=256/b0]/eager"]
-    assert nofold["bias_fold"] is False and nofold["wr_in_step"] is False
-    assert nofold["stats_pass"] == {"rows": 256, "shift": False}
+    fold = rows["encoder_sketch4+fused[stats=256/b1]/eager"]
+    assert fold["bias_fold"] is True and fold["wr_in_step"] is False
+    assert fold["stats_pass"] == {"rows": 256, "shift": False}
     cells = {s.split("|")[1].strip(): [c.strip() for c in s.split("|")[2:-1]]
              for s in text.splitlines() if s.startswith("| encoder_sketch4")}  # fmt: skip
-    assert cells["encoder_sketch4+fused/eager"][4:6] == ["no", "yes"]  # wr in step, bias fold
-    assert cells["encoder_sketch4+fused[stats=+wr]/eager"][4:6] == ["yes", "yes"]
-    assert cells["encoder_sketch4+fused[stats=256/b0]/eager"][4:6] == ["no", "no"]
+    assert cells["encoder_sketch4+fused/eager"][4:6] == ["no", "no"]  # wr in step, bias fold
+    assert cells["encoder_sketch4+fused[stats=+wr]/eager"][4:6] == ["yes", "no"]
+    assert cells["encoder_sketch4+fused[stats=256/b1]/eager"][4:6] == ["no", "yes"]
     assert cells["encoder_sketch4+fused/eager"][2].endswith("x")  # vs L1 SAE
     from implicit_em.kernels.infomax import FOLD
 
-    assert FOLD == {"bias": True}  # restored after the /b0 row
+    assert FOLD == {"bias": False}  # restored after the /b1 row
 
 
 @pytest.mark.parametrize("var,want", [
