@@ -46,11 +46,12 @@ BLOCK_K = 128  # columns per stats strip (fixes the partials' shapes)
 # per program) and "shift": merge the tiles' column sums by Chan's update in the loop (False)
 # or accumulate sums of (a - c) and (a - c)^2 elementwise, c the mean of the chunk's first
 # tile, reduced once at the end (True).
-# 256 rows, Chan merges: the layout behind the measured whole-step figures on the H200
-# (docs/benchmarks.md). {"rows": 512, "shift": True} was faster as a graph-replayed piece
-# (0.113 against 0.191 ms) and passes the kernel tests on the H200, but in the whole step
-# (issue 19 third round) it did not win (1.788 against 1.766 ms), so it is not the default.
-STATS = {"rows": 256, "shift": False}
+# 512 rows, shifted sums: the default since issue 19's round 6b (docs/benchmarks.md), by its
+# rule fixed before the call: in the whole step on the H200 it measured 0.915 ms against
+# 1.182-1.193 for 256 rows with Chan merges (round 6, with the bias fold: 0.977 against
+# 1.124-1.135; the noisy third round: 1.788 against 1.766). The same 256-row step measured
+# 0.936 ms in round 6 and 1.182 in 6b: between-run spread is large; see docs/benchmarks.md.
+STATS = {"rows": 512, "shift": True}
 
 
 # Tile configurations, autotuned on the GPU per shape (triton.autotune); the first is the
