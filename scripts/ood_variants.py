@@ -11,6 +11,15 @@ defaults) and scores MNIST test against Fashion-MNIST test with:
 - recon (tied models and the untrained control): -mean_d (x - x_hat)_d^2 with
   x_hat = TopK_k(a) W + b_dec, the tied TopK reconstruction (`variants.topk_codes`).
 
+A TopK SAE (`topk-pretrained`: decoder-free pre-training for half the steps, then a TopK SAE
+started from it; `topk-half`, its control: the same TopK SAE from its random init on the
+second half only) is scored the same way on its own ReLU energies before TopK,
+a = ReLU(W_enc (x - b_dec) + b_enc) (`TopKSAE.pre_activations`, all K units), and recon is its
+own decoder's: x_hat = TopK_k(a) W_dec^T + b_dec (the `ood` table's TopKSAE score). Its
+control "untrained topk-half" is the TopK SAE's random init (the encoder's init layer, so the
+same LSE energies as "untrained", plus decoder W^T with unit columns and b_dec = 0);
+topk-pretrained's start is the encoder's init, the control "untrained".
+
 Models (fixed before the run, docs/reproduction/ood/variants.md): tied-topk-im-3.0, tied-topk,
 encoder (each trained by `eval.synthetic.VariantTrainer`, fed MNIST batches), and untrained
 (the random init the trainers start from, b_dec = 0). A centred variant (`Variant.centre`,
@@ -44,7 +53,6 @@ from implicit_em.eval.variants import match_energy, topk_codes
 from implicit_em.experiments.ood import evaluate_scores
 
 MODELS = ("tied-topk-im-3.0", "tied-topk", "encoder")  # trained; "untrained" is added
-TIED = ("tied-topk-im-3.0", "tied-topk", "untrained")  # models with a tied reconstruction
 EPOCH_STRIDE = 1000  # shuffling seed = seed * EPOCH_STRIDE + epoch
 
 
@@ -113,12 +121,22 @@ def scores(model: nn.Module, x: Tensor, k: int, match: str | None = None,
     of zero energies (the floor that drove the encoder below chance in `ood`). match (a
     `Variant.match` form): the energies are E = `variants.match_energy(W x + b, match)` instead,
     zero where a unit is active, the energies such a variant is trained on. mean (D,) or None:
-    x - mean is scored (a centred variant; recon is then in centred units)."""
+    x - mean is scored (a centred variant; recon is then in centred units). A TopK SAE (it has
+    W_dec): a = its pre-activations ReLU(W_enc (x - b_dec) + b_enc) (N, K), all K units before
+    TopK, and recon = -mean_d (x - x_hat)^2 with its own decoder, x_hat = TopK_k(a) W_dec^T +
+    b_dec (`TopKSAE.decode(encode(x))`, k = the model's own k)."""
     x = x if mean is None else x - mean  # (N, D)
-    a = match_energy(model.linear(x), match) if match else model.encode(x)  # (N, K)
+    sae = hasattr(model, "W_dec")
+    if sae:
+        a = model.pre_activations(x)  # (N, K), before TopK
+    else:
+        a = match_energy(model.linear(x), match) if match else model.encode(x)  # (N, K)
     out = {"lse": torch.logsumexp(-a, dim=1).double().numpy(),
            "zeros": (a == 0).sum(dim=1).double().numpy()}  # fmt: skip
-    if hasattr(model, "b_dec"):
+    if sae:
+        x_hat = model.decode(model.encode(x))  # (N, D)
+        out["recon"] = -(x - x_hat).square().mean(dim=1).double().numpy()
+    elif hasattr(model, "b_dec"):
         x_hat = topk_codes(a, k) @ model.W + model.b_dec  # (N, K) @ (K, D) -> (N, D)
         out["recon"] = -(x - x_hat).square().mean(dim=1).double().numpy()
     return out
@@ -162,13 +180,14 @@ def pixel_controls(x_in: Tensor, x_out: Tensor) -> dict:
 def run(x_train: Tensor, x_in: Tensor, x_out: Tensor, seeds: list[int], args: dict,
         log=print, models: tuple[str, ...] = MODELS) -> dict:  # fmt: skip
     """Every variant of `models` and the untrained control ("untrained": the tied-topk init,
-    which the encoder and tied-topk-im share; "untrained NAME" for a match-energy variant, whose
-    init differs; "untrained centred": the encoder's init scored on x - mean, when a variant is
+    which the encoder and tied-topk-im share, and topk-pretrained's pre-training starts from;
+    "untrained NAME" for a variant whose init differs: a match-energy variant, or an SAE that
+    trains from its own init (`own_init`: topk-half); "untrained centred": the encoder's init scored on x - mean, when a variant is
     centred), for every seed: {name: {per_seed, summary}}. Centred variants use mean =
     x_train.mean(0) (D,) in training and scoring."""
     mu = x_train.mean(dim=0)  # (D,), used by centred variants only
     controls = {"untrained": ("tied-topk", None)}
-    controls.update({f"untrained {n}": (n, None) for n in models if VARIANTS[n].match})
+    controls.update({f"untrained {n}": (n, None) for n in models if own_init(n)})
     if any(VARIANTS[n].centre for n in models):
         controls["untrained centred"] = ("encoder", mu)
     results = {name: {"per_seed": []} for name in (*models, *controls)}
@@ -194,6 +213,25 @@ def run(x_train: Tensor, x_in: Tensor, x_out: Tensor, seeds: list[int], args: di
     return results
 
 
+def own_init(name: str) -> bool:
+    """Whether variant `name` trains from a model other than the encoder's init ("untrained"):
+    a match-energy variant (its own init), or a non-encoder family not started from a
+    pre-trained encoder (its own model: for the TopK SAE the same encoder layer as the
+    encoder's init, so the same LSE energies, plus a decoder W^T with unit columns, b_dec = 0,
+    whose reconstruction the control adds)."""
+    v = VARIANTS[name]
+    pretrained = v.pretrain_fraction > 0 and v.pretrain == "encoder"
+    return bool(v.match) or (v.family != "encoder" and not pretrained)
+
+
+def recon_label(name: str) -> str:
+    """The table's label of the recon score of row `name` (a model or "untrained NAME")."""
+    base = name.removeprefix("untrained ")
+    if base in VARIANTS and VARIANTS[base].family == "topk_sae":
+        return "-TopK SAE reconstruction MSE (own decoder)"
+    return "-tied TopK reconstruction MSE"
+
+
 def _brief(rec: dict) -> str:
     parts = [f"{s} AUROC {rec[s]['auroc']:.3f} FPR95 {rec[s]['fpr95']:.3f}"
              for s in ("lse", "recon") if s in rec]  # fmt: skip
@@ -207,8 +245,8 @@ def markdown_table(results: dict) -> str:
     """One row per (model, score): AUROC and FPR@95%TPR, mean +- sd [min, max] over seeds."""
     lines = ["| model | score (higher = more MNIST-like) | AUROC ↑ | FPR@95%TPR ↓ | seeds |",
              "|---|---|---|---|---|"]  # fmt: skip
-    labels = {"lse": "LSE energy logsumexp(-a)", "recon": "-tied TopK reconstruction MSE"}
     for name, r in results.items():
+        labels = {"lse": "LSE energy logsumexp(-a)", "recon": recon_label(name)}
         for score, label in labels.items():
             if f"{score}_auroc" not in r["summary"]:
                 continue
@@ -228,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-subset", type=int, default=None)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(VARIANTS),
-                   help="decoder-free (Encoder-based) variants of eval.options.VARIANTS")  # fmt: skip
+                   help="Encoder-based variants of eval.options.VARIANTS, or a TopK SAE "
+                        "(topk-pretrained, topk-half)")  # fmt: skip
     a = p.parse_args(argv)
     out = a.out_dir / "variants.json"
     if out.exists() and not a.overwrite:

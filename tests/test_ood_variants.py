@@ -178,3 +178,77 @@ def test_centred_variant_trains_and_scores_on_centred_inputs(mod):
     expect = mod.evaluate(init, x_in, x_out, 3, None, mu)["lse"]["auroc"]
     assert res["untrained centred"]["per_seed"][0]["lse"]["auroc"] == pytest.approx(expect)
     assert expect != pytest.approx(res["untrained"]["per_seed"][0]["lse"]["auroc"])
+
+
+def test_topk_sae_is_scored_on_its_pre_activations_and_own_decoder(mod):
+    """topk-pretrained / topk-half: lse on ReLU(W_enc (x - b_dec) + b_enc) before TopK, recon
+    through the SAE's own decoder (plain formulas, float64)."""
+    x_train, x_in, _ = _data()
+    model = mod.untrained(x_train, 0, ARGS, "topk-half")
+    with torch.no_grad():
+        model.b_dec.normal_()  # a non-zero b_dec, so that both of its uses are checked
+    s = mod.scores(model, x_in, 3)
+    x = x_in.double()
+    W, b, W_dec, b_dec = (t.detach().double() for t in (model.W, model.encoder.bias,
+                                                         model.W_dec, model.b_dec))  # fmt: skip
+    a = torch.relu((x - b_dec) @ W.T + b).numpy()  # (N, K), every unit
+    top = np.sort(a, axis=1)[:, -3:][:, :1]  # the k = 3rd largest energy of each row
+    x_hat = np.where(a >= top, a, 0.0) @ W_dec.numpy().T + b_dec.numpy()  # (N, D)
+    np.testing.assert_allclose(s["lse"], np.log(np.exp(-a).sum(axis=1)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s["recon"], -((x.numpy() - x_hat) ** 2).mean(axis=1), rtol=1e-4)
+    np.testing.assert_array_equal(s["zeros"], (a == 0).sum(axis=1))
+    assert model.k == ARGS["topk_k"] and model.hidden_dim == ARGS["n_components"]
+
+
+def test_topk_pretrained_starts_from_the_encoder_init_and_half_from_its_own(mod):
+    x_train, _, _ = _data()
+    src = mod.ImageSource(x_train.shape[1], ARGS["n_components"], ARGS["topk_k"])
+    opts = mod.options(len(x_train), ARGS)
+    enc0 = mod.untrained(x_train, 3, ARGS)  # the standing control "untrained"
+    pre = mod.VariantTrainer(mod.VARIANTS["topk-pretrained"], src, opts, 3, None)
+    assert torch.equal(pre.inner.model.W, enc0.W) and torch.equal(pre.inner.model.b, enc0.b)
+    half = mod.VariantTrainer(mod.VARIANTS["topk-half"], src, opts, 3, None)
+    init = mod.untrained(x_train, 3, ARGS, "topk-half")
+    assert torch.equal(half.model.W, init.W) and torch.equal(half.model.W_dec, init.W_dec)
+    # the SAE's init draws the same encoder layer (one nn.Linear after the same seed), its
+    # decoder is W^T with unit columns and b_dec = 0: "untrained topk-half" has the same LSE
+    # energies as "untrained", and its own recon (the SAE decoder's, not the tied one)
+    assert torch.equal(init.W, enc0.W) and torch.equal(init.encoder.bias, enc0.b)
+    torch.testing.assert_close(init.W_dec, (enc0.W / enc0.W.norm(dim=1, keepdim=True)).T)
+    assert not init.b_dec.any()
+    assert not mod.own_init("topk-pretrained") and mod.own_init("topk-half")
+    assert not mod.own_init("encoder") and mod.own_init("match-softplus")
+
+
+def test_topk_pretrained_switches_at_half_and_keeps_the_total_steps(mod):
+    x_train, _, _ = _data()
+    args = {**ARGS, "epochs": 2}  # 512 rows at batch 64: 8 steps per epoch, 16 in all
+    model, history = mod.train("topk-pretrained", x_train, 0, args)
+    # the encoder logs at its own end (step 8 = the switch), the TopK SAE at step 16
+    assert [h["step"] for h in history] == [8, 16]
+    assert "lse" in history[0] and "mse" in history[-1] and "lse" not in history[-1]
+    half, h2 = mod.train("topk-half", x_train, 0, args)
+    assert [h["step"] for h in h2] == [16] and not torch.equal(model.W, half.W)
+    # the TopK stage started from the pre-trained encoder, not from the SAE's own init
+    init = mod.untrained(x_train, 0, args, "topk-pretrained")
+    assert not torch.equal(model.W, init.W)
+
+
+def test_topk_rows_get_their_controls_and_labels(mod):
+    x_train, x_in, x_out = _data()
+    res = mod.run(x_train, x_in, x_out, [0], {**ARGS, "epochs": 1}, log=lambda _: None,
+                  models=("topk-pretrained", "topk-half"))  # fmt: skip
+    assert set(res) == {"topk-pretrained", "topk-half", "untrained", "untrained topk-half"}
+    for name in res:
+        assert {"lse", "recon"} <= set(res[name]["per_seed"][0]), name
+    init = mod.untrained(x_train, 0, ARGS, "topk-half")
+    expect = mod.evaluate(init, x_in, x_out, 3)
+    got = res["untrained topk-half"]["per_seed"][0]
+    assert got["recon"]["auroc"] == pytest.approx(expect["recon"]["auroc"])
+    assert got["lse"]["auroc"] == pytest.approx(expect["lse"]["auroc"])
+    assert got["lse"] == res["untrained"]["per_seed"][0]["lse"]  # the same encoder layer
+    table = mod.markdown_table(res)
+    assert "| topk-pretrained | -TopK SAE reconstruction MSE (own decoder) |" in table
+    assert "| untrained topk-half | -TopK SAE reconstruction MSE (own decoder) |" in table
+    assert "| untrained | -tied TopK reconstruction MSE |" in table
+    assert table.count("\n") == 2 + 8  # 4 rows x 2 scores
