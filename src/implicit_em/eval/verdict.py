@@ -55,6 +55,22 @@ def variant_kind(spec) -> str:
     return SAE
 
 
+def pretrain_control(name: str, names: Iterable[str]) -> str | None:
+    """The control of a pre-trained variant among `names`: the variant of VARIANTS whose spec
+    is `name`'s with the pre-training dropped (`pretrain="none"`: the same decoder steps from
+    random init, e.g. `topk-half` for `topk-pretrained`); None when `name` is not pre-trained
+    or no such row is in `names`."""
+    from dataclasses import replace
+
+    from implicit_em.eval.options import VARIANTS
+
+    spec = VARIANTS.get(name)
+    if spec is None or not getattr(spec, "pretrain_fraction", 0.0):
+        return None
+    want = replace(spec, pretrain="none")
+    return next((n for n in names if n != name and VARIANTS.get(n) == want), None)
+
+
 def row_kind(name: str, mcc_encoder_rows: float) -> str:
     """The kind of a synthetic row by its variant name; a name outside VARIANTS falls back to
     its columns (an SAE reports the MCC of its encoder rows beside its decoder's)."""
@@ -367,6 +383,7 @@ __all__ = [
     "MARGIN",
     "ONE_MATRIX",
     "SAE",
+    "pretrain_control",
     "matched_l0",
     "probing_controls",
     "probing_verdict",
