@@ -476,3 +476,59 @@ def test_committed_gpu5_is_read_at_the_longer_budget():
              for k, (_, _, f) in c.items() if f]  # fmt: skip
     assert flips == [("encoder-wr-topk", "CE K=16384")]
     assert res["best"] == "tied-topk-im-3.0"
+
+
+# --- the ground-truth table script's new inputs (docs/eval/synthetic/gpu16k_seeds_table.py) ---
+
+
+def _seeds_table():
+    import importlib.util
+
+    path = ROOT / "docs/eval/synthetic/gpu16k_seeds_table.py"
+    spec = importlib.util.spec_from_file_location("gpu16k_seeds_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_table_script_refuses_a_malformed_results_file_in_one_line(tmp_path):
+    t = _seeds_table()
+    for name, text in (("notjson.json", "{"), ("norows.json", '{"options": {"latents": 4096}}'),
+                       ("wide.json", json.dumps({"options": {"latents": 16384}, "rows": []})),
+                       ("short.json", json.dumps({"options": {"latents": 4096},
+                                                  "rows": [{"variant": "topk-k214"}]}))):  # fmt: skip
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SystemExit) as e:
+            t.read_rows(tmp_path / name, ("topk-k214",))
+        msg = str(e.value.code)
+        assert msg.startswith(str(tmp_path / name)) and "\n" not in msg and "restore" in msg
+    ok = {"options": {"latents": 4096}, "rows": [
+        {"variant": "a", "seed": 0, "steps_done": 1, "trained": {}, "untrained": {}}]}  # fmt: skip
+    (tmp_path / "ok.json").write_text(json.dumps(ok))
+    with pytest.raises(SystemExit, match=r"no row \['topk-k214'\]"):
+        t.read_rows(tmp_path / "ok.json", ("topk-k214",))
+
+
+def test_the_committed_table_holds_the_matched_l0_and_width_16384_rows():
+    """gpu16k-seeds.json's new rows are what the script reads from gpu16k-matched-l0/ and
+    gpu16k-width16k/ (summarised with eval.synthetic.summarise), with their seed counts."""
+    from implicit_em.eval.synthetic import summarise
+
+    t = _seeds_table()
+    gt = json.loads((ROOT / DEFAULTS["ground_truth"]).read_text())
+    got = {s["variant"]: s for s in gt["summary"]}
+    d = ROOT / "docs/eval/synthetic"
+    rows = [r for f, names in t.MATCHED_FILES.items()
+            for r in t.read_rows(d / "gpu16k-matched-l0" / f, names)]  # fmt: skip
+    for s in summarise(rows):
+        assert got[s["variant"]]["seeds"] == s["seeds"]
+        assert got[s["variant"]]["mcc"]["mean"] == pytest.approx(s["mcc"]["mean"])
+        assert got[s["variant"]]["l0"]["mean"] == pytest.approx(s["l0"]["mean"])
+    assert got["topk-k214"]["seeds"] == got["tied-topk-k214"]["seeds"] == 2
+    assert got["topk-pretrained"]["seeds"] == got["topk-half"]["seeds"] == 1
+    assert got["standard-l1-3.0"]["seeds"] == 1
+    assert got["standard-l1-3.0"]["mcc"]["mean"] == pytest.approx(0.5928, abs=1e-4)
+    wide = {s["variant"]: s for s in gt["width16k"]["summary"]}
+    assert gt["width16k"]["latents"] == 16384 and gt["width16k"]["steps"] == t.WIDE_STEPS
+    assert {n: round(s["mcc"]["mean"], 3) for n, s in wide.items()} == {
+        "tied-topk": 0.768, "tied-topk-im-3.0": 0.412, "encoder-wr": 0.189, "encoder": 0.137}  # fmt: skip
