@@ -195,3 +195,12 @@ def test_downstream_verdict_flags_a_model_no_better_than_its_untrained_twin():
     assert "`enc | W^T` 0.600 is no better than its untrained twin (0.800)" in text
     assert "topk | own decoder` 0.990 is" not in text
     assert V.downstream_verdict({}) == []
+
+
+def test_pretrain_control_is_the_same_spec_without_pretraining():
+    names = ["topk", "topk-half", "topk-pretrained", "encoder"]
+    assert V.pretrain_control("topk-pretrained", names) == "topk-half"
+    assert V.pretrain_control("topk-pretrained", ["topk", "encoder"]) is None  # not in the table
+    assert V.pretrain_control("topk", names) is None  # not pre-trained
+    assert V.pretrain_control("topk-half", names) is None  # the control has none of its own
+    assert V.pretrain_control("not-a-variant", names) is None
