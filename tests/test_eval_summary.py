@@ -110,6 +110,61 @@ def test_ground_truth_needs_matched_l0_dead_latents_controls_and_seeds(tmp_path)
     assert enc["seeds"]["status"] == NOT_MET and enc["seeds"]["value"] == 2
 
 
+def test_a_row_off_the_target_l0_is_read_at_its_own_l0_without_changing_its_status(tmp_path):
+    """gpu16k-matched-l0.md's reading: the encoder at L0 214 against TopK trained at k = 214,
+    reported beside the criterion (read at the target L0 25, whose status stays); a row
+    level with the SAE at its own L0 still does not meet it. A pre-trained model is also read
+    against its control (`topk-half`: the same decoder steps from random init)."""
+    gt = ground_truth(gt_row("topk-k214", 0.64, l0=214.0, seeds=2, sae=True),
+                      gt_row("encoder", 0.21, l0=214.2),
+                      gt_row("encoder-wr", 0.64, l0=220.0),  # level with the SAE at its L0
+                      gt_row("encoder-softplus", 0.20, l0=1700.0),  # no SAE row at its L0
+                      gt_row("topk-pretrained", 0.23, l0=16.0, dead=975, seeds=1),
+                      gt_row("topk-half", 0.70, l0=25.0, dead=114, seeds=1, sae=True))  # fmt: skip
+    c = verdict(tmp_path, gt=gt)
+    enc = c["encoder"]["criteria"]["ground-truth MCC"]
+    assert enc["status"] == NOT_MET and enc["reference"] == pytest.approx(SAE_MCC)
+    assert enc["own_l0"]["name"] == "topk-k214" and enc["own_l0"]["seeds"] == 2
+    assert enc["own_l0"]["margin"] == pytest.approx(0.21 - 0.64)
+    assert "at its own L0 the best SAE row is topk-k214 0.6400 (L0 214.0, 2 seeds" in enc["note"]
+    wr = c["encoder-wr"]["criteria"]["ground-truth MCC"]
+    assert wr["status"] == NOT_MET and wr["own_l0"]["margin"] == pytest.approx(0.0)
+    assert "own_l0" not in c["encoder-softplus"]["criteria"]["ground-truth MCC"]
+    pre = c["topk-pretrained"]["criteria"]
+    assert pre["ground-truth MCC"]["pretrain_control"]["name"] == "topk-half"
+    assert pre["ground-truth MCC"]["pretrain_control"]["margin"] == pytest.approx(0.23 - 0.70)
+    assert pre["seeds"]["status"] == NOT_MET and pre["seeds"]["value"] == 1  # the 1-seed row
+    assert "topk-half" not in c  # an SAE: a control, not a candidate
+    res = cross_study_verdict(load_studies(str(tmp_path / "gt.json"), None, None))
+    assert ("`encoder` 0.2100 against `topk-k214` 0.6400 (L0 214.0, 2 seeds): -0.4300"
+            in res["paragraph"])  # fmt: skip
+    assert "`topk-pretrained` 0.2300 against `topk-half` 0.7000 (1 seed): -0.4700" in res[
+        "paragraph"]  # fmt: skip
+
+
+def test_rows_at_another_width_are_reported_and_read_by_no_criterion(tmp_path):
+    gt = ground_truth(gt_row("encoder", 0.21, l0=214.0))
+    gt["width16k"] = {"latents": 16384, "steps": 26818, "samples": 26818 * 1024,
+                      "summary": [gt_row("encoder", 0.137, l0=873.0, seeds=1, control=0.145),
+                                  gt_row("tied-topk", 0.768, seeds=1, dead=1746)]}  # fmt: skip
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    res = cross_study_verdict(load_studies(str(tmp_path / "gt.json"), None, None))
+    wide = {r["name"]: r for r in res["width16k"]["rows"]}
+    assert not wide["encoder"]["beats"] and wide["tied-topk"]["beats"]
+    assert wide["tied-topk"]["dead_max"] == 1746
+    enc = res["candidates"]["encoder"]["criteria"]
+    assert enc["ground-truth MCC"]["value"] == pytest.approx(0.21)  # width 4,096's row only
+    assert enc["above controls"]["status"] == MET and enc["seeds"]["value"] == 3
+    assert "tied-topk" not in res["candidates"]
+    assert ("**At width 16,384** (27.5 M samples, 1 seed; reported, not part of the target): "
+            "`encoder` (decoder-free) 0.137, not above its controls (0.145)") in res["paragraph"]  # fmt: skip
+    from implicit_em.eval.summary import markdown
+
+    md = markdown(res, ["gt.json"])
+    assert "## Ground truth at width 16,384 (reported, not part of the target)" in md
+    assert "| `tied-topk` | one-matrix | 1 | 0.7680 | 0.1500 | 25.0 | 1,746 | yes |" in md
+
+
 def test_missing_studies_read_not_measured(tmp_path):
     c = verdict(tmp_path, gt=ground_truth(gt_row("tied-topk-im-3.0", SAE_MCC)))
     crit = c["tied-topk-im-3.0"]["criteria"]
@@ -189,6 +244,14 @@ def test_bad_inputs_name_the_file(tmp_path):
         load_studies(None, str(tmp_path / "p3.json"), None)
     with pytest.raises(ValueError, match="is not a ground-truth table"):
         load_studies(str(tmp_path / "p3.json"), None, None)
+    for bad in ({"latents": 16384, "steps": 1, "samples": 1, "summary": [{"variant": "x"}]},
+                {"latents": 16384, "summary": []}, ["not", "a", "dict"]):  # fmt: skip
+        gt = {**ground_truth(), "width16k": bad}
+        (tmp_path / "gt.json").write_text(json.dumps(gt))
+        with pytest.raises(ValueError, match=r"gt.json is not a ground-truth table whose "
+                           r'"width16k" entry has') as e:  # fmt: skip
+            load_studies(str(tmp_path / "gt.json"), None, None)
+        assert "\n" not in str(e.value) and "gpu16k_seeds_table.py" in str(e.value)
 
 
 # --- the committed study files ---
@@ -217,6 +280,18 @@ def test_committed_ground_truth_facts():
     assert crit["margin"] == pytest.approx(-0.024, abs=0.001)
     assert res["candidates"]["tied-topk"]["criteria"]["ground-truth MCC"]["status"] == MET
     assert not any(c["target_met"] for c in res["candidates"].values())
+    # gpu16k-matched-l0.md: the encoder at its own L0 against TopK at k = 214 (2 seeds)
+    enc = res["candidates"]["encoder"]["criteria"]["ground-truth MCC"]
+    assert enc["status"] == NOT_MET and enc["own_l0"]["name"] == "topk-k214"
+    assert enc["own_l0"]["seeds"] == 2 and enc["own_l0"]["dead"] == 0
+    assert enc["own_l0"]["margin"] == pytest.approx(-0.432, abs=0.001)
+    pre = res["candidates"]["topk-pretrained"]["criteria"]
+    assert pre["ground-truth MCC"]["pretrain_control"]["name"] == "topk-half"
+    assert pre["ground-truth MCC"]["pretrain_control"]["margin"] == pytest.approx(-0.477, abs=0.001)
+    assert pre["seeds"]["value"] == 1 and pre["dead latents"]["value"]["ground truth"] == 975
+    assert {r["name"] for r in res["width16k"]["rows"]} == {
+        "encoder", "encoder-wr", "tied-topk", "tied-topk-im-3.0"}  # fmt: skip
+    assert res["best"] == "tied-topk-im-3.0"
 
 
 def test_committed_probing_statuses_agree_with_the_studies_own_flags():
@@ -401,3 +476,59 @@ def test_committed_gpu5_is_read_at_the_longer_budget():
              for k, (_, _, f) in c.items() if f]  # fmt: skip
     assert flips == [("encoder-wr-topk", "CE K=16384")]
     assert res["best"] == "tied-topk-im-3.0"
+
+
+# --- the ground-truth table script's new inputs (docs/eval/synthetic/gpu16k_seeds_table.py) ---
+
+
+def _seeds_table():
+    import importlib.util
+
+    path = ROOT / "docs/eval/synthetic/gpu16k_seeds_table.py"
+    spec = importlib.util.spec_from_file_location("gpu16k_seeds_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_table_script_refuses_a_malformed_results_file_in_one_line(tmp_path):
+    t = _seeds_table()
+    for name, text in (("notjson.json", "{"), ("norows.json", '{"options": {"latents": 4096}}'),
+                       ("wide.json", json.dumps({"options": {"latents": 16384}, "rows": []})),
+                       ("short.json", json.dumps({"options": {"latents": 4096},
+                                                  "rows": [{"variant": "topk-k214"}]}))):  # fmt: skip
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SystemExit) as e:
+            t.read_rows(tmp_path / name, ("topk-k214",))
+        msg = str(e.value.code)
+        assert msg.startswith(str(tmp_path / name)) and "\n" not in msg and "restore" in msg
+    ok = {"options": {"latents": 4096}, "rows": [
+        {"variant": "a", "seed": 0, "steps_done": 1, "trained": {}, "untrained": {}}]}  # fmt: skip
+    (tmp_path / "ok.json").write_text(json.dumps(ok))
+    with pytest.raises(SystemExit, match=r"no row \['topk-k214'\]"):
+        t.read_rows(tmp_path / "ok.json", ("topk-k214",))
+
+
+def test_the_committed_table_holds_the_matched_l0_and_width_16384_rows():
+    """gpu16k-seeds.json's new rows are what the script reads from gpu16k-matched-l0/ and
+    gpu16k-width16k/ (summarised with eval.synthetic.summarise), with their seed counts."""
+    from implicit_em.eval.synthetic import summarise
+
+    t = _seeds_table()
+    gt = json.loads((ROOT / DEFAULTS["ground_truth"]).read_text())
+    got = {s["variant"]: s for s in gt["summary"]}
+    d = ROOT / "docs/eval/synthetic"
+    rows = [r for f, names in t.MATCHED_FILES.items()
+            for r in t.read_rows(d / "gpu16k-matched-l0" / f, names)]  # fmt: skip
+    for s in summarise(rows):
+        assert got[s["variant"]]["seeds"] == s["seeds"]
+        assert got[s["variant"]]["mcc"]["mean"] == pytest.approx(s["mcc"]["mean"])
+        assert got[s["variant"]]["l0"]["mean"] == pytest.approx(s["l0"]["mean"])
+    assert got["topk-k214"]["seeds"] == got["tied-topk-k214"]["seeds"] == 2
+    assert got["topk-pretrained"]["seeds"] == got["topk-half"]["seeds"] == 1
+    assert got["standard-l1-3.0"]["seeds"] == 1
+    assert got["standard-l1-3.0"]["mcc"]["mean"] == pytest.approx(0.5928, abs=1e-4)
+    wide = {s["variant"]: s for s in gt["width16k"]["summary"]}
+    assert gt["width16k"]["latents"] == 16384 and gt["width16k"]["steps"] == t.WIDE_STEPS
+    assert {n: round(s["mcc"]["mean"], 3) for n, s in wide.items()} == {
+        "tied-topk": 0.768, "tied-topk-im-3.0": 0.412, "encoder-wr": 0.189, "encoder": 0.137}  # fmt: skip

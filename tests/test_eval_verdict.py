@@ -54,19 +54,21 @@ def test_a_one_matrix_model_without_implicit_em_terms_cannot_meet_the_target():
     sae = row("topk", 0.40, 25, enc_rows=0.38)
     text = "\n".join(V.synthetic_verdict([sae, row("tied-topk", 0.50, 25), row("encoder", 0.2, 300)]))
     assert "**Best one-matrix model:** `tied-topk`" in text
-    assert "**not met in this table**: the best candidate, `encoder` (decoder-free), has" in text
-    assert "MCC 0.200 below the best SAE baseline; L0 300.0 not matched to 25.0" in text
+    assert "**not met in this table**: the best candidate, `encoder` (decoder-free): its" in text
+    assert ("its MCC is 0.200 below the best SAE baseline; its L0 300.0 is not matched to "
+            "25.0.") in text  # fmt: skip
+    assert " has " not in text.split("**not met in this table**")[1]  # not "has not above"
 
 
 def test_the_target_needs_matched_l0_zero_dead_latents_and_a_clear_margin_over_controls():
     sae = row("topk", 0.40, 25, enc_rows=0.38)
     h = "tied-topk-im-3.0"
-    for other, why in ((row(h, 0.50, 60), "L0 60.0 not matched to 25.0"),
-                       (row(h, 0.50, 25, dead=3), "3 dead latents"),
-                       (row(h, 0.35, 25), "MCC 0.050 below the best SAE baseline"),
-                       (row(h, 0.50, 25, control=0.495), "not above its controls")):  # fmt: skip
+    for other, why in ((row(h, 0.50, 60), "its L0 60.0 is not matched to 25.0"),
+                       (row(h, 0.50, 25, dead=3), "it has 3 dead latents"),
+                       (row(h, 0.35, 25), "its MCC is 0.050 below the best SAE baseline"),
+                       (row(h, 0.50, 25, control=0.495), "it is not above its controls")):  # fmt: skip
         text = "\n".join(V.synthetic_verdict([sae, other]))
-        assert f"**not met in this table**: the best candidate, `{h}` (hybrid), has {why}." in text
+        assert f"**not met in this table**: the best candidate, `{h}` (hybrid): {why}." in text
     text = "\n".join(V.synthetic_verdict([sae, row(h, 0.395, 28)]))
     assert f"**met in this table** by `{h}`" in text  # level within the margin, L0 +12 %
 
@@ -80,13 +82,55 @@ def test_with_a_target_l0_an_sae_row_off_it_is_not_the_baseline():
             row("matryoshka-k25-sl-all", 0.750, 25.0, dead=81, enc_rows=0.7), h]  # fmt: skip
     plain = "\n".join(V.synthetic_verdict(rows))
     assert "**Best SAE baseline:** `jumprelu-0.001`" in plain
-    assert "L0 24.9 not matched to 18.6" in plain
+    assert "its L0 24.9 is not matched to 18.6" in plain
     text = "\n".join(V.synthetic_verdict(rows, target_l0=25))
     assert ("**SAE rows off the target L0 25** (not eligible as the best SAE baseline): "
             "`jumprelu-0.001` (SAE) MCC 0.800 at L0 18.6, 84 dead, 1 seed.") in text  # fmt: skip
     assert "**Best SAE baseline (at the target L0 25):** `matryoshka-k25-sl-all`" in text
     assert "**met in this table** by `tied-topk-im-3.0`" in text
     assert not V.matched_l0(18.6, 25) and V.matched_l0(18.75, 25)  # 25 % of 25
+
+
+def test_the_best_row_prefers_more_seeds_when_level_within_the_margin():
+    """gpu16k-seeds.json's case: `encoder-wr-centred` (1 seed) 0.0002 above `encoder-wr` (3
+    seeds) is level within the margin, so the 3-seed row is named best; a 1-seed row more than
+    the margin above is still named (its seed count shown). The best SAE *baseline* stays the
+    highest mean (the reference is never the weaker of two level rows)."""
+    wr = row("encoder-wr", 0.31207, 304, seeds=3)
+    wrc = row("encoder-wr-centred", 0.31223, 293, seeds=1)
+    sae = row("topk", 0.70, 25, enc_rows=0.6)
+    text = "\n".join(V.synthetic_verdict([sae, wrc, wr]))
+    assert "**Best decoder-free model:** `encoder-wr` (decoder-free) MCC 0.312 at L0 304.0" in text
+    assert "the best candidate, `encoder-wr` (decoder-free)" in text
+    rows = V.ground_truth_rows([wrc, wr])
+    assert V.best_row(rows)["name"] == "encoder-wr"
+    assert V.best_row(rows, margin=0.0001)["name"] == "encoder-wr-centred"  # outside it: by MCC
+    far = V.ground_truth_rows([row("encoder-wr-centred", 0.33, 293, seeds=1), wr])
+    assert V.best_row(far)["name"] == "encoder-wr-centred"  # 0.018 above: the margin decides
+    text = "\n".join(V.synthetic_verdict([sae, far_row := row("encoder-wr-centred", 0.33, 293,
+                                                                seeds=1), wr]))  # fmt: skip
+    assert far_row["seeds"] == 1
+    assert ("**Best decoder-free model:** `encoder-wr-centred` (decoder-free) MCC 0.330 at L0 "
+            "293.0, 0 dead, 1 seed") in text  # fmt: skip
+    two = [row("topk-a", 0.700, 25, enc_rows=0.6, seeds=1), row("topk-b", 0.695, 25, enc_rows=0.6)]
+    assert V.best_sae_baseline(V.ground_truth_rows(two))["name"] == "topk-a"
+    assert V.best_row([]) is None
+
+
+def test_a_row_off_the_target_l0_is_read_against_the_sae_at_its_own_l0():
+    """The matched-L0 reading (gpu16k-matched-l0.md): the encoder at L0 214 against TopK
+    trained at k = 214, beside the target-L0 comparison; none when no SAE row is at its L0."""
+    rows = [row("matryoshka-k25-sl-all", 0.778, 25, dead=81, enc_rows=0.7),
+            row("topk-k214", 0.6416, 214.0, enc_rows=0.6, seeds=2),
+            row("encoder", 0.2096, 214.2), row("encoder-wr", 0.312, 304.0)]  # fmt: skip
+    text = "\n".join(V.synthetic_verdict(rows, target_l0=25))
+    assert ("- **At their own L0** (decoder-free and hybrid rows off the best SAE baseline's L0, "
+            "against the best SAE row at an L0 matched to theirs): `encoder` MCC 0.210 at L0 "
+            "214.2 is 0.432 below `topk-k214` (SAE) MCC 0.642 at L0 214.0, 0 dead, 2 seeds.") in text  # fmt: skip
+    assert "`encoder-wr` MCC" not in text  # 304 is 30 % from 214: no SAE at its L0
+    assert V.at_own_l0(V.ground_truth_rows(rows)[3], V.ground_truth_rows(rows)) is None
+    no_sae = "\n".join(V.synthetic_verdict(rows[:1] + rows[2:], target_l0=25))
+    assert "At their own L0" not in no_sae
 
 
 def test_nearest_in_window_takes_the_l0_nearest_the_target_inside_a_fixed_window():
@@ -151,3 +195,12 @@ def test_downstream_verdict_flags_a_model_no_better_than_its_untrained_twin():
     assert "`enc | W^T` 0.600 is no better than its untrained twin (0.800)" in text
     assert "topk | own decoder` 0.990 is" not in text
     assert V.downstream_verdict({}) == []
+
+
+def test_pretrain_control_is_the_same_spec_without_pretraining():
+    names = ["topk", "topk-half", "topk-pretrained", "encoder"]
+    assert V.pretrain_control("topk-pretrained", names) == "topk-half"
+    assert V.pretrain_control("topk-pretrained", ["topk", "encoder"]) is None  # not in the table
+    assert V.pretrain_control("topk", names) is None  # not pre-trained
+    assert V.pretrain_control("topk-half", names) is None  # the control has none of its own
+    assert V.pretrain_control("not-a-variant", names) is None

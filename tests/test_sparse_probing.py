@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from implicit_em.data.corpus import Document
+from implicit_em.data.lm.corpus import Document
 from implicit_em.eval.probing_tasks import build_pool, build_tasks, sotu_party, spam_is_spam
 from implicit_em.eval.sparse_probing import (
     RandomDirections,

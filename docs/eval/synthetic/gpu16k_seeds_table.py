@@ -24,6 +24,14 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   1 of `encoder-softplus` and `encoder-unit-rows` (`c7-s1.json`, `c7-u1.json`, ninth session,
   gpu16k-width16k-PLAN.md rule 5); rows
   short of 47,927 steps are in `gpu16k_variants_table.py` only;
+- Standard L1 (`standard-l1-3.0`, `standard-l1-10.0`: the decoder-norm-weighted L1 at
+  coefficients 3 and 10), seed 0, from section 3's `rows/results.json` (one seed each; the
+  tenth session added them here: they were in that file but not in this table);
+- gpu16k-matched-l0-PLAN.md (gpu16k-matched-l0.md, tenth session): TopK and tied TopK at the
+  encoder's L0 (`topk-k214`, `tied-topk-k214`), seeds 0 and 1 (`gpu16k-matched-l0/m.json`,
+  `m1.json`); decoder-free pre-training then TopK (`topk-pretrained`, `p.json`) and its
+  control, TopK for the same second half of the steps from random init (`topk-half`,
+  `h.json`), seed 0 each;
 - sae-lens's protocol (`batchtopk-k25-sl-all`) at seed 0 has no 49.1 M row: its MCC at the
   50.0 M milestone of the 200 M run (harness-gap/gpu200m/ref.json) is shown as a note only, so
   the table's seed count says what the mean is over.
@@ -34,6 +42,11 @@ The headline JumpReLU coefficient is the one of the second JumpReLU call whose m
 seeds 0 and 1 is inside [18.75, 31.25] and nearest 25 (`eval.verdict.nearest_in_window`; the
 rule of gpu16k-jumprelu-PLAN.md, fixed before that call); the script stops if that is not
 `jumprelu-0.0008`, the coefficient whose seed 2 was run after.
+
+Beside the table, not in it (another width and length): the rows at width 16,384, 26,818 steps
+(27.5 M samples), seed 0, from gpu16k-width16k/ (`c1-p2.json`: `encoder-wr`, `tied-topk-im-3.0`;
+`c2-e.json`: `encoder`; `c2-t.json`: `tied-topk`; gpu16k-width16k.md), in the JSON's
+"width16k" entry with their own `synthetic_verdict`.
 
 Run from the repository root: python docs/eval/synthetic/gpu16k_seeds_table.py
 Prints the markdown table, the JumpReLU sweep and the verdict
@@ -57,6 +70,16 @@ ONE_SEED = {"c1-f1.json": ("encoder-softplus", "encoder-unit-rows"),
             "c7-s1.json": ("encoder-softplus",), "c7-u1.json": ("encoder-unit-rows",)}  # fmt: skip
 """The variant rows of gpu16k-variants/ at full length, by file: seed 0 of each (c1, c5) and
 seed 1 of softplus and unit rows (c7, ninth session); the name is from when each had one seed."""
+MATCHED = ROOT / "gpu16k-matched-l0"
+MATCHED_FILES = {"m.json": ("topk-k214", "tied-topk-k214"), "m1.json": ("topk-k214", "tied-topk-k214"),
+                 "p.json": ("topk-pretrained",), "h.json": ("topk-half",)}  # fmt: skip
+"""gpu16k-matched-l0.md's rows (49.1 M samples, width 4,096), by file."""
+L1 = ("standard-l1-3.0", "standard-l1-10.0")  # section 3, seed 0 (rows/results.json)
+WIDE = ROOT / "gpu16k-width16k"
+WIDE_FILES = {"c1-p2.json": ("encoder-wr", "tied-topk-im-3.0"), "c2-e.json": ("encoder",),
+              "c2-t.json": ("tied-topk",)}  # fmt: skip
+"""gpu16k-width16k.md's rows (width 16,384, seed 0), by file."""
+WIDE_STEPS, WIDE_LATENTS = 26818, 16384
 JUMPRELU = ("jumprelu-0.01", "jumprelu-0.003", "jumprelu-0.001", "jumprelu-0.0009",
             "jumprelu-0.0008", "jumprelu-0.0007", "jumprelu-0.0005")  # fmt: skip
 SECOND_CALL = ("jumprelu-0.0007", "jumprelu-0.0008", "jumprelu-0.0009")  # the rule's candidates
@@ -74,6 +97,38 @@ COLUMNS = [("MCC", "mcc", 3), ("MCC untrained", "mcc_untrained", 3),
            ("features cos>=0.9", "features_cos_0.9", 0)]  # fmt: skip  # seed 2 of call 1: report.md only
 
 
+def read_rows(path: Path, names: tuple[str, ...], latents: int = 4096) -> list[dict]:
+    """The rows named `names` of a results file (`eval.synthetic.write_report`'s results.json
+    shape: {"options": {"latents", ...}, "rows": [{"variant", "seed", "steps_done", "trained",
+    "untrained"}, ...]}). Exits with one line naming the file when it is not one, has another
+    width, or lacks a named row."""
+    try:
+        d = json.loads(path.read_text())
+        ok = isinstance(d["rows"], list) and d["options"]["latents"] == latents and all(
+            {"variant", "seed", "steps_done", "trained", "untrained"} <= set(r) for r in d["rows"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"{path}: not a results file of eval-suite synthetic ({e!r}); restore "
+                         "it from git") from None  # fmt: skip
+    if not ok:
+        raise SystemExit(f"{path}: not a width-{latents} results file with rows (variant, seed, "
+                         "steps_done, trained, untrained); restore it from git")  # fmt: skip
+    rows = [r for r in d["rows"] if r["variant"] in names]
+    missing = sorted(set(names) - {r["variant"] for r in rows})
+    if missing:
+        raise SystemExit(f"{path}: no row {missing}; restore it from git")
+    return rows
+
+
+def load_wide() -> list[dict]:
+    """The width-16,384 rows (WIDE_FILES), each at WIDE_STEPS steps."""
+    rows = [r for f, names in WIDE_FILES.items()
+            for r in read_rows(WIDE / f, names, WIDE_LATENTS)]  # fmt: skip
+    bad = [(r["variant"], r["steps_done"]) for r in rows if r["steps_done"] != WIDE_STEPS]
+    if bad:
+        raise SystemExit(f"width-16,384 rows not at {WIDE_STEPS} steps: {bad}")
+    return rows
+
+
 def load_rows() -> list[dict]:
     files = [RUN / "rows" / "results.json", RUN / "seeds" / "seed1.json",
              RUN / "seeds" / "seed2.json", RUN / "seeds" / "matryoshka_seed1.json",
@@ -87,6 +142,7 @@ def load_rows() -> list[dict]:
     rows = [r for f in files for r in json.loads(f.read_text())["rows"]]
     rows += [r for f, names in ONE_SEED.items() for r in json.loads((var / f).read_text())["rows"]
              if r["variant"] in names]  # fmt: skip
+    rows += [r for f, names in MATCHED_FILES.items() for r in read_rows(MATCHED / f, names)]
     bad = [(r["variant"], r["seed"]) for r in rows if r["steps_done"] != STEPS]
     # The report gives the planned length only. Its training could not have stopped early: the
     # time limit (max_seconds 495 s from the run's start, as in s0.json and s1.json of the same
@@ -95,7 +151,8 @@ def load_rows() -> list[dict]:
     bad += [(r["variant"], r["seed"]) for r in lost if r["steps"] != STEPS]
     if bad:
         raise SystemExit(f"rows not at {STEPS} steps: {bad}")
-    keep = HEADLINE + JUMPRELU + tuple(n for names in ONE_SEED.values() for n in names)
+    keep = (HEADLINE + JUMPRELU + L1 + tuple(n for names in ONE_SEED.values() for n in names)
+            + tuple(n for names in MATCHED_FILES.values() for n in names))  # fmt: skip
     return [r for r in rows + lost if r["variant"] in keep]
 
 
@@ -138,6 +195,11 @@ def main() -> None:
     verdict = synthetic_verdict(summary, target_l0=K)
     print("\n".join(verdict))
     plot(summary, picked)
+    wide = sorted(summarise(load_wide()), key=lambda s: -s["mcc"]["mean"])
+    print(f"\nWidth {WIDE_LATENTS:,}, {WIDE_STEPS} steps (not in the table above):\n")
+    for s in wide:
+        print(f"| {s['variant']} | {s['seeds']} | "
+              + " | ".join(_fmt(s[key], nd) for _, key, nd in cols) + " |")  # fmt: skip
     out = {"steps": STEPS, "samples": STEPS * 1024, "target_l0": K, "summary": summary,
            "jumprelu": {"rule": "mean L0 over seeds 0 and 1 inside [18.75, 31.25], nearest 25",
                         "rule_mean_l0": rule_l0, "headline": picked,
@@ -145,7 +207,11 @@ def main() -> None:
            "sl_all_seed0_at_50M": at50,
            "reconstructed_from_report": [{"variant": v, "seed": s, "source": src}
                                          for v, s, src in rebuilt],
-           "verdict": verdict}  # fmt: skip
+           "verdict": verdict,
+           "width16k": {"latents": WIDE_LATENTS, "steps": WIDE_STEPS,
+                        "samples": WIDE_STEPS * 1024,
+                        "files": [str((WIDE / f).relative_to(ROOT)) for f in WIDE_FILES],
+                        "summary": wide, "verdict": synthetic_verdict(wide)}}  # fmt: skip
     text = json.dumps(_no_nan(out), indent=1, allow_nan=False)  # strict JSON: NaN as null
     (ROOT / "gpu16k-seeds.json").write_text(text + "\n")
 
@@ -213,8 +279,8 @@ def plot(summary: list[dict], picked: str) -> None:
     others = [s for s in summary if s["variant"] not in JUMPRELU]
     for i, s in enumerate(others):
         ax.errorbar(s["l0"]["mean"], s["mcc"]["mean"], yerr=err(s), fmt="s",
-                    color=plt.cm.tab10([0, 1, 2, 4, 5, 6, 8, 9][i % 8]),
-                    label=f"{s['variant']} ({s['seeds']} seeds)")  # fmt: skip
+                    color=plt.cm.tab20(i % 20), 
+                    label=f"{s['variant']} ({s['seeds']} seed{'s' * (s['seeds'] > 1)})")  # fmt: skip
     ax.scatter([s["l0"]["mean"] for s in summary],
                [s["mcc_random_at_l0"]["mean"] for s in summary], marker="x", color="grey",
                label="random directions at each row's L0")  # fmt: skip

@@ -8,7 +8,12 @@ L0, on at least 3 seeds. Inputs (each named with the file and key its numbers co
 
 - ground truth: the summary of `docs/eval/synthetic/gpu16k_seeds_table.py` (gpu16k-seeds.json;
   sae-lens `mean_correlation_coefficient`, MCC), read with `eval.verdict.ground_truth_rows` and
-  `best_sae_baseline` (the same rule as `synthetic_verdict`);
+  `best_sae_baseline` (the same rule as `synthetic_verdict`); a model off the target L0 is also
+  read against the best SAE row at its own L0 (`eval.verdict.at_own_l0`, e.g. the encoder at
+  L0 214 against TopK trained at k = 214) and a pre-trained model against its control
+  (`eval.verdict.pretrain_control`), both reported beside the criterion without changing its
+  status; the file's optional "width16k" entry (rows at width 16,384) is reported in its own
+  section and read by no criterion;
 - k-sparse probing (SAEBench protocol, mean over datasets and k), CE-loss recovered and dead
   latents at K = 4096 and 16384 on SmolLM2-135M: `probing_study.compare.compare`'s
   gpu2_compare.json (the tied models), `compare3`'s gpu3_compare.json (the theory variants)
@@ -43,9 +48,11 @@ from implicit_em.eval.verdict import (
     ONE_MATRIX,
     SAE,
     apart,
+    at_own_l0,
     best_sae_baseline,
     ground_truth_rows,
     matched_l0,
+    pretrain_control,
 )
 from implicit_em.families.registry import FAMILIES, family_by_label
 
@@ -126,6 +133,13 @@ def load_studies(ground_truth: str | None, probing2: str | None, probing3: str |
         d = gt[1]
         _check(d, "ground truth", gt[0], isinstance(d, dict) and isinstance(d.get("summary"), list)
                and "target_l0" in d, 'a ground-truth table (keys "summary", "target_l0")')  # fmt: skip
+        w = d.get(WIDE_KEY)
+        _check(d, "ground truth", gt[0], w is None or (
+            isinstance(w, dict) and isinstance(w.get("summary"), list)
+            and all(k in w for k in ("latents", "steps", "samples"))
+            and all(isinstance(x, dict) and _SUMMARY_KEYS <= set(x) for x in w["summary"])),
+            f'a ground-truth table whose "{WIDE_KEY}" entry has "latents", "steps", "samples" '
+            f'and a "summary" of rows with {", ".join(sorted(_SUMMARY_KEYS))}')  # fmt: skip
     out = {"ground_truth": gt}
     paths = {"probing2": probing2, "probing3": probing3, "probing4": probing4}
     for key, what, need in (("probing2", "gpu2 compare", "verdict"),
@@ -167,6 +181,11 @@ def load_studies(ground_truth: str | None, probing2: str | None, probing3: str |
         got = (got[0], longer_budget(d, out["probing4"][1], out["probing4"][0]))
     out["probing5"] = got
     return out
+
+
+_SUMMARY_KEYS = {"variant", "seeds", "mcc", "mcc_encoder_rows", "mcc_untrained",
+                 "mcc_random_at_l0", "l0", "dead_latents"}  # fmt: skip
+"""What `ground_truth_rows` reads of a summary row (`eval.synthetic.summarise`)."""
 
 
 def _reference(rows: dict) -> str | None:
@@ -288,16 +307,59 @@ def _ground_truth(study, cands: dict) -> dict:
             p["ground-truth MCC"] = _crit(NOT_MEASURED, src, note="no SAE row at the target L0")
         else:
             l0_ok = matched_l0(r["l0"], best["l0"])
-            p["ground-truth MCC"] = _against(
+            crit = _against(
                 r["mcc"], best["mcc"], MARGIN, l0_ok,
                 f"L0 {r['l0']:.1f} not matched to {best['l0']:.1f}", src + ".mcc.mean",
                 f"{best['name']} {best['mcc']:.3f} (best SAE at L0 {d['target_l0']:g})")  # fmt: skip
+            own = None if l0_ok else at_own_l0(r, rows)
+            if own is not None:  # the matched-L0 reading, beside the criterion (not its status)
+                crit["own_l0"] = {"name": own["name"], "mcc": own["mcc"], "l0": own["l0"],
+                                  "seeds": own["seeds"], "dead": own["dead_max"],
+                                  "margin": r["mcc"] - own["mcc"]}  # fmt: skip
+                crit["note"] += (
+                    f"; at its own L0 the best SAE row is {own['name']} {own['mcc']:.4f} (L0 "
+                    f"{own['l0']:.1f}, {_seeds(own['seeds'])}, {own['dead_max']:.0f} dead): "
+                    f"{r['mcc'] - own['mcc']:+.4f}, reported beside the criterion, which is read "
+                    f"at the target L0 {d['target_l0']:g}")  # fmt: skip
+            ctrl = pretrain_control(r["name"], [x["name"] for x in rows])
+            if ctrl is not None:
+                c_row = next(x for x in rows if x["name"] == ctrl)
+                crit["pretrain_control"] = {"name": ctrl, "mcc": c_row["mcc"],
+                                            "seeds": c_row["seeds"], "dead": c_row["dead_max"],
+                                            "margin": r["mcc"] - c_row["mcc"]}  # fmt: skip
+                crit["note"] += (
+                    f"; against its control {ctrl} (the same decoder steps from random init) "
+                    f"{c_row['mcc']:.4f} ({_seeds(c_row['seeds'])}, {c_row['dead_max']:.0f} "
+                    f"dead): {r['mcc'] - c_row['mcc']:+.4f}")  # fmt: skip
+            p["ground-truth MCC"] = crit
         p.setdefault("controls", []).append(
             ("ground truth", r["beats"], f"worst seed {r['mcc_min']:.3f} against best control "
              f"seed {r['control']:.3f}", src))  # fmt: skip
         p.setdefault("dead", []).append(("ground truth", r["dead_max"], src + ".dead_latents.max"))
         p.setdefault("seeds", []).append(("ground truth", r["seeds"], src + ".seeds"))
     return info
+
+
+def _seeds(n: int) -> str:
+    return "1 seed" if n == 1 else f"{n} seeds"
+
+
+WIDE_KEY = "width16k"
+"""The key of the ground-truth file's rows at another width (gpu16k_seeds_table.py): reported
+in their own section, not part of the target."""
+
+
+def _wide(study) -> dict | None:
+    """The ground-truth file's "width16k" entry as plain rows (`ground_truth_rows`), or None."""
+    path, d = study
+    w = d.get(WIDE_KEY)
+    if w is None:
+        return None
+    rows = ground_truth_rows([_nan(s) for s in w["summary"]])
+    return {"latents": w["latents"], "steps": w["steps"], "samples": w["samples"],
+            "source": f"{path}: {WIDE_KEY}.summary",
+            "rows": [{k: r[k] for k in ("name", "kind", "seeds", "mcc", "mcc_min", "control",
+                                        "l0", "dead", "dead_max", "beats")} for r in rows]}  # fmt: skip
 
 
 def _probing(study, which: str, cands: dict) -> dict:
@@ -446,8 +508,10 @@ def cross_study_verdict(studies: dict) -> dict:
     """
     cands: dict = {}
     studies_info = {}
+    wide = None
     if studies.get("ground_truth"):
         studies_info["ground_truth"] = _ground_truth(studies["ground_truth"], cands)
+        wide = _wide(studies["ground_truth"])
     for key in PROBING:
         if studies.get(key):
             studies_info[key] = _probing(studies[key], key, cands)
@@ -475,6 +539,8 @@ def cross_study_verdict(studies: dict) -> dict:
     result = {"candidates": out, "best": best, "rule": BEST_RULE, "studies": studies_info,
               "tolerances": {"ground-truth MCC": MARGIN, "probing": PROBE_TOLERANCE,
                              "CE": CE_TOLERANCE, "controls": MARGIN, "seeds": MIN_SEEDS}}  # fmt: skip
+    if wide is not None:
+        result[WIDE_KEY] = wide
     if studies.get(LONGER):
         result["longer_budget"] = _budget_change(
             studies, cross_study_verdict({**studies, LONGER: None}), result
@@ -590,6 +656,33 @@ def paragraph(result: dict) -> str:
                     "meet it too): " + "; ".join(wins) + ".")  # fmt: skip
     if losses:
         text.append("**Where they lose** (no eligible model meets it): " + "; ".join(losses) + ".")
+    gt = {n: c["criteria"]["ground-truth MCC"] for n, c in elig.items()}
+    own = [f"`{n}` {g['value']:.4f} against `{g['own_l0']['name']}` {g['own_l0']['mcc']:.4f} "
+           f"(L0 {g['own_l0']['l0']:.1f}, {_seeds(g['own_l0']['seeds'])}): "
+           f"{g['own_l0']['margin']:+.4f}"
+           for n, g in sorted(gt.items(), key=lambda x: x[0]) if g.get("own_l0")]  # fmt: skip
+    if own:
+        target_l0 = result["studies"]["ground_truth"]["target_l0"]
+        text.append("**Ground truth at the models' own L0** (each against the best SAE row at "
+                    "an L0 matched to its own; reported beside the ground-truth criterion, "
+                    f"which is read at the target L0 {target_l0:g}): " + "; ".join(own) + ".")  # fmt: skip
+    pre = [f"`{n}` {g['value']:.4f} against `{g['pretrain_control']['name']}` "
+           f"{g['pretrain_control']['mcc']:.4f} ({_seeds(g['pretrain_control']['seeds'])}): "
+           f"{g['pretrain_control']['margin']:+.4f}"
+           for n, g in sorted(gt.items()) if g.get("pretrain_control")]  # fmt: skip
+    if pre:
+        text.append("**Decoder-free pre-training against its control** (the same decoder steps "
+                    "from random init, ground truth): " + "; ".join(pre) + ".")  # fmt: skip
+    wide = result.get(WIDE_KEY)
+    if wide:
+        parts = [f"`{r['name']}` ({r['kind']}) {r['mcc']:.3f}"
+                 + ("" if r["beats"] else f", not above its controls ({r['control']:.3f})")
+                 + (f", {r['dead_max']:,.0f} dead" if r["dead_max"] else "")
+                 for r in wide["rows"]]  # fmt: skip
+        seeds = sorted({r["seeds"] for r in wide["rows"]})
+        text.append(f"**At width {wide['latents']:,}** ({wide['samples'] / 1e6:.1f} M samples, "
+                    f"{' or '.join(_seeds(n) for n in seeds)}; reported, not part of the target): "
+                    + "; ".join(parts) + ".")  # fmt: skip
     best = result["best"]
     if best is not None:
         c = cands[best]
@@ -638,6 +731,12 @@ def _cell(c: dict) -> str:
     v, m = c["value"], c["margin"]
     if isinstance(v, float) and m is not None:
         l0 = "" if c.get("l0_matched", True) else ", L0 not matched"
+        if c.get("own_l0"):
+            o = c["own_l0"]
+            l0 += f"; at its own L0 {o['margin']:+.4f} against {o['name']}"
+        if c.get("pretrain_control"):
+            o = c["pretrain_control"]
+            l0 += f"; {o['margin']:+.4f} against its control {o['name']}"
         run = f", {c['study']}" if c.get("study") else ""
         return f"{c['status']}: {v:.4f} ({m:+.4f}{l0}{run})"
     if isinstance(v, dict):
@@ -699,6 +798,8 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
                      f"{c['overall']} |")  # fmt: skip
     if lb:
         lines += ["", *_budget_markdown(lb)]
+    if result.get(WIDE_KEY):
+        lines += ["", *_wide_markdown(result[WIDE_KEY])]
     lines += ["", "## Per candidate: notes and sources", ""]
     for n in order:
         c = cands[n]
@@ -733,6 +834,13 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
               f"- CE at K: met when CE-loss recovered >= TopK's - {t['CE']} (the issue) at a "
               f"matched L0; a miss under {AT_TOLERANCE:g} is flagged \"at the tolerance\" and "
               "still counts as not met.",
+              "- Ground truth at a model's own L0 (reported beside the ground-truth criterion, "
+              "not part of its status): for a model whose L0 is not matched to the best SAE "
+              "baseline's, the best SAE row at an L0 matched to its own "
+              "(`eval.verdict.at_own_l0`); decoder-free pre-training is also read against its "
+              "control, the same decoder steps from random init (`eval.verdict.pretrain_control`)."
+              + (f" Rows at width {result[WIDE_KEY]['latents']:,} are reported in their own "
+                 "section and read by no criterion." if result.get(WIDE_KEY) else ""),
               "- Dead latents: met when every seed of every measured row has 0.",
               f"- Above controls: met when, in every measured study and K, the worst seed is more "
               f"than {t['controls']} above the best seed of the untrained twin and of random "
@@ -742,6 +850,24 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
               "LSE energy (every seed's AUROC > 0.5 and above the untrained control's range).",
               f"- Best variant: {result['rule']}.", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def _wide_markdown(w: dict) -> list[str]:
+    """The width section of verdict.md from `_wide`'s output (reported, not part of the
+    target)."""
+    out = [f"## Ground truth at width {w['latents']:,} (reported, not part of the target)", "",
+           f"{w['steps']:,} steps ({w['samples'] / 1e6:.1f} M samples), against the target "
+           "table's width 4,096 and 49.1 M: the rows are not comparable with the table above "
+           "and no criterion reads them. Controls: the best seed of the untrained init and of "
+           "random directions at the row's L0; *beats* by `eval.verdict.MARGIN`. From "
+           f"{w['source']}.", "",
+           "| row | kind | seeds | MCC | best control | L0 | dead (worst seed) | beats its "
+           "controls |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in w["rows"]:
+        out.append(f"| `{r['name']}` | {r['kind']} | {r['seeds']} | {r['mcc']:.4f} | "
+                   f"{r['control']:.4f} | {r['l0']:,.1f} | {r['dead_max']:,.0f} | "
+                   f"{'yes' if r['beats'] else 'no'} |")  # fmt: skip
+    return out
 
 
 def _budget_markdown(lb: dict) -> list[str]:
