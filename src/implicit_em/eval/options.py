@@ -663,7 +663,8 @@ class VerdictOptions:
     report shows the gpu4 -> gpu5 change."""
     ood: tuple[str, ...] = ("docs/reproduction/ood/variants.json",
                             "docs/reproduction/ood/variants_wr.json",
-                            "docs/reproduction/ood/variants_match.json")  # fmt: skip
+                            "docs/reproduction/ood/variants_match.json",
+                            "docs/reproduction/ood/variants_topk.json")  # fmt: skip
     """OOD variants files (scripts/ood_variants.py), first file wins for a model in two."""
     overwrite: bool = False
     """Replace verdict.md and verdict.json if they exist."""

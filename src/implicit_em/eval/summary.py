@@ -80,7 +80,8 @@ DEFAULTS = {
     "probing4": "docs/eval/probing/gpu4/gpu4_compare.json",
     "probing5": "docs/eval/probing/gpu5/gpu5_compare.json",
     "ood": ("docs/reproduction/ood/variants.json", "docs/reproduction/ood/variants_wr.json",
-            "docs/reproduction/ood/variants_match.json"),
+            "docs/reproduction/ood/variants_match.json",
+            "docs/reproduction/ood/variants_topk.json"),
 }  # fmt: skip
 """The committed files the verdict is generated from (paths from the repository root)."""
 
