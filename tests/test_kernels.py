@@ -579,3 +579,28 @@ def test_bias_fold_switch(monkeypatch):
         assert bias_fold(model, cfg, x)
         monkeypatch.setitem(fused_impl.FOLD, "bias", False)
         assert not bias_fold(model, cfg, x)
+
+
+
+def test_grad_pass_column_sums_with_a_shorter_partial_height():
+    """The one-tile kernel when the partials have one row per 32 rows of out but the tile is
+    128 rows tall (as under the autotuner, whose buffer serves every tile height): each
+    program writes its sums at its first partial row and zeros at the others it owns, so a
+    buffer of garbage (what a trial run of another height leaves) still sums right."""
+    from implicit_em.kernels import triton_infomax as tk
+
+    z = preact_and_codes(300, 260)
+    _, row_lse, mean, _ = fused_impl.combine_stats(torch.relu(z))
+    g = torch.linspace(-1, 1, 300, device=DEVICE)
+    out = torch.empty_like(z)
+    part = torch.full((10, 260), 7.0, device=DEVICE)  # ceil(300 / 32) rows of garbage
+    tk._grad_kernel.fn[(3, 3)](
+        z, out, row_lse, g, mean * 0.3, mean - 0.5, mean, out, out, part, 300, 260, 0,
+        z.stride(0), z.stride(1), out.stride(0), out.stride(1), BM=128, BK=128, RP=16,
+        HAS_LOW=False, RELU=True, PRECISION="ieee", DOT_F32=kernels.interpreted(),
+        COLSUM=True, G_SCALAR=False, PART_H=32, num_warps=8)  # fmt: skip
+    want = tk.grad(z, row_lse, g, mean * 0.3, mean - 0.5, mean, relu=True)
+    torch.testing.assert_close(out, want, rtol=0.0, atol=0.0)
+    torch.testing.assert_close(part.sum(dim=0), want.double().sum(dim=0).float(),
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    assert (part[[1, 2, 3, 5, 6, 7, 9]] == 0).all()  # the rows after each program's first

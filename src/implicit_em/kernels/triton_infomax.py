@@ -227,10 +227,12 @@ def _grad_kernel(
     B, K, R, stride_ab, stride_ak, stride_ob, stride_ok,
     BM: tl.constexpr, BK: tl.constexpr, RP: tl.constexpr, HAS_LOW: tl.constexpr,
     RELU: tl.constexpr, PRECISION: tl.constexpr, DOT_F32: tl.constexpr, COLSUM: tl.constexpr,
-    G_SCALAR: tl.constexpr,
+    G_SCALAR: tl.constexpr, PART_H: tl.constexpr,
 ):  # fmt: skip
-    """One (BM, BK) tile per program; COLSUM: its column sums of out at row program_id(0) of
-    the (nP, K) partials."""
+    """One (BM, BK) tile per program; COLSUM: its column sums of out in the (nP, K) partials,
+    one row per PART_H rows of out (PART_H divides BM): at the first of the program's
+    BM / PART_H rows, zeros in the others, so every tile height writes every row (no stale
+    rows from the autotuner's trial runs, no zero fill)."""
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
     cols = tl.program_id(1) * BK + tl.arange(0, BK)
     cmask = cols < K
@@ -240,7 +242,12 @@ def _grad_kernel(
                       mean, high, B, R, stride_ab, stride_ak, stride_ob, stride_ok, RP, HAS_LOW,
                       RELU, PRECISION, DOT_F32, G_SCALAR)  # fmt: skip
     if COLSUM:
-        tl.store(part_ptr + tl.program_id(0) * K + cols, csum, mask=cmask)
+        base = tl.program_id(0) * (BM // PART_H)
+        n_part = tl.cdiv(B, PART_H)
+        tl.store(part_ptr + base * K + cols, csum, mask=cmask)
+        for i in tl.static_range(1, BM // PART_H):
+            live = cmask & ((cols * 0 + base + i) < n_part)  # (BK,): a block, not a scalar
+            tl.store(part_ptr + (base + i) * K + cols, tl.zeros_like(csum), mask=live)
 
 
 @triton.autotune(configs=_configs(GRAD_LOOP_CONFIGS),
@@ -372,11 +379,10 @@ def grad(
 
     tuned = _grad_loop_kernel if rows else _grad_kernel
     kernel = tuned[grid] if config is None else tuned.fn[grid(config)]
-    extra = {"ROWS": rows} if rows else {}
-    part = out
-    if colsum:  # one row of partials per row program; zeros where a taller tile left gaps
-        height = rows or min(c["BM"] for c in ([config] if config else GRAD_CONFIGS))
-        part = torch.zeros(triton.cdiv(b, height), k, device=a.device, dtype=torch.float32)
+    part, height = out, rows or min(c["BM"] for c in ([config] if config else GRAD_CONFIGS))
+    extra = {"ROWS": rows} if rows else {"PART_H": height}
+    if colsum:  # one row of partials per `height` rows of out, every row written by the pass
+        part = torch.empty(triton.cdiv(b, height), k, device=a.device, dtype=torch.float32)
     kernel(a, out, row_lse, g, alpha, beta, mean,
            out if low is None else low, out if high is None else high, part,
            b, k, r, a.stride(0), a.stride(1), out.stride(0), out.stride(1),
