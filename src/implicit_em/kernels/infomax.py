@@ -132,7 +132,8 @@ EXACT = {"gram": "float32", "blocks": 4}
 # True adds b in the statistics pass and sums dL/db in the gradient pass; False keeps the
 # bias in the encoder's matmul and its gradient to autograd (the step of issue 19's rounds
 # 1-3; benchmarks/bench_scale.py's "/b0" rows). Off by default since round 6 on the H200
-# measured the fold slower (0.19 ms a step; docs/benchmarks.md, "Round 6").
+# measured the fold slower (0.19 ms a step within that run; one run: between runs the same
+# step moved by 0.25 ms, docs/benchmarks.md, "Round 6").
 FOLD = {"bias": False}
 
 

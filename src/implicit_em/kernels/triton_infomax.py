@@ -50,7 +50,8 @@ BLOCK_K = 128  # columns per stats strip (fixes the partials' shapes)
 # rule fixed before the call: in the whole step on the H200 it measured 0.915 ms against
 # 1.182-1.193 for 256 rows with Chan merges (round 6, with the bias fold: 0.977 against
 # 1.124-1.135; the noisy third round: 1.788 against 1.766). The same 256-row step measured
-# 0.936 ms in round 6 and 1.182 in 6b: between-run spread is large; see docs/benchmarks.md.
+# 0.936 ms in round 6 and 1.182 in 6b: between-run spread is large, so this rests on one
+# run; see docs/benchmarks.md.
 STATS = {"rows": 512, "shift": True}
 
 
