@@ -279,7 +279,7 @@ def plot(summary: list[dict], picked: str) -> None:
     others = [s for s in summary if s["variant"] not in JUMPRELU]
     for i, s in enumerate(others):
         ax.errorbar(s["l0"]["mean"], s["mcc"]["mean"], yerr=err(s), fmt="s",
-                    color=plt.cm.tab20(i % 20), 
+                    color=plt.cm.tab20(i % 20),
                     label=f"{s['variant']} ({s['seeds']} seed{'s' * (s['seeds'] > 1)})")  # fmt: skip
     ax.scatter([s["l0"]["mean"] for s in summary],
                [s["mcc_random_at_l0"]["mean"] for s in summary], marker="x", color="grey",
