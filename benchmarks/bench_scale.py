@@ -274,9 +274,13 @@ def wr_setting(fused: str | None, default: str) -> tuple[bool, bool]:
 def parse_variant(var: str) -> tuple[dict, int | None, bool | None]:
     """(statistics layout for `triton_infomax.STATS` ({} = the default), gradient strip rows
     or None, bias fold or None) of a --stats-variants entry such as "512s/g256/b0+wr" (the
-    wr suffix is `wr_setting`'s). SystemExit with one line on an unknown part."""
+    wr suffix is `wr_setting`'s). SystemExit with one line on an unknown part, or on rows the
+    kernels cannot take (`triton_infomax.rows_problem`: statistics rows a positive multiple
+    of each tile height at or below them, gradient rows 0 or such a multiple; without Triton
+    `_rows_sign`: statistics rows > 0, gradient rows >= 0)."""
     layout, *opts = var.removesuffix("-wr").removesuffix("+wr").split("/")
     stats, grad_rows, bias = {}, None, None
+    form = "write LAYOUT[/gR][/b0|/b1][+wr|-wr], e.g. 512s/g256/b0+wr"
     try:
         if layout:
             stats = {"rows": int(layout.removesuffix("s")), "shift": layout.endswith("s")}
@@ -288,9 +292,20 @@ def parse_variant(var: str) -> tuple[dict, int | None, bool | None]:
             else:
                 raise ValueError(opt)
     except ValueError:
-        raise SystemExit(f"--stats-variants: cannot read {var!r}: write LAYOUT[/gR][/b0|/b1]"
-                         "[+wr|-wr], e.g. 512s/g256/b0+wr") from None  # fmt: skip
+        raise SystemExit(f"--stats-variants: cannot read {var!r}: {form}") from None
+    check = getattr(_triton_kernels(), "rows_problem", _rows_sign)
+    for why in (stats and check(stats["rows"]), grad_rows is not None and check(grad_rows, True)):
+        if why:
+            raise SystemExit(f"--stats-variants: cannot use {var!r}: {why}; {form}")
     return stats, grad_rows, bias
+
+
+def _rows_sign(rows: int, grad: bool = False) -> str | None:
+    """`rows_problem`'s stand-in without Triton: statistics rows > 0, gradient rows >= 0."""
+    if rows > 0 or (grad and rows == 0):
+        return None
+    what, bound = ("gradient strip", ">= 0") if grad else ("statistics", "> 0")
+    return f"{what} rows {rows} must be {bound}"
 
 
 def summary_table(res: dict) -> str:

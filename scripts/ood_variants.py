@@ -24,8 +24,15 @@ Models (fixed before the run, docs/reproduction/ood/variants.md): tied-topk-im-3
 encoder (each trained by `eval.synthetic.VariantTrainer`, fed MNIST batches), and untrained
 (the random init the trainers start from, b_dec = 0). A centred variant (`Variant.centre`,
 e.g. encoder-wr-centred) trains and is scored on x - mean, mean (D,) the training images' mean;
-its control "untrained centred" is the encoder's init scored on the same centred inputs. Metrics are `experiments.ood`'s
-(`evaluate_scores`: AUROC, FPR@95%TPR; higher score = more in-distribution).
+its control "untrained centred" is the encoder's init scored on the same centred inputs.
+Metrics are `experiments.ood`'s (`evaluate_scores`: AUROC, FPR@95%TPR; higher score = more
+in-distribution).
+
+--models takes the variants whose scores are defined above (`supported`): the encoder family
+(energies a, tied recon when it has b_dec) and TopK SAEs (pre-activations, own decoder). Other
+SAE families (L1, JumpReLU, BatchTopK, hybrid) and variants that need the synthetic model
+(init_at_truth, init_at_filters, gaussian) are refused with one line. The recon row's label is
+read from the scored model (`recon_label`: a decoder W_dec of its own, or the tied rows).
 
 Legend: N samples, D = 784 pixels, K latents, k kept per sample. x (N, D), a (N, K).
 
@@ -182,21 +189,27 @@ def run(x_train: Tensor, x_in: Tensor, x_out: Tensor, seeds: list[int], args: di
     """Every variant of `models` and the untrained control ("untrained": the tied-topk init,
     which the encoder and tied-topk-im share, and topk-pretrained's pre-training starts from;
     "untrained NAME" for a variant whose init differs: a match-energy variant, or an SAE that
-    trains from its own init (`own_init`: topk-half); "untrained centred": the encoder's init scored on x - mean, when a variant is
-    centred), for every seed: {name: {per_seed, summary}}. Centred variants use mean =
-    x_train.mean(0) (D,) in training and scoring."""
+    trains from its own init (`own_init`: topk-half); "untrained centred": the encoder's init
+    scored on x - mean, when a variant is centred), for every seed: {name: {per_seed, summary,
+    recon_label}} (recon_label: `recon_label` of the scored model, None without a recon
+    score). Centred variants use mean = x_train.mean(0) (D,) in training and scoring.
+    ValueError when a name of `models` is not `supported`."""
+    for name in models:
+        if (why := supported(name)) is not None:
+            raise ValueError(why)
     mu = x_train.mean(dim=0)  # (D,), used by centred variants only
     controls = {"untrained": ("tied-topk", None)}
     controls.update({f"untrained {n}": (n, None) for n in models if own_init(n)})
     if any(VARIANTS[n].centre for n in models):
         controls["untrained centred"] = ("encoder", mu)
-    results = {name: {"per_seed": []} for name in (*models, *controls)}
+    results = {name: {"per_seed": [], "recon_label": None} for name in (*models, *controls)}
     for seed in seeds:
         for ctrl, (base, mean) in controls.items():
             init = untrained(x_train, seed, args, base)
             rec = {"seed": seed, **evaluate(init, x_in, x_out, args["topk_k"],
                                             VARIANTS[base].match, mean)}  # fmt: skip
             results[ctrl]["per_seed"].append(rec)
+            results[ctrl]["recon_label"] = recon_label(init) if "recon" in rec else None
             log(f"seed {seed} {ctrl}: {_brief(rec)}")
         for name in models:
             tic = time.perf_counter()
@@ -207,6 +220,7 @@ def run(x_train: Tensor, x_in: Tensor, x_out: Tensor, seeds: list[int], args: di
                    "last_epoch": history[-1] if history else None,
                    "seconds": time.perf_counter() - tic}  # fmt: skip
             results[name]["per_seed"].append(rec)
+            results[name]["recon_label"] = recon_label(model) if "recon" in rec else None
             log(f"seed {seed} {name}: {_brief(rec)} ({rec['seconds']:.0f} s)")
     for r in results.values():
         r["summary"] = summarise(r["per_seed"])
@@ -224,10 +238,43 @@ def own_init(name: str) -> bool:
     return bool(v.match) or (v.family != "encoder" and not pretrained)
 
 
-def recon_label(name: str) -> str:
-    """The table's label of the recon score of row `name` (a model or "untrained NAME")."""
-    base = name.removeprefix("untrained ")
-    if base in VARIANTS and VARIANTS[base].family == "topk_sae":
+SCORED_FAMILIES = ("encoder", "topk_sae")
+"""Families whose scores `scores` defines: the decoder-free encoder (energies a = ReLU(W x +
+b), or a match energy; tied recon through its rows when it has b_dec) and the TopK SAE (its
+pre-activations before TopK; recon through its own decoder, per-sample TopK_k)."""
+
+
+def supported(name: str) -> str | None:
+    """None when variant `name` can be trained and scored here, else the one-line reason with
+    the fix. Refused: an unknown name; a family outside SCORED_FAMILIES (an L1 SAE's codes are
+    not energies and it has no TopK; JumpReLU / BatchTopK / the hybrid select latents by
+    other rules than the per-sample TopK_k of `scores`); a variant that reads the synthetic
+    model (init_at_truth, init_at_filters: its true features; gaussian: its samples), which
+    this image source has not."""
+    fix = "choose an encoder-family variant or a TopK SAE (e.g. encoder, tied-topk, topk-half)"
+    if name not in VARIANTS:
+        return f"unknown variant {name!r} (eval.options.VARIANTS): {fix}"
+    v = VARIANTS[name]
+    if v.family not in SCORED_FAMILIES:
+        return (f"variant {name!r} is a {v.family} model, which this study does not score "
+                f"(no LSE energies or TopK recon defined for it): {fix}")  # fmt: skip
+    if v.init_at_truth is not None or v.init_at_filters is not None or v.gaussian:
+        return f"variant {name!r} needs the synthetic model's features or samples: {fix}"
+    return None
+
+
+def model_name(name: str) -> str:
+    """argparse type of --models: `name` when `supported`, else ArgumentTypeError (one line)."""
+    if (why := supported(name)) is not None:
+        raise argparse.ArgumentTypeError(why)
+    return name
+
+
+def recon_label(model: nn.Module) -> str:
+    """The table's label of the recon score of `model`, read from the model itself: an SAE
+    with a decoder of its own (W_dec; here a TopK SAE, the one such family `supported`) or the
+    encoder's tied TopK reconstruction through its rows (b_dec only)."""
+    if hasattr(model, "W_dec"):
         return "-TopK SAE reconstruction MSE (own decoder)"
     return "-tied TopK reconstruction MSE"
 
@@ -246,7 +293,7 @@ def markdown_table(results: dict) -> str:
     lines = ["| model | score (higher = more MNIST-like) | AUROC ↑ | FPR@95%TPR ↓ | seeds |",
              "|---|---|---|---|---|"]  # fmt: skip
     for name, r in results.items():
-        labels = {"lse": "LSE energy logsumexp(-a)", "recon": recon_label(name)}
+        labels = {"lse": "LSE energy logsumexp(-a)", "recon": r["recon_label"]}
         for score, label in labels.items():
             if f"{score}_auroc" not in r["summary"]:
                 continue
@@ -265,9 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--train-subset", type=int, default=None)
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(VARIANTS),
-                   help="Encoder-based variants of eval.options.VARIANTS, or a TopK SAE "
-                        "(topk-pretrained, topk-half)")  # fmt: skip
+    p.add_argument("--models", nargs="+", default=list(MODELS), type=model_name,
+                   metavar="VARIANT",
+                   help="Variants of eval.options.VARIANTS of the encoder family or TopK "
+                        "SAEs (e.g. topk-pretrained, topk-half); others are refused "
+                        "(`supported`)")  # fmt: skip
     a = p.parse_args(argv)
     out = a.out_dir / "variants.json"
     if out.exists() and not a.overwrite:
@@ -285,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     tic = time.perf_counter()
     results = run(x_train, x_in, x_out, a.seeds, args, models=tuple(a.models))
     a.out_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"protocol": {**args, "seeds": a.seeds, "models": a.models, "n_train": len(x_train), "n_in": len(x_in),
-                        "n_out": len(x_out), "in": "MNIST test", "out": "Fashion-MNIST test",
+    doc = {"protocol": {**args, "seeds": a.seeds, "models": a.models, "n_train": len(x_train),
+                        "n_in": len(x_in), "n_out": len(x_out), "in": "MNIST test",
+                        "out": "Fashion-MNIST test",
                         "centring": "centred variants: x - the training images' mean"},
            "command": "python " + " ".join(sys.argv), "seconds": time.perf_counter() - tic,
            "machine": f"CPU, 1 torch thread, torch {torch.__version__}",

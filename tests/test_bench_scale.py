@@ -92,6 +92,40 @@ def test_parse_variant(var, want):
     assert bench_scale.parse_variant(var) == want
 
 
+@pytest.mark.parametrize("var,problem", [
+    ("100", "statistics rows 100 must be a positive multiple of each tile height"),
+    ("0s", "statistics rows 0 must be a positive multiple"),
+    ("96s/b0", "statistics rows 96 must be"),  # 64-row tiles would reach the next chunk
+    ("512s/g-1", "gradient strip rows -1 must be"),
+    ("512s/g100+wr", "gradient strip rows 100 must be"),
+])  # fmt: skip
+def test_impossible_layouts_are_refused_in_one_line(var, problem):
+    """Rows the kernels cannot take (`triton_infomax.rows_problem`) stop the run with one line
+    naming the rows, the tile heights and the form, before any row is built."""
+    with pytest.raises(SystemExit) as exc:
+        bench_scale.parse_variant(var)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith(f"--stats-variants: cannot use {var!r}: ")
+    assert problem in msg and "(tile heights " in msg and msg.endswith("e.g. 512s/g256/b0+wr")
+    with pytest.raises(SystemExit, match="cannot use"):
+        bench_scale.main(["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps",
+                          "1", "--warmup", "0", "--models", "encoder_sketch", "--probes", "4",
+                          "--fused", f"--stats-variants={var}"])  # fmt: skip
+
+
+def test_possible_layouts_pass_and_the_stand_in_checks_signs(monkeypatch):
+    for var in ("32s", "64", "512s/g0", "256/g32", "1024s/g256/b1"):
+        bench_scale.parse_variant(var)
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(bench_scale, "_triton_kernels", lambda: SimpleNamespace(STATS={}, GRAD={}))
+    assert bench_scale.parse_variant("100/g0") == ({"rows": 100, "shift": False}, 0, None)
+    with pytest.raises(SystemExit, match="cannot use '0s': statistics rows 0 must be > 0"):
+        bench_scale.parse_variant("0s")
+    with pytest.raises(SystemExit, match="gradient strip rows -1 must be >= 0"):
+        bench_scale.parse_variant("512/g-1")
+
+
 def test_unknown_variant_option_is_one_line():
     with pytest.raises(SystemExit, match="cannot read '256/x2'"):
         bench_scale.main(["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps",

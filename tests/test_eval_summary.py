@@ -129,7 +129,10 @@ def test_a_row_off_the_target_l0_is_read_at_its_own_l0_without_changing_its_stat
     assert "at its own L0 the best SAE row is topk-k214 0.6400 (L0 214.0, 2 seeds" in enc["note"]
     wr = c["encoder-wr"]["criteria"]["ground-truth MCC"]
     assert wr["status"] == NOT_MET and wr["own_l0"]["margin"] == pytest.approx(0.0)
-    assert "own_l0" not in c["encoder-softplus"]["criteria"]["ground-truth MCC"]
+    soft = c["encoder-softplus"]["criteria"]["ground-truth MCC"]
+    assert "own_l0" not in soft and soft["no_own_l0"] == pytest.approx(1700.0)
+    assert soft["note"].endswith("; no SAE row at an L0 matched to its own (L0 1700.0)")
+    assert "no_own_l0" not in enc  # it has one
     pre = c["topk-pretrained"]["criteria"]
     assert pre["ground-truth MCC"]["pretrain_control"]["name"] == "topk-half"
     assert pre["ground-truth MCC"]["pretrain_control"]["margin"] == pytest.approx(0.23 - 0.70)
@@ -140,6 +143,9 @@ def test_a_row_off_the_target_l0_is_read_at_its_own_l0_without_changing_its_stat
             in res["paragraph"])  # fmt: skip
     assert "`topk-pretrained` 0.2300 against `topk-half` 0.7000 (1 seed): -0.4700" in res[
         "paragraph"]  # fmt: skip
+    # a row with no SAE row at its own L0 is said, not skipped (in name order among the rest)
+    assert ("-0.4300; `encoder-softplus` no SAE row at an L0 matched to its own (L0 1700.0); "
+            "`encoder-wr` 0.6400 against") in res["paragraph"]  # fmt: skip
 
 
 def test_rows_at_another_width_are_reported_and_read_by_no_criterion(tmp_path):
@@ -163,6 +169,55 @@ def test_rows_at_another_width_are_reported_and_read_by_no_criterion(tmp_path):
     md = markdown(res, ["gt.json"])
     assert "## Ground truth at width 16,384 (reported, not part of the target)" in md
     assert "| `tied-topk` | one-matrix | 1 | 0.7680 | 0.1500 | 25.0 | 1,746 | yes |" in md
+
+
+def test_the_width_section_reads_the_target_tables_size_from_the_file(tmp_path):
+    """The target table's width and samples come from the ground-truth file's "latents" and
+    "samples" (a file without them says "size"), not from a constant."""
+    from implicit_em.eval.summary import markdown
+
+    for extra, want in (({"latents": 8192, "samples": 12_300_000},
+                         "against the target table's width 8,192 and 12.3 M samples: "),
+                        ({}, "against the target table's size: ")):  # fmt: skip
+        gt = {**ground_truth(gt_row("encoder", 0.21)), **extra}
+        gt["width16k"] = {"latents": 16384, "steps": 10, "samples": 10 * 1024,
+                          "summary": [gt_row("encoder", 0.137, seeds=1)]}  # fmt: skip
+        (tmp_path / "gt.json").write_text(json.dumps(gt))
+        res = cross_study_verdict(load_studies(str(tmp_path / "gt.json"), None, None))
+        assert want in markdown(res, ["gt.json"])
+
+
+def test_for_reference_lines_list_the_criteria_not_measured(tmp_path):
+    """A not-eligible model's "For reference" line gives met, missed and not measured, as the
+    table's overall column does (a reader must not take 8 - met as missed)."""
+    (tmp_path / "gt.json").write_text(json.dumps(ground_truth(gt_row("tied-topk", 0.775))))
+    res = cross_study_verdict(load_studies(str(tmp_path / "gt.json"), None, None))
+    assert ("For reference, `tied-topk` (one-matrix, not eligible) meets 4 of 8; not measured: "
+            "probing K=4096, probing K=16384, CE K=4096, CE K=16384.") in res["paragraph"]  # fmt: skip
+    assert res["candidates"]["tied-topk"]["overall"].endswith(
+        "not measured: probing K=4096, probing K=16384, CE K=4096, CE K=16384"
+    )
+
+
+@pytest.mark.parametrize(("aurocs", "control", "want"), [
+    ((0.38, 0.39), 0.5, "(highest mean AUROC 0.385, `tied-topk-im-3.0`, below chance (0.5))."),
+    ((0.55, 0.60), 0.7, "(highest mean AUROC 0.575, `tied-topk-im-3.0`)."),
+])  # fmt: skip
+def test_the_ood_sentence_never_calls_a_below_chance_auroc_best(tmp_path, aurocs, control, want):
+    def model(*a):
+        return {"per_seed": [{"lse": {"auroc": x}} for x in a]}
+
+    ood = {"protocol": {}, "models": {"tied-topk-im-3.0": model(*aurocs),
+                                      "encoder": model(0.30, 0.31),
+                                      "untrained": model(control)}}  # fmt: skip
+    (tmp_path / "ood.json").write_text(json.dumps(ood))
+    (tmp_path / "gt.json").write_text(json.dumps(ground_truth(
+        gt_row("tied-topk-im-3.0", 0.7), gt_row("encoder", 0.2))))  # fmt: skip
+    res = cross_study_verdict(load_studies(str(tmp_path / "gt.json"), None, None,
+                                           [str(tmp_path / "ood.json")]))  # fmt: skip
+    assert ("not a usable anomaly score for any of the 2 eligible models measured " + want
+            in res["paragraph"])  # fmt: skip
+    assert "(best `" not in res["paragraph"]
 
 
 def test_missing_studies_read_not_measured(tmp_path):
@@ -291,7 +346,13 @@ def test_committed_ground_truth_facts():
     assert pre["seeds"]["value"] == 1 and pre["dead latents"]["value"]["ground truth"] == 975
     assert {r["name"] for r in res["width16k"]["rows"]} == {
         "encoder", "encoder-wr", "tied-topk", "tied-topk-im-3.0"}  # fmt: skip
+    assert (res["width16k"]["table_latents"], res["width16k"]["table_samples"]) == (4096, 49077248)
     assert res["best"] == "tied-topk-im-3.0"
+    # the review's four rows with no SAE row at their own L0 are named, not skipped
+    for name, l0 in (("encoder-centred", 345.1), ("encoder-softplus", 1697.8),
+                     ("encoder-wr", 304.1), ("encoder-wr-centred", 293.0)):  # fmt: skip
+        assert f"`{name}` no SAE row at an L0 matched to its own (L0 {l0})" in res["paragraph"]
+    assert "(highest mean AUROC 0.386, `topk-pretrained`, below chance (0.5))" in res["paragraph"]
 
 
 def test_committed_probing_statuses_agree_with_the_studies_own_flags():

@@ -599,6 +599,35 @@ def test_lse_ref_batch_keeps_the_lse_balance_of_its_batch(synth):
         _loss_config(replace(Variant(), lse_mean=True, lse_ref_batch=1024), 256)
 
 
+def test_gpu16k_script_variant_keeps_a_fixed_k_on_the_full_recipe():
+    """scripts/synthetic_gpu16k_converged.py `variant`: on the full recipe a variant's own k is
+    kept (topk-k214 -> 214, topk-k25 -> 25); under --tiny an explicit k follows the tiny k (6)
+    and a variant with no k (the true L0's) stays without one."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from implicit_em.eval import synthetic as S
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "synthetic_gpu16k_converged.py"
+    spec = importlib.util.spec_from_file_location("synthetic_gpu16k_converged", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    full = mod.base_options(SimpleNamespace(recipe="synthsaebench-16k-v2", tiny=False,
+                                            device="cpu"), S)  # fmt: skip
+    tiny = mod.base_options(SimpleNamespace(recipe="synthsaebench-16k-v2", tiny=True,
+                                            device="cpu"), S)  # fmt: skip
+    assert (full.recipe, full.k, tiny.recipe, tiny.k) == ("synthsaebench-16k-v2", 25, "tiny", 6)
+    assert mod.variant(S, "topk-k214", full).k == 214
+    assert mod.variant(S, "tied-topk-k214", full).k == 214
+    assert mod.variant(S, "topk-k214", tiny).k == 6
+    assert mod.variant(S, "topk-k25", tiny).k == 6 and mod.variant(S, "topk-k25", full).k == 25
+    assert mod.variant(S, "encoder", tiny) == S.VARIANTS["encoder"]  # no k: unchanged
+    assert mod.variant(S, "tied-topk", full).k is None
+
+
 def test_matched_l0_variants_take_the_encoders_l0_as_k():
     """topk-k214 and tied-topk-k214 (docs/eval/synthetic/gpu16k-matched-l0-PLAN.md): the SAEs
     at the decoder-free encoder's L0 on the 16k recipe keep k = 214 whatever the true L0 and

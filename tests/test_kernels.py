@@ -604,3 +604,31 @@ def test_grad_pass_column_sums_with_a_shorter_partial_height():
     torch.testing.assert_close(part.sum(dim=0), want.double().sum(dim=0).float(),
                                rtol=1e-5, atol=1e-5)  # fmt: skip
     assert (part[[1, 2, 3, 5, 6, 7, 9]] == 0).all()  # the rows after each program's first
+
+
+def test_rows_problem_is_the_tiles_constraint(monkeypatch):
+    """`triton_infomax.rows_problem`: a program's rows that are not a multiple of a tile height
+    it may run with count the next program's first rows twice. Measured: with 96 rows per
+    statistics program and 64-row tiles, the first chunk's column mean is off; at 128 rows it
+    is the plain mean. The rule refuses the first and takes the second."""
+    from implicit_em.kernels import triton_infomax as tk
+
+    a = codes(256, 130)
+    for shift in (False, True):
+        monkeypatch.setitem(tk.STATS, "shift", shift)
+        monkeypatch.setitem(tk.STATS, "rows", 96)
+        _, _, cmean, _ = tk.stats_partials(a, config=tk.STATS_CONFIGS[1])  # BM 64
+        assert not torch.allclose(cmean[0], a[:96].mean(dim=0), rtol=1e-4, atol=1e-5)
+        monkeypatch.setitem(tk.STATS, "rows", 128)
+        _, _, cmean, _ = tk.stats_partials(a, config=tk.STATS_CONFIGS[1])
+        torch.testing.assert_close(cmean[0], a[:128].mean(dim=0), rtol=1e-5, atol=1e-6)
+    assert tk.STATS_CONFIGS[1]["BM"] == 64
+    assert "statistics rows 96 must be a positive multiple" in tk.rows_problem(96)
+    assert "(tile heights 16, 32, 64)" in tk.rows_problem(96)
+    for rows in (0, -64, 48, 100):
+        assert tk.rows_problem(rows) is not None, rows
+    for rows in (32, 64, 128, 512):
+        assert tk.rows_problem(rows) is None and tk.rows_problem(rows, grad=True) is None
+    assert tk.rows_problem(0, grad=True) is None  # one tile per program
+    assert "or 0 (one tile per program)" in tk.rows_problem(-1, grad=True)
+    assert tk.rows_problem(96, grad=True) is not None  # 64-row tiles of the loop kernel

@@ -252,3 +252,54 @@ def test_topk_rows_get_their_controls_and_labels(mod):
     assert "| untrained topk-half | -TopK SAE reconstruction MSE (own decoder) |" in table
     assert "| untrained | -tied TopK reconstruction MSE |" in table
     assert table.count("\n") == 2 + 8  # 4 rows x 2 scores
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("standard-l1-3.0", "is a standard_sae model"),
+        ("jumprelu-0.001", "is a jumprelu_sae model"),
+        ("batchtopk", "is a batchtopk_sae model"),
+        ("hybrid", "is a hybrid model"),
+        ("topk-from-truth", "needs the synthetic model's features or samples"),
+        ("encoder-gauss", "needs the synthetic model's features or samples"),
+        ("no-such-variant", "unknown variant 'no-such-variant'"),
+    ],
+)
+def test_models_outside_the_scored_families_are_refused_in_one_line(mod, capsys, name, problem):
+    """An L1 SAE used to run with no recon score, a JumpReLU SAE with a recon labelled tied:
+    --models now refuses them before any data is loaded, with the problem and the fix."""
+    with pytest.raises(ValueError, match="choose an encoder-family variant"):
+        mod.run(*_data(), [0], ARGS, log=lambda _: None, models=(name,))
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["/nonexistent-out", "--models", "encoder", name])
+    assert exc.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert problem in line and "choose an encoder-family variant or a TopK SAE" in line, line
+
+
+def test_supported_models_are_the_encoder_family_and_topk_saes(mod):
+    ok = {n for n in mod.VARIANTS if mod.supported(n) is None}
+    assert {"encoder", "tied-topk", "tied-topk-im-3.0", "encoder-wr-centred", "match-softplus",
+            "topk", "topk-pretrained", "topk-half", "topk-k214"} <= ok  # fmt: skip
+    assert {mod.VARIANTS[n].family for n in ok} == {"encoder", "topk_sae"}
+    assert mod.model_name("topk-half") == "topk-half"
+
+
+def test_recon_label_is_read_from_the_model(mod):
+    """An SAE with its own decoder is never labelled tied (a JumpReLU SAE used to be, by name)."""
+    x_train, _, _ = _data()
+    src = mod.ImageSource(x_train.shape[1], ARGS["n_components"], ARGS["topk_k"])
+    opts = mod.options(len(x_train), ARGS)
+    jump = mod.untrained_model(mod.VARIANTS["jumprelu-0.001"], src, opts, 0)
+    assert "(own decoder)" in mod.recon_label(jump) and "tied" not in mod.recon_label(jump)
+    assert mod.recon_label(mod.untrained(x_train, 0, ARGS, "topk-half")) == (
+        "-TopK SAE reconstruction MSE (own decoder)"
+    )
+    assert mod.recon_label(mod.untrained(x_train, 0, ARGS)) == "-tied TopK reconstruction MSE"
+
+
+def test_run_records_each_rows_recon_label(results):
+    assert results["tied-topk"]["recon_label"] == "-tied TopK reconstruction MSE"
+    assert results["untrained"]["recon_label"] == "-tied TopK reconstruction MSE"
+    assert results["encoder"]["recon_label"] is None

@@ -86,6 +86,7 @@ SECOND_CALL = ("jumprelu-0.0007", "jumprelu-0.0008", "jumprelu-0.0009")  # the r
 RULE_SEEDS = (0, 1)  # the seeds the rule was fixed for (seed 2 of its pick was run after)
 PICKED = "jumprelu-0.0008"  # what the rule picked; its seed 2 is jr3
 STEPS = 47927  # the length of every row here (49.1 M samples at batch 1,024)
+LATENTS = 4096  # the width of every row here
 K = 25  # the target L0 of the table (k of the TopK families)
 LOST = RUN / "seeds" / "call1" / "s2-report.md"
 # (header, summarise key, decimals): the columns of this table, also used by
@@ -97,7 +98,7 @@ COLUMNS = [("MCC", "mcc", 3), ("MCC untrained", "mcc_untrained", 3),
            ("features cos>=0.9", "features_cos_0.9", 0)]  # fmt: skip  # seed 2 of call 1: report.md only
 
 
-def read_rows(path: Path, names: tuple[str, ...], latents: int = 4096) -> list[dict]:
+def read_rows(path: Path, names: tuple[str, ...], latents: int = LATENTS) -> list[dict]:
     """The rows named `names` of a results file (`eval.synthetic.write_report`'s results.json
     shape: {"options": {"latents", ...}, "rows": [{"variant", "seed", "steps_done", "trained",
     "untrained"}, ...]}). Exits with one line naming the file when it is not one, has another
@@ -200,7 +201,8 @@ def main() -> None:
     for s in wide:
         print(f"| {s['variant']} | {s['seeds']} | "
               + " | ".join(_fmt(s[key], nd) for _, key, nd in cols) + " |")  # fmt: skip
-    out = {"steps": STEPS, "samples": STEPS * 1024, "target_l0": K, "summary": summary,
+    out = {"latents": LATENTS, "steps": STEPS, "samples": STEPS * 1024, "target_l0": K,
+           "summary": summary,
            "jumprelu": {"rule": "mean L0 over seeds 0 and 1 inside [18.75, 31.25], nearest 25",
                         "rule_mean_l0": rule_l0, "headline": picked,
                         "sweep": sweep["rows"]},
@@ -279,7 +281,7 @@ def plot(summary: list[dict], picked: str) -> None:
     others = [s for s in summary if s["variant"] not in JUMPRELU]
     for i, s in enumerate(others):
         ax.errorbar(s["l0"]["mean"], s["mcc"]["mean"], yerr=err(s), fmt="s",
-                    color=plt.cm.tab20(i % 20), 
+                    color=plt.cm.tab20(i % 20),
                     label=f"{s['variant']} ({s['seeds']} seed{'s' * (s['seeds'] > 1)})")  # fmt: skip
     ax.scatter([s["l0"]["mean"] for s in summary],
                [s["mcc_random_at_l0"]["mean"] for s in summary], marker="x", color="grey",

@@ -313,6 +313,9 @@ def _ground_truth(study, cands: dict) -> dict:
                 f"L0 {r['l0']:.1f} not matched to {best['l0']:.1f}", src + ".mcc.mean",
                 f"{best['name']} {best['mcc']:.3f} (best SAE at L0 {d['target_l0']:g})")  # fmt: skip
             own = None if l0_ok else at_own_l0(r, rows)
+            if own is None and not l0_ok:  # said, not skipped: the paragraph names the L0
+                crit["no_own_l0"] = r["l0"]
+                crit["note"] += f"; no SAE row at an L0 matched to its own (L0 {r['l0']:.1f})"
             if own is not None:  # the matched-L0 reading, beside the criterion (not its status)
                 crit["own_l0"] = {"name": own["name"], "mcc": own["mcc"], "l0": own["l0"],
                                   "seeds": own["seeds"], "dead": own["dead_max"],
@@ -351,13 +354,16 @@ in their own section, not part of the target."""
 
 
 def _wide(study) -> dict | None:
-    """The ground-truth file's "width16k" entry as plain rows (`ground_truth_rows`), or None."""
+    """The ground-truth file's "width16k" entry as plain rows (`ground_truth_rows`), with the
+    main table's width and samples (its "latents", "samples"; None where the file has none),
+    or None."""
     path, d = study
     w = d.get(WIDE_KEY)
     if w is None:
         return None
     rows = ground_truth_rows([_nan(s) for s in w["summary"]])
     return {"latents": w["latents"], "steps": w["steps"], "samples": w["samples"],
+            "table_latents": d.get("latents"), "table_samples": d.get("samples"),
             "source": f"{path}: {WIDE_KEY}.summary",
             "rows": [{k: r[k] for k in ("name", "kind", "seeds", "mcc", "mcc_min", "control",
                                         "l0", "dead", "dead_max", "beats")} for r in rows]}  # fmt: skip
@@ -660,8 +666,10 @@ def paragraph(result: dict) -> str:
     gt = {n: c["criteria"]["ground-truth MCC"] for n, c in elig.items()}
     own = [f"`{n}` {g['value']:.4f} against `{g['own_l0']['name']}` {g['own_l0']['mcc']:.4f} "
            f"(L0 {g['own_l0']['l0']:.1f}, {_seeds(g['own_l0']['seeds'])}): "
-           f"{g['own_l0']['margin']:+.4f}"
-           for n, g in sorted(gt.items(), key=lambda x: x[0]) if g.get("own_l0")]  # fmt: skip
+           f"{g['own_l0']['margin']:+.4f}" if g.get("own_l0") else
+           f"`{n}` no SAE row at an L0 matched to its own (L0 {g['no_own_l0']:.1f})"
+           for n, g in sorted(gt.items(), key=lambda x: x[0])
+           if g.get("own_l0") or g.get("no_own_l0") is not None]  # fmt: skip
     if own:
         target_l0 = result["studies"]["ground_truth"]["target_l0"]
         text.append("**Ground truth at the models' own L0** (each against the best SAE row at "
@@ -700,7 +708,9 @@ def paragraph(result: dict) -> str:
         if not c["eligible"]:
             text.append(f"For reference, `{n}` ({c['kind']}, not eligible) meets {len(c['met'])} "
                         f"of {len(TARGET)}" + (f", missing {', '.join(c['missed'])}"
-                                               if c["missed"] else "") + ".")  # fmt: skip
+                                               if c["missed"] else "")
+                        + (f"; not measured: {', '.join(c['not_measured'])}"
+                           if c["not_measured"] else "") + ".")  # fmt: skip
     lb = result.get("longer_budget")
     if lb:
         flips = [f"`{n}` {k} {b.split(':')[0]} → {a.split(':')[0]}"
@@ -717,12 +727,13 @@ def paragraph(result: dict) -> str:
            if c["criteria"]["ood"]["status"] != NOT_MEASURED}  # fmt: skip
     if ood:
         usable = [n for n, o in ood.items() if o["status"] == MET]
-        best_ood = max(ood, key=lambda n: ood[n]["value"])
+        top = max(ood, key=lambda n: ood[n]["value"])
+        chance = ", below chance (0.5)" if ood[top]["value"] < 0.5 else ""
         text.append("OOD (not part of the target): the LSE energy is "
                     + (f"a usable anomaly score for {', '.join(f'`{n}`' for n in usable)}"
                        if usable else f"not a usable anomaly score for any of the {len(ood)} "
-                       f"eligible models measured (best `{best_ood}`, mean AUROC "
-                       f"{ood[best_ood]['value']:.3f})") + ".")  # fmt: skip
+                       f"eligible models measured (highest mean AUROC {ood[top]['value']:.3f}, "
+                       f"`{top}`{chance})") + ".")  # fmt: skip
     return " ".join(text)
 
 
@@ -856,9 +867,14 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
 def _wide_markdown(w: dict) -> list[str]:
     """The width section of verdict.md from `_wide`'s output (reported, not part of the
     target)."""
+    table = [
+        f"width {w['table_latents']:,}" if w.get("table_latents") else None,
+        f"{w['table_samples'] / 1e6:.1f} M samples" if w.get("table_samples") else None,
+    ]
+    table = " and ".join(t for t in table if t) or "size"
     out = [f"## Ground truth at width {w['latents']:,} (reported, not part of the target)", "",
            f"{w['steps']:,} steps ({w['samples'] / 1e6:.1f} M samples), against the target "
-           "table's width 4,096 and 49.1 M: the rows are not comparable with the table above "
+           f"table's {table}: the rows are not comparable with the table above "
            "and no criterion reads them. Controls: the best seed of the untrained init and of "
            "random directions at the row's L0; *beats* by `eval.verdict.MARGIN`. From "
            f"{w['source']}.", "",

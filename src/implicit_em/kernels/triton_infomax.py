@@ -79,11 +79,42 @@ def _fit_rows(configs, named_args, **kwargs):
     return [c for c in configs if c.kwargs["BM"] <= rows] or configs[:1]
 
 
-def _configs(dicts: list[dict]) -> list[triton.Config]:
-    out = [triton.Config({k: v for k, v in d.items() if k != "num_warps"},
-                         num_warps=d["num_warps"]) for d in dicts]  # fmt: skip
+def _kept(dicts: list[dict]) -> list[dict]:
+    """The configurations the autotuner holds: the first only under the interpreter or with
+    IMPLICIT_EM_AUTOTUNE=0, else all."""
     one = interpreted() or os.environ.get("IMPLICIT_EM_AUTOTUNE", "1") == "0"
-    return out[:1] if one else out
+    return dicts[:1] if one else dicts
+
+
+def _configs(dicts: list[dict]) -> list[triton.Config]:
+    return [triton.Config({k: v for k, v in d.items() if k != "num_warps"},
+                          num_warps=d["num_warps"]) for d in _kept(dicts)]  # fmt: skip
+
+
+def rows_problem(rows: int, grad: bool = False) -> str | None:
+    """Why STATS["rows"] = rows (or GRAD["rows"] with grad) would give wrong results; None
+    when it would not. A program of R rows walks tiles of height BM from its first row
+    (`_stats_kernel`, `_stats_shift_kernel`, `_grad_loop_kernel`: range(0, R, BM)) and masks
+    only rows >= B, so unless R is a multiple of BM its last tile reaches into the next
+    program's rows: their column sums are counted twice (the statistics; the gradient's
+    column sums under the bias fold). BM is any height of the configs at or below R (the
+    autotuner's after `_fit_rows`, or one passed as config=), or the first config's when none
+    fits. So R must be a positive multiple of each: with the configs above, the statistics
+    take 16 (autotuned only), 32 or a multiple of 64, the gradient 0 (one tile per program,
+    `_grad_kernel`), 32 or a multiple of 64. One line names the heights."""
+    if grad and rows == 0:
+        return None
+    dicts, kept = (GRAD_LOOP_CONFIGS, _kept(GRAD_LOOP_CONFIGS)) if grad else (
+        STATS_CONFIGS, _kept(STATS_CONFIGS))  # fmt: skip
+    heights = {c["BM"] for c in dicts if c["BM"] <= rows}
+    heights |= {c["BM"] for c in kept if c["BM"] <= rows} or {kept[0]["BM"]}
+    if rows > 0 and all(rows % h == 0 for h in heights):
+        return None
+    what = "gradient strip rows" if grad else "statistics rows"
+    zero = " or 0 (one tile per program)" if grad else ""
+    tiles = ", ".join(str(h) for h in sorted({c["BM"] for c in dicts}))
+    return (f"{what} {rows} must be a positive multiple of each tile height at or below it "
+            f"(tile heights {tiles}){zero}")  # fmt: skip
 
 
 @triton.jit
