@@ -39,8 +39,10 @@ A criterion is "met", "not met" or "not measured"; a candidate meets the target 
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from pathlib import Path
 
+from implicit_em.eval.options import VerdictOptions
 from implicit_em.eval.verdict import (
     DECODER_FREE,
     HYBRID,
@@ -74,16 +76,12 @@ TARGET = ("ground-truth MCC", "probing K=4096", "probing K=16384", "CE K=4096", 
 MET, NOT_MET, NOT_MEASURED = "met", "not met", "not measured"
 
 DEFAULTS = {
-    "ground_truth": "docs/eval/synthetic/gpu16k-seeds.json",
-    "probing2": "docs/eval/probing/gpu2/gpu2_compare.json",
-    "probing3": "docs/eval/probing/gpu3/gpu3_compare.json",
-    "probing4": "docs/eval/probing/gpu4/gpu4_compare.json",
-    "probing5": "docs/eval/probing/gpu5/gpu5_compare.json",
-    "ood": ("docs/reproduction/ood/variants.json", "docs/reproduction/ood/variants_wr.json",
-            "docs/reproduction/ood/variants_match.json",
-            "docs/reproduction/ood/variants_topk.json"),
-}  # fmt: skip
-"""The committed files the verdict is generated from (paths from the repository root)."""
+    f.name: f.default
+    for f in fields(VerdictOptions)
+    if f.name in ("ground_truth", "probing2", "probing3", "probing4", "probing5", "ood")
+}
+"""The committed files the verdict is generated from (paths from the repository root): the
+defaults of `VerdictOptions`, so that the CLI and the tests read one list."""
 
 _MADE_BY = {
     "ground truth": "docs/eval/synthetic/gpu16k_seeds_table.py",
