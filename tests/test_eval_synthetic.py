@@ -332,7 +332,8 @@ def test_shared_stream_trains_all_models_in_lockstep_with_worker_mccs(tmp_path):
 
 
 FAST_VARIANTS = ("batchtopk", "batchtopk-sl-all", "topk", "tied-topk", "tied-topk-im-3.0",
-                 "encoder", "matryoshka", "jumprelu-0.01", "standard-l1-3.0")  # fmt: skip
+                 "encoder", "matryoshka", "jumprelu-0.01", "standard-l1-3.0",
+                 "encoder-wr-softplus", "encoder-wr-unit-rows")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", FAST_VARIANTS)

@@ -271,3 +271,38 @@ def test_hybrid_with_wr_carries_the_weight_redundancy_term():
         for tr in trs:
             tr.step(x)
     assert not torch.allclose(trs[0].model.W, trs[1].model.W)
+
+
+@pytest.mark.parametrize(("name", "base"), [("encoder-wr-softplus", "encoder-softplus"),
+                                            ("encoder-wr-unit-rows", "encoder-unit-rows")])  # fmt: skip
+def test_wr_combinations_are_their_base_row_plus_encoder_wrs_term(name, base):
+    """encoder-wr-softplus / encoder-wr-unit-rows (docs/eval/synthetic/gpu16k-next11-PLAN.md):
+    the one-variant row with encoder-wr's lambda_wr and nothing else changed; the fast step
+    covers them; from the same init and batches the wr term has weight 1 (0 in the base row),
+    the weights move apart, and unit rows stay unit norm with wr on."""
+    pytest.importorskip("sae_lens")
+    from dataclasses import replace
+
+    from implicit_em.eval.options import VARIANTS, SyntheticEvalOptions
+    from implicit_em.eval.synthetic import VariantTrainer, build_synthetic_model, fast_step_covers
+
+    assert VARIANTS[name] == replace(VARIANTS[base], lambda_wr=VARIANTS["encoder-wr"].lambda_wr)
+    assert VARIANTS[name].lambda_wr == 1.0 and fast_step_covers(VARIANTS[name])
+    synth = build_synthetic_model("tiny", 42, "cpu")
+    opts = SyntheticEvalOptions(recipe="tiny", steps=5, batch_size=64, latents=32, lr=3e-3,
+                                plot=False)  # fmt: skip
+    trs = [VariantTrainer(VARIANTS[n], synth, opts, 0, None) for n in (base, name)]
+    assert trs[0].weights.get("wr", 0.0) == 0.0 and trs[1].weights["wr"] == 1.0
+    assert torch.equal(trs[0].model.W, trs[1].model.W)  # same init
+    torch.manual_seed(0)
+    for _ in range(5):
+        x = synth.sample(64)
+        for tr in trs:
+            tr.step(x)
+    assert trs[1].history[-1]["wr"] > 0  # the logged term (mean over the steps)
+    assert not torch.allclose(trs[0].model.W, trs[1].model.W, atol=1e-4)
+    if VARIANTS[name].unit_norm_rows:
+        norms = trs[1].model.W.detach().norm(dim=1)
+        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    else:
+        assert trs[1].model.activation == "softplus"

@@ -177,6 +177,11 @@ VARIANTS: dict[str, Variant] = {
     # model.centre = true, everything else the encoder's defaults), here centred on the
     # data mean as encoder-centred is.
     "encoder-wr-centred": Variant(lambda_wr=1.0, centre=True),
+    # wr in combination with the other variants (issue 18; docs/eval/synthetic/
+    # gpu16k-next11-PLAN.md, fixed before the runs): encoder-softplus and encoder-unit-rows
+    # with encoder-wr's lambda_wr, everything else as their one-variant rows.
+    "encoder-wr-softplus": Variant(activation="softplus", lambda_wr=1.0),
+    "encoder-wr-unit-rows": Variant(unit_norm_rows=True, lambda_wr=1.0),
     # Identity energies a = W x on unit rows, no bias: the LSE becomes a soft spherical
     # clustering of the inputs (each sample claimed by the rows it projects most negatively
     # on), which asks the rows to cover the data; var + tc as before.
