@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tarfile
 from pathlib import Path
 
 ROWS = {  # short name -> bench_scale row name (compile mode stripped)
@@ -38,6 +39,18 @@ def load(folder: Path) -> dict[str, dict]:
             if short:
                 rows[short] = row
         out[path.stem] = rows
+    return out
+
+
+def inductor_picks(folder: Path) -> dict[str, dict[str, str]]:
+    """process -> {kernel file (by source hash) -> its .best_config JSON text}, from the
+    <process>.inductor_best.tar files round7_run.sh writes; processes without one left out."""
+    out = {}
+    for path in sorted(folder.glob("[A-Z][0-9]*.inductor_best.tar")):
+        with tarfile.open(path) as tar:
+            out[path.name.split(".")[0]] = {
+                Path(m.name).name: tar.extractfile(m).read().decode()
+                for m in tar.getmembers() if m.isfile()}  # fmt: skip
     return out
 
 
@@ -129,6 +142,17 @@ def report(folder: Path) -> str:
         picks = {k: {key: c for key, c in v["picked"].items()} or {"(one held)": v["last"]}
                  for k, v in last.get("triton_configs", {}).items()}  # fmt: skip
         lines.append(f"- {p}: {json.dumps(picks, sort_keys=True)}")
+    ind = inductor_picks(folder)
+    if ind:
+        a_ind = {p: v for p, v in ind.items() if p.startswith("A")}
+        kernels = set().union(*a_ind.values()) if a_ind else set()
+        differ = sorted(k for k in kernels if len({a_ind[p].get(k) for p in a_ind}) > 1)
+        lines += ["", "## TorchInductor's own tile picks (.best_config files)", "",
+                  "- kernels with a pick per process: "
+                  + ", ".join(f"{p} {len(v)}" for p, v in ind.items()),
+                  f"- kernels whose pick differs between block-A processes (or is missing in "
+                  f"one): {len(differ)} of {len(kernels)}"
+                  + (f": {', '.join(differ[:8])}" if differ else "")]  # fmt: skip
     smi = folder / "smi.txt"
     if smi.exists():
         lines += ["", "## GPU clocks (sm MHz, mem MHz, temp C, power W, pstate)", "", "```",

@@ -229,7 +229,21 @@ def test_round7_summary_applies_the_plans_rules(tmp_path):
         _round7_process(tmp_path, p, dict(zip(rows[:3], (d, 0.8, 0.95), strict=True)), rows[:3])
     for p, x in (("C1", 0.80), ("C2", 0.95)):  # no CUDA graphs: 256/b0 still swings
         _round7_process(tmp_path, p, dict(zip(rows[:3], (1.0, x, 0.95), strict=True)), rows[:3])
+    import io
+    import tarfile
+
+    for p, pick in (("A1", '{"XBLOCK": 64}'), ("A2", '{"XBLOCK": 128}')):
+        with tarfile.open(tmp_path / f"{p}.inductor_best.tar", "w") as tar:
+            for kernel, text in (("ab/cab12.best_config", pick), ("cd/ccd34.best_config", "{}")):
+                info = tarfile.TarInfo(kernel)
+                info.size = len(text)
+                tar.addfile(info, io.BytesIO(text.encode()))
     text = summary.report(tmp_path)
+    assert "kernels with a pick per process: A1 2, A2 2" in text
+    assert (
+        "differs between block-A processes (or is missing in one): 1 of 2: cab12.best_config"
+        in text
+    )
     assert "R (largest range of one row's repeats within a process): 0.005 ms" in text
     assert "S (the largest of those, at least 0.03): 0.100 ms" in text  # 512s/b1: 1.05 - 0.95
     assert "swing reproduced in block A: default 512s/b0, 256/b0, 512s/b1 (fold)" in text

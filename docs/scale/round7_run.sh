@@ -9,22 +9,22 @@
 #   C1 C2  compile mode "default" (no CUDA graphs), autotune on, orders of A2, A4
 #   (B and C: the three sketched rows only, in the relative order of their A pair)
 # in priority order A1 A2 A3 A4 B1 C1 B2 C2; a process starts only if its time limit (A_S for
-# four rows, BC_S for three) still fits before DEADLINE_S; then the summary (benchmarks/round7_summary.py) applies the
+# four rows, BC_S for three) still fits before DEADLINE_S; then the summary
 # plan's rules. Files back: log (tee'd by the caller), summary.md, r7.tar.gz (every process's
-# JSON, log and GPU clock readings).
+# JSON, log, TorchInductor's .best_config files, and the GPU clock readings).
 # Smoke run on a CPU: OUT=/tmp/r7 TRITON_INTERPRET=1 PYTHON=.venv/bin/python bash <this>
 # (bench_scale shrinks the shapes on a CPU).
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src CUDA_VISIBLE_DEVICES=0
 PY=${PYTHON:-python3}
 STEPS=${STEPS:-50}; WARMUP=${WARMUP:-10}; REPEATS=${REPEATS:-3}
-A_S=${A_S:-75}; BC_S=${BC_S:-65}; DEADLINE_S=${DEADLINE_S:-395}
+A_S=${A_S:-75}; BC_S=${BC_S:-65}; DEADLINE_S=${DEADLINE_S:-390}
 mkdir -p "$OUT"
 W="$OUT/r7"; mkdir -p "$W"
 CACHES=$(mktemp -d)
 T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }; t() { echo "[t=$(el)s] $*"; }
 nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
 $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-git log --oneline -1 2>/dev/null || true
+cat COMMIT 2>/dev/null || git log --oneline -1 2>/dev/null || true  # COMMIT: a carry's commit
 
 S=encoder_sketch32+fused
 D="$S[stats=512s/b0]"; X="$S[stats=256/b0]"; F="$S[stats=512s/b1]"; L=standard_sae
@@ -52,6 +52,10 @@ proc() {
         --out "$W/$name.json" > "$W/$name.log" 2>&1
     local rc=$?
     echo "$name after $(smi)" >> "$W/smi.txt"
+    # TorchInductor's own runtime tile picks for its generated kernels (files named by the
+    # kernel's source hash, so the same kernel matches across processes)
+    find "$CACHES/$name" -name '*.best_config' -printf '%P\n' 2>/dev/null \
+        | tar -cf "$W/$name.inductor_best.tar" -C "$CACHES/$name" -T - 2>/dev/null
     t "$name rc=$rc"; grep -E '^\| encoder|^\| standard' "$W/$name.log"
     (( rc == 0 )) || tail -3 "$W/$name.log"
 }
