@@ -10,6 +10,7 @@
 #   (B and C: the three sketched rows only, in the relative order of their A pair)
 # in priority order A1 A2 A3 A4 B1 C1 B2 C2; a process starts only if its time limit (A_S for
 # four rows, BC_S for three) still fits before DEADLINE_S; then the summary
+# (benchmarks/round7_summary.py) applies the
 # plan's rules. Files back: log (tee'd by the caller), summary.md, r7.tar.gz (every process's
 # JSON, log, TorchInductor's .best_config files, and the GPU clock readings).
 # Smoke run on a CPU: OUT=/tmp/r7 TRITON_INTERPRET=1 PYTHON=.venv/bin/python bash <this>
