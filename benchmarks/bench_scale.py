@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -73,6 +74,38 @@ def _triton_kernels():
     from implicit_em.kernels import triton_infomax
 
     return triton_infomax
+
+
+def _config(c) -> dict:
+    """A triton.Config as a plain dict: its kernel arguments (BM, BK, ...), warps and stages."""
+    return {**c.kwargs, "num_warps": c.num_warps, "num_stages": c.num_stages}
+
+
+def autotune_picks() -> dict:
+    """The tile configuration each autotuned Triton kernel of `triton_infomax` picked, read
+    from the autotuner objects (`triton.runtime.autotuner.Autotuner`): per kernel, `picked`
+    maps each autotuning key (the key arguments' values and the tensors' dtypes, as a string)
+    to the configuration chosen for it in this process so far; `last` is the configuration of
+    the kernel's latest launch (`best_config`), `held` how many configurations it may choose
+    from (1 with IMPLICIT_EM_AUTOTUNE=0 or under the interpreter) and `timings` the ms per
+    configuration of its latest tuning (Triton's `configs_timings`; absent when it never
+    timed, e.g. one configuration). {} without Triton or before any launch."""
+    tk = _triton_kernels()
+    out = {}
+    for name, k in sorted(vars(tk).items()):
+        if not (hasattr(k, "cache") and hasattr(k, "configs") and hasattr(k, "fn")):
+            continue  # not an autotuner
+        best = getattr(k, "best_config", None)
+        if not k.cache and best is None:
+            continue  # never launched in this process
+        row = {"picked": {str(key): _config(c) for key, c in k.cache.items()},
+               "last": _config(best) if best is not None else None, "held": len(k.configs)}  # fmt: skip
+        timings = getattr(k, "configs_timings", None)
+        if timings:
+            row["timings"] = {json.dumps(_config(c)): t if isinstance(t, float) else list(t)
+                              for c, t in timings.items()}  # fmt: skip
+        out[name] = row
+    return out
 
 
 def sync(device: torch.device) -> None:
@@ -197,7 +230,8 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
             with_wr: bool = True, isolated: bool = True) -> dict:  # fmt: skip
     """One model's row: step time, tokens/s, FLOPs, the matmul bound, peak memory and, for the
     encoder, the InfoMax terms' share of the step (unless not isolated). with_wr: see
-    `make_step`."""
+    `make_step`. The step is timed args.repeats times in a row (args.steps steps each, the
+    warm-up before the first only): `step_ms_repeats` holds each, `step_ms` their median."""
     B, D, K = args.B, args.D, args.K
     torch._dynamo.reset()  # the fused mode is read at trace time: trace each model afresh
     model = build().to(device)
@@ -206,13 +240,16 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     step = make_step(model, x_batches, loss, amp, compile=comp, with_wr=with_wr)
-    t = timed(step, args.steps, args.warmup, device)
+    reps = [timed(step, args.steps, args.warmup if i == 0 else 0, device)
+            for i in range(max(1, args.repeats))]  # fmt: skip
+    t = sorted(reps)[len(reps) // 2]  # the median (of an odd count; the upper middle if even)
     exact = kind == "encoder" and loss.tc_probes is None
     blocks = fused_impl.EXACT["blocks"] if exact and fused_active(x_batches[0]) else 1
     flops = matmul_flops(kind, B, D, K, loss.tc_probes, blocks)
     row = {
         "tokens_per_s": B / t,
         "step_ms": 1e3 * t,
+        "step_ms_repeats": [1e3 * r for r in reps],
         "matmul_gflop_per_step": flops / 1e9,
         "achieved_tflops": flops / t / 1e12,
         "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30
@@ -232,7 +269,7 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
         row["infomax_path"] = "fused" if fused else "reference"
         row["wr_in_step"] = with_wr  # the wr metric computed in each step
         row["bias_fold"] = bias_fold(model, loss, x_batches[0])  # the step's choice
-    if kind == "encoder" and isolated:
+    if kind == "encoder" and isolated and args.isolated:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             a = model(x_batches[0])[0].detach()
         a = (a if codes_bf16 else a.float()).requires_grad_(True)
@@ -308,6 +345,16 @@ def _rows_sign(rows: int, grad: bool = False) -> str | None:
     return f"{what} rows {rows} must be {bound}"
 
 
+def ordered(models: dict, order: str) -> dict:
+    """models re-ordered as the comma-separated names in `order` list them. SystemExit with
+    one line unless every row is named exactly once."""
+    names = order.split(",")
+    if sorted(names) != sorted(models):
+        raise SystemExit(f"--order: name every row once, in the order to run them; rows: "
+                         f"{','.join(models)}; given: {order}")  # fmt: skip
+    return {n: models[n] for n in names}
+
+
 def summary_table(res: dict) -> str:
     """A Markdown table of the rows: step ms, tokens/s, the ratio to the L1 SAE (standard_sae)
     and the TopK SAE of the same compile mode, whether the wr metric ran in the step and the
@@ -340,6 +387,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--topk", type=int, default=32)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=1,
+                   help="time each step this many times in a row (--steps each); step_ms is "
+                        "their median, step_ms_repeats lists them")  # fmt: skip
+    p.add_argument(
+        "--no-isolated",
+        dest="isolated",
+        action="store_false",
+        help="skip the InfoMax terms timed alone (one compile less per encoder row)",
+    )
+    p.add_argument("--order", default="",
+                   help="comma-separated row names (without /mode) in the order to run them; "
+                        "must name every row once")  # fmt: skip
     p.add_argument("--amp", choices=("none", "bf16"), default="none")
     p.add_argument("--probes", type=int, default=32, help="tc_probes of the sketched encoder")
     p.add_argument("--compile", choices=("eager", "compiled", "both"), default="eager",
@@ -430,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
             for n in [n for n in models if n.startswith("encoder_sketch") and n.endswith("+fused")]:
                 models[f"{n}[stats={var}]"] = (*models[n][:2], f"on-stats{var}")
     models = {n: m for n, m in models.items() if n not in args.skip.split(",")}
+    if args.order:
+        models = ordered(models, args.order)
     dtype = torch.bfloat16 if amp else torch.float32
     xa, wa = torch.randn(B, D, device=device, dtype=dtype), torch.randn(D, K, device=device,
                                                                         dtype=dtype)  # fmt: skip
@@ -446,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
         "probes": args.probes,
         "data": args.acts or "random N(0,1)",
         "matmul_tflops": mm_tflops,
+        "repeats": args.repeats,
+        "autotune": os.environ.get("IMPLICIT_EM_AUTOTUNE", "1") != "0",
+        "row_order": list(models),
         "models": {},
     }
     res["wr"] = WR_LINES[args.wr]
@@ -482,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
             if grad:
                 tk.GRAD.update(grad)
             row["gram_blocks"] = fused_impl.EXACT["blocks"]
+            row["position"] = len(res["models"])  # rows run before this one in the process
+            row["triton_configs"] = autotune_picks()  # picks so far, this row's included
             fused_impl.FOLD.clear()
             fused_impl.FOLD.update(fold)
             fused_impl.EXACT["blocks"] = blocks
@@ -489,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
             tk.STATS.update(stats)
             res["models"][f"{name}/{mode}"] = row
             print(f"{name}/{mode}: {json.dumps(row)}", flush=True)
+            if args.out:  # row by row, so that a process stopped by a time limit keeps its rows
+                with open(args.out, "w") as fh:
+                    json.dump(res, fh, indent=1)
     res["encoder_speedup"] = {}
     for key, row in res["models"].items():
         if key.startswith("encoder"):

@@ -131,3 +131,130 @@ def test_unknown_variant_option_is_one_line():
         bench_scale.main(["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps",
                           "1", "--warmup", "0", "--models", "encoder_sketch", "--probes", "4",
                           "--fused", "--stats-variants=256/x2"])  # fmt: skip
+
+
+def test_order_repeats_positions_and_json_row_by_row(tmp_path, monkeypatch):
+    """--order runs the rows as named; --repeats times each step that many times (step_ms is
+    their median); --no-isolated drops the InfoMax-alone timing; each row records its position
+    and the Triton picks; the JSON is written after every row (a stopped process keeps them)."""
+    out = tmp_path / "bench.json"
+    writes = []
+    real_dump = json.dump
+
+    def dump(obj, fh, **kw):
+        writes.append(len(obj["models"]))
+        return real_dump(obj, fh, **kw)
+
+    monkeypatch.setattr(bench_scale.json, "dump", dump)
+    order = "encoder_sketch4+fused[stats=256/b0],standard_sae,encoder_sketch4+fused[stats=512s/b1]"
+    args = ["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps", "1",
+            "--warmup", "0", "--repeats", "3", "--no-isolated", "--probes", "4",
+            "--models", "encoder_sketch,standard_sae", "--fused",
+            "--skip", "encoder_sketch4+ref,encoder_sketch4+fused",
+            "--stats-variants=256/b0,512s/b1", "--order", order, "--out", str(out)]  # fmt: skip
+    assert bench_scale.main(args) == 0
+    assert writes == [1, 2, 3, 3]  # after each row, then the whole result
+    res = json.loads(out.read_text())
+    assert res["row_order"] == order.split(",") and res["repeats"] == 3
+    assert list(res["models"]) == [f"{n}/eager" for n in order.split(",")]
+    for i, row in enumerate(res["models"].values()):
+        reps = row["step_ms_repeats"]
+        assert len(reps) == 3 and row["step_ms"] == sorted(reps)[1]
+        assert row["position"] == i and "infomax_ms_isolated" not in row
+        assert isinstance(row["triton_configs"], dict)
+
+
+def test_order_must_name_every_row_once():
+    models = {"a": 1, "b": 2, "c": 3}
+    assert list(bench_scale.ordered(models, "c,a,b")) == ["c", "a", "b"]
+    for bad in ("a,b", "a,b,c,c", "a,b,d"):
+        with pytest.raises(SystemExit, match="^--order: name every row once") as exc:
+            bench_scale.ordered(models, bad)
+        assert "\n" not in str(exc.value)
+
+
+def test_autotune_picks_reads_every_autotuner(monkeypatch):
+    """Per autotuned kernel: the config picked per key, the last launch's, how many it held and
+    the last tuning's timings; objects that are no autotuners or never ran are left out."""
+    from types import SimpleNamespace
+
+    import triton
+
+    c1 = triton.Config({"BM": 32}, num_warps=4, num_stages=3)
+    c2 = triton.Config({"BM": 64}, num_warps=8, num_stages=2)
+    tuned = SimpleNamespace(fn=None, configs=[c1, c2], cache={(4096, 16384, "bf16"): c2},
+                            best_config=c2, configs_timings={c1: [0.2, 0.1], c2: 0.05})  # fmt: skip
+    idle = SimpleNamespace(fn=None, configs=[c1, c2], cache={})
+    one = SimpleNamespace(fn=None, configs=[c1], cache={}, best_config=c1)
+    kt = SimpleNamespace(_stats_kernel=tuned, _grad_kernel=idle, _one=one, STATS={"rows": 512})
+    monkeypatch.setattr(bench_scale, "_triton_kernels", lambda: kt)
+    picks = bench_scale.autotune_picks()
+    assert set(picks) == {"_stats_kernel", "_one"}
+    s = picks["_stats_kernel"]
+    assert s["picked"] == {"(4096, 16384, 'bf16')": {"BM": 64, "num_warps": 8, "num_stages": 2}}
+    assert s["last"] == {"BM": 64, "num_warps": 8, "num_stages": 2} and s["held"] == 2
+    assert s["timings"] == {'{"BM": 32, "num_warps": 4, "num_stages": 3}': [0.2, 0.1],
+                            '{"BM": 64, "num_warps": 8, "num_stages": 2}': 0.05}  # fmt: skip
+    assert picks["_one"] == {"picked": {}, "last": {"BM": 32, "num_warps": 4, "num_stages": 3},
+                             "held": 1}  # fmt: skip
+
+
+def _round7_process(folder, name, ms, order, picks=None):
+    """A bench_scale JSON as round7_run.sh's process `name` writes it: ms {short row: step ms}."""
+    full = {"default 512s/b0": "encoder_sketch32+fused[stats=512s/b0]",
+            "256/b0": "encoder_sketch32+fused[stats=256/b0]",
+            "512s/b1 (fold)": "encoder_sketch32+fused[stats=512s/b1]", "L1 SAE": "standard_sae"}  # fmt: skip
+    models = {}
+    for i, short in enumerate(order):
+        models[f"{full[short]}/compiled"] = {
+            "step_ms": ms[short], "step_ms_repeats": [ms[short] - 0.002, ms[short], ms[short] + 0.003],
+            "position": i, "triton_configs": picks or {}}  # fmt: skip
+    (folder / f"{name}.json").write_text(json.dumps({"probes": 32, "models": models}))
+
+
+def test_round7_summary_applies_the_plans_rules(tmp_path):
+    """Spreads, the matched-pair cause readings and both decisions, on made-up processes: 256/b0
+    faster than the default by 0.2 ms in every A process with a 0.08 ms spread -> 'faster';
+    the fold faster in three processes only -> 'undecided'; a swing of the default only in the
+    autotuned pair (A1/A3) -> autotuning implicated; one with and without CUDA graphs -> not
+    needed."""
+    summary = importlib.import_module("round7_summary")
+    rows = ["default 512s/b0", "256/b0", "512s/b1 (fold)", "L1 SAE"]
+    a = {"A1": (1.00, 0.80, 0.95), "A2": (1.02, 0.82, 1.05), "A3": (1.08, 0.88, 1.00),
+         "A4": (1.04, 0.84, 0.99)}  # fmt: skip
+    for i, (p, (d, x, f)) in enumerate(a.items()):
+        order = rows[i:] + rows[:i]
+        _round7_process(tmp_path, p, dict(zip(rows, (d, x, f, 1.15), strict=True)), order)
+    for p, d in (("B1", 1.00), ("B2", 1.001)):  # autotuning off: no swing
+        _round7_process(tmp_path, p, dict(zip(rows[:3], (d, 0.8, 0.95), strict=True)), rows[:3])
+    for p, x in (("C1", 0.80), ("C2", 0.95)):  # no CUDA graphs: 256/b0 still swings
+        _round7_process(tmp_path, p, dict(zip(rows[:3], (1.0, x, 0.95), strict=True)), rows[:3])
+    import io
+    import tarfile
+
+    for p, pick in (("A1", '{"XBLOCK": 64}'), ("A2", '{"XBLOCK": 128}')):
+        with tarfile.open(tmp_path / f"{p}.inductor_best.tar", "w") as tar:
+            for kernel, text in (("ab/cab12.best_config", pick), ("cd/ccd34.best_config", "{}")):
+                info = tarfile.TarInfo(kernel)
+                info.size = len(text)
+                tar.addfile(info, io.BytesIO(text.encode()))
+    text = summary.report(tmp_path)
+    assert "kernels with a pick per process: A1 2, A2 2" in text
+    assert (
+        "differs between block-A processes (or is missing in one): 1 of 2: cab12.best_config"
+        in text
+    )
+    assert "R (largest range of one row's repeats within a process): 0.005 ms" in text
+    assert "S (the largest of those, at least 0.03): 0.100 ms" in text  # 512s/b1: 1.05 - 0.95
+    assert "swing reproduced in block A: default 512s/b0, 256/b0, 512s/b1 (fold)" in text
+    assert ("Triton autotuning, default 512s/b0: range A1/A3 0.080, B1/B2 0.001 -> swing with "
+            "Triton autotuning only: implicated") in text  # fmt: skip
+    assert ("CUDA graphs (reduce-overhead), 256/b0: range A2/A4 0.020, C1/C2 0.150 -> swing "
+            "without CUDA graphs (reduce-overhead): not needed for it") in text  # fmt: skip
+    assert ("-0.200, -0.200, -0.200, -0.200 ms -> faster: STATS back to 256 rows, Chan merges"
+            in text)  # fmt: skip
+    assert "-0.050, +0.030, -0.080, -0.050 ms -> undecided: fold stays off (undecided)" in text
+    assert "1.15x, 1.13x, 1.06x, 1.11x -> not met" in text
+    assert summary.decide({"A1": {}}, "256/b0", 0.03)[0].startswith("not decided")
+    with pytest.raises(SystemExit, match="usage"):
+        summary.main([str(tmp_path / "missing")])
