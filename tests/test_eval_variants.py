@@ -252,17 +252,24 @@ def test_hybrid_with_wr_carries_the_weight_redundancy_term():
     pytest.importorskip("sae_lens")
     import torch
 
-    from implicit_em.eval.options import VARIANTS
     from implicit_em.eval.synthetic import (
         SyntheticEvalOptions,
-        VariantTrainer,
         build_synthetic_model,
     )
 
     synth = build_synthetic_model("tiny", 42, "cpu")
     opts = SyntheticEvalOptions(recipe="tiny", steps=5, batch_size=64, plot=False)
-    trs = [VariantTrainer(VARIANTS[n], synth, opts, 0, None)
-           for n in ("tied-topk-im-3.0", "tied-topk-im-3.0-wr")]  # fmt: skip
+    trs = _wr_pair(synth, opts, "tied-topk-im-3.0", "tied-topk-im-3.0-wr")
+    assert not torch.allclose(trs[0].model.W, trs[1].model.W)
+
+
+def _wr_pair(synth, opts, base: str, name: str) -> list:
+    """Trainers of `base` and its wr twin `name` from one init, 5 steps on the same batches
+    (the wr term weighted 1 in the twin, 0 in the base row)."""
+    from implicit_em.eval.options import VARIANTS
+    from implicit_em.eval.synthetic import VariantTrainer
+
+    trs = [VariantTrainer(VARIANTS[n], synth, opts, 0, None) for n in (base, name)]
     assert trs[0].weights.get("wr", 0.0) == 0.0 and trs[1].weights["wr"] == 1.0
     assert torch.equal(trs[0].model.W, trs[1].model.W)  # same init
     torch.manual_seed(0)
@@ -270,7 +277,7 @@ def test_hybrid_with_wr_carries_the_weight_redundancy_term():
         x = synth.sample(64)
         for tr in trs:
             tr.step(x)
-    assert not torch.allclose(trs[0].model.W, trs[1].model.W)
+    return trs
 
 
 @pytest.mark.parametrize(("name", "base"), [("encoder-wr-softplus", "encoder-softplus"),
@@ -284,21 +291,14 @@ def test_wr_combinations_are_their_base_row_plus_encoder_wrs_term(name, base):
     from dataclasses import replace
 
     from implicit_em.eval.options import VARIANTS, SyntheticEvalOptions
-    from implicit_em.eval.synthetic import VariantTrainer, build_synthetic_model, fast_step_covers
+    from implicit_em.eval.synthetic import build_synthetic_model, fast_step_covers
 
     assert VARIANTS[name] == replace(VARIANTS[base], lambda_wr=VARIANTS["encoder-wr"].lambda_wr)
     assert VARIANTS[name].lambda_wr == 1.0 and fast_step_covers(VARIANTS[name])
     synth = build_synthetic_model("tiny", 42, "cpu")
     opts = SyntheticEvalOptions(recipe="tiny", steps=5, batch_size=64, latents=32, lr=3e-3,
                                 plot=False)  # fmt: skip
-    trs = [VariantTrainer(VARIANTS[n], synth, opts, 0, None) for n in (base, name)]
-    assert trs[0].weights.get("wr", 0.0) == 0.0 and trs[1].weights["wr"] == 1.0
-    assert torch.equal(trs[0].model.W, trs[1].model.W)  # same init
-    torch.manual_seed(0)
-    for _ in range(5):
-        x = synth.sample(64)
-        for tr in trs:
-            tr.step(x)
+    trs = _wr_pair(synth, opts, base, name)
     assert trs[1].history[-1]["wr"] > 0  # the logged term (mean over the steps)
     assert not torch.allclose(trs[0].model.W, trs[1].model.W, atol=1e-4)
     if VARIANTS[name].unit_norm_rows:
