@@ -55,6 +55,7 @@ from implicit_em.eval.verdict import (
     ground_truth_rows,
     matched_l0,
     pretrain_control,
+    seeds_text,
 )
 from implicit_em.families.registry import FAMILIES, family_by_label
 
@@ -320,7 +321,7 @@ def _ground_truth(study, cands: dict) -> dict:
                                   "margin": r["mcc"] - own["mcc"]}  # fmt: skip
                 crit["note"] += (
                     f"; at its own L0 the best SAE row is {own['name']} {own['mcc']:.4f} (L0 "
-                    f"{own['l0']:.1f}, {_seeds(own['seeds'])}, {own['dead_max']:.0f} dead): "
+                    f"{own['l0']:.1f}, {seeds_text(own['seeds'])}, {own['dead_max']:.0f} dead): "
                     f"{r['mcc'] - own['mcc']:+.4f}, reported beside the criterion, which is read "
                     f"at the target L0 {d['target_l0']:g}")  # fmt: skip
             ctrl = pretrain_control(r["name"], [x["name"] for x in rows])
@@ -331,7 +332,7 @@ def _ground_truth(study, cands: dict) -> dict:
                                             "margin": r["mcc"] - c_row["mcc"]}  # fmt: skip
                 crit["note"] += (
                     f"; against its control {ctrl} (the same decoder steps from random init) "
-                    f"{c_row['mcc']:.4f} ({_seeds(c_row['seeds'])}, {c_row['dead_max']:.0f} "
+                    f"{c_row['mcc']:.4f} ({seeds_text(c_row['seeds'])}, {c_row['dead_max']:.0f} "
                     f"dead): {r['mcc'] - c_row['mcc']:+.4f}")  # fmt: skip
             p["ground-truth MCC"] = crit
         p.setdefault("controls", []).append(
@@ -340,10 +341,6 @@ def _ground_truth(study, cands: dict) -> dict:
         p.setdefault("dead", []).append(("ground truth", r["dead_max"], src + ".dead_latents.max"))
         p.setdefault("seeds", []).append(("ground truth", r["seeds"], src + ".seeds"))
     return info
-
-
-def _seeds(n: int) -> str:
-    return "1 seed" if n == 1 else f"{n} seeds"
 
 
 WIDE_KEY = "width16k"
@@ -663,7 +660,7 @@ def paragraph(result: dict) -> str:
         text.append("**Where they lose** (no eligible model meets it): " + "; ".join(losses) + ".")
     gt = {n: c["criteria"]["ground-truth MCC"] for n, c in elig.items()}
     own = [f"`{n}` {g['value']:.4f} against `{g['own_l0']['name']}` {g['own_l0']['mcc']:.4f} "
-           f"(L0 {g['own_l0']['l0']:.1f}, {_seeds(g['own_l0']['seeds'])}): "
+           f"(L0 {g['own_l0']['l0']:.1f}, {seeds_text(g['own_l0']['seeds'])}): "
            f"{g['own_l0']['margin']:+.4f}" if g.get("own_l0") else
            f"`{n}` no SAE row at an L0 matched to its own (L0 {g['no_own_l0']:.1f})"
            for n, g in sorted(gt.items(), key=lambda x: x[0])
@@ -674,7 +671,7 @@ def paragraph(result: dict) -> str:
                     "an L0 matched to its own; reported beside the ground-truth criterion, "
                     f"which is read at the target L0 {target_l0:g}): " + "; ".join(own) + ".")  # fmt: skip
     pre = [f"`{n}` {g['value']:.4f} against `{g['pretrain_control']['name']}` "
-           f"{g['pretrain_control']['mcc']:.4f} ({_seeds(g['pretrain_control']['seeds'])}): "
+           f"{g['pretrain_control']['mcc']:.4f} ({seeds_text(g['pretrain_control']['seeds'])}): "
            f"{g['pretrain_control']['margin']:+.4f}"
            for n, g in sorted(gt.items()) if g.get("pretrain_control")]  # fmt: skip
     if pre:
@@ -688,7 +685,7 @@ def paragraph(result: dict) -> str:
                  for r in wide["rows"]]  # fmt: skip
         seeds = sorted({r["seeds"] for r in wide["rows"]})
         text.append(f"**At width {wide['latents']:,}** ({wide['samples'] / 1e6:.1f} M samples, "
-                    f"{' or '.join(_seeds(n) for n in seeds)}; reported, not part of the target): "
+                    f"{' or '.join(seeds_text(n) for n in seeds)}; reported, not part of the target): "
                     + "; ".join(parts) + ".")  # fmt: skip
     best = result["best"]
     if best is not None:

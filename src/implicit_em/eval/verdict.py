@@ -139,6 +139,11 @@ def best_sae_baseline(rows: list[dict], target_l0: float | None = None,
     return max(sae, key=lambda r: r["mcc"], default=None)
 
 
+def seeds_text(n: int) -> str:
+    """The text "1 seed" or "N seeds": how the verdicts write a row's seed count."""
+    return "1 seed" if n == 1 else f"{n} seeds"
+
+
 def best_row(rows: list[dict], margin: float = MARGIN) -> dict | None:
     """The row to name as "best" among rows of `ground_truth_rows`: of the rows whose mean MCC
     is within `margin` of the highest (level with it by the seed-range rule's margin), the one
@@ -183,9 +188,8 @@ def synthetic_verdict(summary: list[dict], margin: float = MARGIN,
     rows = ground_truth_rows(summary, margin)
 
     def show(r: dict) -> str:
-        seeds = "1 seed" if r["seeds"] == 1 else f"{r['seeds']} seeds"
         return (f"`{r['name']}` ({r['kind']}) MCC {r['mcc']:.3f} at L0 {r['l0']:.1f}, "
-                f"{r['dead']:.0f} dead, {seeds}")  # fmt: skip
+                f"{r['dead']:.0f} dead, {seeds_text(r['seeds'])}")  # fmt: skip
 
     out = [
         "## Verdict",
@@ -384,6 +388,7 @@ __all__ = [
     "ONE_MATRIX",
     "SAE",
     "pretrain_control",
+    "seeds_text",
     "matched_l0",
     "probing_controls",
     "probing_verdict",
