@@ -32,6 +32,11 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   `m1.json`); decoder-free pre-training then TopK (`topk-pretrained`, `p.json`) and its
   control, TopK for the same second half of the steps from random init (`topk-half`,
   `h.json`), seed 0 each;
+- gpu16k-next11-PLAN.md (gpu16k-next11.md, eleventh session): wr in combination
+  (`encoder-wr-softplus`, `encoder-wr-unit-rows`), seeds 0-2 (`gpu16k-next11/n1-w0.json`,
+  `n1-w1.json`, `n2-a2.json`, `n2-b2.json`); seed 2 of `encoder-softplus`, `encoder-unit-rows`,
+  `topk-k214` and `tied-topk-k214` (`n2-a2.json`, `n2-b2.json`); seed 1 of `encoder-centred`
+  and `encoder-wr-centred` (`n3-c1.json`, `n3-d1.json`);
 - sae-lens's protocol (`batchtopk-k25-sl-all`) at seed 0 has no 49.1 M row: its MCC at the
   50.0 M milestone of the 200 M run (harness-gap/gpu200m/ref.json) is shown as a note only, so
   the table's seed count says what the mean is over.
@@ -74,6 +79,13 @@ MATCHED = ROOT / "gpu16k-matched-l0"
 MATCHED_FILES = {"m.json": ("topk-k214", "tied-topk-k214"), "m1.json": ("topk-k214", "tied-topk-k214"),
                  "p.json": ("topk-pretrained",), "h.json": ("topk-half",)}  # fmt: skip
 """gpu16k-matched-l0.md's rows (49.1 M samples, width 4,096), by file."""
+NEXT11 = ROOT / "gpu16k-next11"
+NEXT11_FILES = {"n1-w0.json": ("encoder-wr-softplus", "encoder-wr-unit-rows"),
+                "n1-w1.json": ("encoder-wr-softplus", "encoder-wr-unit-rows"),
+                "n2-a2.json": ("encoder-wr-softplus", "encoder-softplus", "topk-k214"),
+                "n2-b2.json": ("encoder-wr-unit-rows", "encoder-unit-rows", "tied-topk-k214"),
+                "n3-c1.json": ("encoder-centred",), "n3-d1.json": ("encoder-wr-centred",)}  # fmt: skip
+"""gpu16k-next11.md's rows (49.1 M samples, width 4,096), by file."""
 L1 = ("standard-l1-3.0", "standard-l1-10.0")  # section 3, seed 0 (rows/results.json)
 WIDE = ROOT / "gpu16k-width16k"
 WIDE_FILES = {"c1-p2.json": ("encoder-wr", "tied-topk-im-3.0"), "c2-e.json": ("encoder",),
@@ -144,6 +156,7 @@ def load_rows() -> list[dict]:
     rows += [r for f, names in ONE_SEED.items() for r in json.loads((var / f).read_text())["rows"]
              if r["variant"] in names]  # fmt: skip
     rows += [r for f, names in MATCHED_FILES.items() for r in read_rows(MATCHED / f, names)]
+    rows += [r for f, names in NEXT11_FILES.items() for r in read_rows(NEXT11 / f, names)]
     bad = [(r["variant"], r["seed"]) for r in rows if r["steps_done"] != STEPS]
     # The report gives the planned length only. Its training could not have stopped early: the
     # time limit (max_seconds 495 s from the run's start, as in s0.json and s1.json of the same
@@ -153,7 +166,8 @@ def load_rows() -> list[dict]:
     if bad:
         raise SystemExit(f"rows not at {STEPS} steps: {bad}")
     keep = (HEADLINE + JUMPRELU + L1 + tuple(n for names in ONE_SEED.values() for n in names)
-            + tuple(n for names in MATCHED_FILES.values() for n in names))  # fmt: skip
+            + tuple(n for names in MATCHED_FILES.values() for n in names)
+            + tuple(n for names in NEXT11_FILES.values() for n in names))  # fmt: skip
     return [r for r in rows + lost if r["variant"] in keep]
 
 

@@ -1,0 +1,200 @@
+"""wr in combination and the third seeds on the 16k synthetic model (issue 18): the table and
+the rules of docs/eval/synthetic/gpu16k-next11-PLAN.md (fixed before the runs), from the
+files in docs/eval/synthetic/gpu16k-next11/ (eleventh session, nvidia-h200-x2):
+
+- `n1-w0.json`, `n1-w1.json`: call 1, seeds 0 and 1 of `encoder-wr-softplus` and
+  `encoder-wr-unit-rows` (two rows in lockstep per process, fast step).
+- `n2-a2.json`, `n2-b2.json`: call 2, seed 2 of the two combinations, `encoder-softplus`,
+  `encoder-unit-rows`, `topk-k214` and `tied-topk-k214`.
+- `n3-c1.json`, `n3-d1.json`: call 3, seed 1 of `encoder-centred` and `encoder-wr-centred`
+  (plain step, one row per GPU). Call 4 (their seed 2) did not fit the session's budget.
+
+The committed rows the rules read (the plan's list): gpu16k-converged/ (encoder seeds 0-2),
+gpu16k-variants/ (encoder-wr, softplus, unit rows, centred rows), gpu16k-matched-l0/ (the
+k = 214 SAEs).
+
+Run from the repository root: python docs/eval/synthetic/gpu16k_next11_table.py
+Prints the markdown table and each rule's outcome; writes
+docs/eval/synthetic/gpu16k-next11.json.
+"""
+
+import json
+from pathlib import Path
+
+from gpu16k_seeds_table import COLUMNS  # the script's folder is on sys.path
+
+from implicit_em.eval.synthetic import _fmt, summarise
+from implicit_em.eval.verdict import MARGIN, apart
+
+ROOT = Path("docs/eval/synthetic")
+STEPS = 47927  # 49.1 M samples at batch 1,024
+NEW = ROOT / "gpu16k-next11"
+NEW_FILES = ("n1-w0.json", "n1-w1.json", "n2-a2.json", "n2-b2.json", "n3-c1.json", "n3-d1.json")
+# the committed rows: file -> the variants read from it
+OLD = {
+    "gpu16k-converged/rows/results.json": ("encoder",),
+    "gpu16k-converged/seeds/seed1.json": ("encoder",),
+    "gpu16k-converged/seeds/seed2.json": ("encoder",),
+    "gpu16k-variants/c2-f2.json": ("encoder-wr",),
+    "gpu16k-variants/c3-s1.json": ("encoder-wr",),
+    "gpu16k-variants/c4-s2.json": ("encoder-wr",),
+    "gpu16k-variants/c1-f1.json": ("encoder-softplus", "encoder-unit-rows"),
+    "gpu16k-variants/c7-s1.json": ("encoder-softplus",),
+    "gpu16k-variants/c7-u1.json": ("encoder-unit-rows",),
+    "gpu16k-variants/c5-p1.json": ("encoder-centred",),
+    "gpu16k-variants/c5-p2.json": ("encoder-wr-centred",),
+    "gpu16k-matched-l0/m.json": ("topk-k214", "tied-topk-k214"),
+    "gpu16k-matched-l0/m1.json": ("topk-k214", "tied-topk-k214"),
+}
+# rule 1: the untrained MCC of every row of a seed (the plan's values, exact)
+INIT = {0: 0.14807778596878052, 1: 0.14800229668617249, 2: 0.14777010679244995}
+COMBOS = {"encoder-wr-softplus": "encoder-softplus", "encoder-wr-unit-rows": "encoder-unit-rows"}
+THIRD = ("encoder-softplus", "encoder-unit-rows")  # rule 5
+CENTRED = {"encoder-centred": "encoder", "encoder-wr-centred": "encoder-wr"}  # rule 6
+SAES = ("topk-k214", "tied-topk-k214")  # rule 7
+L0_WINDOW = (160, 268)  # rule 7
+
+
+def load() -> tuple[list[dict], list[dict]]:
+    """(this session's rows, the committed rows), each row tagged with its file."""
+    new = [{**r, "file": f} for f in NEW_FILES
+           for r in json.loads((NEW / f).read_text())["rows"]]  # fmt: skip
+    old = [{**r, "file": f} for f, names in OLD.items()
+           for r in json.loads((ROOT / f).read_text())["rows"] if r["variant"] in names]  # fmt: skip
+    for f, names in OLD.items():
+        if not all(any(r["file"] == f and r["variant"] == n for r in old) for n in names):
+            raise SystemExit(f"{ROOT / f}: a committed row the plan names is missing")
+    return new, old
+
+
+def mccs(rows: list[dict], name: str) -> list[float]:
+    return [r["trained"]["mcc"] for r in rows if r["variant"] == name]
+
+
+def main() -> None:
+    new, old = load()
+    lines, rules = [], {"1_init": [], "2_short": []}
+    ok = []
+    for r in new:  # rules 1 and 2
+        init = r["untrained"]["mcc"]
+        passed = init == INIT[r["seed"]]
+        rules["1_init"].append({"variant": r["variant"], "seed": r["seed"], "untrained": init,
+                                "expected": INIT[r["seed"]], "passed": passed})  # fmt: skip
+        if not passed:
+            lines.append(f"Rule 1: {r['variant']} seed {r['seed']} untrained MCC {init!r} "
+                         f"against {INIT[r['seed']]!r}: FAILED (reported, not compared).")
+        if r["steps_done"] != STEPS:
+            rules["2_short"].append({"variant": r["variant"], "seed": r["seed"],
+                                     "steps": r["steps_done"]})  # fmt: skip
+            lines.append(f"Rule 2: {r['variant']} seed {r['seed']} stopped at "
+                         f"{r['steps_done']} steps: reported, not compared.")
+        if passed and r["steps_done"] == STEPS:
+            ok.append(r)
+    n_pass = sum(x["passed"] for x in rules["1_init"])
+    lines.insert(0, f"Rule 1 (init check, exact): {n_pass} of {len(new)} new rows equal their "
+                    f"seed's committed untrained MCC; rule 2: {len(new) - len(rules['2_short'])} "
+                    f"of {len(new)} reached {STEPS} steps.")  # fmt: skip
+    rows = old + ok
+    seeds_of = {n: sorted(r["seed"] for r in rows if r["variant"] == n)
+                for n in dict.fromkeys(r["variant"] for r in rows)}  # fmt: skip
+    for n, s in seeds_of.items():
+        if len(s) != len(set(s)):
+            raise SystemExit(f"{n}: a seed appears twice ({s})")
+    summary = summarise(rows)
+    by = {s["variant"]: s for s in summary}
+
+    def seeds_word(n: str) -> str:
+        k = len(seeds_of[n])
+        return f"{k} seed" + ("s" if k != 1 else "")
+
+    # rules 3 and 4: wr in combination
+    rules["3_against_wr"], rules["4_against_base"] = {}, {}
+    words3 = {"above": "lifts over wr alone", "below": "costs against wr alone",
+              "level": "matches wr alone"}  # fmt: skip
+    for c, base in COMBOS.items():
+        a = apart(mccs(rows, c), mccs(rows, "encoder-wr"), MARGIN)
+        rules["3_against_wr"][c] = {"apart": a, "seeds": seeds_of[c]}
+        lines.append(f"Rule 3: {c} ({seeds_word(c)}, MCC {by[c]['mcc']['min']:.4f}-"
+                     f"{by[c]['mcc']['max']:.4f}, L0 {by[c]['l0']['mean']:.1f}) against "
+                     f"encoder-wr ({seeds_word('encoder-wr')}, {by['encoder-wr']['mcc']['min']:.4f}-"
+                     f"{by['encoder-wr']['mcc']['max']:.4f}, L0 {by['encoder-wr']['l0']['mean']:.1f})"
+                     f": {a}, {words3[a]}.")  # fmt: skip
+        b = apart(mccs(rows, c), mccs(rows, base), MARGIN)
+        s = by[c]
+        control = max(s["mcc_untrained"]["max"], s["mcc_random_at_l0"]["max"])
+        above_controls = s["mcc"]["min"] > control + MARGIN
+        rules["4_against_base"][c] = {"base": base, "apart": b, "above_controls": above_controls,
+                                      "best_control": control}  # fmt: skip
+        lines.append(f"Rule 4: {c} against {base} ({seeds_word(base)}, "
+                     f"{by[base]['mcc']['min']:.4f}-{by[base]['mcc']['max']:.4f}): {b}, "
+                     + ("wr lifts this variant too" if b == "above"
+                        else "wr's lift does not carry over to this variant")
+                     + f"; {'above' if above_controls else 'not above'} its controls (best control "
+                     f"seed {control:.4f}).")  # fmt: skip
+
+    # rule 5: third seeds of softplus and unit rows against the encoder's three
+    def range_check(name: str, new_seed: int) -> str | None:
+        olds = [r["trained"]["mcc"] for r in old if r["variant"] == name]
+        val = next((r["trained"]["mcc"] for r in ok if r["variant"] == name
+                    and r["seed"] == new_seed), None)  # fmt: skip
+        if val is None or not olds:
+            return None
+        inside = min(olds) - MARGIN <= val <= max(olds) + MARGIN
+        return "inside" if inside else "outside its seed range"
+
+    rules["5_third_seeds"] = {}
+    for n in THIRD:
+        a = apart(mccs(rows, n), mccs(rows, "encoder"), MARGIN)
+        rng = range_check(n, 2)
+        rules["5_third_seeds"][n] = {"apart": a, "seeds": seeds_of[n], "seed2_range": rng}
+        lines.append(f"Rule 5: {n} ({seeds_word(n)}, {by[n]['mcc']['min']:.4f}-"
+                     f"{by[n]['mcc']['max']:.4f}) against encoder ({seeds_word('encoder')}, "
+                     f"{by['encoder']['mcc']['min']:.4f}-{by['encoder']['mcc']['max']:.4f}): {a}; "
+                     f"the standing reading 'does not lift' "
+                     f"{'changes' if a == 'above' else 'stays'}; seed 2 {rng}.")  # fmt: skip
+
+    # rule 6: centred rows against their uncentred rows
+    rules["6_centred"] = {}
+    for n, twin in CENTRED.items():
+        a = apart(mccs(rows, n), mccs(rows, twin), MARGIN)
+        rng = range_check(n, 1)
+        rules["6_centred"][n] = {"twin": twin, "apart": a, "seeds": seeds_of[n],
+                                 "seed1_range": rng}  # fmt: skip
+        word = {"level": "level (the standing reading stays)", "above": "centring lifts",
+                "below": "centring costs"}[a]  # fmt: skip
+        lines.append(f"Rule 6: {n} ({seeds_word(n)}, {by[n]['mcc']['min']:.4f}-"
+                     f"{by[n]['mcc']['max']:.4f}, L0 {by[n]['l0']['mean']:.1f}) against {twin} "
+                     f"({seeds_word(twin)}, {by[twin]['mcc']['min']:.4f}-"
+                     f"{by[twin]['mcc']['max']:.4f}): {word}; seed 1 {rng}.")  # fmt: skip
+
+    # rule 7: third seed of the k = 214 SAEs against the encoder's three
+    rules["7_k214"] = {}
+    for n in SAES:
+        l0s = [r["trained"]["l0"] for r in rows if r["variant"] == n]
+        in_window = all(L0_WINDOW[0] <= v <= L0_WINDOW[1] for v in l0s)
+        a = apart(mccs(rows, n), mccs(rows, "encoder"), MARGIN)
+        rng = range_check(n, 2)
+        rules["7_k214"][n] = {"apart": a, "seeds": seeds_of[n], "l0_in_window": in_window,
+                              "dead_max": by[n]["dead_latents"]["max"], "seed2_range": rng}  # fmt: skip
+        lines.append(f"Rule 7: {n} ({seeds_word(n)}, {by[n]['mcc']['min']:.4f}-"
+                     f"{by[n]['mcc']['max']:.4f}, L0 {by[n]['l0']['mean']:.1f}"
+                     f"{'' if in_window else ' OUTSIDE 160-268'}, dead at most "
+                     f"{by[n]['dead_latents']['max']:.0f}) against encoder: {a}; the standing "
+                     f"reading 'the SAE beats the encoder at its L0' "
+                     f"{'stays' if a == 'above' else 'changes'}; seed 2 {rng}.")  # fmt: skip
+
+    order = ["encoder", "encoder-wr", *COMBOS, *THIRD, *CENTRED, *SAES]
+    summary = [by[n] for n in order]
+    print("| variant | seeds | " + " | ".join(c[0] for c in COLUMNS) + " |")
+    print("|---|---|" + "---|" * len(COLUMNS))
+    for s in summary:
+        cells = [_fmt(s[key], nd) for _, key, nd in COLUMNS]
+        print(f"| {s['variant']} | {s['seeds']} | " + " | ".join(cells) + " |")
+    print()
+    print("\n".join(f"- {x}" for x in lines))
+    out = {"steps": STEPS, "seeds": seeds_of, "summary": summary, "rules": rules, "lines": lines}
+    (ROOT / "gpu16k-next11.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
