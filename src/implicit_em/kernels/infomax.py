@@ -133,7 +133,9 @@ EXACT = {"gram": "float32", "blocks": 4}
 # bias in the encoder's matmul and its gradient to autograd (the step of issue 19's rounds
 # 1-3; benchmarks/bench_scale.py's "/b0" rows). Off by default since round 6 on the H200
 # measured the fold slower (0.19 ms a step within that run; one run: between runs the same
-# step moved by 0.25 ms, docs/benchmarks.md, "Round 6").
+# step moved by 0.25 ms, docs/benchmarks.md, "Round 6"). Round 7 (four processes of one
+# call, 512 rows): the fold minus the default per process -0.240, -0.346, -0.083, -0.153 ms,
+# not all beyond the spread across processes (S = 0.325 ms): undecided, so it stays off.
 FOLD = {"bias": False}
 
 

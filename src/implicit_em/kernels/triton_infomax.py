@@ -51,7 +51,9 @@ BLOCK_K = 128  # columns per stats strip (fixes the partials' shapes)
 # 1.182-1.193 for 256 rows with Chan merges (round 6, with the bias fold: 0.977 against
 # 1.124-1.135; the noisy third round: 1.788 against 1.766). The same 256-row step measured
 # 0.936 ms in round 6 and 1.182 in 6b: between-run spread is large, so this rests on one
-# run; see docs/benchmarks.md.
+# run; see docs/benchmarks.md. Round 7 (four processes of one call) did not show it faster or
+# slower than 256 rows beyond the spread across processes (S = 0.325 ms; 256 rows minus 512
+# per process +0.081, -0.212, +0.254, -0.124): undecided, so it still rests on round 6b.
 STATS = {"rows": 512, "shift": True}
 
 
