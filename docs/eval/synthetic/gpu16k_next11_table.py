@@ -8,6 +8,8 @@ files in docs/eval/synthetic/gpu16k-next11/ (eleventh session, nvidia-h200-x2):
   `encoder-unit-rows`, `topk-k214` and `tied-topk-k214`.
 - `n3-c1.json`, `n3-d1.json`: call 3, seed 1 of `encoder-centred` and `encoder-wr-centred`
   (plain step, one row per GPU). Call 4 (their seed 2) did not fit the session's budget.
+- `n5-r0.json`: call 5 (rule 11), `encoder-wr` seed 0 again, today's statistics layout, against
+  gpu16k-variants `c2-f2.json` (the old layout). Not a new seed: it is left out of the table.
 
 The committed rows the rules read (the plan's list): gpu16k-converged/ (encoder seeds 0-2),
 gpu16k-variants/ (encoder-wr, softplus, unit rows, centred rows), gpu16k-matched-l0/ (the
@@ -182,6 +184,25 @@ def main() -> None:
                      f"{by[n]['dead_latents']['max']:.0f}) against encoder: {a}; the standing "
                      f"reading 'the SAE beats the encoder at its L0' "
                      f"{'stays' if a == 'above' else 'changes'}; seed 2 {rng}.")  # fmt: skip
+
+    # rule 11: the same-seed re-run under the new statistics layout (call 5)
+    again = json.loads((NEW / "n5-r0.json").read_text())["rows"][0]
+    first = next(r for r in old if r["variant"] == "encoder-wr" and r["seed"] == 0)
+    d_mcc = again["trained"]["mcc"] - first["trained"]["mcc"]
+    d_l0 = again["trained"]["l0"] / first["trained"]["l0"] - 1
+    init_ok = again["untrained"]["mcc"] == INIT[0] and again["steps_done"] == STEPS
+    within = init_ok and abs(d_mcc) <= 0.002 and abs(d_l0) <= 0.02
+    rules["11_layout"] = {"init_and_length": init_ok, "mcc": again["trained"]["mcc"],
+                          "mcc_first": first["trained"]["mcc"], "mcc_diff": d_mcc,
+                          "l0": again["trained"]["l0"], "l0_first": first["trained"]["l0"],
+                          "l0_rel_diff": d_l0, "within_tolerance": within}  # fmt: skip
+    lines.append(f"Rule 11: encoder-wr seed 0 re-run under the 512-row shifted layout: MCC "
+                 f"{again['trained']['mcc']:.4f} L0 {again['trained']['l0']:.1f} against "
+                 f"{first['trained']['mcc']:.4f} L0 {first['trained']['l0']:.1f} (MCC {d_mcc:+.4f}, "
+                 f"L0 {100 * d_l0:+.2f} %; init {'passed' if init_ok else 'FAILED'}): "
+                 + ("the layout change moves a full-length row by less than the reproduction "
+                    "tolerance" if within else "the layout moves a full-length row beyond the "
+                    "reproduction tolerance") + ".")  # fmt: skip
 
     order = ["encoder", "encoder-wr", *COMBOS, *THIRD, *CENTRED, *SAES]
     summary = [by[n] for n in order]
