@@ -262,10 +262,11 @@ VARIANTS: dict[str, Variant] = {
     ),  # fmt: skip
     **{f"factorial-{w}": Variant(extra=(("factorial", w),), lse=False) for w in (0.01, 0.1, 1.0)},
 }
-# Started at the ideal filters: does the objective keep them? (why.md, added post hoc)
+# Started at the ideal filters: does the objective keep them? (why.md, added post hoc;
+# encoder-wr's rows: cpu-why/wr-from-filters-PLAN.md, eleventh session)
 VARIANTS["encoder-from-filters"] = Variant(init_at_filters=2.5)
 VARIANTS["encoder-from-filters-rate"] = Variant(init_at_filters=0.0, filters_at_rate=True)
-for _name in ("prior-l1-0.1", "factorial-1.0"):
+for _name in ("prior-l1-0.1", "factorial-1.0", "encoder-wr"):
     VARIANTS[f"{_name}-from-filters"] = replace(VARIANTS[_name], init_at_filters=2.5)
     VARIANTS[f"{_name}-from-filters-rate"] = replace(
         VARIANTS[_name], init_at_filters=0.0, filters_at_rate=True
