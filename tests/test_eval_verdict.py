@@ -178,7 +178,9 @@ def test_probing_controls_pair_each_read_out_with_its_own_twin_and_random_direct
     summary = {r: {"mean": {"5": a}} for r, a in acc.items()}
     text = "\n".join(V.probing_verdict(summary, kinds, [5]))
     assert "best trained read-out `topk-k37 (L0 of encoder-relu)` 0.800" in text
-    assert "raw residual 0.850" in text
+    # the kinds name the raw row as committed result files do (OLD_RAW_ROW): the verdict
+    # shows it as the k-sparse baseline, not as a ceiling
+    assert "raw residual (k-sparse baseline) 0.850" in text and "ceiling" not in text
     assert "best decoder-free read-out `encoder-relu [r]` 0.750 (-0.050 against the best)" in text
     assert "`encoder-relu [a]` 0.700 against `encoder-relu (untrained) [a]` 0.720" in text
     assert "`encoder-relu [r]`" not in text.split("At or below its controls:")[1]
@@ -204,3 +206,12 @@ def test_pretrain_control_is_the_same_spec_without_pretraining():
     assert V.pretrain_control("topk", names) is None  # not pre-trained
     assert V.pretrain_control("topk-half", names) is None  # the control has none of its own
     assert V.pretrain_control("not-a-variant", names) is None
+
+
+def test_the_raw_row_names_map_old_to_new_and_name_the_ceiling_apart():
+    assert V.probing_row_label(V.OLD_RAW_ROW) == V.RAW_ROW == "raw residual (k-sparse baseline)"
+    assert V.probing_row_label(V.RAW_ROW) == V.RAW_ROW
+    assert V.probing_row_label("topk-K4096") == "topk-K4096"
+    assert "ceiling" not in V.RAW_ROW and V.OLD_RAW_ROW.endswith("(ceiling)")
+    assert V.ceiling_label(576) == "raw residual, all 576 dims (ceiling)"
+    assert V.ceiling_label(None) == "raw residual, all dims (ceiling)"

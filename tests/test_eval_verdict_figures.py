@@ -6,7 +6,7 @@ import json
 import pytest
 
 from implicit_em.eval import verdict_figures as vf
-from implicit_em.eval.verdict import DECODER_FREE, HYBRID, SAE
+from implicit_em.eval.verdict import DECODER_FREE, HYBRID, OLD_RAW_ROW, RAW_ROW, SAE
 
 
 def _stat(v):
@@ -30,9 +30,9 @@ def test_mcc_vs_l0_draws_every_row_with_its_control(tmp_path):
     assert pts["untrained"] == [(25.0, 0.16), (214.0, 0.16), (304.0, 0.16)]  # best control seed
 
 
-def test_probing_vs_l0_sorts_rows_into_kinds_controls_and_the_ceiling(tmp_path):
+def test_probing_vs_l0_sorts_rows_into_kinds_controls_and_the_raw_baseline(tmp_path):
     p2 = {"K64": {"verdict": {"models": {"tied-topk-im-3.0": {"kind": HYBRID}}},
-                  "rows": {"raw residual (ceiling)": {"l0": None, "mean_k": 0.8},
+                  "rows": {OLD_RAW_ROW: {"l0": None, "mean_k": 0.8},  # as gpu2_compare.json
                            "topk-K64": {"l0": 8.0, "mean_k": 0.70},
                            "tied-topk-im-3.0-K64": {"l0": 8.0, "mean_k": 0.71},
                            "encoder-K64 (untrained)": {"l0": 40.0, "mean_k": 0.66},
@@ -47,12 +47,14 @@ def test_probing_vs_l0_sorts_rows_into_kinds_controls_and_the_ceiling(tmp_path):
     got = vf.probing_vs_l0({"probing2": p2, "probing3": p3, "probing4": p4}, tmp_path / "p.png")
     assert list(got) == ["K64", "K256"]  # both K, in order of K
     k64 = got["K64"]
-    assert k64["ceiling"] == [(None, 0.8)]
+    assert k64["raw"] == [(None, 0.8)] and "ceiling" not in k64  # a baseline, not a ceiling
     assert k64[SAE] == [(8.0, 0.70)] and k64[HYBRID] == [(8.0, 0.71)]
     assert k64["untrained"] == [(40.0, 0.66)]
     assert k64["random"] == [(8.0, 0.65)]  # gpu3's encoder-wr is drawn from gpu4, once
     assert k64[DECODER_FREE] == [(31.0, 0.70)] and "twin" not in k64
     assert got["K256"][DECODER_FREE] == [(90.0, 0.6)] and "random" not in got["K256"]
+    p2["K64"]["rows"][RAW_ROW] = p2["K64"]["rows"].pop(OLD_RAW_ROW)  # a file of this session
+    assert vf.probing_vs_l0({"probing2": p2}, tmp_path / "p2.png")["K64"]["raw"] == [(None, 0.8)]
     alone = vf.probing_vs_l0({"probing3": p3}, tmp_path / "p3.png")["K64"]
     assert alone["twin"] == [(30.0, 0.67)] and alone["random"] == [(30.0, 0.68)]
     with pytest.raises(ValueError, match="no probing study to plot"):

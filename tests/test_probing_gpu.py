@@ -11,6 +11,8 @@ import pytest
 import torch
 from test_sparse_probing import ByteTokenizer, tiny_corpora
 
+from implicit_em.eval.verdict import OLD_RAW_ROW, RAW_ROW, ceiling_label
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "probing_gpu.py"
 
 
@@ -62,9 +64,14 @@ def test_prepare_and_run_on_a_tiny_llama(tmp_path):
     probes = res["probing"]["saebench"]
     # every row probed on every task: raw + 2 blocks-worth of (trained, untrained, random)
     assert len(probes) == 1 + 4 * 6 * 3
-    raw = probes["raw residual (ceiling)"]
+    # a fresh run names the raw row the k-sparse baseline (never "(ceiling)"), and only that
+    # row carries the full probe on all D dimensions (the ceiling)
+    assert res["kinds"][RAW_ROW] == "raw" and OLD_RAW_ROW not in res["kinds"]
+    assert "(ceiling)" not in (tmp_path / "out" / "results.json").read_text()
+    raw = probes[RAW_ROW]
     assert set(raw) == {t["name"] for t in meta["tasks"]}
     assert np.mean([r["full"] for r in raw.values()]) > 0.8  # byte statistics separate corpora
+    assert all(r["full"] is None for n, row in probes.items() if n != RAW_ROW for r in row.values())
     assert all(set(r["k"]) == {"1", "2"} for row in probes.values() for r in row.values())
 
 
@@ -159,14 +166,13 @@ def test_merge_results_keeps_the_first_entry_and_the_files_order():
         return {"plan": {"Ks": [8]}, "dead_fraction": dict(zip(names, dead, strict=True)),
                 "l0": {n: 1.0 for n in names}, "blocks_done": [f"K8-s{s}" for s in seeds],
                 "not_run": [],
-                "probing": {"saebench": {"raw residual (ceiling)": raw, **{n: {} for n in names}}}}  # fmt: skip
+                "probing": {"saebench": {RAW_ROW: raw, **{n: {} for n in names}}}}  # fmt: skip
 
     res = mod.merge_results([part([0, 1], [0.25, 0.5], "first"), part([2], [0.125], "second")])
     assert list(res["dead_fraction"]) == ["l1-K8-s0", "l1-K8-s1", "l1-K8-s2"]
     assert list(res["dead_fraction"].values()) == [0.25, 0.5, 0.125]
-    assert list(res["probing"]["saebench"]) == [
-        "raw residual (ceiling)", "l1-K8-s0", "l1-K8-s1", "l1-K8-s2"]  # fmt: skip
-    assert res["probing"]["saebench"]["raw residual (ceiling)"] == "first"
+    assert list(res["probing"]["saebench"]) == [RAW_ROW, "l1-K8-s0", "l1-K8-s1", "l1-K8-s2"]
+    assert res["probing"]["saebench"][RAW_ROW] == "first"
     assert res["blocks_done"] == ["K8-s0", "K8-s1", "K8-s2"]
 
 
@@ -317,8 +323,9 @@ def test_cli_runs_the_gpu3_plan_end_to_end(tmp_path, monkeypatch, capsys):
     assert "### Downstream loss" in tables
     for row in ("| encoder-wr-K16 | trained | 2 |", "| encoder-K16 (untrained) | untrained | 2 |",
                 "| random dirs @ L0 of encoder-K16 | random | 2 |",
-                "| raw residual (ceiling) | raw |"):  # fmt: skip
+                f"| {RAW_ROW} | raw | 1 | - |", f"| {ceiling_label(32)} | raw | 1 | - |"):  # fmt: skip
         assert row in tables, row
+    assert OLD_RAW_ROW not in tables
     png = (rep / "gpu_probing_vs_k.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     summ = json.loads((rep / "gpu_summary.json").read_text())
@@ -712,6 +719,11 @@ def test_gpu5_reproduction_check_reads_gpu4_results():
     assert word == "bit-identical", lines
     assert sum(x.startswith("rule 1:") for x in lines) == 4 and lines[-1].endswith("equal gpu4's")
     assert "rule 3: raw residual: 108 of 108" in lines[-1]
+    renamed = copy.deepcopy(new)  # a run of this session names the raw row RAW_ROW
+    for rows in renamed["probing"].values():
+        rows[RAW_ROW] = rows.pop(OLD_RAW_ROW)
+    lines, word = cr.check(renamed, old)
+    assert word == "bit-identical" and "rule 3: raw residual: 108 of 108" in lines[-1], lines
     new["probing"]["saebench"]["topk-K16384-k380-s0"]["sotu_party"]["k"]["1"] += 1e-6
     assert cr.check(new, old)[1] == "comparable"
     new["l0"]["encoder-K4096-s0"] += 1.0
@@ -748,3 +760,43 @@ def test_gpu5_compare_reads_gpu4_by_the_same_words():
     changes = c5.compare5(new, old)[1]["changes"]
     assert changes == {"4096": {}, "16384": {"dead latents, encoder vs topk": [
         "no win (the SAE has 0 dead in some seed)", "win"]}}  # fmt: skip
+
+
+def test_reports_read_an_old_named_raw_row_as_the_k_sparse_baseline_beside_the_ceiling():
+    """The committed results name the raw residual's k-sparse row OLD_RAW_ROW ("(ceiling)"):
+    `render` and `compare` show it as RAW_ROW, never as a ceiling, and show as the ceiling the
+    probe on all 576 dimensions (0.853 with the SAEBench probe, 0.856 standardized), which is
+    above the k-sparse row at every k and above the best trained row's mean over k."""
+    mod = _script()
+    res = mod.merge_results([json.loads((PLAN4 / "results_r4.json").read_text())])
+    assert res["kinds"][OLD_RAW_ROW] == "raw"  # the committed name, read as it is
+    summ = mod.summarize(res)
+    assert RAW_ROW in summ["probing"] and OLD_RAW_ROW not in summ["probing"]
+    tables = mod.render(res, summ)
+    assert OLD_RAW_ROW not in tables
+    ceiling = ceiling_label(576)
+    lines = tables.splitlines()
+    raw_rows = [x for x in lines if x.startswith(f"| {RAW_ROW} |")]
+    ceil_rows = [x for x in lines if x.startswith(f"| {ceiling} |")]
+    assert raw_rows == ["| raw residual (k-sparse baseline) | raw | 1 | - | 0.677 | 0.695 | "
+                        "0.777 | 0.812 | 0.825 |",
+                        "| raw residual (k-sparse baseline) | raw | 1 | - | 0.677 | 0.696 | "
+                        "0.778 | 0.813 | 0.826 |"]  # fmt: skip
+    assert ceil_rows == [f"| {ceiling} | raw | 1 | - |" + " 0.853 |" * 5,
+                         f"| {ceiling} | raw | 1 | - |" + " 0.856 |" * 5]  # fmt: skip
+    assert [x for x in lines if "(ceiling)" in x and x.startswith("|")] == ceil_rows
+    # compare (gpu2's verdict) on the committed run 2 and run 1 files, both with the old name
+    g2 = PROBING / "gpu2"
+    new = mod.merge_results([json.loads((g2 / f).read_text()) for f in (
+        "results_r4.json", "results_r16a.json", "results_r16b.json", "results_r4s2.json")])  # fmt: skip
+    old = mod.merge_results([json.loads((PROBING / "gpu" / "results.json").read_text())])
+    md, nums = mod.compare(new, old)
+    assert OLD_RAW_ROW not in md
+    for K in ("K4096", "K16384"):
+        rows = nums[K]["rows"]
+        assert OLD_RAW_ROW not in rows and rows[RAW_ROW]["mean_k"] == pytest.approx(0.757, abs=5e-4)
+        c = nums[K]["ceiling"]
+        assert c["row"] == ceiling and c["full"] == pytest.approx(0.853, abs=5e-4)
+        assert c["full"] > max(r["mean_k"] for r in rows.values())
+    assert md.count(f"| {ceiling} | run 2 | - | - |" + " 0.853 |" * 6) == 2
+    assert md.count(f"| {RAW_ROW} | run 2 | - | - | 0.677 |") == 2

@@ -164,15 +164,25 @@ def test_whole_run_on_a_tiny_llama(tmp_path, monkeypatch):
     res = run(opts, lm=lm, tokenizer=ByteTokenizer(), corpora=tiny_corpora())
     for name in ("probing.json", "probing.md", "probing_vs_k.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0
+    from implicit_em.eval.verdict import OLD_RAW_ROW, RAW_ROW, ceiling_label
+
     rows = res["probing_summary"]["saebench"]
-    assert {"raw residual (ceiling)", "encoder-relu [a]", "encoder-relu [r]",
+    assert {RAW_ROW, "encoder-relu [a]", "encoder-relu [r]",
             "encoder-relu (untrained) [a]", "topk-k4", "topk-k4 (untrained)", "l1-sae",
             "l1-sae (untrained)"} <= set(rows)  # fmt: skip
     assert any(r.startswith("random dirs @ L0 4 (topk-k4)") for r in rows)
     # byte statistics separate the corpora: the raw residual probe is far above chance
-    assert rows["raw residual (ceiling)"]["mean"]["full"] > 0.8
-    std = res["probing_summary"]["standardized"]["raw residual (ceiling)"]["mean"]["full"]
+    assert rows[RAW_ROW]["mean"]["full"] > 0.8
+    std = res["probing_summary"]["standardized"][RAW_ROW]["mean"]["full"]
     assert std > 0.8
+    # the new name is written, the old one nowhere; the report shows the all-D probe as the
+    # ceiling row (value in the `full` column only) and the k-sparse row as a baseline
+    assert res["kinds"][RAW_ROW] == "raw" and res["input_dim"] == 32
+    assert OLD_RAW_ROW not in (tmp_path / "report" / "probing.json").read_text()
+    md = (tmp_path / "report" / "probing.md").read_text()
+    assert f"| {RAW_ROW} | raw | - | " in md and OLD_RAW_ROW not in md
+    for variant, full in (("saebench", rows[RAW_ROW]["mean"]["full"]), ("standardized", std)):
+        assert f"| {ceiling_label(32)} | raw | - | - | - | {full:.3f} |" in md, variant
     assert 3.5 < res["l0"]["topk-k4"] <= 4.0  # TopK keeps 4 (a kept value can be 0)
     ce = res["downstream"]
     assert ce["orig"]["kl"] == pytest.approx(0.0, abs=1e-6)
@@ -182,7 +192,6 @@ def test_whole_run_on_a_tiny_llama(tmp_path, monkeypatch):
     )
     assert "encoder-relu | post-hoc least squares" in ce
     assert json.loads((tmp_path / "report" / "probing.json").read_text())["l0"] == res["l0"]
-    md = (tmp_path / "report" / "probing.md").read_text()
     assert "## Verdict" in md and "- **k = 1:** best trained read-out" in md
     assert "- **CE-loss recovered:** best trained" in md
     # second run: activations come from the cache; the report is not silently overwritten

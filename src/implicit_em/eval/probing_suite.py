@@ -16,7 +16,8 @@ Legend: P passages, T tokens per passage, N tokens, D hidden size, K latents.
    control at its measured L0 (`sparse_probing.RandomDirections`).
 4. k-sparse probing (`sparse_probing`) of every read-out: SAE codes; for the decoder-free
    encoder both its energies a and its responsibilities r = softmax(-a) (paper Eq. 4); and
-   the raw residual (the ceiling), per task and k, plus the full-dictionary probe.
+   the raw residual (a k-sparse baseline that trained read-outs can exceed), per task and k,
+   plus the full-dictionary probe (for the raw residual, all D dimensions: the ceiling).
 5. Downstream loss (`evaluate.spliced_ce`): CE and KL with each reconstruction spliced in
    at the layer, on test-split passages; CE-loss recovered against zero ablation. The
    decoder-free encoder is spliced through W^T (best scalar + offset, `fit_scalar_decoder`)
@@ -44,6 +45,7 @@ from implicit_em.atomic import atomic_save
 from implicit_em.data.lm import capture_residual
 from implicit_em.data.lm.corpus import cache_dir
 from implicit_em.eval.options import ProbingOptions
+from implicit_em.eval.verdict import RAW_ROW, ceiling_label, probing_row_label
 
 
 @torch.no_grad()
@@ -399,8 +401,8 @@ def run(opts: ProbingOptions, lm=None, tokenizer=None, corpora=None) -> dict:
     for name, model in rand.items():
         l0[name] = measured_l0(model, x_test)
 
-    rows: dict = {"raw residual (ceiling)": None}
-    kinds = {"raw residual (ceiling)": "raw"}
+    rows: dict = {RAW_ROW: None}
+    kinds = {RAW_ROW: "raw"}
     for name in trained:
         for row, fn in readouts(name, trained[name]).items():
             rows[row], kinds[row] = fn, "trained"
@@ -453,6 +455,7 @@ def run(opts: ProbingOptions, lm=None, tokenizer=None, corpora=None) -> dict:
             "median_norm": median,
             "norm_scale": scale,
         },
+        "input_dim": D,
         "tasks": [t.summary() for t in tasks],
         "l0": l0,
         "train_seconds": fit_seconds,
@@ -485,7 +488,9 @@ def render_markdown(result: dict, opts: ProbingOptions) -> str:
         f"{opts.layer} {opts.hook_point}. Accuracies are test accuracies of a logistic "
         "regression on the k latents with the largest class-mean difference on the train "
         "split (SAEBench protocol), pooled by the mean over each passage's tokens; "
-        "`full` = all K latents (all D dimensions for the raw residual).",
+        "`full` = all K latents (all D dimensions for the raw residual). The raw residual's "
+        "k-sparse row is a baseline, which trained read-outs can exceed; the ceiling is its "
+        "probe on all D dimensions (the `(ceiling)` row).",
         "",
         "## Tasks",
         "",
@@ -512,7 +517,11 @@ def render_markdown(result: dict, opts: ProbingOptions) -> str:
             l0 = None if row.endswith("[r]") else _l0_of_row(row, result["l0"])
             l0s = "-" if l0 is None else f"{l0:.1f}"
             accs = " | ".join(f"{s['mean'][k]:.3f}" for k in [*ks, "full"])
-            lines.append(f"| {row} | {result['kinds'][row]} | {l0s} | {accs} |")
+            kind = result["kinds"][row]
+            lines.append(f"| {probing_row_label(row)} | {kind} | {l0s} | {accs} |")
+            if kind == "raw":  # the ceiling: the same probe on all D dimensions, not k-sparse
+                lines.append(f"| {ceiling_label(result.get('input_dim'))} | raw | - | "
+                             + "- | " * len(ks) + f"{s['mean']['full']:.3f} |")  # fmt: skip
     main = result["probing_summary"]["saebench"]
     datasets = list(next(iter(main.values()))["per_dataset"])
     for k in ("1", "5"):
@@ -527,7 +536,7 @@ def render_markdown(result: dict, opts: ProbingOptions) -> str:
         ]
         for row, s in main.items():
             accs = " | ".join(f"{s['per_dataset'][d][k]:.3f}" for d in datasets)
-            lines.append(f"| {row} | {accs} |")
+            lines.append(f"| {probing_row_label(row)} | {accs} |")
     ce = result.get("downstream")
     if ce:
         lines += [
@@ -573,7 +582,8 @@ def render_markdown(result: dict, opts: ProbingOptions) -> str:
 
 def plot_probing(result: dict, opts: ProbingOptions, path: Path) -> None:
     """Mean probing accuracy vs k: trained read-outs solid, untrained dashed, random
-    directions dotted, raw residual black."""
+    directions dotted, the raw residual's k-sparse baseline black, its probe on all D
+    dimensions (the ceiling) a dashed black line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -601,7 +611,11 @@ def plot_probing(result: dict, opts: ProbingOptions, path: Path) -> None:
                 color = colors.setdefault(base, palette[len(colors) % len(palette)])
             y = [s["mean"][str(k)] for k in ks]
             lw = 2 if kind in ("trained", "raw") else 1.2
-            ax.plot(ks, y, styles[kind], color=color, marker="o", ms=3, label=row, lw=lw)
+            ax.plot(ks, y, styles[kind], color=color, marker="o", ms=3,
+                    label=probing_row_label(row), lw=lw)  # fmt: skip
+            if kind == "raw":
+                ax.axhline(s["mean"]["full"], ls="--", color="black", lw=1,
+                           label=ceiling_label(result.get("input_dim")))  # fmt: skip
         ax.set_xscale("log")
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_xlabel("k (latents selected by class-mean difference)")

@@ -287,6 +287,26 @@ def synthetic_verdict(summary: list[dict], margin: float = MARGIN,
     return out
 
 
+RAW_ROW = "raw residual (k-sparse baseline)"
+"""The probing row of the raw residual (kind "raw"): its D dimensions read out like latents,
+the k with the largest class-mean difference. A baseline, not a ceiling: trained read-outs
+can score above it. The ceiling is the probe on all D dimensions (`ceiling_label`)."""
+OLD_RAW_ROW = "raw residual (ceiling)"
+"""RAW_ROW's name in result files written before the eleventh session (the committed files
+under docs/eval/probing/ keep it); `probing_row_label` shows it as RAW_ROW."""
+
+
+def probing_row_label(name: str) -> str:
+    """The name a probing row is shown under: OLD_RAW_ROW as RAW_ROW, any other name as is."""
+    return RAW_ROW if name == OLD_RAW_ROW else name
+
+
+def ceiling_label(dim: int | None = None) -> str:
+    """The name of the probing ceiling: the logistic probe on all `dim` dimensions of the raw
+    residual (the raw row's `full` probe; 'all dims' when dim is not known)."""
+    return f"raw residual, all {dim} dims (ceiling)" if dim else "raw residual, all dims (ceiling)"
+
+
 def _base_and_suffix(row: str) -> tuple[str, str]:
     """'encoder-relu (untrained) [a]' -> ('encoder-relu (untrained)', ' [a]')."""
     for suffix in (" [a]", " [r]"):
@@ -332,7 +352,7 @@ def probing_verdict(summary: dict[str, dict], kinds: dict[str, str], ks: Iterabl
         best = max(trained, key=acc.get)
         parts = [f"best trained read-out `{best}` {acc[best]:.3f}"]
         if raw:
-            parts.append(f"raw residual {acc[raw[0]]:.3f}")
+            parts.append(f"{probing_row_label(raw[0])} {acc[raw[0]]:.3f}")
         below = []
         for r in trained:
             ctrl = probing_controls(r, kinds)
@@ -379,18 +399,22 @@ __all__ = [
     "at_own_l0",
     "best_row",
     "best_sae_baseline",
+    "ceiling_label",
     "downstream_verdict",
     "ground_truth_rows",
     "DECODER_FREE",
     "HYBRID",
     "L0_TOLERANCE",
     "MARGIN",
+    "OLD_RAW_ROW",
     "ONE_MATRIX",
+    "RAW_ROW",
     "SAE",
     "pretrain_control",
     "seeds_text",
     "matched_l0",
     "probing_controls",
+    "probing_row_label",
     "probing_verdict",
     "row_kind",
     "synthetic_verdict",

@@ -9,7 +9,8 @@
 - `probing_vs_l0`: k-sparse probing accuracy (SAEBench protocol, mean over datasets and
   k in {1, 2, 5, 10, 20}) against L0 at each K, for every row of the probing compare files:
   SAE baselines, decoder-free, hybrid and one-matrix models, their untrained twins and random
-  directions at their L0, and the raw activations (the ceiling) as a line. Probing against L0
+  directions at their L0, and the raw activations read k-sparse (`eval.verdict.RAW_ROW`: a
+  baseline that rows can exceed, not a ceiling) as a line. Probing against L0
   rather than k: the compare files hold the mean over k, and at LLM scale the controls' level
   rises with L0, which is what a reader must see beside each model. The rows of the longer
   budget (gpu5, `eval.summary.longer_budget`) are drawn beside gpu4's as series of their own
@@ -24,7 +25,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from implicit_em.atomic import atomic_save
-from implicit_em.eval.verdict import DECODER_FREE, HYBRID, ONE_MATRIX, SAE, ground_truth_rows
+from implicit_em.eval.verdict import (
+    DECODER_FREE,
+    HYBRID,
+    ONE_MATRIX,
+    RAW_ROW,
+    SAE,
+    ground_truth_rows,
+    probing_row_label,
+)
 
 KIND_STYLE = {
     SAE: ("s", "0.45", "SAE baselines"),
@@ -107,9 +116,11 @@ def _probing_points(study: str, data: dict, K: str, skip: set[str] = frozenset()
     gpu5's as `eval.summary.longer_budget` reads them, with their untrained
     twin, "twin", drawn at the row's L0 since the files do not hold the twin's own, and their
     random-direction control), leaving out the row names in `skip` (probing3/4) and gpu2's
-    responsibilities read-out rows (`encoder[r]`, r = softmax(-a): chance, 0.500, at L0 = K)."""
+    responsibilities read-out rows (`encoder[r]`, r = softmax(-a): chance, 0.500, at L0 = K).
+    gpu2's raw-residual row, under its name of either session (`eval.verdict.probing_row_label`),
+    goes to series "raw"."""
     e = data.get(K)
-    points: dict[str, list] = {"ceiling": []}
+    points: dict[str, list] = {"raw": []}
     if e is None:
         return points
     if study == "probing2":
@@ -117,8 +128,8 @@ def _probing_points(study: str, data: dict, K: str, skip: set[str] = frozenset()
         for name, r in e["rows"].items():
             if r.get("mean_k") is None or "[r]" in name:
                 continue
-            if name.endswith("(ceiling)"):
-                points["ceiling"].append((None, r["mean_k"]))
+            if probing_row_label(name) == RAW_ROW:
+                points["raw"].append((None, r["mean_k"]))
                 continue
             if r.get("l0") is None:
                 continue
@@ -145,9 +156,10 @@ def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, l
     the probing compare files {"probing2": data, "probing3": data, "probing4": data,
     "probing5": data} (any may be missing; probing4, gpu4_compare.json, has probing3's shape,
     and so has probing5 as `eval.summary.longer_budget` returns it), written to `path` (PNG).
-    Returns {K: {series: points}}; "ceiling" holds the raw activations' accuracy (drawn as a
-    line). A row in both gpu3 and gpu4 is drawn once, from gpu4 (as `eval.summary` reads it);
-    gpu5's rows, at another budget, are drawn beside gpu4's as series "<series> (gpu5)"."""
+    Returns {K: {series: points}}; "raw" holds the raw activations' k-sparse accuracy (drawn as
+    a line, labelled `eval.verdict.RAW_ROW`: a baseline, not a ceiling). A row in both gpu3
+    and gpu4 is drawn once, from gpu4 (as `eval.summary` reads it); gpu5's rows, at another
+    budget, are drawn beside gpu4's as series "<series> (gpu5)"."""
     ks = sorted({K for d in studies.values() if d for K in d}, key=lambda k: int(k[1:]))
     if not ks:
         raise ValueError("no probing study to plot: pass gpu2_compare.json or gpu3_compare.json")
@@ -162,12 +174,12 @@ def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, l
                 continue
             tag = LONGER_TAG if study == "probing5" else ""
             for series, pts in _probing_points(study, data, K, set() if tag else drawn).items():
-                merged.setdefault(series if series == "ceiling" else series + tag, []).extend(pts)
+                merged.setdefault(series if series == "raw" else series + tag, []).extend(pts)
             if study in ("probing3", "probing4") and K in data:
                 drawn |= set(data[K]["rows"])
         _scatter(ax, merged, {**KIND_STYLE, **CONTROL_STYLE, **LONGER_STYLE})
-        for _, acc in merged.get("ceiling", [])[:1]:
-            ax.axhline(acc, ls="--", c="k", lw=1, label=f"raw activations {acc:.3f}")
+        for _, acc in merged.get("raw", [])[:1]:
+            ax.axhline(acc, ls="--", c="k", lw=1, label=f"{RAW_ROW} {acc:.3f}")
         ax.set(xscale="log", xlabel="L0 (active latents per token)",
                ylabel="k-sparse probing accuracy (mean over tasks, k)",
                title=f"SmolLM2-135M layer 15, K = {K[1:]}")  # fmt: skip

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import sys
 
+from implicit_em.eval.verdict import probing_row_label
+
 L0_TOL = 0.5
 """Rule 1-2: held-out L0 per row within 0.5 of gpu4's (gpu4_plan.md's rule)."""
 CE_TOL = 0.002
@@ -24,7 +26,9 @@ PROBE_TOL = 0.0
 def entries(res: dict, names: set[str]) -> dict[str, float]:
     """Every number of `res` that belongs to one of `names` (rows, their twins, their random
     directions) or to the raw residual: L0, dead fraction, CE / KL / CE-loss recovered of each
-    splice, probe accuracies (both variants, every task and k), the last training record."""
+    splice, probe accuracies (both variants, every task and k), the last training record. The
+    raw residual's row is keyed by its current name (`eval.verdict.probing_row_label`), so a
+    run that names it `RAW_ROW` reads against gpu4's file, which names it `OLD_RAW_ROW`."""
     out: dict[str, float] = {}
 
     def mine(key: str) -> bool:
@@ -40,7 +44,8 @@ def entries(res: dict, names: set[str]) -> dict[str, float]:
                 for m in ("ce", "kl", "ce_loss_recovered"):
                     out[f"ce :: {block} :: {k} :: {m}"] = float(v[m])
     for variant, rows in res.get("probing", {}).items():
-        for row, tasks in rows.items():
+        for name, tasks in rows.items():
+            row = probing_row_label(name)
             if mine(row):
                 for task, r in tasks.items():
                     for k, acc in r["k"].items():

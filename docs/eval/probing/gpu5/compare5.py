@@ -35,12 +35,12 @@ def read(res: dict) -> dict:
     from implicit_em.eval.probing_study.compare import row_stats, w3_word
     from implicit_em.eval.probing_study.plan import label_of
     from implicit_em.eval.probing_study.report import summarize
-    from implicit_em.eval.verdict import MARGIN, apart, matched_l0
+    from implicit_em.eval.verdict import MARGIN, RAW_ROW, apart, matched_l0
 
     summ = summarize(res)
     twin_of = {label_of(r): r.get("twin_of", label_of(r)) for r in res["plan"]["rows"]}
     out: dict = {}
-    raw = row_stats(summ, res, "raw residual (ceiling)", None)
+    raw = row_stats(summ, res, RAW_ROW, None)  # R2's "ceiling": the k-sparse raw row
     for K in res["plan"]["Ks"]:
         rows: dict = {}
 

@@ -18,8 +18,8 @@ import math
 import numpy as np
 
 from implicit_em.eval.probing_study.plan import label_of
-from implicit_em.eval.probing_study.report import summarize
-from implicit_em.eval.verdict import apart, matched_l0
+from implicit_em.eval.probing_study.report import input_dim, summarize
+from implicit_em.eval.verdict import RAW_ROW, apart, ceiling_label, matched_l0
 from implicit_em.families.registry import family_by_label
 
 OLD_ROWS = {"batchtopk": "batchtopk", "matryoshka": "matryoshka", "jumprelu": "jumprelu(l0_coef=0.001)",
@@ -59,13 +59,18 @@ TIED_FAMILIES = {
 
 def compare(new: dict, old: dict) -> tuple[str, dict]:
     """Run 2's rows beside gpu.md's, and the moonshot verdict by the rules fixed in
-    docs/eval/probing/gpu2_plan.md. Returns (markdown, numbers)."""
+    docs/eval/probing/gpu2_plan.md. Returns (markdown, numbers). Each K's table starts with
+    the ceiling (`eval.verdict.ceiling_label`: the raw residual's probe on all D dimensions,
+    also numbers[K]["ceiling"]), then the raw residual read k-sparse (`RAW_ROW`, a baseline)."""
     from types import SimpleNamespace
 
     from implicit_em.eval.verdict import DECODER_FREE, HYBRID, variant_kind
 
     sn, so = summarize(new), summarize(old)
     own, lsq = "own decoder", "post-hoc least squares"
+    full = [v for v in sn["probing"].get(RAW_ROW, {}).get("acc", {}).get("saebench", {})
+            .get("full", []) if not math.isnan(v)]  # fmt: skip
+    ceiling = (ceiling_label(input_dim(new)), float(np.mean(full))) if full else None
     numbers: dict = {}
     lines: list[str] = []
     ks = sn["ks"]
@@ -78,7 +83,7 @@ def compare(new: dict, old: dict) -> tuple[str, dict]:
                 rows.append((label or rid, source, st))
             return st
 
-        raw = add("raw residual (ceiling)", None)
+        add(RAW_ROW, None)  # the raw residual read k-sparse: a baseline
         enc = add(f"encoder-K{K}", lsq)
         add(f"encoder-K{K} (untrained)", lsq, "gpu.md", summ=so, res=old)
         add(f"random dirs @ L0 of encoder-K{K}", lsq)
@@ -148,6 +153,10 @@ def compare(new: dict, old: dict) -> tuple[str, dict]:
                   + " | ".join(f"k={k}" for k in ks)
                   + " | mean over k [seed range] | CE-loss recovered [range] | KL | read-out |",
                   "|---|---|---|---|" + "---|" * len(ks) + "---|---|---|---|"]  # fmt: skip
+        if ceiling is not None:  # the same probe on all D dimensions: one number, every k
+            numbers[f"K{K}"]["ceiling"] = {"row": ceiling[0], "full": ceiling[1]}
+            lines.append(f"| {ceiling[0]} | run 2 | - | - | " + f"{ceiling[1]:.3f} | " * len(ks)
+                         + f"{ceiling[1]:.3f} | - | - | - |")  # fmt: skip
         for lab, src, st in rows:
             ce = (
                 f"{st['ce']:.3f} [{st['ce_range'][0]:.3f}, {st['ce_range'][1]:.3f}]"
@@ -175,7 +184,6 @@ def compare(new: dict, old: dict) -> tuple[str, dict]:
                 f"target met (criteria, above both controls, decoder-free or hybrid): "
                 f"{v['target_met']}"
             )
-    _ = raw
     return "\n".join(lines) + "\n", numbers
 
 

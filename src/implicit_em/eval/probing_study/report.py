@@ -4,8 +4,10 @@ A run writes one results.json per process (`run.main_run`: one per GPU, or per K
 merges them (`merge_results`), folds the seeds of each row together (`summarize`: rows named
 without their seed, `row_id`), and writes the tables (`render`: k-sparse probing accuracy per
 k, mean over datasets, mean [min, max] over seeds, beside the untrained twin, the random
-directions at the row's L0 and the raw residual; downstream CE-loss recovered, KL, FVU) and the
-probing-vs-k plot (`plot`). Moved from scripts/probing_gpu.py, unchanged.
+directions at the row's L0, the raw residual read k-sparse (a baseline) and its probe on all D
+dimensions (the ceiling); downstream CE-loss recovered, KL, FVU) and the probing-vs-k plot
+(`plot`). Moved from scripts/probing_gpu.py; the raw row is shown under `eval.verdict.RAW_ROW`
+(result files written before the eleventh session name it `OLD_RAW_ROW`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from implicit_em.eval.verdict import RAW_ROW, ceiling_label, probing_row_label
 
 
 def merge_results(parts: list[dict]) -> dict:
@@ -41,8 +45,11 @@ def merge_results(parts: list[dict]) -> dict:
 
 
 def row_id(name: str) -> str:
-    """Seed-free row name: `topk-K4096-k58-s1` -> `topk-K4096`; controls keep their tag."""
+    """Seed-free row name: `topk-K4096-k58-s1` -> `topk-K4096`; controls keep their tag; the
+    raw residual's old name (`eval.verdict.OLD_RAW_ROW`) -> `RAW_ROW`."""
     import re
+
+    name = probing_row_label(name)
 
     if name.startswith("random dirs"):
         inner = name.split(" (", 1)[1][:-1]  # "random dirs @ L0 {k} ({name})"
@@ -120,22 +127,41 @@ def _order(rid: str) -> tuple:
     return (K, fam, kind)
 
 
+def input_dim(res: dict) -> int | None:
+    """D, the residual's width, from the results (the language model's d_model, else a row's
+    config); None when neither is there."""
+    d = (res.get("lm") or {}).get("d_model")
+    rows = res.get("rows") or {}
+    return d or next((r["config"]["model"]["input_dim"] for r in rows.values()), None)
+
+
 def render(res: dict, summ: dict) -> str:
     ks = summ["ks"]
+    raw = summ["probing"].get(RAW_ROW)
+    ceiling = ceiling_label(input_dim(res))
     lines = []
     for variant, title in (
         ("saebench", "SAEBench probe (logistic regression on raw pooled codes)"),
         ("standardized", "same, features z-scored with train statistics"),
     ):
+        full = [v for v in (raw["acc"].get(variant, {}).get("full", []) if raw else [])
+                if not np.isnan(v)]  # fmt: skip
+        note = (" The first row is the ceiling: the same probe on all of the raw residual's "
+                "dimensions (not k-sparse: one number, under every k). The raw residual read "
+                f"k-sparse like every other row is the `{RAW_ROW}` row, a baseline that trained "
+                "rows can exceed." if full else "")  # fmt: skip
         lines += [
             "",
             f"### Probing accuracy, mean over datasets: {title}",
             "",
-            "Mean over the seeds, [min, max] in brackets; L0 on the held-out tokens.",
+            "Mean over the seeds, [min, max] in brackets; L0 on the held-out tokens." + note,
             "",
             "| read-out | kind | seeds | L0 | " + " | ".join(f"k={k}" for k in ks) + " |",
             "|---|---|---|---|" + "---|" * len(ks),
         ]
+        if full:  # the ceiling row first
+            lines.append(f"| {ceiling} | raw | {raw['seeds']} | - | "
+                         + " | ".join(_ms(full) for _ in ks) + " |")  # fmt: skip
         for rid in sorted(summ["probing"], key=_order):
             r = summ["probing"][rid]
             acc = r["acc"].get(variant, {})
@@ -145,13 +171,6 @@ def render(res: dict, summ: dict) -> str:
                 + " | ".join(_ms(acc.get(k, [])) for k in ks)
                 + " |"
             )
-        raw = summ["probing"].get("raw residual (ceiling)")
-        if raw:
-            lines += [
-                "",
-                f"Raw residual, all 576 dims (full probe): "
-                f"{_ms(raw['acc'].get(variant, {}).get('full', []))}.",
-            ]
     ce = summ["downstream"]
     lines += [
         "",
@@ -177,7 +196,8 @@ def render(res: dict, summ: dict) -> str:
 
 def plot(res: dict, summ: dict, path: Path, variant: str = "saebench") -> None:
     """Mean probing accuracy vs k, one panel per K: trained solid, untrained dashed, random
-    directions dotted, raw residual black; bars = min-max over seeds."""
+    directions dotted, the raw residual's k-sparse baseline black, its probe on all D
+    dimensions (the ceiling) a dashed black line; bars = min-max over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,8 +212,12 @@ def plot(res: dict, summ: dict, path: Path, variant: str = "saebench") -> None:
     for ax, K in zip(axes, Ks, strict=True):
         for rid, r in summ["probing"].items():
             acc = r["acc"].get(variant, {})
-            if rid.startswith("raw"):
+            if rid == RAW_ROW:
                 style, color, lw = "-", "black", 2.5
+                full = acc.get("full", [])
+                if full and not np.isnan(full[0]):  # the ceiling: all D dimensions
+                    label = ceiling_label(input_dim(res))
+                    ax.axhline(full[0], ls="--", c="black", lw=1, label=label)
             else:
                 if f"-K{K}" not in rid:
                     continue

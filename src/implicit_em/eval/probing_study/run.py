@@ -172,6 +172,7 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
     from implicit_em.data.lm.activations import norm_outliers
     from implicit_em.eval.probing_suite import downstream
     from implicit_em.eval.sparse_probing import RandomDirections
+    from implicit_em.eval.verdict import RAW_ROW
     from implicit_em.families import FAMILIES
     from implicit_em.lm_eval import encode, fit_linear_decoder, fit_scalar_decoder, fvu
     from implicit_em.models import Encoder
@@ -252,8 +253,9 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
             fitter.submit(row, name, ztr[:, top].cpu().numpy(), try_, zte[:, top].cpu().numpy(),
                           tey, plan.ks, f)  # fmt: skip
 
-    res["kinds"]["raw residual (ceiling)"] = "raw"
-    probe("raw residual (ceiling)", None, full=True)
+    # the raw residual read k-sparse (a baseline) and on all D dimensions (full: the ceiling)
+    res["kinds"][RAW_ROW] = "raw"
+    probe(RAW_ROW, None, full=True)
     ce_ctx = torch.as_tensor(arrays["held_ctx"][: plan.ce_contexts], dtype=torch.long)
 
     def over(what: str) -> bool:
