@@ -335,10 +335,11 @@ def test_committed_ground_truth_facts():
     assert crit["margin"] == pytest.approx(-0.024, abs=0.001)
     assert res["candidates"]["tied-topk"]["criteria"]["ground-truth MCC"]["status"] == MET
     assert not any(c["target_met"] for c in res["candidates"].values())
-    # gpu16k-matched-l0.md: the encoder at its own L0 against TopK at k = 214 (2 seeds)
+    # gpu16k-matched-l0.md: the encoder at its own L0 against TopK at k = 214 (3 seeds since
+    # gpu16k-next11.md)
     enc = res["candidates"]["encoder"]["criteria"]["ground-truth MCC"]
     assert enc["status"] == NOT_MET and enc["own_l0"]["name"] == "topk-k214"
-    assert enc["own_l0"]["seeds"] == 2 and enc["own_l0"]["dead"] == 0
+    assert enc["own_l0"]["seeds"] == 3 and enc["own_l0"]["dead"] == 0
     assert enc["own_l0"]["margin"] == pytest.approx(-0.432, abs=0.001)
     pre = res["candidates"]["topk-pretrained"]["criteria"]
     assert pre["ground-truth MCC"]["pretrain_control"]["name"] == "topk-half"
@@ -349,8 +350,9 @@ def test_committed_ground_truth_facts():
     assert (res["width16k"]["table_latents"], res["width16k"]["table_samples"]) == (4096, 49077248)
     assert res["best"] == "tied-topk-im-3.0"
     # the review's four rows with no SAE row at their own L0 are named, not skipped
-    for name, l0 in (("encoder-centred", 345.1), ("encoder-softplus", 1697.8),
-                     ("encoder-wr", 304.1), ("encoder-wr-centred", 293.0)):  # fmt: skip
+    for name, l0 in (("encoder-centred", 344.7), ("encoder-softplus", 1698.0),
+                     ("encoder-wr", 304.1), ("encoder-wr-centred", 293.2),
+                     ("encoder-wr-softplus", 4092.1)):  # fmt: skip
         assert f"`{name}` no SAE row at an L0 matched to its own (L0 {l0})" in res["paragraph"]
     assert "(highest mean AUROC 0.386, `topk-pretrained`, below chance (0.5))" in res["paragraph"]
 
@@ -571,8 +573,9 @@ def test_the_table_script_refuses_a_malformed_results_file_in_one_line(tmp_path)
 
 
 def test_the_committed_table_holds_the_matched_l0_and_width_16384_rows():
-    """gpu16k-seeds.json's new rows are what the script reads from gpu16k-matched-l0/ and
-    gpu16k-width16k/ (summarised with eval.synthetic.summarise), with their seed counts."""
+    """gpu16k-seeds.json's new rows are what the script reads from gpu16k-matched-l0/,
+    gpu16k-next11/ and gpu16k-width16k/ (summarised with eval.synthetic.summarise), with their
+    seed counts."""
     from implicit_em.eval.synthetic import summarise
 
     t = _seeds_table()
@@ -581,11 +584,16 @@ def test_the_committed_table_holds_the_matched_l0_and_width_16384_rows():
     d = ROOT / "docs/eval/synthetic"
     rows = [r for f, names in t.MATCHED_FILES.items()
             for r in t.read_rows(d / "gpu16k-matched-l0" / f, names)]  # fmt: skip
+    rows += [r for f, names in t.NEXT11_FILES.items()
+             for r in t.read_rows(d / "gpu16k-next11" / f, names)  # fmt: skip
+             if r["variant"] in ("topk-k214", "tied-topk-k214", "encoder-wr-softplus",
+                                 "encoder-wr-unit-rows")]  # fmt: skip
     for s in summarise(rows):
         assert got[s["variant"]]["seeds"] == s["seeds"]
         assert got[s["variant"]]["mcc"]["mean"] == pytest.approx(s["mcc"]["mean"])
         assert got[s["variant"]]["l0"]["mean"] == pytest.approx(s["l0"]["mean"])
-    assert got["topk-k214"]["seeds"] == got["tied-topk-k214"]["seeds"] == 2
+    assert got["topk-k214"]["seeds"] == got["tied-topk-k214"]["seeds"] == 3
+    assert got["encoder-wr-softplus"]["seeds"] == got["encoder-wr-unit-rows"]["seeds"] == 3
     assert got["topk-pretrained"]["seeds"] == got["topk-half"]["seeds"] == 1
     assert got["standard-l1-3.0"]["seeds"] == 1
     assert got["standard-l1-3.0"]["mcc"]["mean"] == pytest.approx(0.5928, abs=1e-4)
