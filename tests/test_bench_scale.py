@@ -258,3 +258,97 @@ def test_round7_summary_applies_the_plans_rules(tmp_path):
     assert summary.decide({"A1": {}}, "256/b0", 0.03)[0].startswith("not decided")
     with pytest.raises(SystemExit, match="usage"):
         summary.main([str(tmp_path / "missing")])
+
+
+def _interleave_args(out, windows=3, extra=()):
+    """A tiny CPU run of --interleave on round 8's four rows (D X F L), eager, 1-step windows."""
+    s = "encoder_sketch4+fused"
+    order = f"{s}[stats=512s/b0],{s}[stats=256/b0],{s}[stats=512s/b1],standard_sae"
+    return ["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--warmup", "0",
+            "--probes", "4", "--models", "encoder_sketch,standard_sae", "--fused",
+            "--skip", f"{s},{s.replace('fused', 'ref')}",
+            "--stats-variants=512s/b0,256/b0,512s/b1", "--order", order,
+            "--interleave", "1", "--windows", str(windows), "--out", str(out), *extra]  # fmt: skip
+
+
+def test_interleave_rotates_the_rows_under_their_own_settings(tmp_path, monkeypatch):
+    """--interleave: every row built once, one untimed cycle, then --windows cycles in which the
+    rows' order turns by one (D X F L, X F L D, F L D X); each window ran under its own row's
+    layout and fold (read while it ran), has a positive wall time, no GPU time on the CPU and
+    nothing compiled during it; the JSON is written after the build and every cycle; the
+    settings are the defaults again afterwards."""
+    from implicit_em.kernels.infomax import FOLD
+    from implicit_em.kernels.triton_infomax import STATS
+
+    defaults = dict(FOLD), dict(STATS)
+    out = tmp_path / "interleave.json"
+    writes = []
+    real_dump = json.dump
+
+    def dump(obj, fh, **kw):
+        writes.append(len(obj["interleave"]["windows"]) if "interleave" in obj else None)
+        return real_dump(obj, fh, **kw)
+
+    monkeypatch.setattr(bench_scale.json, "dump", dump)
+    assert bench_scale.main(_interleave_args(out)) == 0
+    assert writes == [0, 0, 4, 8, 12, 12]  # build, untimed cycle, 3 cycles, the end
+    res = json.loads(out.read_text())
+    it = res["interleave"]
+    s = "encoder_sketch4+fused"
+    D, X, F, L = f"{s}[stats=512s/b0]", f"{s}[stats=256/b0]", f"{s}[stats=512s/b1]", "standard_sae"
+    assert it["cycles"] == [[D, X, F, L], [X, F, L, D], [F, L, D, X]]
+    assert it["window_steps"] == 1 and it["windows_per_row"] == 3
+    assert list(it["rows"]) == [D, X, F, L]
+    assert [w["row"] for w in it["untimed"]] == [D, X, F, L]
+    wins = it["windows"]
+    assert [w["row"] for w in wins] == [r for c in it["cycles"] for r in c]
+    assert [(w["cycle"], w["slot"]) for w in wins] == [(c, i) for c in range(3) for i in range(4)]
+    want = {D: ({"rows": 512, "shift": True}, False), X: ({"rows": 256, "shift": False}, False),
+            F: ({"rows": 512, "shift": True}, True)}  # fmt: skip
+    for w in wins:
+        assert w["wall_ms"] > 0 and w["issue_ms"] > 0 and w["gpu_ms"] is None
+        assert w["counts"]["frames"] == 0 and w["counts"]["cudagraphs"] is None
+        got = w["settings"]
+        if w["row"] == L:
+            assert got["fused_active"] is False and "bias_fold" not in got
+            continue
+        stats, fold = want[w["row"]]
+        assert got["stats_pass"] == stats and got["fold"] == {"bias": fold}
+        assert got["bias_fold"] is fold and got["fused_active"] is True
+    for name in (D, X, F, L):
+        row = res["models"][f"{name}/eager"]
+        walls = [w["wall_ms"] for w in wins if w["row"] == name]
+        assert row["windows"] == 3 and row["step_ms_windows"] == walls
+        assert row["step_ms"] == sorted(walls)[1] and row["gpu_ms"] is None
+    assert res["models"][f"{F}/eager"]["bias_fold"] is True
+    assert (FOLD, STATS) == defaults  # restored
+
+
+def test_interleave_refuses_both_compile_modes():
+    with pytest.raises(SystemExit, match="one --compile mode"):
+        bench_scale.main(_interleave_args("unused.json", extra=("--compile", "both")))
+
+
+def test_compile_counts_without_counters_or_cuda(monkeypatch):
+    """Off CUDA the CUDA-graph counts are None; TorchDynamo's come from its counters (0 before
+    anything compiled), and are None when this torch keeps no such counters."""
+    import collections
+
+    import torch._dynamo.utils as dynamo_utils
+
+    fresh = collections.defaultdict(collections.Counter)
+    monkeypatch.setattr(dynamo_utils, "counters", fresh)
+    got = bench_scale.compile_counts(torch.device("cpu"))
+    assert got == {"frames": 0, "graphs": 0, "cudagraphs": None, "cudagraph_rerecords": None,
+                   "cudagraph_skips": None}  # fmt: skip
+    fresh["frames"]["total"] = 3
+    assert bench_scale.compile_counts(torch.device("cpu"))["frames"] == 3
+    monkeypatch.delattr(dynamo_utils, "counters")
+    assert set(bench_scale.compile_counts(torch.device("cpu")).values()) == {None}
+    assert bench_scale.diff_counts({"a": 1, "b": None}, {"a": 4, "b": 2}) == {"a": 3, "b": None}
+
+
+def test_rotation_puts_every_row_in_every_position():
+    assert bench_scale.rotation(["D", "X", "F", "L"], 5) == [
+        ["D", "X", "F", "L"], ["X", "F", "L", "D"], ["F", "L", "D", "X"], ["L", "D", "X", "F"],
+        ["D", "X", "F", "L"]]  # fmt: skip
