@@ -352,3 +352,99 @@ def test_rotation_puts_every_row_in_every_position():
     assert bench_scale.rotation(["D", "X", "F", "L"], 5) == [
         ["D", "X", "F", "L"], ["X", "F", "L", "D"], ["F", "L", "D", "X"], ["L", "D", "X", "F"],
         ["D", "X", "F", "L"]]  # fmt: skip
+
+
+def _round8_process(folder, name, wall, gpu=None, issue=0.5, dirty=(), cycles=12):
+    """An --interleave JSON as round8_run.sh's process `name` writes it. wall / gpu: {short row:
+    f(cycle) -> ms per step}; issue: issue_ms / wall_ms; dirty: (row, cycle) windows during
+    which something was compiled."""
+    full = {"D": "encoder_sketch32+fused[stats=512s/b0]", "X": "encoder_sketch32+fused[stats=256/b0]",
+            "F": "encoder_sketch32+fused[stats=512s/b1]", "L": "standard_sae"}  # fmt: skip
+    names = list(full)
+    windows = []
+    for c in range(cycles):
+        for slot, s in enumerate(names[c % 4 :] + names[: c % 4]):
+            counts = {"frames": int((s, c) in dirty), "graphs": 0, "cudagraphs": 0,
+                      "cudagraph_rerecords": 0, "cudagraph_skips": 0}  # fmt: skip
+            windows.append({"row": full[s], "cycle": c, "slot": slot, "wall_ms": wall[s](c),
+                            "issue_ms": issue * wall[s](c),
+                            "gpu_ms": gpu[s](c) if gpu else None, "counts": counts,
+                            "gc_collections": 0})  # fmt: skip
+    res = {"probes": 32, "interleave": {"windows": windows, "counts_after_build": {},
+                                        "counts_end": {}}}  # fmt: skip
+    (folder / f"{name}.json").write_text(json.dumps(res))
+
+
+def _const(x):
+    return lambda c: x
+
+
+def test_round8_summary_applies_the_plans_rules(tmp_path):
+    """The fold 0.1 ms faster than D in 11 of 12 cycles (one +0.02) in three processes, one of
+    them with a window that compiled (its pair dropped: 11 clean pairs still count) -> 'fold
+    on'; the layout faster in two processes only -> 'undecided'; a fourth process killed after
+    five cycles does not count; L1 SAE / D 1.2x -> not met."""
+    summary = importlib.import_module("round8_summary")
+
+    def fold(c):
+        return 0.92 if c == 3 else 1.0 - 0.1  # D is 1.0 except in cycle 3 (0.9)
+
+    for p, x in (("P1", 0.8), ("P2", 0.85), ("P3", 1.1)):
+        wall = {"D": lambda c: 0.9 if c == 3 else 1.0, "F": fold, "X": _const(x), "L": _const(1.2)}
+        _round8_process(tmp_path, p, wall, dirty=[("F", 5)] if p == "P2" else ())
+    _round8_process(tmp_path, "P4", {"D": _const(1.0), "F": _const(1.2), "X": _const(1.0),
+                                     "L": _const(1.2)}, cycles=5)  # fmt: skip
+    text = summary.report(tmp_path)
+    assert ("- bias fold (F = 512s/b1 against D = 512s/b0): per process P1 faster, P2 faster, "
+            "P3 faster, P4 too few pairs -> **faster**: fold on: FOLD['bias'] = True") in text  # fmt: skip
+    assert "fold (F - D), P2, wall: median -0.100, 10 of 11 negative" in text
+    assert "fold (F - D), P1, wall: median -0.100, 11 of 12 negative" in text
+    assert ("- layout (X = 256/b0 against D = 512s/b0): per process P1 faster, P2 faster, "
+            "P3 slower, P4 too few pairs -> **undecided**: nothing changes") in text  # fmt: skip
+    assert "P1 1.20x, P2 1.20x, P3 1.20x, P4 1.20x -> **not met**" in text
+    assert 'windows with a compile or recording: 1: F cycle 5: {"frames": 1, "graphs": 0' in text
+    assert "| P4 | D | 5 (5) | 1.000 |" in text
+
+
+def test_round8_summary_mirror_tie_break_and_too_few(tmp_path):
+    """The fold 0.08 slower in every cycle of three processes -> 'fold off, confirmed'; with
+    the fold and the layout both faster, the one with the lower mean median difference is the
+    only change; two counting processes decide nothing; a median beyond the margin with three
+    pairs against is 'neither'."""
+    summary = importlib.import_module("round8_summary")
+    base = {"D": _const(1.0), "L": _const(1.6)}
+    for p in ("P1", "P2", "P3"):
+        _round8_process(tmp_path, p, {**base, "F": _const(1.08), "X": _const(1.0)})
+    text = summary.report(tmp_path)
+    assert "P3 slower -> **slower**: fold off, confirmed" in text
+    assert "P3 neither -> **undecided**: nothing changes" in text  # X - D all 0.0
+    assert "P1 1.60x, P2 1.60x, P3 1.60x -> **met**" in text
+    for p, (f, x) in {"P1": (0.9, 0.8), "P2": (0.9, 0.85), "P3": (0.85, 0.9)}.items():
+        _round8_process(tmp_path, p, {**base, "F": _const(f), "X": _const(x)})
+    text = summary.report(tmp_path)
+    assert ("both faster than D: mean median difference F - D -0.117, X - D -0.150 -> only "
+            "the layout change applies") in text  # fmt: skip
+    (tmp_path / "P3.json").unlink()
+    assert "not decided (fewer than 3 processes with 10 clean pairs)" in summary.report(tmp_path)
+    assert summary.process_verdict([-0.1] * 9 + [0.01] * 3) == "neither"
+    assert summary.process_verdict([-0.1] * 10 + [0.0] * 2) == "faster"
+    assert summary.process_verdict([-0.04] * 12) == "neither"  # within the 0.05 margin
+    assert summary.process_verdict([-0.1] * 9) == "too few pairs"
+    with pytest.raises(SystemExit, match="usage"):
+        summary.main([str(tmp_path / "missing")])
+
+
+@pytest.mark.parametrize("gpu_sd,issue,want", [
+    (0.1, 0.5, "outside the GPU's event span"), (1.0, 0.95, "host-paced"),
+    (1.0, 0.5, "GPU-side"), (None, 0.5, "no GPU times"),
+])  # fmt: skip
+def test_round8_summary_reads_where_the_variation_lies(gpu_sd, issue, want):
+    """The wall time alternates 1.0 / 1.2 ms; the GPU time with it (sd ratio 1.0) or by a
+    tenth of it (0.1); the host's issue time a share of the wall time."""
+    summary = importlib.import_module("round8_summary")
+    wins = [{"wall_ms": 1.0 + 0.2 * (c % 2), "issue_ms": issue * (1.0 + 0.2 * (c % 2)),
+             "gpu_ms": None if gpu_sd is None else 0.9 + gpu_sd * 0.2 * (c % 2)}
+            for c in range(12)]  # fmt: skip
+    reading, s_wall, s_gpu, ratio = summary.variation(wins)
+    assert reading.startswith(want) and s_wall == pytest.approx(0.1044, abs=1e-4)
+    assert ratio == pytest.approx(issue)
