@@ -1,9 +1,10 @@
 """Issue 19, round 8: apply the plan's fixed rules to the processes' interleaved timings.
 
-Reads DIR/P<n>.json (bench_scale.py --interleave JSONs written by docs/scale/round8_run.sh:
-one process each, the four rows D = 512s/b0 (the default), X = 256/b0, F = 512s/b1 (the
-bias fold) and L = the L1 SAE built once, then timed in W-step windows in turn) and
-DIR/smi.txt; prints Markdown: the windows per row and process, the paired differences F - D
+Reads DIR/P<n>.json and DIR/C<n>.json (bench_scale.py --interleave JSONs written by
+docs/scale/round8_run.sh: one process each, the four rows D = 512s/b0 (the default), X =
+256/b0, F = 512s/b1 (the bias fold) and L = the L1 SAE built once, then timed in W-step
+windows in turn; P: reduce-overhead, the decisions' processes; C: compile mode "default", no
+CUDA graphs, reported beside them only) and DIR/smi.txt; prints Markdown: the windows per row and process, the paired differences F - D
 and X - D within each cycle, the two decisions, the headline ratio L / D and where the
 window-to-window variation lies (wall against GPU time). The rules are
 docs/scale/round8-PLAN.md's, fixed before the call; this file only computes them.
@@ -34,10 +35,11 @@ GPU_SHARE = 0.5  # GPU-time sd below this share of the wall sd: variation outsid
 
 
 def load(folder: Path) -> dict[str, dict]:
-    """process (P1, ...) -> {"res": the JSON, "win": {short row: {cycle: window}}}: the timed
-    windows of the rows in ROWS (sketched rows' probe count read as 32)."""
+    """process (P1, ..., then C1, ...) -> {"res": the JSON, "win": {short row: {cycle: window}}}:
+    the timed windows of the rows in ROWS (sketched rows' probe count read as 32)."""
     out = {}
-    for path in sorted(folder.glob("P[0-9]*.json"), key=lambda p: int(p.stem[1:])):
+    paths = [*folder.glob("P[0-9]*.json"), *folder.glob("C[0-9]*.json")]
+    for path in sorted(paths, key=lambda p: (p.stem[0] != "P", int(p.stem[1:]))):
         res = json.loads(path.read_text())
         win: dict[str, dict[int, dict]] = {}
         for w in res.get("interleave", {}).get("windows", []):
@@ -78,8 +80,9 @@ def process_verdict(diffs: list[float]) -> str:
 def decide(procs: dict[str, dict], cand: str) -> tuple[str, dict[str, str], float | None]:
     """(decision, per-process verdict, mean of the counting processes' median differences):
     'faster' / 'slower' when at least MIN_PROCESSES processes have MIN_PAIRS clean pairs and
-    every one of them says so; else 'undecided' or 'not decided (...)'."""
-    per = {p: process_verdict(paired(v["win"], cand)) for p, v in procs.items()}
+    every one of them says so; else 'undecided' or 'not decided (...)'. Only the P processes
+    (reduce-overhead) decide."""
+    per = {p: process_verdict(paired(v["win"], cand)) for p, v in procs.items() if p[0] == "P"}
     counting = [p for p, v in per.items() if v != "too few pairs"]
     meds = [statistics.median(paired(procs[p]["win"], cand)) for p in counting]
     mean = sum(meds) / len(meds) if meds else None
@@ -137,7 +140,9 @@ def report(folder: Path) -> str:
                          f"{statistics.median(wall):.3f} | {min(wall):.3f}-{max(wall):.3f} | "
                          f"{fmt(statistics.median(gpu) if gpu else None)} | {ratio:.2f} |")  # fmt: skip
     lines += ["", "(rows: D = 512s/b0, the default; X = 256/b0; F = 512s/b1, the fold; "
-              "L = the L1 SAE)", "", "## Compiles and CUDA-graph recordings", ""]  # fmt: skip
+              "L = the L1 SAE. Processes: P reduce-overhead, they decide; C compile mode "
+              "default, no CUDA graphs, reported only)", "",
+              "## Compiles and CUDA-graph recordings", ""]  # fmt: skip
     for p, v in procs.items():
         it = v["res"].get("interleave", {})
         dirty = [f"{s} cycle {c}: {json.dumps(w['counts'])}"
@@ -155,7 +160,8 @@ def report(folder: Path) -> str:
                 if not d:
                     continue
                 neg = sum(x < 0 for x in d)
-                verdict = f" -> {process_verdict(d)}" if key == "wall_ms" else " (reported only)"
+                decides = key == "wall_ms" and p[0] == "P"
+                verdict = f" -> {process_verdict(d)}" if decides else " (reported only)"
                 lines.append(f"- {what}, {p}, {label}: median {statistics.median(d):+.3f}, "
                              f"{neg} of {len(d)} negative [{', '.join(f'{x:+.3f}' for x in d)}]"
                              f"{verdict}")  # fmt: skip
@@ -192,6 +198,8 @@ def report(folder: Path) -> str:
                      f"both together, was not measured)")  # fmt: skip
     ratios = {}
     for p, v in procs.items():
+        if p[0] != "P":
+            continue
         walls = {s: [w["wall_ms"] for w in v["win"].get(s, {}).values() if clean(w)]
                  for s in ("D", "F", "L")}  # fmt: skip
         if walls["L"] and walls["D"]:

@@ -394,7 +394,11 @@ def test_round8_summary_applies_the_plans_rules(tmp_path):
         _round8_process(tmp_path, p, wall, dirty=[("F", 5)] if p == "P2" else ())
     _round8_process(tmp_path, "P4", {"D": _const(1.0), "F": _const(1.2), "X": _const(1.0),
                                      "L": _const(1.2)}, cycles=5)  # fmt: skip
+    slower = {"D": _const(2.0), "F": _const(2.3), "X": _const(2.0), "L": _const(2.0)}
+    _round8_process(tmp_path, "C1", slower)  # no CUDA graphs: reported, decides nothing
     text = summary.report(tmp_path)
+    assert "fold (F - D), C1, wall: median +0.300, 0 of 12 negative" in text
+    assert "| C1 | F | 12 (12) | 2.300 |" in text
     assert ("- bias fold (F = 512s/b1 against D = 512s/b0): per process P1 faster, P2 faster, "
             "P3 faster, P4 too few pairs -> **faster**: fold on: FOLD['bias'] = True") in text  # fmt: skip
     assert "fold (F - D), P2, wall: median -0.100, 10 of 11 negative" in text
@@ -448,3 +452,58 @@ def test_round8_summary_reads_where_the_variation_lies(gpu_sd, issue, want):
     reading, s_wall, s_gpu, ratio = summary.variation(wins)
     assert reading.startswith(want) and s_wall == pytest.approx(0.1044, abs=1e-4)
     assert ratio == pytest.approx(issue)
+
+
+def test_compile_counts_reads_the_cudagraph_trees(monkeypatch):
+    """On CUDA: the trees' nodes (every recording, a re-recording included, counted through
+    roots and children), the re-recordings counted as unexpected and the skips; 0s before any
+    tree exists; None where this torch's manager lacks the attributes read."""
+    from types import SimpleNamespace
+
+    from torch._inductor import cudagraph_trees
+
+    leaf = SimpleNamespace(children={})
+    mid = SimpleNamespace(children={"f": [leaf, SimpleNamespace(children={})]})
+    mgr = SimpleNamespace(roots={"f": [mid], "g": [SimpleNamespace(children={})]},
+                          num_rerecord={None: {"f": 1}, "n1": {"g": 2}})  # fmt: skip
+    asked = []
+
+    def get_manager(index, create_if_none_exists=True):
+        asked.append((index, create_if_none_exists))
+        return mgr
+
+    monkeypatch.setattr(cudagraph_trees, "get_manager", get_manager)
+    got = bench_scale.compile_counts(torch.device("cuda", 1))
+    assert got["cudagraphs"] == 4 and got["cudagraph_rerecords"] == 3
+    assert got["cudagraph_skips"] == 0 and asked == [(1, False)]  # never creates a manager
+    mgr = None
+    assert bench_scale.compile_counts(torch.device("cuda"))["cudagraphs"] == 0
+    mgr = SimpleNamespace()
+    got = bench_scale.compile_counts(torch.device("cuda"))
+    assert got["cudagraphs"] is None and got["cudagraph_rerecords"] is None
+
+
+def test_time_window_reads_cuda_events(monkeypatch):
+    """On CUDA, gpu_ms is the events' elapsed time per step; wall_ms and issue_ms come from the
+    host clock, issue_ms before the final synchronization."""
+
+    class Event:
+        made = []
+
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+            Event.made.append(self)
+
+        def record(self):
+            self.at = len(calls)
+
+        def elapsed_time(self, other):
+            return 10.0 * (other.at - self.at)  # 10 ms per recorded call
+
+    calls, syncs = [], []
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(bench_scale, "sync", lambda device: syncs.append(len(calls)))
+    win = bench_scale.time_window(lambda: calls.append(1), 4, torch.device("cuda"))
+    assert win["gpu_ms"] == 10.0 and syncs == [0, 4] and len(Event.made) == 2
+    assert win["wall_ms"] >= win["issue_ms"] > 0
+    assert bench_scale.time_window(lambda: None, 2, torch.device("cpu"))["gpu_ms"] is None
