@@ -375,7 +375,7 @@ def row_settings(fused: str | None):
     penalty's bf16 Gram, in N row blocks; "on-stats" + a --stats-variants entry: the layout in
     `triton_infomax.STATS` / `GRAD` and the bias fold in `kernels.infomax.FOLD`) sets the fused
     mode, `kernels.infomax.EXACT` and those dicts. The fused mode, FOLD and STATS["rows"] are
-    read when the step is traced (TorchInductor guards on them), STATS["shift"] and GRAD when
+    read when the step is traced (TorchDynamo guards on them), STATS["shift"] and GRAD when
     the kernels launch (or a CUDA graph records them): a row's step must run under its own
     settings both when compiled and when timed."""
     tk = _triton_kernels()
