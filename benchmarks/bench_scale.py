@@ -23,6 +23,12 @@ alone, run as plain torch.matmul calls of the same shapes and dtypes (`matmul_bo
 --skip leaves rows out by name (e.g. encoder+ref); --stats-variants adds sketched rows with
 other layouts of the statistics pass.
 
+--interleave W (issue 19, round 8) builds and compiles every row once in the process, then
+times W-step windows of the rows in turn, --windows per row, the rows' order turning by one
+each cycle: per window the wall-clock and CUDA-event time per step, the settings it ran under
+(each row keeps its own compiled step; its layout and fold are set before each of its windows)
+and anything TorchDynamo compiled or the cudagraph trees recorded meanwhile.
+
 The encoder's wr metric (paper Eq. 8, weight 0 by default, computed under no_grad): --wr
 logged (default) leaves it out of the timed step, as the scale trainer runs it
 (`distributed.train_steps` computes it only on the steps it logs, outside the step); --wr step
@@ -40,6 +46,8 @@ Matmul FLOPs counted (2 m n k each; elementwise work not counted):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import os
 import time
@@ -355,6 +363,211 @@ def ordered(models: dict, order: str) -> dict:
     return {n: models[n] for n in names}
 
 
+def write_json(res: dict, path: str) -> None:
+    with open(path, "w") as fh:
+        json.dump(res, fh, indent=1)
+
+
+@contextlib.contextmanager
+def row_settings(fused: str | None):
+    """Apply a row's kernel settings for the duration of the block, then restore the previous
+    ones: its fused tag (None: the environment's mode; "on", "off"; "on-bf16gram[N]": the exact
+    penalty's bf16 Gram, in N row blocks; "on-stats" + a --stats-variants entry: the layout in
+    `triton_infomax.STATS` / `GRAD` and the bias fold in `kernels.infomax.FOLD`) sets the fused
+    mode, `kernels.infomax.EXACT` and those dicts. The fused mode, FOLD and STATS["rows"] are
+    read when the step is traced (TorchDynamo guards on them), STATS["shift"] and GRAD when
+    the kernels launch (or a CUDA graph records them): a row's step must run under its own
+    settings both when compiled and when timed."""
+    tk = _triton_kernels()
+    saved = [(d, dict(d)) for d in (tk.STATS, getattr(tk, "GRAD", {}), fused_impl.FOLD,
+                                    fused_impl.EXACT)]  # fmt: skip
+    try:
+        if fused and fused.startswith("on-bf16gram"):
+            fused_impl.EXACT["gram"] = "bfloat16"
+            if fused != "on-bf16gram":  # e.g. on-bf16gram1: 1 block
+                fused_impl.EXACT["blocks"] = int(fused.removeprefix("on-bf16gram"))
+        else:
+            fused_impl.EXACT["gram"] = "float32"
+        if fused and fused.startswith("on-stats"):  # e.g. on-stats256s/g0/b0+wr, see --help
+            layout, grad_rows, bias = parse_variant(fused.removeprefix("on-stats"))
+            tk.STATS.update(layout)
+            if grad_rows is not None:
+                tk.GRAD.update(rows=grad_rows)
+            if bias is not None:
+                fused_impl.FOLD.update(bias=bias)
+        with fused_mode((fused or "auto").split("-")[0]):
+            yield
+    finally:
+        for d, old in saved:
+            d.clear()
+            d.update(old)
+
+
+def compile_counts(device: torch.device) -> dict:
+    """Counts so far in this process: frames TorchDynamo converted ("frames": each first
+    compile or recompile of a function; a call that hits a cached entry adds nothing), graphs
+    it produced ("graphs"), CUDA graphs TorchInductor's cudagraph trees recorded on the device
+    ("cudagraphs": nodes of its trees, one per recording, a re-recording included), the
+    re-recordings it counted as unexpected ("cudagraph_rerecords") and the functions it ran
+    without CUDA graphs ("cudagraph_skips"). A count this torch does not keep is None (and
+    the CUDA-graph ones off CUDA)."""
+    out = dict.fromkeys(("frames", "graphs", "cudagraphs", "cudagraph_rerecords",
+                         "cudagraph_skips"))  # fmt: skip
+    try:  # a defaultdict of collections.Counter: a key not yet counted reads 0
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return out
+    out["frames"], out["graphs"] = counters["frames"]["total"], counters["stats"]["unique_graphs"]
+    if device.type != "cuda":
+        return out
+    out["cudagraph_skips"] = counters["inductor"]["cudagraph_skips"]
+    try:
+        from torch._inductor import cudagraph_trees
+
+        mgr = cudagraph_trees.get_manager(device.index or 0, create_if_none_exists=False)
+        if mgr is None:  # nothing recorded on this device yet
+            out["cudagraphs"] = out["cudagraph_rerecords"] = 0
+            return out
+        nodes = [n for roots in mgr.roots.values() for n in roots]
+        seen = 0
+        while nodes:
+            node = nodes.pop()
+            seen += 1
+            nodes += [c for cs in node.children.values() for c in cs]
+        out["cudagraphs"] = seen
+        out["cudagraph_rerecords"] = sum(sum(f.values()) for f in mgr.num_rerecord.values())
+    except (AttributeError, ImportError, TypeError):  # another torch's internals
+        pass
+    return out
+
+
+def time_window(step, steps: int, device: torch.device) -> dict:
+    """ms per step of `steps` calls of step(), synchronized before and after: "wall_ms" (host
+    clock, sync to sync), "issue_ms" (host clock until the last call returned, before the
+    final sync: near wall_ms when the host, not the GPU, sets the pace) and "gpu_ms" (CUDA
+    events recorded on the stream before the first and after the last call: the GPU's time
+    over the window, idle gaps included; None off CUDA)."""
+    events = None
+    if device.type == "cuda":
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+    sync(device)
+    tic = time.perf_counter()
+    if events:
+        events[0].record()
+    for _ in range(steps):
+        step()
+    issued = time.perf_counter()
+    if events:
+        events[1].record()
+    sync(device)
+    toc = time.perf_counter()
+    return {"wall_ms": 1e3 * (toc - tic) / steps, "issue_ms": 1e3 * (issued - tic) / steps,
+            "gpu_ms": events[0].elapsed_time(events[1]) / steps if events else None}  # fmt: skip
+
+
+def rotation(names: list[str], cycles: int) -> list[list[str]]:
+    """The rows' order in each cycle: `names` rotated by one more each cycle (cycle c starts
+    with names[c % len(names)]), so every row runs in every position and keeps its neighbours."""
+    return [[names[(c + i) % len(names)] for i in range(len(names))] for c in range(cycles)]
+
+
+def interleave(models: dict, args, x_batches, amp: bool, device, mode: str,
+               comp: str | None, res: dict) -> None:  # fmt: skip
+    """--interleave: every row built and compiled once in this process (in the rows' order,
+    each under its own settings, `row_settings`, with args.warmup steps), one untimed cycle,
+    then args.windows cycles of `rotation`, each row timed for args.interleave steps per cycle
+    (`time_window`). Per window: the row, cycle and slot, the times, the settings active while
+    it ran (STATS, FOLD, GRAD, the fused path, the step's bias fold) and what TorchDynamo and
+    the cudagraph trees compiled or recorded during it (`compile_counts`: 0 expected, as every
+    row's step was compiled before). res gets "interleave" (windows, per-row build, counts) and
+    "models" (per row, step_ms = the median window's wall_ms); the JSON at args.out is written
+    after the build and after every cycle, so a process stopped by a time limit keeps them."""
+    torch._dynamo.reset()  # once: the rows' compiled steps live side by side from here on
+    names, tk = list(models), _triton_kernels()
+    it = {"window_steps": args.interleave, "windows_per_row": args.windows, "warmup": args.warmup,
+          "recompile_limit": getattr(torch._dynamo.config, "recompile_limit", None),
+          "cycles": rotation(names, args.windows), "rows": {}, "windows": []}  # fmt: skip
+    res["interleave"] = it
+    steps, models_built = {}, {}
+
+    def settings(name: str) -> dict:
+        build, loss, fused = models[name]
+        model = models_built[name]
+        row = {"stats_pass": dict(tk.STATS), "grad_pass": dict(getattr(tk, "GRAD", {})),
+               "fold": dict(fused_impl.FOLD), "fused_active": fused_active(x_batches[0])}  # fmt: skip
+        if model_type(model) == "encoder":
+            row["bias_fold"] = bias_fold(model, loss, x_batches[0])
+        return row
+
+    def save() -> None:
+        if args.out:
+            write_json(res, args.out)
+
+    for name in names:  # build and compile each row once
+        build, loss, fused = models[name]
+        with_wr = wr_setting(fused, args.wr)[0]
+        before = compile_counts(device)
+        with row_settings(fused):
+            tic = time.perf_counter()
+            models_built[name] = build().to(device)
+            steps[name] = make_step(models_built[name], x_batches, loss, amp, compile=comp,
+                                    with_wr=with_wr)  # fmt: skip
+            for _ in range(max(1, args.warmup)):
+                steps[name]()
+            sync(device)
+            row = {"build_s": time.perf_counter() - tic, "wr_in_step": with_wr,
+                   "settings": settings(name)}  # fmt: skip
+        row["counts"] = diff_counts(before, compile_counts(device))
+        it["rows"][name] = row
+        print(f"interleave built {name}: {json.dumps(row)}", flush=True)
+    it["counts_after_build"] = compile_counts(device)
+    save()
+    it["untimed"] = []  # the first cycle, in the rows' order: not used by any summary
+    for c, cycle in enumerate([names, *it["cycles"]]):
+        for slot, name in enumerate(cycle):
+            before = compile_counts(device)
+            gc0 = sum(g["collections"] for g in gc.get_stats())
+            with row_settings(models[name][2]):
+                win = time_window(steps[name], args.interleave, device)
+                win["settings"] = settings(name)
+            win["gc_collections"] = sum(g["collections"] for g in gc.get_stats()) - gc0
+            win["counts"] = diff_counts(before, compile_counts(device))
+            (it["windows"] if c else it["untimed"]).append(
+                {"row": name, "cycle": c - 1, "slot": slot, **win})  # fmt: skip
+        summarize_windows(res, mode)
+        save()
+    it["counts_end"] = compile_counts(device)
+    it["triton_configs"] = autotune_picks()
+
+
+def diff_counts(before: dict, after: dict) -> dict:
+    """after - before per count of `compile_counts` (None where either is None)."""
+    return {k: None if after[k] is None or before[k] is None else after[k] - before[k]
+            for k in after}  # fmt: skip
+
+
+def summarize_windows(res: dict, mode: str) -> None:
+    """res["models"] from the interleaved windows so far: per row, step_ms the median window's
+    wall_ms (the upper middle of an even count), gpu_ms the median of its GPU times (None off
+    CUDA), the windows' wall_ms in order and the row's settings and build."""
+    it = res["interleave"]
+    B = res["shape"]["B"]
+    for name, built in it["rows"].items():
+        wins = [w for w in it["windows"] if w["row"] == name]
+        if not wins:
+            continue
+        wall = [w["wall_ms"] for w in wins]
+        gpu = [w["gpu_ms"] for w in wins if w["gpu_ms"] is not None]
+        t = sorted(wall)[len(wall) // 2]
+        res["models"][f"{name}/{mode}"] = {
+            "step_ms": t, "tokens_per_s": B / t * 1e3, "windows": len(wins),
+            "gpu_ms": sorted(gpu)[len(gpu) // 2] if gpu else None,
+            "step_ms_windows": wall, "wr_in_step": built["wr_in_step"],
+            **{k: v for k, v in built["settings"].items() if k in ("bias_fold", "stats_pass")},
+            "build_s": built["build_s"],
+        }  # fmt: skip
+
+
 def summary_table(res: dict) -> str:
     """A Markdown table of the rows: step ms, tokens/s, the ratio to the L1 SAE (standard_sae)
     and the TopK SAE of the same compile mode, whether the wr metric ran in the step and the
@@ -379,6 +592,28 @@ def summary_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def run_rows(models: dict, modes: dict, args, x_batches, amp: bool, device, res: dict) -> None:
+    """Each row in turn, every compile mode: `measure` under the row's settings (`row_settings`),
+    its result in res["models"] (and the JSON at args.out, row by row)."""
+    for mode, comp in modes.items():
+        for name, (build, loss, fused) in models.items():
+            with_wr, wr_override = wr_setting(fused, args.wr)
+            with row_settings(fused):
+                # a wr override changes nothing the isolated terms measure: not repeated
+                row = measure(build, loss, comp, args, x_batches, amp, device, with_wr,
+                              isolated=not wr_override)  # fmt: skip
+                tk = _triton_kernels()
+                row["exact_gram"], row["stats_pass"] = fused_impl.EXACT["gram"], dict(tk.STATS)
+                row["grad_pass"] = dict(getattr(tk, "GRAD", {}))
+                row["gram_blocks"] = fused_impl.EXACT["blocks"]
+            row["position"] = len(res["models"])  # rows run before this one in the process
+            row["triton_configs"] = autotune_picks()  # picks so far, this row's included
+            res["models"][f"{name}/{mode}"] = row
+            print(f"{name}/{mode}: {json.dumps(row)}", flush=True)
+            if args.out:  # row by row, so that a process stopped by a time limit keeps its rows
+                write_json(res, args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--K", type=int, default=16384)
@@ -399,6 +634,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--order", default="",
                    help="comma-separated row names (without /mode) in the order to run them; "
                         "must name every row once")  # fmt: skip
+    p.add_argument("--interleave", type=int, default=0, metavar="W",
+                   help="build and compile every row once, then time W-step windows of the "
+                        "rows in turn (the rows' order, rotated by one each cycle), --windows "
+                        "per row; each window's wall-clock and CUDA-event time per step, the "
+                        "settings it ran under and any recompile (see `interleave`)")  # fmt: skip
+    p.add_argument(
+        "--windows", type=int, default=12, help="with --interleave: timed windows (cycles) per row"
+    )
     p.add_argument("--amp", choices=("none", "bf16"), default="none")
     p.add_argument("--probes", type=int, default=32, help="tc_probes of the sketched encoder")
     p.add_argument("--compile", choices=("eager", "compiled", "both"), default="eager",
@@ -441,6 +684,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
+    if args.interleave and (args.compile == "both" or args.interleave < 1 or args.windows < 1):
+        raise SystemExit("--interleave W: W >= 1 steps per window, --windows >= 1 and one "
+                         "--compile mode (eager or compiled, not both)")  # fmt: skip
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
@@ -517,47 +763,10 @@ def main(argv: list[str] | None = None) -> int:
     modes = {"eager": None, "compiled": args.compile_mode}
     if args.compile != "both":
         modes = {args.compile: modes[args.compile]}
-    for mode, comp in modes.items():
-        for name, (build, loss, fused) in models.items():
-            gram = "bfloat16" if fused and fused.startswith("on-bf16gram") else "float32"
-            blocks = fused_impl.EXACT["blocks"]
-            if gram == "bfloat16" and fused != "on-bf16gram":  # e.g. on-bf16gram1: 1 block
-                fused_impl.EXACT["blocks"] = int(fused.removeprefix("on-bf16gram"))
-            tk = _triton_kernels()
-            stats = dict(tk.STATS)
-            with_wr, wr_override = wr_setting(fused, args.wr)
-            grad = dict(getattr(tk, "GRAD", {}))
-            fold = dict(fused_impl.FOLD)
-            if fused and fused.startswith("on-stats"):  # e.g. on-stats256s/g0/b0+wr, see --help
-                layout, grad_rows, bias = parse_variant(fused.removeprefix("on-stats"))
-                tk.STATS.update(layout)
-                if grad_rows is not None:
-                    tk.GRAD.update(rows=grad_rows)
-                if bias is not None:
-                    fused_impl.FOLD.update(bias=bias)
-            with fused_mode((fused or "auto").split("-")[0]):
-                fused_impl.EXACT["gram"] = gram
-                # a wr override changes nothing the isolated terms measure: not repeated
-                row = measure(build, loss, comp, args, x_batches, amp, device, with_wr,
-                              isolated=not wr_override)  # fmt: skip
-                fused_impl.EXACT["gram"] = "float32"
-            row["exact_gram"], row["stats_pass"] = gram, dict(tk.STATS)
-            row["grad_pass"] = dict(getattr(tk, "GRAD", {}))
-            if grad:
-                tk.GRAD.update(grad)
-            row["gram_blocks"] = fused_impl.EXACT["blocks"]
-            row["position"] = len(res["models"])  # rows run before this one in the process
-            row["triton_configs"] = autotune_picks()  # picks so far, this row's included
-            fused_impl.FOLD.clear()
-            fused_impl.FOLD.update(fold)
-            fused_impl.EXACT["blocks"] = blocks
-            tk.STATS.clear()
-            tk.STATS.update(stats)
-            res["models"][f"{name}/{mode}"] = row
-            print(f"{name}/{mode}: {json.dumps(row)}", flush=True)
-            if args.out:  # row by row, so that a process stopped by a time limit keeps its rows
-                with open(args.out, "w") as fh:
-                    json.dump(res, fh, indent=1)
+    if args.interleave:
+        interleave(models, args, x_batches, amp, device, *next(iter(modes.items())), res)
+    else:
+        run_rows(models, modes, args, x_batches, amp, device, res)
     res["encoder_speedup"] = {}
     for key, row in res["models"].items():
         if key.startswith("encoder"):
@@ -570,8 +779,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(res, indent=1))
     print(summary_table(res))
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(res, fh, indent=1)
+        write_json(res, args.out)
     return 0
 
 

@@ -258,3 +258,252 @@ def test_round7_summary_applies_the_plans_rules(tmp_path):
     assert summary.decide({"A1": {}}, "256/b0", 0.03)[0].startswith("not decided")
     with pytest.raises(SystemExit, match="usage"):
         summary.main([str(tmp_path / "missing")])
+
+
+def _interleave_args(out, windows=3, extra=()):
+    """A tiny CPU run of --interleave on round 8's four rows (D X F L), eager, 1-step windows."""
+    s = "encoder_sketch4+fused"
+    order = f"{s}[stats=512s/b0],{s}[stats=256/b0],{s}[stats=512s/b1],standard_sae"
+    return ["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--warmup", "0",
+            "--probes", "4", "--models", "encoder_sketch,standard_sae", "--fused",
+            "--skip", f"{s},{s.replace('fused', 'ref')}",
+            "--stats-variants=512s/b0,256/b0,512s/b1", "--order", order,
+            "--interleave", "1", "--windows", str(windows), "--out", str(out), *extra]  # fmt: skip
+
+
+def test_interleave_rotates_the_rows_under_their_own_settings(tmp_path, monkeypatch):
+    """--interleave: every row built once, one untimed cycle, then --windows cycles in which the
+    rows' order turns by one (D X F L, X F L D, F L D X); each window ran under its own row's
+    layout and fold (read while it ran), has a positive wall time, no GPU time on the CPU and
+    nothing compiled during it; the JSON is written after the build and every cycle; the
+    settings are the defaults again afterwards."""
+    from implicit_em.kernels.infomax import FOLD
+    from implicit_em.kernels.triton_infomax import STATS
+
+    defaults = dict(FOLD), dict(STATS)
+    out = tmp_path / "interleave.json"
+    writes = []
+    real_dump = json.dump
+
+    def dump(obj, fh, **kw):
+        writes.append(len(obj["interleave"]["windows"]) if "interleave" in obj else None)
+        return real_dump(obj, fh, **kw)
+
+    monkeypatch.setattr(bench_scale.json, "dump", dump)
+    assert bench_scale.main(_interleave_args(out)) == 0
+    assert writes == [0, 0, 4, 8, 12, 12]  # build, untimed cycle, 3 cycles, the end
+    res = json.loads(out.read_text())
+    it = res["interleave"]
+    s = "encoder_sketch4+fused"
+    D, X, F, L = f"{s}[stats=512s/b0]", f"{s}[stats=256/b0]", f"{s}[stats=512s/b1]", "standard_sae"
+    assert it["cycles"] == [[D, X, F, L], [X, F, L, D], [F, L, D, X]]
+    assert it["window_steps"] == 1 and it["windows_per_row"] == 3
+    assert list(it["rows"]) == [D, X, F, L]
+    assert [w["row"] for w in it["untimed"]] == [D, X, F, L]
+    wins = it["windows"]
+    assert [w["row"] for w in wins] == [r for c in it["cycles"] for r in c]
+    assert [(w["cycle"], w["slot"]) for w in wins] == [(c, i) for c in range(3) for i in range(4)]
+    want = {D: ({"rows": 512, "shift": True}, False), X: ({"rows": 256, "shift": False}, False),
+            F: ({"rows": 512, "shift": True}, True)}  # fmt: skip
+    for w in wins:
+        assert w["wall_ms"] > 0 and w["issue_ms"] > 0 and w["gpu_ms"] is None
+        assert w["counts"]["frames"] == 0 and w["counts"]["cudagraphs"] is None
+        got = w["settings"]
+        if w["row"] == L:
+            assert got["fused_active"] is False and "bias_fold" not in got
+            continue
+        stats, fold = want[w["row"]]
+        assert got["stats_pass"] == stats and got["fold"] == {"bias": fold}
+        assert got["bias_fold"] is fold and got["fused_active"] is True
+    for name in (D, X, F, L):
+        row = res["models"][f"{name}/eager"]
+        walls = [w["wall_ms"] for w in wins if w["row"] == name]
+        assert row["windows"] == 3 and row["step_ms_windows"] == walls
+        assert row["step_ms"] == sorted(walls)[1] and row["gpu_ms"] is None
+    assert res["models"][f"{F}/eager"]["bias_fold"] is True
+    assert (FOLD, STATS) == defaults  # restored
+
+
+def test_interleave_refuses_both_compile_modes():
+    with pytest.raises(SystemExit, match="one --compile mode"):
+        bench_scale.main(_interleave_args("unused.json", extra=("--compile", "both")))
+
+
+def test_compile_counts_without_counters_or_cuda(monkeypatch):
+    """Off CUDA the CUDA-graph counts are None; TorchDynamo's come from its counters (0 before
+    anything compiled), and are None when this torch keeps no such counters."""
+    import collections
+
+    import torch._dynamo.utils as dynamo_utils
+
+    fresh = collections.defaultdict(collections.Counter)
+    monkeypatch.setattr(dynamo_utils, "counters", fresh)
+    got = bench_scale.compile_counts(torch.device("cpu"))
+    assert got == {"frames": 0, "graphs": 0, "cudagraphs": None, "cudagraph_rerecords": None,
+                   "cudagraph_skips": None}  # fmt: skip
+    fresh["frames"]["total"] = 3
+    assert bench_scale.compile_counts(torch.device("cpu"))["frames"] == 3
+    monkeypatch.delattr(dynamo_utils, "counters")
+    assert set(bench_scale.compile_counts(torch.device("cpu")).values()) == {None}
+    assert bench_scale.diff_counts({"a": 1, "b": None}, {"a": 4, "b": 2}) == {"a": 3, "b": None}
+
+
+def test_rotation_puts_every_row_in_every_position():
+    assert bench_scale.rotation(["D", "X", "F", "L"], 5) == [
+        ["D", "X", "F", "L"], ["X", "F", "L", "D"], ["F", "L", "D", "X"], ["L", "D", "X", "F"],
+        ["D", "X", "F", "L"]]  # fmt: skip
+
+
+def _round8_process(folder, name, wall, gpu=None, issue=0.5, dirty=(), cycles=12):
+    """An --interleave JSON as round8_run.sh's process `name` writes it. wall / gpu: {short row:
+    f(cycle) -> ms per step}; issue: issue_ms / wall_ms; dirty: (row, cycle) windows during
+    which something was compiled."""
+    full = {"D": "encoder_sketch32+fused[stats=512s/b0]", "X": "encoder_sketch32+fused[stats=256/b0]",
+            "F": "encoder_sketch32+fused[stats=512s/b1]", "L": "standard_sae"}  # fmt: skip
+    names = list(full)
+    windows = []
+    for c in range(cycles):
+        for slot, s in enumerate(names[c % 4 :] + names[: c % 4]):
+            counts = {"frames": int((s, c) in dirty), "graphs": 0, "cudagraphs": 0,
+                      "cudagraph_rerecords": 0, "cudagraph_skips": 0}  # fmt: skip
+            windows.append({"row": full[s], "cycle": c, "slot": slot, "wall_ms": wall[s](c),
+                            "issue_ms": issue * wall[s](c),
+                            "gpu_ms": gpu[s](c) if gpu else None, "counts": counts,
+                            "gc_collections": 0})  # fmt: skip
+    res = {"probes": 32, "interleave": {"windows": windows, "counts_after_build": {},
+                                        "counts_end": {}}}  # fmt: skip
+    (folder / f"{name}.json").write_text(json.dumps(res))
+
+
+def _const(x):
+    return lambda c: x
+
+
+def test_round8_summary_applies_the_plans_rules(tmp_path):
+    """The fold 0.1 ms faster than D in 11 of 12 cycles (one +0.02) in three processes, one of
+    them with a window that compiled (its pair dropped: 11 clean pairs still count) -> 'fold
+    on'; the layout faster in two processes only -> 'undecided'; a fourth process killed after
+    five cycles does not count; L1 SAE / D 1.2x -> not met."""
+    summary = importlib.import_module("round8_summary")
+
+    def fold(c):
+        return 0.92 if c == 3 else 1.0 - 0.1  # D is 1.0 except in cycle 3 (0.9)
+
+    for p, x in (("P1", 0.8), ("P2", 0.85), ("P3", 1.1)):
+        wall = {"D": lambda c: 0.9 if c == 3 else 1.0, "F": fold, "X": _const(x), "L": _const(1.2)}
+        _round8_process(tmp_path, p, wall, dirty=[("F", 5)] if p == "P2" else ())
+    _round8_process(tmp_path, "P4", {"D": _const(1.0), "F": _const(1.2), "X": _const(1.0),
+                                     "L": _const(1.2)}, cycles=5)  # fmt: skip
+    slower = {"D": _const(2.0), "F": _const(2.3), "X": _const(2.0), "L": _const(2.0)}
+    _round8_process(tmp_path, "C1", slower)  # no CUDA graphs: reported, decides nothing
+    text = summary.report(tmp_path)
+    assert "fold (F - D), C1, wall: median +0.300, 0 of 12 negative" in text
+    assert "| C1 | F | 12 (12) | 2.300 |" in text
+    assert ("- bias fold (F = 512s/b1 against D = 512s/b0): per process P1 faster, P2 faster, "
+            "P3 faster, P4 too few pairs -> **faster**: fold on: FOLD['bias'] = True") in text  # fmt: skip
+    assert "fold (F - D), P2, wall: median -0.100, 10 of 11 negative" in text
+    assert "fold (F - D), P1, wall: median -0.100, 11 of 12 negative" in text
+    assert ("- layout (X = 256/b0 against D = 512s/b0): per process P1 faster, P2 faster, "
+            "P3 slower, P4 too few pairs -> **undecided**: nothing changes") in text  # fmt: skip
+    assert "P1 1.20x, P2 1.20x, P3 1.20x, P4 1.20x -> **not met**" in text
+    assert 'windows with a compile or recording: 1: F cycle 5: {"frames": 1, "graphs": 0' in text
+    assert "| P4 | D | 5 (5) | 1.000 |" in text
+
+
+def test_round8_summary_mirror_tie_break_and_too_few(tmp_path):
+    """The fold 0.08 slower in every cycle of three processes -> 'fold off, confirmed'; with
+    the fold and the layout both faster, the one with the lower mean median difference is the
+    only change; two counting processes decide nothing; a median beyond the margin with three
+    pairs against is 'neither'."""
+    summary = importlib.import_module("round8_summary")
+    base = {"D": _const(1.0), "L": _const(1.6)}
+    for p in ("P1", "P2", "P3"):
+        _round8_process(tmp_path, p, {**base, "F": _const(1.08), "X": _const(1.0)})
+    text = summary.report(tmp_path)
+    assert "P3 slower -> **slower**: fold off, confirmed" in text
+    assert "P3 neither -> **undecided**: nothing changes" in text  # X - D all 0.0
+    assert "P1 1.60x, P2 1.60x, P3 1.60x -> **met**" in text
+    for p, (f, x) in {"P1": (0.9, 0.8), "P2": (0.9, 0.85), "P3": (0.85, 0.9)}.items():
+        _round8_process(tmp_path, p, {**base, "F": _const(f), "X": _const(x)})
+    text = summary.report(tmp_path)
+    assert ("both faster than D: mean median difference F - D -0.117, X - D -0.150 -> only "
+            "the layout change applies") in text  # fmt: skip
+    (tmp_path / "P3.json").unlink()
+    assert "not decided (fewer than 3 processes with 10 clean pairs)" in summary.report(tmp_path)
+    assert summary.process_verdict([-0.1] * 9 + [0.01] * 3) == "neither"
+    assert summary.process_verdict([-0.1] * 10 + [0.0] * 2) == "faster"
+    assert summary.process_verdict([-0.04] * 12) == "neither"  # within the 0.05 margin
+    assert summary.process_verdict([-0.1] * 9) == "too few pairs"
+    with pytest.raises(SystemExit, match="usage"):
+        summary.main([str(tmp_path / "missing")])
+
+
+@pytest.mark.parametrize("gpu_sd,issue,want", [
+    (0.1, 0.5, "outside the GPU's event span"), (1.0, 0.95, "host-paced"),
+    (1.0, 0.5, "GPU-side"), (None, 0.5, "no GPU times"),
+])  # fmt: skip
+def test_round8_summary_reads_where_the_variation_lies(gpu_sd, issue, want):
+    """The wall time alternates 1.0 / 1.2 ms; the GPU time with it (sd ratio 1.0) or by a
+    tenth of it (0.1); the host's issue time a share of the wall time."""
+    summary = importlib.import_module("round8_summary")
+    wins = [{"wall_ms": 1.0 + 0.2 * (c % 2), "issue_ms": issue * (1.0 + 0.2 * (c % 2)),
+             "gpu_ms": None if gpu_sd is None else 0.9 + gpu_sd * 0.2 * (c % 2)}
+            for c in range(12)]  # fmt: skip
+    reading, s_wall, s_gpu, ratio = summary.variation(wins)
+    assert reading.startswith(want) and s_wall == pytest.approx(0.1044, abs=1e-4)
+    assert ratio == pytest.approx(issue)
+
+
+def test_compile_counts_reads_the_cudagraph_trees(monkeypatch):
+    """On CUDA: the trees' nodes (every recording, a re-recording included, counted through
+    roots and children), the re-recordings counted as unexpected and the skips; 0s before any
+    tree exists; None where this torch's manager lacks the attributes read."""
+    from types import SimpleNamespace
+
+    from torch._inductor import cudagraph_trees
+
+    leaf = SimpleNamespace(children={})
+    mid = SimpleNamespace(children={"f": [leaf, SimpleNamespace(children={})]})
+    mgr = SimpleNamespace(roots={"f": [mid], "g": [SimpleNamespace(children={})]},
+                          num_rerecord={None: {"f": 1}, "n1": {"g": 2}})  # fmt: skip
+    asked = []
+
+    def get_manager(index, create_if_none_exists=True):
+        asked.append((index, create_if_none_exists))
+        return mgr
+
+    monkeypatch.setattr(cudagraph_trees, "get_manager", get_manager)
+    got = bench_scale.compile_counts(torch.device("cuda", 1))
+    assert got["cudagraphs"] == 4 and got["cudagraph_rerecords"] == 3
+    assert got["cudagraph_skips"] == 0 and asked == [(1, False)]  # never creates a manager
+    mgr = None
+    assert bench_scale.compile_counts(torch.device("cuda"))["cudagraphs"] == 0
+    mgr = SimpleNamespace()
+    got = bench_scale.compile_counts(torch.device("cuda"))
+    assert got["cudagraphs"] is None and got["cudagraph_rerecords"] is None
+
+
+def test_time_window_reads_cuda_events(monkeypatch):
+    """On CUDA, gpu_ms is the events' elapsed time per step; wall_ms and issue_ms come from the
+    host clock, issue_ms before the final synchronization."""
+
+    class Event:
+        made = []
+
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+            Event.made.append(self)
+
+        def record(self):
+            self.at = len(calls)
+
+        def elapsed_time(self, other):
+            return 10.0 * (other.at - self.at)  # 10 ms per recorded call
+
+    calls, syncs = [], []
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(bench_scale, "sync", lambda device: syncs.append(len(calls)))
+    win = bench_scale.time_window(lambda: calls.append(1), 4, torch.device("cuda"))
+    assert win["gpu_ms"] == 10.0 and syncs == [0, 4] and len(Event.made) == 2
+    assert win["wall_ms"] >= win["issue_ms"] > 0
+    assert bench_scale.time_window(lambda: None, 2, torch.device("cpu"))["gpu_ms"] is None
