@@ -58,22 +58,31 @@ L0_WINDOW = (160, 268)  # rule 7
 
 
 def load() -> tuple[list[dict], list[dict]]:
-    """(this session's rows, the committed rows), each row tagged with its file."""
-    new = [{**r, "file": f} for f in NEW_FILES
-           for r in json.loads((NEW / f).read_text())["rows"]]  # fmt: skip
+    """(this session's rows, the committed rows), each row tagged with its file. Exits with
+    one line naming the file when a results file is missing or unreadable."""
+    new = [{**r, "file": f} for f in NEW_FILES for r in _rows(NEW / f)]
     old = [{**r, "file": f} for f, names in OLD.items()
-           for r in json.loads((ROOT / f).read_text())["rows"] if r["variant"] in names]  # fmt: skip
+           for r in _rows(ROOT / f) if r["variant"] in names]  # fmt: skip
     for f, names in OLD.items():
         if not all(any(r["file"] == f and r["variant"] == n for r in old) for n in names):
             raise SystemExit(f"{ROOT / f}: a committed row the plan names is missing")
     return new, old
 
 
+def _rows(path: Path) -> list[dict]:
+    try:
+        return json.loads(path.read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"{path}: not a readable results file ({e}); restore it from git") from None
+
+
 def mccs(rows: list[dict], name: str) -> list[float]:
+    """The trained MCC of every row named `name`, one per seed."""
     return [r["trained"]["mcc"] for r in rows if r["variant"] == name]
 
 
 def main() -> None:
+    """Apply the plan's rules, print the table and the rules' lines, write the JSON."""
     new, old = load()
     lines, rules = [], {"1_init": [], "2_short": []}
     ok = []
@@ -83,13 +92,17 @@ def main() -> None:
         rules["1_init"].append({"variant": r["variant"], "seed": r["seed"], "untrained": init,
                                 "expected": INIT[r["seed"]], "passed": passed})  # fmt: skip
         if not passed:
-            lines.append(f"Rule 1: {r['variant']} seed {r['seed']} untrained MCC {init!r} "
-                         f"against {INIT[r['seed']]!r}: FAILED (reported, not compared).")
+            lines.append(
+                f"Rule 1: {r['variant']} seed {r['seed']} untrained MCC {init!r} "
+                f"against {INIT[r['seed']]!r}: FAILED (reported, not compared)."
+            )
         if r["steps_done"] != STEPS:
             rules["2_short"].append({"variant": r["variant"], "seed": r["seed"],
                                      "steps": r["steps_done"]})  # fmt: skip
-            lines.append(f"Rule 2: {r['variant']} seed {r['seed']} stopped at "
-                         f"{r['steps_done']} steps: reported, not compared.")
+            lines.append(
+                f"Rule 2: {r['variant']} seed {r['seed']} stopped at "
+                f"{r['steps_done']} steps: reported, not compared."
+            )
         if passed and r["steps_done"] == STEPS:
             ok.append(r)
     n_pass = sum(x["passed"] for x in rules["1_init"])

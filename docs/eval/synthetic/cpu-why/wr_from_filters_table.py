@@ -16,12 +16,13 @@ START = 0.456  # the ideal filters' MCC at step 0 (why.md section 4; the same fo
 
 
 def rows(group: str, name: str) -> list[dict]:
-    got = [r for r in json.loads((ROOT / group / "results.json").read_text())["rows"]
-           if r["variant"] == name]  # fmt: skip
-    return got
+    """The rows named `name` of cpu-why/<group>/results.json (one per seed)."""
+    return [r for r in json.loads((ROOT / group / "results.json").read_text())["rows"]
+            if r["variant"] == name]  # fmt: skip
 
 
 def mcc(rs: list[dict]) -> list[float]:
+    """The trained MCC of each row."""
     return [r["trained"]["mcc"] for r in rs]
 
 
