@@ -800,3 +800,15 @@ def test_reports_read_an_old_named_raw_row_as_the_k_sparse_baseline_beside_the_c
         assert c["full"] > max(r["mean_k"] for r in rows.values())
     assert md.count(f"| {ceiling} | run 2 | - | - |" + " 0.853 |" * 6) == 2
     assert md.count(f"| {RAW_ROW} | run 2 | - | - | 0.677 |") == 2
+
+
+def test_ceiling_values_are_the_raw_rows_finite_full_probes():
+    """`report.ceiling_values`: the raw row's full probes of one probe variant, NaNs dropped;
+    [] without a raw row or without a full probe (the plot and the tables read it alike)."""
+    from implicit_em.eval.probing_study.report import ceiling_values
+
+    acc = {"saebench": {"full": [0.85, float("nan"), 0.86]}, "standardized": {"full": []}}
+    summ = {"probing": {RAW_ROW: {"acc": acc}, "encoder-K64": {"acc": {}}}}
+    assert ceiling_values(summ) == [0.85, 0.86]
+    assert ceiling_values(summ, "standardized") == []
+    assert ceiling_values({"probing": {"encoder-K64": {"acc": {}}}}) == []

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from implicit_em.eval.probing_study.plan import label_of
-from implicit_em.eval.probing_study.report import input_dim, summarize
+from implicit_em.eval.probing_study.report import ceiling_values, input_dim, summarize
 from implicit_em.eval.verdict import RAW_ROW, apart, ceiling_label, matched_l0
 from implicit_em.families.registry import family_by_label
 
@@ -68,8 +68,7 @@ def compare(new: dict, old: dict) -> tuple[str, dict]:
 
     sn, so = summarize(new), summarize(old)
     own, lsq = "own decoder", "post-hoc least squares"
-    full = [v for v in sn["probing"].get(RAW_ROW, {}).get("acc", {}).get("saebench", {})
-            .get("full", []) if not math.isnan(v)]  # fmt: skip
+    full = ceiling_values(sn)
     ceiling = (ceiling_label(input_dim(new)), float(np.mean(full))) if full else None
     numbers: dict = {}
     lines: list[str] = []

@@ -135,6 +135,15 @@ def input_dim(res: dict) -> int | None:
     return d or next((r["config"]["model"]["input_dim"] for r in rows.values()), None)
 
 
+def ceiling_values(summ: dict, variant: str = "saebench") -> list[float]:
+    """The raw row's full probes (all D input dimensions: the ceiling) under `variant`
+    ("saebench" or "standardized"), one accuracy per seed, NaNs (rows without it) dropped;
+    [] when the summary (`summarize`) has no raw row or no full probe."""
+    raw = summ["probing"].get(RAW_ROW)
+    full = raw["acc"].get(variant, {}).get("full", []) if raw else []
+    return [float(v) for v in full if not np.isnan(v)]
+
+
 def render(res: dict, summ: dict) -> str:
     ks = summ["ks"]
     raw = summ["probing"].get(RAW_ROW)
@@ -144,8 +153,7 @@ def render(res: dict, summ: dict) -> str:
         ("saebench", "SAEBench probe (logistic regression on raw pooled codes)"),
         ("standardized", "same, features z-scored with train statistics"),
     ):
-        full = [v for v in (raw["acc"].get(variant, {}).get("full", []) if raw else [])
-                if not np.isnan(v)]  # fmt: skip
+        full = ceiling_values(summ, variant)
         note = (" The first row is the ceiling: the same probe on all of the raw residual's "
                 "dimensions (not k-sparse: one number, under every k). The raw residual read "
                 f"k-sparse like every other row is the `{RAW_ROW}` row, a baseline that trained "
@@ -214,10 +222,10 @@ def plot(res: dict, summ: dict, path: Path, variant: str = "saebench") -> None:
             acc = r["acc"].get(variant, {})
             if rid == RAW_ROW:
                 style, color, lw = "-", "black", 2.5
-                full = acc.get("full", [])
-                if full and not np.isnan(full[0]):  # the ceiling: all D dimensions
+                full = ceiling_values(summ, variant)
+                if full:  # the ceiling: all D dimensions, mean over seeds as in the table
                     label = ceiling_label(input_dim(res))
-                    ax.axhline(full[0], ls="--", c="black", lw=1, label=label)
+                    ax.axhline(float(np.mean(full)), ls="--", c="black", lw=1, label=label)
             else:
                 if f"-K{K}" not in rid:
                     continue
