@@ -919,10 +919,26 @@ def test_gpu6_reproduction_check_reads_gpu3_results():
     assert word == "bit-identical", lines
     assert lines[0].startswith("30 trained rows in both runs (1 new)")
     assert "encoder-centred" not in lines[1] and "encoder-unit-rows" in lines[1]
-    assert sum(x.startswith("rule 1:") for x in lines) == 30
+    assert sum(x.startswith("rule 1:") for x in lines) == 12  # encoder, topk: 2 K x 3 seeds
+    assert sum(x.startswith("moved: ") and "| " not in x for x in lines) == 18
     assert lines[-1] == "rule 3: raw residual: 108 of 108 probe accuracies equal gpu3's"
     new["probing"]["saebench"]["encoder-softplus-K16384-s2"]["sotu_party"]["k"]["1"] += 1e-6
     assert cr.check(new, old)[1] == "comparable"
-    new["l0"]["encoder-unit-rows-K4096-s1"] += 1.0
+    new["l0"]["encoder-unit-rows-K4096-s1"] += 1.0  # a variant row moved: reported, not a rule
+    lines, word = cr.check(new, old)
+    assert (
+        word == "comparable"
+        and "moved: encoder-unit-rows-K4096-s1: L0 93.83 (gpu3 92.83, +1.00)" in lines
+    ), [x for x in lines if "unit-rows-K4096-s1" in x]
+    new["l0"]["encoder-K4096-s1"] += 1.0
     lines, word = cr.check(new, old)
     assert word == "NOT comparable" and any("NOT within 0.5" in x for x in lines)
+    moved = copy.deepcopy(old)  # TopK trained at another k: named apart, said, not checked
+    moved["kinds"] = {n.replace("topk-K4096-k82-s1", "topk-K4096-k83-s1"): v
+                      for n, v in new["kinds"].items()}  # fmt: skip
+    moved["l0"]["topk-K4096-k83-s1"] = 83.0
+    lines = cr.check(moved, old)[0]
+    assert (
+        "rules 1-2: 1 reference row(s) not in gpu3's results under their name (k moved "
+        "with the encoder's L0), not checked: topk-K4096-k83-s1" in lines
+    )

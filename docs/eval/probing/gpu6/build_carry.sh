@@ -20,7 +20,7 @@ W=${W:-/work/main}; S=${S:-$W/.carry/s11g}; PY=${PY:-$W/.venv/bin/python}
 G=docs/eval/probing/gpu6; NAME=SmolLM2-135M-Instruct.Q4_1.gguf
 GSHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 DSHA=182ceaa088d1f6878d9d2a03c628a19124efccd903e7169c4fe321b46a73b225
-P1=35300000; P2=35300000  # part 3: the remaining 27,762,432 bytes
+P1=${P1:-35300000}; P2=${P2:-35300000}  # part 3: the rest (default 27,762,432 bytes)
 mkdir -p "$S"
 if [ -z "$GGUF" ]; then
   GGUF=$(PYTHONPATH="$W/src" "$PY" -c "from implicit_em.data.lm.model import smollm2_gguf_path as p; print(p())" 2>/dev/null || true)

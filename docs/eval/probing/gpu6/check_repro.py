@@ -1,9 +1,11 @@
 """The reproduction check of GPU run 6 (docs/eval/probing/gpu6_plan.md, "Reproduction check"):
 the rows run 6 shares with gpu3 (encoder, topk, encoder-wr, encoder-softplus,
 encoder-unit-rows: the same data, plan entries, seeds and row positions) against gpu3's
-results, entry by entry. Prints one line per rule and a last line "reproduction: bit-identical
-| comparable | NOT comparable"; exit status 0 whatever the word (the word is read, not acted
-on). Pure JSON, no torch: runs on the device after the run and here afterwards.
+results, entry by entry. Rules 1-2 read the reference rows (encoder, topk), rule 3 the raw
+residual; the other shared rows are reported as "moved" lines. Prints one line per rule and a
+last line "reproduction: bit-identical (every shared number equal) | comparable (rules 1-3
+pass) | NOT comparable"; exit status 0 whatever the word (the word is read, not acted on).
+Pure JSON, no torch: runs on the device after the run and here afterwards.
 
     python docs/eval/probing/gpu6/check_repro.py NEW/results.json \
         docs/eval/probing/gpu3/results_r4.json docs/eval/probing/gpu3/results_r16a.json \
@@ -18,10 +20,14 @@ import sys
 from implicit_em.eval.probing_study.report import merge_results
 from implicit_em.eval.verdict import probing_row_label
 
+REFERENCE = ("encoder", "topk")
+"""The rows rules 1 and 2 read (gpu3_plan.md's and gpu5_plan.md's reproduction rows); the
+other shared rows (encoder-wr, encoder-softplus, encoder-unit-rows) are reported ("moved")
+without deciding the word: the rules of run 6 compare them within the run."""
 L0_TOL = 0.5
-"""Rule 1: held-out L0 per shared trained row within 0.5 of gpu3's (gpu3_plan.md's rule)."""
+"""Rule 1: held-out L0 per reference row within 0.5 of gpu3's (gpu3_plan.md's rule)."""
 CE_TOL = 0.002
-"""Rule 2: CE-loss recovered of every read-out of a shared trained row within 0.002 of gpu3's."""
+"""Rule 2: CE-loss recovered of every read-out of a reference row within 0.002 of gpu3's."""
 PROBE_TOL = 0.0
 """Rule 3: the raw residual's probe accuracies equal gpu3's (the same activations, probes)."""
 RANDOM = "random dirs @ L0 "
@@ -92,8 +98,13 @@ def check(new: dict, old: dict) -> tuple[list[str], str]:
         by_label[lab][1] += 1
     lines.append("bit-identical per row label: " + ", ".join(
         f"{lab} {n}/{t}" for lab, (n, t) in sorted(by_label.items())))  # fmt: skip
-    ok = bool(shared)
-    for name in sorted(shared):
+    ref = {n for n in shared if n.split("-K")[0] in REFERENCE}
+    lost = sorted(n for n in trained - shared if n.split("-K")[0] in REFERENCE)
+    if lost:  # a TopK row's name carries its k: the encoder's L0 moved across a rounding
+        lines.append(f"rules 1-2: {len(lost)} reference row(s) not in gpu3's results under "
+                     f"their name (k moved with the encoder's L0), not checked: {', '.join(lost)}")  # fmt: skip
+    ok = bool(ref)
+    for name in sorted(ref):
         key = f"l0 :: {name}"
         d = abs(a[key] - b[key])
         good = d <= L0_TOL
@@ -104,12 +115,19 @@ def check(new: dict, old: dict) -> tuple[list[str], str]:
         if not k.startswith("ce :: "):
             continue
         _, _, splice, metric = k.split(" :: ")
-        if metric == "ce_loss_recovered" and splice.split(" | ")[0] in shared:
+        row = splice.split(" | ")[0]
+        if metric == "ce_loss_recovered" and row in ref:
             d = abs(a[k] - b[k])
             good = d <= CE_TOL
             ok &= good
             lines.append(f"rule 2: {splice}: CE-loss recovered {a[k]:.5f} (gpu3 "
                          f"{b[k]:.5f}): {'within' if good else 'NOT within'} {CE_TOL}")  # fmt: skip
+        elif metric == "ce_loss_recovered" and row in shared:
+            lines.append(f"moved: {splice}: CE-loss recovered {a[k]:.5f} (gpu3 {b[k]:.5f}, "
+                         f"{a[k] - b[k]:+.5f})")  # fmt: skip
+    for name in sorted(shared - ref):
+        key = f"l0 :: {name}"
+        lines.append(f"moved: {name}: L0 {a[key]:.2f} (gpu3 {b[key]:.2f}, {a[key] - b[key]:+.2f})")
     raw = [k for k in common if k.startswith("probe :: ") and " :: raw residual" in k]
     raw_same = sum(abs(a[k] - b[k]) <= PROBE_TOL for k in raw)
     ok &= bool(raw) and raw_same == len(raw)
