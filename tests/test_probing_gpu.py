@@ -939,6 +939,7 @@ def test_gpu6_reproduction_check_reads_gpu3_results():
     moved["l0"]["topk-K4096-k83-s1"] = 83.0
     lines = cr.check(moved, old)[0]
     assert (
-        "rules 1-2: 1 reference row(s) not in gpu3's results under their name (k moved "
-        "with the encoder's L0), not checked: topk-K4096-k83-s1" in lines
+        "rules 1-2: 1 reference row(s) not in gpu3's results under their name (a TopK row's "
+        "name carries its k, which moves with the encoder's L0), not checked: topk-K4096-k83-s1"
+        in lines
     )

@@ -102,7 +102,8 @@ def check(new: dict, old: dict) -> tuple[list[str], str]:
     lost = sorted(n for n in trained - shared if n.split("-K")[0] in REFERENCE)
     if lost:  # a TopK row's name carries its k: the encoder's L0 moved across a rounding
         lines.append(f"rules 1-2: {len(lost)} reference row(s) not in gpu3's results under "
-                     f"their name (k moved with the encoder's L0), not checked: {', '.join(lost)}")  # fmt: skip
+                     "their name (a TopK row's name carries its k, which moves with the "
+                     f"encoder's L0), not checked: {', '.join(lost)}")  # fmt: skip
     ok = bool(ref)
     for name in sorted(ref):
         key = f"l0 :: {name}"
