@@ -471,14 +471,15 @@ PROBING = Path(__file__).resolve().parents[1] / "docs" / "eval" / "probing"
 
 
 def test_every_committed_plan_parses_with_its_rows_checked():
-    """The plan files of gpu2-gpu5 and the plans stored in every committed
+    """The plan files of gpu2-gpu6 and the plans stored in every committed
     results.json (gpu's run 1 and gpu5's included) pass `read_plan_json` / `plan_fields` with the row
     check (`plan.check_rows`), and give a Plan with the same rows."""
     mod = _script()
     from implicit_em.eval.probing_study.plan import read_plan_json
 
     files = sorted(PROBING.glob("gpu*/plan*.json"))
-    assert {f.parent.name for f in files} == {"gpu2", "gpu3", "gpu4", "gpu5"} and len(files) == 8
+    assert {f.parent.name for f in files} == {"gpu2", "gpu3", "gpu4", "gpu5", "gpu6"}
+    assert len(files) == 9
     for f in files:
         over = read_plan_json(f"@{f}")
         plan = mod.Plan(**mod.plan_fields(over, str(f)))
@@ -812,3 +813,145 @@ def test_ceiling_values_are_the_raw_rows_finite_full_probes():
     assert ceiling_values(summ) == [0.85, 0.86]
     assert ceiling_values(summ, "standardized") == []
     assert ceiling_values({"probing": {"encoder-K64": {"acc": {}}}}) == []
+
+
+PLAN6 = PROBING / "gpu6"
+
+
+def _load(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return m
+
+
+def test_gpu6_plan_runs_every_row_repeats_gpu3_and_compare6_reads_it(tmp_path):
+    """The committed gpu6 plan (docs/eval/probing/gpu6_plan.md) at toy size: the two wr
+    combinations train with both options, take their base row's untrained twin (the same init:
+    wr changes only the loss), and get random directions at their own L0; the five rows shared
+    with gpu3's plan sit at gpu3's positions, so run 6 repeats them bit for bit, controls
+    included (check_repro.py on a toy gpu3 run); compare6.py reads the results by rules
+    (a)-(c), and its file has what the cross-study verdict reads of a compare3 file."""
+    from implicit_em import runs
+    from implicit_em.eval.probing_study.plan import label_of, read_plan_json, run_config
+    from implicit_em.eval.summary import load_studies
+
+    mod = _script()
+    tiny = {**mod.TINY, "seeds": (0, 1)}
+    mod.prepare(mod.Plan(**tiny), tiny_corpora(), ByteTokenizer(), tmp_path / "data")
+    meta, arrays = mod.load_data(tmp_path / "data")
+    over = read_plan_json(f"@{PLAN6 / 'plan.json'}")
+    assert over["Ks"] == [4096, 16384] and over["seeds"] == [0, 1, 2]
+    gpu3 = read_plan_json(f"@{PLAN3 / 'plan_K4096.json'}")
+    assert over["rows"][:5] == gpu3["rows"][:5] and over["twin_mean"] == gpu3["twin_mean"]
+    plan = replace(mod.Plan(**tiny), **mod.plan_fields({**over, "Ks": [16, 32], "seeds": [0, 1]}))
+    res = mod.main_run(plan, meta, arrays, _tiny_lm(), tmp_path / "out", "cpu")
+    assert not res.get("errors"), res.get("errors")
+    assert res["blocks_done"] == ["K16-s0", "K32-s0", "K16-s1", "K32-s1"]
+    probes = res["probing"]["saebench"]
+    for K in (16, 32):
+        for s in (0, 1):
+            cfg = {n.rsplit("-s", 1)[0]: r["config"] for n, r in res["rows"].items()
+                   if n.endswith(f"-s{s}")}  # fmt: skip
+            ws, wu = cfg[f"encoder-wr-softplus-K{K}"], cfg[f"encoder-wr-unit-rows-K{K}"]
+            assert ws["loss"]["lambda_wr"] == wu["loss"]["lambda_wr"] == 1.0
+            assert ws["model"]["activation"] == "softplus" and ws["model"]["centre"] is False
+            assert wu["model"]["unit_norm_rows"] is True and wu["model"]["activation"] == "relu"
+            assert res["l0"][f"encoder-wr-softplus-K{K}-s{s}"] == K  # softplus: never zero
+            for combo, base in (("encoder-wr-softplus", "encoder-softplus"),
+                                ("encoder-wr-unit-rows", "encoder-unit-rows")):  # fmt: skip
+                name = f"{combo}-K{K}-s{s}"
+                assert (
+                    f"{name} (untrained)" not in probes
+                    and f"{base}-K{K}-s{s} (untrained)" in probes
+                )
+                assert any(r.startswith("random dirs @ L0 ") and r.endswith(f"({name})")
+                           for r in probes)  # fmt: skip
+                assert res["train"][name]["steps"] == res["tokens"]["train"] // plan.batch_size
+                # the base's twin is the combination's: the same weights at init
+                rows = {label: row for row in plan.rows if (label := row.get("label"))}
+                a, b = (runs.build_model(run_config("encoder", K, 32, plan, s, row=rows[x]), seed=s)
+                        for x in (combo, base))  # fmt: skip
+                assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+    # gpu3's plan at the same toy size: its first five rows and their controls, bit for bit
+    plan3 = replace(plan, rows=tuple(gpu3["rows"]), Ks=(16,), seeds=(0,))
+    res3 = mod.main_run(plan3, meta, arrays, _tiny_lm(), tmp_path / "out3", "cpu")
+    cr = _load(PLAN6 / "check_repro.py", "check_repro6")
+    lines, word = cr.check(res, res3)
+    assert word == "bit-identical", lines
+    assert lines[0].startswith("5 trained rows in both runs (23 new)")
+    assert "encoder-softplus" in lines[1] and "encoder-wr-softplus" not in lines[1]
+    # compare6: rules (a)-(c) per combination and K; the compare3 shape the verdict reads
+    c6 = _load(PLAN6 / "compare6.py", "compare6")
+    base = {"K16": {"verdict": {"best_baseline": "l1", "best_mean_k": 0.5}}}
+    md, nums = c6.compare6(res, base)
+    for K in (16, 32):
+        e = nums[f"K{K}"]
+        assert set(e["rows"]) == {label_of(r) for r in plan.rows}
+        assert {"encoder-wr-softplus", "encoder-wr-unit-rows", "encoder-wr vs encoder"} == set(
+            e["combinations"]
+        )
+        for combo, v in e["combinations"].items():
+            if combo not in c6.COMBINATIONS:
+                continue
+            assert v["measured"] and v["seeds"] == 2
+            assert v["vs_wr"]["probing"] in ("above", "level", "below")
+            assert v["vs_base"]["ce"] in ("above", "level", "below")
+            assert v["beats_controls"] == (v["vs_twin"] == v["vs_random"] == "above")
+            assert v["twin_probing"] == e["rows"][c6.COMBINATIONS[combo]]["twin_mean_k"]
+            assert v["probing"] == pytest.approx(e["rows"][combo]["mean_k"])
+            assert len(v["words"]) == 4 and v["words"][-1].endswith(("synthetic model",
+                                                                     "its base)"))  # fmt: skip
+    assert "| encoder-wr-softplus | 2 | 16.0 |" in md
+    path = tmp_path / "gpu6_compare.json"
+    path.write_text(json.dumps(nums))
+    studies = load_studies(None, None, str(path))  # read as a compare3 file: "K<latents>" + rows
+    assert studies["probing3"][1]["K16"]["rows"]["encoder-wr-unit-rows"]["kind"] == "decoder-free"
+
+
+def test_gpu6_reproduction_check_reads_gpu3_results():
+    """docs/eval/probing/gpu6/check_repro.py on gpu3's committed results: gpu3's five rows of
+    run 6 against gpu3 are bit-identical (rows of gpu3 not in run 6 are left out, rows of run 6
+    not in gpu3 are new); an L0 off by 1 is not comparable; a probe accuracy off by 1e-6 is
+    comparable, not bit-identical."""
+    import copy
+
+    cr = _load(PLAN6 / "check_repro.py", "check_repro6")
+    mod = _script()
+    old = mod.merge_results([json.loads((PLAN3 / f).read_text()) for f in (
+        "results_r4.json", "results_r16a.json", "results_r16b.json")])  # fmt: skip
+    shared = ("encoder", "topk", "encoder-wr", "encoder-softplus", "encoder-unit-rows")
+    new = copy.deepcopy(old)
+    new["kinds"] = {n: v for n, v in old["kinds"].items()
+                    if v != "trained" or n.split("-K")[0] in shared}  # fmt: skip
+    new["kinds"]["encoder-wr-softplus-K4096-s0"] = "trained"  # a row gpu3 does not have
+    lines, word = cr.check(new, old)
+    assert word == "bit-identical", lines
+    assert lines[0].startswith("30 trained rows in both runs (1 new)")
+    assert "encoder-centred" not in lines[1] and "encoder-unit-rows" in lines[1]
+    assert sum(x.startswith("rule 1:") for x in lines) == 12  # encoder, topk: 2 K x 3 seeds
+    assert sum(x.startswith("moved: ") and "| " not in x for x in lines) == 18
+    assert lines[-1] == "rule 3: raw residual: 108 of 108 probe accuracies equal gpu3's"
+    new["probing"]["saebench"]["encoder-softplus-K16384-s2"]["sotu_party"]["k"]["1"] += 1e-6
+    assert cr.check(new, old)[1] == "comparable"
+    new["l0"]["encoder-unit-rows-K4096-s1"] += 1.0  # a variant row moved: reported, not a rule
+    lines, word = cr.check(new, old)
+    assert (
+        word == "comparable"
+        and "moved: encoder-unit-rows-K4096-s1: L0 93.83 (gpu3 92.83, +1.00)" in lines
+    ), [x for x in lines if "unit-rows-K4096-s1" in x]
+    new["l0"]["encoder-K4096-s1"] += 1.0
+    lines, word = cr.check(new, old)
+    assert word == "NOT comparable" and any("NOT within 0.5" in x for x in lines)
+    moved = copy.deepcopy(old)  # TopK trained at another k: named apart, said, not checked
+    moved["kinds"] = {n.replace("topk-K4096-k82-s1", "topk-K4096-k83-s1"): v
+                      for n, v in new["kinds"].items()}  # fmt: skip
+    moved["l0"]["topk-K4096-k83-s1"] = 83.0
+    lines = cr.check(moved, old)[0]
+    assert (
+        "rules 1-2: 1 reference row(s) not in gpu3's results under their name (a TopK row's "
+        "name carries its k, which moves with the encoder's L0), not checked: topk-K4096-k83-s1"
+        in lines
+    )

@@ -1,0 +1,22 @@
+#!/bin/bash
+# GPU run 6 (docs/eval/probing/gpu6_plan.md): wr in combination with softplus and with
+# unit-norm rows, beside the rows they are compared with, from a folder holding src/,
+# scripts/probing_gpu.py and docs/eval/probing/gpu6/plan.json. $1 holds the GGUF and the data
+# stem data.* (gpu2's 2 M-token data, made again by `prepare`); $2 is $OUT. ONE process on ONE
+# GPU ($DEV): K = 4096 and 16384, seeds 0-2, blocks in the order K4096-s0, K16384-s0, K4096-s1,
+# ... No block starts after $TL s on the log's clock; the python gets SIGINT at $PT s (KILL
+# 10 s later); results.json is rewritten after every block, so finished blocks survive. Then
+# r6/ and the log are tarred into $OUT/gpu6_r6.tar.gz. The overrides (DEV, TL, PYTIMEOUT,
+# WORKERS) exist for the CPU check.
+D=$1; OUT=$2; P=docs/eval/probing/gpu6
+DEV=${DEV:-cuda:0}; TL=${TL:-400}; PT=${PYTIMEOUT:-540}; W=${WORKERS:-12}
+export PYTHONPATH=${PYTHONPATH:-src} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+mkdir -p "$OUT/r6"
+timeout -s INT -k 10 "$PT" python3 scripts/probing_gpu.py run --data "$D/data" \
+  --model "$D/SmolLM2-135M-Instruct.Q4_1.gguf" --out "$OUT/r6" --device "$DEV" \
+  --time-limit "$TL" --workers "$W" --plan-json "@$P/plan.json" 2>&1 | tee "$OUT/log_r6.txt"
+RC=${PIPESTATUS[0]}
+echo "r6: python rc $RC"
+grep -h "done\|FAILED\|time limit\|Error" "$OUT/log_r6.txt" | tail -20
+tar -czf "$OUT/gpu6_r6.tar.gz" -C "$OUT" r6 log_r6.txt && ls -l "$OUT" "$OUT/r6"
+exit "$RC"
