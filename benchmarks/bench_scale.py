@@ -467,7 +467,10 @@ def time_window(step, steps: int, device: torch.device) -> dict:
 
 def rotation(names: list[str], cycles: int) -> list[list[str]]:
     """The rows' order in each cycle: `names` rotated by one more each cycle (cycle c starts
-    with names[c % len(names)]), so every row runs in every position and keeps its neighbours."""
+    with names[c % len(names)]), so every row runs in every position. Within a cycle each row
+    follows its predecessor in the cyclic order `names`; the row opening cycle c + 1 follows
+    cycle c's last row, the one two places before it in that order (with D X F L: F follows X
+    within a cycle, D when F opens one)."""
     return [[names[(c + i) % len(names)] for i in range(len(names))] for c in range(cycles)]
 
 
