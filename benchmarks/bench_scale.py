@@ -54,6 +54,7 @@ import time
 
 import torch
 
+from implicit_em.atomic import atomic_write_bytes
 from implicit_em.config import LossConfig
 from implicit_em.families.encoder import bias_fold
 from implicit_em.kernels import fused_active, fused_mode
@@ -364,8 +365,9 @@ def ordered(models: dict, order: str) -> dict:
 
 
 def write_json(res: dict, path: str) -> None:
-    with open(path, "w") as fh:
-        json.dump(res, fh, indent=1)
+    """res as JSON at path, atomically (`implicit_em.atomic`: a temporary file beside it, then
+    renamed): a process killed mid-write (its time limit) leaves the previous complete JSON."""
+    atomic_write_bytes(path, json.dumps(res, indent=1).encode())
 
 
 @contextlib.contextmanager

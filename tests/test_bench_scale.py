@@ -139,13 +139,13 @@ def test_order_repeats_positions_and_json_row_by_row(tmp_path, monkeypatch):
     and the Triton picks; the JSON is written after every row (a stopped process keeps them)."""
     out = tmp_path / "bench.json"
     writes = []
-    real_dump = json.dump
+    real_write = bench_scale.atomic_write_bytes
 
-    def dump(obj, fh, **kw):
-        writes.append(len(obj["models"]))
-        return real_dump(obj, fh, **kw)
+    def write(path, data):
+        writes.append(len(json.loads(data)["models"]))
+        return real_write(path, data)
 
-    monkeypatch.setattr(bench_scale.json, "dump", dump)
+    monkeypatch.setattr(bench_scale, "atomic_write_bytes", write)
     order = "encoder_sketch4+fused[stats=256/b0],standard_sae,encoder_sketch4+fused[stats=512s/b1]"
     args = ["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps", "1",
             "--warmup", "0", "--repeats", "3", "--no-isolated", "--probes", "4",
@@ -162,6 +162,25 @@ def test_order_repeats_positions_and_json_row_by_row(tmp_path, monkeypatch):
         assert len(reps) == 3 and row["step_ms"] == sorted(reps)[1]
         assert row["position"] == i and "infomax_ms_isolated" not in row
         assert isinstance(row["triton_configs"], dict)
+
+
+def test_write_json_is_atomic(tmp_path, monkeypatch):
+    """write_json replaces the file whole: a write that fails midway (here the flush to disk)
+    leaves the previous JSON readable and no temporary file beside it."""
+    import os
+
+    out = tmp_path / "bench.json"
+    bench_scale.write_json({"models": {"a": 1}}, str(out))
+    assert json.loads(out.read_text()) == {"models": {"a": 1}}
+
+    def fail(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="disk full"):
+        bench_scale.write_json({"models": {"a": 1, "b": 2}}, str(out))
+    assert json.loads(out.read_text()) == {"models": {"a": 1}}
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]
 
 
 def test_order_must_name_every_row_once():
@@ -283,13 +302,14 @@ def test_interleave_rotates_the_rows_under_their_own_settings(tmp_path, monkeypa
     defaults = dict(FOLD), dict(STATS)
     out = tmp_path / "interleave.json"
     writes = []
-    real_dump = json.dump
+    real_write = bench_scale.atomic_write_bytes
 
-    def dump(obj, fh, **kw):
+    def write(path, data):
+        obj = json.loads(data)
         writes.append(len(obj["interleave"]["windows"]) if "interleave" in obj else None)
-        return real_dump(obj, fh, **kw)
+        return real_write(path, data)
 
-    monkeypatch.setattr(bench_scale.json, "dump", dump)
+    monkeypatch.setattr(bench_scale, "atomic_write_bytes", write)
     assert bench_scale.main(_interleave_args(out)) == 0
     assert writes == [0, 0, 4, 8, 12, 12]  # build, untimed cycle, 3 cycles, the end
     res = json.loads(out.read_text())
