@@ -34,21 +34,28 @@ HOST_PACED = 0.9  # median issue / wall at or above this: the host set the pace
 GPU_SHARE = 0.5  # GPU-time sd below this share of the wall sd: variation outside the events
 
 
-def load(folder: Path) -> dict[str, dict]:
-    """process (P1, ..., then C1, ...) -> {"res": the JSON, "win": {short row: {cycle: window}}}:
-    the timed windows of the rows in ROWS (sketched rows' probe count read as 32)."""
-    out = {}
+def load(folder: Path) -> tuple[dict[str, dict], list[str]]:
+    """(process (P1, ..., then C1, ...) -> {"res": the JSON, "win": {short row: {cycle:
+    window}}}, one line per file skipped): the timed windows of the rows in ROWS (sketched
+    rows' probe count read as 32). A file that cannot be read or parsed (e.g. truncated) is
+    skipped, named in its line, and the others are read on."""
+    out, skipped = {}, []
     paths = [*folder.glob("P[0-9]*.json"), *folder.glob("C[0-9]*.json")]
     for path in sorted(paths, key=lambda p: (p.stem[0] != "P", int(p.stem[1:]))):
-        res = json.loads(path.read_text())
-        win: dict[str, dict[int, dict]] = {}
-        for w in res.get("interleave", {}).get("windows", []):
-            name = w["row"].replace(f"sketch{res['probes']}", "sketch32")
-            short = next((s for s, n in ROWS.items() if n == name), None)
-            if short:
-                win.setdefault(short, {})[w["cycle"]] = w
+        try:
+            res = json.loads(path.read_text())
+            win: dict[str, dict[int, dict]] = {}
+            for w in res.get("interleave", {}).get("windows", []):
+                name = w["row"].replace(f"sketch{res['probes']}", "sketch32")
+                short = next((s for s, n in ROWS.items() if n == name), None)
+                if short:
+                    win.setdefault(short, {})[w["cycle"]] = w
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            skipped.append(f"- skipped {path.name}: not readable ({type(e).__name__}: {e}); "
+                           f"process {path.stem} is left out of everything below")  # fmt: skip
+            continue
         out[path.stem] = {"res": res, "win": win}
-    return out
+    return out, skipped
 
 
 def clean(w: dict) -> bool:
@@ -120,10 +127,11 @@ def fmt(x: float | None, spec: str = ".3f") -> str:
 
 
 def report(folder: Path) -> str:
-    procs = load(folder)
+    procs, skipped = load(folder)
     if not procs:
-        return f"no process JSON in {folder}"
-    lines = ["## Windows per process (ms per step; clean windows: nothing compiled or recorded)",
+        return "\n".join([f"no {'readable ' if skipped else ''}process JSON in {folder}",
+                          *skipped])  # fmt: skip
+    lines = [*skipped, *([""] if skipped else []), "## Windows per process (ms per step; clean windows: nothing compiled or recorded)",
              "", "| process | row | windows (clean) | wall median | wall min-max | GPU median "
              "| issue / wall |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for p, v in procs.items():

@@ -458,6 +458,28 @@ def test_round8_summary_mirror_tie_break_and_too_few(tmp_path):
         summary.main([str(tmp_path / "missing")])
 
 
+def test_round8_summary_skips_a_truncated_json(tmp_path):
+    """A process JSON cut short (a kill mid-write) is skipped with one line naming it; the
+    other processes still decide (three faster -> fold on); with every file unreadable the
+    summary says so and names each."""
+    summary = importlib.import_module("round8_summary")
+    base = {"D": _const(1.0), "X": _const(1.0), "L": _const(1.6)}
+    for p in ("P1", "P2", "P3", "P4"):
+        _round8_process(tmp_path, p, {**base, "F": _const(0.9)})
+    p4 = tmp_path / "P4.json"
+    p4.write_text(p4.read_text()[: len(p4.read_text()) // 2])
+    text = summary.report(tmp_path)
+    assert text.splitlines()[0].startswith("- skipped P4.json: not readable (JSONDecodeError")
+    assert "| P4 |" not in text and "| P3 | F | 12 (12) | 0.900 |" in text
+    assert "per process P1 faster, P2 faster, P3 faster -> **faster**: fold on" in text
+    for p in ("P1", "P2", "P3"):
+        (tmp_path / f"{p}.json").write_text("")
+    lines = summary.report(tmp_path).splitlines()
+    assert lines[0] == f"no readable process JSON in {tmp_path}"
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        f"- skipped P{i}.json" for i in range(1, 5)]  # fmt: skip
+
+
 @pytest.mark.parametrize("gpu_sd,issue,want", [
     (0.1, 0.5, "outside the GPU's event span"), (1.0, 0.95, "host-paced"),
     (1.0, 0.5, "GPU-side"), (None, 0.5, "no GPU times"),
