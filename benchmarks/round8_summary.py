@@ -60,8 +60,24 @@ def load(folder: Path) -> tuple[dict[str, dict], list[str]]:
 
 def clean(w: dict) -> bool:
     """Whether nothing was compiled, recorded or run without CUDA graphs during the window
-    (counts this torch does not keep, None, are not held against it)."""
+    (counts this torch does not keep, None, are not held against it here: `uncounted` keeps a
+    process whose CUDA-graph recordings were not counted out of the decisions)."""
     return all(not v for v in w.get("counts", {}).values() if v is not None)
+
+
+def uncounted(v: dict) -> str | None:
+    """'recordings not counted' when the process ran under reduce-overhead on a GPU and a
+    window's `cudagraphs` count is null (this torch's cudagraph trees lack what
+    bench_scale.compile_counts reads): a re-recording could have gone unseen, so its windows
+    cannot be shown clean and the process does not count toward a decision. None otherwise
+    (on the CPU and in compile mode default nothing records, and a null count is expected)."""
+    res = v["res"]
+    if res.get("compile_mode") != "reduce-overhead" or res.get("device", "cpu") == "cpu":
+        return None
+    wins = [w for ws in v["win"].values() for w in ws.values()]
+    if any(w.get("counts", {}).get("cudagraphs") is None for w in wins):
+        return "recordings not counted"
+    return None
 
 
 def paired(win: dict, cand: str, key: str = "wall_ms") -> list[float]:
@@ -88,13 +104,15 @@ def decide(procs: dict[str, dict], cand: str) -> tuple[str, dict[str, str], floa
     """(decision, per-process verdict, mean of the counting processes' median differences):
     'faster' / 'slower' when at least MIN_PROCESSES processes have MIN_PAIRS clean pairs and
     every one of them says so; else 'undecided' or 'not decided (...)'. Only the P processes
-    (reduce-overhead) decide."""
-    per = {p: process_verdict(paired(v["win"], cand)) for p, v in procs.items() if p[0] == "P"}
-    counting = [p for p, v in per.items() if v != "too few pairs"]
+    (reduce-overhead) decide, and only those whose recordings were counted (`uncounted`)."""
+    per = {p: uncounted(v) or process_verdict(paired(v["win"], cand))
+           for p, v in procs.items() if p[0] == "P"}  # fmt: skip
+    counting = [p for p, v in per.items() if v in ("faster", "slower", "neither")]
     meds = [statistics.median(paired(procs[p]["win"], cand)) for p in counting]
     mean = sum(meds) / len(meds) if meds else None
     if len(counting) < MIN_PROCESSES:
-        return f"not decided (fewer than {MIN_PROCESSES} processes with {MIN_PAIRS} clean pairs)", per, mean  # fmt: skip
+        return (f"not decided (fewer than {MIN_PROCESSES} processes with {MIN_PAIRS} clean "
+                f"pairs and their recordings counted)", per, mean)  # fmt: skip
     for verdict in ("faster", "slower"):
         if all(per[p] == verdict for p in counting):
             return verdict, per, mean
@@ -144,7 +162,9 @@ def report(folder: Path) -> str:
             wall = [w["wall_ms"] for w in ok]
             gpu = [w["gpu_ms"] for w in ok if w.get("gpu_ms") is not None]
             ratio = statistics.median(w["issue_ms"] / w["wall_ms"] for w in ok)
-            lines.append(f"| {p} | {s} | {len(wins)} ({sum(map(clean, wins))}) | "
+            why = uncounted(v)
+            lines.append(f"| {p} | {s} | {len(wins)} ({sum(map(clean, wins))}"
+                         f"{', ' + why if why else ''}) | "
                          f"{statistics.median(wall):.3f} | {min(wall):.3f}-{max(wall):.3f} | "
                          f"{fmt(statistics.median(gpu) if gpu else None)} | {ratio:.2f} |")  # fmt: skip
     lines += ["", "(rows: D = 512s/b0, the default; X = 256/b0; F = 512s/b1, the fold; "
@@ -159,7 +179,10 @@ def report(folder: Path) -> str:
         lines.append(f"- {p}: after the build {json.dumps(it.get('counts_after_build'))}, at the "
                      f"end {json.dumps(it.get('counts_end'))}; windows with a compile or "
                      f"recording: {len(dirty)}{': ' + '; '.join(dirty) if dirty else ''}; "
-                     f"garbage collections in timed windows: {gcs}")  # fmt: skip
+                     f"garbage collections in timed windows: {gcs}"
+                     + (f"; **{uncounted(v)}**: the cudagraphs count is null, so re-recordings "
+                        f"could go unseen; this process does not count toward a decision"
+                        if uncounted(v) else ""))  # fmt: skip
     lines += ["", "## Paired differences within a cycle (candidate - D, ms per step)", ""]
     for cand, what in (("F", "fold (F - D)"), ("X", "layout (X - D)")):
         for p, v in procs.items():
@@ -169,7 +192,8 @@ def report(folder: Path) -> str:
                     continue
                 neg = sum(x < 0 for x in d)
                 decides = key == "wall_ms" and p[0] == "P"
-                verdict = f" -> {process_verdict(d)}" if decides else " (reported only)"
+                verdict = (f" -> {uncounted(v) or process_verdict(d)}" if decides
+                           else " (reported only)")  # fmt: skip
                 lines.append(f"- {what}, {p}, {label}: median {statistics.median(d):+.3f}, "
                              f"{neg} of {len(d)} negative [{', '.join(f'{x:+.3f}' for x in d)}]"
                              f"{verdict}")  # fmt: skip
@@ -204,20 +228,21 @@ def report(folder: Path) -> str:
         lines.append(f"- both faster than D: mean median difference F - D {fold_mean:+.3f}, "
                      f"X - D {layout_mean:+.3f} -> only the {pick} change applies (256/b1, "
                      f"both together, was not measured)")  # fmt: skip
-    ratios = {}
+    ratios = {}  # P process -> (L / D, L / F or None), medians of the clean windows' wall_ms
     for p, v in procs.items():
-        if p[0] != "P":
-            continue
         walls = {s: [w["wall_ms"] for w in v["win"].get(s, {}).values() if clean(w)]
                  for s in ("D", "F", "L")}  # fmt: skip
-        if walls["L"] and walls["D"]:
-            ratios[p] = statistics.median(walls["L"]) / statistics.median(walls["D"])
-            f = statistics.median(walls["F"]) if walls["F"] else None
-            ratios[p] = (ratios[p], None if f is None else statistics.median(walls["L"]) / f)
-    met = len(ratios) >= MIN_PROCESSES and all(r >= TARGET for r, _ in ratios.values())
+        if p[0] == "P" and walls["L"] and walls["D"]:
+            lw = statistics.median(walls["L"])
+            f = lw / statistics.median(walls["F"]) if walls["F"] else None
+            ratios[p] = (lw / statistics.median(walls["D"]), f)
+    counted = {p: r for p, r in ratios.items() if not uncounted(procs[p])}
+    met = len(counted) >= MIN_PROCESSES and all(r >= TARGET for r, _ in counted.values())
     lines.append(f"- target L1 SAE / D >= {TARGET}x (median wall of each, every process, at "
                  f"least {MIN_PROCESSES}): "
-                 + ", ".join(f"{p} {r:.2f}x" for p, (r, _) in ratios.items())
+                 + ", ".join(f"{p} {r:.2f}x" + (f" ({uncounted(procs[p])}, left out)"
+                                                if p not in counted else "")
+                             for p, (r, _) in ratios.items())
                  + f" -> **{'met' if met else 'not met'}**; L1 SAE / F (reported): "
                  + ", ".join(f"{p} {fmt(f, '.2f')}x" for p, (_, f) in ratios.items()))  # fmt: skip
     return "\n".join(lines)

@@ -374,24 +374,27 @@ def test_rotation_puts_every_row_in_every_position():
         ["D", "X", "F", "L"]]  # fmt: skip
 
 
-def _round8_process(folder, name, wall, gpu=None, issue=0.5, dirty=(), cycles=12):
-    """An --interleave JSON as round8_run.sh's process `name` writes it. wall / gpu: {short row:
-    f(cycle) -> ms per step}; issue: issue_ms / wall_ms; dirty: (row, cycle) windows during
-    which something was compiled."""
+def _round8_process(folder, name, wall, gpu=None, issue=0.5, dirty=(), cycles=12,
+                    cudagraphs=0, device="NVIDIA H200"):  # fmt: skip
+    """An --interleave JSON as round8_run.sh's process `name` writes it (P: reduce-overhead, C:
+    compile mode default). wall / gpu: {short row: f(cycle) -> ms per step}; issue: issue_ms /
+    wall_ms; dirty: (row, cycle) windows during which something was compiled; cudagraphs: the
+    windows' CUDA-graph recordings (None: not counted by this torch)."""
     full = {"D": "encoder_sketch32+fused[stats=512s/b0]", "X": "encoder_sketch32+fused[stats=256/b0]",
             "F": "encoder_sketch32+fused[stats=512s/b1]", "L": "standard_sae"}  # fmt: skip
     names = list(full)
     windows = []
     for c in range(cycles):
         for slot, s in enumerate(names[c % 4 :] + names[: c % 4]):
-            counts = {"frames": int((s, c) in dirty), "graphs": 0, "cudagraphs": 0,
+            counts = {"frames": int((s, c) in dirty), "graphs": 0, "cudagraphs": cudagraphs,
                       "cudagraph_rerecords": 0, "cudagraph_skips": 0}  # fmt: skip
             windows.append({"row": full[s], "cycle": c, "slot": slot, "wall_ms": wall[s](c),
                             "issue_ms": issue * wall[s](c),
                             "gpu_ms": gpu[s](c) if gpu else None, "counts": counts,
                             "gc_collections": 0})  # fmt: skip
-    res = {"probes": 32, "interleave": {"windows": windows, "counts_after_build": {},
-                                        "counts_end": {}}}  # fmt: skip
+    mode = "reduce-overhead" if name[0] == "P" else "default"
+    res = {"probes": 32, "compile_mode": mode, "device": device,
+           "interleave": {"windows": windows, "counts_after_build": {}, "counts_end": {}}}  # fmt: skip
     (folder / f"{name}.json").write_text(json.dumps(res))
 
 
@@ -449,7 +452,8 @@ def test_round8_summary_mirror_tie_break_and_too_few(tmp_path):
     assert ("both faster than D: mean median difference F - D -0.117, X - D -0.150 -> only "
             "the layout change applies") in text  # fmt: skip
     (tmp_path / "P3.json").unlink()
-    assert "not decided (fewer than 3 processes with 10 clean pairs)" in summary.report(tmp_path)
+    assert ("not decided (fewer than 3 processes with 10 clean pairs and their recordings "
+            "counted)") in summary.report(tmp_path)  # fmt: skip
     assert summary.process_verdict([-0.1] * 9 + [0.01] * 3) == "neither"
     assert summary.process_verdict([-0.1] * 10 + [0.0] * 2) == "faster"
     assert summary.process_verdict([-0.04] * 12) == "neither"  # within the 0.05 margin
@@ -478,6 +482,36 @@ def test_round8_summary_skips_a_truncated_json(tmp_path):
     assert lines[0] == f"no readable process JSON in {tmp_path}"
     assert [line.split(":")[0] for line in lines[1:]] == [
         f"- skipped P{i}.json" for i in range(1, 5)]  # fmt: skip
+
+
+def test_round8_summary_leaves_out_processes_whose_recordings_were_not_counted(tmp_path):
+    """Under reduce-overhead on a GPU, a process whose windows have null CUDA-graph counts
+    (this torch lacks the trees' internals) is reported and counts toward no decision and not
+    toward the target; null is fine on the CPU and in compile mode default."""
+    summary = importlib.import_module("round8_summary")
+    rows = {"D": _const(1.0), "X": _const(1.0), "F": _const(0.9), "L": _const(1.6)}
+    for p in ("P1", "P2", "P3"):
+        _round8_process(tmp_path, p, rows)
+    _round8_process(tmp_path, "P4", {**rows, "F": _const(1.2), "L": _const(1.0)},
+                    cudagraphs=None)  # fmt: skip
+    _round8_process(tmp_path, "C1", rows, cudagraphs=None)  # default mode: null expected
+    text = summary.report(tmp_path)
+    assert ("per process P1 faster, P2 faster, P3 faster, P4 recordings not counted -> "
+            "**faster**: fold on") in text  # fmt: skip
+    assert "| P4 | F | 12 (12, recordings not counted) | 1.200 |" in text
+    assert "| C1 | F | 12 (12) |" in text and "C1 recordings" not in text
+    line = next(x for x in text.splitlines() if x.startswith("- fold (F - D), P4, wall"))
+    assert "median +0.200, 0 of 12 negative [" in line
+    assert line.endswith("] -> recordings not counted")
+    assert "- P4: after the build" in text and "**recordings not counted**" in text
+    assert ("P3 1.60x, P4 1.00x (recordings not counted, left out) -> **met**") in text
+    _round8_process(tmp_path, "P3", rows, cudagraphs=None)
+    assert "P3 recordings not counted, P4 recordings not counted -> **not decided" in (
+        summary.report(tmp_path))  # fmt: skip
+    for p in ("P3", "P4"):  # the same nulls on the CPU: nothing records there, they count
+        _round8_process(tmp_path, p, rows, cudagraphs=None, device="cpu")
+    text = summary.report(tmp_path)
+    assert "P3 faster, P4 faster -> **faster**" in text and "recordings not" not in text
 
 
 @pytest.mark.parametrize("gpu_sd,issue,want", [
