@@ -32,6 +32,10 @@ MIN_PROCESSES = 3  # counting processes a decision needs; every one must agree
 TARGET = 1.5  # L1 SAE step / default step
 HOST_PACED = 0.9  # median issue / wall at or above this: the host set the pace
 GPU_SHARE = 0.5  # GPU-time sd below this share of the wall sd: variation outside the events
+MEDIANS = ("Medians here are Python's statistics.median: with an even count, the mean of the two "
+           "middle values (12 pairs: the mean of the 6th and 7th). bench_scale's own step_ms "
+           "(each process's closing table and JSON) takes the upper middle value instead; it "
+           "decides nothing.")  # fmt: skip
 
 
 def load(folder: Path) -> tuple[dict[str, dict], list[str]]:
@@ -149,7 +153,7 @@ def report(folder: Path) -> str:
     if not procs:
         return "\n".join([f"no {'readable ' if skipped else ''}process JSON in {folder}",
                           *skipped])  # fmt: skip
-    lines = [*skipped, *([""] if skipped else []), "## Windows per process (ms per step; clean windows: nothing compiled or recorded)",
+    lines = [*skipped, *([""] if skipped else []), MEDIANS, "", "## Windows per process (ms per step; clean windows: nothing compiled or recorded)",
              "", "| process | row | windows (clean) | wall median | wall min-max | GPU median "
              "| issue / wall |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for p, v in procs.items():
@@ -158,13 +162,15 @@ def report(folder: Path) -> str:
             if not wins:
                 lines.append(f"| {p} | {s} | 0 | - | - | - | - |")
                 continue
-            ok = [w for w in wins if clean(w)] or wins
+            ok = [w for w in wins if clean(w)]
+            note = "" if ok else f"; no clean window, medians over all {len(wins)}"
+            ok = ok or wins
             wall = [w["wall_ms"] for w in ok]
             gpu = [w["gpu_ms"] for w in ok if w.get("gpu_ms") is not None]
             ratio = statistics.median(w["issue_ms"] / w["wall_ms"] for w in ok)
             why = uncounted(v)
             lines.append(f"| {p} | {s} | {len(wins)} ({sum(map(clean, wins))}"
-                         f"{', ' + why if why else ''}) | "
+                         f"{', ' + why if why else ''}{note}) | "
                          f"{statistics.median(wall):.3f} | {min(wall):.3f}-{max(wall):.3f} | "
                          f"{fmt(statistics.median(gpu) if gpu else None)} | {ratio:.2f} |")  # fmt: skip
     lines += ["", "(rows: D = 512s/b0, the default; X = 256/b0; F = 512s/b1, the fold; "

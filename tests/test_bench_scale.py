@@ -514,6 +514,21 @@ def test_round8_summary_leaves_out_processes_whose_recordings_were_not_counted(t
     assert "P3 faster, P4 faster -> **faster**" in text and "recordings not" not in text
 
 
+def test_round8_summary_says_its_median_and_when_no_window_is_clean(tmp_path):
+    """summary.md states its median (the mean of the two middle values, unlike step_ms's upper
+    middle) and uses it: D 1.0 / 1.2 alternating -> 1.100; a row whose windows all compiled is
+    shown over all its windows, and the table says so."""
+    summary = importlib.import_module("round8_summary")
+    rows = {"D": lambda c: 1.0 + 0.2 * (c % 2), "X": _const(1.0), "F": _const(0.9),
+            "L": _const(1.6)}  # fmt: skip
+    _round8_process(tmp_path, "P1", rows, dirty=[("X", c) for c in range(12)])
+    text = summary.report(tmp_path)
+    assert "the mean of the two middle values (12 pairs: the mean of the 6th and 7th)" in text
+    assert "| P1 | D | 12 (12) | 1.100 | 1.000-1.200 |" in text
+    assert "| P1 | X | 12 (0; no clean window, medians over all 12) | 1.000 |" in text
+    assert "| P1 | F | 12 (12) | 0.900 |" in text
+
+
 @pytest.mark.parametrize("gpu_sd,issue,want", [
     (0.1, 0.5, "outside the GPU's event span"), (1.0, 0.95, "host-paced"),
     (1.0, 0.5, "GPU-side"), (None, 0.5, "no GPU times"),
