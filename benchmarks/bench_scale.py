@@ -54,6 +54,7 @@ import time
 
 import torch
 
+from implicit_em.atomic import atomic_write_bytes
 from implicit_em.config import LossConfig
 from implicit_em.families.encoder import bias_fold
 from implicit_em.kernels import fused_active, fused_mode
@@ -364,8 +365,9 @@ def ordered(models: dict, order: str) -> dict:
 
 
 def write_json(res: dict, path: str) -> None:
-    with open(path, "w") as fh:
-        json.dump(res, fh, indent=1)
+    """res as JSON at path, atomically (`implicit_em.atomic`: a temporary file beside it, then
+    renamed): a process killed mid-write (its time limit) leaves the previous complete JSON."""
+    atomic_write_bytes(path, json.dumps(res, indent=1).encode())
 
 
 @contextlib.contextmanager
@@ -467,7 +469,10 @@ def time_window(step, steps: int, device: torch.device) -> dict:
 
 def rotation(names: list[str], cycles: int) -> list[list[str]]:
     """The rows' order in each cycle: `names` rotated by one more each cycle (cycle c starts
-    with names[c % len(names)]), so every row runs in every position and keeps its neighbours."""
+    with names[c % len(names)]), so every row runs in every position. Within a cycle each row
+    follows its predecessor in the cyclic order `names`; the row opening cycle c + 1 follows
+    cycle c's last row, the one two places before it in that order (with D X F L: F follows X
+    within a cycle, D when F opens one)."""
     return [[names[(c + i) % len(names)] for i in range(len(names))] for c in range(cycles)]
 
 

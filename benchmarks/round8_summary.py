@@ -32,29 +32,56 @@ MIN_PROCESSES = 3  # counting processes a decision needs; every one must agree
 TARGET = 1.5  # L1 SAE step / default step
 HOST_PACED = 0.9  # median issue / wall at or above this: the host set the pace
 GPU_SHARE = 0.5  # GPU-time sd below this share of the wall sd: variation outside the events
+MEDIANS = ("Medians here are Python's statistics.median: with an even count, the mean of the two "
+           "middle values (12 pairs: the mean of the 6th and 7th). bench_scale's own step_ms "
+           "(each process's closing table and JSON) takes the upper middle value instead; it "
+           "decides nothing.")  # fmt: skip
 
 
-def load(folder: Path) -> dict[str, dict]:
-    """process (P1, ..., then C1, ...) -> {"res": the JSON, "win": {short row: {cycle: window}}}:
-    the timed windows of the rows in ROWS (sketched rows' probe count read as 32)."""
-    out = {}
+def load(folder: Path) -> tuple[dict[str, dict], list[str]]:
+    """(process (P1, ..., then C1, ...) -> {"res": the JSON, "win": {short row: {cycle:
+    window}}}, one line per file skipped): the timed windows of the rows in ROWS (sketched
+    rows' probe count read as 32). A file that cannot be read or parsed (e.g. truncated) is
+    skipped, named in its line, and the others are read on."""
+    out, skipped = {}, []
     paths = [*folder.glob("P[0-9]*.json"), *folder.glob("C[0-9]*.json")]
     for path in sorted(paths, key=lambda p: (p.stem[0] != "P", int(p.stem[1:]))):
-        res = json.loads(path.read_text())
-        win: dict[str, dict[int, dict]] = {}
-        for w in res.get("interleave", {}).get("windows", []):
-            name = w["row"].replace(f"sketch{res['probes']}", "sketch32")
-            short = next((s for s, n in ROWS.items() if n == name), None)
-            if short:
-                win.setdefault(short, {})[w["cycle"]] = w
+        try:
+            res = json.loads(path.read_text())
+            win: dict[str, dict[int, dict]] = {}
+            for w in res.get("interleave", {}).get("windows", []):
+                name = w["row"].replace(f"sketch{res['probes']}", "sketch32")
+                short = next((s for s, n in ROWS.items() if n == name), None)
+                if short:
+                    win.setdefault(short, {})[w["cycle"]] = w
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            skipped.append(f"- skipped {path.name}: not readable ({type(e).__name__}: {e}); "
+                           f"process {path.stem} is left out of everything below")  # fmt: skip
+            continue
         out[path.stem] = {"res": res, "win": win}
-    return out
+    return out, skipped
 
 
 def clean(w: dict) -> bool:
     """Whether nothing was compiled, recorded or run without CUDA graphs during the window
-    (counts this torch does not keep, None, are not held against it)."""
+    (counts this torch does not keep, None, are not held against it here: `uncounted` keeps a
+    process whose CUDA-graph recordings were not counted out of the decisions)."""
     return all(not v for v in w.get("counts", {}).values() if v is not None)
+
+
+def uncounted(v: dict) -> str | None:
+    """'recordings not counted' when the process ran under reduce-overhead on a GPU and a
+    window's `cudagraphs` count is null (this torch's cudagraph trees lack what
+    bench_scale.compile_counts reads): a re-recording could have gone unseen, so its windows
+    cannot be shown clean and the process does not count toward a decision. None otherwise
+    (on the CPU and in compile mode default nothing records, and a null count is expected)."""
+    res = v["res"]
+    if res.get("compile_mode") != "reduce-overhead" or res.get("device", "cpu") == "cpu":
+        return None
+    wins = [w for ws in v["win"].values() for w in ws.values()]
+    if any(w.get("counts", {}).get("cudagraphs") is None for w in wins):
+        return "recordings not counted"
+    return None
 
 
 def paired(win: dict, cand: str, key: str = "wall_ms") -> list[float]:
@@ -81,13 +108,15 @@ def decide(procs: dict[str, dict], cand: str) -> tuple[str, dict[str, str], floa
     """(decision, per-process verdict, mean of the counting processes' median differences):
     'faster' / 'slower' when at least MIN_PROCESSES processes have MIN_PAIRS clean pairs and
     every one of them says so; else 'undecided' or 'not decided (...)'. Only the P processes
-    (reduce-overhead) decide."""
-    per = {p: process_verdict(paired(v["win"], cand)) for p, v in procs.items() if p[0] == "P"}
-    counting = [p for p, v in per.items() if v != "too few pairs"]
+    (reduce-overhead) decide, and only those whose recordings were counted (`uncounted`)."""
+    per = {p: uncounted(v) or process_verdict(paired(v["win"], cand))
+           for p, v in procs.items() if p[0] == "P"}  # fmt: skip
+    counting = [p for p, v in per.items() if v in ("faster", "slower", "neither")]
     meds = [statistics.median(paired(procs[p]["win"], cand)) for p in counting]
     mean = sum(meds) / len(meds) if meds else None
     if len(counting) < MIN_PROCESSES:
-        return f"not decided (fewer than {MIN_PROCESSES} processes with {MIN_PAIRS} clean pairs)", per, mean  # fmt: skip
+        return (f"not decided (fewer than {MIN_PROCESSES} processes with {MIN_PAIRS} clean "
+                f"pairs and their recordings counted)", per, mean)  # fmt: skip
     for verdict in ("faster", "slower"):
         if all(per[p] == verdict for p in counting):
             return verdict, per, mean
@@ -120,10 +149,11 @@ def fmt(x: float | None, spec: str = ".3f") -> str:
 
 
 def report(folder: Path) -> str:
-    procs = load(folder)
+    procs, skipped = load(folder)
     if not procs:
-        return f"no process JSON in {folder}"
-    lines = ["## Windows per process (ms per step; clean windows: nothing compiled or recorded)",
+        return "\n".join([f"no {'readable ' if skipped else ''}process JSON in {folder}",
+                          *skipped])  # fmt: skip
+    lines = [*skipped, *([""] if skipped else []), MEDIANS, "", "## Windows per process (ms per step; clean windows: nothing compiled or recorded)",
              "", "| process | row | windows (clean) | wall median | wall min-max | GPU median "
              "| issue / wall |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for p, v in procs.items():
@@ -132,11 +162,15 @@ def report(folder: Path) -> str:
             if not wins:
                 lines.append(f"| {p} | {s} | 0 | - | - | - | - |")
                 continue
-            ok = [w for w in wins if clean(w)] or wins
+            ok = [w for w in wins if clean(w)]
+            note = "" if ok else f"; no clean window, medians over all {len(wins)}"
+            ok = ok or wins
             wall = [w["wall_ms"] for w in ok]
             gpu = [w["gpu_ms"] for w in ok if w.get("gpu_ms") is not None]
             ratio = statistics.median(w["issue_ms"] / w["wall_ms"] for w in ok)
-            lines.append(f"| {p} | {s} | {len(wins)} ({sum(map(clean, wins))}) | "
+            why = uncounted(v)
+            lines.append(f"| {p} | {s} | {len(wins)} ({sum(map(clean, wins))}"
+                         f"{', ' + why if why else ''}{note}) | "
                          f"{statistics.median(wall):.3f} | {min(wall):.3f}-{max(wall):.3f} | "
                          f"{fmt(statistics.median(gpu) if gpu else None)} | {ratio:.2f} |")  # fmt: skip
     lines += ["", "(rows: D = 512s/b0, the default; X = 256/b0; F = 512s/b1, the fold; "
@@ -151,7 +185,10 @@ def report(folder: Path) -> str:
         lines.append(f"- {p}: after the build {json.dumps(it.get('counts_after_build'))}, at the "
                      f"end {json.dumps(it.get('counts_end'))}; windows with a compile or "
                      f"recording: {len(dirty)}{': ' + '; '.join(dirty) if dirty else ''}; "
-                     f"garbage collections in timed windows: {gcs}")  # fmt: skip
+                     f"garbage collections in timed windows: {gcs}"
+                     + (f"; **{uncounted(v)}**: the cudagraphs count is null, so re-recordings "
+                        f"could go unseen; this process does not count toward a decision"
+                        if uncounted(v) else ""))  # fmt: skip
     lines += ["", "## Paired differences within a cycle (candidate - D, ms per step)", ""]
     for cand, what in (("F", "fold (F - D)"), ("X", "layout (X - D)")):
         for p, v in procs.items():
@@ -161,7 +198,8 @@ def report(folder: Path) -> str:
                     continue
                 neg = sum(x < 0 for x in d)
                 decides = key == "wall_ms" and p[0] == "P"
-                verdict = f" -> {process_verdict(d)}" if decides else " (reported only)"
+                verdict = (f" -> {uncounted(v) or process_verdict(d)}" if decides
+                           else " (reported only)")  # fmt: skip
                 lines.append(f"- {what}, {p}, {label}: median {statistics.median(d):+.3f}, "
                              f"{neg} of {len(d)} negative [{', '.join(f'{x:+.3f}' for x in d)}]"
                              f"{verdict}")  # fmt: skip
@@ -196,20 +234,21 @@ def report(folder: Path) -> str:
         lines.append(f"- both faster than D: mean median difference F - D {fold_mean:+.3f}, "
                      f"X - D {layout_mean:+.3f} -> only the {pick} change applies (256/b1, "
                      f"both together, was not measured)")  # fmt: skip
-    ratios = {}
+    ratios = {}  # P process -> (L / D, L / F or None), medians of the clean windows' wall_ms
     for p, v in procs.items():
-        if p[0] != "P":
-            continue
         walls = {s: [w["wall_ms"] for w in v["win"].get(s, {}).values() if clean(w)]
                  for s in ("D", "F", "L")}  # fmt: skip
-        if walls["L"] and walls["D"]:
-            ratios[p] = statistics.median(walls["L"]) / statistics.median(walls["D"])
-            f = statistics.median(walls["F"]) if walls["F"] else None
-            ratios[p] = (ratios[p], None if f is None else statistics.median(walls["L"]) / f)
-    met = len(ratios) >= MIN_PROCESSES and all(r >= TARGET for r, _ in ratios.values())
+        if p[0] == "P" and walls["L"] and walls["D"]:
+            lw = statistics.median(walls["L"])
+            f = lw / statistics.median(walls["F"]) if walls["F"] else None
+            ratios[p] = (lw / statistics.median(walls["D"]), f)
+    counted = {p: r for p, r in ratios.items() if not uncounted(procs[p])}
+    met = len(counted) >= MIN_PROCESSES and all(r >= TARGET for r, _ in counted.values())
     lines.append(f"- target L1 SAE / D >= {TARGET}x (median wall of each, every process, at "
                  f"least {MIN_PROCESSES}): "
-                 + ", ".join(f"{p} {r:.2f}x" for p, (r, _) in ratios.items())
+                 + ", ".join(f"{p} {r:.2f}x" + (f" ({uncounted(procs[p])}, left out)"
+                                                if p not in counted else "")
+                             for p, (r, _) in ratios.items())
                  + f" -> **{'met' if met else 'not met'}**; L1 SAE / F (reported): "
                  + ", ".join(f"{p} {fmt(f, '.2f')}x" for p, (_, f) in ratios.items()))  # fmt: skip
     return "\n".join(lines)

@@ -139,13 +139,13 @@ def test_order_repeats_positions_and_json_row_by_row(tmp_path, monkeypatch):
     and the Triton picks; the JSON is written after every row (a stopped process keeps them)."""
     out = tmp_path / "bench.json"
     writes = []
-    real_dump = json.dump
+    real_write = bench_scale.atomic_write_bytes
 
-    def dump(obj, fh, **kw):
-        writes.append(len(obj["models"]))
-        return real_dump(obj, fh, **kw)
+    def write(path, data):
+        writes.append(len(json.loads(data)["models"]))
+        return real_write(path, data)
 
-    monkeypatch.setattr(bench_scale.json, "dump", dump)
+    monkeypatch.setattr(bench_scale, "atomic_write_bytes", write)
     order = "encoder_sketch4+fused[stats=256/b0],standard_sae,encoder_sketch4+fused[stats=512s/b1]"
     args = ["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps", "1",
             "--warmup", "0", "--repeats", "3", "--no-isolated", "--probes", "4",
@@ -162,6 +162,25 @@ def test_order_repeats_positions_and_json_row_by_row(tmp_path, monkeypatch):
         assert len(reps) == 3 and row["step_ms"] == sorted(reps)[1]
         assert row["position"] == i and "infomax_ms_isolated" not in row
         assert isinstance(row["triton_configs"], dict)
+
+
+def test_write_json_is_atomic(tmp_path, monkeypatch):
+    """write_json replaces the file whole: a write that fails midway (here the flush to disk)
+    leaves the previous JSON readable and no temporary file beside it."""
+    import os
+
+    out = tmp_path / "bench.json"
+    bench_scale.write_json({"models": {"a": 1}}, str(out))
+    assert json.loads(out.read_text()) == {"models": {"a": 1}}
+
+    def fail(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="disk full"):
+        bench_scale.write_json({"models": {"a": 1, "b": 2}}, str(out))
+    assert json.loads(out.read_text()) == {"models": {"a": 1}}
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]
 
 
 def test_order_must_name_every_row_once():
@@ -283,13 +302,14 @@ def test_interleave_rotates_the_rows_under_their_own_settings(tmp_path, monkeypa
     defaults = dict(FOLD), dict(STATS)
     out = tmp_path / "interleave.json"
     writes = []
-    real_dump = json.dump
+    real_write = bench_scale.atomic_write_bytes
 
-    def dump(obj, fh, **kw):
+    def write(path, data):
+        obj = json.loads(data)
         writes.append(len(obj["interleave"]["windows"]) if "interleave" in obj else None)
-        return real_dump(obj, fh, **kw)
+        return real_write(path, data)
 
-    monkeypatch.setattr(bench_scale.json, "dump", dump)
+    monkeypatch.setattr(bench_scale, "atomic_write_bytes", write)
     assert bench_scale.main(_interleave_args(out)) == 0
     assert writes == [0, 0, 4, 8, 12, 12]  # build, untimed cycle, 3 cycles, the end
     res = json.loads(out.read_text())
@@ -354,24 +374,27 @@ def test_rotation_puts_every_row_in_every_position():
         ["D", "X", "F", "L"]]  # fmt: skip
 
 
-def _round8_process(folder, name, wall, gpu=None, issue=0.5, dirty=(), cycles=12):
-    """An --interleave JSON as round8_run.sh's process `name` writes it. wall / gpu: {short row:
-    f(cycle) -> ms per step}; issue: issue_ms / wall_ms; dirty: (row, cycle) windows during
-    which something was compiled."""
+def _round8_process(folder, name, wall, gpu=None, issue=0.5, dirty=(), cycles=12,
+                    cudagraphs=0, device="NVIDIA H200"):  # fmt: skip
+    """An --interleave JSON as round8_run.sh's process `name` writes it (P: reduce-overhead, C:
+    compile mode default). wall / gpu: {short row: f(cycle) -> ms per step}; issue: issue_ms /
+    wall_ms; dirty: (row, cycle) windows during which something was compiled; cudagraphs: the
+    windows' CUDA-graph recordings (None: not counted by this torch)."""
     full = {"D": "encoder_sketch32+fused[stats=512s/b0]", "X": "encoder_sketch32+fused[stats=256/b0]",
             "F": "encoder_sketch32+fused[stats=512s/b1]", "L": "standard_sae"}  # fmt: skip
     names = list(full)
     windows = []
     for c in range(cycles):
         for slot, s in enumerate(names[c % 4 :] + names[: c % 4]):
-            counts = {"frames": int((s, c) in dirty), "graphs": 0, "cudagraphs": 0,
+            counts = {"frames": int((s, c) in dirty), "graphs": 0, "cudagraphs": cudagraphs,
                       "cudagraph_rerecords": 0, "cudagraph_skips": 0}  # fmt: skip
             windows.append({"row": full[s], "cycle": c, "slot": slot, "wall_ms": wall[s](c),
                             "issue_ms": issue * wall[s](c),
                             "gpu_ms": gpu[s](c) if gpu else None, "counts": counts,
                             "gc_collections": 0})  # fmt: skip
-    res = {"probes": 32, "interleave": {"windows": windows, "counts_after_build": {},
-                                        "counts_end": {}}}  # fmt: skip
+    mode = "reduce-overhead" if name[0] == "P" else "default"
+    res = {"probes": 32, "compile_mode": mode, "device": device,
+           "interleave": {"windows": windows, "counts_after_build": {}, "counts_end": {}}}  # fmt: skip
     (folder / f"{name}.json").write_text(json.dumps(res))
 
 
@@ -429,13 +452,81 @@ def test_round8_summary_mirror_tie_break_and_too_few(tmp_path):
     assert ("both faster than D: mean median difference F - D -0.117, X - D -0.150 -> only "
             "the layout change applies") in text  # fmt: skip
     (tmp_path / "P3.json").unlink()
-    assert "not decided (fewer than 3 processes with 10 clean pairs)" in summary.report(tmp_path)
+    assert ("not decided (fewer than 3 processes with 10 clean pairs and their recordings "
+            "counted)") in summary.report(tmp_path)  # fmt: skip
     assert summary.process_verdict([-0.1] * 9 + [0.01] * 3) == "neither"
     assert summary.process_verdict([-0.1] * 10 + [0.0] * 2) == "faster"
     assert summary.process_verdict([-0.04] * 12) == "neither"  # within the 0.05 margin
     assert summary.process_verdict([-0.1] * 9) == "too few pairs"
     with pytest.raises(SystemExit, match="usage"):
         summary.main([str(tmp_path / "missing")])
+
+
+def test_round8_summary_skips_a_truncated_json(tmp_path):
+    """A process JSON cut short (a kill mid-write) is skipped with one line naming it; the
+    other processes still decide (three faster -> fold on); with every file unreadable the
+    summary says so and names each."""
+    summary = importlib.import_module("round8_summary")
+    base = {"D": _const(1.0), "X": _const(1.0), "L": _const(1.6)}
+    for p in ("P1", "P2", "P3", "P4"):
+        _round8_process(tmp_path, p, {**base, "F": _const(0.9)})
+    p4 = tmp_path / "P4.json"
+    p4.write_text(p4.read_text()[: len(p4.read_text()) // 2])
+    text = summary.report(tmp_path)
+    assert text.splitlines()[0].startswith("- skipped P4.json: not readable (JSONDecodeError")
+    assert "| P4 |" not in text and "| P3 | F | 12 (12) | 0.900 |" in text
+    assert "per process P1 faster, P2 faster, P3 faster -> **faster**: fold on" in text
+    for p in ("P1", "P2", "P3"):
+        (tmp_path / f"{p}.json").write_text("")
+    lines = summary.report(tmp_path).splitlines()
+    assert lines[0] == f"no readable process JSON in {tmp_path}"
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        f"- skipped P{i}.json" for i in range(1, 5)]  # fmt: skip
+
+
+def test_round8_summary_leaves_out_processes_whose_recordings_were_not_counted(tmp_path):
+    """Under reduce-overhead on a GPU, a process whose windows have null CUDA-graph counts
+    (this torch lacks the trees' internals) is reported and counts toward no decision and not
+    toward the target; null is fine on the CPU and in compile mode default."""
+    summary = importlib.import_module("round8_summary")
+    rows = {"D": _const(1.0), "X": _const(1.0), "F": _const(0.9), "L": _const(1.6)}
+    for p in ("P1", "P2", "P3"):
+        _round8_process(tmp_path, p, rows)
+    _round8_process(tmp_path, "P4", {**rows, "F": _const(1.2), "L": _const(1.0)},
+                    cudagraphs=None)  # fmt: skip
+    _round8_process(tmp_path, "C1", rows, cudagraphs=None)  # default mode: null expected
+    text = summary.report(tmp_path)
+    assert ("per process P1 faster, P2 faster, P3 faster, P4 recordings not counted -> "
+            "**faster**: fold on") in text  # fmt: skip
+    assert "| P4 | F | 12 (12, recordings not counted) | 1.200 |" in text
+    assert "| C1 | F | 12 (12) |" in text and "C1 recordings" not in text
+    line = next(x for x in text.splitlines() if x.startswith("- fold (F - D), P4, wall"))
+    assert "median +0.200, 0 of 12 negative [" in line
+    assert line.endswith("] -> recordings not counted")
+    assert "- P4: after the build" in text and "**recordings not counted**" in text
+    assert ("P3 1.60x, P4 1.00x (recordings not counted, left out) -> **met**") in text
+    _round8_process(tmp_path, "P3", rows, cudagraphs=None)
+    assert "P3 recordings not counted, P4 recordings not counted -> **not decided" in (
+        summary.report(tmp_path))  # fmt: skip
+    for p in ("P3", "P4"):  # the same nulls on the CPU: nothing records there, they count
+        _round8_process(tmp_path, p, rows, cudagraphs=None, device="cpu")
+    text = summary.report(tmp_path)
+    assert "P3 faster, P4 faster -> **faster**" in text and "recordings not" not in text
+
+
+def test_round8_summary_says_its_median_and_when_no_window_is_clean(tmp_path):
+    """summary.md states its median (the mean of the two middle values, unlike step_ms's upper
+    middle) and uses it: D 1.0 / 1.2 alternating -> 1.100; a row whose windows all compiled is
+    shown over all its windows, and the table says so."""
+    summary = importlib.import_module("round8_summary")
+    rows = {"D": lambda c: 1.0 + 0.2 * (c % 2), "X": _const(1.0), "F": _const(0.9),
+            "L": _const(1.6)}  # fmt: skip
+    _round8_process(tmp_path, "P1", rows, dirty=[("X", c) for c in range(12)])
+    text = summary.report(tmp_path)
+    assert "the mean of the two middle values (12 pairs: the mean of the 6th and 7th)" in text
+    assert "| P1 | D | 12 (12) | 1.100 | 1.000-1.200 |" in text
+    assert "| P1 | X | 12 (0; no clean window, medians over all 12) | 1.000 |" in text
+    assert "| P1 | F | 12 (12) | 0.900 |" in text
 
 
 @pytest.mark.parametrize("gpu_sd,issue,want", [

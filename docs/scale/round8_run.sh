@@ -1,7 +1,7 @@
 #!/bin/bash
 # issue 19, round 8 (branch s11-r8): ONE call on one H200 (cuda:0), <= 400 s of command.
-# Plan and rules: docs/scale/round8-PLAN.md. Run from the repository root (or the carry folder
-# holding src/, benchmarks/, pyproject.toml), with $OUT set by the device.
+# Plan and rules: docs/scale/round8-PLAN.md. Run from the repository root (the device's copy
+# of main), with $OUT set by the device.
 # Four processes, each a fresh compile (its own TorchInductor cache) and fresh Triton
 # autotuning, each running bench_scale.py --interleave: the four rows (D = 512s/b0, the
 # default; X = 256/b0; F = 512s/b1, the fold; L = the L1 SAE) built and compiled once, then
@@ -27,7 +27,7 @@ CACHES=$(mktemp -d)
 T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }; t() { echo "[t=$(el)s] $*"; }
 nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
 $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-cat COMMIT 2>/dev/null || git log --oneline -1 2>/dev/null || true  # COMMIT: a carry's commit
+git log --oneline -1 2>/dev/null || echo "no git history in this copy"
 
 S=encoder_sketch32+fused
 D="$S[stats=512s/b0]"; X="$S[stats=256/b0]"; F="$S[stats=512s/b1]"; L=standard_sae
