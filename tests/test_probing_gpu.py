@@ -955,3 +955,26 @@ def test_gpu6_reproduction_check_reads_gpu3_results():
         "name carries its k, which moves with the encoder's L0), not checked: topk-K4096-k83-s1"
         in lines
     )
+
+
+def test_repro_numbers_keys_every_part_and_reads_the_old_raw_name_as_the_new():
+    """`probing_study.repro.numbers`: one flat entry per number of the rows `mine` accepts; the
+    model's own and the zero splice always; a None L0 left out; the raw residual keyed by its
+    current name (RAW_ROW) when the file names it OLD_RAW_ROW."""
+    from implicit_em.eval.probing_study.repro import numbers
+
+    ce = {"ce": 1.0, "kl": 0.5, "ce_loss_recovered": 0.9}
+    res = {"l0": {"a-K8-s0": 3.0, "b-K8-s0": 4.0, "a-K8-s1": None},
+           "dead_fraction": {"a-K8-s0": 0.0},
+           "downstream": {"K8": {"orig": ce, "zero": ce, "a-K8-s0 | own": ce, "b-K8-s0 | own": ce}},
+           "probing": {"saebench": {OLD_RAW_ROW: {"t": {"k": {"1": 0.6}, "full": 0.8}},
+                                    "b-K8-s0": {"t": {"k": {"1": 0.7}, "full": None}}}},
+           "train": {"a-K8-s0": {"last": {"loss": 2.0}}, "b-K8-s0": {"last": {}}}}  # fmt: skip
+    got = numbers(res, lambda k: k.startswith("a-") or k == RAW_ROW)
+    assert got == {
+        "l0 :: a-K8-s0": 3.0, "dead_fraction :: a-K8-s0": 0.0,
+        **{f"ce :: K8 :: {s} :: {m}": v for s in ("orig", "zero", "a-K8-s0 | own")
+           for m, v in ce.items()},
+        f"probe :: saebench :: {RAW_ROW} :: t :: 1": 0.6,
+        f"probe :: saebench :: {RAW_ROW} :: t :: full": 0.8,
+        "train :: a-K8-s0 :: loss": 2.0}  # fmt: skip

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 
-from implicit_em.eval.verdict import probing_row_label
+from implicit_em.eval.probing_study.repro import numbers
 
 L0_TOL = 0.5
 """Rule 1-2: held-out L0 per row within 0.5 of gpu4's (gpu4_plan.md's rule)."""
@@ -28,35 +28,13 @@ def entries(res: dict, names: set[str]) -> dict[str, float]:
     directions) or to the raw residual: L0, dead fraction, CE / KL / CE-loss recovered of each
     splice, probe accuracies (both variants, every task and k), the last training record. The
     raw residual's row is keyed by its current name (`eval.verdict.probing_row_label`), so a
-    run that names it `RAW_ROW` reads against gpu4's file, which names it `OLD_RAW_ROW`."""
-    out: dict[str, float] = {}
+    run that names it `RAW_ROW` reads against gpu4's file, which names it `OLD_RAW_ROW`.
+    (`implicit_em.eval.probing_study.repro.numbers`, the same keys in every check)."""
 
     def mine(key: str) -> bool:
         return any(n in key for n in names) or key.startswith("raw residual")
 
-    for part in ("l0", "dead_fraction"):
-        for k, v in res.get(part, {}).items():
-            if mine(k) and v is not None:
-                out[f"{part} :: {k}"] = float(v)
-    for block, d in res.get("downstream", {}).items():
-        for k, v in d.items():
-            if k in ("orig", "zero") or mine(k):
-                for m in ("ce", "kl", "ce_loss_recovered"):
-                    out[f"ce :: {block} :: {k} :: {m}"] = float(v[m])
-    for variant, rows in res.get("probing", {}).items():
-        for name, tasks in rows.items():
-            row = probing_row_label(name)
-            if mine(row):
-                for task, r in tasks.items():
-                    for k, acc in r["k"].items():
-                        out[f"probe :: {variant} :: {row} :: {task} :: {k}"] = float(acc)
-                    if r.get("full") is not None:
-                        out[f"probe :: {variant} :: {row} :: {task} :: full"] = float(r["full"])
-    for k, v in res.get("train", {}).items():
-        if mine(k) and v.get("last"):
-            for m, x in v["last"].items():
-                out[f"train :: {k} :: {m}"] = float(x)
-    return out
+    return numbers(res, mine)
 
 
 def check(new: dict, old: dict) -> tuple[list[str], str]:

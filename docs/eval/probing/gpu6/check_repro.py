@@ -18,6 +18,7 @@ import json
 import sys
 
 from implicit_em.eval.probing_study.report import merge_results
+from implicit_em.eval.probing_study.repro import numbers
 from implicit_em.eval.verdict import probing_row_label
 
 REFERENCE = ("encoder", "topk")
@@ -47,35 +48,13 @@ def entries(res: dict, names: set[str]) -> dict[str, float]:
     """Every number of `res` that belongs to one of `names` (trained rows, with their twins and
     random directions) or to the raw residual: L0, dead fraction, CE / KL / CE-loss recovered
     of each splice, probe accuracies (both variants, every task and k, the full probe), the
-    last training record."""
-    out: dict[str, float] = {}
+    last training record.
+    (`implicit_em.eval.probing_study.repro.numbers`, the same keys in every check)."""
 
     def mine(key: str) -> bool:
         return owner(key) in names or owner(key).startswith("raw residual")
 
-    for part in ("l0", "dead_fraction"):
-        for k, v in res.get(part, {}).items():
-            if mine(k) and v is not None:
-                out[f"{part} :: {k}"] = float(v)
-    for block, d in res.get("downstream", {}).items():
-        for k, v in d.items():
-            if k in ("orig", "zero") or mine(k):
-                for m in ("ce", "kl", "ce_loss_recovered"):
-                    out[f"ce :: {block} :: {k} :: {m}"] = float(v[m])
-    for variant, rows in res.get("probing", {}).items():
-        for name, tasks in rows.items():
-            row = probing_row_label(name)
-            if mine(row):
-                for task, r in tasks.items():
-                    for k, acc in r["k"].items():
-                        out[f"probe :: {variant} :: {row} :: {task} :: {k}"] = float(acc)
-                    if r.get("full") is not None:
-                        out[f"probe :: {variant} :: {row} :: {task} :: full"] = float(r["full"])
-    for k, v in res.get("train", {}).items():
-        if mine(k) and v.get("last"):
-            for m, x in v["last"].items():
-                out[f"train :: {k} :: {m}"] = float(x)
-    return out
+    return numbers(res, mine)
 
 
 def check(new: dict, old: dict) -> tuple[list[str], str]:
