@@ -702,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
     B, D, K = args.B, args.D, args.K
     torch.manual_seed(0)
     if args.acts:
-        from implicit_em.data.activations import Normalization, read_split
+        from implicit_em.data.lm.activations import Normalization, read_split
 
         x, _ = read_split(args.acts, "train", max_tokens=8 * B,
                           norm=Normalization.from_manifest(args.acts))  # fmt: skip

@@ -20,8 +20,8 @@ import torch
 from safetensors.torch import save_file
 
 from implicit_em.dashboard import DashboardOptions, run
-from implicit_em.data.activations import Normalization, norm_outliers, read_split
-from implicit_em.evaluate import encode, fit_linear_decoder
+from implicit_em.data.lm.activations import Normalization, norm_outliers, read_split
+from implicit_em.lm_eval import encode, fit_linear_decoder
 from implicit_em.runs import load_run
 
 POSTHOC = "posthoc_decoder.safetensors"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from implicit_em.data.activations import read_split
 from implicit_em.data.hf_harvest import HFHarvestOptions, hook_dir_name, run
+from implicit_em.data.lm.activations import read_split
 
 
 def main() -> None:

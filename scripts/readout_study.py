@@ -32,7 +32,7 @@ import torch
 from implicit_em.config import ModelConfig, RunConfig, TrainConfig
 from implicit_em.interop.saelens import readout_auroc
 from implicit_em.runs import build_model
-from implicit_em.training import train
+from implicit_em.train.loop import train
 
 
 def synthetic(n: int, seed: int, d: int = 32, f: int = 48, p: float = 0.06):
@@ -113,7 +113,7 @@ def main() -> None:
     print(json.dumps(results["synthetic"], indent=1))
 
     if args.mnist:
-        from implicit_em.data.mnist import load_mnist
+        from implicit_em.data.images.mnist import load_mnist
 
         xm, ym = load_mnist("train")
         xm = xm.reshape(len(xm), -1).float()

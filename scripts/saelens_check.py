@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from implicit_em.data.activations import read_split
-from implicit_em.evaluate import encode, fit_linear_decoder
+from implicit_em.data.lm.activations import read_split
 from implicit_em.interop.commands import ExportOptions, run_export, run_metadata
 from implicit_em.interop.saelens import load_native
+from implicit_em.lm_eval import encode, fit_linear_decoder
 
 
 def main() -> None:

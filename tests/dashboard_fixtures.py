@@ -29,7 +29,7 @@ def make_harvest(root: Path, n_tokens: int = 1500):
     """Harvest a random 2-layer Llama (D = 16) over random word documents. Returns the dir."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from implicit_em.data.activations import HarvestConfig, harvest
+    from implicit_em.data.lm.activations import HarvestConfig, harvest
     from implicit_em.data.lm.corpus import Document
 
     torch.manual_seed(0)
@@ -61,7 +61,7 @@ def make_harvest(root: Path, n_tokens: int = 1500):
 def make_run(root: Path, acts: Path, family: str, K: int = 12) -> Path:
     """An untrained model of `family` saved as a run that names the harvest (like llm-train)."""
     from implicit_em.config import ModelConfig, RunConfig
-    from implicit_em.data.activations import Normalization
+    from implicit_em.data.lm.activations import Normalization
     from implicit_em.runs import atomic_write_json, build_model, save_model
 
     cfg = RunConfig(model=ModelConfig(type=family, input_dim=16, hidden_dim=K, k=3))

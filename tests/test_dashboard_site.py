@@ -14,7 +14,7 @@ from dashboard_fixtures import WORDS, make_harvest, make_run  # noqa: E402
 
 from implicit_em.dashboard import DashboardOptions, run  # noqa: E402
 from implicit_em.dashboard.site import quantile_groups, sig_round, window_tokens  # noqa: E402
-from implicit_em.data.activations import Normalization, read_split  # noqa: E402
+from implicit_em.data.lm.activations import Normalization, read_split  # noqa: E402
 from implicit_em.runs import load_run  # noqa: E402
 
 FAMILIES = ("encoder", "topk_sae", "standard_sae")

@@ -9,8 +9,6 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from implicit_em.data.activations import ManifestMismatchError, load_manifest, read_split  # noqa: E402
-from implicit_em.data.corpus import Document  # noqa: E402
 from implicit_em.data.hf_harvest import (  # noqa: E402
     HFHarvestOptions,
     capture,
@@ -19,6 +17,8 @@ from implicit_em.data.hf_harvest import (  # noqa: E402
     pack_windows,
 )
 from implicit_em.data.lm import decoder_layers  # noqa: E402
+from implicit_em.data.lm.activations import ManifestMismatchError, load_manifest, read_split  # noqa: E402
+from implicit_em.data.lm.corpus import Document  # noqa: E402
 
 
 class ByteTokenizer:

@@ -12,9 +12,9 @@ sae_lens = pytest.importorskip("sae_lens", reason="install the saelens extra")
 
 from implicit_em import runs  # noqa: E402
 from implicit_em.config import ModelConfig, RunConfig  # noqa: E402
-from implicit_em.data.activations import Normalization, load_manifest, read_split  # noqa: E402
-from implicit_em.data.corpus import Document  # noqa: E402
 from implicit_em.data.hf_harvest import HFHarvestOptions, harvest_hf  # noqa: E402
+from implicit_em.data.lm.activations import Normalization, load_manifest, read_split  # noqa: E402
+from implicit_em.data.lm.corpus import Document  # noqa: E402
 from implicit_em.interop.commands import (  # noqa: E402
     ExportOptions,
     ImportOptions,

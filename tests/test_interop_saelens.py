@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from implicit_em.config import ModelConfig, RunConfig
-from implicit_em.data.activations import Normalization
+from implicit_em.data.lm.activations import Normalization
 from implicit_em.interop import saelens as sl
 from implicit_em.runs import build_model
 
@@ -85,7 +85,7 @@ def test_export_loads_in_saelens_with_identical_codes(tmp_path, kind, fit):
 
 
 def test_lstsq_export_decodes_to_the_post_hoc_decoder(tmp_path):
-    from implicit_em.evaluate import encode, fit_linear_decoder
+    from implicit_em.lm_eval import encode, fit_linear_decoder
 
     model, cfg = _model("encoder")
     norm, x = _norm(), _x()
@@ -158,7 +158,7 @@ def test_import_published_saelens_saes(tmp_path, arch):
         torch.testing.assert_close(ours.encode(x), a, atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(ours.decode(a), sae.decode(a), atol=1e-6, rtol=1e-6)
     # and our evaluation code takes it
-    from implicit_em.evaluate import reconstructions
+    from implicit_em.lm_eval import reconstructions
 
     recon = reconstructions(ours, x)
     assert set(recon) == {"decoder", "lstsq"}
@@ -197,7 +197,7 @@ def test_exported_latent_rises_with_its_feature_through_saelens(tmp_path):
     code of each unit ranks inputs holding the unit's matched feature above the others
     (AUROC > 0.5 for most units), and the per-unit reversed order (-a) does not."""
     from implicit_em.config import TrainConfig
-    from implicit_em.training import train
+    from implicit_em.train.loop import train
 
     g = torch.Generator().manual_seed(0)
     F = torch.nn.functional.normalize(torch.randn(12, 8, generator=g), dim=1)  # (F, D)

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from implicit_em.config import ModelConfig, RunConfig
-from implicit_em.data.activations import Normalization
+from implicit_em.data.lm.activations import Normalization
 from implicit_em.interop import saelens as sl
 from implicit_em.interop import sparsify as sp
 from implicit_em.runs import build_model

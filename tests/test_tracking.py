@@ -8,7 +8,7 @@ import torch
 from implicit_em import tracking
 from implicit_em.config import ModelConfig, RunConfig, TrainConfig
 from implicit_em.runs import build_model
-from implicit_em.training import train
+from implicit_em.train.loop import train
 
 
 class Recorder:
@@ -53,7 +53,7 @@ def test_train_sends_config_epochs_and_final_metrics():
 
 
 def test_distributed_trainer_logs_each_logged_step():
-    from implicit_em.distributed import train_steps
+    from implicit_em.train.distributed import train_steps
 
     rec = Recorder()
     cfg = _cfg()

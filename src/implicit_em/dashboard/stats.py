@@ -269,7 +269,7 @@ def collect_stats(
 ) -> tuple[dict, Tensor]:
     """One streaming pass over a harvest split: (stats from `LatentStats.result()`, tokens).
 
-    acts_dir: harvest directory (see implicit_em.data.activations). codes: x (B, D) -> (B, K)
+    acts_dir: harvest directory (see implicit_em.data.lm.activations). codes: x (B, D) -> (B, K)
     read-out, largest = strongest, called on `device`. norm: applied to the fp16 activations
     first (use the normalization the model was trained with). max_norm: tokens whose raw
     activation norm (model units) exceeds it are left out of the statistics (massive

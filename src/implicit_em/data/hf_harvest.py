@@ -6,7 +6,7 @@ Legend: C contexts, T context length, D hidden size, N stored tokens.
         --hook blocks.6.hook_mlp_out --text corpus/*.jsonl --out ACTS
 
 Model: any `AutoModelForCausalLM` by hub id or local directory (`save_pretrained` output),
-loaded through `implicit_em.data.lm.load_lm` (the GGUF route of `implicit_em.data.activations`
+loaded through `implicit_em.data.lm.load_lm` (the GGUF route of `implicit_em.data.lm.activations`
 stays as it is). transformers is imported lazily (the `llm` extra).
 
 Hooks, SAELens / TransformerLens names for decoder block L, or any module name:
@@ -33,7 +33,7 @@ position is never stored (`drop_bos`, default on); EOS separators inside a windo
 stored like any other token. `stride` (default T - 1) is the step between window starts;
 with stride < T - 1 windows overlap and every position of every window is stored.
 
-Storage: OUT/<hook>/ is an ordinary harvest directory of `implicit_em.data.activations`
+Storage: OUT/<hook>/ is an ordinary harvest directory of `implicit_em.data.lm.activations`
 (manifest.json with sha256 per shard, stats.safetensors, train/ and heldout/ shards), so
 `read_split`, `ActivationReader` and `implicit-em llm-train --acts OUT/<hook>` read it.
 Shards of all hooks are written in lockstep; a stopped harvest resumes from the last shard

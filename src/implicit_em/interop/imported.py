@@ -28,7 +28,7 @@ class SAELensModel(nn.Module):
     """An encoder-decoder SAE with SAELens semantics (standard, topk or jumprelu).
 
     Has `encode` (B, D) -> (B, K), `decode` (B, K) -> (B, D), `forward` -> (x_hat, a) and `W`
-    (K, D) encoder rows, like our own models, so `implicit_em.evaluate` takes it unchanged.
+    (K, D) encoder rows, like our own models, so `implicit_em.lm_eval` takes it unchanged.
     """
 
     def __init__(

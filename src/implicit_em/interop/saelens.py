@@ -23,7 +23,7 @@ Export (`export_saelens`). What `sae_lens.SAE.load_from_disk` loads, unchanged:
   `implicit_em.safetensors` beside the SAELens files and named in the metadata.
 - Which decoder (metadata `implicit_em.decoder`): an SAE's own (`own`); for the decoder-free
   Encoder, which has none, either the post-hoc least-squares decoder fitted on given
-  activations (`lstsq`, `implicit_em.evaluate.fit_linear_decoder`: decode() is then that
+  activations (`lstsq`, `implicit_em.lm_eval.fit_linear_decoder`: decode() is then that
   decoder's reconstruction) or, without fitting data, W's rows normalised (`w_rows`:
   decode() is not a reconstruction, code_scale = 1, codes are the energies themselves).
 
