@@ -978,3 +978,20 @@ def test_repro_numbers_keys_every_part_and_reads_the_old_raw_name_as_the_new():
         f"probe :: saebench :: {RAW_ROW} :: t :: 1": 0.6,
         f"probe :: saebench :: {RAW_ROW} :: t :: full": 0.8,
         "train :: a-K8-s0 :: loss": 2.0}  # fmt: skip
+
+
+def test_repro_raw_rule_and_word():
+    """`repro.raw_probes_equal` counts only the raw residual's probe entries, within tol;
+    `repro.repro_word`: failed rules -> NOT comparable whatever is equal; passed rules ->
+    bit-identical only when every shared number is equal."""
+    from implicit_em.eval.probing_study.repro import raw_probes_equal, repro_word
+
+    raw = f"probe :: saebench :: {RAW_ROW} :: t :: "
+    a = {raw + "1": 0.6, raw + "2": 0.7, "probe :: saebench :: enc :: t :: 1": 0.5}
+    b = {raw + "1": 0.6, raw + "2": 0.71, "probe :: saebench :: enc :: t :: 1": 0.9}
+    assert raw_probes_equal(a, b, sorted(a), 0.0) == (1, 2)
+    assert raw_probes_equal(a, b, sorted(a), 0.02) == (2, 2)
+    assert raw_probes_equal(a, b, [], 0.0) == (0, 0)
+    assert repro_word(False, 3, 3) == "NOT comparable"
+    assert repro_word(True, 3, 3) == "bit-identical"
+    assert repro_word(True, 2, 3) == "comparable"

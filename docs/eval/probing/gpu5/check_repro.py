@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 
-from implicit_em.eval.probing_study.repro import numbers
+from implicit_em.eval.probing_study.repro import numbers, raw_probes_equal, repro_word
 
 L0_TOL = 0.5
 """Rule 1-2: held-out L0 per row within 0.5 of gpu4's (gpu4_plan.md's rule)."""
@@ -68,13 +68,10 @@ def check(new: dict, old: dict) -> tuple[list[str], str]:
             ok &= good
             lines.append(f"rule 2: {splice}: CE-loss recovered {a[k]:.5f} (gpu4 "
                          f"{b[k]:.5f}): {'within' if good else 'NOT within'} {CE_TOL}")  # fmt: skip
-    raw = [k for k in common if k.startswith("probe :: ") and " :: raw residual" in k]
-    raw_same = sum(abs(a[k] - b[k]) <= PROBE_TOL for k in raw)
-    ok &= bool(raw) and raw_same == len(raw)
-    lines.append(f"rule 3: raw residual: {raw_same} of {len(raw)} probe accuracies equal gpu4's")
-    word = ("bit-identical" if ok and len(same) == len(common) else
-            "comparable" if ok else "NOT comparable")  # fmt: skip
-    return lines, word
+    raw_same, n_raw = raw_probes_equal(a, b, common, PROBE_TOL)
+    ok &= n_raw > 0 and raw_same == n_raw
+    lines.append(f"rule 3: raw residual: {raw_same} of {n_raw} probe accuracies equal gpu4's")
+    return lines, repro_word(ok, len(same), len(common))
 
 
 def main(argv: list[str]) -> int:

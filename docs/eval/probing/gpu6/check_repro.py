@@ -18,7 +18,7 @@ import json
 import sys
 
 from implicit_em.eval.probing_study.report import merge_results
-from implicit_em.eval.probing_study.repro import numbers
+from implicit_em.eval.probing_study.repro import numbers, raw_probes_equal, repro_word
 from implicit_em.eval.verdict import probing_row_label
 
 REFERENCE = ("encoder", "topk")
@@ -108,13 +108,10 @@ def check(new: dict, old: dict) -> tuple[list[str], str]:
     for name in sorted(shared - ref):
         key = f"l0 :: {name}"
         lines.append(f"moved: {name}: L0 {a[key]:.2f} (gpu3 {b[key]:.2f}, {a[key] - b[key]:+.2f})")
-    raw = [k for k in common if k.startswith("probe :: ") and " :: raw residual" in k]
-    raw_same = sum(abs(a[k] - b[k]) <= PROBE_TOL for k in raw)
-    ok &= bool(raw) and raw_same == len(raw)
-    lines.append(f"rule 3: raw residual: {raw_same} of {len(raw)} probe accuracies equal gpu3's")
-    word = ("bit-identical" if ok and len(same) == len(common) else
-            "comparable" if ok else "NOT comparable")  # fmt: skip
-    return lines, word
+    raw_same, n_raw = raw_probes_equal(a, b, common, PROBE_TOL)
+    ok &= n_raw > 0 and raw_same == n_raw
+    lines.append(f"rule 3: raw residual: {raw_same} of {n_raw} probe accuracies equal gpu3's")
+    return lines, repro_word(ok, len(same), len(common))
 
 
 def main(argv: list[str]) -> int:

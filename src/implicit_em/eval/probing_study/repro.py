@@ -44,3 +44,20 @@ def numbers(res: dict, mine: Callable[[str], bool]) -> dict[str, float]:
             for m, x in v["last"].items():
                 out[f"train :: {k} :: {m}"] = float(x)
     return out
+
+
+def raw_probes_equal(a: dict[str, float], b: dict[str, float], common: list[str],
+                     tol: float) -> tuple[int, int]:  # fmt: skip
+    """(equal, total): of the raw residual's probe accuracies among `common` keys of two
+    `numbers` dicts, how many agree within `tol` (the check's raw-residual rule: the same
+    activations and probes give the same accuracies)."""
+    raw = [k for k in common if k.startswith("probe :: ") and " :: raw residual" in k]
+    return sum(abs(a[k] - b[k]) <= tol for k in raw), len(raw)
+
+
+def repro_word(ok: bool, n_same: int, n_common: int) -> str:
+    """The check's last word: "bit-identical" when every rule passed and every shared number is
+    equal, "comparable" when the rules passed, else "NOT comparable"."""
+    if not ok:
+        return "NOT comparable"
+    return "bit-identical" if n_same == n_common else "comparable"
