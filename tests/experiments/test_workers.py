@@ -90,10 +90,15 @@ def test_a_signal_that_reaches_a_worker_first_is_reported_as_that_signal(tmp_pat
     while not list(tmp_path.rglob("*.pt")):  # a worker is training (a checkpoint is written)
         assert thread.is_alive() and time.monotonic() < deadline, caught
         time.sleep(0.05)
-    for child in multiprocessing.active_children():
+    children = multiprocessing.active_children()
+    for child in children:
         os.kill(child.pid, signal.SIGINT)
     thread.join(60)
-    assert not thread.is_alive()
+    alive = thread.is_alive()
+    codes = [(child.pid, child.exitcode) for child in children]
+    for child in children:  # a failure here leaves nothing training behind
+        child.kill()
+    assert not alive, f"the pool still waits; workers (pid, exit code): {codes}"
     assert len(caught) == 1 and isinstance(caught[0], KeyboardInterrupt), caught
     assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob(".*.tmp"))
     assert not runs.is_complete(dirs[0]) and not runs.is_complete(dirs[1])
@@ -216,3 +221,39 @@ def test_a_stop_swallowed_in_a_callback_is_signalled_again(monkeypatch):
     other = SimpleNamespace(exc_value=ValueError("x"))
     workers._unraisable(other)
     assert seen == [other]
+
+
+SWALLOWS_ITS_STOP = """
+import sys, time
+from implicit_em.train import workers
+workers.STOP_SECONDS = 0.5
+workers._install_stop_handlers()
+workers._training = True
+while True:
+    try:  # the signal comes once this line is read: it lands inside the try
+        print("training", flush=True)
+        while True:
+            time.sleep(0.01)
+    except BaseException:  # swallowed without a trace, as C code can
+        pass
+"""
+
+
+def test_a_worker_whose_stop_is_swallowed_still_ends(tmp_path: Path):
+    """workers._watch: a worker whose `_Stop` some code swallows without calling the
+    unraisable hook (training would go on, the pool would wait for ever: a hang seen once in
+    CI) ends `STOP_SECONDS` after its signal, with the signal's exit code (the parent reads
+    it as that signal) and every thread's stack on stderr."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", SWALLOWS_ITS_STOP], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "training\n"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "still running 0.5 s after signal 2" in err and "most recent call first" in err, err

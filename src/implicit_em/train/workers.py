@@ -13,6 +13,7 @@ itself. CUDA devices keep one process (stacks share the GPU through streams inst
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import os
 import signal
@@ -30,6 +31,7 @@ from implicit_em.train.stacked import CHECKPOINT_EVERY, group_configs
 UNWIND_SECONDS = 10.0  # how long a Ctrl-C'd parent waits for its workers to clean up and exit
 EXIT_CODE_SECONDS = 2.0  # how long a broken pool's exit codes are read for a signal
 RESIGNAL_SECONDS = 0.01  # a swallowed stop signal is sent again this much later (`_unraisable`)
+STOP_SECONDS = 5.0  # a worker still alive this long after its stop signal exits anyway (`_watch`)
 
 
 def stack_cost(cfgs: Sequence[RunConfig]) -> float:
@@ -55,18 +57,50 @@ class _Stop(BaseException):
 
 
 _training = False  # a stack is training in this worker (not waiting for one)
+_stop_pipe = -1  # write end of `_watch`'s pipe: the stop signal's number is written to it
 
 
 def _quit(signum, frame) -> None:
     """A worker stops on Ctrl-C / SIGTERM without a traceback: the parent reports the
     interrupt in one line. While a stack trains, the first signal unwinds its stack (an
     `atomic_save` in progress removes its temporary file; finished files and the last stack
-    checkpoint stay); otherwise, or on a second signal, the worker exits at once."""
+    checkpoint stay); otherwise, or on a second signal, the worker exits at once. Either way
+    the worker ends within `STOP_SECONDS` (`_watch`)."""
     global _training
     if not _training:
         os._exit(128 + signum)
     _training = False
+    if _stop_pipe >= 0:
+        os.write(_stop_pipe, bytes([signum]))  # no lock taken: safe between any two bytecodes
     raise _Stop(signum)
+
+
+def _watch(read_fd: int) -> None:
+    """The body of a worker's watchdog thread. C code can swallow the `_Stop` that `_quit`
+    raised without a trace (an error cleared inside an attribute lookup, say: no
+    unraisable hook runs), and training would go on with nobody to stop it. So once a stop
+    signal's number arrives on the pipe, this waits `STOP_SECONDS` (unwinding takes
+    milliseconds) and, if the worker still lives, prints every thread's stack to stderr
+    (`faulthandler`) and exits with the code the unwound worker would have (128 + signum)."""
+    signum = os.read(read_fd, 1)[0]
+    time.sleep(STOP_SECONDS)
+    sys.stderr.write(f"implicit-em worker {os.getpid()}: still running {STOP_SECONDS:g} s "
+                     f"after signal {signum}; its threads were:\n")  # fmt: skip
+    sys.stderr.flush()
+    faulthandler.dump_traceback(all_threads=True)
+    os._exit(128 + signum)
+
+
+def _install_stop_handlers() -> None:
+    """Ctrl-C and SIGTERM end this worker (`_quit`, `_unraisable`), within `STOP_SECONDS`
+    (`_watch`)."""
+    global _stop_pipe
+    read_fd, _stop_pipe = os.pipe()
+    threading.Thread(target=_watch, args=(read_fd,), name="implicit-em stop watch",
+                     daemon=True).start()  # fmt: skip
+    signal.signal(signal.SIGINT, _quit)
+    signal.signal(signal.SIGTERM, _quit)
+    sys.unraisablehook = _unraisable
 
 
 def _unraisable(info) -> None:
@@ -86,14 +120,12 @@ def _unraisable(info) -> None:
 
 
 def _init_worker(threads: int, counter, lock, jobs: int) -> None:
+    _install_stop_handlers()  # first: a Ctrl-C during the imports below ends the worker too
     import torch
     from tqdm.auto import tqdm
 
     from implicit_em import progress
 
-    signal.signal(signal.SIGINT, _quit)
-    signal.signal(signal.SIGTERM, _quit)
-    sys.unraisablehook = _unraisable
     with counter.get_lock():  # each worker draws its bars on a line of its own
         progress.set_position(counter.value % jobs)
         counter.value += 1
