@@ -188,8 +188,8 @@ def run(x_train: Tensor, x_in: Tensor, x_out: Tensor, seeds: list[int], args: di
         log=print, models: tuple[str, ...] = MODELS) -> dict:  # fmt: skip
     """Every variant of `models` and the untrained control ("untrained": the tied-topk init,
     which the encoder and tied-topk-im share, and topk-pretrained's pre-training starts from;
-    "untrained NAME" for a variant whose init differs: a match-energy variant, or an SAE that
-    trains from its own init (`own_init`: topk-half); "untrained centred": the encoder's init
+    "untrained NAME" for a variant whose init or energies differ (`own_init`: a match-energy,
+    softplus or unit-rows variant, or an SAE that trains from its own init, topk-half); "untrained centred": the encoder's init
     scored on x - mean, when a variant is centred), for every seed: {name: {per_seed, summary,
     recon_label}} (recon_label: `recon_label` of the scored model, None without a recon
     score). Centred variants use mean = x_train.mean(0) (D,) in training and scoring.
@@ -228,14 +228,17 @@ def run(x_train: Tensor, x_in: Tensor, x_out: Tensor, seeds: list[int], args: di
 
 
 def own_init(name: str) -> bool:
-    """Whether variant `name` trains from a model other than the encoder's init ("untrained"):
-    a match-energy variant (its own init), or a non-encoder family not started from a
-    pre-trained encoder (its own model: for the TopK SAE the same encoder layer as the
-    encoder's init, so the same LSE energies, plus a decoder W^T with unit columns, b_dec = 0,
-    whose reconstruction the control adds)."""
+    """Whether variant `name` trains from a model other than the encoder's init ("untrained"),
+    or scores other energies on it: a match-energy variant (its own init); softplus energies
+    (the same W, b, scored as softplus(W x + b)); unit-norm rows (the init's rows rescaled to
+    norm 1); or a non-encoder family not started from a pre-trained encoder (its own model:
+    for the TopK SAE the same encoder layer as the encoder's init, so the same LSE energies,
+    plus a decoder W^T with unit columns, b_dec = 0, whose reconstruction the control adds).
+    Such a variant gets its own control, "untrained NAME"."""
     v = VARIANTS[name]
     pretrained = v.pretrain_fraction > 0 and v.pretrain == "encoder"
-    return bool(v.match) or (v.family != "encoder" and not pretrained)
+    energies = v.activation != "relu" or v.unit_norm_rows
+    return bool(v.match) or energies or (v.family != "encoder" and not pretrained)
 
 
 SCORED_FAMILIES = ("encoder", "topk_sae")

@@ -303,3 +303,29 @@ def test_run_records_each_rows_recon_label(results):
     assert results["tied-topk"]["recon_label"] == "-tied TopK reconstruction MSE"
     assert results["untrained"]["recon_label"] == "-tied TopK reconstruction MSE"
     assert results["encoder"]["recon_label"] is None
+
+
+def test_softplus_and_unit_row_variants_get_their_own_controls(mod):
+    """wr + softplus / wr + unit rows and their wr-off twins: each is scored against its own
+    init ("untrained NAME"), on the energies it trains on: softplus(W x + b) with the
+    standing init's W, b; ReLU(W x + b) on that init's rows rescaled to norm 1."""
+    x_train, x_in, x_out = _data()
+    names = ("encoder-softplus", "encoder-wr-softplus", "encoder-unit-rows",
+             "encoder-wr-unit-rows")  # fmt: skip
+    assert all(mod.own_init(n) for n in names) and not mod.own_init("encoder-wr")
+    enc0 = mod.untrained(x_train, 1, ARGS)
+    z = (x_in.double() @ enc0.W.detach().double().T + enc0.b.detach().double()).numpy()
+    rows = enc0.W.detach().double() / enc0.W.detach().double().norm(dim=1, keepdim=True)
+    z_unit = (x_in.double() @ rows.T + enc0.b.detach().double()).numpy()
+    energy = {"softplus": np.logaddexp(0.0, z), "unit": np.maximum(z_unit, 0.0)}  # (N, K)
+    for name in names:
+        init = mod.untrained(x_train, 1, ARGS, name)
+        e = energy["softplus" if "softplus" in name else "unit"]
+        np.testing.assert_allclose(mod.scores(init, x_in, 3)["lse"],
+                                   np.log(np.exp(-e).sum(axis=1)), rtol=1e-5)  # fmt: skip
+    res = mod.run(x_train, x_in, x_out, [0], {**ARGS, "epochs": 1}, log=lambda _: None,
+                  models=("encoder-wr-softplus", "encoder-wr-unit-rows"))  # fmt: skip
+    assert set(res) == {"encoder-wr-softplus", "encoder-wr-unit-rows", "untrained",
+                        "untrained encoder-wr-softplus", "untrained encoder-wr-unit-rows"}  # fmt: skip
+    same = res["untrained encoder-wr-softplus"]["per_seed"][0]["lse"]
+    assert same != res["untrained"]["per_seed"][0]["lse"]
