@@ -354,7 +354,11 @@ def test_committed_ground_truth_facts():
                      ("encoder-wr", 304.1), ("encoder-wr-centred", 293.2),
                      ("encoder-wr-softplus", 4092.1)):  # fmt: skip
         assert f"`{name}` no SAE row at an L0 matched to its own (L0 {l0})" in res["paragraph"]
-    assert "(highest mean AUROC 0.386, `topk-pretrained`, below chance (0.5))" in res["paragraph"]
+    best_ood = "(highest mean AUROC 0.464, `encoder-wr-unit-rows`, below chance (0.5))"
+    assert best_ood in res["paragraph"]
+    assert "for any of the 10 eligible models measured" in res["paragraph"]
+    combo = res["candidates"]["encoder-wr-softplus"]["criteria"]["ood"]
+    assert combo["status"] == NOT_MET and "`untrained encoder-wr-softplus`" in combo["note"]
 
 
 def test_committed_probing_statuses_agree_with_the_studies_own_flags():
