@@ -7,31 +7,12 @@ cpu-why/flat-from-filters.json.
 """
 
 import json
-from pathlib import Path
+
+from why_rows import ROOT, controls_max, mcc, print_trajectories, rows, span
 
 from implicit_em.eval.verdict import MARGIN, apart
 
-ROOT = Path("docs/eval/synthetic/cpu-why")
 FF = "encoder-from-filters-rate"
-
-
-def rows(group: str, name: str, seeds: list[int]) -> list[dict]:
-    """The rows named `name` of cpu-why/<group>/results.json, one per seed of `seeds`."""
-    rs = [r for r in json.loads((ROOT / group / "results.json").read_text())["rows"]
-          if r["variant"] == name]  # fmt: skip
-    if sorted(r["seed"] for r in rs) != seeds:
-        raise SystemExit(f"{group}/{name}: seeds {sorted(r['seed'] for r in rs)}, not {seeds}")
-    return sorted(rs, key=lambda r: r["seed"])
-
-
-def mcc(rs: list[dict]) -> list[float]:
-    """The trained MCC of each row."""
-    return [r["trained"]["mcc"] for r in rs]
-
-
-def span(xs: list[float], fmt: str = ".3f") -> str:
-    """'mean [min, max]'."""
-    return f"{sum(xs) / len(xs):{fmt}} [{min(xs):{fmt}}, {max(xs):{fmt}}]"
 
 
 def main() -> None:
@@ -67,12 +48,10 @@ def main() -> None:
               f"{min(x['features_covered'] for x in t)}-{max(x['features_covered'] for x in t)} | "
               f"{span([r['untrained']['mcc'] for r in rs])} | "
               f"{span([x['random_at_l0']['mcc'] for x in t])} |")  # fmt: skip
-    print("\nMCC every 250 steps (seed 0):")
-    for name, rs in (("from filters", ff), ("random init", enc)):
-        print(f"  {name}: " + " ".join(f"{h['mcc']:.3f}" for h in rs[0]["history"]))
-    controls = [max(r["untrained"]["mcc"], r["trained"]["random_at_l0"]["mcc"]) for r in ff + enc]
-    out["controls_max"] = max(controls)
-    print(f"\nbest control seed (untrained, random@L0): {max(controls):.4f}")
+    print_trajectories("MCC every 250 steps (seed 0):", [("from filters", ff),
+                                                          ("random init", enc)])  # fmt: skip
+    out["controls_max"] = controls_max(ff + enc)
+    print(f"\nbest control seed (untrained, random@L0): {out['controls_max']:.4f}")
     out["lines"] = lines
     (ROOT / "flat-from-filters.json").write_text(json.dumps(out, indent=1) + "\n")
 

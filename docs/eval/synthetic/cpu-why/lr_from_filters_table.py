@@ -8,39 +8,21 @@ cpu-why/lr-from-filters.json.
 """
 
 import json
-from pathlib import Path
+
+from why_rows import ROOT, controls_max, mcc, print_trajectories, rows, span
 
 from implicit_em.eval.verdict import MARGIN, apart
 
-ROOT = Path("docs/eval/synthetic/cpu-why")
 SMALL_MOVE = 0.002  # rule 3: "left the filters" means more than this below the start
 FF = "encoder-from-filters-rate"
-
-
-def rows(group: str, name: str) -> list[dict]:
-    """The rows named `name` of cpu-why/<group>/results.json, one per seed 0-2."""
-    rs = [r for r in json.loads((ROOT / group / "results.json").read_text())["rows"]
-          if r["variant"] == name]  # fmt: skip
-    if sorted(r["seed"] for r in rs) != [0, 1, 2]:
-        raise SystemExit(f"{group}/{name}: seeds {sorted(r['seed'] for r in rs)}, not 0-2")
-    return sorted(rs, key=lambda r: r["seed"])
-
-
-def mcc(rs: list[dict]) -> list[float]:
-    """The trained MCC of each row."""
-    return [r["trained"]["mcc"] for r in rs]
-
-
-def span(xs: list[float]) -> str:
-    """'mean [min, max]' to 3 decimals."""
-    return f"{sum(xs) / len(xs):.3f} [{min(xs):.3f}, {max(xs):.3f}]"
 
 
 def main() -> None:
     start = json.loads((ROOT / "from-filters-rate-step0" / "results.json").read_text())
     start = start["rows"][0]["trained"]["mcc"]
-    a_ff, a_enc, b_ff = rows("lr-from-filters-A", FF), rows("lr-from-filters-A", "encoder"), \
-        rows("lr-from-filters-B", FF)  # fmt: skip
+    seeds = [0, 1, 2]
+    a_ff, a_enc = rows("lr-from-filters-A", FF, seeds), rows("lr-from-filters-A", "encoder", seeds)
+    b_ff = rows("lr-from-filters-B", FF, seeds)
     at_1e3 = [r["trained"]["mcc"] for g in ("from-filters-rate", "from-filters-rate-s12")
               for r in json.loads((ROOT / g / "results.json").read_text())["rows"]
               if r["variant"] == FF]  # fmt: skip
@@ -82,18 +64,15 @@ def main() -> None:
                      ("random init, lr 1e-4, 6,000 steps", a_enc),
                      ("from the ideal filters, lr 1e-5, 600 steps", b_ff)):  # fmt: skip
         t = [r["trained"] for r in rs]
-        print(f"| {name} | 3 | {span(mcc(rs))} | {span([x['l0'] for x in t])} | "
+        print(f"| {name} | 3 | {span(mcc(rs))} | {span([x['l0'] for x in t], '.1f')} | "
               f"{min(x['dead_latents'] for x in t)}-{max(x['dead_latents'] for x in t)} | "
               f"{span([r['untrained']['mcc'] for r in rs])} | "
               f"{span([x['random_at_l0']['mcc'] for x in t])} |")  # fmt: skip
-    print("\nMCC at each history record (seed 0):")
-    for name, rs in (("A from filters (every 500)", a_ff), ("A random init (every 500)", a_enc),
-                     ("B from filters (every 50)", b_ff)):  # fmt: skip
-        print(f"  {name}: " + " ".join(f"{h['mcc']:.3f}" for h in rs[0]["history"]))
-    controls = [max(r["untrained"]["mcc"], r["trained"]["random_at_l0"]["mcc"])
-                for r in a_ff + a_enc + b_ff]  # fmt: skip
-    out["controls_max"] = max(controls)
-    print(f"\nbest control seed (untrained, random@L0): {max(controls):.4f}")
+    print_trajectories("MCC at each history record (seed 0):", [
+        ("A from filters (every 500)", a_ff), ("A random init (every 500)", a_enc),
+        ("B from filters (every 50)", b_ff)])  # fmt: skip
+    out["controls_max"] = controls_max(a_ff + a_enc + b_ff)
+    print(f"\nbest control seed (untrained, random@L0): {out['controls_max']:.4f}")
     out["lines"] = lines
     (ROOT / "lr-from-filters.json").write_text(json.dumps(out, indent=1) + "\n")
 

@@ -7,23 +7,12 @@ Prints each rule's outcome and the MCC trajectories; writes cpu-why/wr-from-filt
 """
 
 import json
-from pathlib import Path
+
+from why_rows import ROOT, controls_max, mcc, print_trajectories, rows
 
 from implicit_em.eval.verdict import MARGIN, apart
 
-ROOT = Path("docs/eval/synthetic/cpu-why")
 START = 0.456  # the ideal filters' MCC at step 0 (why.md section 4; the same for every seed)
-
-
-def rows(group: str, name: str) -> list[dict]:
-    """The rows named `name` of cpu-why/<group>/results.json (one per seed)."""
-    return [r for r in json.loads((ROOT / group / "results.json").read_text())["rows"]
-            if r["variant"] == name]  # fmt: skip
-
-
-def mcc(rs: list[dict]) -> list[float]:
-    """The trained MCC of each row."""
-    return [r["trained"]["mcc"] for r in rs]
 
 
 def main() -> None:
@@ -61,14 +50,11 @@ def main() -> None:
     lines.append(f"Rule 4: against encoder-from-filters-rate at step 600 {min(mcc(plain_ff)):.4f}-"
                  f"{max(mcc(plain_ff)):.4f}: {a4}.")  # fmt: skip
     print("\n".join(f"- {x}" for x in lines))
-    print("\nMCC every 50 steps (seed 0):")
-    for name, rs in (("encoder-wr-from-filters-rate", ff), ("encoder-wr", wr),
-                     ("encoder-from-filters-rate", plain_ff)):  # fmt: skip
-        r0 = next(r for r in rs if r["seed"] == 0)
-        print(f"  {name}: " + " ".join(f"{h['mcc']:.3f}" for h in r0["history"]))
-    controls = [max(r["untrained"]["mcc"], r["trained"]["random_at_l0"]["mcc"]) for r in ff + wr]
-    out["controls_max"] = max(controls)
-    print(f"\nbest control seed (untrained, random@L0) of the new rows: {max(controls):.4f}")
+    print_trajectories("MCC every 50 steps (seed 0):", [
+        ("encoder-wr-from-filters-rate", ff), ("encoder-wr", wr),
+        ("encoder-from-filters-rate", plain_ff)])  # fmt: skip
+    out["controls_max"] = controls_max(ff + wr)
+    print(f"\nbest control seed (untrained, random@L0) of the new rows: {out['controls_max']:.4f}")
     out["lines"] = lines
     (ROOT / "wr-from-filters.json").write_text(json.dumps(out, indent=1) + "\n")
 
