@@ -600,6 +600,25 @@ def test_lse_ref_batch_keeps_the_lse_balance_of_its_batch(synth):
         _loss_config(replace(Variant(), lse_mean=True, lse_ref_batch=1024), 256)
 
 
+def test_im_weight_variants_scale_both_infomax_terms_at_any_k(synth):
+    """encoder-im0.1 / encoder-im0.01: variance and decorrelation at a tenth / a hundredth of
+    the plain encoder's reference-K weights (whatever K), the LSE unchanged; their
+    from-filters rows differ only in the start."""
+    from implicit_em.eval.options import VARIANTS
+    from implicit_em.eval.synthetic import VariantTrainer
+
+    opts = SyntheticEvalOptions(recipe="tiny", steps=1, batch_size=256, plot=False)
+    plain = VariantTrainer(VARIANTS["encoder"], synth, opts, 0, None).weights
+    for f in (0.1, 0.01):
+        w = VariantTrainer(VARIANTS[f"encoder-im{f}"], synth, opts, 0, None).weights
+        assert w["lse"] == plain["lse"] == 1.0
+        assert w["var"] == pytest.approx(f * plain["var"], rel=1e-12)
+        assert w["tc"] == pytest.approx(f * plain["tc"], rel=1e-12) and w["tc"] > 0
+        ff = VARIANTS[f"encoder-im{f}-from-filters-rate"]
+        assert ff.filters_at_rate and ff.init_at_filters == 0.0
+        assert (ff.lambda_var, ff.lambda_tc) == (f, f)
+
+
 def test_gpu16k_script_variant_keeps_a_fixed_k_on_the_full_recipe():
     """scripts/synthetic_gpu16k_converged.py `variant`: on the full recipe a variant's own k is
     kept (topk-k214 -> 214, topk-k25 -> 25); under --tiny an explicit k follows the tiny k (6)

@@ -271,6 +271,15 @@ for _name in ("prior-l1-0.1", "factorial-1.0", "encoder-wr"):
     VARIANTS[f"{_name}-from-filters-rate"] = replace(
         VARIANTS[_name], init_at_filters=0.0, filters_at_rate=True
     )
+# The InfoMax terms (variance and decorrelation) at a tenth and a hundredth of their
+# reference-K weights at any K, the LSE unchanged: does a weaker volume control let the
+# encoder keep near-mixture components? (docs/eval/synthetic/cpu-why/flat-im-weight-PLAN.md,
+# twelfth session, fixed before the runs.)
+for _f in (0.1, 0.01):
+    VARIANTS[f"encoder-im{_f}"] = Variant(lambda_var=_f, lambda_tc=_f)
+    VARIANTS[f"encoder-im{_f}-from-filters-rate"] = replace(
+        VARIANTS[f"encoder-im{_f}"], init_at_filters=0.0, filters_at_rate=True
+    )
 VARIANTS["topk-gauss"] = replace(VARIANTS["topk"], gaussian=True)  # TopK on the surrogate
 # Control of topk-pretrained: the pre-training steps simply dropped (TopK from random init).
 VARIANTS["topk-half"] = replace(VARIANTS["topk-pretrained"], pretrain="none")
