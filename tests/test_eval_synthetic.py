@@ -601,15 +601,15 @@ def test_lse_ref_batch_keeps_the_lse_balance_of_its_batch(synth):
 
 
 def test_im_weight_variants_scale_both_infomax_terms_at_any_k(synth):
-    """encoder-im0.1 / encoder-im0.01: variance and decorrelation at a tenth / a hundredth of
-    the plain encoder's reference-K weights (whatever K), the LSE unchanged; their
-    from-filters rows differ only in the start."""
+    """encoder-im0.1 / 0.01 / 0.001: variance and decorrelation at a tenth / a hundredth / a
+    thousandth of the plain encoder's reference-K weights (whatever K), the LSE unchanged;
+    their from-filters rows differ only in the start."""
     from implicit_em.eval.options import VARIANTS
     from implicit_em.eval.synthetic import VariantTrainer
 
     opts = SyntheticEvalOptions(recipe="tiny", steps=1, batch_size=256, plot=False)
     plain = VariantTrainer(VARIANTS["encoder"], synth, opts, 0, None).weights
-    for f in (0.1, 0.01):
+    for f in (0.1, 0.01, 0.001):
         w = VariantTrainer(VARIANTS[f"encoder-im{f}"], synth, opts, 0, None).weights
         assert w["lse"] == plain["lse"] == 1.0
         assert w["var"] == pytest.approx(f * plain["var"], rel=1e-12)

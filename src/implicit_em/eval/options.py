@@ -274,8 +274,8 @@ for _name in ("prior-l1-0.1", "factorial-1.0", "encoder-wr"):
 # The InfoMax terms (variance and decorrelation) at a tenth and a hundredth of their
 # reference-K weights at any K, the LSE unchanged: does a weaker volume control let the
 # encoder keep near-mixture components? (docs/eval/synthetic/cpu-why/flat-im-weight-PLAN.md,
-# twelfth session, fixed before the runs.)
-for _f in (0.1, 0.01):
+# twelfth session, fixed before the runs; 0.001: flat-im-further-PLAN.md.)
+for _f in (0.1, 0.01, 0.001):
     VARIANTS[f"encoder-im{_f}"] = Variant(lambda_var=_f, lambda_tc=_f)
     VARIANTS[f"encoder-im{_f}-from-filters-rate"] = replace(
         VARIANTS[f"encoder-im{_f}"], init_at_filters=0.0, filters_at_rate=True
