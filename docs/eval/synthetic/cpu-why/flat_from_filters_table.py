@@ -8,7 +8,7 @@ cpu-why/flat-from-filters.json.
 
 import json
 
-from why_rows import ROOT, controls_max, mcc, print_trajectories, rows, span
+from why_rows import ROOT, controls_max, mcc, print_table, print_trajectories, rows
 
 from implicit_em.eval.verdict import MARGIN, apart
 
@@ -37,17 +37,9 @@ def main() -> None:
     lines.append(f"Rule 2: against `encoder` from random init {min(base):.4f}-{max(base):.4f}: "
                  f"{a2}, {word2}.")  # fmt: skip
     print("\n".join(f"- {x}" for x in lines))
-    print("\n| run | seeds | MCC | lstsq read-out | L0 | dead | features covered | untrained "
-          "| random at L0 |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, rs in (("from the ideal filters, step 1,500", ff), ("random init, step 1,500", enc)):
-        t = [r["trained"] for r in rs]
-        print(f"| {name} | 3 | {span(mcc(rs))} | {span([x['mcc_lstsq'] for x in t])} | "
-              f"{span([x['l0'] for x in t], '.1f')} | "
-              f"{min(x['dead_latents'] for x in t)}-{max(x['dead_latents'] for x in t)} | "
-              f"{min(x['features_covered'] for x in t)}-{max(x['features_covered'] for x in t)} | "
-              f"{span([r['untrained']['mcc'] for r in rs])} | "
-              f"{span([x['random_at_l0']['mcc'] for x in t])} |")  # fmt: skip
+    print_table("run", [("from the ideal filters, step 1,500", ff), ("random init, step 1,500", enc)],
+                ["MCC", "lstsq read-out", "L0", "dead", "features covered", "untrained",
+                 "random at L0"])  # fmt: skip
     print_trajectories("MCC every 250 steps (seed 0):", [("from filters", ff),
                                                           ("random init", enc)])  # fmt: skip
     out["controls_max"] = controls_max(ff + enc)

@@ -9,12 +9,13 @@ cpu-why/flat-im-further.json.
 
 import json
 
-from why_rows import ROOT, controls_max, mcc, print_trajectories, rows, span
+from why_rows import ROOT, controls_max, mcc, print_table, print_trajectories, rows
 
 from implicit_em.eval.verdict import MARGIN, apart
 
 SEEDS = [0, 1, 2]
 HALF = 2048 // 2  # more dead units than this is "collapsing"
+COLUMNS = ["MCC", "L0", "F1", "dead", "features covered", "untrained", "random at L0"]
 
 
 def main() -> None:
@@ -36,20 +37,10 @@ def main() -> None:
              f"Rule 2: encoder-im0.001 at 3,000 steps {min(mcc(th3)):.4f}-{max(mcc(th3)):.4f} "
              f"against encoder-im0.01 at 3,000 steps: {a2}, {word2}."]  # fmt: skip
     print("\n".join(f"- {x}" for x in lines))
-    print("\n| run | seeds | MCC | L0 | F1 | dead | features covered | untrained "
-          "| random at L0 |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
-    named = (("InfoMax x 0.01, 6,000 steps", im6), ("InfoMax x 0.01, 3,000 steps", im3),
-             ("InfoMax x 0.001, 3,000 steps", th3), ("default weights, 3,000 steps", enc3))  # fmt: skip
-    for name, rs in named:
-        t = [r["trained"] for r in rs]
-        print(f"| {name} | 3 | {span(mcc(rs))} | {span([x['l0'] for x in t], '.1f')} | "
-              f"{span([x['f1'] for x in t])} | "
-              f"{min(x['dead_latents'] for x in t)}-{max(x['dead_latents'] for x in t)} | "
-              f"{min(x['features_covered'] for x in t)}-{max(x['features_covered'] for x in t)} | "
-              f"{span([r['untrained']['mcc'] for r in rs])} | "
-              f"{span([x['random_at_l0']['mcc'] for x in t])} |")  # fmt: skip
-    print_trajectories("MCC every 250 steps (seed 0):", list(named))
+    named = [("InfoMax x 0.01, 6,000 steps", im6), ("InfoMax x 0.01, 3,000 steps", im3),
+             ("InfoMax x 0.001, 3,000 steps", th3), ("default weights, 3,000 steps", enc3)]
+    print_table("run", named, COLUMNS)
+    print_trajectories("MCC every 250 steps (seed 0):", named)
     out = {"1_longer": {"apart": a1, "reading": word1, "mcc6000": mcc(im6)},
            "2_thousandth": {"apart": a2, "reading": word2, "mcc": mcc(th3), "dead": dead},
            "controls_max": controls_max(im6 + th3), "lines": lines}  # fmt: skip

@@ -8,11 +8,12 @@ cpu-why/flat-im-longer.json.
 
 import json
 
-from why_rows import ROOT, controls_max, mcc, print_trajectories, rows, span
+from why_rows import ROOT, controls_max, mcc, print_table, print_trajectories, rows
 
 from implicit_em.eval.verdict import MARGIN, apart
 
 SEEDS = [0, 1, 2]
+COLUMNS = ["MCC", "L0", "F1", "dead", "features covered", "untrained", "random at L0"]
 LIFT_1500 = 0.012  # section 8: encoder-im0.01 minus encoder at 1,500 steps, in the mean
 
 
@@ -28,17 +29,8 @@ def main() -> None:
              f"{min(mcc(enc)):.4f}-{max(mcc(enc)):.4f} at 3,000 steps: {a1}, {word1}.",
              f"Rule 2: mean lift {lift:+.4f} against {LIFT_1500:+.3f} at 1,500 steps: {word2}."]  # fmt: skip
     print("\n".join(f"- {x}" for x in lines))
-    print("\n| run (3,000 steps) | seeds | MCC | L0 | F1 | dead | features covered | untrained "
-          "| random at L0 |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, rs in (("InfoMax x 0.01, random init", im), ("default weights, random init", enc)):
-        t = [r["trained"] for r in rs]
-        print(f"| {name} | 3 | {span(mcc(rs))} | {span([x['l0'] for x in t], '.1f')} | "
-              f"{span([x['f1'] for x in t])} | "
-              f"{min(x['dead_latents'] for x in t)}-{max(x['dead_latents'] for x in t)} | "
-              f"{min(x['features_covered'] for x in t)}-{max(x['features_covered'] for x in t)} | "
-              f"{span([r['untrained']['mcc'] for r in rs])} | "
-              f"{span([x['random_at_l0']['mcc'] for x in t])} |")  # fmt: skip
+    print_table("run (3,000 steps)", [("InfoMax x 0.01, random init", im),
+                                      ("default weights, random init", enc)], COLUMNS)  # fmt: skip
     print_trajectories("MCC every 250 steps (seed 0):", [("x 0.01", im), ("default", enc)])
     out = {"1_lift": {"apart": a1, "lift": lift, "reading": word1}, "2_grows": word2,
            "im": mcc(im), "encoder": mcc(enc), "controls_max": controls_max(im + enc),

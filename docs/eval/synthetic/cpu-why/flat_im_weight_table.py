@@ -9,7 +9,7 @@ cpu-why/flat-im-weight.json.
 
 import json
 
-from why_rows import ROOT, controls_max, mcc, print_trajectories, rows, span
+from why_rows import ROOT, controls_max, mcc, print_table, print_trajectories, rows
 
 from implicit_em.eval.verdict import MARGIN, apart
 
@@ -17,16 +17,10 @@ SEEDS = [0, 1, 2]
 HALF = 2048 // 2  # rule 3: more dead units than this is "collapsing"
 
 
-def table_row(name: str, rs: list[dict]) -> str:
-    """One markdown row: MCC, L0, F1, dead, covered, controls."""
-    t = [r["trained"] for r in rs]
-    dead = [x["dead_latents"] for x in t]
-    note = " (collapsing)" if min(dead) > HALF else ""
-    return (f"| {name}{note} | 3 | {span(mcc(rs))} | {span([x['l0'] for x in t], '.1f')} | "
-            f"{span([x['f1'] for x in t])} | {min(dead)}-{max(dead)} | "
-            f"{min(x['features_covered'] for x in t)}-{max(x['features_covered'] for x in t)} | "
-            f"{span([r['untrained']['mcc'] for r in rs])} | "
-            f"{span([x['random_at_l0']['mcc'] for x in t])} |")  # fmt: skip
+def label(name: str, rs: list[dict]) -> str:
+    """`name`, marked "(collapsing)" when every seed has more than half its units dead."""
+    dead = [r["trained"]["dead_latents"] for r in rs]
+    return name + (" (collapsing)" if min(dead) > HALF else "")
 
 
 def main() -> None:
@@ -62,16 +56,14 @@ def main() -> None:
         lines.append(f"f = {f}, rule 2: from random init {min(mcc(enc)):.4f}-{max(mcc(enc)):.4f} "
                      f"against the default weights' {min(mcc(d_enc)):.4f}-{max(mcc(d_enc)):.4f}: "
                      f"{a2}, {lift}.")  # fmt: skip
-        table += [table_row(f"InfoMax x {f}, from the ideal filters", ff),
-                  table_row(f"InfoMax x {f}, random init", enc)]  # fmt: skip
+        table += [(label(f"InfoMax x {f}, from the ideal filters", ff), ff),
+                  (label(f"InfoMax x {f}, random init", enc), enc)]  # fmt: skip
         named += [(f"x {f} from filters", ff), (f"x {f} random init", enc)]
-    table += [table_row("default weights (section 7), from the ideal filters", d_ff),
-              table_row("default weights (section 7), random init", d_enc)]  # fmt: skip
+    table += [(label("default weights (section 7), from the ideal filters", d_ff), d_ff),
+              (label("default weights (section 7), random init", d_enc), d_enc)]  # fmt: skip
     print("\n".join(f"- {x}" for x in lines))
-    print("\n| run (step 1,500) | seeds | MCC | L0 | F1 | dead | features covered | untrained "
-          "| random at L0 |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(table))
+    print_table("run (step 1,500)", table, ["MCC", "L0", "F1", "dead", "features covered",
+                                             "untrained", "random at L0"])  # fmt: skip
     print_trajectories("MCC every 250 steps (seed 0):", named)
     print(f"\nbest control seed (untrained, random@L0): "
           f"{max(out[f]['controls_max'] for f in ('0.1', '0.01')):.4f}")  # fmt: skip

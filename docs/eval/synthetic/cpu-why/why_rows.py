@@ -41,3 +41,27 @@ def controls_max(rs: list[dict]) -> float:
     """The best control seed over rows `rs`: max of the untrained MCC and the MCC of random
     directions at the row's L0."""
     return max(max(r["untrained"]["mcc"], r["trained"]["random_at_l0"]["mcc"]) for r in rs)
+
+
+COLUMNS = {
+    "MCC": lambda rs, t: span(mcc(rs)),
+    "lstsq read-out": lambda rs, t: span([x["mcc_lstsq"] for x in t]),
+    "L0": lambda rs, t: span([x["l0"] for x in t], ".1f"),
+    "F1": lambda rs, t: span([x["f1"] for x in t]),
+    "dead": lambda rs, t: f"{min(x['dead_latents'] for x in t)}-{max(x['dead_latents'] for x in t)}",
+    "features covered": lambda rs, t: (f"{min(x['features_covered'] for x in t)}-"
+                                       f"{max(x['features_covered'] for x in t)}"),  # fmt: skip
+    "untrained": lambda rs, t: span([r["untrained"]["mcc"] for r in rs]),
+    "random at L0": lambda rs, t: span([x["random_at_l0"]["mcc"] for x in t]),
+}
+"""The table columns `print_table` can show: name -> f(rows, their "trained" records)."""
+
+
+def print_table(first: str, named: list[tuple[str, list[dict]]], columns: list[str]) -> None:
+    """Print a markdown table: one row per (name, rows) of `named` (3 seeds each), first
+    column header `first`, then `seeds` and the `columns` (keys of COLUMNS)."""
+    print(f"\n| {first} | seeds | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
+    for name, rs in named:
+        t = [r["trained"] for r in rs]
+        print(f"| {name} | {len(rs)} | " + " | ".join(COLUMNS[c](rs, t) for c in columns) + " |")
