@@ -189,10 +189,10 @@ def run(x_train: Tensor, x_in: Tensor, x_out: Tensor, seeds: list[int], args: di
     """Every variant of `models` and the untrained control ("untrained": the tied-topk init,
     which the encoder and tied-topk-im share, and topk-pretrained's pre-training starts from;
     "untrained NAME" for a variant whose init or energies differ (`own_init`: a match-energy,
-    softplus or unit-rows variant, or an SAE that trains from its own init, topk-half); "untrained centred": the encoder's init
-    scored on x - mean, when a variant is centred), for every seed: {name: {per_seed, summary,
-    recon_label}} (recon_label: `recon_label` of the scored model, None without a recon
-    score). Centred variants use mean = x_train.mean(0) (D,) in training and scoring.
+    softplus or unit-rows variant, or an SAE that trains from its own init, topk-half);
+    "untrained centred": the encoder's init scored on x - mean, when a variant is centred),
+    for every seed: {name: {per_seed, summary, recon_label}} (recon_label: `recon_label` of
+    the scored model, None without a recon score). Centred variants use mean = x_train.mean(0) (D,) in training and scoring.
     ValueError when a name of `models` is not `supported`."""
     for name in models:
         if (why := supported(name)) is not None:

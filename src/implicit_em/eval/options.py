@@ -262,24 +262,28 @@ VARIANTS: dict[str, Variant] = {
     ),  # fmt: skip
     **{f"factorial-{w}": Variant(extra=(("factorial", w),), lse=False) for w in (0.01, 0.1, 1.0)},
 }
+
+
+def _at_filters_rate(v: Variant) -> Variant:
+    """`v` started at the ideal filters, each bias set so that its unit fires at its
+    feature's firing probability (the `*-from-filters-rate` rows of why.md)."""
+    return replace(v, init_at_filters=0.0, filters_at_rate=True)
+
+
 # Started at the ideal filters: does the objective keep them? (why.md, added post hoc;
 # encoder-wr's rows: cpu-why/wr-from-filters-PLAN.md, eleventh session)
 VARIANTS["encoder-from-filters"] = Variant(init_at_filters=2.5)
-VARIANTS["encoder-from-filters-rate"] = Variant(init_at_filters=0.0, filters_at_rate=True)
+VARIANTS["encoder-from-filters-rate"] = _at_filters_rate(Variant())
 for _name in ("prior-l1-0.1", "factorial-1.0", "encoder-wr"):
     VARIANTS[f"{_name}-from-filters"] = replace(VARIANTS[_name], init_at_filters=2.5)
-    VARIANTS[f"{_name}-from-filters-rate"] = replace(
-        VARIANTS[_name], init_at_filters=0.0, filters_at_rate=True
-    )
+    VARIANTS[f"{_name}-from-filters-rate"] = _at_filters_rate(VARIANTS[_name])
 # The InfoMax terms (variance and decorrelation) at a tenth and a hundredth of their
 # reference-K weights at any K, the LSE unchanged: does a weaker volume control let the
 # encoder keep near-mixture components? (docs/eval/synthetic/cpu-why/flat-im-weight-PLAN.md,
 # twelfth session, fixed before the runs; 0.001: flat-im-further-PLAN.md.)
 for _f in (0.1, 0.01, 0.001):
     VARIANTS[f"encoder-im{_f}"] = Variant(lambda_var=_f, lambda_tc=_f)
-    VARIANTS[f"encoder-im{_f}-from-filters-rate"] = replace(
-        VARIANTS[f"encoder-im{_f}"], init_at_filters=0.0, filters_at_rate=True
-    )
+    VARIANTS[f"encoder-im{_f}-from-filters-rate"] = _at_filters_rate(VARIANTS[f"encoder-im{_f}"])
 VARIANTS["topk-gauss"] = replace(VARIANTS["topk"], gaussian=True)  # TopK on the surrogate
 # Control of topk-pretrained: the pre-training steps simply dropped (TopK from random init).
 VARIANTS["topk-half"] = replace(VARIANTS["topk-pretrained"], pretrain="none")
