@@ -7,7 +7,14 @@ files in docs/eval/synthetic/gpu16k-next11/ (eleventh session, nvidia-h200-x2):
 - `n2-a2.json`, `n2-b2.json`: call 2, seed 2 of the two combinations, `encoder-softplus`,
   `encoder-unit-rows`, `topk-k214` and `tied-topk-k214`.
 - `n3-c1.json`, `n3-d1.json`: call 3, seed 1 of `encoder-centred` and `encoder-wr-centred`
-  (plain step, one row per GPU). Call 4 (their seed 2) did not fit the session's budget.
+  (plain step, one row per GPU). Call 4 (their seed 2) did not fit the eleventh session's
+  budget.
+- `n4-c2.json`, `n4-d2.json` (thirteenth session, one H200: call 4 split into two one-GPU
+  calls, the same command with `CUDA_VISIBLE_DEVICES=0`): seed 2 of `encoder-centred` and
+  `encoder-wr-centred`.
+- `n6-p1.json` (thirteenth session, one H200; the plan's "Not in this session's 30 minutes"
+  item, its rule fixed there): seed 1 of `topk-pretrained` and `topk-half` in lockstep. Their
+  seed 2 did not fit the session's budget.
 - `n5-r0.json`: call 5 (rule 11), `encoder-wr` seed 0 again, today's statistics layout, against
   gpu16k-variants `c2-f2.json` (the old layout). Not a new seed: it is left out of the table.
 
@@ -31,7 +38,8 @@ from implicit_em.eval.verdict import MARGIN, apart
 ROOT = Path("docs/eval/synthetic")
 STEPS = 47927  # 49.1 M samples at batch 1,024
 NEW = ROOT / "gpu16k-next11"
-NEW_FILES = ("n1-w0.json", "n1-w1.json", "n2-a2.json", "n2-b2.json", "n3-c1.json", "n3-d1.json")
+NEW_FILES = ("n1-w0.json", "n1-w1.json", "n2-a2.json", "n2-b2.json", "n3-c1.json", "n3-d1.json",
+             "n4-c2.json", "n4-d2.json", "n6-p1.json")
 # the committed rows: file -> the variants read from it
 OLD = {
     "gpu16k-converged/rows/results.json": ("encoder",),
@@ -47,6 +55,8 @@ OLD = {
     "gpu16k-variants/c5-p2.json": ("encoder-wr-centred",),
     "gpu16k-matched-l0/m.json": ("topk-k214", "tied-topk-k214"),
     "gpu16k-matched-l0/m1.json": ("topk-k214", "tied-topk-k214"),
+    "gpu16k-matched-l0/p.json": ("topk-pretrained",),
+    "gpu16k-matched-l0/h.json": ("topk-half",),
 }
 # rule 1: the untrained MCC of every row of a seed (the plan's values, exact)
 INIT = {0: 0.14807778596878052, 1: 0.14800229668617249, 2: 0.14777010679244995}
@@ -55,6 +65,7 @@ THIRD = ("encoder-softplus", "encoder-unit-rows")  # rule 5
 CENTRED = {"encoder-centred": "encoder", "encoder-wr-centred": "encoder-wr"}  # rule 6
 SAES = ("topk-k214", "tied-topk-k214")  # rule 7
 L0_WINDOW = (160, 268)  # rule 7
+PRETRAINED = ("topk-pretrained", "topk-half")  # the plan's rule for its seeds 1 and 2
 
 
 def load() -> tuple[list[dict], list[dict]]:
@@ -173,14 +184,16 @@ def main() -> None:
     for n, twin in CENTRED.items():
         a = apart(mccs(rows, n), mccs(rows, twin), MARGIN)
         rng = range_check(n, 1)
+        rng2 = range_check(n, 2)
         rules["6_centred"][n] = {"twin": twin, "apart": a, "seeds": seeds_of[n],
-                                 "seed1_range": rng}  # fmt: skip
+                                 "seed1_range": rng, "seed2_range": rng2}  # fmt: skip
         word = {"level": "level (the standing reading stays)", "above": "centring lifts",
                 "below": "centring costs"}[a]  # fmt: skip
         lines.append(f"Rule 6: {n} ({seeds_word(n)}, {by[n]['mcc']['min']:.4f}-"
                      f"{by[n]['mcc']['max']:.4f}, L0 {by[n]['l0']['mean']:.1f}) against {twin} "
                      f"({seeds_word(twin)}, {by[twin]['mcc']['min']:.4f}-"
-                     f"{by[twin]['mcc']['max']:.4f}): {word}; seed 1 {rng}.")  # fmt: skip
+                     f"{by[twin]['mcc']['max']:.4f}): {word}; seed 1 {rng}"
+                     + (f"; seed 2 {rng2}" if rng2 else "") + ".")  # fmt: skip
 
     # rule 7: third seed of the k = 214 SAEs against the encoder's three
     rules["7_k214"] = {}
@@ -197,6 +210,19 @@ def main() -> None:
                      f"{by[n]['dead_latents']['max']:.0f}) against encoder: {a}; the standing "
                      f"reading 'the SAE beats the encoder at its L0' "
                      f"{'stays' if a == 'above' else 'changes'}; seed 2 {rng}.")  # fmt: skip
+
+    # the plan's rule for the pre-training seeds ("Not in this session's 30 minutes")
+    pre, half = PRETRAINED
+    a = apart(mccs(rows, pre), mccs(rows, half), MARGIN)
+    rules["pretrained"] = {"apart": a, "seeds": seeds_of[pre], "seeds_control": seeds_of[half],
+                           "seed1_range": range_check(pre, 1)}  # fmt: skip
+    lines.append(f"Pre-training rule: {pre} ({seeds_word(pre)}, {by[pre]['mcc']['min']:.4f}-"
+                 f"{by[pre]['mcc']['max']:.4f}, L0 {by[pre]['l0']['mean']:.1f}, dead at most "
+                 f"{by[pre]['dead_latents']['max']:.0f}) against {half} ({seeds_word(half)}, "
+                 f"{by[half]['mcc']['min']:.4f}-{by[half]['mcc']['max']:.4f}, L0 "
+                 f"{by[half]['l0']['mean']:.1f}): {a}; the standing reading 'pre-training costs "
+                 f"against the same TopK steps' {'stays' if a == 'below' else 'changes'}; seed 1 "
+                 f"{rules['pretrained']['seed1_range']}.")  # fmt: skip
 
     # rule 11: the same-seed re-run under the new statistics layout (call 5)
     again = json.loads((NEW / "n5-r0.json").read_text())["rows"][0]
@@ -217,7 +243,7 @@ def main() -> None:
                     "tolerance" if within else "the layout moves a full-length row beyond the "
                     "reproduction tolerance") + ".")  # fmt: skip
 
-    order = ["encoder", "encoder-wr", *COMBOS, *THIRD, *CENTRED, *SAES]
+    order = ["encoder", "encoder-wr", *COMBOS, *THIRD, *CENTRED, *SAES, *PRETRAINED]
     summary = [by[n] for n in order]
     print("| variant | seeds | " + " | ".join(c[0] for c in COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))
