@@ -344,14 +344,14 @@ def test_committed_ground_truth_facts():
     pre = res["candidates"]["topk-pretrained"]["criteria"]
     assert pre["ground-truth MCC"]["pretrain_control"]["name"] == "topk-half"
     assert pre["ground-truth MCC"]["pretrain_control"]["margin"] == pytest.approx(-0.477, abs=0.001)
-    assert pre["seeds"]["value"] == 1 and pre["dead latents"]["value"]["ground truth"] == 975
+    assert pre["seeds"]["value"] == 2 and pre["dead latents"]["value"]["ground truth"] == 975
     assert {r["name"] for r in res["width16k"]["rows"]} == {
         "encoder", "encoder-wr", "tied-topk", "tied-topk-im-3.0"}  # fmt: skip
     assert (res["width16k"]["table_latents"], res["width16k"]["table_samples"]) == (4096, 49077248)
     assert res["best"] == "tied-topk-im-3.0"
     # the review's four rows with no SAE row at their own L0 are named, not skipped
-    for name, l0 in (("encoder-centred", 344.7), ("encoder-softplus", 1698.0),
-                     ("encoder-wr", 304.1), ("encoder-wr-centred", 293.2),
+    for name, l0 in (("encoder-centred", 344.5), ("encoder-softplus", 1698.0),
+                     ("encoder-wr", 304.1), ("encoder-wr-centred", 293.3),
                      ("encoder-wr-softplus", 4092.1)):  # fmt: skip
         assert f"`{name}` no SAE row at an L0 matched to its own (L0 {l0})" in res["paragraph"]
     best_ood = "(highest mean AUROC 0.464, `encoder-wr-unit-rows`, below chance (0.5))"
@@ -545,6 +545,45 @@ def test_committed_gpu5_is_read_at_the_longer_budget():
     assert res["best"] == "tied-topk-im-3.0"
 
 
+def test_committed_gpu6_is_read_for_the_wr_combinations():
+    """On the committed files (gpu6_compare.json in the probing6 slot): both wr combinations'
+    probing and CE criteria carry gpu6's numbers against gpu6's own best SAE and TopK; their
+    controls at both K read gpu6's beats_controls (False), so "above controls" is not met; the
+    rows gpu6 shares with gpu3 (softplus, unit rows) are read from gpu6, the later one-pass
+    run, while gpu3's entries still count for controls, dead latents and seeds."""
+    g6 = json.loads((ROOT / DEFAULTS["probing6"]).read_text())
+    res = cross_study_verdict(load_studies(*(str(ROOT / DEFAULTS[k]) for k in
+                                             ("ground_truth", "probing2", "probing3")),
+                                           [str(ROOT / p) for p in DEFAULTS["ood"]],
+                                           str(ROOT / DEFAULTS["probing4"]),
+                                           probing6=str(ROOT / DEFAULTS["probing6"])))  # fmt: skip
+    for K in (4096, 16384):
+        e = g6[f"K{K}"]
+        for m in ("encoder-wr-softplus", "encoder-wr-unit-rows", "encoder-softplus",
+                  "encoder-unit-rows"):  # fmt: skip
+            crit = res["candidates"][m]["criteria"]
+            assert crit[f"probing K={K}"]["value"] == e["rows"][m]["mean_k"]
+            assert crit[f"probing K={K}"]["study"] == "gpu6"
+            assert crit[f"CE K={K}"]["value"] == e["rows"][m]["ce"]
+            assert crit[f"CE K={K}"]["reference"] == e["topk_ce"]
+            assert crit["above controls"]["value"][f"gpu6 K={K}"] is e["rows"][m]["beats_controls"]
+            assert crit["dead latents"]["value"][f"gpu6 K={K}"] == 0
+        for m in ("encoder-softplus", "encoder-unit-rows"):
+            assert f"gpu3 K={K}" in res["candidates"][m]["criteria"]["above controls"]["value"]
+    for m in ("encoder-wr-softplus", "encoder-wr-unit-rows"):
+        c = res["candidates"][m]
+        assert c["criteria"]["above controls"]["status"] == NOT_MET and not c["not_measured"]
+    assert res["best"] == "tied-topk-im-3.0"
+
+
+def test_a_gpu6_file_of_another_shape_is_refused_in_one_line(tmp_path):
+    (tmp_path / "g.json").write_text(json.dumps({"K64": {"verdict": {}}}))
+    with pytest.raises(ValueError, match=r"gpu6 compare file .*g.json is not a gpu6_compare.json "
+                       r'.*"rows".*compare6.py wrote') as e:  # fmt: skip
+        load_studies(None, None, None, probing6=str(tmp_path / "g.json"))
+    assert "\n" not in str(e.value)
+
+
 # --- the ground-truth table script's new inputs (docs/eval/synthetic/gpu16k_seeds_table.py) ---
 
 
@@ -591,14 +630,14 @@ def test_the_committed_table_holds_the_matched_l0_and_width_16384_rows():
     rows += [r for f, names in t.NEXT11_FILES.items()
              for r in t.read_rows(d / "gpu16k-next11" / f, names)  # fmt: skip
              if r["variant"] in ("topk-k214", "tied-topk-k214", "encoder-wr-softplus",
-                                 "encoder-wr-unit-rows")]  # fmt: skip
+                                 "encoder-wr-unit-rows", "topk-pretrained", "topk-half")]  # fmt: skip
     for s in summarise(rows):
         assert got[s["variant"]]["seeds"] == s["seeds"]
         assert got[s["variant"]]["mcc"]["mean"] == pytest.approx(s["mcc"]["mean"])
         assert got[s["variant"]]["l0"]["mean"] == pytest.approx(s["l0"]["mean"])
     assert got["topk-k214"]["seeds"] == got["tied-topk-k214"]["seeds"] == 3
     assert got["encoder-wr-softplus"]["seeds"] == got["encoder-wr-unit-rows"]["seeds"] == 3
-    assert got["topk-pretrained"]["seeds"] == got["topk-half"]["seeds"] == 1
+    assert got["topk-pretrained"]["seeds"] == got["topk-half"]["seeds"] == 2
     assert got["standard-l1-3.0"]["seeds"] == 1
     assert got["standard-l1-3.0"]["mcc"]["mean"] == pytest.approx(0.5928, abs=1e-4)
     wide = {s["variant"]: s for s in gt["width16k"]["summary"]}

@@ -98,3 +98,17 @@ def test_probing_vs_l0_draws_gpu5_rows_apart_from_gpu4s(tmp_path):
     assert got["random" + vf.LONGER_TAG] == [(12.0, 0.67), (12.5, 0.70)]
     assert all(s in vf.LONGER_STYLE for s in got if s.endswith(vf.LONGER_TAG))
     assert "gpu5" in vf.LONGER_STYLE[DECODER_FREE + vf.LONGER_TAG][2]  # the legend says so
+
+
+def test_probing_vs_l0_draws_a_row_of_several_one_pass_runs_once_from_the_latest(tmp_path):
+    """A row name in gpu3, gpu4 and gpu6 (one-pass runs of compare3's shape) is drawn once,
+    from gpu6, the latest, whatever order the studies come in; a row only gpu3 has is drawn."""
+    def run(l0, acc, extra=None):
+        rows = {"encoder-wr": {"kind": DECODER_FREE, "l0": l0, "mean_k": acc}}
+        return {"K64": {"rows": {**rows, **(extra or {})}}}
+
+    only3 = {"centred": {"kind": DECODER_FREE, "l0": 5.0, "mean_k": 0.5}}
+    studies = {"probing3": run(10.0, 0.61, only3), "probing6": run(30.0, 0.63),
+               "probing4": run(20.0, 0.62)}  # fmt: skip
+    got = vf.probing_vs_l0(studies, tmp_path / "p.png")["K64"]
+    assert sorted(got[DECODER_FREE]) == [(5.0, 0.5), (30.0, 0.63)]

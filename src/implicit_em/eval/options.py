@@ -675,6 +675,11 @@ class VerdictOptions:
     """gpu4_compare.json (`eval-suite probing-study compare4`); "none": not measured. A model
     in gpu3 and gpu4 is read from gpu4 for probing and CE (dead latents, controls and seeds
     from both)."""
+    probing6: str = "docs/eval/probing/gpu6/gpu6_compare.json"
+    """gpu6_compare.json (docs/eval/probing/gpu6/compare6.py: wr with softplus and with unit-norm
+    rows, beside gpu3's five rows trained again at gpu3's one-pass budget); "none": not
+    measured. A model in gpu3 / gpu4 and gpu6 is read from gpu6 for probing and CE (dead
+    latents, controls and seeds from each)."""
     probing5: str = "docs/eval/probing/gpu5/gpu5_compare.json"
     """gpu5_compare.json (docs/eval/probing/gpu5/compare5.py: gpu4's rows trained on 7.2x the
     tokens), read beside --probing4 (its rows give the kinds); "none": not measured. A model

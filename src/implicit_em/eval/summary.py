@@ -17,10 +17,12 @@ L0, on at least 3 seeds. Inputs (each named with the file and key its numbers co
 - k-sparse probing (SAEBench protocol, mean over datasets and k), CE-loss recovered and dead
   latents at K = 4096 and 16384 on SmolLM2-135M: `probing_study.compare.compare`'s
   gpu2_compare.json (the tied models), `compare3`'s gpu3_compare.json (the theory variants)
-  and `compare4`'s gpu4_compare.json (centred / uncentred SAEs and the TopK read-out rows; its
-  best SAE baseline by gpu4_plan.md's rule W4). A model in several is read from the latest
-  (gpu4 over gpu3 over gpu2) for probing and CE; its dead latents, controls and seeds count in
-  every file that has it. These three trained every model for one pass over 2 M tokens;
+  `compare4`'s gpu4_compare.json (centred / uncentred SAEs and the TopK read-out rows; its
+  best SAE baseline by gpu4_plan.md's rule W4) and docs/eval/probing/gpu6/compare6.py's
+  gpu6_compare.json (wr with softplus and with unit-norm rows, beside gpu3's five rows trained
+  again; compare3's shape). A model in several is read from the latest (gpu6 over gpu4 over
+  gpu3 over gpu2) for probing and CE; its dead latents, controls and seeds count in every file
+  that has it. These four trained every model for one pass over 2 M tokens;
 - the longer budget: docs/eval/probing/gpu5/compare5.py's gpu5_compare.json (gpu4's rows
   trained for 7.2x the tokens, docs/eval/probing/gpu5_plan.md), its "gpu5" side read by
   `longer_budget` into gpu4_compare.json's shape. A model and K that gpu5 measured are read
@@ -79,7 +81,7 @@ MET, NOT_MET, NOT_MEASURED = "met", "not met", "not measured"
 DEFAULTS = {
     f.name: f.default
     for f in fields(VerdictOptions)
-    if f.name in ("ground_truth", "probing2", "probing3", "probing4", "probing5", "ood")
+    if f.name in ("ground_truth", "probing2", "probing3", "probing4", "probing6", "probing5", "ood")
 }
 """The committed files the verdict is generated from (paths from the repository root): the
 defaults of `VerdictOptions`, so that the CLI and the tests read one list."""
@@ -90,12 +92,15 @@ _MADE_BY = {
     "gpu3 compare": "`implicit-em eval-suite probing-study compare3`",
     "gpu4 compare": "`implicit-em eval-suite probing-study compare4`",
     "gpu5 compare": "docs/eval/probing/gpu5/compare5.py",
+    "gpu6 compare": "docs/eval/probing/gpu6/compare6.py",
     "OOD": "scripts/ood_variants.py",
 }
 
 
-PROBING = ("probing2", "probing3", "probing4", "probing5")
-"""The probing studies, shortest budget and earliest first; "probing5" is the longer budget."""
+PROBING = ("probing2", "probing3", "probing4", "probing6", "probing5")
+"""The probing studies, shortest budget and earliest first: gpu2-gpu4 and gpu6 at one pass over
+the 2 M training tokens (a later run's row of a name replaces an earlier run's probing and CE),
+"probing5" at the longer budget (it supersedes any model and K it measured)."""
 LONGER = "probing5"
 
 
@@ -112,11 +117,12 @@ def _check(data, what: str, path: str, ok: bool, expected: str) -> None:
 
 def load_studies(ground_truth: str | None, probing2: str | None, probing3: str | None,
                  ood: tuple[str, ...] | list[str] = (), probing4: str | None = None,
-                 probing5: str | None = None) -> dict:  # fmt: skip
+                 probing5: str | None = None, probing6: str | None = None) -> dict:  # fmt: skip
     """Read and check the study files (None: that study is not measured).
 
     Returns {"ground_truth": (path, data) | None, "probing2": ..., "probing3": ..., "probing4": ...,
-    "probing5": ..., "ood": [(path, data), ...]}; probing5's data is gpu5_compare.json's "gpu5"
+    "probing5": ..., "probing6": ..., "ood": [(path, data), ...]}; probing6 is
+    gpu6_compare.json (docs/eval/probing/gpu6/compare6.py, compare3's shape); probing5's data is gpu5_compare.json's "gpu5"
     side in gpu4_compare.json's shape (`longer_budget`). Raises FileNotFoundError for a missing
     file and ValueError for a file that is not JSON or not the named study's, or for probing5
     without probing4 (one line naming the file and the fix).
@@ -141,10 +147,12 @@ def load_studies(ground_truth: str | None, probing2: str | None, probing3: str |
             f'a ground-truth table whose "{WIDE_KEY}" entry has "latents", "steps", "samples" '
             f'and a "summary" of rows with {", ".join(sorted(_SUMMARY_KEYS))}')  # fmt: skip
     out = {"ground_truth": gt}
-    paths = {"probing2": probing2, "probing3": probing3, "probing4": probing4}
+    paths = {"probing2": probing2, "probing3": probing3, "probing4": probing4,
+             "probing6": probing6}  # fmt: skip
     for key, what, need in (("probing2", "gpu2 compare", "verdict"),
                             ("probing3", "gpu3 compare", "rows"),
-                            ("probing4", "gpu4 compare", "rows")):  # fmt: skip
+                            ("probing4", "gpu4 compare", "rows"),
+                            ("probing6", "gpu6 compare", "rows")):  # fmt: skip
         got = read(paths[key], what)
         if got is not None:
             d = got[1]
@@ -775,10 +783,10 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
         "and the target L0.",
         "verdict_probing_vs_l0.png": "k-sparse probing (mean over tasks and k) against L0 at "
         "each K: SAE baselines, the candidates, untrained inits (gpu2, at their own L0) and "
-        "untrained twins (gpu3 / gpu4, drawn at their row's L0: the compare files do not hold "
+        "untrained twins (gpu3 / gpu4 / gpu6, drawn at their row's L0: the compare files do not hold "
         "the twin's own), random directions at each row's L0, and the raw activations read k-sparse (a "
         "baseline rows can exceed, not a ceiling). A row "
-        "in gpu3 and gpu4 is drawn once, from gpu4. "
+        "in several of gpu3, gpu4 and gpu6 is drawn once, from the latest. "
         + ("Rows of gpu5 (gpu4's rows trained on 7.2x the tokens) are drawn beside gpu4's as "
            "hollow markers, with their controls (hollow triangles: untrained twin; hollow plus "
            "signs: random directions) at each gpu5 row's L0 (\"gpu5\" in the legend). "
@@ -831,7 +839,7 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
               f"- Probing at K: met when mean accuracy >= the study's best SAE baseline at the "
               f"encoder's L0 - {t['probing']} (gpu2_plan.md / gpu3_plan.md; gpu4_plan.md W4) and the model's L0 "
               "is matched to the reference encoder's.",
-              "- Studies: a model in several probing runs of one budget (gpu2-gpu4, one pass over "
+              "- Studies: a model in several probing runs of one budget (gpu2-gpu4 and gpu6, one pass over "
               "2 M tokens) is read from the latest for probing and CE, and its dead latents, "
               "controls and seeds count in each."
               + (" A model and K that gpu5 measured (gpu4's rows trained for 7.2x the tokens, "
@@ -937,7 +945,7 @@ def run(opts) -> None:
 
     studies = load_studies(arg(opts.ground_truth), arg(opts.probing2), arg(opts.probing3),
                            [p for p in opts.ood if arg(p)], arg(opts.probing4),
-                           arg(opts.probing5))  # fmt: skip
+                           arg(opts.probing5), arg(opts.probing6))  # fmt: skip
     from implicit_em.eval import verdict_figures as vf
 
     md_path, json_path, gt_png, probe_png = free_paths(

@@ -112,10 +112,11 @@ def mcc_vs_l0(table: dict, path: Path) -> dict[str, list[tuple[float, float]]]:
 
 def _probing_points(study: str, data: dict, K: str, skip: set[str] = frozenset()) -> dict:
     """The points of one K of a probing compare file ("probing2": gpu2_compare.json's rows;
-    "probing3" / "probing4" / "probing5": gpu3_compare.json's / gpu4_compare.json's rows, or
+    "probing3" / "probing4" / "probing6" / "probing5": gpu3_compare.json's / gpu4_compare.json's
+    / gpu6_compare.json's rows, or
     gpu5's as `eval.summary.longer_budget` reads them, with their untrained
     twin, "twin", drawn at the row's L0 since the files do not hold the twin's own, and their
-    random-direction control), leaving out the row names in `skip` (probing3/4) and gpu2's
+    random-direction control), leaving out the row names in `skip` (probing3/4/6) and gpu2's
     responsibilities read-out rows (`encoder[r]`, r = softmax(-a): chance, 0.500, at L0 = K).
     gpu2's raw-residual row, under its name of either session (`eval.verdict.probing_row_label`),
     goes to series "raw"."""
@@ -151,14 +152,21 @@ def _probing_points(study: str, data: dict, K: str, skip: set[str] = frozenset()
     return points
 
 
+ONE_PASS_LATEST = ("probing6", "probing4", "probing3")
+"""The one-pass probing runs of compare3's shape, latest first: a row name drawn from one is
+not drawn again from a later entry."""
+
+
 def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, list]]:
     """k-sparse probing accuracy (mean over datasets and k) against L0, one panel per K, from
     the probing compare files {"probing2": data, "probing3": data, "probing4": data,
-    "probing5": data} (any may be missing; probing4, gpu4_compare.json, has probing3's shape,
-    and so has probing5 as `eval.summary.longer_budget` returns it), written to `path` (PNG).
+    "probing6": data, "probing5": data} (any may be missing; probing4 and probing6 have
+    probing3's shape, and so has probing5 as `eval.summary.longer_budget` returns it), written
+    to `path` (PNG).
     Returns {K: {series: points}}; "raw" holds the raw activations' k-sparse accuracy (drawn as
-    a line, labelled `eval.verdict.RAW_ROW`: a baseline, not a ceiling). A row in both gpu3
-    and gpu4 is drawn once, from gpu4 (as `eval.summary` reads it); gpu5's rows, at another
+    a line, labelled `eval.verdict.RAW_ROW`: a baseline, not a ceiling). A row in several of
+    gpu3, gpu4 and gpu6 is drawn once, from the latest (as `eval.summary` reads it); gpu5's
+    rows, at another
     budget, are drawn beside gpu4's as series "<series> (gpu5)"."""
     ks = sorted({K for d in studies.values() if d for K in d}, key=lambda k: int(k[1:]))
     if not ks:
@@ -167,15 +175,16 @@ def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, l
     out = {}
     for ax, K in zip(axes, ks, strict=True):
         merged: dict[str, list] = {}
-        drawn: set[str] = set()  # probing4 first: its rows win over probing3's of that name
-        for study in sorted(studies, key=lambda k: k != "probing4"):
+        drawn: set[str] = set()  # the latest one-pass run first: its rows win over earlier ones'
+        for study in sorted(studies, key=lambda k: ONE_PASS_LATEST.index(k)
+                            if k in ONE_PASS_LATEST else len(ONE_PASS_LATEST)):  # fmt: skip
             data = studies[study]
             if not data:
                 continue
             tag = LONGER_TAG if study == "probing5" else ""
             for series, pts in _probing_points(study, data, K, set() if tag else drawn).items():
                 merged.setdefault(series if series == "raw" else series + tag, []).extend(pts)
-            if study in ("probing3", "probing4") and K in data:
+            if study in ONE_PASS_LATEST and K in data:
                 drawn |= set(data[K]["rows"])
         _scatter(ax, merged, {**KIND_STYLE, **CONTROL_STYLE, **LONGER_STYLE})
         for _, acc in merged.get("raw", [])[:1]:
