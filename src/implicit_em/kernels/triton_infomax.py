@@ -54,6 +54,9 @@ BLOCK_K = 128  # columns per stats strip (fixes the partials' shapes)
 # run; see docs/benchmarks.md. Round 7 (four processes of one call) did not show it faster or
 # slower than 256 rows beyond the spread across processes (S = 0.325 ms; 256 rows minus 512
 # per process +0.081, -0.212, +0.254, -0.124): undecided, so it still rests on round 6b.
+# Round 8 (interleaved windows, 256 rows minus 512 in the same cycle): per process median
+# +0.065, +0.071, +0.015, +0.031 ms, one of four "slower" by its rule: undecided; it leans
+# the way round 6b decided.
 STATS = {"rows": 512, "shift": True}
 
 
