@@ -44,7 +44,7 @@ KIND_STYLE = {
 """kind -> (marker, colour, legend label)."""
 CONTROL_STYLE = {
     "untrained": ("x", "tab:red", "untrained init (gpu2, at its own L0)"),
-    "twin": ("1", "tab:red", "untrained twin (gpu3/gpu4, drawn at its row's L0)"),
+    "twin": ("1", "tab:red", "untrained twin (gpu3/gpu4/gpu6, drawn at its row's L0)"),
     "random": ("+", "tab:purple", "random directions at the L0"),
 }
 LONGER_TAG = " (gpu5)"
