@@ -576,6 +576,25 @@ def test_committed_gpu6_is_read_for_the_wr_combinations():
     assert res["best"] == "tied-topk-im-3.0"
 
 
+def test_the_longer_budget_section_reads_gpu4_without_the_later_one_pass_run():
+    """With gpu6 and gpu5 both given, the "gpu4 → gpu5" section's before-cells are gpu4's own
+    (tagged gpu4, gpu4's baseline), gpu6 is named as left out, and the moved criteria are
+    those of the full verdict's gpu5 rows."""
+    studies = load_studies(*(str(ROOT / DEFAULTS[k]) for k in
+                             ("ground_truth", "probing2", "probing3")),
+                           [str(ROOT / p) for p in DEFAULTS["ood"]],
+                           str(ROOT / DEFAULTS["probing4"]), str(ROOT / DEFAULTS["probing5"]),
+                           str(ROOT / DEFAULTS["probing6"]))  # fmt: skip
+    res = cross_study_verdict(studies)
+    lb = res["longer_budget"]
+    assert lb["left_out"] == ["gpu6"]
+    before, after, _ = lb["changed"]["encoder"]["probing K=16384"]
+    assert before.endswith(", gpu4)") and after.endswith(", gpu5)")
+    g4 = json.loads((ROOT / DEFAULTS["probing4"]).read_text())["K16384"]
+    assert f"{g4['rows']['encoder']['mean_k'] - g4['best_baseline_mean_k']:+.4f}" in before
+    assert res["candidates"]["encoder-wr-softplus"]["criteria"]["probing K=16384"]["study"] == "gpu6"
+
+
 def test_a_gpu6_file_of_another_shape_is_refused_in_one_line(tmp_path):
     (tmp_path / "g.json").write_text(json.dumps({"K64": {"verdict": {}}}))
     with pytest.raises(ValueError, match=r"gpu6 compare file .*g.json is not a gpu6_compare.json "
