@@ -195,6 +195,8 @@ CASES: list[Case] = [
          write("gpu5.json", '{"gpu5": {"4096": {"rows": {"encoder": {"l0": 50.0, "dead": [0], '
                '"probing": 0.72, "probing_range": [0.72, 0.72], "beats_controls": false}}}}, '
                '"gpu4": {}, "changes": {}}')),
+    Case("verdict: a gpu6 compare file of another shape", verdict(probing6="gpu6.json"), 2,
+         "is not a gpu6_compare.json", write("gpu6.json", '{"K4096": {"verdict": {}}}')),
     Case("verdict: a gpu5 compare file whose rows lack what is read", verdict(probing5="gpu5.json"),
          2, "is not a gpu5_compare.json",
          write("gpu5.json", '{"gpu5": {"4096": {"rows": {"encoder": {}}}}, "gpu4": {}, "changes": {}}')),
