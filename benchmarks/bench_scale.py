@@ -29,6 +29,12 @@ each cycle: per window the wall-clock and CUDA-event time per step, the settings
 (each row keeps its own compiled step; its layout and fold are set before each of its windows)
 and anything TorchDynamo compiled or the cudagraph trees recorded meanwhile.
 
+--whole-graph (issue 19, round 9; GPU only) captures each row's whole step (forward, loss,
+backward and Adam, made capturable) in one CUDA graph and replays it on each next batch
+(`GraphStep`), so the host issues one replay a step; with --compile compiled the forward and
+loss are compiled in --compile-mode default (reduce-overhead's own CUDA graphs cannot sit
+inside the capture).
+
 The encoder's wr metric (paper Eq. 8, weight 0 by default, computed under no_grad): --wr
 logged (default) leaves it out of the timed step, as the scale trainer runs it
 (`distributed.train_steps` computes it only on the steps it logs, outside the step); --wr step
@@ -134,19 +140,75 @@ def timed(fn, steps: int, warmup: int, device: torch.device) -> float:
     return (time.perf_counter() - tic) / steps
 
 
+WHOLE_GRAPH_WARMUP = 3
+"""Steps a whole-step graph runs eagerly on a side stream before its capture (the compile,
+Triton's autotuning, cuBLAS's workspaces and Adam's state all happen there, not in the
+capture)."""
+
+
+class GraphStep:
+    """One training step captured whole in a CUDA graph (forward, loss, backward and the
+    optimizer's step) and replayed on each next batch: the "whole-network capture" of
+    PyTorch's CUDA-graph notes (`torch.cuda.graph`), for issue 19's host-time question.
+
+    once(x): one eager (or torch.compile'd, without CUDA graphs of its own) step on the (B, D)
+    batch x, with a capturable optimizer. x_batches: the batches served in turn, each copied
+    into one static (B, D) input before a replay. The first call runs WHOLE_GRAPH_WARMUP steps
+    of `once` on a side stream, captures one, then replays it: the first call trains
+    warmup + 1 steps, every later call one. cuda: what makes the graph, the capture and the
+    streams (CUDAGraph, graph, Stream, stream, current_stream); torch.cuda by default, a
+    stand-in in the CPU tests. Raises ValueError when the batches are not CUDA tensors and no
+    stand-in is given."""
+
+    def __init__(self, once, x_batches, cuda=None) -> None:
+        if cuda is None and x_batches[0].device.type != "cuda":
+            raise ValueError("a whole-step CUDA graph needs CUDA tensors: run on a GPU, or "
+                             "leave out --whole-graph")  # fmt: skip
+        self.once, self.x_batches, self.cuda = once, x_batches, cuda or torch.cuda
+        self.static_x = x_batches[0].clone()  # (B, D): the address the graph reads
+        self.graph = None
+        self.i = 0
+
+    def _build(self) -> None:
+        c = self.cuda
+        side, main = c.Stream(), c.current_stream()
+        side.wait_stream(main)
+        with c.stream(side):
+            for _ in range(WHOLE_GRAPH_WARMUP):
+                self.once(self.static_x)
+        main.wait_stream(side)
+        self.graph = c.CUDAGraph()
+        with c.graph(self.graph):
+            self.once(self.static_x)
+
+    def __call__(self) -> None:
+        self.static_x.copy_(self.x_batches[self.i % len(self.x_batches)])
+        self.i += 1
+        if self.graph is None:
+            self._build()
+        self.graph.replay()
+
+
 def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = False,
-              compile: str | None = None, with_wr: bool = True):  # fmt: skip
+              compile: str | None = None, with_wr: bool = True, whole_graph: bool = False):  # fmt: skip
     """A closure running one training step of the library's trainer on the next batch.
 
     compile: a torch.compile mode ("default", "reduce-overhead", ...) for the forward and
     loss (everything before backward); None runs them eagerly. with_wr=False: without the
     encoder's zero-weight wr metric, which `train_epoch` computes every step (it logs its
-    epoch mean) and `distributed.train_steps` only on the steps it logs.
+    epoch mean) and `distributed.train_steps` only on the steps it logs. whole_graph: the
+    whole step (forward, loss, backward, Adam) captured in one CUDA graph (`GraphStep`), with
+    Adam capturable; compile then must not be "reduce-overhead" (its own CUDA graphs cannot
+    sit inside another capture). Raises ValueError for that, and off CUDA (`GraphStep`).
     """
+    if whole_graph and compile == "reduce-overhead":
+        raise ValueError("--whole-graph captures the whole step itself: use --compile-mode "
+                         "default (reduce-overhead records CUDA graphs of its own)")  # fmt: skip
     kind = model_type(model)
     weights = term_weights(kind, loss, model.hidden_dim)
     device = x_batches[0].device  # fused Adam on GPUs, as distributed.train_steps runs it
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=device.type == "cuda",
+                           capturable=whole_graph and device.type == "cuda")  # fmt: skip
     dead = torch.zeros(model.hidden_dim, dtype=torch.bool, device=x_batches[0].device)
     it = {"i": 0}
 
@@ -160,6 +222,8 @@ def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = Fa
         return sum(weights[k] * terms[k] for k in weights if k in terms)
 
     fn = torch.compile(objective, mode=compile) if compile else objective
+    if whole_graph:
+        return GraphStep(lambda x: optimizer_step(model, opt, fn(x)), x_batches)
 
     def step() -> None:
         x = x_batches[it["i"] % len(x_batches)]
@@ -248,7 +312,8 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    step = make_step(model, x_batches, loss, amp, compile=comp, with_wr=with_wr)
+    step = make_step(model, x_batches, loss, amp, compile=comp, with_wr=with_wr,
+                     whole_graph=getattr(args, "whole_graph", False))  # fmt: skip
     reps = [timed(step, args.steps, args.warmup if i == 0 else 0, device)
             for i in range(max(1, args.repeats))]  # fmt: skip
     t = sorted(reps)[len(reps) // 2]  # the median (of an odd count; the upper middle if even)
@@ -516,7 +581,8 @@ def interleave(models: dict, args, x_batches, amp: bool, device, mode: str,
             tic = time.perf_counter()
             models_built[name] = build().to(device)
             steps[name] = make_step(models_built[name], x_batches, loss, amp, compile=comp,
-                                    with_wr=with_wr)  # fmt: skip
+                                    with_wr=with_wr,
+                                    whole_graph=getattr(args, "whole_graph", False))  # fmt: skip
             for _ in range(max(1, args.warmup)):
                 steps[name]()
             sync(device)
@@ -687,14 +753,24 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="comma-separated subset of: encoder, encoder_sketch, topk_sae, standard_sae",
     )
+    p.add_argument("--whole-graph", action="store_true",
+                   help="capture each row's whole step (forward, loss, backward, Adam) in one "
+                        "CUDA graph and replay it (GPU only; not with --compile-mode "
+                        "reduce-overhead)")  # fmt: skip
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
+    if args.whole_graph and (args.compile_mode == "reduce-overhead" and args.compile != "eager"):
+        raise SystemExit("--whole-graph captures the whole step itself: use --compile-mode "
+                         "default (reduce-overhead records CUDA graphs of its own)")  # fmt: skip
     if args.interleave and (args.compile == "both" or args.interleave < 1 or args.windows < 1):
         raise SystemExit("--interleave W: W >= 1 steps per window, --windows >= 1 and one "
                          "--compile mode (eager or compiled, not both)")  # fmt: skip
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
+    if args.whole_graph and device.type != "cuda":
+        raise SystemExit(f"--whole-graph captures CUDA graphs: it needs a CUDA device, not "
+                         f"{device}; leave it out on the CPU")  # fmt: skip
     if device.type == "cpu" and args.K == 16384:  # smoke-sized shapes on CPU
         args.K, args.D, args.B, args.steps, args.warmup = 512, 64, 128, 3, 1
     torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls on tensor cores (all models)
@@ -749,6 +825,7 @@ def main(argv: list[str] | None = None) -> int:
     mm_tflops = 2 * B * D * K / t_mm / 1e12
     res = {
         "compile_mode": args.compile_mode,
+        "whole_graph": args.whole_graph,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -598,3 +598,138 @@ def test_time_window_reads_cuda_events(monkeypatch):
     assert win["gpu_ms"] == 10.0 and syncs == [0, 4] and len(Event.made) == 2
     assert win["wall_ms"] >= win["issue_ms"] > 0
     assert bench_scale.time_window(lambda: None, 2, torch.device("cpu"))["gpu_ms"] is None
+
+
+class _FakeCuda:
+    """torch.cuda's graph API as `bench_scale.GraphStep` uses it, on the CPU: streams that do
+    nothing, and a graph whose capture records the step instead of running it (as a CUDA
+    capture does) and whose replay runs what it recorded on the static input as it is then."""
+
+    class _Stream:
+        def wait_stream(self, other) -> None:
+            pass
+
+    class _Graph:
+        def replay(self) -> None:
+            self.recorded()
+
+    def __init__(self) -> None:
+        self.capturing = None
+        self.captures = 0
+
+    def Stream(self):  # noqa: N802 (torch.cuda's name)
+        return self._Stream()
+
+    def current_stream(self):
+        return self._Stream()
+
+    def stream(self, s):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def CUDAGraph(self):  # noqa: N802
+        return self._Graph()
+
+    def graph(self, g):
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            self.capturing, self.captures = g, self.captures + 1
+            yield
+            self.capturing = None
+
+        return ctx()
+
+
+def test_graph_step_warms_up_captures_once_and_replays_on_each_next_batch():
+    """GraphStep copies each next batch into its static input before a replay: after 5 calls
+    the model has taken exactly the plain steps on batch 0 (warm-up + 1 times), then on
+    batches 1, 2, 0, 1, with one capture in all."""
+    from implicit_em.train.loop import optimizer_step
+
+    torch.manual_seed(0)
+    x = [torch.randn(16, 8) for _ in range(3)]
+    loss = LossConfig()
+    weights = bench_scale.term_weights("encoder", loss, 32)
+
+    def plain_step(model, opt, xb) -> None:
+        terms = bench_scale.loss_terms(model, xb, loss, None, False, with_wr=False)
+        optimizer_step(model, opt, sum(weights[k] * terms[k] for k in weights if k in terms))
+
+    ref, graphed = Encoder(8, 32), Encoder(8, 32)
+    graphed.load_state_dict(ref.state_dict())
+    start = [p.detach().clone() for p in graphed.parameters()]
+    opt_ref = torch.optim.Adam(ref.parameters(), lr=1e-4)
+    opt_g = torch.optim.Adam(graphed.parameters(), lr=1e-4)
+    fake = _FakeCuda()
+
+    def once(xb) -> None:
+        if fake.capturing is not None:  # a capture records the work without running it
+            fake.capturing.recorded = lambda: plain_step(graphed, opt_g, xb)
+        else:
+            plain_step(graphed, opt_g, xb)
+
+    g = bench_scale.GraphStep(once, x, cuda=fake)
+    for _ in range(5):
+        g()
+    assert fake.captures == 1
+    for xb in [x[0]] * (bench_scale.WHOLE_GRAPH_WARMUP + 1) + [x[1], x[2], x[0], x[1]]:
+        plain_step(ref, opt_ref, xb)
+    for a, b, s0 in zip(ref.parameters(), graphed.parameters(), start, strict=True):
+        assert torch.equal(a, b)
+        assert not torch.equal(b, s0)  # it trained
+
+
+def test_whole_graph_is_refused_in_one_line_off_cuda_and_with_reduce_overhead():
+    """--whole-graph needs CUDA and its own capture: each wrong use stops with one line naming
+    the fix, before any row is built."""
+    base = ["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps", "1",
+            "--models", "standard_sae", "--whole-graph"]  # fmt: skip
+    with pytest.raises(SystemExit, match="needs a CUDA device, not cpu; leave it out") as e:
+        bench_scale.main(base)
+    assert "\n" not in str(e.value)
+    with pytest.raises(SystemExit, match="use --compile-mode default"):
+        bench_scale.main([*base, "--compile", "compiled", "--compile-mode", "reduce-overhead"])
+    x = [torch.randn(16, 8)]
+    with pytest.raises(ValueError, match="needs CUDA tensors"):
+        bench_scale.make_step(Encoder(8, 32), x, LossConfig(), amp=False, whole_graph=True)
+    with pytest.raises(ValueError, match="use --compile-mode default"):
+        bench_scale.make_step(Encoder(8, 32), x, LossConfig(), amp=False, whole_graph=True,
+                              compile="reduce-overhead")  # fmt: skip
+
+
+def test_round9_summary_applies_the_plans_rules(tmp_path):
+    """Round 9 (docs/scale/round9-PLAN.md): D 0.6 ms graphed in three G processes against 0.9
+    under reduce-overhead in three P processes -> 'faster'; L 1.15 on both sides ->
+    'undecided'; L / D 1.92x in every G process -> met. A failed check decides nothing and
+    meets nothing; a P process whose recordings were not counted, or one with too few clean
+    windows, does not count."""
+    summary = importlib.import_module("round9_summary")
+    for p, d in (("G1", 0.6), ("G2", 0.6), ("G3", 0.62), ("P1", 0.9), ("P2", 0.88), ("P3", 0.9)):
+        _round8_process(tmp_path, p, {"D": _const(d), "L": _const(1.15), "X": _const(9.0),
+                                      "F": _const(9.0)})  # fmt: skip
+    (tmp_path / "check.txt").write_text("round9_check encoder (exact): ... same\nrc 0\n")
+    text = summary.report(tmp_path)
+    assert ("whole-step graph on the sketched encoder (D): G 0.600, 0.600, 0.620 ms against P "
+            "0.900, 0.880, 0.900 ms -> **faster**") in text  # fmt: skip
+    assert "on the L1 SAE (L): G 1.150, 1.150, 1.150 ms against P 1.150" in text
+    assert "-> **undecided**" in text
+    assert "G1 1.92x, G2 1.92x, G3 1.85x -> **met**; under reduce-overhead (reported): P1 1.28x" in text
+    assert "| G1 | D | 12 (12) | 0.600 |" in text
+    (tmp_path / "check.txt").write_text("round9_check encoder (exact): ... DIFFERENT\nrc 1\n")
+    text = summary.report(tmp_path)
+    assert "**the check did not pass" in text
+    assert text.count("not decided (the check did not pass)") == 2 and "-> **not met**" in text
+    (tmp_path / "check.txt").write_text("rc 0\n")
+    _round8_process(tmp_path, "P1", {"D": _const(0.5), "L": _const(1.15), "X": _const(9.0),
+                                     "F": _const(9.0)}, cudagraphs=None)  # fmt: skip
+    _round8_process(tmp_path, "P2", {"D": _const(0.5), "L": _const(1.15), "X": _const(9.0),
+                                     "F": _const(9.0)}, cycles=9)  # fmt: skip
+    text = summary.report(tmp_path)
+    assert "against P 0.900 ms -> **not decided (fewer than 2 counting processes" in text
+    assert summary.effect([0.6, 0.6], [0.64, 0.9]) == "undecided"  # within the margin
+    assert summary.effect([1.0, 1.1], [0.9, 0.94]) == "slower"
+    with pytest.raises(SystemExit, match="usage"):
+        summary.main([str(tmp_path / "missing")])
