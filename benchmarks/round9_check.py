@@ -18,8 +18,8 @@ from __future__ import annotations
 import sys
 
 import torch
-
 from bench_scale import WHOLE_GRAPH_WARMUP, make_step  # the script's folder is on sys.path
+
 from implicit_em.config import LossConfig
 from implicit_em.models import Encoder, StandardSAE
 
