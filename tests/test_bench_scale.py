@@ -716,7 +716,8 @@ def test_round9_summary_applies_the_plans_rules(tmp_path):
             "0.900, 0.880, 0.900 ms -> **faster**") in text  # fmt: skip
     assert "on the L1 SAE (L): G 1.150, 1.150, 1.150 ms against P 1.150" in text
     assert "-> **undecided**" in text
-    assert "G1 1.92x, G2 1.92x, G3 1.85x -> **met**; under reduce-overhead (reported): P1 1.28x" in text
+    want = "G1 1.92x, G2 1.92x, G3 1.85x -> **met**; under reduce-overhead (reported): P1 1.28x"
+    assert want in text
     assert "| G1 | D | 12 (12) | 0.600 |" in text
     (tmp_path / "check.txt").write_text("round9_check encoder (exact): ... DIFFERENT\nrc 1\n")
     text = summary.report(tmp_path)
