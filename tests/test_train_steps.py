@@ -56,3 +56,43 @@ def test_compiled_step_matches_eager():
         fit(model, LossConfig(tc_probes=4), compile=compile)
         weights.append(model.W.detach())
     torch.testing.assert_close(weights[1], weights[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("probes", [4, None])
+def test_one_rank_takes_the_fused_kernels_where_active_and_they_agree(monkeypatch, probes):
+    """On one rank `encoder_terms_share` takes the fused kernels when they are active (here
+    forced on, run by Triton's interpreter; on a GPU mode "auto" suffices) and the plain
+    formulas otherwise: the same lse, var, tc and gradient to 1e-5 (float32), and
+    `train_steps` ends at the same weights to 1e-5 either way."""
+    from implicit_em.kernels import fused_mode
+    from implicit_em.kernels import infomax as fused_impl
+    from implicit_em.train.distributed import encoder_terms_share
+
+    calls = []
+    real = fused_impl.fused_terms
+    monkeypatch.setattr(fused_impl, "fused_terms",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    a0 = torch.relu(torch.randn(64, 32, generator=g) + 0.3)
+    v = None if probes is None else torch.randn(32, probes, generator=g)
+    loss = LossConfig(tc_probes=probes)
+    got = {}
+    for mode in ("on", "off"):
+        a = a0.clone().requires_grad_(True)
+        with fused_mode(mode):
+            t = encoder_terms_share(a, torch.ones(32, 3), loss, v, with_wr=False, parallel=False)
+        (t["lse"] + 3 * t["var"] + 5 * t["tc"]).backward()
+        got[mode] = ({k: t[k].item() for k in ("lse", "var", "tc")}, a.grad)
+    assert len(calls) == 1  # the fused path ran once, under "on" only
+    for k, want in got["off"][0].items():
+        assert got["on"][0][k] == pytest.approx(want, rel=1e-5, abs=1e-6)
+    assert torch.allclose(got["on"][1], got["off"][1], rtol=1e-5, atol=1e-6)
+    ends = {}
+    for mode in ("on", "off"):
+        model = Encoder(8, 16)
+        with fused_mode(mode):
+            fit(model, LossConfig(tc_probes=probes))
+        ends[mode] = [p.detach() for p in model.parameters()]
+    for p_on, p_off in zip(ends["on"], ends["off"], strict=True):
+        assert torch.allclose(p_on, p_off, rtol=1e-5, atol=1e-6)
+    assert len(calls) > 1  # train_steps took the fused path under "on"

@@ -56,9 +56,11 @@ from implicit_em.colstats import constant_columns, unit_scale
 from implicit_em.config import LossConfig
 from implicit_em.data.batches import MIN_BATCH_ROWS
 from implicit_em.families import family, family_of
+from implicit_em.kernels import fused_active
 from implicit_em.losses import (
     column_stats,
     correlation_probes,
+    infomax_terms,
     sketch_cross,
     sketch_penalty,
     variance_from_stats,
@@ -301,14 +303,23 @@ def encoder_terms_share(
     (equal on every rank). Returns scalars lse, var, tc, and wr unless with_wr is False
     (wr depends on W alone; at K = 16384 it costs 11 GFLOP, so it is only computed when it
     carries gradient or is logged). parallel=False: this rank's batch is the whole batch.
+    On one rank, where the fused kernels are active (`kernels.fused_active`: CUDA and Triton,
+    mode "auto" or "on"), lse, var and tc come from `losses.infomax_terms`, the same terms in
+    one pass forward and one backward (`kernels.infomax`, tested against these formulas),
+    as `train.loop`'s step takes them; several ranks share column statistics, which the
+    kernels do not, so they always take the plain path below.
     """
     _, n = world(parallel)
-    lse = -torch.logsumexp(-a, dim=1).sum()  # own rows only: (b,) -> ()
-    out = {"lse": lse}
-    if probes is not None:
-        out["var"], out["tc"] = sketched_terms_share(a, loss, probes, parallel)
+    if n == 1 and fused_active(a):
+        lse, var, tc = infomax_terms(a, probes, loss.variance_eps)
+        out = {"lse": lse, "var": var, "tc": tc}
     else:
-        out["var"], out["tc"] = _exact_terms_share(a, loss, parallel)
+        lse = -torch.logsumexp(-a, dim=1).sum()  # own rows only: (b,) -> ()
+        out = {"lse": lse}
+        if probes is not None:
+            out["var"], out["tc"] = sketched_terms_share(a, loss, probes, parallel)
+        else:
+            out["var"], out["tc"] = _exact_terms_share(a, loss, parallel)
     if with_wr or loss.lambda_wr:
         with torch.set_grad_enabled(bool(loss.lambda_wr) and torch.is_grad_enabled()):
             out["wr"] = weight_redundancy_loss(W, validate=False) / n
