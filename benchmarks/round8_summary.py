@@ -38,20 +38,23 @@ MEDIANS = ("Medians here are Python's statistics.median: with an even count, the
            "decides nothing.")  # fmt: skip
 
 
-def load(folder: Path) -> tuple[dict[str, dict], list[str]]:
+def load(folder: Path, rows: dict[str, str] | None = None,
+         kinds: str = "PC") -> tuple[dict[str, dict], list[str]]:  # fmt: skip
     """(process (P1, ..., then C1, ...) -> {"res": the JSON, "win": {short row: {cycle:
-    window}}}, one line per file skipped): the timed windows of the rows in ROWS (sketched
-    rows' probe count read as 32). A file that cannot be read or parsed (e.g. truncated) is
+    window}}}, one line per file skipped): the timed windows of the rows in `rows` (default
+    ROWS; sketched rows' probe count read as 32). kinds: the processes' letters, in the order
+    they are listed (round 9: "GP"). A file that cannot be read or parsed (e.g. truncated) is
     skipped, named in its line, and the others are read on."""
+    rows = ROWS if rows is None else rows
     out, skipped = {}, []
-    paths = [*folder.glob("P[0-9]*.json"), *folder.glob("C[0-9]*.json")]
-    for path in sorted(paths, key=lambda p: (p.stem[0] != "P", int(p.stem[1:]))):
+    paths = [p for k in kinds for p in folder.glob(f"{k}[0-9]*.json")]
+    for path in sorted(paths, key=lambda p: (kinds.index(p.stem[0]), int(p.stem[1:]))):
         try:
             res = json.loads(path.read_text())
             win: dict[str, dict[int, dict]] = {}
             for w in res.get("interleave", {}).get("windows", []):
                 name = w["row"].replace(f"sketch{res['probes']}", "sketch32")
-                short = next((s for s, n in ROWS.items() if n == name), None)
+                short = next((s for s, n in rows.items() if n == name), None)
                 if short:
                     win.setdefault(short, {})[w["cycle"]] = w
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:

@@ -14,12 +14,12 @@ recording check and the variation's reading are round 8's (`round8_summary`).
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path
 
 from round8_summary import MEDIANS, clean, fmt, uncounted, variation  # same folder
+from round8_summary import load as round8_load
 
 ROWS = {"D": "encoder_sketch32+fused[stats=512s/b0]", "L": "standard_sae"}
 MARGIN_MS = 0.05  # every G median must beat every P median by this much (or lose by it)
@@ -30,23 +30,8 @@ TARGET = 1.5  # L1 SAE step / the sketched encoder's step
 
 def load(folder: Path) -> tuple[dict[str, dict], list[str]]:
     """(process (G1, ..., P1, ...) -> {"res", "win": {short row: {cycle: window}}}, lines
-    naming the files skipped as unreadable)."""
-    out, skipped = {}, []
-    paths = [*folder.glob("G[0-9]*.json"), *folder.glob("P[0-9]*.json")]
-    for path in sorted(paths, key=lambda p: (p.stem[0] != "G", int(p.stem[1:]))):
-        try:
-            res = json.loads(path.read_text())
-            win: dict[str, dict[int, dict]] = {}
-            for w in res["interleave"]["windows"]:
-                name = w["row"].replace(f"sketch{res['probes']}", "sketch32")
-                short = next((s for s, n in ROWS.items() if n == name), None)
-                if short:
-                    win.setdefault(short, {})[w["cycle"]] = w
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            skipped.append(f"- skipped {path.name}: not readable ({type(e).__name__}: {e})")
-            continue
-        out[path.stem] = {"res": res, "win": win}
-    return out, skipped
+    naming the files skipped as unreadable): `round8_summary.load` with this round's rows."""
+    return round8_load(folder, ROWS, kinds="GP")
 
 
 def medians(v: dict) -> dict[str, float | None]:
