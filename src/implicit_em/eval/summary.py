@@ -126,8 +126,8 @@ def load_studies(ground_truth: str | None, probing2: str | None, probing3: str |
 
     Returns {"ground_truth": (path, data) | None, "probing2": ..., "probing3": ..., "probing4": ...,
     "probing5": ..., "probing6": ..., "ood": [(path, data), ...]}; probing6 is
-    gpu6_compare.json (docs/eval/probing/gpu6/compare6.py, compare3's shape); probing5's data is gpu5_compare.json's "gpu5"
-    side in gpu4_compare.json's shape (`longer_budget`). Raises FileNotFoundError for a missing
+    gpu6_compare.json (docs/eval/probing/gpu6/compare6.py, compare3's shape); probing5's data
+    is gpu5_compare.json's "gpu5" side in gpu4_compare.json's shape (`longer_budget`). Raises FileNotFoundError for a missing
     file and ValueError for a file that is not JSON or not the named study's, or for probing5
     without probing4 (one line naming the file and the fix).
     """
@@ -571,9 +571,9 @@ def _budget_change(studies: dict, before: dict, after: dict) -> dict:
     CE and reference L0, and per row [gpu4, gpu5] of L0, probing, CE, beats_controls and the
     worst seed's dead latents; and per candidate of run 5 the criteria whose status or value
     moved between the verdict read at gpu4 (`before`: without gpu5 and the one-pass runs after
-    gpu4, `BUDGET_BASE`) and the full one (`after`): {criterion: [cell
-    before, cell after, status changed]} and {"met": [count before, count after]}. The
-    shorter budget's numbers stay in the report here."""
+    gpu4, `BUDGET_BASE`) and the full one (`after`): {criterion: [cell before, cell after,
+    status changed]} and {"met": [count before, count after]}. The shorter budget's numbers
+    stay in the report here."""
     path5, d5 = studies[LONGER]
     d4 = studies["probing4"][1]
 

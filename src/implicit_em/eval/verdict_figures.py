@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from implicit_em.atomic import atomic_save
+from implicit_em.eval.summary import LONGER, PROBING
 from implicit_em.eval.verdict import (
     DECODER_FREE,
     HYBRID,
@@ -112,9 +113,9 @@ def mcc_vs_l0(table: dict, path: Path) -> dict[str, list[tuple[float, float]]]:
 
 def _probing_points(study: str, data: dict, K: str, skip: set[str] = frozenset()) -> dict:
     """The points of one K of a probing compare file ("probing2": gpu2_compare.json's rows;
-    "probing3" / "probing4" / "probing6" / "probing5": gpu3_compare.json's / gpu4_compare.json's
-    / gpu6_compare.json's rows, or
-    gpu5's as `eval.summary.longer_budget` reads them, with their untrained
+    "probing3" / "probing4" / "probing6" / "probing5": gpu3_compare.json's /
+    gpu4_compare.json's / gpu6_compare.json's rows, or gpu5's as `eval.summary.longer_budget`
+    reads them, with their untrained
     twin, "twin", drawn at the row's L0 since the files do not hold the twin's own, and their
     random-direction control), leaving out the row names in `skip` (probing3/4/6) and gpu2's
     responsibilities read-out rows (`encoder[r]`, r = softmax(-a): chance, 0.500, at L0 = K).
@@ -152,9 +153,10 @@ def _probing_points(study: str, data: dict, K: str, skip: set[str] = frozenset()
     return points
 
 
-ONE_PASS_LATEST = ("probing6", "probing4", "probing3")
-"""The one-pass probing runs of compare3's shape, latest first: a row name drawn from one is
-not drawn again from a later entry."""
+ONE_PASS_LATEST = tuple(reversed([k for k in PROBING if k not in ("probing2", LONGER)]))
+"""The one-pass probing runs of compare3's shape (`eval.summary.PROBING` without gpu2's file,
+whose rows are named otherwise, and the longer budget), latest first: a row name drawn from
+one is not drawn again from a later entry."""
 
 
 def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, list]]:
@@ -166,8 +168,7 @@ def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, l
     Returns {K: {series: points}}; "raw" holds the raw activations' k-sparse accuracy (drawn as
     a line, labelled `eval.verdict.RAW_ROW`: a baseline, not a ceiling). A row in several of
     gpu3, gpu4 and gpu6 is drawn once, from the latest (as `eval.summary` reads it); gpu5's
-    rows, at another
-    budget, are drawn beside gpu4's as series "<series> (gpu5)"."""
+    rows, at another budget, are drawn beside gpu4's as series "<series> (gpu5)"."""
     ks = sorted({K for d in studies.values() if d for K in d}, key=lambda k: int(k[1:]))
     if not ks:
         raise ValueError("no probing study to plot: pass gpu2_compare.json or gpu3_compare.json")
@@ -181,7 +182,7 @@ def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, l
             data = studies[study]
             if not data:
                 continue
-            tag = LONGER_TAG if study == "probing5" else ""
+            tag = LONGER_TAG if study == LONGER else ""
             for series, pts in _probing_points(study, data, K, set() if tag else drawn).items():
                 merged.setdefault(series if series == "raw" else series + tag, []).extend(pts)
             if study in ONE_PASS_LATEST and K in data:
