@@ -48,8 +48,10 @@ from implicit_em.eval.options import VerdictOptions
 from implicit_em.eval.verdict import (
     DECODER_FREE,
     HYBRID,
+    LONGER_STUDY,
     MARGIN,
     ONE_MATRIX,
+    PROBING_STUDIES,
     SAE,
     apart,
     at_own_l0,
@@ -97,11 +99,9 @@ _MADE_BY = {
 }
 
 
-PROBING = ("probing2", "probing3", "probing4", "probing6", "probing5")
-"""The probing studies, shortest budget and earliest first: gpu2-gpu4 and gpu6 at one pass over
-the 2 M training tokens (a later run's row of a name replaces an earlier run's probing and CE),
-"probing5" at the longer budget (it supersedes any model and K it measured)."""
-LONGER = "probing5"
+PROBING = PROBING_STUDIES
+"""The probing studies, shortest budget and earliest first (`eval.verdict.PROBING_STUDIES`)."""
+LONGER = LONGER_STUDY
 BUDGET_BASE = "probing4"
 """The run the longer budget repeated (gpu5 trained gpu4's rows again): the "gpu4 → gpu5"
 section compares the verdict read at gpu4 (the studies up to it in PROBING, so without gpu6,
@@ -556,7 +556,7 @@ def cross_study_verdict(studies: dict) -> dict:
     if wide is not None:
         result[WIDE_KEY] = wide
     if studies.get(LONGER):
-        at_gpu4 = {k: None for k in PROBING[PROBING.index(BUDGET_BASE) + 1:]}
+        at_gpu4 = {k: None for k in PROBING[PROBING.index(BUDGET_BASE) + 1 :]}
         result["longer_budget"] = _budget_change(
             studies, cross_study_verdict({**studies, **at_gpu4}), result
         )

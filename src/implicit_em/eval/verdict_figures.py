@@ -25,11 +25,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from implicit_em.atomic import atomic_save
-from implicit_em.eval.summary import LONGER, PROBING
 from implicit_em.eval.verdict import (
     DECODER_FREE,
     HYBRID,
+    LONGER_STUDY,
     ONE_MATRIX,
+    PROBING_STUDIES,
     RAW_ROW,
     SAE,
     ground_truth_rows,
@@ -153,10 +154,10 @@ def _probing_points(study: str, data: dict, K: str, skip: set[str] = frozenset()
     return points
 
 
-ONE_PASS_LATEST = tuple(reversed([k for k in PROBING if k not in ("probing2", LONGER)]))
-"""The one-pass probing runs of compare3's shape (`eval.summary.PROBING` without gpu2's file,
-whose rows are named otherwise, and the longer budget), latest first: a row name drawn from
-one is not drawn again from a later entry."""
+ONE_PASS_LATEST = tuple(k for k in reversed(PROBING_STUDIES) if k not in ("probing2", LONGER_STUDY))
+"""The one-pass probing runs of compare3's shape (`eval.verdict.PROBING_STUDIES` without
+gpu2's file, whose rows are named otherwise, and the longer budget), latest first: a row name
+drawn from one is not drawn again from a later entry."""
 
 
 def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, list]]:
@@ -182,7 +183,7 @@ def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, l
             data = studies[study]
             if not data:
                 continue
-            tag = LONGER_TAG if study == LONGER else ""
+            tag = LONGER_TAG if study == LONGER_STUDY else ""
             for series, pts in _probing_points(study, data, K, set() if tag else drawn).items():
                 merged.setdefault(series if series == "raw" else series + tag, []).extend(pts)
             if study in ONE_PASS_LATEST and K in data:
