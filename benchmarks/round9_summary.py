@@ -4,7 +4,8 @@ processes' interleaved timings of the whole-step CUDA graph against reduce-overh
 Reads DIR/G<n>.json (bench_scale.py --interleave --whole-graph, the forward and loss compiled
 in mode "default", each step captured whole) and DIR/P<n>.json (--compile-mode
 reduce-overhead, as round 8), each with the rows D = the sketched encoder's default step and
-L = the L1 SAE, and DIR/check.txt (benchmarks/round9_check.py's output and exit code). Prints
+L = the L1 SAE, DIR/check.txt (benchmarks/round9_check.py's output and exit code) and
+DIR/B.json (part B: benchmarks/bench_train_steps.py, the scale trainer's step). Prints
 Markdown: the windows per process and row, the whole-graph effect on each row, the target
 ratio L / D per process and where the variation lies. Medians, clean windows, the CUDA-graph
 recording check and the variation's reading are round 8's (`round8_summary`).
@@ -14,6 +15,7 @@ recording check and the variation's reading are round 8's (`round8_summary`).
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -65,6 +67,44 @@ def check_passed(folder: Path) -> tuple[bool, str]:
         return False, "no check.txt: the check did not run"
     text = path.read_text().strip()
     return text.splitlines()[-1:] == ["rc 0"], text
+
+
+B_MARGIN = 1.03  # part B: fused over plain beyond this factor in every round
+
+
+def part_b(folder: Path) -> list[str]:
+    """Part B (bench_train_steps.py's B.json): the scale trainer's step with the fused
+    kernels ("+auto") against the plain formulas ("+off"): "faster" when the fused row's
+    tokens/s exceeds the plain row's by more than B_MARGIN in every round, "slower" for the
+    mirror, else "undecided"; "not measured" when the file is missing or unreadable, or the
+    kernels were not active. The encoder's tokens/s over the L1 SAE's is reported beside."""
+    path = folder / "B.json"
+    out = ["", "## Part B: the scale trainer's step (train_steps, one rank, eager)", ""]
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        fused = next(r for n, r in rows.items() if n.endswith("+auto"))
+        plain = next(r for n, r in rows.items() if n.endswith("+off"))
+        sae = rows["standard_sae"]
+        pairs = list(zip(fused["tokens_per_s"], plain["tokens_per_s"], strict=True))
+    except StopIteration:
+        return [*out, f"- **not measured**: {path.name} has no +auto and +off encoder rows"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return [*out, f"- **not measured**: {path.name} missing or unreadable "
+                      f"({type(e).__name__}: {e})"]  # fmt: skip
+    ratios = [f / q for f, q in pairs]
+    if not fused["fused_active"]:
+        word = "not measured (the kernels were not active)"
+    elif all(r > B_MARGIN for r in ratios):
+        word = "faster"
+    elif all(r < 1 / B_MARGIN for r in ratios):
+        word = "slower"
+    else:
+        word = "undecided"
+    return [*out, f"- fused over plain, per round: {', '.join(f'{r:.2f}x' for r in ratios)} "
+                  f"-> **{word}**",
+            f"- encoder (fused) tokens/s over the L1 SAE's (reported): "
+            f"{fused['median'] / sae['median']:.2f}x (plain: "
+            f"{plain['median'] / sae['median']:.2f}x)"]  # fmt: skip
 
 
 def report(folder: Path) -> str:
@@ -119,6 +159,7 @@ def report(folder: Path) -> str:
                     or "no G process")
                  + f" -> **{'met' if met else 'not met'}**; under reduce-overhead (reported): "
                  + ", ".join(f"{p} {r:.2f}x" for p, r in ratios.items() if p[0] == "P"))  # fmt: skip
+    lines += part_b(folder)
     return "\n".join(lines)
 
 

@@ -730,7 +730,48 @@ def test_round9_summary_applies_the_plans_rules(tmp_path):
                                      "F": _const(9.0)}, cycles=9)  # fmt: skip
     text = summary.report(tmp_path)
     assert "against P 0.900 ms -> **not decided (fewer than 2 counting processes" in text
+    assert "## Part B" in text and "**not measured**: B.json missing" in text
+
+    def b_json(fused, plain, active=True):
+        rows = {"encoder_sketch32+auto": {"tokens_per_s": fused, "median": fused[1],
+                                          "fused_active": active},
+                "encoder_sketch32+off": {"tokens_per_s": plain, "median": plain[1],
+                                         "fused_active": False},
+                "standard_sae": {"tokens_per_s": [1e6] * 3, "median": 1e6,
+                                 "fused_active": False}}  # fmt: skip
+        (tmp_path / "B.json").write_text(json.dumps({"rows": rows}))
+        return summary.report(tmp_path)
+
+    text = b_json([2.0e6, 2.1e6, 2.2e6], [1.0e6, 1.0e6, 1.0e6])
+    assert "fused over plain, per round: 2.00x, 2.10x, 2.20x -> **faster**" in text
+    assert "over the L1 SAE's (reported): 2.10x (plain: 1.00x)" in text
+    assert "-> **undecided**" in b_json([1.02e6, 2e6, 2e6], [1e6, 1e6, 1e6]).split("Part B")[1]
+    assert "-> **slower**" in b_json([0.5e6] * 3, [1e6] * 3)
+    assert "kernels were not active" in b_json([2e6] * 3, [1e6] * 3, active=False)
     assert summary.effect([0.6, 0.6], [0.64, 0.9]) == "undecided"  # within the margin
     assert summary.effect([1.0, 1.1], [0.9, 0.94]) == "slower"
     with pytest.raises(SystemExit, match="usage"):
         summary.main([str(tmp_path / "missing")])
+
+
+def test_bench_train_steps_times_the_scale_trainer_with_and_without_the_kernels(tmp_path):
+    """benchmarks/bench_train_steps.py on the CPU (Triton's interpreter, fused path forced
+    on): one row per fused mode and the L1 SAE, each timed once per round; the "on" row ran
+    with the kernels active and carries its ratio to "off" per round; a bad mode stops with
+    one line."""
+    bts = importlib.import_module("bench_train_steps")
+    out = tmp_path / "r.json"
+    bts.main(["--device", "cpu", "--K", "32", "--D", "8", "--B", "32", "--probes", "4",
+              "--steps", "2", "--warmup", "1", "--repeats", "2", "--fused-modes", "on,off",
+              "--out", str(out)])  # fmt: skip
+    res = json.loads(out.read_text())
+    assert list(res["rows"]) == ["encoder_sketch4+on", "encoder_sketch4+off", "standard_sae"]
+    assert len(res["rounds"]) == 2 and all(len(r) == 3 for r in res["rounds"])
+    on, off = res["rows"]["encoder_sketch4+on"], res["rows"]["encoder_sketch4+off"]
+    assert on["fused_active"] and not off["fused_active"]
+    want = [a / b for a, b in zip(on["tokens_per_s"], off["tokens_per_s"], strict=True)]
+    assert on["over_off"] == pytest.approx(want)
+    assert all(t > 0 for r in res["rows"].values() for t in r["tokens_per_s"])
+    with pytest.raises(SystemExit, match="give auto, on or off") as e:
+        bts.main(["--device", "cpu", "--fused-modes", "fast"])
+    assert "\n" not in str(e.value)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# issue 19, round 9: ONE call on one H200 (cuda:0), <= 420 s of command.
+# issue 19, round 9: ONE call on one H200 (cuda:0), <= 500 s of command.
 # Plan and rules: docs/scale/round9-PLAN.md. Run from the repository root (the device's copy
 # of main), with $OUT set by the device.
 # First benchmarks/round9_check.py (does the whole-step CUDA graph train as the plain step
@@ -11,9 +11,13 @@
 # (P_S) still fits before DEADLINE_S. Then benchmarks/round9_summary.py applies the rules.
 # Files back: log (tee'd by the caller), summary.md, r9.tar.gz (the check, every process's
 # JSON and log, the GPU clock readings).
+# Then part B, benchmarks/bench_train_steps.py (<= B_S s): the scale trainer's step with the
+# fused kernels (mode auto) against the plain formulas (off), beside the L1 SAE.
 # Smoke run on a CPU (tiny shapes; the G processes and the check stop with one line there):
 #   OUT=/tmp/r9 TRITON_INTERPRET=1 PYTHON=.venv/bin/python W_STEPS=1 WARMUP=2 \
-#       EXTRA="--K 64 --D 8 --B 32" P_S=200 DEADLINE_S=900 bash <this>
+#       EXTRA="--K 64 --D 8 --B 32" P_S=200 DEADLINE_S=900 \
+#       EXTRA_B="--device cpu --K 64 --D 8 --B 32 --steps 3 --warmup 1 --fused-modes on,off" \
+#       B_S=300 bash <this>
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src CUDA_VISIBLE_DEVICES=0
 PY=${PYTHON:-python3}
 W_STEPS=${W_STEPS:-50}; WINDOWS=${WINDOWS:-12}; WARMUP=${WARMUP:-10}
@@ -69,6 +73,14 @@ proc G2 graph "$L,$D"
 proc P2 $RO "$L,$D"
 proc G3 graph "$D,$L"
 proc P3 $RO "$L,$D"
+
+# Part B: the scale trainer's own step (train_steps, one rank), fused kernels against the
+# plain formulas, beside the L1 SAE, eager as the probing study runs it: 3 rounds
+t "B start"
+# shellcheck disable=SC2086  # EXTRA_B: separate arguments
+TORCHINDUCTOR_CACHE_DIR="$CACHES/B" timeout "${B_S:-90}" $PY benchmarks/bench_train_steps.py \
+    --amp bf16 --repeats 3 ${EXTRA_B:-} --out "$W/B.json" > "$W/B.log" 2>&1
+t "B rc=$?"; grep -E '^\| ' "$W/B.log"
 
 t summary
 timeout 20 $PY benchmarks/round9_summary.py "$W" > "$OUT/summary.md" 2>&1

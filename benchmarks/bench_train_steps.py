@@ -1,0 +1,107 @@
+"""Tokens/s of the scale trainer's own step (`train.distributed.train_steps`, one rank): the
+sketched encoder with the fused kernels against the plain formulas, beside the L1 SAE.
+
+Since the thirteenth session `train_steps` takes the fused InfoMax kernels at one rank where
+they are active (docs/benchmarks.md, "The scale trainer did not use the fused kernels");
+bench_scale.py times `train.loop`'s step instead. Rows: "encoder_sketch{P}+{mode}" for each
+--fused-modes entry (`kernels.fused_mode`: "auto", "on" or "off") and "standard_sae". Every
+row trains a fresh model from seed 0 on the same random N(0, 1) data (8 batches' worth),
+--steps steps after --warmup (tokens/s as `train_steps` measures it, over the steps after the
+warm-up); --repeats rounds, the rows' order turning by one each round. Prints a table of the
+median tokens/s per row, the ratio of each fused mode to "off" per round, and writes the JSON
+with --out.
+
+    python benchmarks/bench_train_steps.py --amp bf16 --repeats 3 --out r.json   # a GPU
+    TRITON_INTERPRET=1 python benchmarks/bench_train_steps.py --device cpu --K 64 --D 8 \\
+        --B 32 --steps 3 --warmup 1 --fused-modes on,off                        # CPU smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+import torch
+from bench_scale import rotation, write_json  # the script's folder is on sys.path
+
+from implicit_em.config import LossConfig
+from implicit_em.kernels import fused_active, fused_mode
+from implicit_em.models import Encoder, StandardSAE
+from implicit_em.train.distributed import train_steps
+
+
+def run_row(name: str, args, x: torch.Tensor, amp: bool) -> dict:
+    """One training run of row `name`: tokens/s and whether the fused path was active."""
+    torch._dynamo.reset()  # the fused mode is read when a compiled step is traced
+    torch.manual_seed(0)
+    sae = name == "standard_sae"
+    model = (StandardSAE if sae else Encoder)(args.D, args.K).to(x.device)
+    loss = LossConfig() if sae else LossConfig(tc_probes=args.probes)
+    mode = "off" if sae else name.rsplit("+", 1)[1]
+    with fused_mode(mode):
+        active = not sae and fused_active(torch.empty(1, device=x.device))
+        res = train_steps(model, x, loss, global_batch=args.B, steps=args.warmup + args.steps,
+                          warmup=args.warmup, amp=amp, compile=args.compile)  # fmt: skip
+    return {"tokens_per_s": res["tokens_per_s"], "fused_active": active}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--K", type=int, default=16384)
+    p.add_argument("--D", type=int, default=576)
+    p.add_argument("--B", type=int, default=4096)
+    p.add_argument("--probes", type=int, default=32)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--amp", choices=("none", "bf16"), default="none")
+    p.add_argument("--compile", action="store_true", help="train_steps(compile=True)")
+    p.add_argument("--fused-modes", default="auto,off",
+                   help="comma-separated kernels.fused_mode values, one encoder row each")  # fmt: skip
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    modes = [m for m in args.fused_modes.split(",") if m]
+    bad = [m for m in modes if m not in ("auto", "on", "off")]
+    if bad or not modes:
+        raise SystemExit(f"--fused-modes {args.fused_modes!r}: give auto, on or off, "
+                         "comma-separated")  # fmt: skip
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+    torch.backends.cuda.matmul.allow_tf32 = True  # as bench_scale
+    x = torch.randn(8 * args.B, args.D, generator=torch.Generator().manual_seed(1)).to(device)
+    names = [f"encoder_sketch{args.probes}+{m}" for m in modes] + ["standard_sae"]
+    res = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+           "torch": torch.__version__, "shape": {"B": args.B, "D": args.D, "K": args.K},
+           "amp": args.amp, "compile": args.compile, "steps": args.steps, "warmup": args.warmup,
+           "rounds": [], "rows": {}}  # fmt: skip
+    for order in rotation(names, args.repeats):
+        res["rounds"].append({n: run_row(n, args, x, args.amp == "bf16") for n in order})
+        if args.out:
+            write_json(res, args.out)
+    for n in names:
+        tps = [r[n]["tokens_per_s"] for r in res["rounds"]]
+        res["rows"][n] = {"tokens_per_s": tps, "median": statistics.median(tps),
+                          "fused_active": res["rounds"][0][n]["fused_active"]}  # fmt: skip
+    off = f"encoder_sketch{args.probes}+off"
+    lines = ["| row | fused active | tokens/s (median) | per round | over +off, per round |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for n, r in res["rows"].items():
+        ratio = ([a / b for a, b in zip(r["tokens_per_s"], res["rows"][off]["tokens_per_s"],
+                                        strict=True)] if off in res["rows"] and n != off
+                 and n != "standard_sae" else None)  # fmt: skip
+        r["over_off"] = ratio
+        lines.append(f"| {n} | {r['fused_active']} | {r['median']:,.0f} | "
+                     + ", ".join(f"{t:,.0f}" for t in r["tokens_per_s"]) + " | "
+                     + (", ".join(f"{q:.2f}x" for q in ratio) if ratio else "-") + " |")  # fmt: skip
+    print(json.dumps(res, indent=1))
+    print("\n".join(lines))
+    if args.out:
+        write_json(res, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
