@@ -6,9 +6,16 @@ see the same arithmetic): two copies from one init, K = 1024, D = 64, B = 256, f
 on as in bench_scale, the forward and loss compiled in mode "default" on both paths. The
 graphed copy takes `WHOLE_GRAPH_WARMUP` warm-up steps and one replay on batch 0, then one
 replay on each of batches 1, 2, 3; the plain copy takes the same steps on the same batches.
-It prints, per model, the largest absolute difference of any parameter over the largest
-absolute parameter value, and "same" when that ratio is at most TOL (1e-5), else
-"DIFFERENT". Exit 0 when both are the same, 1 otherwise, 2 without a CUDA device (one line).
+Per model it prints r = sum |plain - graphed| / sum |plain - init| over all parameters (how
+far apart the two copies ended, against how far training moved them) and the largest
+absolute difference, and "same" when r <= TOL (1e-3): a stale batch or a frozen step
+counter moves r to 0.04 or more, while one rounding difference that flips the sign of an
+Adam update moves it by about 1e-5. Exit 0 when both are the same, 1 otherwise, 2 without a
+CUDA device (one line).
+
+Reported beside, deciding nothing: the same comparison for the sketched encoder (32 probes)
+under bf16 autocast, the timed row's loss, with torch's seed reset before each copy trains
+(the graph-safe RNG should give replay k the random numbers of eager step k).
 
     python benchmarks/round9_check.py
 """
@@ -23,29 +30,32 @@ from bench_scale import WHOLE_GRAPH_WARMUP, make_step  # the script's folder is 
 from implicit_em.config import LossConfig
 from implicit_em.models import Encoder, StandardSAE
 
-TOL = 1e-5
+TOL = 1e-3
 K, D, B = 1024, 64, 256
 
 
-def compare(build, device: torch.device) -> float:
-    """Largest |plain - graphed| over all parameters, over the largest |parameter|."""
+def compare(build, device: torch.device, loss: LossConfig, amp: bool) -> tuple[float, float]:
+    """(sum |plain - graphed| / sum |plain - init|, max |plain - graphed|) over all parameters
+    after the same 7 steps on both paths."""
     torch.manual_seed(0)
     plain, graphed = build().to(device), build().to(device)
     graphed.load_state_dict(plain.state_dict())
+    init = [p.detach().clone() for p in plain.parameters()]
     x = [torch.randn(B, D, device=device) for _ in range(4)]
-    g = make_step(graphed, x, LossConfig(), amp=False, compile="default", with_wr=False,
-                  whole_graph=True)  # fmt: skip
+    g = make_step(graphed, x, loss, amp=amp, compile="default", with_wr=False, whole_graph=True)
     seq = [x[0]] * (WHOLE_GRAPH_WARMUP + 1) + x[1:]
-    p = make_step(plain, seq, LossConfig(), amp=False, compile="default", with_wr=False)
+    p = make_step(plain, seq, loss, amp=amp, compile="default", with_wr=False)
+    torch.manual_seed(1)  # the sketch's probes: the same stream for both copies
     for _ in range(len(x)):
         g()
+    torch.manual_seed(1)
     for _ in range(len(seq)):
         p()
     torch.cuda.synchronize(device)
-    diff = max((a - b).abs().max().item() for a, b in
-               zip(plain.parameters(), graphed.parameters(), strict=True))  # fmt: skip
-    scale = max(a.abs().max().item() for a in plain.parameters())
-    return diff / scale
+    pairs = list(zip(plain.parameters(), graphed.parameters(), init, strict=True))
+    diff = sum((a - b).abs().sum().item() for a, b, _ in pairs)
+    moved = sum((a - i).abs().sum().item() for a, _, i in pairs)
+    return diff / moved, max((a - b).abs().max().item() for a, b, _ in pairs)
 
 
 def main() -> int:
@@ -55,13 +65,17 @@ def main() -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     device = torch.device("cuda")
     ok = True
-    for name, build in (("encoder (exact)", lambda: Encoder(D, K)),
-                        ("standard_sae", lambda: StandardSAE(D, K))):  # fmt: skip
-        r = compare(build, device)
+    rows = (("encoder (exact)", lambda: Encoder(D, K), LossConfig(), False, True),
+            ("standard_sae", lambda: StandardSAE(D, K), LossConfig(), False, True),
+            ("encoder (sketched 32, bf16; reported only)", lambda: Encoder(D, K),
+             LossConfig(tc_probes=32), True, False))  # fmt: skip
+    for name, build, loss, amp, decides in rows:
+        r, top = compare(build, device, loss, amp)
         same = r <= TOL
-        ok &= same
-        print(f"round9_check {name}: max |plain - graphed| / max |param| = {r:.3g}: "
-              f"{'same' if same else 'DIFFERENT'} (tolerance {TOL:g})")  # fmt: skip
+        ok &= same or not decides
+        print(f"round9_check {name}: sum |plain - graphed| / sum |plain - init| = {r:.3g}, "
+              f"max |plain - graphed| = {top:.3g}: {'same' if same else 'DIFFERENT'} "
+              f"(tolerance {TOL:g})")  # fmt: skip
     return 0 if ok else 1
 
 

@@ -11,7 +11,7 @@
 # (P_S) still fits before DEADLINE_S. Then benchmarks/round9_summary.py applies the rules.
 # Files back: log (tee'd by the caller), summary.md, r9.tar.gz (the check, every process's
 # JSON and log, the GPU clock readings).
-# Then part B, benchmarks/bench_train_steps.py (<= B_S s): the scale trainer's step with the
+# Then part B, benchmarks/bench_train_steps.py (<= B_S s, default 80): the scale trainer's step with the
 # fused kernels (mode auto) against the plain formulas (off), beside the L1 SAE.
 # Smoke run on a CPU (tiny shapes; the G processes and the check stop with one line there):
 #   OUT=/tmp/r9 TRITON_INTERPRET=1 PYTHON=.venv/bin/python W_STEPS=1 WARMUP=2 \
@@ -21,7 +21,7 @@
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src CUDA_VISIBLE_DEVICES=0
 PY=${PYTHON:-python3}
 W_STEPS=${W_STEPS:-50}; WINDOWS=${WINDOWS:-12}; WARMUP=${WARMUP:-10}
-P_S=${P_S:-70}; DEADLINE_S=${DEADLINE_S:-380}
+P_S=${P_S:-70}; DEADLINE_S=${DEADLINE_S:-360}
 EXTRA=${EXTRA:-}  # more bench_scale arguments (the CPU smoke's shapes); empty on the GPU
 mkdir -p "$OUT"
 W="$OUT/r9"; mkdir -p "$W"
@@ -32,7 +32,7 @@ $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton
 git log --oneline -1 2>/dev/null || echo "no git history in this copy"
 
 t check
-TORCHINDUCTOR_CACHE_DIR="$CACHES/check" timeout 90 $PY benchmarks/round9_check.py \
+TORCHINDUCTOR_CACHE_DIR="$CACHES/check" timeout 120 $PY benchmarks/round9_check.py \
     > "$W/check.txt" 2>&1
 echo "rc $?" >> "$W/check.txt"; cat "$W/check.txt"
 
@@ -78,7 +78,7 @@ proc P3 $RO "$L,$D"
 # plain formulas, beside the L1 SAE, eager as the probing study runs it: 3 rounds
 t "B start"
 # shellcheck disable=SC2086  # EXTRA_B: separate arguments
-TORCHINDUCTOR_CACHE_DIR="$CACHES/B" timeout "${B_S:-90}" $PY benchmarks/bench_train_steps.py \
+TORCHINDUCTOR_CACHE_DIR="$CACHES/B" timeout "${B_S:-80}" $PY benchmarks/bench_train_steps.py \
     --amp bf16 --repeats 3 ${EXTRA_B:-} --out "$W/B.json" > "$W/B.log" 2>&1
 t "B rc=$?"; grep -E '^\| ' "$W/B.log"
 
