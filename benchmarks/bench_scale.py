@@ -123,6 +123,12 @@ def autotune_picks() -> dict:
     return out
 
 
+def pick_device(name: str) -> torch.device:
+    """--device: "auto" is the GPU when there is one, else the CPU; anything else as given."""
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(auto if name == "auto" else name)
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -141,6 +147,9 @@ def timed(fn, steps: int, warmup: int, device: torch.device) -> float:
 
 
 WHOLE_GRAPH_WARMUP = 3
+WHOLE_GRAPH_NOT_RO = ("--whole-graph captures the whole step itself: use --compile-mode default "
+                      "(reduce-overhead records CUDA graphs of its own)")  # fmt: skip
+"""The one line that refuses --whole-graph with reduce-overhead (`make_step` and `main`)."""
 """Steps a whole-step graph runs eagerly on a side stream before its capture (the compile,
 Triton's autotuning, cuBLAS's workspaces and Adam's state all happen there, not in the
 capture)."""
@@ -202,8 +211,7 @@ def make_step(model, x_batches, loss: LossConfig, amp: bool, lse_only: bool = Fa
     sit inside another capture). Raises ValueError for that, and off CUDA (`GraphStep`).
     """
     if whole_graph and compile == "reduce-overhead":
-        raise ValueError("--whole-graph captures the whole step itself: use --compile-mode "
-                         "default (reduce-overhead records CUDA graphs of its own)")  # fmt: skip
+        raise ValueError(WHOLE_GRAPH_NOT_RO)
     kind = model_type(model)
     weights = term_weights(kind, loss, model.hidden_dim)
     device = x_batches[0].device  # fused Adam on GPUs, as distributed.train_steps runs it
@@ -313,7 +321,7 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     step = make_step(model, x_batches, loss, amp, compile=comp, with_wr=with_wr,
-                     whole_graph=getattr(args, "whole_graph", False))  # fmt: skip
+                     whole_graph=args.whole_graph)  # fmt: skip
     reps = [timed(step, args.steps, args.warmup if i == 0 else 0, device)
             for i in range(max(1, args.repeats))]  # fmt: skip
     t = sorted(reps)[len(reps) // 2]  # the median (of an odd count; the upper middle if even)
@@ -581,8 +589,7 @@ def interleave(models: dict, args, x_batches, amp: bool, device, mode: str,
             tic = time.perf_counter()
             models_built[name] = build().to(device)
             steps[name] = make_step(models_built[name], x_batches, loss, amp, compile=comp,
-                                    with_wr=with_wr,
-                                    whole_graph=getattr(args, "whole_graph", False))  # fmt: skip
+                                    with_wr=with_wr, whole_graph=args.whole_graph)  # fmt: skip
             for _ in range(max(1, args.warmup)):
                 steps[name]()
             sync(device)
@@ -760,14 +767,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
     if args.whole_graph and (args.compile_mode == "reduce-overhead" and args.compile != "eager"):
-        raise SystemExit("--whole-graph captures the whole step itself: use --compile-mode "
-                         "default (reduce-overhead records CUDA graphs of its own)")  # fmt: skip
+        raise SystemExit(WHOLE_GRAPH_NOT_RO)
     if args.interleave and (args.compile == "both" or args.interleave < 1 or args.windows < 1):
         raise SystemExit("--interleave W: W >= 1 steps per window, --windows >= 1 and one "
                          "--compile mode (eager or compiled, not both)")  # fmt: skip
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = pick_device(args.device)
     if args.whole_graph and device.type != "cuda":
         raise SystemExit(f"--whole-graph captures CUDA graphs: it needs a CUDA device, not "
                          f"{device}; leave it out on the CPU")  # fmt: skip

@@ -23,7 +23,7 @@ import json
 import statistics
 
 import torch
-from bench_scale import rotation, write_json  # the script's folder is on sys.path
+from bench_scale import pick_device, rotation, write_json  # the script's folder is on sys.path
 
 from implicit_em.config import LossConfig
 from implicit_em.kernels import fused_active, fused_mode
@@ -67,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad or not modes:
         raise SystemExit(f"--fused-modes {args.fused_modes!r}: give auto, on or off, "
                          "comma-separated")  # fmt: skip
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = pick_device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True  # as bench_scale
     x = torch.randn(8 * args.B, args.D, generator=torch.Generator().manual_seed(1)).to(device)
     names = [f"encoder_sketch{args.probes}+{m}" for m in modes] + ["standard_sae"]
