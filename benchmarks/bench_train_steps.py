@@ -1,9 +1,10 @@
 """Tokens/s of the scale trainer's own step (`train.distributed.train_steps`, one rank): the
 sketched encoder with the fused kernels against the plain formulas, beside the L1 SAE.
 
-Since the thirteenth session `train_steps` takes the fused InfoMax kernels at one rank where
-they are active (docs/benchmarks.md, "The scale trainer did not use the fused kernels");
-bench_scale.py times `train.loop`'s step instead. Rows: "encoder_sketch{P}+{mode}" for each
+`train_steps` takes the fused InfoMax kernels at one rank only with
+`train.distributed.TERMS["fused_one_rank"]` (off by default since round 9 timed it slower,
+docs/benchmarks.md, "Round 9"); the fused rows here set it. bench_scale.py times
+`train.loop`'s step instead. Rows: "encoder_sketch{P}+{mode}" for each
 --fused-modes entry (`kernels.fused_mode`: "auto", "on" or "off") and "standard_sae". Every
 row trains a fresh model from seed 0 on the same random N(0, 1) data (8 batches' worth),
 --steps steps after --warmup (tokens/s as `train_steps` measures it, over the steps after the
@@ -19,6 +20,7 @@ with --out.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 
@@ -28,7 +30,20 @@ from bench_scale import pick_device, rotation, write_json  # the script's folder
 from implicit_em.config import LossConfig
 from implicit_em.kernels import fused_active, fused_mode
 from implicit_em.models import Encoder, StandardSAE
+from implicit_em.train import distributed
 from implicit_em.train.distributed import train_steps
+
+
+@contextlib.contextmanager
+def one_rank_terms(on: bool):
+    """`train.distributed.TERMS["fused_one_rank"]` set to `on` inside the block (off by
+    default since round 9: the fused rows set it to time that path)."""
+    old = distributed.TERMS["fused_one_rank"]
+    distributed.TERMS["fused_one_rank"] = on
+    try:
+        yield
+    finally:
+        distributed.TERMS["fused_one_rank"] = old
 
 
 def run_row(name: str, args, x: torch.Tensor, amp: bool) -> dict:
@@ -39,7 +54,7 @@ def run_row(name: str, args, x: torch.Tensor, amp: bool) -> dict:
     model = (StandardSAE if sae else Encoder)(args.D, args.K).to(x.device)
     loss = LossConfig() if sae else LossConfig(tc_probes=args.probes)
     mode = "off" if sae else name.rsplit("+", 1)[1]
-    with fused_mode(mode):
+    with fused_mode(mode), one_rank_terms(not sae and mode != "off"):
         active = not sae and fused_active(torch.empty(1, device=x.device))
         res = train_steps(model, x, loss, global_batch=args.B, steps=args.warmup + args.steps,
                           warmup=args.warmup, amp=amp, compile=args.compile)  # fmt: skip

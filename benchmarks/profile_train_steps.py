@@ -24,6 +24,7 @@ import time
 
 import torch
 from bench_scale import pick_device  # the script's folder is on sys.path
+from bench_train_steps import one_rank_terms
 from torch.profiler import ProfilerActivity, profile
 
 from implicit_em.config import LossConfig
@@ -40,7 +41,7 @@ def profile_mode(mode: str, args, x: torch.Tensor) -> None:
     loss = LossConfig(tc_probes=args.probes)
     cuda = x.device.type == "cuda"
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with fused_mode(mode):
+    with fused_mode(mode), one_rank_terms(mode != "off"):
         active = fused_active(torch.empty(1, device=x.device))
         train_steps(model, x, loss, global_batch=args.B, steps=args.warmup, warmup=0, amp=cuda)
         with profile(activities=acts) as prof:

@@ -60,12 +60,14 @@ def test_compiled_step_matches_eager():
 
 @pytest.mark.parametrize("probes", [4, None])
 def test_one_rank_takes_the_fused_kernels_where_active_and_they_agree(monkeypatch, probes):
-    """On one rank `encoder_terms_share` takes the fused kernels when they are active (here
-    forced on, run by Triton's interpreter; on a GPU mode "auto" suffices) and the plain
-    formulas otherwise: the same lse, var, tc and gradient to 1e-5 (float32), and
-    `train_steps` ends at the same weights to 1e-5 either way."""
+    """With `TERMS["fused_one_rank"]` set, on one rank `encoder_terms_share` takes the fused
+    kernels when they are active (here forced on, run by Triton's interpreter; on a GPU mode
+    "auto" suffices) and the plain formulas otherwise: the same lse, var, tc and gradient to
+    1e-5 (float32), and `train_steps` ends at the same weights to 1e-5 either way. Unset (the
+    default since round 9), the plain formulas run even with the kernels forced on."""
     from implicit_em.kernels import fused_mode
     from implicit_em.kernels import infomax as fused_impl
+    from implicit_em.train import distributed
     from implicit_em.train.distributed import encoder_terms_share
 
     calls = []
@@ -76,6 +78,11 @@ def test_one_rank_takes_the_fused_kernels_where_active_and_they_agree(monkeypatc
     a0 = torch.relu(torch.randn(64, 32, generator=g) + 0.3)
     v = None if probes is None else torch.randn(32, probes, generator=g)
     loss = LossConfig(tc_probes=probes)
+    assert distributed.TERMS["fused_one_rank"] is False  # the default, round 9's rule
+    with fused_mode("on"):
+        encoder_terms_share(a0, torch.ones(32, 3), loss, v, with_wr=False, parallel=False)
+    assert not calls  # off by default: the plain formulas ran
+    monkeypatch.setitem(distributed.TERMS, "fused_one_rank", True)
     got = {}
     for mode in ("on", "off"):
         a = a0.clone().requires_grad_(True)

@@ -288,6 +288,15 @@ def _corr_share(u_r: Tensor, u: Tensor) -> Tensor:
     return _CorrShare.apply(u_r, u)
 
 
+# Whether `encoder_terms_share` takes the fused kernels at one rank. Off: issue 19's round 9
+# (docs/benchmarks.md, "Round 9", part B; H200, B = 4096, K = 16384, bf16 autocast, eager)
+# timed `train_steps` with them at 0.33x the tokens/s of the plain formulas in each of 3
+# rounds, its rule "slower": step_terms hands the kernels float32 codes, and the gradient
+# kernel's float32 tile product ran in IEEE precision (benchmarks/profile_train_steps.py: 89 %
+# of the step's device time). benchmarks/bench_train_steps.py sets it to time the path.
+TERMS = {"fused_one_rank": False}
+
+
 def encoder_terms_share(
     a: Tensor,
     W: Tensor,
@@ -303,14 +312,15 @@ def encoder_terms_share(
     (equal on every rank). Returns scalars lse, var, tc, and wr unless with_wr is False
     (wr depends on W alone; at K = 16384 it costs 11 GFLOP, so it is only computed when it
     carries gradient or is logged). parallel=False: this rank's batch is the whole batch.
-    On one rank, where the fused kernels are active (`kernels.fused_active`: CUDA and Triton,
-    mode "auto" or "on"), lse, var and tc come from `losses.infomax_terms`, the same terms in
-    one pass forward and one backward (`kernels.infomax`, tested against these formulas),
-    as `train.loop`'s step takes them; several ranks share column statistics, which the
-    kernels do not, so they always take the plain path below.
+    With `TERMS["fused_one_rank"]` (off by default: round 9 measured it slower) and one rank,
+    where the fused kernels are active (`kernels.fused_active`: CUDA and Triton, mode "auto"
+    or "on"), lse, var and tc come from `losses.infomax_terms`, the same terms in one pass
+    forward and one backward (`kernels.infomax`, tested against these formulas); several
+    ranks share column statistics, which the kernels do not, so they always take the plain
+    path below.
     """
     _, n = world(parallel)
-    if n == 1 and fused_active(a):
+    if TERMS["fused_one_rank"] and n == 1 and fused_active(a):
         lse, var, tc = infomax_terms(a, probes, loss.variance_eps)
         out = {"lse": lse, "var": var, "tc": tc}
     else:
