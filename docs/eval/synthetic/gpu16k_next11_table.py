@@ -13,8 +13,12 @@ files in docs/eval/synthetic/gpu16k-next11/ (eleventh session, nvidia-h200-x2):
   calls, the same command with `CUDA_VISIBLE_DEVICES=0`): seed 2 of `encoder-centred` and
   `encoder-wr-centred`.
 - `n6-p1.json` (thirteenth session, one H200; the plan's "Not in this session's 30 minutes"
-  item, its rule fixed there): seed 1 of `topk-pretrained` and `topk-half` in lockstep. Their
-  seed 2 did not fit the session's budget.
+  item, its rule fixed there): seed 1 of `topk-pretrained` and `topk-half` in lockstep.
+- `n7-h1.json`, `n7-h2.json` (fourteenth session, nvidia-h200-x2; the plan's "The harness
+  seeds" command): seeds 1 and 2 of `batchtopk-k25-sl-all` to 200 M samples (195,313 steps),
+  rules 8 and 9 (not in the table: another length).
+- `n8-p2.json` (fourteenth session, GPU 1 of nvidia-h200-x2, the plan's p2 line): seed 2 of
+  `topk-pretrained` and `topk-half`.
 - `n5-r0.json`: call 5 (rule 11), `encoder-wr` seed 0 again, today's statistics layout, against
   gpu16k-variants `c2-f2.json` (the old layout). Not a new seed: it is left out of the table.
 
@@ -39,7 +43,7 @@ ROOT = Path("docs/eval/synthetic")
 STEPS = 47927  # 49.1 M samples at batch 1,024
 NEW = ROOT / "gpu16k-next11"
 NEW_FILES = ("n1-w0.json", "n1-w1.json", "n2-a2.json", "n2-b2.json", "n3-c1.json", "n3-d1.json",
-             "n4-c2.json", "n4-d2.json", "n6-p1.json")
+             "n4-c2.json", "n4-d2.json", "n6-p1.json", "n8-p2.json")
 # the committed rows: file -> the variants read from it
 OLD = {
     "gpu16k-converged/rows/results.json": ("encoder",),
@@ -66,6 +70,13 @@ CENTRED = {"encoder-centred": "encoder", "encoder-wr-centred": "encoder-wr"}  # 
 SAES = ("topk-k214", "tied-topk-k214")  # rule 7
 L0_WINDOW = (160, 268)  # rule 7
 PRETRAINED = ("topk-pretrained", "topk-half")  # the plan's rule for its seeds 1 and 2
+# rules 8 and 9: the harness seeds at 200 M
+HARNESS = {1: "n7-h1.json", 2: "n7-h2.json"}
+HARNESS_SEED0 = "harness-gap/gpu200m/ref.json"  # seed 0 at 200 M (ninth session)
+HARNESS_AT49 = "gpu16k-converged/seeds/seed{}.json"  # seeds 1 and 2 at 49.1 M (rule 9)
+HARNESS_STEPS = 195313  # ceil(200e6 / 1,024)
+HARNESS_INIT = {1: 0.1480361372232437, 2: 0.1479351669549942}  # rule 1, the harness row
+PUBLISHED = (0.7574, 0.0003)  # SAELens docs synth_sae_bench.md: BatchTopK, width 4,096, L0 25
 
 
 def load() -> tuple[list[dict], list[dict]]:
@@ -215,14 +226,16 @@ def main() -> None:
     pre, half = PRETRAINED
     a = apart(mccs(rows, pre), mccs(rows, half), MARGIN)
     rules["pretrained"] = {"apart": a, "seeds": seeds_of[pre], "seeds_control": seeds_of[half],
-                           "seed1_range": range_check(pre, 1)}  # fmt: skip
+                           "seed1_range": range_check(pre, 1),
+                           "seed2_range": range_check(pre, 2)}  # fmt: skip
     lines.append(f"Pre-training rule: {pre} ({seeds_word(pre)}, {by[pre]['mcc']['min']:.4f}-"
                  f"{by[pre]['mcc']['max']:.4f}, L0 {by[pre]['l0']['mean']:.1f}, dead at most "
                  f"{by[pre]['dead_latents']['max']:.0f}) against {half} ({seeds_word(half)}, "
                  f"{by[half]['mcc']['min']:.4f}-{by[half]['mcc']['max']:.4f}, L0 "
                  f"{by[half]['l0']['mean']:.1f}): {a}; the standing reading 'pre-training costs "
                  f"against the same TopK steps' {'stays' if a == 'below' else 'changes'}; seed 1 "
-                 f"{rules['pretrained']['seed1_range']}.")  # fmt: skip
+                 f"{rules['pretrained']['seed1_range']}; seed 2 "
+                 f"{rules['pretrained']['seed2_range']}.")  # fmt: skip
 
     # rule 11: the same-seed re-run under the new statistics layout (call 5)
     again = json.loads((NEW / "n5-r0.json").read_text())["rows"][0]
@@ -243,6 +256,8 @@ def main() -> None:
                     "tolerance" if within else "the layout moves a full-length row beyond the "
                     "reproduction tolerance") + ".")  # fmt: skip
 
+    harness_rules(rules, lines)
+
     order = ["encoder", "encoder-wr", *COMBOS, *THIRD, *CENTRED, *SAES, *PRETRAINED]
     summary = [by[n] for n in order]
     print("| variant | seeds | " + " | ".join(c[0] for c in COLUMNS) + " |")
@@ -254,6 +269,49 @@ def main() -> None:
     print("\n".join(f"- {x}" for x in lines))
     out = {"steps": STEPS, "seeds": seeds_of, "summary": summary, "rules": rules, "lines": lines}
     (ROOT / "gpu16k-next11.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+def harness_rules(rules: dict, lines: list[str]) -> None:
+    """Rules 8 and 9 of the plan: the 3-seed mean of `batchtopk-k25-sl-all` at 200 M against
+    the published 0.7574 +- 0.0003, and the same seeds at 49.1 M beside it. Adds
+    rules["8_harness"] and its lines (rule 1's and rule 2's checks of the two new rows too)."""
+    row = "batchtopk-k25-sl-all"
+    ref = json.loads((ROOT / HARNESS_SEED0).read_text())
+    mcc = {0: ref["trained"]["mcc"]}
+    f1 = {0: ref["trained"]["f1"]}
+    checks = []
+    for seed, f in HARNESS.items():
+        r = next(x for x in _rows(NEW / f) if x["variant"] == row)
+        ok = r["untrained"]["mcc"] == HARNESS_INIT[seed] and r["steps_done"] == HARNESS_STEPS
+        checks.append({"seed": seed, "untrained": r["untrained"]["mcc"],
+                       "expected": HARNESS_INIT[seed], "steps": r["steps_done"], "passed": ok})  # fmt: skip
+        lines.append(f"Rules 1-2, harness seed {seed}: untrained MCC {r['untrained']['mcc']!r} "
+                     f"against {HARNESS_INIT[seed]!r}, {r['steps_done']} steps: "
+                     + ("passed" if ok else "FAILED (reported, not compared)") + ".")  # fmt: skip
+        if ok:
+            mcc[seed], f1[seed] = r["trained"]["mcc"], r["trained"]["f1"]
+    vals = list(mcc.values())
+    mean = sum(vals) / len(vals)
+    sd = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else None
+    gap = abs(mean - PUBLISHED[0])
+    word = ("within the published spread" if gap <= PUBLISHED[1]
+            else "within our tolerance" if gap <= MARGIN else "not reproduced")  # fmt: skip
+    at49 = {}
+    for seed in HARNESS:
+        r = next(x for x in _rows(ROOT / HARNESS_AT49.format(seed)) if x["variant"] == row)
+        at49[seed] = r["trained"]["mcc"]
+    rules["8_harness"] = {"checks": checks, "mcc_200m": mcc, "f1_200m": f1, "mean": mean,
+                          "sd": sd, "published": PUBLISHED, "gap": gap, "reading": word,
+                          "mcc_49m": at49}  # fmt: skip
+    sd_text = "n/a" if sd is None else f"{sd:.4f}"
+    lines.append(f"Rule 8: {row} at 200 M, seeds {sorted(mcc)}: MCC "
+                 + ", ".join(f"{mcc[k]:.4f}" for k in sorted(mcc))
+                 + f"; mean {mean:.4f}, standard deviation {sd_text} (published {PUBLISHED[0]} +- "
+                 f"{PUBLISHED[1]}); |mean - published| {gap:.4f}: {word}. F1 "
+                 + ", ".join(f"{f1[k]:.4f}" for k in sorted(f1))
+                 + " (seed 0 scored on 200,000 samples, seeds 1-2 on 50,000).")  # fmt: skip
+    lines.append("Rule 9: the same seeds at 49.1 M: "
+                 + ", ".join(f"seed {k} {v:.4f}" for k, v in at49.items()) + ".")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   `topk-k214` and `tied-topk-k214` (`n2-a2.json`, `n2-b2.json`); seed 1 of `encoder-centred`
   and `encoder-wr-centred` (`n3-c1.json`, `n3-d1.json`); and from the thirteenth session (one
   H200, the same plan's commands): seed 2 of the centred rows (`n4-c2.json`, `n4-d2.json`) and
-  seed 1 of `topk-pretrained` and `topk-half` (`n6-p1.json`);
+  seed 1 of `topk-pretrained` and `topk-half` (`n6-p1.json`); from the fourteenth session
+  (nvidia-h200-x2) their seed 2 (`n8-p2.json`);
 - sae-lens's protocol (`batchtopk-k25-sl-all`) at seed 0 has no 49.1 M row: its MCC at the
   50.0 M milestone of the 200 M run (harness-gap/gpu200m/ref.json) is shown as a note only, so
   the table's seed count says what the mean is over.
@@ -88,7 +89,8 @@ NEXT11_FILES = {"n1-w0.json": ("encoder-wr-softplus", "encoder-wr-unit-rows"),
                 "n2-b2.json": ("encoder-wr-unit-rows", "encoder-unit-rows", "tied-topk-k214"),
                 "n3-c1.json": ("encoder-centred",), "n3-d1.json": ("encoder-wr-centred",),
                 "n4-c2.json": ("encoder-centred",), "n4-d2.json": ("encoder-wr-centred",),
-                "n6-p1.json": ("topk-pretrained", "topk-half")}  # fmt: skip
+                "n6-p1.json": ("topk-pretrained", "topk-half"),
+                "n8-p2.json": ("topk-pretrained", "topk-half")}  # fmt: skip
 """gpu16k-next11.md's rows (49.1 M samples, width 4,096), by file."""
 L1 = ("standard-l1-3.0", "standard-l1-10.0")  # section 3, seed 0 (rows/results.json)
 WIDE = ROOT / "gpu16k-width16k"
