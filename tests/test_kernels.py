@@ -581,7 +581,6 @@ def test_bias_fold_switch(monkeypatch):
         assert not bias_fold(model, cfg, x)
 
 
-
 def test_grad_pass_column_sums_with_a_shorter_partial_height():
     """The one-tile kernel when the partials have one row per 32 rows of out but the tile is
     128 rows tall (as under the autotuner, whose buffer serves every tile height): each
@@ -597,13 +596,29 @@ def test_grad_pass_column_sums_with_a_shorter_partial_height():
     tk._grad_kernel.fn[(3, 3)](
         z, out, row_lse, g, mean * 0.3, mean - 0.5, mean, out, out, part, 300, 260, 0,
         z.stride(0), z.stride(1), out.stride(0), out.stride(1), BM=128, BK=128, RP=16,
-        HAS_LOW=False, RELU=True, PRECISION="ieee", DOT_F32=kernels.interpreted(),
-        COLSUM=True, G_SCALAR=False, PART_H=32, num_warps=8)  # fmt: skip
+        HAS_LOW=False, RELU=True, PRECISION=tk.dot_precision(z.dtype),
+        DOT_F32=kernels.interpreted(), COLSUM=True, G_SCALAR=False, PART_H=32, num_warps=8)  # fmt: skip
     want = tk.grad(z, row_lse, g, mean * 0.3, mean - 0.5, mean, relu=True)
     torch.testing.assert_close(out, want, rtol=0.0, atol=0.0)
     torch.testing.assert_close(part.sum(dim=0), want.double().sum(dim=0).float(),
                                rtol=1e-5, atol=1e-5)  # fmt: skip
     assert (part[[1, 2, 3, 5, 6, 7, 9]] == 0).all()  # the rows after each program's first
+
+
+@pytest.mark.parametrize("precision", ["tf32x3", "ieee"])
+def test_dot_precision_switch(monkeypatch, precision):
+    """`triton_infomax.dot_precision`: float32 codes take the switch DOT["float32"] (tf32x3 by
+    default, ieee for a comparison), bf16 codes tf32; with either, the gradient pass with the
+    rank-2m term and the skinny products match the reference to 1e-5 relative in float32."""
+    from implicit_em.kernels import triton_infomax as tk
+
+    assert tk.DOT["float32"] == "tf32x3"
+    monkeypatch.setitem(tk.DOT, "float32", precision)
+    assert tk.dot_precision(torch.float32) == precision
+    assert tk.dot_precision(torch.bfloat16) == "tf32"
+    assert_matches(codes(70, 300), probes(300, 8))
+    monkeypatch.setitem(fused_impl.SKINNY, "backend", "triton")
+    assert_matches(codes(70, 300), probes(300, 8))
 
 
 def test_rows_problem_is_the_tiles_constraint(monkeypatch):

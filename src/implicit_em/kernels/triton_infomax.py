@@ -18,9 +18,10 @@ of squares within each tile.
 `grad` writes, in one pass over a,
     da_ij = g_i exp(-a_ij - lse_i) + alpha_j + beta_j (a_ij - mean_j) + (L H^T)_ij
 with L (B, r), H (K, r) the sketched penalty's rank-2m term, formed per tile on the tensor
-cores (tl.dot, inner dimension r padded to a power of two >= 16), in a's dtype (float32 in
-IEEE precision for float32 codes). With relu=True the codes are a = ReLU(z) and the kernel
-writes dL/dz = [a > 0] da instead (ReLU's backward folded in: no separate pass over (B, K)).
+cores (tl.dot, inner dimension r padded to a power of two >= 16), in a's dtype (float32 codes:
+three TF32 products by default, about float32 accuracy; see `dot_precision`). With relu=True
+the codes are a = ReLU(z) and the kernel writes dL/dz = [a > 0] da instead (ReLU's backward
+folded in: no separate pass over (B, K)).
 One tile per program (`_grad_kernel`, the default) or, with GRAD["rows"], strips of rows
 walked in tiles (`_grad_loop_kernel`); both share the tile body `_grad_tile`.
 
@@ -76,6 +77,27 @@ GRAD_CONFIGS = [{"BM": 64, "BK": 128, "num_warps": 4}, {"BM": 128, "BK": 128, "n
                 {"BM": 64, "BK": 256, "num_warps": 8}, {"BM": 32, "BK": 128, "num_warps": 4},
                 {"BM": 128, "BK": 64, "num_warps": 4}, {"BM": 64, "BK": 64, "num_warps": 4},
                 {"BM": 32, "BK": 256, "num_warps": 8}, {"BM": 128, "BK": 128, "num_warps": 4}]  # fmt: skip
+
+# tl.dot's input_precision on float32 operands for float32 codes (the gradient pass's rank-2m
+# term, `skinny`'s products): "tf32x3" (three TF32 tensor-core products, about float32
+# accuracy) or "ieee" (float32 FMA, no tensor cores: the precision before round 9, kept for a
+# comparison). See `dot_precision`.
+DOT = {"float32": "tf32x3"}
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """tl.dot's input_precision for codes of this dtype: DOT["float32"] for float32, "tf32"
+    otherwise (bf16 codes: the gradient pass's operands are bf16, where Triton ignores it, and
+    `skinny` reads a's bf16 values, which TF32 holds exactly).
+
+    Why not "ieee" for float32: on the H200 (torch 2.11, Triton 3.6) `_grad_kernel` took
+    about 14 ms per call on float32 codes (B = 4096, K = 16384, r = 64) with "ieee", whose
+    products run as float32 FMA off the tensor cores; `losses.infomax_terms` forward and
+    backward took 18.4 ms fused against 5.0 ms for the plain formulas, and 4.06 ms fused on
+    bf16 codes (docs/benchmarks.md, round 9). Under the interpreter the precision does not
+    matter: Triton's interpreter accepts all three and multiplies in float32 (numpy) alike.
+    """
+    return DOT["float32"] if dtype == torch.float32 else "tf32"
 
 
 def _fit_rows(configs, named_args, **kwargs):
@@ -424,7 +446,7 @@ def grad(
            out if low is None else low, out if high is None else high, part,
            b, k, r, a.stride(0), a.stride(1), out.stride(0), out.stride(1),
            RP=rp, HAS_LOW=low is not None, RELU=relu,
-           PRECISION="ieee" if a.dtype == torch.float32 else "tf32",
+           PRECISION=dot_precision(a.dtype),
            DOT_F32=interpreted(), COLSUM=colsum, G_SCALAR=g.dim() == 0, **extra,
            **(config or {}))  # fmt: skip
     return (out, part.sum(dim=0)) if colsum else out
@@ -467,7 +489,7 @@ def skinny(a: Tensor, w: Tensor, trans: bool = False, chunk: int = 1024) -> Tens
     """a (B, K) @ w (K, m), or a^T @ w for w (B, m) with trans=True, float32 out, m <= 128:
     split over the long reduction in chunks (many programs for a product only m wide),
     partials summed after. Float32 products (TF32 for bf16 a, whose values TF32 holds exactly;
-    full float32 for float32 a) and accumulation."""
+    `dot_precision` for float32 a: three TF32 products) and accumulation."""
     b, k = a.shape
     n_out, n_red = (k, b) if trans else (b, k)
     m = w.shape[1]
@@ -477,5 +499,5 @@ def skinny(a: Tensor, w: Tensor, trans: bool = False, chunk: int = 1024) -> Tens
     grid = (triton.cdiv(n_out, bm), n_chunks)
     _skinny_kernel[grid](a, w.contiguous(), part, b, k, m, a.stride(0), a.stride(1), CHUNK=chunk,
                          BM=bm, BK=64, BN=max(16, triton.next_power_of_2(m)), TRANS=trans,
-                         PRECISION="ieee" if a.dtype == torch.float32 else "tf32")  # fmt: skip
+                         PRECISION=dot_precision(a.dtype))  # fmt: skip
     return part.sum(dim=0)
