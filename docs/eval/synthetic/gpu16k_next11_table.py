@@ -43,7 +43,7 @@ ROOT = Path("docs/eval/synthetic")
 STEPS = 47927  # 49.1 M samples at batch 1,024
 NEW = ROOT / "gpu16k-next11"
 NEW_FILES = ("n1-w0.json", "n1-w1.json", "n2-a2.json", "n2-b2.json", "n3-c1.json", "n3-d1.json",
-             "n4-c2.json", "n4-d2.json", "n6-p1.json", "n8-p2.json")
+             "n4-c2.json", "n4-d2.json", "n6-p1.json", "n8-p2.json")  # fmt: skip
 # the committed rows: file -> the variants read from it
 OLD = {
     "gpu16k-converged/rows/results.json": ("encoder",),
