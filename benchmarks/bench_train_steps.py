@@ -2,8 +2,9 @@
 sketched encoder with the fused kernels against the plain formulas, beside the L1 SAE.
 
 `train_steps` takes the fused InfoMax kernels at one rank only with
-`train.distributed.TERMS["fused_one_rank"]` (off by default since round 9 timed it slower,
-docs/benchmarks.md, "Round 9"); the fused rows here set it. bench_scale.py times
+`train.distributed.TERMS["fused_one_rank"]` (docs/benchmarks.md, "Round 9" and "Round 9b":
+off after round 9, on again after 9b); each row here sets it (on for the fused modes, off
+for "off"). bench_scale.py times
 `train.loop`'s step instead. Rows: "encoder_sketch{P}+{mode}" for each
 --fused-modes entry (`kernels.fused_mode`: "auto", "on" or "off") and "standard_sae". Every
 row trains a fresh model from seed 0 on the same random N(0, 1) data (8 batches' worth),
@@ -36,8 +37,8 @@ from implicit_em.train.distributed import train_steps
 
 @contextlib.contextmanager
 def one_rank_terms(on: bool):
-    """`train.distributed.TERMS["fused_one_rank"]` set to `on` inside the block (off by
-    default since round 9: the fused rows set it to time that path)."""
+    """`train.distributed.TERMS["fused_one_rank"]` set to `on` inside the block, restored
+    after (each row sets it, whatever the default)."""
     old = distributed.TERMS["fused_one_rank"]
     distributed.TERMS["fused_one_rank"] = on
     try:

@@ -60,34 +60,38 @@ def test_compiled_step_matches_eager():
 
 @pytest.mark.parametrize("probes", [4, None])
 def test_one_rank_takes_the_fused_kernels_where_active_and_they_agree(monkeypatch, probes):
-    """With `TERMS["fused_one_rank"]` set, on one rank `encoder_terms_share` takes the fused
-    kernels when they are active (here forced on, run by Triton's interpreter; on a GPU mode
-    "auto" suffices) and the plain formulas otherwise: the same lse, var, tc and gradient to
-    1e-5 (float32), and `train_steps` ends at the same weights to 1e-5 either way. Unset (the
-    default since round 9), the plain formulas run even with the kernels forced on."""
+    """With `TERMS["fused_one_rank"]` (the default since round 9b), on one rank
+    `encoder_terms_share` takes the fused kernels when they are active (forced on here: on a
+    CPU, run by Triton's interpreter; on a GPU machine, on CUDA tensors) and the plain formulas
+    otherwise: the same lse, var, tc and gradient to 1e-5 (float32), and `train_steps` ends at
+    the same weights to 1e-5 either way. Unset, the plain formulas run even with the kernels
+    forced on."""
     from implicit_em.kernels import fused_mode
     from implicit_em.kernels import infomax as fused_impl
     from implicit_em.train import distributed
     from implicit_em.train.distributed import encoder_terms_share
 
+    dev = "cuda" if torch.cuda.is_available() else "cpu"  # conftest: the interpreter on a CPU
     calls = []
     real = fused_impl.fused_terms
     monkeypatch.setattr(fused_impl, "fused_terms",
                         lambda *a, **k: calls.append(1) or real(*a, **k))  # fmt: skip
     g = torch.Generator().manual_seed(0)
-    a0 = torch.relu(torch.randn(64, 32, generator=g) + 0.3)
-    v = None if probes is None else torch.randn(32, probes, generator=g)
+    a0 = torch.relu(torch.randn(64, 32, generator=g) + 0.3).to(dev)
+    v = None if probes is None else torch.randn(32, probes, generator=g).to(dev)
+    w = torch.ones(32, 3, device=dev)
     loss = LossConfig(tc_probes=probes)
-    assert distributed.TERMS["fused_one_rank"] is False  # the default, round 9's rule
+    assert distributed.TERMS["fused_one_rank"] is True  # the default, round 9b's rule
+    monkeypatch.setitem(distributed.TERMS, "fused_one_rank", False)
     with fused_mode("on"):
-        encoder_terms_share(a0, torch.ones(32, 3), loss, v, with_wr=False, parallel=False)
-    assert not calls  # off by default: the plain formulas ran
+        encoder_terms_share(a0, w, loss, v, with_wr=False, parallel=False)
+    assert not calls  # unset: the plain formulas ran
     monkeypatch.setitem(distributed.TERMS, "fused_one_rank", True)
     got = {}
     for mode in ("on", "off"):
         a = a0.clone().requires_grad_(True)
         with fused_mode(mode):
-            t = encoder_terms_share(a, torch.ones(32, 3), loss, v, with_wr=False, parallel=False)
+            t = encoder_terms_share(a, w, loss, v, with_wr=False, parallel=False)
         (t["lse"] + 3 * t["var"] + 5 * t["tc"]).backward()
         got[mode] = ({k: t[k].item() for k in ("lse", "var", "tc")}, a.grad)
     assert len(calls) == 1  # the fused path ran once, under "on" only
@@ -96,7 +100,7 @@ def test_one_rank_takes_the_fused_kernels_where_active_and_they_agree(monkeypatc
     assert torch.allclose(got["on"][1], got["off"][1], rtol=1e-5, atol=1e-6)
     ends = {}
     for mode in ("on", "off"):
-        model = Encoder(8, 16)
+        model = Encoder(8, 16).to(dev)
         with fused_mode(mode):
             fit(model, LossConfig(tc_probes=probes))
         ends[mode] = [p.detach() for p in model.parameters()]

@@ -288,13 +288,15 @@ def _corr_share(u_r: Tensor, u: Tensor) -> Tensor:
     return _CorrShare.apply(u_r, u)
 
 
-# Whether `encoder_terms_share` takes the fused kernels at one rank. Off: issue 19's round 9
-# (docs/benchmarks.md, "Round 9", part B; H200, B = 4096, K = 16384, bf16 autocast, eager)
-# timed `train_steps` with them at 0.33x the tokens/s of the plain formulas in each of 3
-# rounds, its rule "slower": step_terms hands the kernels float32 codes, and the gradient
-# kernel's float32 tile product ran in IEEE precision (benchmarks/profile_train_steps.py: 89 %
-# of the step's device time). benchmarks/bench_train_steps.py sets it to time the path.
-TERMS = {"fused_one_rank": False}
+# Whether `encoder_terms_share` takes the fused kernels at one rank (issue 19; H200, B = 4096,
+# K = 16384, bf16 autocast, eager; docs/benchmarks.md, "Round 9" and "Round 9b"). Round 9
+# timed `train_steps` with them at 0.33x the tokens/s of the plain formulas (its rule:
+# "slower", so off): step_terms hands the kernels float32 codes, and the gradient kernel's
+# float32 tile product ran in IEEE precision (benchmarks/profile_train_steps.py: 89 % of the
+# device time). With that product in tf32x3 (`kernels.triton_infomax.dot_precision`), round 9b
+# timed 1.20x, 1.19x, 1.38x (its rule: "faster", so on). benchmarks/bench_train_steps.py sets
+# it per row to time both paths.
+TERMS = {"fused_one_rank": True}
 
 
 def encoder_terms_share(
@@ -312,7 +314,7 @@ def encoder_terms_share(
     (equal on every rank). Returns scalars lse, var, tc, and wr unless with_wr is False
     (wr depends on W alone; at K = 16384 it costs 11 GFLOP, so it is only computed when it
     carries gradient or is logged). parallel=False: this rank's batch is the whole batch.
-    With `TERMS["fused_one_rank"]` (off by default: round 9 measured it slower) and one rank,
+    With `TERMS["fused_one_rank"]` (on by default since round 9b) and one rank,
     where the fused kernels are active (`kernels.fused_active`: CUDA and Triton, mode "auto"
     or "on"), lse, var and tc come from `losses.infomax_terms`, the same terms in one pass
     forward and one backward (`kernels.infomax`, tested against these formulas); several
