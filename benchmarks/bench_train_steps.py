@@ -6,7 +6,9 @@ sketched encoder with the fused kernels against the plain formulas, beside the L
 off after round 9, on again after 9b); each row here sets it (on for the fused modes, off
 for "off"). bench_scale.py times
 `train.loop`'s step instead. Rows: "encoder_sketch{P}+{mode}" for each
---fused-modes entry (`kernels.fused_mode`: "auto", "on" or "off") and "standard_sae". Every
+--fused-modes entry (`kernels.fused_mode`: "auto", "on" or "off"), with --bf16-codes also
+"encoder_sketch{P}+{mode}/bf16" for each fused mode (the codes kept in bf16 for the kernels,
+`TERMS["amp_codes"]`), and "standard_sae". Every
 row trains a fresh model from seed 0 on the same random N(0, 1) data (8 batches' worth),
 --steps steps after --warmup (tokens/s as `train_steps` measures it, over the steps after the
 warm-up); --repeats rounds, the rows' order turning by one each round. Prints a table of the
@@ -36,15 +38,15 @@ from implicit_em.train.distributed import train_steps
 
 
 @contextlib.contextmanager
-def one_rank_terms(on: bool):
-    """`train.distributed.TERMS["fused_one_rank"]` set to `on` inside the block, restored
-    after (each row sets it, whatever the default)."""
-    old = distributed.TERMS["fused_one_rank"]
-    distributed.TERMS["fused_one_rank"] = on
+def one_rank_terms(on: bool, codes: str = "float32"):
+    """`train.distributed.TERMS` set inside the block ("fused_one_rank" to `on`, "amp_codes"
+    to `codes`), restored after (each row sets them, whatever the defaults)."""
+    old = dict(distributed.TERMS)
+    distributed.TERMS.update(fused_one_rank=on, amp_codes=codes)
     try:
         yield
     finally:
-        distributed.TERMS["fused_one_rank"] = old
+        distributed.TERMS.update(old)
 
 
 def run_row(name: str, args, x: torch.Tensor, amp: bool) -> dict:
@@ -54,8 +56,8 @@ def run_row(name: str, args, x: torch.Tensor, amp: bool) -> dict:
     sae = name == "standard_sae"
     model = (StandardSAE if sae else Encoder)(args.D, args.K).to(x.device)
     loss = LossConfig() if sae else LossConfig(tc_probes=args.probes)
-    mode = "off" if sae else name.rsplit("+", 1)[1]
-    with fused_mode(mode), one_rank_terms(not sae and mode != "off"):
+    mode, _, codes = ("off" if sae else name.rsplit("+", 1)[1]).partition("/")
+    with fused_mode(mode), one_rank_terms(not sae and mode != "off", codes or "float32"):
         active = not sae and fused_active(torch.empty(1, device=x.device))
         res = train_steps(model, x, loss, global_batch=args.B, steps=args.warmup + args.steps,
                           warmup=args.warmup, amp=amp, compile=args.compile)  # fmt: skip
@@ -75,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="train_steps(compile=True)")
     p.add_argument("--fused-modes", default="auto,off",
                    help="comma-separated kernels.fused_mode values, one encoder row each")  # fmt: skip
+    p.add_argument("--bf16-codes", action="store_true",
+                   help="also a row per fused mode with TERMS['amp_codes'] = 'bf16' "
+                        "(named '+MODE/bf16'; needs --amp bf16)")  # fmt: skip
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -83,10 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     if bad or not modes:
         raise SystemExit(f"--fused-modes {args.fused_modes!r}: give auto, on or off, "
                          "comma-separated")  # fmt: skip
+    if args.bf16_codes and args.amp != "bf16":
+        raise SystemExit("--bf16-codes needs --amp bf16: without autocast the codes are float32")
     device = pick_device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True  # as bench_scale
     x = torch.randn(8 * args.B, args.D, generator=torch.Generator().manual_seed(1)).to(device)
-    names = [f"encoder_sketch{args.probes}+{m}" for m in modes] + ["standard_sae"]
+    names = [f"encoder_sketch{args.probes}+{m}" for m in modes]
+    names += [f"encoder_sketch{args.probes}+{m}/bf16" for m in modes
+              if m != "off" and args.bf16_codes]  # fmt: skip
+    names += ["standard_sae"]
     res = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
            "torch": torch.__version__, "shape": {"B": args.B, "D": args.D, "K": args.K},
            "amp": args.amp, "compile": args.compile, "steps": args.steps, "warmup": args.warmup,

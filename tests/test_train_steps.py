@@ -107,3 +107,46 @@ def test_one_rank_takes_the_fused_kernels_where_active_and_they_agree(monkeypatc
     for p_on, p_off in zip(ends["on"], ends["off"], strict=True):
         assert torch.allclose(p_on, p_off, rtol=1e-5, atol=1e-6)
     assert len(calls) > 1  # train_steps took the fused path under "on"
+
+
+def test_bf16_codes_reach_the_fused_terms_only_when_asked(monkeypatch):
+    """Under bf16 autocast `step_terms` casts the codes to float32 (TERMS["amp_codes"]
+    "float32", the default) or, with "bf16" and the fused kernels taking the terms, hands
+    them over in bf16. lse and var agree to 1e-5 either way (the kernels read bf16 as
+    float32); tc to 1e-2, since the sketch's products take the bf16 codes' dtype (`kernels.
+    infomax._mm`: the scaled probes rounded to bf16, as in `train.loop`'s step); 12
+    `train_steps` under amp end within bf16 rounding of each other. The plain formulas (mode
+    "off") always get float32 codes."""
+    from implicit_em.kernels import fused_mode
+    from implicit_em.train import distributed
+    from implicit_em.train.distributed import step_terms
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"  # conftest: the interpreter on a CPU
+    assert distributed.TERMS["amp_codes"] == "float32"  # the default until a GPU round decides
+    x = data(64, 8).to(dev)
+    loss = LossConfig(tc_probes=4)
+    probes = torch.randn(16, 4, generator=torch.Generator().manual_seed(1)).to(dev)
+    got = {}
+    for codes, mode in (("float32", "on"), ("bf16", "on"), ("bf16", "off")):
+        monkeypatch.setitem(distributed.TERMS, "amp_codes", codes)
+        torch.manual_seed(0)
+        model = Encoder(8, 16).to(dev)
+        with fused_mode(mode):
+            terms, a, _ = step_terms(model, x, loss, amp=True, probes=probes, with_wr=False,
+                                     parallel=False)  # fmt: skip
+        got[codes, mode] = ({k: float(v.detach()) for k, v in terms.items()}, a.dtype)
+    assert got["float32", "on"][1] == torch.float32
+    assert got["bf16", "on"][1] == torch.bfloat16
+    assert got["bf16", "off"][1] == torch.float32  # no kernels: always cast
+    for k, want in got["float32", "on"][0].items():
+        rel = 1e-2 if k == "tc" else 1e-5
+        assert got["bf16", "on"][0][k] == pytest.approx(want, rel=rel, abs=1e-6)
+    ends = {}
+    for codes in ("float32", "bf16"):
+        monkeypatch.setitem(distributed.TERMS, "amp_codes", codes)
+        torch.manual_seed(0)
+        model = Encoder(8, 16).to(dev)
+        with fused_mode("on"):
+            fit(model, loss, amp=True)
+        ends[codes] = model.W.detach().float()
+    assert torch.allclose(ends["bf16"], ends["float32"], rtol=2e-2, atol=2e-3)

@@ -296,7 +296,12 @@ def _corr_share(u_r: Tensor, u: Tensor) -> Tensor:
 # device time). With that product in tf32x3 (`kernels.triton_infomax.dot_precision`), round 9b
 # timed 1.20x, 1.19x, 1.38x (its rule: "faster", so on). benchmarks/bench_train_steps.py sets
 # it per row to time both paths.
-TERMS = {"fused_one_rank": True}
+# "amp_codes": the codes' dtype for the encoder terms under bf16 autocast at one rank, when
+# the fused kernels take them: "float32" (cast, as every rank count always did; the default)
+# or "bf16" (the kernels read the bf16 codes as float32 and return dL/da in bf16, as
+# `train.loop`'s step hands them; no cast of the (b, K) codes, 27.5 % of the fused step's
+# device time in round 9b's profile). Not yet timed on a GPU: docs/benchmarks.md, "Round 9b".
+TERMS = {"fused_one_rank": True, "amp_codes": "float32"}
 
 
 def encoder_terms_share(
@@ -338,6 +343,15 @@ def encoder_terms_share(
     return out
 
 
+def bf16_codes(fam, a: Tensor, n: int) -> bool:
+    """Whether `step_terms` under autocast hands the encoder terms the codes a (b, K) in
+    bf16 rather than float32: `TERMS["amp_codes"]` is "bf16", the family uses batch
+    statistics (the encoder), a is bf16, one rank, and the fused kernels take the terms
+    (`TERMS["fused_one_rank"]`, `kernels.fused_active`)."""
+    return (TERMS["amp_codes"] == "bf16" and fam.batch_statistics and a.dtype == torch.bfloat16
+            and n == 1 and TERMS["fused_one_rank"] and fused_active(a))  # fmt: skip
+
+
 def step_terms(
     net: nn.Module,
     x: Tensor,
@@ -353,14 +367,17 @@ def step_terms(
     Returns (terms, a (b, K), grad_scale): the unweighted terms as this rank's share (encoder)
     or as the local mean (SAEs, whose losses are means: DDP's averaging already gives the
     global mean), and the factor to multiply the weighted total by before backward.
-    probes, with_wr, parallel: see `encoder_terms_share` (encoder only).
+    probes, with_wr, parallel: see `encoder_terms_share` (encoder only). amp: the forward
+    under bf16 autocast, its outputs cast to float32; a stays bf16 where `bf16_codes` says.
     """
     model = net.module if isinstance(net, DDP) else net
     fam = family_of(model)
     _, n = world(parallel)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
         out = net(x)
-    out = tuple(t.float() for t in out) if amp else out
+    if amp:  # float32 outputs, except bf16 codes for the fused terms (TERMS["amp_codes"])
+        keep = bf16_codes(fam, out[0], n)
+        out = tuple(t if keep and i == 0 else t.float() for i, t in enumerate(out))
     if fam.batch_statistics:  # the encoder's var and tc: ranks share column statistics
         a = out[0]  # (b, K)
         terms = encoder_terms_share(a, model.W, loss, probes, with_wr, parallel)
