@@ -328,6 +328,11 @@ for _base in ("batchtopk", "batchtopk-k25"):
 # Matryoshka baseline trained as the harness check's passing BatchTopK was.
 for _base in ("matryoshka", "matryoshka-k25"):
     VARIANTS[f"{_base}-sl-all"] = replace(VARIANTS[_base], saelens=SAELENS_PROTOCOL)
+# The two best SAE families at L0 25 (BatchTopK and Matryoshka with sae-lens's protocol) at
+# the decoder-free encoder's L0 (214) on the 16k recipe, beside topk-k214 and tied-topk-k214
+# (docs/eval/synthetic/gpu16k-k214-PLAN.md, fixed before any run).
+for _base in ("batchtopk", "matryoshka"):
+    VARIANTS[f"{_base}-k214-sl-all"] = replace(VARIANTS[_base], k=214, saelens=SAELENS_PROTOCOL)
 
 
 @dataclass(frozen=True)
