@@ -64,14 +64,29 @@ def run_row(name: str, args, x: torch.Tensor, amp: bool) -> dict:
     return {"tokens_per_s": res["tokens_per_s"], "fused_active": active}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def shape_parser(doc: str, steps: int) -> argparse.ArgumentParser:
+    """The parser of the scale trainer's scripts (this one, profile_train_steps.py): the shape
+    (--K, --D, --B, --probes), --steps (default `steps`), --warmup and --device."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("--K", type=int, default=16384)
     p.add_argument("--D", type=int, default=576)
     p.add_argument("--B", type=int, default=4096)
     p.add_argument("--probes", type=int, default=32)
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--device", default="auto")
+    return p
+
+
+def scale_data(args, device: torch.device) -> torch.Tensor:
+    """8 batches of N(0, 1) rows (8 B, D) on `device`, seeded; TF32 matmuls allowed (as
+    bench_scale)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    return torch.randn(8 * args.B, args.D, generator=torch.Generator().manual_seed(1)).to(device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = shape_parser(__doc__, steps=200)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--amp", choices=("none", "bf16"), default="none")
     p.add_argument("--compile", action="store_true", help="train_steps(compile=True)")
@@ -80,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bf16-codes", action="store_true",
                    help="also a row per fused mode with TERMS['amp_codes'] = 'bf16' "
                         "(named '+MODE/bf16'; needs --amp bf16)")  # fmt: skip
-    p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
     modes = [m for m in args.fused_modes.split(",") if m]
@@ -91,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.bf16_codes and args.amp != "bf16":
         raise SystemExit("--bf16-codes needs --amp bf16: without autocast the codes are float32")
     device = pick_device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = True  # as bench_scale
-    x = torch.randn(8 * args.B, args.D, generator=torch.Generator().manual_seed(1)).to(device)
+    x = scale_data(args, device)
     names = [f"encoder_sketch{args.probes}+{m}" for m in modes]
     names += [f"encoder_sketch{args.probes}+{m}/bf16" for m in modes
               if m != "off" and args.bf16_codes]  # fmt: skip

@@ -18,13 +18,12 @@ script looks for the cause, in two parts:
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 from bench_scale import pick_device  # the script's folder is on sys.path
-from bench_train_steps import one_rank_terms
+from bench_train_steps import one_rank_terms, scale_data, shape_parser
 from torch.profiler import ProfilerActivity, profile
 
 from implicit_em.config import LossConfig
@@ -84,20 +83,12 @@ def time_terms(args, device: torch.device) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--K", type=int, default=16384)
-    p.add_argument("--D", type=int, default=576)
-    p.add_argument("--B", type=int, default=4096)
-    p.add_argument("--probes", type=int, default=32)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=10)
+    p = shape_parser(__doc__, steps=20)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--top", type=int, default=15)
-    p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     device = pick_device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = True  # as bench_train_steps
-    x = torch.randn(8 * args.B, args.D, generator=torch.Generator().manual_seed(1)).to(device)
+    x = scale_data(args, device)
     for mode in ("auto", "off"):
         profile_mode(mode, args, x)
     time_terms(args, device)
