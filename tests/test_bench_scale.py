@@ -775,3 +775,42 @@ def test_bench_train_steps_times_the_scale_trainer_with_and_without_the_kernels(
     with pytest.raises(SystemExit, match="give auto, on or off") as e:
         bts.main(["--device", "cpu", "--fused-modes", "fast"])
     assert "\n" not in str(e.value)
+
+
+def test_bench_train_steps_bf16_codes_rows_and_their_refusal(tmp_path, monkeypatch):
+    """--bf16-codes adds a "+MODE/bf16" row per fused mode, run with TERMS["amp_codes"] =
+    "bf16" (and TERMS restored after each row); without --amp bf16 it stops with one line."""
+    from implicit_em.train import distributed
+
+    bts = importlib.import_module("bench_train_steps")
+    seen = []
+    real = bts.train_steps
+    monkeypatch.setattr(bts, "train_steps",
+                        lambda *a, **k: seen.append(dict(distributed.TERMS)) or real(*a, **k))  # fmt: skip
+    before = dict(distributed.TERMS)
+    out = tmp_path / "r.json"
+    bts.main(["--device", "cpu", "--K", "32", "--D", "8", "--B", "32", "--probes", "4",
+              "--steps", "2", "--warmup", "1", "--repeats", "1", "--fused-modes", "on,off",
+              "--amp", "bf16", "--bf16-codes", "--out", str(out)])  # fmt: skip
+    rows = list(json.loads(out.read_text())["rows"])
+    assert rows == ["encoder_sketch4+on", "encoder_sketch4+off", "encoder_sketch4+on/bf16",
+                    "standard_sae"]  # fmt: skip
+    assert [t["amp_codes"] for t in seen] == ["float32", "float32", "bf16", "float32"]
+    assert [t["fused_one_rank"] for t in seen] == [True, False, True, False]
+    assert distributed.TERMS == before
+    with pytest.raises(SystemExit, match="--bf16-codes needs --amp bf16") as e:
+        bts.main(["--device", "cpu", "--bf16-codes"])
+    assert "\n" not in str(e.value)
+
+
+def test_profile_train_steps_prints_both_modes_and_the_terms_table(capsys):
+    """benchmarks/profile_train_steps.py on the CPU (tiny shapes): a profiler table per fused
+    mode and the infomax_terms timing table, fused (interpreter) and reference, per dtype."""
+    pts = importlib.import_module("profile_train_steps")
+    pts.main(["--device", "cpu", "--K", "32", "--D", "8", "--B", "32", "--probes", "4",
+              "--steps", "1", "--warmup", "1", "--reps", "1", "--top", "3"])  # fmt: skip
+    text = capsys.readouterr().out
+    assert "## mode auto" in text and "## mode off" in text
+    for dtype in ("float32", "bfloat16"):
+        for path in ("fused", "reference"):
+            assert f"| {dtype} | {path} |" in text
