@@ -12,8 +12,8 @@ for "off"). bench_scale.py times
 row trains a fresh model from seed 0 on the same random N(0, 1) data (8 batches' worth),
 --steps steps after --warmup (tokens/s as `train_steps` measures it, over the steps after the
 warm-up); --repeats rounds, the rows' order turning by one each round. Prints a table of the
-median tokens/s per row, the ratio of each fused mode to "off" per round, and writes the JSON
-with --out.
+median tokens/s per row, the ratio of each fused mode to "off" per round (and of each bf16-codes
+row to its float32-codes row), and writes the JSON with --out after every row.
 
     python benchmarks/bench_train_steps.py --amp bf16 --repeats 3 --out r.json   # a GPU
     TRITON_INTERPRET=1 python benchmarks/bench_train_steps.py --device cpu --K 64 --D 8 \\
@@ -115,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
            "amp": args.amp, "compile": args.compile, "steps": args.steps, "warmup": args.warmup,
            "rounds": [], "rows": {}}  # fmt: skip
     for order in rotation(names, args.repeats):
-        res["rounds"].append({n: run_row(n, args, x, args.amp == "bf16") for n in order})
-        if args.out:
-            write_json(res, args.out)
+        res["rounds"].append({})
+        for n in order:  # the JSON after every row: a run cut short keeps what it timed
+            res["rounds"][-1][n] = run_row(n, args, x, args.amp == "bf16")
+            if args.out:
+                write_json(res, args.out)
     for n in names:
         tps = [r[n]["tokens_per_s"] for r in res["rounds"]]
         res["rows"][n] = {"tokens_per_s": tps, "median": statistics.median(tps),
@@ -133,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {n} | {r['fused_active']} | {r['median']:,.0f} | "
                      + ", ".join(f"{t:,.0f}" for t in r["tokens_per_s"]) + " | "
                      + (", ".join(f"{q:.2f}x" for q in ratio) if ratio else "-") + " |")  # fmt: skip
+    for n, r in res["rows"].items():  # bf16 codes against float32 codes, same fused mode
+        base = res["rows"].get(n.removesuffix("/bf16"))
+        if n.endswith("/bf16") and base:
+            r["over_float32_codes"] = [a / b for a, b in zip(r["tokens_per_s"],
+                                                             base["tokens_per_s"], strict=True)]  # fmt: skip
+            lines.append(f"\n{n} over {n.removesuffix('/bf16')}, per round: "
+                         + ", ".join(f"{q:.3f}x" for q in r["over_float32_codes"]))  # fmt: skip
     print(json.dumps(res, indent=1))
     print("\n".join(lines))
     if args.out:

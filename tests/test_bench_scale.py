@@ -792,9 +792,12 @@ def test_bench_train_steps_bf16_codes_rows_and_their_refusal(tmp_path, monkeypat
     bts.main(["--device", "cpu", "--K", "32", "--D", "8", "--B", "32", "--probes", "4",
               "--steps", "2", "--warmup", "1", "--repeats", "1", "--fused-modes", "on,off",
               "--amp", "bf16", "--bf16-codes", "--out", str(out)])  # fmt: skip
-    rows = list(json.loads(out.read_text())["rows"])
-    assert rows == ["encoder_sketch4+on", "encoder_sketch4+off", "encoder_sketch4+on/bf16",
-                    "standard_sae"]  # fmt: skip
+    got = json.loads(out.read_text())["rows"]
+    assert list(got) == ["encoder_sketch4+on", "encoder_sketch4+off", "encoder_sketch4+on/bf16",
+                         "standard_sae"]  # fmt: skip
+    bf16, f32 = got["encoder_sketch4+on/bf16"], got["encoder_sketch4+on"]
+    want = [a / b for a, b in zip(bf16["tokens_per_s"], f32["tokens_per_s"], strict=True)]
+    assert bf16["over_float32_codes"] == pytest.approx(want)
     assert [t["amp_codes"] for t in seen] == ["float32", "float32", "bf16", "float32"]
     assert [t["fused_one_rank"] for t in seen] == [True, False, True, False]
     assert distributed.TERMS == before
