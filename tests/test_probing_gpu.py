@@ -471,15 +471,15 @@ PROBING = Path(__file__).resolve().parents[1] / "docs" / "eval" / "probing"
 
 
 def test_every_committed_plan_parses_with_its_rows_checked():
-    """The plan files of gpu2-gpu6 and the plans stored in every committed
+    """The plan files of gpu2-gpu7 and the plans stored in every committed
     results.json (gpu's run 1 and gpu5's included) pass `read_plan_json` / `plan_fields` with the row
     check (`plan.check_rows`), and give a Plan with the same rows."""
     mod = _script()
     from implicit_em.eval.probing_study.plan import read_plan_json
 
     files = sorted(PROBING.glob("gpu*/plan*.json"))
-    assert {f.parent.name for f in files} == {"gpu2", "gpu3", "gpu4", "gpu5", "gpu6"}
-    assert len(files) == 9
+    assert {f.parent.name for f in files} == {"gpu2", "gpu3", "gpu4", "gpu5", "gpu6", "gpu7"}
+    assert len(files) == 10
     for f in files:
         over = read_plan_json(f"@{f}")
         plan = mod.Plan(**mod.plan_fields(over, str(f)))
@@ -995,3 +995,153 @@ def test_repro_raw_rule_and_word():
     assert repro_word(False, 3, 3) == "NOT comparable"
     assert repro_word(True, 3, 3) == "bit-identical"
     assert repro_word(True, 2, 3) == "comparable"
+
+
+PLAN7 = PROBING / "gpu7"
+PLAN2 = PROBING / "gpu2"
+
+
+def test_gpu7_plan_runs_every_row_repeats_gpu2_and_compare7_reads_it(tmp_path):
+    """The committed gpu7 plan (docs/eval/probing/gpu7_plan.md) at toy size: the hybrid with wr
+    trains with lambda_wr = 1/3 (the harness's lambda_wr = 1 in the family's units) and the
+    hybrid's other lambdas, takes tied-topk's untrained twin (the same init: wr changes only the
+    loss) and gets random directions at its own L0; the four rows shared with gpu2's plan sit at
+    gpu2's positions, so run 7 repeats them bit for bit, controls included (check_repro.py on a
+    toy run of gpu2's plan; on the CPU the hybrid takes the plain formulas in both); compare7.py
+    reads the results by rules (a)-(d), and its file has what the cross-study verdict reads of
+    a compare3 file."""
+    from implicit_em import runs
+    from implicit_em.eval.probing_study.plan import label_of, read_plan_json, run_config
+    from implicit_em.eval.summary import load_studies
+    from implicit_em.families import family
+
+    mod = _script()
+    tiny = {**mod.TINY, "seeds": (0, 1)}
+    mod.prepare(mod.Plan(**tiny), tiny_corpora(), ByteTokenizer(), tmp_path / "data")
+    meta, arrays = mod.load_data(tmp_path / "data")
+    over = read_plan_json(f"@{PLAN7 / 'plan.json'}")
+    assert over["Ks"] == [4096, 16384] and over["seeds"] == [0, 1, 2]
+    gpu2 = read_plan_json(f"@{PLAN2 / 'plan_K4096.json'}")
+    assert gpu2["rows"][:4] == read_plan_json(f"@{PLAN2 / 'plan_K16384.json'}")["rows"][:4]
+    # gpu2's first four rows entry for entry; twin_of only tells compare3 the hybrid's control
+    assert [{k: v for k, v in r.items() if k != "twin_of"} for r in over["rows"][:4]] == (
+        gpu2["rows"][:4]
+    )
+    hyb, wr = over["rows"][3], over["rows"][4]
+    assert wr["loss"] == {**hyb["loss"], "lambda_wr": 1 / 3} and wr["family"] == hyb["family"]
+    assert hyb["twin_of"] == wr["twin_of"] == "tied-topk" and wr["untrained"] is False
+    assert over["twin_mean"] is False and over["resp_families"] == []
+    plan = replace(mod.Plan(**tiny), **mod.plan_fields({**over, "Ks": [16, 32], "seeds": [0, 1]}))
+    res = mod.main_run(plan, meta, arrays, _tiny_lm(), tmp_path / "out", "cpu")
+    assert not res.get("errors"), res.get("errors")
+    assert res["blocks_done"] == ["K16-s0", "K32-s0", "K16-s1", "K32-s1"]
+    probes = res["probing"]["saebench"]
+    rows = {label_of(r): r for r in plan.rows}
+    fam = family("tied_topk_hybrid")
+    for K in (16, 32):
+        for s in (0, 1):
+            k = int(min(K, max(1, round(res["l0"][f"encoder-K{K}-s{s}"]))))
+            names = {lab: f"{lab}-K{K}-k{k}-s{s}" for lab in ("tied-topk", "tied-topk-im-3.0",
+                                                              "tied-topk-im-3.0-wr")}  # fmt: skip
+            cfg = res["rows"][names["tied-topk-im-3.0-wr"]]["config"]
+            assert cfg["loss"]["lambda_wr"] == cfg["loss"]["lambda_lse"] == 1 / 3
+            assert cfg["model"]["centre"] is True and cfg["model"]["k"] == k
+            name = names["tied-topk-im-3.0-wr"]
+            assert f"{name} (untrained)" not in probes
+            assert f"{names['tied-topk']} (untrained)" in probes
+            assert any(r.startswith("random dirs @ L0 ") and r.endswith(f"({name})")
+                       for r in probes)  # fmt: skip
+            assert res["train"][name]["steps"] == res["tokens"]["train"] // plan.batch_size
+            # wr is in the trained objective: the last record's total carries it at 1/3
+            last = res["train"][name]["last"]
+            weights = fam.weights(replace(plan_cfg := run_config(
+                "tied_topk_hybrid", K, 32, plan, s, k=k, row=rows["tied-topk-im-3.0-wr"]).loss),
+                K)  # fmt: skip
+            assert weights["wr"] == plan_cfg.lambda_wr == 1 / 3
+            assert last["total"] == pytest.approx(sum(weights[t] * last[t] for t in weights))
+            assert last["wr"] != res["train"][names["tied-topk-im-3.0"]]["last"]["wr"]
+            # tied-topk's twin is both hybrids': the same weights at init
+            a, b, c = (runs.build_model(run_config(rows[x]["family"], K, 32, plan, s, k=k,
+                                                   row=rows[x]), seed=s)
+                       for x in ("tied-topk-im-3.0-wr", "tied-topk-im-3.0", "tied-topk"))  # fmt: skip
+            for m in (b, c):
+                assert all(torch.equal(a.state_dict()[n], v) for n, v in m.state_dict().items())
+    # gpu2's plan at the same toy size: its first four rows and their controls, bit for bit
+    plan2 = replace(plan, rows=tuple(gpu2["rows"]), resp_families=tuple(gpu2["resp_families"]),
+                    Ks=(16,), seeds=(0,))  # fmt: skip
+    res2 = mod.main_run(plan2, meta, arrays, _tiny_lm(), tmp_path / "out2", "cpu")
+    cr = _load(PLAN7 / "check_repro.py", "check_repro7")
+    lines, ref_word, h_word = cr.check(res, res2)
+    assert (ref_word, h_word) == ("bit-identical", "bit-identical"), lines
+    assert lines[1].startswith("3 trained rows in both runs (")
+    assert ", tied-topk " in lines[2] and "tied-topk-im-3.0" not in lines[2]
+    assert any(x.startswith("hybrid: 1 tied-topk-im-3.0 rows in both runs; not in") for x in lines)
+    # compare7: rules (a)-(d) per K; the compare3 shape the verdict reads
+    c7 = _load(PLAN7 / "compare7.py", "compare7")
+    base = {"K16": {"verdict": {"best_baseline": "l1", "best_mean_k": 0.5}}}
+    md, nums = c7.compare7(res, base)
+    for K in (16, 32):
+        e = nums[f"K{K}"]
+        assert set(e["rows"]) == set(rows)
+        assert e["rows"]["tied-topk-im-3.0-wr"]["kind"] == "hybrid"
+        w = e["wr_hybrid"]
+        assert set(w) == {"tied-topk-im-3.0-wr", "tied-topk-im-3.0", "hybrid vs tied-topk"}
+        v = w["tied-topk-im-3.0-wr"]
+        assert v["measured"] and v["seeds"] == 2
+        assert v["vs_base"]["probing"] in ("above", "level", "below")
+        assert v["vs_tied"]["ce"] in ("above", "level", "below")
+        assert v["beats_controls"] == (v["vs_twin"] == v["vs_random"] == "above")
+        assert v["twin_probing"] == e["rows"]["tied-topk"]["twin_mean_k"]
+        assert v["probing"] == pytest.approx(e["rows"]["tied-topk-im-3.0-wr"]["mean_k"])
+        assert v["ce"] == pytest.approx(e["rows"]["tied-topk-im-3.0-wr"]["ce"])
+        assert len(v["words"]) == 4 and v["words"][-1].endswith(("synthetic model",
+                                                                 "with the hybrid)"))  # fmt: skip
+        assert "words" not in w["tied-topk-im-3.0"] and "vs_twin" in w["tied-topk-im-3.0"]
+    assert "| tied-topk-im-3.0-wr | 2 |" in md
+    path = tmp_path / "gpu7_compare.json"
+    path.write_text(json.dumps(nums))
+    studies = load_studies(None, None, str(path))  # read as a compare3 file: "K<latents>" + rows
+    assert studies["probing3"][1]["K16"]["rows"]["tied-topk-im-3.0-wr"]["kind"] == "hybrid"
+
+
+def test_gpu7_reproduction_check_reads_gpu2_results():
+    """docs/eval/probing/gpu7/check_repro.py on gpu2's committed results: gpu2's four rows of
+    run 7 against gpu2 are bit-identical in both parts; the hybrid moved within H1-H3 is
+    comparable while the reference rows stay bit-identical; a hybrid CE-loss recovered off by
+    more than 0.002, or its seed-mean probing by more than 0.01, is not comparable."""
+    import copy
+
+    cr = _load(PLAN7 / "check_repro.py", "check_repro7")
+    mod = _script()
+    old = mod.merge_results([json.loads((PLAN2 / f).read_text()) for f in (
+        "results_r4.json", "results_r16a.json", "results_r16b.json", "results_r4s2.json")])  # fmt: skip
+    shared = ("encoder", "topk", "tied-topk", "tied-topk-im-3.0")
+    new = copy.deepcopy(old)
+    new["kinds"] = {n: v for n, v in old["kinds"].items()
+                    if v != "trained" or n.split("-K")[0] in shared}  # fmt: skip
+    new["kinds"]["tied-topk-im-3.0-wr-K4096-k81-s0"] = "trained"  # a row gpu2 does not have
+    lines, ref_word, h_word = cr.check(new, old)
+    assert (ref_word, h_word) == ("bit-identical", "bit-identical"), lines
+    assert lines[1].startswith("18 trained rows in both runs (1 new)")
+    assert "l1(" not in lines[2] and "tied-topk 1716/1716" in lines[2]
+    assert "hybrid: 6 tied-topk-im-3.0 rows in both runs" in lines
+    assert sum(x.startswith(("H1:", "H2:")) for x in lines) == 12
+    assert sum(x.startswith("H3:") for x in lines) == 2
+    key = "tied-topk-im-3.0-K16384-k386-s1 | own decoder"
+    new["downstream"]["K16384-s1"][key]["ce_loss_recovered"] += 0.0015
+    for task in new["probing"]["saebench"]["tied-topk-im-3.0-K4096-k82-s2"].values():
+        task["k"] = {k: v + 0.009 for k, v in task["k"].items()}
+    lines, ref_word, h_word = cr.check(new, old)
+    assert (ref_word, h_word) == ("bit-identical", "comparable"), lines
+    new["downstream"]["K16384-s1"][key]["ce_loss_recovered"] += 0.001
+    assert cr.check(new, old)[1:] == ("bit-identical", "NOT comparable")
+    new["downstream"]["K16384-s1"][key]["ce_loss_recovered"] -= 0.0025
+    for s in ("k81-s0", "k82-s1"):  # with seed 2's +0.009: the seed mean +0.012 at K = 4096
+        for task in new["probing"]["saebench"][f"tied-topk-im-3.0-K4096-{s}"].values():
+            task["k"] = {k: v + 0.0135 for k, v in task["k"].items()}
+    lines, ref_word, h_word = cr.check(new, old)
+    assert h_word == "NOT comparable" and any(
+        x.startswith("H3: tied-topk-im-3.0-K4096") and "NOT within 0.01" in x for x in lines
+    ), lines
+    new["l0"]["encoder-K4096-s1"] += 1.0
+    assert cr.check(new, old)[1] == "NOT comparable"

@@ -51,23 +51,25 @@ def test_same_start_as_the_encoder_and_the_plain_formulas(name):
     torch.testing.assert_close(mse, ((x - x_hat) ** 2).sum(1).mean())
 
 
-@pytest.mark.parametrize("w", [0.3, 3.0])
-def test_hybrid_is_the_harness_objective_divided_by_its_weight(w):
+@pytest.mark.parametrize(("w", "wr"), [(0.3, 0.0), (3.0, 0.0), (3.0, 1.0)])
+def test_hybrid_is_the_harness_objective_divided_by_its_weight(w, wr):
     """The harness's tied-topk-im-w objective, w * tied_recon(TopK(a)) + encoder terms on
-    a = ReLU(W x + b) at lambdas 1, equals w times the hybrid's loss at lambdas 1 / w: same
-    value / w and same gradients / w (float64, exact decorrelation)."""
+    a = ReLU(W x + b) at lambdas 1 (and lambda_wr = wr: `tied-topk-im-3.0-wr`), equals w times
+    the hybrid's loss at lambdas 1 / w and lambda_wr = wr / w: same value / w and same
+    gradients / w (float64, exact decorrelation). So the harness's lambda_wr = 1 at w = 3 is
+    the family's lambda_wr = 1/3 (docs/eval/probing/gpu7/plan.json)."""
     torch.set_default_dtype(torch.float64)
     try:
         m = build(HYBRID, d=5, k_lat=8, k=2, seed=1)
         with torch.no_grad():
             m.b_dec.add_(0.1 * torch.randn(5))
         x = torch.randn(40, 5) + 0.5
-        ref_cfg = LossConfig()
+        ref_cfg = LossConfig(lambda_wr=wr)
         z = torch.relu(m.linear(x))
         ref = w * tied_reconstruction_loss(x, topk_codes(z, 2), m.W, m.b_dec)
         ref = ref + combined_loss(z, m.W, ref_cfg, responsibilities=False)["total"]
         g_ref = torch.autograd.grad(ref, list(m.parameters()))
-        cfg = LossConfig(lambda_lse=1 / w, lambda_var=1 / w, lambda_tc=1 / w)
+        cfg = LossConfig(lambda_lse=1 / w, lambda_var=1 / w, lambda_tc=1 / w, lambda_wr=wr / w)
         fam = family(HYBRID)
         terms = fam.loss_terms(m, x, cfg)
         terms.pop("a")
@@ -77,6 +79,38 @@ def test_hybrid_is_the_harness_objective_divided_by_its_weight(w):
         torch.testing.assert_close(ours * w, ref)
         for gi, gr in zip(g, g_ref, strict=True):
             torch.testing.assert_close(gi * w, gr)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_scale_trainer_step_applies_the_hybrids_wr():
+    """The scale trainer's step (`train.distributed.ModelStepper`, which `train_steps` and the
+    probing study run) on the hybrid with lambda_wr > 0: its loss is the weighted sum with
+    wr at lambda_wr, and its gradient differs from the lambda_wr = 0 step's by exactly
+    lambda_wr * grad ||W_n W_n^T - I||_F^2 (wr is applied, not only logged; float64)."""
+    from implicit_em.losses import weight_redundancy_loss
+    from implicit_em.train.distributed import ModelStepper
+
+    torch.set_default_dtype(torch.float64)
+    try:
+        x = torch.randn(64, 6) + 0.3
+        third = 1 / 3
+        grads, totals = {}, {}
+        for wr in (0.0, third):
+            m = build(HYBRID, d=6, k_lat=10, k=3, seed=4, centre=True)
+            cfg = LossConfig(lambda_lse=third, lambda_var=third, lambda_tc=third, lambda_wr=wr)
+            stepper = ModelStepper(m, cfg, lr=1e-3, probe_seed=0)
+            total, terms, _ = stepper._forward(x, None, None)
+            weights = family(HYBRID).weights(cfg, 10)
+            assert weights["wr"] == wr and terms["wr"].requires_grad == bool(wr)
+            torch.testing.assert_close(total, sum(weights[t] * terms[t] for t in terms))
+            grads[wr] = torch.autograd.grad(total, [m.linear.weight])[0]
+            totals[wr] = total.detach()
+        W = build(HYBRID, d=6, k_lat=10, k=3, seed=4, centre=True).linear.weight
+        g_wr = torch.autograd.grad(weight_redundancy_loss(W), [W])[0]
+        torch.testing.assert_close(grads[third] - grads[0.0], third * g_wr)
+        torch.testing.assert_close(totals[third] - totals[0.0],
+                                   third * weight_redundancy_loss(W).detach())  # fmt: skip
     finally:
         torch.set_default_dtype(torch.float32)
 

@@ -15,9 +15,15 @@
 # - c4/code: src/, scripts/probing_gpu.py, docs/eval/probing/gpu6/ and gpu3's three results
 #   files (the reproduction check), with code/COMMIT.
 # Prints the sizes and the largest tree each call leaves room for.
+# A later run on the same data and GGUF reuses it by parameter (gpu7/build_carry.sh): RUN_DIR
+# (the run's folder: archived into c4/code, its calls/call_run.sh copied to c4/) and
+# CODE_EXTRA (the other repository paths c4/code needs); calls 1-3 are always gpu6's
+# (GGUF parts only). Unset, both are run 6's.
 set -e
 W=${W:-/work/main}; S=${S:-$W/.carry/s11g}; PY=${PY:-$W/.venv/bin/python}
-G=docs/eval/probing/gpu6; NAME=SmolLM2-135M-Instruct.Q4_1.gguf
+G6=docs/eval/probing/gpu6; G=${RUN_DIR:-$G6}; NAME=SmolLM2-135M-Instruct.Q4_1.gguf
+G3=docs/eval/probing/gpu3
+EXTRA=${CODE_EXTRA:-"$G3/results_r4.json $G3/results_r16a.json $G3/results_r16b.json"}
 GSHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 DSHA=182ceaa088d1f6878d9d2a03c628a19124efccd903e7169c4fe321b46a73b225
 P1=${P1:-35300000}; P2=${P2:-35300000}  # part 3: the rest (default 27,762,432 bytes)
@@ -33,7 +39,7 @@ if [ -z "$GGUF" ] || [ ! -f "$GGUF" ]; then
   fi
 fi
 echo "$GSHA  $GGUF" | sha256sum -c - || { echo "GGUF $GGUF is not sha256 $GSHA"; exit 4; }
-for i in 1 2 3; do rm -rf "$S/c$i" && mkdir -p "$S/c$i" && cp "$W/$G/calls/call$i.sh" "$S/c$i/"; done
+for i in 1 2 3; do rm -rf "$S/c$i" && mkdir -p "$S/c$i" && cp "$W/$G6/calls/call$i.sh" "$S/c$i/"; done
 head -c $P1 "$GGUF" > "$S/c1/gguf.part1"
 tail -c +$((P1 + 1)) "$GGUF" | head -c $P2 > "$S/c2/gguf.part2"
 tail -c +$((P1 + P2 + 1)) "$GGUF" > "$S/c3/gguf.part3"
@@ -48,11 +54,10 @@ if [ ! -f "$S/data/data.npz" ]; then
     || { echo "prepare failed: $S/data/prepare.log"; tail -5 "$S/data/prepare.log"; exit 1; }
 fi
 echo "$DSHA  $S/data/data.npz" | sha256sum -c - \
-  || { echo "data.npz is not gpu2's ($DSHA): the run would not repeat gpu3's rows; see gpu6_plan.md"; exit 4; }
+  || { echo "data.npz is not gpu2's ($DSHA): the run would not repeat the earlier run's rows; see ${G}_plan.md"; exit 4; }
 rm -rf "$S/c4" && mkdir -p "$S/c4/code" "$S/c4/data" "$S/c4/pylib"
-git -C "$W" archive HEAD src scripts/probing_gpu.py "$G" docs/eval/probing/gpu3/results_r4.json \
-  docs/eval/probing/gpu3/results_r16a.json docs/eval/probing/gpu3/results_r16b.json \
-  | tar -x -C "$S/c4/code"
+# shellcheck disable=SC2086  # EXTRA: a list of paths
+git -C "$W" archive HEAD src scripts/probing_gpu.py "$G" $EXTRA | tar -x -C "$S/c4/code"
 git -C "$W" rev-parse HEAD > "$S/c4/code/COMMIT"
 cp "$W/$G/calls/call_run.sh" "$S/c4/"
 ln -f "$S/data/data.npz" "$S/data/data.json" "$S/c4/data/"

@@ -32,6 +32,8 @@ CE_TOL = 0.002
 PROBE_TOL = 0.0
 """Rule 3: the raw residual's probe accuracies equal gpu3's (the same activations, probes)."""
 RANDOM = "random dirs @ L0 "
+AGAINST = "gpu3"
+"""The earlier run's name in the printed lines (gpu7/check_repro.py passes "gpu2")."""
 
 
 def owner(key: str) -> str:
@@ -57,9 +59,10 @@ def entries(res: dict, names: set[str]) -> dict[str, float]:
     return numbers(res, mine)
 
 
-def check(new: dict, old: dict) -> tuple[list[str], str]:
+def check(new: dict, old: dict, against: str = AGAINST) -> tuple[list[str], str]:
     """(lines, word): the rules of gpu6_plan.md's reproduction check on the trained rows that
-    both runs hold (by name: label, K, k and seed), new against old."""
+    both runs hold (by name: label, K, k and seed), new against old; `against` names the old
+    run in the lines."""
     trained = {k for k, v in new.get("kinds", {}).items() if v == "trained"}
     shared = {k for k in trained if old.get("kinds", {}).get(k) == "trained"}
     a, b = entries(new, shared), entries(old, shared)
@@ -80,7 +83,7 @@ def check(new: dict, old: dict) -> tuple[list[str], str]:
     ref = {n for n in shared if n.split("-K")[0] in REFERENCE}
     lost = sorted(n for n in trained - shared if n.split("-K")[0] in REFERENCE)
     if lost:  # a TopK row's name carries its k: the encoder's L0 moved across a rounding
-        lines.append(f"rules 1-2: {len(lost)} reference row(s) not in gpu3's results under "
+        lines.append(f"rules 1-2: {len(lost)} reference row(s) not in {against}'s results under "
                      "their name (a TopK row's name carries its k, which moves with the "
                      f"encoder's L0), not checked: {', '.join(lost)}")  # fmt: skip
     ok = bool(ref)
@@ -89,7 +92,7 @@ def check(new: dict, old: dict) -> tuple[list[str], str]:
         d = abs(a[key] - b[key])
         good = d <= L0_TOL
         ok &= good
-        lines.append(f"rule 1: {name}: L0 {a[key]:.2f} (gpu3 {b[key]:.2f}): "
+        lines.append(f"rule 1: {name}: L0 {a[key]:.2f} ({against} {b[key]:.2f}): "
                      f"{'within' if good else 'NOT within'} {L0_TOL}")  # fmt: skip
     for k in common:
         if not k.startswith("ce :: "):
@@ -100,17 +103,18 @@ def check(new: dict, old: dict) -> tuple[list[str], str]:
             d = abs(a[k] - b[k])
             good = d <= CE_TOL
             ok &= good
-            lines.append(f"rule 2: {splice}: CE-loss recovered {a[k]:.5f} (gpu3 "
+            lines.append(f"rule 2: {splice}: CE-loss recovered {a[k]:.5f} ({against} "
                          f"{b[k]:.5f}): {'within' if good else 'NOT within'} {CE_TOL}")  # fmt: skip
         elif metric == "ce_loss_recovered" and row in shared:
-            lines.append(f"moved: {splice}: CE-loss recovered {a[k]:.5f} (gpu3 {b[k]:.5f}, "
+            lines.append(f"moved: {splice}: CE-loss recovered {a[k]:.5f} ({against} {b[k]:.5f}, "
                          f"{a[k] - b[k]:+.5f})")  # fmt: skip
     for name in sorted(shared - ref):
         key = f"l0 :: {name}"
-        lines.append(f"moved: {name}: L0 {a[key]:.2f} (gpu3 {b[key]:.2f}, {a[key] - b[key]:+.2f})")
+        lines.append(f"moved: {name}: L0 {a[key]:.2f} ({against} {b[key]:.2f}, "
+                     f"{a[key] - b[key]:+.2f})")  # fmt: skip
     raw_same, n_raw = raw_probes_equal(a, b, common, PROBE_TOL)
     ok &= n_raw > 0 and raw_same == n_raw
-    lines.append(f"rule 3: raw residual: {raw_same} of {n_raw} probe accuracies equal gpu3's")
+    lines.append(f"rule 3: raw residual: {raw_same} of {n_raw} probe accuracies equal {against}'s")
     return lines, repro_word(ok, len(same), len(common))
 
 

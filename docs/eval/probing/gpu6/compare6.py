@@ -34,14 +34,15 @@ SYNTHETIC = {"vs_wr": "below", "vs_base": "above"}
 their base rows (3 seeds each, MCC, margin 0.01)."""
 
 
-def _stats(summ: dict, res: dict, rid: str) -> dict | None:
-    """row_stats through least squares, with the per-seed CE-loss recovered."""
+def _stats(summ: dict, res: dict, rid: str, readout: str = READOUT) -> dict | None:
+    """row_stats through `readout` (least squares here; gpu7/compare7.py reads the tied rows
+    through their own decoder), with the per-seed CE-loss recovered."""
     from implicit_em.eval.probing_study.compare import row_stats
 
-    st = row_stats(summ, res, rid, READOUT)
+    st = row_stats(summ, res, rid, readout)
     if st is not None:
         st["ce_seeds"] = [
-            float(c) for c in summ["downstream"].get(f"{rid} | {READOUT}", {}).get(
+            float(c) for c in summ["downstream"].get(f"{rid} | {readout}", {}).get(
                 "ce_loss_recovered", [])
         ]  # fmt: skip
     return st
