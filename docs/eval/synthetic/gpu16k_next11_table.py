@@ -32,6 +32,7 @@ docs/eval/synthetic/gpu16k-next11.json.
 """
 
 import json
+import statistics
 from pathlib import Path
 
 from gpu16k_seeds_table import COLUMNS  # the script's folder is on sys.path
@@ -291,8 +292,8 @@ def harness_rules(rules: dict, lines: list[str]) -> None:
         if ok:
             mcc[seed], f1[seed] = r["trained"]["mcc"], r["trained"]["f1"]
     vals = list(mcc.values())
-    mean = sum(vals) / len(vals)
-    sd = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else None
+    mean = statistics.mean(vals)
+    sd = statistics.stdev(vals) if len(vals) > 1 else None
     gap = abs(mean - PUBLISHED[0])
     word = ("within the published spread" if gap <= PUBLISHED[1]
             else "within our tolerance" if gap <= MARGIN else "not reproduced")  # fmt: skip

@@ -304,6 +304,12 @@ def _corr_share(u_r: Tensor, u: Tensor) -> Tensor:
 TERMS = {"fused_one_rank": True, "amp_codes": "float32"}
 
 
+def fused_here(a: Tensor, n: int) -> bool:
+    """Whether the encoder terms of codes a on n ranks come from the fused kernels:
+    `TERMS["fused_one_rank"]`, one rank, and `kernels.fused_active(a)`."""
+    return TERMS["fused_one_rank"] and n == 1 and fused_active(a)
+
+
 def encoder_terms_share(
     a: Tensor,
     W: Tensor,
@@ -319,15 +325,15 @@ def encoder_terms_share(
     (equal on every rank). Returns scalars lse, var, tc, and wr unless with_wr is False
     (wr depends on W alone; at K = 16384 it costs 11 GFLOP, so it is only computed when it
     carries gradient or is logged). parallel=False: this rank's batch is the whole batch.
-    With `TERMS["fused_one_rank"]` (on by default since round 9b) and one rank,
-    where the fused kernels are active (`kernels.fused_active`: CUDA and Triton, mode "auto"
-    or "on"), lse, var and tc come from `losses.infomax_terms`, the same terms in one pass
+    Where `fused_here` (`TERMS["fused_one_rank"]`, on by default since round 9b; one rank;
+    the fused kernels active, `kernels.fused_active`: CUDA and Triton, mode "auto" or "on"),
+    lse, var and tc come from `losses.infomax_terms`, the same terms in one pass
     forward and one backward (`kernels.infomax`, tested against these formulas); several
     ranks share column statistics, which the kernels do not, so they always take the plain
     path below.
     """
     _, n = world(parallel)
-    if TERMS["fused_one_rank"] and n == 1 and fused_active(a):
+    if fused_here(a, n):
         lse, var, tc = infomax_terms(a, probes, loss.variance_eps)
         out = {"lse": lse, "var": var, "tc": tc}
     else:
@@ -346,10 +352,9 @@ def encoder_terms_share(
 def bf16_codes(fam, a: Tensor, n: int) -> bool:
     """Whether `step_terms` under autocast hands the encoder terms the codes a (b, K) in
     bf16 rather than float32: `TERMS["amp_codes"]` is "bf16", the family uses batch
-    statistics (the encoder), a is bf16, one rank, and the fused kernels take the terms
-    (`TERMS["fused_one_rank"]`, `kernels.fused_active`)."""
+    statistics (the encoder), a is bf16, and the fused kernels take the terms (`fused_here`)."""
     return (TERMS["amp_codes"] == "bf16" and fam.batch_statistics and a.dtype == torch.bfloat16
-            and n == 1 and TERMS["fused_one_rank"] and fused_active(a))  # fmt: skip
+            and fused_here(a, n))  # fmt: skip
 
 
 def step_terms(
