@@ -40,6 +40,10 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   H200, the same plan's commands): seed 2 of the centred rows (`n4-c2.json`, `n4-d2.json`) and
   seed 1 of `topk-pretrained` and `topk-half` (`n6-p1.json`); from the fourteenth session
   (nvidia-h200-x2) their seed 2 (`n8-p2.json`);
+- gpu16k-k214-PLAN.md (gpu16k-k214.md, fifteenth session): BatchTopK and Matryoshka with
+  sae-lens's protocol at the encoder's L0 (`batchtopk-k214-sl-all`, `matryoshka-k214-sl-all`),
+  seeds 0-2 (`gpu16k-k214/a0.json`, `a1.json`, `b2.json`; every init check of that plan passed,
+  gpu16k_k214_table.py);
 - sae-lens's protocol (`batchtopk-k25-sl-all`) at seed 0 has no 49.1 M row: its MCC at the
   50.0 M milestone of the 200 M run (harness-gap/gpu200m/ref.json) is shown as a note only, so
   the table's seed count says what the mean is over.
@@ -92,6 +96,10 @@ NEXT11_FILES = {"n1-w0.json": ("encoder-wr-softplus", "encoder-wr-unit-rows"),
                 "n6-p1.json": ("topk-pretrained", "topk-half"),
                 "n8-p2.json": ("topk-pretrained", "topk-half")}  # fmt: skip
 """gpu16k-next11.md's rows (49.1 M samples, width 4,096), by file."""
+K214 = ROOT / "gpu16k-k214"
+K214_ROWS = ("batchtopk-k214-sl-all", "matryoshka-k214-sl-all")
+K214_FILES = {"a0.json": K214_ROWS, "a1.json": K214_ROWS, "b2.json": K214_ROWS}
+"""gpu16k-k214.md's rows (49.1 M samples, width 4,096), by file."""
 L1 = ("standard-l1-3.0", "standard-l1-10.0")  # section 3, seed 0 (rows/results.json)
 WIDE = ROOT / "gpu16k-width16k"
 WIDE_FILES = {"c1-p2.json": ("encoder-wr", "tied-topk-im-3.0"), "c2-e.json": ("encoder",),
@@ -124,7 +132,7 @@ def read_rows(path: Path, names: tuple[str, ...], latents: int = LATENTS) -> lis
     try:
         d = json.loads(path.read_text())
         ok = isinstance(d["rows"], list) and d["options"]["latents"] == latents and all(
-            {"variant", "seed", "steps_done", "trained", "untrained"} <= set(r) for r in d["rows"])
+            {"variant", "seed", "steps_done", "trained", "untrained"} <= set(r) for r in d["rows"])  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SystemExit(f"{path}: not a results file of eval-suite synthetic ({e!r}); restore "
                          "it from git") from None  # fmt: skip
@@ -163,6 +171,7 @@ def load_rows() -> list[dict]:
              if r["variant"] in names]  # fmt: skip
     rows += [r for f, names in MATCHED_FILES.items() for r in read_rows(MATCHED / f, names)]
     rows += [r for f, names in NEXT11_FILES.items() for r in read_rows(NEXT11 / f, names)]
+    rows += [r for f, names in K214_FILES.items() for r in read_rows(K214 / f, names)]
     bad = [(r["variant"], r["seed"]) for r in rows if r["steps_done"] != STEPS]
     # The report gives the planned length only. Its training could not have stopped early: the
     # time limit (max_seconds 495 s from the run's start, as in s0.json and s1.json of the same
@@ -173,7 +182,7 @@ def load_rows() -> list[dict]:
         raise SystemExit(f"rows not at {STEPS} steps: {bad}")
     keep = (HEADLINE + JUMPRELU + L1 + tuple(n for names in ONE_SEED.values() for n in names)
             + tuple(n for names in MATCHED_FILES.values() for n in names)
-            + tuple(n for names in NEXT11_FILES.values() for n in names))  # fmt: skip
+            + tuple(n for names in NEXT11_FILES.values() for n in names) + K214_ROWS)  # fmt: skip
     return [r for r in rows + lost if r["variant"] in keep]
 
 
