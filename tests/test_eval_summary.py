@@ -603,6 +603,52 @@ def test_a_gpu6_file_of_another_shape_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_committed_gpu7_is_read_for_the_hybrid_with_wr():
+    """On the committed files (gpu7_compare.json in the probing7 slot, gpu7_plan.md rule (e)):
+    the hybrid with wr is a candidate of kind hybrid whose probing and CE criteria carry gpu7's
+    numbers against gpu7's best SAE and TopK, with ground-truth MCC not measured; the rows gpu7
+    shares with gpu2 (the hybrid, tied TopK) are read from gpu7 for probing and CE while gpu2's
+    entries still count for controls, dead latents and seeds. The hybrid's criteria keep their
+    status from gpu2 (none "moved by the rerun") and the best candidate stays the hybrid."""
+    g7 = json.loads((ROOT / DEFAULTS["probing7"]).read_text())
+    paths = [str(ROOT / DEFAULTS[k]) for k in ("ground_truth", "probing2", "probing3")]
+    ood = [str(ROOT / p) for p in DEFAULTS["ood"]]
+    without = cross_study_verdict(load_studies(*paths, ood, str(ROOT / DEFAULTS["probing4"])))
+    res = cross_study_verdict(load_studies(*paths, ood, str(ROOT / DEFAULTS["probing4"]),
+                                           probing7=str(ROOT / DEFAULTS["probing7"])))  # fmt: skip
+    wr, hybrid = "tied-topk-im-3.0-wr", "tied-topk-im-3.0"
+    for K in (4096, 16384):
+        e = g7[f"K{K}"]
+        for m in (wr, hybrid, "tied-topk"):
+            crit = res["candidates"][m]["criteria"]
+            assert crit[f"probing K={K}"]["value"] == e["rows"][m]["mean_k"]
+            assert crit[f"probing K={K}"]["reference"] == e["best_baseline_mean_k"]
+            assert crit[f"probing K={K}"]["study"] == "gpu7"
+            assert crit[f"CE K={K}"]["value"] == e["rows"][m]["ce"]
+            assert crit[f"CE K={K}"]["reference"] == e["topk_ce"]
+            assert crit["above controls"]["value"][f"gpu7 K={K}"] is e["rows"][m]["beats_controls"]
+            assert crit["dead latents"]["value"][f"gpu7 K={K}"] == max(e["rows"][m]["dead"])
+        for m in (hybrid, "tied-topk"):
+            assert f"gpu2 K={K}" in res["candidates"][m]["criteria"]["above controls"]["value"]
+    c = res["candidates"][wr]
+    assert c["kind"] == "hybrid" and c["eligible"]
+    assert c["criteria"]["ground-truth MCC"]["status"] == NOT_MEASURED and not c["target_met"]
+    assert c["criteria"]["above controls"]["status"] == NOT_MET
+    assert wr not in without["candidates"]
+    for k in TARGET:
+        assert (res["candidates"][hybrid]["criteria"][k]["status"]
+                == without["candidates"][hybrid]["criteria"][k]["status"]), k  # fmt: skip
+    assert without["best"] == res["best"] == hybrid
+
+
+def test_a_gpu7_file_of_another_shape_is_refused_in_one_line(tmp_path):
+    (tmp_path / "g.json").write_text(json.dumps({"K64": {"verdict": {}}}))
+    with pytest.raises(ValueError, match=r"gpu7 compare file .*g.json is not a gpu7_compare.json "
+                       r'.*"rows".*compare7.py wrote') as e:  # fmt: skip
+        load_studies(None, None, None, probing7=str(tmp_path / "g.json"))
+    assert "\n" not in str(e.value)
+
+
 # --- the ground-truth table script's new inputs (docs/eval/synthetic/gpu16k_seeds_table.py) ---
 
 

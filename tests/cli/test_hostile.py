@@ -93,7 +93,16 @@ def verdict(out: str = "v", **inputs: str) -> Callable[[Path], list[str]]:
     def argv(t: Path) -> list[str]:
         flags = [
             [f"--{k.replace('_', '-')}", str(t / inputs[k]) if k in inputs else "none"]
-            for k in ("ground_truth", "probing2", "probing3", "probing4", "probing5", "probing6", "ood")
+            for k in (
+                "ground_truth",
+                "probing2",
+                "probing3",
+                "probing4",
+                "probing5",
+                "probing6",
+                "probing7",
+                "ood",
+            )
         ]
         return ["eval-suite", "verdict", *sum(flags, []), "--out", str(t / out)]
 

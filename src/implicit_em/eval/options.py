@@ -685,6 +685,11 @@ class VerdictOptions:
     rows, beside gpu3's five rows trained again at gpu3's one-pass budget); "none": not
     measured. A model in gpu3 / gpu4 and gpu6 is read from gpu6 for probing and CE (dead
     latents, controls and seeds from each)."""
+    probing7: str = "docs/eval/probing/gpu7/gpu7_compare.json"
+    """gpu7_compare.json (docs/eval/probing/gpu7/compare7.py: the hybrid with wr, beside gpu2's
+    encoder, TopK, tied TopK and hybrid trained again at gpu2's one-pass budget; compare3's
+    shape); "none": not measured. A model in an earlier one-pass run (gpu2-gpu4, gpu6) and gpu7
+    is read from gpu7 for probing and CE (dead latents, controls and seeds from each)."""
     probing5: str = "docs/eval/probing/gpu5/gpu5_compare.json"
     """gpu5_compare.json (docs/eval/probing/gpu5/compare5.py: gpu4's rows trained on 7.2x the
     tokens), read beside --probing4 (its rows give the kinds); "none": not measured. A model
