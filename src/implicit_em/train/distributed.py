@@ -300,14 +300,23 @@ def _corr_share(u_r: Tensor, u: Tensor) -> Tensor:
 # the fused kernels take them: "float32" (cast, as every rank count always did; the default)
 # or "bf16" (the kernels read the bf16 codes as float32 and return dL/da in bf16, as
 # `train.loop`'s step hands them; no cast of the (b, K) codes, 27.5 % of the fused step's
-# device time in round 9b's profile). Not yet timed on a GPU: docs/benchmarks.md, "Round 9b".
-TERMS = {"fused_one_rank": True, "amp_codes": "float32"}
+# device time in round 9b's profile).
+# Round 10 kept "float32": its check failed on an amp_codes test, and the timing was
+# undecided (docs/benchmarks.md, "Round 10").
+# "fused_compiled": whether the fused kernels also take the terms inside a compiled step
+# (`train_steps(compile=True)`, read while torch.compile traces). There the plain formulas
+# are fused by Inductor instead; round 10 timed the kernels at 0.78-0.90x of them on a shared
+# host, and round 11 (docs/scale/round11-PLAN.md) decides the default.
+TERMS = {"fused_one_rank": True, "amp_codes": "float32", "fused_compiled": True}
 
 
 def fused_here(a: Tensor, n: int) -> bool:
     """Whether the encoder terms of codes a on n ranks come from the fused kernels:
-    `TERMS["fused_one_rank"]`, one rank, and `kernels.fused_active(a)`."""
-    return TERMS["fused_one_rank"] and n == 1 and fused_active(a)
+    `TERMS["fused_one_rank"]`, one rank, not inside a torch.compile trace unless
+    `TERMS["fused_compiled"]`, and `kernels.fused_active(a)`."""
+    traced = torch.compiler.is_compiling()
+    return (TERMS["fused_one_rank"] and n == 1 and (TERMS["fused_compiled"] or not traced)
+            and fused_active(a))  # fmt: skip
 
 
 def encoder_terms_share(
