@@ -3,8 +3,9 @@ sketched encoder with the fused kernels against the plain formulas, beside the L
 
 `train_steps` takes the fused InfoMax kernels at one rank only with
 `train.distributed.TERMS["fused_one_rank"]` (docs/benchmarks.md, "Round 9" and "Round 9b":
-off after round 9, on again after 9b); each row here sets it (on for the fused modes, off
-for "off"). bench_scale.py times
+off after round 9, on again after 9b), and inside a compiled step only with
+`TERMS["fused_compiled"]` (off since round 11); each row here sets both (on for the fused
+modes, off for "off"). bench_scale.py times
 `train.loop`'s step instead. Rows: "encoder_sketch{P}+{mode}" for each
 --fused-modes entry (`kernels.fused_mode`: "auto", "on" or "off"), with --bf16-codes also
 "encoder_sketch{P}+{mode}/bf16" for each fused mode (the codes kept in bf16 for the kernels,
@@ -39,10 +40,11 @@ from implicit_em.train.distributed import train_steps
 
 @contextlib.contextmanager
 def one_rank_terms(on: bool, codes: str = "float32"):
-    """`train.distributed.TERMS` set inside the block ("fused_one_rank" to `on`, "amp_codes"
-    to `codes`), restored after (each row sets them, whatever the defaults)."""
+    """`train.distributed.TERMS` set inside the block ("fused_one_rank" and "fused_compiled"
+    to `on`, "amp_codes" to `codes`), restored after (each row sets them, whatever the
+    defaults: a fused row times the kernels under --compile too)."""
     old = dict(distributed.TERMS)
-    distributed.TERMS.update(fused_one_rank=on, amp_codes=codes)
+    distributed.TERMS.update(fused_one_rank=on, fused_compiled=on, amp_codes=codes)
     try:
         yield
     finally:

@@ -800,6 +800,7 @@ def test_bench_train_steps_bf16_codes_rows_and_their_refusal(tmp_path, monkeypat
     assert bf16["over_float32_codes"] == pytest.approx(want)
     assert [t["amp_codes"] for t in seen] == ["float32", "float32", "bf16", "float32"]
     assert [t["fused_one_rank"] for t in seen] == [True, False, True, False]
+    assert [t["fused_compiled"] for t in seen] == [True, False, True, False]  # fused rows, compiled too
     assert distributed.TERMS == before
     with pytest.raises(SystemExit, match="--bf16-codes needs --amp bf16") as e:
         bts.main(["--device", "cpu", "--bf16-codes"])

@@ -304,10 +304,10 @@ def _corr_share(u_r: Tensor, u: Tensor) -> Tensor:
 # Round 10 kept "float32": its check failed on an amp_codes test, and the timing was
 # undecided (docs/benchmarks.md, "Round 10").
 # "fused_compiled": whether the fused kernels also take the terms inside a compiled step
-# (`train_steps(compile=True)`, read while torch.compile traces). There the plain formulas
-# are fused by Inductor instead; round 10 timed the kernels at 0.78-0.90x of them on a shared
-# host, and round 11 (docs/scale/round11-PLAN.md) decides the default.
-TERMS = {"fused_one_rank": True, "amp_codes": "float32", "fused_compiled": True}
+# (`train_steps(compile=True)`, read while torch.compile traces). Off since round 11: there
+# Inductor fuses the plain formulas itself, and the kernels ran at 0.83-0.88x of them in all 5
+# rounds (docs/benchmarks.md, "Round 11"; round 10: 0.78-0.90x on a shared host).
+TERMS = {"fused_one_rank": True, "amp_codes": "float32", "fused_compiled": False}
 
 
 def fused_here(a: Tensor, n: int) -> bool:
@@ -607,8 +607,9 @@ def train_steps(
     "seconds": float} with tokens/s measured over the steps after `warmup`. With
     loss.tc_probes, every rank draws the same probes from a generator seeded with probe_seed
     (default: seed). compile: run the forward and loss through `torch.compile` (fuses the
-    elementwise passes over the (b, K) codes; compile time falls inside the warm-up steps, so
-    use warmup >= 3). tracker: gets each logged record and the final throughput (pass it on
+    elementwise passes over the (b, K) codes, the encoder's terms included: a compiled step
+    takes the plain formulas, not the fused kernels, unless `TERMS["fused_compiled"]`; compile
+    time falls inside the warm-up steps, so use warmup >= 3). tracker: gets each logged record and the final throughput (pass it on
     rank 0 only; the caller closes it). sync_debug (CUDA): count the operations that
     synchronise the host with the device during the timed steps, logging excepted
     (`torch.cuda.set_sync_debug_mode`), into "host_syncs". net: the model (gradients averaged
