@@ -171,6 +171,23 @@ def test_rows_at_another_width_are_reported_and_read_by_no_criterion(tmp_path):
     assert "| `tied-topk` | one-matrix | 1 | 0.7680 | 0.1500 | 25.0 | 1,746 | yes |" in md
 
 
+def test_width_rows_with_different_seed_counts_each_say_their_own(tmp_path):
+    """gpu16k-seeds.json's case since the fifteenth session: 2 seeds of `encoder` and
+    `tied-topk`, 1 of the hybrid. The paragraph names each row's count (not "1 seed or 2
+    seeds" for all) and a several-seed row's dead latents as its worst seed's."""
+    gt = ground_truth(gt_row("encoder", 0.21, l0=214.0))
+    gt["width16k"] = {"latents": 16384, "steps": 26818, "samples": 26818 * 1024,
+                      "summary": [gt_row("tied-topk", 0.768, seeds=2, dead=1746),
+                                  gt_row("tied-topk-im-3.0", 0.412, seeds=1),
+                                  gt_row("encoder", 0.137, l0=873.0, seeds=2, control=0.145)]}  # fmt: skip
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    res = cross_study_verdict(load_studies(str(tmp_path / "gt.json"), None, None))
+    assert ("**At width 16,384** (27.5 M samples; reported, not part of the target): "
+            "`tied-topk` (one-matrix, 2 seeds) 0.768, up to 1,746 dead; `tied-topk-im-3.0` "
+            "(hybrid, 1 seed) 0.412; `encoder` (decoder-free, 2 seeds) 0.137, not above its "
+            "controls (0.145).") in res["paragraph"]  # fmt: skip
+
+
 def test_the_width_section_reads_the_target_tables_size_from_the_file(tmp_path):
     """The target table's width and samples come from the ground-truth file's "latents" and
     "samples" (a file without them says "size"), not from a constant."""
@@ -709,6 +726,33 @@ def test_the_committed_table_holds_the_matched_l0_and_width_16384_rows():
     assert gt["width16k"]["latents"] == 16384 and gt["width16k"]["steps"] == t.WIDE_STEPS
     assert {n: round(s["mcc"]["mean"], 3) for n, s in wide.items()} == {
         "tied-topk": 0.768, "tied-topk-im-3.0": 0.412, "encoder-wr": 0.189, "encoder": 0.137}  # fmt: skip
+    # seed 1 of encoder and tied-topk (gpu16k-width16k-3-PLAN.md, c3-e.json and c3-t.json)
+    assert {n: s["seeds"] for n, s in wide.items()} == {
+        "tied-topk": 2, "tied-topk-im-3.0": 1, "encoder-wr": 1, "encoder": 2}  # fmt: skip
+    enc = wide["encoder"]["mcc"]
+    assert (enc["min"], enc["max"]) == pytest.approx((0.13724, 0.13755), abs=1e-5)
+    assert wide["tied-topk"]["dead_latents"]["min"] == 1700
+    assert gt["width16k"]["files"][-2:] == ["gpu16k-width16k/c3-e.json",
+                                            "gpu16k-width16k/c3-t.json"]  # fmt: skip
+
+
+def test_the_committed_table_holds_seed_0_of_batchtopk_with_sae_lens_protocol(monkeypatch, capsys):
+    """gpu16k-bt-seed0-PLAN.md rule 3: seed 0 at 49.1 M (gpu16k-bt-seed0/s0.json; rule 1's init
+    exactly, 47,927 steps) joins seeds 1-2, so the row has 3 seeds; a row failing rule 1 is
+    printed and left out."""
+    t = _seeds_table()
+    gt = json.loads((ROOT / DEFAULTS["ground_truth"]).read_text())
+    bt = next(s for s in gt["summary"] if s["variant"] == "batchtopk-k25-sl-all")
+    assert bt["seeds"] == 3
+    assert bt["mcc"]["mean"] == pytest.approx((0.72819 + 0.72799 + 0.73083) / 3, abs=1e-5)
+    assert gt["sl_all_seed0_at_50M"]["mcc"] == pytest.approx(0.7286, abs=1e-4)  # still beside it
+    monkeypatch.chdir(ROOT)  # the script reads paths relative to the repository root
+    (row,) = t.bt_seed0()
+    assert row["seed"] == 0 and row["untrained"]["mcc"] == t.BT_SEED0_INIT
+    monkeypatch.setattr(t, "BT_SEED0_INIT", 0.5)
+    assert t.bt_seed0() == []
+    out = capsys.readouterr().out
+    assert "reported, not added (rule 1: untrained MCC 0.1481378674507141, not 0.5)" in out
 
 
 def test_harness_rule_reads_the_three_seeds_at_200m(monkeypatch):

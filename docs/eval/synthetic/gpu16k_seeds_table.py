@@ -44,9 +44,12 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   sae-lens's protocol at the encoder's L0 (`batchtopk-k214-sl-all`, `matryoshka-k214-sl-all`),
   seeds 0-2 (`gpu16k-k214/a0.json`, `a1.json`, `b2.json`; every init check of that plan passed,
   gpu16k_k214_table.py);
-- sae-lens's protocol (`batchtopk-k25-sl-all`) at seed 0 has no 49.1 M row: its MCC at the
-  50.0 M milestone of the 200 M run (harness-gap/gpu200m/ref.json) is shown as a note only, so
-  the table's seed count says what the mean is over.
+- gpu16k-bt-seed0-PLAN.md (gpu16k-bt-seed0.md, fifteenth session): seed 0 of sae-lens's
+  protocol (`batchtopk-k25-sl-all`) at 49.1 M, `gpu16k-bt-seed0/s0.json`, added by the plan's
+  rules 1-3 (its untrained MCC exactly `BT_SEED0_INIT`, 47,927 steps; a row that fails either
+  is printed and left out), so that row has seeds 0-2. Until then its seed 0 was only the
+  50.0 M milestone of the 200 M run (harness-gap/gpu200m/ref.json); that milestone is still
+  printed beside the table as the 200 M run's, not a row of it.
 
 The verdict takes the best SAE baseline among the SAE rows at L0 within 25 % of the target
 L0 25 (`synthetic_verdict(target_l0=K)`; the rule of gpu16k-next-PLAN.md, fixed before call 1).
@@ -56,9 +59,10 @@ rule of gpu16k-jumprelu-PLAN.md, fixed before that call); the script stops if th
 `jumprelu-0.0008`, the coefficient whose seed 2 was run after.
 
 Beside the table, not in it (another width and length): the rows at width 16,384, 26,818 steps
-(27.5 M samples), seed 0, from gpu16k-width16k/ (`c1-p2.json`: `encoder-wr`, `tied-topk-im-3.0`;
-`c2-e.json`: `encoder`; `c2-t.json`: `tied-topk`; gpu16k-width16k.md), in the JSON's
-"width16k" entry with their own `synthetic_verdict`.
+(27.5 M samples), from gpu16k-width16k/ (gpu16k-width16k.md): seed 0 (`c1-p2.json`:
+`encoder-wr`, `tied-topk-im-3.0`; `c2-e.json`: `encoder`; `c2-t.json`: `tied-topk`) and seed 1
+of `encoder` and `tied-topk` (`c3-e.json`, `c3-t.json`; gpu16k-width16k-3-PLAN.md, fifteenth
+session), in the JSON's "width16k" entry with their own `synthetic_verdict`.
 
 Run from the repository root: python docs/eval/synthetic/gpu16k_seeds_table.py
 Prints the markdown table, the JumpReLU sweep and the verdict
@@ -101,10 +105,15 @@ K214_ROWS = ("batchtopk-k214-sl-all", "matryoshka-k214-sl-all")
 K214_FILES = {"a0.json": K214_ROWS, "a1.json": K214_ROWS, "b2.json": K214_ROWS}
 """gpu16k-k214.md's rows (49.1 M samples, width 4,096), by file."""
 L1 = ("standard-l1-3.0", "standard-l1-10.0")  # section 3, seed 0 (rows/results.json)
+BT_SEED0 = ROOT / "gpu16k-bt-seed0" / "s0.json"
+BT = "batchtopk-k25-sl-all"
+BT_SEED0_INIT = 0.1481378674507141
+"""gpu16k-bt-seed0-PLAN.md rule 1: seed 0's untrained MCC with sae-lens's protocol (exact)."""
 WIDE = ROOT / "gpu16k-width16k"
 WIDE_FILES = {"c1-p2.json": ("encoder-wr", "tied-topk-im-3.0"), "c2-e.json": ("encoder",),
-              "c2-t.json": ("tied-topk",)}  # fmt: skip
-"""gpu16k-width16k.md's rows (width 16,384, seed 0), by file."""
+              "c2-t.json": ("tied-topk",), "c3-e.json": ("encoder",),
+              "c3-t.json": ("tied-topk",)}  # fmt: skip
+"""gpu16k-width16k.md's rows (width 16,384), by file: seed 0 (c1, c2) and seed 1 (c3)."""
 WIDE_STEPS, WIDE_LATENTS = 26818, 16384
 JUMPRELU = ("jumprelu-0.01", "jumprelu-0.003", "jumprelu-0.001", "jumprelu-0.0009",
             "jumprelu-0.0008", "jumprelu-0.0007", "jumprelu-0.0005")  # fmt: skip
@@ -172,6 +181,7 @@ def load_rows() -> list[dict]:
     rows += [r for f, names in MATCHED_FILES.items() for r in read_rows(MATCHED / f, names)]
     rows += [r for f, names in NEXT11_FILES.items() for r in read_rows(NEXT11 / f, names)]
     rows += [r for f, names in K214_FILES.items() for r in read_rows(K214 / f, names)]
+    rows += bt_seed0()
     bad = [(r["variant"], r["seed"]) for r in rows if r["steps_done"] != STEPS]
     # The report gives the planned length only. Its training could not have stopped early: the
     # time limit (max_seconds 495 s from the run's start, as in s0.json and s1.json of the same
@@ -184,6 +194,23 @@ def load_rows() -> list[dict]:
             + tuple(n for names in MATCHED_FILES.values() for n in names)
             + tuple(n for names in NEXT11_FILES.values() for n in names) + K214_ROWS)  # fmt: skip
     return [r for r in rows + lost if r["variant"] in keep]
+
+
+def bt_seed0() -> list[dict]:
+    """Seed 0 of `batchtopk-k25-sl-all` at 49.1 M (gpu16k-bt-seed0-PLAN.md): [the row] when its
+    untrained MCC is exactly BT_SEED0_INIT (rule 1) and it ran STEPS steps (rule 2), else []
+    with one printed line saying which rule it failed (reported, not added)."""
+    (r,) = read_rows(BT_SEED0, (BT,))
+    failed = []
+    if r["untrained"]["mcc"] != BT_SEED0_INIT:
+        failed.append(f"rule 1: untrained MCC {r['untrained']['mcc']!r}, not {BT_SEED0_INIT!r}")
+    if r["steps_done"] != STEPS:
+        failed.append(f"rule 2: {r['steps_done']} steps, not {STEPS}")
+    if failed:
+        print(f"{BT_SEED0}: {BT} seed {r['seed']} reported, not added ({'; '.join(failed)}): "
+              f"MCC {r['trained']['mcc']:.4f} at {r['samples'] / 1e6:.1f} M samples")  # fmt: skip
+        return []
+    return [r]
 
 
 def jumprelu_headline(rows: list[dict]) -> tuple[str | None, dict[str, float]]:
@@ -210,8 +237,9 @@ def main() -> None:
         print(f"| {s['variant']} | {s['seeds']} | {cells} |")
     ref = json.loads((ROOT / "harness-gap" / "gpu200m" / "ref.json").read_text())
     at50 = next(p for p in ref["snapshots"] if p["samples"] >= 50e6)
-    print(f"\nbatchtopk-k25-sl-all seed 0 (200 M run, its own stream): MCC {at50['mcc']:.4f} at "
-          f"{at50['samples'] / 1e6:.1f} M samples (not in the mean above)\n")  # fmt: skip
+    print(f"\n{BT}: the 200 M run's milestone (seed 0, its own stream): MCC {at50['mcc']:.4f} "
+          f"at {at50['samples'] / 1e6:.1f} M samples, beside the table's seed 0 at 49.1 M "
+          "(gpu16k-bt-seed0/s0.json); not in the mean above\n")  # fmt: skip
     rebuilt = [(r["variant"], r["seed"], r["reconstructed_from"]) for r in rows
                if "reconstructed_from" in r]  # fmt: skip
     for variant, seed, src in rebuilt:

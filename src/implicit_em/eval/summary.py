@@ -701,14 +701,17 @@ def paragraph(result: dict) -> str:
                     "from random init, ground truth): " + "; ".join(pre) + ".")  # fmt: skip
     wide = result.get(WIDE_KEY)
     if wide:
-        parts = [f"`{r['name']}` ({r['kind']}) {r['mcc']:.3f}"
+        # one seed count for all rows goes in the heading; mixed counts go with each row
+        mixed = len({r["seeds"] for r in wide["rows"]}) > 1
+        parts = [f"`{r['name']}` ({r['kind']}"
+                 + (f", {seeds_text(r['seeds'])}" if mixed else "") + f") {r['mcc']:.3f}"
                  + ("" if r["beats"] else f", not above its controls ({r['control']:.3f})")
-                 + (f", {r['dead_max']:,.0f} dead" if r["dead_max"] else "")
+                 + (f", {'up to ' * (r['seeds'] > 1)}{r['dead_max']:,.0f} dead"
+                    if r["dead_max"] else "")
                  for r in wide["rows"]]  # fmt: skip
-        seeds = sorted({r["seeds"] for r in wide["rows"]})
-        text.append(f"**At width {wide['latents']:,}** ({wide['samples'] / 1e6:.1f} M samples, "
-                    f"{' or '.join(seeds_text(n) for n in seeds)}; reported, not part of the target): "
-                    + "; ".join(parts) + ".")  # fmt: skip
+        seeds = "" if mixed else f", {seeds_text(wide['rows'][0]['seeds'])}"
+        text.append(f"**At width {wide['latents']:,}** ({wide['samples'] / 1e6:.1f} M samples"
+                    f"{seeds}; reported, not part of the target): " + "; ".join(parts) + ".")  # fmt: skip
     best = result["best"]
     if best is not None:
         c = cands[best]
