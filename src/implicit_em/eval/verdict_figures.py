@@ -46,7 +46,7 @@ KIND_STYLE = {
 """kind -> (marker, colour, legend label)."""
 CONTROL_STYLE = {
     "untrained": ("x", "tab:red", "untrained init (gpu2, at its own L0)"),
-    "twin": ("1", "tab:red", "untrained twin (gpu3/gpu4/gpu6/gpu7, drawn at its row's L0)"),
+    "twin": ("1", "tab:red", "untrained twin (gpu3-gpu7, at its row's L0)"),
     "random": ("+", "tab:purple", "random directions at the L0"),
 }
 LONGER_TAG = " (gpu5)"
@@ -98,14 +98,15 @@ def mcc_vs_l0(table: dict, path: Path) -> dict[str, list[tuple[float, float]]]:
     for r in rows:
         points.setdefault(r["kind"], []).append((r["l0"], r["mcc"]))
         points["untrained"].append((r["l0"], r["control"]))
-    plt, fig, (ax,) = _axes(1, 7.0)
+    plt, fig, (ax,) = _axes(1, 7.0, 5.4)
     styles = {**KIND_STYLE, "untrained": ("x", "tab:red", "controls: best of untrained and "
                                           "random directions")}  # fmt: skip
     _scatter(ax, points, styles)
     ax.axvline(table["target_l0"], ls=":", c="k", lw=1, label=f"target L0 {table['target_l0']}")
     ax.set(xscale="log", xlabel="L0 (active latents per sample)", ylabel="MCC (sae-lens)",
            title="Ground truth (SynthSAEBench-16k): MCC against L0")  # fmt: skip
-    ax.legend(fontsize=8, loc="center right")
+    # below the axes: inside, it hid points wherever it was put (the SAEs at L0 214)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
     atomic_save(lambda tmp: fig.savefig(tmp, dpi=110, format="png"), path)
     plt.close(fig)
@@ -173,7 +174,7 @@ def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, l
     ks = sorted({K for d in studies.values() if d for K in d}, key=lambda k: int(k[1:]))
     if not ks:
         raise ValueError("no probing study to plot: pass gpu2_compare.json or gpu3_compare.json")
-    plt, fig, axes = _axes(len(ks), height=6.0)
+    plt, fig, axes = _axes(len(ks), width=7.0, height=6.4)
     out = {}
     for ax, K in zip(axes, ks, strict=True):
         merged: dict[str, list] = {}
