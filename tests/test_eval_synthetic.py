@@ -643,6 +643,7 @@ def test_gpu16k_script_variant_keeps_a_fixed_k_on_the_full_recipe():
     assert mod.variant(S, "topk-k214", full).k == 214
     assert mod.variant(S, "tied-topk-k214", full).k == 214
     assert mod.variant(S, "topk-k214", tiny).k == 6
+    assert mod.variant(S, "topk-k304", full).k == 304 and mod.variant(S, "topk-k304", tiny).k == 6
     assert mod.variant(S, "topk-k25", tiny).k == 6 and mod.variant(S, "topk-k25", full).k == 25
     assert mod.variant(S, "encoder", tiny) == S.VARIANTS["encoder"]  # no k: unchanged
     assert mod.variant(S, "tied-topk", full).k is None
@@ -651,7 +652,10 @@ def test_gpu16k_script_variant_keeps_a_fixed_k_on_the_full_recipe():
 def test_matched_l0_variants_take_the_encoders_l0_as_k():
     """topk-k214 and tied-topk-k214 (docs/eval/synthetic/gpu16k-matched-l0-PLAN.md): the SAEs
     at the decoder-free encoder's L0 on the 16k recipe keep k = 214 whatever the true L0 and
-    whatever --k the run sets for the other rows."""
+    whatever --k the run sets for the other rows; topk-k304 (gpu16k-k304-PLAN.md, encoder-wr's
+    L0) keeps k = 304 and is TopK otherwise."""
+    from dataclasses import replace
+
     from implicit_em.eval.options import VARIANTS, SyntheticEvalOptions
     from implicit_em.eval.synthetic import make_model, with_opts_k
 
@@ -660,3 +664,41 @@ def test_matched_l0_variants_take_the_encoders_l0_as_k():
     tied = make_model(with_opts_k(VARIANTS["tied-topk-k214"], opts), 16, 512, true_l0=34.3)
     assert topk.k == 214 and tied.tied_k == 214
     assert make_model(with_opts_k(VARIANTS["tied-topk"], opts), 16, 512, 34.3).tied_k == 25
+    assert make_model(with_opts_k(VARIANTS["topk-k304"], opts), 16, 512, 34.3).k == 304
+    assert VARIANTS["topk-k304"] == replace(VARIANTS["topk-k214"], k=304)
+
+
+def test_topk_init_does_not_depend_on_k(synth):
+    """gpu16k-k304-PLAN.md rule 1: a TopK row's untrained model (`untrained_model`, the start
+    its trainer draws) is the same at k = 304, 214 and 25 for each seed, so topk-k304's init
+    check takes the committed TopK values of its seed."""
+    from implicit_em.eval.options import VARIANTS
+    from implicit_em.eval.synthetic import untrained_model
+
+    opts = SyntheticEvalOptions(recipe="tiny", latents=512, k=6)
+    for seed in (0, 1, 2):
+        ref = untrained_model(VARIANTS["topk-k304"], synth, opts, seed).state_dict()
+        for name in ("topk-k214", "topk-k25"):
+            got = untrained_model(VARIANTS[name], synth, opts, seed).state_dict()
+            assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
+
+
+def test_the_width16k_rows_share_their_seeds_init(synth):
+    """gpu16k-width16k-4-PLAN.md rule 2: encoder, encoder-wr, tied-topk and tied-topk-im-3.0
+    start from one init per seed (the same Encoder drawn after torch.manual_seed(seed); the
+    tied rows' b_dec is zeros added by the trainer), so seed 1's committed untrained MCC holds
+    for all four."""
+    from implicit_em.eval.options import VARIANTS
+    from implicit_em.eval.synthetic import VariantTrainer, untrained_model
+
+    opts = SyntheticEvalOptions(recipe="tiny", latents=256, steps=1, batch_size=64)
+    names = ("encoder-wr", "tied-topk", "tied-topk-im-3.0")
+    for seed in (0, 1, 2):
+        ref = untrained_model(VARIANTS["encoder"], synth, opts, seed).state_dict()
+        for name in names:
+            got = untrained_model(VARIANTS[name], synth, opts, seed).state_dict()
+            assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
+            tr = VariantTrainer(VARIANTS[name], synth, opts, seed, None)
+            assert torch.equal(tr.model.W, ref["linear.weight"])
+            if VARIANTS[name].tied_recon:
+                assert torch.equal(tr.model.b_dec, torch.zeros_like(tr.model.b_dec))

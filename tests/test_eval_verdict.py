@@ -133,6 +133,28 @@ def test_a_row_off_the_target_l0_is_read_against_the_sae_at_its_own_l0():
     assert "At their own L0" not in no_sae
 
 
+def test_an_sae_at_k304_is_matched_to_the_three_models_without_one():
+    """gpu16k-k304-PLAN.md rules 3 and 6, on the committed L0s (gpu16k-seeds.json): TopK at
+    L0 304 is matched to encoder-wr (304.1), encoder-wr-centred (293.3) and encoder-centred
+    (344.5), which have no SAE row at their L0 now, and not to the encoder (214.2); the unit-row
+    encoders (261.6, 241.3) are matched to both k = 214 and 304, so they take the higher MCC."""
+    import json
+    from pathlib import Path
+
+    seeds = Path(__file__).resolve().parents[1] / "docs/eval/synthetic/gpu16k-seeds.json"
+    l0 = {s["variant"]: s["l0"]["mean"] for s in json.loads(seeds.read_text())["summary"]}
+    for name in ("encoder-wr", "encoder-wr-centred", "encoder-centred"):
+        assert V.matched_l0(304.0, l0[name]) and not V.matched_l0(214.0, l0[name]), name
+    assert not V.matched_l0(304.0, l0["encoder"]) and V.matched_l0(214.0, l0["encoder"])
+    for name in ("encoder-unit-rows", "encoder-wr-unit-rows"):
+        assert V.matched_l0(304.0, l0[name]) and V.matched_l0(214.0, l0[name]), name
+    rows = V.ground_truth_rows([row("topk-k214", 0.6413, 214.0), row("topk-k304", 0.62, 304.0),
+                                row("encoder-centred", 0.2079, l0["encoder-centred"]),
+                                row("encoder-wr-unit-rows", 0.30, l0["encoder-wr-unit-rows"])])  # fmt: skip
+    assert V.at_own_l0(rows[2], rows)["name"] == "topk-k304"
+    assert V.at_own_l0(rows[3], rows)["name"] == "topk-k214"  # the higher of the two
+
+
 def test_nearest_in_window_takes_the_l0_nearest_the_target_inside_a_fixed_window():
     """gpu16k-jumprelu-PLAN's second rule on the 2-seed mean L0s of the second call: 0.0008
     (26.3) is nearer 25 than 0.0009 (20.95); 0.0007 (36.5) is outside [18.75, 31.25]."""

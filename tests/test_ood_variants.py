@@ -281,7 +281,7 @@ def test_models_outside_the_scored_families_are_refused_in_one_line(mod, capsys,
 def test_supported_models_are_the_encoder_family_and_topk_saes(mod):
     ok = {n for n in mod.VARIANTS if mod.supported(n) is None}
     assert {"encoder", "tied-topk", "tied-topk-im-3.0", "encoder-wr-centred", "match-softplus",
-            "topk", "topk-pretrained", "topk-half", "topk-k214"} <= ok  # fmt: skip
+            "topk", "topk-pretrained", "topk-half", "topk-k214", "topk-k304"} <= ok  # fmt: skip
     assert {mod.VARIANTS[n].family for n in ok} == {"encoder", "topk_sae"}
     assert mod.model_name("topk-half") == "topk-half"
 

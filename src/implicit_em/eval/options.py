@@ -310,6 +310,10 @@ for _k in (15, 25, 34):
 # the runs): the ground-truth comparison at the encoder's L0 rather than the SAEs' 25.
 VARIANTS["topk-k214"] = replace(VARIANTS["topk"], k=214)
 VARIANTS["tied-topk-k214"] = replace(VARIANTS["tied-topk"], k=214)
+# TopK at the weight-redundancy encoder's L0 (304: encoder-wr's 3-seed mean at 49.1 M samples,
+# width 4,096), which the verdict's matching window also pairs with encoder-wr-centred (293.3)
+# and encoder-centred (344.5) (docs/eval/synthetic/gpu16k-k304-PLAN.md, fixed before any run).
+VARIANTS["topk-k304"] = replace(VARIANTS["topk"], k=304)
 SAELENS_PROTOCOL = ("rescale", "init", "auxk", "clip")
 """The parts of sae-lens's BatchTopK protocol (`Variant.saelens`)."""
 # Our BatchTopK with sae-lens's protocol, one part at a time and all together
