@@ -5,7 +5,9 @@
 #    --device cpu appended: k = 304 needs at least 304 latents), log k<seed>.log;
 # 2. topk-k214 and topk-k25 at the same seeds and sizes (r<seed>.log): their untrained MCC
 #    must equal topk-k304's (the init does not depend on k);
-# 3. init_check.py: the same at the 16k recipe's sizes, parameter by parameter (init.log).
+# 3. init_check.py: the same at the 16k recipe's sizes, parameter by parameter (init.log);
+# 4. the packed call 5 as the plan writes it (read from the plan), each python3 a wrapper that
+#    appends the tiny sizes (packed-call5.log).
 # summary.txt: each row's untrained and trained MCC, L0 and steps, from the results files.
 set -euo pipefail
 HERE=docs/eval/synthetic/gpu16k-k304/cpu-check
@@ -21,6 +23,12 @@ for s in 0 1 2; do
     | tr '\r' '\n' | grep -v Orthogonalizing > $HERE/r$s.log
 done
 $PY $HERE/init_check.py > $HERE/init.log
+mkdir -p $TMP/bin $TMP/packed
+printf '#!/bin/bash\nexec %s "$@" %s\n' "$(cd "$(dirname $PY)" && pwd)/$(basename $PY)" "$T" > $TMP/bin/python3
+chmod +x $TMP/bin/python3
+awk '/call 5 \(`nvidia-h200-x2`, `timeout_s` 598/{f=1} f&&/^    /{print substr($0,5)} f&&/^It is 840/{exit}' \
+  docs/eval/synthetic/gpu16k-k304-PLAN.md > $TMP/call5.sh
+OUT=$TMP/packed PATH=$TMP/bin:$PATH bash $TMP/call5.sh 2>&1 | grep -v '^$' > $HERE/packed-call5.log
 $PY - "$TMP" > $HERE/summary.txt <<'PYEOF'
 import json, sys
 from pathlib import Path
@@ -32,4 +40,4 @@ for p in ("k0", "r0", "k1", "r1", "k2", "r2"):
               round(r["trained"]["l0"], 1), r["steps_done"], d["options"]["latents"])
 PYEOF
 rm -rf "$TMP"
-cat $HERE/init.log $HERE/summary.txt
+cat $HERE/init.log $HERE/summary.txt $HERE/packed-call5.log
