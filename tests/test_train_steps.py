@@ -120,9 +120,9 @@ def test_bf16_codes_reach_the_fused_terms_only_when_asked(monkeypatch):
     float32 codes.
 
     Not asserted: that 12 Adam steps end within bf16 rounding of the float32-codes run. Round
-    10 (docs/benchmarks.md) found that false on the H200: Adam's normalised update turns a
-    row's near-zero gradient, where rounding decides the sign, into full lr-sized steps (one
-    row of 16 ended 0.03 apart at lr 1e-2)."""
+    10 (docs/benchmarks.md) found that false on the H200: two rows of 16 ended 0.02-0.03
+    apart at lr 1e-2. The likely reason, not tested: Adam's normalised update turns a row's
+    near-zero gradient, where rounding decides the sign, into full lr-sized steps."""
     from implicit_em.kernels import fused_mode
     from implicit_em.train import distributed
     from implicit_em.train.distributed import step_terms
