@@ -703,7 +703,8 @@ class VerdictOptions:
                             "docs/reproduction/ood/variants_wr.json",
                             "docs/reproduction/ood/variants_match.json",
                             "docs/reproduction/ood/variants_topk.json",
-                            "docs/reproduction/ood/variants_combo.json")  # fmt: skip
+                            "docs/reproduction/ood/variants_combo.json",
+                            "docs/reproduction/ood/variants_wrhybrid.json")  # fmt: skip
     """OOD variants files (scripts/ood_variants.py), first file wins for a model in two."""
     overwrite: bool = False
     """Replace verdict.md and verdict.json if they exist."""
