@@ -8,10 +8,10 @@ session):
 - `b2.json`: call B (GPU 1 of nvidia-h200-x2, beside issue 19's round 10 on GPU 0), seed 2 of
   both rows.
 
-The committed rows the rules read (the plan's list): the encoder's seeds 0-2 at 49.1 M
-(gpu16k-converged/), `topk-k214` seeds 0-2 (gpu16k-matched-l0/ and gpu16k-next11/), and, for
-the order at L0 25 that rule 5 asks about, `matryoshka-k25-sl-all`, `batchtopk-k25-sl-all` and
-`topk-k25` as gpu16k_seeds_table.py reads them (`load_rows`). `tied-topk-k214` is shown in the
+The committed rows the rules read (the plan's list), all as gpu16k_seeds_table.py reads them
+(`load_rows`): the encoder's seeds 0-2 at 49.1 M (gpu16k-converged/), `topk-k214` seeds 0-2
+(gpu16k-matched-l0/ and gpu16k-next11/), and, for the order at L0 25 that rule 5 asks about,
+`matryoshka-k25-sl-all`, `batchtopk-k25-sl-all` and `topk-k25`. `tied-topk-k214` is shown in the
 table beside them; no rule reads it.
 
 Run from the repository root: python docs/eval/synthetic/gpu16k_k214_table.py
@@ -33,16 +33,9 @@ STEPS = 47927  # 49.1 M samples at batch 1,024
 NEW = ROOT / "gpu16k-k214"
 ROWS = ("batchtopk-k214-sl-all", "matryoshka-k214-sl-all")
 NEW_FILES = {"a0.json": ROWS, "a1.json": ROWS, "b2.json": ROWS}
-# the committed rows: file -> the variants read from it
-OLD = {
-    "gpu16k-converged/rows/results.json": ("encoder",),
-    "gpu16k-converged/seeds/seed1.json": ("encoder",),
-    "gpu16k-converged/seeds/seed2.json": ("encoder",),
-    "gpu16k-matched-l0/m.json": ("topk-k214", "tied-topk-k214"),
-    "gpu16k-matched-l0/m1.json": ("topk-k214", "tied-topk-k214"),
-    "gpu16k-next11/n2-a2.json": ("topk-k214",),
-    "gpu16k-next11/n2-b2.json": ("tied-topk-k214",),
-}
+# the committed rows the rules read, as gpu16k_seeds_table.load_rows reads them (the encoder's
+# seeds 0-2 from gpu16k-converged/, the k = 214 SAEs from gpu16k-matched-l0/ and gpu16k-next11/)
+OLD = ("encoder", "topk-k214", "tied-topk-k214")
 # rule 1: the sae-lens-protocol init of each seed (the plan's values, exact; independent of k)
 INIT = {0: 0.1481378674507141, 1: 0.1480361372232437, 2: 0.1479351669549942}
 L0_WINDOW = (160, 268)  # rule 3: 214 +- 25 %
@@ -68,7 +61,8 @@ def evaluate() -> dict:
     "summary" (`summarise` of the table's rows), "detection" (per-feature detection of the new
     rows and topk-k214, by seed), "rules" (each rule's outcome), "lines" (the rules' text)}."""
     new = [r for f, names in NEW_FILES.items() for r in read_rows(NEW / f, names)]
-    old = [r for f, names in OLD.items() for r in read_rows(ROOT / f, names)]
+    at25 = load_rows()  # every committed 49.1 M row; rule 5 reads the L0-25 ones too
+    old = [r for r in at25 if r["variant"] in OLD]
     lines, rules = [], {"1_init": [], "2_short": [], "3_l0": {}}
     ok = []
     for r in new:  # rules 1 and 2
@@ -140,7 +134,6 @@ def evaluate() -> dict:
                      f"seed {control:.4f}).")  # fmt: skip
 
     # rule 5: against topk-k214, and whether the order at L0 25 holds at L0 214
-    at25 = load_rows()
 
     def seen(name: str, rs: list[dict]) -> str:
         vals = mccs(rs, name)

@@ -609,8 +609,8 @@ def train_steps(
     (default: seed). compile: run the forward and loss through `torch.compile` (fuses the
     elementwise passes over the (b, K) codes, the encoder's terms included: a compiled step
     takes the plain formulas, not the fused kernels, unless `TERMS["fused_compiled"]`; compile
-    time falls inside the warm-up steps, so use warmup >= 3). tracker: gets each logged record and the final throughput (pass it on
-    rank 0 only; the caller closes it). sync_debug (CUDA): count the operations that
+    time falls inside the warm-up steps, so use warmup >= 3). tracker: gets each logged record
+    and the final throughput (pass it on rank 0 only; the caller closes it). sync_debug (CUDA): count the operations that
     synchronise the host with the device during the timed steps, logging excepted
     (`torch.cuda.set_sync_debug_mode`), into "host_syncs". net: the model (gradients averaged
     by `GradAverage` over several ranks, bf16_grads: in bfloat16) or its DDP wrapper.
