@@ -366,11 +366,15 @@ def test_committed_ground_truth_facts():
         "encoder", "encoder-wr", "tied-topk", "tied-topk-im-3.0"}  # fmt: skip
     assert (res["width16k"]["table_latents"], res["width16k"]["table_samples"]) == (4096, 49077248)
     assert res["best"] == "tied-topk-im-3.0"
-    # the review's four rows with no SAE row at their own L0 are named, not skipped
-    for name, l0 in (("encoder-centred", 344.5), ("encoder-softplus", 1698.0),
-                     ("encoder-wr", 304.1), ("encoder-wr-centred", 293.3),
-                     ("encoder-wr-softplus", 4092.1)):  # fmt: skip
+    # the rows with no SAE row at their own L0 are named, not skipped: since gpu16k-k304.md
+    # (TopK at k = 304, 3 seeds) only the softplus rows
+    for name, l0 in (("encoder-softplus", 1698.0), ("encoder-wr-softplus", 4092.1)):
         assert f"`{name}` no SAE row at an L0 matched to its own (L0 {l0})" in res["paragraph"]
+    for name in ("encoder-centred", "encoder-wr", "encoder-wr-centred"):
+        own = res["candidates"][name]["criteria"]["ground-truth MCC"]["own_l0"]
+        assert own["name"] == "topk-k304" and own["seeds"] == 3, name
+    assert "`encoder-wr` 0.3121 against `topk-k304` 0.5107 (L0 304.0, 3 seeds): -0.1986" in (
+        res["paragraph"])  # fmt: skip
     best_ood = "(highest mean AUROC 0.464, `encoder-wr-unit-rows`, below chance (0.5))"
     assert best_ood in res["paragraph"]
     assert "for any of the 10 eligible models measured" in res["paragraph"]
@@ -725,15 +729,16 @@ def test_the_committed_table_holds_the_matched_l0_and_width_16384_rows():
     wide = {s["variant"]: s for s in gt["width16k"]["summary"]}
     assert gt["width16k"]["latents"] == 16384 and gt["width16k"]["steps"] == t.WIDE_STEPS
     assert {n: round(s["mcc"]["mean"], 3) for n, s in wide.items()} == {
-        "tied-topk": 0.768, "tied-topk-im-3.0": 0.412, "encoder-wr": 0.189, "encoder": 0.137}  # fmt: skip
-    # seed 1 of encoder and tied-topk (gpu16k-width16k-3-PLAN.md, c3-e.json and c3-t.json)
+        "tied-topk": 0.769, "tied-topk-im-3.0": 0.414, "encoder-wr": 0.189, "encoder": 0.137}  # fmt: skip
+    # seed 1 of encoder and tied-topk (gpu16k-width16k-3-PLAN.md, c3-e.json and c3-t.json), then
+    # seed 1 of encoder-wr and the hybrid and seed 2 of all four (gpu16k-width16k-4-PLAN.md)
     assert {n: s["seeds"] for n, s in wide.items()} == {
-        "tied-topk": 2, "tied-topk-im-3.0": 1, "encoder-wr": 1, "encoder": 2}  # fmt: skip
+        "tied-topk": 3, "tied-topk-im-3.0": 3, "encoder-wr": 3, "encoder": 3}  # fmt: skip
     enc = wide["encoder"]["mcc"]
-    assert (enc["min"], enc["max"]) == pytest.approx((0.13724, 0.13755), abs=1e-5)
-    assert wide["tied-topk"]["dead_latents"]["min"] == 1700
-    assert gt["width16k"]["files"][-2:] == ["gpu16k-width16k/c3-e.json",
-                                            "gpu16k-width16k/c3-t.json"]  # fmt: skip
+    assert (enc["min"], enc["max"]) == pytest.approx((0.13721, 0.13755), abs=1e-5)
+    assert wide["tied-topk"]["dead_latents"]["min"] == 1672
+    assert gt["width16k"]["files"][-6:] == [f"gpu16k-width16k/{f}.json" for f in (
+        "c4-w", "c4-h", "c5-e", "c5-t", "c6-w", "c6-h")]  # fmt: skip
 
 
 def test_the_committed_table_holds_seed_0_of_batchtopk_with_sae_lens_protocol(monkeypatch, capsys):
@@ -753,6 +758,83 @@ def test_the_committed_table_holds_seed_0_of_batchtopk_with_sae_lens_protocol(mo
     assert t.bt_seed0() == []
     out = capsys.readouterr().out
     assert "reported, not added (rule 1: untrained MCC 0.1481378674507141, not 0.5)" in out
+
+
+def _wide_rows_as_committed(t) -> dict[str, list[dict]]:
+    """The width-16,384 rows of every file in WIDE_FILES, by file (copies, free to change)."""
+    import copy
+
+    return {f: copy.deepcopy(t.read_rows(t.WIDE / f, names, t.WIDE_LATENTS))
+            for f, names in t.WIDE_FILES.items()}  # fmt: skip
+
+
+def test_the_width16k_check_keeps_every_committed_row(monkeypatch):
+    """gpu16k-width16k-4-PLAN.md rules 1-2 on the committed files: all 12 rows (seeds 0-2 of
+    the four rows) are full length and start from their seed's init; seed 2's four rows agree."""
+    t = _seeds_table()
+    monkeypatch.chdir(ROOT)
+    by_file = _wide_rows_as_committed(t)
+    assert sum(len(v) for v in by_file.values()) == 12 and len(t.load_wide()) == 12
+    seed2 = {r["untrained"]["mcc"] for rows in by_file.values() for r in rows if r["seed"] == 2}
+    assert seed2 == {0.14493292570114136}  # reported by the plan's rule 2 (no committed value)
+
+
+def test_the_width16k_check_leaves_out_a_short_or_wrong_init_row(monkeypatch, capsys):
+    """Rule 1 (a row short of 26,818 steps) and rule 2 (seed 1's untrained MCC not exactly
+    0.14484603703022003; seed 2's rows not all equal): the failing rows are printed and left
+    out, the others kept; nothing stops the script."""
+    t = _seeds_table()
+    monkeypatch.chdir(ROOT)
+    by_file = _wide_rows_as_committed(t)
+    by_file["c4-w.json"][0]["steps_done"] = 20000  # seed 1 of encoder-wr, short
+    by_file["c4-h.json"][0]["untrained"]["mcc"] = 0.1448  # seed 1 of the hybrid, another init
+    kept = t.wide_rows(by_file)
+    assert len(kept) == 10
+    assert not any(r["seed"] == 1 and r["variant"] in ("encoder-wr", "tied-topk-im-3.0")
+                   for r in kept)  # fmt: skip
+    out = capsys.readouterr().out
+    assert "encoder-wr seed 1 reported, not added (rule 1: 20000 steps, not 26818)" in out
+    assert ("tied-topk-im-3.0 seed 1 reported, not added (rule 2: untrained MCC 0.1448, not "
+            "0.14484603703022003)") in out  # fmt: skip
+    by_file = _wide_rows_as_committed(t)
+    by_file["c6-w.json"][0]["untrained"]["mcc"] = 0.5  # seed 2 (no committed value): disagrees
+    kept = t.wide_rows(by_file)
+    assert sorted(r["seed"] for r in kept) == [0] * 4 + [1] * 4  # no seed-2 row is kept
+    assert capsys.readouterr().out.count("seed 2's rows disagree") == 4
+
+
+def test_the_k304_check_leaves_out_a_row_failing_init_length_or_l0(monkeypatch, capsys):
+    """gpu16k-k304-PLAN.md rules 1-3 in the seeds table: the three committed rows pass; a row
+    with another init, one short of 47,927 steps and one outside L0 228-380 are each printed
+    and left out."""
+    import copy
+
+    t = _seeds_table()
+    monkeypatch.chdir(ROOT)
+    by_file = {f: t.read_rows(t.K304 / f, names) for f, names in t.K304_FILES.items()}
+    assert [r["seed"] for r in t.k304_rows(by_file)] == [0, 1, 2]
+    assert capsys.readouterr().out == ""
+    bad = copy.deepcopy(by_file)
+    bad["k0.json"][0]["untrained"]["mcc"] = 0.148
+    bad["k1.json"][0]["steps_done"] = 40000
+    bad["k2.json"][0]["trained"]["l0"] = 200.0
+    assert t.k304_rows(bad) == []
+    out = capsys.readouterr().out
+    assert ("seed 0 reported, not added (rule 1: untrained MCC 0.148, not "
+            "0.14807778596878052)") in out  # fmt: skip
+    assert "seed 1 reported, not added (rule 2: 40000 steps, not 47927)" in out
+    assert "seed 2 reported, not added (rule 3: L0 200.0, outside 228-380)" in out
+
+
+def test_the_committed_table_holds_topk_k304_on_three_seeds():
+    """gpu16k-k304-PLAN.md rule 6: the row is in gpu16k-seeds.json with 3 seeds, and the
+    verdict's own-L0 line now reads encoder-wr against it."""
+    gt = json.loads((ROOT / DEFAULTS["ground_truth"]).read_text())
+    row = next(s for s in gt["summary"] if s["variant"] == "topk-k304")
+    assert row["seeds"] == 3 and row["l0"]["mean"] == 304.0
+    assert row["mcc"]["mean"] == pytest.approx(0.5107, abs=1e-4)
+    own = next(x for x in gt["verdict"] if x.startswith("- **At their own L0**"))
+    assert "`encoder-wr` MCC 0.312 at L0 304.1 is 0.199 below `topk-k304`" in own
 
 
 def test_harness_rule_reads_the_three_seeds_at_200m(monkeypatch):

@@ -49,7 +49,11 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   rules 1-3 (its untrained MCC exactly `BT_SEED0_INIT`, 47,927 steps; a row that fails either
   is printed and left out), so that row has seeds 0-2. Until then its seed 0 was only the
   50.0 M milestone of the 200 M run (harness-gap/gpu200m/ref.json); that milestone is still
-  printed beside the table as the 200 M run's, not a row of it.
+  printed beside the table as the 200 M run's, not a row of it;
+- gpu16k-k304-PLAN.md (gpu16k-k304.md, sixteenth session): TopK at `encoder-wr`'s L0
+  (`topk-k304`), seeds 0-2 (`gpu16k-k304/k0.json`, `k1.json`, `k2.json`), added by the plan's
+  rules 1-3 (`k304_rows`: its untrained MCC exactly `K304_INIT` of its seed, 47,927 steps, L0
+  inside `K304_L0`; a row that fails one is printed and left out).
 
 The verdict takes the best SAE baseline among the SAE rows at L0 within 25 % of the target
 L0 25 (`synthetic_verdict(target_l0=K)`; the rule of gpu16k-next-PLAN.md, fixed before call 1).
@@ -60,9 +64,14 @@ rule of gpu16k-jumprelu-PLAN.md, fixed before that call); the script stops if th
 
 Beside the table, not in it (another width and length): the rows at width 16,384, 26,818 steps
 (27.5 M samples), from gpu16k-width16k/ (gpu16k-width16k.md): seed 0 (`c1-p2.json`:
-`encoder-wr`, `tied-topk-im-3.0`; `c2-e.json`: `encoder`; `c2-t.json`: `tied-topk`) and seed 1
+`encoder-wr`, `tied-topk-im-3.0`; `c2-e.json`: `encoder`; `c2-t.json`: `tied-topk`), seed 1
 of `encoder` and `tied-topk` (`c3-e.json`, `c3-t.json`; gpu16k-width16k-3-PLAN.md, fifteenth
-session), in the JSON's "width16k" entry with their own `synthetic_verdict`.
+session), and, from gpu16k-width16k-4-PLAN.md (sixteenth session), seed 1 of `encoder-wr` and
+the hybrid (`c4-w.json`, `c4-h.json`) and seed 2 of all four (`c5-e.json`, `c5-t.json`,
+`c6-w.json`, `c6-h.json`), in the JSON's "width16k" entry with their own `synthetic_verdict`.
+Each is added by that plan's rules 1 and 2 (`wide_rows`: 26,818 steps; the untrained MCC exactly
+`WIDE_INIT` of its seed, or, for a seed with no committed value, the same in every row of the
+seed); a row that fails is printed and left out.
 
 Run from the repository root: python docs/eval/synthetic/gpu16k_seeds_table.py
 Prints the markdown table, the JumpReLU sweep and the verdict
@@ -104,6 +113,13 @@ K214 = ROOT / "gpu16k-k214"
 K214_ROWS = ("batchtopk-k214-sl-all", "matryoshka-k214-sl-all")
 K214_FILES = {"a0.json": K214_ROWS, "a1.json": K214_ROWS, "b2.json": K214_ROWS}
 """gpu16k-k214.md's rows (49.1 M samples, width 4,096), by file."""
+K304 = ROOT / "gpu16k-k304"
+K304_ROWS = ("topk-k304",)
+K304_FILES = {"k0.json": K304_ROWS, "k1.json": K304_ROWS, "k2.json": K304_ROWS}
+"""gpu16k-k304.md's rows (49.1 M samples, width 4,096), by file: seed 0 (k0), 1 (k1), 2 (k2)."""
+K304_INIT = {0: 0.14807778596878052, 1: 0.14800229668617249, 2: 0.14777010679244995}
+"""gpu16k-k304-PLAN.md rule 1: the TopK family's untrained MCC at width 4,096 per seed (exact)."""
+K304_L0 = (228, 380)  # gpu16k-k304-PLAN.md rule 3: 304 +- 25 %
 L1 = ("standard-l1-3.0", "standard-l1-10.0")  # section 3, seed 0 (rows/results.json)
 BT_SEED0 = ROOT / "gpu16k-bt-seed0" / "s0.json"
 BT = "batchtopk-k25-sl-all"
@@ -112,9 +128,17 @@ BT_SEED0_INIT = 0.1481378674507141
 WIDE = ROOT / "gpu16k-width16k"
 WIDE_FILES = {"c1-p2.json": ("encoder-wr", "tied-topk-im-3.0"), "c2-e.json": ("encoder",),
               "c2-t.json": ("tied-topk",), "c3-e.json": ("encoder",),
-              "c3-t.json": ("tied-topk",)}  # fmt: skip
-"""gpu16k-width16k.md's rows (width 16,384), by file: seed 0 (c1, c2) and seed 1 (c3)."""
+              "c3-t.json": ("tied-topk",), "c4-w.json": ("encoder-wr",),
+              "c4-h.json": ("tied-topk-im-3.0",), "c5-e.json": ("encoder",),
+              "c5-t.json": ("tied-topk",), "c6-w.json": ("encoder-wr",),
+              "c6-h.json": ("tied-topk-im-3.0",)}  # fmt: skip
+"""gpu16k-width16k.md's rows (width 16,384), by file: seed 0 (c1, c2), seed 1 (c3, c4) and
+seed 2 (c5, c6)."""
 WIDE_STEPS, WIDE_LATENTS = 26818, 16384
+WIDE_INIT = {0: 0.14494764804840088, 1: 0.14484603703022003}
+"""The untrained MCC every width-16,384 row of a seed starts from (exact): seed 0 from
+gpu16k-width16k-2-PLAN.md rule 1 (c1-p2.json), seed 1 from gpu16k-width16k-4-PLAN.md rule 2
+(c3-e.json, c3-t.json). Seed 2 has no committed value: its rows must agree with one another."""
 JUMPRELU = ("jumprelu-0.01", "jumprelu-0.003", "jumprelu-0.001", "jumprelu-0.0009",
             "jumprelu-0.0008", "jumprelu-0.0007", "jumprelu-0.0005")  # fmt: skip
 SECOND_CALL = ("jumprelu-0.0007", "jumprelu-0.0008", "jumprelu-0.0009")  # the rule's candidates
@@ -156,13 +180,38 @@ def read_rows(path: Path, names: tuple[str, ...], latents: int = LATENTS) -> lis
 
 
 def load_wide() -> list[dict]:
-    """The width-16,384 rows (WIDE_FILES), each at WIDE_STEPS steps."""
-    rows = [r for f, names in WIDE_FILES.items()
-            for r in read_rows(WIDE / f, names, WIDE_LATENTS)]  # fmt: skip
-    bad = [(r["variant"], r["steps_done"]) for r in rows if r["steps_done"] != WIDE_STEPS]
-    if bad:
-        raise SystemExit(f"width-16,384 rows not at {WIDE_STEPS} steps: {bad}")
-    return rows
+    """The width-16,384 rows (WIDE_FILES) that pass the checks of `wide_rows`."""
+    return wide_rows({f: read_rows(WIDE / f, names, WIDE_LATENTS)
+                      for f, names in WIDE_FILES.items()})  # fmt: skip
+
+
+def wide_rows(by_file: dict[str, list[dict]]) -> list[dict]:
+    """The rows of `by_file` (file name -> its rows) that pass gpu16k-width16k-4-PLAN.md rules
+    1 and 2: WIDE_STEPS steps, and an untrained MCC exactly WIDE_INIT of the row's seed or, for
+    a seed not in WIDE_INIT, the same in every row of that seed (else no row of that seed is
+    kept: rows from different calls are not compared). Each row that fails is printed in one
+    line (reported, not added)."""
+    found: dict[int, set[float]] = {}  # seed -> the untrained MCCs of its rows
+    for r in (r for rows in by_file.values() for r in rows):
+        found.setdefault(r["seed"], set()).add(r["untrained"]["mcc"])
+    kept = []
+    for f, rows in by_file.items():
+        for r in rows:
+            failed, init = [], r["untrained"]["mcc"]
+            if r["steps_done"] != WIDE_STEPS:
+                failed.append(f"rule 1: {r['steps_done']} steps, not {WIDE_STEPS}")
+            if r["seed"] in WIDE_INIT and init != WIDE_INIT[r["seed"]]:
+                failed.append(f"rule 2: untrained MCC {init!r}, not {WIDE_INIT[r['seed']]!r}")
+            elif r["seed"] not in WIDE_INIT and len(found[r["seed"]]) > 1:
+                failed.append(f"rule 2: untrained MCC {init!r}; seed {r['seed']}'s rows "
+                              f"disagree ({sorted(found[r['seed']])})")  # fmt: skip
+            if failed:
+                print(f"{WIDE / f}: {r['variant']} seed {r['seed']} reported, not added "
+                      f"({'; '.join(failed)}): MCC {r['trained']['mcc']:.4f} at "
+                      f"{r['samples'] / 1e6:.1f} M samples")  # fmt: skip
+            else:
+                kept.append(r)
+    return kept
 
 
 def load_rows() -> list[dict]:
@@ -182,6 +231,7 @@ def load_rows() -> list[dict]:
     rows += [r for f, names in NEXT11_FILES.items() for r in read_rows(NEXT11 / f, names)]
     rows += [r for f, names in K214_FILES.items() for r in read_rows(K214 / f, names)]
     rows += bt_seed0()
+    rows += k304_rows({f: read_rows(K304 / f, names) for f, names in K304_FILES.items()})
     bad = [(r["variant"], r["seed"]) for r in rows if r["steps_done"] != STEPS]
     # The report gives the planned length only. Its training could not have stopped early: the
     # time limit (max_seconds 495 s from the run's start, as in s0.json and s1.json of the same
@@ -192,7 +242,8 @@ def load_rows() -> list[dict]:
         raise SystemExit(f"rows not at {STEPS} steps: {bad}")
     keep = (HEADLINE + JUMPRELU + L1 + tuple(n for names in ONE_SEED.values() for n in names)
             + tuple(n for names in MATCHED_FILES.values() for n in names)
-            + tuple(n for names in NEXT11_FILES.values() for n in names) + K214_ROWS)  # fmt: skip
+            + tuple(n for names in NEXT11_FILES.values() for n in names) + K214_ROWS
+            + K304_ROWS)  # fmt: skip
     return [r for r in rows + lost if r["variant"] in keep]
 
 
@@ -211,6 +262,29 @@ def bt_seed0() -> list[dict]:
               f"MCC {r['trained']['mcc']:.4f} at {r['samples'] / 1e6:.1f} M samples")  # fmt: skip
         return []
     return [r]
+
+
+def k304_rows(by_file: dict[str, list[dict]]) -> list[dict]:
+    """The `topk-k304` rows of `by_file` (file name -> its rows) that pass gpu16k-k304-PLAN.md
+    rules 1-3: untrained MCC exactly K304_INIT of the row's seed, STEPS steps, L0 inside
+    K304_L0. Each row that fails is printed in one line (reported, not added)."""
+    kept = []
+    for f, rows in by_file.items():
+        for r in rows:
+            failed, init, l0 = [], r["untrained"]["mcc"], r["trained"]["l0"]
+            if init != K304_INIT.get(r["seed"]):
+                failed.append(f"rule 1: untrained MCC {init!r}, not {K304_INIT.get(r['seed'])!r}")
+            if r["steps_done"] != STEPS:
+                failed.append(f"rule 2: {r['steps_done']} steps, not {STEPS}")
+            if not K304_L0[0] <= l0 <= K304_L0[1]:
+                failed.append(f"rule 3: L0 {l0:.1f}, outside {K304_L0[0]}-{K304_L0[1]}")
+            if failed:
+                print(f"{K304 / f}: {r['variant']} seed {r['seed']} reported, not added "
+                      f"({'; '.join(failed)}): MCC {r['trained']['mcc']:.4f} at "
+                      f"{r['samples'] / 1e6:.1f} M samples")  # fmt: skip
+            else:
+                kept.append(r)
+    return kept
 
 
 def jumprelu_headline(rows: list[dict]) -> tuple[str | None, dict[str, float]]:
