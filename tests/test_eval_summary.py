@@ -375,9 +375,11 @@ def test_committed_ground_truth_facts():
         assert own["name"] == "topk-k304" and own["seeds"] == 3, name
     assert "`encoder-wr` 0.3121 against `topk-k304` 0.5107 (L0 304.0, 3 seeds): -0.1986" in (
         res["paragraph"])  # fmt: skip
-    best_ood = "(highest mean AUROC 0.464, `encoder-wr-unit-rows`, below chance (0.5))"
+    # since gpu16k-wr-hybrid.md the wr hybrid is a candidate of this (ground truth, gpu2-gpu4)
+    # verdict too, and its OOD row (variants_wrhybrid.json, 0.718, not usable) is the highest
+    best_ood = "(highest mean AUROC 0.718, `tied-topk-im-3.0-wr`)"
     assert best_ood in res["paragraph"]
-    assert "for any of the 10 eligible models measured" in res["paragraph"]
+    assert "for any of the 11 eligible models measured" in res["paragraph"]
     combo = res["candidates"]["encoder-wr-softplus"]["criteria"]["ood"]
     assert combo["status"] == NOT_MET and "`untrained encoder-wr-softplus`" in combo["note"]
 
@@ -627,7 +629,7 @@ def test_a_gpu6_file_of_another_shape_is_refused_in_one_line(tmp_path):
 def test_committed_gpu7_is_read_for_the_hybrid_with_wr():
     """On the committed files (gpu7_compare.json in the probing7 slot, gpu7_plan.md rule (e)):
     the hybrid with wr is a candidate of kind hybrid whose probing and CE criteria carry gpu7's
-    numbers against gpu7's best SAE and TopK, with ground-truth MCC not measured; the rows gpu7
+    numbers against gpu7's best SAE and TopK, its ground-truth MCC from gpu16k-wr-hybrid.md; the rows gpu7
     shares with gpu2 (the hybrid, tied TopK) are read from gpu7 for probing and CE while gpu2's
     entries still count for controls, dead latents and seeds. The hybrid's criteria keep their
     status from gpu2 (none "moved by the rerun") and the best candidate stays the hybrid."""
@@ -653,9 +655,13 @@ def test_committed_gpu7_is_read_for_the_hybrid_with_wr():
             assert f"gpu2 K={K}" in res["candidates"][m]["criteria"]["above controls"]["value"]
     c = res["candidates"][wr]
     assert c["kind"] == "hybrid" and c["eligible"]
-    assert c["criteria"]["ground-truth MCC"]["status"] == NOT_MEASURED and not c["target_met"]
+    # ground truth since gpu16k-wr-hybrid.md: 0.744 at L0 24.9, below the best SAE baseline
+    gt = c["criteria"]["ground-truth MCC"]
+    assert gt["status"] == NOT_MET and not c["target_met"]
+    assert gt["margin"] == pytest.approx(-0.034, abs=0.001)
     assert c["criteria"]["above controls"]["status"] == NOT_MET
-    assert wr not in without["candidates"]
+    # without gpu7 the wr hybrid is a candidate through its ground-truth row alone
+    assert without["candidates"][wr]["criteria"]["probing K=4096"]["status"] == NOT_MEASURED
     for k in TARGET:
         assert (res["candidates"][hybrid]["criteria"][k]["status"]
                 == without["candidates"][hybrid]["criteria"][k]["status"]), k  # fmt: skip
@@ -835,6 +841,27 @@ def test_the_committed_table_holds_topk_k304_on_three_seeds():
     assert row["mcc"]["mean"] == pytest.approx(0.5107, abs=1e-4)
     own = next(x for x in gt["verdict"] if x.startswith("- **At their own L0**"))
     assert "`encoder-wr` MCC 0.312 at L0 304.1 is 0.199 below `topk-k304`" in own
+
+
+def test_the_committed_table_holds_the_wr_hybrid_and_encoder_im001(monkeypatch, capsys):
+    """gpu16k-wr-hybrid-PLAN.md and gpu16k-im001-PLAN.md rule 6: each row passes its plan's
+    checks on 3 seeds (`planned_rows` prints nothing) and is in gpu16k-seeds.json; a row at
+    another init is printed and left out."""
+    import copy
+
+    t = _seeds_table()
+    monkeypatch.chdir(ROOT)
+    for folder, files in ((t.WRH, t.WRH_FILES), (t.IM001, t.IM001_FILES)):
+        by_file = {f: t.read_rows(folder / f, names) for f, names in files.items()}
+        assert [r["seed"] for r in t.planned_rows(folder, by_file, t.K304_INIT)] == [0, 1, 2]
+        bad = copy.deepcopy(by_file)
+        next(iter(bad.values()))[0]["untrained"]["mcc"] = 0.15
+        assert [r["seed"] for r in t.planned_rows(folder, bad, t.K304_INIT)] == [1, 2]
+    assert capsys.readouterr().out.count("seed 0 reported, not added (rule 1") == 2
+    gt = json.loads((ROOT / DEFAULTS["ground_truth"]).read_text())
+    by = {s["variant"]: s for s in gt["summary"]}
+    assert by["tied-topk-im-3.0-wr"]["seeds"] == by["encoder-im0.01"]["seeds"] == 3
+    assert by["encoder-im0.01"]["mcc"]["min"] > by["encoder-wr"]["mcc"]["max"]
 
 
 def test_harness_rule_reads_the_three_seeds_at_200m(monkeypatch):

@@ -54,6 +54,12 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   (`topk-k304`), seeds 0-2 (`gpu16k-k304/k0.json`, `k1.json`, `k2.json`), added by the plan's
   rules 1-3 (`k304_rows`: its untrained MCC exactly `K304_INIT` of its seed, 47,927 steps, L0
   inside `K304_L0`; a row that fails one is printed and left out).
+- gpu16k-wr-hybrid-PLAN.md (gpu16k-wr-hybrid.md, sixteenth session): the hybrid with the
+  weight-redundancy term (`tied-topk-im-3.0-wr`), seeds 0-2 (`gpu16k-wr-hybrid/w0.json`-`w2.json`),
+  and gpu16k-im001-PLAN.md (gpu16k-im001.md, sixteenth session): the encoder with a hundredth
+  of the InfoMax weights (`encoder-im0.01`), seeds 0-2 (`gpu16k-im001/i0.json`-`i2.json`); each
+  added by its plan's rules 1-2 (`planned_rows`: untrained MCC exactly `K304_INIT` of its
+  seed, the init these rows share with the encoder and TopK families, and 47,927 steps).
 
 The verdict takes the best SAE baseline among the SAE rows at L0 within 25 % of the target
 L0 25 (`synthetic_verdict(target_l0=K)`; the rule of gpu16k-next-PLAN.md, fixed before call 1).
@@ -120,6 +126,16 @@ K304_FILES = {"k0.json": K304_ROWS, "k1.json": K304_ROWS, "k2.json": K304_ROWS}
 K304_INIT = {0: 0.14807778596878052, 1: 0.14800229668617249, 2: 0.14777010679244995}
 """gpu16k-k304-PLAN.md rule 1: the TopK family's untrained MCC at width 4,096 per seed (exact)."""
 K304_L0 = (228, 380)  # gpu16k-k304-PLAN.md rule 3: 304 +- 25 %
+WRH = ROOT / "gpu16k-wr-hybrid"
+WRH_ROWS = ("tied-topk-im-3.0-wr",)
+WRH_FILES = {"w0.json": WRH_ROWS, "w1.json": WRH_ROWS, "w2.json": WRH_ROWS}
+"""gpu16k-wr-hybrid.md's rows (49.1 M samples, width 4,096), by file: seeds 0 (w0), 1 (w1),
+2 (w2). Rules 1-2 of its plan: the hybrid's untrained MCC per seed, which is K304_INIT."""
+IM001 = ROOT / "gpu16k-im001"
+IM001_ROWS = ("encoder-im0.01",)
+IM001_FILES = {"i0.json": IM001_ROWS, "i1.json": IM001_ROWS, "i2.json": IM001_ROWS}
+"""gpu16k-im001.md's rows (49.1 M samples, width 4,096), by file: seeds 0-2. Rules 1-2 of its
+plan: the encoder's untrained MCC per seed, which is K304_INIT."""
 L1 = ("standard-l1-3.0", "standard-l1-10.0")  # section 3, seed 0 (rows/results.json)
 BT_SEED0 = ROOT / "gpu16k-bt-seed0" / "s0.json"
 BT = "batchtopk-k25-sl-all"
@@ -232,6 +248,9 @@ def load_rows() -> list[dict]:
     rows += [r for f, names in K214_FILES.items() for r in read_rows(K214 / f, names)]
     rows += bt_seed0()
     rows += k304_rows({f: read_rows(K304 / f, names) for f, names in K304_FILES.items()})
+    for folder, files in ((WRH, WRH_FILES), (IM001, IM001_FILES)):
+        rows += planned_rows(folder, {f: read_rows(folder / f, names)
+                                      for f, names in files.items()}, K304_INIT)  # fmt: skip
     bad = [(r["variant"], r["seed"]) for r in rows if r["steps_done"] != STEPS]
     # The report gives the planned length only. Its training could not have stopped early: the
     # time limit (max_seconds 495 s from the run's start, as in s0.json and s1.json of the same
@@ -243,7 +262,7 @@ def load_rows() -> list[dict]:
     keep = (HEADLINE + JUMPRELU + L1 + tuple(n for names in ONE_SEED.values() for n in names)
             + tuple(n for names in MATCHED_FILES.values() for n in names)
             + tuple(n for names in NEXT11_FILES.values() for n in names) + K214_ROWS
-            + K304_ROWS)  # fmt: skip
+            + K304_ROWS + WRH_ROWS + IM001_ROWS)  # fmt: skip
     return [r for r in rows + lost if r["variant"] in keep]
 
 
@@ -264,27 +283,35 @@ def bt_seed0() -> list[dict]:
     return [r]
 
 
-def k304_rows(by_file: dict[str, list[dict]]) -> list[dict]:
-    """The `topk-k304` rows of `by_file` (file name -> its rows) that pass gpu16k-k304-PLAN.md
-    rules 1-3: untrained MCC exactly K304_INIT of the row's seed, STEPS steps, L0 inside
-    K304_L0. Each row that fails is printed in one line (reported, not added)."""
+def planned_rows(folder: Path, by_file: dict[str, list[dict]], init: dict[int, float],
+                 l0: tuple[float, float] | None = None) -> list[dict]:  # fmt: skip
+    """The rows of `by_file` (file name in `folder` -> its rows) that pass a plan's checks:
+    rule 1, untrained MCC exactly `init` of the row's seed; rule 2, STEPS steps; rule 3 (when
+    `l0` is given), mean L0 inside the window `l0`. Each row that fails is printed in one line
+    (reported, not added)."""
     kept = []
     for f, rows in by_file.items():
         for r in rows:
-            failed, init, l0 = [], r["untrained"]["mcc"], r["trained"]["l0"]
-            if init != K304_INIT.get(r["seed"]):
-                failed.append(f"rule 1: untrained MCC {init!r}, not {K304_INIT.get(r['seed'])!r}")
+            failed, start, got = [], r["untrained"]["mcc"], r["trained"]["l0"]
+            if start != init.get(r["seed"]):
+                failed.append(f"rule 1: untrained MCC {start!r}, not {init.get(r['seed'])!r}")
             if r["steps_done"] != STEPS:
                 failed.append(f"rule 2: {r['steps_done']} steps, not {STEPS}")
-            if not K304_L0[0] <= l0 <= K304_L0[1]:
-                failed.append(f"rule 3: L0 {l0:.1f}, outside {K304_L0[0]}-{K304_L0[1]}")
+            if l0 is not None and not l0[0] <= got <= l0[1]:
+                failed.append(f"rule 3: L0 {got:.1f}, outside {l0[0]}-{l0[1]}")
             if failed:
-                print(f"{K304 / f}: {r['variant']} seed {r['seed']} reported, not added "
+                print(f"{folder / f}: {r['variant']} seed {r['seed']} reported, not added "
                       f"({'; '.join(failed)}): MCC {r['trained']['mcc']:.4f} at "
                       f"{r['samples'] / 1e6:.1f} M samples")  # fmt: skip
             else:
                 kept.append(r)
     return kept
+
+
+def k304_rows(by_file: dict[str, list[dict]]) -> list[dict]:
+    """The `topk-k304` rows of `by_file` that pass gpu16k-k304-PLAN.md rules 1-3 (`planned_rows`
+    with K304_INIT and the window K304_L0)."""
+    return planned_rows(K304, by_file, K304_INIT, K304_L0)
 
 
 def jumprelu_headline(rows: list[dict]) -> tuple[str | None, dict[str, float]]:
