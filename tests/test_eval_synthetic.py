@@ -683,6 +683,29 @@ def test_topk_init_does_not_depend_on_k(synth):
             assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
 
 
+def test_the_im_sweep_rows_and_topk_k12(synth):
+    """gpu16k-im-sweep-PLAN.md: encoder-im{0.02,0.03,0.05} scale both InfoMax weights (the LSE
+    and everything else as encoder-im0.01), topk-k12 is TopK with k = 12, and each starts from
+    its family's init of the seed (the encoder's; TopK's), so the plan's exact init values hold."""
+    from dataclasses import replace
+
+    from implicit_em.eval.options import VARIANTS
+    from implicit_em.eval.synthetic import untrained_model
+
+    for f in (0.02, 0.03, 0.05):
+        assert VARIANTS[f"encoder-im{f}"] == replace(VARIANTS["encoder-im0.01"], lambda_var=f,
+                                                     lambda_tc=f)  # fmt: skip
+    assert VARIANTS["topk-k12"] == replace(VARIANTS["topk-k304"], k=12)
+    opts = SyntheticEvalOptions(recipe="tiny", latents=256, k=6)
+    for seed in (0, 1, 2):
+        for ref_name, names in (("encoder", ("encoder-im0.02", "encoder-im0.03", "encoder-im0.05")),
+                                ("topk-k25", ("topk-k12",))):  # fmt: skip
+            ref = untrained_model(VARIANTS[ref_name], synth, opts, seed).state_dict()
+            for name in names:
+                got = untrained_model(VARIANTS[name], synth, opts, seed).state_dict()
+                assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
+
+
 def test_the_width16k_rows_share_their_seeds_init(synth):
     """gpu16k-width16k-4-PLAN.md rule 2: encoder, encoder-wr, tied-topk and tied-topk-im-3.0
     start from one init per seed (the same Encoder drawn after torch.manual_seed(seed); the

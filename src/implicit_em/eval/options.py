@@ -314,6 +314,12 @@ VARIANTS["tied-topk-k214"] = replace(VARIANTS["tied-topk"], k=214)
 # width 4,096), which the verdict's matching window also pairs with encoder-wr-centred (293.3)
 # and encoder-centred (344.5) (docs/eval/synthetic/gpu16k-k304-PLAN.md, fixed before any run).
 VARIANTS["topk-k304"] = replace(VARIANTS["topk"], k=304)
+# The InfoMax-weight sweep towards the target L0 25 on the 16k recipe (encoder-im0.01 sits at
+# L0 12.2, the default weights at 214; docs/eval/synthetic/gpu16k-im-sweep-PLAN.md, fixed
+# before any run), and TopK at encoder-im0.01's L0 (12.2) for its matched SAE row.
+for _f in (0.02, 0.03, 0.05):
+    VARIANTS[f"encoder-im{_f}"] = Variant(lambda_var=_f, lambda_tc=_f)
+VARIANTS["topk-k12"] = replace(VARIANTS["topk"], k=12)
 SAELENS_PROTOCOL = ("rescale", "init", "auxk", "clip")
 """The parts of sae-lens's BatchTopK protocol (`Variant.saelens`)."""
 # Our BatchTopK with sae-lens's protocol, one part at a time and all together
