@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +23,28 @@ def seed() -> int:
     """Seed torch before every test so each test is reproducible on its own; returns the seed."""
     torch.manual_seed(0)
     return 0
+
+
+SYNTHETIC_DOCS = Path(__file__).resolve().parents[1] / "docs/eval/synthetic"
+
+
+@pytest.fixture
+def synthetic_table(monkeypatch):
+    """A loader: synthetic_table("gpu16k_k214_table") is that table script of docs/eval/synthetic/
+    as a module, run from the repository root (the scripts read relative paths and import
+    gpu16k_seeds_table from their own folder); sys.path, the module cache and the working
+    directory are restored after the test."""
+
+    def load(name: str):
+        monkeypatch.syspath_prepend(str(SYNTHETIC_DOCS))
+        monkeypatch.chdir(SYNTHETIC_DOCS.parents[2])
+        spec = importlib.util.spec_from_file_location(name, SYNTHETIC_DOCS / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, mod)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ gpu16k-im001-PLAN.md (the encoder with a hundredth of the InfoMax weights on the
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,16 +13,9 @@ FOLDER = ROOT / "docs/eval/synthetic"
 
 
 @pytest.fixture
-def table(monkeypatch):
-    """The table script as a module, run from the repository root."""
-    monkeypatch.syspath_prepend(str(FOLDER))
-    monkeypatch.chdir(ROOT)
-    spec = importlib.util.spec_from_file_location("gpu16k_im001_table",
-                                                  FOLDER / "gpu16k_im001_table.py")  # fmt: skip
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu16k_im001_table", mod)
-    spec.loader.exec_module(mod)
-    return mod
+def table(synthetic_table):
+    """gpu16k_im001_table.py as a module (conftest.synthetic_table)."""
+    return synthetic_table("gpu16k_im001_table")
 
 
 def test_rules_on_the_committed_files(table):

@@ -4,9 +4,7 @@ verdict takes once gpu16k_seeds_table.py adds the row (the plan's rule 6)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,17 +14,9 @@ FOLDER = ROOT / "docs/eval/synthetic"
 
 
 @pytest.fixture
-def table(monkeypatch):
-    """The table script as a module, run from the repository root (it reads relative paths
-    and imports gpu16k_seeds_table from its own folder)."""
-    monkeypatch.syspath_prepend(str(FOLDER))
-    monkeypatch.chdir(ROOT)
-    spec = importlib.util.spec_from_file_location("gpu16k_k304_table",
-                                                  FOLDER / "gpu16k_k304_table.py")  # fmt: skip
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu16k_k304_table", mod)
-    spec.loader.exec_module(mod)
-    return mod
+def table(synthetic_table):
+    """gpu16k_k304_table.py as a module (conftest.synthetic_table)."""
+    return synthetic_table("gpu16k_k304_table")
 
 
 def test_rules_on_the_committed_files(table):

@@ -5,9 +5,7 @@ gpu16k-wr-hybrid-PLAN.md (the hybrid with the weight-redundancy term on the 16k 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,17 +15,9 @@ FOLDER = ROOT / "docs/eval/synthetic"
 
 
 @pytest.fixture
-def table(monkeypatch):
-    """The table script as a module, run from the repository root (it reads relative paths
-    and imports gpu16k_seeds_table from its own folder)."""
-    monkeypatch.syspath_prepend(str(FOLDER))
-    monkeypatch.chdir(ROOT)
-    spec = importlib.util.spec_from_file_location("gpu16k_wr_hybrid_table",
-                                                  FOLDER / "gpu16k_wr_hybrid_table.py")  # fmt: skip
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu16k_wr_hybrid_table", mod)
-    spec.loader.exec_module(mod)
-    return mod
+def table(synthetic_table):
+    """gpu16k_wr_hybrid_table.py as a module (conftest.synthetic_table)."""
+    return synthetic_table("gpu16k_wr_hybrid_table")
 
 
 def test_rules_on_the_committed_files(table):
