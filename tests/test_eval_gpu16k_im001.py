@@ -4,6 +4,8 @@ gpu16k-im001-PLAN.md (the encoder with a hundredth of the InfoMax weights on the
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,7 @@ def test_rules_on_the_committed_files(table):
     assert not r["5_beside"]["l0_in_target_window"]
     assert r["5_beside"]["dead_latents_max"] == 0
     assert r["5_beside"]["against_encoder_wr"] == "above"
-    assert [d["seed"] for d in out["per_seed"]] == [0, 1, 2]
+    assert [d["seed"] for d in out["detection"]] == [0, 1, 2]
 
 
 def test_a_row_at_another_init_is_left_out(table, monkeypatch, capsys):
@@ -40,3 +42,8 @@ def test_a_row_at_another_init_is_left_out(table, monkeypatch, capsys):
     assert "2 of 3 rows pass" in out["lines"][0]
     assert out["summary"][0]["seeds"] == 2
     assert "encoder-im0.01 seed 1 reported, not added (rule 1" in capsys.readouterr().out
+
+
+def test_the_committed_json_is_what_the_script_writes(table):
+    out = json.loads(json.dumps(sys.modules["gpu16k_seeds_table"]._no_nan(table.evaluate())))
+    assert out == json.loads((FOLDER / "gpu16k-im001.json").read_text())

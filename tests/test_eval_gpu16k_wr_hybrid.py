@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,8 @@ def test_the_check_leaves_out_a_wrong_init_or_a_short_row(table):
     kept = table.checked([row, bad_init, short], lines)
     assert kept == [row]
     assert len(lines) == 2 and lines[0].startswith("Rule 1") and lines[1].startswith("Rule 2")
+
+
+def test_the_committed_json_is_what_the_script_writes(table):
+    out = json.loads(json.dumps(sys.modules["gpu16k_seeds_table"]._no_nan(table.evaluate())))
+    assert out == json.loads((FOLDER / "gpu16k-wr-hybrid.json").read_text())

@@ -13,12 +13,10 @@ Run from the repository root: python docs/eval/synthetic/gpu16k_im001_table.py
 Prints the markdown table and each rule's outcome; writes docs/eval/synthetic/gpu16k-im001.json.
 """
 
-import json
-
 # the script's folder is on sys.path
 import gpu16k_seeds_table as T
 
-from implicit_em.eval.synthetic import _fmt, summarise
+from implicit_em.eval.synthetic import summarise
 from implicit_em.eval.verdict import MARGIN, apart
 
 IM = "encoder-im0.01"
@@ -29,7 +27,7 @@ L0_WINDOW = (18.75, 31.25)  # eval.verdict.nearest_in_window's window around 25 
 
 def evaluate() -> dict:
     """The plan's rules on the committed files: {"summary" (`summarise` of the table's rows),
-    "per_seed" (the new rows' detection numbers), "rules", "lines"}."""
+    "detection" (the new rows' per-seed detection, `detection_rows`), "rules", "lines"}."""
     by_file = {f: T.read_rows(T.IM001 / f, names) for f, names in T.IM001_FILES.items()}
     new = T.planned_rows(T.IM001, by_file, T.K304_INIT)  # rules 1-2; a failing row is printed
     lines = [f"Rules 1-2 (init exact, 47,927 steps): {len(new)} of "
@@ -71,36 +69,16 @@ def evaluate() -> dict:
                  f"{s['dead_latents']['max']:.0f}; F1 {s['f1']['mean']:.3f}; features covered "
                  f"{s['features_covered']['mean']:.0f}; against encoder-wr ({span('encoder-wr')}): "
                  f"{rules['5_beside']['against_encoder_wr']}.")  # fmt: skip
-    per_seed = [{"seed": r["seed"], "mcc": r["trained"]["mcc"], "l0": r["trained"]["l0"],
-                 "feature_f1": r["trained"]["feature_f1"],
-                 "features_f1_0.5": r["trained"]["features_f1_0.5"],
-                 "uniqueness": r["trained"]["uniqueness"],
-                 "feature_f1_untrained": r["untrained"]["feature_f1"],
-                 "feature_f1_random_at_l0": r["trained"]["random_at_l0"]["feature_f1"]}
-                for r in sorted(new, key=lambda r: r["seed"])]  # fmt: skip
+    detection = T.detection_rows(new, (IM,))
     table = [by[n] for n in (IM, *BESIDE) if n in by]
-    return {"summary": table, "per_seed": per_seed, "rules": rules, "lines": lines}
+    return {"summary": table, "detection": detection, "rules": rules, "lines": lines}
 
 
 def main() -> None:
     """Print the tables and the rules' lines; write docs/eval/synthetic/gpu16k-im001.json."""
     out = evaluate()
     cols = [*T.COLUMNS[:6], ("feature F1", "feature_f1", 3), *T.COLUMNS[6:]]
-    print("| variant | seeds | " + " | ".join(c[0] for c in cols) + " |")
-    print("|---|---|" + "---|" * len(cols))
-    for s in out["summary"]:
-        cells = [_fmt(s[key], nd) if key in s else "-" for _, key, nd in cols]
-        print(f"| {s['variant']} | {s['seeds']} | " + " | ".join(cells) + " |")
-    print("\n| seed | MCC | L0 | feature F1 (untrained, random@L0) | features with a latent at "
-          "F1 >= 0.5 | uniqueness |\n|---|---|---|---|---|---|")  # fmt: skip
-    for d in out["per_seed"]:
-        print(f"| {d['seed']} | {d['mcc']:.4f} | {d['l0']:.1f} | {d['feature_f1']:.3f} "
-              f"({d['feature_f1_untrained']:.3f}, {d['feature_f1_random_at_l0']:.3f}) | "
-              f"{d['features_f1_0.5']:,} | {d['uniqueness']:.3f} |")  # fmt: skip
-    print()
-    print("\n".join(f"- {x}" for x in out["lines"]))
-    text = json.dumps(T._no_nan(out), indent=1, allow_nan=False)  # strict JSON: NaN as null
-    (T.ROOT / "gpu16k-im001.json").write_text(text + "\n")
+    T.print_report(out, cols, "gpu16k-im001.json")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,12 @@ Prints the markdown tables and each rule's outcome; writes
 docs/eval/synthetic/gpu16k-k214.json.
 """
 
-import json
 from pathlib import Path
 
 # the script's folder is on sys.path
-from gpu16k_seeds_table import COLUMNS, _no_nan, load_rows, read_rows
+from gpu16k_seeds_table import COLUMNS, detection_rows, load_rows, print_report, read_rows
 
-from implicit_em.eval.synthetic import _fmt, summarise
+from implicit_em.eval.synthetic import summarise
 from implicit_em.eval.verdict import MARGIN, apart
 
 ROOT = Path("docs/eval/synthetic")
@@ -43,7 +42,6 @@ TOPK = "topk-k214"  # rule 5's reference
 # rule 5: the order at L0 25 (Matryoshka above BatchTopK's protocol row, both against TopK)
 AT25 = {"batchtopk-k214-sl-all": "batchtopk-k25-sl-all",
         "matryoshka-k214-sl-all": "matryoshka-k25-sl-all", TOPK: "topk-k25"}  # fmt: skip
-DETECTION = ("feature_f1", "features_f1_0.5", "uniqueness")  # per-feature detection columns
 
 
 def mccs(rows: list[dict], name: str) -> list[float]:
@@ -163,13 +161,7 @@ def evaluate() -> dict:
                  "default or verdict criterion reads it).")  # fmt: skip
 
     table = [by[n] for n in (*ROWS, TOPK, "tied-topk-k214", "encoder") if n in by]
-    detection = [
-        {"variant": r["variant"], "seed": r["seed"],
-         **{k: r["trained"][k] for k in DETECTION},
-         "feature_f1_untrained": r["untrained"]["feature_f1"],
-         "feature_f1_random_at_l0": r["trained"]["random_at_l0"]["feature_f1"]}
-        for r in sorted((r for r in rows if r["variant"] in (*ROWS, TOPK)),
-                        key=lambda r: ((*ROWS, TOPK).index(r["variant"]), r["seed"]))]  # fmt: skip
+    detection = detection_rows(rows, (*ROWS, TOPK))
     return {"steps": STEPS, "seeds": seeds_of, "summary": table, "detection": detection,
             "rules": rules, "lines": lines}  # fmt: skip
 
@@ -179,21 +171,7 @@ def main() -> None:
     out = evaluate()
     cols = [COLUMNS[0], ("MCC enc. rows", "mcc_encoder_rows", 3), *COLUMNS[1:6],
             ("feature F1", "feature_f1", 3), *COLUMNS[6:]]  # fmt: skip
-    print("| variant | seeds | " + " | ".join(c[0] for c in cols) + " |")
-    print("|---|---|" + "---|" * len(cols))
-    for s in out["summary"]:
-        cells = [_fmt(s[key], nd) if key in s else "-" for _, key, nd in cols]
-        print(f"| {s['variant']} | {s['seeds']} | " + " | ".join(cells) + " |")
-    print("\n| variant | seed | feature F1 (untrained, random@L0) | features with a latent at "
-          "F1 >= 0.5 | uniqueness |\n|---|---|---|---|---|")  # fmt: skip
-    for d in out["detection"]:
-        print(f"| {d['variant']} | {d['seed']} | {d['feature_f1']:.3f} "
-              f"({d['feature_f1_untrained']:.3f}, {d['feature_f1_random_at_l0']:.3f}) | "
-              f"{d['features_f1_0.5']:,} | {d['uniqueness']:.3f} |")  # fmt: skip
-    print()
-    print("\n".join(f"- {x}" for x in out["lines"]))
-    text = json.dumps(_no_nan(out), indent=1, allow_nan=False)  # strict JSON: NaN as null
-    (ROOT / "gpu16k-k214.json").write_text(text + "\n")
+    print_report(out, cols, "gpu16k-k214.json")
 
 
 if __name__ == "__main__":

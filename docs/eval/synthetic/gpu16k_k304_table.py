@@ -17,13 +17,12 @@ Prints the markdown tables and each rule's outcome; writes
 docs/eval/synthetic/gpu16k-k304.json.
 """
 
-import json
 from pathlib import Path
 
 # the script's folder is on sys.path
-from gpu16k_seeds_table import COLUMNS, _no_nan, load_rows, read_rows
+from gpu16k_seeds_table import COLUMNS, detection_rows, load_rows, print_report, read_rows
 
-from implicit_em.eval.synthetic import _fmt, summarise
+from implicit_em.eval.synthetic import summarise
 from implicit_em.eval.verdict import MARGIN, apart, at_own_l0, ground_truth_rows
 
 ROOT = Path("docs/eval/synthetic")
@@ -41,7 +40,6 @@ TOPK = "topk-k214"  # rule 5's reference
 # rule 6: the rows whose own-L0 reading the plan names (matched to 304; the unit-row encoders
 # also to 214; the encoder to 214 only)
 OWN_L0 = (WR, *BESIDE, "encoder-unit-rows", "encoder-wr-unit-rows", "encoder")
-DETECTION = ("feature_f1", "features_f1_0.5", "uniqueness")  # per-feature detection columns
 
 
 def mccs(rows: list[dict], name: str) -> list[float]:
@@ -167,13 +165,7 @@ def evaluate() -> dict:
                         if own else "no SAE row at an L0 matched to its own."))  # fmt: skip
 
     table = [by[n] for n in (ROW, TOPK, WR, *BESIDE) if n in by]
-    detection = [
-        {"variant": r["variant"], "seed": r["seed"],
-         **{k: r["trained"][k] for k in DETECTION},
-         "feature_f1_untrained": r["untrained"]["feature_f1"],
-         "feature_f1_random_at_l0": r["trained"]["random_at_l0"]["feature_f1"]}
-        for r in sorted((r for r in rows if r["variant"] in (ROW, TOPK)),
-                        key=lambda r: ((ROW, TOPK).index(r["variant"]), r["seed"]))]  # fmt: skip
+    detection = detection_rows(rows, (ROW, TOPK))
     return {"steps": STEPS, "seeds": seeds_of, "summary": table, "detection": detection,
             "rules": rules, "lines": lines}  # fmt: skip
 
@@ -183,21 +175,7 @@ def main() -> None:
     out = evaluate()
     cols = [COLUMNS[0], ("MCC enc. rows", "mcc_encoder_rows", 3), *COLUMNS[1:6],
             ("feature F1", "feature_f1", 3), *COLUMNS[6:]]  # fmt: skip
-    print("| variant | seeds | " + " | ".join(c[0] for c in cols) + " |")
-    print("|---|---|" + "---|" * len(cols))
-    for s in out["summary"]:
-        cells = [_fmt(s[key], nd) if key in s else "-" for _, key, nd in cols]
-        print(f"| {s['variant']} | {s['seeds']} | " + " | ".join(cells) + " |")
-    print("\n| variant | seed | feature F1 (untrained, random@L0) | features with a latent at "
-          "F1 >= 0.5 | uniqueness |\n|---|---|---|---|---|")  # fmt: skip
-    for d in out["detection"]:
-        print(f"| {d['variant']} | {d['seed']} | {d['feature_f1']:.3f} "
-              f"({d['feature_f1_untrained']:.3f}, {d['feature_f1_random_at_l0']:.3f}) | "
-              f"{d['features_f1_0.5']:,} | {d['uniqueness']:.3f} |")  # fmt: skip
-    print()
-    print("\n".join(f"- {x}" for x in out["lines"]))
-    text = json.dumps(_no_nan(out), indent=1, allow_nan=False)  # strict JSON: NaN as null
-    (ROOT / "gpu16k-k304.json").write_text(text + "\n")
+    print_report(out, cols, "gpu16k-k304.json")
 
 
 if __name__ == "__main__":

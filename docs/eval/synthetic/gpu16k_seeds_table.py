@@ -455,6 +455,45 @@ def plot(summary: list[dict], picked: str) -> None:
     plt.close(fig)
 
 
+DETECTION = ("feature_f1", "features_f1_0.5", "uniqueness")
+"""The per-feature detection numbers of a trained row (`eval.synthetic` scoring)."""
+
+
+def detection_rows(rows: list[dict], names: tuple[str, ...]) -> list[dict]:
+    """Per-seed detection of the rows named `names` (in that order, then by seed): variant,
+    seed, DETECTION, and the per-feature F1 of the row's untrained init and of random
+    directions at its L0 (the controls)."""
+    return [{"variant": r["variant"], "seed": r["seed"], **{k: r["trained"][k] for k in DETECTION},
+             "feature_f1_untrained": r["untrained"]["feature_f1"],
+             "feature_f1_random_at_l0": r["trained"]["random_at_l0"]["feature_f1"]}
+            for r in sorted((r for r in rows if r["variant"] in names),
+                            key=lambda r: (names.index(r["variant"]), r["seed"]))]  # fmt: skip
+
+
+def print_report(out: dict, cols: list[tuple], json_name: str,
+                 table: list[dict] | None = None) -> None:  # fmt: skip
+    """The output of a plan's table script (gpu16k_k214_table.py and its kind): prints the
+    markdown table of `table` (default out["summary"]; `summarise` rows) in the columns `cols`
+    ((header, key, decimals)), out["detection"] as a per-seed table when present, and
+    out["lines"] as a list; writes out as strict JSON (NaN as null) to ROOT / json_name."""
+    print("| variant | seeds | " + " | ".join(c[0] for c in cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for s in out["summary"] if table is None else table:
+        cells = [_fmt(s[key], nd) if key in s else "-" for _, key, nd in cols]
+        print(f"| {s['variant']} | {s['seeds']} | " + " | ".join(cells) + " |")
+    if out.get("detection"):
+        print("\n| variant | seed | feature F1 (untrained, random@L0) | features with a latent at "
+              "F1 >= 0.5 | uniqueness |\n|---|---|---|---|---|")  # fmt: skip
+        for d in out["detection"]:
+            print(f"| {d['variant']} | {d['seed']} | {d['feature_f1']:.3f} "
+                  f"({d['feature_f1_untrained']:.3f}, {d['feature_f1_random_at_l0']:.3f}) | "
+                  f"{d['features_f1_0.5']:,} | {d['uniqueness']:.3f} |")  # fmt: skip
+    print()
+    print("\n".join(f"- {x}" for x in out["lines"]))
+    text = json.dumps(_no_nan(out), indent=1, allow_nan=False)
+    (ROOT / json_name).write_text(text + "\n")
+
+
 def _no_nan(x):
     """x with every float NaN (a row with no encoder-rows MCC) replaced by None."""
     if isinstance(x, dict):

@@ -16,13 +16,12 @@ Prints the markdown table and each rule's outcome; writes
 docs/eval/synthetic/gpu16k-wr-hybrid.json.
 """
 
-import json
 from pathlib import Path
 
 # the script's folder is on sys.path
-from gpu16k_seeds_table import COLUMNS, _no_nan, load_rows, read_rows
+from gpu16k_seeds_table import COLUMNS, load_rows, print_report, read_rows
 
-from implicit_em.eval.synthetic import _fmt, summarise
+from implicit_em.eval.synthetic import summarise
 from implicit_em.eval.verdict import MARGIN, apart
 
 ROOT = Path("docs/eval/synthetic")
@@ -137,15 +136,7 @@ def main() -> None:
     """Print the table and the rules' lines; write docs/eval/synthetic/gpu16k-wr-hybrid.json."""
     out = evaluate()
     cols = [*COLUMNS[:6], ("feature F1", "feature_f1", 3), *COLUMNS[6:]]
-    print("| variant | seeds | " + " | ".join(c[0] for c in cols) + " |")
-    print("|---|---|" + "---|" * len(cols))
-    for s in out["summary"] + ([out["h0"]] if out["h0"] else []):
-        cells = [_fmt(s[key], nd) if key in s else "-" for _, key, nd in cols]
-        print(f"| {s['variant']} | {s['seeds']} | " + " | ".join(cells) + " |")
-    print()
-    print("\n".join(f"- {x}" for x in out["lines"]))
-    text = json.dumps(_no_nan(out), indent=1, allow_nan=False)  # strict JSON: NaN as null
-    (ROOT / "gpu16k-wr-hybrid.json").write_text(text + "\n")
+    print_report(out, cols, "gpu16k-wr-hybrid.json", out["summary"] + [out["h0"]] * bool(out["h0"]))
 
 
 if __name__ == "__main__":
