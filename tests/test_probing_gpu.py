@@ -471,15 +471,16 @@ PROBING = Path(__file__).resolve().parents[1] / "docs" / "eval" / "probing"
 
 
 def test_every_committed_plan_parses_with_its_rows_checked():
-    """The plan files of gpu2-gpu7 and the plans stored in every committed
+    """The plan files of gpu2-gpu8 and the plans stored in every committed
     results.json (gpu's run 1 and gpu5's included) pass `read_plan_json` / `plan_fields` with the row
     check (`plan.check_rows`), and give a Plan with the same rows."""
     mod = _script()
     from implicit_em.eval.probing_study.plan import read_plan_json
 
     files = sorted(PROBING.glob("gpu*/plan*.json"))
-    assert {f.parent.name for f in files} == {"gpu2", "gpu3", "gpu4", "gpu5", "gpu6", "gpu7"}
-    assert len(files) == 10
+    assert {f.parent.name for f in files} == {"gpu2", "gpu3", "gpu4", "gpu5", "gpu6", "gpu7",
+                                              "gpu8"}  # fmt: skip
+    assert len(files) == 11
     for f in files:
         over = read_plan_json(f"@{f}")
         plan = mod.Plan(**mod.plan_fields(over, str(f)))
@@ -556,6 +557,18 @@ def test_every_committed_plan_parses_with_its_rows_checked():
         (
             {"family": "topk_sae", "weights_of": "encoder"},
             "row 2 (topk): weights_of 'encoder': this row differs from it in family",
+        ),
+        ({"family": "topk_sae", "label": "t2", "k_of": "encoder"}, None),
+        ({"family": "encoder", "label": "e2", "readout": "topk", "k_of": "encoder"}, None),
+        (
+            {"family": "topk_sae", "label": "t2", "k_of": "encoder-im0.01"},
+            "row 2 (t2): k_of 'encoder-im0.01' is not the label of an earlier row: choose from "
+            "encoder",
+        ),
+        (
+            {"family": "encoder", "label": "e2", "k_of": "encoder"},
+            "row 2 (e2): k_of sets k, which family 'encoder' does not use: give it to a family "
+            "that uses k",
         ),
     ],
 )
@@ -1145,3 +1158,128 @@ def test_gpu7_reproduction_check_reads_gpu2_results():
     ), lines
     new["l0"]["encoder-K4096-s1"] += 1.0
     assert cr.check(new, old)[1] == "NOT comparable"
+
+
+PLAN8 = PROBING / "gpu8"
+
+
+def test_gpu8_plan_runs_every_row_repeats_gpu3_and_compare8_reads_it(tmp_path):
+    """The committed gpu8 plan (docs/eval/probing/gpu8_plan.md) at toy size: encoder-im0.01
+    trains with the registry row's loss (lambda_var = lambda_tc = 0.01, the rest as the
+    reference encoder's), takes the encoder's untrained twin (the same init: the weights change
+    only the loss) and gets random directions at its own L0; topk-at-im0.01 is trained at k =
+    encoder-im0.01's held-out L0 in the same block ("k_of"), topk at the encoder's; the three
+    rows shared with gpu3's plan sit at gpu3's positions, so run 8 repeats them bit for bit,
+    controls included (gpu6/check_repro.py on a toy gpu3 run); compare8.py reads the results by
+    rules (a)-(e), and its file has what the cross-study verdict reads of a compare3 file."""
+    from implicit_em import runs
+    from implicit_em.eval.options import VARIANTS
+    from implicit_em.eval.probing_study.plan import label_of, read_plan_json, run_config
+    from implicit_em.eval.summary import load_studies
+
+    mod = _script()
+    tiny = {**mod.TINY, "seeds": (0, 1)}
+    mod.prepare(mod.Plan(**tiny), tiny_corpora(), ByteTokenizer(), tmp_path / "data")
+    meta, arrays = mod.load_data(tmp_path / "data")
+    over = read_plan_json(f"@{PLAN8 / 'plan.json'}")
+    assert over["Ks"] == [4096, 16384] and over["seeds"] == [0, 1, 2]
+    gpu3 = read_plan_json(f"@{PLAN3 / 'plan_K4096.json'}")
+    assert over["rows"][:3] == gpu3["rows"][:3] and over["twin_mean"] == gpu3["twin_mean"]
+    assert over["resp_families"] == gpu3["resp_families"] == []
+    im, at = over["rows"][3], over["rows"][4]
+    spec = VARIANTS["encoder-im0.01"]
+    assert im["loss"] == {"lambda_var": spec.lambda_var, "lambda_tc": spec.lambda_tc}
+    assert (spec.lambda_var, spec.lambda_tc, spec.lambda_wr) == (0.01, 0.01, 0.0)
+    assert spec.reference_k == 64 and not spec.lse_mean and spec.lse_ref_batch is None
+    assert im["twin_of"] == "encoder" and im["untrained"] is False
+    assert at == {"family": "topk_sae", "label": "topk-at-im0.01", "k_of": "encoder-im0.01"}
+    plan = replace(mod.Plan(**tiny), **mod.plan_fields({**over, "Ks": [16, 32], "seeds": [0, 1]}))
+    res = mod.main_run(plan, meta, arrays, _tiny_lm(), tmp_path / "out", "cpu")
+    assert not res.get("errors"), res.get("errors")
+    assert res["blocks_done"] == ["K16-s0", "K32-s0", "K16-s1", "K32-s1"]
+    probes = res["probing"]["saebench"]
+    rows = {label_of(r): r for r in plan.rows}
+    for K in (16, 32):
+        for s in (0, 1):
+            k_enc = int(min(K, max(1, round(res["l0"][f"encoder-K{K}-s{s}"]))))
+            name = f"encoder-im0.01-K{K}-s{s}"
+            k_im = int(min(K, max(1, round(res["l0"][name]))))
+            cfg = res["rows"][name]["config"]
+            ref = res["rows"][f"encoder-K{K}-s{s}"]["config"]
+            assert cfg["loss"] == {**ref["loss"], "lambda_var": 0.01, "lambda_tc": 0.01}
+            # the same model (k is not read by the encoder: 16 before the block's k is known)
+            assert {**cfg["model"], "k": 0} == {**ref["model"], "k": 0}
+            assert cfg["model"]["centre"] is False
+            assert f"{name} (untrained)" not in probes
+            assert f"encoder-K{K}-s{s} (untrained)" in probes
+            assert any(r.startswith(f"random dirs @ L0 {k_im} ") and r.endswith(f"({name})")
+                       for r in probes)  # fmt: skip
+            assert res["train"][name]["steps"] == res["tokens"]["train"] // plan.batch_size
+            # the weights change the objective: the last record differs from the encoder's
+            assert res["train"][name]["last"] != res["train"][f"encoder-K{K}-s{s}"]["last"]
+            # TopK at encoder-im0.01's L0 ("k_of") beside TopK at the encoder's
+            sae = f"topk-at-im0.01-K{K}-k{k_im}-s{s}"
+            assert res["rows"][sae]["config"]["model"]["k"] == k_im
+            assert 0 < res["l0"][sae] <= k_im  # TopK: at most k codes above 0 per token
+            assert res["rows"][f"topk-K{K}-k{k_enc}-s{s}"]["config"]["model"]["k"] == k_enc
+            assert f"{sae} (untrained)" in probes
+            # the encoder's twin is encoder-im0.01's: the same weights at init
+            a, b = (runs.build_model(run_config("encoder", K, 32, plan, s, row=rows[x]), seed=s)
+                    for x in ("encoder-im0.01", "encoder"))  # fmt: skip
+            assert all(torch.equal(a.state_dict()[n], v) for n, v in b.state_dict().items())
+    # gpu3's plan at the same toy size: its first three rows and their controls, bit for bit
+    plan3 = replace(plan, rows=tuple(gpu3["rows"]), Ks=(16,), seeds=(0,))
+    res3 = mod.main_run(plan3, meta, arrays, _tiny_lm(), tmp_path / "out3", "cpu")
+    cr = _load(PLAN6 / "check_repro.py", "check_repro6")
+    lines, word = cr.check(res, res3)
+    assert word == "bit-identical", lines
+    assert lines[0].startswith("3 trained rows in both runs (17 new)")
+    assert "encoder-wr " in lines[1] and "encoder-im0.01" not in lines[1]
+    # compare8: rules (a)-(e) per K; the compare3 shape the verdict reads
+    c8 = _load(PLAN8 / "compare8.py", "compare8")
+    base = {"K16": {"verdict": {"best_baseline": "l1", "best_mean_k": 0.5}}}
+    md, nums = c8.compare8(res, base)
+    for K in (16, 32):
+        e = nums[f"K{K}"]
+        assert set(e["rows"]) == set(rows)
+        assert e["rows"]["encoder-im0.01"]["kind"] == "decoder-free"
+        assert e["rows"]["topk-at-im0.01"]["kind"] == "SAE"
+        assert e["topk_ce"] == e["rows"]["topk"]["ce"]  # the target's CE reference: topk's
+        w = e["im001"]
+        assert set(w) == {"encoder-im0.01", "topk-at-im0.01", "encoder-wr vs encoder"}
+        v = w["encoder-im0.01"]
+        assert v["measured"] and v["seeds"] == 2
+        for rule in ("vs_reference", "vs_wr", "vs_sae", "vs_topk_at_reference_l0"):
+            assert v[rule]["probing"] in ("above", "level", "below")
+            assert v[rule]["ce"] in ("above", "level", "below")
+        assert v["beats_controls"] == (v["vs_twin"] == v["vs_random"] == "above")
+        assert v["twin_probing"] == e["rows"]["encoder"]["twin_mean_k"]
+        assert v["probing"] == pytest.approx(e["rows"]["encoder-im0.01"]["mean_k"])
+        assert v["ce"] == pytest.approx(e["rows"]["encoder-im0.01"]["ce"])
+        assert v["l0_matched_to_sae"] is True  # TopK at k = its L0, rounded
+        assert len(v["words"]) == 5 and v["words"][-1].startswith(("as on the synthetic model",
+                                                                   "unlike the synthetic model ("))  # fmt: skip
+        assert w["topk-at-im0.01"]["measured"] and "vs_topk" in w["topk-at-im0.01"]
+    assert "| encoder-im0.01 | 2 |" in md
+    path = tmp_path / "gpu8_compare.json"
+    path.write_text(json.dumps(nums))
+    studies = load_studies(None, None, str(path))  # read as a compare3 file: "K<latents>" + rows
+    assert studies["probing3"][1]["K16"]["rows"]["encoder-im0.01"]["kind"] == "decoder-free"
+
+
+def test_gpu8_synthetic_pattern_words():
+    """compare8.py rule (e): "as on the synthetic model" only when the row is above the encoder,
+    above encoder-wr and beats its controls (gpu16k-im001.md rules 3-5); otherwise the words
+    that differ, with the synthetic model's."""
+    c8 = _load(PLAN8 / "compare8.py", "compare8")
+
+    def v(ref: str, wr: str, beats: bool) -> dict:
+        return {"vs_reference": {"probing": ref}, "vs_wr": {"probing": wr},
+                "vs_sae": {"probing": "below"}, "beats_controls": beats}  # fmt: skip
+
+    assert c8.words(v("above", "above", True)) == [
+        "the InfoMax weights at 1/100 lift the encoder", "above encoder-wr",
+        "below TopK at its own L0", "beats its controls", "as on the synthetic model"]  # fmt: skip
+    last = c8.words(v("level", "above", False))[-1]
+    want = "vs_reference: level (there: above); beats_controls: False (there: True)"
+    assert last == f"unlike the synthetic model ({want})"

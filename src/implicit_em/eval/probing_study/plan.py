@@ -50,9 +50,11 @@ class Plan:
     an earlier row trained the same way, i.e. with the same "family", "loss", "model" and
     "l1_c" and no "pretrain": this row is not trained again but starts from that row's trained
     weights, so a read-out row costs its evaluation only; same seed, same weights as training
-    it again, which is what gpu4's read-out rows did). A family that uses k (registry
-    `uses_k`) and a "topk" read-out take k = the L0 of the block's first `l0_reference` row,
-    so that row comes first."""
+    it again, which is what gpu4's read-out rows did) and "k_of" (the label of an earlier
+    row: this row's k is that row's held-out L0 in the block, rounded, instead of the
+    `l0_reference` row's; an SAE at a variant's own L0, docs/eval/probing/gpu8_plan.md). A
+    family that uses k (registry `uses_k`) and a "topk" read-out take k = the L0 of the
+    block's first `l0_reference` row, so that row comes first."""
     l0_reference: str = DEFAULT_FAMILY
     """The family whose held-out L0 (rounded) is the block's k for the families that use k."""
     resp_families: tuple[str, ...] = ()
@@ -115,7 +117,7 @@ TINY = dict(Ks=(16, 32), seeds=(0, 1), train_tokens=4000, batch_size=256, fit_to
 
 
 ROW_KEYS = ("family", "label", "loss", "model", "l1_c", "untrained", "pretrain",
-            "pretrain_fraction", "readout", "twin_of", "weights_of")  # fmt: skip
+            "pretrain_fraction", "readout", "twin_of", "weights_of", "k_of")  # fmt: skip
 """The keys a `Plan.rows` entry may hold (their meaning: `Plan.rows`)."""
 PRETRAIN_KEYS = ("family", "label", "loss", "model", "l1_c")
 """The keys of a row's "pretrain" row dict (the pre-training stage's `run_config` reads them)."""
@@ -140,7 +142,8 @@ def check_rows(rows, where: str = "the plan") -> None:
     the allowed ones, unless every entry of `rows` (`Plan.rows`) is a dict with a registry
     "family", only `ROW_KEYS`, "loss" / "model" keys that are `LossConfig` / `ModelConfig`
     fields, "readout" in `READOUTS` (or absent), "untrained" true or false, "twin_of" the label
-    of another row, "weights_of" the label of an earlier row that agrees with it on every
+    of another row, "k_of" the label of an earlier row on a row that uses k (a family with
+    `uses_k` or a "topk" read-out), "weights_of" the label of an earlier row that agrees with it on every
     `WEIGHTS_KEYS` key and has no "pretrain", "pretrain_fraction" in (0, 1) and "pretrain"
     "none" or a row dict of `PRETRAIN_KEYS` (checked the same way). `plan_fields` calls it, so a typo in a plan file
     stops the command when the plan is read, before any data or language-model work (an
@@ -187,6 +190,15 @@ def check_rows(rows, where: str = "the plan") -> None:
         if "twin_of" in row and row["twin_of"] not in labels[:i] + labels[i + 1 :]:
             raise ValueError(f"{where}: {name}: twin_of {row['twin_of']!r} is not the label of "
                              f"another row: choose from {', '.join(map(str, labels))}")  # fmt: skip
+        if "k_of" in row:
+            if row["k_of"] not in labels[:i]:
+                earlier = ", ".join(map(str, labels[:i])) or "none (it is the first row)"
+                raise ValueError(f"{where}: {name}: k_of {row['k_of']!r} is not the label of an "
+                                 f"earlier row: choose from {earlier}")  # fmt: skip
+            if not (FAMILIES[row["family"]].uses_k or row.get("readout") == "topk"):
+                raise ValueError(f"{where}: {name}: k_of sets k, which family "
+                                 f"{row['family']!r} does not use: give it to a family that "
+                                 "uses k (e.g. topk_sae) or a row with \"readout\": \"topk\"")  # fmt: skip
         if "weights_of" in row:
             src = row["weights_of"]
             if src not in labels[:i]:

@@ -274,17 +274,20 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
             trained, untrained = {}, {}
             no_twin, resp = set(), set()  # rows without an untrained row; rows also read as r
             k_match = None
+            k_of = {}  # label -> its held-out L0, rounded: the k of a row with "k_of"
             weights = {}  # label -> (trained model before any read-out, its stages): weights_of
             for row in plan_rows(plan):
                 fam = row["family"]
                 label = label_of(row)
                 readout = row.get("readout")
                 uses_k = FAMILIES[fam].uses_k or readout == "topk"
-                if uses_k and k_match is None:
-                    res.setdefault("errors", {})[f"{label}-K{K}-s{seed}"] = "no encoder L0"
-                    continue  # the L0 rule needs the block's encoder first
-                cfg = run_config(fam, K, D, plan, seed, k=k_match or 16, row=row)
-                name = f"{label}-K{K}" + (f"-k{k_match}" if uses_k else "") + f"-s{seed}"
+                k_row = k_of.get(row["k_of"]) if "k_of" in row else k_match
+                if uses_k and k_row is None:
+                    why = f"no L0 of {row['k_of']}" if "k_of" in row else "no encoder L0"
+                    res.setdefault("errors", {})[f"{label}-K{K}-s{seed}"] = why
+                    continue  # the L0 rule needs the block's encoder (or k_of row) first
+                cfg = run_config(fam, K, D, plan, seed, k=k_row or 16, row=row)
+                name = f"{label}-K{K}" + (f"-k{k_row}" if uses_k else "") + f"-s{seed}"
                 model = runs.build_model(cfg, seed=seed).to(dev)
                 untrained[name] = runs.build_model(cfg, seed=seed).to(dev).eval()
                 if row.get("untrained", True) is False:
@@ -304,7 +307,7 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                         stages = weights[src][1]
                     else:
                         stages = train_row(model, row, cfg, x_train, plan, K, D, seed,
-                                           k_match or 16, dev)  # fmt: skip
+                                           k_row or 16, dev)  # fmt: skip
                 except Exception as e:  # one family failing must not lose the others
                     res.setdefault("errors", {})[name] = f"{type(e).__name__}: {e}"
                     log(f"{name}: FAILED {type(e).__name__}: {e}")
@@ -317,8 +320,8 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                         {**untrained[name].state_dict(),
                          **{b: v for b, v in model.state_dict().items() if b.startswith("x_mean")}})  # fmt: skip
                 if readout == "topk":  # post-hoc read-out at the block's k, twin alike
-                    model = readout_at_k(model, k_match)
-                    untrained[name] = readout_at_k(untrained[name], k_match)
+                    model = readout_at_k(model, k_row)
+                    untrained[name] = readout_at_k(untrained[name], k_row)
                 trained[name] = model
                 a = encode(model, x_held)
                 l0, res["dead_fraction"][name] = l0_and_dead(a)
@@ -341,8 +344,9 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                 res["kinds"][name] = "trained"
                 if name not in no_twin:
                     res["kinds"][f"{name} (untrained)"] = "untrained"
+                k_of[label] = int(min(K, max(1, round(l0))))
                 if fam == plan.l0_reference and k_match is None:  # the block's first such row
-                    k_match = int(min(K, max(1, round(l0))))
+                    k_match = k_of[label]
                 del a, au
                 log(f"{name}: {res['train'][name]['seconds']} s, L0 {l0:.1f}, dead "
                     f"{res['dead_fraction'][name]:.4f}")  # fmt: skip
