@@ -1283,3 +1283,54 @@ def test_gpu8_synthetic_pattern_words():
     last = c8.words(v("level", "above", False))[-1]
     want = "vs_reference: level (there: above); beats_controls: False (there: True)"
     assert last == f"unlike the synthetic model ({want})"
+
+
+def test_rule_table_helpers_shared_by_compare6_to_8(tmp_path, capsys):
+    """compare.py's helpers of gpu6-8/compareN.py: a pair's words and deltas (margin 0.01 on
+    probing, 0 on CE seeds), the controls rule, the table cells, and commands.write_compare
+    (md + JSON at indent 1, the markdown printed, neither file replaced)."""
+    from implicit_em.eval.probing_study.commands import write_compare
+    from implicit_em.eval.probing_study.compare import (
+        ce_cell,
+        controls,
+        controls_cells,
+        entry,
+        entry_cells,
+        pair_cell,
+        pair_words,
+        rule_row,
+        unmeasured_row,
+    )
+
+    def st(lo: float, hi: float, ce: list[float]) -> dict:
+        return {"seeds": 2, "l0": 10.0, "dead": [0, 1], "mean_k": (lo + hi) / 2,
+                "mean_k_range": [lo, hi], "ce": sum(ce) / len(ce) if ce else None,
+                "ce_seeds": ce}  # fmt: skip
+
+    a, b = st(0.80, 0.82, [0.9, 0.92]), st(0.70, 0.78, [0.95, 0.96])
+    p = pair_words(a, b)
+    assert (p["probing"], p["ce"]) == ("above", "below")
+    assert p["probing_delta"] == pytest.approx(0.07) and p["ce_delta"] == pytest.approx(-0.045)
+    assert pair_words(st(0.80, 0.82, []), b)["ce"] == "not measured"
+    assert pair_words(a, st(0.795, 0.80, [0.9]))["probing"] == "level"  # 0.005 < the margin
+    assert pair_cell(p) == "above (+0.070)" and pair_cell(p, "ce") == "below (-0.045)"
+    assert pair_cell(None) == "-" and pair_cell({"ce": "not measured"}, "ce") == "not measured"
+    c = controls(a, b, None)
+    assert c == {"twin_probing": b["mean_k"], "twin_range": [0.70, 0.78], "vs_twin": "above",
+                 "vs_random": "not measured", "beats_controls": False,
+                 "margin_over_controls": pytest.approx(0.02)}  # fmt: skip
+    v = {**entry(a), **controls(a, b, st(0.5, 0.6, []))}
+    assert v["beats_controls"] and v["margin_over_controls"] == pytest.approx(0.02)
+    assert entry_cells("r", v) == "| r | 2 | 10.0 | 0/1 | 0.810 [0.800, 0.820] | "
+    assert controls_cells(v) == "above | above | +0.020"
+    assert ce_cell(v) == "0.9100 [0.9000, 0.9200]" and ce_cell(entry(st(0, 1, []))) == "-"
+    assert unmeasured_row("r", 5) == "| r | 0 | not measured | | |"
+    assert rule_row("r", v, [p, None]) == ("| r | 2 | 10.0 | 0/1 | 0.810 [0.800, 0.820] | "
+        "above (+0.070) | - | above | above | +0.020 | 0.9100 [0.9000, 0.9200] | "
+        "below (-0.045) / - | (rule c only) |")  # fmt: skip
+    files = ("x.md", "x.json")
+    assert write_compare(tmp_path, files, lambda: ("# md\n", {"K16": [1]})) == 0
+    assert (tmp_path / "x.md").read_text() == "# md\n" and capsys.readouterr().out == "# md\n\n"
+    assert (tmp_path / "x.json").read_text() == '{\n "K16": [\n  1\n ]\n}'
+    with pytest.raises(FileExistsError, match="x.md exists"):
+        write_compare(tmp_path, files, lambda: pytest.fail("computed before refusing"))

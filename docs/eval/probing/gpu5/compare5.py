@@ -14,9 +14,7 @@ and dead-latent counts).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 ROWS = ("encoder", "topk", "matryoshka", "encoder-wr", "encoder-wr-topk", "encoder-topk")
 """The rows of each block of run 5 (gpu5/plan_K*.json), all of them in gpu4 too."""
@@ -171,16 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--old", required=True, help="gpu4's results_r4.json")
     p.add_argument("--out", required=True, help="folder for gpu5_compare.md / .json")
     args = p.parse_args(argv)
-    from implicit_em.atomic import free_paths
-    from implicit_em.eval.probing_study.commands import load_results
+    from implicit_em.eval.probing_study.commands import load_results, write_compare
 
-    md_path, json_path = free_paths(Path(args.out), ("gpu5_compare.md", "gpu5_compare.json"),
-                                    False)  # fmt: skip
-    md, nums = compare5(load_results(args.new), load_results([args.old]))
-    md_path.write_text(md)
-    json_path.write_text(json.dumps(nums, indent=1))
-    print(md)
-    return 0
+    return write_compare(args.out, ("gpu5_compare.md", "gpu5_compare.json"),
+                         lambda: compare5(load_results(args.new), load_results([args.old])))  # fmt: skip
 
 
 if __name__ == "__main__":

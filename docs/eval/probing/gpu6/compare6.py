@@ -16,9 +16,7 @@ through post-hoc least squares).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 COMBINATIONS = {
     "encoder-wr-softplus": "encoder-softplus",
@@ -29,37 +27,10 @@ the combination's control too: same init, wr changes only the loss)."""
 WR = "encoder-wr"
 """wr alone (rule a)."""
 READOUT = "post-hoc least squares"
+FILES = ("gpu6_compare.md", "gpu6_compare.json")
 SYNTHETIC = {"vs_wr": "below", "vs_base": "above"}
 """docs/eval/synthetic/gpu16k-next11.md, rules 3-4: both combinations below wr alone and above
 their base rows (3 seeds each, MCC, margin 0.01)."""
-
-
-def _stats(summ: dict, res: dict, rid: str, readout: str = READOUT) -> dict | None:
-    """row_stats through `readout` (least squares here; gpu7/compare7.py reads the tied rows
-    through their own decoder), with the per-seed CE-loss recovered."""
-    from implicit_em.eval.probing_study.compare import row_stats
-
-    st = row_stats(summ, res, rid, readout)
-    if st is not None:
-        st["ce_seeds"] = [
-            float(c) for c in summ["downstream"].get(f"{rid} | {readout}", {}).get(
-                "ce_loss_recovered", [])
-        ]  # fmt: skip
-    return st
-
-
-def _pair(a: dict, b: dict) -> dict:
-    """a against b: probing (margin 0.01) and CE-loss recovered (margin 0) words and deltas."""
-    from implicit_em.eval.verdict import MARGIN, apart
-
-    out = {"probing": apart(a["mean_k_range"], b["mean_k_range"], MARGIN),
-           "probing_delta": a["mean_k"] - b["mean_k"], "l0": [a["l0"], b["l0"]]}  # fmt: skip
-    if a.get("ce_seeds") and b.get("ce_seeds"):
-        out["ce"] = apart(a["ce_seeds"], b["ce_seeds"], 0.0)
-        out["ce_delta"] = a["ce"] - b["ce"]
-    else:
-        out["ce"] = "not measured"
-    return out
 
 
 def words(v: dict, base: str) -> list[str]:
@@ -82,45 +53,37 @@ def words(v: dict, base: str) -> list[str]:
 
 def combinations(res: dict) -> dict:
     """Per K (str): each combination's rules (a)-(c), and wr's own lift on the encoder."""
+    from implicit_em.eval.probing_study.compare import controls, entry, pair_words, row_stats_ce
     from implicit_em.eval.probing_study.plan import label_of
     from implicit_em.eval.probing_study.report import summarize
-    from implicit_em.eval.verdict import MARGIN, apart
 
     summ = summarize(res)
+
+    def stats(rid: str) -> dict | None:
+        return row_stats_ce(summ, res, rid, READOUT)
+
     twin_of = {label_of(r): r.get("twin_of", label_of(r)) for r in res["plan"]["rows"]}
     out: dict = {}
     for K in res["plan"]["Ks"]:
         e: dict = {}
-        wr = _stats(summ, res, f"{WR}-K{K}")
-        enc = _stats(summ, res, f"encoder-K{K}")
+        wr = stats(f"{WR}-K{K}")
+        enc = stats(f"encoder-K{K}")
         if wr is not None and enc is not None:
-            e["encoder-wr vs encoder"] = _pair(wr, enc)
+            e["encoder-wr vs encoder"] = pair_words(wr, enc)
         for combo, base in COMBINATIONS.items():
-            st = _stats(summ, res, f"{combo}-K{K}")
+            st = stats(f"{combo}-K{K}")
             if st is None:
                 e[combo] = {"measured": False}
                 continue
-            bs = _stats(summ, res, f"{base}-K{K}")
-            twin = _stats(summ, res, f"{twin_of.get(combo, combo)}-K{K} (untrained)")
-            rnd = _stats(summ, res, f"random dirs @ L0 of {combo}-K{K}")
-            v = {"measured": True, "seeds": st["seeds"], "l0": st["l0"], "dead": st["dead"],
-                 "probing": st["mean_k"], "probing_range": st["mean_k_range"],
-                 "ce": st.get("ce"), "ce_seeds": st.get("ce_seeds")}  # fmt: skip
+            bs = stats(f"{base}-K{K}")
+            twin = stats(f"{twin_of.get(combo, combo)}-K{K} (untrained)")
+            rnd = stats(f"random dirs @ L0 of {combo}-K{K}")
+            v = entry(st)
             if wr is not None:
-                v["vs_wr"] = _pair(st, wr)
+                v["vs_wr"] = pair_words(st, wr)
             if bs is not None:
-                v["vs_base"] = _pair(st, bs)
-            best = None
-            for name, c in (("twin", twin), ("random", rnd)):
-                if c is None:
-                    v[f"vs_{name}"] = "not measured"
-                    continue
-                v[f"{name}_probing"], v[f"{name}_range"] = c["mean_k"], c["mean_k_range"]
-                v[f"vs_{name}"] = apart(st["mean_k_range"], c["mean_k_range"], MARGIN)
-                best = max(best if best is not None else -1.0, c["mean_k_range"][1])
-            v["beats_controls"] = v.get("vs_twin") == "above" and v.get("vs_random") == "above"
-            if best is not None:
-                v["margin_over_controls"] = st["mean_k_range"][0] - best
+                v["vs_base"] = pair_words(st, bs)
+            v |= controls(st, twin, rnd)
             v["words"] = words(v, base)
             e[combo] = v
         out[str(K)] = e
@@ -129,7 +92,12 @@ def combinations(res: dict) -> dict:
 
 def compare6(res: dict, baseline: dict) -> tuple[str, dict]:
     """(markdown, numbers): compare3's rows and rules, each K entry with "combinations"."""
-    from implicit_em.eval.probing_study.compare import compare3
+    from implicit_em.eval.probing_study.compare import (
+        compare3,
+        controls_cells,
+        entry_cells,
+        unmeasured_row,
+    )
 
     md3, nums = compare3(res, baseline)
     comb = combinations(res)
@@ -145,16 +113,15 @@ def compare6(res: dict, baseline: dict) -> tuple[str, dict]:
             if combo not in COMBINATIONS:
                 continue
             if not v["measured"]:
-                lines.append(f"| {combo} | 0 | not measured | | | | | | | | | |")
+                lines.append(unmeasured_row(combo, 12))
                 continue
             a, b = v.get("vs_wr", {}), v.get("vs_base", {})
             lines.append(
-                f"| {combo} | {v['seeds']} | {v['l0']:.1f} | {'/'.join(map(str, v['dead']))} | "
-                f"{v['probing']:.3f} [{v['probing_range'][0]:.3f}, {v['probing_range'][1]:.3f}] | "
-                f"{a.get('probing', '-')} ({a.get('probing_delta', 0.0):+.3f}) | "
+                entry_cells(combo, v)
+                + f"{a.get('probing', '-')} ({a.get('probing_delta', 0.0):+.3f}) | "
                 f"{b.get('probing', '-')} ({b.get('probing_delta', 0.0):+.3f}) | "
-                f"{v['vs_twin']} | {v['vs_random']} | {v.get('margin_over_controls', 0.0):+.3f} | "
-                f"{a.get('ce', '-')} / {b.get('ce', '-')} | {'; '.join(v['words'])} |"
+                f"{controls_cells(v)} | {a.get('ce', '-')} / {b.get('ce', '-')} | "
+                f"{'; '.join(v['words'])} |"
             )
         ew = e.get("encoder-wr vs encoder")
         if ew:
@@ -167,22 +134,14 @@ def compare6(res: dict, baseline: dict) -> tuple[str, dict]:
 
 
 def main(argv: list[str]) -> int:
-    from implicit_em.atomic import free_paths
-    from implicit_em.eval.probing_study.commands import load_results, read_json
+    from implicit_em.eval.probing_study.commands import compare_to_baseline
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", nargs="+", required=True)
     p.add_argument("--baseline", required=True, help="docs/eval/probing/gpu2/gpu2_compare.json")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    res = load_results(a.results)
-    base = read_json(a.baseline, "baseline", "`implicit-em eval-suite probing-study compare`")
-    md_path, json_path = free_paths(Path(a.out), ("gpu6_compare.md", "gpu6_compare.json"), False)
-    md, nums = compare6(res, base)
-    md_path.write_text(md)
-    json_path.write_text(json.dumps(nums, indent=1))
-    print(md)
-    return 0
+    return compare_to_baseline(a.results, a.baseline, a.out, FILES, compare6)
 
 
 if __name__ == "__main__":

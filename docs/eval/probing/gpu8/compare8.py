@@ -12,18 +12,15 @@ writes gpu8_compare.md and gpu8_compare.json (refuses to replace them). Probing 
 probe, mean over the datasets and k (`compare.row_stats`), per seed; *apart* =
 `eval.verdict.apart` (margin `eval.verdict.MARGIN` = 0.01 for probing, 0 for CE-loss
 recovered). CE-loss recovered is read through post-hoc least squares for the encoder rows
-(gpu3's headline) and through the own decoder for TopK. The pair statistics are gpu6's
-(`gpu6/compare6.py`: `_pair`, `_stats`), the controls rule gpu7's (`gpu7/compare7.py`:
-`controls`).
+(gpu3's headline) and through the own decoder for TopK. The pair and row statistics and the
+controls rule are `compare`'s (`pair_words`, `row_stats_ce`, `controls`), shared with
+gpu6/compare6.py and gpu7/compare7.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import sys
-from pathlib import Path
 
 ROW = "encoder-im0.01"
 """The new row: the encoder with lambda_var = lambda_tc = 0.01 (gpu8/plan.json; the registry
@@ -36,6 +33,7 @@ SAE_AT_L0 = "topk-at-im0.01"
 TOPK = "topk"
 """TopK at the reference encoder's L0 (the CE reference of the target; beside rule d)."""
 LSQ, OWN = "post-hoc least squares", "own decoder"
+FILES = ("gpu8_compare.md", "gpu8_compare.json")
 SYNTHETIC = {"vs_reference": "above", "vs_wr": "above", "beats_controls": True}
 """docs/eval/synthetic/gpu16k-im001.md, rules 3-5 (16k recipe, 3 seeds, MCC, margin 0.01):
 encoder-im0.01 above the encoder (0.400 against 0.210), above its controls (0.148) and above
@@ -53,15 +51,6 @@ WORDS = {
                "below": "below TopK at its own L0"},
 }  # fmt: skip
 """The fixed sentences of gpu8_plan.md's rules (a), (b) and (d), by the probing word."""
-
-
-def _load(folder: str, name: str):
-    """docs/eval/probing/<folder>/<name>.py, loaded from its file."""
-    path = Path(__file__).resolve().parents[1] / folder / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def words(v: dict) -> list[str]:
@@ -83,16 +72,16 @@ def im001(res: dict) -> dict:
     """Per K (str): ROW's rules (a)-(e), its L0 against the reference's, wr against the
     encoder (the reference for "lifts", as gpu6) and TopK at ROW's L0 against its own controls
     and against TopK at the encoder's L0 (for the record)."""
+    from implicit_em.eval.probing_study.compare import controls, entry, pair_words, row_stats_ce
     from implicit_em.eval.probing_study.plan import label_of
     from implicit_em.eval.probing_study.report import summarize
     from implicit_em.eval.verdict import matched_l0
 
-    c6, c7 = _load("gpu6", "compare6"), _load("gpu7", "compare7")
     summ = summarize(res)
     twin_of = {label_of(r): r.get("twin_of", label_of(r)) for r in res["plan"]["rows"]}
 
     def stats(rid: str, readout: str = LSQ) -> dict | None:
-        return c6._stats(summ, res, rid, readout)
+        return row_stats_ce(summ, res, rid, readout)
 
     def with_controls(row: str, K: int, readout: str) -> dict | None:
         st = stats(f"{row}-K{K}", readout)
@@ -100,10 +89,7 @@ def im001(res: dict) -> dict:
             return None
         twin = stats(f"{twin_of.get(row, row)}-K{K} (untrained)", readout)
         rnd = stats(f"random dirs @ L0 of {row}-K{K}")
-        return {"measured": True, "seeds": st["seeds"], "l0": st["l0"], "dead": st["dead"],
-                "probing": st["mean_k"], "probing_range": st["mean_k_range"],
-                "ce": st.get("ce"), "ce_seeds": st.get("ce_seeds"),
-                **c7.controls(st, twin, rnd)}  # fmt: skip
+        return {**entry(st), **controls(st, twin, rnd)}
 
     out: dict = {}
     for K in res["plan"]["Ks"]:
@@ -111,45 +97,38 @@ def im001(res: dict) -> dict:
         ref, wr = stats(f"{REFERENCE}-K{K}"), stats(f"{WR}-K{K}")
         sae, topk = stats(f"{SAE_AT_L0}-K{K}", OWN), stats(f"{TOPK}-K{K}", OWN)
         if wr is not None and ref is not None:
-            e["encoder-wr vs encoder"] = c6._pair(wr, ref)
+            e["encoder-wr vs encoder"] = pair_words(wr, ref)
         v = with_controls(ROW, K, LSQ)
         if v is None:
             e[ROW] = {"measured": False}
         else:
             st = stats(f"{ROW}-K{K}")
             if ref is not None:
-                v["vs_reference"] = c6._pair(st, ref)
+                v["vs_reference"] = pair_words(st, ref)
                 v["l0_ratio"] = st["l0"] / ref["l0"]
                 v["l0_matched_to_reference"] = matched_l0(st["l0"], ref["l0"])
             if wr is not None:
-                v["vs_wr"] = c6._pair(st, wr)
+                v["vs_wr"] = pair_words(st, wr)
             if sae is not None:
-                v["vs_sae"] = c6._pair(st, sae)
+                v["vs_sae"] = pair_words(st, sae)
                 v["l0_matched_to_sae"] = matched_l0(st["l0"], sae["l0"])
             if topk is not None:
-                v["vs_topk_at_reference_l0"] = c6._pair(st, topk)
+                v["vs_topk_at_reference_l0"] = pair_words(st, topk)
                 v["l0_matched_to_topk"] = matched_l0(st["l0"], topk["l0"])
             v["words"] = words(v)
             v["synthetic_sae"] = SYNTHETIC_SAE
             e[ROW] = v
         s = with_controls(SAE_AT_L0, K, OWN)
         if s is not None and topk is not None:
-            s["vs_topk"] = c6._pair(stats(f"{SAE_AT_L0}-K{K}", OWN), topk)
+            s["vs_topk"] = pair_words(stats(f"{SAE_AT_L0}-K{K}", OWN), topk)
         e[SAE_AT_L0] = s or {"measured": False}
         out[str(K)] = e
     return out
 
 
-def _cell(p: dict | None, key: str = "probing") -> str:
-    if not p:
-        return "-"
-    delta = p.get(f"{key}_delta")
-    return p[key] + (f" ({delta:+.3f})" if delta is not None else "")
-
-
 def compare8(res: dict, baseline: dict) -> tuple[str, dict]:
     """(markdown, numbers): compare3's rows and rules, each K entry with "im001"."""
-    from implicit_em.eval.probing_study.compare import compare3
+    from implicit_em.eval.probing_study.compare import compare3, pair_cell, rule_row, unmeasured_row
 
     md3, nums = compare3(res, baseline)
     rules = im001(res)
@@ -165,54 +144,36 @@ def compare8(res: dict, baseline: dict) -> tuple[str, dict]:
         for row in (ROW, SAE_AT_L0):
             v = e[row]
             if not v["measured"]:
-                lines.append(f"| {row} | 0 | not measured | | | | | | | | | | | |")
+                lines.append(unmeasured_row(row, 14))
                 continue
-            a, b, d = v.get("vs_reference"), v.get("vs_wr"), v.get("vs_sae")
-            cs = v["ce_seeds"] or []
-            ce = f"{v['ce']:.4f} [{min(cs):.4f}, {max(cs):.4f}]" if cs else "-"
-            lines.append(
-                f"| {row} | {v['seeds']} | {v['l0']:.1f} | {'/'.join(map(str, v['dead']))} | "
-                f"{v['probing']:.3f} [{v['probing_range'][0]:.3f}, {v['probing_range'][1]:.3f}] | "
-                f"{_cell(a)} | {_cell(b)} | {_cell(d)} | {v['vs_twin']} | {v['vs_random']} | "
-                f"{v.get('margin_over_controls', 0.0):+.3f} | {ce} | "
-                f"{_cell(a, 'ce') if a else '-'} / {_cell(b, 'ce') if b else '-'} / "
-                f"{_cell(d, 'ce') if d else '-'} | "
-                f"{'; '.join(v.get('words', [])) or '(rule c only)'} |"
-            )
+            pairs = [v.get("vs_reference"), v.get("vs_wr"), v.get("vs_sae")]
+            lines.append(rule_row(row, v, pairs))
         v = e[ROW]
         if v.get("measured") and "l0_ratio" in v:
             lines += ["", f"{ROW}'s L0 is {v['l0_ratio']:.2f}x the encoder's (matched within 25 %: "
                       f"{v['l0_matched_to_reference']}); matched to topk-at-im0.01's: "
                       f"{v.get('l0_matched_to_sae')}; to topk's (the encoder's L0): "
                       f"{v.get('l0_matched_to_topk')}. Against topk at the encoder's L0 (beside): "
-                      f"probing {_cell(v.get('vs_topk_at_reference_l0'))}. The synthetic model "
+                      f"probing {pair_cell(v.get('vs_topk_at_reference_l0'))}. The synthetic model "
                       f"at its own L0: {SYNTHETIC_SAE}."]  # fmt: skip
         wr = e.get("encoder-wr vs encoder")
         if wr:
             lines += ["", f"encoder-wr against encoder (this run; gpu3: level at 4096, above at "
-                      f"16384): probing {_cell(wr)}, CE-loss recovered {_cell(wr, 'ce')}"]  # fmt: skip
+                      f"16384): probing {pair_cell(wr)}, CE-loss recovered {pair_cell(wr, 'ce')}"]  # fmt: skip
         lines.append("")
     lines += ["## Every row by gpu3's rules (`compare.compare3`)", "", md3]
     return "\n".join(lines), nums
 
 
 def main(argv: list[str]) -> int:
-    from implicit_em.atomic import free_paths
-    from implicit_em.eval.probing_study.commands import load_results, read_json
+    from implicit_em.eval.probing_study.commands import compare_to_baseline
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", nargs="+", required=True)
     p.add_argument("--baseline", required=True, help="docs/eval/probing/gpu2/gpu2_compare.json")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    res = load_results(a.results)
-    base = read_json(a.baseline, "baseline", "`implicit-em eval-suite probing-study compare`")
-    md_path, json_path = free_paths(Path(a.out), ("gpu8_compare.md", "gpu8_compare.json"), False)
-    md, nums = compare8(res, base)
-    md_path.write_text(md)
-    json_path.write_text(json.dumps(nums, indent=1))
-    print(md)
-    return 0
+    return compare_to_baseline(a.results, a.baseline, a.out, FILES, compare8)
 
 
 if __name__ == "__main__":

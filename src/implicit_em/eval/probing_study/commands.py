@@ -10,6 +10,7 @@ refuses to replace files it would write unless `overwrite`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -127,11 +128,39 @@ def compare_command(opts: StudyCompareOptions) -> None:
 
     new = load_results(opts.results)
     old = load_results([opts.old])
-    md_path, json_path = free_paths(Path(opts.out), COMPARE_FILES, opts.overwrite)
-    md, nums = compare(new, old)
+    write_compare(opts.out, COMPARE_FILES, lambda: compare(new, old), opts.overwrite)
+
+
+def write_compare(
+    out: str | Path,
+    files: tuple[str, str],
+    make: Callable[[], tuple[str, dict]],
+    overwrite: bool = False,
+) -> int:
+    """make()'s (markdown, numbers) written to out / files[0] and, as JSON (indent 1), to
+    out / files[1]; prints the markdown. Refuses to replace either file unless `overwrite`
+    (`atomic.free_paths`, checked before make() runs). Returns 0, the per-run scripts' exit
+    status (docs/eval/probing/gpu5-8/compareN.py)."""
+    md_path, json_path = free_paths(Path(out), files, overwrite)
+    md, nums = make()
     md_path.write_text(md)
     json_path.write_text(json.dumps(nums, indent=1))
     print(md)
+    return 0
+
+
+def compare_to_baseline(
+    results: list[str],
+    baseline: str,
+    out: str | Path,
+    files: tuple[str, str],
+    compare: Callable[[dict, dict], tuple[str, dict]],
+) -> int:
+    """The body of docs/eval/probing/gpu6-8/compareN.py: `compare(merged results, gpu2's
+    gpu2_compare.json)` written by `write_compare` (refusing to replace `files` in `out`)."""
+    res = load_results(results)
+    base = read_json(baseline, "baseline", "`implicit-em eval-suite probing-study compare`")
+    return write_compare(out, files, lambda: compare(res, base))
 
 
 def _rows_and_baseline(opts, run: int, example: str) -> tuple[dict, dict]:

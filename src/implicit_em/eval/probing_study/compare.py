@@ -8,6 +8,13 @@ encoder, their controls and the SAE baselines by the rules of gpu3_plan.md, with
 SAE pairs and the TopK read-out rows by the rules of gpu4_plan.md, on top of compare3's
 per-row statistics. Each returns (markdown, numbers). compare and compare3 moved from
 scripts/probing_gpu.py, unchanged.
+
+The per-run scripts docs/eval/probing/gpu6/compare6.py, gpu7/compare7.py and gpu8/compare8.py
+share the pieces at the end of this module: `row_stats_ce` (a row's statistics with its per-seed
+CE-loss recovered), `pair_words` (one row against another), `controls` (a row against its
+untrained twin and random directions), `entry` (a row's entry in their rule tables) and the
+cells of those tables (`entry_cells`, `controls_cells`, `ce_cell`, `pair_cell`, `rule_row`,
+`unmeasured_row`).
 """
 
 from __future__ import annotations
@@ -525,3 +532,104 @@ def compare4(new: dict, baseline: dict) -> tuple[str, dict]:
                              f"beats its controls: {x['beats_controls']}, against {ref}: "
                              f"{x['probe_vs_reference']}")  # fmt: skip
     return "\n".join(lines) + "\n", numbers
+
+
+def row_stats_ce(summ: dict, res: dict, rid: str, readout: str) -> dict | None:
+    """`row_stats` through `readout`, with the per-seed CE-loss recovered ("ce_seeds", floats;
+    [] when the row has no CE-loss recovered through that read-out)."""
+    st = row_stats(summ, res, rid, readout)
+    if st is not None:
+        st["ce_seeds"] = [
+            float(c) for c in summ["downstream"].get(f"{rid} | {readout}", {}).get(
+                "ce_loss_recovered", [])
+        ]  # fmt: skip
+    return st
+
+
+def pair_words(a: dict, b: dict) -> dict:
+    """Row statistics a (`row_stats_ce`) against b: the probing word (`eval.verdict.apart`,
+    margin `MARGIN`) and delta, both L0s, and the CE-loss recovered word (margin 0, per seed)
+    and delta, or "not measured" when either has no per-seed CE-loss recovered."""
+    from implicit_em.eval.verdict import MARGIN
+
+    out = {"probing": apart(a["mean_k_range"], b["mean_k_range"], MARGIN),
+           "probing_delta": a["mean_k"] - b["mean_k"], "l0": [a["l0"], b["l0"]]}  # fmt: skip
+    if a.get("ce_seeds") and b.get("ce_seeds"):
+        out["ce"] = apart(a["ce_seeds"], b["ce_seeds"], 0.0)
+        out["ce_delta"] = a["ce"] - b["ce"]
+    else:
+        out["ce"] = "not measured"
+    return out
+
+
+def controls(st: dict, twin: dict | None, rnd: dict | None) -> dict:
+    """A row's statistics st against its untrained twin and random directions at its own L0
+    (None: not measured), each by `eval.verdict.apart` (margin `MARGIN`): "vs_twin" /
+    "vs_random" with the control's probing and seed range; beats its controls = above both;
+    the margin of its worst seed over the best control seed."""
+    from implicit_em.eval.verdict import MARGIN
+
+    v: dict = {}
+    best = None
+    for name, c in (("twin", twin), ("random", rnd)):
+        if c is None:
+            v[f"vs_{name}"] = "not measured"
+            continue
+        v[f"{name}_probing"], v[f"{name}_range"] = c["mean_k"], c["mean_k_range"]
+        v[f"vs_{name}"] = apart(st["mean_k_range"], c["mean_k_range"], MARGIN)
+        best = c["mean_k_range"][1] if best is None else max(best, c["mean_k_range"][1])
+    v["beats_controls"] = v.get("vs_twin") == "above" and v.get("vs_random") == "above"
+    if best is not None:
+        v["margin_over_controls"] = st["mean_k_range"][0] - best
+    return v
+
+
+def entry(st: dict) -> dict:
+    """A measured row's entry in a rule table, from its statistics (`row_stats_ce`): seeds,
+    L0, dead per seed, probing (mean over k, seed range) and CE-loss recovered (mean, seeds)."""
+    return {"measured": True, "seeds": st["seeds"], "l0": st["l0"], "dead": st["dead"],
+            "probing": st["mean_k"], "probing_range": st["mean_k_range"],
+            "ce": st.get("ce"), "ce_seeds": st.get("ce_seeds")}  # fmt: skip
+
+
+def entry_cells(row: str, v: dict) -> str:
+    """The first cells of an entry's (`entry`) table line: row | seeds | L0 | dead | probing
+    [seed range] |, with a trailing space."""
+    return (f"| {row} | {v['seeds']} | {v['l0']:.1f} | {'/'.join(map(str, v['dead']))} | "
+            f"{v['probing']:.3f} [{v['probing_range'][0]:.3f}, {v['probing_range'][1]:.3f}] | ")  # fmt: skip
+
+
+def controls_cells(v: dict) -> str:
+    """An entry's control cells (`controls`): vs twin | vs random | margin over the best
+    control (+0.000 when not measured), without the outer bars."""
+    return f"{v['vs_twin']} | {v['vs_random']} | {v.get('margin_over_controls', 0.0):+.3f}"
+
+
+def ce_cell(v: dict) -> str:
+    """An entry's CE-loss recovered: mean [lowest seed, highest seed], or "-" without seeds."""
+    cs = v["ce_seeds"] or []
+    return f"{v['ce']:.4f} [{min(cs):.4f}, {max(cs):.4f}]" if cs else "-"
+
+
+def pair_cell(p: dict | None, key: str = "probing") -> str:
+    """One word of a `pair_words` result (`key`: "probing" or "ce") with its delta, "-" when
+    there is no pair."""
+    if not p:
+        return "-"
+    delta = p.get(f"{key}_delta")
+    return p[key] + (f" ({delta:+.3f})" if delta is not None else "")
+
+
+def rule_row(row: str, v: dict, pairs: list[dict | None]) -> str:
+    """An entry's table line in gpu7/gpu8's rule tables: `entry_cells`, each pair's probing
+    word (`pair_cell`), `controls_cells`, `ce_cell`, the pairs' CE words joined by " / ", and
+    the entry's words ("(rule c only)" without any)."""
+    return (entry_cells(row, v) + "".join(f"{pair_cell(p)} | " for p in pairs)
+            + f"{controls_cells(v)} | {ce_cell(v)} | "
+            + " / ".join(pair_cell(p, "ce") for p in pairs)
+            + f" | {'; '.join(v.get('words', [])) or '(rule c only)'} |")  # fmt: skip
+
+
+def unmeasured_row(row: str, columns: int) -> str:
+    """The table line of a row that was not measured, in a table of `columns` columns."""
+    return f"| {row} | 0 | not measured |" + " |" * (columns - 3)
