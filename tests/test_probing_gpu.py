@@ -33,6 +33,19 @@ def _tiny_lm():
     return transformers.LlamaForCausalLM(cfg).eval()
 
 
+TOY_BASELINE = {"K16": {"verdict": {"best_baseline": "l1", "best_mean_k": 0.5}}}
+"""A compare-study baseline at toy size (the gpu2_compare.json shape the compare scripts read)."""
+
+
+def _check_against_gpu3(mod, plan, gpu3: dict, meta, arrays, tmp_path, res: dict):
+    """(lines, word) of gpu6's check_repro: `res` (a toy run of a later plan) against gpu3's
+    plan run at the same toy size (K = 16, seed 0), as the gpu6-gpu8 plans check their
+    re-trained rows against gpu3's."""
+    plan3 = replace(plan, rows=tuple(gpu3["rows"]), Ks=(16,), seeds=(0,))
+    res3 = mod.main_run(plan3, meta, arrays, _tiny_lm(), tmp_path / "out3", "cpu")
+    return _load(PLAN6 / "check_repro.py", "check_repro6").check(res, res3)
+
+
 def test_prepare_and_run_on_a_tiny_llama(tmp_path):
     mod = _script()
     plan = mod.Plan(**mod.TINY)
@@ -889,16 +902,13 @@ def test_gpu6_plan_runs_every_row_repeats_gpu3_and_compare6_reads_it(tmp_path):
                         for x in (combo, base))  # fmt: skip
                 assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
     # gpu3's plan at the same toy size: its first five rows and their controls, bit for bit
-    plan3 = replace(plan, rows=tuple(gpu3["rows"]), Ks=(16,), seeds=(0,))
-    res3 = mod.main_run(plan3, meta, arrays, _tiny_lm(), tmp_path / "out3", "cpu")
-    cr = _load(PLAN6 / "check_repro.py", "check_repro6")
-    lines, word = cr.check(res, res3)
+    lines, word = _check_against_gpu3(mod, plan, gpu3, meta, arrays, tmp_path, res)
     assert word == "bit-identical", lines
     assert lines[0].startswith("5 trained rows in both runs (23 new)")
     assert "encoder-softplus" in lines[1] and "encoder-wr-softplus" not in lines[1]
     # compare6: rules (a)-(c) per combination and K; the compare3 shape the verdict reads
     c6 = _load(PLAN6 / "compare6.py", "compare6")
-    base = {"K16": {"verdict": {"best_baseline": "l1", "best_mean_k": 0.5}}}
+    base = TOY_BASELINE
     md, nums = c6.compare6(res, base)
     for K in (16, 32):
         e = nums[f"K{K}"]
@@ -1091,7 +1101,7 @@ def test_gpu7_plan_runs_every_row_repeats_gpu2_and_compare7_reads_it(tmp_path):
     assert any(x.startswith("hybrid: 1 tied-topk-im-3.0 rows in both runs; not in") for x in lines)
     # compare7: rules (a)-(d) per K; the compare3 shape the verdict reads
     c7 = _load(PLAN7 / "compare7.py", "compare7")
-    base = {"K16": {"verdict": {"best_baseline": "l1", "best_mean_k": 0.5}}}
+    base = TOY_BASELINE
     md, nums = c7.compare7(res, base)
     for K in (16, 32):
         e = nums[f"K{K}"]
@@ -1228,16 +1238,13 @@ def test_gpu8_plan_runs_every_row_repeats_gpu3_and_compare8_reads_it(tmp_path):
                     for x in ("encoder-im0.01", "encoder"))  # fmt: skip
             assert all(torch.equal(a.state_dict()[n], v) for n, v in b.state_dict().items())
     # gpu3's plan at the same toy size: its first three rows and their controls, bit for bit
-    plan3 = replace(plan, rows=tuple(gpu3["rows"]), Ks=(16,), seeds=(0,))
-    res3 = mod.main_run(plan3, meta, arrays, _tiny_lm(), tmp_path / "out3", "cpu")
-    cr = _load(PLAN6 / "check_repro.py", "check_repro6")
-    lines, word = cr.check(res, res3)
+    lines, word = _check_against_gpu3(mod, plan, gpu3, meta, arrays, tmp_path, res)
     assert word == "bit-identical", lines
     assert lines[0].startswith("3 trained rows in both runs (17 new)")
     assert "encoder-wr " in lines[1] and "encoder-im0.01" not in lines[1]
     # compare8: rules (a)-(e) per K; the compare3 shape the verdict reads
     c8 = _load(PLAN8 / "compare8.py", "compare8")
-    base = {"K16": {"verdict": {"best_baseline": "l1", "best_mean_k": 0.5}}}
+    base = TOY_BASELINE
     md, nums = c8.compare8(res, base)
     for K in (16, 32):
         e = nums[f"K{K}"]
