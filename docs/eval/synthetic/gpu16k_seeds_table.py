@@ -284,11 +284,12 @@ def bt_seed0() -> list[dict]:
 
 
 def planned_rows(folder: Path, by_file: dict[str, list[dict]], init: dict[int, float],
-                 l0: tuple[float, float] | None = None) -> list[dict]:  # fmt: skip
+                 l0: tuple[float, float] | None = None, report=None) -> list[dict]:  # fmt: skip
     """The rows of `by_file` (file name in `folder` -> its rows) that pass a plan's checks:
     rule 1, untrained MCC exactly `init` of the row's seed; rule 2, STEPS steps; rule 3 (when
-    `l0` is given), mean L0 inside the window `l0`. Each row that fails is printed in one line
-    (reported, not added)."""
+    `l0` is given), mean L0 inside the window `l0`. Each row that fails is reported, not added:
+    printed in one line, or passed to `report(row, failed)` when given (failed: the failing
+    rules' texts, "rule 1: ...", in rule order)."""
     kept = []
     for f, rows in by_file.items():
         for r in rows:
@@ -299,7 +300,9 @@ def planned_rows(folder: Path, by_file: dict[str, list[dict]], init: dict[int, f
                 failed.append(f"rule 2: {r['steps_done']} steps, not {STEPS}")
             if l0 is not None and not l0[0] <= got <= l0[1]:
                 failed.append(f"rule 3: L0 {got:.1f}, outside {l0[0]}-{l0[1]}")
-            if failed:
+            if failed and report is not None:
+                report(r, failed)
+            elif failed:
                 print(f"{folder / f}: {r['variant']} seed {r['seed']} reported, not added "
                       f"({'; '.join(failed)}): MCC {r['trained']['mcc']:.4f} at "
                       f"{r['samples'] / 1e6:.1f} M samples")  # fmt: skip
