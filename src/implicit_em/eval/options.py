@@ -320,6 +320,11 @@ VARIANTS["topk-k304"] = replace(VARIANTS["topk"], k=304)
 for _f in (0.02, 0.03, 0.05):
     VARIANTS[f"encoder-im{_f}"] = Variant(lambda_var=_f, lambda_tc=_f)
 VARIANTS["topk-k12"] = replace(VARIANTS["topk"], k=12)
+# Below a hundredth (docs/eval/synthetic/gpu16k-im-low-PLAN.md, fixed before any run): MCC fell
+# from 0.01 to 0.05, so does it keep rising below 0.01, and where does the LSE alone (weight 0,
+# the collapse the paper's InfoMax terms exist to prevent) land? (encoder-im0.001 is above.)
+for _f in (0.003, 0.0):
+    VARIANTS[f"encoder-im{_f:g}"] = Variant(lambda_var=_f, lambda_tc=_f)
 SAELENS_PROTOCOL = ("rescale", "init", "auxk", "clip")
 """The parts of sae-lens's BatchTopK protocol (`Variant.saelens`)."""
 # Our BatchTopK with sae-lens's protocol, one part at a time and all together
@@ -700,6 +705,12 @@ class VerdictOptions:
     encoder, TopK, tied TopK and hybrid trained again at gpu2's one-pass budget; compare3's
     shape); "none": not measured. A model in an earlier one-pass run (gpu2-gpu4, gpu6) and gpu7
     is read from gpu7 for probing and CE (dead latents, controls and seeds from each)."""
+    probing8: str = "docs/eval/probing/gpu8/gpu8_compare.json"
+    """gpu8_compare.json (docs/eval/probing/gpu8/compare8.py: the encoder with a hundredth of the
+    InfoMax weights and TopK at its own L0, beside gpu3's encoder, TopK and encoder-wr trained
+    again at gpu3's one-pass budget; compare3's shape); "none": not measured. A model in an
+    earlier one-pass run (gpu2-gpu4, gpu6, gpu7) and gpu8 is read from gpu8 for probing and CE
+    (dead latents, controls and seeds from each)."""
     probing5: str = "docs/eval/probing/gpu5/gpu5_compare.json"
     """gpu5_compare.json (docs/eval/probing/gpu5/compare5.py: gpu4's rows trained on 7.2x the
     tokens), read beside --probing4 (its rows give the kinds); "none": not measured. A model
