@@ -676,6 +676,52 @@ def test_a_gpu7_file_of_another_shape_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_committed_gpu8_is_read_for_encoder_im001():
+    """On the committed files (gpu8_compare.json in the probing8 slot, gpu8_plan.md (f)):
+    encoder-im0.01's probing and CE criteria at both K carry gpu8's numbers against gpu8's best
+    SAE and TopK and are not met (its L0 is not matched to the reference encoder's); its gpu8
+    controls are not above, so "above controls" falls from met to not met and its count from 3
+    to 2; its dead latents (0) and seeds stay met. topk-at-im0.01 is an SAE, not a candidate;
+    the encoder and encoder-wr are read at gpu5's longer budget, so gpu8 moves none of their
+    criteria; the best candidate stays the hybrid."""
+    g8 = json.loads((ROOT / DEFAULTS["probing8"]).read_text())
+    paths = {k: str(ROOT / v) for k, v in DEFAULTS.items() if k != "ood"}
+    ood = [str(ROOT / p) for p in DEFAULTS["ood"]]
+    without = cross_study_verdict(load_studies(
+        ood=ood, **{k: v for k, v in paths.items() if k != "probing8"}))  # fmt: skip
+    res = cross_study_verdict(load_studies(ood=ood, **paths))
+    m = "encoder-im0.01"
+    crit = res["candidates"][m]["criteria"]
+    for K in (4096, 16384):
+        e = g8[f"K{K}"]
+        assert e["rows"][m]["kind"] == "decoder-free"
+        assert e["rows"]["topk-at-im0.01"]["kind"] == "SAE"
+        for name, key, ref in (("probing", "mean_k", "best_baseline_mean_k"),
+                               ("CE", "ce", "topk_ce")):  # fmt: skip
+            c = crit[f"{name} K={K}"]
+            assert (c["value"], c["reference"], c["study"]) == (e["rows"][m][key], e[ref], "gpu8")
+            assert c["status"] == NOT_MET and c["l0_matched"] is False
+            assert without["candidates"][m]["criteria"][f"{name} K={K}"]["status"] == NOT_MEASURED
+        assert crit["above controls"]["value"][f"gpu8 K={K}"] is False
+        assert crit["dead latents"]["value"][f"gpu8 K={K}"] == 0
+    assert without["candidates"][m]["criteria"]["above controls"]["status"] == MET
+    assert crit["above controls"]["status"] == NOT_MET
+    assert without["candidates"][m]["met"] == ["dead latents", "above controls", "seeds"]
+    assert res["candidates"][m]["met"] == ["dead latents", "seeds"]
+    assert "topk-at-im0.01" not in res["candidates"]
+    for ref in ("encoder", "encoder-wr"):
+        assert res["candidates"][ref]["criteria"] == without["candidates"][ref]["criteria"]
+    assert without["best"] == res["best"] == "tied-topk-im-3.0"
+
+
+def test_a_gpu8_file_of_another_shape_is_refused_in_one_line(tmp_path):
+    (tmp_path / "g.json").write_text(json.dumps({"K64": {"verdict": {}}}))
+    with pytest.raises(ValueError, match=r"gpu8 compare file .*g.json is not a gpu8_compare.json "
+                       r'.*"rows".*compare8.py wrote') as e:  # fmt: skip
+        load_studies(None, None, None, probing8=str(tmp_path / "g.json"))
+    assert "\n" not in str(e.value)
+
+
 # --- the ground-truth table script's new inputs (docs/eval/synthetic/gpu16k_seeds_table.py) ---
 
 

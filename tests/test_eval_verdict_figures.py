@@ -112,4 +112,4 @@ def test_probing_vs_l0_draws_a_row_of_several_one_pass_runs_once_from_the_latest
                "probing4": run(20.0, 0.62)}  # fmt: skip
     got = vf.probing_vs_l0(studies, tmp_path / "p.png")["K64"]
     assert sorted(got[DECODER_FREE]) == [(5.0, 0.5), (30.0, 0.63)]
-    assert vf.ONE_PASS_LATEST == ("probing7", "probing6", "probing4", "probing3")
+    assert vf.ONE_PASS_LATEST == ("probing8", "probing7", "probing6", "probing4", "probing3")

@@ -101,6 +101,7 @@ def verdict(out: str = "v", **inputs: str) -> Callable[[Path], list[str]]:
                 "probing5",
                 "probing6",
                 "probing7",
+                "probing8",
                 "ood",
             )
         ]

@@ -20,11 +20,14 @@ L0, on at least 3 seeds. Inputs (each named with the file and key its numbers co
   `compare4`'s gpu4_compare.json (centred / uncentred SAEs and the TopK read-out rows; its
   best SAE baseline by gpu4_plan.md's rule W4), docs/eval/probing/gpu6/compare6.py's
   gpu6_compare.json (wr with softplus and with unit-norm rows, beside gpu3's five rows trained
-  again; compare3's shape) and docs/eval/probing/gpu7/compare7.py's gpu7_compare.json (the
+  again; compare3's shape), docs/eval/probing/gpu7/compare7.py's gpu7_compare.json (the
   hybrid with wr, beside gpu2's encoder, TopK, tied TopK and hybrid trained again; compare3's
-  shape). A model in several is read from the latest (gpu7 over gpu6 over gpu4 over gpu3 over
-  gpu2) for probing and CE; its dead latents, controls and seeds count in every file that has
-  it. These five trained every model for one pass over 2 M tokens;
+  shape) and docs/eval/probing/gpu8/compare8.py's gpu8_compare.json (the encoder with a
+  hundredth of the InfoMax weights and TopK at its own L0, beside gpu3's encoder, TopK and
+  encoder-wr trained again; compare3's shape). A model in several is read from the latest
+  (gpu8 over gpu7 over gpu6 over gpu4 over gpu3 over gpu2) for probing and CE; its dead latents,
+  controls and seeds count in every file that has it. These six trained every model for one
+  pass over 2 M tokens;
 - the longer budget: docs/eval/probing/gpu5/compare5.py's gpu5_compare.json (gpu4's rows
   trained for 7.2x the tokens, docs/eval/probing/gpu5_plan.md), its "gpu5" side read by
   `longer_budget` into gpu4_compare.json's shape. A model and K that gpu5 measured are read
@@ -98,6 +101,7 @@ _MADE_BY = {
     "gpu5 compare": "docs/eval/probing/gpu5/compare5.py",
     "gpu6 compare": "docs/eval/probing/gpu6/compare6.py",
     "gpu7 compare": "docs/eval/probing/gpu7/compare7.py",
+    "gpu8 compare": "docs/eval/probing/gpu8/compare8.py",
     "OOD": "scripts/ood_variants.py",
 }
 
@@ -107,8 +111,8 @@ PROBING = PROBING_STUDIES
 LONGER = LONGER_STUDY
 BUDGET_BASE = "probing4"
 """The run the longer budget repeated (gpu5 trained gpu4's rows again): the "gpu4 → gpu5"
-section compares the verdict read at gpu4 (the studies up to it in PROBING, so without gpu6
-and gpu7, later one-pass runs) with the full verdict."""
+section compares the verdict read at gpu4 (the studies up to it in PROBING, so without
+gpu6-gpu8, later one-pass runs) with the full verdict."""
 
 
 def study_name(key: str) -> str:
@@ -125,13 +129,14 @@ def _check(data, what: str, path: str, ok: bool, expected: str) -> None:
 def load_studies(ground_truth: str | None, probing2: str | None, probing3: str | None,
                  ood: tuple[str, ...] | list[str] = (), probing4: str | None = None,
                  probing5: str | None = None, probing6: str | None = None,
-                 probing7: str | None = None) -> dict:  # fmt: skip
+                 probing7: str | None = None, probing8: str | None = None) -> dict:  # fmt: skip
     """Read and check the study files (None: that study is not measured).
 
     Returns {"ground_truth": (path, data) | None, "probing2": ..., "probing3": ..., "probing4": ...,
-    "probing5": ..., "probing6": ..., "probing7": ..., "ood": [(path, data), ...]}; probing6 and
-    probing7 are gpu6_compare.json and gpu7_compare.json (docs/eval/probing/gpu6/compare6.py,
-    gpu7/compare7.py; compare3's shape); probing5's data
+    "probing5": ..., "probing6": ..., "probing7": ..., "probing8": ..., "ood": [(path, data), ...]};
+    probing6, probing7 and probing8 are gpu6_compare.json, gpu7_compare.json and
+    gpu8_compare.json (docs/eval/probing/gpu6/compare6.py, gpu7/compare7.py, gpu8/compare8.py;
+    compare3's shape); probing5's data
     is gpu5_compare.json's "gpu5" side in gpu4_compare.json's shape (`longer_budget`). Raises FileNotFoundError for a missing
     file and ValueError for a file that is not JSON or not the named study's, or for probing5
     without probing4 (one line naming the file and the fix).
@@ -157,12 +162,13 @@ def load_studies(ground_truth: str | None, probing2: str | None, probing3: str |
             f'and a "summary" of rows with {", ".join(sorted(_SUMMARY_KEYS))}')  # fmt: skip
     out = {"ground_truth": gt}
     paths = {"probing2": probing2, "probing3": probing3, "probing4": probing4,
-             "probing6": probing6, "probing7": probing7}  # fmt: skip
+             "probing6": probing6, "probing7": probing7, "probing8": probing8}  # fmt: skip
     for key, what, need in (("probing2", "gpu2 compare", "verdict"),
                             ("probing3", "gpu3 compare", "rows"),
                             ("probing4", "gpu4 compare", "rows"),
                             ("probing6", "gpu6 compare", "rows"),
-                            ("probing7", "gpu7 compare", "rows")):  # fmt: skip
+                            ("probing7", "gpu7 compare", "rows"),
+                            ("probing8", "gpu8 compare", "rows")):  # fmt: skip
         got = read(paths[key], what)
         if got is not None:
             d = got[1]
@@ -800,10 +806,10 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
         "and the target L0.",
         "verdict_probing_vs_l0.png": "k-sparse probing (mean over tasks and k) against L0 at "
         "each K: SAE baselines, the candidates, untrained inits (gpu2, at their own L0) and "
-        "untrained twins (gpu3 / gpu4 / gpu6 / gpu7, drawn at their row's L0: the compare files do not hold "
+        "untrained twins (gpu3 / gpu4 / gpu6 / gpu7 / gpu8, drawn at their row's L0: the compare files do not hold "
         "the twin's own), random directions at each row's L0, and the raw activations read k-sparse (a "
         "baseline rows can exceed, not a ceiling). A row "
-        "in several of gpu3, gpu4, gpu6 and gpu7 is drawn once, from the latest. "
+        "in several of gpu3, gpu4 and gpu6-gpu8 is drawn once, from the latest. "
         + ("Rows of gpu5 (gpu4's rows trained on 7.2x the tokens) are drawn beside gpu4's as "
            "hollow markers, with their controls (hollow triangles: untrained twin; hollow plus "
            "signs: random directions) at each gpu5 row's L0 (\"gpu5\" in the legend). "
@@ -856,7 +862,7 @@ def markdown(result: dict, sources: list[str], figures: list[str] = ()) -> str:
               f"- Probing at K: met when mean accuracy >= the study's best SAE baseline at the "
               f"encoder's L0 - {t['probing']} (gpu2_plan.md / gpu3_plan.md; gpu4_plan.md W4) and the model's L0 "
               "is matched to the reference encoder's.",
-              "- Studies: a model in several probing runs of one budget (gpu2-gpu4, gpu6 and gpu7, one pass over "
+              "- Studies: a model in several probing runs of one budget (gpu2-gpu4 and gpu6-gpu8, one pass over "
               "2 M tokens) is read from the latest for probing and CE, and its dead latents, "
               "controls and seeds count in each."
               + (" A model and K that gpu5 measured (gpu4's rows trained for 7.2x the tokens, "
@@ -966,7 +972,8 @@ def run(opts) -> None:
 
     studies = load_studies(arg(opts.ground_truth), arg(opts.probing2), arg(opts.probing3),
                            [p for p in opts.ood if arg(p)], arg(opts.probing4),
-                           arg(opts.probing5), arg(opts.probing6), arg(opts.probing7))  # fmt: skip
+                           arg(opts.probing5), arg(opts.probing6), arg(opts.probing7),
+                           arg(opts.probing8))  # fmt: skip
     from implicit_em.eval import verdict_figures as vf
 
     md_path, json_path, gt_png, probe_png = free_paths(

@@ -287,9 +287,10 @@ def synthetic_verdict(summary: list[dict], margin: float = MARGIN,
     return out
 
 
-PROBING_STUDIES = ("probing2", "probing3", "probing4", "probing6", "probing7", "probing5")
+PROBING_STUDIES = ("probing2", "probing3", "probing4", "probing6", "probing7", "probing8",
+                   "probing5")  # fmt: skip
 """The probing studies the cross-study verdict reads (`eval.summary.PROBING`), shortest budget
-and earliest first: gpu2-gpu4, gpu6 and gpu7 at one pass over the 2 M training tokens (a later
+and earliest first: gpu2-gpu4 and gpu6-gpu8 at one pass over the 2 M training tokens (a later
 run's row of a name replaces an earlier run's probing and CE), LONGER_STUDY at the longer budget
 (it supersedes any model and K it measured). Here, below both `eval.summary` and
 `eval.verdict_figures`, so that both read one list."""

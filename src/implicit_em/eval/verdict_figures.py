@@ -46,7 +46,7 @@ KIND_STYLE = {
 """kind -> (marker, colour, legend label)."""
 CONTROL_STYLE = {
     "untrained": ("x", "tab:red", "untrained init (gpu2, at its own L0)"),
-    "twin": ("1", "tab:red", "untrained twin (gpu3-gpu7, at its row's L0)"),
+    "twin": ("1", "tab:red", "untrained twin (gpu3-gpu8, at its row's L0)"),
     "random": ("+", "tab:purple", "random directions at the L0"),
 }
 LONGER_TAG = " (gpu5)"
@@ -115,11 +115,12 @@ def mcc_vs_l0(table: dict, path: Path) -> dict[str, list[tuple[float, float]]]:
 
 def _probing_points(study: str, data: dict, K: str, skip: set[str] = frozenset()) -> dict:
     """The points of one K of a probing compare file ("probing2": gpu2_compare.json's rows;
-    "probing3" / "probing4" / "probing6" / "probing7" / "probing5": gpu3_compare.json's /
-    gpu4_compare.json's / gpu6_compare.json's / gpu7_compare.json's rows, or gpu5's as
+    "probing3" / "probing4" / "probing6" / "probing7" / "probing8" / "probing5":
+    gpu3_compare.json's / gpu4_compare.json's / gpu6_compare.json's / gpu7_compare.json's /
+    gpu8_compare.json's rows, or gpu5's as
     `eval.summary.longer_budget` reads them, with their untrained twin, "twin", drawn at the
     row's L0 since the files do not hold the twin's own, and their random-direction control),
-    leaving out the row names in `skip` (probing3/4/6/7) and gpu2's
+    leaving out the row names in `skip` (probing3/4/6/7/8) and gpu2's
     responsibilities read-out rows (`encoder[r]`, r = softmax(-a): chance, 0.500, at L0 = K).
     gpu2's raw-residual row, under its name of either session (`eval.verdict.probing_row_label`),
     goes to series "raw"."""
@@ -164,12 +165,12 @@ drawn from one is not drawn again from a later entry."""
 def probing_vs_l0(studies: dict[str, dict], path: Path) -> dict[str, dict[str, list]]:
     """k-sparse probing accuracy (mean over datasets and k) against L0, one panel per K, from
     the probing compare files {"probing2": data, "probing3": data, "probing4": data,
-    "probing6": data, "probing7": data, "probing5": data} (any may be missing; probing4,
-    probing6 and probing7 have probing3's shape, and so has probing5 as
+    "probing6": data, "probing7": data, "probing8": data, "probing5": data} (any may be missing;
+    probing4 and probing6-8 have probing3's shape, and so has probing5 as
     `eval.summary.longer_budget` returns it), written to `path` (PNG).
     Returns {K: {series: points}}; "raw" holds the raw activations' k-sparse accuracy (drawn as
     a line, labelled `eval.verdict.RAW_ROW`: a baseline, not a ceiling). A row in several of
-    gpu3, gpu4, gpu6 and gpu7 is drawn once, from the latest (as `eval.summary` reads it); gpu5's
+    gpu3, gpu4 and gpu6-gpu8 is drawn once, from the latest (as `eval.summary` reads it); gpu5's
     rows, at another budget, are drawn beside gpu4's as series "<series> (gpu5)"."""
     ks = sorted({K for d in studies.values() if d for K in d}, key=lambda k: int(k[1:]))
     if not ks:
