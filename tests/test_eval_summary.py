@@ -363,7 +363,7 @@ def test_committed_ground_truth_facts():
     assert pre["ground-truth MCC"]["pretrain_control"]["margin"] == pytest.approx(-0.478, abs=0.001)
     assert pre["seeds"]["value"] == 3 and pre["dead latents"]["value"]["ground truth"] == 975
     assert {r["name"] for r in res["width16k"]["rows"]} == {
-        "encoder", "encoder-wr", "tied-topk", "tied-topk-im-3.0"}  # fmt: skip
+        "encoder", "encoder-wr", "tied-topk", "tied-topk-im-3.0", "encoder-im0.01"}  # fmt: skip
     assert (res["width16k"]["table_latents"], res["width16k"]["table_samples"]) == (4096, 49077248)
     assert res["best"] == "tied-topk-im-3.0"
     # the rows with no SAE row at their own L0 are named, not skipped: since gpu16k-k304.md
@@ -781,16 +781,19 @@ def test_the_committed_table_holds_the_matched_l0_and_width_16384_rows():
     wide = {s["variant"]: s for s in gt["width16k"]["summary"]}
     assert gt["width16k"]["latents"] == 16384 and gt["width16k"]["steps"] == t.WIDE_STEPS
     assert {n: round(s["mcc"]["mean"], 3) for n, s in wide.items()} == {
-        "tied-topk": 0.769, "tied-topk-im-3.0": 0.414, "encoder-wr": 0.189, "encoder": 0.137}  # fmt: skip
+        "tied-topk": 0.769, "tied-topk-im-3.0": 0.414, "encoder-wr": 0.189, "encoder": 0.137,
+        "encoder-im0.01": 0.202}  # fmt: skip
     # seed 1 of encoder and tied-topk (gpu16k-width16k-3-PLAN.md, c3-e.json and c3-t.json), then
-    # seed 1 of encoder-wr and the hybrid and seed 2 of all four (gpu16k-width16k-4-PLAN.md)
+    # seed 1 of encoder-wr and the hybrid and seed 2 of all four (gpu16k-width16k-4-PLAN.md),
+    # then encoder-im0.01's three seeds (gpu16k-width16k-im001-PLAN.md)
     assert {n: s["seeds"] for n, s in wide.items()} == {
-        "tied-topk": 3, "tied-topk-im-3.0": 3, "encoder-wr": 3, "encoder": 3}  # fmt: skip
+        "tied-topk": 3, "tied-topk-im-3.0": 3, "encoder-wr": 3, "encoder": 3,
+        "encoder-im0.01": 3}  # fmt: skip
     enc = wide["encoder"]["mcc"]
     assert (enc["min"], enc["max"]) == pytest.approx((0.13721, 0.13755), abs=1e-5)
     assert wide["tied-topk"]["dead_latents"]["min"] == 1672
-    assert gt["width16k"]["files"][-6:] == [f"gpu16k-width16k/{f}.json" for f in (
-        "c4-w", "c4-h", "c5-e", "c5-t", "c6-w", "c6-h")]  # fmt: skip
+    assert gt["width16k"]["files"][-9:] == [f"gpu16k-width16k/{f}.json" for f in (
+        "c4-w", "c4-h", "c5-e", "c5-t", "c6-w", "c6-h", "c7-i0", "c7-i1", "c8-i2")]  # fmt: skip
 
 
 def test_the_committed_table_holds_seed_0_of_batchtopk_with_sae_lens_protocol(monkeypatch, capsys):
@@ -821,12 +824,13 @@ def _wide_rows_as_committed(t) -> dict[str, list[dict]]:
 
 
 def test_the_width16k_check_keeps_every_committed_row(monkeypatch):
-    """gpu16k-width16k-4-PLAN.md rules 1-2 on the committed files: all 12 rows (seeds 0-2 of
-    the four rows) are full length and start from their seed's init; seed 2's four rows agree."""
+    """gpu16k-width16k-4-PLAN.md rules 1-2 on the committed files: all 15 rows (seeds 0-2 of
+    the four rows and of encoder-im0.01, gpu16k-width16k-im001-PLAN.md) are full length and
+    start from their seed's init; seed 2's five rows agree."""
     t = _seeds_table()
     monkeypatch.chdir(ROOT)
     by_file = _wide_rows_as_committed(t)
-    assert sum(len(v) for v in by_file.values()) == 12 and len(t.load_wide()) == 12
+    assert sum(len(v) for v in by_file.values()) == 15 and len(t.load_wide()) == 15
     seed2 = {r["untrained"]["mcc"] for rows in by_file.values() for r in rows if r["seed"] == 2}
     assert seed2 == {0.14493292570114136}  # reported by the plan's rule 2 (no committed value)
 
@@ -841,7 +845,7 @@ def test_the_width16k_check_leaves_out_a_short_or_wrong_init_row(monkeypatch, ca
     by_file["c4-w.json"][0]["steps_done"] = 20000  # seed 1 of encoder-wr, short
     by_file["c4-h.json"][0]["untrained"]["mcc"] = 0.1448  # seed 1 of the hybrid, another init
     kept = t.wide_rows(by_file)
-    assert len(kept) == 10
+    assert len(kept) == 13
     assert not any(r["seed"] == 1 and r["variant"] in ("encoder-wr", "tied-topk-im-3.0")
                    for r in kept)  # fmt: skip
     out = capsys.readouterr().out
@@ -851,8 +855,12 @@ def test_the_width16k_check_leaves_out_a_short_or_wrong_init_row(monkeypatch, ca
     by_file = _wide_rows_as_committed(t)
     by_file["c6-w.json"][0]["untrained"]["mcc"] = 0.5  # seed 2 (no committed value): disagrees
     kept = t.wide_rows(by_file)
-    assert sorted(r["seed"] for r in kept) == [0] * 4 + [1] * 4  # no seed-2 row is kept
-    assert capsys.readouterr().out.count("seed 2's rows disagree") == 4
+    assert sorted(r["seed"] for r in kept) == [0] * 5 + [1] * 5  # no seed-2 row is kept
+    assert capsys.readouterr().out.count("seed 2's rows disagree") == 5
+    by_file = _wide_rows_as_committed(t)
+    by_file["c8-i2.json"][0]["untrained"]["mcc"] = 0.5  # encoder-im0.01's seed 2, another call
+    assert sorted(r["seed"] for r in t.wide_rows(by_file)) == [0] * 5 + [1] * 5
+    assert "encoder-im0.01 seed 2 reported, not added (rule 2" in capsys.readouterr().out
 
 
 def test_the_k304_check_leaves_out_a_row_failing_init_length_or_l0(monkeypatch, capsys):
@@ -908,6 +916,40 @@ def test_the_committed_table_holds_the_wr_hybrid_and_encoder_im001(monkeypatch, 
     by = {s["variant"]: s for s in gt["summary"]}
     assert by["tied-topk-im-3.0-wr"]["seeds"] == by["encoder-im0.01"]["seeds"] == 3
     assert by["encoder-im0.01"]["mcc"]["min"] > by["encoder-wr"]["mcc"]["max"]
+
+
+def test_the_committed_table_holds_the_im_sweep_and_topk_k12(monkeypatch, capsys):
+    """gpu16k-im-sweep-PLAN.md rule 7: the three weights pass rules 1-2 and topk-k12 rules 1-2
+    and rule 6's L0 window on 3 seeds (nothing printed), and all four are in gpu16k-seeds.json;
+    a weight row at another init and a topk-k12 row outside the window are printed and left
+    out; encoder-im0.01's own-L0 row is now topk-k12."""
+    import copy
+
+    t = _seeds_table()
+    monkeypatch.chdir(ROOT)
+    weights = {f: t.read_rows(t.IMS / f, names) for f, names in t.IMS_FILES.items()}
+    k12 = {f: t.read_rows(t.IMS / f, names) for f, names in t.K12_FILES.items()}
+    assert len(t.planned_rows(t.IMS, weights, t.K304_INIT)) == 9
+    assert [r["seed"] for r in t.k12_rows(k12)] == [0, 1, 2]
+    assert capsys.readouterr().out == ""
+    bad = copy.deepcopy(weights)
+    bad["w1.json"][0]["untrained"]["mcc"] = 0.15
+    kept = t.planned_rows(t.IMS, bad, t.K304_INIT)
+    assert len(kept) == 8 and (bad["w1.json"][0]["variant"], 1) not in {
+        (r["variant"], r["seed"]) for r in kept}  # fmt: skip
+    bad = copy.deepcopy(k12)
+    bad["t2.json"][0]["trained"]["l0"] = 17.0  # outside 9.15-16.3
+    assert [r["seed"] for r in t.k12_rows(bad)] == [0, 1]
+    out = capsys.readouterr().out
+    assert "w1.json: encoder-im0.02 seed 1 reported, not added (rule 1" in out
+    assert ("t2.json: topk-k12 seed 2 reported, not added (rule 3: L0 17.0, outside "
+            "9.15-16.3)") in out  # fmt: skip
+    gt = json.loads((ROOT / DEFAULTS["ground_truth"]).read_text())
+    by = {s["variant"]: s for s in gt["summary"]}
+    assert [by[n]["seeds"] for n in (*t.IMS_ROWS, "topk-k12")] == [3, 3, 3, 3]
+    assert by["topk-k12"]["l0"]["mean"] == pytest.approx(12.0, abs=0.01)
+    own = next(x for x in gt["verdict"] if x.startswith("- **At their own L0**"))
+    assert "`encoder-im0.01` MCC 0.400 at L0 12.2 is 0.248 below `topk-k12`" in own
 
 
 def test_harness_rule_reads_the_three_seeds_at_200m(monkeypatch):

@@ -60,6 +60,13 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   of the InfoMax weights (`encoder-im0.01`), seeds 0-2 (`gpu16k-im001/i0.json`-`i2.json`); each
   added by its plan's rules 1-2 (`planned_rows`: untrained MCC exactly `K304_INIT` of its
   seed, the init these rows share with the encoder and TopK families, and 47,927 steps).
+- gpu16k-im-sweep-PLAN.md (gpu16k-im-sweep.md, seventeenth session): the encoder with both
+  InfoMax weights at 0.02, 0.03 and 0.05 of their reference-K values (`encoder-im0.02`,
+  `encoder-im0.03`, `encoder-im0.05`), seeds 0-2 (`gpu16k-im-sweep/w0.json`-`w2.json`;
+  `w2.json` is the fourth call's re-run, S2's results.json having been lost), and TopK at
+  `encoder-im0.01`'s L0 (`topk-k12`), seeds 0-2 (`t0.json`-`t2.json`); added by that plan's
+  rules 1-2 (`planned_rows` with `K304_INIT`, 47,927 steps) and, for `topk-k12`, rule 6's L0
+  window `K12_L0` (`k12_rows`; `planned_rows` prints a row outside it under its own "rule 3").
 
 The verdict takes the best SAE baseline among the SAE rows at L0 within 25 % of the target
 L0 25 (`synthetic_verdict(target_l0=K)`; the rule of gpu16k-next-PLAN.md, fixed before call 1).
@@ -74,8 +81,9 @@ Beside the table, not in it (another width and length): the rows at width 16,384
 of `encoder` and `tied-topk` (`c3-e.json`, `c3-t.json`; gpu16k-width16k-3-PLAN.md, fifteenth
 session), and, from gpu16k-width16k-4-PLAN.md (sixteenth session), seed 1 of `encoder-wr` and
 the hybrid (`c4-w.json`, `c4-h.json`) and seed 2 of all four (`c5-e.json`, `c5-t.json`,
-`c6-w.json`, `c6-h.json`), in the JSON's "width16k" entry with their own `synthetic_verdict`.
-Each is added by that plan's rules 1 and 2 (`wide_rows`: 26,818 steps; the untrained MCC exactly
+`c6-w.json`, `c6-h.json`), and, from gpu16k-width16k-im001-PLAN.md (seventeenth session),
+seeds 0-2 of `encoder-im0.01` (`c7-i0.json`, `c7-i1.json`, `c8-i2.json`), in the JSON's
+"width16k" entry with their own `synthetic_verdict`. Each is added by that plan's rules 1 and 2 (`wide_rows`: 26,818 steps; the untrained MCC exactly
 `WIDE_INIT` of its seed, or, for a seed with no committed value, the same in every row of the
 seed); a row that fails is printed and left out.
 
@@ -136,6 +144,15 @@ IM001_ROWS = ("encoder-im0.01",)
 IM001_FILES = {"i0.json": IM001_ROWS, "i1.json": IM001_ROWS, "i2.json": IM001_ROWS}
 """gpu16k-im001.md's rows (49.1 M samples, width 4,096), by file: seeds 0-2. Rules 1-2 of its
 plan: the encoder's untrained MCC per seed, which is K304_INIT."""
+IMS = ROOT / "gpu16k-im-sweep"
+IMS_ROWS = ("encoder-im0.02", "encoder-im0.03", "encoder-im0.05")
+IMS_FILES = {"w0.json": IMS_ROWS, "w1.json": IMS_ROWS, "w2.json": IMS_ROWS}
+"""gpu16k-im-sweep.md's InfoMax-weight rows (49.1 M samples, width 4,096), by file: seeds 0-2,
+the three weights in lockstep in each process. Rules 1-2 of its plan: K304_INIT, 47,927 steps."""
+K12_ROWS = ("topk-k12",)
+K12_FILES = {"t0.json": K12_ROWS, "t1.json": K12_ROWS, "t2.json": K12_ROWS}
+"""gpu16k-im-sweep.md's TopK rows at k = 12 (49.1 M samples, width 4,096), by file: seeds 0-2."""
+K12_L0 = (9.15, 16.3)  # gpu16k-im-sweep-PLAN.md rule 6: 0.75 x 12.2 to 12.2 / 0.75, as written
 L1 = ("standard-l1-3.0", "standard-l1-10.0")  # section 3, seed 0 (rows/results.json)
 BT_SEED0 = ROOT / "gpu16k-bt-seed0" / "s0.json"
 BT = "batchtopk-k25-sl-all"
@@ -147,9 +164,10 @@ WIDE_FILES = {"c1-p2.json": ("encoder-wr", "tied-topk-im-3.0"), "c2-e.json": ("e
               "c3-t.json": ("tied-topk",), "c4-w.json": ("encoder-wr",),
               "c4-h.json": ("tied-topk-im-3.0",), "c5-e.json": ("encoder",),
               "c5-t.json": ("tied-topk",), "c6-w.json": ("encoder-wr",),
-              "c6-h.json": ("tied-topk-im-3.0",)}  # fmt: skip
+              "c6-h.json": ("tied-topk-im-3.0",), "c7-i0.json": ("encoder-im0.01",),
+              "c7-i1.json": ("encoder-im0.01",), "c8-i2.json": ("encoder-im0.01",)}  # fmt: skip
 """gpu16k-width16k.md's rows (width 16,384), by file: seed 0 (c1, c2), seed 1 (c3, c4) and
-seed 2 (c5, c6)."""
+seed 2 (c5, c6); `encoder-im0.01` seeds 0 and 1 (c7) and 2 (c8)."""
 WIDE_STEPS, WIDE_LATENTS = 26818, 16384
 WIDE_INIT = {0: 0.14494764804840088, 1: 0.14484603703022003}
 """The untrained MCC every width-16,384 row of a seed starts from (exact): seed 0 from
@@ -251,6 +269,9 @@ def load_rows() -> list[dict]:
     for folder, files in ((WRH, WRH_FILES), (IM001, IM001_FILES)):
         rows += planned_rows(folder, {f: read_rows(folder / f, names)
                                       for f, names in files.items()}, K304_INIT)  # fmt: skip
+    rows += planned_rows(IMS, {f: read_rows(IMS / f, names) for f, names in IMS_FILES.items()},
+                         K304_INIT)  # fmt: skip
+    rows += k12_rows({f: read_rows(IMS / f, names) for f, names in K12_FILES.items()})
     bad = [(r["variant"], r["seed"]) for r in rows if r["steps_done"] != STEPS]
     # The report gives the planned length only. Its training could not have stopped early: the
     # time limit (max_seconds 495 s from the run's start, as in s0.json and s1.json of the same
@@ -262,7 +283,7 @@ def load_rows() -> list[dict]:
     keep = (HEADLINE + JUMPRELU + L1 + tuple(n for names in ONE_SEED.values() for n in names)
             + tuple(n for names in MATCHED_FILES.values() for n in names)
             + tuple(n for names in NEXT11_FILES.values() for n in names) + K214_ROWS
-            + K304_ROWS + WRH_ROWS + IM001_ROWS)  # fmt: skip
+            + K304_ROWS + WRH_ROWS + IM001_ROWS + IMS_ROWS + K12_ROWS)  # fmt: skip
     return [r for r in rows + lost if r["variant"] in keep]
 
 
@@ -315,6 +336,12 @@ def k304_rows(by_file: dict[str, list[dict]]) -> list[dict]:
     """The `topk-k304` rows of `by_file` that pass gpu16k-k304-PLAN.md rules 1-3 (`planned_rows`
     with K304_INIT and the window K304_L0)."""
     return planned_rows(K304, by_file, K304_INIT, K304_L0)
+
+
+def k12_rows(by_file: dict[str, list[dict]]) -> list[dict]:
+    """The `topk-k12` rows of `by_file` that pass gpu16k-im-sweep-PLAN.md rules 1-2 and rule 6's
+    L0 window (`planned_rows` with K304_INIT and K12_L0)."""
+    return planned_rows(IMS, by_file, K304_INIT, K12_L0)
 
 
 def jumprelu_headline(rows: list[dict]) -> tuple[str | None, dict[str, float]]:
@@ -419,7 +446,7 @@ def plot(summary: list[dict], picked: str) -> None:
     except ImportError:
         print("matplotlib not installed: gpu16k_seeds_mcc_vs_l0.png not written")
         return
-    fig, ax = plt.subplots(figsize=(8.5, 5))
+    fig, ax = plt.subplots(figsize=(8.5, 6))  # the legend's height: one line per row
     ax.axvspan(K * (1 - L0_TOLERANCE), K * (1 + L0_TOLERANCE), color="0.92",
                label=f"L0 within 25 % of {K}")  # fmt: skip
 
@@ -441,7 +468,7 @@ def plot(summary: list[dict], picked: str) -> None:
                     fontsize=6, color="C3")  # fmt: skip
     others = [s for s in summary if s["variant"] not in JUMPRELU]
     for i, s in enumerate(others):
-        ax.errorbar(s["l0"]["mean"], s["mcc"]["mean"], yerr=err(s), fmt="s",
+        ax.errorbar(s["l0"]["mean"], s["mcc"]["mean"], yerr=err(s), fmt="sD"[i // 20 % 2],
                     color=plt.cm.tab20(i % 20),
                     label=f"{s['variant']} ({s['seeds']} seed{'s' * (s['seeds'] > 1)})")  # fmt: skip
     ax.scatter([s["l0"]["mean"] for s in summary],
