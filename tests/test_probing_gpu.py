@@ -1341,3 +1341,38 @@ def test_rule_table_helpers_shared_by_compare6_to_8(tmp_path, capsys):
     assert (tmp_path / "x.json").read_text() == '{\n "K16": [\n  1\n ]\n}'
     with pytest.raises(FileExistsError, match="x.md exists"):
         write_compare(tmp_path, files, lambda: pytest.fail("computed before refusing"))
+
+
+def test_a_harvest_passed_in_gives_the_same_run_and_models_are_kept(tmp_path):
+    """main_run with `harvested` = run.harvest's residuals (computed once, as
+    docs/eval/probing/why-im001/why_run.py passes them to several runs) repeats the run that
+    harvests itself, bit for bit (L0, dead fractions, probes, FVU, CE); `models` receives every
+    trained row's model, whose codes give the recorded held-out L0."""
+    from implicit_em.eval.probing_study.run import harvest, l0_and_dead
+    from implicit_em.lm_eval import encode
+
+    mod = _script()
+    tiny = {**mod.TINY, "seeds": (0,), "Ks": (16,)}
+    plan = mod.Plan(**tiny)
+    mod.prepare(plan, tiny_corpora(), ByteTokenizer(), tmp_path / "data")
+    meta, arrays = mod.load_data(tmp_path / "data")
+    rows = ({"family": "encoder"},
+            {"family": "encoder", "label": "encoder-im0.01", "untrained": False,
+             "twin_of": "encoder", "loss": {"lambda_var": 0.01, "lambda_tc": 0.01}})  # fmt: skip
+    plan = replace(plan, rows=rows, twin_mean=True)
+    lm = _tiny_lm()
+    own = mod.main_run(plan, meta, arrays, lm, tmp_path / "own", "cpu")
+    given = harvest(lm, arrays, plan, torch.device("cpu"))
+    x, acts, held = given
+    assert x.dtype == torch.float16 and x.shape[1] == acts.shape[2] == held.shape[1]
+    assert acts.shape[:2] == (arrays["pool_tokens"].shape[0], arrays["pool_tokens"].shape[1] - 1)
+    models: dict = {}
+    res = mod.main_run(plan, meta, arrays, lm, tmp_path / "given", "cpu", harvested=given,
+                       models=models)  # fmt: skip
+    assert res["harvest_given"] is True and "harvest_given" not in own
+    for key in ("l0", "dead_fraction", "probing", "fvu", "downstream", "tokens", "kinds"):
+        assert res[key] == own[key], key
+    assert set(models) == {"encoder-K16-s0", "encoder-im0.01-K16-s0"}
+    scale = res["tokens"]["norm_scale"]
+    for name, m in models.items():
+        assert l0_and_dead(encode(m, held.float() * scale))[0] == res["l0"][name]

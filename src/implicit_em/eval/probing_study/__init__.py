@@ -6,7 +6,8 @@ Modules, in the order the study runs:
 
 - `plan`: `Plan` (every setting, fixed before each run; overrides from a plan JSON), the run
   config of each row, and `prepare` / `load_data` (tokenized pool, tasks and contexts).
-- `run`: `main_run` (harvest, train each row, its controls, probe, splice; results.json).
+- `run`: `main_run` (harvest, train each row, its controls, probe, splice; results.json) and
+  `harvest` (the residuals it reads, which a caller may compute once and pass in).
 - `report`: `merge_results`, `summarize`, `render` (tables) and `plot` (probing vs k).
 - `compare`: the verdicts of run 2 (`compare`), run 3 (`compare3`) and run 4 (`compare4`).
 - `commands`: the five steps as commands (`implicit-em eval-suite probing-study ...`).
@@ -48,6 +49,7 @@ from implicit_em.eval.probing_study.report import (
 from implicit_em.eval.probing_study.run import (
     Fitter,
     fit_task,
+    harvest,
     harvest_rows,
     log,
     main_run,
@@ -56,7 +58,7 @@ from implicit_em.eval.probing_study.run import (
 
 __all__ = [
     "OLD_ROWS", "SHORT", "TIED_FAMILIES", "TINY", "Fitter", "Plan", "compare", "compare3",
-    "compare4", "dataset_mean", "fit_task", "harvest_rows", "load_data", "log", "main_run",
+    "compare4", "dataset_mean", "fit_task", "harvest", "harvest_rows", "load_data", "log", "main_run",
     "merge_results",
     "plan_fields", "plan_rows", "plot", "prepare", "read_plan_json", "render", "row_id",
     "row_stats", "run_config", "summarize", "train_row",

@@ -163,9 +163,26 @@ def train_row(model, row: dict, cfg, x_train, plan: Plan, K: int, d: int, seed: 
     return stages
 
 
+def harvest(lm, arrays: dict, plan: Plan, device) -> tuple:
+    """The residuals `main_run` reads, at plan.layer (`resid_pre`, BOS dropped, float16, model
+    units): (x (N, D) of the training contexts, acts (P, T, D) of the probing passages,
+    held (M, D) of the held-out contexts), from arrays "train_ctx", "pool_tokens", "held_ctx"."""
+    xs = harvest_rows(lm, arrays["train_ctx"], plan.layer, plan.lm_batch, device)
+    acts = harvest_rows(lm, arrays["pool_tokens"], plan.layer, plan.lm_batch, device)  # (P, T, D)
+    held = harvest_rows(lm, arrays["held_ctx"], plan.layer, plan.lm_batch, device)
+    D = xs.shape[-1]
+    return xs.reshape(-1, D), acts, held.reshape(-1, D)
+
+
 def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
-             time_limit: float = 0.0, workers: int = 0, lm_info: dict | None = None) -> dict:  # fmt: skip
-    """The whole GPU study (module docstring); results.json rewritten after every block."""
+             time_limit: float = 0.0, workers: int = 0, lm_info: dict | None = None,
+             harvested: tuple | None = None, models: dict | None = None) -> dict:  # fmt: skip
+    """The whole GPU study (module docstring); results.json rewritten after every block.
+
+    harvested: `harvest(lm, arrays, plan, device)`'s (x, acts, held), computed once and passed
+    in (e.g. by several runs on the CPU); None harvests here. The LM is still used for the CE
+    splice. models: a dict that receives each block's trained models, by row name (after any
+    read-out), e.g. for diagnostics; None keeps none."""
     import torch
 
     from implicit_em import runs
@@ -199,11 +216,12 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
 
     lm.to(dev).eval()
     t = time.perf_counter()
-    xs = harvest_rows(lm, arrays["train_ctx"], plan.layer, plan.lm_batch, dev)
-    D = xs.shape[-1]
-    x_all = xs.reshape(-1, D)  # (N, D) float16, model units
-    acts = harvest_rows(lm, arrays["pool_tokens"], plan.layer, plan.lm_batch, dev)  # (P, T, D)
-    held = harvest_rows(lm, arrays["held_ctx"], plan.layer, plan.lm_batch, dev).reshape(-1, D)
+    if harvested is None:
+        harvested = harvest(lm, arrays, plan, dev)
+    else:
+        res["harvest_given"] = True
+    x_all, acts, held = (h.to(dev) for h in harvested)  # (N, D), (P, T, D), (M, D) model units
+    D = x_all.shape[-1]
     res["harvest_s"] = round(time.perf_counter() - t, 1)
     median = float(x_all[:200_000].float().norm(dim=1).median())
     keep = ~norm_outliers(x_all.float(), plan.max_norm_ratio, median)
@@ -323,6 +341,8 @@ def main_run(plan: Plan, meta: dict, arrays: dict, lm, out: Path, device: str,
                     model = readout_at_k(model, k_row)
                     untrained[name] = readout_at_k(untrained[name], k_row)
                 trained[name] = model
+                if models is not None:
+                    models[name] = model
                 a = encode(model, x_held)
                 l0, res["dead_fraction"][name] = l0_and_dead(a)
                 res["l0"][name] = l0
