@@ -2,7 +2,8 @@
 
 `losses.infomax_terms(a, probes, eps)` returns the unweighted (lse, var, tc) of
 `losses.combined_loss` and picks the path with `fused_active` below:
-- fused: Triton kernels (`triton_infomax`) wrapped as torch.library custom ops and
+- fused: Triton kernels (`triton_infomax`) wrapped as torch.library custom ops (or, with
+  `infomax.OPS`, as triton ops that torch.compile sees into: `triton_ops`) and
   autograd.Functions (`infomax`). Forward: ONE pass over a (B, K) gives every row's
   log-sum-exp and every column's mean and centred sum of squares (given the pre-activations z
   of a = ReLU(z), it reads z and writes a as it goes); the sketch's two skinny products

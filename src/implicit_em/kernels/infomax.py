@@ -18,6 +18,8 @@ ReLU's mask when the caller passes the pre-activation z (`fused_terms`' preact).
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import Tensor
 
@@ -61,6 +63,31 @@ def _(z: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor, T
     return (torch.empty_like(z, memory_format=torch.contiguous_format), *infomax_stats(z))
 
 
+# Which operators the fused path calls (issue 19, round 12): "custom", the torch.library
+# custom ops above (opaque to torch.compile: Inductor calls each as an extern fallback; every
+# GPU round up to 11), or "triton", the same kernels as torch.library.triton_op
+# (`kernels.triton_ops`: under torch.compile Inductor emits the kernel launches in its own
+# code). Same values either way. Default from the environment variable IMPLICIT_EM_OPS.
+OPS = {"kind": os.environ.get("IMPLICIT_EM_OPS", "custom")}
+OPS_KINDS = ("custom", "triton")
+
+
+def _op(name: str):
+    """The operator `name` ("stats", "relu_stats" or "grad") of the kind OPS["kind"] says.
+    Raises ValueError for another kind."""
+    kind = OPS["kind"]
+    if kind == "custom":
+        return {"stats": infomax_stats, "relu_stats": infomax_relu_stats,
+                "grad": infomax_grad}[name]  # fmt: skip
+    if kind == "triton":
+        from implicit_em.kernels import triton_ops
+
+        return {"stats": triton_ops.infomax_stats, "relu_stats": triton_ops.infomax_relu_stats,
+                "grad": triton_ops.infomax_grad}[name]  # fmt: skip
+    raise ValueError(f"kernel operators must be one of {OPS_KINDS}, got {kind!r}: set "
+                     "IMPLICIT_EM_OPS (or kernels.infomax.OPS['kind']) to custom or triton")  # fmt: skip
+
+
 def combine_stats(
     a: Tensor, relu: bool = False, bias: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -73,9 +100,9 @@ def combine_stats(
 
     b, rows = a.shape[0], STATS["rows"]
     if relu:
-        a, rmax, rsum, cmean, cm2 = infomax_relu_stats(a, bias)
+        a, rmax, rsum, cmean, cm2 = _op("relu_stats")(a, bias)
     else:
-        rmax, rsum, cmean, cm2 = infomax_stats(a)  # (nK, B) x 2, (nC, K) x 2
+        rmax, rsum, cmean, cm2 = _op("stats")(a)  # (nK, B) x 2, (nC, K) x 2
     top = rmax.amax(dim=0)  # (B,)
     row_lse = top + torch.log((rsum * torch.exp(rmax - top)).sum(dim=0))  # (B,)
     starts = torch.arange(cmean.shape[0], device=a.device, dtype=torch.float32) * rows
@@ -168,9 +195,9 @@ class _Stats(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_row: Tensor, g_mean: Tensor, g_ss: Tensor) -> Tensor:
         a, row_lse, mean = ctx.saved_tensors
-        da, _ = infomax_grad(a, row_lse, -g_row.float().contiguous(),
-                             (g_mean / a.shape[0]).float().contiguous(),
-                             (2 * g_ss).float().contiguous(), mean, None, None, False, False)  # fmt: skip
+        da, _ = _op("grad")(a, row_lse, -g_row.float().contiguous(),
+                            (g_mean / a.shape[0]).float().contiguous(),
+                            (2 * g_ss).float().contiguous(), mean, None, None, False, False)  # fmt: skip
         return da
 
 
@@ -222,9 +249,9 @@ class _SketchTerms(torch.autograd.Function):
         low = torch.cat([q, p], dim=1).to(a.dtype)  # (B, 2m)
         high = (c * s[:, None] * torch.cat([v, r], dim=1)).to(a.dtype)  # (K, 2m)
         g_row = g_lse.float().reshape(())  # one g for every row: the kernel broadcasts it
-        dx, db = infomax_grad(a, row_lse, g_row, alpha.contiguous(), beta.contiguous(), mean,
-                              low.contiguous(), high.contiguous(), ctx.relu,
-                              ctx.bias is not None)  # fmt: skip
+        dx, db = _op("grad")(a, row_lse, g_row, alpha.contiguous(), beta.contiguous(), mean,
+                             low.contiguous(), high.contiguous(), ctx.relu,
+                             ctx.bias is not None)  # fmt: skip
         return dx, None, None, None, None if ctx.bias is None else db.to(ctx.bias[0])
 
 

@@ -39,6 +39,7 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from torch.library import wrap_triton
 
 from implicit_em.kernels import interpreted
 
@@ -382,7 +383,7 @@ def partial_shapes(b: int, k: int) -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 def stats_partials(a: Tensor, relu: bool = False, config: dict | None = None,
-                   bias: Tensor | None = None) -> tuple[Tensor, ...]:  # fmt: skip
+                   bias: Tensor | None = None, traced: bool = False) -> tuple[Tensor, ...]:  # fmt: skip
     """Partials of a (B, K), all float32: row max and row sum of exp(-a - max) per column
     strip (nK, B), nK = ceil(K / BLOCK_K); column mean and centred sum of squares per row
     chunk (nC, K), nC = ceil(B / R) for R = STATS["rows"], the last chunk holding
@@ -391,7 +392,9 @@ def stats_partials(a: Tensor, relu: bool = False, config: dict | None = None,
     (B, K), contiguous, z's dtype, written in the same pass. config: one of STATS_CONFIGS
     instead of the autotuned choice (the tests run each). bias: with relu, b (K,) float32 and
     a holding z0: the codes are ReLU(z0 + b), b rounded to z0's dtype first and the sum
-    rounded to it (as torch computes z0 + b.to(z0.dtype))."""
+    rounded to it (as torch computes z0 + b.to(z0.dtype)). traced: launch through
+    torch.library.wrap_triton, for the body of a torch.library.triton_op
+    (`kernels.triton_ops`); see `_stand_in`."""
     if bias is not None and not relu:
         raise ValueError("stats_partials: bias is folded only with relu=True (a holds z0)")
     b, k = a.shape
@@ -399,23 +402,38 @@ def stats_partials(a: Tensor, relu: bool = False, config: dict | None = None,
     f32 = {"device": a.device, "dtype": torch.float32}
     rmax, rsum = torch.empty(row_shape, **f32), torch.empty(row_shape, **f32)
     cmean, cm2 = torch.empty(col_shape, **f32), torch.empty(col_shape, **f32)
-    codes = torch.empty(b, k, device=a.device, dtype=a.dtype) if relu else rmax
+    codes = torch.empty(b, k, device=a.device, dtype=a.dtype) if relu else None
     grid = (col_shape[0], row_shape[0])
     tuned = _stats_shift_kernel if STATS["shift"] else _stats_kernel
     rows = STATS["rows"]
     if config is not None and config["BM"] > rows:
-        return stats_partials(a, relu, {**config, "BM": rows}, bias)
-    kernel = (tuned if config is None else tuned.fn)[grid]
-    kernel(a, codes, rmax if bias is None else bias.float().contiguous(), rmax, rsum, cmean,
-           cm2, b, k, a.stride(0), a.stride(1), BK=BLOCK_K, ROWS=rows, RELU=relu,
-           BIAS=bias is not None, **(config or {}))  # fmt: skip
+        return stats_partials(a, relu, {**config, "BM": rows}, bias, traced)
+    kernel = tuned if config is None else tuned.fn
+    if traced:
+        kernel = wrap_triton(kernel)
+    bias = None if bias is None else bias.float().contiguous()
+    kernel[grid](a, _stand_in(codes, rmax, a.dtype, traced),
+                 _stand_in(bias, rmax, torch.float32, traced), rmax, rsum, cmean, cm2, b, k,
+                 a.stride(0), a.stride(1), BK=BLOCK_K, ROWS=rows, RELU=relu,
+                 BIAS=bias is not None, **(config or {}))  # fmt: skip
     return (codes, rmax, rsum, cmean, cm2) if relu else (rmax, rsum, cmean, cm2)
+
+
+def _stand_in(t: Tensor | None, other: Tensor, dtype: torch.dtype, traced: bool) -> Tensor:
+    """t, or for a pointer argument the kernel does not touch (its constexpr switch off) a
+    stand-in: `other`, a tensor the launch passes anyway; traced, a one-element tensor of
+    its own of `dtype` instead, so that no tensor is passed twice to a launch that
+    torch.compile functionalizes (it copies each argument the kernel may write, and a
+    tensor passed as two arguments would be replaced by either copy)."""
+    if t is not None:
+        return t
+    return other.new_empty(1, dtype=dtype) if traced else other
 
 
 def grad(
     a: Tensor, row_lse: Tensor, g: Tensor, alpha: Tensor, beta: Tensor, mean: Tensor,
     low: Tensor | None = None, high: Tensor | None = None, relu: bool = False,
-    config: dict | None = None, colsum: bool = False,
+    config: dict | None = None, colsum: bool = False, traced: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:  # fmt: skip
     """(B, K) in a's dtype: g_i exp(-a_ij - row_lse_i) + alpha_j + beta_j (a_ij - mean_j)
     + (low high^T)_ij, times [a_ij > 0] with relu. row_lse (B,); g (B,), or 0-dim for one g
@@ -423,7 +441,8 @@ def grad(
     float32; low (B, r) and high (K, r) contiguous in a's dtype, or both None. config: one of
     GRAD_CONFIGS instead of the autotuned choice. colsum: also return the output's column
     sums (K,) float32 (of the values as written, in a's dtype: the bias gradient of
-    z = z0 + b), from per-program partials the kernel writes, summed here."""
+    z = z0 + b), from per-program partials the kernel writes, summed here. traced: launch
+    through torch.library.wrap_triton, as in `stats_partials`."""
     b, k = a.shape
     out = torch.empty_like(a, memory_format=torch.contiguous_format)
     r = 0 if low is None else low.shape[1]
@@ -437,13 +456,16 @@ def grad(
         return triton.cdiv(b, rows or meta["BM"]), triton.cdiv(k, meta["BK"])
 
     tuned = _grad_loop_kernel if rows else _grad_kernel
-    kernel = tuned[grid] if config is None else tuned.fn[grid(config)]
-    part, height = out, rows or min(c["BM"] for c in ([config] if config else GRAD_CONFIGS))
+    kernel = tuned if config is None else tuned.fn
+    if traced:
+        kernel = wrap_triton(kernel)
+    kernel = kernel[grid] if config is None else kernel[grid(config)]
+    part, height = None, rows or min(c["BM"] for c in ([config] if config else GRAD_CONFIGS))
     extra = {"ROWS": rows} if rows else {"PART_H": height}
     if colsum:  # one row of partials per `height` rows of out, every row written by the pass
         part = torch.empty(triton.cdiv(b, height), k, device=a.device, dtype=torch.float32)
-    kernel(a, out, row_lse, g, alpha, beta, mean,
-           out if low is None else low, out if high is None else high, part,
+    kernel(a, out, row_lse, g, alpha, beta, mean, _stand_in(low, out, a.dtype, traced),
+           _stand_in(high, out, a.dtype, traced), _stand_in(part, out, torch.float32, traced),
            b, k, r, a.stride(0), a.stride(1), out.stride(0), out.stride(1),
            RP=rp, HAS_LOW=low is not None, RELU=relu,
            PRECISION=dot_precision(a.dtype),
