@@ -841,6 +841,7 @@ def main(argv: list[str] | None = None) -> int:
         "matmul_tflops": mm_tflops,
         "repeats": args.repeats,
         "autotune": os.environ.get("IMPLICIT_EM_AUTOTUNE", "1") != "0",
+        "ops": fused_impl.OPS["kind"],  # the kernels' operators (IMPLICIT_EM_OPS; round 12)
         "row_order": list(models),
         "models": {},
     }

@@ -807,6 +807,42 @@ def test_bench_train_steps_bf16_codes_rows_and_their_refusal(tmp_path, monkeypat
     assert "\n" not in str(e.value)
 
 
+def test_bench_train_steps_triton_ops_rows_and_a_row_that_fails(tmp_path, monkeypatch, capsys):
+    """--triton-ops adds a "+MODE/triton" row per fused mode, run with `kernels.infomax.OPS`
+    "triton" (restored after each row) and carrying its ratio to the custom-ops row per round;
+    a row that raises is recorded (NaN tokens/s, its error) and the other rows go on."""
+    import math
+
+    from implicit_em.kernels import infomax as fused_impl
+
+    bts = importlib.import_module("bench_train_steps")
+    seen = []
+    real = bts.train_steps
+
+    def spy(*a, **k):
+        seen.append(fused_impl.OPS["kind"])
+        if fused_impl.OPS["kind"] == "triton" and len(seen) > 4:  # the second round's
+            raise RuntimeError("no triton op here")
+        return real(*a, **k)
+
+    monkeypatch.setattr(bts, "train_steps", spy)
+    out = tmp_path / "r.json"
+    bts.main(["--device", "cpu", "--K", "32", "--D", "8", "--B", "32", "--probes", "4",
+              "--steps", "2", "--warmup", "1", "--repeats", "2", "--fused-modes", "on,off",
+              "--triton-ops", "--out", str(out)])  # fmt: skip
+    got = json.loads(out.read_text())["rows"]
+    assert list(got) == ["encoder_sketch4+on", "encoder_sketch4+off", "encoder_sketch4+on/triton",
+                         "standard_sae"]  # fmt: skip
+    assert seen[:4] == ["custom", "custom", "triton", "custom"] and seen.count("triton") == 2
+    assert fused_impl.OPS["kind"] == "custom"  # restored after every row
+    tri, cus = got["encoder_sketch4+on/triton"], got["encoder_sketch4+on"]
+    assert tri["over_custom_ops"][0] == pytest.approx(tri["tokens_per_s"][0] / cus["tokens_per_s"][0])
+    assert math.isnan(tri["tokens_per_s"][1]) and tri["errors"] == ["RuntimeError: no triton op here"]
+    assert all(t > 0 for n, r in got.items() if n != "encoder_sketch4+on/triton"
+               for t in r["tokens_per_s"])  # fmt: skip
+    assert "encoder_sketch4+on/triton FAILED in 1 of 2 rounds" in capsys.readouterr().out
+
+
 def test_profile_train_steps_prints_both_modes_and_the_terms_table(capsys):
     """benchmarks/profile_train_steps.py on the CPU (tiny shapes): a profiler table per fused
     mode and the infomax_terms timing table, fused (interpreter) and reference, per dtype."""
