@@ -952,6 +952,42 @@ def test_the_committed_table_holds_the_im_sweep_and_topk_k12(monkeypatch, capsys
     assert "`encoder-im0.01` MCC 0.400 at L0 12.2 is 0.248 below `topk-k12`" in own
 
 
+def test_the_committed_table_holds_the_im_low_rows(monkeypatch, capsys):
+    """gpu16k-im-low-PLAN.md rule 7 (its single-GPU fallback: seeds 0 and 1 only): encoder-im0.003
+    and encoder-im0 pass rules 1-2 on both seeds (nothing printed) and are in gpu16k-seeds.json
+    with 2 seeds each, both at their controls; a row at another init and a short row are printed
+    and left out; encoder-im0.003's own-L0 row is jumprelu-0.01, encoder-im0 has none."""
+    import copy
+
+    t = _seeds_table()
+    monkeypatch.chdir(ROOT)
+    by_file = {f: t.read_rows(t.IML / f, names) for f, names in t.IML_FILES.items()}
+    kept = t.planned_rows(t.IML, by_file, t.K304_INIT)
+    assert sorted((r["variant"], r["seed"]) for r in kept) == [
+        (n, s) for n in ("encoder-im0", "encoder-im0.003") for s in (0, 1)]  # fmt: skip
+    assert capsys.readouterr().out == ""
+    bad = copy.deepcopy(by_file)
+    bad["l0.json"][0]["untrained"]["mcc"] = 0.15  # encoder-im0.003 seed 0
+    bad["l1.json"][1]["steps_done"] = 40000  # encoder-im0 seed 1
+    kept = t.planned_rows(t.IML, bad, t.K304_INIT)
+    assert sorted((r["variant"], r["seed"]) for r in kept) == [
+        ("encoder-im0", 0), ("encoder-im0.003", 1)]  # fmt: skip
+    out = capsys.readouterr().out
+    assert "l0.json: encoder-im0.003 seed 0 reported, not added (rule 1: untrained MCC 0.15" in out
+    assert "l1.json: encoder-im0 seed 1 reported, not added (rule 2: 40000 steps, not 47927)" in out
+    gt = json.loads((ROOT / DEFAULTS["ground_truth"]).read_text())
+    by = {s["variant"]: s for s in gt["summary"]}
+    assert [by[n]["seeds"] for n in t.IML_ROWS] == [2, 2]
+    assert by["encoder-im0.003"]["mcc"]["max"] == pytest.approx(0.14514, abs=1e-5)
+    assert by["encoder-im0"]["dead_latents"]["min"] == 3617
+    low = next(x for x in gt["verdict"] if x.startswith("- **At its controls**"))
+    assert "`encoder-im0.003` (decoder-free) MCC 0.145 at L0 7.4, 0 dead, 2 seeds" in low
+    assert "`encoder-im0` (decoder-free) MCC 0.129 at L0 0.0, 3646 dead, 2 seeds" in low
+    own = next(x for x in gt["verdict"] if x.startswith("- **At their own L0**"))
+    assert "`encoder-im0.003` MCC 0.145 at L0 7.4 is 0.399 below `jumprelu-0.01`" in own
+    assert "`encoder-im0` MCC" not in own
+
+
 def test_harness_rule_reads_the_three_seeds_at_200m(monkeypatch):
     """gpu16k-next11-PLAN.md rule 8 on the committed files: seeds 0-2 of
     `batchtopk-k25-sl-all` at 200 M, mean 0.7569 against the published 0.7574 +- 0.0003:

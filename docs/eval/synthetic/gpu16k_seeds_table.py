@@ -67,6 +67,11 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   `encoder-im0.01`'s L0 (`topk-k12`), seeds 0-2 (`t0.json`-`t2.json`); added by that plan's
   rules 1-2 (`planned_rows` with `K304_INIT`, 47,927 steps) and, for `topk-k12`, rule 6's L0
   window `K12_L0` (`k12_rows`; `planned_rows` prints a row outside it under its own "rule 3").
+- gpu16k-im-low-PLAN.md (gpu16k-im-low.md, seventeenth session, its single-GPU fallback): the
+  encoder with both InfoMax weights at 0.003 of their reference-K values and at 0, the LSE
+  alone (`encoder-im0.003`, `encoder-im0`), seeds 0 and 1 (`gpu16k-im-low/l0.json`,
+  `l1.json`; seed 2 of both and the plan's `encoder-im0.001` are owed); added by that plan's
+  rules 1-2 (`planned_rows` with `K304_INIT`, 47,927 steps).
 
 The verdict takes the best SAE baseline among the SAE rows at L0 within 25 % of the target
 L0 25 (`synthetic_verdict(target_l0=K)`; the rule of gpu16k-next-PLAN.md, fixed before call 1).
@@ -149,6 +154,11 @@ IMS_ROWS = ("encoder-im0.02", "encoder-im0.03", "encoder-im0.05")
 IMS_FILES = {"w0.json": IMS_ROWS, "w1.json": IMS_ROWS, "w2.json": IMS_ROWS}
 """gpu16k-im-sweep.md's InfoMax-weight rows (49.1 M samples, width 4,096), by file: seeds 0-2,
 the three weights in lockstep in each process. Rules 1-2 of its plan: K304_INIT, 47,927 steps."""
+IML = ROOT / "gpu16k-im-low"
+IML_ROWS = ("encoder-im0.003", "encoder-im0")
+IML_FILES = {"l0.json": IML_ROWS, "l1.json": IML_ROWS}
+"""gpu16k-im-low.md's rows (49.1 M samples, width 4,096), by file: seeds 0 (l0) and 1 (l1), the
+two weights in lockstep in each process. Rules 1-2 of its plan: K304_INIT, 47,927 steps."""
 K12_ROWS = ("topk-k12",)
 K12_FILES = {"t0.json": K12_ROWS, "t1.json": K12_ROWS, "t2.json": K12_ROWS}
 """gpu16k-im-sweep.md's TopK rows at k = 12 (49.1 M samples, width 4,096), by file: seeds 0-2."""
@@ -266,7 +276,7 @@ def load_rows() -> list[dict]:
     rows += [r for f, names in K214_FILES.items() for r in read_rows(K214 / f, names)]
     rows += bt_seed0()
     rows += k304_rows({f: read_rows(K304 / f, names) for f, names in K304_FILES.items()})
-    for folder, files in ((WRH, WRH_FILES), (IM001, IM001_FILES)):
+    for folder, files in ((WRH, WRH_FILES), (IM001, IM001_FILES), (IML, IML_FILES)):
         rows += planned_rows(folder, {f: read_rows(folder / f, names)
                                       for f, names in files.items()}, K304_INIT)  # fmt: skip
     rows += planned_rows(IMS, {f: read_rows(IMS / f, names) for f, names in IMS_FILES.items()},
@@ -283,7 +293,7 @@ def load_rows() -> list[dict]:
     keep = (HEADLINE + JUMPRELU + L1 + tuple(n for names in ONE_SEED.values() for n in names)
             + tuple(n for names in MATCHED_FILES.values() for n in names)
             + tuple(n for names in NEXT11_FILES.values() for n in names) + K214_ROWS
-            + K304_ROWS + WRH_ROWS + IM001_ROWS + IMS_ROWS + K12_ROWS)  # fmt: skip
+            + K304_ROWS + WRH_ROWS + IM001_ROWS + IMS_ROWS + K12_ROWS + IML_ROWS)  # fmt: skip
     return [r for r in rows + lost if r["variant"] in keep]
 
 
