@@ -22,6 +22,12 @@ MARGIN = 0.02
 LSQ = "post-hoc least squares"
 
 
+def p_std(summ: dict, rid: str) -> float:
+    """P of the standardised-feature probe variant (one seed): mean over datasets and k."""
+    acc = summ["probing"][rid]["acc"]["standardized"]
+    return sum(acc[k][0] for k in summ["ks"]) / len(summ["ks"])
+
+
 def arm_rows(arm: str) -> list[dict] | None:
     """Every trained row of one arm beside its controls, or None when the arm has not run."""
     d = HERE / arm
@@ -50,6 +56,8 @@ def arm_rows(arm: str) -> list[dict] | None:
             "batch": info["batch"], "steps": res["train"][name]["steps"],
             "train_seconds": res["train"][name]["seconds"], "l0": st["l0"],
             "dead": st["dead"][0], "P": st["mean_k"], "acc_by_k": st["acc"],
+            "P_standardized": p_std(summ, rid), "P_twin_standardized": p_std(summ, twin),
+            "P_random_standardized": p_std(summ, rand),
             "P_twin": tw["mean_k"], "twin": twin, "l0_twin": tw["l0"],
             "P_random": ra["mean_k"], "l0_random": ra["l0"],
             "G": st["mean_k"] - max(tw["mean_k"], ra["mean_k"]),
@@ -139,8 +147,16 @@ def main() -> None:
                   f"({r['l0_random']:.0f}) | {r['G']:+.3f} | {f3(r['fvu_typical_lsq'])} | "
                   f"{f3(r['ce_lsq'])} | {f3(r['ce_random_lsq'])} |")  # fmt: skip
     print()
+    print("| arm | row | P standardised | twin | random@L0 |")
+    print("|---|---|---|---|---|")
+    for arm, rs in rows.items():
+        for r in rs or []:
+            print(f"| {arm} | {r['row']} | {f3(r['P_standardized'])} | "
+                  f"{f3(r['P_twin_standardized'])} | {f3(r['P_random_standardized'])} |")  # fmt: skip
+    print()
     keys = ("zero_code_tokens", "spearman_l0_norm", "spearman_mass_norm",
-            "mass_share_top1pct_norm", "effective_latents", "latents_on_any_passage",
+            "mass_share_top1pct_norm", "mass_share_first_token_held",
+            "mass_share_first_token_passages", "effective_latents", "latents_on_any_passage",
             "latents_on_1pct_passages", "zero_pooled_passages", "pooled_cosine_1000_pairs")  # fmt: skip
     print("| arm | row | " + " | ".join(keys) + " |")
     print("|---|---|" + "---|" * len(keys))
