@@ -60,10 +60,11 @@ ARMS = {
     "x4-encoder": dict(rows=(ENC,), mult=4),
     "x4-im0.04": dict(rows=(alone(IM04),), mult=4),
     "x1-s1": dict(rows=(ENC, IM01, IM04), mult=1, seed=1),
+    "b1024-x4": dict(rows=(alone(IM01),), mult=4, batch=1024),
 }
 """The plan's arms, in its order: rows, steps (mult x 488 at B = 4096), batch (default 4096;
-b1024 keeps x1's passes, so the same tokens), seed (default 0), tokennorm (every residual
-divided by its own norm before main_run)."""
+b1024 keeps x1's passes, so the same tokens; b1024-x4, a follow-up arm, keeps the x4 arms'
+passes), seed (default 0), tokennorm (every residual divided by its own norm before main_run)."""
 
 
 def sha256(path: Path) -> str:
