@@ -17,7 +17,7 @@ from implicit_em.eval.probing_study.compare import row_stats
 from implicit_em.eval.probing_study.report import row_id, summarize
 
 HERE = Path(__file__).resolve().parent
-ARMS = ("x1", "x4-im0.01", "b1024", "tokennorm", "x4-encoder", "x4-im0.04", "x1-s1")
+ARMS = ("x1", "x4-im0.01", "b1024", "tokennorm", "x4-encoder", "x4-im0.04", "x1-s1", "b1024-x4")
 MARGIN = 0.02
 LSQ = "post-hoc least squares"
 
@@ -123,6 +123,26 @@ def rules(rows: dict) -> dict:
                     "word": ("a code of that L0 can carry the tasks: low L0 alone does not explain it"
                              if p > 0.60 else "cause 4 cannot be excluded at this size"
                              if p < 0.55 else "undecided")}  # fmt: skip
+    follow = {}  # the PLAN's follow-up rule: does the batch-matched balance reach its controls?
+    for arm, row, base in (("x4-im0.04", "encoder-im0.04", im4),
+                           ("b1024-x4", "encoder-im0.01", get("b1024", "encoder-im0.01"))):  # fmt: skip
+        r = get(arm, row)
+        if r is None:
+            continue
+        follow[arm] = {"G": r["G"], "reaches": r["G"] >= -MARGIN,
+                       "word": "the batch-matched balance reaches its controls"
+                       if r["G"] >= -MARGIN else "it does not",
+                       "close": -0.03 <= r["G"] <= -0.01}  # fmt: skip
+        if base:
+            d = r["P"] - base["P"]
+            follow[arm] |= {"dP_vs_1x": d, "length_word": word(d, "length helps", "not length")}
+    if follow:
+        reach = [a for a, f in follow.items() if f["reaches"]]
+        out["follow-up"] = {"arms": follow, "reaches": reach,
+                            "word": "reaches its controls" if reach else "it does not"}  # fmt: skip
+        e4, i4 = get("x4-encoder", "encoder"), get("x4-im0.04", "encoder-im0.04")
+        if e4 and i4:
+            out["follow-up"]["encoder_4x_minus_im0.04_4x"] = e4["P"] - i4["P"]
     return out
 
 
