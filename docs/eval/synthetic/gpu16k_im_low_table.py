@@ -22,10 +22,10 @@ Prints the markdown tables and each rule's outcome; writes docs/eval/synthetic/g
 
 # the script's folder is on sys.path
 import gpu16k_seeds_table as T
+from gpu16k_seeds_table import controls, mccs, span
 
 from implicit_em.eval.synthetic import summarise
 from implicit_em.eval.verdict import (
-    DECODER_FREE,
     MARGIN,
     SAE,
     apart,
@@ -48,17 +48,6 @@ SWEEP = ("encoder", "encoder-im0.05", "encoder-im0.03", "encoder-im0.02", "encod
 def weight(name: str) -> float:
     """The InfoMax weights' fraction of their reference-K values in a row of SWEEP."""
     return 1.0 if name == ENCODER else float(name.removeprefix("encoder-im"))
-
-
-def mccs(rows: list[dict], name: str) -> list[float]:
-    """The trained MCC of every row named `name`, one per seed."""
-    return [r["trained"]["mcc"] for r in rows if r["variant"] == name]
-
-
-def span(rows: list[dict], name: str) -> str:
-    """'N seeds, min-max' of `name`'s trained MCC, to 4 decimals."""
-    v = mccs(rows, name)
-    return f"{len(v)} seed{'s' * (len(v) != 1)}, {min(v):.4f}-{max(v):.4f}"
 
 
 def checked(lines: list[str]) -> list[dict]:
@@ -85,18 +74,6 @@ def owed(rows: list[dict]) -> dict[str, list[int]]:
     have = {(r["variant"], r["seed"]) for r in rows}
     missing = {n: [s for s in SEEDS if (n, s) not in have] for n in PLANNED}
     return {n: s for n, s in missing.items() if s}
-
-
-def controls(s: dict) -> dict:
-    """Rules 4-5 on one `summarise` entry: "above" when the worst seed exceeds the best control
-    seed (untrained init, random directions at the row's L0) by more than MARGIN, "below" when
-    the best seed is under the worst control seed by more than MARGIN, else "level"."""
-    best = max(s["mcc_untrained"]["max"], s["mcc_random_at_l0"]["max"])
-    worst = min(s["mcc_untrained"]["min"], s["mcc_random_at_l0"]["min"])
-    side = ("above" if s["mcc"]["min"] > best + MARGIN
-            else "below" if s["mcc"]["max"] < worst - MARGIN else "level")  # fmt: skip
-    return {"reading": side, "worst_seed": s["mcc"]["min"], "best_seed": s["mcc"]["max"],
-            "best_control": best, "worst_control": worst}  # fmt: skip
 
 
 def below_a_hundredth(readings: dict[str, str | None]) -> str:
@@ -201,9 +178,7 @@ def evaluate() -> dict:
     # own-L0 and best decoder-free lines, on the table with them)
     table = ground_truth_rows(summarise(rows))
     named = {r["name"]: r for r in table}
-    free = [r for r in table if r["kind"] == DECODER_FREE]
-    top = max(r["mcc"] for r in free)
-    level = sorted(r["name"] for r in free if r["mcc"] >= top - MARGIN)
+    _, top, level = T.best_decoder_free(table)
     beats = [w for w, a in got.items() if a == "above"]
     own = {n: at_own_l0(named[n], table) for n in PLANNED if n in names}
     rules["7_verdict"] = {
@@ -222,13 +197,7 @@ def evaluate() -> dict:
               "mcc_max": by[n]["mcc"]["max"], "l0": by[n]["l0"]["mean"],
               "dead_latents": by[n]["dead_latents"]["mean"],
               "controls": controls(by[n])["reading"]} for n in SWEEP if n in by]  # fmt: skip
-    per_seed = [{"variant": r["variant"], "seed": r["seed"], "mcc": r["trained"]["mcc"],
-                 "mcc_untrained": r["untrained"]["mcc"],
-                 "mcc_random_at_l0": r["trained"]["random_at_l0"]["mcc"],
-                 "l0": r["trained"]["l0"], "dead_latents": r["trained"]["dead_latents"],
-                 "f1": r["trained"]["f1"], "features_covered": r["trained"]["features_covered"],
-                 "features_cos_0.9": r["trained"]["features_cos_0.9"]}
-                for r in sorted(new, key=lambda r: (PLANNED.index(r["variant"]), r["seed"]))]  # fmt: skip
+    per_seed = T.per_seed(sorted(new, key=lambda r: (PLANNED.index(r["variant"]), r["seed"])))
     shown = (*PLANNED, IM, ENCODER, *(s["name"] for v in rules["6_own_l0"].values() for s in v))
     return {"steps": T.STEPS, "summary": [by[n] for n in dict.fromkeys(shown) if n in by],
             "sweep": sweep, "detection": T.detection_rows(new, PLANNED), "per_seed": per_seed,

@@ -23,6 +23,7 @@ docs/eval/synthetic/gpu16k-im-sweep.json.
 
 # the script's folder is on sys.path
 import gpu16k_seeds_table as T
+from gpu16k_seeds_table import controls, mccs, span
 
 from implicit_em.eval.synthetic import summarise
 from implicit_em.eval.verdict import (
@@ -43,17 +44,6 @@ TARGET = 25  # rule 3: the target L0 (window 18.75-31.25 at L0_TOLERANCE)
 AGAINST = ("tied-topk", IM, "encoder")  # rule 4, beside the best SAE baseline
 PLAN_BASELINE = "matryoshka-k25-sl-all"  # the best SAE baseline the plan names
 BEFORE = "jumprelu-0.003"  # rule 7: encoder-im0.01's own-L0 row before topk-k12
-
-
-def mccs(rows: list[dict], name: str) -> list[float]:
-    """The trained MCC of every row named `name`, one per seed."""
-    return [r["trained"]["mcc"] for r in rows if r["variant"] == name]
-
-
-def span(rows: list[dict], name: str) -> str:
-    """'N seeds, min-max' of `name`'s trained MCC, to 4 decimals."""
-    v = mccs(rows, name)
-    return f"{len(v)} seed{'s' * (len(v) != 1)}, {min(v):.4f}-{max(v):.4f}"
 
 
 def checked(lines: list[str]) -> tuple[list[dict], list[dict]]:
@@ -88,17 +78,6 @@ def headline(rows: list[dict]) -> tuple[str | None, dict[str, float]]:
         if got:
             l0[name] = sum(got) / len(got)
     return nearest_in_window(l0, TARGET, L0_TOLERANCE), l0
-
-
-def controls(s: dict) -> dict:
-    """Rule 5 on one `summarise` entry: "above" when the worst seed exceeds the best control
-    seed (untrained init, random directions at the row's L0) by more than MARGIN, "below" when
-    the best seed is under the worst control seed by more than MARGIN, else "level"."""
-    best = max(s["mcc_untrained"]["max"], s["mcc_random_at_l0"]["max"])
-    worst = min(s["mcc_untrained"]["min"], s["mcc_random_at_l0"]["min"])
-    side = ("above" if s["mcc"]["min"] > best + MARGIN
-            else "below" if s["mcc"]["max"] < worst - MARGIN else "level")  # fmt: skip
-    return {"reading": side, "worst_seed": s["mcc"]["min"], "best_control": best}
 
 
 def evaluate() -> dict:
@@ -188,22 +167,13 @@ def evaluate() -> dict:
         lines.append(f"Rule 7: {n} {r['mcc']:.4f} at L0 {r['l0']:.1f} against {now['name']} "
                      f"{now['mcc']:.4f} (L0 {now['l0']:.1f}, {now['seeds']} seed"
                      f"{'s' * (now['seeds'] != 1)}): {r['mcc'] - now['mcc']:+.4f}{was}.")  # fmt: skip
-    free = [r for r in gt if r["kind"] == "decoder-free"]
-    top = max(r["mcc"] for r in free)
-    level = sorted(r["name"] for r in free if r["mcc"] >= top - MARGIN)
-    rules["7_best_decoder_free"] = {"highest": max(free, key=lambda r: r["mcc"])["name"],
-                                    "within_margin": level}  # fmt: skip
+    highest, top, level = T.best_decoder_free(gt)
+    rules["7_best_decoder_free"] = {"highest": highest, "within_margin": level}
     lines.append(f"Rule 7: decoder-free rows within {MARGIN} of the highest mean MCC "
                  f"({top:.4f}): {', '.join(level)}.")  # fmt: skip
 
     detection = T.detection_rows(weights + k12, (*WEIGHTS, K12))
-    per_seed = [{"variant": r["variant"], "seed": r["seed"], "mcc": r["trained"]["mcc"],
-                 "mcc_untrained": r["untrained"]["mcc"],
-                 "mcc_random_at_l0": r["trained"]["random_at_l0"]["mcc"],
-                 "l0": r["trained"]["l0"], "dead_latents": r["trained"]["dead_latents"],
-                 "f1": r["trained"]["f1"], "features_covered": r["trained"]["features_covered"],
-                 "features_cos_0.9": r["trained"]["features_cos_0.9"]}
-                for r in sorted(weights + k12, key=lambda r: (r["variant"], r["seed"]))]  # fmt: skip
+    per_seed = T.per_seed(sorted(weights + k12, key=lambda r: (r["variant"], r["seed"])))
     table = [by[n] for n in (*WEIGHTS, K12, *beside) if n in by]
     return {"steps": T.STEPS, "summary": table, "detection": detection, "per_seed": per_seed,
             "rules": rules, "lines": lines}  # fmt: skip

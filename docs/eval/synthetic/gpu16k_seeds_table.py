@@ -103,7 +103,13 @@ import math
 from pathlib import Path
 
 from implicit_em.eval.synthetic import _fmt, rows_from_report, summarise
-from implicit_em.eval.verdict import L0_TOLERANCE, nearest_in_window, synthetic_verdict
+from implicit_em.eval.verdict import (
+    DECODER_FREE,
+    L0_TOLERANCE,
+    MARGIN,
+    nearest_in_window,
+    synthetic_verdict,
+)
 
 ROOT = Path("docs/eval/synthetic")
 RUN = ROOT / "gpu16k-converged"
@@ -497,6 +503,49 @@ def plot(summary: list[dict], picked: str) -> None:
 
 DETECTION = ("feature_f1", "features_f1_0.5", "uniqueness")
 """The per-feature detection numbers of a trained row (`eval.synthetic` scoring)."""
+
+
+def mccs(rows: list[dict], name: str) -> list[float]:
+    """The trained MCC of every row named `name`, one per seed."""
+    return [r["trained"]["mcc"] for r in rows if r["variant"] == name]
+
+
+def span(rows: list[dict], name: str) -> str:
+    """'N seeds, min-max' of `name`'s trained MCC, to 4 decimals."""
+    v = mccs(rows, name)
+    return f"{len(v)} seed{'s' * (len(v) != 1)}, {min(v):.4f}-{max(v):.4f}"
+
+
+def controls(s: dict) -> dict:
+    """One `summarise` entry against its controls (the plans' controls rule): "above" when the
+    worst seed exceeds the best control seed (untrained init, random directions at the row's
+    L0) by more than MARGIN, "below" when the best seed is under the worst control seed by more
+    than MARGIN, else "level"; with the seeds and controls it read."""
+    best = max(s["mcc_untrained"]["max"], s["mcc_random_at_l0"]["max"])
+    worst = min(s["mcc_untrained"]["min"], s["mcc_random_at_l0"]["min"])
+    side = ("above" if s["mcc"]["min"] > best + MARGIN
+            else "below" if s["mcc"]["max"] < worst - MARGIN else "level")  # fmt: skip
+    return {"reading": side, "worst_seed": s["mcc"]["min"], "best_seed": s["mcc"]["max"],
+            "best_control": best, "worst_control": worst}  # fmt: skip
+
+
+def per_seed(rows: list[dict]) -> list[dict]:
+    """One flat record per row, in `rows`' order: variant, seed, MCC (trained, untrained,
+    random directions at its L0), L0, dead latents, F1, features covered and at |cos| >= 0.9."""
+    return [{"variant": r["variant"], "seed": r["seed"], "mcc": r["trained"]["mcc"],
+             "mcc_untrained": r["untrained"]["mcc"],
+             "mcc_random_at_l0": r["trained"]["random_at_l0"]["mcc"],
+             "l0": r["trained"]["l0"], "dead_latents": r["trained"]["dead_latents"],
+             "f1": r["trained"]["f1"], "features_covered": r["trained"]["features_covered"],
+             "features_cos_0.9": r["trained"]["features_cos_0.9"]} for r in rows]  # fmt: skip
+
+
+def best_decoder_free(table: list[dict]) -> tuple[str, float, list[str]]:
+    """Among the decoder-free rows of `ground_truth_rows`' table: (the row with the highest
+    mean MCC, that MCC, the names within MARGIN of it, sorted)."""
+    free = [r for r in table if r["kind"] == DECODER_FREE]
+    top = max(free, key=lambda r: r["mcc"])
+    return top["name"], top["mcc"], sorted(r["name"] for r in free if r["mcc"] >= top["mcc"] - MARGIN)
 
 
 def detection_rows(rows: list[dict], names: tuple[str, ...]) -> list[dict]:
