@@ -37,6 +37,17 @@ TOY_BASELINE = {"K16": {"verdict": {"best_baseline": "l1", "best_mean_k": 0.5}}}
 """A compare-study baseline at toy size (the gpu2_compare.json shape the compare scripts read)."""
 
 
+def _same_encoder_init(plan, K: int, seed: int, rows: dict, x: str, y: str) -> bool:
+    """Whether the plan rows labelled x and y (encoder family, D = 32) build the same weights
+    at init for this K and seed: the twin check of the variant rows that change only the loss."""
+    from implicit_em import runs
+    from implicit_em.eval.probing_study.plan import run_config
+
+    a, b = (runs.build_model(run_config("encoder", K, 32, plan, seed, row=rows[n]), seed=seed)
+            for n in (x, y))  # fmt: skip
+    return all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+
+
 def _check_against_gpu3(mod, plan, gpu3: dict, meta, arrays, tmp_path, res: dict):
     """(lines, word) of gpu6's check_repro: `res` (a toy run of a later plan) against gpu3's
     plan run at the same toy size (K = 16, seed 0), as the gpu6-gpu8 plans check their
@@ -860,8 +871,7 @@ def test_gpu6_plan_runs_every_row_repeats_gpu3_and_compare6_reads_it(tmp_path):
     with gpu3's plan sit at gpu3's positions, so run 6 repeats them bit for bit, controls
     included (check_repro.py on a toy gpu3 run); compare6.py reads the results by rules
     (a)-(c), and its file has what the cross-study verdict reads of a compare3 file."""
-    from implicit_em import runs
-    from implicit_em.eval.probing_study.plan import label_of, read_plan_json, run_config
+    from implicit_em.eval.probing_study.plan import label_of, read_plan_json
     from implicit_em.eval.summary import load_studies
 
     mod = _script()
@@ -898,9 +908,7 @@ def test_gpu6_plan_runs_every_row_repeats_gpu3_and_compare6_reads_it(tmp_path):
                 assert res["train"][name]["steps"] == res["tokens"]["train"] // plan.batch_size
                 # the base's twin is the combination's: the same weights at init
                 rows = {label: row for row in plan.rows if (label := row.get("label"))}
-                a, b = (runs.build_model(run_config("encoder", K, 32, plan, s, row=rows[x]), seed=s)
-                        for x in (combo, base))  # fmt: skip
-                assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+                assert _same_encoder_init(plan, K, s, rows, combo, base)
     # gpu3's plan at the same toy size: its first five rows and their controls, bit for bit
     lines, word = _check_against_gpu3(mod, plan, gpu3, meta, arrays, tmp_path, res)
     assert word == "bit-identical", lines
@@ -1182,9 +1190,8 @@ def test_gpu8_plan_runs_every_row_repeats_gpu3_and_compare8_reads_it(tmp_path):
     rows shared with gpu3's plan sit at gpu3's positions, so run 8 repeats them bit for bit,
     controls included (gpu6/check_repro.py on a toy gpu3 run); compare8.py reads the results by
     rules (a)-(e), and its file has what the cross-study verdict reads of a compare3 file."""
-    from implicit_em import runs
     from implicit_em.eval.options import VARIANTS
-    from implicit_em.eval.probing_study.plan import label_of, read_plan_json, run_config
+    from implicit_em.eval.probing_study.plan import label_of, read_plan_json
     from implicit_em.eval.summary import load_studies
 
     mod = _script()
@@ -1234,9 +1241,7 @@ def test_gpu8_plan_runs_every_row_repeats_gpu3_and_compare8_reads_it(tmp_path):
             assert res["rows"][f"topk-K{K}-k{k_enc}-s{s}"]["config"]["model"]["k"] == k_enc
             assert f"{sae} (untrained)" in probes
             # the encoder's twin is encoder-im0.01's: the same weights at init
-            a, b = (runs.build_model(run_config("encoder", K, 32, plan, s, row=rows[x]), seed=s)
-                    for x in ("encoder-im0.01", "encoder"))  # fmt: skip
-            assert all(torch.equal(a.state_dict()[n], v) for n, v in b.state_dict().items())
+            assert _same_encoder_init(plan, K, s, rows, "encoder-im0.01", "encoder")
     # gpu3's plan at the same toy size: its first three rows and their controls, bit for bit
     lines, word = _check_against_gpu3(mod, plan, gpu3, meta, arrays, tmp_path, res)
     assert word == "bit-identical", lines
