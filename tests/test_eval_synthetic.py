@@ -692,12 +692,14 @@ def test_the_im_sweep_rows_and_topk_k12(synth):
     from implicit_em.eval.options import VARIANTS
     from implicit_em.eval.synthetic import untrained_model
 
-    for f in (0.02, 0.03, 0.05, 0.003, 0.001, 0.0):  # the last three: gpu16k-im-low-PLAN.md
+    # 0.003, 0.001, 0.0: gpu16k-im-low-PLAN.md; 0.005, 0.007: gpu16k-im-cliff-PLAN.md
+    for f in (0.02, 0.03, 0.05, 0.003, 0.001, 0.0, 0.005, 0.007):
         assert VARIANTS[f"encoder-im{f:g}"] == replace(VARIANTS["encoder-im0.01"], lambda_var=f,
                                                        lambda_tc=f)  # fmt: skip
     assert VARIANTS["topk-k12"] == replace(VARIANTS["topk-k304"], k=12)
     opts = SyntheticEvalOptions(recipe="tiny", latents=256, k=6)
-    low = ("encoder-im0.003", "encoder-im0.001", "encoder-im0")
+    low = ("encoder-im0.003", "encoder-im0.001", "encoder-im0", "encoder-im0.005",
+           "encoder-im0.007")
     for seed in (0, 1, 2):
         for ref_name, names in (("encoder", ("encoder-im0.02", "encoder-im0.03", "encoder-im0.05")
                                  + low),

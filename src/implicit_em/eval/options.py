@@ -325,6 +325,10 @@ VARIANTS["topk-k12"] = replace(VARIANTS["topk"], k=12)
 # the collapse the paper's InfoMax terms exist to prevent) land? (encoder-im0.001 is above.)
 for _f in (0.003, 0.0):
     VARIANTS[f"encoder-im{_f:g}"] = Variant(lambda_var=_f, lambda_tc=_f)
+# Between the cliff and the best weight (docs/eval/synthetic/gpu16k-im-cliff-PLAN.md, fixed
+# before any run): 0.01 scored 0.400 and 0.003 sat at its controls; where does MCC turn?
+for _f in (0.005, 0.007):
+    VARIANTS[f"encoder-im{_f:g}"] = Variant(lambda_var=_f, lambda_tc=_f)
 SAELENS_PROTOCOL = ("rescale", "init", "auxk", "clip")
 """The parts of sae-lens's BatchTopK protocol (`Variant.saelens`)."""
 # Our BatchTopK with sae-lens's protocol, one part at a time and all together
