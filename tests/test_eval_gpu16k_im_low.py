@@ -1,6 +1,7 @@
 """docs/eval/synthetic/gpu16k_im_low_table.py on the committed files: the rules of
-gpu16k-im-low-PLAN.md (the InfoMax weights at 0.003 and 0 on the 16k recipe, seeds 0 and 1,
-the plan's single-GPU fallback), and its checks on rows that fail them."""
+gpu16k-im-low-PLAN.md (the InfoMax weights at 0.003 and 0 on the 16k recipe; seeds 0 and 1
+from the plan's single-GPU fallback, seed 2 from gpu16k-im-cliff's call C2), and its checks on
+rows that fail them."""
 
 from __future__ import annotations
 
@@ -22,23 +23,26 @@ def table(synthetic_table):
 
 
 def test_rules_on_the_committed_files(table):
-    """All 4 rows pass; seed 2 and encoder-im0.001 are owed; encoder-im0.003 is below
+    """All 6 rows pass (3 seeds each); only encoder-im0.001 is owed; encoder-im0.003 is below
     encoder-im0.01 and level with its controls; the LSE alone is below its controls and the
     encoder, with ~3,600 of 4,096 units dead; encoder-im0.003's one SAE at its L0 is
-    jumprelu-0.01, encoder-im0 has none; the best decoder-free row stays encoder-im0.01."""
+    jumprelu-0.01, encoder-im0 has none; the best decoder-free row stays encoder-im0.01, a
+    pick among the nine weights of the curve (0.007 and 0.005 from gpu16k-im-cliff)."""
     out = table.evaluate()
-    assert "4 of 4 rows pass" in out["lines"][0]
-    assert out["owed"] == {"encoder-im0.003": [2], "encoder-im0.001": [0, 1, 2],
-                           "encoder-im0": [2]}  # fmt: skip
+    assert "6 of 6 rows pass" in out["lines"][0]
+    assert out["owed"] == {"encoder-im0.001": [0, 1, 2]}
+    assert [(d["variant"], d["seed"]) for d in out["per_seed"]] == [
+        (n, s) for n in ("encoder-im0.003", "encoder-im0") for s in (0, 1, 2)]  # fmt: skip
     r = out["rules"]
     low = r["3_below_a_hundredth"]
     assert low["apart"] == {"encoder-im0.003": "below", "encoder-im0.001": None}
-    assert low["encoder-im0.003"]["gap"] == pytest.approx(0.3978 - 0.1451, abs=2e-4)
+    assert low["encoder-im0.003"]["seeds"] == 3
+    assert low["encoder-im0.003"]["gap"] == pytest.approx(0.3978 - 0.1453, abs=2e-4)
     assert low["reading"].startswith("encoder-im0.003: below; encoder-im0.001: not measured")
     lse = r["4_lse_alone"]
     assert lse["controls"] == "below" and lse["encoder"] == "below"
     assert lse["words"] == "the LSE alone does not learn the features"
-    assert (lse["dead_latents"]["min"], lse["dead_latents"]["max"]) == (3617, 3675)
+    assert (lse["dead_latents"]["min"], lse["dead_latents"]["max"]) == (3617, 3700)
     assert lse["l0"]["max"] < 0.011
     assert {n: c["reading"] for n, c in r["5_controls"].items()} == {
         "encoder-im0.003": "level", "encoder-im0": "below"}  # fmt: skip
@@ -48,7 +52,9 @@ def test_rules_on_the_committed_files(table):
     assert r["7_verdict"]["own_l0"] == {"encoder-im0.003": "jumprelu-0.01", "encoder-im0": None}
     assert r["7_verdict"]["best_decoder_free_within_margin"] == ["encoder-im0.01"]
     assert r["7_verdict"]["beats_im0.01"] == []
-    assert [s["weight"] for s in out["sweep"]] == [1.0, 0.05, 0.03, 0.02, 0.01, 0.003, 0.0]
+    weights = [1.0, 0.05, 0.03, 0.02, 0.01, 0.007, 0.005, 0.003, 0.0]
+    assert [s["weight"] for s in out["sweep"]] == weights
+    assert len(r["7_verdict"]["weights_measured"]) == 9
     assert [s["controls"] for s in out["sweep"]][-3:] == ["above", "level", "below"]
 
 
@@ -84,24 +90,25 @@ def _edited(table, monkeypatch, edit) -> None:
 
 def test_a_row_at_another_init_or_short_is_left_out(table, monkeypatch):
     """Rule 1 (seed 1's expected init changed: both seed-1 rows out) and rule 2 (encoder-im0
-    seed 0 short of 47,927 steps: out, leaving the LSE alone no row); each failing row gets a
-    line, and the rows left out are owed."""
+    seeds 0 and 2 short of 47,927 steps: out, leaving the LSE alone no row); each failing row
+    gets a line, and the rows left out are owed."""
     monkeypatch.setitem(table.T.K304_INIT, 1, 0.5)
 
     def short(r: dict) -> None:
-        if (r["variant"], r["seed"]) == ("encoder-im0", 0):
+        if r["variant"] == "encoder-im0" and r["seed"] in (0, 2):
             r["steps_done"] = 40000
 
     _edited(table, monkeypatch, short)
     out = table.evaluate()
-    assert "1 of 4 rows pass" in out["lines"][0]
+    assert "2 of 6 rows pass" in out["lines"][0]
     assert sum("seed 1: rule 1: untrained MCC" in x for x in out["lines"]) == 2
-    assert any("encoder-im0 seed 0: rule 2: 40000 steps, not 47927" in x for x in out["lines"])
+    for seed in (0, 2):
+        assert f"encoder-im0 seed {seed}: rule 2: 40000 steps, not 47927" in "".join(out["lines"])
     assert out["owed"]["encoder-im0"] == [0, 1, 2]
-    assert out["owed"]["encoder-im0.003"] == [1, 2]
+    assert out["owed"]["encoder-im0.003"] == [1]
     assert out["rules"]["4_lse_alone"] is None
     assert "Rule 4: no encoder-im0 row passed rules 1-2." in out["lines"]
-    assert out["rules"]["3_below_a_hundredth"]["encoder-im0.003"]["seeds"] == 1
+    assert out["rules"]["3_below_a_hundredth"]["encoder-im0.003"]["seeds"] == 2
 
 
 def test_the_lse_above_its_controls_reads_so(table, monkeypatch):

@@ -518,7 +518,7 @@ def test_gpu5_is_refused_without_gpu4_or_with_rows_gpu4_lacks(tmp_path):
     for bad in ({}, {"x": {}}, {"x": {"l0": 1.0}}):  # no rows; rows without the read keys
         d["gpu5"]["4096"]["rows"] = bad
         Path(p5).write_text(json.dumps(d))
-        with pytest.raises(ValueError, match="is not a gpu5_compare.json .*non-empty \"rows\""):
+        with pytest.raises(ValueError, match='is not a gpu5_compare.json .*non-empty "rows"'):
             load_studies(None, None, None, (), p4, p5)
 
 
@@ -615,7 +615,9 @@ def test_the_longer_budget_section_reads_gpu4_without_the_later_one_pass_run():
     assert before.endswith(", gpu4)") and after.endswith(", gpu5)")
     g4 = json.loads((ROOT / DEFAULTS["probing4"]).read_text())["K16384"]
     assert f"{g4['rows']['encoder']['mean_k'] - g4['best_baseline_mean_k']:+.4f}" in before
-    assert res["candidates"]["encoder-wr-softplus"]["criteria"]["probing K=16384"]["study"] == "gpu6"
+    assert (
+        res["candidates"]["encoder-wr-softplus"]["criteria"]["probing K=16384"]["study"] == "gpu6"
+    )
 
 
 def test_a_gpu6_file_of_another_shape_is_refused_in_one_line(tmp_path):
@@ -953,10 +955,11 @@ def test_the_committed_table_holds_the_im_sweep_and_topk_k12(monkeypatch, capsys
 
 
 def test_the_committed_table_holds_the_im_low_rows(monkeypatch, capsys):
-    """gpu16k-im-low-PLAN.md rule 7 (its single-GPU fallback: seeds 0 and 1 only): encoder-im0.003
-    and encoder-im0 pass rules 1-2 on both seeds (nothing printed) and are in gpu16k-seeds.json
-    with 2 seeds each, both at their controls; a row at another init and a short row are printed
-    and left out; encoder-im0.003's own-L0 row is jumprelu-0.01, encoder-im0 has none."""
+    """gpu16k-im-low-PLAN.md rule 7 (seeds 0 and 1 from its single-GPU fallback, seed 2 from
+    gpu16k-im-cliff's call C2): encoder-im0.003 and encoder-im0 pass rules 1-2 on seeds 0-2
+    (nothing printed) and are in gpu16k-seeds.json with 3 seeds each, both at their controls; a
+    row at another init and a short row are printed and left out; encoder-im0.003's own-L0 row
+    is jumprelu-0.01, encoder-im0 has none."""
     import copy
 
     t = _seeds_table()
@@ -964,28 +967,69 @@ def test_the_committed_table_holds_the_im_low_rows(monkeypatch, capsys):
     by_file = {f: t.read_rows(t.IML / f, names) for f, names in t.IML_FILES.items()}
     kept = t.planned_rows(t.IML, by_file, t.K304_INIT)
     assert sorted((r["variant"], r["seed"]) for r in kept) == [
-        (n, s) for n in ("encoder-im0", "encoder-im0.003") for s in (0, 1)]  # fmt: skip
+        (n, s) for n in ("encoder-im0", "encoder-im0.003") for s in (0, 1, 2)]  # fmt: skip
     assert capsys.readouterr().out == ""
     bad = copy.deepcopy(by_file)
     bad["l0.json"][0]["untrained"]["mcc"] = 0.15  # encoder-im0.003 seed 0
-    bad["l1.json"][1]["steps_done"] = 40000  # encoder-im0 seed 1
+    bad["l2.json"][1]["steps_done"] = 40000  # encoder-im0 seed 2
     kept = t.planned_rows(t.IML, bad, t.K304_INIT)
     assert sorted((r["variant"], r["seed"]) for r in kept) == [
-        ("encoder-im0", 0), ("encoder-im0.003", 1)]  # fmt: skip
+        ("encoder-im0", 0), ("encoder-im0", 1), ("encoder-im0.003", 1),
+        ("encoder-im0.003", 2)]  # fmt: skip
     out = capsys.readouterr().out
     assert "l0.json: encoder-im0.003 seed 0 reported, not added (rule 1: untrained MCC 0.15" in out
-    assert "l1.json: encoder-im0 seed 1 reported, not added (rule 2: 40000 steps, not 47927)" in out
+    assert "l2.json: encoder-im0 seed 2 reported, not added (rule 2: 40000 steps, not 47927)" in out
     gt = json.loads((ROOT / DEFAULTS["ground_truth"]).read_text())
     by = {s["variant"]: s for s in gt["summary"]}
-    assert [by[n]["seeds"] for n in t.IML_ROWS] == [2, 2]
-    assert by["encoder-im0.003"]["mcc"]["max"] == pytest.approx(0.14514, abs=1e-5)
-    assert by["encoder-im0"]["dead_latents"]["min"] == 3617
+    assert [by[n]["seeds"] for n in t.IML_ROWS] == [3, 3]
+    assert by["encoder-im0.003"]["mcc"]["max"] == pytest.approx(0.14531, abs=1e-5)
+    assert (by["encoder-im0"]["dead_latents"]["min"], by["encoder-im0"]["dead_latents"]["max"]) == (
+        3617, 3700)  # fmt: skip
     low = next(x for x in gt["verdict"] if x.startswith("- **At its controls**"))
-    assert "`encoder-im0.003` (decoder-free) MCC 0.145 at L0 7.4, 0 dead, 2 seeds" in low
-    assert "`encoder-im0` (decoder-free) MCC 0.129 at L0 0.0, 3646 dead, 2 seeds" in low
+    assert "`encoder-im0.003` (decoder-free) MCC 0.145 at L0 7.4, 0 dead, 3 seeds" in low
+    assert "`encoder-im0` (decoder-free) MCC 0.129 at L0 0.0, 3664 dead, 3 seeds" in low
     own = next(x for x in gt["verdict"] if x.startswith("- **At their own L0**"))
     assert "`encoder-im0.003` MCC 0.145 at L0 7.4 is 0.399 below `jumprelu-0.01`" in own
     assert "`encoder-im0` MCC" not in own
+
+
+def test_the_committed_table_holds_the_im_cliff_rows(monkeypatch, capsys):
+    """gpu16k-im-cliff-PLAN.md rule 7: encoder-im0.005 and encoder-im0.007 pass rules 1-2 on
+    seeds 0-2 (nothing printed) and are in gpu16k-seeds.json with 3 seeds each, above their
+    controls and below encoder-im0.01, which stays the best decoder-free row; a row at another
+    init and a short row are printed and left out; their own-L0 rows are jumprelu-0.003 (0.005)
+    and topk-k12 (0.007)."""
+    import copy
+
+    t = _seeds_table()
+    monkeypatch.chdir(ROOT)
+    by_file = {f: t.read_rows(t.IMC / f, names) for f, names in t.IMC_FILES.items()}
+    kept = t.planned_rows(t.IMC, by_file, t.K304_INIT)
+    assert sorted((r["variant"], r["seed"]) for r in kept) == [
+        (n, s) for n in t.IMC_ROWS for s in (0, 1, 2)]  # fmt: skip
+    assert capsys.readouterr().out == ""
+    bad = copy.deepcopy(by_file)
+    bad["c2.json"][0]["untrained"]["mcc"] = t.K304_INIT[1]  # encoder-im0.005 seed 2
+    bad["c1.json"][1]["steps_done"] = 47926  # encoder-im0.007 seed 1
+    kept = t.planned_rows(t.IMC, bad, t.K304_INIT)
+    assert len(kept) == 4
+    out = capsys.readouterr().out
+    assert "c2.json: encoder-im0.005 seed 2 reported, not added (rule 1: untrained MCC" in out
+    assert "c1.json: encoder-im0.007 seed 1 reported, not added (rule 2: 47926 steps" in out
+    gt = json.loads((ROOT / DEFAULTS["ground_truth"]).read_text())
+    by = {s["variant"]: s for s in gt["summary"]}
+    assert [by[n]["seeds"] for n in t.IMC_ROWS] == [3, 3]
+    assert by["encoder-im0.005"]["mcc"]["mean"] == pytest.approx(0.2690, abs=1e-4)
+    assert by["encoder-im0.007"]["mcc"]["mean"] == pytest.approx(0.3763, abs=1e-4)
+    assert by["encoder-im0.007"]["mcc"]["max"] < by["encoder-im0.01"]["mcc"]["min"] - 0.01
+    assert {by[n]["dead_latents"]["max"] for n in t.IMC_ROWS} == {0}
+    best = next(x for x in gt["verdict"] if x.startswith("- **Best decoder-free model:**"))
+    assert "`encoder-im0.01` (decoder-free) MCC 0.400" in best
+    own = next(x for x in gt["verdict"] if x.startswith("- **At their own L0**"))
+    assert "`encoder-im0.005` MCC 0.269 at L0 8.7 is 0.325 below `jumprelu-0.003`" in own
+    assert "`encoder-im0.007` MCC 0.376 at L0 10.0 is 0.271 below `topk-k12`" in own
+    low = next(x for x in gt["verdict"] if x.startswith("- **At its controls**"))
+    assert "encoder-im0.005" not in low and "encoder-im0.007" not in low
 
 
 def test_harness_rule_reads_the_three_seeds_at_200m(monkeypatch):

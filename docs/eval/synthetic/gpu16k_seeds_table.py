@@ -70,8 +70,13 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
 - gpu16k-im-low-PLAN.md (gpu16k-im-low.md, seventeenth session, its single-GPU fallback): the
   encoder with both InfoMax weights at 0.003 of their reference-K values and at 0, the LSE
   alone (`encoder-im0.003`, `encoder-im0`), seeds 0 and 1 (`gpu16k-im-low/l0.json`,
-  `l1.json`; seed 2 of both and the plan's `encoder-im0.001` are owed); added by that plan's
-  rules 1-2 (`planned_rows` with `K304_INIT`, 47,927 steps).
+  `l1.json`) and seed 2 (`l2.json`, eighteenth session, run beside gpu16k-im-cliff-PLAN.md's
+  call C2; the plan's `encoder-im0.001` is owed); added by that plan's rules 1-2
+  (`planned_rows` with `K304_INIT`, 47,927 steps).
+- gpu16k-im-cliff-PLAN.md (gpu16k-im-cliff.md, eighteenth session): the encoder with both
+  InfoMax weights at 0.005 and 0.007 (`encoder-im0.005`, `encoder-im0.007`), seeds 0-2
+  (`gpu16k-im-cliff/c0.json`-`c2.json`); added by that plan's rules 1-2 (`planned_rows` with
+  `K304_INIT`, 47,927 steps).
 
 The verdict takes the best SAE baseline among the SAE rows at L0 within 25 % of the target
 L0 25 (`synthetic_verdict(target_l0=K)`; the rule of gpu16k-next-PLAN.md, fixed before call 1).
@@ -107,6 +112,11 @@ from implicit_em.eval.verdict import (
     DECODER_FREE,
     L0_TOLERANCE,
     MARGIN,
+    SAE,
+    apart,
+    at_own_l0,
+    ground_truth_rows,
+    matched_l0,
     nearest_in_window,
     synthetic_verdict,
 )
@@ -162,9 +172,16 @@ IMS_FILES = {"w0.json": IMS_ROWS, "w1.json": IMS_ROWS, "w2.json": IMS_ROWS}
 the three weights in lockstep in each process. Rules 1-2 of its plan: K304_INIT, 47,927 steps."""
 IML = ROOT / "gpu16k-im-low"
 IML_ROWS = ("encoder-im0.003", "encoder-im0")
-IML_FILES = {"l0.json": IML_ROWS, "l1.json": IML_ROWS}
-"""gpu16k-im-low.md's rows (49.1 M samples, width 4,096), by file: seeds 0 (l0) and 1 (l1), the
-two weights in lockstep in each process. Rules 1-2 of its plan: K304_INIT, 47,927 steps."""
+IML_FILES = {"l0.json": IML_ROWS, "l1.json": IML_ROWS, "l2.json": IML_ROWS}
+"""gpu16k-im-low.md's rows (49.1 M samples, width 4,096), by file: seeds 0 (l0), 1 (l1) and 2
+(l2, run beside gpu16k-im-cliff's C2), the two weights in lockstep in each process. Rules 1-2
+of its plan: K304_INIT, 47,927 steps."""
+IMC = ROOT / "gpu16k-im-cliff"
+IMC_ROWS = ("encoder-im0.005", "encoder-im0.007")
+IMC_FILES = {"c0.json": IMC_ROWS, "c1.json": IMC_ROWS, "c2.json": IMC_ROWS}
+"""gpu16k-im-cliff.md's rows (49.1 M samples, width 4,096), by file: seeds 0-2 (c0 and c1 from
+call C1, c2 from C2), the two weights in lockstep in each process. Rules 1-2 of its plan:
+K304_INIT, 47,927 steps."""
 K12_ROWS = ("topk-k12",)
 K12_FILES = {"t0.json": K12_ROWS, "t1.json": K12_ROWS, "t2.json": K12_ROWS}
 """gpu16k-im-sweep.md's TopK rows at k = 12 (49.1 M samples, width 4,096), by file: seeds 0-2."""
@@ -282,7 +299,8 @@ def load_rows() -> list[dict]:
     rows += [r for f, names in K214_FILES.items() for r in read_rows(K214 / f, names)]
     rows += bt_seed0()
     rows += k304_rows({f: read_rows(K304 / f, names) for f, names in K304_FILES.items()})
-    for folder, files in ((WRH, WRH_FILES), (IM001, IM001_FILES), (IML, IML_FILES)):
+    planned = ((WRH, WRH_FILES), (IM001, IM001_FILES), (IML, IML_FILES), (IMC, IMC_FILES))
+    for folder, files in planned:
         rows += planned_rows(folder, {f: read_rows(folder / f, names)
                                       for f, names in files.items()}, K304_INIT)  # fmt: skip
     rows += planned_rows(IMS, {f: read_rows(IMS / f, names) for f, names in IMS_FILES.items()},
@@ -299,7 +317,8 @@ def load_rows() -> list[dict]:
     keep = (HEADLINE + JUMPRELU + L1 + tuple(n for names in ONE_SEED.values() for n in names)
             + tuple(n for names in MATCHED_FILES.values() for n in names)
             + tuple(n for names in NEXT11_FILES.values() for n in names) + K214_ROWS
-            + K304_ROWS + WRH_ROWS + IM001_ROWS + IMS_ROWS + K12_ROWS + IML_ROWS)  # fmt: skip
+            + K304_ROWS + WRH_ROWS + IM001_ROWS + IMS_ROWS + K12_ROWS + IML_ROWS
+            + IMC_ROWS)  # fmt: skip
     return [r for r in rows + lost if r["variant"] in keep]
 
 
@@ -545,7 +564,8 @@ def best_decoder_free(table: list[dict]) -> tuple[str, float, list[str]]:
     mean MCC, that MCC, the names within MARGIN of it, sorted)."""
     free = [r for r in table if r["kind"] == DECODER_FREE]
     top = max(free, key=lambda r: r["mcc"])
-    return top["name"], top["mcc"], sorted(r["name"] for r in free if r["mcc"] >= top["mcc"] - MARGIN)
+    level = sorted(r["name"] for r in free if r["mcc"] >= top["mcc"] - MARGIN)
+    return top["name"], top["mcc"], level
 
 
 def detection_rows(rows: list[dict], names: tuple[str, ...]) -> list[dict]:
@@ -557,6 +577,124 @@ def detection_rows(rows: list[dict], names: tuple[str, ...]) -> list[dict]:
              "feature_f1_random_at_l0": r["trained"]["random_at_l0"]["feature_f1"]}
             for r in sorted((r for r in rows if r["variant"] in names),
                             key=lambda r: (names.index(r["variant"]), r["seed"]))]  # fmt: skip
+
+
+IM_WEIGHTS = ("encoder", "encoder-im0.05", "encoder-im0.03", "encoder-im0.02", "encoder-im0.01",
+              "encoder-im0.007", "encoder-im0.005", "encoder-im0.003", "encoder-im0.001",
+              "encoder-im0")  # fmt: skip
+"""The InfoMax weights of the 16k recipe, largest first (`encoder`: the default, x 1); the
+curve (`weight_curve`) lists those a table holds."""
+IM_BEST = "encoder-im0.01"  # the best weight measured before gpu16k-im-cliff-PLAN.md
+
+
+def im_weight(name: str) -> float:
+    """The InfoMax weights' fraction of their reference-K values in a row of IM_WEIGHTS."""
+    return 1.0 if name == "encoder" else float(name.removeprefix("encoder-im"))
+
+
+def checked_rows(folder: Path, files: dict[str, tuple[str, ...]], lines: list[str]) -> list[dict]:
+    """A plan's rules 1-2 on the rows of `files` (file name in `folder` -> its rows' names):
+    `planned_rows` with K304_INIT, the rows that pass. A failing row gets a line in `lines`
+    and is left out; a first line counts them."""
+
+    def note(r: dict, failed: list[str]) -> None:
+        lines.append(f"{r['variant']} seed {r['seed']}: {'; '.join(failed)}: reported, not "
+                     f"compared (MCC {r['trained']['mcc']:.4f} at {r['samples'] / 1e6:.1f} M "
+                     "samples).")  # fmt: skip
+
+    raw = {f: read_rows(folder / f, names) for f, names in files.items()}
+    kept = planned_rows(folder, raw, K304_INIT, report=note)
+    n = sum(len(v) for v in raw.values())
+    lines.insert(0, f"Rules 1-2 (init exactly K304_INIT of the seed, {STEPS:,} steps): "
+                    f"{len(kept)} of {n} rows pass.")  # fmt: skip
+    return kept
+
+
+def owed(rows: list[dict], names: tuple[str, ...], seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
+    """The rows of `names` with the seeds of `seeds` that `rows` lacks: {name: [seed, ...]},
+    the names with every seed present left out."""
+    have = {(r["variant"], r["seed"]) for r in rows}
+    missing = {n: [s for s in seeds if (n, s) not in have] for n in names}
+    return {n: s for n, s in missing.items() if s}
+
+
+def owed_line(missing: dict[str, list[int]]) -> str:
+    """'Owed under the plan: ...' from `owed`."""
+    if not missing:
+        return "Owed under the plan: nothing."
+    return "Owed under the plan: " + "; ".join(
+        f"{n} seed{'s' * (len(s) > 1)} {', '.join(map(str, s))}" for n, s in missing.items()) + "."  # fmt: skip
+
+
+def beside(s: dict) -> str:
+    """L0, dead latents, F1, per-feature F1 and features covered of one `summarise` entry."""
+
+    def rng(key: str, nd: int) -> str:
+        v = s[key]
+        return f"{v['min']:,.{nd}f}-{v['max']:,.{nd}f}"
+
+    return (f"L0 {rng('l0', 3)}, dead {rng('dead_latents', 0)}, F1 {rng('f1', 3)}, feature F1 "
+            f"{rng('feature_f1', 3)}, features covered {rng('features_covered', 0)}")  # fmt: skip
+
+
+def saes_at_l0(name: str, by: dict[str, dict], gt: list[dict], rows: list[dict]) -> list[dict]:
+    """The SAE rows of `gt` (`ground_truth_rows`) whose L0 is matched to `name`'s mean L0 in
+    `by` (`matched_l0`), highest MCC first: name, mcc, l0, seeds, dead, and `apart` of
+    `name`'s seeds in `rows` against theirs."""
+    l0 = by[name]["l0"]["mean"]
+    near = sorted((r for r in gt if r["kind"] == SAE and matched_l0(l0, r["l0"])),
+                  key=lambda r: -r["mcc"])  # fmt: skip
+    return [{"name": r["name"], "mcc": r["mcc"], "l0": r["l0"], "seeds": r["seeds"],
+             "dead": r["dead"], "apart": apart(mccs(rows, name), mccs(rows, r["name"]), MARGIN)}
+            for r in near]  # fmt: skip
+
+
+def own_l0_words(name: str, by: dict[str, dict], near: list[dict], rows: list[dict]) -> str:
+    """One line of a plan's own-L0 rule: `name`'s L0, then each row of `saes_at_l0` with its
+    seeds and reading, or 'no SAE at its L0'."""
+    return (f"{name} (L0 {by[name]['l0']['mean']:.3f}): " + ("; ".join(
+        f"{r['name']} ({span(rows, r['name'])}, L0 {r['l0']:.2f}, {r['dead']:,.0f} dead): "
+        f"{r['apart']}" for r in near) if near else "no SAE at its L0") + ".")  # fmt: skip
+
+
+def verdict_reading(rows: list[dict], names: list[str], beats: list[str]) -> tuple[dict, str]:
+    """What gpu16k-seeds.json's verdict reads of a plan's new rows `names` (`synthetic_verdict`'s
+    own-L0 and best decoder-free lines, on `rows`, the table with them), `beats` being the new
+    weights above IM_BEST: (the reading, its line)."""
+    table = ground_truth_rows(summarise(rows))
+    named = {r["name"]: r for r in table}
+    _, top, level = best_decoder_free(table)
+    own = {n: at_own_l0(named[n], table) for n in names}
+    measured = [n for n in IM_WEIGHTS if n in named]
+    got = {"own_l0": {n: None if s is None else s["name"] for n, s in own.items()},
+           "beats_im0.01": beats, "best_decoder_free_within_margin": level,
+           "weights_measured": measured}  # fmt: skip
+    line = (f"decoder-free rows within {MARGIN} of the highest mean MCC ({top:.4f}) in the seeds "
+            f"table: {', '.join(level)}; a new weight above {IM_BEST}: "
+            f"{', '.join(beats) if beats else 'none'}. The best is a pick among {len(measured)} "
+            f"weights measured ({', '.join(f'{im_weight(n):g}' for n in measured)}).")  # fmt: skip
+    return got, line
+
+
+def weight_curve(by: dict[str, dict]) -> list[dict]:
+    """Every weight of IM_WEIGHTS in `by` (`summarise` entries by name), largest first:
+    variant, weight, seeds, MCC (mean, min, max), mean L0 and dead latents, and the reading
+    against its controls (`controls`)."""
+    return [{"variant": n, "weight": im_weight(n), "seeds": by[n]["seeds"],
+             "mcc": by[n]["mcc"]["mean"], "mcc_min": by[n]["mcc"]["min"],
+             "mcc_max": by[n]["mcc"]["max"], "l0": by[n]["l0"]["mean"],
+             "dead_latents": by[n]["dead_latents"]["mean"],
+             "controls": controls(by[n])["reading"]} for n in IM_WEIGHTS if n in by]  # fmt: skip
+
+
+def print_curve(curve: list[dict]) -> None:
+    """`weight_curve` as a markdown table."""
+    print("\n| weight | variant | seeds | MCC | L0 | dead | controls |")
+    print("|---|---|---|---|---|---|---|")
+    for s in curve:
+        print(f"| {s['weight']:g} | {s['variant']} | {s['seeds']} | {s['mcc']:.3f} "
+              f"[{s['mcc_min']:.3f}, {s['mcc_max']:.3f}] | {s['l0']:.2f} | "
+              f"{s['dead_latents']:,.0f} | {s['controls']} |")  # fmt: skip
 
 
 def print_report(out: dict, cols: list[tuple], json_name: str,
