@@ -957,9 +957,9 @@ def test_the_committed_table_holds_the_im_sweep_and_topk_k12(monkeypatch, capsys
 def test_the_committed_table_holds_the_im_low_rows(monkeypatch, capsys):
     """gpu16k-im-low-PLAN.md rule 7 (seeds 0 and 1 from its single-GPU fallback, seed 2 from
     gpu16k-im-cliff's call C2): encoder-im0.003 and encoder-im0 pass rules 1-2 on seeds 0-2
-    (nothing printed) and are in gpu16k-seeds.json with 3 seeds each, both at their controls; a
-    row at another init and a short row are printed and left out; encoder-im0.003's own-L0 row
-    is jumprelu-0.01, encoder-im0 has none."""
+    and are in gpu16k-seeds.json with 3 seeds each, both at their controls; encoder-im0.001
+    (m0-m2.json, cut by the clock) and a row at another init or short are printed and left
+    out; encoder-im0.003's own-L0 row is jumprelu-0.01, encoder-im0 has none."""
     import copy
 
     t = _seeds_table()
@@ -968,7 +968,12 @@ def test_the_committed_table_holds_the_im_low_rows(monkeypatch, capsys):
     kept = t.planned_rows(t.IML, by_file, t.K304_INIT)
     assert sorted((r["variant"], r["seed"]) for r in kept) == [
         (n, s) for n in ("encoder-im0", "encoder-im0.003") for s in (0, 1, 2)]  # fmt: skip
-    assert capsys.readouterr().out == ""
+    out = capsys.readouterr().out.splitlines()
+    assert [x.split(": encoder-im0.001 seed ")[0].rsplit("/", 1)[1] for x in out] == [
+        "m0.json", "m1.json", "m2.json"]  # fmt: skip
+    assert all("reported, not added (rule 2: 423" in x for x in out)
+    assert "encoder-im0.001" not in {s["variant"] for s in json.loads(
+        (ROOT / DEFAULTS["ground_truth"]).read_text())["summary"]}  # fmt: skip
     bad = copy.deepcopy(by_file)
     bad["l0.json"][0]["untrained"]["mcc"] = 0.15  # encoder-im0.003 seed 0
     bad["l2.json"][1]["steps_done"] = 40000  # encoder-im0 seed 2

@@ -71,8 +71,9 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   encoder with both InfoMax weights at 0.003 of their reference-K values and at 0, the LSE
   alone (`encoder-im0.003`, `encoder-im0`), seeds 0 and 1 (`gpu16k-im-low/l0.json`,
   `l1.json`) and seed 2 (`l2.json`, eighteenth session, run beside gpu16k-im-cliff-PLAN.md's
-  call C2; the plan's `encoder-im0.001` is owed); added by that plan's rules 1-2
-  (`planned_rows` with `K304_INIT`, 47,927 steps).
+  call C2); added by that plan's rules 1-2 (`planned_rows` with `K304_INIT`, 47,927 steps).
+  The plan's `encoder-im0.001`, seeds 0-2 (`m0.json`-`m2.json`, eighteenth session), was cut
+  by the clock at ~42,350 steps: rule 2 prints each row and leaves it out.
 - gpu16k-im-cliff-PLAN.md (gpu16k-im-cliff.md, eighteenth session): the encoder with both
   InfoMax weights at 0.005 and 0.007 (`encoder-im0.005`, `encoder-im0.007`), seeds 0-2
   (`gpu16k-im-cliff/c0.json`-`c2.json`); added by that plan's rules 1-2 (`planned_rows` with
@@ -172,10 +173,13 @@ IMS_FILES = {"w0.json": IMS_ROWS, "w1.json": IMS_ROWS, "w2.json": IMS_ROWS}
 the three weights in lockstep in each process. Rules 1-2 of its plan: K304_INIT, 47,927 steps."""
 IML = ROOT / "gpu16k-im-low"
 IML_ROWS = ("encoder-im0.003", "encoder-im0")
-IML_FILES = {"l0.json": IML_ROWS, "l1.json": IML_ROWS, "l2.json": IML_ROWS}
+IML_001 = ("encoder-im0.001",)
+IML_FILES = {"l0.json": IML_ROWS, "l1.json": IML_ROWS, "l2.json": IML_ROWS,
+             "m0.json": IML_001, "m1.json": IML_001, "m2.json": IML_001}  # fmt: skip
 """gpu16k-im-low.md's rows (49.1 M samples, width 4,096), by file: seeds 0 (l0), 1 (l1) and 2
-(l2, run beside gpu16k-im-cliff's C2), the two weights in lockstep in each process. Rules 1-2
-of its plan: K304_INIT, 47,927 steps."""
+(l2, run beside gpu16k-im-cliff's C2), the two weights in lockstep in each process; and
+`encoder-im0.001` seeds 0-2 (m0-m2, one row a process, each short of the full length). Rules
+1-2 of its plan: K304_INIT, 47,927 steps."""
 IMC = ROOT / "gpu16k-im-cliff"
 IMC_ROWS = ("encoder-im0.005", "encoder-im0.007")
 IMC_FILES = {"c0.json": IMC_ROWS, "c1.json": IMC_ROWS, "c2.json": IMC_ROWS}
@@ -317,7 +321,7 @@ def load_rows() -> list[dict]:
     keep = (HEADLINE + JUMPRELU + L1 + tuple(n for names in ONE_SEED.values() for n in names)
             + tuple(n for names in MATCHED_FILES.values() for n in names)
             + tuple(n for names in NEXT11_FILES.values() for n in names) + K214_ROWS
-            + K304_ROWS + WRH_ROWS + IM001_ROWS + IMS_ROWS + K12_ROWS + IML_ROWS
+            + K304_ROWS + WRH_ROWS + IM001_ROWS + IMS_ROWS + K12_ROWS + IML_ROWS + IML_001
             + IMC_ROWS)  # fmt: skip
     return [r for r in rows + lost if r["variant"] in keep]
 
