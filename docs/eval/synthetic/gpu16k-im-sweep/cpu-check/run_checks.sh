@@ -8,46 +8,12 @@
 # 2. init.log: the shared inits at the 16k recipe's sizes (D = 768, width 4,096), seeds 0-2.
 set -euo pipefail
 HERE=docs/eval/synthetic/gpu16k-im-sweep/cpu-check
-PY=${PY:-.venv/bin/python}
-export PYTHONUNBUFFERED=1 PYTHONPATH=src TQDM_DISABLE=1
-S=scripts/synthetic_gpu16k_converged.py
 A="--role rows --steps 47927 --budget 560 --reserve 120 --sae-lens-src .carry/s18/sl"
 W="encoder-im0.02 encoder-im0.03 encoder-im0.05"
-T="--tiny --latents 512 --steps 60 --device cpu"
-TMP=$(mktemp -d)
-one() {  # name seed variants...
-  local name=$1 seed=$2; shift 2
-  $PY $S $TMP/$name $A --seed-list $seed --variants "$@" $T 2>&1 | tr '\r' '\n' \
-    | grep -v Orthogonalizing > $HERE/$name.log
-}
+source docs/eval/synthetic/cpu_check.sh  # PY, S, T, CHECK, TMP and one NAME SEED VARIANT...
 one s1-0 0 $W; one s1-1 1 $W; one s2-2 2 $W; one s2-t0 0 topk-k12
 one s3-t1 1 topk-k12; one s3-t2 2 topk-k12
 for s in 0 1 2; do one e$s $s encoder; one k$s $s topk-k25; done
-$PY - > $HERE/init.log <<'PYEOF'
-import torch
-from implicit_em.eval.options import VARIANTS
-from implicit_em.eval.synthetic import make_model
-for seed in (0, 1, 2):
-    for ref, names in (("encoder", ("encoder-im0.02", "encoder-im0.03", "encoder-im0.05")),
-                       ("topk-k25", ("topk-k12",))):
-        torch.manual_seed(seed)
-        want = make_model(VARIANTS[ref], 768, 4096, 34.3).state_dict()
-        for name in names:
-            torch.manual_seed(seed)
-            got = make_model(VARIANTS[name], 768, 4096, 34.3).state_dict()
-            same = got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
-            print(f"seed {seed}: {name} init == {ref} init (D 768, width 4,096): {same}")
-PYEOF
-$PY - "$TMP" > $HERE/summary.txt <<'PYEOF'
-import json, sys
-from pathlib import Path
-print("process variant seed untrained_mcc trained_mcc L0 dead steps_done latents")
-for p in ("s1-0", "s1-1", "s2-2", "s2-t0", "s3-t1", "s3-t2", "e0", "e1", "e2", "k0", "k1", "k2"):
-    d = json.loads((Path(sys.argv[1]) / p / "rows" / "results.json").read_text())
-    for r in d["rows"]:
-        print(p, r["variant"], r["seed"], repr(r["untrained"]["mcc"]), repr(r["trained"]["mcc"]),
-              round(r["trained"]["l0"], 1), r["trained"]["dead_latents"], r["steps_done"],
-              d["options"]["latents"])
-PYEOF
-rm -rf "$TMP"
+$PY $CHECK init-check --width 4096 --same encoder $W --same topk-k25 topk-k12 > $HERE/init.log
+$PY $CHECK summary $TMP s1-0 s1-1 s2-2 s2-t0 s3-t1 s3-t2 e0 e1 e2 k0 k1 k2 > $HERE/summary.txt
 cat $HERE/init.log $HERE/summary.txt
