@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import sys
@@ -45,6 +46,27 @@ def synthetic_table(monkeypatch):
         return mod
 
     return load
+
+
+@pytest.fixture
+def edit_rows(monkeypatch):
+    """An installer: edit_rows(T, folder, edit) makes gpu16k_seeds_table (the module T) read the
+    committed results files in `folder` with edit(row) applied to copies of their rows, for
+    the test alone (a plan's table script sees rows that fail its checks)."""
+
+    def install(T, folder: Path, edit) -> None:
+        read = T.read_rows
+
+        def read_rows(path, names, *args):
+            rows = copy.deepcopy(read(path, names, *args))
+            if path.parent == folder:
+                for r in rows:
+                    edit(r)
+            return rows
+
+        monkeypatch.setattr(T, "read_rows", read_rows)
+
+    return install
 
 
 @pytest.fixture

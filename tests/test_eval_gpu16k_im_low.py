@@ -5,7 +5,6 @@ rows that fail them."""
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 from pathlib import Path
@@ -77,21 +76,7 @@ def test_rule_3_words(table):
     assert "waits" not in words({a: "level", b: None})
 
 
-def _edited(table, monkeypatch, edit) -> None:
-    """Make the table read the committed rows with edit(row) applied to each (copies)."""
-    read = table.T.read_rows
-
-    def read_rows(path, names, *args):
-        rows = copy.deepcopy(read(path, names, *args))
-        if path.parent == table.T.IML:
-            for r in rows:
-                edit(r)
-        return rows
-
-    monkeypatch.setattr(table.T, "read_rows", read_rows)
-
-
-def test_a_row_at_another_init_or_short_is_left_out(table, monkeypatch):
+def test_a_row_at_another_init_or_short_is_left_out(table, monkeypatch, edit_rows):
     """Rule 1 (seed 1's expected init changed: both seed-1 rows out, and encoder-im0.001's,
     already short) and rule 2 (encoder-im0 seeds 0 and 2 short of 47,927 steps: out, leaving
     the LSE alone no row); each failing row gets a line, and the rows left out are owed."""
@@ -101,7 +86,7 @@ def test_a_row_at_another_init_or_short_is_left_out(table, monkeypatch):
         if r["variant"] == "encoder-im0" and r["seed"] in (0, 2):
             r["steps_done"] = 40000
 
-    _edited(table, monkeypatch, short)
+    edit_rows(table.T, table.T.IML, short)
     out = table.evaluate()
     assert "2 of 9 rows pass" in out["lines"][0]
     assert sum("seed 1: rule 1: untrained MCC" in x for x in out["lines"]) == 3
@@ -114,7 +99,7 @@ def test_a_row_at_another_init_or_short_is_left_out(table, monkeypatch):
     assert out["rules"]["3_below_a_hundredth"]["encoder-im0.003"]["seeds"] == 2
 
 
-def test_the_lse_above_its_controls_reads_so(table, monkeypatch):
+def test_the_lse_above_its_controls_reads_so(table, edit_rows):
     """Rule 4's other words: with the LSE alone's trained MCC moved to 0.30 it is above its
     controls ('learns more than its controls') and above the encoder."""
 
@@ -122,7 +107,7 @@ def test_the_lse_above_its_controls_reads_so(table, monkeypatch):
         if r["variant"] == "encoder-im0":
             r["trained"]["mcc"] = 0.30
 
-    _edited(table, monkeypatch, lift)
+    edit_rows(table.T, table.T.IML, lift)
     lse = table.evaluate()["rules"]["4_lse_alone"]
     assert lse["controls"] == "above" and lse["encoder"] == "above"
     assert lse["words"] == "the LSE alone learns more than its controls"

@@ -30,8 +30,7 @@ Prints the markdown tables and each rule's outcome; writes docs/eval/synthetic/g
 import gpu16k_seeds_table as T
 from gpu16k_seeds_table import beside, controls, mccs, span
 
-from implicit_em.eval.synthetic import summarise
-from implicit_em.eval.verdict import MARGIN, apart, ground_truth_rows
+from implicit_em.eval.verdict import MARGIN, apart
 
 WEIGHTS = ("encoder-im0.003", "encoder-im0.001")  # rule 3, in the plan's order
 LSE = "encoder-im0"  # rule 4: both InfoMax weights at 0
@@ -63,31 +62,21 @@ def evaluate() -> dict:
     "sweep" (`weight_curve`: every weight of the 16k recipe measured, largest first),
     "detection", "per_seed", "owed", "rules", "lines"}."""
     lines: list[str] = []
-    new = T.checked_rows(T.IML, T.IML_FILES, lines)
-    missing = T.owed(new, PLANNED, SEEDS)
-    lines.append(T.owed_line(missing))
-    names = {r["variant"] for r in new}
-    every = T.load_rows()  # the seeds table's rows (the new ones among them, by the same checks)
-    old = [r for r in every if r["variant"] not in PLANNED]
-    gt = ground_truth_rows(summarise(old))  # the committed rows before this run
-    rows = old + new
-    by = {s["variant"]: s for s in summarise(rows)}
+    t = T.plan_tables(T.IML, T.IML_FILES, PLANNED, SEEDS, lines)
+    measured, rows, gt, by = t["measured"], t["rows"], t["gt"], t["by"]
+    names = set(measured)
     rules: dict = {}
 
     # rule 3: each weight below a hundredth against encoder-im0.01
-    got = {w: apart(mccs(rows, w), mccs(rows, IM), MARGIN) if w in names else None
-           for w in WEIGHTS}  # fmt: skip
-    rules["3_below_a_hundredth"] = {"apart": got, "reading": below_a_hundredth(got)}
-    for w, a in got.items():
-        if a is None:
+    got, each = {}, {}
+    for w in WEIGHTS:
+        if w not in names:
+            got[w] = None
             lines.append(f"Rule 3: {w}: not measured (owed).")
             continue
-        gap = (by[w]["mcc"]["min"] - by[IM]["mcc"]["max"] if a == "above"
-               else by[IM]["mcc"]["min"] - by[w]["mcc"]["max"])  # fmt: skip
-        rules["3_below_a_hundredth"][w] = {"gap": gap, "seeds": by[w]["seeds"]}
-        lines.append(f"Rule 3: {w} ({span(rows, w)}, mean {by[w]['mcc']['mean']:.4f}; "
-                     f"{beside(by[w])}) against {IM} ({span(rows, IM)}): {a}, by {gap:.4f} "
-                     "between the nearer seeds.")  # fmt: skip
+        got[w], each[w], line = T.against(w, IM, by, rows)
+        lines.append(f"Rule 3: {line}")
+    rules["3_below_a_hundredth"] = {"apart": got, "reading": below_a_hundredth(got), **each}
     lines.append(f"Rule 3 reads: {rules['3_below_a_hundredth']['reading']}.")
 
     # rules 4-5: controls of every new row; the LSE alone also against the encoder
@@ -112,7 +101,6 @@ def evaluate() -> dict:
         for n, c in rules["5_controls"].items()) + ".")  # fmt: skip
 
     # rule 6: every committed SAE row at a new row's L0, with apart
-    measured = [n for n in PLANNED if n in names]
     rules["6_own_l0"] = {n: T.saes_at_l0(n, by, gt, rows) for n in measured}
     lines += [f"Rule 6: {T.own_l0_words(n, by, rules['6_own_l0'][n], rows)}" for n in measured]
 
@@ -121,21 +109,13 @@ def evaluate() -> dict:
     rules["7_verdict"], line = T.verdict_reading(rows, measured, beats)
     lines.append(f"Rule 7: {line}")
 
-    sweep = T.weight_curve(by)
-    per_seed = T.per_seed(sorted(new, key=lambda r: (PLANNED.index(r["variant"]), r["seed"])))
     shown = (*PLANNED, IM, ENCODER, *(s["name"] for v in rules["6_own_l0"].values() for s in v))
-    return {"steps": T.STEPS, "summary": [by[n] for n in dict.fromkeys(shown) if n in by],
-            "sweep": sweep, "detection": T.detection_rows(new, PLANNED), "per_seed": per_seed,
-            "owed": missing, "rules": rules, "lines": lines}  # fmt: skip
+    return T.weight_plan_output(t, PLANNED, shown, rules, lines)
 
 
 def main() -> None:
     """Print the tables and the rules' lines; write docs/eval/synthetic/gpu16k-im-low.json."""
-    out = evaluate()
-    cols = [T.COLUMNS[0], ("MCC enc. rows", "mcc_encoder_rows", 3), *T.COLUMNS[1:6],
-            ("feature F1", "feature_f1", 3), *T.COLUMNS[6:]]  # fmt: skip
-    T.print_report(out, cols, "gpu16k-im-low.json")
-    T.print_curve(out["sweep"])
+    T.print_weight_plan(evaluate(), "gpu16k-im-low.json")
 
 
 if __name__ == "__main__":

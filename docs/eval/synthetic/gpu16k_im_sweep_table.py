@@ -182,9 +182,7 @@ def evaluate() -> dict:
 def main() -> None:
     """Print the tables and the rules' lines; write docs/eval/synthetic/gpu16k-im-sweep.json."""
     out = evaluate()
-    cols = [T.COLUMNS[0], ("MCC enc. rows", "mcc_encoder_rows", 3), *T.COLUMNS[1:6],
-            ("feature F1", "feature_f1", 3), *T.COLUMNS[6:]]  # fmt: skip
-    T.print_report(out, cols, "gpu16k-im-sweep.json")
+    T.print_report(out, T.PLAN_COLUMNS, "gpu16k-im-sweep.json")
 
 
 if __name__ == "__main__":

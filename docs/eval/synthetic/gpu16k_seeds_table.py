@@ -226,6 +226,10 @@ COLUMNS = [("MCC", "mcc", 3), ("MCC untrained", "mcc_untrained", 3),
            ("dead", "dead_latents", 0), ("F1", "f1", 3),
            ("features covered", "features_covered", 0),
            ("features cos>=0.9", "features_cos_0.9", 0)]  # fmt: skip  # seed 2 of call 1: report.md only
+PLAN_COLUMNS = [COLUMNS[0], ("MCC enc. rows", "mcc_encoder_rows", 3), *COLUMNS[1:6],
+                ("feature F1", "feature_f1", 3), *COLUMNS[6:]]  # fmt: skip
+"""The columns of the plans' tables of the InfoMax weights (gpu16k_im_sweep_table.py and its
+kind): COLUMNS with the SAE's encoder-row MCC and the per-feature F1."""
 
 
 def read_rows(path: Path, names: tuple[str, ...], latents: int = LATENTS) -> list[dict]:
@@ -614,6 +618,35 @@ def checked_rows(folder: Path, files: dict[str, tuple[str, ...]], lines: list[st
     return kept
 
 
+def plan_tables(folder: Path, files: dict[str, tuple[str, ...]], names: tuple[str, ...],
+                seeds: tuple[int, ...], lines: list[str]) -> dict:  # fmt: skip
+    """A plan's new rows (`names`, from `files` in `folder`) beside the seeds table's
+    (`load_rows`): rules 1-2 (`checked_rows`) and what is owed (`owed`), each with its lines in
+    `lines`. Returns {"new": the rows that pass, "owed", "measured": the names with a row,
+    "rows": the table's other rows and the new ones, "gt": `ground_truth_rows` of the other
+    rows alone (the committed rows before the plan), "by": `summarise` of rows by name}."""
+    new = checked_rows(folder, files, lines)
+    missing = owed(new, names, seeds)
+    lines.append(owed_line(missing))
+    have = {r["variant"] for r in new}
+    old = [r for r in load_rows() if r["variant"] not in names]
+    rows = old + new
+    return {"new": new, "owed": missing, "measured": [n for n in names if n in have],
+            "rows": rows, "gt": ground_truth_rows(summarise(old)),
+            "by": {s["variant"]: s for s in summarise(rows)}}  # fmt: skip
+
+
+def against(name: str, ref: str, by: dict[str, dict], rows: list[dict]) -> tuple[str, dict, str]:
+    """`name`'s seeds in `rows` against `ref`'s (`apart`): (the reading, {"gap" between the
+    nearer seeds, "seeds"}, a line with `name`'s range and `beside` numbers)."""
+    a = apart(mccs(rows, name), mccs(rows, ref), MARGIN)
+    gap = (by[name]["mcc"]["min"] - by[ref]["mcc"]["max"] if a == "above"
+           else by[ref]["mcc"]["min"] - by[name]["mcc"]["max"])  # fmt: skip
+    line = (f"{name} ({span(rows, name)}, mean {by[name]['mcc']['mean']:.4f}; {beside(by[name])}) "
+            f"against {ref} ({span(rows, ref)}): {a}, by {gap:.4f} between the nearer seeds.")  # fmt: skip
+    return a, {"gap": gap, "seeds": by[name]["seeds"]}, line
+
+
 def owed(rows: list[dict], names: tuple[str, ...], seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
     """The rows of `names` with the seeds of `seeds` that `rows` lacks: {name: [seed, ...]},
     the names with every seed present left out."""
@@ -699,6 +732,25 @@ def print_curve(curve: list[dict]) -> None:
         print(f"| {s['weight']:g} | {s['variant']} | {s['seeds']} | {s['mcc']:.3f} "
               f"[{s['mcc_min']:.3f}, {s['mcc_max']:.3f}] | {s['l0']:.2f} | "
               f"{s['dead_latents']:,.0f} | {s['controls']} |")  # fmt: skip
+
+
+def weight_plan_output(t: dict, names: tuple[str, ...], shown: tuple[str, ...], rules: dict,
+                       lines: list[str]) -> dict:  # fmt: skip
+    """What an InfoMax-weight plan's table script writes (gpu16k_im_low_table.py and its kind),
+    from `plan_tables`' `t` and the plan's new row names `names`: {"steps", "summary" (the
+    entries of `shown` in `t["by"]`, in that order), "sweep" (`weight_curve`), "detection",
+    "per_seed" (the new rows by `names`' order, then seed), "owed", "rules", "lines"}."""
+    by, new = t["by"], t["new"]
+    seeds = per_seed(sorted(new, key=lambda r: (names.index(r["variant"]), r["seed"])))
+    return {"steps": STEPS, "summary": [by[n] for n in dict.fromkeys(shown) if n in by],
+            "sweep": weight_curve(by), "detection": detection_rows(new, names),
+            "per_seed": seeds, "owed": t["owed"], "rules": rules, "lines": lines}  # fmt: skip
+
+
+def print_weight_plan(out: dict, json_name: str) -> None:
+    """`print_report` of `weight_plan_output` in PLAN_COLUMNS, then its weight curve."""
+    print_report(out, PLAN_COLUMNS, json_name)
+    print_curve(out["sweep"])
 
 
 def print_report(out: dict, cols: list[tuple], json_name: str,
