@@ -34,6 +34,7 @@ import hashlib
 import json
 import math
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -476,6 +477,22 @@ def _l0_of_row(row: str, l0: dict) -> float | None:
     return l0.get(row.split(" [", 1)[0])
 
 
+def short_controls(rows, l0: dict, tol: float = 0.9) -> list[str]:
+    """Lines naming each random-direction control whose measured L0 falls below `tol` times
+    the L0 it was drawn at (`random dirs @ L0 n (...)`): with ReLU codes, random directions
+    fire only on their positive projections, about K / 2 per token, so a model denser than
+    that has no random control at its own L0. Empty when every control reaches its L0."""
+    out = []
+    for row in rows:
+        m = re.match(r"random dirs @ L0 (\d+) ", row)
+        got = l0.get(row)
+        if m and got is not None and got < tol * int(m.group(1)):
+            out.append(f"- `{row}` fires {got:.1f} latents per token, not {m.group(1)}: random "
+                       "directions with ReLU codes fire only on positive projections (about "
+                       "K / 2), so this control is sparser than its model.")  # fmt: skip
+    return ["", *out] if out else []
+
+
 def render_markdown(result: dict, opts: ProbingOptions) -> str:
     """The report's markdown: tasks, probing table (mean over datasets), per-dataset tables,
     downstream-loss table, times."""
@@ -490,7 +507,10 @@ def render_markdown(result: dict, opts: ProbingOptions) -> str:
         "split (SAEBench protocol), pooled by the mean over each passage's tokens; "
         "`full` = all K latents (all D dimensions for the raw residual). The raw residual's "
         "k-sparse row is a baseline, which trained read-outs can exceed; the ceiling is its "
-        "probe on all D dimensions (the `(ceiling)` row).",
+        "probe on all D dimensions (the `(ceiling)` row). Decoder-free rows are read out two "
+        "ways: `[a]` the energies a (ReLU or softplus of Wx + b) themselves, `[r]` the responsibilities "
+        "softmax(-a) (paper eq. 4). `random dirs @ L0 n (model)` is the control for `model`: "
+        "K random unit directions keeping each token's n largest positive projections.",
         "",
         "## Tasks",
         "",
@@ -522,6 +542,7 @@ def render_markdown(result: dict, opts: ProbingOptions) -> str:
             if kind == "raw":  # the ceiling: the same probe on all D dimensions, not k-sparse
                 lines.append(f"| {ceiling_label(result.get('input_dim'))} | raw | - | "
                              + "- | " * len(ks) + f"{s['mean']['full']:.3f} |")  # fmt: skip
+        lines += short_controls(summary, result["l0"])
     main = result["probing_summary"]["saebench"]
     datasets = list(next(iter(main.values()))["per_dataset"])
     for k in ("1", "5"):
@@ -588,15 +609,14 @@ def plot_probing(result: dict, opts: ProbingOptions, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from implicit_em.atomic import atomic_save
+    import matplotlib.ticker
 
     ks = list(opts.ks)
     variants = list(result["probing_summary"])
     fig, axes = plt.subplots(1, len(variants), figsize=(7 * len(variants), 5.5), sharey=True)
     axes = np.atleast_1d(axes)
     styles = {"trained": "-", "untrained": "--", "random": ":", "raw": "-"}
-    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    palette = [plt.get_cmap("tab20")(i) for i in range(20)]
     for ax, variant in zip(axes, variants, strict=True):
         colors: dict[str, str] = {}
         for row, s in result["probing_summary"][variant].items():
@@ -619,10 +639,15 @@ def plot_probing(result: dict, opts: ProbingOptions, path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_xlabel("k (latents selected by class-mean difference)")
-        ax.set_title(f"{variant} probe; {result['scale']}", fontsize=7)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(f"{variant} probe", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy, mean over datasets")
-    axes[-1].legend(fontsize=6, loc="lower right", ncol=2)
+    fig.suptitle(result["scale"], fontsize=9)
+    # below the panels, so that no entry covers a curve
+    handles, labels = axes[-1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=max(1, min(4, (len(labels) + 5) // 6)), frameon=False)  # fmt: skip
     atomic_save(lambda p: fig.savefig(p, dpi=120, bbox_inches="tight", format="png"), path)
     plt.close(fig)
 
