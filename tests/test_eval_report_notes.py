@@ -1,0 +1,10 @@
+"""The synthetic report's reading aids: the CPU-recipe note (its verdict is a harness check,
+not the study's answer) and the key to the "MCC enc. rows" column."""
+
+from implicit_em.eval.synthetic import _scale_note
+
+
+def test_cpu_recipes_carry_the_note_and_the_study_recipe_does_not():
+    for recipe in ("tiny", "mini", "small"):
+        assert _scale_note(recipe).startswith(f"Recipe `{recipe}` is a CPU-sized check")
+    assert _scale_note("synthsaebench-16k-v2") == ""
