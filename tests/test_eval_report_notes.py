@@ -8,3 +8,13 @@ def test_cpu_recipes_carry_the_note_and_the_study_recipe_does_not():
     for recipe in ("tiny", "mini", "small"):
         assert _scale_note(recipe).startswith(f"Recipe `{recipe}` is a CPU-sized check")
     assert _scale_note("synthsaebench-16k-v2") == ""
+
+
+def test_the_terminal_gets_the_verdict_headline_not_the_whole_paragraph():
+    from implicit_em.eval.summary import headline
+
+    para = ("The issue's target is **not met** by any eligible model. **Where** ... long. "
+            "**Best variant:** `m` (hybrid), meeting 3 of 8 (a, b); it misses x: 0.1. More.")  # fmt: skip
+    assert headline(para) == ("The issue's target is **not met** by any eligible model. "
+                              "**Best variant:** `m` (hybrid), meeting 3 of 8 (a, b).")  # fmt: skip
+    assert headline("Only one sentence. Then more") == "Only one sentence."

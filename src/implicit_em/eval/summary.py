@@ -46,6 +46,7 @@ A criterion is "met", "not met" or "not measured"; a candidate meets the target 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -965,7 +966,7 @@ def run(opts) -> None:
     (`eval.options.VerdictOptions`); prints the paragraph."""
     import json
 
-    from implicit_em.atomic import free_paths
+    from implicit_em.atomic import atomic_write_bytes, free_paths
 
     def arg(v):
         return None if v in ("", "none") else v
@@ -990,9 +991,20 @@ def run(opts) -> None:
     if probing:
         vf.probing_vs_l0(probing, probe_png)
         figures.append(probe_png.name)
-    md_path.write_text(markdown(result, sources, figures) + "\n")
-    json_path.write_text(json.dumps({"sources": sources, **result}, indent=1) + "\n")
-    print(result["paragraph"])
+    # each file whole or not at all (a half-written verdict is never left behind)
+    atomic_write_bytes(md_path, (markdown(result, sources, figures) + "\n").encode())
+    atomic_write_bytes(json_path,
+                       (json.dumps({"sources": sources, **result}, indent=1) + "\n").encode())  # fmt: skip
+    print(headline(result["paragraph"]))
+    print(f"The whole verdict (every model, criterion and control): {md_path}")
+
+
+def headline(paragraph: str) -> str:
+    """The verdict paragraph's first sentence and its best-variant sentence, for the terminal
+    (the paragraph itself runs to thousands of characters; verdict.md holds it whole)."""
+    first = paragraph.split(". ", 1)[0].rstrip(".") + "."
+    best = re.search(r"\*\*Best variant:\*\* [^;]*", paragraph)
+    return first if best is None else f"{first} {best.group(0)}."
 
 
 __all__ = ["cross_study_verdict", "load_studies", "longer_budget", "markdown", "paragraph", "run"]
