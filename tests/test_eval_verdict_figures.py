@@ -113,3 +113,12 @@ def test_probing_vs_l0_draws_a_row_of_several_one_pass_runs_once_from_the_latest
     got = vf.probing_vs_l0(studies, tmp_path / "p.png")["K64"]
     assert sorted(got[DECODER_FREE]) == [(5.0, 0.5), (30.0, 0.63)]
     assert vf.ONE_PASS_LATEST == ("probing8", "probing7", "probing6", "probing4", "probing3")
+
+
+def test_the_infomax_curve_orders_the_encoder_rows_by_weight():
+    rows = [{"name": n, "l0": 1.0, "mcc": 0.2} for n in
+            ("encoder-im0.01", "topk-k12", "encoder", "encoder-im0", "encoder-im0.05",
+             "encoder-wr", "tied-topk-im-3.0")]  # fmt: skip
+    got = [(w, r["name"]) for w, r in vf.infomax_curve(rows)]
+    assert got == [(1.0, "encoder"), (0.05, "encoder-im0.05"), (0.01, "encoder-im0.01"),
+                   (0.0, "encoder-im0")]  # fmt: skip

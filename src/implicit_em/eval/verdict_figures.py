@@ -22,6 +22,7 @@ tests can check what is on the figure. Needs matplotlib (the `plot` extra).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from implicit_em.atomic import atomic_save
@@ -87,6 +88,35 @@ def _scatter(ax, points: dict, styles: dict) -> None:
                            s=36, alpha=0.85)  # fmt: skip
 
 
+def infomax_curve(rows: list[dict]) -> list[tuple[float, dict]]:
+    """The decoder-free encoder at each InfoMax weight measured: (weight, row) for `encoder`
+    (x 1) and every `encoder-im<w>` row of `ground_truth_rows`, by weight, largest first."""
+    out = [(1.0, r) for r in rows if r["name"] == "encoder"]
+    for r in rows:
+        m = re.fullmatch(r"encoder-im(\d+(?:\.\d+)?)", r["name"])
+        if m:
+            out.append((float(m.group(1)), r))
+    return sorted(out, key=lambda wr: -wr[0])
+
+
+def _label_candidates(ax, rows: list[dict]) -> None:
+    """The InfoMax-weight curve joined by a line, each point labelled with its weight, and the
+    hybrid and one-matrix rows labelled by name (the other points stay unlabelled: the
+    verdict's table names them all)."""
+    curve = infomax_curve(rows)
+    if len(curve) > 1:
+        ax.plot([r["l0"] for _, r in curve], [r["mcc"] for _, r in curve], "-", c="tab:blue",
+                lw=0.8, alpha=0.6, zorder=1,
+                label="decoder-free encoder, InfoMax weights x 1 to x 0")  # fmt: skip
+        for w, r in curve:
+            ax.annotate(f"x{w:g}", (r["l0"], r["mcc"]), xytext=(3, 3), textcoords="offset points",
+                        fontsize=6, color="tab:blue")  # fmt: skip
+    for r in rows:
+        if r["kind"] in (HYBRID, ONE_MATRIX):
+            ax.annotate(r["name"], (r["l0"], r["mcc"]), xytext=(4, -8), textcoords="offset points",
+                        fontsize=5.5, color="0.25")  # fmt: skip
+
+
 def mcc_vs_l0(table: dict, path: Path) -> dict[str, list[tuple[float, float]]]:
     """Ground-truth MCC against L0 (log axis) for every row of a ground-truth table
     (`docs/eval/synthetic/gpu16k_seeds_table.py`'s JSON: "summary", "target_l0"), written to
@@ -102,6 +132,7 @@ def mcc_vs_l0(table: dict, path: Path) -> dict[str, list[tuple[float, float]]]:
     styles = {**KIND_STYLE, "untrained": ("x", "tab:red", "controls: best of untrained and "
                                           "random directions")}  # fmt: skip
     _scatter(ax, points, styles)
+    _label_candidates(ax, rows)
     ax.axvline(table["target_l0"], ls=":", c="k", lw=1, label=f"target L0 {table['target_l0']}")
     ax.set(xscale="log", xlabel="L0 (active latents per sample)", ylabel="MCC (sae-lens)",
            title="Ground truth (SynthSAEBench-16k): MCC against L0")  # fmt: skip
