@@ -27,8 +27,16 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileExistsError, Fi
 """Exceptions that mean the invocation must change (exit 2): a bad value (ConfigError is a
 ValueError), an output that exists, an input path that does not."""
 
-PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOENT,
-               errno.EEXIST, errno.ENAMETOOLONG}
+PATH_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENOENT,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+}
 """OSError numbers that name a path the user chose (exit 2); others (a full disk, I/O) exit 1."""
 OS_FIXES = {
     errno.ENOSPC: "free disk space or choose an output directory on another disk",
@@ -42,8 +50,16 @@ OS_FIXES = {
 INTERRUPTED = ("files already finished are intact (every file is written atomically); run the same "
                "command again (train: add --resume) to continue")  # fmt: skip
 
-__all__ = ["COMMANDS", "Command", "Terminated", "error_line", "exit_status", "main",
-           "parser_for", "resolve"]
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "Terminated",
+    "error_line",
+    "exit_status",
+    "main",
+    "parser_for",
+    "resolve",
+]
 
 
 class Parser(argparse.ArgumentParser):
@@ -58,20 +74,54 @@ class Terminated(BaseException):
     """Raised in the main thread when the process receives SIGTERM (exit 143)."""
 
 
-def error_line(e: BaseException) -> tuple[str, int]:
-    """The one-line message and exit status for an exception that ended a command."""
+def error_line(e: BaseException, command: Command | None = None) -> tuple[str, int]:
+    """The one-line message and exit status for an exception that ended a command.
+
+    With the command, an error that names options in its `named` text (`hidden_dim` in
+    backticks; `eval.options.option_error`) shows each as the flag the user typed
+    (--hidden-dim; `cli.options.as_flags`), and a bare rule gets the fix that fits the
+    command (a YAML config and --set only where the command has them)."""
     if isinstance(e, OSError) and e.errno is not None and e.strerror:
         where = f" {e.filename}" if e.filename is not None else ""
         fix = OS_FIXES.get(e.errno, "check the path and try again")
         return f"cannot use{where}: {e.strerror}: {fix}", 2 if e.errno in PATH_ERRNOS else 1
     msg = " ".join(str(e).split()) or type(e).__name__
+    cls = _options_class(command)
+    named = getattr(e, "named", None)  # the message with its options in backticks
+    if cls is not None and isinstance(named, str):
+        from implicit_em.cli.options import as_flags
+
+        msg = as_flags(" ".join(named.split()), cls)
     if isinstance(e, USAGE_ERRORS) and _raised_by_us(e):
         if ": " not in msg:  # a bare rule such as "training.epochs must be >= 1, got 0"
-            msg += ": change that value (in the YAML config, or with --set / its flag)"
+            msg += ": " + _change_that_value(command, cls)
         return msg, 2
     if type(e).__module__.startswith("implicit_em") or ": " in msg:
         return msg, 1  # our own errors say what to do
     return f"{type(e).__name__}: {msg}: unexpected failure; rerun with --debug for the traceback", 1
+
+
+def _options_class(command: Command | None) -> type | None:
+    """The command's options dataclass, or None (no command, or it cannot be imported)."""
+    if command is None:
+        return None
+    try:
+        return resolve(command.options)
+    except Exception:  # noqa: BLE001  (the error being reported may be this very import)
+        return None
+
+
+def _change_that_value(command: Command | None, cls: type | None) -> str:
+    """The fix for a bare rule: where the command takes its values from."""
+    import dataclasses
+
+    if (
+        command is None
+        or cls is None
+        or any(f.metadata.get("cli", {}).get("config_flags") for f in dataclasses.fields(cls))
+    ):
+        return "change that value (in the YAML config, or with --set / its flag)"
+    return f"change that flag (`{PROG} {command.name} --help` lists them)"
 
 
 def _raised_by_us(e: BaseException) -> bool:
@@ -148,6 +198,9 @@ def parser_for(command: Command) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     add_options(p, cls)
+    epilog = getattr(cls, "cli_epilog", None)  # what the flags cannot say (a list of names)
+    if callable(epilog):
+        p.epilog = epilog()
     return p
 
 
@@ -169,6 +222,26 @@ def _group_depth(argv: list[str]) -> int:
     return depth
 
 
+def _hint(bad: str, prefix: str) -> str:
+    """The fix for an unknown command `bad`: the closest name; inside a group (`prefix`, such
+    as "eval-suite"), the group's own subcommands."""
+    if not prefix:
+        names = sorted({c.name for c in COMMANDS} | set(GROUPS))
+        close = difflib.get_close_matches(bad, names, n=1)
+        return f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(names)}"
+    group = prefix.split()
+    words = [c.name.split() for c in COMMANDS]
+    subs = list(
+        dict.fromkeys(w[len(group)] for w in words if w[: len(group)] == group and w != group)
+    )
+    close = difflib.get_close_matches(bad.split()[-1], subs, n=1)
+    if close:
+        return f"did you mean '{prefix} {close[0]}'? ({prefix}'s commands: {', '.join(subs)})"
+    return (
+        f"choose one of {prefix} {', '.join(subs)} (`{PROG} {prefix} --help` says what each does)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `implicit-em`; returns the exit status (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -182,17 +255,15 @@ def main(argv: list[str] | None = None) -> int:
         words = [w for w in argv if not w.startswith("-")]
         p = _overview(prefix)
         if words and words[0] not in GROUPS or (prefix and len(words) > depth):
-            names = sorted({c.name for c in COMMANDS} | set(GROUPS))
             bad = " ".join(words[: depth + 1])
-            close = difflib.get_close_matches(bad, names, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(names)}"
-            print(f"{PROG}: error: unknown command {bad!r}: {hint}", file=sys.stderr)
+            print(f"{PROG}: error: unknown command {bad!r}: {_hint(bad, prefix)}", file=sys.stderr)
             return 2
         try:
             p.parse_args(argv[depth:])  # prints help (0) or usage (2)
         except SystemExit as e:
             return int(e.code or 0)
         return 2
+
     def terminate(signum, frame):
         raise Terminated
 
@@ -221,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001  (the one place that turns errors into exit codes)
         if debug:
             raise
-        msg, status = error_line(e)
+        msg, status = error_line(e, command)
         print(f"{PROG}: error: {msg}", file=sys.stderr)
         return status
     finally:

@@ -60,8 +60,12 @@ COMMANDS: list[Command] = [
     Command("eval-suite verdict", f"{_EO}:VerdictOptions", "implicit_em.eval.summary:run", "the cross-study verdict of issue 18 (target criteria per model) from the studies' JSON"),
 ]  # fmt: skip
 
-GROUPS = {"data": "obtain and verify data sets",
-          "eval-suite": "evaluations that do not presuppose a decoder (issue 18)",
-          "eval-suite probing-study": "the GPU probing study over seeds and K (docs/eval/probing/README.md): "
-                                      "prepare, run, report, compare, compare3, compare4"}
+GROUPS = {
+    "data": "obtain and verify data sets",
+    "eval-suite": "evaluations that do not presuppose a decoder (issue 18)",
+    "eval-suite probing-study": (
+        "the GPU probing study over seeds and K (docs/eval/probing/README.md): "
+        "prepare, run, report, compare, compare3, compare4"
+    ),
+}
 """Help lines of the first words shared by several commands."""

@@ -6,15 +6,22 @@ default the field's default. A field's metadata key "cli" (see `implicit_em.opti
 rename the flag, or ask for the run-config flags (`config_flags`).
 
 Annotations understood: str, int, float, Path, bool (store_true when the default is False,
---x/--no-x when it is True), `T | None`, `Literal[...]` (choices) and `list[T]` / `tuple[T, ...]`
-(one or more values). Anything else is a programming error, raised when the command's parser
-is built.
+--x/--no-x when it is True), `T | None`, `Literal[...]` (choices), `list[T]` / `tuple[T, ...]`
+(one or more values) and `tuple[T1, T2, ...]` (exactly that many values, each of its type).
+Anything else is a programming error, raised when the command's parser is built.
+
+An options check may raise an error whose `named` text names each field in backticks
+(`` `hidden_dim` ``, `` `overwrite=True` ``; `eval.options.option_error`; its plain message,
+for library callers, names the field without them); `as_flags` shows each such name as the
+flag the user typed (`--hidden-dim`, `--overwrite`), so the field -> flag mapping is this
+module's alone (`flag_names`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -52,6 +59,24 @@ def _help(doc: str, default: Any) -> str:
     return f"{doc} (default: {str(shown).replace('%', '%%')})"
 
 
+class _Typed(argparse.Action):
+    """A fixed-length tuple (`tuple[int, float]`): each value converted by the type at its
+    position; a value that does not convert is argparse's usage error."""
+
+    def __init__(self, *args, types: tuple, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.types = types
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        out = []
+        for typ, v in zip(self.types, values, strict=True):
+            try:
+                out.append(typ(v))
+            except ValueError:
+                parser.error(f"argument {option_string}: invalid {typ.__name__} value: {v!r}")
+        setattr(namespace, self.dest, tuple(out))
+
+
 class _AppendAssignment(argparse.Action):
     """`--section.field VALUE` -> appends "section.field=VALUE" to the list at dest."""
 
@@ -86,6 +111,54 @@ def _config_flags(parser: argparse.ArgumentParser, dest: str, taken: set[str]) -
                                help=docs.get(f.name, "").replace("%", "%%"))  # fmt: skip
 
 
+def _fixed(typ: Any) -> bool:
+    """Whether a tuple annotation has a fixed length (`tuple[int, float]`, not `tuple[int, ...]`)."""
+    args = typing.get_args(typ)
+    return len(args) > 1 and Ellipsis not in args
+
+
+def _flag(f: dataclasses.Field) -> str:
+    """How the user types field f: its flag (`--hidden-dim`), or a positional's name as
+    --help shows it."""
+    cli = f.metadata.get("cli", {})
+    if cli.get("positional"):
+        return cli.get("metavar", f.name)
+    return cli.get("name", "--" + f.name.replace("_", "-"))
+
+
+def flag_names(cls: type) -> dict[str, str]:
+    """field -> the flag the CLI gives it (`hidden_dim` -> `--hidden-dim`), for `cls`."""
+    return {f.name: _flag(f) for f in dataclasses.fields(cls)}
+
+
+_NAMED = re.compile(r"`([A-Za-z_]\w*)(?:=([^`]*))?`")  # as eval.options.OPTION_NAME
+
+
+def as_flags(message: str, cls: type) -> str:
+    """`message` with each backticked field of `cls` written as its flag: `hidden_dim` ->
+    --hidden-dim, `lr=-1` -> --lr -1, `overwrite=True` -> --overwrite, `gradient_shares=False`
+    -> --no-gradient-shares (a flag whose default is True), `history_mcc=False` -> no
+    --history-mcc. Backticked names that are not fields of `cls` are left as they are."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+
+    def flag(m: re.Match) -> str:
+        name, value = m.group(1), m.group(2)
+        if name not in fields:
+            return m.group(0)
+        f = fields[name]
+        shown = _flag(f)
+        if value is None:
+            return shown
+        if _unwrap_optional(hints[name])[0] is bool and value in ("True", "False"):
+            if value == "True":
+                return shown
+            return "--no-" + shown[2:] if f.default is True else f"no {shown}"
+        return f"{shown} {value}"
+
+    return _NAMED.sub(flag, message)
+
+
 def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one argument per field of the options dataclass `cls` to `parser`."""
     hints = typing.get_type_hints(cls)
@@ -108,6 +181,9 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
         origin = typing.get_origin(typ)
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction if default is True else "store_true"
+        elif origin is tuple and _fixed(typ):
+            types_ = tuple(_scalar(t, where)["type"] for t in typing.get_args(typ))
+            kw.update(nargs=len(types_), action=_Typed, types=types_)
         elif origin in (list, tuple):
             kw.update(_scalar(typing.get_args(typ)[0], where), nargs=cli.get("nargs", "+"))
             if cli.get("append"):
@@ -121,7 +197,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
                 kw["default"] = default
             parser.add_argument(f.name, **kw)
             continue
-        name = cli.get("name", "--" + f.name.replace("_", "-"))
+        name = _flag(f)
         taken.add(name)
         if default is dataclasses.MISSING:
             kw["required"] = True
