@@ -1,11 +1,16 @@
-"""`implicit-em eval-suite`: bad input gets one stderr line naming the flag as typed and the
-fix, exit 2, no traceback."""
+"""`implicit-em eval-suite synthetic | probing`: bad input gets one stderr line naming the flag
+as typed and the fix, exit 2, no traceback, and fails before any model is built or trained
+and before the language model, the corpora or an activation harvest is touched (each case
+runs with those steps patched to fail the test if they are reached)."""
 
 from __future__ import annotations
 
+import pytest
+
 from implicit_em.cli import COMMANDS, error_line, main, parser_for
 from implicit_em.cli.options import as_flags, build_options, flag_names
-from implicit_em.eval.options import ProbingOptions, SyntheticEvalOptions
+from implicit_em.eval import synthetic
+from implicit_em.eval.options import VARIANTS, ProbingOptions, SyntheticEvalOptions
 
 
 def one_line(capsys) -> str:
@@ -20,6 +25,102 @@ def one_line(capsys) -> str:
     assert ": " in line.split("error: ", 1)[1], line  # the problem, then the fix
     assert "YAML" not in line and "--set" not in line, line  # eval-suite has neither
     return line
+
+
+def never(name: str):
+    def called(*args, **kwargs):
+        raise AssertionError(f"{name} ran before the input was checked")
+
+    return called
+
+
+@pytest.fixture
+def no_synthetic_work(monkeypatch):
+    """Building the synthetic model (the first expensive step) and training fail the test."""
+    monkeypatch.setattr(synthetic, "build_synthetic_model", never("build_synthetic_model"))
+    monkeypatch.setattr(synthetic, "train_variant", never("train_variant"))
+    monkeypatch.setattr(synthetic, "VariantTrainer", never("VariantTrainer"))
+
+
+SYNTH = ["eval-suite", "synthetic", "--recipe", "tiny"]
+
+SYNTHETIC_CASES = [  # (flags, what the line must say); T is a scratch directory
+    (["--eval-samples", "0"], "--eval-samples must be >= 1, got 0: "),
+    (["--eval-samples", "-5"], "--eval-samples must be >= 1, got -5: "),
+    (["--lr", "-1"], "--lr must be a finite number > 0, got -1.0: pass e.g. 1e-3"),
+    (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+    (["--steps", "-5"], "--steps must be >= 0, got -5: "),
+    (["--batch-size", "0"], "--batch-size must be >= 2, got 0: "),
+    (["--log-every", "0"], "--log-every must be >= 1, got 0"),
+    (["--latents", "0"], "--latents must be >= 1, got 0"),
+    (["--k", "999"], "--k 999 exceeds the 256 latents: choose a k of at most the number of latents (--latents)"),
+    (["--readout-k", "300"], "--readout-k 300 exceeds the 256 latents"),
+    (["--variants", "topk-k214", "--latents", "64"], "keeps k = 214 of only 64 latents: raise --latents"),
+    (["--ortho", "-1", "3e-4"], "--ortho needs steps >= 0 and a learning rate > 0"),
+    (["--max-seconds", "0", "--shared-stream"], "--max-seconds must be > 0, got 0.0"),
+    (["--one-stream"], "--one-stream applies to a shared-stream run only: add --shared-stream or drop --one-stream"),
+    (["--fast-step"], "pass --no-gradient-shares, leave --history-mcc off, or drop --fast-step"),
+    (["--variants", "encoder-centred", "--fast-step", "--no-gradient-shares"],
+     "--fast-step does not cover 'encoder-centred'"),
+    (["--variants", "encoder-gauss", "--shared-stream"], "drop --shared-stream or the variant"),
+    (["--recipe", "smal"], "unknown --recipe 'smal': choose one of "),
+    (["--device", "gpu"], "--device: unknown device 'gpu': use cpu, cuda"),
+    (["--out-dir", "T/file"], "--out-dir T/file is a file, not a directory: choose another output directory"),
+    (["--out-dir", "T/file/below"], "(its part T/file is a file)"),
+    (["--out-dir", "T/done"], "--out-dir T/done already holds results.json: choose another --out-dir"),
+    (["--ortho", "5", "x"], "argument --ortho: invalid float value: 'x'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "flags,says", SYNTHETIC_CASES, ids=[" ".join(c[0]) for c in SYNTHETIC_CASES]
+)
+def test_synthetic_refuses_bad_input_before_any_work(
+    flags, says, tmp_path, capsys, no_synthetic_work
+):
+    (tmp_path / "file").write_text("kept")
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "results.json").write_text("{}")
+    argv = [a.replace("T/", f"{tmp_path}/") for a in flags]
+    assert main([*SYNTH, *argv]) == 2
+    line = one_line(capsys).replace(str(tmp_path), "T")
+    assert says in line, line
+    assert (tmp_path / "file").read_text() == "kept"  # nothing written is touched
+    assert (tmp_path / "done" / "results.json").read_text() == "{}"
+    assert not (tmp_path / "file" / "below").exists()
+
+
+def test_synthetic_unknown_variant_names_the_closest_and_where_the_list_is(
+    capsys, no_synthetic_work
+):
+    assert main([*SYNTH, "--variants", "encodr", "topk"]) == 2
+    line = one_line(capsys)
+    assert line.startswith("implicit-em: error: unknown variants named in --variants: 'encodr' "
+                           "(closest: 'encoder'")  # fmt: skip
+    assert "`implicit-em eval-suite synthetic --help` lists at its end" in line
+    assert len(line) < 300 and "matryoshka" not in line  # not all 100+ names
+    assert main([*SYNTH, "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"--variants takes these {len(VARIANTS)} names" in help_text
+    assert all(name in help_text for name in VARIANTS)
+
+
+def test_synthetic_without_out_dir_says_so_before_training(tmp_path, monkeypatch, capsys):
+    """No --out-dir: one note on stderr, before `run` (training) starts, naming the flag."""
+    seen = []
+
+    def fake_run(opts):
+        seen.append(capsys.readouterr().err)  # what was said before training began
+        return {"rows": []}
+
+    monkeypatch.setattr(synthetic, "run", fake_run)
+    assert main([*SYNTH, "--variants", "encoder"]) == 0
+    (before,) = seen
+    assert before.count("\n") == 1
+    assert before.startswith("implicit-em: note: no --out-dir: ") and "nothing is written" in before
+    assert "pass --out-dir DIR to keep results.json, report.md, mcc_vs_l0.png" in before
+    assert main([*SYNTH, "--variants", "encoder", "--out-dir", str(tmp_path / "o")]) == 0
+    assert seen[1] == ""  # with --out-dir: no note
 
 
 def test_eval_suite_unknown_subcommand_lists_the_groups_commands(capsys):
@@ -39,6 +140,18 @@ def test_eval_suite_unknown_subcommand_lists_the_groups_commands(capsys):
 
 
 # ---------------------------------------------------------------- the field -> flag mapping
+
+
+def test_library_callers_read_the_field_names_and_the_cli_the_flags():
+    with pytest.raises(ValueError) as e:
+        SyntheticEvalOptions(recipe="tiny", eval_samples=0)
+    assert str(e.value) == "eval_samples must be >= 1, got 0: pass a value of 1 or more"
+    command = next(c for c in COMMANDS if c.name == "eval-suite synthetic")
+    msg, status = error_line(e.value, command)
+    assert (msg, status) == ("--eval-samples must be >= 1, got 0: pass a value of 1 or more", 2)
+    with pytest.raises(ValueError) as e:
+        SyntheticEvalOptions(recipe="tiny", fast_step=True)
+    assert "pass gradient_shares=False, leave history_mcc off, or drop fast_step" in str(e.value)
 
 
 def test_as_flags_writes_each_backticked_field_as_typed():
@@ -73,3 +186,13 @@ def test_a_fixed_length_tuple_flag_takes_each_value_in_its_type():
     ns = parser_for(command).parse_args(["--recipe", "tiny", "--ortho", "50", "3e-4"])
     opts = build_options(SyntheticEvalOptions, ns)
     assert opts.ortho == (50, 3e-4) and isinstance(opts.ortho[0], int)
+    assert "--ortho STEPS LR" in parser_for(command).format_help()
+
+
+def test_every_eval_suite_message_names_flags_not_fields(tmp_path, capsys, no_synthetic_work):
+    """No field name with an underscore leaks into an eval-suite error line."""
+    for flags in [c[0] for c in SYNTHETIC_CASES if not any("T/" in a for a in c[0])]:
+        main([*SYNTH, *flags])
+        line = capsys.readouterr().err
+        fields = [f for f in flag_names(SyntheticEvalOptions) if "_" in f and f in line]
+        assert not fields, (flags, line)

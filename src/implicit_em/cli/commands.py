@@ -49,7 +49,7 @@ COMMANDS: list[Command] = [
     Command("export", "implicit_em.interop.options:ExportOptions", "implicit_em.interop.commands:run_export", "write a run in the SAELens or sparsify format"),
     Command("import", "implicit_em.interop.options:ImportOptions", "implicit_em.interop.commands:run_import", "load an SAELens / sparsify SAE as a model of ours (and evaluate it)"),
     Command("dashboard", "implicit_em.dashboard.options:DashboardOptions", "implicit_em.dashboard.run:run", "static feature dashboards of a run on harvested activations"),
-    Command("eval-suite synthetic", "implicit_em.eval.options:SyntheticEvalOptions", "implicit_em.eval.synthetic:run", "ground-truth feature recovery on SynthSAEBench data, beside controls"),
+    Command("eval-suite synthetic", "implicit_em.eval.options:SyntheticEvalOptions", "implicit_em.eval.synthetic:run_command", "ground-truth feature recovery on SynthSAEBench data, beside controls"),
     Command("eval-suite probing", "implicit_em.eval.options:ProbingOptions", "implicit_em.eval.probing_suite:run", "k-sparse probing and CE-loss recovered on SmolLM2 activations, beside controls"),
     Command("eval-suite probing-study prepare", f"{_EO}:StudyPrepareOptions", f"{_PS}:prepare_command", "tokenize the passage pool, tasks and contexts once (CPU)"),
     Command("eval-suite probing-study run", f"{_EO}:StudyRunOptions", f"{_PS}:run_command", "train every row per seed and K with its controls, probe, splice into the LM (GPU)"),

@@ -6,9 +6,13 @@ no torch, sae-lens or transformers. Their old homes re-export them."""
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from implicit_em.options import ThreadsOption, check_threads
+from implicit_em.config import ConfigError
+from implicit_em.options import ThreadsOption, check_threads, flag
 
 # ---------------------------------------------------------------- synthetic (eval.synthetic)
 
@@ -354,6 +358,30 @@ for _base in ("batchtopk", "matryoshka"):
     VARIANTS[f"{_base}-k214-sl-all"] = replace(VARIANTS[_base], k=214, saelens=SAELENS_PROTOCOL)
 
 
+OPTION_NAME = re.compile(r"`([A-Za-z_]\w*(?:=[^`]*)?)`")
+"""An option named in a message: `hidden_dim`, or `overwrite=True` (the CLI's
+`cli.options.as_flags` reads the same form)."""
+
+
+def option_error(named: str, kind: type[Exception] = ConfigError) -> Exception:
+    """The error for a bad option: `kind` whose message names each option as a library caller
+    writes it (hidden_dim, overwrite=True), with `.named`, the same message with those names in
+    backticks, which the CLI shows as the flags the user typed (--hidden-dim, --overwrite).
+    One message, two readers, and the field -> flag mapping stays in the CLI."""
+    e = kind(OPTION_NAME.sub(r"\1", named))
+    e.named = named  # type: ignore[attr-defined]
+    return e
+
+
+def fast_step_covers(variant: Variant) -> bool:
+    """Whether `SyntheticEvalOptions.fast_step` can train `variant`: not a pre-trained or
+    centred one (their first steps change the step itself). `eval.synthetic.run` refuses the
+    others with fast_step on before anything is built (not the options themselves: scripts
+    set fast_step after the variants); scripts/synthetic_gpu16k_converged.py checks its
+    --variants with it before any GPU work."""
+    return not (variant.pretrain_fraction or variant.centre)
+
+
 @dataclass(frozen=True)
 class SyntheticEvalOptions(ThreadsOption):
     """Settings of one ground-truth evaluation (`run`)."""
@@ -363,8 +391,8 @@ class SyntheticEvalOptions(ThreadsOption):
     synthsaebench-16k-uncompensated, small (2,048 features in 192 dims), small-flat-l0-1,
     small-flat-l0-8, mini (512 in 64) or tiny (CI)."""
     variants: tuple[str, ...] = ("encoder", "topk")
-    """Names from `VARIANTS` (docs/eval/synthetic/variants.md; an unknown name lists them all)
-    to train and score; each gets both controls."""
+    """Names from `VARIANTS` (listed at the end of this --help; what they test:
+    docs/eval/synthetic/variants.md) to train and score; each gets both controls."""
     seeds: tuple[int, ...] = (0,)
     """Training seeds (weights and data stream); the synthetic model itself is fixed."""
     model_seed: int = 42
@@ -386,7 +414,8 @@ class SyntheticEvalOptions(ThreadsOption):
     device: str = "cpu"
     """cpu or cuda."""
     out_dir: str | None = None
-    """Where results.json, report.md and mcc_vs_l0.png go; None writes nothing."""
+    """Where results.json, report.md and mcc_vs_l0.png go (refused if one exists there); None
+    writes nothing (the command says so on stderr before it trains)."""
     plot: bool = True
     """Write mcc_vs_l0.png (needs matplotlib)."""
     history_mcc: bool = False
@@ -394,7 +423,7 @@ class SyntheticEvalOptions(ThreadsOption):
     num_features: int | None = None
     """N, overriding the recipe's with D and all else kept (the overcompleteness sweep of
     docs/eval/synthetic/overcomplete.md); None: the recipe's."""
-    ortho: tuple[int, float] | None = None
+    ortho: tuple[int, float] | None = flag(None, metavar=("STEPS", "LR"))
     """(steps, lr) of sae-lens's feature orthogonalisation, overriding the recipe's (50-100
     steps at 3e-4); None: the recipe's."""
     k: int | None = None
@@ -449,41 +478,191 @@ class SyntheticEvalOptions(ThreadsOption):
     objective and updates as the plain step (tests/test_eval_synthetic.py compares them).
     Needs gradient_shares False and history_mcc False (they read the graph mid-step)."""
 
+    @classmethod
+    def cli_epilog(cls) -> str:
+        """The end of the command's --help: every name that `variants` takes."""
+        import textwrap
+
+        return (
+            f"--variants takes these {len(VARIANTS)} names (docs/eval/synthetic/variants.md "
+            "says what they test):\n"
+            + textwrap.fill(", ".join(VARIANTS), 95, break_on_hyphens=False)
+        )
+
     def __post_init__(self) -> None:
+        # An option is named in backticks: the CLI shows it as its flag (cli.options.as_flags).
         if self.recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {self.recipe!r}: choose one of {sorted(RECIPES)}")
+            raise option_error(
+                f"unknown `recipe` {self.recipe!r}: choose one of {', '.join(RECIPES)}"
+            )
+        if not self.variants:
+            raise option_error(
+                "`variants` is empty: name at least one (`implicit-em eval-suite "
+                "synthetic --help` lists them)"
+            )
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
-            import difflib
-
-            near = {v: difflib.get_close_matches(v, VARIANTS, n=1) for v in unknown}
-            hint = "; ".join(f"{v!r}: did you mean {m[0]!r}?" for v, m in near.items() if m)
-            raise ValueError(f"unknown variants {unknown}" + (f" ({hint})" if hint else "")
-                             + f": choose from {sorted(VARIANTS)}")  # fmt: skip
-        if self.num_features is not None and self.num_features < 1:
-            raise ValueError(f"num_features must be >= 1 (got {self.num_features})")
-        if self.steps < 0 or self.batch_size < 2:
-            raise ValueError("steps must be >= 0 and batch_size >= 2")
+            raise option_error(unknown_variants(unknown))
+        if not self.seeds:
+            raise option_error("`seeds` is empty: give at least one training seed")
+        _at_least(self, 1, "num_features", "latents", "tc_probes", "untrained_samples")
+        _at_least(self, 0, "steps", optional=False)
+        if self.batch_size < 2:
+            raise option_error(
+                f"`batch_size` must be >= 2, got {self.batch_size}: the variance "
+                "and decorrelation terms need two samples per batch"
+            )
+        _positive_finite(self, "lr")
+        _at_least(self, 1, "eval_samples", "log_every", optional=False)
         check_threads(self.threads)
         if self.k is not None and self.k < 1:
-            raise ValueError(f"k must be >= 1 (got {self.k}); None uses the true L0")
+            raise option_error(
+                f"`k` must be >= 1, got {self.k}: pass latents per sample, or leave "
+                "it out for the true L0"
+            )
         if self.readout_k is not None and self.readout_k < 1:
-            raise ValueError(f"readout_k (--readout-k) must be >= 1, got {self.readout_k}: pass the "
-                             "L0 to read out at (e.g. the TopK SAE's k) or leave it out")  # fmt: skip
-        if self.sample_chunk is not None and self.sample_chunk < 1:
-            raise ValueError(f"sample_chunk must be >= 1 (got {self.sample_chunk})")
-        if self.dead_steps < 1:
-            raise ValueError(f"dead_steps must be >= 1 (got {self.dead_steps})")
-        if self.mcc_workers < 0:
-            raise ValueError(f"mcc_workers must be >= 0 (got {self.mcc_workers})")
+            raise option_error(
+                f"readout_k (--readout-k) must be >= 1, got {self.readout_k}: pass the "
+                "L0 to read out at (e.g. the TopK SAE's k) or leave it out"
+            )
+        latents = self.latents or self.num_features or RECIPES[self.recipe]["num_features"]
+        for name in ("k", "readout_k"):
+            if (getattr(self, name) or 0) > latents:
+                raise option_error(
+                    f"`{name}` {getattr(self, name)} exceeds the {latents} latents: "
+                    "choose a k of at most the number of latents (`latents`)"
+                )
+        wide = [v for v in self.variants if (VARIANTS[v].k or 0) > latents]
+        if wide:
+            raise option_error(
+                f"variant {wide[0]!r} keeps k = {VARIANTS[wide[0]].k} of only "
+                f"{latents} latents: raise `latents` or drop the variant"
+            )
+        if self.ortho is not None:
+            steps, lr = self.ortho
+            if steps < 0 or not (math.isfinite(lr) and lr > 0):
+                raise option_error(
+                    f"`ortho` needs steps >= 0 and a learning rate > 0, got "
+                    f"{steps} {lr}: pass e.g. 100 3e-4, or leave it out"
+                )
+        _at_least(self, 1, "sample_chunk", "dead_steps")
+        _at_least(self, 0, "mcc_workers", optional=False)
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise option_error(
+                f"`max_seconds` must be > 0, got {self.max_seconds}: pass a time "
+                "budget in seconds, or leave it out"
+            )
         stray = [v for v in self.seed_variants or () if v not in self.variants]
         if stray:
-            raise ValueError(f"seed_variants {stray} are not in variants: add them to variants")
-        if self.fast_step and (self.gradient_shares or self.history_mcc):
-            raise ValueError(
-                "fast_step needs gradient_shares=False and history_mcc=False (both read the "
-                "model in the middle of a step): set them False or drop fast_step"
+            raise option_error(
+                f"`seed_variants` {stray} are not in `variants`: add them to `variants`"
             )
+        alone = [
+            n
+            for n in ("one_stream", "seed_variants", "max_seconds", "sampler_device")
+            if getattr(self, n) not in (None, False)
+        ]
+        if alone and not self.shared_stream:
+            raise option_error(
+                f"`{alone[0]}` applies to a shared-stream run only: add "
+                f"`shared_stream=True` or drop `{alone[0]}`"
+            )
+        if self.sampler_device is not None and not (self.one_stream and self.sample_chunk):
+            raise option_error(
+                "`sampler_device` needs `one_stream=True` and a `sample_chunk`: "
+                "add both or drop `sampler_device`"
+            )
+        if self.sampler_device is not None and self.sample_chunk < self.batch_size:
+            raise option_error(
+                f"`sample_chunk` {self.sample_chunk} is below `batch_size` "
+                f"{self.batch_size}: the background sampler serves whole batches "
+                "from a chunk; raise `sample_chunk`"
+            )
+        gauss = [v for v in self.variants if VARIANTS[v].gaussian]
+        if gauss and self.shared_stream:
+            raise option_error(
+                f"{gauss[0]}: a Gaussian-surrogate variant cannot share the stream: "
+                "drop `shared_stream` or the variant"
+            )
+        if self.fast_step and (self.gradient_shares or self.history_mcc):
+            raise option_error(
+                "`fast_step` records no gradient shares and no history MCC (both read the "
+                "model in the middle of a step): pass `gradient_shares=False`, leave "
+                "`history_mcc` off, or drop `fast_step`"
+            )
+
+
+def unknown_variants(names: list[str]) -> str:
+    """The one-line error for variant names not in VARIANTS: the closest names of each (no
+    more than three) and where the full list is."""
+    import difflib
+
+    parts = []
+    for name in names:
+        near = difflib.get_close_matches(name, VARIANTS, n=3, cutoff=0.5)
+        parts.append(f"{name!r}" + (f" (closest: {', '.join(map(repr, near))})" if near else ""))
+    return (
+        f"unknown variants named in `variants`: {'; '.join(parts)}: choose from the "
+        f"{len(VARIANTS)} names that `implicit-em eval-suite synthetic --help` lists at its end"
+    )
+
+
+def check_out_dir(out_dir: str, files: tuple[str, ...], overwrite: bool | None = None) -> Path:
+    """The output folder, created, once nothing is in the way: `out_dir` is not a file (nor
+    below one), and none of `files` is there already unless `overwrite` (None: the command
+    has no --overwrite, nothing is ever replaced). The eval-suite commands call it before any
+    expensive work; FileExistsError names `out_dir` (the CLI shows the flag)."""
+    out = Path(out_dir)
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                part = "" if p == out else f" (its part {p} is a file)"
+                raise option_error(
+                    f"`out_dir` {out} is a file, not a directory{part}: choose "
+                    "another output directory",
+                    FileExistsError,
+                )
+            break
+    clash = [f for f in files if (out / f).exists()]
+    if clash and not overwrite:
+        fix = (
+            "choose another `out_dir` (nothing there is replaced)"
+            if overwrite is None
+            else "pass `overwrite=True` to replace them, or choose another `out_dir`"
+        )
+        raise option_error(
+            f"`out_dir` {out} already holds {', '.join(clash)}: {fix}", FileExistsError
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def check_device(opts, name: str = "device") -> str:
+    """The torch device the option `name` of opts asks for ("auto": cuda when there is a GPU,
+    else cpu), refused in one line naming the option when this torch cannot use it."""
+    from implicit_em.workflows import resolve_device
+
+    try:
+        return resolve_device(getattr(opts, name))
+    except ValueError as e:
+        raise option_error(f"`{name}`: {e}") from None
+
+
+def _at_least(opts, low: int, *names: str, optional: bool = True) -> None:
+    """Refuse an integer option below `low` (None passes where `optional`)."""
+    for name in names:
+        v = getattr(opts, name)
+        if (v is not None or not optional) and v < low:
+            none = ", or leave it out" if optional else ""
+            raise option_error(
+                f"`{name}` must be >= {low}, got {v}: pass a value of {low} or more{none}"
+            )
+
+
+def _positive_finite(opts, name: str) -> None:
+    v = getattr(opts, name)
+    if not (math.isfinite(v) and v > 0):
+        raise option_error(f"`{name}` must be a finite number > 0, got {v}: pass e.g. 1e-3")
 
 
 # ---------------------------------------------------------------- probing (eval.probing_suite)

@@ -44,6 +44,10 @@ from implicit_em.eval.options import (
     VARIANTS,
     SyntheticEvalOptions,
     Variant,
+    check_device,
+    check_out_dir,
+    fast_step_covers,
+    option_error,
 )
 from implicit_em.eval.variants import (
     decoder_norm_l1,
@@ -333,14 +337,6 @@ class BackgroundSampler(ChunkedSampler):
             except queue.Empty:
                 pass
         self.thread.join()
-
-
-def fast_step_covers(variant: Variant) -> bool:
-    """Whether `SyntheticEvalOptions.fast_step` can train `variant`: not a pre-trained or
-    centred one (their first steps change the step itself). `VariantTrainer` refuses the
-    others with fast_step on; scripts/synthetic_gpu16k_converged.py checks its --variants with
-    it before any GPU work."""
-    return not (variant.pretrain_fraction or variant.centre)
 
 
 class VariantTrainer:
@@ -946,22 +942,16 @@ def run(opts: SyntheticEvalOptions) -> dict:
     opts.shared_stream steps_done (below opts.steps when opts.max_seconds cut training short),
     and with opts.readout_k matched (`matched_l0_metrics`: the codes read out through TopK at
     that k, beside the untrained init and random directions read out at the same k).
-    With opts.out_dir: results.json, report.md and mcc_vs_l0.png there (refuses to
-    overwrite an existing results.json). With opts.mcc_workers > 0 the MCC matchings run in
-    that many worker processes.
+    With opts.out_dir: results.json, report.md and mcc_vs_l0.png there (refuses, before
+    anything is built, a folder that holds one of them or a path that is a file). With
+    opts.mcc_workers > 0 the MCC matchings run in that many worker processes.
     """
     set_threads(opts.threads)
     global _POOL, _RUN_T0
     _RUN_T0 = time.perf_counter()
-    out_dir = Path(opts.out_dir) if opts.out_dir else None
-    if out_dir is not None and (out_dir / "results.json").exists():
-        raise FileExistsError(f"{out_dir / 'results.json'} exists: choose a new out_dir")
+    opts, out_dir = check_run(opts)
     synth = build_synthetic_model(opts.recipe, opts.model_seed, opts.device,
                                   opts.num_features, opts.ortho)  # fmt: skip
-    k_latents = opts.latents or synth.cfg.num_features
-    if opts.readout_k is not None and opts.readout_k > k_latents:
-        raise ValueError(f"readout_k {opts.readout_k} exceeds the {k_latents} latents: choose "
-                         "a k of at most the number of latents")  # fmt: skip
     result = {"options": asdict(opts), "true_l0": _true_l0(synth), "rows": []}
     mu = data_mean(synth)
     if opts.mcc_workers:
@@ -991,6 +981,38 @@ def run(opts: SyntheticEvalOptions) -> dict:
         write_report(result, out_dir)
         return {**result, "report": str(out_dir / "report.md")}  # the CLI prints where it went
     return result
+
+
+def check_run(opts: SyntheticEvalOptions) -> tuple[SyntheticEvalOptions, Path | None]:
+    """The checks of `run` that need the machine or the disk, before any model is built (the
+    option values themselves are checked when opts is made; fast_step's cover is checked here
+    because scripts set it after the variants). Returns opts with its devices resolved
+    ("auto") and the output folder, created (None without opts.out_dir)."""
+    opts = replace(opts, device=check_device(opts))
+    if opts.sampler_device is not None:
+        opts = replace(opts, sampler_device=check_device(opts, "sampler_device"))
+    slow = [v for v in opts.variants if not fast_step_covers(VARIANTS[v])]
+    if opts.fast_step and slow:
+        raise option_error(
+            f"`fast_step` does not cover {slow[0]!r} (a pre-trained or centred variant: its "
+            "first steps change the step itself): drop `fast_step` or the variant"
+        )
+    return opts, check_out_dir(opts.out_dir, REPORT_FILES) if opts.out_dir else None
+
+
+def run_command(opts: SyntheticEvalOptions) -> dict:
+    """`implicit-em eval-suite synthetic`: `run`, saying on stderr before it trains (once the
+    input is checked) when no out_dir is given: the rows are then printed, nothing written."""
+    check_run(opts)
+    if opts.out_dir is None:
+        import sys
+
+        print(
+            "implicit-em: note: no --out-dir: the rows are printed as they finish and "
+            f"nothing is written; pass --out-dir DIR to keep {', '.join(REPORT_FILES)}",
+            file=sys.stderr,
+        )
+    return run(opts)
 
 
 def _untrained_metrics(init: nn.Module, v: Variant, synth, opts, mean) -> dict:
@@ -1060,17 +1082,13 @@ def _train_shared(opts: SyntheticEvalOptions, synth, mu: Tensor):
     initialisation only); opts.seed_variants limits the later seeds to those variants.
     The untrained controls are scored before training (their matchings then run in the
     workers while the models train). Yields rows, Futures inside."""
-    if opts.sampler_device is not None and not (opts.one_stream and opts.sample_chunk):
-        raise ValueError("sampler_device needs one_stream=True and a sample_chunk")  # first
     trainers, untrained, inits = [], [], []
     for seed in opts.seeds:
         for name in opts.variants:
             if opts.seed_variants is not None and seed != opts.seeds[0]:
                 if name not in opts.seed_variants:
                     continue
-            v = VARIANTS[name]
-            if v.gaussian:
-                raise ValueError(f"{name}: a Gaussian-surrogate variant cannot share the stream")
+            v = VARIANTS[name]  # a Gaussian-surrogate variant is refused by the options
             mean = mu if v.centre else None
             tr = VariantTrainer(v, synth, opts, seed, mean)
             init = untrained_model(v, synth, opts, seed)
@@ -1326,6 +1344,10 @@ def _scale_note(recipe: str) -> str:
                 "at the SynthSAEBench-16k recipe the decoder-free encoder is far below the SAEs "
                 "(docs/eval/README.md).\n\n")  # fmt: skip
     return ""
+
+
+REPORT_FILES = ("results.json", "report.md", "mcc_vs_l0.png")
+"""What `run` writes in opts.out_dir (`write_report`); it refuses a folder holding one."""
 
 
 def write_report(result: dict, out_dir: Path, plot: bool = True) -> None:
