@@ -729,20 +729,123 @@ class ProbingOptions:
     """Show progress bars."""
 
     def __post_init__(self) -> None:
+        # An option is named in backticks: the CLI shows it as its flag (cli.options.as_flags).
+        # Every check here is cheap and runs before the model, the corpora or a harvest.
+        if not self.model:
+            raise option_error(
+                "`model` is empty: pass smollm2-135m, a .gguf path or a model folder"
+            )
+        _at_least(self, 0, "layer", "seed", optional=False)
+        if self.hook_point not in ("resid_pre", "resid_post"):
+            raise option_error(
+                f"`hook_point` must be resid_pre or resid_post, got "
+                f"{self.hook_point!r}: choose one of the two"
+            )
+        if not self.corpora:
+            raise option_error("`corpora` is empty: name at least one corpus")
+        twice = sorted({c for c in self.corpora if self.corpora.count(c) > 1})
+        if twice:
+            raise option_error(f"`corpora` names {', '.join(twice)} twice: list each corpus once")
         if len(self.quota) != len(self.corpora):
-            raise ValueError(
-                f"quota has {len(self.quota)} entries for {len(self.corpora)} corpora: give "
-                "one passage count per corpus"
+            raise option_error(
+                f"`quota` has {len(self.quota)} entries for {len(self.corpora)} "
+                "`corpora`: give one passage count per corpus, in the same order"
+            )
+        low = [(c, q) for c, q in zip(self.corpora, self.quota, strict=True) if q < 1]
+        if low:
+            raise option_error(
+                f"`quota` {low[0][1]} for corpus {low[0][0]!r}: every corpus needs "
+                "a quota >= 1 passage; drop a corpus you do not want from "
+                "`corpora`"
+            )
+        _at_least(self, 1, "n_tokens", "per_doc", optional=False)
+        if not 0 < self.test_fraction < 1:
+            raise option_error(
+                f"`test_fraction` must be between 0 and 1 (exclusive), got "
+                f"{self.test_fraction}: pass e.g. 0.3"
+            )
+        self._check_tasks()
+        if self.max_per_class < 2:
+            raise option_error(
+                f"`max_per_class` must be >= 2, got {self.max_per_class}: a probe "
+                "needs two passages of each class in each split"
             )
         if not self.ks or min(self.ks) < 1:
-            raise ValueError(f"ks must be positive integers, got {self.ks}")
+            raise option_error(
+                f"`ks` must be integers >= 1, got {' '.join(map(str, self.ks))}: "
+                "pass the k of each probe, e.g. 1 2 5 10 20"
+            )
+        if self.hidden_dim < 1:
+            raise option_error(
+                f"`hidden_dim` must be >= 1, got {self.hidden_dim}: pass the "
+                "number of latents K, e.g. 512"
+            )
         if self.hidden_dim < max(self.ks):
-            raise ValueError(f"hidden_dim {self.hidden_dim} < largest k {max(self.ks)}")
+            raise option_error(
+                f"`hidden_dim` {self.hidden_dim} is below the largest of `ks`, "
+                f"{max(self.ks)}: raise `hidden_dim` or drop the larger ks"
+            )
         for act in self.activations:
             if act not in ("relu", "softplus"):
-                raise ValueError(f"activations: {act!r} is not relu or softplus")
+                raise option_error(
+                    f"`activations`: {act!r} is not relu or softplus: choose relu, softplus or both"
+                )
         if not 1 <= self.topk_k <= self.hidden_dim:
-            raise ValueError(f"topk_k {self.topk_k} must be in [1, hidden_dim]")
+            raise option_error(
+                f"`topk_k` {self.topk_k} must be between 1 and `hidden_dim` "
+                f"({self.hidden_dim}): pass a k in that range"
+            )
+        if not (math.isfinite(self.l1_weight) and self.l1_weight >= 0):
+            raise option_error(
+                f"`l1_weight` must be a finite number >= 0, got {self.l1_weight}: pass e.g. 0.01"
+            )
+        _at_least(self, 1, "epochs", "lm_batch_size", optional=False)
+        if self.batch_size < 2:
+            raise option_error(
+                f"`batch_size` must be >= 2, got {self.batch_size}: the variance "
+                "and decorrelation terms need two samples per batch"
+            )
+        _positive_finite(self, "lr")
+        if not self.max_norm_ratio >= 0:
+            raise option_error(
+                f"`max_norm_ratio` must be >= 0, got {self.max_norm_ratio}: pass "
+                "e.g. 10, or 0 to keep every token"
+            )
+        _at_least(self, 0, "ce_contexts", optional=False)
+        check_threads(self.threads)
+
+    def _check_tasks(self) -> None:
+        unknown = [t for t in self.tasks if t not in PROBING_TASKS]
+        if unknown:
+            raise option_error(
+                f"unknown task {unknown[0]!r} in `tasks`: choose from {', '.join(PROBING_TASKS)}"
+            )
+        if not self.tasks:
+            raise option_error(f"`tasks` is empty: choose from {', '.join(PROBING_TASKS)}")
+        for task in self.tasks:
+            missing = [c for c in PROBING_TASKS[task] if c not in self.corpora]
+            if missing:
+                raise option_error(
+                    f"task {task!r} needs the corpus {' and '.join(missing)} in "
+                    "`corpora`: add it (with its `quota`) or drop the task from "
+                    "`tasks`"
+                )
+            if task == "source" and len(self.corpora) < 2:
+                raise option_error(
+                    "task 'source' tells corpora apart and needs two or more in "
+                    "`corpora`: add one or drop the task from `tasks`"
+                )
+
+
+PROBING_TASKS: dict[str, tuple[str, ...]] = {
+    "spam_vs_ham": ("spam",),
+    "sotu_party": ("sotu",),
+    "sotu_era": ("sotu",),
+    "pydoc_vs_perldoc": ("pydoc", "perldoc"),
+    "source": (),
+}
+"""The tasks of `probing_tasks.build_tasks` and the corpora each one's labels come from
+(`source`: one one-vs-rest task per corpus, so two or more corpora)."""
 
 
 # ---------------------------------------------------------------- the GPU probing study

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from implicit_em.atomic import atomic_save
 from implicit_em.data.lm import capture_residual
 from implicit_em.data.lm.corpus import cache_dir
-from implicit_em.eval.options import ProbingOptions
+from implicit_em.eval.options import ProbingOptions, check_out_dir, option_error
 from implicit_em.eval.verdict import RAW_ROW, ceiling_label, probing_row_label
 
 
@@ -305,16 +305,85 @@ def split_tokens(acts: Tensor, split: list[str], max_norm_ratio: float):
     return is_train, x_raw * scale, x_test, scale, n_dropped, median
 
 
-def _check_out_dir(opts: ProbingOptions) -> Path:
-    out = Path(opts.out_dir)
-    clash = [f for f in REPORT_FILES if (out / f).exists()]
-    if clash and not opts.overwrite:
-        raise FileExistsError(
-            f"{out} already holds {', '.join(clash)}: pass overwrite=True (--overwrite) or "
-            "choose another out_dir"
+# ---------------------------------------------------------------- checks before any work
+# The option values are checked when ProbingOptions is made; these need the disk or the hub.
+# An option is named in backticks: the CLI shows it as its flag (cli.options.as_flags).
+
+
+def check_model(model: str) -> None:
+    """Refuse, before anything is loaded, a `model` that `data.lm.load_lm` cannot find: the
+    bundled alias or a .gguf path whose file is missing, a path to something else, a hub id
+    that is neither in the local Hugging Face cache nor on a reachable hub (the loader would
+    spend ~25 s retrying before it says so). Raises FileNotFoundError naming `model`."""
+    from implicit_em.data.lm.model import SMOLLM2_ALIAS, _gguf_path
+
+    def missing(problem: str, fix: str = "") -> Exception:
+        fix = fix or f"pass {SMOLLM2_ALIAS}, a .gguf path, a model folder or a Hugging Face hub id"
+        return option_error(f"`model` {problem}: {fix}", FileNotFoundError)
+
+    try:
+        if _gguf_path(model) is not None:
+            return
+    except FileNotFoundError as e:
+        raise option_error(f"`model`: {e}", FileNotFoundError) from None
+    if Path(model).is_dir():
+        return
+    if Path(model).exists():
+        raise missing(f"{model} is a file but not a .gguf")
+    try:
+        from huggingface_hub import constants, model_info, try_to_load_from_cache
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            HFValidationError,
+            RepositoryNotFoundError,
         )
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    except ImportError:  # no hub client: the loader reports what is missing
+        return
+    where = f"{model!r} is not a file, a folder nor a"
+    try:
+        if isinstance(try_to_load_from_cache(model, "config.json"), str):
+            return
+    except HFValidationError:
+        raise missing(f"{where} valid hub id") from None
+    if constants.HF_HUB_OFFLINE:
+        raise missing(f"{where} hub model in the local cache (HF_HUB_OFFLINE is set)")
+    try:
+        model_info(model, timeout=10)
+    except GatedRepoError:
+        return  # the loader says what access it needs
+    except RepositoryNotFoundError:
+        raise missing(f"{where} model on the Hugging Face hub") from None
+    except HfHubHTTPError:
+        return  # another answer from the hub: the loader reports it
+    except Exception:  # noqa: BLE001  (no answer at all: DNS, connection, timeout)
+        raise missing(
+            f"{where} hub model in the local cache, and the Hugging Face hub cannot be reached",
+            f"pass {SMOLLM2_ALIAS}, a .gguf path or a model folder, "
+            "or check the hub id and the network",
+        ) from None
+
+
+def check_corpora(names: tuple[str, ...]) -> None:
+    """Refuse a `corpora` entry that `load_corpus` cannot read: not a `CORPORA` name (nor a
+    comma-separated union of them), a folder of .txt files or a .tar.gz pack."""
+    from implicit_em.data.lm.corpus import CORPORA
+
+    for name in names:
+        path = Path(name)
+        if path.is_dir() or (name.endswith(".tar.gz") and path.is_file()):
+            continue
+        unknown = [n.strip() for n in name.split(",") if n.strip() not in CORPORA]
+        if unknown:
+            raise option_error(
+                f"unknown corpus {unknown[0]!r} in `corpora`: choose from "
+                f"{', '.join(CORPORA)}, a folder of .txt files, or a tarball "
+                "written by `implicit-em data pack-corpora`"
+            )
+
+
+def _check_out_dir(opts: ProbingOptions) -> Path:
+    return check_out_dir(opts.out_dir, REPORT_FILES, opts.overwrite)
 
 
 def run(opts: ProbingOptions, lm=None, tokenizer=None, corpora=None) -> dict:
@@ -325,15 +394,24 @@ def run(opts: ProbingOptions, lm=None, tokenizer=None, corpora=None) -> dict:
     out_dir/probing.json. See the module docstring for the steps.
     """
     from implicit_em import runs
+    from implicit_em.data.lm.model import check_layer
     from implicit_em.eval.probing_tasks import build_pool, build_tasks
     from implicit_em.eval.sparse_probing import RandomDirections
     from implicit_em.train.loop import train
 
+    if lm is None:
+        check_model(opts.model)
+    if corpora is None:
+        check_corpora(opts.corpora)
     out = _check_out_dir(opts)
     torch.set_num_threads(opts.threads)
     times: dict[str, float] = {}
     tic = time.perf_counter()
     lm, tokenizer, info, corpora = _load_inputs(opts, lm, tokenizer, corpora)
+    try:
+        check_layer(lm, opts.layer, opts.hook_point)
+    except ValueError as e:
+        raise option_error(f"`layer`: {e}") from None
     quota = dict(zip(opts.corpora, opts.quota, strict=True))
     pool = build_pool(
         {c: corpora[c] for c in opts.corpora},
