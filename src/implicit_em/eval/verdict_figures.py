@@ -91,11 +91,11 @@ def _scatter(ax, points: dict, styles: dict) -> None:
 def infomax_curve(rows: list[dict]) -> list[tuple[float, dict]]:
     """The decoder-free encoder at each InfoMax weight measured: (weight, row) for `encoder`
     (x 1) and every `encoder-im<w>` row of `ground_truth_rows`, by weight, largest first."""
-    out = [(1.0, r) for r in rows if r["name"] == "encoder"]
-    for r in rows:
-        m = re.fullmatch(r"encoder-im(\d+(?:\.\d+)?)", r["name"])
+    out = []
+    for r in rows:  # a row name of the registry, not a family: `encoder` is x 1
+        m = re.fullmatch(r"encoder(?:-im(\d+(?:\.\d+)?))?", r["name"])
         if m:
-            out.append((float(m.group(1)), r))
+            out.append((1.0 if m.group(1) is None else float(m.group(1)), r))
     return sorted(out, key=lambda wr: -wr[0])
 
 
