@@ -215,6 +215,20 @@ CASES: list[Case] = [
          lambda t, mp: ((t / "v").mkdir(), (t / "v" / "verdict.md").write_text("x"))),
     Case("synthetic: a matched-L0 read-out at k 0", lambda t: ["eval-suite", "synthetic", "--recipe", "tiny",
          "--readout-k", "0"], 2, "readout_k (--readout-k) must be >= 1, got 0"),
+    Case("synthetic: no evaluation samples", lambda t: ["eval-suite", "synthetic", "--recipe", "tiny",
+         "--eval-samples", "0"], 2, "--eval-samples must be >= 1, got 0"),
+    Case("synthetic: a negative learning rate", lambda t: ["eval-suite", "synthetic", "--recipe",
+         "tiny", "--lr", "-1"], 2, "--lr must be a finite number > 0"),
+    Case("synthetic: a mistyped variant", lambda t: ["eval-suite", "synthetic", "--recipe", "tiny",
+         "--variants", "encodr"], 2, "closest: 'encoder'"),
+    Case("synthetic: --out-dir is a file", lambda t: ["eval-suite", "synthetic", "--recipe", "tiny",
+         "--out-dir", str(t / "f.txt")], 2, "is a file, not a directory", write("f.txt", "x")),
+    Case("probing: zero epochs", lambda t: ["eval-suite", "probing", "--epochs", "0"], 2,
+         "--epochs must be >= 1, got 0"),
+    Case("probing: a negative number of latents", lambda t: ["eval-suite", "probing",
+         "--hidden-dim", "-4"], 2, "--hidden-dim must be >= 1, got -4"),
+    Case("eval-suite: unknown subcommand", lambda t: ["eval-suite", "nosuch"], 2,
+         "choose one of eval-suite synthetic"),
 ]  # fmt: skip
 
 
