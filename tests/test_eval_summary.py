@@ -1064,3 +1064,24 @@ def test_harness_rule_reads_the_three_seeds_at_200m(monkeypatch):
     mod.harness_rules(rules, lines)
     assert sorted(rules["8_harness"]["mcc_200m"]) == [0, 1]
     assert any("harness seed 2" in x and "FAILED" in x for x in lines)
+
+
+def test_one_table_names_the_probing_slots():
+    """eval.verdict.PROBING_FILES is the one list of probing compare files: every slot has a
+    VerdictOptions field (so a CLI flag) with a committed default, the loader takes every slot
+    by name and refuses any other, and what each slot's errors name comes from the table."""
+    from dataclasses import fields
+
+    from implicit_em.eval.options import VerdictOptions
+    from implicit_em.eval.summary import _MADE_BY
+    from implicit_em.eval.verdict import PROBING_FILES, PROBING_STUDIES
+
+    assert PROBING_STUDIES == tuple(PROBING_FILES) and PROBING_STUDIES[-1] == "probing5"
+    names = {f.name for f in fields(VerdictOptions)}
+    for slot, (what, _, made_by) in PROBING_FILES.items():
+        assert slot in names and (ROOT / DEFAULTS[slot]).is_file()
+        assert _MADE_BY[what] == made_by
+    studies = load_studies(**{k: None for k in PROBING_STUDIES})
+    assert set(PROBING_STUDIES) <= set(studies) and all(studies[k] is None for k in PROBING_STUDIES)
+    with pytest.raises(TypeError, match="unknown slots \\['probing9'\\]"):
+        load_studies(probing9="x.json")

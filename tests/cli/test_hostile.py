@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from implicit_em.cli import main
+from implicit_em.eval.verdict import PROBING_STUDIES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "errors.md"
@@ -93,17 +94,7 @@ def verdict(out: str = "v", **inputs: str) -> Callable[[Path], list[str]]:
     def argv(t: Path) -> list[str]:
         flags = [
             [f"--{k.replace('_', '-')}", str(t / inputs[k]) if k in inputs else "none"]
-            for k in (
-                "ground_truth",
-                "probing2",
-                "probing3",
-                "probing4",
-                "probing5",
-                "probing6",
-                "probing7",
-                "probing8",
-                "ood",
-            )
+            for k in ("ground_truth", *PROBING_STUDIES, "ood")
         ]
         return ["eval-suite", "verdict", *sum(flags, []), "--out", str(t / out)]
 

@@ -967,7 +967,9 @@ class StudyCompare4Options:
 @dataclass(frozen=True)
 class VerdictOptions:
     """The cross-study verdict of issue 18 (`eval.summary`): every decoder-free and hybrid
-    model (and tied TopK, for reference) against the issue's target, from the studies' JSON."""
+    model (and tied TopK, for reference) against the issue's target, from the studies' JSON.
+    One field per slot of `eval.verdict.PROBING_FILES` (a new probing run: a row there and a
+    field here, tested by test_one_table_names_the_probing_slots)."""
 
     out: str
     """Folder for verdict.md and verdict.json (created)."""

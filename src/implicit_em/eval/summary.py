@@ -57,6 +57,7 @@ from implicit_em.eval.verdict import (
     LONGER_STUDY,
     MARGIN,
     ONE_MATRIX,
+    PROBING_FILES,
     PROBING_STUDIES,
     SAE,
     apart,
@@ -96,13 +97,7 @@ defaults of `VerdictOptions`, so that the CLI and the tests read one list."""
 
 _MADE_BY = {
     "ground truth": "docs/eval/synthetic/gpu16k_seeds_table.py",
-    "gpu2 compare": "`implicit-em eval-suite probing-study compare`",
-    "gpu3 compare": "`implicit-em eval-suite probing-study compare3`",
-    "gpu4 compare": "`implicit-em eval-suite probing-study compare4`",
-    "gpu5 compare": "docs/eval/probing/gpu5/compare5.py",
-    "gpu6 compare": "docs/eval/probing/gpu6/compare6.py",
-    "gpu7 compare": "docs/eval/probing/gpu7/compare7.py",
-    "gpu8 compare": "docs/eval/probing/gpu8/compare8.py",
+    **{what: made_by for what, _, made_by in PROBING_FILES.values()},
     "OOD": "scripts/ood_variants.py",
 }
 
@@ -127,18 +122,19 @@ def _check(data, what: str, path: str, ok: bool, expected: str) -> None:
                          f"{_MADE_BY[what]} wrote")  # fmt: skip
 
 
-def load_studies(ground_truth: str | None, probing2: str | None, probing3: str | None,
-                 ood: tuple[str, ...] | list[str] = (), probing4: str | None = None,
-                 probing5: str | None = None, probing6: str | None = None,
-                 probing7: str | None = None, probing8: str | None = None) -> dict:  # fmt: skip
-    """Read and check the study files (None: that study is not measured).
+def load_studies(ground_truth: str | None = None, probing2: str | None = None,
+                 probing3: str | None = None, ood: tuple[str, ...] | list[str] = (),
+                 probing4: str | None = None, probing5: str | None = None,
+                 probing6: str | None = None, **later: str | None) -> dict:  # fmt: skip
+    """Read and check the study files (None: that study is not measured). `later`: the
+    one-pass runs after gpu6 by their slot in `eval.verdict.PROBING_FILES` (probing7=...,
+    probing8=...); another name raises TypeError.
 
-    Returns {"ground_truth": (path, data) | None, "probing2": ..., "probing3": ..., "probing4": ...,
-    "probing5": ..., "probing6": ..., "probing7": ..., "probing8": ..., "ood": [(path, data), ...]};
-    probing6, probing7 and probing8 are gpu6_compare.json, gpu7_compare.json and
-    gpu8_compare.json (docs/eval/probing/gpu6/compare6.py, gpu7/compare7.py, gpu8/compare8.py;
-    compare3's shape); probing5's data
-    is gpu5_compare.json's "gpu5" side in gpu4_compare.json's shape (`longer_budget`). Raises FileNotFoundError for a missing
+    Returns {"ground_truth": (path, data) | None, one entry per slot of `PROBING_FILES`
+    ("probing2": (path, data) | None, ...), "ood": [(path, data), ...]}; the one-pass slots
+    hold each file's data as read (what writes it: `PROBING_FILES`), probing5's data is
+    gpu5_compare.json's "gpu5" side in gpu4_compare.json's shape (`longer_budget`). Raises
+    FileNotFoundError for a missing
     file and ValueError for a file that is not JSON or not the named study's, or for probing5
     without probing4 (one line naming the file and the fix).
     """
@@ -162,15 +158,16 @@ def load_studies(ground_truth: str | None, probing2: str | None, probing3: str |
             f'a ground-truth table whose "{WIDE_KEY}" entry has "latents", "steps", "samples" '
             f'and a "summary" of rows with {", ".join(sorted(_SUMMARY_KEYS))}')  # fmt: skip
     out = {"ground_truth": gt}
+    named = {"probing2", "probing3", "probing4", "probing5", "probing6"}  # the parameters
+    unknown = sorted(set(later) - (set(PROBING_STUDIES) - named))
+    if unknown:
+        raise TypeError(f"load_studies() got unknown slots {unknown}: use those of "
+                        "eval.verdict.PROBING_FILES")  # fmt: skip
     paths = {"probing2": probing2, "probing3": probing3, "probing4": probing4,
-             "probing6": probing6, "probing7": probing7, "probing8": probing8}  # fmt: skip
-    for key, what, need in (("probing2", "gpu2 compare", "verdict"),
-                            ("probing3", "gpu3 compare", "rows"),
-                            ("probing4", "gpu4 compare", "rows"),
-                            ("probing6", "gpu6 compare", "rows"),
-                            ("probing7", "gpu7 compare", "rows"),
-                            ("probing8", "gpu8 compare", "rows")):  # fmt: skip
-        got = read(paths[key], what)
+             "probing6": probing6, **later}  # fmt: skip
+    for key in PROBING_STUDIES[:-1]:  # the one-pass runs; LONGER_STUDY below
+        what, need, _ = PROBING_FILES[key]
+        got = read(paths.get(key), what)
         if got is not None:
             d = got[1]
             ok = (
@@ -971,10 +968,8 @@ def run(opts) -> None:
     def arg(v):
         return None if v in ("", "none") else v
 
-    studies = load_studies(arg(opts.ground_truth), arg(opts.probing2), arg(opts.probing3),
-                           [p for p in opts.ood if arg(p)], arg(opts.probing4),
-                           arg(opts.probing5), arg(opts.probing6), arg(opts.probing7),
-                           arg(opts.probing8))  # fmt: skip
+    studies = load_studies(arg(opts.ground_truth), ood=[p for p in opts.ood if arg(p)],
+                           **{k: arg(getattr(opts, k)) for k in PROBING_STUDIES})  # fmt: skip
     from implicit_em.eval import verdict_figures as vf
 
     md_path, json_path, gt_png, probe_png = free_paths(

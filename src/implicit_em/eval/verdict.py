@@ -287,14 +287,29 @@ def synthetic_verdict(summary: list[dict], margin: float = MARGIN,
     return out
 
 
-PROBING_STUDIES = ("probing2", "probing3", "probing4", "probing6", "probing7", "probing8",
-                   "probing5")  # fmt: skip
+PROBING_FILES = {
+    "probing2": ("gpu2 compare", "verdict", "`implicit-em eval-suite probing-study compare`"),
+    "probing3": ("gpu3 compare", "rows", "`implicit-em eval-suite probing-study compare3`"),
+    "probing4": ("gpu4 compare", "rows", "`implicit-em eval-suite probing-study compare4`"),
+    "probing6": ("gpu6 compare", "rows", "docs/eval/probing/gpu6/compare6.py"),
+    "probing7": ("gpu7 compare", "rows", "docs/eval/probing/gpu7/compare7.py"),
+    "probing8": ("gpu8 compare", "rows", "docs/eval/probing/gpu8/compare8.py"),
+    "probing5": ("gpu5 compare", "gpu5", "docs/eval/probing/gpu5/compare5.py"),
+}
+"""The probing studies' compare files, one row each: slot -> (what it is called in errors, the
+key each "K<latents>" entry must hold, what writes it). A new one-pass probing run is a row
+here (before LONGER_STUDY) plus its `eval.options.VerdictOptions` field of the same name; the
+loader, the verdict, its figures and the CLI read this table. "probing5" (LONGER_STUDY) has its
+own shape (`eval.summary.longer_budget`)."""
+
+PROBING_STUDIES = tuple(PROBING_FILES)
 """The probing studies the cross-study verdict reads (`eval.summary.PROBING`), shortest budget
 and earliest first: gpu2-gpu4 and gpu6-gpu8 at one pass over the 2 M training tokens (a later
 run's row of a name replaces an earlier run's probing and CE), LONGER_STUDY at the longer budget
 (it supersedes any model and K it measured). Here, below both `eval.summary` and
 `eval.verdict_figures`, so that both read one list."""
 LONGER_STUDY = "probing5"
+assert PROBING_STUDIES[-1] == LONGER_STUDY
 
 RAW_ROW = "raw residual (k-sparse baseline)"
 """The probing row of the raw residual (kind "raw"): its D dimensions read out like latents,
