@@ -18,3 +18,16 @@ def test_the_terminal_gets_the_verdict_headline_not_the_whole_paragraph():
     assert headline(para) == ("The issue's target is **not met** by any eligible model. "
                               "**Best variant:** `m` (hybrid), meeting 3 of 8 (a, b).")  # fmt: skip
     assert headline("Only one sentence. Then more") == "Only one sentence."
+
+
+def test_a_seed_given_twice_and_an_out_that_is_a_file_are_refused(tmp_path):
+    import pytest
+
+    from implicit_em.atomic import free_paths
+    from implicit_em.eval.options import SyntheticEvalOptions
+
+    with pytest.raises(ValueError, match="seed 0 more than once"):
+        SyntheticEvalOptions(recipe="tiny", seeds=(0, 1, 0))
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file, not a directory: choose another --out"):
+        free_paths(tmp_path / "f", ("a.md",), overwrite=True)

@@ -22,3 +22,13 @@ def test_a_dense_control_is_named_and_a_matched_one_is_not():
     assert lines[1].startswith("- `random dirs @ L0 64 (encoder-softplus)` fires ")
     assert "not 64" in lines[1]
     assert short_controls(["random dirs @ L0 8 (topk)"], l0) == []
+
+
+def test_small_test_sets_are_flagged():
+    from implicit_em.eval.probing_suite import small_test_sets
+
+    assert small_test_sets([{"name": "a", "n_test": 1000}]) == []
+    lines = small_test_sets([{"name": "a", "n_test": 1000}, {"name": "spam", "n_test": 6},
+                             {"name": "era", "n_test": 40}])  # fmt: skip
+    assert lines[0] == "" and "spam, era" in lines[1] and "6 passages in spam" in lines[1]
+    assert "0.167" in lines[1]

@@ -143,6 +143,8 @@ def free_paths(out: Path, names: tuple[str, ...], overwrite: bool) -> list[Path]
     """out / name for each name, `out` created; FileExistsError when one exists and not
     `overwrite` (nothing already written is replaced silently). The CLI prints the error's one
     line; the eval-suite commands that write fixed file names call this first."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file, not a directory: choose another --out")
     paths = [out / n for n in names]
     for p in paths:
         if p.exists() and not overwrite:

@@ -505,6 +505,11 @@ class SyntheticEvalOptions(ThreadsOption):
             raise option_error(unknown_variants(unknown))
         if not self.seeds:
             raise option_error("`seeds` is empty: give at least one training seed")
+        twice = sorted({s for s in self.seeds if list(self.seeds).count(s) > 1})
+        if twice:
+            raise option_error(
+                f"`seeds` names seed {twice[0]} more than once: give each seed once"
+            )
         _at_least(self, 1, "num_features", "latents", "tc_probes", "untrained_samples")
         _at_least(self, 0, "steps", optional=False)
         if self.batch_size < 2:

@@ -519,7 +519,8 @@ def run(opts: ProbingOptions, lm=None, tokenizer=None, corpora=None) -> dict:
     result = {
         "scale": "CPU-scale: "
         f"{len(pool)} passages x {opts.n_tokens} tokens, K = {opts.hidden_dim}, "
-        f"{opts.epochs} epochs on {x_train.shape[0]} tokens, one seed",
+        f"{opts.epochs} epoch{'s' if opts.epochs != 1 else ''} on {x_train.shape[0]} tokens, "
+        "one seed",
         "options": dataclasses.asdict(opts),
         "model": info,
         "harvest": harvest_info,
@@ -553,6 +554,19 @@ def run(opts: ProbingOptions, lm=None, tokenizer=None, corpora=None) -> dict:
 
 def _l0_of_row(row: str, l0: dict) -> float | None:
     return l0.get(row.split(" [", 1)[0])
+
+
+def small_test_sets(tasks: list[dict], margin: float = 0.01) -> list[str]:
+    """A warning when one test passage of some task moves its accuracy by more than 10x the
+    verdict's margin (n_test < 10 / margin): the report's beats and losses are then noise."""
+    small = [t for t in tasks if t["n_test"] * margin < 10]
+    if not small:
+        return []
+    worst = min(small, key=lambda t: t["n_test"])
+    return ["", f"**Small test sets:** {', '.join(t['name'] for t in small)} "
+            f"(fewest: {worst['n_test']} passages in {worst['name']}, so one passage moves its "
+            f"accuracy by {1 / worst['n_test']:.3f}); differences of {margin} between rows, "
+            "the verdict's margin, are within that noise. Raise --quota for a reading."]  # fmt: skip
 
 
 def short_controls(rows, l0: dict, tol: float = 0.9) -> list[str]:
@@ -597,6 +611,7 @@ def render_markdown(result: dict, opts: ProbingOptions) -> str:
     ]
     for t in result["tasks"]:
         lines.append(f"| {t['name']} | {t['dataset']} | {t['n_train']} | {t['n_test']} |")
+    lines += small_test_sets(result["tasks"])
     titles = {
         "saebench": "SAEBench probe (logistic regression on raw pooled features)",
         "standardized": "same, features z-scored with train statistics first",
