@@ -22,6 +22,7 @@ tests can check what is on the figure. Needs matplotlib (the `plot` extra).
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -108,13 +109,17 @@ def _label_candidates(ax, rows: list[dict]) -> None:
         ax.plot([r["l0"] for _, r in curve], [r["mcc"] for _, r in curve], "-", c="tab:blue",
                 lw=0.8, alpha=0.6, zorder=1,
                 label="decoder-free encoder, InfoMax weights x 1 to x 0")  # fmt: skip
-        for w, r in curve:
-            ax.annotate(f"x{w:g}", (r["l0"], r["mcc"]), xytext=(3, 3), textcoords="offset points",
-                        fontsize=6, color="tab:blue")  # fmt: skip
-    for r in rows:
-        if r["kind"] in (HYBRID, ONE_MATRIX):
-            ax.annotate(r["name"], (r["l0"], r["mcc"]), xytext=(4, -8), textcoords="offset points",
-                        fontsize=5.5, color="0.25")  # fmt: skip
+        for w, r in curve:  # the weights below 0.01 sit left of the curve's top, the rest right
+            left = w < 0.01
+            ax.annotate(f"x{w:g}", (r["l0"], r["mcc"]), xytext=(-4 if left else 4, 2),
+                        textcoords="offset points", fontsize=6.5, color="tab:blue",
+                        ha="right" if left else "left")  # fmt: skip
+    named = sorted((r for r in rows if r["kind"] in (HYBRID, ONE_MATRIX)), key=lambda r: -r["mcc"])
+    for i, r in enumerate(named):  # right of the point; a line lower per higher neighbour
+        near = sum(abs(math.log10(q["l0"] / r["l0"])) < 0.2 and q["mcc"] - r["mcc"] < 0.06
+                   for q in named[:i])  # fmt: skip
+        ax.annotate(r["name"], (r["l0"], r["mcc"]), xytext=(10, 6 - 8 * near),
+                    textcoords="offset points", fontsize=6, color="0.25")  # fmt: skip
 
 
 def mcc_vs_l0(table: dict, path: Path) -> dict[str, list[tuple[float, float]]]:
