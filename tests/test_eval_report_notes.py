@@ -31,3 +31,17 @@ def test_a_seed_given_twice_and_an_out_that_is_a_file_are_refused(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(FileExistsError, match="is a file, not a directory: choose another --out"):
         free_paths(tmp_path / "f", ("a.md",), overwrite=True)
+
+
+def test_the_out_folder_check_names_a_file_part_of_its_path(tmp_path):
+    import pytest
+
+    from implicit_em.atomic import file_in_the_way, free_paths
+
+    (tmp_path / "f").write_text("x")
+    assert file_in_the_way(tmp_path / "new" / "deeper") is None
+    assert file_in_the_way(tmp_path / "f") == tmp_path / "f"
+    assert file_in_the_way(tmp_path / "f" / "sub") == tmp_path / "f"
+    with pytest.raises(FileExistsError, match="its part .*f is a file"):
+        free_paths(tmp_path / "f" / "sub", ("a.md",), overwrite=False)
+    assert _scale_note("small-flat-l0-1").startswith("Recipe `small-flat-l0-1` is a CPU-sized")

@@ -139,12 +139,23 @@ def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
+def file_in_the_way(out: str | Path) -> Path | None:
+    """The file standing where folder `out` should be (`out` itself, or the nearest existing
+    part of its path when that is a file), or None when `out` can be a folder."""
+    out = Path(out)
+    for p in (out, *out.parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
 def free_paths(out: Path, names: tuple[str, ...], overwrite: bool) -> list[Path]:
     """out / name for each name, `out` created; FileExistsError when one exists and not
     `overwrite` (nothing already written is replaced silently). The CLI prints the error's one
     line; the eval-suite commands that write fixed file names call this first."""
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} is a file, not a directory: choose another --out")
+    if (p := file_in_the_way(out)) is not None:
+        part = "" if p == out else f" (its part {p} is a file)"
+        raise FileExistsError(f"{out} is a file, not a directory{part}: choose another --out")
     paths = [out / n for n in names]
     for p in paths:
         if p.exists() and not overwrite:

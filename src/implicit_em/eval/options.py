@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from implicit_em.atomic import file_in_the_way
 from implicit_em.config import ConfigError
 from implicit_em.options import ThreadsOption, check_threads, flag
 
@@ -618,16 +619,13 @@ def check_out_dir(out_dir: str, files: tuple[str, ...], overwrite: bool | None =
     has no --overwrite, nothing is ever replaced). The eval-suite commands call it before any
     expensive work; FileExistsError names `out_dir` (the CLI shows the flag)."""
     out = Path(out_dir)
-    for p in (out, *out.parents):
-        if p.exists():
-            if not p.is_dir():
-                part = "" if p == out else f" (its part {p} is a file)"
-                raise option_error(
-                    f"`out_dir` {out} is a file, not a directory{part}: choose "
-                    "another output directory",
-                    FileExistsError,
-                )
-            break
+    if (p := file_in_the_way(out)) is not None:
+        part = "" if p == out else f" (its part {p} is a file)"
+        raise option_error(
+            f"`out_dir` {out} is a file, not a directory{part}: choose "
+            "another output directory",
+            FileExistsError,
+        )
     clash = [f for f in files if (out / f).exists()]
     if clash and not overwrite:
         fix = (

@@ -46,7 +46,7 @@ from implicit_em.atomic import atomic_save
 from implicit_em.data.lm import capture_residual
 from implicit_em.data.lm.corpus import cache_dir
 from implicit_em.eval.options import ProbingOptions, check_out_dir, option_error
-from implicit_em.eval.verdict import RAW_ROW, ceiling_label, probing_row_label
+from implicit_em.eval.verdict import MARGIN, RAW_ROW, ceiling_label, probing_row_label
 
 
 @torch.no_grad()
@@ -556,7 +556,7 @@ def _l0_of_row(row: str, l0: dict) -> float | None:
     return l0.get(row.split(" [", 1)[0])
 
 
-def small_test_sets(tasks: list[dict], margin: float = 0.01) -> list[str]:
+def small_test_sets(tasks: list[dict], margin: float = MARGIN) -> list[str]:
     """A warning when one test passage of some task moves its accuracy by more than 10x the
     verdict's margin (n_test < 10 / margin): the report's beats and losses are then noise."""
     small = [t for t in tasks if t["n_test"] * margin < 10]

@@ -1338,8 +1338,10 @@ def rows_from_report(text: str, source: str = "report.md") -> list[dict]:
 
 
 def _scale_note(recipe: str) -> str:
-    """A line for the CPU-sized recipes: their verdict need not hold at the 16k recipe."""
-    if recipe in ("tiny", "mini", "small"):
+    """A line for the CPU-sized recipes (fewer features than the study's 16k recipe): their
+    verdict need not hold at the 16k recipe."""
+    study = RECIPES["synthsaebench-16k-v2"]["num_features"]
+    if RECIPES.get(recipe, {}).get("num_features", study) < study:
         return (f"Recipe `{recipe}` is a CPU-sized check of the harness, not the study's answer: "
                 "at the SynthSAEBench-16k recipe the decoder-free encoder is far below the SAEs "
                 "(docs/eval/README.md).\n\n")  # fmt: skip
