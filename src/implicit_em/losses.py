@@ -279,6 +279,7 @@ def combined_loss(
     preact: Tensor | None = None,
     with_wr: bool = True,
     bias: Tensor | None = None,
+    infomax: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> dict:
     """L = w_lse L_LSE + w_var L_var + w_tc L_tc + w_wr L_wr (paper Eqs. 7 and 8).
 
@@ -293,7 +294,9 @@ def combined_loss(
     preact: z with a = relu(z), passed to `infomax_terms` (the fused kernels' ReLU fold);
     with bias b (K,), preact is z0 and a = relu(z0 + b) (the fused kernels' bias fold).
     with_wr=False leaves wr out of the dict when lambda_wr is zero (a metric of W alone, for
-    callers that report it only now and then).
+    callers that report it only now and then). infomax: the unweighted (lse, var, tc) of a,
+    already computed (the encoder's matmul fold, `kernels.infomax.fused_encoder_terms`),
+    used instead of `infomax_terms`.
     """
     cfg = as_loss_weights(cfg)
     if validate:
@@ -307,7 +310,9 @@ def combined_loss(
     weights = loss_weights(cfg, a.shape[1])
     if validate and probes is not None:
         check_probes(a, probes)
-    lse, var, tc = infomax_terms(a, probes, cfg.variance_eps, preact=preact, bias=bias)
+    if infomax is None:
+        infomax = infomax_terms(a, probes, cfg.variance_eps, preact=preact, bias=bias)
+    lse, var, tc = infomax
     total = weights["lse"] * lse + weights["var"] * var + weights["tc"] * tc
     out = {"total": total, "lse": lse, "var": var, "tc": tc}
     if cfg.lambda_wr:

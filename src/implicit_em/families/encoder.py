@@ -26,8 +26,23 @@ def bias_fold(model, loss, x: Tensor) -> bool:
     ["bias"] False turns it off."""
     from implicit_em.kernels.infomax import FOLD
 
+    return FOLD["bias"] and _foldable(model, loss, x)
+
+
+def matmul_fold(model, loss, x: Tensor) -> bool:
+    """Whether the step computes the encoder's matmul inside the fused statistics pass (the
+    matmul fold, issue 19's round 14: `kernels.infomax.fused_encoder_terms`): where the bias
+    fold could apply (`bias_fold`'s conditions but its switch) and `kernels.infomax.FOLD`
+    ["matmul"] is on. It takes precedence over the bias fold, whose bias it folds too."""
+    from implicit_em.kernels.infomax import FOLD
+
+    return FOLD["matmul"] and _foldable(model, loss, x)
+
+
+def _foldable(model, loss, x: Tensor) -> bool:
+    """The sketched penalty on the fused path (`kernels.fused_active`), ReLU codes, a bias."""
     # x and W both: under the stacked trainer's vmap either may be the batched one
-    return (FOLD["bias"] and loss.tc_probes is not None and model.activation == "relu"
+    return (loss.tc_probes is not None and model.activation == "relu"
             and model.linear.bias is not None and fused_active(x)
             and fused_active(model.W))  # fmt: skip
 
@@ -52,6 +67,8 @@ class EncoderFamily(Family):
         return loss_weights(loss, k)  # the lambdas rescaled from loss.reference_k to K
 
     def loss_terms(self, model, x, loss, dead=None, amp=False, with_wr=True):
+        if matmul_fold(model, loss, x):
+            return self._matmul_fold_terms(model, x, loss, amp, with_wr)
         if bias_fold(model, loss, x):  # the fused sketch adds b and sums dL/db itself
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
                 z0, b = model.preact_parts(x)  # (B, K), (K,) float32
@@ -70,6 +87,26 @@ class EncoderFamily(Family):
         if amp and not fused_active(a):
             a, z = a.float(), z.float()
         terms, a = self.terms_from_outputs(model, x, (a, z), loss, dead, amp, with_wr=with_wr)
+        terms["a"] = a
+        return terms
+
+    def _matmul_fold_terms(self, model, x, loss, amp, with_wr) -> dict:
+        """`loss_terms` under the matmul fold: the codes and the InfoMax terms from one
+        Triton GEMM with the statistics in its epilogue (`fused_encoder_terms`)."""
+        from implicit_em.kernels.infomax import fused_encoder_terms
+
+        model.observe_mean_(x)
+        xc, w = model.centred(x), model.W  # (B, D), (K, D)
+        if amp:  # as autocast runs F.linear: both operands in bf16
+            xc, w = xc.to(torch.bfloat16), w.to(torch.bfloat16)
+        else:
+            xc = xc.to(w.dtype)
+        probes = correlation_probes(w.shape[0], loss.tc_probes, xc)  # (K, m)
+        lse, var, tc, a = fused_encoder_terms(xc, w, model.b, probes, loss.variance_eps)
+        terms = combined_loss(a, model.W, loss, validate=False, probes=probes,
+                              responsibilities=False, with_wr=with_wr,
+                              infomax=(lse, var, tc))  # fmt: skip
+        terms.pop("total")
         terms["a"] = a
         return terms
 

@@ -73,17 +73,17 @@ OPS_KINDS = ("custom", "triton")
 
 
 def _op(name: str):
-    """The operator `name` ("stats", "relu_stats" or "grad") of the kind OPS["kind"] says.
-    Raises ValueError for another kind."""
+    """The operator `name` ("stats", "relu_stats", "grad" or "mm_stats") of the kind
+    OPS["kind"] says. Raises ValueError for another kind."""
     kind = OPS["kind"]
     if kind == "custom":
         return {"stats": infomax_stats, "relu_stats": infomax_relu_stats,
-                "grad": infomax_grad}[name]  # fmt: skip
+                "grad": infomax_grad, "mm_stats": infomax_mm_stats}[name]  # fmt: skip
     if kind == "triton":
         from implicit_em.kernels import triton_ops
 
         return {"stats": triton_ops.infomax_stats, "relu_stats": triton_ops.infomax_relu_stats,
-                "grad": triton_ops.infomax_grad}[name]  # fmt: skip
+                "grad": triton_ops.infomax_grad, "mm_stats": triton_ops.infomax_mm_stats}[name]  # fmt: skip
     raise ValueError(f"kernel operators must be one of {OPS_KINDS}, got {kind!r}: set "
                      "IMPLICIT_EM_OPS (or kernels.infomax.OPS['kind']) to custom or triton")  # fmt: skip
 
@@ -92,24 +92,32 @@ def combine_stats(
     a: Tensor, relu: bool = False, bias: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(codes (B, K), row_lse (B,), mean (K,), ss (K,)) of a (B, K), float32, from one fused
-    pass: row_lse_i = logsumexp_j(-a_ij); each column's mean and centred sum of squares,
-    merged over row chunks by Chan, Golub and LeVeque's update (their 1979 pairwise
-    variance). codes is a itself, or with relu (a holding z) ReLU(z), written by the pass;
-    with relu and bias (K,), ReLU(a + bias) (a holding z0, the pre-activation without b)."""
+    pass: row_lse_i = logsumexp_j(-a_ij); each column's mean and centred sum of squares
+    (`merge_partials`). codes is a itself, or with relu (a holding z) ReLU(z), written by the
+    pass; with relu and bias (K,), ReLU(a + bias) (a holding z0, the pre-activation without b)."""
     from implicit_em.kernels.triton_infomax import STATS
 
-    b, rows = a.shape[0], STATS["rows"]
     if relu:
         a, rmax, rsum, cmean, cm2 = _op("relu_stats")(a, bias)
     else:
         rmax, rsum, cmean, cm2 = _op("stats")(a)  # (nK, B) x 2, (nC, K) x 2
+    return (a, *merge_partials(rmax, rsum, cmean, cm2, a.shape[0], STATS["rows"]))
+
+
+def merge_partials(
+    rmax: Tensor, rsum: Tensor, cmean: Tensor, cm2: Tensor, b: int, rows: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(row_lse (B,), mean (K,), ss (K,)), float32, from a pass's partials: row max of -a and
+    row sum of exp(-a - max) per column strip (nK, B); column mean and centred sum of squares
+    per chunk of `rows` rows (nC, K), the last chunk holding b - (nC - 1) rows. The chunks
+    merge by Chan, Golub and LeVeque's update (their 1979 pairwise variance)."""
     top = rmax.amax(dim=0)  # (B,)
     row_lse = top + torch.log((rsum * torch.exp(rmax - top)).sum(dim=0))  # (B,)
-    starts = torch.arange(cmean.shape[0], device=a.device, dtype=torch.float32) * rows
+    starts = torch.arange(cmean.shape[0], device=cmean.device, dtype=torch.float32) * rows
     counts = (b - starts).clamp(max=rows)[:, None]  # (nC, 1) rows per chunk
     mean = (counts * cmean).sum(dim=0) / b  # (K,)
     ss = cm2.sum(dim=0) + (counts * (cmean - mean).square()).sum(dim=0)  # (K,)
-    return a, row_lse, mean, ss
+    return row_lse, mean, ss
 
 
 @torch.library.custom_op("implicit_em::infomax_grad", mutates_args=())
@@ -165,7 +173,11 @@ EXACT = {"gram": "float32", "blocks": 4}
 # not all beyond the spread across processes (S = 0.325 ms): undecided, so it stays off.
 # Round 8 (the rows timed in interleaved windows, fold minus default in the same cycle): per
 # process median -0.012, +0.007, -0.027, -0.062 ms, no process "faster": undecided, stays off.
-FOLD = {"bias": False}
+# "matmul" (issue 19, round 14): the encoder's matmul itself inside the statistics pass
+# (`triton_matmul_stats`, `fused_encoder_terms`): one Triton GEMM writes a = ReLU(x W^T + b)
+# and the statistics' partials, so z is never written or read; the bias is folded with it.
+# Off until an H200 round decides it (docs/scale/round14-PLAN.md).
+FOLD = {"bias": False, "matmul": False}
 
 
 def _mm(a: Tensor, w: Tensor) -> Tensor:
@@ -201,6 +213,49 @@ class _Stats(torch.autograd.Function):
         return da
 
 
+def _sketch_forward(a: Tensor, v: Tensor, row_lse: Tensor, mean: Tensor, ss: Tensor,
+                    eps: float) -> tuple[tuple[Tensor, Tensor, Tensor], tuple[Tensor, ...]]:  # fmt: skip
+    """((lse, var, tc), saved) of codes a (B, K) with probes v (K, m) float32, from their
+    merged statistics; saved is what `_sketch_backward` reads (see the module doc)."""
+    b, m = a.shape[0], v.shape[1]
+    live, s = column_scale(mean, ss, b)  # (K,), (K,)
+    ssu = ss * live
+    var = variance_from_stats(ssu, b, eps)
+    sv = s[:, None] * v  # (K, m)
+    # mean^T (s V) as an elementwise product and sum, not a (1, K) @ (K, m) matmul: the
+    # compiler fuses it with sv's own kernel (no separate gemv; exact float32, no TF32)
+    p = _mm(a, sv) - (mean[:, None] * sv).sum(dim=0)  # (B, m) = U V
+    xc = _mm_t(a, p) - mean[:, None] * p.sum(dim=0)  # (K, m) = (a - mean)^T U V
+    r = s[:, None] * xc - (ssu * s.square())[:, None] * v  # (K, m) = (C - diag C) V
+    tc = r.square().sum() / m
+    return (-row_lse.sum(), var, tc), (a, v, row_lse, mean, ssu, live, s, p, xc, r)
+
+
+def _sketch_backward(saved: tuple[Tensor, ...], eps: float, g_lse: Tensor, g_var: Tensor,
+                     g_tc: Tensor, relu: bool, colsum: bool) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """(dL/da (B, K) in a's dtype, or dL/dz with relu; its column sums (K,) float32 with
+    colsum, else an empty tensor) from `_sketch_forward`'s saved tensors."""
+    a, v, row_lse, mean, ssu, live, s, p, xc, r = saved
+    b, m = a.shape[0], v.shape[1]
+    c = 2 * g_tc / m
+    w = (r * v).sum(dim=1)  # (K,)
+    sr = s[:, None] * r  # (K, m)
+    q = _mm(a, sr) - (mean[:, None] * sr).sum(dim=0)  # (B, m) = U R (see forward)
+    ctq = _mm_t(a, q) - mean[:, None] * q.sum(dim=0)  # (K, m) = (a - mean)^T U R
+    tau = c * ((ctq * v).sum(dim=1) + (xc * r).sum(dim=1) - 2 * s * ssu * w)  # dL/ds
+    # ds/dss = -s^3 / 2 for every rule of `column_scale`; live columns only carry var.
+    g_ss = -0.5 * tau * s**3 - g_var * live / (ssu + (b - 1) * eps)
+    # (K,) = 1^T dU; row sums over m, fused with w's and tau's (no (K, m) @ (m,) gemv)
+    colsum_du = c * (v * q.sum(dim=0) + r * p.sum(dim=0)).sum(dim=1)
+    alpha = -s * colsum_du / b
+    beta = 2 * g_ss - 2 * c * s.square() * w
+    low = torch.cat([q, p], dim=1).to(a.dtype)  # (B, 2m)
+    high = (c * s[:, None] * torch.cat([v, r], dim=1)).to(a.dtype)  # (K, 2m)
+    g_row = g_lse.float().reshape(())  # one g for every row: the kernel broadcasts it
+    return _op("grad")(a, row_lse, g_row, alpha.contiguous(), beta.contiguous(), mean,
+                       low.contiguous(), high.contiguous(), relu, colsum)  # fmt: skip
+
+
 class _SketchTerms(torch.autograd.Function):
     """(x, V) -> (lse, var, tc) of the codes a as `losses.combined_loss` with probes V; the
     gradient goes to x: a = x (relu False) or x = z and a = ReLU(z) (relu True: the
@@ -212,47 +267,83 @@ class _SketchTerms(torch.autograd.Function):
     def forward(
         ctx, x: Tensor, probes: Tensor, eps: float, relu: bool, bias: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        b, m = x.shape[0], probes.shape[1]
-        v = probes.float()
         a, row_lse, mean, ss = combine_stats(x, relu, bias)  # (B, K), (B,), (K,), (K,)
-        live, s = column_scale(mean, ss, b)  # (K,), (K,)
-        ssu = ss * live
-        var = variance_from_stats(ssu, b, eps)
-        sv = s[:, None] * v  # (K, m)
-        # mean^T (s V) as an elementwise product and sum, not a (1, K) @ (K, m) matmul: the
-        # compiler fuses it with sv's own kernel (no separate gemv; exact float32, no TF32)
-        p = _mm(a, sv) - (mean[:, None] * sv).sum(dim=0)  # (B, m) = U V
-        xc = _mm_t(a, p) - mean[:, None] * p.sum(dim=0)  # (K, m) = (a - mean)^T U V
-        r = s[:, None] * xc - (ssu * s.square())[:, None] * v  # (K, m) = (C - diag C) V
-        tc = r.square().sum() / m
-        ctx.save_for_backward(a, v, row_lse, mean, ssu, live, s, p, xc, r)
+        out, saved = _sketch_forward(a, probes.float(), row_lse, mean, ss, eps)
+        ctx.save_for_backward(*saved)
         ctx.eps, ctx.relu = eps, relu
         ctx.bias = None if bias is None else (bias.dtype, bias.shape)
-        return -row_lse.sum(), var, tc
+        return out
 
     @staticmethod
     def backward(ctx, g_lse: Tensor, g_var: Tensor, g_tc: Tensor):
-        a, v, row_lse, mean, ssu, live, s, p, xc, r = ctx.saved_tensors
-        b, m = a.shape[0], v.shape[1]
-        c = 2 * g_tc / m
-        w = (r * v).sum(dim=1)  # (K,)
-        sr = s[:, None] * r  # (K, m)
-        q = _mm(a, sr) - (mean[:, None] * sr).sum(dim=0)  # (B, m) = U R (see forward)
-        ctq = _mm_t(a, q) - mean[:, None] * q.sum(dim=0)  # (K, m) = (a - mean)^T U R
-        tau = c * ((ctq * v).sum(dim=1) + (xc * r).sum(dim=1) - 2 * s * ssu * w)  # dL/ds
-        # ds/dss = -s^3 / 2 for every rule of `column_scale`; live columns only carry var.
-        g_ss = -0.5 * tau * s**3 - g_var * live / (ssu + (b - 1) * ctx.eps)
-        # (K,) = 1^T dU; row sums over m, fused with w's and tau's (no (K, m) @ (m,) gemv)
-        colsum_du = c * (v * q.sum(dim=0) + r * p.sum(dim=0)).sum(dim=1)
-        alpha = -s * colsum_du / b
-        beta = 2 * g_ss - 2 * c * s.square() * w
-        low = torch.cat([q, p], dim=1).to(a.dtype)  # (B, 2m)
-        high = (c * s[:, None] * torch.cat([v, r], dim=1)).to(a.dtype)  # (K, 2m)
-        g_row = g_lse.float().reshape(())  # one g for every row: the kernel broadcasts it
-        dx, db = _op("grad")(a, row_lse, g_row, alpha.contiguous(), beta.contiguous(), mean,
-                             low.contiguous(), high.contiguous(), ctx.relu,
-                             ctx.bias is not None)  # fmt: skip
+        dx, db = _sketch_backward(ctx.saved_tensors, ctx.eps, g_lse, g_var, g_tc, ctx.relu,
+                                  ctx.bias is not None)  # fmt: skip
         return dx, None, None, None, None if ctx.bias is None else db.to(ctx.bias[0])
+
+
+@torch.library.custom_op("implicit_em::infomax_mm_stats", mutates_args=())
+def infomax_mm_stats(
+    x: Tensor, w: Tensor, bias: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(a (B, K), then the row partials (nN, B) x 2 and column partials (nM, K) x 2) of
+    a = ReLU(x W^T + b) from the encoder's matmul with the statistics in its epilogue
+    (`triton_matmul_stats.mm_stats`, the tile `MM`)."""
+    from implicit_em.kernels import triton_matmul_stats
+
+    return triton_matmul_stats.mm_stats(x, w, bias)
+
+
+@infomax_mm_stats.register_fake
+def _(x: Tensor, w: Tensor, bias: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    from implicit_em.kernels.triton_matmul_stats import mm_partial_shapes
+
+    row_shape, col_shape = mm_partial_shapes(x.shape[0], w.shape[0])
+    f32 = {"device": x.device, "dtype": torch.float32}
+    return (x.new_empty(x.shape[0], w.shape[0]),
+            x.new_empty(row_shape, **f32), x.new_empty(row_shape, **f32),
+            x.new_empty(col_shape, **f32), x.new_empty(col_shape, **f32))  # fmt: skip
+
+
+class _MatmulSketchTerms(torch.autograd.Function):
+    """(x, W, b, V) -> (lse, var, tc, a) for a = ReLU(x W^T + b): the sketched terms of
+    `_SketchTerms` with the encoder's matmul in the statistics pass (the matmul fold,
+    `triton_matmul_stats`). Backward: dL/dz and dL/db from the gradient pass, then
+    dW = dz^T x (K, D) and, when x needs it, dx = dz W (B, D) in cuBLAS. a is returned
+    detached (no gradient flows back through it)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, bias: Tensor, probes: Tensor,
+                eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+        from implicit_em.kernels.triton_matmul_stats import MM
+
+        a, rmax, rsum, cmean, cm2 = _op("mm_stats")(x, w, bias)
+        row_lse, mean, ss = merge_partials(rmax, rsum, cmean, cm2, x.shape[0], MM["BM"])
+        out, saved = _sketch_forward(a, probes.float(), row_lse, mean, ss, eps)
+        ctx.save_for_backward(x, w, *saved)
+        ctx.eps, ctx.bias_dtype = eps, bias.dtype
+        ctx.mark_non_differentiable(a)
+        return (*out, a)
+
+    @staticmethod
+    def backward(ctx, g_lse: Tensor, g_var: Tensor, g_tc: Tensor, _g_a: Tensor | None):
+        x, w, *saved = ctx.saved_tensors
+        dz, db = _sketch_backward(tuple(saved), ctx.eps, g_lse, g_var, g_tc, True, True)
+        dw = dz.mT @ x if ctx.needs_input_grad[1] else None  # (K, D)
+        dx = dz @ w if ctx.needs_input_grad[0] else None  # (B, D)
+        return dx, dw, db.to(ctx.bias_dtype), None, None
+
+
+def fused_encoder_terms(
+    x: Tensor, w: Tensor, bias: Tensor, probes: Tensor, variance_eps: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(lse, var, tc, a) of the codes a = ReLU(x W^T + b) (B, K) with the sketched penalty
+    (probes V (K, m)), the encoder's matmul computed inside the statistics pass (the matmul
+    fold, `FOLD["matmul"]`): the values and gradients (to x, W and b) of
+    `fused_terms(a, probes, eps, preact=x W^T, bias=b)`, up to the order of the matmul's
+    float32 sums. x (B, D) and w (K, D) of one dtype (bf16 under autocast: cast them first),
+    bias (K,) float32. a comes back detached, in x's dtype. Raises ValueError on mismatched
+    shapes or dtypes (`triton_matmul_stats.mm_stats`)."""
+    return _MatmulSketchTerms.apply(x, w, bias, probes, variance_eps)
 
 
 def fused_terms(

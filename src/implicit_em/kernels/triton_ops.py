@@ -3,7 +3,8 @@
 Legend: B batch, K components, r = 2m (m probes). a (B, K) codes (float32 or bfloat16).
 
 `kernels.infomax` reaches its Triton kernels through three torch.library.custom_op operators
-(`infomax_stats`, `infomax_relu_stats`, `infomax_grad`). A custom op is opaque to
+(`infomax_stats`, `infomax_relu_stats`, `infomax_grad`; and the matmul fold's
+`infomax_mm_stats`). A custom op is opaque to
 torch.compile: the graph holds one call per operator, and Inductor's generated code calls it
 as an extern fallback (the dispatcher, then the operator's Python body, which allocates its
 outputs and launches the kernels). The same three operators are registered here as
@@ -35,6 +36,7 @@ from torch import Tensor
 from torch.library import triton_op
 
 from implicit_em.kernels.triton_infomax import grad, stats_partials
+from implicit_em.kernels.triton_matmul_stats import mm_stats
 
 
 @triton_op("implicit_em::infomax_stats_triton", mutates_args=())
@@ -66,4 +68,13 @@ def infomax_grad(
     return out, torch.empty(0, device=a.device, dtype=torch.float32)
 
 
-__all__ = ["infomax_grad", "infomax_relu_stats", "infomax_stats"]
+@triton_op("implicit_em::infomax_mm_stats_triton", mutates_args=())
+def infomax_mm_stats(
+    x: Tensor, w: Tensor, bias: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """`kernels.infomax.infomax_mm_stats` as a triton op: (a = ReLU(x W^T + b) (B, K) in x's
+    dtype, row partials (nN, B) x 2, column partials (nM, K) x 2), float32 partials."""
+    return mm_stats(x, w, bias, traced=True)
+
+
+__all__ = ["infomax_grad", "infomax_mm_stats", "infomax_relu_stats", "infomax_stats"]

@@ -1,0 +1,130 @@
+"""The encoder's matmul with the InfoMax statistics in its epilogue (issue 19, round 14).
+
+Legend: B batch, D input dim, K components. x (B, D) inputs (centred as the encoder centres
+them), W (K, D), b (K,) float32, z = x W^T + b, a = ReLU(z) (B, K) codes.
+
+The sketched step's forward used to be two passes over (B, K): cuBLAS writes z, then the
+statistics pass (`triton_infomax.stats_partials`) reads it back and writes a. Here one Triton
+GEMM does both: each program owns a (BM, BN) tile of z, accumulates it over D on the tensor
+cores (tl.dot), and in its epilogue rounds it as the unfused path rounds it (z0 = x W^T in
+the codes' dtype, then z0 + b.to(dtype), then ReLU), writes the tile of a, each row's max
+of -a and sum of exp(-a - max) over the tile's BN columns, and each column's mean and
+centred sum of squares over the tile's BM rows (exact in registers). No (B, K) tensor but a
+itself is written, none is read. `kernels.infomax.merge_partials` merges the partials as it
+merges the statistics pass's (Chan, Golub and LeVeque's update over row chunks of BM).
+
+The tile shape fixes the partials' shapes, so it is not autotuned: `MM` holds the one in use
+(`MM_CONFIGS` lists those benchmarks/bench_infomax_kernels.py times on the GPU; the tests run
+each under Triton's interpreter). Programs run in groups of GROUP row tiles per column
+strip (the grouped order of Triton's matmul tutorial), so that a strip of W is read from L2
+by the group.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+from torch.library import wrap_triton
+
+from implicit_em.kernels import interpreted
+from implicit_em.kernels.triton_infomax import _round_to, _store_row_partials, dot_precision
+
+# The tile of z each program computes, its D step, and the launch's warps and pipeline stages.
+MM_CONFIGS = [
+    {"BM": 128, "BN": 128, "BD": 64, "GROUP": 8, "num_warps": 8, "num_stages": 3},
+    {"BM": 128, "BN": 256, "BD": 64, "GROUP": 8, "num_warps": 8, "num_stages": 3},
+    {"BM": 64, "BN": 128, "BD": 64, "GROUP": 8, "num_warps": 4, "num_stages": 4},
+    {"BM": 128, "BN": 128, "BD": 32, "GROUP": 8, "num_warps": 4, "num_stages": 4},
+    {"BM": 256, "BN": 128, "BD": 64, "GROUP": 8, "num_warps": 8, "num_stages": 3},
+]
+MM = dict(MM_CONFIGS[0])
+
+
+def mm_partial_shapes(b: int, k: int, config: dict | None = None) -> tuple[tuple, tuple]:
+    """Shapes of `mm_stats`' row partials (nN, B), nN = ceil(K / BN), and column partials
+    (nM, K), nM = ceil(B / BM), for the tile of `config` (default `MM`)."""
+    c = config or MM
+    return (triton.cdiv(k, c["BN"]), b), (triton.cdiv(b, c["BM"]), k)
+
+
+@triton.jit
+def _mm_stats_kernel(
+    x_ptr, w_ptr, bias_ptr, codes_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
+    B, K, D, stride_xb, stride_xd, stride_wk, stride_wd,
+    BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr, GROUP: tl.constexpr,
+    PRECISION: tl.constexpr, DOT_F32: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    n_m = tl.cdiv(B, BM)
+    n_n = tl.cdiv(K, BN)
+    per_group = GROUP * n_n  # GROUP row tiles walk the column strips together
+    first_m = (pid // per_group) * GROUP
+    size = tl.minimum(n_m - first_m, GROUP)
+    pid_m = first_m + (pid % per_group) % size
+    pid_n = (pid % per_group) // size
+    rows = pid_m * BM + tl.arange(0, BM)
+    cols = pid_n * BN + tl.arange(0, BN)
+    rmask = rows < B
+    cmask = cols < K
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    for d0 in range(0, D, BD):
+        dd = d0 + tl.arange(0, BD)
+        dmask = dd < D
+        # (BM, BD) of x and (BD, BN) of W^T
+        xt = tl.load(x_ptr + rows[:, None] * stride_xb + dd[None, :] * stride_xd,
+                     mask=rmask[:, None] & dmask[None, :], other=0.0)  # fmt: skip
+        wt = tl.load(w_ptr + cols[None, :] * stride_wk + dd[:, None] * stride_wd,
+                     mask=dmask[:, None] & cmask[None, :], other=0.0)  # fmt: skip
+        if DOT_F32:  # the interpreter (Triton 3.9) gets bf16 tl.dot wrong: exact upcast
+            xt, wt = xt.to(tl.float32), wt.to(tl.float32)
+        acc = tl.dot(xt, wt, acc, input_precision=PRECISION)  # (BM, BN)
+    # round as the unfused path: z0 in the codes' dtype, then z0 + b.to(dtype), then ReLU
+    dt = codes_ptr.dtype.element_ty
+    mask = rmask[:, None] & cmask[None, :]
+    b = _round_to(tl.load(bias_ptr + cols, mask=cmask, other=0.0), dt)
+    z = _round_to(_round_to(acc, dt) + b[None, :], dt)
+    a = tl.where(mask, tl.maximum(z, 0.0), 0.0)  # (BM, BN) float32, exact in dt
+    tl.store(codes_ptr + rows[:, None] * K + cols[None, :], a.to(dt), mask=mask)
+    _store_row_partials(a, mask, rmask, rows, pid_n, B, rmax_ptr, rsum_ptr)
+    n_t = tl.maximum(tl.minimum(B - pid_m * BM, BM), 1).to(tl.float32)
+    t_mean = tl.sum(a, axis=0) / n_t  # (BN,)
+    dev = tl.where(mask, a - t_mean[None, :], 0.0)
+    tl.store(cmean_ptr + pid_m * K + cols, t_mean, mask=cmask)
+    tl.store(cm2_ptr + pid_m * K + cols, tl.sum(dev * dev, axis=0), mask=cmask)
+
+
+def mm_stats(x: Tensor, w: Tensor, bias: Tensor, config: dict | None = None,
+             traced: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """(a, rmax, rsum, cmean, cm2) for a = ReLU(x W^T + b): a (B, K) contiguous in x's dtype;
+    float32 row partials (nN, B): each row's max of -a and sum of exp(-a - max) per strip of
+    BN columns; float32 column partials (nM, K): each column's mean and centred sum of squares
+    per chunk of BM rows (the last chunk B - (nM - 1) BM rows). Shapes: `mm_partial_shapes`.
+
+    x (B, D) and w (K, D) of one dtype (float32 or bfloat16), bias (K,) (read as float32,
+    rounded to x's dtype). z0 = x W^T is accumulated in float32 and rounded to x's dtype, then
+    z = z0 + b rounded again, as `F.linear(x, W) + b.to(dtype)` rounds. config: a tile of
+    `MM_CONFIGS` instead of `MM`. traced: launch through torch.library.wrap_triton (the body
+    of a torch.library.triton_op, `kernels.triton_ops`). Raises ValueError on mismatched
+    shapes or dtypes."""
+    if x.dim() != 2 or w.dim() != 2 or x.shape[1] != w.shape[1] or x.dtype != w.dtype:
+        raise ValueError(f"mm_stats: x {tuple(x.shape)} {x.dtype} and W {tuple(w.shape)} "
+                         f"{w.dtype} must be (B, D) and (K, D) of one dtype")  # fmt: skip
+    if tuple(bias.shape) != (w.shape[0],):
+        raise ValueError(f"mm_stats: bias {tuple(bias.shape)} must be (K,) = ({w.shape[0]},)")
+    c = dict(config or MM)
+    b, k, d = x.shape[0], w.shape[0], x.shape[1]
+    row_shape, col_shape = mm_partial_shapes(b, k, c)
+    f32 = {"device": x.device, "dtype": torch.float32}
+    rmax, rsum = torch.empty(row_shape, **f32), torch.empty(row_shape, **f32)
+    cmean, cm2 = torch.empty(col_shape, **f32), torch.empty(col_shape, **f32)
+    codes = torch.empty(b, k, device=x.device, dtype=x.dtype)  # (B, K)
+    kernel = wrap_triton(_mm_stats_kernel) if traced else _mm_stats_kernel
+    grid = (col_shape[0] * row_shape[0],)
+    kernel[grid](x, w, bias.float().contiguous(), codes, rmax, rsum, cmean, cm2, b, k, d,
+                 x.stride(0), x.stride(1), w.stride(0), w.stride(1),
+                 BM=c["BM"], BN=c["BN"], BD=c["BD"], GROUP=c["GROUP"],
+                 PRECISION=dot_precision(x.dtype), DOT_F32=interpreted(),
+                 num_warps=c["num_warps"], num_stages=c["num_stages"])  # fmt: skip
+    return codes, rmax, rsum, cmean, cm2
