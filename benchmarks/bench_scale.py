@@ -62,7 +62,7 @@ import torch
 
 from implicit_em.atomic import atomic_write_bytes
 from implicit_em.config import LossConfig
-from implicit_em.families.encoder import bias_fold
+from implicit_em.families.encoder import bias_fold, matmul_fold
 from implicit_em.kernels import fused_active, fused_mode
 from implicit_em.kernels import infomax as fused_impl
 from implicit_em.losses import (
@@ -351,6 +351,7 @@ def measure(build, loss: LossConfig, comp, args, x_batches, amp: bool, device,
         row["infomax_path"] = "fused" if fused else "reference"
         row["wr_in_step"] = with_wr  # the wr metric computed in each step
         row["bias_fold"] = bias_fold(model, loss, x_batches[0])  # the step's choice
+        row["matmul_fold"] = matmul_fold(model, loss, x_batches[0])
     if kind == "encoder" and isolated and args.isolated:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             a = model(x_batches[0])[0].detach()
@@ -390,22 +391,25 @@ def wr_setting(fused: str | None, default: str) -> tuple[bool, bool]:
     return default == "step", False
 
 
-def parse_variant(var: str) -> tuple[dict, int | None, bool | None]:
+def parse_variant(var: str) -> tuple[dict, int | None, dict]:
     """(statistics layout for `triton_infomax.STATS` ({} = the default), gradient strip rows
-    or None, bias fold or None) of a --stats-variants entry such as "512s/g256/b0+wr" (the
-    wr suffix is `wr_setting`'s). SystemExit with one line on an unknown part, or on rows the
+    or None, updates of `kernels.infomax.FOLD` ({} = the default; /b0, /b1: the bias fold
+    off or on; /mm: the matmul fold on)) of a --stats-variants entry such as
+    "512s/g256/b0+wr" (the wr suffix is `wr_setting`'s). SystemExit with one line on an unknown part, or on rows the
     kernels cannot take (`triton_infomax.rows_problem`: statistics rows a positive multiple
     of each tile height at or below them, gradient rows 0 or such a multiple; without Triton
     `_rows_sign`: statistics rows > 0, gradient rows >= 0)."""
     layout, *opts = var.removesuffix("-wr").removesuffix("+wr").split("/")
-    stats, grad_rows, bias = {}, None, None
-    form = "write LAYOUT[/gR][/b0|/b1][+wr|-wr], e.g. 512s/g256/b0+wr"
+    stats, grad_rows, fold = {}, None, {}
+    form = "write LAYOUT[/gR][/b0|/b1|/mm][+wr|-wr], e.g. 512s/g256/b0+wr"
     try:
         if layout:
             stats = {"rows": int(layout.removesuffix("s")), "shift": layout.endswith("s")}
         for opt in opts:
             if opt in ("b0", "b1"):
-                bias = opt == "b1"
+                fold["bias"] = opt == "b1"
+            elif opt == "mm":
+                fold["matmul"] = True
             elif opt.startswith("g"):
                 grad_rows = int(opt[1:])
             else:
@@ -416,7 +420,7 @@ def parse_variant(var: str) -> tuple[dict, int | None, bool | None]:
     for why in (stats and check(stats["rows"]), grad_rows is not None and check(grad_rows, True)):
         if why:
             raise SystemExit(f"--stats-variants: cannot use {var!r}: {why}; {form}")
-    return stats, grad_rows, bias
+    return stats, grad_rows, fold
 
 
 def _rows_sign(rows: int, grad: bool = False) -> str | None:
@@ -464,12 +468,11 @@ def row_settings(fused: str | None):
         else:
             fused_impl.EXACT["gram"] = "float32"
         if fused and fused.startswith("on-stats"):  # e.g. on-stats256s/g0/b0+wr, see --help
-            layout, grad_rows, bias = parse_variant(fused.removeprefix("on-stats"))
+            layout, grad_rows, fold = parse_variant(fused.removeprefix("on-stats"))
             tk.STATS.update(layout)
             if grad_rows is not None:
                 tk.GRAD.update(rows=grad_rows)
-            if bias is not None:
-                fused_impl.FOLD.update(bias=bias)
+            fused_impl.FOLD.update(fold)
         with fused_mode((fused or "auto").split("-")[0]):
             yield
     finally:
@@ -575,6 +578,7 @@ def interleave(models: dict, args, x_batches, amp: bool, device, mode: str,
                "fold": dict(fused_impl.FOLD), "fused_active": fused_active(x_batches[0])}  # fmt: skip
         if model_type(model) == "encoder":
             row["bias_fold"] = bias_fold(model, loss, x_batches[0])
+            row["matmul_fold"] = matmul_fold(model, loss, x_batches[0])
         return row
 
     def save() -> None:
@@ -641,7 +645,8 @@ def summarize_windows(res: dict, mode: str) -> None:
             "step_ms": t, "tokens_per_s": B / t * 1e3, "windows": len(wins),
             "gpu_ms": sorted(gpu)[len(gpu) // 2] if gpu else None,
             "step_ms_windows": wall, "wr_in_step": built["wr_in_step"],
-            **{k: v for k, v in built["settings"].items() if k in ("bias_fold", "stats_pass")},
+            **{k: v for k, v in built["settings"].items() if k in ("bias_fold", "matmul_fold",
+                                                                 "stats_pass")},
             "build_s": built["build_s"],
         }  # fmt: skip
 
@@ -661,6 +666,7 @@ def summary_table(res: dict) -> str:
                  for n in ("standard_sae", "topk_sae")]  # fmt: skip
         wr, fold = ({True: "yes", False: "no"}.get(row.get(k), "-")
                     for k in ("wr_in_step", "bias_fold"))  # fmt: skip
+        fold = "matmul" if row.get("matmul_fold") else fold  # it folds the bias too
         im = "-"
         if "infomax_ms_isolated" in row:
             share = 100 * row["infomax_fraction_isolated"]
@@ -751,7 +757,9 @@ def main(argv: list[str] | None = None) -> int:
                         "/gR: the gradient pass in strips of R rows (kernels.triton_infomax."
                         "GRAD; 0: one tile per program), e.g. 512s/g256; /b0: without the bias "
                         "fold (kernels.infomax.FOLD: the bias in the encoder's matmul, its "
-                        "gradient by autograd), e.g. 256/b0+wr (the v2 step); "
+                        "gradient by autograd), e.g. 256/b0+wr (the v2 step); /mm: the matmul "
+                        "fold (the encoder's matmul inside the statistics pass, "
+                        "kernels.triton_matmul_stats), e.g. 512s/mm; "
                         "-wr / +wr: without / with the zero-weight wr metric in the step "
                         "(overrides --wr), e.g. 256/g0+wr; +wr alone: the default layouts "
                         "with wr in the step")  # fmt: skip

@@ -57,7 +57,7 @@ def test_rows_and_table_say_whether_wr_is_in_the_step(capsys, tmp_path):
     out = tmp_path / "bench.json"
     args = ["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps", "1",
             "--warmup", "0", "--models", "encoder_sketch,standard_sae", "--probes", "4",
-            "--fused", "--skip", "encoder_sketch4+ref", "--stats-variants=+wr,256/b1",
+            "--fused", "--skip", "encoder_sketch4+ref", "--stats-variants=+wr,256/b1,512s/mm",
             "--out", str(out)]  # fmt: skip
     assert bench_scale.main(args) == 0
     text = capsys.readouterr().out
@@ -72,21 +72,25 @@ def test_rows_and_table_say_whether_wr_is_in_the_step(capsys, tmp_path):
     fold = rows["encoder_sketch4+fused[stats=256/b1]/eager"]
     assert fold["bias_fold"] is True and fold["wr_in_step"] is False
     assert fold["stats_pass"] == {"rows": 256, "shift": False}
+    assert base["matmul_fold"] is False and fold["matmul_fold"] is False
+    assert rows["encoder_sketch4+fused[stats=512s/mm]/eager"]["matmul_fold"] is True
     cells = {s.split("|")[1].strip(): [c.strip() for c in s.split("|")[2:-1]]
              for s in text.splitlines() if s.startswith("| encoder_sketch4")}  # fmt: skip
     assert cells["encoder_sketch4+fused/eager"][4:6] == ["no", "no"]  # wr in step, bias fold
     assert cells["encoder_sketch4+fused[stats=+wr]/eager"][4:6] == ["yes", "no"]
     assert cells["encoder_sketch4+fused[stats=256/b1]/eager"][4:6] == ["no", "yes"]
+    assert cells["encoder_sketch4+fused[stats=512s/mm]/eager"][4:6] == ["no", "matmul"]
     assert cells["encoder_sketch4+fused/eager"][2].endswith("x")  # vs L1 SAE
     from implicit_em.kernels.infomax import FOLD
 
-    assert FOLD == {"bias": False}  # restored after the /b1 row
+    assert FOLD == {"bias": False, "matmul": False}  # restored after the /b1 row
 
 
 @pytest.mark.parametrize("var,want", [
-    ("512s/g256/b0+wr", ({"rows": 512, "shift": True}, 256, False)),
-    ("+wr", ({}, None, None)), ("256/b1", ({"rows": 256, "shift": False}, None, True)),
-    ("64-wr", ({"rows": 64, "shift": False}, None, None)),
+    ("512s/g256/b0+wr", ({"rows": 512, "shift": True}, 256, {"bias": False})),
+    ("+wr", ({}, None, {})), ("256/b1", ({"rows": 256, "shift": False}, None, {"bias": True})),
+    ("64-wr", ({"rows": 64, "shift": False}, None, {})),
+    ("512s/mm", ({"rows": 512, "shift": True}, None, {"matmul": True})),
 ])  # fmt: skip
 def test_parse_variant(var, want):
     assert bench_scale.parse_variant(var) == want
@@ -119,7 +123,7 @@ def test_possible_layouts_pass_and_the_stand_in_checks_signs(monkeypatch):
     from types import SimpleNamespace
 
     monkeypatch.setattr(bench_scale, "_triton_kernels", lambda: SimpleNamespace(STATS={}, GRAD={}))
-    assert bench_scale.parse_variant("100/g0") == ({"rows": 100, "shift": False}, 0, None)
+    assert bench_scale.parse_variant("100/g0") == ({"rows": 100, "shift": False}, 0, {})
     with pytest.raises(SystemExit, match="cannot use '0s': statistics rows 0 must be > 0"):
         bench_scale.parse_variant("0s")
     with pytest.raises(SystemExit, match="gradient strip rows -1 must be >= 0"):
@@ -333,7 +337,7 @@ def test_interleave_rotates_the_rows_under_their_own_settings(tmp_path, monkeypa
             assert got["fused_active"] is False and "bias_fold" not in got
             continue
         stats, fold = want[w["row"]]
-        assert got["stats_pass"] == stats and got["fold"] == {"bias": fold}
+        assert got["stats_pass"] == stats and got["fold"] == {"bias": fold, "matmul": False}
         assert got["bias_fold"] is fold and got["fused_active"] is True
     for name in (D, X, F, L):
         row = res["models"][f"{name}/eager"]

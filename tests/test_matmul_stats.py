@@ -63,14 +63,14 @@ def test_mm_stats_every_config_matches_plain(b, k, d):
 
 
 def test_mm_stats_bf16_rounds_as_the_unfused_path():
-    """bf16 operands: the codes are relu(z0 + b.to(bf16)) with z0 = x W^T rounded to bf16
-    (as F.linear under autocast, then the bias fold, round them) up to the order of the
-    float32 sums (no entry more than one bf16 step off); the partials are exactly those of
-    the codes the pass wrote."""
+    """bf16 operands: the codes are relu(x W^T + b.to(bf16)) summed in float32 and rounded
+    once to bf16 (as F.linear(x, W, b) under autocast rounds them), up to the order of the
+    float32 sums (no entry more than one bf16 step off); the partials are those of the codes
+    the pass wrote."""
     x, w, bias = operands(300, 260, 64)
     x, w = x.to(torch.bfloat16), w.to(torch.bfloat16)
-    z0 = (x.float() @ w.float().T).to(torch.bfloat16)
-    want = torch.relu(z0 + bias.to(torch.bfloat16))
+    z = x.double() @ w.double().T + bias.to(torch.bfloat16).double()
+    want = torch.relu(z.to(torch.bfloat16))
     for cfg in tm.MM_CONFIGS:
         codes, *parts = tm.mm_stats(x, w, bias, config=cfg)
         assert codes.dtype == torch.bfloat16

@@ -6,8 +6,8 @@ them), W (K, D), b (K,) float32, z = x W^T + b, a = ReLU(z) (B, K) codes.
 The sketched step's forward used to be two passes over (B, K): cuBLAS writes z, then the
 statistics pass (`triton_infomax.stats_partials`) reads it back and writes a. Here one Triton
 GEMM does both: each program owns a (BM, BN) tile of z, accumulates it over D on the tensor
-cores (tl.dot), and in its epilogue rounds it as the unfused path rounds it (z0 = x W^T in
-the codes' dtype, then z0 + b.to(dtype), then ReLU), writes the tile of a, each row's max
+cores (tl.dot), and in its epilogue rounds it as the unfused step's F.linear(x, W, b.to(dtype))
+does (the bias added to the float32 sum, one rounding), applies ReLU, writes the tile of a, each row's max
 of -a and sum of exp(-a - max) over the tile's BN columns, and each column's mean and
 centred sum of squares over the tile's BM rows (exact in registers). No (B, K) tensor but a
 itself is written, none is read. `kernels.infomax.merge_partials` merges the partials as it
@@ -80,11 +80,12 @@ def _mm_stats_kernel(
         if DOT_F32:  # the interpreter (Triton 3.9) gets bf16 tl.dot wrong: exact upcast
             xt, wt = xt.to(tl.float32), wt.to(tl.float32)
         acc = tl.dot(xt, wt, acc, input_precision=PRECISION)  # (BM, BN)
-    # round as the unfused path: z0 in the codes' dtype, then z0 + b.to(dtype), then ReLU
+    # round as F.linear(x, W, b.to(dtype)) rounds (cuBLAS adds the bias to the float32 sum
+    # and rounds once), then ReLU
     dt = codes_ptr.dtype.element_ty
     mask = rmask[:, None] & cmask[None, :]
     b = _round_to(tl.load(bias_ptr + cols, mask=cmask, other=0.0), dt)
-    z = _round_to(_round_to(acc, dt) + b[None, :], dt)
+    z = _round_to(acc + b[None, :], dt)
     a = tl.where(mask, tl.maximum(z, 0.0), 0.0)  # (BM, BN) float32, exact in dt
     tl.store(codes_ptr + rows[:, None] * K + cols[None, :], a.to(dt), mask=mask)
     _store_row_partials(a, mask, rmask, rows, pid_n, B, rmax_ptr, rsum_ptr)
@@ -103,8 +104,8 @@ def mm_stats(x: Tensor, w: Tensor, bias: Tensor, config: dict | None = None,
     per chunk of BM rows (the last chunk B - (nM - 1) BM rows). Shapes: `mm_partial_shapes`.
 
     x (B, D) and w (K, D) of one dtype (float32 or bfloat16), bias (K,) (read as float32,
-    rounded to x's dtype). z0 = x W^T is accumulated in float32 and rounded to x's dtype, then
-    z = z0 + b rounded again, as `F.linear(x, W) + b.to(dtype)` rounds. config: a tile of
+    rounded to x's dtype). z = x W^T + b is accumulated in float32 and rounded once to x's
+    dtype, as `F.linear(x, W, b.to(dtype))` rounds it (cuBLAS's bias epilogue). config: a tile of
     `MM_CONFIGS` instead of `MM`. traced: launch through torch.library.wrap_triton (the body
     of a torch.library.triton_op, `kernels.triton_ops`). Raises ValueError on mismatched
     shapes or dtypes."""
