@@ -64,10 +64,16 @@ def forward_pieces(x, w, bias, steps: int) -> dict:
         "bias_fold_forward": graph_ms(
             lambda: tk.stats_partials(F.linear(x, w), relu=True, bias=bias), steps),  # fmt: skip
     }
+    times = {}
     for i, cfg in enumerate(tm.MM_CONFIGS):
-        row[f"mm_stats[{i}]"] = graph_ms(lambda c=cfg: tm.mm_stats(x, w, bias, config=c), steps)
-    times = [row[f"mm_stats[{i}]"] for i in range(len(tm.MM_CONFIGS))]
-    best = min(range(len(times)), key=times.__getitem__)
+        try:  # a tile that fails to compile or launch is recorded, not fatal
+            times[i] = graph_ms(lambda c=cfg: tm.mm_stats(x, w, bias, config=c), steps)
+            row[f"mm_stats[{i}]"] = times[i]
+        except Exception as exc:  # noqa: BLE001
+            row[f"mm_stats[{i}]_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    if not times:
+        raise SystemExit("bench_matmul_fold: no tile of MM_CONFIGS ran: see the *_error entries")
+    best = min(times, key=times.__getitem__)
     row["best_config"] = best
     row["default_over_fold"] = row["default_forward"] / times[best]
     row["bias_fold_over_fold"] = row["bias_fold_forward"] / times[best]

@@ -205,3 +205,12 @@ def test_fused_encoder_terms_trace_under_torch_compile():
         grads.append(torch.autograd.grad(fn(*xs), xs))
     for gc, ge in zip(*grads, strict=True):
         torch.testing.assert_close(gc, ge, rtol=1e-5, atol=1e-7)
+
+
+def test_tile_from_the_environment(monkeypatch):
+    monkeypatch.setenv("IMPLICIT_EM_MM_CONFIG", "1")
+    assert tm._config_from_env() == tm.MM_CONFIGS[1]
+    for bad in ("9", "x", "-1"):
+        monkeypatch.setenv("IMPLICIT_EM_MM_CONFIG", bad)
+        with pytest.raises(ValueError, match=f"IMPLICIT_EM_MM_CONFIG='{bad}': give an index"):
+            tm._config_from_env()

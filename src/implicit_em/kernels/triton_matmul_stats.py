@@ -13,14 +13,16 @@ centred sum of squares over the tile's BM rows (exact in registers). No (B, K) t
 itself is written, none is read. `kernels.infomax.merge_partials` merges the partials as it
 merges the statistics pass's (Chan, Golub and LeVeque's update over row chunks of BM).
 
-The tile shape fixes the partials' shapes, so it is not autotuned: `MM` holds the one in use
-(`MM_CONFIGS` lists those benchmarks/bench_infomax_kernels.py times on the GPU; the tests run
-each under Triton's interpreter). Programs run in groups of GROUP row tiles per column
+The tile shape fixes the partials' shapes, so it is not autotuned: `MM` holds the one in use,
+`MM_CONFIGS[i]` for the environment variable IMPLICIT_EM_MM_CONFIG=i (default 0); the tests
+run each tile, and benchmarks/bench_matmul_fold.py times each on the GPU. Programs run in groups of GROUP row tiles per column
 strip (the grouped order of Triton's matmul tutorial), so that a strip of W is read from L2
 by the group.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -39,7 +41,19 @@ MM_CONFIGS = [
     {"BM": 128, "BN": 128, "BD": 32, "GROUP": 8, "num_warps": 4, "num_stages": 4},
     {"BM": 256, "BN": 128, "BD": 64, "GROUP": 8, "num_warps": 8, "num_stages": 3},
 ]
-MM = dict(MM_CONFIGS[0])
+
+
+def _config_from_env() -> dict:
+    """MM_CONFIGS[i] for IMPLICIT_EM_MM_CONFIG=i (default 0). Raises ValueError naming the
+    valid indices otherwise."""
+    raw = os.environ.get("IMPLICIT_EM_MM_CONFIG", "0")
+    if not (raw.isdigit() and int(raw) < len(MM_CONFIGS)):
+        raise ValueError(f"IMPLICIT_EM_MM_CONFIG={raw!r}: give an index of "
+                         f"triton_matmul_stats.MM_CONFIGS, 0 to {len(MM_CONFIGS) - 1}")  # fmt: skip
+    return dict(MM_CONFIGS[int(raw)])
+
+
+MM = _config_from_env()
 
 
 def mm_partial_shapes(b: int, k: int, config: dict | None = None) -> tuple[tuple, tuple]:
