@@ -41,6 +41,14 @@ from implicit_em.kernels import triton_infomax as tk  # noqa: E402
 from implicit_em.kernels import triton_matmul_stats as tm  # noqa: E402
 
 WEIGHTS = (1.0, 0.7, 1.3)  # lse, var, tc
+# --diagnose (round 14b): more tiles, each timed with W's tile loaded as W^T or as stored and
+# transposed (WT), with the epilogue and without it (the matmul alone, writing z)
+DIAG_CONFIGS = [
+    {"BM": 128, "BN": 128, "BD": 64, "GROUP": 8, "num_warps": 8, "num_stages": 4},
+    {"BM": 128, "BN": 128, "BD": 128, "GROUP": 8, "num_warps": 8, "num_stages": 3},
+    {"BM": 128, "BN": 256, "BD": 64, "GROUP": 8, "num_warps": 8, "num_stages": 4},
+    {"BM": 64, "BN": 256, "BD": 64, "GROUP": 8, "num_warps": 4, "num_stages": 4},
+]
 
 
 def operands(b: int, k: int, d: int, dtype: torch.dtype):
@@ -78,6 +86,23 @@ def forward_pieces(x, w, bias, steps: int) -> dict:
     row["default_over_fold"] = row["default_forward"] / times[best]
     row["bias_fold_over_fold"] = row["bias_fold_forward"] / times[best]
     row["fold_over_matmul"] = times[best] / row["matmul"]
+    return row
+
+
+def diagnose(x, w, bias, steps: int, best: dict) -> dict:
+    """ms per call of mm_stats for the best tile and DIAG_CONFIGS, each with WT off / on and
+    the epilogue on / off (module doc)."""
+    row = {}
+    for i, cfg in enumerate([best, *DIAG_CONFIGS]):
+        for wt in (False, True):
+            for epi in (True, False):
+                name = f"diag[{i}]{'/wt' if wt else ''}{'' if epi else '/no-epilogue'}"
+                c = {**cfg, "WT": wt, "EPILOGUE": epi}
+                try:
+                    row[name] = graph_ms(lambda c=c: tm.mm_stats(x, w, bias, config=c), steps)
+                except Exception as exc:  # noqa: BLE001 - recorded, the others run on
+                    row[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    row["diag_configs"] = [best, *DIAG_CONFIGS]
     return row
 
 
@@ -149,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--D", type=int, default=576)
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
     p.add_argument("--steps", type=int, default=50, help="calls per CUDA graph / timing")
+    p.add_argument("--diagnose", action="store_true",
+                   help="also time DIAG_CONFIGS and the best tile with W's tile transposed in "
+                        "registers and without the epilogue (round 14b)")  # fmt: skip
     p.add_argument("--out", default=None, help="write the results here as JSON")
     args = p.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -162,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in res.items() if k != "configs"}, indent=1), flush=True)
     tm.MM.clear()
     tm.MM.update(tm.MM_CONFIGS[res["best_config"]])
+    if args.diagnose:
+        res.update(diagnose(x, w, bias, args.steps, dict(tm.MM)))
+        print(json.dumps({k: v for k, v in res.items() if k.startswith("diag[")}, indent=1),
+              flush=True)  # fmt: skip
     res.update(terms_pieces(x, w, bias, v, args.steps))
     res["agreement"] = agreement(x, w, bias, v)
     print(json.dumps({k: res[k] for k in res if k.startswith("terms") or k == "agreement"},

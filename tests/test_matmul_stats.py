@@ -214,3 +214,17 @@ def test_tile_from_the_environment(monkeypatch):
         monkeypatch.setenv("IMPLICIT_EM_MM_CONFIG", bad)
         with pytest.raises(ValueError, match=f"IMPLICIT_EM_MM_CONFIG='{bad}': give an index"):
             tm._config_from_env()
+
+
+def test_kernel_variants_for_the_diagnosis():
+    """The transposed load of W (WT) gives the same result; EPILOGUE False writes z = x W^T
+    + b itself (the matmul alone, negative entries kept)."""
+    x, w, bias = operands(129, 257, 33)
+    for cfg in tm.MM_CONFIGS[:3]:
+        want = tm.mm_stats(x, w, bias, config=cfg)
+        got = tm.mm_stats(x, w, bias, config={**cfg, "WT": True})
+        for g, y in zip(got, want, strict=True):
+            torch.testing.assert_close(g, y, rtol=1e-6, atol=1e-6)
+        z = tm.mm_stats(x, w, bias, config={**cfg, "EPILOGUE": False})[0]
+        torch.testing.assert_close(z, x @ w.T + bias, rtol=1e-5, atol=1e-5)
+        assert (z < 0).any()

@@ -68,8 +68,11 @@ def _mm_stats_kernel(
     x_ptr, w_ptr, bias_ptr, codes_ptr, rmax_ptr, rsum_ptr, cmean_ptr, cm2_ptr,
     B, K, D, stride_xb, stride_xd, stride_wk, stride_wd,
     BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr, GROUP: tl.constexpr,
-    PRECISION: tl.constexpr, DOT_F32: tl.constexpr,
+    PRECISION: tl.constexpr, DOT_F32: tl.constexpr, WT: tl.constexpr, EPILOGUE: tl.constexpr,
 ):  # fmt: skip
+    """WT: load W's (BN, BD) tile as stored and transpose it in registers (else load the
+    (BD, BN) tile of W^T directly). EPILOGUE False: write z = x W^T + b only (no ReLU, no
+    partials): the matmul alone, for benchmarks/bench_matmul_fold.py's diagnosis."""
     pid = tl.program_id(0)
     n_m = tl.cdiv(B, BM)
     n_n = tl.cdiv(K, BN)
@@ -89,8 +92,12 @@ def _mm_stats_kernel(
         # (BM, BD) of x and (BD, BN) of W^T
         xt = tl.load(x_ptr + rows[:, None] * stride_xb + dd[None, :] * stride_xd,
                      mask=rmask[:, None] & dmask[None, :], other=0.0)  # fmt: skip
-        wt = tl.load(w_ptr + cols[None, :] * stride_wk + dd[:, None] * stride_wd,
-                     mask=dmask[:, None] & cmask[None, :], other=0.0)  # fmt: skip
+        if WT:
+            wt = tl.trans(tl.load(w_ptr + cols[:, None] * stride_wk + dd[None, :] * stride_wd,
+                                  mask=cmask[:, None] & dmask[None, :], other=0.0))  # fmt: skip
+        else:
+            wt = tl.load(w_ptr + cols[None, :] * stride_wk + dd[:, None] * stride_wd,
+                         mask=dmask[:, None] & cmask[None, :], other=0.0)  # fmt: skip
         if DOT_F32:  # the interpreter (Triton 3.9) gets bf16 tl.dot wrong: exact upcast
             xt, wt = xt.to(tl.float32), wt.to(tl.float32)
         acc = tl.dot(xt, wt, acc, input_precision=PRECISION)  # (BM, BN)
@@ -100,6 +107,9 @@ def _mm_stats_kernel(
     mask = rmask[:, None] & cmask[None, :]
     b = _round_to(tl.load(bias_ptr + cols, mask=cmask, other=0.0), dt)
     z = _round_to(acc + b[None, :], dt)
+    if not EPILOGUE:
+        tl.store(codes_ptr + rows[:, None] * K + cols[None, :], z.to(dt), mask=mask)
+        return
     a = tl.where(mask, tl.maximum(z, 0.0), 0.0)  # (BM, BN) float32, exact in dt
     tl.store(codes_ptr + rows[:, None] * K + cols[None, :], a.to(dt), mask=mask)
     _store_row_partials(a, mask, rmask, rows, pid_n, B, rmax_ptr, rsum_ptr)
@@ -120,7 +130,7 @@ def mm_stats(x: Tensor, w: Tensor, bias: Tensor, config: dict | None = None,
     x (B, D) and w (K, D) of one dtype (float32 or bfloat16), bias (K,) (read as float32,
     rounded to x's dtype). z = x W^T + b is accumulated in float32 and rounded once to x's
     dtype, as `F.linear(x, W, b.to(dtype))` rounds it (cuBLAS's bias epilogue). config: a tile of
-    `MM_CONFIGS` instead of `MM`. traced: launch through torch.library.wrap_triton (the body
+    `MM_CONFIGS` instead of `MM` (optional keys: "WT", "EPILOGUE", see the kernel). traced: launch through torch.library.wrap_triton (the body
     of a torch.library.triton_op, `kernels.triton_ops`). Raises ValueError on mismatched
     shapes or dtypes."""
     if x.dim() != 2 or w.dim() != 2 or x.shape[1] != w.shape[1] or x.dtype != w.dtype:
@@ -137,9 +147,13 @@ def mm_stats(x: Tensor, w: Tensor, bias: Tensor, config: dict | None = None,
     codes = torch.empty(b, k, device=x.device, dtype=x.dtype)  # (B, K)
     kernel = wrap_triton(_mm_stats_kernel) if traced else _mm_stats_kernel
     grid = (col_shape[0] * row_shape[0],)
+    # float32 operands: half the D step (the largest tiles' pipelined float32 buffers exceed
+    # the H200's 227 KiB of shared memory at BD = 64: round 14's check)
+    bd = c["BD"] if x.element_size() <= 2 else min(c["BD"], 32)
     kernel[grid](x, w, bias.float().contiguous(), codes, rmax, rsum, cmean, cm2, b, k, d,
                  x.stride(0), x.stride(1), w.stride(0), w.stride(1),
-                 BM=c["BM"], BN=c["BN"], BD=c["BD"], GROUP=c["GROUP"],
+                 BM=c["BM"], BN=c["BN"], BD=bd, GROUP=c["GROUP"],
                  PRECISION=dot_precision(x.dtype), DOT_F32=interpreted(),
+                 WT=c.get("WT", False), EPILOGUE=c.get("EPILOGUE", True),
                  num_warps=c["num_warps"], num_stages=c["num_stages"])  # fmt: skip
     return codes, rmax, rsum, cmean, cm2
