@@ -39,7 +39,7 @@ def test_bench_matmul_fold_smoke(tmp_path):
         want = res[f"terms_fwd_bwd_default_{kind}"] / res[f"terms_fwd_bwd_fold_{kind}"]
         assert res[f"terms_default_over_fold_{kind}"] == want
     diag = [k for k in res if k.startswith("diag[")]
-    assert len(diag) == 4 * (1 + len(bench.DIAG_CONFIGS)) and res["diag_configs"][0] == tm.MM
+    assert len(diag) == 4 * (1 + len(bench.DIAG_CONFIGS)) and res["diag_configs"][0] == tm.MM_CONFIGS[res["best_config"]]
     agree = res["agreement"]
     assert agree["codes_max_diff_in_eps"] <= 1.0  # one rounding of a sum in another order
     assert agree["row_lse_rel"] < 1e-4 and agree["dW_rel"] < 5e-2
