@@ -957,9 +957,10 @@ def test_the_committed_table_holds_the_im_sweep_and_topk_k12(monkeypatch, capsys
 def test_the_committed_table_holds_the_im_low_rows(monkeypatch, capsys):
     """gpu16k-im-low-PLAN.md rule 7 (seeds 0 and 1 from its single-GPU fallback, seed 2 from
     gpu16k-im-cliff's call C2): encoder-im0.003 and encoder-im0 pass rules 1-2 on seeds 0-2
-    and are in gpu16k-seeds.json with 3 seeds each, both at their controls; encoder-im0.001
-    (m0-m2.json, cut by the clock) and a row at another init or short are printed and left
-    out; encoder-im0.003's own-L0 row is jumprelu-0.01, encoder-im0 has none."""
+    and are in gpu16k-seeds.json with 3 seeds each, both at their controls; encoder-im0.001 at
+    the full length (n0-n2.json, nineteenth session) is added with 3 seeds; its rows cut by the
+    clock (m0-m2.json) and a row at another init or short are printed and left out;
+    encoder-im0.003's own-L0 row is jumprelu-0.01, encoder-im0 and encoder-im0.001 have none."""
     import copy
 
     t = _seeds_table()
@@ -967,35 +968,36 @@ def test_the_committed_table_holds_the_im_low_rows(monkeypatch, capsys):
     by_file = {f: t.read_rows(t.IML / f, names) for f, names in t.IML_FILES.items()}
     kept = t.planned_rows(t.IML, by_file, t.K304_INIT)
     assert sorted((r["variant"], r["seed"]) for r in kept) == [
-        (n, s) for n in ("encoder-im0", "encoder-im0.003") for s in (0, 1, 2)]  # fmt: skip
+        (n, s) for n in ("encoder-im0", "encoder-im0.001", "encoder-im0.003")
+        for s in (0, 1, 2)]  # fmt: skip
     out = capsys.readouterr().out.splitlines()
     assert [x.split(": encoder-im0.001 seed ")[0].rsplit("/", 1)[1] for x in out] == [
         "m0.json", "m1.json", "m2.json"]  # fmt: skip
     assert all("reported, not added (rule 2: 423" in x for x in out)
-    assert "encoder-im0.001" not in {s["variant"] for s in json.loads(
-        (ROOT / DEFAULTS["ground_truth"]).read_text())["summary"]}  # fmt: skip
     bad = copy.deepcopy(by_file)
     bad["l0.json"][0]["untrained"]["mcc"] = 0.15  # encoder-im0.003 seed 0
     bad["l2.json"][1]["steps_done"] = 40000  # encoder-im0 seed 2
     kept = t.planned_rows(t.IML, bad, t.K304_INIT)
     assert sorted((r["variant"], r["seed"]) for r in kept) == [
-        ("encoder-im0", 0), ("encoder-im0", 1), ("encoder-im0.003", 1),
-        ("encoder-im0.003", 2)]  # fmt: skip
+        ("encoder-im0", 0), ("encoder-im0", 1), *(("encoder-im0.001", s) for s in (0, 1, 2)),
+        ("encoder-im0.003", 1), ("encoder-im0.003", 2)]  # fmt: skip
     out = capsys.readouterr().out
     assert "l0.json: encoder-im0.003 seed 0 reported, not added (rule 1: untrained MCC 0.15" in out
     assert "l2.json: encoder-im0 seed 2 reported, not added (rule 2: 40000 steps, not 47927)" in out
     gt = json.loads((ROOT / DEFAULTS["ground_truth"]).read_text())
     by = {s["variant"]: s for s in gt["summary"]}
-    assert [by[n]["seeds"] for n in t.IML_ROWS] == [3, 3]
+    assert [by[n]["seeds"] for n in (*t.IML_ROWS, *t.IML_001)] == [3, 3, 3]
+    assert by["encoder-im0.001"]["mcc"]["mean"] == pytest.approx(0.13671, abs=1e-5)
     assert by["encoder-im0.003"]["mcc"]["max"] == pytest.approx(0.14531, abs=1e-5)
     assert (by["encoder-im0"]["dead_latents"]["min"], by["encoder-im0"]["dead_latents"]["max"]) == (
         3617, 3700)  # fmt: skip
     low = next(x for x in gt["verdict"] if x.startswith("- **At its controls**"))
     assert "`encoder-im0.003` (decoder-free) MCC 0.145 at L0 7.4, 0 dead, 3 seeds" in low
     assert "`encoder-im0` (decoder-free) MCC 0.129 at L0 0.0, 3664 dead, 3 seeds" in low
+    assert "`encoder-im0.001` (decoder-free) MCC 0.137 at L0 1.0, 1 dead, 3 seeds" in low
     own = next(x for x in gt["verdict"] if x.startswith("- **At their own L0**"))
     assert "`encoder-im0.003` MCC 0.145 at L0 7.4 is 0.399 below `jumprelu-0.01`" in own
-    assert "`encoder-im0` MCC" not in own
+    assert "`encoder-im0` MCC" not in own and "`encoder-im0.001` MCC" not in own
 
 
 def test_the_committed_table_holds_the_im_cliff_rows(monkeypatch, capsys):

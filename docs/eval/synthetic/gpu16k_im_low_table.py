@@ -10,10 +10,11 @@ run), from the files in docs/eval/synthetic/gpu16k-im-low/:
   docs/eval/synthetic/gpu16k-im-cliff-PLAN.md's call C2 (rule 6 of that plan);
 - `m0.json`-`m2.json` (eighteenth session): `encoder-im0.001`, seeds 0-2, one row a process,
   three processes sharing one GPU; the clock cut each at ~42,350 of 47,927 steps, so rule 2
-  reports them and they are not compared.
+  reports them and they are not compared;
+- `n0.json`-`n2.json` (nineteenth session): the same three processes with clock flags that
+  fit the full length (`--budget 470 --reserve 60`): 47,927 steps each, compared.
 
-Owed under the plan: `encoder-im0.001` at the full length. Rule 3 reads the weights there are,
-on the seeds there are (`owed` lists what is missing).
+Rule 3 reads the weights there are, on the seeds there are (`owed` lists what is missing).
 
 The file set is gpu16k_seeds_table.py's (`IML_FILES`), so this script and the seeds table read
 the same rows through the same checks (`planned_rows`). The committed rows the rules read, as

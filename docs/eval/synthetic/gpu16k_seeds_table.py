@@ -72,8 +72,9 @@ sections 4 and 5), from the files in docs/eval/synthetic/gpu16k-converged/:
   alone (`encoder-im0.003`, `encoder-im0`), seeds 0 and 1 (`gpu16k-im-low/l0.json`,
   `l1.json`) and seed 2 (`l2.json`, eighteenth session, run beside gpu16k-im-cliff-PLAN.md's
   call C2); added by that plan's rules 1-2 (`planned_rows` with `K304_INIT`, 47,927 steps).
-  The plan's `encoder-im0.001`, seeds 0-2 (`m0.json`-`m2.json`, eighteenth session), was cut
-  by the clock at ~42,350 steps: rule 2 prints each row and leaves it out.
+  The plan's `encoder-im0.001`, seeds 0-2: `m0.json`-`m2.json` (eighteenth session) were cut
+  by the clock at ~42,350 steps, so rule 2 prints each row and leaves it out;
+  `n0.json`-`n2.json` (nineteenth session) ran the full length and are added.
 - gpu16k-im-cliff-PLAN.md (gpu16k-im-cliff.md, eighteenth session): the encoder with both
   InfoMax weights at 0.005 and 0.007 (`encoder-im0.005`, `encoder-im0.007`), seeds 0-2
   (`gpu16k-im-cliff/c0.json`-`c2.json`); added by that plan's rules 1-2 (`planned_rows` with
@@ -175,10 +176,12 @@ IML = ROOT / "gpu16k-im-low"
 IML_ROWS = ("encoder-im0.003", "encoder-im0")
 IML_001 = ("encoder-im0.001",)
 IML_FILES = {"l0.json": IML_ROWS, "l1.json": IML_ROWS, "l2.json": IML_ROWS,
-             "m0.json": IML_001, "m1.json": IML_001, "m2.json": IML_001}  # fmt: skip
+             "m0.json": IML_001, "m1.json": IML_001, "m2.json": IML_001,
+             "n0.json": IML_001, "n1.json": IML_001, "n2.json": IML_001}  # fmt: skip
 """gpu16k-im-low.md's rows (49.1 M samples, width 4,096), by file: seeds 0 (l0), 1 (l1) and 2
 (l2, run beside gpu16k-im-cliff's C2), the two weights in lockstep in each process; and
-`encoder-im0.001` seeds 0-2 (m0-m2, one row a process, each short of the full length). Rules
+`encoder-im0.001` seeds 0-2, one row a process: m0-m2 (eighteenth session, each short of the
+full length: rule 2 leaves them out) and n0-n2 (nineteenth session, the full length). Rules
 1-2 of its plan: K304_INIT, 47,927 steps."""
 IMC = ROOT / "gpu16k-im-cliff"
 IMC_ROWS = ("encoder-im0.005", "encoder-im0.007")
