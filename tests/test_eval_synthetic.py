@@ -1,5 +1,6 @@
 """Ground-truth harness (issue 18) on the tiny sae-lens synthetic model, CPU only."""
 
+import io
 import json
 
 import pytest
@@ -729,3 +730,17 @@ def test_the_width16k_rows_share_their_seeds_init(synth):
             assert torch.equal(tr.model.W, ref["linear.weight"])
             if VARIANTS[name].tied_recon:
                 assert torch.equal(tr.model.b_dec, torch.zeros_like(tr.model.b_dec))
+
+
+def test_building_the_model_draws_no_progress_bar(capfd):
+    """sae-lens's orthogonalisation bar (show_progress fixed on) is kept out of stderr;
+    anything else written there passes through."""
+    from implicit_em.eval.synthetic import _WithoutLines
+
+    build_synthetic_model("tiny", seed=7)
+    assert "Orthogonalizing" not in capfd.readouterr().err
+    out = io.StringIO()
+    w = _WithoutLines(out, "Orthogonalizing vectors")
+    for chunk in ("\rOrthogonalizing vectors: 1%", "\n", "a warning\n", "\n"):
+        w.write(chunk)
+    assert out.getvalue() == "a warning\n\n"

@@ -24,13 +24,15 @@ rows are reported too, as `mcc_encoder_rows`, since the decoder-free model has o
 from __future__ import annotations
 
 import atexit
+import io
 import math
 import queue
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import nullcontext, redirect_stderr
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -129,7 +131,29 @@ def build_synthetic_model(recipe: str, seed: int = 42, device: str = "cpu",
     """A sae-lens `SyntheticModel` for the recipe, built locally. `.sample(B)` -> x (B, D).
     num_features, ortho: overrides of the recipe (see `recipe_config`)."""
     s = _sae_lens_synthetic()
-    return s.SyntheticModel(recipe_config(recipe, seed, num_features, ortho), device=device)
+    cfg = recipe_config(recipe, seed, num_features, ortho)
+    # sae-lens draws its orthogonalisation's tqdm bar with show_progress=True fixed (one line
+    # per chunk and step: ~2,000 lines in a log at 16k features); keep the rest of stderr
+    with redirect_stderr(_WithoutLines(sys.stderr, "Orthogonalizing vectors")):
+        return s.SyntheticModel(cfg, device=device)
+
+
+class _WithoutLines(io.TextIOBase):
+    """A text stream that forwards writes to `out` except those containing `marker` (and the
+    bare line end that closes them): tqdm writes each redraw of a bar as one chunk."""
+
+    def __init__(self, out, marker: str) -> None:
+        self.out, self.marker, self.dropped = out, marker, False
+
+    def write(self, text: str) -> int:
+        if self.marker in text or (self.dropped and text in ("\n", "\r")):
+            self.dropped = self.marker in text
+            return len(text)
+        self.dropped = False
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 # ---------------------------------------------------------------------------------------
