@@ -171,6 +171,8 @@ PROBING_CASES = [  # (flags, what the line must say); T is a scratch directory, 
     (["--corpora", "sotu", "sotu", "--quota", "1", "1", "--tasks", "sotu_era"], "--corpora names sotu twice"),
     (["--corpora", "sotu", "mob", "--quota", "10", "10", "--tasks", "sotu_era"],
      "unknown corpus 'mob' in --corpora: choose from sotu, moby, spam, pydoc, perldoc"),
+    # a mistyped name is named before the quota's count or a task's corpus (newcomer trial)
+    (["--corpora", "nosuch"], "unknown corpus 'nosuch' in --corpora: choose from sotu, moby"),
     (["--model", "nosuchmodel"], "--model 'nosuchmodel' is not a file, a folder nor a hub model in the local cache"),
     (["--model", "T/file"], "--model T/file is a file but not a .gguf: pass smollm2-135m"),
     (["--model", "T/x.gguf"], "--model: GGUF file T/x.gguf not found"),

@@ -749,6 +749,7 @@ class ProbingOptions:
         twice = sorted({c for c in self.corpora if self.corpora.count(c) > 1})
         if twice:
             raise option_error(f"`corpora` names {', '.join(twice)} twice: list each corpus once")
+        check_corpora(self.corpora)  # a mistyped name first: the quota's count follows from it
         if len(self.quota) != len(self.corpora):
             raise option_error(
                 f"`quota` has {len(self.quota)} entries for {len(self.corpora)} "
@@ -1016,3 +1017,22 @@ class VerdictOptions:
     """OOD variants files (scripts/ood_variants.py), first file wins for a model in two."""
     overwrite: bool = False
     """Replace verdict.md and verdict.json if they exist."""
+
+
+def check_corpora(names: tuple[str, ...]) -> None:
+    """Refuse a `corpora` entry that `load_corpus` cannot read: not a `CORPORA` name (nor a
+    comma-separated union of them), a folder of .txt files or a .tar.gz pack. Raises the
+    `option_error` naming the first unknown name and the choices."""
+    from implicit_em.data.lm.corpus import CORPORA
+
+    for name in names:
+        path = Path(name)
+        if path.is_dir() or (name.endswith(".tar.gz") and path.is_file()):
+            continue
+        unknown = [n.strip() for n in name.split(",") if n.strip() not in CORPORA]
+        if unknown:
+            raise option_error(
+                f"unknown corpus {unknown[0]!r} in `corpora`: choose from "
+                f"{', '.join(CORPORA)}, a folder of .txt files, or a tarball "
+                "written by `implicit-em data pack-corpora`"
+            )

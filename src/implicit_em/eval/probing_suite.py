@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from implicit_em.atomic import atomic_save
 from implicit_em.data.lm import capture_residual
 from implicit_em.data.lm.corpus import cache_dir
-from implicit_em.eval.options import ProbingOptions, check_out_dir, option_error
+from implicit_em.eval.options import ProbingOptions, check_corpora, check_out_dir, option_error
 from implicit_em.eval.verdict import MARGIN, RAW_ROW, ceiling_label, probing_row_label
 
 
@@ -362,24 +362,6 @@ def check_model(model: str) -> None:
             f"pass {SMOLLM2_ALIAS}, a .gguf path or a model folder, "
             "or check the hub id and the network",
         ) from None
-
-
-def check_corpora(names: tuple[str, ...]) -> None:
-    """Refuse a `corpora` entry that `load_corpus` cannot read: not a `CORPORA` name (nor a
-    comma-separated union of them), a folder of .txt files or a .tar.gz pack."""
-    from implicit_em.data.lm.corpus import CORPORA
-
-    for name in names:
-        path = Path(name)
-        if path.is_dir() or (name.endswith(".tar.gz") and path.is_file()):
-            continue
-        unknown = [n.strip() for n in name.split(",") if n.strip() not in CORPORA]
-        if unknown:
-            raise option_error(
-                f"unknown corpus {unknown[0]!r} in `corpora`: choose from "
-                f"{', '.join(CORPORA)}, a folder of .txt files, or a tarball "
-                "written by `implicit-em data pack-corpora`"
-            )
 
 
 def _check_out_dir(opts: ProbingOptions) -> Path:
