@@ -7,9 +7,11 @@ One workload (default B = 4096, K = 16384, D = 576, bf16 operands as autocast ca
 - `bias_fold_forward`: F.linear(x, W) then the statistics pass adding b (the bias fold);
 - `mm_stats[i]`: the one Triton GEMM with the statistics in its epilogue, for each tile i of
   `triton_matmul_stats.MM_CONFIGS`; `best_config` is the fastest i;
+- `cublas_fold_forward`: cuBLAS writes a = ReLU(x W^T + b) with its ReLU epilogue, then the
+  statistics pass reads a and writes nothing (`infomax.linear_relu_stats`, round 15);
 - `terms_fwd_bwd_*`: the sketched InfoMax terms forward and backward down to dW and db,
   the default path (F.linear + `fused_terms(preact=z)`) against the matmul fold
-  (`fused_encoder_terms`, the best tile);
+  (`fused_encoder_terms`: "fold" with the best tile, "cublas_fold" with cuBLAS's epilogue);
 - `agreement`: at full size, the fold's codes, statistics and dW against the default path's.
 
 Times in ms per call, replayed from one CUDA graph of --steps calls (`bench_infomax_kernels
@@ -73,6 +75,8 @@ def forward_pieces(x, w, bias, steps: int) -> dict:
             lambda: tk.stats_partials(F.linear(x, w), relu=True, bias=bias), steps),  # fmt: skip
     }
     times = {}
+    row["cublas_fold_forward"] = graph_ms(lambda: fused_impl.linear_relu_stats(x, w, bias), steps)
+    row["default_over_cublas_fold"] = row["default_forward"] / row["cublas_fold_forward"]
     for i, cfg in enumerate(tm.MM_CONFIGS):
         try:  # a tile that fails to compile or launch is recorded, not fatal
             times[i] = graph_ms(lambda c=cfg: tm.mm_stats(x, w, bias, config=c), steps)
@@ -106,8 +110,9 @@ def diagnose(x, w, bias, steps: int, best: dict) -> dict:
     return row
 
 
-def terms_functions(x, w, bias, v):
-    """(default, fold): each computes the weighted sketched terms and returns (dW, db)."""
+def terms_functions(x, w, bias, v, forward: str = "triton"):
+    """(default, fold): each computes the weighted sketched terms and returns (dW, db); the
+    fold with the forward `forward` ("triton" or "cublas")."""
     wp = w.detach().clone().requires_grad_(True)
     bp = bias.detach().clone().requires_grad_(True)
 
@@ -118,7 +123,7 @@ def terms_functions(x, w, bias, v):
         return torch.autograd.grad(loss, (wp, bp))
 
     def fold():
-        out = fused_impl.fused_encoder_terms(x, wp, bp, v, 1e-6)
+        out = fused_impl.fused_encoder_terms(x, wp, bp, v, 1e-6, forward)
         loss = sum(c * t for c, t in zip(WEIGHTS, out[:3], strict=True))
         return torch.autograd.grad(loss, (wp, bp))
 
@@ -127,8 +132,9 @@ def terms_functions(x, w, bias, v):
 
 def terms_pieces(x, w, bias, v, steps: int) -> dict:
     default, fold = terms_functions(x, w, bias, v)
+    cublas_fold = terms_functions(x, w, bias, v, "cublas")[1]
     row = {}
-    for name, fn in (("default", default), ("fold", fold)):
+    for name, fn in (("default", default), ("fold", fold), ("cublas_fold", cublas_fold)):
         row[f"terms_fwd_bwd_{name}_events"] = timed_ms(fn, steps)
         try:
             row[f"terms_fwd_bwd_{name}_graph"] = graph_ms(fn, steps)
@@ -136,9 +142,11 @@ def terms_pieces(x, w, bias, v, steps: int) -> dict:
             row[f"terms_fwd_bwd_{name}_graph_error"] = f"{type(exc).__name__}: {exc}"[:300]
             torch.cuda.synchronize() if DEVICE == "cuda" else None
     for kind in ("events", "graph"):
-        d, f = row.get(f"terms_fwd_bwd_default_{kind}"), row.get(f"terms_fwd_bwd_fold_{kind}")
-        if d and f:
-            row[f"terms_default_over_fold_{kind}"] = d / f
+        d = row.get(f"terms_fwd_bwd_default_{kind}")
+        for name in ("fold", "cublas_fold"):
+            f = row.get(f"terms_fwd_bwd_{name}_{kind}")
+            if d and f:
+                row[f"terms_default_over_{name}_{kind}"] = d / f
     return row
 
 

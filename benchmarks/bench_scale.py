@@ -394,22 +394,22 @@ def wr_setting(fused: str | None, default: str) -> tuple[bool, bool]:
 def parse_variant(var: str) -> tuple[dict, int | None, dict]:
     """(statistics layout for `triton_infomax.STATS` ({} = the default), gradient strip rows
     or None, updates of `kernels.infomax.FOLD` ({} = the default; /b0, /b1: the bias fold
-    off or on; /mm: the matmul fold on)) of a --stats-variants entry such as
+    off or on; /mm, /mmc: the matmul fold with the Triton GEMM or cuBLAS's ReLU epilogue)) of a --stats-variants entry such as
     "512s/g256/b0+wr" (the wr suffix is `wr_setting`'s). SystemExit with one line on an unknown part, or on rows the
     kernels cannot take (`triton_infomax.rows_problem`: statistics rows a positive multiple
     of each tile height at or below them, gradient rows 0 or such a multiple; without Triton
     `_rows_sign`: statistics rows > 0, gradient rows >= 0)."""
     layout, *opts = var.removesuffix("-wr").removesuffix("+wr").split("/")
     stats, grad_rows, fold = {}, None, {}
-    form = "write LAYOUT[/gR][/b0|/b1|/mm][+wr|-wr], e.g. 512s/g256/b0+wr"
+    form = "write LAYOUT[/gR][/b0|/b1|/mm|/mmc][+wr|-wr], e.g. 512s/g256/b0+wr"
     try:
         if layout:
             stats = {"rows": int(layout.removesuffix("s")), "shift": layout.endswith("s")}
         for opt in opts:
             if opt in ("b0", "b1"):
                 fold["bias"] = opt == "b1"
-            elif opt == "mm":
-                fold["matmul"] = True
+            elif opt in ("mm", "mmc"):  # the matmul fold's forward: Triton GEMM / cuBLAS
+                fold["matmul"] = "triton" if opt == "mm" else "cublas"
             elif opt.startswith("g"):
                 grad_rows = int(opt[1:])
             else:
@@ -759,7 +759,8 @@ def main(argv: list[str] | None = None) -> int:
                         "fold (kernels.infomax.FOLD: the bias in the encoder's matmul, its "
                         "gradient by autograd), e.g. 256/b0+wr (the v2 step); /mm: the matmul "
                         "fold (the encoder's matmul inside the statistics pass, "
-                        "kernels.triton_matmul_stats), e.g. 512s/mm; "
+                        "kernels.triton_matmul_stats), e.g. 512s/mm; /mmc: the matmul fold "
+                        "with cuBLAS's ReLU epilogue writing the codes; "
                         "-wr / +wr: without / with the zero-weight wr metric in the step "
                         "(overrides --wr), e.g. 256/g0+wr; +wr alone: the default layouts "
                         "with wr in the step")  # fmt: skip

@@ -21,8 +21,14 @@ from pathlib import Path
 from round8_summary import MIN_PAIRS, clean, fmt, paired, process_verdict, uncounted  # same folder
 from round8_summary import load as round8_load
 
-ROWS = {"D": "encoder_sketch32+fused[stats=512s/b0]",
-        "M": "encoder_sketch32+fused[stats=512s/mm]", "L": "standard_sae"}  # fmt: skip
+def rows(candidate: str = "512s/mm") -> dict[str, str]:
+    """Short name -> bench_scale row: D the default step, M the candidate variant (round 14:
+    512s/mm, the Triton GEMM; round 15: 512s/mmc, cuBLAS's ReLU epilogue), L the L1 SAE."""
+    return {"D": "encoder_sketch32+fused[stats=512s/b0]",
+            "M": f"encoder_sketch32+fused[stats={candidate}]", "L": "standard_sae"}  # fmt: skip
+
+
+ROWS = rows()
 MIN_PROCESSES = 2  # counting processes of each kind (G, P) a decision needs
 TARGET = 1.5  # L1 SAE step / the sketched encoder's step
 
@@ -49,15 +55,16 @@ def decide(procs: dict[str, dict]) -> tuple[str, dict[str, str]]:
     return "undecided", per
 
 
-def report(folder: Path) -> str:
-    procs, skipped = round8_load(folder, ROWS, kinds="GP")
-    lines = ["# Round 14: the matmul fold (M) against the default sketched step (D)", "",
+def report(folder: Path, candidate: str = "512s/mm") -> str:
+    names = rows(candidate)
+    procs, skipped = round8_load(folder, names, kinds="GP")
+    lines = [f"# The matmul fold (M = {candidate}) against the default sketched step (D)", "",
              *skipped, "| process | D ms | M ms | L ms | M - D (median of pairs) | verdict "
              "| L / D | L / M |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     decision, per = decide(procs)
     ratios = {}
     for p, v in procs.items():
-        med = {r: median_ms(v["win"].get(r, {})) for r in ROWS}
+        med = {r: median_ms(v["win"].get(r, {})) for r in names}
         diffs = paired(v["win"], "M")
         ld = med["L"] / med["D"] if med["L"] and med["D"] else None
         lm = med["L"] / med["M"] if med["L"] and med["M"] else None
@@ -76,9 +83,10 @@ def report(folder: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        raise SystemExit("usage: python benchmarks/round14_summary.py DIR (the G*.json, P*.json)")
-    print(report(Path(args[0])), end="")
+    if len(args) not in (1, 2):
+        raise SystemExit("usage: python benchmarks/round14_summary.py DIR [VARIANT] (DIR: the "
+                         "G*.json, P*.json; VARIANT: the candidate row, default 512s/mm)")  # fmt: skip
+    print(report(Path(args[0]), *args[1:]), end="")
     return 0
 
 

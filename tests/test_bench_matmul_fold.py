@@ -36,8 +36,10 @@ def test_bench_matmul_fold_smoke(tmp_path):
     assert 0 <= res["best_config"] < n and times[res["best_config"]] == min(times)
     assert res["default_over_fold"] == res["default_forward"] / min(times)
     for kind in ("events", "graph"):
-        want = res[f"terms_fwd_bwd_default_{kind}"] / res[f"terms_fwd_bwd_fold_{kind}"]
-        assert res[f"terms_default_over_fold_{kind}"] == want
+        for name in ("fold", "cublas_fold"):
+            want = res[f"terms_fwd_bwd_default_{kind}"] / res[f"terms_fwd_bwd_{name}_{kind}"]
+            assert res[f"terms_default_over_{name}_{kind}"] == want
+    assert res["default_over_cublas_fold"] == res["default_forward"] / res["cublas_fold_forward"]
     diag = [k for k in res if k.startswith("diag[")]
     assert len(diag) == 4 * (1 + len(bench.DIAG_CONFIGS)) and res["diag_configs"][0] == tm.MM_CONFIGS[res["best_config"]]
     agree = res["agreement"]

@@ -57,7 +57,7 @@ def test_rows_and_table_say_whether_wr_is_in_the_step(capsys, tmp_path):
     out = tmp_path / "bench.json"
     args = ["--device", "cpu", "--K", "64", "--D", "8", "--B", "32", "--steps", "1",
             "--warmup", "0", "--models", "encoder_sketch,standard_sae", "--probes", "4",
-            "--fused", "--skip", "encoder_sketch4+ref", "--stats-variants=+wr,256/b1,512s/mm",
+            "--fused", "--skip", "encoder_sketch4+ref", "--stats-variants=+wr,256/b1,512s/mm,512s/mmc",
             "--out", str(out)]  # fmt: skip
     assert bench_scale.main(args) == 0
     text = capsys.readouterr().out
@@ -74,6 +74,7 @@ def test_rows_and_table_say_whether_wr_is_in_the_step(capsys, tmp_path):
     assert fold["stats_pass"] == {"rows": 256, "shift": False}
     assert base["matmul_fold"] is False and fold["matmul_fold"] is False
     assert rows["encoder_sketch4+fused[stats=512s/mm]/eager"]["matmul_fold"] is True
+    assert rows["encoder_sketch4+fused[stats=512s/mmc]/eager"]["matmul_fold"] is True
     cells = {s.split("|")[1].strip(): [c.strip() for c in s.split("|")[2:-1]]
              for s in text.splitlines() if s.startswith("| encoder_sketch4")}  # fmt: skip
     assert cells["encoder_sketch4+fused/eager"][4:6] == ["no", "no"]  # wr in step, bias fold
@@ -90,7 +91,8 @@ def test_rows_and_table_say_whether_wr_is_in_the_step(capsys, tmp_path):
     ("512s/g256/b0+wr", ({"rows": 512, "shift": True}, 256, {"bias": False})),
     ("+wr", ({}, None, {})), ("256/b1", ({"rows": 256, "shift": False}, None, {"bias": True})),
     ("64-wr", ({"rows": 64, "shift": False}, None, {})),
-    ("512s/mm", ({"rows": 512, "shift": True}, None, {"matmul": True})),
+    ("512s/mm", ({"rows": 512, "shift": True}, None, {"matmul": "triton"})),
+    ("512s/mmc", ({"rows": 512, "shift": True}, None, {"matmul": "cublas"})),
 ])  # fmt: skip
 def test_parse_variant(var, want):
     assert bench_scale.parse_variant(var) == want

@@ -90,16 +90,17 @@ def terms_and_grads(fn, x, w, bias):
     return torch.stack([t.detach() for t in out[:3]]), torch.autograd.grad(loss, xs)
 
 
+@pytest.mark.parametrize("forward", ["triton", "cublas"])
 @pytest.mark.parametrize("b,k,d,m", [(70, 300, 50, 8), (300, 130, 64, 4)])
-def test_fused_encoder_terms_match_reference(b, k, d, m):
+def test_fused_encoder_terms_match_reference(b, k, d, m, forward):
     """lse, var, tc and their gradients to x, W and b against the reference formulas on
     ReLU(x W^T + b) through autograd, to 1e-5 relative (the gradient to its largest entry);
-    the dead units get no gradient."""
+    the dead units get no gradient. Both forwards: the Triton GEMM and cuBLAS's epilogue."""
     x, w, bias = operands(b, k, d)
     v = torch.randn(k, m, generator=torch.Generator().manual_seed(1)).to(DEVICE)
 
     def fused(x, w, bias):
-        return fused_impl.fused_encoder_terms(x, w, bias, v, 1e-6)
+        return fused_impl.fused_encoder_terms(x, w, bias, v, 1e-6, forward)
 
     def plain(x, w, bias):
         return infomax_reference(torch.relu(x @ w.T + bias), v, 1e-6)
@@ -126,6 +127,11 @@ def test_fused_encoder_terms_return_the_codes_detached():
 
 def test_mm_stats_refuses_mismatched_operands():
     x, w, bias = operands(70, 300, 50)
+    v = torch.randn(300, 8, device=DEVICE)
+    with pytest.raises(ValueError, match="must be \\(K,\\)"):
+        fused_impl.fused_encoder_terms(x, w, bias[:10], v, 1e-6, "cublas")
+    with pytest.raises(ValueError, match="forward must be one of \\('triton', 'cublas'\\), got 'x'"):
+        fused_impl.fused_encoder_terms(x, w, bias, v, 1e-6, "x")
     with pytest.raises(ValueError, match="must be \\(B, D\\) and \\(K, D\\) of one dtype"):
         tm.mm_stats(x, w[:, :40], bias)
     with pytest.raises(ValueError, match="one dtype"):
@@ -145,8 +151,21 @@ def test_the_op_kinds_give_the_kernel_values(monkeypatch, kind):
         assert torch.equal(g, want)
 
 
+def test_cublas_forward_writes_the_codes_and_their_statistics():
+    """`linear_relu_stats`: a = ReLU(x W^T + b) (addmm's sum, then ReLU) and the statistics
+    pass's partials of exactly those codes."""
+    from implicit_em.kernels import triton_infomax as tk
+
+    x, w, bias = operands(300, 260, 64)
+    a, *parts = fused_impl.linear_relu_stats(x, w, bias)
+    torch.testing.assert_close(a, torch.relu(x @ w.T + bias), rtol=1e-5, atol=1e-5)
+    for got, want in zip(parts, tk.stats_partials(a), strict=True):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("forward", ["triton", "cublas"])
 @pytest.mark.parametrize("centre", [False, True])
-def test_encoder_family_takes_the_matmul_fold(monkeypatch, centre):
+def test_encoder_family_takes_the_matmul_fold(monkeypatch, centre, forward):
     """With FOLD["matmul"] on, the family's step on the fused sketched path goes through
     `fused_encoder_terms`; its terms, codes and parameter gradients (W, b) equal the
     reference step's (fused off) to 1e-5 relative, with centred inputs too. Off by default;
@@ -158,12 +177,12 @@ def test_encoder_family_takes_the_matmul_fold(monkeypatch, centre):
     calls = []
     real = fused_impl.fused_encoder_terms
     monkeypatch.setattr(fused_impl, "fused_encoder_terms",
-                        lambda *a: calls.append(1) or real(*a))  # fmt: skip
+                        lambda *a: calls.append(fused_impl.FOLD["matmul"]) or real(*a))  # fmt: skip
     cfg = LossConfig(tc_probes=8)
     x = torch.randn(70, 24, device=DEVICE) + 0.5
     with fused_mode("on"):
         assert not fam.matmul_fold(Encoder(24, 300).to(DEVICE), cfg, x)  # the default
-    monkeypatch.setitem(fused_impl.FOLD, "matmul", True)
+    monkeypatch.setitem(fused_impl.FOLD, "matmul", forward)
     weights = term_weights("encoder", cfg, 300)
     results = []
     for mode in ("on", "off"):
@@ -176,7 +195,7 @@ def test_encoder_family_takes_the_matmul_fold(monkeypatch, centre):
         results.append(([p.grad.clone() for p in model.parameters()],
                         torch.stack([terms[k].detach() for k in ("lse", "var", "tc", "wr")]),
                         terms["a"].detach()))  # fmt: skip
-    assert calls == [1]
+    assert calls == [forward]
     (gf, vf, af), (gr, vr, ar) = results
     assert [g.shape for g in gf] == [(300, 24), (300,)]
     for a, b in zip(gf, gr, strict=True):

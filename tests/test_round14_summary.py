@@ -63,3 +63,22 @@ def test_mixed_or_slower_processes(tmp_path):
     text = summary.report(tmp_path)
     assert "| P2 | 0.800 | 0.800 | 1.200 | +0.000 | neither |" in text
     assert "**Decision (M against D):** undecided." in text
+
+
+def test_another_candidate_row(tmp_path):
+    """Round 15's candidate (512s/mmc) read by name: its windows are M."""
+    summary_rows = summary.rows("512s/mmc")
+    assert summary_rows["M"] == "encoder_sketch32+fused[stats=512s/mmc]"
+    old = dict(summary.ROWS)
+    summary.ROWS.clear()
+    summary.ROWS.update(summary_rows)  # the writer below names windows by ROWS
+    try:
+        for p in ("G1", "G2", "P1", "P2"):
+            process(tmp_path, p, {"D": const(0.8), "M": const(0.7), "L": const(1.2)})
+    finally:
+        summary.ROWS.clear()
+        summary.ROWS.update(old)
+    text = summary.report(tmp_path, "512s/mmc")
+    assert text.startswith("# The matmul fold (M = 512s/mmc)")
+    assert "**Decision (M against D):** faster." in text
+    assert "| G1 | 0.800 | - |" in summary.report(tmp_path, "512s/mm")

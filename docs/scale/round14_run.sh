@@ -32,7 +32,8 @@ $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton
 git log --oneline -1 2>/dev/null || echo "no git history in this copy"
 
 if has check; then
-    for f in tests/test_matmul_stats.py:150 tests/test_kernels.py:150 tests/test_triton_ops.py:110; do
+    # CHECK: test files with their time limits (round 15: the fold's file alone)
+    for f in ${CHECK:-tests/test_matmul_stats.py:150 tests/test_kernels.py:150 tests/test_triton_ops.py:110}; do
         t "check ${f%%:*}"
         IMPLICIT_EM_AUTOTUNE=0 timeout -s INT -k 10 "${f##*:}" $PY -m pytest -vv -p no:warnings \
             "${f%%:*}" >> "$OUT/check.txt" 2>&1
@@ -54,7 +55,8 @@ export IMPLICIT_EM_MM_CONFIG=$MM_CONFIG
 t "tile MM_CONFIGS[$MM_CONFIG]"
 
 S=encoder_sketch32+fused
-D="$S[stats=512s/b0]"; M="$S[stats=512s/mm]"; L=standard_sae
+CAND=${CAND:-512s/mm}  # the candidate row M (round 15: 512s/mmc, cuBLAS's ReLU epilogue)
+D="$S[stats=512s/b0]"; M="$S[stats=$CAND]"; L=standard_sae
 smi() {
     nvidia-smi -i 0 --query-gpu=clocks.sm,clocks.mem,temperature.gpu,power.draw,pstate \
         --format=csv,noheader 2>/dev/null || echo "n/a"
@@ -73,7 +75,7 @@ for name in $PARTS; do
     TORCHINDUCTOR_CACHE_DIR="$CACHES/$name" IMPLICIT_EM_AUTOTUNE=1 timeout "$P_S" \
         $PY benchmarks/bench_scale.py --amp bf16 --compile compiled $flags --fused \
         --models encoder_sketch,standard_sae --skip "$S,encoder_sketch32+ref" \
-        --stats-variants=512s/b0,512s/mm --order "$order" --warmup "$WARMUP" \
+        --stats-variants=512s/b0,$CAND --order "$order" --warmup "$WARMUP" \
         --interleave "$W_STEPS" --windows "$WINDOWS" \
         $EXTRA --out "$W/$name.json" > "$W/$name.log" 2>&1
     rc=$?
@@ -83,7 +85,7 @@ for name in $PARTS; do
 done
 
 t summary
-timeout 20 $PY benchmarks/round14_summary.py "$W" > "$OUT/summary.md" 2>&1
+timeout 20 $PY benchmarks/round14_summary.py "$W" "$CAND" > "$OUT/summary.md" 2>&1
 echo "summary rc=$?"; cat "$OUT/summary.md"
 tar -czf "$OUT/r14.tar.gz" -C "$OUT" r14 && rm -r "$W"
 rm -rf "$CACHES"

@@ -33,10 +33,11 @@ def matmul_fold(model, loss, x: Tensor) -> bool:
     """Whether the step computes the encoder's matmul inside the fused statistics pass (the
     matmul fold, issue 19's round 14: `kernels.infomax.fused_encoder_terms`): where the bias
     fold could apply (`bias_fold`'s conditions but its switch) and `kernels.infomax.FOLD`
-    ["matmul"] is on. It takes precedence over the bias fold, whose bias it folds too."""
+    ["matmul"] names a forward ("triton" or "cublas"). It takes precedence over the bias
+    fold, whose bias it folds too."""
     from implicit_em.kernels.infomax import FOLD
 
-    return FOLD["matmul"] and _foldable(model, loss, x)
+    return bool(FOLD["matmul"]) and _foldable(model, loss, x)
 
 
 def _foldable(model, loss, x: Tensor) -> bool:

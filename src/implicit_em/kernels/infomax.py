@@ -173,11 +173,15 @@ EXACT = {"gram": "float32", "blocks": 4}
 # not all beyond the spread across processes (S = 0.325 ms): undecided, so it stays off.
 # Round 8 (the rows timed in interleaved windows, fold minus default in the same cycle): per
 # process median -0.012, +0.007, -0.027, -0.062 ms, no process "faster": undecided, stays off.
-# "matmul" (issue 19, round 14): the encoder's matmul itself inside the statistics pass
-# (`triton_matmul_stats`, `fused_encoder_terms`): one Triton GEMM writes a = ReLU(x W^T + b)
-# and the statistics' partials, so z is never written or read; the bias is folded with it.
-# Off until an H200 round decides it (docs/scale/round14-PLAN.md).
+# "matmul" (issue 19, rounds 14-15): the encoder's matmul inside the fused terms
+# (`fused_encoder_terms`, whose backward writes dL/dz and dL/db in the gradient pass and then
+# dW = dz^T x), False for off, or which forward: "triton" (`triton_matmul_stats`: one Triton
+# GEMM writes a = ReLU(x W^T + b) and the statistics' partials; round 14 measured it slower
+# on the H200) or "cublas" (cuBLAS's ReLU epilogue writes a, `torch._addmm_activation`, then
+# the statistics pass reads a and writes nothing: z is never written). Off until a round
+# decides it (docs/scale/round14-PLAN.md).
 FOLD = {"bias": False, "matmul": False}
+MATMUL_FOLDS = (False, "triton", "cublas")
 
 
 def _mm(a: Tensor, w: Tensor) -> Tensor:
@@ -304,20 +308,51 @@ def _(x: Tensor, w: Tensor, bias: Tensor) -> tuple[Tensor, Tensor, Tensor, Tenso
             x.new_empty(col_shape, **f32), x.new_empty(col_shape, **f32))  # fmt: skip
 
 
+@torch.library.custom_op("implicit_em::linear_relu_stats", mutates_args=())
+def linear_relu_stats(
+    x: Tensor, w: Tensor, bias: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(a (B, K), then `infomax_stats`' partials of a) for a = ReLU(x W^T + b): cuBLAS writes
+    a with the bias and ReLU in its epilogue (`torch._addmm_activation`; on the CPU addmm then
+    ReLU), and the statistics pass reads a without writing it again. b is rounded to x's
+    dtype, as autocast's F.linear rounds it."""
+    a = torch._addmm_activation(bias.to(x.dtype), x, w.mT)  # (B, K)
+    return (a, *_kernels().stats_partials(a))
+
+
+@linear_relu_stats.register_fake
+def _(x: Tensor, w: Tensor, bias: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    a = x.new_empty(x.shape[0], w.shape[0])
+    return (a, *infomax_stats(a))
+
+
+def _matmul_forward(x: Tensor, w: Tensor, bias: Tensor, kind: str) -> tuple[Tensor, ...]:
+    """(a, row_lse, mean, ss) of a = ReLU(x W^T + b) by the forward `kind` names: "cublas"
+    or "triton" (see FOLD)."""
+    if kind == "cublas":
+        from implicit_em.kernels.triton_infomax import STATS
+
+        a, *parts = linear_relu_stats(x, w, bias)
+        rows = STATS["rows"]
+    else:
+        from implicit_em.kernels.triton_matmul_stats import MM
+
+        a, *parts = _op("mm_stats")(x, w, bias)
+        rows = MM["BM"]
+    return (a, *merge_partials(*parts, x.shape[0], rows))
+
+
 class _MatmulSketchTerms(torch.autograd.Function):
     """(x, W, b, V) -> (lse, var, tc, a) for a = ReLU(x W^T + b): the sketched terms of
-    `_SketchTerms` with the encoder's matmul in the statistics pass (the matmul fold,
-    `triton_matmul_stats`). Backward: dL/dz and dL/db from the gradient pass, then
+    `_SketchTerms` with the encoder's matmul inside (the matmul fold, `_matmul_forward`:
+    `triton_matmul_stats`' GEMM or cuBLAS's ReLU epilogue). Backward: dL/dz and dL/db from the gradient pass, then
     dW = dz^T x (K, D) and, when x needs it, dx = dz W (B, D) in cuBLAS. a is returned
     detached (no gradient flows back through it)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor, bias: Tensor, probes: Tensor,
-                eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-        from implicit_em.kernels.triton_matmul_stats import MM
-
-        a, rmax, rsum, cmean, cm2 = _op("mm_stats")(x, w, bias)
-        row_lse, mean, ss = merge_partials(rmax, rsum, cmean, cm2, x.shape[0], MM["BM"])
+    def forward(ctx, x: Tensor, w: Tensor, bias: Tensor, probes: Tensor, eps: float,
+                kind: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+        a, row_lse, mean, ss = _matmul_forward(x, w, bias, kind)
         out, saved = _sketch_forward(a, probes.float(), row_lse, mean, ss, eps)
         ctx.save_for_backward(x, w, *saved)
         ctx.eps, ctx.bias_dtype = eps, bias.dtype
@@ -330,20 +365,29 @@ class _MatmulSketchTerms(torch.autograd.Function):
         dz, db = _sketch_backward(tuple(saved), ctx.eps, g_lse, g_var, g_tc, True, True)
         dw = dz.mT @ x if ctx.needs_input_grad[1] else None  # (K, D)
         dx = dz @ w if ctx.needs_input_grad[0] else None  # (B, D)
-        return dx, dw, db.to(ctx.bias_dtype), None, None
+        return dx, dw, db.to(ctx.bias_dtype), None, None, None
 
 
 def fused_encoder_terms(
-    x: Tensor, w: Tensor, bias: Tensor, probes: Tensor, variance_eps: float
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    x: Tensor, w: Tensor, bias: Tensor, probes: Tensor, variance_eps: float,
+    forward: str | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """(lse, var, tc, a) of the codes a = ReLU(x W^T + b) (B, K) with the sketched penalty
     (probes V (K, m)), the encoder's matmul computed inside the statistics pass (the matmul
     fold, `FOLD["matmul"]`): the values and gradients (to x, W and b) of
     `fused_terms(a, probes, eps, preact=x W^T, bias=b)`, up to the order of the matmul's
     float32 sums. x (B, D) and w (K, D) of one dtype (bf16 under autocast: cast them first),
-    bias (K,) float32. a comes back detached, in x's dtype. Raises ValueError on mismatched
-    shapes or dtypes (`triton_matmul_stats.mm_stats`)."""
-    return _MatmulSketchTerms.apply(x, w, bias, probes, variance_eps)
+    bias (K,) float32. a comes back detached, in x's dtype. forward: "triton" or "cublas"
+    (see FOLD); None: FOLD["matmul"], or "triton" when that is off. Raises ValueError on
+    mismatched shapes or dtypes (`triton_matmul_stats.check_operands`) or another forward."""
+    from implicit_em.kernels.triton_matmul_stats import check_operands
+
+    kind = forward or FOLD["matmul"] or "triton"
+    if kind not in MATMUL_FOLDS[1:]:
+        raise ValueError(f"the matmul fold's forward must be one of {MATMUL_FOLDS[1:]}, got "
+                         f"{kind!r}: set kernels.infomax.FOLD['matmul'] to one of them")  # fmt: skip
+    check_operands(x, w, bias)
+    return _MatmulSketchTerms.apply(x, w, bias, probes, variance_eps, kind)
 
 
 def fused_terms(

@@ -120,6 +120,16 @@ def _mm_stats_kernel(
     tl.store(cm2_ptr + pid_m * K + cols, tl.sum(dev * dev, axis=0), mask=cmask)
 
 
+def check_operands(x: Tensor, w: Tensor, bias: Tensor) -> None:
+    """Raise ValueError unless x (B, D) and w (K, D) share a dtype and bias is (K,)."""
+    if x.dim() != 2 or w.dim() != 2 or x.shape[1] != w.shape[1] or x.dtype != w.dtype:
+        raise ValueError(f"the matmul fold: x {tuple(x.shape)} {x.dtype} and W "
+                         f"{tuple(w.shape)} {w.dtype} must be (B, D) and (K, D) of one dtype")  # fmt: skip
+    if tuple(bias.shape) != (w.shape[0],):
+        raise ValueError(f"the matmul fold: bias {tuple(bias.shape)} must be (K,) = "
+                         f"({w.shape[0]},)")  # fmt: skip
+
+
 def mm_stats(x: Tensor, w: Tensor, bias: Tensor, config: dict | None = None,
              traced: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """(a, rmax, rsum, cmean, cm2) for a = ReLU(x W^T + b): a (B, K) contiguous in x's dtype;
@@ -133,11 +143,7 @@ def mm_stats(x: Tensor, w: Tensor, bias: Tensor, config: dict | None = None,
     `MM_CONFIGS` instead of `MM` (optional keys: "WT", "EPILOGUE", see the kernel). traced: launch through torch.library.wrap_triton (the body
     of a torch.library.triton_op, `kernels.triton_ops`). Raises ValueError on mismatched
     shapes or dtypes."""
-    if x.dim() != 2 or w.dim() != 2 or x.shape[1] != w.shape[1] or x.dtype != w.dtype:
-        raise ValueError(f"mm_stats: x {tuple(x.shape)} {x.dtype} and W {tuple(w.shape)} "
-                         f"{w.dtype} must be (B, D) and (K, D) of one dtype")  # fmt: skip
-    if tuple(bias.shape) != (w.shape[0],):
-        raise ValueError(f"mm_stats: bias {tuple(bias.shape)} must be (K,) = ({w.shape[0]},)")
+    check_operands(x, w, bias)
     c = dict(config or MM)
     b, k, d = x.shape[0], w.shape[0], x.shape[1]
     row_shape, col_shape = mm_partial_shapes(b, k, c)
