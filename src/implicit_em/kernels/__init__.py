@@ -13,10 +13,11 @@
   takes the fused LSE and statistics, and for the unit columns either the Gram (B < K) formed
   from its upper block rows (`infomax._GramBlocked`; optionally in bf16, `infomax.EXACT`) or
   the reference's K x K path.
-- the matmul fold (`triton_matmul_stats`, `infomax.fused_encoder_terms`; off unless
-  `infomax.FOLD["matmul"]`): the encoder's own matmul in a Triton GEMM whose epilogue writes a
-  and the statistics, so z is never written. Same values (bit for bit with cuBLAS's codes on
-  the H200), but slower there: issue 19's round 14, docs/benchmarks.md.
+- the matmul fold (`infomax.fused_encoder_terms`; off unless `infomax.FOLD["matmul"]` names
+  its forward): "triton", the encoder's own matmul in a Triton GEMM whose epilogue writes a
+  and the statistics (`triton_matmul_stats`; bit for bit cuBLAS's codes on the H200, but
+  slower: issue 19's round 14), or "cublas", cuBLAS's ReLU epilogue writing a and the
+  statistics pass reading it (round 15: no measurable gain). docs/benchmarks.md.
 - reference: `losses.infomax_reference`, used on the CPU, under vmap (the stacked trainer), and
   whenever Triton is missing.
 
