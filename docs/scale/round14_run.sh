@@ -46,7 +46,7 @@ if has pieces; then
     t "pieces"
     TORCHINDUCTOR_CACHE_DIR="$CACHES/pieces" timeout 120 $PY benchmarks/bench_matmul_fold.py \
         --out "$OUT/fold.json" > "$OUT/fold.log" 2>&1
-    t "pieces rc=$?"; grep -E '"(matmul|default_forward|bias_fold_forward|mm_stats.*|best_config|.*_over_.*)"' "$OUT/fold.log"
+    t "pieces rc=$?"; grep -E '"(matmul|default_forward|bias_fold_forward|cublas_fold_forward|mm_stats.*|best_config|.*_over_.*)"' "$OUT/fold.log"
 fi
 if [ -z "${MM_CONFIG:-}" ]; then
     MM_CONFIG=$($PY -c "import json; print(json.load(open('$OUT/fold.json'))['best_config'])" 2>/dev/null || echo 0)

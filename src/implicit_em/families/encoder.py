@@ -30,7 +30,7 @@ def bias_fold(model, loss, x: Tensor) -> bool:
 
 
 def matmul_fold(model, loss, x: Tensor) -> bool:
-    """Whether the step computes the encoder's matmul inside the fused statistics pass (the
+    """Whether the step computes the encoder's matmul together with the fused statistics (the
     matmul fold, issue 19's round 14: `kernels.infomax.fused_encoder_terms`): where the bias
     fold could apply (`bias_fold`'s conditions but its switch) and `kernels.infomax.FOLD`
     ["matmul"] names a forward ("triton" or "cublas"). It takes precedence over the bias
@@ -92,8 +92,9 @@ class EncoderFamily(Family):
         return terms
 
     def _matmul_fold_terms(self, model, x, loss, amp, with_wr) -> dict:
-        """`loss_terms` under the matmul fold: the codes and the InfoMax terms from one
-        Triton GEMM with the statistics in its epilogue (`fused_encoder_terms`)."""
+        """`loss_terms` under the matmul fold: the codes and the InfoMax terms from the
+        forward FOLD["matmul"] names (the Triton GEMM with the statistics in its epilogue,
+        or cuBLAS's ReLU epilogue then the statistics pass; `fused_encoder_terms`)."""
         from implicit_em.kernels.infomax import fused_encoder_terms
 
         model.observe_mean_(x)

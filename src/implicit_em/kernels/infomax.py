@@ -74,7 +74,9 @@ OPS_KINDS = ("custom", "triton")
 
 def _op(name: str):
     """The operator `name` ("stats", "relu_stats", "grad" or "mm_stats") of the kind
-    OPS["kind"] says. Raises ValueError for another kind."""
+    OPS["kind"] says. Raises ValueError for another kind. (`linear_relu_stats`, the cuBLAS
+    fold's forward, is a custom op only: its statistics pass stays opaque to torch.compile
+    under either kind.)"""
     kind = OPS["kind"]
     if kind == "custom":
         return {"stats": infomax_stats, "relu_stats": infomax_relu_stats,
@@ -374,8 +376,9 @@ def fused_encoder_terms(
     forward: str | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """(lse, var, tc, a) of the codes a = ReLU(x W^T + b) (B, K) with the sketched penalty
-    (probes V (K, m)), the encoder's matmul computed inside the statistics pass (the matmul
-    fold, `FOLD["matmul"]`): the values and gradients (to x, W and b) of
+    (probes V (K, m)), the encoder's matmul computed with the statistics (the matmul
+    fold, `FOLD["matmul"]`: the Triton GEMM's epilogue, or cuBLAS's ReLU epilogue followed by
+    the statistics pass): the values and gradients (to x, W and b) of
     `fused_terms(a, probes, eps, preact=x W^T, bias=b)`, up to the order of the matmul's
     float32 sums. x (B, D) and w (K, D) of one dtype (bf16 under autocast: cast them first),
     bias (K,) float32. a comes back detached, in x's dtype. forward: "triton" or "cublas"

@@ -3,21 +3,23 @@
 Legend: B batch, D input dim, K components. x (B, D) inputs (centred as the encoder centres
 them), W (K, D), b (K,) float32, z = x W^T + b, a = ReLU(z) (B, K) codes.
 
-The sketched step's forward used to be two passes over (B, K): cuBLAS writes z, then the
+The default sketched step's forward is two passes over (B, K): cuBLAS writes z, then the
 statistics pass (`triton_infomax.stats_partials`) reads it back and writes a. Here one Triton
-GEMM does both: each program owns a (BM, BN) tile of z, accumulates it over D on the tensor
-cores (tl.dot), and in its epilogue rounds it as the unfused step's F.linear(x, W, b.to(dtype))
-does (the bias added to the float32 sum, one rounding), applies ReLU, writes the tile of a, each row's max
-of -a and sum of exp(-a - max) over the tile's BN columns, and each column's mean and
-centred sum of squares over the tile's BM rows (exact in registers). No (B, K) tensor but a
-itself is written, none is read. `kernels.infomax.merge_partials` merges the partials as it
-merges the statistics pass's (Chan, Golub and LeVeque's update over row chunks of BM).
+GEMM does both (`kernels.infomax.FOLD["matmul"] = "triton"`; off by default, and slower on
+the H200: issue 19's round 14). Each program owns a (BM, BN) tile of z and accumulates it over
+D on the tensor cores (tl.dot). Its epilogue rounds the tile as the unfused step's
+F.linear(x, W, b.to(dtype)) does (the bias added to the float32 sum, one rounding), applies
+ReLU, writes the tile of a, each row's max of -a and sum of exp(-a - max) over the tile's BN
+columns, and each column's mean and centred sum of squares over the tile's BM rows (exact in
+registers). No (B, K) tensor but a itself is written, none is read.
+`kernels.infomax.merge_partials` merges the partials as it merges the statistics pass's (Chan,
+Golub and LeVeque's update over row chunks of BM).
 
 The tile shape fixes the partials' shapes, so it is not autotuned: `MM` holds the one in use,
 `MM_CONFIGS[i]` for the environment variable IMPLICIT_EM_MM_CONFIG=i (default 0); the tests
-run each tile, and benchmarks/bench_matmul_fold.py times each on the GPU. Programs run in groups of GROUP row tiles per column
-strip (the grouped order of Triton's matmul tutorial), so that a strip of W is read from L2
-by the group.
+run each tile, and benchmarks/bench_matmul_fold.py times each on the GPU. Programs run in
+groups of GROUP row tiles per column strip (the grouped order of Triton's matmul tutorial), so
+that a strip of W is read from L2 by the group.
 """
 
 from __future__ import annotations
@@ -137,11 +139,14 @@ def mm_stats(x: Tensor, w: Tensor, bias: Tensor, config: dict | None = None,
     BN columns; float32 column partials (nM, K): each column's mean and centred sum of squares
     per chunk of BM rows (the last chunk B - (nM - 1) BM rows). Shapes: `mm_partial_shapes`.
 
-    x (B, D) and w (K, D) of one dtype (float32 or bfloat16), bias (K,) (read as float32,
-    rounded to x's dtype). z = x W^T + b is accumulated in float32 and rounded once to x's
-    dtype, as `F.linear(x, W, b.to(dtype))` rounds it (cuBLAS's bias epilogue). config: a tile of
-    `MM_CONFIGS` instead of `MM` (optional keys: "WT", "EPILOGUE", see the kernel). traced: launch through torch.library.wrap_triton (the body
-    of a torch.library.triton_op, `kernels.triton_ops`). Raises ValueError on mismatched
+    x (B, D) and w (K, D) of one dtype (float32 and bfloat16 are tested), bias (K,) (read as
+    float32, rounded to x's dtype). z = x W^T + b is accumulated in float32 and rounded once to
+    x's dtype, as `F.linear(x, W, b.to(dtype))` rounds it (cuBLAS's bias epilogue).
+    config: a tile of `MM_CONFIGS` instead of `MM` (optional keys "WT" and "EPILOGUE", see the
+    kernel; with "EPILOGUE" False the first output is z itself, not ReLU(z), and the four
+    partials are left unwritten: for benchmarks only). traced: launch through
+    torch.library.wrap_triton (the body of a torch.library.triton_op, `kernels.triton_ops`).
+    Raises ValueError on mismatched
     shapes or dtypes."""
     check_operands(x, w, bias)
     c = dict(config or MM)

@@ -3,8 +3,9 @@
 Legend: B batch, K components, r = 2m (m probes). a (B, K) codes (float32 or bfloat16).
 
 `kernels.infomax` reaches its Triton kernels through three torch.library.custom_op operators
-(`infomax_stats`, `infomax_relu_stats`, `infomax_grad`; and the matmul fold's
-`infomax_mm_stats`). A custom op is opaque to
+(`infomax_stats`, `infomax_relu_stats`, `infomax_grad`; and the Triton matmul fold's
+`infomax_mm_stats`, which has a twin here; the cuBLAS fold's `linear_relu_stats` has none and
+stays a custom op under either kind). A custom op is opaque to
 torch.compile: the graph holds one call per operator, and Inductor's generated code calls it
 as an extern fallback (the dispatcher, then the operator's Python body, which allocates its
 outputs and launches the kernels). The same three operators are registered here as
