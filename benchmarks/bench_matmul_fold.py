@@ -84,7 +84,8 @@ def forward_pieces(x, w, bias, steps: int) -> dict:
         except Exception as exc:  # noqa: BLE001
             row[f"mm_stats[{i}]_error"] = f"{type(exc).__name__}: {exc}"[:300]
     if not times:
-        raise SystemExit("bench_matmul_fold: no tile of MM_CONFIGS ran: see the *_error entries")
+        first = next(v for k, v in row.items() if k.endswith("_error"))
+        raise SystemExit(f"bench_matmul_fold: no tile of MM_CONFIGS ran; the first: {first}")
     best = min(times, key=times.__getitem__)
     row["best_config"] = best
     row["default_over_fold"] = row["default_forward"] / times[best]

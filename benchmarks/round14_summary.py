@@ -21,6 +21,7 @@ from pathlib import Path
 from round8_summary import MIN_PAIRS, clean, fmt, paired, process_verdict, uncounted  # same folder
 from round8_summary import load as round8_load
 
+
 def rows(candidate: str = "512s/mm") -> dict[str, str]:
     """Short name -> bench_scale row: D the default step, M the candidate variant (round 14:
     512s/mm, the Triton GEMM; round 15: 512s/mmc, cuBLAS's ReLU epilogue), L the L1 SAE."""
