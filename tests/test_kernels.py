@@ -511,35 +511,19 @@ def test_encoder_family_folds_the_bias_on_the_fused_sketch(monkeypatch, centre):
     """The family takes the bias fold exactly on the fused sketched path (`bias_fold`), and
     the step's parameter gradients (W and b) and terms match the reference step's to 1e-5,
     with centred inputs too (the input mean estimated in the same step)."""
+    from encoder_step_fixtures import assert_step_matches_reference
+
     from implicit_em.families import encoder as fam
     from implicit_em.models import Encoder
-    from implicit_em.train.loop import loss_terms, term_weights
 
     folds = []
     real = fam.bias_fold
     monkeypatch.setattr(fam, "bias_fold", lambda *a: folds.append(real(*a)) or folds[-1])
     monkeypatch.setitem(fused_impl.FOLD, "bias", True)  # off by default since round 6
     cfg = LossConfig(tc_probes=8)
-    weights = term_weights("encoder", cfg, 300)
     x = torch.randn(70, 24, device=DEVICE) + 0.5
-    results = []
-    for mode in ("on", "off"):
-        torch.manual_seed(0)
-        model = Encoder(24, 300, centre=centre).to(DEVICE)
-        torch.manual_seed(1)  # the same probes
-        with fused_mode(mode):
-            terms = loss_terms(model, x, cfg)
-        sum(weights[k] * terms[k] for k in weights).backward()
-        results.append(([p.grad.clone() for p in model.parameters()],
-                        torch.stack([terms[k].detach() for k in ("lse", "var", "tc")]),
-                        terms["a"].detach()))  # fmt: skip
+    assert_step_matches_reference(x, cfg, centre, ("lse", "var", "tc"))
     assert folds == [True, False]
-    (gf, vf, af), (gr, vr, ar) = results
-    assert [g.shape for g in gf] == [(300, 24), (300,)]
-    for a, b in zip(gf, gr, strict=True):
-        assert (a - b).abs().max() / b.abs().max() < 1e-5
-    torch.testing.assert_close(vf, vr, rtol=1e-5, atol=0.0)
-    torch.testing.assert_close(af, ar, rtol=1e-5, atol=1e-6)
     with fused_mode("on"):
         model = Encoder(24, 300).to(DEVICE)
         assert not real(model, LossConfig(), x)  # the exact penalty keeps the plain step

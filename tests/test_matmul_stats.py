@@ -170,9 +170,10 @@ def test_encoder_family_takes_the_matmul_fold(monkeypatch, centre, forward):
     `fused_encoder_terms`; its terms, codes and parameter gradients (W, b) equal the
     reference step's (fused off) to 1e-5 relative, with centred inputs too. Off by default;
     the exact penalty and softplus codes keep the plain step."""
+    from encoder_step_fixtures import assert_step_matches_reference
+
     from implicit_em.families import encoder as fam
     from implicit_em.models import Encoder
-    from implicit_em.train.loop import loss_terms, term_weights
 
     calls = []
     real = fused_impl.fused_encoder_terms
@@ -183,25 +184,8 @@ def test_encoder_family_takes_the_matmul_fold(monkeypatch, centre, forward):
     with fused_mode("on"):
         assert not fam.matmul_fold(Encoder(24, 300).to(DEVICE), cfg, x)  # the default
     monkeypatch.setitem(fused_impl.FOLD, "matmul", forward)
-    weights = term_weights("encoder", cfg, 300)
-    results = []
-    for mode in ("on", "off"):
-        torch.manual_seed(0)
-        model = Encoder(24, 300, centre=centre).to(DEVICE)
-        torch.manual_seed(1)  # the same probes
-        with fused_mode(mode):
-            terms = loss_terms(model, x, cfg)
-        sum(weights[k] * terms[k] for k in weights).backward()
-        results.append(([p.grad.clone() for p in model.parameters()],
-                        torch.stack([terms[k].detach() for k in ("lse", "var", "tc", "wr")]),
-                        terms["a"].detach()))  # fmt: skip
+    assert_step_matches_reference(x, cfg, centre, ("lse", "var", "tc", "wr"))
     assert calls == [forward]
-    (gf, vf, af), (gr, vr, ar) = results
-    assert [g.shape for g in gf] == [(300, 24), (300,)]
-    for a, b in zip(gf, gr, strict=True):
-        assert (a - b).abs().max() / b.abs().max() < 1e-5
-    torch.testing.assert_close(vf, vr, rtol=1e-5, atol=0.0)
-    torch.testing.assert_close(af, ar, rtol=1e-5, atol=1e-6)
     with fused_mode("on"):
         assert not fam.matmul_fold(Encoder(24, 300).to(DEVICE), LossConfig(), x)
         assert not fam.matmul_fold(Encoder(24, 300, "softplus").to(DEVICE), cfg, x)
