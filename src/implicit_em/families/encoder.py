@@ -105,9 +105,8 @@ class EncoderFamily(Family):
             xc = xc.to(w.dtype)
         probes = correlation_probes(w.shape[0], loss.tc_probes, xc)  # (K, m)
         lse, var, tc, a = fused_encoder_terms(xc, w, model.b, probes, loss.variance_eps)
-        terms = combined_loss(a, model.W, loss, validate=False, probes=probes,
-                              responsibilities=False, with_wr=with_wr,
-                              infomax=(lse, var, tc))  # fmt: skip
+        terms = combined_loss(a, model.W, loss, validate=False, responsibilities=False,
+                              with_wr=with_wr, infomax=(lse, var, tc))  # fmt: skip
         terms.pop("total")
         terms["a"] = a
         return terms

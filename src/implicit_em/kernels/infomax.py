@@ -41,12 +41,9 @@ def infomax_stats(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 @infomax_stats.register_fake
 def _(a: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    from implicit_em.kernels.triton_infomax import partial_shapes
+    from implicit_em.kernels.triton_infomax import empty_partials, partial_shapes
 
-    row_shape, col_shape = partial_shapes(*a.shape)
-    f32 = {"device": a.device, "dtype": torch.float32}
-    return (a.new_empty(row_shape, **f32), a.new_empty(row_shape, **f32),
-            a.new_empty(col_shape, **f32), a.new_empty(col_shape, **f32))  # fmt: skip
+    return empty_partials(*partial_shapes(*a.shape), a.device)
 
 
 @torch.library.custom_op("implicit_em::infomax_relu_stats", mutates_args=())
@@ -85,7 +82,8 @@ def _op(name: str):
         from implicit_em.kernels import triton_ops
 
         return {"stats": triton_ops.infomax_stats, "relu_stats": triton_ops.infomax_relu_stats,
-                "grad": triton_ops.infomax_grad, "mm_stats": triton_ops.infomax_mm_stats}[name]  # fmt: skip
+                "grad": triton_ops.infomax_grad,
+                "mm_stats": triton_ops.infomax_mm_stats}[name]  # fmt: skip
     raise ValueError(f"kernel operators must be one of {OPS_KINDS}, got {kind!r}: set "
                      "IMPLICIT_EM_OPS (or kernels.infomax.OPS['kind']) to custom or triton")  # fmt: skip
 
@@ -302,13 +300,11 @@ def infomax_mm_stats(
 
 @infomax_mm_stats.register_fake
 def _(x: Tensor, w: Tensor, bias: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    from implicit_em.kernels.triton_infomax import empty_partials
     from implicit_em.kernels.triton_matmul_stats import mm_partial_shapes
 
-    row_shape, col_shape = mm_partial_shapes(x.shape[0], w.shape[0])
-    f32 = {"device": x.device, "dtype": torch.float32}
-    return (x.new_empty(x.shape[0], w.shape[0]),
-            x.new_empty(row_shape, **f32), x.new_empty(row_shape, **f32),
-            x.new_empty(col_shape, **f32), x.new_empty(col_shape, **f32))  # fmt: skip
+    partials = empty_partials(*mm_partial_shapes(x.shape[0], w.shape[0]), x.device)
+    return (x.new_empty(x.shape[0], w.shape[0]), *partials)
 
 
 @torch.library.custom_op("implicit_em::linear_relu_stats", mutates_args=())
@@ -348,9 +344,9 @@ def _matmul_forward(x: Tensor, w: Tensor, bias: Tensor, kind: str) -> tuple[Tens
 class _MatmulSketchTerms(torch.autograd.Function):
     """(x, W, b, V) -> (lse, var, tc, a) for a = ReLU(x W^T + b): the sketched terms of
     `_SketchTerms` with the encoder's matmul inside (the matmul fold, `_matmul_forward`:
-    `triton_matmul_stats`' GEMM or cuBLAS's ReLU epilogue). Backward: dL/dz and dL/db from the gradient pass, then
-    dW = dz^T x (K, D) and, when x needs it, dx = dz W (B, D) in cuBLAS. a is returned
-    detached (no gradient flows back through it)."""
+    `triton_matmul_stats`' GEMM or cuBLAS's ReLU epilogue). Backward: dL/dz and dL/db from
+    the gradient pass, then dW = dz^T x (K, D) and, when x needs it, dx = dz W (B, D) in
+    cuBLAS. a is returned detached (no gradient flows back through it)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, w: Tensor, bias: Tensor, probes: Tensor, eps: float,

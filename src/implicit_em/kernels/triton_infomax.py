@@ -377,6 +377,16 @@ def _stats_shift_kernel(
     tl.store(cm2_ptr + pid_c * K + cols, tl.maximum(s2 - s1 * (s1 / n), 0.0), mask=cmask)
 
 
+def empty_partials(row_shape: tuple[int, int], col_shape: tuple[int, int],
+                   device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """Uninitialised float32 (rmax, rsum) of row_shape and (cmean, cm2) of col_shape: the
+    buffers a statistics pass writes (`stats_partials`, `triton_matmul_stats.mm_stats`, and
+    their fake implementations)."""
+    f32 = {"device": device, "dtype": torch.float32}
+    return (torch.empty(row_shape, **f32), torch.empty(row_shape, **f32),
+            torch.empty(col_shape, **f32), torch.empty(col_shape, **f32))  # fmt: skip
+
+
 def partial_shapes(b: int, k: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """Shapes of `stats_partials`' row partials (nK, B) and column partials (nC, K)."""
     return (triton.cdiv(k, BLOCK_K), b), (triton.cdiv(b, STATS["rows"]), k)
@@ -399,9 +409,7 @@ def stats_partials(a: Tensor, relu: bool = False, config: dict | None = None,
         raise ValueError("stats_partials: bias is folded only with relu=True (a holds z0)")
     b, k = a.shape
     row_shape, col_shape = partial_shapes(b, k)
-    f32 = {"device": a.device, "dtype": torch.float32}
-    rmax, rsum = torch.empty(row_shape, **f32), torch.empty(row_shape, **f32)
-    cmean, cm2 = torch.empty(col_shape, **f32), torch.empty(col_shape, **f32)
+    rmax, rsum, cmean, cm2 = empty_partials(row_shape, col_shape, a.device)
     codes = torch.empty(b, k, device=a.device, dtype=a.dtype) if relu else None
     grid = (col_shape[0], row_shape[0])
     tuned = _stats_shift_kernel if STATS["shift"] else _stats_kernel

@@ -33,7 +33,12 @@ from torch import Tensor
 from torch.library import wrap_triton
 
 from implicit_em.kernels import interpreted
-from implicit_em.kernels.triton_infomax import _round_to, _store_row_partials, dot_precision
+from implicit_em.kernels.triton_infomax import (
+    _round_to,
+    _store_row_partials,
+    dot_precision,
+    empty_partials,
+)
 
 # The tile of z each program computes, its D step, and the launch's warps and pipeline stages.
 MM_CONFIGS = [
@@ -152,9 +157,7 @@ def mm_stats(x: Tensor, w: Tensor, bias: Tensor, config: dict | None = None,
     c = dict(config or MM)
     b, k, d = x.shape[0], w.shape[0], x.shape[1]
     row_shape, col_shape = mm_partial_shapes(b, k, c)
-    f32 = {"device": x.device, "dtype": torch.float32}
-    rmax, rsum = torch.empty(row_shape, **f32), torch.empty(row_shape, **f32)
-    cmean, cm2 = torch.empty(col_shape, **f32), torch.empty(col_shape, **f32)
+    rmax, rsum, cmean, cm2 = empty_partials(row_shape, col_shape, x.device)
     codes = torch.empty(b, k, device=x.device, dtype=x.dtype)  # (B, K)
     kernel = wrap_triton(_mm_stats_kernel) if traced else _mm_stats_kernel
     grid = (col_shape[0] * row_shape[0],)
