@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from implicit_em.atomic import atomic_save
 from implicit_em.data.lm import capture_residual
 from implicit_em.data.lm.corpus import cache_dir
-from implicit_em.eval.options import ProbingOptions, check_corpora, check_out_dir, option_error
+from implicit_em.eval.options import ProbingOptions, check_out_dir, option_error
 from implicit_em.eval.verdict import MARGIN, RAW_ROW, ceiling_label, probing_row_label
 
 
@@ -383,9 +383,7 @@ def run(opts: ProbingOptions, lm=None, tokenizer=None, corpora=None) -> dict:
 
     if lm is None:
         check_model(opts.model)
-    if corpora is None:
-        check_corpora(opts.corpora)
-    out = _check_out_dir(opts)
+    out = _check_out_dir(opts)  # opts.corpora was checked when opts was made (check_corpora)
     torch.set_num_threads(opts.threads)
     times: dict[str, float] = {}
     tic = time.perf_counter()
