@@ -64,6 +64,20 @@ def operands(b: int, k: int, d: int, dtype: torch.dtype):
     return x, w, bias, v
 
 
+def graph_ms_or_error(row: dict, name: str, fn, steps: int) -> float | None:
+    """row[name] = `graph_ms(fn, steps)`, returned; if fn fails to compile, launch or be
+    captured, row[name + "_error"] = one line naming the exception, and None (the other
+    pieces run on)."""
+    try:
+        row[name] = graph_ms(fn, steps)
+        return row[name]
+    except Exception as exc:  # noqa: BLE001 - recorded, not fatal
+        row[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
+        return None
+
+
 def forward_pieces(x, w, bias, steps: int) -> dict:
     """ms per call of each forward (module doc), and the fastest tile."""
     b_dt = bias.to(x.dtype)
@@ -78,11 +92,10 @@ def forward_pieces(x, w, bias, steps: int) -> dict:
     row["cublas_fold_forward"] = graph_ms(lambda: fused_impl.linear_relu_stats(x, w, bias), steps)
     row["default_over_cublas_fold"] = row["default_forward"] / row["cublas_fold_forward"]
     for i, cfg in enumerate(tm.MM_CONFIGS):
-        try:  # a tile that fails to compile or launch is recorded, not fatal
-            times[i] = graph_ms(lambda c=cfg: tm.mm_stats(x, w, bias, config=c), steps)
-            row[f"mm_stats[{i}]"] = times[i]
-        except Exception as exc:  # noqa: BLE001
-            row[f"mm_stats[{i}]_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        t = graph_ms_or_error(row, f"mm_stats[{i}]",
+                              lambda c=cfg: tm.mm_stats(x, w, bias, config=c), steps)  # fmt: skip
+        if t is not None:
+            times[i] = t
     if not times:
         first = next(v for k, v in row.items() if k.endswith("_error"))
         raise SystemExit(f"bench_matmul_fold: no tile of MM_CONFIGS ran; the first: {first}")
@@ -103,10 +116,8 @@ def diagnose(x, w, bias, steps: int, best: dict) -> dict:
             for epi in (True, False):
                 name = f"diag[{i}]{'/wt' if wt else ''}{'' if epi else '/no-epilogue'}"
                 c = {**cfg, "WT": wt, "EPILOGUE": epi}
-                try:
-                    row[name] = graph_ms(lambda c=c: tm.mm_stats(x, w, bias, config=c), steps)
-                except Exception as exc:  # noqa: BLE001 - recorded, the others run on
-                    row[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:300]
+                graph_ms_or_error(row, name, lambda c=c: tm.mm_stats(x, w, bias, config=c),
+                                  steps)  # fmt: skip
     row["diag_configs"] = [best, *DIAG_CONFIGS]
     return row
 
@@ -137,11 +148,7 @@ def terms_pieces(x, w, bias, v, steps: int) -> dict:
     row = {}
     for name, fn in (("default", default), ("fold", fold), ("cublas_fold", cublas_fold)):
         row[f"terms_fwd_bwd_{name}_events"] = timed_ms(fn, steps)
-        try:
-            row[f"terms_fwd_bwd_{name}_graph"] = graph_ms(fn, steps)
-        except Exception as exc:  # noqa: BLE001 - recorded, the events' time stands
-            row[f"terms_fwd_bwd_{name}_graph_error"] = f"{type(exc).__name__}: {exc}"[:300]
-            torch.cuda.synchronize() if DEVICE == "cuda" else None
+        graph_ms_or_error(row, f"terms_fwd_bwd_{name}_graph", fn, steps)  # events' time stands
     for kind in ("events", "graph"):
         d = row.get(f"terms_fwd_bwd_default_{kind}")
         for name in ("fold", "cublas_fold"):

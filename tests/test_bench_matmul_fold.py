@@ -45,3 +45,15 @@ def test_bench_matmul_fold_smoke(tmp_path):
     agree = res["agreement"]
     assert agree["codes_max_diff_in_eps"] <= 1.0  # one rounding of a sum in another order
     assert agree["row_lse_rel"] < 1e-4 and agree["dW_rel"] < 5e-2
+
+
+def test_a_piece_that_fails_is_recorded_not_fatal():
+    bench = load()
+    row = {}
+
+    def broken():
+        raise RuntimeError("out of resource: shared memory\nsecond line")
+
+    assert bench.graph_ms_or_error(row, "mm_stats[9]", broken, 1) is None
+    assert row == {"mm_stats[9]_error": "RuntimeError: out of resource: shared memory\nsecond line"}
+    assert bench.graph_ms_or_error(row, "ok", lambda: None, 1) == row["ok"] >= 0
